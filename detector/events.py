@@ -1,0 +1,195 @@
+"""Parse and validate inference-log events (EVENT_SCHEMA v1).
+
+Every way an event can be wrong maps to one ``InvalidEvent`` reason code, so that the
+consumer can count it and dead-letter it with the original bytes. Parsing never raises
+anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from detector.errors import InvalidEvent
+
+#: Reason codes, stable: they are metric labels and dead-letter reasons.
+REASONS = (
+    "oversized",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "bad_timestamp",
+    "wrong_dimension",
+    "empty_input",
+)
+
+_REQUIRED = ("request_id", "ts", "client_id", "model_id", "input")
+_MAX_ID = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated inference request. ``ts`` is epoch seconds (UTC)."""
+
+    request_id: str
+    ts: float
+    client_id: str
+    model_id: str
+    input: np.ndarray
+    label: int | str | None = None
+    scores: np.ndarray | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_000) -> Event:
+    """Decode and validate one event; raise ``InvalidEvent`` with a reason code otherwise.
+
+    >>> e = parse_event(b'{"request_id":"r1","ts":0,"client_id":"c","model_id":"m","input":[1,2]}')
+    >>> (e.client_id, e.input.tolist())
+    ('c', [1.0, 2.0])
+    >>> parse_event(b'{"request_id":"r1"}')
+    Traceback (most recent call last):
+    ...
+    detector.errors.InvalidEvent: missing_field: 'ts' is required
+    """
+    obj = _decode(raw, max_bytes) if not isinstance(raw, Mapping) else raw
+    for name in _REQUIRED:
+        if name not in obj:
+            raise InvalidEvent("missing_field", f"{name!r} is required")
+    request_id = _identifier(obj, "request_id")
+    client_id = _identifier(obj, "client_id")
+    model_id = _identifier(obj, "model_id")
+    ts = _timestamp(obj["ts"])
+    vector = _vector(obj["input"], "input")
+    if vector.size == 0:
+        raise InvalidEvent("empty_input", "'input' has no numbers")
+    label, scores = _prediction(obj.get("prediction"))
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, Mapping):
+        raise InvalidEvent("wrong_type", "'meta' must be an object")
+    return Event(request_id, ts, client_id, model_id, vector, label, scores, meta)
+
+
+def _decode(raw: bytes | str, max_bytes: int) -> Mapping[str, Any]:
+    if len(raw) > max_bytes:
+        raise InvalidEvent("oversized", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+    if isinstance(raw, bytes | bytearray | memoryview):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent("not_utf8", str(exc)) from None
+    try:
+        obj = json.loads(raw, parse_constant=_reject_constant)
+    except InvalidEvent:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent("not_json", str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidEvent("non_finite", f"{name} is not a finite number")
+
+
+def _identifier(obj: Mapping[str, Any], name: str) -> str:
+    value = obj[name]
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID:
+        raise InvalidEvent("wrong_type", f"{name!r} must be a non-empty string of at most {_MAX_ID} characters")
+    return value
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidEvent("non_finite", "'ts' is not finite")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent("bad_timestamp", "'ts' must carry a time zone (e.g. a trailing Z)")
+        return parsed.timestamp()
+    raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
+
+
+def _vector(value: Any, name: str) -> np.ndarray:
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+        raise InvalidEvent("wrong_type", f"{name!r} must be an array of numbers")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise InvalidEvent("non_finite", f"{name!r} holds a number too large for a float") from None
+    if not np.all(np.isfinite(array)):
+        raise InvalidEvent("non_finite", f"{name!r} holds NaN or infinity")
+    return array
+
+
+def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, Mapping):
+        raise InvalidEvent("wrong_type", "'prediction' must be an object")
+    label = value.get("label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):
+        raise InvalidEvent("wrong_type", "'prediction.label' must be an integer or a string")
+    scores = value.get("scores")
+    vector = None if scores is None else _vector(scores, "prediction.scores")
+    if vector is not None and vector.size == 0:
+        vector = None
+    return label, vector
+
+
+class RequestIdFilter:
+    """Remembers the last ``capacity`` request ids to drop at-least-once redeliveries.
+
+    Bounded memory: the oldest ids are forgotten first.
+
+    >>> seen = RequestIdFilter(capacity=2)
+    >>> [seen.is_new(r) for r in ["a", "b", "a", "c", "a"]]
+    [True, True, False, True, False]
+    """
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def is_new(self, request_id: str) -> bool:
+        if request_id in self._ids:
+            self._ids.move_to_end(request_id)
+            return False
+        self._ids[request_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def state(self) -> list[str]:
+        """The remembered ids, oldest first (for checkpoints)."""
+        return list(self._ids)
+
+    @classmethod
+    def from_state(cls, ids: list[str], capacity: int) -> RequestIdFilter:
+        f = cls(capacity)
+        for r in ids[-capacity:]:
+            f._ids[r] = None
+        return f
