@@ -77,6 +77,11 @@ class WebhookSettings(_Section):
     allow_hosts: tuple[str, ...] = Field((), description="Hosts or CIDRs allowed although private (development).")
     poll_seconds: float = Field(1.0, gt=0)
     batch_size: int = Field(50, ge=1)
+    jitter: float = Field(0.1, ge=0, lt=1, description="Retry pauses are spread by this fraction, both ways.")
+    lease_margin_seconds: float = Field(
+        30.0, ge=0, description="A claimed delivery is due again after timeout + this if its dispatcher died."
+    )
+    max_retry_after_seconds: float = Field(86400.0, gt=0, description="Cap on a receiver's Retry-After.")
 
 
 class Settings(BaseSettings):
