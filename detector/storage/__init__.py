@@ -1,0 +1,1 @@
+"""Durable storage of everything the engine decides: tables, migrations and plain crud functions."""

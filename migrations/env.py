@@ -1,0 +1,65 @@
+"""Alembic environment: the database comes from querywatch's Settings, never from alembic.ini.
+
+``detector.storage.migrate`` passes the Settings (and may pass an open connection) in
+``config.attributes``; run from the ``alembic`` command, Settings are read from the
+environment. SQLite gets batch mode, so that ALTERs become table rebuilds.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from detector.config import Settings
+from detector.storage.db import make_engine
+from detector.storage.tables import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _settings() -> Settings:
+    settings = config.attributes.get("settings")
+    return settings if isinstance(settings, Settings) else Settings()
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_offline() -> None:
+    url = _settings().database.url
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=url.startswith("sqlite"),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        return
+    engine = make_engine(_settings().database)
+    try:
+        with engine.connect() as fresh:
+            _configure(fresh)
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.cli import main
+from detector.errors import DatabaseNotMigrated
+from detector.storage.db import check_migrated, current_revision, make_engine, transaction
+from detector.storage.migrate import downgrade, head_revision, upgrade
+from detector.storage.tables import Base, Client
+from tests.storage.databases import settings_for
+
+TABLES = {
+    "clients",
+    "risk_history",
+    "alerts",
+    "model_profiles",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "api_keys",
+    "audit_log",
+    "partition_offsets",
+    "client_states",
+    "dead_letters",
+}
+
+
+def test_upgrade_from_empty_to_head_and_back_down(empty_database_url: str) -> None:
+    settings = settings_for(empty_database_url)
+    engine = make_engine(settings.database)
+    try:
+        with pytest.raises(DatabaseNotMigrated, match="querywatch db upgrade"):
+            check_migrated(engine)
+        upgrade(settings)
+        check_migrated(engine)
+        assert set(inspect(engine).get_table_names()) >= TABLES
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+        downgrade(settings, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        assert current_revision(engine) is None
+        upgrade(settings)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_cli_upgrades_and_downgrades(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QUERYWATCH_DATABASE__URL", empty_database_url)
+    assert main(["db", "upgrade"]) == 0
+    assert head_revision() in capsys.readouterr().out
+    assert main(["db", "downgrade", "--revision", "base"]) == 0
+    assert "base" in capsys.readouterr().out
+
+
+def test_times_come_back_timezone_aware_utc(sessions: sessionmaker[Session]) -> None:
+    seen = datetime(2026, 11, 29, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with transaction(sessions) as session:
+        session.add(Client(client_id="c1", model_id="m", first_seen=seen, last_seen=seen))
+    with sessions() as session:
+        row = session.scalars(select(Client)).one()
+    assert row.first_seen == seen
+    assert row.first_seen.tzinfo is not None and row.first_seen.utcoffset() == timedelta(0)
+    assert row.status == "normal" and row.reasons == [] and row.risk == 0.0
+
+
+def test_naive_datetimes_are_refused(sessions: sessionmaker[Session]) -> None:
+    with pytest.raises(Exception, match="naive datetime"), transaction(sessions) as session:
+        session.add(
+            Client(client_id="c1", model_id="m", first_seen=datetime(2026, 1, 1), last_seen=datetime.now(UTC))
+        )
+
+
+def test_status_is_constrained(sessions: sessionmaker[Session]) -> None:
+    now = datetime.now(UTC)
+    with pytest.raises(IntegrityError), transaction(sessions) as session:
+        session.add(Client(client_id="c1", model_id="m", first_seen=now, last_seen=now, status="weird"))
