@@ -1,0 +1,120 @@
+// One client: why it is suspected (reasons in words), what the serving tier does with it,
+// its alerts, and plots over time of its risk and of the features behind the reasons.
+
+import { statusActions } from "./actions.js";
+import { alertCard } from "./alerts.js";
+import { api, ApiError } from "./api.js";
+import { timeChart } from "./charts.js";
+import { h, replace } from "./dom.js";
+import { featureInfo, featureOrder, fmtNumber, fmtRisk, fmtTime, reasonText, riskLevel, toEpoch } from "./format.js";
+import { listOf, statusBadge } from "./leaderboard.js";
+import { every } from "./poll.js";
+
+const HISTORY_LIMIT = 1000;
+
+function numericFeatureNames(points, snapshot) {
+  const names = new Set();
+  for (const features of [snapshot, ...points.map((p) => p.features)]) {
+    for (const [name, value] of Object.entries(features ?? {})) {
+      if (typeof value === "number" && Number.isFinite(value)) names.add(name);
+    }
+  }
+  return featureOrder(names);
+}
+
+function summary(client, decision, session, done) {
+  const level = riskLevel(client.risk, session.config);
+  return h("div", { class: "client-summary" },
+    h("div", { class: `big-risk ${level}` }, h("span", null, fmtRisk(client.risk)), h("small", null, "risk")),
+    h("dl", null,
+      h("dt", null, "Status"), h("dd", null, statusBadge(client.status),
+        client.status_changed_by ? h("span", { class: "muted" }, ` by ${client.status_changed_by}`) : null),
+      h("dt", null, "Model"), h("dd", null, client.model_id),
+      h("dt", null, "Queries"), h("dd", null, fmtNumber(client.queries)),
+      h("dt", null, "First seen"), h("dd", null, fmtTime(client.first_seen)),
+      h("dt", null, "Last seen"), h("dd", null, fmtTime(client.last_seen)),
+      decision && h("dt", null, "Serving decision"),
+      decision && h("dd", { id: "decision" }, h("span", { class: `badge action-${decision.action}` }, decision.action),
+        decision.output_precision !== null && decision.output_precision !== undefined
+          ? ` (scores rounded to ${decision.output_precision} decimals)` : "")),
+    statusActions(client, session, done));
+}
+
+export function renderClient(root, session, clientId) {
+  const path = `v1/clients/${encodeURIComponent(clientId)}`;
+  const head = h("div", { class: "client-head" });
+  const reasons = h("ul", { class: "reasons", id: "reasons" });
+  const alertList = h("ul", { class: "alert-feed", id: "client-alerts" });
+  const chartGrid = h("div", { class: "charts", id: "charts" });
+  const charts = new Map();
+  const { alert_risk: alertRisk, clear_risk: clearRisk } = session.config;
+
+  replace(root,
+    h("p", null, h("a", { href: "#/clients" }, "← Leaderboard")),
+    h("section", { class: "panel" }, h("h1", null, "Client ", h("code", null, clientId)), head),
+    h("section", { class: "panel" }, h("h2", null, "Why it is suspected"), reasons),
+    h("section", { class: "panel" }, h("h2", null, "Alerts"), alertList),
+    h("section", { class: "panel" }, h("h2", null, "Over time"), chartGrid));
+
+  function chartFor(name) {
+    if (!charts.has(name)) {
+      const info = name === "risk"
+        ? { label: "Risk", unit: "0–1", help: "Dashed: alert opens above, closes below.", lines: [
+          { value: alertRisk, label: "alert threshold" }, { value: clearRisk, label: "clear threshold" }] }
+        : featureInfo(name);
+      const lines = info.lines ?? [
+        ...(session.config.feature_thresholds?.[name] !== undefined
+          ? [{ value: session.config.feature_thresholds[name], label: "alert threshold" }] : []),
+        ...(info.reference ? [info.reference] : []),
+      ];
+      const chart = timeChart({ id: `chart-${name}`, title: info.label, unit: info.unit, help: info.help, lines });
+      chartGrid.append(chart.el);
+      charts.set(name, chart);
+    }
+    return charts.get(name);
+  }
+
+  async function load() {
+    let client;
+    try {
+      client = await api(path);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        replace(head, h("p", { class: "error" }, "No such client is tracked."));
+        return;
+      }
+      throw err;
+    }
+    const [history, alerts, decision] = await Promise.all([
+      api(`${path}/history`, { params: { limit: HISTORY_LIMIT } }),
+      api("v1/alerts", { params: { client_id: clientId, limit: 50 } }),
+      api(`${path}/decision`).catch(() => null),
+    ]);
+    replace(head, summary(client, decision, session, () => poll.now()));
+    const reasonList = client.reasons ?? [];
+    replace(reasons, reasonList.length
+      ? reasonList.map((r) => h("li", null, reasonText(r)))
+      : h("li", { class: "muted" }, "Nothing unusual so far."));
+    const clientAlerts = listOf(alerts).filter((a) => a.client_id === clientId);
+    replace(alertList, clientAlerts.length
+      ? clientAlerts.map((a) => alertCard(a, session, () => poll.now()))
+      : h("li", { class: "empty" }, "No alerts for this client."));
+
+    const points = listOf(history).slice().sort((a, b) => toEpoch(a.ts) - toEpoch(b.ts));
+    const xs = points.map((p) => toEpoch(p.ts));
+    const markers = clientAlerts.map((a) => ({ ts: toEpoch(a.opened_at ?? a.ts) }));
+    chartFor("risk").update(xs, points.map((p) => p.risk), markers);
+    for (const name of numericFeatureNames(points, client.features)) {
+      chartFor(name).update(xs, points.map((p) => p.features?.[name] ?? null), markers);
+    }
+  }
+
+  const onResize = () => charts.forEach((c) => c.resize());
+  window.addEventListener("resize", onResize);
+  const poll = every(session.config.refresh_seconds * 1000, load);
+  return () => {
+    poll.stop();
+    window.removeEventListener("resize", onResize);
+    charts.forEach((c) => c.destroy());
+  };
+}

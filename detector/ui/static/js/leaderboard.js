@@ -1,0 +1,117 @@
+// Risk leaderboard: clients sorted by risk, one page (50 rows) at a time through the API's
+// keyset cursor, so that 100,000 tracked clients cost no more than 50.
+
+import { api } from "./api.js";
+import { h, replace } from "./dom.js";
+import { fmtNumber, fmtRisk, fmtTime, reasonText, riskLevel } from "./format.js";
+import { every } from "./poll.js";
+
+export const PAGE_SIZE = 50;
+const STATUSES = ["normal", "trusted", "blocked"];
+
+export function riskCell(risk, config) {
+  const level = riskLevel(risk, config);
+  return h("td", { class: `risk ${level}` },
+    h("span", { class: "bar", "aria-hidden": "true" }, h("span", { style: { width: `${Math.round(risk * 100)}%` } })),
+    h("span", { class: "value" }, fmtRisk(risk)));
+}
+
+export function statusBadge(status) {
+  return h("span", { class: `badge status-${status}` }, status);
+}
+
+function clientRow(client, rank, config) {
+  const href = `#/client/${encodeURIComponent(client.client_id)}`;
+  return h("tr", { dataset: { clientId: client.client_id } },
+    h("td", { class: "rank" }, rank),
+    h("td", { class: "client" }, h("a", { href }, client.client_id)),
+    h("td", null, client.model_id),
+    riskCell(client.risk, config),
+    h("td", null, statusBadge(client.status)),
+    h("td", { class: "num" }, fmtNumber(client.queries)),
+    h("td", { class: "time" }, fmtTime(client.last_seen)),
+    h("td", { class: "reason" }, (client.reasons ?? []).slice(0, 1).map(reasonText)));
+}
+
+export function renderLeaderboard(root, session, params) {
+  const filters = {
+    model: params.get("model") ?? "",
+    status: params.get("status") ?? "",
+    min_risk: params.get("min_risk") ?? "",
+  };
+  const cursors = [null]; // cursors[i] opens page i
+  let page = 0;
+  let nextCursor = null;
+
+  const modelSelect = h("select", { id: "filter-model", name: "model" }, h("option", { value: "" }, "all models"));
+  const statusSelect = h("select", { id: "filter-status", name: "status" },
+    h("option", { value: "" }, "any status"), STATUSES.map((s) => h("option", { value: s }, s)));
+  const minRisk = h("input", { id: "filter-min-risk", name: "min_risk", type: "number", min: 0, max: 1, step: 0.05,
+    placeholder: "0.00" });
+  statusSelect.value = filters.status;
+  minRisk.value = filters.min_risk;
+  const body = h("tbody");
+  const pageLabel = h("span", { class: "page" });
+  const prev = h("button", { type: "button", id: "prev-page", onclick: () => go(page - 1) }, "← Previous");
+  const next = h("button", { type: "button", id: "next-page", onclick: () => go(page + 1) }, "Next →");
+  const updated = h("span", { class: "updated" });
+
+  function onFilter() {
+    const query = new URLSearchParams(Object.entries({
+      model: modelSelect.value, status: statusSelect.value, min_risk: minRisk.value,
+    }).filter(([, v]) => v !== ""));
+    location.hash = `#/clients${query.size ? `?${query}` : ""}`;
+  }
+  for (const control of [modelSelect, statusSelect, minRisk]) control.addEventListener("change", onFilter);
+
+  replace(root,
+    h("section", { class: "panel" },
+      h("div", { class: "panel-head" },
+        h("h1", null, "Risk leaderboard"),
+        h("form", { class: "filters", onsubmit: (e) => e.preventDefault() },
+          h("label", null, "Model ", modelSelect), h("label", null, "Status ", statusSelect),
+          h("label", null, "Min risk ", minRisk)),
+        updated),
+      h("table", { class: "clients", id: "leaderboard" },
+        h("thead", null, h("tr", null, ["#", "Client", "Model", "Risk", "Status", "Queries", "Last seen", "Top reason"]
+          .map((c) => h("th", null, c)))),
+        body),
+      h("div", { class: "pager" }, prev, pageLabel, next)));
+
+  api("v1/models").then((models) => {
+    for (const m of listOf(models)) {
+      const id = typeof m === "string" ? m : m.model_id;
+      modelSelect.append(h("option", { value: id }, id));
+    }
+    modelSelect.value = filters.model;
+  }).catch(() => {});
+
+  async function load() {
+    const data = await api("v1/clients", { params: { ...filters, limit: PAGE_SIZE, cursor: cursors[page] } });
+    const items = listOf(data);
+    nextCursor = data?.next_cursor ?? null;
+    replace(body, items.length
+      ? items.map((c, i) => clientRow(c, page * PAGE_SIZE + i + 1, session.config))
+      : h("tr", null, h("td", { colspan: 8, class: "empty" }, "No client matches these filters yet.")));
+    prev.disabled = page === 0;
+    next.disabled = !nextCursor;
+    pageLabel.textContent = `Page ${page + 1}`;
+    updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  }
+
+  function go(target) {
+    if (target < 0 || (target > page && !nextCursor)) return;
+    if (target > page) cursors[target] = nextCursor;
+    page = target;
+    poll.now();
+  }
+
+  const poll = every(session.config.refresh_seconds * 1000, load);
+  return () => poll.stop();
+}
+
+/** The rows of a list response, whether the API wraps them ({items}) or not. */
+export function listOf(data) {
+  if (Array.isArray(data)) return data;
+  return data?.items ?? data?.data ?? [];
+}
