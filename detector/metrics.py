@@ -1,0 +1,115 @@
+"""The one Prometheus registry of querywatch and every metric it exports.
+
+All metrics live here so that names, labels and buckets stay consistent across the
+consumer, the engine, the webhooks dispatcher and the API; other modules import the
+objects below. Labels are bounded sets only (reason codes, severities, outcomes, route
+templates, partitions) — never a client_id, which would make one time series per client.
+``GET /metrics`` serves ``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+#: Seconds; sub-millisecond resolution, since scoring one event should take tens of microseconds.
+PROCESSING_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+    1.0,
+)
+#: Seconds; the decision endpoint targets a p99 under 5 ms.
+API_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+EVENTS_PROCESSED = Counter(
+    "querywatch_events_processed",
+    "Valid inference-log events scored by the engine.",
+    registry=REGISTRY,
+)
+EVENTS_REJECTED = Counter(
+    "querywatch_events_rejected",
+    "Events refused before scoring, by reason code (detector.events.REASONS); each is dead-lettered.",
+    ["reason"],
+    registry=REGISTRY,
+)
+EVENT_PROCESSING_SECONDS = Histogram(
+    "querywatch_event_processing_seconds",
+    "Time to parse, validate and score one event.",
+    buckets=PROCESSING_BUCKETS,
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "querywatch_consumer_lag_messages",
+    "Messages between the consumer's position and the end of the partition.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+CHECKPOINTS = Counter(
+    "querywatch_checkpoints",
+    "Checkpoints written (offsets and client states committed together).",
+    registry=REGISTRY,
+)
+ALERTS_OPENED = Counter(
+    "querywatch_alerts_opened",
+    "Extraction alerts opened by the engine, by severity.",
+    ["severity"],
+    registry=REGISTRY,
+)
+ALERTS_CLOSED = Counter(
+    "querywatch_alerts_closed",
+    "Alerts closed, by who closed them: 'engine' (risk fell) or 'analyst' (resolved).",
+    ["by"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "querywatch_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, retry, dead, refused (unsafe address).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CLIENTS_TRACKED = Gauge(
+    "querywatch_clients_tracked",
+    "Clients whose state the engine currently keeps in memory.",
+    registry=REGISTRY,
+)
+API_REQUEST_SECONDS = Histogram(
+    "querywatch_api_request_seconds",
+    "HTTP API latency by method, route template and status code.",
+    ["method", "route", "status"],
+    buckets=API_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The registry in the Prometheus text format, with its content type.
+
+    >>> body, content_type = render()
+    >>> b"querywatch_events_processed_total" in body and content_type.startswith("text/plain")
+    True
+    """
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
