@@ -1,0 +1,195 @@
+"""The delivery outbox: rows written with the alert, claimed by dispatchers, then settled.
+
+``enqueue_deliveries`` runs inside the transaction that inserts the alert, so an alert is
+never stored without its deliveries (nor the other way round). Dispatchers claim due rows
+with a *lease*: the claim bumps ``attempts`` and moves ``next_attempt_at`` past the longest
+a send may take, so a dispatcher that dies mid-delivery leaves a row that simply becomes due
+again. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so that several dispatchers
+share the work without waiting on each other; on every database the claim and the settling
+updates are also conditional on the row being unchanged since it was read, so two
+dispatchers can never both own a row (and a dispatcher whose lease ran out cannot overwrite
+the newer attempt's result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from detector.outcomes import SEVERITIES
+from detector.storage.tables import AlertRow, WebhookDelivery, WebhookEndpoint, utcnow
+from detector.webhooks.payload import AlertLike, alert_payload
+from detector.webhooks.signing import webhook_id_for
+
+#: States a dispatcher may still send.
+OPEN_STATES = ("pending", "failed")
+
+
+def severity_rank(severity: str) -> int:
+    """Position of a severity in ``low < medium < high < critical`` (unknown ranks lowest).
+
+    >>> severity_rank("high") > severity_rank("medium") > severity_rank("nonsense")
+    True
+    """
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def endpoint_wants(endpoint: WebhookEndpoint, *, severity: str, model_id: str) -> bool:
+    """Whether an endpoint's filters (minimum severity, model) let this alert through."""
+    if endpoint.model_id is not None and endpoint.model_id != model_id:
+        return False
+    return severity_rank(severity) >= severity_rank(endpoint.min_severity)
+
+
+def enqueue_deliveries(
+    *, session: Session, alert: AlertLike, now: datetime | None = None
+) -> list[WebhookDelivery]:
+    """Add one pending delivery per enabled endpoint whose filters match ``alert``.
+
+    Call it in the transaction that inserts the alert. Idempotent: an endpoint that already
+    has a delivery of this alert gets no second one.
+    """
+    now = now or utcnow()
+    endpoints = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))).all()
+    wanted = [e for e in endpoints if endpoint_wants(e, severity=alert.severity, model_id=alert.model_id)]
+    if not wanted:
+        return []
+    existing = set(
+        session.scalars(
+            select(WebhookDelivery.endpoint_id).where(WebhookDelivery.alert_id == alert.alert_id)
+        ).all()
+    )
+    deliveries = [
+        WebhookDelivery(
+            alert_id=alert.alert_id,
+            endpoint_id=endpoint.id,
+            webhook_id=webhook_id_for(alert.alert_id, endpoint.id),
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for endpoint in wanted
+        if endpoint.id not in existing
+    ]
+    session.add_all(deliveries)
+    return deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """Everything a dispatcher needs to send one delivery without touching the database."""
+
+    delivery_id: int
+    endpoint_id: int
+    alert_id: str
+    webhook_id: str
+    attempts: int
+    lease_until: datetime
+    url: str
+    secret: str
+    body: bytes
+
+
+def claim_due_deliveries(
+    *, session: Session, now: datetime, lease_until: datetime, limit: int, public_url: str
+) -> list[ClaimedDelivery]:
+    """Take up to ``limit`` due deliveries of enabled endpoints, leasing them until ``lease_until``.
+
+    Commit the session right after, before sending anything, so the lease is visible.
+    """
+    candidates = session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.attempts)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.state.in_(OPEN_STATES),
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookEndpoint.enabled.is_(True),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
+    ).all()
+    claimed: list[tuple[int, int]] = []
+    for delivery_id, attempts in candidates:
+        result = session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.attempts == attempts,
+                WebhookDelivery.state.in_(OPEN_STATES),
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .values(attempts=attempts + 1, next_attempt_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append((delivery_id, attempts + 1))
+    if not claimed:
+        return []
+    rows = session.execute(
+        select(WebhookDelivery, WebhookEndpoint, AlertRow)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .join(AlertRow, AlertRow.alert_id == WebhookDelivery.alert_id)
+        .where(WebhookDelivery.id.in_([d for d, _ in claimed]))
+    ).all()
+    attempts_of = dict(claimed)
+    return [
+        ClaimedDelivery(
+            delivery_id=delivery.id,
+            endpoint_id=endpoint.id,
+            alert_id=alert.alert_id,
+            webhook_id=delivery.webhook_id,
+            attempts=attempts_of[delivery.id],
+            lease_until=lease_until,
+            url=endpoint.url,
+            secret=endpoint.secret,
+            body=alert_payload(alert=alert, public_url=public_url),
+        )
+        for delivery, endpoint, alert in rows
+    ]
+
+
+def settle_delivery(
+    *,
+    session: Session,
+    claim: ClaimedDelivery,
+    state: str,
+    status: int | None,
+    error: str | None,
+    next_attempt_at: datetime | None,
+    delivered_at: datetime | None = None,
+) -> bool:
+    """Record the result of one claimed attempt; False if the claim was lost meanwhile
+    (lease expired and another dispatcher took the row, or an admin asked to redeliver)."""
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == claim.delivery_id,
+            WebhookDelivery.attempts == claim.attempts,
+            WebhookDelivery.state.in_(OPEN_STATES),
+            WebhookDelivery.next_attempt_at == claim.lease_until,
+        )
+        .values(
+            state=state,
+            last_status=status,
+            last_error=None if error is None else error[:2000],
+            next_attempt_at=next_attempt_at,
+            delivered_at=delivered_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def disable_endpoint(*, session: Session, endpoint_id: int, reason: str) -> None:
+    """Stop sending to an endpoint (e.g. it answered 410 Gone); its open deliveries wait."""
+    session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id)
+        .values(enabled=False, disabled_reason=reason)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.config import ApiSettings, Settings, WebhookSettings
+from detector.outcomes import ATLAS_TECHNIQUE
+from detector.storage.db import make_engine, make_sessionmaker
+from detector.storage.migrate import upgrade
+from detector.storage.tables import AlertRow, WebhookEndpoint
+from detector.webhooks.outbox import enqueue_deliveries
+from detector.webhooks.signing import generate_secret
+from tests.storage.databases import KINDS, settings_for, temporary_database
+from tests.webhooks.receiver import Receiver
+
+#: Short schedule so tests move time in seconds; no jitter so times are exact.
+TEST_WEBHOOKS = WebhookSettings(
+    retry_schedule=(5.0, 60.0, 600.0),
+    timeout_seconds=1.0,
+    allow_hosts=("127.0.0.1",),
+    poll_seconds=0.05,
+    jitter=0.0,
+    lease_margin_seconds=1.0,
+)
+
+
+class FakeClock:
+    """Epoch seconds that move only when the test says so (starts at the real time, so
+    signatures stay within the receivers' 5-minute tolerance)."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Db:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def with_webhooks(self, **changes: Any) -> Settings:
+        webhooks = self.settings.webhooks.model_copy(update=changes)
+        return self.settings.model_copy(update={"webhooks": webhooks})
+
+
+@pytest.fixture(params=KINDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    with temporary_database(str(request.param), tmp_path) as url:
+        settings = settings_for(
+            url, webhooks=TEST_WEBHOOKS, api=ApiSettings(public_url="http://qw.test:8000")
+        )
+        upgrade(settings)
+        engine = make_engine(settings.database)
+        try:
+            yield Db(settings, engine, make_sessionmaker(engine))
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def add_endpoint(sessions: sessionmaker[Session], url: str, **filters: Any) -> WebhookEndpoint:
+    with sessions() as session, session.begin():
+        endpoint = WebhookEndpoint(url=url, secret=generate_secret(), **filters)
+        session.add(endpoint)
+    return endpoint
+
+
+def add_alert(
+    sessions: sessionmaker[Session],
+    n: int = 1,
+    *,
+    severity: str = "high",
+    model_id: str = "digits-v1",
+    at: float | None = None,
+) -> AlertRow:
+    """Insert an alert and its outbox rows in one transaction, as ``save_outcomes`` does."""
+    opened = datetime.fromtimestamp(at if at is not None else time.time(), tz=UTC)
+    with sessions() as session, session.begin():
+        alert = AlertRow(
+            alert_id=f"al_test{n:04d}",
+            client_id=f"acct-{n}",
+            model_id=model_id,
+            opened_at=opened,
+            queries=120,
+            risk=0.97,
+            severity=severity,
+            technique=ATLAS_TECHNIQUE,
+            reasons=["coverage grows like a grid sweep"],
+            features={"coverage_ratio": 3.2},
+        )
+        session.add(alert)
+        enqueue_deliveries(session=session, alert=alert, now=opened)
+    return alert

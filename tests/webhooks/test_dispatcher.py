@@ -1,0 +1,200 @@
+"""The dispatcher against a real HTTP receiver on loopback, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from standardwebhooks import Webhook
+
+from detector.storage.tables import WebhookDelivery, WebhookEndpoint
+from detector.webhooks.dispatcher import Dispatcher
+from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
+from tests.webhooks.receiver import Receiver, Reply
+
+
+def deliveries(db: Db) -> list[WebhookDelivery]:
+    with db.sessions() as session:
+        return list(session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
+
+
+def dispatcher(db: Db, clock: FakeClock, **changes: object) -> Dispatcher:
+    settings = db.with_webhooks(**changes) if changes else db.settings
+    return Dispatcher(settings, db.sessions, clock=clock)
+
+
+def test_delivered_once_signed_and_verifiable(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    endpoint = add_endpoint(db.sessions, receiver.url)
+    alert = add_alert(db.sessions, at=clock.now)
+    sender = dispatcher(db, clock)
+
+    assert sender.run_once() == 1
+    assert sender.run_once() == 0
+
+    assert len(receiver.received) == 1
+    request = receiver.received[0]
+    body = Webhook(endpoint.secret).verify(request.body, request.headers)
+    assert body["type"] == "alert.opened"
+    data = body["data"]
+    assert data["alert_id"] == alert.alert_id
+    assert data["client"] == {"client_id": "acct-1", "link": "http://qw.test:8000/v1/clients/acct-1"}
+    assert data["technique"]["id"] == "AML.T0024.002"
+    assert data["reasons"] == ["coverage grows like a grid sweep"]
+    assert request.headers["webhook-timestamp"] == str(int(clock.now))
+    [row] = deliveries(db)
+    assert (row.state, row.attempts, row.last_status) == ("delivered", 1, 200)
+    assert row.delivered_at == datetime.fromtimestamp(clock.now, tz=UTC)
+    assert request.headers["webhook-id"] == row.webhook_id
+
+
+def test_wrong_secret_does_not_verify(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, at=clock.now)
+    dispatcher(db, clock).run_once()
+    other = add_endpoint(db.sessions, "http://127.0.0.1:9/other")
+    with pytest.raises(Exception, match="signature"):
+        Webhook(other.secret).verify(receiver.received[0].body, receiver.received[0].headers)
+
+
+def test_failures_then_success_keep_one_webhook_id(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, at=clock.now)
+    receiver.script(500, 503)
+    sender = dispatcher(db, clock)
+
+    assert sender.run_once() == 1
+    [row] = deliveries(db)
+    assert (row.state, row.attempts, row.last_status) == ("failed", 1, 500)
+    assert row.last_error is not None and row.last_error.startswith("HTTP 500")
+    assert row.next_attempt_at == datetime.fromtimestamp(clock.now + 5, tz=UTC)
+
+    clock.advance(4.9)
+    assert sender.run_once() == 0  # not due yet
+    clock.advance(0.1)
+    assert sender.run_once() == 1
+    clock.advance(60)
+    assert sender.run_once() == 1
+    clock.advance(3600)
+    assert sender.run_once() == 0
+
+    assert receiver.statuses == [500, 503, 200]
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+    assert len({r.body for r in receiver.received}) == 1  # same bytes on every attempt
+    [row] = deliveries(db)
+    assert (row.state, row.attempts, row.last_status, row.last_error) == ("delivered", 3, 200, None)
+
+
+def test_receiver_down_then_up_gets_each_alert_exactly_once(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    for n in range(3):
+        add_alert(db.sessions, n, at=clock.now)
+    receiver.stop()
+    sender = dispatcher(db, clock)
+
+    assert sender.run_once() == 3
+    clock.advance(5)
+    assert sender.run_once() == 3
+    assert {(d.state, d.attempts) for d in deliveries(db)} == {("failed", 2)}
+    assert all(d.last_status is None and "Connect" in (d.last_error or "") for d in deliveries(db))
+
+    receiver.start()
+    clock.advance(60)
+    assert sender.run_once() == 3
+    clock.advance(10_000)
+    assert sender.run_once() == 0
+
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert sorted(ids) == sorted(d.webhook_id for d in deliveries(db))  # each exactly once
+    assert {(d.state, d.attempts) for d in deliveries(db)} == {("delivered", 3)}
+
+
+def test_retry_after_is_honoured(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, at=clock.now)
+    receiver.script(Reply(429, {"Retry-After": "120"}))
+    sender = dispatcher(db, clock)
+
+    sender.run_once()
+    [row] = deliveries(db)
+    assert (row.state, row.last_status) == ("failed", 429)
+    assert row.next_attempt_at == datetime.fromtimestamp(clock.now + 120, tz=UTC)
+    clock.advance(60)  # the schedule alone would have retried after 5 s
+    assert sender.run_once() == 0
+    clock.advance(60)
+    assert sender.run_once() == 1
+    assert receiver.statuses == [429, 200]
+
+
+def test_gone_disables_the_endpoint(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    endpoint = add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, 1, at=clock.now)
+    receiver.script(410)
+    sender = dispatcher(db, clock)
+
+    sender.run_once()
+    add_alert(db.sessions, 2, at=clock.now)  # an alert after the 410 is not queued for it
+    clock.advance(10_000)
+    assert sender.run_once() == 0
+
+    [row] = deliveries(db)
+    assert (row.state, row.last_status) == ("dead", 410)
+    with db.sessions() as session:
+        stored = session.get_one(WebhookEndpoint, endpoint.id)
+        assert not stored.enabled
+        assert stored.disabled_reason is not None and "410" in stored.disabled_reason
+    assert receiver.statuses == [410]
+
+
+def test_dead_after_the_last_attempt(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, at=clock.now)
+    receiver.script(*[500] * 10)
+    sender = dispatcher(db, clock, retry_schedule=(1.0, 2.0))
+
+    for _ in range(5):
+        sender.run_once()
+        clock.advance(10)
+
+    assert receiver.statuses == [500, 500, 500]
+    [row] = deliveries(db)
+    assert (row.state, row.attempts, row.next_attempt_at) == ("dead", 3, None)
+
+
+def test_hanging_receiver_times_out_and_is_retried(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, at=clock.now)
+    receiver.script(Reply(hang=True))
+    sender = dispatcher(db, clock, timeout_seconds=0.3)
+
+    assert sender.run_once() == 1
+    [row] = deliveries(db)
+    assert (row.state, row.last_status) == ("failed", None)
+    assert row.last_error == "timed out after 0.3s"
+    receiver.release()
+    clock.advance(5)
+    assert sender.run_once() == 1
+    assert deliveries(db)[0].state == "delivered"
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+
+
+def test_filters_pick_the_endpoints(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    add_endpoint(db.sessions, receiver.url + "/all")
+    add_endpoint(db.sessions, receiver.url + "/critical", min_severity="critical")
+    add_endpoint(db.sessions, receiver.url + "/other-model", model_id="other-v2")
+    add_endpoint(db.sessions, receiver.url + "/off", enabled=False)
+    add_alert(db.sessions, 1, severity="high", at=clock.now)
+    add_alert(db.sessions, 2, severity="critical", model_id="other-v2", at=clock.now)
+
+    dispatcher(db, clock).run_once()
+
+    got = sorted((json.loads(r.body)["data"]["alert_id"], r.path) for r in receiver.received)
+    assert got == [
+        ("al_test0001", "/hook/all"),
+        ("al_test0002", "/hook/all"),
+        ("al_test0002", "/hook/critical"),
+        ("al_test0002", "/hook/other-model"),
+    ]
