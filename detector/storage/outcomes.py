@@ -1,0 +1,191 @@
+"""Store what the engine decided for a batch of events, in the caller's transaction.
+
+One call per consumer batch: the latest row per client (upserted), a downsampled risk
+history, new alerts (idempotent on the deterministic ``alert_id``, so a replayed batch adds
+nothing) with their webhook outbox rows, and the engine's closing of alerts. Nothing here
+commits: the consumer commits it together with its offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from detector.metrics import ALERTS_CLOSED, ALERTS_OPENED
+from detector.outcomes import Alert, RiskUpdate
+from detector.storage.tables import AlertRow, Base, Client, RiskPoint, utcnow
+from detector.webhooks.outbox import enqueue_deliveries
+
+_Row = TypeVar("_Row", bound=Base)
+
+#: A history point is stored when risk moved at least this much since the last point ...
+HISTORY_MIN_RISK_CHANGE = 0.05
+#: ... or after this many queries, or when an alert opens or closes.
+HISTORY_EVERY_QUERIES = 100
+#: Rows fetched per IN (...) query, below every database's parameter limit.
+_CHUNK = 500
+
+
+class OutcomeLike(Protocol):
+    """``detector.engine.Outcome``: an update, and maybe an opened or a closed alert."""
+
+    @property
+    def update(self) -> RiskUpdate: ...
+    @property
+    def alert(self) -> Alert | None: ...
+    @property
+    def closed_alert_id(self) -> str | None: ...
+
+
+@dataclass
+class SavedOutcomes:
+    """What a ``save_outcomes`` call added (for logs and tests)."""
+
+    clients: int = 0
+    history_points: int = 0
+    new_alerts: list[AlertRow] = field(default_factory=list)
+    closed_alerts: int = 0
+
+
+def event_time(ts: float) -> datetime:
+    """Epoch seconds (event time) as an aware UTC datetime.
+
+    >>> event_time(0).isoformat()
+    '1970-01-01T00:00:00+00:00'
+    """
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def save_outcomes(*, session: Session, outcomes: Sequence[OutcomeLike]) -> SavedOutcomes:
+    """Add a batch of engine outcomes to ``session`` (flushed, not committed)."""
+    saved = SavedOutcomes()
+    if not outcomes:
+        return saved
+    client_ids = list(dict.fromkeys(o.update.client_id for o in outcomes))
+    clients = {c.client_id: c for c in _in_chunks(session, Client, Client.client_id, client_ids)}
+    last_points = _last_points(session, client_ids)
+    alert_ids = {o.alert.alert_id for o in outcomes if o.alert} | {
+        o.closed_alert_id for o in outcomes if o.closed_alert_id
+    }
+    alerts = {a.alert_id: a for a in _in_chunks(session, AlertRow, AlertRow.alert_id, list(alert_ids))}
+    now = utcnow()
+
+    for outcome in outcomes:
+        update = outcome.update
+        when = event_time(update.ts)
+        _apply_update(session, clients, update, when, now)
+        if outcome.alert is not None and outcome.alert.alert_id not in alerts:
+            row = _alert_row(outcome.alert)
+            alerts[row.alert_id] = row
+            session.add(row)
+            saved.new_alerts.append(row)
+        if outcome.closed_alert_id is not None:
+            closed = alerts.get(outcome.closed_alert_id)
+            if closed is not None and closed.closed_by_engine_at is None:
+                closed.closed_by_engine_at = when
+                saved.closed_alerts += 1
+        marks_alert = outcome.alert is not None or outcome.closed_alert_id is not None
+        if _wants_point(last_points.get(update.client_id), update, marks_alert):
+            session.add(
+                RiskPoint(
+                    client_id=update.client_id,
+                    model_id=update.model_id,
+                    ts=when,
+                    queries=update.queries,
+                    risk=update.risk,
+                    features=dict(update.features),
+                )
+            )
+            last_points[update.client_id] = (update.risk, update.queries)
+            saved.history_points += 1
+    session.flush()
+    _enqueue_webhooks(session, saved.new_alerts)
+    saved.clients = len(client_ids)
+    for row in saved.new_alerts:
+        ALERTS_OPENED.labels(severity=row.severity).inc()
+    if saved.closed_alerts:
+        ALERTS_CLOSED.labels(by="engine").inc(saved.closed_alerts)
+    return saved
+
+
+def _apply_update(
+    session: Session, clients: dict[str, Client], update: RiskUpdate, when: datetime, now: datetime
+) -> None:
+    client = clients.get(update.client_id)
+    if client is None:
+        client = Client(client_id=update.client_id, first_seen=when, last_seen=when, status="normal")
+        clients[update.client_id] = client
+        session.add(client)
+    client.model_id = update.model_id
+    client.risk = update.risk
+    client.reasons = list(update.reasons)
+    client.features = dict(update.features)
+    client.queries = update.queries
+    client.first_seen = min(client.first_seen, when)
+    client.last_seen = max(client.last_seen, when)
+    client.updated_at = now
+
+
+def _wants_point(last: tuple[float, int] | None, update: RiskUpdate, marks_alert: bool) -> bool:
+    if last is None or marks_alert:
+        return True
+    risk, queries = last
+    return (
+        abs(update.risk - risk) >= HISTORY_MIN_RISK_CHANGE
+        or update.queries - queries >= HISTORY_EVERY_QUERIES
+        or update.queries < queries  # the engine forgot the client and started over
+    )
+
+
+def _alert_row(alert: Alert) -> AlertRow:
+    return AlertRow(
+        alert_id=alert.alert_id,
+        client_id=alert.client_id,
+        model_id=alert.model_id,
+        opened_at=event_time(alert.ts),
+        queries=alert.queries,
+        risk=alert.risk,
+        severity=alert.severity,
+        technique=alert.technique,
+        reasons=list(alert.reasons),
+        features=dict(alert.features),
+        state="open",
+        false_positive=False,
+    )
+
+
+def _enqueue_webhooks(session: Session, rows: list[AlertRow]) -> None:
+    if not rows:
+        return
+    for row in rows:
+        enqueue_deliveries(session=session, alert=row)
+
+
+def _last_points(session: Session, client_ids: list[str]) -> dict[str, tuple[float, int]]:
+    points: dict[str, tuple[float, int]] = {}
+    for chunk in _chunks(client_ids):
+        newest = (
+            select(func.max(RiskPoint.id)).where(RiskPoint.client_id.in_(chunk)).group_by(RiskPoint.client_id)
+        )
+        rows = session.execute(
+            select(RiskPoint.client_id, RiskPoint.risk, RiskPoint.queries).where(RiskPoint.id.in_(newest))
+        )
+        points.update({client_id: (risk, queries) for client_id, risk, queries in rows})
+    return points
+
+
+def _in_chunks(
+    session: Session, model: type[_Row], column: InstrumentedAttribute[str], keys: list[str]
+) -> Iterable[_Row]:
+    for chunk in _chunks(keys):
+        yield from session.scalars(select(model).where(column.in_(chunk)))
+
+
+def _chunks(keys: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(keys), _CHUNK):
+        yield keys[start : start + _CHUNK]

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.outcomes import Alert, RiskUpdate, alert_id_for
+from detector.storage.db import transaction
+from detector.storage.outcomes import save_outcomes
+from detector.storage.tables import AlertRow, Client, RiskPoint, WebhookDelivery, WebhookEndpoint
+
+
+@dataclass(frozen=True)
+class Outcome:
+    update: RiskUpdate
+    alert: Alert | None = None
+    closed_alert_id: str | None = None
+
+
+def update(client: str, queries: int, risk: float, ts: float | None = None) -> RiskUpdate:
+    return RiskUpdate(
+        client_id=client,
+        model_id="digits-v1",
+        ts=1_800_000_000.0 + queries if ts is None else ts,
+        queries=queries,
+        risk=risk,
+        reasons=("coverage",),
+        features={"coverage": risk},
+    )
+
+
+def alert_for(u: RiskUpdate) -> Alert:
+    return Alert(
+        alert_id=alert_id_for(u.client_id, u.model_id, 1),
+        client_id=u.client_id,
+        model_id=u.model_id,
+        ts=u.ts,
+        queries=u.queries,
+        risk=u.risk,
+        severity="medium",
+        reasons=u.reasons,
+        features=u.features,
+    )
+
+
+def count(session: Session, column: object) -> int:
+    return int(session.scalar(select(func.count()).select_from(column)))  # type: ignore[arg-type]
+
+
+def test_client_row_keeps_latest_update_and_first_seen(sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update("a", q, 0.1)) for q in range(1, 4)])
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update("a", 4, 0.3)), Outcome(update("b", 1, 0.0))])
+    with sessions() as session:
+        a = session.get(Client, "a")
+        assert a is not None
+        assert (a.queries, a.risk, a.reasons, a.status) == (4, 0.3, ["coverage"], "normal")
+        assert a.first_seen.timestamp() == 1_800_000_001.0
+        assert a.last_seen.timestamp() == 1_800_000_004.0
+        assert count(session, Client) == 2
+
+
+def test_history_is_downsampled(sessions: sessionmaker[Session]) -> None:
+    # Risk creeping by 0.001 per query: a point at the start, then one per 0.05 of movement.
+    outcomes = [Outcome(update("a", q, q / 1000)) for q in range(1, 301)]
+    with transaction(sessions) as session:
+        saved = save_outcomes(session=session, outcomes=outcomes)
+    with sessions() as session:
+        points = session.scalars(select(RiskPoint).order_by(RiskPoint.id)).all()
+    assert saved.history_points == len(points)
+    assert 5 <= len(points) <= 8
+    risks = [p.risk for p in points]
+    assert all(b - a >= 0.05 - 1e-9 for a, b in pairwise(risks))
+
+
+def test_history_point_every_hundred_queries_when_risk_is_flat(sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update("a", q, 0.2)) for q in range(1, 251)])
+    with sessions() as session:
+        queries = session.scalars(select(RiskPoint.queries).order_by(RiskPoint.id)).all()
+    assert list(queries) == [1, 101, 201]
+
+
+def test_alert_is_stored_once_and_enqueues_webhooks(sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as session:
+        session.add(WebhookEndpoint(url="https://example.test/hook", secret="whsec_x", min_severity="low"))
+    u = update("a", 50, 0.85)
+    batch = [Outcome(u, alert=alert_for(u))]
+    with transaction(sessions) as session:
+        first = save_outcomes(session=session, outcomes=batch)
+    with transaction(sessions) as session:
+        again = save_outcomes(session=session, outcomes=batch)  # a replay after a crash
+    assert [a.alert_id for a in first.new_alerts] == [alert_for(u).alert_id]
+    assert again.new_alerts == []
+    with sessions() as session:
+        assert count(session, AlertRow) == 1
+        assert count(session, WebhookDelivery) == 1
+        row = session.get(AlertRow, alert_for(u).alert_id)
+        assert row is not None and row.state == "open" and row.opened_at.timestamp() == u.ts
+
+
+def test_engine_closing_an_alert_is_recorded(sessions: sessionmaker[Session]) -> None:
+    opened = update("a", 50, 0.85)
+    closed = update("a", 90, 0.4)
+    alert = alert_for(opened)
+    with transaction(sessions) as session:
+        save_outcomes(
+            session=session,
+            outcomes=[Outcome(opened, alert=alert), Outcome(closed, closed_alert_id=alert.alert_id)],
+        )
+    with sessions() as session:
+        row = session.get(AlertRow, alert.alert_id)
+        assert row is not None and row.closed_by_engine_at is not None
+        assert row.closed_by_engine_at.timestamp() == closed.ts
+        assert row.state == "open"  # the analyst's workflow is untouched
+
+
+def test_status_survives_updates(sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.1))])
+    with transaction(sessions) as session:
+        client = session.get(Client, "a")
+        assert client is not None
+        client.status = "blocked"
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update("a", 2, 0.2))])
+    with sessions() as session:
+        client = session.get(Client, "a")
+        assert client is not None and client.status == "blocked" and client.queries == 2
+
+
+@pytest.mark.parametrize("n_clients", [1200])
+def test_batches_larger_than_one_in_query(sessions: sessionmaker[Session], n_clients: int) -> None:
+    batch = [Outcome(update(f"c{i}", 1, 0.0)) for i in range(n_clients)]
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=batch)
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update(f"c{i}", 2, 0.0)) for i in range(n_clients)])
+    with sessions() as session:
+        assert count(session, Client) == n_clients
