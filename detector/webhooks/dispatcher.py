@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
+from detector.metrics import WEBHOOK_DELIVERIES
 from detector.webhooks.backoff import parse_retry_after, retry_delay
 from detector.webhooks.outbox import ClaimedDelivery, claim_due_deliveries, disable_endpoint, settle_delivery
 from detector.webhooks.signing import signed_headers
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes of a receiver's answer kept in ``last_error``.
 _ERROR_BODY_BYTES = 500
+#: ``last_error`` prefix of an attempt the SSRF guard stopped before connecting.
+REFUSED = "refused: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ class Dispatcher:
                 pin_webhook_url, claim.url, allow_hosts=self.settings.allow_hosts, resolver=self.resolver
             )
         except UnsafeWebhookUrl as exc:
-            return AttemptResult(status=None, error=f"refused: {exc}")
+            return AttemptResult(status=None, error=f"{REFUSED}{exc}")
         headers = signed_headers(
             secret=claim.secret, webhook_id=claim.webhook_id, timestamp=self.clock(), body=claim.body
         )
@@ -204,6 +207,9 @@ class Dispatcher:
         if not kept:
             log.warning("delivery %s changed while it was in flight; its result is dropped", claim.webhook_id)
             outcome = "superseded"
+        elif result.error is not None and result.error.startswith(REFUSED):
+            outcome = "refused"
+        WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
         log.info(
             "webhook %s to endpoint %s attempt %d: %s (%s)",
             claim.webhook_id,
