@@ -1,0 +1,117 @@
+"""Assemble a trace: clients of every kind, served by the victim, as EVENT_SCHEMA v1 events.
+
+``generate_trace`` is deterministic by seed. Client ids and metadata do not reveal who is
+an attacker (ids are shuffled random account numbers, user agents are shared); the ground
+truth comes back separately so that tests and the demo can score what was caught.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from detector.simulate.attackers import ATTACK_KINDS
+from detector.simulate.benign import BENIGN_KINDS, benign_mix
+from detector.simulate.traffic import Traffic
+from detector.simulate.victim import MODEL_ID, load_victim
+
+#: Where traces start unless told otherwise (fixed, so that a seed gives the same file).
+DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
+_USER_AGENTS = (
+    "digits-app/2.3 (Android 14)",
+    "digits-app/2.3 (iOS 18.1)",
+    "python-requests/2.32.3",
+    "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+    "okhttp/4.12.0",
+    "curl/8.5.0",
+)
+_NETWORKS = ("192.0.2.", "198.51.100.", "203.0.113.")
+
+Truth = dict[str, dict[str, str]]
+
+
+def generate_trace(
+    seed: int,
+    *,
+    benign: int,
+    attackers: int,
+    start: datetime | None = None,
+    hours: float = 24.0,
+    scale: float = 1.0,
+    model_id: str = MODEL_ID,
+    attack_families: Sequence[str] | None = None,
+) -> tuple[list[dict[str, Any]], Truth]:
+    """Simulate ``benign`` + ``attackers`` clients querying the victim over ``hours``.
+
+    ``scale`` multiplies every client's query volume (0.1 gives a quick trace for tests).
+    Attackers cycle through ``attack_families`` (all of ``ATTACK_KINDS`` by default).
+    Returns the events sorted by ``ts`` and ``{client_id: {"role", "family"}}``.
+
+    >>> events, truth = generate_trace(1, benign=2, attackers=1, scale=0.05)
+    >>> sorted(info["role"] for info in truth.values())
+    ['attack', 'benign', 'benign']
+    >>> events[0]["ts"] <= events[-1]["ts"]
+    True
+    """
+    if benign < 0 or attackers < 0 or hours <= 0 or scale <= 0:
+        raise ValueError("benign and attackers must be >= 0, hours and scale > 0")
+    families = list(attack_families) if attack_families is not None else list(ATTACK_KINDS)
+    unknown = sorted(set(families) - set(ATTACK_KINDS))
+    if unknown or (attackers and not families):
+        raise ValueError(f"unknown attack families {unknown}; choose from {sorted(ATTACK_KINDS)}")
+    plan = [("benign", kind) for kind in benign_mix(benign)]
+    plan += [("attack", families[i % len(families)]) for i in range(attackers)]
+
+    rng = np.random.default_rng(seed)
+    victim = load_victim()
+    account_numbers = rng.choice(np.arange(100_000, 1_000_000), size=len(plan), replace=False)
+    span = hours * 3600.0
+    clients: list[tuple[str, Traffic, dict[str, str]]] = []
+    truth: Truth = {}
+    for index, (role, family) in enumerate(plan):
+        client_rng = np.random.default_rng([seed, index])
+        kinds = BENIGN_KINDS if role == "benign" else ATTACK_KINDS
+        traffic = kinds[family](client_rng, victim, span, scale)
+        client_id = f"acct-{account_numbers[index]}"
+        meta = {
+            "ip": f"{_NETWORKS[index % len(_NETWORKS)]}{int(client_rng.integers(1, 255))}",
+            "user_agent": _USER_AGENTS[int(client_rng.integers(len(_USER_AGENTS)))],
+        }
+        clients.append((client_id, traffic, meta))
+        truth[client_id] = {"role": role, "family": family}
+    return _events(rng, clients, victim, start or DEFAULT_START, model_id), truth
+
+
+def _events(
+    rng: np.random.Generator,
+    clients: list[tuple[str, Traffic, dict[str, str]]],
+    victim: Any,
+    start: datetime,
+    model_id: str,
+) -> list[dict[str, Any]]:
+    """Serve every client's inputs and interleave all events in time order."""
+    rows: list[tuple[float, int, dict[str, Any]]] = []
+    for order, (client_id, traffic, meta) in enumerate(clients):
+        served = victim.serve(traffic.inputs)
+        latencies = np.round(rng.gamma(4.0, 3.0, size=len(traffic)), 1)
+        for i in range(len(traffic)):
+            event = {
+                "client_id": client_id,
+                "model_id": model_id,
+                "input": served.inputs[i].tolist(),
+                "prediction": {"label": int(served.labels[i]), "scores": served.scores[i].tolist()},
+                "meta": {**meta, "latency_ms": float(latencies[i])},
+            }
+            rows.append((float(traffic.times[i]), order, event))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    events = []
+    for offset, _, event in rows:
+        when = start + timedelta(seconds=offset)
+        stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+        request_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
+        events.append({"request_id": request_id, "ts": stamp, **event})
+    return events

@@ -1,0 +1,87 @@
+"""``querywatch simulate`` end to end: into files, and into a real (embedded) broker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from detector.cli import main
+from detector.kafka.broker import EmbeddedBroker
+from detector.simulate import read_jsonl
+
+
+def test_writes_trace_and_truth(tmp_path: Path) -> None:
+    out, truth = tmp_path / "trace.jsonl", tmp_path / "truth.json"
+    args = ["simulate", "--seed", "4", "--benign", "5", "--attackers", "2", "--scale", "0.05"]
+    assert main([*args, "--out", str(out), "--truth", str(truth)]) == 0
+    events = list(read_jsonl(out))
+    roles = json.loads(truth.read_text())
+    assert {e["client_id"] for e in events} == set(roles)
+    assert sorted(r["role"] for r in roles.values()).count("attack") == 2
+    assert events[0]["ts"].startswith("2026-01-05")
+
+
+def test_refuses_when_there_is_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate"]) == 2
+    assert "nothing to do" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--families", "random,telepathy"], "unknown attack families"),
+        (["--start", "yesterday"], "not RFC 3339"),
+        (["--rate", "0", "--bootstrap-servers", "127.0.0.1:9"], "--rate"),
+    ],
+)
+def test_bad_options_get_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(["simulate", "--out", str(tmp_path / "t.jsonl"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.mark.kafka
+def test_produces_keyed_by_client_at_a_pace(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    truth, out = tmp_path / "truth.json", tmp_path / "trace.jsonl"
+    args = [
+        "simulate",
+        "--seed",
+        "9",
+        "--benign",
+        "3",
+        "--attackers",
+        "1",
+        "--scale",
+        "0.05",
+        "--out",
+        str(out),
+    ]
+    server = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", "sim-paced", "--rate", "3000"]
+    assert main([*args, *server, "--truth", str(truth)]) == 0  # --out and a broker: both
+    consumer = KafkaConsumer(
+        "sim-paced",
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+    )
+    try:
+        messages = list(consumer)
+    finally:
+        consumer.close()
+    clients = set(json.loads(truth.read_text()))
+    assert messages and {m.key.decode() for m in messages} == clients
+    assert all(json.loads(m.value)["client_id"] == m.key.decode() for m in messages)
+    sent = {json.loads(m.value)["request_id"] for m in messages}
+    assert len(sent) == len(messages) and sent == {e["request_id"] for e in read_jsonl(out)}
