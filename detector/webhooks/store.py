@@ -1,0 +1,145 @@
+"""Webhook endpoints and deliveries as plain functions (the API routes and the CLI call these).
+
+An endpoint's secret leaves the database only twice: in the answer to its creation and in
+the answer to a rotation. Listing functions return rows; the API decides what to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from detector.errors import QuerywatchError
+from detector.outcomes import SEVERITIES
+from detector.storage.alerts import AlertNotFound
+from detector.storage.tables import AlertRow, WebhookDelivery, WebhookEndpoint, utcnow
+from detector.webhooks.outbox import endpoint_wants, enqueue_deliveries
+from detector.webhooks.signing import check_secret, generate_secret
+from detector.webhooks.ssrf import Resolver, pin_webhook_url, system_resolver
+
+
+class WebhookEndpointNotFound(QuerywatchError):
+    """No webhook endpoint with this id."""
+
+
+class InvalidWebhookEndpoint(QuerywatchError):
+    """An endpoint setting querywatch cannot use (e.g. an unknown severity)."""
+
+
+def create_endpoint(
+    *,
+    session: Session,
+    url: str,
+    allow_hosts: Iterable[str],
+    min_severity: str = "low",
+    model_id: str | None = None,
+    secret: str | None = None,
+    resolver: Resolver = system_resolver,
+) -> WebhookEndpoint:
+    """Add an endpoint after the SSRF check (raises ``UnsafeWebhookUrl``); a secret is
+    generated unless one is given (e.g. to keep a receiver's existing configuration)."""
+    if min_severity not in SEVERITIES:
+        raise InvalidWebhookEndpoint(f"min_severity must be one of {', '.join(SEVERITIES)}")
+    pin_webhook_url(url, allow_hosts=allow_hosts, resolver=resolver)
+    if secret is not None:
+        check_secret(secret)
+    endpoint = WebhookEndpoint(
+        url=url,
+        secret=secret or generate_secret(),
+        min_severity=min_severity,
+        model_id=model_id,
+        enabled=True,
+        created_at=utcnow(),
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def get_endpoint(*, session: Session, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise WebhookEndpointNotFound(f"no webhook endpoint {endpoint_id}")
+    return endpoint
+
+
+def list_endpoints(*, session: Session) -> list[WebhookEndpoint]:
+    return list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+
+
+def delete_endpoint(*, session: Session, endpoint_id: int) -> None:
+    """Remove an endpoint and, with it, its delivery history (nothing more is sent to it)."""
+    session.delete(get_endpoint(session=session, endpoint_id=endpoint_id))
+    session.flush()
+
+
+def rotate_secret(*, session: Session, endpoint_id: int, secret: str | None = None) -> WebhookEndpoint:
+    """Give an endpoint a new secret; every later attempt, retries included, is signed with it."""
+    if secret is not None:
+        check_secret(secret)
+    endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    endpoint.secret = secret or generate_secret()
+    session.flush()
+    return endpoint
+
+
+def set_enabled(*, session: Session, endpoint_id: int, enabled: bool) -> WebhookEndpoint:
+    """Pause or resume an endpoint; resuming clears why it was disabled (e.g. a 410)."""
+    endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    endpoint.enabled = enabled
+    endpoint.disabled_reason = None if enabled else "disabled by an admin"
+    session.flush()
+    return endpoint
+
+
+def list_deliveries(
+    *,
+    session: Session,
+    limit: int,
+    alert_id: str | None = None,
+    endpoint_id: int | None = None,
+    state: str | None = None,
+    before_id: int | None = None,
+) -> list[WebhookDelivery]:
+    """Deliveries matching the filters, newest first, keyset-paginated on id."""
+    query = select(WebhookDelivery)
+    if alert_id is not None:
+        query = query.where(WebhookDelivery.alert_id == alert_id)
+    if endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    if state is not None:
+        query = query.where(WebhookDelivery.state == state)
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    return list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))
+
+
+def redeliver_alert(*, session: Session, alert_id: str, now: datetime | None = None) -> list[WebhookDelivery]:
+    """Send an alert again to every enabled endpoint that wants it, delivered or not.
+
+    Existing deliveries start over (attempts reset, due now) and keep their ``webhook-id``:
+    a receiver that already processed the alert recognises it. Endpoints added since the
+    alert opened get their first delivery.
+    """
+    alert = session.get(AlertRow, alert_id)
+    if alert is None:
+        raise AlertNotFound(f"no alert {alert_id!r}")
+    now = now or utcnow()
+    enabled = [
+        e.id
+        for e in list_endpoints(session=session)
+        if e.enabled and endpoint_wants(e, severity=alert.severity, model_id=alert.model_id)
+    ]
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.alert_id == alert_id, WebhookDelivery.endpoint_id.in_(enabled))
+        .values(state="pending", attempts=0, next_attempt_at=now, delivered_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    enqueue_deliveries(session=session, alert=alert, now=now)
+    session.flush()
+    query = select(WebhookDelivery).where(WebhookDelivery.alert_id == alert_id).order_by(WebhookDelivery.id)
+    return list(session.scalars(query.execution_options(populate_existing=True)))

@@ -1,0 +1,168 @@
+"""Endpoint crud, redelivery, and the outbox rows ``save_outcomes`` writes with an alert."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from standardwebhooks import Webhook
+
+from detector.outcomes import Alert, RiskUpdate, alert_id_for
+from detector.storage.alerts import AlertNotFound
+from detector.storage.outcomes import save_outcomes
+from detector.storage.tables import AlertRow, WebhookDelivery
+from detector.webhooks import store
+from detector.webhooks.dispatcher import Dispatcher
+from detector.webhooks.signing import InvalidWebhookSecret
+from detector.webhooks.ssrf import UnsafeWebhookUrl
+from tests.webhooks.conftest import Db, FakeClock, add_alert
+from tests.webhooks.receiver import Receiver
+
+ALLOW = ("127.0.0.1",)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    update: RiskUpdate
+    alert: Alert | None = None
+    closed_alert_id: str | None = None
+
+
+def opened(client_id: str, ts: float) -> Outcome:
+    alert = Alert(
+        alert_id=alert_id_for(client_id, "digits-v1", 1),
+        client_id=client_id,
+        model_id="digits-v1",
+        ts=ts,
+        queries=200,
+        risk=0.96,
+        severity="high",
+        reasons=("coverage",),
+        features={"coverage_ratio": 2.5},
+    )
+    return Outcome(RiskUpdate(client_id, "digits-v1", ts, 200, 0.96, ("coverage",)), alert)
+
+
+def test_private_url_is_refused_at_creation_without_allowlist(db: Db) -> None:
+    with db.sessions() as session, pytest.raises(UnsafeWebhookUrl, match="loopback"):
+        store.create_endpoint(session=session, url="http://127.0.0.1:9000/hook", allow_hosts=())
+
+
+def test_bad_severity_and_secret_are_refused(db: Db) -> None:
+    with db.sessions() as session:
+        with pytest.raises(store.InvalidWebhookEndpoint, match="min_severity"):
+            store.create_endpoint(
+                session=session, url="http://127.0.0.1/", allow_hosts=ALLOW, min_severity="x"
+            )
+        with pytest.raises(InvalidWebhookSecret):
+            store.create_endpoint(
+                session=session, url="http://127.0.0.1/", allow_hosts=ALLOW, secret="hunter2"
+            )
+
+
+def test_alert_saved_by_storage_commits_with_its_delivery(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    with db.sessions() as session, session.begin():
+        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+    with db.sessions() as session, session.begin():
+        save_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
+    with db.sessions() as session, session.begin():  # the same alert again: no second delivery
+        save_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
+
+    assert Dispatcher(db.settings, db.sessions).run_once() == 1
+
+    [request] = receiver.received
+    body = Webhook(endpoint.secret).verify(request.body, request.headers)
+    assert body["data"]["alert_id"] == alert_id_for("acct-9", "digits-v1", 1)
+
+
+def test_alert_and_delivery_roll_back_together(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    with db.sessions() as session, session.begin():
+        store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+    with pytest.raises(RuntimeError), db.sessions() as session, session.begin():
+        save_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
+        raise RuntimeError("the consumer died before its commit")
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AlertRow)) == 0
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+
+
+def test_rotation_signs_later_attempts_with_the_new_secret(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    with db.sessions() as session, session.begin():
+        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        old_secret = endpoint.secret
+    add_alert(db.sessions, at=clock.now)
+    receiver.script(500)
+    sender = Dispatcher(db.settings, db.sessions, clock=clock)
+    sender.run_once()
+    with db.sessions() as session, session.begin():
+        new_secret = store.rotate_secret(session=session, endpoint_id=endpoint.id).secret
+    clock.advance(5)
+    sender.run_once()
+
+    assert new_secret != old_secret
+    first, second = receiver.received
+    Webhook(old_secret).verify(first.body, first.headers)
+    Webhook(new_secret).verify(second.body, second.headers)
+    with pytest.raises(Exception, match="signature"):
+        Webhook(old_secret).verify(second.body, second.headers)
+
+
+def test_redeliver_sends_again_with_the_same_id(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    with db.sessions() as session, session.begin():
+        store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+    alert = add_alert(db.sessions, at=clock.now)
+    sender = Dispatcher(db.settings, db.sessions, clock=clock)
+    sender.run_once()
+    with db.sessions() as session, session.begin():  # an endpoint added after the alert
+        store.create_endpoint(session=session, url=receiver.url + "/late", allow_hosts=ALLOW)
+
+    with db.sessions() as session, session.begin():
+        now = datetime.fromtimestamp(clock.now, tz=UTC)
+        rows = store.redeliver_alert(session=session, alert_id=alert.alert_id, now=now)
+        assert [(r.state, r.attempts) for r in rows] == [("pending", 0), ("pending", 0)]
+    assert sender.run_once() == 2
+
+    first, again, late = receiver.received
+    assert first.headers["webhook-id"] == again.headers["webhook-id"] != late.headers["webhook-id"]
+    assert late.path == "/hook/late"
+    with db.sessions() as session:
+        assert {d.state for d in store.list_deliveries(session=session, limit=10)} == {"delivered"}
+        with pytest.raises(AlertNotFound):
+            store.redeliver_alert(session=session, alert_id="al_nope")
+
+
+def test_delete_removes_endpoint_and_its_deliveries(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    with db.sessions() as session, session.begin():
+        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+    add_alert(db.sessions, at=clock.now)
+    with db.sessions() as session, session.begin():
+        store.delete_endpoint(session=session, endpoint_id=endpoint.id)
+    with db.sessions() as session:
+        assert store.list_endpoints(session=session) == []
+        assert store.list_deliveries(session=session, limit=10) == []
+        with pytest.raises(store.WebhookEndpointNotFound):
+            store.delete_endpoint(session=session, endpoint_id=endpoint.id)
+    assert Dispatcher(db.settings, db.sessions, clock=clock).run_once() == 0
+
+
+def test_deliveries_listed_per_alert_and_per_endpoint(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    with db.sessions() as session, session.begin():
+        a = store.create_endpoint(session=session, url=receiver.url + "/a", allow_hosts=ALLOW)
+        b = store.create_endpoint(session=session, url=receiver.url + "/b", allow_hosts=ALLOW)
+    first = add_alert(db.sessions, 1, at=clock.now)
+    add_alert(db.sessions, 2, at=clock.now)
+    with db.sessions() as session:
+        assert len(store.list_deliveries(session=session, limit=10)) == 4
+        per_alert = store.list_deliveries(session=session, limit=10, alert_id=first.alert_id)
+        assert {d.endpoint_id for d in per_alert} == {a.id, b.id}
+        per_endpoint = store.list_deliveries(session=session, limit=10, endpoint_id=b.id)
+        assert {d.alert_id for d in per_endpoint} == {"al_test0001", "al_test0002"}
+        page = store.list_deliveries(session=session, limit=3)
+        rest = store.list_deliveries(session=session, limit=3, before_id=page[-1].id)
+        assert len(page) == 3 and len(rest) == 1
