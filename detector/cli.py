@@ -17,6 +17,7 @@ from detector.errors import QuerywatchError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "detector.storage_cli",
+    "detector.api_cli",
     "detector.simulate_cli",
 )
 

@@ -1,0 +1,1 @@
+"""The authenticated HTTP API: client risk, decisions for the serving tier, alerts, health and metrics."""

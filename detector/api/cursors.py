@@ -1,0 +1,56 @@
+"""Opaque keyset-pagination cursors: the sort key of a page's last row, base64url JSON.
+
+A cursor that does not decode is the caller's mistake (400), never a server error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import HTTPException
+
+from detector.storage.alerts import AlertCursor
+from detector.storage.clients import ClientCursor
+
+
+def encode(values: list[Any]) -> str:
+    """>>> decode(encode([0.5, "c"]), 2)
+    [0.5, 'c']
+    """
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode(cursor: str, length: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != length:
+        raise HTTPException(400, "cursor is not one this API returned")
+    return values
+
+
+def client_cursor(cursor: str | None) -> ClientCursor | None:
+    if cursor is None:
+        return None
+    risk, client_id = decode(cursor, 2)
+    if not isinstance(risk, int | float) or isinstance(risk, bool) or not isinstance(client_id, str):
+        raise HTTPException(400, "cursor is not one this API returned")
+    return ClientCursor(float(risk), client_id)
+
+
+def alert_cursor(cursor: str | None) -> AlertCursor | None:
+    if cursor is None:
+        return None
+    opened_at, alert_id = decode(cursor, 2)
+    try:
+        when = datetime.fromisoformat(opened_at) if isinstance(opened_at, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or not isinstance(alert_id, str):
+        raise HTTPException(400, "cursor is not one this API returned")
+    return AlertCursor(when, alert_id)

@@ -1,0 +1,66 @@
+"""Request dependencies: the database session, the settings and the caller's API key.
+
+Auth is an ``X-API-Key`` header. No key, or a key that is unknown, malformed or revoked,
+is 401; a valid reader key on an admin route is 403 — the two stay distinct so that a
+client knows whether to fix its key or ask for more rights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.config import Settings
+from detector.storage.apikeys import Principal, authenticate
+
+API_KEY_HEADER = "X-API-Key"
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="An API key made with `querywatch apikey create --role reader|admin`.",
+)
+_CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'}
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(session: SessionDep, key: Annotated[str | None, Security(_api_key_header)]) -> Principal:
+    if not key:
+        raise HTTPException(401, f"missing {API_KEY_HEADER} header", headers=_CHALLENGE)
+    principal = authenticate(session=session, presented=key)
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
+    session.commit()  # last_used_at, at most once a minute
+    return principal
+
+
+def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise HTTPException(403, "this action needs an admin API key")
+    return principal
+
+
+ReaderKey = Annotated[Principal, Depends(get_principal)]
+AdminKey = Annotated[Principal, Depends(require_admin)]
+
+
+def actor_name(principal: Principal) -> str:
+    """How an API key appears in audit entries and ``*_by`` columns: ``name (key #id)``."""
+    return f"{principal.name} (key #{principal.key_id})"

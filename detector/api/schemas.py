@@ -1,0 +1,242 @@
+"""Request and response bodies of the API, with the examples the OpenAPI document shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ClientStatus = Literal["normal", "trusted", "blocked"]
+AlertState = Literal["open", "acknowledged", "resolved"]
+Severity = Literal["low", "medium", "high", "critical"]
+Action = Literal["allow", "degrade", "block"]
+
+_CLIENT_EXAMPLE: dict[str, Any] = {
+    "client_id": "acct-1042",
+    "model_id": "digits-v1",
+    "risk": 0.94,
+    "reasons": ["input-space coverage 6.1x the benign population", "synthetic-looking inputs"],
+    "features": {"coverage": 0.61, "novelty": 0.88},
+    "queries": 5120,
+    "first_seen": "2026-11-29T10:15:02Z",
+    "last_seen": "2026-11-29T11:02:47Z",
+    "status": "normal",
+    "status_changed_by": None,
+}
+_ALERT_EXAMPLE: dict[str, Any] = {
+    "alert_id": "al_3f9c2a7d1e5b4c6a8f0e2d1c",
+    "client_id": "acct-1042",
+    "model_id": "digits-v1",
+    "opened_at": "2026-11-29T10:48:13Z",
+    "queries": 3310,
+    "risk": 0.93,
+    "severity": "high",
+    "technique": "AML.T0024.002",
+    "reasons": ["input-space coverage 6.1x the benign population"],
+    "features": {"coverage": 0.58},
+    "state": "open",
+    "acknowledged_by": None,
+    "acknowledged_at": None,
+    "resolved_by": None,
+    "resolved_at": None,
+    "resolution_note": None,
+    "false_positive": False,
+    "closed_by_engine_at": None,
+}
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ClientPublic(_Public):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_CLIENT_EXAMPLE]})
+
+    client_id: str
+    model_id: str = Field(description="Model of the client's latest query.")
+    risk: float = Field(
+        ge=0, le=1, description="Probability-like risk that the client is extracting the model."
+    )
+    reasons: list[str] = Field(description="Why the risk is what it is, for a human.")
+    features: dict[str, Any] = Field(description="The behavioural features behind the risk.")
+    queries: int = Field(description="Valid queries seen from this client.")
+    first_seen: datetime = Field(description="Event time of the first query.")
+    last_seen: datetime = Field(description="Event time of the latest query.")
+    status: ClientStatus
+    status_changed_by: str | None = None
+
+
+class ClientPage(BaseModel):
+    items: list[ClientPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class RiskPointPublic(_Public):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "ts": "2026-11-29T10:40:00Z",
+                    "model_id": "digits-v1",
+                    "queries": 3000,
+                    "risk": 0.71,
+                    "features": {},
+                }
+            ]
+        },
+    )
+
+    ts: datetime
+    model_id: str
+    queries: int
+    risk: float
+    features: dict[str, Any]
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"status": "blocked", "note": "confirmed scraper"}]}
+    )
+
+    status: ClientStatus
+    note: str | None = Field(None, max_length=2000, description="Why; kept in the audit log.")
+
+
+class DecisionPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "client_id": "acct-1042",
+                    "action": "degrade",
+                    "risk": 0.62,
+                    "reasons": ["risk 0.62 >= degrade threshold 0.50"],
+                    "output_precision": 1,
+                    "mitigations": ["AML.M0002", "AML.M0004"],
+                    "status": "normal",
+                }
+            ]
+        }
+    )
+
+    client_id: str
+    action: Action = Field(
+        description="allow: serve normally; degrade: round scores and throttle; block: refuse."
+    )
+    risk: float
+    reasons: list[str]
+    output_precision: int | None = Field(
+        description="Decimals of scores to return when degraded; null otherwise."
+    )
+    mitigations: list[str] = Field(description="MITRE ATLAS mitigation ids the action applies.")
+    status: ClientStatus
+
+
+class AlertPublic(_Public):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ALERT_EXAMPLE]})
+
+    alert_id: str
+    client_id: str
+    model_id: str
+    opened_at: datetime = Field(description="Event time at which the alert opened.")
+    queries: int
+    risk: float
+    severity: Severity
+    technique: str = Field(description="MITRE ATLAS technique id.")
+    reasons: list[str]
+    features: dict[str, Any]
+    state: AlertState
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    resolution_note: str | None
+    false_positive: bool
+    closed_by_engine_at: datetime | None = Field(
+        description="When the engine saw the risk fall back (event time)."
+    )
+
+
+class AlertPage(BaseModel):
+    items: list[AlertPublic]
+    next_cursor: str | None
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"note": "load test by the QA team", "false_positive": True}]},
+    )
+
+    note: str | None = Field(None, max_length=4000)
+    false_positive: bool = Field(False, description="The alert was wrong: feedback for tuning thresholds.")
+
+
+class ModelPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "digits-v1",
+                    "versions": [1],
+                    "dim": 64,
+                    "profile_created_at": "2026-11-29T09:00:00Z",
+                    "clients": 812,
+                    "max_risk": 0.94,
+                    "open_alerts": 2,
+                }
+            ]
+        }
+    )
+
+    model_id: str
+    versions: list[int] = Field(description="Stored reference-profile versions, oldest first.")
+    dim: int | None
+    profile_created_at: datetime | None
+    clients: int
+    max_risk: float | None
+    open_alerts: int
+
+
+class Me(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"key_id": 3, "name": "soc-dashboard", "role": "reader"}]}
+    )
+
+    key_id: int
+    name: str
+    role: Literal["reader", "admin"]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    detail: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "about:blank",
+                    "title": "Unauthorized",
+                    "status": 401,
+                    "detail": "missing X-API-Key header",
+                }
+            ]
+        },
+    )
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
