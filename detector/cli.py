@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detector.storage_cli",
     "detector.api_cli",
     "detector.simulate_cli",
+    "detector.consume_cli",
 )
 
 
