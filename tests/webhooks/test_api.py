@@ -1,0 +1,126 @@
+"""/v1/webhooks and the delivery routes over real HTTP (uvicorn on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+from standardwebhooks import Webhook
+
+from detector.storage.tables import AuditEntry
+from detector.webhooks.dispatcher import Dispatcher
+from tests.api.server import ApiServer, running_api
+from tests.webhooks.conftest import Db, add_alert
+from tests.webhooks.receiver import Receiver
+
+
+@pytest.fixture
+def api(db: Db) -> Iterator[ApiServer]:
+    with running_api(db.settings) as server:
+        yield server
+
+
+@pytest.fixture
+def admin(api: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.base_url, headers=api.admin_headers, timeout=10) as client:
+        yield client
+
+
+def test_create_shows_the_secret_once_and_it_signs(
+    api: ApiServer, admin: httpx.Client, db: Db, receiver: Receiver
+) -> None:
+    created = admin.post("/v1/webhooks", json={"url": receiver.url, "min_severity": "medium"})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    assert endpoint["secret"].startswith("whsec_")
+    assert endpoint["enabled"] is True and endpoint["min_severity"] == "medium"
+
+    listed = admin.get("/v1/webhooks").json()
+    one = admin.get(f"/v1/webhooks/{endpoint['id']}").json()
+    assert "secret" not in listed[0] and "secret" not in one
+    assert one["url"] == receiver.url
+
+    add_alert(db.sessions)
+    Dispatcher(db.settings, db.sessions).run_once()
+    request = receiver.received[0]
+    Webhook(endpoint["secret"]).verify(request.body, request.headers)
+
+    with db.sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.create")).one()
+        assert "whsec_" not in str(entry.detail) and entry.actor.startswith("test-admin")
+
+
+def test_private_url_refused_without_allowlist(db: Db) -> None:
+    settings = db.with_webhooks(allow_hosts=())
+    with running_api(settings) as server, httpx.Client(base_url=server.base_url) as client:
+        answer = client.post(
+            "/v1/webhooks", json={"url": "http://169.254.169.254/latest"}, headers=server.admin_headers
+        )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "link-local" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://x"},
+        {"url": "http://127.0.0.1/", "min_severity": "huge"},
+        {"url": "http://127.0.0.1/", "x": 1},
+    ],
+)
+def test_bad_bodies_are_422(admin: httpx.Client, body: dict[str, object]) -> None:
+    answer = admin.post("/v1/webhooks", json=body)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_rotate_disable_enable_delete(admin: httpx.Client, receiver: Receiver) -> None:
+    endpoint = admin.post("/v1/webhooks", json={"url": receiver.url}).json()
+    path = f"/v1/webhooks/{endpoint['id']}"
+
+    rotated = admin.post(f"{path}/rotate-secret").json()
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != endpoint["secret"]
+    paused = admin.patch(path, json={"enabled": False}).json()
+    assert (paused["enabled"], paused["disabled_reason"]) == (False, "disabled by an admin")
+    resumed = admin.patch(path, json={"enabled": True}).json()
+    assert (resumed["enabled"], resumed["disabled_reason"]) == (True, None)
+
+    assert admin.delete(path).status_code == 204
+    for method, suffix in [("GET", ""), ("DELETE", ""), ("PATCH", ""), ("POST", "/rotate-secret")]:
+        answer = admin.request(method, path + suffix, json={"enabled": True} if method == "PATCH" else None)
+        assert answer.status_code == 404, (method, suffix)
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_deliveries_listed_and_alert_redelivered(
+    api: ApiServer, admin: httpx.Client, db: Db, receiver: Receiver
+) -> None:
+    endpoint = admin.post("/v1/webhooks", json={"url": receiver.url}).json()
+    alert = add_alert(db.sessions)
+    receiver.script(500)
+    dispatcher = Dispatcher(db.settings, db.sessions)
+    dispatcher.run_once()
+
+    [failed] = admin.get(f"/v1/alerts/{alert.alert_id}/deliveries").json()
+    assert (failed["state"], failed["attempts"], failed["last_status"]) == ("failed", 1, 500)
+    assert failed["last_error"].startswith("HTTP 500")
+    page = admin.get(f"/v1/webhooks/{endpoint['id']}/deliveries", params={"state": "failed"}).json()
+    assert [d["id"] for d in page["items"]] == [failed["id"]] and page["next_cursor"] is None
+
+    redelivered = admin.post(f"/v1/alerts/{alert.alert_id}/redeliver")
+    assert redelivered.status_code == 202
+    assert [(d["state"], d["attempts"]) for d in redelivered.json()] == [("pending", 0)]
+    dispatcher.run_once()
+    [done] = admin.get(f"/v1/alerts/{alert.alert_id}/deliveries").json()
+    assert (done["state"], done["webhook_id"]) == ("delivered", failed["webhook_id"])
+    assert admin.post("/v1/alerts/al_missing/redeliver").status_code == 404
+
+
+def test_reader_gets_403_and_no_key_401(api: ApiServer) -> None:
+    with httpx.Client(base_url=api.base_url) as client:
+        assert client.get("/v1/webhooks").status_code == 401
+        assert client.get("/v1/webhooks", headers=api.reader_headers).status_code == 403
+        assert client.post("/v1/alerts/al_x/redeliver", headers=api.reader_headers).status_code == 403
