@@ -19,7 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detector.storage_cli",
     "detector.api_cli",
     "detector.simulate_cli",
+    "detector.up_cli",
     "detector.consume_cli",
+    "detector.webhooks_cli",
 )
 
 

@@ -18,7 +18,12 @@ from detector.config import Settings
 from detector.errors import ConfigError
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+#: ``color_message`` is uvicorn's copy of the message with terminal colours.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 #: Libraries that narrate every connection at INFO: only their warnings are worth a line.
 _CHATTY = ("kafka", "uvicorn.access", "httpx", "httpcore", "alembic.runtime.migration")
 _PLAIN = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

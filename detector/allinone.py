@@ -1,0 +1,219 @@
+"""Everything in one process for a laptop: broker, database, consumer, dispatcher, API, demo.
+
+``querywatch up`` uses this. The services run as threads of one process (the embedded
+broker is the only child process), so one ``stop()`` ends all of them and nothing is left
+running. Production runs the same pieces as separate, scalable processes instead (see
+``deploy/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import uvicorn
+from sqlalchemy import Engine
+
+from detector.api.app import create_app
+from detector.config import Settings
+from detector.errors import QuerywatchError
+from detector.kafka.admin import ensure_topics
+from detector.kafka.app import EngineFactory, consume
+from detector.kafka.broker import EmbeddedBroker
+from detector.storage import audit, migrate
+from detector.storage.apikeys import create_api_key
+from detector.storage.db import make_engine, make_sessionmaker, transaction
+from detector.webhooks.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+#: Seconds each service gets to finish after it was asked to stop.
+STOP_TIMEOUT_S = 15.0
+#: Seconds to wait for the API to accept connections at start.
+API_START_TIMEOUT_S = 30.0
+
+
+class ServiceFailed(QuerywatchError):
+    """A part of the all-in-one service could not start or died."""
+
+
+@dataclass
+class Service:
+    """A named thread and how to ask it to stop."""
+
+    name: str
+    thread: threading.Thread
+    request_stop: Callable[[], None]
+
+
+@dataclass
+class Started:
+    """What a user needs to know once everything runs."""
+
+    api_url: str
+    docs_url: str
+    dashboard_url: str
+    metrics_url: str
+    bootstrap_servers: str
+    database_url: str
+    admin_key: str
+    embedded_broker: bool
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class AllInOne:
+    """Start (``start``), wait for a stop request or a failed service (``wait``), stop (``stop``).
+
+    ``stopping`` is set by a signal handler or by any service that fails; ``failed`` names
+    the services that died, so the command can exit non-zero. ``engine_factory`` replaces
+    the consumer's default engine (tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        demo: Callable[[Settings, threading.Event], None] | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.demo = demo
+        self.engine_factory = engine_factory
+        self.stopping = threading.Event()
+        self.failed: list[str] = []
+        self._broker: EmbeddedBroker | None = None
+        self._db: Engine | None = None
+        self._services: list[Service] = []
+
+    def start(self) -> Started:
+        """Bring everything up; on any failure, stop what was started and re-raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Started:
+        if self.settings.kafka.bootstrap_servers is None:
+            self._broker = EmbeddedBroker().start()
+            kafka = self.settings.kafka.model_copy(
+                update={"bootstrap_servers": self._broker.bootstrap_servers}
+            )
+            self.settings = self.settings.model_copy(update={"kafka": kafka})
+            log.info("embedded broker started", extra={"bootstrap_servers": self._broker.bootstrap_servers})
+        ensure_topics(self.settings.kafka)
+        migrate.upgrade(self.settings)
+        self._db = make_engine(self.settings.database)
+        sessions = make_sessionmaker(self._db)
+        with transaction(sessions) as session:
+            key = create_api_key(session=session, role="admin", name="querywatch-up")
+            audit.record(session=session, actor="up", action="apikey.create", target=f"apikey:{key.id}")
+
+        self._start_consumer()
+        dispatcher = Dispatcher(self.settings, sessions)
+        dispatcher_stop = threading.Event()
+        self._spawn("dispatcher", lambda: dispatcher.run_forever(dispatcher_stop), dispatcher_stop.set)
+        api_url = self._start_api()
+        if self.demo is not None:
+            demo, demo_stop = self.demo, threading.Event()
+            settings = self.settings
+            self._spawn("demo", lambda: demo(settings, demo_stop), demo_stop.set, stop_all_on_exit=False)
+        return Started(
+            api_url=api_url,
+            docs_url=f"{api_url}/docs",
+            dashboard_url=f"{api_url}/ui/",
+            metrics_url=f"{api_url}/metrics",
+            bootstrap_servers=self.settings.kafka.bootstrap_servers or "",
+            database_url=self._db.url.render_as_string(hide_password=True),
+            admin_key=key.secret,
+            embedded_broker=self._broker is not None,
+        )
+
+    def _start_consumer(self) -> None:
+        consumer_stop = threading.Event()
+        settings, factory = self.settings, self.engine_factory
+        self._spawn(
+            "consumer",
+            lambda: consume(settings, stop=consumer_stop, engine_factory=factory),
+            consumer_stop.set,
+        )
+
+    def _start_api(self) -> str:
+        api = self.settings.api
+        config = uvicorn.Config(
+            create_app(self.settings), host=api.host, port=api.port, log_config=None, access_log=False
+        )
+        server = uvicorn.Server(config)
+
+        def request_stop() -> None:
+            server.should_exit = True
+
+        self._spawn("api", server.run, request_stop)
+        deadline = time.monotonic() + API_START_TIMEOUT_S
+        while not server.started and not self.stopping.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.failed:
+            raise ServiceFailed(f"{', '.join(self.failed)} failed at start (see the log above)")
+        if not server.started:
+            raise ServiceFailed(f"the API did not start on {api.host}:{api.port} (see the log above)")
+        port = server.servers[0].sockets[0].getsockname()[1] if server.servers else api.port
+        return f"http://{api.host}:{port}"
+
+    def _spawn(
+        self,
+        name: str,
+        target: Callable[[], object],
+        request_stop: Callable[[], None],
+        *,
+        stop_all_on_exit: bool = True,
+    ) -> None:
+        """Run ``target`` in a thread; if it raises (or, unless told otherwise, returns) while
+        querywatch is running, everything stops."""
+
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException:  # uvicorn raises SystemExit when it cannot bind
+                log.exception("%s failed; stopping querywatch", name)
+                self.failed.append(name)
+                self.stopping.set()
+                return
+            if stop_all_on_exit and not self.stopping.is_set():
+                log.error("%s stopped unexpectedly; stopping querywatch", name)
+                self.failed.append(name)
+                self.stopping.set()
+
+        thread = threading.Thread(target=guarded, name=f"querywatch-{name}", daemon=True)
+        self._services.append(Service(name, thread, request_stop))
+        thread.start()
+
+    def wait(self) -> None:
+        """Block until a stop is requested (signal) or a service failed."""
+        while not self.stopping.wait(0.5):
+            pass
+
+    def stop(self) -> list[str]:
+        """Stop every service (newest first), then the database pool and the broker.
+
+        Returns the names of services that did not finish in time (empty when clean).
+        """
+        self.stopping.set()
+        stuck = []
+        for service in reversed(self._services):
+            service.request_stop()
+        for service in reversed(self._services):
+            service.thread.join(STOP_TIMEOUT_S)
+            if service.thread.is_alive():
+                stuck.append(service.name)
+                log.error("%s did not stop within %.0fs", service.name, STOP_TIMEOUT_S)
+        self._services.clear()
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        return stuck
