@@ -1,0 +1,49 @@
+"""Put engine outcomes into a test database, as the consumer would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from detector.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
+from detector.storage.db import transaction
+from detector.storage.outcomes import save_outcomes
+
+T0 = 1_800_000_000.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    update: RiskUpdate
+    alert: Alert | None = None
+    closed_alert_id: str | None = None
+
+
+def seed_client(
+    sessions: sessionmaker[Session],
+    client_id: str,
+    risk: float,
+    *,
+    model_id: str = "digits-v1",
+    alert: bool = False,
+    ts: float = T0,
+) -> str | None:
+    """One client at ``risk`` (and an open alert if asked); returns the alert id."""
+    update = RiskUpdate(client_id, model_id, ts, 100, risk, ("coverage high",), {"coverage": risk})
+    opened = None
+    if alert:
+        opened = Alert(
+            alert_id_for(client_id, model_id, 1),
+            client_id,
+            model_id,
+            ts,
+            100,
+            risk,
+            severity_for(risk),
+            update.reasons,
+            update.features,
+        )
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update, opened)])
+    return opened.alert_id if opened else None

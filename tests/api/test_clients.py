@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import httpx
+
+from detector.storage import audit
+from tests.api.seed import T0, seed_client
+from tests.api.server import ApiServer
+
+
+def test_leaderboard_sorts_filters_and_pages_without_gaps(http: httpx.Client, api_server: ApiServer) -> None:
+    risks = {f"c{i:02d}": round((i % 7) / 10, 1) for i in range(23)}  # many ties
+    for client_id, risk in risks.items():
+        seed_client(api_server.sessions, client_id, risk, model_id="m-a" if risk >= 0.3 else "m-b")
+    seen: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        page = http.get(
+            "/v1/clients",
+            params={"limit": 5, **({"cursor": cursor} if cursor else {})},
+            headers=api_server.reader_headers,
+        ).json()
+        seen.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [c["client_id"] for c in seen] == sorted(risks, key=lambda c: (-risks[c], c))
+    high = http.get(
+        "/v1/clients", params={"min_risk": 0.5, "model": "m-a"}, headers=api_server.reader_headers
+    ).json()
+    assert {c["client_id"] for c in high["items"]} == {c for c, r in risks.items() if r >= 0.5}
+    assert high["next_cursor"] is None
+
+
+def test_one_client_and_its_history(http: httpx.Client, api_server: ApiServer) -> None:
+    seed_client(api_server.sessions, "acct-1", 0.2, ts=T0)
+    seed_client(api_server.sessions, "acct-1", 0.7, ts=T0 + 60)
+    client = http.get("/v1/clients/acct-1", headers=api_server.reader_headers).json()
+    assert client["risk"] == 0.7 and client["status"] == "normal"
+    assert client["first_seen"].startswith("2027-01-15T08:00:00")
+    history = http.get("/v1/clients/acct-1/history", headers=api_server.reader_headers).json()
+    assert [p["risk"] for p in history] == [0.2, 0.7]
+    since = http.get(
+        "/v1/clients/acct-1/history",
+        params={"since": "2027-01-15T08:00:30Z"},
+        headers=api_server.reader_headers,
+    )
+    assert [p["risk"] for p in since.json()] == [0.7]
+    assert http.get("/v1/clients/nobody", headers=api_server.reader_headers).status_code == 404
+    assert http.get("/v1/clients/nobody/history", headers=api_server.reader_headers).status_code == 404
+
+
+def test_decision_follows_the_policy(http: httpx.Client, api_server: ApiServer) -> None:
+    policy = api_server.settings.api
+    for client_id, risk in [
+        ("low", 0.1),
+        ("mid", (policy.degrade_risk + policy.block_risk) / 2),
+        ("high", policy.block_risk),
+    ]:
+        seed_client(api_server.sessions, client_id, risk)
+
+    def decision(client_id: str) -> dict[str, object]:
+        response = http.get(f"/v1/clients/{client_id}/decision", headers=api_server.reader_headers)
+        assert response.status_code == 200
+        return dict(response.json())
+
+    assert decision("low")["action"] == "allow" and decision("low")["output_precision"] is None
+    mid = decision("mid")
+    assert mid["action"] == "degrade" and mid["output_precision"] == policy.degraded_precision
+    assert mid["mitigations"] == ["AML.M0002", "AML.M0004"]
+    assert decision("high")["action"] == "block"
+    unknown = decision("never-seen")
+    assert (unknown["action"], unknown["risk"]) == ("allow", 0.0)
+
+
+def test_status_change_is_applied_audited_and_drives_the_decision(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    seed_client(api_server.sessions, "risky", 0.95)
+    seed_client(api_server.sessions, "calm", 0.05)
+    trusted = http.put(
+        "/v1/clients/risky/status",
+        json={"status": "trusted", "note": "our red team"},
+        headers=api_server.admin_headers,
+    )
+    assert trusted.status_code == 200 and trusted.json()["status"] == "trusted"
+    assert trusted.json()["status_changed_by"].startswith("test-admin")
+    assert (
+        http.get("/v1/clients/risky/decision", headers=api_server.reader_headers).json()["action"] == "allow"
+    )
+    http.put("/v1/clients/calm/status", json={"status": "blocked"}, headers=api_server.admin_headers)
+    assert (
+        http.get("/v1/clients/calm/decision", headers=api_server.reader_headers).json()["action"] == "block"
+    )
+    blocked = http.get("/v1/clients", params={"status": "blocked"}, headers=api_server.reader_headers).json()
+    assert [c["client_id"] for c in blocked["items"]] == ["calm"]
+    with api_server.sessions() as session:
+        entries = audit.recent(session=session, target="client:risky")
+    assert [(e.action, e.detail["to"], e.detail["note"]) for e in entries] == [
+        ("client.status", "trusted", "our red team")
+    ]
+    bad = http.put("/v1/clients/calm/status", json={"status": "evil"}, headers=api_server.admin_headers)
+    assert bad.status_code == 422
