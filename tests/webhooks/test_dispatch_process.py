@@ -1,0 +1,84 @@
+"""``querywatch dispatch`` as a real process: killed mid-delivery, restarted, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import select
+
+from detector.storage.tables import WebhookDelivery
+from tests.webhooks.conftest import Db, add_alert, add_endpoint
+from tests.webhooks.receiver import Receiver, Reply
+
+
+def dispatch_env(db: Db) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QUERYWATCH_DATABASE__URL": db.settings.database.url,
+        "QUERYWATCH_WEBHOOKS__ALLOW_HOSTS": '["127.0.0.1"]',
+        "QUERYWATCH_WEBHOOKS__TIMEOUT_SECONDS": "2",
+        "QUERYWATCH_WEBHOOKS__LEASE_MARGIN_SECONDS": "0.5",
+        "QUERYWATCH_WEBHOOKS__POLL_SECONDS": "0.1",
+        "QUERYWATCH_WEBHOOKS__RETRY_SCHEDULE": "[0.2, 0.2]",
+        "QUERYWATCH_LOG_JSON": "false",
+    }
+
+
+@contextmanager
+def dispatch_process(db: Db) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "detector.cli", "dispatch"],
+        env=dispatch_env(db),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def wait_until_delivered(db: Db, deadline_s: float = 30.0) -> WebhookDelivery:
+    give_up = time.monotonic() + deadline_s
+    while True:
+        with db.sessions() as session:
+            row = session.scalars(select(WebhookDelivery)).one()
+        if row.state == "delivered" or time.monotonic() > give_up:
+            return row
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_killed_mid_delivery_then_restarted_delivers_once(db: Db, receiver: Receiver) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions)
+    receiver.script(Reply(hang=True))
+
+    with dispatch_process(db) as first:
+        receiver.wait_for_requests(1, timeout=30)
+        first.send_signal(signal.SIGKILL)  # dies while the receiver holds the request
+        first.wait(timeout=10)
+    receiver.release()
+    with db.sessions() as session:
+        claimed = session.scalars(select(WebhookDelivery)).one()
+    assert (claimed.state, claimed.attempts, claimed.delivered_at) == ("pending", 1, None)
+
+    with dispatch_process(db) as second:
+        row = wait_until_delivered(db)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=10) == 0
+
+    assert (row.state, row.attempts, row.last_status) == ("delivered", 2, 200)
+    assert [r.headers["webhook-id"] for r in receiver.received] == [row.webhook_id] * 2
+    assert receiver.statuses == [None, 200]
