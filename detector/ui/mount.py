@@ -46,11 +46,14 @@ class DashboardFiles(StaticFiles):
 
 
 def mount_ui(app: FastAPI) -> None:
-    """Serve the dashboard at ``/ui/`` (``/ui`` redirects there).
+    """Serve the dashboard at ``/ui/`` (``/ui`` redirects there), with its ``/v1/ui/config``.
 
     >>> app = FastAPI()
     >>> mount_ui(app)
-    >>> [route.path for route in app.routes if getattr(route, "name", "") == "ui"]
-    ['/ui']
+    >>> app.url_path_for("ui", path="/index.html"), "/v1/ui/config" in app.openapi()["paths"]
+    ('/ui/index.html', True)
     """
+    from detector.api.routes.ui import router
+
+    app.include_router(router)
     app.mount(UI_PATH, DashboardFiles(directory=STATIC_DIR, html=True), name="ui")

@@ -15,7 +15,7 @@ export function alertCard(alert, session, done, isNew = false) {
   const who = alert.state === "resolved"
     ? `resolved by ${alert.resolved_by ?? "?"}${alert.false_positive ? " · false positive" : ""}`
     : alert.state === "acknowledged" ? `acknowledged by ${alert.acknowledged_by ?? "?"}` : "";
-  return h("li", { class: `alert severity-${alert.severity} state-${alert.state}${isNew ? " new" : ""}`,
+  return h("li", { class: `alert sev-${alert.severity} state-${alert.state}${isNew ? " new" : ""}`,
     dataset: { alertId: alert.alert_id } },
   h("div", { class: "alert-head" },
     h("span", { class: `badge severity-${alert.severity}` }, alert.severity),

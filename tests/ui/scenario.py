@@ -1,0 +1,132 @@
+"""A small, readable story for the dashboard: benign clients and one model thief.
+
+The thief's features climb over a few hundred queries until its risk crosses the alert
+threshold and an alert opens; benign clients stay flat. The values are the engine's own
+types (``RiskUpdate``, ``Alert``), stored through the real storage functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from detector.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
+
+MODEL = "digits-v1"
+ATTACKER = "acct-7f3a9c"
+BENIGN = tuple(f"acct-{n:04d}" for n in (1042, 1187, 2210, 3305, 4021, 5150))
+START = 1_790_000_000.0  # 2026-09-21, event time
+ALERT_RISK = 0.8
+
+
+@dataclass(frozen=True)
+class StoryOutcome:
+    """What ``Engine.process`` returns per event (see docs/CONTRACTS.md)."""
+
+    update: RiskUpdate
+    alert: Alert | None = None
+    closed_alert_id: str | None = None
+
+
+def _attacker_features(progress: float) -> dict[str, float]:
+    return {
+        "coverage_ratio": 1.0 + 2.6 * progress,
+        "ood_share": 0.03 + 0.58 * progress,
+        "distance_stat": 0.4 + 11.0 * progress**1.5,
+        "class_entropy": 2.45 + 0.85 * progress,
+        "rate_per_hour": 60 + 840 * progress,
+        "near_duplicate_share": 0.02 + 0.4 * progress,
+    }
+
+
+def _attacker_reasons(features: dict[str, float], queries: int) -> tuple[str, ...]:
+    return (
+        f"Visited {features['coverage_ratio']:.1f}x the input cells a benign client reaches "
+        f"after {queries} queries",
+        f"{features['ood_share']:.0%} of queries are out of the model's input distribution",
+        f"Predicted classes are spread evenly ({features['class_entropy']:.2f} bits of entropy)",
+    )
+
+
+def attacker_story(steps: int = 40, queries_per_step: int = 12) -> list[StoryOutcome]:
+    """The thief: risk follows a logistic curve and crosses ``ALERT_RISK`` once."""
+    outcomes: list[StoryOutcome] = []
+    opened = False
+    for step in range(1, steps + 1):
+        progress = step / steps
+        queries = step * queries_per_step
+        risk = round(1 / (1 + math.exp(-9 * (progress - 0.55))), 4)
+        features = _attacker_features(progress)
+        reasons = _attacker_reasons(features, queries) if risk >= 0.5 else ()
+        update = RiskUpdate(ATTACKER, MODEL, START + step * 240.0, queries, risk, reasons, features)
+        alert = None
+        if risk >= ALERT_RISK and not opened:
+            opened = True
+            alert = Alert(
+                alert_id_for(ATTACKER, MODEL, 1),
+                ATTACKER,
+                MODEL,
+                update.ts,
+                queries,
+                risk,
+                severity_for(risk),
+                reasons,
+                features,
+            )
+        outcomes.append(StoryOutcome(update, alert))
+    return outcomes
+
+
+def benign_story(client_id: str, index: int, steps: int = 10) -> list[StoryOutcome]:
+    """An ordinary user: flat, low risk, features near the benign expectation."""
+    outcomes = []
+    for step in range(1, steps + 1):
+        wobble = 0.03 * math.sin(step + index)
+        features = {
+            "coverage_ratio": 0.95 + wobble,
+            "ood_share": 0.02 + wobble / 3,
+            "distance_stat": 0.5 + wobble,
+            "class_entropy": 2.9 + wobble,
+            "rate_per_hour": 20.0 + 5 * index,
+        }
+        risk = round(0.04 + 0.02 * index + wobble / 3, 4)
+        update = RiskUpdate(client_id, MODEL, START + step * 900.0 + index, step * 7, risk, (), features)
+        outcomes.append(StoryOutcome(update))
+    return outcomes
+
+
+def full_story() -> list[StoryOutcome]:
+    """Every client's outcomes, in event-time order."""
+    outcomes = attacker_story()
+    for index, client_id in enumerate(BENIGN):
+        outcomes += benign_story(client_id, index)
+    return sorted(outcomes, key=lambda o: o.update.ts)
+
+
+def late_alert(client_id: str) -> StoryOutcome:
+    """A benign client that suddenly looks like a thief (to show an alert arriving live)."""
+    features = _attacker_features(0.9)
+    reasons = _attacker_reasons(features, 900)
+    update = RiskUpdate(client_id, MODEL, START + 86_400.0, 900, 0.86, reasons, features)
+    alert = Alert(
+        alert_id_for(client_id, MODEL, 1),
+        client_id,
+        MODEL,
+        update.ts,
+        900,
+        0.86,
+        severity_for(0.86),
+        reasons,
+        features,
+    )
+    return StoryOutcome(update, alert)
+
+
+def crowd(n: int, *, prefix: str = "crowd") -> list[StoryOutcome]:
+    """``n`` quiet clients with distinct low risks (one outcome each)."""
+    return [
+        StoryOutcome(
+            RiskUpdate(f"{prefix}-{i:06d}", MODEL, START + i, 5, round(0.3 * i / max(n, 1), 6), (), {})
+        )
+        for i in range(n)
+    ]
