@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detector.cli import main
+from detector.storage.apikeys import authenticate
+from detector.storage.db import make_engine, make_sessionmaker
+from tests.storage.databases import migrated_database
+
+
+def test_apikey_create_prints_a_working_key_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with migrated_database("sqlite", tmp_path) as settings:
+        monkeypatch.setenv("QUERYWATCH_DATABASE__URL", settings.database.url)
+        assert main(["apikey", "create", "--role", "admin", "--name", "ops"]) == 0
+        secret = capsys.readouterr().out.splitlines()[0]
+        engine = make_engine(settings.database)
+        with make_sessionmaker(engine)() as session:
+            principal = authenticate(session=session, presented=secret)
+        engine.dispose()
+        assert principal is not None and (principal.role, principal.name) == ("admin", "ops")
+        assert main(["apikey", "list"]) == 0
+        listing = capsys.readouterr().out
+        assert "ops" in listing and secret not in listing
+        assert main(["apikey", "revoke", str(principal.key_id)]) == 0
+        assert main(["apikey", "revoke", str(principal.key_id)]) == 1
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    env = {"QUERYWATCH_DATABASE__URL": f"sqlite:///{tmp_path / 'empty.db'}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "run `querywatch db upgrade` first" in done.stderr
