@@ -121,6 +121,8 @@ def test_new_alert_appears_without_reload_and_is_resolved_as_false_positive(
     page.click(f"{card} button.resolve")
     page.fill(f"{card} textarea[name=note]", "QA load test, agreed with the team")
     page.check(f"{card} input[name=false_positive]")
+    page.wait_for_timeout(6_000)  # a refresh (every 5 s) must not wipe the half-filled form
+    assert page.input_value(f"{card} textarea[name=note]") == "QA load test, agreed with the team"
     page.click(f"{card} button.resolve-confirm")
     page.wait_for_selector(f"#alert-feed li[data-alert-id='{late_id}']", state="detached")
     stored = api_alert(dashboard, late_id)

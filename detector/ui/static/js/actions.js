@@ -18,6 +18,11 @@ function alertPath(alert, action) {
   return `v1/alerts/${encodeURIComponent(alert.alert_id)}/${action}`;
 }
 
+/** True while an analyst is typing in an open resolve form: refreshes must not wipe it. */
+export function isEditing(container) {
+  return container.querySelector(".resolve-form:not([hidden])") !== null;
+}
+
 /** Buttons for one alert (and the resolve form they open), or nothing for a reader. */
 export function alertActions(alert, session, done) {
   if (!session.isAdmin || alert.state === "resolved") return null;
@@ -28,7 +33,8 @@ export function alertActions(alert, session, done) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const body = { note: form.elements.note.value, false_positive: form.elements.false_positive.checked };
-    act(api(alertPath(alert, "resolve"), { method: "POST", body }), done, "Alert resolved.");
+    const closeThenRefresh = () => { form.hidden = true; return done(); };
+    act(api(alertPath(alert, "resolve"), { method: "POST", body }), closeThenRefresh, "Alert resolved.");
   });
   return h("div", { class: "actions" },
     alert.state === "open" && h("button", {

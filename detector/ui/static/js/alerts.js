@@ -1,7 +1,7 @@
 // Alert feed: newest first, refreshed every few seconds; alerts that arrived since the page
 // opened are highlighted, so nobody needs to reload.
 
-import { alertActions } from "./actions.js";
+import { alertActions, isEditing } from "./actions.js";
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { fmtRisk, fmtTime, reasonText } from "./format.js";
@@ -43,6 +43,7 @@ export function renderAlerts(root, session, params) {
     h("div", { class: "panel-head" }, h("h1", null, "Alerts"), tabs, updated), list));
 
   async function load() {
+    if (isEditing(list)) return;
     const data = await api("v1/alerts", { params: { state: state === "all" ? "" : state, limit: PAGE_SIZE } });
     const alerts = listOf(data);
     replace(list, alerts.length

@@ -1,7 +1,7 @@
 // One client: why it is suspected (reasons in words), what the serving tier does with it,
 // its alerts, and plots over time of its risk and of the features behind the reasons.
 
-import { statusActions } from "./actions.js";
+import { isEditing, statusActions } from "./actions.js";
 import { alertCard } from "./alerts.js";
 import { api, ApiError } from "./api.js";
 import { timeChart } from "./charts.js";
@@ -96,9 +96,11 @@ export function renderClient(root, session, clientId) {
       ? reasonList.map((r) => h("li", null, reasonText(r)))
       : h("li", { class: "muted" }, "Nothing unusual so far."));
     const clientAlerts = listOf(alerts).filter((a) => a.client_id === clientId);
-    replace(alertList, clientAlerts.length
-      ? clientAlerts.map((a) => alertCard(a, session, () => poll.now()))
-      : h("li", { class: "empty" }, "No alerts for this client."));
+    if (!isEditing(alertList)) {
+      replace(alertList, clientAlerts.length
+        ? clientAlerts.map((a) => alertCard(a, session, () => poll.now()))
+        : h("li", { class: "empty" }, "No alerts for this client."));
+    }
 
     const points = listOf(history).slice().sort((a, b) => toEpoch(a.ts) - toEpoch(b.ts));
     const xs = points.map((p) => toEpoch(p.ts));
