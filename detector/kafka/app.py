@@ -11,11 +11,16 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from detector.config import Settings
+from detector.engine import Engine
 from detector.kafka.admin import ensure_topics
 from detector.kafka.consumer import run, subscribe
 from detector.kafka.outputs import OutputProducer
 from detector.kafka.processor import EngineLike, StreamProcessor
+from detector.kafka.shared_profiles import DatabaseProfileStore
+from detector.profiles import DirectoryProfileStore, ProfileStore
 from detector.storage.db import check_migrated, make_engine, make_sessionmaker
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,7 @@ def consume(
         outputs = OutputProducer(kafka)
         try:
             processor = StreamProcessor(
-                engine_factory=engine_factory or default_engine_factory(settings),
+                engine_factory=engine_factory or default_engine_factory(settings, sessions),
                 sessions=sessions,
                 outputs=outputs,
                 group_id=kafka.group_id,
@@ -57,6 +62,15 @@ def consume(
         database.dispose()
 
 
-def default_engine_factory(settings: Settings) -> EngineFactory:
-    """Engines built like ``querywatch replay`` builds its engine (same settings, same profiles)."""
-    raise NotImplementedError("waiting for detector.engine")
+def default_engine_factory(settings: Settings, sessions: sessionmaker[Session]) -> EngineFactory:
+    """Engines with the configured detection settings and profiles.
+
+    Profiles come from ``detection.profile_dir`` when it is set (reproducible: the same as
+    ``querywatch replay --profile``), else from the database, shared by the whole group.
+    """
+    store: ProfileStore
+    if settings.detection.profile_dir:
+        store = DirectoryProfileStore(settings.detection.profile_dir)
+    else:
+        store = DatabaseProfileStore(sessions)
+    return lambda: Engine(settings.detection, store)

@@ -27,7 +27,7 @@ from detector.errors import InvalidEvent
 from detector.events import Event, parse_event
 from detector.kafka.checkpoints import CheckpointConflict, load_partition, save_checkpoint
 from detector.kafka.deadletters import reject, save_dead_letters
-from detector.kafka.outputs import OutcomeLike, OutputProducer
+from detector.kafka.outputs import OutputProducer
 from detector.kafka.partitions import PartitionWork, pack_client_state, unpack_client_state
 from detector.metrics import CHECKPOINTS, CLIENTS_TRACKED, EVENTS_PROCESSED
 from detector.storage.db import transaction
@@ -38,10 +38,17 @@ log = logging.getLogger(__name__)
 TopicPartitionKey = tuple[str, int]
 
 
+class BatchLike(Protocol):
+    """``detector.engine.BatchResult``: outcomes in order, and the events the engine refused."""
+
+    outcomes: list[Any]
+    rejected: list[tuple[Event, InvalidEvent]]
+
+
 class EngineLike(Protocol):
     """The part of ``detector.engine.Engine`` the consumer uses."""
 
-    def process(self, event: Event) -> Sequence[OutcomeLike]: ...
+    def process_batch(self, events: Sequence[Event]) -> BatchLike: ...
     def export_client(self, client_id: str) -> bytes: ...
     def import_client(self, client_id: str, state: bytes) -> None: ...
     def drop_client(self, client_id: str) -> None: ...
@@ -164,48 +171,66 @@ class StreamProcessor:
     # -- processing ------------------------------------------------------------------------
 
     def process(self, records: Iterable[Record]) -> None:
-        """Decode, validate, dedup and score ``records`` (in order) of owned partitions."""
+        """Decode, validate and dedup ``records`` of owned partitions, then score them as one batch.
+
+        Scoring the batch at once lets the engine vectorize the work shared by its events;
+        each client's events keep their order (one client, one partition).
+        """
+        events: list[Event] = []
+        sources: dict[int, tuple[PartitionWork, Record]] = {}
         for record in records:
             work = self.partitions.get((record.topic, record.partition))
-            floor = (
-                None
-                if work is None
-                else (work.next_offset if work.next_offset is not None else work.stored_offset)
-            )
-            if work is None or (floor is not None and record.offset < floor):
-                continue  # not ours (any more), or already covered by the stored checkpoint
-            self._process_one(work, record)
+            if work is None:
+                continue  # no longer ours
+            floor = work.next_offset if work.next_offset is not None else work.stored_offset
+            if floor is not None and record.offset < floor:
+                continue  # already covered by the stored checkpoint
             work.next_offset = record.offset + 1
             work.events_since_checkpoint += 1
+            event = self._decode(work, record)
+            if event is not None:
+                events.append(event)
+                sources[id(event)] = (work, record)
+        if not events:
+            return
+        result = self.engine.process_batch(events)
+        for event, error in result.rejected:
+            work, record = sources[id(event)]
+            self._reject(work, record, error)
+        EVENTS_PROCESSED.inc(len(events) - len(result.rejected))
+        for outcome in result.outcomes:  # after a warm-up, also outcomes of earlier batches
+            client_id = outcome.update.client_id
+            owner = self._owner[client_id]
+            owner.outcomes.append(outcome)
+            owner.dirty.add(client_id)
+            self._latest_ts = max(self._latest_ts, outcome.update.ts)
 
-    def _process_one(self, work: PartitionWork, record: Record) -> None:
+    def _decode(self, work: PartitionWork, record: Record) -> Event | None:
+        """The valid, not yet seen event of ``record``; None if it was dead-lettered or a redelivery."""
         try:
             if record.value is None:
                 raise InvalidEvent("not_json", "the message has no value")
             event = parse_event(record.value, max_bytes=self._max_event_bytes)
-            if not work.recent_requests(event.client_id).is_new(event.request_id):
-                return  # a redelivery: already scored
-            self._owner[event.client_id] = work
-            outcomes = self.engine.process(event)
         except InvalidEvent as exc:
-            raw = b"" if record.value is None else record.value
-            letter = reject(
+            self._reject(work, record, exc)
+            return None
+        if not work.recent_requests(event.client_id).is_new(event.request_id):
+            return None
+        self._owner[event.client_id] = work
+        return event
+
+    def _reject(self, work: PartitionWork, record: Record, error: InvalidEvent) -> None:
+        raw = b"" if record.value is None else record.value
+        work.dead_letters.append(
+            reject(
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
                 raw=raw,
                 key=record.key,
-                error=exc,
+                error=error,
             )
-            work.dead_letters.append(letter)
-            return
-        EVENTS_PROCESSED.inc()
-        work.dirty.add(event.client_id)
-        self._latest_ts = max(self._latest_ts, event.ts)
-        for outcome in outcomes:  # after warm-up, outcomes of buffered events of every client
-            owner = self._owner.get(outcome.update.client_id, work)
-            owner.outcomes.append(outcome)
-            owner.dirty.add(outcome.update.client_id)
+        )
 
     # -- checkpoints -----------------------------------------------------------------------
 

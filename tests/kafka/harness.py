@@ -1,0 +1,207 @@
+"""Helpers of the consumer integration tests: a trace, its replay, a database, consumers to run.
+
+Everything is real: the broker is Tansu (see conftest), the database a SQLite file, the
+consumer the one ``querywatch consume`` runs. A fixed reference profile makes ``replay``
+and ``consume`` use the same reference, so their outcomes can be compared exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from sqlalchemy import Engine as SqlEngine
+from sqlalchemy import func, select
+
+from detector.config import DatabaseSettings, DetectionSettings, KafkaSettings, Settings
+from detector.engine import Engine
+from detector.kafka.admin import ensure_topics
+from detector.kafka.app import consume
+from detector.kafka.client_config import connection_kwargs, producer_kwargs
+from detector.kafka.producer import produce_lines
+from detector.profiles import DirectoryProfileStore, MemoryProfileStore, build_profile
+from detector.replay import replay
+from detector.simulate import generate_trace
+from detector.simulate.victim import MODEL_ID, load_victim
+from detector.storage import migrate
+from detector.storage.db import make_engine
+from detector.storage.tables import AlertRow, Client, DeadLetter, PartitionOffset
+
+#: Seconds any wait of these tests may take before it fails (generous: a rebalance takes ~3-6 s).
+WAIT_S = 90.0
+
+
+@functools.cache
+def trace_lines() -> tuple[bytes, ...]:
+    """A small simulated trace (benign clients and thieves), one JSON event per line."""
+    events, _truth = generate_trace(3, benign=12, attackers=4, scale=0.3, hours=6)
+    return tuple(json.dumps(e, separators=(",", ":")).encode() for e in events)
+
+
+@functools.cache
+def _profile_bytes() -> bytes:
+    victim = load_victim()
+    return build_profile(victim.train, model_id=MODEL_ID, settings=DetectionSettings()).to_bytes()
+
+
+def detection_settings(profile_dir: Path) -> DetectionSettings:
+    """Detection settings whose profile directory holds the fixed digits profile."""
+    from models.profile import ReferenceProfile
+
+    DirectoryProfileStore(profile_dir).put(ReferenceProfile.from_bytes(_profile_bytes()))
+    return DetectionSettings(profile_dir=str(profile_dir), max_event_bytes=4096)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the stored outcome of a trace must be."""
+
+    alerts: list[tuple[str, str, int]]  # (alert_id, client_id, queries)
+    clients: dict[str, int]  # client_id -> queries
+
+
+def replay_expectation(lines: Sequence[bytes], detection: DetectionSettings, tmp: Path) -> Expected:
+    """What ``querywatch replay`` finds on ``lines``."""
+    path = tmp / "trace.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    profile = DirectoryProfileStore(detection.profile_dir or "").get(MODEL_ID)
+    assert profile is not None
+    report = replay(path, Engine(detection, MemoryProfileStore([profile])))
+    return Expected(
+        sorted((a.alert_id, a.client_id, a.queries) for a in report.alerts),
+        {c.client_id: c.queries for c in report.clients.values()},
+    )
+
+
+def migrated_database(tmp: Path, name: str = "qw.db") -> DatabaseSettings:
+    database = DatabaseSettings(url=f"sqlite:///{tmp / name}")
+    migrate.upgrade(Settings(database=database))
+    return database
+
+
+def produce(kafka: KafkaSettings, lines: Sequence[bytes]) -> None:
+    ensure_topics(kafka)
+    producer = KafkaProducer(**producer_kwargs(kafka))
+    try:
+        produce_lines(producer, kafka.topic, lines)
+    finally:
+        producer.close()
+
+
+def end_offsets(kafka: KafkaSettings, topic: str | None = None) -> dict[int, int]:
+    """Partition -> end offset of ``topic`` (default: the inference-log topic)."""
+    consumer = KafkaConsumer(**connection_kwargs(kafka, role="test-offsets"))
+    try:
+        topic = topic or kafka.topic
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: off for tp, off in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
+def stored_offsets(database: SqlEngine, kafka: KafkaSettings) -> dict[int, int]:
+    with database.connect() as c:
+        rows = c.execute(
+            select(PartitionOffset.partition, PartitionOffset.next_offset).where(
+                PartitionOffset.group_id == kafka.group_id, PartitionOffset.topic == kafka.topic
+            )
+        )
+        return {p: o for p, o in rows}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def wait_until_stored(database: SqlEngine, kafka: KafkaSettings) -> None:
+    """Until the database has checkpointed every message of the topic."""
+    ends = {p: o for p, o in end_offsets(kafka).items() if o > 0}
+    wait_for(
+        lambda: all(stored_offsets(database, kafka).get(p, 0) >= o for p, o in ends.items()), "checkpoints"
+    )
+
+
+@dataclass(frozen=True)
+class Stored:
+    alerts: list[tuple[str, str, int]]
+    clients: dict[str, int]
+    risks: dict[str, float]
+    dead_letters: list[tuple[str, str]]  # (reason, raw)
+
+
+def stored(database: SqlEngine) -> Stored:
+    with database.connect() as c:
+        alerts = sorted(
+            (a, cl, q)
+            for a, cl, q in c.execute(select(AlertRow.alert_id, AlertRow.client_id, AlertRow.queries))
+        )
+        clients = {
+            cl: (q, r) for cl, q, r in c.execute(select(Client.client_id, Client.queries, Client.risk))
+        }
+        letters = sorted(
+            (r, bytes(raw or b"").hex()) for r, raw in c.execute(select(DeadLetter.reason, DeadLetter.raw))
+        )
+        assert c.scalar(select(func.count()).select_from(AlertRow)) == len(alerts)
+    return Stored(
+        alerts, {k: v[0] for k, v in clients.items()}, {k: v[1] for k, v in clients.items()}, letters
+    )
+
+
+class ThreadedConsumer:
+    """``consume()`` in a thread of this process, stopped like SIGTERM stops the command."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            consume(self.settings, stop=self.stop)
+        except BaseException as exc:  # surfaced by close()
+            self.error = exc
+
+    def start(self) -> ThreadedConsumer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(WAIT_S)
+        assert not self._thread.is_alive(), "consumer did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+def consumer_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """``querywatch consume`` as a child process configured through the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
+    env.update(_environment(settings))
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "detector.cli", "consume"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = {"QUERYWATCH_LOG_JSON": "false", "QUERYWATCH_LOG_LEVEL": "INFO"}
+    for section in ("kafka", "database", "detection"):
+        values: dict[str, Any] = getattr(settings, section).model_dump(exclude_defaults=True)
+        for name, value in values.items():
+            env[f"QUERYWATCH_{section.upper()}__{name.upper()}"] = str(value)
+    return env
