@@ -13,20 +13,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import uvicorn
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from detector.api.app import create_app
-from detector.config import Settings
+from detector.config import DetectionSettings, Settings
 from detector.errors import QuerywatchError
 from detector.kafka.admin import ensure_topics
 from detector.kafka.app import EngineFactory, consume
 from detector.kafka.broker import EmbeddedBroker
+from detector.kafka.shared_profiles import DatabaseProfileStore
+from detector.profiles import DirectoryProfileStore, ProfileStore
 from detector.storage import audit, migrate
 from detector.storage.apikeys import create_api_key
 from detector.storage.db import make_engine, make_sessionmaker, transaction
 from detector.webhooks.dispatcher import Dispatcher
+from models.profile import ReferenceProfile
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,13 @@ API_START_TIMEOUT_S = 30.0
 
 class ServiceFailed(QuerywatchError):
     """A part of the all-in-one service could not start or died."""
+
+
+class Demo(Protocol):
+    """Demo traffic: a reference profile of its model, and a producer of its events."""
+
+    def profile(self, detection: DetectionSettings) -> ReferenceProfile: ...
+    def run(self, settings: Settings, stop: threading.Event) -> None: ...
 
 
 @dataclass
@@ -76,7 +88,7 @@ class AllInOne:
         self,
         settings: Settings,
         *,
-        demo: Callable[[Settings, threading.Event], None] | None = None,
+        demo: Demo | None = None,
         engine_factory: EngineFactory | None = None,
     ) -> None:
         self.settings = settings
@@ -112,6 +124,8 @@ class AllInOne:
             key = create_api_key(session=session, role="admin", name="querywatch-up")
             audit.record(session=session, actor="up", action="apikey.create", target=f"apikey:{key.id}")
 
+        if self.demo is not None:
+            self._seed_profile(self.demo, sessions)
         self._start_consumer()
         dispatcher = Dispatcher(self.settings, sessions)
         dispatcher_stop = threading.Event()
@@ -120,7 +134,7 @@ class AllInOne:
         if self.demo is not None:
             demo, demo_stop = self.demo, threading.Event()
             settings = self.settings
-            self._spawn("demo", lambda: demo(settings, demo_stop), demo_stop.set, stop_all_on_exit=False)
+            self._spawn("demo", lambda: demo.run(settings, demo_stop), demo_stop.set, stop_all_on_exit=False)
         return Started(
             api_url=api_url,
             docs_url=f"{api_url}/docs",
@@ -131,6 +145,20 @@ class AllInOne:
             admin_key=key.secret,
             embedded_broker=self._broker is not None,
         )
+
+    def _seed_profile(self, demo: Demo, sessions: sessionmaker[Session]) -> None:
+        """Give the consumer the demo model's reference profile up front (no warm-up wait),
+        in the store it reads: the profile directory if one is set, else the database."""
+        detection = self.settings.detection
+        store: ProfileStore
+        if detection.profile_dir:
+            store = DirectoryProfileStore(detection.profile_dir)
+        else:
+            store = DatabaseProfileStore(sessions)
+        profile = demo.profile(detection)
+        if store.get(profile.model_id) is None:
+            store.put(profile)
+            log.info("demo reference profile stored", extra={"model_id": profile.model_id})
 
     def _start_consumer(self) -> None:
         consumer_stop = threading.Event()

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     plan = DemoPlan(
         seed=args.seed, benign=args.benign, attackers=args.attackers, rate=args.rate, truth_path=args.truth
     )
-    app = AllInOne(settings, demo=plan.run if args.demo else None)
+    app = AllInOne(settings, demo=plan if args.demo else None)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping on %s", signal.Signals(signum).name)

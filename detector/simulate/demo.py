@@ -14,12 +14,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from detector.config import Settings
+import numpy as np
+
+from detector.config import DetectionSettings, Settings
+from detector.profiles import build_profile
 from detector.simulate.jsonl import write_truth
 from detector.simulate.publish import publish_events
 from detector.simulate.trace import Truth, generate_trace
+from detector.simulate.traffic import noisy
+from detector.simulate.victim import MODEL_ID, load_victim
+from models.profile import ReferenceProfile
 
 log = logging.getLogger(__name__)
+
+
+def reference_profile(detection: DetectionSettings, *, copies: int = 3, seed: int = 0) -> ReferenceProfile:
+    """The victim's trusted reference profile: its natural digits as users send them
+    (light to moderate scan noise), served, so the demo needs no warm-up period.
+
+    What an operator does with ``querywatch profile`` and a sample of known-good traffic.
+    """
+    victim, rng = load_victim(), np.random.default_rng(seed)
+    natural = np.concatenate([victim.natural] * copies)
+    served = victim.serve(noisy(rng, natural, rng.uniform(0.01, 0.08, size=len(natural))))
+    return build_profile(
+        served.inputs,
+        model_id=MODEL_ID,
+        settings=detection,
+        labels=served.labels.tolist(),
+        scores=served.scores,
+    )
 
 
 @dataclass(frozen=True)
@@ -33,6 +57,9 @@ class DemoPlan:
     hours: float = 2.0
     rate: float = 400.0
     truth_path: Path | None = None
+
+    def profile(self, detection: DetectionSettings) -> ReferenceProfile:
+        return reference_profile(detection, seed=self.seed)
 
     def trace(self) -> tuple[list[dict[str, object]], Truth]:
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=self.hours)
