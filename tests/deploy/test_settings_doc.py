@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from detector.config import Settings
+from detector.settings_doc import settings_rows, settings_table
+
+README_SECTION = Path(__file__).resolve().parents[2] / "docs" / "readme" / "operations.md"
+
+
+def test_every_setting_has_one_row_that_settings_accepts(monkeypatch) -> None:
+    rows = list(settings_rows())
+    names = [env for env, _, _ in rows]
+    assert len(names) == len(set(names)) and "QUERYWATCH_DATABASE__URL" in names
+    monkeypatch.setenv("QUERYWATCH_KAFKA__PARTITIONS", "3")
+    monkeypatch.setenv("QUERYWATCH_LOG_JSON", "false")
+    settings = Settings()
+    assert settings.kafka.partitions == 3 and settings.log_json is False
+
+
+def test_readme_table_is_the_generated_one() -> None:
+    text = README_SECTION.read_text()
+    start, end = "<!-- settings-table:start -->\n", "\n<!-- settings-table:end -->"
+    assert text.split(start)[1].split(end)[0] == settings_table(), (
+        "docs/readme/operations.md is stale: paste the output of `python -m detector.settings_doc`"
+    )
