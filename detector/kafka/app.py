@@ -28,6 +28,54 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[[], EngineLike]
 
 
+class ConsumerApp:
+    """A consumer built from Settings: database (checked migrated), output producer, processor.
+
+    ``run(stop)`` joins the group and works until ``stop`` is set; ``processor`` can be read
+    by tests and status pages (which partitions this member owns).
+    """
+
+    def __init__(self, settings: Settings, *, engine_factory: EngineFactory | None = None) -> None:
+        self.settings = settings
+        self._database = make_engine(settings.database)
+        try:
+            check_migrated(self._database)
+            sessions = make_sessionmaker(self._database)
+            kafka = settings.kafka
+            ensure_topics(kafka)
+            self._outputs = OutputProducer(kafka)
+        except BaseException:
+            self._database.dispose()
+            raise
+        self.processor = StreamProcessor(
+            engine_factory=engine_factory or default_engine_factory(settings, sessions),
+            sessions=sessions,
+            outputs=self._outputs,
+            group_id=kafka.group_id,
+            checkpoint_every_events=kafka.checkpoint_every_events,
+            checkpoint_every_seconds=kafka.checkpoint_every_seconds,
+            max_event_bytes=settings.detection.max_event_bytes,
+        )
+
+    def owned_partitions(self) -> list[int]:
+        """Partitions of the inference-log topic this member owns right now."""
+        while True:
+            try:
+                return sorted(p for _t, p in list(self.processor.partitions))
+            except RuntimeError:  # the IO thread changed the assignment while we copied it
+                continue
+
+    def run(self, stop: threading.Event) -> None:
+        kafka = self.settings.kafka
+        consumer = subscribe(kafka, self.processor)
+        log.info("consuming %s as group %s", kafka.topic, kafka.group_id)
+        run(consumer, self.processor, stop, max_records=kafka.max_poll_records)
+
+    def close(self) -> None:
+        self._outputs.close()
+        self._database.dispose()
+
+
 def consume(
     settings: Settings, *, stop: threading.Event, engine_factory: EngineFactory | None = None
 ) -> None:
@@ -36,30 +84,11 @@ def consume(
     Raises ``DatabaseNotMigrated`` before joining the group if the schema is not current,
     and ``ConfigError`` if no brokers are configured.
     """
-    kafka = settings.kafka
-    database = make_engine(settings.database)
+    app = ConsumerApp(settings, engine_factory=engine_factory)
     try:
-        check_migrated(database)
-        sessions = make_sessionmaker(database)
-        ensure_topics(kafka)
-        outputs = OutputProducer(kafka)
-        try:
-            processor = StreamProcessor(
-                engine_factory=engine_factory or default_engine_factory(settings, sessions),
-                sessions=sessions,
-                outputs=outputs,
-                group_id=kafka.group_id,
-                checkpoint_every_events=kafka.checkpoint_every_events,
-                checkpoint_every_seconds=kafka.checkpoint_every_seconds,
-                max_event_bytes=settings.detection.max_event_bytes,
-            )
-            consumer = subscribe(kafka, processor)
-            log.info("consuming %s as group %s", kafka.topic, kafka.group_id)
-            run(consumer, processor, stop, max_records=kafka.max_poll_records)
-        finally:
-            outputs.close()
+        app.run(stop)
     finally:
-        database.dispose()
+        app.close()
 
 
 def default_engine_factory(settings: Settings, sessions: sessionmaker[Session]) -> EngineFactory:

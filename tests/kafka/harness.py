@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from detector.config import DatabaseSettings, DetectionSettings, KafkaSettings, Settings
 from detector.engine import Engine
 from detector.kafka.admin import ensure_topics
-from detector.kafka.app import consume
+from detector.kafka.app import ConsumerApp
 from detector.kafka.client_config import connection_kwargs, producer_kwargs
 from detector.kafka.producer import produce_lines
 from detector.profiles import DirectoryProfileStore, MemoryProfileStore, build_profile
@@ -34,8 +34,7 @@ from detector.replay import replay
 from detector.simulate import generate_trace
 from detector.simulate.victim import MODEL_ID, load_victim
 from detector.storage import migrate
-from detector.storage.db import make_engine
-from detector.storage.tables import AlertRow, Client, DeadLetter, PartitionOffset
+from detector.storage.tables import AlertRow, Client, DeadLetter, PartitionOffset, RiskPoint
 
 #: Seconds any wait of these tests may take before it fails (generous: a rebalance takes ~3-6 s).
 WAIT_S = 90.0
@@ -140,6 +139,7 @@ class Stored:
     alerts: list[tuple[str, str, int]]
     clients: dict[str, int]
     risks: dict[str, float]
+    history: list[tuple[str, int, float]]  # (client_id, queries, risk) of every stored history point
     dead_letters: list[tuple[str, str]]  # (reason, raw)
 
 
@@ -155,26 +155,28 @@ def stored(database: SqlEngine) -> Stored:
         letters = sorted(
             (r, bytes(raw or b"").hex()) for r, raw in c.execute(select(DeadLetter.reason, DeadLetter.raw))
         )
+        history = sorted(c.execute(select(RiskPoint.client_id, RiskPoint.queries, RiskPoint.risk)).tuples())
         assert c.scalar(select(func.count()).select_from(AlertRow)) == len(alerts)
-    return Stored(
-        alerts, {k: v[0] for k, v in clients.items()}, {k: v[1] for k, v in clients.items()}, letters
-    )
+    queries = {k: v[0] for k, v in clients.items()}
+    return Stored(alerts, queries, {k: v[1] for k, v in clients.items()}, list(history), letters)
 
 
 class ThreadedConsumer:
     """``consume()`` in a thread of this process, stopped like SIGTERM stops the command."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.app = ConsumerApp(settings)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
-            consume(self.settings, stop=self.stop)
+            self.app.run(self.stop)
         except BaseException as exc:  # surfaced by close()
             self.error = exc
+        finally:
+            self.app.close()
 
     def start(self) -> ThreadedConsumer:
         self._thread.start()

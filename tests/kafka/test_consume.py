@@ -10,12 +10,15 @@ from detector.config import KafkaSettings, Settings
 from detector.storage.db import make_engine
 from tests.kafka.harness import (
     ThreadedConsumer,
+    consumer_process,
     detection_settings,
     migrated_database,
     produce,
     replay_expectation,
     stored,
+    stored_offsets,
     trace_lines,
+    wait_for,
     wait_until_stored,
 )
 
@@ -43,3 +46,96 @@ def test_consumed_alerts_equal_the_replay_of_the_same_trace(
     assert result.alerts == expected.alerts
     assert result.clients == expected.clients
     assert result.dead_letters == []
+
+
+def _settings(kafka: KafkaSettings, tmp_path: Path, name: str, **kafka_changes: object) -> Settings:
+    return Settings(
+        kafka=kafka.model_copy(update={"group_id": f"{kafka.group_id}-{name}", **kafka_changes}),
+        database=migrated_database(tmp_path, f"{name}.db"),
+        detection=detection_settings(tmp_path / "profiles"),
+    )
+
+
+def test_a_consumer_killed_mid_stream_resumes_without_losing_or_doubling(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    lines = trace_lines()
+    first, rest = lines[: len(lines) // 2], lines[len(lines) // 2 :]
+    produce(kafka_settings, first)
+    killed = _settings(kafka_settings, tmp_path, "killed", checkpoint_every_events=100, max_poll_records=20)
+    database = make_engine(killed.database)
+    log = tmp_path / "consumer.log"
+
+    child = consumer_process(killed, log)
+    try:
+        wait_for(lambda: sum(stored_offsets(database, killed.kafka).values()) >= len(first) // 3, "progress")
+    finally:
+        child.kill()  # SIGKILL: no checkpoint, no leaving the group
+        child.wait()
+    assert sum(stored_offsets(database, killed.kafka).values()) < len(lines), (
+        "killed after the end of the stream"
+    )
+    produce(kafka_settings, rest)
+    restarted = consumer_process(killed, log)
+    try:
+        wait_until_stored(database, killed.kafka)
+    finally:
+        restarted.terminate()
+        assert restarted.wait(60) == 0, log.read_text()[-3000:]
+
+    uninterrupted = _settings(kafka_settings, tmp_path, "uninterrupted")
+    reference = make_engine(uninterrupted.database)
+    consumer = ThreadedConsumer(uninterrupted).start()
+    try:
+        wait_until_stored(reference, uninterrupted.kafka)
+    finally:
+        consumer.close()
+    after_kill, expected = stored(database), stored(reference)
+    assert after_kill.alerts == expected.alerts != []
+    assert after_kill.clients == expected.clients
+    assert after_kill.risks == expected.risks
+    assert after_kill.history == expected.history
+    database.dispose()
+    reference.dispose()
+
+
+def test_two_consumers_split_the_partitions_and_one_takes_over_from_the_other(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    detection = detection_settings(tmp_path / "profiles")
+    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    lines = trace_lines()
+    thirds = [
+        lines[: len(lines) // 3],
+        lines[len(lines) // 3 : 2 * len(lines) // 3],
+        lines[2 * len(lines) // 3 :],
+    ]
+    database = make_engine(settings.database)
+    produce(kafka_settings, thirds[0])
+
+    first = ThreadedConsumer(settings).start()
+    second: ThreadedConsumer | None = None
+    try:
+        wait_for(lambda: first.app.owned_partitions() == [0, 1, 2, 3], "the first consumer owning everything")
+        wait_until_stored(database, kafka_settings)
+        second = ThreadedConsumer(settings).start()
+        wait_for(
+            lambda: len(second.app.owned_partitions()) == 2, "the partitions split between two consumers"
+        )
+        moved = second.app.owned_partitions()
+        assert sorted(first.app.owned_partitions() + moved) == [0, 1, 2, 3]
+        produce(kafka_settings, thirds[1])
+        wait_until_stored(database, kafka_settings)
+        second.close()
+        wait_for(lambda: first.app.owned_partitions() == [0, 1, 2, 3], "the first consumer taking over")
+        produce(kafka_settings, thirds[2])
+        wait_until_stored(database, kafka_settings)
+    finally:
+        first.close()
+        if second is not None and second.app.owned_partitions():
+            second.close()
+    expected = replay_expectation(lines, detection, tmp_path)
+    result = stored(database)
+    assert result.alerts == expected.alerts != []
+    assert result.clients == expected.clients  # each client's count continued where the other left it
+    database.dispose()
