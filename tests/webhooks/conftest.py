@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from detector.config import ApiSettings, Settings, WebhookSettings
 from detector.outcomes import ATLAS_TECHNIQUE
 from detector.storage.db import make_engine, make_sessionmaker
 from detector.storage.migrate import upgrade
-from detector.storage.tables import AlertRow, WebhookEndpoint
+from detector.storage.tables import AlertRow, Base, WebhookEndpoint
 from detector.webhooks.outbox import enqueue_deliveries
 from detector.webhooks.signing import generate_secret
 from tests.storage.databases import KINDS, settings_for, temporary_database
@@ -57,18 +59,34 @@ class Db:
         return self.settings.model_copy(update={"webhooks": webhooks})
 
 
+@pytest.fixture(scope="session")
+def migrated_url() -> Iterator[Callable[[str], str]]:
+    """One migrated database per kind for the whole session, made on first use (a
+    PostgreSQL database costs about a second to create); ``db`` empties it after each test."""
+    urls: dict[str, str] = {}
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+
+        def url_for(kind: str) -> str:
+            if kind not in urls:
+                urls[kind] = stack.enter_context(temporary_database(kind, Path(tmp)))
+                upgrade(settings_for(urls[kind]))
+            return urls[kind]
+
+        yield url_for
+
+
 @pytest.fixture(params=KINDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
-    with temporary_database(str(request.param), tmp_path) as url:
-        settings = settings_for(
-            url, webhooks=TEST_WEBHOOKS, api=ApiSettings(public_url="http://qw.test:8000")
-        )
-        upgrade(settings)
-        engine = make_engine(settings.database)
-        try:
-            yield Db(settings, engine, make_sessionmaker(engine))
-        finally:
-            engine.dispose()
+def db(request: pytest.FixtureRequest, migrated_url: Callable[[str], str]) -> Iterator[Db]:
+    url = migrated_url(str(request.param))
+    settings = settings_for(url, webhooks=TEST_WEBHOOKS, api=ApiSettings(public_url="http://qw.test:8000"))
+    engine = make_engine(settings.database)
+    try:
+        yield Db(settings, engine, make_sessionmaker(engine))
+        with engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

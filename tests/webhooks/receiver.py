@@ -28,6 +28,14 @@ class Received:
     path: str
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many dispatchers connect at once; the default 5 resets connections
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client closing a kept-alive connection is not a test failure
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -94,8 +102,7 @@ class Receiver:
                 pass
 
         self._release.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", self.port), Handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
