@@ -92,7 +92,9 @@ export function renderLeaderboard(root, session, params) {
     nextCursor = data?.next_cursor ?? null;
     replace(body, items.length
       ? items.map((c, i) => clientRow(c, page * PAGE_SIZE + i + 1, session.config))
-      : h("tr", null, h("td", { colspan: 8, class: "empty" }, "No client matches these filters yet.")));
+      : h("tr", null, h("td", { colspan: 8, class: "empty" }, Object.values(filters).some((v) => v !== "")
+        ? "No client matches these filters."
+        : "No client seen yet: clients appear once the consumer has stored events (try querywatch up --demo).")));
     prev.disabled = page === 0;
     next.disabled = !nextCursor;
     pageLabel.textContent = `Page ${page + 1}`;
