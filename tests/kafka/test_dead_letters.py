@@ -1,0 +1,110 @@
+"""A stream salted with 5% malformed messages: each is dead-lettered, the rest scored as without them."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from detector.config import KafkaSettings, Settings
+from detector.kafka.client_config import connection_kwargs
+from detector.storage.db import make_engine
+from tests.kafka.harness import (
+    WAIT_S,
+    ThreadedConsumer,
+    detection_settings,
+    end_offsets,
+    migrated_database,
+    produce,
+    replay_expectation,
+    stored,
+    trace_lines,
+    wait_until_stored,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def malformed(n: int, valid: bytes) -> list[tuple[str, bytes]]:
+    """``n`` bad messages of every kind, with the reason each must be dead-lettered for."""
+    event = json.loads(valid)
+    kinds = [
+        ("not_utf8", lambda i: b'{"request_id": "\xff\xfe' + str(i).encode() + b'"}'),
+        ("not_json", lambda i: b'{"request_id": "bad-%d", "ts": ' % i),
+        ("not_object", lambda i: b"[%d, 2, 3]" % i),
+        (
+            "missing_field",
+            lambda i: json.dumps(
+                {k: v for k, v in {**event, "request_id": f"bad-{i}"}.items() if k != "client_id"}
+            ).encode(),
+        ),
+        ("wrong_type", lambda i: json.dumps({**event, "request_id": f"bad-{i}", "input": "zero"}).encode()),
+        (
+            "non_finite",
+            lambda i: json.dumps({**event, "request_id": f"bad-{i}", "input": [float("nan")] * 64}).encode(),
+        ),
+        (
+            "wrong_dimension",
+            lambda i: json.dumps({**event, "request_id": f"bad-{i}", "input": [0.5] * 10}).encode(),
+        ),
+        (
+            "oversized",
+            lambda i: json.dumps({**event, "request_id": f"bad-{i}", "meta": {"pad": "x" * 5000}}).encode(),
+        ),
+    ]
+    return [(kinds[i % len(kinds)][0], kinds[i % len(kinds)][1](i)) for i in range(n)]
+
+
+def test_malformed_messages_are_dead_lettered_and_change_nothing_else(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    detection = detection_settings(tmp_path / "profiles")
+    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    clean = list(trace_lines())
+    bad = malformed(len(clean) // 20, clean[0])
+    salted = list(clean)
+    rng = random.Random(5)
+    for _reason, raw in bad:
+        salted.insert(rng.randrange(len(salted) + 1), raw)
+    produce(kafka_settings, salted)
+
+    consumer = ThreadedConsumer(settings).start()
+    database = make_engine(settings.database)
+    try:
+        wait_until_stored(database, kafka_settings)
+    finally:
+        consumer.close()
+    result = stored(database)
+    database.dispose()
+
+    expected = replay_expectation(clean, detection, tmp_path)
+    assert result.alerts == expected.alerts != []
+    assert result.clients == expected.clients
+    assert result.dead_letters == sorted((reason, raw.hex()) for reason, raw in bad)
+    letters = read_topic(kafka_settings, kafka_settings.dead_letter_topic)
+    assert Counter(letters) == Counter(bad)
+
+
+def read_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str, bytes]]:
+    """(reason header, value) of every message of the dead-letter topic."""
+    total = sum(end_offsets(kafka, topic).values())
+    consumer = KafkaConsumer(
+        topic, **connection_kwargs(kafka, role="test-reader"), auto_offset_reset="earliest"
+    )
+    found: list[tuple[str, bytes]] = []
+    try:
+        for _ in range(int(WAIT_S * 2)):
+            for records in consumer.poll(500).values():
+                for r in records:
+                    headers = dict(r.headers)
+                    assert headers["querywatch.source"].startswith(kafka.topic.encode() + b"/")
+                    found.append((headers["querywatch.reason"].decode(), r.value))
+            if len(found) >= total:
+                break
+    finally:
+        consumer.close()
+    return found
