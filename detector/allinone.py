@@ -9,6 +9,7 @@ running. Production runs the same pieces as separate, scalable processes instead
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -111,11 +112,17 @@ class AllInOne:
     def _start(self) -> Started:
         if self.settings.kafka.bootstrap_servers is None:
             self._broker = EmbeddedBroker().start()
+            # A fresh broker starts every topic at offset 0, so offsets checkpointed by an
+            # earlier run mean nothing here: a new consumer group starts from scratch.
+            group_id = f"{self.settings.kafka.group_id}-embedded-{secrets.token_hex(4)}"
             kafka = self.settings.kafka.model_copy(
-                update={"bootstrap_servers": self._broker.bootstrap_servers}
+                update={"bootstrap_servers": self._broker.bootstrap_servers, "group_id": group_id}
             )
             self.settings = self.settings.model_copy(update={"kafka": kafka})
-            log.info("embedded broker started", extra={"bootstrap_servers": self._broker.bootstrap_servers})
+            log.info(
+                "embedded broker started",
+                extra={"bootstrap_servers": self._broker.bootstrap_servers, "group_id": group_id},
+            )
         ensure_topics(self.settings.kafka)
         migrate.upgrade(self.settings)
         self._db = make_engine(self.settings.database)

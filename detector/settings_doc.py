@@ -1,13 +1,16 @@
 """Print the configuration table (every setting, its environment variable, default, meaning).
 
 Generated from ``Settings`` itself so the README cannot drift from the code:
-``python -m detector.settings_doc`` prints Markdown; a test checks the README section.
+``python -m detector.settings_doc`` prints Markdown; ``--write FILE`` replaces the table
+between the ``settings-table`` markers of FILE; a test checks the README section.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -54,5 +57,26 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
+START_MARKER = "<!-- settings-table:start -->\n"
+END_MARKER = "\n<!-- settings-table:end -->"
+
+
+def table_in(text: str) -> str:
+    """The table between the markers of ``text`` (ValueError if they are missing)."""
+    if START_MARKER not in text or END_MARKER not in text:
+        raise ValueError("no settings-table markers")
+    return text.split(START_MARKER, 1)[1].split(END_MARKER, 1)[0]
+
+
+def write_table(path: Path) -> None:
+    """Replace the table between the markers of the Markdown file at ``path``."""
+    text = path.read_text()
+    old = START_MARKER + table_in(text) + END_MARKER
+    path.write_text(text.replace(old, START_MARKER + settings_table() + END_MARKER))
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    if sys.argv[1:2] == ["--write"] and len(sys.argv) == 3:
+        write_table(Path(sys.argv[2]))
+    else:
+        print(settings_table())

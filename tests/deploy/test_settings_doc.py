@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detector.config import Settings
-from detector.settings_doc import settings_rows, settings_table
+from detector.settings_doc import settings_rows, settings_table, table_in, write_table
 
 README_SECTION = Path(__file__).resolve().parents[2] / "docs" / "readme" / "operations.md"
 
@@ -19,8 +19,15 @@ def test_every_setting_has_one_row_that_settings_accepts(monkeypatch) -> None:
 
 
 def test_readme_table_is_the_generated_one() -> None:
-    text = README_SECTION.read_text()
-    start, end = "<!-- settings-table:start -->\n", "\n<!-- settings-table:end -->"
-    assert text.split(start)[1].split(end)[0] == settings_table(), (
-        "docs/readme/operations.md is stale: paste the output of `python -m detector.settings_doc`"
+    assert table_in(README_SECTION.read_text()) == settings_table(), (
+        "docs/readme/operations.md is stale: run "
+        "`python -m detector.settings_doc --write docs/readme/operations.md`"
     )
+
+
+def test_write_replaces_only_the_table(tmp_path: Path) -> None:
+    doc = tmp_path / "ops.md"
+    doc.write_text("intro\n<!-- settings-table:start -->\nold\n<!-- settings-table:end -->\noutro\n")
+    write_table(doc)
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and table_in(text) == settings_table()
