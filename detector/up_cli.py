@@ -12,6 +12,7 @@ from typing import Any
 
 from detector.allinone import AllInOne, Started
 from detector.config import Settings
+from detector.errors import ConfigError
 from detector.logging_setup import configure_logging
 from detector.simulate.demo import DemoPlan
 
@@ -41,6 +42,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.rate <= 0 or args.benign < 0 or args.attackers < 0:
+        raise ConfigError("--rate must be > 0 events/s, --benign and --attackers >= 0")
     api = settings.api.model_copy(
         update={
             "host": args.host or settings.api.host,
