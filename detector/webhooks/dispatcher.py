@@ -12,15 +12,18 @@ injectable so tests can drive time and failures by hand.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
@@ -73,6 +76,9 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.resolver = resolver
         self.transport = transport
+        # Name lookups run here rather than in asyncio's default pool, which asyncio.run()
+        # waits for: a lookup that hangs past the timeout must not hold up the batch.
+        self._resolving = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -93,7 +99,10 @@ class Dispatcher:
             return 0
         results = asyncio.run(self._send_all(claims))
         for claim, result in zip(claims, results, strict=True):
-            self._settle(claim, result)
+            try:
+                self._settle(claim, result)
+            except SQLAlchemyError:  # the lease runs out and the delivery is sent again
+                log.exception("could not record webhook %s; it will be retried", claim.webhook_id)
         return len(claims)
 
     def run_forever(self, stop_event: threading.Event) -> None:
@@ -117,9 +126,26 @@ class Dispatcher:
             return list(await asyncio.gather(*(self._send_one(client, claim) for claim in claims)))
 
     async def _send_one(self, client: httpx.AsyncClient, claim: ClaimedDelivery) -> AttemptResult:
+        """One attempt, bounded as a whole (name resolution included) by ``timeout_seconds``,
+        so that it always ends inside the claim's lease."""
+        timeout = self.settings.timeout_seconds
         try:
-            target = await asyncio.to_thread(
-                pin_webhook_url, claim.url, allow_hosts=self.settings.allow_hosts, resolver=self.resolver
+            return await asyncio.wait_for(self._attempt(client, claim), timeout)
+        except TimeoutError:
+            return AttemptResult(status=None, error=f"timed out after {timeout:g}s")
+        except httpx.HTTPError as exc:
+            return AttemptResult(status=None, error=f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:  # recorded on the delivery and retried, never fatal to the batch
+            log.exception("unexpected error sending webhook %s", claim.webhook_id)
+            return AttemptResult(status=None, error=f"unexpected {type(exc).__name__}: {exc}"[:500])
+
+    async def _attempt(self, client: httpx.AsyncClient, claim: ClaimedDelivery) -> AttemptResult:
+        try:
+            target = await asyncio.get_running_loop().run_in_executor(
+                self._resolving,
+                functools.partial(
+                    pin_webhook_url, claim.url, allow_hosts=self.settings.allow_hosts, resolver=self.resolver
+                ),
             )
         except UnsafeWebhookUrl as exc:
             return AttemptResult(status=None, error=f"{REFUSED}{exc}")
@@ -132,12 +158,7 @@ class Dispatcher:
         request = client.build_request(
             "POST", target.pinned_url, content=claim.body, headers=headers, extensions=extensions
         )
-        try:
-            return await asyncio.wait_for(self._exchange(client, request), self.settings.timeout_seconds)
-        except TimeoutError:
-            return AttemptResult(status=None, error=f"timed out after {self.settings.timeout_seconds:g}s")
-        except httpx.HTTPError as exc:
-            return AttemptResult(status=None, error=f"{type(exc).__name__}: {exc}"[:500])
+        return await self._exchange(client, request)
 
     async def _exchange(self, client: httpx.AsyncClient, request: httpx.Request) -> AttemptResult:
         response = await client.send(request, stream=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -123,3 +124,25 @@ def test_request_goes_to_the_checked_address_with_the_original_host(
 
     [request] = receiver.received
     assert request.headers["host"] == f"hooks.example:{receiver.port}"
+
+
+def test_a_hanging_name_lookup_counts_against_the_timeout(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    add_endpoint(db.sessions, f"http://slow-dns.example:{receiver.port}/hook")
+    add_alert(db.sessions, at=clock.now)
+    answer = threading.Event()
+
+    def stuck(host: str, port: int) -> Sequence[str]:
+        answer.wait(30)
+        return ["127.0.0.1"]
+
+    sender = Dispatcher(db.with_webhooks(timeout_seconds=0.2), db.sessions, clock=clock, resolver=stuck)
+    try:
+        sender.run_once()
+    finally:
+        answer.set()
+    with db.sessions() as session:
+        row = session.scalars(select(WebhookDelivery)).one()
+    assert (row.state, row.last_error) == ("failed", "timed out after 0.2s")
+    assert receiver.received == []
