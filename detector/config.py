@@ -67,6 +67,7 @@ class ApiSettings(_Section):
     degrade_risk: float = Field(0.5, ge=0, le=1, description="Decision 'degrade' at or above this risk.")
     block_risk: float = Field(0.9, ge=0, le=1, description="Decision 'block' at or above this risk.")
     degraded_precision: int = Field(1, ge=0, le=6, description="Decimals of scores a degraded client gets.")
+    key_cache_seconds: float = Field(5.0, ge=0, description="Seconds an authenticated API key is remembered (revocation delay).")
 
 
 class WebhookSettings(_Section):

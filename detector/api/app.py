@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from detector import __version__ as _version
+from detector.api.deps import KeyCache
 from detector.api.problems import install_problem_handlers
 from detector.api.routes import alerts, clients, health, me, models
 from detector.config import Settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         ],
     )
     app.state.settings = settings
+    app.state.key_cache = KeyCache(ttl=settings.api.key_cache_seconds)
     install_problem_handlers(app)
     for module in (clients, alerts, models, me, health):
         app.include_router(module.router)

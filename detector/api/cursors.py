@@ -18,7 +18,9 @@ from detector.storage.clients import ClientCursor
 
 
 def encode(values: list[Any]) -> str:
-    """>>> decode(encode([0.5, "c"]), 2)
+    """The cursor of a page ending at ``values``.
+
+    >>> decode(encode([0.5, "c"]), 2)
     [0.5, 'c']
     """
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")

@@ -7,6 +7,7 @@ client knows whether to fix its key or ask for more rights.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session, sessionmaker
 
 from detector.config import Settings
-from detector.storage.apikeys import Principal, authenticate
+from detector.storage.apikeys import Principal, authenticate, hash_secret, touch_last_used
 
 API_KEY_HEADER = "X-API-Key"
 _api_key_header = APIKeyHeader(
@@ -41,14 +42,42 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_principal(session: SessionDep, key: Annotated[str | None, Security(_api_key_header)]) -> Principal:
+def get_principal(
+    request: Request, session: SessionDep, key: Annotated[str | None, Security(_api_key_header)]
+) -> Principal:
     if not key:
         raise HTTPException(401, f"missing {API_KEY_HEADER} header", headers=_CHALLENGE)
-    principal = authenticate(session=session, presented=key)
+    cache: KeyCache = request.app.state.key_cache
+    principal = cache.get(key)
     if principal is None:
-        raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
-    session.commit()  # last_used_at, at most once a minute
+        principal = authenticate(session=session, presented=key)
+        if principal is None:
+            raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
+        if touch_last_used(session=session, principal=principal):
+            session.commit()
+        cache.put(key, principal)
     return principal
+
+
+class KeyCache:
+    """Recently authenticated keys, for ``ttl`` seconds: the decision endpoint's hot path
+    then costs one query, not two. A revoked key stops working within ``ttl``."""
+
+    def __init__(self, ttl: float = 5.0, capacity: int = 1024) -> None:
+        self.ttl = ttl
+        self.capacity = capacity
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key: str) -> Principal | None:
+        entry = self._entries.get(hash_secret(key))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, principal: Principal) -> None:
+        if len(self._entries) >= self.capacity:
+            self._entries.clear()
+        self._entries[hash_secret(key)] = (time.monotonic() + self.ttl, principal)
 
 
 def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -40,6 +40,7 @@ class Principal:
     key_id: int
     name: str
     role: str
+    last_used_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -70,7 +71,7 @@ def create_api_key(*, session: Session, role: str, name: str) -> NewApiKey:
 def authenticate(*, session: Session, presented: str) -> Principal | None:
     """The principal a presented key belongs to, or None (unknown, malformed or revoked).
 
-    May add a ``last_used_at`` update to the session: the caller commits it.
+    Read-only; ``touch_last_used`` records the use.
     """
     scheme, _, rest = presented.partition("_")
     prefix, _, secret = rest.partition("_")
@@ -81,10 +82,16 @@ def authenticate(*, session: Session, presented: str) -> Principal | None:
     matches = hmac.compare_digest(expected, hash_secret(secret))
     if row is None or not matches or row.revoked_at is not None:
         return None
+    return Principal(key_id=row.id, name=row.name, role=row.role, last_used_at=row.last_used_at)
+
+
+def touch_last_used(*, session: Session, principal: Principal) -> bool:
+    """Record that the key was used, at most once per ``LAST_USED_RESOLUTION``; True if written."""
     now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-    return Principal(key_id=row.id, name=row.name, role=row.role)
+    if principal.last_used_at is not None and now - principal.last_used_at < LAST_USED_RESOLUTION:
+        return False
+    session.execute(update(ApiKey).where(ApiKey.id == principal.key_id).values(last_used_at=now))
+    return True
 
 
 def revoke_api_key(*, session: Session, key_id: int) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from detector.storage.apikeys import revoke_api_key
+from detector.storage.apikeys import create_api_key, revoke_api_key
 from detector.storage.db import transaction
 from tests.api.server import ApiServer
 
@@ -47,10 +47,11 @@ def test_me_tells_the_role(http: httpx.Client, api_server: ApiServer) -> None:
 
 
 def test_revoked_key_is_refused(http: httpx.Client, api_server: ApiServer) -> None:
-    me = http.get("/v1/me", headers=api_server.reader_headers).json()
     with transaction(api_server.sessions) as session:
-        assert revoke_api_key(session=session, key_id=me["key_id"])
-    assert http.get("/v1/me", headers=api_server.reader_headers).status_code == 401
+        key = create_api_key(session=session, role="reader", name="short-lived")
+    with transaction(api_server.sessions) as session:
+        assert revoke_api_key(session=session, key_id=key.id)
+    assert http.get("/v1/me", headers={"X-API-Key": key.secret}).status_code == 401
 
 
 def test_metrics_accept_a_bearer_key(http: httpx.Client, api_server: ApiServer) -> None:
