@@ -16,6 +16,7 @@ from detector.config import Settings
 from detector.errors import QuerywatchError
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "detector.replay_cli",
     "detector.storage_cli",
     "detector.api_cli",
     "detector.simulate_cli",

@@ -1,0 +1,62 @@
+"""Replay throughput next to the floor of merely ``json.loads``-ing the same lines.
+
+    python benchmarks/bench_replay.py TRACE.jsonl [--profile DIR] [--repeat 1]
+
+Both are measured in this run, on this machine, so their ratio is meaningful even where
+absolute speed is not. Also prints the peak memory (ru_maxrss) and the size of the
+serialized per-client state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from detector.config import Settings
+from detector.engine import Engine
+from detector.profiles import DirectoryProfileStore, MemoryProfileStore, ProfileStore
+from detector.replay import replay
+
+
+def json_floor(path: Path) -> tuple[int, float]:
+    started = time.perf_counter()
+    n = 0
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                json.loads(line)
+                n += 1
+    return n, time.perf_counter() - started
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("trace", type=Path)
+    ap.add_argument("--profile", type=Path, help="profile directory (default: warm-up from the trace)")
+    args = ap.parse_args()
+    settings = Settings()
+    n, floor_s = json_floor(args.trace)
+    store: ProfileStore = DirectoryProfileStore(args.profile) if args.profile else MemoryProfileStore()
+    engine = Engine(settings.detection, store)
+    started = time.perf_counter()
+    report = replay(args.trace, engine)
+    replay_s = time.perf_counter() - started
+    sizes = sorted(len(engine.export_client(c)) for c in engine.client_ids())
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"trace: {n} lines, {args.trace.stat().st_size / 1e6:.1f} MB")
+    print(f"json.loads floor: {n / floor_s:,.0f} lines/s ({floor_s:.2f} s)")
+    print(f"replay:           {report.events / replay_s:,.0f} events/s ({replay_s:.2f} s, profile fit included)")
+    print(f"ratio replay / floor: {floor_s / replay_s:.2f}")
+    print(f"peak memory (maxrss): {rss_mb:.0f} MB")
+    if sizes:
+        print(f"serialized client state: median {sizes[len(sizes) // 2]} B, max {sizes[-1]} B "
+              f"over {len(sizes)} clients")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Predicted-class mix of one client: entropy and divergence from the class prior.
+
+Works from ``prediction.label`` or, when only scores came back, from their argmax; a
+client with neither simply has no class features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from features.coverage import entropy_bits, kl_bits
+
+
+class ClassMix:
+    """Counts of predicted classes (the last slot gathers labels the profile never saw).
+
+    >>> mix = ClassMix(np.array([0.5, 0.5, 0.0]) + 1e-9)
+    >>> for c in (0, 1, 0, 1):
+    ...     mix.update(c)
+    >>> mix.entropy, round(mix.divergence, 6)
+    (1.0, 0.0)
+    """
+
+    __slots__ = ("_counts", "_prior")
+
+    def __init__(self, prior: NDArray[np.float64]) -> None:
+        self._prior = prior
+        self._counts: NDArray[np.uint32] = np.zeros(len(prior), dtype=np.uint32)
+
+    def update(self, class_index: int) -> None:
+        self._counts[min(class_index, len(self._counts) - 1)] += 1
+
+    @property
+    def n(self) -> int:
+        return int(self._counts.sum())
+
+    @property
+    def entropy(self) -> float:
+        """Entropy of predicted classes, in bits."""
+        return entropy_bits(self._counts)
+
+    @property
+    def divergence(self) -> float:
+        """KL divergence (bits) of predicted classes from the reference class prior."""
+        return kl_bits(self._counts, self._prior)
+
+    def get_state(self) -> bytes:
+        return self._counts.tobytes()
+
+    def set_state(self, state: bytes) -> None:
+        self._counts = np.frombuffer(state, dtype=np.uint32).copy()

@@ -1,0 +1,148 @@
+"""All streaming features of one client on one model, updated one query at a time.
+
+The per-client state is a small value with an update function (bytewax's
+``(state, event) -> (state, output)``): the engine keeps, evicts, serializes and restores
+it without knowing what is inside. Heavy, shared work (projection, cells, out-of-profile
+scores) is done for a whole batch by the profile before the per-query updates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from features.boundary import BoundaryShare
+from features.classes import ClassMix
+from features.coverage import CellCoverage
+from features.distance import QueryDistances
+from features.ood import OutOfProfileShare
+from features.rate import QueryRate
+
+
+class Indicators(NamedTuple):
+    """The yes/no evidence one query gave, plus the null chance of a new cell.
+    ``boundary`` is None when the answer had no scores."""
+
+    out_of_profile: bool
+    step: bool
+    boundary: bool | None
+    new_cell: bool
+    new_cell_null: float
+    exact: bool
+
+
+class ClientFeatures:
+    """Feature families of one client (see the ``features`` modules for each)."""
+
+    __slots__ = ("boundary", "classes", "coverage", "distances", "margin_threshold", "ood", "rate")
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        cell_prob: NDArray[np.float64],
+        expected_cells: NDArray[np.float64],
+        new_cell: NDArray[np.float64],
+        class_prior: NDArray[np.float64],
+        margin_threshold: float,
+        seed: int,
+    ) -> None:
+        self.distances = QueryDistances(dim, seed=seed)
+        self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
+        self.classes = ClassMix(class_prior)
+        self.ood = OutOfProfileShare()
+        self.boundary = BoundaryShare()
+        self.rate = QueryRate()
+        self.margin_threshold = margin_threshold
+
+    def update(
+        self,
+        *,
+        ts: float,
+        cell: int,
+        out_of_profile: bool,
+        code: NDArray[np.uint8],
+        norm: float,
+        raw: bytes,
+        class_index: int,
+        margin: float,
+        entropy: float,
+    ) -> Indicators:
+        """Learn one query as the profile saw it: its cell, out-of-profile flag and 8-bit
+        ``code`` (squared norm ``norm``), exact ``raw`` bytes, predicted ``class_index``
+        (-1 without a prediction), score ``margin`` and ``entropy`` (NaN without scores)."""
+        exact, _, step = self.distances.update(code, raw, max(class_index, 0), norm)
+        coverage = self.coverage
+        null = coverage.new_cell_probability()
+        # An exact resend cannot open a cell; counting it would only age the coverage null.
+        new_cell = False if exact else coverage.update(cell)
+        if class_index >= 0:
+            self.classes.update(class_index)
+        self.ood.update(out_of_profile)
+        boundary = self.boundary.update(margin, entropy, self.margin_threshold)
+        self.rate.update(ts)
+        return Indicators(out_of_profile, step, boundary, new_cell, null, exact)
+
+    def snapshot(self) -> dict[str, float]:
+        """Named feature values (units in the names' docs) for alerts, storage and plots."""
+        n = max(self.ood.n, 1)
+        return {
+            "coverage_ratio": self.coverage.ratio,
+            "cells_visited": float(self.coverage.distinct),
+            "cell_entropy": self.coverage.entropy,
+            "cell_divergence": self.coverage.divergence,
+            "ood_share": self.ood.share,
+            "ood_recent": self.ood.recent,
+            "distance_stat": self.distances.normality_gap,
+            "near_duplicate_share": self.distances.near / n,
+            "exact_resend_share": self.distances.exact / n,
+            "step_share": self.distances.steps / n,
+            "class_entropy": self.classes.entropy,
+            "class_divergence": self.classes.divergence,
+            "boundary_share": self.boundary.share,
+            "output_entropy": self.boundary.mean_entropy,
+            "rate_per_hour": self.rate.rate_per_hour,
+            "burstiness": self.rate.burstiness,
+        }
+
+    def get_state(self) -> tuple[Any, ...]:
+        return (
+            self.distances.get_state(),
+            self.coverage.get_state(),
+            self.classes.get_state(),
+            self.ood.get_state(),
+            self.boundary.get_state(),
+            self.rate.get_state(),
+        )
+
+    def set_state(self, state: tuple[Any, ...]) -> None:
+        d, c, k, o, b, r = state
+        self.distances.set_state(d)
+        self.coverage.set_state(c)
+        self.classes.set_state(k)
+        self.ood.set_state(o)
+        self.boundary.set_state(b)
+        self.rate.set_state(r)
+
+
+def score_summary(scores: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Top-1 minus top-2 margin and normalised entropy of a batch of score rows (NaN rows stay NaN).
+
+    >>> m, e = score_summary(np.array([[0.5, 0.5], [1.0, 0.0]]))
+    >>> m.tolist(), e.round(3).tolist()
+    ([0.0, 1.0], [1.0, 0.0])
+    """
+    if scores.shape[1] < 2:
+        nan = np.full(len(scores), math.nan)
+        return nan, nan
+    top = np.sort(scores, axis=1)[:, -2:]
+    margin = top[:, 1] - top[:, 0]
+    p = np.clip(scores, 0.0, None)
+    total = p.sum(axis=1, keepdims=True)
+    p = np.divide(p, total, out=np.zeros_like(p), where=total > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1) / math.log(scores.shape[1])
+    return margin, ent + 0.0  # no negative zeros

@@ -1,0 +1,117 @@
+"""Input-space coverage against the reference, at the same number of queries.
+
+Distinct cells grow with the number of queries for everyone, so raw coverage is not
+comparable across clients. The benign yardstick is the expected number of distinct cells
+after ``n`` draws from the reference cell probabilities ``p``: ``sum_k 1 - (1 - p_k)^n``;
+the chance that a benign client's next query opens a new cell is ``sum_k p_k (1-p_k)^n``.
+A k-center or coverage-seeking thief opens new cells faster than that.
+"""
+
+from __future__ import annotations
+
+
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class CellCoverage:
+    """Cell visit counts of one client (uint16 each, saturating).
+
+    >>> p = np.full(4, 0.25)
+    >>> cov = CellCoverage(p, expected=np.array([1.0, 1.75, 2.3125, 2.734375]),
+    ...                    new_cell=np.array([1.0, 0.75, 0.5625, 0.421875]))
+    >>> [cov.update(c) for c in (0, 1, 2)]
+    [True, True, True]
+    >>> round(cov.ratio, 3)
+    1.297
+    """
+
+    __slots__ = ("_counts", "_expected", "_new_cell", "_prob", "distinct", "n")
+
+    def __init__(
+        self, cell_prob: NDArray[np.float64], expected: NDArray[np.float64], new_cell: NDArray[np.float64]
+    ) -> None:
+        self._prob = cell_prob
+        self._expected = expected
+        self._new_cell = new_cell.tolist()
+        self._counts: NDArray[np.uint16] = np.zeros(len(cell_prob), dtype=np.uint16)
+        self.distinct = 0
+        self.n = 0
+
+    def new_cell_probability(self) -> float:
+        """Chance that a reference-like client's next query opens a cell it has not visited."""
+        table = self._new_cell
+        return float(table[min(self.n, len(table) - 1)])
+
+    def update(self, cell: int) -> bool:
+        """Learn one query's cell; True if the cell is new for this client."""
+        new = self._counts[cell] == 0
+        if self._counts[cell] < 65535:
+            self._counts[cell] += 1
+        self.distinct += int(new)
+        self.n += 1
+        return bool(new)
+
+    @property
+    def ratio(self) -> float:
+        """Distinct cells visited / what a reference client reaches after as many queries."""
+        if self.n == 0:
+            return 0.0
+        return self.distinct / float(self._expected[min(self.n, len(self._expected)) - 1])
+
+    @property
+    def entropy(self) -> float:
+        """Entropy of the client's cell visits, in bits."""
+        return _entropy_bits(self._counts)
+
+    @property
+    def divergence(self) -> float:
+        """KL divergence (bits) of the client's cell visits from the reference cell probabilities."""
+        return _kl_bits(self._counts, self._prob)
+
+    def get_state(self) -> bytes:
+        return self._counts.tobytes()
+
+    def set_state(self, state: bytes) -> None:
+        self._counts = np.frombuffer(state, dtype=np.uint16).copy()
+        self.distinct = int(np.count_nonzero(self._counts))
+        self.n = int(self._counts.sum())
+
+
+def _entropy_bits(counts: NDArray[np.integer]) -> float:
+    total = float(counts.sum())
+    if total == 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log2(p)).sum())
+
+
+def _kl_bits(counts: NDArray[np.integer], prior: NDArray[np.float64]) -> float:
+    total = float(counts.sum())
+    if total == 0:
+        return 0.0
+    mask = counts > 0
+    p = counts[mask] / total
+    return float(max(0.0, (p * np.log2(p / prior[mask])).sum()))
+
+
+def entropy_bits(counts: NDArray[np.integer]) -> float:
+    """Entropy in bits of a histogram (shared by the class features).
+
+    >>> entropy_bits(np.array([1, 1, 1, 1]))
+    2.0
+    """
+    return _entropy_bits(counts)
+
+
+def kl_bits(counts: NDArray[np.integer], prior: NDArray[np.float64]) -> float:
+    """KL divergence in bits of a histogram from a prior (shared by the class features).
+
+    >>> kl_bits(np.array([1, 1]), np.array([0.5, 0.5]))
+    0.0
+    """
+    return _kl_bits(counts, prior)
+
+
+

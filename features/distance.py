@@ -1,0 +1,134 @@
+"""Query-distance statistics in the spirit of PRADA, with exact resends kept apart.
+
+For each query that is not an exact resend, the nearest earlier query in the client's
+reservoir (``features.reservoir``) gives:
+
+* *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS), yet not
+  identical — perturbation chains and probing live here, and so do benign revisits of
+  the same item with fresh noise;
+* *structured step*: the difference to that neighbour changes many features by one and the
+  same amount (a sign-gradient or coordinate step, as JbDA, T-RND, I-FGSM and
+  finite-difference probes take). Sensor noise, re-encoding and human edits change
+  features by varied amounts, so benign clients almost never produce one;
+* PRADA's statistic: the minimum distance to earlier queries of the same predicted class,
+  whose distribution is near normal for natural data; its skewness and kurtosis are kept
+  as running moments (a bounded-memory stand-in for Shapiro-Wilk).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from features.resend import ExactResendFilter
+from features.reservoir import QueryReservoir
+
+
+def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], *, min_changed: int = 8) -> bool:
+    """True if ``b - a`` moves at least ``min_changed`` features (and an eighth of them)
+    by nearly one common amount (60% of them within one code unit of it), that amount
+    being a small step (at most a quarter of the feature range).
+
+    >>> a = np.full(64, 100, dtype=np.uint8)
+    >>> b = a.copy(); b[:20] += 25
+    >>> is_structured_step(a, b)
+    True
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = np.clip(a + rng.normal(0, 8, 64), 0, 255).astype(np.uint8)
+    >>> is_structured_step(a, noisy)
+    False
+    """
+    mags = np.abs(b.astype(np.int16) - a.astype(np.int16))
+    changed = mags[mags > 1]
+    if len(changed) < max(min_changed, len(a) // 8):
+        return False
+    counts = np.bincount(changed, minlength=257)
+    window = counts[:-2] + counts[1:-1] + counts[2:]
+    mode = int(np.argmax(window)) + 1
+    return bool(window[mode - 1] >= 0.6 * len(changed) and mode <= 64)
+
+
+class QueryDistances:
+    """Reservoir-based distance features of one client.
+
+    >>> qd = QueryDistances(dim=4, seed=1)
+    >>> base = np.array([100, 100, 100, 100], dtype=np.uint8)
+    >>> qd.update(base, b"x", 0, 40000.0)
+    (False, False, False)
+    >>> qd.update(base, b"x", 0, 40000.0)
+    (True, False, False)
+    """
+
+    __slots__ = ("_limit2", "_m", "_resend", "_reservoir", "exact", "near", "near_fraction", "steps")
+
+    def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.1, seed: int = 0) -> None:
+        self.near_fraction = near_fraction
+        self._limit2 = (near_fraction * 255.0) ** 2
+        self._reservoir = QueryReservoir(capacity, dim, seed)
+        self._resend = ExactResendFilter()
+        self.exact = 0
+        self.near = 0
+        self.steps = 0
+        self._m = [0.0, 0.0, 0.0, 0.0, 0.0]  # count, mean, M2, M3, M4 of PRADA distances
+
+    def update(self, code: NDArray[np.uint8], raw: bytes, label: int, norm: float) -> tuple[bool, bool, bool]:
+        """Learn one query: ``code`` from the profile (squared norm ``norm``), ``raw`` its exact
+        bytes, ``label`` its class. Returns (exact resend, near-duplicate, structured step)."""
+        if self._resend.seen_before(raw):
+            self.exact += 1
+            return True, False, False
+        near = step = False
+        res = self._reservoir
+        if len(res):
+            d2 = res.distances(code, norm)
+            j = int(d2.argmin())
+            nearest = float(d2[j])
+            near = 0.5 < nearest <= self._limit2 * len(code)
+            if near:
+                step = is_structured_step(res.code(j), code)
+            labels = res.labels
+            if labels[j] == label:
+                self._add_distance(math.sqrt(max(nearest, 0.0)) / 255.0)
+            else:
+                same = d2[labels == label]
+                if len(same):
+                    self._add_distance(math.sqrt(max(float(same.min()), 0.0)) / 255.0)
+        self.near += near
+        self.steps += step
+        res.offer(code, label, norm)
+        return False, near, step
+
+    def _add_distance(self, x: float) -> None:
+        # Pébay's one-pass update of the first four central moments.
+        n0, mean, m2, m3, m4 = self._m
+        n = n0 + 1
+        delta = x - mean
+        dn = delta / n
+        term = delta * dn * n0
+        mean += dn
+        m4 += term * dn * dn * (n * n - 3 * n + 3) + 6 * dn * dn * m2 - 4 * dn * m3
+        m3 += term * dn * (n - 2) - 3 * dn * m2
+        m2 += term
+        self._m = [n, mean, m2, m3, m4]
+
+    @property
+    def normality_gap(self) -> float:
+        """Jarque-Bera statistic per distance, (S^2 + (K-3)^2 / 4) / 6: 0 for normal distances."""
+        n, _, m2, m3, m4 = self._m
+        if n < 8 or m2 <= 0:
+            return 0.0
+        skew = np.sqrt(n) * m3 / m2**1.5
+        kurt = n * m4 / (m2 * m2)
+        return float((skew * skew + (kurt - 3.0) ** 2 / 4.0) / 6.0)
+
+    def get_state(self) -> tuple[object, ...]:
+        return (self._reservoir.get_state(), self._resend.get_state(), self.exact, self.near, self.steps,
+                tuple(self._m))
+
+    def set_state(self, state: tuple[object, ...]) -> None:
+        res, resend, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
+        self._reservoir.set_state(res)  # type: ignore[arg-type]
+        self._resend.set_state(resend)  # type: ignore[arg-type]
+        self._m = [float(v) for v in m]  # type: ignore[attr-defined]

@@ -1,0 +1,46 @@
+"""Out-of-distribution share: how much of a client's traffic lies outside the profile.
+
+A query is out of profile when its distance to the nearest reference cell exceeds the
+reference's own 99.9th percentile (``models.profile``). Random, synthetic and
+other-domain (Knockoff-style) queries are mostly out of profile; noisy benign data is
+sometimes.
+"""
+
+from __future__ import annotations
+
+
+class OutOfProfileShare:
+    """Total and recent (exponentially weighted) share of out-of-profile queries.
+
+    >>> s = OutOfProfileShare()
+    >>> for flag in (True, False, False, False):
+    ...     s.update(flag)
+    >>> s.share
+    0.25
+    """
+
+    __slots__ = ("count", "n", "recent", "weight")
+
+    def __init__(self, weight: float = 0.05) -> None:
+        if not 0 < weight <= 1:
+            raise ValueError("weight must lie in (0, 1]")
+        self.weight = weight
+        self.count = 0
+        self.n = 0
+        self.recent = 0.0
+
+    def update(self, out_of_profile: bool) -> None:
+        self.n += 1
+        self.count += out_of_profile
+        w = max(self.weight, 1.0 / self.n)
+        self.recent += w * (out_of_profile - self.recent)
+
+    @property
+    def share(self) -> float:
+        return self.count / self.n if self.n else 0.0
+
+    def get_state(self) -> tuple[int, int, float]:
+        return self.count, self.n, self.recent
+
+    def set_state(self, state: tuple[int, int, float]) -> None:
+        self.count, self.n, self.recent = state

@@ -1,0 +1,113 @@
+"""A bounded, uniform sample of a client's past queries, as 8-bit codes.
+
+PRADA compares each new query with *all* the client's earlier queries; that memory grows
+without bound. A uniform reservoir (Vitter's algorithm R) of ``capacity`` past queries keeps
+the same statistics in expectation with fixed memory: a thief's perturbation chain of ``s``
+seeds leaves, in a reservoir of 40, a relative of each new query with probability about
+``1 - (1 - 1/s)^40``, while benign clients rarely have one at all. Replacement choices come
+from a hash of (seed, count), so the same events always give the same reservoir.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+_MASK = (1 << 64) - 1
+
+
+def mix64(x: int) -> int:
+    """splitmix64 finaliser: a well-spread 64-bit hash of an integer.
+
+    >>> mix64(1) != mix64(2)
+    True
+    """
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+class QueryReservoir:
+    """Uniform sample of at most ``capacity`` codes of length ``dim``.
+
+    >>> r = QueryReservoir(capacity=3, dim=2, seed=7)
+    >>> for v in ([0, 0], [10, 10], [20, 20], [30, 30]):
+    ...     r.offer(np.array(v, dtype=np.uint8))
+    >>> len(r), r.seen
+    (3, 4)
+    >>> r.nearest(np.array([11, 9], dtype=np.uint8))[1] <= 2
+    True
+    """
+
+    __slots__ = ("_codes", "_filled", "_labels", "_norms", "capacity", "dim", "seed", "seen")
+
+    def __init__(self, capacity: int, dim: int, seed: int = 0) -> None:
+        if capacity < 1 or dim < 1:
+            raise ValueError("capacity and dim must be >= 1")
+        self.capacity = capacity
+        self.dim = dim
+        self.seed = seed
+        self.seen = 0
+        self._filled = 0
+        self._codes: NDArray[np.uint8] = np.zeros((capacity, dim), dtype=np.uint8)
+        self._labels: NDArray[np.uint8] = np.zeros(capacity, dtype=np.uint8)
+        self._norms: NDArray[np.float32] = np.zeros(capacity, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return self._filled
+
+    def distances(self, code: NDArray[np.uint8], norm: float) -> NDArray[np.float32]:
+        """Squared distances from ``code`` (whose squared norm is ``norm``) to every stored code.
+
+        |a|^2 - 2 a.b + |b|^2 with cached row norms: one small matrix-vector product.
+        """
+        n = self._filled
+        return self._norms[:n] - 2.0 * (self._codes[:n] @ code.astype(np.float32)) + norm
+
+    def nearest(self, code: NDArray[np.uint8]) -> tuple[int, int]:
+        """Index and squared distance of the stored code closest to ``code`` ((-1, -1) if empty)."""
+        if self._filled == 0:
+            return -1, -1
+        c = code.astype(np.float32)
+        d2 = self.distances(code, float(c @ c))
+        j = int(np.argmin(d2))
+        return j, round(float(d2[j]))
+
+    def code(self, index: int) -> NDArray[np.uint8]:
+        return self._codes[index]
+
+    @property
+    def labels(self) -> NDArray[np.uint8]:
+        """Class index stored with each code (0 when the caller gave none)."""
+        return self._labels[: self._filled]
+
+    def offer(self, code: NDArray[np.uint8], label: int = 0, norm: float | None = None) -> None:
+        """Show the reservoir one more query; it is kept with probability capacity / seen."""
+        self.seen += 1
+        if self._filled < self.capacity:
+            slot = self._filled
+            self._filled += 1
+        else:
+            slot = mix64(self.seed ^ (self.seen * 0x2545F4914F6CDD1D & _MASK)) % self.seen
+            if slot >= self.capacity:
+                return
+        self._codes[slot] = code
+        self._labels[slot] = label
+        if norm is None:
+            c = code.astype(np.float32)
+            norm = float(c @ c)
+        self._norms[slot] = norm
+
+    def get_state(self) -> tuple[int, bytes, bytes]:
+        return self.seen, self._codes[: self._filled].tobytes(), self.labels.tobytes()
+
+    def set_state(self, state: tuple[int, bytes, bytes]) -> None:
+        seen, raw, labels = state
+        rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.dim)
+        self.seen = int(seen)
+        self._filled = len(rows)
+        self._codes[: self._filled] = rows
+        self._labels[: self._filled] = np.frombuffer(labels, dtype=np.uint8)
+        f = self._codes[: self._filled].astype(np.float32)
+        self._norms[: self._filled] = np.einsum("ij,ij->i", f, f)

@@ -1,0 +1,134 @@
+"""The per-client evidence tests and their fusion into one risk with reasons.
+
+Each test is a CUSUM e-detector (``models.sequential``) on an indicator whose benign rate
+is bounded by a tolerance: a client is suspect only when its rate is clearly above what
+benign clients are allowed, never because it merely differs from the average client.
+
+* ``out_of_profile`` — share of queries beyond the reference's 99.9th percentile.
+  Tolerance 30%: noisy but genuine data (drifted scanners) stays well under it; random,
+  synthetic and other-domain queries are mostly out of profile.
+* ``steps`` — share of queries that are a fixed-size step from an earlier one
+  (perturbation chains). Tolerance 5%.
+* ``boundary`` — share of answers below the reference's 5th-percentile margin.
+  Tolerance 25% (five times the reference rate).
+* ``coverage`` — new input-space cells opened faster than a reference client would
+  (odds ratio 4 against the reference's own new-cell probability at the same n).
+
+Fusion: the strongest test counts in full and the others add what they carry beyond an
+allowance (a quarter of the threshold); ``fuse`` maps that to a risk that reaches
+``alert_risk`` exactly when the evidence crosses ``log(tests / alpha)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from features.client import Indicators
+from models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
+
+TESTS = ("out_of_profile", "steps", "boundary", "coverage")
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    """Benign rates each test tolerates (the null hypotheses)."""
+
+    out_of_profile: float = 0.3
+    steps: float = 0.05
+    boundary: float = 0.25
+    coverage_odds: float = 4.0
+    coverage_min_null: float = 0.05
+
+
+class ClientEvidence:
+    """The four sequential tests of one client.
+
+    >>> ev = ClientEvidence()
+    >>> ind = Indicators(out_of_profile=True, step=False, boundary=None, new_cell=False,
+    ...                  new_cell_null=0.5, exact=False)
+    >>> for _ in range(40):
+    ...     ev.update(ind)
+    >>> ev.statistics()["out_of_profile"] > 20
+    True
+    """
+
+    __slots__ = ("boundary", "coverage", "out_of_profile", "steps")
+
+    def __init__(self, tolerances: Tolerances | None = None) -> None:
+        t = tolerances or Tolerances()
+        self.out_of_profile = BernoulliCUSUM(t.out_of_profile)
+        self.steps = BernoulliCUSUM(t.steps)
+        self.boundary = BernoulliCUSUM(t.boundary)
+        self.coverage = TimeVaryingBernoulliCUSUM(t.coverage_odds, t.coverage_min_null)
+
+    def update(self, ind: Indicators) -> None:
+        if ind.exact:
+            return  # a resend adds no information about what is being explored
+        self.out_of_profile.learn_one(ind.out_of_profile)
+        self.steps.learn_one(ind.step)
+        if ind.boundary is not None:
+            self.boundary.learn_one(ind.boundary)
+        self.coverage.learn_one(ind.new_cell, ind.new_cell_null)
+
+    def total(self, allowance: float) -> float:
+        """Fused evidence: the strongest test in full, the others only beyond ``allowance``.
+
+        Benign clients wander a few nats up on several tests at once; a plain sum would
+        add that noise up, while a real signal shows in one test far beyond it.
+        """
+        values = (
+            self.out_of_profile.statistic,
+            self.steps.statistic,
+            self.boundary.statistic,
+            self.coverage.statistic,
+        )
+        top = max(values)
+        return top + sum(v - allowance for v in values if v > allowance) - max(0.0, top - allowance)
+
+    def statistics(self) -> dict[str, float]:
+        return {
+            "out_of_profile": self.out_of_profile.statistic,
+            "steps": self.steps.statistic,
+            "boundary": self.boundary.statistic,
+            "coverage": self.coverage.statistic,
+        }
+
+    def get_state(self) -> tuple[list[float], list[float], list[float], float]:
+        return (
+            self.out_of_profile.get_state(),
+            self.steps.get_state(),
+            self.boundary.get_state(),
+            self.coverage.get_state(),
+        )
+
+    def set_state(self, state: tuple[list[float], list[float], list[float], float]) -> None:
+        o, s, b, c = state
+        self.out_of_profile.set_state(o)
+        self.steps.set_state(s)
+        self.boundary.set_state(b)
+        self.coverage.set_state(c)
+
+
+def evidence_threshold(false_alarm_rate: float) -> float:
+    """Log e-value at which the combined evidence raises an alert (Bonferroni over the tests).
+
+    >>> round(evidence_threshold(1e-4), 2)
+    10.6
+    """
+    return math.log(len(TESTS) / false_alarm_rate)
+
+
+def fuse(total: float, threshold: float, alert_risk: float) -> float:
+    """Risk in [0, 1] from the fused log e-value ``total``.
+
+    Below the threshold risk grows with the square of the evidence (noise stays near 0);
+    it equals ``alert_risk`` at the threshold and then approaches 1 with a matching slope.
+
+    >>> [round(fuse(e, threshold=10.0, alert_risk=0.8), 3) for e in (0.0, 3.0, 10.0, 20.0)]
+    [0.0, 0.072, 0.8, 1.0]
+    """
+    x = total / threshold
+    if x <= 1.0:
+        return alert_risk * x * x
+    return 1.0 - (1.0 - alert_risk) * math.exp(-2.0 * alert_risk / (1.0 - alert_risk) * (x - 1.0))

@@ -1,0 +1,254 @@
+"""Reference profile of one served model: what benign inputs and answers look like.
+
+Built once from trusted reference inputs (or from the first, per-client-capped events of a
+model), then shared read-only by every client's features. Only numpy arrays are kept, so a
+profile scores a batch with a few matrix products and saves without pickle.
+
+Geometry: inputs are centred and divided by one global RMS scale (per-feature scaling would
+turn noise on near-constant features, such as blank image borders, into huge distances),
+projected on the first principal components, and assigned to the nearest of ``K`` k-means
+cells. The out-of-profile score of an input is its distance to the nearest cell centre in
+the full scaled space (in-plane distance and PCA residual together).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.cluster import MiniBatchKMeans
+
+FloatArray = NDArray[np.float64]
+FORMAT_VERSION = 1
+#: The expected-coverage table covers this many queries; beyond it coverage has saturated.
+COVERAGE_HORIZON = 20_000
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """What a profile says about a batch of inputs (one row per input)."""
+
+    cell: NDArray[np.int64]
+    ood_score: FloatArray
+    out_of_profile: NDArray[np.bool_]
+    quantized: NDArray[np.uint8]
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceProfile:
+    """Read-only reference of one model (see module docstring)."""
+
+    model_id: str
+    version: str
+    mean: FloatArray
+    scale: float
+    components: FloatArray
+    centroids: FloatArray
+    cell_prob: FloatArray
+    ood_threshold: float
+    low: FloatArray
+    high: FloatArray
+    classes: tuple[str, ...]
+    class_prior: FloatArray
+    margin_threshold: float
+    reference_size: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def cells(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def view(self, X: FloatArray) -> BatchView:
+        """Cells, out-of-profile scores and 8-bit codes of a batch ``X`` (n, dim)."""
+        S = (X - self.mean) / self.scale
+        Z = S @ self.components.T
+        residual = np.maximum(np.einsum("ij,ij->i", S, S) - np.einsum("ij,ij->i", Z, Z), 0.0)
+        d2 = (
+            np.einsum("ij,ij->i", Z, Z)[:, None]
+            - 2.0 * Z @ self.centroids.T
+            + np.einsum("ij,ij->i", self.centroids, self.centroids)[None, :]
+        )
+        cell = np.argmin(d2, axis=1)
+        nearest = np.maximum(d2[np.arange(len(X)), cell], 0.0)
+        score = np.sqrt(nearest + residual)
+        span = np.where(self.high > self.low, self.high - self.low, 1.0)
+        codes = np.clip(np.rint((X - self.low) / span * 255.0), 0, 255).astype(np.uint8)
+        return BatchView(cell, score, score > self.ood_threshold, codes)
+
+    def expected_cells(self) -> FloatArray:
+        """Expected distinct cells after n = 1..COVERAGE_HORIZON draws from the reference:
+        sum_k 1 - (1 - p_k)^n."""
+        n = np.arange(1, COVERAGE_HORIZON + 1, dtype=np.float64)[:, None]
+        return np.asarray((1.0 - (1.0 - self.cell_prob[None, :]) ** n).sum(axis=1), dtype=np.float64)
+
+    def new_cell_probabilities(self) -> FloatArray:
+        """Chance that a reference client's (n+1)-th query opens a new cell, n = 0..HORIZON-1:
+        sum_k p_k (1 - p_k)^n."""
+        n = np.arange(COVERAGE_HORIZON, dtype=np.float64)[:, None]
+        p = self.cell_prob[None, :]
+        return np.asarray((p * (1.0 - p) ** n).sum(axis=1), dtype=np.float64)
+
+    def class_index(self, label: object) -> int:
+        """Index of a predicted label among the profile's classes; unknown labels share the last slot."""
+        try:
+            return self.classes.index(str(label))
+        except ValueError:
+            return len(self.classes)
+
+    # ------------------------------------------------------------------ persistence
+    def to_bytes(self) -> bytes:
+        """Serialize as an ``.npz`` archive (no pickle: profiles may come from elsewhere)."""
+        header = {
+            "format": FORMAT_VERSION,
+            "model_id": self.model_id,
+            "version": self.version,
+            "scale": self.scale,
+            "ood_threshold": self.ood_threshold,
+            "classes": list(self.classes),
+            "margin_threshold": self.margin_threshold,
+            "reference_size": self.reference_size,
+        }
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            mean=self.mean,
+            components=self.components,
+            centroids=self.centroids,
+            cell_prob=self.cell_prob,
+            low=self.low,
+            high=self.high,
+            class_prior=self.class_prior,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReferenceProfile:
+        """Load a profile written by :meth:`to_bytes`; ``ValueError`` if it is not one."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                header: dict[str, Any] = json.loads(bytes(z["header"]).decode())
+                arrays = {k: np.asarray(z[k], dtype=np.float64) for k in z.files if k != "header"}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"not a querywatch profile: {exc}") from None
+        if header.get("format") != FORMAT_VERSION:
+            raise ValueError(f"profile format {header.get('format')!r} is not {FORMAT_VERSION}")
+        return cls(
+            model_id=header["model_id"],
+            version=header["version"],
+            scale=float(header["scale"]),
+            ood_threshold=float(header["ood_threshold"]),
+            classes=tuple(header["classes"]),
+            margin_threshold=float(header["margin_threshold"]),
+            reference_size=int(header["reference_size"]),
+            **arrays,
+        )
+
+
+def fit_profile(
+    X: FloatArray,
+    *,
+    model_id: str,
+    version: str,
+    owners: NDArray[Any] | None = None,
+    labels: list[object] | None = None,
+    margins: FloatArray | None = None,
+    cells: int = 64,
+    components: int | None = 16,
+    ood_quantile: float = 0.999,
+    seed: int = 0,
+) -> ReferenceProfile:
+    """Fit a profile on reference inputs ``X`` (n, dim).
+
+    ``owners`` (one client id per row) enables robust trimming: clients whose median
+    out-of-profile score is far above the other clients' (median + 5 MAD of the per-client
+    medians) are dropped and the profile is fitted again, so that a few thieves in a live
+    warm-up do not become part of "normal". ``labels`` and ``margins`` (top-1 minus top-2
+    score) give the class prior and the boundary reference.
+
+    >>> rng = np.random.default_rng(0)
+    >>> p = fit_profile(rng.normal(size=(500, 8)), model_id="m", version="1", cells=4, components=3)
+    >>> (p.dim, p.cells, round(float(p.view(rng.normal(size=(2000, 8))).out_of_profile.mean()), 2))
+    (8, 4, 0.01)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or len(X) < max(2 * cells, 10):
+        raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
+    keep = np.ones(len(X), dtype=bool)
+    profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed)
+    if owners is not None:
+        owners = np.asarray(owners)
+        score = profile.view(X).ood_score
+        names, inverse = np.unique(owners, return_inverse=True)
+        medians = np.array([np.median(score[inverse == i]) for i in range(len(names))])
+        centre = np.median(medians)
+        spread = 1.4826 * np.median(np.abs(medians - centre)) + 1e-12
+        keep = (medians <= centre + 5.0 * spread)[inverse]
+        if keep.sum() >= max(2 * cells, 10) and not keep.all():
+            profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed)
+    return profile
+
+
+def _fit(
+    X: FloatArray,
+    keep: NDArray[np.bool_],
+    model_id: str,
+    version: str,
+    labels: list[object] | None,
+    margins: FloatArray | None,
+    cells: int,
+    n_components: int | None,
+    ood_quantile: float,
+    seed: int,
+) -> ReferenceProfile:
+    R = X[keep]
+    mean = R.mean(axis=0)
+    centred = R - mean
+    scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1)))) or 1.0
+    S = centred / scale
+    k = min(n_components or S.shape[1], S.shape[1])
+    _, _, vt = np.linalg.svd(S, full_matrices=False)
+    comps = vt[:k]
+    Z = S @ comps.T
+    km = MiniBatchKMeans(n_clusters=cells, random_state=seed, n_init=3, batch_size=2048).fit(Z)
+    counts = np.bincount(km.labels_, minlength=cells).astype(np.float64)
+    cell_prob = (counts + 0.5) / (counts.sum() + 0.5 * cells)
+    if labels is not None:
+        kept = [str(lab) for lab, k_ in zip(labels, keep, strict=True) if k_ and lab is not None]
+        classes, class_counts = np.unique(np.array(kept, dtype=str), return_counts=True)
+        names = tuple(str(c) for c in classes[:64])
+        prior = class_counts[:64].astype(np.float64)
+    else:
+        names, prior = (), np.zeros(0)
+    prior = np.append(prior, 0.0) + 0.5
+    prior /= prior.sum()
+    margin_threshold = 0.0
+    if margins is not None:
+        m = np.asarray(margins, dtype=np.float64)[keep]
+        m = m[np.isfinite(m)]
+        margin_threshold = float(np.quantile(m, 0.05)) if len(m) else 0.0
+    draft = ReferenceProfile(
+        model_id=model_id,
+        version=version,
+        mean=mean,
+        scale=scale,
+        components=comps,
+        centroids=km.cluster_centers_.astype(np.float64),
+        cell_prob=cell_prob,
+        ood_threshold=np.inf,
+        low=X.min(axis=0),
+        high=X.max(axis=0),
+        classes=names,
+        class_prior=prior,
+        margin_threshold=margin_threshold,
+        reference_size=int(len(R)),
+    )
+    threshold = float(np.quantile(draft.view(R).ood_score, ood_quantile))
+    return ReferenceProfile(**{**draft.__dict__, "ood_threshold": threshold})

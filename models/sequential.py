@@ -1,0 +1,125 @@
+"""Per-client evidence tests that may be checked after every event.
+
+Re-testing a fixed p-value threshold after each event inflates false alarms without bound.
+These tests are CUSUM e-detectors (Shin, Ramdas & Rinaldo, 2022) for a Bernoulli rate:
+the null hypothesis is "this client's rate of the indicator is at most ``null_rate``"; for
+each alternative rate ``q`` the log likelihood ratio of every event is added and the sum is
+floored at zero (the detector restarts whenever the evidence turns against ``q``). The
+statistic is the maximum over the alternatives. Under the null its average run length to
+a crossing of ``log(1 / alpha)`` is at least ``1 / alpha`` events per alternative, whatever
+the client's history; a thief who starts benign and turns later is caught as fast as one
+who starts right away.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+
+class BernoulliCUSUM:
+    """CUSUM e-detector for "rate of a yes/no indicator exceeds ``null_rate``".
+
+    ``alternatives`` are rates above ``null_rate`` the test is tuned to detect. The
+    state is one float per alternative.
+
+    >>> test = BernoulliCUSUM(null_rate=0.1)
+    >>> for _ in range(50):
+    ...     test.learn_one(False)
+    >>> test.statistic
+    0.0
+    >>> for _ in range(20):
+    ...     test.learn_one(True)
+    >>> round(test.statistic, 1)
+    41.0
+    >>> test.score_one(True) > test.statistic
+    True
+    """
+
+    def __init__(self, null_rate: float, alternatives: tuple[float, ...] | None = None) -> None:
+        if not 0.0 < null_rate < 1.0:
+            raise ValueError("null_rate must lie in (0, 1)")
+        if alternatives is None:
+            alternatives = (null_rate + 0.3 * (1 - null_rate), null_rate + 0.75 * (1 - null_rate))
+        if not alternatives or any(not null_rate < q < 1.0 for q in alternatives):
+            raise ValueError("every alternative must lie in (null_rate, 1)")
+        self.null_rate = null_rate
+        self.alternatives = alternatives
+        # Plain floats, not numpy: this runs once per event per test.
+        self._yes = [math.log(q / null_rate) for q in alternatives]
+        self._no = [math.log((1.0 - q) / (1.0 - null_rate)) for q in alternatives]
+        self._s = [0.0] * len(alternatives)
+
+    def learn_one(self, x: bool) -> None:
+        """Add one event's indicator."""
+        step = self._yes if x else self._no
+        s = self._s
+        for i in range(len(s)):
+            v = s[i] + step[i]
+            s[i] = v if v > 0.0 else 0.0
+
+    def score_one(self, x: bool) -> float:
+        """The statistic as it would be after ``x``, without learning it."""
+        step = self._yes if x else self._no
+        return max(max(0.0, s + d) for s, d in zip(self._s, step, strict=True))
+
+    @property
+    def statistic(self) -> float:
+        """Log e-detector value: crossing ``log(1/alpha)`` is the alarm."""
+        return max(self._s)
+
+    def get_state(self) -> list[float]:
+        return list(self._s)
+
+    def set_state(self, state: list[float]) -> None:
+        if len(state) != len(self.alternatives):
+            raise ValueError("state does not match the alternatives")
+        self._s = [float(v) for v in state]
+
+
+class TimeVaryingBernoulliCUSUM:
+    """CUSUM for indicators whose null probability changes with every event.
+
+    Used for coverage novelty: the chance that a benign client's n-th query lands in a cell
+    it has not visited shrinks with n (``null_prob`` is given per event by the reference).
+    The alternative multiplies the null odds by ``odds_ratio``; null probabilities below
+    ``min_null`` are raised to it.
+
+    >>> t = TimeVaryingBernoulliCUSUM(odds_ratio=4.0)
+    >>> for _ in range(30):
+    ...     t.learn_one(True, 0.2)
+    >>> t.statistic > 20
+    True
+    """
+
+    def __init__(self, odds_ratio: float = 4.0, min_null: float = 0.02) -> None:
+        if odds_ratio <= 1.0:
+            raise ValueError("odds_ratio must exceed 1")
+        if not 0.0 < min_null < 1.0:
+            raise ValueError("min_null must lie in (0, 1)")
+        self.odds_ratio = odds_ratio
+        self.min_null = min_null
+        self._s = 0.0
+
+    def _step(self, x: bool, null_prob: float) -> float:
+        # The reference's tiny probabilities for rare cells are its least reliable numbers:
+        # flooring the null keeps a few rare-but-benign visits from piling up evidence.
+        p = min(max(null_prob, self.min_null), 1.0 - 1e-9)
+        q = self.odds_ratio * p / (1.0 - p + self.odds_ratio * p)
+        return math.log(q / p) if x else math.log((1.0 - q) / (1.0 - p))
+
+    def learn_one(self, x: bool, null_prob: float) -> None:
+        self._s = max(0.0, self._s + self._step(x, null_prob))
+
+    def score_one(self, x: bool, null_prob: float) -> float:
+        return max(0.0, self._s + self._step(x, null_prob))
+
+    @property
+    def statistic(self) -> float:
+        return self._s
+
+    def get_state(self) -> float:
+        return self._s
+
+    def set_state(self, state: float) -> None:
+        self._s = float(state)
