@@ -49,12 +49,16 @@ def main() -> int:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"trace: {n} lines, {args.trace.stat().st_size / 1e6:.1f} MB")
     print(f"json.loads floor: {n / floor_s:,.0f} lines/s ({floor_s:.2f} s)")
-    print(f"replay:           {report.events / replay_s:,.0f} events/s ({replay_s:.2f} s, profile fit included)")
+    print(
+        f"replay:           {report.events / replay_s:,.0f} events/s ({replay_s:.2f} s, profile fit included)"
+    )
     print(f"ratio replay / floor: {floor_s / replay_s:.2f}")
     print(f"peak memory (maxrss): {rss_mb:.0f} MB")
     if sizes:
-        print(f"serialized client state: median {sizes[len(sizes) // 2]} B, max {sizes[-1]} B "
-              f"over {len(sizes)} clients")
+        print(
+            f"serialized client state: median {sizes[len(sizes) // 2]} B, max {sizes[-1]} B "
+            f"over {len(sizes)} clients"
+        )
     return 0
 
 

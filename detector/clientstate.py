@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from features.client import ClientFeatures
+from detector.events import Event
+from features.client import ClientFeatures, score_summary
 from models.evidence import ClientEvidence
+from models.population import POPULATION_FEATURES, PopulationModel
 from models.profile import ReferenceProfile
 
 
@@ -21,17 +24,31 @@ class ModelContext:
     profile: ReferenceProfile
     expected_cells: np.ndarray
     new_cell: np.ndarray
+    population: PopulationModel | None
 
     @classmethod
-    def of(cls, profile: ReferenceProfile) -> ModelContext:
-        return cls(profile, profile.expected_cells(), profile.new_cell_probabilities())
+    def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
+        population = None
+        if profile.population.shape[0] >= 10 and profile.population.shape[1] == len(POPULATION_FEATURES):
+            rows = [dict(zip(POPULATION_FEATURES, r, strict=True)) for r in profile.population.tolist()]
+            population = PopulationModel(seed=seed).fit(rows)
+        return cls(profile, profile.expected_cells(), profile.new_cell_probabilities(), population)
 
 
 class ClientState:
     """Mutable per-(client, model) state; ``to_state``/``from_state`` for checkpoints."""
 
-    __slots__ = ("alerts", "evidence", "features", "last_snapshot_risk", "last_ts", "open_alert", "peak",
-                 "queries")
+    __slots__ = (
+        "alerts",
+        "evidence",
+        "features",
+        "last_snapshot_risk",
+        "last_ts",
+        "open_alert",
+        "peak",
+        "population_risk",
+        "queries",
+    )
 
     def __init__(self, client_id: str, context: ModelContext, seed: int) -> None:
         p = context.profile
@@ -52,21 +69,36 @@ class ClientState:
         self.peak = 0.0
         self.last_ts = float("-inf")
         self.last_snapshot_risk = -1.0
+        self.population_risk = 0.0
 
     def to_state(self, profile_version: str) -> dict[str, Any]:
         return {
             "profile": profile_version,
             "features": self.features.get_state(),
             "evidence": self.evidence.get_state(),
-            "counters": (self.queries, self.alerts, self.open_alert, self.peak, self.last_ts,
-                         self.last_snapshot_risk),
+            "counters": (
+                self.queries,
+                self.alerts,
+                self.open_alert,
+                self.peak,
+                self.last_ts,
+                self.last_snapshot_risk,
+                self.population_risk,
+            ),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.features.set_state(state["features"])
         self.evidence.set_state(state["evidence"])
-        (self.queries, self.alerts, self.open_alert, self.peak, self.last_ts,
-         self.last_snapshot_risk) = state["counters"]
+        (
+            self.queries,
+            self.alerts,
+            self.open_alert,
+            self.peak,
+            self.last_ts,
+            self.last_snapshot_risk,
+            self.population_risk,
+        ) = state["counters"]
 
 
 def dumps(states: dict[str, dict[str, Any]]) -> bytes:
@@ -75,7 +107,34 @@ def dumps(states: dict[str, dict[str, Any]]) -> bytes:
 
 
 def loads(data: bytes) -> dict[str, dict[str, Any]]:
-    loaded = pickle.loads(data)  # noqa: S301 - our own checkpoints, written by dumps()
+    loaded = pickle.loads(data)
     if not isinstance(loaded, dict):
         raise ValueError("not a querywatch client state")
     return loaded
+
+
+def class_index(profile: ReferenceProfile, event: Event) -> int:
+    """The profile's index of the event's predicted class; -1 without a prediction."""
+    if event.label is not None:
+        return profile.class_index(event.label)
+    if event.scores is not None:
+        return profile.class_index(int(np.argmax(event.scores)))
+    return -1
+
+
+def score_columns(events: Sequence[Event]) -> tuple[list[float], list[float]]:
+    """Score margins and normalised entropies of events (NaN where an event has no scores)."""
+    widths = {len(e.scores) if e.scores is not None else -1 for e in events}
+    if len(widths) == 1 and -1 not in widths:
+        margin, entropy = score_summary(np.vstack([e.scores for e in events]))  # type: ignore[misc]
+        return margin.tolist(), entropy.tolist()
+    margins, entropies = [], []
+    for e in events:
+        if e.scores is None:
+            margins.append(float("nan"))
+            entropies.append(float("nan"))
+        else:
+            m, h = score_summary(e.scores[None, :])
+            margins.append(float(m[0]))
+            entropies.append(float(h[0]))
+    return margins, entropies

@@ -18,30 +18,58 @@ class _Section(BaseModel):
 class DetectionSettings(_Section):
     """How the engine builds profiles, scores clients and raises alerts."""
 
-    profile_dir: str | None = Field(None, description="Directory of saved reference profiles (one per model).")
-    warmup_events: int = Field(20000, ge=100, description="Events of a model collected before an automatic profile is built.")
-    warmup_per_client: int = Field(40, ge=1, description="At most this many warm-up events of one client enter the profile.")
+    profile_dir: str | None = Field(
+        None, description="Directory of saved reference profiles (one per model)."
+    )
+    warmup_events: int = Field(
+        20000, ge=100, description="Events of a model collected before an automatic profile is built."
+    )
+    warmup_per_client: int = Field(
+        40, ge=1, description="At most this many warm-up events of one client enter the profile."
+    )
     codebook_size: int = Field(64, ge=2, description="Input-space cells (k-means centroids) of a profile.")
-    pca_components: int | None = Field(16, ge=1, description="PCA dimensions before the codebook; unset to skip PCA.")
+    pca_components: int | None = Field(
+        16, ge=1, description="PCA dimensions before the codebook; unset to skip PCA."
+    )
     alert_risk: float = Field(0.8, gt=0, le=1, description="Risk at which an alert opens.")
-    clear_risk: float = Field(0.5, ge=0, lt=1, description="Risk below which an open alert closes (hysteresis).")
-    min_queries: int = Field(30, ge=1, description="No alert before a client has sent this many valid queries.")
-    false_alarm_rate: float = Field(1e-4, gt=0, lt=0.5, description="Per-client, per-test bound on the chance a benign client ever crosses the evidence threshold.")
-    idle_evict_seconds: float = Field(7 * 86400, gt=0, description="Client state idle this long (event time) is evicted.")
-    dedup_capacity: int = Field(1_000_000, ge=1000, description="request_ids remembered to drop redeliveries.")
+    clear_risk: float = Field(
+        0.5, ge=0, lt=1, description="Risk below which an open alert closes (hysteresis)."
+    )
+    min_queries: int = Field(
+        30, ge=1, description="No alert before a client has sent this many valid queries."
+    )
+    false_alarm_rate: float = Field(
+        1e-4,
+        gt=0,
+        lt=0.5,
+        description="alpha of the evidence tests: alerts need log e-value log(tests / alpha).",
+    )
+    idle_evict_seconds: float = Field(
+        7 * 86400, gt=0, description="Client state idle this long (event time) is evicted."
+    )
+    dedup_capacity: int = Field(
+        1_000_000, ge=1000, description="request_ids remembered to drop redeliveries."
+    )
     max_event_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are rejected as oversized.")
     seed: int = Field(0, description="Seed of every random choice (profiles, population model).")
 
 
 class DatabaseSettings(_Section):
-    url: str = Field("sqlite:///querywatch.db", description="SQLAlchemy URL; SQLite file by default, PostgreSQL in production.")
+    url: str = Field(
+        "sqlite:///querywatch.db",
+        description="SQLAlchemy URL; SQLite file by default, PostgreSQL in production.",
+    )
     echo: bool = Field(False, description="Log every SQL statement.")
 
 
 class KafkaSettings(_Section):
-    bootstrap_servers: str | None = Field(None, description="Comma-separated brokers; unset in `up` starts an embedded broker.")
+    bootstrap_servers: str | None = Field(
+        None, description="Comma-separated brokers; unset in `up` starts an embedded broker."
+    )
     topic: str = Field("inference-logs", description="Topic of inference-log events, keyed by client_id.")
-    dead_letter_topic: str = Field("querywatch-dead-letters", description="Invalid messages go here with their reason.")
+    dead_letter_topic: str = Field(
+        "querywatch-dead-letters", description="Invalid messages go here with their reason."
+    )
     alerts_topic: str = Field("querywatch-alerts", description="Alerts and risk changes, keyed by client_id.")
     group_id: str = Field("querywatch", description="Consumer group of all querywatch consumers.")
     client_id: str = Field("querywatch", description="Kafka client id prefix.")
@@ -55,8 +83,12 @@ class KafkaSettings(_Section):
     max_poll_records: int = Field(500, ge=1)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     session_timeout_ms: int = Field(10_000, ge=1000)
-    checkpoint_every_events: int = Field(5000, ge=1, description="Checkpoint a partition after this many events ...")
-    checkpoint_every_seconds: float = Field(5.0, gt=0, description="... or this many seconds, whichever first.")
+    checkpoint_every_events: int = Field(
+        5000, ge=1, description="Checkpoint a partition after this many events ..."
+    )
+    checkpoint_every_seconds: float = Field(
+        5.0, gt=0, description="... or this many seconds, whichever first."
+    )
     partitions: int = Field(6, ge=1, description="Partitions of topics querywatch creates itself.")
 
 
@@ -67,7 +99,9 @@ class ApiSettings(_Section):
     degrade_risk: float = Field(0.5, ge=0, le=1, description="Decision 'degrade' at or above this risk.")
     block_risk: float = Field(0.9, ge=0, le=1, description="Decision 'block' at or above this risk.")
     degraded_precision: int = Field(1, ge=0, le=6, description="Decimals of scores a degraded client gets.")
-    key_cache_seconds: float = Field(5.0, ge=0, description="Seconds an authenticated API key is remembered (revocation delay).")
+    key_cache_seconds: float = Field(
+        5.0, ge=0, description="Seconds an authenticated API key is remembered (revocation delay)."
+    )
 
 
 class WebhookSettings(_Section):
@@ -75,7 +109,9 @@ class WebhookSettings(_Section):
         (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0), description="Seconds before each retry."
     )
     timeout_seconds: float = Field(10.0, gt=0)
-    allow_hosts: tuple[str, ...] = Field((), description="Hosts or CIDRs allowed although private (development).")
+    allow_hosts: tuple[str, ...] = Field(
+        (), description="Hosts or CIDRs allowed although private (development)."
+    )
     poll_seconds: float = Field(1.0, gt=0)
     batch_size: int = Field(50, ge=1)
     jitter: float = Field(0.1, ge=0, lt=1, description="Retry pauses are spread by this fraction, both ways.")

@@ -14,21 +14,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detector.clientstate import ClientState, ModelContext, dumps, loads
+from detector.clientstate import ClientState, ModelContext, class_index, dumps, loads, score_columns
 from detector.config import DetectionSettings
 from detector.errors import InvalidEvent
 from detector.events import Event, parse_event
 from detector.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
 from detector.profiles import ProfileStore, profile_from_warmup
-from features.client import Indicators, score_summary
+from features.client import Indicators
 from models.evidence import evidence_threshold, fuse
-from models.profile import ReferenceProfile
-from models.reasons import explain
+from models.reasons import explain, population_reason
 
 #: Risk updates carry a full feature snapshot at least this often (queries), on alerts,
 #: and whenever risk moved by SNAPSHOT_RISK_STEP since the last snapshot.
 SNAPSHOT_EVERY = 100
 SNAPSHOT_RISK_STEP = 0.05
+#: Highest risk the population model alone can give (below the default "degrade" level).
+POPULATION_WEIGHT = 0.45
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ class Engine:
         if context is None:
             profile = self.profiles.get(model_id)
             if profile is not None:
-                context = self._contexts[model_id] = ModelContext.of(profile)
+                context = self._contexts[model_id] = ModelContext.of(profile, self.settings.seed)
         return context
 
     def _hold(self, model_id: str, run: list[Event], result: BatchResult) -> None:
@@ -131,11 +132,13 @@ class Engine:
         profile = context.profile
         good = [e for e in run if len(e.input) == profile.dim]
         if len(good) != len(run):
-            result.rejected.extend((e, _wrong_dimension(e, profile.dim)) for e in run if len(e.input) != profile.dim)
+            result.rejected.extend(
+                (e, _wrong_dimension(e, profile.dim)) for e in run if len(e.input) != profile.dim
+            )
         if not good:
             return
         view = profile.view(np.vstack([e.input for e in good]))
-        margins, entropies = _score_columns(good)
+        margins, entropies = score_columns(good)
         cells, flags = view.cell.tolist(), view.out_of_profile.tolist()
         codes = view.quantized
         norms = np.einsum("ij,ij->i", codes, codes, dtype=np.float64).tolist()
@@ -149,11 +152,11 @@ class Engine:
                 code=codes[i],
                 norm=norms[i],
                 raw=event.input.tobytes(),
-                class_index=_class_index(profile, event),
+                class_index=class_index(profile, event),
                 margin=margins[i],
                 entropy=entropies[i],
             )
-            outcomes.append(self._step(state, event, indicators))
+            outcomes.append(self._step(state, event, indicators, context))
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
         per_model = self._clients.setdefault(client_id, {})
@@ -164,21 +167,23 @@ class Engine:
         self._dirty.add(client_id)
         return state
 
-    def _step(self, state: ClientState, event: Event, indicators: Indicators) -> Outcome:
+    def _step(
+        self, state: ClientState, event: Event, indicators: Indicators, context: ModelContext
+    ) -> Outcome:
         state.evidence.update(indicators)
         state.queries += 1
         state.last_ts = max(state.last_ts, event.ts)
         total = state.evidence.total(self.allowance)
-        risk = fuse(total, self.threshold, self.settings.alert_risk)
-        state.peak = max(state.peak, risk)
+        evidence_risk = fuse(total, self.threshold, self.settings.alert_risk)
         s = self.settings
-        opens = state.open_alert is None and risk >= s.alert_risk and state.queries >= s.min_queries
-        closes = state.open_alert is not None and risk < s.clear_risk
+        # Alerts follow the calibrated evidence only; the population model ranks, never alerts.
+        opens = state.open_alert is None and evidence_risk >= s.alert_risk and state.queries >= s.min_queries
+        closes = state.open_alert is not None and evidence_risk < s.clear_risk
         snapshot = (
             opens
             or closes
             or state.queries % SNAPSHOT_EVERY == 0
-            or abs(risk - state.last_snapshot_risk) >= SNAPSHOT_RISK_STEP
+            or abs(evidence_risk - state.last_snapshot_risk) >= SNAPSHOT_RISK_STEP
         )
         features: dict[str, float] = {}
         reasons: tuple[str, ...] = ()
@@ -186,15 +191,32 @@ class Engine:
             features = state.features.snapshot()
             features["evidence"] = total / self.threshold
             reasons = explain(state.evidence.statistics(), features, state.queries, self.threshold)
-            state.last_snapshot_risk = risk
+            if context.population is not None and state.queries >= s.min_queries:
+                percentile = context.population.percentile(features)
+                features["population_percentile"] = percentile
+                state.population_risk = POPULATION_WEIGHT * max(0.0, (percentile - 0.95) / 0.05)
+                if percentile >= 0.99:
+                    reasons += (population_reason(percentile),)
+            state.last_snapshot_risk = evidence_risk
+        risk = max(evidence_risk, state.population_risk)
+        state.peak = max(state.peak, risk)
         update = RiskUpdate(event.client_id, event.model_id, event.ts, state.queries, risk, reasons, features)
         alert = None
         closed = None
         if opens:
             state.alerts += 1
             state.open_alert = alert_id_for(event.client_id, event.model_id, state.alerts)
-            alert = Alert(state.open_alert, event.client_id, event.model_id, event.ts, state.queries, risk,
-                          severity_for(risk), reasons, features)
+            alert = Alert(
+                state.open_alert,
+                event.client_id,
+                event.model_id,
+                event.ts,
+                state.queries,
+                risk,
+                severity_for(risk),
+                reasons,
+                features,
+            )
         elif closes:
             closed, state.open_alert = state.open_alert, None
         return Outcome(update, alert, closed)
@@ -244,29 +266,6 @@ class Engine:
 
 
 def _wrong_dimension(event: Event, dim: int) -> InvalidEvent:
-    return InvalidEvent("wrong_dimension", f"model {event.model_id!r} takes {dim} inputs, got {len(event.input)}")
-
-
-def _class_index(profile: ReferenceProfile, event: Event) -> int:
-    if event.label is not None:
-        return profile.class_index(event.label)
-    if event.scores is not None:
-        return profile.class_index(int(np.argmax(event.scores)))
-    return -1
-
-
-def _score_columns(events: list[Event]) -> tuple[list[float], list[float]]:
-    widths = {len(e.scores) if e.scores is not None else -1 for e in events}
-    if len(widths) == 1 and -1 not in widths:
-        margin, entropy = score_summary(np.vstack([e.scores for e in events]))  # type: ignore[misc]
-        return margin.tolist(), entropy.tolist()
-    margins, entropies = [], []
-    for e in events:
-        if e.scores is None:
-            margins.append(float("nan"))
-            entropies.append(float("nan"))
-        else:
-            m, h = score_summary(e.scores[None, :])
-            margins.append(float(m[0]))
-            entropies.append(float(h[0]))
-    return margins, entropies
+    return InvalidEvent(
+        "wrong_dimension", f"model {event.model_id!r} takes {dim} inputs, got {len(event.input)}"
+    )

@@ -107,7 +107,9 @@ def _reject_constant(name: str) -> float:
 def _identifier(obj: Mapping[str, Any], name: str) -> str:
     value = obj[name]
     if not isinstance(value, str) or not value or len(value) > _MAX_ID:
-        raise InvalidEvent("wrong_type", f"{name!r} must be a non-empty string of at most {_MAX_ID} characters")
+        raise InvalidEvent(
+            "wrong_type", f"{name!r} must be a non-empty string of at most {_MAX_ID} characters"
+        )
     return value
 
 

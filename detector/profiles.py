@@ -14,15 +14,18 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from detector.clientstate import ClientState, ModelContext, class_index, score_columns
 from detector.config import DetectionSettings
 from detector.errors import ProfileError
 from detector.events import Event
 from features.client import score_summary
+from models.population import POPULATION_FEATURES
 from models.profile import ReferenceProfile, fit_profile
 
 
@@ -108,7 +111,8 @@ def build_profile(
 
 
 def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) -> ReferenceProfile:
-    """Build a model's profile from its warm-up events, at most ``warmup_per_client`` per client."""
+    """Build a model's profile from its warm-up events, at most ``warmup_per_client`` per client,
+    with the feature vectors of its in-profile clients for the population model."""
     taken: Counter[str] = Counter()
     chosen = []
     for event in events:
@@ -120,7 +124,7 @@ def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) ->
     with_scores = len(lengths) == 1 and all(e.scores is not None for e in chosen)
     scores = np.vstack([e.scores for e in chosen]) if with_scores else None  # type: ignore[misc]
     labels = [_label_of(e) for e in chosen]
-    return build_profile(
+    profile = build_profile(
         X,
         model_id=chosen[0].model_id,
         settings=settings,
@@ -128,6 +132,39 @@ def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) ->
         labels=labels if any(lab is not None for lab in labels) else None,
         scores=scores,
     )
+    return replace(profile, population=reference_population(profile, chosen))
+
+
+def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> np.ndarray:
+    """Feature vectors of the warm-up clients (10+ events, mostly in profile), one row each."""
+    by_client: dict[str, list[Event]] = {}
+    for event in events:
+        by_client.setdefault(event.client_id, []).append(event)
+    context = ModelContext.of(profile)
+    rows = []
+    for client_id, own in sorted(by_client.items()):
+        if len(own) < 10:
+            continue
+        state = ClientState(client_id, context, seed=0)
+        view = profile.view(np.vstack([e.input for e in own]))
+        margins, entropies = score_columns(own)
+        codes = view.quantized
+        for i, e in enumerate(own):
+            state.features.update(
+                ts=e.ts,
+                cell=int(view.cell[i]),
+                out_of_profile=bool(view.out_of_profile[i]),
+                code=codes[i],
+                norm=float(codes[i].astype(np.float64) @ codes[i]),
+                raw=e.input.tobytes(),
+                class_index=class_index(profile, e),
+                margin=margins[i],
+                entropy=entropies[i],
+            )
+        snapshot = state.features.snapshot()
+        if snapshot["ood_share"] <= 0.5:
+            rows.append([snapshot[k] for k in POPULATION_FEATURES])
+    return np.array(rows, dtype=np.float64).reshape(-1, len(POPULATION_FEATURES))
 
 
 def _label_of(event: Event) -> object:
@@ -191,7 +228,8 @@ def _read_jsonl(path: Path) -> tuple[np.ndarray, list[object] | None, np.ndarray
             scores.append(prediction.get("scores"))
     X = _checked(np.array(inputs, dtype=np.float64), path)
     has_labels = all(lab is not None for lab in labels)
-    has_scores = all(s is not None for s in scores) and len({len(s) for s in scores}) == 1
+    widths = {len(s) if isinstance(s, list) else -1 for s in scores}
+    has_scores = len(widths) == 1 and -1 not in widths
     return X, labels if has_labels else None, np.array(scores, dtype=np.float64) if has_scores else None
 
 

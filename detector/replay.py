@@ -110,8 +110,8 @@ def replay(
             numbers[id(event)] = number
             events.append(event)
         result = engine.process_batch(events)
-        for event, exc in result.rejected:
-            reject(numbers.get(id(event), 0), exc)
+        for event, error in result.rejected:
+            reject(numbers.get(id(event), 0), error)
         _absorb(report, result)
         if progress is not None:
             progress(len(lines))

@@ -99,7 +99,9 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
         f"{report.duplicates} duplicates dropped; {sum(report.rejected.values())} invalid"
     )
     if report.rejected:
-        print("invalid events by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(report.rejected.items())))
+        print(
+            "invalid events by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(report.rejected.items()))
+        )
     print(f"{'client':<24} {'queries':>8} {'risk':>6} {'alert@':>7}  reason")
     for c in clients[:top]:
         first = "-" if c.first_alert_query is None else str(c.first_alert_query)
@@ -109,7 +111,9 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
 
 def run_profile(args: argparse.Namespace, settings: Settings) -> int:
     X, labels, scores = read_reference_file(args.input)
-    profile = build_profile(X, model_id=args.model_id, settings=settings.detection, labels=labels, scores=scores)
+    profile = build_profile(
+        X, model_id=args.model_id, settings=settings.detection, labels=labels, scores=scores
+    )
     DirectoryProfileStore(args.out).put(profile)
     print(
         f"profile of {args.model_id!r} version {profile.version}: {profile.reference_size} inputs, "

@@ -9,8 +9,6 @@ A k-center or coverage-seeking thief opens new cells faster than that.
 
 from __future__ import annotations
 
-
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -112,6 +110,3 @@ def kl_bits(counts: NDArray[np.integer], prior: NDArray[np.float64]) -> float:
     0.0
     """
     return _kl_bits(counts, prior)
-
-
-

@@ -124,8 +124,14 @@ class QueryDistances:
         return float((skew * skew + (kurt - 3.0) ** 2 / 4.0) / 6.0)
 
     def get_state(self) -> tuple[object, ...]:
-        return (self._reservoir.get_state(), self._resend.get_state(), self.exact, self.near, self.steps,
-                tuple(self._m))
+        return (
+            self._reservoir.get_state(),
+            self._resend.get_state(),
+            self.exact,
+            self.near,
+            self.steps,
+            tuple(self._m),
+        )
 
     def set_state(self, state: tuple[object, ...]) -> None:
         res, resend, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]

@@ -10,6 +10,8 @@ from a hash of (seed, count), so the same events always give the same reservoir.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -57,13 +59,14 @@ class QueryReservoir:
     def __len__(self) -> int:
         return self._filled
 
-    def distances(self, code: NDArray[np.uint8], norm: float) -> NDArray[np.float32]:
+    def distances(self, code: NDArray[np.uint8], norm: float) -> NDArray[np.floating[Any]]:
         """Squared distances from ``code`` (whose squared norm is ``norm``) to every stored code.
 
         |a|^2 - 2 a.b + |b|^2 with cached row norms: one small matrix-vector product.
         """
         n = self._filled
-        return self._norms[:n] - 2.0 * (self._codes[:n] @ code.astype(np.float32)) + norm
+        d2: NDArray[np.floating[Any]] = self._norms[:n] - 2.0 * (self._codes[:n] @ code.astype(np.float32)) + norm
+        return d2
 
     def nearest(self, code: NDArray[np.uint8]) -> tuple[int, int]:
         """Index and squared distance of the stored code closest to ``code`` ((-1, -1) if empty)."""
@@ -75,7 +78,8 @@ class QueryReservoir:
         return j, round(float(d2[j]))
 
     def code(self, index: int) -> NDArray[np.uint8]:
-        return self._codes[index]
+        row: NDArray[np.uint8] = self._codes[index]
+        return row
 
     @property
     def labels(self) -> NDArray[np.uint8]:

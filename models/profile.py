@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,8 @@ class ReferenceProfile:
     class_prior: FloatArray
     margin_threshold: float
     reference_size: int
+    #: Feature vectors of reference clients (rows), for the population model; may be empty.
+    population: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def dim(self) -> int:
@@ -126,6 +128,7 @@ class ReferenceProfile:
             low=self.low,
             high=self.high,
             class_prior=self.class_prior,
+            population=self.population,
         )
         return buf.getvalue()
 
@@ -248,7 +251,7 @@ def _fit(
         classes=names,
         class_prior=prior,
         margin_threshold=margin_threshold,
-        reference_size=int(len(R)),
+        reference_size=len(R),
     )
     threshold = float(np.quantile(draft.view(R).ood_score, ood_quantile))
     return ReferenceProfile(**{**draft.__dict__, "ood_threshold": threshold})

@@ -35,3 +35,14 @@ def explain(
     """
     ranked = sorted(statistics.items(), key=lambda kv: -kv[1])
     return tuple(_TEMPLATES[name](features, queries) for name, value in ranked if value >= 0.25 * threshold)
+
+
+def population_reason(percentile: float) -> str:
+    """Reason for a client whose whole feature vector is unlike the reference clients'.
+
+    >>> population_reason(0.995)
+    'feature profile more unusual than 99.5% of reference clients (population model)'
+    """
+    return (
+        f"feature profile more unusual than {100 * percentile:.1f}% of reference clients (population model)"
+    )

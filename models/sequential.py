@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 
-
 class BernoulliCUSUM:
     """CUSUM e-detector for "rate of a yes/no indicator exceeds ``null_rate``".
 

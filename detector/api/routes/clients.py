@@ -94,12 +94,12 @@ def client_decision(
     decision = decide(risk=risk, reasons=reasons, status=status, policy=settings.api)
     return DecisionPublic(
         client_id=client_id,
-        action=decision.action,  # type: ignore[arg-type]
+        action=decision.action,
         risk=decision.risk,
         reasons=list(decision.reasons),
         output_precision=decision.output_precision,
         mitigations=list(decision.mitigations),
-        status=decision.status,  # type: ignore[arg-type]
+        status=decision.status,
     )
 
 

