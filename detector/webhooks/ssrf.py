@@ -64,6 +64,8 @@ def parse_webhook_url(url: str) -> SplitResult:
     """
     if len(url) > 2048:
         raise UnsafeWebhookUrl("webhook URL is longer than 2048 characters")
+    if any(ch <= " " or ch == "\x7f" for ch in url):
+        raise UnsafeWebhookUrl("webhook URL must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         _ = parts.port

@@ -69,6 +69,8 @@ def test_private_url_refused_without_allowlist(db: Db) -> None:
         {"url": "ftp://x"},
         {"url": "http://127.0.0.1/", "min_severity": "huge"},
         {"url": "http://127.0.0.1/", "x": 1},
+        {"url": "http://127.0.0.1/\x00"},  # PostgreSQL cannot store NUL: refuse, do not fail
+        {"url": "http://127.0.0.1/", "model_id": "m\x00"},
     ],
 )
 def test_bad_bodies_are_422(admin: httpx.Client, body: dict[str, object]) -> None:
@@ -117,6 +119,8 @@ def test_deliveries_listed_and_alert_redelivered(
     [done] = admin.get(f"/v1/alerts/{alert.alert_id}/deliveries").json()
     assert (done["state"], done["webhook_id"]) == ("delivered", failed["webhook_id"])
     assert admin.post("/v1/alerts/al_missing/redeliver").status_code == 404
+    assert admin.post("/v1/alerts/al%00/redeliver").status_code == 422
+    assert admin.get("/v1/alerts/al%00/deliveries").status_code == 422
 
 
 def test_reader_gets_403_and_no_key_401(api: ApiServer) -> None:

@@ -69,6 +69,8 @@ def test_allowlist_by_address_network_or_name(allow: tuple[str, ...]) -> None:
         ("https://hooks.example/#frag", "fragment"),
         ("https://hooks.example:99999/", "malformed"),
         ("https://" + "a" * 2050, "longer than 2048"),
+        ("https://hooks.example/\x00", "control characters"),
+        ("https://hooks.example/ x", "spaces"),
     ],
 )
 def test_malformed_urls_are_refused(url: str, message: str) -> None:

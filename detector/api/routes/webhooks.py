@@ -24,7 +24,10 @@ from detector.webhooks.ssrf import UnsafeWebhookUrl
 
 router = APIRouter(tags=["webhooks"])
 EndpointId = Annotated[int, Path(ge=1, le=2**62, description="The webhook endpoint's id.")]
-AlertId = Annotated[str, Path(min_length=1, max_length=64, description="The alert's id (`al_…`).")]
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+AlertId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=_PRINTABLE, description="The alert's id (`al_…`).")
+]
 DeliveryState = Literal["pending", "delivered", "failed", "dead"]
 
 _ENDPOINT_EXAMPLE: dict[str, Any] = {
@@ -47,7 +50,9 @@ class WebhookCreate(BaseModel):
 
     url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives the alerts.")
     min_severity: Severity = Field("low", description="Only alerts at least this severe are sent.")
-    model_id: str | None = Field(None, max_length=256, description="Only alerts on this model; null for all.")
+    model_id: str | None = Field(
+        None, max_length=256, pattern=_PRINTABLE, description="Only alerts on this model; null for all."
+    )
 
 
 class WebhookPublic(BaseModel):
