@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ from detector.storage.migrate import upgrade
 from detector.storage.tables import AlertRow, Base, WebhookEndpoint
 from detector.webhooks.outbox import enqueue_deliveries
 from detector.webhooks.signing import generate_secret
+from detector.webhooks.ssrf import Resolver, UnsafeWebhookUrl
 from tests.storage.databases import KINDS, settings_for, temporary_database
 from tests.webhooks.receiver import Receiver
 
@@ -134,3 +135,14 @@ def add_alert(
         session.add(alert)
         enqueue_deliveries(session=session, alert=alert, now=opened)
     return alert
+
+
+def dns(table: dict[str, Sequence[str]]) -> Resolver:
+    """A resolver answering from a fixed table (the tests have no public DNS)."""
+
+    def resolve(host: str, port: int) -> Sequence[str]:
+        if host in table:
+            return table[host]
+        raise UnsafeWebhookUrl(f"webhook host {host!r} does not resolve")
+
+    return resolve

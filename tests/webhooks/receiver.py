@@ -8,10 +8,12 @@ play a receiver that is down for a while.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ def free_port() -> int:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, *, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) files to serve HTTPS instead of HTTP."""
+        self.tls = tls
         self.port = free_port()
         self.received: list[Received] = []
         self.statuses: list[int | None] = []
@@ -103,6 +107,10 @@ class Receiver:
 
         self._release.clear()
         server = _Server(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()

@@ -12,20 +12,9 @@ from sqlalchemy import select
 
 from detector.storage.tables import WebhookDelivery
 from detector.webhooks.dispatcher import Dispatcher
-from detector.webhooks.ssrf import Resolver, UnsafeWebhookUrl, parse_webhook_url, pin_webhook_url
-from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
+from detector.webhooks.ssrf import UnsafeWebhookUrl, parse_webhook_url, pin_webhook_url
+from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint, dns
 from tests.webhooks.receiver import Receiver
-
-
-def dns(table: dict[str, Sequence[str]]) -> Resolver:
-    """A resolver answering from a fixed table (the tests have no public DNS)."""
-
-    def resolve(host: str, port: int) -> Sequence[str]:
-        if host in table:
-            return table[host]
-        raise UnsafeWebhookUrl(f"webhook host {host!r} does not resolve")
-
-    return resolve
 
 
 @pytest.mark.parametrize(
