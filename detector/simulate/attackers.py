@@ -16,6 +16,9 @@ from sklearn.linear_model import RidgeClassifier
 from detector.simulate.traffic import Traffic, noisy, scaled_count, steady_times
 from detector.simulate.victim import CLASSES, DIM, VictimModel
 
+#: Ridge scores live in about [-1, 1]; scaled, their softmax is as peaked as a network's.
+_SOFTMAX_SHARPNESS = 5.0
+
 AttackKind = Callable[[np.random.Generator, VictimModel, float, float], Traffic]
 
 
@@ -30,14 +33,22 @@ def _substitute(inputs: np.ndarray, labels: np.ndarray) -> RidgeClassifier | Non
     return RidgeClassifier(alpha=1.0).fit(inputs, labels)
 
 
-def _label_gradients(model: RidgeClassifier | None, labels: np.ndarray) -> np.ndarray:
-    """Gradient of the substitute's score for each label (zero before a substitute exists)."""
+def _label_gradients(model: RidgeClassifier | None, inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Jacobian row of the substitute's softmax output for each input's label (Papernot's
+    augmentation direction): ``p_c (w_c - sum_k p_k w_k)``. It depends on the input, as a
+    network's Jacobian would; zero before a substitute exists."""
     if model is None:
         return np.zeros((len(labels), DIM))
     coef = np.asarray(model.coef_, dtype=np.float64)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
     if coef.shape[0] == 1:  # two classes: one score, positive for classes_[1]
-        return np.where((labels == model.classes_[1])[:, None], coef, -coef)
-    return coef[np.searchsorted(model.classes_, labels)]
+        coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+    logits = _SOFTMAX_SHARPNESS * (inputs @ coef.T + intercept)
+    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    rows = np.searchsorted(model.classes_, labels)
+    own = proba[np.arange(len(labels)), rows][:, None]
+    return np.asarray(own * (coef[rows] - proba @ coef))
 
 
 def _rounds(
@@ -82,7 +93,7 @@ def jacobian_augmentation(
         sign = 1.0 if (round_no // 3) % 2 == 0 else -1.0
         parents = known[rng.choice(len(known), size=min(len(known), target - sent), replace=False)]
         parent_labels = victim.labels(parents)
-        gradients = _label_gradients(model, parent_labels)
+        gradients = _label_gradients(model, parents, parent_labels)
         children = np.clip(parents + sign * step * np.sign(gradients), 0.0, 1.0)
         batches.append(children)
         known = np.concatenate([known, children])
