@@ -94,15 +94,12 @@ class Dispatcher:
                 lease_until=now + lease,
                 limit=self.settings.batch_size,
                 public_url=self.public_url,
+                max_attempts=len(self.settings.retry_schedule) + 1,
             )
         if not claims:
             return 0
         results = asyncio.run(self._send_all(claims))
-        for claim, result in zip(claims, results, strict=True):
-            try:
-                self._settle(claim, result)
-            except SQLAlchemyError:  # the lease runs out and the delivery is sent again
-                log.exception("could not record webhook %s; it will be retried", claim.webhook_id)
+        self._settle_all(list(zip(claims, results, strict=True)))
         return len(claims)
 
     def run_forever(self, stop_event: threading.Event) -> None:
@@ -179,63 +176,83 @@ class Dispatcher:
         finally:
             await response.aclose()
 
-    def _settle(self, claim: ClaimedDelivery, result: AttemptResult) -> None:
+    def _settle_all(self, attempts: list[tuple[ClaimedDelivery, AttemptResult]]) -> None:
+        """Record a batch in one transaction; if that fails, one by one, so that a single
+        bad row cannot keep the others from being recorded. A result that cannot be
+        recorded is retried after the lease (same ``webhook-id``)."""
         now = self._now()
-        with self.sessions() as session, session.begin():
-            if result.ok:
-                kept = settle_delivery(
-                    session=session,
-                    claim=claim,
-                    state="delivered",
-                    status=result.status,
-                    error=None,
-                    next_attempt_at=None,
-                    delivered_at=now,
-                )
-                outcome = "delivered"
-            elif result.status == 410:
-                disable_endpoint(
-                    session=session, endpoint_id=claim.endpoint_id, reason=f"410 Gone at {now.isoformat()}"
-                )
-                kept = settle_delivery(
-                    session=session,
-                    claim=claim,
-                    state="dead",
-                    status=410,
-                    error=result.error,
-                    next_attempt_at=None,
-                )
-                outcome = "gone"
-            else:
-                delay = retry_delay(
-                    attempts=claim.attempts,
-                    schedule=self.settings.retry_schedule,
-                    jitter=self.settings.jitter,
-                    rng=self.rng,
-                )
-                if delay is not None and result.retry_after is not None:
-                    delay = min(result.retry_after, self.settings.max_retry_after_seconds)
-                retry_at = None if delay is None else now + timedelta(seconds=delay)
-                kept = settle_delivery(
-                    session=session,
-                    claim=claim,
-                    state="failed" if retry_at else "dead",
-                    status=result.status,
-                    error=result.error,
-                    next_attempt_at=retry_at,
-                )
-                outcome = "retry" if retry_at else "dead"
+        try:
+            with self.sessions() as session, session.begin():
+                outcomes = [self._record(session, claim, result, now) for claim, result in attempts]
+        except SQLAlchemyError:
+            log.exception("could not record %d webhook results at once; recording one by one", len(attempts))
+            outcomes = []
+            for claim, result in attempts:
+                try:
+                    with self.sessions() as session, session.begin():
+                        outcomes.append(self._record(session, claim, result, now))
+                except SQLAlchemyError:
+                    log.exception("could not record webhook %s; it will be sent again", claim.webhook_id)
+                    outcomes.append("unrecorded")
+        for (claim, result), outcome in zip(attempts, outcomes, strict=True):
+            WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+            log.info(
+                "webhook %s to endpoint %s attempt %d: %s (%s)",
+                claim.webhook_id,
+                claim.endpoint_id,
+                claim.attempts,
+                outcome,
+                result.error or result.status,
+            )
+
+    def _record(self, session: Session, claim: ClaimedDelivery, result: AttemptResult, now: datetime) -> str:
+        """Write one attempt's result; return its outcome label."""
+        if result.ok:
+            kept = settle_delivery(
+                session=session,
+                claim=claim,
+                state="delivered",
+                status=result.status,
+                error=None,
+                next_attempt_at=None,
+                delivered_at=now,
+            )
+            outcome = "delivered"
+        elif result.status == 410:
+            disable_endpoint(
+                session=session, endpoint_id=claim.endpoint_id, reason=f"410 Gone at {now.isoformat()}"
+            )
+            kept = settle_delivery(
+                session=session,
+                claim=claim,
+                state="dead",
+                status=410,
+                error=result.error,
+                next_attempt_at=None,
+            )
+            outcome = "gone"
+        else:
+            delay = retry_delay(
+                attempts=claim.attempts,
+                schedule=self.settings.retry_schedule,
+                jitter=self.settings.jitter,
+                rng=self.rng,
+            )
+            if delay is not None and result.retry_after is not None:
+                delay = min(result.retry_after, self.settings.max_retry_after_seconds)
+            retry_at = None if delay is None else now + timedelta(seconds=delay)
+            kept = settle_delivery(
+                session=session,
+                claim=claim,
+                state="failed" if retry_at else "dead",
+                status=result.status,
+                error=result.error,
+                next_attempt_at=retry_at,
+            )
+            outcome = "retry" if retry_at else "dead"
         if not kept:
             log.warning("delivery %s changed while it was in flight; its result is dropped", claim.webhook_id)
-            outcome = "superseded"
-        elif result.error is not None and result.error.startswith(REFUSED):
-            outcome = "refused"
-        WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
-        log.info(
-            "webhook %s to endpoint %s attempt %d: %s (%s)",
-            claim.webhook_id,
-            claim.endpoint_id,
-            claim.attempts,
-            outcome,
-            result.error or result.status,
-        )
+            return "superseded"
+        if result.error is not None and result.error.startswith(REFUSED):
+            return "refused"
+        return outcome

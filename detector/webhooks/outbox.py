@@ -26,6 +26,7 @@ from detector.webhooks.signing import webhook_id_for
 
 #: States a dispatcher may still send.
 OPEN_STATES = ("pending", "failed")
+_GAVE_UP = "gave up: no result was recorded for the last of {} attempts (its dispatcher stopped mid-send)"
 
 
 def severity_rank(severity: str) -> int:
@@ -95,11 +96,19 @@ class ClaimedDelivery:
 
 
 def claim_due_deliveries(
-    *, session: Session, now: datetime, lease_until: datetime, limit: int, public_url: str
+    *,
+    session: Session,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    public_url: str,
+    max_attempts: int,
 ) -> list[ClaimedDelivery]:
     """Take up to ``limit`` due deliveries of enabled endpoints, leasing them until ``lease_until``.
 
-    Commit the session right after, before sending anything, so the lease is visible.
+    Commit the session right after, before sending anything, so the lease is visible. A
+    delivery that already had ``max_attempts`` attempts without any result being recorded
+    (its dispatchers kept dying mid-send) is marked dead instead of being tried forever.
     """
     candidates = session.execute(
         select(WebhookDelivery.id, WebhookDelivery.attempts)
@@ -115,6 +124,7 @@ def claim_due_deliveries(
     ).all()
     claimed: list[tuple[int, int]] = []
     for delivery_id, attempts in candidates:
+        exhausted = attempts >= max_attempts
         result = session.execute(
             update(WebhookDelivery)
             .where(
@@ -123,10 +133,14 @@ def claim_due_deliveries(
                 WebhookDelivery.state.in_(OPEN_STATES),
                 WebhookDelivery.next_attempt_at <= now,
             )
-            .values(attempts=attempts + 1, next_attempt_at=lease_until)
+            .values(
+                {"state": "dead", "next_attempt_at": None, "last_error": _GAVE_UP.format(attempts)}
+                if exhausted
+                else {"attempts": attempts + 1, "next_attempt_at": lease_until}
+            )
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if result.rowcount == 1 and not exhausted:  # type: ignore[attr-defined]
             claimed.append((delivery_id, attempts + 1))
     if not claimed:
         return []
@@ -176,13 +190,24 @@ def settle_delivery(
         .values(
             state=state,
             last_status=status,
-            last_error=None if error is None else error[:2000],
+            last_error=None if error is None else printable(error)[:2000],
             next_attempt_at=next_attempt_at,
             delivered_at=delivered_at,
         )
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def printable(text: str) -> str:
+    """``text`` without NUL and other control characters (a receiver's answer can hold
+    anything; PostgreSQL refuses NUL in text, and a row that cannot be settled would be
+    sent again and again).
+
+    >>> printable("HTTP 500: a\\x00b\\nc")
+    'HTTP 500: a b c'
+    """
+    return "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in text)
 
 
 def disable_endpoint(*, session: Session, endpoint_id: int, reason: str) -> None:

@@ -21,6 +21,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    body: bytes = b"ok"
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ class Receiver:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
-                    self.send_header("content-length", "2")
+                    self.send_header("content-length", str(len(reply.body)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(reply.body)
                 except OSError:
                     pass  # the dispatcher gave up waiting (timeout) and closed the connection
 

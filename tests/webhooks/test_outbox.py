@@ -11,7 +11,7 @@ from detector.storage.tables import WebhookDelivery
 from detector.webhooks.dispatcher import Dispatcher
 from detector.webhooks.outbox import ClaimedDelivery, claim_due_deliveries, settle_delivery
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, Reply
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=10)
@@ -20,7 +20,12 @@ LEASE = timedelta(seconds=10)
 def claim(db: Db, now: datetime) -> list[ClaimedDelivery]:
     with db.sessions() as session, session.begin():
         return claim_due_deliveries(
-            session=session, now=now, lease_until=now + LEASE, limit=10, public_url="http://qw"
+            session=session,
+            now=now,
+            lease_until=now + LEASE,
+            limit=10,
+            public_url="http://qw",
+            max_attempts=3,
         )
 
 
@@ -74,3 +79,28 @@ def test_outcomes_are_counted(db: Db, receiver: Receiver, clock: FakeClock) -> N
     assert count("retry") - before["retry"] == 1
     assert count("refused") - before["refused"] == 2
     assert count("delivered") - before["delivered"] == 1
+
+
+def test_a_delivery_whose_dispatchers_keep_dying_ends_dead(db: Db) -> None:
+    add_endpoint(db.sessions, "http://127.0.0.1:9/hook")
+    add_alert(db.sessions, at=T0.timestamp())
+
+    claims = [claim(db, T0 + n * LEASE) for n in range(4)]  # nobody ever records a result
+
+    assert [len(c) for c in claims] == [1, 1, 1, 0]
+    with db.sessions() as session:
+        row = session.scalars(select(WebhookDelivery)).one()
+    assert (row.state, row.attempts, row.next_attempt_at) == ("dead", 3, None)
+    assert row.last_error is not None and row.last_error.startswith("gave up")
+
+
+def test_a_receiver_answer_with_nul_bytes_is_recorded(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, at=clock.now)
+    receiver.script(Reply(500, body=b"bad\x00news\x1b[31m"))
+
+    Dispatcher(db.settings, db.sessions, clock=clock).run_once()
+
+    with db.sessions() as session:
+        row = session.scalars(select(WebhookDelivery)).one()
+    assert (row.state, row.last_error) == ("failed", "HTTP 500: bad news [31m")
