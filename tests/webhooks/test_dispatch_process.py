@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -9,10 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from detector.cli import main
 from detector.storage.tables import WebhookDelivery
 from tests.webhooks.conftest import Db, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
@@ -82,3 +85,37 @@ def test_killed_mid_delivery_then_restarted_delivers_once(db: Db, receiver: Rece
     assert (row.state, row.attempts, row.last_status) == ("delivered", 2, 200)
     assert [r.headers["webhook-id"] for r in receiver.received] == [row.webhook_id] * 2
     assert receiver.statuses == [None, 200]
+
+
+@pytest.fixture(autouse=True)
+def _drop_cli_log_handler() -> Iterator[None]:
+    """The command installs a root log handler on the captured stderr; remove it after."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "querywatch"]:
+        root.removeHandler(handler)
+
+
+def test_dispatch_once_from_the_command_line(
+    db: Db, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions)
+    for name, value in dispatch_env(db).items():
+        if name.startswith("QUERYWATCH_"):
+            monkeypatch.setenv(name, value)
+
+    assert main(["dispatch", "--once"]) == 0
+
+    assert len(receiver.received) == 1
+    assert "1 deliveries attempted" in capsys.readouterr().err
+
+
+def test_dispatch_refuses_an_unmigrated_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QUERYWATCH_DATABASE__URL", f"sqlite:///{tmp_path / 'empty.db'}")
+
+    assert main(["dispatch", "--once"]) == 2
+
+    assert "querywatch db upgrade" in capsys.readouterr().err
