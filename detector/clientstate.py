@@ -12,7 +12,7 @@ import numpy as np
 
 from detector.events import Event
 from features.client import ClientFeatures, score_summary
-from models.evidence import ClientEvidence
+from models.evidence import ClientEvidence, Tolerances
 from models.population import POPULATION_FEATURES, PopulationModel
 from models.profile import ReferenceProfile
 
@@ -50,7 +50,9 @@ class ClientState:
         "queries",
     )
 
-    def __init__(self, client_id: str, context: ModelContext, seed: int) -> None:
+    def __init__(
+        self, client_id: str, context: ModelContext, seed: int, tolerances: Tolerances | None = None
+    ) -> None:
         p = context.profile
         client_seed = int.from_bytes(hashlib.blake2b(client_id.encode(), digest_size=8).digest(), "little")
         self.features = ClientFeatures(
@@ -62,7 +64,7 @@ class ClientState:
             margin_threshold=p.margin_threshold,
             seed=client_seed ^ seed,
         )
-        self.evidence = ClientEvidence()
+        self.evidence = ClientEvidence(tolerances)
         self.queries = 0
         self.alerts = 0
         self.open_alert: str | None = None

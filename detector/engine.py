@@ -21,7 +21,7 @@ from detector.events import Event, parse_event
 from detector.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
 from detector.profiles import ProfileStore, profile_from_warmup
 from features.client import Indicators
-from models.evidence import evidence_threshold, fuse
+from models.evidence import Tolerances, evidence_threshold, fuse
 from models.reasons import explain, population_reason
 
 #: Risk updates carry a full feature snapshot at least this often (queries), on alerts,
@@ -55,6 +55,11 @@ class Engine:
         self.profiles = profiles
         self.threshold = evidence_threshold(detection.false_alarm_rate)
         self.allowance = 0.25 * self.threshold
+        self.tolerances = Tolerances(
+            out_of_profile=detection.ood_tolerance,
+            steps=detection.step_tolerance,
+            boundary=detection.boundary_tolerance,
+        )
         self._contexts: dict[str, ModelContext] = {}
         self._clients: dict[str, dict[str, ClientState]] = {}
         self._warmup: dict[str, list[Event]] = defaultdict(list)
@@ -163,7 +168,7 @@ class Engine:
         model_id = context.profile.model_id
         state = per_model.get(model_id)
         if state is None:
-            state = per_model[model_id] = ClientState(client_id, context, self.settings.seed)
+            state = per_model[model_id] = ClientState(client_id, context, self.settings.seed, self.tolerances)
         self._dirty.add(client_id)
         return state
 
@@ -240,7 +245,7 @@ class Engine:
             context = self._context(model_id)
             if context is None or state.get("profile") != context.profile.version:
                 continue
-            client = ClientState(client_id, context, self.settings.seed)
+            client = ClientState(client_id, context, self.settings.seed, self.tolerances)
             client.load_state(state)
             restored[model_id] = client
         if restored:

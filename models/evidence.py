@@ -5,8 +5,8 @@ is bounded by a tolerance: a client is suspect only when its rate is clearly abo
 benign clients are allowed, never because it merely differs from the average client.
 
 * ``out_of_profile`` — share of queries beyond the reference's 99.9th percentile.
-  Tolerance 30%: noisy but genuine data (drifted scanners) stays well under it; random,
-  synthetic and other-domain queries are mostly out of profile.
+  Tolerance 20%: noisy but genuine data (drifted scanners, about 10%) stays under it;
+  random, synthetic and other-domain queries are mostly out of profile.
 * ``steps`` — share of queries that are a fixed-size step from an earlier one
   (perturbation chains). Tolerance 5%.
 * ``boundary`` — share of answers below the reference's 5th-percentile margin.
@@ -34,7 +34,7 @@ TESTS = ("out_of_profile", "steps", "boundary", "coverage")
 class Tolerances:
     """Benign rates each test tolerates (the null hypotheses)."""
 
-    out_of_profile: float = 0.3
+    out_of_profile: float = 0.2
     steps: float = 0.05
     boundary: float = 0.25
     coverage_odds: float = 4.0

@@ -1,0 +1,173 @@
+"""The engine: determinism, alert policy, warm-up, checkpoints, eviction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detector.config import DetectionSettings
+from detector.engine import Engine
+from detector.errors import InvalidEvent
+from detector.events import Event
+from detector.profiles import MemoryProfileStore, build_profile
+
+DIM = 16
+SETTINGS = DetectionSettings(warmup_events=400, warmup_per_client=40, codebook_size=8, pca_components=4)
+
+
+def _centres() -> np.ndarray:
+    return np.random.default_rng(99).uniform(0.2, 0.8, size=(5, DIM))
+
+
+def _benign(rng: np.random.Generator, n: int) -> np.ndarray:
+    return _centres()[rng.integers(0, 5, n)] + rng.normal(0, 0.03, size=(n, DIM))
+
+
+def _events(client: str, X: np.ndarray, t0: float = 0.0, model: str = "m") -> list[Event]:
+    out = []
+    for i, x in enumerate(X):
+        scores = np.array([0.9, 0.1]) if i % 2 else np.array([0.2, 0.8])
+        out.append(
+            Event(
+                f"{client}-{i}",
+                t0 + i,
+                client,
+                model,
+                np.asarray(x, dtype=np.float64),
+                int(np.argmax(scores)),
+                scores,
+            )
+        )
+    return out
+
+
+def _profiled_engine(settings: DetectionSettings = SETTINGS) -> Engine:
+    rng = np.random.default_rng(0)
+    profile = build_profile(_benign(rng, 3000), model_id="m", settings=settings)
+    return Engine(settings, MemoryProfileStore([profile]))
+
+
+def _interleave(*streams: list[Event]) -> list[Event]:
+    return sorted((e for s in streams for e in s), key=lambda e: (e.ts, e.client_id))
+
+
+def test_random_queries_raise_one_alert_and_benign_ones_none() -> None:
+    rng = np.random.default_rng(1)
+    engine = _profiled_engine()
+    thief = _events("thief", rng.uniform(-1, 2, size=(200, DIM)))
+    user = _events("user", _benign(rng, 200))
+    outcomes = engine.process_batch(_interleave(thief, user)).outcomes
+    alerts = [o.alert for o in outcomes if o.alert]
+    assert [a.client_id for a in alerts] == ["thief"]
+    alert = alerts[0]
+    assert alert.queries >= SETTINGS.min_queries and alert.technique == "AML.T0024.002"
+    assert alert.reasons and "outside the model's reference data" in alert.reasons[0]
+    assert alert.features["ood_share"] > 0.9
+    assert max(o.update.risk for o in outcomes if o.update.client_id == "user") < SETTINGS.clear_risk
+
+
+def test_same_events_same_outcomes() -> None:
+    rng = np.random.default_rng(2)
+    events = _interleave(_events("a", rng.uniform(-1, 2, size=(100, DIM))), _events("b", _benign(rng, 100)))
+    first = [o.update.risk for o in _profiled_engine().process_batch(events).outcomes]
+    second = [o.update.risk for o in _profiled_engine().process_batch(events).outcomes]
+    assert first == second
+
+
+def test_alert_closes_below_clear_risk_and_a_new_one_gets_a_new_id() -> None:
+    rng = np.random.default_rng(3)
+    engine = _profiled_engine()
+    phases = [rng.uniform(-1, 2, size=(80, DIM)), _benign(rng, 400), rng.uniform(-1, 2, size=(80, DIM))]
+    events = _events("c", np.vstack(phases))
+    outcomes = engine.process_batch(events).outcomes
+    opened = [o.alert.alert_id for o in outcomes if o.alert]
+    closed = [o.closed_alert_id for o in outcomes if o.closed_alert_id]
+    assert len(opened) == 2 and opened[0] != opened[1]
+    assert closed[0] == opened[0]
+    first_close = next(i for i, o in enumerate(outcomes) if o.closed_alert_id)
+    assert outcomes[first_close].update.risk < SETTINGS.clear_risk or outcomes[first_close].update.features
+
+
+def test_no_alert_before_min_queries() -> None:
+    engine = _profiled_engine(SETTINGS.model_copy(update={"min_queries": 150}))
+    rng = np.random.default_rng(4)
+    outcomes = engine.process_batch(_events("t", rng.uniform(-1, 2, size=(200, DIM)))).outcomes
+    assert next(o.alert.queries for o in outcomes if o.alert) == 150
+
+
+def test_checkpoint_mid_stream_gives_the_same_outcomes() -> None:
+    rng = np.random.default_rng(5)
+    events = _events("t", np.vstack([_benign(rng, 50), rng.uniform(-1, 2, size=(100, DIM))]))
+    straight = _profiled_engine().process_batch(events).outcomes
+    first = _profiled_engine()
+    head = first.process_batch(events[:70]).outcomes
+    second = _profiled_engine()
+    second.import_client("t", first.export_client("t"))
+    tail = second.process_batch(events[70:]).outcomes
+    assert [o.update.risk for o in head + tail] == [o.update.risk for o in straight]
+    assert [o.alert for o in head + tail] == [o.alert for o in straight]
+
+
+def test_state_of_another_profile_version_is_dropped() -> None:
+    rng = np.random.default_rng(6)
+    first = _profiled_engine()
+    first.process_batch(_events("t", _benign(rng, 20)))
+    other = build_profile(_benign(np.random.default_rng(7), 3000), model_id="m", settings=SETTINGS)
+    second = Engine(SETTINGS, MemoryProfileStore([other]))
+    second.import_client("t", first.export_client("t"))
+    assert second.client_ids() == []
+
+
+def test_warm_up_holds_events_then_builds_a_profile_and_scores_them() -> None:
+    rng = np.random.default_rng(8)
+    store = MemoryProfileStore()
+    engine = Engine(SETTINGS, store)
+    users = [_events(f"u{i}", _benign(rng, 60), t0=i * 0.01) for i in range(10)]
+    events = _interleave(*users)
+    first = engine.process_batch(events[:300])
+    assert first.outcomes == [] and engine.pending_warmup() == 300
+    second = engine.process_batch(events[300:])
+    assert store.get("m") is not None and engine.pending_warmup() == 0
+    assert len(second.outcomes) == len(events)
+
+
+def test_flush_warmup_scores_a_short_trace() -> None:
+    rng = np.random.default_rng(9)
+    engine = Engine(SETTINGS, MemoryProfileStore())
+    engine.process_batch(_interleave(*[_events(f"u{i}", _benign(rng, 20)) for i in range(5)]))
+    assert len(engine.flush_warmup().outcomes) == 100
+
+
+def test_wrong_dimension_is_rejected_not_scored() -> None:
+    engine = _profiled_engine()
+    bad = Event("r", 0.0, "c", "m", np.zeros(DIM + 1))
+    result = engine.process_batch([bad])
+    assert result.outcomes == [] and result.rejected[0][1].reason == "wrong_dimension"
+    with pytest.raises(InvalidEvent, match="takes 16 inputs, got 17"):
+        engine.process(bad)
+
+
+def test_idle_clients_are_evicted_in_event_time() -> None:
+    rng = np.random.default_rng(10)
+    engine = _profiled_engine(SETTINGS.model_copy(update={"idle_evict_seconds": 100.0}))
+    engine.process_batch(_events("old", _benign(rng, 5), t0=0.0) + _events("new", _benign(rng, 5), t0=500.0))
+    assert engine.evict_idle(now_ts=520.0) == ["old"]
+    assert engine.client_ids() == ["new"]
+
+
+def test_dirty_clients_are_tracked_until_cleared() -> None:
+    rng = np.random.default_rng(11)
+    engine = _profiled_engine()
+    engine.process_batch(_events("a", _benign(rng, 3)))
+    assert engine.dirty_clients() == {"a"}
+    engine.clear_dirty()
+    assert engine.dirty_clients() == set()
+
+
+def test_without_scores_or_labels_the_engine_still_scores() -> None:
+    rng = np.random.default_rng(12)
+    engine = _profiled_engine()
+    events = [
+        Event(f"r{i}", float(i), "t", "m", x) for i, x in enumerate(rng.uniform(-1, 2, size=(100, DIM)))
+    ]
+    assert any(o.alert for o in engine.process_batch(events).outcomes)

@@ -1,0 +1,93 @@
+"""Event parsing: every bad input is one InvalidEvent reason, never a crash."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.errors import InvalidEvent
+from detector.events import REASONS, RequestIdFilter, parse_event
+
+GOOD = {
+    "request_id": "r",
+    "ts": "2026-11-29T10:15:02.113Z",
+    "client_id": "c",
+    "model_id": "m",
+    "input": [0.0, 1.5],
+    "prediction": {"label": 7, "scores": [0.2, 0.8]},
+    "meta": {"ip": "x"},
+}
+
+
+def _with(**changes: object) -> bytes:
+    return json.dumps({**GOOD, **changes}).encode()
+
+
+def test_a_good_event_parses_with_time_in_epoch_seconds() -> None:
+    e = parse_event(json.dumps(GOOD).encode())
+    assert e.ts == pytest.approx(1795947302.113)
+    assert e.label == 7 and e.scores is not None and e.scores.tolist() == [0.2, 0.8]
+    assert parse_event(_with(ts=12.5)).ts == 12.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", "not_utf8"),
+        (b"{nope", "not_json"),
+        (b"[1, 2]", "not_object"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "input"}).encode(), "missing_field"),
+        (_with(client_id=5), "wrong_type"),
+        (_with(input=["a"]), "wrong_type"),
+        (_with(input=[True, 1.0]), "wrong_type"),
+        (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[NaN]}', "non_finite"),
+        (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[1e999]}', "non_finite"),
+        (_with(ts="yesterday"), "bad_timestamp"),
+        (_with(ts="2026-11-29T10:15:02"), "bad_timestamp"),
+        (_with(input=[]), "empty_input"),
+        (_with(prediction={"label": [1]}), "wrong_type"),
+        (b"x" * 2000, "oversized"),
+    ],
+)
+def test_each_kind_of_bad_event_has_its_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(raw, max_bytes=1500)
+    assert info.value.reason == reason and reason in REASONS
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_bytes_never_raise_anything_but_invalid_event(raw: bytes) -> None:
+    try:
+        parse_event(raw)
+    except InvalidEvent as exc:
+        assert exc.reason in REASONS
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.sampled_from(sorted(GOOD)), json_values))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_json_objects_never_raise_anything_but_invalid_event(obj: dict[str, object]) -> None:
+    try:
+        parse_event(json.dumps({**GOOD, **obj}).encode())
+    except InvalidEvent as exc:
+        assert exc.reason in REASONS
+
+
+def test_request_id_filter_state_round_trip() -> None:
+    f = RequestIdFilter(capacity=3)
+    for r in "abcd":
+        f.is_new(r)
+    g = RequestIdFilter.from_state(f.state(), capacity=3)
+    assert not g.is_new("d") and g.is_new("a")

@@ -1,0 +1,148 @@
+"""Offline replay end to end: a generated trace through `querywatch replay`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detector.simulate.jsonl import write_jsonl
+from detector.simulate.trace import generate_trace
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, str]]]:
+    events, truth = generate_trace(5, benign=40, attackers=5, scale=0.5)
+    path = tmp_path_factory.mktemp("replay") / "trace.jsonl"
+    write_jsonl(events, path)
+    return path, truth
+
+
+def _replay(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", "replay", *map(str, args), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_replay_flags_every_attacker_and_no_benign_client(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, truth = trace
+    report_path = tmp_path / "report.json"
+    done = _replay(path, "--report", report_path)
+    assert done.returncode == 0, done.stderr
+    report = {c["client_id"]: c for c in json.loads(report_path.read_text())["clients"]}
+    attackers = {c for c, t in truth.items() if t["role"] == "attack"}
+    flagged = {c for c, r in report.items() if r["first_alert_query"] is not None}
+    assert flagged == attackers
+    for client in attackers:
+        assert report[client]["risk"] >= 0.8 and report[client]["reasons"]
+    assert max(r["risk"] for c, r in report.items() if c not in attackers) < 0.5
+    assert "clients alerted" in done.stdout
+
+
+def test_replay_is_deterministic(trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path) -> None:
+    path, _ = trace
+    reports = []
+    for name in ("a.json", "b.json"):
+        assert _replay(path, "--report", tmp_path / name).returncode == 0
+        reports.append((tmp_path / name).read_text())
+    assert reports[0] == reports[1]
+
+
+def test_malformed_lines_and_duplicates_are_counted_not_fatal(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, _ = trace
+    lines = path.read_text().splitlines()
+    salted = tmp_path / "salted.jsonl"
+    salted.write_text(
+        "\n".join([*lines[:50], "not json", lines[10], '{"request_id": 1}', *lines[50:]]) + "\n"
+    )
+    report_path = tmp_path / "report.json"
+    done = _replay(salted, "--report", report_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["rejected"] == {"not_json": 1, "missing_field": 1}
+    assert report["duplicates"] == 1
+    assert report["events"] == len(lines)
+
+
+def test_a_missing_trace_is_a_clear_error(tmp_path: Path) -> None:
+    done = _replay(tmp_path / "nope.jsonl", "--report", tmp_path / "r.json")
+    assert done.returncode == 2
+    assert "no such trace file" in done.stderr
+
+
+def test_profile_command_builds_a_profile_replay_can_use(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    path, truth = trace
+    benign = [
+        line
+        for line in path.read_text().splitlines()
+        if truth[json.loads(line)["client_id"]]["role"] == "benign"
+    ]
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text("\n".join(benign[:3000]) + "\n")
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detector.cli",
+            "profile",
+            "--input",
+            str(refs),
+            "--model-id",
+            "digits-v1",
+            "--out",
+            str(tmp_path / "profiles"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    report_path = tmp_path / "report.json"
+    assert _replay(path, "--report", report_path, "--profile", tmp_path / "profiles").returncode == 0
+    report = json.loads(report_path.read_text())
+    attackers = {c for c, t in truth.items() if t["role"] == "attack"}
+    assert {c["client_id"] for c in report["clients"] if c["first_alert_query"]} >= attackers - {
+        c for c, t in truth.items() if t["family"] == "active_uncertainty"
+    }
+
+
+def test_a_profile_of_another_dimension_is_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "refs.npy", np.random.default_rng(0).normal(size=(500, 8)))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detector.cli",
+            "profile",
+            "--input",
+            str(tmp_path / "refs.npy"),
+            "--model-id",
+            "m",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(
+        json.dumps({"request_id": "r", "ts": 0, "client_id": "c", "model_id": "m", "input": [1.0] * 9}) + "\n"
+    )
+    report_path = tmp_path / "report.json"
+    assert _replay(trace, "--report", report_path, "--profile", tmp_path / "p").returncode == 0
+    assert json.loads(report_path.read_text())["rejected"] == {"wrong_dimension": 1}

@@ -1,0 +1,77 @@
+"""Reference profiles: geometry, robust trimming, persistence, fusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.evidence import ClientEvidence, evidence_threshold, fuse
+from models.profile import ReferenceProfile, fit_profile
+
+
+def _reference(rng: np.random.Generator, n: int = 2000, dim: int = 16) -> np.ndarray:
+    centres = rng.uniform(0, 1, size=(6, dim))
+    return centres[rng.integers(0, 6, n)] + rng.normal(0, 0.03, size=(n, dim))
+
+
+def test_profile_flags_far_inputs_and_keeps_near_ones() -> None:
+    rng = np.random.default_rng(0)
+    X = _reference(rng)
+    p = fit_profile(X, model_id="m", version="1", cells=8, components=4)
+    assert p.view(X).out_of_profile.mean() == pytest.approx(0.001, abs=0.002)
+    far = rng.uniform(3, 4, size=(100, 16))
+    assert p.view(far).out_of_profile.all()
+
+
+def test_trimming_keeps_a_thief_out_of_the_reference() -> None:
+    rng = np.random.default_rng(1)
+    X = _reference(rng)
+    owners = np.array([f"c{i % 50}" for i in range(len(X))])
+    thief = rng.uniform(-2, 3, size=(200, 16))
+    mixed = np.vstack([X, thief])
+    owners = np.concatenate([owners, ["thief"] * 200])
+    trimmed = fit_profile(mixed, model_id="m", version="1", owners=owners, cells=8, components=4)
+    naive = fit_profile(mixed, model_id="m", version="1", cells=8, components=4)
+    assert trimmed.view(thief).out_of_profile.mean() > 0.9
+    assert trimmed.reference_size == len(X)
+    assert naive.view(thief).out_of_profile.mean() < trimmed.view(thief).out_of_profile.mean()
+
+
+def test_profile_round_trips_through_bytes() -> None:
+    rng = np.random.default_rng(2)
+    X = _reference(rng)
+    p = fit_profile(X, model_id="m", version="v", labels=[int(v * 10) % 3 for v in X[:, 0]], cells=8)
+    q = ReferenceProfile.from_bytes(p.to_bytes())
+    assert (q.model_id, q.version, q.classes) == (p.model_id, p.version, p.classes)
+    v1, v2 = p.view(X[:50]), q.view(X[:50])
+    assert np.array_equal(v1.cell, v2.cell) and np.allclose(v1.ood_score, v2.ood_score)
+
+
+def test_from_bytes_rejects_what_is_not_a_profile() -> None:
+    with pytest.raises(ValueError, match="not a querywatch profile"):
+        ReferenceProfile.from_bytes(b"hello")
+
+
+def test_too_few_reference_inputs_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="at least"):
+        fit_profile(np.zeros((5, 3)), model_id="m", version="1", cells=4)
+
+
+def test_expected_coverage_saturates_at_the_number_of_cells() -> None:
+    rng = np.random.default_rng(3)
+    p = fit_profile(_reference(rng), model_id="m", version="1", cells=8, components=4)
+    expected = p.expected_cells()
+    assert expected[0] == pytest.approx(1.0)
+    assert np.all(np.diff(expected) >= 0) and expected[-1] == pytest.approx(8.0, abs=1e-6)
+    assert p.new_cell_probabilities()[0] == pytest.approx(1.0)
+
+
+def test_fusion_counts_one_strong_test_fully_and_discounts_wandering_ones() -> None:
+    threshold = evidence_threshold(1e-4)
+    ev = ClientEvidence()
+    ev.out_of_profile.set_state([threshold, 0.0])
+    assert fuse(ev.total(0.25 * threshold), threshold, 0.8) == pytest.approx(0.8)
+    quiet = ClientEvidence()
+    for test in (quiet.out_of_profile, quiet.steps, quiet.boundary):
+        test.set_state([0.2 * threshold, 0.0])
+    assert fuse(quiet.total(0.25 * threshold), threshold, 0.8) < 0.1
