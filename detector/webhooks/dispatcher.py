@@ -2,7 +2,7 @@
 
 One cycle (``run_once``) claims a batch under a lease, sends the batch concurrently (each
 request bounded by ``timeout_seconds`` in total, not per network read, so the lease really
-covers it) and records every result in its own short transaction. A 2xx is recorded only
+covers it) and records the results in one short transaction. A 2xx is recorded only
 after it arrived; if the process dies between the receiver's 2xx and that commit, the row
 comes back after the lease and is sent again with the same ``webhook-id``, which receivers
 use to drop the duplicate. Clock, sleep, random source, DNS resolver and HTTP transport are
@@ -66,8 +66,10 @@ class Dispatcher:
         sleep: Callable[[float], object] | None = None,
         rng: random.Random | None = None,
         resolver: Resolver = system_resolver,
-        transport: httpx.AsyncBaseTransport | None = None,
+        make_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
+        """``make_transport`` builds the HTTP transport of one cycle (e.g. one trusting a
+        private CA); each cycle needs a fresh one, as its event loop ends with the cycle."""
         self.settings = settings.webhooks
         self.public_url = settings.api.public_url
         self.sessions = sessions
@@ -75,7 +77,7 @@ class Dispatcher:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.resolver = resolver
-        self.transport = transport
+        self.make_transport = make_transport
         # Name lookups run here rather than in asyncio's default pool, which asyncio.run()
         # waits for: a lookup that hangs past the timeout must not hold up the batch.
         self._resolving = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
@@ -118,7 +120,10 @@ class Dispatcher:
     async def _send_all(self, claims: list[ClaimedDelivery]) -> list[AttemptResult]:
         timeout = self.settings.timeout_seconds
         async with httpx.AsyncClient(
-            transport=self.transport, timeout=timeout, follow_redirects=False, trust_env=False
+            transport=self.make_transport() if self.make_transport else None,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
         ) as client:
             return list(await asyncio.gather(*(self._send_one(client, claim) for claim in claims)))
 

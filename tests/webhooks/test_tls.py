@@ -31,8 +31,16 @@ def https_receiver() -> Iterator[Receiver]:
 
 def send(db: Db, clock: FakeClock) -> WebhookDelivery:
     trust = ssl.create_default_context(cafile=str(TLS / "ca.pem"))
-    transport = httpx.AsyncHTTPTransport(verify=trust)
-    Dispatcher(db.settings, db.sessions, clock=clock, resolver=RESOLVER, transport=transport).run_once()
+    sender = Dispatcher(
+        db.settings,
+        db.sessions,
+        clock=clock,
+        resolver=RESOLVER,
+        make_transport=lambda: httpx.AsyncHTTPTransport(verify=trust),
+    )
+    sender.run_once()
+    clock.advance(5)
+    sender.run_once()  # a second cycle gets a fresh transport
     with db.sessions() as session:
         return session.scalars(select(WebhookDelivery)).one()
 
@@ -58,6 +66,6 @@ def test_https_certificate_for_another_name_is_refused(
 
     row = send(db, clock)
 
-    assert row.state == "failed"
+    assert (row.state, row.attempts) == ("failed", 2)
     assert row.last_error is not None and "CERTIFICATE_VERIFY_FAILED" in row.last_error
     assert https_receiver.received == []
