@@ -119,6 +119,7 @@ def test_deliveries_listed_and_alert_redelivered(
     [done] = admin.get(f"/v1/alerts/{alert.alert_id}/deliveries").json()
     assert (done["state"], done["webhook_id"]) == ("delivered", failed["webhook_id"])
     assert admin.post("/v1/alerts/al_missing/redeliver").status_code == 404
+    assert admin.get("/v1/alerts/al_missing/deliveries").status_code == 404
     assert admin.post("/v1/alerts/al%00/redeliver").status_code == 422
     assert admin.get("/v1/alerts/al%00/deliveries").status_code == 422
 

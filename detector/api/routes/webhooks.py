@@ -17,6 +17,7 @@ from detector.api.deps import AdminKey, SessionDep, SettingsDep, actor_name
 from detector.api.routes.responses import ADMIN, problems
 from detector.api.schemas import Severity
 from detector.storage import audit
+from detector.storage.alerts import AlertNotFound, get_alert
 from detector.storage.apikeys import Principal
 from detector.storage.tables import WebhookEndpoint
 from detector.webhooks import store
@@ -249,6 +250,8 @@ def endpoint_deliveries(
 )
 def alert_deliveries(session: SessionDep, _key: AdminKey, alert_id: AlertId) -> list[DeliveryPublic]:
     """Where an alert was sent, and how each delivery went (empty if no endpoint wanted it)."""
+    if get_alert(session=session, alert_id=alert_id) is None:
+        raise AlertNotFound(f"no alert {alert_id!r}")
     rows = store.list_deliveries(session=session, limit=1000, alert_id=alert_id)
     return [DeliveryPublic.model_validate(d) for d in rows]
 
