@@ -10,7 +10,8 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from detector.storage.tables import WebhookDelivery, WebhookEndpoint
-from detector.webhooks.dispatcher import Dispatcher
+from detector.webhooks.dispatcher import AttemptResult, Dispatcher
+from detector.webhooks.outbox import ClaimedDelivery
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
 
@@ -198,3 +199,35 @@ def test_filters_pick_the_endpoints(db: Db, receiver: Receiver, clock: FakeClock
         ("al_test0002", "/hook/critical"),
         ("al_test0002", "/hook/other-model"),
     ]
+
+
+class _Crash(Exception):
+    pass
+
+
+class CrashesBeforeRecording(Dispatcher):
+    """Dies after the receiver's 2xx and before the commit that records it."""
+
+    def _settle_all(self, attempts: list[tuple[ClaimedDelivery, AttemptResult]]) -> None:
+        raise _Crash
+
+
+def test_crash_between_2xx_and_commit_resends_with_the_same_id(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions, at=clock.now)
+    with pytest.raises(_Crash):
+        CrashesBeforeRecording(db.settings, db.sessions, clock=clock).run_once()
+    sender = dispatcher(db, clock)
+    assert sender.run_once() == 0  # leased by the dead dispatcher
+
+    lease = db.settings.webhooks.timeout_seconds + db.settings.webhooks.lease_margin_seconds
+    clock.advance(lease)
+    assert sender.run_once() == 1
+
+    first, second = receiver.received
+    assert receiver.statuses == [200, 200]
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]  # the receiver drops the repeat
+    [row] = deliveries(db)
+    assert (row.state, row.attempts) == ("delivered", 2)
