@@ -137,3 +137,14 @@ def test_a_hanging_name_lookup_counts_against_the_timeout(
         row = session.scalars(select(WebhookDelivery)).one()
     assert (row.state, row.last_error) == ("failed", "timed out after 0.2s")
     assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://0x7f000001/", "http://2130706433/", "http://017700000001/", "http://127.1/", "http://localhost/",
+     "http://[::ffff:7f00:1]/", "http://[0:0:0:0:0:0:0:1]/", "http://[::]/"],
+)  # fmt: skip
+def test_disguised_loopback_is_refused_by_the_system_resolver(url: str) -> None:
+    """Hex, decimal, octal and shortened forms all resolve to what they really are."""
+    with pytest.raises(UnsafeWebhookUrl, match="loopback, private or link-local"):
+        pin_webhook_url(url, allow_hosts=())
