@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 
 from detector.storage.tables import AuditEntry
 from detector.webhooks.dispatcher import Dispatcher
+from detector.webhooks.signing import generate_secret
 from tests.api.server import ApiServer, running_api
 from tests.webhooks.conftest import Db, add_alert
 from tests.webhooks.receiver import Receiver
@@ -85,6 +86,10 @@ def test_rotate_disable_enable_delete(admin: httpx.Client, receiver: Receiver) -
 
     rotated = admin.post(f"{path}/rotate-secret").json()
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != endpoint["secret"]
+    mine = generate_secret()
+    assert admin.post(f"{path}/rotate-secret", json={"secret": mine}).json()["secret"] == mine
+    refused = admin.post(f"{path}/rotate-secret", json={"secret": "whsec_short"})
+    assert refused.status_code == 422 and "base64" in refused.json()["detail"]
     paused = admin.patch(path, json={"enabled": False}).json()
     assert (paused["enabled"], paused["disabled_reason"]) == (False, "disabled by an admin")
     resumed = admin.patch(path, json={"enabled": True}).json()

@@ -21,6 +21,7 @@ from detector.storage.alerts import AlertNotFound, get_alert
 from detector.storage.apikeys import Principal
 from detector.storage.tables import WebhookEndpoint
 from detector.webhooks import store
+from detector.webhooks.signing import InvalidWebhookSecret
 from detector.webhooks.ssrf import UnsafeWebhookUrl
 
 router = APIRouter(tags=["webhooks"])
@@ -81,6 +82,14 @@ class WebhookChange(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": True}]})
 
     enabled: bool = Field(description="false pauses the endpoint; true resumes it (e.g. after a 410).")
+
+
+class SecretChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"secret": _SECRET_EXAMPLE}]})
+
+    secret: str | None = Field(
+        None, max_length=256, description="`whsec_` + base64 of 16+ random bytes; null to generate one."
+    )
 
 
 class DeliveryPublic(BaseModel):
@@ -205,12 +214,23 @@ def delete_webhook(session: SessionDep, key: AdminKey, endpoint_id: EndpointId) 
 @router.post(
     "/v1/webhooks/{endpoint_id}/rotate-secret",
     response_model=WebhookWithSecret,
-    responses={**ADMIN, **problems(404)},
+    responses={**ADMIN, **problems(404, 422)},
 )
-def rotate_webhook_secret(session: SessionDep, key: AdminKey, endpoint_id: EndpointId) -> WebhookWithSecret:
-    """Replace the signing secret; every later attempt, retries included, uses the new one."""
+def rotate_webhook_secret(
+    session: SessionDep, key: AdminKey, endpoint_id: EndpointId, body: SecretChoice | None = None
+) -> WebhookWithSecret:
+    """Replace the signing secret; every later attempt, retries included, uses the new one.
+
+    Without a body querywatch generates the secret. To switch without a single rejected
+    request, generate one yourself, let the receiver accept it next to the old one, then
+    send it here."""
     _endpoint(session, endpoint_id)
-    endpoint = store.rotate_secret(session=session, endpoint_id=endpoint_id)
+    try:
+        endpoint = store.rotate_secret(
+            session=session, endpoint_id=endpoint_id, secret=body.secret if body else None
+        )
+    except InvalidWebhookSecret as exc:
+        raise HTTPException(422, str(exc)) from None
     _audit(session, key, "webhook.rotate", f"webhook:{endpoint_id}")
     session.commit()
     return WebhookWithSecret.model_validate(endpoint)
