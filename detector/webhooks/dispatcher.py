@@ -106,7 +106,8 @@ class Dispatcher:
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Cycle until ``stop_event`` is set; a failing cycle (e.g. database down) is logged
-        and retried after ``poll_seconds``, never fatal."""
+        and retried after ``poll_seconds``, never fatal. Blocking, and each cycle runs its
+        own event loop: call it from a thread of its own, not from async code."""
         sleep = self.sleep or stop_event.wait
         while not stop_event.is_set():
             try:
