@@ -25,6 +25,7 @@ class ModelContext:
     expected_cells: np.ndarray
     new_cell: np.ndarray
     population: PopulationModel | None
+    class_index: dict[str, int]
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -32,7 +33,20 @@ class ModelContext:
         if profile.population.shape[0] >= 10 and profile.population.shape[1] == len(POPULATION_FEATURES):
             rows = [dict(zip(POPULATION_FEATURES, r, strict=True)) for r in profile.population.tolist()]
             population = PopulationModel(seed=seed).fit(rows)
-        return cls(profile, profile.expected_cells(), profile.new_cell_probabilities(), population)
+        index = {name: i for i, name in enumerate(profile.classes)}
+        return cls(profile, profile.expected_cells(), profile.new_cell_probabilities(), population, index)
+
+    def class_indices(self, events: Sequence[Event]) -> list[int]:
+        """The profile's class index of each event's prediction (-1 without one)."""
+        index, other = self.class_index, len(self.profile.classes)
+        out = []
+        for e in events:
+            label = e.label
+            if label is None:
+                out.append(-1 if e.scores is None else index.get(str(int(np.argmax(e.scores))), other))
+            else:
+                out.append(index.get(label if type(label) is str else str(label), other))
+        return out
 
 
 class ClientState:
@@ -115,20 +129,11 @@ def loads(data: bytes) -> dict[str, dict[str, Any]]:
     return loaded
 
 
-def class_index(profile: ReferenceProfile, event: Event) -> int:
-    """The profile's index of the event's predicted class; -1 without a prediction."""
-    if event.label is not None:
-        return profile.class_index(event.label)
-    if event.scores is not None:
-        return profile.class_index(int(np.argmax(event.scores)))
-    return -1
-
-
 def score_columns(events: Sequence[Event]) -> tuple[list[float], list[float]]:
     """Score margins and normalised entropies of events (NaN where an event has no scores)."""
     widths = {len(e.scores) if e.scores is not None else -1 for e in events}
     if len(widths) == 1 and -1 not in widths:
-        margin, entropy = score_summary(np.vstack([e.scores for e in events]))  # type: ignore[misc]
+        margin, entropy = score_summary(np.array([e.scores for e in events]))
         return margin.tolist(), entropy.tolist()
     margins, entropies = [], []
     for e in events:

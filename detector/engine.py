@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detector.clientstate import ClientState, ModelContext, class_index, dumps, loads, score_columns
+from detector.clientstate import ClientState, ModelContext, dumps, loads, score_columns
 from detector.config import DetectionSettings
 from detector.errors import InvalidEvent
 from detector.events import Event, parse_event
@@ -32,9 +32,10 @@ SNAPSHOT_RISK_STEP = 0.05
 POPULATION_WEIGHT = 0.45
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What one event changed: the client's risk, maybe an alert opened or closed."""
+    """What one event changed: the client's risk, maybe an alert opened or closed.
+    (Not frozen, like RiskUpdate: one is made per event.)"""
 
     update: RiskUpdate
     alert: Alert | None = None
@@ -142,26 +143,28 @@ class Engine:
             )
         if not good:
             return
-        view = profile.view(np.vstack([e.input for e in good]))
+        view = profile.view(np.array([e.input for e in good]))
         margins, entropies = score_columns(good)
         cells, flags = view.cell.tolist(), view.out_of_profile.tolist()
         codes = view.quantized
         norms = np.einsum("ij,ij->i", codes, codes, dtype=np.float64).tolist()
         outcomes = result.outcomes
+        classes = context.class_indices(good)
+        step = self._step
         for i, event in enumerate(good):
             state = self._state(event.client_id, context)
             indicators = state.features.update(
-                ts=event.ts,
-                cell=cells[i],
-                out_of_profile=flags[i],
-                code=codes[i],
-                norm=norms[i],
-                raw=event.input.tobytes(),
-                class_index=class_index(profile, event),
-                margin=margins[i],
-                entropy=entropies[i],
+                event.ts,
+                cells[i],
+                flags[i],
+                codes[i],
+                norms[i],
+                event.input.tobytes(),
+                classes[i],
+                margins[i],
+                entropies[i],
             )
-            outcomes.append(self._step(state, event, indicators, context))
+            outcomes.append(step(state, event, indicators, context))
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
         per_model = self._clients.setdefault(client_id, {})

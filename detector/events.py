@@ -34,13 +34,17 @@ REASONS = (
 )
 
 _REQUIRED = ("request_id", "ts", "client_id", "model_id", "input")
+_REQUIRED_SET = frozenset(_REQUIRED)
 _MAX_ID = 256
 _NUMBER_TYPES = frozenset({int, float})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One validated inference request. ``ts`` is epoch seconds (UTC)."""
+    """One validated inference request. ``ts`` is epoch seconds (UTC).
+
+    Treat it as immutable; it is not frozen because one is built per message and a frozen
+    dataclass costs several times more to construct."""
 
     request_id: str
     ts: float
@@ -63,10 +67,10 @@ def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_
     ...
     detector.errors.InvalidEvent: missing_field: 'ts' is required
     """
-    obj = _decode(raw, max_bytes) if not isinstance(raw, Mapping) else raw
-    for name in _REQUIRED:
-        if name not in obj:
-            raise InvalidEvent("missing_field", f"{name!r} is required")
+    obj = raw if isinstance(raw, Mapping) else _decode(raw, max_bytes)
+    if not _REQUIRED_SET.issubset(obj):
+        missing = next(name for name in _REQUIRED if name not in obj)
+        raise InvalidEvent("missing_field", f"{missing!r} is required")
     request_id = _identifier(obj, "request_id")
     client_id = _identifier(obj, "client_id")
     model_id = _identifier(obj, "model_id")
@@ -76,7 +80,7 @@ def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_
         raise InvalidEvent("empty_input", "'input' has no numbers")
     label, scores = _prediction(obj.get("prediction"))
     meta = obj.get("meta") or {}
-    if not isinstance(meta, Mapping):
+    if type(meta) is not dict and not isinstance(meta, Mapping):
         raise InvalidEvent("wrong_type", "'meta' must be an object")
     return Event(request_id, ts, client_id, model_id, vector, label, scores, meta)
 
@@ -84,13 +88,13 @@ def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_
 def _decode(raw: bytes | str, max_bytes: int) -> Mapping[str, Any]:
     if len(raw) > max_bytes:
         raise InvalidEvent("oversized", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
-    if isinstance(raw, bytes | bytearray | memoryview):
+    if not isinstance(raw, str):
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidEvent("not_utf8", str(exc)) from None
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
+        obj = _DECODER.decode(raw)
     except InvalidEvent:
         raise
     except (ValueError, RecursionError) as exc:
@@ -102,6 +106,10 @@ def _decode(raw: bytes | str, max_bytes: int) -> Mapping[str, Any]:
 
 def _reject_constant(name: str) -> float:
     raise InvalidEvent("non_finite", f"{name} is not a finite number")
+
+
+# One decoder for every event: json.loads(..., parse_constant=...) would build one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _identifier(obj: Mapping[str, Any], name: str) -> str:
@@ -121,8 +129,10 @@ def _timestamp(value: Any) -> float:
             raise InvalidEvent("non_finite", "'ts' is not finite")
         return float(value)
     if isinstance(value, str):
+        if value.endswith("z"):  # RFC 3339 allows a lower-case zone letter
+            value = value[:-1] + "Z"
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = datetime.fromisoformat(value)  # Python 3.11 reads RFC 3339, "Z" included
         except ValueError:
             raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
@@ -147,7 +157,7 @@ def _vector(value: Any, name: str) -> np.ndarray:
 def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
     if value is None:
         return None, None
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidEvent("wrong_type", "'prediction' must be an object")
     label = value.get("label")
     if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):

@@ -16,9 +16,12 @@ ATLAS_TECHNIQUE_NAME = "Extract AI Model"
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RiskUpdate:
-    """The client's risk after one of its events (``queries`` valid events so far)."""
+    """The client's risk after one of its events (``queries`` valid events so far).
+
+    Treat it as immutable; it is not frozen only because one is made per event and a
+    frozen dataclass costs several times more to construct."""
 
     client_id: str
     model_id: str

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from detector.clientstate import ClientState, ModelContext, class_index, score_columns
+from detector.clientstate import ClientState, ModelContext, score_columns
 from detector.config import DetectionSettings
 from detector.errors import ProfileError
 from detector.events import Event
@@ -119,10 +119,10 @@ def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) ->
         if taken[event.client_id] < settings.warmup_per_client:
             taken[event.client_id] += 1
             chosen.append(event)
-    X = np.vstack([e.input for e in chosen])
+    X = np.array([e.input for e in chosen])
     lengths = {len(e.scores) for e in chosen if e.scores is not None}
     with_scores = len(lengths) == 1 and all(e.scores is not None for e in chosen)
-    scores = np.vstack([e.scores for e in chosen]) if with_scores else None  # type: ignore[misc]
+    scores = np.array([e.scores for e in chosen]) if with_scores else None
     labels = [_label_of(e) for e in chosen]
     profile = build_profile(
         X,
@@ -146,8 +146,9 @@ def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> 
         if len(own) < 10:
             continue
         state = ClientState(client_id, context, seed=0)
-        view = profile.view(np.vstack([e.input for e in own]))
+        view = profile.view(np.array([e.input for e in own]))
         margins, entropies = score_columns(own)
+        classes = context.class_indices(own)
         codes = view.quantized
         for i, e in enumerate(own):
             state.features.update(
@@ -157,7 +158,7 @@ def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> 
                 code=codes[i],
                 norm=float(codes[i].astype(np.float64) @ codes[i]),
                 raw=e.input.tobytes(),
-                class_index=class_index(profile, e),
+                class_index=classes[i],
                 margin=margins[i],
                 entropy=entropies[i],
             )

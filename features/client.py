@@ -60,7 +60,6 @@ class ClientFeatures:
 
     def update(
         self,
-        *,
         ts: float,
         cell: int,
         out_of_profile: bool,

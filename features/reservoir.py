@@ -65,7 +65,10 @@ class QueryReservoir:
         |a|^2 - 2 a.b + |b|^2 with cached row norms: one small matrix-vector product.
         """
         n = self._filled
-        d2: NDArray[np.floating[Any]] = self._norms[:n] - 2.0 * (self._codes[:n] @ code.astype(np.float32)) + norm
+        d2: NDArray[np.floating[Any]] = np.matmul(self._codes[:n], code.astype(np.float32))
+        d2 *= -2.0
+        d2 += self._norms[:n]
+        d2 += norm
         return d2
 
     def nearest(self, code: NDArray[np.uint8]) -> tuple[int, int]:

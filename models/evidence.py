@@ -77,14 +77,18 @@ class ClientEvidence:
         Benign clients wander a few nats up on several tests at once; a plain sum would
         add that noise up, while a real signal shows in one test far beyond it.
         """
-        values = (
-            self.out_of_profile.statistic,
-            self.steps.statistic,
-            self.boundary.statistic,
-            self.coverage.statistic,
-        )
-        top = max(values)
-        return top + sum(v - allowance for v in values if v > allowance) - max(0.0, top - allowance)
+        a = self.out_of_profile.statistic
+        b = self.steps.statistic
+        c = self.boundary.statistic
+        d = self.coverage.statistic
+        top = max(a, b, c, d)
+        excess = 0.0
+        for v in (a, b, c, d):
+            if v > allowance:
+                excess += v - allowance
+        if top > allowance:
+            excess -= top - allowance
+        return top + excess
 
     def statistics(self) -> dict[str, float]:
         return {

@@ -48,24 +48,27 @@ class BernoulliCUSUM:
         self._yes = [math.log(q / null_rate) for q in alternatives]
         self._no = [math.log((1.0 - q) / (1.0 - null_rate)) for q in alternatives]
         self._s = [0.0] * len(alternatives)
+        self.statistic = 0.0
+        """Log e-detector value: crossing ``log(1/alpha)`` is the alarm."""
 
     def learn_one(self, x: bool) -> None:
         """Add one event's indicator."""
         step = self._yes if x else self._no
         s = self._s
+        top = 0.0
         for i in range(len(s)):
             v = s[i] + step[i]
-            s[i] = v if v > 0.0 else 0.0
+            if v <= 0.0:
+                v = 0.0
+            elif v > top:
+                top = v
+            s[i] = v
+        self.statistic = top
 
     def score_one(self, x: bool) -> float:
         """The statistic as it would be after ``x``, without learning it."""
         step = self._yes if x else self._no
         return max(max(0.0, s + d) for s, d in zip(self._s, step, strict=True))
-
-    @property
-    def statistic(self) -> float:
-        """Log e-detector value: crossing ``log(1/alpha)`` is the alarm."""
-        return max(self._s)
 
     def get_state(self) -> list[float]:
         return list(self._s)
@@ -74,6 +77,7 @@ class BernoulliCUSUM:
         if len(state) != len(self.alternatives):
             raise ValueError("state does not match the alternatives")
         self._s = [float(v) for v in state]
+        self.statistic = max(self._s)
 
 
 class TimeVaryingBernoulliCUSUM:
@@ -98,7 +102,7 @@ class TimeVaryingBernoulliCUSUM:
             raise ValueError("min_null must lie in (0, 1)")
         self.odds_ratio = odds_ratio
         self.min_null = min_null
-        self._s = 0.0
+        self.statistic = 0.0
 
     def _step(self, x: bool, null_prob: float) -> float:
         # The reference's tiny probabilities for rare cells are its least reliable numbers:
@@ -108,17 +112,14 @@ class TimeVaryingBernoulliCUSUM:
         return math.log(q / p) if x else math.log((1.0 - q) / (1.0 - p))
 
     def learn_one(self, x: bool, null_prob: float) -> None:
-        self._s = max(0.0, self._s + self._step(x, null_prob))
+        v = self.statistic + self._step(x, null_prob)
+        self.statistic = v if v > 0.0 else 0.0
 
     def score_one(self, x: bool, null_prob: float) -> float:
-        return max(0.0, self._s + self._step(x, null_prob))
-
-    @property
-    def statistic(self) -> float:
-        return self._s
+        return max(0.0, self.statistic + self._step(x, null_prob))
 
     def get_state(self) -> float:
-        return self._s
+        return self.statistic
 
     def set_state(self, state: float) -> None:
-        self._s = float(state)
+        self.statistic = float(state)
