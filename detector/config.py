@@ -64,6 +64,8 @@ class DetectionSettings(_Section):
 
 
 class DatabaseSettings(_Section):
+    """Where alerts, client risk, checkpoints and the webhook outbox are stored."""
+
     url: str = Field(
         "sqlite:///querywatch.db",
         description="SQLAlchemy URL; SQLite file by default, PostgreSQL in production.",
@@ -72,6 +74,8 @@ class DatabaseSettings(_Section):
 
 
 class KafkaSettings(_Section):
+    """The inference-log topic, the consumer group and how to reach the brokers."""
+
     bootstrap_servers: str | None = Field(
         None, description="Comma-separated brokers; unset in `up` starts an embedded broker."
     )
@@ -84,14 +88,20 @@ class KafkaSettings(_Section):
     client_id: str = Field("querywatch", description="Kafka client id prefix.")
     security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
     sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 ...")
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    max_poll_records: int = Field(500, ge=1)
-    max_poll_interval_ms: int = Field(300_000, ge=1000)
-    session_timeout_ms: int = Field(10_000, ge=1000)
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: str | None = Field(None, description="SASL password (prefer a secret store).")
+    ssl_cafile: str | None = Field(None, description="CA bundle that signs the brokers' certificates.")
+    ssl_certfile: str | None = Field(None, description="Client certificate for mutual TLS.")
+    ssl_keyfile: str | None = Field(None, description="Private key of the client certificate.")
+    max_poll_records: int = Field(
+        500, ge=1, description="Most messages one poll returns (one scoring batch)."
+    )
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1000, description="Longest pause between polls before the group evicts the consumer."
+    )
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Heartbeat silence after which the group reassigns partitions."
+    )
     checkpoint_every_events: int = Field(
         5000, ge=1, description="Checkpoint a partition after this many events ..."
     )
@@ -102,8 +112,10 @@ class KafkaSettings(_Section):
 
 
 class ApiSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    """The HTTP API and the mitigation policy of the decision endpoint."""
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the API listens on (0: any free port).")
     public_url: str = Field("http://127.0.0.1:8000", description="Base URL used in links (webhook bodies).")
     degrade_risk: float = Field(0.5, ge=0, le=1, description="Decision 'degrade' at or above this risk.")
     block_risk: float = Field(0.9, ge=0, le=1, description="Decision 'block' at or above this risk.")
@@ -114,15 +126,17 @@ class ApiSettings(_Section):
 
 
 class WebhookSettings(_Section):
+    """Delivery of alerts to signed webhooks."""
+
     retry_schedule: tuple[float, ...] = Field(
         (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0), description="Seconds before each retry."
     )
-    timeout_seconds: float = Field(10.0, gt=0)
+    timeout_seconds: float = Field(10.0, gt=0, description="Deadline of one delivery attempt, DNS included.")
     allow_hosts: tuple[str, ...] = Field(
         (), description="Hosts or CIDRs allowed although private (development)."
     )
-    poll_seconds: float = Field(1.0, gt=0)
-    batch_size: int = Field(50, ge=1)
+    poll_seconds: float = Field(1.0, gt=0, description="Pause of an idle dispatcher between outbox polls.")
+    batch_size: int = Field(50, ge=1, description="Deliveries one dispatcher claims at a time.")
     jitter: float = Field(0.1, ge=0, lt=1, description="Retry pauses are spread by this fraction, both ways.")
     lease_margin_seconds: float = Field(
         30.0, ge=0, description="A claimed delivery is due again after timeout + this if its dispatcher died."

@@ -25,7 +25,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("replay", help="Replay a JSONL trace offline and write a per-client report.")
     p.add_argument("trace", type=Path, help="JSON Lines file of inference-log events")
     p.add_argument("--report", type=Path, required=True, help="where to write the JSON report")
-    p.add_argument("--profile", type=Path, help="directory of reference profiles (else built from warm-up)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="profile directory (default: QUERYWATCH_DETECTION__PROFILE_DIR; else built from warm-up)",
+    )
     p.add_argument("--top", type=int, default=15, help="clients shown in the summary table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=run_replay)
@@ -67,10 +71,11 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     if not trace.is_file():
         raise QuerywatchError(f"{trace}: no such trace file")
     store: ProfileStore
-    if args.profile is not None:
-        if not args.profile.is_dir():
-            raise QuerywatchError(f"{args.profile}: no such profile directory")
-        store = DirectoryProfileStore(args.profile)
+    profile_dir = args.profile or settings.detection.profile_dir
+    if profile_dir is not None:
+        if not Path(profile_dir).is_dir():
+            raise QuerywatchError(f"{profile_dir}: no such profile directory")
+        store = DirectoryProfileStore(profile_dir)
     else:
         store = MemoryProfileStore()
     engine = Engine(settings.detection, store)
