@@ -199,7 +199,8 @@ class Engine:
             features = state.features.snapshot()
             features["evidence"] = total / self.threshold
             reasons = explain(state.evidence.statistics(), features, state.queries, self.threshold)
-            if context.population is not None and state.queries >= s.min_queries:
+            periodic = state.queries % SNAPSHOT_EVERY == 0
+            if context.population is not None and state.queries >= s.min_queries and (periodic or opens):
                 percentile = context.population.percentile(features)
                 features["population_percentile"] = percentile
                 state.population_risk = POPULATION_WEIGHT * max(0.0, (percentile - 0.95) / 0.05)

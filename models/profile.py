@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.cluster import MiniBatchKMeans
+from sklearn.cluster import KMeans
 
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
@@ -217,11 +217,22 @@ def _fit(
     scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1)))) or 1.0
     S = centred / scale
     k = min(n_components or S.shape[1], S.shape[1])
-    _, _, vt = np.linalg.svd(S, full_matrices=False)
-    comps = vt[:k]
+    # Principal axes from the (d, d) scatter matrix: a 64x64 eigenproblem, not an SVD of the data.
+    _, vectors = np.linalg.eigh(S.T @ S)
+    comps = np.ascontiguousarray(vectors[:, ::-1][:, :k].T)
     Z = S @ comps.T
-    km = MiniBatchKMeans(n_clusters=cells, random_state=seed, n_init=3, batch_size=2048).fit(Z)
-    counts = np.bincount(km.labels_, minlength=cells).astype(np.float64)
+    # k-means on at most 100 points per cell (plenty for the centres), then every point assigned.
+    rng = np.random.default_rng(seed)
+    sample = Z if len(Z) <= 100 * cells else Z[rng.choice(len(Z), 100 * cells, replace=False)]
+    km = KMeans(n_clusters=cells, random_state=seed, n_init=1, max_iter=100).fit(sample)
+    centres = km.cluster_centers_.astype(np.float64)
+    assigned = np.argmin(
+        np.einsum("ij,ij->i", Z, Z)[:, None]
+        - 2.0 * Z @ centres.T
+        + np.einsum("ij,ij->i", centres, centres)[None, :],
+        axis=1,
+    )
+    counts = np.bincount(assigned, minlength=cells).astype(np.float64)
     cell_prob = (counts + 0.5) / (counts.sum() + 0.5 * cells)
     if labels is not None:
         kept = [str(lab) for lab, k_ in zip(labels, keep, strict=True) if k_ and lab is not None]
@@ -243,7 +254,7 @@ def _fit(
         mean=mean,
         scale=scale,
         components=comps,
-        centroids=km.cluster_centers_.astype(np.float64),
+        centroids=centres,
         cell_prob=cell_prob,
         ood_threshold=np.inf,
         low=X.min(axis=0),

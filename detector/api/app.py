@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from detector import __version__ as _version
 from detector.api.deps import KeyCache
-from detector.api.problems import install_problem_handlers
+from detector.api.problems import install_problem_handlers, problem
 from detector.api.routes import alerts, clients, health, me, models
 from detector.config import Settings
 from detector.metrics import API_REQUEST_SECONDS
@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
             if exc.name != name:
                 raise
     _mount_dashboard(app)
+    app.add_middleware(RejectNulCharacters)
     app.add_middleware(RequestMetrics)
     return app
 
@@ -111,6 +112,25 @@ class RequestMetrics:
             API_REQUEST_SECONDS.labels(
                 method=scope["method"], route=_route_template(scope), status=str(status["code"])
             ).observe(time.perf_counter() - started)
+
+
+class RejectNulCharacters:
+    """422 for a NUL character in the path or query: PostgreSQL text cannot hold one, and
+    no client id, model id or cursor legitimately contains it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"]
+            or b"%00" in scope["query_string"].lower()
+            or b"\x00" in scope["query_string"]
+        ):
+            response = problem(422, "text in the path or query must not contain NUL characters")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _route_template(scope: dict[str, Any] | Scope) -> str:

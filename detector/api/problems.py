@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detector.errors import DatabaseNotMigrated, QuerywatchError
@@ -73,6 +74,11 @@ async def _querywatch_error(request: Request, exc: Exception) -> ProblemResponse
     return problem(status, str(exc))
 
 
+async def _unstorable_value(request: Request, exc: Exception) -> ProblemResponse:
+    # The database refused a value the schema let through (e.g. a NUL character in text).
+    return problem(422, "a value in the request cannot be stored (e.g. a NUL character in text)")
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "internal error")
@@ -82,4 +88,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(QuerywatchError, _querywatch_error)
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -100,3 +100,12 @@ def test_status_change_is_applied_audited_and_drives_the_decision(
     ]
     bad = http.put("/v1/clients/calm/status", json={"status": "evil"}, headers=api_server.admin_headers)
     assert bad.status_code == 422
+
+
+def test_a_nul_character_in_a_filter_is_a_problem_not_a_crash(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    for params in ({"model": "a\x00b"}, {"status": "\x00"}, {"cursor": "\x00"}):
+        response = http.get("/v1/clients", params=params, headers=api_server.reader_headers)
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")

@@ -49,8 +49,10 @@ def dashboard(tmp_path: Path) -> Iterator[ApiServer]:
             yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: the sync Playwright API keeps an event loop running in
+    # this thread until it stops, and later tests (the webhook dispatcher) call asyncio.run().
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (Debian's) to run the browser tests")
     from playwright.sync_api import sync_playwright
