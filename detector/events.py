@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from detector.errors import InvalidEvent
 
@@ -88,6 +89,16 @@ def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_
 def _decode(raw: bytes | str, max_bytes: int) -> Mapping[str, Any]:
     if len(raw) > max_bytes:
         raise InvalidEvent("oversized", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        # orjson is four times faster than the standard library; it refuses exactly the
+        # documents that are bad for us too (NaN, Infinity, overflow, bad UTF-8), and the
+        # slow path below then says precisely why.
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if isinstance(obj, dict):
+            return obj
     if not isinstance(raw, str):
         try:
             raw = bytes(raw).decode("utf-8")

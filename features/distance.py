@@ -83,14 +83,15 @@ class QueryDistances:
         res = self._reservoir
         if len(res):
             d2 = res.distances(code, norm)
-            j = int(d2.argmin())  # the method: np.argmin(d2) costs four times as much
-            nearest = float(d2[j])
+            # Methods and .item(), not np.argmin / indexing: numpy scalars cost microseconds.
+            j = d2.argmin().item()
+            nearest = d2.item(j)
             near = 0.5 < nearest <= self._limit2 * len(code)
             if near:
                 step = is_structured_step(res.code(j), code)
             labels = res.labels
-            if labels[j] == label:
-                self._add_distance(math.sqrt(max(nearest, 0.0)) / 255.0)
+            if labels.item(j) == label:
+                self._add_distance(math.sqrt(nearest if nearest > 0.0 else 0.0) / 255.0)
             else:
                 same = d2[labels == label]
                 if len(same):
