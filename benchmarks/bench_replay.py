@@ -3,8 +3,8 @@
     python benchmarks/bench_replay.py TRACE.jsonl [--profile DIR] [--repeat 1]
 
 Both are measured in this run, on this machine, so their ratio is meaningful even where
-absolute speed is not; the CPU-time ratio is the steadier one on a busy machine. Also prints the peak memory (ru_maxrss) and the size of the
-serialized per-client state.
+absolute speed is not. (The CPU-time ratio counts numpy's BLAS threads too.) Also prints
+the peak memory (ru_maxrss) and the size of the serialized per-client state.
 """
 
 from __future__ import annotations
