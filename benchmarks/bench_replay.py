@@ -1,6 +1,6 @@
 """Replay throughput next to the floor of merely ``json.loads``-ing the same lines.
 
-    python benchmarks/bench_replay.py TRACE.jsonl [--profile DIR] [--repeat 1]
+    python benchmarks/bench_replay.py TRACE.jsonl [--profile DIR]
 
 Both are measured in this run, on this machine, so their ratio is meaningful even where
 absolute speed is not. (The CPU-time ratio counts numpy's BLAS threads too.) Also prints

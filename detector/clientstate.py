@@ -92,29 +92,18 @@ class ClientState:
             "profile": profile_version,
             "features": self.features.get_state(),
             "evidence": self.evidence.get_state(),
-            "counters": (
-                self.queries,
-                self.alerts,
-                self.open_alert,
-                self.peak,
-                self.last_ts,
-                self.last_snapshot_risk,
-                self.population_risk,
-            ),
+            "counters": tuple(getattr(self, name) for name in _COUNTERS),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.features.set_state(state["features"])
         self.evidence.set_state(state["evidence"])
-        (
-            self.queries,
-            self.alerts,
-            self.open_alert,
-            self.peak,
-            self.last_ts,
-            self.last_snapshot_risk,
-            self.population_risk,
-        ) = state["counters"]
+        for name, value in zip(_COUNTERS, state["counters"], strict=True):
+            setattr(self, name, value)
+
+
+#: The scalar fields of a ClientState, in checkpoint order.
+_COUNTERS = ("queries", "alerts", "open_alert", "peak", "last_ts", "last_snapshot_risk", "population_risk")
 
 
 def dumps(states: dict[str, dict[str, Any]]) -> bytes:
