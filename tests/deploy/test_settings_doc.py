@@ -5,7 +5,7 @@ from pathlib import Path
 from detector.config import Settings
 from detector.settings_doc import settings_rows, settings_table, table_in, write_table
 
-README_SECTION = Path(__file__).resolve().parents[2] / "docs" / "readme" / "operations.md"
+README_SECTION = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_setting_has_one_row_that_settings_accepts(monkeypatch) -> None:
@@ -20,8 +20,7 @@ def test_every_setting_has_one_row_that_settings_accepts(monkeypatch) -> None:
 
 def test_readme_table_is_the_generated_one() -> None:
     assert table_in(README_SECTION.read_text()) == settings_table(), (
-        "docs/readme/operations.md is stale: run "
-        "`python -m detector.settings_doc --write docs/readme/operations.md`"
+        "README.md's configuration table is stale: run `python -m detector.settings_doc --write README.md`"
     )
 
 

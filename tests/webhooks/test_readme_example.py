@@ -1,4 +1,4 @@
-"""The receiver example of docs/readme/webhooks.md works on a request querywatch signs."""
+"""The receiver example of README.md works on a request querywatch signs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from detector.webhooks.signing import generate_secret, signed_headers
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "readme" / "webhooks.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def receiver_example(secret: str) -> dict[str, Any]:
