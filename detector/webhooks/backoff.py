@@ -35,13 +35,15 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
     >>> parse_retry_after("120", now=0), parse_retry_after("soon", now=0), parse_retry_after(None, now=0)
     (120.0, None, None)
+    >>> parse_retry_after("\u00b9", now=0) is None
+    True
     >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", now=30.0)
     30.0
     """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not str.isdigit alone: '¹' is a digit to it
         return float(value)
     try:
         when = parsedate_to_datetime(value)
