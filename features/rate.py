@@ -21,12 +21,13 @@ class QueryRate:
     (30.2, -1.0)
     """
 
-    __slots__ = ("_gap_mean", "_gap_sq", "_gaps", "_level", "_t", "half_life")
+    __slots__ = ("_decay", "_gap_mean", "_gap_sq", "_gaps", "_level", "_t", "half_life")
 
     def __init__(self, half_life: float = 3600.0) -> None:
         if half_life <= 0:
             raise ValueError("half_life must be positive")
         self.half_life = half_life
+        self._decay = math.log(2) / half_life
         self._t: float | None = None
         self._level = 0.0
         self._gaps = 0
@@ -36,7 +37,7 @@ class QueryRate:
     def update(self, ts: float) -> None:
         if self._t is not None:
             gap = max(0.0, ts - self._t)
-            self._level *= 0.5 ** (gap / self.half_life)
+            self._level *= math.exp(-self._decay * gap)
             self._gaps += 1
             w = 1.0 / min(self._gaps, 200)
             self._gap_mean += w * (gap - self._gap_mean)

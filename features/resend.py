@@ -27,29 +27,30 @@ class ExactResendFilter:
         if rotate_every < 1:
             raise ValueError("rotate_every must be >= 1")
         self.rotate_every = rotate_every
-        self._current = 0
-        self._previous = 0
+        self._current = bytearray(_BITS // 8)
+        self._previous = bytearray(_BITS // 8)
         self._inserted = 0
-
-    @staticmethod
-    def _mask(data: bytes) -> int:
-        a = zlib.crc32(data)
-        b = zlib.adler32(data)
-        return (1 << (a % _BITS)) | (1 << ((a >> 16) % _BITS)) | (1 << (b % _BITS))
 
     def seen_before(self, data: bytes) -> bool:
         """True if ``data`` was seen recently; remembers it either way."""
-        mask = self._mask(data)
-        if self._current & mask == mask or self._previous & mask == mask:
+        a = zlib.crc32(data)
+        b = zlib.adler32(data)
+        positions = (a % _BITS, (a >> 16) % _BITS, b % _BITS)
+        current, previous = self._current, self._previous
+        if all(current[p >> 3] >> (p & 7) & 1 for p in positions) or all(
+            previous[p >> 3] >> (p & 7) & 1 for p in positions
+        ):
             return True
-        self._current |= mask
+        for p in positions:
+            current[p >> 3] |= 1 << (p & 7)
         self._inserted += 1
         if self._inserted >= self.rotate_every:
-            self._previous, self._current, self._inserted = self._current, 0, 0
+            self._previous, self._current, self._inserted = current, bytearray(_BITS // 8), 0
         return False
 
-    def get_state(self) -> tuple[int, int, int]:
-        return self._current, self._previous, self._inserted
+    def get_state(self) -> tuple[bytes, bytes, int]:
+        return bytes(self._current), bytes(self._previous), self._inserted
 
-    def set_state(self, state: tuple[int, int, int]) -> None:
-        self._current, self._previous, self._inserted = (int(v) for v in state)
+    def set_state(self, state: tuple[bytes, bytes, int]) -> None:
+        current, previous, inserted = state
+        self._current, self._previous, self._inserted = bytearray(current), bytearray(previous), int(inserted)
