@@ -12,35 +12,50 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from detector.config import Settings
 from detector.errors import QuerywatchError
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "detector.replay_cli",
-    "detector.storage_cli",
-    "detector.api_cli",
-    "detector.simulate_cli",
-    "detector.up_cli",
-    "detector.consume_cli",
-    "detector.webhooks_cli",
-)
+#: Each subcommand and the module that registers it. Only the module of the command being
+#: run is imported (the engine alone pulls in scikit-learn, river and scipy: seconds).
+COMMANDS: dict[str, str] = {
+    "up": "detector.up_cli",
+    "replay": "detector.replay_cli",
+    "profile": "detector.replay_cli",
+    "simulate": "detector.simulate_cli",
+    "consume": "detector.consume_cli",
+    "produce": "detector.consume_cli",
+    "dispatch": "detector.webhooks_cli",
+    "serve": "detector.api_cli",
+    "apikey": "detector.api_cli",
+    "db": "detector.storage_cli",
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="querywatch",
         description="Catch model extraction (model theft by querying) in inference logs.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    module = COMMANDS.get(command or "")
+    args = build_parser((module,) if module else COMMAND_MODULES).parse_args(arguments)
     try:
         settings = Settings()
+    except ValidationError as exc:
+        print(f"querywatch: error: a QUERYWATCH_* setting is invalid:\n{exc}", file=sys.stderr)
+        return 2
+    try:
         return int(args.run(args, settings) or 0)
     except QuerywatchError as exc:
         print(f"querywatch: error: {exc}", file=sys.stderr)

@@ -1,0 +1,29 @@
+"""The command table: every command is registered by the module it names, and nothing else is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from detector.cli import COMMANDS, build_parser
+
+
+def test_each_command_is_registered_by_its_module() -> None:
+    for command, module in COMMANDS.items():
+        choices = build_parser((module,))._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        assert command in choices
+    every = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(every) == set(COMMANDS)
+
+
+def test_an_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "db", "current"],
+        capture_output=True,
+        text=True,
+        env={"QUERYWATCH_DETECTION__ALERT_RISK": "7", "PATH": ""},
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "QUERYWATCH_* setting is invalid" in done.stderr and "alert_risk" in done.stderr
+    assert "Traceback" not in done.stderr
