@@ -93,6 +93,7 @@ class Client(Base):
         CheckConstraint(_in("status", CLIENT_STATUSES), name="status"),
         Index("ix_clients_risk_client_id", "risk", "client_id"),
         Index("ix_clients_model_id_risk", "model_id", "risk"),
+        Index("ix_clients_status_risk_client_id", "status", "risk", "client_id"),
     )
 
     client_id: Mapped[str] = mapped_column(String(256), primary_key=True)
@@ -189,6 +190,7 @@ class WebhookDelivery(Base):
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
         UniqueConstraint("alert_id", "endpoint_id", name="uq_webhook_deliveries_alert_id_endpoint_id"),
         Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)

@@ -52,6 +52,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_clients_risk_client_id", "clients", ["risk", "client_id"])
     op.create_index("ix_clients_model_id_risk", "clients", ["model_id", "risk"])
+    op.create_index("ix_clients_status_risk_client_id", "clients", ["status", "risk", "client_id"])
 
     op.create_table(
         "risk_history",
@@ -150,6 +151,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_state_next_attempt_at", "webhook_deliveries", ["state", "next_attempt_at"]
     )
+    op.create_index("ix_webhook_deliveries_endpoint_id_id", "webhook_deliveries", ["endpoint_id", "id"])
 
     op.create_table(
         "api_keys",
