@@ -6,6 +6,8 @@ import argparse
 import threading
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from detector.config import KafkaSettings, Settings
 from detector.kafka.admin import ensure_topics
 from detector.kafka.app import consume
@@ -59,7 +61,9 @@ def run_consume(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
     stop = threading.Event()
     stop_on_signals(stop)
-    consume(settings, stop=stop)
+    # Batches are small: BLAS threads would only spin on the other cores that consumers use.
+    with threadpool_limits(limits=1, user_api="blas"):
+        consume(settings, stop=stop)
     return 0
 
 

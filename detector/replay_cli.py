@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from threadpoolctl import threadpool_limits
+
 from detector.config import Settings
 from detector.engine import Engine
 from detector.errors import QuerywatchError
@@ -87,7 +89,9 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     with trace.open("rb") as f:
         head = f.read(1 << 16)
     avg_line = len(head) / max(head.count(b"\n"), 1)
-    report = replay(trace, engine, progress=(lambda n: bar.advance_lines(n, avg_line)) if bar else None)
+    # Batches are small: more than one BLAS thread only spins (replay is one pipeline).
+    with threadpool_limits(limits=1, user_api="blas"):
+        report = replay(trace, engine, progress=(lambda n: bar.advance_lines(n, avg_line)) if bar else None)
     if bar:
         bar.close()
     write_report(report, args.report)
