@@ -18,7 +18,7 @@ from detector.clientstate import ClientState, ModelContext, dumps, loads, score_
 from detector.config import DetectionSettings
 from detector.errors import InvalidEvent
 from detector.events import Event, parse_event
-from detector.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
+from detector.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
 from detector.profiles import ProfileStore, profile_from_warmup
 from features.client import Indicators
 from models.evidence import Tolerances, evidence_threshold, fuse
@@ -30,16 +30,6 @@ SNAPSHOT_EVERY = 100
 SNAPSHOT_RISK_STEP = 0.05
 #: Highest risk the population model alone can give (below the default "degrade" level).
 POPULATION_WEIGHT = 0.45
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one event changed: the client's risk, maybe an alert opened or closed.
-    (Not frozen, like RiskUpdate: one is made per event.)"""
-
-    update: RiskUpdate
-    alert: Alert | None = None
-    closed_alert_id: str | None = None
 
 
 @dataclass

@@ -59,6 +59,16 @@ class Alert:
         return d
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What one event changed: the client's risk, maybe an alert opened or closed.
+    (Not frozen, like RiskUpdate: one is made per event.)"""
+
+    update: RiskUpdate
+    alert: Alert | None = None
+    closed_alert_id: str | None = None
+
+
 def alert_id_for(client_id: str, model_id: str, ordinal: int) -> str:
     """Stable id of a client's ``ordinal``-th alert on a model.
 

@@ -12,28 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from kafka import KafkaProducer
 
 from detector.config import KafkaSettings
 from detector.kafka.client_config import producer_kwargs
 from detector.kafka.deadletters import DeadLetter
-from detector.outcomes import Alert, RiskUpdate
+from detector.outcomes import Outcome, RiskUpdate
 
 
-class OutcomeLike(Protocol):
-    """``detector.engine.Outcome``: an update, and maybe an opened or a closed alert."""
-
-    @property
-    def update(self) -> RiskUpdate: ...
-    @property
-    def alert(self) -> Alert | None: ...
-    @property
-    def closed_alert_id(self) -> str | None: ...
-
-
-def alert_messages(outcomes: Iterable[OutcomeLike]) -> list[tuple[str, dict[str, Any]]]:
+def alert_messages(outcomes: Iterable[Outcome]) -> list[tuple[str, dict[str, Any]]]:
     """(client_id, message) pairs for the alerts topic, in event order.
 
     Each opened or closed alert becomes one message; the risk of each client is sent
@@ -77,7 +66,7 @@ class OutputProducer:
         self._producer = producer or KafkaProducer(**producer_kwargs(settings, role="outputs"))
         self._pending: list[Any] = []
 
-    def send_outcomes(self, outcomes: Sequence[OutcomeLike]) -> None:
+    def send_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         for client_id, message in alert_messages(outcomes):
             value = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
             headers = [("type", message["type"].encode())]

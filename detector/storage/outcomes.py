@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from detector.metrics import ALERTS_CLOSED, ALERTS_OPENED
-from detector.outcomes import Alert, RiskUpdate
+from detector.outcomes import Alert, Outcome, RiskUpdate
 from detector.storage.tables import AlertRow, Base, Client, RiskPoint, utcnow
 from detector.webhooks.outbox import enqueue_deliveries
 
@@ -29,17 +29,6 @@ HISTORY_MIN_RISK_CHANGE = 0.05
 HISTORY_EVERY_QUERIES = 100
 #: Rows fetched per IN (...) query, below every database's parameter limit.
 _CHUNK = 500
-
-
-class OutcomeLike(Protocol):
-    """``detector.engine.Outcome``: an update, and maybe an opened or a closed alert."""
-
-    @property
-    def update(self) -> RiskUpdate: ...
-    @property
-    def alert(self) -> Alert | None: ...
-    @property
-    def closed_alert_id(self) -> str | None: ...
 
 
 @dataclass
@@ -61,7 +50,7 @@ def event_time(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def save_outcomes(*, session: Session, outcomes: Sequence[OutcomeLike]) -> SavedOutcomes:
+def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutcomes:
     """Add a batch of engine outcomes to ``session`` (flushed, not committed)."""
     saved = SavedOutcomes()
     if not outcomes:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from detector.config import Settings
+from detector.outcomes import Outcome
 from detector.storage.db import make_engine, make_sessionmaker, transaction
-from detector.storage.outcomes import OutcomeLike, save_outcomes
+from detector.storage.outcomes import save_outcomes
 from tests.api.server import ApiServer, running_api
 from tests.storage.databases import migrated_database
 from tests.ui.scenario import full_story
@@ -30,7 +31,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
 
-def store(settings: Settings, outcomes: Sequence[OutcomeLike]) -> None:
+def store(settings: Settings, outcomes: Sequence[Outcome]) -> None:
     """Save engine outcomes the way the consumer does (one committed batch)."""
     engine = make_engine(settings.database)
     try:
