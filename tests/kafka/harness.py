@@ -34,6 +34,7 @@ from detector.replay import replay
 from detector.simulate import generate_trace
 from detector.simulate.victim import MODEL_ID, load_victim
 from detector.storage import migrate
+from detector.storage.db import make_engine
 from detector.storage.tables import AlertRow, Client, DeadLetter, PartitionOffset, RiskPoint
 
 #: Seconds any wait of these tests may take before it fails (generous: a rebalance takes ~3-6 s).
@@ -188,6 +189,19 @@ class ThreadedConsumer:
         assert not self._thread.is_alive(), "consumer did not stop"
         if self.error is not None:
             raise self.error
+
+
+def consume_everything(settings: Settings) -> Stored:
+    """Run one consumer until every produced message is checkpointed; what it stored."""
+    consumer = ThreadedConsumer(settings).start()
+    database = make_engine(settings.database)
+    try:
+        wait_until_stored(database, settings.kafka)
+    finally:
+        consumer.close()
+    result = stored(database)
+    database.dispose()
+    return result
 
 
 def consumer_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

@@ -10,6 +10,7 @@ from detector.config import KafkaSettings, Settings
 from detector.storage.db import make_engine
 from tests.kafka.harness import (
     ThreadedConsumer,
+    consume_everything,
     consumer_process,
     detection_settings,
     migrated_database,
@@ -35,14 +36,7 @@ def test_consumed_alerts_equal_the_replay_of_the_same_trace(
     assert expected.alerts, "the trace must contain thieves the replay catches"
     produce(kafka_settings, lines)
 
-    consumer = ThreadedConsumer(settings).start()
-    database = make_engine(settings.database)
-    try:
-        wait_until_stored(database, kafka_settings)
-    finally:
-        consumer.close()
-    result = stored(database)
-    database.dispose()
+    result = consume_everything(settings)
     assert result.alerts == expected.alerts
     assert result.clients == expected.clients
     assert result.dead_letters == []

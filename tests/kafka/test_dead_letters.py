@@ -12,18 +12,15 @@ from kafka import KafkaConsumer
 
 from detector.config import KafkaSettings, Settings
 from detector.kafka.client_config import connection_kwargs
-from detector.storage.db import make_engine
 from tests.kafka.harness import (
     WAIT_S,
-    ThreadedConsumer,
+    consume_everything,
     detection_settings,
     end_offsets,
     migrated_database,
     produce,
     replay_expectation,
-    stored,
     trace_lines,
-    wait_until_stored,
 )
 
 pytestmark = pytest.mark.kafka
@@ -72,14 +69,7 @@ def test_malformed_messages_are_dead_lettered_and_change_nothing_else(
         salted.insert(rng.randrange(len(salted) + 1), raw)
     produce(kafka_settings, salted)
 
-    consumer = ThreadedConsumer(settings).start()
-    database = make_engine(settings.database)
-    try:
-        wait_until_stored(database, kafka_settings)
-    finally:
-        consumer.close()
-    result = stored(database)
-    database.dispose()
+    result = consume_everything(settings)
 
     expected = replay_expectation(clean, detection, tmp_path)
     assert result.alerts == expected.alerts != []
