@@ -83,8 +83,14 @@ class EmbeddedBroker:
         command = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
         # Its log goes to a temporary file, not a pipe: a pipe nobody reads fills up and stalls it.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        # A session of its own: Ctrl-C in a terminal reaches the whole foreground process
+        # group, and the broker must outlive the consumer's last checkpoint; stop() ends it.
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
