@@ -224,9 +224,6 @@ class Engine:
     def client_ids(self) -> list[str]:
         return list(self._clients)
 
-    def peak_risk(self, client_id: str) -> float:
-        return max((s.peak for s in self._clients.get(client_id, {}).values()), default=0.0)
-
     def export_client(self, client_id: str) -> bytes:
         states = self._clients.get(client_id, {})
         return dumps({m: s.to_state(self._contexts[m].profile.version) for m, s in states.items()})

@@ -57,6 +57,10 @@ class ReplayReport:
             "events": self.events,
             "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
+            "rejected_lines": [
+                {"line": line, "reason": reason, "detail": detail}
+                for line, reason, detail in self.rejected_lines
+            ],
         }
 
 

@@ -32,10 +32,6 @@ class ClassMix:
         self._counts[min(class_index, len(self._counts) - 1)] += 1
 
     @property
-    def n(self) -> int:
-        return int(self._counts.sum())
-
-    @property
     def entropy(self) -> float:
         """Entropy of predicted classes, in bits."""
         return entropy_bits(self._counts)

@@ -61,12 +61,12 @@ class CellCoverage:
     @property
     def entropy(self) -> float:
         """Entropy of the client's cell visits, in bits."""
-        return _entropy_bits(self._counts)
+        return entropy_bits(self._counts)
 
     @property
     def divergence(self) -> float:
         """KL divergence (bits) of the client's cell visits from the reference cell probabilities."""
-        return _kl_bits(self._counts, self._prob)
+        return kl_bits(self._counts, self._prob)
 
     def get_state(self) -> bytes:
         return self._counts.tobytes()
@@ -77,30 +77,17 @@ class CellCoverage:
         self.n = int(self._counts.sum())
 
 
-def _entropy_bits(counts: NDArray[np.integer]) -> float:
-    total = float(counts.sum())
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log2(p)).sum())
-
-
-def _kl_bits(counts: NDArray[np.integer], prior: NDArray[np.float64]) -> float:
-    total = float(counts.sum())
-    if total == 0:
-        return 0.0
-    mask = counts > 0
-    p = counts[mask] / total
-    return float(max(0.0, (p * np.log2(p / prior[mask])).sum()))
-
-
 def entropy_bits(counts: NDArray[np.integer]) -> float:
     """Entropy in bits of a histogram (shared by the class features).
 
     >>> entropy_bits(np.array([1, 1, 1, 1]))
     2.0
     """
-    return _entropy_bits(counts)
+    total = float(counts.sum())
+    if total == 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log2(p)).sum())
 
 
 def kl_bits(counts: NDArray[np.integer], prior: NDArray[np.float64]) -> float:
@@ -109,4 +96,9 @@ def kl_bits(counts: NDArray[np.integer], prior: NDArray[np.float64]) -> float:
     >>> kl_bits(np.array([1, 1]), np.array([0.5, 0.5]))
     0.0
     """
-    return _kl_bits(counts, prior)
+    total = float(counts.sum())
+    if total == 0:
+        return 0.0
+    mask = counts > 0
+    p = counts[mask] / total
+    return float(max(0.0, (p * np.log2(p / prior[mask])).sum()))

@@ -38,7 +38,8 @@ class QueryReservoir:
     ...     r.offer(np.array(v, dtype=np.uint8))
     >>> len(r), r.seen
     (3, 4)
-    >>> r.nearest(np.array([11, 9], dtype=np.uint8))[1] <= 2
+    >>> q = np.array([11, 9], dtype=np.uint8)
+    >>> float(r.distances(q, float(q.astype(np.float32) @ q)).min()) <= 2
     True
     """
 
@@ -70,15 +71,6 @@ class QueryReservoir:
         d2 += self._norms[:n]
         d2 += norm
         return d2
-
-    def nearest(self, code: NDArray[np.uint8]) -> tuple[int, int]:
-        """Index and squared distance of the stored code closest to ``code`` ((-1, -1) if empty)."""
-        if self._filled == 0:
-            return -1, -1
-        c = code.astype(np.float32)
-        d2 = self.distances(code, float(c @ c))
-        j = int(np.argmin(d2))
-        return j, round(float(d2[j]))
 
     def code(self, index: int) -> NDArray[np.uint8]:
         row: NDArray[np.uint8] = self._codes[index]

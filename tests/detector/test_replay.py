@@ -70,6 +70,10 @@ def test_malformed_lines_and_duplicates_are_counted_not_fatal(
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
     assert report["rejected"] == {"not_json": 1, "missing_field": 1}
+    assert [(r["line"], r["reason"]) for r in report["rejected_lines"]] == [
+        (51, "not_json"),
+        (53, "missing_field"),
+    ]
     assert report["duplicates"] == 1
     assert report["events"] == len(lines)
 
