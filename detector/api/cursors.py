@@ -8,13 +8,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException
 
 from detector.storage.alerts import AlertCursor
 from detector.storage.clients import ClientCursor
+
+T = TypeVar("T")
 
 
 def encode(values: list[Any]) -> str:
@@ -24,6 +27,17 @@ def encode(values: list[Any]) -> str:
     [0.5, 'c']
     """
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def page(rows: Sequence[T], limit: int, key: Callable[[T], list[Any]]) -> tuple[Sequence[T], str | None]:
+    """Split ``limit + 1`` fetched rows into the page and the cursor of the next one (None at the end).
+
+    >>> page([1, 2, 3], 2, lambda r: [r])
+    ([1, 2], 'WzJd')
+    """
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode(key(rows[limit - 1]))
 
 
 def decode(cursor: str, length: int) -> list[Any]:

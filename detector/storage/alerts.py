@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from detector.errors import QuerywatchError
 from detector.metrics import ALERTS_CLOSED
+from detector.storage.db import where_equal
 from detector.storage.tables import AlertRow, utcnow
 
 
@@ -44,15 +45,13 @@ def list_alerts(
     false_positive: bool | None = None,
 ) -> list[AlertRow]:
     """Alerts matching every given filter, newest first, strictly after ``after``."""
-    query = select(AlertRow)
-    if state is not None:
-        query = query.where(AlertRow.state == state)
-    if severity is not None:
-        query = query.where(AlertRow.severity == severity)
-    if client_id is not None:
-        query = query.where(AlertRow.client_id == client_id)
-    if model_id is not None:
-        query = query.where(AlertRow.model_id == model_id)
+    query = where_equal(
+        select(AlertRow),
+        (AlertRow.state, state),
+        (AlertRow.severity, severity),
+        (AlertRow.client_id, client_id),
+        (AlertRow.model_id, model_id),
+    )
     if false_positive is not None:
         query = query.where(AlertRow.false_positive.is_(false_positive))
     if after is not None:

@@ -13,6 +13,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from detector.errors import QuerywatchError
+from detector.storage.db import where_equal
 from detector.storage.tables import CLIENT_STATUSES, Client, RiskPoint, utcnow
 
 
@@ -41,10 +42,7 @@ def list_clients(
     query = select(Client)
     if min_risk is not None:
         query = query.where(Client.risk >= min_risk)
-    if model_id is not None:
-        query = query.where(Client.model_id == model_id)
-    if status is not None:
-        query = query.where(Client.status == status)
+    query = where_equal(query, (Client.model_id, model_id), (Client.status, status))
     if after is not None:
         query = query.where(
             or_(Client.risk < after.risk, and_(Client.risk == after.risk, Client.client_id > after.client_id))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Select, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,3 +92,12 @@ def ping(engine: Engine) -> None:
 
 def _safe_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
+
+
+def where_equal(query: Select[Any], *conditions: tuple[Any, object | None]) -> Select[Any]:
+    """Add ``column == value`` for every (column, value) pair whose value is not None:
+    the optional filters of the list endpoints."""
+    for column, value in conditions:
+        if value is not None:
+            query = query.where(column == value)
+    return query

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from detector.errors import QuerywatchError
 from detector.outcomes import SEVERITIES
 from detector.storage.alerts import AlertNotFound
+from detector.storage.db import where_equal
 from detector.storage.tables import AlertRow, WebhookDelivery, WebhookEndpoint, utcnow
 from detector.webhooks.outbox import endpoint_wants, enqueue_deliveries
 from detector.webhooks.signing import check_secret, generate_secret
@@ -105,13 +106,12 @@ def list_deliveries(
     before_id: int | None = None,
 ) -> list[WebhookDelivery]:
     """Deliveries matching the filters, newest first, keyset-paginated on id."""
-    query = select(WebhookDelivery)
-    if alert_id is not None:
-        query = query.where(WebhookDelivery.alert_id == alert_id)
-    if endpoint_id is not None:
-        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
-    if state is not None:
-        query = query.where(WebhookDelivery.state == state)
+    query = where_equal(
+        select(WebhookDelivery),
+        (WebhookDelivery.alert_id, alert_id),
+        (WebhookDelivery.endpoint_id, endpoint_id),
+        (WebhookDelivery.state, state),
+    )
     if before_id is not None:
         query = query.where(WebhookDelivery.id < before_id)
     return list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))

@@ -44,9 +44,8 @@ def list_alerts_newest_first(
         model_id=model,
         false_positive=false_positive,
     )
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = cursors.encode([page[-1].opened_at.isoformat(), page[-1].alert_id]) if more else None
-    return AlertPage(items=[AlertPublic.model_validate(a) for a in page], next_cursor=next_cursor)
+    items, next_cursor = cursors.page(rows, limit, lambda a: [a.opened_at.isoformat(), a.alert_id])
+    return AlertPage(items=[AlertPublic.model_validate(a) for a in items], next_cursor=next_cursor)
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, responses={**READ, **problems(404)})

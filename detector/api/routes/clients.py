@@ -53,9 +53,8 @@ def list_clients_by_risk(
         model_id=model,
         status=status,
     )
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = cursors.encode([page[-1].risk, page[-1].client_id]) if more else None
-    return ClientPage(items=[ClientPublic.model_validate(c) for c in page], next_cursor=next_cursor)
+    items, next_cursor = cursors.page(rows, limit, lambda c: [c.risk, c.client_id])
+    return ClientPage(items=[ClientPublic.model_validate(c) for c in items], next_cursor=next_cursor)
 
 
 @router.get("/{client_id}/history", response_model=list[RiskPointPublic], responses={**READ, **problems(404)})
