@@ -36,6 +36,28 @@ class ModelContext:
         index = {name: i for i, name in enumerate(profile.classes)}
         return cls(profile, profile.expected_cells(), profile.new_cell_probabilities(), population, index)
 
+    def query_rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
+        """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
+        dimension), with the shared work — projection, cells, scores — done once for all."""
+        view = self.profile.view(np.array([e.input for e in events]))
+        margins, entropies = score_columns(events)
+        codes = view.quantized
+        norms = np.einsum("ij,ij->i", codes, codes, dtype=np.float64).tolist()
+        return list(
+            zip(
+                [e.ts for e in events],
+                view.cell.tolist(),
+                view.out_of_profile.tolist(),
+                codes,
+                norms,
+                [e.input.tobytes() for e in events],
+                self.class_indices(events),
+                margins,
+                entropies,
+                strict=True,
+            )
+        )
+
     def class_indices(self, events: Sequence[Event]) -> list[int]:
         """The profile's class index of each event's prediction (-1 without one)."""
         index, other = self.class_index, len(self.profile.classes)

@@ -12,9 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from detector.clientstate import ClientState, ModelContext, dumps, loads, score_columns
+from detector.clientstate import ClientState, ModelContext, dumps, loads
 from detector.config import DetectionSettings
 from detector.errors import InvalidEvent
 from detector.events import Event, parse_event
@@ -133,28 +131,11 @@ class Engine:
             )
         if not good:
             return
-        view = profile.view(np.array([e.input for e in good]))
-        margins, entropies = score_columns(good)
-        cells, flags = view.cell.tolist(), view.out_of_profile.tolist()
-        codes = view.quantized
-        norms = np.einsum("ij,ij->i", codes, codes, dtype=np.float64).tolist()
         outcomes = result.outcomes
-        classes = context.class_indices(good)
         step = self._step
-        for i, event in enumerate(good):
+        for event, row in zip(good, context.query_rows(good), strict=True):
             state = self._state(event.client_id, context)
-            indicators = state.features.update(
-                event.ts,
-                cells[i],
-                flags[i],
-                codes[i],
-                norms[i],
-                event.input.tobytes(),
-                classes[i],
-                margins[i],
-                entropies[i],
-            )
-            outcomes.append(step(state, event, indicators, context))
+            outcomes.append(step(state, event, state.features.update(*row), context))
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
         per_model = self._clients.setdefault(client_id, {})

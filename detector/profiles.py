@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from detector.clientstate import ClientState, ModelContext, score_columns
+from detector.clientstate import ClientState, ModelContext
 from detector.config import DetectionSettings
 from detector.errors import ProfileError
 from detector.events import Event
@@ -146,22 +146,8 @@ def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> 
         if len(own) < 10:
             continue
         state = ClientState(client_id, context, seed=0)
-        view = profile.view(np.array([e.input for e in own]))
-        margins, entropies = score_columns(own)
-        classes = context.class_indices(own)
-        codes = view.quantized
-        for i, e in enumerate(own):
-            state.features.update(
-                ts=e.ts,
-                cell=int(view.cell[i]),
-                out_of_profile=bool(view.out_of_profile[i]),
-                code=codes[i],
-                norm=float(codes[i].astype(np.float64) @ codes[i]),
-                raw=e.input.tobytes(),
-                class_index=classes[i],
-                margin=margins[i],
-                entropy=entropies[i],
-            )
+        for row in context.query_rows(own):
+            state.features.update(*row)
         snapshot = state.features.snapshot()
         if snapshot["ood_share"] <= 0.5:
             rows.append([snapshot[k] for k in POPULATION_FEATURES])
