@@ -10,14 +10,18 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 
 from detector.storage.alerts import AlertCursor
 from detector.storage.clients import ClientCursor
 
 T = TypeVar("T")
+
+#: The paging parameters every list endpoint takes.
+PageLimit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+PageCursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
 
 
 def encode(values: list[Any]) -> str:

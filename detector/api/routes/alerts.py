@@ -28,10 +28,8 @@ def list_alerts_newest_first(
     false_positive: Annotated[
         bool | None, Query(description="Only alerts resolved as (not) false positives.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
-    ] = None,
+    limit: cursors.PageLimit = 50,
+    cursor: cursors.PageCursor = None,
 ) -> AlertPage:
     """Alerts, newest first (by event time). Keyset-paginated: follow `next_cursor`."""
     rows = list_alerts(

@@ -39,10 +39,8 @@ def list_clients_by_risk(
         str | None, Query(max_length=256, description="Only clients whose latest query hit this model.")
     ] = None,
     status: Annotated[ClientStatus | None, Query(description="Only clients with this status.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
-    ] = None,
+    limit: cursors.PageLimit = 50,
+    cursor: cursors.PageCursor = None,
 ) -> ClientPage:
     """Clients by risk, highest first. Keyset-paginated: follow `next_cursor`."""
     rows = list_clients(

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from detector.api.cursors import PageLimit
 from detector.api.deps import AdminKey, SessionDep, SettingsDep, actor_name
 from detector.api.routes.responses import ADMIN, problems
 from detector.api.schemas import Severity
@@ -246,7 +247,7 @@ def endpoint_deliveries(
     _key: AdminKey,
     endpoint_id: EndpointId,
     state: Annotated[DeliveryState | None, Query(description="Only deliveries in this state.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: PageLimit = 50,
     before: Annotated[
         int | None, Query(ge=1, le=2**62, description="`next_cursor` of the previous page.")
     ] = None,
