@@ -16,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
-
 from detector.config import Settings
 from detector.engine import Engine
 from detector.profiles import DirectoryProfileStore, MemoryProfileStore, ProfileStore
 from detector.replay import replay
+from detector.runtime import engine_process
 
 
 def cpu() -> float:
@@ -50,7 +49,7 @@ def main() -> int:
     store: ProfileStore = DirectoryProfileStore(args.profile) if args.profile else MemoryProfileStore()
     engine = Engine(settings.detection, store)
     started, cpu_started = time.perf_counter(), cpu()
-    with threadpool_limits(limits=1, user_api="blas"):  # as `querywatch replay` runs it
+    with engine_process():  # as `querywatch replay` runs it
         report = replay(args.trace, engine)
     replay_s, replay_cpu = time.perf_counter() - started, cpu() - cpu_started
     sizes = sorted(len(engine.export_client(c)) for c in engine.client_ids())

@@ -12,6 +12,7 @@ import numpy as np
 
 from detector.events import Event
 from features.client import ClientFeatures, score_summary
+from features.resend import input_hashes
 from models.evidence import ClientEvidence, Tolerances
 from models.population import POPULATION_FEATURES, PopulationModel
 from models.profile import ReferenceProfile
@@ -23,7 +24,7 @@ class ModelContext:
 
     profile: ReferenceProfile
     expected_cells: np.ndarray
-    new_cell: np.ndarray
+    new_cell: list[float]
     population: PopulationModel | None
     class_index: dict[str, int]
 
@@ -34,23 +35,22 @@ class ModelContext:
             rows = [dict(zip(POPULATION_FEATURES, r, strict=True)) for r in profile.population.tolist()]
             population = PopulationModel(seed=seed).fit(rows)
         index = {name: i for i, name in enumerate(profile.classes)}
-        return cls(profile, profile.expected_cells(), profile.new_cell_probabilities(), population, index)
+        new_cell = profile.new_cell_probabilities().tolist()
+        return cls(profile, profile.expected_cells(), new_cell, population, index)
 
     def query_rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
         """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
         dimension), with the shared work — projection, cells, scores — done once for all."""
-        view = self.profile.view(np.array([e.input for e in events]))
+        inputs = np.array([e.input for e in events])
+        view = self.profile.view(inputs)
         margins, entropies = score_columns(events)
-        codes = view.quantized
-        norms = np.einsum("ij,ij->i", codes, codes, dtype=np.float64).tolist()
         return list(
             zip(
                 [e.ts for e in events],
                 view.cell.tolist(),
                 view.out_of_profile.tolist(),
-                codes,
-                norms,
-                [e.input.tobytes() for e in events],
+                view.quantized,
+                input_hashes(inputs).tolist(),
                 self.class_indices(events),
                 margins,
                 entropies,

@@ -6,14 +6,13 @@ import argparse
 import threading
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
 from detector.config import KafkaSettings, Settings
 from detector.kafka.admin import ensure_topics
 from detector.kafka.app import consume
 from detector.kafka.consumer import stop_on_signals
 from detector.kafka.producer import produce_trace
 from detector.logging_setup import configure_logging
+from detector.runtime import engine_process
 
 
 def register(subparsers: Any) -> None:
@@ -61,8 +60,7 @@ def run_consume(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
     stop = threading.Event()
     stop_on_signals(stop)
-    # Batches are small: BLAS threads would only spin on the other cores that consumers use.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with engine_process():
         consume(settings, stop=stop)
     return 0
 

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from threadpoolctl import threadpool_limits
-
 from detector.config import Settings
 from detector.engine import Engine
 from detector.errors import QuerywatchError
@@ -21,6 +19,7 @@ from detector.profiles import (
     read_reference_file,
 )
 from detector.replay import ReplayReport, replay, write_report
+from detector.runtime import engine_process
 
 
 def register(sub: Any) -> None:
@@ -89,8 +88,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     with trace.open("rb") as f:
         head = f.read(1 << 16)
     avg_line = len(head) / max(head.count(b"\n"), 1)
-    # Batches are small: more than one BLAS thread only spins (replay is one pipeline).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with engine_process():
         report = replay(trace, engine, progress=(lambda n: bar.advance_lines(n, avg_line)) if bar else None)
     if bar:
         bar.close()

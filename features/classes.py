@@ -6,6 +6,8 @@ client with neither simply has no class features.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -26,7 +28,7 @@ class ClassMix:
 
     def __init__(self, prior: NDArray[np.float64]) -> None:
         self._prior = prior
-        self._counts: NDArray[np.uint32] = np.zeros(len(prior), dtype=np.uint32)
+        self._counts = array("I", bytes(4 * len(prior)))  # array: one item changes per query
 
     def update(self, class_index: int) -> None:
         self._counts[min(class_index, len(self._counts) - 1)] += 1
@@ -34,15 +36,15 @@ class ClassMix:
     @property
     def entropy(self) -> float:
         """Entropy of predicted classes, in bits."""
-        return entropy_bits(self._counts)
+        return entropy_bits(np.frombuffer(self._counts, dtype=np.uint32))
 
     @property
     def divergence(self) -> float:
         """KL divergence (bits) of predicted classes from the reference class prior."""
-        return kl_bits(self._counts, self._prior)
+        return kl_bits(np.frombuffer(self._counts, dtype=np.uint32), self._prior)
 
     def get_state(self) -> bytes:
         return self._counts.tobytes()
 
     def set_state(self, state: bytes) -> None:
-        self._counts = np.frombuffer(state, dtype=np.uint32).copy()
+        self._counts = array("I", state)

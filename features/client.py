@@ -9,6 +9,7 @@ scores) is done for a whole batch by the profile before the per-query updates.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -45,7 +46,7 @@ class ClientFeatures:
         dim: int,
         cell_prob: NDArray[np.float64],
         expected_cells: NDArray[np.float64],
-        new_cell: NDArray[np.float64],
+        new_cell: Sequence[float],
         class_prior: NDArray[np.float64],
         margin_threshold: float,
         seed: int,
@@ -64,16 +65,16 @@ class ClientFeatures:
         cell: int,
         out_of_profile: bool,
         code: NDArray[np.uint8],
-        norm: float,
-        raw: bytes,
+        input_hash: int,
         class_index: int,
         margin: float,
         entropy: float,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile flag and 8-bit
-        ``code`` (squared norm ``norm``), exact ``raw`` bytes, predicted ``class_index``
-        (-1 without a prediction), score ``margin`` and ``entropy`` (NaN without scores)."""
-        exact, _, step = self.distances.update(code, raw, max(class_index, 0), norm)
+        ``code``, the hash of its exact input (``features.resend.input_hashes``), predicted
+        ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
+        without scores)."""
+        exact, _, step = self.distances.update(code, input_hash, max(class_index, 0))
         coverage = self.coverage
         null = coverage.new_cell_probability()
         # An exact resend cannot open a cell; counting it would only age the coverage null.

@@ -9,6 +9,9 @@ A k-center or coverage-seeking thief opens new cells faster than that.
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -16,9 +19,11 @@ from numpy.typing import NDArray
 class CellCoverage:
     """Cell visit counts of one client (uint16 each, saturating).
 
+    ``new_cell`` is shared by every client of a model (a list: it is read once per query).
+
     >>> p = np.full(4, 0.25)
     >>> cov = CellCoverage(p, expected=np.array([1.0, 1.75, 2.3125, 2.734375]),
-    ...                    new_cell=np.array([1.0, 0.75, 0.5625, 0.421875]))
+    ...                    new_cell=[1.0, 0.75, 0.5625, 0.421875])
     >>> [cov.update(c) for c in (0, 1, 2)]
     [True, True, True]
     >>> round(cov.ratio, 3)
@@ -28,12 +33,13 @@ class CellCoverage:
     __slots__ = ("_counts", "_expected", "_new_cell", "_prob", "distinct", "n")
 
     def __init__(
-        self, cell_prob: NDArray[np.float64], expected: NDArray[np.float64], new_cell: NDArray[np.float64]
+        self, cell_prob: NDArray[np.float64], expected: NDArray[np.float64], new_cell: Sequence[float]
     ) -> None:
         self._prob = cell_prob
         self._expected = expected
-        self._new_cell = new_cell.tolist()
-        self._counts: NDArray[np.uint16] = np.zeros(len(cell_prob), dtype=np.uint16)
+        self._new_cell = new_cell
+        # array, not numpy: one item is read and written per query, which numpy makes slow.
+        self._counts = array("H", bytes(2 * len(cell_prob)))
         self.distinct = 0
         self.n = 0
 
@@ -44,12 +50,15 @@ class CellCoverage:
 
     def update(self, cell: int) -> bool:
         """Learn one query's cell; True if the cell is new for this client."""
-        new = self._counts[cell] == 0
-        if self._counts[cell] < 65535:
-            self._counts[cell] += 1
-        self.distinct += int(new)
+        counts = self._counts
+        count = counts[cell]
+        if count < 65535:
+            counts[cell] = count + 1
         self.n += 1
-        return bool(new)
+        if count:
+            return False
+        self.distinct += 1
+        return True
 
     @property
     def ratio(self) -> float:
@@ -61,20 +70,21 @@ class CellCoverage:
     @property
     def entropy(self) -> float:
         """Entropy of the client's cell visits, in bits."""
-        return entropy_bits(self._counts)
+        return entropy_bits(np.frombuffer(self._counts, dtype=np.uint16))
 
     @property
     def divergence(self) -> float:
         """KL divergence (bits) of the client's cell visits from the reference cell probabilities."""
-        return kl_bits(self._counts, self._prob)
+        return kl_bits(np.frombuffer(self._counts, dtype=np.uint16), self._prob)
 
     def get_state(self) -> bytes:
         return self._counts.tobytes()
 
     def set_state(self, state: bytes) -> None:
-        self._counts = np.frombuffer(state, dtype=np.uint16).copy()
-        self.distinct = int(np.count_nonzero(self._counts))
-        self.n = int(self._counts.sum())
+        self._counts = array("H", state)
+        counts = np.frombuffer(state, dtype=np.uint16)
+        self.distinct = int(np.count_nonzero(counts))
+        self.n = int(counts.sum())
 
 
 def entropy_bits(counts: NDArray[np.integer]) -> float:

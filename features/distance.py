@@ -22,34 +22,9 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from features.nearest import is_structured_step
 from features.resend import ExactResendFilter
 from features.reservoir import QueryReservoir
-
-
-def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], *, min_changed: int = 8) -> bool:
-    """True if ``b - a`` moves at least ``min_changed`` features (and an eighth of them)
-    by nearly one common amount (60% of them within one code unit of it), that amount
-    being a small step (at most a quarter of the feature range).
-
-    >>> a = np.full(64, 100, dtype=np.uint8)
-    >>> b = a.copy(); b[:20] += 25
-    >>> is_structured_step(a, b)
-    True
-    >>> rng = np.random.default_rng(0)
-    >>> noisy = np.clip(a + rng.normal(0, 8, 64), 0, 255).astype(np.uint8)
-    >>> is_structured_step(a, noisy)
-    False
-    """
-    # Few, small numpy calls: this runs for every near-duplicate, often most of a client's queries.
-    mags = np.abs(np.subtract(b, a, dtype=np.int16))
-    changed = mags[mags > 1]
-    n = changed.size
-    if n < max(min_changed, a.size // 8):
-        return False
-    counts = np.bincount(changed)  # magnitudes > 1, so at least three bins
-    window = counts[:-2] + counts[1:-1] + counts[2:]
-    mode = window.argmax().item() + 1
-    return bool(window.item(mode - 1) >= 0.6 * n and mode <= 64)
 
 
 class QueryDistances:
@@ -57,17 +32,17 @@ class QueryDistances:
 
     >>> qd = QueryDistances(dim=4, seed=1)
     >>> base = np.array([100, 100, 100, 100], dtype=np.uint8)
-    >>> qd.update(base, b"x", 0, 40000.0)
+    >>> qd.update(base, input_hash=7, label=0)
     (False, False, False)
-    >>> qd.update(base, b"x", 0, 40000.0)
+    >>> qd.update(base, input_hash=7, label=0)
     (True, False, False)
     """
 
-    __slots__ = ("_limit2", "_m", "_resend", "_reservoir", "exact", "near", "near_fraction", "steps")
+    __slots__ = ("_m", "_near_limit", "_resend", "_reservoir", "exact", "near", "near_fraction", "steps")
 
     def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.1, seed: int = 0) -> None:
         self.near_fraction = near_fraction
-        self._limit2 = (near_fraction * 255.0) ** 2
+        self._near_limit = (near_fraction * 255.0) ** 2 * dim  # squared, over all features
         self._reservoir = QueryReservoir(capacity, dim, seed)
         self._resend = ExactResendFilter()
         self.exact = 0
@@ -75,32 +50,24 @@ class QueryDistances:
         self.steps = 0
         self._m = [0.0, 0.0, 0.0, 0.0, 0.0]  # count, mean, M2, M3, M4 of PRADA distances
 
-    def update(self, code: NDArray[np.uint8], raw: bytes, label: int, norm: float) -> tuple[bool, bool, bool]:
-        """Learn one query: ``code`` from the profile (squared norm ``norm``), ``raw`` its exact
-        bytes, ``label`` its class. Returns (exact resend, near-duplicate, structured step)."""
-        if self._resend.seen_before(raw):
+    def update(self, code: NDArray[np.uint8], input_hash: int, label: int) -> tuple[bool, bool, bool]:
+        """Learn one query: ``code`` from the profile, ``input_hash`` of its exact input,
+        ``label`` its class. Returns (exact resend, near-duplicate, structured step)."""
+        if self._resend.seen_before(input_hash):
             self.exact += 1
             return True, False, False
         near = step = False
         res = self._reservoir
         if len(res):
-            d2 = res.distances(code, norm)
-            # Methods and .item(), not np.argmin / indexing: numpy scalars cost microseconds.
-            j = d2.argmin().item()
-            nearest = d2.item(j)
-            near = 0.5 < nearest <= self._limit2 * len(code)
+            j, nearest, same_label = res.nearest(code, label)
+            near = 0 < nearest <= self._near_limit
             if near:
                 step = is_structured_step(res.code(j), code)
-            labels = res.labels
-            if labels.item(j) == label:
-                self._add_distance(math.sqrt(nearest if nearest > 0.0 else 0.0) / 255.0)
-            else:
-                same = d2[labels == label]
-                if len(same):
-                    self._add_distance(math.sqrt(max(float(same.min()), 0.0)) / 255.0)
+            if same_label >= 0:
+                self._add_distance(math.sqrt(same_label) / 255.0)
         self.near += near
         self.steps += step
-        res.offer(code, label, norm)
+        res.offer(code, label)
         return False, near, step
 
     def _add_distance(self, x: float) -> None:

@@ -10,10 +10,10 @@ from a hash of (seed, count), so the same events always give the same reservoir.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
+
+from features.nearest import nearest_code
 
 _MASK = (1 << 64) - 1
 
@@ -38,12 +38,12 @@ class QueryReservoir:
     ...     r.offer(np.array(v, dtype=np.uint8))
     >>> len(r), r.seen
     (3, 4)
-    >>> q = np.array([11, 9], dtype=np.uint8)
-    >>> float(r.distances(q, float(q.astype(np.float32) @ q)).min()) <= 2
-    True
+    >>> index, d2, same_label_d2 = r.nearest(np.array([11, 9], dtype=np.uint8), label=0)
+    >>> d2 <= 2, same_label_d2 == d2
+    (True, True)
     """
 
-    __slots__ = ("_codes", "_filled", "_labels", "_norms", "capacity", "dim", "seed", "seen")
+    __slots__ = ("_codes", "_filled", "_labels", "capacity", "dim", "seed", "seen")
 
     def __init__(self, capacity: int, dim: int, seed: int = 0) -> None:
         if capacity < 1 or dim < 1:
@@ -55,22 +55,15 @@ class QueryReservoir:
         self._filled = 0
         self._codes: NDArray[np.uint8] = np.zeros((capacity, dim), dtype=np.uint8)
         self._labels: NDArray[np.uint8] = np.zeros(capacity, dtype=np.uint8)
-        self._norms: NDArray[np.float32] = np.zeros(capacity, dtype=np.float32)
 
     def __len__(self) -> int:
         return self._filled
 
-    def distances(self, code: NDArray[np.uint8], norm: float) -> NDArray[np.floating[Any]]:
-        """Squared distances from ``code`` (whose squared norm is ``norm``) to every stored code.
-
-        |a|^2 - 2 a.b + |b|^2 with cached row norms: one small matrix-vector product.
-        """
-        n = self._filled
-        d2: NDArray[np.floating[Any]] = np.matmul(self._codes[:n], code.astype(np.float32))
-        d2 *= -2.0
-        d2 += self._norms[:n]
-        d2 += norm
-        return d2
+    def nearest(self, code: NDArray[np.uint8], label: int) -> tuple[int, int, int]:
+        """(index of the stored code nearest to ``code``, its squared distance, squared
+        distance to the nearest stored code labelled ``label`` or -1); the reservoir must
+        not be empty."""
+        return nearest_code(self._codes, self._labels, self._filled, code, label)
 
     def code(self, index: int) -> NDArray[np.uint8]:
         row: NDArray[np.uint8] = self._codes[index]
@@ -81,7 +74,7 @@ class QueryReservoir:
         """Class index stored with each code (0 when the caller gave none)."""
         return self._labels[: self._filled]
 
-    def offer(self, code: NDArray[np.uint8], label: int = 0, norm: float | None = None) -> None:
+    def offer(self, code: NDArray[np.uint8], label: int = 0) -> None:
         """Show the reservoir one more query; it is kept with probability capacity / seen."""
         self.seen += 1
         if self._filled < self.capacity:
@@ -93,10 +86,6 @@ class QueryReservoir:
                 return
         self._codes[slot] = code
         self._labels[slot] = label
-        if norm is None:
-            c = code.astype(np.float32)
-            norm = float(c @ c)
-        self._norms[slot] = norm
 
     def get_state(self) -> tuple[int, bytes, bytes]:
         return self.seen, self._codes[: self._filled].tobytes(), self.labels.tobytes()
@@ -108,5 +97,3 @@ class QueryReservoir:
         self._filled = len(rows)
         self._codes[: self._filled] = rows
         self._labels[: self._filled] = np.frombuffer(labels, dtype=np.uint8)
-        f = self._codes[: self._filled].astype(np.float32)
-        self._norms[: self._filled] = np.einsum("ij,ij->i", f, f)

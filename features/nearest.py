@@ -1,0 +1,59 @@
+"""The nearest earlier query, and whether the step to it is structured (compiled).
+
+Codes are 8-bit, so squared distances are computed in integers: exact, and the same
+whatever the machine, BLAS or summation order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from features.jit import compiled
+
+
+@compiled
+def nearest_code(
+    codes: NDArray[np.uint8], labels: NDArray[np.uint8], filled: int, code: NDArray[np.uint8], label: int
+) -> tuple[int, int, int]:
+    """Among the first ``filled`` rows of ``codes``: the index of the row nearest to ``code``
+    (the first on ties), its squared distance, and the squared distance to the nearest row
+    whose label is ``label`` (-1 if there is none). ``filled`` must be at least 1."""
+    best = 0
+    best_d2 = 1 << 62
+    same_d2 = 1 << 62
+    for i in range(filled):
+        row = codes[i]
+        d2 = 0
+        for k in range(code.shape[0]):
+            x = np.int64(row[k]) - np.int64(code[k])
+            d2 += x * x
+        if d2 < best_d2:
+            best, best_d2 = i, d2
+        if labels[i] == label and d2 < same_d2:
+            same_d2 = d2
+    return best, best_d2, same_d2 if same_d2 < (1 << 62) else -1
+
+
+@compiled
+def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: int = 8) -> bool:
+    """True if ``b - a`` moves at least ``min_changed`` features (and an eighth of them)
+    by nearly one common amount (60% of them within one code unit of it), that amount
+    being a small step (at most a quarter of the feature range)."""
+    counts = np.zeros(257, np.int64)
+    changed = 0
+    for k in range(a.shape[0]):
+        magnitude = abs(np.int64(b[k]) - np.int64(a[k]))
+        if magnitude > 1:
+            counts[magnitude] += 1
+            changed += 1
+    if changed < max(min_changed, a.shape[0] // 8):
+        return False
+    # The most populated window of three adjacent magnitudes (the first, on ties).
+    top = 0
+    mode = 0
+    for centre in range(1, 256):
+        window = counts[centre - 1] + counts[centre] + counts[centre + 1]
+        if window > top:
+            top, mode = window, centre
+    return top >= 0.6 * changed and mode <= 64
