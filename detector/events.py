@@ -132,7 +132,7 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
     # Numeric arrays come out flattened, so nested arrays are ruled out by counting
     # brackets: one for the input, one for the scores (a bracket inside a string only
     # sends the event down the exact path).
-    brackets = raw.count(b"[" if isinstance(raw, bytes) else "[")
+    brackets = raw.count(b"[") if isinstance(raw, bytes) else raw.count("[")
     try:
         doc = _parser().parse(raw)
         if type(doc) is not simdjson.Object:

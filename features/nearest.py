@@ -19,12 +19,13 @@ def nearest_code(
     """Among the first ``filled`` rows of ``codes``: the index of the row nearest to ``code``
     (the first on ties), its squared distance, and the squared distance to the nearest row
     whose label is ``label`` (-1 if there is none). ``filled`` must be at least 1."""
+    # Signed 64-bit throughout: numba turns int() of an unsigned byte into an unsigned word.
     best = 0
-    best_d2 = 1 << 62
-    same_d2 = 1 << 62
+    best_d2 = np.int64(1 << 62)
+    same_d2 = np.int64(1 << 62)
     for i in range(filled):
         row = codes[i]
-        d2 = 0
+        d2 = np.int64(0)
         for k in range(code.shape[0]):
             x = np.int64(row[k]) - np.int64(code[k])
             d2 += x * x
@@ -32,7 +33,7 @@ def nearest_code(
             best, best_d2 = i, d2
         if labels[i] == label and d2 < same_d2:
             same_d2 = d2
-    return best, best_d2, same_d2 if same_d2 < (1 << 62) else -1
+    return best, int(best_d2), int(same_d2) if same_d2 < (1 << 62) else -1
 
 
 @compiled
@@ -43,7 +44,7 @@ def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: 
     counts = np.zeros(257, np.int64)
     changed = 0
     for k in range(a.shape[0]):
-        magnitude = abs(np.int64(b[k]) - np.int64(a[k]))
+        magnitude = abs(np.int64(b[k]) - np.int64(a[k]))  # signed: see nearest_code
         if magnitude > 1:
             counts[magnitude] += 1
             changed += 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector import events
 from detector.errors import InvalidEvent
 from detector.events import REASONS, RequestIdFilter, parse_event
 
@@ -83,6 +85,32 @@ def test_arbitrary_json_objects_never_raise_anything_but_invalid_event(obj: dict
         parse_event(json.dumps({**GOOD, **obj}).encode())
     except InvalidEvent as exc:
         assert exc.reason in REASONS
+
+
+def _outcome(parse: object) -> object:
+    """What a parse gave, comparable: the event's fields, or the rejection's reason."""
+    try:
+        e = parse()  # type: ignore[operator]
+    except InvalidEvent as exc:
+        return exc.reason
+    scores = None if e.scores is None else e.scores.tolist()
+    return (e.request_id, e.ts, e.client_id, e.model_id, e.input.tolist(), e.label, scores)
+
+
+@given(
+    st.dictionaries(st.sampled_from(sorted(GOOD)), json_values), st.sampled_from(["input", "scores", None])
+)
+@settings(max_examples=500, deadline=None)
+def test_the_fast_path_agrees_with_the_exact_validation(obj: dict[str, object], nest: str | None) -> None:
+    event = {**GOOD, **obj}
+    if nest == "input":
+        event["input"] = [[0.5], [1.0]]  # a nested array, which simdjson's buffers would flatten
+    elif nest == "scores":
+        event["prediction"] = {"label": 1, "scores": [[0.5, 0.5]]}
+    raw = json.dumps(event).encode()
+    fast = _outcome(lambda: parse_event(raw))
+    with mock.patch.object(events, "_extract", return_value=None):  # the exact path alone
+        assert fast == _outcome(lambda: parse_event(raw))
 
 
 def test_request_id_filter_state_round_trip() -> None:

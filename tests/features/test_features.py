@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from features.client import ClientFeatures
 from features.coverage import CellCoverage
-from features.distance import QueryDistances, is_structured_step
+from features.distance import QueryDistances
+from features.nearest import is_structured_step, nearest_code
 from features.rate import QueryRate
-from features.resend import ExactResendFilter
+from features.resend import ExactResendFilter, input_hashes
 from features.reservoir import QueryReservoir
 
 
@@ -44,25 +45,75 @@ def test_reservoir_sample_is_uniform_over_history() -> None:
     assert np.mean(np.array(kept) < 500) > 0.4
 
 
-def test_reservoir_state_round_trip_keeps_distances() -> None:
+def test_reservoir_state_round_trip_keeps_nearest_answers() -> None:
     rng = np.random.default_rng(1)
     r = QueryReservoir(8, 16, seed=1)
     for c in _codes(rng, 30, 16):
         r.offer(c, label=int(c[0] % 3))
-    q = _codes(rng, 1, 16)[0]
     restored = QueryReservoir(8, 16, seed=1)
     restored.set_state(pickle.loads(pickle.dumps(r.get_state())))
-    norm = float(q.astype(np.float32) @ q)
-    assert r.distances(q, norm).tolist() == restored.distances(q, norm).tolist()
+    for q in _codes(rng, 20, 16):
+        assert r.nearest(q, int(q[0] % 3)) == restored.nearest(q, int(q[0] % 3))
     assert restored.labels.tolist() == r.labels.tolist()
+
+
+@given(st.integers(1, 40), st.integers(1, 64), st.integers(0, 2**32 - 1))
+@settings(max_examples=80, deadline=None)
+def test_nearest_code_agrees_with_a_brute_force_search(filled: int, dim: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    codes, labels = _codes(rng, 40, dim), rng.integers(0, 4, 40).astype(np.uint8)
+    code, label = _codes(rng, 1, dim)[0], int(rng.integers(0, 4))
+    d2 = ((codes[:filled].astype(np.int64) - code.astype(np.int64)) ** 2).sum(axis=1)
+    same = d2[labels[:filled] == label]
+    expected = (int(d2.argmin()), int(d2.min()), int(same.min()) if len(same) else -1)
+    assert nearest_code(codes, labels, filled, code, label) == expected
+
+
+def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 8) -> bool:
+    """The structured-step rule written with numpy, as a second opinion on the compiled one."""
+    mags = np.abs(b.astype(np.int64) - a.astype(np.int64))
+    changed = mags[mags > 1]
+    if changed.size < max(min_changed, a.size // 8):
+        return False
+    counts = np.bincount(changed)
+    window = counts[:-2] + counts[1:-1] + counts[2:]
+    mode = int(window.argmax()) + 1
+    return bool(window[mode - 1] >= 0.6 * changed.size and mode <= 64)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 60), st.floats(0, 12))
+@settings(max_examples=200, deadline=None)
+def test_structured_step_agrees_with_a_numpy_reference(seed: int, step: int, noise: float) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, 64).astype(np.int64)
+    moved = rng.random(64) < rng.uniform(0.05, 1.0)
+    b = a + moved * rng.choice([-step, step], 64) + rng.normal(0, noise, 64).round().astype(np.int64)
+    a8, b8 = a.astype(np.uint8), np.clip(b, 0, 255).astype(np.uint8)
+    assert is_structured_step(a8, b8) == _step_reference(a8, b8)
+
+
+def test_input_hashes_tell_equal_inputs_from_different_ones() -> None:
+    rng = np.random.default_rng(3)
+    # Whole numbers and halves have few significant bits: the hash must still spread them.
+    rows = np.vstack([rng.integers(0, 256, (5000, 64)), rng.integers(0, 4, (5000, 64)) / 2.0])
+    rows[-1] = rows[0]
+    hashes = input_hashes(rows)
+    distinct_rows = len({r.tobytes() for r in rows})
+    assert distinct_rows == 9999 and len(set(hashes.tolist())) == distinct_rows
+    assert input_hashes(rows[:3].copy()).tolist() == hashes[:3].tolist()
+    for shift in (0, 10, 20):  # the three Bloom-filter positions
+        positions = ((hashes[:9999] >> np.uint64(shift)) & np.uint64(1023)).astype(np.int64)
+        assert np.bincount(positions, minlength=1024).max() < 30  # about 10 per position expected
 
 
 def test_resend_filter_remembers_recent_and_forgets_old() -> None:
     f = ExactResendFilter(rotate_every=10)
-    assert not f.seen_before(b"first")
-    for i in range(40):
-        f.seen_before(f"x{i}".encode())
-    assert not f.seen_before(b"first")  # rotated out after 2 * rotate_every inserts
+    first, *others = input_hashes(np.arange(41, dtype=np.float64)[:, None]).tolist()
+    assert not f.seen_before(first)
+    assert f.seen_before(first)
+    for h in others:
+        f.seen_before(h)
+    assert not f.seen_before(first)  # rotated out after 2 * rotate_every inserts
 
 
 def test_sign_steps_are_structured_and_noise_is_not() -> None:
@@ -90,12 +141,11 @@ def test_an_identical_code_is_never_a_step(values: list[int], shift: int) -> Non
 def test_distances_keep_exact_resends_apart_from_near_duplicates() -> None:
     qd = QueryDistances(dim=64, seed=0)
     base = np.full(64, 100, dtype=np.uint8)
-    norm = float(base.astype(np.float64) @ base)
-    assert qd.update(base, base.tobytes(), 0, norm) == (False, False, False)
-    assert qd.update(base, base.tobytes(), 0, norm) == (True, False, False)
+    assert qd.update(base, 1, 0) == (False, False, False)
+    assert qd.update(base, 1, 0) == (True, False, False)
     step = base.copy()
     step[:32] += 25
-    exact, near, is_step = qd.update(step, step.tobytes(), 0, float(step.astype(np.float64) @ step))
+    exact, near, is_step = qd.update(step, 2, 0)
     assert (exact, near, is_step) == (False, True, True)
     assert (qd.exact, qd.near, qd.steps) == (1, 1, 1)
 
@@ -141,8 +191,7 @@ def test_client_state_stays_under_4_kb_once_warmed_up() -> None:
             cell=int(code[0] % 64),
             out_of_profile=False,
             code=code,
-            norm=float(code.astype(np.float64) @ code),
-            raw=code.tobytes(),
+            input_hash=i,
             class_index=int(code[1] % 10),
             margin=0.5,
             entropy=0.1,
@@ -158,8 +207,7 @@ def test_features_degrade_gracefully_without_scores_or_labels() -> None:
         cell=0,
         out_of_profile=False,
         code=code,
-        norm=30.0,
-        raw=b"a",
+        input_hash=0,
         class_index=-1,
         margin=float("nan"),
         entropy=float("nan"),
