@@ -35,6 +35,7 @@ from detector.kafka.app import ConsumerApp
 from detector.kafka.broker import EmbeddedBroker
 from detector.kafka.client_config import connection_kwargs, producer_kwargs
 from detector.kafka.producer import client_key, produce_lines
+from detector.runtime import engine_process
 from detector.storage.db import make_engine
 from detector.storage.tables import AlertRow
 from tests.kafka.harness import (
@@ -213,7 +214,8 @@ def main() -> None:
         "--checkpoint-seconds", type=float, default=0.5, help="checkpoint interval of the latency run"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+    # As `querywatch consume` runs (one BLAS thread, calmer GC); the bare loop runs likewise.
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker, engine_process():
         throughput(broker.bootstrap_servers, Path(tmp), args.copies)
         latency(broker.bootstrap_servers, Path(tmp), args.rate, args.seconds, args.checkpoint_seconds)
 
