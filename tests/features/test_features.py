@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pickle
 
+import numba
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.client import ClientFeatures
 from features.coverage import CellCoverage
 from features.distance import QueryDistances
+from features.jit import compiled
 from features.nearest import is_structured_step, nearest_code
 from features.rate import QueryRate
 from features.resend import ExactResendFilter, input_hashes
@@ -216,3 +219,19 @@ def test_features_degrade_gracefully_without_scores_or_labels() -> None:
     snap = f.snapshot()
     assert snap["boundary_share"] == 0.0 and snap["class_entropy"] == 0.0
     assert all(np.isfinite(v) for v in snap.values())
+
+
+def test_kernels_compile_without_a_cache_where_none_can_be_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_njit = numba.njit
+
+    def njit_without_locator(**options: object) -> object:
+        if options.get("cache"):  # what numba raises when no cache directory is writable
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return real_njit(**options)
+
+    monkeypatch.setattr(numba, "njit", njit_without_locator)
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert compiled(double)(21) == 42
