@@ -63,11 +63,15 @@ def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutc
     }
     alerts = {a.alert_id: a for a in _in_chunks(session, AlertRow, AlertRow.alert_id, list(alert_ids))}
     now = utcnow()
+    seen: dict[str, _ClientSpan] = {}
 
     for outcome in outcomes:
         update = outcome.update
-        when = event_time(update.ts)
-        _apply_update(session, clients, update, when, now)
+        span = seen.get(update.client_id)
+        if span is None:
+            seen[update.client_id] = _ClientSpan(update, update.ts, update.ts)
+        else:
+            span.add(update)
         if outcome.alert is not None and outcome.alert.alert_id not in alerts:
             row = _alert_row(outcome.alert)
             alerts[row.alert_id] = row
@@ -76,7 +80,7 @@ def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutc
         if outcome.closed_alert_id is not None:
             closed = alerts.get(outcome.closed_alert_id)
             if closed is not None and closed.closed_by_engine_at is None:
-                closed.closed_by_engine_at = when
+                closed.closed_by_engine_at = event_time(update.ts)
                 saved.closed_alerts += 1
         marks_alert = outcome.alert is not None or outcome.closed_alert_id is not None
         if _wants_point(last_points.get(update.client_id), update, marks_alert):
@@ -84,7 +88,7 @@ def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutc
                 RiskPoint(
                     client_id=update.client_id,
                     model_id=update.model_id,
-                    ts=when,
+                    ts=event_time(update.ts),
                     queries=update.queries,
                     risk=update.risk,
                     features=dict(update.features),
@@ -92,6 +96,8 @@ def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutc
             )
             last_points[update.client_id] = (update.risk, update.queries)
             saved.history_points += 1
+    for client_id, span in seen.items():
+        _apply_span(session, clients, client_id, span, now)
     session.flush()
     _enqueue_webhooks(session, saved.new_alerts)
     saved.clients = len(client_ids)
@@ -102,21 +108,47 @@ def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutc
     return saved
 
 
-def _apply_update(
-    session: Session, clients: dict[str, Client], update: RiskUpdate, when: datetime, now: datetime
+@dataclass(slots=True)
+class _ClientSpan:
+    """One client's updates in a batch, folded: the client row needs only the latest update,
+    the latest one that explained itself (most updates carry no reasons: the engine
+    explains on alerts, every 100 queries and when risk moves), and the event-time span."""
+
+    latest: RiskUpdate
+    first_ts: float
+    last_ts: float
+    explained: RiskUpdate | None = None
+
+    def __post_init__(self) -> None:
+        if self.latest.reasons or self.latest.features:
+            self.explained = self.latest
+
+    def add(self, update: RiskUpdate) -> None:
+        self.latest = update
+        self.first_ts = min(self.first_ts, update.ts)
+        self.last_ts = max(self.last_ts, update.ts)
+        if update.reasons or update.features:
+            self.explained = update
+
+
+def _apply_span(
+    session: Session, clients: dict[str, Client], client_id: str, span: _ClientSpan, now: datetime
 ) -> None:
-    client = clients.get(update.client_id)
+    first, last = event_time(span.first_ts), event_time(span.last_ts)
+    client = clients.get(client_id)
     if client is None:
-        client = Client(client_id=update.client_id, first_seen=when, last_seen=when, status="normal")
-        clients[update.client_id] = client
+        client = Client(client_id=client_id, first_seen=first, last_seen=last, status="normal")
+        clients[client_id] = client
         session.add(client)
+    update = span.latest
     client.model_id = update.model_id
     client.risk = update.risk
-    client.reasons = list(update.reasons)
-    client.features = dict(update.features)
     client.queries = update.queries
-    client.first_seen = min(client.first_seen, when)
-    client.last_seen = max(client.last_seen, when)
+    if span.explained is not None:
+        client.reasons = list(span.explained.reasons)
+        client.features = dict(span.explained.features)
+    client.first_seen = min(client.first_seen, first)
+    client.last_seen = max(client.last_seen, last)
     client.updated_at = now
 
 

@@ -142,3 +142,18 @@ def test_batches_larger_than_one_in_query(sessions: sessionmaker[Session], n_cli
         save_outcomes(session=session, outcomes=[Outcome(update(f"c{i}", 2, 0.0)) for i in range(n_clients)])
     with sessions() as session:
         assert count(session, Client) == n_clients
+
+
+def test_updates_without_reasons_keep_the_last_explanation(sessions: sessionmaker[Session]) -> None:
+    # The engine explains only some updates (alerts, every 100 queries, risk moving); the
+    # client row, which the decision endpoint serves, keeps the last explanation it got.
+    quiet = RiskUpdate("a", "digits-v1", 1_800_000_010.0, 10, 0.91, (), {})
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update("a", 9, 0.9)), Outcome(quiet)])
+    with transaction(sessions) as session:
+        later = RiskUpdate("a", "digits-v1", 1_800_000_011.0, 11, 0.92, (), {})
+        save_outcomes(session=session, outcomes=[Outcome(later)])
+    with sessions() as session:
+        a = session.get(Client, "a")
+        assert a is not None
+        assert (a.queries, a.risk, a.reasons, a.features) == (11, 0.92, ["coverage"], {"coverage": 0.9})
