@@ -18,7 +18,7 @@ from detector.errors import InvalidEvent
 from detector.events import Event, parse_event
 from detector.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
 from detector.profiles import ProfileStore, profile_from_warmup
-from features.client import Indicators
+from features.client import ClientFeatures, Indicators
 from models.evidence import Tolerances, evidence_threshold, fuse
 from models.reasons import explain, population_reason
 
@@ -54,6 +54,7 @@ class Engine:
         self._warmup: dict[str, list[Event]] = defaultdict(list)
         self._warmup_dim: dict[str, int] = {}
         self._dirty: set[str] = set()
+        ClientFeatures.prepare()
 
     # ------------------------------------------------------------------ processing
     def process_raw(self, raw: bytes | str) -> list[Outcome]:

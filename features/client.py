@@ -19,8 +19,10 @@ from features.boundary import BoundaryShare
 from features.classes import ClassMix
 from features.coverage import CellCoverage
 from features.distance import QueryDistances
+from features.nearest import is_structured_step
 from features.ood import OutOfProfileShare
 from features.rate import QueryRate
+from features.resend import input_hashes
 
 
 class Indicators(NamedTuple):
@@ -85,6 +87,17 @@ class ClientFeatures:
         boundary = self.boundary.update(margin, entropy, self.margin_threshold)
         self.rate.update(ts)
         return Indicators(out_of_profile, step, boundary, new_cell, null, exact)
+
+    @staticmethod
+    def prepare() -> None:
+        """Compile (or load from the cache) the compiled inner loops now, at start-up, rather
+        than inside the first batch: that takes from a fraction of a second to a few seconds.
+        """
+        input_hashes(np.zeros((1, 2)))
+        distances, code = QueryDistances(dim=2), np.zeros(2, dtype=np.uint8)
+        distances.update(code, input_hash=1, label=0)
+        distances.update(code, input_hash=2, label=0)  # searches the reservoir
+        is_structured_step(code, code)
 
     def snapshot(self) -> dict[str, float]:
         """Named feature values (units in the names' docs) for alerts, storage and plots."""
