@@ -27,6 +27,9 @@ class ModelContext:
     new_cell: list[float]
     population: PopulationModel | None
     class_index: dict[str, int]
+    hash_key: int
+    """Key of the exact-resend hash: from the profile's version, a digest of the data it was
+    built from, which a thief does not know (see ``features.resend``)."""
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -36,7 +39,9 @@ class ModelContext:
             population = PopulationModel(seed=seed).fit(rows)
         index = {name: i for i, name in enumerate(profile.classes)}
         new_cell = profile.new_cell_probabilities().tolist()
-        return cls(profile, profile.expected_cells(), new_cell, population, index)
+        digest = hashlib.blake2b(f"{profile.model_id}\0{profile.version}\0{seed}".encode(), digest_size=8)
+        hash_key = int.from_bytes(digest.digest(), "little") >> 1
+        return cls(profile, profile.expected_cells(), new_cell, population, index, hash_key)
 
     def query_rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
         """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
@@ -50,7 +55,7 @@ class ModelContext:
                 view.cell.tolist(),
                 view.out_of_profile.tolist(),
                 view.quantized,
-                input_hashes(inputs).tolist(),
+                input_hashes(inputs, self.hash_key).tolist(),
                 self.class_indices(events),
                 margins,
                 entropies,

@@ -93,7 +93,7 @@ class ClientFeatures:
         """Compile (or load from the cache) the compiled inner loops now, at start-up, rather
         than inside the first batch: that takes from a fraction of a second to a few seconds.
         """
-        input_hashes(np.zeros((1, 2)))
+        input_hashes(np.zeros((1, 2)), 0)
         distances, code = QueryDistances(dim=2), np.zeros(2, dtype=np.uint8)
         distances.update(code, input_hash=1, label=0)
         distances.update(code, input_hash=2, label=0)  # searches the reservoir

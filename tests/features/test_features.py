@@ -100,18 +100,27 @@ def test_input_hashes_tell_equal_inputs_from_different_ones() -> None:
     # Whole numbers and halves have few significant bits: the hash must still spread them.
     rows = np.vstack([rng.integers(0, 256, (5000, 64)), rng.integers(0, 4, (5000, 64)) / 2.0])
     rows[-1] = rows[0]
-    hashes = input_hashes(rows)
+    hashes = input_hashes(rows, 7)
     distinct_rows = len({r.tobytes() for r in rows})
     assert distinct_rows == 9999 and len(set(hashes.tolist())) == distinct_rows
-    assert input_hashes(rows[:3].copy()).tolist() == hashes[:3].tolist()
-    for shift in (0, 10, 20):  # the three Bloom-filter positions
-        positions = ((hashes[:9999] >> np.uint64(shift)) & np.uint64(1023)).astype(np.int64)
-        assert np.bincount(positions, minlength=1024).max() < 30  # about 10 per position expected
+    assert input_hashes(rows[:3].copy(), 7).tolist() == hashes[:3].tolist()
+    assert not set(input_hashes(rows[:100], 8).tolist()) & set(hashes.tolist())  # another key, other hashes
+    for shift in (0, 11, 22, 33):  # the four Bloom-filter positions
+        positions = ((hashes[:9999] >> np.uint64(shift)) & np.uint64(2047)).astype(np.int64)
+        assert np.bincount(positions, minlength=2048).max() < 20  # about 5 per position expected
+
+
+def test_fresh_inputs_are_rarely_mistaken_for_resends() -> None:
+    # A fresh query taken for a resend is invisible to the evidence tests.
+    f = ExactResendFilter()
+    hashes = input_hashes(np.random.default_rng(4).random((5000, 64)), 99).tolist()
+    mistaken = sum(f.seen_before(h) for h in hashes[1000:])
+    assert mistaken / 4000 < 0.03
 
 
 def test_resend_filter_remembers_recent_and_forgets_old() -> None:
     f = ExactResendFilter(rotate_every=10)
-    first, *others = input_hashes(np.arange(41, dtype=np.float64)[:, None]).tolist()
+    first, *others = input_hashes(np.arange(41, dtype=np.float64)[:, None], 0).tolist()
     assert not f.seen_before(first)
     assert f.seen_before(first)
     for h in others:
