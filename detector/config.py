@@ -156,5 +156,15 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="`consume` and `dispatch` serve Prometheus metrics at /metrics on this port "
+        "(no key needed; the API serves its own). Unset: none.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics port of `consume` and `dispatch` binds."
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
     log_json: bool = Field(True, description="Structured JSON logs on stderr.")

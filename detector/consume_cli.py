@@ -12,6 +12,7 @@ from detector.kafka.app import consume
 from detector.kafka.consumer import stop_on_signals
 from detector.kafka.producer import produce_trace
 from detector.logging_setup import configure_logging
+from detector.metrics import metrics_port, metrics_port_argument, serve_metrics
 from detector.runtime import engine_process
 
 
@@ -25,6 +26,7 @@ def register(subparsers: Any) -> None:
     )
     _kafka_arguments(consumer)
     consumer.add_argument("--group-id", help="consumer group (default: kafka.group_id)")
+    metrics_port_argument(consumer)
     consumer.set_defaults(run=run_consume)
 
     producer = subparsers.add_parser(
@@ -60,7 +62,7 @@ def run_consume(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
     stop = threading.Event()
     stop_on_signals(stop)
-    with engine_process():
+    with engine_process(), serve_metrics(settings.metrics_host, metrics_port(args, settings.metrics_port)):
         consume(settings, stop=stop)
     return 0
 

@@ -4,10 +4,15 @@ All metrics live here so that names, labels and buckets stay consistent across t
 consumer, the engine, the webhooks dispatcher and the API; other modules import the
 objects below. Labels are bounded sets only (reason codes, severities, outcomes, route
 templates, partitions) — never a client_id, which would make one time series per client.
-``GET /metrics`` serves ``REGISTRY``.
+The API's ``GET /metrics`` serves ``REGISTRY``; ``consume`` and ``dispatch`` serve it on a
+port of their own (``serve_metrics``).
 """
 
 from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -113,3 +119,35 @@ def render() -> tuple[bytes, str]:
     True
     """
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+@contextmanager
+def serve_metrics(host: str, port: int | None) -> Iterator[int | None]:
+    """Serve the registry at ``http://host:port/metrics`` while the block runs, from a thread,
+    without authentication (a scrape port for the internal network); yields the bound port
+    (``port=0`` picks a free one). ``port=None`` serves nothing and yields None."""
+    if port is None:
+        yield None
+        return
+    server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def metrics_port_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--metrics-port`` option of the long-running worker commands."""
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at /metrics on this port (default: metrics_port)",
+    )
+
+
+def metrics_port(args: argparse.Namespace, default: int | None) -> int | None:
+    """The port from ``--metrics-port``, else ``default`` (the ``metrics_port`` setting)."""
+    return default if args.metrics_port is None else int(args.metrics_port)

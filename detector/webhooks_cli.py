@@ -15,6 +15,7 @@ from typing import Any
 
 from detector.config import Settings
 from detector.logging_setup import configure_logging
+from detector.metrics import metrics_port, metrics_port_argument, serve_metrics
 from detector.storage.db import check_migrated, make_engine, make_sessionmaker
 from detector.webhooks.dispatcher import Dispatcher
 
@@ -29,6 +30,7 @@ def register(subparsers: Any) -> None:
         "the current batch is finished before the process exits.",
     )
     dispatch.add_argument("--once", action="store_true", help="Send what is due now, then exit.")
+    metrics_port_argument(dispatch)
     dispatch.set_defaults(run=run_dispatch)
 
 
@@ -57,7 +59,8 @@ def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 "timeout": settings.webhooks.timeout_seconds,
             },
         )
-        dispatcher.run_forever(stop)
+        with serve_metrics(settings.metrics_host, metrics_port(args, settings.metrics_port)):
+            dispatcher.run_forever(stop)
         log.info("webhook dispatcher stopped")
         return 0
     finally:

@@ -166,12 +166,17 @@ def test_kubernetes_manifests_fit_together() -> None:
         ("Job", "querywatch-migrate"),
         ("Service", "querywatch-api"),
         ("ServiceMonitor", "querywatch-api"),
+        ("PodMonitor", "querywatch-workers"),
     } <= kinds
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     assert {"querywatch-consumer", "querywatch-api", "querywatch-dispatcher"} <= set(deployments)
     config = next(d for d in docs if d["kind"] == "ConfigMap")
     partitions = int(config["data"]["QUERYWATCH_KAFKA__PARTITIONS"])
     assert deployments["querywatch-consumer"]["spec"]["replicas"] <= partitions
+    for worker in ("querywatch-consumer", "querywatch-dispatcher"):  # the PodMonitor's port
+        container = _containers(deployments[worker])[0]
+        port = container["args"][container["args"].index("--metrics-port") + 1]
+        assert {"name": "metrics", "containerPort": int(port)} in container["ports"]
     api = _containers(deployments["querywatch-api"])[0]
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"

@@ -13,7 +13,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import httpx
 import pytest
 
 from detector.simulate.demo import DemoPlan
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -63,18 +63,12 @@ def _lines(stream: IO[str], into: queue.Queue[str]) -> None:
         into.put(line)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str], Path]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
     env["QUERYWATCH_DATABASE__URL"] = f"sqlite:///{tmp_path / 'querywatch.db'}"
     truth = tmp_path / "truth.json"
-    command = [sys.executable, "-m", "detector.cli", "up", "--demo", "--port", str(_free_port())]
+    command = [sys.executable, "-m", "detector.cli", "up", "--demo", "--port", str(free_port())]
     log = open(tmp_path / "up.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [*command, "--truth", str(truth)],

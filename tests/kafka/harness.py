@@ -204,10 +204,10 @@ def consume_everything(settings: Settings) -> Stored:
     return result
 
 
-def consumer_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def consumer_process(settings: Settings, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
     """``querywatch consume`` as a child process configured through the environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
-    env.update(_environment(settings))
+    env.update(_environment(settings), **extra_env)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "detector.cli", "consume"], env=env, stdout=out, stderr=subprocess.STDOUT

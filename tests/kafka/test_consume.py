@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from detector.config import KafkaSettings, Settings
@@ -22,6 +24,7 @@ from tests.kafka.harness import (
     wait_for,
     wait_until_stored,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -70,9 +73,13 @@ def test_a_consumer_killed_mid_stream_resumes_without_losing_or_doubling(
         "killed after the end of the stream"
     )
     produce(kafka_settings, rest)
-    restarted = consumer_process(killed, log)
+    port = free_port()
+    restarted = consumer_process(killed, log, QUERYWATCH_METRICS_PORT=str(port))
     try:
         wait_until_stored(database, killed.kafka)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        processed = re.search(r"^querywatch_events_processed_total ([0-9.e+]+)$", metrics, re.M)
+        assert processed is not None and float(processed.group(1)) > 0  # the worker serves its own metrics
     finally:
         restarted.terminate()
         assert restarted.wait(60) == 0, log.read_text()[-3000:]

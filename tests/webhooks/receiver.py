@@ -7,13 +7,14 @@ play a receiver that is down for a while.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,6 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client closing a kept-alive connection is not a test failure
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Receiver:

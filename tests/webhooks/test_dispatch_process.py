@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from detector.cli import main
 from detector.storage.tables import WebhookDelivery
+from tests.ports import free_port
 from tests.webhooks.conftest import Db, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
 
@@ -35,9 +37,9 @@ def dispatch_env(db: Db) -> dict[str, str]:
 
 
 @contextmanager
-def dispatch_process(db: Db) -> Iterator[subprocess.Popen[bytes]]:
+def dispatch_process(db: Db, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "detector.cli", "dispatch"],
+        [sys.executable, "-m", "detector.cli", "dispatch", *args],
         env=dispatch_env(db),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -85,6 +87,20 @@ def test_killed_mid_delivery_then_restarted_delivers_once(db: Db, receiver: Rece
     assert (row.state, row.attempts, row.last_status) == ("delivered", 2, 200)
     assert [r.headers["webhook-id"] for r in receiver.received] == [row.webhook_id] * 2
     assert receiver.statuses == [None, 200]
+
+
+def test_the_dispatcher_serves_its_own_metrics(db: Db, receiver: Receiver) -> None:
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions)
+    port = free_port()
+    with dispatch_process(db, "--metrics-port", str(port)) as process:
+        assert wait_until_delivered(db).state == "delivered"
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    assert 'querywatch_webhook_deliveries_total{outcome="delivered"} 1.0' in body
+    with pytest.raises(httpx.ConnectError):  # the port closes with the process
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
 
 @pytest.fixture(autouse=True)
