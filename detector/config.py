@@ -7,6 +7,8 @@ it down; nothing reads the environment at import time.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -109,6 +111,11 @@ class KafkaSettings(_Section):
         5.0, gt=0, description="... or this many seconds, whichever first."
     )
     partitions: int = Field(6, ge=1, description="Partitions of topics querywatch creates itself.")
+    start_from: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where a partition querywatch has never checkpointed starts: `earliest` (all "
+        "retained history) or `latest` (only events that arrive from then on).",
+    )
 
 
 class ApiSettings(_Section):

@@ -69,7 +69,7 @@ class ConsumerApp:
         kafka = self.settings.kafka
         consumer = subscribe(kafka, self.processor)
         log.info("consuming %s as group %s", kafka.topic, kafka.group_id)
-        run(consumer, self.processor, stop, max_records=kafka.max_poll_records)
+        run(consumer, self.processor, stop, max_records=kafka.max_poll_records, start_from=kafka.start_from)
 
     def close(self) -> None:
         self._outputs.close()

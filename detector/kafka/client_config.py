@@ -59,14 +59,14 @@ def consumer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
     """A consumer-group member with manual commits that never skips data on a missing offset.
 
     Offsets come from the database (see ``detector.kafka.checkpoints``); Kafka-side commits
-    are only informational, so auto-commit is off. ``earliest`` covers partitions nobody
+    are only informational, so auto-commit is off. ``start_from`` covers partitions nobody
     has checkpointed yet.
     """
     return {
         **connection_kwargs(settings, role="consumer"),
         "group_id": settings.group_id,
         "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
+        "auto_offset_reset": settings.start_from,
         "max_poll_records": settings.max_poll_records,
         "max_poll_interval_ms": settings.max_poll_interval_ms,
         "session_timeout_ms": settings.session_timeout_ms,

@@ -50,9 +50,10 @@ def _keys(partitions: Iterable[TopicPartition]) -> list[TopicPartitionKey]:
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Checkpoint on revoke, drop on loss, load and seek on assignment (on the IO thread)."""
 
-    def __init__(self, consumer: KafkaConsumer, processor: StreamProcessor) -> None:
+    def __init__(self, consumer: KafkaConsumer, processor: StreamProcessor, start_from: str) -> None:
         self._consumer = consumer
         self._processor = processor
+        self._start_from = start_from
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         keys = _keys(revoked)
@@ -64,7 +65,7 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         keys = _keys(assigned)
         log.info("partitions assigned: %s", keys)
         self._processor.assign(keys)
-        apply_seeks(self._consumer, self._processor)
+        apply_seeks(self._consumer, self._processor, self._start_from)
 
     def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
         keys = _keys(lost)
@@ -72,15 +73,18 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._processor.lose(keys)
 
 
-def apply_seeks(consumer: KafkaConsumer, processor: StreamProcessor) -> None:
-    """Position partitions where the database says to resume (the beginning if never stored)."""
+def apply_seeks(consumer: KafkaConsumer, processor: StreamProcessor, start_from: str) -> None:
+    """Position partitions where the database says to resume; one never stored starts at its
+    beginning, or at its end if ``start_from`` is ``latest`` (until its first checkpoint)."""
     seeks, processor.seeks = processor.seeks, {}
     assigned = consumer.assignment()
     for (topic, partition), offset in seeks.items():
         tp = TopicPartition(topic, partition)
         if tp not in assigned:
             continue
-        if offset is None:
+        if offset is None and start_from == "latest":
+            consumer.seek_to_end(tp)
+        elif offset is None:
             consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, offset)
@@ -89,12 +93,19 @@ def apply_seeks(consumer: KafkaConsumer, processor: StreamProcessor) -> None:
 def subscribe(settings: KafkaSettings, processor: StreamProcessor) -> KafkaConsumer:
     """A consumer-group member subscribed to the inference-log topic, driving ``processor``."""
     consumer = KafkaConsumer(**consumer_kwargs(settings))
-    consumer.subscribe([settings.topic], listener=_RebalanceListener(consumer, processor))
+    consumer.subscribe(
+        [settings.topic], listener=_RebalanceListener(consumer, processor, settings.start_from)
+    )
     return consumer
 
 
 def run(
-    consumer: KafkaConsumer, processor: StreamProcessor, stop: threading.Event, *, max_records: int
+    consumer: KafkaConsumer,
+    processor: StreamProcessor,
+    stop: threading.Event,
+    *,
+    max_records: int,
+    start_from: str = "earliest",
 ) -> None:
     """Poll, score and checkpoint until ``stop`` is set; then checkpoint and leave the group.
 
@@ -112,7 +123,7 @@ def run(
             due = processor.due()
             if due:
                 commit_to_kafka(consumer, processor.checkpoint(due))
-            apply_seeks(consumer, processor)
+            apply_seeks(consumer, processor, start_from)
             _record_lag(consumer, processor)
         commit_to_kafka(consumer, processor.checkpoint())
     finally:

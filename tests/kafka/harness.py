@@ -28,7 +28,7 @@ from detector.engine import Engine
 from detector.kafka.admin import ensure_topics
 from detector.kafka.app import ConsumerApp
 from detector.kafka.client_config import connection_kwargs, producer_kwargs
-from detector.kafka.producer import produce_lines
+from detector.kafka.producer import client_key, produce_lines
 from detector.profiles import DirectoryProfileStore, MemoryProfileStore, build_profile
 from detector.replay import replay
 from detector.simulate import generate_trace
@@ -89,11 +89,18 @@ def migrated_database(tmp: Path, name: str = "qw.db") -> DatabaseSettings:
     return database
 
 
-def produce(kafka: KafkaSettings, lines: Sequence[bytes]) -> None:
+def produce(kafka: KafkaSettings, lines: Sequence[bytes], *, one_per_batch: bool = False) -> None:
+    """Send ``lines`` keyed by client. ``one_per_batch``: a record batch per message, for tests
+    of end offsets (Tansu reports a partition's end as if every batch held one record)."""
     ensure_topics(kafka)
     producer = KafkaProducer(**producer_kwargs(kafka))
     try:
-        produce_lines(producer, kafka.topic, lines)
+        if one_per_batch:
+            for line in lines:
+                producer.send(kafka.topic, key=client_key(line), value=line)
+                producer.flush()
+        else:
+            produce_lines(producer, kafka.topic, lines)
     finally:
         producer.close()
 

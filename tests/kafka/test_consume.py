@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -139,4 +140,25 @@ def test_two_consumers_split_the_partitions_and_one_takes_over_from_the_other(
     result = stored(database)
     assert result.alerts == expected.alerts != []
     assert result.clients == expected.clients  # each client's count continued where the other left it
+    database.dispose()
+
+
+def test_a_group_told_to_start_from_latest_skips_the_retained_history(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    lines = trace_lines()
+    history, fresh = lines[:400], lines[400:700]
+    produce(kafka_settings, history, one_per_batch=True)
+    settings = _settings(kafka_settings, tmp_path, "latest", start_from="latest")
+    consumer = ThreadedConsumer(settings).start()
+    try:
+        wait_for(lambda: len(consumer.app.owned_partitions()) == kafka_settings.partitions, "assignment")
+        # The end offsets are looked up in the poll that made the assignment; leave it time.
+        time.sleep(2.0)
+        produce(kafka_settings, fresh)
+        database = make_engine(settings.database)
+        wait_for(lambda: sum(stored(database).clients.values()) >= len(fresh), "the fresh events")
+    finally:
+        consumer.close()
+    assert sum(stored(database).clients.values()) == len(fresh)  # and none of the history
     database.dispose()
