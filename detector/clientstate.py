@@ -28,8 +28,8 @@ class ModelContext:
     population: PopulationModel | None
     class_index: dict[str, int]
     hash_key: int
-    """Key of the exact-resend hash: from the profile's version, a digest of the data it was
-    built from, which a thief does not know (see ``features.resend``)."""
+    """Secret key of the exact-resend hash and of the reservoir's choices: from the profile's
+    version, a digest of the data it was built from, which a thief does not know."""
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -103,7 +103,9 @@ class ClientState:
             new_cell=context.new_cell,
             class_prior=p.class_prior,
             margin_threshold=p.margin_threshold,
-            seed=client_seed ^ seed,
+            # Keyed like the resend hash: a thief who knows which of its queries the reservoir
+            # kept could step only from the others and never show a structured step.
+            seed=client_seed ^ seed ^ context.hash_key,
         )
         self.evidence = ClientEvidence(tolerances)
         self.queries = 0

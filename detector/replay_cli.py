@@ -1,4 +1,8 @@
-"""``querywatch replay`` and ``querywatch profile``."""
+"""``querywatch replay`` and ``querywatch profile``.
+
+The engine (scikit-learn, river, numba) is imported when a command runs, not when the
+parser is built, so that ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from detector.config import Settings
-from detector.engine import Engine
 from detector.errors import QuerywatchError
-from detector.profiles import (
-    DirectoryProfileStore,
-    MemoryProfileStore,
-    ProfileStore,
-    build_profile,
-    read_reference_file,
-)
-from detector.replay import ReplayReport, replay, write_report
-from detector.runtime import engine_process
+
+if TYPE_CHECKING:
+    from detector.replay import ReplayReport
 
 
 def register(sub: Any) -> None:
@@ -68,6 +65,11 @@ class ProgressBar:
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from detector.engine import Engine
+    from detector.profiles import DirectoryProfileStore, MemoryProfileStore, ProfileStore
+    from detector.replay import replay, write_report
+    from detector.runtime import engine_process
+
     trace: Path = args.trace
     if not trace.is_file():
         raise QuerywatchError(f"{trace}: no such trace file")
@@ -117,6 +119,8 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
 
 
 def run_profile(args: argparse.Namespace, settings: Settings) -> int:
+    from detector.profiles import DirectoryProfileStore, build_profile, read_reference_file
+
     X, labels, scores = read_reference_file(args.input)
     profile = build_profile(
         X, model_id=args.model_id, settings=settings.detection, labels=labels, scores=scores
