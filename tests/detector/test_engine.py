@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from detector.clientstate import ClientState, ModelContext
 from detector.config import DetectionSettings
 from detector.engine import Engine
 from detector.errors import InvalidEvent
@@ -171,3 +174,21 @@ def test_without_scores_or_labels_the_engine_still_scores() -> None:
         Event(f"r{i}", float(i), "t", "m", x) for i, x in enumerate(rng.uniform(-1, 2, size=(100, DIM)))
     ]
     assert any(o.alert for o in engine.process_batch(events).outcomes)
+
+
+def test_the_reservoir_choices_depend_on_the_profile_secret() -> None:
+    # Keyed by the profile's version (a digest of data a thief does not see), the reservoir
+    # keeps a different sample of the same queries under another key; the resend filter
+    # sees identical hashes here, so only the reservoir's choices can differ.
+    queries = _events("thief", _benign(np.random.default_rng(8), 300))
+    profile = build_profile(_benign(np.random.default_rng(0), 3000), model_id="m", settings=SETTINGS)
+    context = ModelContext.of(profile)
+    rows = [(*row[:4], index, *row[5:]) for index, row in enumerate(context.query_rows(queries))]
+    kept = []
+    for key in (context.hash_key, context.hash_key ^ 1):
+        state = ClientState("thief", replace(context, hash_key=key), seed=0)
+        for row in rows:
+            state.features.update(*row)
+        seen, codes, _labels = state.features.distances.get_state()[0]
+        kept.append((seen, codes))
+    assert kept[0][0] == kept[1][0] == 300 and kept[0][1] != kept[1][1]
