@@ -168,13 +168,16 @@ class ModelProfile(Base):
 
 
 class WebhookEndpoint(Base):
-    """Where alerts are pushed (Standard Webhooks signing with ``secret``)."""
+    """Where alerts are pushed (Standard Webhooks signing with ``secret``, and with
+    ``previous_secret`` too until ``previous_secret_until`` after a rotation with an overlap)."""
 
     __tablename__ = "webhook_endpoints"
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     url: Mapped[str] = mapped_column(String(2048))
     secret: Mapped[str] = mapped_column(String(256))
+    previous_secret: Mapped[str | None] = mapped_column(String(256))
+    previous_secret_until: Mapped[datetime | None] = mapped_column()
     min_severity: Mapped[str] = mapped_column(String(16), default="low", server_default="low")
     model_id: Mapped[str | None] = mapped_column(String(256))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

@@ -153,7 +153,11 @@ class Dispatcher:
         except UnsafeWebhookUrl as exc:
             return AttemptResult(status=None, error=f"{REFUSED}{exc}")
         headers = signed_headers(
-            secret=claim.secret, webhook_id=claim.webhook_id, timestamp=self.clock(), body=claim.body
+            secret=claim.secret,
+            webhook_id=claim.webhook_id,
+            timestamp=self.clock(),
+            body=claim.body,
+            also=() if claim.previous_secret is None else (claim.previous_secret,),
         )
         headers["host"] = target.host_header
         headers["user-agent"] = "querywatch-webhooks/1"

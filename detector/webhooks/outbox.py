@@ -92,6 +92,7 @@ class ClaimedDelivery:
     lease_until: datetime
     url: str
     secret: str
+    previous_secret: str | None  # still signing too: a rotation's overlap has not ended
     body: bytes
 
 
@@ -161,10 +162,18 @@ def claim_due_deliveries(
             lease_until=lease_until,
             url=endpoint.url,
             secret=endpoint.secret,
+            previous_secret=_previous_secret(endpoint, now),
             body=alert_payload(alert=alert, public_url=public_url),
         )
         for delivery, endpoint, alert in rows
     ]
+
+
+def _previous_secret(endpoint: WebhookEndpoint, now: datetime) -> str | None:
+    until = endpoint.previous_secret_until
+    if endpoint.previous_secret is None or until is None or now >= until:
+        return None
+    return endpoint.previous_secret
 
 
 def settle_delivery(

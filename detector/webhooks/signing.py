@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
@@ -61,20 +62,25 @@ def webhook_id_for(alert_id: str, endpoint_id: int) -> str:
     return f"msg_{digest[:32]}"
 
 
-def signed_headers(*, secret: str, webhook_id: str, timestamp: float, body: bytes) -> dict[str, str]:
+def signed_headers(
+    *, secret: str, webhook_id: str, timestamp: float, body: bytes, also: Sequence[str] = ()
+) -> dict[str, str]:
     """The three Standard Webhooks headers for ``body`` sent at ``timestamp`` (epoch seconds).
 
-    The signature is ``v1,`` + base64 HMAC-SHA256 over ``id.timestamp.body``.
+    The signature is ``v1,`` + base64 HMAC-SHA256 over ``id.timestamp.body``; with ``also``
+    (the previous secret during a rotation's overlap) one signature per secret, space
+    separated, of which a receiver needs to verify any one.
 
     >>> h = signed_headers(secret="whsec_" + "A" * 24, webhook_id="msg_1", timestamp=1e9, body=b"{}")
     >>> sorted(h), h["webhook-timestamp"], h["webhook-signature"][:3]
     (['content-type', 'webhook-id', 'webhook-signature', 'webhook-timestamp'], '1000000000', 'v1,')
     """
     when = datetime.fromtimestamp(int(timestamp), tz=UTC)
-    signature = Webhook(secret).sign(msg_id=webhook_id, timestamp=when, data=body.decode("utf-8"))
+    data = body.decode("utf-8")
+    signatures = [Webhook(s).sign(msg_id=webhook_id, timestamp=when, data=data) for s in (secret, *also)]
     return {
         "content-type": "application/json",
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(timestamp)),
-        "webhook-signature": signature,
+        "webhook-signature": " ".join(signatures),
     }

@@ -7,7 +7,7 @@ the answer to a rotation. Listing functions return rows; the API decides what to
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -77,11 +77,26 @@ def delete_endpoint(*, session: Session, endpoint_id: int) -> None:
     session.flush()
 
 
-def rotate_secret(*, session: Session, endpoint_id: int, secret: str | None = None) -> WebhookEndpoint:
-    """Give an endpoint a new secret; every later attempt, retries included, is signed with it."""
+def rotate_secret(
+    *,
+    session: Session,
+    endpoint_id: int,
+    secret: str | None = None,
+    overlap_seconds: float = 0.0,
+    now: datetime | None = None,
+) -> WebhookEndpoint:
+    """Give an endpoint a new secret; every later attempt, retries included, is signed with it,
+    and for ``overlap_seconds`` after ``now`` with the old one too, so that a receiver can
+    switch secrets at its own pace (0: the old secret stops at once, as after a leak)."""
     if secret is not None:
         check_secret(secret)
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    if overlap_seconds > 0:
+        start = now or utcnow()
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_until = start + timedelta(seconds=overlap_seconds)
+    else:
+        endpoint.previous_secret = endpoint.previous_secret_until = None
     endpoint.secret = secret or generate_secret()
     session.flush()
     return endpoint

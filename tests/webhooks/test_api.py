@@ -90,6 +90,11 @@ def test_rotate_disable_enable_delete(admin: httpx.Client, receiver: Receiver) -
     assert admin.post(f"{path}/rotate-secret", json={"secret": mine}).json()["secret"] == mine
     refused = admin.post(f"{path}/rotate-secret", json={"secret": "whsec_short"})
     assert refused.status_code == 422 and "base64" in refused.json()["detail"]
+    overlapping = admin.post(f"{path}/rotate-secret", json={"overlap_seconds": 3600}).json()
+    assert overlapping["previous_secret_until"] is not None
+    assert admin.get(path).json()["previous_secret_until"] == overlapping["previous_secret_until"]
+    assert admin.post(f"{path}/rotate-secret").json()["previous_secret_until"] is None  # a leak: at once
+    assert admin.post(f"{path}/rotate-secret", json={"overlap_seconds": -1}).status_code == 422
     paused = admin.patch(path, json={"enabled": False}).json()
     assert (paused["enabled"], paused["disabled_reason"]) == (False, "disabled by an admin")
     resumed = admin.patch(path, json={"enabled": True}).json()

@@ -167,3 +167,29 @@ def test_deliveries_listed_per_alert_and_per_endpoint(db: Db, receiver: Receiver
         page = store.list_deliveries(session=session, limit=3)
         rest = store.list_deliveries(session=session, limit=3, before_id=page[-1].id)
         assert len(page) == 3 and len(rest) == 1
+
+
+def test_a_rotation_with_an_overlap_signs_with_both_secrets_until_it_ends(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    with db.sessions() as session, session.begin():
+        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        old_secret = endpoint.secret
+    add_alert(db.sessions, at=clock.now)
+    receiver.script(500, 500)
+    sender = Dispatcher(db.settings, db.sessions, clock=clock)
+    with db.sessions() as session, session.begin():
+        now = datetime.fromtimestamp(clock.now, tz=UTC)
+        rotated = store.rotate_secret(session=session, endpoint_id=endpoint.id, overlap_seconds=60, now=now)
+        new_secret = rotated.secret
+    sender.run_once()  # within the overlap
+    clock.advance(120)
+    sender.run_once()  # after it
+
+    during, after = receiver.received
+    for secret in (old_secret, new_secret):  # a receiver on either secret accepts it
+        Webhook(secret).verify(during.body, during.headers)
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new_secret).verify(after.body, after.headers)
+    with pytest.raises(Exception, match="signature"):
+        Webhook(old_secret).verify(after.body, after.headers)

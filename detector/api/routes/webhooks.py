@@ -67,6 +67,9 @@ class WebhookPublic(BaseModel):
     model_id: str | None
     enabled: bool
     disabled_reason: str | None = Field(description="Why sending stopped, e.g. the receiver answered 410.")
+    previous_secret_until: datetime | None = Field(
+        None, description="After a rotation with an overlap: until when the old secret signs too."
+    )
     created_at: datetime
 
 
@@ -90,6 +93,13 @@ class SecretChoice(BaseModel):
 
     secret: str | None = Field(
         None, max_length=256, description="`whsec_` + base64 of 16+ random bytes; null to generate one."
+    )
+    overlap_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=7 * 86400,
+        description="Sign with the old secret too for this long, so the receiver can switch at its own "
+        "pace; 0 (after a leak) retires it at once.",
     )
 
 
@@ -222,13 +232,17 @@ def rotate_webhook_secret(
 ) -> WebhookWithSecret:
     """Replace the signing secret; every later attempt, retries included, uses the new one.
 
-    Without a body querywatch generates the secret. To switch without a single rejected
-    request, generate one yourself, let the receiver accept it next to the old one, then
-    send it here."""
+    Without a body querywatch generates the secret. With `overlap_seconds`, attempts carry a
+    signature by the old secret too until then (Standard Webhooks receivers accept a
+    request if any signature verifies), so nothing is rejected while the receiver switches.
+    """
     _endpoint(session, endpoint_id)
     try:
         endpoint = store.rotate_secret(
-            session=session, endpoint_id=endpoint_id, secret=body.secret if body else None
+            session=session,
+            endpoint_id=endpoint_id,
+            secret=body.secret if body else None,
+            overlap_seconds=body.overlap_seconds if body else 0.0,
         )
     except InvalidWebhookSecret as exc:
         raise HTTPException(422, str(exc)) from None
