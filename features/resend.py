@@ -68,8 +68,13 @@ class ExactResendFilter:
 
     def seen_before(self, input_hash: int) -> bool:
         """True if an input with this hash was seen recently; remembers it either way."""
-        p, q, r, s = (input_hash >> shift & _MASK for shift in (0, 11, 22, 33))
         # Unrolled: this runs for every query.
+        p, q, r, s = (
+            input_hash & _MASK,
+            input_hash >> 11 & _MASK,
+            input_hash >> 22 & _MASK,
+            input_hash >> 33 & _MASK,
+        )
         c, o = self._current, self._previous
         if (
             c[p >> 3] >> (p & 7) & c[q >> 3] >> (q & 7) & c[r >> 3] >> (r & 7) & c[s >> 3] >> (s & 7) & 1
