@@ -90,18 +90,24 @@ def test_alert_and_delivery_roll_back_together(db: Db, receiver: Receiver, clock
         assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
 
 
+def _endpoint_with_an_alert(db: Db, receiver: Receiver, clock: FakeClock) -> tuple[int, str]:
+    """An endpoint (its id and first secret) with one alert due for it."""
+    with db.sessions() as session, session.begin():
+        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        endpoint_id, secret = endpoint.id, endpoint.secret
+    add_alert(db.sessions, at=clock.now)
+    return endpoint_id, secret
+
+
 def test_rotation_signs_later_attempts_with_the_new_secret(
     db: Db, receiver: Receiver, clock: FakeClock
 ) -> None:
-    with db.sessions() as session, session.begin():
-        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
-        old_secret = endpoint.secret
-    add_alert(db.sessions, at=clock.now)
+    endpoint_id, old_secret = _endpoint_with_an_alert(db, receiver, clock)
     receiver.script(500)
     sender = Dispatcher(db.settings, db.sessions, clock=clock)
     sender.run_once()
     with db.sessions() as session, session.begin():
-        new_secret = store.rotate_secret(session=session, endpoint_id=endpoint.id).secret
+        new_secret = store.rotate_secret(session=session, endpoint_id=endpoint_id).secret
     clock.advance(5)
     sender.run_once()
 
@@ -172,15 +178,12 @@ def test_deliveries_listed_per_alert_and_per_endpoint(db: Db, receiver: Receiver
 def test_a_rotation_with_an_overlap_signs_with_both_secrets_until_it_ends(
     db: Db, receiver: Receiver, clock: FakeClock
 ) -> None:
-    with db.sessions() as session, session.begin():
-        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
-        old_secret = endpoint.secret
-    add_alert(db.sessions, at=clock.now)
+    endpoint_id, old_secret = _endpoint_with_an_alert(db, receiver, clock)
     receiver.script(500, 500)
     sender = Dispatcher(db.settings, db.sessions, clock=clock)
     with db.sessions() as session, session.begin():
         now = datetime.fromtimestamp(clock.now, tz=UTC)
-        rotated = store.rotate_secret(session=session, endpoint_id=endpoint.id, overlap_seconds=60, now=now)
+        rotated = store.rotate_secret(session=session, endpoint_id=endpoint_id, overlap_seconds=60, now=now)
         new_secret = rotated.secret
     sender.run_once()  # within the overlap
     clock.advance(120)
