@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from detector.clientstate import ClientState, ModelContext, dumps, loads
 from detector.config import DetectionSettings
 from detector.errors import InvalidEvent
-from detector.events import Event, parse_event
+from detector.events import Event
 from detector.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
 from detector.profiles import ProfileStore, profile_from_warmup
 from features.client import ClientFeatures, Indicators
@@ -53,14 +53,9 @@ class Engine:
         self._clients: dict[str, dict[str, ClientState]] = {}
         self._warmup: dict[str, list[Event]] = defaultdict(list)
         self._warmup_dim: dict[str, int] = {}
-        self._dirty: set[str] = set()
         ClientFeatures.prepare()
 
     # ------------------------------------------------------------------ processing
-    def process_raw(self, raw: bytes | str) -> list[Outcome]:
-        """Parse, validate and process one message; ``InvalidEvent`` if it is bad."""
-        return self.process(parse_event(raw, max_bytes=self.settings.max_event_bytes))
-
     def process(self, event: Event) -> list[Outcome]:
         result = self.process_batch([event])
         if result.rejected:
@@ -139,12 +134,13 @@ class Engine:
             outcomes.append(step(state, event, state.features.update(*row), context))
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
-        per_model = self._clients.setdefault(client_id, {})
+        per_model = self._clients.get(client_id)
+        if per_model is None:  # not setdefault: that builds a dict for every event
+            per_model = self._clients[client_id] = {}
         model_id = context.profile.model_id
         state = per_model.get(model_id)
         if state is None:
             state = per_model[model_id] = ClientState(client_id, context, self.settings.seed, self.tolerances)
-        self._dirty.add(client_id)
         return state
 
     def _step(
@@ -226,13 +222,6 @@ class Engine:
 
     def drop_client(self, client_id: str) -> None:
         self._clients.pop(client_id, None)
-        self._dirty.discard(client_id)
-
-    def dirty_clients(self) -> set[str]:
-        return set(self._dirty)
-
-    def clear_dirty(self) -> None:
-        self._dirty.clear()
 
     def evict_idle(self, now_ts: float) -> list[str]:
         """Forget clients with no event for ``idle_evict_seconds`` of event time."""

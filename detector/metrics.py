@@ -64,7 +64,7 @@ EVENTS_REJECTED = Counter(
 )
 EVENT_PROCESSING_SECONDS = Histogram(
     "querywatch_event_processing_seconds",
-    "Time to parse, validate and score one event.",
+    "Engine time to score one event, averaged over each consumer batch.",
     buckets=PROCESSING_BUCKETS,
     registry=REGISTRY,
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -96,13 +96,6 @@ class ReferenceProfile:
         n = np.arange(COVERAGE_HORIZON, dtype=np.float64)[:, None]
         p = self.cell_prob[None, :]
         return np.asarray((p * (1.0 - p) ** n).sum(axis=1), dtype=np.float64)
-
-    def class_index(self, label: object) -> int:
-        """Index of a predicted label among the profile's classes; unknown labels share the last slot."""
-        try:
-            return self.classes.index(str(label))
-        except ValueError:
-            return len(self.classes)
 
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:
@@ -265,4 +258,4 @@ def _fit(
         reference_size=len(R),
     )
     threshold = float(np.quantile(draft.view(R).ood_score, ood_quantile))
-    return ReferenceProfile(**{**draft.__dict__, "ood_threshold": threshold})
+    return replace(draft, ood_threshold=threshold)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Select, create_engine, event, text
+from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -82,12 +82,6 @@ def check_migrated(engine: Engine) -> None:
             f"the database {_safe_url(engine)} {state}, this querywatch needs {head}: "
             "run `querywatch db upgrade` first"
         )
-
-
-def ping(engine: Engine) -> None:
-    """Run a trivial query; raises ``SQLAlchemyError`` if the database cannot be reached."""
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 def _safe_url(engine: Engine) -> str:

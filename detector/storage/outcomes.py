@@ -69,9 +69,8 @@ def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutc
         update = outcome.update
         span = seen.get(update.client_id)
         if span is None:
-            seen[update.client_id] = _ClientSpan(update, update.ts, update.ts)
-        else:
-            span.add(update)
+            span = seen[update.client_id] = _ClientSpan(update, update.ts, update.ts)
+        span.add(update)
         if outcome.alert is not None and outcome.alert.alert_id not in alerts:
             row = _alert_row(outcome.alert)
             alerts[row.alert_id] = row
@@ -118,10 +117,6 @@ class _ClientSpan:
     first_ts: float
     last_ts: float
     explained: RiskUpdate | None = None
-
-    def __post_init__(self) -> None:
-        if self.latest.reasons or self.latest.features:
-            self.explained = self.latest
 
     def add(self, update: RiskUpdate) -> None:
         self.latest = update

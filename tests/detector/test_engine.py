@@ -158,15 +158,6 @@ def test_idle_clients_are_evicted_in_event_time() -> None:
     assert engine.client_ids() == ["new"]
 
 
-def test_dirty_clients_are_tracked_until_cleared() -> None:
-    rng = np.random.default_rng(11)
-    engine = _profiled_engine()
-    engine.process_batch(_events("a", _benign(rng, 3)))
-    assert engine.dirty_clients() == {"a"}
-    engine.clear_dirty()
-    assert engine.dirty_clients() == set()
-
-
 def test_without_scores_or_labels_the_engine_still_scores() -> None:
     rng = np.random.default_rng(12)
     engine = _profiled_engine()

@@ -81,6 +81,8 @@ def test_a_consumer_killed_mid_stream_resumes_without_losing_or_doubling(
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         processed = re.search(r"^querywatch_events_processed_total ([0-9.e+]+)$", metrics, re.M)
         assert processed is not None and float(processed.group(1)) > 0  # the worker serves its own metrics
+        timed = re.search(r"^querywatch_event_processing_seconds_count ([0-9.e+]+)$", metrics, re.M)
+        assert timed is not None and float(timed.group(1)) > 0
     finally:
         restarted.terminate()
         assert restarted.wait(60) == 0, log.read_text()[-3000:]
