@@ -22,9 +22,11 @@ demo: $(VENV)/.runtime  ## Run the all-in-one demo: broker, database, consumer, 
 services:  ## Start what the tests talk to (PostgreSQL; Chromium for the dashboard tests)
 	bash scripts/test-services.sh
 
-lint: $(VENV)/.test
+lint: $(VENV)/.test  ## ruff, ruff format and mypy (on the installed names, through .typecheck/)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	mkdir -p .typecheck/querywatch
+	for d in detector features models migrations; do ln -sfn ../../$$d .typecheck/querywatch/$$d; done
 	$(PY) -m mypy
 
 test: $(VENV)/.test services lint  ## Everything CI runs

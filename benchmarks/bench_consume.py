@@ -28,16 +28,16 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector.config import KafkaSettings, Settings
-from detector.events import parse_event
-from detector.kafka.admin import ensure_topics
-from detector.kafka.app import ConsumerApp
-from detector.kafka.broker import EmbeddedBroker
-from detector.kafka.client_config import connection_kwargs, producer_kwargs
-from detector.kafka.producer import client_key, produce_lines
-from detector.runtime import engine_process
-from detector.storage.db import make_engine
-from detector.storage.tables import AlertRow
+from querywatch.detector.adapters.db.session import make_engine
+from querywatch.detector.adapters.db.tables import AlertRow
+from querywatch.detector.adapters.kafka.admin import ensure_topics
+from querywatch.detector.adapters.kafka.app import ConsumerApp
+from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
+from querywatch.detector.adapters.kafka.client_config import connection_kwargs, producer_kwargs
+from querywatch.detector.adapters.kafka.producer import client_key, produce_lines
+from querywatch.detector.config import KafkaSettings, Settings
+from querywatch.detector.engine.events import parse_event
+from querywatch.detector.runtime import engine_process
 from tests.kafka.harness import (
     consumer_process,
     detection_settings,

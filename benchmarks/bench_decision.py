@@ -29,12 +29,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector.config import Settings
-from detector.outcomes import RiskUpdate
-from detector.storage.apikeys import create_api_key
-from detector.storage.db import make_engine, make_sessionmaker, transaction
-from detector.storage.migrate import upgrade
-from detector.storage.outcomes import save_outcomes
+from querywatch.detector.adapters.db.apikeys import create_api_key
+from querywatch.detector.adapters.db.migrate import upgrade
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.config import Settings
+from querywatch.detector.engine.outcomes import RiskUpdate
 from tests.api.seed import Outcome
 from tests.api.server import running_api
 from tests.storage.databases import settings_for
@@ -76,7 +76,7 @@ def served(settings: Settings, url: str) -> Iterator[tuple[str, dict[str, str]]]
         "QUERYWATCH_API__PORT": str(port),
         "QUERYWATCH_LOG_LEVEL": "WARNING",
     }
-    server = subprocess.Popen([sys.executable, "-m", "detector.cli", "serve"], env=env)
+    server = subprocess.Popen([sys.executable, "-m", "querywatch.detector.cli", "serve"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

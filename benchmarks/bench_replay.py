@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from detector.config import Settings
-from detector.engine import Engine
-from detector.profiles import DirectoryProfileStore, MemoryProfileStore, ProfileStore
-from detector.replay import replay
-from detector.runtime import engine_process
+from querywatch.detector.adapters.files import DirectoryProfileStore
+from querywatch.detector.config import Settings
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.profiles import MemoryProfileStore, ProfileStore
+from querywatch.detector.pipeline.replay import replay
+from querywatch.detector.runtime import engine_process
 
 
 def cpu() -> float:
@@ -47,7 +48,7 @@ def main() -> int:
     settings = Settings()
     n, floor_s, floor_cpu = json_floor(args.trace)
     store: ProfileStore = DirectoryProfileStore(args.profile) if args.profile else MemoryProfileStore()
-    engine = Engine(settings.detection, store)
+    engine = Detector(settings.detection, store)
     started, cpu_started = time.perf_counter(), cpu()
     with engine_process():  # as `querywatch replay` runs it
         report = replay(args.trace, engine)

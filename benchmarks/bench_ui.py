@@ -26,13 +26,13 @@ from typing import Any
 import httpx
 import uvicorn
 
-from detector.api.app import create_app
-from detector.config import DatabaseSettings, Settings
-from detector.outcomes import RiskUpdate
-from detector.storage.apikeys import create_api_key
-from detector.storage.db import make_engine, make_sessionmaker, transaction
-from detector.storage.migrate import upgrade
-from detector.storage.outcomes import save_outcomes
+from querywatch.detector.adapters.api.app import create_app
+from querywatch.detector.adapters.db.apikeys import create_api_key
+from querywatch.detector.adapters.db.migrate import upgrade
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.config import DatabaseSettings, Settings
+from querywatch.detector.engine.outcomes import RiskUpdate
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -58,7 +58,7 @@ EVENTS_PROCESSED = Counter(
 )
 EVENTS_REJECTED = Counter(
     "querywatch_events_rejected",
-    "Events refused before scoring, by reason code (detector.events.REASONS); each is dead-lettered.",
+    "Events refused before scoring, by reason code (engine.events.REASONS); each is dead-lettered.",
     ["reason"],
     registry=REGISTRY,
 )

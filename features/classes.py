@@ -11,7 +11,7 @@ from array import array
 import numpy as np
 from numpy.typing import NDArray
 
-from features.coverage import entropy_bits, kl_bits
+from querywatch.features.coverage import entropy_bits, kl_bits
 
 
 class ClassMix:

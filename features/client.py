@@ -15,14 +15,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from features.boundary import BoundaryShare
-from features.classes import ClassMix
-from features.coverage import CellCoverage
-from features.distance import QueryDistances
-from features.nearest import is_structured_step
-from features.ood import OutOfProfileShare
-from features.rate import QueryRate
-from features.resend import input_hashes
+from querywatch.features.boundary import BoundaryShare
+from querywatch.features.classes import ClassMix
+from querywatch.features.coverage import CellCoverage
+from querywatch.features.distance import QueryDistances
+from querywatch.features.nearest import is_structured_step
+from querywatch.features.ood import OutOfProfileShare
+from querywatch.features.rate import QueryRate
+from querywatch.features.resend import input_hashes
 
 
 class Indicators(NamedTuple):
@@ -73,7 +73,7 @@ class ClientFeatures:
         entropy: float,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile flag and 8-bit
-        ``code``, the hash of its exact input (``features.resend.input_hashes``), predicted
+        ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores)."""
         exact, _, step = self.distances.update(code, input_hash, max(class_index, 0))

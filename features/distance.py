@@ -1,7 +1,7 @@
 """Query-distance statistics in the spirit of PRADA, with exact resends kept apart.
 
 For each query that is not an exact resend, the nearest earlier query in the client's
-reservoir (``features.reservoir``) gives:
+reservoir (``querywatch.features.reservoir``) gives:
 
 * *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS), yet not
   identical — perturbation chains and probing live here, and so do benign revisits of
@@ -22,9 +22,9 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from features.nearest import is_structured_step
-from features.resend import ExactResendFilter
-from features.reservoir import QueryReservoir
+from querywatch.features.nearest import is_structured_step
+from querywatch.features.resend import ExactResendFilter
+from querywatch.features.reservoir import QueryReservoir
 
 
 class QueryDistances:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from features.jit import compiled
+from querywatch.features.jit import compiled
 
 
 @compiled

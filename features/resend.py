@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from features.jit import compiled
+from querywatch.features.jit import compiled
 
 _BITS = 2048
 _MASK = _BITS - 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from features.nearest import nearest_code
+from querywatch.features.nearest import nearest_code
 
 _MASK = (1 << 64) - 1
 

@@ -1,5 +1,5 @@
 """Alembic migrations of the querywatch schema, shipped inside the package.
 
-Run them with ``querywatch db upgrade`` (see ``detector.storage.migrate``), or with the
+Run them with ``querywatch db upgrade`` (see ``querywatch.detector.adapters.db.migrate``), or with the
 ``alembic`` command: ``alembic -c migrations/alembic.ini upgrade head``.
 """

@@ -1,6 +1,6 @@
 """Alembic environment: the database comes from querywatch's Settings, never from alembic.ini.
 
-``detector.storage.migrate`` passes the Settings (and may pass an open connection) in
+``querywatch.detector.adapters.db.migrate`` passes the Settings (and may pass an open connection) in
 ``config.attributes``; run from the ``alembic`` command, Settings are read from the
 environment. SQLite gets batch mode, so that ALTERs become table rebuilds.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from detector.config import Settings
-from detector.storage.db import make_engine
-from detector.storage.tables import Base
+from querywatch.detector.adapters.db.session import make_engine
+from querywatch.detector.adapters.db.tables import Base
+from querywatch.detector.config import Settings
 
 config = context.config
 target_metadata = Base.metadata

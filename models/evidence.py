@@ -1,6 +1,6 @@
 """The per-client evidence tests and their fusion into one risk with reasons.
 
-Each test is a CUSUM e-detector (``models.sequential``) on an indicator whose benign rate
+Each test is a CUSUM e-detector (``querywatch.models.sequential``) on an indicator whose benign rate
 is bounded by a tolerance: a client is suspect only when its rate is clearly above what
 benign clients are allowed, never because it merely differs from the average client.
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from features.client import Indicators
-from models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
+from querywatch.features.client import Indicators
+from querywatch.models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
 
 TESTS = ("out_of_profile", "steps", "boundary", "coverage")
 

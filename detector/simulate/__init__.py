@@ -6,11 +6,11 @@ realistic traffic with a known ground truth.
 
 from __future__ import annotations
 
-from detector.simulate.attackers import ATTACK_KINDS
-from detector.simulate.benign import BENIGN_KINDS
-from detector.simulate.jsonl import read_jsonl, write_jsonl, write_truth
-from detector.simulate.trace import generate_trace
-from detector.simulate.victim import MODEL_ID, VictimModel, load_victim
+from querywatch.detector.simulate.attackers import ATTACK_KINDS
+from querywatch.detector.simulate.benign import BENIGN_KINDS
+from querywatch.detector.simulate.jsonl import read_jsonl, write_jsonl, write_truth
+from querywatch.detector.simulate.trace import generate_trace
+from querywatch.detector.simulate.victim import MODEL_ID, VictimModel, load_victim
 
 __all__ = [
     "ATTACK_KINDS",

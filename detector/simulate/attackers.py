@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.linear_model import RidgeClassifier
 
-from detector.simulate.traffic import Traffic, noisy, scaled_count, steady_times
-from detector.simulate.victim import CLASSES, DIM, VictimModel
+from querywatch.detector.simulate.traffic import Traffic, noisy, scaled_count, steady_times
+from querywatch.detector.simulate.victim import CLASSES, DIM, VictimModel
 
 #: Ridge scores live in about [-1, 1]; scaled, their softmax is as peaked as a network's.
 _SOFTMAX_SHARPNESS = 5.0

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from detector.simulate.traffic import Traffic, noisy, scaled_count, session_times
-from detector.simulate.victim import CLASSES, VictimModel
+from querywatch.detector.simulate.traffic import Traffic, noisy, scaled_count, session_times
+from querywatch.detector.simulate.victim import CLASSES, VictimModel
 
 BenignKind = Callable[[np.random.Generator, VictimModel, float, float], Traffic]
 

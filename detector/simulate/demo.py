@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.config import DetectionSettings, Settings
-from detector.profiles import build_profile
-from detector.simulate.jsonl import write_truth
-from detector.simulate.publish import publish_events
-from detector.simulate.trace import Truth, generate_trace
-from detector.simulate.traffic import noisy
-from detector.simulate.victim import MODEL_ID, load_victim
-from models.profile import ReferenceProfile
+from querywatch.detector.config import DetectionSettings, Settings
+from querywatch.detector.engine.profiles import build_profile
+from querywatch.detector.simulate.jsonl import write_truth
+from querywatch.detector.simulate.publish import publish_events
+from querywatch.detector.simulate.trace import Truth, generate_trace
+from querywatch.detector.simulate.traffic import noisy
+from querywatch.detector.simulate.victim import MODEL_ID, load_victim
+from querywatch.models.profile import ReferenceProfile
 
 log = logging.getLogger(__name__)
 

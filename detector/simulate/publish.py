@@ -1,6 +1,6 @@
 """Produce a simulated trace into the inference-log topic, optionally at a steady pace.
 
-Reuses the Kafka adapter's producer (``detector.kafka.producer``): messages are keyed by
+Reuses the Kafka adapter's producer (``querywatch.detector.adapters.kafka.producer``): messages are keyed by
 ``client_id`` so each client's events stay in order in one partition. Pacing sends small
 chunks on a fixed schedule, so a demo shows alerts arriving while traffic flows instead of
 all at once.
@@ -16,10 +16,10 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from detector.config import KafkaSettings
-from detector.kafka.admin import ensure_topics
-from detector.kafka.client_config import producer_kwargs
-from detector.kafka.producer import produce_lines
+from querywatch.detector.adapters.kafka.admin import ensure_topics
+from querywatch.detector.adapters.kafka.client_config import producer_kwargs
+from querywatch.detector.adapters.kafka.producer import produce_lines
+from querywatch.detector.config import KafkaSettings
 
 #: Chunks per second when pacing (each chunk is one flush).
 _CHUNKS_PER_SECOND = 10

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.simulate.attackers import ATTACK_KINDS
-from detector.simulate.benign import BENIGN_KINDS, benign_mix
-from detector.simulate.traffic import Traffic
-from detector.simulate.victim import MODEL_ID, load_victim
+from querywatch.detector.simulate.attackers import ATTACK_KINDS
+from querywatch.detector.simulate.benign import BENIGN_KINDS, benign_mix
+from querywatch.detector.simulate.traffic import Traffic
+from querywatch.detector.simulate.victim import MODEL_ID, load_victim
 
 #: Where traces start unless told otherwise (fixed, so that a seed gives the same file).
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)

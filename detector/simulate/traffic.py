@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detector.simulate.victim import DIM
+from querywatch.detector.simulate.victim import DIM
 
 
 @dataclass(frozen=True)

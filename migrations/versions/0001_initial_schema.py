@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-29
 
-Column types are spelled out here (not imported from detector.storage.tables) so that this
+Column types are spelled out here (not imported from querywatch.detector.adapters.db.tables) so that this
 migration keeps meaning the same thing when the models change later.
 """
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
-from detector.storage.db import transaction
-from detector.storage.outcomes import save_outcomes
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.session import transaction
+from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
 
 T0 = 1_800_000_000.0
 

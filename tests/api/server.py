@@ -23,10 +23,10 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.api.app import create_app
-from detector.config import Settings
-from detector.storage.apikeys import create_api_key
-from detector.storage.db import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.api.app import create_app
+from querywatch.detector.adapters.db.apikeys import create_api_key
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.config import Settings
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from detector.outcomes import severity_for
+from querywatch.detector.engine.outcomes import severity_for
 from tests.api.seed import T0, seed_client
 from tests.api.server import ApiServer
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from detector.storage.apikeys import create_api_key, revoke_api_key
-from detector.storage.db import transaction
+from querywatch.detector.adapters.db.apikeys import create_api_key, revoke_api_key
+from querywatch.detector.adapters.db.session import transaction
 from tests.api.server import ApiServer
 
 PROBLEM = "application/problem+json"

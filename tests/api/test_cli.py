@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from detector.cli import main
-from detector.storage.apikeys import authenticate
-from detector.storage.db import make_engine, make_sessionmaker
+from querywatch.detector.adapters.db.apikeys import authenticate
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
+from querywatch.detector.cli import main
 from tests.storage.databases import migrated_database
 
 
@@ -34,7 +34,7 @@ def test_apikey_create_prints_a_working_key_once(
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     env = {"QUERYWATCH_DATABASE__URL": f"sqlite:///{tmp_path / 'empty.db'}", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", "detector.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "querywatch.detector.cli", "serve", "--port", "0"],
         env=env,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from detector.storage import audit
+from querywatch.detector.adapters.db import audit
 from tests.api.seed import T0, seed_client
 from tests.api.server import ApiServer
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from detector.cli import build_parser
-from detector.config import Settings
+from querywatch.detector.cli.main import build_parser
+from querywatch.detector.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

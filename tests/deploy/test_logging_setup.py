@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from detector.config import Settings
-from detector.errors import ConfigError
-from detector.logging_setup import configure_logging
+from querywatch.detector.config import Settings
+from querywatch.detector.errors import ConfigError
+from querywatch.detector.logging import configure_logging
 
 
 @pytest.fixture

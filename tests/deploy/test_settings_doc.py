@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detector.config import Settings
-from detector.settings_doc import settings_rows, settings_table, table_in, write_table
+from querywatch.detector.config import Settings
+from querywatch.detector.config.doc import settings_rows, settings_table, table_in, write_table
 
 README_SECTION = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -20,7 +20,8 @@ def test_every_setting_has_one_row_that_settings_accepts(monkeypatch) -> None:
 
 def test_readme_table_is_the_generated_one() -> None:
     assert table_in(README_SECTION.read_text()) == settings_table(), (
-        "README.md's configuration table is stale: run `python -m detector.settings_doc --write README.md`"
+        "README.md's configuration table is stale: "
+        "run `python -m querywatch.detector.config.doc --write README.md`"
     )
 
 

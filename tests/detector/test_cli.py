@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from detector.cli import COMMANDS, build_parser
+from querywatch.detector.cli.main import COMMANDS, build_parser
 
 
 def test_each_command_is_registered_by_its_module() -> None:
@@ -18,7 +18,7 @@ def test_each_command_is_registered_by_its_module() -> None:
 
 def test_an_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "detector.cli", "db", "current"],
+        [sys.executable, "-m", "querywatch.detector.cli", "db", "current"],
         capture_output=True,
         text=True,
         env={"QUERYWATCH_DETECTION__ALERT_RISK": "7", "PATH": ""},

@@ -7,12 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from detector.clientstate import ClientState, ModelContext
-from detector.config import DetectionSettings
-from detector.engine import Engine
-from detector.errors import InvalidEvent
-from detector.events import Event
-from detector.profiles import MemoryProfileStore, build_profile
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.clientstate import ClientState, ModelContext
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+from querywatch.detector.errors import InvalidEvent
 
 DIM = 16
 SETTINGS = DetectionSettings(warmup_events=400, warmup_per_client=40, codebook_size=8, pca_components=4)
@@ -44,10 +44,10 @@ def _events(client: str, X: np.ndarray, t0: float = 0.0, model: str = "m") -> li
     return out
 
 
-def _profiled_engine(settings: DetectionSettings = SETTINGS) -> Engine:
+def _profiled_engine(settings: DetectionSettings = SETTINGS) -> Detector:
     rng = np.random.default_rng(0)
     profile = build_profile(_benign(rng, 3000), model_id="m", settings=settings)
-    return Engine(settings, MemoryProfileStore([profile]))
+    return Detector(settings, MemoryProfileStore([profile]))
 
 
 def _interleave(*streams: list[Event]) -> list[Event]:
@@ -116,7 +116,7 @@ def test_state_of_another_profile_version_is_dropped() -> None:
     first = _profiled_engine()
     first.process_batch(_events("t", _benign(rng, 20)))
     other = build_profile(_benign(np.random.default_rng(7), 3000), model_id="m", settings=SETTINGS)
-    second = Engine(SETTINGS, MemoryProfileStore([other]))
+    second = Detector(SETTINGS, MemoryProfileStore([other]))
     second.import_client("t", first.export_client("t"))
     assert second.client_ids() == []
 
@@ -124,7 +124,7 @@ def test_state_of_another_profile_version_is_dropped() -> None:
 def test_warm_up_holds_events_then_builds_a_profile_and_scores_them() -> None:
     rng = np.random.default_rng(8)
     store = MemoryProfileStore()
-    engine = Engine(SETTINGS, store)
+    engine = Detector(SETTINGS, store)
     users = [_events(f"u{i}", _benign(rng, 60), t0=i * 0.01) for i in range(10)]
     events = _interleave(*users)
     first = engine.process_batch(events[:300])
@@ -136,7 +136,7 @@ def test_warm_up_holds_events_then_builds_a_profile_and_scores_them() -> None:
 
 def test_flush_warmup_scores_a_short_trace() -> None:
     rng = np.random.default_rng(9)
-    engine = Engine(SETTINGS, MemoryProfileStore())
+    engine = Detector(SETTINGS, MemoryProfileStore())
     engine.process_batch(_interleave(*[_events(f"u{i}", _benign(rng, 20)) for i in range(5)]))
     assert len(engine.flush_warmup().outcomes) == 100
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector import events
-from detector.errors import InvalidEvent
-from detector.events import REASONS, RequestIdFilter, parse_event
+from querywatch.detector.engine import events
+from querywatch.detector.engine.events import REASONS, RequestIdFilter, parse_event
+from querywatch.detector.errors import InvalidEvent
 
 GOOD = {
     "request_id": "r",

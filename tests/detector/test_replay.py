@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.simulate.jsonl import write_jsonl
-from detector.simulate.trace import generate_trace
+from querywatch.detector.simulate.jsonl import write_jsonl
+from querywatch.detector.simulate.trace import generate_trace
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dic
 
 def _replay(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "detector.cli", "replay", *map(str, args), "--no-progress"],
+        [sys.executable, "-m", "querywatch.detector.cli", "replay", *map(str, args), "--no-progress"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -99,7 +99,7 @@ def test_profile_command_builds_a_profile_replay_can_use(
         [
             sys.executable,
             "-m",
-            "detector.cli",
+            "querywatch.detector.cli",
             "profile",
             "--input",
             str(refs),
@@ -130,7 +130,7 @@ def test_a_profile_of_another_dimension_is_refused(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "detector.cli",
+            "querywatch.detector.cli",
             "profile",
             "--input",
             str(tmp_path / "refs.npy"),

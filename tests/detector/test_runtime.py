@@ -6,7 +6,7 @@ import gc
 
 from threadpoolctl import threadpool_info
 
-from detector.runtime import YOUNG_THRESHOLD, engine_process
+from querywatch.detector.runtime import YOUNG_THRESHOLD, engine_process
 
 
 def test_engine_process_calms_the_collector_and_restores_it() -> None:

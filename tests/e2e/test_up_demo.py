@@ -24,7 +24,7 @@ from typing import IO
 import httpx
 import pytest
 
-from detector.simulate.demo import DemoPlan
+from querywatch.detector.simulate.demo import DemoPlan
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -68,7 +68,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[st
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
     env["QUERYWATCH_DATABASE__URL"] = f"sqlite:///{tmp_path / 'querywatch.db'}"
     truth = tmp_path / "truth.json"
-    command = [sys.executable, "-m", "detector.cli", "up", "--demo", "--port", str(free_port())]
+    command = [sys.executable, "-m", "querywatch.detector.cli", "up", "--demo", "--port", str(free_port())]
     log = open(tmp_path / "up.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [*command, "--truth", str(truth)],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.cli import main
+from querywatch.detector.cli import main
 from tests.e2e.test_up_demo import _alive, _children
 
 pytestmark = pytest.mark.kafka

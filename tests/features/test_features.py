@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.client import ClientFeatures
-from features.coverage import CellCoverage
-from features.distance import QueryDistances
-from features.jit import compiled
-from features.nearest import is_structured_step, nearest_code
-from features.rate import QueryRate
-from features.resend import ExactResendFilter, input_hashes
-from features.reservoir import QueryReservoir
+from querywatch.features.client import ClientFeatures
+from querywatch.features.coverage import CellCoverage
+from querywatch.features.distance import QueryDistances
+from querywatch.features.jit import compiled
+from querywatch.features.nearest import is_structured_step, nearest_code
+from querywatch.features.rate import QueryRate
+from querywatch.features.resend import ExactResendFilter, input_hashes
+from querywatch.features.reservoir import QueryReservoir
 
 
 def _codes(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from detector.config import KafkaSettings
-from detector.kafka.broker import EmbeddedBroker
+from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
+from querywatch.detector.config import KafkaSettings
 
 _names = itertools.count()
 

@@ -23,19 +23,26 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import func, select
 
-from detector.config import DatabaseSettings, DetectionSettings, KafkaSettings, Settings
-from detector.engine import Engine
-from detector.kafka.admin import ensure_topics
-from detector.kafka.app import ConsumerApp
-from detector.kafka.client_config import connection_kwargs, producer_kwargs
-from detector.kafka.producer import client_key, produce_lines
-from detector.profiles import DirectoryProfileStore, MemoryProfileStore, build_profile
-from detector.replay import replay
-from detector.simulate import generate_trace
-from detector.simulate.victim import MODEL_ID, load_victim
-from detector.storage import migrate
-from detector.storage.db import make_engine
-from detector.storage.tables import AlertRow, Client, DeadLetter, PartitionOffset, RiskPoint
+from querywatch.detector.adapters.db import migrate
+from querywatch.detector.adapters.db.session import make_engine
+from querywatch.detector.adapters.db.tables import (
+    AlertRow,
+    ClientRow,
+    DeadLetterRow,
+    PartitionOffsetRow,
+    RiskPointRow,
+)
+from querywatch.detector.adapters.files import DirectoryProfileStore
+from querywatch.detector.adapters.kafka.admin import ensure_topics
+from querywatch.detector.adapters.kafka.app import ConsumerApp
+from querywatch.detector.adapters.kafka.client_config import connection_kwargs, producer_kwargs
+from querywatch.detector.adapters.kafka.producer import client_key, produce_lines
+from querywatch.detector.config import DatabaseSettings, DetectionSettings, KafkaSettings, Settings
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+from querywatch.detector.pipeline.replay import replay
+from querywatch.detector.simulate import generate_trace
+from querywatch.detector.simulate.victim import MODEL_ID, load_victim
 
 #: Seconds any wait of these tests may take before it fails (generous: a rebalance takes ~3-6 s).
 WAIT_S = 90.0
@@ -56,7 +63,7 @@ def _profile_bytes() -> bytes:
 
 def detection_settings(profile_dir: Path) -> DetectionSettings:
     """Detection settings whose profile directory holds the fixed digits profile."""
-    from models.profile import ReferenceProfile
+    from querywatch.models.profile import ReferenceProfile
 
     DirectoryProfileStore(profile_dir).put(ReferenceProfile.from_bytes(_profile_bytes()))
     return DetectionSettings(profile_dir=str(profile_dir), max_event_bytes=4096)
@@ -76,7 +83,7 @@ def replay_expectation(lines: Sequence[bytes], detection: DetectionSettings, tmp
     path.write_bytes(b"\n".join(lines) + b"\n")
     profile = DirectoryProfileStore(detection.profile_dir or "").get(MODEL_ID)
     assert profile is not None
-    report = replay(path, Engine(detection, MemoryProfileStore([profile])))
+    report = replay(path, Detector(detection, MemoryProfileStore([profile])))
     return Expected(
         sorted((a.alert_id, a.client_id, a.queries) for a in report.alerts),
         {c.client_id: c.queries for c in report.clients.values()},
@@ -119,8 +126,8 @@ def end_offsets(kafka: KafkaSettings, topic: str | None = None) -> dict[int, int
 def stored_offsets(database: SqlEngine, kafka: KafkaSettings) -> dict[int, int]:
     with database.connect() as c:
         rows = c.execute(
-            select(PartitionOffset.partition, PartitionOffset.next_offset).where(
-                PartitionOffset.group_id == kafka.group_id, PartitionOffset.topic == kafka.topic
+            select(PartitionOffsetRow.partition, PartitionOffsetRow.next_offset).where(
+                PartitionOffsetRow.group_id == kafka.group_id, PartitionOffsetRow.topic == kafka.topic
             )
         )
         return {p: o for p, o in rows}
@@ -158,12 +165,16 @@ def stored(database: SqlEngine) -> Stored:
             for a, cl, q in c.execute(select(AlertRow.alert_id, AlertRow.client_id, AlertRow.queries))
         )
         clients = {
-            cl: (q, r) for cl, q, r in c.execute(select(Client.client_id, Client.queries, Client.risk))
+            cl: (q, r)
+            for cl, q, r in c.execute(select(ClientRow.client_id, ClientRow.queries, ClientRow.risk))
         }
         letters = sorted(
-            (r, bytes(raw or b"").hex()) for r, raw in c.execute(select(DeadLetter.reason, DeadLetter.raw))
+            (r, bytes(raw or b"").hex())
+            for r, raw in c.execute(select(DeadLetterRow.reason, DeadLetterRow.raw))
         )
-        history = sorted(c.execute(select(RiskPoint.client_id, RiskPoint.queries, RiskPoint.risk)).tuples())
+        history = sorted(
+            c.execute(select(RiskPointRow.client_id, RiskPointRow.queries, RiskPointRow.risk)).tuples()
+        )
         assert c.scalar(select(func.count()).select_from(AlertRow)) == len(alerts)
     queries = {k: v[0] for k, v in clients.items()}
     return Stored(alerts, queries, {k: v[1] for k, v in clients.items()}, list(history), letters)
@@ -217,7 +228,10 @@ def consumer_process(settings: Settings, log: Path, **extra_env: str) -> subproc
     env.update(_environment(settings), **extra_env)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "detector.cli", "consume"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "querywatch.detector.cli", "consume"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 

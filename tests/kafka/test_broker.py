@@ -5,11 +5,11 @@ import json
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from detector.config import KafkaSettings
-from detector.kafka.admin import ensure_topics, partition_count
-from detector.kafka.broker import BrokerError, EmbeddedBroker, free_port
-from detector.kafka.client_config import connection_kwargs, producer_kwargs
-from detector.kafka.producer import produce_lines
+from querywatch.detector.adapters.kafka.admin import ensure_topics, partition_count
+from querywatch.detector.adapters.kafka.broker import BrokerError, EmbeddedBroker, free_port
+from querywatch.detector.adapters.kafka.client_config import connection_kwargs, producer_kwargs
+from querywatch.detector.adapters.kafka.producer import produce_lines
+from querywatch.detector.config import KafkaSettings
 
 pytestmark = pytest.mark.kafka
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.config import DatabaseSettings, Settings
-from detector.kafka.checkpoints import CheckpointConflict, load_partition, save_checkpoint
-from detector.storage import migrate
-from detector.storage.db import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db import migrate
+from querywatch.detector.adapters.db.checkpoints import CheckpointConflict, load_partition, save_checkpoint
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.config import DatabaseSettings, Settings
 
 
 @pytest.fixture

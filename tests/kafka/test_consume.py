@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from detector.config import KafkaSettings, Settings
-from detector.storage.db import make_engine
+from querywatch.detector.adapters.db.session import make_engine
+from querywatch.detector.config import KafkaSettings, Settings
 from tests.kafka.harness import (
     ThreadedConsumer,
     consume_everything,

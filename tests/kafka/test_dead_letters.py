@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from detector.config import KafkaSettings, Settings
-from detector.kafka.client_config import connection_kwargs
+from querywatch.detector.adapters.kafka.client_config import connection_kwargs
+from querywatch.detector.config import KafkaSettings, Settings
 from tests.kafka.harness import (
     WAIT_S,
     consume_everything,

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.evidence import evidence_threshold
-from models.population import POPULATION_FEATURES, PopulationModel
-from models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
+from querywatch.models.evidence import evidence_threshold
+from querywatch.models.population import POPULATION_FEATURES, PopulationModel
+from querywatch.models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
 
 
 class _Bernoulli:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.evidence import ClientEvidence, evidence_threshold, fuse
-from models.profile import ReferenceProfile, fit_profile
+from querywatch.models.evidence import ClientEvidence, evidence_threshold, fuse
+from querywatch.models.profile import ReferenceProfile, fit_profile
 
 
 def _reference(rng: np.random.Generator, n: int = 2000, dim: int = 16) -> np.ndarray:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from detector.cli import main
-from detector.kafka.broker import EmbeddedBroker
-from detector.simulate import read_jsonl
+from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
+from querywatch.detector.cli import main
+from querywatch.detector.simulate import read_jsonl
 
 
 def test_writes_trace_and_truth(tmp_path: Path) -> None:

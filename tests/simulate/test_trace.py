@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detector.events import parse_event
-from detector.simulate import ATTACK_KINDS, BENIGN_KINDS, generate_trace
-from detector.simulate.benign import benign_mix
+from querywatch.detector.engine.events import parse_event
+from querywatch.detector.simulate import ATTACK_KINDS, BENIGN_KINDS, generate_trace
+from querywatch.detector.simulate.benign import benign_mix
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.simulate.victim import CLASSES, DIM, load_victim
+from querywatch.detector.simulate.victim import CLASSES, DIM, load_victim
 
 
 def test_victim_is_accurate_and_trained_once() -> None:

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.config import Settings
-from detector.storage.db import make_engine, make_sessionmaker
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
+from querywatch.detector.config import Settings
 from tests.storage.databases import KINDS, migrated_database, temporary_database
 
 

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
-from detector.config import DatabaseSettings, Settings
-from detector.storage.migrate import upgrade
+from querywatch.detector.adapters.db.migrate import upgrade
+from querywatch.detector.config import DatabaseSettings, Settings
 
 ADMIN_URL = os.environ.get(
     "QUERYWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -9,11 +9,11 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.cli import main
-from detector.errors import DatabaseNotMigrated
-from detector.storage.db import check_migrated, current_revision, make_engine, transaction
-from detector.storage.migrate import downgrade, head_revision, upgrade
-from detector.storage.tables import Base, Client
+from querywatch.detector.adapters.db.migrate import downgrade, head_revision, upgrade
+from querywatch.detector.adapters.db.session import check_migrated, current_revision, make_engine, transaction
+from querywatch.detector.adapters.db.tables import Base, ClientRow
+from querywatch.detector.cli import main
+from querywatch.detector.errors import DatabaseNotMigrated
 from tests.storage.databases import settings_for
 
 TABLES = {
@@ -65,9 +65,9 @@ def test_cli_upgrades_and_downgrades(
 def test_times_come_back_timezone_aware_utc(sessions: sessionmaker[Session]) -> None:
     seen = datetime(2026, 11, 29, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     with transaction(sessions) as session:
-        session.add(Client(client_id="c1", model_id="m", first_seen=seen, last_seen=seen))
+        session.add(ClientRow(client_id="c1", model_id="m", first_seen=seen, last_seen=seen))
     with sessions() as session:
-        row = session.scalars(select(Client)).one()
+        row = session.scalars(select(ClientRow)).one()
     assert row.first_seen == seen
     assert row.first_seen.tzinfo is not None and row.first_seen.utcoffset() == timedelta(0)
     assert row.status == "normal" and row.reasons == [] and row.risk == 0.0
@@ -76,11 +76,13 @@ def test_times_come_back_timezone_aware_utc(sessions: sessionmaker[Session]) -> 
 def test_naive_datetimes_are_refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(Exception, match="naive datetime"), transaction(sessions) as session:
         session.add(
-            Client(client_id="c1", model_id="m", first_seen=datetime(2026, 1, 1), last_seen=datetime.now(UTC))
+            ClientRow(
+                client_id="c1", model_id="m", first_seen=datetime(2026, 1, 1), last_seen=datetime.now(UTC)
+            )
         )
 
 
 def test_status_is_constrained(sessions: sessionmaker[Session]) -> None:
     now = datetime.now(UTC)
     with pytest.raises(IntegrityError), transaction(sessions) as session:
-        session.add(Client(client_id="c1", model_id="m", first_seen=now, last_seen=now, status="weird"))
+        session.add(ClientRow(client_id="c1", model_id="m", first_seen=now, last_seen=now, status="weird"))

@@ -7,10 +7,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.outcomes import Alert, RiskUpdate, alert_id_for
-from detector.storage.db import transaction
-from detector.storage.outcomes import save_outcomes
-from detector.storage.tables import AlertRow, Client, RiskPoint, WebhookDelivery, WebhookEndpoint
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.session import transaction
+from querywatch.detector.adapters.db.tables import (
+    AlertRow,
+    ClientRow,
+    RiskPointRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+)
+from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,12 @@ def test_client_row_keeps_latest_update_and_first_seen(sessions: sessionmaker[Se
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update("a", 4, 0.3)), Outcome(update("b", 1, 0.0))])
     with sessions() as session:
-        a = session.get(Client, "a")
+        a = session.get(ClientRow, "a")
         assert a is not None
         assert (a.queries, a.risk, a.reasons, a.status) == (4, 0.3, ["coverage"], "normal")
         assert a.first_seen.timestamp() == 1_800_000_001.0
         assert a.last_seen.timestamp() == 1_800_000_004.0
-        assert count(session, Client) == 2
+        assert count(session, ClientRow) == 2
 
 
 def test_history_is_downsampled(sessions: sessionmaker[Session]) -> None:
@@ -70,7 +76,7 @@ def test_history_is_downsampled(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
         saved = save_outcomes(session=session, outcomes=outcomes)
     with sessions() as session:
-        points = session.scalars(select(RiskPoint).order_by(RiskPoint.id)).all()
+        points = session.scalars(select(RiskPointRow).order_by(RiskPointRow.id)).all()
     assert saved.history_points == len(points)
     assert 5 <= len(points) <= 8
     risks = [p.risk for p in points]
@@ -81,13 +87,13 @@ def test_history_point_every_hundred_queries_when_risk_is_flat(sessions: session
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update("a", q, 0.2)) for q in range(1, 251)])
     with sessions() as session:
-        queries = session.scalars(select(RiskPoint.queries).order_by(RiskPoint.id)).all()
+        queries = session.scalars(select(RiskPointRow.queries).order_by(RiskPointRow.id)).all()
     assert list(queries) == [1, 101, 201]
 
 
 def test_alert_is_stored_once_and_enqueues_webhooks(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
-        session.add(WebhookEndpoint(url="https://example.test/hook", secret="whsec_x", min_severity="low"))
+        session.add(WebhookEndpointRow(url="https://example.test/hook", secret="whsec_x", min_severity="low"))
     u = update("a", 50, 0.85)
     batch = [Outcome(u, alert=alert_for(u))]
     with transaction(sessions) as session:
@@ -98,7 +104,7 @@ def test_alert_is_stored_once_and_enqueues_webhooks(sessions: sessionmaker[Sessi
     assert again.new_alerts == []
     with sessions() as session:
         assert count(session, AlertRow) == 1
-        assert count(session, WebhookDelivery) == 1
+        assert count(session, WebhookDeliveryRow) == 1
         row = session.get(AlertRow, alert_for(u).alert_id)
         assert row is not None and row.state == "open" and row.opened_at.timestamp() == u.ts
 
@@ -123,13 +129,13 @@ def test_status_survives_updates(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.1))])
     with transaction(sessions) as session:
-        client = session.get(Client, "a")
+        client = session.get(ClientRow, "a")
         assert client is not None
         client.status = "blocked"
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update("a", 2, 0.2))])
     with sessions() as session:
-        client = session.get(Client, "a")
+        client = session.get(ClientRow, "a")
         assert client is not None and client.status == "blocked" and client.queries == 2
 
 
@@ -141,7 +147,7 @@ def test_batches_larger_than_one_in_query(sessions: sessionmaker[Session], n_cli
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update(f"c{i}", 2, 0.0)) for i in range(n_clients)])
     with sessions() as session:
-        assert count(session, Client) == n_clients
+        assert count(session, ClientRow) == n_clients
 
 
 def test_updates_without_reasons_keep_the_last_explanation(sessions: sessionmaker[Session]) -> None:
@@ -154,6 +160,6 @@ def test_updates_without_reasons_keep_the_last_explanation(sessions: sessionmake
         later = RiskUpdate("a", "digits-v1", 1_800_000_011.0, 11, 0.92, (), {})
         save_outcomes(session=session, outcomes=[Outcome(later)])
     with sessions() as session:
-        a = session.get(Client, "a")
+        a = session.get(ClientRow, "a")
         assert a is not None
         assert (a.queries, a.risk, a.reasons, a.features) == (11, 0.92, ["coverage"], {"coverage": 0.9})

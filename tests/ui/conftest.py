@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from detector.config import Settings
-from detector.outcomes import Outcome
-from detector.storage.db import make_engine, make_sessionmaker, transaction
-from detector.storage.outcomes import save_outcomes
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.config import Settings
+from querywatch.detector.engine.outcomes import Outcome
 from tests.api.server import ApiServer, running_api
 from tests.storage.databases import migrated_database
 from tests.ui.scenario import full_story

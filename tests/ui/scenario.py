@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from detector.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
+from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
 
 MODEL = "digits-v1"
 ATTACKER = "acct-7f3a9c"

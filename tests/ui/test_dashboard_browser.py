@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from detector.outcomes import alert_id_for
+from querywatch.detector.engine.outcomes import alert_id_for
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in, store
 from tests.ui.scenario import ATTACKER, BENIGN, MODEL, crowd, late_alert

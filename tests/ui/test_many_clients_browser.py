@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import insert
 
-from detector.storage.db import make_engine, make_sessionmaker, transaction
-from detector.storage.tables import Client
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db.tables import ClientRow
 from tests.api.server import running_api
 from tests.storage.databases import migrated_database
 from tests.ui.conftest import sign_in
@@ -40,7 +40,7 @@ def test_leaderboard_loads_one_page_of_100k_clients(tmp_path: Path, page: Any) -
     with migrated_database("sqlite", tmp_path) as settings:
         engine = make_engine(settings.database)
         with transaction(make_sessionmaker(engine)) as session:
-            session.execute(insert(Client), rows)
+            session.execute(insert(ClientRow), rows)
         engine.dispose()
         with running_api(settings) as server:
             requests: list[str] = []

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from detector.ui.mount import STATIC_DIR, mount_ui
+from querywatch.detector.adapters.ui.mount import STATIC_DIR, mount_ui
 from tests.ui.servers import serve
 
 OWN_FILES = [p for p in STATIC_DIR.rglob("*") if p.is_file() and "vendor" not in p.parts]

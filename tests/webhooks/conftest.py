@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from detector.config import ApiSettings, Settings, WebhookSettings
-from detector.outcomes import ATLAS_TECHNIQUE
-from detector.storage.db import make_engine, make_sessionmaker
-from detector.storage.migrate import upgrade
-from detector.storage.tables import AlertRow, Base, WebhookEndpoint
-from detector.webhooks.outbox import enqueue_deliveries
-from detector.webhooks.signing import generate_secret
-from detector.webhooks.ssrf import Resolver, UnsafeWebhookUrl
+from querywatch.detector.adapters.db.migrate import upgrade
+from querywatch.detector.adapters.db.outbox import enqueue_deliveries
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
+from querywatch.detector.adapters.db.tables import AlertRow, Base, WebhookEndpointRow
+from querywatch.detector.adapters.delivery.signing import generate_secret
+from querywatch.detector.adapters.delivery.ssrf import Resolver, UnsafeWebhookUrl
+from querywatch.detector.config import ApiSettings, Settings, WebhookSettings
+from querywatch.detector.engine.outcomes import ATLAS_TECHNIQUE
 from tests.storage.databases import KINDS, settings_for, temporary_database
 from tests.webhooks.receiver import Receiver
 
@@ -102,9 +102,9 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def add_endpoint(sessions: sessionmaker[Session], url: str, **filters: Any) -> WebhookEndpoint:
+def add_endpoint(sessions: sessionmaker[Session], url: str, **filters: Any) -> WebhookEndpointRow:
     with sessions() as session, session.begin():
-        endpoint = WebhookEndpoint(url=url, secret=generate_secret(), **filters)
+        endpoint = WebhookEndpointRow(url=url, secret=generate_secret(), **filters)
         session.add(endpoint)
     return endpoint
 

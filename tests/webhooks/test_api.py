@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from detector.storage.tables import AuditEntry
-from detector.webhooks.dispatcher import Dispatcher
-from detector.webhooks.signing import generate_secret
+from querywatch.detector.adapters.db.tables import AuditEntryRow
+from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.adapters.delivery.signing import generate_secret
 from tests.api.server import ApiServer, running_api
 from tests.webhooks.conftest import Db, add_alert
 from tests.webhooks.receiver import Receiver
@@ -49,7 +49,7 @@ def test_create_shows_the_secret_once_and_it_signs(
     Webhook(endpoint["secret"]).verify(request.body, request.headers)
 
     with db.sessions() as session:
-        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.create")).one()
+        entry = session.scalars(select(AuditEntryRow).where(AuditEntryRow.action == "webhook.create")).one()
         assert "whsec_" not in str(entry.detail) and entry.actor.startswith("test-admin")
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detector.webhooks.backoff import parse_retry_after, retry_delay
+from querywatch.detector.adapters.delivery.backoff import parse_retry_after, retry_delay
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
 from tests.webhooks.test_dispatcher import deliveries, dispatcher

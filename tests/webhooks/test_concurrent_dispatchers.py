@@ -7,9 +7,9 @@ import time
 
 from sqlalchemy import select
 
-from detector.storage.db import make_engine, make_sessionmaker
-from detector.storage.tables import WebhookDelivery
-from detector.webhooks.dispatcher import Dispatcher
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
+from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
+from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from tests.webhooks.conftest import Db, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver
 
@@ -43,6 +43,6 @@ def test_concurrent_dispatchers_deliver_each_alert_once(db: Db, receiver: Receiv
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == len(set(ids)) == ALERTS
     with db.sessions() as session:
-        rows = session.scalars(select(WebhookDelivery)).all()
+        rows = session.scalars(select(WebhookDeliveryRow)).all()
     retried = [(r.attempts, r.last_error) for r in rows if r.attempts != 1]
     assert {r.state for r in rows} == {"delivered"} and retried == []

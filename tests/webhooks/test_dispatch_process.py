@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from detector.cli import main
-from detector.storage.tables import WebhookDelivery
+from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
+from querywatch.detector.cli import main
 from tests.ports import free_port
 from tests.webhooks.conftest import Db, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
@@ -39,7 +39,7 @@ def dispatch_env(db: Db) -> dict[str, str]:
 @contextmanager
 def dispatch_process(db: Db, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "detector.cli", "dispatch", *args],
+        [sys.executable, "-m", "querywatch.detector.cli", "dispatch", *args],
         env=dispatch_env(db),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -54,11 +54,11 @@ def dispatch_process(db: Db, *args: str) -> Iterator[subprocess.Popen[bytes]]:
         process.stderr.close()
 
 
-def wait_until_delivered(db: Db, deadline_s: float = 30.0) -> WebhookDelivery:
+def wait_until_delivered(db: Db, deadline_s: float = 30.0) -> WebhookDeliveryRow:
     give_up = time.monotonic() + deadline_s
     while True:
         with db.sessions() as session:
-            row = session.scalars(select(WebhookDelivery)).one()
+            row = session.scalars(select(WebhookDeliveryRow)).one()
         if row.state == "delivered" or time.monotonic() > give_up:
             return row
         time.sleep(0.05)
@@ -76,7 +76,7 @@ def test_killed_mid_delivery_then_restarted_delivers_once(db: Db, receiver: Rece
         first.wait(timeout=10)
     receiver.release()
     with db.sessions() as session:
-        claimed = session.scalars(select(WebhookDelivery)).one()
+        claimed = session.scalars(select(WebhookDeliveryRow)).one()
     assert (claimed.state, claimed.attempts, claimed.delivered_at) == ("pending", 1, None)
 
     with dispatch_process(db) as second:

@@ -9,16 +9,16 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from detector.storage.tables import WebhookDelivery, WebhookEndpoint
-from detector.webhooks.dispatcher import AttemptResult, Dispatcher
-from detector.webhooks.outbox import ClaimedDelivery
+from querywatch.detector.adapters.db.outbox import ClaimedDelivery
+from querywatch.detector.adapters.db.tables import WebhookDeliveryRow, WebhookEndpointRow
+from querywatch.detector.adapters.delivery.dispatcher import AttemptResult, Dispatcher
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
 
 
-def deliveries(db: Db) -> list[WebhookDelivery]:
+def deliveries(db: Db) -> list[WebhookDeliveryRow]:
     with db.sessions() as session:
-        return list(session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
+        return list(session.scalars(select(WebhookDeliveryRow).order_by(WebhookDeliveryRow.id)))
 
 
 def dispatcher(db: Db, clock: FakeClock, **changes: object) -> Dispatcher:
@@ -144,7 +144,7 @@ def test_gone_disables_the_endpoint(db: Db, receiver: Receiver, clock: FakeClock
     [row] = deliveries(db)
     assert (row.state, row.last_status) == ("dead", 410)
     with db.sessions() as session:
-        stored = session.get_one(WebhookEndpoint, endpoint.id)
+        stored = session.get_one(WebhookEndpointRow, endpoint.id)
         assert not stored.enabled
         assert stored.disabled_reason is not None and "410" in stored.disabled_reason
     assert receiver.statuses == [410]

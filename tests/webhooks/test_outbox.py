@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from detector.metrics import REGISTRY
-from detector.storage.tables import WebhookDelivery
-from detector.webhooks.dispatcher import Dispatcher
-from detector.webhooks.outbox import ClaimedDelivery, claim_due_deliveries, settle_delivery
+from querywatch.detector.adapters.db.outbox import ClaimedDelivery, claim_due_deliveries, settle_delivery
+from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
+from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.metrics import REGISTRY
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
 
@@ -59,7 +59,7 @@ def test_claims_skip_deliveries_of_disabled_endpoints(db: Db) -> None:
     [only] = claim(db, T0)
     assert only.url.endswith("/on")
     with db.sessions() as session:
-        assert len(session.scalars(select(WebhookDelivery)).all()) == 2
+        assert len(session.scalars(select(WebhookDeliveryRow)).all()) == 2
 
 
 def test_outcomes_are_counted(db: Db, receiver: Receiver, clock: FakeClock) -> None:
@@ -89,7 +89,7 @@ def test_a_delivery_whose_dispatchers_keep_dying_ends_dead(db: Db) -> None:
 
     assert [len(c) for c in claims] == [1, 1, 1, 0]
     with db.sessions() as session:
-        row = session.scalars(select(WebhookDelivery)).one()
+        row = session.scalars(select(WebhookDeliveryRow)).one()
     assert (row.state, row.attempts, row.next_attempt_at) == ("dead", 3, None)
     assert row.last_error is not None and row.last_error.startswith("gave up")
 
@@ -102,5 +102,5 @@ def test_a_receiver_answer_with_nul_bytes_is_recorded(db: Db, receiver: Receiver
     Dispatcher(db.settings, db.sessions, clock=clock).run_once()
 
     with db.sessions() as session:
-        row = session.scalars(select(WebhookDelivery)).one()
+        row = session.scalars(select(WebhookDeliveryRow)).one()
     assert (row.state, row.last_error) == ("failed", "HTTP 500: bad news [31m")

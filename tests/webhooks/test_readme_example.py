@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from detector.webhooks.signing import generate_secret, signed_headers
+from querywatch.detector.adapters.delivery.signing import generate_secret, signed_headers
 
 DOC = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from detector.storage.tables import WebhookDelivery
-from detector.webhooks.dispatcher import Dispatcher
-from detector.webhooks.ssrf import UnsafeWebhookUrl, parse_webhook_url, pin_webhook_url
+from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
+from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl, parse_webhook_url, pin_webhook_url
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint, dns
 from tests.webhooks.receiver import Receiver
 
@@ -86,7 +86,7 @@ def test_loopback_refused_at_send_time_without_allowlist(
 
     assert receiver.received == []
     with db.sessions() as session:
-        row = session.scalars(select(WebhookDelivery)).one()
+        row = session.scalars(select(WebhookDeliveryRow)).one()
     assert row.state == "failed"
     assert row.last_error is not None and row.last_error.startswith("refused: ")
 
@@ -134,7 +134,7 @@ def test_a_hanging_name_lookup_counts_against_the_timeout(
     finally:
         answer.set()
     with db.sessions() as session:
-        row = session.scalars(select(WebhookDelivery)).one()
+        row = session.scalars(select(WebhookDeliveryRow)).one()
     assert (row.state, row.last_error) == ("failed", "timed out after 0.2s")
     assert receiver.received == []
 

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from detector.outcomes import Alert, RiskUpdate, alert_id_for
-from detector.storage.alerts import AlertNotFound
-from detector.storage.outcomes import save_outcomes
-from detector.storage.tables import AlertRow, WebhookDelivery
-from detector.webhooks import store
-from detector.webhooks.dispatcher import Dispatcher
-from detector.webhooks.signing import InvalidWebhookSecret
-from detector.webhooks.ssrf import UnsafeWebhookUrl
+from querywatch.detector.adapters.db import webhooks as store
+from querywatch.detector.adapters.db.alerts import AlertNotFound
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow
+from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
+from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
+from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for
 from tests.webhooks.conftest import Db, FakeClock, add_alert
 from tests.webhooks.receiver import Receiver
 
@@ -87,7 +87,7 @@ def test_alert_and_delivery_roll_back_together(db: Db, receiver: Receiver, clock
         raise RuntimeError("the consumer died before its commit")
     with db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(AlertRow)) == 0
-        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+        assert session.scalar(select(func.count()).select_from(WebhookDeliveryRow)) == 0
 
 
 def _endpoint_with_an_alert(db: Db, receiver: Receiver, clock: FakeClock) -> tuple[int, str]:

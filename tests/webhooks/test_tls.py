@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from detector.storage.tables import WebhookDelivery
-from detector.webhooks.dispatcher import Dispatcher
+from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
+from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint, dns
 from tests.webhooks.receiver import Receiver
 
@@ -29,7 +29,7 @@ def https_receiver() -> Iterator[Receiver]:
     running.stop()
 
 
-def send(db: Db, clock: FakeClock) -> WebhookDelivery:
+def send(db: Db, clock: FakeClock) -> WebhookDeliveryRow:
     trust = ssl.create_default_context(cafile=str(TLS / "ca.pem"))
     sender = Dispatcher(
         db.settings,
@@ -42,7 +42,7 @@ def send(db: Db, clock: FakeClock) -> WebhookDelivery:
     clock.advance(5)
     sender.run_once()  # a second cycle gets a fresh transport
     with db.sessions() as session:
-        return session.scalars(select(WebhookDelivery)).one()
+        return session.scalars(select(WebhookDeliveryRow)).one()
 
 
 def test_https_to_the_pinned_address_verifies_the_original_name(

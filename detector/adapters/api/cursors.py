@@ -1,0 +1,76 @@
+"""Opaque keyset-pagination cursors: the sort key of a page's last row, base64url JSON.
+
+A cursor that does not decode is the caller's mistake (400), never a server error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import HTTPException, Query
+
+from querywatch.detector.adapters.db.alerts import AlertCursor
+from querywatch.detector.adapters.db.clients import ClientCursor
+
+T = TypeVar("T")
+
+#: The paging parameters every list endpoint takes.
+PageLimit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+PageCursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
+
+
+def encode(values: list[Any]) -> str:
+    """The cursor of a page ending at ``values``.
+
+    >>> decode(encode([0.5, "c"]), 2)
+    [0.5, 'c']
+    """
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def page(rows: Sequence[T], limit: int, key: Callable[[T], list[Any]]) -> tuple[Sequence[T], str | None]:
+    """Split ``limit + 1`` fetched rows into the page and the cursor of the next one (None at the end).
+
+    >>> page([1, 2, 3], 2, lambda r: [r])
+    ([1, 2], 'WzJd')
+    """
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode(key(rows[limit - 1]))
+
+
+def decode(cursor: str, length: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != length:
+        raise HTTPException(400, "cursor is not one this API returned")
+    return values
+
+
+def client_cursor(cursor: str | None) -> ClientCursor | None:
+    if cursor is None:
+        return None
+    risk, client_id = decode(cursor, 2)
+    if not isinstance(risk, int | float) or isinstance(risk, bool) or not isinstance(client_id, str):
+        raise HTTPException(400, "cursor is not one this API returned")
+    return ClientCursor(float(risk), client_id)
+
+
+def alert_cursor(cursor: str | None) -> AlertCursor | None:
+    if cursor is None:
+        return None
+    opened_at, alert_id = decode(cursor, 2)
+    try:
+        when = datetime.fromisoformat(opened_at) if isinstance(opened_at, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or not isinstance(alert_id, str):
+        raise HTTPException(400, "cursor is not one this API returned")
+    return AlertCursor(when, alert_id)

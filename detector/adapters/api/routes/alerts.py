@@ -1,0 +1,94 @@
+"""Alerts: the feed, one alert, and the analyst's acknowledge / resolve (audited)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from querywatch.detector.adapters.api import cursors
+from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, actor_name
+from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
+from querywatch.detector.adapters.api.schemas import (
+    AlertPage,
+    AlertPublic,
+    AlertState,
+    ResolveRequest,
+    Severity,
+)
+from querywatch.detector.adapters.db import audit
+from querywatch.detector.adapters.db.alerts import (
+    AlertNotFound,
+    acknowledge_alert,
+    get_alert,
+    list_alerts,
+    resolve_alert,
+)
+
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+AlertId = Annotated[str, Path(min_length=1, max_length=64, description="The alert's id (`al_…`).")]
+
+
+@router.get("", response_model=AlertPage, responses={**READ, **problems(400)})
+def list_alerts_newest_first(
+    session: SessionDep,
+    _key: ReaderKey,
+    state: Annotated[AlertState | None, Query(description="Only alerts in this state.")] = None,
+    severity: Annotated[Severity | None, Query()] = None,
+    client_id: Annotated[str | None, Query(max_length=256)] = None,
+    model: Annotated[str | None, Query(max_length=256)] = None,
+    false_positive: Annotated[
+        bool | None, Query(description="Only alerts resolved as (not) false positives.")
+    ] = None,
+    limit: cursors.PageLimit = 50,
+    cursor: cursors.PageCursor = None,
+) -> AlertPage:
+    """Alerts, newest first (by event time). Keyset-paginated: follow `next_cursor`."""
+    rows = list_alerts(
+        session=session,
+        limit=limit + 1,
+        after=cursors.alert_cursor(cursor),
+        state=state,
+        severity=severity,
+        client_id=client_id,
+        model_id=model,
+        false_positive=false_positive,
+    )
+    items, next_cursor = cursors.page(rows, limit, lambda a: [a.opened_at.isoformat(), a.alert_id])
+    return AlertPage(items=[AlertPublic.model_validate(a) for a in items], next_cursor=next_cursor)
+
+
+@router.get("/{alert_id}", response_model=AlertPublic, responses={**READ, **problems(404)})
+def one_alert(session: SessionDep, _key: ReaderKey, alert_id: AlertId) -> AlertPublic:
+    alert = get_alert(session=session, alert_id=alert_id)
+    if alert is None:
+        raise AlertNotFound(f"no alert {alert_id!r}")
+    return AlertPublic.model_validate(alert)
+
+
+@router.post("/{alert_id}/ack", response_model=AlertPublic, responses={**ADMIN, **problems(404, 409)})
+def acknowledge(session: SessionDep, key: AdminKey, alert_id: AlertId) -> AlertPublic:
+    """Mark an open alert as being looked at. Acknowledging twice is harmless; a resolved alert is 409."""
+    actor = actor_name(key)
+    alert = acknowledge_alert(session=session, alert_id=alert_id, actor=actor)
+    audit.record(session=session, actor=actor, action="alert.ack", target=f"alert:{alert_id}")
+    session.commit()
+    return AlertPublic.model_validate(alert)
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertPublic, responses={**ADMIN, **problems(404, 409)})
+def resolve(session: SessionDep, key: AdminKey, alert_id: AlertId, body: ResolveRequest) -> AlertPublic:
+    """Close an alert with a note; `false_positive: true` records that the alert was wrong."""
+    actor = actor_name(key)
+    alert = resolve_alert(
+        session=session, alert_id=alert_id, actor=actor, note=body.note, false_positive=body.false_positive
+    )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="alert.resolve",
+        target=f"alert:{alert_id}",
+        detail={"note": body.note, "false_positive": body.false_positive},
+    )
+    session.commit()
+    return AlertPublic.model_validate(alert)

@@ -1,0 +1,47 @@
+"""Run the Alembic migrations shipped in the ``migrations`` package, from Python.
+
+The CLI (``querywatch db upgrade``) and the tests call these; no alembic.ini path has to be
+known by the user, and the database URL comes from the same Settings as everything else.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from querywatch.detector.config import Settings
+
+#: The scripts shipped as ``querywatch.migrations`` (the repository's ``migrations/`` folder).
+MIGRATIONS_DIR = Path(str(files("querywatch.migrations")))
+
+
+def alembic_config(settings: Settings) -> Config:
+    """An Alembic ``Config`` for the shipped scripts, carrying ``settings`` to env.py."""
+    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["settings"] = settings
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this version of querywatch knows."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        raise RuntimeError("no migration scripts found in " + str(MIGRATIONS_DIR))
+    return head
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (the newest by default)."""
+    command.upgrade(alembic_config(settings), revision)
+
+
+def downgrade(settings: Settings, revision: str = "-1") -> None:
+    """Step the database back to ``revision`` (``base`` removes every querywatch table)."""
+    command.downgrade(alembic_config(settings), revision)

@@ -1,0 +1,229 @@
+"""The delivery outbox: rows written with the alert, claimed by dispatchers, then settled.
+
+``enqueue_deliveries`` runs inside the transaction that inserts the alert, so an alert is
+never stored without its deliveries (nor the other way round). Dispatchers claim due rows
+with a *lease*: the claim bumps ``attempts`` and moves ``next_attempt_at`` past the longest
+a send may take, so a dispatcher that dies mid-delivery leaves a row that simply becomes due
+again. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so that several dispatchers
+share the work without waiting on each other; on every database the claim and the settling
+updates are also conditional on the row being unchanged since it was read, so two
+dispatchers can never both own a row (and a dispatcher whose lease ran out cannot overwrite
+the newer attempt's result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow, WebhookEndpointRow, utcnow
+from querywatch.detector.adapters.delivery.payload import AlertLike, alert_payload
+from querywatch.detector.adapters.delivery.signing import webhook_id_for
+from querywatch.detector.engine.outcomes import SEVERITIES
+
+#: States a dispatcher may still send.
+OPEN_STATES = ("pending", "failed")
+_GAVE_UP = "gave up: no result was recorded for the last of {} attempts (its dispatcher stopped mid-send)"
+
+
+def severity_rank(severity: str) -> int:
+    """Position of a severity in ``low < medium < high < critical`` (unknown ranks lowest).
+
+    >>> severity_rank("high") > severity_rank("medium") > severity_rank("nonsense")
+    True
+    """
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def endpoint_wants(endpoint: WebhookEndpointRow, *, severity: str, model_id: str) -> bool:
+    """Whether an endpoint's filters (minimum severity, model) let this alert through."""
+    if endpoint.model_id is not None and endpoint.model_id != model_id:
+        return False
+    return severity_rank(severity) >= severity_rank(endpoint.min_severity)
+
+
+def enqueue_deliveries(
+    *, session: Session, alert: AlertLike, now: datetime | None = None
+) -> list[WebhookDeliveryRow]:
+    """Add one pending delivery per enabled endpoint whose filters match ``alert``.
+
+    Call it in the transaction that inserts the alert. Idempotent: an endpoint that already
+    has a delivery of this alert gets no second one.
+    """
+    now = now or utcnow()
+    endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.enabled.is_(True))).all()
+    wanted = [e for e in endpoints if endpoint_wants(e, severity=alert.severity, model_id=alert.model_id)]
+    if not wanted:
+        return []
+    existing = set(
+        session.scalars(
+            select(WebhookDeliveryRow.endpoint_id).where(WebhookDeliveryRow.alert_id == alert.alert_id)
+        ).all()
+    )
+    deliveries = [
+        WebhookDeliveryRow(
+            alert_id=alert.alert_id,
+            endpoint_id=endpoint.id,
+            webhook_id=webhook_id_for(alert.alert_id, endpoint.id),
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for endpoint in wanted
+        if endpoint.id not in existing
+    ]
+    session.add_all(deliveries)
+    return deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """Everything a dispatcher needs to send one delivery without touching the database."""
+
+    delivery_id: int
+    endpoint_id: int
+    alert_id: str
+    webhook_id: str
+    attempts: int
+    lease_until: datetime
+    url: str
+    secret: str
+    previous_secret: str | None  # still signing too: a rotation's overlap has not ended
+    body: bytes
+
+
+def claim_due_deliveries(
+    *,
+    session: Session,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    public_url: str,
+    max_attempts: int,
+) -> list[ClaimedDelivery]:
+    """Take up to ``limit`` due deliveries of enabled endpoints, leasing them until ``lease_until``.
+
+    Commit the session right after, before sending anything, so the lease is visible. A
+    delivery that already had ``max_attempts`` attempts without any result being recorded
+    (its dispatchers kept dying mid-send) is marked dead instead of being tried forever.
+    """
+    candidates = session.execute(
+        select(WebhookDeliveryRow.id, WebhookDeliveryRow.attempts)
+        .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
+        .where(
+            WebhookDeliveryRow.state.in_(OPEN_STATES),
+            WebhookDeliveryRow.next_attempt_at <= now,
+            WebhookEndpointRow.enabled.is_(True),
+        )
+        .order_by(WebhookDeliveryRow.next_attempt_at, WebhookDeliveryRow.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDeliveryRow)
+    ).all()
+    claimed: list[tuple[int, int]] = []
+    for delivery_id, attempts in candidates:
+        exhausted = attempts >= max_attempts
+        result = session.execute(
+            update(WebhookDeliveryRow)
+            .where(
+                WebhookDeliveryRow.id == delivery_id,
+                WebhookDeliveryRow.attempts == attempts,
+                WebhookDeliveryRow.state.in_(OPEN_STATES),
+                WebhookDeliveryRow.next_attempt_at <= now,
+            )
+            .values(
+                {"state": "dead", "next_attempt_at": None, "last_error": _GAVE_UP.format(attempts)}
+                if exhausted
+                else {"attempts": attempts + 1, "next_attempt_at": lease_until}
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1 and not exhausted:  # type: ignore[attr-defined]
+            claimed.append((delivery_id, attempts + 1))
+    if not claimed:
+        return []
+    rows = session.execute(
+        select(WebhookDeliveryRow, WebhookEndpointRow, AlertRow)
+        .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
+        .join(AlertRow, AlertRow.alert_id == WebhookDeliveryRow.alert_id)
+        .where(WebhookDeliveryRow.id.in_([d for d, _ in claimed]))
+    ).all()
+    attempts_of = dict(claimed)
+    return [
+        ClaimedDelivery(
+            delivery_id=delivery.id,
+            endpoint_id=endpoint.id,
+            alert_id=alert.alert_id,
+            webhook_id=delivery.webhook_id,
+            attempts=attempts_of[delivery.id],
+            lease_until=lease_until,
+            url=endpoint.url,
+            secret=endpoint.secret,
+            previous_secret=_previous_secret(endpoint, now),
+            body=alert_payload(alert=alert, public_url=public_url),
+        )
+        for delivery, endpoint, alert in rows
+    ]
+
+
+def _previous_secret(endpoint: WebhookEndpointRow, now: datetime) -> str | None:
+    until = endpoint.previous_secret_until
+    if endpoint.previous_secret is None or until is None or now >= until:
+        return None
+    return endpoint.previous_secret
+
+
+def settle_delivery(
+    *,
+    session: Session,
+    claim: ClaimedDelivery,
+    state: str,
+    status: int | None,
+    error: str | None,
+    next_attempt_at: datetime | None,
+    delivered_at: datetime | None = None,
+) -> bool:
+    """Record the result of one claimed attempt; False if the claim was lost meanwhile
+    (lease expired and another dispatcher took the row, or an admin asked to redeliver)."""
+    result = session.execute(
+        update(WebhookDeliveryRow)
+        .where(
+            WebhookDeliveryRow.id == claim.delivery_id,
+            WebhookDeliveryRow.attempts == claim.attempts,
+            WebhookDeliveryRow.state.in_(OPEN_STATES),
+            WebhookDeliveryRow.next_attempt_at == claim.lease_until,
+        )
+        .values(
+            state=state,
+            last_status=status,
+            last_error=None if error is None else printable(error)[:2000],
+            next_attempt_at=next_attempt_at,
+            delivered_at=delivered_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def printable(text: str) -> str:
+    """``text`` without NUL and other control characters (a receiver's answer can hold
+    anything; PostgreSQL refuses NUL in text, and a row that cannot be settled would be
+    sent again and again).
+
+    >>> printable("HTTP 500: a\\x00b\\nc")
+    'HTTP 500: a b c'
+    """
+    return "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in text)
+
+
+def disable_endpoint(*, session: Session, endpoint_id: int, reason: str) -> None:
+    """Stop sending to an endpoint (e.g. it answered 410 Gone); its open deliveries wait."""
+    session.execute(
+        update(WebhookEndpointRow)
+        .where(WebhookEndpointRow.id == endpoint_id)
+        .values(enabled=False, disabled_reason=reason)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,86 @@
+"""Model reference profiles in the database, and a ``ProfileStore`` on top of them.
+
+The engine's profiles (``ReferenceProfile.to_bytes()``) are versioned per model: saving
+never overwrites, ``latest_profile`` returns the highest version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from querywatch.detector.adapters.db.tables import AlertRow, ClientRow, ModelProfileRow, utcnow
+
+
+def save_profile(*, session: Session, model_id: str, version: int, dim: int, blob: bytes) -> ModelProfileRow:
+    """Add one version of a model's profile (an existing (model, version) is an IntegrityError)."""
+    row = ModelProfileRow(model_id=model_id, version=version, dim=dim, blob=blob, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def latest_profile(*, session: Session, model_id: str) -> ModelProfileRow | None:
+    query = (
+        select(ModelProfileRow)
+        .where(ModelProfileRow.model_id == model_id)
+        .order_by(ModelProfileRow.version.desc())
+        .limit(1)
+    )
+    return session.scalars(query).one_or_none()
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What the API shows about a served model."""
+
+    model_id: str
+    versions: list[int]
+    dim: int | None
+    profile_created_at: datetime | None
+    clients: int
+    max_risk: float | None
+    open_alerts: int
+
+
+def model_summaries(*, session: Session) -> list[ModelSummary]:
+    """Every model known from a profile, a client or an alert, by model_id."""
+    profiles: dict[str, list[ModelProfileRow]] = {}
+    for row in session.scalars(
+        select(ModelProfileRow).order_by(ModelProfileRow.model_id, ModelProfileRow.version)
+    ):
+        profiles.setdefault(row.model_id, []).append(row)
+    clients = {
+        m: (int(n), float(r))
+        for m, n, r in session.execute(
+            select(ClientRow.model_id, func.count(), func.max(ClientRow.risk)).group_by(ClientRow.model_id)
+        )
+    }
+    open_alerts = {
+        m: int(n)
+        for m, n in session.execute(
+            select(AlertRow.model_id, func.count())
+            .where(AlertRow.state != "resolved")
+            .group_by(AlertRow.model_id)
+        )
+    }
+    summaries = []
+    for model_id in sorted(set(profiles) | set(clients) | set(open_alerts)):
+        versions = profiles.get(model_id, [])
+        newest = versions[-1] if versions else None
+        count, max_risk = clients.get(model_id, (0, None))
+        summaries.append(
+            ModelSummary(
+                model_id=model_id,
+                versions=[v.version for v in versions],
+                dim=newest.dim if newest else None,
+                profile_created_at=newest.created_at if newest else None,
+                clients=count,
+                max_risk=max_risk,
+                open_alerts=open_alerts.get(model_id, 0),
+            )
+        )
+    return summaries

@@ -1,0 +1,119 @@
+"""SQLAlchemy engine and session factory built from ``DatabaseSettings``, and the migration check.
+
+SQLite (the default) gets WAL mode, a busy timeout and enforced foreign keys, so that the
+API and the consumer can share one file; PostgreSQL is used as configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
+from sqlalchemy import Engine, Select, create_engine, event
+from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from querywatch.detector.config import DatabaseSettings
+from querywatch.detector.errors import DatabaseNotMigrated
+
+#: The names the layers above use, so that SQLAlchemy is imported only in this package.
+DatabaseEngine: TypeAlias = Engine
+SessionFactory: TypeAlias = sessionmaker[Session]
+#: Any failure of the database or of a statement (connection lost, constraint, ...).
+DatabaseError = SQLAlchemyError
+#: A value the database cannot store (e.g. a NUL character in PostgreSQL text).
+UnstorableValue = DataError
+
+__all__ = [
+    "DatabaseEngine",
+    "DatabaseError",
+    "Session",
+    "SessionFactory",
+    "UnstorableValue",
+    "check_migrated",
+    "current_revision",
+    "make_engine",
+    "make_sessionmaker",
+    "transaction",
+    "where_equal",
+]
+
+#: Seconds a SQLite writer waits for another writer before failing.
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def make_engine(settings: DatabaseSettings) -> Engine:
+    """A SQLAlchemy engine for ``settings.url`` (tuned for SQLite when it is one)."""
+    url = settings.url
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            echo=settings.echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, echo=settings.echo, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # a no-op for in-memory databases
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (they are handed to the API layer)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One session, committed if the block succeeds and rolled back if it raises."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or None if it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_migrated(engine: Engine) -> None:
+    """Raise ``DatabaseNotMigrated`` unless the schema is at this version's head revision.
+
+    Services call this at start, so that they stop with an instruction instead of failing
+    later on a missing table.
+    """
+    from querywatch.detector.adapters.db.migrate import head_revision
+
+    head = head_revision()
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseNotMigrated(f"cannot read the schema version of {_safe_url(engine)}: {exc}") from exc
+    if current != head:
+        state = "has no querywatch schema" if current is None else f"is at revision {current}"
+        raise DatabaseNotMigrated(
+            f"the database {_safe_url(engine)} {state}, this querywatch needs {head}: "
+            "run `querywatch db upgrade` first"
+        )
+
+
+def _safe_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def where_equal(query: Select[Any], *conditions: tuple[Any, object | None]) -> Select[Any]:
+    """Add ``column == value`` for every (column, value) pair whose value is not None:
+    the optional filters of the list endpoints."""
+    for column, value in conditions:
+        if value is not None:
+            query = query.where(column == value)
+    return query

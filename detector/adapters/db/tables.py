@@ -1,0 +1,279 @@
+"""Every table querywatch stores, as SQLAlchemy 2 ORM classes.
+
+One ``MetaData`` with a naming convention, so that Alembic names constraints the same way
+on SQLite (batch mode rebuilds tables) and PostgreSQL. Times are timezone-aware UTC on
+both databases: ``UtcDateTime`` adds the zone SQLite forgets.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CLIENT_STATUSES = ("normal", "trusted", "blocked")
+ALERT_STATES = ("open", "acknowledged", "resolved")
+DELIVERY_STATES = ("pending", "delivered", "failed", "dead")
+API_ROLES = ("reader", "admin")
+
+#: JSON on SQLite, JSONB on PostgreSQL.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+#: Autoincrementing surrogate keys: BIGINT on PostgreSQL, INTEGER (rowid) on SQLite.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: querywatch stores timezone-aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JsonType, list[Any]: JsonType}
+
+
+class ClientRow(Base):
+    """The latest view of one client (API key / account): its risk and why."""
+
+    __tablename__ = "clients"
+    __table_args__ = (
+        CheckConstraint(_in("status", CLIENT_STATUSES), name="status"),
+        Index("ix_clients_risk_client_id", "risk", "client_id"),
+        Index("ix_clients_model_id_risk", "model_id", "risk"),
+        Index("ix_clients_status_risk_client_id", "status", "risk", "client_id"),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256))
+    risk: Mapped[float] = mapped_column(Float, default=0.0)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    queries: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
+    status_changed_by: Mapped[str | None] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RiskPointRow(Base):
+    """One downsampled point of a client's risk over time (event time)."""
+
+    __tablename__ = "risk_history"
+    __table_args__ = (Index("ix_risk_history_client_id_ts", "client_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(256))
+    model_id: Mapped[str] = mapped_column(String(256))
+    ts: Mapped[datetime]
+    queries: Mapped[int] = mapped_column(BigInteger)
+    risk: Mapped[float] = mapped_column(Float)
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AlertRow(Base):
+    """An extraction alert and what people did about it."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(_in("state", ALERT_STATES), name="state"),
+        Index("ix_alerts_opened_at_alert_id", "opened_at", "alert_id"),
+        Index("ix_alerts_client_id", "client_id"),
+        Index("ix_alerts_state_severity", "state", "severity"),
+    )
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(256))
+    model_id: Mapped[str] = mapped_column(String(256))
+    opened_at: Mapped[datetime]
+    queries: Mapped[int] = mapped_column(BigInteger)
+    risk: Mapped[float] = mapped_column(Float)
+    severity: Mapped[str] = mapped_column(String(16))
+    technique: Mapped[str] = mapped_column(String(32))
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    acknowledged_by: Mapped[str | None] = mapped_column(String(256))
+    acknowledged_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(256))
+    resolved_at: Mapped[datetime | None]
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    false_positive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    closed_by_engine_at: Mapped[datetime | None]
+
+
+class ModelProfileRow(Base):
+    """A saved reference profile of a served model (``ReferenceProfile.to_bytes()``)."""
+
+    __tablename__ = "model_profiles"
+
+    model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WebhookEndpointRow(Base):
+    """Where alerts are pushed (Standard Webhooks signing with ``secret``, and with
+    ``previous_secret`` too until ``previous_secret_until`` after a rotation with an overlap)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(256))
+    previous_secret: Mapped[str | None] = mapped_column(String(256))
+    previous_secret_until: Mapped[datetime | None] = mapped_column()
+    min_severity: Mapped[str] = mapped_column(String(16), default="low", server_default="low")
+    model_id: Mapped[str | None] = mapped_column(String(256))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDeliveryRow(Base):
+    """One alert to one endpoint: the outbox row the dispatcher works through."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        UniqueConstraint("alert_id", "endpoint_id", name="uq_webhook_deliveries_alert_id_endpoint_id"),
+        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKeyRow(Base):
+    """An API key: only its sha256 is kept; ``prefix`` finds the row without the secret."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(_in("role", API_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class AuditEntryRow(Base):
+    """One admin action: who did what to which thing."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PartitionOffsetRow(Base):
+    """The next Kafka offset to read per partition, committed with the client states."""
+
+    __tablename__ = "partition_offsets"
+
+    group_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(256), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClientStateRow(Base):
+    """A checkpoint of one client's engine state (``Detector.export_client``)."""
+
+    __tablename__ = "client_states"
+    __table_args__ = (Index("ix_client_states_group_id_topic_partition", "group_id", "topic", "partition"),)
+
+    client_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(256))
+    topic: Mapped[str] = mapped_column(String(256))
+    partition: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetterRow(Base):
+    """An input that could not be processed, kept with its original bytes."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(1024))
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)

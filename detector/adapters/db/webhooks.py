@@ -1,0 +1,166 @@
+"""Webhook endpoints and deliveries as plain functions (the API routes and the CLI call these).
+
+An endpoint's secret leaves the database only twice: in the answer to its creation and in
+the answer to a rotation. Listing functions return rows; the API decides what to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from querywatch.detector.adapters.db.alerts import AlertNotFound
+from querywatch.detector.adapters.db.outbox import endpoint_wants, enqueue_deliveries
+from querywatch.detector.adapters.db.session import where_equal
+from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow, WebhookEndpointRow, utcnow
+from querywatch.detector.adapters.delivery.signing import check_secret, generate_secret
+from querywatch.detector.adapters.delivery.ssrf import Resolver, pin_webhook_url, system_resolver
+from querywatch.detector.engine.outcomes import SEVERITIES
+from querywatch.detector.errors import QuerywatchError
+
+
+class WebhookEndpointNotFound(QuerywatchError):
+    """No webhook endpoint with this id."""
+
+
+class InvalidWebhookEndpoint(QuerywatchError):
+    """An endpoint setting querywatch cannot use (e.g. an unknown severity)."""
+
+
+def create_endpoint(
+    *,
+    session: Session,
+    url: str,
+    allow_hosts: Iterable[str],
+    min_severity: str = "low",
+    model_id: str | None = None,
+    secret: str | None = None,
+    resolver: Resolver = system_resolver,
+) -> WebhookEndpointRow:
+    """Add an endpoint after the SSRF check (raises ``UnsafeWebhookUrl``); a secret is
+    generated unless one is given (e.g. to keep a receiver's existing configuration)."""
+    if min_severity not in SEVERITIES:
+        raise InvalidWebhookEndpoint(f"min_severity must be one of {', '.join(SEVERITIES)}")
+    pin_webhook_url(url, allow_hosts=allow_hosts, resolver=resolver)
+    if secret is not None:
+        check_secret(secret)
+    endpoint = WebhookEndpointRow(
+        url=url,
+        secret=secret or generate_secret(),
+        min_severity=min_severity,
+        model_id=model_id,
+        enabled=True,
+        created_at=utcnow(),
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def get_endpoint(*, session: Session, endpoint_id: int) -> WebhookEndpointRow:
+    endpoint = session.get(WebhookEndpointRow, endpoint_id)
+    if endpoint is None:
+        raise WebhookEndpointNotFound(f"no webhook endpoint {endpoint_id}")
+    return endpoint
+
+
+def list_endpoints(*, session: Session) -> list[WebhookEndpointRow]:
+    return list(session.scalars(select(WebhookEndpointRow).order_by(WebhookEndpointRow.id)))
+
+
+def delete_endpoint(*, session: Session, endpoint_id: int) -> None:
+    """Remove an endpoint and, with it, its delivery history (nothing more is sent to it)."""
+    session.delete(get_endpoint(session=session, endpoint_id=endpoint_id))
+    session.flush()
+
+
+def rotate_secret(
+    *,
+    session: Session,
+    endpoint_id: int,
+    secret: str | None = None,
+    overlap_seconds: float = 0.0,
+    now: datetime | None = None,
+) -> WebhookEndpointRow:
+    """Give an endpoint a new secret; every later attempt, retries included, is signed with it,
+    and for ``overlap_seconds`` after ``now`` with the old one too, so that a receiver can
+    switch secrets at its own pace (0: the old secret stops at once, as after a leak)."""
+    if secret is not None:
+        check_secret(secret)
+    endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    if overlap_seconds > 0:
+        start = now or utcnow()
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_until = start + timedelta(seconds=overlap_seconds)
+    else:
+        endpoint.previous_secret = endpoint.previous_secret_until = None
+    endpoint.secret = secret or generate_secret()
+    session.flush()
+    return endpoint
+
+
+def set_enabled(*, session: Session, endpoint_id: int, enabled: bool) -> WebhookEndpointRow:
+    """Pause or resume an endpoint; resuming clears why it was disabled (e.g. a 410)."""
+    endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    endpoint.enabled = enabled
+    endpoint.disabled_reason = None if enabled else "disabled by an admin"
+    session.flush()
+    return endpoint
+
+
+def list_deliveries(
+    *,
+    session: Session,
+    limit: int,
+    alert_id: str | None = None,
+    endpoint_id: int | None = None,
+    state: str | None = None,
+    before_id: int | None = None,
+) -> list[WebhookDeliveryRow]:
+    """Deliveries matching the filters, newest first, keyset-paginated on id."""
+    query = where_equal(
+        select(WebhookDeliveryRow),
+        (WebhookDeliveryRow.alert_id, alert_id),
+        (WebhookDeliveryRow.endpoint_id, endpoint_id),
+        (WebhookDeliveryRow.state, state),
+    )
+    if before_id is not None:
+        query = query.where(WebhookDeliveryRow.id < before_id)
+    return list(session.scalars(query.order_by(WebhookDeliveryRow.id.desc()).limit(limit)))
+
+
+def redeliver_alert(
+    *, session: Session, alert_id: str, now: datetime | None = None
+) -> list[WebhookDeliveryRow]:
+    """Send an alert again to every enabled endpoint that wants it, delivered or not.
+
+    Existing deliveries start over (attempts reset, due now) and keep their ``webhook-id``:
+    a receiver that already processed the alert recognises it. Endpoints added since the
+    alert opened get their first delivery.
+    """
+    alert = session.get(AlertRow, alert_id)
+    if alert is None:
+        raise AlertNotFound(f"no alert {alert_id!r}")
+    now = now or utcnow()
+    enabled = [
+        e.id
+        for e in list_endpoints(session=session)
+        if e.enabled and endpoint_wants(e, severity=alert.severity, model_id=alert.model_id)
+    ]
+    session.execute(
+        update(WebhookDeliveryRow)
+        .where(WebhookDeliveryRow.alert_id == alert_id, WebhookDeliveryRow.endpoint_id.in_(enabled))
+        .values(state="pending", attempts=0, next_attempt_at=now, delivered_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    enqueue_deliveries(session=session, alert=alert, now=now)
+    session.flush()
+    query = (
+        select(WebhookDeliveryRow)
+        .where(WebhookDeliveryRow.alert_id == alert_id)
+        .order_by(WebhookDeliveryRow.id)
+    )
+    return list(session.scalars(query.execution_options(populate_existing=True)))

@@ -1,0 +1,118 @@
+"""Reference profiles and reference inputs on the local filesystem.
+
+The engine keeps profiles behind ``ProfileStore``; this is the store of ``querywatch
+profile --out DIR`` and ``detection.profile_dir``, and the reader of trusted reference files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from querywatch.detector.errors import ProfileError
+from querywatch.models.profile import ReferenceProfile
+
+
+class DirectoryProfileStore:
+    """One ``<model>.qwprofile`` file per model in a directory (created if missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._cache: dict[str, ReferenceProfile] = {}
+
+    def _file(self, model_id: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", model_id)
+        return self.path / f"{safe}.qwprofile"
+
+    def get(self, model_id: str) -> ReferenceProfile | None:
+        if model_id in self._cache:
+            return self._cache[model_id]
+        file = self._file(model_id)
+        if not file.exists():
+            return None
+        try:
+            profile = ReferenceProfile.from_bytes(file.read_bytes())
+        except ValueError as exc:
+            raise ProfileError(f"{file}: {exc}") from None
+        if profile.model_id != model_id:
+            raise ProfileError(f"{file} holds the profile of model {profile.model_id!r}, not {model_id!r}")
+        self._cache[model_id] = profile
+        return profile
+
+    def put(self, profile: ReferenceProfile) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        file = self._file(profile.model_id)
+        tmp = file.with_suffix(".tmp")
+        tmp.write_bytes(profile.to_bytes())
+        tmp.replace(file)
+        self._cache[profile.model_id] = profile
+
+
+def read_reference_file(path: str | Path) -> tuple[np.ndarray, list[object] | None, np.ndarray | None]:
+    """Reference inputs from ``.npy`` (an (n, d) array), ``.csv`` (numbers only, optional
+    header) or ``.jsonl`` (events, or objects with ``input`` and optional ``prediction``).
+    Returns inputs, labels (or None) and scores (or None)."""
+    path = Path(path)
+    if not path.exists():
+        raise ProfileError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            X = np.load(path, allow_pickle=False)
+            return _checked(np.asarray(X, dtype=np.float64), path), None, None
+        if suffix == ".csv":
+            return _checked(_read_csv(path), path), None, None
+        if suffix in (".jsonl", ".ndjson"):
+            return _read_jsonl(path)
+    except (ValueError, OSError) as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    raise ProfileError(f"{path}: expected a .npy, .csv or .jsonl file")
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if rows and not _numeric(rows[0]):
+        rows = rows[1:]
+    return np.array([[float(v) for v in row] for row in rows if row], dtype=np.float64)
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(v) for v in row]
+    except ValueError:
+        return False
+    return True
+
+
+def _read_jsonl(path: Path) -> tuple[np.ndarray, list[object] | None, np.ndarray | None]:
+    inputs, labels, scores = [], [], []
+    with path.open() as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                inputs.append([float(v) for v in obj["input"]])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"line {number}: {exc}") from None
+            prediction = obj.get("prediction") or {}
+            labels.append(prediction.get("label"))
+            scores.append(prediction.get("scores"))
+    X = _checked(np.array(inputs, dtype=np.float64), path)
+    has_labels = all(lab is not None for lab in labels)
+    widths = {len(s) if isinstance(s, list) else -1 for s in scores}
+    has_scores = len(widths) == 1 and -1 not in widths
+    return X, labels if has_labels else None, np.array(scores, dtype=np.float64) if has_scores else None
+
+
+def _checked(X: np.ndarray, path: Path) -> np.ndarray:
+    if X.ndim != 2 or len(X) == 0:
+        raise ProfileError(f"{path}: expected rows of numbers, got an array of shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ProfileError(f"{path}: holds NaN or infinite values")
+    return X

@@ -1,0 +1,55 @@
+"""Create the topics querywatch reads and writes, if they do not exist yet.
+
+Production clusters often forbid auto-creation; creating the topics explicitly (with the
+configured partition count) also makes the number of consumers that can share the work
+visible: at most one consumer per partition of the inference-log topic is busy.
+"""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from querywatch.detector.adapters.kafka.client_config import connection_kwargs
+from querywatch.detector.config import KafkaSettings
+
+
+def querywatch_topics(settings: KafkaSettings) -> tuple[str, ...]:
+    """The inference-log topic, the dead-letter topic and the alerts topic."""
+    return (settings.topic, settings.dead_letter_topic, settings.alerts_topic)
+
+
+def ensure_topics(
+    settings: KafkaSettings, topics: tuple[str, ...] | None = None, *, partitions: int | None = None
+) -> list[str]:
+    """Create any of ``topics`` (default: querywatch's three) that is missing; return those created.
+
+    Existing topics are left as they are (their partition count is not changed).
+    """
+    wanted = topics if topics is not None else querywatch_topics(settings)
+    count = partitions if partitions is not None else settings.partitions
+    admin = KafkaAdminClient(**connection_kwargs(settings, role="admin"))
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in dict.fromkeys(wanted) if t not in existing]
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics([NewTopic(topic, count, 1)])
+                created.append(topic)
+            except TopicAlreadyExistsError:  # another consumer created it a moment ago
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def partition_count(settings: KafkaSettings, topic: str) -> int:
+    """How many partitions ``topic`` has (0 if it does not exist)."""
+    admin = KafkaAdminClient(**connection_kwargs(settings, role="admin"))
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return sum(len(t.get("partitions") or []) for t in described if t.get("error_code", 0) == 0)

@@ -1,0 +1,109 @@
+"""Build the consumer from the one Settings object and run it until stopped.
+
+Used by ``querywatch consume``, by ``querywatch up`` and by the integration tests, so all
+three run the same wiring: migrated database, topics, output producer, processor, group
+membership.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from querywatch.detector.adapters.db.session import (
+    SessionFactory,
+    check_migrated,
+    make_engine,
+    make_sessionmaker,
+)
+from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
+from querywatch.detector.adapters.files import DirectoryProfileStore
+from querywatch.detector.adapters.kafka.admin import ensure_topics
+from querywatch.detector.adapters.kafka.consumer import run, subscribe
+from querywatch.detector.adapters.kafka.outputs import OutputProducer
+from querywatch.detector.adapters.kafka.processor import DetectorLike, StreamProcessor
+from querywatch.detector.config import Settings
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.profiles import ProfileStore
+
+log = logging.getLogger(__name__)
+
+DetectorFactory = Callable[[], DetectorLike]
+
+
+class ConsumerApp:
+    """A consumer built from Settings: database (checked migrated), output producer, processor.
+
+    ``run(stop)`` joins the group and works until ``stop`` is set; ``processor`` can be read
+    by tests and status pages (which partitions this member owns).
+    """
+
+    def __init__(self, settings: Settings, *, detector_factory: DetectorFactory | None = None) -> None:
+        self.settings = settings
+        self._database = make_engine(settings.database)
+        try:
+            check_migrated(self._database)
+            sessions = make_sessionmaker(self._database)
+            kafka = settings.kafka
+            ensure_topics(kafka)
+            self._outputs = OutputProducer(kafka)
+        except BaseException:
+            self._database.dispose()
+            raise
+        self.processor = StreamProcessor(
+            detector_factory=detector_factory or default_detector_factory(settings, sessions),
+            sessions=sessions,
+            outputs=self._outputs,
+            group_id=kafka.group_id,
+            checkpoint_every_events=kafka.checkpoint_every_events,
+            checkpoint_every_seconds=kafka.checkpoint_every_seconds,
+            max_event_bytes=settings.detection.max_event_bytes,
+        )
+
+    def owned_partitions(self) -> list[int]:
+        """Partitions of the inference-log topic this member owns right now."""
+        while True:
+            try:
+                return sorted(p for _t, p in list(self.processor.partitions))
+            except RuntimeError:  # the IO thread changed the assignment while we copied it
+                continue
+
+    def run(self, stop: threading.Event) -> None:
+        kafka = self.settings.kafka
+        consumer = subscribe(kafka, self.processor)
+        log.info("consuming %s as group %s", kafka.topic, kafka.group_id)
+        run(consumer, self.processor, stop, max_records=kafka.max_poll_records, start_from=kafka.start_from)
+
+    def close(self) -> None:
+        self._outputs.close()
+        self._database.dispose()
+
+
+def consume(
+    settings: Settings, *, stop: threading.Event, detector_factory: DetectorFactory | None = None
+) -> None:
+    """Consume the inference-log topic as a member of ``settings.kafka.group_id`` until ``stop``.
+
+    Raises ``DatabaseNotMigrated`` before joining the group if the schema is not current,
+    and ``ConfigError`` if no brokers are configured.
+    """
+    app = ConsumerApp(settings, detector_factory=detector_factory)
+    try:
+        app.run(stop)
+    finally:
+        app.close()
+
+
+def default_detector_factory(settings: Settings, sessions: SessionFactory) -> DetectorFactory:
+    """Engines with the configured detection settings and profiles.
+
+    Profiles come from ``detection.profile_dir`` when it is set (reproducible: the same as
+    ``querywatch replay --profile``), else from the database, shared by the whole group.
+    """
+    store: ProfileStore
+    if settings.detection.profile_dir:
+        store = DirectoryProfileStore(settings.detection.profile_dir)
+    else:
+        store = DatabaseProfileStore(sessions)
+    return lambda: Detector(settings.detection, store)

@@ -1,0 +1,158 @@
+"""``querywatch consume``: a member of a Kafka consumer group that drives the engine.
+
+Kafka distributes the work: N copies with the same ``group_id`` split the partitions of
+the inference-log topic, and Kafka moves partitions when a copy joins, leaves or dies. The
+database is the state store: each partition's offset is committed in the same transaction
+as its outcomes and client states (see ``querywatch.detector.adapters.kafka.processor``), so after a crash or
+a move the next owner resumes at the exact offset that matches the state it loads.
+
+Why the database and not a changelog topic (Kafka Streams / Quix style)? The outcomes must
+land in the database anyway (API, dashboard, webhook outbox); one transaction for outcomes,
+state and offset gives exactly-once with no second system to keep consistent, and the
+Kafka-side commit becomes informational (for lag tools). A changelog topic would need
+Kafka transactions spanning produce and database, which do not exist.
+
+Threading: kafka-python 3 runs rebalance callbacks on its IO thread while the processing
+thread is blocked inside ``poll()`` or ``close()``; the listener can therefore use the
+processor (no concurrent access) but must not call blocking consumer methods such as
+``commit()``. It checkpoints and loads state through the database only, and positions
+partitions with ``seek`` (non-blocking).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterable
+from types import FrameType
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from querywatch.detector.adapters.kafka.client_config import consumer_kwargs
+from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor, TopicPartitionKey
+from querywatch.detector.config import KafkaSettings
+from querywatch.detector.metrics import CONSUMER_LAG
+
+log = logging.getLogger(__name__)
+
+#: Longest wait in one poll, in ms: bounds how late a stop request or a due checkpoint is seen.
+POLL_TIMEOUT_MS = 200
+
+
+def _keys(partitions: Iterable[TopicPartition]) -> list[TopicPartitionKey]:
+    return sorted((tp.topic, tp.partition) for tp in partitions)
+
+
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Checkpoint on revoke, drop on loss, load and seek on assignment (on the IO thread)."""
+
+    def __init__(self, consumer: KafkaConsumer, processor: StreamProcessor, start_from: str) -> None:
+        self._consumer = consumer
+        self._processor = processor
+        self._start_from = start_from
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        keys = _keys(revoked)
+        if keys:
+            log.info("partitions revoked: %s", keys)
+            self._processor.revoke(keys)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        keys = _keys(assigned)
+        log.info("partitions assigned: %s", keys)
+        self._processor.assign(keys)
+        apply_seeks(self._consumer, self._processor, self._start_from)
+
+    def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        keys = _keys(lost)
+        log.warning("partitions lost (membership expired): %s", keys)
+        self._processor.lose(keys)
+
+
+def apply_seeks(consumer: KafkaConsumer, processor: StreamProcessor, start_from: str) -> None:
+    """Position partitions where the database says to resume; one never stored starts at its
+    beginning, or at its end if ``start_from`` is ``latest`` (until its first checkpoint)."""
+    seeks, processor.seeks = processor.seeks, {}
+    assigned = consumer.assignment()
+    for (topic, partition), offset in seeks.items():
+        tp = TopicPartition(topic, partition)
+        if tp not in assigned:
+            continue
+        if offset is None and start_from == "latest":
+            consumer.seek_to_end(tp)
+        elif offset is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, offset)
+
+
+def subscribe(settings: KafkaSettings, processor: StreamProcessor) -> KafkaConsumer:
+    """A consumer-group member subscribed to the inference-log topic, driving ``processor``."""
+    consumer = KafkaConsumer(**consumer_kwargs(settings))
+    consumer.subscribe(
+        [settings.topic], listener=_RebalanceListener(consumer, processor, settings.start_from)
+    )
+    return consumer
+
+
+def run(
+    consumer: KafkaConsumer,
+    processor: StreamProcessor,
+    stop: threading.Event,
+    *,
+    max_records: int,
+    start_from: str = "earliest",
+) -> None:
+    """Poll, score and checkpoint until ``stop`` is set; then checkpoint and leave the group.
+
+    On stop the batch in hand is finished, every partition is checkpointed and the
+    consumer closes, which leaves the group at once (no wait for a session timeout).
+    """
+    try:
+        while not stop.is_set():
+            batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+            processor.process(
+                Record(tp.topic, tp.partition, m.offset, m.key, m.value)
+                for tp, msgs in batch.items()
+                for m in msgs
+            )
+            due = processor.due()
+            if due:
+                commit_to_kafka(consumer, processor.checkpoint(due))
+            apply_seeks(consumer, processor, start_from)
+            _record_lag(consumer, processor)
+        commit_to_kafka(consumer, processor.checkpoint())
+    finally:
+        consumer.close()
+
+
+def commit_to_kafka(consumer: KafkaConsumer, offsets: dict[TopicPartitionKey, int]) -> None:
+    """Mirror stored offsets to Kafka for lag tools; best effort, the database is the truth."""
+    if not offsets:
+        return
+    try:
+        consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+    except KafkaError as exc:
+        log.info("informational Kafka commit failed (a rebalance is likely under way): %s", exc)
+
+
+def _record_lag(consumer: KafkaConsumer, processor: StreamProcessor) -> None:
+    for (topic, partition), work in processor.partitions.items():
+        end = consumer.highwater(TopicPartition(topic, partition))
+        if end is not None and work.next_offset is not None:
+            CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(max(0, end - work.next_offset))
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Set ``stop`` on SIGTERM or SIGINT (call from the main thread)."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the batch, checkpointing and leaving the group", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,106 @@
+"""The in-memory side of one assigned partition, and the stored form of a client's state.
+
+A ``PartitionWork`` is everything the consumer holds about a partition between two
+checkpoints: how far it read, what the database last stored, and the outcomes and dead
+letters that the next checkpoint will commit together with the offset.
+
+A client's stored state is the engine's ``export_client`` bytes *plus* the client's recent
+request ids, so that a redelivered request is dropped after a restart exactly as it would
+have been without one. Duplicates of a request come from the same client, hence the same
+partition, and arrive close together (producer retries), so a short per-client memory
+suffices and keeps checkpoints small.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from querywatch.detector.adapters.kafka.deadletters import DeadLetter
+from querywatch.detector.engine.events import RequestIdFilter
+from querywatch.detector.errors import QuerywatchError
+
+#: Request ids remembered per client (redeliveries older than this many of its requests pass).
+RECENT_REQUESTS_PER_CLIENT = 256
+_MAGIC = b"QWC1"
+_HEADER = struct.Struct(">4sI")
+
+
+class CorruptClientState(QuerywatchError):
+    """A stored client state is not in the format this querywatch writes."""
+
+
+def pack_client_state(engine_state: bytes, recent: RequestIdFilter) -> bytes:
+    """The stored form of a client: the engine's bytes and the client's recent request ids.
+
+    >>> seen = RequestIdFilter(4); _ = seen.is_new("r1")
+    >>> state, again = unpack_client_state(pack_client_state(b"engine", seen))
+    >>> state, again.is_new("r1"), again.is_new("r2")
+    (b'engine', False, True)
+    """
+    ids = json.dumps(recent.state(), separators=(",", ":")).encode()
+    return _HEADER.pack(_MAGIC, len(engine_state)) + engine_state + ids
+
+
+def unpack_client_state(blob: bytes) -> tuple[bytes, RequestIdFilter]:
+    """Split a stored client state into the engine's bytes and a request-id filter."""
+    if len(blob) < _HEADER.size:
+        raise CorruptClientState("client state is truncated")
+    magic, size = _HEADER.unpack_from(blob)
+    if magic != _MAGIC or _HEADER.size + size > len(blob):
+        raise CorruptClientState("client state has an unknown format or is truncated")
+    engine_state = blob[_HEADER.size : _HEADER.size + size]
+    try:
+        ids = json.loads(blob[_HEADER.size + size :])
+    except ValueError as exc:
+        raise CorruptClientState(f"client state has unreadable request ids: {exc}") from None
+    return engine_state, RequestIdFilter.from_state(list(ids), RECENT_REQUESTS_PER_CLIENT)
+
+
+@dataclass
+class PartitionWork:
+    """One assigned partition between two checkpoints.
+
+    ``stored_offset`` is what the database holds (the compare-and-set expectation, None if
+    never checkpointed); ``next_offset`` is one past the last message processed (None until
+    the first one). Outcomes and dead letters wait here until the checkpoint commits them.
+    """
+
+    topic: str
+    partition: int
+    stored_offset: int | None
+    started_at: float
+    next_offset: int | None = None
+    recent: dict[str, RequestIdFilter] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    evicted: set[str] = field(default_factory=set)
+    outcomes: list[Any] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    events_since_checkpoint: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    def has_progress(self) -> bool:
+        """Whether a checkpoint would store anything new."""
+        moved = self.next_offset is not None and self.next_offset != self.stored_offset
+        return moved or bool(self.dirty or self.evicted or self.outcomes or self.dead_letters)
+
+    def recent_requests(self, client_id: str) -> RequestIdFilter:
+        filt = self.recent.get(client_id)
+        if filt is None:
+            filt = self.recent[client_id] = RequestIdFilter(RECENT_REQUESTS_PER_CLIENT)
+        return filt
+
+    def committed(self, now: float) -> None:
+        """The checkpoint of everything pending was committed at ``now``."""
+        self.stored_offset = self.next_offset if self.next_offset is not None else self.stored_offset
+        self.dirty.clear()
+        self.evicted.clear()
+        self.outcomes = []
+        self.dead_letters = []
+        self.events_since_checkpoint = 0
+        self.started_at = now

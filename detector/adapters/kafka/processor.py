@@ -1,0 +1,310 @@
+"""The consumer's work, without Kafka: decode → validate → dedup → score → checkpoint.
+
+``StreamProcessor`` owns the engine and the partitions assigned to this process. Records
+come in as plain values (``Record``); a checkpoint commits, per partition and in one
+database transaction, the outcomes and dead letters of the messages it covers, the
+states of the clients they touched and the next offset. Before that transaction it sends
+the same outcomes and dead letters to Kafka and waits for the acknowledgement, so the
+topics get everything at least once while the database gets it exactly once.
+
+Warm-up: while the engine buffers events to build a model's profile
+(``pending_warmup() > 0``), offsets past those events must not be stored, so no checkpoint
+is written; a partition that leaves during warm-up makes the processor start over from
+the stored checkpoints of all its partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from querywatch.detector.adapters.db.checkpoints import CheckpointConflict, load_partition, save_checkpoint
+from querywatch.detector.adapters.db.dead_letters import save_dead_letters
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.session import SessionFactory, transaction
+from querywatch.detector.adapters.kafka.deadletters import reject
+from querywatch.detector.adapters.kafka.outputs import OutputProducer
+from querywatch.detector.adapters.kafka.partitions import (
+    PartitionWork,
+    pack_client_state,
+    unpack_client_state,
+)
+from querywatch.detector.engine.events import Event, parse_event
+from querywatch.detector.errors import InvalidEvent
+from querywatch.detector.metrics import (
+    CHECKPOINTS,
+    CLIENTS_TRACKED,
+    EVENT_PROCESSING_SECONDS,
+    EVENTS_PROCESSED,
+)
+
+log = logging.getLogger(__name__)
+
+TopicPartitionKey = tuple[str, int]
+
+
+class BatchLike(Protocol):
+    """``engine.detector.BatchResult``: outcomes in order, and the events the engine refused."""
+
+    outcomes: list[Any]
+    rejected: list[tuple[Event, InvalidEvent]]
+
+
+class DetectorLike(Protocol):
+    """The part of ``engine.detector.Detector`` the consumer uses."""
+
+    def process_batch(self, events: Sequence[Event]) -> BatchLike: ...
+    def export_client(self, client_id: str) -> bytes: ...
+    def import_client(self, client_id: str, state: bytes) -> None: ...
+    def drop_client(self, client_id: str) -> None: ...
+    def pending_warmup(self) -> int: ...
+    def evict_idle(self, now_ts: float) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The parts of a Kafka message the processor needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class StreamProcessor:
+    """Scores the records of the partitions it owns and checkpoints them to the database."""
+
+    def __init__(
+        self,
+        *,
+        detector_factory: Callable[[], DetectorLike],
+        sessions: SessionFactory,
+        outputs: OutputProducer,
+        group_id: str,
+        checkpoint_every_events: int,
+        checkpoint_every_seconds: float,
+        max_event_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._detector_factory = detector_factory
+        self.engine = detector_factory()
+        self._sessions = sessions
+        self._outputs = outputs
+        self.group_id = group_id
+        self._every_events = checkpoint_every_events
+        self._every_seconds = checkpoint_every_seconds
+        self._max_event_bytes = max_event_bytes
+        self._clock = clock
+        self.partitions: dict[TopicPartitionKey, PartitionWork] = {}
+        self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
+        self._latest_ts = float("-inf")
+        #: Partitions to seek before the next poll: {(topic, partition): offset or None=beginning}.
+        self.seeks: dict[TopicPartitionKey, int | None] = {}
+
+    # -- partition ownership -------------------------------------------------------------
+
+    def assign(self, keys: Iterable[TopicPartitionKey]) -> None:
+        """Load the stored state of newly assigned partitions; queue a seek to their offsets."""
+        for topic, partition in keys:
+            if (topic, partition) in self.partitions:
+                continue
+            with transaction(self._sessions) as session:
+                stored = load_partition(
+                    session=session, group_id=self.group_id, topic=topic, partition=partition
+                )
+            work = PartitionWork(topic, partition, stored.next_offset, self._clock())
+            for client_id, blob in stored.client_states.items():
+                engine_state, recent = unpack_client_state(blob)
+                self.engine.import_client(client_id, engine_state)
+                work.recent[client_id] = recent
+                self._owner[client_id] = work
+            self.partitions[work.key] = work
+            self.seeks[work.key] = stored.next_offset
+            log.info(
+                "assigned %s/%d: %d clients, resume at %s",
+                topic,
+                partition,
+                len(stored.client_states),
+                stored.next_offset,
+            )
+        CLIENTS_TRACKED.set(len(self._owner))
+
+    def revoke(self, keys: Iterable[TopicPartitionKey]) -> None:
+        """Checkpoint partitions that move to another consumer, then forget them."""
+        leaving = [self.partitions[k] for k in keys if k in self.partitions]
+        if self.engine.pending_warmup():
+            self._start_over(leaving)
+            return
+        for work in leaving:
+            self._checkpoint(work)
+            self._forget(work)
+
+    def lose(self, keys: Iterable[TopicPartitionKey]) -> None:
+        """Forget partitions taken away without notice; their pending work is redone elsewhere."""
+        leaving = [self.partitions[k] for k in keys if k in self.partitions]
+        if self.engine.pending_warmup():
+            self._start_over(leaving)
+            return
+        for work in leaving:
+            self._forget(work)
+
+    def _forget(self, work: PartitionWork) -> None:
+        for client_id in work.recent:
+            if self._owner.get(client_id) is work:
+                del self._owner[client_id]
+                self.engine.drop_client(client_id)
+        self.partitions.pop(work.key, None)
+        self.seeks.pop(work.key, None)
+        CLIENTS_TRACKED.set(len(self._owner))
+
+    def _rewind(self, work: PartitionWork) -> None:
+        """Drop what is in memory for ``work`` and reload it from its stored checkpoint."""
+        self._forget(work)
+        self.assign([work.key])
+
+    def _start_over(self, leaving: list[PartitionWork]) -> None:
+        """A fresh engine, reloaded from the stored checkpoints of the partitions we keep."""
+        keep = [k for k in self.partitions if all(k != w.key for w in leaving)]
+        log.warning("a partition left during warm-up: restarting from the stored checkpoints of %s", keep)
+        self.engine = self._detector_factory()
+        self.partitions.clear()
+        self._owner.clear()
+        self.seeks.clear()
+        self.assign(keep)
+
+    # -- processing ------------------------------------------------------------------------
+
+    def process(self, records: Iterable[Record]) -> None:
+        """Decode, validate and dedup ``records`` of owned partitions, then score them as one batch.
+
+        Scoring the batch at once lets the engine vectorize the work shared by its events;
+        each client's events keep their order (one client, one partition).
+        """
+        events: list[Event] = []
+        sources: dict[int, tuple[PartitionWork, Record]] = {}
+        for record in records:
+            work = self.partitions.get((record.topic, record.partition))
+            if work is None:
+                continue  # no longer ours
+            floor = work.next_offset if work.next_offset is not None else work.stored_offset
+            if floor is not None and record.offset < floor:
+                continue  # already covered by the stored checkpoint
+            work.next_offset = record.offset + 1
+            work.events_since_checkpoint += 1
+            event = self._decode(work, record)
+            if event is not None:
+                events.append(event)
+                sources[id(event)] = (work, record)
+        if not events:
+            return
+        started = time.perf_counter()
+        result = self.engine.process_batch(events)
+        # Per event, averaged over the batch: timing each event would itself cost microseconds.
+        EVENT_PROCESSING_SECONDS.observe((time.perf_counter() - started) / len(events))
+        for event, error in result.rejected:
+            work, record = sources[id(event)]
+            self._reject(work, record, error)
+        EVENTS_PROCESSED.inc(len(events) - len(result.rejected))
+        for outcome in result.outcomes:  # after a warm-up, also outcomes of earlier batches
+            client_id = outcome.update.client_id
+            owner = self._owner[client_id]
+            owner.outcomes.append(outcome)
+            owner.dirty.add(client_id)
+            self._latest_ts = max(self._latest_ts, outcome.update.ts)
+
+    def _decode(self, work: PartitionWork, record: Record) -> Event | None:
+        """The valid, not yet seen event of ``record``; None if it was dead-lettered or a redelivery."""
+        try:
+            if record.value is None:
+                raise InvalidEvent("not_json", "the message has no value")
+            event = parse_event(record.value, max_bytes=self._max_event_bytes)
+        except InvalidEvent as exc:
+            self._reject(work, record, exc)
+            return None
+        if not work.recent_requests(event.client_id).is_new(event.request_id):
+            return None
+        self._owner[event.client_id] = work
+        return event
+
+    def _reject(self, work: PartitionWork, record: Record, error: InvalidEvent) -> None:
+        raw = b"" if record.value is None else record.value
+        work.dead_letters.append(
+            reject(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                raw=raw,
+                key=record.key,
+                error=error,
+            )
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def due(self) -> list[PartitionWork]:
+        """Partitions whose checkpoint is due (enough events or enough time since the last)."""
+        now = self._clock()
+        return [
+            w
+            for w in self.partitions.values()
+            if w.has_progress()
+            and (w.events_since_checkpoint >= self._every_events or now - w.started_at >= self._every_seconds)
+        ]
+
+    def checkpoint(self, works: Iterable[PartitionWork] | None = None) -> dict[TopicPartitionKey, int]:
+        """Checkpoint ``works`` (default: every owned partition); return the stored offsets."""
+        if self.engine.pending_warmup():
+            return {}
+        self._evict_idle()
+        stored: dict[TopicPartitionKey, int] = {}
+        for work in list(self.partitions.values() if works is None else works):
+            if self._checkpoint(work) and work.stored_offset is not None:
+                stored[work.key] = work.stored_offset
+        return stored
+
+    def _evict_idle(self) -> None:
+        if self._latest_ts == float("-inf"):
+            return
+        for client_id in self.engine.evict_idle(self._latest_ts):
+            work = self._owner.pop(client_id, None)
+            if work is not None:
+                work.recent.pop(client_id, None)
+                work.dirty.discard(client_id)
+                work.evicted.add(client_id)
+        CLIENTS_TRACKED.set(len(self._owner))
+
+    def _checkpoint(self, work: PartitionWork) -> bool:
+        """Commit ``work``'s pending outcomes, dead letters, client states and offset."""
+        if not work.has_progress() or work.next_offset is None:
+            return False
+        states = {
+            c: pack_client_state(self.engine.export_client(c), work.recent_requests(c)) for c in work.dirty
+        }
+        self._outputs.send_outcomes(work.outcomes)
+        self._outputs.send_dead_letters(work.dead_letters)
+        self._outputs.flush()
+        try:
+            with transaction(self._sessions) as session:
+                save_outcomes(session=session, outcomes=work.outcomes)
+                save_dead_letters(session=session, letters=work.dead_letters)
+                save_checkpoint(
+                    session=session,
+                    group_id=self.group_id,
+                    topic=work.topic,
+                    partition=work.partition,
+                    expected_offset=work.stored_offset,
+                    next_offset=work.next_offset,
+                    client_states=states,
+                    dropped_clients=work.evicted,
+                )
+        except CheckpointConflict as exc:
+            log.warning("checkpoint refused, another consumer owns the partition now: %s", exc)
+            self._rewind(work)
+            return False
+        work.committed(self._clock())
+        CHECKPOINTS.inc()
+        return True

@@ -1,0 +1,80 @@
+"""Load inference-log events (a JSON Lines trace) into the topic, keyed by ``client_id``.
+
+The key keeps each client's events in one partition, in order, which is what lets N
+consumers split the work without changing any client's result. Lines are sent as they are
+(byte for byte): a line that is not a valid event is still produced, without a key, so that
+the consumer dead-letters it, exactly as it would a bad message from a real serving tier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+
+from querywatch.detector.adapters.kafka.client_config import producer_kwargs
+from querywatch.detector.config import KafkaSettings
+
+#: Messages sent before waiting for the broker's acknowledgements (bounds memory).
+_CHUNK = 10_000
+
+
+def client_key(line: bytes) -> bytes | None:
+    """The message key of an event line: its ``client_id`` in UTF-8, or None if it has none.
+
+    >>> client_key(b'{"client_id": "acct-7", "input": [1]}')
+    b'acct-7'
+    >>> client_key(b'not json') is None
+    True
+    """
+    try:
+        obj: Any = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    client_id = obj.get("client_id") if isinstance(obj, dict) else None
+    return client_id.encode() if isinstance(client_id, str) and client_id else None
+
+
+def trace_lines(path: str | Path) -> Iterator[bytes]:
+    """The non-blank lines of a JSON Lines file, without their line ending."""
+    with open(path, "rb") as trace:
+        for line in trace:
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+
+
+def produce_lines(producer: KafkaProducer, topic: str, lines: Iterable[bytes]) -> int:
+    """Send each line as one message keyed by its client id; flush; return how many were sent.
+
+    Raises the producer's error if any send failed, so a caller never believes a partial
+    load was complete.
+    """
+    sent = 0
+    pending = []
+    for line in lines:
+        pending.append(producer.send(topic, key=client_key(line), value=line))
+        if len(pending) >= _CHUNK:
+            sent += _settle(producer, pending)
+    return sent + _settle(producer, pending)
+
+
+def _settle(producer: KafkaProducer, pending: list[Any]) -> int:
+    producer.flush()
+    for future in pending:
+        future.get(timeout=0)
+    count = len(pending)
+    pending.clear()
+    return count
+
+
+def produce_trace(settings: KafkaSettings, path: str | Path, *, topic: str | None = None) -> int:
+    """Produce the trace file at ``path`` into ``topic`` (default: the inference-log topic)."""
+    producer = KafkaProducer(**producer_kwargs(settings, role="trace-producer"))
+    try:
+        return produce_lines(producer, topic or settings.topic, trace_lines(path))
+    finally:
+        producer.close()

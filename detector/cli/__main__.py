@@ -1,0 +1,9 @@
+"""``python -m querywatch.detector.cli``: the same as the ``querywatch`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from querywatch.detector.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,105 @@
+"""``querywatch serve`` and ``querywatch apikey create|list|revoke``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from querywatch.detector.adapters.db import audit
+from querywatch.detector.adapters.db.apikeys import create_api_key, list_api_keys, revoke_api_key
+from querywatch.detector.adapters.db.session import (
+    check_migrated,
+    make_engine,
+    make_sessionmaker,
+    transaction,
+)
+from querywatch.detector.adapters.db.tables import API_ROLES
+from querywatch.detector.config import Settings
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="Run the HTTP API (QUERYWATCH_API__HOST / __PORT).")
+    serve.add_argument("--host", help="Override QUERYWATCH_API__HOST.")
+    serve.add_argument("--port", type=int, help="Override QUERYWATCH_API__PORT.")
+    serve.set_defaults(run=run_serve)
+
+    apikey = subparsers.add_parser("apikey", help="Create, list or revoke API keys.")
+    actions = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="Create a key and print it (shown only this once).")
+    create.add_argument("--role", required=True, choices=API_ROLES)
+    create.add_argument("--name", default="", help="Who or what uses the key (shown in the audit log).")
+    create.set_defaults(run=run_create)
+    listing = actions.add_parser("list", help="List keys (never their secrets).")
+    listing.set_defaults(run=run_list)
+    revoke = actions.add_parser("revoke", help="Revoke a key by id.")
+    revoke.add_argument("key_id", type=int)
+    revoke.set_defaults(run=run_revoke)
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from querywatch.detector.adapters.api.app import create_app
+
+    engine = make_engine(settings.database)
+    try:
+        check_migrated(engine)  # stop here with a clear message, before uvicorn starts
+    finally:
+        engine.dispose()
+    host = args.host or settings.api.host
+    port = settings.api.port if args.port is None else args.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    return 0
+
+
+def run_create(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database)
+    try:
+        check_migrated(engine)
+        with transaction(make_sessionmaker(engine)) as session:
+            key = create_api_key(session=session, role=args.role, name=args.name or f"{args.role}-key")
+            audit.record(
+                session=session,
+                actor="cli",
+                action="apikey.create",
+                target=f"apikey:{key.id}",
+                detail={"role": key.role},
+            )
+    finally:
+        engine.dispose()
+    print(key.secret)
+    print(f"# key #{key.id} {key.name!r}, role {key.role}: store it now, it is not shown again.", flush=True)
+    return 0
+
+
+def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database)
+    try:
+        check_migrated(engine)
+        with make_sessionmaker(engine)() as session:
+            keys = list_api_keys(session=session)
+    finally:
+        engine.dispose()
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        print(f"{k.id}\t{k.role}\t{state}\tqw_{k.prefix}_…\t{k.name}")
+    return 0
+
+
+def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database)
+    try:
+        check_migrated(engine)
+        with transaction(make_sessionmaker(engine)) as session:
+            revoked = revoke_api_key(session=session, key_id=args.key_id)
+            if revoked:
+                audit.record(
+                    session=session, actor="cli", action="apikey.revoke", target=f"apikey:{args.key_id}"
+                )
+    finally:
+        engine.dispose()
+    if not revoked:
+        print(f"querywatch: no active key #{args.key_id}")
+        return 1
+    print(f"key #{args.key_id} revoked")
+    return 0

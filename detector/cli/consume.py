@@ -1,0 +1,75 @@
+"""``querywatch consume`` (a consumer-group member) and ``querywatch produce`` (load a trace)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from querywatch.detector.adapters.kafka.admin import ensure_topics
+from querywatch.detector.adapters.kafka.app import consume
+from querywatch.detector.adapters.kafka.consumer import stop_on_signals
+from querywatch.detector.adapters.kafka.producer import produce_trace
+from querywatch.detector.config import KafkaSettings, Settings
+from querywatch.detector.logging import configure_logging
+from querywatch.detector.metrics import metrics_port, metrics_port_argument, serve_metrics
+from querywatch.detector.runtime import engine_process
+
+
+def register(subparsers: Any) -> None:
+    consumer = subparsers.add_parser(
+        "consume",
+        help="score the inference-log topic as a member of a Kafka consumer group",
+        description="Join the consumer group (kafka.group_id), score the inference-log topic and store "
+        "risks, alerts and dead letters in the database. Run N copies to split the partitions; "
+        "SIGTERM or Ctrl-C finishes the batch, checkpoints and leaves the group.",
+    )
+    _kafka_arguments(consumer)
+    consumer.add_argument("--group-id", help="consumer group (default: kafka.group_id)")
+    metrics_port_argument(consumer)
+    consumer.set_defaults(run=run_consume)
+
+    producer = subparsers.add_parser(
+        "produce",
+        help="load a JSON Lines trace into the inference-log topic, keyed by client_id",
+        description="Send every line of TRACE.jsonl as one message, keyed by its client_id. Invalid lines "
+        "are sent as they are (the consumer dead-letters them).",
+    )
+    producer.add_argument("trace", metavar="TRACE.jsonl")
+    _kafka_arguments(producer)
+    producer.set_defaults(run=run_produce)
+
+
+def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers", help="brokers host:port[,...] (default: kafka.bootstrap_servers)"
+    )
+    parser.add_argument("--topic", help="inference-log topic (default: kafka.topic)")
+
+
+def _kafka_settings(args: argparse.Namespace, settings: Settings) -> KafkaSettings:
+    update = {
+        "bootstrap_servers": args.bootstrap_servers or settings.kafka.bootstrap_servers,
+        "topic": args.topic or settings.kafka.topic,
+    }
+    if getattr(args, "group_id", None):
+        update["group_id"] = args.group_id
+    return settings.kafka.model_copy(update=update)
+
+
+def run_consume(args: argparse.Namespace, settings: Settings) -> int:
+    settings = settings.model_copy(update={"kafka": _kafka_settings(args, settings)})
+    configure_logging(settings)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    with engine_process(), serve_metrics(settings.metrics_host, metrics_port(args, settings.metrics_port)):
+        consume(settings, stop=stop)
+    return 0
+
+
+def run_produce(args: argparse.Namespace, settings: Settings) -> int:
+    kafka = _kafka_settings(args, settings)
+    ensure_topics(kafka, (kafka.topic,))
+    sent = produce_trace(kafka, args.trace)
+    print(f"produced {sent} messages to {kafka.topic}")
+    return 0

@@ -1,0 +1,51 @@
+"""``querywatch db upgrade`` / ``querywatch db downgrade``: migrate the configured database."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from querywatch.detector.adapters.db import migrate
+from querywatch.detector.adapters.db.session import current_revision, make_engine
+from querywatch.detector.config import Settings
+
+
+def register(subparsers: Any) -> None:
+    db = subparsers.add_parser("db", help="Create or migrate the database schema (QUERYWATCH_DATABASE__URL).")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+
+    up = actions.add_parser("upgrade", help="Migrate to the newest schema (or to --revision).")
+    up.add_argument("--revision", default="head", help="Target revision (default: head).")
+    up.set_defaults(run=run_upgrade)
+
+    down = actions.add_parser("downgrade", help="Step the schema back (default: one revision).")
+    down.add_argument("--revision", default="-1", help="Target revision; 'base' drops every table.")
+    down.set_defaults(run=run_downgrade)
+
+    current = actions.add_parser("current", help="Print the revision the database is at.")
+    current.set_defaults(run=run_current)
+
+
+def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    migrate.upgrade(settings, args.revision)
+    print(f"database at revision {_revision(settings)}")
+    return 0
+
+
+def run_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    migrate.downgrade(settings, args.revision)
+    print(f"database at revision {_revision(settings)}")
+    return 0
+
+
+def run_current(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"{_revision(settings)} (head: {migrate.head_revision()})")
+    return 0
+
+
+def _revision(settings: Settings) -> str:
+    engine = make_engine(settings.database)
+    try:
+        return current_revision(engine) or "base (empty)"
+    finally:
+        engine.dispose()

@@ -1,0 +1,102 @@
+"""``querywatch simulate``: demo traffic into a JSON Lines file or straight into the broker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from querywatch.detector.config import Settings
+from querywatch.detector.errors import ConfigError
+from querywatch.detector.simulate import ATTACK_KINDS, generate_trace, write_jsonl, write_truth
+from querywatch.detector.simulate.publish import publish_events
+from querywatch.detector.simulate.trace import DEFAULT_START
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="generate demo traffic (benign clients and model thieves) against the shipped digits model",
+        description="Simulate clients querying the shipped digits model. Writes a JSON Lines trace "
+        "(--out) and its ground truth (--truth), and/or produces the events into the inference-log "
+        "topic of a broker (--bootstrap-servers or QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS).",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same trace)")
+    parser.add_argument("--benign", type=int, default=40, help="benign clients (default 40)")
+    parser.add_argument("--attackers", type=int, default=5, help="attacking clients (default 5)")
+    parser.add_argument("--hours", type=float, default=24.0, help="trace length in event time (default 24)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every client's query volume")
+    parser.add_argument(
+        "--families",
+        default=",".join(ATTACK_KINDS),
+        help=f"comma-separated attack families, cycled over the attackers (default {','.join(ATTACK_KINDS)})",
+    )
+    parser.add_argument(
+        "--start",
+        default=None,
+        help="RFC 3339 start of the trace, or 'now' (default: fixed date for files; "
+        "'--hours' before now when producing)",
+    )
+    parser.add_argument("--out", metavar="FILE.jsonl", help="write the events here, one per line")
+    parser.add_argument("--truth", metavar="FILE.json", help="write the ground truth (role, family) here")
+    parser.add_argument("--bootstrap-servers", help="produce to this broker (overrides the setting)")
+    parser.add_argument("--topic", help="topic to produce to (default: kafka.topic)")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="events per second when producing (default: unpaced)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    kafka = settings.kafka.model_copy(
+        update={
+            "bootstrap_servers": args.bootstrap_servers or settings.kafka.bootstrap_servers,
+            "topic": args.topic or settings.kafka.topic,
+        }
+    )
+    produce = bool(args.bootstrap_servers) or (args.out is None and kafka.bootstrap_servers is not None)
+    if args.out is None and not produce:
+        raise ConfigError("nothing to do: give --out FILE.jsonl, or a broker with --bootstrap-servers")
+    if args.rate is not None and args.rate <= 0:
+        raise ConfigError("--rate must be a positive number of events per second")
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    try:
+        events, truth = generate_trace(
+            args.seed,
+            benign=args.benign,
+            attackers=args.attackers,
+            start=_start(args.start, produce=produce, hours=args.hours),
+            hours=args.hours,
+            scale=args.scale,
+            attack_families=families,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.out:
+        write_jsonl(events, args.out)
+    if args.truth:
+        write_truth(truth, args.truth)
+    roles = Counter(info["role"] for info in truth.values())
+    summary = f"{roles['benign']} benign clients and {roles['attack']} attackers"
+    print(f"simulated {len(events)} events from {summary}", file=sys.stderr)
+    if produce:
+        sent = publish_events(events, kafka, rate=args.rate)
+        print(f"produced {sent} events to {kafka.topic} at {kafka.bootstrap_servers}", file=sys.stderr)
+    return 0
+
+
+def _start(text: str | None, *, produce: bool, hours: float) -> datetime:
+    """Start of the trace: as given, or a fixed date for files, or ``hours`` ago when producing."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    if text is None:
+        return now - timedelta(hours=hours) if produce else DEFAULT_START
+    if text == "now":
+        return now
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--start {text!r} is not RFC 3339 (e.g. 2026-01-05T00:00:00Z) or 'now'") from None
+    if parsed.tzinfo is None:
+        raise ConfigError("--start needs a time zone, e.g. a trailing Z")
+    return parsed

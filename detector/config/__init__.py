@@ -1,0 +1,24 @@
+"""Static configuration: one frozen ``Settings`` object, one module per section.
+
+Read from ``QUERYWATCH_*`` environment variables (nested sections use a double underscore).
+Each section lives in its own module so that work on one concern does not touch the others;
+per-model runtime policy lives in the database, not here.
+"""
+
+from __future__ import annotations
+
+from querywatch.detector.config.api import ApiSettings
+from querywatch.detector.config.database import DatabaseSettings
+from querywatch.detector.config.detection import DetectionSettings
+from querywatch.detector.config.kafka import KafkaSettings
+from querywatch.detector.config.settings import Settings
+from querywatch.detector.config.webhooks import WebhookSettings
+
+__all__ = [
+    "ApiSettings",
+    "DatabaseSettings",
+    "DetectionSettings",
+    "KafkaSettings",
+    "Settings",
+    "WebhookSettings",
+]

@@ -1,0 +1,21 @@
+"""Settings section: the HTTP API and the mitigation policy of the decision endpoint."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from querywatch.detector.config.base import Section
+
+
+class ApiSettings(Section):
+    """The HTTP API and the mitigation policy of the decision endpoint."""
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the API listens on (0: any free port).")
+    public_url: str = Field("http://127.0.0.1:8000", description="Base URL used in links (webhook bodies).")
+    degrade_risk: float = Field(0.5, ge=0, le=1, description="Decision 'degrade' at or above this risk.")
+    block_risk: float = Field(0.9, ge=0, le=1, description="Decision 'block' at or above this risk.")
+    degraded_precision: int = Field(1, ge=0, le=6, description="Decimals of scores a degraded client gets.")
+    key_cache_seconds: float = Field(
+        5.0, ge=0, description="Seconds an authenticated API key is remembered (revocation delay)."
+    )

@@ -1,0 +1,55 @@
+"""Settings section: how the engine builds profiles, scores clients and raises alerts."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from querywatch.detector.config.base import Section
+
+
+class DetectionSettings(Section):
+    """How the engine builds profiles, scores clients and raises alerts."""
+
+    profile_dir: str | None = Field(
+        None, description="Directory of saved reference profiles (one per model)."
+    )
+    warmup_events: int = Field(
+        20000, ge=100, description="Events of a model collected before an automatic profile is built."
+    )
+    warmup_per_client: int = Field(
+        40, ge=1, description="At most this many warm-up events of one client enter the profile."
+    )
+    codebook_size: int = Field(64, ge=2, description="Input-space cells (k-means centroids) of a profile.")
+    pca_components: int | None = Field(
+        16, ge=1, description="PCA dimensions before the codebook; unset to skip PCA."
+    )
+    alert_risk: float = Field(0.8, gt=0, le=1, description="Risk at which an alert opens.")
+    clear_risk: float = Field(
+        0.5, ge=0, lt=1, description="Risk below which an open alert closes (hysteresis)."
+    )
+    min_queries: int = Field(
+        30, ge=1, description="No alert before a client has sent this many valid queries."
+    )
+    false_alarm_rate: float = Field(
+        1e-4,
+        gt=0,
+        lt=0.5,
+        description="alpha of the evidence tests: alerts need log e-value log(tests / alpha).",
+    )
+    ood_tolerance: float = Field(
+        0.2, gt=0, lt=1, description="Share of out-of-profile queries a benign client may send (null rate)."
+    )
+    step_tolerance: float = Field(
+        0.05, gt=0, lt=1, description="Share of fixed-step near-duplicates a benign client may send."
+    )
+    boundary_tolerance: float = Field(
+        0.25, gt=0, lt=1, description="Share of answers on the decision boundary a benign client may get."
+    )
+    idle_evict_seconds: float = Field(
+        7 * 86400, gt=0, description="Client state idle this long (event time) is evicted."
+    )
+    dedup_capacity: int = Field(
+        1_000_000, ge=1000, description="request_ids remembered to drop redeliveries."
+    )
+    max_event_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are rejected as oversized.")
+    seed: int = Field(0, description="Seed of every random choice (profiles, population model).")

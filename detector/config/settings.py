@@ -1,0 +1,43 @@
+"""One frozen Settings object, read from ``QUERYWATCH_*`` environment variables.
+
+Nested sections use a double underscore: ``QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS``,
+``QUERYWATCH_DATABASE__URL``. Build it once in ``main()`` (or the app's lifespan) and pass
+it down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from querywatch.detector.config.api import ApiSettings
+from querywatch.detector.config.database import DatabaseSettings
+from querywatch.detector.config.detection import DetectionSettings
+from querywatch.detector.config.kafka import KafkaSettings
+from querywatch.detector.config.webhooks import WebhookSettings
+
+
+class Settings(BaseSettings):
+    """Everything querywatch can be told, with its environment variable and default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUERYWATCH_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    detection: DetectionSettings = DetectionSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    api: ApiSettings = ApiSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="`consume` and `dispatch` serve Prometheus metrics at /metrics on this port "
+        "(no key needed; the API serves its own). Unset: none.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics port of `consume` and `dispatch` binds."
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
+    log_json: bool = Field(True, description="Structured JSON logs on stderr.")

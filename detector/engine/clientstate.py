@@ -1,0 +1,165 @@
+"""One client's state on one model: features, evidence tests and alert bookkeeping."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from querywatch.detector.engine.events import Event
+from querywatch.features.client import ClientFeatures, score_summary
+from querywatch.features.resend import input_hashes
+from querywatch.models.evidence import ClientEvidence, Tolerances
+from querywatch.models.population import POPULATION_FEATURES, PopulationModel
+from querywatch.models.profile import ReferenceProfile
+
+
+@dataclass
+class ModelContext:
+    """What every client of one model shares: the profile and tables derived from it."""
+
+    profile: ReferenceProfile
+    expected_cells: np.ndarray
+    new_cell: list[float]
+    population: PopulationModel | None
+    class_index: dict[str, int]
+    hash_key: int
+    """Secret key of the exact-resend hash and of the reservoir's choices: from the profile's
+    version, a digest of the data it was built from, which a thief does not know."""
+
+    @classmethod
+    def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
+        population = None
+        if profile.population.shape[0] >= 10 and profile.population.shape[1] == len(POPULATION_FEATURES):
+            rows = [dict(zip(POPULATION_FEATURES, r, strict=True)) for r in profile.population.tolist()]
+            population = PopulationModel(seed=seed).fit(rows)
+        index = {name: i for i, name in enumerate(profile.classes)}
+        new_cell = profile.new_cell_probabilities().tolist()
+        digest = hashlib.blake2b(f"{profile.model_id}\0{profile.version}\0{seed}".encode(), digest_size=8)
+        hash_key = int.from_bytes(digest.digest(), "little") >> 1
+        return cls(profile, profile.expected_cells(), new_cell, population, index, hash_key)
+
+    def query_rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
+        """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
+        dimension), with the shared work — projection, cells, scores — done once for all."""
+        inputs = np.array([e.input for e in events])
+        view = self.profile.view(inputs)
+        margins, entropies = score_columns(events)
+        return list(
+            zip(
+                [e.ts for e in events],
+                view.cell.tolist(),
+                view.out_of_profile.tolist(),
+                view.quantized,
+                input_hashes(inputs, self.hash_key).tolist(),
+                self.class_indices(events),
+                margins,
+                entropies,
+                strict=True,
+            )
+        )
+
+    def class_indices(self, events: Sequence[Event]) -> list[int]:
+        """The profile's class index of each event's prediction (-1 without one)."""
+        index, other = self.class_index, len(self.profile.classes)
+        out = []
+        for e in events:
+            label = e.label
+            if label is None:
+                out.append(-1 if e.scores is None else index.get(str(int(np.argmax(e.scores))), other))
+            else:
+                out.append(index.get(label if type(label) is str else str(label), other))
+        return out
+
+
+class ClientState:
+    """Mutable per-(client, model) state; ``to_state``/``from_state`` for checkpoints."""
+
+    __slots__ = (
+        "alerts",
+        "evidence",
+        "features",
+        "last_snapshot_risk",
+        "last_ts",
+        "open_alert",
+        "peak",
+        "population_risk",
+        "queries",
+    )
+
+    def __init__(
+        self, client_id: str, context: ModelContext, seed: int, tolerances: Tolerances | None = None
+    ) -> None:
+        p = context.profile
+        client_seed = int.from_bytes(hashlib.blake2b(client_id.encode(), digest_size=8).digest(), "little")
+        self.features = ClientFeatures(
+            dim=p.dim,
+            cell_prob=p.cell_prob,
+            expected_cells=context.expected_cells,
+            new_cell=context.new_cell,
+            class_prior=p.class_prior,
+            margin_threshold=p.margin_threshold,
+            # Keyed like the resend hash: a thief who knows which of its queries the reservoir
+            # kept could step only from the others and never show a structured step.
+            seed=client_seed ^ seed ^ context.hash_key,
+        )
+        self.evidence = ClientEvidence(tolerances)
+        self.queries = 0
+        self.alerts = 0
+        self.open_alert: str | None = None
+        self.peak = 0.0
+        self.last_ts = float("-inf")
+        self.last_snapshot_risk = -1.0
+        self.population_risk = 0.0
+
+    def to_state(self, profile_version: str) -> dict[str, Any]:
+        return {
+            "profile": profile_version,
+            "features": self.features.get_state(),
+            "evidence": self.evidence.get_state(),
+            "counters": tuple(getattr(self, name) for name in _COUNTERS),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.features.set_state(state["features"])
+        self.evidence.set_state(state["evidence"])
+        for name, value in zip(_COUNTERS, state["counters"], strict=True):
+            setattr(self, name, value)
+
+
+#: The scalar fields of a ClientState, in checkpoint order.
+_COUNTERS = ("queries", "alerts", "open_alert", "peak", "last_ts", "last_snapshot_risk", "population_risk")
+
+
+def dumps(states: dict[str, dict[str, Any]]) -> bytes:
+    """Serialize a client's per-model states (plain tuples, numbers and bytes only)."""
+    return pickle.dumps(states, protocol=5)
+
+
+def loads(data: bytes) -> dict[str, dict[str, Any]]:
+    loaded = pickle.loads(data)
+    if not isinstance(loaded, dict):
+        raise ValueError("not a querywatch client state")
+    return loaded
+
+
+def score_columns(events: Sequence[Event]) -> tuple[list[float], list[float]]:
+    """Score margins and normalised entropies of events (NaN where an event has no scores)."""
+    widths = {len(e.scores) if e.scores is not None else -1 for e in events}
+    if len(widths) == 1 and -1 not in widths:
+        margin, entropy = score_summary(np.array([e.scores for e in events]))
+        return margin.tolist(), entropy.tolist()
+    margins, entropies = [], []
+    for e in events:
+        if e.scores is None:
+            margins.append(float("nan"))
+            entropies.append(float("nan"))
+        else:
+            m, h = score_summary(e.scores[None, :])
+            margins.append(float(m[0]))
+            entropies.append(float(h[0]))
+    return margins, entropies

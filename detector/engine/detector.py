@@ -1,0 +1,238 @@
+"""The engine: per-client state, feature updates, evidence, risk and alert policy.
+
+It is the same code for streaming and replay: a source hands it validated events in
+order (per client), it returns one ``Outcome`` per event. Work shared by a batch (profile
+projection, cells, out-of-profile scores, score margins) is vectorized; per-event work is
+a handful of small updates. Nothing here reads the clock: time comes with the events.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.clientstate import ClientState, ModelContext, dumps, loads
+from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
+from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmup
+from querywatch.detector.errors import InvalidEvent
+from querywatch.features.client import ClientFeatures, Indicators
+from querywatch.models.evidence import Tolerances, evidence_threshold, fuse
+from querywatch.models.reasons import explain, population_reason
+
+#: Risk updates carry a full feature snapshot at least this often (queries), on alerts,
+#: and whenever risk moved by SNAPSHOT_RISK_STEP since the last snapshot.
+SNAPSHOT_EVERY = 100
+SNAPSHOT_RISK_STEP = 0.05
+#: Highest risk the population model alone can give (below the default "degrade" level).
+POPULATION_WEIGHT = 0.45
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    rejected: list[tuple[Event, InvalidEvent]] = field(default_factory=list)
+
+
+class Detector:
+    """Owns every client's state; see ``docs/CONTRACTS.md`` for how adapters use it."""
+
+    def __init__(self, detection: DetectionSettings, profiles: ProfileStore) -> None:
+        self.settings = detection
+        self.profiles = profiles
+        self.threshold = evidence_threshold(detection.false_alarm_rate)
+        self.allowance = 0.25 * self.threshold
+        self.tolerances = Tolerances(
+            out_of_profile=detection.ood_tolerance,
+            steps=detection.step_tolerance,
+            boundary=detection.boundary_tolerance,
+        )
+        self._contexts: dict[str, ModelContext] = {}
+        self._clients: dict[str, dict[str, ClientState]] = {}
+        self._warmup: dict[str, list[Event]] = defaultdict(list)
+        self._warmup_dim: dict[str, int] = {}
+        ClientFeatures.prepare()
+
+    # ------------------------------------------------------------------ processing
+    def process(self, event: Event) -> list[Outcome]:
+        result = self.process_batch([event])
+        if result.rejected:
+            raise result.rejected[0][1]
+        return result.outcomes
+
+    def process_batch(self, events: Sequence[Event]) -> BatchResult:
+        """Process events in order; events of a model still warming up are held back and
+        come out (with their outcomes) in the call that completes the warm-up."""
+        result = BatchResult()
+        runs: list[tuple[str, list[Event]]] = []
+        for event in events:
+            if runs and runs[-1][0] == event.model_id:
+                runs[-1][1].append(event)
+            else:
+                runs.append((event.model_id, [event]))
+        for model_id, run in runs:
+            context = self._context(model_id)
+            if context is None:
+                self._hold(model_id, run, result)
+            else:
+                self._score(context, run, result)
+        return result
+
+    def flush_warmup(self) -> BatchResult:
+        """Build profiles from whatever warm-up events are held (end of a replay) and process them."""
+        result = BatchResult()
+        for model_id in list(self._warmup):
+            self._complete_warmup(model_id, result)
+        return result
+
+    def pending_warmup(self) -> int:
+        """Events held back until their model has a profile (do not commit past them)."""
+        return sum(len(v) for v in self._warmup.values())
+
+    def _context(self, model_id: str) -> ModelContext | None:
+        context = self._contexts.get(model_id)
+        if context is None:
+            profile = self.profiles.get(model_id)
+            if profile is not None:
+                context = self._contexts[model_id] = ModelContext.of(profile, self.settings.seed)
+        return context
+
+    def _hold(self, model_id: str, run: list[Event], result: BatchResult) -> None:
+        dim = self._warmup_dim.setdefault(model_id, len(run[0].input))
+        held = self._warmup[model_id]
+        for event in run:
+            if len(event.input) != dim:
+                result.rejected.append((event, _wrong_dimension(event, dim)))
+            else:
+                held.append(event)
+        if len(held) >= self.settings.warmup_events:
+            self._complete_warmup(model_id, result)
+
+    def _complete_warmup(self, model_id: str, result: BatchResult) -> None:
+        held = self._warmup.pop(model_id)
+        self._warmup_dim.pop(model_id, None)
+        self.profiles.put(profile_from_warmup(held, self.settings))
+        context = self._context(model_id)
+        assert context is not None
+        self._score(context, held, result)
+
+    def _score(self, context: ModelContext, run: list[Event], result: BatchResult) -> None:
+        profile = context.profile
+        good = [e for e in run if len(e.input) == profile.dim]
+        if len(good) != len(run):
+            result.rejected.extend(
+                (e, _wrong_dimension(e, profile.dim)) for e in run if len(e.input) != profile.dim
+            )
+        if not good:
+            return
+        outcomes = result.outcomes
+        step = self._step
+        for event, row in zip(good, context.query_rows(good), strict=True):
+            state = self._state(event.client_id, context)
+            outcomes.append(step(state, event, state.features.update(*row), context))
+
+    def _state(self, client_id: str, context: ModelContext) -> ClientState:
+        per_model = self._clients.get(client_id)
+        if per_model is None:  # not setdefault: that builds a dict for every event
+            per_model = self._clients[client_id] = {}
+        model_id = context.profile.model_id
+        state = per_model.get(model_id)
+        if state is None:
+            state = per_model[model_id] = ClientState(client_id, context, self.settings.seed, self.tolerances)
+        return state
+
+    def _step(
+        self, state: ClientState, event: Event, indicators: Indicators, context: ModelContext
+    ) -> Outcome:
+        state.evidence.update(indicators)
+        state.queries += 1
+        state.last_ts = max(state.last_ts, event.ts)
+        total = state.evidence.total(self.allowance)
+        evidence_risk = fuse(total, self.threshold, self.settings.alert_risk)
+        s = self.settings
+        # Alerts follow the calibrated evidence only; the population model ranks, never alerts.
+        opens = state.open_alert is None and evidence_risk >= s.alert_risk and state.queries >= s.min_queries
+        closes = state.open_alert is not None and evidence_risk < s.clear_risk
+        snapshot = (
+            opens
+            or closes
+            or state.queries % SNAPSHOT_EVERY == 0
+            or abs(evidence_risk - state.last_snapshot_risk) >= SNAPSHOT_RISK_STEP
+        )
+        features: dict[str, float] = {}
+        reasons: tuple[str, ...] = ()
+        if snapshot:
+            features = state.features.snapshot()
+            features["evidence"] = total / self.threshold
+            reasons = explain(state.evidence.statistics(), features, state.queries, self.threshold)
+            periodic = state.queries % SNAPSHOT_EVERY == 0
+            if context.population is not None and state.queries >= s.min_queries and (periodic or opens):
+                percentile = context.population.percentile(features)
+                features["population_percentile"] = percentile
+                state.population_risk = POPULATION_WEIGHT * max(0.0, (percentile - 0.95) / 0.05)
+                if percentile >= 0.99:
+                    reasons += (population_reason(percentile),)
+            state.last_snapshot_risk = evidence_risk
+        risk = max(evidence_risk, state.population_risk)
+        state.peak = max(state.peak, risk)
+        update = RiskUpdate(event.client_id, event.model_id, event.ts, state.queries, risk, reasons, features)
+        alert = None
+        closed = None
+        if opens:
+            state.alerts += 1
+            state.open_alert = alert_id_for(event.client_id, event.model_id, state.alerts)
+            alert = Alert(
+                state.open_alert,
+                event.client_id,
+                event.model_id,
+                event.ts,
+                state.queries,
+                risk,
+                severity_for(risk),
+                reasons,
+                features,
+            )
+        elif closes:
+            closed, state.open_alert = state.open_alert, None
+        return Outcome(update, alert, closed)
+
+    # ------------------------------------------------------------------ state
+    def client_ids(self) -> list[str]:
+        return list(self._clients)
+
+    def export_client(self, client_id: str) -> bytes:
+        states = self._clients.get(client_id, {})
+        return dumps({m: s.to_state(self._contexts[m].profile.version) for m, s in states.items()})
+
+    def import_client(self, client_id: str, data: bytes) -> None:
+        """Restore a client's state; a state made under another profile version is dropped
+        (the client starts afresh rather than mixing two references)."""
+        restored: dict[str, ClientState] = {}
+        for model_id, state in loads(data).items():
+            context = self._context(model_id)
+            if context is None or state.get("profile") != context.profile.version:
+                continue
+            client = ClientState(client_id, context, self.settings.seed, self.tolerances)
+            client.load_state(state)
+            restored[model_id] = client
+        if restored:
+            self._clients[client_id] = restored
+
+    def drop_client(self, client_id: str) -> None:
+        self._clients.pop(client_id, None)
+
+    def evict_idle(self, now_ts: float) -> list[str]:
+        """Forget clients with no event for ``idle_evict_seconds`` of event time."""
+        horizon = now_ts - self.settings.idle_evict_seconds
+        idle = [c for c, per in self._clients.items() if max(s.last_ts for s in per.values()) < horizon]
+        for client_id in idle:
+            self.drop_client(client_id)
+        return idle
+
+
+def _wrong_dimension(event: Event, dim: int) -> InvalidEvent:
+    return InvalidEvent(
+        "wrong_dimension", f"model {event.model_id!r} takes {dim} inputs, got {len(event.input)}"
+    )

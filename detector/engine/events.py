@@ -1,0 +1,307 @@
+"""Parse and validate inference-log events (EVENT_SCHEMA v1).
+
+Every way an event can be wrong maps to one ``InvalidEvent`` reason code, so that the
+consumer can count it and dead-letter it with the original bytes. Parsing never raises
+anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import simdjson
+
+from querywatch.detector.errors import InvalidEvent
+
+#: Reason codes, stable: they are metric labels and dead-letter reasons.
+REASONS = (
+    "oversized",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "bad_timestamp",
+    "wrong_dimension",
+    "empty_input",
+)
+
+_REQUIRED = ("request_id", "ts", "client_id", "model_id", "input")
+_REQUIRED_SET = frozenset(_REQUIRED)
+_MAX_ID = 256
+_NUMBER_TYPES = frozenset({int, float})
+
+
+@dataclass(slots=True)
+class Event:
+    """One validated inference request. ``ts`` is epoch seconds (UTC). The event's
+    ``meta`` is checked to be an object but not kept: no feature reads it yet.
+
+    Treat it as immutable; it is not frozen because one is built per message and a frozen
+    dataclass costs several times more to construct."""
+
+    request_id: str
+    ts: float
+    client_id: str
+    model_id: str
+    input: np.ndarray
+    label: int | str | None = None
+    scores: np.ndarray | None = None
+
+
+def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_000) -> Event:
+    """Decode and validate one event; raise ``InvalidEvent`` with a reason code otherwise.
+
+    >>> e = parse_event(b'{"request_id":"r1","ts":0,"client_id":"c","model_id":"m","input":[1,2]}')
+    >>> (e.client_id, e.input.tolist())
+    ('c', [1.0, 2.0])
+    >>> parse_event(b'{"request_id":"r1"}')
+    Traceback (most recent call last):
+    ...
+    querywatch.detector.errors.InvalidEvent: missing_field: 'ts' is required
+    """
+    if isinstance(raw, bytes | str):
+        if len(raw) > max_bytes:
+            raise InvalidEvent("oversized", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+        event = _parse_common(raw)
+        if event is not None:
+            return event
+        obj = _decode(raw)
+    else:
+        obj = raw
+    if not _REQUIRED_SET.issubset(obj):
+        missing = next(name for name in _REQUIRED if name not in obj)
+        raise InvalidEvent("missing_field", f"{missing!r} is required")
+    request_id = _identifier(obj, "request_id")
+    client_id = _identifier(obj, "client_id")
+    model_id = _identifier(obj, "model_id")
+    ts = _timestamp(obj["ts"])
+    vector = _vector(obj["input"], "input")
+    if vector.size == 0:
+        raise InvalidEvent("empty_input", "'input' has no numbers")
+    label, scores = _prediction(obj.get("prediction"))
+    meta = obj.get("meta")
+    if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
+        raise InvalidEvent("wrong_type", "'meta' must be an object")
+    return Event(request_id, ts, client_id, model_id, vector, label, scores)
+
+
+def _parse_common(raw: bytes | str) -> Event | None:
+    """The common, well-formed event, built without a Python object per number.
+
+    simdjson gives a lazy view of the document and copies each numeric array into a
+    buffer in C. Anything unusual gives None, and the exact path (``_decode`` and the
+    checks above) then accepts the event or says precisely what is wrong with it.
+    """
+    fields = _extract(raw)
+    if fields is None:
+        return None
+    request_id, ts, client_id, model_id, vector, label, scores = fields
+    if not (
+        0 < len(request_id) <= _MAX_ID and 0 < len(client_id) <= _MAX_ID and 0 < len(model_id) <= _MAX_ID
+    ):
+        return None
+    if not vector.size:
+        return None
+    return Event(
+        request_id,
+        float(ts) if type(ts) is not str else _timestamp(ts),
+        client_id,
+        model_id,
+        vector,
+        label,
+        scores if scores is not None and scores.size else None,
+    )
+
+
+def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
+    """The plain values of an event with the usual shape, or None.
+
+    Only plain Python values leave this function: simdjson's parser refuses to parse
+    again while a view into its previous document is alive.
+    """
+    # Numeric arrays come out flattened, so nested arrays are ruled out by counting
+    # brackets: one for the input, one for the scores (a bracket inside a string only
+    # sends the event down the exact path).
+    brackets = raw.count(b"[") if isinstance(raw, bytes) else raw.count("[")
+    try:
+        doc = _parser().parse(raw)
+        if type(doc) is not simdjson.Object:
+            return None
+        request_id, client_id, model_id = doc.get("request_id"), doc.get("client_id"), doc.get("model_id")
+        ts = doc.get("ts")
+        if (
+            type(request_id) is not str
+            or type(client_id) is not str
+            or type(model_id) is not str
+            or type(ts) not in _TS_TYPES
+        ):
+            return None
+        array = doc.get("input")
+        if type(array) is not simdjson.Array:
+            return None
+        vector = np.frombuffer(array.as_buffer(of_type="d"))
+        label = scores = None
+        prediction = doc.get("prediction")
+        if prediction is not None:
+            if type(prediction) is not simdjson.Object:
+                return None
+            label = prediction.get("label")
+            array = prediction.get("scores")
+            if array is not None:
+                if type(array) is not simdjson.Array:
+                    return None
+                scores = np.frombuffer(array.as_buffer(of_type="d"))
+                brackets -= 1
+        if brackets != 1:
+            return None
+        meta = doc.get("meta")
+        if (meta is not None and type(meta) is not simdjson.Object) or type(label) not in _LABEL_TYPES:
+            return None
+        return request_id, ts, client_id, model_id, vector, label, scores
+    except (ValueError, TypeError, RuntimeError):  # bad JSON, a non-number in an array, a huge integer
+        return None
+
+
+_LABEL_TYPES = frozenset({int, str, type(None)})
+_TS_TYPES = frozenset({int, float, str})
+_LOCAL = threading.local()
+
+
+def _parser() -> simdjson.Parser:
+    """This thread's parser (a parser is not safe to share between threads)."""
+    parser: simdjson.Parser | None = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = simdjson.Parser()
+    return parser
+
+
+def _decode(raw: bytes | str) -> Mapping[str, Any]:
+    if not isinstance(raw, str):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent("not_utf8", str(exc)) from None
+    try:
+        obj = _DECODER.decode(raw)
+    except InvalidEvent:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent("not_json", str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidEvent("non_finite", f"{name} is not a finite number")
+
+
+# One decoder for every event: json.loads(..., parse_constant=...) would build one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _identifier(obj: Mapping[str, Any], name: str) -> str:
+    value = obj[name]
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID:
+        raise InvalidEvent(
+            "wrong_type", f"{name!r} must be a non-empty string of at most {_MAX_ID} characters"
+        )
+    return value
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidEvent("non_finite", "'ts' is not finite")
+        return float(value)
+    if isinstance(value, str):
+        if value.endswith("z"):  # RFC 3339 allows a lower-case zone letter
+            value = value[:-1] + "Z"
+        try:
+            parsed = datetime.fromisoformat(value)  # Python 3.11 reads RFC 3339, "Z" included
+        except ValueError:
+            raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent("bad_timestamp", "'ts' must carry a time zone (e.g. a trailing Z)")
+        return parsed.timestamp()
+    raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
+
+
+def _vector(value: Any, name: str) -> np.ndarray:
+    # Fast path first: type() of every item in C, then one sum to catch NaN and infinity.
+    if not isinstance(value, list) or not set(map(type, value)) <= _NUMBER_TYPES:
+        raise InvalidEvent("wrong_type", f"{name!r} must be an array of numbers")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise InvalidEvent("non_finite", f"{name!r} holds a number too large for a float") from None
+    if not math.isfinite(sum(value)) and not np.all(np.isfinite(array)):
+        raise InvalidEvent("non_finite", f"{name!r} holds NaN or infinity")
+    return array
+
+
+def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
+    if value is None:
+        return None, None
+    if type(value) is not dict and not isinstance(value, Mapping):
+        raise InvalidEvent("wrong_type", "'prediction' must be an object")
+    label = value.get("label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):
+        raise InvalidEvent("wrong_type", "'prediction.label' must be an integer or a string")
+    scores = value.get("scores")
+    vector = None if scores is None else _vector(scores, "prediction.scores")
+    if vector is not None and vector.size == 0:
+        vector = None
+    return label, vector
+
+
+class RequestIdFilter:
+    """Remembers the last ``capacity`` request ids to drop at-least-once redeliveries.
+
+    Bounded memory: the oldest ids are forgotten first.
+
+    >>> seen = RequestIdFilter(capacity=2)
+    >>> [seen.is_new(r) for r in ["a", "b", "a", "c", "a"]]
+    [True, True, False, True, False]
+    """
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def is_new(self, request_id: str) -> bool:
+        if request_id in self._ids:
+            self._ids.move_to_end(request_id)
+            return False
+        self._ids[request_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def state(self) -> list[str]:
+        """The remembered ids, oldest first (for checkpoints)."""
+        return list(self._ids)
+
+    @classmethod
+    def from_state(cls, ids: list[str], capacity: int) -> RequestIdFilter:
+        f = cls(capacity)
+        for r in ids[-capacity:]:
+            f._ids[r] = None
+        return f

@@ -1,0 +1,123 @@
+"""Where reference profiles come from and where they are kept.
+
+A profile is built from a trusted reference file (``querywatch profile``) or, with no
+set-up, from the first events of a model (warm-up). Warm-up caps each client's share, so
+a thief sending a quarter of the first events cannot define "normal"; the profile's own
+fit then trims clients whose inputs sit far from everyone else's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.clientstate import ClientState, ModelContext
+from querywatch.detector.engine.events import Event
+from querywatch.detector.errors import ProfileError
+from querywatch.features.client import score_summary
+from querywatch.models.population import POPULATION_FEATURES
+from querywatch.models.profile import ReferenceProfile, fit_profile
+
+
+class ProfileStore(Protocol):
+    def get(self, model_id: str) -> ReferenceProfile | None: ...
+    def put(self, profile: ReferenceProfile) -> None: ...
+
+
+class MemoryProfileStore:
+    """Profiles kept in this process only (replay, tests)."""
+
+    def __init__(self, profiles: Sequence[ReferenceProfile] = ()) -> None:
+        self._profiles = {p.model_id: p for p in profiles}
+
+    def get(self, model_id: str) -> ReferenceProfile | None:
+        return self._profiles.get(model_id)
+
+    def put(self, profile: ReferenceProfile) -> None:
+        self._profiles[profile.model_id] = profile
+
+
+def build_profile(
+    X: np.ndarray,
+    *,
+    model_id: str,
+    settings: DetectionSettings,
+    owners: Sequence[str] | None = None,
+    labels: Sequence[object] | None = None,
+    scores: np.ndarray | None = None,
+) -> ReferenceProfile:
+    """Fit a profile with the configured geometry; the version is a digest of the data."""
+    digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float64).tobytes()).hexdigest()[:12]
+    margins = score_summary(scores)[0] if scores is not None else None
+    try:
+        return fit_profile(
+            X,
+            model_id=model_id,
+            version=digest,
+            owners=None if owners is None else np.asarray(owners),
+            labels=None if labels is None else list(labels),
+            margins=margins,
+            cells=settings.codebook_size,
+            components=settings.pca_components,
+            seed=settings.seed,
+        )
+    except ValueError as exc:
+        raise ProfileError(f"cannot build a profile for {model_id!r}: {exc}") from None
+
+
+def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) -> ReferenceProfile:
+    """Build a model's profile from its warm-up events, at most ``warmup_per_client`` per client,
+    with the feature vectors of its in-profile clients for the population model."""
+    taken: Counter[str] = Counter()
+    chosen = []
+    for event in events:
+        if taken[event.client_id] < settings.warmup_per_client:
+            taken[event.client_id] += 1
+            chosen.append(event)
+    X = np.array([e.input for e in chosen])
+    lengths = {len(e.scores) for e in chosen if e.scores is not None}
+    with_scores = len(lengths) == 1 and all(e.scores is not None for e in chosen)
+    scores = np.array([e.scores for e in chosen]) if with_scores else None
+    labels = [_label_of(e) for e in chosen]
+    profile = build_profile(
+        X,
+        model_id=chosen[0].model_id,
+        settings=settings,
+        owners=[e.client_id for e in chosen],
+        labels=labels if any(lab is not None for lab in labels) else None,
+        scores=scores,
+    )
+    return replace(profile, population=reference_population(profile, chosen))
+
+
+def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> np.ndarray:
+    """Feature vectors of the warm-up clients (10+ events, mostly in profile), one row each."""
+    by_client: dict[str, list[Event]] = {}
+    for event in events:
+        by_client.setdefault(event.client_id, []).append(event)
+    context = ModelContext.of(profile)
+    rows = []
+    for client_id, own in sorted(by_client.items()):
+        if len(own) < 10:
+            continue
+        state = ClientState(client_id, context, seed=0)
+        for row in context.query_rows(own):
+            state.features.update(*row)
+        snapshot = state.features.snapshot()
+        if snapshot["ood_share"] <= 0.5:
+            rows.append([snapshot[k] for k in POPULATION_FEATURES])
+    return np.array(rows, dtype=np.float64).reshape(-1, len(POPULATION_FEATURES))
+
+
+def _label_of(event: Event) -> object:
+    if event.label is not None:
+        return event.label
+    if event.scores is not None:
+        return int(np.argmax(event.scores))
+    return None

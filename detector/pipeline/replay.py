@@ -1,0 +1,146 @@
+"""Offline replay: a JSONL trace through the very engine the consumer runs.
+
+Lines are read and parsed in batches; invalid lines are counted by reason and listed
+(never fatal); duplicate request ids are dropped; the report gives each client's queries,
+peak risk, the 1-based index of the event at which its first alert fired, and reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from querywatch.detector.engine.detector import BatchResult, Detector
+from querywatch.detector.engine.events import Event, RequestIdFilter, parse_event
+from querywatch.detector.engine.outcomes import Alert
+from querywatch.detector.errors import InvalidEvent, QuerywatchError
+
+BATCH_LINES = 2048
+
+
+@dataclass
+class ClientReport:
+    client_id: str
+    queries: int = 0
+    risk: float = 0.0
+    first_alert_query: int | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class ReplayReport:
+    clients: dict[str, ClientReport] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    rejected_lines: list[tuple[int, str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    events: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        clients = sorted(self.clients.values(), key=lambda c: (-c.risk, c.client_id))
+        return {
+            "clients": [
+                {
+                    "client_id": c.client_id,
+                    "queries": c.queries,
+                    "risk": round(c.risk, 6),
+                    "first_alert_query": c.first_alert_query,
+                    "reasons": list(c.reasons),
+                }
+                for c in clients
+            ],
+            "alerts": [a.to_dict() for a in self.alerts],
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "rejected": dict(self.rejected),
+            "rejected_lines": [
+                {"line": line, "reason": reason, "detail": detail}
+                for line, reason, detail in self.rejected_lines
+            ],
+        }
+
+
+def iter_batches(path: Path, batch: int = BATCH_LINES) -> Iterator[list[tuple[int, bytes]]]:
+    """(line number, bytes) batches of the non-blank lines of ``path``."""
+    lines: list[tuple[int, bytes]] = []
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                lines.append((number, line))
+                if len(lines) >= batch:
+                    yield lines
+                    lines = []
+    if lines:
+        yield lines
+
+
+def replay(
+    path: str | Path,
+    engine: Detector,
+    *,
+    progress: Callable[[int], None] | None = None,
+    keep_rejected: int = 1000,
+) -> ReplayReport:
+    path = Path(path)
+    if not path.exists():
+        raise QuerywatchError(f"{path}: no such file")
+    if path.is_dir():
+        raise QuerywatchError(f"{path} is a directory, not a JSONL trace")
+    report = ReplayReport()
+    seen = RequestIdFilter(engine.settings.dedup_capacity)
+    max_bytes = engine.settings.max_event_bytes
+
+    def reject(number: int, exc: InvalidEvent) -> None:
+        report.rejected[exc.reason] += 1
+        if len(report.rejected_lines) < keep_rejected:
+            report.rejected_lines.append((number, exc.reason, exc.detail))
+
+    for lines in iter_batches(path):
+        events: list[Event] = []
+        numbers: dict[int, int] = {}
+        for number, line in lines:
+            try:
+                event = parse_event(line, max_bytes=max_bytes)
+            except InvalidEvent as exc:
+                reject(number, exc)
+                continue
+            if not seen.is_new(event.request_id):
+                report.duplicates += 1
+                continue
+            numbers[id(event)] = number
+            events.append(event)
+        result = engine.process_batch(events)
+        for event, error in result.rejected:
+            reject(numbers.get(id(event), 0), error)
+        _absorb(report, result)
+        if progress is not None:
+            progress(len(lines))
+    _absorb(report, engine.flush_warmup())
+    return report
+
+
+def _absorb(report: ReplayReport, result: BatchResult) -> None:
+    for outcome in result.outcomes:
+        u = outcome.update
+        report.events += 1
+        client = report.clients.get(u.client_id)
+        if client is None:
+            client = report.clients[u.client_id] = ClientReport(u.client_id)
+        client.queries += 1
+        if u.risk >= client.risk:
+            client.risk = u.risk
+            if u.reasons:
+                client.reasons = u.reasons
+        if outcome.alert is not None:
+            report.alerts.append(outcome.alert)
+            if client.first_alert_query is None:
+                client.first_alert_query = client.queries
+                client.reasons = outcome.alert.reasons
+
+
+def write_report(report: ReplayReport, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report.to_json(), indent=1) + "\n")
