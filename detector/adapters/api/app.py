@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from querywatch.detector import __version__ as _version
 from querywatch.detector.adapters.api.deps import KeyCache
 from querywatch.detector.adapters.api.problems import install_problem_handlers, problem
-from querywatch.detector.adapters.api.routes import alerts, clients, health, me, models
+from querywatch.detector.adapters.api.routes import alerts, authz, clients, health, me, models
 from querywatch.detector.adapters.db.session import check_migrated, make_engine, make_sessionmaker
 from querywatch.detector.config import Settings
 from querywatch.detector.metrics import API_REQUEST_SECONDS
@@ -66,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.key_cache = KeyCache(ttl=settings.api.key_cache_seconds)
     install_problem_handlers(app)
-    for module in (clients, alerts, models, me, health):
+    for module in (clients, authz, alerts, models, me, health):
         app.include_router(module.router)
     for name in OPTIONAL_ROUTERS:
         try:

@@ -1,0 +1,95 @@
+"""``GET /v1/authz``: the decision in the shape gateways ask for (NGINX ``auth_request``,
+Envoy ``ext_authz``, Traefik ForwardAuth).
+
+The gateway authenticates with a reader key in ``X-API-Key`` and names the client in a
+header; querywatch answers 200 (allow or degrade) or 403 (block). The decision travels in
+response headers the gateway copies to the upstream: ``X-Querywatch-Action``,
+``X-Querywatch-Risk`` and, for ``degrade``, ``X-Querywatch-Degrade: precision=N``, which
+the model server applies. The decision itself is the same policy as
+``/v1/clients/{client_id}/decision``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from querywatch.detector.adapters.api.deps import ReaderKey, SessionDep, SettingsDep
+from querywatch.detector.adapters.api.policy import decide
+from querywatch.detector.adapters.api.problems import PROBLEM_JSON, problem
+from querywatch.detector.adapters.api.routes.responses import READ, problems
+from querywatch.detector.adapters.api.schemas import DecisionPublic, Problem
+from querywatch.detector.adapters.db.clients import get_client
+from querywatch.detector.client.decisions import ACTION_HEADER, DEGRADE_HEADER, RISK_HEADER
+from querywatch.detector.client.events import client_id_for_key
+
+router = APIRouter(tags=["clients"])
+
+_BLOCKED = {"model": Problem, "description": "Block: refuse the request.", "content": {PROBLEM_JSON: {}}}
+
+
+@router.get(
+    "/v1/authz",
+    response_model=DecisionPublic,
+    responses={**READ, **problems(400), 403: _BLOCKED},
+)
+def authz(
+    settings: SettingsDep,
+    session: SessionDep,
+    _key: ReaderKey,
+    response: Response,
+    client: Annotated[
+        str | None,
+        Header(
+            alias="X-Querywatch-Client",
+            max_length=256,
+            description="The client id as the serving tier logs it (an account id, or `key_…`).",
+        ),
+    ] = None,
+    client_key: Annotated[
+        str | None,
+        Header(
+            alias="X-Querywatch-Client-Key",
+            max_length=4096,
+            description="The caller's raw API key; querywatch derives its `key_…` client id "
+            "the way the client library does (SHA-256), and never stores the key.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        Header(
+            alias="X-Querywatch-Model",
+            max_length=256,
+            description="The model asked (echoed; today's policy decides per client).",
+        ),
+    ] = None,
+) -> DecisionPublic | Response:
+    """Allow (200), degrade (200 with `X-Querywatch-Degrade`) or block (403) one request.
+
+    Name the client with `X-Querywatch-Client` or `X-Querywatch-Client-Key`; an unknown
+    client is allowed. The answer's headers carry the decision for the gateway to forward.
+    """
+    client_id = client or (client_id_for_key(client_key) if client_key else None)
+    if not client_id:
+        return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key")
+    row = get_client(session=session, client_id=client_id)
+    risk, reasons, status = (0.0, (), "normal") if row is None else (row.risk, tuple(row.reasons), row.status)
+    decision = decide(risk=risk, reasons=reasons, status=status, policy=settings.api)
+    headers = {ACTION_HEADER: decision.action, RISK_HEADER: f"{decision.risk:.4f}"}
+    if model:
+        headers["X-Querywatch-Model"] = model
+    if decision.action == "degrade":
+        headers[DEGRADE_HEADER] = f"precision={decision.output_precision}"
+    if decision.action == "block":
+        return problem(403, "querywatch decision: block", headers=headers, client_id=client_id)
+    response.headers.update(headers)
+    return DecisionPublic(
+        client_id=client_id,
+        action=decision.action,
+        risk=decision.risk,
+        reasons=list(decision.reasons),
+        output_precision=decision.output_precision,
+        mitigations=list(decision.mitigations),
+        status=decision.status,
+    )

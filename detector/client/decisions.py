@@ -1,0 +1,175 @@
+"""What querywatch says about a client, asked over HTTP and cached for the request path.
+
+The decision comes from querywatch's ``GET /v1/authz`` (its policy decides; this module only
+reads the answer). A decision is kept ``ttl`` seconds, so a cached look-up costs a
+dictionary read and a ``block`` takes effect within ``ttl``. While querywatch is down a
+circuit breaker stops asking for ``open_seconds`` after ``failures`` failures in a row; in
+the meantime a client's last known decision is used if there is one, else the fallback:
+``allow`` when failing open (the default: detection is a second line of defence, the model
+keeps serving) or ``block`` when failing closed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger("querywatch.client")
+
+CLIENT_HEADER = "X-Querywatch-Client"
+ACTION_HEADER = "X-Querywatch-Action"
+DEGRADE_HEADER = "X-Querywatch-Degrade"
+RISK_HEADER = "X-Querywatch-Risk"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # allow | degrade | block
+    output_precision: int | None = None
+    risk: float = 0.0
+    source: str = "api"  # api | cache | stale | fallback
+
+
+ALLOW = Decision("allow", source="fallback")
+BLOCK = Decision("block", source="fallback")
+
+
+def parse_degrade(value: str | None) -> int | None:
+    """``precision=1`` -> 1 (the degrade header's one parameter today).
+
+    >>> parse_degrade("precision=2"), parse_degrade(""), parse_degrade(None)
+    (2, None, None)
+    """
+    for part in (value or "").split(";"):
+        name, _, number = part.strip().partition("=")
+        if name == "precision" and number.strip().isdigit():
+            return int(number)
+    return None
+
+
+def from_gateway(headers: Mapping[str, str]) -> Decision:
+    """The decision a trusted gateway attached to the request (after asking ``/v1/authz``).
+
+    Only for a server that is reached through that gateway alone: the gateway must set
+    (overwrite) these headers, or a caller could pick its own decision.
+
+    >>> from_gateway({"x-querywatch-action": "degrade", "x-querywatch-degrade": "precision=2"})
+    Decision(action='degrade', output_precision=2, risk=0.0, source='gateway')
+    >>> from_gateway({}).action
+    'allow'
+    """
+    action = headers.get(ACTION_HEADER.lower(), "allow")
+    if action not in ("allow", "degrade", "block"):
+        action = "allow"
+    return Decision(action, parse_degrade(headers.get(DEGRADE_HEADER.lower())), source="gateway")
+
+
+class DecisionClient:
+    """Cached, breaker-guarded decisions from the querywatch API at ``base_url``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        ttl: float = 5.0,
+        timeout: float = 0.25,
+        fail_open: bool = True,
+        failures: int = 3,
+        open_seconds: float = 10.0,
+        capacity: int = 100_000,
+    ) -> None:
+        url = urllib.parse.urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        self._url = url
+        self._path = url.path.rstrip("/") + "/v1/authz"
+        self.api_key = api_key
+        self.ttl = ttl
+        self.timeout = timeout
+        self.fallback = ALLOW if fail_open else BLOCK
+        self.failures = failures
+        self.open_seconds = open_seconds
+        self.capacity = capacity
+        self._cache: dict[str, tuple[float, Decision]] = {}
+        self._failed = 0
+        self._open_until = 0.0
+        self._local = threading.local()
+        self.counts = {"hit": 0, "miss": 0, "error": 0, "fallback": 0}
+
+    def cached(self, client_id: str) -> Decision | None:
+        """The decision if one younger than ``ttl`` is cached (no I/O), else None."""
+        entry = self._cache.get(client_id)
+        if entry is not None and entry[0] > time.monotonic():
+            self.counts["hit"] += 1
+            return entry[1]
+        return None
+
+    def get(self, client_id: str) -> Decision:
+        """The cached decision, or ask querywatch (blocking, at most ``timeout`` seconds). Never raises."""
+        hit = self.cached(client_id)
+        if hit is not None:
+            return hit
+        self.counts["miss"] += 1
+        now = time.monotonic()
+        if now < self._open_until:
+            return self._fallback(client_id)
+        try:
+            decision = self._ask(client_id)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.counts["error"] += 1
+            self._failed += 1
+            if self._failed >= self.failures:
+                if self._open_until <= now:
+                    log.warning(
+                        "querywatch decisions unavailable (%s); breaker open %s s", exc, self.open_seconds
+                    )
+                self._open_until = now + self.open_seconds
+            return self._fallback(client_id)
+        self._failed = 0
+        if len(self._cache) >= self.capacity:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[client_id] = (
+            time.monotonic() + self.ttl,
+            Decision(**{**decision.__dict__, "source": "cache"}),
+        )
+        return decision
+
+    def _fallback(self, client_id: str) -> Decision:
+        self.counts["fallback"] += 1
+        entry = self._cache.get(client_id)
+        if entry is not None:
+            return Decision(**{**entry[1].__dict__, "source": "stale"})
+        return self.fallback
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            factory = (
+                http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
+            )
+            conn = factory(self._url.hostname or "", self._url.port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def _ask(self, client_id: str) -> Decision:
+        conn = self._connection()
+        headers = {CLIENT_HEADER: client_id, "X-API-Key": self.api_key}
+        try:
+            conn.request("GET", self._path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()  # a stale keep-alive connection or a dead server: reconnect next time
+            self._local.conn = None
+            raise
+        action = response.getheader(ACTION_HEADER)
+        if action not in ("allow", "degrade", "block"):
+            raise ValueError(f"querywatch answered {response.status} without a decision")
+        risk = float(response.getheader(RISK_HEADER) or 0.0)
+        return Decision(action, parse_degrade(response.getheader(DEGRADE_HEADER)), risk)

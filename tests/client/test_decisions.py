@@ -1,0 +1,64 @@
+"""Cached decisions from the real API: TTL, a block within the TTL, fail-open/closed, breaker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from querywatch.detector.client import DecisionClient
+from tests.api.seed import seed_client
+from tests.api.server import ApiServer, running_api
+from tests.ports import free_port
+from tests.storage.databases import migrated_database
+
+
+def test_decisions_are_cached_and_a_block_applies_within_the_ttl(api: ApiServer) -> None:
+    seed_client(api.sessions, "calm", 0.1)
+    seed_client(api.sessions, "odd", 0.7)
+    decisions = DecisionClient(api.base_url, api.reader_key, ttl=0.5, timeout=10)
+    assert decisions.get("calm").action == "allow"
+    odd = decisions.get("odd")
+    assert (odd.action, odd.output_precision, odd.risk) == ("degrade", 1, 0.7)
+    assert decisions.get("calm").source == "cache"
+    httpx.put(f"{api.base_url}/v1/clients/calm/status", json={"status": "blocked"}, headers=api.admin_headers)
+    time.sleep(0.5)  # once the TTL has run out, the next request sees the block
+    assert decisions.get("calm").action == "block"
+
+
+def test_while_the_api_is_down_it_fails_open_or_closed_and_the_breaker_stops_asking() -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    fail_open = DecisionClient(nowhere, "qw_x", failures=3, open_seconds=60)
+    assert [fail_open.get(f"c{i}").action for i in range(10)] == ["allow"] * 10
+    assert fail_open.counts["error"] == 3  # then the breaker opened: no more attempts
+    assert fail_open.counts["fallback"] == 10
+    fail_closed = DecisionClient(nowhere, "qw_x", fail_open=False)
+    assert fail_closed.get("c").action == "block"
+
+
+def test_a_known_decision_outlives_an_api_outage(tmp_path: Path) -> None:
+    with migrated_database("sqlite", tmp_path) as settings:
+        with running_api(settings) as api:
+            seed_client(api.sessions, "odd", 0.7)
+            decisions = DecisionClient(api.base_url, api.reader_key, ttl=0.0, timeout=10)
+            assert decisions.get("odd").action == "degrade"
+        stale = decisions.get("odd")  # the API is gone now
+    assert (stale.action, stale.source) == ("degrade", "stale")
+    assert decisions.get("never-seen").action == "allow"
+
+
+def test_the_breaker_asks_again_after_its_pause() -> None:
+    decisions = DecisionClient(f"http://127.0.0.1:{free_port()}", "qw_x", failures=1, open_seconds=0.2)
+    decisions.get("c")
+    decisions.get("c")
+    assert decisions.counts["error"] == 1
+    time.sleep(0.25)
+    decisions.get("c")
+    assert decisions.counts["error"] == 2
+
+
+def test_a_wrong_key_is_an_error_not_a_decision(api: ApiServer) -> None:
+    decisions = DecisionClient(api.base_url, "qw_wrong", fail_open=False, timeout=10)
+    assert decisions.get("anyone").action == "block"
+    assert decisions.counts["error"] == 1

@@ -1,0 +1,3 @@
+"""The real API fixture of the client tests."""
+
+from tests.client.conftest import api  # noqa: F401
