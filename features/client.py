@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.classes import ClassMix
 from querywatch.features.coverage import CellCoverage
+from querywatch.features.direction import direction_simhash
 from querywatch.features.distance import QueryDistances
 from querywatch.features.nearest import is_structured_step
 from querywatch.features.ood import OutOfProfileShare
@@ -76,15 +77,21 @@ class ClientFeatures:
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores)."""
-        exact, _, step = self.distances.update(code, input_hash, max(class_index, 0))
+        exact, _, revisit, step = self.distances.update(code, input_hash, max(class_index, 0))
         coverage = self.coverage
         null = coverage.new_cell_probability()
         # An exact resend cannot open a cell; counting it would only age the coverage null.
         new_cell = False if exact else coverage.update(cell)
         if class_index >= 0:
             self.classes.update(class_index)
-        self.ood.update(out_of_profile)
+        self.ood.update(out_of_profile)  # the share shows what was sent, revisits included
         boundary = self.boundary.update(margin, entropy, self.margin_threshold)
+        if revisit:
+            # A sweep along one line crosses the boundary, or leaves the profile, on its way:
+            # the same move again explores nothing new.
+            out_of_profile = False
+            if boundary:
+                boundary = False
         self.rate.update(ts)
         return Indicators(out_of_profile, step, boundary, new_cell, null, exact)
 
@@ -98,6 +105,7 @@ class ClientFeatures:
         distances.update(code, input_hash=1, label=0)
         distances.update(code, input_hash=2, label=0)  # searches the reservoir
         is_structured_step(code, code)
+        direction_simhash(code, code)
 
     def snapshot(self) -> dict[str, float]:
         """Named feature values (units in the names' docs) for alerts, storage and plots."""

@@ -10,6 +10,12 @@ reservoir (``querywatch.features.reservoir``) gives:
   same amount (a sign-gradient or coordinate step, as JbDA, T-RND, I-FGSM and
   finite-difference probes take). Sensor noise, re-encoding and human edits change
   features by varied amounts, so benign clients almost never produce one;
+* *revisit*: a near-duplicate whose direction from its neighbour (the client's previous
+  query if that is near, else the nearest in the reservoir) is one the client took recently
+  (``features.direction``): what-if sweeps move along one line again and again, extraction
+  keeps changing direction. A revisit explores nothing new. A structured step counts one
+  query later, once the next query has not repeated its direction: otherwise the first
+  step of every sweep would count;
 * PRADA's statistic: the minimum distance to earlier queries of the same predicted class,
   whose distribution is near normal for natural data; its skewness and kurtosis are kept
   as running moments (a bounded-memory stand-in for Shapiro-Wilk).
@@ -22,6 +28,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from querywatch.features.direction import RecentDirections, direction_simhash, near_direction
 from querywatch.features.nearest import is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
@@ -33,42 +40,66 @@ class QueryDistances:
     >>> qd = QueryDistances(dim=4, seed=1)
     >>> base = np.array([100, 100, 100, 100], dtype=np.uint8)
     >>> qd.update(base, input_hash=7, label=0)
-    (False, False, False)
+    (False, False, False, False)
     >>> qd.update(base, input_hash=7, label=0)
-    (True, False, False)
+    (True, False, False, False)
     """
 
-    __slots__ = ("_m", "_near_limit", "_resend", "_reservoir", "exact", "near", "near_fraction", "steps")
+    __slots__ = (
+        "_directions",
+        "_last",
+        "_m",
+        "_near_limit",
+        "_pending",
+        "_resend",
+        "_reservoir",
+        "exact",
+        "near",
+        "near_fraction",
+        "steps",
+    )
 
     def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.1, seed: int = 0) -> None:
         self.near_fraction = near_fraction
-        self._near_limit = (near_fraction * 255.0) ** 2 * dim  # squared, over all features
+        self._near_limit = int((near_fraction * 255.0) ** 2 * dim)  # squared, over all features
         self._reservoir = QueryReservoir(capacity, dim, seed)
         self._resend = ExactResendFilter()
+        self._directions = RecentDirections()
+        self._last = np.zeros(dim, dtype=np.uint8)  # the previous query's code (a copy)
+        self._pending = False  # the previous query was a structured step, not yet confirmed
         self.exact = 0
         self.near = 0
         self.steps = 0
         self._m = [0.0, 0.0, 0.0, 0.0, 0.0]  # count, mean, M2, M3, M4 of PRADA distances
 
-    def update(self, code: NDArray[np.uint8], input_hash: int, label: int) -> tuple[bool, bool, bool]:
+    def update(self, code: NDArray[np.uint8], input_hash: int, label: int) -> tuple[bool, bool, bool, bool]:
         """Learn one query: ``code`` from the profile, ``input_hash`` of its exact input,
-        ``label`` its class. Returns (exact resend, near-duplicate, structured step)."""
+        ``label`` its class. Returns (exact resend, near-duplicate, revisit, and whether the
+        *previous* fresh query was a structured step in a direction this one did not repeat)."""
         if self._resend.seen_before(input_hash):
             self.exact += 1
-            return True, False, False
-        near = step = False
+            return True, False, False, False  # a pending step stays pending
+        near = step = revisit = False
         res = self._reservoir
         if len(res):
             j, nearest, same_label = res.nearest(code, label)
             near = 0 < nearest <= self._near_limit
-            if near:
+            # A sweep's previous point is its nearest relative, but the reservoir rarely holds it.
+            direction = near_direction(self._last, code, self._near_limit)
+            if direction < 0 and near:
+                direction = direction_simhash(res.code(j), code)
+            if direction >= 0:
+                revisit = self._directions.seen_before(direction)
+            if near and not revisit:
                 step = is_structured_step(res.code(j), code)
             if same_label >= 0:
                 self._add_distance(math.sqrt(same_label) / 255.0)
+        step, self._pending = self._pending and not revisit, step
         self.near += near
         self.steps += step
         res.offer(code, label)
-        return False, near, step
+        self._last[:] = code
+        return False, near, revisit, step
 
     def _add_distance(self, x: float) -> None:
         # Pébay's one-pass update of the first four central moments.
@@ -97,6 +128,9 @@ class QueryDistances:
         return (
             self._reservoir.get_state(),
             self._resend.get_state(),
+            self._directions.get_state(),
+            self._last.tobytes(),
+            self._pending,
             self.exact,
             self.near,
             self.steps,
@@ -104,7 +138,9 @@ class QueryDistances:
         )
 
     def set_state(self, state: tuple[object, ...]) -> None:
-        res, resend, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
+        res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
         self._reservoir.set_state(res)  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
+        self._directions.set_state(directions)  # type: ignore[arg-type]
+        self._last[:] = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
         self._m = [float(v) for v in m]  # type: ignore[attr-defined]

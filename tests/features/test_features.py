@@ -153,13 +153,38 @@ def test_an_identical_code_is_never_a_step(values: list[int], shift: int) -> Non
 def test_distances_keep_exact_resends_apart_from_near_duplicates() -> None:
     qd = QueryDistances(dim=64, seed=0)
     base = np.full(64, 100, dtype=np.uint8)
-    assert qd.update(base, 1, 0) == (False, False, False)
-    assert qd.update(base, 1, 0) == (True, False, False)
+    assert qd.update(base, 1, 0) == (False, False, False, False)
+    assert qd.update(base, 1, 0) == (True, False, False, False)
     step = base.copy()
     step[:32] += 25
-    exact, near, is_step = qd.update(step, 2, 0)
-    assert (exact, near, is_step) == (False, True, True)
+    assert qd.update(step, 2, 0) == (False, True, False, False)
+    far = np.full(64, 10, dtype=np.uint8)  # not a repeat of the step's direction: it counts now
+    assert qd.update(far, 3, 0) == (False, False, False, True)
     assert (qd.exact, qd.near, qd.steps) == (1, 1, 1)
+
+
+def test_a_sweep_along_one_line_is_a_revisit_and_not_a_step() -> None:
+    """What-if analysis: one record, one direction, many small structured steps."""
+    qd = QueryDistances(dim=64, seed=0)
+    base = np.full(64, 60, dtype=np.uint8)
+    results = [qd.update(base + 6 * i * (np.arange(64) < 40), i, 0) for i in range(20)]
+    assert sum(r[2] for r in results) >= 17  # revisits
+    assert qd.steps == 0
+
+
+def test_steps_in_new_directions_count() -> None:
+    """Random-direction steps (T-RND-like) from a few seeds keep counting."""
+    rng = np.random.default_rng(3)
+    qd = QueryDistances(dim=64, seed=0)
+    seeds = rng.integers(60, 190, size=(5, 64)).astype(np.uint8)
+    for i, s in enumerate(seeds):
+        qd.update(s, 1000 + i, 0)
+    for i in range(200):
+        s = seeds[i % 5]
+        mask = rng.permutation(64) < 20
+        step = (s.astype(int) + 12 * mask * rng.choice([-1, 1], size=64)).astype(np.uint8)
+        qd.update(step, i, 0)
+    assert qd.steps >= 150
 
 
 def test_coverage_ratio_compares_with_the_reference_at_the_same_n() -> None:

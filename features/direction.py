@@ -1,0 +1,111 @@
+"""Repeated directions: is this near-duplicate a move the client has already made?
+
+What-if analysis (one record, one or two features swept over a grid; brightness or
+contrast of one image) is built like a perturbation chain: each query is a small,
+often structured step from an earlier one. What tells it apart is where the steps go: a
+sweep moves again and again along one line, so the step from a query to its nearest
+earlier one keeps nearly the same *direction*. Extraction steps (sign-gradient
+augmentation, random-direction steps, gradient-estimation probes) point somewhere new at
+nearly every step, and keep reaching new regions.
+
+A direction is summarised by a 64-bit SimHash of the difference (signs of its projections on
+64 fixed pseudo-random hyperplanes, Charikar 2002): two directions at angle ``t`` differ in
+about ``64 t / pi`` bits, so "within ``MAX_BITS`` bits, or of all but ``MAX_BITS``" means
+"within about 20 degrees of the same line, either way along it". A client remembers the
+last ``slots`` directions it took.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+from numpy.typing import NDArray
+
+from querywatch.features.jit import compiled
+
+#: Hamming distance between SimHashes under which two directions count as one line.
+MAX_BITS = 7
+
+
+@compiled
+def direction_simhash(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
+    """SimHash of the direction ``b - a`` on 63 hyperplanes (a non-negative int), over the
+    features that moved by more than one code unit; 0 when none did."""
+    acc = np.zeros(64, np.int64)
+    moved = False
+    for k in range(a.shape[0]):
+        d = np.int64(b[k]) - np.int64(a[k])  # signed: numba reads bytes as unsigned words
+        if d > 1 or d < -1:
+            moved = True
+            # The k-th feature's weights on the 64 hyperplanes: signed bytes of 8 hashes of k
+            # (varied magnitudes, so that sums of a few equal moves rarely tie at zero).
+            for part in range(8):
+                h = (np.uint64(8 * k + part) + np.uint64(0x9E3779B97F4A7C15)) * np.uint64(0xBF58476D1CE4E5B9)
+                h ^= h >> np.uint64(31)
+                h *= np.uint64(0x94D049BB133111EB)
+                h ^= h >> np.uint64(29)
+                for j in range(8):
+                    w = np.int64((h >> np.uint64(8 * j)) & np.uint64(255)) - 128
+                    acc[8 * part + j] += d * (2 * w + 1)
+    if not moved:
+        return 0
+    out = np.int64(0)
+    for bit in range(63):
+        if acc[bit] > 0:
+            out |= np.int64(1) << np.int64(bit)
+    return int(out)
+
+
+@compiled
+def near_direction(a: NDArray[np.uint8], b: NDArray[np.uint8], limit: int) -> int:
+    """``direction_simhash(a, b)`` if ``b`` is a near-duplicate of ``a`` (squared distance in
+    (0, ``limit``]), else -1."""
+    d2 = np.int64(0)
+    for k in range(a.shape[0]):
+        x = np.int64(b[k]) - np.int64(a[k])
+        d2 += x * x
+    if d2 == 0 or d2 > limit:
+        return -1
+    return direction_simhash(a, b)
+
+
+def _bits(x: int) -> int:
+    return int(x).bit_count()
+
+
+class RecentDirections:
+    """The last ``slots`` step directions of one client (8 bytes each).
+
+    >>> r = RecentDirections(slots=2)
+    >>> line, other, opposite = 0xFFFF, 0xFFFF << 20, ~0xFFFF & (1 << 63) - 1
+    >>> r.seen_before(line), r.seen_before(line ^ 0b101), r.seen_before(other), r.seen_before(opposite)
+    (False, True, False, True)
+    """
+
+    __slots__ = ("_next", "_ring")
+
+    def __init__(self, slots: int = 8) -> None:
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
+        self._ring = array("q", [-1] * slots)  # -1: empty slot
+        self._next = 0
+
+    def seen_before(self, signature: int) -> bool:
+        """True if ``signature`` is within ``MAX_BITS`` bits of a remembered direction, or of
+        its opposite (all bits but ``MAX_BITS`` differ); remembers it otherwise."""
+        for old in self._ring:
+            if old >= 0:
+                differ = _bits(old ^ signature)
+                if differ <= MAX_BITS or differ >= 63 - MAX_BITS:
+                    return True
+        self._ring[self._next] = signature
+        self._next = (self._next + 1) % len(self._ring)
+        return False
+
+    def get_state(self) -> tuple[bytes, int]:
+        return self._ring.tobytes(), self._next
+
+    def set_state(self, state: tuple[bytes, int]) -> None:
+        ring, self._next = state
+        self._ring = array("q", ring)

@@ -1,0 +1,51 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from querywatch.features.direction import RecentDirections, direction_simhash, near_direction
+
+
+def _bits(x: int) -> int:
+    return int(x).bit_count()
+
+
+@given(st.lists(st.integers(20, 200), min_size=20, max_size=20), st.integers(2, 30), st.integers(2, 30))
+@settings(max_examples=50, deadline=None)
+def test_steps_along_one_line_share_their_simhash_either_way(values: list[int], a: int, b: int) -> None:
+    x = np.array(values, dtype=np.uint8)
+    mask = np.arange(20) < 6
+    y, z = (x + a * mask).astype(np.uint8), (x + b * mask).astype(np.uint8)
+    assert direction_simhash(x, y) == direction_simhash(x, z)
+    assert _bits(direction_simhash(x, y) ^ direction_simhash(y, x)) == 63
+
+
+def test_unrelated_directions_are_about_orthogonal() -> None:
+    rng = np.random.default_rng(0)
+    x = np.full(64, 128, dtype=np.uint8)
+    differ = [
+        _bits(
+            direction_simhash(x, (x + rng.integers(-20, 21, 64)).astype(np.uint8))
+            ^ direction_simhash(x, (x + rng.integers(-20, 21, 64)).astype(np.uint8))
+        )
+        for _ in range(200)
+    ]
+    assert 25 <= float(np.mean(differ)) <= 38
+
+
+def test_near_direction_needs_a_near_duplicate() -> None:
+    x = np.full(8, 100, dtype=np.uint8)
+    assert near_direction(x, x, 1000) == -1
+    assert near_direction(x, (x + 100).astype(np.uint8), 1000) == -1
+    assert near_direction(x, (x + 5).astype(np.uint8), 1000) >= 0
+
+
+def test_recent_directions_forget_the_oldest_and_round_trip() -> None:
+    r = RecentDirections(slots=2)
+    a, b, c = 0, (1 << 20) - 1, ((1 << 40) - 1) ^ ((1 << 20) - 1)
+    assert not r.seen_before(a)
+    assert not r.seen_before(b)
+    assert not r.seen_before(c)  # evicts a
+    assert not r.seen_before(a)
+    copy = RecentDirections(slots=2)
+    copy.set_state(r.get_state())
+    assert copy.seen_before(a) and copy.seen_before(c) and not copy.seen_before(b)
