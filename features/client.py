@@ -36,6 +36,7 @@ class Indicators(NamedTuple):
     new_cell: bool
     new_cell_null: float
     exact: bool
+    far: bool = False
 
 
 class ClientFeatures:
@@ -67,13 +68,14 @@ class ClientFeatures:
         ts: float,
         cell: int,
         out_of_profile: bool,
+        far: bool,
         code: NDArray[np.uint8],
         input_hash: int,
         class_index: int,
         margin: float,
         entropy: float,
     ) -> Indicators:
-        """Learn one query as the profile saw it: its cell, out-of-profile flag and 8-bit
+        """Learn one query as the profile saw it: its cell, out-of-profile and far flags, 8-bit
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores)."""
@@ -84,16 +86,16 @@ class ClientFeatures:
         new_cell = False if exact else coverage.update(cell)
         if class_index >= 0:
             self.classes.update(class_index)
-        self.ood.update(out_of_profile)  # the share shows what was sent, revisits included
+        self.ood.update(out_of_profile, far)  # the shares show what was sent, revisits included
         boundary = self.boundary.update(margin, entropy, self.margin_threshold)
         if revisit:
             # A sweep along one line crosses the boundary, or leaves the profile, on its way:
             # the same move again explores nothing new.
-            out_of_profile = False
+            out_of_profile = far = False
             if boundary:
                 boundary = False
         self.rate.update(ts)
-        return Indicators(out_of_profile, step, boundary, new_cell, null, exact)
+        return Indicators(out_of_profile, step, boundary, new_cell, null, exact, far)
 
     @staticmethod
     def prepare() -> None:
@@ -116,6 +118,7 @@ class ClientFeatures:
             "cell_entropy": self.coverage.entropy,
             "cell_divergence": self.coverage.divergence,
             "ood_share": self.ood.share,
+            "far_share": self.ood.far_share,
             "ood_recent": self.ood.recent,
             "distance_stat": self.distances.normality_gap,
             "near_duplicate_share": self.distances.near / n,

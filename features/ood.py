@@ -19,19 +19,22 @@ class OutOfProfileShare:
     0.25
     """
 
-    __slots__ = ("count", "n", "recent", "weight")
+    __slots__ = ("count", "far", "n", "recent", "weight")
 
     def __init__(self, weight: float = 0.05) -> None:
         if not 0 < weight <= 1:
             raise ValueError("weight must lie in (0, 1]")
         self.weight = weight
         self.count = 0
+        self.far = 0
         self.n = 0
         self.recent = 0.0
 
-    def update(self, out_of_profile: bool) -> None:
+    def update(self, out_of_profile: bool, far: bool = False) -> None:
+        """Learn one query: beyond the 99.9th percentile, and beyond every reference input."""
         self.n += 1
         self.count += out_of_profile
+        self.far += far
         w = max(self.weight, 1.0 / self.n)
         self.recent += w * (out_of_profile - self.recent)
 
@@ -39,8 +42,12 @@ class OutOfProfileShare:
     def share(self) -> float:
         return self.count / self.n if self.n else 0.0
 
-    def get_state(self) -> tuple[int, int, float]:
-        return self.count, self.n, self.recent
+    @property
+    def far_share(self) -> float:
+        return self.far / self.n if self.n else 0.0
 
-    def set_state(self, state: tuple[int, int, float]) -> None:
-        self.count, self.n, self.recent = state
+    def get_state(self) -> tuple[int, int, int, float]:
+        return self.count, self.far, self.n, self.recent
+
+    def set_state(self, state: tuple[int, int, int, float]) -> None:
+        self.count, self.far, self.n, self.recent = state

@@ -22,6 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.cluster import KMeans
 
+from querywatch.models.calibration import Calibration, calibrate
+
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
 #: The expected-coverage table covers this many queries; beyond it coverage has saturated.
@@ -35,6 +37,7 @@ class BatchView:
     cell: NDArray[np.int64]
     ood_score: FloatArray
     out_of_profile: NDArray[np.bool_]
+    far: NDArray[np.bool_]
     quantized: NDArray[np.uint8]
 
 
@@ -58,6 +61,8 @@ class ReferenceProfile:
     reference_size: int
     #: Feature vectors of reference clients (rows), for the population model; may be empty.
     population: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    #: Null rates of the evidence tests and the far threshold (``models.calibration``).
+    calibration: Calibration | None = None
 
     @property
     def dim(self) -> int:
@@ -82,7 +87,8 @@ class ReferenceProfile:
         score = np.sqrt(nearest + residual)
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
         codes = np.clip(np.rint((X - self.low) / span * 255.0), 0, 255).astype(np.uint8)
-        return BatchView(cell, score, score > self.ood_threshold, codes)
+        far = self.calibration.far_threshold if self.calibration is not None else np.inf
+        return BatchView(cell, score, score > self.ood_threshold, score > far, codes)
 
     def expected_cells(self) -> FloatArray:
         """Expected distinct cells after n = 1..COVERAGE_HORIZON draws from the reference:
@@ -109,6 +115,7 @@ class ReferenceProfile:
             "classes": list(self.classes),
             "margin_threshold": self.margin_threshold,
             "reference_size": self.reference_size,
+            "calibration": None if self.calibration is None else self.calibration.as_dict(),
         }
         buf = io.BytesIO()
         np.savez_compressed(
@@ -144,6 +151,7 @@ class ReferenceProfile:
             classes=tuple(header["classes"]),
             margin_threshold=float(header["margin_threshold"]),
             reference_size=int(header["reference_size"]),
+            calibration=Calibration.from_dict(header["calibration"]) if header.get("calibration") else None,
             **arrays,
         )
 
@@ -178,17 +186,23 @@ def fit_profile(
     if X.ndim != 2 or len(X) < max(2 * cells, 10):
         raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
     keep = np.ones(len(X), dtype=bool)
-    profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed)
     if owners is not None:
         owners = np.asarray(owners)
-        score = profile.view(X).ood_score
+    profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners)
+    if owners is not None:
+        first = profile.view(X)
+        score = first.ood_score
         names, inverse = np.unique(owners, return_inverse=True)
         medians = np.array([np.median(score[inverse == i]) for i in range(len(names))])
         centre = np.median(medians)
         spread = 1.4826 * np.median(np.abs(medians - centre)) + 1e-12
-        keep = (medians <= centre + 5.0 * spread)[inverse]
+        # ... and clients most of whose inputs lie beyond everyone's 99.9th percentile.
+        mostly_out = np.bincount(inverse, weights=first.out_of_profile) > 0.5 * np.bincount(inverse)
+        keep = ((medians <= centre + 5.0 * spread) & ~mostly_out)[inverse]
         if keep.sum() >= max(2 * cells, 10) and not keep.all():
-            profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed)
+            profile = _fit(
+                X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners
+            )
     return profile
 
 
@@ -203,6 +217,7 @@ def _fit(
     n_components: int | None,
     ood_quantile: float,
     seed: int,
+    owners: NDArray[Any] | None,
 ) -> ReferenceProfile:
     R = X[keep]
     mean = R.mean(axis=0)
@@ -237,9 +252,10 @@ def _fit(
     prior = np.append(prior, 0.0) + 0.5
     prior /= prior.sum()
     margin_threshold = 0.0
+    kept_margins = None
     if margins is not None:
-        m = np.asarray(margins, dtype=np.float64)[keep]
-        m = m[np.isfinite(m)]
+        kept_margins = np.asarray(margins, dtype=np.float64)[keep]
+        m = kept_margins[np.isfinite(kept_margins)]
         margin_threshold = float(np.quantile(m, 0.05)) if len(m) else 0.0
     draft = ReferenceProfile(
         model_id=model_id,
@@ -257,5 +273,15 @@ def _fit(
         margin_threshold=margin_threshold,
         reference_size=len(R),
     )
-    threshold = float(np.quantile(draft.view(R).ood_score, ood_quantile))
-    return replace(draft, ood_threshold=threshold)
+    view = draft.view(R)
+    threshold = float(np.quantile(view.ood_score, ood_quantile))
+    calibration = calibrate(
+        view.ood_score,
+        threshold,
+        view.cell,
+        owners=None if owners is None else owners[keep],
+        margins=kept_margins,
+        margin_threshold=margin_threshold,
+        seed=seed,
+    )
+    return replace(draft, ood_threshold=threshold, calibration=calibration)

@@ -19,6 +19,10 @@ _TEMPLATES: dict[str, _Render] = {
         f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary "
         "(reference: 5%) — boundary probing or uncertainty sampling"
     ),
+    "far": lambda f, n: (
+        f"{100 * f['far_share']:.0f}% of {n} queries lie farther from the model's data than any "
+        "reference input (synthetic or other-domain queries, however many natural ones surround them)"
+    ),
     "coverage": lambda f, n: (
         f"input-space coverage {f['coverage_ratio']:.1f}× what a benign client reaches after {n} queries"
     ),

@@ -37,13 +37,21 @@ class DetectionSettings(Section):
         description="alpha of the evidence tests: alerts need log e-value log(tests / alpha).",
     )
     ood_tolerance: float = Field(
-        0.2, gt=0, lt=1, description="Share of out-of-profile queries a benign client may send (null rate)."
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of out-of-profile queries a benign client may send (null rate), or the "
+        "rate derived from the model's reference if higher.",
     )
     step_tolerance: float = Field(
         0.05, gt=0, lt=1, description="Share of fixed-step near-duplicates a benign client may send."
     )
-    boundary_tolerance: float = Field(
-        0.25, gt=0, lt=1, description="Share of answers on the decision boundary a benign client may get."
+    boundary_tolerance: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Share of answers on the decision boundary a benign client may get; "
+        "unset: derived from the model's reference.",
     )
     idle_evict_seconds: float = Field(
         7 * 86400, gt=0, description="Client state idle this long (event time) is evicted."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ class ModelContext:
     hash_key: int
     """Secret key of the exact-resend hash and of the reservoir's choices: from the profile's
     version, a digest of the data it was built from, which a thief does not know."""
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    """The null rates of the evidence tests (set by the engine from the profile and settings)."""
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -54,6 +56,7 @@ class ModelContext:
                 [e.ts for e in events],
                 view.cell.tolist(),
                 view.out_of_profile.tolist(),
+                view.far.tolist(),
                 view.quantized,
                 input_hashes(inputs, self.hash_key).tolist(),
                 self.class_indices(events),
@@ -107,7 +110,7 @@ class ClientState:
             # kept could step only from the others and never show a structured step.
             seed=client_seed ^ seed ^ context.hash_key,
         )
-        self.evidence = ClientEvidence(tolerances)
+        self.evidence = ClientEvidence(tolerances or context.tolerances)
         self.queries = 0
         self.alerts = 0
         self.open_alert: str | None = None

@@ -20,6 +20,7 @@ from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmu
 from querywatch.detector.errors import InvalidEvent
 from querywatch.features.client import ClientFeatures, Indicators
 from querywatch.models.evidence import Tolerances, evidence_threshold, fuse
+from querywatch.models.profile import ReferenceProfile
 from querywatch.models.reasons import explain, population_reason
 
 #: Risk updates carry a full feature snapshot at least this often (queries), on alerts,
@@ -44,11 +45,6 @@ class Detector:
         self.profiles = profiles
         self.threshold = evidence_threshold(detection.false_alarm_rate)
         self.allowance = 0.25 * self.threshold
-        self.tolerances = Tolerances(
-            out_of_profile=detection.ood_tolerance,
-            steps=detection.step_tolerance,
-            boundary=detection.boundary_tolerance,
-        )
         self._contexts: dict[str, ModelContext] = {}
         self._clients: dict[str, dict[str, ClientState]] = {}
         self._warmup: dict[str, list[Event]] = defaultdict(list)
@@ -97,6 +93,7 @@ class Detector:
             profile = self.profiles.get(model_id)
             if profile is not None:
                 context = self._contexts[model_id] = ModelContext.of(profile, self.settings.seed)
+                context.tolerances = tolerances_for(profile, self.settings)
         return context
 
     def _hold(self, model_id: str, run: list[Event], result: BatchResult) -> None:
@@ -140,7 +137,7 @@ class Detector:
         model_id = context.profile.model_id
         state = per_model.get(model_id)
         if state is None:
-            state = per_model[model_id] = ClientState(client_id, context, self.settings.seed, self.tolerances)
+            state = per_model[model_id] = ClientState(client_id, context, self.settings.seed)
         return state
 
     def _step(
@@ -214,7 +211,7 @@ class Detector:
             context = self._context(model_id)
             if context is None or state.get("profile") != context.profile.version:
                 continue
-            client = ClientState(client_id, context, self.settings.seed, self.tolerances)
+            client = ClientState(client_id, context, self.settings.seed)
             client.load_state(state)
             restored[model_id] = client
         if restored:
@@ -230,6 +227,22 @@ class Detector:
         for client_id in idle:
             self.drop_client(client_id)
         return idle
+
+
+def tolerances_for(profile: ReferenceProfile, settings: DetectionSettings) -> Tolerances:
+    """The null rates of a model's tests: derived from its reference unless a setting fixes them
+    (a profile saved before calibration existed keeps the former fixed rates)."""
+    cal = profile.calibration
+    defaults = Tolerances()
+    derived = {} if cal is None else {"ood": cal.ood_null, "far": cal.far_null, "boundary": cal.boundary_null}
+    return Tolerances(
+        # The share test is the drift-tolerant one: never below the configured share of noisy
+        # but genuine queries; the far test counts what lies beyond all reference data.
+        out_of_profile=max(settings.ood_tolerance, derived.get("ood", 0.0)),
+        steps=settings.step_tolerance,
+        boundary=settings.boundary_tolerance or derived.get("boundary") or defaults.boundary,
+        far=derived.get("far", defaults.far),
+    )
 
 
 def _wrong_dimension(event: Event, dim: int) -> InvalidEvent:
