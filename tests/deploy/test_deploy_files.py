@@ -195,3 +195,44 @@ def test_kustomize_renders_offline() -> None:
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     assert all(d["metadata"].get("namespace") == "querywatch" for d in docs if d["kind"] != "Namespace")
+
+
+def test_manifests_pass_the_kubernetes_schema_strictly() -> None:
+    """Unknown or misspelt fields are errors; only the Prometheus Operator's kinds have no schema here."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for version in ("1.29.0", kubernetes_validate.latest_version()):
+        for doc in _manifests():
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.SchemaNotFoundError:
+                assert doc["apiVersion"].startswith("monitoring.coreos.com/"), doc["kind"]
+
+
+def test_pods_are_read_only_probed_sized_and_budgeted() -> None:
+    docs = _manifests()
+    for doc in docs:
+        pod = doc["spec"]["template"]["spec"] if _containers(doc) else None
+        if pod is None:
+            continue
+        empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        for container in pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"] and "tmp" in empty
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+            if doc["kind"] == "Deployment":
+                assert container["livenessProbe"]["httpGet"]["port"] in {
+                    p["name"] for p in container["ports"]
+                }
+    labels = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
+    budgets = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    covered = {
+        name
+        for budget in budgets
+        for name, pod_labels in labels.items()
+        if budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    }
+    assert covered == {"querywatch-api", "querywatch-consumer"}

