@@ -14,6 +14,8 @@ from querywatch.detector.adapters.db.session import (
     transaction,
 )
 from querywatch.detector.adapters.db.tables import API_ROLES
+from querywatch.detector.cli.checks import free_port
+from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 
 
@@ -28,8 +30,10 @@ def register(subparsers: Any) -> None:
     create = actions.add_parser("create", help="Create a key and print it (shown only this once).")
     create.add_argument("--role", required=True, choices=API_ROLES)
     create.add_argument("--name", default="", help="Who or what uses the key (shown in the audit log).")
+    add_output_options(create)
     create.set_defaults(run=run_create)
     listing = actions.add_parser("list", help="List keys (never their secrets).")
+    add_output_options(listing)
     listing.set_defaults(run=run_list)
     revoke = actions.add_parser("revoke", help="Revoke a key by id.")
     revoke.add_argument("key_id", type=int)
@@ -37,6 +41,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.api.host
+    port = settings.api.port if args.port is None else args.port
+    free_port(host, port)
     import uvicorn
 
     from querywatch.detector.adapters.api.app import create_app
@@ -46,8 +53,6 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         check_migrated(engine)  # stop here with a clear message, before uvicorn starts
     finally:
         engine.dispose()
-    host = args.host or settings.api.host
-    port = settings.api.port if args.port is None else args.port
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
     return 0
 
@@ -67,6 +72,11 @@ def run_create(args: argparse.Namespace, settings: Settings) -> int:
             )
     finally:
         engine.dispose()
+    if args.json:
+        print_json(
+            "apikey", {"keys": [{"id": key.id, "role": key.role, "name": key.name, "secret": key.secret}]}
+        )
+        return 0
     print(key.secret)
     print(f"# key #{key.id} {key.name!r}, role {key.role}: store it now, it is not shown again.", flush=True)
     return 0
@@ -80,6 +90,19 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
             keys = list_api_keys(session=session)
     finally:
         engine.dispose()
+    if args.json:
+        rows = [
+            {
+                "id": k.id,
+                "role": k.role,
+                "name": k.name,
+                "prefix": k.prefix,
+                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+            }
+            for k in keys
+        ]
+        print_json("apikey", {"keys": rows})
+        return 0
     for k in keys:
         state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
         print(f"{k.id}\t{k.role}\t{state}\tqw_{k.prefix}_…\t{k.name}")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import threading
+from pathlib import Path
 from typing import Any
 
-from querywatch.detector.adapters.kafka.admin import ensure_topics
-from querywatch.detector.adapters.kafka.app import consume
-from querywatch.detector.adapters.kafka.consumer import stop_on_signals
-from querywatch.detector.adapters.kafka.producer import produce_trace
+from querywatch.detector.cli.checks import readable_file
+from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import KafkaSettings, Settings
-from querywatch.detector.logging import configure_logging
-from querywatch.detector.metrics import metrics_port, metrics_port_argument, serve_metrics
-from querywatch.detector.runtime import engine_process
+from querywatch.detector.metrics import metrics_port, metrics_port_argument
 
 
 def register(subparsers: Any) -> None:
@@ -35,8 +32,9 @@ def register(subparsers: Any) -> None:
         description="Send every line of TRACE.jsonl as one message, keyed by its client_id. Invalid lines "
         "are sent as they are (the consumer dead-letters them).",
     )
-    producer.add_argument("trace", metavar="TRACE.jsonl")
+    producer.add_argument("trace", metavar="TRACE.jsonl", type=Path)
     _kafka_arguments(producer)
+    add_output_options(producer)
     producer.set_defaults(run=run_produce)
 
 
@@ -58,6 +56,12 @@ def _kafka_settings(args: argparse.Namespace, settings: Settings) -> KafkaSettin
 
 
 def run_consume(args: argparse.Namespace, settings: Settings) -> int:
+    from querywatch.detector.adapters.kafka.app import consume
+    from querywatch.detector.adapters.kafka.consumer import stop_on_signals
+    from querywatch.detector.logging import configure_logging
+    from querywatch.detector.metrics import serve_metrics
+    from querywatch.detector.runtime import engine_process
+
     settings = settings.model_copy(update={"kafka": _kafka_settings(args, settings)})
     configure_logging(settings)
     stop = threading.Event()
@@ -68,8 +72,15 @@ def run_consume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_produce(args: argparse.Namespace, settings: Settings) -> int:
+    readable_file(args.trace, "trace file")
+    from querywatch.detector.adapters.kafka.admin import ensure_topics
+    from querywatch.detector.adapters.kafka.producer import produce_trace
+
     kafka = _kafka_settings(args, settings)
     ensure_topics(kafka, (kafka.topic,))
     sent = produce_trace(kafka, args.trace)
-    print(f"produced {sent} messages to {kafka.topic}")
+    if args.json:
+        print_json("produce", {"messages": sent, "topic": kafka.topic})
+    else:
+        print(f"produced {sent} messages to {kafka.topic}")
     return 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from querywatch.detector.adapters.db import migrate
 from querywatch.detector.adapters.db.session import current_revision, make_engine
+from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 
 
@@ -23,6 +24,7 @@ def register(subparsers: Any) -> None:
     down.set_defaults(run=run_downgrade)
 
     current = actions.add_parser("current", help="Print the revision the database is at.")
+    add_output_options(current)
     current.set_defaults(run=run_current)
 
 
@@ -39,7 +41,11 @@ def run_downgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_current(args: argparse.Namespace, settings: Settings) -> int:
-    print(f"{_revision(settings)} (head: {migrate.head_revision()})")
+    revision, head = _revision(settings), migrate.head_revision()
+    if args.json:
+        print_json("db", {"revision": revision, "head": head, "current": revision == head})
+    else:
+        print(f"{revision} (head: {head})")
     return 0
 
 

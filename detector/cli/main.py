@@ -2,20 +2,24 @@
 
 Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its
 subcommand(s) with ``set_defaults(run=callable)``; the callable takes the parsed
-arguments and the Settings and returns an exit code.
+arguments and the Settings and returns an exit code. A command checks its paths and ports
+before it imports the engine or starts work, so a typo fails in a fraction of a second.
+Every failure ends in one ``querywatch: error: ...`` line with a hint and a documented exit
+code (``querywatch.detector.errors``); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
-from pydantic import ValidationError
-
-from querywatch.detector.config import Settings
-from querywatch.detector.errors import QuerywatchError
+from querywatch.detector import __version__
+from querywatch.detector.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, QuerywatchError
 
 #: Each subcommand and the module that registers it. Only the module of the command being
 #: run is imported (the engine alone pulls in scikit-learn, river and scipy: seconds).
@@ -30,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "serve": "querywatch.detector.cli.api",
     "apikey": "querywatch.detector.cli.api",
     "db": "querywatch.detector.cli.db",
+    "config": "querywatch.detector.cli.config",
+    "doctor": "querywatch.detector.cli.config",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -38,27 +44,61 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
     parser = argparse.ArgumentParser(
         prog="querywatch",
         description="Catch model extraction (model theft by querying) in inference logs.",
+        epilog="Exit codes: 0 success, 1 runtime error, 2 usage or setting error, 3 input error, "
+        "130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"querywatch {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file (default: $QUERYWATCH_CONFIG_FILE); the environment overrides it",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def warn_unknown_variables() -> None:
+    """One warning per ``QUERYWATCH_*`` variable that names no setting (pydantic ignores them)."""
+    from querywatch.detector.config.doc import settings_rows
+    from querywatch.detector.config.sources import unknown_variables
+
+    known = [name for name, _default, _text in settings_rows()]
+    for name, close in unknown_variables(os.environ, known):
+        hint = f"; did you mean {close}?" if close else ""
+        print(f"querywatch: warning: {name} is not a setting and is ignored{hint}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in arguments if not a.startswith("-")), None)
+    debug = "--debug" in arguments  # accepted after the command too
+    arguments = [a for a in arguments if a != "--debug"]
+    command = next((a for a in arguments if a in COMMANDS), None)
     module = COMMANDS.get(command or "")
     args = build_parser((module,) if module else COMMAND_MODULES).parse_args(arguments)
+    args.debug = debug
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"querywatch: error: a QUERYWATCH_* setting is invalid:\n{exc}", file=sys.stderr)
-        return 2
-    try:
+        from querywatch.detector.config.sources import load_settings
+
+        warn_unknown_variables()
+        settings = load_settings(args.config)
         return int(args.run(args, settings) or 0)
     except QuerywatchError as exc:
-        print(f"querywatch: error: {exc}", file=sys.stderr)
-        return 2
+        if args.debug:
+            traceback.print_exc()
+        hint = f" (hint: {exc.hint})" if exc.hint else ""
+        print(f"querywatch: error: {exc}{hint}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an unforeseen failure: one line, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"querywatch: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_RUNTIME

@@ -7,13 +7,14 @@ parser is built, so that ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
+from querywatch.detector.cli.checks import readable_file, writable_file, writable_folder
+from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
 from querywatch.detector.config import Settings
-from querywatch.detector.errors import QuerywatchError
+from querywatch.detector.errors import InputError
 
 if TYPE_CHECKING:
     from querywatch.detector.pipeline.replay import ReplayReport
@@ -29,75 +30,75 @@ def register(sub: Any) -> None:
         help="profile directory (default: QUERYWATCH_DETECTION__PROFILE_DIR; else built from warm-up)",
     )
     p.add_argument("--top", type=int, default=15, help="clients shown in the summary table")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (same as --quiet)")
+    add_output_options(p, progress=True)
     p.set_defaults(run=run_replay)
 
     q = sub.add_parser("profile", help="Build a model's reference profile from trusted inputs.")
     q.add_argument("--input", type=Path, required=True, help="reference inputs: .npy, .csv or .jsonl")
     q.add_argument("--model-id", required=True)
     q.add_argument("--out", type=Path, required=True, help="profile directory")
+    add_output_options(q)
     q.set_defaults(run=run_profile)
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr, by bytes of the file read."""
-
-    def __init__(self, total_bytes: int, stream: TextIO = sys.stderr) -> None:
-        self.total = max(total_bytes, 1)
-        self.done = 0
-        self.stream = stream
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def advance_lines(self, lines: int, avg_line: float) -> None:
-        self.done += int(lines * avg_line)
-        now = time.monotonic()
-        if now - self._last < 0.2:
-            return
-        self._last = now
-        frac = min(self.done / self.total, 1.0)
-        bar = "#" * int(30 * frac)
-        self.stream.write(f"\rreplay [{bar:<30}] {100 * frac:5.1f}%  {now - self.started:6.1f}s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-
-
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    trace = readable_file(args.trace, "trace file")
+    writable_file(args.report, "report")
+    profile_dir = args.profile or settings.detection.profile_dir
+    if profile_dir is not None and not Path(profile_dir).is_dir():
+        raise InputError(f"{profile_dir}: no such profile directory")
+    args.quiet = args.quiet or args.no_progress
+
     from querywatch.detector.adapters.files import DirectoryProfileStore
     from querywatch.detector.engine.detector import Detector
     from querywatch.detector.engine.profiles import MemoryProfileStore, ProfileStore
     from querywatch.detector.pipeline.replay import replay, write_report
     from querywatch.detector.runtime import engine_process
 
-    trace: Path = args.trace
-    if not trace.is_file():
-        raise QuerywatchError(f"{trace}: no such trace file")
-    store: ProfileStore
-    profile_dir = args.profile or settings.detection.profile_dir
-    if profile_dir is not None:
-        if not Path(profile_dir).is_dir():
-            raise QuerywatchError(f"{profile_dir}: no such profile directory")
-        store = DirectoryProfileStore(profile_dir)
-    else:
-        store = MemoryProfileStore()
+    store: ProfileStore = (
+        DirectoryProfileStore(profile_dir) if profile_dir is not None else MemoryProfileStore()
+    )
     engine = Detector(settings.detection, store)
     size = trace.stat().st_size
-    bar = None
-    if not args.no_progress and size > 5_000_000:
-        bar = ProgressBar(size)
-    started = time.monotonic()
     with trace.open("rb") as f:
         head = f.read(1 << 16)
     avg_line = len(head) / max(head.count(b"\n"), 1)
-    with engine_process():
-        report = replay(trace, engine, progress=(lambda n: bar.advance_lines(n, avg_line)) if bar else None)
-    if bar:
-        bar.close()
+    started = time.monotonic()
+    with engine_process(), progress_bar(args, total=size, unit="B", description="replay") as bar:
+        report = replay(trace, engine, progress=lambda n: bar.update(int(n * avg_line)))
     write_report(report, args.report)
-    print_summary(report, time.monotonic() - started, args.top)
+    seconds = time.monotonic() - started
+    if args.json:
+        print_json(
+            "replay",
+            {**summary_document(report, args.top), "seconds": round(seconds, 3), "report": str(args.report)},
+        )
+    else:
+        print_summary(report, seconds, args.top)
     return 0
+
+
+def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
+    """The ``--json`` summary: counts and the ``top`` clients by risk (the report has them all)."""
+    clients = sorted(report.clients.values(), key=lambda c: (-c.risk, c.client_id))
+    return {
+        "events": report.events,
+        "clients": len(clients),
+        "alerted": sum(1 for c in clients if c.first_alert_query is not None),
+        "duplicates": report.duplicates,
+        "rejected": dict(sorted(report.rejected.items())),
+        "top": [
+            {
+                "client_id": c.client_id,
+                "queries": c.queries,
+                "risk": round(c.risk, 4),
+                "first_alert_query": c.first_alert_query,
+                "reasons": list(c.reasons[:3]),
+            }
+            for c in clients[:top]
+        ],
+    }
 
 
 def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
@@ -120,6 +121,9 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
 
 
 def run_profile(args: argparse.Namespace, settings: Settings) -> int:
+    readable_file(args.input, "reference file")
+    writable_folder(args.out, "profile directory")
+
     from querywatch.detector.adapters.files import DirectoryProfileStore, read_reference_file
     from querywatch.detector.engine.profiles import build_profile
 
@@ -128,6 +132,20 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         X, model_id=args.model_id, settings=settings.detection, labels=labels, scores=scores
     )
     DirectoryProfileStore(args.out).put(profile)
+    if args.json:
+        print_json(
+            "profile",
+            {
+                "model_id": args.model_id,
+                "version": profile.version,
+                "reference_size": profile.reference_size,
+                "dim": profile.dim,
+                "cells": profile.cells,
+                "ood_threshold": profile.ood_threshold,
+                "out": str(args.out),
+            },
+        )
+        return 0
     print(
         f"profile of {args.model_id!r} version {profile.version}: {profile.reference_size} inputs, "
         f"dim {profile.dim}, {profile.cells} cells, out-of-profile threshold {profile.ood_threshold:.3f} "

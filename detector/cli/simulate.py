@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from querywatch.detector.cli.checks import writable_file
+from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import ConfigError
-from querywatch.detector.simulate import ATTACK_KINDS, generate_trace, write_jsonl, write_truth
-from querywatch.detector.simulate.publish import publish_events
-from querywatch.detector.simulate.trace import DEFAULT_START
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every client's query volume")
     parser.add_argument(
         "--families",
-        default=",".join(ATTACK_KINDS),
-        help=f"comma-separated attack families, cycled over the attackers (default {','.join(ATTACK_KINDS)})",
+        default=None,
+        help="comma-separated attack families, cycled over the attackers (default: every family)",
     )
     parser.add_argument(
         "--start",
@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--rate", type=float, default=None, help="events per second when producing (default: unpaced)"
     )
+    add_output_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -60,7 +61,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("nothing to do: give --out FILE.jsonl, or a broker with --bootstrap-servers")
     if args.rate is not None and args.rate <= 0:
         raise ConfigError("--rate must be a positive number of events per second")
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    for path, what in ((args.out, "trace file"), (args.truth, "truth file")):
+        if path is not None:
+            writable_file(Path(path), what)
+    # The simulator (scikit-learn) is imported once the arguments are known to be usable.
+    from querywatch.detector.simulate import ATTACK_KINDS, generate_trace, write_jsonl, write_truth
+    from querywatch.detector.simulate.publish import publish_events
+
+    families = [f.strip() for f in (args.families or ",".join(ATTACK_KINDS)).split(",") if f.strip()]
     try:
         events, truth = generate_trace(
             args.seed,
@@ -79,15 +87,31 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         write_truth(truth, args.truth)
     roles = Counter(info["role"] for info in truth.values())
     summary = f"{roles['benign']} benign clients and {roles['attack']} attackers"
-    print(f"simulated {len(events)} events from {summary}", file=sys.stderr)
-    if produce:
-        sent = publish_events(events, kafka, rate=args.rate)
+    if not args.json:
+        print(f"simulated {len(events)} events from {summary}", file=sys.stderr)
+    sent = publish_events(events, kafka, rate=args.rate) if produce else 0
+    if args.json:
+        print_json(
+            "simulate",
+            {
+                "events": len(events),
+                "benign": roles["benign"],
+                "attackers": roles["attack"],
+                "out": args.out,
+                "truth": args.truth,
+                "produced": sent,
+                "topic": kafka.topic if produce else None,
+            },
+        )
+    elif produce:
         print(f"produced {sent} events to {kafka.topic} at {kafka.bootstrap_servers}", file=sys.stderr)
     return 0
 
 
 def _start(text: str | None, *, produce: bool, hours: float) -> datetime:
     """Start of the trace: as given, or a fixed date for files, or ``hours`` ago when producing."""
+    from querywatch.detector.simulate.trace import DEFAULT_START
+
     now = datetime.now(UTC).replace(microsecond=0)
     if text is None:
         return now - timedelta(hours=hours) if produce else DEFAULT_START

@@ -8,13 +8,15 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from querywatch.detector.cli.allinone import AllInOne, Started
+from querywatch.detector.cli.checks import free_port, writable_file
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.logging import configure_logging
-from querywatch.detector.simulate.demo import DemoPlan
+
+if TYPE_CHECKING:
+    from querywatch.detector.cli.allinone import Started
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +35,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--demo", action="store_true", help="also replay simulated traffic with model thieves"
     )
-    parser.add_argument("--seed", type=int, default=DemoPlan.seed, help="demo: random seed")
-    parser.add_argument("--benign", type=int, default=DemoPlan.benign, help="demo: benign clients")
-    parser.add_argument("--attackers", type=int, default=DemoPlan.attackers, help="demo: attacking clients")
-    parser.add_argument("--rate", type=float, default=DemoPlan.rate, help="demo: events per second")
+    parser.add_argument("--seed", type=int, default=None, help="demo: random seed")
+    parser.add_argument("--benign", type=int, default=None, help="demo: benign clients")
+    parser.add_argument("--attackers", type=int, default=None, help="demo: attacking clients")
+    parser.add_argument("--rate", type=float, default=None, help="demo: events per second")
     parser.add_argument("--truth", type=Path, help="demo: write who is who (role, family) to this JSON file")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.rate <= 0 or args.benign < 0 or args.attackers < 0:
+    if (args.rate is not None and args.rate <= 0) or (args.benign or 0) < 0 or (args.attackers or 0) < 0:
         raise ConfigError("--rate must be > 0 events/s, --benign and --attackers >= 0")
     api = settings.api.model_copy(
         update={
@@ -51,7 +53,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         }
     )
     settings = settings.model_copy(update={"api": api})
+    free_port(api.host, api.port)  # before the broker starts and an admin key is created
+    if args.truth is not None:
+        writable_file(args.truth, "truth file")
     configure_logging(settings)
+    from querywatch.detector.cli.allinone import AllInOne
+    from querywatch.detector.simulate.demo import DemoPlan
+
+    for name in ("seed", "benign", "attackers", "rate"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(DemoPlan, name))
     plan = DemoPlan(
         seed=args.seed, benign=args.benign, attackers=args.attackers, rate=args.rate, truth_path=args.truth
     )

@@ -17,26 +17,18 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from querywatch.detector.config import Settings
+from querywatch.detector.config.sources import leaf_paths, variable
 
-PREFIX = "QUERYWATCH_"
 
-
-def settings_rows(
-    model: type[BaseModel] = Settings, path: tuple[str, ...] = ()
-) -> Iterator[tuple[str, str, str]]:
+def settings_rows(model: type[BaseModel] = Settings) -> Iterator[tuple[str, str, str]]:
     """(environment variable, default, description) of every leaf setting, in declaration order.
 
     >>> rows = {env: default for env, default, _ in settings_rows()}
     >>> rows["QUERYWATCH_KAFKA__TOPIC"]
     '`inference-logs`'
     """
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from settings_rows(annotation, (*path, name))
-            continue
-        env = PREFIX + "__".join((*path, name)).upper()
-        yield env, _default(field), (field.description or "").replace("|", "\\|")
+    for path, field in leaf_paths(model):
+        yield variable(path), _default(field), (field.description or "").replace("|", "\\|")
 
 
 def _default(field: FieldInfo) -> str:

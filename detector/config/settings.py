@@ -1,19 +1,20 @@
-"""One frozen Settings object, read from ``QUERYWATCH_*`` environment variables.
+"""One frozen Settings object, from defaults, an optional TOML file and ``QUERYWATCH_*`` variables.
 
 Nested sections use a double underscore: ``QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS``,
-``QUERYWATCH_DATABASE__URL``. Build it once in ``main()`` (or the app's lifespan) and pass
-it down; nothing reads the environment at import time.
+``QUERYWATCH_DATABASE__URL``. Build it once in ``main()`` (``sources.load_settings``) or the
+app's lifespan and pass it down; nothing reads the environment at import time.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from querywatch.detector.config.api import ApiSettings
 from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
 from querywatch.detector.config.kafka import KafkaSettings
+from querywatch.detector.config.sources import customised_sources
 from querywatch.detector.config.webhooks import WebhookSettings
 
 
@@ -41,3 +42,15 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
     log_json: bool = Field(True, description="Structured JSON logs on stderr.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Defaults < the config file < ``*_FILE`` secrets < environment < arguments in code."""
+        return customised_sources(settings_cls, init_settings, env_settings)

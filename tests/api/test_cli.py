@@ -9,6 +9,7 @@ import pytest
 from querywatch.detector.adapters.db.apikeys import authenticate
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
 from querywatch.detector.cli import main
+from querywatch.detector.errors import EXIT_RUNTIME
 from tests.storage.databases import migrated_database
 
 
@@ -40,5 +41,8 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2
-    assert "run `querywatch db upgrade` first" in done.stderr
+    assert done.returncode == EXIT_RUNTIME
+    assert (
+        "has no querywatch schema" in done.stderr
+        and "(hint: run `querywatch db upgrade` first)" in done.stderr
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from querywatch.detector.errors import EXIT_INPUT
 from querywatch.detector.simulate.jsonl import write_jsonl
 from querywatch.detector.simulate.trace import generate_trace
 
@@ -80,7 +81,7 @@ def test_malformed_lines_and_duplicates_are_counted_not_fatal(
 
 def test_a_missing_trace_is_a_clear_error(tmp_path: Path) -> None:
     done = _replay(tmp_path / "nope.jsonl", "--report", tmp_path / "r.json")
-    assert done.returncode == 2
+    assert done.returncode == EXIT_INPUT
     assert "no such trace file" in done.stderr
 
 

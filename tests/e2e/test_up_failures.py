@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from querywatch.detector.cli import main
+from querywatch.detector.errors import EXIT_RUNTIME
 from tests.e2e.test_up_demo import _alive, _children
 
 pytestmark = pytest.mark.kafka
@@ -39,7 +40,7 @@ def test_api_port_in_use_stops_everything_and_says_why(
     monkeypatch.setenv("QUERYWATCH_DATABASE__URL", f"sqlite:///{tmp_path / 'qw.db'}")
     monkeypatch.delenv("QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS", raising=False)
     before = _children(os.getpid())
-    assert main(["up", "--port", str(busy_port)]) == 2
-    assert "api failed at start" in capsys.readouterr().err
+    assert main(["up", "--port", str(busy_port)]) == EXIT_RUNTIME  # found before anything starts
+    assert "is already in use" in capsys.readouterr().err
     left = [pid for pid in _children(os.getpid()) - before if _alive(pid)]
     assert not left, "the embedded broker was left running"

@@ -85,3 +85,37 @@ def test_produces_keyed_by_client_at_a_pace(broker: EmbeddedBroker, tmp_path: Pa
     assert all(json.loads(m.value)["client_id"] == m.key.decode() for m in messages)
     sent = {json.loads(m.value)["request_id"] for m in messages}
     assert len(sent) == len(messages) and sent == {e["request_id"] for e in read_jsonl(out)}
+
+
+@pytest.mark.kafka
+def test_produce_prints_its_json_document(
+    broker: EmbeddedBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "trace.jsonl"
+    assert (
+        main(
+            [
+                "simulate",
+                "--seed",
+                "2",
+                "--benign",
+                "2",
+                "--attackers",
+                "1",
+                "--scale",
+                "0.03",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    server = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", "sim-json"]
+    assert main(["produce", str(out), *server, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document == {
+        "schema": "querywatch.produce/1",
+        "messages": len(out.read_text().splitlines()),
+        "topic": "sim-json",
+    }

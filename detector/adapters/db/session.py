@@ -100,10 +100,7 @@ def check_migrated(engine: Engine) -> None:
         raise DatabaseNotMigrated(f"cannot read the schema version of {_safe_url(engine)}: {exc}") from exc
     if current != head:
         state = "has no querywatch schema" if current is None else f"is at revision {current}"
-        raise DatabaseNotMigrated(
-            f"the database {_safe_url(engine)} {state}, this querywatch needs {head}: "
-            "run `querywatch db upgrade` first"
-        )
+        raise DatabaseNotMigrated(f"the database {_safe_url(engine)} {state}, this querywatch needs {head}")
 
 
 def _safe_url(engine: Engine) -> str:

@@ -1,0 +1,68 @@
+"""Checks a command runs on its paths and ports before it imports the engine or starts work.
+
+A typo in ``--report`` should fail in a fraction of a second, not after a long replay.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+
+from querywatch.detector.errors import InputError, QuerywatchError
+
+
+class PortInUse(QuerywatchError):
+    """The address a server should listen on is taken or not allowed."""
+
+
+def readable_file(path: Path, what: str) -> Path:
+    """``path`` if it is a file this process can read."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}" if not path.exists() else f"{path}: is not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: the {what} is not readable")
+    return path
+
+
+def writable_file(path: Path, what: str) -> Path:
+    """``path`` if it can be created or replaced: its folder exists and is writable."""
+    folder = path.parent
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name for the {what}")
+    if not folder.is_dir():
+        raise InputError(
+            f"{path}: folder {folder} does not exist", hint=f"create it first: mkdir -p {folder}"
+        )
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{path}: folder {folder} is not writable")
+    return path
+
+
+def writable_folder(path: Path, what: str) -> Path:
+    """``path`` if it is, or can be created as, a writable folder."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise InputError(f"{path}: {existing} is not a folder; the {what} must be a folder")
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"{path}: {existing} is not writable")
+    return path
+
+
+def free_port(host: str, port: int) -> None:
+    """Raise ``PortInUse`` unless ``host:port`` can be listened on now (port 0 always can)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = (
+                "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used: {exc.strerror}"
+            )
+            raise PortInUse(
+                f"{host}:{port} {reason}", hint="choose another with --port N (or --port 0 for any free port)"
+            ) from None

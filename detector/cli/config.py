@@ -1,0 +1,127 @@
+"""``querywatch config show`` and ``querywatch doctor``: what is configured, and whether it works."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from querywatch.detector.cli.output import add_output_options, print_json
+from querywatch.detector.config import Settings
+from querywatch.detector.config.sources import config_file_from, setting_sources
+from querywatch.detector.errors import EXIT_OK, EXIT_RUNTIME
+
+
+def register(subparsers: Any) -> None:
+    config = subparsers.add_parser("config", help="Show the effective settings and where each comes from.")
+    actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="Every setting's value and source (secrets masked).")
+    add_output_options(show)
+    show.set_defaults(run=run_show)
+
+    doctor = subparsers.add_parser("doctor", help="Reach the database and Kafka and report what is wrong.")
+    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each service")
+    add_output_options(doctor)
+    doctor.set_defaults(run=run_doctor)
+
+
+def run_show(args: argparse.Namespace, settings: Settings) -> int:
+    rows = setting_sources(settings, config_file_from(args.config, os.environ), os.environ)
+    if args.json:
+        print_json("config", {"settings": rows})
+        return EXIT_OK
+    width = max(len(r["variable"]) for r in rows)
+    for row in rows:
+        print(f"{row['variable']:<{width}}  {row['value']!s:<30}  ({row['source']})")
+    return EXIT_OK
+
+
+@dataclass(frozen=True)
+class Check:
+    """One doctor finding: what was checked, whether it works, and what to do if not."""
+
+    name: str
+    ok: bool
+    detail: str
+    hint: str | None = None
+
+
+def check_database(settings: Settings) -> Check:
+    from querywatch.detector.adapters.db.migrate import head_revision
+    from querywatch.detector.adapters.db.session import DatabaseError, current_revision, make_engine
+
+    engine = make_engine(settings.database)
+    try:
+        revision = current_revision(engine)
+    except DatabaseError as exc:
+        return Check(
+            "database", False, f"cannot connect: {str(exc).splitlines()[0]}", "check QUERYWATCH_DATABASE__URL"
+        )
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if revision != head:
+        return Check(
+            "database",
+            False,
+            f"schema at {revision or 'base (empty)'}, expected {head}",
+            "run `querywatch db upgrade`",
+        )
+    return Check("database", True, f"reachable, schema at {head}")
+
+
+def check_kafka(settings: Settings, timeout: float) -> Check:
+    if not settings.kafka.bootstrap_servers:
+        return Check("kafka", True, "not configured: `querywatch up` starts an embedded broker", None)
+    from querywatch.detector.adapters.kafka.admin import missing_topics
+
+    try:
+        missing = missing_topics(settings.kafka, timeout=timeout)
+    except Exception as exc:  # kafka-python raises several unrelated types for one unreachable broker
+        return Check(
+            "kafka",
+            False,
+            f"{settings.kafka.bootstrap_servers}: {type(exc).__name__}: {exc}",
+            "check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings",
+        )
+    if missing:
+        return Check(
+            "kafka",
+            False,
+            f"reachable, but topics missing: {', '.join(missing)}",
+            "`querywatch consume` creates them, or create them with your cluster's tools",
+        )
+    return Check("kafka", True, f"reachable at {settings.kafka.bootstrap_servers}, topics present")
+
+
+def check_profiles(settings: Settings) -> Check:
+    folder = settings.detection.profile_dir
+    if folder is None:
+        return Check("profiles", True, "none configured: profiles are built from each model's first events")
+    path = Path(folder)
+    if not path.is_dir():
+        return Check(
+            "profiles",
+            False,
+            f"{folder}: no such folder",
+            "run `querywatch profile --out` or fix QUERYWATCH_DETECTION__PROFILE_DIR",
+        )
+    count = len(list(path.glob("*.qwprofile")))
+    return Check("profiles", True, f"{folder}: {count} profile(s)")
+
+
+def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    checks = [check_database(settings), check_kafka(settings, args.timeout), check_profiles(settings)]
+    healthy = all(c.ok for c in checks)
+    if args.json:
+        print_json("doctor", {"ok": healthy, "checks": [asdict(c) for c in checks]})
+    else:
+        for c in checks:
+            hint = f"\n    hint: {c.hint}" if c.hint and not c.ok else ""
+            print(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<9} {c.detail}{hint}")
+    if not healthy and not args.json:
+        print("querywatch: error: doctor found problems (see above)", file=sys.stderr)
+    return EXIT_OK if healthy else EXIT_RUNTIME

@@ -1,0 +1,265 @@
+"""CLI conventions: one error line with a documented exit code, before any work; --json; settings files."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from querywatch.detector.cli.output import JSON_SCHEMAS, schema_of
+from querywatch.detector.errors import EXIT_INPUT, EXIT_RUNTIME, EXIT_USAGE
+
+#: Modules that mean the engine (or its libraries) was imported.
+HEAVY = ("querywatch.detector.engine", "sklearn", "river", "numba")
+PROBE = f"""
+import json, sys
+from querywatch.detector.cli.main import main
+rc = main(sys.argv[1:])
+heavy = sorted({{m if m.startswith("querywatch") else m.split(".")[0]
+                for m in sys.modules if m.startswith({HEAVY!r})}})
+print(json.dumps({{"rc": rc, "heavy": heavy}}))
+"""
+
+
+def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
+    env["QUERYWATCH_DATABASE__URL"] = f"sqlite:///{tmp_path / 'qw.db'}"
+    return {**env, **extra}
+
+
+def _probe(tmp_path: Path, *argv: str, **env: str) -> tuple[int, list[str], list[str]]:
+    """Exit code, heavy modules loaded, and stderr lines of ``querywatch argv`` in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=_environment(tmp_path, **env),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["rc"], result["heavy"], out.stderr.strip().splitlines()
+
+
+def _run(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "querywatch.detector.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=_environment(tmp_path, **env),
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("replay", "missing.jsonl", "--report", "out.json"),
+        ("replay", "trace.jsonl", "--report", "no/such/folder/out.json"),
+        ("simulate", "--out", "no/such/folder/trace.jsonl"),
+        ("profile", "--input", "missing.npy", "--model-id", "m", "--out", "profiles"),
+    ],
+    ids=["replay-trace", "replay-report", "simulate-out", "profile-input"],
+)
+def test_a_bad_path_fails_in_one_line_before_the_engine_is_imported(
+    tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    (tmp_path / "trace.jsonl").write_text("{}\n")
+    rc, heavy, stderr = _probe(tmp_path, *argv)
+    assert rc == EXIT_INPUT
+    assert heavy == []
+    assert len(stderr) == 1 and stderr[0].startswith("querywatch: error: "), stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "up"])
+def test_a_busy_port_fails_in_one_line_with_a_hint(tmp_path: Path, busy_port: int, command: str) -> None:
+    rc, heavy, stderr = _probe(tmp_path, command, "--port", str(busy_port))
+    assert rc == EXIT_RUNTIME
+    assert heavy == []
+    assert len(stderr) == 1 and "in use" in stderr[0] and "--port" in stderr[0], stderr
+
+
+def test_an_invalid_setting_is_a_usage_error(tmp_path: Path) -> None:
+    rc, heavy, stderr = _probe(tmp_path, "db", "current", QUERYWATCH_DETECTION__ALERT_RISK="7")
+    assert rc == EXIT_USAGE
+    assert heavy == []
+    assert len(stderr) == 1 and "QUERYWATCH_DETECTION__ALERT_RISK" in stderr[0], stderr
+
+
+def test_a_mistyped_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
+    rc, _heavy, stderr = _probe(tmp_path, "db", "current", QUERYWATCH_KAFKA_BOOTSTRAP_SERVERS="k:9092")
+    assert rc == 0
+    assert stderr == [
+        "querywatch: warning: QUERYWATCH_KAFKA_BOOTSTRAP_SERVERS is not a setting and is ignored; "
+        "did you mean QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS?"
+    ]
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    out = _run(tmp_path, "replay", "missing.jsonl", "--report", "r.json", "--debug")
+    assert out.returncode == EXIT_INPUT
+    assert "Traceback" in out.stderr and out.stderr.strip().splitlines()[-1].startswith("querywatch: error:")
+
+
+def test_version(tmp_path: Path) -> None:
+    out = _run(tmp_path, "--version")
+    assert out.returncode == 0 and out.stdout.startswith("querywatch ")
+
+
+def _json(out: subprocess.CompletedProcess[str], command: str) -> dict[str, object]:
+    assert out.returncode == 0, out.stderr
+    document = json.loads(out.stdout)
+    assert document["schema"] == schema_of(command)
+    return document
+
+
+@pytest.mark.slow
+def test_json_documents_of_every_command(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    simulated = _json(
+        _run(
+            tmp_path,
+            "simulate",
+            "--json",
+            "--benign",
+            "4",
+            "--attackers",
+            "1",
+            "--hours",
+            "1",
+            "--scale",
+            "0.3",
+            "--out",
+            str(trace),
+            "--truth",
+            str(tmp_path / "truth.json"),
+        ),
+        "simulate",
+    )
+    assert simulated["events"] == len(trace.read_text().splitlines())
+    seen = {"simulate"}
+
+    upgraded = _run(tmp_path, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    current = _json(_run(tmp_path, "db", "current", "--json"), "db")
+    assert current["current"] is True
+    seen.add("db")
+
+    created = _json(_run(tmp_path, "apikey", "create", "--role", "reader", "--json"), "apikey")
+    listed = _json(_run(tmp_path, "apikey", "list", "--json"), "apikey")
+    assert [k["id"] for k in listed["keys"]] == [created["keys"][0]["id"]]  # type: ignore[index]
+    seen.add("apikey")
+
+    shown = _json(_run(tmp_path, "config", "show", "--json"), "config")
+    sources = {row["variable"]: row["source"] for row in shown["settings"]}  # type: ignore[union-attr]
+    assert sources["QUERYWATCH_DATABASE__URL"] == "environment"
+    seen.add("config")
+
+    doctor = _run(tmp_path, "doctor", "--json")
+    assert json.loads(doctor.stdout)["schema"] == schema_of("doctor")
+    seen.add("doctor")
+
+    replayed = _json(
+        _run(tmp_path, "replay", str(trace), "--report", str(tmp_path / "report.json"), "--json"), "replay"
+    )
+    assert replayed["events"] == simulated["events"]
+    seen.add("replay")
+
+    references = tmp_path / "refs.jsonl"
+    references.write_text("".join(line + "\n" for line in trace.read_text().splitlines()[:400]))
+    profile = _json(
+        _run(
+            tmp_path,
+            "profile",
+            "--input",
+            str(references),
+            "--model-id",
+            "digits-v1",
+            "--out",
+            str(tmp_path / "profiles"),
+            "--json",
+        ),
+        "profile",
+    )
+    assert profile["reference_size"] == 400
+    seen.add("profile")
+    assert seen | {"produce"} == set(JSON_SCHEMAS)  # produce's document is tested with the broker
+
+
+def test_config_file_is_below_the_environment_and_secret_files_work(tmp_path: Path) -> None:
+    config = tmp_path / "querywatch.toml"
+    config.write_text('log_level = "DEBUG"\n[kafka]\ntopic = "from-file"\nclient_id = "file-id"\n')
+    secret = tmp_path / "db-url"
+    secret.write_text(f"sqlite:///{tmp_path / 'secret.db'}\n")
+    env = _environment(
+        tmp_path, QUERYWATCH_KAFKA__TOPIC="from-env", QUERYWATCH_DATABASE__URL_FILE=str(secret)
+    )
+    del env["QUERYWATCH_DATABASE__URL"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "querywatch.detector.cli",
+            "--config",
+            str(config),
+            "config",
+            "show",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    rows = {row["variable"]: row for row in _json(out, "config")["settings"]}  # type: ignore[union-attr]
+    assert (rows["QUERYWATCH_LOG_LEVEL"]["value"], rows["QUERYWATCH_LOG_LEVEL"]["source"]) == (
+        "DEBUG",
+        f"config {config}",
+    )
+    assert rows["QUERYWATCH_KAFKA__TOPIC"]["value"] == "from-env"
+    assert rows["QUERYWATCH_KAFKA__CLIENT_ID"]["value"] == "file-id"
+    assert rows["QUERYWATCH_DATABASE__URL"] == {
+        "variable": "QUERYWATCH_DATABASE__URL",
+        "value": "***",
+        "source": f"file {secret}",
+    }
+
+
+def test_a_missing_config_file_is_an_input_error(tmp_path: Path) -> None:
+    rc, _heavy, stderr = _probe(tmp_path, "--config", "nope.toml", "db", "current")
+    assert rc == EXIT_INPUT
+    assert len(stderr) == 1 and "nope.toml" in stderr[0]
+
+
+def test_doctor_reports_an_unreachable_broker(tmp_path: Path, busy_port: int) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        out = _run(
+            tmp_path,
+            "doctor",
+            "--json",
+            "--timeout",
+            "2",
+            QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS=f"127.0.0.1:{port}",
+        )
+    assert out.returncode == EXIT_RUNTIME
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    assert checks["kafka"]["ok"] is False
+    assert checks["database"]["ok"] is False and "db upgrade" in checks["database"]["hint"]
