@@ -5,9 +5,11 @@ the server's do not share one interpreter lock) on a free loopback port against 
 migrated SQLite file (or the database given with ``--database-url``), fills it with
 ``--clients`` clients, then sends ``--requests`` sequential keep-alive requests for random
 known and unknown clients and prints the latency percentiles. Target: p99 <= 5 ms
-locally. ``--in-process`` runs uvicorn in a thread of this process instead.
+locally. ``--in-process`` runs uvicorn in a thread of this process instead;
+``--endpoint authz`` measures the gateway form, ``GET /v1/authz``.
 
     python benchmarks/bench_decision.py --clients 100000 --requests 5000
+    python benchmarks/bench_decision.py --clients 100000 --requests 5000 --endpoint authz
 """
 
 from __future__ import annotations
@@ -111,7 +113,21 @@ def main() -> None:
         "--database-url", help="A migrated-or-empty database (default: a temporary SQLite file)."
     )
     parser.add_argument("--in-process", action="store_true", help="uvicorn in a thread of this process")
+    parser.add_argument(
+        "--endpoint",
+        choices=("decision", "authz"),
+        default="decision",
+        help="authz: the gateway form, GET /v1/authz with X-Querywatch-Client (200 or 403)",
+    )
     args = parser.parse_args()
+
+    def ask(http: httpx.Client, client_id: str) -> None:
+        if args.endpoint == "decision":
+            http.get(f"/v1/clients/{client_id}/decision").raise_for_status()
+            return
+        answer = http.get("/v1/authz", headers={"X-Querywatch-Client": client_id})
+        if answer.status_code not in (200, 403):
+            answer.raise_for_status()
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -124,17 +140,18 @@ def main() -> None:
         with server as (base_url, headers), httpx.Client(base_url=base_url, headers=headers) as http:
             rng = random.Random(1)
             for _ in range(200):  # warm-up: connections, caches, code paths
-                http.get(f"/v1/clients/acct-{rng.randrange(args.clients)}/decision").raise_for_status()
+                ask(http, f"acct-{rng.randrange(args.clients)}")
             latencies = []
             for _ in range(args.requests):
                 known = rng.random() < 0.9
                 client_id = f"acct-{rng.randrange(args.clients)}" if known else f"new-{rng.randrange(10**9)}"
                 t0 = time.perf_counter()
-                http.get(f"/v1/clients/{client_id}/decision").raise_for_status()
+                ask(http, client_id)
                 latencies.append((time.perf_counter() - t0) * 1000)
     cuts = statistics.quantiles(latencies, n=1000)
     print(
-        f"decision endpoint, {args.requests} sequential requests over HTTP keep-alive ({url.split(':')[0]}, "
+        f"{args.endpoint} endpoint, {args.requests} sequential requests over HTTP keep-alive "
+        f"({url.split(':')[0]}, "
         f"{'in-process' if args.in_process else 'querywatch serve in its own process'}):"
     )
     print(

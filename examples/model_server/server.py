@@ -41,6 +41,8 @@ from querywatch.detector.client import (
 
 MODEL_ID = "digits-v1"
 DIM = 64
+#: Callers send their raw API key in X-API-Key (hashed into the client id) and may name their org.
+EXTRACTOR = Extractor(MODEL_ID, key_header="X-API-Key", org_header="X-Org")
 
 
 class PredictRequest(BaseModel):
@@ -62,13 +64,8 @@ def answer(model: LogisticRegression, rows: list[list[float]]) -> list[dict[str,
     return [{"label": int(p.argmax()), "scores": p.tolist()} for p in proba]
 
 
-def create_app(
-    *,
-    emitter: Emitter | None,
-    decisions: DecisionClient | None,
-    degrade_mode: str = "round",
-    trusted_proxy_header: str | None = None,
-) -> FastAPI:
+def model_app(*, emitter: Emitter | None = None) -> FastAPI:
+    """The model server's own routes, without querywatch (``create_app`` adds the middleware)."""
     model = train()
 
     @asynccontextmanager
@@ -89,9 +86,21 @@ def create_app(
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "events": emitter.stats() if emitter else None}
 
+    return app
+
+
+def create_app(
+    *,
+    emitter: Emitter | None,
+    decisions: DecisionClient | None,
+    degrade_mode: str = "round",
+    trusted_proxy_header: str | None = None,
+) -> FastAPI:
+    """The model server with querywatch's middleware on ``/v1/predict``."""
+    app = model_app(emitter=emitter)
     app.add_middleware(
         QuerywatchASGI,
-        extractor=Extractor(MODEL_ID, key_header="X-API-Key", org_header="X-Org"),
+        extractor=EXTRACTOR,
         emitter=emitter,
         decisions=decisions,
         degrade_mode=degrade_mode,

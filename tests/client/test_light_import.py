@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("numpy", "sklearn", "numba", "river", "scipy", "fastapi", "starlette", "pydantic", "sqlalchemy")
 
-SCRIPT = r"""
+BASE_INSTALL_ONLY = r"""
 import importlib.abc, importlib.metadata, io, json, re, sys
 
 base = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower().replace("_", "-") for d in json.loads(sys.argv[1])}
@@ -33,7 +33,11 @@ class OnlyTheBaseInstall(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, OnlyTheBaseInstall())
+"""
 
+SCRIPT = (
+    BASE_INSTALL_ONLY
+    + r"""
 import asyncio, random
 from querywatch.detector.client import (Emitter, Extractor, JsonlSink, QuerywatchASGI, QuerywatchWSGI,
                                         degrade_prediction)
@@ -67,6 +71,7 @@ emitter.close()
 heavy = [m for m in sys.argv[3].split(",") if m in sys.modules]
 print(json.dumps({"heavy": heavy, "status": sent[0]["status"]}))
 """
+)
 
 
 def test_the_client_runs_on_the_base_install_and_loads_nothing_heavy(tmp_path: Path) -> None:
@@ -97,3 +102,14 @@ def test_the_base_install_needs_only_kafka_python() -> None:
     server = " ".join(project["optional-dependencies"]["server"])
     for engine_dependency in ("numpy", "scikit-learn", "numba", "river", "fastapi", "sqlalchemy"):
         assert engine_dependency in server
+
+
+def test_the_command_on_the_base_install_says_which_install_it_needs() -> None:
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    script = BASE_INSTALL_ONLY + "from querywatch.detector.cli import main; sys.exit(main(['serve']))"
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(base)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "pip install 'querywatch[server]'" in done.stderr
+    assert "Traceback" not in done.stderr
