@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from querywatch.detector.errors import EXIT_USAGE
+
 #: Distributions of the ``server`` extra whose absence means "the base install only".
 _SERVER_MODULES = ("pydantic", "pydantic_settings", "numpy", "sqlalchemy", "fastapi", "sklearn")
 
@@ -17,6 +19,8 @@ _SERVER_MODULES = ("pydantic", "pydantic_settings", "numpy", "sqlalchemy", "fast
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         from querywatch.detector.cli.main import main as run
+
+        return run(argv)
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] not in _SERVER_MODULES:
             raise
@@ -25,8 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "missing). The commands need the engine: pip install 'querywatch[server]'",
             file=sys.stderr,
         )
-        return 2
-    return run(argv)
+        return EXIT_USAGE
 
 
 __all__ = ["main"]
