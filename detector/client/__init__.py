@@ -14,6 +14,7 @@ from .degrade import DEGRADE_MODES, degrade_prediction
 from .emitter import Emitter
 from .events import build_events, client_id_for_key, client_ip
 from .hooks import Extractor
+from .metrics import register_prometheus, render
 from .sinks import JsonlSink, KafkaSink
 from .wsgi import QuerywatchWSGI
 
@@ -33,5 +34,7 @@ __all__ = [
     "client_id_for_key",
     "client_ip",
     "degrade_prediction",
+    "register_prometheus",
+    "render",
     "triton_events",
 ]

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
@@ -37,6 +38,7 @@ from querywatch.detector.client import (
     JsonlSink,
     KafkaSink,
     QuerywatchASGI,
+    render,
 )
 
 MODEL_ID = "digits-v1"
@@ -95,22 +97,28 @@ def create_app(
     decisions: DecisionClient | None,
     degrade_mode: str = "round",
     trusted_proxy_header: str | None = None,
-) -> FastAPI:
-    """The model server with querywatch's middleware on ``/v1/predict``."""
+) -> QuerywatchASGI:
+    """The model server with querywatch's middleware on ``/v1/predict``, and its counters
+    (dropped events, decision look-ups, blocked and degraded requests) at ``/metrics``."""
     app = model_app(emitter=emitter)
-    app.add_middleware(
-        QuerywatchASGI,
-        extractor=EXTRACTOR,
+    guarded = QuerywatchASGI(
+        app,
+        EXTRACTOR,
         emitter=emitter,
         decisions=decisions,
         degrade_mode=degrade_mode,
         trusted_proxy_header=trusted_proxy_header,
         paths=("/v1/predict",),
     )
-    return app
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return render(emitter=emitter, decisions=decisions, guard=guarded.guard)
+
+    return guarded
 
 
-def from_env() -> FastAPI:
+def from_env() -> QuerywatchASGI:
     """The app configured from the environment (see the module docstring)."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         sink: KafkaSink | JsonlSink = KafkaSink(

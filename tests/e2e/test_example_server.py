@@ -65,6 +65,7 @@ def test_thieves_are_logged_detected_degraded_then_blocked_and_benign_users_unto
                 decisions = DecisionClient(api.base_url, api.reader_key, ttl=TTL, timeout=10)
                 with serve_asgi(create_app(emitter=emitter, decisions=decisions)) as server:
                     kinds, benign = _traffic(server, api.base_url, api.reader_headers, model, natural, rng)
+                    metrics = httpx.get(f"{server}/metrics").text
                 thief = httpx.get(
                     f"{api.base_url}/v1/clients/{client_id_for_key('sk-thief')}", headers=api.reader_headers
                 ).json()
@@ -77,6 +78,8 @@ def test_thieves_are_logged_detected_degraded_then_blocked_and_benign_users_unto
     stages = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
     assert stages == ["full", "degraded", "blocked"], stages
     assert benign == {"full"}
+    assert 'querywatch_client_requests_total{outcome="blocked"} 3' in metrics
+    assert 'querywatch_client_events_dropped_total{reason="buffer_full"} 0' in metrics
     assert thief["risk"] >= 0.9 and any("outside" in reason for reason in thief["reasons"])
     others = [u for u in users if u["client_id"] != thief["client_id"]]
     assert len(others) == 3 and all(u["risk"] < 0.5 for u in others)
