@@ -66,7 +66,9 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     avg_line = len(head) / max(head.count(b"\n"), 1)
     started = time.monotonic()
     with engine_process(), progress_bar(args, total=size, unit="B", description="replay") as bar:
-        report = replay(trace, engine, progress=lambda n: bar.update(int(n * avg_line)))
+        report = replay(
+            trace, engine, progress=lambda n: bar.update(int(n * avg_line)), inputs=settings.inputs
+        )
     write_report(report, args.report)
     seconds = time.monotonic() - started
     if args.json:

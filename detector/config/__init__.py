@@ -10,6 +10,7 @@ from __future__ import annotations
 from querywatch.detector.config.api import ApiSettings
 from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
+from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
 from querywatch.detector.config.settings import Settings
 from querywatch.detector.config.webhooks import WebhookSettings
@@ -18,6 +19,7 @@ __all__ = [
     "ApiSettings",
     "DatabaseSettings",
     "DetectionSettings",
+    "InputSettings",
     "KafkaSettings",
     "Settings",
     "WebhookSettings",

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from querywatch.detector.config.api import ApiSettings
 from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
+from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
 from querywatch.detector.config.sources import customised_sources
 from querywatch.detector.config.webhooks import WebhookSettings
@@ -30,6 +31,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    inputs: InputSettings = InputSettings()
     metrics_port: int | None = Field(
         None,
         ge=0,

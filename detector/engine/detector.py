@@ -17,7 +17,7 @@ from querywatch.detector.engine.clientstate import ClientState, ModelContext, du
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
 from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmup
-from querywatch.detector.errors import InvalidEvent
+from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.features.client import ClientFeatures, Indicators
 from querywatch.models.evidence import Tolerances, evidence_threshold, fuse
 from querywatch.models.profile import ReferenceProfile
@@ -110,7 +110,13 @@ class Detector:
     def _complete_warmup(self, model_id: str, result: BatchResult) -> None:
         held = self._warmup.pop(model_id)
         self._warmup_dim.pop(model_id, None)
-        self.profiles.put(profile_from_warmup(held, self.settings))
+        try:
+            profile = profile_from_warmup(held, self.settings)
+        except ProfileError as exc:  # e.g. a model seen once: its events only, never the others
+            error = InvalidEvent("no_profile", str(exc))
+            result.rejected.extend((event, error) for event in held)
+            return
+        self.profiles.put(profile)
         context = self._context(model_id)
         assert context is not None
         self._score(context, held, result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -33,12 +34,25 @@ REASONS = (
     "bad_timestamp",
     "wrong_dimension",
     "empty_input",
+    "bad_identifier",
+    "bad_scores",
+    "too_many_inputs",
+    "future_timestamp",
+    "no_profile",
 )
 
 _REQUIRED = ("request_id", "ts", "client_id", "model_id", "input")
 _REQUIRED_SET = frozenset(_REQUIRED)
 _MAX_ID = 256
 _NUMBER_TYPES = frozenset({int, float})
+#: Timestamps are kept to what every store and ``datetime`` can represent: 1970 to year 9999.
+MIN_TS = 0.0
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
+#: Characters an identifier may not hold: C0/C1 controls, DEL (PostgreSQL refuses NUL in
+#: text; the others forge log lines) and lone surrogates (not encodable as UTF-8).
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: How far the sum of ``prediction.scores`` may be from one (rounded probabilities).
+SCORES_SUM_TOLERANCE = 0.01
 
 
 @dataclass(slots=True)
@@ -58,8 +72,18 @@ class Event:
     scores: np.ndarray | None = None
 
 
-def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_000) -> Event:
+def parse_event(
+    raw: bytes | str | Mapping[str, Any],
+    *,
+    max_bytes: int = 1_000_000,
+    max_dim: int | None = None,
+    project: bool = False,
+) -> Event:
     """Decode and validate one event; raise ``InvalidEvent`` with a reason code otherwise.
+
+    An ``input`` longer than ``max_dim`` is rejected (``too_many_inputs``), or, with
+    ``project``, folded onto ``max_dim`` numbers by ``project_input`` so that profile fits
+    and per-event work stay bounded whatever a producer sends.
 
     >>> e = parse_event(b'{"request_id":"r1","ts":0,"client_id":"c","model_id":"m","input":[1,2]}')
     >>> (e.client_id, e.input.tolist())
@@ -74,7 +98,7 @@ def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_
             raise InvalidEvent("oversized", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
         event = _parse_common(raw)
         if event is not None:
-            return event
+            return _bounded(event, max_dim, project)
         obj = _decode(raw)
     else:
         obj = raw
@@ -92,7 +116,53 @@ def parse_event(raw: bytes | str | Mapping[str, Any], *, max_bytes: int = 1_000_
     meta = obj.get("meta")
     if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
         raise InvalidEvent("wrong_type", "'meta' must be an object")
-    return Event(request_id, ts, client_id, model_id, vector, label, scores)
+    return _bounded(Event(request_id, ts, client_id, model_id, vector, label, scores), max_dim, project)
+
+
+def _bounded(event: Event, max_dim: int | None, project: bool) -> Event:
+    if max_dim is None or event.input.size <= max_dim:
+        return event
+    if not project:
+        raise InvalidEvent(
+            "too_many_inputs", f"'input' has {event.input.size} numbers, more than the limit of {max_dim}"
+        )
+    event.input = project_input(event.input, max_dim)
+    return event
+
+
+def project_input(vector: np.ndarray, dim: int) -> np.ndarray:
+    """``vector`` folded onto ``dim`` numbers by a fixed signed hashing projection.
+
+    Each input position adds, with a sign, to one output position, both drawn once per
+    input length from a fixed seed: a random projection that keeps distances on average
+    (Weinberger et al., feature hashing), needs O(len) memory and no matrix, and maps an
+    input of a given length the same way in every process.
+
+    >>> a = project_input(np.arange(10.0), 4)
+    >>> a.shape, bool(np.array_equal(a, project_input(np.arange(10.0), 4)))
+    ((4,), True)
+    """
+    buckets, signs = _projection(vector.size, dim)
+    return np.bincount(buckets, weights=signs * vector, minlength=dim)
+
+
+_PROJECTIONS: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_PROJECTIONS_LOCK = threading.Lock()
+
+
+def _projection(size: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    with _PROJECTIONS_LOCK:
+        hit = _PROJECTIONS.get((size, dim))
+        if hit is not None:
+            _PROJECTIONS.move_to_end((size, dim))
+            return hit
+    rng = np.random.default_rng([size, dim])
+    made = (rng.integers(0, dim, size), rng.choice(np.array([-1.0, 1.0]), size))
+    with _PROJECTIONS_LOCK:
+        _PROJECTIONS[(size, dim)] = made
+        while len(_PROJECTIONS) > 8:  # a few input lengths per deployment
+            _PROJECTIONS.popitem(last=False)
+    return made
 
 
 def _parse_common(raw: bytes | str) -> Event | None:
@@ -110,17 +180,20 @@ def _parse_common(raw: bytes | str) -> Event | None:
         0 < len(request_id) <= _MAX_ID and 0 < len(client_id) <= _MAX_ID and 0 < len(model_id) <= _MAX_ID
     ):
         return None
-    if not vector.size:
+    if not vector.size or _BAD_CHARS.search(request_id + client_id + model_id) is not None:
         return None
-    return Event(
-        request_id,
-        float(ts) if type(ts) is not str else _timestamp(ts),
-        client_id,
-        model_id,
-        vector,
-        label,
-        scores if scores is not None and scores.size else None,
-    )
+    if type(label) is str and _BAD_CHARS.search(label) is not None:
+        return None
+    if type(ts) is str:
+        ts = _timestamp(ts)
+    elif not MIN_TS <= ts <= MAX_TS:
+        return None
+    if scores is not None:
+        if not scores.size:
+            scores = None
+        elif not _probabilities(scores):
+            return None
+    return Event(request_id, float(ts), client_id, model_id, vector, label, scores)
 
 
 def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
@@ -216,15 +289,33 @@ def _identifier(obj: Mapping[str, Any], name: str) -> str:
         raise InvalidEvent(
             "wrong_type", f"{name!r} must be a non-empty string of at most {_MAX_ID} characters"
         )
+    _printable(value, name)
     return value
+
+
+def _printable(value: str, name: str) -> None:
+    bad = _BAD_CHARS.search(value)
+    if bad is not None:
+        raise InvalidEvent(
+            "bad_identifier",
+            f"{name!r} holds the control character or lone surrogate U+{ord(bad.group()):04X} "
+            f"at position {bad.start()}",
+        )
+
+
+def _probabilities(scores: np.ndarray) -> bool:
+    """True if ``scores`` are class probabilities: none negative, summing to one."""
+    return bool(scores.min() >= 0.0) and abs(float(scores.sum()) - 1.0) <= SCORES_SUM_TOLERANCE
 
 
 def _timestamp(value: Any) -> float:
     if isinstance(value, bool):
         raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise InvalidEvent("non_finite", "'ts' is not finite")
+        if not MIN_TS <= value <= MAX_TS:
+            raise InvalidEvent("bad_timestamp", f"'ts' {str(value)[:40]} is outside 1970 to year 9999")
         return float(value)
     if isinstance(value, str):
         if value.endswith("z"):  # RFC 3339 allows a lower-case zone letter
@@ -235,7 +326,13 @@ def _timestamp(value: Any) -> float:
             raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
             raise InvalidEvent("bad_timestamp", "'ts' must carry a time zone (e.g. a trailing Z)")
-        return parsed.timestamp()
+        try:
+            seconds = parsed.timestamp()
+        except (OverflowError, ValueError):  # "9999-12-31T23:59:59-01:00" is past year 9999 in UTC
+            seconds = math.inf
+        if not MIN_TS <= seconds <= MAX_TS:
+            raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is outside 1970 to year 9999")
+        return seconds
     raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
 
 
@@ -260,10 +357,18 @@ def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
     label = value.get("label")
     if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):
         raise InvalidEvent("wrong_type", "'prediction.label' must be an integer or a string")
+    if isinstance(label, str):
+        _printable(label, "prediction.label")
     scores = value.get("scores")
     vector = None if scores is None else _vector(scores, "prediction.scores")
     if vector is not None and vector.size == 0:
         vector = None
+    if vector is not None and not _probabilities(vector):
+        raise InvalidEvent(
+            "bad_scores",
+            "'prediction.scores' must be class probabilities: none negative, summing to one "
+            f"(within {SCORES_SUM_TOLERANCE}); got a sum of {float(vector.sum()):.6g}",
+        )
     return label, vector
 
 

@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from querywatch.detector.config import InputSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
 from querywatch.detector.engine.events import Event, RequestIdFilter, parse_event
+from querywatch.detector.engine.guard import EventGuard
 from querywatch.detector.engine.outcomes import Alert
 from querywatch.detector.errors import InvalidEvent, QuerywatchError
 
 BATCH_LINES = 2048
+#: A batch also ends at this many bytes, so memory stays bounded whatever the lines' sizes.
+BATCH_BYTES = 64 << 20
+#: Bytes read at a time from a line longer than the event limit (it is skipped, never held).
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -64,18 +70,45 @@ class ReplayReport:
         }
 
 
-def iter_batches(path: Path, batch: int = BATCH_LINES) -> Iterator[list[tuple[int, bytes]]]:
-    """(line number, bytes) batches of the non-blank lines of ``path``."""
-    lines: list[tuple[int, bytes]] = []
+def iter_batches(
+    path: Path, batch: int = BATCH_LINES, *, max_line: int | None = None
+) -> Iterator[list[tuple[int, bytes | int]]]:
+    """(line number, bytes) batches of the non-blank lines of ``path``.
+
+    A line longer than ``max_line`` bytes comes as its length instead of its bytes: it is
+    read through in chunks and never held, so one huge line costs no memory.
+    """
+    lines: list[tuple[int, bytes | int]] = []
+    size = 0
     with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                lines.append((number, line))
-                if len(lines) >= batch:
-                    yield lines
-                    lines = []
+        number = 0
+        while True:
+            line = f.readline() if max_line is None else f.readline(max_line + 2)
+            if not line:
+                break
+            number += 1
+            item: bytes | int = line
+            if max_line is not None and len(line) > max_line + 1 and not line.endswith(b"\n"):
+                item = len(line) + _skip_line(f)
+            elif not line.strip():
+                continue
+            lines.append((number, item))
+            size += len(line)
+            if len(lines) >= batch or size >= BATCH_BYTES:
+                yield lines
+                lines, size = [], 0
     if lines:
         yield lines
+
+
+def _skip_line(f: Any) -> int:
+    """Read through the rest of the current line; return how many bytes it had."""
+    skipped = 0
+    while True:
+        chunk = f.readline(_CHUNK)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
 
 
 def replay(
@@ -84,6 +117,7 @@ def replay(
     *,
     progress: Callable[[int], None] | None = None,
     keep_rejected: int = 1000,
+    inputs: InputSettings | None = None,
 ) -> ReplayReport:
     path = Path(path)
     if not path.exists():
@@ -93,18 +127,23 @@ def replay(
     report = ReplayReport()
     seen = RequestIdFilter(engine.settings.dedup_capacity)
     max_bytes = engine.settings.max_event_bytes
+    inputs = inputs or InputSettings()
+    project = inputs.oversized_inputs == "project"
+    guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
 
     def reject(number: int, exc: InvalidEvent) -> None:
         report.rejected[exc.reason] += 1
         if len(report.rejected_lines) < keep_rejected:
             report.rejected_lines.append((number, exc.reason, exc.detail))
 
-    for lines in iter_batches(path):
-        events: list[Event] = []
+    for lines in iter_batches(path, max_line=max_bytes):
+        parsed: list[Event] = []
         numbers: dict[int, int] = {}
         for number, line in lines:
             try:
-                event = parse_event(line, max_bytes=max_bytes)
+                if isinstance(line, int):
+                    raise InvalidEvent("oversized", f"{line} bytes exceeds the limit of {max_bytes}")
+                event = parse_event(line, max_bytes=max_bytes, max_dim=inputs.max_input_dim, project=project)
             except InvalidEvent as exc:
                 reject(number, exc)
                 continue
@@ -112,7 +151,10 @@ def replay(
                 report.duplicates += 1
                 continue
             numbers[id(event)] = number
-            events.append(event)
+            parsed.append(event)
+        events, refused = guard.judge(path, parsed)
+        for event, error in refused:
+            reject(numbers[id(event)], error)
         result = engine.process_batch(events)
         for event, error in result.rejected:
             reject(numbers.get(id(event), 0), error)

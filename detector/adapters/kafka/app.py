@@ -59,6 +59,7 @@ class ConsumerApp:
             checkpoint_every_events=kafka.checkpoint_every_events,
             checkpoint_every_seconds=kafka.checkpoint_every_seconds,
             max_event_bytes=settings.detection.max_event_bytes,
+            inputs=settings.inputs,
         )
 
     def owned_partitions(self) -> list[int]:

@@ -32,7 +32,9 @@ from querywatch.detector.adapters.kafka.partitions import (
     pack_client_state,
     unpack_client_state,
 )
+from querywatch.detector.config import InputSettings
 from querywatch.detector.engine.events import Event, parse_event
+from querywatch.detector.engine.guard import EventGuard
 from querywatch.detector.errors import InvalidEvent
 from querywatch.detector.metrics import (
     CHECKPOINTS,
@@ -44,6 +46,8 @@ from querywatch.detector.metrics import (
 log = logging.getLogger(__name__)
 
 TopicPartitionKey = tuple[str, int]
+#: Bytes of an oversized message kept in its dead letter (its source offset finds the rest).
+OVERSIZED_HEAD = 65536
 
 
 class BatchLike(Protocol):
@@ -88,6 +92,7 @@ class StreamProcessor:
         checkpoint_every_events: int,
         checkpoint_every_seconds: float,
         max_event_bytes: int,
+        inputs: InputSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._detector_factory = detector_factory
@@ -98,10 +103,12 @@ class StreamProcessor:
         self._every_events = checkpoint_every_events
         self._every_seconds = checkpoint_every_seconds
         self._max_event_bytes = max_event_bytes
+        self._inputs = inputs = inputs or InputSettings()
+        self._project = inputs.oversized_inputs == "project"
+        self.guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
         self._clock = clock
         self.partitions: dict[TopicPartitionKey, PartitionWork] = {}
         self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
-        self._latest_ts = float("-inf")
         #: Partitions to seek before the next poll: {(topic, partition): offset or None=beginning}.
         self.seeks: dict[TopicPartitionKey, int | None] = {}
 
@@ -159,6 +166,7 @@ class StreamProcessor:
                 self.engine.drop_client(client_id)
         self.partitions.pop(work.key, None)
         self.seeks.pop(work.key, None)
+        self.guard.forget(work.key)
         CLIENTS_TRACKED.set(len(self._owner))
 
     def _rewind(self, work: PartitionWork) -> None:
@@ -171,6 +179,7 @@ class StreamProcessor:
         keep = [k for k in self.partitions if all(k != w.key for w in leaving)]
         log.warning("a partition left during warm-up: restarting from the stored checkpoints of %s", keep)
         self.engine = self._detector_factory()
+        self.guard = EventGuard(margin=self.guard.margin, clamp=self.guard.clamp)
         self.partitions.clear()
         self._owner.clear()
         self.seeks.clear()
@@ -184,7 +193,7 @@ class StreamProcessor:
         Scoring the batch at once lets the engine vectorize the work shared by its events;
         each client's events keep their order (one client, one partition).
         """
-        events: list[Event] = []
+        per_partition: dict[TopicPartitionKey, list[Event]] = {}
         sources: dict[int, tuple[PartitionWork, Record]] = {}
         for record in records:
             work = self.partitions.get((record.topic, record.partition))
@@ -197,8 +206,14 @@ class StreamProcessor:
             work.events_since_checkpoint += 1
             event = self._decode(work, record)
             if event is not None:
-                events.append(event)
+                per_partition.setdefault(work.key, []).append(event)
                 sources[id(event)] = (work, record)
+        events: list[Event] = []
+        for key, batch in per_partition.items():
+            kept, refused = self.guard.judge(key, batch)
+            for event, error in refused:
+                self._reject(*sources[id(event)], error)
+            events += kept
         if not events:
             return
         started = time.perf_counter()
@@ -214,14 +229,18 @@ class StreamProcessor:
             owner = self._owner[client_id]
             owner.outcomes.append(outcome)
             owner.dirty.add(client_id)
-            self._latest_ts = max(self._latest_ts, outcome.update.ts)
 
     def _decode(self, work: PartitionWork, record: Record) -> Event | None:
         """The valid, not yet seen event of ``record``; None if it was dead-lettered or a redelivery."""
         try:
             if record.value is None:
                 raise InvalidEvent("not_json", "the message has no value")
-            event = parse_event(record.value, max_bytes=self._max_event_bytes)
+            event = parse_event(
+                record.value,
+                max_bytes=self._max_event_bytes,
+                max_dim=self._inputs.max_input_dim,
+                project=self._project,
+            )
         except InvalidEvent as exc:
             self._reject(work, record, exc)
             return None
@@ -232,6 +251,8 @@ class StreamProcessor:
 
     def _reject(self, work: PartitionWork, record: Record, error: InvalidEvent) -> None:
         raw = b"" if record.value is None else record.value
+        if len(raw) > self._max_event_bytes:  # whole in the log; memory holds a bounded head
+            raw = raw[:OVERSIZED_HEAD]
         work.dead_letters.append(
             reject(
                 topic=record.topic,
@@ -267,9 +288,10 @@ class StreamProcessor:
         return stored
 
     def _evict_idle(self) -> None:
-        if self._latest_ts == float("-inf"):
+        now = self.guard.eviction_time()
+        if now is None:
             return
-        for client_id in self.engine.evict_idle(self._latest_ts):
+        for client_id in self.engine.evict_idle(now):
             work = self._owner.pop(client_id, None)
             if work is not None:
                 work.recent.pop(client_id, None)
