@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -75,3 +78,35 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
     for name in _CHATTY:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     return handler
+
+
+class LogLimiter:
+    """At most one log line per key and period: a flood of hostile events must not flood the
+    log (or its disk) too. ``allow`` says whether to log now, and how many were held back.
+
+    >>> now = [0.0]
+    >>> limit = LogLimiter(every_seconds=60, clock=lambda: now[0])
+    >>> [limit.allow("not_json") for _ in range(3)]
+    [0, None, None]
+    >>> now[0] = 61.0
+    >>> limit.allow("not_json"), limit.allow("bad_scores")
+    (2, 0)
+    """
+
+    def __init__(self, every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_seconds = every_seconds
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> int | None:
+        """None to stay quiet, else the number of lines held back since the last one."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.every_seconds:
+                self._held[key] = self._held.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._held.pop(key, 0)

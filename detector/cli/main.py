@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "db": "querywatch.detector.cli.db",
     "config": "querywatch.detector.cli.config",
     "doctor": "querywatch.detector.cli.config",
+    "dead-letters": "querywatch.detector.cli.dead_letters",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -10,8 +10,9 @@ Each source (a Kafka partition, a replayed file) has a ``StreamClock`` with a wa
 the latest admitted event time. An event more than ``margin`` seconds past it is
 dead-lettered (``future_timestamp``) or, with ``clamp``, stamped at the watermark plus the
 margin. A replay of old logs is judged against its own times, never the wall clock. When
-three clients are ahead (as many as there are, in a stream of one or two), the stream
-itself moved on (a gap in old logs) and the watermark follows.
+three clients are ahead, or as many known clients as the stream has (one or two), the
+stream itself moved on (a gap in old logs) and the watermark follows; a newcomer alone
+far ahead of a stream of one client does not move it.
 
 Idle clients are judged against another clock, ``now``: the third latest of the admitted
 times of the source's recent distinct clients. One client, one vote, so no single client
@@ -71,7 +72,8 @@ class StreamClock:
                 self._ahead.pop(event.client_id, None)
                 continue
             _note(self._ahead, event.client_id, event.ts)
-            if len(self._ahead) >= min(QUORUM, len(self._recent)):
+            known = sum(1 for client_id in self._ahead if client_id in self._recent)
+            if len(self._ahead) >= QUORUM or known >= min(QUORUM, len(self._recent)):
                 # Several clients are ahead: the stream itself moved on (a gap in old logs).
                 mark = max(mark, min(self._ahead.values()), event.ts)
                 for client_id, ts in self._ahead.items():

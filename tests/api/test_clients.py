@@ -109,3 +109,37 @@ def test_a_nul_character_in_a_filter_is_a_problem_not_a_crash(
         response = http.get("/v1/clients", params=params, headers=api_server.reader_headers)
         assert response.status_code == 422
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_client_id_with_slashes_is_addressable(http: httpx.Client, api_server: ApiServer) -> None:
+    seed_client(api_server.sessions, "org/team/key-1", 0.6)
+    headers = api_server.reader_headers
+    for path in ("/v1/clients/org/team/key-1", "/v1/clients/org%2Fteam%2Fkey-1"):
+        assert http.get(path, headers=headers).json()["client_id"] == "org/team/key-1"
+    assert [p["risk"] for p in http.get("/v1/clients/org/team/key-1/history", headers=headers).json()] == [
+        0.6
+    ]
+    assert http.get("/v1/clients/org/team/key-1/decision", headers=headers).json()["action"] != "block"
+    assert http.get("/v1/clients/org/team", headers=headers).status_code == 404
+
+
+def test_a_client_can_be_blocked_before_its_first_event_audited(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    body = {"status": "blocked", "note": "key leaked on a forum"}
+    typo = http.put("/v1/clients/leaked-key/status", json=body, headers=api_server.admin_headers)
+    assert typo.status_code == 404  # an unknown id needs ?unseen=true, so a typo creates nothing
+    blocked = http.put(
+        "/v1/clients/leaked-key/status",
+        params={"unseen": "true"},
+        json=body,
+        headers=api_server.admin_headers,
+    )
+    assert blocked.status_code == 200 and blocked.json()["status"] == "blocked"
+    decision = http.get("/v1/clients/leaked-key/decision", headers=api_server.reader_headers).json()
+    assert decision["action"] == "block"
+    seed_client(api_server.sessions, "leaked-key", 0.1)  # its first events arrive: still blocked
+    assert http.get("/v1/clients/leaked-key", headers=api_server.reader_headers).json()["status"] == "blocked"
+    with api_server.sessions() as session:
+        entries = audit.recent(session=session, target="client:leaked-key")
+    assert [(e.detail["from"], e.detail["to"]) for e in entries] == [(None, "blocked")]

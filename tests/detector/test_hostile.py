@@ -188,3 +188,32 @@ def _counts(report: ReplayReport) -> dict[str, int]:
 
 def _alerts(report: ReplayReport) -> list[tuple[str, int]]:
     return [(a.client_id, a.queries) for a in report.alerts]
+
+
+def test_a_newcomer_far_ahead_of_a_one_client_stream_is_refused_but_that_client_moving_on_is_not() -> None:
+    clock = StreamClock(margin=3600)
+    clock.judge([_evt(i, 1000.0 + i, "only") for i in range(20)])
+    assert [e.reason for _, e in clock.judge([_evt(50, 4e9, "newcomer")])] == ["future_timestamp"]
+    assert clock.judge([_evt(51, 90_000.0, "only")]) == []  # the one client came back after a gap
+
+
+def test_a_flood_of_hostile_events_logs_one_line_per_reason_and_minute(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from querywatch.detector.adapters.kafka import deadletters
+    from querywatch.detector.logging import LogLimiter
+    from querywatch.detector.metrics import EVENTS_REJECTED
+
+    now = [0.0]
+    monkeypatch.setattr(deadletters, "_LOG_LIMIT", LogLimiter(60, clock=lambda: now[0]))
+    before = EVENTS_REJECTED.labels(reason="bad_identifier")._value.get()
+    error = InvalidEvent("bad_identifier", "'client_id' holds U+0000\nFAKE: forged line")
+    with caplog.at_level("WARNING", logger=deadletters.__name__):
+        for offset in range(500):
+            deadletters.reject(topic="t", partition=0, offset=offset, raw=b"x", key=None, error=error)
+        now[0] = 61.0
+        deadletters.reject(topic="t", partition=0, offset=500, raw=b"x", key=None, error=error)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "499 more bad_identifier" in lines[1]
+    assert all("\n" not in line for line in lines)  # the detail is quoted: no forged log lines
+    assert EVENTS_REJECTED.labels(reason="bad_identifier")._value.get() - before == 501

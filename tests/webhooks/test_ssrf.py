@@ -20,11 +20,20 @@ from tests.webhooks.receiver import Receiver
 @pytest.mark.parametrize(
     "address",
     ["127.0.0.1", "10.0.0.7", "172.16.3.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-     "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "224.0.0.1"],
+     "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "224.0.0.1",
+     # IPv6 forms that embed an internal IPv4 address: NAT64, local NAT64, 6to4, IPv4-compatible
+     "64:ff9b::a00:1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::808:808",
+     "2002:a00:1::1", "2002:7f00:1::", "2002:a9fe:a9fe::1", "::a00:1", "::7f00:1", "::808:808"],
 )  # fmt: skip
 def test_private_addresses_are_refused(address: str) -> None:
     with pytest.raises(UnsafeWebhookUrl, match="loopback, private or link-local"):
         pin_webhook_url("https://hooks.example/x", allow_hosts=(), resolver=dns({"hooks.example": [address]}))
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111"])
+def test_ipv6_forms_of_public_addresses_pass(address: str) -> None:
+    resolver = dns({"hooks.example": [address]})
+    assert pin_webhook_url("https://hooks.example/x", allow_hosts=(), resolver=resolver).pinned_url
 
 
 def test_one_private_answer_among_public_ones_is_refused() -> None:

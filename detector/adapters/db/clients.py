@@ -71,15 +71,23 @@ def risk_history(
     return newest[::-1]
 
 
-def set_status(*, session: Session, client_id: str, status: str, actor: str) -> ClientRow:
-    """Mark a client trusted, blocked or normal; raises ``ClientNotFound`` for an unseen id.
+def set_status(
+    *, session: Session, client_id: str, status: str, actor: str, create: bool = False
+) -> ClientRow:
+    """Mark a client trusted, blocked or normal; raises ``ClientNotFound`` for an unseen id
+    unless ``create``.
 
-    A client must have been seen before it can be marked, so a typo in an id is an error
-    instead of a silent new row.
+    By default a client must have been seen before it can be marked, so a typo in an id is
+    an error instead of a silent new row; ``create`` makes the row of a client not seen yet
+    (a leaked key blocked before its first query), which its first events then fill in.
     """
     if status not in CLIENT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(CLIENT_STATUSES)}")
     client = session.get(ClientRow, client_id)
+    if client is None and create:
+        now = utcnow()
+        client = ClientRow(client_id=client_id, model_id="", first_seen=now, last_seen=now, queries=0)
+        session.add(client)
     if client is None:
         raise ClientNotFound(f"no client {client_id!r} has been seen")
     client.status = status

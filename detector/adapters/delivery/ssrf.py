@@ -83,15 +83,28 @@ def parse_webhook_url(url: str) -> SplitResult:
 
 
 def is_public(address: IPAddress) -> bool:
-    """True for globally routable unicast addresses (IPv4-mapped IPv6 judged as IPv4).
+    """True for globally routable unicast addresses. IPv6 forms that carry an IPv4 address
+    (mapped ``::ffff:0:0/96``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``) are judged by that
+    address; IPv4-compatible ``::/96`` (deprecated) and local NAT64 ``64:ff9b:1::/48`` never pass.
 
-    >>> addresses = ("8.8.8.8", "10.1.2.3", "169.254.169.254", "::ffff:127.0.0.1")
+    >>> addresses = ("8.8.8.8", "10.1.2.3", "169.254.169.254", "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe")
     >>> [is_public(ipaddress.ip_address(a)) for a in addresses]
-    [True, False, False, False]
+    [True, False, False, False, False]
     """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _IPV4_COMPATIBLE or address in _LOCAL_NAT64:
+            return False
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            address = embedded
     return address.is_global and not address.is_multicast
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 def is_allowed(host: str, address: IPAddress, allow_hosts: Iterable[str]) -> bool:

@@ -9,10 +9,16 @@ consumer never stops on bad input.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from querywatch.detector.errors import InvalidEvent
+from querywatch.detector.logging import LogLimiter
 from querywatch.detector.metrics import EVENTS_REJECTED
+
+log = logging.getLogger(__name__)
+#: One line per reason and minute; the metric counts every one.
+_LOG_LIMIT = LogLimiter(every_seconds=60.0)
 
 #: Characters of ``detail`` kept (the original bytes are always kept whole).
 MAX_DETAIL = 1000
@@ -51,6 +57,19 @@ class DeadLetter:
 def reject(
     *, topic: str, partition: int, offset: int, raw: bytes, key: bytes | None, error: InvalidEvent
 ) -> DeadLetter:
-    """The dead letter for ``raw``, counted under its reason."""
+    """The dead letter for ``raw``, counted under its reason and logged (rate-limited)."""
     EVENTS_REJECTED.labels(reason=error.reason).inc()
+    held = _LOG_LIMIT.allow(error.reason)
+    if held is not None:
+        log.warning(
+            "dead-lettered %s/%d/%d: %s: %r (%d more %s in the last minute; all counted in "
+            "querywatch_events_rejected_total)",
+            topic,
+            partition,
+            offset,
+            error.reason,
+            error.detail[:200],
+            held,
+            error.reason,
+        )
     return DeadLetter(topic, partition, offset, error.reason, error.detail[:MAX_DETAIL], raw, key)

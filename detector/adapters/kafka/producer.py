@@ -35,7 +35,7 @@ def client_key(line: bytes) -> bytes | None:
     except (ValueError, RecursionError):
         return None
     client_id = obj.get("client_id") if isinstance(obj, dict) else None
-    return client_id.encode() if isinstance(client_id, str) and client_id else None
+    return client_id.encode(errors="replace") if isinstance(client_id, str) and client_id else None
 
 
 def trace_lines(path: str | Path) -> Iterator[bytes]:

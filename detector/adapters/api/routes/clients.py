@@ -28,6 +28,8 @@ from querywatch.detector.adapters.db.clients import (
     set_status,
 )
 
+# Ids may hold "/" (``{client_id:path}``): a client's sub-resources are declared before the
+# client itself, so ".../history" is its history and not a client of that name.
 router = APIRouter(prefix="/v1/clients", tags=["clients"])
 ClientId = Annotated[
     str, Path(min_length=1, max_length=256, description="The client's id (account / API key).")
@@ -61,7 +63,9 @@ def list_clients_by_risk(
     return ClientPage(items=[ClientPublic.model_validate(c) for c in items], next_cursor=next_cursor)
 
 
-@router.get("/{client_id}/history", response_model=list[RiskPointPublic], responses={**READ, **problems(404)})
+@router.get(
+    "/{client_id:path}/history", response_model=list[RiskPointPublic], responses={**READ, **problems(404)}
+)
 def client_history(
     session: SessionDep,
     _key: ReaderKey,
@@ -80,7 +84,7 @@ def client_history(
     return [RiskPointPublic.model_validate(p) for p in points]
 
 
-@router.get("/{client_id}/decision", response_model=DecisionPublic, responses=READ)
+@router.get("/{client_id:path}/decision", response_model=DecisionPublic, responses=READ)
 def client_decision(
     settings: SettingsDep, session: SessionDep, _key: ReaderKey, client_id: ClientId
 ) -> DecisionPublic:
@@ -106,15 +110,27 @@ def client_decision(
     )
 
 
-@router.put("/{client_id}/status", response_model=ClientPublic, responses={**ADMIN, **problems(404)})
+@router.put("/{client_id:path}/status", response_model=ClientPublic, responses={**ADMIN, **problems(404)})
 def change_client_status(
-    session: SessionDep, key: AdminKey, client_id: ClientId, change: StatusChange
+    session: SessionDep,
+    key: AdminKey,
+    client_id: ClientId,
+    change: StatusChange,
+    unseen: Annotated[
+        bool,
+        Query(
+            description="Also for a client id never seen yet (e.g. block a leaked key before its first "
+            "query); without it an unknown id is a 404, so a typo cannot create a client."
+        ),
+    ] = False,
 ) -> ClientPublic:
     """Mark a client trusted (always allowed, still scored), blocked (always refused) or normal. Audited."""
     actor = actor_name(key)
     client = get_client(session=session, client_id=client_id)
     before = client.status if client else None
-    client = set_status(session=session, client_id=client_id, status=change.status, actor=actor)
+    client = set_status(
+        session=session, client_id=client_id, status=change.status, actor=actor, create=unseen
+    )
     audit.record(
         session=session,
         actor=actor,
@@ -126,7 +142,7 @@ def change_client_status(
     return ClientPublic.model_validate(client)
 
 
-@router.get("/{client_id}", response_model=ClientPublic, responses={**READ, **problems(404)})
+@router.get("/{client_id:path}", response_model=ClientPublic, responses={**READ, **problems(404)})
 def one_client(session: SessionDep, _key: ReaderKey, client_id: ClientId) -> ClientPublic:
     """One client's risk, reasons, features, query count and status."""
     client = get_client(session=session, client_id=client_id)

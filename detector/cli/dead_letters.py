@@ -1,0 +1,97 @@
+"""``querywatch dead-letters redrive|purge``: send stored dead letters back, or drop old ones.
+
+A dead letter keeps the original bytes of a message the consumer refused. Once the cause
+is fixed (a profile rebuilt, a limit raised, a producer repaired) ``redrive`` sends those
+bytes back to the inference-log topic, keyed by client as a producer would, and deletes
+each row only after the broker acknowledged it: a crash in between sends a message twice,
+which the consumer's request-id filter drops, never loses one. A message still invalid is
+dead-lettered again. ``purge`` enforces the retention (inputs.dead_letter_retention_days).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from typing import Any
+
+from kafka import KafkaProducer
+
+from querywatch.detector.adapters.db.dead_letters import (
+    dead_letters_to_redrive,
+    delete_dead_letters,
+    purge_dead_letters,
+)
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db.tables import utcnow
+from querywatch.detector.adapters.kafka.client_config import producer_kwargs
+from querywatch.detector.adapters.kafka.producer import produce_lines
+from querywatch.detector.config import Settings
+
+BATCH = 500
+
+
+def register(subparsers: Any) -> None:
+    letters = subparsers.add_parser(
+        "dead-letters", help="Re-drive stored dead letters to the inference-log topic, or purge old ones."
+    )
+    actions = letters.add_subparsers(dest="dead_letters_command", required=True, metavar="ACTION")
+    redrive = actions.add_parser(
+        "redrive",
+        help="Send stored dead letters back to the inference-log topic, then delete them.",
+        description="Send the original bytes of stored dead letters (oldest first; all reasons but "
+        "oversized, or --reason) back to kafka.topic keyed by client, and delete each row once "
+        "the broker acknowledged it.",
+    )
+    redrive.add_argument(
+        "--reason", action="append", default=[], help="Only this reason (repeatable; default: all)."
+    )
+    redrive.add_argument("--limit", type=int, default=None, help="At most this many (default: all).")
+    redrive.set_defaults(run=run_redrive)
+    purge = actions.add_parser(
+        "purge",
+        help="Delete dead letters older than the retention (inputs.dead_letter_retention_days).",
+    )
+    purge.add_argument("--older-than-days", type=float, default=None, help="Override the retention.")
+    purge.set_defaults(run=run_purge)
+
+
+def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    database = make_engine(settings.database)
+    sessions = make_sessionmaker(database)
+    producer = KafkaProducer(**producer_kwargs(settings.kafka, role="redrive"))
+    sent, last = 0, 0
+    try:
+        while args.limit is None or sent < args.limit:
+            size = BATCH if args.limit is None else min(BATCH, args.limit - sent)
+            with transaction(sessions) as session:
+                rows = dead_letters_to_redrive(
+                    session=session, reasons=args.reason, limit=size, after_id=last
+                )
+            if not rows:
+                break
+            produce_lines(producer, settings.kafka.topic, [raw for _id, raw in rows])
+            with transaction(sessions) as session:
+                delete_dead_letters(session=session, ids=[i for i, _raw in rows])
+            sent += len(rows)
+            last = rows[-1][0]
+    finally:
+        producer.close()
+        database.dispose()
+    print(f"re-drove {sent} dead letters to {settings.kafka.topic}")
+    return 0
+
+
+def run_purge(args: argparse.Namespace, settings: Settings) -> int:
+    days = (
+        args.older_than_days
+        if args.older_than_days is not None
+        else settings.inputs.dead_letter_retention_days
+    )
+    database = make_engine(settings.database)
+    try:
+        with transaction(make_sessionmaker(database)) as session:
+            removed = purge_dead_letters(session=session, before=utcnow() - timedelta(days=days))
+    finally:
+        database.dispose()
+    print(f"purged {removed} dead letters older than {days:g} days")
+    return 0

@@ -1,0 +1,92 @@
+"""Dead letters re-driven to the topic once their cause is fixed, and purged after the retention."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db.tables import DeadLetterRow, utcnow
+from querywatch.detector.cli.dead_letters import run_purge, run_redrive
+from querywatch.detector.config import InputSettings, KafkaSettings, Settings
+from tests.kafka.harness import (
+    consume_everything,
+    detection_settings,
+    migrated_database,
+    produce,
+    trace_lines,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def test_redrive_sends_the_original_bytes_back_and_deletes_the_rows(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    clean = list(trace_lines())[:200]
+    event = json.loads(clean[0])
+    wide = [json.dumps({**event, "request_id": f"wide-{i}", "input": [0.5] * 65}).encode() for i in range(3)]
+    produce(kafka_settings, clean + wide)
+    settings = Settings(
+        kafka=kafka_settings,
+        database=migrated_database(tmp_path),
+        detection=detection_settings(tmp_path / "profiles"),
+        inputs=InputSettings(max_input_dim=64, oversized_inputs="reject"),
+    )
+    first = consume_everything(settings)
+    assert [r for r, _ in first.dead_letters] == ["too_many_inputs"] * 3
+
+    run_redrive(argparse.Namespace(reason=["too_many_inputs"], limit=None), settings)
+
+    database = make_engine(settings.database)
+    with database.connect() as c:
+        assert c.scalar(select(func.count()).select_from(DeadLetterRow)) == 0
+    database.dispose()
+    topic = read_topic_values(settings.kafka)
+    assert sorted(topic[-3:]) == sorted(wide) and topic.count(wide[0]) == 2
+
+
+def read_topic_values(kafka: KafkaSettings) -> list[bytes]:
+    """Every value of the inference-log topic, partition by partition."""
+    from kafka import KafkaConsumer
+
+    from querywatch.detector.adapters.kafka.client_config import connection_kwargs
+    from tests.kafka.harness import end_offsets
+
+    total = sum(end_offsets(kafka).values())
+    consumer = KafkaConsumer(
+        kafka.topic, **connection_kwargs(kafka, role="test-reader"), auto_offset_reset="earliest"
+    )
+    found: list[tuple[int, int, bytes]] = []
+    try:
+        for _ in range(200):
+            for records in consumer.poll(500).values():
+                found += [(r.timestamp, r.offset, r.value) for r in records]
+            if len(found) >= total:
+                break
+    finally:
+        consumer.close()
+    return [v for _t, _o, v in sorted(found)]
+
+
+def test_purge_deletes_only_letters_older_than_the_retention(tmp_path: Path) -> None:
+    settings = Settings(
+        database=migrated_database(tmp_path), inputs=InputSettings(dead_letter_retention_days=7)
+    )
+    sessions = make_sessionmaker(make_engine(settings.database))
+    with transaction(sessions) as session:
+        for age in (1, 6, 8, 30):
+            session.add(
+                DeadLetterRow(
+                    received_at=utcnow() - timedelta(days=age), source="t/0/1", reason="not_json", raw=b"{"
+                )
+            )
+    run_purge(argparse.Namespace(older_than_days=None), settings)
+    with transaction(sessions) as session:
+        left = sorted((utcnow() - r.received_at).days for r in session.scalars(select(DeadLetterRow)))
+    assert left == [1, 6]
