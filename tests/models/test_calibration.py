@@ -25,7 +25,7 @@ def test_noisier_reference_clients_raise_the_derived_nulls() -> None:
     noisy[owners >= 90] *= 1.6  # ten clients send noisier data than the rest
     loud = calibrate(noisy, threshold, cells, owners=owners)
     assert loud.ood_null > 2 * quiet.ood_null
-    assert quiet.far_null < 0.01 and quiet.pseudo_clients == 100
+    assert quiet.far_null >= 4 * quiet.ood_null and quiet.pseudo_clients == 100
 
 
 def test_without_owners_pseudo_clients_are_drawn_and_boundary_null_follows_margins() -> None:
