@@ -20,7 +20,15 @@ else
   echo "services: PostgreSQL not available; PostgreSQL tests will skip"
 fi
 
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# System packages are installed on CI (CI=true), or after asking on a terminal; never silently.
+may_install() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+  [ "${CI:-}" = true ] && return 0
+  [ -t 0 ] || { echo "services: $1 is missing; run 'apt-get install $1' (or make test on a terminal to be asked)"; return 1; }
+  read -r -p "services: install Debian's $1 with apt-get for the $2 tests? [y/N] " answer
+  [ "$answer" = y ] || [ "$answer" = Y ]
+}
+if [ ! -x /usr/bin/chromium ] && may_install chromium browser; then
   export DEBIAN_FRONTEND=noninteractive
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "services: could not install chromium"
 fi

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from querywatch.detector import __version__ as _version
 from querywatch.detector.adapters.api.deps import KeyCache
+from querywatch.detector.adapters.api.docs import mount_docs
 from querywatch.detector.adapters.api.problems import install_problem_handlers, problem
 from querywatch.detector.adapters.api.routes import alerts, authz, clients, health, me, models
 from querywatch.detector.adapters.db.session import check_migrated, make_engine, make_sessionmaker
@@ -55,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by mount_docs
+        redoc_url=None,
         openapi_tags=[
             {"name": "clients", "description": "Client risk, history, decisions and status."},
             {"name": "alerts", "description": "Extraction alerts and the analyst workflow."},
@@ -74,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
+    mount_docs(app)
     _mount_dashboard(app)
     app.add_middleware(RejectNulCharacters)
     app.add_middleware(RequestMetrics)
