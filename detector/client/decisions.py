@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import queue
 import threading
 import time
 import urllib.parse
@@ -83,6 +84,7 @@ class DecisionClient:
         failures: int = 3,
         open_seconds: float = 10.0,
         capacity: int = 100_000,
+        refresh_ahead: float = 0.2,
     ) -> None:
         url = urllib.parse.urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -96,19 +98,33 @@ class DecisionClient:
         self.failures = failures
         self.open_seconds = open_seconds
         self.capacity = capacity
+        self.refresh_window = ttl * refresh_ahead
         self._cache: dict[str, tuple[float, Decision]] = {}
+        self._refreshing: set[str] = set()
+        self._refresh_queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._refresher: threading.Thread | None = None
         self._failed = 0
         self._open_until = 0.0
         self._local = threading.local()
-        self.counts = {"hit": 0, "miss": 0, "error": 0, "fallback": 0}
+        self.counts = {"hit": 0, "miss": 0, "refresh": 0, "error": 0, "fallback": 0}
 
     def cached(self, client_id: str) -> Decision | None:
-        """The decision if one younger than ``ttl`` is cached (no I/O), else None."""
+        """The decision if one younger than ``ttl`` is cached (no I/O), else None.
+
+        In the last ``refresh_ahead`` share of its life an entry is also queued for a
+        refresh on a background thread, so a client that keeps sending never waits for a
+        look-up, and a new decision still applies within ``ttl``.
+        """
         entry = self._cache.get(client_id)
-        if entry is not None and entry[0] > time.monotonic():
-            self.counts["hit"] += 1
-            return entry[1]
-        return None
+        if entry is None:
+            return None
+        now = time.monotonic()
+        if entry[0] <= now:
+            return None
+        if entry[0] - now < self.refresh_window and client_id not in self._refreshing:
+            self._refresh_soon(client_id)
+        self.counts["hit"] += 1
+        return entry[1]
 
     def get(self, client_id: str) -> Decision:
         """The cached decision, or ask querywatch (blocking, at most ``timeout`` seconds). Never raises."""
@@ -116,6 +132,25 @@ class DecisionClient:
         if hit is not None:
             return hit
         self.counts["miss"] += 1
+        return self._fetch(client_id)
+
+    def _refresh_soon(self, client_id: str) -> None:
+        self._refreshing.add(client_id)
+        self._refresh_queue.put(client_id)
+        if self._refresher is None:
+            self._refresher = threading.Thread(target=self._refresh, name="querywatch-decisions", daemon=True)
+            self._refresher.start()
+
+    def _refresh(self) -> None:
+        while True:
+            client_id = self._refresh_queue.get()
+            try:
+                self.counts["refresh"] += 1
+                self._fetch(client_id)
+            finally:
+                self._refreshing.discard(client_id)
+
+    def _fetch(self, client_id: str) -> Decision:
         now = time.monotonic()
         if now < self._open_until:
             return self._fallback(client_id)

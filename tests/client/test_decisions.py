@@ -62,3 +62,18 @@ def test_a_wrong_key_is_an_error_not_a_decision(api: ApiServer) -> None:
     decisions = DecisionClient(api.base_url, "qw_wrong", fail_open=False, timeout=10)
     assert decisions.get("anyone").action == "block"
     assert decisions.counts["error"] == 1
+
+
+def test_a_client_that_keeps_asking_is_refreshed_in_the_background(api: ApiServer) -> None:
+    seed_client(api.sessions, "calm", 0.1)
+    # refresh_ahead=1: every hit queues a refresh; ttl=30: nothing here waits for expiry
+    decisions = DecisionClient(api.base_url, api.reader_key, ttl=30.0, timeout=10, refresh_ahead=1.0)
+    assert decisions.get("calm").action == "allow"
+    httpx.put(f"{api.base_url}/v1/clients/calm/status", json={"status": "blocked"}, headers=api.admin_headers)
+    first = decisions.cached("calm")
+    assert first is not None and first.action == "allow"  # served from the cache, no waiting
+    deadline = time.monotonic() + 20
+    while (found := decisions.cached("calm")) is None or found.action != "block":
+        assert time.monotonic() < deadline, "the background refresh never brought the block"
+        time.sleep(0.05)
+    assert decisions.counts["miss"] == 1  # only the very first look-up made a request wait
