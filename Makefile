@@ -23,8 +23,8 @@ $(VENV)/.test: $(VENV)/.runtime
 	$(PIP) install -q -e '.[server,demo,test]'
 	touch $@
 
-demo: $(VENV)/.runtime  ## Run the all-in-one demo: broker, database, consumer, dispatcher, API, simulated thieves
-	$(VENV)/bin/querywatch up --demo
+demo: $(VENV)/.runtime  ## Run the all-in-one demo (options: make demo ARGS="--port 8080 --keep")
+	$(VENV)/bin/querywatch up --demo $(ARGS)
 
 services:  ## Start what the tests talk to (PostgreSQL; Chromium for the dashboard tests)
 	bash scripts/test-services.sh

@@ -11,7 +11,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from querywatch.detector.cli.checks import free_port, writable_file
-from querywatch.detector.config import Settings
+from querywatch.detector.config import DatabaseSettings, Settings
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.logging import configure_logging
 
@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     from querywatch.detector.cli.allinone import Started
 
 log = logging.getLogger(__name__)
+
+#: The demo's own SQLite file, used when no database is configured; emptied at each start.
+DEMO_DATABASE = Path("querywatch-demo.db")
+
+
+def demo_database(settings: Settings, *, keep: bool) -> Settings:
+    """The settings of a demo run: its own fresh SQLite file unless a database is configured.
+
+    A configured database (``QUERYWATCH_DATABASE__URL``) is used as it is and never emptied.
+    """
+    if settings.database.url != DatabaseSettings().url:
+        return settings
+    if not keep:
+        for leftover in (DEMO_DATABASE, Path(f"{DEMO_DATABASE}-wal"), Path(f"{DEMO_DATABASE}-shm")):
+            leftover.unlink(missing_ok=True)
+    database = settings.database.model_copy(update={"url": f"sqlite:///{DEMO_DATABASE}"})
+    return settings.model_copy(update={"database": database})
 
 
 def register(subparsers: Any) -> None:
@@ -40,6 +57,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--attackers", type=int, default=None, help="demo: attacking clients")
     parser.add_argument("--rate", type=float, default=None, help="demo: events per second")
     parser.add_argument("--truth", type=Path, help="demo: write who is who (role, family) to this JSON file")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help=f"demo: keep the demo database ({DEMO_DATABASE}) of the last run instead of starting afresh",
+    )
     parser.set_defaults(run=run)
 
 
@@ -56,6 +78,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     free_port(api.host, api.port)  # before the broker starts and an admin key is created
     if args.truth is not None:
         writable_file(args.truth, "truth file")
+    if args.demo:
+        settings = demo_database(settings, keep=args.keep)
     configure_logging(settings)
     from querywatch.detector.cli.allinone import AllInOne
     from querywatch.detector.simulate.demo import DemoPlan

@@ -1,8 +1,9 @@
 """The ``querywatch up --demo`` traffic: a short, paced trace of the shipped victim model.
 
-Sized so that a laptop shows the first alerts within a minute: a couple of hours of event
-time (ending now) replayed at a few hundred events per second, with every benign kind
-and every attack family present.
+Sized so that a laptop shows the first alerts within a minute: a couple of hours of
+simulated traffic sent at a few hundred events per second, with every benign kind and
+every attack family present. Each event carries the time it is sent at, so alerts, "last
+seen" and the charts show real, current times.
 """
 
 from __future__ import annotations
@@ -82,5 +83,5 @@ class DemoPlan:
             "demo traffic starting",
             extra={"events": len(events), "benign_clients": roles["benign"], "attackers": roles["attack"]},
         )
-        sent = publish_events(events, settings.kafka, rate=self.rate, stop=stop)
+        sent = publish_events(events, settings.kafka, rate=self.rate, stop=stop, stamp=True)
         log.info("demo traffic sent", extra={"events": sent})

@@ -25,9 +25,11 @@ from querywatch.detector.config import KafkaSettings
 _CHUNKS_PER_SECOND = 10
 
 
-def event_lines(events: Iterable[dict[str, Any]]) -> Iterable[bytes]:
-    """Events as compact UTF-8 JSON message values."""
+def event_lines(events: Iterable[dict[str, Any]], *, stamp: bool = False) -> Iterable[bytes]:
+    """Events as compact UTF-8 JSON message values; ``stamp`` sets ``ts`` to the time of sending."""
     for event in events:
+        if stamp:
+            event = {**event, "ts": round(time.time(), 3)}
         yield json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -37,11 +39,13 @@ def publish_events(
     *,
     rate: float | None = None,
     stop: threading.Event | None = None,
+    stamp: bool = False,
 ) -> int:
     """Send ``events`` to ``settings.topic`` (created if missing); return how many were sent.
 
     ``rate`` is events per second (None: as fast as the broker takes them). Setting
-    ``stop`` ends a paced run early, after the chunk in flight.
+    ``stop`` ends a paced run early, after the chunk in flight. ``stamp`` gives each event
+    the wall-clock time it is sent at (the live demo), instead of its simulated time.
     """
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0 events/s")
@@ -49,11 +53,13 @@ def publish_events(
     producer = KafkaProducer(**producer_kwargs(settings, role="simulator"))
     try:
         if rate is None:
-            return produce_lines(producer, settings.topic, event_lines(events))
+            return produce_lines(producer, settings.topic, event_lines(events, stamp=stamp))
         chunk = max(1, int(rate / _CHUNKS_PER_SECOND))
         began, sent = time.monotonic(), 0
         while sent < len(events) and not (stop is not None and stop.is_set()):
-            sent += produce_lines(producer, settings.topic, event_lines(events[sent : sent + chunk]))
+            sent += produce_lines(
+                producer, settings.topic, event_lines(events[sent : sent + chunk], stamp=stamp)
+            )
             delay = began + sent / rate - time.monotonic()
             if delay <= 0:
                 continue

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -127,7 +128,13 @@ def test_demo_flags_every_thief_and_no_benign_client_then_stops_clean(demo, tmp_
                 break
             assert time.monotonic() < deadline, f"demo not scored in time:\n{metrics[-2000:]}"
             time.sleep(1)
-        alerted = {a["client_id"] for a in api.get("/v1/alerts", params={"limit": 500}).json()["items"]}
+        alerts = api.get("/v1/alerts", params={"limit": 500}).json()["items"]
+        alerted = {a["client_id"] for a in alerts}
+        clients = api.get("/v1/clients", params={"limit": 500}).json()["items"]
+    # Real, current times: every event was stamped when it was sent, during this test.
+    now, started = datetime.now(UTC), datetime.now(UTC) - timedelta(seconds=DEMO_DEADLINE_S + 180)
+    assert all(started <= datetime.fromisoformat(a["opened_at"]) <= now for a in alerts), alerts[:3]
+    assert all(datetime.fromisoformat(c["last_seen"]) <= now for c in clients)
 
     attackers = {c for c, info in truth.items() if info["role"] == "attack"}
     assert truth_path.exists() and set(json.loads(truth_path.read_text())) == set(truth)

@@ -44,3 +44,19 @@ def test_api_port_in_use_stops_everything_and_says_why(
     assert "is already in use" in capsys.readouterr().err
     left = [pid for pid in _children(os.getpid()) - before if _alive(pid)]
     assert not left, "the embedded broker was left running"
+
+
+def test_the_demo_starts_from_a_fresh_database_unless_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querywatch.detector.cli.up import DEMO_DATABASE, demo_database
+    from querywatch.detector.config import DatabaseSettings, Settings
+
+    monkeypatch.chdir(tmp_path)
+    DEMO_DATABASE.write_text("last run")
+    kept = demo_database(Settings(), keep=True)
+    assert kept.database.url == f"sqlite:///{DEMO_DATABASE}" and DEMO_DATABASE.exists()
+    fresh = demo_database(Settings(), keep=False)
+    assert fresh.database.url == kept.database.url and not DEMO_DATABASE.exists()
+    configured = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'mine.db'}"))
+    assert demo_database(configured, keep=False) == configured  # a configured database is never emptied
