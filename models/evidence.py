@@ -1,22 +1,12 @@
 """The per-client evidence tests and their fusion into one risk with reasons.
 
-Each test is a CUSUM e-detector (``querywatch.models.sequential``) on an indicator whose benign rate
-is bounded by a tolerance: a client is suspect only when its rate is clearly above what
-benign clients are allowed, never because it merely differs from the average client.
-
-* ``out_of_profile`` — share of queries beyond the reference's 99.9th percentile; random,
-  synthetic and other-domain queries are mostly out of profile.
-* ``far`` — queries farther from the profile than every reference input: their *count*
-  against what a benign client of the same size sends, with an alternative as low as a fifth
-  of the queries, so that four natural queries interleaved per stolen one do not hide it.
-* ``steps`` — share of queries that are a fixed-size step from an earlier one
-  (perturbation chains). Tolerance 5%.
-* ``boundary`` — share of answers below the reference's 5th-percentile margin.
-
-The null rates of ``out_of_profile``, ``far`` and ``boundary`` are derived from the model's
-own reference (``models.calibration``); a setting may override them.
-* ``coverage`` — new input-space cells opened faster than a reference client would
-  (odds ratio 4 against the reference's own new-cell probability at the same n).
+The tests are the entries of ``querywatch.models.registry.EVIDENCE_TESTS`` (out of profile,
+far, steps, boundary, coverage: see each entry); each is a CUSUM e-detector
+(``querywatch.models.sequential``) on an indicator whose benign rate is bounded by a null
+rate: a client is suspect only when its rate is clearly above what benign clients are
+allowed, never because it merely differs from the average client. The null rates are
+derived from the model's own reference (``querywatch.models.calibration``) unless a setting
+fixes them.
 
 Fusion: the strongest test counts in full and the others add what they carry beyond an
 allowance (a quarter of the threshold); ``fuse`` maps that to a risk that reaches
@@ -26,28 +16,15 @@ allowance (a quarter of the threshold); ``fuse`` maps that to a risk that reache
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
 
 from querywatch.features.client import Indicators
-from querywatch.models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
-
-TESTS = ("out_of_profile", "steps", "boundary", "coverage", "far")
-
-
-@dataclass(frozen=True, slots=True)
-class Tolerances:
-    """Benign rates each test tolerates (the null hypotheses)."""
-
-    out_of_profile: float = 0.2
-    steps: float = 0.05
-    boundary: float = 0.25
-    coverage_odds: float = 4.0
-    coverage_min_null: float = 0.05
-    far: float = 0.01
+from querywatch.models.registry import EVIDENCE_TESTS, Registry
 
 
 class ClientEvidence:
-    """The five sequential tests of one client.
+    """The registered sequential tests of one client.
 
     >>> ev = ClientEvidence()
     >>> ind = Indicators(out_of_profile=True, step=False, boundary=None, new_cell=False,
@@ -58,25 +35,20 @@ class ClientEvidence:
     True
     """
 
-    __slots__ = ("boundary", "coverage", "far", "out_of_profile", "steps")
+    __slots__ = ("_names", "_tests")
 
-    def __init__(self, tolerances: Tolerances | None = None) -> None:
-        t = tolerances or Tolerances()
-        self.out_of_profile = BernoulliCUSUM(t.out_of_profile)
-        self.steps = BernoulliCUSUM(t.steps)
-        self.boundary = BernoulliCUSUM(t.boundary)
-        self.coverage = TimeVaryingBernoulliCUSUM(t.coverage_odds, t.coverage_min_null)
-        self.far = BernoulliCUSUM(t.far, _count_alternatives(t.far))
+    def __init__(self, nulls: Mapping[str, float] | None = None, registry: Registry = EVIDENCE_TESTS) -> None:
+        """``nulls`` by test name (``Registry.nulls``); a test left out uses its null without
+        a reference calibration."""
+        t = nulls or {}
+        self._names = registry.names()
+        self._tests = tuple(entry.make(t.get(entry.name)) for entry in registry)
 
     def update(self, ind: Indicators) -> None:
         if ind.exact:
             return  # a resend adds no information about what is being explored
-        self.out_of_profile.learn_one(ind.out_of_profile)
-        self.steps.learn_one(ind.step)
-        if ind.boundary is not None:
-            self.boundary.learn_one(ind.boundary)
-        self.coverage.learn_one(ind.new_cell, ind.new_cell_null)
-        self.far.learn_one(ind.far)
+        for test in self._tests:
+            test.observe(ind)
 
     def total(self, allowance: float) -> float:
         """Fused evidence: the strongest test in full, the others only beyond ``allowance``.
@@ -84,14 +56,12 @@ class ClientEvidence:
         Benign clients wander a few nats up on several tests at once; a plain sum would
         add that noise up, while a real signal shows in one test far beyond it.
         """
-        a = self.out_of_profile.statistic
-        b = self.steps.statistic
-        c = self.boundary.statistic
-        d = self.coverage.statistic
-        e = self.far.statistic
-        top = max(a, b, c, d, e)
+        top = 0.0
         excess = 0.0
-        for v in (a, b, c, d, e):
+        for test in self._tests:
+            v = test.statistic
+            if v > top:
+                top = v
             if v > allowance:
                 excess += v - allowance
         if top > allowance:
@@ -99,49 +69,34 @@ class ClientEvidence:
         return top + excess
 
     def statistics(self) -> dict[str, float]:
-        return {
-            "out_of_profile": self.out_of_profile.statistic,
-            "steps": self.steps.statistic,
-            "boundary": self.boundary.statistic,
-            "coverage": self.coverage.statistic,
-            "far": self.far.statistic,
-        }
+        return {name: test.statistic for name, test in zip(self._names, self._tests, strict=True)}
 
-    def get_state(self) -> tuple[list[float], list[float], list[float], float, list[float]]:
-        return (
-            self.out_of_profile.get_state(),
-            self.steps.get_state(),
-            self.boundary.get_state(),
-            self.coverage.get_state(),
-            self.far.get_state(),
-        )
+    def get_state(self) -> dict[str, list[float]]:
+        """Each test's state by its name."""
+        return {name: test.get_state() for name, test in zip(self._names, self._tests, strict=True)}
 
-    def set_state(self, state: tuple[list[float], list[float], list[float], float, list[float]]) -> None:
-        o, s, b, c, f = state
-        self.out_of_profile.set_state(o)
-        self.steps.set_state(s)
-        self.boundary.set_state(b)
-        self.coverage.set_state(c)
-        self.far.set_state(f)
+    def set_state(self, state: Mapping[str, Any]) -> list[str]:
+        """Restore the tests named in ``state``; returns the names that start fresh (absent
+        from ``state``, or stored in a shape the test no longer has)."""
+        fresh = []
+        for name, test in zip(self._names, self._tests, strict=True):
+            stored = state.get(name)
+            try:
+                if stored is None:
+                    raise ValueError("absent")
+                test.set_state(stored)
+            except (ValueError, TypeError):
+                fresh.append(name)
+        return fresh
 
 
-def _count_alternatives(null: float) -> tuple[float, ...]:
-    """Rates the count test is tuned to: a fifth of the queries beyond the null (a thief who
-    interleaves four natural queries per stolen one), half, and 90%.
-
-    >>> [round(q, 3) for q in _count_alternatives(0.01)]
-    [0.208, 0.505, 0.9]
-    """
-    return tuple(q for q in (null + 0.2 * (1.0 - null), null + 0.5 * (1.0 - null), 0.9) if q > null)
-
-
-def evidence_threshold(false_alarm_rate: float) -> float:
+def evidence_threshold(false_alarm_rate: float, registry: Registry = EVIDENCE_TESTS) -> float:
     """Log e-value at which the combined evidence raises an alert (Bonferroni over the tests).
 
     >>> round(evidence_threshold(1e-4), 2)
     10.82
     """
-    return math.log(len(TESTS) / false_alarm_rate)
+    return registry.threshold(false_alarm_rate)
 
 
 def fuse(total: float, threshold: float, alert_risk: float) -> float:

@@ -14,6 +14,7 @@ who starts right away.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 
 class BernoulliCUSUM:
@@ -73,7 +74,7 @@ class BernoulliCUSUM:
     def get_state(self) -> list[float]:
         return list(self._s)
 
-    def set_state(self, state: list[float]) -> None:
+    def set_state(self, state: Sequence[float]) -> None:
         if len(state) != len(self.alternatives):
             raise ValueError("state does not match the alternatives")
         self._s = [float(v) for v in state]
@@ -118,8 +119,9 @@ class TimeVaryingBernoulliCUSUM:
     def score_one(self, x: bool, null_prob: float) -> float:
         return max(0.0, self.statistic + self._step(x, null_prob))
 
-    def get_state(self) -> float:
-        return self.statistic
+    def get_state(self) -> list[float]:
+        return [self.statistic]
 
-    def set_state(self, state: float) -> None:
-        self.statistic = float(state)
+    def set_state(self, state: Sequence[float]) -> None:
+        (value,) = state
+        self.statistic = float(value)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from querywatch.detector.config.base import Section
+from querywatch.models.registry import EVIDENCE_TESTS
 
 
 class DetectionSettings(Section):
@@ -36,22 +37,10 @@ class DetectionSettings(Section):
         lt=0.5,
         description="alpha of the evidence tests: alerts need log e-value log(tests / alpha).",
     )
-    ood_tolerance: float = Field(
-        0.2,
-        gt=0,
-        lt=1,
-        description="Share of out-of-profile queries a benign client may send (null rate), or the "
-        "rate derived from the model's reference if higher.",
-    )
-    step_tolerance: float = Field(
-        0.05, gt=0, lt=1, description="Share of fixed-step near-duplicates a benign client may send."
-    )
-    boundary_tolerance: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="Share of answers on the decision boundary a benign client may get; "
-        "unset: derived from the model's reference.",
+    tolerances: dict[str, float] = Field(
+        default_factory=dict,
+        description="Null rate (tolerance) of evidence tests, by name, as JSON; a test left out "
+        "uses its default: " + "; ".join(f"`{t.name}`: {t.meaning}" for t in EVIDENCE_TESTS) + ".",
     )
     idle_evict_seconds: float = Field(
         7 * 86400, gt=0, description="Client state idle this long (event time) is evicted."
@@ -61,3 +50,9 @@ class DetectionSettings(Section):
     )
     max_event_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are rejected as oversized.")
     seed: int = Field(0, description="Seed of every random choice (profiles, population model).")
+
+    @field_validator("tolerances")
+    @classmethod
+    def _known_tests(cls, value: dict[str, float]) -> dict[str, float]:
+        """An unknown test or a tolerance its test refuses is an error here, not at the first client."""
+        return EVIDENCE_TESTS.check_tolerances(value)

@@ -37,6 +37,8 @@ def _default(field: FieldInfo) -> str:
         return "unset"
     if isinstance(value, tuple):
         return f"`{json.dumps(list(value))}`"
+    if isinstance(value, dict):
+        return f"`{json.dumps(value)}`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     return f"`{value}`"

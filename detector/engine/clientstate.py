@@ -13,7 +13,7 @@ import numpy as np
 from querywatch.detector.engine.events import Event
 from querywatch.features.client import ClientFeatures, score_summary
 from querywatch.features.resend import input_hashes
-from querywatch.models.evidence import ClientEvidence, Tolerances
+from querywatch.models.evidence import ClientEvidence
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
 from querywatch.models.profile import ReferenceProfile
 
@@ -30,8 +30,9 @@ class ModelContext:
     hash_key: int
     """Secret key of the exact-resend hash and of the reservoir's choices: from the profile's
     version, a digest of the data it was built from, which a thief does not know."""
-    tolerances: Tolerances = field(default_factory=Tolerances)
-    """The null rates of the evidence tests (set by the engine from the profile and settings)."""
+    nulls: dict[str, float] = field(default_factory=dict)
+    """The null rate of each evidence test by name (set by the engine from the profile and
+    settings: ``Registry.nulls``)."""
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -94,9 +95,7 @@ class ClientState:
         "queries",
     )
 
-    def __init__(
-        self, client_id: str, context: ModelContext, seed: int, tolerances: Tolerances | None = None
-    ) -> None:
+    def __init__(self, client_id: str, context: ModelContext, seed: int) -> None:
         p = context.profile
         client_seed = int.from_bytes(hashlib.blake2b(client_id.encode(), digest_size=8).digest(), "little")
         self.features = ClientFeatures(
@@ -110,7 +109,7 @@ class ClientState:
             # kept could step only from the others and never show a structured step.
             seed=client_seed ^ seed ^ context.hash_key,
         )
-        self.evidence = ClientEvidence(tolerances or context.tolerances)
+        self.evidence = ClientEvidence(context.nulls)
         self.queries = 0
         self.alerts = 0
         self.open_alert: str | None = None

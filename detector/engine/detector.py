@@ -19,9 +19,9 @@ from querywatch.detector.engine.outcomes import Alert, Outcome, RiskUpdate, aler
 from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmup
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.features.client import ClientFeatures, Indicators
-from querywatch.models.evidence import Tolerances, evidence_threshold, fuse
-from querywatch.models.profile import ReferenceProfile
+from querywatch.models.evidence import evidence_threshold, fuse
 from querywatch.models.reasons import explain, population_reason
+from querywatch.models.registry import EVIDENCE_TESTS
 
 #: Risk updates carry a full feature snapshot at least this often (queries), on alerts,
 #: and whenever risk moved by SNAPSHOT_RISK_STEP since the last snapshot.
@@ -93,7 +93,7 @@ class Detector:
             profile = self.profiles.get(model_id)
             if profile is not None:
                 context = self._contexts[model_id] = ModelContext.of(profile, self.settings.seed)
-                context.tolerances = tolerances_for(profile, self.settings)
+                context.nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.settings.tolerances)
         return context
 
     def _hold(self, model_id: str, run: list[Event], result: BatchResult) -> None:
@@ -233,22 +233,6 @@ class Detector:
         for client_id in idle:
             self.drop_client(client_id)
         return idle
-
-
-def tolerances_for(profile: ReferenceProfile, settings: DetectionSettings) -> Tolerances:
-    """The null rates of a model's tests: derived from its reference unless a setting fixes them
-    (a profile saved before calibration existed keeps the former fixed rates)."""
-    cal = profile.calibration
-    defaults = Tolerances()
-    derived = {} if cal is None else {"ood": cal.ood_null, "far": cal.far_null, "boundary": cal.boundary_null}
-    return Tolerances(
-        # The share test is the drift-tolerant one: never below the configured share of noisy
-        # but genuine queries; the far test counts what lies beyond all reference data.
-        out_of_profile=max(settings.ood_tolerance, derived.get("ood", 0.0)),
-        steps=settings.step_tolerance,
-        boundary=settings.boundary_tolerance or derived.get("boundary") or defaults.boundary,
-        far=derived.get("far", defaults.far),
-    )
 
 
 def _wrong_dimension(event: Event, dim: int) -> InvalidEvent:

@@ -6,7 +6,7 @@ import numpy as np
 
 from querywatch.features.client import Indicators
 from querywatch.models.calibration import calibrate
-from querywatch.models.evidence import ClientEvidence, Tolerances, evidence_threshold
+from querywatch.models.evidence import ClientEvidence, evidence_threshold
 from querywatch.models.profile import fit_profile
 
 
@@ -58,7 +58,7 @@ def test_a_thief_diluted_one_to_four_still_builds_count_evidence() -> None:
     null rate never is."""
     threshold = evidence_threshold(1e-4)
     null = 0.01
-    thief, benign = ClientEvidence(Tolerances(far=null)), ClientEvidence(Tolerances(far=null))
+    thief, benign = ClientEvidence({"far": null}), ClientEvidence({"far": null})
     rng = np.random.default_rng(3)
     first = None
     for i in range(3000):

@@ -69,9 +69,8 @@ def test_expected_coverage_saturates_at_the_number_of_cells() -> None:
 def test_fusion_counts_one_strong_test_fully_and_discounts_wandering_ones() -> None:
     threshold = evidence_threshold(1e-4)
     ev = ClientEvidence()
-    ev.out_of_profile.set_state([threshold, 0.0])
+    ev.set_state({"out_of_profile": [threshold, 0.0]})
     assert fuse(ev.total(0.25 * threshold), threshold, 0.8) == pytest.approx(0.8)
     quiet = ClientEvidence()
-    for test in (quiet.out_of_profile, quiet.steps, quiet.boundary):
-        test.set_state([0.2 * threshold, 0.0])
+    quiet.set_state({name: [0.2 * threshold, 0.0] for name in ("out_of_profile", "steps", "boundary")})
     assert fuse(quiet.total(0.25 * threshold), threshold, 0.8) < 0.1

@@ -1,0 +1,300 @@
+"""The registry of evidence tests: one entry per test, and everything else loops over it.
+
+An entry names its test, the field of ``querywatch.features.client.Indicators`` it reads
+(the *indicator*), the kind of sequential test run on it, its *calibration* (the null rate a
+model's tests use, from the model's reference — ``querywatch.models.calibration`` — and the
+``detection.tolerances`` setting) and the *reason* an analyst reads when the test drives a
+client's risk. The evidence fusion, the alert threshold (Bonferroni over
+the registered tests), the reasons, the ``detection.tolerances`` setting and the stored
+client state (keyed by test name) all iterate over ``EVIDENCE_TESTS``; nothing lists the
+tests a second time. This module stays light (standard library only): the settings import it.
+
+Adding a test is one entry here, the indicator in ``features/client.py`` if it is new, and a
+test (see the README's contributor section).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Protocol
+
+from querywatch.models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
+
+if TYPE_CHECKING:
+    from querywatch.models.calibration import Calibration
+
+
+class SequentialTest(Protocol):
+    """What the evidence needs of one test: learn an event's indicators, score without
+    learning, and a state of plain floats."""
+
+    statistic: float
+
+    def observe(self, indicators: Any) -> None: ...
+
+    def score(self, indicators: Any) -> float: ...
+
+    def get_state(self) -> list[float]: ...
+
+    def set_state(self, state: Sequence[float]) -> None: ...
+
+
+class RateTest(BernoulliCUSUM):
+    """ "The rate of a yes/no indicator exceeds the tolerance" (None: the event says nothing).
+
+    >>> from types import SimpleNamespace
+    >>> t = RateTest("steps", 0.05)
+    >>> for _ in range(20):
+    ...     t.observe(SimpleNamespace(steps=True))
+    >>> t.observe(SimpleNamespace(steps=None))
+    >>> round(t.statistic, 1)
+    54.5
+    """
+
+    def __init__(
+        self, indicator: str, tolerance: float, alternatives: tuple[float, ...] | None = None
+    ) -> None:
+        super().__init__(tolerance, alternatives)
+        self._get = attrgetter(indicator)
+
+    def observe(self, indicators: Any) -> None:
+        # learn_one inlined: this runs for every event and every rate test.
+        x = self._get(indicators)
+        if x is None:
+            return
+        step = self._yes if x else self._no
+        s = self._s
+        top = 0.0
+        for i in range(len(s)):
+            v = s[i] + step[i]
+            if v <= 0.0:
+                v = 0.0
+            elif v > top:
+                top = v
+            s[i] = v
+        self.statistic = top
+
+    def score(self, indicators: Any) -> float:
+        x = self._get(indicators)
+        return self.statistic if x is None else self.score_one(x)
+
+
+class CountTest(RateTest):
+    """A rate test tuned to low rates: the *count* of indicated queries against what a benign
+    client of the same size sends, so that natural queries interleaved with the indicated
+    ones (dilution) do not hide them."""
+
+    def __init__(self, indicator: str, tolerance: float) -> None:
+        super().__init__(indicator, tolerance, count_alternatives(tolerance))
+
+
+def count_alternatives(null: float) -> tuple[float, ...]:
+    """Rates the count test is tuned to: a fifth of the queries beyond the null (a thief who
+    interleaves four natural queries per stolen one), half, and 90%.
+
+    >>> [round(q, 3) for q in count_alternatives(0.01)]
+    [0.208, 0.505, 0.9]
+    """
+    return tuple(q for q in (null + 0.2 * (1.0 - null), null + 0.5 * (1.0 - null), 0.9) if q > null)
+
+
+class NoveltyTest(TimeVaryingBernoulliCUSUM):
+    """ "Novel events come ``tolerance`` times likelier (odds) than the reference's own chance",
+    read from the indicator and its ``<indicator>_null`` field."""
+
+    #: The reference's tiny chances for rare cells are its least reliable numbers.
+    MIN_NULL = 0.05
+
+    def __init__(self, indicator: str, tolerance: float) -> None:
+        super().__init__(tolerance, self.MIN_NULL)
+        self._get = attrgetter(indicator)
+        self._null = attrgetter(indicator + "_null")
+
+    def observe(self, indicators: Any) -> None:
+        v = self.statistic + self._step(self._get(indicators), self._null(indicators))
+        self.statistic = v if v > 0.0 else 0.0
+
+    def score(self, indicators: Any) -> float:
+        return self.score_one(self._get(indicators), self._null(indicators))
+
+
+Reason = Callable[[Mapping[str, float], int], str]
+"""Text of a reason from the client's feature snapshot and its number of queries."""
+
+
+Calibrate = Callable[["Calibration | None", "float | None"], float]
+"""The null a model's test uses, from the model's reference calibration (None for a profile
+made before calibration existed) and the configured tolerance (None when not set)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceTest:
+    """One registered evidence test."""
+
+    name: str
+    """Key of the test in statistics, reasons, settings and stored state (never reuse one)."""
+    indicator: str
+    """The ``Indicators`` field the test reads."""
+    test: Callable[[str, float], SequentialTest]
+    """The kind of test: builds a fresh one on ``indicator`` from a null (ValueError if out of range)."""
+    calibration: Calibrate
+    meaning: str
+    """What the tolerance setting means for this test, for the settings' description."""
+    reason: Reason
+
+    def null(self, calibration: Calibration | None = None, configured: float | None = None) -> float:
+        return self.calibration(calibration, configured)
+
+    def make(self, null: float | None = None) -> SequentialTest:
+        """A fresh test at ``null`` (default: the test's null without a reference calibration)."""
+        return self.test(self.indicator, self.null() if null is None else null)
+
+
+class Registry:
+    """Evidence tests in registration order (the order ties are broken in)."""
+
+    def __init__(self) -> None:
+        self._tests: dict[str, EvidenceTest] = {}
+
+    def register(self, test: EvidenceTest) -> EvidenceTest:
+        if test.name in self._tests:
+            raise ValueError(f"an evidence test named {test.name!r} is already registered")
+        test.make()  # a bad default tolerance fails here, not at the first client
+        self._tests[test.name] = test
+        return test
+
+    def unregister(self, name: str) -> None:
+        del self._tests[name]
+
+    @contextmanager
+    def extended(self, *tests: EvidenceTest) -> Iterator[None]:
+        """Register ``tests`` for the duration of a block (for tests and experiments)."""
+        for test in tests:
+            self.register(test)
+        try:
+            yield
+        finally:
+            for test in tests:
+                self._tests.pop(test.name, None)
+
+    def __iter__(self) -> Iterator[EvidenceTest]:
+        return iter(tuple(self._tests.values()))
+
+    def __len__(self) -> int:
+        return len(self._tests)
+
+    def __getitem__(self, name: str) -> EvidenceTest:
+        return self._tests[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._tests)
+
+    def check_tolerances(self, tolerances: Mapping[str, float]) -> dict[str, float]:
+        """``tolerances`` itself; ValueError naming an unknown test or a tolerance its test
+        refuses."""
+        unknown = sorted(set(tolerances) - set(self._tests))
+        if unknown:
+            raise ValueError(f"no evidence test named {', '.join(unknown)} (known: {', '.join(self._tests)})")
+        for name, value in tolerances.items():
+            try:
+                self._tests[name].make(self._tests[name].null(None, value))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"tolerance of {name!r}: {exc}") from None
+        return dict(tolerances)
+
+    def nulls(
+        self, calibration: Calibration | None, tolerances: Mapping[str, float] | None = None
+    ) -> dict[str, float]:
+        """The null of every test for a model with this reference ``calibration``."""
+        configured = tolerances or {}
+        return {t.name: t.null(calibration, configured.get(t.name)) for t in self._tests.values()}
+
+    def threshold(self, false_alarm_rate: float) -> float:
+        """Log e-value at which the fused evidence raises an alert (Bonferroni over the tests).
+
+        >>> round(EVIDENCE_TESTS.threshold(1e-4), 2)
+        10.82
+        """
+        return math.log(len(self._tests) / false_alarm_rate)
+
+
+EVIDENCE_TESTS = Registry()
+
+EVIDENCE_TESTS.register(
+    EvidenceTest(
+        name="out_of_profile",
+        indicator="out_of_profile",
+        test=RateTest,
+        # The share test is the drift-tolerant one: never below the configured share of noisy
+        # but genuine queries (default 20%), higher if the reference's own clients send more.
+        calibration=lambda cal, configured: max(
+            0.2 if configured is None else configured, 0.0 if cal is None else cal.ood_null
+        ),
+        meaning="share of queries beyond the reference's 99.9th percentile a benign client may send "
+        "(default 0.2; the reference's own rate if higher)",
+        reason=lambda f, n: (
+            f"{100 * f['ood_share']:.0f}% of {n} queries lie outside the model's reference data "
+            f"(a benign client sends about 0.1%); recent share {100 * f['ood_recent']:.0f}%"
+        ),
+    )
+)
+EVIDENCE_TESTS.register(
+    EvidenceTest(
+        name="steps",
+        indicator="step",
+        test=RateTest,
+        calibration=lambda cal, configured: 0.05 if configured is None else configured,
+        meaning="share of queries that are a structured step from an earlier one (default 0.05)",
+        reason=lambda f, n: (
+            f"{100 * f['step_share']:.0f}% of {n} queries are small fixed-size steps from an earlier "
+            "query (a perturbation chain, as in Jacobian or random-step augmentation)"
+        ),
+    )
+)
+EVIDENCE_TESTS.register(
+    EvidenceTest(
+        name="boundary",
+        indicator="boundary",
+        test=RateTest,
+        calibration=lambda cal, configured: configured or (cal and cal.boundary_null) or 0.25,
+        meaning="share of answers below the reference's 5th-percentile margin "
+        "(default: the reference's own rate, 0.25 without one)",
+        reason=lambda f, n: (
+            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary "
+            "(reference: 5%) — boundary probing or uncertainty sampling"
+        ),
+    )
+)
+EVIDENCE_TESTS.register(
+    EvidenceTest(
+        name="coverage",
+        indicator="new_cell",
+        test=NoveltyTest,
+        calibration=lambda cal, configured: 4.0 if configured is None else configured,
+        meaning="odds of opening a new input cell against the reference's own chance at the same n "
+        "(default 4)",
+        reason=lambda f, n: (
+            f"input-space coverage {f['coverage_ratio']:.1f}× what a benign client reaches after {n} queries"
+        ),
+    )
+)
+EVIDENCE_TESTS.register(
+    EvidenceTest(
+        name="far",
+        indicator="far",
+        test=CountTest,
+        calibration=lambda cal, configured: (
+            configured if configured is not None else (0.01 if cal is None else cal.far_null)
+        ),
+        meaning="share of queries farther from the profile than every reference input "
+        "(default: the reference's own rate, 0.01 without one)",
+        reason=lambda f, n: (
+            f"{100 * f['far_share']:.0f}% of {n} queries lie farther from the model's data than any "
+            "reference input (synthetic or other-domain queries, however many natural ones surround them)"
+        ),
+    )
+)

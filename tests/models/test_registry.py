@@ -1,0 +1,149 @@
+"""The registry of evidence tests: a contract every entry keeps, and one new entry end to end."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.features.client import Indicators
+from querywatch.models.calibration import Calibration
+from querywatch.models.evidence import ClientEvidence, evidence_threshold
+from querywatch.models.reasons import explain
+from querywatch.models.registry import EVIDENCE_TESTS, EvidenceTest, RateTest
+from tests.detector.test_engine import DIM, SETTINGS, _events, _profiled_engine
+
+ENTRIES = list(EVIDENCE_TESTS)
+
+
+def _indicators(rng: np.random.Generator) -> Indicators:
+    """Random indicators; fields added later (a new test's indicator) get a random yes/no."""
+    fields = {name: bool(rng.random() < 0.5) for name in Indicators._fields}
+    fields |= {
+        "boundary": None if rng.random() < 0.2 else fields["boundary"],
+        "new_cell_null": float(rng.uniform(0.05, 0.5)),
+        "exact": False,
+    }
+    return Indicators(**fields)
+
+
+def _warm(entry: EvidenceTest, n: int = 80) -> tuple[object, np.random.Generator]:
+    test, rng = entry.make(), np.random.default_rng(5)
+    for _ in range(n):
+        test.observe(_indicators(rng))
+    return test, rng
+
+
+@pytest.fixture(params=ENTRIES, ids=lambda e: e.name)
+def entry(request: pytest.FixtureRequest) -> EvidenceTest:
+    return request.param
+
+
+@functools.cache
+def _snapshot() -> dict[str, float]:
+    """A real client's feature snapshot: the names a reason may use."""
+    engine = _profiled_engine()
+    engine.process_batch(_events("c", np.random.default_rng(2).uniform(-1, 2, size=(40, DIM))))
+    return engine._clients["c"]["m"].features.snapshot()
+
+
+def test_entry_reads_a_real_indicator_and_explains_itself(entry: EvidenceTest) -> None:
+    assert entry.indicator in Indicators._fields
+    assert entry.reason(_snapshot(), 120).strip()
+    assert entry.make().statistic == 0.0
+
+
+def test_scoring_does_not_learn(entry: EvidenceTest) -> None:
+    test, rng = _warm(entry)
+    before = test.get_state()
+    for _ in range(20):
+        test.score(_indicators(rng))
+    assert test.get_state() == before
+
+
+def test_state_round_trip_scores_the_same(entry: EvidenceTest) -> None:
+    test, rng = _warm(entry)
+    clone = entry.make()
+    clone.set_state([float(v) for v in test.get_state()])  # plain floats, as stored
+    for _ in range(30):
+        ind = _indicators(rng)
+        assert clone.score(ind) == test.score(ind)
+        test.observe(ind)
+        clone.observe(ind)
+    assert clone.statistic == test.statistic
+
+
+def test_a_state_of_the_wrong_shape_starts_that_test_fresh(entry: EvidenceTest) -> None:
+    evidence = ClientEvidence()
+    assert evidence.set_state({entry.name: [1.0] * 7}) == list(EVIDENCE_TESTS.names())
+    assert evidence.statistics()[entry.name] == 0.0
+
+
+def test_tolerances_setting_is_checked_against_the_registry() -> None:
+    assert DetectionSettings(tolerances={"steps": 0.1}).tolerances == {"steps": 0.1}
+    with pytest.raises(ValidationError, match="no evidence test named nope"):
+        DetectionSettings(tolerances={"nope": 0.1})
+    with pytest.raises(ValidationError, match="tolerance of 'steps'"):
+        DetectionSettings(tolerances={"steps": 1.5})
+
+
+def test_nulls_come_from_the_reference_unless_a_setting_fixes_them() -> None:
+    cal = Calibration(ood_null=0.3, far_null=0.002, boundary_null=0.12, far_threshold=9.0, pseudo_clients=50)
+    assert EVIDENCE_TESTS.nulls(None) == {
+        "out_of_profile": 0.2,
+        "steps": 0.05,
+        "boundary": 0.25,
+        "coverage": 4.0,
+        "far": 0.01,
+    }
+    derived = EVIDENCE_TESTS.nulls(cal)
+    assert (derived["out_of_profile"], derived["boundary"], derived["far"]) == (0.3, 0.12, 0.002)
+    fixed = EVIDENCE_TESTS.nulls(cal, {"out_of_profile": 0.4, "boundary": 0.2, "far": 0.05})
+    assert (fixed["out_of_profile"], fixed["boundary"], fixed["far"]) == (0.4, 0.2, 0.05)
+    assert EVIDENCE_TESTS.nulls(cal, {"out_of_profile": 0.1})["out_of_profile"] == 0.3  # a floor
+
+
+def test_tolerances_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from querywatch.detector.config import Settings
+
+    monkeypatch.setenv("QUERYWATCH_DETECTION__TOLERANCES", '{"boundary": 0.3}')
+    assert Settings().detection.tolerances == {"boundary": 0.3}
+
+
+DUMMY = EvidenceTest(
+    name="dummy",
+    indicator="out_of_profile",
+    test=RateTest,
+    calibration=lambda cal, configured: 0.01 if configured is None else configured,
+    meaning="a test only the test suite registers",
+    reason=lambda f, n: f"dummy evidence after {n} queries",
+)
+
+
+def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> None:
+    """What a contributor's new evidence test gets by registering one entry."""
+    alpha = SETTINGS.false_alarm_rate
+    with EVIDENCE_TESTS.extended(DUMMY):
+        settings = DetectionSettings(**(SETTINGS.model_dump() | {"tolerances": {"dummy": 0.02}}))
+        assert settings.tolerances["dummy"] == 0.02
+        assert evidence_threshold(alpha) == pytest.approx(np.log(6 / alpha))
+        engine = _profiled_engine(settings)
+        rng = np.random.default_rng(3)
+        outcomes = engine.process_batch(_events("thief", rng.uniform(-1, 2, size=(120, DIM)))).outcomes
+        alert = next(o.alert for o in outcomes if o.alert)
+        assert "dummy evidence after" in " ".join(alert.reasons)
+        state = engine._clients["thief"]["m"]
+        dummy = state.evidence.statistics()["dummy"]
+        assert dummy > 0
+        stored = engine.export_client("thief")
+        restored = _profiled_engine(settings)
+        restored.import_client("thief", stored)
+        assert restored._clients["thief"]["m"].evidence.statistics() == state.evidence.statistics()
+    # A state stored while the entry was registered still loads once it is gone.
+    after = _profiled_engine()
+    after.import_client("thief", stored)
+    assert "dummy" not in after._clients["thief"]["m"].evidence.statistics()
+    assert explain({"steps": 9.0}, {"step_share": 0.4}, 10, 10.0)[0].startswith("40%")
