@@ -9,7 +9,7 @@ scores) is done for a whole batch by the profile before the per-query updates.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -132,24 +132,30 @@ class ClientFeatures:
             "burstiness": self.rate.burstiness,
         }
 
-    def get_state(self) -> tuple[Any, ...]:
-        return (
-            self.distances.get_state(),
-            self.coverage.get_state(),
-            self.classes.get_state(),
-            self.ood.get_state(),
-            self.boundary.get_state(),
-            self.rate.get_state(),
-        )
+    #: The feature families by name, in the order the previous release stored them.
+    FAMILIES = ("distances", "coverage", "classes", "ood", "boundary", "rate")
 
-    def set_state(self, state: tuple[Any, ...]) -> None:
-        d, c, k, o, b, r = state
-        self.distances.set_state(d)
-        self.coverage.set_state(c)
-        self.classes.set_state(k)
-        self.ood.set_state(o)
-        self.boundary.set_state(b)
-        self.rate.set_state(r)
+    def get_state(self) -> dict[str, Any]:
+        """Each family's state by name: tuples, numbers, None and bytes only."""
+        return {name: getattr(self, name).get_state() for name in self.FAMILIES}
+
+    def set_state(self, state: Mapping[str, Any]) -> list[str]:
+        """Restore the families named in ``state``; returns the names that keep their
+        current state (absent, or stored in a shape the family no longer has)."""
+        kept = []
+        for name in self.FAMILIES:
+            stored = state.get(name)
+            if stored is None:
+                kept.append(name)
+                continue
+            family = getattr(self, name)
+            before = family.get_state()
+            try:
+                family.set_state(stored)
+            except (ValueError, TypeError, IndexError):
+                family.set_state(before)  # a failed load may have changed part of it
+                kept.append(name)
+        return kept
 
 
 def score_summary(scores: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -138,9 +138,12 @@ class QueryDistances:
         )
 
     def set_state(self, state: tuple[object, ...]) -> None:
-        res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
+        if len(state) == 6:  # stored by 0.1, before sweep directions: those start empty
+            res, resend, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
+        else:
+            res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
+            self._directions.set_state(directions)  # type: ignore[arg-type]
+            self._last[:] = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
         self._reservoir.set_state(res)  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
-        self._directions.set_state(directions)  # type: ignore[arg-type]
-        self._last[:] = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
         self._m = [float(v) for v in m]  # type: ignore[attr-defined]

@@ -49,5 +49,9 @@ class OutOfProfileShare:
     def get_state(self) -> tuple[int, int, int, float]:
         return self.count, self.far, self.n, self.recent
 
-    def set_state(self, state: tuple[int, int, int, float]) -> None:
+    def set_state(self, state: tuple[int, int, int, float] | tuple[int, int, float]) -> None:
+        if len(state) == 3:  # stored by 0.1, before the far count: it starts at zero
+            self.count, self.n, self.recent = state
+            self.far = 0
+            return
         self.count, self.far, self.n, self.recent = state

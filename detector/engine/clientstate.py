@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,34 +118,45 @@ class ClientState:
         self.population_risk = 0.0
 
     def to_state(self, profile_version: str) -> dict[str, Any]:
+        """Plain data, every part by name (``stateformat`` stores it)."""
         return {
             "profile": profile_version,
             "features": self.features.get_state(),
             "evidence": self.evidence.get_state(),
-            "counters": tuple(getattr(self, name) for name in _COUNTERS),
+            "counters": {name: getattr(self, name) for name in _COUNTERS},
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.features.set_state(state["features"])
-        self.evidence.set_state(state["evidence"])
-        for name, value in zip(_COUNTERS, state["counters"], strict=True):
-            setattr(self, name, value)
+    def load_state(self, state: dict[str, Any]) -> list[str]:
+        """Restore what ``state`` has; returns the parts that start fresh (unknown to the
+        release that stored it, or stored in a shape this release no longer reads)."""
+        fresh = [f"features.{n}" for n in self.features.set_state(_mapping(state.get("features")))]
+        fresh += [f"evidence.{n}" for n in self.evidence.set_state(_mapping(state.get("evidence")))]
+        counters = _mapping(state.get("counters"))
+        for name in _COUNTERS:
+            value = counters.get(name, _MISSING)
+            if value is _MISSING or not isinstance(value, _COUNTER_TYPES[name]):
+                fresh.append(f"counters.{name}")
+            else:
+                setattr(self, name, value)
+        return fresh
 
 
-#: The scalar fields of a ClientState, in checkpoint order.
-_COUNTERS = ("queries", "alerts", "open_alert", "peak", "last_ts", "last_snapshot_risk", "population_risk")
+#: The scalar fields of a ClientState and the types a stored value may have.
+_COUNTER_TYPES: dict[str, type | tuple[type, ...]] = {
+    "queries": int,
+    "alerts": int,
+    "open_alert": (str, type(None)),
+    "peak": (float, int),
+    "last_ts": (float, int),
+    "last_snapshot_risk": (float, int),
+    "population_risk": (float, int),
+}
+_COUNTERS = tuple(_COUNTER_TYPES)
+_MISSING = object()
 
 
-def dumps(states: dict[str, dict[str, Any]]) -> bytes:
-    """Serialize a client's per-model states (plain tuples, numbers and bytes only)."""
-    return pickle.dumps(states, protocol=5)
-
-
-def loads(data: bytes) -> dict[str, dict[str, Any]]:
-    loaded = pickle.loads(data)
-    if not isinstance(loaded, dict):
-        raise ValueError("not a querywatch client state")
-    return loaded
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def score_columns(events: Sequence[Event]) -> tuple[list[float], list[float]]:

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from querywatch.detector.config import DetectionSettings
-from querywatch.detector.engine.clientstate import ClientState, ModelContext, dumps, loads
+from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
 from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmup
+from querywatch.detector.engine.stateformat import dumps, loads
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.features.client import ClientFeatures, Indicators
 from querywatch.models.evidence import evidence_threshold, fuse

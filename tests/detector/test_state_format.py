@@ -1,0 +1,152 @@
+"""Stored client state: plain named data, states of release 0.1 still load, nothing executes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+from querywatch.detector.engine import stateformat
+from querywatch.detector.engine.clientstate import ClientState
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.profiles import MemoryProfileStore
+from querywatch.features.client import ClientFeatures
+from querywatch.models.profile import ReferenceProfile
+from tests.detector.test_engine import DIM, SETTINGS, _benign, _events, _profiled_engine
+
+FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1"
+
+
+def _fixture_engine() -> Detector:
+    profile = ReferenceProfile.from_bytes((FIXTURE / "profile.npz").read_bytes())
+    return Detector(SETTINGS, MemoryProfileStore([profile]))
+
+
+@pytest.mark.parametrize("client", ["thief", "user"])
+def test_a_state_written_by_release_0_1_loads_and_scores_on(client: str) -> None:
+    expected = json.loads((FIXTURE / "expected.json").read_text())[client]
+    engine = _fixture_engine()
+    stored = (FIXTURE / f"{client}.state").read_bytes()
+    # Only what 0.1 did not have starts fresh: the far test.
+    context = engine._context("m")
+    assert context is not None
+    fresh = ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"])
+    assert fresh == ["evidence.far"]
+    engine.import_client(client, stored)
+    state = engine._clients[client]["m"]
+    assert state.queries == expected["queries"]
+    assert state.evidence.statistics() == expected["statistics"] | {"far": 0.0}
+    snapshot = state.features.snapshot()
+    assert {k: snapshot[k] for k in expected["snapshot"]} == pytest.approx(expected["snapshot"])
+    nxt = _events(client, np.load(FIXTURE / f"{client}-next.npy"), t0=1000.0)
+    risks = [o.update.risk for o in engine.process_batch(nxt).outcomes]
+    if client == "thief":  # 0.1 scored these 20 events at risk 1.0 and 0.0: so does this release
+        assert min(risks) >= SETTINGS.alert_risk and max(expected["risks_next"]) == 1.0
+    else:
+        assert max(risks) < SETTINGS.clear_risk and max(expected["risks_next"]) == 0.0
+    # ... and it is stored again in the current format.
+    assert engine.export_client(client).startswith(stateformat.MAGIC)
+
+
+def test_states_are_plain_named_data_that_round_trip() -> None:
+    rng = np.random.default_rng(4)
+    engine = _profiled_engine()
+    engine.process_batch(_events("c", rng.uniform(-1, 2, size=(60, DIM))))
+    data = engine.export_client("c")
+    body = msgpack.unpackb(data[len(stateformat.MAGIC) :], raw=False)
+    stored = body["models"]["m"]
+    assert body["version"] == stateformat.VERSION
+    assert set(stored["features"]) == set(ClientFeatures.FAMILIES)
+    assert stored["counters"]["queries"] == 60 and stored["evidence"]["out_of_profile"][0] > 0
+    restored = _profiled_engine()
+    restored.import_client("c", data)
+    a, b = engine._clients["c"]["m"], restored._clients["c"]["m"]
+    assert a.features.get_state() == b.features.get_state()
+    assert a.evidence.get_state() == b.evidence.get_state() and a.queries == b.queries
+
+
+def test_parts_a_state_lacks_or_cannot_give_start_fresh_and_unknown_parts_are_ignored() -> None:
+    rng = np.random.default_rng(5)
+    engine = _profiled_engine()
+    engine.process_batch(_events("c", rng.uniform(-1, 2, size=(60, DIM))))
+    state = stateformat.loads(engine.export_client("c"))["m"]
+    del state["features"]["rate"]
+    state["features"]["distances"] = [1, 2]  # a shape this release does not read
+    state["features"]["invented_family"] = b"\x00"
+    state["evidence"]["retired_test"] = [9.0]
+    del state["evidence"]["steps"]
+    state["counters"]["alerts"] = "many"
+    client = _profiled_engine()._state("c", engine._contexts["m"])
+    fresh = client.load_state(state)
+    assert fresh == ["features.distances", "features.rate", "evidence.steps", "counters.alerts"]
+    assert client.queries == 60 and client.alerts == 0
+    assert client.evidence.statistics()["out_of_profile"] > 0
+    blank = _profiled_engine()._state("c", engine._contexts["m"])
+    for family in ("distances", "rate"):
+        assert getattr(client.features, family).get_state() == getattr(blank.features, family).get_state()
+
+
+class _Boom:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch /tmp/querywatch-pwned",))
+
+
+def test_a_pickle_that_names_any_global_is_refused_without_running_it(tmp_path: Path) -> None:
+    evil = pickle.dumps({"m": {"profile": "x", "features": _Boom()}}, protocol=5)
+    with pytest.raises(ValueError, match="only plain data"):
+        stateformat.loads(evil)
+    assert not Path("/tmp/querywatch-pwned").exists()
+    numpy_scalar = pickle.dumps({"m": {"peak": np.float64(1.0)}}, protocol=5)
+    with pytest.raises(ValueError, match="only plain data"):
+        stateformat.loads(numpy_scalar)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"garbage", stateformat.MAGIC + b"\xc1", stateformat.MAGIC + msgpack.packb([1, 2])],
+)
+def test_what_is_not_a_client_state_is_a_clear_error(data: bytes) -> None:
+    with pytest.raises(ValueError, match="client state"):
+        _profiled_engine().import_client("c", data)
+
+
+def test_a_state_from_a_newer_release_is_refused() -> None:
+    data = stateformat.MAGIC + msgpack.packb({"version": 99, "models": {}})
+    with pytest.raises(ValueError, match="newer than this release"):
+        stateformat.loads(data)
+
+
+def _families() -> list[str]:
+    return list(ClientFeatures.FAMILIES)
+
+
+@pytest.mark.parametrize("family", _families())
+def test_every_feature_family_round_trips_through_the_stored_format_and_reading_does_not_learn(
+    family: str,
+) -> None:
+    engine = _profiled_engine()
+    rng = np.random.default_rng(6)
+    events = _events("c", np.vstack([_benign(rng, 40), rng.uniform(-1, 2, size=(40, DIM))]))
+    engine.process_batch(events[:60])
+    features = engine._clients["c"]["m"].features
+    before = stateformat.dumps({"m": {"features": features.get_state()}})
+    features.snapshot()
+    assert stateformat.dumps({"m": {"features": features.get_state()}}) == before
+    clone = _profiled_engine()._state("c", engine._contexts["m"]).features
+    stored = stateformat.loads(before)["m"]["features"]
+    assert clone.set_state({family: stored[family]}) == [f for f in _families() if f != family]
+    assert _dumped(clone, family) == _dumped(features, family)
+    rows = engine._contexts["m"].query_rows(events[60:])
+    for row in rows:
+        assert clone.update(*row) is not None
+        features.update(*row)
+    assert _dumped(clone, family) == _dumped(features, family)
+
+
+def _dumped(features: ClientFeatures, family: str) -> bytes:
+    return stateformat.dumps({family: getattr(features, family).get_state()})
