@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
         help="profile directory (default: QUERYWATCH_DETECTION__PROFILE_DIR; else built from warm-up)",
     )
     p.add_argument("--top", type=int, default=15, help="clients shown in the summary table")
+    p.add_argument(
+        "--html",
+        type=Path,
+        metavar="PAGE.html",
+        help="also write a self-contained page with the top clients' risk charts (no network needed)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (same as --quiet)")
     add_output_options(p, progress=True)
     p.set_defaults(run=run_replay)
@@ -42,9 +48,15 @@ def register(sub: Any) -> None:
     q.set_defaults(run=run_profile)
 
 
+#: Risk points kept per client for ``--html`` (memory: about 100 bytes each, per client).
+HTML_POINTS = 96
+
+
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     trace = readable_file(args.trace, "trace file")
     writable_file(args.report, "report")
+    if args.html is not None:
+        writable_file(args.html, "HTML page")
     profile_dir = args.profile or settings.detection.profile_dir
     if profile_dir is not None and not Path(profile_dir).is_dir():
         raise InputError(f"{profile_dir}: no such profile directory")
@@ -67,9 +79,19 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     with engine_process(), progress_bar(args, total=size, unit="B", description="replay") as bar:
         report = replay(
-            trace, engine, progress=lambda n: bar.update(int(n * avg_line)), inputs=settings.inputs
+            trace,
+            engine,
+            progress=lambda n: bar.update(int(n * avg_line)),
+            inputs=settings.inputs,
+            history_points=HTML_POINTS if args.html is not None else 0,
         )
     write_report(report, args.report)
+    if args.html is not None:
+        from querywatch.detector.adapters.ui.report import render_report
+
+        title = f"querywatch replay of {trace.name}"
+        page = render_report(report, top=args.top, alert_risk=settings.detection.alert_risk, title=title)
+        args.html.write_text(page, encoding="utf-8")
     seconds = time.monotonic() - started
     if args.json:
         print_json(

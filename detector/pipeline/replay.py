@@ -29,12 +29,40 @@ _CHUNK = 1 << 20
 
 
 @dataclass
+class RiskTimeline:
+    """At most ``size`` (queries, event time, risk) points of one client, thinned evenly as it grows.
+
+    Kept only when asked (``replay --html``): a point every ``stride`` queries, and when the
+    list is full every other point goes and the stride doubles, so memory stays bounded.
+
+    >>> line = RiskTimeline(size=4)
+    >>> for q in range(1, 11):
+    ...     line.add(q, float(q), q / 10)
+    >>> [q for q, _, _ in line.points], line.stride
+    ([1, 5, 9], 4)
+    """
+
+    size: int
+    stride: int = 1
+    points: list[tuple[int, float, float]] = field(default_factory=list)
+
+    def add(self, queries: int, ts: float, risk: float) -> None:
+        if (queries - 1) % self.stride:
+            return
+        self.points.append((queries, ts, risk))
+        if len(self.points) > self.size:
+            self.points = self.points[::2]
+            self.stride *= 2
+
+
+@dataclass
 class ClientReport:
     client_id: str
     queries: int = 0
     risk: float = 0.0
     first_alert_query: int | None = None
     reasons: tuple[str, ...] = ()
+    timeline: RiskTimeline | None = None
 
 
 @dataclass
@@ -118,6 +146,7 @@ def replay(
     progress: Callable[[int], None] | None = None,
     keep_rejected: int = 1000,
     inputs: InputSettings | None = None,
+    history_points: int = 0,
 ) -> ReplayReport:
     path = Path(path)
     if not path.exists():
@@ -158,21 +187,25 @@ def replay(
         result = engine.process_batch(events)
         for event, error in result.rejected:
             reject(numbers.get(id(event), 0), error)
-        _absorb(report, result)
+        _absorb(report, result, history_points)
         if progress is not None:
             progress(len(lines))
-    _absorb(report, engine.flush_warmup())
+    _absorb(report, engine.flush_warmup(), history_points)
     return report
 
 
-def _absorb(report: ReplayReport, result: BatchResult) -> None:
+def _absorb(report: ReplayReport, result: BatchResult, history_points: int = 0) -> None:
     for outcome in result.outcomes:
         u = outcome.update
         report.events += 1
         client = report.clients.get(u.client_id)
         if client is None:
             client = report.clients[u.client_id] = ClientReport(u.client_id)
+            if history_points:
+                client.timeline = RiskTimeline(history_points)
         client.queries += 1
+        if client.timeline is not None:
+            client.timeline.add(client.queries, u.ts, u.risk)
         if u.risk >= client.risk:
             client.risk = u.risk
             if u.reasons:
