@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import uvicorn
@@ -29,11 +29,13 @@ from querywatch.detector.adapters.db.session import (
     transaction,
 )
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
+from querywatch.detector.adapters.db.webhooks import create_endpoint
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.files import DirectoryProfileStore
 from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.app import DetectorFactory, consume
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
+from querywatch.detector.cli.receiver import DemoReceiver
 from querywatch.detector.config import DetectionSettings, Settings
 from querywatch.detector.engine.profiles import ProfileStore
 from querywatch.detector.errors import QuerywatchError
@@ -79,7 +81,8 @@ class Started:
     database_url: str
     admin_key: str
     embedded_broker: bool
-    extra: dict[str, str] = field(default_factory=dict)
+    #: The demo's webhook receiver, when it runs.
+    demo_webhook_url: str | None = None
 
 
 class AllInOne:
@@ -105,6 +108,7 @@ class AllInOne:
         self._broker: EmbeddedBroker | None = None
         self._db: DatabaseEngine | None = None
         self._services: list[Service] = []
+        self._receiver: DemoReceiver | None = None
 
     def start(self) -> Started:
         """Bring everything up; on any failure, stop what was started and re-raise."""
@@ -129,12 +133,25 @@ class AllInOne:
                 extra={"bootstrap_servers": self._broker.bootstrap_servers, "group_id": group_id},
             )
         ensure_topics(self.settings.kafka)
+        if self.demo is not None:
+            self._receiver = DemoReceiver().start()
+            # The SSRF guard refuses loopback; the demo exempts its own receiver, in this process only.
+            allowed = (*self.settings.webhooks.allow_hosts, f"{self._receiver.host}/32")
+            webhooks = self.settings.webhooks.model_copy(update={"allow_hosts": allowed})
+            self.settings = self.settings.model_copy(update={"webhooks": webhooks})
         migrate.upgrade(self.settings)
         self._db = make_engine(self.settings.database)
         sessions = make_sessionmaker(self._db)
         with transaction(sessions) as session:
             key = create_api_key(session=session, role="admin", name="querywatch-up")
             audit.record(session=session, actor="up", action="apikey.create", target=f"apikey:{key.id}")
+            if self._receiver is not None:
+                endpoint = create_endpoint(
+                    session=session, url=self._receiver.url, allow_hosts=self.settings.webhooks.allow_hosts
+                )
+                audit.record(
+                    session=session, actor="up", action="webhook.create", target=f"webhook:{endpoint.id}"
+                )
 
         if self.demo is not None:
             self._seed_profile(self.demo, sessions)
@@ -156,6 +173,7 @@ class AllInOne:
             database_url=self._db.url.render_as_string(hide_password=True),
             admin_key=key.secret,
             embedded_broker=self._broker is not None,
+            demo_webhook_url=self._receiver.url if self._receiver is not None else None,
         )
 
     def _seed_profile(self, demo: Demo, sessions: SessionFactory) -> None:
@@ -256,4 +274,7 @@ class AllInOne:
         if self._broker is not None:
             self._broker.stop()
             self._broker = None
+        if self._receiver is not None:
+            self._receiver.stop()
+            self._receiver = None
         return stuck

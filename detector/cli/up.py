@@ -126,5 +126,10 @@ def _banner(started: Started, *, demo: bool) -> str:
         lines.append(
             "  Demo           simulated clients are querying digits-v1; first alerts within a minute"
         )
+    if started.demo_webhook_url:
+        lines.append(
+            f"  Webhooks       alerts go to the demo's receiver {started.demo_webhook_url}"
+            f"    (deliveries: {started.dashboard_url}#/webhooks)"
+        )
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)

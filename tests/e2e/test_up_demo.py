@@ -131,6 +131,14 @@ def test_demo_flags_every_thief_and_no_benign_client_then_stops_clean(demo, tmp_
         alerts = api.get("/v1/alerts", params={"limit": 500}).json()["items"]
         alerted = {a["client_id"] for a in alerts}
         clients = api.get("/v1/clients", params={"limit": 500}).json()["items"]
+        # The demo's own receiver got every alert, signed and delivered by the dispatcher.
+        (endpoint,) = api.get("/v1/webhooks").json()
+        while True:
+            deliveries = api.get(f"/v1/webhooks/{endpoint['id']}/deliveries", params={"limit": 500}).json()
+            if sum(d["state"] == "delivered" for d in deliveries["items"]) >= len(alerts):
+                break
+            assert time.monotonic() < deadline, deliveries["items"][:3]
+            time.sleep(1)
     # Real, current times: every event was stamped when it was sent, during this test.
     now, started = datetime.now(UTC), datetime.now(UTC) - timedelta(seconds=DEMO_DEADLINE_S + 180)
     assert all(started <= datetime.fromisoformat(a["opened_at"]) <= now for a in alerts), alerts[:3]

@@ -2,9 +2,11 @@
 //   #/clients[?model=&status=&min_risk=]   risk leaderboard
 //   #/alerts[?state=]                      alert feed
 //   #/client/<client_id>                   one client: reasons, alerts, feature plots
+//   #/webhooks                             webhook endpoints and their deliveries (admin)
 
 import { api, ApiError, apiKey, forgetApiKey, saveApiKey } from "./api.js";
 import { renderAlerts } from "./alerts.js";
+import { renderWebhooks } from "./webhooks.js";
 import { renderClient } from "./client.js";
 import { h, replace } from "./dom.js";
 import { renderLeaderboard } from "./leaderboard.js";
@@ -55,6 +57,8 @@ function route() {
     disposeView = renderClient(view, session, decodeURIComponent(parts.slice(1).join("/")));
   } else if (name === "alerts") {
     disposeView = renderAlerts(view, session, params);
+  } else if (name === "webhooks") {
+    disposeView = renderWebhooks(view, session);
   } else {
     name = "clients";
     disposeView = renderLeaderboard(view, session, params);
