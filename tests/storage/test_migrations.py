@@ -35,8 +35,9 @@ def test_upgrade_from_empty_to_head_and_back_down(empty_database_url: str) -> No
     settings = settings_for(empty_database_url)
     engine = make_engine(settings.database)
     try:
-        with pytest.raises(DatabaseNotMigrated, match="querywatch db upgrade"):
+        with pytest.raises(DatabaseNotMigrated, match="has no querywatch schema") as refused:
             check_migrated(engine)
+        assert refused.value.hint == "run `querywatch db upgrade` first"
         upgrade(settings)
         check_migrated(engine)
         assert set(inspect(engine).get_table_names()) >= TABLES

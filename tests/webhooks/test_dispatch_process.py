@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
 from querywatch.detector.cli import main
+from querywatch.detector.errors import EXIT_RUNTIME
 from tests.ports import free_port
 from tests.webhooks.conftest import Db, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
@@ -132,6 +133,6 @@ def test_dispatch_refuses_an_unmigrated_database(
 ) -> None:
     monkeypatch.setenv("QUERYWATCH_DATABASE__URL", f"sqlite:///{tmp_path / 'empty.db'}")
 
-    assert main(["dispatch", "--once"]) == 2
+    assert main(["dispatch", "--once"]) == EXIT_RUNTIME
 
     assert "querywatch db upgrade" in capsys.readouterr().err
