@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from querywatch.detector.cli.checks import readable_file
-from querywatch.detector.cli.output import add_output_options, print_json
+from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
 from querywatch.detector.config import KafkaSettings, Settings
 from querywatch.detector.metrics import metrics_port, metrics_port_argument
 
@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
     )
     producer.add_argument("trace", metavar="TRACE.jsonl", type=Path)
     _kafka_arguments(producer)
-    add_output_options(producer)
+    add_output_options(producer, progress=True)
     producer.set_defaults(run=run_produce)
 
 
@@ -78,7 +78,9 @@ def run_produce(args: argparse.Namespace, settings: Settings) -> int:
 
     kafka = _kafka_settings(args, settings)
     ensure_topics(kafka, (kafka.topic,))
-    sent = produce_trace(kafka, args.trace)
+    size = args.trace.stat().st_size
+    with progress_bar(args, total=size, unit="B", description="produce") as bar:
+        sent = produce_trace(kafka, args.trace, progress=bar.update)
     if args.json:
         print_json("produce", {"messages": sent, "topic": kafka.topic})
     else:

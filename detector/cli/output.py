@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,7 +70,14 @@ def progress_bar(args: argparse.Namespace, *, total: int, unit: str, description
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, unit=unit, unit_scale=True, desc=description, file=sys.stderr, leave=True) as bar:
+    try:  # a terminal that reports no size (some pseudo-terminals) gets 80x24: tqdm hides a bar at 0 rows
+        size = os.get_terminal_size(sys.stderr.fileno())
+        columns, lines = size.columns or 80, size.lines or 24
+    except OSError:
+        columns, lines = 80, 24
+    with tqdm(
+        total=total, unit=unit, unit_scale=True, desc=description, file=sys.stderr, ncols=columns, nrows=lines
+    ) as bar:
         yield _Clamped(bar, total)
         bar.update(max(0, total - bar.n))
 

@@ -263,3 +263,45 @@ def test_doctor_reports_an_unreachable_broker(tmp_path: Path, busy_port: int) ->
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
     assert checks["kafka"]["ok"] is False
     assert checks["database"]["ok"] is False and "db upgrade" in checks["database"]["hint"]
+
+
+def _stderr_on_a_terminal(tmp_path: Path, *argv: str) -> str:
+    """What ``querywatch argv`` writes to stderr when stderr is a terminal (a pseudo-terminal)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "querywatch.detector.cli", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            env=_environment(tmp_path),
+            cwd=tmp_path,
+            timeout=300,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: everything was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_progress_shows_on_a_terminal_reaches_its_end_and_keeps_quiet_when_asked(tmp_path: Path) -> None:
+    from querywatch.detector.simulate import generate_trace, write_jsonl
+
+    events, _truth = generate_trace(3, benign=3, attackers=1, scale=0.05)
+    write_jsonl(events, tmp_path / "t.jsonl")
+    shown = _stderr_on_a_terminal(tmp_path, "replay", "t.jsonl", "--report", "r.json")
+    assert "replay" in shown and "100%" in shown
+    assert _stderr_on_a_terminal(tmp_path, "replay", "t.jsonl", "--report", "r.json", "--quiet") == ""
+    assert _stderr_on_a_terminal(tmp_path, "replay", "t.jsonl", "--report", "r.json", "--json") == ""

@@ -9,7 +9,7 @@ the consumer dead-letters it, exactly as it would a bad message from a real serv
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,15 @@ def client_key(line: bytes) -> bytes | None:
     return client_id.encode(errors="replace") if isinstance(client_id, str) and client_id else None
 
 
-def trace_lines(path: str | Path) -> Iterator[bytes]:
-    """The non-blank lines of a JSON Lines file, without their line ending."""
+def trace_lines(path: str | Path, *, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """The non-blank lines of a JSON Lines file, without their line ending.
+
+    ``progress`` is told the bytes of each line read (for a progress bar).
+    """
     with open(path, "rb") as trace:
         for line in trace:
+            if progress is not None:
+                progress(len(line))
             line = line.rstrip(b"\r\n")
             if line.strip():
                 yield line
@@ -71,10 +76,16 @@ def _settle(producer: KafkaProducer, pending: list[Any]) -> int:
     return count
 
 
-def produce_trace(settings: KafkaSettings, path: str | Path, *, topic: str | None = None) -> int:
+def produce_trace(
+    settings: KafkaSettings,
+    path: str | Path,
+    *,
+    topic: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Produce the trace file at ``path`` into ``topic`` (default: the inference-log topic)."""
     producer = KafkaProducer(**producer_kwargs(settings, role="trace-producer"))
     try:
-        return produce_lines(producer, topic or settings.topic, trace_lines(path))
+        return produce_lines(producer, topic or settings.topic, trace_lines(path, progress=progress))
     finally:
         producer.close()
