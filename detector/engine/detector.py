@@ -1,5 +1,8 @@
 """The engine: per-client state, feature updates, evidence, risk and alert policy.
 
+A keyed fold over (client, model): each key's state is updated by its events, in order, and
+gives one ``Outcome`` per event. In front of it, the reference stage (``reference.py``) holds
+the events of a model that has no profile yet, and lets them through once it has built one.
 It is the same code for streaming and replay: a source hands it validated events in
 order (per client), it returns one ``Outcome`` per event. Work shared by a batch (profile
 projection, cells, out-of-profile scores, score margins) is vectorized; per-event work is
@@ -8,7 +11,6 @@ a handful of small updates. Nothing here reads the clock: time comes with the ev
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,9 +18,10 @@ from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
-from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmup
+from querywatch.detector.engine.profiles import ProfileStore
+from querywatch.detector.engine.reference import ReferenceStage, Released, wrong_dimension
 from querywatch.detector.engine.stateformat import dumps, loads
-from querywatch.detector.errors import InvalidEvent, ProfileError
+from querywatch.detector.errors import InvalidEvent
 from querywatch.features.client import ClientFeatures, Indicators
 from querywatch.models.evidence import evidence_threshold, fuse
 from querywatch.models.reasons import explain, population_reason
@@ -36,6 +39,10 @@ POPULATION_WEIGHT = 0.45
 class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
     rejected: list[tuple[Event, InvalidEvent]] = field(default_factory=list)
+    held: list[Event] = field(default_factory=list)
+    """Events of this call the reference stage holds (their model is warming up)."""
+    completed: list[str] = field(default_factory=list)
+    """Models whose warm-up completed in this call: none of their events is held any more."""
 
 
 class Detector:
@@ -48,8 +55,7 @@ class Detector:
         self.allowance = 0.25 * self.threshold
         self._contexts: dict[str, ModelContext] = {}
         self._clients: dict[str, dict[str, ClientState]] = {}
-        self._warmup: dict[str, list[Event]] = defaultdict(list)
-        self._warmup_dim: dict[str, int] = {}
+        self.reference = ReferenceStage(detection, profiles)
         ClientFeatures.prepare()
 
     # ------------------------------------------------------------------ processing
@@ -60,8 +66,8 @@ class Detector:
         return result.outcomes
 
     def process_batch(self, events: Sequence[Event]) -> BatchResult:
-        """Process events in order; events of a model still warming up are held back and
-        come out (with their outcomes) in the call that completes the warm-up."""
+        """Process events in order; events of a model still warming up are held back by the
+        reference stage and come out (with their outcomes) in the call that completes it."""
         result = BatchResult()
         runs: list[tuple[str, list[Event]]] = []
         for event in events:
@@ -72,7 +78,12 @@ class Detector:
         for model_id, run in runs:
             context = self._context(model_id)
             if context is None:
-                self._hold(model_id, run, result)
+                released = Released()
+                self.reference.hold(model_id, run, released)
+                if model_id not in released.models:
+                    refused = {id(e) for e, _ in released.rejected}
+                    result.held.extend(e for e in run if id(e) not in refused)
+                self._release(released, result)
             else:
                 self._score(context, run, result)
         return result
@@ -80,13 +91,23 @@ class Detector:
     def flush_warmup(self) -> BatchResult:
         """Build profiles from whatever warm-up events are held (end of a replay) and process them."""
         result = BatchResult()
-        for model_id in list(self._warmup):
-            self._complete_warmup(model_id, result)
+        self._release(self.reference.flush(), result)
         return result
 
     def pending_warmup(self) -> int:
-        """Events held back until their model has a profile (do not commit past them)."""
-        return sum(len(v) for v in self._warmup.values())
+        """Events held back until their model has a profile."""
+        return self.reference.pending()
+
+    def _release(self, released: Released, result: BatchResult) -> None:
+        result.rejected.extend(released.rejected)
+        result.completed.extend(released.models)
+        runs: dict[str, list[Event]] = {}
+        for event in released.events:
+            runs.setdefault(event.model_id, []).append(event)
+        for model_id, run in runs.items():
+            context = self._context(model_id)
+            assert context is not None
+            self._score(context, run, result)
 
     def _context(self, model_id: str) -> ModelContext | None:
         context = self._contexts.get(model_id)
@@ -97,37 +118,12 @@ class Detector:
                 context.nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.settings.tolerances)
         return context
 
-    def _hold(self, model_id: str, run: list[Event], result: BatchResult) -> None:
-        dim = self._warmup_dim.setdefault(model_id, len(run[0].input))
-        held = self._warmup[model_id]
-        for event in run:
-            if len(event.input) != dim:
-                result.rejected.append((event, _wrong_dimension(event, dim)))
-            else:
-                held.append(event)
-        if len(held) >= self.settings.warmup_events:
-            self._complete_warmup(model_id, result)
-
-    def _complete_warmup(self, model_id: str, result: BatchResult) -> None:
-        held = self._warmup.pop(model_id)
-        self._warmup_dim.pop(model_id, None)
-        try:
-            profile = profile_from_warmup(held, self.settings)
-        except ProfileError as exc:  # e.g. a model seen once: its events only, never the others
-            error = InvalidEvent("no_profile", str(exc))
-            result.rejected.extend((event, error) for event in held)
-            return
-        self.profiles.put(profile)
-        context = self._context(model_id)
-        assert context is not None
-        self._score(context, held, result)
-
     def _score(self, context: ModelContext, run: list[Event], result: BatchResult) -> None:
         profile = context.profile
         good = [e for e in run if len(e.input) == profile.dim]
         if len(good) != len(run):
             result.rejected.extend(
-                (e, _wrong_dimension(e, profile.dim)) for e in run if len(e.input) != profile.dim
+                (e, wrong_dimension(e, profile.dim)) for e in run if len(e.input) != profile.dim
             )
         if not good:
             return
@@ -225,18 +221,15 @@ class Detector:
             self._clients[client_id] = restored
 
     def drop_client(self, client_id: str) -> None:
+        """Forget a client: its state and any warm-up events of it still held."""
         self._clients.pop(client_id, None)
+        if self.reference.pending():
+            self.reference.drop_clients((client_id,))
 
     def evict_idle(self, now_ts: float) -> list[str]:
         """Forget clients with no event for ``idle_evict_seconds`` of event time."""
         horizon = now_ts - self.settings.idle_evict_seconds
         idle = [c for c, per in self._clients.items() if max(s.last_ts for s in per.values()) < horizon]
         for client_id in idle:
-            self.drop_client(client_id)
+            self._clients.pop(client_id, None)  # not drop_client: held warm-up events stay
         return idle
-
-
-def _wrong_dimension(event: Event, dim: int) -> InvalidEvent:
-    return InvalidEvent(
-        "wrong_dimension", f"model {event.model_id!r} takes {dim} inputs, got {len(event.input)}"
-    )

@@ -22,6 +22,9 @@ from querywatch.detector.adapters.kafka.deadletters import DeadLetter
 from querywatch.detector.engine.events import RequestIdFilter
 from querywatch.detector.errors import QuerywatchError
 
+#: Key of a partition's held warm-up events among its stored client states (control
+#: characters are refused in client ids, so no client can have it).
+HELD_EVENTS_KEY = "\x00held"
 #: Request ids remembered per client (redeliveries older than this many of its requests pass).
 RECENT_REQUESTS_PER_CLIENT = 256
 _MAGIC = b"QWC1"
@@ -79,6 +82,10 @@ class PartitionWork:
     outcomes: list[Any] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     events_since_checkpoint: int = 0
+    held: list[Any] = field(default_factory=list)
+    """Events of this partition the reference stage holds (a model warming up): stored with
+    the checkpoint, so that its offset may move past them."""
+    held_changed: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -87,7 +94,9 @@ class PartitionWork:
     def has_progress(self) -> bool:
         """Whether a checkpoint would store anything new."""
         moved = self.next_offset is not None and self.next_offset != self.stored_offset
-        return moved or bool(self.dirty or self.evicted or self.outcomes or self.dead_letters)
+        return moved or bool(
+            self.dirty or self.evicted or self.outcomes or self.dead_letters or self.held_changed
+        )
 
     def recent_requests(self, client_id: str) -> RequestIdFilter:
         filt = self.recent.get(client_id)
@@ -103,4 +112,5 @@ class PartitionWork:
         self.outcomes = []
         self.dead_letters = []
         self.events_since_checkpoint = 0
+        self.held_changed = False
         self.started_at = now

@@ -7,10 +7,10 @@ states of the clients they touched and the next offset. Before that transaction 
 the same outcomes and dead letters to Kafka and waits for the acknowledgement, so the
 topics get everything at least once while the database gets it exactly once.
 
-Warm-up: while the engine buffers events to build a model's profile
-(``pending_warmup() > 0``), offsets past those events must not be stored, so no checkpoint
-is written; a partition that leaves during warm-up makes the processor start over from
-the stored checkpoints of all its partitions.
+Warm-up: events of a model without a profile are held by the engine's reference stage.
+Each partition stores the events of it that are held with its checkpoint (under
+``HELD_EVENTS_KEY``), so its offset moves past them and no partition, model or restart
+waits for a model that is warming up; the partition's next owner takes them back.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from querywatch.detector.adapters.db.session import SessionFactory, transaction
 from querywatch.detector.adapters.kafka.deadletters import reject
 from querywatch.detector.adapters.kafka.outputs import OutputProducer
 from querywatch.detector.adapters.kafka.partitions import (
+    HELD_EVENTS_KEY,
     PartitionWork,
     pack_client_state,
     unpack_client_state,
@@ -35,6 +36,7 @@ from querywatch.detector.adapters.kafka.partitions import (
 from querywatch.detector.config import InputSettings
 from querywatch.detector.engine.events import Event, parse_event
 from querywatch.detector.engine.guard import EventGuard
+from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.errors import InvalidEvent
 from querywatch.detector.metrics import (
     CHECKPOINTS,
@@ -51,10 +53,13 @@ OVERSIZED_HEAD = 65536
 
 
 class BatchLike(Protocol):
-    """``engine.detector.BatchResult``: outcomes in order, and the events the engine refused."""
+    """``engine.detector.BatchResult``: outcomes in order, the events the engine refused, the
+    events it holds for a warm-up and the models whose warm-up completed."""
 
     outcomes: list[Any]
     rejected: list[tuple[Event, InvalidEvent]]
+    held: list[Event]
+    completed: list[str]
 
 
 class DetectorLike(Protocol):
@@ -64,7 +69,6 @@ class DetectorLike(Protocol):
     def export_client(self, client_id: str) -> bytes: ...
     def import_client(self, client_id: str, state: bytes) -> None: ...
     def drop_client(self, client_id: str) -> None: ...
-    def pending_warmup(self) -> int: ...
     def evict_idle(self, now_ts: float) -> list[str]: ...
 
 
@@ -95,7 +99,6 @@ class StreamProcessor:
         inputs: InputSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._detector_factory = detector_factory
         self.engine = detector_factory()
         self._sessions = sessions
         self._outputs = outputs
@@ -124,6 +127,7 @@ class StreamProcessor:
                     session=session, group_id=self.group_id, topic=topic, partition=partition
                 )
             work = PartitionWork(topic, partition, stored.next_offset, self._clock())
+            held = stored.client_states.pop(HELD_EVENTS_KEY, None)
             for client_id, blob in stored.client_states.items():
                 engine_state, recent = unpack_client_state(blob)
                 self.engine.import_client(client_id, engine_state)
@@ -131,6 +135,8 @@ class StreamProcessor:
                 self._owner[client_id] = work
             self.partitions[work.key] = work
             self.seeks[work.key] = stored.next_offset
+            if held is not None:
+                self._resume_held(work, unpack_events(held))
             log.info(
                 "assigned %s/%d: %d clients, resume at %s",
                 topic,
@@ -142,21 +148,13 @@ class StreamProcessor:
 
     def revoke(self, keys: Iterable[TopicPartitionKey]) -> None:
         """Checkpoint partitions that move to another consumer, then forget them."""
-        leaving = [self.partitions[k] for k in keys if k in self.partitions]
-        if self.engine.pending_warmup():
-            self._start_over(leaving)
-            return
-        for work in leaving:
+        for work in [self.partitions[k] for k in keys if k in self.partitions]:
             self._checkpoint(work)
             self._forget(work)
 
     def lose(self, keys: Iterable[TopicPartitionKey]) -> None:
         """Forget partitions taken away without notice; their pending work is redone elsewhere."""
-        leaving = [self.partitions[k] for k in keys if k in self.partitions]
-        if self.engine.pending_warmup():
-            self._start_over(leaving)
-            return
-        for work in leaving:
+        for work in [self.partitions[k] for k in keys if k in self.partitions]:
             self._forget(work)
 
     def _forget(self, work: PartitionWork) -> None:
@@ -174,16 +172,18 @@ class StreamProcessor:
         self._forget(work)
         self.assign([work.key])
 
-    def _start_over(self, leaving: list[PartitionWork]) -> None:
-        """A fresh engine, reloaded from the stored checkpoints of the partitions we keep."""
-        keep = [k for k in self.partitions if all(k != w.key for w in leaving)]
-        log.warning("a partition left during warm-up: restarting from the stored checkpoints of %s", keep)
-        self.engine = self._detector_factory()
-        self.guard = EventGuard(margin=self.guard.margin, clamp=self.guard.clamp)
-        self.partitions.clear()
-        self._owner.clear()
-        self.seeks.clear()
-        self.assign(keep)
+    def _resume_held(self, work: PartitionWork, events: list[Event]) -> None:
+        """Give the engine back the held events a partition's checkpoint stored."""
+        for event in events:
+            self._owner[event.client_id] = work
+            work.recent_requests(event.client_id)
+        result = self.engine.process_batch(events)
+        for event, error in result.rejected:  # e.g. the profile built elsewhere has another dimension
+            log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
+        self._route(result)
+        still = {id(e) for e in result.held}
+        work.held = [e for e in events if id(e) in still]
+        work.held_changed = len(work.held) != len(events)
 
     # -- processing ------------------------------------------------------------------------
 
@@ -224,11 +224,26 @@ class StreamProcessor:
             work, record = sources[id(event)]
             self._reject(work, record, error)
         EVENTS_PROCESSED.inc(len(events) - len(result.rejected))
+        for event in result.held:
+            work = sources[id(event)][0]
+            work.held.append(event)
+            work.held_changed = True
+        self._route(result)
+
+    def _route(self, result: BatchLike) -> None:
+        """Outcomes to their clients' partitions; held events of completed warm-ups let go."""
         for outcome in result.outcomes:  # after a warm-up, also outcomes of earlier batches
             client_id = outcome.update.client_id
             owner = self._owner[client_id]
             owner.outcomes.append(outcome)
             owner.dirty.add(client_id)
+        if result.completed:
+            done = set(result.completed)
+            for work in self.partitions.values():
+                if work.held:
+                    kept = [e for e in work.held if e.model_id not in done]
+                    if len(kept) != len(work.held):
+                        work.held, work.held_changed = kept, True
 
     def _decode(self, work: PartitionWork, record: Record) -> Event | None:
         """The valid, not yet seen event of ``record``; None if it was dead-lettered or a redelivery."""
@@ -278,8 +293,6 @@ class StreamProcessor:
 
     def checkpoint(self, works: Iterable[PartitionWork] | None = None) -> dict[TopicPartitionKey, int]:
         """Checkpoint ``works`` (default: every owned partition); return the stored offsets."""
-        if self.engine.pending_warmup():
-            return {}
         self._evict_idle()
         stored: dict[TopicPartitionKey, int] = {}
         for work in list(self.partitions.values() if works is None else works):
@@ -306,6 +319,12 @@ class StreamProcessor:
         states = {
             c: pack_client_state(self.engine.export_client(c), work.recent_requests(c)) for c in work.dirty
         }
+        dropped = set(work.evicted)
+        if work.held_changed:
+            if work.held:
+                states[HELD_EVENTS_KEY] = pack_events(work.held)
+            else:
+                dropped.add(HELD_EVENTS_KEY)
         self._outputs.send_outcomes(work.outcomes)
         self._outputs.send_dead_letters(work.dead_letters)
         self._outputs.flush()
@@ -321,7 +340,7 @@ class StreamProcessor:
                     expected_offset=work.stored_offset,
                     next_offset=work.next_offset,
                     client_states=states,
-                    dropped_clients=work.evicted,
+                    dropped_clients=dropped,
                 )
         except CheckpointConflict as exc:
             log.warning("checkpoint refused, another consumer owns the partition now: %s", exc)

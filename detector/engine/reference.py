@@ -1,0 +1,148 @@
+"""The model-level reference stage in front of the per-(client, model) fold.
+
+A model without a reference profile cannot be scored. Its first events form the warm-up
+sample: this stage holds them (``warmup_events`` per model, plus the rest of the batch that
+fills it; all of one input dimension), builds the profile once the sample is full and hands
+the held events back to be scored, in order. Nothing else waits for it: events of profiled
+models pass straight on, and a consumer checkpoints the held events with their partition
+(``pack_events``), so offsets and client states of every other model move on while one
+model is still warming up, and a restart takes the sample back instead of losing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmup
+from querywatch.detector.errors import InvalidEvent, ProfileError
+
+
+@dataclass
+class Released:
+    """What one call to the stage let go of."""
+
+    events: list[Event] = field(default_factory=list)
+    """Held events whose model now has a profile, in the order they arrived."""
+    models: list[str] = field(default_factory=list)
+    """Models whose warm-up completed (or failed) in this call."""
+    rejected: list[tuple[Event, InvalidEvent]] = field(default_factory=list)
+
+
+class ReferenceStage:
+    """Warm-up samples of the models that have no profile yet."""
+
+    def __init__(self, settings: DetectionSettings, profiles: ProfileStore) -> None:
+        self.settings = settings
+        self.profiles = profiles
+        self._samples: dict[str, list[Event]] = {}
+        self._dims: dict[str, int] = {}
+
+    def hold(self, model_id: str, run: Sequence[Event], out: Released) -> None:
+        """Add ``run`` (events of ``model_id``) to its sample; complete the warm-up when full."""
+        dim = self._dims.setdefault(model_id, len(run[0].input))
+        sample = self._samples.setdefault(model_id, [])
+        for event in run:
+            if len(event.input) != dim:
+                out.rejected.append((event, wrong_dimension(event, dim)))
+            else:
+                sample.append(event)
+        if len(sample) >= self.settings.warmup_events:
+            self.complete(model_id, out)
+
+    def complete(self, model_id: str, out: Released) -> None:
+        """Build ``model_id``'s profile from its sample, whatever its size, and release it."""
+        sample = self._samples.pop(model_id, [])
+        self._dims.pop(model_id, None)
+        out.models.append(model_id)
+        if not sample:
+            return
+        try:
+            profile = profile_from_warmup(sample, self.settings)
+        except ProfileError as exc:  # e.g. a model seen once: its events only, never the others
+            error = InvalidEvent("no_profile", str(exc))
+            out.rejected.extend((event, error) for event in sample)
+            return
+        self.profiles.put(profile)
+        out.events.extend(sample)
+
+    def flush(self) -> Released:
+        """Complete every warm-up now (the end of a replay)."""
+        out = Released()
+        for model_id in list(self._samples):
+            self.complete(model_id, out)
+        return out
+
+    def pending(self) -> int:
+        """Events held in all samples."""
+        return sum(len(v) for v in self._samples.values())
+
+    def warming_up(self) -> list[str]:
+        return list(self._samples)
+
+    def drop_clients(self, client_ids: Iterable[str]) -> None:
+        """Forget the held events of these clients (their partition moved elsewhere; the new
+        owner takes them from the partition's checkpoint)."""
+        gone = set(client_ids)
+        for model_id, sample in list(self._samples.items()):
+            kept = [e for e in sample if e.client_id not in gone]
+            if kept:
+                self._samples[model_id] = kept
+            else:
+                del self._samples[model_id]
+                self._dims.pop(model_id, None)
+
+
+def wrong_dimension(event: Event, dim: int) -> InvalidEvent:
+    return InvalidEvent(
+        "wrong_dimension", f"model {event.model_id!r} takes {dim} inputs, got {len(event.input)}"
+    )
+
+
+def pack_events(events: Sequence[Event]) -> bytes:
+    """Held events as plain data (MessagePack; inputs and scores as float64 bytes).
+
+    >>> e = Event("r", 1.5, "c", "m", np.array([1.0, 2.0]), 3, np.array([0.25, 0.75]))
+    >>> back = unpack_events(pack_events([e]))[0]
+    >>> (back.request_id, back.ts, back.label, back.input.tolist(), back.scores.tolist())
+    ('r', 1.5, 3, [1.0, 2.0], [0.25, 0.75])
+    """
+    rows = [
+        (
+            e.request_id,
+            e.ts,
+            e.client_id,
+            e.model_id,
+            np.asarray(e.input, dtype=np.float64).tobytes(),
+            e.label,
+            None if e.scores is None else np.asarray(e.scores, dtype=np.float64).tobytes(),
+        )
+        for e in events
+    ]
+    packed: bytes = msgpack.packb(rows, use_bin_type=True)
+    return packed
+
+
+def unpack_events(data: bytes) -> list[Event]:
+    """The events ``pack_events`` stored; ValueError if ``data`` is not such a list."""
+    try:
+        rows = msgpack.unpackb(data, raw=False)
+        return [
+            Event(
+                str(rid),
+                float(ts),
+                str(client),
+                str(model),
+                np.frombuffer(inputs, dtype=np.float64).copy(),
+                label,
+                None if scores is None else np.frombuffer(scores, dtype=np.float64).copy(),
+            )
+            for rid, ts, client, model, inputs, label, scores in rows
+        ]
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not a list of held events: {exc}") from None

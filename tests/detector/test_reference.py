@@ -1,0 +1,50 @@
+"""The reference stage: a model warming up holds its own events only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from querywatch.detector.engine.reference import pack_events, unpack_events
+from tests.detector.test_engine import DIM, SETTINGS, _benign, _events, _profiled_engine
+
+
+def test_a_warming_up_model_holds_its_events_and_nothing_else() -> None:
+    rng = np.random.default_rng(8)
+    engine = _profiled_engine()
+    known = _events("a", _benign(rng, 50))
+    new = _events("b", rng.normal(size=(30, 3)), model="new")
+    result = engine.process_batch([*new[:10], *known, *new[10:]])
+    assert [o.update.client_id for o in result.outcomes] == ["a"] * 50
+    assert result.held == new and result.completed == [] and engine.pending_warmup() == 30
+    engine.drop_client("b")  # its partition moved: the new owner takes its held events
+    assert engine.pending_warmup() == 0
+
+
+def test_the_warm_up_completes_at_warmup_events_and_then_scores_what_it_held() -> None:
+    rng = np.random.default_rng(9)
+    engine = _profiled_engine()
+    events = [e for c in range(20) for e in _events(f"c{c}", rng.normal(size=(25, 3)), model="new")]
+    first = engine.process_batch(events[: SETTINGS.warmup_events - 1])
+    assert first.outcomes == [] and len(first.held) == SETTINGS.warmup_events - 1
+    second = engine.process_batch(events[SETTINGS.warmup_events - 1 :])
+    assert second.completed == ["new"] and engine.pending_warmup() == 0
+    assert len(second.outcomes) == len(events)
+    assert engine.profiles.get("new") is not None
+
+
+def test_held_events_round_trip_as_plain_data() -> None:
+    rng = np.random.default_rng(10)
+    events = _events("c", rng.normal(size=(5, DIM)))
+    events[1].scores = None
+    events[2].label = "cat"
+    back = unpack_events(pack_events(events))
+    for a, b in zip(events, back, strict=True):
+        assert (a.request_id, a.ts, a.client_id, a.model_id, a.label) == (
+            b.request_id,
+            b.ts,
+            b.client_id,
+            b.model_id,
+            b.label,
+        )
+        assert a.input.tolist() == b.input.tolist()
+        assert (a.scores is None and b.scores is None) or a.scores.tolist() == b.scores.tolist()
