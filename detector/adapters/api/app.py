@@ -6,7 +6,6 @@ on a database that is not at this version's schema: ``querywatch db upgrade`` fi
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,8 +18,9 @@ from querywatch.detector import __version__ as _version
 from querywatch.detector.adapters.api.deps import KeyCache
 from querywatch.detector.adapters.api.docs import mount_docs
 from querywatch.detector.adapters.api.problems import install_problem_handlers, problem
-from querywatch.detector.adapters.api.routes import alerts, authz, clients, health, me, models
+from querywatch.detector.adapters.api.routes import alerts, authz, clients, health, me, models, webhooks
 from querywatch.detector.adapters.db.session import check_migrated, make_engine, make_sessionmaker
+from querywatch.detector.adapters.ui.mount import mount_ui
 from querywatch.detector.config import Settings
 from querywatch.detector.metrics import API_REQUEST_SECONDS
 
@@ -34,9 +34,6 @@ AML.T0024.002, *Extract AI Model*) in inference logs.
 * The serving tier asks `GET /v1/clients/{client_id}/decision` what to do with a client.
 * Errors are RFC 9457 problem documents (`application/problem+json`).
 """
-
-#: Optional routers owned by other parts, included when installed.
-OPTIONAL_ROUTERS = ("querywatch.detector.adapters.api.routes.webhooks",)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -69,27 +66,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.key_cache = KeyCache(ttl=settings.api.key_cache_seconds)
     install_problem_handlers(app)
-    for module in (clients, authz, alerts, models, me, health):
+    for module in (clients, authz, alerts, models, me, health, webhooks):
         app.include_router(module.router)
-    for name in OPTIONAL_ROUTERS:
-        try:
-            app.include_router(importlib.import_module(name).router)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
     mount_docs(app)
-    _mount_dashboard(app)
+    mount_ui(app)
     app.add_middleware(RejectNulCharacters)
     app.add_middleware(RequestMetrics)
     return app
-
-
-def _mount_dashboard(app: FastAPI) -> None:
-    try:
-        from querywatch.detector.adapters.ui.mount import mount_ui
-    except ModuleNotFoundError:
-        return
-    mount_ui(app)
 
 
 class RequestMetrics:
