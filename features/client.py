@@ -20,6 +20,7 @@ from querywatch.features.classes import ClassMix
 from querywatch.features.coverage import CellCoverage
 from querywatch.features.direction import direction_simhash
 from querywatch.features.distance import QueryDistances
+from querywatch.features.extraction import ExtractionEstimate, ExtractionReference
 from querywatch.features.nearest import is_structured_step
 from querywatch.features.ood import OutOfProfileShare
 from querywatch.features.rate import QueryRate
@@ -42,7 +43,17 @@ class Indicators(NamedTuple):
 class ClientFeatures:
     """Feature families of one client (see the ``features`` modules for each)."""
 
-    __slots__ = ("boundary", "classes", "coverage", "distances", "margin_threshold", "ood", "rate")
+    __slots__ = (
+        "boundary",
+        "classes",
+        "coverage",
+        "distances",
+        "extraction",
+        "extraction_reference",
+        "margin_threshold",
+        "ood",
+        "rate",
+    )
 
     def __init__(
         self,
@@ -54,6 +65,7 @@ class ClientFeatures:
         class_prior: NDArray[np.float64],
         margin_threshold: float,
         seed: int,
+        extraction: ExtractionReference | None = None,
     ) -> None:
         self.distances = QueryDistances(dim, seed=seed)
         self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
@@ -62,6 +74,8 @@ class ClientFeatures:
         self.boundary = BoundaryShare()
         self.rate = QueryRate()
         self.margin_threshold = margin_threshold
+        self.extraction = ExtractionEstimate()
+        self.extraction_reference = extraction
 
     def update(
         self,
@@ -80,6 +94,10 @@ class ClientFeatures:
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores)."""
         exact, _, revisit, step = self.distances.update(code, input_hash, max(class_index, 0))
+        if not exact and self.extraction_reference is not None:
+            distinct = self.distances.reservoir.seen
+            if self.extraction.due(distinct):
+                self.extraction.refresh(*self.distances.reservoir.sample(), self.extraction_reference)
         coverage = self.coverage
         null = coverage.new_cell_probability()
         # An exact resend cannot open a cell; counting it would only age the coverage null.
@@ -109,10 +127,18 @@ class ClientFeatures:
         is_structured_step(code, code)
         direction_simhash(code, code)
 
+    def extraction_estimate(self) -> float | None:
+        """Agreement with the model a copy trained on this client's queries would reach
+        (``features.extraction``); None when the profile has no labelled reference."""
+        ref = self.extraction_reference
+        return None if ref is None else self.extraction.value(self.distances.reservoir.seen, ref)
+
     def snapshot(self) -> dict[str, float]:
         """Named feature values (units in the names' docs) for alerts, storage and plots."""
         n = max(self.ood.n, 1)
+        extraction = self.extraction_estimate()
         return {
+            **({} if extraction is None else {"extraction": extraction}),
             "coverage_ratio": self.coverage.ratio,
             "cells_visited": float(self.coverage.distinct),
             "cell_entropy": self.coverage.entropy,
@@ -133,7 +159,7 @@ class ClientFeatures:
         }
 
     #: The feature families by name, in the order the previous release stored them.
-    FAMILIES = ("distances", "coverage", "classes", "ood", "boundary", "rate")
+    FAMILIES = ("distances", "coverage", "classes", "ood", "boundary", "rate", "extraction")
 
     def get_state(self) -> dict[str, Any]:
         """Each family's state by name: tuples, numbers, None and bytes only."""

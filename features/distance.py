@@ -101,6 +101,10 @@ class QueryDistances:
         self._last[:] = code
         return False, near, revisit, step
 
+    @property
+    def reservoir(self) -> QueryReservoir:
+        return self._reservoir
+
     def _add_distance(self, x: float) -> None:
         # Pébay's one-pass update of the first four central moments.
         n0, mean, m2, m3, m4 = self._m

@@ -69,6 +69,10 @@ class QueryReservoir:
         row: NDArray[np.uint8] = self._codes[index]
         return row
 
+    def sample(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], int]:
+        """(codes, labels, filled): the first ``filled`` rows are the sample (not copies)."""
+        return self._codes, self._labels, self._filled
+
     @property
     def labels(self) -> NDArray[np.uint8]:
         """Class index stored with each code (0 when the caller gave none)."""

@@ -22,7 +22,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.cluster import KMeans
 
+from querywatch.features.extraction import ExtractionReference
 from querywatch.models.calibration import Calibration, calibrate
+from querywatch.models.extraction import fit_extraction
 
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
@@ -63,6 +65,8 @@ class ReferenceProfile:
     population: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     #: Null rates of the evidence tests and the far threshold (``models.calibration``).
     calibration: Calibration | None = None
+    #: Validation set and learning curve of the extraction estimate (None without labels).
+    extraction: ExtractionReference | None = None
 
     @property
     def dim(self) -> int:
@@ -117,6 +121,15 @@ class ReferenceProfile:
             "reference_size": self.reference_size,
             "calibration": None if self.calibration is None else self.calibration.as_dict(),
         }
+        extra: dict[str, Any] = {}
+        if self.extraction is not None:
+            e = self.extraction
+            header["extraction"] = {"classes": e.classes, "proxy_agreement": e.proxy_agreement}
+            extra = {
+                "extraction_codes": e.codes,
+                "extraction_labels": e.labels,
+                "extraction_curve": np.vstack([e.curve_n, e.curve_agreement]),
+            }
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
@@ -129,6 +142,7 @@ class ReferenceProfile:
             high=self.high,
             class_prior=self.class_prior,
             population=self.population,
+            **extra,
         )
         return buf.getvalue()
 
@@ -138,7 +152,18 @@ class ReferenceProfile:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 header: dict[str, Any] = json.loads(bytes(z["header"]).decode())
-                arrays = {k: np.asarray(z[k], dtype=np.float64) for k in z.files if k != "header"}
+                raw = {k: np.asarray(z[k]) for k in z.files if k != "header"}
+                arrays = {k: v.astype(np.float64) for k, v in raw.items() if not k.startswith("extraction_")}
+                extraction = None
+                if header.get("extraction"):
+                    extraction = ExtractionReference(
+                        codes=raw["extraction_codes"].astype(np.uint8),
+                        labels=raw["extraction_labels"].astype(np.uint8),
+                        classes=int(header["extraction"]["classes"]),
+                        curve_n=raw["extraction_curve"][0].astype(np.float64),
+                        curve_agreement=raw["extraction_curve"][1].astype(np.float64),
+                        proxy_agreement=float(header["extraction"]["proxy_agreement"]),
+                    )
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"not a querywatch profile: {exc}") from None
         if header.get("format") != FORMAT_VERSION:
@@ -152,6 +177,7 @@ class ReferenceProfile:
             margin_threshold=float(header["margin_threshold"]),
             reference_size=int(header["reference_size"]),
             calibration=Calibration.from_dict(header["calibration"]) if header.get("calibration") else None,
+            extraction=extraction,
             **arrays,
         )
 
@@ -203,7 +229,9 @@ def fit_profile(
             profile = _fit(
                 X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners
             )
-    return profile
+        else:
+            keep = np.ones(len(X), dtype=bool)
+    return _with_extraction(profile, X, keep, labels, seed)
 
 
 def _fit(
@@ -285,3 +313,20 @@ def _fit(
         seed=seed,
     )
     return replace(draft, ood_threshold=threshold, calibration=calibration)
+
+
+def _with_extraction(
+    profile: ReferenceProfile, X: FloatArray, keep: NDArray[np.bool_], labels: list[object] | None, seed: int
+) -> ReferenceProfile:
+    """The profile with its extraction reference, fitted on the kept rows (once, after trimming)."""
+    if labels is None or not profile.classes:
+        return profile
+    R = X[keep]
+    view = profile.view(R)
+    index = {name: i for i, name in enumerate(profile.classes)}
+    kept = [lab for lab, k in zip(labels, keep, strict=True) if k]
+    label_idx = np.array([-1 if lab is None else index.get(str(lab), -1) for lab in kept], dtype=np.int64)
+    extraction = fit_extraction(
+        R, view.quantized, label_idx, len(profile.classes), scores=view.ood_score, seed=seed
+    )
+    return replace(profile, extraction=extraction)

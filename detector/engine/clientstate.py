@@ -107,6 +107,7 @@ class ClientState:
             # Keyed like the resend hash: a thief who knows which of its queries the reservoir
             # kept could step only from the others and never show a structured step.
             seed=client_seed ^ seed ^ context.hash_key,
+            extraction=p.extraction,
         )
         self.evidence = ClientEvidence(context.nulls)
         self.queries = 0

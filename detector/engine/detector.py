@@ -202,6 +202,13 @@ class Detector:
     def client_ids(self) -> list[str]:
         return list(self._clients)
 
+    def extraction(self, client_id: str) -> float | None:
+        """The client's extraction estimate (``features.extraction``), the highest over the
+        models it queried; None if no model of its has a labelled reference."""
+        values = [s.features.extraction_estimate() for s in self._clients.get(client_id, {}).values()]
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
+
     def export_client(self, client_id: str) -> bytes:
         states = self._clients.get(client_id, {})
         return dumps({m: s.to_state(self._contexts[m].profile.version) for m, s in states.items()})

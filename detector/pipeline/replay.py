@@ -63,6 +63,7 @@ class ClientReport:
     first_alert_query: int | None = None
     reasons: tuple[str, ...] = ()
     timeline: RiskTimeline | None = None
+    extraction: float | None = None
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ReplayReport:
                     "risk": round(c.risk, 6),
                     "first_alert_query": c.first_alert_query,
                     "reasons": list(c.reasons),
+                    **({} if c.extraction is None else {"extraction": round(c.extraction, 4)}),
                 }
                 for c in clients
             ],
@@ -191,6 +193,8 @@ def replay(
         if progress is not None:
             progress(len(lines))
     _absorb(report, engine.flush_warmup(), history_points)
+    for client in report.clients.values():
+        client.extraction = engine.extraction(client.client_id)
     return report
 
 

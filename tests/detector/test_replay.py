@@ -151,3 +151,17 @@ def test_a_profile_of_another_dimension_is_refused(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     assert _replay(trace, "--report", report_path, "--profile", tmp_path / "p").returncode == 0
     assert json.loads(report_path.read_text())["rejected"] == {"wrong_dimension": 1}
+
+
+def test_report_rows_carry_an_extraction_estimate(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    """Heavy natural users have learned more of the model than random-input thieves."""
+    path, truth = trace
+    report_path = tmp_path / "report.json"
+    assert _replay(path, "--report", report_path).returncode == 0
+    estimate = {c["client_id"]: c["extraction"] for c in json.loads(report_path.read_text())["clients"]}
+    assert set(estimate) == set(truth) and all(0.0 <= v <= 1.0 for v in estimate.values())
+    random = [estimate[c] for c, t in truth.items() if t["family"] == "random"]
+    heavy = [estimate[c] for c, t in truth.items() if t["family"] == "heavy"]
+    assert random and heavy and max(random) < min(heavy)
