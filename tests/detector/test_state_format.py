@@ -32,11 +32,11 @@ def test_a_state_written_by_release_0_1_loads_and_scores_on(client: str) -> None
     expected = json.loads((FIXTURE / "expected.json").read_text())[client]
     engine = _fixture_engine()
     stored = (FIXTURE / f"{client}.state").read_bytes()
-    # Only what 0.1 did not have starts fresh: the far test.
+    # Only what 0.1 did not have starts fresh: the extraction estimate and the far test.
     context = engine._context("m")
     assert context is not None
     fresh = ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"])
-    assert fresh == ["evidence.far"]
+    assert fresh == ["features.extraction", "evidence.far"]
     engine.import_client(client, stored)
     state = engine._clients[client]["m"]
     assert state.queries == expected["queries"]
