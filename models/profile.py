@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,6 +31,8 @@ FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
 #: The expected-coverage table covers this many queries; beyond it coverage has saturated.
 COVERAGE_HORIZON = 20_000
+#: The out-of-profile threshold is this quantile of the reference's own scores.
+OOD_QUANTILE = 0.999
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class ReferenceProfile:
     @property
     def cells(self) -> int:
         return int(self.centroids.shape[0])
+
+    def required_size(self) -> int:
+        """Reference inputs this profile's fit needs (``required_reference_size``)."""
+        return required_reference_size(self.dim, self.cells)
 
     def view(self, X: FloatArray) -> BatchView:
         """Cells, out-of-profile scores and 8-bit codes of a batch ``X`` (n, dim)."""
@@ -182,6 +189,18 @@ class ReferenceProfile:
         )
 
 
+def required_reference_size(dim: int, cells: int, ood_quantile: float = OOD_QUANTILE) -> int:
+    """How many reference inputs a profile of a ``dim``-input model with ``cells`` cells needs:
+    30 per cell (k-means centres and the cell probabilities behind the coverage null), 20 per
+    input dimension (the principal axes of a ``dim`` x ``dim`` scatter matrix), and 5 beyond the
+    out-of-profile quantile (that threshold is estimated from the inputs above it).
+
+    >>> required_reference_size(64, 64), required_reference_size(20, 64, ood_quantile=0.99)
+    (5000, 1920)
+    """
+    return max(30 * cells, 20 * dim, math.ceil(5.0 / (1.0 - ood_quantile) - 1e-9))
+
+
 def fit_profile(
     X: FloatArray,
     *,
@@ -192,7 +211,7 @@ def fit_profile(
     margins: FloatArray | None = None,
     cells: int = 64,
     components: int | None = 16,
-    ood_quantile: float = 0.999,
+    ood_quantile: float = OOD_QUANTILE,
     seed: int = 0,
 ) -> ReferenceProfile:
     """Fit a profile on reference inputs ``X`` (n, dim).

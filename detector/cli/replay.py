@@ -156,6 +156,8 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         X, model_id=args.model_id, settings=settings.detection, labels=labels, scores=scores
     )
     DirectoryProfileStore(args.out).put(profile)
+    needed = profile.required_size()
+    enough = profile.reference_size >= needed
     if args.json:
         print_json(
             "profile",
@@ -166,6 +168,8 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 "dim": profile.dim,
                 "cells": profile.cells,
                 "ood_threshold": profile.ood_threshold,
+                "required_reference_size": needed,
+                "reference_large_enough": enough,
                 "out": str(args.out),
             },
         )
@@ -174,5 +178,12 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         f"profile of {args.model_id!r} version {profile.version}: {profile.reference_size} inputs, "
         f"dim {profile.dim}, {profile.cells} cells, out-of-profile threshold {profile.ood_threshold:.3f} "
         f"-> {args.out}"
+    )
+    verdict = "large enough" if enough else "too small"
+    print(
+        f"reference of {profile.reference_size} inputs is {verdict} for a {profile.dim}-input model with "
+        f"{profile.cells} cells: it needs at least {needed} (30 per cell, 20 per input, 5 beyond the "
+        "out-of-profile threshold)"
+        + ("" if enough else "; until then a warm-up from live traffic may describe the model better")
     )
     return 0

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import httpx
+import numpy as np
 
+from querywatch.detector.adapters.db.profiles import save_profile
+from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.engine.outcomes import severity_for
+from querywatch.models.profile import fit_profile
 from tests.api.seed import T0, seed_client
 from tests.api.server import ApiServer
 
@@ -69,3 +73,21 @@ def test_models_list_clients_and_open_alerts(http: httpx.Client, api_server: Api
         ("text-v2", 1, 0),
     ]
     assert models[0]["max_risk"] == 0.95
+
+
+def test_models_show_the_reference_size_and_the_derived_thresholds(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    rng = np.random.default_rng(0)
+    profile = fit_profile(rng.normal(size=(600, 8)), model_id="tab-v1", version="1", cells=8, components=4)
+    with transaction(api_server.sessions) as session:
+        save_profile(session=session, model_id="tab-v1", version=1, dim=8, blob=profile.to_bytes())
+    model = next(
+        m
+        for m in http.get("/v1/models", headers=api_server.reader_headers).json()
+        if m["model_id"] == "tab-v1"
+    )
+    assert model["reference_size"] == 600 and model["required_reference_size"] == 5000
+    t = model["thresholds"]
+    assert t["ood_threshold"] == profile.ood_threshold and t["far_threshold"] > t["ood_threshold"]
+    assert 0 < t["null_far"] < 1 and t["null_out_of_profile"] >= 0.2

@@ -198,6 +198,17 @@ class ModelPublic(BaseModel):
     clients: int
     max_risk: float | None
     open_alerts: int
+    reference_size: int | None = Field(None, description="Inputs the newest profile was fitted on.")
+    required_reference_size: int | None = Field(
+        None,
+        description="Inputs a profile of this model's dimension needs "
+        "(30 per cell, 20 per input, 5 beyond the out-of-profile threshold).",
+    )
+    thresholds: dict[str, float] | None = Field(
+        None,
+        description="Derived from the newest profile's reference: out-of-profile, far and margin thresholds, "
+        "and each evidence test's null rate (`null_<test>`) before any configured override.",
+    )
 
 
 class Me(BaseModel):

@@ -44,6 +44,9 @@ class ModelSummary:
     clients: int
     max_risk: float | None
     open_alerts: int
+    reference_size: int | None = None
+    required_reference_size: int | None = None
+    thresholds: dict[str, float] | None = None
 
 
 def model_summaries(*, session: Session) -> list[ModelSummary]:
@@ -72,6 +75,9 @@ def model_summaries(*, session: Session) -> list[ModelSummary]:
         versions = profiles.get(model_id, [])
         newest = versions[-1] if versions else None
         count, max_risk = clients.get(model_id, (0, None))
+        sizes: dict[str, object] = {}
+        if newest is not None:
+            sizes = _reference_summary(newest.blob)
         summaries.append(
             ModelSummary(
                 model_id=model_id,
@@ -81,6 +87,28 @@ def model_summaries(*, session: Session) -> list[ModelSummary]:
                 clients=count,
                 max_risk=max_risk,
                 open_alerts=open_alerts.get(model_id, 0),
+                **sizes,  # type: ignore[arg-type]
             )
         )
     return summaries
+
+
+def _reference_summary(blob: bytes) -> dict[str, object]:
+    """Reference size, the size the model's dimension needs, and the thresholds derived from
+    the reference (the tests' nulls before any configured override); empty if unreadable."""
+    from querywatch.models.profile import ReferenceProfile
+    from querywatch.models.registry import EVIDENCE_TESTS
+
+    try:
+        profile = ReferenceProfile.from_bytes(blob)
+    except ValueError:
+        return {}
+    thresholds = {"ood_threshold": profile.ood_threshold, "margin_threshold": profile.margin_threshold}
+    if profile.calibration is not None:
+        thresholds["far_threshold"] = profile.calibration.far_threshold
+    thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
+    return {
+        "reference_size": profile.reference_size,
+        "required_reference_size": profile.required_size(),
+        "thresholds": thresholds,
+    }
