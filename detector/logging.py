@@ -70,6 +70,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.log_json else logging.Formatter(_PLAIN))
     handler.set_name("querywatch")
+    handler.addFilter(ClientChatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "querywatch"]:
         root.removeHandler(old)
@@ -110,3 +111,28 @@ class LogLimiter:
                 return None
             self._last[key] = now
             return self._held.pop(key, 0)
+
+
+class ClientChatter(logging.Filter):
+    """Lets one line of each kind from the Kafka client through per minute.
+
+    While a broker is away kafka-python logs every failed connection, metadata refresh
+    and fetch (about 80 lines every 5 s); the consumer's own outage lines say what matters.
+
+    >>> chatter = ClientChatter()
+    >>> def record(name: str) -> logging.LogRecord:
+    ...     return logging.LogRecord(name, logging.ERROR, "", 0, "Connection failed: %s", ("refused",), None)
+    >>> [chatter.filter(record("kafka.net.manager")) for _ in range(3)]
+    [True, False, False]
+    >>> chatter.filter(record("querywatch.x"))
+    True
+    """
+
+    def __init__(self, every_seconds: float = 60.0) -> None:
+        super().__init__()
+        self._limit = LogLimiter(every_seconds)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kafka"):
+            return True
+        return self._limit.allow(f"{record.name}:{record.msg}") is not None

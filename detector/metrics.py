@@ -68,6 +68,18 @@ EVENT_PROCESSING_SECONDS = Histogram(
     buckets=PROCESSING_BUCKETS,
     registry=REGISTRY,
 )
+OUTAGE = Gauge(
+    "querywatch_outage",
+    "1 while this consumer cannot reach a dependency (partitions paused, retrying), else 0.",
+    ["dependency"],
+    registry=REGISTRY,
+)
+LOG_REWOUND = Counter(
+    "querywatch_log_rewound",
+    "Times a partition's log was found to end below the stored offset (recreated or emptied topic).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "querywatch_consumer_lag_messages",
     "Messages between the consumer's position and the end of the partition.",

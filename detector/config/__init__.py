@@ -12,6 +12,7 @@ from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
 from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
+from querywatch.detector.config.outages import OutageSettings
 from querywatch.detector.config.settings import Settings
 from querywatch.detector.config.webhooks import WebhookSettings
 
@@ -21,6 +22,7 @@ __all__ = [
     "DetectionSettings",
     "InputSettings",
     "KafkaSettings",
+    "OutageSettings",
     "Settings",
     "WebhookSettings",
 ]

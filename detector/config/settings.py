@@ -15,6 +15,7 @@ from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
 from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
+from querywatch.detector.config.outages import OutageSettings
 from querywatch.detector.config.sources import customised_sources
 from querywatch.detector.config.webhooks import WebhookSettings
 
@@ -32,6 +33,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
     inputs: InputSettings = InputSettings()
+    outages: OutageSettings = OutageSettings()
     metrics_port: int | None = Field(
         None,
         ge=0,

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 from sqlalchemy import Engine, Select, create_engine, event
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.config import DatabaseSettings
@@ -114,3 +114,9 @@ def where_equal(query: Select[Any], *conditions: tuple[Any, object | None]) -> S
         if value is not None:
             query = query.where(column == value)
     return query
+
+
+#: Errors that mean the database is away (connection refused or lost, server shutting
+#: down), which a consumer outlives by retrying; the other adapters catch these without
+#: importing SQLAlchemy.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError,)

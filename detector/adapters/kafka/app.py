@@ -74,7 +74,14 @@ class ConsumerApp:
         kafka = self.settings.kafka
         consumer = subscribe(kafka, self.processor)
         log.info("consuming %s as group %s", kafka.topic, kafka.group_id)
-        run(consumer, self.processor, stop, max_records=kafka.max_poll_records, start_from=kafka.start_from)
+        run(
+            consumer,
+            self.processor,
+            stop,
+            max_records=kafka.max_poll_records,
+            start_from=kafka.start_from,
+            outages=self.settings.outages,
+        )
 
     def close(self) -> None:
         self._outputs.close()

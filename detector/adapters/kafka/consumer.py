@@ -33,8 +33,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from querywatch.detector.adapters.kafka.client_config import consumer_kwargs
+from querywatch.detector.adapters.kafka.outages import RETRYABLE, Outage, dependency_of
 from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor, TopicPartitionKey
-from querywatch.detector.config import KafkaSettings
+from querywatch.detector.adapters.kafka.rewind import RewindWatch, paused_for_rewind
+from querywatch.detector.config import KafkaSettings, OutageSettings
 from querywatch.detector.metrics import CONSUMER_LAG
 
 log = logging.getLogger(__name__)
@@ -106,12 +108,20 @@ def run(
     *,
     max_records: int,
     start_from: str = "earliest",
+    outages: OutageSettings | None = None,
 ) -> None:
     """Poll, score and checkpoint until ``stop`` is set; then checkpoint and leave the group.
 
-    On stop the batch in hand is finished, every partition is checkpointed and the
-    consumer closes, which leaves the group at once (no wait for a session timeout).
+    A database or broker error never ends the loop: it is an outage (see
+    ``querywatch.detector.adapters.kafka.outages``). Partitions are paused while it lasts,
+    the failed step is retried with backoff, and the loop keeps polling so the consumer
+    stays in its group. On stop the batch in hand is finished, every partition is
+    checkpointed (if the database is there) and the consumer closes, which leaves the group
+    at once (no wait for a session timeout).
     """
+    outages = outages or OutageSettings()
+    outage = Outage(max_delay=outages.retry_max_seconds, remind_every=outages.remind_every_seconds)
+    rewinds = RewindWatch(on_rewind=outages.on_log_rewind, remind_every=outages.remind_every_seconds)
     try:
         while not stop.is_set():
             batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
@@ -120,14 +130,32 @@ def run(
                 for tp, msgs in batch.items()
                 for m in msgs
             )
-            due = processor.due()
-            if due:
-                commit_to_kafka(consumer, processor.checkpoint(due))
+            if outage.ready():
+                _store(consumer, processor, outage)
             apply_seeks(consumer, processor, start_from)
+            rewinds.check(consumer, processor)
             _record_lag(consumer, processor)
-        commit_to_kafka(consumer, processor.checkpoint())
+        try:
+            commit_to_kafka(consumer, processor.checkpoint())
+        except RETRYABLE as exc:  # the next owner redoes the events since the stored checkpoint
+            log.error("stopping without a final checkpoint (%s unavailable): %s", dependency_of(exc), exc)
     finally:
         consumer.close()
+
+
+def _store(consumer: KafkaConsumer, processor: StreamProcessor, outage: Outage) -> None:
+    """Load what is pending and checkpoint what is due; an error pauses every partition."""
+    try:
+        processor.load_unloaded()
+        due = processor.due()
+        if due:
+            commit_to_kafka(consumer, processor.checkpoint(due))
+    except RETRYABLE as exc:
+        outage.failed(exc)
+        consumer.pause(*consumer.assignment())
+        return
+    if outage.recovered():
+        consumer.resume(*(consumer.paused() - paused_for_rewind(processor)))
 
 
 def commit_to_kafka(consumer: KafkaConsumer, offsets: dict[TopicPartitionKey, int]) -> None:
@@ -141,7 +169,7 @@ def commit_to_kafka(consumer: KafkaConsumer, offsets: dict[TopicPartitionKey, in
 
 
 def _record_lag(consumer: KafkaConsumer, processor: StreamProcessor) -> None:
-    for (topic, partition), work in processor.partitions.items():
+    for (topic, partition), work in list(processor.partitions.items()):
         end = consumer.highwater(TopicPartition(topic, partition))
         if end is not None and work.next_offset is not None:
             CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(max(0, end - work.next_offset))

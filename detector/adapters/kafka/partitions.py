@@ -81,6 +81,8 @@ class PartitionWork:
     evicted: set[str] = field(default_factory=set)
     outcomes: list[Any] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Lowest offset received below the stored checkpoint (a sign the log went backwards).
+    below_floor: int | None = None
     events_since_checkpoint: int = 0
     held: list[Any] = field(default_factory=list)
     """Events of this partition the reference stage holds (a model warming up): stored with

@@ -26,6 +26,7 @@ from querywatch.detector.adapters.db.dead_letters import save_dead_letters
 from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import SessionFactory, transaction
 from querywatch.detector.adapters.kafka.deadletters import reject
+from querywatch.detector.adapters.kafka.outages import RETRYABLE
 from querywatch.detector.adapters.kafka.outputs import OutputProducer
 from querywatch.detector.adapters.kafka.partitions import (
     HELD_EVENTS_KEY,
@@ -112,48 +113,79 @@ class StreamProcessor:
         self._clock = clock
         self.partitions: dict[TopicPartitionKey, PartitionWork] = {}
         self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
+        #: Partitions where an alert opened since their last checkpoint: checkpointed at once.
+        self._urgent: set[TopicPartitionKey] = set()
+        #: Assigned partitions whose stored state could not be loaded yet (database away).
+        self.unloaded: set[TopicPartitionKey] = set()
+        #: Partitions paused because their log went backwards (see ``adapters.kafka.rewind``).
+        self.rewound: set[TopicPartitionKey] = set()
         #: Partitions to seek before the next poll: {(topic, partition): offset or None=beginning}.
         self.seeks: dict[TopicPartitionKey, int | None] = {}
 
     # -- partition ownership -------------------------------------------------------------
 
     def assign(self, keys: Iterable[TopicPartitionKey]) -> None:
-        """Load the stored state of newly assigned partitions; queue a seek to their offsets."""
-        for topic, partition in keys:
-            if (topic, partition) in self.partitions:
+        """Load the stored state of newly assigned partitions; queue a seek to their offsets.
+
+        A partition whose state cannot be loaded (the database is away) is kept in
+        ``unloaded``; its records are skipped until ``load_unloaded`` succeeds, and it is
+        then sought to its stored offset, so they are read again.
+        """
+        for key in keys:
+            if key in self.partitions:
                 continue
-            with transaction(self._sessions) as session:
-                stored = load_partition(
-                    session=session, group_id=self.group_id, topic=topic, partition=partition
-                )
-            work = PartitionWork(topic, partition, stored.next_offset, self._clock())
-            held = stored.client_states.pop(HELD_EVENTS_KEY, None)
-            for client_id, blob in stored.client_states.items():
-                engine_state, recent = unpack_client_state(blob)
-                self.engine.import_client(client_id, engine_state)
-                work.recent[client_id] = recent
-                self._owner[client_id] = work
-            self.partitions[work.key] = work
-            self.seeks[work.key] = stored.next_offset
-            if held is not None:
-                self._resume_held(work, unpack_events(held))
-            log.info(
-                "assigned %s/%d: %d clients, resume at %s",
-                topic,
-                partition,
-                len(stored.client_states),
-                stored.next_offset,
-            )
+            try:
+                self._load(key)
+            except RETRYABLE as exc:
+                self.unloaded.add(key)
+                log.warning("cannot load %s/%d yet (retried): %s", *key, type(exc).__name__)
         CLIENTS_TRACKED.set(len(self._owner))
+
+    def load_unloaded(self) -> None:
+        """Load the partitions ``assign`` could not; raise if the database is still away."""
+        for key in sorted(self.unloaded):
+            self._load(key)
+            self.unloaded.discard(key)
+        CLIENTS_TRACKED.set(len(self._owner))
+
+    def _load(self, key: TopicPartitionKey) -> None:
+        topic, partition = key
+        with transaction(self._sessions) as session:
+            stored = load_partition(session=session, group_id=self.group_id, topic=topic, partition=partition)
+        work = PartitionWork(topic, partition, stored.next_offset, self._clock())
+        held = stored.client_states.pop(HELD_EVENTS_KEY, None)
+        for client_id, blob in stored.client_states.items():
+            engine_state, recent = unpack_client_state(blob)
+            self.engine.import_client(client_id, engine_state)
+            work.recent[client_id] = recent
+            self._owner[client_id] = work
+        self.partitions[work.key] = work
+        self.seeks[work.key] = stored.next_offset
+        if held is not None:
+            self._resume_held(work, unpack_events(held))
+        log.info(
+            "assigned %s/%d: %d clients, resume at %s",
+            topic,
+            partition,
+            len(stored.client_states),
+            stored.next_offset,
+        )
 
     def revoke(self, keys: Iterable[TopicPartitionKey]) -> None:
         """Checkpoint partitions that move to another consumer, then forget them."""
+        keys = list(keys)
         for work in [self.partitions[k] for k in keys if k in self.partitions]:
-            self._checkpoint(work)
+            try:
+                self._checkpoint(work)
+            except RETRYABLE as exc:  # the next owner redoes these events from the stored checkpoint
+                log.warning("%s/%d left without a checkpoint: %s", work.topic, work.partition, exc)
             self._forget(work)
+        self.unloaded.difference_update(keys)
 
     def lose(self, keys: Iterable[TopicPartitionKey]) -> None:
         """Forget partitions taken away without notice; their pending work is redone elsewhere."""
+        keys = list(keys)
+        self.unloaded.difference_update(keys)
         for work in [self.partitions[k] for k in keys if k in self.partitions]:
             self._forget(work)
 
@@ -201,7 +233,10 @@ class StreamProcessor:
                 continue  # no longer ours
             floor = work.next_offset if work.next_offset is not None else work.stored_offset
             if floor is not None and record.offset < floor:
-                continue  # already covered by the stored checkpoint
+                # Covered by the stored checkpoint; after a seek to it, only a log that went
+                # backwards (recreated, emptied) hands these out: ``rewind`` judges that.
+                work.below_floor = min(record.offset, work.below_floor or record.offset)
+                continue
             work.next_offset = record.offset + 1
             work.events_since_checkpoint += 1
             event = self._decode(work, record)
@@ -237,6 +272,8 @@ class StreamProcessor:
             owner = self._owner[client_id]
             owner.outcomes.append(outcome)
             owner.dirty.add(client_id)
+            if outcome.alert is not None:  # stored (and sent) now, not at the next periodic checkpoint
+                self._urgent.add(owner.key)
         if result.completed:
             done = set(result.completed)
             for work in self.partitions.values():
@@ -282,13 +319,19 @@ class StreamProcessor:
     # -- checkpoints -----------------------------------------------------------------------
 
     def due(self) -> list[PartitionWork]:
-        """Partitions whose checkpoint is due (enough events or enough time since the last)."""
+        """Partitions whose checkpoint is due: an alert opened in it, or enough events or time
+        since the last checkpoint."""
         now = self._clock()
+        urgent = self._urgent
         return [
             w
             for w in self.partitions.values()
             if w.has_progress()
-            and (w.events_since_checkpoint >= self._every_events or now - w.started_at >= self._every_seconds)
+            and (
+                w.key in urgent
+                or w.events_since_checkpoint >= self._every_events
+                or now - w.started_at >= self._every_seconds
+            )
         ]
 
     def checkpoint(self, works: Iterable[PartitionWork] | None = None) -> dict[TopicPartitionKey, int]:
@@ -347,5 +390,6 @@ class StreamProcessor:
             self._rewind(work)
             return False
         work.committed(self._clock())
+        self._urgent.discard(work.key)
         CHECKPOINTS.inc()
         return True
