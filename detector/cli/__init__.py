@@ -18,7 +18,7 @@ _SERVER_MODULES = ("pydantic", "pydantic_settings", "numpy", "sqlalchemy", "fast
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        from querywatch.detector.cli.main import main as run
+        from querywatch.detector.cli.commands import main as run
 
         return run(argv)
     except ModuleNotFoundError as exc:

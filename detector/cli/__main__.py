@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from querywatch.detector.cli.main import main
+from querywatch.detector.cli import main
 
 sys.exit(main())

@@ -60,7 +60,7 @@ def test_metrics_accept_a_bearer_key(http: httpx.Client, api_server: ApiServer) 
     response = http.get("/metrics", headers={"Authorization": f"Bearer {api_server.reader_key}"})
     assert response.status_code == 200
     assert 'querywatch_api_request_seconds_count{method="GET",route="/healthz",status="200"}' in response.text
-    assert 'route="/v1/clients/{client_id}",status="404"' in response.text
+    assert 'route="/v1/clients/{client_id:path}",status="404"' in response.text
     assert "acct-secret-42" not in response.text  # templates, never raw ids, as labels
 
 

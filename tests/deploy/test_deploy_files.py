@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from querywatch.detector.cli.main import build_parser
+from querywatch.detector.cli.commands import build_parser
 from querywatch.detector.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from querywatch.detector.cli.main import COMMANDS, build_parser
+from querywatch.detector.cli.commands import COMMANDS, build_parser
 from querywatch.detector.errors import EXIT_USAGE
 
 

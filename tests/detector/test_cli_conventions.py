@@ -19,7 +19,7 @@ from querywatch.detector.errors import EXIT_INPUT, EXIT_RUNTIME, EXIT_USAGE
 HEAVY = ("querywatch.detector.engine", "sklearn", "river", "numba")
 PROBE = f"""
 import json, sys
-from querywatch.detector.cli.main import main
+from querywatch.detector.cli.commands import main
 rc = main(sys.argv[1:])
 heavy = sorted({{m if m.startswith("querywatch") else m.split(".")[0]
                 for m in sys.modules if m.startswith({HEAVY!r})}})

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.image
 PROBE = r"""
 import json, os, shutil, sys
 from pydantic import BaseModel
-from querywatch.detector.cli.main import build_parser
+from querywatch.detector.cli.commands import build_parser
 from querywatch.detector.config import Settings
 spec = json.loads(sys.argv[1])
 parser = build_parser()
