@@ -25,6 +25,7 @@ from querywatch.detector.adapters.db.session import make_engine, make_sessionmak
 from querywatch.detector.adapters.db.tables import utcnow
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.adapters.kafka.producer import produce_lines
+from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 
 BATCH = 500
@@ -46,12 +47,14 @@ def register(subparsers: Any) -> None:
         "--reason", action="append", default=[], help="Only this reason (repeatable; default: all)."
     )
     redrive.add_argument("--limit", type=int, default=None, help="At most this many (default: all).")
+    add_output_options(redrive)
     redrive.set_defaults(run=run_redrive)
     purge = actions.add_parser(
         "purge",
         help="Delete dead letters older than the retention (inputs.dead_letter_retention_days).",
     )
     purge.add_argument("--older-than-days", type=float, default=None, help="Override the retention.")
+    add_output_options(purge)
     purge.set_defaults(run=run_purge)
 
 
@@ -77,7 +80,10 @@ def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         producer.close()
         database.dispose()
-    print(f"re-drove {sent} dead letters to {settings.kafka.topic}")
+    if args.json:
+        print_json("dead-letters", {"action": "redrive", "count": sent, "topic": settings.kafka.topic})
+    else:
+        print(f"re-drove {sent} dead letters to {settings.kafka.topic}")
     return 0
 
 
@@ -93,5 +99,8 @@ def run_purge(args: argparse.Namespace, settings: Settings) -> int:
             removed = purge_dead_letters(session=session, before=utcnow() - timedelta(days=days))
     finally:
         database.dispose()
-    print(f"purged {removed} dead letters older than {days:g} days")
+    if args.json:
+        print_json("dead-letters", {"action": "purge", "count": removed, "older_than_days": days})
+    else:
+        print(f"purged {removed} dead letters older than {days:g} days")
     return 0

@@ -26,6 +26,7 @@ JSON_SCHEMAS = {
     "apikey": 1,
     "config": 1,
     "doctor": 1,
+    "dead-letters": 1,
 }
 
 

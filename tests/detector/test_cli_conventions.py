@@ -170,6 +170,10 @@ def test_json_documents_of_every_command(tmp_path: Path) -> None:
     assert sources["QUERYWATCH_DATABASE__URL"] == "environment"
     seen.add("config")
 
+    purged = _json(_run(tmp_path, "dead-letters", "purge", "--json"), "dead-letters")
+    assert purged["action"] == "purge" and purged["count"] == 0
+    seen.add("dead-letters")
+
     doctor = _run(tmp_path, "doctor", "--json")
     assert json.loads(doctor.stdout)["schema"] == schema_of("doctor")
     seen.add("doctor")
