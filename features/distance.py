@@ -10,8 +10,8 @@ reservoir (``querywatch.features.reservoir``) gives:
   same amount (a sign-gradient or coordinate step, as JbDA, T-RND, I-FGSM and
   finite-difference probes take). Sensor noise, re-encoding and human edits change
   features by varied amounts, so benign clients almost never produce one;
-* *revisit*: a near-duplicate whose direction from its neighbour (the client's previous
-  query if that is near, else the nearest in the reservoir) is one the client took recently
+* *revisit*: a near-duplicate of the client's previous query whose direction from it is one
+  the client took recently
   (``features.direction``): what-if sweeps move along one line again and again, extraction
   keeps changing direction. A revisit explores nothing new. A structured step counts one
   query later, once the next query has not repeated its direction: otherwise the first
@@ -46,6 +46,7 @@ class QueryDistances:
     """
 
     __slots__ = (
+        "_anchor",
         "_directions",
         "_last",
         "_m",
@@ -66,6 +67,7 @@ class QueryDistances:
         self._resend = ExactResendFilter()
         self._directions = RecentDirections()
         self._last = np.zeros(dim, dtype=np.uint8)  # the previous query's code (a copy)
+        self._anchor = np.zeros(dim, dtype=np.uint8)  # the first query of the current near chain
         self._pending = False  # the previous query was a structured step, not yet confirmed
         self.exact = 0
         self.near = 0
@@ -84,12 +86,18 @@ class QueryDistances:
         if len(res):
             j, nearest, same_label = res.nearest(code, label)
             near = 0 < nearest <= self._near_limit
-            # A sweep's previous point is its nearest relative, but the reservoir rarely holds it.
+            # Only a move from the previous query: a sweep walks one line point after point,
+            # while a thief stepping many records the same way (a fixed per-class gradient
+            # sign) moves from a different record each time.
+            # The direction from the previous query, and from the start of the current chain of
+            # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
             direction = near_direction(self._last, code, self._near_limit)
-            if direction < 0 and near:
-                direction = direction_simhash(res.code(j), code)
             if direction >= 0:
-                revisit = self._directions.seen_before(direction)
+                revisit = self._directions.seen_before(direction) or self._directions.seen_before(
+                    direction_simhash(self._anchor, code)
+                )
+            else:
+                self._anchor[:] = code
             if near and not revisit:
                 step = is_structured_step(res.code(j), code)
             if same_label >= 0:
@@ -133,7 +141,7 @@ class QueryDistances:
             self._reservoir.get_state(),
             self._resend.get_state(),
             self._directions.get_state(),
-            self._last.tobytes(),
+            self._last.tobytes() + self._anchor.tobytes(),
             self._pending,
             self.exact,
             self.near,
@@ -147,7 +155,10 @@ class QueryDistances:
         else:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
             self._directions.set_state(directions)  # type: ignore[arg-type]
-            self._last[:] = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
+            both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
+            self._last[:] = both[: len(self._last)]
+            # A state from before the chain's anchor holds the previous query only.
+            self._anchor[:] = both[len(self._last) :] if len(both) == 2 * len(self._last) else both
         self._reservoir.set_state(res)  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
         self._m = [float(v) for v in m]  # type: ignore[attr-defined]

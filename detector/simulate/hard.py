@@ -1,0 +1,58 @@
+"""Hard traffic for a detector: what-if analysts, who look like perturbation chains, and
+thieves who dilute their stolen queries with natural ones.
+
+* ``whatif`` — an analyst takes one record and sweeps one property over a grid (brightness
+  or contrast of a digit, 10-30 steps), record after record: every query is a small, often
+  uniform step from the previous one, yet it explores one line around a few points.
+* ``diluted`` — any attacker's traffic with ``per_stolen`` natural queries sent after each
+  stolen one (same pace): a test on the *share* of suspicious queries sees a fifth of the
+  signal at 1:4, a test on their *count* sees all of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from querywatch.detector.simulate.benign import _natural_draws
+from querywatch.detector.simulate.traffic import Traffic, noisy, scaled_count, session_times
+from querywatch.detector.simulate.victim import VictimModel
+
+
+def _brightness(x: np.ndarray, v: float) -> np.ndarray:
+    return x + v
+
+
+def _contrast(x: np.ndarray, v: float) -> np.ndarray:
+    return 0.5 + v * (x - 0.5)
+
+
+#: Swept properties of a digit: value range and how a value changes the image.
+_SWEEPS = {"brightness": ((-0.25, 0.25), _brightness), "contrast": ((0.5, 1.5), _contrast)}
+
+
+def whatif(rng: np.random.Generator, victim: VictimModel, span: float, scale: float) -> Traffic:
+    """A what-if analyst: sweeps of one property of one natural digit, one after another."""
+    n = scaled_count(rng, 300, 1200, scale, floor=60)
+    rows: list[np.ndarray] = []
+    while sum(len(r) for r in rows) < n:
+        record = victim.natural[rng.integers(len(victim.natural))]
+        (low, high), change = _SWEEPS[str(rng.choice(list(_SWEEPS)))]
+        values = np.linspace(low, high, int(rng.integers(10, 31)))
+        rows.append(np.clip(np.stack([change(record, v) for v in values]), 0.0, 1.0))
+    inputs = np.concatenate(rows)[:n]
+    times = session_times(rng, n, span=span, sessions=int(rng.integers(2, 6)), gap=rng.uniform(0.1, 0.5))
+    return Traffic(np.sort(times), inputs)
+
+
+def diluted(rng: np.random.Generator, victim: VictimModel, attack: Traffic, per_stolen: int = 4) -> Traffic:
+    """``attack`` with ``per_stolen`` natural queries after each stolen one, at the same pace."""
+    order = np.argsort(attack.times, kind="stable")
+    stolen, times = attack.inputs[order], attack.times[order]
+    gaps = np.diff(times, append=times[-1] + (np.median(np.diff(times)) if len(times) > 1 else 1.0))
+    natural = noisy(rng, _natural_draws(rng, victim, len(stolen) * per_stolen, 2.0), 0.02)
+    inputs, stamps = [], []
+    for i in range(len(stolen)):
+        inputs.append(stolen[i : i + 1])
+        inputs.append(natural[i * per_stolen : (i + 1) * per_stolen])
+        stamps.append(times[i] + gaps[i] * np.arange(per_stolen + 1) / (per_stolen + 1))
+    return Traffic(np.concatenate(stamps), np.concatenate(inputs))
