@@ -16,10 +16,10 @@ from typing import Any
 
 from querywatch.detector.config import InputSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
-from querywatch.detector.engine.events import Event, RequestIdFilter, parse_event
-from querywatch.detector.engine.guard import EventGuard
+from querywatch.detector.engine.events import RequestIdFilter
 from querywatch.detector.engine.outcomes import Alert
-from querywatch.detector.errors import InvalidEvent, QuerywatchError
+from querywatch.detector.errors import QuerywatchError
+from querywatch.detector.pipeline.loop import Message, Pipeline, Step
 
 BATCH_LINES = 2048
 #: A batch also ends at this many bytes, so memory stays bounded whatever the lines' sizes.
@@ -157,42 +157,23 @@ def replay(
         raise QuerywatchError(f"{path} is a directory, not a JSONL trace")
     report = ReplayReport()
     seen = RequestIdFilter(engine.settings.dedup_capacity)
-    max_bytes = engine.settings.max_event_bytes
-    inputs = inputs or InputSettings()
-    project = inputs.oversized_inputs == "project"
-    guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
+    pipeline: Pipeline[int] = Pipeline(
+        engine, is_new=lambda event, _line: seen.is_new(event.request_id), inputs=inputs
+    )
 
-    def reject(number: int, exc: InvalidEvent) -> None:
-        report.rejected[exc.reason] += 1
-        if len(report.rejected_lines) < keep_rejected:
-            report.rejected_lines.append((number, exc.reason, exc.detail))
+    def take(step: Step[int]) -> None:
+        for number, exc in step.refused:
+            report.rejected[exc.reason] += 1
+            if len(report.rejected_lines) < keep_rejected:
+                report.rejected_lines.append((number, exc.reason, exc.detail))
+        report.duplicates += step.duplicates
+        _absorb(report, step.result, history_points)
 
-    for lines in iter_batches(path, max_line=max_bytes):
-        parsed: list[Event] = []
-        numbers: dict[int, int] = {}
-        for number, line in lines:
-            try:
-                if isinstance(line, int):
-                    raise InvalidEvent("oversized", f"{line} bytes exceeds the limit of {max_bytes}")
-                event = parse_event(line, max_bytes=max_bytes, max_dim=inputs.max_input_dim, project=project)
-            except InvalidEvent as exc:
-                reject(number, exc)
-                continue
-            if not seen.is_new(event.request_id):
-                report.duplicates += 1
-                continue
-            numbers[id(event)] = number
-            parsed.append(event)
-        events, refused = guard.judge(path, parsed)
-        for event, error in refused:
-            reject(numbers[id(event)], error)
-        result = engine.process_batch(events)
-        for event, error in result.rejected:
-            reject(numbers.get(id(event), 0), error)
-        _absorb(report, result, history_points)
+    for lines in iter_batches(path, max_line=engine.settings.max_event_bytes):
+        take(pipeline.step(Message(line, path, number) for number, line in lines))
         if progress is not None:
             progress(len(lines))
-    _absorb(report, engine.flush_warmup(), history_points)
+    take(pipeline.finish())
     for client in report.clients.values():
         client.extraction = engine.extraction(client.client_id)
     return report

@@ -22,14 +22,14 @@ from querywatch.detector.adapters.files import DirectoryProfileStore
 from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.consumer import run, subscribe
 from querywatch.detector.adapters.kafka.outputs import OutputProducer
-from querywatch.detector.adapters.kafka.processor import DetectorLike, StreamProcessor
+from querywatch.detector.adapters.kafka.processor import StreamProcessor
 from querywatch.detector.config import Settings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.profiles import ProfileStore
 
 log = logging.getLogger(__name__)
 
-DetectorFactory = Callable[[], DetectorLike]
+DetectorFactory = Callable[[], Detector]
 
 
 class ConsumerApp:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from querywatch.detector.adapters.db.checkpoints import CheckpointConflict, load_partition, save_checkpoint
 from querywatch.detector.adapters.db.dead_letters import save_dead_letters
@@ -35,8 +34,8 @@ from querywatch.detector.adapters.kafka.partitions import (
     unpack_client_state,
 )
 from querywatch.detector.config import InputSettings
-from querywatch.detector.engine.events import Event, parse_event
-from querywatch.detector.engine.guard import EventGuard
+from querywatch.detector.engine.detector import BatchResult, Detector
+from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.errors import InvalidEvent
 from querywatch.detector.metrics import (
@@ -45,32 +44,13 @@ from querywatch.detector.metrics import (
     EVENT_PROCESSING_SECONDS,
     EVENTS_PROCESSED,
 )
+from querywatch.detector.pipeline.loop import Message, Pipeline
 
 log = logging.getLogger(__name__)
 
 TopicPartitionKey = tuple[str, int]
 #: Bytes of an oversized message kept in its dead letter (its source offset finds the rest).
 OVERSIZED_HEAD = 65536
-
-
-class BatchLike(Protocol):
-    """``engine.detector.BatchResult``: outcomes in order, the events the engine refused, the
-    events it holds for a warm-up and the models whose warm-up completed."""
-
-    outcomes: list[Any]
-    rejected: list[tuple[Event, InvalidEvent]]
-    held: list[Event]
-    completed: list[str]
-
-
-class DetectorLike(Protocol):
-    """The part of ``engine.detector.Detector`` the consumer uses."""
-
-    def process_batch(self, events: Sequence[Event]) -> BatchLike: ...
-    def export_client(self, client_id: str) -> bytes: ...
-    def import_client(self, client_id: str, state: bytes) -> None: ...
-    def drop_client(self, client_id: str) -> None: ...
-    def evict_idle(self, now_ts: float) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +70,7 @@ class StreamProcessor:
     def __init__(
         self,
         *,
-        detector_factory: Callable[[], DetectorLike],
+        detector_factory: Callable[[], Detector],
         sessions: SessionFactory,
         outputs: OutputProducer,
         group_id: str,
@@ -107,9 +87,10 @@ class StreamProcessor:
         self._every_events = checkpoint_every_events
         self._every_seconds = checkpoint_every_seconds
         self._max_event_bytes = max_event_bytes
-        self._inputs = inputs = inputs or InputSettings()
-        self._project = inputs.oversized_inputs == "project"
-        self.guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
+        self.pipeline: Pipeline[tuple[PartitionWork, Record]] = Pipeline(
+            self.engine, is_new=self._is_new, inputs=inputs, max_event_bytes=max_event_bytes
+        )
+        self.guard = self.pipeline.guard
         self._clock = clock
         self.partitions: dict[TopicPartitionKey, PartitionWork] = {}
         self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
@@ -225,8 +206,7 @@ class StreamProcessor:
         Scoring the batch at once lets the engine vectorize the work shared by its events;
         each client's events keep their order (one client, one partition).
         """
-        per_partition: dict[TopicPartitionKey, list[Event]] = {}
-        sources: dict[int, tuple[PartitionWork, Record]] = {}
+        messages: list[Message[tuple[PartitionWork, Record]]] = []
         for record in records:
             work = self.partitions.get((record.topic, record.partition))
             if work is None:
@@ -239,33 +219,30 @@ class StreamProcessor:
                 continue
             work.next_offset = record.offset + 1
             work.events_since_checkpoint += 1
-            event = self._decode(work, record)
-            if event is not None:
-                per_partition.setdefault(work.key, []).append(event)
-                sources[id(event)] = (work, record)
-        events: list[Event] = []
-        for key, batch in per_partition.items():
-            kept, refused = self.guard.judge(key, batch)
-            for event, error in refused:
-                self._reject(*sources[id(event)], error)
-            events += kept
-        if not events:
-            return
-        started = time.perf_counter()
-        result = self.engine.process_batch(events)
-        # Per event, averaged over the batch: timing each event would itself cost microseconds.
-        EVENT_PROCESSING_SECONDS.observe((time.perf_counter() - started) / len(events))
-        for event, error in result.rejected:
-            work, record = sources[id(event)]
+            messages.append(Message(record.value, work.key, (work, record)))
+        step = self.pipeline.step(messages)
+        for (work, record), error in step.refused:
             self._reject(work, record, error)
-        EVENTS_PROCESSED.inc(len(events) - len(result.rejected))
-        for event in result.held:
-            work = sources[id(event)][0]
+        if not step.events:
+            return
+        # Per event, averaged over the batch: timing each event would itself cost microseconds.
+        EVENT_PROCESSING_SECONDS.observe(step.score_seconds / step.events)
+        EVENTS_PROCESSED.inc(step.events - len(step.result.rejected))
+        for event in step.result.held:
+            work = step.refs[id(event)][0]
             work.held.append(event)
             work.held_changed = True
-        self._route(result)
+        self._route(step.result)
 
-    def _route(self, result: BatchLike) -> None:
+    def _is_new(self, event: Event, source: tuple[PartitionWork, Record]) -> bool:
+        """Whether ``event`` is not a redelivery (dedup per client, stored with its checkpoint)."""
+        work = source[0]
+        if not work.recent_requests(event.client_id).is_new(event.request_id):
+            return False
+        self._owner[event.client_id] = work
+        return True
+
+    def _route(self, result: BatchResult) -> None:
         """Outcomes to their clients' partitions; held events of completed warm-ups let go."""
         for outcome in result.outcomes:  # after a warm-up, also outcomes of earlier batches
             client_id = outcome.update.client_id
@@ -281,25 +258,6 @@ class StreamProcessor:
                     kept = [e for e in work.held if e.model_id not in done]
                     if len(kept) != len(work.held):
                         work.held, work.held_changed = kept, True
-
-    def _decode(self, work: PartitionWork, record: Record) -> Event | None:
-        """The valid, not yet seen event of ``record``; None if it was dead-lettered or a redelivery."""
-        try:
-            if record.value is None:
-                raise InvalidEvent("not_json", "the message has no value")
-            event = parse_event(
-                record.value,
-                max_bytes=self._max_event_bytes,
-                max_dim=self._inputs.max_input_dim,
-                project=self._project,
-            )
-        except InvalidEvent as exc:
-            self._reject(work, record, exc)
-            return None
-        if not work.recent_requests(event.client_id).is_new(event.request_id):
-            return None
-        self._owner[event.client_id] = work
-        return event
 
     def _reject(self, work: PartitionWork, record: Record, error: InvalidEvent) -> None:
         raw = b"" if record.value is None else record.value

@@ -1,0 +1,130 @@
+"""One pipeline step for replay and consume: decode → dedup → guard → score.
+
+``querywatch replay`` and ``querywatch consume`` hand the same ``Pipeline`` their raw
+messages, each with a reference of its own (a line number, a Kafka record), and get back
+the engine's result and the messages refused, with their reason. What is theirs alone:
+
+* **dedup scope**: the caller's ``is_new(event, ref)`` — one filter over the whole trace
+  in replay; in the consumer a bounded filter per client, stored with its checkpoint;
+* **end of stream**: ``finish()`` completes the warm-ups still held (replay); a consumer's
+  stream does not end, and its held events are checkpointed instead;
+* **eviction** of idle clients: the consumer's checkpoint does it; a replay keeps them all.
+
+The clock is read only to time the scoring (``Step.score_seconds``), never to decide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from querywatch.detector.config import InputSettings
+from querywatch.detector.engine.detector import BatchResult, Detector
+from querywatch.detector.engine.events import Event, parse_event
+from querywatch.detector.engine.guard import EventGuard
+from querywatch.detector.errors import InvalidEvent
+
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class Message(Generic[R]):
+    """One raw message: its bytes (None: no value; an int: the length of a message too
+    large to hold), the stream it came from (the future-time guard keeps one watermark per
+    stream) and the caller's reference to it."""
+
+    value: bytes | int | None
+    stream: Hashable
+    ref: R
+
+
+@dataclass
+class Step(Generic[R]):
+    """What one step did with a batch of messages."""
+
+    result: BatchResult = field(default_factory=BatchResult)
+    refused: list[tuple[R, InvalidEvent]] = field(default_factory=list)
+    duplicates: int = 0
+    events: int = 0
+    """Valid, new events handed to the engine."""
+    score_seconds: float = 0.0
+    refs: dict[int, R] = field(default_factory=dict)
+    """The reference of each event handed to the engine, by ``id(event)``."""
+
+
+class Pipeline(Generic[R]):
+    """Decode, drop redeliveries, guard event time and score, one batch at a time."""
+
+    def __init__(
+        self,
+        engine: Detector,
+        *,
+        is_new: Callable[[Event, R], bool],
+        inputs: InputSettings | None = None,
+        max_event_bytes: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.is_new = is_new
+        inputs = inputs or InputSettings()
+        self._max_bytes = max_event_bytes or engine.settings.max_event_bytes
+        self._max_dim = inputs.max_input_dim
+        self._project = inputs.oversized_inputs == "project"
+        self.guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
+        #: References of the events the reference stage holds, for refusals when it lets go.
+        self._held: dict[int, tuple[str, R]] = {}
+
+    def step(self, messages: Iterable[Message[R]]) -> Step[R]:
+        out: Step[R] = Step()
+        per_stream: dict[Hashable, list[Event]] = {}
+        for message in messages:
+            try:
+                event = self._decode(message.value)
+            except InvalidEvent as exc:
+                out.refused.append((message.ref, exc))
+                continue
+            if not self.is_new(event, message.ref):
+                out.duplicates += 1
+                continue
+            out.refs[id(event)] = message.ref
+            per_stream.setdefault(message.stream, []).append(event)
+        events: list[Event] = []
+        for stream, batch in per_stream.items():
+            kept, refused = self.guard.judge(stream, batch)
+            out.refused += [(out.refs[id(e)], error) for e, error in refused]
+            events += kept
+        if events:
+            started = time.perf_counter()
+            out.result = self.engine.process_batch(events)
+            out.score_seconds = time.perf_counter() - started
+            out.events = len(events)
+            self._settle(out)
+        return out
+
+    def finish(self) -> Step[R]:
+        """End of stream: build the profiles of models still warming up and score what they
+        held (refusals carry the references of the messages that brought the events)."""
+        out: Step[R] = Step(result=self.engine.flush_warmup())
+        self._settle(out)
+        return out
+
+    def _settle(self, out: Step[R]) -> None:
+        result = out.result
+        for event in result.held:
+            self._held[id(event)] = (event.model_id, out.refs[id(event)])
+        for event, error in result.rejected:
+            ref = out.refs.get(id(event))
+            if ref is None:
+                ref = self._held.pop(id(event))[1]
+            out.refused.append((ref, error))
+        if result.completed and self._held:
+            done = set(result.completed)
+            self._held = {k: v for k, v in self._held.items() if v[0] not in done}
+
+    def _decode(self, value: bytes | int | None) -> Event:
+        if value is None:
+            raise InvalidEvent("not_json", "the message has no value")
+        if isinstance(value, int):
+            raise InvalidEvent("oversized", f"{value} bytes exceeds the limit of {self._max_bytes}")
+        return parse_event(value, max_bytes=self._max_bytes, max_dim=self._max_dim, project=self._project)

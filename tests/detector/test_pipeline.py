@@ -1,0 +1,120 @@
+"""The one pipeline loop, driven without a broker: an in-memory source and fake ports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from querywatch.detector.adapters.db.checkpoints import load_partition
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.kafka.partitions import HELD_EVENTS_KEY
+from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor
+from querywatch.detector.engine.events import Event, RequestIdFilter
+from querywatch.detector.pipeline.loop import Message, Pipeline
+from tests.detector.test_engine import DIM, _benign, _profiled_engine
+from tests.kafka.harness import migrated_database
+
+
+def _line(request_id: str, client: str, x: Sequence[float], model: str = "m", ts: float = 0.0) -> bytes:
+    event = {
+        "request_id": request_id,
+        "ts": ts,
+        "client_id": client,
+        "model_id": model,
+        "input": [float(v) for v in x],
+        "prediction": {"label": 1, "scores": [0.2, 0.8]},
+    }
+    return json.dumps(event).encode()
+
+
+def _lines(client: str, n: int, seed: int = 0) -> list[bytes]:
+    X = _benign(np.random.default_rng(seed), n)
+    return [_line(f"{client}-{i}", client, x, ts=float(i)) for i, x in enumerate(X)]
+
+
+def test_refusals_carry_the_callers_references_and_dedup_is_the_callers_scope() -> None:
+    seen = RequestIdFilter(100)
+    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=lambda e, _ref: seen.is_new(e.request_id))
+    good = _lines("a", 5)
+    messages = [Message(v, "s", i) for i, v in enumerate(good)]
+    messages += [
+        Message(b"{not json", "s", 100),
+        Message(None, "s", 101),
+        Message(10**7, "s", 102),
+        Message(good[0], "s", 103),  # a redelivery
+        Message(_line("x", "a", [0.5] * 3), "s", 104),  # wrong dimension for model m
+    ]
+    step = pipeline.step(messages)
+    assert sorted((ref, e.reason) for ref, e in step.refused) == [
+        (100, "not_json"),
+        (101, "not_json"),
+        (102, "oversized"),
+        (104, "wrong_dimension"),
+    ]
+    assert step.duplicates == 1 and step.events == 6 and len(step.result.outcomes) == 5
+
+
+def test_per_client_dedup_lets_two_clients_share_a_request_id() -> None:
+    filters: dict[str, RequestIdFilter] = {}
+
+    def per_client(event: Event, _ref: int) -> bool:
+        return filters.setdefault(event.client_id, RequestIdFilter(10)).is_new(event.request_id)
+
+    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=per_client)
+    x = [0.5] * DIM
+    step = pipeline.step(Message(_line("same", c, x), "s", i) for i, c in enumerate(["a", "b", "a"]))
+    assert step.duplicates == 1 and len(step.result.outcomes) == 2
+
+
+def test_end_of_stream_refuses_a_warm_up_that_cannot_build_with_the_messages_references() -> None:
+    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=lambda e, r: True)
+    held = pipeline.step([Message(_line("n1", "c", [0.1, 0.2], model="new"), "s", 7)])
+    assert [e.request_id for e in held.result.held] == ["n1"] and held.refused == []
+    end = pipeline.finish()
+    assert [(ref, e.reason) for ref, e in end.refused] == [(7, "no_profile")]
+
+
+class _Outputs:
+    """The Kafka outputs port, in memory."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Any] = []
+        self.letters: list[Any] = []
+
+    def send_outcomes(self, outcomes: Sequence[Any]) -> None:
+        self.outcomes += outcomes
+
+    def send_dead_letters(self, letters: Sequence[Any]) -> None:
+        self.letters += letters
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: Path) -> None:
+    database = migrated_database(tmp_path)
+    sql = make_engine(database)
+    sessions = make_sessionmaker(sql)
+    outputs = _Outputs()
+    processor = StreamProcessor(
+        detector_factory=_profiled_engine,
+        sessions=sessions,
+        outputs=outputs,  # type: ignore[arg-type]
+        group_id="g",
+        checkpoint_every_events=10,
+        checkpoint_every_seconds=60.0,
+        max_event_bytes=4096,
+    )
+    processor.assign([("t", 0)])
+    values = [*_lines("a", 20), b"garbage", _lines("a", 1)[0], _line("n1", "b", [0.1, 0.2], model="new")]
+    processor.process(Record("t", 0, offset, None, v) for offset, v in enumerate(values))
+    assert processor.checkpoint() == {("t", 0): len(values)}
+    assert len(outputs.outcomes) == 20 and [d.reason for d in outputs.letters] == ["not_json"]
+    with transaction(sessions) as session:
+        stored = load_partition(session=session, group_id="g", topic="t", partition=0)
+    assert stored.next_offset == len(values) and set(stored.client_states) == {"a", HELD_EVENTS_KEY}
+    sql.dispose()
