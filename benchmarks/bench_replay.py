@@ -48,7 +48,7 @@ def main() -> int:
     settings = Settings()
     n, floor_s, floor_cpu = json_floor(args.trace)
     store: ProfileStore = DirectoryProfileStore(args.profile) if args.profile else MemoryProfileStore()
-    engine = Detector(settings.detection, store)
+    engine = Detector(settings.detection, store, settings.alerts)
     started, cpu_started = time.perf_counter(), cpu()
     with engine_process():  # as `querywatch replay` runs it
         report = replay(args.trace, engine)

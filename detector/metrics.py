@@ -20,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     generate_latest,
     start_http_server,
 )
@@ -109,6 +110,28 @@ WEBHOOK_DELIVERIES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+ALERT_EVENTS = Counter(
+    "querywatch_alert_events",
+    "Alert events stored, by type (alert.opened, alert.updated, alert.closed).",
+    ["type"],
+    registry=REGISTRY,
+)
+ALERTS_SUPPRESSED = Counter(
+    "querywatch_alert_events_suppressed",
+    "Alert events stored but not delivered: trusted client, model in monitor mode, silence, page risk.",
+    registry=REGISTRY,
+)
+WEBHOOK_BACKLOG = Gauge(
+    "querywatch_webhook_backlog",
+    "Deliveries waiting to be sent (pending or failed), as of the dispatcher's last cycle.",
+    registry=REGISTRY,
+)
+LAST_CHECKPOINT = Gauge(
+    "querywatch_last_checkpoint_timestamp_seconds",
+    "Unix time of this process's last committed checkpoint (0: none yet).",
+    registry=REGISTRY,
+)
+BUILD_INFO = Info("querywatch_build", "Version of querywatch and of the alert schema.", registry=REGISTRY)
 CLIENTS_TRACKED = Gauge(
     "querywatch_clients_tracked",
     "Clients whose state the engine currently keeps in memory.",
@@ -121,6 +144,34 @@ API_REQUEST_SECONDS = Histogram(
     buckets=API_BUCKETS,
     registry=REGISTRY,
 )
+
+
+def _preset() -> None:
+    """Create every labelled series at zero, so an alerting rule sees the first failure as
+    an increase (a series that appears at 1 has no increase to see)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from querywatch.detector.engine.events import REASONS
+    from querywatch.detector.engine.outcomes import ALERT_SCHEMA_VERSION, EVENT_TYPES, SEVERITIES
+
+    for reason in REASONS:
+        EVENTS_REJECTED.labels(reason=reason)
+    for severity in SEVERITIES:
+        ALERTS_OPENED.labels(severity=severity)
+    for by in ("engine", "analyst"):
+        ALERTS_CLOSED.labels(by=by)
+    for kind in EVENT_TYPES:
+        ALERT_EVENTS.labels(type=kind)
+    for outcome in ("delivered", "retry", "dead", "gone", "refused", "superseded", "unrecorded"):
+        WEBHOOK_DELIVERIES.labels(outcome=outcome)
+    try:
+        release = version("querywatch")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        release = "unknown"
+    BUILD_INFO.info({"version": release, "alert_schema": str(ALERT_SCHEMA_VERSION)})
+
+
+_preset()
 
 
 def render() -> tuple[bytes, str]:

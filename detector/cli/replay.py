@@ -71,7 +71,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     store: ProfileStore = (
         DirectoryProfileStore(profile_dir) if profile_dir is not None else MemoryProfileStore()
     )
-    engine = Detector(settings.detection, store)
+    engine = Detector(settings.detection, store, settings.alerts)
     size = trace.stat().st_size
     with trace.open("rb") as f:
         head = f.read(1 << 16)

@@ -7,6 +7,7 @@ per-model runtime policy lives in the database, not here.
 
 from __future__ import annotations
 
+from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.api import ApiSettings
 from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
@@ -17,6 +18,7 @@ from querywatch.detector.config.settings import Settings
 from querywatch.detector.config.webhooks import WebhookSettings
 
 __all__ = [
+    "AlertSettings",
     "ApiSettings",
     "DatabaseSettings",
     "DetectionSettings",

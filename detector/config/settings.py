@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.api import ApiSettings
 from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
@@ -28,6 +29,7 @@ class Settings(BaseSettings):
     )
 
     detection: DetectionSettings = DetectionSettings()
+    alerts: AlertSettings = AlertSettings()
     database: DatabaseSettings = DatabaseSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from querywatch.detector.engine.alerting import OpenAlert, Sources
 from querywatch.detector.engine.events import Event
 from querywatch.features.client import ClientFeatures, score_summary
 from querywatch.features.resend import input_hashes
@@ -84,6 +85,7 @@ class ClientState:
 
     __slots__ = (
         "alerts",
+        "current",
         "evidence",
         "features",
         "last_snapshot_risk",
@@ -92,9 +94,10 @@ class ClientState:
         "peak",
         "population_risk",
         "queries",
+        "sources",
     )
 
-    def __init__(self, client_id: str, context: ModelContext, seed: int) -> None:
+    def __init__(self, client_id: str, context: ModelContext, seed: int, max_sources: int = 8) -> None:
         p = context.profile
         client_seed = int.from_bytes(hashlib.blake2b(client_id.encode(), digest_size=8).digest(), "little")
         self.features = ClientFeatures(
@@ -117,6 +120,8 @@ class ClientState:
         self.last_ts = float("-inf")
         self.last_snapshot_risk = -1.0
         self.population_risk = 0.0
+        self.current: OpenAlert | None = None  # the open alert's lifecycle (open_alert is its id)
+        self.sources = Sources(max_sources)
 
     def to_state(self, profile_version: str) -> dict[str, Any]:
         """Plain data, every part by name (``stateformat`` stores it)."""
@@ -125,9 +130,11 @@ class ClientState:
             "features": self.features.get_state(),
             "evidence": self.evidence.get_state(),
             "counters": {name: getattr(self, name) for name in _COUNTERS},
+            "alert": None if self.current is None else self.current.to_state(),
+            "sources": {"ips": list(self.sources.ips), "user_agents": list(self.sources.user_agents)},
         }
 
-    def load_state(self, state: dict[str, Any]) -> list[str]:
+    def load_state(self, state: dict[str, Any], client_id: str = "", model_id: str = "") -> list[str]:
         """Restore what ``state`` has; returns the parts that start fresh (unknown to the
         release that stored it, or stored in a shape this release no longer reads)."""
         fresh = [f"features.{n}" for n in self.features.set_state(_mapping(state.get("features")))]
@@ -139,6 +146,18 @@ class ClientState:
                 fresh.append(f"counters.{name}")
             else:
                 setattr(self, name, value)
+        sources = _mapping(state.get("sources"))
+        self.sources.ips = [v for v in sources.get("ips", ()) if isinstance(v, str)]
+        self.sources.user_agents = [v for v in sources.get("user_agents", ()) if isinstance(v, str)]
+        try:
+            if isinstance(state.get("alert"), dict):
+                self.current = OpenAlert.from_state(state["alert"])
+        except (KeyError, TypeError, ValueError):
+            fresh.append("alert")
+        if self.current is None and self.open_alert is not None:  # stored before alert lifecycles
+            self.current = OpenAlert.resumed(
+                self.open_alert, client_id, model_id, self.last_ts, self.queries, self.peak
+            )
         return fresh
 
 

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from querywatch.detector.config import DetectionSettings
+from querywatch.detector.config.alerts import AlertSettings
+from querywatch.detector.engine.alerting import AlertLifecycle, Observation
 from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.events import Event
-from querywatch.detector.engine.outcomes import Alert, Outcome, RiskUpdate, alert_id_for, severity_for
+from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
 from querywatch.detector.engine.profiles import ProfileStore
 from querywatch.detector.engine.reference import ReferenceStage, Released, wrong_dimension
 from querywatch.detector.engine.stateformat import dumps, loads
@@ -48,8 +50,12 @@ class BatchResult:
 class Detector:
     """Owns every client's state; see ``docs/CONTRACTS.md`` for how adapters use it."""
 
-    def __init__(self, detection: DetectionSettings, profiles: ProfileStore) -> None:
+    def __init__(
+        self, detection: DetectionSettings, profiles: ProfileStore, alerts: AlertSettings | None = None
+    ) -> None:
         self.settings = detection
+        self.alert_settings = alerts or AlertSettings()
+        self.lifecycle = AlertLifecycle(detection, self.alert_settings)
         self.profiles = profiles
         self.threshold = evidence_threshold(detection.false_alarm_rate)
         self.allowance = 0.25 * self.threshold
@@ -140,7 +146,9 @@ class Detector:
         model_id = context.profile.model_id
         state = per_model.get(model_id)
         if state is None:
-            state = per_model[model_id] = ClientState(client_id, context, self.settings.seed)
+            state = per_model[model_id] = ClientState(
+                client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
+            )
         return state
 
     def _step(
@@ -149,15 +157,19 @@ class Detector:
         state.evidence.update(indicators)
         state.queries += 1
         state.last_ts = max(state.last_ts, event.ts)
+        if event.ip is not None or event.user_agent is not None:
+            state.sources.see(event.ip, event.user_agent)
         total = state.evidence.total(self.allowance)
         evidence_risk = fuse(total, self.threshold, self.settings.alert_risk)
         s = self.settings
+        current = state.current
         # Alerts follow the calibrated evidence only; the population model ranks, never alerts.
-        opens = state.open_alert is None and evidence_risk >= s.alert_risk and state.queries >= s.min_queries
-        closes = state.open_alert is not None and evidence_risk < s.clear_risk
+        opens = current is None and evidence_risk >= s.alert_risk and state.queries >= s.min_queries
+        alerting = self.lifecycle.needs_explanation(
+            current, evidence_risk, max(evidence_risk, state.population_risk), event.ts, state.queries
+        )
         snapshot = (
-            opens
-            or closes
+            alerting
             or state.queries % SNAPSHOT_EVERY == 0
             or abs(evidence_risk - state.last_snapshot_risk) >= SNAPSHOT_RISK_STEP
         )
@@ -178,25 +190,16 @@ class Detector:
         risk = max(evidence_risk, state.population_risk)
         state.peak = max(state.peak, risk)
         update = RiskUpdate(event.client_id, event.model_id, event.ts, state.queries, risk, reasons, features)
-        alert = None
-        closed = None
+        if current is None and not opens:
+            return Outcome(update)
+        seen = Observation(
+            event.client_id, event.model_id, event.ts, state.queries, evidence_risk, risk, reasons, features
+        )
+        state.current, alert_event = self.lifecycle.step(current, seen, state.alerts + 1, state.sources)
         if opens:
             state.alerts += 1
-            state.open_alert = alert_id_for(event.client_id, event.model_id, state.alerts)
-            alert = Alert(
-                state.open_alert,
-                event.client_id,
-                event.model_id,
-                event.ts,
-                state.queries,
-                risk,
-                severity_for(risk),
-                reasons,
-                features,
-            )
-        elif closes:
-            closed, state.open_alert = state.open_alert, None
-        return Outcome(update, alert, closed)
+        state.open_alert = None if state.current is None else state.current.alert.alert_id
+        return Outcome(update, alert_event)
 
     # ------------------------------------------------------------------ state
     def client_ids(self) -> list[str]:
@@ -221,8 +224,10 @@ class Detector:
             context = self._context(model_id)
             if context is None or state.get("profile") != context.profile.version:
                 continue
-            client = ClientState(client_id, context, self.settings.seed)
-            client.load_state(state)
+            client = ClientState(
+                client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
+            )
+            client.load_state(state, client_id, model_id)
             restored[model_id] = client
         if restored:
             self._clients[client_id] = restored

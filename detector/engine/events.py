@@ -57,8 +57,9 @@ SCORES_SUM_TOLERANCE = 0.01
 
 @dataclass(slots=True)
 class Event:
-    """One validated inference request. ``ts`` is epoch seconds (UTC). The event's
-    ``meta`` is checked to be an object but not kept: no feature reads it yet.
+    """One validated inference request. ``ts`` is epoch seconds (UTC). Of the event's
+    ``meta`` only ``ip`` and ``user_agent`` are kept (strings, cut to ``MAX_SOURCE``
+    characters): alerts name the sources a thief used.
 
     Treat it as immutable; it is not frozen because one is built per message and a frozen
     dataclass costs several times more to construct."""
@@ -70,6 +71,22 @@ class Event:
     input: np.ndarray
     label: int | str | None = None
     scores: np.ndarray | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+#: Longest source IP / user agent kept from an event's ``meta``.
+MAX_SOURCE = 128
+
+
+def _source(meta: Any, key: str) -> str | None:
+    """``meta[key]`` if it is a printable string (cut to ``MAX_SOURCE``), else None: a
+    source is context for analysts, never a reason to refuse an event."""
+    value = meta.get(key)
+    if type(value) is not str or not value:
+        return None
+    value = value[:MAX_SOURCE]
+    return None if _BAD_CHARS.search(value) is not None else value
 
 
 def parse_event(
@@ -116,7 +133,9 @@ def parse_event(
     meta = obj.get("meta")
     if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
         raise InvalidEvent("wrong_type", "'meta' must be an object")
-    return _bounded(Event(request_id, ts, client_id, model_id, vector, label, scores), max_dim, project)
+    ip, user_agent = (None, None) if meta is None else (_source(meta, "ip"), _source(meta, "user_agent"))
+    event = Event(request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent)
+    return _bounded(event, max_dim, project)
 
 
 def _bounded(event: Event, max_dim: int | None, project: bool) -> Event:
@@ -175,7 +194,7 @@ def _parse_common(raw: bytes | str) -> Event | None:
     fields = _extract(raw)
     if fields is None:
         return None
-    request_id, ts, client_id, model_id, vector, label, scores = fields
+    request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent = fields
     if not (
         0 < len(request_id) <= _MAX_ID and 0 < len(client_id) <= _MAX_ID and 0 < len(model_id) <= _MAX_ID
     ):
@@ -193,7 +212,7 @@ def _parse_common(raw: bytes | str) -> Event | None:
             scores = None
         elif not _probabilities(scores):
             return None
-    return Event(request_id, float(ts), client_id, model_id, vector, label, scores)
+    return Event(request_id, float(ts), client_id, model_id, vector, label, scores, ip, user_agent)
 
 
 def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
@@ -238,9 +257,14 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
         if brackets != 1:
             return None
         meta = doc.get("meta")
-        if (meta is not None and type(meta) is not simdjson.Object) or type(label) not in _LABEL_TYPES:
+        if type(label) not in _LABEL_TYPES:
             return None
-        return request_id, ts, client_id, model_id, vector, label, scores
+        ip = user_agent = None
+        if meta is not None:
+            if type(meta) is not simdjson.Object:
+                return None
+            ip, user_agent = _source(meta, "ip"), _source(meta, "user_agent")
+        return request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent
     except (ValueError, TypeError, RuntimeError):  # bad JSON, a non-number in an array, a huge integer
         return None
 

@@ -2,7 +2,9 @@
 
 Lines are read and parsed in batches; invalid lines are counted by reason and listed
 (never fatal); duplicate request ids are dropped; the report gives each client's queries,
-peak risk, the 1-based index of the event at which its first alert fired, and reasons.
+peak risk, the 1-based index of the event at which its first alert fired, and reasons;
+each alert is reported as of its last event (severity and risk current, ``closed_ts`` set if
+it closed), with the count of alert events by type.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class ClientReport:
 @dataclass
 class ReplayReport:
     clients: dict[str, ClientReport] = field(default_factory=dict)
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: dict[str, Alert] = field(default_factory=dict)  # by id, in opening order, as of the last event
+    alert_events: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_lines: list[tuple[int, str, str]] = field(default_factory=list)
     duplicates: int = 0
@@ -89,7 +92,8 @@ class ReplayReport:
                 }
                 for c in clients
             ],
-            "alerts": [a.to_dict() for a in self.alerts],
+            "alerts": [a.to_dict() for a in self.alerts.values()],
+            "alert_events": dict(sorted(self.alert_events.items())),
             "events": self.events,
             "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
@@ -195,11 +199,13 @@ def _absorb(report: ReplayReport, result: BatchResult, history_points: int = 0) 
             client.risk = u.risk
             if u.reasons:
                 client.reasons = u.reasons
-        if outcome.alert is not None:
-            report.alerts.append(outcome.alert)
+        event = outcome.event
+        if event is not None:
+            report.alerts[event.alert.alert_id] = event.alert
+            report.alert_events[event.type] += 1
             if client.first_alert_query is None:
                 client.first_alert_query = client.queries
-                client.reasons = outcome.alert.reasons
+                client.reasons = event.alert.reasons
 
 
 def write_report(report: ReplayReport, path: str | Path) -> None:

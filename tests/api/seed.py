@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import transaction
-from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
+from querywatch.detector.engine.outcomes import (
+    ALERT_OPENED,
+    Alert,
+    AlertEvent,
+    Outcome,
+    RiskUpdate,
+    alert_id_for,
+    severity_for,
+)
 
 T0 = 1_800_000_000.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    update: RiskUpdate
-    alert: Alert | None = None
-    closed_alert_id: str | None = None
 
 
 def seed_client(
@@ -45,5 +44,6 @@ def seed_client(
             update.features,
         )
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update, opened)])
+        event = None if opened is None else AlertEvent(ALERT_OPENED, 1, ts, opened)
+        save_outcomes(session=session, outcomes=[Outcome(update, event)])
     return opened.alert_id if opened else None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
 
-from querywatch.detector.config import DetectionSettings
+from querywatch.detector.config import AlertSettings, DetectionSettings
 from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import Event
@@ -44,10 +45,10 @@ def _events(client: str, X: np.ndarray, t0: float = 0.0, model: str = "m") -> li
     return out
 
 
-def _profiled_engine(settings: DetectionSettings = SETTINGS) -> Detector:
+def _profiled_engine(settings: DetectionSettings = SETTINGS, alerts: AlertSettings | None = None) -> Detector:
     rng = np.random.default_rng(0)
     profile = build_profile(_benign(rng, 3000), model_id="m", settings=settings)
-    return Detector(settings, MemoryProfileStore([profile]))
+    return Detector(settings, MemoryProfileStore([profile]), alerts)
 
 
 def _interleave(*streams: list[Event]) -> list[Event]:
@@ -78,9 +79,9 @@ def test_same_events_same_outcomes() -> None:
     assert first == second
 
 
-def test_alert_closes_below_clear_risk_and_a_new_one_gets_a_new_id() -> None:
+def test_alert_closes_after_its_dwell_and_a_new_one_gets_a_new_id() -> None:
     rng = np.random.default_rng(3)
-    engine = _profiled_engine()
+    engine = _profiled_engine(alerts=AlertSettings(close_after_seconds=60, close_after_queries=50))
     # Count evidence fades slowly: 80 synthetic queries are still 80 after 2,000 natural ones.
     phases = [rng.uniform(-1, 2, size=(80, DIM)), _benign(rng, 3200), rng.uniform(-1, 2, size=(80, DIM))]
     events = _events("c", np.vstack(phases))
@@ -90,7 +91,52 @@ def test_alert_closes_below_clear_risk_and_a_new_one_gets_a_new_id() -> None:
     assert len(opened) == 2 and opened[0] != opened[1]
     assert closed[0] == opened[0]
     first_close = next(i for i, o in enumerate(outcomes) if o.closed_alert_id)
-    assert outcomes[first_close].update.risk < SETTINGS.clear_risk or outcomes[first_close].update.features
+    # Closed only once risk stayed below clear_risk for 50 queries and 60 s of event time.
+    below = [o.update.risk < SETTINGS.clear_risk for o in outcomes[first_close - 49 : first_close + 1]]
+    assert all(below)
+    event = outcomes[first_close].event
+    assert event is not None and event.alert.closed_ts == event.ts and event.alert.features
+
+
+def test_a_dip_shorter_than_the_dwell_keeps_one_alert() -> None:
+    rng = np.random.default_rng(3)
+    engine = _profiled_engine()  # the default dwell: 12 h and 500 queries below clear_risk
+    phases = [rng.uniform(-1, 2, size=(80, DIM)), _benign(rng, 3200), rng.uniform(-1, 2, size=(80, DIM))]
+    outcomes = engine.process_batch(_events("c", np.vstack(phases))).outcomes  # one query a second
+    assert min(o.update.risk for o in outcomes[80:3280]) < SETTINGS.clear_risk  # it did dip
+    assert len([o for o in outcomes if o.alert]) == 1
+    assert not [o for o in outcomes if o.closed_alert_id]
+
+
+def test_alert_events_follow_risk_in_sequence_at_most_once_a_minute() -> None:
+    rng = np.random.default_rng(7)
+    engine = _profiled_engine()
+    # Natural queries, then a slow drift out of the profile: risk climbs through the bands.
+    X = np.vstack([_benign(rng, 60), rng.uniform(-1, 2, size=(300, DIM))])
+    events = _events("t", X)
+    for i, e in enumerate(events):
+        e.ts = i * 2.0  # one query every 2 s
+    outcomes = engine.process_batch(events).outcomes
+    alert_events = [o.event for o in outcomes if o.event is not None]
+    assert [e.sequence for e in alert_events] == list(range(1, len(alert_events) + 1))
+    assert alert_events[0].type == "alert.opened"
+    assert all(e.type == "alert.updated" for e in alert_events[1:])
+    assert all(b.ts - a.ts >= 60 for a, b in pairwise(alert_events))
+    assert {e.alert.alert_id for e in alert_events} == {alert_events[0].alert.alert_id}
+    last = alert_events[-1].alert
+    final_risk = outcomes[-1].update.risk
+    assert final_risk >= 0.95 and last.severity in ("high", "critical")
+    assert last.peak_risk >= last.risk
+
+
+def test_alerts_name_the_sources_seen_bounded() -> None:
+    rng = np.random.default_rng(8)
+    engine = _profiled_engine(alerts=AlertSettings(max_sources=3))
+    events = _events("t", rng.uniform(-1, 2, size=(100, DIM)))
+    for i, e in enumerate(events):
+        e.ip, e.user_agent = f"203.0.113.{i % 5}", "curl/8"
+    alert = next(o.alert for o in engine.process_batch(events).outcomes if o.alert)
+    assert len(alert.source_ips) == 3 and alert.user_agents == ("curl/8",)
 
 
 def test_no_alert_before_min_queries() -> None:
@@ -100,17 +146,20 @@ def test_no_alert_before_min_queries() -> None:
     assert next(o.alert.queries for o in outcomes if o.alert) == 150
 
 
-def test_checkpoint_mid_stream_gives_the_same_outcomes() -> None:
+@pytest.mark.parametrize("split", [70, 120])  # before the alert opens, and while it is open
+def test_checkpoint_mid_stream_gives_the_same_outcomes(split: int) -> None:
     rng = np.random.default_rng(5)
     events = _events("t", np.vstack([_benign(rng, 50), rng.uniform(-1, 2, size=(100, DIM))]))
+    for i, e in enumerate(events):
+        e.ts = i * 5.0  # slow enough for updates (at most one a minute)
     straight = _profiled_engine().process_batch(events).outcomes
     first = _profiled_engine()
-    head = first.process_batch(events[:70]).outcomes
+    head = first.process_batch(events[:split]).outcomes
     second = _profiled_engine()
     second.import_client("t", first.export_client("t"))
-    tail = second.process_batch(events[70:]).outcomes
+    tail = second.process_batch(events[split:]).outcomes
     assert [o.update.risk for o in head + tail] == [o.update.risk for o in straight]
-    assert [o.alert for o in head + tail] == [o.alert for o in straight]
+    assert [o.event for o in head + tail] == [o.event for o in straight]
 
 
 def test_state_of_another_profile_version_is_dropped() -> None:

@@ -85,7 +85,7 @@ def replay_expectation(lines: Sequence[bytes], detection: DetectionSettings, tmp
     assert profile is not None
     report = replay(path, Detector(detection, MemoryProfileStore([profile])))
     return Expected(
-        sorted((a.alert_id, a.client_id, a.queries) for a in report.alerts),
+        sorted((a.alert_id, a.client_id, a.queries) for a in report.alerts.values()),
         {c.client_id: c.queries for c in report.clients.values()},
     )
 

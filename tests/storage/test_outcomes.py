@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from itertools import pairwise
 
 import pytest
@@ -10,20 +10,27 @@ from sqlalchemy.orm import Session, sessionmaker
 from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.tables import (
+    AlertEventRow,
     AlertRow,
     ClientRow,
     RiskPointRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
 )
-from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for
+from querywatch.detector.engine.outcomes import (
+    ALERT_CLOSED,
+    ALERT_OPENED,
+    ALERT_UPDATED,
+    Alert,
+    AlertEvent,
+    Outcome,
+    RiskUpdate,
+    alert_id_for,
+)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    update: RiskUpdate
-    alert: Alert | None = None
-    closed_alert_id: str | None = None
+def opening(u: RiskUpdate, alert: Alert) -> Outcome:
+    return Outcome(u, AlertEvent(ALERT_OPENED, 1, u.ts, alert))
 
 
 def update(client: str, queries: int, risk: float, ts: float | None = None) -> RiskUpdate:
@@ -62,7 +69,7 @@ def test_client_row_keeps_latest_update_and_first_seen(sessions: sessionmaker[Se
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update("a", 4, 0.3)), Outcome(update("b", 1, 0.0))])
     with sessions() as session:
-        a = session.get(ClientRow, "a")
+        a = session.get(ClientRow, ("a", "digits-v1"))
         assert a is not None
         assert (a.queries, a.risk, a.reasons, a.status) == (4, 0.3, ["coverage"], "normal")
         assert a.first_seen.timestamp() == 1_800_000_001.0
@@ -95,7 +102,7 @@ def test_alert_is_stored_once_and_enqueues_webhooks(sessions: sessionmaker[Sessi
     with transaction(sessions) as session:
         session.add(WebhookEndpointRow(url="https://example.test/hook", secret="whsec_x", min_severity="low"))
     u = update("a", 50, 0.85)
-    batch = [Outcome(u, alert=alert_for(u))]
+    batch = [opening(u, alert_for(u))]
     with transaction(sessions) as session:
         first = save_outcomes(session=session, outcomes=batch)
     with transaction(sessions) as session:
@@ -109,33 +116,72 @@ def test_alert_is_stored_once_and_enqueues_webhooks(sessions: sessionmaker[Sessi
         assert row is not None and row.state == "open" and row.opened_at.timestamp() == u.ts
 
 
-def test_engine_closing_an_alert_is_recorded(sessions: sessionmaker[Session]) -> None:
+def test_engine_closing_an_alert_resolves_it(sessions: sessionmaker[Session]) -> None:
     opened = update("a", 50, 0.85)
     closed = update("a", 90, 0.4)
     alert = alert_for(opened)
+    closing = AlertEvent(
+        ALERT_CLOSED, 2, closed.ts, replace(alert, risk=0.4, queries=90, closed_ts=closed.ts)
+    )
     with transaction(sessions) as session:
-        save_outcomes(
-            session=session,
-            outcomes=[Outcome(opened, alert=alert), Outcome(closed, closed_alert_id=alert.alert_id)],
-        )
+        save_outcomes(session=session, outcomes=[opening(opened, alert), Outcome(closed, closing)])
     with sessions() as session:
         row = session.get(AlertRow, alert.alert_id)
         assert row is not None and row.closed_by_engine_at is not None
         assert row.closed_by_engine_at.timestamp() == closed.ts
-        assert row.state == "open"  # the analyst's workflow is untouched
+        assert (row.state, row.resolved_by, row.sequence, row.risk) == ("resolved", "engine", 2, 0.4)
+
+
+def test_updates_are_stored_once_in_sequence(sessions: sessionmaker[Session]) -> None:
+    first = update("a", 50, 0.85)
+    alert = alert_for(first)
+    later = update("a", 80, 0.97)
+    raised = AlertEvent(ALERT_UPDATED, 2, later.ts, replace(alert, risk=0.97, severity="high", queries=80))
+    batch = [opening(first, alert), Outcome(later, raised)]
+    with transaction(sessions) as session:
+        saved = save_outcomes(session=session, outcomes=batch)
+    with transaction(sessions) as session:
+        again = save_outcomes(session=session, outcomes=batch)
+    assert (saved.events, again.events) == (2, 0)
+    with sessions() as session:
+        row = session.get(AlertRow, alert.alert_id)
+        assert row is not None and (row.severity, row.risk, row.sequence) == ("high", 0.97, 2)
+        bodies = [e.body for e in session.scalars(select(AlertEventRow).order_by(AlertEventRow.id))]
+    assert [(b["type"], b["sequence"], b["severity"]) for b in bodies] == [
+        ("alert.opened", 1, "medium"),
+        ("alert.updated", 2, "high"),
+    ]
+    assert bodies[0]["decision"] == "degrade" and bodies[1]["decision"] == "block"
+
+
+def test_rows_are_per_client_and_model_and_status_holds_on_every_model(
+    sessions: sessionmaker[Session],
+) -> None:
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.97))])
+        session.get_one(ClientRow, ("a", "digits-v1")).status = "blocked"
+    other = RiskUpdate("a", "credit-v1", 1_800_000_100.0, 1, 0.01, (), {})
+    with transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(other)])
+    with sessions() as session:
+        rows = {r.model_id: r for r in session.scalars(select(ClientRow).where(ClientRow.client_id == "a"))}
+    assert {m: (r.risk, r.status) for m, r in rows.items()} == {
+        "digits-v1": (0.97, "blocked"),
+        "credit-v1": (0.01, "blocked"),
+    }
 
 
 def test_status_survives_updates(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.1))])
     with transaction(sessions) as session:
-        client = session.get(ClientRow, "a")
+        client = session.get(ClientRow, ("a", "digits-v1"))
         assert client is not None
         client.status = "blocked"
     with transaction(sessions) as session:
         save_outcomes(session=session, outcomes=[Outcome(update("a", 2, 0.2))])
     with sessions() as session:
-        client = session.get(ClientRow, "a")
+        client = session.get(ClientRow, ("a", "digits-v1"))
         assert client is not None and client.status == "blocked" and client.queries == 2
 
 
@@ -160,6 +206,6 @@ def test_updates_without_reasons_keep_the_last_explanation(sessions: sessionmake
         later = RiskUpdate("a", "digits-v1", 1_800_000_011.0, 11, 0.92, (), {})
         save_outcomes(session=session, outcomes=[Outcome(later)])
     with sessions() as session:
-        a = session.get(ClientRow, "a")
+        a = session.get(ClientRow, ("a", "digits-v1"))
         assert a is not None
         assert (a.queries, a.risk, a.reasons, a.features) == (11, 0.92, ["coverage"], {"coverage": 0.9})

@@ -8,9 +8,16 @@ types (``RiskUpdate``, ``Alert``), stored through the real storage functions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for, severity_for
+from querywatch.detector.engine.outcomes import (
+    ALERT_OPENED,
+    Alert,
+    AlertEvent,
+    Outcome,
+    RiskUpdate,
+    alert_id_for,
+    severity_for,
+)
 
 MODEL = "digits-v1"
 ATTACKER = "acct-7f3a9c"
@@ -19,13 +26,9 @@ START = 1_790_000_000.0  # 2026-09-21, event time
 ALERT_RISK = 0.8
 
 
-@dataclass(frozen=True)
-class StoryOutcome:
-    """What ``Engine.process`` returns per event (see docs/CONTRACTS.md)."""
-
-    update: RiskUpdate
-    alert: Alert | None = None
-    closed_alert_id: str | None = None
+def story_outcome(update: RiskUpdate, alert: Alert | None = None) -> Outcome:
+    """What ``Detector.process`` returns per event (see docs/CONTRACTS.md)."""
+    return Outcome(update, None if alert is None else AlertEvent(ALERT_OPENED, 1, update.ts, alert))
 
 
 def _attacker_features(progress: float) -> dict[str, float]:
@@ -48,9 +51,9 @@ def _attacker_reasons(features: dict[str, float], queries: int) -> tuple[str, ..
     )
 
 
-def attacker_story(steps: int = 40, queries_per_step: int = 12) -> list[StoryOutcome]:
+def attacker_story(steps: int = 40, queries_per_step: int = 12) -> list[Outcome]:
     """The thief: risk follows a logistic curve and crosses ``ALERT_RISK`` once."""
-    outcomes: list[StoryOutcome] = []
+    outcomes: list[Outcome] = []
     opened = False
     for step in range(1, steps + 1):
         progress = step / steps
@@ -73,11 +76,11 @@ def attacker_story(steps: int = 40, queries_per_step: int = 12) -> list[StoryOut
                 reasons,
                 features,
             )
-        outcomes.append(StoryOutcome(update, alert))
+        outcomes.append(story_outcome(update, alert))
     return outcomes
 
 
-def benign_story(client_id: str, index: int, steps: int = 10) -> list[StoryOutcome]:
+def benign_story(client_id: str, index: int, steps: int = 10) -> list[Outcome]:
     """An ordinary user: flat, low risk, features near the benign expectation."""
     outcomes = []
     for step in range(1, steps + 1):
@@ -91,11 +94,11 @@ def benign_story(client_id: str, index: int, steps: int = 10) -> list[StoryOutco
         }
         risk = round(0.04 + 0.02 * index + wobble / 3, 4)
         update = RiskUpdate(client_id, MODEL, START + step * 900.0 + index, step * 7, risk, (), features)
-        outcomes.append(StoryOutcome(update))
+        outcomes.append(story_outcome(update))
     return outcomes
 
 
-def full_story() -> list[StoryOutcome]:
+def full_story() -> list[Outcome]:
     """Every client's outcomes, in event-time order."""
     outcomes = attacker_story()
     for index, client_id in enumerate(BENIGN):
@@ -103,7 +106,7 @@ def full_story() -> list[StoryOutcome]:
     return sorted(outcomes, key=lambda o: o.update.ts)
 
 
-def late_alert(client_id: str) -> StoryOutcome:
+def late_alert(client_id: str) -> Outcome:
     """A benign client that suddenly looks like a thief (to show an alert arriving live)."""
     features = _attacker_features(0.9)
     reasons = _attacker_reasons(features, 900)
@@ -119,13 +122,13 @@ def late_alert(client_id: str) -> StoryOutcome:
         reasons,
         features,
     )
-    return StoryOutcome(update, alert)
+    return story_outcome(update, alert)
 
 
-def crowd(n: int, *, prefix: str = "crowd") -> list[StoryOutcome]:
+def crowd(n: int, *, prefix: str = "crowd") -> list[Outcome]:
     """``n`` quiet clients with distinct low risks (one outcome each)."""
     return [
-        StoryOutcome(
+        story_outcome(
             RiskUpdate(f"{prefix}-{i:06d}", MODEL, START + i, 5, round(0.3 * i / max(n, 1), 6), (), {})
         )
         for i in range(n)

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from querywatch.detector.adapters.db.alert_schema import alert_fields, event_body
 from querywatch.detector.adapters.db.migrate import upgrade
 from querywatch.detector.adapters.db.outbox import enqueue_deliveries
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
-from querywatch.detector.adapters.db.tables import AlertRow, Base, WebhookEndpointRow
+from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, Base, WebhookEndpointRow
 from querywatch.detector.adapters.delivery.signing import generate_secret
 from querywatch.detector.adapters.delivery.ssrf import Resolver, UnsafeWebhookUrl
 from querywatch.detector.config import ApiSettings, Settings, WebhookSettings
@@ -133,7 +134,13 @@ def add_alert(
             features={"coverage_ratio": 3.2},
         )
         session.add(alert)
-        enqueue_deliveries(session=session, alert=alert, now=opened)
+        session.flush()
+        event = AlertEventRow(alert_id=alert.alert_id, sequence=1, type="alert.opened", event_at=opened)
+        session.add(event)
+        session.flush()
+        alert.last_event_id = event.id
+        event.body = event_body(event, alert_fields(alert))
+        enqueue_deliveries(session=session, alert=alert, event=event, now=opened)
     return alert
 
 

@@ -40,8 +40,10 @@ def test_delivered_once_signed_and_verifiable(db: Db, receiver: Receiver, clock:
     assert body["type"] == "alert.opened"
     data = body["data"]
     assert data["alert_id"] == alert.alert_id
-    assert data["client"] == {"client_id": "acct-1", "link": "http://qw.test:8000/v1/clients/acct-1"}
-    assert data["technique"]["id"] == "AML.T0024.002"
+    assert (data["schema_version"], data["sequence"], data["kind"]) == (1, 1, "client")
+    assert data["client_id"] == data["subject_id"] == "acct-1"
+    assert data["links"]["client"] == "http://qw.test:8000/v1/clients/acct-1"
+    assert (data["technique"], data["technique_name"]) == ("AML.T0024.002", "Extract AI Model")
     assert data["reasons"] == ["coverage grows like a grid sweep"]
     assert request.headers["webhook-timestamp"] == str(int(clock.now))
     [row] = deliveries(db)

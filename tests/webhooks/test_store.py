@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -16,18 +15,18 @@ from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
 from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
-from querywatch.detector.engine.outcomes import Alert, RiskUpdate, alert_id_for
+from querywatch.detector.engine.outcomes import (
+    ALERT_OPENED,
+    Alert,
+    AlertEvent,
+    Outcome,
+    RiskUpdate,
+    alert_id_for,
+)
 from tests.webhooks.conftest import Db, FakeClock, add_alert
 from tests.webhooks.receiver import Receiver
 
 ALLOW = ("127.0.0.1",)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    update: RiskUpdate
-    alert: Alert | None = None
-    closed_alert_id: str | None = None
 
 
 def opened(client_id: str, ts: float) -> Outcome:
@@ -42,7 +41,8 @@ def opened(client_id: str, ts: float) -> Outcome:
         reasons=("coverage",),
         features={"coverage_ratio": 2.5},
     )
-    return Outcome(RiskUpdate(client_id, "digits-v1", ts, 200, 0.96, ("coverage",)), alert)
+    update = RiskUpdate(client_id, "digits-v1", ts, 200, 0.96, ("coverage",))
+    return Outcome(update, AlertEvent(ALERT_OPENED, 1, ts, alert))
 
 
 def test_private_url_is_refused_at_creation_without_allowlist(db: Db) -> None:

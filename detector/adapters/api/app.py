@@ -18,7 +18,16 @@ from querywatch.detector import __version__ as _version
 from querywatch.detector.adapters.api.deps import KeyCache
 from querywatch.detector.adapters.api.docs import mount_docs
 from querywatch.detector.adapters.api.problems import install_problem_handlers, problem
-from querywatch.detector.adapters.api.routes import alerts, authz, clients, health, me, models, webhooks
+from querywatch.detector.adapters.api.routes import (
+    alerts,
+    authz,
+    clients,
+    health,
+    me,
+    models,
+    policies,
+    webhooks,
+)
 from querywatch.detector.adapters.db.session import check_migrated, make_engine, make_sessionmaker
 from querywatch.detector.adapters.ui.mount import mount_ui
 from querywatch.detector.config import Settings
@@ -59,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
             {"name": "clients", "description": "Client risk, history, decisions and status."},
             {"name": "alerts", "description": "Extraction alerts and the analyst workflow."},
             {"name": "models", "description": "Served models and their reference profiles."},
+            {"name": "policy", "description": "Per-model policy, calibration and silences."},
             {"name": "auth", "description": "The caller's API key."},
             {"name": "health", "description": "Probes and Prometheus metrics."},
         ],
@@ -66,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.key_cache = KeyCache(ttl=settings.api.key_cache_seconds)
     install_problem_handlers(app)
-    for module in (clients, authz, alerts, models, me, health, webhooks):
+    for module in (clients, authz, alerts, models, policies, me, health, webhooks):
         app.include_router(module.router)
     mount_docs(app)
     mount_ui(app)

@@ -57,10 +57,15 @@ def decode(cursor: str, length: int) -> list[Any]:
 def client_cursor(cursor: str | None) -> ClientCursor | None:
     if cursor is None:
         return None
-    risk, client_id = decode(cursor, 2)
-    if not isinstance(risk, int | float) or isinstance(risk, bool) or not isinstance(client_id, str):
+    risk, client_id, model_id = decode(cursor, 3)
+    if (
+        not isinstance(risk, int | float)
+        or isinstance(risk, bool)
+        or not isinstance(client_id, str)
+        or not isinstance(model_id, str)
+    ):
         raise HTTPException(400, "cursor is not one this API returned")
-    return ClientCursor(float(risk), client_id)
+    return ClientCursor(float(risk), client_id, model_id)
 
 
 def alert_cursor(cursor: str | None) -> AlertCursor | None:

@@ -65,6 +65,21 @@ class ClientPublic(_Public):
     last_seen: datetime = Field(description="Event time of the latest query.")
     status: ClientStatus
     status_changed_by: str | None = None
+    models: list[ClientModelPublic] = Field(
+        default_factory=list,
+        description="One entry per model the client queried (on `GET /v1/clients/{id}`); the fields "
+        "above are those of its riskiest model.",
+    )
+
+
+class ClientModelPublic(_Public):
+    model_id: str
+    risk: float
+    reasons: list[str]
+    features: dict[str, Any]
+    queries: int
+    first_seen: datetime
+    last_seen: datetime
 
 
 class ClientPage(BaseModel):
@@ -132,21 +147,46 @@ class DecisionPublic(BaseModel):
     )
     mitigations: list[str] = Field(description="MITRE ATLAS mitigation ids the action applies.")
     status: ClientStatus
+    models: list[ModelDecisionPublic] = Field(
+        default_factory=list, description="Each model's decision; `action` is the strictest of them."
+    )
+
+
+class ModelDecisionPublic(BaseModel):
+    model_id: str
+    action: Action
+    risk: float
+    reasons: list[str]
+    pages: bool = Field(description="Whether this model's alerts for the client are delivered.")
+    silenced_by: int | None
 
 
 class AlertPublic(_Public):
+    """An alert as of its latest event (alert schema v1), with what analysts did about it."""
+
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ALERT_EXAMPLE]})
 
     alert_id: str
-    client_id: str
+    kind: Literal["client", "campaign"] = "client"
+    client_id: str = Field(description="The subject: a client id, or a campaign id for a campaign alert.")
     model_id: str
     opened_at: datetime = Field(description="Event time at which the alert opened.")
+    event_at: datetime | None = Field(None, description="Event time of the alert's latest event.")
+    detected_at: datetime | None = Field(None, description="When querywatch stored the alert's opening.")
+    sequence: int = Field(1, description="Number of the alert's latest event (1 = opened).")
+    last_event_id: int | None = Field(None, description="Its id: the `after` cursor of a polling collector.")
     queries: int
-    risk: float
-    severity: Severity
+    risk: float = Field(description="Current risk (as of the latest event).")
+    peak_risk: float = 0.0
+    severity: Severity = Field(description="Follows the risk while the alert is open.")
+    decision: Action | None = Field(None, description="What the serving tier is told to do with the client.")
+    extraction: float | None = Field(None, description="Estimated fidelity (0-1) of a copy, if estimated.")
     technique: str = Field(description="MITRE ATLAS technique id.")
     reasons: list[str]
-    features: dict[str, Any]
+    features: dict[str, Any] = Field(description="The evidence: behavioural features at the latest event.")
+    source_ips: list[str] = Field(default_factory=list, description="Recent distinct source IPs (bounded).")
+    user_agents: list[str] = Field(default_factory=list, description="Recent distinct user agents (bounded).")
+    silenced_by: int | None = Field(None, description="The silence that kept it from paging, if any.")
     state: AlertState
     acknowledged_by: str | None
     acknowledged_at: datetime | None
@@ -162,6 +202,28 @@ class AlertPublic(_Public):
 class AlertPage(BaseModel):
     items: list[AlertPublic]
     next_cursor: str | None
+    next_after: int | None = Field(
+        None, description="With `after`: pass as `after` next time (the newest event id seen so far)."
+    )
+
+
+class AlertEventPublic(_Public):
+    id: int
+    alert_id: str
+    sequence: int
+    type: Literal["alert.opened", "alert.updated", "alert.closed"]
+    event_at: datetime
+    detected_at: datetime
+    body: dict[str, Any] | None = Field(description="The event in alert schema v1, as the channels got it.")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"false_positive": True, "note": "QA load test"}]}
+    )
+
+    false_positive: bool
+    note: str | None = Field(None, max_length=4000)
 
 
 class ResolveRequest(BaseModel):

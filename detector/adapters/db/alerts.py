@@ -1,6 +1,8 @@
 """Read alerts and record what analysts did with them (acknowledge, resolve, false positive).
 
-Alerts are listed newest first, keyset-paginated on ``(opened_at DESC, alert_id DESC)``.
+Alerts are listed newest first, keyset-paginated on ``(opened_at DESC, alert_id DESC)``;
+a polling collector instead follows ``after`` (the id of the latest alert event it saw) and
+gets every alert changed since, in the order of their latest events.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.session import where_equal
-from querywatch.detector.adapters.db.tables import AlertRow, utcnow
+from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, utcnow
 from querywatch.detector.errors import QuerywatchError
 from querywatch.detector.metrics import ALERTS_CLOSED
 
@@ -63,6 +65,31 @@ def list_alerts(
         )
     query = query.order_by(AlertRow.opened_at.desc(), AlertRow.alert_id.desc()).limit(limit)
     return list(session.scalars(query))
+
+
+def alerts_changed_after(
+    *, session: Session, after: int, limit: int, model_id: str | None = None
+) -> list[AlertRow]:
+    """Alerts whose latest event came after event ``after``, oldest change first."""
+    query = where_equal(select(AlertRow).where(AlertRow.last_event_id > after), (AlertRow.model_id, model_id))
+    return list(session.scalars(query.order_by(AlertRow.last_event_id).limit(limit)))
+
+
+def alert_events(*, session: Session, alert_id: str) -> list[AlertEventRow]:
+    query = select(AlertEventRow).where(AlertEventRow.alert_id == alert_id)
+    return list(session.scalars(query.order_by(AlertEventRow.sequence)))
+
+
+def record_feedback(
+    *, session: Session, alert_id: str, actor: str, false_positive: bool, note: str | None
+) -> AlertRow:
+    """An analyst's verdict on an alert in any state (the engine may have closed it already):
+    the calibration report counts it."""
+    alert = _existing(session, alert_id)
+    alert.false_positive = false_positive
+    if note:
+        alert.resolution_note = f"{note} ({actor})"
+    return alert
 
 
 def get_alert(*, session: Session, alert_id: str) -> AlertRow | None:

@@ -1,7 +1,9 @@
 """Read clients and their risk history; change a client's status (trusted / blocked / normal).
 
-The leaderboard is keyset-paginated on ``(risk DESC, client_id ASC)``, served by the
-``(risk, client_id)`` index, so page 1,000 costs what page 1 costs with 100,000 clients.
+A client has one row per model it queried. The leaderboard lists those rows, keyset-paginated
+on ``(risk DESC, client_id ASC, model_id ASC)``, served by the ``(risk, client_id)`` index, so
+page 1,000 costs what page 1 costs with 100,000 clients. An analyst's status is the client's:
+it is written to every row of the client.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from querywatch.detector.adapters.db.session import where_equal
 from querywatch.detector.adapters.db.tables import CLIENT_STATUSES, ClientRow, RiskPointRow, utcnow
 from querywatch.detector.errors import QuerywatchError
 
+#: The model of the row a client blocked before its first event gets (``set_status(create=True)``).
+UNSEEN_MODEL = ""
+
 
 class ClientNotFound(QuerywatchError):
     """No client with this id has been seen."""
@@ -23,10 +28,11 @@ class ClientNotFound(QuerywatchError):
 
 @dataclass(frozen=True)
 class ClientCursor:
-    """Where a leaderboard page ends: the last row's risk and id."""
+    """Where a leaderboard page ends: the last row's risk, client and model."""
 
     risk: float
     client_id: str
+    model_id: str = ""
 
 
 def list_clients(
@@ -48,21 +54,42 @@ def list_clients(
             or_(
                 ClientRow.risk < after.risk,
                 and_(ClientRow.risk == after.risk, ClientRow.client_id > after.client_id),
+                and_(
+                    ClientRow.risk == after.risk,
+                    ClientRow.client_id == after.client_id,
+                    ClientRow.model_id > after.model_id,
+                ),
             )
         )
-    query = query.order_by(ClientRow.risk.desc(), ClientRow.client_id.asc()).limit(limit)
-    return list(session.scalars(query))
+    order = (ClientRow.risk.desc(), ClientRow.client_id.asc(), ClientRow.model_id.asc())
+    return list(session.scalars(query.order_by(*order).limit(limit)))
+
+
+def client_rows(*, session: Session, client_id: str) -> list[ClientRow]:
+    """The client's rows, one per model, riskiest first."""
+    query = select(ClientRow).where(ClientRow.client_id == client_id)
+    return list(session.scalars(query.order_by(ClientRow.risk.desc(), ClientRow.model_id)))
 
 
 def get_client(*, session: Session, client_id: str) -> ClientRow | None:
-    return session.get(ClientRow, client_id)
+    """The client's riskiest row (its view in the v1 API), None if never seen."""
+    rows = client_rows(session=session, client_id=client_id)
+    return rows[0] if rows else None
 
 
 def risk_history(
-    *, session: Session, client_id: str, limit: int, since: datetime | None = None
+    *,
+    session: Session,
+    client_id: str,
+    limit: int,
+    since: datetime | None = None,
+    model_id: str | None = None,
 ) -> list[RiskPointRow]:
-    """The client's newest ``limit`` history points (at or after ``since``), oldest first."""
-    query = select(RiskPointRow).where(RiskPointRow.client_id == client_id)
+    """The client's newest ``limit`` history points (at or after ``since``, on ``model_id``
+    if given), oldest first."""
+    query = where_equal(
+        select(RiskPointRow).where(RiskPointRow.client_id == client_id), (RiskPointRow.model_id, model_id)
+    )
     if since is not None:
         query = query.where(RiskPointRow.ts >= since)
     newest = list(
@@ -74,23 +101,28 @@ def risk_history(
 def set_status(
     *, session: Session, client_id: str, status: str, actor: str, create: bool = False
 ) -> ClientRow:
-    """Mark a client trusted, blocked or normal; raises ``ClientNotFound`` for an unseen id
-    unless ``create``.
+    """Mark a client trusted, blocked or normal on every model; raises ``ClientNotFound``
+    for an unseen id unless ``create``. Returns the client's riskiest row.
 
     By default a client must have been seen before it can be marked, so a typo in an id is
     an error instead of a silent new row; ``create`` makes the row of a client not seen yet
-    (a leaked key blocked before its first query), which its first events then fill in.
+    (a leaked key blocked before its first query) with the model ``UNSEEN_MODEL``; its first
+    events replace it with the row of the model they query, which keeps the status.
     """
     if status not in CLIENT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(CLIENT_STATUSES)}")
-    client = session.get(ClientRow, client_id)
-    if client is None and create:
+    rows = client_rows(session=session, client_id=client_id)
+    if not rows and create:
         now = utcnow()
-        client = ClientRow(client_id=client_id, model_id="", first_seen=now, last_seen=now, queries=0)
-        session.add(client)
-    if client is None:
+        rows = [
+            ClientRow(client_id=client_id, model_id=UNSEEN_MODEL, first_seen=now, last_seen=now, queries=0)
+        ]
+        session.add(rows[0])
+    if not rows:
         raise ClientNotFound(f"no client {client_id!r} has been seen")
-    client.status = status
-    client.status_changed_by = actor
-    client.updated_at = utcnow()
-    return client
+    now = utcnow()
+    for client in rows:
+        client.status = status
+        client.status_changed_by = actor
+        client.updated_at = now
+    return rows[0]

@@ -1,7 +1,7 @@
-"""The delivery outbox: rows written with the alert, claimed by dispatchers, then settled.
+"""The delivery outbox: rows written with each alert event, claimed by dispatchers, then settled.
 
-``enqueue_deliveries`` runs inside the transaction that inserts the alert, so an alert is
-never stored without its deliveries (nor the other way round). Dispatchers claim due rows
+``enqueue_deliveries`` runs inside the transaction that stores the alert event, so an event
+is never stored without its deliveries (nor the other way round). Dispatchers claim due rows
 with a *lease*: the claim bumps ``attempts`` and moves ``next_attempt_at`` past the longest
 a send may take, so a dispatcher that dies mid-delivery leaves a row that simply becomes due
 again. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so that several dispatchers
@@ -19,10 +19,17 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow, WebhookEndpointRow, utcnow
-from querywatch.detector.adapters.delivery.payload import AlertLike, alert_payload
+from querywatch.detector.adapters.db.alert_schema import stored_body
+from querywatch.detector.adapters.db.tables import (
+    AlertEventRow,
+    AlertRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+    utcnow,
+)
+from querywatch.detector.adapters.delivery.payload import render
 from querywatch.detector.adapters.delivery.signing import webhook_id_for
-from querywatch.detector.engine.outcomes import SEVERITIES
+from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED, SEVERITIES
 
 #: States a dispatcher may still send.
 OPEN_STATES = ("pending", "failed")
@@ -38,43 +45,55 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
-def endpoint_wants(endpoint: WebhookEndpointRow, *, severity: str, model_id: str) -> bool:
-    """Whether an endpoint's filters (minimum severity, model) let this alert through."""
+def endpoint_wants(
+    endpoint: WebhookEndpointRow, *, severity: str, model_id: str, event_type: str = ALERT_OPENED
+) -> bool:
+    """Whether an endpoint's filters (model, event types, minimum severity) let this event through."""
     if endpoint.model_id is not None and endpoint.model_id != model_id:
         return False
-    return severity_rank(severity) >= severity_rank(endpoint.min_severity)
+    if endpoint.event_types is not None and event_type not in endpoint.event_types:
+        return False
+    return event_type == ALERT_CLOSED or severity_rank(severity) >= severity_rank(endpoint.min_severity)
 
 
 def enqueue_deliveries(
-    *, session: Session, alert: AlertLike, now: datetime | None = None
+    *, session: Session, alert: AlertRow, event: AlertEventRow, now: datetime | None = None
 ) -> list[WebhookDeliveryRow]:
-    """Add one pending delivery per enabled endpoint whose filters match ``alert``.
+    """Add one pending delivery of ``event`` per enabled endpoint whose filters match.
 
-    Call it in the transaction that inserts the alert. Idempotent: an endpoint that already
-    has a delivery of this alert gets no second one.
+    Call it in the transaction that stores the event. An ``alert.closed`` goes only where
+    an earlier event of the alert went (a receiver never hears of an incident's end alone).
+    Idempotent: an endpoint that already has a delivery of this event gets no second one.
     """
     now = now or utcnow()
     endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.enabled.is_(True))).all()
-    wanted = [e for e in endpoints if endpoint_wants(e, severity=alert.severity, model_id=alert.model_id)]
+    wanted = [
+        e
+        for e in endpoints
+        if endpoint_wants(e, severity=alert.severity, model_id=alert.model_id, event_type=event.type)
+    ]
     if not wanted:
         return []
-    existing = set(
-        session.scalars(
-            select(WebhookDeliveryRow.endpoint_id).where(WebhookDeliveryRow.alert_id == alert.alert_id)
-        ).all()
-    )
+    sent = session.execute(
+        select(WebhookDeliveryRow.endpoint_id, WebhookDeliveryRow.event_id).where(
+            WebhookDeliveryRow.alert_id == alert.alert_id
+        )
+    ).all()
+    told = {endpoint_id for endpoint_id, _ in sent}
+    has_event = {endpoint_id for endpoint_id, event_id in sent if event_id == event.id}
     deliveries = [
         WebhookDeliveryRow(
             alert_id=alert.alert_id,
+            event_id=event.id,
             endpoint_id=endpoint.id,
-            webhook_id=webhook_id_for(alert.alert_id, endpoint.id),
+            webhook_id=webhook_id_for(alert.alert_id, endpoint.id, event.sequence),
             state="pending",
             attempts=0,
             next_attempt_at=now,
             created_at=now,
         )
         for endpoint in wanted
-        if endpoint.id not in existing
+        if endpoint.id not in has_event and (event.type != ALERT_CLOSED or endpoint.id in told)
     ]
     session.add_all(deliveries)
     return deliveries
@@ -91,6 +110,7 @@ class ClaimedDelivery:
     attempts: int
     lease_until: datetime
     url: str
+    kind: str  # standard | pagerduty | slack
     secret: str
     previous_secret: str | None  # still signing too: a rotation's overlap has not ended
     body: bytes
@@ -146,27 +166,64 @@ def claim_due_deliveries(
     if not claimed:
         return []
     rows = session.execute(
-        select(WebhookDeliveryRow, WebhookEndpointRow, AlertRow)
+        select(WebhookDeliveryRow, WebhookEndpointRow, AlertRow, AlertEventRow)
         .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
         .join(AlertRow, AlertRow.alert_id == WebhookDeliveryRow.alert_id)
+        .join(AlertEventRow, AlertEventRow.id == WebhookDeliveryRow.event_id)
         .where(WebhookDeliveryRow.id.in_([d for d, _ in claimed]))
     ).all()
     attempts_of = dict(claimed)
-    return [
-        ClaimedDelivery(
-            delivery_id=delivery.id,
-            endpoint_id=endpoint.id,
-            alert_id=alert.alert_id,
-            webhook_id=delivery.webhook_id,
-            attempts=attempts_of[delivery.id],
-            lease_until=lease_until,
-            url=endpoint.url,
-            secret=endpoint.secret,
-            previous_secret=_previous_secret(endpoint, now),
-            body=alert_payload(alert=alert, public_url=public_url),
+    out = []
+    for delivery, endpoint, alert, event in rows:
+        if endpoint.kind == "pagerduty" and event.type != ALERT_CLOSED and _resolved(session, delivery):
+            _supersede(session, delivery.id, "the incident was already resolved: no trigger after a resolve")
+            continue
+        out.append(
+            ClaimedDelivery(
+                delivery_id=delivery.id,
+                endpoint_id=endpoint.id,
+                alert_id=alert.alert_id,
+                webhook_id=delivery.webhook_id,
+                attempts=attempts_of[delivery.id],
+                lease_until=lease_until,
+                url=endpoint.url,
+                kind=endpoint.kind,
+                secret=endpoint.secret,
+                previous_secret=_previous_secret(endpoint, now),
+                body=render(
+                    kind=endpoint.kind,
+                    event=stored_body(alert, event),
+                    public_url=public_url,
+                    routing_key=endpoint.routing_key,
+                ),
+            )
         )
-        for delivery, endpoint, alert in rows
-    ]
+    return out
+
+
+def _resolved(session: Session, delivery: WebhookDeliveryRow) -> bool:
+    """Whether this endpoint already got the close of this delivery's alert."""
+    closed = session.scalar(
+        select(WebhookDeliveryRow.id)
+        .join(AlertEventRow, AlertEventRow.id == WebhookDeliveryRow.event_id)
+        .where(
+            WebhookDeliveryRow.alert_id == delivery.alert_id,
+            WebhookDeliveryRow.endpoint_id == delivery.endpoint_id,
+            WebhookDeliveryRow.state == "delivered",
+            AlertEventRow.type == ALERT_CLOSED,
+        )
+        .limit(1)
+    )
+    return closed is not None
+
+
+def _supersede(session: Session, delivery_id: int, why: str) -> None:
+    session.execute(
+        update(WebhookDeliveryRow)
+        .where(WebhookDeliveryRow.id == delivery_id)
+        .values(state="dead", next_attempt_at=None, last_error=f"superseded: {why}")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _previous_secret(endpoint: WebhookEndpointRow, now: datetime) -> str | None:

@@ -1,9 +1,9 @@
 """Store what the engine decided for a batch of events, in the caller's transaction.
 
-One call per consumer batch: the latest row per client (upserted), a downsampled risk
-history, new alerts (idempotent on the deterministic ``alert_id``, so a replayed batch adds
-nothing) with their webhook outbox rows, and the engine's closing of alerts. Nothing here
-commits: the consumer commits it together with its offsets.
+One call per consumer batch: the latest row per (client, model) (upserted), a downsampled
+risk history per (client, model), and the alert events (``alert_store``: idempotent on the
+alert id and sequence, so a replayed batch adds nothing) with their outbox rows. Nothing
+here commits: the consumer commits it together with its offsets.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from querywatch.detector.adapters.db.outbox import enqueue_deliveries
+from querywatch.detector.adapters.db.alert_store import save_alert_events
+from querywatch.detector.adapters.db.clients import UNSEEN_MODEL
 from querywatch.detector.adapters.db.tables import AlertRow, Base, ClientRow, RiskPointRow, utcnow
-from querywatch.detector.engine.outcomes import Alert, Outcome, RiskUpdate
-from querywatch.detector.metrics import ALERTS_CLOSED, ALERTS_OPENED
+from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
+from querywatch.detector.engine.policy import Thresholds
+from querywatch.detector.metrics import ALERT_EVENTS, ALERTS_CLOSED, ALERTS_OPENED, ALERTS_SUPPRESSED
 
 _Row = TypeVar("_Row", bound=Base)
 
@@ -39,6 +41,8 @@ class SavedOutcomes:
     history_points: int = 0
     new_alerts: list[AlertRow] = field(default_factory=list)
     closed_alerts: int = 0
+    events: int = 0
+    suppressed: int = 0  # alert events stored and decided but not delivered (trust, monitor, silence)
 
 
 def event_time(ts: float) -> datetime:
@@ -50,39 +54,30 @@ def event_time(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutcomes:
-    """Add a batch of engine outcomes to ``session`` (flushed, not committed)."""
+def save_outcomes(
+    *, session: Session, outcomes: Sequence[Outcome], thresholds: Thresholds | None = None
+) -> SavedOutcomes:
+    """Add a batch of engine outcomes to ``session`` (flushed, not committed).
+
+    ``thresholds`` are the static decision thresholds (``ApiSettings``) each alert event is
+    decided with; the defaults if not given."""
     saved = SavedOutcomes()
     if not outcomes:
         return saved
     client_ids = list(dict.fromkeys(o.update.client_id for o in outcomes))
-    clients = {c.client_id: c for c in _in_chunks(session, ClientRow, ClientRow.client_id, client_ids)}
+    rows = _in_chunks(session, ClientRow, ClientRow.client_id, client_ids)
+    clients = {(c.client_id, c.model_id): c for c in rows}
     last_points = _last_points(session, client_ids)
-    alert_ids = {o.alert.alert_id for o in outcomes if o.alert} | {
-        o.closed_alert_id for o in outcomes if o.closed_alert_id
-    }
-    alerts = {a.alert_id: a for a in _in_chunks(session, AlertRow, AlertRow.alert_id, list(alert_ids))}
     now = utcnow()
-    seen: dict[str, _ClientSpan] = {}
-
+    seen: dict[tuple[str, str], _ClientSpan] = {}
     for outcome in outcomes:
         update = outcome.update
-        span = seen.get(update.client_id)
+        key = (update.client_id, update.model_id)
+        span = seen.get(key)
         if span is None:
-            span = seen[update.client_id] = _ClientSpan(update, update.ts, update.ts)
+            span = seen[key] = _ClientSpan(update, update.ts, update.ts)
         span.add(update)
-        if outcome.alert is not None and outcome.alert.alert_id not in alerts:
-            row = _alert_row(outcome.alert)
-            alerts[row.alert_id] = row
-            session.add(row)
-            saved.new_alerts.append(row)
-        if outcome.closed_alert_id is not None:
-            closed = alerts.get(outcome.closed_alert_id)
-            if closed is not None and closed.closed_by_engine_at is None:
-                closed.closed_by_engine_at = event_time(update.ts)
-                saved.closed_alerts += 1
-        marks_alert = outcome.alert is not None or outcome.closed_alert_id is not None
-        if _wants_point(last_points.get(update.client_id), update, marks_alert):
+        if _wants_point(last_points.get(key), update, outcome.event is not None):
             session.add(
                 RiskPointRow(
                     client_id=update.client_id,
@@ -93,17 +88,28 @@ def save_outcomes(*, session: Session, outcomes: Sequence[Outcome]) -> SavedOutc
                     features=dict(update.features),
                 )
             )
-            last_points[update.client_id] = (update.risk, update.queries)
+            last_points[key] = (update.risk, update.queries)
             saved.history_points += 1
-    for client_id, span in seen.items():
-        _apply_span(session, clients, client_id, span, now)
+    statuses = {client_id: row.status for (client_id, _), row in clients.items()}
+    for key, span in seen.items():
+        _apply_span(session, clients, key, span, now, statuses.get(key[0], "normal"))
     session.flush()
-    _enqueue_webhooks(session, saved.new_alerts)
-    saved.clients = len(client_ids)
+    events = save_alert_events(
+        session=session, events=[o.event for o in outcomes if o.event is not None], thresholds=thresholds
+    )
+    saved.new_alerts = events.opened
+    saved.closed_alerts = len(events.closed)
+    saved.events = len(events.events)
+    saved.suppressed = events.suppressed
+    saved.clients = len(seen)
     for row in saved.new_alerts:
         ALERTS_OPENED.labels(severity=row.severity).inc()
+    for event in events.events:
+        ALERT_EVENTS.labels(type=event.type).inc()
     if saved.closed_alerts:
         ALERTS_CLOSED.labels(by="engine").inc(saved.closed_alerts)
+    if saved.suppressed:
+        ALERTS_SUPPRESSED.inc(saved.suppressed)
     return saved
 
 
@@ -127,16 +133,23 @@ class _ClientSpan:
 
 
 def _apply_span(
-    session: Session, clients: dict[str, ClientRow], client_id: str, span: _ClientSpan, now: datetime
+    session: Session,
+    clients: dict[tuple[str, str], ClientRow],
+    key: tuple[str, str],
+    span: _ClientSpan,
+    now: datetime,
+    status: str,
 ) -> None:
     first, last = event_time(span.first_ts), event_time(span.last_ts)
-    client = clients.get(client_id)
-    if client is None:
-        client = ClientRow(client_id=client_id, first_seen=first, last_seen=last, status="normal")
-        clients[client_id] = client
+    client = clients.get(key)
+    if client is None:  # the analyst's status holds on every model: a new model's row copies it
+        client = ClientRow(client_id=key[0], model_id=key[1], first_seen=first, last_seen=last, status=status)
+        clients[key] = client
         session.add(client)
+        unseen = clients.pop((key[0], UNSEEN_MODEL), None)
+        if unseen is not None and key[1] != UNSEEN_MODEL:  # blocked before its first event
+            session.delete(unseen)
     update = span.latest
-    client.model_id = update.model_id
     client.risk = update.risk
     client.queries = update.queries
     if span.explained is not None:
@@ -148,8 +161,13 @@ def _apply_span(
 
 
 def _wants_point(last: tuple[float, int] | None, update: RiskUpdate, marks_alert: bool) -> bool:
+    """A point on an alert event, else when risk or queries moved enough — and then only on
+    an update the engine explained, so every point after the first carries its features
+    (the engine explains at least every 100 queries and on every risk move of 0.05)."""
     if last is None or marks_alert:
         return True
+    if not update.features:
+        return False
     risk, queries = last
     return (
         abs(update.risk - risk) >= HISTORY_MIN_RISK_CHANGE
@@ -158,44 +176,20 @@ def _wants_point(last: tuple[float, int] | None, update: RiskUpdate, marks_alert
     )
 
 
-def _alert_row(alert: Alert) -> AlertRow:
-    return AlertRow(
-        alert_id=alert.alert_id,
-        client_id=alert.client_id,
-        model_id=alert.model_id,
-        opened_at=event_time(alert.ts),
-        queries=alert.queries,
-        risk=alert.risk,
-        severity=alert.severity,
-        technique=alert.technique,
-        reasons=list(alert.reasons),
-        features=dict(alert.features),
-        state="open",
-        false_positive=False,
-    )
-
-
-def _enqueue_webhooks(session: Session, rows: list[AlertRow]) -> None:
-    if not rows:
-        return
-    for row in rows:
-        enqueue_deliveries(session=session, alert=row)
-
-
-def _last_points(session: Session, client_ids: list[str]) -> dict[str, tuple[float, int]]:
-    points: dict[str, tuple[float, int]] = {}
+def _last_points(session: Session, client_ids: list[str]) -> dict[tuple[str, str], tuple[float, int]]:
+    points: dict[tuple[str, str], tuple[float, int]] = {}
     for chunk in _chunks(client_ids):
         newest = (
             select(func.max(RiskPointRow.id))
             .where(RiskPointRow.client_id.in_(chunk))
-            .group_by(RiskPointRow.client_id)
+            .group_by(RiskPointRow.client_id, RiskPointRow.model_id)
         )
         rows = session.execute(
-            select(RiskPointRow.client_id, RiskPointRow.risk, RiskPointRow.queries).where(
-                RiskPointRow.id.in_(newest)
-            )
+            select(
+                RiskPointRow.client_id, RiskPointRow.model_id, RiskPointRow.risk, RiskPointRow.queries
+            ).where(RiskPointRow.id.in_(newest))
         )
-        points.update({client_id: (risk, queries) for client_id, risk, queries in rows})
+        points.update({(c, m): (risk, queries) for c, m, risk, queries in rows})
     return points
 
 

@@ -43,6 +43,10 @@ NAMING_CONVENTION = {
 
 CLIENT_STATUSES = ("normal", "trusted", "blocked")
 ALERT_STATES = ("open", "acknowledged", "resolved")
+ALERT_KINDS = ("client", "campaign")
+ALERT_EVENT_TYPES = ("alert.opened", "alert.updated", "alert.closed")
+POLICY_MODES = ("enforce", "monitor")
+ENDPOINT_KINDS = ("standard", "pagerduty", "slack")
 DELIVERY_STATES = ("pending", "delivered", "failed", "dead")
 API_ROLES = ("reader", "admin")
 
@@ -86,7 +90,10 @@ class Base(DeclarativeBase):
 
 
 class ClientRow(Base):
-    """The latest view of one client (API key / account): its risk and why."""
+    """The latest view of one client (API key / account) on one model: its risk and why.
+
+    ``status`` is the analyst's and holds for the client on every model: it is written to
+    all of a client's rows at once, and a client's new row copies it."""
 
     __tablename__ = "clients"
     __table_args__ = (
@@ -97,7 +104,7 @@ class ClientRow(Base):
     )
 
     client_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    model_id: Mapped[str] = mapped_column(String(256))
+    model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     risk: Mapped[float] = mapped_column(Float, default=0.0)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -113,7 +120,10 @@ class RiskPointRow(Base):
     """One downsampled point of a client's risk over time (event time)."""
 
     __tablename__ = "risk_history"
-    __table_args__ = (Index("ix_risk_history_client_id_ts", "client_id", "ts"),)
+    __table_args__ = (
+        Index("ix_risk_history_client_id_ts", "client_id", "ts"),
+        Index("ix_risk_history_client_id_model_id_id", "client_id", "model_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     client_id: Mapped[str] = mapped_column(String(256))
@@ -125,26 +135,41 @@ class RiskPointRow(Base):
 
 
 class AlertRow(Base):
-    """An extraction alert and what people did about it."""
+    """An extraction alert (schema v1, ``engine.outcomes``) as of its latest event, and
+    what people did about it. ``client_id`` is the subject's id (a campaign's for a campaign
+    alert). The engine closing an alert also resolves it (``resolved_by`` = ``engine``)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
         CheckConstraint(_in("state", ALERT_STATES), name="state"),
+        CheckConstraint(_in("kind", ALERT_KINDS), name="kind"),
         Index("ix_alerts_opened_at_alert_id", "opened_at", "alert_id"),
         Index("ix_alerts_client_id", "client_id"),
         Index("ix_alerts_state_severity", "state", "severity"),
+        Index("ix_alerts_last_event_id", "last_event_id"),
     )
 
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="client", server_default="client")
     client_id: Mapped[str] = mapped_column(String(256))
     model_id: Mapped[str] = mapped_column(String(256))
     opened_at: Mapped[datetime]
     queries: Mapped[int] = mapped_column(BigInteger)
     risk: Mapped[float] = mapped_column(Float)
+    peak_risk: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     severity: Mapped[str] = mapped_column(String(16))
     technique: Mapped[str] = mapped_column(String(32))
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    extraction: Mapped[float | None] = mapped_column(Float)
+    source_ips: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    user_agents: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    sequence: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    event_at: Mapped[datetime | None] = mapped_column()  # event time of the latest event
+    detected_at: Mapped[datetime | None] = mapped_column()  # when querywatch stored the opening
+    decision: Mapped[str | None] = mapped_column(String(16))
+    silenced_by: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
     acknowledged_by: Mapped[str | None] = mapped_column(String(256))
     acknowledged_at: Mapped[datetime | None]
@@ -153,6 +178,78 @@ class AlertRow(Base):
     resolution_note: Mapped[str | None] = mapped_column(Text)
     false_positive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     closed_by_engine_at: Mapped[datetime | None]
+
+
+class AlertEventRow(Base):
+    """One event of an alert (opened / updated / closed), in the order stored: ``id`` is the
+    cursor of ``GET /v1/alerts?after=`` and each event's body is what every channel sends."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        CheckConstraint(_in("type", ALERT_EVENT_TYPES), name="type"),
+        UniqueConstraint("alert_id", "sequence", name="uq_alert_events_alert_id_sequence"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))
+    event_at: Mapped[datetime]  # event time of the query that caused it
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    body: Mapped[dict[str, Any] | None] = mapped_column(JsonType)  # the v1 event; null: migrated
+
+
+class ModelPolicyRow(Base):
+    """A model's runtime policy (``engine.policy.ModelPolicy``); every change adds a version."""
+
+    __tablename__ = "model_policies"
+    __table_args__ = (CheckConstraint(_in("mode", POLICY_MODES), name="mode"),)
+
+    model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), default="enforce", server_default="enforce")
+    degrade_risk: Mapped[float | None] = mapped_column(Float)
+    block_risk: Mapped[float | None] = mapped_column(Float)
+    degraded_precision: Mapped[int | None] = mapped_column(Integer)
+    page_risk: Mapped[float | None] = mapped_column(Float)
+    extraction_block: Mapped[float | None] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_by: Mapped[str] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelPolicyVersionRow(Base):
+    """Every version a model's policy had, so a change can be reverted."""
+
+    __tablename__ = "model_policy_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_policy_versions_model_id_version"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[dict[str, Any]] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(256))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SilenceRow(Base):
+    """No paging for matching alerts until ``expires_at`` (matchers: null = any)."""
+
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_expires_at", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    client_id: Mapped[str | None] = mapped_column(String(256))
+    model_id: Mapped[str | None] = mapped_column(String(256))
+    campaign_id: Mapped[str | None] = mapped_column(String(256))
+    reason_contains: Mapped[str | None] = mapped_column(String(256))
+    comment: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    removed_by: Mapped[str | None] = mapped_column(String(256))
+    removed_at: Mapped[datetime | None]
 
 
 class ModelProfileRow(Base):
@@ -178,6 +275,9 @@ class WebhookEndpointRow(Base):
     secret: Mapped[str] = mapped_column(String(256))
     previous_secret: Mapped[str | None] = mapped_column(String(256))
     previous_secret_until: Mapped[datetime | None] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
+    event_types: Mapped[list[Any] | None] = mapped_column(JsonType)  # null: every event type
+    routing_key: Mapped[str | None] = mapped_column(String(256))  # PagerDuty's integration key
     min_severity: Mapped[str] = mapped_column(String(16), default="low", server_default="low")
     model_id: Mapped[str | None] = mapped_column(String(256))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
@@ -186,18 +286,19 @@ class WebhookEndpointRow(Base):
 
 
 class WebhookDeliveryRow(Base):
-    """One alert to one endpoint: the outbox row the dispatcher works through."""
+    """One alert event to one endpoint: the outbox row the dispatcher works through."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
-        UniqueConstraint("alert_id", "endpoint_id", name="uq_webhook_deliveries_alert_id_endpoint_id"),
+        UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_id_endpoint_id"),
         Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")

@@ -15,10 +15,17 @@ from sqlalchemy.orm import Session
 from querywatch.detector.adapters.db.alerts import AlertNotFound
 from querywatch.detector.adapters.db.outbox import endpoint_wants, enqueue_deliveries
 from querywatch.detector.adapters.db.session import where_equal
-from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow, WebhookEndpointRow, utcnow
+from querywatch.detector.adapters.db.tables import (
+    ENDPOINT_KINDS,
+    AlertEventRow,
+    AlertRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+    utcnow,
+)
 from querywatch.detector.adapters.delivery.signing import check_secret, generate_secret
 from querywatch.detector.adapters.delivery.ssrf import Resolver, pin_webhook_url, system_resolver
-from querywatch.detector.engine.outcomes import SEVERITIES
+from querywatch.detector.engine.outcomes import EVENT_TYPES, SEVERITIES
 from querywatch.detector.errors import QuerywatchError
 
 
@@ -39,11 +46,23 @@ def create_endpoint(
     model_id: str | None = None,
     secret: str | None = None,
     resolver: Resolver = system_resolver,
+    kind: str = "standard",
+    event_types: list[str] | None = None,
+    routing_key: str | None = None,
 ) -> WebhookEndpointRow:
     """Add an endpoint after the SSRF check (raises ``UnsafeWebhookUrl``); a secret is
-    generated unless one is given (e.g. to keep a receiver's existing configuration)."""
+    generated unless one is given (e.g. to keep a receiver's existing configuration).
+    ``kind`` is ``standard`` (Standard Webhooks), ``pagerduty`` (Events API v2, needs the
+    integration's ``routing_key``) or ``slack`` (an incoming-webhook URL); ``event_types``
+    limits what is sent (None: every event type)."""
     if min_severity not in SEVERITIES:
         raise InvalidWebhookEndpoint(f"min_severity must be one of {', '.join(SEVERITIES)}")
+    if kind not in ENDPOINT_KINDS:
+        raise InvalidWebhookEndpoint(f"kind must be one of {', '.join(ENDPOINT_KINDS)}")
+    if kind == "pagerduty" and not routing_key:
+        raise InvalidWebhookEndpoint("a pagerduty endpoint needs the integration's routing_key")
+    if event_types is not None and (not event_types or set(event_types) - set(EVENT_TYPES)):
+        raise InvalidWebhookEndpoint(f"event_types must be a non-empty subset of {', '.join(EVENT_TYPES)}")
     pin_webhook_url(url, allow_hosts=allow_hosts, resolver=resolver)
     if secret is not None:
         check_secret(secret)
@@ -52,6 +71,9 @@ def create_endpoint(
         secret=secret or generate_secret(),
         min_severity=min_severity,
         model_id=model_id,
+        kind=kind,
+        event_types=None if event_types is None else list(dict.fromkeys(event_types)),
+        routing_key=routing_key,
         enabled=True,
         created_at=utcnow(),
     )
@@ -135,16 +157,21 @@ def list_deliveries(
 def redeliver_alert(
     *, session: Session, alert_id: str, now: datetime | None = None
 ) -> list[WebhookDeliveryRow]:
-    """Send an alert again to every enabled endpoint that wants it, delivered or not.
+    """Send an alert's events again to every enabled endpoint that wants them, delivered or not.
 
     Existing deliveries start over (attempts reset, due now) and keep their ``webhook-id``:
-    a receiver that already processed the alert recognises it. Endpoints added since the
-    alert opened get their first delivery.
+    a receiver that already processed an event recognises it. Endpoints added since get
+    their first deliveries.
     """
     alert = session.get(AlertRow, alert_id)
     if alert is None:
         raise AlertNotFound(f"no alert {alert_id!r}")
     now = now or utcnow()
+    events = list(
+        session.scalars(
+            select(AlertEventRow).where(AlertEventRow.alert_id == alert_id).order_by(AlertEventRow.sequence)
+        )
+    )
     enabled = [
         e.id
         for e in list_endpoints(session=session)
@@ -156,8 +183,9 @@ def redeliver_alert(
         .values(state="pending", attempts=0, next_attempt_at=now, delivered_at=None)
         .execution_options(synchronize_session=False)
     )
-    enqueue_deliveries(session=session, alert=alert, now=now)
-    session.flush()
+    for event in events:
+        enqueue_deliveries(session=session, alert=alert, event=event, now=now)
+        session.flush()
     query = (
         select(WebhookDeliveryRow)
         .where(WebhookDeliveryRow.alert_id == alert_id)

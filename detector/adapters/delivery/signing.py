@@ -51,14 +51,18 @@ def check_secret(secret: str) -> None:
         raise InvalidWebhookSecret("a webhook secret is 'whsec_' followed by base64 of at least 16 bytes")
 
 
-def webhook_id_for(alert_id: str, endpoint_id: int) -> str:
-    """The ``webhook-id`` of one alert sent to one endpoint: the same on every attempt, so
-    that a receiver can drop a duplicate (e.g. after a crash between its 2xx and our commit).
+def webhook_id_for(alert_id: str, endpoint_id: int, sequence: int = 1) -> str:
+    """The ``webhook-id`` of one alert event sent to one endpoint: the same on every attempt,
+    so that a receiver can drop a duplicate (e.g. after a crash between its 2xx and our
+    commit). An alert's opening keeps the id it had before alert events existed.
 
     >>> webhook_id_for("al_1", 7) == webhook_id_for("al_1", 7) != webhook_id_for("al_1", 8)
     True
+    >>> webhook_id_for("al_1", 7, 2) != webhook_id_for("al_1", 7)
+    True
     """
-    digest = hashlib.sha256(f"{alert_id}\x00{endpoint_id}".encode()).hexdigest()
+    key = f"{alert_id}\x00{endpoint_id}" + ("" if sequence == 1 else f"\x00{sequence}")
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return f"msg_{digest[:32]}"
 
 

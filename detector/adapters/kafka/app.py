@@ -114,4 +114,4 @@ def default_detector_factory(settings: Settings, sessions: SessionFactory) -> De
         store = DirectoryProfileStore(settings.detection.profile_dir)
     else:
         store = DatabaseProfileStore(sessions)
-    return lambda: Detector(settings.detection, store)
+    return lambda: Detector(settings.detection, store, settings.alerts)

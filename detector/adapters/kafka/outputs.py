@@ -1,16 +1,18 @@
 """What the consumer sends to Kafka: alerts and risk changes, and dead letters.
 
 Messages on the alerts topic are keyed by ``client_id`` (a compacted topic then keeps each
-client's latest risk) and carry a ``type``: ``alert_opened`` and ``alert_closed`` with the
-deterministic ``alert_id`` (a reader drops doubles by it), and ``risk`` with the client's
-latest risk at the end of each checkpoint. Sending is at least once: the consumer waits for
-the broker's acknowledgement *before* it commits the checkpoint, so a crash in between
-re-sends, and never loses, a message.
+client's latest risk) and carry a ``type``: the alert events ``alert.opened``,
+``alert.updated`` and ``alert.closed`` in alert schema v1 (the shape of the API and the
+webhooks; a reader drops doubles by ``alert_id`` and ``sequence``), and ``risk`` with the
+client's latest risk on a model at the end of each checkpoint. Sending is at least once: the
+consumer waits for the broker's acknowledgement *before* it commits the checkpoint, so a
+crash in between re-sends, and never loses, a message.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,41 +21,33 @@ from kafka import KafkaProducer
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.adapters.kafka.deadletters import DeadLetter
 from querywatch.detector.config import KafkaSettings
-from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
+from querywatch.detector.engine.outcomes import Outcome, RiskUpdate, iso_time
 
 
-def alert_messages(outcomes: Iterable[Outcome]) -> list[tuple[str, dict[str, Any]]]:
+def alert_messages(
+    outcomes: Iterable[Outcome], *, detection_time: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """(client_id, message) pairs for the alerts topic, in event order.
 
-    Each opened or closed alert becomes one message; the risk of each client is sent
-    once, as of its last outcome.
+    Each alert event becomes one message; the risk of each (client, model) is sent once,
+    as of its last outcome. ``detection_time`` is when the consumer scored the batch.
 
-    >>> from querywatch.detector.engine.outcomes import RiskUpdate
-    >>> from types import SimpleNamespace as O
-    >>> first = O(update=RiskUpdate("c", "m", 1.0, 1, 0.1), alert=None, closed_alert_id=None)
-    >>> later = O(update=RiskUpdate("c", "m", 2.0, 2, 0.2), alert=None, closed_alert_id="al_x")
-    >>> msgs = alert_messages([first, later])
-    >>> [(c, m["type"]) for c, m in msgs], msgs[-1][1]["risk"]
-    ([('c', 'alert_closed'), ('c', 'risk')], 0.2)
+    >>> from querywatch.detector.engine.outcomes import ALERT_CLOSED, Alert, AlertEvent, Outcome, RiskUpdate
+    >>> a = Alert("al_x", "c", "m", 1.0, 1, 0.9, "medium", (), {})
+    >>> first = Outcome(RiskUpdate("c", "m", 1.0, 1, 0.1))
+    >>> later = Outcome(RiskUpdate("c", "m", 2.0, 2, 0.2), AlertEvent(ALERT_CLOSED, 2, 2.0, a))
+    >>> msgs = alert_messages([first, later], detection_time="2026-01-01T00:00:00Z")
+    >>> [(c, m["type"]) for c, m in msgs], msgs[0][1]["sequence"], msgs[-1][1]["risk"]
+    ([('c', 'alert.closed'), ('c', 'risk')], 2, 0.2)
     """
     messages: list[tuple[str, dict[str, Any]]] = []
-    latest: dict[str, RiskUpdate] = {}
+    latest: dict[tuple[str, str], RiskUpdate] = {}
     for outcome in outcomes:
         update = outcome.update
-        latest[update.client_id] = update
-        if outcome.alert is not None:
-            messages.append((update.client_id, {"type": "alert_opened", **outcome.alert.to_dict()}))
-        if outcome.closed_alert_id is not None:
-            closed = {
-                "type": "alert_closed",
-                "alert_id": outcome.closed_alert_id,
-                "client_id": update.client_id,
-                "model_id": update.model_id,
-                "ts": update.ts,
-                "risk": update.risk,
-            }
-            messages.append((update.client_id, closed))
-    messages.extend((client_id, {"type": "risk", **u.to_dict()}) for client_id, u in latest.items())
+        latest[(update.client_id, update.model_id)] = update
+        if outcome.event is not None:
+            messages.append((update.client_id, outcome.event.to_v1(detection_time=detection_time)))
+    messages.extend((client_id, {"type": "risk", **u.to_dict()}) for (client_id, _), u in latest.items())
     return messages
 
 
@@ -67,7 +61,8 @@ class OutputProducer:
         self._pending: list[Any] = []
 
     def send_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        for client_id, message in alert_messages(outcomes):
+        detected = iso_time(time.time())
+        for client_id, message in alert_messages(outcomes, detection_time=detected):
             value = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
             headers = [("type", message["type"].encode())]
             self._pending.append(

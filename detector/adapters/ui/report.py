@@ -77,7 +77,7 @@ def report_data(report: ReplayReport, *, top: int, alert_risk: float) -> dict[st
     """What the page draws: the top clients' timelines and the table rows."""
     clients = sorted(report.clients.values(), key=lambda c: (-c.risk, c.client_id))
     first_alert_ts: dict[str, float] = {}
-    for alert in report.alerts:
+    for alert in report.alerts.values():
         first_alert_ts.setdefault(alert.client_id, alert.ts)
     charts = []
     for c in clients[:top]:

@@ -1,4 +1,5 @@
-"""Alerts: the feed, one alert, and the analyst's acknowledge / resolve (audited)."""
+"""Alerts: the feed, changes since a cursor, one alert and its events, and the analyst's
+acknowledge / resolve / feedback (audited)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, actor_name
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
 from querywatch.detector.adapters.api.schemas import (
+    AlertEventPublic,
     AlertPage,
     AlertPublic,
     AlertState,
+    FeedbackRequest,
     ResolveRequest,
     Severity,
 )
@@ -20,8 +23,11 @@ from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.alerts import (
     AlertNotFound,
     acknowledge_alert,
+    alert_events,
+    alerts_changed_after,
     get_alert,
     list_alerts,
+    record_feedback,
     resolve_alert,
 )
 
@@ -42,8 +48,25 @@ def list_alerts_newest_first(
     ] = None,
     limit: cursors.PageLimit = 50,
     cursor: cursors.PageCursor = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**63 - 1,
+            description="For polling collectors: only alerts changed (opened, updated, closed) after this "
+            "event id, oldest change first; pass the answer's `next_after` next time (start with 0). "
+            "Other filters but `model` are ignored.",
+        ),
+    ] = None,
 ) -> AlertPage:
-    """Alerts, newest first (by event time). Keyset-paginated: follow `next_cursor`."""
+    """Alerts, newest first (by event time). Keyset-paginated: follow `next_cursor`.
+    With `after`, every alert changed since that event instead, so updates are seen too."""
+    if after is not None:
+        changed = alerts_changed_after(session=session, after=after, limit=limit, model_id=model)
+        newest = max((a.last_event_id or after for a in changed), default=after)
+        return AlertPage(
+            items=[AlertPublic.model_validate(a) for a in changed], next_cursor=None, next_after=newest
+        )
     rows = list_alerts(
         session=session,
         limit=limit + 1,
@@ -63,6 +86,32 @@ def one_alert(session: SessionDep, _key: ReaderKey, alert_id: AlertId) -> AlertP
     alert = get_alert(session=session, alert_id=alert_id)
     if alert is None:
         raise AlertNotFound(f"no alert {alert_id!r}")
+    return AlertPublic.model_validate(alert)
+
+
+@router.get("/{alert_id}/events", response_model=list[AlertEventPublic], responses={**READ, **problems(404)})
+def events_of_alert(session: SessionDep, _key: ReaderKey, alert_id: AlertId) -> list[AlertEventPublic]:
+    """The alert's events (opened, updated, closed) in sequence, each as the channels got it."""
+    if get_alert(session=session, alert_id=alert_id) is None:
+        raise AlertNotFound(f"no alert {alert_id!r}")
+    return [AlertEventPublic.model_validate(e) for e in alert_events(session=session, alert_id=alert_id)]
+
+
+@router.post("/{alert_id}/feedback", response_model=AlertPublic, responses={**ADMIN, **problems(404)})
+def feedback(session: SessionDep, key: AdminKey, alert_id: AlertId, body: FeedbackRequest) -> AlertPublic:
+    """Mark an alert (in any state) a false positive, or not: it feeds the model's calibration report."""
+    actor = actor_name(key)
+    alert = record_feedback(
+        session=session, alert_id=alert_id, actor=actor, false_positive=body.false_positive, note=body.note
+    )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="alert.feedback",
+        target=f"alert:{alert_id}",
+        detail={"false_positive": body.false_positive, "note": body.note},
+    )
+    session.commit()
     return AlertPublic.model_validate(alert)
 
 

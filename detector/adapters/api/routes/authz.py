@@ -15,12 +15,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
+from querywatch.detector.adapters.api.decisions import client_decision_for
 from querywatch.detector.adapters.api.deps import ReaderKey, SessionDep, SettingsDep
-from querywatch.detector.adapters.api.policy import decide
 from querywatch.detector.adapters.api.problems import PROBLEM_JSON, problem
 from querywatch.detector.adapters.api.routes.responses import READ, problems
 from querywatch.detector.adapters.api.schemas import DecisionPublic, Problem
-from querywatch.detector.adapters.db.clients import get_client
 from querywatch.detector.client.decisions import ACTION_HEADER, DEGRADE_HEADER, RISK_HEADER
 from querywatch.detector.client.events import client_id_for_key
 
@@ -61,7 +60,7 @@ def authz(
         Header(
             alias="X-Querywatch-Model",
             max_length=256,
-            description="The model asked (echoed; today's policy decides per client).",
+            description="The model asked (echoed: a client's decision is the strictest over its models).",
         ),
     ] = None,
 ) -> DecisionPublic | Response:
@@ -73,9 +72,7 @@ def authz(
     client_id = client or (client_id_for_key(client_key) if client_key else None)
     if not client_id:
         return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key")
-    row = get_client(session=session, client_id=client_id)
-    risk, reasons, status = (0.0, (), "normal") if row is None else (row.risk, tuple(row.reasons), row.status)
-    decision = decide(risk=risk, reasons=reasons, status=status, policy=settings.api)
+    decision = client_decision_for(session=session, settings=settings, client_id=client_id)
     headers = {ACTION_HEADER: decision.action, RISK_HEADER: f"{decision.risk:.4f}"}
     if model:
         headers["X-Querywatch-Model"] = model
@@ -84,12 +81,4 @@ def authz(
     if decision.action == "block":
         return problem(403, "querywatch decision: block", headers=headers, client_id=client_id)
     response.headers.update(headers)
-    return DecisionPublic(
-        client_id=client_id,
-        action=decision.action,
-        risk=decision.risk,
-        reasons=list(decision.reasons),
-        output_precision=decision.output_precision,
-        mitigations=list(decision.mitigations),
-        status=decision.status,
-    )
+    return decision

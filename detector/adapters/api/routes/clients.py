@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from querywatch.detector.adapters.api import cursors
+from querywatch.detector.adapters.api.decisions import client_decision_for
 from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, SettingsDep, actor_name
-from querywatch.detector.adapters.api.policy import decide
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
 from querywatch.detector.adapters.api.schemas import (
+    ClientModelPublic,
     ClientPage,
     ClientPublic,
     ClientStatus,
@@ -22,11 +23,13 @@ from querywatch.detector.adapters.api.schemas import (
 from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.clients import (
     ClientNotFound,
+    client_rows,
     get_client,
     list_clients,
     risk_history,
     set_status,
 )
+from querywatch.detector.adapters.db.tables import ClientRow
 
 # Ids may hold "/" (``{client_id:path}``): a client's sub-resources are declared before the
 # client itself, so ".../history" is its history and not a client of that name.
@@ -59,7 +62,7 @@ def list_clients_by_risk(
         model_id=model,
         status=status,
     )
-    items, next_cursor = cursors.page(rows, limit, lambda c: [c.risk, c.client_id])
+    items, next_cursor = cursors.page(rows, limit, lambda c: [c.risk, c.client_id, c.model_id])
     return ClientPage(items=[ClientPublic.model_validate(c) for c in items], next_cursor=next_cursor)
 
 
@@ -74,13 +77,14 @@ def client_history(
     since: Annotated[
         datetime | None, Query(description="Only points at or after this time (RFC 3339).")
     ] = None,
+    model: Annotated[str | None, Query(max_length=256, description="Only points on this model.")] = None,
 ) -> list[RiskPointPublic]:
     """The client's downsampled risk over time (event time), oldest first."""
     if get_client(session=session, client_id=client_id) is None:
         raise ClientNotFound(f"no client {client_id!r} has been seen")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
-    points = risk_history(session=session, client_id=client_id, limit=limit, since=since)
+    points = risk_history(session=session, client_id=client_id, limit=limit, since=since, model_id=model)
     return [RiskPointPublic.model_validate(p) for p in points]
 
 
@@ -88,26 +92,15 @@ def client_history(
 def client_decision(
     settings: SettingsDep, session: SessionDep, _key: ReaderKey, client_id: ClientId
 ) -> DecisionPublic:
-    """What the serving tier should do with this client's next request.
+    """What the serving tier should do with this client's next request, on any model.
 
-    `block` for a blocked client or risk at or above the block threshold, `degrade` (return
-    `output_precision` decimals of scores and throttle) at or above the degrade threshold,
-    `allow` otherwise — and always for a trusted client. An unknown client is allowed, risk 0.
+    The policy (`querywatch.detector.engine.policy.decide`), first match wins: an analyst's
+    block, an analyst's trust (allow), a model in monitor mode (allow), then the model's risk
+    thresholds (`block` at or above the block threshold, `degrade` — return `output_precision`
+    decimals of scores and throttle — at or above the degrade threshold); the client's
+    decision is the strictest over its models. An unknown client is allowed, risk 0.
     """
-    client = get_client(session=session, client_id=client_id)
-    risk, reasons, status = (
-        (0.0, (), "normal") if client is None else (client.risk, tuple(client.reasons), client.status)
-    )
-    decision = decide(risk=risk, reasons=reasons, status=status, policy=settings.api)
-    return DecisionPublic(
-        client_id=client_id,
-        action=decision.action,
-        risk=decision.risk,
-        reasons=list(decision.reasons),
-        output_precision=decision.output_precision,
-        mitigations=list(decision.mitigations),
-        status=decision.status,
-    )
+    return client_decision_for(session=session, settings=settings, client_id=client_id)
 
 
 @router.put("/{client_id:path}/status", response_model=ClientPublic, responses={**ADMIN, **problems(404)})
@@ -124,7 +117,8 @@ def change_client_status(
         ),
     ] = False,
 ) -> ClientPublic:
-    """Mark a client trusted (always allowed, still scored), blocked (always refused) or normal. Audited."""
+    """Mark a client trusted (always allowed, still scored, never paged), blocked (always
+    refused) or normal, on every model it queries. Audited."""
     actor = actor_name(key)
     client = get_client(session=session, client_id=client_id)
     before = client.status if client else None
@@ -139,13 +133,21 @@ def change_client_status(
         detail={"from": before, "to": change.status, "note": change.note},
     )
     session.commit()
-    return ClientPublic.model_validate(client)
+    return _with_models(session, client)
 
 
 @router.get("/{client_id:path}", response_model=ClientPublic, responses={**READ, **problems(404)})
 def one_client(session: SessionDep, _key: ReaderKey, client_id: ClientId) -> ClientPublic:
-    """One client's risk, reasons, features, query count and status."""
+    """One client: the risk, reasons, features, query count and status of its riskiest model,
+    and an entry per model it queried (`models`)."""
     client = get_client(session=session, client_id=client_id)
     if client is None:
         raise ClientNotFound(f"no client {client_id!r} has been seen")
-    return ClientPublic.model_validate(client)
+    return _with_models(session, client)
+
+
+def _with_models(session: SessionDep, client: ClientRow) -> ClientPublic:
+    rows = client_rows(session=session, client_id=client.client_id)
+    public = ClientPublic.model_validate(client)
+    public.models = [ClientModelPublic.model_validate(r) for r in rows]
+    return public

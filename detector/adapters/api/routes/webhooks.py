@@ -32,6 +32,8 @@ AlertId = Annotated[
     str, Path(min_length=1, max_length=64, pattern=_PRINTABLE, description="The alert's id (`al_…`).")
 ]
 DeliveryState = Literal["pending", "delivered", "failed", "dead"]
+EndpointKind = Literal["standard", "pagerduty", "slack"]
+EventType = Literal["alert.opened", "alert.updated", "alert.closed"]
 
 _ENDPOINT_EXAMPLE: dict[str, Any] = {
     "id": 1,
@@ -56,6 +58,17 @@ class WebhookCreate(BaseModel):
     model_id: str | None = Field(
         None, max_length=256, pattern=_PRINTABLE, description="Only alerts on this model; null for all."
     )
+    kind: EndpointKind = Field(
+        "standard",
+        description="standard: Standard Webhooks; pagerduty: Events API v2 (trigger / resolve); "
+        "slack: an incoming-webhook URL.",
+    )
+    event_types: list[EventType] | None = Field(
+        None, min_length=1, description="Only these alert events (null: opened, updated and closed)."
+    )
+    routing_key: str | None = Field(
+        None, max_length=256, pattern=_PRINTABLE, description="PagerDuty: the integration's routing key."
+    )
 
 
 class WebhookPublic(BaseModel):
@@ -63,6 +76,8 @@ class WebhookPublic(BaseModel):
 
     id: int
     url: str
+    kind: EndpointKind = "standard"
+    event_types: list[EventType] | None = None
     min_severity: Severity
     model_id: str | None
     enabled: bool
@@ -127,6 +142,7 @@ class DeliveryPublic(BaseModel):
 
     id: int
     alert_id: str
+    event_id: int = Field(description="The alert event sent (`GET /v1/alerts/{alert_id}/events`).")
     endpoint_id: int
     webhook_id: str = Field(description="The `webhook-id` header, the same on every attempt.")
     state: DeliveryState
@@ -172,15 +188,24 @@ def create_webhook(
             allow_hosts=settings.webhooks.allow_hosts,
             min_severity=body.min_severity,
             model_id=body.model_id,
+            kind=body.kind,
+            event_types=None if body.event_types is None else list(body.event_types),
+            routing_key=body.routing_key,
         )
-    except UnsafeWebhookUrl as exc:
+    except (UnsafeWebhookUrl, store.InvalidWebhookEndpoint) as exc:
         raise HTTPException(422, str(exc)) from None
     audit.record(
         session=session,
         actor=actor_name(key),
         action="webhook.create",
         target=f"webhook:{endpoint.id}",
-        detail={"url": endpoint.url, "min_severity": endpoint.min_severity, "model_id": endpoint.model_id},
+        detail={
+            "url": endpoint.url,
+            "kind": endpoint.kind,
+            "event_types": endpoint.event_types,
+            "min_severity": endpoint.min_severity,
+            "model_id": endpoint.model_id,
+        },
     )
     session.commit()
     return WebhookWithSecret.model_validate(endpoint)

@@ -1,0 +1,57 @@
+"""A Slack incoming-webhook message for one alert event, within Slack's limits.
+
+Block Kit limits that matter here: a ``header`` block's text is at most 150 characters, a
+``section`` text at most 3,000, a ``context`` element's at most 2,000, and a message holds at
+most 50 blocks; ``text`` is the notification fallback (kept short). Every text is cut to fit,
+so a long list of reasons can never make Slack refuse the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADER_LIMIT = 150
+SECTION_LIMIT = 3000
+CONTEXT_LIMIT = 2000
+TEXT_LIMIT = 3000
+_VERB = {"alert.opened": "opened", "alert.updated": "updated", "alert.closed": "closed"}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message(event: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    """The message body.
+
+    >>> m = message({"type": "alert.opened", "severity": "high", "subject_id": "acct-1", "kind": "client",
+    ...              "model_id": "m", "risk": 0.97, "decision": "block", "reasons": ["x" * 5000]},
+    ...             {"alert": "http://qw/v1/alerts/al_1"})
+    >>> [len(b["text"]["text"]) <= 3000 for b in m["blocks"] if b["type"] == "section"]
+    [True]
+    """
+    verb = _VERB.get(event["type"], event["type"])
+    title = (
+        f"{event['severity'].upper()} model extraction {verb}: {event.get('kind', 'client')} "
+        f"{event['subject_id']} on {event['model_id']}"
+    )
+    reasons = "\n".join(f"• {_escape(r)}" for r in event.get("reasons") or [])
+    facts = f"*risk* {event['risk']:.2f}   *decision* {event.get('decision') or 'n/a'}"
+    if event.get("extraction") is not None:
+        facts += f"   *extraction* {event['extraction']:.2f}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, HEADER_LIMIT)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"{facts}\n{reasons}", SECTION_LIMIT)}},
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": _cut(f"<{href}|{name}>", CONTEXT_LIMIT)}
+                for name, href in links.items()
+            ],
+        },
+    ]
+    return {"text": _cut(title, TEXT_LIMIT), "blocks": blocks}

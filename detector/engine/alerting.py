@@ -1,0 +1,218 @@
+"""The life of one client's alert on one model: open, update, close, without flapping.
+
+An alert opens when the evidence risk reaches ``alert_risk`` (after ``min_queries``). While
+it is open its severity follows the risk (up at once, down only past a hysteresis margin),
+and an ``alert.updated`` event is emitted when the severity changed or the risk moved by
+``update_risk_step`` since the last event — at most once per ``update_every_seconds`` of
+event time, so a receiver is not flooded. It closes only after the risk stayed below
+``clear_risk`` for ``close_after_seconds`` of event time *and* ``close_after_queries``
+queries (a minimum dwell): a thief whose evidence dips between two rounds keeps one alert.
+Everything is event time; nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from querywatch.detector.config.alerts import AlertSettings
+from querywatch.detector.config.detection import DetectionSettings
+from querywatch.detector.engine.outcomes import (
+    ALERT_CLOSED,
+    ALERT_OPENED,
+    ALERT_UPDATED,
+    Alert,
+    AlertEvent,
+    alert_id_for,
+    severity_for,
+)
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """What the engine remembers of a client's open alert (checkpointed with its state)."""
+
+    alert: Alert  # as of the last event sent
+    sequence: int
+    sent_ts: float
+    below_since: float | None = None  # event time risk first fell below clear_risk, this dip
+    below_queries: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "alert": self.alert.to_dict(),
+            "sequence": self.sequence,
+            "sent_ts": self.sent_ts,
+            "below_since": self.below_since,
+            "below_queries": self.below_queries,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> OpenAlert:
+        a = dict(state["alert"])
+        for name in ("reasons", "source_ips", "user_agents"):
+            a[name] = tuple(a.get(name, ()))
+        return cls(
+            Alert(**a), state["sequence"], state["sent_ts"], state["below_since"], state["below_queries"]
+        )
+
+    @classmethod
+    def resumed(
+        cls, alert_id: str, client_id: str, model_id: str, ts: float, queries: int, peak: float
+    ) -> OpenAlert:
+        """An alert opened by a release that kept only its id: continued, values from the state."""
+        alert = Alert(
+            alert_id, client_id, model_id, ts, queries, peak, severity_for(peak), (), {}, peak_risk=peak
+        )
+        return cls(alert, 1, ts)
+
+
+class Sources:
+    """The most recent distinct source IPs and user agents of a client, bounded."""
+
+    __slots__ = ("ips", "limit", "user_agents")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.ips: list[str] = []
+        self.user_agents: list[str] = []
+
+    def see(self, ip: str | None, user_agent: str | None) -> None:
+        if ip is not None:
+            _remember(self.ips, ip, self.limit)
+        if user_agent is not None:
+            _remember(self.user_agents, user_agent, self.limit)
+
+
+def _remember(seen: list[str], value: str, limit: int) -> None:
+    if seen and seen[-1] == value:
+        return
+    if value in seen:
+        seen.remove(value)
+    seen.append(value)
+    if len(seen) > limit:
+        del seen[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One scored query of a client, as the alert lifecycle needs it."""
+
+    client_id: str
+    model_id: str
+    ts: float
+    queries: int
+    evidence_risk: float  # what opens and closes alerts (calibrated)
+    risk: float  # what is reported (evidence, or the population rank if higher)
+    reasons: tuple[str, ...]
+    features: dict[str, float]
+
+
+class AlertLifecycle:
+    """Decides, per scored query, whether an alert opens, updates, closes or stays as it is."""
+
+    def __init__(self, detection: DetectionSettings, alerts: AlertSettings) -> None:
+        self.open_at = detection.alert_risk
+        self.clear_below = detection.clear_risk
+        self.min_queries = detection.min_queries
+        self.settings = alerts
+
+    def needs_explanation(
+        self, current: OpenAlert | None, evidence_risk: float, risk: float, ts: float, queries: int
+    ) -> bool:
+        """Whether ``step`` would emit an event for this query (the engine then computes the
+        reasons and features it carries; explaining every query would cost too much)."""
+        if current is None:
+            return evidence_risk >= self.open_at and queries >= self.min_queries
+        if evidence_risk < self.clear_below:
+            since = ts if current.below_since is None else current.below_since
+            below = 1 if current.below_since is None else current.below_queries + 1
+            s = self.settings
+            return ts - since >= s.close_after_seconds and below >= s.close_after_queries
+        return ts - current.sent_ts >= self.settings.update_every_seconds and self._may_update(current, risk)
+
+    def _may_update(self, current: OpenAlert, risk: float) -> bool:
+        sent = current.alert
+        return (
+            abs(risk - sent.risk) >= self.settings.update_risk_step
+            or severity_for(risk, sent.severity) != sent.severity
+        )
+
+    def step(
+        self, current: OpenAlert | None, seen: Observation, ordinal: int, sources: Sources | None
+    ) -> tuple[OpenAlert | None, AlertEvent | None]:
+        """The open alert after ``seen`` and the event to emit, if any. ``ordinal`` is the
+        number the client's next alert on this model would get (for its deterministic id)."""
+        if current is None:
+            if seen.evidence_risk >= self.open_at and seen.queries >= self.min_queries:
+                alert = Alert(
+                    alert_id_for(seen.client_id, seen.model_id, ordinal),
+                    seen.client_id,
+                    seen.model_id,
+                    seen.ts,
+                    seen.queries,
+                    seen.risk,
+                    severity_for(seen.risk),
+                    seen.reasons,
+                    seen.features,
+                    peak_risk=seen.risk,
+                    source_ips=_ips(sources),
+                    user_agents=_agents(sources),
+                )
+                return OpenAlert(alert, 1, seen.ts), AlertEvent(ALERT_OPENED, 1, seen.ts, alert)
+            return None, None
+        peak = max(current.alert.peak_risk, seen.risk)
+        if seen.evidence_risk < self.clear_below:
+            if current.below_since is None:
+                current.below_since, current.below_queries = seen.ts, 0
+            current.below_queries += 1
+            s = self.settings
+            if (
+                seen.ts - current.below_since >= s.close_after_seconds
+                and current.below_queries >= s.close_after_queries
+            ):
+                closed = self._snapshot(current, seen, peak, sources, current.alert.severity, seen.ts)
+                return None, AlertEvent(ALERT_CLOSED, current.sequence + 1, seen.ts, closed)
+        else:
+            current.below_since, current.below_queries = None, 0
+        severity = severity_for(seen.risk, current.alert.severity)
+        if peak > current.alert.peak_risk:
+            current.alert = replace(current.alert, peak_risk=peak)
+        if seen.ts - current.sent_ts >= self.settings.update_every_seconds and self._may_update(
+            current, seen.risk
+        ):
+            current.alert = self._snapshot(current, seen, peak, sources, severity, None)
+            current.sequence += 1
+            current.sent_ts = seen.ts
+            return current, AlertEvent(ALERT_UPDATED, current.sequence, seen.ts, current.alert)
+        return current, None
+
+    @staticmethod
+    def _snapshot(
+        current: OpenAlert,
+        seen: Observation,
+        peak: float,
+        sources: Sources | None,
+        severity: str,
+        closed_ts: float | None,
+    ) -> Alert:
+        return replace(
+            current.alert,
+            queries=seen.queries,
+            risk=seen.risk,
+            peak_risk=peak,
+            severity=severity,
+            reasons=seen.reasons or current.alert.reasons,
+            features=seen.features or current.alert.features,
+            closed_ts=closed_ts,
+            source_ips=_ips(sources) or current.alert.source_ips,
+            user_agents=_agents(sources) or current.alert.user_agents,
+        )
+
+
+def _ips(sources: Sources | None) -> tuple[str, ...]:
+    return () if sources is None else tuple(sources.ips)
+
+
+def _agents(sources: Sources | None) -> tuple[str, ...]:
+    return () if sources is None else tuple(sources.user_agents)

@@ -1,0 +1,227 @@
+"""The decision policy: what the serving tier does with a client, and whether an alert pages.
+
+One pure function, ``decide``, with this precedence (first match wins):
+
+1. an analyst's **block** (per client, every model): ``block``;
+2. an analyst's **trust** (per client, every model): ``allow``, and its alerts never page;
+3. a model in **monitor** mode: ``allow`` (detect and store, never page);
+4. a **silence** matching the client, model or campaign: no paging, decision unchanged;
+5. **risk thresholds** of the model (its overrides, else the static defaults): the risk is
+   at least the risk of any campaign the client belongs to (a floor), and the extraction
+   estimate blocks only if the model sets ``extraction_block``;
+6. across the client's models, the **strictest** decision (``block`` > ``degrade`` >
+   ``allow``): a thief blocked on one model stays blocked when it queries another.
+
+Mitigations from MITRE ATLAS: AML.M0002 (passive output obfuscation: fewer decimals of the
+scores) for a suspicious client, AML.M0004 (restrict the number of queries: throttle or
+refuse) for a likely thief. Nothing here does I/O: the API, the dispatcher and the serving
+tier hand it what they read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+OBFUSCATE_OUTPUT = "AML.M0002"
+RESTRICT_QUERIES = "AML.M0004"
+ACTIONS = ("allow", "degrade", "block")
+MODES = ("enforce", "monitor")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Static defaults (``ApiSettings``) for every model without an override."""
+
+    degrade_risk: float = 0.5
+    block_risk: float = 0.9
+    degraded_precision: int = 1
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    """A model's runtime policy (stored per model; every override off by default)."""
+
+    model_id: str
+    mode: str = "enforce"
+    degrade_risk: float | None = None
+    block_risk: float | None = None
+    degraded_precision: int | None = None
+    page_risk: float | None = None  # alerts page only at or above this risk (calibration)
+    extraction_block: float | None = None  # block once a copy's estimated fidelity reaches this
+
+
+@dataclass(frozen=True)
+class Silence:
+    """No paging for alerts that match every set matcher, until ``expires_ts`` (epoch seconds)."""
+
+    silence_id: int
+    expires_ts: float
+    client_id: str | None = None
+    model_id: str | None = None
+    campaign_id: str | None = None
+    reason_contains: str | None = None
+
+    def matches(self, view: ModelView, now_ts: float) -> bool:
+        if now_ts >= self.expires_ts:
+            return False
+        if self.client_id is not None and self.client_id != view.client_id:
+            return False
+        if self.model_id is not None and self.model_id != view.model_id:
+            return False
+        if self.campaign_id is not None and self.campaign_id not in view.campaigns:
+            return False
+        needle = self.reason_contains
+        return needle is None or any(needle.lower() in r.lower() for r in view.reasons)
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What is known of one client on one model."""
+
+    client_id: str
+    model_id: str
+    risk: float
+    reasons: tuple[str, ...] = ()
+    extraction: float | None = None
+    campaigns: tuple[str, ...] = ()
+    campaign_risk: float = 0.0  # highest risk of a campaign the client belongs to
+
+
+@dataclass(frozen=True)
+class ModelDecision:
+    model_id: str
+    action: str
+    risk: float
+    reasons: tuple[str, ...]
+    output_precision: int | None
+    mitigations: tuple[str, ...]
+    pages: bool  # whether this model's alerts for the client are delivered
+    silenced_by: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The client's decision (strictest over its models) and each model's."""
+
+    client_id: str
+    action: str
+    risk: float
+    reasons: tuple[str, ...]
+    output_precision: int | None
+    mitigations: tuple[str, ...]
+    status: str
+    models: tuple[ModelDecision, ...] = field(default=())
+
+
+def decide(
+    *,
+    client_id: str,
+    status: str,
+    views: Sequence[ModelView],
+    policies: dict[str, ModelPolicy],
+    defaults: Thresholds,
+    silences: Sequence[Silence] = (),
+    now_ts: float = 0.0,
+) -> Decision:
+    """The decision for a client over all the models it queried (see the module docstring).
+
+    >>> d = Thresholds()
+    >>> hot = ModelView("acct-1", "digits-v1", 0.97)
+    >>> cold = ModelView("acct-1", "credit-v1", 0.01)
+    >>> decide(client_id="acct-1", status="normal", views=[hot, cold], policies={}, defaults=d).action
+    'block'
+    >>> decide(client_id="acct-1", status="trusted", views=[hot], policies={}, defaults=d).action
+    'allow'
+    >>> monitor = {"digits-v1": ModelPolicy("digits-v1", mode="monitor")}
+    >>> decide(client_id="acct-1", status="normal", views=[hot], policies=monitor, defaults=d).action
+    'allow'
+    >>> decide(client_id="acct-1", status="blocked", views=[], policies={}, defaults=d).action
+    'block'
+    """
+    per_model = tuple(
+        _decide_model(
+            status, v, policies.get(v.model_id) or ModelPolicy(v.model_id), defaults, silences, now_ts
+        )
+        for v in views
+    )
+    risk = max((v.risk for v in views), default=0.0)
+    if status == "blocked":
+        return Decision(
+            client_id, "block", risk, ("client is blocked",), None, (RESTRICT_QUERIES,), status, per_model
+        )
+    if status == "trusted":
+        return Decision(client_id, "allow", risk, ("client is trusted",), None, (), status, per_model)
+    strictest = max(per_model, key=lambda m: (ACTIONS.index(m.action), m.risk), default=None)
+    if strictest is None:
+        return Decision(client_id, "allow", 0.0, (), None, (), status, ())
+    reasons = strictest.reasons
+    if strictest.action != "allow" and len(per_model) > 1:
+        reasons = (*reasons, f"strictest of {len(per_model)} models: {strictest.model_id}")
+    return Decision(
+        client_id,
+        strictest.action,
+        risk,
+        reasons,
+        strictest.output_precision,
+        strictest.mitigations,
+        status,
+        per_model,
+    )
+
+
+def _decide_model(
+    status: str,
+    view: ModelView,
+    policy: ModelPolicy,
+    defaults: Thresholds,
+    silences: Sequence[Silence],
+    now_ts: float,
+) -> ModelDecision:
+    risk = max(view.risk, view.campaign_risk)
+    if status == "blocked":
+        return ModelDecision(
+            view.model_id, "block", risk, ("client is blocked",), None, (RESTRICT_QUERIES,), True
+        )
+    if status == "trusted":
+        return ModelDecision(view.model_id, "allow", risk, ("client is trusted",), None, (), False)
+    if policy.mode == "monitor":
+        return ModelDecision(view.model_id, "allow", risk, ("model is in monitor mode",), None, (), False)
+    silence = next((s for s in silences if s.matches(view, now_ts)), None)
+    silenced_by = None if silence is None else silence.silence_id
+    pages = silence is None and (policy.page_risk is None or risk >= policy.page_risk)
+    reasons = view.reasons
+    if view.campaign_risk > view.risk:
+        reasons = (
+            *reasons,
+            f"campaign risk {view.campaign_risk:.2f} is a floor on the client's {view.risk:.2f}",
+        )
+    block_at = defaults.block_risk if policy.block_risk is None else policy.block_risk
+    degrade_at = defaults.degrade_risk if policy.degrade_risk is None else policy.degrade_risk
+    precision = (
+        defaults.degraded_precision if policy.degraded_precision is None else policy.degraded_precision
+    )
+    extraction_block = policy.extraction_block
+    if extraction_block is not None and view.extraction is not None and view.extraction >= extraction_block:
+        why = f"estimated extraction {view.extraction:.2f} >= block level {extraction_block:.2f}"
+        return ModelDecision(
+            view.model_id, "block", risk, (*reasons, why), None, (RESTRICT_QUERIES,), pages, silenced_by
+        )
+    if risk >= block_at:
+        why = f"risk {risk:.2f} >= block threshold {block_at:.2f}"
+        return ModelDecision(
+            view.model_id, "block", risk, (*reasons, why), None, (RESTRICT_QUERIES,), pages, silenced_by
+        )
+    if risk >= degrade_at:
+        why = f"risk {risk:.2f} >= degrade threshold {degrade_at:.2f}"
+        return ModelDecision(
+            view.model_id,
+            "degrade",
+            risk,
+            (*reasons, why),
+            precision,
+            (OBFUSCATE_OUTPUT, RESTRICT_QUERIES),
+            pages,
+            silenced_by,
+        )
+    return ModelDecision(view.model_id, "allow", risk, reasons, None, (), pages, silenced_by)

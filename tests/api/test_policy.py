@@ -1,0 +1,209 @@
+"""Decisions keyed by (client, model), the per-model policy, silences and feedback, over HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import func, select
+
+from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.session import transaction
+from querywatch.detector.adapters.db.tables import WebhookDeliveryRow, WebhookEndpointRow
+from querywatch.detector.engine.outcomes import (
+    ALERT_UPDATED,
+    Alert,
+    AlertEvent,
+    Outcome,
+    RiskUpdate,
+    alert_id_for,
+)
+from tests.api.seed import T0, seed_client
+from tests.api.server import ApiServer
+
+
+def _deliveries(api_server: ApiServer) -> int:
+    with api_server.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(WebhookDeliveryRow)) or 0)
+
+
+def _endpoint(api_server: ApiServer) -> None:
+    with transaction(api_server.sessions) as session:
+        session.add(
+            WebhookEndpointRow(url="https://soc.example.test/hook", secret="whsec_x", min_severity="low")
+        )
+
+
+def test_a_client_blocked_on_one_model_stays_blocked_when_it_queries_another(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    seed_client(api_server.sessions, "acct-9", 0.97, model_id="digits-v1", alert=True)
+    decision = http.get("/v1/clients/acct-9/decision", headers=api_server.reader_headers).json()
+    assert decision["action"] == "block"
+    seed_client(api_server.sessions, "acct-9", 0.01, model_id="credit-v1", ts=T0 + 60)
+    decision = http.get("/v1/clients/acct-9/decision", headers=api_server.reader_headers).json()
+    assert decision["action"] == "block" and decision["risk"] == 0.97
+    assert {m["model_id"]: m["action"] for m in decision["models"]} == {
+        "digits-v1": "block",
+        "credit-v1": "allow",
+    }
+    client = http.get("/v1/clients/acct-9", headers=api_server.reader_headers).json()
+    assert (client["model_id"], client["risk"]) == ("digits-v1", 0.97)  # v1 fields: the riskiest model
+    assert sorted((m["model_id"], m["risk"]) for m in client["models"]) == [
+        ("credit-v1", 0.01),
+        ("digits-v1", 0.97),
+    ]
+    board = http.get("/v1/clients", headers=api_server.reader_headers).json()["items"]
+    assert [(c["client_id"], c["model_id"]) for c in board] == [
+        ("acct-9", "digits-v1"),
+        ("acct-9", "credit-v1"),
+    ]
+
+
+def test_an_analysts_status_holds_on_every_model(http: httpx.Client, api_server: ApiServer) -> None:
+    seed_client(api_server.sessions, "acct-5", 0.1, model_id="digits-v1")
+    seed_client(api_server.sessions, "acct-5", 0.2, model_id="credit-v1")
+    answer = http.put(
+        "/v1/clients/acct-5/status",
+        json={"status": "blocked", "note": "scraper"},
+        headers=api_server.admin_headers,
+    )
+    assert answer.status_code == 200
+    decision = http.get("/v1/clients/acct-5/decision", headers=api_server.reader_headers).json()
+    assert decision["action"] == "block" and {m["action"] for m in decision["models"]} == {"block"}
+    seed_client(api_server.sessions, "acct-5", 0.0, model_id="third-v1", ts=T0 + 5)  # a model seen later
+    board = http.get("/v1/clients", params={"status": "blocked"}, headers=api_server.reader_headers).json()
+    assert sorted(c["model_id"] for c in board["items"]) == ["credit-v1", "digits-v1", "third-v1"]
+
+
+def test_trusted_clients_never_page(http: httpx.Client, api_server: ApiServer) -> None:
+    _endpoint(api_server)
+    seed_client(api_server.sessions, "acct-qa", 0.1)
+    http.put("/v1/clients/acct-qa/status", json={"status": "trusted"}, headers=api_server.admin_headers)
+    seed_client(api_server.sessions, "acct-qa", 0.99, alert=True, ts=T0 + 10)
+    seed_client(api_server.sessions, "acct-thief", 0.99, alert=True, ts=T0 + 10)
+    assert _deliveries(api_server) == 1  # the thief's, not the trusted client's
+    alerts = http.get("/v1/alerts", headers=api_server.reader_headers).json()["items"]
+    assert {a["client_id"]: a["decision"] for a in alerts} == {"acct-qa": "allow", "acct-thief": "block"}
+
+
+def test_monitor_mode_allows_and_does_not_page_and_is_reversible(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    _endpoint(api_server)
+    put = http.put(
+        "/v1/models/digits-v1/policy",
+        json={"mode": "monitor", "note": "shadow week"},
+        headers=api_server.admin_headers,
+    )
+    assert put.status_code == 200 and put.json()["mode"] == "monitor" and put.json()["version"] == 1
+    assert (
+        http.put(
+            "/v1/models/digits-v1/policy", json={"mode": "monitor"}, headers=api_server.reader_headers
+        ).status_code
+        == 403
+    )
+    seed_client(api_server.sessions, "acct-1", 0.99, alert=True)
+    assert _deliveries(api_server) == 0
+    decision = http.get("/v1/clients/acct-1/decision", headers=api_server.reader_headers).json()
+    assert decision["action"] == "allow" and "monitor mode" in decision["reasons"][0]
+    back = http.post(
+        "/v1/models/digits-v1/policy/revert", json={"version": 1}, headers=api_server.admin_headers
+    )
+    assert back.json()["version"] == 2
+    enforce = http.put(
+        "/v1/models/digits-v1/policy", json={"mode": "enforce"}, headers=api_server.admin_headers
+    )
+    assert enforce.json()["version"] == 3
+    versions = http.get("/v1/models/digits-v1/policy/versions", headers=api_server.reader_headers).json()
+    assert [v["policy"]["mode"] for v in versions] == ["enforce", "monitor", "monitor"]
+    assert (
+        http.get("/v1/clients/acct-1/decision", headers=api_server.reader_headers).json()["action"] == "block"
+    )
+
+
+def test_silences_stop_paging_until_removed_and_leave_the_decision(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    _endpoint(api_server)
+    expires = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    made = http.post(
+        "/v1/silences",
+        json={"client_id": "acct-2", "comment": "pen test", "expires_at": expires},
+        headers=api_server.admin_headers,
+    )
+    assert made.status_code == 201
+    silence = made.json()
+    assert (
+        http.post(
+            "/v1/silences", json={"comment": "all", "expires_at": expires}, headers=api_server.admin_headers
+        ).status_code
+        == 422
+    )
+    seed_client(api_server.sessions, "acct-2", 0.99, alert=True)
+    assert _deliveries(api_server) == 0
+    [alert] = http.get("/v1/alerts", headers=api_server.reader_headers).json()["items"]
+    assert (alert["decision"], alert["silenced_by"]) == ("block", silence["id"])
+    assert (
+        http.get("/v1/clients/acct-2/decision", headers=api_server.reader_headers).json()["action"] == "block"
+    )
+    assert http.delete(f"/v1/silences/{silence['id']}", headers=api_server.admin_headers).status_code == 204
+    assert http.get("/v1/silences", headers=api_server.reader_headers).json() == []
+    seed_client(api_server.sessions, "acct-3", 0.99, alert=True)
+    assert _deliveries(api_server) == 1
+
+
+def test_polling_with_after_sees_updates(http: httpx.Client, api_server: ApiServer) -> None:
+    alert_id = seed_client(api_server.sessions, "acct-4", 0.85, alert=True)
+    first = http.get("/v1/alerts", params={"after": 0}, headers=api_server.reader_headers).json()
+    assert [a["alert_id"] for a in first["items"]] == [alert_id] and first["items"][0]["severity"] == "medium"
+    cursor = first["next_after"]
+    assert (
+        http.get("/v1/alerts", params={"after": cursor}, headers=api_server.reader_headers).json()["items"]
+        == []
+    )
+    opened = Alert(
+        alert_id_for("acct-4", "digits-v1", 1), "acct-4", "digits-v1", T0, 100, 0.85, "medium", (), {}
+    )
+    later = RiskUpdate("acct-4", "digits-v1", T0 + 120, 300, 0.995, ("boundary",), {"coverage": 1.0})
+    event = AlertEvent(
+        ALERT_UPDATED, 2, later.ts, replace(opened, risk=0.995, severity="critical", queries=300)
+    )
+    with transaction(api_server.sessions) as session:
+        save_outcomes(session=session, outcomes=[Outcome(later, event)])
+    changed = http.get("/v1/alerts", params={"after": cursor}, headers=api_server.reader_headers).json()
+    [alert] = changed["items"]
+    assert (alert["severity"], alert["sequence"], alert["risk"]) == ("critical", 2, 0.995)
+    assert changed["next_after"] > cursor
+    events = http.get(f"/v1/alerts/{alert_id}/events", headers=api_server.reader_headers).json()
+    assert [(e["type"], e["body"]["severity"]) for e in events] == [
+        ("alert.opened", "medium"),
+        ("alert.updated", "critical"),
+    ]
+    critical = http.get(
+        "/v1/alerts", params={"state": "open", "severity": "critical"}, headers=api_server.reader_headers
+    )
+    assert [a["alert_id"] for a in critical.json()["items"]] == [alert_id]
+
+
+def test_false_positive_feedback_feeds_calibration_applied_by_an_admin(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    fp = seed_client(api_server.sessions, "acct-qa", 0.86, alert=True)
+    seed_client(api_server.sessions, "acct-thief", 0.99, alert=True)
+    answer = http.post(
+        f"/v1/alerts/{fp}/feedback",
+        json={"false_positive": True, "note": "QA"},
+        headers=api_server.admin_headers,
+    )
+    assert answer.status_code == 200 and answer.json()["false_positive"] is True
+    report = http.get("/v1/models/digits-v1/calibration", headers=api_server.reader_headers).json()
+    assert (report["alerts"], report["false_positives"], report["true_alerts_below"]) == (2, 1, 0)
+    assert 0.86 < report["suggested_page_risk"] < 0.99 and report["current_page_risk"] is None
+    assert (
+        http.post("/v1/models/digits-v1/calibration/apply", headers=api_server.reader_headers).status_code
+        == 403
+    )
+    applied = http.post("/v1/models/digits-v1/calibration/apply", headers=api_server.admin_headers).json()
+    assert applied["page_risk"] == report["suggested_page_risk"]
