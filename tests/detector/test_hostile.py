@@ -187,7 +187,7 @@ def _counts(report: ReplayReport) -> dict[str, int]:
 
 
 def _alerts(report: ReplayReport) -> list[tuple[str, int]]:
-    return [(a.client_id, a.queries) for a in report.alerts]
+    return [(a.client_id, a.queries) for a in report.alerts.values()]
 
 
 def test_a_newcomer_far_ahead_of_a_one_client_stream_is_refused_but_that_client_moving_on_is_not() -> None:

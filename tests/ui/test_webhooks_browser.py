@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from querywatch.detector.adapters.db.alerts import get_alert
+from querywatch.detector.adapters.db.alerts import alert_events, get_alert
 from querywatch.detector.adapters.db.outbox import enqueue_deliveries
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.webhooks import create_endpoint
@@ -25,7 +25,8 @@ def with_delivery(dashboard: ApiServer) -> ApiServer:
         create_endpoint(session=session, url=RECEIVER, allow_hosts=["127.0.0.1"])
         alert = get_alert(session=session, alert_id=alert_id_for(ATTACKER, MODEL, 1))
         assert alert is not None
-        assert len(enqueue_deliveries(session=session, alert=alert)) == 1
+        [opened] = alert_events(session=session, alert_id=alert.alert_id)
+        assert len(enqueue_deliveries(session=session, alert=alert, event=opened)) == 1
     return dashboard
 
 

@@ -88,7 +88,7 @@ def client_history(
     return [RiskPointPublic.model_validate(p) for p in points]
 
 
-@router.get("/{client_id:path}/decision", response_model=DecisionPublic, responses=READ)
+@router.get("/{client_id:path}/decision", response_model=DecisionPublic, responses={**READ, **problems(404)})
 def client_decision(
     settings: SettingsDep, session: SessionDep, _key: ReaderKey, client_id: ClientId
 ) -> DecisionPublic:
