@@ -11,7 +11,8 @@ class WebhookSettings(Section):
     """Delivery of alerts to signed webhooks."""
 
     retry_schedule: tuple[float, ...] = Field(
-        (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0), description="Seconds before each retry."
+        (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0, 36000.0, 36000.0, 36000.0, 36000.0),
+        description="Seconds before each retry (default: 12 attempts over about 2.8 days).",
     )
     timeout_seconds: float = Field(10.0, gt=0, description="Deadline of one delivery attempt, DNS included.")
     allow_hosts: tuple[str, ...] = Field(
