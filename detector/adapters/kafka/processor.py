@@ -249,7 +249,7 @@ class StreamProcessor:
             owner = self._owner[client_id]
             owner.outcomes.append(outcome)
             owner.dirty.add(client_id)
-            if outcome.event is not None:  # an alert event is stored (and sent) now, not at the next checkpoint
+            if outcome.event is not None:  # an alert event is stored (and sent) now, not later
                 self._urgent.add(owner.key)
         if result.completed:
             done = set(result.completed)
