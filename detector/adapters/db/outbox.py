@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from querywatch.detector.adapters.db.alert_schema import stored_body
 from querywatch.detector.adapters.db.tables import (
@@ -131,6 +131,17 @@ def claim_due_deliveries(
     delivery that already had ``max_attempts`` attempts without any result being recorded
     (its dispatchers kept dying mid-send) is marked dead instead of being tried forever.
     """
+    earlier = aliased(WebhookDeliveryRow)
+    waits_for_earlier = (
+        select(earlier.id)
+        .where(
+            earlier.alert_id == WebhookDeliveryRow.alert_id,
+            earlier.endpoint_id == WebhookDeliveryRow.endpoint_id,
+            earlier.id < WebhookDeliveryRow.id,
+            earlier.state.in_(OPEN_STATES),
+        )
+        .exists()
+    )
     candidates = session.execute(
         select(WebhookDeliveryRow.id, WebhookDeliveryRow.attempts)
         .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
@@ -138,6 +149,8 @@ def claim_due_deliveries(
             WebhookDeliveryRow.state.in_(OPEN_STATES),
             WebhookDeliveryRow.next_attempt_at <= now,
             WebhookEndpointRow.enabled.is_(True),
+            # PagerDuty gets an alert's events in order: a resolve never overtakes its trigger.
+            ~((WebhookEndpointRow.kind == "pagerduty") & waits_for_earlier),
         )
         .order_by(WebhookDeliveryRow.next_attempt_at, WebhookDeliveryRow.id)
         .limit(limit)

@@ -237,6 +237,16 @@ class Dispatcher:
                 delivered_at=now,
             )
             outcome = "delivered"
+        elif result.status == 400 and claim.kind == "pagerduty":  # an invalid event: retrying cannot help
+            kept = settle_delivery(
+                session=session,
+                claim=claim,
+                state="dead",
+                status=400,
+                error=result.error,
+                next_attempt_at=None,
+            )
+            outcome = "dead"
         elif result.status == 410:
             disable_endpoint(
                 session=session, endpoint_id=claim.endpoint_id, reason=f"410 Gone at {now.isoformat()}"
