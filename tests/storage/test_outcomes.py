@@ -209,3 +209,15 @@ def test_updates_without_reasons_keep_the_last_explanation(sessions: sessionmake
         a = session.get(ClientRow, ("a", "digits-v1"))
         assert a is not None
         assert (a.queries, a.risk, a.reasons, a.features) == (11, 0.92, ["coverage"], {"coverage": 0.9})
+
+
+def test_each_alert_event_is_one_log_line_with_ecs_fields(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    u = update("a", 50, 0.95)
+    with caplog.at_level("INFO", logger="querywatch.alerts"), transaction(sessions) as session:
+        save_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
+    [record] = [r for r in caplog.records if r.name == "querywatch.alerts"]
+    fields = vars(record)
+    assert fields["event"]["kind"] == "alert" and fields["event"]["action"] == "alert.opened"
+    assert fields["threat"]["technique"]["id"] == ["AML.T0024.002"] and fields["user"] == {"id": "a"}

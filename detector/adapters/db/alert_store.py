@@ -10,6 +10,7 @@ client, not a model in monitor mode, no matching silence, at least the model's p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from querywatch.detector.adapters.db.alert_schema import alert_fields, event_bod
 from querywatch.detector.adapters.db.outbox import enqueue_deliveries
 from querywatch.detector.adapters.db.policies import active_silences, as_silence, client_views, policies_for
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, ClientRow, utcnow
+from querywatch.detector.adapters.delivery.ecs import ecs_fields
 from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
     ALERT_OPENED,
@@ -30,6 +32,7 @@ from querywatch.detector.engine.outcomes import (
 from querywatch.detector.engine.policy import ModelDecision, ModelView, Thresholds, decide
 
 ENGINE = "engine"
+log = logging.getLogger("querywatch.alerts")
 
 
 @dataclass
@@ -94,12 +97,27 @@ def save_alert_events(
             row.decision = snapshot["decision"] = decision.action
             row.silenced_by = snapshot["silenced_by"] = decision.silenced_by
         event_row.body = event_body(event_row, snapshot)
+        _log_event(event_row.body)
         if decision is None or decision.pages:
             enqueue_deliveries(session=session, alert=row, event=event_row)
         else:
             saved.suppressed += 1
     session.flush()
     return saved
+
+
+def _log_event(body: dict[str, Any]) -> None:
+    """One structured line per alert event, with ECS fields a log shipper can forward."""
+    log.info(
+        "%s %s of %s on %s: risk %.2f, %s",
+        body["type"],
+        body["alert_id"],
+        body["subject_id"],
+        body["model_id"],
+        body["risk"],
+        body["severity"],
+        extra=ecs_fields(body),
+    )
 
 
 def _new_row(event: AlertEvent, now: datetime) -> AlertRow:
