@@ -41,7 +41,7 @@ def test_redrive_sends_the_original_bytes_back_and_deletes_the_rows(
     first = consume_everything(settings)
     assert [r for r, _ in first.dead_letters] == ["too_many_inputs"] * 3
 
-    run_redrive(argparse.Namespace(reason=["too_many_inputs"], limit=None), settings)
+    run_redrive(argparse.Namespace(reason=["too_many_inputs"], limit=None, json=False), settings)
 
     database = make_engine(settings.database)
     with database.connect() as c:
@@ -86,7 +86,7 @@ def test_purge_deletes_only_letters_older_than_the_retention(tmp_path: Path) -> 
                     received_at=utcnow() - timedelta(days=age), source="t/0/1", reason="not_json", raw=b"{"
                 )
             )
-    run_purge(argparse.Namespace(older_than_days=None), settings)
+    run_purge(argparse.Namespace(older_than_days=None, json=False), settings)
     with transaction(sessions) as session:
         left = sorted((utcnow() - r.received_at).days for r in session.scalars(select(DeadLetterRow)))
     assert left == [1, 6]
