@@ -42,4 +42,13 @@ if [ "${CI:-}" = true ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/ngi
 fi
 { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } && echo "services: nginx available" \
   || echo "services: no nginx; the NGINX gateway tests will skip"
+# promtool (Debian's prometheus package) for the alerting-rule tests: on CI only.
+if [ "${CI:-}" = true ] && ! command -v promtool >/dev/null \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+    || echo "services: could not install prometheus (promtool)"
+fi
+command -v promtool >/dev/null && echo "services: promtool available" \
+  || echo "services: no promtool; the alerting-rule tests will skip"
 exit 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from querywatch.detector.adapters.db.alert_schema import stored_body
@@ -212,6 +212,14 @@ def claim_due_deliveries(
             )
         )
     return out
+
+
+def backlog(*, session: Session) -> int:
+    """Deliveries still to send (pending or failed), for the backlog gauge."""
+    query = (
+        select(func.count()).select_from(WebhookDeliveryRow).where(WebhookDeliveryRow.state.in_(OPEN_STATES))
+    )
+    return int(session.scalar(query) or 0)
 
 
 def _resolved(session: Session, delivery: WebhookDeliveryRow) -> bool:

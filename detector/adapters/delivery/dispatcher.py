@@ -26,6 +26,7 @@ import httpx
 
 from querywatch.detector.adapters.db.outbox import (
     ClaimedDelivery,
+    backlog,
     claim_due_deliveries,
     disable_endpoint,
     settle_delivery,
@@ -40,7 +41,7 @@ from querywatch.detector.adapters.delivery.ssrf import (
     system_resolver,
 )
 from querywatch.detector.config import Settings
-from querywatch.detector.metrics import WEBHOOK_DELIVERIES
+from querywatch.detector.metrics import WEBHOOK_BACKLOG, WEBHOOK_DELIVERIES
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Dispatcher:
                 public_url=self.public_url,
                 max_attempts=len(self.settings.retry_schedule) + 1,
             )
+            WEBHOOK_BACKLOG.set(backlog(session=session))
         if not claims:
             return 0
         results = asyncio.run(self._send_all(claims))

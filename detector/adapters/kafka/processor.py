@@ -43,6 +43,7 @@ from querywatch.detector.metrics import (
     CLIENTS_TRACKED,
     EVENT_PROCESSING_SECONDS,
     EVENTS_PROCESSED,
+    LAST_CHECKPOINT,
 )
 from querywatch.detector.pipeline.loop import Message, Pipeline
 
@@ -350,4 +351,5 @@ class StreamProcessor:
         work.committed(self._clock())
         self._urgent.discard(work.key)
         CHECKPOINTS.inc()
+        LAST_CHECKPOINT.set(time.time())
         return True
