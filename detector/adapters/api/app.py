@@ -28,6 +28,7 @@ from querywatch.detector.adapters.api.routes import (
     policies,
     webhooks,
 )
+from querywatch.detector.adapters.api.webhook_docs import document_webhooks
 from querywatch.detector.adapters.db.session import check_migrated, make_engine, make_sessionmaker
 from querywatch.detector.adapters.ui.mount import mount_ui
 from querywatch.detector.config import Settings
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     for module in (clients, authz, alerts, models, policies, me, health, webhooks):
         app.include_router(module.router)
+    document_webhooks(app)
     mount_docs(app)
     mount_ui(app)
     app.add_middleware(RejectNulCharacters)
