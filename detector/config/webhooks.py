@@ -24,4 +24,7 @@ class WebhookSettings(Section):
     lease_margin_seconds: float = Field(
         30.0, ge=0, description="A claimed delivery is due again after timeout + this if its dispatcher died."
     )
+    proxy_url: str | None = Field(
+        None, description="Egress proxy every delivery goes through (http://host:port); unset: direct."
+    )
     max_retry_after_seconds: float = Field(86400.0, gt=0, description="Cap on a receiver's Retry-After.")

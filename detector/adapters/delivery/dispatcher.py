@@ -133,6 +133,7 @@ class Dispatcher:
         timeout = self.settings.timeout_seconds
         async with httpx.AsyncClient(
             transport=self.make_transport() if self.make_transport else None,
+            proxy=self.settings.proxy_url,  # an egress proxy, if the network has one
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
