@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -149,7 +150,9 @@ def test_a_trigger_then_a_resolve_with_the_dedup_key_through_a_rate_limit(
             outcomes=[opened, Outcome(RiskUpdate("acct-7", "digits-v1", closed_at, 900, 0.1), closing)],
         )
     pagerduty.rate_limited = 1
-    clock.advance(1)  # the outbox rows are due from the (real) time they were stored
+    # The outbox rows are due from the (real) time they were stored, which may be seconds
+    # after the clock started on a loaded machine.
+    clock.advance(time.time() - clock.now + 1)
     sender = Dispatcher(db.settings, db.sessions, clock=clock)
 
     assert sender.run_once() == 1  # the trigger, throttled; the resolve waits behind it
@@ -178,6 +181,6 @@ def test_an_event_pagerduty_refuses_is_not_retried(db: Db, pagerduty: PagerDuty,
             session=session,
             outcomes=[Outcome(RiskUpdate("acct-7", "digits-v1", clock.now, 200, 0.97), event)],
         )
-    clock.advance(1)
+    clock.advance(time.time() - clock.now + 1)  # due from the real time of storing
     assert Dispatcher(db.settings, db.sessions, clock=clock).run_once() == 1
     assert _states(db) == [("dead", 400)] and pagerduty.events == []
