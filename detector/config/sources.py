@@ -85,36 +85,34 @@ def _secret_values(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-class ConfigFileSource(PydanticBaseSettingsSource):
-    """The TOML file chosen by ``load_settings`` (none outside it)."""
+class _WholeSource(PydanticBaseSettingsSource):
+    """A source whose ``__call__`` returns all its values at once (no per-field look-up)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ returns the whole file
+        return None, field_name, False
+
+
+class ConfigFileSource(_WholeSource):
+    """The TOML file chosen by ``load_settings`` (none outside it)."""
 
     def __call__(self) -> dict[str, Any]:
         path = _config_file.get()
         return read_config_file(path) if path is not None else {}
 
 
-class SecretFileSource(PydanticBaseSettingsSource):
+class SecretFileSource(_WholeSource):
     """``QUERYWATCH_<SETTING>_FILE`` variables of the settings in ``SECRET_SETTINGS``."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
         return _secret_values(os.environ)
 
 
-class EnvironmentSource(PydanticBaseSettingsSource):
+class EnvironmentSource(_WholeSource):
     """The environment, less the ``*_FILE`` variables (they name files, not values)."""
 
     def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource) -> None:
         super().__init__(settings_cls)
         self._env = env
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
         values = self._env()
