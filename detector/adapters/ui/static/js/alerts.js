@@ -25,6 +25,8 @@ export function alertCard(alert, session, done, isNew = false) {
     h("time", null, fmtTime(alert.opened_at ?? alert.ts))),
   h("ul", { class: "reasons" }, (alert.reasons ?? []).map((r) => h("li", null, reasonText(r)))),
   who && h("p", { class: "muted" }, who, alert.resolution_note ? ` — “${alert.resolution_note}”` : ""),
+  alert.silenced_by && h("p", { class: "muted silenced" },
+    h("a", { href: "#/silences?history=1" }, `silenced by #${alert.silenced_by}`), ": stored, not delivered"),
   h("p", { class: "muted technique" }, `MITRE ATLAS ${alert.technique ?? ""}`),
   alertActions(alert, session, done));
 }

@@ -3,11 +3,15 @@
 //   #/alerts[?state=]                      alert feed
 //   #/client/<client_id>                   one client: reasons, alerts, feature plots
 //   #/webhooks                             webhook endpoints and their deliveries (admin)
+//   #/policy                               per-model policy, its versions and calibration
+//   #/silences[?history=1]                 silences (admins create and remove them)
 
 import { api, ApiError, apiKey, forgetApiKey, saveApiKey } from "./api.js";
 import { renderAlerts } from "./alerts.js";
 import { renderWebhooks } from "./webhooks.js";
 import { renderClient } from "./client.js";
+import { renderPolicy } from "./policy.js";
+import { renderSilences } from "./silences.js";
 import { h, replace } from "./dom.js";
 import { renderLeaderboard } from "./leaderboard.js";
 
@@ -57,6 +61,10 @@ function route() {
     disposeView = renderClient(view, session, decodeURIComponent(parts.slice(1).join("/")));
   } else if (name === "alerts") {
     disposeView = renderAlerts(view, session, params);
+  } else if (name === "policy") {
+    disposeView = renderPolicy(view, session);
+  } else if (name === "silences") {
+    disposeView = renderSilences(view, session, params);
   } else if (name === "webhooks") {
     disposeView = renderWebhooks(view, session);
   } else {
