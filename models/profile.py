@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from querywatch.features.extraction import ExtractionReference
 from querywatch.models.calibration import Calibration, calibrate
@@ -227,6 +228,28 @@ def fit_profile(
     >>> (p.dim, p.cells, round(float(p.view(rng.normal(size=(2000, 8))).out_of_profile.mean()), 2))
     (8, 4, 0.01)
     """
+    # One thread: k-means sums its points in per-thread chunks, so with more threads the
+    # centres (and every cell) would depend on the machine's core count; and a one-off fit of
+    # a few thousand points gains nothing from threads, which spin on cores others need
+    # (measured: 0.3 s of CPU instead of 1.0-1.3 s for the bench's digits warm-up).
+    with threadpool_limits(limits=1):
+        return _fit_profile(
+            X, model_id, version, owners, labels, margins, cells, components, ood_quantile, seed
+        )
+
+
+def _fit_profile(
+    X: FloatArray,
+    model_id: str,
+    version: str,
+    owners: NDArray[Any] | None,
+    labels: list[object] | None,
+    margins: FloatArray | None,
+    cells: int,
+    components: int | None,
+    ood_quantile: float,
+    seed: int,
+) -> ReferenceProfile:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) < max(2 * cells, 10):
         raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
