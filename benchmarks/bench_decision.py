@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from querywatch.detector.adapters.db.apikeys import create_api_key
 from querywatch.detector.adapters.db.migrate import upgrade
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.config import Settings
 from querywatch.detector.engine.outcomes import RiskUpdate
 from tests.api.seed import Outcome
@@ -58,7 +58,7 @@ def fill(settings_url: str, clients: int) -> None:
             for i in range(start, min(clients, start + batch))
         ]
         with transaction(sessions) as session:
-            save_outcomes(session=session, outcomes=outcomes)
+            store_outcomes(session=session, outcomes=outcomes)
     engine.dispose()
 
 

@@ -3,7 +3,7 @@ about speed (the tests check behaviour; this shows numbers).
 
     python benchmarks/bench_ui.py [--clients 100000] [--database-url URL] [--no-browser]
 
-It stores the clients through the real ``save_outcomes`` (in consumer-sized batches),
+It stores the clients through the real ``store_outcomes`` (in consumer-sized batches),
 serves the real API + dashboard with uvicorn on a loopback port, then times
 * the JSON calls the dashboard makes (leaderboard page 1, page 20 via the keyset cursor,
   filtered pages, models, one client's page), and
@@ -29,8 +29,8 @@ import uvicorn
 from querywatch.detector.adapters.api.app import create_app
 from querywatch.detector.adapters.db.apikeys import create_api_key
 from querywatch.detector.adapters.db.migrate import upgrade
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.config import DatabaseSettings, Settings
 from querywatch.detector.engine.outcomes import RiskUpdate
 
@@ -67,7 +67,7 @@ def seed(settings: Settings, clients: int) -> tuple[float, str]:
                 )
             )
         with transaction(sessions) as session:
-            save_outcomes(session=session, outcomes=batch)
+            store_outcomes(session=session, outcomes=batch)
     seconds = time.perf_counter() - started
     engine.dispose()
     top = max(range(clients), key=lambda i: ((i * 7919) % clients, -i))
@@ -179,7 +179,7 @@ def main() -> None:
         upgrade(settings)
         seconds, top = seed(settings, args.clients)
         print(f"querywatch dashboard with {args.clients:,} clients on {url.split(':')[0]}")
-        print(f"  stored through save_outcomes in {seconds:.1f} s ({args.clients / seconds:,.0f} clients/s)")
+        print(f"  stored through store_outcomes in {seconds:.1f} s ({args.clients / seconds:,.0f} clients/s)")
         with serve(settings) as (base, key):
             bench_api(base, key, top, args.repeat)
             if args.no_browser or not CHROMIUM.exists():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import transaction
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_OPENED,
     Alert,
@@ -45,5 +45,5 @@ def seed_client(
         )
     with transaction(sessions) as session:
         event = None if opened is None else AlertEvent(ALERT_OPENED, 1, ts, opened)
-        save_outcomes(session=session, outcomes=[Outcome(update, event)])
+        store_outcomes(session=session, outcomes=[Outcome(update, event)])
     return opened.alert_id if opened else None

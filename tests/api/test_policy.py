@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import func, select
 
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow, WebhookEndpointRow
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_UPDATED,
     Alert,
@@ -171,7 +171,7 @@ def test_polling_with_after_sees_updates(http: httpx.Client, api_server: ApiServ
         ALERT_UPDATED, 2, later.ts, replace(opened, risk=0.995, severity="critical", queries=300)
     )
     with transaction(api_server.sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(later, event)])
+        store_outcomes(session=session, outcomes=[Outcome(later, event)])
     changed = http.get("/v1/alerts", params={"after": cursor}, headers=api_server.reader_headers).json()
     [alert] = changed["items"]
     assert (alert["severity"], alert["sequence"], alert["risk"]) == ("critical", 2, 0.995)

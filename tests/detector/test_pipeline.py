@@ -13,8 +13,10 @@ from querywatch.detector.adapters.db.checkpoints import load_partition
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.kafka.partitions import HELD_EVENTS_KEY
 from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor
+from querywatch.detector.adapters.sinks import stored_sinks
 from querywatch.detector.engine.events import Event, RequestIdFilter
 from querywatch.detector.pipeline.loop import Message, Pipeline
+from querywatch.detector.pipeline.sinks import Sinks
 from tests.detector.test_engine import DIM, _benign, _profiled_engine
 from tests.kafka.harness import migrated_database
 
@@ -79,20 +81,21 @@ def test_end_of_stream_refuses_a_warm_up_that_cannot_build_with_the_messages_ref
 
 
 class _Outputs:
-    """The Kafka outputs port, in memory."""
+    """The Kafka outputs, in memory: an outcome sink and the dead-letter port."""
 
     def __init__(self) -> None:
         self.outcomes: list[Any] = []
         self.letters: list[Any] = []
+        self.committed_batches = 0
 
-    def send_outcomes(self, outcomes: Sequence[Any]) -> None:
+    def write(self, outcomes: Sequence[Any], tx: object) -> None:
         self.outcomes += outcomes
+
+    def committed(self, tx: object) -> None:
+        self.committed_batches += 1
 
     def send_dead_letters(self, letters: Sequence[Any]) -> None:
         self.letters += letters
-
-    def flush(self) -> None:
-        pass
 
 
 def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: Path) -> None:
@@ -103,7 +106,8 @@ def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: 
     processor = StreamProcessor(
         detector_factory=_profiled_engine,
         sessions=sessions,
-        outputs=outputs,  # type: ignore[arg-type]
+        outputs=outputs,
+        sinks=Sinks([outputs, *stored_sinks()]),
         group_id="g",
         checkpoint_every_events=10,
         checkpoint_every_seconds=60.0,
@@ -114,6 +118,7 @@ def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: 
     processor.process(Record("t", 0, offset, None, v) for offset, v in enumerate(values))
     assert processor.checkpoint() == {("t", 0): len(values)}
     assert len(outputs.outcomes) == 20 and [d.reason for d in outputs.letters] == ["not_json"]
+    assert outputs.committed_batches == 1
     with transaction(sessions) as session:
         stored = load_partition(session=session, group_id="g", topic="t", partition=0)
     assert stored.next_offset == len(values) and set(stored.client_states) == {"a", HELD_EVENTS_KEY}

@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.tables import (
     AlertEventRow,
@@ -17,6 +16,7 @@ from querywatch.detector.adapters.db.tables import (
     WebhookDeliveryRow,
     WebhookEndpointRow,
 )
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
     ALERT_OPENED,
@@ -27,6 +27,7 @@ from querywatch.detector.engine.outcomes import (
     RiskUpdate,
     alert_id_for,
 )
+from querywatch.detector.metrics import REGISTRY
 
 
 def opening(u: RiskUpdate, alert: Alert) -> Outcome:
@@ -65,9 +66,9 @@ def count(session: Session, column: object) -> int:
 
 def test_client_row_keeps_latest_update_and_first_seen(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update("a", q, 0.1)) for q in range(1, 4)])
+        store_outcomes(session=session, outcomes=[Outcome(update("a", q, 0.1)) for q in range(1, 4)])
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update("a", 4, 0.3)), Outcome(update("b", 1, 0.0))])
+        store_outcomes(session=session, outcomes=[Outcome(update("a", 4, 0.3)), Outcome(update("b", 1, 0.0))])
     with sessions() as session:
         a = session.get(ClientRow, ("a", "digits-v1"))
         assert a is not None
@@ -81,7 +82,7 @@ def test_history_is_downsampled(sessions: sessionmaker[Session]) -> None:
     # Risk creeping by 0.001 per query: a point at the start, then one per 0.05 of movement.
     outcomes = [Outcome(update("a", q, q / 1000)) for q in range(1, 301)]
     with transaction(sessions) as session:
-        saved = save_outcomes(session=session, outcomes=outcomes)
+        saved = store_outcomes(session=session, outcomes=outcomes)
     with sessions() as session:
         points = session.scalars(select(RiskPointRow).order_by(RiskPointRow.id)).all()
     assert saved.history_points == len(points)
@@ -92,7 +93,7 @@ def test_history_is_downsampled(sessions: sessionmaker[Session]) -> None:
 
 def test_history_point_every_hundred_queries_when_risk_is_flat(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update("a", q, 0.2)) for q in range(1, 251)])
+        store_outcomes(session=session, outcomes=[Outcome(update("a", q, 0.2)) for q in range(1, 251)])
     with sessions() as session:
         queries = session.scalars(select(RiskPointRow.queries).order_by(RiskPointRow.id)).all()
     assert list(queries) == [1, 101, 201]
@@ -104,9 +105,9 @@ def test_alert_is_stored_once_and_enqueues_webhooks(sessions: sessionmaker[Sessi
     u = update("a", 50, 0.85)
     batch = [opening(u, alert_for(u))]
     with transaction(sessions) as session:
-        first = save_outcomes(session=session, outcomes=batch)
+        first = store_outcomes(session=session, outcomes=batch)
     with transaction(sessions) as session:
-        again = save_outcomes(session=session, outcomes=batch)  # a replay after a crash
+        again = store_outcomes(session=session, outcomes=batch)  # a replay after a crash
     assert [a.alert_id for a in first.new_alerts] == [alert_for(u).alert_id]
     assert again.new_alerts == []
     with sessions() as session:
@@ -124,7 +125,7 @@ def test_engine_closing_an_alert_resolves_it(sessions: sessionmaker[Session]) ->
         ALERT_CLOSED, 2, closed.ts, replace(alert, risk=0.4, queries=90, closed_ts=closed.ts)
     )
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[opening(opened, alert), Outcome(closed, closing)])
+        store_outcomes(session=session, outcomes=[opening(opened, alert), Outcome(closed, closing)])
     with sessions() as session:
         row = session.get(AlertRow, alert.alert_id)
         assert row is not None and row.closed_by_engine_at is not None
@@ -139,10 +140,10 @@ def test_updates_are_stored_once_in_sequence(sessions: sessionmaker[Session]) ->
     raised = AlertEvent(ALERT_UPDATED, 2, later.ts, replace(alert, risk=0.97, severity="high", queries=80))
     batch = [opening(first, alert), Outcome(later, raised)]
     with transaction(sessions) as session:
-        saved = save_outcomes(session=session, outcomes=batch)
+        saved = store_outcomes(session=session, outcomes=batch)
     with transaction(sessions) as session:
-        again = save_outcomes(session=session, outcomes=batch)
-    assert (saved.events, again.events) == (2, 0)
+        again = store_outcomes(session=session, outcomes=batch)
+    assert (len(saved.events), len(again.events)) == (2, 0)
     with sessions() as session:
         row = session.get(AlertRow, alert.alert_id)
         assert row is not None and (row.severity, row.risk, row.sequence) == ("high", 0.97, 2)
@@ -158,11 +159,11 @@ def test_rows_are_per_client_and_model_and_status_holds_on_every_model(
     sessions: sessionmaker[Session],
 ) -> None:
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.97))])
+        store_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.97))])
         session.get_one(ClientRow, ("a", "digits-v1")).status = "blocked"
     other = RiskUpdate("a", "credit-v1", 1_800_000_100.0, 1, 0.01, (), {})
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(other)])
+        store_outcomes(session=session, outcomes=[Outcome(other)])
     with sessions() as session:
         rows = {r.model_id: r for r in session.scalars(select(ClientRow).where(ClientRow.client_id == "a"))}
     assert {m: (r.risk, r.status) for m, r in rows.items()} == {
@@ -173,13 +174,13 @@ def test_rows_are_per_client_and_model_and_status_holds_on_every_model(
 
 def test_status_survives_updates(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.1))])
+        store_outcomes(session=session, outcomes=[Outcome(update("a", 1, 0.1))])
     with transaction(sessions) as session:
         client = session.get(ClientRow, ("a", "digits-v1"))
         assert client is not None
         client.status = "blocked"
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update("a", 2, 0.2))])
+        store_outcomes(session=session, outcomes=[Outcome(update("a", 2, 0.2))])
     with sessions() as session:
         client = session.get(ClientRow, ("a", "digits-v1"))
         assert client is not None and client.status == "blocked" and client.queries == 2
@@ -189,9 +190,9 @@ def test_status_survives_updates(sessions: sessionmaker[Session]) -> None:
 def test_batches_larger_than_one_in_query(sessions: sessionmaker[Session], n_clients: int) -> None:
     batch = [Outcome(update(f"c{i}", 1, 0.0)) for i in range(n_clients)]
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=batch)
+        store_outcomes(session=session, outcomes=batch)
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update(f"c{i}", 2, 0.0)) for i in range(n_clients)])
+        store_outcomes(session=session, outcomes=[Outcome(update(f"c{i}", 2, 0.0)) for i in range(n_clients)])
     with sessions() as session:
         assert count(session, ClientRow) == n_clients
 
@@ -201,10 +202,10 @@ def test_updates_without_reasons_keep_the_last_explanation(sessions: sessionmake
     # client row, which the decision endpoint serves, keeps the last explanation it got.
     quiet = RiskUpdate("a", "digits-v1", 1_800_000_010.0, 10, 0.91, (), {})
     with transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[Outcome(update("a", 9, 0.9)), Outcome(quiet)])
+        store_outcomes(session=session, outcomes=[Outcome(update("a", 9, 0.9)), Outcome(quiet)])
     with transaction(sessions) as session:
         later = RiskUpdate("a", "digits-v1", 1_800_000_011.0, 11, 0.92, (), {})
-        save_outcomes(session=session, outcomes=[Outcome(later)])
+        store_outcomes(session=session, outcomes=[Outcome(later)])
     with sessions() as session:
         a = session.get(ClientRow, ("a", "digits-v1"))
         assert a is not None
@@ -216,8 +217,28 @@ def test_each_alert_event_is_one_log_line_with_ecs_fields(
 ) -> None:
     u = update("a", 50, 0.95)
     with caplog.at_level("INFO", logger="querywatch.alerts"), transaction(sessions) as session:
-        save_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
+        store_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
     [record] = [r for r in caplog.records if r.name == "querywatch.alerts"]
     fields = vars(record)
     assert fields["event"]["kind"] == "alert" and fields["event"]["action"] == "alert.opened"
     assert fields["threat"]["technique"]["id"] == ["AML.T0024.002"] and fields["user"] == {"id": "a"}
+
+
+def test_a_rolled_back_batch_counts_no_alert_and_logs_no_line(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    u = update("a", 50, 0.95)
+
+    def opened() -> float:
+        return REGISTRY.get_sample_value("querywatch_alerts_opened_total", {"severity": "medium"}) or 0.0
+
+    before = opened()
+    with caplog.at_level("INFO", logger="querywatch.alerts"):
+        with pytest.raises(RuntimeError), transaction(sessions) as session:
+            store_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
+            raise RuntimeError("the consumer died before its commit")
+        assert opened() == before and not [r for r in caplog.records if r.name == "querywatch.alerts"]
+        with transaction(sessions) as session:
+            store_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
+        assert opened() == before + 1
+    assert len([r for r in caplog.records if r.name == "querywatch.alerts"]) == 1

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.config import Settings
 from querywatch.detector.engine.outcomes import Outcome
 from tests.api.server import ApiServer, running_api
@@ -36,7 +36,7 @@ def store(settings: Settings, outcomes: Sequence[Outcome]) -> None:
     engine = make_engine(settings.database)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            save_outcomes(session=session, outcomes=outcomes)
+            store_outcomes(session=session, outcomes=outcomes)
     finally:
         engine.dispose()
 

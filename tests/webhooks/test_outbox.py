@@ -24,7 +24,6 @@ def claim(db: Db, now: datetime) -> list[ClaimedDelivery]:
             now=now,
             lease_until=now + LEASE,
             limit=10,
-            public_url="http://qw",
             max_attempts=3,
         )
 
@@ -38,7 +37,7 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(db: Db) ->
     [second] = claim(db, T0 + LEASE)  # the first owner is presumed dead
 
     assert (first.attempts, second.attempts) == (1, 2)
-    assert first.webhook_id == second.webhook_id and first.body == second.body
+    assert first.webhook_id == second.webhook_id and first.event == second.event
     with db.sessions() as session, session.begin():
         late = settle_delivery(
             session=session, claim=first, state="delivered", status=200, error=None, next_attempt_at=None

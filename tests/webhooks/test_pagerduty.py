@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from querywatch.detector.adapters.db import webhooks as store
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
     ALERT_OPENED,
@@ -145,7 +145,7 @@ def test_a_trigger_then_a_resolve_with_the_dedup_key_through_a_rate_limit(
     closed_at = clock.now + 60
     closing = AlertEvent(ALERT_CLOSED, 2, closed_at, replace(alert, risk=0.1, closed_ts=closed_at))
     with db.sessions() as session, session.begin():
-        save_outcomes(
+        store_outcomes(
             session=session,
             outcomes=[opened, Outcome(RiskUpdate("acct-7", "digits-v1", closed_at, 900, 0.1), closing)],
         )
@@ -177,7 +177,7 @@ def test_an_event_pagerduty_refuses_is_not_retried(db: Db, pagerduty: PagerDuty,
         )
     event = AlertEvent(ALERT_OPENED, 1, clock.now, _alert(clock.now))
     with db.sessions() as session, session.begin():
-        save_outcomes(
+        store_outcomes(
             session=session,
             outcomes=[Outcome(RiskUpdate("acct-7", "digits-v1", clock.now, 200, 0.97), event)],
         )

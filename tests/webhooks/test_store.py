@@ -1,4 +1,4 @@
-"""Endpoint crud, redelivery, and the outbox rows ``save_outcomes`` writes with an alert."""
+"""Endpoint crud, redelivery, and the outbox rows ``store_outcomes`` writes with an alert."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from standardwebhooks import Webhook
 
 from querywatch.detector.adapters.db import webhooks as store
 from querywatch.detector.adapters.db.alerts import AlertNotFound
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
 from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
 from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
+from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_OPENED,
     Alert,
@@ -68,9 +68,9 @@ def test_alert_saved_by_storage_commits_with_its_delivery(
     with db.sessions() as session, session.begin():
         endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
     with db.sessions() as session, session.begin():
-        save_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
+        store_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
     with db.sessions() as session, session.begin():  # the same alert again: no second delivery
-        save_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
+        store_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
 
     assert Dispatcher(db.settings, db.sessions).run_once() == 1
 
@@ -83,7 +83,7 @@ def test_alert_and_delivery_roll_back_together(db: Db, receiver: Receiver, clock
     with db.sessions() as session, session.begin():
         store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
     with pytest.raises(RuntimeError), db.sessions() as session, session.begin():
-        save_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
+        store_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
         raise RuntimeError("the consumer died before its commit")
     with db.sessions() as session:
         assert session.scalar(select(func.count()).select_from(AlertRow)) == 0

@@ -1,16 +1,16 @@
-"""Store the engine's alert events, decide them, and queue their deliveries (one transaction).
+"""Store the engine's alert events and decide them (in the caller's transaction).
 
 Each ``AlertEvent`` becomes an ``alert_events`` row (unique per alert and sequence, so a
 replayed batch adds nothing) and brings the alert row up to date. The engine closing an
 alert also resolves it (``resolved_by`` = ``engine``): the feed never shows an alert the
 engine has closed as open. Every new event is run through ``engine.policy.decide``: its
-decision is stored with it, and it is queued for delivery only if it pages (not a trusted
-client, not a model in monitor mode, no matching silence, at least the model's page risk).
+decision is stored with it, and whether it pages (not a trusted client, not a model in
+monitor mode, no matching silence, at least the model's page risk) is returned with it, for
+the outbox sink (``outbox.OutboxSink``) that queues its deliveries.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,10 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.alert_schema import alert_fields, event_body
-from querywatch.detector.adapters.db.outbox import enqueue_deliveries
 from querywatch.detector.adapters.db.policies import active_silences, as_silence, client_views, policies_for
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, ClientRow, utcnow
-from querywatch.detector.adapters.delivery.ecs import ecs_fields
 from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
     ALERT_OPENED,
@@ -32,17 +30,30 @@ from querywatch.detector.engine.outcomes import (
 from querywatch.detector.engine.policy import ModelDecision, ModelView, Thresholds, decide
 
 ENGINE = "engine"
-log = logging.getLogger("querywatch.alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One alert event as stored: its alert's row (as of the batch's last event), the event's
+    row (with its body), and whether it pages (is delivered) after the decision policy."""
+
+    alert: AlertRow
+    event: AlertEventRow
+    pages: bool
 
 
 @dataclass
 class SavedEvents:
     """What a ``save_alert_events`` call added."""
 
-    events: list[AlertEventRow] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
     opened: list[AlertRow] = field(default_factory=list)
     closed: list[AlertRow] = field(default_factory=list)
-    suppressed: int = 0
+
+    @property
+    def suppressed(self) -> int:
+        """Alert events stored and decided but not delivered (trust, monitor, silence)."""
+        return sum(not e.pages for e in self.events)
 
 
 def event_time(ts: float) -> datetime:
@@ -60,6 +71,7 @@ def save_alert_events(
     alerts = {a.alert_id: a for a in session.scalars(select(AlertRow).where(AlertRow.alert_id.in_(ids)))}
     now = utcnow()
     snapshots: list[dict[str, Any]] = []  # each event's alert as of that event
+    rows: list[AlertEventRow] = []
     for event in events:
         row = alerts.get(event.alert.alert_id)
         if row is None:
@@ -75,7 +87,7 @@ def save_alert_events(
             if event.type == ALERT_CLOSED:
                 saved.closed.append(row)
         snapshots.append(alert_fields(row))
-        saved.events.append(
+        rows.append(
             AlertEventRow(
                 alert_id=row.alert_id,
                 sequence=event.sequence,
@@ -86,10 +98,10 @@ def save_alert_events(
             )
         )
     session.flush()  # the alert rows first: their events refer to them
-    session.add_all(saved.events)
+    session.add_all(rows)
     session.flush()
-    decide_event = _decider(session, [alerts[e.alert_id] for e in saved.events], thresholds or Thresholds())
-    for event_row, snapshot in zip(saved.events, snapshots, strict=True):
+    decide_event = _decider(session, [alerts[e.alert_id] for e in rows], thresholds or Thresholds())
+    for event_row, snapshot in zip(rows, snapshots, strict=True):
         row = alerts[event_row.alert_id]
         decision = decide_event(row, snapshot["risk"], tuple(snapshot["reasons"]))
         row.last_event_id = event_row.id
@@ -97,27 +109,9 @@ def save_alert_events(
             row.decision = snapshot["decision"] = decision.action
             row.silenced_by = snapshot["silenced_by"] = decision.silenced_by
         event_row.body = event_body(event_row, snapshot)
-        _log_event(event_row.body)
-        if decision is None or decision.pages:
-            enqueue_deliveries(session=session, alert=row, event=event_row)
-        else:
-            saved.suppressed += 1
+        saved.events.append(StoredEvent(row, event_row, decision is None or decision.pages))
     session.flush()
     return saved
-
-
-def _log_event(body: dict[str, Any]) -> None:
-    """One structured line per alert event, with ECS fields a log shipper can forward."""
-    log.info(
-        "%s %s of %s on %s: risk %.2f, %s",
-        body["type"],
-        body["alert_id"],
-        body["subject_id"],
-        body["model_id"],
-        body["risk"],
-        body["severity"],
-        extra=ecs_fields(body),
-    )
 
 
 def _new_row(event: AlertEvent, now: datetime) -> AlertRow:

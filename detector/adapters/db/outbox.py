@@ -9,17 +9,26 @@ share the work without waiting on each other; on every database the claim and th
 updates are also conditional on the row being unchanged since it was read, so two
 dispatchers can never both own a row (and a dispatcher whose lease ran out cannot overwrite
 the newer attempt's result).
+
+``OutboxSink`` is the outbox as an outcome sink (``pipeline.sinks``): after the database
+sink stored a checkpoint's alert events, it queues the deliveries of those that page.
+Rendering and signing the bodies is the dispatcher's (``adapters.delivery``): storage does
+not depend on delivery.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from querywatch.detector.adapters.db.alert_schema import stored_body
+from querywatch.detector.adapters.db.outcome_store import OutcomeTx
 from querywatch.detector.adapters.db.tables import (
     AlertEventRow,
     AlertRow,
@@ -27,9 +36,7 @@ from querywatch.detector.adapters.db.tables import (
     WebhookEndpointRow,
     utcnow,
 )
-from querywatch.detector.adapters.delivery.payload import render
-from querywatch.detector.adapters.delivery.signing import webhook_id_for
-from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED, SEVERITIES
+from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED, SEVERITIES, Outcome
 
 #: States a dispatcher may still send.
 OPEN_STATES = ("pending", "failed")
@@ -54,6 +61,34 @@ def endpoint_wants(
     if endpoint.event_types is not None and event_type not in endpoint.event_types:
         return False
     return event_type == ALERT_CLOSED or severity_rank(severity) >= severity_rank(endpoint.min_severity)
+
+
+def webhook_id_for(alert_id: str, endpoint_id: int, sequence: int = 1) -> str:
+    """The ``webhook-id`` of one alert event sent to one endpoint: the same on every attempt,
+    so that a receiver can drop a duplicate (e.g. after a crash between its 2xx and our
+    commit). An alert's opening keeps the id it had before alert events existed.
+
+    >>> webhook_id_for("al_1", 7) == webhook_id_for("al_1", 7) != webhook_id_for("al_1", 8)
+    True
+    >>> webhook_id_for("al_1", 7, 2) != webhook_id_for("al_1", 7)
+    True
+    """
+    key = f"{alert_id}\x00{endpoint_id}" + ("" if sequence == 1 else f"\x00{sequence}")
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+class OutboxSink:
+    """Queues the deliveries of the alert events the database sink stored in this
+    transaction and that page (so an event is never stored without its deliveries)."""
+
+    def write(self, outcomes: Sequence[Outcome], tx: OutcomeTx) -> None:
+        for stored in tx.saved.events:
+            if stored.pages:
+                enqueue_deliveries(session=tx.session, alert=stored.alert, event=stored.event)
+
+    def committed(self, tx: OutcomeTx) -> None:
+        """Nothing to announce: the dispatchers poll the outbox."""
 
 
 def enqueue_deliveries(
@@ -113,7 +148,8 @@ class ClaimedDelivery:
     kind: str  # standard | pagerduty | slack
     secret: str
     previous_secret: str | None  # still signing too: a rotation's overlap has not ended
-    body: bytes
+    routing_key: str | None  # a PagerDuty integration's
+    event: dict[str, Any]  # the alert event in schema v1; the dispatcher renders it for ``kind``
 
 
 def claim_due_deliveries(
@@ -122,7 +158,6 @@ def claim_due_deliveries(
     now: datetime,
     lease_until: datetime,
     limit: int,
-    public_url: str,
     max_attempts: int,
 ) -> list[ClaimedDelivery]:
     """Take up to ``limit`` due deliveries of enabled endpoints, leasing them until ``lease_until``.
@@ -203,12 +238,8 @@ def claim_due_deliveries(
                 kind=endpoint.kind,
                 secret=endpoint.secret,
                 previous_secret=_previous_secret(endpoint, now),
-                body=render(
-                    kind=endpoint.kind,
-                    event=stored_body(alert, event),
-                    public_url=public_url,
-                    routing_key=endpoint.routing_key,
-                ),
+                routing_key=endpoint.routing_key,
+                event=stored_body(alert, event),
             )
         )
     return out

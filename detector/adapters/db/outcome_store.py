@@ -1,9 +1,11 @@
 """Store what the engine decided for a batch of events, in the caller's transaction.
 
 One call per consumer batch: the latest row per (client, model) (upserted), a downsampled
-risk history per (client, model), and the alert events (``alert_store``: idempotent on the
-alert id and sequence, so a replayed batch adds nothing) with their outbox rows. Nothing
-here commits: the consumer commits it together with its offsets.
+risk history per (client, model), and the alert events with their decisions
+(``alert_store``: idempotent on the alert id and sequence, so a replayed batch adds
+nothing). Nothing here commits: the consumer commits it together with its offsets.
+``DatabaseSink`` is this as an outcome sink (``pipeline.sinks``); it counts the alert
+metrics only once the transaction committed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from querywatch.detector.adapters.db.alert_store import save_alert_events
+from querywatch.detector.adapters.db.alert_store import StoredEvent, save_alert_events
 from querywatch.detector.adapters.db.clients import UNSEEN_MODEL
 from querywatch.detector.adapters.db.tables import AlertRow, Base, ClientRow, RiskPointRow, utcnow
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
@@ -41,8 +43,52 @@ class SavedOutcomes:
     history_points: int = 0
     new_alerts: list[AlertRow] = field(default_factory=list)
     closed_alerts: int = 0
-    events: int = 0
-    suppressed: int = 0  # alert events stored and decided but not delivered (trust, monitor, silence)
+    events: list[StoredEvent] = field(default_factory=list)
+
+    @property
+    def suppressed(self) -> int:
+        """Alert events stored and decided but not delivered (trust, monitor, silence)."""
+        return sum(not e.pages for e in self.events)
+
+    def extend(self, other: SavedOutcomes) -> None:
+        self.clients += other.clients
+        self.history_points += other.history_points
+        self.new_alerts += other.new_alerts
+        self.closed_alerts += other.closed_alerts
+        self.events += other.events
+
+
+@dataclass
+class OutcomeTx:
+    """What the outcome sinks of one transaction share: its session, and what the database
+    sink stored in it (the outbox and log sinks after it read the alert events)."""
+
+    session: Session
+    saved: SavedOutcomes = field(default_factory=SavedOutcomes)
+
+
+class DatabaseSink:
+    """Client rows, risk history and decided alert events, as an outcome sink.
+
+    ``thresholds`` are the static decision thresholds (``ApiSettings``), the same the
+    decision endpoint uses."""
+
+    def __init__(self, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = thresholds
+
+    def write(self, outcomes: Sequence[Outcome], tx: OutcomeTx) -> None:
+        tx.saved.extend(save_outcomes(session=tx.session, outcomes=outcomes, thresholds=self.thresholds))
+
+    def committed(self, tx: OutcomeTx) -> None:
+        saved = tx.saved
+        for row in saved.new_alerts:
+            ALERTS_OPENED.labels(severity=row.severity).inc()
+        for stored in saved.events:
+            ALERT_EVENTS.labels(type=stored.event.type).inc()
+        if saved.closed_alerts:
+            ALERTS_CLOSED.labels(by="engine").inc(saved.closed_alerts)
+        if saved.suppressed:
+            ALERTS_SUPPRESSED.inc(saved.suppressed)
 
 
 def event_time(ts: float) -> datetime:
@@ -99,17 +145,8 @@ def save_outcomes(
     )
     saved.new_alerts = events.opened
     saved.closed_alerts = len(events.closed)
-    saved.events = len(events.events)
-    saved.suppressed = events.suppressed
+    saved.events = events.events
     saved.clients = len(seen)
-    for row in saved.new_alerts:
-        ALERTS_OPENED.labels(severity=row.severity).inc()
-    for event in events.events:
-        ALERT_EVENTS.labels(type=event.type).inc()
-    if saved.closed_alerts:
-        ALERTS_CLOSED.labels(by="engine").inc(saved.closed_alerts)
-    if saved.suppressed:
-        ALERTS_SUPPRESSED.inc(saved.suppressed)
     return saved
 
 

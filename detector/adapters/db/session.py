@@ -6,7 +6,7 @@ API and the consumer can share one file; PostgreSQL is used as configured.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
@@ -35,6 +35,7 @@ __all__ = [
     "current_revision",
     "make_engine",
     "make_sessionmaker",
+    "on_commit",
     "transaction",
     "where_equal",
 ]
@@ -75,6 +76,29 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One session, committed if the block succeeds and rolled back if it raises."""
     with factory() as session, session.begin():
         yield session
+
+
+def on_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once ``session``'s current transaction commits (never if it rolls back)."""
+    pending = session.info.get(_ON_COMMIT)
+    if pending is None:
+        pending = session.info[_ON_COMMIT] = []
+        event.listen(session, "after_commit", _run_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+    pending.append(action)
+
+
+_ON_COMMIT = "querywatch.on_commit"
+
+
+def _run_pending(session: Session) -> None:
+    actions, session.info[_ON_COMMIT] = session.info[_ON_COMMIT], []
+    for action in actions:
+        action()
+
+
+def _drop_pending(session: Session) -> None:
+    session.info[_ON_COMMIT] = []
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -33,6 +33,7 @@ from querywatch.detector.adapters.db.outbox import (
 )
 from querywatch.detector.adapters.db.session import DatabaseError, Session, SessionFactory
 from querywatch.detector.adapters.delivery.backoff import parse_retry_after, retry_delay
+from querywatch.detector.adapters.delivery.payload import render
 from querywatch.detector.adapters.delivery.signing import signed_headers
 from querywatch.detector.adapters.delivery.ssrf import (
     Resolver,
@@ -105,7 +106,6 @@ class Dispatcher:
                 now=now,
                 lease_until=now + lease,
                 limit=self.settings.batch_size,
-                public_url=self.public_url,
                 max_attempts=len(self.settings.retry_schedule) + 1,
             )
             WEBHOOK_BACKLOG.set(backlog(session=session))
@@ -164,18 +164,21 @@ class Dispatcher:
             )
         except UnsafeWebhookUrl as exc:
             return AttemptResult(status=None, error=f"{REFUSED}{exc}")
+        body = render(
+            kind=claim.kind, event=claim.event, public_url=self.public_url, routing_key=claim.routing_key
+        )
         headers = signed_headers(
             secret=claim.secret,
             webhook_id=claim.webhook_id,
             timestamp=self.clock(),
-            body=claim.body,
+            body=body,
             also=() if claim.previous_secret is None else (claim.previous_secret,),
         )
         headers["host"] = target.host_header
         headers["user-agent"] = "querywatch-webhooks/1"
         extensions = {"sni_hostname": target.host} if target.url.startswith("https:") else {}
         request = client.build_request(
-            "POST", target.pinned_url, content=claim.body, headers=headers, extensions=extensions
+            "POST", target.pinned_url, content=body, headers=headers, extensions=extensions
         )
         return await self._exchange(client, request)
 

@@ -7,11 +7,22 @@ Fields used, all from the ECS reference: ``event.kind`` (``alert``), ``event.cat
 (0-100), ``event.created``, ``event.start``, ``event.reason``, ``rule.id``, ``rule.name``,
 ``threat.framework``, ``threat.technique.id``, ``threat.technique.name``, ``user.id`` (the
 client), ``source.ip``, ``user_agent.original``, ``labels`` (string values) and ``message``.
+
+``AlertLogSink`` writes the line as an outcome sink (``pipeline.sinks``), once the
+transaction that stored the event committed: a line is never logged for an event that was
+rolled back.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
+
+from querywatch.detector.adapters.db.outcome_store import OutcomeTx
+from querywatch.detector.engine.outcomes import Outcome
+
+log = logging.getLogger("querywatch.alerts")
 
 SEVERITY = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 
@@ -64,3 +75,26 @@ def ecs_fields(event: dict[str, Any]) -> dict[str, Any]:
     if event.get("user_agents"):
         fields["user_agent"] = {"original": event["user_agents"][-1]}
     return fields
+
+
+class AlertLogSink:
+    """One structured log line (``querywatch.alerts``, INFO) per stored alert event."""
+
+    def write(self, outcomes: Sequence[Outcome], tx: OutcomeTx) -> None:
+        """Nothing to write: the line waits for the commit."""
+
+    def committed(self, tx: OutcomeTx) -> None:
+        for stored in tx.saved.events:
+            body = stored.event.body
+            if body is None:
+                continue
+            log.info(
+                "%s %s of %s on %s: risk %.2f, %s",
+                body["type"],
+                body["alert_id"],
+                body["subject_id"],
+                body["model_id"],
+                body["risk"],
+                body["severity"],
+                extra=ecs_fields(body),
+            )

@@ -1,4 +1,5 @@
-"""Secrets, stable message ids and Standard Webhooks signatures.
+"""Secrets and Standard Webhooks signatures (the stable message ids are the outbox's,
+``db.outbox.webhook_id_for``).
 
 Signing goes through the reference library (``standardwebhooks``) so that any receiver using
 it, or any other Standard Webhooks implementation, verifies our requests.
@@ -7,7 +8,6 @@ it, or any other Standard Webhooks implementation, verifies our requests.
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -49,21 +49,6 @@ def check_secret(secret: str) -> None:
         key = b""
     if not secret.startswith(SECRET_PREFIX) or len(key) < 16:
         raise InvalidWebhookSecret("a webhook secret is 'whsec_' followed by base64 of at least 16 bytes")
-
-
-def webhook_id_for(alert_id: str, endpoint_id: int, sequence: int = 1) -> str:
-    """The ``webhook-id`` of one alert event sent to one endpoint: the same on every attempt,
-    so that a receiver can drop a duplicate (e.g. after a crash between its 2xx and our
-    commit). An alert's opening keeps the id it had before alert events existed.
-
-    >>> webhook_id_for("al_1", 7) == webhook_id_for("al_1", 7) != webhook_id_for("al_1", 8)
-    True
-    >>> webhook_id_for("al_1", 7, 2) != webhook_id_for("al_1", 7)
-    True
-    """
-    key = f"{alert_id}\x00{endpoint_id}" + ("" if sequence == 1 else f"\x00{sequence}")
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return f"msg_{digest[:32]}"
 
 
 def signed_headers(

@@ -2,7 +2,7 @@
 
 Used by ``querywatch consume``, by ``querywatch up`` and by the integration tests, so all
 three run the same wiring: migrated database, topics, output producer, processor, group
-membership.
+membership, and the outcome sinks (``adapters.sinks``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.consumer import run, subscribe
 from querywatch.detector.adapters.kafka.outputs import OutputProducer
 from querywatch.detector.adapters.kafka.processor import StreamProcessor
+from querywatch.detector.adapters.sinks import consumer_sinks, decision_thresholds
 from querywatch.detector.config import Settings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.profiles import ProfileStore
@@ -55,6 +56,7 @@ class ConsumerApp:
             detector_factory=detector_factory or default_detector_factory(settings, sessions),
             sessions=sessions,
             outputs=self._outputs,
+            sinks=consumer_sinks(self._outputs, decision_thresholds(settings.api)),
             group_id=kafka.group_id,
             checkpoint_every_events=kafka.checkpoint_every_events,
             checkpoint_every_seconds=kafka.checkpoint_every_seconds,

@@ -6,7 +6,8 @@ client's latest risk) and carry a ``type``: the alert events ``alert.opened``,
 webhooks; a reader drops doubles by ``alert_id`` and ``sequence``), and ``risk`` with the
 client's latest risk on a model at the end of each checkpoint. Sending is at least once: the
 consumer waits for the broker's acknowledgement *before* it commits the checkpoint, so a
-crash in between re-sends, and never loses, a message.
+crash in between re-sends, and never loses, a message. ``OutputProducer`` is an outcome sink
+(``pipeline.sinks``), the first of the consumer's: its ``write`` sends and waits.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ class OutputProducer:
         self.dead_letter_topic = settings.dead_letter_topic
         self._producer = producer or KafkaProducer(**producer_kwargs(settings, role="outputs"))
         self._pending: list[Any] = []
+
+    def write(self, outcomes: Sequence[Outcome], tx: object) -> None:
+        """Send ``outcomes``, then wait for the acknowledgement of everything sent so far
+        (the checkpoint's dead letters too), before the transaction writes anything."""
+        self.send_outcomes(outcomes)
+        self.flush()
+
+    def committed(self, tx: object) -> None:
+        """Nothing to do: the broker acknowledged before the commit."""
 
     def send_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         detected = iso_time(time.time())

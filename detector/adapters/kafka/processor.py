@@ -3,9 +3,11 @@
 ``StreamProcessor`` owns the engine and the partitions assigned to this process. Records
 come in as plain values (``Record``); a checkpoint commits, per partition and in one
 database transaction, the outcomes and dead letters of the messages it covers, the
-states of the clients they touched and the next offset. Before that transaction it sends
-the same outcomes and dead letters to Kafka and waits for the acknowledgement, so the
-topics get everything at least once while the database gets it exactly once.
+states of the clients they touched and the next offset. The outcomes go through the
+outcome sinks (``pipeline.sinks``; see ``adapters.sinks`` for the consumer's), the first
+of which sends them to Kafka and waits for the acknowledgement (of the dead letters too)
+before anything is written, so the topics get everything at least once while the
+database gets it exactly once.
 
 Warm-up: events of a model without a profile are held by the engine's reference stage.
 Each partition stores the events of it that are held with its checkpoint (under
@@ -17,16 +19,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from querywatch.detector.adapters.db.checkpoints import CheckpointConflict, load_partition, save_checkpoint
 from querywatch.detector.adapters.db.dead_letters import save_dead_letters
-from querywatch.detector.adapters.db.outcome_store import save_outcomes
+from querywatch.detector.adapters.db.outcome_store import OutcomeTx
 from querywatch.detector.adapters.db.session import SessionFactory, transaction
-from querywatch.detector.adapters.kafka.deadletters import reject
+from querywatch.detector.adapters.kafka.deadletters import DeadLetter, reject
 from querywatch.detector.adapters.kafka.outages import RETRYABLE
-from querywatch.detector.adapters.kafka.outputs import OutputProducer
 from querywatch.detector.adapters.kafka.partitions import (
     HELD_EVENTS_KEY,
     PartitionWork,
@@ -46,6 +48,7 @@ from querywatch.detector.metrics import (
     LAST_CHECKPOINT,
 )
 from querywatch.detector.pipeline.loop import Message, Pipeline
+from querywatch.detector.pipeline.sinks import Sinks
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,13 @@ class Record:
     value: bytes | None
 
 
+class DeadLetterOutput(Protocol):
+    """Where the consumer sends dead letters (``OutputProducer``; acknowledged when the
+    outcome sinks flush it)."""
+
+    def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
 class StreamProcessor:
     """Scores the records of the partitions it owns and checkpoints them to the database."""
 
@@ -73,7 +83,8 @@ class StreamProcessor:
         *,
         detector_factory: Callable[[], Detector],
         sessions: SessionFactory,
-        outputs: OutputProducer,
+        outputs: DeadLetterOutput,
+        sinks: Sinks[OutcomeTx],
         group_id: str,
         checkpoint_every_events: int,
         checkpoint_every_seconds: float,
@@ -84,6 +95,7 @@ class StreamProcessor:
         self.engine = detector_factory()
         self._sessions = sessions
         self._outputs = outputs
+        self._sinks = sinks
         self.group_id = group_id
         self._every_events = checkpoint_every_events
         self._every_seconds = checkpoint_every_seconds
@@ -327,12 +339,11 @@ class StreamProcessor:
                 states[HELD_EVENTS_KEY] = pack_events(work.held)
             else:
                 dropped.add(HELD_EVENTS_KEY)
-        self._outputs.send_outcomes(work.outcomes)
-        self._outputs.send_dead_letters(work.dead_letters)
-        self._outputs.flush()
+        self._outputs.send_dead_letters(work.dead_letters)  # acknowledged with the outcomes
         try:
             with transaction(self._sessions) as session:
-                save_outcomes(session=session, outcomes=work.outcomes)
+                tx = OutcomeTx(session)
+                self._sinks.write(work.outcomes, tx)
                 save_dead_letters(session=session, letters=work.dead_letters)
                 save_checkpoint(
                     session=session,
@@ -348,6 +359,7 @@ class StreamProcessor:
             log.warning("checkpoint refused, another consumer owns the partition now: %s", exc)
             self._rewind(work)
             return False
+        self._sinks.committed(tx)
         work.committed(self._clock())
         self._urgent.discard(work.key)
         CHECKPOINTS.inc()
