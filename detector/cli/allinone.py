@@ -29,8 +29,8 @@ from querywatch.detector.adapters.db.session import (
     transaction,
 )
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
-from querywatch.detector.adapters.db.webhooks import create_endpoint
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.adapters.delivery.endpoints import create_endpoint
 from querywatch.detector.adapters.files import DirectoryProfileStore
 from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.app import DetectorFactory, consume

@@ -85,6 +85,17 @@ def test_detector_layers_import_only_downwards() -> None:
     assert hits == []
 
 
+def test_storage_does_not_import_delivery() -> None:
+    """Outcomes reach the outbox through the sinks (``pipeline/sinks.py``), not through storage."""
+    hits = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in _modules("detector/adapters/db")
+        for line, module in _imports(path, runtime_only=False)
+        if _under(module, "querywatch.detector.adapters.delivery")
+    ]
+    assert hits == []
+
+
 def _loaded_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", f"import sys; {code}; print(','.join(sorted(sys.modules)))"],

@@ -9,7 +9,7 @@ import pytest
 from querywatch.detector.adapters.db.alerts import alert_events, get_alert
 from querywatch.detector.adapters.db.outbox import enqueue_deliveries
 from querywatch.detector.adapters.db.session import transaction
-from querywatch.detector.adapters.db.webhooks import create_endpoint
+from querywatch.detector.adapters.delivery.endpoints import create_endpoint
 from querywatch.detector.engine.outcomes import alert_id_for
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in

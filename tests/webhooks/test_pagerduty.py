@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from querywatch.detector.adapters.db import webhooks as store
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
+from querywatch.detector.adapters.delivery import endpoints
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
@@ -135,7 +135,7 @@ def test_a_trigger_then_a_resolve_with_the_dedup_key_through_a_rate_limit(
     db: Db, pagerduty: PagerDuty, clock: FakeClock
 ) -> None:
     with db.sessions() as session, session.begin():
-        store.create_endpoint(
+        endpoints.create_endpoint(
             session=session, url=pagerduty.url, allow_hosts=("127.0.0.1",), kind="pagerduty", routing_key=KEY
         )
     alert = _alert(clock.now)
@@ -168,7 +168,7 @@ def test_a_trigger_then_a_resolve_with_the_dedup_key_through_a_rate_limit(
 
 def test_an_event_pagerduty_refuses_is_not_retried(db: Db, pagerduty: PagerDuty, clock: FakeClock) -> None:
     with db.sessions() as session, session.begin():
-        store.create_endpoint(
+        endpoints.create_endpoint(
             session=session,
             url=pagerduty.url,
             allow_hosts=("127.0.0.1",),

@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 from querywatch.detector.adapters.db import webhooks as store
 from querywatch.detector.adapters.db.alerts import AlertNotFound
 from querywatch.detector.adapters.db.tables import AlertRow, WebhookDeliveryRow
+from querywatch.detector.adapters.delivery import endpoints
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
 from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
@@ -47,17 +48,17 @@ def opened(client_id: str, ts: float) -> Outcome:
 
 def test_private_url_is_refused_at_creation_without_allowlist(db: Db) -> None:
     with db.sessions() as session, pytest.raises(UnsafeWebhookUrl, match="loopback"):
-        store.create_endpoint(session=session, url="http://127.0.0.1:9000/hook", allow_hosts=())
+        endpoints.create_endpoint(session=session, url="http://127.0.0.1:9000/hook", allow_hosts=())
 
 
 def test_bad_severity_and_secret_are_refused(db: Db) -> None:
     with db.sessions() as session:
         with pytest.raises(store.InvalidWebhookEndpoint, match="min_severity"):
-            store.create_endpoint(
+            endpoints.create_endpoint(
                 session=session, url="http://127.0.0.1/", allow_hosts=ALLOW, min_severity="x"
             )
         with pytest.raises(InvalidWebhookSecret):
-            store.create_endpoint(
+            endpoints.create_endpoint(
                 session=session, url="http://127.0.0.1/", allow_hosts=ALLOW, secret="hunter2"
             )
 
@@ -66,7 +67,7 @@ def test_alert_saved_by_storage_commits_with_its_delivery(
     db: Db, receiver: Receiver, clock: FakeClock
 ) -> None:
     with db.sessions() as session, session.begin():
-        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        endpoint = endpoints.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
     with db.sessions() as session, session.begin():
         store_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
     with db.sessions() as session, session.begin():  # the same alert again: no second delivery
@@ -81,7 +82,7 @@ def test_alert_saved_by_storage_commits_with_its_delivery(
 
 def test_alert_and_delivery_roll_back_together(db: Db, receiver: Receiver, clock: FakeClock) -> None:
     with db.sessions() as session, session.begin():
-        store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        endpoints.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
     with pytest.raises(RuntimeError), db.sessions() as session, session.begin():
         store_outcomes(session=session, outcomes=[opened("acct-9", clock.now)])
         raise RuntimeError("the consumer died before its commit")
@@ -93,7 +94,7 @@ def test_alert_and_delivery_roll_back_together(db: Db, receiver: Receiver, clock
 def _endpoint_with_an_alert(db: Db, receiver: Receiver, clock: FakeClock) -> tuple[int, str]:
     """An endpoint (its id and first secret) with one alert due for it."""
     with db.sessions() as session, session.begin():
-        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        endpoint = endpoints.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
         endpoint_id, secret = endpoint.id, endpoint.secret
     add_alert(db.sessions, at=clock.now)
     return endpoint_id, secret
@@ -107,7 +108,7 @@ def test_rotation_signs_later_attempts_with_the_new_secret(
     sender = Dispatcher(db.settings, db.sessions, clock=clock)
     sender.run_once()
     with db.sessions() as session, session.begin():
-        new_secret = store.rotate_secret(session=session, endpoint_id=endpoint_id).secret
+        new_secret = endpoints.rotate_secret(session=session, endpoint_id=endpoint_id).secret
     clock.advance(5)
     sender.run_once()
 
@@ -121,12 +122,12 @@ def test_rotation_signs_later_attempts_with_the_new_secret(
 
 def test_redeliver_sends_again_with_the_same_id(db: Db, receiver: Receiver, clock: FakeClock) -> None:
     with db.sessions() as session, session.begin():
-        store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        endpoints.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
     alert = add_alert(db.sessions, at=clock.now)
     sender = Dispatcher(db.settings, db.sessions, clock=clock)
     sender.run_once()
     with db.sessions() as session, session.begin():  # an endpoint added after the alert
-        store.create_endpoint(session=session, url=receiver.url + "/late", allow_hosts=ALLOW)
+        endpoints.create_endpoint(session=session, url=receiver.url + "/late", allow_hosts=ALLOW)
 
     with db.sessions() as session, session.begin():
         now = datetime.fromtimestamp(clock.now, tz=UTC)
@@ -146,7 +147,7 @@ def test_redeliver_sends_again_with_the_same_id(db: Db, receiver: Receiver, cloc
 
 def test_delete_removes_endpoint_and_its_deliveries(db: Db, receiver: Receiver, clock: FakeClock) -> None:
     with db.sessions() as session, session.begin():
-        endpoint = store.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
+        endpoint = endpoints.create_endpoint(session=session, url=receiver.url, allow_hosts=ALLOW)
     add_alert(db.sessions, at=clock.now)
     with db.sessions() as session, session.begin():
         store.delete_endpoint(session=session, endpoint_id=endpoint.id)
@@ -160,8 +161,8 @@ def test_delete_removes_endpoint_and_its_deliveries(db: Db, receiver: Receiver, 
 
 def test_deliveries_listed_per_alert_and_per_endpoint(db: Db, receiver: Receiver, clock: FakeClock) -> None:
     with db.sessions() as session, session.begin():
-        a = store.create_endpoint(session=session, url=receiver.url + "/a", allow_hosts=ALLOW)
-        b = store.create_endpoint(session=session, url=receiver.url + "/b", allow_hosts=ALLOW)
+        a = endpoints.create_endpoint(session=session, url=receiver.url + "/a", allow_hosts=ALLOW)
+        b = endpoints.create_endpoint(session=session, url=receiver.url + "/b", allow_hosts=ALLOW)
     first = add_alert(db.sessions, 1, at=clock.now)
     add_alert(db.sessions, 2, at=clock.now)
     with db.sessions() as session:
@@ -183,7 +184,9 @@ def test_a_rotation_with_an_overlap_signs_with_both_secrets_until_it_ends(
     sender = Dispatcher(db.settings, db.sessions, clock=clock)
     with db.sessions() as session, session.begin():
         now = datetime.fromtimestamp(clock.now, tz=UTC)
-        rotated = store.rotate_secret(session=session, endpoint_id=endpoint_id, overlap_seconds=60, now=now)
+        rotated = endpoints.rotate_secret(
+            session=session, endpoint_id=endpoint_id, overlap_seconds=60, now=now
+        )
         new_secret = rotated.secret
     sender.run_once()  # within the overlap
     clock.advance(120)

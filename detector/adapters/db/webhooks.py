@@ -2,11 +2,13 @@
 
 An endpoint's secret leaves the database only twice: in the answer to its creation and in
 the answer to a rotation. Listing functions return rows; the API decides what to show.
+The URL's SSRF check and the secret's generation and check are delivery's
+(``adapters.delivery.endpoints``, which callers use to create endpoints and rotate
+secrets); storage does not import delivery.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -23,8 +25,6 @@ from querywatch.detector.adapters.db.tables import (
     WebhookEndpointRow,
     utcnow,
 )
-from querywatch.detector.adapters.delivery.signing import check_secret, generate_secret
-from querywatch.detector.adapters.delivery.ssrf import Resolver, pin_webhook_url, system_resolver
 from querywatch.detector.engine.outcomes import EVENT_TYPES, SEVERITIES
 from querywatch.detector.errors import QuerywatchError
 
@@ -37,21 +37,18 @@ class InvalidWebhookEndpoint(QuerywatchError):
     """An endpoint setting querywatch cannot use (e.g. an unknown severity)."""
 
 
-def create_endpoint(
+def add_endpoint(
     *,
     session: Session,
     url: str,
-    allow_hosts: Iterable[str],
+    secret: str,
     min_severity: str = "low",
     model_id: str | None = None,
-    secret: str | None = None,
-    resolver: Resolver = system_resolver,
     kind: str = "standard",
     event_types: list[str] | None = None,
     routing_key: str | None = None,
 ) -> WebhookEndpointRow:
-    """Add an endpoint after the SSRF check (raises ``UnsafeWebhookUrl``); a secret is
-    generated unless one is given (e.g. to keep a receiver's existing configuration).
+    """Add an endpoint whose URL and secret the caller checked (``delivery.endpoints``).
     ``kind`` is ``standard`` (Standard Webhooks), ``pagerduty`` (Events API v2, needs the
     integration's ``routing_key``) or ``slack`` (an incoming-webhook URL); ``event_types``
     limits what is sent (None: every event type)."""
@@ -63,12 +60,9 @@ def create_endpoint(
         raise InvalidWebhookEndpoint("a pagerduty endpoint needs the integration's routing_key")
     if event_types is not None and (not event_types or set(event_types) - set(EVENT_TYPES)):
         raise InvalidWebhookEndpoint(f"event_types must be a non-empty subset of {', '.join(EVENT_TYPES)}")
-    pin_webhook_url(url, allow_hosts=allow_hosts, resolver=resolver)
-    if secret is not None:
-        check_secret(secret)
     endpoint = WebhookEndpointRow(
         url=url,
-        secret=secret or generate_secret(),
+        secret=secret,
         min_severity=min_severity,
         model_id=model_id,
         kind=kind,
@@ -99,19 +93,17 @@ def delete_endpoint(*, session: Session, endpoint_id: int) -> None:
     session.flush()
 
 
-def rotate_secret(
+def replace_secret(
     *,
     session: Session,
     endpoint_id: int,
-    secret: str | None = None,
+    secret: str,
     overlap_seconds: float = 0.0,
     now: datetime | None = None,
 ) -> WebhookEndpointRow:
-    """Give an endpoint a new secret; every later attempt, retries included, is signed with it,
-    and for ``overlap_seconds`` after ``now`` with the old one too, so that a receiver can
-    switch secrets at its own pace (0: the old secret stops at once, as after a leak)."""
-    if secret is not None:
-        check_secret(secret)
+    """Give an endpoint a new (checked) secret; every later attempt, retries included, is
+    signed with it, and for ``overlap_seconds`` after ``now`` with the old one too, so that a
+    receiver can switch secrets at its own pace (0: the old secret stops at once)."""
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
     if overlap_seconds > 0:
         start = now or utcnow()
@@ -119,7 +111,7 @@ def rotate_secret(
         endpoint.previous_secret_until = start + timedelta(seconds=overlap_seconds)
     else:
         endpoint.previous_secret = endpoint.previous_secret_until = None
-    endpoint.secret = secret or generate_secret()
+    endpoint.secret = secret
     session.flush()
     return endpoint
 

@@ -22,6 +22,7 @@ from querywatch.detector.adapters.db.alerts import AlertNotFound, get_alert
 from querywatch.detector.adapters.db.apikeys import Principal
 from querywatch.detector.adapters.db.session import Session
 from querywatch.detector.adapters.db.tables import WebhookEndpointRow
+from querywatch.detector.adapters.delivery import endpoints
 from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
 from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
 
@@ -182,7 +183,7 @@ def create_webhook(
     """Register a receiver. Its URL must resolve to public addresses (unless allowed by
     `QUERYWATCH_WEBHOOKS__ALLOW_HOSTS`). The answer carries the signing secret, once."""
     try:
-        endpoint = store.create_endpoint(
+        endpoint = endpoints.create_endpoint(
             session=session,
             url=body.url,
             allow_hosts=settings.webhooks.allow_hosts,
@@ -263,7 +264,7 @@ def rotate_webhook_secret(
     """
     _endpoint(session, endpoint_id)
     try:
-        endpoint = store.rotate_secret(
+        endpoint = endpoints.rotate_secret(
             session=session,
             endpoint_id=endpoint_id,
             secret=body.secret if body else None,
