@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
-from querywatch.detector.adapters.db.webhooks import create_endpoint
+from querywatch.detector.adapters.delivery.endpoints import create_endpoint
 from querywatch.detector.engine.outcomes import alert_id_for, severity_for
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in, store

@@ -118,7 +118,7 @@ def add_alert(
     model_id: str = "digits-v1",
     at: float | None = None,
 ) -> AlertRow:
-    """Insert an alert and its outbox rows in one transaction, as ``save_outcomes`` does."""
+    """Insert an alert and its outbox rows in one transaction, as the outcome sinks do."""
     opened = datetime.fromtimestamp(at if at is not None else time.time(), tz=UTC)
     with sessions() as session, session.begin():
         alert = AlertRow(
