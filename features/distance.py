@@ -3,8 +3,10 @@
 For each query that is not an exact resend, the nearest earlier query in the client's
 reservoir (``querywatch.features.reservoir``) gives:
 
-* *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS), yet not
-  identical — perturbation chains and probing live here, and so do benign revisits of
+* *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS, 0.15), yet not
+  identical (a sign-gradient step of a tenth of every feature's range, the usual step of
+  Jacobian augmentation, lies at RMS 0.1: the margin keeps 8-bit rounding from putting such
+  steps on both sides of the limit) — perturbation chains and probing live here, and so do benign revisits of
   the same item with fresh noise;
 * *structured step*: the difference to that neighbour changes many features by one and the
   same amount (a sign-gradient or coordinate step, as JbDA, T-RND, I-FGSM and
@@ -60,7 +62,7 @@ class QueryDistances:
         "steps",
     )
 
-    def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.1, seed: int = 0) -> None:
+    def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.15, seed: int = 0) -> None:
         self.near_fraction = near_fraction
         self._near_limit = int((near_fraction * 255.0) ** 2 * dim)  # squared, over all features
         self._reservoir = QueryReservoir(capacity, dim, seed)

@@ -37,10 +37,12 @@ def nearest_code(
 
 
 @compiled
-def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: int = 8) -> bool:
+def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: int = 3) -> bool:
     """True if ``b - a`` moves at least ``min_changed`` features (and an eighth of them)
     by nearly one common amount (60% of them within one code unit of it), that amount
-    being a small step (at most a quarter of the feature range)."""
+    being a small step (at most a quarter of the feature range). Three features, because a
+    what-if sweep moves one or two; an eighth, so that a wide input needs a wider move (a
+    20-input model's random-subset steps move 3 to 10 features, an image's many more)."""
     counts = np.zeros(257, np.int64)
     changed = 0
     for k in range(a.shape[0]):

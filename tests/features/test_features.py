@@ -72,7 +72,7 @@ def test_nearest_code_agrees_with_a_brute_force_search(filled: int, dim: int, se
     assert nearest_code(codes, labels, filled, code, label) == expected
 
 
-def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 8) -> bool:
+def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
     """The structured-step rule written with numpy, as a second opinion on the compiled one."""
     mags = np.abs(b.astype(np.int64) - a.astype(np.int64))
     changed = mags[mags > 1]
@@ -141,6 +141,38 @@ def test_sign_steps_are_structured_and_noise_is_not() -> None:
         for _ in range(200)
     )
     assert hits <= 2
+
+
+def test_on_a_narrow_input_a_few_equal_moves_are_a_step_and_a_two_feature_sweep_is_not() -> None:
+    """A 20-input record: random-subset steps move 3 to 10 features by one amount; a what-if
+    sweep moves one or two; measurement noise moves all of them by varied amounts."""
+    rng = np.random.default_rng(4)
+    base = rng.integers(40, 210, size=20).astype(np.int16)
+    for k in (3, 6, 10):
+        moved = np.zeros(20, dtype=np.int16)
+        moved[rng.permutation(20)[:k]] = 25 * rng.choice([-1, 1], size=k)
+        assert is_structured_step(base.astype(np.uint8), (base + moved).astype(np.uint8))
+    sweep = base.copy()
+    sweep[[2, 7]] += 25
+    assert not is_structured_step(base.astype(np.uint8), sweep.astype(np.uint8))
+    noisy = sum(
+        is_structured_step(
+            base.astype(np.uint8), np.clip(base + rng.normal(0, 10, 20), 0, 255).astype(np.uint8)
+        )
+        for _ in range(200)
+    )
+    assert noisy <= 4  # 2%, well under the steps test's 5% null
+
+
+def test_a_sign_step_of_a_tenth_of_every_range_is_a_near_duplicate() -> None:
+    """Jacobian augmentation's usual step: every feature moved by a tenth of its range."""
+    rng = np.random.default_rng(5)
+    for dim in (20, 64):
+        qd = QueryDistances(dim=dim, seed=0)
+        base = rng.integers(40, 210, size=dim).astype(np.int16)
+        qd.update(base.astype(np.uint8), 1, 0)
+        stepped = (base + 26 * rng.choice([-1, 1], size=dim)).astype(np.uint8)
+        assert qd.update(stepped, 2, 0)[1]
 
 
 @given(st.lists(st.integers(0, 255), min_size=64, max_size=64), st.integers(0, 40))
