@@ -19,7 +19,10 @@ class WebhookSettings(Section):
         (), description="Hosts or CIDRs allowed although private (development)."
     )
     poll_seconds: float = Field(1.0, gt=0, description="Pause of an idle dispatcher between outbox polls.")
-    batch_size: int = Field(50, ge=1, description="Deliveries one dispatcher claims at a time.")
+    batch_size: int = Field(50, ge=1, description="Deliveries one dispatcher has in flight at most.")
+    per_endpoint: int = Field(
+        10, ge=1, description="Deliveries one dispatcher has in flight to one endpoint at most."
+    )
     jitter: float = Field(0.1, ge=0, lt=1, description="Retry pauses are spread by this fraction, both ways.")
     lease_margin_seconds: float = Field(
         30.0, ge=0, description="A claimed delivery is due again after timeout + this if its dispatcher died."

@@ -19,7 +19,7 @@ not depend on delivery.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -159,13 +159,20 @@ def claim_due_deliveries(
     lease_until: datetime,
     limit: int,
     max_attempts: int,
+    per_endpoint: int | None = None,
+    in_flight: Mapping[int, int] | None = None,
 ) -> list[ClaimedDelivery]:
     """Take up to ``limit`` due deliveries of enabled endpoints, leasing them until ``lease_until``.
 
     Commit the session right after, before sending anything, so the lease is visible. A
     delivery that already had ``max_attempts`` attempts without any result being recorded
     (its dispatchers kept dying mid-send) is marked dead instead of being tried forever.
+    With ``per_endpoint``, no endpoint gets more than that many deliveries in flight,
+    counting the caller's ``in_flight`` ones (endpoint id -> count): a slow receiver cannot
+    take every slot of a dispatcher.
     """
+    in_flight = in_flight or {}
+    full = [e for e, n in in_flight.items() if per_endpoint is not None and n >= per_endpoint]
     earlier = aliased(WebhookDeliveryRow)
     waits_for_earlier = (
         select(earlier.id)
@@ -178,12 +185,13 @@ def claim_due_deliveries(
         .exists()
     )
     candidates = session.execute(
-        select(WebhookDeliveryRow.id, WebhookDeliveryRow.attempts)
+        select(WebhookDeliveryRow.id, WebhookDeliveryRow.attempts, WebhookDeliveryRow.endpoint_id)
         .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
         .where(
             WebhookDeliveryRow.state.in_(OPEN_STATES),
             WebhookDeliveryRow.next_attempt_at <= now,
             WebhookEndpointRow.enabled.is_(True),
+            WebhookEndpointRow.id.not_in(full),
             # PagerDuty gets an alert's events in order: a resolve never overtakes its trigger.
             ~((WebhookEndpointRow.kind == "pagerduty") & waits_for_earlier),
         )
@@ -192,7 +200,10 @@ def claim_due_deliveries(
         .with_for_update(skip_locked=True, of=WebhookDeliveryRow)
     ).all()
     claimed: list[tuple[int, int]] = []
-    for delivery_id, attempts in candidates:
+    taken = dict(in_flight)
+    for delivery_id, attempts, endpoint_id in candidates:
+        if per_endpoint is not None and taken.get(endpoint_id, 0) >= per_endpoint:
+            continue
         exhausted = attempts >= max_attempts
         result = session.execute(
             update(WebhookDeliveryRow)
@@ -211,6 +222,7 @@ def claim_due_deliveries(
         )
         if result.rowcount == 1 and not exhausted:  # type: ignore[attr-defined]
             claimed.append((delivery_id, attempts + 1))
+            taken[endpoint_id] = taken.get(endpoint_id, 0) + 1
     if not claimed:
         return []
     rows = session.execute(

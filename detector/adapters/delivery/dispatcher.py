@@ -1,8 +1,10 @@
 """Send due webhook deliveries: sign, pin to a checked address, POST, then settle the row.
 
-One cycle (``run_once``) claims a batch under a lease, sends the batch concurrently (each
-request bounded by ``timeout_seconds`` in total, not per network read, so the lease really
-covers it) and records the results in one short transaction. A 2xx is recorded only
+A running dispatcher (``run_forever``) keeps up to ``batch_size`` deliveries in flight, at
+most ``per_endpoint`` to one endpoint, each claimed under a lease and bounded by
+``timeout_seconds`` in total (not per network read, so the lease really covers it); results
+are recorded as they come in, so one slow receiver never holds up the others. ``run_once``
+sends one batch and records it in one short transaction. A 2xx is recorded only
 after it arrived; if the process dies between the receiver's 2xx and that commit, the row
 comes back after the lease and is sent again with the same ``webhook-id``, which receivers
 use to drop the duplicate. Clock, sleep, random source, DNS resolver and HTTP transport are
@@ -17,10 +19,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import httpx
 
@@ -45,6 +49,7 @@ from querywatch.detector.config import Settings
 from querywatch.detector.metrics import WEBHOOK_BACKLOG, WEBHOOK_DELIVERIES
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Bytes of a receiver's answer kept in ``last_error``.
 _ERROR_BODY_BYTES = 500
@@ -74,18 +79,16 @@ class Dispatcher:
         sessions: SessionFactory,
         *,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], object] | None = None,
         rng: random.Random | None = None,
         resolver: Resolver = system_resolver,
         make_transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
-        """``make_transport`` builds the HTTP transport of one cycle (e.g. one trusting a
-        private CA); each cycle needs a fresh one, as its event loop ends with the cycle."""
+        """``make_transport`` builds an HTTP transport (e.g. one trusting a private CA);
+        ``run_once`` and ``run_forever`` each make a fresh one, as each runs its own event loop."""
         self.settings = settings.webhooks
         self.public_url = settings.api.public_url
         self.sessions = sessions
         self.clock = clock
-        self.sleep = sleep
         self.rng = rng or random.Random()
         self.resolver = resolver
         self.make_transport = make_transport
@@ -97,7 +100,56 @@ class Dispatcher:
         return datetime.fromtimestamp(self.clock(), tz=UTC)
 
     def run_once(self) -> int:
-        """Claim and send one batch of due deliveries; return how many were attempted."""
+        """Claim one batch of due deliveries, send it and record the results; return how
+        many were attempted."""
+        return asyncio.run(self._run_once())
+
+    async def _run_once(self) -> int:
+        async with self._client() as client:
+            claims = await asyncio.to_thread(self._claim, self.settings.batch_size, {})
+            results = await asyncio.gather(*(self._send_one(client, claim) for claim in claims))
+        if claims:
+            await asyncio.to_thread(self._settle_all, list(zip(claims, results, strict=True)))
+        return len(claims)
+
+    def run_forever(self, stop_event: threading.Event) -> None:
+        """Deliver until ``stop_event`` is set, then finish what is in flight. Blocking (it
+        runs its own event loop): call it from a thread of its own, not from async code."""
+        asyncio.run(self._serve(stop_event))
+
+    async def _serve(self, stop_event: threading.Event) -> None:
+        """Keep up to ``batch_size`` deliveries in flight, at most ``per_endpoint`` to one
+        endpoint, and record each result as soon as it is in: a slow receiver holds its own
+        slots and nobody else's. A failing claim or record (e.g. database down) is logged
+        and retried after ``poll_seconds``, never fatal."""
+        poll = self.settings.poll_seconds
+        sending: dict[asyncio.Task[AttemptResult], ClaimedDelivery] = {}
+        async with self._client() as client:
+            while sending or not stop_event.is_set():
+                done = [task for task in sending if task.done()]
+                if done:
+                    results = [(sending.pop(task), task.result()) for task in done]
+                    await self._guarded(self._settle_all, results)
+                if not stop_event.is_set():
+                    in_flight = Counter(claim.endpoint_id for claim in sending.values())
+                    room = self.settings.batch_size - len(sending)
+                    claims = await self._guarded(self._claim, room, in_flight) if room > 0 else []
+                    for claim in claims or ():
+                        sending[asyncio.create_task(self._send_one(client, claim))] = claim
+                if sending:
+                    await asyncio.wait(sending, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                elif not stop_event.is_set():
+                    await asyncio.to_thread(stop_event.wait, poll)
+
+    async def _guarded(self, step: Callable[..., _T], *args: object) -> _T | None:
+        """Run a database step in a worker thread; log its failure instead of raising."""
+        try:
+            return await asyncio.to_thread(step, *args)
+        except Exception:
+            log.exception("webhook dispatch step %s failed; retrying", step.__name__)
+            return None
+
+    def _claim(self, limit: int, in_flight: Mapping[int, int]) -> list[ClaimedDelivery]:
         now = self._now()
         lease = timedelta(seconds=self.settings.timeout_seconds + self.settings.lease_margin_seconds)
         with self.sessions() as session, session.begin():
@@ -105,40 +157,23 @@ class Dispatcher:
                 session=session,
                 now=now,
                 lease_until=now + lease,
-                limit=self.settings.batch_size,
+                limit=limit,
                 max_attempts=len(self.settings.retry_schedule) + 1,
+                per_endpoint=self.settings.per_endpoint,
+                in_flight=in_flight,
             )
             WEBHOOK_BACKLOG.set(backlog(session=session))
-        if not claims:
-            return 0
-        results = asyncio.run(self._send_all(claims))
-        self._settle_all(list(zip(claims, results, strict=True)))
-        return len(claims)
+        return claims
 
-    def run_forever(self, stop_event: threading.Event) -> None:
-        """Cycle until ``stop_event`` is set; a failing cycle (e.g. database down) is logged
-        and retried after ``poll_seconds``, never fatal. Blocking, and each cycle runs its
-        own event loop: call it from a thread of its own, not from async code."""
-        sleep = self.sleep or stop_event.wait
-        while not stop_event.is_set():
-            try:
-                sent = self.run_once()
-            except Exception:
-                log.exception("webhook dispatch cycle failed; retrying in %.1fs", self.settings.poll_seconds)
-                sent = 0
-            if not sent and not stop_event.is_set():
-                sleep(self.settings.poll_seconds)
-
-    async def _send_all(self, claims: list[ClaimedDelivery]) -> list[AttemptResult]:
-        timeout = self.settings.timeout_seconds
-        async with httpx.AsyncClient(
+    def _client(self) -> httpx.AsyncClient:
+        """The HTTP client of one event loop (a transport cannot outlive its loop)."""
+        return httpx.AsyncClient(
             transport=self.make_transport() if self.make_transport else None,
             proxy=self.settings.proxy_url,  # an egress proxy, if the network has one
-            timeout=timeout,
+            timeout=self.settings.timeout_seconds,
             follow_redirects=False,
             trust_env=False,
-        ) as client:
-            return list(await asyncio.gather(*(self._send_one(client, claim) for claim in claims)))
+        )
 
     async def _send_one(self, client: httpx.AsyncClient, claim: ClaimedDelivery) -> AttemptResult:
         """One attempt, bounded as a whole (name resolution included) by ``timeout_seconds``,
