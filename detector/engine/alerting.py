@@ -12,7 +12,7 @@ Everything is event time; nothing here reads the clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
 from querywatch.detector.config.alerts import AlertSettings
@@ -39,8 +39,17 @@ class OpenAlert:
     below_queries: int = 0
 
     def to_state(self) -> dict[str, Any]:
+        """Plain data, without what the next event the alert sends recomputes anyway: its
+        features (every alert event carries a fresh snapshot) and sources (the client's
+        ``Sources`` are stored beside it), nor fields at their defaults. That keeps a state
+        with an open alert within 4 KB."""
+        alert = {
+            name: value
+            for name, value in self.alert.to_dict().items()
+            if name not in _RECOMPUTED and value != _ALERT_DEFAULTS.get(name, _REQUIRED)
+        }
         return {
-            "alert": self.alert.to_dict(),
+            "alert": alert,
             "sequence": self.sequence,
             "sent_ts": self.sent_ts,
             "below_since": self.below_since,
@@ -49,7 +58,7 @@ class OpenAlert:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OpenAlert:
-        a = dict(state["alert"])
+        a: dict[str, Any] = {"features": {}} | dict(state["alert"])
         for name in ("reasons", "source_ips", "user_agents"):
             a[name] = tuple(a.get(name, ()))
         return cls(
@@ -65,6 +74,12 @@ class OpenAlert:
             alert_id, client_id, model_id, ts, queries, peak, severity_for(peak), (), {}, peak_risk=peak
         )
         return cls(alert, 1, ts)
+
+
+#: Alert fields a stored open alert leaves out (see ``OpenAlert.to_state``).
+_RECOMPUTED = frozenset({"features", "source_ips", "user_agents"})
+_REQUIRED = object()
+_ALERT_DEFAULTS = {f.name: f.default for f in fields(Alert) if f.default is not MISSING}
 
 
 class Sources:

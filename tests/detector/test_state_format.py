@@ -10,7 +10,9 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
+import zstandard
 
+from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.engine import stateformat
 from querywatch.detector.engine.clientstate import ClientState
 from querywatch.detector.engine.detector import Detector
@@ -58,7 +60,10 @@ def test_states_are_plain_named_data_that_round_trip() -> None:
     engine = _profiled_engine()
     engine.process_batch(_events("c", rng.uniform(-1, 2, size=(60, DIM))))
     data = engine.export_client("c")
-    body = msgpack.unpackb(data[len(stateformat.MAGIC) :], raw=False)
+    frame = data[len(stateformat.MAGIC) :]
+    unpacker = zstandard.ZstdDecompressor(dict_data=stateformat.DICTIONARY)
+    plain = unpacker.decompress(frame, max_output_size=stateformat.MAX_STATE_BYTES)
+    body = msgpack.unpackb(plain, raw=False)
     stored = body["models"]["m"]
     assert body["version"] == stateformat.VERSION
     assert set(stored["features"]) == set(ClientFeatures.FAMILIES)
@@ -108,7 +113,16 @@ def test_a_pickle_that_names_any_global_is_refused_without_running_it(tmp_path: 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"garbage", stateformat.MAGIC + b"\xc1", stateformat.MAGIC + msgpack.packb([1, 2])],
+    [
+        b"",
+        b"garbage",
+        stateformat.MAGIC + b"\xc1",
+        stateformat.MAGIC + stateformat.compress(b"\xc1"),
+        stateformat.MAGIC + stateformat.compress(msgpack.packb([1, 2])),
+        stateformat.PLAIN_MAGIC + msgpack.packb([1, 2]),
+        # A frame that would decompress far beyond any state is refused, not inflated.
+        stateformat.MAGIC + stateformat.compress(bytes(stateformat.MAX_STATE_BYTES + 1)),
+    ],
 )
 def test_what_is_not_a_client_state_is_a_clear_error(data: bytes) -> None:
     with pytest.raises(ValueError, match="client state"):
@@ -116,9 +130,43 @@ def test_what_is_not_a_client_state_is_a_clear_error(data: bytes) -> None:
 
 
 def test_a_state_from_a_newer_release_is_refused() -> None:
-    data = stateformat.MAGIC + msgpack.packb({"version": 99, "models": {}})
+    data = stateformat.MAGIC + stateformat.compress(msgpack.packb({"version": 99, "models": {}}))
     with pytest.raises(ValueError, match="newer than this release"):
         stateformat.loads(data)
+
+
+def test_a_state_written_uncompressed_by_release_0_2_loads() -> None:
+    rng = np.random.default_rng(7)
+    engine = _profiled_engine()
+    engine.process_batch(_events("c", rng.uniform(-1, 2, size=(60, DIM))))
+    data = engine.export_client("c")
+    plain = stateformat.PLAIN_MAGIC + msgpack.packb(
+        {"version": stateformat.VERSION, "models": stateformat.loads(data)}, use_bin_type=True
+    )
+    assert stateformat.loads(plain) == stateformat.loads(data)
+    assert len(data) < len(plain)
+
+
+def test_an_open_alert_is_stored_without_what_its_next_event_recomputes() -> None:
+    rng = np.random.default_rng(8)
+    alerts = AlertSettings(update_every_seconds=0.0, update_risk_step=0.01)
+    engine = _profiled_engine(alerts=alerts)
+    events = _events("t", np.vstack([_benign(rng, 60), rng.uniform(-1, 2, size=(60, DIM))]))
+    for i, event in enumerate(events):
+        event.ip, event.ts = f"198.51.100.{i % 3}", i * 5.0
+    straight = [o.event for o in _profiled_engine(alerts=alerts).process_batch(events).outcomes]
+    split = next(i for i, e in enumerate(straight) if e is not None) + 1  # just after it opened
+    opened = straight[split - 1]
+    assert opened is not None and opened.alert.features and opened.alert.source_ips
+    engine.process_batch(events[:split])
+    stored = stateformat.loads(engine.export_client("t"))["m"]["alert"]["alert"]
+    assert not {"features", "source_ips", "user_agents", "closed_ts", "kind"} & set(stored)
+    assert stored["reasons"] == list(opened.alert.reasons) and stored["alert_id"] == opened.alert.alert_id
+    restored = _profiled_engine(alerts=alerts)
+    restored.import_client("t", engine.export_client("t"))
+    later = [o.event for o in restored.process_batch(events[split:]).outcomes]
+    assert later == straight[split:]  # the updates it sends carry features and sources as before
+    assert any(e is not None and e.alert.features and e.alert.source_ips for e in later)
 
 
 def _families() -> list[str]:
