@@ -156,44 +156,44 @@ class Detector:
     ) -> Outcome:
         state.evidence.update(indicators)
         state.queries += 1
-        state.last_ts = max(state.last_ts, event.ts)
+        queries = state.queries
+        if event.ts > state.last_ts:  # not max(): a builtin call per event
+            state.last_ts = event.ts
         if event.ip is not None or event.user_agent is not None:
             state.sources.see(event.ip, event.user_agent)
         total = state.evidence.total(self.allowance)
-        evidence_risk = fuse(total, self.threshold, self.settings.alert_risk)
         s = self.settings
+        evidence_risk = fuse(total, self.threshold, s.alert_risk)
         current = state.current
         # Alerts follow the calibrated evidence only; the population model ranks, never alerts.
-        opens = current is None and evidence_risk >= s.alert_risk and state.queries >= s.min_queries
-        alerting = self.lifecycle.needs_explanation(
-            current, evidence_risk, max(evidence_risk, state.population_risk), event.ts, state.queries
-        )
-        snapshot = (
-            alerting
-            or state.queries % SNAPSHOT_EVERY == 0
-            or abs(evidence_risk - state.last_snapshot_risk) >= SNAPSHOT_RISK_STEP
-        )
+        opens = current is None and evidence_risk >= s.alert_risk and queries >= s.min_queries
+        if current is None:
+            alerting = opens  # what the lifecycle would say, without the call for every event
+        else:
+            risk_now = evidence_risk if evidence_risk > state.population_risk else state.population_risk
+            alerting = self.lifecycle.needs_explanation(current, evidence_risk, risk_now, event.ts, queries)
+        periodic = queries % SNAPSHOT_EVERY == 0
         features: dict[str, float] = {}
         reasons: tuple[str, ...] = ()
-        if snapshot:
+        if alerting or periodic or abs(evidence_risk - state.last_snapshot_risk) >= SNAPSHOT_RISK_STEP:
             features = state.features.snapshot()
             features["evidence"] = total / self.threshold
-            reasons = explain(state.evidence.statistics(), features, state.queries, self.threshold)
-            periodic = state.queries % SNAPSHOT_EVERY == 0
-            if context.population is not None and state.queries >= s.min_queries and (periodic or opens):
+            reasons = explain(state.evidence.statistics(), features, queries, self.threshold)
+            if context.population is not None and queries >= s.min_queries and (periodic or opens):
                 percentile = context.population.percentile(features)
                 features["population_percentile"] = percentile
                 state.population_risk = POPULATION_WEIGHT * max(0.0, (percentile - 0.95) / 0.05)
                 if percentile >= 0.99:
                     reasons += (population_reason(percentile),)
             state.last_snapshot_risk = evidence_risk
-        risk = max(evidence_risk, state.population_risk)
-        state.peak = max(state.peak, risk)
-        update = RiskUpdate(event.client_id, event.model_id, event.ts, state.queries, risk, reasons, features)
+        risk = evidence_risk if evidence_risk > state.population_risk else state.population_risk
+        if risk > state.peak:
+            state.peak = risk
+        update = RiskUpdate(event.client_id, event.model_id, event.ts, queries, risk, reasons, features)
         if current is None and not opens:
             return Outcome(update)
         seen = Observation(
-            event.client_id, event.model_id, event.ts, state.queries, evidence_risk, risk, reasons, features
+            event.client_id, event.model_id, event.ts, queries, evidence_risk, risk, reasons, features
         )
         state.current, alert_event = self.lifecycle.step(current, seen, state.alerts + 1, state.sources)
         if opens:

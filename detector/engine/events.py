@@ -329,7 +329,9 @@ def _printable(value: str, name: str) -> None:
 
 def _probabilities(scores: np.ndarray) -> bool:
     """True if ``scores`` are class probabilities: none negative, summing to one."""
-    return bool(scores.min() >= 0.0) and abs(float(scores.sum()) - 1.0) <= SCORES_SUM_TOLERANCE
+    # As a list: two numpy reductions of a dozen numbers cost twice as much, for every event.
+    values = scores.tolist()
+    return min(values) >= 0.0 and abs(math.fsum(values) - 1.0) <= SCORES_SUM_TOLERANCE
 
 
 def _timestamp(value: Any) -> float:
