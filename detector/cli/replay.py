@@ -72,6 +72,14 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         DirectoryProfileStore(profile_dir) if profile_dir is not None else MemoryProfileStore()
     )
     engine = Detector(settings.detection, store, settings.alerts)
+    stage = None
+    if settings.campaigns.enabled:
+        from querywatch.detector.engine.campaigns.stage import CampaignStage
+        from querywatch.detector.engine.summaries import SummaryRule
+
+        engine.summary_rule = SummaryRule(settings.campaigns.summary_every_seconds)
+        engine.key_salt = settings.campaigns.key_salt
+        stage = CampaignStage(settings.detection, store, settings.campaigns, settings.alerts)
     size = trace.stat().st_size
     with trace.open("rb") as f:
         head = f.read(1 << 16)
@@ -84,6 +92,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
             progress=lambda n: bar.update(int(n * avg_line)),
             inputs=settings.inputs,
             history_points=HTML_POINTS if args.html is not None else 0,
+            campaigns=stage,
         )
     write_report(report, args.report)
     if args.html is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.api import ApiSettings
+from querywatch.detector.config.campaigns import CampaignSettings
 from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
 from querywatch.detector.config.inputs import InputSettings
@@ -20,6 +21,7 @@ from querywatch.detector.config.webhooks import WebhookSettings
 __all__ = [
     "AlertSettings",
     "ApiSettings",
+    "CampaignSettings",
     "DatabaseSettings",
     "DetectionSettings",
     "InputSettings",

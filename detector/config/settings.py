@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.api import ApiSettings
+from querywatch.detector.config.campaigns import CampaignSettings
 from querywatch.detector.config.database import DatabaseSettings
 from querywatch.detector.config.detection import DetectionSettings
 from querywatch.detector.config.inputs import InputSettings
@@ -30,6 +31,7 @@ class Settings(BaseSettings):
 
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
+    campaigns: CampaignSettings = CampaignSettings()
     database: DatabaseSettings = DatabaseSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()

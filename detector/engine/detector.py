@@ -23,6 +23,7 @@ from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
 from querywatch.detector.engine.profiles import ProfileStore
 from querywatch.detector.engine.reference import ReferenceStage, Released, wrong_dimension
 from querywatch.detector.engine.stateformat import dumps, loads
+from querywatch.detector.engine.summaries import ClientSummary, SummaryRule, summarize
 from querywatch.detector.errors import InvalidEvent
 from querywatch.features.client import ClientFeatures, Indicators
 from querywatch.models.evidence import evidence_threshold, fuse
@@ -45,6 +46,8 @@ class BatchResult:
     """Events of this call the reference stage holds (their model is warming up)."""
     completed: list[str] = field(default_factory=list)
     """Models whose warm-up completed in this call: none of their events is held any more."""
+    summaries: list[ClientSummary] = field(default_factory=list)
+    """Client summaries due in this call (``summaries.SummaryRule``), when the engine emits them."""
 
 
 class Detector:
@@ -62,6 +65,10 @@ class Detector:
         self._contexts: dict[str, ModelContext] = {}
         self._clients: dict[str, dict[str, ClientState]] = {}
         self.reference = ReferenceStage(detection, profiles)
+        #: Set to emit client summaries for the campaign stage (``BatchResult.summaries``).
+        self.summary_rule: SummaryRule | None = None
+        #: Hashes the grouping keys in summaries when set (``campaigns.hash_keys``).
+        self.key_salt: str | None = None
         ClientFeatures.prepare()
 
     # ------------------------------------------------------------------ processing
@@ -135,9 +142,23 @@ class Detector:
             return
         outcomes = result.outcomes
         step = self._step
+        rule = self.summary_rule
         for event, row in zip(good, context.query_rows(good), strict=True):
             state = self._state(event.client_id, context)
-            outcomes.append(step(state, event, state.features.update(*row), context))
+            previous_ts = state.last_ts
+            outcome = step(state, event, state.features.update(*row), context)
+            outcomes.append(outcome)
+            if rule is not None and rule.due(state.queries, previous_ts, event.ts):
+                result.summaries.append(
+                    summarize(
+                        state,
+                        event,
+                        profile=profile.version,
+                        risk=outcome.update.risk,
+                        doubling=rule.doubling(state.queries),
+                        salt=self.key_salt,
+                    )
+                )
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
         per_model = self._clients.get(client_id)

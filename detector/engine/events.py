@@ -58,8 +58,9 @@ SCORES_SUM_TOLERANCE = 0.01
 @dataclass(slots=True)
 class Event:
     """One validated inference request. ``ts`` is epoch seconds (UTC). Of the event's
-    ``meta`` only ``ip`` and ``user_agent`` are kept (strings, cut to ``MAX_SOURCE``
-    characters): alerts name the sources a thief used.
+    ``meta`` only ``ip``, ``user_agent`` and ``org`` (``meta.org``, else
+    ``meta.account_owner``) are kept (strings, cut to ``MAX_SOURCE`` characters): alerts name
+    the sources a thief used, and the campaign stage uses them as grouping keys.
 
     Treat it as immutable; it is not frozen because one is built per message and a frozen
     dataclass costs several times more to construct."""
@@ -73,6 +74,7 @@ class Event:
     scores: np.ndarray | None = None
     ip: str | None = None
     user_agent: str | None = None
+    org: str | None = None
 
 
 #: Longest source IP / user agent kept from an event's ``meta``.
@@ -87,6 +89,12 @@ def _source(meta: Any, key: str) -> str | None:
         return None
     value = value[:MAX_SOURCE]
     return None if _BAD_CHARS.search(value) is not None else value
+
+
+def _sources(meta: Any) -> tuple[str | None, str | None, str | None]:
+    """The grouping keys an event's ``meta`` carries: ip, user agent, organisation."""
+    org = _source(meta, "org") or _source(meta, "account_owner")
+    return _source(meta, "ip"), _source(meta, "user_agent"), org
 
 
 def parse_event(
@@ -133,8 +141,8 @@ def parse_event(
     meta = obj.get("meta")
     if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
         raise InvalidEvent("wrong_type", "'meta' must be an object")
-    ip, user_agent = (None, None) if meta is None else (_source(meta, "ip"), _source(meta, "user_agent"))
-    event = Event(request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent)
+    ip, user_agent, org = (None, None, None) if meta is None else _sources(meta)
+    event = Event(request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent, org)
     return _bounded(event, max_dim, project)
 
 
@@ -194,7 +202,7 @@ def _parse_common(raw: bytes | str) -> Event | None:
     fields = _extract(raw)
     if fields is None:
         return None
-    request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent = fields
+    request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent, org = fields
     if not (
         0 < len(request_id) <= _MAX_ID and 0 < len(client_id) <= _MAX_ID and 0 < len(model_id) <= _MAX_ID
     ):
@@ -212,7 +220,7 @@ def _parse_common(raw: bytes | str) -> Event | None:
             scores = None
         elif not _probabilities(scores):
             return None
-    return Event(request_id, float(ts), client_id, model_id, vector, label, scores, ip, user_agent)
+    return Event(request_id, float(ts), client_id, model_id, vector, label, scores, ip, user_agent, org)
 
 
 def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
@@ -259,12 +267,12 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
         meta = doc.get("meta")
         if type(label) not in _LABEL_TYPES:
             return None
-        ip = user_agent = None
+        ip = user_agent = org = None
         if meta is not None:
             if type(meta) is not simdjson.Object:
                 return None
-            ip, user_agent = _source(meta, "ip"), _source(meta, "user_agent")
-        return request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent
+            ip, user_agent, org = _sources(meta)
+        return request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent, org
     except (ValueError, TypeError, RuntimeError):  # bad JSON, a non-number in an array, a huge integer
         return None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from querywatch.detector.config import InputSettings
+from querywatch.detector.engine.campaigns.stage import CampaignStage
 from querywatch.detector.engine.detector import BatchResult, Detector
 from querywatch.detector.engine.events import RequestIdFilter
 from querywatch.detector.engine.outcomes import Alert
@@ -77,6 +78,8 @@ class ReplayReport:
     rejected_lines: list[tuple[int, str, str]] = field(default_factory=list)
     duplicates: int = 0
     events: int = 0
+    campaigns: list[dict[str, Any]] = field(default_factory=list)
+    summaries: int = 0
 
     def to_json(self) -> dict[str, Any]:
         clients = sorted(self.clients.values(), key=lambda c: (-c.risk, c.client_id))
@@ -94,6 +97,8 @@ class ReplayReport:
             ],
             "alerts": [a.to_dict() for a in self.alerts.values()],
             "alert_events": dict(sorted(self.alert_events.items())),
+            "campaigns": self.campaigns,
+            "summaries": self.summaries,
             "events": self.events,
             "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
@@ -153,7 +158,10 @@ def replay(
     keep_rejected: int = 1000,
     inputs: InputSettings | None = None,
     history_points: int = 0,
+    campaigns: CampaignStage | None = None,
 ) -> ReplayReport:
+    """Replay ``path`` through ``engine``; with a ``campaigns`` stage, the engine's client
+    summaries go through it in process and its campaigns (and their alerts) are reported."""
     path = Path(path)
     if not path.exists():
         raise QuerywatchError(f"{path}: no such file")
@@ -172,6 +180,12 @@ def replay(
                 report.rejected_lines.append((number, exc.reason, exc.detail))
         report.duplicates += step.duplicates
         _absorb(report, step.result, history_points)
+        if campaigns is not None:
+            for summary in step.result.summaries:
+                report.summaries += 1
+                for event in campaigns.take(summary):
+                    report.alerts[event.alert.alert_id] = event.alert
+                    report.alert_events[event.type] += 1
 
     for lines in iter_batches(path, max_line=engine.settings.max_event_bytes):
         take(pipeline.step(Message(line, path, number) for number, line in lines))
@@ -180,6 +194,8 @@ def replay(
     take(pipeline.finish())
     for client in report.clients.values():
         client.extraction = engine.extraction(client.client_id)
+    if campaigns is not None:
+        report.campaigns = [c.to_dict() for c in campaigns.campaigns() if c.first_alert_ts is not None]
     return report
 
 

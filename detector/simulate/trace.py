@@ -16,6 +16,7 @@ import numpy as np
 
 from querywatch.detector.simulate.attackers import ATTACK_KINDS
 from querywatch.detector.simulate.benign import BENIGN_KINDS, benign_mix
+from querywatch.detector.simulate.groups import campaign, organisation
 from querywatch.detector.simulate.traffic import Traffic
 from querywatch.detector.simulate.victim import MODEL_ID, load_victim
 
@@ -44,11 +45,16 @@ def generate_trace(
     scale: float = 1.0,
     model_id: str = MODEL_ID,
     attack_families: Sequence[str] | None = None,
+    campaign_accounts: int = 0,
+    org_accounts: int = 0,
 ) -> tuple[list[dict[str, Any]], Truth]:
     """Simulate ``benign`` + ``attackers`` clients querying the victim over ``hours``.
 
     ``scale`` multiplies every client's query volume (0.1 gives a quick trace for tests).
     Attackers cycle through ``attack_families`` (all of ``ATTACK_KINDS`` by default).
+    ``campaign_accounts`` adds one theft dealt over that many small accounts (truth family
+    ``campaign``, with a ``campaign`` id), ``org_accounts`` an honest organisation of that many
+    specialised accounts under one ``meta.org`` (family ``organisation``): see ``groups``.
     Returns the events sorted by ``ts`` and ``{client_id: {"role", "family"}}``.
 
     >>> events, truth = generate_trace(1, benign=2, attackers=1, scale=0.05)
@@ -83,7 +89,49 @@ def generate_trace(
         }
         clients.append((client_id, traffic, meta))
         truth[client_id] = {"role": role, "family": family}
+    _add_groups(seed, rng, victim, span, scale, campaign_accounts, org_accounts, clients, truth)
     return _events(rng, clients, victim, start or DEFAULT_START, model_id), truth
+
+
+def _add_groups(
+    seed: int,
+    rng: np.random.Generator,
+    victim: Any,
+    span: float,
+    scale: float,
+    campaign_accounts: int,
+    org_accounts: int,
+    clients: list[tuple[str, Traffic, dict[str, str]]],
+    truth: Truth,
+) -> None:
+    """Append the campaign's and the organisation's accounts (own seed streams, so the other
+    clients of a seed stay as they were)."""
+    taken = {int(c.removeprefix("acct-")) for c in truth}
+    free = np.setdiff1d(np.arange(100_000, 1_000_000), np.fromiter(taken, dtype=np.int64))
+    numbers = iter(rng.choice(free, size=campaign_accounts + org_accounts, replace=False).tolist())
+    if campaign_accounts:
+        group_rng = np.random.default_rng([seed, 1_000_001])
+        for traffic in campaign(group_rng, victim, span, scale, campaign_accounts):
+            client_id = f"acct-{next(numbers)}"
+            network = _NETWORKS[int(group_rng.integers(len(_NETWORKS)))]
+            meta = {
+                "ip": f"{network}{int(group_rng.integers(1, 255))}",
+                "user_agent": _USER_AGENTS[int(group_rng.integers(len(_USER_AGENTS)))],
+            }
+            clients.append((client_id, traffic, meta))
+            truth[client_id] = {"role": "attack", "family": "campaign", "campaign": f"sim-campaign-{seed}"}
+    if org_accounts:
+        group_rng = np.random.default_rng([seed, 1_000_002])
+        network = _NETWORKS[int(group_rng.integers(len(_NETWORKS)))]
+        for traffic in organisation(group_rng, victim, span, scale, org_accounts):
+            client_id = f"acct-{next(numbers)}"
+            meta = {
+                "ip": f"{network}{int(group_rng.integers(1, 255))}",
+                "user_agent": "acme-batch/1.4",
+                "org": "acme-corp",
+            }
+            clients.append((client_id, traffic, meta))
+            truth[client_id] = {"role": "benign", "family": "organisation", "org": "acme-corp"}
 
 
 def _events(

@@ -1,0 +1,31 @@
+"""Settings section: the campaign stage (accounts linked as one theft) and its summaries."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from querywatch.detector.config.base import Section
+
+
+class CampaignSettings(Section):
+    """Client summaries and the campaign stage that links accounts into campaigns."""
+
+    enabled: bool = Field(
+        True, description="Emit client summaries and run the campaign stage (replay, `up`, aggregator)."
+    )
+    summary_every_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A client emits a summary at each doubling of its queries and at its first event "
+        "of each window of this many seconds (event time) while it is active.",
+    )
+    max_members: int = Field(
+        1000,
+        ge=2,
+        description="Accounts a campaign holds at most; further linked accounts are counted, not added.",
+    )
+    key_salt: str | None = Field(
+        None,
+        description="When set, grouping keys (networks, user agents, organisation) are hashed with "
+        "this secret in summaries and reasons.",
+    )
