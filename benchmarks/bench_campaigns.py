@@ -1,0 +1,102 @@
+"""What client summaries and the campaign stage cost a replay, and what the stage holds.
+
+    python benchmarks/bench_campaigns.py TRACE.jsonl [--rounds 2]
+
+Replays the trace with the stage off and on, interleaved (``--rounds`` times each), and
+prints the CPU time of each run and the extra share the summaries and the stage add. Then
+feeds every summary of the last run to a fresh stage under ``tracemalloc`` and prints the
+memory it holds per client with a summary, and the summaries' sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import tracemalloc
+from pathlib import Path
+
+from querywatch.detector.config import Settings
+from querywatch.detector.engine.campaigns.stage import CampaignStage
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.profiles import MemoryProfileStore
+from querywatch.detector.engine.summaries import ClientSummary, SummaryRule
+from querywatch.detector.pipeline.replay import replay
+from querywatch.detector.runtime import engine_process
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class RecordingStage(CampaignStage):
+    """The stage, also keeping every summary it was given (serialized) for the memory run."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.seen: list[bytes] = []
+
+    def take(self, summary: ClientSummary):  # type: ignore[no-untyped-def]
+        self.seen.append(summary.to_bytes())
+        return super().take(summary)
+
+
+def run(
+    trace: Path, settings: Settings, campaigns: bool
+) -> tuple[float, MemoryProfileStore, RecordingStage | None]:
+    store = MemoryProfileStore()
+    engine = Detector(settings.detection, store, settings.alerts)
+    stage = None
+    if campaigns:
+        engine.summary_rule = SummaryRule(settings.campaigns.summary_every_seconds)
+        stage = RecordingStage(settings.detection, store, settings.campaigns, settings.alerts)
+    gc.collect()
+    started = cpu()
+    with engine_process():
+        replay(trace, engine, campaigns=stage)
+    return cpu() - started, store, stage
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("trace", type=Path)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    settings = Settings()
+    off: list[float] = []
+    on: list[float] = []
+    store: MemoryProfileStore | None = None
+    stage: RecordingStage | None = None
+    for _ in range(args.rounds):
+        seconds, _, _ = run(args.trace, settings, campaigns=False)
+        off.append(seconds)
+        seconds, store, stage = run(args.trace, settings, campaigns=True)
+        on.append(seconds)
+        print(f"replay CPU: stage off {off[-1]:.1f} s, on {on[-1]:.1f} s", flush=True)
+    extra = statistics.median(on) / statistics.median(off) - 1.0
+    print(f"summaries + campaign stage add {100 * extra:.1f}% CPU to replay (median of {args.rounds} pairs)")
+    assert stage is not None and store is not None
+    sizes = [len(s) for s in stage.seen]
+    print(
+        f"summaries: {len(sizes)}, bytes max {max(sizes)}, mean {statistics.mean(sizes):.0f}; "
+        f"campaigns found {len(stage.campaigns())}"
+    )
+    fresh = CampaignStage(settings.detection, store, settings.campaigns, settings.alerts)
+    summaries = [ClientSummary.from_bytes(s) for s in stage.seen]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for summary in summaries:
+        fresh.take(summary)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    clients = sum(len(m.summaries) for m in fresh.models.values())
+    print(
+        f"campaign stage holds {held / max(clients, 1):,.0f} bytes per client with a summary ({clients} clients)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
