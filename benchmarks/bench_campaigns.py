@@ -92,9 +92,8 @@ def main() -> int:
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     clients = sum(len(m.summaries) for m in fresh.models.values())
-    print(
-        f"campaign stage holds {held / max(clients, 1):,.0f} bytes per client with a summary ({clients} clients)"
-    )
+    per_client = held / max(clients, 1)
+    print(f"campaign stage holds {per_client:,.0f} bytes per client with a summary ({clients} clients)")
     return 0
 
 
