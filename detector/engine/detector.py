@@ -67,7 +67,7 @@ class Detector:
         self.reference = ReferenceStage(detection, profiles)
         #: Set to emit client summaries for the campaign stage (``BatchResult.summaries``).
         self.summary_rule: SummaryRule | None = None
-        #: Hashes the grouping keys in summaries when set (``campaigns.hash_keys``).
+        #: Hashes the grouping keys in summaries when set (``campaigns.key_salt``).
         self.key_salt: str | None = None
         ClientFeatures.prepare()
 

@@ -9,7 +9,7 @@ in a large organisation, or behind one proxy, many honest accounts share them to
 * a user agent is kept as sent (``MAX_SOURCE`` characters at most, see ``events``);
 * ``meta.org`` (else ``meta.account_owner``) names the organisation the serving tier knows.
 
-With ``campaigns.hash_keys`` each key is replaced by a keyed 64-bit hash (hex): equal keys
+With ``campaigns.key_salt`` set, each key is replaced by a keyed 64-bit hash (hex): equal keys
 still match, and neither summaries nor campaign reasons carry addresses or names.
 """
 
