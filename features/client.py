@@ -28,8 +28,8 @@ from querywatch.features.resend import input_hashes
 
 
 class Indicators(NamedTuple):
-    """The yes/no evidence one query gave, plus the null chance of a new cell.
-    ``boundary`` is None when the answer had no scores."""
+    """The yes/no evidence one query gave, plus the null chances of a new cell and of a
+    boundary answer. ``boundary`` is None when the answer had no scores."""
 
     out_of_profile: bool
     step: bool
@@ -38,6 +38,7 @@ class Indicators(NamedTuple):
     new_cell_null: float
     exact: bool
     far: bool = False
+    boundary_null: float = 0.05
 
 
 class ClientFeatures:
@@ -88,11 +89,13 @@ class ClientFeatures:
         class_index: int,
         margin: float,
         entropy: float,
+        boundary_chance: float = 0.05,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile and far flags, 8-bit
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
-        without scores)."""
+        without scores), and the reference's chance of a boundary answer at its distance from
+        the data (``ReferenceProfile.view``)."""
         exact, _, revisit, step = self.distances.update(code, input_hash, max(class_index, 0))
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen
@@ -113,7 +116,7 @@ class ClientFeatures:
             if boundary:
                 boundary = False
         self.rate.update(ts)
-        return Indicators(out_of_profile, step, boundary, new_cell, null, exact, far)
+        return Indicators(out_of_profile, step, boundary, new_cell, null, exact, far, boundary_chance)
 
     @staticmethod
     def prepare() -> None:

@@ -3,15 +3,16 @@
 For each query that is not an exact resend, the nearest earlier query in the client's
 reservoir (``querywatch.features.reservoir``) gives:
 
-* *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS, 0.15), yet not
-  identical (a sign-gradient step of a tenth of every feature's range, the usual step of
-  Jacobian augmentation, lies at RMS 0.1: the margin keeps 8-bit rounding from putting such
-  steps on both sides of the limit) — perturbation chains and probing live here, and so do benign revisits of
+* *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS), yet not
+  identical — perturbation chains and probing live here, and so do benign revisits of
   the same item with fresh noise;
 * *structured step*: the difference to that neighbour changes many features by one and the
   same amount (a sign-gradient or coordinate step, as JbDA, T-RND, I-FGSM and
   finite-difference probes take). Sensor noise, re-encoding and human edits change
-  features by varied amounts, so benign clients almost never produce one;
+  features by varied amounts, so benign clients almost never produce one. The neighbour is
+  looked for up to 1.5 times the near-duplicate limit: a sign-gradient step of a tenth of
+  every feature's range (Jacobian augmentation's usual step) lies at RMS 0.1, on the limit,
+  where 8-bit rounding would put such steps on both sides of it;
 * *revisit*: a near-duplicate of the client's previous query whose direction from it is one
   the client took recently
   (``features.direction``): what-if sweeps move along one line again and again, extraction
@@ -56,15 +57,17 @@ class QueryDistances:
         "_pending",
         "_resend",
         "_reservoir",
+        "_step_limit",
         "exact",
         "near",
         "near_fraction",
         "steps",
     )
 
-    def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.15, seed: int = 0) -> None:
+    def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.1, seed: int = 0) -> None:
         self.near_fraction = near_fraction
         self._near_limit = int((near_fraction * 255.0) ** 2 * dim)  # squared, over all features
+        self._step_limit = int((1.5 * near_fraction * 255.0) ** 2 * dim)
         self._reservoir = QueryReservoir(capacity, dim, seed)
         self._resend = ExactResendFilter()
         self._directions = RecentDirections()
@@ -100,7 +103,7 @@ class QueryDistances:
                 )
             else:
                 self._anchor[:] = code
-            if near and not revisit:
+            if 0 < nearest <= self._step_limit and not revisit:
                 step = is_structured_step(res.code(j), code)
             if same_label >= 0:
                 self._add_distance(math.sqrt(same_label) / 255.0)

@@ -19,6 +19,13 @@ inside. Its null is measured by leaving each pseudo-client out: its share of inp
 that threshold computed from the *other* pseudo-clients. A thief's synthetic queries sit
 there however many natural queries it interleaves, so the count of far queries builds
 evidence at the rate of the stolen ones.
+
+The *boundary* test compares each answer with the reference's chance of a boundary answer
+*for an input as far from the data* (bins of the out-of-profile score): noisy but genuine
+inputs (a drifted scanner) get less confident answers, in the reference as in use, while an
+uncertainty-sampling thief gets them on inputs as typical as anyone's. Its null is a
+multiple of that chance: the 99th percentile of the pseudo-clients' underlying ratios (their
+observed ratios less the sampling noise of their size), at least 1.
 """
 
 from __future__ import annotations
@@ -34,6 +41,12 @@ PSEUDO_CLIENTS = 200
 PSEUDO_SIZE = 40
 #: Percentile of the pseudo-clients' rates taken as the null rate.
 NULL_QUANTILE = 0.99
+#: The standard normal's NULL_QUANTILE (the tail of the underlying rates is taken as normal).
+NORMAL_QUANTILE = 2.326
+#: Quantiles of the reference's out-of-profile scores that bin the boundary chance.
+BIN_QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99)
+#: Resamples of the pseudo-clients behind the upper bound of an underlying rate's quantile.
+BOOTSTRAP = 200
 #: The far test's null is at least this multiple of the out-of-profile null (see ``calibrate``).
 FAR_FLOOR = 4.0
 
@@ -47,25 +60,46 @@ class Calibration:
     boundary_null: float
     far_threshold: float
     pseudo_clients: int
+    #: How many times the reference's boundary chance (below) a benign client's rate may be.
+    boundary_multiple: float = 1.0
+    #: Out-of-profile scores splitting the reference into bins, and the chance of a boundary
+    #: answer in each bin (one more rate than edges); none: ``boundary_null`` everywhere.
+    boundary_edges: tuple[float, ...] = ()
+    boundary_rates: tuple[float, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, float]) -> Calibration:
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        """From ``as_dict``; a calibration stored before the boundary bins has none."""
         return cls(
             ood_null=float(d["ood_null"]),
             far_null=float(d["far_null"]),
             boundary_null=float(d["boundary_null"]),
             far_threshold=float(d["far_threshold"]),
             pseudo_clients=int(d["pseudo_clients"]),
+            boundary_multiple=float(d.get("boundary_multiple", 1.0)),
+            boundary_edges=tuple(float(v) for v in d.get("boundary_edges", ())),
+            boundary_rates=tuple(float(v) for v in d.get("boundary_rates", ())),
         )
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "ood_null": self.ood_null,
             "far_null": self.far_null,
             "boundary_null": self.boundary_null,
             "far_threshold": self.far_threshold,
             "pseudo_clients": float(self.pseudo_clients),
+            "boundary_multiple": self.boundary_multiple,
+            "boundary_edges": list(self.boundary_edges),
+            "boundary_rates": list(self.boundary_rates),
         }
+
+    def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The reference's chance of a boundary answer for inputs with these out-of-profile
+        ``scores`` (noisy inputs get less confident answers, in the reference as in use)."""
+        if len(self.boundary_rates) != len(self.boundary_edges) + 1:
+            return np.full(len(scores), self.boundary_null)
+        rates = np.asarray(self.boundary_rates, dtype=np.float64)
+        return rates[np.searchsorted(np.asarray(self.boundary_edges, dtype=np.float64), scores)]
 
 
 def calibrate(
@@ -99,14 +133,20 @@ def calibrate(
         others_max = scores[outside].max() if outside.any() else -np.inf
         outside[rows] = True
         far_rates.append(float((scores[rows] > 2.0 * others_max - ood_threshold).mean()))
-    boundary_null = 0.0
+    boundary_null, multiple = 0.0, 1.0
+    edges: tuple[float, ...] = ()
+    rates: tuple[float, ...] = ()
     if margins is not None:
         m = np.asarray(margins, dtype=np.float64)
         scored = np.isfinite(m)
         if scored.any():
             on = m < margin_threshold
-            rates = [on[rows][scored[rows]].mean() for rows in groups if scored[rows].any()]
-            boundary_null = max(float(np.quantile(rates, NULL_QUANTILE)), float(on[scored].mean()))
+            boundary_null = float(on[scored].mean())
+            edges, rates = boundary_bins(scores[scored], on[scored], ood_threshold)
+            chance = Calibration(0, 0, boundary_null, 0, 0, 1.0, edges, rates).boundary_chance(scores)
+            observed = np.array([on[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
+            expected = np.array([chance[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
+            multiple = underlying_multiple(observed, expected)
     ood_null = max(float(np.quantile(ood_rates, NULL_QUANTILE)), float(ood.mean()), 1.0 / (n + 1))
     return Calibration(
         ood_null=ood_null,
@@ -117,7 +157,71 @@ def calibrate(
         boundary_null=boundary_null,
         far_threshold=2.0 * float(scores.max()) - ood_threshold,
         pseudo_clients=len(groups),
+        boundary_multiple=multiple,
+        boundary_edges=edges,
+        boundary_rates=rates,
     )
+
+
+def boundary_bins(
+    scores: NDArray[np.float64], on: NDArray[np.bool_], ood_threshold: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Bins of the reference's out-of-profile ``scores`` (at its BIN_QUANTILES and the
+    out-of-profile threshold) and the share of boundary answers (``on``) in each.
+
+    Rates never fall with the score (farther from the data, at least as uncertain; this also
+    smooths the small outer bins), and beyond the threshold, where the reference holds
+    almost nothing, the rate is the highest of any bin.
+
+    >>> s = np.linspace(0.0, 1.0, 1000)
+    >>> edges, rates = boundary_bins(s, s > 0.9, 0.999)
+    >>> [round(r, 2) for r in rates]
+    [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    edges = [float(q) for q in np.quantile(scores, BIN_QUANTILES)] + [ood_threshold]
+    edges = sorted(set(edges))
+    bins = np.searchsorted(np.asarray(edges), scores)
+    rates, last = [], float(on.mean())
+    for b in range(len(edges)):
+        inside = bins == b
+        if inside.sum() >= 50:  # a smaller bin keeps the rate of the bin before it
+            last = float(on[inside].mean())
+        rates.append(last)
+    rates = list(np.maximum.accumulate(rates))
+    return tuple(edges), tuple(float(r) for r in [*rates, max(rates)])
+
+
+def underlying_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64]) -> float:
+    """The NULL_QUANTILE of the pseudo-clients' *underlying* ratio of boundary answers to
+    the reference's chance, from their ``observed`` counts and ``expected`` sums: the spread
+    of the observed ratios less the sampling noise of their sizes (method of moments,
+    Poisson noise, normal tail), at least 1.
+
+    The sequential test already allows for the sampling noise of a client's own queries; a
+    quantile of observed ratios over 40-query pseudo-clients would add that noise a second
+    time (for a 5% rate, the 99th percentile of 40 draws is 3 times it) and hide a thief
+    that selects boundary queries at that rate.
+
+    >>> rng = np.random.default_rng(0)
+    >>> true = rng.uniform(0.8, 1.2, 500)
+    >>> round(underlying_multiple(rng.poisson(4.0 * true).astype(float), np.full(500, 4.0)), 1)
+    1.3
+    """
+    used = expected >= 1.0  # smaller pseudo-clients are nearly all noise
+    observed, expected = observed[used], expected[used]
+    if len(observed) < 2:
+        return 1.0
+    # A few dozen pseudo-clients estimate a spread poorly, and too low a null alarms on every
+    # benign client the sample happened to miss: take an upper bound (the 90th percentile of
+    # the estimate over pseudo-clients resampled with replacement).
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(observed), size=(BOOTSTRAP, len(observed)))
+    o, e = observed[picks], expected[picks]
+    scale = o.sum(axis=1) / e.sum(axis=1)  # the reference's own level (1 when its chance fits)
+    ratios = o / e
+    spread = np.var(ratios, axis=1) - np.mean(scale[:, None] / e, axis=1)
+    quantiles = scale + NORMAL_QUANTILE * np.sqrt(np.maximum(spread, 0.0))
+    return max(float(np.quantile(quantiles, 0.9)), 1.0)
 
 
 def _groups(

@@ -34,6 +34,8 @@ FORMAT_VERSION = 1
 COVERAGE_HORIZON = 20_000
 #: The out-of-profile threshold is this quantile of the reference's own scores.
 OOD_QUANTILE = 0.999
+#: Chance of a boundary answer assumed by a profile made before calibration existed.
+UNCALIBRATED_BOUNDARY = 0.25
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class BatchView:
     out_of_profile: NDArray[np.bool_]
     far: NDArray[np.bool_]
     quantized: NDArray[np.uint8]
+    boundary_chance: FloatArray
+    """The reference's chance of a boundary answer at each input's distance from the data."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,8 +103,10 @@ class ReferenceProfile:
         score = np.sqrt(nearest + residual)
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
         codes = np.clip(np.rint((X - self.low) / span * 255.0), 0, 255).astype(np.uint8)
-        far = self.calibration.far_threshold if self.calibration is not None else np.inf
-        return BatchView(cell, score, score > self.ood_threshold, score > far, codes)
+        cal = self.calibration
+        far = cal.far_threshold if cal is not None else np.inf
+        chance = cal.boundary_chance(score) if cal is not None else np.full(len(X), UNCALIBRATED_BOUNDARY)
+        return BatchView(cell, score, score > self.ood_threshold, score > far, codes, chance)
 
     def expected_cells(self) -> FloatArray:
         """Expected distinct cells after n = 1..COVERAGE_HORIZON draws from the reference:

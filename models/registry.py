@@ -102,6 +102,89 @@ def count_alternatives(null: float) -> tuple[float, ...]:
     return tuple(q for q in (null + 0.2 * (1.0 - null), null + 0.5 * (1.0 - null), 0.9) if q > null)
 
 
+class ScaledChanceTest:
+    """ "The indicator comes more often than ``tolerance`` times the reference's own chance",
+    the chance read per event from the ``<indicator>_null`` field: for an indicator that
+    benign clients show at a real rate that depends on the input (a boundary answer is
+    likelier for a noisy input). A thief who selects such queries raises that rate a few
+    times over, never to most of its queries: the alternatives multiply the odds of the
+    scaled chance by 1.5 and 4 (two floats of state, as the rate tests keep).
+
+    >>> from types import SimpleNamespace
+    >>> t = ScaledChanceTest("boundary", 1.0)
+    >>> for _ in range(20):
+    ...     t.observe(SimpleNamespace(boundary=True, boundary_null=0.05))
+    >>> t.observe(SimpleNamespace(boundary=None, boundary_null=0.05))
+    >>> round(t.statistic, 1)
+    24.9
+    """
+
+    ODDS_RATIOS = (1.5, 4.0)
+
+    def __init__(self, indicator: str, tolerance: float) -> None:
+        if not 1.0 <= tolerance < 1e6:
+            raise ValueError("the tolerance is a multiple of the reference's chance: at least 1")
+        self.multiple = tolerance
+        self._get = attrgetter(indicator)
+        self._null = attrgetter(indicator + "_null")
+        self._s = [0.0] * len(self.ODDS_RATIOS)
+        self.statistic = 0.0
+
+    def _top(self, x: bool, chance: float, learn: bool) -> float:
+        steps = _STEPS.get((chance, self.multiple))
+        if steps is None:
+            steps = _odds_steps(chance, self.multiple, self.ODDS_RATIOS)
+        yes, no = steps
+        step = yes if x else no
+        s = self._s
+        top = 0.0
+        for i in range(len(s)):
+            v = s[i] + step[i]
+            if v <= 0.0:
+                v = 0.0
+            elif v > top:
+                top = v
+            if learn:
+                s[i] = v
+        return top
+
+    def observe(self, indicators: Any) -> None:
+        x = self._get(indicators)
+        if x is not None:
+            self.statistic = self._top(x, self._null(indicators), learn=True)
+
+    def score(self, indicators: Any) -> float:
+        x = self._get(indicators)
+        return self.statistic if x is None else self._top(x, self._null(indicators), learn=False)
+
+    def get_state(self) -> list[float]:
+        return list(self._s)
+
+    def set_state(self, state: Sequence[float]) -> None:
+        if len(state) != len(self.ODDS_RATIOS):
+            raise ValueError("state does not match the alternatives")
+        self._s = [float(v) for v in state]
+        self.statistic = max(self._s)
+
+
+_STEPS: dict[tuple[float, float], tuple[tuple[float, ...], tuple[float, ...]]] = {}
+"""Steps by (chance, multiple): a model has a handful of distinct chances, one per score bin."""
+
+
+def _odds_steps(
+    chance: float, multiple: float, odds_ratios: tuple[float, ...]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Log-likelihood steps of a yes and of a no, per alternative, at null ``multiple`` x
+    ``chance`` (remembered in ``_STEPS``)."""
+    p = min(max(multiple * chance, 1e-6), 0.95)
+    qs = [r * p / (1.0 - p + r * p) for r in odds_ratios]
+    steps = tuple(math.log(q / p) for q in qs), tuple(math.log((1.0 - q) / (1.0 - p)) for q in qs)
+    if len(_STEPS) >= 4096:  # many models, or profiles replaced many times
+        _STEPS.clear()
+    _STEPS[(chance, multiple)] = steps
+    return steps
+
+
 class NoveltyTest(TimeVaryingBernoulliCUSUM):
     """ "Novel events come ``tolerance`` times likelier (odds) than the reference's own chance",
     read from the indicator and its ``<indicator>_null`` field."""
@@ -259,13 +342,16 @@ EVIDENCE_TESTS.register(
     EvidenceTest(
         name="boundary",
         indicator="boundary",
-        test=RateTest,
-        calibration=lambda cal, configured: configured or (cal and cal.boundary_null) or 0.25,
-        meaning="share of answers below the reference's 5th-percentile margin "
-        "(default: the reference's own rate, 0.25 without one)",
+        test=ScaledChanceTest,
+        calibration=lambda cal, configured: (
+            configured if configured is not None else (1.0 if cal is None else cal.boundary_multiple)
+        ),
+        meaning="multiple of the reference's chance of an answer below its 5th-percentile margin, "
+        "for inputs as far from the data, that a benign client may reach "
+        "(default: derived from the reference's clients, at least 1)",
         reason=lambda f, n: (
-            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary "
-            "(reference: 5%) — boundary probing or uncertainty sampling"
+            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary, several times "
+            "the reference's rate for inputs as typical — boundary probing or uncertainty sampling"
         ),
     )
 )

@@ -63,6 +63,7 @@ class ModelContext:
                 self.class_indices(events),
                 margins,
                 entropies,
+                view.boundary_chance.tolist(),
                 strict=True,
             )
         )

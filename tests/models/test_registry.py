@@ -91,26 +91,33 @@ def test_tolerances_setting_is_checked_against_the_registry() -> None:
 
 
 def test_nulls_come_from_the_reference_unless_a_setting_fixes_them() -> None:
-    cal = Calibration(ood_null=0.3, far_null=0.002, boundary_null=0.12, far_threshold=9.0, pseudo_clients=50)
+    cal = Calibration(
+        ood_null=0.3,
+        far_null=0.002,
+        boundary_null=0.05,
+        far_threshold=9.0,
+        pseudo_clients=50,
+        boundary_multiple=1.7,
+    )
     assert EVIDENCE_TESTS.nulls(None) == {
         "out_of_profile": 0.2,
         "steps": 0.05,
-        "boundary": 0.25,
+        "boundary": 1.0,
         "coverage": 4.0,
         "far": 0.01,
     }
     derived = EVIDENCE_TESTS.nulls(cal)
-    assert (derived["out_of_profile"], derived["boundary"], derived["far"]) == (0.3, 0.12, 0.002)
-    fixed = EVIDENCE_TESTS.nulls(cal, {"out_of_profile": 0.4, "boundary": 0.2, "far": 0.05})
-    assert (fixed["out_of_profile"], fixed["boundary"], fixed["far"]) == (0.4, 0.2, 0.05)
+    assert (derived["out_of_profile"], derived["boundary"], derived["far"]) == (0.3, 1.7, 0.002)
+    fixed = EVIDENCE_TESTS.nulls(cal, {"out_of_profile": 0.4, "boundary": 2.0, "far": 0.05})
+    assert (fixed["out_of_profile"], fixed["boundary"], fixed["far"]) == (0.4, 2.0, 0.05)
     assert EVIDENCE_TESTS.nulls(cal, {"out_of_profile": 0.1})["out_of_profile"] == 0.3  # a floor
 
 
 def test_tolerances_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from querywatch.detector.config import Settings
 
-    monkeypatch.setenv("QUERYWATCH_DETECTION__TOLERANCES", '{"boundary": 0.3}')
-    assert Settings().detection.tolerances == {"boundary": 0.3}
+    monkeypatch.setenv("QUERYWATCH_DETECTION__TOLERANCES", '{"boundary": 3.0}')
+    assert Settings().detection.tolerances == {"boundary": 3.0}
 
 
 DUMMY = EvidenceTest(
