@@ -25,6 +25,9 @@ ALERT_SCHEMA_VERSION = 1
 ALERT_KINDS = ("client", "campaign")
 ALERT_OPENED, ALERT_UPDATED, ALERT_CLOSED = "alert.opened", "alert.updated", "alert.closed"
 EVENT_TYPES = (ALERT_OPENED, ALERT_UPDATED, ALERT_CLOSED)
+#: What the alert channels hear besides alert events (``adapters.db.notices``).
+SILENCE_CREATED, MONITOR_DIGEST = "silence.created", "monitor.digest"
+NOTICE_TYPES = (MONITOR_DIGEST, SILENCE_CREATED)
 #: Lower edge of each severity band; a severity drops only this far below its edge (hysteresis).
 SEVERITY_FLOORS = {"critical": 0.99, "high": 0.93, "medium": 0.8, "low": 0.0}
 SEVERITY_HYSTERESIS = 0.03

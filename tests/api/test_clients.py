@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import select
 
 from querywatch.detector.adapters.db import audit
+from querywatch.detector.adapters.db.tables import PendingStatusRow
 from tests.api.seed import T0, seed_client
 from tests.api.server import ApiServer
 
@@ -135,11 +137,27 @@ def test_a_client_can_be_blocked_before_its_first_event_audited(
         json=body,
         headers=api_server.admin_headers,
     )
-    assert blocked.status_code == 200 and blocked.json()["status"] == "blocked"
+    assert blocked.status_code == 200
+    assert blocked.json() == {
+        "client_id": "leaked-key",
+        "status": "blocked",
+        "status_changed_by": blocked.json()["status_changed_by"],
+        "pending": True,
+    }
     decision = http.get("/v1/clients/leaked-key/decision", headers=api_server.reader_headers).json()
-    assert decision["action"] == "block"
+    assert decision["action"] == "block" and decision["models"] == []
+    # No client row stands for a model that does not exist: not on the leaderboard, not a model.
+    reader = api_server.reader_headers
+    assert http.get("/v1/clients/leaked-key", headers=reader).status_code == 404
+    assert "leaked-key" not in [
+        c["client_id"] for c in http.get("/v1/clients", headers=reader).json()["items"]
+    ]
+    assert "" not in [m["model_id"] for m in http.get("/v1/models", headers=reader).json()]
     seed_client(api_server.sessions, "leaked-key", 0.1)  # its first events arrive: still blocked
-    assert http.get("/v1/clients/leaked-key", headers=api_server.reader_headers).json()["status"] == "blocked"
+    seen = http.get("/v1/clients/leaked-key", headers=reader).json()
+    assert seen["status"] == "blocked" and [m["model_id"] for m in seen["models"]] == ["digits-v1"]
+    with api_server.sessions() as session:
+        assert session.scalars(select(PendingStatusRow)).all() == []  # taken by the first row
     with api_server.sessions() as session:
         entries = audit.recent(session=session, target="client:leaked-key")
     assert [(e.detail["from"], e.detail["to"]) for e in entries] == [(None, "blocked")]

@@ -23,9 +23,11 @@ from tests.api.seed import T0, seed_client
 from tests.api.server import ApiServer
 
 
-def _deliveries(api_server: ApiServer) -> int:
+def _deliveries(api_server: ApiServer, *, notices: bool = False) -> int:
+    """Alert deliveries queued (or, with ``notices``, notice deliveries)."""
+    column = WebhookDeliveryRow.notice_id if notices else WebhookDeliveryRow.event_id
     with api_server.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(WebhookDeliveryRow)) or 0)
+        return int(session.scalar(select(func.count()).where(column.is_not(None))) or 0)
 
 
 def _endpoint(api_server: ApiServer) -> None:
@@ -141,6 +143,7 @@ def test_silences_stop_paging_until_removed_and_leave_the_decision(
         ).status_code
         == 422
     )
+    assert _deliveries(api_server, notices=True) == 1  # the announcement, to the one endpoint
     seed_client(api_server.sessions, "acct-2", 0.99, alert=True)
     assert _deliveries(api_server) == 0
     [alert] = http.get("/v1/alerts", headers=api_server.reader_headers).json()["items"]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -87,3 +87,37 @@ def test_status_is_constrained(sessions: sessionmaker[Session]) -> None:
     now = datetime.now(UTC)
     with pytest.raises(IntegrityError), transaction(sessions) as session:
         session.add(ClientRow(client_id="c1", model_id="m", first_seen=now, last_seen=now, status="weird"))
+
+
+def test_0004_moves_statuses_of_unseen_clients_out_of_the_clients_table(empty_database_url: str) -> None:
+    settings = settings_for(empty_database_url)
+    engine = make_engine(settings.database)
+    row = (
+        "INSERT INTO clients (client_id, model_id, risk, reasons, features, queries, first_seen, last_seen, "
+        "status, status_changed_by, updated_at) VALUES ('leaked', :model, 0, '[]', '{}', 0, :t, :t, "
+        "'blocked', 'ana', :t)"
+    )
+    try:
+        upgrade(settings, "0003")
+        with engine.begin() as connection:
+            for model in ("", "digits-v1"):
+                connection.execute(
+                    text(row.replace("'leaked'", f"'{model or 'leaked'}-key'")),
+                    {"model": model, "t": "2026-11-29 10:00:00"},
+                )
+        upgrade(settings, "0004")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT client_id, model_id FROM clients")).all() == [
+                ("digits-v1-key", "digits-v1")
+            ]
+            assert connection.execute(
+                text("SELECT client_id, status, status_changed_by FROM pending_statuses")
+            ).all() == [("leaked-key", "blocked", "ana")]
+        downgrade(settings, "0003")
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT client_id, model_id, status FROM clients ORDER BY client_id")
+            )
+            assert rows.all() == [("digits-v1-key", "digits-v1", "blocked"), ("leaked-key", "", "blocked")]
+    finally:
+        engine.dispose()

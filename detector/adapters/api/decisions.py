@@ -4,7 +4,7 @@ what the database knows, run through ``engine.policy.decide``."""
 from __future__ import annotations
 
 from querywatch.detector.adapters.api.schemas import DecisionPublic, ModelDecisionPublic
-from querywatch.detector.adapters.db.clients import client_rows
+from querywatch.detector.adapters.db.clients import client_rows, client_status
 from querywatch.detector.adapters.db.policies import active_silences, as_silence, client_views, policies_for
 from querywatch.detector.adapters.db.session import Session
 from querywatch.detector.adapters.db.tables import utcnow
@@ -19,7 +19,7 @@ def client_decision_for(*, session: Session, settings: Settings, client_id: str)
     now = utcnow()
     decision = decide(
         client_id=client_id,
-        status=rows[0].status if rows else "normal",
+        status=client_status(session=session, client_id=client_id, rows=rows),
         views=client_views(rows),
         policies=policies_for(session=session, model_ids=[r.model_id for r in rows]),
         defaults=Thresholds(api.degrade_risk, api.block_risk, api.degraded_precision),

@@ -72,6 +72,15 @@ class ClientPublic(_Public):
     )
 
 
+class PendingStatusPublic(_Public):
+    """A status set before the client's first event (``?unseen=true``): its first row takes it."""
+
+    client_id: str
+    status: ClientStatus
+    status_changed_by: str
+    pending: bool = Field(True, description="Always true: the client has not been seen yet.")
+
+
 class ClientModelPublic(_Public):
     model_id: str
     risk: float

@@ -3,11 +3,13 @@
 A client has one row per model it queried. The leaderboard lists those rows, keyset-paginated
 on ``(risk DESC, client_id ASC, model_id ASC)``, served by the ``(risk, client_id)`` index, so
 page 1,000 costs what page 1 costs with 100,000 clients. An analyst's status is the client's:
-it is written to every row of the client.
+it is written to every row of the client (and kept as a pending status for a client that
+has no row yet).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,11 +17,14 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.session import where_equal
-from querywatch.detector.adapters.db.tables import CLIENT_STATUSES, ClientRow, RiskPointRow, utcnow
+from querywatch.detector.adapters.db.tables import (
+    CLIENT_STATUSES,
+    ClientRow,
+    PendingStatusRow,
+    RiskPointRow,
+    utcnow,
+)
 from querywatch.detector.errors import QuerywatchError
-
-#: The model of the row a client blocked before its first event gets (``set_status(create=True)``).
-UNSEEN_MODEL = ""
 
 
 class ClientNotFound(QuerywatchError):
@@ -98,29 +103,38 @@ def risk_history(
     return newest[::-1]
 
 
+def client_status(*, session: Session, client_id: str, rows: Sequence[ClientRow]) -> str:
+    """The analyst's status of a client: its rows', else a pending one, else normal."""
+    if rows:
+        return rows[0].status
+    pending = session.get(PendingStatusRow, client_id)
+    return "normal" if pending is None else pending.status
+
+
 def set_status(
     *, session: Session, client_id: str, status: str, actor: str, create: bool = False
-) -> ClientRow:
+) -> ClientRow | PendingStatusRow:
     """Mark a client trusted, blocked or normal on every model; raises ``ClientNotFound``
-    for an unseen id unless ``create``. Returns the client's riskiest row.
+    for an unseen id unless ``create`` (or it already has a pending status). Returns the
+    client's riskiest row, or its pending status if it has not been seen yet.
 
     By default a client must have been seen before it can be marked, so a typo in an id is
-    an error instead of a silent new row; ``create`` makes the row of a client not seen yet
-    (a leaked key blocked before its first query) with the model ``UNSEEN_MODEL``; its first
-    events replace it with the row of the model they query, which keeps the status.
+    an error instead of a silent new row; ``create`` records a *pending* status for a client
+    not seen yet (a leaked key blocked before its first query), which its first row takes.
     """
     if status not in CLIENT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(CLIENT_STATUSES)}")
-    rows = client_rows(session=session, client_id=client_id)
-    if not rows and create:
-        now = utcnow()
-        rows = [
-            ClientRow(client_id=client_id, model_id=UNSEEN_MODEL, first_seen=now, last_seen=now, queries=0)
-        ]
-        session.add(rows[0])
-    if not rows:
-        raise ClientNotFound(f"no client {client_id!r} has been seen")
     now = utcnow()
+    rows = client_rows(session=session, client_id=client_id)
+    if not rows:
+        pending = session.get(PendingStatusRow, client_id)
+        if pending is None and not create:
+            raise ClientNotFound(f"no client {client_id!r} has been seen")
+        if pending is None:
+            pending = PendingStatusRow(client_id=client_id)
+            session.add(pending)
+        pending.status, pending.status_changed_by, pending.changed_at = status, actor, now
+        return pending
     for client in rows:
         client.status = status
         client.status_changed_by = actor

@@ -32,6 +32,7 @@ from querywatch.detector.adapters.db.outcome_store import OutcomeTx
 from querywatch.detector.adapters.db.tables import (
     AlertEventRow,
     AlertRow,
+    NoticeRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
     utcnow,
@@ -140,7 +141,7 @@ class ClaimedDelivery:
 
     delivery_id: int
     endpoint_id: int
-    alert_id: str
+    alert_id: str | None  # None for a notice (``adapters.db.notices``)
     webhook_id: str
     attempts: int
     lease_until: datetime
@@ -149,7 +150,7 @@ class ClaimedDelivery:
     secret: str
     previous_secret: str | None  # still signing too: a rotation's overlap has not ended
     routing_key: str | None  # a PagerDuty integration's
-    event: dict[str, Any]  # the alert event in schema v1; the dispatcher renders it for ``kind``
+    event: dict[str, Any]  # the alert event in schema v1, or a notice; the dispatcher renders it
 
 
 def claim_due_deliveries(
@@ -226,23 +227,34 @@ def claim_due_deliveries(
     if not claimed:
         return []
     rows = session.execute(
-        select(WebhookDeliveryRow, WebhookEndpointRow, AlertRow, AlertEventRow)
+        select(WebhookDeliveryRow, WebhookEndpointRow, AlertRow, AlertEventRow, NoticeRow)
         .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
-        .join(AlertRow, AlertRow.alert_id == WebhookDeliveryRow.alert_id)
-        .join(AlertEventRow, AlertEventRow.id == WebhookDeliveryRow.event_id)
+        .outerjoin(AlertRow, AlertRow.alert_id == WebhookDeliveryRow.alert_id)
+        .outerjoin(AlertEventRow, AlertEventRow.id == WebhookDeliveryRow.event_id)
+        .outerjoin(NoticeRow, NoticeRow.id == WebhookDeliveryRow.notice_id)
         .where(WebhookDeliveryRow.id.in_([d for d, _ in claimed]))
     ).all()
     attempts_of = dict(claimed)
     out = []
-    for delivery, endpoint, alert, event in rows:
-        if endpoint.kind == "pagerduty" and event.type != ALERT_CLOSED and _resolved(session, delivery):
+    for delivery, endpoint, alert, event, notice in rows:
+        if notice is not None:
+            body = notice.body
+        else:
+            assert alert is not None and event is not None  # the check constraint: event or notice
+            body = stored_body(alert, event)
+        if (
+            event is not None
+            and endpoint.kind == "pagerduty"
+            and event.type != ALERT_CLOSED
+            and _resolved(session, delivery)
+        ):
             _supersede(session, delivery.id, "the incident was already resolved: no trigger after a resolve")
             continue
         out.append(
             ClaimedDelivery(
                 delivery_id=delivery.id,
                 endpoint_id=endpoint.id,
-                alert_id=alert.alert_id,
+                alert_id=delivery.alert_id,
                 webhook_id=delivery.webhook_id,
                 attempts=attempts_of[delivery.id],
                 lease_until=lease_until,
@@ -251,7 +263,7 @@ def claim_due_deliveries(
                 secret=endpoint.secret,
                 previous_secret=_previous_secret(endpoint, now),
                 routing_key=endpoint.routing_key,
-                event=stored_body(alert, event),
+                event=body,
             )
         )
     return out

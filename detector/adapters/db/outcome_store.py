@@ -19,8 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from querywatch.detector.adapters.db.alert_store import StoredEvent, save_alert_events
-from querywatch.detector.adapters.db.clients import UNSEEN_MODEL
-from querywatch.detector.adapters.db.tables import AlertRow, Base, ClientRow, RiskPointRow, utcnow
+from querywatch.detector.adapters.db.tables import (
+    AlertRow,
+    Base,
+    ClientRow,
+    PendingStatusRow,
+    RiskPointRow,
+    utcnow,
+)
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
 from querywatch.detector.engine.policy import Thresholds
 from querywatch.detector.metrics import ALERT_EVENTS, ALERTS_CLOSED, ALERTS_OPENED, ALERTS_SUPPRESSED
@@ -137,6 +143,10 @@ def save_outcomes(
             last_points[key] = (update.risk, update.queries)
             saved.history_points += 1
     statuses = {client_id: row.status for (client_id, _), row in clients.items()}
+    unseen = [client_id for client_id in client_ids if client_id not in statuses]
+    for pending in _in_chunks(session, PendingStatusRow, PendingStatusRow.client_id, unseen):
+        statuses[pending.client_id] = pending.status  # set before its first event: its row takes it
+        session.delete(pending)
     for key, span in seen.items():
         _apply_span(session, clients, key, span, now, statuses.get(key[0], "normal"))
     session.flush()
@@ -183,9 +193,6 @@ def _apply_span(
         client = ClientRow(client_id=key[0], model_id=key[1], first_seen=first, last_seen=last, status=status)
         clients[key] = client
         session.add(client)
-        unseen = clients.pop((key[0], UNSEEN_MODEL), None)
-        if unseen is not None and key[1] != UNSEEN_MODEL:  # blocked before its first event
-            session.delete(unseen)
     update = span.latest
     client.risk = update.risk
     client.queries = update.queries

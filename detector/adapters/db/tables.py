@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from querywatch.detector.engine.outcomes import NOTICE_TYPES
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -114,6 +116,20 @@ class ClientRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
     status_changed_by: Mapped[str | None] = mapped_column(String(256))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PendingStatusRow(Base):
+    """An analyst's status for a client not seen yet (a leaked key blocked before its first
+    query): the client's first row takes it and this row goes. Kept apart from ``clients``,
+    whose rows are each one model's view, so no row stands for a model that does not exist."""
+
+    __tablename__ = "pending_statuses"
+    __table_args__ = (CheckConstraint(_in("status", CLIENT_STATUSES), name="status"),)
+
+    client_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    status_changed_by: Mapped[str] = mapped_column(String(256))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RiskPointRow(Base):
@@ -285,20 +301,39 @@ class WebhookEndpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class NoticeRow(Base):
+    """A message for the alert channels that is not an alert event: a monitor-mode model's
+    daily digest, a silence's announcement. ``key`` makes each one once (``digest:<model>:<day>``,
+    ``silence:<id>``), however many dispatchers or requests race to make it."""
+
+    __tablename__ = "notices"
+    __table_args__ = (CheckConstraint(_in("type", NOTICE_TYPES), name="type"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(600), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str | None] = mapped_column(String(256))
+    body: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class WebhookDeliveryRow(Base):
-    """One alert event to one endpoint: the outbox row the dispatcher works through."""
+    """One alert event, or one notice, to one endpoint: the outbox row the dispatcher works through."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint("(event_id IS NULL) <> (notice_id IS NULL)", name="event_or_notice"),
         UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_id_endpoint_id"),
+        UniqueConstraint("notice_id", "endpoint_id", name="uq_webhook_deliveries_notice_id_endpoint_id"),
         Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
-    event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"))
+    alert_id: Mapped[str | None] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"))
+    notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")

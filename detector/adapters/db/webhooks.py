@@ -25,7 +25,7 @@ from querywatch.detector.adapters.db.tables import (
     WebhookEndpointRow,
     utcnow,
 )
-from querywatch.detector.engine.outcomes import EVENT_TYPES, SEVERITIES
+from querywatch.detector.engine.outcomes import EVENT_TYPES, NOTICE_TYPES, SEVERITIES
 from querywatch.detector.errors import QuerywatchError
 
 
@@ -58,8 +58,9 @@ def add_endpoint(
         raise InvalidWebhookEndpoint(f"kind must be one of {', '.join(ENDPOINT_KINDS)}")
     if kind == "pagerduty" and not routing_key:
         raise InvalidWebhookEndpoint("a pagerduty endpoint needs the integration's routing_key")
-    if event_types is not None and (not event_types or set(event_types) - set(EVENT_TYPES)):
-        raise InvalidWebhookEndpoint(f"event_types must be a non-empty subset of {', '.join(EVENT_TYPES)}")
+    known = (*EVENT_TYPES, *NOTICE_TYPES)
+    if event_types is not None and (not event_types or set(event_types) - set(known)):
+        raise InvalidWebhookEndpoint(f"event_types must be a non-empty subset of {', '.join(known)}")
     endpoint = WebhookEndpointRow(
         url=url,
         secret=secret,

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 import httpx
 
+from querywatch.detector.adapters.db.notices import make_due_digests
 from querywatch.detector.adapters.db.outbox import (
     ClaimedDelivery,
     backlog,
@@ -50,6 +51,8 @@ from querywatch.detector.metrics import WEBHOOK_BACKLOG, WEBHOOK_DELIVERIES
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: How often a dispatcher looks for monitor-mode digests to make (each is made once a day).
+_DIGEST_CHECK = timedelta(minutes=1)
 
 #: Bytes of a receiver's answer kept in ``last_error``.
 _ERROR_BODY_BYTES = 500
@@ -95,6 +98,7 @@ class Dispatcher:
         # Name lookups run here rather than in asyncio's default pool, which asyncio.run()
         # waits for: a lookup that hangs past the timeout must not hold up the batch.
         self._resolving = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
+        self._digests_checked_at: datetime | None = None
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -152,6 +156,11 @@ class Dispatcher:
     def _claim(self, limit: int, in_flight: Mapping[int, int]) -> list[ClaimedDelivery]:
         now = self._now()
         lease = timedelta(seconds=self.settings.timeout_seconds + self.settings.lease_margin_seconds)
+        if self._digests_checked_at is None or now - self._digests_checked_at >= _DIGEST_CHECK:
+            with self.sessions() as session, session.begin():
+                for notice in make_due_digests(session=session, now=now):
+                    log.info("monitor-mode digest %s queued", notice.key)
+            self._digests_checked_at = now
         with self.sessions() as session, session.begin():
             claims = claim_due_deliveries(
                 session=session,

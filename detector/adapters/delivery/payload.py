@@ -1,9 +1,12 @@
-"""The bytes sent for one alert event, per endpoint kind.
+"""The bytes sent for one alert event (or notice: a silence announcement, a monitor digest),
+per endpoint kind.
 
 * ``standard`` — Standard Webhooks: ``{"type", "timestamp", "data"}`` where ``data`` is the
   v1 alert event (``adapters.db.alert_schema``) plus links;
 * ``pagerduty`` — PagerDuty Events API v2 (``delivery.pagerduty``);
 * ``slack`` — a Slack incoming-webhook message (``delivery.slack``).
+
+PagerDuty endpoints get no notices (``adapters.db.notices``): a notice is no incident.
 
 A body depends only on the event, never on the attempt, so that every retry of one
 delivery carries the same bytes (and the same ``webhook-id``); the send time travels in the
@@ -17,12 +20,17 @@ from typing import Any
 from urllib.parse import quote
 
 from querywatch.detector.adapters.delivery import pagerduty, slack
+from querywatch.detector.engine.outcomes import MONITOR_DIGEST, NOTICE_TYPES, SILENCE_CREATED
 
 KINDS = ("standard", "pagerduty", "slack")
 
 
 def links(event: dict[str, Any], public_url: str) -> dict[str, str]:
     base = public_url.rstrip("/")
+    if event["type"] == SILENCE_CREATED:
+        return {"silences": f"{base}/v1/silences", "dashboard": f"{base}/ui/#/silences"}
+    if event["type"] == MONITOR_DIGEST:
+        return {"alerts": f"{base}/v1/alerts?model_id={quote(event['model_id'], safe='')}"}
     out = {"alert": f"{base}/v1/alerts/{quote(event['alert_id'], safe='')}"}
     if event.get("client_id"):
         out["client"] = f"{base}/v1/clients/{quote(event['client_id'], safe='')}"
@@ -49,6 +57,8 @@ def render(*, kind: str, event: dict[str, Any], public_url: str, routing_key: st
     """
     if kind == "pagerduty":
         body = pagerduty.event_body(event, routing_key or "", links(event, public_url))
+    elif kind == "slack" and event["type"] in NOTICE_TYPES:
+        body = slack.notice(event, links(event, public_url))
     elif kind == "slack":
         body = slack.message(event, links(event, public_url))
     else:

@@ -1,4 +1,4 @@
-"""A Slack incoming-webhook message for one alert event, within Slack's limits.
+"""A Slack incoming-webhook message for one alert event or notice, within Slack's limits.
 
 Block Kit limits that matter here: a ``header`` block's text is at most 150 characters, a
 ``section`` text at most 3,000, a ``context`` element's at most 2,000, and a message holds at
@@ -46,6 +46,47 @@ def message(event: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, HEADER_LIMIT)}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"{facts}\n{reasons}", SECTION_LIMIT)}},
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": _cut(f"<{href}|{name}>", CONTEXT_LIMIT)}
+                for name, href in links.items()
+            ],
+        },
+    ]
+    return {"text": _cut(title, TEXT_LIMIT), "blocks": blocks}
+
+
+def notice(body: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    """The message of a notice: a silence's announcement or a monitor-mode digest.
+
+    >>> digest = {"type": "monitor.digest", "model_id": "m", "day": "2026-11-28", "alerts_count": 400,
+    ...           "alerts": [{"severity": "high", "subject_id": "a" * 300, "peak_risk": 0.97}] * 100}
+    >>> m = notice(digest, {"alerts": "http://qw/v1/alerts?model_id=m"})
+    >>> m["text"], all(len(b["text"]["text"]) <= 3000 for b in m["blocks"] if b["type"] == "section")
+    ('Monitor mode digest for m on 2026-11-28: 400 alerts would have paged', True)
+    """
+    if body["type"] == "monitor.digest":
+        count = body["alerts_count"]
+        title = (
+            f"Monitor mode digest for {body['model_id']} on {body['day']}: "
+            f"{count} alert{'' if count == 1 else 's'} would have paged"
+        )
+        lines = [
+            f"• {a['severity']} {_escape(a['subject_id'])} (peak risk {a['peak_risk']:.2f})"
+            for a in body["alerts"]
+        ]
+        if count > len(lines):
+            lines.append(f"… and {count - len(lines)} more")
+        detail = "\n".join(lines) or "Nothing would have paged."
+    else:
+        silence = body["silence"]
+        matchers = ", ".join(f"{k} {v}" for k, v in silence["matchers"].items())
+        title = f"Silence #{silence['id']} created by {silence['created_by']}: {matchers}"
+        detail = f"{_escape(silence['comment'])}\n*until* {silence['expires_at']}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, HEADER_LIMIT)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(detail, SECTION_LIMIT)}},
         {
             "type": "context",
             "elements": [

@@ -17,6 +17,7 @@ from querywatch.detector.adapters.api.schemas import (
     ClientPublic,
     ClientStatus,
     DecisionPublic,
+    PendingStatusPublic,
     RiskPointPublic,
     StatusChange,
 )
@@ -29,7 +30,7 @@ from querywatch.detector.adapters.db.clients import (
     risk_history,
     set_status,
 )
-from querywatch.detector.adapters.db.tables import ClientRow
+from querywatch.detector.adapters.db.tables import ClientRow, PendingStatusRow
 
 # Ids may hold "/" (``{client_id:path}``): a client's sub-resources are declared before the
 # client itself, so ".../history" is its history and not a client of that name.
@@ -103,7 +104,11 @@ def client_decision(
     return client_decision_for(session=session, settings=settings, client_id=client_id)
 
 
-@router.put("/{client_id:path}/status", response_model=ClientPublic, responses={**ADMIN, **problems(404)})
+@router.put(
+    "/{client_id:path}/status",
+    response_model=ClientPublic | PendingStatusPublic,
+    responses={**ADMIN, **problems(404)},
+)
 def change_client_status(
     session: SessionDep,
     key: AdminKey,
@@ -113,15 +118,17 @@ def change_client_status(
         bool,
         Query(
             description="Also for a client id never seen yet (e.g. block a leaked key before its first "
-            "query); without it an unknown id is a 404, so a typo cannot create a client."
+            "query): kept as a pending status its first row takes, and returned as such. Without it "
+            "an unknown id is a 404, so a typo cannot create a client."
         ),
     ] = False,
-) -> ClientPublic:
+) -> ClientPublic | PendingStatusPublic:
     """Mark a client trusted (always allowed, still scored, never paged), blocked (always
     refused) or normal, on every model it queries. Audited."""
     actor = actor_name(key)
-    client = get_client(session=session, client_id=client_id)
-    before = client.status if client else None
+    rows = client_rows(session=session, client_id=client_id)
+    pending = None if rows else session.get(PendingStatusRow, client_id)
+    before = rows[0].status if rows else (pending.status if pending else None)
     client = set_status(
         session=session, client_id=client_id, status=change.status, actor=actor, create=unseen
     )
@@ -133,6 +140,8 @@ def change_client_status(
         detail={"from": before, "to": change.status, "note": change.note},
     )
     session.commit()
+    if isinstance(client, PendingStatusRow):
+        return PendingStatusPublic.model_validate(client)
     return _with_models(session, client)
 
 

@@ -16,6 +16,7 @@ from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDe
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
 from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db import policies as store
+from querywatch.detector.adapters.db.notices import announce_silence
 from querywatch.detector.adapters.db.tables import SilenceRow
 
 log = logging.getLogger("querywatch.policy")
@@ -45,7 +46,8 @@ class PolicyPublic(BaseModel):
 
     model_id: str
     mode: Literal["enforce", "monitor"] = Field(
-        description="monitor: detect and store, decide `allow`, never page; enforce: the thresholds apply."
+        description="monitor: detect and store, decide `allow`, never page (a daily `monitor.digest` "
+        "to the channels instead); enforce: the thresholds apply."
     )
     degrade_risk: float | None = Field(description="Override of `api.degrade_risk`; null: the default.")
     block_risk: float | None = Field(description="Override of `api.block_risk`; null: the default.")
@@ -250,7 +252,8 @@ def list_silences(
 @router.post("/silences", status_code=201, response_model=SilencePublic, responses={**ADMIN, **problems(422)})
 def create_silence(session: SessionDep, key: AdminKey, body: SilenceCreate) -> SilencePublic:
     """Stop matching alerts from paging until `expires_at` (decisions are unchanged). Audited,
-    and announced in the log and on the dashboard."""
+    and announced in the log and to the webhook endpoints (a `silence.created` notice; not to
+    PagerDuty)."""
     if not any((body.client_id, body.model_id, body.campaign_id, body.reason_contains)):
         raise HTTPException(422, "a silence needs at least one matcher (client, model, campaign or reason)")
     try:
@@ -274,6 +277,7 @@ def create_silence(session: SessionDep, key: AdminKey, body: SilenceCreate) -> S
         target=f"silence:{row.id}",
         detail=public.model_dump(mode="json"),
     )
+    announce_silence(session=session, silence=row)
     session.commit()
     _announce("created", row)
     return public

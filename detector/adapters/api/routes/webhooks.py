@@ -34,7 +34,7 @@ AlertId = Annotated[
 ]
 DeliveryState = Literal["pending", "delivered", "failed", "dead"]
 EndpointKind = Literal["standard", "pagerduty", "slack"]
-EventType = Literal["alert.opened", "alert.updated", "alert.closed"]
+EventType = Literal["alert.opened", "alert.updated", "alert.closed", "silence.created", "monitor.digest"]
 
 _ENDPOINT_EXAMPLE: dict[str, Any] = {
     "id": 1,
@@ -65,7 +65,10 @@ class WebhookCreate(BaseModel):
         "slack: an incoming-webhook URL.",
     )
     event_types: list[EventType] | None = Field(
-        None, min_length=1, description="Only these alert events (null: opened, updated and closed)."
+        None,
+        min_length=1,
+        description="Only these events (null: every alert event, silence announcements and monitor-mode "
+        "digests; PagerDuty endpoints never get the last two).",
     )
     routing_key: str | None = Field(
         None, max_length=256, pattern=_PRINTABLE, description="PagerDuty: the integration's routing key."
@@ -142,8 +145,9 @@ class DeliveryPublic(BaseModel):
     )
 
     id: int
-    alert_id: str
-    event_id: int = Field(description="The alert event sent (`GET /v1/alerts/{alert_id}/events`).")
+    alert_id: str | None = Field(description="The alert; null for a notice (digest, silence announcement).")
+    event_id: int | None = Field(description="The alert event sent (`GET /v1/alerts/{alert_id}/events`).")
+    notice_id: int | None = Field(None, description="The notice sent (a digest or a silence announcement).")
     endpoint_id: int
     webhook_id: str = Field(description="The `webhook-id` header, the same on every attempt.")
     state: DeliveryState
