@@ -22,6 +22,7 @@ from querywatch.features.jit import compiled
 
 _BITS = 2048
 _MASK = _BITS - 1
+_EMPTY = bytes(_BITS // 8)
 
 
 @compiled
@@ -63,7 +64,8 @@ class ExactResendFilter:
             raise ValueError("rotate_every must be >= 1")
         self.rotate_every = rotate_every
         self._current = bytearray(_BITS // 8)
-        self._previous = bytearray(_BITS // 8)
+        # Read, never written: until the first rotation every filter shares one empty one.
+        self._previous: bytes | bytearray = _EMPTY
         self._inserted = 0
 
     def seen_before(self, input_hash: int) -> bool:
@@ -95,4 +97,5 @@ class ExactResendFilter:
 
     def set_state(self, state: tuple[bytes, bytes, int]) -> None:
         current, previous, inserted = state
-        self._current, self._previous, self._inserted = bytearray(current), bytearray(previous), int(inserted)
+        self._current, self._inserted = bytearray(current), int(inserted)
+        self._previous = _EMPTY if previous == _EMPTY else bytes(previous)

@@ -16,6 +16,8 @@ from numpy.typing import NDArray
 from querywatch.features.nearest import nearest_code
 
 _MASK = (1 << 64) - 1
+#: Rows a new reservoir has; it doubles as it fills, up to its capacity.
+_FIRST_ROWS = 4
 
 
 def mix64(x: int) -> int:
@@ -53,8 +55,11 @@ class QueryReservoir:
         self.seed = seed
         self.seen = 0
         self._filled = 0
-        self._codes: NDArray[np.uint8] = np.zeros((capacity, dim), dtype=np.uint8)
-        self._labels: NDArray[np.uint8] = np.zeros(capacity, dtype=np.uint8)
+        # Rows are added as they fill (most clients send a few queries, and a million
+        # clients with a full 40 x 64 block each would need 2.7 GB for it).
+        rows = min(capacity, _FIRST_ROWS)
+        self._codes: NDArray[np.uint8] = np.zeros((rows, dim), dtype=np.uint8)
+        self._labels: NDArray[np.uint8] = np.zeros(rows, dtype=np.uint8)
 
     def __len__(self) -> int:
         return self._filled
@@ -70,7 +75,8 @@ class QueryReservoir:
         return row
 
     def sample(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], int]:
-        """(codes, labels, filled): the first ``filled`` rows are the sample (not copies)."""
+        """(codes, labels, filled): the first ``filled`` rows are the sample (not copies;
+        there may be fewer than ``capacity`` rows)."""
         return self._codes, self._labels, self._filled
 
     @property
@@ -83,6 +89,8 @@ class QueryReservoir:
         self.seen += 1
         if self._filled < self.capacity:
             slot = self._filled
+            if slot == len(self._codes):
+                self._reserve(min(self.capacity, 2 * slot))
             self._filled += 1
         else:
             slot = mix64(self.seed ^ (self.seen * 0x2545F4914F6CDD1D & _MASK)) % self.seen
@@ -91,13 +99,25 @@ class QueryReservoir:
         self._codes[slot] = code
         self._labels[slot] = label
 
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` codes, keeping the first ``filled``."""
+        codes = np.zeros((rows, self.dim), dtype=np.uint8)
+        labels = np.zeros(rows, dtype=np.uint8)
+        codes[: self._filled] = self._codes[: self._filled]
+        labels[: self._filled] = self._labels[: self._filled]
+        self._codes, self._labels = codes, labels
+
     def get_state(self) -> tuple[int, bytes, bytes]:
         return self.seen, self._codes[: self._filled].tobytes(), self.labels.tobytes()
 
     def set_state(self, state: tuple[int, bytes, bytes]) -> None:
         seen, raw, labels = state
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.dim)
+        if len(rows) > self.capacity:
+            raise ValueError(f"{len(rows)} stored codes exceed the capacity of {self.capacity}")
         self.seen = int(seen)
+        self._filled = 0
+        self._reserve(max(len(rows), min(self.capacity, _FIRST_ROWS)))
         self._filled = len(rows)
         self._codes[: self._filled] = rows
         self._labels[: self._filled] = np.frombuffer(labels, dtype=np.uint8)

@@ -13,6 +13,7 @@ who starts right away.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -39,16 +40,9 @@ class BernoulliCUSUM:
     def __init__(self, null_rate: float, alternatives: tuple[float, ...] | None = None) -> None:
         if not 0.0 < null_rate < 1.0:
             raise ValueError("null_rate must lie in (0, 1)")
-        if alternatives is None:
-            alternatives = (null_rate + 0.3 * (1 - null_rate), null_rate + 0.75 * (1 - null_rate))
-        if not alternatives or any(not null_rate < q < 1.0 for q in alternatives):
-            raise ValueError("every alternative must lie in (null_rate, 1)")
         self.null_rate = null_rate
-        self.alternatives = alternatives
-        # Plain floats, not numpy: this runs once per event per test.
-        self._yes = [math.log(q / null_rate) for q in alternatives]
-        self._no = [math.log((1.0 - q) / (1.0 - null_rate)) for q in alternatives]
-        self._s = [0.0] * len(alternatives)
+        self.alternatives, self._yes, self._no = _log_steps(null_rate, alternatives)
+        self._s = [0.0] * len(self.alternatives)
         self.statistic = 0.0
         """Log e-detector value: crossing ``log(1/alpha)`` is the alarm."""
 
@@ -79,6 +73,22 @@ class BernoulliCUSUM:
             raise ValueError("state does not match the alternatives")
         self._s = [float(v) for v in state]
         self.statistic = max(self._s)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_steps(
+    null_rate: float, alternatives: tuple[float, ...] | None
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """(alternatives, log-likelihood ratio of a yes, of a no): the same for every client of a
+    model, so one copy serves them all (five tests per client would otherwise hold a million
+    clients' worth of identical lists). Plain floats, not numpy: they are read per event."""
+    if alternatives is None:
+        alternatives = (null_rate + 0.3 * (1 - null_rate), null_rate + 0.75 * (1 - null_rate))
+    if not alternatives or any(not null_rate < q < 1.0 for q in alternatives):
+        raise ValueError("every alternative must lie in (null_rate, 1)")
+    yes = tuple(math.log(q / null_rate) for q in alternatives)
+    no = tuple(math.log((1.0 - q) / (1.0 - null_rate)) for q in alternatives)
+    return tuple(alternatives), yes, no
 
 
 class TimeVaryingBernoulliCUSUM:
