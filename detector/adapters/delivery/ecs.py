@@ -1,12 +1,16 @@
 """An alert event as Elastic Common Schema (ECS) fields: the structured log line written for
 every alert event, which a log shipper (Filebeat, Fluent Bit, Vector) forwards to a SIEM as is.
 
-Fields used, all from the ECS reference: ``event.kind`` (``alert``), ``event.category``
-(``intrusion_detection``), ``event.type`` (``info``), ``event.action`` (the alert event type),
-``event.id``, ``event.severity`` (21/47/73/99 as Elastic's detection rules use), ``event.risk_score``
-(0-100), ``event.created``, ``event.start``, ``event.reason``, ``rule.id``, ``rule.name``,
+Fields used, all from the ECS reference (checked against Elastic's field list of ECS 9.4.0,
+pinned in ``tests/webhooks/ecs_fields.json``): ``@timestamp`` (detection time),
+``event.kind`` (``alert``), ``event.category`` (``intrusion_detection``), ``event.type``
+(``info``), ``event.action`` (the alert event type), ``event.id``, ``event.severity``
+(21/47/73/99 as Elastic's detection rules use), ``event.risk_score`` (0-100),
+``event.created``, ``event.start``, ``event.reason``, ``rule.id``, ``rule.name``,
 ``threat.framework``, ``threat.technique.id``, ``threat.technique.name``, ``user.id`` (the
 client), ``source.ip``, ``user_agent.original``, ``labels`` (string values) and ``message``.
+The log line's own ``ts``, ``level`` and ``logger`` keys are not ECS: drop or rename them in
+the shipper (``@timestamp`` is set).
 
 ``AlertLogSink`` writes the line as an outcome sink (``pipeline.sinks``), once the
 transaction that stored the event committed: a line is never logged for an event that was
@@ -41,6 +45,7 @@ def ecs_fields(event: dict[str, Any]) -> dict[str, Any]:
     (73, ['AML.T0024.002'], '203.0.113.7', 'block')
     """
     fields: dict[str, Any] = {
+        "@timestamp": event.get("detection_time") or event.get("event_time"),
         "event": {
             "kind": "alert",
             "category": ["intrusion_detection"],
