@@ -45,6 +45,8 @@ NULL_QUANTILE = 0.99
 NORMAL_QUANTILE = 2.326
 #: Quantiles of the reference's out-of-profile scores that bin the boundary chance.
 BIN_QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99)
+#: Expected boundary answers of prior weight behind each class factor (towards 1).
+CLASS_PRIOR = 5.0
 #: Resamples of the pseudo-clients behind the upper bound of an underlying rate's quantile.
 BOOTSTRAP = 200
 #: The far test's null is at least this multiple of the out-of-profile null (see ``calibrate``).
@@ -66,6 +68,9 @@ class Calibration:
     #: answer in each bin (one more rate than edges); none: ``boundary_null`` everywhere.
     boundary_edges: tuple[float, ...] = ()
     boundary_rates: tuple[float, ...] = ()
+    #: Per answered class (the profile's class index), how much likelier a boundary answer is
+    #: than its score bin says; none: 1 for every class.
+    boundary_class_factors: tuple[float, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -79,6 +84,7 @@ class Calibration:
             boundary_multiple=float(d.get("boundary_multiple", 1.0)),
             boundary_edges=tuple(float(v) for v in d.get("boundary_edges", ())),
             boundary_rates=tuple(float(v) for v in d.get("boundary_rates", ())),
+            boundary_class_factors=tuple(float(v) for v in d.get("boundary_class_factors", ())),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,6 +97,7 @@ class Calibration:
             "boundary_multiple": self.boundary_multiple,
             "boundary_edges": list(self.boundary_edges),
             "boundary_rates": list(self.boundary_rates),
+            "boundary_class_factors": list(self.boundary_class_factors),
         }
 
     def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -101,6 +108,13 @@ class Calibration:
         rates = np.asarray(self.boundary_rates, dtype=np.float64)
         return rates[np.searchsorted(np.asarray(self.boundary_edges, dtype=np.float64), scores)]
 
+    def class_factors(self, classes: NDArray[np.int64]) -> NDArray[np.float64]:
+        """``boundary_class_factors`` of each answered class index (1 for an unknown one:
+        -1, or a class the reference never answered)."""
+        table = np.append(np.asarray(self.boundary_class_factors, dtype=np.float64), 1.0)
+        classes = np.asarray(classes, dtype=np.int64)
+        return table[np.where((classes >= 0) & (classes < len(table) - 1), classes, len(table) - 1)]
+
 
 def calibrate(
     scores: NDArray[np.float64],
@@ -110,10 +124,12 @@ def calibrate(
     owners: NDArray[Any] | None = None,
     margins: NDArray[np.float64] | None = None,
     margin_threshold: float = 0.0,
+    classes: NDArray[np.int64] | None = None,
     seed: int = 0,
 ) -> Calibration:
-    """Null rates from the reference rows' out-of-profile ``scores``, ``cells`` and answer
-    ``margins`` (NaN where an answer had no scores), grouped by ``owners`` if given.
+    """Null rates from the reference rows' out-of-profile ``scores``, ``cells``, answer
+    ``margins`` (NaN where an answer had no scores) and answered ``classes`` (the profile's
+    class index, -1 unknown), grouped by ``owners`` if given.
 
     >>> rng = np.random.default_rng(0)
     >>> s = rng.gamma(4.0, size=4000)
@@ -136,6 +152,7 @@ def calibrate(
     boundary_null, multiple = 0.0, 1.0
     edges: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()
+    factors: tuple[float, ...] = ()
     if margins is not None:
         m = np.asarray(margins, dtype=np.float64)
         scored = np.isfinite(m)
@@ -144,6 +161,9 @@ def calibrate(
             boundary_null = float(on[scored].mean())
             edges, rates = boundary_bins(scores[scored], on[scored], ood_threshold)
             chance = Calibration(0, 0, boundary_null, 0, 0, 1.0, edges, rates).boundary_chance(scores)
+            if classes is not None:
+                factors = class_factors(on[scored], chance[scored], np.asarray(classes)[scored])
+                chance = chance * Calibration(0, 0, 0, 0, 0, 1.0, (), (), factors).class_factors(classes)
             observed = np.array([on[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
             expected = np.array([chance[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
             multiple = underlying_multiple(observed, expected)
@@ -160,6 +180,7 @@ def calibrate(
         boundary_multiple=multiple,
         boundary_edges=edges,
         boundary_rates=rates,
+        boundary_class_factors=factors,
     )
 
 
@@ -189,6 +210,24 @@ def boundary_bins(
         rates.append(last)
     rates = list(np.maximum.accumulate(rates))
     return tuple(edges), tuple(float(r) for r in [*rates, max(rates)])
+
+
+def class_factors(
+    on: NDArray[np.bool_], chance: NDArray[np.float64], classes: NDArray[np.int64]
+) -> tuple[float, ...]:
+    """Per class index, boundary answers observed over those the score bins expect (``on``
+    against ``chance``), shrunk towards 1 by CLASS_PRIOR expected answers: a client
+    concentrated on a hard class gets more boundary answers, and says nothing by it.
+
+    >>> on = np.array([True, False, False, False] * 50 + [False] * 200)
+    >>> [round(f, 2) for f in class_factors(on, np.full(400, 0.125), np.repeat([0, 1], 200))]
+    [1.83, 0.17]
+    """
+    factors = []
+    for k in range(int(classes.max()) + 1 if len(classes) else 0):
+        mine = classes == k
+        factors.append(float((on[mine].sum() + CLASS_PRIOR) / (chance[mine].sum() + CLASS_PRIOR)))
+    return tuple(factors)
 
 
 def underlying_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64]) -> float:

@@ -358,9 +358,25 @@ def _fit(
         owners=None if owners is None else owners[keep],
         margins=kept_margins,
         margin_threshold=margin_threshold,
+        classes=None if labels is None else _class_indices(labels, keep, names),
         seed=seed,
     )
     return replace(draft, ood_threshold=threshold, calibration=calibration)
+
+
+def _class_indices(
+    labels: list[object], keep: NDArray[np.bool_], names: tuple[str, ...]
+) -> NDArray[np.int64]:
+    """Class index of each kept row's label (-1 without one; ``len(names)`` for a class beyond them)."""
+    index = {name: i for i, name in enumerate(names)}
+    return np.array(
+        [
+            -1 if lab is None else index.get(str(lab), len(names))
+            for lab, k in zip(labels, keep, strict=True)
+            if k
+        ],
+        dtype=np.int64,
+    )
 
 
 def _with_extraction(

@@ -52,6 +52,10 @@ class ModelContext:
         inputs = np.array([e.input for e in events])
         view = self.profile.view(inputs)
         margins, entropies = score_columns(events)
+        classes = self.class_indices(events)
+        chance = view.boundary_chance
+        if self.profile.calibration is not None and self.profile.calibration.boundary_class_factors:
+            chance = chance * self.profile.calibration.class_factors(np.array(classes, dtype=np.int64))
         return list(
             zip(
                 [e.ts for e in events],
@@ -60,10 +64,10 @@ class ModelContext:
                 view.far.tolist(),
                 view.quantized,
                 input_hashes(inputs, self.hash_key).tolist(),
-                self.class_indices(events),
+                classes,
                 margins,
                 entropies,
-                view.boundary_chance.tolist(),
+                chance.tolist(),
                 strict=True,
             )
         )
