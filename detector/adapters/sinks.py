@@ -15,15 +15,9 @@ from querywatch.detector.adapters.db.outcome_store import DatabaseSink, OutcomeT
 from querywatch.detector.adapters.db.session import Session, on_commit
 from querywatch.detector.adapters.delivery.ecs import AlertLogSink
 from querywatch.detector.adapters.kafka.outputs import OutputProducer
-from querywatch.detector.config import ApiSettings
 from querywatch.detector.engine.outcomes import Outcome
 from querywatch.detector.engine.policy import Thresholds
 from querywatch.detector.pipeline.sinks import OutcomeSink, Sinks
-
-
-def decision_thresholds(api: ApiSettings) -> Thresholds:
-    """The static decision thresholds of the settings (the decision endpoint's too)."""
-    return Thresholds(api.degrade_risk, api.block_risk, api.degraded_precision)
 
 
 def stored_sinks(thresholds: Thresholds | None = None) -> list[OutcomeSink[OutcomeTx]]:

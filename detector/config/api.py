@@ -19,3 +19,10 @@ class ApiSettings(Section):
     key_cache_seconds: float = Field(
         5.0, ge=0, description="Seconds an authenticated API key is remembered (revocation delay)."
     )
+    decision_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds the decision endpoints keep what they read (client rows, policies, "
+        "silences). A change through this process's API applies at once; other replicas and the "
+        "consumer's risk updates are seen within this delay. 0: read on every request.",
+    )

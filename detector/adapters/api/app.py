@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from querywatch.detector import __version__ as _version
+from querywatch.detector.adapters.api.decision_cache import DecisionCache
 from querywatch.detector.adapters.api.deps import KeyCache
 from querywatch.detector.adapters.api.docs import mount_docs
 from querywatch.detector.adapters.api.problems import install_problem_handlers, problem
@@ -29,6 +30,7 @@ from querywatch.detector.adapters.api.routes import (
     webhooks,
 )
 from querywatch.detector.adapters.api.webhook_docs import document_webhooks
+from querywatch.detector.adapters.db.decision_inputs import watch_changes
 from querywatch.detector.adapters.db.session import check_migrated, make_engine, make_sessionmaker
 from querywatch.detector.adapters.ui.mount import mount_ui
 from querywatch.detector.config import Settings
@@ -54,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
             check_migrated(engine)
             app.state.engine = engine
             app.state.sessions = make_sessionmaker(engine)
+            watch_changes(app.state.sessions, app.state.decision_cache.changed)
             yield
         finally:
             engine.dispose()
@@ -76,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.key_cache = KeyCache(ttl=settings.api.key_cache_seconds)
+    app.state.decision_cache = DecisionCache(ttl=settings.api.decision_cache_seconds)
     install_problem_handlers(app)
     for module in (clients, authz, alerts, models, policies, me, health, webhooks):
         app.include_router(module.router)

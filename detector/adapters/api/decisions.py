@@ -1,30 +1,32 @@
 """One client's decision as the API serves it (``/v1/clients/{id}/decision`` and ``/v1/authz``):
-what the database knows, run through ``engine.policy.decide``."""
+what the database knows (through ``decision_cache``), run through ``engine.policy.decide``."""
 
 from __future__ import annotations
 
+import time
+
+from querywatch.detector.adapters.api.decision_cache import DecisionCache
 from querywatch.detector.adapters.api.schemas import DecisionPublic, ModelDecisionPublic
-from querywatch.detector.adapters.db.clients import client_rows, client_status
-from querywatch.detector.adapters.db.policies import active_silences, as_silence, client_views, policies_for
+from querywatch.detector.adapters.db.decision_inputs import decision_thresholds
 from querywatch.detector.adapters.db.session import Session
-from querywatch.detector.adapters.db.tables import utcnow
 from querywatch.detector.config import Settings
-from querywatch.detector.engine.policy import Thresholds, decide
+from querywatch.detector.engine.policy import decide
 
 
-def client_decision_for(*, session: Session, settings: Settings, client_id: str) -> DecisionPublic:
+def client_decision_for(
+    *, session: Session, settings: Settings, cache: DecisionCache, client_id: str
+) -> DecisionPublic:
     """The client's decision over every model it queried (allow, risk 0 if never seen)."""
-    rows = client_rows(session=session, client_id=client_id)
-    api = settings.api
-    now = utcnow()
+    client = cache.client(session, client_id)
+    policies = cache.policies(session) if client.views else {}
     decision = decide(
         client_id=client_id,
-        status=client_status(session=session, client_id=client_id, rows=rows),
-        views=client_views(rows),
-        policies=policies_for(session=session, model_ids=[r.model_id for r in rows]),
-        defaults=Thresholds(api.degrade_risk, api.block_risk, api.degraded_precision),
-        silences=[as_silence(s) for s in active_silences(session=session, now=now)],
-        now_ts=now.timestamp(),
+        status=client.status,
+        views=client.views,
+        policies=policies,
+        defaults=decision_thresholds(settings.api),
+        silences=cache.silences(session) if client.views else (),
+        now_ts=time.time(),
     )
     return DecisionPublic(
         client_id=client_id,

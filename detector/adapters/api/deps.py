@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from querywatch.detector.adapters.api.decision_cache import DecisionCache
 from querywatch.detector.adapters.db.apikeys import Principal, authenticate, hash_secret, touch_last_used
 from querywatch.detector.adapters.db.session import Session, SessionFactory
 from querywatch.detector.config import Settings
@@ -27,7 +28,8 @@ _api_key_header = APIKeyHeader(
 _CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'}
 
 
-def get_settings(request: Request) -> Settings:
+# The cheap dependencies are async: a sync one runs on the thread pool, a hop per request.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -40,7 +42,13 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
+async def get_decision_cache(request: Request) -> DecisionCache:
+    cache: DecisionCache = request.app.state.decision_cache
+    return cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DecisionCacheDep = Annotated[DecisionCache, Depends(get_decision_cache)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from querywatch.detector.adapters.db.decision_inputs import decision_thresholds
 from querywatch.detector.adapters.db.session import (
     SessionFactory,
     check_migrated,
@@ -23,7 +24,7 @@ from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.consumer import run, subscribe
 from querywatch.detector.adapters.kafka.outputs import OutputProducer
 from querywatch.detector.adapters.kafka.processor import StreamProcessor
-from querywatch.detector.adapters.sinks import consumer_sinks, decision_thresholds
+from querywatch.detector.adapters.sinks import consumer_sinks
 from querywatch.detector.config import Settings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.profiles import ProfileStore

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from querywatch.detector.adapters.api.decisions import client_decision_for
-from querywatch.detector.adapters.api.deps import ReaderKey, SessionDep, SettingsDep
+from querywatch.detector.adapters.api.deps import DecisionCacheDep, ReaderKey, SessionDep, SettingsDep
 from querywatch.detector.adapters.api.problems import PROBLEM_JSON, problem
 from querywatch.detector.adapters.api.routes.responses import READ, problems
 from querywatch.detector.adapters.api.schemas import DecisionPublic, Problem
@@ -36,6 +36,7 @@ _BLOCKED = {"model": Problem, "description": "Block: refuse the request.", "cont
 def authz(
     settings: SettingsDep,
     session: SessionDep,
+    cache: DecisionCacheDep,
     _key: ReaderKey,
     response: Response,
     client: Annotated[
@@ -72,7 +73,7 @@ def authz(
     client_id = client or (client_id_for_key(client_key) if client_key else None)
     if not client_id:
         return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key")
-    decision = client_decision_for(session=session, settings=settings, client_id=client_id)
+    decision = client_decision_for(session=session, settings=settings, cache=cache, client_id=client_id)
     headers = {ACTION_HEADER: decision.action, RISK_HEADER: f"{decision.risk:.4f}"}
     if model:
         headers["X-Querywatch-Model"] = model

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Path, Query
 
 from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.decisions import client_decision_for
-from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, SettingsDep, actor_name
+from querywatch.detector.adapters.api.deps import (
+    AdminKey,
+    DecisionCacheDep,
+    ReaderKey,
+    SessionDep,
+    SettingsDep,
+    actor_name,
+)
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
 from querywatch.detector.adapters.api.schemas import (
     ClientModelPublic,
@@ -91,7 +98,7 @@ def client_history(
 
 @router.get("/{client_id:path}/decision", response_model=DecisionPublic, responses={**READ, **problems(404)})
 def client_decision(
-    settings: SettingsDep, session: SessionDep, _key: ReaderKey, client_id: ClientId
+    settings: SettingsDep, session: SessionDep, cache: DecisionCacheDep, _key: ReaderKey, client_id: ClientId
 ) -> DecisionPublic:
     """What the serving tier should do with this client's next request, on any model.
 
@@ -101,7 +108,7 @@ def client_decision(
     decimals of scores and throttle — at or above the degrade threshold); the client's
     decision is the strictest over its models. An unknown client is allowed, risk 0.
     """
-    return client_decision_for(session=session, settings=settings, client_id=client_id)
+    return client_decision_for(session=session, settings=settings, cache=cache, client_id=client_id)
 
 
 @router.put(
