@@ -74,7 +74,7 @@ def watch_changes(sessions: sessionmaker[Session], on_change: Callable[[Changes]
     """Call ``on_change`` after every commit of a session from ``sessions`` that changed a
     policy, a silence or a client's row."""
 
-    def flushed(session: Session, _context: Any) -> None:
+    def flushed(session: Session, _context: Any, _instances: Any) -> None:
         changes: Changes = session.info.setdefault(_CHANGES, Changes())
         for row in (*session.new, *session.dirty, *session.deleted):
             if isinstance(row, ModelPolicyRow):
