@@ -3,6 +3,7 @@ elsewhere within ``api.decision_cache_seconds``, and a read never puts back stal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,14 +14,24 @@ from querywatch.detector.adapters.api.decision_cache import DecisionCache
 from querywatch.detector.adapters.db.clients import set_status
 from querywatch.detector.adapters.db.decision_inputs import Changes, watch_changes
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.config import ApiSettings
 from tests.api.seed import seed_client
-from tests.api.server import ApiServer
-from tests.storage.databases import migrated_database
+from tests.api.server import ApiServer, running_api
+from tests.storage.databases import KINDS, migrated_database
 
 
 def _action(http: httpx.Client, api: ApiServer, client: str) -> str:
     answer = http.get("/v1/authz", headers={**api.reader_headers, "X-Querywatch-Client": client})
     return str(answer.headers["x-querywatch-action"])
+
+
+@pytest.fixture(params=KINDS)
+def api_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ApiServer]:
+    """A live API whose decision cache keeps entries a minute: only invalidation refreshes them."""
+    with migrated_database(str(request.param), tmp_path) as settings:
+        cached = settings.model_copy(update={"api": ApiSettings(decision_cache_seconds=60)})
+        with running_api(cached) as server:
+            yield server
 
 
 def test_changes_through_the_api_apply_at_once(http: httpx.Client, api_server: ApiServer) -> None:

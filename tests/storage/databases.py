@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from querywatch.detector.adapters.db.migrate import upgrade
-from querywatch.detector.config import DatabaseSettings, Settings
+from querywatch.detector.config import ApiSettings, DatabaseSettings, Settings
 
 ADMIN_URL = os.environ.get(
     "QUERYWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -52,7 +52,11 @@ def temporary_database(kind: str, tmp_path: Path) -> Iterator[str]:
 
 
 def settings_for(url: str, **sections: object) -> Settings:
-    """Settings pointing at ``url``; other sections may be given as keyword arguments."""
+    """Settings pointing at ``url``; other sections may be given as keyword arguments.
+
+    Tests write client rows behind the API's back (as the consumer does), so the API's
+    decision cache is off unless a test sets it (``tests/api/test_decision_cache.py``)."""
+    sections.setdefault("api", ApiSettings(decision_cache_seconds=0))
     return Settings.model_validate({"database": DatabaseSettings.model_validate({"url": url}), **sections})
 
 

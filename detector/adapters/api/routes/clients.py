@@ -97,7 +97,7 @@ def client_history(
 
 
 @router.get("/{client_id:path}/decision", response_model=DecisionPublic, responses={**READ, **problems(404)})
-def client_decision(
+async def client_decision(  # async: see routes/authz.py
     settings: SettingsDep, session: SessionDep, cache: DecisionCacheDep, _key: ReaderKey, client_id: ClientId
 ) -> DecisionPublic:
     """What the serving tier should do with this client's next request, on any model.
