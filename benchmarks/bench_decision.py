@@ -6,7 +6,10 @@ migrated SQLite file (or the database given with ``--database-url``), fills it w
 ``--clients`` clients, then sends ``--requests`` sequential keep-alive requests for random
 known and unknown clients and prints the latency percentiles. Target: p99 <= 5 ms
 locally. ``--in-process`` runs uvicorn in a thread of this process instead;
-``--endpoint authz`` measures the gateway form, ``GET /v1/authz``.
+``--endpoint authz`` measures the gateway form, ``GET /v1/authz``. ``--hot N`` asks about
+N known clients only (a gateway asks about the same active clients again and again, so
+their decisions are in the API's decision cache); by default every request picks one of
+all the clients, mostly not cached.
 
     python benchmarks/bench_decision.py --clients 100000 --requests 5000
     python benchmarks/bench_decision.py --clients 100000 --requests 5000 --endpoint authz
@@ -119,7 +122,9 @@ def main() -> None:
         default="decision",
         help="authz: the gateway form, GET /v1/authz with X-Querywatch-Client (200 or 403)",
     )
+    parser.add_argument("--hot", type=int, help="ask about this many known clients only (cached decisions)")
     args = parser.parse_args()
+    known_ids = args.hot or args.clients
 
     def ask(http: httpx.Client, client_id: str) -> None:
         if args.endpoint == "decision":
@@ -140,17 +145,18 @@ def main() -> None:
         with server as (base_url, headers), httpx.Client(base_url=base_url, headers=headers) as http:
             rng = random.Random(1)
             for _ in range(200):  # warm-up: connections, caches, code paths
-                ask(http, f"acct-{rng.randrange(args.clients)}")
+                ask(http, f"acct-{rng.randrange(known_ids)}")
             latencies = []
             for _ in range(args.requests):
-                known = rng.random() < 0.9
-                client_id = f"acct-{rng.randrange(args.clients)}" if known else f"new-{rng.randrange(10**9)}"
+                known = args.hot or rng.random() < 0.9
+                client_id = f"acct-{rng.randrange(known_ids)}" if known else f"new-{rng.randrange(10**9)}"
                 t0 = time.perf_counter()
                 ask(http, client_id)
                 latencies.append((time.perf_counter() - t0) * 1000)
     cuts = statistics.quantiles(latencies, n=1000)
     print(
-        f"{args.endpoint} endpoint, {args.requests} sequential requests over HTTP keep-alive "
+        f"{args.endpoint} endpoint, {args.requests} sequential requests over HTTP keep-alive, "
+        f"{f'{args.hot} hot clients' if args.hot else f'any of {args.clients} clients'} "
         f"({url.split(':')[0]}, "
         f"{'in-process' if args.in_process else 'querywatch serve in its own process'}):"
     )
