@@ -42,7 +42,11 @@ from querywatch.detector.config import Settings
 from querywatch.detector.engine.outcomes import RiskUpdate
 from tests.api.seed import Outcome
 from tests.api.server import running_api
-from tests.storage.databases import settings_for
+
+
+def settings_for(url: str) -> Settings:
+    """Default settings (the API's decision cache on, as deployed) on the database at ``url``."""
+    return Settings.model_validate({"database": {"url": url}})
 
 
 def fill(settings_url: str, clients: int) -> None:
