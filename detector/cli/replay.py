@@ -91,6 +91,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
             engine,
             progress=lambda n: bar.update(int(n * avg_line)),
             inputs=settings.inputs,
+            stream=settings.stream,
             history_points=HTML_POINTS if args.html is not None else 0,
             campaigns=stage,
         )

@@ -16,6 +16,7 @@ from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
 from querywatch.detector.config.outages import OutageSettings
 from querywatch.detector.config.settings import Settings
+from querywatch.detector.config.stream import StreamSettings
 from querywatch.detector.config.webhooks import WebhookSettings
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "KafkaSettings",
     "OutageSettings",
     "Settings",
+    "StreamSettings",
     "WebhookSettings",
 ]

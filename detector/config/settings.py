@@ -19,6 +19,7 @@ from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
 from querywatch.detector.config.outages import OutageSettings
 from querywatch.detector.config.sources import customised_sources
+from querywatch.detector.config.stream import StreamSettings
 from querywatch.detector.config.webhooks import WebhookSettings
 
 
@@ -38,6 +39,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     inputs: InputSettings = InputSettings()
     outages: OutageSettings = OutageSettings()
+    stream: StreamSettings = StreamSettings()
     metrics_port: int | None = Field(
         None,
         ge=0,

@@ -2,13 +2,17 @@
 
 ``querywatch replay`` and ``querywatch consume`` hand the same ``Pipeline`` their raw
 messages, each with a reference of its own (a line number, a Kafka record), and get back
-the engine's result and the messages refused, with their reason. What is theirs alone:
+the engine's result and the messages refused, with their reason. Where they may differ
+is a named setting (``config/stream.py``), with the same default in both:
 
-* **dedup scope**: the caller's ``is_new(event, ref)`` — one filter over the whole trace
-  in replay; in the consumer a bounded filter per client, stored with its checkpoint;
-* **end of stream**: ``finish()`` completes the warm-ups still held (replay); a consumer's
-  stream does not end, and its held events are checkpointed instead;
-* **eviction** of idle clients: the consumer's checkpoint does it; a replay keeps them all.
+* **dedup scope** (``stream.dedup_scope``): the caller's ``is_new(event, ref)`` — by
+  default each client's last ``stream.dedup_per_client`` request ids (the consumer stores
+  them with its checkpoints); a replay may instead keep one filter over the whole trace;
+* **eviction** of idle clients (``stream.evict_idle``): after each batch in replay, at
+  each checkpoint in the consumer;
+* **end of stream**, the one difference without a setting: ``finish()`` completes the
+  warm-ups still held (replay); a consumer's stream does not end, and its held events are
+  checkpointed instead.
 
 The clock is read only to time the scoring (``Step.score_seconds``), never to decide.
 """

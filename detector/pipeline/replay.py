@@ -1,7 +1,8 @@
 """Offline replay: a JSONL trace through the very engine the consumer runs.
 
 Lines are read and parsed in batches; invalid lines are counted by reason and listed
-(never fatal); duplicate request ids are dropped; the report gives each client's queries,
+(never fatal); duplicate request ids are dropped and idle clients evicted as the consumer
+does (``stream`` settings: ``dedup_scope``, ``evict_idle``); the report gives each client's queries,
 peak risk, the 1-based index of the event at which its first alert fired, and reasons;
 each alert is reported as of its last event (severity and risk current, ``closed_ts`` set if
 it closed), with the count of alert events by type.
@@ -16,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from querywatch.detector.config import InputSettings
+from querywatch.detector.config import InputSettings, StreamSettings
 from querywatch.detector.engine.campaigns.stage import CampaignStage
 from querywatch.detector.engine.detector import BatchResult, Detector
-from querywatch.detector.engine.events import RequestIdFilter
+from querywatch.detector.engine.events import Event, RequestIdFilter
 from querywatch.detector.engine.outcomes import Alert
 from querywatch.detector.errors import QuerywatchError
 from querywatch.detector.pipeline.loop import Message, Pipeline, Step
@@ -67,6 +68,8 @@ class ClientReport:
     reasons: tuple[str, ...] = ()
     timeline: RiskTimeline | None = None
     extraction: float | None = None
+    last_ts: float = float("-inf")
+    """Event time of its latest event (an idle client's extraction is kept at eviction)."""
 
 
 @dataclass
@@ -157,6 +160,7 @@ def replay(
     progress: Callable[[int], None] | None = None,
     keep_rejected: int = 1000,
     inputs: InputSettings | None = None,
+    stream: StreamSettings | None = None,
     history_points: int = 0,
     campaigns: CampaignStage | None = None,
 ) -> ReplayReport:
@@ -167,11 +171,10 @@ def replay(
         raise QuerywatchError(f"{path}: no such file")
     if path.is_dir():
         raise QuerywatchError(f"{path} is a directory, not a JSONL trace")
+    stream = stream or StreamSettings()
     report = ReplayReport()
-    seen = RequestIdFilter(engine.settings.dedup_capacity)
-    pipeline: Pipeline[int] = Pipeline(
-        engine, is_new=lambda event, _line: seen.is_new(event.request_id), inputs=inputs
-    )
+    dedup = _Dedup(stream, engine.settings.dedup_capacity)
+    pipeline: Pipeline[int] = Pipeline(engine, is_new=dedup.is_new, inputs=inputs)
 
     def take(step: Step[int]) -> None:
         for number, exc in step.refused:
@@ -189,14 +192,48 @@ def replay(
 
     for lines in iter_batches(path, max_line=engine.settings.max_event_bytes):
         take(pipeline.step(Message(line, path, number) for number, line in lines))
+        now = pipeline.guard.eviction_time()
+        if stream.evict_idle and now is not None:
+            _evict_idle(report, engine, dedup, now)
         if progress is not None:
             progress(len(lines))
     take(pipeline.finish())
+    live = set(engine.client_ids())
     for client in report.clients.values():
-        client.extraction = engine.extraction(client.client_id)
+        if client.client_id in live:  # else evicted: its extraction as of then
+            client.extraction = engine.extraction(client.client_id)
     if campaigns is not None:
         report.campaigns = [c.to_dict() for c in campaigns.campaigns() if c.first_alert_ts is not None]
     return report
+
+
+class _Dedup:
+    """Drops redeliveries in the scope ``stream.dedup_scope`` names."""
+
+    def __init__(self, stream: StreamSettings, stream_capacity: int) -> None:
+        self.per_client = stream.dedup_per_client
+        self.filters: dict[str, RequestIdFilter] = {}
+        self.whole = RequestIdFilter(stream_capacity) if stream.dedup_scope == "stream" else None
+
+    def is_new(self, event: Event, _line: int) -> bool:
+        if self.whole is not None:
+            return self.whole.is_new(event.request_id)
+        seen = self.filters.get(event.client_id)
+        if seen is None:
+            seen = self.filters[event.client_id] = RequestIdFilter(self.per_client)
+        return seen.is_new(event.request_id)
+
+
+def _evict_idle(report: ReplayReport, engine: Detector, dedup: _Dedup, now: float) -> None:
+    """As the consumer's checkpoints do; the report keeps an evicted client's extraction."""
+    horizon = now - engine.settings.idle_evict_seconds
+    idle = [c for c in report.clients.values() if c.last_ts < horizon]
+    if not idle:
+        return
+    extraction = {c.client_id: engine.extraction(c.client_id) for c in idle}
+    for client_id in engine.evict_idle(now):
+        dedup.filters.pop(client_id, None)
+        report.clients[client_id].extraction = extraction.get(client_id)
 
 
 def _absorb(report: ReplayReport, result: BatchResult, history_points: int = 0) -> None:
@@ -209,6 +246,7 @@ def _absorb(report: ReplayReport, result: BatchResult, history_points: int = 0) 
             if history_points:
                 client.timeline = RiskTimeline(history_points)
         client.queries += 1
+        client.last_ts = u.ts
         if client.timeline is not None:
             client.timeline.add(client.queries, u.ts, u.risk)
         if u.risk >= client.risk:

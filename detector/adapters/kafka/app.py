@@ -53,17 +53,22 @@ class ConsumerApp:
         except BaseException:
             self._database.dispose()
             raise
-        self.processor = StreamProcessor(
-            detector_factory=detector_factory or default_detector_factory(settings, sessions),
-            sessions=sessions,
-            outputs=self._outputs,
-            sinks=consumer_sinks(self._outputs, decision_thresholds(settings.api)),
-            group_id=kafka.group_id,
-            checkpoint_every_events=kafka.checkpoint_every_events,
-            checkpoint_every_seconds=kafka.checkpoint_every_seconds,
-            max_event_bytes=settings.detection.max_event_bytes,
-            inputs=settings.inputs,
-        )
+        try:
+            self.processor = StreamProcessor(
+                detector_factory=detector_factory or default_detector_factory(settings, sessions),
+                sessions=sessions,
+                outputs=self._outputs,
+                sinks=consumer_sinks(self._outputs, decision_thresholds(settings.api)),
+                group_id=kafka.group_id,
+                checkpoint_every_events=kafka.checkpoint_every_events,
+                checkpoint_every_seconds=kafka.checkpoint_every_seconds,
+                max_event_bytes=settings.detection.max_event_bytes,
+                inputs=settings.inputs,
+                stream=settings.stream,
+            )
+        except BaseException:
+            self.close()
+            raise
 
     def owned_partitions(self) -> list[int]:
         """Partitions of the inference-log topic this member owns right now."""

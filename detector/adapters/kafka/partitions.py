@@ -5,10 +5,10 @@ checkpoints: how far it read, what the database last stored, and the outcomes an
 letters that the next checkpoint will commit together with the offset.
 
 A client's stored state is the engine's ``export_client`` bytes *plus* the client's recent
-request ids, so that a redelivered request is dropped after a restart exactly as it would
-have been without one. Duplicates of a request come from the same client, hence the same
-partition, and arrive close together (producer retries), so a short per-client memory
-suffices and keeps checkpoints small.
+request ids (``stream.dedup_per_client`` of them), so that a redelivered request is dropped
+after a restart exactly as it would have been without one. Duplicates of a request come
+from the same client, hence the same partition, and arrive close together (producer
+retries), so a short per-client memory suffices and keeps checkpoints small.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from querywatch.detector.errors import QuerywatchError
 #: Key of a partition's held warm-up events among its stored client states (control
 #: characters are refused in client ids, so no client can have it).
 HELD_EVENTS_KEY = "\x00held"
-#: Request ids remembered per client (redeliveries older than this many of its requests pass).
-RECENT_REQUESTS_PER_CLIENT = 256
 _MAGIC = b"QWC1"
 _HEADER = struct.Struct(">4sI")
 
@@ -39,7 +37,7 @@ def pack_client_state(engine_state: bytes, recent: RequestIdFilter) -> bytes:
     """The stored form of a client: the engine's bytes and the client's recent request ids.
 
     >>> seen = RequestIdFilter(4); _ = seen.is_new("r1")
-    >>> state, again = unpack_client_state(pack_client_state(b"engine", seen))
+    >>> state, again = unpack_client_state(pack_client_state(b"engine", seen), 4)
     >>> state, again.is_new("r1"), again.is_new("r2")
     (b'engine', False, True)
     """
@@ -47,8 +45,9 @@ def pack_client_state(engine_state: bytes, recent: RequestIdFilter) -> bytes:
     return _HEADER.pack(_MAGIC, len(engine_state)) + engine_state + ids
 
 
-def unpack_client_state(blob: bytes) -> tuple[bytes, RequestIdFilter]:
-    """Split a stored client state into the engine's bytes and a request-id filter."""
+def unpack_client_state(blob: bytes, dedup_per_client: int) -> tuple[bytes, RequestIdFilter]:
+    """Split a stored client state into the engine's bytes and a filter of the client's
+    last ``dedup_per_client`` request ids."""
     if len(blob) < _HEADER.size:
         raise CorruptClientState("client state is truncated")
     magic, size = _HEADER.unpack_from(blob)
@@ -59,7 +58,7 @@ def unpack_client_state(blob: bytes) -> tuple[bytes, RequestIdFilter]:
         ids = json.loads(blob[_HEADER.size + size :])
     except ValueError as exc:
         raise CorruptClientState(f"client state has unreadable request ids: {exc}") from None
-    return engine_state, RequestIdFilter.from_state(list(ids), RECENT_REQUESTS_PER_CLIENT)
+    return engine_state, RequestIdFilter.from_state(list(ids), dedup_per_client)
 
 
 @dataclass
@@ -75,6 +74,7 @@ class PartitionWork:
     partition: int
     stored_offset: int | None
     started_at: float
+    dedup_per_client: int
     next_offset: int | None = None
     recent: dict[str, RequestIdFilter] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
@@ -103,7 +103,7 @@ class PartitionWork:
     def recent_requests(self, client_id: str) -> RequestIdFilter:
         filt = self.recent.get(client_id)
         if filt is None:
-            filt = self.recent[client_id] = RequestIdFilter(RECENT_REQUESTS_PER_CLIENT)
+            filt = self.recent[client_id] = RequestIdFilter(self.dedup_per_client)
         return filt
 
     def committed(self, now: float) -> None:

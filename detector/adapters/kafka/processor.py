@@ -35,11 +35,11 @@ from querywatch.detector.adapters.kafka.partitions import (
     pack_client_state,
     unpack_client_state,
 )
-from querywatch.detector.config import InputSettings
+from querywatch.detector.config import InputSettings, StreamSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.reference import pack_events, unpack_events
-from querywatch.detector.errors import InvalidEvent
+from querywatch.detector.errors import ConfigError, InvalidEvent
 from querywatch.detector.metrics import (
     CHECKPOINTS,
     CLIENTS_TRACKED,
@@ -90,6 +90,7 @@ class StreamProcessor:
         checkpoint_every_seconds: float,
         max_event_bytes: int,
         inputs: InputSettings | None = None,
+        stream: StreamSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = detector_factory()
@@ -100,6 +101,12 @@ class StreamProcessor:
         self._every_events = checkpoint_every_events
         self._every_seconds = checkpoint_every_seconds
         self._max_event_bytes = max_event_bytes
+        self._stream = stream = stream or StreamSettings()
+        if stream.dedup_scope != "client":
+            raise ConfigError(
+                "stream.dedup_scope must be 'client' for a consumer: its partitions share no memory "
+                "of request ids ('stream' is for replay)"
+            )
         self.pipeline: Pipeline[tuple[PartitionWork, Record]] = Pipeline(
             self.engine, is_new=self._is_new, inputs=inputs, max_event_bytes=max_event_bytes
         )
@@ -146,10 +153,10 @@ class StreamProcessor:
         topic, partition = key
         with transaction(self._sessions) as session:
             stored = load_partition(session=session, group_id=self.group_id, topic=topic, partition=partition)
-        work = PartitionWork(topic, partition, stored.next_offset, self._clock())
+        work = PartitionWork(topic, partition, stored.next_offset, self._clock(), self._stream.dedup_per_client)
         held = stored.client_states.pop(HELD_EVENTS_KEY, None)
         for client_id, blob in stored.client_states.items():
-            engine_state, recent = unpack_client_state(blob)
+            engine_state, recent = unpack_client_state(blob, self._stream.dedup_per_client)
             self.engine.import_client(client_id, engine_state)
             work.recent[client_id] = recent
             self._owner[client_id] = work
@@ -248,7 +255,8 @@ class StreamProcessor:
         self._route(step.result)
 
     def _is_new(self, event: Event, source: tuple[PartitionWork, Record]) -> bool:
-        """Whether ``event`` is not a redelivery (dedup per client, stored with its checkpoint)."""
+        """Whether ``event`` is not a redelivery (``stream.dedup_scope`` = client: stored
+        with its checkpoint)."""
         work = source[0]
         if not work.recent_requests(event.client_id).is_new(event.request_id):
             return False
@@ -316,7 +324,7 @@ class StreamProcessor:
 
     def _evict_idle(self) -> None:
         now = self.guard.eviction_time()
-        if now is None:
+        if now is None or not self._stream.evict_idle:
             return
         for client_id in self.engine.evict_idle(now):
             work = self._owner.pop(client_id, None)
