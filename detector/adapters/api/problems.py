@@ -17,17 +17,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from querywatch.detector.adapters.db.alerts import AlertNotFound, AlertStateConflict
 from querywatch.detector.adapters.db.clients import ClientNotFound
+from querywatch.detector.adapters.db.policies import InvalidPolicy, PolicyNotFound
 from querywatch.detector.adapters.db.session import UnstorableValue
+from querywatch.detector.adapters.db.webhooks import InvalidWebhookEndpoint, WebhookEndpointNotFound
+from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
+from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
 from querywatch.detector.errors import DatabaseNotMigrated, QuerywatchError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
-#: querywatch errors that reach the API, and the status each one means.
+#: querywatch errors that reach the API, and the status each one means: routes let them
+#: rise (no ``try``/``except`` per route), and every one becomes the same problem document.
 ERROR_STATUS: dict[type[QuerywatchError], int] = {
     AlertNotFound: 404,
     ClientNotFound: 404,
+    PolicyNotFound: 404,
+    WebhookEndpointNotFound: 404,
     AlertStateConflict: 409,
+    InvalidPolicy: 422,
+    InvalidWebhookEndpoint: 422,
+    InvalidWebhookSecret: 422,
+    UnsafeWebhookUrl: 422,
     DatabaseNotMigrated: 503,
 }
 

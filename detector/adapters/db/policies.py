@@ -33,6 +33,10 @@ class PolicyNotFound(QuerywatchError):
     """No such policy version or silence."""
 
 
+class InvalidPolicy(QuerywatchError, ValueError):
+    """A policy change or a silence querywatch cannot apply (e.g. an unknown mode)."""
+
+
 def as_policy(row: ModelPolicyRow | None, model_id: str) -> ModelPolicy:
     if row is None:
         return ModelPolicy(model_id)
@@ -60,9 +64,9 @@ def set_policy(*, session: Session, model_id: str, changes: dict[str, Any], acto
     """Apply ``changes`` (a subset of ``POLICY_FIELDS``; None clears an override) as a new version."""
     unknown = set(changes) - set(POLICY_FIELDS)
     if unknown:
-        raise ValueError(f"unknown policy fields: {', '.join(sorted(unknown))}")
+        raise InvalidPolicy(f"unknown policy fields: {', '.join(sorted(unknown))}")
     if "mode" in changes and changes["mode"] not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        raise InvalidPolicy(f"mode must be one of {', '.join(MODES)}")
     row = session.get(ModelPolicyRow, model_id)
     if row is None:
         row = ModelPolicyRow(model_id=model_id, mode="enforce", version=0, updated_by=actor)
@@ -132,7 +136,7 @@ def add_silence(
     reason_contains: str | None = None,
 ) -> SilenceRow:
     if expires_at <= utcnow():
-        raise ValueError("a silence must expire in the future")
+        raise InvalidPolicy("a silence must expire in the future")
     row = SilenceRow(
         client_id=client_id,
         model_id=model_id,

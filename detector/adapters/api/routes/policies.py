@@ -190,12 +190,7 @@ def model_policy_versions(
 )
 def revert_model_policy(session: SessionDep, key: AdminKey, model_id: ModelId, body: Revert) -> PolicyPublic:
     """Make an earlier version current again (recorded as a new version). Audited."""
-    try:
-        row = store.revert_policy(
-            session=session, model_id=model_id, version=body.version, actor=actor_name(key)
-        )
-    except store.PolicyNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    row = store.revert_policy(session=session, model_id=model_id, version=body.version, actor=actor_name(key))
     audit.record(
         session=session,
         actor=actor_name(key),
@@ -256,19 +251,16 @@ def create_silence(session: SessionDep, key: AdminKey, body: SilenceCreate) -> S
     PagerDuty)."""
     if not any((body.client_id, body.model_id, body.campaign_id, body.reason_contains)):
         raise HTTPException(422, "a silence needs at least one matcher (client, model, campaign or reason)")
-    try:
-        row = store.add_silence(
-            session=session,
-            actor=actor_name(key),
-            comment=body.comment,
-            expires_at=body.expires_at,
-            client_id=body.client_id,
-            model_id=body.model_id,
-            campaign_id=body.campaign_id,
-            reason_contains=body.reason_contains,
-        )
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    row = store.add_silence(
+        session=session,
+        actor=actor_name(key),
+        comment=body.comment,
+        expires_at=body.expires_at,
+        client_id=body.client_id,
+        model_id=body.model_id,
+        campaign_id=body.campaign_id,
+        reason_contains=body.reason_contains,
+    )
     public = SilencePublic.model_validate(row)
     audit.record(
         session=session,
@@ -286,10 +278,7 @@ def create_silence(session: SessionDep, key: AdminKey, body: SilenceCreate) -> S
 @router.delete("/silences/{silence_id}", status_code=204, responses={**ADMIN, **problems(404)})
 def remove_silence(session: SessionDep, key: AdminKey, silence_id: SilenceId) -> Response:
     """End a silence now. Audited."""
-    try:
-        row = store.remove_silence(session=session, silence_id=silence_id, actor=actor_name(key))
-    except store.PolicyNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    row = store.remove_silence(session=session, silence_id=silence_id, actor=actor_name(key))
     audit.record(
         session=session, actor=actor_name(key), action="silence.remove", target=f"silence:{silence_id}"
     )

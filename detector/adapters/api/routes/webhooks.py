@@ -165,10 +165,7 @@ class DeliveryPage(BaseModel):
 
 
 def _endpoint(session: Session, endpoint_id: int) -> WebhookEndpointRow:
-    try:
-        return store.get_endpoint(session=session, endpoint_id=endpoint_id)
-    except store.WebhookEndpointNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return store.get_endpoint(session=session, endpoint_id=endpoint_id)
 
 
 def _audit(session: Session, key: Principal, action: str, target: str) -> None:
@@ -186,19 +183,16 @@ def create_webhook(
 ) -> WebhookWithSecret:
     """Register a receiver. Its URL must resolve to public addresses (unless allowed by
     `QUERYWATCH_WEBHOOKS__ALLOW_HOSTS`). The answer carries the signing secret, once."""
-    try:
-        endpoint = endpoints.create_endpoint(
-            session=session,
-            url=body.url,
-            allow_hosts=settings.webhooks.allow_hosts,
-            min_severity=body.min_severity,
-            model_id=body.model_id,
-            kind=body.kind,
-            event_types=None if body.event_types is None else list(body.event_types),
-            routing_key=body.routing_key,
-        )
-    except (UnsafeWebhookUrl, store.InvalidWebhookEndpoint) as exc:
-        raise HTTPException(422, str(exc)) from None
+    endpoint = endpoints.create_endpoint(
+        session=session,
+        url=body.url,
+        allow_hosts=settings.webhooks.allow_hosts,
+        min_severity=body.min_severity,
+        model_id=body.model_id,
+        kind=body.kind,
+        event_types=None if body.event_types is None else list(body.event_types),
+        routing_key=body.routing_key,
+    )
     audit.record(
         session=session,
         actor=actor_name(key),
@@ -267,15 +261,12 @@ def rotate_webhook_secret(
     request if any signature verifies), so nothing is rejected while the receiver switches.
     """
     _endpoint(session, endpoint_id)
-    try:
-        endpoint = endpoints.rotate_secret(
-            session=session,
-            endpoint_id=endpoint_id,
-            secret=body.secret if body else None,
-            overlap_seconds=body.overlap_seconds if body else 0.0,
-        )
-    except InvalidWebhookSecret as exc:
-        raise HTTPException(422, str(exc)) from None
+    endpoint = endpoints.rotate_secret(
+        session=session,
+        endpoint_id=endpoint_id,
+        secret=body.secret if body else None,
+        overlap_seconds=body.overlap_seconds if body else 0.0,
+    )
     _audit(session, key, "webhook.rotate", f"webhook:{endpoint_id}")
     session.commit()
     return WebhookWithSecret.model_validate(endpoint)
