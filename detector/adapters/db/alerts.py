@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from querywatch.detector.adapters.db.session import where_equal
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, utcnow
 from querywatch.detector.errors import QuerywatchError
+from querywatch.detector.adapters.db.session import on_commit
 from querywatch.detector.metrics import ALERTS_CLOSED
 
 
@@ -120,7 +121,7 @@ def resolve_alert(
     alert.resolved_at = utcnow()
     alert.resolution_note = note
     alert.false_positive = false_positive
-    ALERTS_CLOSED.labels(by="analyst").inc()
+    on_commit(session, ALERTS_CLOSED.labels(by="analyst").inc)  # counted once it is true
     return alert
 
 
