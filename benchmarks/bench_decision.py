@@ -4,7 +4,8 @@ Starts ``querywatch serve`` as its own process (as in production: the client's w
 the server's do not share one interpreter lock) on a free loopback port against a fresh,
 migrated SQLite file (or the database given with ``--database-url``), fills it with
 ``--clients`` clients, then sends ``--requests`` sequential keep-alive requests for random
-known and unknown clients and prints the latency percentiles. Target: p99 <= 5 ms
+known and unknown clients and prints the latency percentiles, and the CPU time the server
+process spent per request (steadier than latency on a busy machine). Target: p99 <= 5 ms
 locally. ``--in-process`` runs uvicorn in a thread of this process instead;
 ``--endpoint authz`` measures the gateway form, ``GET /v1/authz``. ``--hot N`` asks about
 N known clients only (a gateway asks about the same active clients again and again, so
@@ -70,7 +71,7 @@ def fill(settings_url: str, clients: int) -> None:
 
 
 @contextlib.contextmanager
-def served(settings: Settings, url: str) -> Iterator[tuple[str, dict[str, str]]]:
+def served(settings: Settings, url: str) -> Iterator[tuple[str, dict[str, str], int | None]]:
     """``querywatch serve`` in a child process; yields its base URL and reader headers."""
     engine = make_engine(settings.database)
     with transaction(make_sessionmaker(engine)) as session:
@@ -98,16 +99,24 @@ def served(settings: Settings, url: str) -> Iterator[tuple[str, dict[str, str]]]
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("querywatch serve did not start")
             time.sleep(0.2)
-        yield base, {"X-API-Key": key}
+        yield base, {"X-API-Key": key}, server.pid
     finally:
         server.terminate()
         server.wait(timeout=10)
 
 
 @contextlib.contextmanager
-def in_process(settings: Settings) -> Iterator[tuple[str, dict[str, str]]]:
+def in_process(settings: Settings) -> Iterator[tuple[str, dict[str, str], int | None]]:
     with running_api(settings) as api:
-        yield api.base_url, api.reader_headers
+        yield api.base_url, api.reader_headers, None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) a process used so far; 0 when not measured (in-process)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -146,17 +155,19 @@ def main() -> None:
         fill(url, args.clients)
         print(f"filled {args.clients} clients in {time.perf_counter() - started:.1f} s")
         server = in_process(settings) if args.in_process else served(settings, url)
-        with server as (base_url, headers), httpx.Client(base_url=base_url, headers=headers) as http:
+        with server as (base_url, headers, pid), httpx.Client(base_url=base_url, headers=headers) as http:
             rng = random.Random(1)
             for _ in range(200):  # warm-up: connections, caches, code paths
                 ask(http, f"acct-{rng.randrange(known_ids)}")
             latencies = []
+            cpu_started = cpu_seconds(pid)
             for _ in range(args.requests):
                 known = args.hot or rng.random() < 0.9
                 client_id = f"acct-{rng.randrange(known_ids)}" if known else f"new-{rng.randrange(10**9)}"
                 t0 = time.perf_counter()
                 ask(http, client_id)
                 latencies.append((time.perf_counter() - t0) * 1000)
+            server_cpu = cpu_seconds(pid) - cpu_started
     cuts = statistics.quantiles(latencies, n=1000)
     print(
         f"{args.endpoint} endpoint, {args.requests} sequential requests over HTTP keep-alive, "
@@ -169,6 +180,8 @@ def main() -> None:
         f"   max {max(latencies):.2f} ms"
     )
     print(f"  throughput {1000 / statistics.fmean(latencies):.0f} requests/s on one connection")
+    if server_cpu:  # steadier than latency on a busy machine: what the server itself spent
+        print(f"  server CPU {server_cpu * 1000 / args.requests:.3f} ms per request")
 
 
 if __name__ == "__main__":
