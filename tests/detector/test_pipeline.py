@@ -8,16 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from querywatch.detector.adapters.db.checkpoints import load_partition
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.kafka.partitions import HELD_EVENTS_KEY
 from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor
 from querywatch.detector.adapters.sinks import stored_sinks
+from querywatch.detector.config import StreamSettings
 from querywatch.detector.engine.events import Event, RequestIdFilter
+from querywatch.detector.errors import ConfigError
 from querywatch.detector.pipeline.loop import Message, Pipeline
+from querywatch.detector.pipeline.replay import replay
 from querywatch.detector.pipeline.sinks import Sinks
-from tests.detector.test_engine import DIM, _benign, _profiled_engine
+from tests.detector.test_engine import DIM, SETTINGS, _benign, _profiled_engine
 from tests.kafka.harness import migrated_database
 
 
@@ -123,3 +127,47 @@ def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: 
         stored = load_partition(session=session, group_id="g", topic="t", partition=0)
     assert stored.next_offset == len(values) and set(stored.client_states) == {"a", HELD_EVENTS_KEY}
     sql.dispose()
+
+
+def _trace(tmp_path: Path, lines: list[bytes]) -> Path:
+    path = tmp_path / "trace.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_replay_dedups_per_client_by_default_or_over_the_whole_trace(tmp_path: Path) -> None:
+    x = [0.5] * DIM
+    path = _trace(tmp_path, [_line("same", "a", x), _line("same", "b", x), _line("same", "a", x)])
+    per_client = replay(path, _profiled_engine())
+    whole = replay(path, _profiled_engine(), stream=StreamSettings(dedup_scope="stream"))
+    assert (per_client.events, per_client.duplicates) == (2, 1)
+    assert (whole.events, whole.duplicates) == (1, 2)
+
+
+def test_replay_evicts_idle_clients_as_the_consumer_does(tmp_path: Path) -> None:
+    day = 86400.0
+    x = [0.5] * DIM
+    early = [_line(f"old-{i}", "old", x, ts=float(i)) for i in range(3)]
+    late = [_line(f"new-{i}", f"c{i % 3}", x, ts=10 * day + i) for i in range(3000)]  # 2 batches on
+    path = _trace(tmp_path, early + late)
+    engine = _profiled_engine(SETTINGS.model_copy(update={"idle_evict_seconds": day}))
+    report = replay(path, engine)
+    assert "old" not in engine.client_ids() and report.clients["old"].queries == 3
+    kept = _profiled_engine(SETTINGS.model_copy(update={"idle_evict_seconds": day}))
+    replay(path, kept, stream=StreamSettings(evict_idle=False))
+    assert "old" in kept.client_ids()
+
+
+def test_a_consumer_refuses_a_dedup_scope_its_partitions_cannot_share(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="dedup_scope"):
+        StreamProcessor(
+            detector_factory=_profiled_engine,
+            sessions=make_sessionmaker(make_engine(migrated_database(tmp_path))),
+            outputs=_Outputs(),
+            sinks=Sinks([]),
+            group_id="g",
+            checkpoint_every_events=10,
+            checkpoint_every_seconds=60.0,
+            max_event_bytes=4096,
+            stream=StreamSettings(dedup_scope="stream"),
+        )

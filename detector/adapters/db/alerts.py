@@ -13,10 +13,9 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from querywatch.detector.adapters.db.session import where_equal
+from querywatch.detector.adapters.db.session import on_commit, where_equal
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, utcnow
 from querywatch.detector.errors import QuerywatchError
-from querywatch.detector.adapters.db.session import on_commit
 from querywatch.detector.metrics import ALERTS_CLOSED
 
 

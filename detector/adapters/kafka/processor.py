@@ -153,7 +153,9 @@ class StreamProcessor:
         topic, partition = key
         with transaction(self._sessions) as session:
             stored = load_partition(session=session, group_id=self.group_id, topic=topic, partition=partition)
-        work = PartitionWork(topic, partition, stored.next_offset, self._clock(), self._stream.dedup_per_client)
+        work = PartitionWork(
+            topic, partition, stored.next_offset, self._clock(), self._stream.dedup_per_client
+        )
         held = stored.client_states.pop(HELD_EVENTS_KEY, None)
         for client_id, blob in stored.client_states.items():
             engine_state, recent = unpack_client_state(blob, self._stream.dedup_per_client)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from querywatch.detector.adapters.api.cursors import PageLimit
@@ -23,8 +23,6 @@ from querywatch.detector.adapters.db.apikeys import Principal
 from querywatch.detector.adapters.db.session import Session
 from querywatch.detector.adapters.db.tables import WebhookEndpointRow
 from querywatch.detector.adapters.delivery import endpoints
-from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
-from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
 
 router = APIRouter(tags=["webhooks"])
 EndpointId = Annotated[int, Path(ge=1, le=2**62, description="The webhook endpoint's id.")]
