@@ -8,9 +8,15 @@ from querywatch.detector.config import Settings
 from querywatch.detector.engine.outcomes import ALERT_OPENED, Alert, AlertEvent
 
 
-def test_the_openapi_document_lists_the_three_alert_events() -> None:
+def test_the_openapi_document_lists_the_alert_events_and_notices() -> None:
     doc = create_app(Settings()).openapi()
-    assert sorted(doc["webhooks"]) == ["alert.closed", "alert.opened", "alert.updated"]
+    assert sorted(doc["webhooks"]) == [
+        "alert.closed",
+        "alert.opened",
+        "alert.updated",
+        "monitor.digest",
+        "silence.created",
+    ]
     body = doc["webhooks"]["alert.updated"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["$ref"].endswith("/StandardWebhookBody")
 

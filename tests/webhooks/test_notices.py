@@ -11,8 +11,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import select, update
 
+from querywatch.detector.adapters.api.webhook_docs import (
+    DigestAlertV1,
+    MonitorDigestBody,
+    MonitorDigestV1,
+    SilenceCreatedBody,
+    SilenceCreatedV1,
+)
 from querywatch.detector.adapters.db import policies
 from querywatch.detector.adapters.db.notices import announce_silence
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, NoticeRow, WebhookDeliveryRow
@@ -33,6 +41,10 @@ def slack() -> Iterator[Slack]:
 
 def bodies(receiver: Receiver) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in receiver.received]
+
+
+def documented(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
 
 
 def delivery_states(db: Db) -> dict[tuple[int, str], str]:
@@ -100,6 +112,8 @@ def test_a_silence_is_announced_to_webhooks_and_slack_but_not_pagerduty(
 
     [sent] = bodies(receiver)
     assert sent["type"] == "silence.created" and receiver.received[0].headers["webhook-id"].startswith("msg_")
+    assert documented(SilenceCreatedV1) == set(sent["data"])  # the OpenAPI document's webhooks section
+    SilenceCreatedBody.model_validate(sent)
     assert sent["data"]["silence"]["matchers"] == {"client_id": "acct-qa", "model_id": MODEL}
     assert sent["data"]["silence"]["created_by"] == "ana (key #1)"
     [message] = slack.messages
@@ -138,6 +152,8 @@ def test_a_monitor_mode_model_sends_one_digest_a_day_of_what_would_have_paged(
     assert sender.run_once() == 2  # yesterday's digest, to the webhook and to Slack
     [digest] = bodies(receiver)
     data = digest["data"]
+    assert documented(MonitorDigestV1) == set(data) and documented(DigestAlertV1) == set(data["alerts"][0])
+    MonitorDigestBody.model_validate(digest)
     assert digest["type"] == "monitor.digest" and data["model_id"] == MODEL
     assert data["day"] == now.date().isoformat() and data["alerts_count"] == 2
     assert [a["alert_id"] for a in data["alerts"]] == [quiet[1].alert_id, quiet[0].alert_id]  # riskiest first

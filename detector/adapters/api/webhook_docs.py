@@ -50,6 +50,68 @@ class StandardWebhookBody(BaseModel):
     data: AlertEventV1
 
 
+class SilenceV1(BaseModel):
+    id: int
+    matchers: dict[str, str] = Field(
+        description="The set ones of client_id, model_id, campaign_id, reason_contains."
+    )
+    comment: str
+    created_by: str
+    expires_at: str
+
+
+class SilenceCreatedV1(BaseModel):
+    """A silence was made: matching alerts page nobody until it expires or is removed."""
+
+    type: Literal["silence.created"]
+    event_time: str
+    silence: SilenceV1
+    links: dict[str, str]
+
+
+class DigestAlertV1(BaseModel):
+    alert_id: str
+    kind: Literal["client", "campaign"]
+    subject_id: str
+    severity: Literal["low", "medium", "high", "critical"]
+    peak_risk: float
+    opened_at: str
+    state: str
+    reasons: list[str] = Field(description="Its first three reasons.")
+
+
+class MonitorDigestV1(BaseModel):
+    """A monitor-mode model's day: the alerts that would have paged (riskiest first, at most 100)."""
+
+    type: Literal["monitor.digest"]
+    event_time: str
+    model_id: str
+    day: str = Field(description="The UTC day covered, YYYY-MM-DD.")
+    start: str = Field(
+        alias="from", description="Start of the time covered (monitor mode began, or the day)."
+    )
+    to: str
+    alerts_count: int = Field(description="Every alert of the period, also those not listed.")
+    alerts: list[DigestAlertV1]
+    links: dict[str, str]
+
+
+class SilenceCreatedBody(BaseModel):
+    """Standard Webhooks body of a silence announcement (not sent to PagerDuty)."""
+
+    type: Literal["silence.created"]
+    timestamp: str
+    data: SilenceCreatedV1
+
+
+class MonitorDigestBody(BaseModel):
+    """Standard Webhooks body of a monitor-mode digest (not sent to PagerDuty)."""
+
+    type: Literal["monitor.digest"]
+    timestamp: str
+    data: MonitorDigestV1
+
+
 def document_webhooks(app: FastAPI) -> None:
     for event, what in (
         ("alert.opened", "An alert opened: risk reached the alert level."),
@@ -61,3 +123,14 @@ def document_webhooks(app: FastAPI) -> None:
             """Answer 2xx quickly; verify the Standard Webhooks signature first."""
 
         app.webhooks.post(event, summary=what, description=what)(receive)
+
+    def silence_created(body: SilenceCreatedBody) -> None:
+        """Answer 2xx quickly; verify the Standard Webhooks signature first."""
+
+    def monitor_digest(body: MonitorDigestBody) -> None:
+        """Answer 2xx quickly; verify the Standard Webhooks signature first."""
+
+    what = "A silence was made (announced to standard and Slack endpoints)."
+    app.webhooks.post("silence.created", summary=what, description=what)(silence_created)
+    what = "Once a day per model in monitor mode: the alerts that would have paged the day before."
+    app.webhooks.post("monitor.digest", summary=what, description=what)(monitor_digest)
