@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
         "dispatch",
         help="Send alert webhooks from the outbox (retries, backoff, signatures).",
         description="Deliver pending alert webhooks until SIGTERM or Ctrl-C; "
-        "the current batch is finished before the process exits.",
+        "the deliveries in flight are finished before the process exits.",
     )
     dispatch.add_argument("--once", action="store_true", help="Send what is due now, then exit.")
     metrics_port_argument(dispatch)
@@ -47,7 +47,7 @@ def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         stop = threading.Event()
 
         def request_stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: finishing the current batch", signum)
+            log.info("signal %d: finishing the deliveries in flight", signum)
             stop.set()
 
         signal.signal(signal.SIGTERM, request_stop)
