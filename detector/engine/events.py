@@ -95,7 +95,7 @@ def _sources(meta: Any) -> tuple[str | None, str | None, str | None]:
     """The grouping keys an event's ``meta`` carries: ip, user agent, organisation."""
     # Only the keys it has are looked up: simdjson's get() of a missing key raises and
     # catches an error inside, which cost as much as the rest of the event's fast path.
-    keys = meta.keys()
+    keys = tuple(meta.keys())  # simdjson's keys() is a generator: membership would consume it
     ip, user_agent, org, owner = (_source(meta, k) if k in keys else None for k in _SOURCE_KEYS)
     return ip, user_agent, org or owner
 
@@ -257,12 +257,12 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
             return None
         vector = np.frombuffer(array.as_buffer(of_type="d"))
         label = scores = None
-        keys = doc.keys()  # optional parts are looked up only if present (see _sources)
+        keys = tuple(doc.keys())  # optional parts are looked up only if present (see _sources)
         prediction = doc.get("prediction") if "prediction" in keys else None
         if prediction is not None:
             if type(prediction) is not simdjson.Object:
                 return None
-            answer = prediction.keys()
+            answer = tuple(prediction.keys())
             label = prediction.get("label") if "label" in answer else None
             array = prediction.get("scores") if "scores" in answer else None
             if array is not None:

@@ -119,3 +119,24 @@ def test_request_id_filter_state_round_trip() -> None:
         f.is_new(r)
     g = RequestIdFilter.from_state(f.state(), capacity=3)
     assert not g.is_new("d") and g.is_new("a")
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({"ip": "192.0.2.1", "user_agent": "ua/1", "org": "acme"}, ("192.0.2.1", "ua/1", "acme")),
+        ({"account_owner": "acme", "latency_ms": 3}, (None, None, "acme")),
+        ({"org": "", "account_owner": "acme"}, (None, None, "acme")),
+        ({"ip": 7}, (None, None, None)),
+        ({}, (None, None, None)),
+    ],
+)
+def test_sources_are_read_alike_by_the_fast_and_the_exact_path(
+    meta: dict[str, object], expected: tuple[str | None, ...]
+) -> None:
+    event = {"request_id": "r", "ts": 1.0, "client_id": "c", "model_id": "m", "input": [1.0], "meta": meta}
+    raw = json.dumps(event).encode()
+    fast = events._parse_common(raw)
+    exact = parse_event(event)
+    assert fast is not None
+    assert (fast.ip, fast.user_agent, fast.org) == (exact.ip, exact.user_agent, exact.org) == expected
