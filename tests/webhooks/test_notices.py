@@ -21,10 +21,11 @@ from querywatch.detector.adapters.api.webhook_docs import (
     SilenceCreatedBody,
     SilenceCreatedV1,
 )
-from querywatch.detector.adapters.db import policies
+from querywatch.detector.adapters.db import policies, tables
 from querywatch.detector.adapters.db.notices import announce_silence
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, NoticeRow, WebhookDeliveryRow
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.engine import outcomes
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.slack import Slack, running_slack, violations
@@ -173,3 +174,7 @@ def test_a_monitor_mode_model_sends_one_digest_a_day_of_what_would_have_paged(
     with db.sessions() as session:
         assert len(session.scalars(select(NoticeRow)).all()) == 2
     assert standard.id in {e for e, _ in delivery_states(db)}
+
+
+def test_the_storage_schema_knows_every_notice_type() -> None:
+    assert tables.NOTICE_TYPES == outcomes.NOTICE_TYPES
