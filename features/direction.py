@@ -91,14 +91,20 @@ class RecentDirections:
         self._ring = array("q", [-1] * slots)  # -1: empty slot
         self._next = 0
 
-    def seen_before(self, signature: int) -> bool:
+    def contains(self, signature: int) -> bool:
         """True if ``signature`` is within ``MAX_BITS`` bits of a remembered direction, or of
-        its opposite (all bits but ``MAX_BITS`` differ); remembers it otherwise."""
+        its opposite (all bits but ``MAX_BITS`` differ)."""
         for old in self._ring:
             if old >= 0:
                 differ = _bits(old ^ signature)
                 if differ <= MAX_BITS or differ >= 63 - MAX_BITS:
                     return True
+        return False
+
+    def seen_before(self, signature: int) -> bool:
+        """``contains(signature)``; remembers it when not."""
+        if self.contains(signature):
+            return True
         self._ring[self._next] = signature
         self._next = (self._next + 1) % len(self._ring)
         return False

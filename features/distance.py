@@ -91,6 +91,14 @@ class QueryDistances:
         if len(res):
             j, nearest, same_label = res.nearest(code, label)
             near = 0 < nearest <= self._near_limit
+            # A structured step from the nearest earlier query, unless it goes along a line the
+            # client has been sweeping. Remembered like the moves from the previous query (when
+            # the neighbour is the previous query, the check below judges that move).
+            if 0 < nearest <= self._step_limit and is_structured_step(res.code(j), code):
+                parent = res.code(j)
+                step = np.array_equal(parent, self._last) or not self._directions.seen_before(
+                    direction_simhash(parent, code)
+                )
             # Only a move from the previous query: a sweep walks one line point after point,
             # while a thief stepping many records the same way (a fixed per-class gradient
             # sign) moves from a different record each time.
@@ -103,8 +111,10 @@ class QueryDistances:
                 )
             else:
                 self._anchor[:] = code
-            if 0 < nearest <= self._step_limit and not revisit:
-                step = is_structured_step(res.code(j), code)
+                if nearest <= self._step_limit:  # a step candidate: a sweep's wider moves repeat too
+                    wide = near_direction(self._last, code, self._step_limit)
+                    revisit = wide >= 0 and self._directions.seen_before(wide)
+            step = step and not revisit
             if same_label >= 0:
                 self._add_distance(math.sqrt(same_label) / 255.0)
         step, self._pending = self._pending and not revisit, step
