@@ -332,7 +332,7 @@ def _fit(
     if margins is not None:
         kept_margins = np.asarray(margins, dtype=np.float64)[keep]
         m = kept_margins[np.isfinite(kept_margins)]
-        margin_threshold = float(np.quantile(m, 0.05)) if len(m) else 0.0
+        margin_threshold = boundary_margin(m)
     draft = ReferenceProfile(
         model_id=model_id,
         version=version,
@@ -362,6 +362,21 @@ def _fit(
         seed=seed,
     )
     return replace(draft, ood_threshold=threshold, calibration=calibration)
+
+
+def boundary_margin(margins: FloatArray) -> float:
+    """The margin below which an answer is *on the boundary*: the reference's 5th percentile,
+    or 0 (no answer is) when that percentile does not separate the answers — at least 95% of
+    them tie at the top (saturated answers, e.g. a model's answers on its own training data,
+    which say nothing about how confident it is on new inputs).
+
+    >>> boundary_margin(np.linspace(0.0, 1.0, 101)), boundary_margin(np.r_[np.full(97, 1.0), 0.2, 0.3, 0.5])
+    (0.05, 0.0)
+    """
+    if not len(margins):
+        return 0.0
+    threshold = float(np.quantile(margins, 0.05))
+    return 0.0 if threshold >= float(np.max(margins)) - 1e-3 else threshold
 
 
 def _class_indices(
