@@ -139,3 +139,20 @@ def test_reader_gets_403_and_no_key_401(api: ApiServer) -> None:
         assert client.get("/v1/webhooks").status_code == 401
         assert client.get("/v1/webhooks", headers=api.reader_headers).status_code == 403
         assert client.post("/v1/alerts/al_x/redeliver", headers=api.reader_headers).status_code == 403
+
+
+def test_deliveries_page_with_the_cursor_every_list_uses(api: ApiServer, admin: httpx.Client, db: Db) -> None:
+    endpoint = admin.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}).json()
+    for n in range(3):
+        add_alert(db.sessions, n + 1)
+    path = f"/v1/webhooks/{endpoint['id']}/deliveries"
+    first = admin.get(path, params={"limit": 2}).json()
+    assert len(first["items"]) == 2 and isinstance(first["next_cursor"], str)
+    rest = admin.get(path, params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    ids = [d["id"] for d in first["items"] + rest["items"]]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 3
+    older = admin.get(path, params={"before": str(ids[1])}).json()  # an earlier release's cursor
+    assert [d["id"] for d in older["items"]] == ids[2:]
+    bad = admin.get(path, params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"

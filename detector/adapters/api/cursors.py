@@ -1,6 +1,10 @@
 """Opaque keyset-pagination cursors: the sort key of a page's last row, base64url JSON.
 
-A cursor that does not decode is the caller's mistake (400), never a server error.
+Every list endpoint pages the same way: `limit` and `cursor` in, `items` and `next_cursor`
+out (null on the last page). A cursor that does not decode is the caller's mistake (400),
+never a server error. The alerts change feed (`GET /v1/alerts?after=`) is not a page but a
+position in the event log that a collector stores: its `after`/`next_after` is the event
+id, by design.
 """
 
 from __future__ import annotations
@@ -79,3 +83,21 @@ def alert_cursor(cursor: str | None) -> AlertCursor | None:
     if when is None or when.tzinfo is None or not isinstance(alert_id, str):
         raise HTTPException(400, "cursor is not one this API returned")
     return AlertCursor(when, alert_id)
+
+
+def delivery_cursor(cursor: str | None) -> int | None:
+    """The delivery id a deliveries page continues below; a plain number is the cursor of
+    earlier releases (the id itself), still accepted.
+
+    >>> delivery_cursor(encode([41])), delivery_cursor("41"), delivery_cursor(None)
+    (41, 41, None)
+    """
+    if cursor is None:
+        return None
+    if cursor.isdigit():
+        value: Any = int(cursor)
+    else:
+        (value,) = decode(cursor, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**62:
+        raise HTTPException(400, "cursor is not one this API returned")
+    return value

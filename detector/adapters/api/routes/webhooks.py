@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from querywatch.detector.adapters.api.cursors import PageLimit
+from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.deps import AdminKey, SessionDep, SettingsDep, actor_name
 from querywatch.detector.adapters.api.routes.responses import ADMIN, problems
 from querywatch.detector.adapters.api.schemas import Severity
@@ -159,7 +160,7 @@ class DeliveryPublic(BaseModel):
 
 class DeliveryPage(BaseModel):
     items: list[DeliveryPublic]
-    next_cursor: int | None = Field(description="Pass as `before` for the next page; null on the last page.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 def _endpoint(session: Session, endpoint_id: int) -> WebhookEndpointRow:
@@ -281,20 +282,28 @@ def endpoint_deliveries(
     endpoint_id: EndpointId,
     state: Annotated[DeliveryState | None, Query(description="Only deliveries in this state.")] = None,
     limit: PageLimit = 50,
+    cursor: cursors.PageCursor = None,
     before: Annotated[
-        int | None, Query(ge=1, le=2**62, description="`next_cursor` of the previous page.")
+        str | None,
+        Query(
+            max_length=2048,
+            deprecated=True,
+            description="What `cursor` was called in earlier releases (their numeric cursors still work).",
+        ),
     ] = None,
 ) -> DeliveryPage:
-    """An endpoint's deliveries, newest first, with status and last error."""
+    """An endpoint's deliveries, newest first, with status and last error. Keyset-paginated:
+    follow `next_cursor`, as on every list."""
     _endpoint(session, endpoint_id)
     rows = store.list_deliveries(
-        session=session, limit=limit + 1, endpoint_id=endpoint_id, state=state, before_id=before
+        session=session,
+        limit=limit + 1,
+        endpoint_id=endpoint_id,
+        state=state,
+        before_id=cursors.delivery_cursor(cursor or before),
     )
-    page = rows[:limit]
-    return DeliveryPage(
-        items=[DeliveryPublic.model_validate(d) for d in page],
-        next_cursor=page[-1].id if len(rows) > limit else None,
-    )
+    items, next_cursor = cursors.page(rows, limit, lambda d: [d.id])
+    return DeliveryPage(items=[DeliveryPublic.model_validate(d) for d in items], next_cursor=next_cursor)
 
 
 @router.get(
