@@ -70,6 +70,7 @@ class ClientReport:
     extraction: float | None = None
     last_ts: float = float("-inf")
     """Event time of its latest event (an idle client's extraction is kept at eviction)."""
+    evicted: bool = False
 
 
 @dataclass
@@ -175,6 +176,7 @@ def replay(
     report = ReplayReport()
     dedup = _Dedup(stream, engine.settings.dedup_capacity)
     pipeline: Pipeline[int] = Pipeline(engine, is_new=dedup.is_new, inputs=inputs)
+    eviction = _Eviction(engine.settings.idle_evict_seconds)
 
     def take(step: Step[int]) -> None:
         for number, exc in step.refused:
@@ -193,14 +195,13 @@ def replay(
     for lines in iter_batches(path, max_line=engine.settings.max_event_bytes):
         take(pipeline.step(Message(line, path, number) for number, line in lines))
         now = pipeline.guard.eviction_time()
-        if stream.evict_idle and now is not None:
-            _evict_idle(report, engine, dedup, now)
+        if stream.evict_idle and now is not None and now >= eviction.due:
+            eviction.run(report, engine, dedup, now)
         if progress is not None:
             progress(len(lines))
     take(pipeline.finish())
-    live = set(engine.client_ids())
     for client in report.clients.values():
-        if client.client_id in live:  # else evicted: its extraction as of then
+        if not client.evicted:  # else its extraction as of its eviction
             client.extraction = engine.extraction(client.client_id)
     if campaigns is not None:
         report.campaigns = [c.to_dict() for c in campaigns.campaigns() if c.first_alert_ts is not None]
@@ -224,16 +225,26 @@ class _Dedup:
         return seen.is_new(event.request_id)
 
 
-def _evict_idle(report: ReplayReport, engine: Detector, dedup: _Dedup, now: float) -> None:
-    """As the consumer's checkpoints do; the report keeps an evicted client's extraction."""
-    horizon = now - engine.settings.idle_evict_seconds
-    idle = [c for c in report.clients.values() if c.last_ts < horizon]
-    if not idle:
-        return
-    extraction = {c.client_id: engine.extraction(c.client_id) for c in idle}
-    for client_id in engine.evict_idle(now):
-        dedup.filters.pop(client_id, None)
-        report.clients[client_id].extraction = extraction.get(client_id)
+@dataclass
+class _Eviction:
+    """Evicts idle clients as the consumer's checkpoints do, but looks only when one can be
+    idle: ``due`` is when the least recently active client left will be (clients' latest
+    event times only grow), so a replay of a million clients does not scan them per batch."""
+
+    idle_seconds: float
+    due: float = float("-inf")
+
+    def run(self, report: ReplayReport, engine: Detector, dedup: _Dedup, now: float) -> None:
+        horizon = now - self.idle_seconds
+        idle = {c.client_id: c for c in report.clients.values() if c.last_ts < horizon and not c.evicted}
+        extraction = {client_id: engine.extraction(client_id) for client_id in idle}
+        for client_id in engine.evict_idle(now):
+            dedup.filters.pop(client_id, None)
+            client = idle.get(client_id)
+            if client is not None:
+                client.extraction, client.evicted = extraction[client_id], True
+        active = [c.last_ts for c in report.clients.values() if c.last_ts >= horizon]
+        self.due = min(active, default=now) + self.idle_seconds
 
 
 def _absorb(report: ReplayReport, result: BatchResult, history_points: int = 0) -> None:
@@ -246,7 +257,7 @@ def _absorb(report: ReplayReport, result: BatchResult, history_points: int = 0) 
             if history_points:
                 client.timeline = RiskTimeline(history_points)
         client.queries += 1
-        client.last_ts = u.ts
+        client.last_ts, client.evicted = u.ts, False
         if client.timeline is not None:
             client.timeline.add(client.queries, u.ts, u.risk)
         if u.risk >= client.risk:
