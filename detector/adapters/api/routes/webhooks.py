@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from querywatch.detector.adapters.api.cursors import PageLimit
 from querywatch.detector.adapters.api import cursors
+from querywatch.detector.adapters.api.cursors import PageLimit
 from querywatch.detector.adapters.api.deps import AdminKey, SessionDep, SettingsDep, actor_name
 from querywatch.detector.adapters.api.routes.responses import ADMIN, problems
 from querywatch.detector.adapters.api.schemas import Severity
