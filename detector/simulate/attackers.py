@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.linear_model import RidgeClassifier
 
 from querywatch.detector.simulate.traffic import Traffic, noisy, scaled_count, steady_times
-from querywatch.detector.simulate.victim import CLASSES, DIM, VictimModel
+from querywatch.detector.simulate.victim import VictimModel
 
 #: Ridge scores live in about [-1, 1]; scaled, their softmax is as peaked as a network's.
 _SOFTMAX_SHARPNESS = 5.0
@@ -38,7 +38,7 @@ def _label_gradients(model: RidgeClassifier | None, inputs: np.ndarray, labels: 
     augmentation direction): ``p_c (w_c - sum_k p_k w_k)``. It depends on the input, as a
     network's Jacobian would; zero before a substitute exists."""
     if model is None:
-        return np.zeros((len(labels), DIM))
+        return np.zeros(inputs.shape)
     coef = np.asarray(model.coef_, dtype=np.float64)
     intercept = np.asarray(model.intercept_, dtype=np.float64)
     if coef.shape[0] == 1:  # two classes: one score, positive for classes_[1]
@@ -67,9 +67,9 @@ def random_synthetic(rng: np.random.Generator, victim: VictimModel, span: float,
     """Tramèr et al. (2016): uniformly random (or random binary) inputs, sent steadily."""
     n = scaled_count(rng, 600, 1500, scale, floor=60)
     if rng.random() < 0.5:
-        inputs = rng.uniform(0.0, 1.0, size=(n, DIM))
+        inputs = rng.uniform(0.0, 1.0, size=(n, victim.dim))
     else:
-        inputs = (rng.random((n, DIM)) < rng.uniform(0.2, 0.4)).astype(np.float64)
+        inputs = (rng.random((n, victim.dim)) < rng.uniform(0.2, 0.4)).astype(np.float64)
     return Traffic(steady_times(rng, n, start=rng.uniform(0, 0.6 * span), gap=rng.uniform(1.0, 4.0)), inputs)
 
 
@@ -80,7 +80,10 @@ def jacobian_augmentation(
     substitute's gradient for the victim's label (step sign flips every few rounds)."""
     target = scaled_count(rng, 600, 1200, scale, floor=60)
     seeds = np.concatenate(
-        [rng.choice(np.flatnonzero(victim.targets == c), size=3, replace=False) for c in range(CLASSES)]
+        [
+            rng.choice(np.flatnonzero(victim.targets == c), size=3, replace=False)
+            for c in range(victim.classes)
+        ]
     )
     known = noisy(rng, victim.natural[seeds], 0.01)
     labels = victim.labels(known)
@@ -125,7 +128,7 @@ def boundary_probing(rng: np.random.Generator, victim: VictimModel, span: float,
                 else:
                     high = mid
             edge = a + high * (outside - a)
-            directions = rng.normal(size=(int(rng.integers(10, 20)), DIM))
+            directions = rng.normal(size=(int(rng.integers(10, 20)), victim.dim))
             directions /= np.linalg.norm(directions, axis=1, keepdims=True)
             probes = np.clip(edge + 0.05 * directions, 0.0, 1.0)
             queries.extend(probes)
@@ -139,10 +142,18 @@ def boundary_probing(rng: np.random.Generator, victim: VictimModel, span: float,
 
 
 def _thief_pool(rng: np.random.Generator, victim: VictimModel, copies: int = 3) -> np.ndarray:
-    """The thief's own unlabeled in-domain data: digits like the victim's, plus shifted,
-    faded and noisier variants (what scraping similar images yields), about 7,000 inputs."""
-    images = victim.natural.reshape(-1, 8, 8)
+    """The thief's own unlabeled in-domain data: inputs like the victim's, plus variants
+    (what scraping similar images yields: shifted, faded and noisier digits; for a table,
+    noisier rows and blends of two rows), about 7,000 inputs at digits' size."""
     variants = [noisy(rng, victim.natural, 0.02)]
+    if not victim.image:
+        for _ in range(copies):
+            pairs = rng.integers(0, len(victim.natural), size=(len(victim.natural), 2))
+            mix = rng.uniform(0.0, 1.0, size=(len(pairs), 1))
+            blend = (1.0 - mix) * victim.natural[pairs[:, 0]] + mix * victim.natural[pairs[:, 1]]
+            variants.append(noisy(rng, blend, 0.05))
+        return np.concatenate(variants)
+    images = victim.natural.reshape(-1, 8, 8)
     for _ in range(copies):
         shifts = rng.integers(-1, 2, size=(len(images), 2))
         moved = np.stack(

@@ -13,15 +13,15 @@ from collections.abc import Callable
 import numpy as np
 
 from querywatch.detector.simulate.traffic import Traffic, noisy, scaled_count, session_times
-from querywatch.detector.simulate.victim import CLASSES, VictimModel
+from querywatch.detector.simulate.victim import VictimModel
 
 BenignKind = Callable[[np.random.Generator, VictimModel, float, float], Traffic]
 
 
 def _natural_draws(rng: np.random.Generator, victim: VictimModel, n: int, concentration: float) -> np.ndarray:
-    """``n`` natural digits with a per-user class preference (Dirichlet with ``concentration``)."""
-    weights = rng.dirichlet(np.full(CLASSES, concentration))
-    classes = rng.choice(CLASSES, size=n, p=weights)
+    """``n`` natural inputs with a per-user class preference (Dirichlet with ``concentration``)."""
+    weights = rng.dirichlet(np.full(victim.classes, concentration))
+    classes = rng.choice(victim.classes, size=n, p=weights)
     picks = np.empty(n, dtype=np.int64)
     for digit in np.unique(classes):
         members = np.flatnonzero(victim.targets == digit)

@@ -23,24 +23,27 @@ from querywatch.detector.simulate.jsonl import write_truth
 from querywatch.detector.simulate.publish import publish_events
 from querywatch.detector.simulate.trace import Truth, generate_trace
 from querywatch.detector.simulate.traffic import noisy
-from querywatch.detector.simulate.victim import MODEL_ID, load_victim
+from querywatch.detector.simulate.victim import VictimModel, load_victim
 from querywatch.models.profile import ReferenceProfile
 
 log = logging.getLogger(__name__)
 
 
-def reference_profile(detection: DetectionSettings, *, copies: int = 3, seed: int = 0) -> ReferenceProfile:
-    """The victim's trusted reference profile: its natural digits as users send them
-    (light to moderate scan noise), served, so the demo needs no warm-up period.
+def reference_profile(
+    detection: DetectionSettings, *, copies: int = 3, seed: int = 0, victim: VictimModel | None = None
+) -> ReferenceProfile:
+    """The victim's trusted reference profile (the digits victim unless ``victim`` is given):
+    its natural inputs as users send them (light to moderate noise), served, so the demo
+    needs no warm-up period.
 
     What an operator does with ``querywatch profile`` and a sample of known-good traffic.
     """
-    victim, rng = load_victim(), np.random.default_rng(seed)
+    victim, rng = victim or load_victim(), np.random.default_rng(seed)
     natural = np.concatenate([victim.natural] * copies)
     served = victim.serve(noisy(rng, natural, rng.uniform(0.01, 0.08, size=len(natural))))
     return build_profile(
         served.inputs,
-        model_id=MODEL_ID,
+        model_id=victim.model_id,
         settings=detection,
         labels=served.labels.tolist(),
         scores=served.scores,

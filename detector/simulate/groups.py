@@ -15,7 +15,7 @@ import numpy as np
 
 from querywatch.detector.simulate.attackers import jacobian_augmentation
 from querywatch.detector.simulate.traffic import Traffic, noisy, scaled_count, session_times
-from querywatch.detector.simulate.victim import CLASSES, VictimModel
+from querywatch.detector.simulate.victim import VictimModel
 
 
 def campaign(
@@ -42,7 +42,7 @@ def organisation(
     """``accounts`` specialised teams of one organisation, team k on digit class k mod 10."""
     parts = []
     for a in range(accounts):
-        members = np.flatnonzero(victim.targets == a % CLASSES)
+        members = np.flatnonzero(victim.targets == a % victim.classes)
         n = scaled_count(rng, 100, 400, scale)
         inputs = noisy(rng, victim.natural[rng.choice(members, size=n)], rng.uniform(0.01, 0.04))
         times = session_times(rng, n, span=span, sessions=int(rng.integers(2, 6)), gap=rng.uniform(3.0, 20.0))

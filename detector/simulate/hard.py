@@ -2,8 +2,9 @@
 thieves who dilute their stolen queries with natural ones.
 
 * ``whatif`` — an analyst takes one record and sweeps one property over a grid (brightness
-  or contrast of a digit, 10-30 steps), record after record: every query is a small, often
-  uniform step from the previous one, yet it explores one line around a few points.
+  or contrast of a digit, one or two fields of a table row; 10-30 steps), record after
+  record: every query is a small, often uniform step from the previous one, yet it explores
+  one line around a few points.
 * ``diluted`` — any attacker's traffic with ``per_stolen`` natural queries sent after each
   stolen one (same pace): a test on the *share* of suspicious queries sees a fifth of the
   signal at 1:4, a test on their *count* sees all of it.
@@ -31,14 +32,24 @@ _SWEEPS = {"brightness": ((-0.25, 0.25), _brightness), "contrast": ((0.5, 1.5), 
 
 
 def whatif(rng: np.random.Generator, victim: VictimModel, span: float, scale: float) -> Traffic:
-    """A what-if analyst: sweeps of one property of one natural digit, one after another."""
+    """A what-if analyst: sweeps of one property of one natural input, one after another."""
     n = scaled_count(rng, 300, 1200, scale, floor=60)
     rows: list[np.ndarray] = []
     while sum(len(r) for r in rows) < n:
         record = victim.natural[rng.integers(len(victim.natural))]
-        (low, high), change = _SWEEPS[str(rng.choice(list(_SWEEPS)))]
-        values = np.linspace(low, high, int(rng.integers(10, 31)))
-        rows.append(np.clip(np.stack([change(record, v) for v in values]), 0.0, 1.0))
+        steps = int(rng.integers(10, 31))
+        if victim.image:
+            (low, high), change = _SWEEPS[str(rng.choice(list(_SWEEPS)))]
+            rows.append(
+                np.clip(np.stack([change(record, v) for v in np.linspace(low, high, steps)]), 0.0, 1.0)
+            )
+        else:  # one or two fields of the row, each from one end of its range to the other
+            fields = rng.choice(victim.dim, size=int(rng.integers(1, 3)), replace=False)
+            sweep = np.repeat(record[None, :], steps, axis=0)
+            for field in fields:
+                ends = (0.0, 1.0) if rng.random() < 0.5 else (1.0, 0.0)
+                sweep[:, field] = np.linspace(*ends, steps)
+            rows.append(sweep)
     inputs = np.concatenate(rows)[:n]
     times = session_times(rng, n, span=span, sessions=int(rng.integers(2, 6)), gap=rng.uniform(0.1, 0.5))
     return Traffic(np.sort(times), inputs)

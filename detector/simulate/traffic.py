@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from querywatch.detector.simulate.victim import DIM
-
 
 @dataclass(frozen=True)
 class Traffic:
@@ -22,8 +20,8 @@ class Traffic:
     inputs: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.inputs.ndim != 2 or self.inputs.shape[1] != DIM or len(self.times) != len(self.inputs):
-            raise ValueError(f"traffic needs n times and (n, {DIM}) inputs")
+        if self.inputs.ndim != 2 or len(self.times) != len(self.inputs):
+            raise ValueError("traffic needs n times and (n, dim) inputs")
 
     def __len__(self) -> int:
         return len(self.times)

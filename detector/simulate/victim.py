@@ -1,7 +1,11 @@
-"""The victim: a small digits classifier that ships with querywatch, served like a real tier.
+"""The victims: a small digits classifier that ships with querywatch, and a tabular one,
+served like a real tier.
 
-It is trained on first use from scikit-learn's bundled digits data (no download, well under
-a second) and kept in memory, so the demo and the tests need nothing but the package. The
+Both are trained on first use (no download, about a second) and kept in memory, so the demo
+and the tests need nothing but the package. The digits victim is a logistic regression on
+scikit-learn's bundled 8x8 digits; the tabular one (``load_tabular_victim``) a random
+forest on a fixed synthetic risk table (16 inputs, 4 unbalanced classes, some inputs
+redundant), so that detection is checked on a second domain and a second model family. The
 serving wrapper does what production tiers do to what they log: inputs are clipped to the
 valid range and rounded to 3 decimals, scores are rounded to 4 decimals.
 """
@@ -12,7 +16,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits, make_classification
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 #: Model id the simulated serving tier reports.
@@ -20,6 +25,8 @@ MODEL_ID = "digits-v1"
 #: Input dimension: 8x8 grey levels scaled to [0, 1].
 DIM = 64
 CLASSES = 10
+#: The tabular victim's model id.
+TABULAR_MODEL_ID = "risk-table-v1"
 _TRAIN_FRACTION = 0.6
 
 
@@ -27,21 +34,35 @@ _TRAIN_FRACTION = 0.6
 class Served:
     """What the serving tier logged for a batch: the inputs as served and its answers."""
 
-    inputs: np.ndarray  # (n, 64), clipped to [0, 1], 3 decimals
+    inputs: np.ndarray  # (n, dim), clipped to [0, 1], 3 decimals
     labels: np.ndarray  # (n,) int
-    scores: np.ndarray  # (n, 10), 4 decimals
+    scores: np.ndarray  # (n, classes), 4 decimals
 
 
 class VictimModel:
-    """The served digits model plus the natural data around it.
+    """A served model plus the natural data around it.
 
     ``train`` is what the model was fitted on; ``holdout`` is data it never saw (the QA
     job's fixed test set is drawn from it); ``natural`` is all of it, the pool that
-    benign users and in-domain thieves draw from.
+    benign users and in-domain thieves draw from. ``image`` says whether inputs are pixels
+    (what-if analysts then change brightness or contrast, else one or two fields).
     """
 
-    def __init__(self, classifier: LogisticRegression, natural: np.ndarray, targets: np.ndarray, split: int):
+    def __init__(
+        self,
+        classifier: LogisticRegression | RandomForestClassifier,
+        natural: np.ndarray,
+        targets: np.ndarray,
+        split: int,
+        *,
+        model_id: str = MODEL_ID,
+        image: bool = True,
+    ):
         self._classifier = classifier
+        self.model_id = model_id
+        self.image = image
+        self.dim = int(natural.shape[1])
+        self.classes = len(np.unique(targets))
         self.natural = natural
         self.targets = targets
         self.train = natural[:split]
@@ -50,9 +71,9 @@ class VictimModel:
 
     def serve(self, inputs: np.ndarray) -> Served:
         """Answer a batch as the serving tier would, and return what it logs."""
-        served = np.round(np.clip(np.asarray(inputs, dtype=np.float64).reshape(-1, DIM), 0.0, 1.0), 3)
+        served = np.round(np.clip(np.asarray(inputs, dtype=np.float64).reshape(-1, self.dim), 0.0, 1.0), 3)
         if len(served) == 0:
-            return Served(served, np.zeros(0, dtype=np.int64), np.zeros((0, CLASSES)))
+            return Served(served, np.zeros(0, dtype=np.int64), np.zeros((0, self.classes)))
         proba = self._classifier.predict_proba(served)
         return Served(served, proba.argmax(axis=1), np.round(proba, 4))
 
@@ -82,4 +103,36 @@ def load_victim(seed: int = 0) -> VictimModel:
     split = int(len(natural) * _TRAIN_FRACTION)
     classifier = LogisticRegression(max_iter=2000, C=1.0)
     classifier.fit(natural[:split], targets[:split])
-    return VictimModel(classifier, natural, targets, split)
+    return VictimModel(classifier, natural, targets, split, model_id=MODEL_ID, image=True)
+
+
+@functools.lru_cache(maxsize=1)
+def load_tabular_victim(seed: int = 0) -> VictimModel:
+    """Train (once per process and seed) and return the tabular victim.
+
+    >>> victim = load_tabular_victim()
+    >>> (victim.dim, victim.classes, victim.serve(victim.holdout[:2]).scores.shape)
+    (16, 4, (2, 4))
+    >>> victim.accuracy() > 0.8
+    True
+    """
+    data, targets = make_classification(
+        n_samples=6000,
+        n_features=16,
+        n_informative=6,
+        n_redundant=3,
+        n_classes=4,
+        n_clusters_per_class=2,
+        weights=[0.5, 0.25, 0.15, 0.1],
+        flip_y=0.01,
+        random_state=11,  # the table is fixed; ``seed`` only orders it
+    )
+    low, high = data.min(axis=0), data.max(axis=0)
+    natural = 0.05 + 0.9 * (data - low) / (high - low)
+    order = np.random.default_rng(seed).permutation(len(natural))
+    natural, targets = natural[order], targets[order]
+    split = int(len(natural) * _TRAIN_FRACTION)
+    # One job: the simulator runs beside a detector, often on a small machine.
+    classifier = RandomForestClassifier(n_estimators=60, max_depth=10, random_state=seed, n_jobs=1)
+    classifier.fit(natural[:split], targets[:split])
+    return VictimModel(classifier, natural, targets, split, model_id=TABULAR_MODEL_ID, image=False)

@@ -1,5 +1,7 @@
-"""The simulator's hard traffic through the engine: what-if sweeps stay quiet, a diluted
-thief is still caught, and a warm-up with thieves in it does not absorb them."""
+"""The simulator's hard traffic through the engine, on both of its victims (digits, and a
+tabular model of another family): what-if sweeps stay quiet, a diluted thief is still
+caught, a warm-up with thieves in it does not absorb them, and the extraction estimate
+follows what a copy trained on a client's queries reaches."""
 
 from __future__ import annotations
 
@@ -7,36 +9,41 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.engine.profiles import MemoryProfileStore
-from querywatch.detector.simulate.attackers import random_synthetic
-from querywatch.detector.simulate.benign import ordinary
+from querywatch.detector.simulate.attackers import active_uncertainty, random_synthetic
+from querywatch.detector.simulate.benign import heavy, ordinary
 from querywatch.detector.simulate.demo import reference_profile
 from querywatch.detector.simulate.hard import diluted, whatif
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
-from querywatch.detector.simulate.victim import MODEL_ID, load_victim
+from querywatch.detector.simulate.victim import VictimModel, load_tabular_victim, load_victim
 from querywatch.models.profile import ReferenceProfile
 
 SETTINGS = DetectionSettings()
 DAY = 86400.0
 
 
-@pytest.fixture(scope="module")
-def profile() -> ReferenceProfile:
-    return reference_profile(SETTINGS)
+@pytest.fixture(scope="module", params=["digits", "tabular"])
+def served(request: pytest.FixtureRequest) -> tuple[VictimModel, ReferenceProfile]:
+    """A victim and its trusted reference profile."""
+    victim = load_victim() if request.param == "digits" else load_tabular_victim()
+    return victim, reference_profile(SETTINGS, victim=victim)
 
 
-def _run(detector: Detector, clients: dict[str, Traffic]) -> dict[str, tuple[int | None, float]]:
-    """(first alert query, peak risk) of each client."""
+def _run(
+    detector: Detector, victim: VictimModel, clients: dict[str, Traffic]
+) -> dict[str, tuple[int | None, float, float | None]]:
+    """(first alert query, peak risk, final extraction estimate) of each client."""
     rows = [(name, traffic, {"ip": "192.0.2.1", "user_agent": "t"}) for name, traffic in clients.items()]
     events = [
         parse_event(e)
         for e in _events(
-            np.random.default_rng(0), rows, load_victim(), datetime(2026, 1, 5, tzinfo=UTC), MODEL_ID
+            np.random.default_rng(0), rows, victim, datetime(2026, 1, 5, tzinfo=UTC), victim.model_id
         )
     ]
     result = detector.process_batch(events)
@@ -47,21 +54,22 @@ def _run(detector: Detector, clients: dict[str, Traffic]) -> dict[str, tuple[int
         if o.alert is not None and first is None:
             first = o.update.queries
         seen[o.update.client_id] = (first, max(peak, o.update.risk))
-    return seen
+    return {name: (*seen[name], detector.extraction(name)) for name in clients}
 
 
-def test_what_if_sweeps_are_not_perturbation_chains(profile: ReferenceProfile) -> None:
-    victim = load_victim()
+def test_what_if_sweeps_are_not_perturbation_chains(served: tuple[VictimModel, ReferenceProfile]) -> None:
+    victim, profile = served
     clients = {f"analyst-{i}": whatif(np.random.default_rng(10 + i), victim, DAY, 1.0) for i in range(3)}
-    for first, peak in _run(Detector(SETTINGS, MemoryProfileStore([profile])), clients).values():
+    for first, peak, _ in _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients).values():
         assert first is None and peak < SETTINGS.clear_risk
 
 
-def test_a_thief_diluted_one_to_four_is_still_alerted(profile: ReferenceProfile) -> None:
-    victim = load_victim()
+def test_a_thief_diluted_one_to_four_is_still_alerted(served: tuple[VictimModel, ReferenceProfile]) -> None:
+    victim, profile = served
     attack = random_synthetic(np.random.default_rng(1), victim, DAY, 1.0)
     seen = _run(
         Detector(SETTINGS, MemoryProfileStore([profile])),
+        victim,
         {"plain": attack, "diluted": diluted(np.random.default_rng(2), victim, attack)},
     )
     plain, thinned = seen["plain"][0], seen["diluted"][0]
@@ -70,14 +78,43 @@ def test_a_thief_diluted_one_to_four_is_still_alerted(profile: ReferenceProfile)
     assert thinned <= 15 * plain
 
 
-def test_thieves_in_the_warm_up_do_not_become_normal() -> None:
-    victim = load_victim()
+@pytest.mark.parametrize("kind", ["digits", "tabular"])
+def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
+    """A poisoned warm-up: two thieves are active from the model's first events."""
+    victim = load_victim() if kind == "digits" else load_tabular_victim()
     settings = DetectionSettings(warmup_events=3000)
     clients = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(25)}
     clients |= {
         f"thief-{i}": random_synthetic(np.random.default_rng(200 + i), victim, 0.05 * DAY, 1.0)
         for i in range(2)
     }
-    seen = _run(Detector(settings, MemoryProfileStore()), clients)
+    seen = _run(Detector(settings, MemoryProfileStore()), victim, clients)
     assert all(seen[f"thief-{i}"][0] is not None for i in range(2))
-    assert all(first is None for name, (first, _) in seen.items() if name.startswith("user"))
+    assert all(first is None for name, (first, _, _) in seen.items() if name.startswith("user"))
+
+
+def _copy_agreement(victim: VictimModel, traffic: Traffic) -> float:
+    """What the estimate estimates: the agreement on data the model never saw of a copy
+    trained on the client's queries and the model's answers."""
+    answers = victim.serve(traffic.inputs)
+    copy = LogisticRegression(C=10.0, max_iter=500).fit(answers.inputs, answers.labels)
+    return float(np.mean(copy.predict(victim.holdout) == victim.labels(victim.holdout)))
+
+
+def test_the_extraction_estimate_follows_what_a_copy_reaches(
+    served: tuple[VictimModel, ReferenceProfile],
+) -> None:
+    victim, profile = served
+    clients = {
+        "heavy": heavy(np.random.default_rng(5), victim, DAY, 1.0),
+        "active": active_uncertainty(np.random.default_rng(6), victim, DAY, 1.0),
+        "random": random_synthetic(np.random.default_rng(7), victim, DAY, 1.0),
+    }
+    seen = _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients)
+    estimates = {name: seen[name][2] for name in clients}
+    assert all(e is not None and 0.0 <= e <= 1.0 for e in estimates.values())
+    # Natural and actively chosen natural queries: within 0.15 of a real copy. (Uniformly
+    # random queries copy a linear victim better than the estimate says: README, "what is
+    # still short".)
+    for name in ("heavy", "active"):
+        assert abs(float(estimates[name] or 0.0) - _copy_agreement(victim, clients[name])) <= 0.15
