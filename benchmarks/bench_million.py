@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1_000_000)
     parser.add_argument("--per-client", type=int, default=1)
     parser.add_argument("--consume", action="store_true", help="also run the events through consume")
+    parser.add_argument("--no-replay", action="store_true", help="only consume (with --consume)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -117,17 +118,22 @@ def main() -> None:
             f"{os.cpu_count()} cores shared with other work, load average {os.getloadavg()[0]:.1f}"
         )
         profile_dir = Path(detection.profile_dir or "")
-        _, _, base_rss, _ = replay_run(small, profile_dir, tmp / "baseline.json")
-        wall, cpu, rss, summary = replay_run(big, profile_dir, tmp / "report.json")
-        print(
-            f"replay: {events / wall:,.0f} events/s wall, {events / cpu:,.0f} events/CPU-s; peak RSS "
-            f"{rss / 2**30:.2f} GiB (baseline {base_rss / 2**20:.0f} MiB at {BASELINE_CLIENTS:,} clients); "
-            f"(peak - baseline) / clients = {(rss - base_rss) / args.clients:,.0f} B "
-            f"(clients in the report: {summary['clients']:,})"
-        )
+        if not args.no_replay:
+            replay_figures(small, big, profile_dir, tmp, args.clients, events)
         if args.consume:
             consume(big, events, detection, tmp)
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+def replay_figures(small: Path, big: Path, profile_dir: Path, tmp: Path, clients: int, events: int) -> None:
+    _, _, base_rss, _ = replay_run(small, profile_dir, tmp / "baseline.json")
+    wall, cpu, rss, summary = replay_run(big, profile_dir, tmp / "report.json")
+    print(
+        f"replay: {events / wall:,.0f} events/s wall, {events / cpu:,.0f} events/CPU-s; peak RSS "
+        f"{rss / 2**30:.2f} GiB (baseline {base_rss / 2**20:.0f} MiB at {BASELINE_CLIENTS:,} clients); "
+        f"(peak - baseline) / clients = {(rss - base_rss) / clients:,.0f} B "
+        f"(clients in the report: {summary['clients']:,})"
+    )
 
 
 def consume(trace: Path, events: int, detection: object, tmp: Path) -> None:
