@@ -141,6 +141,10 @@ def test_a_silence_created_on_the_dashboard_keeps_only_its_client_quiet_until_re
     assert decision["action"] == "degrade"  # a silence never changes the decision
     assert [(m["pages"], m["silenced_by"]) for m in decision["models"]] == [(False, silence_id)]
 
+    page.goto(f"{server.base_url}/ui/#/webhooks")  # the announcement is queued for the endpoint
+    announced = page.wait_for_selector("#webhook-list tr.delivery:has-text('notice #')")
+    assert "pending" in announced.inner_text()
+
     page.goto(f"{server.base_url}/ui/#/alerts")
     card = page.wait_for_selector(f"#alert-feed li[data-alert-id='{hushed}']")
     assert f"silenced by #{silence_id}" in card.inner_text()

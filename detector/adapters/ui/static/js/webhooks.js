@@ -10,7 +10,7 @@ const SHOWN = 20;
 
 function deliveryRow(d) {
   return h("tr", { class: `delivery state-${d.state}` },
-    h("td", null, d.alert_id ?? d.webhook_id),
+    h("td", null, d.alert_id ?? (d.notice_id ? `notice #${d.notice_id}` : d.webhook_id)),
     h("td", null, h("span", { class: `badge state state-${d.state}` }, d.state)),
     h("td", null, String(d.attempts)),
     h("td", null, d.last_status === null ? "-" : String(d.last_status)),
