@@ -195,7 +195,7 @@ class AllInOne:
         settings, factory = self.settings, self.detector_factory
         self._spawn(
             "consumer",
-            lambda: consume(settings, stop=consumer_stop, detector_factory=factory),
+            lambda: consume(settings, stop=consumer_stop, detector_factory=factory, campaigns=True),
             consumer_stop.set,
         )
 

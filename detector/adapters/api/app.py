@@ -22,6 +22,7 @@ from querywatch.detector.adapters.api.problems import install_problem_handlers, 
 from querywatch.detector.adapters.api.routes import (
     alerts,
     authz,
+    campaigns,
     clients,
     health,
     me,
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_tags=[
             {"name": "clients", "description": "Client risk, history, decisions and status."},
             {"name": "alerts", "description": "Extraction alerts and the analyst workflow."},
+            {"name": "campaigns", "description": "Accounts linked as one theft, and the analyst's verdict."},
             {"name": "models", "description": "Served models and their reference profiles."},
             {"name": "policy", "description": "Per-model policy, calibration and silences."},
             {"name": "auth", "description": "The caller's API key."},
@@ -81,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.key_cache = KeyCache(ttl=settings.api.key_cache_seconds)
     app.state.decision_cache = DecisionCache(ttl=settings.api.decision_cache_seconds)
     install_problem_handlers(app)
-    for module in (clients, authz, alerts, models, policies, me, health, webhooks):
+    for module in (clients, authz, alerts, campaigns, models, policies, me, health, webhooks):
         app.include_router(module.router)
     document_webhooks(app)
     mount_docs(app)

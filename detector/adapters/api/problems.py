@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from querywatch.detector.adapters.db.alerts import AlertNotFound, AlertStateConflict
+from querywatch.detector.adapters.db.campaigns import CampaignNotFound
 from querywatch.detector.adapters.db.clients import ClientNotFound
 from querywatch.detector.adapters.db.policies import InvalidPolicy, PolicyNotFound
 from querywatch.detector.adapters.db.session import UnstorableValue
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 #: rise (no ``try``/``except`` per route), and every one becomes the same problem document.
 ERROR_STATUS: dict[type[QuerywatchError], int] = {
     AlertNotFound: 404,
+    CampaignNotFound: 404,
     ClientNotFound: 404,
     PolicyNotFound: 404,
     WebhookEndpointNotFound: 404,

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.alert_schema import alert_fields, event_body
+from querywatch.detector.adapters.db.campaigns import campaign_floors
 from querywatch.detector.adapters.db.policies import active_silences, as_silence, client_views, policies_for
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, ClientRow, utcnow
 from querywatch.detector.engine.outcomes import (
@@ -177,6 +178,7 @@ def _decider(
         for c in session.scalars(select(ClientRow).where(ClientRow.client_id.in_(client_ids))):
             by_client.setdefault(c.client_id, []).append(c)
     policies = policies_for(session=session, model_ids=[r.model_id for r in rows])
+    floors = campaign_floors(session=session, client_ids=client_ids)
     now = utcnow()
     silences = [as_silence(s) for s in active_silences(session=session, now=now)]
 
@@ -184,8 +186,9 @@ def _decider(
         if row.kind != "client":
             return None
         known = by_client.get(row.client_id, [])
-        views = [v for v in client_views(known) if v.model_id != row.model_id]
-        views.append(ModelView(row.client_id, row.model_id, risk, reasons, row.extraction))
+        views = [v for v in client_views(known, floors) if v.model_id != row.model_id]
+        floor, ids = floors.get((row.client_id, row.model_id), (0.0, ()))
+        views.append(ModelView(row.client_id, row.model_id, risk, reasons, row.extraction, ids, floor))
         result = decide(
             client_id=row.client_id,
             status=known[0].status if known else "normal",

@@ -16,9 +16,16 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from querywatch.detector.adapters.db.campaigns import campaign_floors
 from querywatch.detector.adapters.db.clients import client_rows, client_status
 from querywatch.detector.adapters.db.policies import active_silences, as_policy, as_silence, client_views
-from querywatch.detector.adapters.db.tables import ClientRow, ModelPolicyRow, PendingStatusRow, SilenceRow
+from querywatch.detector.adapters.db.tables import (
+    CampaignRow,
+    ClientRow,
+    ModelPolicyRow,
+    PendingStatusRow,
+    SilenceRow,
+)
 from querywatch.detector.config import ApiSettings
 from querywatch.detector.engine.policy import ModelPolicy, ModelView, Silence, Thresholds
 
@@ -51,8 +58,9 @@ def decision_thresholds(api: ApiSettings) -> Thresholds:
 
 def read_client(*, session: Session, client_id: str) -> ClientInputs:
     rows = client_rows(session=session, client_id=client_id)
+    floors = campaign_floors(session=session, client_ids=[client_id]) if rows else {}
     return ClientInputs(
-        client_status(session=session, client_id=client_id, rows=rows), tuple(client_views(rows))
+        client_status(session=session, client_id=client_id, rows=rows), tuple(client_views(rows, floors))
     )
 
 
@@ -83,6 +91,8 @@ def watch_changes(sessions: sessionmaker[Session], on_change: Callable[[Changes]
                 changes.silences = True
             elif isinstance(row, ClientRow | PendingStatusRow):
                 changes.clients.add(row.client_id)
+            elif isinstance(row, CampaignRow):  # a verdict: its members' campaign floor changes
+                changes.clients.update(str(m) for m in row.members)
 
     def committed(session: Session) -> None:
         changes = session.info.pop(_CHANGES, None)

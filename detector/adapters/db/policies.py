@@ -6,7 +6,7 @@ Audit entries are written by the callers (API routes) in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -168,9 +168,20 @@ def list_silences(*, session: Session, include_inactive: bool = False) -> list[S
     return list(session.scalars(select(SilenceRow).order_by(SilenceRow.id.desc()).limit(500)))
 
 
-def client_views(rows: Iterable[ClientRow]) -> list[ModelView]:
-    """The policy's view of a client's rows (one per model)."""
-    return [ModelView(r.client_id, r.model_id, r.risk, tuple(r.reasons)) for r in rows]
+def client_views(
+    rows: Iterable[ClientRow],
+    campaigns: Mapping[tuple[str, str], tuple[float, tuple[str, ...]]] | None = None,
+) -> list[ModelView]:
+    """The policy's view of a client's rows (one per model), with the risk and ids of the
+    live campaigns each (client, model) belongs to (``campaigns.campaign_floors``)."""
+    found = campaigns or {}
+    views = []
+    for r in rows:
+        floor, ids = found.get((r.client_id, r.model_id), (0.0, ()))
+        views.append(
+            ModelView(r.client_id, r.model_id, r.risk, tuple(r.reasons), campaigns=ids, campaign_risk=floor)
+        )
+    return views
 
 
 @dataclass(frozen=True)

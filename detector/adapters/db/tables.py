@@ -413,3 +413,48 @@ class DeadLetterRow(Base):
     reason: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+CAMPAIGN_STATES = ("active", "ended")
+
+
+class CampaignRow(Base):
+    """A campaign (``engine.campaigns``) as of its latest change: accounts linked as one
+    theft on one model, why, and what an analyst said about it."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(_in("state", CAMPAIGN_STATES), name="state"),
+        Index("ix_campaigns_opened_at_campaign_id", "opened_at", "campaign_id"),
+    )
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    opened_at: Mapped[datetime]  # event time of its first link
+    first_alert_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    risk: Mapped[float] = mapped_column(Float)
+    peak_risk: Mapped[float] = mapped_column(Float)
+    extraction: Mapped[float | None] = mapped_column(Float)
+    members: Mapped[list[Any]] = mapped_column(default=list)
+    links: Mapped[list[Any]] = mapped_column(default=list)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    capped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    false_positive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    note: Mapped[str | None] = mapped_column(Text)
+    marked_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class CampaignMemberRow(Base):
+    """One account of a live campaign (for the decision's campaign floor: looked up by client)."""
+
+    __tablename__ = "campaign_members"
+    __table_args__ = (Index("ix_campaign_members_client_id", "client_id"),)
+
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.campaign_id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256))

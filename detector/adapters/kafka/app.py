@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
 from querywatch.detector.adapters.db.decision_inputs import decision_thresholds
 from querywatch.detector.adapters.db.session import (
     SessionFactory,
@@ -26,8 +27,10 @@ from querywatch.detector.adapters.kafka.outputs import OutputProducer
 from querywatch.detector.adapters.kafka.processor import StreamProcessor
 from querywatch.detector.adapters.sinks import consumer_sinks
 from querywatch.detector.config import Settings
+from querywatch.detector.engine.campaigns.stage import CampaignStage
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.profiles import ProfileStore
+from querywatch.detector.engine.summaries import SummaryRule
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,11 @@ class ConsumerApp:
     by tests and status pages (which partitions this member owns).
     """
 
-    def __init__(self, settings: Settings, *, detector_factory: DetectorFactory | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, detector_factory: DetectorFactory | None = None, campaigns: bool = False
+    ) -> None:
+        """``campaigns``: also run the campaign stage in this process (``querywatch up``, one
+        consumer that sees every client)."""
         self.settings = settings
         self._database = make_engine(settings.database)
         try:
@@ -69,6 +76,12 @@ class ConsumerApp:
         except BaseException:
             self.close()
             raise
+        if campaigns and settings.campaigns.enabled:
+            engine = self.processor.engine
+            engine.summary_rule = SummaryRule(settings.campaigns.summary_every_seconds)
+            engine.key_salt = settings.campaigns.key_salt
+            stage = CampaignStage(settings.detection, engine.profiles, settings.campaigns, settings.alerts)
+            self.processor.campaigns = InProcessCampaigns(stage, decision_thresholds(settings.api))
 
     def owned_partitions(self) -> list[int]:
         """Partitions of the inference-log topic this member owns right now."""
@@ -97,14 +110,18 @@ class ConsumerApp:
 
 
 def consume(
-    settings: Settings, *, stop: threading.Event, detector_factory: DetectorFactory | None = None
+    settings: Settings,
+    *,
+    stop: threading.Event,
+    detector_factory: DetectorFactory | None = None,
+    campaigns: bool = False,
 ) -> None:
     """Consume the inference-log topic as a member of ``settings.kafka.group_id`` until ``stop``.
 
     Raises ``DatabaseNotMigrated`` before joining the group if the schema is not current,
     and ``ConfigError`` if no brokers are configured.
     """
-    app = ConsumerApp(settings, detector_factory=detector_factory)
+    app = ConsumerApp(settings, detector_factory=detector_factory, campaigns=campaigns)
     try:
         app.run(stop)
     finally:

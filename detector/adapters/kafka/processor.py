@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
 from querywatch.detector.adapters.db.checkpoints import CheckpointConflict, load_partition, save_checkpoint
 from querywatch.detector.adapters.db.dead_letters import save_dead_letters
 from querywatch.detector.adapters.db.outcome_store import OutcomeTx
@@ -92,8 +93,11 @@ class StreamProcessor:
         inputs: InputSettings | None = None,
         stream: StreamSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        campaigns: InProcessCampaigns | None = None,
     ) -> None:
         self.engine = detector_factory()
+        #: The campaign stage, when it runs in this process (``querywatch up``).
+        self.campaigns = campaigns
         self._sessions = sessions
         self._outputs = outputs
         self._sinks = sinks
@@ -255,6 +259,8 @@ class StreamProcessor:
             work.held.append(event)
             work.held_changed = True
         self._route(step.result)
+        if self.campaigns is not None and step.result.summaries:
+            self.campaigns.take(step.result.summaries)
 
     def _is_new(self, event: Event, source: tuple[PartitionWork, Record]) -> bool:
         """Whether ``event`` is not a redelivery (``stream.dedup_scope`` = client: stored
@@ -353,6 +359,8 @@ class StreamProcessor:
         try:
             with transaction(self._sessions) as session:
                 tx = OutcomeTx(session)
+                if self.campaigns is not None and self.campaigns.pending():
+                    tx.saved.events += self.campaigns.write(session).events  # the outbox sends them
                 self._sinks.write(work.outcomes, tx)
                 save_dead_letters(session=session, letters=work.dead_letters)
                 save_checkpoint(
@@ -370,6 +378,8 @@ class StreamProcessor:
             self._rewind(work)
             return False
         self._sinks.committed(tx)
+        if self.campaigns is not None:
+            self.campaigns.committed()
         work.committed(self._clock())
         self._urgent.discard(work.key)
         CHECKPOINTS.inc()

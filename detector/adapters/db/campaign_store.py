@@ -1,0 +1,53 @@
+"""The campaign stage run inside a consumer (``querywatch up``): summaries in, campaigns and
+their alert events stored with the next checkpoint, in its transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from querywatch.detector.adapters.db.alert_store import SavedEvents, save_alert_events
+from querywatch.detector.adapters.db.campaigns import save_campaigns
+from querywatch.detector.engine.campaigns.stage import CampaignStage
+from querywatch.detector.engine.outcomes import ALERT_CLOSED, AlertEvent
+from querywatch.detector.engine.policy import Thresholds
+from querywatch.detector.engine.summaries import ClientSummary
+
+
+class InProcessCampaigns:
+    """A stage fed by one consumer's engine. What changed since the last committed write is
+    written again after a rollback, so nothing is lost; the stage itself lives in memory
+    (a restart starts it afresh from new summaries; stored campaigns stay)."""
+
+    def __init__(self, stage: CampaignStage, thresholds: Thresholds | None = None) -> None:
+        self.stage = stage
+        self.thresholds = thresholds
+        self._events: list[AlertEvent] = []
+        self._written: list[AlertEvent] = []
+        self._signature: tuple[tuple[str, int, float], ...] = ()
+
+    def take(self, summaries: Sequence[ClientSummary]) -> None:
+        for summary in summaries:
+            self._events += self.stage.take(summary)
+
+    def pending(self) -> bool:
+        return bool(self._events) or self._current() != self._signature
+
+    def write(self, session: Session) -> SavedEvents:
+        """Store the live campaigns (if they changed), the ended ones and the alert events."""
+        live = self.stage.campaigns()
+        alive = {c.campaign_id for c in live}
+        ended = {e.alert.client_id for e in self._events if e.type == ALERT_CLOSED} - alive
+        save_campaigns(session=session, live=live, ended=ended)
+        self._written = list(self._events)
+        return save_alert_events(session=session, events=self._written, thresholds=self.thresholds)
+
+    def committed(self) -> None:
+        done = len(self._written)
+        self._events = self._events[done:]
+        self._written = []
+        self._signature = self._current()
+
+    def _current(self) -> tuple[tuple[str, int, float], ...]:
+        return tuple((c.campaign_id, len(c.members), round(c.risk, 3)) for c in self.stage.campaigns())
