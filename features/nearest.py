@@ -43,19 +43,23 @@ def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: 
     being a small step (at most a quarter of the feature range). Three features, because a
     what-if sweep moves one or two; an eighth, so that a wide input needs a wider move (a
     20-input model's random-subset steps move 3 to 10 features, an image's many more)."""
-    counts = np.zeros(257, np.int64)
+    # Only magnitudes up to 67 are counted: a window holding 60% of the moves that is
+    # centred beyond 66 cannot coexist with one at 64 or below (they would be disjoint), so
+    # the first most populated window over centres 1..66 decides exactly as over 1..255.
+    counts = np.zeros(68, np.int64)
     changed = 0
     for k in range(a.shape[0]):
         magnitude = abs(np.int64(b[k]) - np.int64(a[k]))  # signed: see nearest_code
         if magnitude > 1:
-            counts[magnitude] += 1
+            if magnitude < 68:
+                counts[magnitude] += 1
             changed += 1
     if changed < max(min_changed, a.shape[0] // 8):
         return False
     # The most populated window of three adjacent magnitudes (the first, on ties).
     top = 0
     mode = 0
-    for centre in range(1, 256):
+    for centre in range(1, 67):
         window = counts[centre - 1] + counts[centre] + counts[centre + 1]
         if window > top:
             top, mode = window, centre

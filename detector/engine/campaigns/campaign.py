@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from querywatch.detector.engine.alerting import OpenAlert
 from querywatch.detector.engine.campaigns.lineage import evidence
@@ -130,10 +131,12 @@ def union_evidence(
     nulls: Mapping[str, float],
     profile: ReferenceProfile,
     allowance: float,
+    expected: NDArray[np.float64],
 ) -> UnionEvidence:
     """Lineage over every pair of members, the registry's rate tests on the pooled counts,
     coverage of the union against a benign client of the union's size, and the pooled
-    extraction estimate. ``trials(a, b)`` gives the same-cell pairs of two members."""
+    extraction estimate. ``trials(a, b)`` gives the same-cell pairs of two members;
+    ``expected`` is the profile's ``expected_cells()`` (computed once per model)."""
     present = [m for m in members if m in summaries]
     hits = total_trials = 0
     for i, a in enumerate(present):
@@ -163,7 +166,6 @@ def union_evidence(
         for j in range(i + 1, len(sets)):
             union = np.count_nonzero(sets[i] | sets[j])
             overlaps.append(np.count_nonzero(sets[i] & sets[j]) / union if union else 0.0)
-    expected = profile.expected_cells()
     benign_cells = float(expected[min(max(queries, 1), len(expected)) - 1])
     coverage_ratio = float(np.count_nonzero(cells)) / benign_cells if benign_cells else 0.0
     reasons = [

@@ -19,7 +19,6 @@ cheaper than comparing every pair. The evidence of a pair of clients is the Cher
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,16 +33,44 @@ MIN_NULL_PAIRS = 1
 
 @compiled
 def cross_steps(queries: NDArray[np.uint8], block: NDArray[np.uint8]) -> NDArray[np.bool_]:
-    """(queries × block) matrix: whether a row of ``queries`` is a structured step from a
-    row of ``block`` or the reverse."""
+    """(queries × block) matrix: whether a row of ``queries`` and a row of ``block`` are a
+    structured step apart (the test is symmetric: it reads only the moves' magnitudes)."""
     hits = np.zeros((queries.shape[0], block.shape[0]), np.bool_)
     for j in range(block.shape[0]):
-        b = block[j]
         for i in range(queries.shape[0]):
-            a = queries[i]
-            if is_structured_step(a, b) or is_structured_step(b, a):
-                hits[i, j] = True
+            hits[i, j] = is_structured_step(queries[i], block[j])
     return hits
+
+
+@compiled
+def same_cell_steps(
+    queries: NDArray[np.uint8],
+    query_cells: NDArray[np.int64],
+    table: NDArray[np.uint8],
+    table_cells: NDArray[np.int64],
+    owners: NDArray[np.int64],
+    cells: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(query row, table row) pairs in one cell that are a structured step apart; table rows
+    whose owner is negative (removed) are skipped. ``cells``: the profile's cell count."""
+    order = np.argsort(query_cells, kind="mergesort")
+    first = np.zeros(cells + 1, np.int64)
+    for i in range(order.shape[0]):
+        first[query_cells[order[i]] + 1] += 1
+    for c in range(cells):
+        first[c + 1] += first[c]
+    found_i = []
+    found_j = []
+    for j in range(table.shape[0]):
+        if owners[j] < 0:
+            continue
+        cell = table_cells[j]
+        for k in range(first[cell], first[cell + 1]):
+            i = order[k]
+            if is_structured_step(queries[i], table[j]):
+                found_i.append(i)
+                found_j.append(j)
+    return np.array(found_i, dtype=np.int64), np.array(found_j, dtype=np.int64)
 
 
 def matched(hits: NDArray[np.bool_]) -> int:
@@ -97,89 +124,96 @@ def evidence(hits: int, trials: int, null: float) -> float:
     return trials * kl
 
 
-@dataclass
-class _Client:
-    slots: dict[int, list[int]] = field(default_factory=dict)  # cell -> row indices in its block
-    cell_counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-
 class LineageIndex:
-    """Every client's code sample of one model, blocked by cell, and the hits between clients."""
+    """Every client's code sample of one model in one table, and the hits between clients."""
 
     def __init__(self, profile: ReferenceProfile, null: float) -> None:
         self.profile = profile
         self.null = null
-        self._blocks: dict[int, NDArray[np.uint8]] = {}
-        self._owners: dict[int, list[str | None]] = {}
-        self._clients: dict[str, _Client] = {}
+        self._codes = np.zeros((0, profile.dim), dtype=np.uint8)
+        self._cells = np.zeros(0, dtype=np.int64)
+        self._owners = np.zeros(0, dtype=np.int64)  # index into _names; -1: removed
+        self._used = 0
+        self._names: list[str] = []
+        self._ids: dict[str, int] = {}
+        self._rows: dict[str, NDArray[np.int64]] = {}  # a client's rows in the table
+        self._cell_counts: dict[str, NDArray[np.int64]] = {}
         self.hits: dict[str, dict[str, int]] = {}  # symmetric, only nonzero counts
 
     def __len__(self) -> int:
-        return len(self._clients)
+        return len(self._rows)
 
     def trials(self, a: str, b: str) -> int:
         """Same-cell pairs between two clients' samples."""
-        ca, cb = self._clients.get(a), self._clients.get(b)
+        ca, cb = self._cell_counts.get(a), self._cell_counts.get(b)
         if ca is None or cb is None:
             return 0
-        return int(ca.cell_counts @ cb.cell_counts)
+        return int(ca @ cb)
 
     def update(self, client_id: str, codes: NDArray[np.uint8]) -> dict[str, int]:
         """Replace a client's sample; returns its hits with every other client (nonzero only)."""
         self.remove(client_id)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
         cells = code_cells(self.profile, codes)
-        client = _Client(cell_counts=np.bincount(cells, minlength=self.profile.cells).astype(np.int64))
+        used = self._used
+        rows_i, rows_j = same_cell_steps(
+            codes, cells, self._codes[:used], self._cells[:used], self._owners[:used], self.profile.cells
+        )
         found: dict[str, int] = {}
-        for cell in np.unique(cells).tolist():
-            rows = np.ascontiguousarray(codes[cells == cell])
-            block = self._blocks.get(cell)
-            owners = self._owners.setdefault(cell, [])
-            if block is not None and len(block):
-                matrix = cross_steps(rows, block)
-                columns: dict[str, list[int]] = {}
-                for j in np.flatnonzero(matrix.any(axis=0)).tolist():
-                    owner = owners[j]
-                    if owner is not None and owner != client_id:
-                        columns.setdefault(owner, []).append(j)
-                for owner, js in columns.items():
-                    found[owner] = found.get(owner, 0) + matched(matrix[:, js])
-            start = 0 if block is None else len(block)
-            self._blocks[cell] = rows if block is None else np.vstack([block, rows])
-            owners.extend([client_id] * len(rows))
-            client.slots[cell] = list(range(start, start + len(rows)))
-        self._clients[client_id] = client
-        mine = self.hits.setdefault(client_id, {})
+        if len(rows_j):
+            owners = self._owners[rows_j]
+            for owner in np.unique(owners).tolist():
+                mine = owners == owner
+                # independent relations: the smaller of the rows involved on each side
+                found[self._names[owner]] = int(
+                    min(len(np.unique(rows_i[mine])), len(np.unique(rows_j[mine])))
+                )
+        self._append(client_id, codes, cells)
+        mine_hits = self.hits.setdefault(client_id, {})
         for other, n in found.items():
-            mine[other] = n
+            mine_hits[other] = n
             self.hits.setdefault(other, {})[client_id] = n
         return found
 
+    def _append(self, client_id: str, codes: NDArray[np.uint8], cells: NDArray[np.int64]) -> None:
+        if self._used + len(codes) > len(self._codes):
+            self._compact(extra=len(codes))
+        start, end = self._used, self._used + len(codes)
+        owner = self._ids.get(client_id)
+        if owner is None:
+            owner = self._ids[client_id] = len(self._names)
+            self._names.append(client_id)
+        self._codes[start:end] = codes
+        self._cells[start:end] = cells
+        self._owners[start:end] = owner
+        self._used = end
+        self._rows[client_id] = np.arange(start, end)
+        self._cell_counts[client_id] = np.bincount(cells, minlength=self.profile.cells).astype(np.int64)
+
+    def _compact(self, extra: int) -> None:
+        """Drop removed rows and make room for ``extra`` more (capacity doubles)."""
+        alive = np.flatnonzero(self._owners[: self._used] >= 0)
+        size = max(2 * (len(alive) + extra), 64)
+        codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
+        cells = np.zeros(size, dtype=np.int64)
+        owners = np.full(size, -1, dtype=np.int64)
+        codes[: len(alive)] = self._codes[alive]
+        cells[: len(alive)] = self._cells[alive]
+        owners[: len(alive)] = self._owners[alive]
+        remap = np.full(self._used, -1, dtype=np.int64)
+        remap[alive] = np.arange(len(alive))
+        self._codes, self._cells, self._owners, self._used = codes, cells, owners, len(alive)
+        self._rows = {client_id: remap[rows] for client_id, rows in self._rows.items()}
+
     def remove(self, client_id: str) -> None:
         """Forget a client's sample and its hits."""
-        client = self._clients.pop(client_id, None)
-        if client is None:
+        rows = self._rows.pop(client_id, None)
+        if rows is None:
             return
-        for cell, rows in client.slots.items():
-            owners = self._owners[cell]
-            for j in rows:
-                owners[j] = None
-            if owners.count(None) * 2 > len(owners):
-                self._compact(cell)
+        self._owners[rows] = -1
+        self._cell_counts.pop(client_id, None)
         for other in self.hits.pop(client_id, {}):
             self.hits.get(other, {}).pop(client_id, None)
-
-    def _compact(self, cell: int) -> None:
-        owners = self._owners[cell]
-        keep = [j for j, o in enumerate(owners) if o is not None]
-        self._blocks[cell] = self._blocks[cell][keep]
-        self._owners[cell] = [owners[j] for j in keep]
-        moved: dict[str, list[int]] = {}
-        for new, j in enumerate(keep):
-            owner = owners[j]
-            assert owner is not None
-            moved.setdefault(owner, []).append(new)
-        for owner, rows in moved.items():
-            self._clients[owner].slots[cell] = rows
 
     def pair_evidence(self, a: str, b: str) -> float:
         return evidence(self.hits.get(a, {}).get(b, 0), self.trials(a, b), self.null)

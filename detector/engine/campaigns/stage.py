@@ -32,6 +32,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+from numpy.typing import NDArray
+
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.campaigns import CampaignSettings
@@ -50,6 +53,9 @@ from querywatch.models.evidence import evidence_threshold, fuse
 from querywatch.models.profile import ReferenceProfile
 from querywatch.models.registry import EVIDENCE_TESTS
 
+#: Below this many queries an account's sample is compared at every quarter of growth.
+SMALL_ACCOUNT = 64
+
 
 @dataclass
 class ModelCampaigns:
@@ -58,6 +64,7 @@ class ModelCampaigns:
     profile: ReferenceProfile
     lineage: LineageIndex | None
     nulls: dict[str, float]
+    expected_cells: NDArray[np.float64]
     summaries: dict[str, ClientSummary] = field(default_factory=dict)
     campaigns: dict[str, Campaign] = field(default_factory=dict)
     member_of: dict[str, str] = field(default_factory=dict)
@@ -154,15 +161,20 @@ class CampaignStage:
         null = reference_null(profile)
         lineage = None if null is None else LineageIndex(profile, null)
         nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.detection.tolerances)
-        model = self.models[summary.model_id] = ModelCampaigns(profile, lineage, nulls)
+        model = self.models[summary.model_id] = ModelCampaigns(
+            profile, lineage, nulls, profile.expected_cells()
+        )
         return model
 
     @staticmethod
     def _compare(model: ModelCampaigns, summary: ClientSummary) -> bool:
-        """Compare a client's sample at each doubling, and when its queries grew by a
-        quarter since the last comparison (small accounts double rarely)."""
+        """Compare a client's sample at each doubling and, while it has sent fewer than
+        ``SMALL_ACCOUNT`` queries, when they grew by a quarter since the last comparison (a
+        small account doubles rarely, and its sample is most of what it sent)."""
         last = model.compared_at.get(summary.client_id)
-        return summary.doubling or last is None or 4 * summary.queries >= 5 * last
+        if summary.doubling or last is None:
+            return True
+        return summary.queries < SMALL_ACCOUNT and 4 * summary.queries >= 5 * last
 
     def link_level(self, model: ModelCampaigns) -> float:
         """Evidence (nats) a pair needs: Bonferroni over every pair of the model's clients."""
@@ -276,6 +288,7 @@ class CampaignStage:
             model.nulls,
             model.profile,
             self.allowance,
+            model.expected_cells,
         )
         risk = fuse(union.total, self.link_level(model), self.detection.alert_risk)
         campaign.risk = risk

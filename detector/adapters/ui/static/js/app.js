@@ -2,12 +2,14 @@
 //   #/clients[?model=&status=&min_risk=]   risk leaderboard
 //   #/alerts[?state=]                      alert feed
 //   #/client/<client_id>                   one client: reasons, alerts, feature plots
+//   #/campaigns, #/campaign/<campaign_id>  campaigns: accounts linked as one theft
 //   #/webhooks                             webhook endpoints and their deliveries (admin)
 //   #/policy                               per-model policy, its versions and calibration
 //   #/silences[?history=1]                 silences (admins create and remove them)
 
 import { api, ApiError, apiKey, forgetApiKey, saveApiKey } from "./api.js";
 import { renderAlerts } from "./alerts.js";
+import { renderCampaign, renderCampaigns } from "./campaigns.js";
 import { renderWebhooks } from "./webhooks.js";
 import { renderClient } from "./client.js";
 import { renderPolicy } from "./policy.js";
@@ -59,6 +61,11 @@ function route() {
   let name = parts[0] || "clients";
   if (name === "client" && parts.length > 1) {
     disposeView = renderClient(view, session, decodeURIComponent(parts.slice(1).join("/")));
+  } else if (name === "campaign" && parts.length > 1) {
+    name = "campaigns";
+    disposeView = renderCampaign(view, session, decodeURIComponent(parts.slice(1).join("/")));
+  } else if (name === "campaigns") {
+    disposeView = renderCampaigns(view, session);
   } else if (name === "alerts") {
     disposeView = renderAlerts(view, session, params);
   } else if (name === "policy") {
