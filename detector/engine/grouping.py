@@ -19,14 +19,18 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 #: Keys of each kind a summary carries (the most recent distinct ones), and their longest form.
 MAX_KEYS = 4
 MAX_KEY_CHARS = 64
 
 
+@lru_cache(maxsize=1 << 14)
 def ip_prefix(ip: str) -> str | None:
     """The network of an address: /24 (IPv4) or /48 (IPv6); None if it is not an address.
+    Cached: a client's few addresses come back in every summary, and parsing costs more
+    than the rest of a summary.
 
     >>> ip_prefix("203.0.113.7"), ip_prefix("2001:db8:1:2::5"), ip_prefix("proxy-7")
     ('203.0.113.0/24', '2001:db8:1::/48', None)

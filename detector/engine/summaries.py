@@ -99,6 +99,10 @@ class ClientSummary:
     def cell_set(self) -> NDArray[np.bool_]:
         return np.unpackbits(np.frombuffer(self.cells, dtype=np.uint8), bitorder="little").astype(bool)
 
+    def without_codes(self) -> ClientSummary:
+        """The summary without its code sample (what a holder needs once it has used them)."""
+        return _replace_codes(self, b"")
+
     def to_bytes(self) -> bytes:
         """MessagePack, at most ``MAX_SUMMARY_BYTES`` (code rows are dropped until it fits).
 

@@ -47,8 +47,8 @@ def same_cell_steps(
     queries: NDArray[np.uint8],
     query_cells: NDArray[np.int64],
     table: NDArray[np.uint8],
-    table_cells: NDArray[np.int64],
-    owners: NDArray[np.int64],
+    table_cells: NDArray[np.int16],
+    owners: NDArray[np.int32],
     cells: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(query row, table row) pairs in one cell that are a structured step apart; table rows
@@ -65,9 +65,23 @@ def same_cell_steps(
         if owners[j] < 0:
             continue
         cell = table_cells[j]
+        row = table[j]
         for k in range(first[cell], first[cell + 1]):
             i = order[k]
-            if is_structured_step(queries[i], table[j]):
+            # Necessary for a step (60% of the moves within one window centred at 64 or
+            # below, so at most 65), counted without the histogram: most pairs stop here.
+            query = queries[i]
+            changed = 0
+            small = 0
+            for f in range(row.shape[0]):
+                move = abs(np.int64(query[f]) - np.int64(row[f]))
+                if move > 1:
+                    changed += 1
+                    if move <= 65:
+                        small += 1
+            if changed == 0 or small < 0.6 * changed:
+                continue
+            if is_structured_step(query, row):
                 found_i.append(i)
                 found_j.append(j)
     return np.array(found_i, dtype=np.int64), np.array(found_j, dtype=np.int64)
@@ -85,12 +99,16 @@ def matched(hits: NDArray[np.bool_]) -> int:
 
 
 def code_cells(profile: ReferenceProfile, codes: NDArray[np.uint8]) -> NDArray[np.int64]:
-    """The profile's cell of each 8-bit code (decoded to the middle of its bin)."""
+    """The profile's cell of each 8-bit code (decoded to the middle of its bin): the nearest
+    centroid, as ``ReferenceProfile.view`` finds it, without the scores it also computes."""
     if len(codes) == 0:
         return np.zeros(0, dtype=np.int64)
     span = np.where(profile.high > profile.low, profile.high - profile.low, 1.0)
-    X = profile.low + codes.astype(np.float64) / 255.0 * span
-    return np.asarray(profile.view(X).cell, dtype=np.int64)
+    X = profile.low + codes.astype(np.float64) * (span / 255.0)
+    Z = ((X - profile.mean) / profile.scale) @ profile.components.T
+    C = profile.centroids
+    d2 = np.einsum("ij,ij->i", C, C)[None, :] - 2.0 * Z @ C.T  # + |Z|², the same for every cell
+    return np.asarray(np.argmin(d2, axis=1), dtype=np.int64)
 
 
 def reference_null(profile: ReferenceProfile) -> float | None:
@@ -131,13 +149,13 @@ class LineageIndex:
         self.profile = profile
         self.null = null
         self._codes = np.zeros((0, profile.dim), dtype=np.uint8)
-        self._cells = np.zeros(0, dtype=np.int64)
-        self._owners = np.zeros(0, dtype=np.int64)  # index into _names; -1: removed
+        self._cells = np.zeros(0, dtype=np.int16)
+        self._owners = np.zeros(0, dtype=np.int32)  # index into _names; -1: removed
         self._used = 0
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
-        self._rows: dict[str, NDArray[np.int64]] = {}  # a client's rows in the table
-        self._cell_counts: dict[str, NDArray[np.int64]] = {}
+        self._rows: dict[str, NDArray[np.int32]] = {}  # a client's rows in the table
+        self._cell_counts: dict[str, NDArray[np.uint8]] = {}  # rows per cell (at most 255)
         self.hits: dict[str, dict[str, int]] = {}  # symmetric, only nonzero counts
 
     def __len__(self) -> int:
@@ -148,7 +166,7 @@ class LineageIndex:
         ca, cb = self._cell_counts.get(a), self._cell_counts.get(b)
         if ca is None or cb is None:
             return 0
-        return int(ca @ cb)
+        return int(ca.astype(np.int64) @ cb)
 
     def update(self, client_id: str, codes: NDArray[np.uint8]) -> dict[str, int]:
         """Replace a client's sample; returns its hits with every other client (nonzero only)."""
@@ -187,21 +205,22 @@ class LineageIndex:
         self._cells[start:end] = cells
         self._owners[start:end] = owner
         self._used = end
-        self._rows[client_id] = np.arange(start, end)
-        self._cell_counts[client_id] = np.bincount(cells, minlength=self.profile.cells).astype(np.int64)
+        self._rows[client_id] = np.arange(start, end, dtype=np.int32)
+        counts = np.bincount(cells, minlength=self.profile.cells)
+        self._cell_counts[client_id] = np.minimum(counts, 255).astype(np.uint8)
 
     def _compact(self, extra: int) -> None:
-        """Drop removed rows and make room for ``extra`` more (capacity doubles)."""
+        """Drop removed rows and make room for ``extra`` more (a quarter of slack)."""
         alive = np.flatnonzero(self._owners[: self._used] >= 0)
-        size = max(2 * (len(alive) + extra), 64)
+        size = max((5 * (len(alive) + extra)) // 4, 64)
         codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
-        cells = np.zeros(size, dtype=np.int64)
-        owners = np.full(size, -1, dtype=np.int64)
+        cells = np.zeros(size, dtype=np.int16)
+        owners = np.full(size, -1, dtype=np.int32)
         codes[: len(alive)] = self._codes[alive]
         cells[: len(alive)] = self._cells[alive]
         owners[: len(alive)] = self._owners[alive]
-        remap = np.full(self._used, -1, dtype=np.int64)
-        remap[alive] = np.arange(len(alive))
+        remap = np.full(self._used, -1, dtype=np.int32)
+        remap[alive] = np.arange(len(alive), dtype=np.int32)
         self._codes, self._cells, self._owners, self._used = codes, cells, owners, len(alive)
         self._rows = {client_id: remap[rows] for client_id, rows in self._rows.items()}
 

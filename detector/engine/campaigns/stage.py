@@ -96,7 +96,7 @@ class CampaignStage:
         if model is None:
             return []
         client = summary.client_id
-        model.summaries[client] = summary
+        model.summaries[client] = summary.without_codes()  # the lineage index holds them
         events: list[AlertEvent] = []
         touched: set[str] = set()
         if model.lineage is not None and summary.codes and self._compare(model, summary):
