@@ -43,10 +43,14 @@ class DetectionSettings(Section):
         "uses its default: " + "; ".join(f"`{t.name}`: {t.meaning}" for t in EVIDENCE_TESTS) + ".",
     )
     idle_evict_seconds: float = Field(
-        7 * 86400, gt=0, description="Client state idle this long (event time) is evicted."
+        7 * 86400,
+        gt=0,
+        description="Client state idle this long (event time) is evicted (when stream.evict_idle).",
     )
     dedup_capacity: int = Field(
-        1_000_000, ge=1000, description="request_ids remembered to drop redeliveries."
+        1_000_000,
+        ge=1000,
+        description="Request ids a replay remembers when stream.dedup_scope is `stream`.",
     )
     max_event_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are rejected as oversized.")
     seed: int = Field(0, description="Seed of every random choice (profiles, population model).")
