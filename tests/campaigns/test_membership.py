@@ -1,0 +1,99 @@
+"""Campaign membership: a link opens a campaign, joins a member, merges two campaigns into
+the older; removing a member splits or ends it; an analyst's dismissal ends it for good; the
+cap counts what it leaves out. Driven through ``CampaignStage`` with links made by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.config.campaigns import CampaignSettings
+from querywatch.detector.engine.campaigns.campaign import Link
+from querywatch.detector.engine.campaigns.stage import CampaignStage, ModelCampaigns
+from querywatch.detector.engine.grouping import GroupingKeys
+from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED
+from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+from querywatch.detector.engine.summaries import ClientSummary, cell_bitmap
+
+
+@pytest.fixture(scope="module")
+def profile():  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    X = rng.random((3000, 8))
+    labels = (X[:, 0] > 0.5).astype(int)
+    scores = np.stack([1.0 - X[:, 0], X[:, 0]], axis=1)
+    settings = DetectionSettings(codebook_size=8, pca_components=4)
+    return build_profile(X, model_id="m", settings=settings, labels=labels.tolist(), scores=scores)
+
+
+def _stage(profile, max_members: int = 1000) -> tuple[CampaignStage, ModelCampaigns]:  # type: ignore[no-untyped-def]
+    store = MemoryProfileStore()
+    store.put(profile)
+    stage = CampaignStage(DetectionSettings(), store, CampaignSettings(max_members=max_members))
+    model = stage._model(_summary("seed", profile.version))
+    assert model is not None and model.lineage is not None
+    return stage, model
+
+
+def _summary(client: str, version: str, queries: int = 400) -> ClientSummary:
+    # Half its queries structured steps: the union's pooled steps test opens the campaign's alert.
+    counts = {"ood": 0, "far": 0, "boundary": 0, "scored": queries, "steps": queries // 2, "exact": 0}
+    cells = cell_bitmap(np.ones(8))
+    return ClientSummary("m", client, version, 1.0, queries, 0.1, False, counts, cells, (1, 1), b"", 8, False)
+
+
+def _link(stage: CampaignStage, model: ModelCampaigns, a: str, b: str, ts: float) -> list:  # type: ignore[type-arg]
+    for c in (a, b):
+        model.summaries.setdefault(c, _summary(c, model.profile.version))
+    events: list = []  # type: ignore[type-arg]
+    touched = stage._add_link(model, Link(a, b, "lineage", 50.0, 12, 40), ts, events)
+    for campaign_id in touched:
+        events += stage._assess(model, model.campaigns[campaign_id], ts)
+    return events
+
+
+def test_link_join_merge_split_and_dismiss(profile) -> None:  # type: ignore[no-untyped-def]
+    stage, model = _stage(profile)
+    _link(stage, model, "a", "b", 10.0)
+    [first] = stage.campaigns("m")
+    _link(stage, model, "b", "c", 11.0)
+    assert first.members == ["a", "b", "c"]
+    _link(stage, model, "x", "y", 12.0)
+    assert len(stage.campaigns("m")) == 2
+    events = _link(stage, model, "c", "x", 13.0)  # joins the two: the younger merges into the older
+    [merged] = stage.campaigns("m")
+    assert merged.campaign_id == first.campaign_id and merged.members == ["a", "b", "c", "x", "y"]
+    assert any(e.type == ALERT_CLOSED and "merged into" in e.alert.reasons[0] for e in events)
+    # c held the bridge: without it, {a, b} keeps the id and {x, y} is a campaign of its own
+    stage.remove_member("m", "c", 14.0)
+    parts = {tuple(c.members): c.campaign_id for c in stage.campaigns("m")}
+    assert parts[("a", "b")] == first.campaign_id and ("x", "y") in parts
+    stage.remove_member("m", "b", 15.0)  # a alone: that campaign ends
+    assert [c.members for c in stage.campaigns("m")] == [["x", "y"]]
+    [last] = stage.campaigns("m")
+    closed = stage.dismiss("m", last.campaign_id, 16.0)
+    assert stage.campaigns("m") == [] and all(e.type == ALERT_CLOSED for e in closed)
+    _link(stage, model, "x", "y", 17.0)  # the same first link does not reopen a dismissed campaign
+    assert stage.campaigns("m") == []
+
+
+def test_campaign_alert_is_of_kind_campaign_and_capped(profile) -> None:  # type: ignore[no-untyped-def]
+    stage, model = _stage(profile, max_members=3)
+    events = _link(stage, model, "a", "b", 10.0)
+    _link(stage, model, "b", "c", 11.0)
+    _link(stage, model, "c", "d", 12.0)
+    [campaign] = stage.campaigns("m")
+    assert campaign.members == ["a", "b", "c"] and campaign.capped == 1
+    assert any("left out (cap 3)" in r for r in campaign.reasons)
+    opened = [e for e in events if e.type == ALERT_OPENED]
+    assert opened and opened[0].alert.kind == "campaign" and opened[0].alert.client_id == campaign.campaign_id
+
+
+def test_grouping_keys_are_hashed_with_a_salt() -> None:
+    plain = GroupingKeys.of(["203.0.113.7"], ["curl/8"], "acme")
+    hashed = GroupingKeys.of(["203.0.113.9"], ["curl/8"], "acme", salt="s3cret")
+    again = GroupingKeys.of(["203.0.113.200"], ["curl/8"], "acme", salt="s3cret")
+    assert "acme" not in repr(hashed) and "203.0.113" not in repr(hashed)
+    assert hashed.shared_with(again) == ["network", "user agent", "organisation"]
+    assert plain.shared_with(hashed) == []
