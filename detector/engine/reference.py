@@ -105,12 +105,14 @@ def wrong_dimension(event: Event, dim: int) -> InvalidEvent:
 
 
 def pack_events(events: Sequence[Event]) -> bytes:
-    """Held events as plain data (MessagePack; inputs and scores as float64 bytes).
+    """Held events as plain data (MessagePack; inputs and scores as float64 bytes), with
+    their sources: a held event is scored after a restart, and its IP, user agent and
+    organisation are what alerts and the campaign stage show.
 
-    >>> e = Event("r", 1.5, "c", "m", np.array([1.0, 2.0]), 3, np.array([0.25, 0.75]))
+    >>> e = Event("r", 1.5, "c", "m", np.array([1.0, 2.0]), 3, np.array([0.25, 0.75]), "10.0.0.1")
     >>> back = unpack_events(pack_events([e]))[0]
-    >>> (back.request_id, back.ts, back.label, back.input.tolist(), back.scores.tolist())
-    ('r', 1.5, 3, [1.0, 2.0], [0.25, 0.75])
+    >>> (back.request_id, back.ts, back.label, back.input.tolist(), back.scores.tolist(), back.ip)
+    ('r', 1.5, 3, [1.0, 2.0], [0.25, 0.75], '10.0.0.1')
     """
     rows = [
         (
@@ -121,6 +123,9 @@ def pack_events(events: Sequence[Event]) -> bytes:
             np.asarray(e.input, dtype=np.float64).tobytes(),
             e.label,
             None if e.scores is None else np.asarray(e.scores, dtype=np.float64).tobytes(),
+            e.ip,
+            e.user_agent,
+            e.org,
         )
         for e in events
     ]
@@ -129,20 +134,25 @@ def pack_events(events: Sequence[Event]) -> bytes:
 
 
 def unpack_events(data: bytes) -> list[Event]:
-    """The events ``pack_events`` stored; ValueError if ``data`` is not such a list."""
+    """The events ``pack_events`` stored; ValueError if ``data`` is not such a list.
+    Rows of earlier releases (seven fields, no sources) load with no sources."""
     try:
-        rows = msgpack.unpackb(data, raw=False)
-        return [
-            Event(
-                str(rid),
-                float(ts),
-                str(client),
-                str(model),
-                np.frombuffer(inputs, dtype=np.float64).copy(),
-                label,
-                None if scores is None else np.frombuffer(scores, dtype=np.float64).copy(),
+        events = []
+        for rid, ts, client, model, inputs, label, scores, *sources in msgpack.unpackb(data, raw=False):
+            if len(sources) not in (0, 3) or any(s is not None and not isinstance(s, str) for s in sources):
+                raise ValueError(f"a held event's sources are not three strings: {sources!r}")
+            events.append(
+                Event(
+                    str(rid),
+                    float(ts),
+                    str(client),
+                    str(model),
+                    np.frombuffer(inputs, dtype=np.float64).copy(),
+                    label,
+                    None if scores is None else np.frombuffer(scores, dtype=np.float64).copy(),
+                    *sources,
+                )
             )
-            for rid, ts, client, model, inputs, label, scores in rows
-        ]
+        return events
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ValueError(f"not a list of held events: {exc}") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import msgpack
 import numpy as np
+import pytest
 
 from querywatch.detector.engine.reference import pack_events, unpack_events
 from tests.detector.test_engine import DIM, SETTINGS, _benign, _events, _profiled_engine
@@ -37,6 +39,7 @@ def test_held_events_round_trip_as_plain_data() -> None:
     events = _events("c", rng.normal(size=(5, DIM)))
     events[1].scores = None
     events[2].label = "cat"
+    events[3].ip, events[3].user_agent, events[3].org = "10.1.2.3", "curl/8", "acme"
     back = unpack_events(pack_events(events))
     for a, b in zip(events, back, strict=True):
         assert (a.request_id, a.ts, a.client_id, a.model_id, a.label) == (
@@ -46,5 +49,19 @@ def test_held_events_round_trip_as_plain_data() -> None:
             b.model_id,
             b.label,
         )
+        assert (a.ip, a.user_agent, a.org) == (b.ip, b.user_agent, b.org)
         assert a.input.tolist() == b.input.tolist()
         assert (a.scores is None and b.scores is None) or a.scores.tolist() == b.scores.tolist()
+
+
+def test_held_events_of_an_earlier_release_load_without_sources() -> None:
+    """Checkpoints written before held events kept their sources (seven fields a row)."""
+    old = msgpack.packb([("r", 1.0, "c", "m", np.zeros(2).tobytes(), 1, None)], use_bin_type=True)
+    (event,) = unpack_events(old)
+    assert (event.request_id, event.ip, event.user_agent, event.org) == ("r", None, None, None)
+
+
+def test_held_events_with_malformed_sources_are_refused() -> None:
+    bad = msgpack.packb([("r", 1.0, "c", "m", np.zeros(2).tobytes(), 1, None, 5)], use_bin_type=True)
+    with pytest.raises(ValueError, match="not a list of held events"):
+        unpack_events(bad)
