@@ -33,7 +33,7 @@ from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.delivery.endpoints import create_endpoint
 from querywatch.detector.adapters.files import DirectoryProfileStore
 from querywatch.detector.adapters.kafka.admin import ensure_topics
-from querywatch.detector.adapters.kafka.app import DetectorFactory, consume
+from querywatch.detector.adapters.kafka.app import consume
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
 from querywatch.detector.cli.receiver import DemoReceiver
 from querywatch.detector.config import DetectionSettings, Settings
@@ -89,8 +89,7 @@ class AllInOne:
     """Start (``start``), wait for a stop request or a failed service (``wait``), stop (``stop``).
 
     ``stopping`` is set by a signal handler or by any service that fails; ``failed`` names
-    the services that died, so the command can exit non-zero. ``detector_factory`` replaces
-    the consumer's default engine (tests).
+    the services that died, so the command can exit non-zero.
     """
 
     def __init__(
@@ -98,11 +97,9 @@ class AllInOne:
         settings: Settings,
         *,
         demo: Demo | None = None,
-        detector_factory: DetectorFactory | None = None,
     ) -> None:
         self.settings = settings
         self.demo = demo
-        self.detector_factory = detector_factory
         self.stopping = threading.Event()
         self.failed: list[str] = []
         self._broker: EmbeddedBroker | None = None
@@ -192,10 +189,10 @@ class AllInOne:
 
     def _start_consumer(self) -> None:
         consumer_stop = threading.Event()
-        settings, factory = self.settings, self.detector_factory
+        settings = self.settings
         self._spawn(
             "consumer",
-            lambda: consume(settings, stop=consumer_stop, detector_factory=factory, campaigns=True),
+            lambda: consume(settings, stop=consumer_stop, campaigns=True),
             consumer_stop.set,
         )
 

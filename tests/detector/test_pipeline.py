@@ -108,7 +108,7 @@ def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: 
     sessions = make_sessionmaker(sql)
     outputs = _Outputs()
     processor = StreamProcessor(
-        detector_factory=_profiled_engine,
+        engine=_profiled_engine(),
         sessions=sessions,
         outputs=outputs,
         sinks=Sinks([outputs, *stored_sinks()]),
@@ -161,7 +161,7 @@ def test_replay_evicts_idle_clients_as_the_consumer_does(tmp_path: Path) -> None
 def test_a_consumer_refuses_a_dedup_scope_its_partitions_cannot_share(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dedup_scope"):
         StreamProcessor(
-            detector_factory=_profiled_engine,
+            engine=_profiled_engine(),
             sessions=make_sessionmaker(make_engine(migrated_database(tmp_path))),
             outputs=_Outputs(),
             sinks=Sinks([]),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
 from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
 from querywatch.detector.adapters.db.decision_inputs import decision_thresholds
@@ -34,8 +33,6 @@ from querywatch.detector.engine.summaries import SummaryRule
 
 log = logging.getLogger(__name__)
 
-DetectorFactory = Callable[[], Detector]
-
 
 class ConsumerApp:
     """A consumer built from Settings: database (checked migrated), output producer, processor.
@@ -44,9 +41,7 @@ class ConsumerApp:
     by tests and status pages (which partitions this member owns).
     """
 
-    def __init__(
-        self, settings: Settings, *, detector_factory: DetectorFactory | None = None, campaigns: bool = False
-    ) -> None:
+    def __init__(self, settings: Settings, *, campaigns: bool = False) -> None:
         """``campaigns``: also run the campaign stage in this process (``querywatch up``, one
         consumer that sees every client)."""
         self.settings = settings
@@ -62,7 +57,7 @@ class ConsumerApp:
             raise
         try:
             self.processor = StreamProcessor(
-                detector_factory=detector_factory or default_detector_factory(settings, sessions),
+                engine=default_detector(settings, sessions),
                 sessions=sessions,
                 outputs=self._outputs,
                 sinks=consumer_sinks(self._outputs, decision_thresholds(settings.api)),
@@ -113,7 +108,6 @@ def consume(
     settings: Settings,
     *,
     stop: threading.Event,
-    detector_factory: DetectorFactory | None = None,
     campaigns: bool = False,
 ) -> None:
     """Consume the inference-log topic as a member of ``settings.kafka.group_id`` until ``stop``.
@@ -121,15 +115,15 @@ def consume(
     Raises ``DatabaseNotMigrated`` before joining the group if the schema is not current,
     and ``ConfigError`` if no brokers are configured.
     """
-    app = ConsumerApp(settings, detector_factory=detector_factory, campaigns=campaigns)
+    app = ConsumerApp(settings, campaigns=campaigns)
     try:
         app.run(stop)
     finally:
         app.close()
 
 
-def default_detector_factory(settings: Settings, sessions: SessionFactory) -> DetectorFactory:
-    """Engines with the configured detection settings and profiles.
+def default_detector(settings: Settings, sessions: SessionFactory) -> Detector:
+    """The engine with the configured detection settings and profiles.
 
     Profiles come from ``detection.profile_dir`` when it is set (reproducible: the same as
     ``querywatch replay --profile``), else from the database, shared by the whole group.
@@ -139,4 +133,4 @@ def default_detector_factory(settings: Settings, sessions: SessionFactory) -> De
         store = DirectoryProfileStore(settings.detection.profile_dir)
     else:
         store = DatabaseProfileStore(sessions)
-    return lambda: Detector(settings.detection, store, settings.alerts)
+    return Detector(settings.detection, store, settings.alerts)

@@ -82,7 +82,7 @@ class StreamProcessor:
     def __init__(
         self,
         *,
-        detector_factory: Callable[[], Detector],
+        engine: Detector,
         sessions: SessionFactory,
         outputs: DeadLetterOutput,
         sinks: Sinks[OutcomeTx],
@@ -95,7 +95,7 @@ class StreamProcessor:
         clock: Callable[[], float] = time.monotonic,
         campaigns: InProcessCampaigns | None = None,
     ) -> None:
-        self.engine = detector_factory()
+        self.engine = engine
         #: The campaign stage, when it runs in this process (``querywatch up``).
         self.campaigns = campaigns
         self._sessions = sessions
