@@ -1,4 +1,5 @@
-"""Stored client state: plain named data, states of release 0.1 still load, nothing executes."""
+"""Stored client state: plain named data, states of releases 0.1 and 0.2 still load, nothing
+executes."""
 
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from querywatch.features.client import ClientFeatures
 from querywatch.models.profile import ReferenceProfile
 from tests.detector.test_engine import DIM, SETTINGS, _benign, _events, _profiled_engine
 
-FIXTURE = Path(__file__).parent / "fixtures" / "state-0.1"
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE = FIXTURES / "state-0.1"
 
 
-def _fixture_engine() -> Detector:
-    profile = ReferenceProfile.from_bytes((FIXTURE / "profile.npz").read_bytes())
+def _fixture_engine(fixture: Path = FIXTURE) -> Detector:
+    profile = ReferenceProfile.from_bytes((fixture / "profile.npz").read_bytes())
     return Detector(SETTINGS, MemoryProfileStore([profile]))
 
 
@@ -52,6 +54,30 @@ def test_a_state_written_by_release_0_1_loads_and_scores_on(client: str) -> None
     else:
         assert max(risks) < SETTINGS.clear_risk and max(expected["risks_next"]) == 0.0
     # ... and it is stored again in the current format.
+    assert engine.export_client(client).startswith(stateformat.MAGIC)
+
+
+@pytest.mark.parametrize("client", ["thief", "user"])
+def test_a_state_written_by_release_0_2_loads_whole_and_scores_as_it_did(client: str) -> None:
+    """Release 0.2 wrote plain MessagePack (``QWCS``, commit 96a55e2): every part loads, and
+    the next 20 events score as 0.2 scored them."""
+    fixture = FIXTURES / "state-0.2"
+    expected = json.loads((fixture / "expected.json").read_text())[client]
+    engine = _fixture_engine(fixture)
+    stored = (fixture / f"{client}.state").read_bytes()
+    assert stored.startswith(stateformat.PLAIN_MAGIC)
+    context = engine._context("m")
+    assert context is not None
+    assert ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"]) == []
+    engine.import_client(client, stored)
+    state = engine._clients[client]["m"]
+    assert state.queries == expected["queries"]
+    assert state.evidence.statistics() == expected["statistics"]
+    snapshot = state.features.snapshot()
+    assert {k: snapshot[k] for k in expected["snapshot"]} == pytest.approx(expected["snapshot"])
+    nxt = _events(client, np.load(fixture / f"{client}-next.npy"), t0=1000.0)
+    risks = [o.update.risk for o in engine.process_batch(nxt).outcomes]
+    assert risks == pytest.approx(expected["risks_next"])
     assert engine.export_client(client).startswith(stateformat.MAGIC)
 
 
