@@ -148,7 +148,10 @@ def test_a_client_can_be_blocked_before_its_first_event_audited(
     assert decision["action"] == "block" and decision["models"] == []
     # No client row stands for a model that does not exist: not on the leaderboard, not a model.
     reader = api_server.reader_headers
-    assert http.get("/v1/clients/leaked-key", headers=reader).status_code == 404
+    unseen = http.get("/v1/clients/leaked-key", headers=reader)
+    assert unseen.status_code == 404
+    assert "status 'blocked'" in unseen.json()["detail"]  # the 404 says the block is waiting
+    assert "status" not in http.get("/v1/clients/never-seen", headers=reader).json()["detail"]
     assert "leaked-key" not in [
         c["client_id"] for c in http.get("/v1/clients", headers=reader).json()["items"]
     ]

@@ -158,7 +158,16 @@ def one_client(session: SessionDep, _key: ReaderKey, client_id: ClientId) -> Cli
     and an entry per model it queried (`models`)."""
     client = get_client(session=session, client_id=client_id)
     if client is None:
-        raise ClientNotFound(f"no client {client_id!r} has been seen")
+        # A key blocked or trusted before its first query has no client yet: say so, so that
+        # an analyst checking a leaked key sees the block is in place.
+        pending = session.get(PendingStatusRow, client_id)
+        waiting = (
+            ""
+            if pending is None
+            else f"; its status {pending.status!r} (set by {pending.status_changed_by}) applies "
+            "from its first query"
+        )
+        raise ClientNotFound(f"no client {client_id!r} has been seen{waiting}")
     return _with_models(session, client)
 
 
