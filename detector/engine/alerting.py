@@ -17,6 +17,7 @@ from typing import Any
 
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.detection import DetectionSettings
+from querywatch.detector.engine.grouping import remember_recent
 from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
     ALERT_OPENED,
@@ -100,19 +101,9 @@ class Sources:
 
     def see(self, ip: str | None, user_agent: str | None) -> None:
         if ip is not None:
-            _remember(self.ips, ip, self.limit)
+            remember_recent(self.ips, ip, self.limit)
         if user_agent is not None:
-            _remember(self.user_agents, user_agent, self.limit)
-
-
-def _remember(seen: list[str], value: str, limit: int) -> None:
-    if seen and seen[-1] == value:
-        return
-    if value in seen:
-        seen.remove(value)
-    seen.append(value)
-    if len(seen) > limit:
-        del seen[0]
+            remember_recent(self.user_agents, user_agent, self.limit)
 
 
 @dataclass(frozen=True, slots=True)

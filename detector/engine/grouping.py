@@ -92,14 +92,30 @@ class GroupingKeys:
         return shared
 
 
+def remember_recent(seen: list[str], value: str, limit: int) -> None:
+    """Add ``value`` to ``seen``, the last ``limit`` distinct values, most recent last.
+
+    >>> seen = ["a", "b"]
+    >>> remember_recent(seen, "a", 2); seen
+    ['b', 'a']
+    >>> remember_recent(seen, "c", 2); seen
+    ['a', 'c']
+    """
+    if seen and seen[-1] == value:
+        return
+    if value in seen:
+        seen.remove(value)
+    seen.append(value)
+    if len(seen) > limit:
+        del seen[0]
+
+
 def _recent(values: Iterable[str]) -> tuple[str, ...]:
     """The last ``MAX_KEYS`` distinct values, most recent last."""
     out: list[str] = []
     for value in values:
-        if value in out:
-            out.remove(value)
-        out.append(value)
-    return tuple(out[-MAX_KEYS:])
+        remember_recent(out, value, MAX_KEYS)
+    return tuple(out)
 
 
 def _hash(value: str, salt: str) -> str:
