@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import HTTPException, Query
 
 from querywatch.detector.adapters.db.alerts import AlertCursor
+from querywatch.detector.adapters.db.campaigns import CampaignCursor
 from querywatch.detector.adapters.db.clients import ClientCursor
 
 T = TypeVar("T")
@@ -73,16 +74,23 @@ def client_cursor(cursor: str | None) -> ClientCursor | None:
 
 
 def alert_cursor(cursor: str | None) -> AlertCursor | None:
-    if cursor is None:
-        return None
-    opened_at, alert_id = decode(cursor, 2)
+    return None if cursor is None else AlertCursor(*_opened_at_and_id(cursor))
+
+
+def campaign_cursor(cursor: str | None) -> CampaignCursor | None:
+    return None if cursor is None else CampaignCursor(*_opened_at_and_id(cursor))
+
+
+def _opened_at_and_id(cursor: str) -> tuple[datetime, str]:
+    """The (opening time, id) key that alert and campaign pages both end at."""
+    opened_at, row_id = decode(cursor, 2)
     try:
         when = datetime.fromisoformat(opened_at) if isinstance(opened_at, str) else None
     except ValueError:
         when = None
-    if when is None or when.tzinfo is None or not isinstance(alert_id, str):
+    if when is None or when.tzinfo is None or not isinstance(row_id, str):
         raise HTTPException(400, "cursor is not one this API returned")
-    return AlertCursor(when, alert_id)
+    return when, row_id
 
 
 def delivery_cursor(cursor: str | None) -> int | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -13,7 +12,6 @@ from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDe
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
 from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.campaigns import (
-    CampaignCursor,
     CampaignNotFound,
     get_campaign,
     list_campaigns,
@@ -37,17 +35,13 @@ def list_campaigns_newest_first(
     cursor: cursors.PageCursor = None,
 ) -> CampaignPage:
     """Campaigns, newest first (by the event time of their first link); follow `next_cursor`."""
-    after = None
-    if cursor is not None:
-        opened_at, campaign_id = cursors.decode(cursor, 2)
-        try:
-            after = CampaignCursor(datetime.fromisoformat(str(opened_at)), str(campaign_id))
-        except ValueError:
-            after = None
-        if after is None:
-            cursors.decode("", 2)  # the 400 every list endpoint gives for a foreign cursor
     rows = list_campaigns(
-        session=session, limit=limit + 1, after=after, model_id=model, state=state, client_id=client_id
+        session=session,
+        limit=limit + 1,
+        after=cursors.campaign_cursor(cursor),
+        model_id=model,
+        state=state,
+        client_id=client_id,
     )
     items, next_cursor = cursors.page(rows, limit, lambda c: [c.opened_at.isoformat(), c.campaign_id])
     return CampaignPage(items=[CampaignPublic.model_validate(c) for c in items], next_cursor=next_cursor)
