@@ -6,15 +6,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.sinks import store_outcomes
-from querywatch.detector.engine.outcomes import (
-    ALERT_OPENED,
-    Alert,
-    AlertEvent,
-    Outcome,
-    RiskUpdate,
-    alert_id_for,
-    severity_for,
-)
+from querywatch.detector.engine.outcomes import RiskUpdate
+from tests.outcomes import first_alert, opening
 
 T0 = 1_800_000_000.0
 
@@ -30,20 +23,7 @@ def seed_client(
 ) -> str | None:
     """One client at ``risk`` (and an open alert if asked); returns the alert id."""
     update = RiskUpdate(client_id, model_id, ts, 100, risk, ("coverage high",), {"coverage": risk})
-    opened = None
-    if alert:
-        opened = Alert(
-            alert_id_for(client_id, model_id, 1),
-            client_id,
-            model_id,
-            ts,
-            100,
-            risk,
-            severity_for(risk),
-            update.reasons,
-            update.features,
-        )
+    opened = first_alert(update) if alert else None
     with transaction(sessions) as session:
-        event = None if opened is None else AlertEvent(ALERT_OPENED, 1, ts, opened)
-        store_outcomes(session=session, outcomes=[Outcome(update, event)])
+        store_outcomes(session=session, outcomes=[opening(update, opened)])
     return opened.alert_id if opened else None

@@ -13,14 +13,13 @@ from querywatch.detector.adapters.db.tables import WebhookDeliveryRow, WebhookEn
 from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_UPDATED,
-    Alert,
     AlertEvent,
     Outcome,
     RiskUpdate,
-    alert_id_for,
 )
 from tests.api.seed import T0, seed_client
 from tests.api.server import ApiServer
+from tests.outcomes import first_alert
 
 
 def _deliveries(api_server: ApiServer, *, notices: bool = False) -> int:
@@ -166,9 +165,7 @@ def test_polling_with_after_sees_updates(http: httpx.Client, api_server: ApiServ
         http.get("/v1/alerts", params={"after": cursor}, headers=api_server.reader_headers).json()["items"]
         == []
     )
-    opened = Alert(
-        alert_id_for("acct-4", "digits-v1", 1), "acct-4", "digits-v1", T0, 100, 0.85, "medium", (), {}
-    )
+    opened = first_alert(RiskUpdate("acct-4", "digits-v1", T0, 100, 0.85))
     later = RiskUpdate("acct-4", "digits-v1", T0 + 120, 300, 0.995, ("boundary",), {"coverage": 1.0})
     event = AlertEvent(
         ALERT_UPDATED, 2, later.ts, replace(opened, risk=0.995, severity="critical", queries=300)

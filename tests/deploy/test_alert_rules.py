@@ -13,19 +13,18 @@ PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing (Debian's prometheus package)")
 
 
+def promtool(*args: str) -> None:
+    """Run ``promtool`` on the rules directory; its own output is the failure message."""
+    assert PROMTOOL is not None
+    done = subprocess.run([PROMTOOL, *args], cwd=RULES, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @needs_promtool
 def test_rules_check() -> None:
-    assert PROMTOOL is not None
-    done = subprocess.run(
-        [PROMTOOL, "check", "rules", "alerts.yml"], cwd=RULES, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    promtool("check", "rules", "alerts.yml")
 
 
 @needs_promtool
 def test_rules_unit_tests() -> None:
-    assert PROMTOOL is not None
-    done = subprocess.run(
-        [PROMTOOL, "test", "rules", "alerts_test.yml"], cwd=RULES, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    promtool("test", "rules", "alerts_test.yml")

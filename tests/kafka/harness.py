@@ -96,6 +96,14 @@ def migrated_database(tmp: Path, name: str = "qw.db") -> DatabaseSettings:
     return database
 
 
+def consumer_settings(kafka: KafkaSettings, tmp: Path) -> Settings:
+    """A consumer's settings for ``kafka``: a fresh migrated SQLite database and the fixed
+    digits profile, both under ``tmp``."""
+    return Settings(
+        kafka=kafka, database=migrated_database(tmp), detection=detection_settings(tmp / "profiles")
+    )
+
+
 def produce(kafka: KafkaSettings, lines: Sequence[bytes], *, one_per_batch: bool = False) -> None:
     """Send ``lines`` keyed by client. ``one_per_batch``: a record batch per message, for tests
     of end offsets (Tansu reports a partition's end as if every batch held one record)."""

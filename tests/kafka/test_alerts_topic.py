@@ -12,12 +12,11 @@ from sqlalchemy import select
 
 from querywatch.detector.adapters.db.session import make_engine
 from querywatch.detector.adapters.db.tables import AlertEventRow
-from querywatch.detector.config import KafkaSettings, Settings
+from querywatch.detector.config import KafkaSettings
 from querywatch.detector.engine.outcomes import ALERT_OPENED, ALERT_SCHEMA_VERSION, EVENT_TYPES
 from tests.kafka.harness import (
     consume_everything,
-    detection_settings,
-    migrated_database,
+    consumer_settings,
     produce,
     trace_lines,
 )
@@ -28,8 +27,7 @@ pytestmark = pytest.mark.kafka
 def test_the_alerts_topic_carries_every_stored_alert_event(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    detection = detection_settings(tmp_path / "profiles")
-    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    settings = consumer_settings(kafka_settings, tmp_path)
     produce(kafka_settings, trace_lines())
     result = consume_everything(settings)
     assert result.alerts, "the trace must contain thieves"

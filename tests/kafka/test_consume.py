@@ -15,6 +15,7 @@ from tests.kafka.harness import (
     ThreadedConsumer,
     consume_everything,
     consumer_process,
+    consumer_settings,
     detection_settings,
     migrated_database,
     produce,
@@ -33,10 +34,9 @@ pytestmark = pytest.mark.kafka
 def test_consumed_alerts_equal_the_replay_of_the_same_trace(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    detection = detection_settings(tmp_path / "profiles")
-    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    settings = consumer_settings(kafka_settings, tmp_path)
     lines = trace_lines()
-    expected = replay_expectation(lines, detection, tmp_path)
+    expected = replay_expectation(lines, settings.detection, tmp_path)
     assert expected.alerts, "the trace must contain thieves the replay catches"
     produce(kafka_settings, lines)
 
@@ -106,8 +106,7 @@ def test_a_consumer_killed_mid_stream_resumes_without_losing_or_doubling(
 def test_two_consumers_split_the_partitions_and_one_takes_over_from_the_other(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    detection = detection_settings(tmp_path / "profiles")
-    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    settings = consumer_settings(kafka_settings, tmp_path)
     lines = trace_lines()
     thirds = [
         lines[: len(lines) // 3],
@@ -138,7 +137,7 @@ def test_two_consumers_split_the_partitions_and_one_takes_over_from_the_other(
         first.close()
         if second is not None and second.app.owned_partitions():
             second.close()
-    expected = replay_expectation(lines, detection, tmp_path)
+    expected = replay_expectation(lines, settings.detection, tmp_path)
     result = stored(database)
     assert result.alerts == expected.alerts != []
     assert result.clients == expected.clients  # each client's count continued where the other left it

@@ -11,13 +11,12 @@ import pytest
 from kafka import KafkaConsumer
 
 from querywatch.detector.adapters.kafka.client_config import connection_kwargs
-from querywatch.detector.config import KafkaSettings, Settings
+from querywatch.detector.config import KafkaSettings
 from tests.kafka.harness import (
     WAIT_S,
     consume_everything,
-    detection_settings,
+    consumer_settings,
     end_offsets,
-    migrated_database,
     produce,
     replay_expectation,
     trace_lines,
@@ -59,8 +58,7 @@ def malformed(n: int, valid: bytes) -> list[tuple[str, bytes]]:
 def test_malformed_messages_are_dead_lettered_and_change_nothing_else(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    detection = detection_settings(tmp_path / "profiles")
-    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    settings = consumer_settings(kafka_settings, tmp_path)
     clean = list(trace_lines())
     bad = malformed(len(clean) // 20, clean[0])
     salted = list(clean)
@@ -71,7 +69,7 @@ def test_malformed_messages_are_dead_lettered_and_change_nothing_else(
 
     result = consume_everything(settings)
 
-    expected = replay_expectation(clean, detection, tmp_path)
+    expected = replay_expectation(clean, settings.detection, tmp_path)
     assert result.alerts == expected.alerts != []
     assert result.clients == expected.clients
     assert result.dead_letters == sorted((reason, raw.hex()) for reason, raw in bad)

@@ -23,6 +23,7 @@ from querywatch.detector.config import DatabaseSettings, KafkaSettings, OutageSe
 from querywatch.detector.metrics import LOG_REWOUND, OUTAGE
 from tests.kafka.harness import (
     ThreadedConsumer,
+    consumer_settings,
     detection_settings,
     end_offsets,
     migrated_database,
@@ -114,8 +115,7 @@ def test_a_recreated_topic_is_reported_and_paused_then_read_again_when_told(
     kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    detection = detection_settings(tmp_path / "profiles")
-    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    settings = consumer_settings(kafka_settings, tmp_path)
     lines = list(trace_lines())
     first, second = lines[: len(lines) // 2], lines[len(lines) // 2 :][:200]
     produce(kafka_settings, first)
@@ -148,7 +148,7 @@ def test_a_recreated_topic_is_reported_and_paused_then_read_again_when_told(
     consumer.close()
     result = stored(engine)
     engine.dispose()
-    expected = replay_expectation(first + second, detection, tmp_path)
+    expected = replay_expectation(first + second, settings.detection, tmp_path)
     assert result.clients == expected.clients and result.alerts == expected.alerts
 
 

@@ -15,9 +15,8 @@ from querywatch.detector.config import KafkaSettings, Settings
 from querywatch.detector.engine.reference import unpack_events
 from tests.kafka.harness import (
     consume_everything,
-    detection_settings,
+    consumer_settings,
     end_offsets,
-    migrated_database,
     produce,
     replay_expectation,
     trace_lines,
@@ -62,10 +61,9 @@ def _held(settings: Settings) -> dict[int, list[str]]:
 def test_one_event_of_a_never_seen_model_delays_no_checkpoint(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    detection = detection_settings(tmp_path / "profiles")
-    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    settings = consumer_settings(kafka_settings, tmp_path)
     lines = trace_lines()
-    expected = replay_expectation(lines, detection, tmp_path)
+    expected = replay_expectation(lines, settings.detection, tmp_path)
     # The new model's event comes first, so every later event of its partition follows it.
     produce(kafka_settings, [NEW_MODEL_EVENT, *lines])
 

@@ -19,19 +19,13 @@ from querywatch.detector.adapters.db.tables import (
 from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
-    ALERT_OPENED,
     ALERT_UPDATED,
-    Alert,
     AlertEvent,
     Outcome,
     RiskUpdate,
-    alert_id_for,
 )
 from querywatch.detector.metrics import REGISTRY
-
-
-def opening(u: RiskUpdate, alert: Alert) -> Outcome:
-    return Outcome(u, AlertEvent(ALERT_OPENED, 1, u.ts, alert))
+from tests.outcomes import first_alert, opening
 
 
 def update(client: str, queries: int, risk: float, ts: float | None = None) -> RiskUpdate:
@@ -43,20 +37,6 @@ def update(client: str, queries: int, risk: float, ts: float | None = None) -> R
         risk=risk,
         reasons=("coverage",),
         features={"coverage": risk},
-    )
-
-
-def alert_for(u: RiskUpdate) -> Alert:
-    return Alert(
-        alert_id=alert_id_for(u.client_id, u.model_id, 1),
-        client_id=u.client_id,
-        model_id=u.model_id,
-        ts=u.ts,
-        queries=u.queries,
-        risk=u.risk,
-        severity="medium",
-        reasons=u.reasons,
-        features=u.features,
     )
 
 
@@ -103,24 +83,24 @@ def test_alert_is_stored_once_and_enqueues_webhooks(sessions: sessionmaker[Sessi
     with transaction(sessions) as session:
         session.add(WebhookEndpointRow(url="https://example.test/hook", secret="whsec_x", min_severity="low"))
     u = update("a", 50, 0.85)
-    batch = [opening(u, alert_for(u))]
+    batch = [opening(u, first_alert(u, severity="medium"))]
     with transaction(sessions) as session:
         first = store_outcomes(session=session, outcomes=batch)
     with transaction(sessions) as session:
         again = store_outcomes(session=session, outcomes=batch)  # a replay after a crash
-    assert [a.alert_id for a in first.new_alerts] == [alert_for(u).alert_id]
+    assert [a.alert_id for a in first.new_alerts] == [first_alert(u, severity="medium").alert_id]
     assert again.new_alerts == []
     with sessions() as session:
         assert count(session, AlertRow) == 1
         assert count(session, WebhookDeliveryRow) == 1
-        row = session.get(AlertRow, alert_for(u).alert_id)
+        row = session.get(AlertRow, first_alert(u, severity="medium").alert_id)
         assert row is not None and row.state == "open" and row.opened_at.timestamp() == u.ts
 
 
 def test_engine_closing_an_alert_resolves_it(sessions: sessionmaker[Session]) -> None:
     opened = update("a", 50, 0.85)
     closed = update("a", 90, 0.4)
-    alert = alert_for(opened)
+    alert = first_alert(opened, severity="medium")
     closing = AlertEvent(
         ALERT_CLOSED, 2, closed.ts, replace(alert, risk=0.4, queries=90, closed_ts=closed.ts)
     )
@@ -135,7 +115,7 @@ def test_engine_closing_an_alert_resolves_it(sessions: sessionmaker[Session]) ->
 
 def test_updates_are_stored_once_in_sequence(sessions: sessionmaker[Session]) -> None:
     first = update("a", 50, 0.85)
-    alert = alert_for(first)
+    alert = first_alert(first, severity="medium")
     later = update("a", 80, 0.97)
     raised = AlertEvent(ALERT_UPDATED, 2, later.ts, replace(alert, risk=0.97, severity="high", queries=80))
     batch = [opening(first, alert), Outcome(later, raised)]
@@ -217,7 +197,7 @@ def test_each_alert_event_is_one_log_line_with_ecs_fields(
 ) -> None:
     u = update("a", 50, 0.95)
     with caplog.at_level("INFO", logger="querywatch.alerts"), transaction(sessions) as session:
-        store_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
+        store_outcomes(session=session, outcomes=[opening(u, first_alert(u, severity="medium"))])
     [record] = [r for r in caplog.records if r.name == "querywatch.alerts"]
     fields = vars(record)
     assert fields["event"]["kind"] == "alert" and fields["event"]["action"] == "alert.opened"
@@ -235,10 +215,10 @@ def test_a_rolled_back_batch_counts_no_alert_and_logs_no_line(
     before = opened()
     with caplog.at_level("INFO", logger="querywatch.alerts"):
         with pytest.raises(RuntimeError), transaction(sessions) as session:
-            store_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
+            store_outcomes(session=session, outcomes=[opening(u, first_alert(u, severity="medium"))])
             raise RuntimeError("the consumer died before its commit")
         assert opened() == before and not [r for r in caplog.records if r.name == "querywatch.alerts"]
         with transaction(sessions) as session:
-            store_outcomes(session=session, outcomes=[opening(u, alert_for(u))])
+            store_outcomes(session=session, outcomes=[opening(u, first_alert(u, severity="medium"))])
         assert opened() == before + 1
     assert len([r for r in caplog.records if r.name == "querywatch.alerts"]) == 1

@@ -9,26 +9,14 @@ from __future__ import annotations
 
 import math
 
-from querywatch.detector.engine.outcomes import (
-    ALERT_OPENED,
-    Alert,
-    AlertEvent,
-    Outcome,
-    RiskUpdate,
-    alert_id_for,
-    severity_for,
-)
+from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
+from tests.outcomes import first_alert, opening
 
 MODEL = "digits-v1"
 ATTACKER = "acct-7f3a9c"
 BENIGN = tuple(f"acct-{n:04d}" for n in (1042, 1187, 2210, 3305, 4021, 5150))
 START = 1_790_000_000.0  # 2026-09-21, event time
 ALERT_RISK = 0.8
-
-
-def story_outcome(update: RiskUpdate, alert: Alert | None = None) -> Outcome:
-    """What ``Detector.process`` returns per event (see docs/CONTRACTS.md)."""
-    return Outcome(update, None if alert is None else AlertEvent(ALERT_OPENED, 1, update.ts, alert))
 
 
 def _attacker_features(progress: float) -> dict[str, float]:
@@ -65,18 +53,8 @@ def attacker_story(steps: int = 40, queries_per_step: int = 12) -> list[Outcome]
         alert = None
         if risk >= ALERT_RISK and not opened:
             opened = True
-            alert = Alert(
-                alert_id_for(ATTACKER, MODEL, 1),
-                ATTACKER,
-                MODEL,
-                update.ts,
-                queries,
-                risk,
-                severity_for(risk),
-                reasons,
-                features,
-            )
-        outcomes.append(story_outcome(update, alert))
+            alert = first_alert(update)
+        outcomes.append(opening(update, alert))
     return outcomes
 
 
@@ -94,7 +72,7 @@ def benign_story(client_id: str, index: int, steps: int = 10) -> list[Outcome]:
         }
         risk = round(0.04 + 0.02 * index + wobble / 3, 4)
         update = RiskUpdate(client_id, MODEL, START + step * 900.0 + index, step * 7, risk, (), features)
-        outcomes.append(story_outcome(update))
+        outcomes.append(opening(update))
     return outcomes
 
 
@@ -111,25 +89,12 @@ def late_alert(client_id: str) -> Outcome:
     features = _attacker_features(0.9)
     reasons = _attacker_reasons(features, 900)
     update = RiskUpdate(client_id, MODEL, START + 86_400.0, 900, 0.86, reasons, features)
-    alert = Alert(
-        alert_id_for(client_id, MODEL, 1),
-        client_id,
-        MODEL,
-        update.ts,
-        900,
-        0.86,
-        severity_for(0.86),
-        reasons,
-        features,
-    )
-    return story_outcome(update, alert)
+    return opening(update, first_alert(update))
 
 
 def crowd(n: int, *, prefix: str = "crowd") -> list[Outcome]:
     """``n`` quiet clients with distinct low risks (one outcome each)."""
     return [
-        story_outcome(
-            RiskUpdate(f"{prefix}-{i:06d}", MODEL, START + i, 5, round(0.3 * i / max(n, 1), 6), (), {})
-        )
+        opening(RiskUpdate(f"{prefix}-{i:06d}", MODEL, START + i, 5, round(0.3 * i / max(n, 1), 6), (), {}))
         for i in range(n)
     ]

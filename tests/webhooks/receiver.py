@@ -10,11 +10,35 @@ from __future__ import annotations
 import ssl
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.ports import free_port
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive handler that does not print a line per request into the test output."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving(port: int, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
+    """Serve ``handler`` on 127.0.0.1:``port`` from a thread until the block ends: the local
+    stand-in for a third-party service (Slack, PagerDuty, a proxy)."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.ports import free_port
+from tests.webhooks.receiver import QuietHandler, serving
 
 
 def violations(message: Any) -> list[str]:
@@ -80,9 +80,7 @@ class Slack:
 def running_slack() -> Iterator[Slack]:
     service = Slack()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             status, body = service.answer(self.rfile.read(int(self.headers.get("content-length", 0))))
             self.send_response(status)
@@ -91,14 +89,5 @@ def running_slack() -> Iterator[Slack]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", service.port), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(service.port, Handler):
         yield service
-    finally:
-        server.shutdown()
-        server.server_close()

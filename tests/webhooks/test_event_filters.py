@@ -15,12 +15,11 @@ from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
     ALERT_OPENED,
     ALERT_UPDATED,
-    Alert,
     AlertEvent,
     Outcome,
     RiskUpdate,
-    alert_id_for,
 )
+from tests.outcomes import first_alert
 from tests.webhooks.conftest import Db, FakeClock
 from tests.webhooks.receiver import Receiver
 
@@ -35,9 +34,7 @@ def test_each_endpoint_gets_the_event_types_it_asked_for(db: Db, clock: FakeCloc
                     session=session, url=receivers[name].url, allow_hosts=("127.0.0.1",), event_types=types
                 )
         t = clock.now
-        alert = Alert(
-            alert_id_for("acct-7", "digits-v1", 1), "acct-7", "digits-v1", t, 200, 0.85, "medium", ("r",), {}
-        )
+        alert = first_alert(RiskUpdate("acct-7", "digits-v1", t, 200, 0.85, ("r",)))
         events = [
             AlertEvent(ALERT_OPENED, 1, t, alert),
             AlertEvent(ALERT_UPDATED, 2, t + 60, replace(alert, risk=0.97, severity="high")),

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,15 +19,14 @@ from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_CLOSED,
-    ALERT_OPENED,
-    Alert,
     AlertEvent,
     Outcome,
     RiskUpdate,
-    alert_id_for,
 )
+from tests.outcomes import first_alert, opening
 from tests.ports import free_port
 from tests.webhooks.conftest import Db, FakeClock
+from tests.webhooks.receiver import QuietHandler, serving
 
 KEY = "R0UTINGKEY0123456789abcdef012345"  # 32 characters, as PagerDuty's integration keys
 
@@ -86,9 +84,7 @@ class PagerDuty:
 def pagerduty() -> Iterator[PagerDuty]:
     service = PagerDuty()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             status, answer = service.answer(self.rfile.read(int(self.headers.get("content-length", 0))))
             body = json.dumps(answer).encode()
@@ -98,31 +94,13 @@ def pagerduty() -> Iterator[PagerDuty]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", service.port), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(service.port, Handler):
         yield service
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-def _alert(ts: float) -> Alert:
-    return Alert(
-        alert_id_for("acct-7", "digits-v1", 1),
-        "acct-7",
-        "digits-v1",
-        ts,
-        200,
-        0.97,
-        "high",
-        ("coverage",),
-        {},
-    )
+def _update(ts: float) -> RiskUpdate:
+    """The update that opens acct-7's high alert."""
+    return RiskUpdate("acct-7", "digits-v1", ts, 200, 0.97, ("coverage",))
 
 
 def _states(db: Db) -> list[tuple[str, int | None]]:
@@ -138,10 +116,9 @@ def test_a_trigger_then_a_resolve_with_the_dedup_key_through_a_rate_limit(
         endpoints.create_endpoint(
             session=session, url=pagerduty.url, allow_hosts=("127.0.0.1",), kind="pagerduty", routing_key=KEY
         )
-    alert = _alert(clock.now)
-    opened = Outcome(
-        RiskUpdate("acct-7", "digits-v1", clock.now, 200, 0.97), AlertEvent(ALERT_OPENED, 1, clock.now, alert)
-    )
+    update = _update(clock.now)
+    alert = first_alert(update)
+    opened = opening(update, alert)
     closed_at = clock.now + 60
     closing = AlertEvent(ALERT_CLOSED, 2, closed_at, replace(alert, risk=0.1, closed_ts=closed_at))
     with db.sessions() as session, session.begin():
@@ -175,12 +152,9 @@ def test_an_event_pagerduty_refuses_is_not_retried(db: Db, pagerduty: PagerDuty,
             kind="pagerduty",
             routing_key="short",
         )
-    event = AlertEvent(ALERT_OPENED, 1, clock.now, _alert(clock.now))
+    update = _update(clock.now)
     with db.sessions() as session, session.begin():
-        store_outcomes(
-            session=session,
-            outcomes=[Outcome(RiskUpdate("acct-7", "digits-v1", clock.now, 200, 0.97), event)],
-        )
+        store_outcomes(session=session, outcomes=[opening(update, first_alert(update))])
     clock.advance(time.time() - clock.now + 1)  # due from the real time of storing
     assert Dispatcher(db.settings, db.sessions, clock=clock).run_once() == 1
     assert _states(db) == [("dead", 400)] and pagerduty.events == []

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from tests.ports import free_port
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import QuietHandler, Receiver, serving
 
 
 class Proxy:
@@ -31,9 +29,7 @@ class Proxy:
 def proxy() -> Iterator[Proxy]:
     state = Proxy()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             state.relayed.append(self.path)
@@ -48,16 +44,8 @@ def proxy() -> Iterator[Proxy]:
             self.end_headers()
             self.wfile.write(content)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", state.port), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
+    with serving(state.port, Handler):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_deliveries_go_through_the_configured_proxy(

@@ -17,13 +17,11 @@ from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
 from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
 from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
-    ALERT_OPENED,
-    Alert,
-    AlertEvent,
     Outcome,
     RiskUpdate,
     alert_id_for,
 )
+from tests.outcomes import first_alert, opening
 from tests.webhooks.conftest import Db, FakeClock, add_alert
 from tests.webhooks.receiver import Receiver
 
@@ -31,19 +29,8 @@ ALLOW = ("127.0.0.1",)
 
 
 def opened(client_id: str, ts: float) -> Outcome:
-    alert = Alert(
-        alert_id=alert_id_for(client_id, "digits-v1", 1),
-        client_id=client_id,
-        model_id="digits-v1",
-        ts=ts,
-        queries=200,
-        risk=0.96,
-        severity="high",
-        reasons=("coverage",),
-        features={"coverage_ratio": 2.5},
-    )
-    update = RiskUpdate(client_id, "digits-v1", ts, 200, 0.96, ("coverage",))
-    return Outcome(update, AlertEvent(ALERT_OPENED, 1, ts, alert))
+    update = RiskUpdate(client_id, "digits-v1", ts, 200, 0.96, ("coverage",), {"coverage_ratio": 2.5})
+    return opening(update, first_alert(update))
 
 
 def test_private_url_is_refused_at_creation_without_allowlist(db: Db) -> None:
