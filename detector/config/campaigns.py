@@ -29,3 +29,21 @@ class CampaignSettings(Section):
         description="When set, grouping keys (networks, user agents, organisation) are hashed with "
         "this secret in summaries and reasons.",
     )
+    summaries_topic: str | None = Field(
+        None,
+        description="Topic where consumers publish client summaries for `querywatch aggregate`, keyed "
+        "by `model_id NUL client_id`; one partition, compacted (default: the inference-log topic's "
+        "name followed by `.summaries`).",
+    )
+    aggregator_group_id: str = Field(
+        "querywatch-aggregator",
+        description="Consumer group of `querywatch aggregate`: the active aggregator and its standbys.",
+    )
+
+    def summaries_topic_for(self, events_topic: str) -> str:
+        """The summaries topic of consumers of ``events_topic``.
+
+        >>> CampaignSettings().summaries_topic_for("inference-logs")
+        'inference-logs.summaries'
+        """
+        return self.summaries_topic or f"{events_topic}.summaries"

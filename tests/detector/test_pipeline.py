@@ -101,6 +101,9 @@ class _Outputs:
     def send_dead_letters(self, letters: Sequence[Any]) -> None:
         self.letters += letters
 
+    def send_summaries(self, summaries: Sequence[Any]) -> None:
+        assert not summaries  # this engine emits none
+
 
 def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: Path) -> None:
     database = migrated_database(tmp_path)

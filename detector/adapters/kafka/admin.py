@@ -21,11 +21,15 @@ def querywatch_topics(settings: KafkaSettings) -> tuple[str, ...]:
 
 
 def ensure_topics(
-    settings: KafkaSettings, topics: tuple[str, ...] | None = None, *, partitions: int | None = None
+    settings: KafkaSettings,
+    topics: tuple[str, ...] | None = None,
+    *,
+    partitions: int | None = None,
+    configs: dict[str, str] | None = None,
 ) -> list[str]:
     """Create any of ``topics`` (default: querywatch's three) that is missing; return those created.
 
-    Existing topics are left as they are (their partition count is not changed).
+    Existing topics are left as they are (their partition count and ``configs`` are not changed).
     """
     wanted = topics if topics is not None else querywatch_topics(settings)
     count = partitions if partitions is not None else settings.partitions
@@ -36,13 +40,19 @@ def ensure_topics(
         created = []
         for topic in missing:
             try:
-                admin.create_topics([NewTopic(topic, count, 1)])
+                admin.create_topics([NewTopic(topic, count, 1, topic_configs=configs or {})])
                 created.append(topic)
             except TopicAlreadyExistsError:  # another consumer created it a moment ago
                 pass
         return created
     finally:
         admin.close()
+
+
+def ensure_summaries_topic(settings: KafkaSettings, topic: str) -> list[str]:
+    """Create the summaries topic if it is missing: one partition (one aggregator reads it in
+    order) and compacted (a (model, client)'s latest summary is what the aggregator needs)."""
+    return ensure_topics(settings, (topic,), partitions=1, configs={"cleanup.policy": "compact"})
 
 
 def partition_count(settings: KafkaSettings, topic: str) -> int:

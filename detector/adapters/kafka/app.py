@@ -20,7 +20,7 @@ from querywatch.detector.adapters.db.session import (
 )
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
 from querywatch.detector.adapters.files import DirectoryProfileStore
-from querywatch.detector.adapters.kafka.admin import ensure_topics
+from querywatch.detector.adapters.kafka.admin import ensure_summaries_topic, ensure_topics
 from querywatch.detector.adapters.kafka.consumer import run, subscribe
 from querywatch.detector.adapters.kafka.outputs import OutputProducer
 from querywatch.detector.adapters.kafka.processor import StreamProcessor
@@ -43,7 +43,8 @@ class ConsumerApp:
 
     def __init__(self, settings: Settings, *, campaigns: bool = False) -> None:
         """``campaigns``: also run the campaign stage in this process (``querywatch up``, one
-        consumer that sees every client)."""
+        consumer that sees every client). Otherwise, with ``campaigns.enabled``, the client
+        summaries go to the summaries topic, for ``querywatch aggregate``."""
         self.settings = settings
         self._database = make_engine(settings.database)
         try:
@@ -51,7 +52,11 @@ class ConsumerApp:
             sessions = make_sessionmaker(self._database)
             kafka = settings.kafka
             ensure_topics(kafka)
-            self._outputs = OutputProducer(kafka)
+            summaries_topic = None
+            if settings.campaigns.enabled and not campaigns:
+                summaries_topic = settings.campaigns.summaries_topic_for(kafka.topic)
+                ensure_summaries_topic(kafka, summaries_topic)
+            self._outputs = OutputProducer(kafka, summaries_topic=summaries_topic)
         except BaseException:
             self._database.dispose()
             raise
@@ -71,12 +76,14 @@ class ConsumerApp:
         except BaseException:
             self.close()
             raise
-        if campaigns and settings.campaigns.enabled:
+        if settings.campaigns.enabled:
             engine = self.processor.engine
             engine.summary_rule = SummaryRule(settings.campaigns.summary_every_seconds)
             engine.key_salt = settings.campaigns.key_salt
-            stage = CampaignStage(settings.detection, engine.profiles, settings.campaigns, settings.alerts)
-            self.processor.campaigns = InProcessCampaigns(stage, decision_thresholds(settings.api))
+            if campaigns:
+                campaign = settings.campaigns
+                stage = CampaignStage(settings.detection, engine.profiles, campaign, settings.alerts)
+                self.processor.campaigns = InProcessCampaigns(stage, decision_thresholds(settings.api))
 
     def owned_partitions(self) -> list[int]:
         """Partitions of the inference-log topic this member owns right now."""

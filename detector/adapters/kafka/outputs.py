@@ -1,4 +1,4 @@
-"""What the consumer sends to Kafka: alerts and risk changes, and dead letters.
+"""What the consumer sends to Kafka: alerts and risk changes, dead letters, client summaries.
 
 Messages on the alerts topic are keyed by ``client_id`` (a compacted topic then keeps each
 client's latest risk) and carry a ``type``: the alert events ``alert.opened``,
@@ -8,6 +8,12 @@ client's latest risk on a model at the end of each checkpoint. Sending is at lea
 consumer waits for the broker's acknowledgement *before* it commits the checkpoint, so a
 crash in between re-sends, and never loses, a message. ``OutputProducer`` is an outcome sink
 (``pipeline.sinks``), the first of the consumer's: its ``write`` sends and waits.
+
+Client summaries (``engine.summaries``) go, when the campaign stage does not run in the
+consumer, to the summaries topic for ``querywatch aggregate``, keyed by
+``summary_key`` (``model_id``, a NUL, ``client_id``: control characters are refused in ids, so
+the key is unambiguous, and a compacted topic keeps each (model, client)'s latest summary).
+They are sent with the checkpoint that covers their events and acknowledged with its outcomes.
 """
 
 from __future__ import annotations
@@ -23,6 +29,16 @@ from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.adapters.kafka.deadletters import DeadLetter
 from querywatch.detector.config import KafkaSettings
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate, iso_time
+from querywatch.detector.engine.summaries import ClientSummary
+
+
+def summary_key(model_id: str, client_id: str) -> bytes:
+    """The summaries topic's key of a (model, client).
+
+    >>> summary_key("digits", "acct-7")
+    b'digits\\x00acct-7'
+    """
+    return f"{model_id}\x00{client_id}".encode()
 
 
 def alert_messages(
@@ -53,11 +69,18 @@ def alert_messages(
 
 
 class OutputProducer:
-    """One producer for the alerts topic and the dead-letter topic."""
+    """One producer for the alerts topic, the dead-letter topic and the summaries topic."""
 
-    def __init__(self, settings: KafkaSettings, producer: KafkaProducer | None = None) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        producer: KafkaProducer | None = None,
+        *,
+        summaries_topic: str | None = None,
+    ) -> None:
         self.alerts_topic = settings.alerts_topic
         self.dead_letter_topic = settings.dead_letter_topic
+        self.summaries_topic = summaries_topic
         self._producer = producer or KafkaProducer(**producer_kwargs(settings, role="outputs"))
         self._pending: list[Any] = []
 
@@ -84,6 +107,19 @@ class OutputProducer:
             self._pending.append(
                 self._producer.send(
                     self.dead_letter_topic, key=letter.key, value=letter.raw, headers=letter.headers()
+                )
+            )
+
+    def send_summaries(self, summaries: Sequence[ClientSummary]) -> None:
+        """Send client summaries in order (nowhere if this producer has no summaries topic)."""
+        if self.summaries_topic is None:
+            return
+        for summary in summaries:
+            self._pending.append(
+                self._producer.send(
+                    self.summaries_topic,
+                    key=summary_key(summary.model_id, summary.client_id),
+                    value=summary.to_bytes(),
                 )
             )
 

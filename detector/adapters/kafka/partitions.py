@@ -81,6 +81,8 @@ class PartitionWork:
     evicted: set[str] = field(default_factory=set)
     outcomes: list[Any] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Client summaries for the summaries topic, sent with the checkpoint of their events.
+    summaries: list[Any] = field(default_factory=list)
     #: Lowest offset received below the stored checkpoint (a sign the log went backwards).
     below_floor: int | None = None
     events_since_checkpoint: int = 0
@@ -113,6 +115,7 @@ class PartitionWork:
         self.evicted.clear()
         self.outcomes = []
         self.dead_letters = []
+        self.summaries = []
         self.events_since_checkpoint = 0
         self.held_changed = False
         self.started_at = now

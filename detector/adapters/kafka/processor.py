@@ -40,6 +40,7 @@ from querywatch.detector.config import InputSettings, StreamSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.reference import pack_events, unpack_events
+from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.detector.errors import ConfigError, InvalidEvent
 from querywatch.detector.metrics import (
     CHECKPOINTS,
@@ -69,11 +70,13 @@ class Record:
     value: bytes | None
 
 
-class DeadLetterOutput(Protocol):
-    """Where the consumer sends dead letters (``OutputProducer``; acknowledged when the
-    outcome sinks flush it)."""
+class CheckpointOutput(Protocol):
+    """Where the consumer sends dead letters and client summaries (``OutputProducer``;
+    acknowledged when the outcome sinks flush it)."""
 
     def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def send_summaries(self, summaries: Sequence[ClientSummary]) -> None: ...
 
 
 class StreamProcessor:
@@ -84,7 +87,7 @@ class StreamProcessor:
         *,
         engine: Detector,
         sessions: SessionFactory,
-        outputs: DeadLetterOutput,
+        outputs: CheckpointOutput,
         sinks: Sinks[OutcomeTx],
         group_id: str,
         checkpoint_every_events: int,
@@ -259,8 +262,6 @@ class StreamProcessor:
             work.held.append(event)
             work.held_changed = True
         self._route(step.result)
-        if self.campaigns is not None and step.result.summaries:
-            self.campaigns.take(step.result.summaries)
 
     def _is_new(self, event: Event, source: tuple[PartitionWork, Record]) -> bool:
         """Whether ``event`` is not a redelivery (``stream.dedup_scope`` = client: stored
@@ -272,7 +273,8 @@ class StreamProcessor:
         return True
 
     def _route(self, result: BatchResult) -> None:
-        """Outcomes to their clients' partitions; held events of completed warm-ups let go."""
+        """Outcomes and summaries to their clients' partitions (summaries to the in-process
+        campaign stage when there is one); held events of completed warm-ups let go."""
         for outcome in result.outcomes:  # after a warm-up, also outcomes of earlier batches
             client_id = outcome.update.client_id
             owner = self._owner[client_id]
@@ -280,6 +282,11 @@ class StreamProcessor:
             owner.dirty.add(client_id)
             if outcome.event is not None:  # an alert event is stored (and sent) now, not later
                 self._urgent.add(owner.key)
+        if self.campaigns is not None:
+            self.campaigns.take(result.summaries)
+        else:  # to the summaries topic with their partition's next checkpoint
+            for summary in result.summaries:
+                self._owner[summary.client_id].summaries.append(summary)
         if result.completed:
             done = set(result.completed)
             for work in self.partitions.values():
@@ -356,6 +363,7 @@ class StreamProcessor:
             else:
                 dropped.add(HELD_EVENTS_KEY)
         self._outputs.send_dead_letters(work.dead_letters)  # acknowledged with the outcomes
+        self._outputs.send_summaries(work.summaries)
         try:
             with transaction(self._sessions) as session:
                 tx = OutcomeTx(session)
