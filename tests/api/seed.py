@@ -20,9 +20,12 @@ def seed_client(
     model_id: str = "digits-v1",
     alert: bool = False,
     ts: float = T0,
+    extraction: float | None = None,
 ) -> str | None:
-    """One client at ``risk`` (and an open alert if asked); returns the alert id."""
-    update = RiskUpdate(client_id, model_id, ts, 100, risk, ("coverage high",), {"coverage": risk})
+    """One client at ``risk`` (and an open alert if asked; its ``extraction`` estimate if
+    given); returns the alert id."""
+    features = {"coverage": risk, **({} if extraction is None else {"extraction": extraction})}
+    update = RiskUpdate(client_id, model_id, ts, 100, risk, ("coverage high",), features)
     opened = first_alert(update) if alert else None
     with transaction(sessions) as session:
         store_outcomes(session=session, outcomes=[opening(update, opened)])

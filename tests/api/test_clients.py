@@ -51,6 +51,17 @@ def test_one_client_and_its_history(http: httpx.Client, api_server: ApiServer) -
     assert http.get("/v1/clients/nobody/history", headers=api_server.reader_headers).status_code == 404
 
 
+def test_history_points_carry_the_extraction_estimate(http: httpx.Client, api_server: ApiServer) -> None:
+    seed_client(api_server.sessions, "acct-1", 0.2, ts=T0, extraction=0.31)
+    seed_client(api_server.sessions, "acct-1", 0.7, ts=T0 + 60, extraction=0.58)
+    seed_client(api_server.sessions, "acct-2", 0.2, ts=T0)  # a model without a labelled reference
+    history = http.get("/v1/clients/acct-1/history", headers=api_server.reader_headers).json()
+    assert [p["extraction"] for p in history] == [0.31, 0.58]
+    assert history[1]["features"]["extraction"] == 0.58
+    other = http.get("/v1/clients/acct-2/history", headers=api_server.reader_headers).json()
+    assert [p["extraction"] for p in other] == [None]
+
+
 def test_decision_follows_the_policy(http: httpx.Client, api_server: ApiServer) -> None:
     policy = api_server.settings.api
     for client_id, risk in [

@@ -27,7 +27,14 @@ def _attacker_features(progress: float) -> dict[str, float]:
         "class_entropy": 2.45 + 0.85 * progress,
         "rate_per_hour": 60 + 840 * progress,
         "near_duplicate_share": 0.02 + 0.4 * progress,
+        "extraction": attacker_extraction(progress),
     }
+
+
+def attacker_extraction(progress: float) -> float:
+    """The thief's extraction estimate: how much of the model its queries already hold (three
+    decimals: what a chart's legend shows)."""
+    return round(0.1 + 0.75 * progress, 3)
 
 
 def _attacker_reasons(features: dict[str, float], queries: int) -> tuple[str, ...]:

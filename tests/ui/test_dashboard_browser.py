@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from querywatch.detector.engine.outcomes import alert_id_for
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in, store
-from tests.ui.scenario import ATTACKER, BENIGN, MODEL, crowd, late_alert
+from tests.ui.scenario import ATTACKER, BENIGN, MODEL, attacker_extraction, crowd, late_alert
 
 pytestmark = pytest.mark.browser
 ATTACKER_ALERT = alert_id_for(ATTACKER, MODEL, 1)
@@ -57,8 +57,9 @@ def test_admin_sees_the_thief_opens_its_page_and_acknowledges(
     assert painted_pixels(page, "#chart-risk canvas") > 500
     assert painted_pixels(page, "#chart-coverage_ratio canvas") > 500
     chart_ids = page.eval_on_selector_all("#charts figure", "els => els.map(e => e.id)")
-    assert chart_ids[:6] == [
+    assert chart_ids[:7] == [
         "chart-risk",
+        "chart-extraction",
         "chart-coverage_ratio",
         "chart-ood_share",
         "chart-distance_stat",
@@ -79,6 +80,36 @@ def test_admin_sees_the_thief_opens_its_page_and_acknowledges(
     assert stored["state"] == "acknowledged"
     assert "test-admin" in stored["acknowledged_by"]
     screenshot(page, "client-acknowledged")
+    assert console.unexpected() == []
+
+
+def test_client_page_charts_the_extraction_estimate_with_the_policy_level(
+    dashboard: ApiServer, page: Any, console: Console
+) -> None:
+    policy = httpx.put(
+        f"{dashboard.base_url}/v1/models/{MODEL}/policy",
+        json={"extraction_block": 0.8},
+        headers=dashboard.admin_headers,
+    )
+    policy.raise_for_status()
+    history = httpx.get(
+        f"{dashboard.base_url}/v1/clients/{ATTACKER}/history", headers=dashboard.reader_headers
+    ).json()
+    latest = history[-1]["extraction"]
+    assert attacker_extraction(0.5) < latest <= attacker_extraction(1.0)
+
+    sign_in(page, dashboard.base_url, dashboard.reader_key)
+    page.goto(f"{dashboard.base_url}/ui/#/client/{ATTACKER}")
+    chart = "#chart-extraction"
+    page.wait_for_selector(f"{chart} canvas")
+    assert page.get_attribute(chart, "data-points") == str(len(history))
+    assert painted_pixels(page, f"{chart} canvas") > 500
+    assert "block level" in page.inner_text(chart)
+    # The legend shows the value under the cursor: at the right edge, the latest point's.
+    box = page.locator(f"{chart} .u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
+    value = page.locator(f"{chart} .u-legend .u-series").nth(1).locator(".u-value")
+    expect(value).to_have_text(str(latest))
     assert console.unexpected() == []
 
 

@@ -106,7 +106,8 @@ class RiskPointPublic(_Public):
                     "model_id": "digits-v1",
                     "queries": 3000,
                     "risk": 0.71,
-                    "features": {},
+                    "extraction": 0.64,
+                    "features": {"extraction": 0.64, "coverage_ratio": 2.8},
                 }
             ]
         },
@@ -116,6 +117,12 @@ class RiskPointPublic(_Public):
     model_id: str
     queries: int
     risk: float
+    extraction: float | None = Field(
+        None,
+        description="Estimated agreement with the model (0-1) a copy trained on the client's queries "
+        "and answers so far would reach; null where the model has no labelled reference or the point "
+        "carries no feature snapshot.",
+    )
     features: dict[str, Any]
 
 

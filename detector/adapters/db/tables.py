@@ -86,6 +86,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def extraction_of(features: dict[str, Any] | None) -> float | None:
+    """The extraction estimate kept in a feature snapshot (``features.client.snapshot``);
+    None where the model has no labelled reference or the snapshot was not taken.
+
+    >>> extraction_of({"extraction": 0.42, "ood_share": 0.1}), extraction_of({})
+    (0.42, None)
+    """
+    value = (features or {}).get("extraction")
+    return float(value) if isinstance(value, int | float) else None
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JsonType, list[Any]: JsonType}
@@ -148,6 +159,11 @@ class RiskPointRow(Base):
     queries: Mapped[int] = mapped_column(BigInteger)
     risk: Mapped[float] = mapped_column(Float)
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    @property
+    def extraction(self) -> float | None:
+        """The extraction estimate at this point, kept with the point's ``features``."""
+        return extraction_of(self.features)
 
 
 class AlertRow(Base):

@@ -1,5 +1,6 @@
 // One client: why it is suspected (reasons in words), what the serving tier does with it,
-// its alerts, and plots over time of its risk and of the features behind the reasons.
+// its alerts, and plots over time of its risk, its extraction estimate (how much of the model
+// it already has) and the features behind the reasons.
 
 import { isEditing, statusActions } from "./actions.js";
 import { alertCard } from "./alerts.js";
@@ -11,15 +12,25 @@ import { listOf, statusBadge } from "./leaderboard.js";
 import { every } from "./poll.js";
 
 const HISTORY_LIMIT = 1000;
+/** Charted on its own, beside the risk (each history point's `extraction`), not as a feature. */
+const EXTRACTION = "extraction";
 
 function numericFeatureNames(points, snapshot) {
   const names = new Set();
   for (const features of [snapshot, ...points.map((p) => p.features)]) {
     for (const [name, value] of Object.entries(features ?? {})) {
-      if (typeof value === "number" && Number.isFinite(value)) names.add(name);
+      if (name !== EXTRACTION && typeof value === "number" && Number.isFinite(value)) names.add(name);
     }
   }
   return featureOrder(names);
+}
+
+/** The model's extraction levels (block, degrade) as dashed lines, where its policy sets them. */
+function extractionLevels(policy) {
+  return [
+    ["extraction_block", "block level"],
+    ["extraction_degrade", "degrade level"],
+  ].filter(([name]) => typeof policy?.[name] === "number").map(([name, label]) => ({ value: policy[name], label }));
 }
 
 function summary(client, decision, session, done) {
@@ -56,19 +67,25 @@ export function renderClient(root, session, clientId) {
     h("section", { class: "panel" }, h("h2", null, "Alerts"), alertList),
     h("section", { class: "panel" }, h("h2", null, "Over time"), chartGrid));
 
-  function chartFor(name) {
+  function chartFor(name, policy) {
     if (!charts.has(name)) {
       const info = name === "risk"
         ? { label: "Risk", unit: "0–1", help: "Dashed: alert opens above, closes below.", lines: [
           { value: alertRisk, label: "alert threshold" }, { value: clearRisk, label: "clear threshold" }] }
-        : featureInfo(name);
+        : name === EXTRACTION
+          ? { label: "Extraction estimate", unit: "0–1 agreement", lines: extractionLevels(policy),
+            help: "How much of the model the client already has: the agreement with the model a copy "
+              + "trained on its queries and answers would reach. Harm, beside the risk (intent); heavy "
+              + "benign users reach about 0.9." }
+          : featureInfo(name);
       const lines = info.lines ?? [
         ...(session.config.feature_thresholds?.[name] !== undefined
           ? [{ value: session.config.feature_thresholds[name], label: "alert threshold" }] : []),
         ...(info.reference ? [info.reference] : []),
       ];
       const chart = timeChart({ id: `chart-${name}`, title: info.label, unit: info.unit, help: info.help, lines });
-      chartGrid.append(chart.el);
+      if (name === EXTRACTION) charts.get("risk").el.after(chart.el); // second, even if it appears late
+      else chartGrid.append(chart.el);
       charts.set(name, chart);
     }
     return charts.get(name);
@@ -85,10 +102,11 @@ export function renderClient(root, session, clientId) {
       }
       throw err;
     }
-    const [history, alerts, decision] = await Promise.all([
+    const [history, alerts, decision, policy] = await Promise.all([
       api(`${path}/history`, { params: { limit: HISTORY_LIMIT } }),
       api("v1/alerts", { params: { client_id: clientId, limit: 50 } }),
       api(`${path}/decision`).catch(() => null),
+      api(`v1/models/${encodeURIComponent(client.model_id)}/policy`).catch(() => null),
     ]);
     replace(head, summary(client, decision, session, () => poll.now()));
     const reasonList = client.reasons ?? [];
@@ -106,6 +124,9 @@ export function renderClient(root, session, clientId) {
     const xs = points.map((p) => toEpoch(p.ts));
     const markers = clientAlerts.map((a) => ({ ts: toEpoch(a.opened_at ?? a.ts) }));
     chartFor("risk").update(xs, points.map((p) => p.risk), markers);
+    if (points.some((p) => typeof p.extraction === "number")) {
+      chartFor(EXTRACTION, policy).update(xs, points.map((p) => p.extraction ?? null), markers);
+    }
     for (const name of numericFeatureNames(points, client.features)) {
       chartFor(name).update(xs, points.map((p) => p.features?.[name] ?? null), markers);
     }
