@@ -7,8 +7,10 @@ One pure function, ``decide``, with this precedence (first match wins):
 3. a model in **monitor** mode: ``allow`` (detect and store, never page);
 4. a **silence** matching the client, model or campaign: no paging, decision unchanged;
 5. **risk thresholds** of the model (its overrides, else the static defaults): the risk is
-   at least the risk of any campaign the client belongs to (a floor), and the extraction
-   estimate blocks only if the model sets ``extraction_block``;
+   at least the risk of any campaign the client belongs to (a floor). The extraction
+   estimate (how much of the model the client already has) acts only where the model opts
+   in: it blocks at ``extraction_block`` and degrades at ``extraction_degrade``, whatever the
+   risk. That caps harm, not intent: heavy benign users reach about 0.9 with natural queries;
 6. across the client's models, the **strictest** decision (``block`` > ``degrade`` >
    ``allow``): a thief blocked on one model stays blocked when it queries another.
 
@@ -49,6 +51,7 @@ class ModelPolicy:
     degraded_precision: int | None = None
     page_risk: float | None = None  # alerts page only at or above this risk (calibration)
     extraction_block: float | None = None  # block once a copy's estimated fidelity reaches this
+    extraction_degrade: float | None = None  # degrade once a copy's estimated fidelity reaches this
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,15 @@ def decide(
     'allow'
     >>> decide(client_id="acct-1", status="blocked", views=[], policies={}, defaults=d).action
     'block'
+    >>> heavy = ModelView("acct-2", "digits-v1", 0.05, extraction=0.93)
+    >>> decide(client_id="acct-2", status="normal", views=[heavy], policies={}, defaults=d).action
+    'allow'
+    >>> capped = {"digits-v1": ModelPolicy("digits-v1", extraction_degrade=0.9)}
+    >>> capped_decision = decide(
+    ...     client_id="acct-2", status="normal", views=[heavy], policies=capped, defaults=d
+    ... )
+    >>> capped_decision.action, capped_decision.reasons[0][-42:]
+    ('degrade', 'on about 93% of inputs (degrade level 90%)')
     """
     per_model = tuple(
         _decide_model(
@@ -201,9 +213,8 @@ def _decide_model(
     precision = (
         defaults.degraded_precision if policy.degraded_precision is None else policy.degraded_precision
     )
-    extraction_block = policy.extraction_block
-    if extraction_block is not None and view.extraction is not None and view.extraction >= extraction_block:
-        why = f"estimated extraction {view.extraction:.2f} >= block level {extraction_block:.2f}"
+    if _reaches(view.extraction, policy.extraction_block):
+        why = f"estimated extraction {view.extraction:.2f} >= block level {policy.extraction_block:.2f}"
         return ModelDecision(
             view.model_id, "block", risk, (*reasons, why), None, (RESTRICT_QUERIES,), pages, silenced_by
         )
@@ -212,16 +223,28 @@ def _decide_model(
         return ModelDecision(
             view.model_id, "block", risk, (*reasons, why), None, (RESTRICT_QUERIES,), pages, silenced_by
         )
+    whys = []
     if risk >= degrade_at:
-        why = f"risk {risk:.2f} >= degrade threshold {degrade_at:.2f}"
+        whys.append(f"risk {risk:.2f} >= degrade threshold {degrade_at:.2f}")
+    if _reaches(view.extraction, policy.extraction_degrade):
+        whys.append(
+            f"a copy trained on this client's answers would already agree with the model on about "
+            f"{view.extraction:.0%} of inputs (degrade level {policy.extraction_degrade:.0%})"
+        )
+    if whys:
         return ModelDecision(
             view.model_id,
             "degrade",
             risk,
-            (*reasons, why),
+            (*reasons, *whys),
             precision,
             (OBFUSCATE_OUTPUT, RESTRICT_QUERIES),
             pages,
             silenced_by,
         )
     return ModelDecision(view.model_id, "allow", risk, reasons, None, (), pages, silenced_by)
+
+
+def _reaches(extraction: float | None, level: float | None) -> bool:
+    """Whether the model opted in to an extraction level and the client's estimate reached it."""
+    return level is not None and extraction is not None and extraction >= level

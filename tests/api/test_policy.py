@@ -8,8 +8,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import func, select
 
+from querywatch.detector.adapters.db import policies
 from querywatch.detector.adapters.db.session import transaction
-from querywatch.detector.adapters.db.tables import WebhookDeliveryRow, WebhookEndpointRow
+from querywatch.detector.adapters.db.tables import (
+    ModelPolicyVersionRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+)
 from querywatch.detector.adapters.sinks import store_outcomes
 from querywatch.detector.engine.outcomes import (
     ALERT_UPDATED,
@@ -207,3 +212,53 @@ def test_false_positive_feedback_feeds_calibration_applied_by_an_admin(
     )
     applied = http.post("/v1/models/digits-v1/calibration/apply", headers=api_server.admin_headers).json()
     assert applied["page_risk"] == report["suggested_page_risk"]
+
+
+def test_extraction_degrade_is_opt_in_and_degrades_whatever_the_risk(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    seed_client(api_server.sessions, "heavy", 0.05, extraction=0.93)
+    seed_client(api_server.sessions, "light", 0.05, extraction=0.42)
+    seed_client(api_server.sessions, "unknown", 0.05)  # no labelled reference: no estimate
+    headers = api_server.reader_headers
+    assert http.get("/v1/clients/heavy/decision", headers=headers).json()["action"] == "allow"
+    assert http.get("/v1/models/digits-v1/policy", headers=headers).json()["extraction_degrade"] is None
+    too_high = http.put(
+        "/v1/models/digits-v1/policy", json={"extraction_degrade": 1.5}, headers=api_server.admin_headers
+    )
+    assert too_high.status_code == 422
+
+    put = http.put(
+        "/v1/models/digits-v1/policy", json={"extraction_degrade": 0.9}, headers=api_server.admin_headers
+    )
+    assert put.json()["extraction_degrade"] == 0.9 and put.json()["version"] == 1
+    heavy = http.get("/v1/clients/heavy/decision", headers=headers).json()
+    assert (heavy["action"], heavy["output_precision"]) == (
+        "degrade",
+        api_server.settings.api.degraded_precision,
+    )
+    assert heavy["reasons"][-1] == (
+        "a copy trained on this client's answers would already agree with the model on about 93% of "
+        "inputs (degrade level 90%)"
+    )
+    assert heavy["mitigations"] == ["AML.M0002", "AML.M0004"]
+    for client_id in ("light", "unknown"):
+        assert http.get(f"/v1/clients/{client_id}/decision", headers=headers).json()["action"] == "allow"
+    versions = http.get("/v1/models/digits-v1/policy/versions", headers=headers).json()
+    assert versions[0]["policy"]["extraction_degrade"] == 0.9
+
+
+def test_reverting_to_a_version_stored_before_a_field_existed_turns_that_field_off(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    with transaction(api_server.sessions) as session:  # as stored before extraction_degrade
+        policies.set_policy(session=session, model_id="digits-v1", changes={"page_risk": 0.7}, actor="old")
+        old = session.scalars(select(ModelPolicyVersionRow)).one()
+        old.policy = {k: v for k, v in old.policy.items() if k != "extraction_degrade"}
+    http.put(
+        "/v1/models/digits-v1/policy", json={"extraction_degrade": 0.9}, headers=api_server.admin_headers
+    )
+    back = http.post(
+        "/v1/models/digits-v1/policy/revert", json={"version": 1}, headers=api_server.admin_headers
+    ).json()
+    assert (back["version"], back["page_risk"], back["extraction_degrade"]) == (3, 0.7, None)

@@ -76,11 +76,17 @@ def benign_story(client_id: str, index: int, steps: int = 10) -> list[Outcome]:
             "distance_stat": 0.5 + wobble,
             "class_entropy": 2.9 + wobble,
             "rate_per_hour": 20.0 + 5 * index,
+            "extraction": benign_extraction(index),
         }
         risk = round(0.04 + 0.02 * index + wobble / 3, 4)
         update = RiskUpdate(client_id, MODEL, START + step * 900.0 + index, step * 7, risk, (), features)
         outcomes.append(opening(update))
     return outcomes
+
+
+def benign_extraction(index: int) -> float:
+    """An ordinary user's extraction estimate: natural queries teach a copy a lot (0.6-0.85)."""
+    return round(0.6 + 0.05 * index, 3)
 
 
 def full_story() -> list[Outcome]:

@@ -18,7 +18,7 @@ from querywatch.detector.adapters.delivery.endpoints import create_endpoint
 from querywatch.detector.engine.outcomes import alert_id_for, severity_for
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in, store
-from tests.ui.scenario import ATTACKER, BENIGN, MODEL, late_alert
+from tests.ui.scenario import ATTACKER, BENIGN, MODEL, benign_extraction, late_alert
 
 pytestmark = pytest.mark.browser
 RECEIVER = "http://127.0.0.1:9/querywatch"
@@ -112,6 +112,29 @@ def test_monitor_mode_set_on_the_dashboard_allows_and_pages_nobody(
         "policy.change",
         "policy.change",
     ]
+    assert console.unexpected() == []
+
+
+def test_an_extraction_degrade_level_set_on_the_dashboard_degrades_only_clients_above_it(
+    server: ApiServer, page: Any, console: Console
+) -> None:
+    heavy, light = BENIGN[-1], BENIGN[0]  # both low risk; extraction 0.85 and 0.6
+    assert benign_extraction(len(BENIGN) - 1) > 0.8 > benign_extraction(0)
+    assert get(server, f"/v1/clients/{heavy}/decision")["action"] == "allow"
+    sign_in(page, server.base_url, server.admin_key)
+    page.click("#nav a[data-view=policy]")
+    assert "harm cap" in page.wait_for_selector(f"{CARD} .extraction-hint").inner_text()
+    save_policy(page, extraction_degrade="0.8", note="cap what one account can copy")
+    page.wait_for_selector(f"{CARD} .version:has-text('v1')")
+    assert get(server, f"/v1/models/{MODEL}/policy")["extraction_degrade"] == 0.8
+
+    decision = get(server, f"/v1/clients/{heavy}/decision")
+    assert decision["action"] == "degrade" and decision["output_precision"] is not None
+    assert "would already agree with the model on about 85% of inputs" in decision["reasons"][-1]
+    assert get(server, f"/v1/clients/{light}/decision")["action"] == "allow"
+    page.goto(f"{server.base_url}/ui/#/client/{heavy}")
+    assert "degrade" in page.wait_for_selector("#decision").inner_text()
+    assert "degrade level" in page.wait_for_selector("#chart-extraction").inner_text()
     assert console.unexpected() == []
 
 

@@ -26,7 +26,15 @@ from querywatch.detector.engine.policy import MODES, ModelPolicy, ModelView, Sil
 from querywatch.detector.errors import QuerywatchError
 
 #: The fields of a model policy an admin sets (all but the model id).
-POLICY_FIELDS = ("mode", "degrade_risk", "block_risk", "degraded_precision", "page_risk", "extraction_block")
+POLICY_FIELDS = (
+    "mode",
+    "degrade_risk",
+    "block_risk",
+    "degraded_precision",
+    "page_risk",
+    "extraction_block",
+    "extraction_degrade",
+)
 
 
 class PolicyNotFound(QuerywatchError):
@@ -105,7 +113,9 @@ def revert_policy(*, session: Session, model_id: str, version: int, actor: str) 
     )
     if old is None:
         raise PolicyNotFound(f"model {model_id!r} has no policy version {version}")
-    return set_policy(session=session, model_id=model_id, changes=dict(old.policy), actor=actor)
+    # A version stored before a field existed had that field off (None): it is cleared.
+    changes = {name: old.policy.get(name) for name in POLICY_FIELDS}
+    return set_policy(session=session, model_id=model_id, changes=changes, actor=actor)
 
 
 def active_silences(*, session: Session, now: datetime) -> list[SilenceRow]:
@@ -172,15 +182,14 @@ def client_views(
     rows: Iterable[ClientRow],
     campaigns: Mapping[tuple[str, str], tuple[float, tuple[str, ...]]] | None = None,
 ) -> list[ModelView]:
-    """The policy's view of a client's rows (one per model), with the risk and ids of the
-    live campaigns each (client, model) belongs to (``campaigns.campaign_floors``)."""
+    """The policy's view of a client's rows (one per model): risk, reasons and extraction
+    estimate as stored, with the risk and ids of the live campaigns each (client, model)
+    belongs to (``campaigns.campaign_floors``)."""
     found = campaigns or {}
     views = []
     for r in rows:
         floor, ids = found.get((r.client_id, r.model_id), (0.0, ()))
-        views.append(
-            ModelView(r.client_id, r.model_id, r.risk, tuple(r.reasons), campaigns=ids, campaign_risk=floor)
-        )
+        views.append(ModelView(r.client_id, r.model_id, r.risk, tuple(r.reasons), r.extraction, ids, floor))
     return views
 
 

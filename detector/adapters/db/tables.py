@@ -128,6 +128,11 @@ class ClientRow(Base):
     status_changed_by: Mapped[str | None] = mapped_column(String(256))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    @property
+    def extraction(self) -> float | None:
+        """The extraction estimate as of the latest explained update (``features``)."""
+        return extraction_of(self.features)
+
 
 class PendingStatusRow(Base):
     """An analyst's status for a client not seen yet (a leaked key blocked before its first
@@ -244,6 +249,7 @@ class ModelPolicyRow(Base):
     degraded_precision: Mapped[int | None] = mapped_column(Integer)
     page_risk: Mapped[float | None] = mapped_column(Float)
     extraction_block: Mapped[float | None] = mapped_column(Float)
+    extraction_degrade: Mapped[float | None] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_by: Mapped[str] = mapped_column(String(256))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -38,6 +38,7 @@ class PolicyPublic(BaseModel):
                     "degraded_precision": None,
                     "page_risk": 0.9,
                     "extraction_block": None,
+                    "extraction_degrade": None,
                     "version": 3,
                 }
             ]
@@ -54,6 +55,10 @@ class PolicyPublic(BaseModel):
     degraded_precision: int | None
     page_risk: float | None = Field(description="Alerts page only at or above this risk; null: all page.")
     extraction_block: float | None = Field(description="Block once a copy's estimated fidelity reaches this.")
+    extraction_degrade: float | None = Field(
+        description="Degrade once a copy's estimated fidelity reaches this (whatever the risk); null: off. "
+        "A harm cap, not a theft signal: heavy benign users reach about 0.9 with natural queries."
+    )
     version: int = Field(description="0 until the policy is first changed.")
 
 
@@ -70,6 +75,7 @@ class PolicyChange(BaseModel):
     degraded_precision: int | None = Field(None, ge=0, le=6)
     page_risk: float | None = _RISK
     extraction_block: float | None = _RISK
+    extraction_degrade: float | None = _RISK
     note: str | None = Field(None, max_length=2000, description="Why; kept in the audit log.")
 
 

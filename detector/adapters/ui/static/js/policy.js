@@ -14,6 +14,7 @@ const OVERRIDES = [
   ["degraded_precision", "Degraded decimals", "1"],
   ["page_risk", "Page only at risk", "0.01"],
   ["extraction_block", "Block at extraction", "0.01"],
+  ["extraction_degrade", "Degrade at extraction", "0.01"],
 ];
 
 function modelPath(modelId, tail) {
@@ -38,6 +39,9 @@ function policyForm(policy, session, reload) {
     OVERRIDES.map(([name, label, step]) => h("label", null, `${label} `,
       h("input", { type: "number", name, min: 0, max: name === "degraded_precision" ? 6 : 1, step,
         value: policy[name] ?? "", placeholder: "default", disabled: locked }))),
+    h("small", { class: "muted extraction-hint" }, "Extraction levels (blank: off) act on how much of the "
+      + "model a client already has, whatever its risk: a harm cap, not a theft signal. Heavy benign users "
+      + "reach about 0.9 with natural queries."),
     !locked && h("label", null, "Note ", h("input", { type: "text", name: "note", maxlength: 2000,
       placeholder: "why (audit log)" })),
     !locked && h("button", { type: "submit", class: "save-policy" }, "Save"));
