@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "querywatch.detector.cli.simulate",
     "consume": "querywatch.detector.cli.consume",
     "produce": "querywatch.detector.cli.consume",
+    "aggregate": "querywatch.detector.cli.aggregate",
     "dispatch": "querywatch.detector.cli.dispatch",
     "serve": "querywatch.detector.cli.api",
     "apikey": "querywatch.detector.cli.api",

@@ -230,13 +230,16 @@ def consume_everything(settings: Settings) -> Stored:
     return result
 
 
-def consumer_process(settings: Settings, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
-    """``querywatch consume`` as a child process configured through the environment."""
+def consumer_process(
+    settings: Settings, log: Path, *, command: str = "consume", **extra_env: str
+) -> subprocess.Popen[bytes]:
+    """``querywatch consume`` (or another ``command``, e.g. ``aggregate``) as a child process
+    configured through the environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
     env.update(_environment(settings), **extra_env)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "querywatch.detector.cli", "consume"],
+            [sys.executable, "-m", "querywatch.detector.cli", command],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -245,7 +248,7 @@ def consumer_process(settings: Settings, log: Path, **extra_env: str) -> subproc
 
 def _environment(settings: Settings) -> dict[str, str]:
     env = {"QUERYWATCH_LOG_JSON": "false", "QUERYWATCH_LOG_LEVEL": "INFO"}
-    for section in ("kafka", "database", "detection"):
+    for section in ("kafka", "database", "detection", "campaigns"):
         values: dict[str, Any] = getattr(settings, section).model_dump(exclude_defaults=True)
         for name, value in values.items():
             env[f"QUERYWATCH_{section.upper()}__{name.upper()}"] = str(value)

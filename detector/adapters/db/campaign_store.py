@@ -1,5 +1,6 @@
-"""The campaign stage run inside a consumer (``querywatch up``): summaries in, campaigns and
-their alert events stored with the next checkpoint, in its transaction."""
+"""The campaign stage's output to the database: campaigns and their alert events, stored with
+the next checkpoint of the process that runs the stage, in its transaction (the consumer of
+``querywatch up``, or ``querywatch aggregate``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from querywatch.detector.engine.summaries import ClientSummary
 
 
 class InProcessCampaigns:
-    """A stage fed by one consumer's engine. What changed since the last committed write is
-    written again after a rollback, so nothing is lost; the stage itself lives in memory
-    (a restart starts it afresh from new summaries; stored campaigns stay)."""
+    """A stage and what it decided since the last committed write (written again after a
+    rollback, so nothing is lost). In ``querywatch up`` the stage lives in memory only (a
+    restart starts it afresh from new summaries; stored campaigns stay); the aggregator
+    checkpoints it (``adapters.kafka.aggregator``)."""
 
     def __init__(self, stage: CampaignStage, thresholds: Thresholds | None = None) -> None:
         self.stage = stage
@@ -30,6 +32,10 @@ class InProcessCampaigns:
     def take(self, summaries: Sequence[ClientSummary]) -> None:
         for summary in summaries:
             self._events += self.stage.take(summary)
+
+    def has_events(self) -> bool:
+        """Alert events wait to be written (a checkpoint is urgent)."""
+        return bool(self._events)
 
     def pending(self) -> bool:
         return bool(self._events) or self._current() != self._signature

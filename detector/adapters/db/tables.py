@@ -423,6 +423,18 @@ class ClientStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class AggregatorStateRow(Base):
+    """A checkpoint of the campaign aggregator's stage for one model (``stagestate``); its
+    offset is the ``partition_offsets`` row of the aggregator's group."""
+
+    __tablename__ = "aggregator_states"
+
+    group_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class DeadLetterRow(Base):
     """An input that could not be processed, kept with its original bytes."""
 

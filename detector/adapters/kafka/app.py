@@ -130,14 +130,13 @@ def consume(
 
 
 def default_detector(settings: Settings, sessions: SessionFactory) -> Detector:
-    """The engine with the configured detection settings and profiles.
+    """The engine with the configured detection settings and profiles (``profile_store``)."""
+    return Detector(settings.detection, profile_store(settings, sessions), settings.alerts)
 
-    Profiles come from ``detection.profile_dir`` when it is set (reproducible: the same as
-    ``querywatch replay --profile``), else from the database, shared by the whole group.
-    """
-    store: ProfileStore
+
+def profile_store(settings: Settings, sessions: SessionFactory) -> ProfileStore:
+    """Profiles from ``detection.profile_dir`` when it is set (reproducible: the same as
+    ``querywatch replay --profile``), else from the database, shared by the whole group."""
     if settings.detection.profile_dir:
-        store = DirectoryProfileStore(settings.detection.profile_dir)
-    else:
-        store = DatabaseProfileStore(sessions)
-    return Detector(settings.detection, store, settings.alerts)
+        return DirectoryProfileStore(settings.detection.profile_dir)
+    return DatabaseProfileStore(sessions)

@@ -34,7 +34,8 @@ from kafka.structs import OffsetAndMetadata
 
 from querywatch.detector.adapters.kafka.client_config import consumer_kwargs
 from querywatch.detector.adapters.kafka.outages import RETRYABLE, Outage, dependency_of
-from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor, TopicPartitionKey
+from querywatch.detector.adapters.kafka.owner import PartitionOwner
+from querywatch.detector.adapters.kafka.processor import Record, TopicPartitionKey
 from querywatch.detector.adapters.kafka.rewind import RewindWatch, paused_for_rewind
 from querywatch.detector.config import KafkaSettings, OutageSettings
 from querywatch.detector.metrics import CONSUMER_LAG
@@ -52,7 +53,7 @@ def _keys(partitions: Iterable[TopicPartition]) -> list[TopicPartitionKey]:
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Checkpoint on revoke, drop on loss, load and seek on assignment (on the IO thread)."""
 
-    def __init__(self, consumer: KafkaConsumer, processor: StreamProcessor, start_from: str) -> None:
+    def __init__(self, consumer: KafkaConsumer, processor: PartitionOwner, start_from: str) -> None:
         self._consumer = consumer
         self._processor = processor
         self._start_from = start_from
@@ -75,7 +76,7 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._processor.lose(keys)
 
 
-def apply_seeks(consumer: KafkaConsumer, processor: StreamProcessor, start_from: str) -> None:
+def apply_seeks(consumer: KafkaConsumer, processor: PartitionOwner, start_from: str) -> None:
     """Position partitions where the database says to resume; one never stored starts at its
     beginning, or at its end if ``start_from`` is ``latest`` (until its first checkpoint)."""
     seeks, processor.seeks = processor.seeks, {}
@@ -92,8 +93,9 @@ def apply_seeks(consumer: KafkaConsumer, processor: StreamProcessor, start_from:
             consumer.seek(tp, offset)
 
 
-def subscribe(settings: KafkaSettings, processor: StreamProcessor) -> KafkaConsumer:
-    """A consumer-group member subscribed to the inference-log topic, driving ``processor``."""
+def subscribe(settings: KafkaSettings, processor: PartitionOwner) -> KafkaConsumer:
+    """A consumer-group member subscribed to ``settings.topic`` (the inference-log topic, or
+    the summaries topic for the aggregator), driving ``processor``."""
     consumer = KafkaConsumer(**consumer_kwargs(settings))
     consumer.subscribe(
         [settings.topic], listener=_RebalanceListener(consumer, processor, settings.start_from)
@@ -103,7 +105,7 @@ def subscribe(settings: KafkaSettings, processor: StreamProcessor) -> KafkaConsu
 
 def run(
     consumer: KafkaConsumer,
-    processor: StreamProcessor,
+    processor: PartitionOwner,
     stop: threading.Event,
     *,
     max_records: int,
@@ -143,7 +145,7 @@ def run(
         consumer.close()
 
 
-def _store(consumer: KafkaConsumer, processor: StreamProcessor, outage: Outage) -> None:
+def _store(consumer: KafkaConsumer, processor: PartitionOwner, outage: Outage) -> None:
     """Load what is pending and checkpoint what is due; an error pauses every partition."""
     try:
         processor.load_unloaded()
@@ -168,7 +170,7 @@ def commit_to_kafka(consumer: KafkaConsumer, offsets: dict[TopicPartitionKey, in
         log.info("informational Kafka commit failed (a rebalance is likely under way): %s", exc)
 
 
-def _record_lag(consumer: KafkaConsumer, processor: StreamProcessor) -> None:
+def _record_lag(consumer: KafkaConsumer, processor: PartitionOwner) -> None:
     for (topic, partition), work in list(processor.partitions.items()):
         end = consumer.highwater(TopicPartition(topic, partition))
         if end is not None and work.next_offset is not None:

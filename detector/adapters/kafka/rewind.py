@@ -23,13 +23,14 @@ from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 
-from querywatch.detector.adapters.kafka.processor import StreamProcessor, TopicPartitionKey
+from querywatch.detector.adapters.kafka.owner import PartitionOwner
+from querywatch.detector.adapters.kafka.processor import TopicPartitionKey
 from querywatch.detector.metrics import LOG_REWOUND
 
 log = logging.getLogger(__name__)
 
 
-def paused_for_rewind(processor: StreamProcessor) -> set[TopicPartition]:
+def paused_for_rewind(processor: PartitionOwner) -> set[TopicPartition]:
     """Partitions paused because their log went backwards (an outage's end keeps them paused)."""
     return {TopicPartition(t, p) for t, p in processor.rewound}
 
@@ -49,7 +50,7 @@ class RewindWatch:
         self._clock = clock
         self._reminded: dict[TopicPartitionKey, float] = {}
 
-    def check(self, consumer: KafkaConsumer, processor: StreamProcessor) -> None:
+    def check(self, consumer: KafkaConsumer, processor: PartitionOwner) -> None:
         for key in list(processor.rewound):
             if key not in processor.partitions:
                 processor.rewound.discard(key)  # moved to another consumer, which will see it too
@@ -75,7 +76,7 @@ class RewindWatch:
     def _rewound(
         self,
         consumer: KafkaConsumer,
-        processor: StreamProcessor,
+        processor: PartitionOwner,
         key: TopicPartitionKey,
         stored: int,
         end: int | None,

@@ -234,5 +234,23 @@ class LineageIndex:
         for other in self.hits.pop(client_id, {}):
             self.hits.get(other, {}).pop(client_id, None)
 
+    def sample(self, client_id: str) -> NDArray[np.uint8]:
+        """A client's code sample as the table holds it (empty if it has none)."""
+        rows = self._rows.get(client_id)
+        if rows is None:
+            return np.zeros((0, self.profile.dim), dtype=np.uint8)
+        return self._codes[rows].copy()
+
+    def restore(self, client_id: str, codes: NDArray[np.uint8], hits: dict[str, int]) -> None:
+        """Put back a sample and its hits as ``sample`` and ``hits`` exported them (a checkpoint
+        being loaded), without comparing it again."""
+        self.remove(client_id)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, self.profile.dim)
+        self._append(client_id, codes, code_cells(self.profile, codes))
+        mine = self.hits.setdefault(client_id, {})
+        for other, n in hits.items():
+            mine[other] = n
+            self.hits.setdefault(other, {})[client_id] = n
+
     def pair_evidence(self, a: str, b: str) -> float:
         return evidence(self.hits.get(a, {}).get(b, 0), self.trials(a, b), self.null)

@@ -155,15 +155,18 @@ class CampaignStage:
         model = self.models.get(summary.model_id)
         if model is not None and model.profile.version == summary.profile:
             return model
-        profile = self.profiles.get(summary.model_id)
-        if profile is None or profile.version != summary.profile:
+        return self.fresh_model(summary.model_id, summary.profile)
+
+    def fresh_model(self, model_id: str, version: str) -> ModelCampaigns | None:
+        """A new, empty state for ``model_id`` at profile ``version`` (replacing any it had);
+        None if the profile store does not hold that version."""
+        profile = self.profiles.get(model_id)
+        if profile is None or profile.version != version:
             return None
         null = reference_null(profile)
         lineage = None if null is None else LineageIndex(profile, null)
         nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.detection.tolerances)
-        model = self.models[summary.model_id] = ModelCampaigns(
-            profile, lineage, nulls, profile.expected_cells()
-        )
+        model = self.models[model_id] = ModelCampaigns(profile, lineage, nulls, profile.expected_cells())
         return model
 
     @staticmethod

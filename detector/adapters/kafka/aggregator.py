@@ -1,0 +1,283 @@
+"""``querywatch aggregate``: the campaign stage over the summaries topic, with a standby.
+
+Consumers publish their client summaries to one single-partition topic (``outputs``); one
+aggregator reads it in order and feeds the campaign stage (``engine.campaigns``), which sees
+every client of every consumer. It is a member of its own consumer group
+(``campaigns.aggregator_group_id``) and is driven by the consumers' loop (``consumer.run``):
+with one partition only one member is assigned, and the others are standbys. When the
+active one dies the group rebalances within its session timeout and a standby is assigned
+the partition.
+
+A checkpoint stores, in one database transaction, the campaigns and their alert events (with
+their deliveries in the outbox, as ``querywatch up`` stores them), the stage's state of every
+model that changed (``stagestate``) and the next offset of the topic
+(``aggregator_states``). A member that is assigned the partition loads that state and seeks
+to that offset, so after a kill -9 it redoes exactly the summaries since the last
+checkpoint: campaigns, their members and alerts come out as they would have without the
+crash (alert events are idempotent on their id and sequence). Recovery never relies on the
+topic's compaction or history before the stored offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from querywatch.detector.adapters.db.aggregator_states import load_aggregator, save_aggregator
+from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
+from querywatch.detector.adapters.db.checkpoints import CheckpointConflict
+from querywatch.detector.adapters.db.decision_inputs import decision_thresholds
+from querywatch.detector.adapters.db.outcome_store import OutcomeTx
+from querywatch.detector.adapters.db.session import (
+    SessionFactory,
+    check_migrated,
+    make_engine,
+    make_sessionmaker,
+    transaction,
+)
+from querywatch.detector.adapters.kafka.admin import ensure_summaries_topic
+from querywatch.detector.adapters.kafka.app import profile_store
+from querywatch.detector.adapters.kafka.consumer import run, subscribe
+from querywatch.detector.adapters.kafka.outages import RETRYABLE
+from querywatch.detector.adapters.kafka.partitions import PartitionWork
+from querywatch.detector.adapters.kafka.processor import Record, TopicPartitionKey
+from querywatch.detector.adapters.sinks import stored_sinks
+from querywatch.detector.config import Settings
+from querywatch.detector.engine.campaigns.stage import CampaignStage
+from querywatch.detector.engine.campaigns.stagestate import StageStateError, export_model, import_model
+from querywatch.detector.engine.summaries import ClientSummary
+from querywatch.detector.metrics import CHECKPOINTS, LAST_CHECKPOINT
+from querywatch.detector.pipeline.sinks import Sinks
+
+log = logging.getLogger(__name__)
+
+
+class Aggregator:
+    """The campaign stage as the owner of the summaries topic's partition (see the module
+    docstring); a ``PartitionOwner`` for the consumers' loop."""
+
+    def __init__(
+        self,
+        *,
+        new_stage: Callable[[], CampaignStage],
+        sessions: SessionFactory,
+        group_id: str,
+        campaigns: Callable[[CampaignStage], InProcessCampaigns],
+        sinks: Sinks[OutcomeTx],
+        checkpoint_every_summaries: int,
+        checkpoint_every_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._new_stage = new_stage
+        self._new_campaigns = campaigns
+        self._sessions = sessions
+        self.group_id = group_id
+        self._sinks = sinks
+        self._every_summaries = checkpoint_every_summaries
+        self._every_seconds = checkpoint_every_seconds
+        self._clock = clock
+        self.stage = new_stage()
+        self.campaigns = campaigns(self.stage)
+        self.partitions: dict[TopicPartitionKey, PartitionWork] = {}
+        self.seeks: dict[TopicPartitionKey, int | None] = {}
+        self.rewound: set[TopicPartitionKey] = set()
+        self.unloaded: set[TopicPartitionKey] = set()
+        self._changed: set[str] = set()  # models whose state changed since the last checkpoint
+        self.summaries = 0  # summaries taken (status, benchmarks)
+
+    # -- ownership --------------------------------------------------------------------------
+
+    def assign(self, keys: Iterable[TopicPartitionKey]) -> None:
+        """Load the stored stage and offset; queue a seek to the offset."""
+        for key in keys:
+            if key in self.partitions:
+                continue
+            try:
+                self._load(key)
+            except RETRYABLE as exc:
+                self.unloaded.add(key)
+                log.warning("cannot load the aggregator's state yet (retried): %s", type(exc).__name__)
+
+    def load_unloaded(self) -> None:
+        for key in sorted(self.unloaded):
+            self._load(key)
+            self.unloaded.discard(key)
+
+    def _load(self, key: TopicPartitionKey) -> None:
+        topic, partition = key
+        with transaction(self._sessions) as session:
+            stored = load_aggregator(
+                session=session, group_id=self.group_id, topic=topic, partition=partition
+            )
+        self._reset()
+        for model_id, state in stored.states.items():
+            try:
+                model = import_model(self.stage, state)
+            except StageStateError as exc:
+                log.error("stored campaign state of %s dropped: %s", model_id, exc)
+                continue
+            if model is None:
+                log.warning("stored campaign state of %s is for another profile version: dropped", model_id)
+        self.campaigns.committed()  # what was loaded is what the database holds
+        self.partitions[key] = PartitionWork(topic, partition, stored.next_offset, self._clock(), 0)
+        self.seeks[key] = stored.next_offset
+        log.info(
+            "aggregating %s/%d from offset %s: %d models, %d campaigns",
+            topic,
+            partition,
+            stored.next_offset,
+            len(self.stage.models),
+            len(self.stage.campaigns()),
+        )
+
+    def revoke(self, keys: Iterable[TopicPartitionKey]) -> None:
+        keys = list(keys)
+        for work in [self.partitions[k] for k in keys if k in self.partitions]:
+            try:
+                self._checkpoint(work)
+            except RETRYABLE as exc:  # the next owner redoes the summaries since the stored checkpoint
+                log.warning("aggregator left without a checkpoint: %s", exc)
+            self._forget(work)
+        self.unloaded.difference_update(keys)
+
+    def lose(self, keys: Iterable[TopicPartitionKey]) -> None:
+        keys = list(keys)
+        self.unloaded.difference_update(keys)
+        for work in [self.partitions[k] for k in keys if k in self.partitions]:
+            self._forget(work)
+
+    def _forget(self, work: PartitionWork) -> None:
+        self.partitions.pop(work.key, None)
+        self.seeks.pop(work.key, None)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.stage = self._new_stage()
+        self.campaigns = self._new_campaigns(self.stage)
+        self._changed.clear()
+
+    # -- processing -------------------------------------------------------------------------
+
+    def process(self, records: Iterable[Record]) -> None:
+        """Feed the stage the summaries of the owned partition, in offset order."""
+        for record in records:
+            work = self.partitions.get((record.topic, record.partition))
+            if work is None:
+                continue
+            floor = work.next_offset if work.next_offset is not None else work.stored_offset
+            if floor is not None and record.offset < floor:
+                work.below_floor = min(record.offset, work.below_floor or record.offset)
+                continue
+            work.next_offset = record.offset + 1
+            work.events_since_checkpoint += 1
+            try:
+                summary = ClientSummary.from_bytes(record.value or b"")
+            except ValueError as exc:
+                log.warning("summaries offset %d skipped: %s", record.offset, exc)
+                continue
+            if self._stale(summary):
+                continue
+            self.campaigns.take([summary])
+            self._changed.add(summary.model_id)
+            self.summaries += 1
+
+    def _stale(self, summary: ClientSummary) -> bool:
+        """A redelivered older summary (a consumer re-sent its partition's summaries after a
+        crash) behind the one the stage holds for the client: it would only roll it back."""
+        model = self.stage.models.get(summary.model_id)
+        held = None if model is None else model.summaries.get(summary.client_id)
+        return held is not None and held.profile == summary.profile and held.queries > summary.queries
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def due(self) -> list[PartitionWork]:
+        """The partition, when a campaign alert event waits, or enough summaries or time
+        passed since the last checkpoint."""
+        now = self._clock()
+        return [
+            w
+            for w in self.partitions.values()
+            if w.has_progress()
+            and (
+                self.campaigns.has_events()
+                or w.events_since_checkpoint >= self._every_summaries
+                or now - w.started_at >= self._every_seconds
+            )
+        ]
+
+    def checkpoint(self, works: Iterable[PartitionWork] | None = None) -> dict[TopicPartitionKey, int]:
+        stored: dict[TopicPartitionKey, int] = {}
+        for work in list(self.partitions.values() if works is None else works):
+            if self._checkpoint(work) and work.stored_offset is not None:
+                stored[work.key] = work.stored_offset
+        return stored
+
+    def _checkpoint(self, work: PartitionWork) -> bool:
+        """Campaigns, their alert events (and deliveries), changed model states and the offset,
+        in one transaction."""
+        if not work.has_progress() or work.next_offset is None:
+            return False
+        states = {
+            m: export_model(self.stage.models[m]) for m in sorted(self._changed) if m in self.stage.models
+        }
+        try:
+            with transaction(self._sessions) as session:
+                tx = OutcomeTx(session)
+                if self.campaigns.pending():
+                    tx.saved.events += self.campaigns.write(session).events
+                self._sinks.write([], tx)  # the outbox and the log line of the stored alert events
+                save_aggregator(
+                    session=session,
+                    group_id=self.group_id,
+                    topic=work.topic,
+                    partition=work.partition,
+                    expected_offset=work.stored_offset,
+                    next_offset=work.next_offset,
+                    states=states,
+                )
+        except CheckpointConflict as exc:
+            log.warning("aggregator checkpoint refused, another aggregator owns the topic now: %s", exc)
+            self._forget(work)
+            self.assign([work.key])
+            return False
+        self._sinks.committed(tx)
+        self.campaigns.committed()
+        self._changed.clear()
+        work.committed(self._clock())
+        CHECKPOINTS.inc()
+        LAST_CHECKPOINT.set(time.time())
+        return True
+
+
+def aggregate(settings: Settings, *, stop: threading.Event) -> None:
+    """Run an aggregator (active or standby) until ``stop``: the summaries topic of
+    ``settings.kafka.topic``'s consumers, as a member of ``campaigns.aggregator_group_id``."""
+    database = make_engine(settings.database)
+    try:
+        check_migrated(database)
+        sessions = make_sessionmaker(database)
+        topic = settings.campaigns.summaries_topic_for(settings.kafka.topic)
+        kafka = settings.kafka.model_copy(
+            update={"topic": topic, "group_id": settings.campaigns.aggregator_group_id}
+        )
+        ensure_summaries_topic(kafka, topic)
+        profiles = profile_store(settings, sessions)
+        thresholds = decision_thresholds(settings.api)
+        aggregator = Aggregator(
+            new_stage=lambda: CampaignStage(
+                settings.detection, profiles, settings.campaigns, settings.alerts
+            ),
+            sessions=sessions,
+            group_id=kafka.group_id,
+            campaigns=lambda stage: InProcessCampaigns(stage, thresholds),
+            sinks=Sinks(stored_sinks(thresholds)),
+            checkpoint_every_summaries=kafka.checkpoint_every_events,
+            checkpoint_every_seconds=kafka.checkpoint_every_seconds,
+        )
+        consumer = subscribe(kafka, aggregator)
+        log.info("aggregating %s as group %s (one member active, the others standby)", topic, kafka.group_id)
+        run(consumer, aggregator, stop, max_records=kafka.max_poll_records, outages=settings.outages)
+    finally:
+        database.dispose()
