@@ -14,22 +14,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.detector.engine.alerting import OpenAlert
-from querywatch.detector.engine.campaigns.lineage import evidence
+from querywatch.detector.engine.campaigns.lineage import LineageIndex, evidence
 from querywatch.detector.engine.outcomes import iso_time
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.models.profile import ReferenceProfile
 
-#: Pooled rate tests on a campaign's union: (registry test name, summary count, count of queries).
-POOLED_TESTS = (
-    ("out_of_profile", "ood", None),
-    ("far", "far", None),
-    ("boundary", "boundary", "scored"),
-    ("steps", "steps", None),
-)
+#: Pooled rate tests on a campaign's union: (registry test name, summary count). The boundary
+#: test is not pooled: its null is a multiple of a chance that varies by input, which a
+#: summary's counts do not carry.
+POOLED_TESTS = (("out_of_profile", "ood"), ("far", "far"), ("steps", "steps"))
 POOLED_WORDS = {
     "out_of_profile": "queries outside the model's reference data",
     "far": "queries farther from the data than any reference input",
-    "boundary": "answers on the decision boundary",
     "steps": "structured steps within an account",
 }
 
@@ -125,9 +121,7 @@ class UnionEvidence:
 def union_evidence(
     members: Sequence[str],
     summaries: Mapping[str, ClientSummary],
-    pair_hits: Mapping[str, Mapping[str, int]],
-    trials: Any,
-    null: float,
+    lineage: LineageIndex,
     nulls: Mapping[str, float],
     profile: ReferenceProfile,
     allowance: float,
@@ -135,43 +129,37 @@ def union_evidence(
 ) -> UnionEvidence:
     """Lineage over every pair of members, the registry's rate tests on the pooled counts,
     coverage of the union against a benign client of the union's size, and the pooled
-    extraction estimate. ``trials(a, b)`` gives the same-cell pairs of two members;
-    ``expected`` is the profile's ``expected_cells()`` (computed once per model)."""
+    extraction estimate. ``expected`` is the profile's ``expected_cells()`` (computed once
+    per model)."""
     present = [m for m in members if m in summaries]
-    hits = total_trials = 0
-    for i, a in enumerate(present):
-        row = pair_hits.get(a, {})
-        for b in present[i + 1 :]:
-            hits += row.get(b, 0)
-            total_trials += trials(a, b)
-    lineage = evidence(hits, total_trials, null)
+    null = lineage.null
+    hits, total_trials = lineage.among(present)
+    lineage_evidence = evidence(hits, total_trials, null)
     queries = sum(summaries[m].queries for m in present)
     pooled: dict[str, float] = {}
     rates: dict[str, tuple[float, float]] = {}
-    for name, count, of in POOLED_TESTS:
+    for name, count in POOLED_TESTS:
         k = sum(summaries[m].counts.get(count, 0) for m in present)
-        n = sum(summaries[m].counts.get(of, 0) for m in present) if of else queries
-        if name in nulls and n:
-            pooled[name] = evidence(k, n, nulls[name])
-            rates[name] = (k / n, nulls[name])
-    scores = [lineage, *pooled.values()]
+        if name in nulls and queries:
+            pooled[name] = evidence(k, queries, nulls[name])
+            rates[name] = (k / queries, nulls[name])
+    scores = [lineage_evidence, *pooled.values()]
     top = max(scores, default=0.0)
     total = top + sum(max(0.0, s - allowance) for s in scores) - max(0.0, top - allowance)
-    cells = np.zeros(profile.cells, dtype=bool)
-    overlaps = []
-    sets = [summaries[m].cell_set()[: profile.cells] for m in present]
-    for s in sets:
-        cells[: len(s)] |= s
-    for i in range(len(sets)):
-        for j in range(i + 1, len(sets)):
-            union = np.count_nonzero(sets[i] | sets[j])
-            overlaps.append(np.count_nonzero(sets[i] & sets[j]) / union if union else 0.0)
+    sets = np.array([summaries[m].cell_set()[: profile.cells] for m in present], dtype=np.int64)
+    sets = sets.reshape(len(present), profile.cells)
+    inter = sets @ sets.T
+    sizes = np.diag(inter)
+    union = sizes[:, None] + sizes[None, :] - inter
+    upper = np.triu_indices(len(present), k=1)
+    overlaps = np.divide(inter, union, out=np.zeros(union.shape), where=union > 0)[upper]
+    reached = int(np.count_nonzero(sets.any(axis=0)))
     benign_cells = float(expected[min(max(queries, 1), len(expected)) - 1])
-    coverage_ratio = float(np.count_nonzero(cells)) / benign_cells if benign_cells else 0.0
+    coverage_ratio = reached / benign_cells if benign_cells else 0.0
     reasons = [
         f"{len(present)} accounts, {queries} queries: {hits} of {total_trials} same-cell pairs of their "
         f"sampled queries are structured steps from one another (reference rate {null:.1e}; "
-        f"evidence {lineage:.0f} nats) — one perturbation chain dealt over accounts",
+        f"evidence {lineage_evidence:.0f} nats) — one perturbation chain dealt over accounts",
     ]
     for name, e in sorted(pooled.items(), key=lambda kv: -kv[1]):
         if e > allowance:
@@ -180,22 +168,22 @@ def union_evidence(
                 f"pooled, {100 * rate:.0f}% {POOLED_WORDS[name]} (a benign client at most {100 * base:.0f}%)"
             )
     reasons.append(
-        f"together they reached {int(np.count_nonzero(cells))} input cells, {coverage_ratio:.1f}× what one "
+        f"together they reached {reached} input cells, {coverage_ratio:.1f}× what one "
         f"benign client reaches after {queries} queries; mean cell overlap between accounts "
-        f"{100 * (float(np.mean(overlaps)) if overlaps else 0.0):.0f}%"
+        f"{100 * (float(np.mean(overlaps)) if len(overlaps) else 0.0):.0f}%"
     )
     extraction = _pooled_extraction(present, summaries, profile, queries)
     features = {
         "accounts": float(len(present)),
         "queries": float(queries),
-        "lineage_evidence": lineage,
+        "lineage_evidence": lineage_evidence,
         "lineage_hits": float(hits),
         "lineage_trials": float(total_trials),
-        "union_cells": float(np.count_nonzero(cells)),
+        "union_cells": float(reached),
         "union_coverage_ratio": coverage_ratio,
         **{f"pooled_{k}": v for k, v in pooled.items()},
     }
-    return UnionEvidence(total, lineage, pooled, tuple(reasons), features, extraction)
+    return UnionEvidence(total, lineage_evidence, pooled, tuple(reasons), features, extraction)
 
 
 def _pooled_extraction(

@@ -8,17 +8,22 @@ queries of benign clients are almost never a structured step from one another.
 
 Hits are counted as independent relations (``matched``): a record swept many ways, or
 resent with noise, relates to many queries of another client that sent the same record,
-yet is one relation. The null is the model's own reference: the rate of structured-step pairs among the
-reference's typical inputs (the profile's extraction sample) that share an input cell.
+yet is one relation. The null is the model's own reference: the rate of structured-step
+pairs among the reference's typical inputs (the profile's extraction sample) that share an input cell.
 Only pairs in one cell are compared, for live clients as for the reference: a small step
-rarely leaves its cell, and blocking by cell makes the comparison about 1/(Σ p²) times
-cheaper than comparing every pair. The evidence of a pair of clients is the Chernoff bound
-``-log P(X ≥ x)`` of x hits in n same-cell pairs at the null rate, ``n · KL(x/n ‖ p0)``.
+rarely leaves its cell. A summary is compared with the newest ``BUCKET_ROWS`` live rows of
+each cell only, and the table keeps no more (older rows leave when it is compacted): a
+summary costs at most its rows × ``BUCKET_ROWS`` step tests however many clients the model
+has, so the work grows with the summaries, not with the square of the clients per cell.
+Rows that left come back with their client's next sample. The evidence of a pair of
+clients is the Chernoff bound ``-log P(X ≥ x)`` of x hits in n same-cell pairs at the null
+rate, ``n · KL(x/n ‖ p0)``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +34,9 @@ from querywatch.models.profile import ReferenceProfile
 
 #: Floor of the null rate (a reference without a single step pair still has some chance).
 MIN_NULL_PAIRS = 1
+#: Rows of each cell a summary is compared with at most (the newest live ones): the work per
+#: summary is bounded however many clients the model has.
+BUCKET_ROWS = 512
 
 
 @compiled
@@ -50,38 +58,32 @@ def same_cell_steps(
     table_cells: NDArray[np.int16],
     owners: NDArray[np.int32],
     cells: int,
+    bucket: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(query row, table row) pairs in one cell that are a structured step apart; table rows
-    whose owner is negative (removed) are skipped. ``cells``: the profile's cell count."""
+    """(query row, table row) pairs in one cell that are a structured step apart, against the
+    newest ``bucket`` live table rows of each cell (the table is in the order rows came);
+    table rows whose owner is negative (removed) are skipped. ``cells``: the profile's cell
+    count."""
     order = np.argsort(query_cells, kind="mergesort")
     first = np.zeros(cells + 1, np.int64)
     for i in range(order.shape[0]):
         first[query_cells[order[i]] + 1] += 1
     for c in range(cells):
         first[c + 1] += first[c]
+    compared = np.zeros(cells, np.int64)
     found_i = []
     found_j = []
-    for j in range(table.shape[0]):
+    for j in range(table.shape[0] - 1, -1, -1):
         if owners[j] < 0:
             continue
         cell = table_cells[j]
+        if compared[cell] >= bucket or first[cell] == first[cell + 1]:
+            continue
+        compared[cell] += 1
         row = table[j]
         for k in range(first[cell], first[cell + 1]):
             i = order[k]
-            # Necessary for a step (60% of the moves within one window centred at 64 or
-            # below, so at most 65), counted without the histogram: most pairs stop here.
-            query = queries[i]
-            changed = 0
-            small = 0
-            for f in range(row.shape[0]):
-                move = abs(np.int64(query[f]) - np.int64(row[f]))
-                if move > 1:
-                    changed += 1
-                    if move <= 65:
-                        small += 1
-            if changed == 0 or small < 0.6 * changed:
-                continue
-            if is_structured_step(query, row):
+            if is_structured_step(queries[i], row):
                 found_i.append(i)
                 found_j.append(j)
     return np.array(found_i, dtype=np.int64), np.array(found_j, dtype=np.int64)
@@ -168,6 +170,28 @@ class LineageIndex:
             return 0
         return int(ca.astype(np.int64) @ cb)
 
+    def trials_with(self, client: str, members: Sequence[str]) -> int:
+        """Same-cell pairs between one client's sample and the samples of ``members``."""
+        mine = self._cell_counts.get(client)
+        if mine is None:
+            return 0
+        return int(mine.astype(np.int64) @ self._counts_of(members).sum(axis=0))
+
+    def among(self, members: Sequence[str]) -> tuple[int, int]:
+        """Hits and same-cell pairs over every pair of ``members``."""
+        counts = self._counts_of(members)
+        total = counts.sum(axis=0)
+        trials = (int(total @ total) - int(np.einsum("ij,ij->", counts, counts))) // 2
+        chosen = set(members)
+        hits = sum(n for m in chosen for other, n in self.hits.get(m, {}).items() if other in chosen) // 2
+        return hits, trials
+
+    def _counts_of(self, members: Sequence[str]) -> NDArray[np.int64]:
+        rows = [self._cell_counts[m] for m in members if m in self._cell_counts]
+        if not rows:
+            return np.zeros((0, self.profile.cells), dtype=np.int64)
+        return np.array(rows, dtype=np.int64)
+
     def update(self, client_id: str, codes: NDArray[np.uint8]) -> dict[str, int]:
         """Replace a client's sample; returns its hits with every other client (nonzero only)."""
         self.remove(client_id)
@@ -175,7 +199,13 @@ class LineageIndex:
         cells = code_cells(self.profile, codes)
         used = self._used
         rows_i, rows_j = same_cell_steps(
-            codes, cells, self._codes[:used], self._cells[:used], self._owners[:used], self.profile.cells
+            codes,
+            cells,
+            self._codes[:used],
+            self._cells[:used],
+            self._owners[:used],
+            self.profile.cells,
+            BUCKET_ROWS,
         )
         found: dict[str, int] = {}
         if len(rows_j):
@@ -210,8 +240,14 @@ class LineageIndex:
         self._cell_counts[client_id] = np.minimum(counts, 255).astype(np.uint8)
 
     def _compact(self, extra: int) -> None:
-        """Drop removed rows and make room for ``extra`` more (a quarter of slack)."""
-        alive = np.flatnonzero(self._owners[: self._used] >= 0)
+        """Drop removed rows and each cell's live rows beyond its newest ``BUCKET_ROWS``, and
+        make room for ``extra`` more (a quarter of slack)."""
+        newest = np.flatnonzero(self._owners[: self._used] >= 0)[::-1]
+        cells = self._cells[newest]
+        by_cell = np.argsort(cells, kind="stable")  # newest first within each cell
+        rank = np.empty(len(newest), dtype=np.int64)
+        rank[by_cell] = np.arange(len(newest)) - np.searchsorted(cells[by_cell], cells[by_cell])
+        alive = np.sort(newest[rank < BUCKET_ROWS])
         size = max((5 * (len(alive) + extra)) // 4, 64)
         codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
         cells = np.zeros(size, dtype=np.int16)
@@ -222,7 +258,7 @@ class LineageIndex:
         remap = np.full(self._used, -1, dtype=np.int32)
         remap[alive] = np.arange(len(alive), dtype=np.int32)
         self._codes, self._cells, self._owners, self._used = codes, cells, owners, len(alive)
-        self._rows = {client_id: remap[rows] for client_id, rows in self._rows.items()}
+        self._rows = {client_id: (kept := remap[rows])[kept >= 0] for client_id, rows in self._rows.items()}
 
     def remove(self, client_id: str) -> None:
         """Forget a client's sample and its hits."""

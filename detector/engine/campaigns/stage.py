@@ -201,7 +201,7 @@ class CampaignStage:
         level = math.log(max(len(lineage), 2) * campaigns / self.detection.false_alarm_rate)
         for campaign in model.campaigns.values():
             hits = sum(found.get(m, 0) for m in campaign.members)
-            trials = sum(lineage.trials(client, m) for m in campaign.members)
+            trials = lineage.trials_with(client, campaign.members)
             e = evidence(hits, trials, lineage.null)
             if e >= level:
                 anchor = max(campaign.members, key=lambda m: found.get(m, 0))
@@ -285,9 +285,7 @@ class CampaignStage:
         union = union_evidence(
             campaign.members,
             model.summaries,
-            lineage.hits,
-            lineage.trials,
-            lineage.null,
+            lineage,
             model.nulls,
             model.profile,
             self.allowance,

@@ -1,0 +1,67 @@
+"""Shared lineage between two clients' samples, and the bound on the work a summary costs: a
+sample is compared with the newest ``BUCKET_ROWS`` live rows of each cell only, and the table
+keeps no more."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.campaigns import lineage
+from querywatch.detector.engine.campaigns.lineage import LineageIndex, code_cells
+from querywatch.detector.engine.profiles import build_profile
+from querywatch.models.profile import ReferenceProfile
+
+
+@pytest.fixture(scope="module")
+def profile() -> ReferenceProfile:
+    rng = np.random.default_rng(0)
+    X = rng.random((3000, 8))
+    labels = (X[:, 0] > 0.5).astype(int)
+    scores = np.stack([1.0 - X[:, 0], X[:, 0]], axis=1)
+    settings = DetectionSettings(codebook_size=8, pca_components=4)
+    return build_profile(X, model_id="m", settings=settings, labels=labels.tolist(), scores=scores)
+
+
+def _family(profile: ReferenceProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parents in one cell, their children (three features moved by 20 codes: a structured
+    step, in the same cell) and a filler row of that cell that is no step from any child."""
+    codes = profile.view(np.random.default_rng(1).random((400, 8))).quantized
+    children = codes.copy()
+    children[:, :3] = np.minimum(children[:, :3].astype(int) + 20, 255).astype(np.uint8)
+    cells, child_cells = code_cells(profile, codes), code_cells(profile, children)
+    cell = np.bincount(cells[cells == child_cells]).argmax()
+    room = codes[:, :3].max(axis=1) < 230  # no move clipped at the top of the range
+    keep = np.flatnonzero((cells == cell) & (child_cells == cell) & room)[:12]
+    filler = keep[-1]
+    return codes[keep[:-1]], children[keep[:-1]], np.repeat(codes[filler : filler + 1], 4, axis=0)
+
+
+def test_a_child_account_is_linked_to_its_parents_account(profile: ReferenceProfile) -> None:
+    parents, children, _ = _family(profile)
+    index = LineageIndex(profile, null=1e-3)
+    assert index.update("parent", parents) == {}
+    found = index.update("child", children)
+    assert found == {"parent": len(children)}
+    assert index.hits["parent"] == {"child": len(children)}
+    assert index.trials("parent", "child") == len(parents) * len(children)
+    index.remove("parent")
+    assert index.hits["child"] == {} and index.trials("parent", "child") == 0
+
+
+def test_a_summary_meets_only_the_newest_rows_of_its_cell(
+    profile: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lineage, "BUCKET_ROWS", 16)
+    parents, children, filler = _family(profile)
+    index = LineageIndex(profile, null=1e-3)
+    index.update("parent", parents)
+    for k in range(5):  # 20 newer rows in the parents' cell
+        index.update(f"filler-{k}", filler)
+    assert index.update("child", children) == {}
+    index.update("parent", parents)  # its next sample: the newest rows again
+    assert index.update("child", children) == {"parent": len(children)}
+    index._compact(extra=0)
+    live = index._owners[: index._used] >= 0
+    assert np.bincount(index._cells[: index._used][live]).max() <= 16
