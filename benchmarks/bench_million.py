@@ -1,6 +1,6 @@
 """A real million distinct clients through ``querywatch replay`` (and ``consume``): memory and speed.
 
-    python benchmarks/bench_million.py [--clients 1000000] [--per-client 1] [--consume]
+    python benchmarks/bench_million.py [--clients 1000000] [--per-client 1] [--cap N] [--consume]
 
 Writes a trace of ``--clients`` distinct clients, ``--per-client`` events each (digits
 inputs near the victim's own, with the fixed digits profile, so no warm-up), then runs
@@ -8,7 +8,9 @@ inputs near the victim's own, with the fixed digits profile, so no warm-up), the
 baseline. Prints events/s, the child's peak RSS (``wait4``), (peak - baseline) / clients
 and the serialized state size. With ``--consume`` the same events go through a real broker
 (Tansu) into ``querywatch consume`` with SQLite, which evicts idle clients at its
-checkpoints: events/s, peak RSS and the size of the checkpoint table are printed.
+checkpoints: events/s, peak RSS, its RSS as each quarter of the events is stored (flat when
+memory is bounded) and the size of the checkpoint table are printed. ``--cap`` is
+``residency.max_resident_clients`` for both (default: the setting's; 0: no cap, no spilling).
 Nothing is extrapolated: every figure is of the run itself.
 """
 
@@ -29,6 +31,7 @@ from sqlalchemy import create_engine, func, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from querywatch.detector.adapters.db.tables import ClientStateRow
+from querywatch.detector.config import ResidencySettings
 from querywatch.detector.simulate.victim import MODEL_ID, load_victim
 from tests.kafka.harness import detection_settings
 
@@ -77,8 +80,16 @@ def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float, float
     return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024.0, out
 
 
-def replay_run(trace: Path, profile_dir: Path, report: Path) -> tuple[float, float, float, dict[str, object]]:
+def child_env(cap: int) -> dict[str, str]:
+    """This process's environment without QUERYWATCH_ settings, but with the resident cap."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
+    env["QUERYWATCH_RESIDENCY__MAX_RESIDENT_CLIENTS"] = str(cap)
+    return env
+
+
+def replay_run(
+    trace: Path, profile_dir: Path, report: Path, cap: int
+) -> tuple[float, float, float, dict[str, object]]:
     wall, cpu, rss, out = run_child(
         [
             sys.executable,
@@ -93,7 +104,7 @@ def replay_run(trace: Path, profile_dir: Path, report: Path) -> tuple[float, flo
             "--quiet",
             "--json",
         ],
-        env,
+        child_env(cap),
     )
     return wall, cpu, rss, json.loads(out.strip().splitlines()[-1])
 
@@ -102,6 +113,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=1_000_000)
     parser.add_argument("--per-client", type=int, default=1)
+    parser.add_argument(
+        "--cap",
+        type=int,
+        default=ResidencySettings().max_resident_clients or 0,
+        help="residency.max_resident_clients (0: no cap)",
+    )
     parser.add_argument("--consume", action="store_true", help="also run the events through consume")
     parser.add_argument("--no-replay", action="store_true", help="only consume (with --consume)")
     args = parser.parse_args()
@@ -115,19 +132,22 @@ def main() -> None:
         print(
             f"trace: {args.clients:,} clients x {args.per_client} events = {events:,} events, "
             f"{big.stat().st_size / 1e9:.2f} GB (written in {time.perf_counter() - began:.0f} s); "
-            f"{os.cpu_count()} cores shared with other work, load average {os.getloadavg()[0]:.1f}"
+            f"{os.cpu_count()} cores shared with other work, load average {os.getloadavg()[0]:.1f}; "
+            f"resident cap {args.cap:,}" + (" (none)" if args.cap == 0 else "")
         )
         profile_dir = Path(detection.profile_dir or "")
         if not args.no_replay:
-            replay_figures(small, big, profile_dir, tmp, args.clients, events)
+            replay_figures(small, big, profile_dir, tmp, args.clients, events, args.cap)
         if args.consume:
-            consume(big, events, detection, tmp)
+            consume(big, events, detection, tmp, args.cap)
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
-def replay_figures(small: Path, big: Path, profile_dir: Path, tmp: Path, clients: int, events: int) -> None:
-    _, _, base_rss, _ = replay_run(small, profile_dir, tmp / "baseline.json")
-    wall, cpu, rss, summary = replay_run(big, profile_dir, tmp / "report.json")
+def replay_figures(
+    small: Path, big: Path, profile_dir: Path, tmp: Path, clients: int, events: int, cap: int
+) -> None:
+    _, _, base_rss, _ = replay_run(small, profile_dir, tmp / "baseline.json", cap)
+    wall, cpu, rss, summary = replay_run(big, profile_dir, tmp / "report.json", cap)
     print(
         f"replay: {events / wall:,.0f} events/s wall, {events / cpu:,.0f} events/CPU-s; peak RSS "
         f"{rss / 2**30:.2f} GiB (baseline {base_rss / 2**20:.0f} MiB at {BASELINE_CLIENTS:,} clients); "
@@ -136,7 +156,17 @@ def replay_figures(small: Path, big: Path, profile_dir: Path, tmp: Path, clients
     )
 
 
-def consume(trace: Path, events: int, detection: object, tmp: Path) -> None:
+def rss_of(pid: int) -> float:
+    """Resident set size of a running process, in bytes (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return float(line.split()[1]) * 1024.0
+
+
+def consume(trace: Path, events: int, detection: object, tmp: Path, cap: int) -> None:
     """The trace through a real broker and ``querywatch consume`` (SQLite)."""
     from kafka import KafkaProducer
 
@@ -161,7 +191,7 @@ def consume(trace: Path, events: int, detection: object, tmp: Path) -> None:
         database = DatabaseSettings(url=f"sqlite:///{tmp / 'million.db'}")
         settings = Settings(kafka=kafka, database=database, detection=detection)  # type: ignore[arg-type]
         upgrade(settings)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
+        env = child_env(cap)
         env.update(_environment(settings))
         engine = create_engine(database.url)
         began = time.perf_counter()
@@ -171,12 +201,16 @@ def consume(trace: Path, events: int, detection: object, tmp: Path) -> None:
             stdout=(tmp / "consume.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
+        quarters: list[float] = []  # RSS as each quarter of the events is stored
         try:
-            while sum(stored_offsets(engine, kafka).values()) < events:
+            while (done := sum(stored_offsets(engine, kafka).values())) < events:
                 if child.poll() is not None:
                     raise SystemExit(f"consume stopped: {(tmp / 'consume.log').read_text()[-2000:]}")
+                while len(quarters) < 3 and done >= (len(quarters) + 1) * events / 4:
+                    quarters.append(rss_of(child.pid))
                 time.sleep(0.5)
             wall = time.perf_counter() - began
+            quarters.append(rss_of(child.pid))
         finally:
             child.terminate()
         _, _, usage = os.wait4(child.pid, 0)
@@ -187,7 +221,8 @@ def consume(trace: Path, events: int, detection: object, tmp: Path) -> None:
         print(
             f"consume (SQLite, 4 partitions): {events / wall:,.0f} events/s wall including start-up, "
             f"{events / (usage.ru_utime + usage.ru_stime):,.0f} events/CPU-s; peak RSS "
-            f"{usage.ru_maxrss / 2**20:.2f} GiB; checkpoint: {rows:,} client states, "
+            f"{usage.ru_maxrss / 2**20:.2f} GiB (RSS as each quarter is stored: "
+            f"{', '.join(f'{q / 2**30:.2f}' for q in quarters)} GiB); checkpoint: {rows:,} client states, "
             f"{(size or 0) / 2**20:,.0f} MiB ({(size or 0) / max(rows or 1, 1):,.0f} B each), "
             f"database file {(tmp / 'million.db').stat().st_size / 2**20:,.0f} MiB"
         )

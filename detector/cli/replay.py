@@ -71,7 +71,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     store: ProfileStore = (
         DirectoryProfileStore(profile_dir) if profile_dir is not None else MemoryProfileStore()
     )
-    engine = Detector(settings.detection, store, settings.alerts)
+    engine = Detector(settings.detection, store, settings.alerts, settings.residency)
     stage = None
     if settings.campaigns.enabled:
         from querywatch.detector.engine.campaigns.stage import CampaignStage

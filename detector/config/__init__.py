@@ -15,6 +15,7 @@ from querywatch.detector.config.detection import DetectionSettings
 from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
 from querywatch.detector.config.outages import OutageSettings
+from querywatch.detector.config.residency import ResidencySettings
 from querywatch.detector.config.settings import Settings
 from querywatch.detector.config.stream import StreamSettings
 from querywatch.detector.config.webhooks import WebhookSettings
@@ -28,6 +29,7 @@ __all__ = [
     "InputSettings",
     "KafkaSettings",
     "OutageSettings",
+    "ResidencySettings",
     "Settings",
     "StreamSettings",
     "WebhookSettings",

@@ -18,6 +18,7 @@ from querywatch.detector.config.detection import DetectionSettings
 from querywatch.detector.config.inputs import InputSettings
 from querywatch.detector.config.kafka import KafkaSettings
 from querywatch.detector.config.outages import OutageSettings
+from querywatch.detector.config.residency import ResidencySettings
 from querywatch.detector.config.sources import customised_sources
 from querywatch.detector.config.stream import StreamSettings
 from querywatch.detector.config.webhooks import WebhookSettings
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     inputs: InputSettings = InputSettings()
     outages: OutageSettings = OutageSettings()
     stream: StreamSettings = StreamSettings()
+    residency: ResidencySettings = ResidencySettings()
     metrics_port: int | None = Field(
         None,
         ge=0,

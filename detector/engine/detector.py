@@ -11,11 +11,12 @@ a handful of small updates. Nothing here reads the clock: time comes with the ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.alerts import AlertSettings
+from querywatch.detector.config.residency import ResidencySettings
 from querywatch.detector.engine.alerting import AlertLifecycle, Observation
 from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.events import Event
@@ -36,6 +37,9 @@ SNAPSHOT_EVERY = 100
 SNAPSHOT_RISK_STEP = 0.05
 #: Highest risk the population model alone can give (below the default "degrade" level).
 POPULATION_WEIGHT = 0.45
+#: Spilling brings the resident clients down to this share of the cap, so it runs now and
+#: then for many clients (one scan of the resident ones each time), not at every new client.
+SPILL_DOWN_TO = 0.9
 
 
 @dataclass
@@ -54,9 +58,15 @@ class Detector:
     """Owns every client's state; see ``docs/CONTRACTS.md`` for how adapters use it."""
 
     def __init__(
-        self, detection: DetectionSettings, profiles: ProfileStore, alerts: AlertSettings | None = None
+        self,
+        detection: DetectionSettings,
+        profiles: ProfileStore,
+        alerts: AlertSettings | None = None,
+        residency: ResidencySettings | None = None,
     ) -> None:
         self.settings = detection
+        #: Clients kept in memory at most (None: no cap); see ``spill_candidates``.
+        self.max_resident = (residency or ResidencySettings()).max_resident_clients or None
         self.alert_settings = alerts or AlertSettings()
         self.lifecycle = AlertLifecycle(detection, self.alert_settings)
         self.profiles = profiles
@@ -262,7 +272,67 @@ class Detector:
     def evict_idle(self, now_ts: float) -> list[str]:
         """Forget clients with no event for ``idle_evict_seconds`` of event time."""
         horizon = now_ts - self.settings.idle_evict_seconds
-        idle = [c for c, per in self._clients.items() if max(s.last_ts for s in per.values()) < horizon]
-        for client_id in idle:
-            self._clients.pop(client_id, None)  # not drop_client: held warm-up events stay
+        idle = [c for c, per in self._clients.items() if _latest(per) < horizon]
+        self.release(idle)
         return idle
+
+    # ------------------------------------------------------------------ residency
+    def resident(self) -> int:
+        """Clients whose state is in memory."""
+        return len(self._clients)
+
+    def absent(self, client_ids: Iterable[str]) -> set[str]:
+        """Those of ``client_ids`` with no state in memory: new, evicted or spilled."""
+        clients = self._clients
+        return {c for c in client_ids if c not in clients}
+
+    def over_cap(self) -> bool:
+        return self.max_resident is not None and len(self._clients) > self.max_resident
+
+    def spill_candidates(self) -> list[str]:
+        """Past ``max_resident``: the least recently active clients (their latest event time),
+        enough to bring the resident ones down to ``SPILL_DOWN_TO`` of the cap.
+
+        Clients with warm-up events held stay: those events come back to the engine with no
+        restore in front of them, and would start the client's other models afresh.
+        """
+        if self.max_resident is None or len(self._clients) <= self.max_resident:
+            return []
+        held = self.reference.held_clients() if self.reference.pending() else set()
+        ranked = sorted((_latest(per), c) for c, per in self._clients.items() if c not in held)
+        excess = len(self._clients) - (int(self.max_resident * SPILL_DOWN_TO) or self.max_resident)
+        return [c for _, c in ranked[:excess]]
+
+    def spill(self, client_ids: Iterable[str]) -> dict[str, bytes]:
+        """Forget ``client_ids`` and return their states (``export_client``), for the caller
+        to keep until ``restore``."""
+        states = {c: self.export_client(c) for c in client_ids if c in self._clients}
+        self.release(states)
+        return states
+
+    def release(self, client_ids: Iterable[str]) -> None:
+        """Forget the state of ``client_ids`` (evicted, or spilled to where the caller keeps
+        it); unlike ``drop_client``, their held warm-up events stay."""
+        for client_id in client_ids:
+            self._clients.pop(client_id, None)
+
+    def restore(self, states: Mapping[str, bytes], idle_before: float | None = None) -> list[str]:
+        """Bring spilled clients back; returns those restored. A state whose latest event is
+        older than ``idle_before`` stays out: had it been resident, ``evict_idle`` would have
+        forgotten it, so the client starts afresh either way."""
+        restored = []
+        for client_id, data in states.items():
+            self.import_client(client_id, data)
+            per = self._clients.get(client_id)
+            if per is None:
+                continue
+            if idle_before is not None and _latest(per) < idle_before:
+                del self._clients[client_id]
+            else:
+                restored.append(client_id)
+        return restored
+
+
+def _latest(per_model: Mapping[str, ClientState]) -> float:
+    """A client's latest event time over its models."""
+    return max(s.last_ts for s in per_model.values())

@@ -85,6 +85,10 @@ class ReferenceStage:
     def warming_up(self) -> list[str]:
         return list(self._samples)
 
+    def held_clients(self) -> set[str]:
+        """Clients with events held in a sample."""
+        return {e.client_id for sample in self._samples.values() for e in sample}
+
     def drop_clients(self, client_ids: Iterable[str]) -> None:
         """Forget the held events of these clients (their partition moved elsewhere; the new
         owner takes them from the partition's checkpoint)."""

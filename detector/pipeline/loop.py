@@ -10,6 +10,10 @@ is a named setting (``config/stream.py``), with the same default in both:
   them with its checkpoints); a replay may instead keep one filter over the whole trace;
 * **eviction** of idle clients (``stream.evict_idle``): after each batch in replay, at
   each checkpoint in the consumer;
+* **residency** (``residency.max_resident_clients``): the caller's ``restore(batch)`` brings
+  back the spilled clients of a batch, once per batch and before the dedup (a client's
+  request ids are spilled with it); replay keeps spilled states in memory, the consumer in
+  its checkpoint table;
 * **end of stream**, the one difference without a setting: ``finish()`` completes the
   warm-ups still held (replay); a consumer's stream does not end, and its held events are
   checkpointed instead.
@@ -66,11 +70,13 @@ class Pipeline(Generic[R]):
         engine: Detector,
         *,
         is_new: Callable[[Event, R], bool],
+        restore: Callable[[list[tuple[Event, R]]], None] | None = None,
         inputs: InputSettings | None = None,
         max_event_bytes: int | None = None,
     ) -> None:
         self.engine = engine
         self.is_new = is_new
+        self.restore = restore
         inputs = inputs or InputSettings()
         self._max_bytes = max_event_bytes or engine.settings.max_event_bytes
         self._max_dim = inputs.max_input_dim
@@ -81,13 +87,16 @@ class Pipeline(Generic[R]):
 
     def step(self, messages: Iterable[Message[R]]) -> Step[R]:
         out: Step[R] = Step()
-        per_stream: dict[Hashable, list[Event]] = {}
+        decoded: list[tuple[Event, Message[R]]] = []
         for message in messages:
             try:
-                event = self._decode(message.value)
+                decoded.append((self._decode(message.value), message))
             except InvalidEvent as exc:
                 out.refused.append((message.ref, exc))
-                continue
+        if self.restore is not None and decoded:
+            self.restore([(event, message.ref) for event, message in decoded])
+        per_stream: dict[Hashable, list[Event]] = {}
+        for event, message in decoded:
             if not self.is_new(event, message.ref):
                 out.duplicates += 1
                 continue

@@ -13,7 +13,7 @@ raises ``CheckpointConflict`` and it rewinds to what is stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
@@ -39,8 +39,11 @@ class StoredPartition:
     client_states: dict[str, bytes]
 
 
-def load_partition(*, session: Session, group_id: str, topic: str, partition: int) -> StoredPartition:
-    """The stored offset (None if never checkpointed) and client states of one partition.
+def load_partition(
+    *, session: Session, group_id: str, topic: str, partition: int, only: Collection[str] | None = None
+) -> StoredPartition:
+    """The stored offset (None if never checkpointed) and client states of one partition
+    (``only`` those of these ids, when given).
 
     The offset is read first: a checkpoint commits offset and states together, so states
     read afterwards are at least as new, and a mix is caught by the compare-and-set of the
@@ -53,14 +56,31 @@ def load_partition(*, session: Session, group_id: str, topic: str, partition: in
             PartitionOffsetRow.partition == partition,
         )
     )
-    rows = session.execute(
-        select(ClientStateRow.client_id, ClientStateRow.state).where(
-            ClientStateRow.group_id == group_id,
-            ClientStateRow.topic == topic,
-            ClientStateRow.partition == partition,
-        )
+    query = select(ClientStateRow.client_id, ClientStateRow.state).where(
+        ClientStateRow.group_id == group_id,
+        ClientStateRow.topic == topic,
+        ClientStateRow.partition == partition,
     )
-    return StoredPartition(offset, {client_id: bytes(state) for client_id, state in rows})
+    if only is not None:
+        if session.get_bind().dialect.name == "postgresql":  # its text holds no NUL: no stored id has one
+            only = [key for key in only if "\x00" not in key]
+        query = query.where(ClientStateRow.client_id.in_(only))
+    return StoredPartition(offset, {client_id: bytes(state) for client_id, state in session.execute(query)})
+
+
+def load_client_states(*, session: Session, group_id: str, client_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored states of those of ``client_ids`` that have one, whatever their partition
+    (a client spilled past the resident cap comes back on its next event)."""
+    states: dict[str, bytes] = {}
+    for start in range(0, len(client_ids), _CHUNK):
+        rows = session.execute(
+            select(ClientStateRow.client_id, ClientStateRow.state).where(
+                ClientStateRow.group_id == group_id,
+                ClientStateRow.client_id.in_(client_ids[start : start + _CHUNK]),
+            )
+        )
+        states.update((client_id, bytes(state)) for client_id, state in rows)
+    return states
 
 
 def save_checkpoint(

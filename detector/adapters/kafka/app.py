@@ -131,7 +131,9 @@ def consume(
 
 def default_detector(settings: Settings, sessions: SessionFactory) -> Detector:
     """The engine with the configured detection settings and profiles (``profile_store``)."""
-    return Detector(settings.detection, profile_store(settings, sessions), settings.alerts)
+    return Detector(
+        settings.detection, profile_store(settings, sessions), settings.alerts, settings.residency
+    )
 
 
 def profile_store(settings: Settings, sessions: SessionFactory) -> ProfileStore:

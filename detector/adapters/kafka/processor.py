@@ -13,6 +13,13 @@ Warm-up: events of a model without a profile are held by the engine's reference 
 Each partition stores the events of it that are held with its checkpoint (under
 ``HELD_EVENTS_KEY``), so its offset moves past them and no partition, model or restart
 waits for a model that is warming up; the partition's next owner takes them back.
+
+Residency: past the engine's cap (``residency.max_resident_clients``) the least recently
+active clients are spilled at a checkpoint: the checkpoints of their partitions, in the
+same round, store their state (as for any client), then they leave memory. The spilled
+clients of a batch come back before it is scored, with one query for all of them
+(``_restore``); with a cap, a partition's clients are loaded on their next event, not when
+it is assigned.
 """
 
 from __future__ import annotations
@@ -24,7 +31,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
-from querywatch.detector.adapters.db.checkpoints import CheckpointConflict, load_partition, save_checkpoint
+from querywatch.detector.adapters.db.checkpoints import (
+    CheckpointConflict,
+    load_client_states,
+    load_partition,
+    save_checkpoint,
+)
 from querywatch.detector.adapters.db.dead_letters import save_dead_letters
 from querywatch.detector.adapters.db.outcome_store import OutcomeTx
 from querywatch.detector.adapters.db.session import SessionFactory, transaction
@@ -114,8 +126,14 @@ class StreamProcessor:
                 "stream.dedup_scope must be 'client' for a consumer: its partitions share no memory "
                 "of request ids ('stream' is for replay)"
             )
+        #: With a resident cap, clients are loaded on their next event (``_restore``).
+        self._lazy = engine.max_resident is not None
         self.pipeline: Pipeline[tuple[PartitionWork, Record]] = Pipeline(
-            self.engine, is_new=self._is_new, inputs=inputs, max_event_bytes=max_event_bytes
+            self.engine,
+            is_new=self._is_new,
+            restore=self._restore_batch if self._lazy else None,
+            inputs=inputs,
+            max_event_bytes=max_event_bytes,
         )
         self.guard = self.pipeline.guard
         self._clock = clock
@@ -137,7 +155,8 @@ class StreamProcessor:
 
         A partition whose state cannot be loaded (the database is away) is kept in
         ``unloaded``; its records are skipped until ``load_unloaded`` succeeds, and it is
-        then sought to its stored offset, so they are read again.
+        then sought to its stored offset, so they are read again. So is a partition whose
+        spilled clients could not be restored (``process``).
         """
         for key in keys:
             if key in self.partitions:
@@ -159,11 +178,20 @@ class StreamProcessor:
     def _load(self, key: TopicPartitionKey) -> None:
         topic, partition = key
         with transaction(self._sessions) as session:
-            stored = load_partition(session=session, group_id=self.group_id, topic=topic, partition=partition)
+            stored = load_partition(
+                session=session,
+                group_id=self.group_id,
+                topic=topic,
+                partition=partition,
+                only=(HELD_EVENTS_KEY,) if self._lazy else None,
+            )
         work = PartitionWork(
             topic, partition, stored.next_offset, self._clock(), self._stream.dedup_per_client
         )
         held = stored.client_states.pop(HELD_EVENTS_KEY, None)
+        events = [] if held is None else unpack_events(held)
+        if self._lazy and events:  # their clients' other models may be spilled
+            self._restore({event.client_id: work for event in events})
         for client_id, blob in stored.client_states.items():
             engine_state, recent = unpack_client_state(blob, self._stream.dedup_per_client)
             self.engine.import_client(client_id, engine_state)
@@ -171,8 +199,8 @@ class StreamProcessor:
             self._owner[client_id] = work
         self.partitions[work.key] = work
         self.seeks[work.key] = stored.next_offset
-        if held is not None:
-            self._resume_held(work, unpack_events(held))
+        if events:
+            self._resume_held(work, events)
         log.info(
             "assigned %s/%d: %d clients, resume at %s",
             topic,
@@ -249,7 +277,14 @@ class StreamProcessor:
             work.next_offset = record.offset + 1
             work.events_since_checkpoint += 1
             messages.append(Message(record.value, work.key, (work, record)))
-        step = self.pipeline.step(messages)
+        try:
+            step = self.pipeline.step(messages)
+        except RETRYABLE as exc:  # spilled clients not restored: redo the partitions from their checkpoints
+            for key in {message.ref[0].key for message in messages}:
+                self._forget(self.partitions[key])
+                self.unloaded.add(key)
+            log.warning("cannot restore spilled clients yet (retried): %s", type(exc).__name__)
+            return
         for (work, record), error in step.refused:
             self._reject(work, record, error)
         if not step.events:
@@ -271,6 +306,37 @@ class StreamProcessor:
             return False
         self._owner[event.client_id] = work
         return True
+
+    def _restore_batch(self, batch: list[tuple[Event, tuple[PartitionWork, Record]]]) -> None:
+        self._restore({event.client_id: work for event, (work, _) in batch})
+
+    def _restore(self, works: dict[str, PartitionWork]) -> None:
+        """Bring back the spilled ones of these clients (each with its partition) from the
+        checkpoint table, in one query.
+
+        A client its partition has seen since it was assigned (its request ids are here)
+        or evicted since its last checkpoint was not spilled, so it is not looked for. A state
+        idle long enough to have been evicted stays out (``Detector.restore``).
+        """
+        wanted = [
+            c for c in self.engine.absent(works) if c not in works[c].recent and c not in works[c].evicted
+        ]
+        if not wanted:
+            return
+        with transaction(self._sessions) as session:
+            blobs = load_client_states(session=session, group_id=self.group_id, client_ids=wanted)
+        states, recent = {}, {}
+        for client_id, blob in blobs.items():
+            states[client_id], recent[client_id] = unpack_client_state(blob, self._stream.dedup_per_client)
+        now = self.guard.eviction_time()
+        idle_before = None
+        if now is not None and self._stream.evict_idle:
+            idle_before = now - self.engine.settings.idle_evict_seconds
+        for client_id in self.engine.restore(states, idle_before):
+            work = works[client_id]
+            work.recent[client_id] = recent[client_id]
+            self._owner[client_id] = work
+        CLIENTS_TRACKED.set(len(self._owner))
 
     def _route(self, result: BatchResult) -> None:
         """Outcomes and summaries to their clients' partitions (summaries to the in-process
@@ -317,25 +383,54 @@ class StreamProcessor:
         since the last checkpoint."""
         now = self._clock()
         urgent = self._urgent
+        spilling = self.engine.over_cap()
         return [
             w
             for w in self.partitions.values()
             if w.has_progress()
             and (
-                w.key in urgent
+                spilling
+                or w.key in urgent
                 or w.events_since_checkpoint >= self._every_events
                 or now - w.started_at >= self._every_seconds
             )
         ]
 
     def checkpoint(self, works: Iterable[PartitionWork] | None = None) -> dict[TopicPartitionKey, int]:
-        """Checkpoint ``works`` (default: every owned partition); return the stored offsets."""
+        """Checkpoint ``works`` (default: every owned partition); return the stored offsets.
+
+        Past the resident cap, the partitions of the clients to spill are checkpointed too,
+        and those clients then leave memory (``_spill``)."""
         self._evict_idle()
+        spilling = self.engine.spill_candidates()
+        targets = list(self.partitions.values() if works is None else works)
+        keys = {w.key for w in targets}
+        for client_id in spilling:
+            owner = self._owner.get(client_id)
+            if owner is not None and owner.key not in keys:
+                keys.add(owner.key)
+                targets.append(owner)
         stored: dict[TopicPartitionKey, int] = {}
-        for work in list(self.partitions.values() if works is None else works):
+        for work in targets:
             if self._checkpoint(work) and work.stored_offset is not None:
                 stored[work.key] = work.stored_offset
+        if spilling:
+            self._spill(spilling)
         return stored
+
+    def _spill(self, client_ids: list[str]) -> None:
+        """Forget those of ``client_ids`` whose stored state is their current one (not dirty:
+        the checkpoint just wrote it, or nothing changed since); the others stay resident
+        until a checkpoint of theirs succeeds."""
+        gone = []
+        for client_id in client_ids:
+            work = self._owner.get(client_id)
+            if work is not None and client_id not in work.dirty:
+                del self._owner[client_id]
+                work.recent.pop(client_id, None)
+                gone.append(client_id)
+        self.engine.release(gone)
+        CLIENTS_TRACKED.set(len(self._owner))
 
     def _evict_idle(self) -> None:
         now = self.guard.eviction_time()
