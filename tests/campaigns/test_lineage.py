@@ -65,3 +65,26 @@ def test_a_summary_meets_only_the_newest_rows_of_its_cell(
     index._compact(extra=0)
     live = index._owners[: index._used] >= 0
     assert np.bincount(index._cells[: index._used][live]).max() <= 16
+
+
+def test_an_exported_index_loads_back_with_the_same_newest_rows_counts_and_hits(
+    profile: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lineage, "BUCKET_ROWS", 16)
+    parents, children, filler = _family(profile)
+    index = LineageIndex(profile, null=1e-3)
+    index.update("parent", parents)
+    index.update("child", children)
+    for k in range(5):  # newer rows in the cell: the parents' fall out of its newest 16
+        index.update(f"filler-{k}", filler)
+    index.remove("filler-0")
+    loaded = LineageIndex(profile, null=1e-3)
+    loaded.load(index.export())
+    assert loaded.hits == index.hits and len(loaded) == len(index)
+    assert loaded.trials("parent", "child") == index.trials("parent", "child")
+    # the same newest rows: the parents are not among them, until their next sample
+    assert loaded.update("child-2", children) == index.update("child-2", children) == {}
+    index.update("parent", parents)
+    loaded.update("parent", parents)
+    assert loaded.update("child-3", children) == index.update("child-3", children)
+    assert "parent" in index.hits["child-3"]

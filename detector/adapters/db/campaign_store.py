@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.alert_store import SavedEvents, save_alert_events
-from querywatch.detector.adapters.db.campaigns import save_campaigns
+from querywatch.detector.adapters.db.campaigns import false_positives, save_campaigns
 from querywatch.detector.engine.campaigns.stage import CampaignStage
 from querywatch.detector.engine.outcomes import ALERT_CLOSED, AlertEvent
 from querywatch.detector.engine.policy import Thresholds
@@ -28,6 +28,8 @@ class InProcessCampaigns:
         self._events: list[AlertEvent] = []
         self._written: list[AlertEvent] = []
         self._signature: tuple[tuple[str, int, float], ...] = ()
+        #: Models whose stage state an analyst's false-positive mark changed in ``write``.
+        self.dismissed_models: set[str] = set()
 
     def take(self, summaries: Sequence[ClientSummary]) -> None:
         for summary in summaries:
@@ -41,7 +43,10 @@ class InProcessCampaigns:
         return bool(self._events) or self._current() != self._signature
 
     def write(self, session: Session) -> SavedEvents:
-        """Store the live campaigns (if they changed), the ended ones and the alert events."""
+        """Store the live campaigns (if they changed), the ended ones and the alert events.
+        Campaigns an analyst marked a false positive meanwhile (the API) end in the stage
+        first, so they are not stored as active again."""
+        self._events += self._dismiss_marked(session)
         live = self.stage.campaigns()
         alive = {c.campaign_id for c in live}
         ended = {e.alert.client_id for e in self._events if e.type == ALERT_CLOSED} - alive
@@ -49,10 +54,23 @@ class InProcessCampaigns:
         self._written = list(self._events)
         return save_alert_events(session=session, events=self._written, thresholds=self.thresholds)
 
+    def _dismiss_marked(self, session: Session) -> list[AlertEvent]:
+        live = self.stage.campaigns()
+        marked = false_positives(session=session, campaign_ids=[c.campaign_id for c in live])
+        events: list[AlertEvent] = []
+        for c in live:
+            if c.campaign_id in marked:
+                self.dismissed_models.add(c.model_id)
+                events += self.stage.dismiss(
+                    c.model_id, c.campaign_id, c.opened_ts if c.alert is None else c.alert.sent_ts
+                )
+        return events
+
     def committed(self) -> None:
         done = len(self._written)
         self._events = self._events[done:]
         self._written = []
+        self.dismissed_models.clear()
         self._signature = self._current()
 
     def _current(self) -> tuple[tuple[str, int, float], ...]:

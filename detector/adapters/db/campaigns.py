@@ -119,6 +119,21 @@ def mark_false_positive(
     return row
 
 
+def false_positives(*, session: Session, campaign_ids: Sequence[str]) -> set[str]:
+    """Those of ``campaign_ids`` an analyst marked a false positive."""
+    marked: set[str] = set()
+    for start in range(0, len(campaign_ids), 500):
+        chunk = list(campaign_ids[start : start + 500])
+        marked.update(
+            session.scalars(
+                select(CampaignRow.campaign_id).where(
+                    CampaignRow.campaign_id.in_(chunk), CampaignRow.false_positive.is_(True)
+                )
+            )
+        )
+    return marked
+
+
 def campaign_floors(
     *, session: Session, client_ids: Sequence[str]
 ) -> dict[tuple[str, str], tuple[float, tuple[str, ...]]]:

@@ -219,15 +219,14 @@ class Aggregator:
         in one transaction."""
         if not work.has_progress() or work.next_offset is None:
             return False
-        states = {
-            m: export_model(self.stage.models[m]) for m in sorted(self._changed) if m in self.stage.models
-        }
         try:
             with transaction(self._sessions) as session:
                 tx = OutcomeTx(session)
                 if self.campaigns.pending():
                     tx.saved.events += self.campaigns.write(session).events
                 self._sinks.write([], tx)  # the outbox and the log line of the stored alert events
+                changed = sorted(self._changed | self.campaigns.dismissed_models)
+                states = {m: export_model(self.stage.models[m]) for m in changed if m in self.stage.models}
                 save_aggregator(
                     session=session,
                     group_id=self.group_id,

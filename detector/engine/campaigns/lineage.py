@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -270,23 +271,49 @@ class LineageIndex:
         for other in self.hits.pop(client_id, {}):
             self.hits.get(other, {}).pop(client_id, None)
 
-    def sample(self, client_id: str) -> NDArray[np.uint8]:
-        """A client's code sample as the table holds it (empty if it has none)."""
-        rows = self._rows.get(client_id)
-        if rows is None:
-            return np.zeros((0, self.profile.dim), dtype=np.uint8)
-        return self._codes[rows].copy()
+    def export(self) -> dict[str, Any]:
+        """The index as plain data (an aggregator's checkpoint): its live rows in table order
+        (codes and owners: which rows are the newest of a cell is what a later comparison
+        reads), each client's per-cell counts and the hits, each pair once. ``load`` reads it."""
+        live = np.flatnonzero(self._owners[: self._used] >= 0)
+        hits = {a: {b: n for b, n in row.items() if a < b} for a, row in self.hits.items()}
+        return {
+            "names": list(self._names),
+            "codes": self._codes[live].tobytes(),
+            "owners": self._owners[live].tobytes(),
+            "counts": {client: counts.tobytes() for client, counts in self._cell_counts.items()},
+            "hits": {a: row for a, row in hits.items() if row},
+        }
 
-    def restore(self, client_id: str, codes: NDArray[np.uint8], hits: dict[str, int]) -> None:
-        """Put back a sample and its hits as ``sample`` and ``hits`` exported them (a checkpoint
-        being loaded), without comparing it again."""
-        self.remove(client_id)
-        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, self.profile.dim)
-        self._append(client_id, codes, code_cells(self.profile, codes))
-        mine = self.hits.setdefault(client_id, {})
-        for other, n in hits.items():
-            mine[other] = n
-            self.hits.setdefault(other, {})[client_id] = n
+    def load(self, plain: dict[str, Any]) -> None:
+        """Put back, into this empty index of the same profile, what ``export`` gave."""
+        codes = np.frombuffer(plain["codes"], dtype=np.uint8).reshape(-1, self.profile.dim)
+        owners = np.frombuffer(plain["owners"], dtype=np.int32)
+        used = len(codes)
+        size = max((5 * used) // 4, 64)
+        self._codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
+        self._cells = np.zeros(size, dtype=np.int16)
+        self._owners = np.full(size, -1, dtype=np.int32)
+        self._codes[:used] = codes
+        self._cells[:used] = code_cells(self.profile, codes)
+        self._owners[:used] = owners
+        self._used = used
+        self._names = [str(name) for name in plain["names"]]
+        self._ids = {name: i for i, name in enumerate(self._names)}
+        self._cell_counts = {
+            str(c): np.frombuffer(counts, dtype=np.uint8).copy() for c, counts in plain["counts"].items()
+        }
+        order = np.argsort(owners, kind="stable")
+        firsts = np.searchsorted(owners[order], np.arange(len(self._names) + 1))
+        self._rows = {
+            c: order[firsts[self._ids[c]] : firsts[self._ids[c] + 1]].astype(np.int32)
+            for c in self._cell_counts
+        }
+        self.hits = {c: {} for c in self._cell_counts}
+        for a, row in plain["hits"].items():
+            for b, n in row.items():
+                self.hits.setdefault(a, {})[b] = int(n)
+                self.hits.setdefault(b, {})[a] = int(n)
 
     def pair_evidence(self, a: str, b: str) -> float:
         return evidence(self.hits.get(a, {}).get(b, 0), self.trials(a, b), self.null)

@@ -5,12 +5,13 @@ covers, in one transaction; a standby that takes over loads it and resumes at th
 so its later decisions are the ones the stage would have made without the handover.
 
 What is stored is what the stage cannot recompute cheaply: every client's latest summary
-(without its codes), every compared client's code sample and its hit counts with the other
-clients (each pair once), the campaigns (members, links, risk, reasons, evidence, open
-alert), who is a member of which, the campaigns an analyst dismissed and the query count
-of each client's last comparison. The profile, its null rates and expected coverage come
-back from the profile store; a state written for another profile version is not loaded
-(the stage would have started that model afresh on the first summary of the new version).
+(without its codes), the lineage index (``LineageIndex.export``: its rows of sampled codes
+in table order, each client's per-cell counts, the hit counts, each pair once), the
+campaigns (members, links, risk, reasons, evidence, open alert), who is a member of which,
+the campaigns an analyst dismissed and the query count of each client's last comparison.
+The profile, its null rates and expected coverage come back from the profile store; a
+state written for another profile version is not loaded (the stage would have started that
+model afresh on the first summary of the new version).
 MessagePack, then zlib: code samples are mostly small integers.
 """
 
@@ -20,7 +21,6 @@ import zlib
 from typing import Any
 
 import msgpack
-import numpy as np
 
 from querywatch.detector.engine.alerting import OpenAlert
 from querywatch.detector.engine.campaigns.campaign import Campaign, Link
@@ -36,23 +36,12 @@ class StageStateError(ValueError):
 
 def export_model(model: ModelCampaigns) -> bytes:
     """One model's stage state as bytes (see the module docstring)."""
-    lineage = model.lineage
-    samples: dict[str, bytes] = {}
-    hits: dict[str, dict[str, int]] = {}
-    if lineage is not None:
-        for client in model.compared_at:
-            samples[client] = lineage.sample(client).tobytes()
-        for a, row in lineage.hits.items():
-            pairs = {b: n for b, n in row.items() if a < b}
-            if pairs:
-                hits[a] = pairs
     plain = {
         "v": STATE_VERSION,
         "model_id": model.profile.model_id,
         "profile": model.profile.version,
         "summaries": [s.to_bytes() for s in model.summaries.values()],
-        "samples": samples,
-        "hits": hits,
+        "lineage": None if model.lineage is None else model.lineage.export(),
         "campaigns": [_campaign(c) for c in model.campaigns.values()],
         "member_of": model.member_of,
         "dismissed": sorted(model.dismissed),
@@ -75,11 +64,8 @@ def import_model(stage: CampaignStage, data: bytes) -> ModelCampaigns | None:
         for blob in plain["summaries"]:
             summary = ClientSummary.from_bytes(blob)
             model.summaries[summary.client_id] = summary
-        if model.lineage is not None:
-            dim = model.profile.dim
-            for client, codes in plain["samples"].items():
-                rows = np.frombuffer(codes, dtype=np.uint8).reshape(-1, dim)
-                model.lineage.restore(client, rows, plain["hits"].get(client, {}))
+        if model.lineage is not None and plain["lineage"] is not None:
+            model.lineage.load(plain["lineage"])
         for c in plain["campaigns"]:
             campaign = _campaign_from(c)
             model.campaigns[campaign.campaign_id] = campaign

@@ -1,0 +1,50 @@
+"""A campaign an analyst marks a false positive (through the API, in the database) stays
+ended: the process running the stage (``querywatch up``'s consumer, the aggregator) ends it
+in its stage at its next write, instead of storing it as active again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
+from querywatch.detector.adapters.db.campaigns import mark_false_positive
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db.tables import CampaignMemberRow, CampaignRow
+from querywatch.detector.engine.outcomes import ALERT_CLOSED
+from tests.campaigns.test_membership import _link, _stage, profile  # noqa: F401 (fixture)
+from tests.storage.databases import migrated_database
+
+
+def test_a_campaign_marked_false_positive_is_not_stored_as_active_again(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    stage, model = _stage(profile)
+    store = InProcessCampaigns(stage)
+    with migrated_database("sqlite", tmp_path) as settings:
+        database = make_engine(settings.database)
+        sessions = make_sessionmaker(database)
+        store._events += _link(stage, model, "a", "b", 10.0)
+        [campaign] = stage.campaigns("m")
+        with transaction(sessions) as session:
+            store.write(session)
+        store.committed()
+        with transaction(sessions) as session:
+            mark_false_positive(
+                session=session,
+                campaign_id=campaign.campaign_id,
+                actor="analyst",
+                false_positive=True,
+                note=None,
+            )
+        store._events += _link(stage, model, "b", "c", 11.0)  # the stage goes on linking
+        with transaction(sessions) as session:
+            saved = store.write(session)
+        store.committed()
+        assert stage.campaigns("m") == []
+        assert campaign.campaign_id in model.dismissed and store.dismissed_models == set()
+        assert [e.event.type for e in saved.events][-1:] == [ALERT_CLOSED]
+        with database.connect() as c:
+            row = c.execute(select(CampaignRow.state, CampaignRow.false_positive)).one()
+            members = c.execute(select(CampaignMemberRow.client_id)).all()
+        assert tuple(row) == ("ended", True) and members == []
+        database.dispose()
