@@ -241,7 +241,7 @@ def summarize(
             "exact": f.distances.exact,
         },
         cells=cell_bitmap(cells),
-        classes=tuple(int(c) for c in classes),
+        classes=tuple(classes.tolist()),
         codes=codes[:rows].tobytes(),
         dim=dim,
         doubling=doubling,
