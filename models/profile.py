@@ -75,6 +75,16 @@ class ReferenceProfile:
     calibration: Calibration | None = None
     #: Validation set and learning curve of the extraction estimate (None without labels).
     extraction: ExtractionReference | None = None
+    #: Median out-of-profile score of the reference (NaN in profiles stored before refreshes):
+    #: the drift test's centre and the most one refresh moves a cell (``models.refresh``).
+    typical_score: float = math.nan
+    #: ``warmup`` (fitted on a model's first events) or ``reference`` (a trusted file).
+    origin: str = "reference"
+    #: Refreshes since the fit (0: as fitted); ``version`` stays the fit's, so client states carry over.
+    revision: int = 0
+    #: Event time of the refresh that made this revision, and why (None for a fit).
+    refreshed_at: float | None = None
+    refresh_reason: str | None = None
 
     @property
     def dim(self) -> int:
@@ -134,6 +144,11 @@ class ReferenceProfile:
             "margin_threshold": self.margin_threshold,
             "reference_size": self.reference_size,
             "calibration": None if self.calibration is None else self.calibration.as_dict(),
+            "typical_score": None if math.isnan(self.typical_score) else self.typical_score,
+            "origin": self.origin,
+            "revision": self.revision,
+            "refreshed_at": self.refreshed_at,
+            "refresh_reason": self.refresh_reason,
         }
         extra: dict[str, Any] = {}
         if self.extraction is not None:
@@ -192,6 +207,11 @@ class ReferenceProfile:
             reference_size=int(header["reference_size"]),
             calibration=Calibration.from_dict(header["calibration"]) if header.get("calibration") else None,
             extraction=extraction,
+            typical_score=math.nan if header.get("typical_score") is None else float(header["typical_score"]),
+            origin=str(header.get("origin", "reference")),
+            revision=int(header.get("revision", 0)),
+            refreshed_at=None if header.get("refreshed_at") is None else float(header["refreshed_at"]),
+            refresh_reason=header.get("refresh_reason"),
             **arrays,
         )
 
@@ -265,14 +285,10 @@ def _fit_profile(
     profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners)
     if owners is not None:
         first = profile.view(X)
-        score = first.ood_score
-        names, inverse = np.unique(owners, return_inverse=True)
-        medians = np.array([np.median(score[inverse == i]) for i in range(len(names))])
-        centre = np.median(medians)
-        spread = 1.4826 * np.median(np.abs(medians - centre)) + 1e-12
+        _, inverse = np.unique(owners, return_inverse=True)
         # ... and clients most of whose inputs lie beyond everyone's 99.9th percentile.
         mostly_out = np.bincount(inverse, weights=first.out_of_profile) > 0.5 * np.bincount(inverse)
-        keep = ((medians <= centre + 5.0 * spread) & ~mostly_out)[inverse]
+        keep = ~outlying_clients(first.ood_score, owners) & ~mostly_out[inverse]
         if keep.sum() >= max(2 * cells, 10) and not keep.all():
             profile = _fit(
                 X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners
@@ -280,6 +296,20 @@ def _fit_profile(
         else:
             keep = np.ones(len(X), dtype=bool)
     return _with_extraction(profile, X, keep, labels, seed)
+
+
+def outlying_clients(scores: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
+    """Rows of clients whose median out-of-profile score is above the median + 5 MAD of
+    every client's median: the robust trimming of a warm-up and of a refresh sample.
+
+    >>> outlying_clients(np.array([1.0, 1.1, 0.9, 1.0, 9.0, 9.5]), np.array(list("aabbcc"))).tolist()
+    [False, False, False, False, True, True]
+    """
+    names, inverse = np.unique(owners, return_inverse=True)
+    medians = np.array([np.median(scores[inverse == i]) for i in range(len(names))])
+    centre = np.median(medians)
+    spread = 1.4826 * np.median(np.abs(medians - centre)) + 1e-12
+    return np.asarray((medians > centre + 5.0 * spread)[inverse], dtype=np.bool_)
 
 
 def _fit(
@@ -361,7 +391,12 @@ def _fit(
         classes=None if labels is None else _class_indices(labels, keep, names),
         seed=seed,
     )
-    return replace(draft, ood_threshold=threshold, calibration=calibration)
+    return replace(
+        draft,
+        ood_threshold=threshold,
+        calibration=calibration,
+        typical_score=float(np.median(view.ood_score)),
+    )
 
 
 def boundary_margin(margins: FloatArray) -> float:

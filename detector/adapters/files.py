@@ -51,6 +51,10 @@ class DirectoryProfileStore:
         tmp.replace(file)
         self._cache[profile.model_id] = profile
 
+    def latest(self, model_id: str) -> ReferenceProfile | None:
+        """The file's profile: this process is its only writer (a refresh replaces the file)."""
+        return self.get(model_id)
+
 
 def read_reference_file(path: str | Path) -> tuple[np.ndarray, list[object] | None, np.ndarray | None]:
     """Reference inputs from ``.npy`` (an (n, d) array), ``.csv`` (numbers only, optional

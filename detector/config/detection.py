@@ -20,6 +20,18 @@ class DetectionSettings(Section):
     warmup_per_client: int = Field(
         40, ge=1, description="At most this many warm-up events of one client enter the profile."
     )
+    refresh_every: int = Field(
+        20000,
+        ge=0,
+        description="Events of a model between two drift checks of its profile (a drifted profile is "
+        "refreshed, within bounds, as a new version); 0: never.",
+    )
+    refresh_sample: int = Field(
+        5000, ge=100, description="At most this many recent events of quiet clients feed a drift check."
+    )
+    refresh_trusted: bool = Field(
+        False, description="Refresh profiles from a trusted reference file too (else only warm-up profiles)."
+    )
     codebook_size: int = Field(64, ge=2, description="Input-space cells (k-means centroids) of a profile.")
     pca_components: int | None = Field(
         16, ge=1, description="PCA dimensions before the codebook; unset to skip PCA."

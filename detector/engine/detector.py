@@ -23,11 +23,13 @@ from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
 from querywatch.detector.engine.profiles import ProfileStore
 from querywatch.detector.engine.reference import ReferenceStage, Released, wrong_dimension
+from querywatch.detector.engine.refresh import Quiet, RefreshSchedule
 from querywatch.detector.engine.stateformat import dumps, loads
 from querywatch.detector.engine.summaries import ClientSummary, SummaryRule, summarize
 from querywatch.detector.errors import InvalidEvent
 from querywatch.features.client import ClientFeatures, Indicators
 from querywatch.models.evidence import evidence_threshold, fuse
+from querywatch.models.profile import ReferenceProfile
 from querywatch.models.reasons import explain, population_reason
 from querywatch.models.registry import EVIDENCE_TESTS
 
@@ -52,6 +54,8 @@ class BatchResult:
     """Models whose warm-up completed in this call: none of their events is held any more."""
     summaries: list[ClientSummary] = field(default_factory=list)
     """Client summaries due in this call (``summaries.SummaryRule``), when the engine emits them."""
+    refreshed: list[ReferenceProfile] = field(default_factory=list)
+    """Profiles the engine moved to in this call (a refresh, its own or another consumer's)."""
 
 
 class Detector:
@@ -75,6 +79,7 @@ class Detector:
         self._contexts: dict[str, ModelContext] = {}
         self._clients: dict[str, dict[str, ClientState]] = {}
         self.reference = ReferenceStage(detection, profiles)
+        self.refreshes = RefreshSchedule(detection, profiles)
         #: Set to emit client summaries for the campaign stage (``BatchResult.summaries``).
         self.summary_rule: SummaryRule | None = None
         #: Hashes the grouping keys in summaries when set (``campaigns.key_salt``).
@@ -130,18 +135,60 @@ class Detector:
         for model_id, run in runs.items():
             context = self._context(model_id)
             assert context is not None
-            self._score(context, run, result)
+            self._score(context, run, result, fitted=True)
 
     def _context(self, model_id: str) -> ModelContext | None:
         context = self._contexts.get(model_id)
         if context is None:
             profile = self.profiles.get(model_id)
             if profile is not None:
-                context = self._contexts[model_id] = ModelContext.of(profile, self.settings.seed)
-                context.nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.settings.tolerances)
+                context = self._contexts[model_id] = self._new_context(profile)
         return context
 
-    def _score(self, context: ModelContext, run: list[Event], result: BatchResult) -> None:
+    def _new_context(self, profile: ReferenceProfile) -> ModelContext:
+        context = ModelContext.of(profile, self.settings.seed)
+        context.nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.settings.tolerances)
+        return context
+
+    def profile_in_use(self, model_id: str) -> ReferenceProfile | None:
+        """The profile (and so the revision) the engine scores ``model_id`` with now."""
+        context = self._contexts.get(model_id)
+        return None if context is None else context.profile
+
+    def _quiet(self, model_id: str) -> Quiet:
+        """Whether a client may feed ``model_id``'s refresh sample: no open alert on it and a
+        peak risk below ``clear_risk``."""
+        clients, clear = self._clients, self.settings.clear_risk
+
+        def quiet(client_id: str) -> bool:
+            state = clients.get(client_id, {}).get(model_id)
+            return state is not None and state.current is None and state.peak < clear
+
+        return quiet
+
+    def _refresh(self, profile: ReferenceProfile, result: BatchResult) -> None:
+        """Run the model's drift check; on a new revision, rebuild what derives from the
+        profile and carry every client's evidence, counters and features over to it."""
+        quiet = self._quiet(profile.model_id)
+        newer = self.refreshes.check(profile, quiet)
+        if newer is None:
+            return
+        context = self._contexts[profile.model_id] = self._new_context(newer)
+        for client_id, per_model in self._clients.items():
+            old = per_model.get(newer.model_id)
+            if old is not None:
+                state = ClientState(
+                    client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
+                )
+                state.load_state(old.to_state(newer.version), client_id, newer.model_id)
+                per_model[newer.model_id] = state
+        result.refreshed.append(newer)
+
+    def _score(
+        self, context: ModelContext, run: list[Event], result: BatchResult, fitted: bool = False
+    ) -> None:
+        """Score a run of one model's events (``fitted``: the warm-up's own, which the
+        profile was fitted on and so are no sample of new traffic for its drift check)."""
         profile = context.profile
         good = [e for e in run if len(e.input) == profile.dim]
         if len(good) != len(run):
@@ -169,6 +216,8 @@ class Detector:
                         salt=self.key_salt,
                     )
                 )
+        if not fitted and self.refreshes.observe(profile, good, self._quiet(profile.model_id)):
+            self._refresh(profile, result)
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
         per_model = self._clients.get(client_id)

@@ -26,8 +26,14 @@ from querywatch.models.profile import ReferenceProfile, fit_profile
 
 
 class ProfileStore(Protocol):
-    def get(self, model_id: str) -> ReferenceProfile | None: ...
-    def put(self, profile: ReferenceProfile) -> None: ...
+    def get(self, model_id: str) -> ReferenceProfile | None:
+        """The model's profile (a store may keep it in memory once read)."""
+
+    def put(self, profile: ReferenceProfile) -> None:
+        """Store a profile, or a new revision of one (``ReferenceProfile.revision``)."""
+
+    def latest(self, model_id: str) -> ReferenceProfile | None:
+        """The newest revision now stored, read afresh (another writer may have added one)."""
 
 
 class MemoryProfileStore:
@@ -41,6 +47,9 @@ class MemoryProfileStore:
 
     def put(self, profile: ReferenceProfile) -> None:
         self._profiles[profile.model_id] = profile
+
+    def latest(self, model_id: str) -> ReferenceProfile | None:
+        return self.get(model_id)
 
 
 def build_profile(
@@ -93,7 +102,7 @@ def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) ->
         labels=labels if any(lab is not None for lab in labels) else None,
         scores=scores,
     )
-    return replace(profile, population=reference_population(profile, chosen))
+    return replace(profile, population=reference_population(profile, chosen), origin="warmup")
 
 
 def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> np.ndarray:

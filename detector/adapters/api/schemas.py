@@ -287,6 +287,17 @@ class ModelPublic(BaseModel):
         description="Derived from the newest profile's reference: out-of-profile, far and margin thresholds, "
         "and each evidence test's null rate (`null_<test>`) before any configured override.",
     )
+    origin: str | None = Field(
+        None,
+        description="How the profile was fitted: `warmup` (first events) or `reference` (a trusted file).",
+    )
+    refreshed_at: float | None = Field(
+        None,
+        description="Event time (Unix seconds) of the refresh that made the newest version; null: as fitted.",
+    )
+    refresh_reason: str | None = Field(
+        None, description="Why the newest version was refreshed (the drift test)."
+    )
 
 
 class Me(BaseModel):

@@ -1,7 +1,8 @@
 """Model reference profiles in the database, and a ``ProfileStore`` on top of them.
 
 The engine's profiles (``ReferenceProfile.to_bytes()``) are versioned per model: saving
-never overwrites, ``latest_profile`` returns the highest version.
+never overwrites, ``latest_profile`` returns the highest version. Version 1 is the fitted
+profile, each refresh adds the next (``shared_profiles.row_version``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def latest_profile(*, session: Session, model_id: str) -> ModelProfileRow | None
     return session.scalars(query).one_or_none()
 
 
+def latest_version(*, session: Session, model_id: str) -> int | None:
+    """The highest stored version of a model's profile (a cheap check for a refresh)."""
+    newest: int | None = session.scalar(
+        select(func.max(ModelProfileRow.version)).where(ModelProfileRow.model_id == model_id)
+    )
+    return newest
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """What the API shows about a served model."""
@@ -47,6 +56,9 @@ class ModelSummary:
     reference_size: int | None = None
     required_reference_size: int | None = None
     thresholds: dict[str, float] | None = None
+    origin: str | None = None
+    refreshed_at: float | None = None
+    refresh_reason: str | None = None
 
 
 def model_summaries(*, session: Session) -> list[ModelSummary]:
@@ -108,6 +120,9 @@ def _reference_summary(blob: bytes) -> dict[str, object]:
         thresholds["far_threshold"] = profile.calibration.far_threshold
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
     return {
+        "origin": profile.origin,
+        "refreshed_at": profile.refreshed_at,
+        "refresh_reason": profile.refresh_reason,
         "reference_size": profile.reference_size,
         "required_reference_size": profile.required_size(),
         "thresholds": thresholds,

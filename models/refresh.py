@@ -1,0 +1,221 @@
+"""A bounded refresh of a reference profile under drift.
+
+A profile fitted once goes stale when the benign population moves; a refit on recent
+traffic follows it, but a refit is also how someone could teach the detector, a little per
+refresh, that theft is normal. So a refresh is a refit with limits, all from the profile:
+
+* **Only under drift.** A window's *share* is the mean, over its clients, of the share of
+  their inputs beyond the reference's median out-of-profile score (``typical_score``).
+  Live inputs are not the reference's own (those fitted the centres, so sit closer to them),
+  so the null is not 1/2 but the share of the first window of the revision (the baseline):
+  drift is a share above it by z standard errors of the difference, z the normal quantile
+  of ``1 - alpha``, each error the spread of the clients' shares over the square root of
+  their number (a client's inputs are not independent; its clients are).
+* **On a trimmed sample.** Clients whose median score is far above the others' (the
+  warm-up's trimming) are dropped, and so is every input beyond the far threshold: gradual
+  drift does not jump there, a uniform-random or synthetic query does.
+* **A bounded step.** With r = ``typical_score``, one refresh moves every cell centre by
+  at most r in the scaled input space: the plane of the principal axes moves across itself
+  by at most r/2 (the sample's median offset from it) and each centre moves within the
+  plane towards its cell's median by the rest. An out-of-profile score is the distance to
+  the nearest centre, so (triangle inequality) no input's score moves by more than r; the
+  out-of-profile and far thresholds, re-derived from the sample, are clipped to the old
+  ones + r (never lower: a refresh is no place to get stricter), ``typical_score`` to
+  ± r/2, and each cell probability, and each score bin's chance of a boundary answer, to
+  the old one ± z standard errors of the sample's frequency. A slow poisoner gains at most that much per
+  refresh, and only in refreshes that honest drift triggers.
+* **The rest carries over:** principal axes, global scale, quantization range, class
+  prior, margin threshold, the calibration's null rates (what a benign client may send,
+  against thresholds that are the same quantiles as before), the population model's rows,
+  the extraction reference and ``version`` (so client states stay valid).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from querywatch.models.calibration import Calibration, boundary_bins
+from querywatch.models.profile import OOD_QUANTILE, FloatArray, ReferenceProfile, outlying_clients
+
+#: A cell's centre moves only when the sample has at least this many inputs in it.
+MIN_CELL_INPUTS = 5
+
+
+@dataclass(frozen=True)
+class Window:
+    """One sample's position against a profile: how many of its clients' inputs lie beyond
+    the reference's median out-of-profile score."""
+
+    share: float
+    """Mean over the sample's clients of their share of inputs beyond ``typical_score``."""
+    error: float
+    """Its standard error: the spread of the clients' shares over the square root of their
+    number (clients are the independent draws), never below that of independent inputs."""
+    clients: int
+    inputs: int
+
+    def limit(self, baseline: Window, z: float) -> float:
+        """The highest share the null (no drift since ``baseline``) allows this window."""
+        return baseline.share + z * math.hypot(self.error, baseline.error)
+
+    def reason(self, baseline: Window, z: float) -> str:
+        return (
+            f"drift: {self.share:.0%} of the inputs of {self.clients} quiet clients lie beyond the "
+            f"reference's median distance, against {baseline.share:.0%} in the first window of this "
+            f"revision (at most {self.limit(baseline, z):.0%} without drift)"
+        )
+
+
+@dataclass(frozen=True)
+class Refresh:
+    window: Window | None
+    """None when the profile cannot be refreshed (stored before refreshes, or too small a sample)."""
+    profile: ReferenceProfile | None
+    """The next revision, when the sample drifted."""
+
+
+def refresh_profile(
+    profile: ReferenceProfile,
+    X: FloatArray,
+    owners: NDArray[Any],
+    *,
+    margins: FloatArray | None = None,
+    baseline: Window | None,
+    at: float,
+    alpha: float,
+) -> Refresh:
+    """Place ``X`` (recent inputs of quiet clients, one owner each, with the top-1 minus top-2
+    ``margins`` of their answers, NaN without scores) against ``profile`` and, if it drifted
+    since ``baseline`` (the first window of this revision; None: this is it), refit within
+    the bounds above (``at``: event time).
+
+    >>> rng = np.random.default_rng(0)
+    >>> from querywatch.models.profile import fit_profile
+    >>> p = fit_profile(rng.normal(size=(3000, 6)), model_id="m", version="v", cells=8, components=3)
+    >>> owners = np.repeat(np.arange(100), 30)
+    >>> def window(X, baseline, at):
+    ...     return refresh_profile(p, X, owners, baseline=baseline, at=at, alpha=1e-4)
+    >>> first = window(rng.normal(size=(3000, 6)), None, 0.0)
+    >>> first.profile is None and window(rng.normal(size=(3000, 6)), first.window, 1.0).profile is None
+    True
+    >>> moved = window(rng.normal(size=(3000, 6)) + 0.5, first.window, 2.0).profile
+    >>> moved.revision, moved.version, bool(moved.ood_threshold <= p.ood_threshold + p.typical_score)
+    (1, 'v', True)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    r = profile.typical_score
+    if math.isnan(r) or len(X) < max(2 * profile.cells, 10):
+        return Refresh(None, None)
+    scores = profile.view(X).ood_score
+    far = profile.calibration.far_threshold if profile.calibration is not None else np.inf
+    keep = (scores <= far) & ~outlying_clients(scores, owners)
+    names, client = np.unique(owners[keep], return_inverse=True)
+    if keep.sum() < max(2 * profile.cells, 10) or len(names) < 2:
+        return Refresh(None, None)
+    shares = np.bincount(client, weights=scores[keep] > r) / np.bincount(client)
+    inputs = int(keep.sum())
+    error = max(float(np.std(shares, ddof=1)) / math.sqrt(len(names)), 0.5 / math.sqrt(inputs))
+    window = Window(float(np.mean(shares)), error, len(names), inputs)
+    z = NormalDist().inv_cdf(1.0 - alpha)
+    if baseline is None or window.share <= window.limit(baseline, z):
+        return Refresh(window, None)
+    kept_margins = None if margins is None else np.asarray(margins, dtype=np.float64)[keep]
+    return Refresh(window, _bounded_refit(profile, X[keep], kept_margins, z, at, window.reason(baseline, z)))
+
+
+def _bounded_refit(
+    profile: ReferenceProfile, R: FloatArray, margins: FloatArray | None, z: float, at: float, reason: str
+) -> ReferenceProfile:
+    r = profile.typical_score
+    C = profile.components
+    S = (R - profile.mean) / profile.scale
+    offset = np.median(S, axis=0)
+    across = _clipped(offset - (offset @ C.T) @ C, r / 2.0)
+    Z = (S - across) @ C.T
+    centres = profile.centroids.copy()
+    cell = np.argmin(_sq_distances(Z, centres), axis=1)
+    within = math.sqrt(max(r * r - float(across @ across), 0.0))
+    for k in range(len(centres)):
+        rows = Z[cell == k]
+        if len(rows) >= MIN_CELL_INPUTS:
+            centres[k] += _clipped(np.median(rows, axis=0) - centres[k], within)
+    draft = replace(profile, mean=profile.mean + profile.scale * across, centroids=centres)
+    view = draft.view(R)
+    threshold = _rise(float(np.quantile(view.ood_score, OOD_QUANTILE)), profile.ood_threshold, r)
+    n = len(R)
+    old = profile.cell_prob
+    spread = z * np.sqrt(old * (1.0 - old) / n)
+    freq = np.bincount(view.cell, minlength=len(old)) / n
+    prob = np.clip(freq, np.maximum(old - spread, 0.5 / (n + 0.5 * len(old))), old + spread)
+    calibration = profile.calibration
+    if calibration is not None:
+        far = _rise(2.0 * float(view.ood_score.max()) - threshold, calibration.far_threshold, r)
+        calibration = replace(calibration, far_threshold=far)
+        if margins is not None:
+            calibration = _boundary_rates(
+                calibration, view.ood_score, margins, profile.margin_threshold, threshold, z
+            )
+    return replace(
+        draft,
+        ood_threshold=threshold,
+        cell_prob=prob / prob.sum(),
+        calibration=calibration,
+        typical_score=_within(float(np.median(view.ood_score)), r, r / 2.0),
+        revision=profile.revision + 1,
+        refreshed_at=at,
+        refresh_reason=reason,
+    )
+
+
+def _clipped(v: FloatArray, limit: float) -> FloatArray:
+    norm = float(np.sqrt(v @ v))
+    return v if norm <= limit else v * (limit / norm)
+
+
+def _boundary_rates(
+    calibration: Calibration,
+    scores: FloatArray,
+    margins: FloatArray,
+    margin_threshold: float,
+    threshold: float,
+    z: float,
+) -> Calibration:
+    """The chance of a boundary answer per score bin, re-measured on the sample (a drifting
+    population may get less confident answers at the same distance from the new centres),
+    each bin's within z standard errors of the old rate at the sample's count in it."""
+    scored = np.isfinite(margins)
+    old = np.asarray(calibration.boundary_rates, dtype=np.float64)
+    if not scored.any() or len(old) != len(calibration.boundary_edges) + 1:
+        return calibration
+    edges, rates = boundary_bins(scores[scored], margins[scored] < margin_threshold, threshold)
+    if len(rates) != len(old):
+        return calibration
+    counts = np.bincount(np.searchsorted(np.asarray(edges), scores[scored]), minlength=len(old))[: len(old)]
+    spread = z * np.sqrt(old * (1.0 - old) / np.maximum(counts, 1))
+    bounded = np.maximum.accumulate(np.clip(np.asarray(rates), old - spread, old + spread))
+    return replace(calibration, boundary_edges=edges, boundary_rates=tuple(float(v) for v in bounded))
+
+
+def _rise(value: float, old: float, limit: float) -> float:
+    """``value`` no lower than ``old`` (a refresh is no place to get stricter: it would alert
+    the clients whose drift it follows) and at most ``limit`` above it."""
+    return min(max(value, old), old + limit)
+
+
+def _within(value: float, centre: float, limit: float) -> float:
+    return min(max(value, centre - limit), centre + limit)
+
+
+def _sq_distances(Z: FloatArray, centres: FloatArray) -> FloatArray:
+    return np.asarray(
+        np.einsum("ij,ij->i", Z, Z)[:, None]
+        - 2.0 * Z @ centres.T
+        + np.einsum("ij,ij->i", centres, centres)[None, :],
+        dtype=np.float64,
+    )

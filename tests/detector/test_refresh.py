@@ -1,0 +1,106 @@
+"""Profile refreshes on the simulator's tabular victim: a benign population that drifts is
+followed (a new version, benign clients quiet), and sybils feeding out-of-profile queries
+over many refresh windows cannot move the profile enough to hide a thief afterwards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.events import parse_event
+from querywatch.detector.engine.profiles import MemoryProfileStore
+from querywatch.detector.simulate.attackers import active_kcenter, random_synthetic
+from querywatch.detector.simulate.benign import ordinary
+from querywatch.detector.simulate.trace import _events
+from querywatch.detector.simulate.traffic import Traffic
+from querywatch.detector.simulate.victim import VictimModel, load_tabular_victim
+from querywatch.models.profile import ReferenceProfile
+
+DAY = 86400.0
+SETTINGS = DetectionSettings(warmup_events=3000, refresh_every=3000, refresh_sample=3000)
+
+
+@pytest.fixture(scope="module")
+def victim() -> VictimModel:
+    return load_tabular_victim()
+
+
+def _population(victim: VictimModel, day: int, users: int, drift: float = 0.0) -> dict[str, Traffic]:
+    """One day's ordinary users; their inputs moved ``drift`` of the way towards a fixed point
+    (the population moving, e.g. a new customer base)."""
+    target = np.random.default_rng(7).uniform(0.0, 1.0, victim.dim)
+    out = {}
+    for i in range(users):
+        t = ordinary(np.random.default_rng(1000 * day + i), victim, DAY, 1.0)
+        moved = np.clip(t.inputs + drift * (target - t.inputs), 0.0, 1.0)
+        out[f"day{day}-user{i}"] = Traffic(t.times + day * DAY, moved)
+    return out
+
+
+def _run(
+    victim: VictimModel, clients: dict[str, Traffic], settings: DetectionSettings
+) -> tuple[dict[str, int], list[ReferenceProfile], Detector]:
+    """(first alert query by client, refreshed profiles in order, the engine)."""
+    rows = [(name, traffic, {"ip": "192.0.2.1", "user_agent": "t"}) for name, traffic in clients.items()]
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    events = [parse_event(e) for e in _events(np.random.default_rng(0), rows, victim, start, victim.model_id)]
+    engine = Detector(settings, MemoryProfileStore())
+    first: dict[str, int] = {}
+    refreshed: list[ReferenceProfile] = []
+    for i in range(0, len(events), 1000):
+        result = engine.process_batch(events[i : i + 1000])
+        refreshed += result.refreshed
+        for o in result.outcomes:
+            if o.alert is not None:
+                first.setdefault(o.update.client_id, o.update.queries)
+    return first, refreshed, engine
+
+
+def test_a_drifting_population_is_followed_and_stays_quiet(victim: VictimModel) -> None:
+    clients = {name: t for day in range(7) for name, t in _population(victim, day, 40, 0.1 * day).items()}
+    stale, _, _ = _run(victim, clients, SETTINGS.model_copy(update={"refresh_every": 0}))
+    assert sum(name.startswith("day6") for name in stale) >= 20  # without refreshes the drift alerts
+
+    alerted, refreshed, engine = _run(victim, clients, SETTINGS)
+    assert not alerted
+    assert [p.revision for p in refreshed] == list(range(1, len(refreshed) + 1)) and len(refreshed) >= 2
+    newest = engine.profiles.get(victim.model_id)
+    assert newest is refreshed[-1] and engine.profile_in_use(victim.model_id) is newest
+    assert newest.version == refreshed[0].version and newest.refreshed_at is not None
+    assert "drift" in (newest.refresh_reason or "")
+
+
+def test_sybils_feeding_out_of_profile_queries_cannot_hide_a_thief(victim: VictimModel) -> None:
+    """Every day, as many sybils as honest users send natural rows moved a growing way
+    towards uniform noise; afterwards a uniform-random thief and a natural-data (k-center)
+    thief are alerted as soon as on a profile nobody poisoned."""
+    days = 8
+    honest = {name: t for day in range(days + 1) for name, t in _population(victim, day, 30).items()}
+    sybils = {}
+    for day in range(1, days + 1):
+        for j in range(30):
+            rng = np.random.default_rng(50_000 + 100 * day + j)
+            rows = victim.natural[rng.integers(0, len(victim.natural), 40)]
+            noise = rng.uniform(0.0, 1.0, rows.shape)
+            sybils[f"day{day}-sybil{j}"] = Traffic(
+                day * DAY + rng.uniform(0.0, DAY, 40), rows + min(1.0, 0.1 * day) * (noise - rows)
+            )
+    end = (days + 1) * DAY
+    after = _population(victim, days + 1, 30)
+    for name, attack, seed in (("random", random_synthetic, 1), ("kcenter", active_kcenter, 2)):
+        t = attack(np.random.default_rng(seed), victim, 0.2 * DAY, 1.0)
+        after[f"thief-{name}"] = Traffic(t.times - t.times.min() + end, t.inputs)
+
+    clean, _, _ = _run(victim, honest | after, SETTINGS)
+    poisoned, refreshed, _ = _run(victim, honest | sybils | after, SETTINGS)
+    assert refreshed  # the sybils did get refreshes ...
+    for before, profile in zip([None, *refreshed], refreshed, strict=False):
+        if before is not None:  # ... each within the bound
+            assert profile.ood_threshold <= before.ood_threshold + before.typical_score
+    for thief in ("thief-random", "thief-kcenter"):
+        assert poisoned[thief] <= clean[thief]
+    assert not [name for name in poisoned if "user" in name]

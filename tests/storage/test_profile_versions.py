@@ -1,0 +1,97 @@
+"""Refreshed profiles in the database: each refresh a new version row, adopted by every
+consumer of the group, and the newest resumed after a restart (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from querywatch.detector.adapters.db.profiles import model_summaries
+from querywatch.detector.adapters.db.session import transaction
+from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
+from querywatch.detector.adapters.db.tables import ModelProfileRow
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.events import Event
+from querywatch.models.profile import ReferenceProfile
+
+DIM = 16
+SETTINGS = DetectionSettings(
+    warmup_events=1200, codebook_size=8, pca_components=4, refresh_every=1200, refresh_sample=1200
+)
+CENTRES = np.random.default_rng(99).uniform(0.2, 0.8, size=(5, DIM))
+
+
+def _traffic(
+    rng: np.random.Generator, clients: range, per_client: int, shift: float, t0: float
+) -> list[Event]:
+    """Benign clients around five centres, moved by ``shift`` on every input, interleaved."""
+    events = []
+    for c in clients:
+        X = CENTRES[rng.integers(0, 5, per_client)] + rng.normal(0, 0.03, size=(per_client, DIM)) + shift
+        events += [
+            Event(f"c{c}-{t0}-{i}", t0 + i, f"c{c}", "m", x, None, np.array([0.3, 0.7]))
+            for i, x in enumerate(X)
+        ]
+    return sorted(events, key=lambda e: (e.ts, e.client_id))
+
+
+def _versions(sessions: sessionmaker[Session]) -> list[int]:
+    with transaction(sessions) as session:
+        return list(session.scalars(select(ModelProfileRow.version).where(ModelProfileRow.model_id == "m")))
+
+
+def test_a_refresh_is_a_new_version_that_the_group_adopts_and_a_restart_resumes(
+    sessions: sessionmaker[Session],
+) -> None:
+    rng = np.random.default_rng(3)
+    first = Detector(SETTINGS, DatabaseProfileStore(sessions))
+    other = Detector(SETTINGS, DatabaseProfileStore(sessions))
+    first.process_batch(_traffic(rng, range(60), 20, 0.0, 0.0))  # the warm-up: version 1
+    other.process_batch(_traffic(rng, range(60, 80), 5, 0.0, 0.0))  # adopts the stored profile
+    assert _versions(sessions) == [1]
+    assert other.profile_in_use("m").version == first.profile_in_use("m").version
+
+    assert not first.process_batch(_traffic(rng, range(60), 20, 0.0, 5_000.0)).refreshed  # the baseline
+    result = first.process_batch(_traffic(rng, range(60), 20, 0.02, 10_000.0))  # drifted
+    (refreshed,) = result.refreshed
+    assert refreshed.revision == 1 and _versions(sessions) == [1, 2]
+    assert first.profile_in_use("m") is refreshed
+
+    # The other consumer adopts the stored revision at its next check instead of its own.
+    other.process_batch(_traffic(rng, range(60, 80), 60, 0.02, 10_000.0))
+    adopted = other.profile_in_use("m")
+    assert adopted.revision == 1 and _versions(sessions) == [1, 2]
+    assert np.array_equal(adopted.centroids, refreshed.centroids)
+    assert adopted.ood_threshold == refreshed.ood_threshold
+
+    # A restart reads the newest version, and client states made before the refresh carry over.
+    state = first.export_client("c1")
+    restarted = Detector(SETTINGS, DatabaseProfileStore(sessions))
+    restarted.import_client("c1", state)
+    assert restarted.profile_in_use("m").revision == 1
+    assert restarted.export_client("c1") == state
+
+    with transaction(sessions) as session:
+        (summary,) = model_summaries(session=session)
+    assert summary.versions == [1, 2] and summary.origin == "warmup"
+    assert summary.refreshed_at == refreshed.refreshed_at and "drift" in (summary.refresh_reason or "")
+
+
+def test_a_refreshed_profile_round_trips_with_its_revision(sessions: sessionmaker[Session]) -> None:
+    rng = np.random.default_rng(4)
+    engine = Detector(SETTINGS, DatabaseProfileStore(sessions))
+    engine.process_batch(_traffic(rng, range(60), 20, 0.0, 0.0))
+    engine.process_batch(_traffic(rng, range(60), 20, 0.0, 5_000.0))
+    (refreshed,) = engine.process_batch(_traffic(rng, range(60), 20, 0.02, 10_000.0)).refreshed
+    back = DatabaseProfileStore(sessions).get("m")
+    assert isinstance(back, ReferenceProfile)
+    assert (back.revision, back.refreshed_at, back.refresh_reason, back.origin, back.typical_score) == (
+        refreshed.revision,
+        refreshed.refreshed_at,
+        refreshed.refresh_reason,
+        refreshed.origin,
+        refreshed.typical_score,
+    )
+    assert np.array_equal(back.mean, refreshed.mean) and np.array_equal(back.cell_prob, refreshed.cell_prob)
