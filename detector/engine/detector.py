@@ -168,15 +168,20 @@ class Detector:
 
     def _refresh(self, profile: ReferenceProfile, result: BatchResult) -> None:
         """Run the model's drift check; on a new revision, rebuild what derives from the
-        profile and carry every client's evidence, counters and features over to it."""
+        profile and carry every client's evidence, counters and features over to it (a
+        profile of another fit starts them afresh, as ``import_client`` does)."""
         quiet = self._quiet(profile.model_id)
         newer = self.refreshes.check(profile, quiet)
         if newer is None:
             return
         context = self._contexts[profile.model_id] = self._new_context(newer)
-        for client_id, per_model in self._clients.items():
+        for client_id, per_model in list(self._clients.items()):
             old = per_model.get(newer.model_id)
-            if old is not None:
+            if old is not None and newer.version != profile.version:
+                del per_model[newer.model_id]
+                if not per_model:
+                    del self._clients[client_id]
+            elif old is not None:
                 state = ClientState(
                     client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
                 )

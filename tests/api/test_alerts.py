@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 import numpy as np
 
@@ -91,3 +93,30 @@ def test_models_show_the_reference_size_and_the_derived_thresholds(
     t = model["thresholds"]
     assert t["ood_threshold"] == profile.ood_threshold and t["far_threshold"] > t["ood_threshold"]
     assert 0 < t["null_far"] < 1 and t["null_out_of_profile"] >= 0.2
+
+
+def test_models_show_when_and_why_the_profile_was_refreshed(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    rng = np.random.default_rng(1)
+    fitted = replace(
+        fit_profile(rng.normal(size=(600, 8)), model_id="drift-v1", version="1", cells=8, components=4),
+        origin="warmup",
+    )
+    refreshed = replace(fitted, revision=1, refreshed_at=1_790_000_000.0, refresh_reason="drift: 80% ...")
+    with transaction(api_server.sessions) as session:
+        for profile in (fitted, refreshed):
+            save_profile(
+                session=session,
+                model_id="drift-v1",
+                version=profile.revision + 1,
+                dim=8,
+                blob=profile.to_bytes(),
+            )
+    model = next(
+        m
+        for m in http.get("/v1/models", headers=api_server.reader_headers).json()
+        if m["model_id"] == "drift-v1"
+    )
+    assert model["versions"] == [1, 2] and model["origin"] == "warmup"
+    assert (model["refreshed_at"], model["refresh_reason"]) == (1_790_000_000.0, "drift: 80% ...")

@@ -12,13 +12,15 @@ import pytest
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
-from querywatch.detector.engine.profiles import MemoryProfileStore
+from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
 from querywatch.detector.simulate.attackers import active_kcenter, random_synthetic
 from querywatch.detector.simulate.benign import ordinary
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
 from querywatch.detector.simulate.victim import VictimModel, load_tabular_victim
 from querywatch.models.profile import ReferenceProfile
+from tests.detector.test_engine import _benign
+from tests.detector.test_engine import _events as client_events
 
 DAY = 86400.0
 SETTINGS = DetectionSettings(warmup_events=3000, refresh_every=3000, refresh_sample=3000)
@@ -104,3 +106,21 @@ def test_sybils_feeding_out_of_profile_queries_cannot_hide_a_thief(victim: Victi
     for thief in ("thief-random", "thief-kcenter"):
         assert poisoned[thief] <= clean[thief]
     assert not [name for name in poisoned if "user" in name]
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_trusted_reference_is_refreshed_only_when_a_setting_says_so(trusted: bool) -> None:
+    settings = DetectionSettings(
+        codebook_size=8, pca_components=4, refresh_every=1200, refresh_sample=1200, refresh_trusted=trusted
+    )
+    rng = np.random.default_rng(0)
+    profile = build_profile(_benign(rng, 3000), model_id="m", settings=settings)
+    engine = Detector(settings, MemoryProfileStore([profile]))
+    refreshed = []
+    for day, shift in enumerate((0.0, 0.0, 0.02)):
+        window = [
+            e for c in range(60) for e in client_events(f"c{c}", _benign(rng, 20) + shift, t0=day * DAY)
+        ]
+        refreshed += engine.process_batch(sorted(window, key=lambda e: (e.ts, e.client_id))).refreshed
+    assert profile.origin == "reference" and len(refreshed) == int(trusted)
+    assert engine.profile_in_use("m").revision == int(trusted)
