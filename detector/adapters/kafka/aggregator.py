@@ -184,11 +184,15 @@ class Aggregator:
             self.summaries += 1
 
     def _stale(self, summary: ClientSummary) -> bool:
-        """A redelivered older summary (a consumer re-sent its partition's summaries after a
-        crash) behind the one the stage holds for the client: it would only roll it back."""
+        """A redelivered summary (a consumer re-sent its partition's summaries after a crash)
+        no newer than the one the stage holds for the client: it would only roll it back. A
+        client that returns after its state was evicted starts again at few queries, but at
+        a later event time, so its summaries are taken."""
         model = self.stage.models.get(summary.model_id)
         held = None if model is None else model.summaries.get(summary.client_id)
-        return held is not None and held.profile == summary.profile and held.queries > summary.queries
+        if held is None or held.profile != summary.profile:
+            return False
+        return (held.ts, held.queries) >= (summary.ts, summary.queries)
 
     # -- checkpoints ------------------------------------------------------------------------
 
