@@ -3,7 +3,10 @@
     python benchmarks/bench_campaigns.py TRACE.jsonl [--rounds 2]
 
 Replays the trace with the stage off and on, interleaved (``--rounds`` times each), and
-prints the CPU time of each run and the extra share the summaries and the stage add. Then
+prints the CPU time of each run and the extra share the summaries and the stage add. On a
+loaded machine two replays of one trace differ by more than that share, so it also times
+``summarize`` and the stage inside each run with the stage on: their share of the rest of
+that run does not depend on how loaded the machine was between runs. Then
 feeds every summary of the last run to a fresh stage under ``tracemalloc`` and prints the
 memory it holds per client with a summary, and the summaries' sizes.
 """
@@ -14,10 +17,13 @@ import argparse
 import gc
 import resource
 import statistics
+import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from querywatch.detector.config import Settings
+from querywatch.detector.engine import detector, summaries
 from querywatch.detector.engine.campaigns.stage import CampaignStage
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.profiles import MemoryProfileStore
@@ -32,21 +38,43 @@ def cpu() -> float:
 
 
 class RecordingStage(CampaignStage):
-    """The stage, also keeping every summary it was given (serialized) for the memory run."""
+    """The stage, also keeping every summary it was given for the memory run, and its CPU time."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.seen: list[bytes] = []
+        self.seen: list[ClientSummary] = []
+        self.seconds = 0.0
 
     def take(self, summary: ClientSummary):  # type: ignore[no-untyped-def]
-        self.seen.append(summary.to_bytes())
-        return super().take(summary)
+        self.seen.append(summary)
+        started = time.process_time()
+        try:
+            return super().take(summary)
+        finally:
+            self.seconds += time.process_time() - started
+
+
+class TimedSummaries:
+    """``summarize`` as the engine calls it, adding up its CPU time."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ClientSummary:
+        started = time.process_time()
+        try:
+            return summaries.summarize(*args, **kwargs)
+        finally:
+            self.seconds += time.process_time() - started
 
 
 def run(
     trace: Path, settings: Settings, campaigns: bool
-) -> tuple[float, MemoryProfileStore, RecordingStage | None]:
+) -> tuple[float, float, MemoryProfileStore, RecordingStage | None]:
+    """CPU seconds of the replay, of which summaries and the stage, the profiles, the stage."""
     store = MemoryProfileStore()
+    timed = TimedSummaries()
+    detector.summarize = timed  # type: ignore[assignment]
     engine = Detector(settings.detection, store, settings.alerts)
     stage = None
     if campaigns:
@@ -56,7 +84,9 @@ def run(
     started = cpu()
     with engine_process():
         replay(trace, engine, campaigns=stage)
-    return cpu() - started, store, stage
+    detector.summarize = summaries.summarize
+    inside = timed.seconds + (stage.seconds if stage is not None else 0.0)
+    return cpu() - started, inside, store, stage
 
 
 def main() -> int:
@@ -67,27 +97,37 @@ def main() -> int:
     settings = Settings()
     off: list[float] = []
     on: list[float] = []
+    within: list[float] = []
     store: MemoryProfileStore | None = None
     stage: RecordingStage | None = None
     for _ in range(args.rounds):
-        seconds, _, _ = run(args.trace, settings, campaigns=False)
+        seconds, _, _, _ = run(args.trace, settings, campaigns=False)
         off.append(seconds)
-        seconds, store, stage = run(args.trace, settings, campaigns=True)
+        seconds, inside, store, stage = run(args.trace, settings, campaigns=True)
         on.append(seconds)
-        print(f"replay CPU: stage off {off[-1]:.1f} s, on {on[-1]:.1f} s", flush=True)
+        within.append(inside / (seconds - inside))
+        print(
+            f"replay CPU: stage off {off[-1]:.1f} s, on {on[-1]:.1f} s "
+            f"(of which summaries and stage {inside:.1f} s: {100 * within[-1]:.1f}% of the rest)",
+            flush=True,
+        )
     extra = statistics.median(on) / statistics.median(off) - 1.0
     print(f"summaries + campaign stage add {100 * extra:.1f}% CPU to replay (median of {args.rounds} pairs)")
+    print(
+        f"timed inside the runs with the stage on: {100 * statistics.median(within):.1f}% "
+        f"(median of {args.rounds})"
+    )
     assert stage is not None and store is not None
-    sizes = [len(s) for s in stage.seen]
+    sizes = [len(s.to_bytes()) for s in stage.seen]
     print(
         f"summaries: {len(sizes)}, bytes max {max(sizes)}, mean {statistics.mean(sizes):.0f}; "
         f"campaigns found {len(stage.campaigns())}"
     )
     fresh = CampaignStage(settings.detection, store, settings.campaigns, settings.alerts)
-    summaries = [ClientSummary.from_bytes(s) for s in stage.seen]
+    decoded = [ClientSummary.from_bytes(s.to_bytes()) for s in stage.seen]
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    for summary in summaries:
+    for summary in decoded:
         fresh.take(summary)
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
