@@ -134,7 +134,9 @@ class ClientFeatures:
         """Agreement with the model a copy trained on this client's queries would reach
         (``features.extraction``); None when the profile has no labelled reference."""
         ref = self.extraction_reference
-        return None if ref is None else self.extraction.value(self.distances.reservoir.seen, ref)
+        if ref is None:
+            return None
+        return self.extraction.value(self.distances.reservoir.seen, ref, self.boundary.share)
 
     def snapshot(self) -> dict[str, float]:
         """Named feature values (units in the names' docs) for alerts, storage and plots."""

@@ -17,6 +17,13 @@ set. Done literally per client that costs a model fit per refresh. Here it costs
 
 The ratio is refreshed on a geometric schedule (every doubling of distinct queries); between
 refreshes the estimate moves along the curve.
+
+A sample of 40 undervalues queries chosen near the decision boundary (uncertainty sampling,
+as in ActiveThief): a proxy that small needs class centres, while a copy trained on many
+boundary answers learns the boundary itself. Only an answer's margin tells such a query
+apart (off the data, uncertainty-sampled and uniform-noise queries look alike to a 40-query
+proxy, yet teach a copy very differently), so the share of the client's answers on the
+boundary beyond natural queries' (``features.boundary``) forgives that part of the deficit.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from numpy.typing import NDArray
 
 #: The proxy's training sample must be at least this large (the reservoir's usual capacity).
 MIN_SAMPLE = 40
+#: Share of natural answers on the boundary: ``features.boundary`` puts the boundary at the
+#: reference's 5th percentile of margins.
+NATURAL_BOUNDARY_SHARE = 0.05
 
 
 def proxy_agreement(
@@ -90,6 +100,9 @@ class ExtractionEstimate:
     0.7
     >>> e.due(64), e.due(96)
     (True, False)
+    >>> e.ratio = 0.25
+    >>> round(e.value(100, ref), 2), round(e.value(100, ref, boundary_share=0.43), 2)
+    (0.35, 0.52)
     """
 
     __slots__ = ("ratio", "refreshes")
@@ -111,11 +124,17 @@ class ExtractionEstimate:
         self.refreshes += 1
         self.ratio += (ratio - self.ratio) / self.refreshes
 
-    def value(self, distinct: int, ref: ExtractionReference) -> float:
+    def value(self, distinct: int, ref: ExtractionReference, boundary_share: float = 0.0) -> float:
         """The curve at ``distinct`` queries times the square root of the ratio: the ratio is
         measured on 40 queries, where a missing class or region costs the most; a copy trained
-        on many more recovers part of it (the geometric mean of no and full recovery)."""
-        return ref.curve(distinct) * math.sqrt(self.ratio)
+        on many more recovers part of it (the geometric mean of no and full recovery).
+
+        ``boundary_share`` (the client's share of answers on the decision boundary; 0 without
+        scores) forgives the ratio's deficit in proportion to the share of answers beyond
+        natural queries' that sit on the boundary (see the module docstring)."""
+        excess = max(0.0, (boundary_share - NATURAL_BOUNDARY_SHARE) / (1.0 - NATURAL_BOUNDARY_SHARE))
+        ratio = self.ratio + (1.0 - self.ratio) * excess
+        return ref.curve(distinct) * math.sqrt(ratio)
 
     def get_state(self) -> tuple[float, int]:
         return self.ratio, self.refreshes

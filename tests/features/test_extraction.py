@@ -55,3 +55,17 @@ def test_refreshes_come_at_doublings_once_the_sample_is_full() -> None:
     e = ExtractionEstimate()
     assert [n for n in range(1, 600) if e.due(n)] == [64, 128, 256, 512]
     assert isinstance(ExtractionReference, type)
+
+
+def test_answers_on_the_boundary_beyond_natural_ones_forgive_the_small_proxys_deficit() -> None:
+    rng = np.random.default_rng(3)
+    X, codes, y = _data(rng, 1200)
+    ref = fit_extraction(X, codes, y, 4, seed=0)
+    assert ref is not None
+    one = np.flatnonzero(y == 1)[:40]
+    skewed = ExtractionEstimate()
+    skewed.refresh(codes[one], y[one].astype(np.uint8), 40, ref)
+    plain = skewed.value(500, ref)
+    assert skewed.value(500, ref, boundary_share=0.05) == plain  # as natural as the reference
+    assert plain < skewed.value(500, ref, boundary_share=0.4) < skewed.value(500, ref, boundary_share=1.0)
+    assert skewed.value(500, ref, boundary_share=1.0) == ref.curve(500)
