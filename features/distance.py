@@ -37,6 +37,20 @@ from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
 
+#: Bytes of past-query codes a client keeps (the reservoir's rows times the input's width).
+RESERVOIR_BYTES = 2560
+
+
+def reservoir_capacity(dim: int) -> int:
+    """Past queries a client's reservoir holds: a fixed byte budget, so a narrow input keeps
+    more of them (a thief's seeds stay findable longer) and a wide one fewer, within 16..128.
+
+    >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(784)
+    (40, 128, 16)
+    """
+    return max(16, min(128, RESERVOIR_BYTES // dim))
+
+
 class QueryDistances:
     """Reservoir-based distance features of one client.
 
@@ -64,11 +78,13 @@ class QueryDistances:
         "steps",
     )
 
-    def __init__(self, dim: int, *, capacity: int = 40, near_fraction: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self, dim: int, *, capacity: int | None = None, near_fraction: float = 0.1, seed: int = 0
+    ) -> None:
         self.near_fraction = near_fraction
         self._near_limit = int((near_fraction * 255.0) ** 2 * dim)  # squared, over all features
         self._step_limit = int((1.5 * near_fraction * 255.0) ** 2 * dim)
-        self._reservoir = QueryReservoir(capacity, dim, seed)
+        self._reservoir = QueryReservoir(reservoir_capacity(dim) if capacity is None else capacity, dim, seed)
         self._resend = ExactResendFilter()
         self._directions = RecentDirections()
         self._last = np.zeros(dim, dtype=np.uint8)  # the previous query's code (a copy)

@@ -118,6 +118,9 @@ class ExtractionEstimate:
     def refresh(
         self, codes: NDArray[np.uint8], labels: NDArray[np.uint8], filled: int, ref: ExtractionReference
     ) -> None:
+        # Trained on as many queries as the reference's proxy: any MIN_SAMPLE slots of a full
+        # reservoir are themselves a uniform sample of the client's past queries.
+        filled = min(filled, MIN_SAMPLE)
         agreement = proxy_agreement(codes, labels, filled, ref.codes, ref.labels, ref.classes)
         ratio = min(1.0, agreement / ref.proxy_agreement) if ref.proxy_agreement > 0 else 1.0
         # One sample of 40 is noisy: average over the refreshes (each a fresh uniform sample).

@@ -36,16 +36,24 @@ def nearest_code(
     return best, int(best_d2), int(same_d2) if same_d2 < (1 << 62) else -1
 
 
+#: The smallest common amount (in code units) a structured step moves its features by: the
+#: 8-bit rounding moves each by up to one unit, so a smaller "common amount" is within 20% of
+#: rounding noise, which is what a near-identical record with fresh noise looks like.
+MIN_STEP = 5
+
+
 @compiled
 def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: int = 3) -> bool:
     """True if ``b - a`` moves at least ``min_changed`` features (and an eighth of them)
     by nearly one common amount (60% of them within one code unit of it), that amount
     being a small step (at most a quarter of the feature range). Three features, because a
     what-if sweep moves one or two; an eighth, so that a wide input needs a wider move (a
-    20-input model's random-subset steps move 3 to 10 features, an image's many more)."""
+    20-input model's random-subset steps move 3 to 10 features, an image's many more).
+    The common amount is at least ``MIN_STEP`` code units."""
     # Only magnitudes up to 67 are counted: a window holding 60% of the moves that is
     # centred beyond 66 cannot coexist with one at 64 or below (they would be disjoint), so
-    # the first most populated window over centres 1..66 decides exactly as over 1..255.
+    # the first most populated window over centres MIN_STEP..66 decides exactly as over
+    # MIN_STEP..255.
     counts = np.zeros(68, np.int64)
     changed = 0
     for k in range(a.shape[0]):
@@ -59,7 +67,7 @@ def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: 
     # The most populated window of three adjacent magnitudes (the first, on ties).
     top = 0
     mode = 0
-    for centre in range(1, 67):
+    for centre in range(MIN_STEP, 67):
         window = counts[centre - 1] + counts[centre] + counts[centre + 1]
         if window > top:
             top, mode = window, centre

@@ -3,8 +3,9 @@
 PRADA compares each new query with *all* the client's earlier queries; that memory grows
 without bound. A uniform reservoir (Vitter's algorithm R) of ``capacity`` past queries keeps
 the same statistics in expectation with fixed memory: a thief's perturbation chain of ``s``
-seeds leaves, in a reservoir of 40, a relative of each new query with probability about
-``1 - (1 - 1/s)^40``, while benign clients rarely have one at all. Replacement choices come
+seeds leaves, in a reservoir of ``c``, a relative of each new query with probability about
+``1 - (1 - 1/s)^c``, while benign clients rarely have one at all (``c`` comes from a byte
+budget: ``features.distance.reservoir_capacity``). Replacement choices come
 from a hash of (seed, count), so the same events always give the same reservoir.
 """
 

@@ -25,11 +25,16 @@ The *boundary* test compares each answer with the reference's chance of a bounda
 inputs (a drifted scanner) get less confident answers, in the reference as in use, while an
 uncertainty-sampling thief gets them on inputs as typical as anyone's. Its null is a
 multiple of that chance: the 99th percentile of the pseudo-clients' underlying ratios (their
-observed ratios less the sampling noise of their size), at least 1.
+observed ratios less the sampling noise of their size), at least 1. Pseudo-clients whose own
+boundary answers are beyond that null at a Bonferroni level (``OUTLIER_LEVEL``) are left out
+and the multiple is measured again: a thief, or a what-if analyst whose sweeps cross the
+boundary (revisits, which the live test ignores), active in a warm-up would otherwise set the
+null that hides the next thief.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +52,9 @@ NORMAL_QUANTILE = 2.326
 BIN_QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99)
 #: Expected boundary answers of prior weight behind each class factor (towards 1).
 CLASS_PRIOR = 5.0
+#: Chance, over all pseudo-clients together, of leaving out a benign one for its boundary
+#: answers (the test of one pseudo-client is at this level over their number).
+OUTLIER_LEVEL = 0.01
 #: Resamples of the pseudo-clients behind the upper bound of an underlying rate's quantile.
 BOOTSTRAP = 200
 #: The far test's null is at least this multiple of the out-of-profile null (see ``calibrate``).
@@ -166,7 +174,7 @@ def calibrate(
                 chance = chance * Calibration(0, 0, 0, 0, 0, 1.0, (), (), factors).class_factors(classes)
             observed = np.array([on[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
             expected = np.array([chance[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
-            multiple = underlying_multiple(observed, expected)
+            multiple = trimmed_multiple(observed, expected)
     ood_null = max(float(np.quantile(ood_rates, NULL_QUANTILE)), float(ood.mean()), 1.0 / (n + 1))
     return Calibration(
         ood_null=ood_null,
@@ -228,6 +236,46 @@ def class_factors(
         mine = classes == k
         factors.append(float((on[mine].sum() + CLASS_PRIOR) / (chance[mine].sum() + CLASS_PRIOR)))
     return tuple(factors)
+
+
+def trimmed_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64]) -> float:
+    """``underlying_multiple`` without the pseudo-clients whose own boundary answers are beyond
+    it (Poisson upper tail below OUTLIER_LEVEL over their number). Each is tested against the
+    multiple of the others, most surprising first, until one is not beyond: tested against a
+    multiple that includes it, a thief would hide itself.
+
+    >>> expected = np.full(100, 2.0)
+    >>> observed = np.r_[np.tile([1.0, 2.0, 3.0], 33), 30.0]  # one prober among them
+    >>> round(underlying_multiple(observed, expected), 1), round(trimmed_multiple(observed, expected), 1)
+    (6.7, 1.0)
+    """
+    keep = np.ones(len(observed), dtype=bool)
+    level = OUTLIER_LEVEL / max(len(observed), 1)
+    scale = observed.sum() / max(expected.sum(), 1e-12)
+    surprise = [poisson_tail(o, scale * e) for o, e in zip(observed, expected, strict=True)]
+    for i in np.argsort(surprise, kind="stable")[: len(observed) // 2]:
+        keep[i] = False
+        if poisson_tail(observed[i], underlying_multiple(observed[keep], expected[keep]) * expected[i]) >= level:
+            keep[i] = True
+            break
+    return underlying_multiple(observed[keep], expected[keep])
+
+
+def poisson_tail(k: float, mean: float) -> float:
+    """P(X >= k) for X ~ Poisson(``mean``).
+
+    >>> round(poisson_tail(3, 1.0), 4), poisson_tail(0, 2.0)
+    (0.0803, 1.0)
+    """
+    if k <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    term = total = math.exp(-mean)
+    for j in range(1, int(k)):
+        term *= mean / j
+        total += term
+    return max(0.0, 1.0 - total)
 
 
 def underlying_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64]) -> float:

@@ -24,7 +24,9 @@ from numpy.typing import NDArray
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
+from querywatch.features.distance import QueryDistances
 from querywatch.features.extraction import ExtractionReference
+from querywatch.features.resend import input_hashes
 from querywatch.models.calibration import Calibration, calibrate
 from querywatch.models.extraction import fit_extraction
 
@@ -282,6 +284,8 @@ def _fit_profile(
     keep = np.ones(len(X), dtype=bool)
     if owners is not None:
         owners = np.asarray(owners)
+        if margins is not None:
+            margins = np.where(revisits(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
     profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners)
     if owners is not None:
         first = profile.view(X)
@@ -310,6 +314,29 @@ def outlying_clients(scores: FloatArray, owners: NDArray[Any]) -> NDArray[np.boo
     centre = np.median(medians)
     spread = 1.4826 * np.median(np.abs(medians - centre)) + 1e-12
     return np.asarray((medians > centre + 5.0 * spread)[inverse], dtype=np.bool_)
+
+
+def revisits(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
+    """Rows that go again along a line their owner has been sweeping (``features.distance``),
+    each owner's rows in order. The live boundary test ignores the answers to such queries (a
+    what-if sweep crosses the boundary on its way), so the reference's boundary null must not
+    count them either: an analyst sweeping in a warm-up would otherwise raise the null.
+
+    >>> line = np.linspace(0.0, 1.0, 12)[:, None] * np.ones((1, 6)) * 0.2
+    >>> int(revisits(line, np.zeros(12)).sum()) > 0, int(revisits(line, np.arange(12)).sum())
+    (True, 0)
+    """
+    span = np.where(X.max(axis=0) > X.min(axis=0), X.max(axis=0) - X.min(axis=0), 1.0)
+    codes = np.clip(np.rint((X - X.min(axis=0)) / span * 255.0), 0, 255).astype(np.uint8)
+    hashes = input_hashes(np.ascontiguousarray(X, dtype=np.float64), 0)
+    out = np.zeros(len(X), dtype=bool)
+    clients: dict[Any, QueryDistances] = {}
+    for i, owner in enumerate(owners.tolist()):
+        distances = clients.get(owner)
+        if distances is None:
+            distances = clients[owner] = QueryDistances(X.shape[1])
+        out[i] = distances.update(codes[i], int(hashes[i]), 0)[2]
+    return out
 
 
 def _fit(

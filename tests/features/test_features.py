@@ -14,7 +14,7 @@ from querywatch.features.client import ClientFeatures
 from querywatch.features.coverage import CellCoverage
 from querywatch.features.distance import QueryDistances
 from querywatch.features.jit import compiled
-from querywatch.features.nearest import is_structured_step, nearest_code
+from querywatch.features.nearest import MIN_STEP, is_structured_step, nearest_code
 from querywatch.features.rate import QueryRate
 from querywatch.features.resend import ExactResendFilter, input_hashes
 from querywatch.features.reservoir import QueryReservoir
@@ -78,10 +78,19 @@ def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
     changed = mags[mags > 1]
     if changed.size < max(min_changed, a.size // 8):
         return False
-    counts = np.bincount(changed)
-    window = counts[:-2] + counts[1:-1] + counts[2:]
-    mode = int(window.argmax()) + 1
-    return bool(window[mode - 1] >= 0.6 * changed.size and mode <= 64)
+    counts = np.bincount(changed, minlength=MIN_STEP + 2)
+    window = (counts[:-2] + counts[1:-1] + counts[2:])[MIN_STEP - 1 :]  # centres MIN_STEP, ...
+    mode = int(window.argmax()) + MIN_STEP
+    return bool(window.max() >= 0.6 * changed.size and mode <= 64)
+
+
+def test_a_common_amount_within_rounding_noise_is_no_step() -> None:
+    # A near-identical record with fresh noise: many features moved by 2-4 code units.
+    a = np.full(20, 100, dtype=np.uint8)
+    noisy = (100 + np.array([2, -3, 4, 3, -2, 0, 3, -4, 2, 0, 3, 2, -3, 0, 4, 2, 0, -2, 3, 0])).astype(np.uint8)
+    stepped = (100 + np.array([5, -5, 5, 6, -4, 0, 5, -5, 5, 0, 5, 5, -5, 0, 5, 5, 0, -5, 5, 0])).astype(np.uint8)
+    assert not is_structured_step(a, noisy)
+    assert is_structured_step(a, stepped)
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 60), st.floats(0, 12))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from querywatch.features.nearest import is_structured_step
+from querywatch.features.nearest import MIN_STEP, is_structured_step
 
 
 def full_histogram(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
@@ -14,8 +14,8 @@ def full_histogram(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
     if len(moves) < max(min_changed, len(a) // 8):
         return False
     counts = np.bincount(moves, minlength=257)
-    windows = counts[:-2] + counts[1:-1] + counts[2:]  # centred on 1..255
-    mode = int(np.argmax(windows)) + 1
+    windows = (counts[:-2] + counts[1:-1] + counts[2:])[MIN_STEP - 1 :]  # centred on MIN_STEP..255
+    mode = int(np.argmax(windows)) + MIN_STEP
     return bool(windows.max() >= 0.6 * len(moves) and mode <= 64)
 
 
