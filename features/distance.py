@@ -36,7 +36,6 @@ from querywatch.features.nearest import is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
-
 #: Bytes of past-query codes a client keeps (the reservoir's rows times the input's width).
 RESERVOIR_BYTES = 2560
 

@@ -255,7 +255,8 @@ def trimmed_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64
     surprise = [poisson_tail(o, scale * e) for o, e in zip(observed, expected, strict=True)]
     for i in np.argsort(surprise, kind="stable")[: len(observed) // 2]:
         keep[i] = False
-        if poisson_tail(observed[i], underlying_multiple(observed[keep], expected[keep]) * expected[i]) >= level:
+        others = underlying_multiple(observed[keep], expected[keep])
+        if poisson_tail(observed[i], others * expected[i]) >= level:
             keep[i] = True
             break
     return underlying_multiple(observed[keep], expected[keep])

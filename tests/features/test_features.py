@@ -87,8 +87,9 @@ def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
 def test_a_common_amount_within_rounding_noise_is_no_step() -> None:
     # A near-identical record with fresh noise: many features moved by 2-4 code units.
     a = np.full(20, 100, dtype=np.uint8)
-    noisy = (100 + np.array([2, -3, 4, 3, -2, 0, 3, -4, 2, 0, 3, 2, -3, 0, 4, 2, 0, -2, 3, 0])).astype(np.uint8)
-    stepped = (100 + np.array([5, -5, 5, 6, -4, 0, 5, -5, 5, 0, 5, 5, -5, 0, 5, 5, 0, -5, 5, 0])).astype(np.uint8)
+    noise = np.array([2, -3, 4, 3, -2, 0, 3, -4, 2, 0, 3, 2, -3, 0, 4, 2, 0, -2, 3, 0])
+    steps = np.array([5, -5, 5, 6, -4, 0, 5, -5, 5, 0, 5, 5, -5, 0, 5, 5, 0, -5, 5, 0])
+    noisy, stepped = (100 + noise).astype(np.uint8), (100 + steps).astype(np.uint8)
     assert not is_structured_step(a, noisy)
     assert is_structured_step(a, stepped)
 
