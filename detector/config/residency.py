@@ -23,6 +23,6 @@ class ResidencySettings(Section):
         description="Clients whose state stays in memory; past it the least recently active "
         "(event time) are spilled — `consume` to its checkpoint table, `replay` to compressed "
         "bytes in memory — and brought back on their next event with the same decisions. "
-        "0 or unset: no cap. The default keeps about 1.2 GB of client state resident "
+        "0: no cap. The default keeps about 1.2 GB of client state resident "
         "(about 6 KB a client).",
     )
