@@ -12,17 +12,21 @@ import pytest
 
 from querywatch.detector.adapters.db.checkpoints import load_partition
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
-from querywatch.detector.adapters.kafka.partitions import HELD_EVENTS_KEY
+from querywatch.detector.adapters.kafka import processor as processor_module
+from querywatch.detector.adapters.kafka.partitions import LEGACY_HELD_EVENTS_KEY, held_events_key
 from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor
 from querywatch.detector.adapters.sinks import stored_sinks
 from querywatch.detector.config import StreamSettings
 from querywatch.detector.engine.events import Event, RequestIdFilter
+from querywatch.detector.engine.reference import unpack_events
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.pipeline.loop import Message, Pipeline
 from querywatch.detector.pipeline.replay import replay
 from querywatch.detector.pipeline.sinks import Sinks
 from tests.detector.test_engine import DIM, SETTINGS, _benign, _profiled_engine
 from tests.kafka.harness import migrated_database
+from tests.storage.databases import KINDS
+from tests.storage.databases import migrated_database as storage_database
 
 
 def _line(request_id: str, client: str, x: Sequence[float], model: str = "m", ts: float = 0.0) -> bytes:
@@ -105,31 +109,72 @@ class _Outputs:
         assert not summaries  # this engine emits none
 
 
-def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(tmp_path: Path) -> None:
-    database = migrated_database(tmp_path)
-    sql = make_engine(database)
-    sessions = make_sessionmaker(sql)
-    outputs = _Outputs()
-    processor = StreamProcessor(
-        engine=_profiled_engine(),
-        sessions=sessions,
-        outputs=outputs,
-        sinks=Sinks([outputs, *stored_sinks()]),
-        group_id="g",
-        checkpoint_every_events=10,
-        checkpoint_every_seconds=60.0,
-        max_event_bytes=4096,
-    )
-    processor.assign([("t", 0)])
-    values = [*_lines("a", 20), b"garbage", _lines("a", 1)[0], _line("n1", "b", [0.1, 0.2], model="new")]
-    processor.process(Record("t", 0, offset, None, v) for offset, v in enumerate(values))
-    assert processor.checkpoint() == {("t", 0): len(values)}
-    assert len(outputs.outcomes) == 20 and [d.reason for d in outputs.letters] == ["not_json"]
-    assert outputs.committed_batches == 1
-    with transaction(sessions) as session:
-        stored = load_partition(session=session, group_id="g", topic="t", partition=0)
-    assert stored.next_offset == len(values) and set(stored.client_states) == {"a", HELD_EVENTS_KEY}
-    sql.dispose()
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(kind: str, tmp_path: Path) -> None:
+    # PostgreSQL too: its text refuses a NUL, which the held events' key once had.
+    with storage_database(kind, tmp_path) as settings:
+        sql = make_engine(settings.database)
+        sessions = make_sessionmaker(sql)
+        outputs = _Outputs()
+        processor = StreamProcessor(
+            engine=_profiled_engine(),
+            sessions=sessions,
+            outputs=outputs,
+            sinks=Sinks([outputs, *stored_sinks()]),
+            group_id="g",
+            checkpoint_every_events=10,
+            checkpoint_every_seconds=60.0,
+            max_event_bytes=4096,
+        )
+        processor.assign([("t", 0)])
+        values = [*_lines("a", 20), b"garbage", _lines("a", 1)[0], _line("n1", "b", [0.1, 0.2], model="new")]
+        processor.process(Record("t", 0, offset, None, v) for offset, v in enumerate(values))
+        assert processor.checkpoint() == {("t", 0): len(values)}
+        assert len(outputs.outcomes) == 20 and [d.reason for d in outputs.letters] == ["not_json"]
+        assert outputs.committed_batches == 1
+        with transaction(sessions) as session:
+            stored = load_partition(session=session, group_id="g", topic="t", partition=0)
+        assert stored.next_offset == len(values) and set(stored.client_states) == {"a", held_events_key(0)}
+        sql.dispose()
+
+
+def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+
+    def processor() -> StreamProcessor:
+        outputs = _Outputs()
+        return StreamProcessor(
+            engine=_profiled_engine(),
+            sessions=sessions,
+            outputs=outputs,
+            sinks=Sinks([outputs, *stored_sinks()]),
+            group_id="g",
+            checkpoint_every_events=10,
+            checkpoint_every_seconds=60.0,
+            max_event_bytes=4096,
+        )
+
+    def stored() -> dict[str, bytes]:
+        with transaction(sessions) as session:
+            return load_partition(session=session, group_id="g", topic="t", partition=0).client_states
+
+    # Written as before the per-partition key (SQLite could store its NUL).
+    with monkeypatch.context() as patch:
+        patch.setattr(processor_module, "held_events_key", lambda partition: LEGACY_HELD_EVENTS_KEY)
+        earlier = processor()
+        earlier.assign([("t", 0)])
+        earlier.process([Record("t", 0, 0, None, _line("n1", "b", [0.1, 0.2], model="new"))])
+        earlier.checkpoint()
+    assert set(stored()) == {LEGACY_HELD_EVENTS_KEY}
+
+    later = processor()
+    later.assign([("t", 0)])
+    later.process([Record("t", 0, 1, None, _line("n2", "b", [0.2, 0.1], model="new"))])
+    later.checkpoint()
+    assert set(stored()) == {held_events_key(0)}
+    assert [e.request_id for e in unpack_events(stored()[held_events_key(0)])] == ["n1", "n2"]
 
 
 def _trace(tmp_path: Path, lines: list[bytes]) -> Path:

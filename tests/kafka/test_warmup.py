@@ -10,7 +10,7 @@ import pytest
 
 from querywatch.detector.adapters.db.checkpoints import load_partition
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
-from querywatch.detector.adapters.kafka.partitions import HELD_EVENTS_KEY
+from querywatch.detector.adapters.kafka.partitions import held_events_key
 from querywatch.detector.config import KafkaSettings, Settings
 from querywatch.detector.engine.reference import unpack_events
 from tests.kafka.harness import (
@@ -50,7 +50,7 @@ def _held(settings: Settings) -> dict[int, list[str]]:
                     topic=settings.kafka.topic,
                     partition=partition,
                 )
-            blob = stored.client_states.get(HELD_EVENTS_KEY)
+            blob = stored.client_states.get(held_events_key(partition))
             if blob is not None:
                 held[partition] = [e.request_id for e in unpack_events(blob)]
     finally:

@@ -22,9 +22,22 @@ from querywatch.detector.adapters.kafka.deadletters import DeadLetter
 from querywatch.detector.engine.events import RequestIdFilter
 from querywatch.detector.errors import QuerywatchError
 
-#: Key of a partition's held warm-up events among its stored client states (control
-#: characters are refused in client ids, so no client can have it).
-HELD_EVENTS_KEY = "\x00held"
+#: Checkpoints written before the per-partition key held a partition's warm-up events here: a
+#: NUL, which PostgreSQL's text refuses (a checkpoint with held events failed there), and the
+#: same for every partition (states are keyed by id alone, so partitions overwrote each other).
+LEGACY_HELD_EVENTS_KEY = "\x00held"
+
+
+def held_events_key(partition: int) -> str:
+    """Key of ``partition``'s held warm-up events among its stored client states: a control
+    character (refused in client ids, so no client can have it; not NUL) and the partition.
+
+    >>> ord(held_events_key(3)[0]), held_events_key(3)[1:]
+    (1, 'held 3')
+    """
+    return f"\x01held {partition}"
+
+
 _MAGIC = b"QWC1"
 _HEADER = struct.Struct(">4sI")
 

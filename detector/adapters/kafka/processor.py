@@ -11,7 +11,7 @@ database gets it exactly once.
 
 Warm-up: events of a model without a profile are held by the engine's reference stage.
 Each partition stores the events of it that are held with its checkpoint (under
-``HELD_EVENTS_KEY``), so its offset moves past them and no partition, model or restart
+``held_events_key``), so its offset moves past them and no partition, model or restart
 waits for a model that is warming up; the partition's next owner takes them back.
 
 Residency: past the engine's cap (``residency.max_resident_clients``) the least recently
@@ -43,8 +43,9 @@ from querywatch.detector.adapters.db.session import SessionFactory, transaction
 from querywatch.detector.adapters.kafka.deadletters import DeadLetter, reject
 from querywatch.detector.adapters.kafka.outages import RETRYABLE
 from querywatch.detector.adapters.kafka.partitions import (
-    HELD_EVENTS_KEY,
+    LEGACY_HELD_EVENTS_KEY,
     PartitionWork,
+    held_events_key,
     pack_client_state,
     unpack_client_state,
 )
@@ -183,12 +184,17 @@ class StreamProcessor:
                 group_id=self.group_id,
                 topic=topic,
                 partition=partition,
-                only=(HELD_EVENTS_KEY,) if self._lazy else None,
+                only=(held_events_key(partition), LEGACY_HELD_EVENTS_KEY) if self._lazy else None,
             )
         work = PartitionWork(
             topic, partition, stored.next_offset, self._clock(), self._stream.dedup_per_client
         )
-        held = stored.client_states.pop(HELD_EVENTS_KEY, None)
+        held = stored.client_states.pop(held_events_key(partition), None)
+        legacy = stored.client_states.pop(LEGACY_HELD_EVENTS_KEY, None)
+        if legacy is not None:  # an earlier checkpoint's key: moves to this partition's
+            held = held if held is not None else legacy
+            work.evicted.add(LEGACY_HELD_EVENTS_KEY)
+            work.held_changed = True
         events = [] if held is None else unpack_events(held)
         if self._lazy and events:  # their clients' other models may be spilled
             self._restore({event.client_id: work for event in events})
@@ -454,9 +460,9 @@ class StreamProcessor:
         dropped = set(work.evicted)
         if work.held_changed:
             if work.held:
-                states[HELD_EVENTS_KEY] = pack_events(work.held)
+                states[held_events_key(work.partition)] = pack_events(work.held)
             else:
-                dropped.add(HELD_EVENTS_KEY)
+                dropped.add(held_events_key(work.partition))
         self._outputs.send_dead_letters(work.dead_letters)  # acknowledged with the outcomes
         self._outputs.send_summaries(work.summaries)
         try:
