@@ -24,7 +24,8 @@ adds nothing to the per-client state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -99,9 +100,10 @@ class ClientSummary:
     def cell_set(self) -> NDArray[np.bool_]:
         return np.unpackbits(np.frombuffer(self.cells, dtype=np.uint8), bitorder="little").astype(bool)
 
-    def without_codes(self) -> ClientSummary:
-        """The summary without its code sample (what a holder needs once it has used them)."""
-        return _replace_codes(self, b"")
+    def without_samples(self) -> ClientSummary:
+        """The summary without its code sample and class histogram: what the campaign stage
+        keeps of it (its lineage index holds the codes, and it reads no classes)."""
+        return replace(self, codes=b"", classes=())
 
     def to_bytes(self) -> bytes:
         """MessagePack, at most ``MAX_SUMMARY_BYTES`` (code rows are dropped until it fits).
@@ -118,7 +120,7 @@ class ClientSummary:
                 return data
             rows = len(summary.codes) // summary.dim
             keep = max(0, rows - 1 - (len(data) - MAX_SUMMARY_BYTES) // max(summary.dim, 1))
-            summary = _replace_codes(summary, summary.codes[: keep * summary.dim])
+            summary = replace(summary, codes=summary.codes[: keep * summary.dim])
 
     def _plain(self) -> dict[str, Any]:
         return {
@@ -142,37 +144,41 @@ class ClientSummary:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ClientSummary:
-        """ValueError if ``data`` is not a summary of this version."""
+        """ValueError if ``data`` is not a summary of this version. Its strings are interned:
+        a holder of many summaries (the campaign stage) keeps one copy of each id and key,
+        not one per summary."""
         try:
             d = msgpack.unpackb(data, raw=False)
             if not isinstance(d, dict) or d.get("v") != SUMMARY_VERSION:
                 raise ValueError("not a version-1 client summary")
             networks, agents, org = d["keys"]
             return cls(
-                str(d["model_id"]),
-                str(d["client_id"]),
-                str(d["profile"]),
+                _interned(d["model_id"]),
+                _interned(d["client_id"]),
+                _interned(d["profile"]),
                 float(d["ts"]),
                 int(d["queries"]),
                 float(d["risk"]),
                 bool(d["alerted"]),
-                {str(k): int(v) for k, v in d["counts"].items()},
+                {_interned(k): int(v) for k, v in d["counts"].items()},
                 bytes(d["cells"]),
                 tuple(int(c) for c in d["classes"]),
                 bytes(d["codes"]),
                 int(d["dim"]),
                 bool(d["doubling"]),
-                GroupingKeys(tuple(map(str, networks)), tuple(map(str, agents)), org),
+                GroupingKeys(
+                    tuple(map(_interned, networks)),
+                    tuple(map(_interned, agents)),
+                    None if org is None else _interned(org),
+                ),
                 None if d["extraction"] is None else float(d["extraction"]),
             )
         except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
             raise ValueError(f"not a client summary: {exc}") from None
 
 
-def _replace_codes(summary: ClientSummary, codes: bytes) -> ClientSummary:
-    plain = {name: getattr(summary, name) for name in ClientSummary.__slots__}
-    plain["codes"] = codes
-    return ClientSummary(**plain)
+def _interned(value: object) -> str:
+    return sys.intern(str(value))
 
 
 def cell_bitmap(counts: NDArray[np.integer]) -> bytes:

@@ -38,6 +38,11 @@ MIN_NULL_PAIRS = 1
 #: Rows of each cell a summary is compared with at most (the newest live ones): the work per
 #: summary is bounded however many clients the model has.
 BUCKET_ROWS = 512
+#: Spare rows the table makes room for when it is compacted or loaded: a sixteenth of its
+#: rows, at least ``MIN_SPARE_ROWS``. Spare rows are memory held per client; fewer of them
+#: mean more compactions, each a copy of the table (cheap beside a summary's comparisons).
+SPARE_FRACTION = 16
+MIN_SPARE_ROWS = 64
 
 
 @compiled
@@ -101,6 +106,15 @@ def matched(hits: NDArray[np.bool_]) -> int:
     return int(min(np.count_nonzero(hits.any(axis=1)), np.count_nonzero(hits.any(axis=0))))
 
 
+def capacity(rows: int) -> int:
+    """Rows the table allocates to hold ``rows`` (see ``SPARE_FRACTION``).
+
+    >>> capacity(0), capacity(3200)
+    (64, 3400)
+    """
+    return rows + max(rows // SPARE_FRACTION, MIN_SPARE_ROWS)
+
+
 def code_cells(profile: ReferenceProfile, codes: NDArray[np.uint8]) -> NDArray[np.int64]:
     """The profile's cell of each 8-bit code (decoded to the middle of its bin): the nearest
     centroid, as ``ReferenceProfile.view`` finds it, without the scores it also computes."""
@@ -157,26 +171,27 @@ class LineageIndex:
         self._used = 0
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
-        self._rows: dict[str, NDArray[np.int32]] = {}  # a client's rows in the table
-        self._cell_counts: dict[str, NDArray[np.uint8]] = {}  # rows per cell (at most 255)
+        # rows per cell (at most 255) of each client with a sample: bytes, not arrays, as
+        # an array's header alone outweighs a 64-cell count
+        self._cell_counts: dict[str, bytes] = {}
         self.hits: dict[str, dict[str, int]] = {}  # symmetric, only nonzero counts
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._cell_counts)
 
     def trials(self, a: str, b: str) -> int:
         """Same-cell pairs between two clients' samples."""
         ca, cb = self._cell_counts.get(a), self._cell_counts.get(b)
         if ca is None or cb is None:
             return 0
-        return int(ca.astype(np.int64) @ cb)
+        return int(_counts(ca).astype(np.int64) @ _counts(cb))
 
     def trials_with(self, client: str, members: Sequence[str]) -> int:
         """Same-cell pairs between one client's sample and the samples of ``members``."""
         mine = self._cell_counts.get(client)
         if mine is None:
             return 0
-        return int(mine.astype(np.int64) @ self._counts_of(members).sum(axis=0))
+        return int(_counts(mine).astype(np.int64) @ self._counts_of(members).sum(axis=0))
 
     def among(self, members: Sequence[str]) -> tuple[int, int]:
         """Hits and same-cell pairs over every pair of ``members``."""
@@ -188,7 +203,7 @@ class LineageIndex:
         return hits, trials
 
     def _counts_of(self, members: Sequence[str]) -> NDArray[np.int64]:
-        rows = [self._cell_counts[m] for m in members if m in self._cell_counts]
+        rows = [_counts(self._cell_counts[m]) for m in members if m in self._cell_counts]
         if not rows:
             return np.zeros((0, self.profile.cells), dtype=np.int64)
         return np.array(rows, dtype=np.int64)
@@ -236,38 +251,35 @@ class LineageIndex:
         self._cells[start:end] = cells
         self._owners[start:end] = owner
         self._used = end
-        self._rows[client_id] = np.arange(start, end, dtype=np.int32)
         counts = np.bincount(cells, minlength=self.profile.cells)
-        self._cell_counts[client_id] = np.minimum(counts, 255).astype(np.uint8)
+        self._cell_counts[client_id] = np.minimum(counts, 255).astype(np.uint8).tobytes()
 
     def _compact(self, extra: int) -> None:
         """Drop removed rows and each cell's live rows beyond its newest ``BUCKET_ROWS``, and
-        make room for ``extra`` more (a quarter of slack)."""
+        make room for ``extra`` more (and spare rows: ``capacity``)."""
         newest = np.flatnonzero(self._owners[: self._used] >= 0)[::-1]
         cells = self._cells[newest]
         by_cell = np.argsort(cells, kind="stable")  # newest first within each cell
         rank = np.empty(len(newest), dtype=np.int64)
         rank[by_cell] = np.arange(len(newest)) - np.searchsorted(cells[by_cell], cells[by_cell])
         alive = np.sort(newest[rank < BUCKET_ROWS])
-        size = max((5 * (len(alive) + extra)) // 4, 64)
+        size = capacity(len(alive) + extra)
         codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
         cells = np.zeros(size, dtype=np.int16)
         owners = np.full(size, -1, dtype=np.int32)
         codes[: len(alive)] = self._codes[alive]
         cells[: len(alive)] = self._cells[alive]
         owners[: len(alive)] = self._owners[alive]
-        remap = np.full(self._used, -1, dtype=np.int32)
-        remap[alive] = np.arange(len(alive), dtype=np.int32)
         self._codes, self._cells, self._owners, self._used = codes, cells, owners, len(alive)
-        self._rows = {client_id: (kept := remap[rows])[kept >= 0] for client_id, rows in self._rows.items()}
 
     def remove(self, client_id: str) -> None:
-        """Forget a client's sample and its hits."""
-        rows = self._rows.pop(client_id, None)
-        if rows is None:
+        """Forget a client's sample and its hits. Its rows are found by their owner (a scan
+        of the table's owners costs less than the comparisons that follow, and keeping each
+        client's row numbers would cost more memory than its cell counts)."""
+        if self._cell_counts.pop(client_id, None) is None:
             return
-        self._owners[rows] = -1
-        self._cell_counts.pop(client_id, None)
+        owners = self._owners[: self._used]
+        owners[owners == self._ids[client_id]] = -1
         for other in self.hits.pop(client_id, {}):
             self.hits.get(other, {}).pop(client_id, None)
 
@@ -281,7 +293,7 @@ class LineageIndex:
             "names": list(self._names),
             "codes": self._codes[live].tobytes(),
             "owners": self._owners[live].tobytes(),
-            "counts": {client: counts.tobytes() for client, counts in self._cell_counts.items()},
+            "counts": dict(self._cell_counts),
             "hits": {a: row for a, row in hits.items() if row},
         }
 
@@ -290,7 +302,7 @@ class LineageIndex:
         codes = np.frombuffer(plain["codes"], dtype=np.uint8).reshape(-1, self.profile.dim)
         owners = np.frombuffer(plain["owners"], dtype=np.int32)
         used = len(codes)
-        size = max((5 * used) // 4, 64)
+        size = capacity(used)
         self._codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
         self._cells = np.zeros(size, dtype=np.int16)
         self._owners = np.full(size, -1, dtype=np.int32)
@@ -300,15 +312,7 @@ class LineageIndex:
         self._used = used
         self._names = [str(name) for name in plain["names"]]
         self._ids = {name: i for i, name in enumerate(self._names)}
-        self._cell_counts = {
-            str(c): np.frombuffer(counts, dtype=np.uint8).copy() for c, counts in plain["counts"].items()
-        }
-        order = np.argsort(owners, kind="stable")
-        firsts = np.searchsorted(owners[order], np.arange(len(self._names) + 1))
-        self._rows = {
-            c: order[firsts[self._ids[c]] : firsts[self._ids[c] + 1]].astype(np.int32)
-            for c in self._cell_counts
-        }
+        self._cell_counts = {str(c): bytes(counts) for c, counts in plain["counts"].items()}
         self.hits = {c: {} for c in self._cell_counts}
         for a, row in plain["hits"].items():
             for b, n in row.items():
@@ -317,3 +321,8 @@ class LineageIndex:
 
     def pair_evidence(self, a: str, b: str) -> float:
         return evidence(self.hits.get(a, {}).get(b, 0), self.trials(a, b), self.null)
+
+
+def _counts(stored: bytes) -> NDArray[np.uint8]:
+    """A client's per-cell row counts, as the index stores them."""
+    return np.frombuffer(stored, dtype=np.uint8)

@@ -96,7 +96,7 @@ class CampaignStage:
         if model is None:
             return []
         client = summary.client_id
-        model.summaries[client] = summary.without_codes()  # the lineage index holds them
+        model.summaries[client] = summary.without_samples()
         events: list[AlertEvent] = []
         touched: set[str] = set()
         if model.lineage is not None and summary.codes and self._compare(model, summary):
