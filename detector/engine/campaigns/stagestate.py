@@ -5,8 +5,9 @@ covers, in one transaction; a standby that takes over loads it and resumes at th
 so its later decisions are the ones the stage would have made without the handover.
 
 What is stored is what the stage cannot recompute cheaply: every client's latest summary
-(without its codes), the lineage index (``LineageIndex.export``: its rows of sampled codes
-in table order, each client's per-cell counts, the hit counts, each pair once), the
+(without its codes and class histogram), the lineage index (``LineageIndex.export``: its
+rows of sampled codes in table order, each client's per-cell counts, the hit counts, each
+pair once), the
 campaigns (members, links, risk, reasons, evidence, open alert), who is a member of which,
 the campaigns an analyst dismissed and the query count of each client's last comparison.
 The profile, its null rates and expected coverage come back from the profile store; a
