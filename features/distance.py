@@ -36,18 +36,20 @@ from querywatch.features.nearest import is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
-#: Bytes of past-query codes a client keeps (the reservoir's rows times the input's width).
+#: Bytes of past-query codes a client keeps (rows times the input's width; an input wider
+#: than 64 keeps 40 rows, more than this).
 RESERVOIR_BYTES = 2560
 
 
 def reservoir_capacity(dim: int) -> int:
-    """Past queries a client's reservoir holds: a fixed byte budget, so a narrow input keeps
-    more of them (a thief's seeds stay findable longer) and a wide one fewer, within 16..128.
+    """Past queries a client's reservoir holds: a fixed byte budget, so that a narrow input
+    keeps more of them (a thief's seeds stay findable longer), never fewer than 40 (what
+    every model had before the budget: a wide input loses nothing) nor more than 128.
 
     >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(784)
-    (40, 128, 16)
+    (40, 128, 40)
     """
-    return max(16, min(128, RESERVOIR_BYTES // dim))
+    return max(40, min(128, RESERVOIR_BYTES // dim))
 
 
 class QueryDistances:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.adapters.db.checkpoints import load_partition
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
@@ -109,6 +110,20 @@ class _Outputs:
         assert not summaries  # this engine emits none
 
 
+def _processor(sessions: sessionmaker[Session], outputs: _Outputs) -> StreamProcessor:
+    """A consumer's processor of group "g" over ``sessions``, writing to ``outputs``."""
+    return StreamProcessor(
+        engine=_profiled_engine(),
+        sessions=sessions,
+        outputs=outputs,
+        sinks=Sinks([outputs, *stored_sinks()]),
+        group_id="g",
+        checkpoint_every_events=10,
+        checkpoint_every_seconds=60.0,
+        max_event_bytes=4096,
+    )
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(kind: str, tmp_path: Path) -> None:
     # PostgreSQL too: its text refuses a NUL, which the held events' key once had.
@@ -116,16 +131,7 @@ def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(kind: str,
         sql = make_engine(settings.database)
         sessions = make_sessionmaker(sql)
         outputs = _Outputs()
-        processor = StreamProcessor(
-            engine=_profiled_engine(),
-            sessions=sessions,
-            outputs=outputs,
-            sinks=Sinks([outputs, *stored_sinks()]),
-            group_id="g",
-            checkpoint_every_events=10,
-            checkpoint_every_seconds=60.0,
-            max_event_bytes=4096,
-        )
+        processor = _processor(sessions, outputs)
         processor.assign([("t", 0)])
         values = [*_lines("a", 20), b"garbage", _lines("a", 1)[0], _line("n1", "b", [0.1, 0.2], model="new")]
         processor.process(Record("t", 0, offset, None, v) for offset, v in enumerate(values))
@@ -143,19 +149,6 @@ def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
 ) -> None:
     sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
 
-    def processor() -> StreamProcessor:
-        outputs = _Outputs()
-        return StreamProcessor(
-            engine=_profiled_engine(),
-            sessions=sessions,
-            outputs=outputs,
-            sinks=Sinks([outputs, *stored_sinks()]),
-            group_id="g",
-            checkpoint_every_events=10,
-            checkpoint_every_seconds=60.0,
-            max_event_bytes=4096,
-        )
-
     def stored() -> dict[str, bytes]:
         with transaction(sessions) as session:
             return load_partition(session=session, group_id="g", topic="t", partition=0).client_states
@@ -163,13 +156,13 @@ def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
     # Written as before the per-partition key (SQLite could store its NUL).
     with monkeypatch.context() as patch:
         patch.setattr(processor_module, "held_events_key", lambda partition: LEGACY_HELD_EVENTS_KEY)
-        earlier = processor()
+        earlier = _processor(sessions, _Outputs())
         earlier.assign([("t", 0)])
         earlier.process([Record("t", 0, 0, None, _line("n1", "b", [0.1, 0.2], model="new"))])
         earlier.checkpoint()
     assert set(stored()) == {LEGACY_HELD_EVENTS_KEY}
 
-    later = processor()
+    later = _processor(sessions, _Outputs())
     later.assign([("t", 0)])
     later.process([Record("t", 0, 1, None, _line("n2", "b", [0.2, 0.1], model="new"))])
     later.checkpoint()
