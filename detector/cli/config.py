@@ -78,8 +78,12 @@ def check_kafka(settings: Settings, timeout: float) -> Check:
         return Check("kafka", True, "not configured: `querywatch up` starts an embedded broker", None)
     from querywatch.detector.adapters.kafka.admin import missing_topics
 
+    # The summaries topic too while campaigns are on: consumers publish to it, the aggregator reads it.
+    summaries = settings.campaigns.summaries_topic_for(settings.kafka.topic)
     try:
-        missing = missing_topics(settings.kafka, timeout=timeout)
+        missing = missing_topics(
+            settings.kafka, timeout=timeout, extra=(summaries,) if settings.campaigns.enabled else ()
+        )
     except Exception as exc:  # kafka-python raises several unrelated types for one unreachable broker
         return Check(
             "kafka",

@@ -65,16 +65,17 @@ def partition_count(settings: KafkaSettings, topic: str) -> int:
     return sum(len(t.get("partitions") or []) for t in described if t.get("error_code", 0) == 0)
 
 
-def missing_topics(settings: KafkaSettings, *, timeout: float) -> list[str]:
-    """querywatch's topics that do not exist; raises if no broker answers within ``timeout`` s."""
+def missing_topics(settings: KafkaSettings, *, timeout: float, extra: tuple[str, ...] = ()) -> list[str]:
+    """querywatch's topics and ``extra`` ones that do not exist; raises if no broker answers
+    within ``timeout`` s."""
     millis = int(timeout * 1000)
     admin = KafkaAdminClient(
         **connection_kwargs(settings, role="doctor"),
         request_timeout_ms=millis,
-        api_version_auto_timeout_ms=millis,
+        bootstrap_timeout_ms=millis,
     )
     try:
         existing = set(admin.list_topics())
     finally:
         admin.close()
-    return [t for t in querywatch_topics(settings) if t not in existing]
+    return [t for t in (*querywatch_topics(settings), *extra) if t not in existing]
