@@ -113,8 +113,7 @@ class ReferenceProfile:
         cell = np.argmin(d2, axis=1)
         nearest = np.maximum(d2[np.arange(len(X)), cell], 0.0)
         score = np.sqrt(nearest + residual)
-        span = np.where(self.high > self.low, self.high - self.low, 1.0)
-        codes = np.clip(np.rint((X - self.low) / span * 255.0), 0, 255).astype(np.uint8)
+        codes = quantize(X, self.low, self.high)
         cal = self.calibration
         far = cal.far_threshold if cal is not None else np.inf
         chance = cal.boundary_chance(score) if cal is not None else np.full(len(X), UNCALIBRATED_BOUNDARY)
@@ -316,6 +315,17 @@ def outlying_clients(scores: FloatArray, owners: NDArray[Any]) -> NDArray[np.boo
     return np.asarray((medians > centre + 5.0 * spread)[inverse], dtype=np.bool_)
 
 
+def quantize(X: FloatArray, low: FloatArray, high: FloatArray) -> NDArray[np.uint8]:
+    """8-bit codes of ``X``: each feature's ``low``..``high`` onto 0..255 (clipped; a constant
+    feature is 0).
+
+    >>> quantize(np.array([[0.0, 5.0], [1.0, 5.0]]), np.array([0.0, 5.0]), np.array([1.0, 5.0])).tolist()
+    [[0, 0], [255, 0]]
+    """
+    span = np.where(high > low, high - low, 1.0)
+    return np.clip(np.rint((X - low) / span * 255.0), 0, 255).astype(np.uint8)
+
+
 def revisits(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
     """Rows that go again along a line their owner has been sweeping (``features.distance``),
     each owner's rows in order. The live boundary test ignores the answers to such queries (a
@@ -326,8 +336,7 @@ def revisits(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
     >>> int(revisits(line, np.zeros(12)).sum()) > 0, int(revisits(line, np.arange(12)).sum())
     (True, 0)
     """
-    span = np.where(X.max(axis=0) > X.min(axis=0), X.max(axis=0) - X.min(axis=0), 1.0)
-    codes = np.clip(np.rint((X - X.min(axis=0)) / span * 255.0), 0, 255).astype(np.uint8)
+    codes = quantize(X, X.min(axis=0), X.max(axis=0))  # as the profile fitted on X codes them
     hashes = input_hashes(np.ascontiguousarray(X, dtype=np.float64), 0)
     out = np.zeros(len(X), dtype=bool)
     clients: dict[Any, QueryDistances] = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import func, select
 
@@ -118,6 +119,21 @@ def produce(kafka: KafkaSettings, lines: Sequence[bytes], *, one_per_batch: bool
             produce_lines(producer, kafka.topic, lines)
     finally:
         producer.close()
+
+
+def read_topic(bootstrap_servers: str, topic: str) -> list[ConsumerRecord]:
+    """Every message of ``topic`` from its start (done once none comes for 5 s)."""
+    reader = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+    )
+    try:
+        return list(reader)
+    finally:
+        reader.close()
 
 
 def end_offsets(kafka: KafkaSettings, topic: str | None = None) -> dict[int, int]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 
 from querywatch.detector.adapters.kafka.admin import partition_count
 from querywatch.detector.adapters.kafka.outputs import summary_key
 from querywatch.detector.config import KafkaSettings
 from querywatch.detector.engine.summaries import FIRST_DOUBLING, ClientSummary
-from tests.kafka.harness import consume_everything, consumer_settings, produce, trace_lines
+from tests.kafka.harness import consume_everything, consumer_settings, produce, read_topic, trace_lines
 
 pytestmark = pytest.mark.kafka
 
@@ -26,17 +25,7 @@ def test_consume_publishes_every_clients_summaries_keyed_by_model_and_client(
     result = consume_everything(settings)
 
     assert partition_count(kafka_settings, topic) == 1
-    reader = KafkaConsumer(
-        topic,
-        bootstrap_servers=kafka_settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-    )
-    try:
-        messages = list(reader)
-    finally:
-        reader.close()
+    messages = read_topic(kafka_settings.bootstrap_servers, topic)
     summaries = [ClientSummary.from_bytes(m.value) for m in messages]
     keys = [summary_key(s.model_id, s.client_id) for s in summaries]
     assert [m.key for m in messages] == keys

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 from sqlalchemy import select
 
 from querywatch.detector.adapters.db.session import make_engine
@@ -18,6 +17,7 @@ from tests.kafka.harness import (
     consume_everything,
     consumer_settings,
     produce,
+    read_topic,
     trace_lines,
 )
 
@@ -32,17 +32,7 @@ def test_the_alerts_topic_carries_every_stored_alert_event(
     result = consume_everything(settings)
     assert result.alerts, "the trace must contain thieves"
 
-    reader = KafkaConsumer(
-        kafka_settings.alerts_topic,
-        bootstrap_servers=kafka_settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-    )
-    try:
-        messages = list(reader)
-    finally:
-        reader.close()
+    messages = read_topic(kafka_settings.bootstrap_servers, kafka_settings.alerts_topic)
     events = [json.loads(m.value) for m in messages if dict(m.headers)["type"] != b"risk"]
     assert {dict(m.headers)["type"].decode() for m in messages} <= {*EVENT_TYPES, "risk"}
     assert all(e["schema_version"] == ALERT_SCHEMA_VERSION and e["type"] in EVENT_TYPES for e in events)

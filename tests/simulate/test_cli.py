@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
 from querywatch.detector.cli import main
 from querywatch.detector.simulate import read_jsonl
+from tests.kafka.harness import read_topic
 
 
 def test_writes_trace_and_truth(tmp_path: Path) -> None:
@@ -69,17 +69,7 @@ def test_produces_keyed_by_client_at_a_pace(broker: EmbeddedBroker, tmp_path: Pa
     ]
     server = ["--bootstrap-servers", broker.bootstrap_servers, "--topic", "sim-paced", "--rate", "3000"]
     assert main([*args, *server, "--truth", str(truth)]) == 0  # --out and a broker: both
-    consumer = KafkaConsumer(
-        "sim-paced",
-        bootstrap_servers=broker.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-    )
-    try:
-        messages = list(consumer)
-    finally:
-        consumer.close()
+    messages = read_topic(broker.bootstrap_servers, "sim-paced")
     clients = set(json.loads(truth.read_text()))
     assert messages and {m.key.decode() for m in messages} == clients
     assert all(json.loads(m.value)["client_id"] == m.key.decode() for m in messages)
