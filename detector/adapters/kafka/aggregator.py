@@ -40,9 +40,9 @@ from querywatch.detector.adapters.db.session import (
 from querywatch.detector.adapters.kafka.admin import ensure_summaries_topic
 from querywatch.detector.adapters.kafka.app import profile_store
 from querywatch.detector.adapters.kafka.consumer import run, subscribe
-from querywatch.detector.adapters.kafka.outages import RETRYABLE
-from querywatch.detector.adapters.kafka.partitions import PartitionWork
-from querywatch.detector.adapters.kafka.processor import Record, TopicPartitionKey
+from querywatch.detector.adapters.kafka.ownership import OwnedPartitions
+from querywatch.detector.adapters.kafka.partitions import PartitionWork, TopicPartitionKey
+from querywatch.detector.adapters.kafka.processor import Record
 from querywatch.detector.adapters.sinks import stored_sinks
 from querywatch.detector.config import Settings
 from querywatch.detector.engine.campaigns.stage import CampaignStage
@@ -54,7 +54,7 @@ from querywatch.detector.pipeline.sinks import Sinks
 log = logging.getLogger(__name__)
 
 
-class Aggregator:
+class Aggregator(OwnedPartitions):
     """The campaign stage as the owner of the summaries topic's partition (see the module
     docstring); a ``PartitionOwner`` for the consumers' loop."""
 
@@ -70,6 +70,7 @@ class Aggregator:
         checkpoint_every_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self._new_stage = new_stage
         self._new_campaigns = campaigns
         self._sessions = sessions
@@ -80,30 +81,10 @@ class Aggregator:
         self._clock = clock
         self.stage = new_stage()
         self.campaigns = campaigns(self.stage)
-        self.partitions: dict[TopicPartitionKey, PartitionWork] = {}
-        self.seeks: dict[TopicPartitionKey, int | None] = {}
-        self.rewound: set[TopicPartitionKey] = set()
-        self.unloaded: set[TopicPartitionKey] = set()
         self._changed: set[str] = set()  # models whose state changed since the last checkpoint
         self.summaries = 0  # summaries taken (status, benchmarks)
 
-    # -- ownership --------------------------------------------------------------------------
-
-    def assign(self, keys: Iterable[TopicPartitionKey]) -> None:
-        """Load the stored stage and offset; queue a seek to the offset."""
-        for key in keys:
-            if key in self.partitions:
-                continue
-            try:
-                self._load(key)
-            except RETRYABLE as exc:
-                self.unloaded.add(key)
-                log.warning("cannot load the aggregator's state yet (retried): %s", type(exc).__name__)
-
-    def load_unloaded(self) -> None:
-        for key in sorted(self.unloaded):
-            self._load(key)
-            self.unloaded.discard(key)
+    # -- ownership (``OwnedPartitions``: assign, load_unloaded, revoke, lose) ---------------
 
     def _load(self, key: TopicPartitionKey) -> None:
         topic, partition = key
@@ -131,22 +112,6 @@ class Aggregator:
             len(self.stage.models),
             len(self.stage.campaigns()),
         )
-
-    def revoke(self, keys: Iterable[TopicPartitionKey]) -> None:
-        keys = list(keys)
-        for work in [self.partitions[k] for k in keys if k in self.partitions]:
-            try:
-                self._checkpoint(work)
-            except RETRYABLE as exc:  # the next owner redoes the summaries since the stored checkpoint
-                log.warning("aggregator left without a checkpoint: %s", exc)
-            self._forget(work)
-        self.unloaded.difference_update(keys)
-
-    def lose(self, keys: Iterable[TopicPartitionKey]) -> None:
-        keys = list(keys)
-        self.unloaded.difference_update(keys)
-        for work in [self.partitions[k] for k in keys if k in self.partitions]:
-            self._forget(work)
 
     def _forget(self, work: PartitionWork) -> None:
         self.partitions.pop(work.key, None)

@@ -35,7 +35,8 @@ from kafka.structs import OffsetAndMetadata
 from querywatch.detector.adapters.kafka.client_config import consumer_kwargs
 from querywatch.detector.adapters.kafka.outages import RETRYABLE, Outage, dependency_of
 from querywatch.detector.adapters.kafka.owner import PartitionOwner
-from querywatch.detector.adapters.kafka.processor import Record, TopicPartitionKey
+from querywatch.detector.adapters.kafka.partitions import TopicPartitionKey
+from querywatch.detector.adapters.kafka.processor import Record
 from querywatch.detector.adapters.kafka.rewind import RewindWatch, paused_for_rewind
 from querywatch.detector.config import KafkaSettings, OutageSettings
 from querywatch.detector.metrics import CONSUMER_LAG

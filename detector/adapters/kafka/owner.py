@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from querywatch.detector.adapters.kafka.partitions import PartitionWork
-from querywatch.detector.adapters.kafka.processor import Record, TopicPartitionKey
+from querywatch.detector.adapters.kafka.partitions import PartitionWork, TopicPartitionKey
+from querywatch.detector.adapters.kafka.processor import Record
 
 
 class PartitionOwner(Protocol):

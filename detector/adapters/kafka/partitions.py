@@ -38,6 +38,9 @@ def held_events_key(partition: int) -> str:
     return f"\x01held {partition}"
 
 
+#: A partition of a topic: (topic, partition).
+TopicPartitionKey = tuple[str, int]
+
 _MAGIC = b"QWC1"
 _HEADER = struct.Struct(">4sI")
 

@@ -42,9 +42,11 @@ from querywatch.detector.adapters.db.outcome_store import OutcomeTx
 from querywatch.detector.adapters.db.session import SessionFactory, transaction
 from querywatch.detector.adapters.kafka.deadletters import DeadLetter, reject
 from querywatch.detector.adapters.kafka.outages import RETRYABLE
+from querywatch.detector.adapters.kafka.ownership import OwnedPartitions
 from querywatch.detector.adapters.kafka.partitions import (
     LEGACY_HELD_EVENTS_KEY,
     PartitionWork,
+    TopicPartitionKey,
     held_events_key,
     pack_client_state,
     unpack_client_state,
@@ -67,7 +69,6 @@ from querywatch.detector.pipeline.sinks import Sinks
 
 log = logging.getLogger(__name__)
 
-TopicPartitionKey = tuple[str, int]
 #: Bytes of an oversized message kept in its dead letter (its source offset finds the rest).
 OVERSIZED_HEAD = 65536
 
@@ -92,7 +93,7 @@ class CheckpointOutput(Protocol):
     def send_summaries(self, summaries: Sequence[ClientSummary]) -> None: ...
 
 
-class StreamProcessor:
+class StreamProcessor(OwnedPartitions):
     """Scores the records of the partitions it owns and checkpoints them to the database."""
 
     def __init__(
@@ -111,6 +112,7 @@ class StreamProcessor:
         clock: Callable[[], float] = time.monotonic,
         campaigns: InProcessCampaigns | None = None,
     ) -> None:
+        super().__init__()
         self.engine = engine
         #: The campaign stage, when it runs in this process (``querywatch up``).
         self.campaigns = campaigns
@@ -138,45 +140,16 @@ class StreamProcessor:
         )
         self.guard = self.pipeline.guard
         self._clock = clock
-        self.partitions: dict[TopicPartitionKey, PartitionWork] = {}
         self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
         #: Partitions where an alert opened since their last checkpoint: checkpointed at once.
         self._urgent: set[TopicPartitionKey] = set()
-        #: Assigned partitions whose stored state could not be loaded yet (database away).
-        self.unloaded: set[TopicPartitionKey] = set()
-        #: Partitions paused because their log went backwards (see ``adapters.kafka.rewind``).
-        self.rewound: set[TopicPartitionKey] = set()
-        #: Partitions to seek before the next poll: {(topic, partition): offset or None=beginning}.
-        self.seeks: dict[TopicPartitionKey, int | None] = {}
 
-    # -- partition ownership -------------------------------------------------------------
-
-    def assign(self, keys: Iterable[TopicPartitionKey]) -> None:
-        """Load the stored state of newly assigned partitions; queue a seek to their offsets.
-
-        A partition whose state cannot be loaded (the database is away) is kept in
-        ``unloaded``; its records are skipped until ``load_unloaded`` succeeds, and it is
-        then sought to its stored offset, so they are read again. So is a partition whose
-        spilled clients could not be restored (``process``).
-        """
-        for key in keys:
-            if key in self.partitions:
-                continue
-            try:
-                self._load(key)
-            except RETRYABLE as exc:
-                self.unloaded.add(key)
-                log.warning("cannot load %s/%d yet (retried): %s", *key, type(exc).__name__)
-        CLIENTS_TRACKED.set(len(self._owner))
-
-    def load_unloaded(self) -> None:
-        """Load the partitions ``assign`` could not; raise if the database is still away."""
-        for key in sorted(self.unloaded):
-            self._load(key)
-            self.unloaded.discard(key)
-        CLIENTS_TRACKED.set(len(self._owner))
+    # -- partition ownership (``OwnedPartitions``: assign, load_unloaded, revoke, lose) -------
 
     def _load(self, key: TopicPartitionKey) -> None:
+        """Load a partition's stored offset, client states and held events. A partition
+        whose spilled clients cannot be restored later is loaded again the same way
+        (``process``)."""
         topic, partition = key
         with transaction(self._sessions) as session:
             stored = load_partition(
@@ -205,6 +178,7 @@ class StreamProcessor:
             self._owner[client_id] = work
         self.partitions[work.key] = work
         self.seeks[work.key] = stored.next_offset
+        CLIENTS_TRACKED.set(len(self._owner))
         if events:
             self._resume_held(work, events)
         log.info(
@@ -214,24 +188,6 @@ class StreamProcessor:
             len(stored.client_states),
             stored.next_offset,
         )
-
-    def revoke(self, keys: Iterable[TopicPartitionKey]) -> None:
-        """Checkpoint partitions that move to another consumer, then forget them."""
-        keys = list(keys)
-        for work in [self.partitions[k] for k in keys if k in self.partitions]:
-            try:
-                self._checkpoint(work)
-            except RETRYABLE as exc:  # the next owner redoes these events from the stored checkpoint
-                log.warning("%s/%d left without a checkpoint: %s", work.topic, work.partition, exc)
-            self._forget(work)
-        self.unloaded.difference_update(keys)
-
-    def lose(self, keys: Iterable[TopicPartitionKey]) -> None:
-        """Forget partitions taken away without notice; their pending work is redone elsewhere."""
-        keys = list(keys)
-        self.unloaded.difference_update(keys)
-        for work in [self.partitions[k] for k in keys if k in self.partitions]:
-            self._forget(work)
 
     def _forget(self, work: PartitionWork) -> None:
         for client_id in work.recent:

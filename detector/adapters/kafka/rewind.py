@@ -24,7 +24,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 
 from querywatch.detector.adapters.kafka.owner import PartitionOwner
-from querywatch.detector.adapters.kafka.processor import TopicPartitionKey
+from querywatch.detector.adapters.kafka.partitions import TopicPartitionKey
 from querywatch.detector.metrics import LOG_REWOUND
 
 log = logging.getLogger(__name__)
