@@ -99,6 +99,7 @@ def drive(agg: Aggregator, values: list[bytes], batch: int) -> float:
     """Feed every summary in polls of ``batch``, checkpointing when due; the CPU seconds spent
     in checkpoints."""
     agg.assign([(TOPIC, 0)])
+    agg.load_unloaded()
     in_checkpoints = 0.0
     for start in range(0, len(values), batch):
         end = min(start + batch, len(values))

@@ -35,6 +35,7 @@ def test_a_redelivered_summary_is_dropped_and_a_returning_clients_is_taken(profi
             checkpoint_every_seconds=60.0,
         )
         aggregator.assign([("s", 0)])
+        aggregator.load_unloaded()
         first = replace(_summary("a", profile.version, queries=8), ts=10.0)
         later = replace(first, ts=20.0, queries=16)
         returning = replace(first, ts=90.0, queries=8)

@@ -16,6 +16,11 @@ to that offset, so after a kill -9 it redoes exactly the summaries since the las
 checkpoint: campaigns, their members and alerts come out as they would have without the
 crash (alert events are idempotent on their id and sequence). Recovery never relies on the
 topic's compaction or history before the stored offset.
+
+A standby keeps that state decoded, re-reading the models whose stored state changed a few
+times per session timeout, so that taking over decodes nothing or little; it is loaded by
+the consumer loop, not in the rebalance callback (see the README's *How long a hand-over
+takes*).
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
-from querywatch.detector.adapters.db.aggregator_states import load_aggregator, save_aggregator
+from querywatch.detector.adapters.db.aggregator_states import (
+    StoredStates,
+    load_aggregator,
+    load_states,
+    save_aggregator,
+)
 from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
 from querywatch.detector.adapters.db.checkpoints import CheckpointConflict
 from querywatch.detector.adapters.db.decision_inputs import decision_thresholds
@@ -53,6 +64,19 @@ from querywatch.detector.pipeline.sinks import Sinks
 
 log = logging.getLogger(__name__)
 
+#: Heartbeats per session timeout in the aggregator's group. A standby learns that the group
+#: gave up on the active one at its next heartbeat; with Kafka's usual three per timeout
+#: that is up to a third of the timeout later, with ten a tenth. A heartbeat is one small
+#: request to the group coordinator.
+HEARTBEATS_PER_SESSION = 10
+
+#: Standby refreshes of the stored state per session timeout. The group gives up on a dead
+#: active aggregator no sooner than the timeout less one heartbeat interval after its last
+#: heartbeat, hence after its last checkpoint; refreshing four times in that window, the
+#: standby holds the last checkpoint when it is assigned and reads no state (unless decoding
+#: one refresh takes longer than the window: ``Aggregator._refresh_due``).
+REFRESHES_PER_SESSION = 4
+
 
 class Aggregator(OwnedPartitions):
     """The campaign stage as the owner of the summaries topic's partition (see the module
@@ -68,6 +92,7 @@ class Aggregator(OwnedPartitions):
         sinks: Sinks[OutcomeTx],
         checkpoint_every_summaries: int,
         checkpoint_every_seconds: float,
+        standby_refresh_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -78,40 +103,96 @@ class Aggregator(OwnedPartitions):
         self._sinks = sinks
         self._every_summaries = checkpoint_every_summaries
         self._every_seconds = checkpoint_every_seconds
+        self._refresh_seconds = standby_refresh_seconds
         self._clock = clock
         self.stage = new_stage()
         self.campaigns = campaigns(self.stage)
         self._changed: set[str] = set()  # models whose state changed since the last checkpoint
+        #: Stored version (``updated_at``) of each model state the stage holds as stored.
+        self._versions: dict[str, datetime] = {}
+        #: When the last standby refresh ended and how long it took (monotonic seconds).
+        self._refreshed: tuple[float, float] | None = None
         self.summaries = 0  # summaries taken (status, benchmarks)
 
     # -- ownership (``OwnedPartitions``: assign, load_unloaded, revoke, lose) ---------------
 
+    def assign(self, keys: Iterable[TopicPartitionKey]) -> None:
+        """Queue the newly assigned partition: the loop loads it (``load_unloaded``) on its own
+        thread. The rebalance callback runs on kafka-python's IO thread, whose heartbeats a
+        long load would hold up (longer than the session timeout, the group would evict the
+        new owner too)."""
+        self.unloaded.update(key for key in keys if key not in self.partitions)
+
+    def load_unloaded(self) -> None:
+        """Load the assigned partition; while standby (nothing assigned), keep the stored
+        state decoded, re-read at most every ``standby_refresh_seconds``, so that taking
+        over loads only what changed since."""
+        if not self.partitions and not self.unloaded and self._refresh_due():
+            started = self._clock()
+            with transaction(self._sessions) as session:
+                stored = load_states(session=session, group_id=self.group_id, held=self._versions)
+            self._hold(stored, standby=True)
+            self._refreshed = (self._clock(), self._clock() - started)
+        super().load_unloaded()
+
+    def _refresh_due(self) -> bool:
+        """Due ``standby_refresh_seconds`` after the last refresh ended, and never sooner than
+        three times its length after it: a standby spends at most a quarter of its time
+        decoding a large state that the active one keeps rewriting."""
+        if self._refreshed is None:
+            return True
+        ended, took = self._refreshed
+        return self._clock() - ended >= max(self._refresh_seconds, 3 * took)
+
     def _load(self, key: TopicPartitionKey) -> None:
         topic, partition = key
+        started = self._clock()
         with transaction(self._sessions) as session:
             stored = load_aggregator(
-                session=session, group_id=self.group_id, topic=topic, partition=partition
+                session=session, group_id=self.group_id, topic=topic, partition=partition, held=self._versions
             )
-        self._reset()
-        for model_id, state in stored.states.items():
-            try:
-                model = import_model(self.stage, state)
-            except StageStateError as exc:
-                log.error("stored campaign state of %s dropped: %s", model_id, exc)
-                continue
-            if model is None:
-                log.warning("stored campaign state of %s is for another profile version: dropped", model_id)
+        self._hold(stored.stored)
         self.campaigns.committed()  # what was loaded is what the database holds
         self.partitions[key] = PartitionWork(topic, partition, stored.next_offset, self._clock(), 0)
         self.seeks[key] = stored.next_offset
         log.info(
-            "aggregating %s/%d from offset %s: %d models, %d campaigns",
+            "aggregating %s/%d from offset %s: %d models (%d read from the database, the others held "
+            "up to date as a standby), %d campaigns, loaded in %.3f s",
             topic,
             partition,
             stored.next_offset,
             len(self.stage.models),
+            len(stored.stored.states),
             len(self.stage.campaigns()),
+            self._clock() - started,
         )
+
+    def _hold(self, stored: StoredStates, *, standby: bool = False) -> None:
+        """Make the stage hold the stored states: decode those that changed, drop models no
+        longer stored, and remember each one's version. A state that cannot be used is
+        dropped with a log line; a standby leaves it unremembered and quiet instead, so that
+        it is tried again, and logged, when it takes over."""
+        versions = dict(stored.versions)
+        for model_id in set(self.stage.models) - set(versions):
+            del self.stage.models[model_id]
+        for model_id, state in stored.states.items():
+            try:
+                why = (
+                    None
+                    if import_model(self.stage, state) is not None
+                    else "it is for another profile version"
+                )
+            except StageStateError as exc:
+                why = str(exc)
+            if why is None:
+                continue
+            self.stage.models.pop(model_id, None)
+            if standby:
+                del versions[model_id]
+                log.debug("standby: stored campaign state of %s not held: %s", model_id, why)
+            else:
+                log.warning("stored campaign state of %s dropped: %s", model_id, why)
+        self._versions = versions
 
     def _forget(self, work: PartitionWork) -> None:
         self.partitions.pop(work.key, None)
@@ -122,6 +203,8 @@ class Aggregator(OwnedPartitions):
         self.stage = self._new_stage()
         self.campaigns = self._new_campaigns(self.stage)
         self._changed.clear()
+        self._versions = {}
+        self._refreshed = None
 
     # -- processing -------------------------------------------------------------------------
 
@@ -243,8 +326,9 @@ def aggregate(settings: Settings, *, stop: threading.Event) -> None:
             sinks=Sinks(stored_sinks(thresholds)),
             checkpoint_every_summaries=kafka.checkpoint_every_events,
             checkpoint_every_seconds=kafka.checkpoint_every_seconds,
+            standby_refresh_seconds=kafka.session_timeout_ms / 1000 / REFRESHES_PER_SESSION,
         )
-        consumer = subscribe(kafka, aggregator)
+        consumer = subscribe(kafka, aggregator, heartbeats_per_session=HEARTBEATS_PER_SESSION)
         log.info("aggregating %s as group %s (one member active, the others standby)", topic, kafka.group_id)
         run(consumer, aggregator, stop, max_records=kafka.max_poll_records, outages=settings.outages)
     finally:

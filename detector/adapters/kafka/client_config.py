@@ -55,12 +55,19 @@ def connection_kwargs(settings: KafkaSettings, *, role: str) -> dict[str, Any]:
     return kwargs
 
 
-def consumer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
+def consumer_kwargs(settings: KafkaSettings, *, heartbeats_per_session: int = 3) -> dict[str, Any]:
     """A consumer-group member with manual commits that never skips data on a missing offset.
 
     Offsets come from the database (see ``querywatch.detector.adapters.db.checkpoints``); Kafka-side commits
     are only informational, so auto-commit is off. ``start_from`` covers partitions nobody
-    has checkpointed yet.
+    has checkpointed yet. A member hears of a rebalance at its next heartbeat, sent
+    ``heartbeats_per_session`` times per session timeout (Kafka's usual three; the campaign
+    aggregator's standby takes ten, to hear sooner that the active one died).
+
+    >>> from querywatch.detector.config import KafkaSettings
+    >>> settings = KafkaSettings(bootstrap_servers="b:9092", session_timeout_ms=6000)
+    >>> [consumer_kwargs(settings, heartbeats_per_session=n)["heartbeat_interval_ms"] for n in (3, 10)]
+    [2000, 600]
     """
     return {
         **connection_kwargs(settings, role="consumer"),
@@ -70,7 +77,7 @@ def consumer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
         "max_poll_records": settings.max_poll_records,
         "max_poll_interval_ms": settings.max_poll_interval_ms,
         "session_timeout_ms": settings.session_timeout_ms,
-        "heartbeat_interval_ms": max(100, settings.session_timeout_ms // 3),
+        "heartbeat_interval_ms": max(100, settings.session_timeout_ms // heartbeats_per_session),
         "key_deserializer": None,
         "value_deserializer": None,
     }

@@ -52,7 +52,8 @@ def _keys(partitions: Iterable[TopicPartition]) -> list[TopicPartitionKey]:
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Checkpoint on revoke, drop on loss, load and seek on assignment (on the IO thread)."""
+    """Checkpoint on revoke, drop on loss, load and seek on assignment (on the IO thread; the
+    aggregator only queues the load there, for the loop: ``Aggregator.assign``)."""
 
     def __init__(self, consumer: KafkaConsumer, processor: PartitionOwner, start_from: str) -> None:
         self._consumer = consumer
@@ -61,8 +62,8 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         keys = _keys(revoked)
+        log.info("rebalance under way: rejoining the group, partitions revoked: %s", keys)
         if keys:
-            log.info("partitions revoked: %s", keys)
             self._processor.revoke(keys)
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -94,10 +95,13 @@ def apply_seeks(consumer: KafkaConsumer, processor: PartitionOwner, start_from: 
             consumer.seek(tp, offset)
 
 
-def subscribe(settings: KafkaSettings, processor: PartitionOwner) -> KafkaConsumer:
+def subscribe(
+    settings: KafkaSettings, processor: PartitionOwner, *, heartbeats_per_session: int = 3
+) -> KafkaConsumer:
     """A consumer-group member subscribed to ``settings.topic`` (the inference-log topic, or
-    the summaries topic for the aggregator), driving ``processor``."""
-    consumer = KafkaConsumer(**consumer_kwargs(settings))
+    the summaries topic for the aggregator), driving ``processor``; ``heartbeats_per_session``
+    as ``consumer_kwargs`` says."""
+    consumer = KafkaConsumer(**consumer_kwargs(settings, heartbeats_per_session=heartbeats_per_session))
     consumer.subscribe(
         [settings.topic], listener=_RebalanceListener(consumer, processor, settings.start_from)
     )
