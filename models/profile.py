@@ -82,6 +82,12 @@ class ReferenceProfile:
     typical_score: float = math.nan
     #: ``warmup`` (fitted on a model's first events) or ``reference`` (a trusted file).
     origin: str = "reference"
+    #: Where the answer-derived parts (margin threshold, boundary calibration, and the class
+    #: prior and extraction reference of a file without labels) come from: ``reference`` (the
+    #: fitted rows' own answers), ``pending`` (a trusted file whose answers cannot calibrate
+    #: them: the engine takes them from the model's first events, ``models.answers``) or
+    #: ``live`` (so taken).
+    answers: str = "reference"
     #: Refreshes since the fit (0: as fitted); ``version`` stays the fit's, so client states carry over.
     revision: int = 0
     #: Event time of the refresh that made this revision, and why (None for a fit).
@@ -147,6 +153,7 @@ class ReferenceProfile:
             "calibration": None if self.calibration is None else self.calibration.as_dict(),
             "typical_score": None if math.isnan(self.typical_score) else self.typical_score,
             "origin": self.origin,
+            "answers": self.answers,
             "revision": self.revision,
             "refreshed_at": self.refreshed_at,
             "refresh_reason": self.refresh_reason,
@@ -210,6 +217,7 @@ class ReferenceProfile:
             extraction=extraction,
             typical_score=math.nan if header.get("typical_score") is None else float(header["typical_score"]),
             origin=str(header.get("origin", "reference")),
+            answers=str(header.get("answers", "reference")),
             revision=int(header.get("revision", 0)),
             refreshed_at=None if header.get("refreshed_at") is None else float(header["refreshed_at"]),
             refresh_reason=header.get("refresh_reason"),
@@ -287,18 +295,26 @@ def _fit_profile(
             margins = np.where(revisits(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
     profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners)
     if owners is not None:
-        first = profile.view(X)
-        _, inverse = np.unique(owners, return_inverse=True)
-        # ... and clients most of whose inputs lie beyond everyone's 99.9th percentile.
-        mostly_out = np.bincount(inverse, weights=first.out_of_profile) > 0.5 * np.bincount(inverse)
-        keep = ~outlying_clients(first.ood_score, owners) & ~mostly_out[inverse]
+        keep = kept_clients(profile.view(X), owners)
         if keep.sum() >= max(2 * cells, 10) and not keep.all():
             profile = _fit(
                 X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners
             )
         else:
             keep = np.ones(len(X), dtype=bool)
-    return _with_extraction(profile, X, keep, labels, seed)
+    elif profile.margin_threshold == 0.0 and margins is not None and np.isfinite(margins).any():
+        # Saturated answers (a model's on its own training data) cannot calibrate the
+        # boundary; live answers will (``models.answers``).
+        profile = replace(profile, answers="pending")
+    return with_extraction(profile, X, keep, labels, seed)
+
+
+def kept_clients(view: BatchView, owners: NDArray[Any]) -> NDArray[np.bool_]:
+    """Rows of the clients a warm-up keeps: not outlying (``outlying_clients``), and not
+    with most of their inputs beyond the profile's 99.9th percentile."""
+    _, inverse = np.unique(owners, return_inverse=True)
+    mostly_out = np.bincount(inverse, weights=view.out_of_profile) > 0.5 * np.bincount(inverse)
+    return np.asarray(~outlying_clients(view.ood_score, owners) & ~mostly_out[inverse], dtype=np.bool_)
 
 
 def outlying_clients(scores: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
@@ -384,15 +400,7 @@ def _fit(
     )
     counts = np.bincount(assigned, minlength=cells).astype(np.float64)
     cell_prob = (counts + 0.5) / (counts.sum() + 0.5 * cells)
-    if labels is not None:
-        kept = [str(lab) for lab, k_ in zip(labels, keep, strict=True) if k_ and lab is not None]
-        classes, class_counts = np.unique(np.array(kept, dtype=str), return_counts=True)
-        names = tuple(str(c) for c in classes[:64])
-        prior = class_counts[:64].astype(np.float64)
-    else:
-        names, prior = (), np.zeros(0)
-    prior = np.append(prior, 0.0) + 0.5
-    prior /= prior.sum()
+    names, prior = class_table(labels, keep)
     margin_threshold = 0.0
     kept_margins = None
     if margins is not None:
@@ -424,7 +432,7 @@ def _fit(
         owners=None if owners is None else owners[keep],
         margins=kept_margins,
         margin_threshold=margin_threshold,
-        classes=None if labels is None else _class_indices(labels, keep, names),
+        classes=None if labels is None else class_indices(labels, keep, names),
         seed=seed,
     )
     return replace(
@@ -433,6 +441,25 @@ def _fit(
         calibration=calibration,
         typical_score=float(np.median(view.ood_score)),
     )
+
+
+def class_table(labels: list[object] | None, keep: NDArray[np.bool_]) -> tuple[tuple[str, ...], FloatArray]:
+    """Class names (sorted, at most 64) of the kept rows' labels and the class prior (one more
+    entry for any other class; half a count added to each).
+
+    >>> names, prior = class_table(["b", "a", "b", None], np.ones(4, dtype=bool))
+    >>> names, [round(float(p), 2) for p in prior]
+    (('a', 'b'), [0.33, 0.56, 0.11])
+    """
+    if labels is not None:
+        kept = [str(lab) for lab, k_ in zip(labels, keep, strict=True) if k_ and lab is not None]
+        classes, class_counts = np.unique(np.array(kept, dtype=str), return_counts=True)
+        names = tuple(str(c) for c in classes[:64])
+        prior = class_counts[:64].astype(np.float64)
+    else:
+        names, prior = (), np.zeros(0)
+    prior = np.append(prior, 0.0) + 0.5
+    return names, prior / prior.sum()
 
 
 def boundary_margin(margins: FloatArray) -> float:
@@ -450,9 +477,7 @@ def boundary_margin(margins: FloatArray) -> float:
     return 0.0 if threshold >= float(np.max(margins)) - 1e-3 else threshold
 
 
-def _class_indices(
-    labels: list[object], keep: NDArray[np.bool_], names: tuple[str, ...]
-) -> NDArray[np.int64]:
+def class_indices(labels: list[object], keep: NDArray[np.bool_], names: tuple[str, ...]) -> NDArray[np.int64]:
     """Class index of each kept row's label (-1 without one; ``len(names)`` for a class beyond them)."""
     index = {name: i for i, name in enumerate(names)}
     return np.array(
@@ -465,7 +490,7 @@ def _class_indices(
     )
 
 
-def _with_extraction(
+def with_extraction(
     profile: ReferenceProfile, X: FloatArray, keep: NDArray[np.bool_], labels: list[object] | None, seed: int
 ) -> ReferenceProfile:
     """The profile with its extraction reference, fitted on the kept rows (once, after trimming)."""

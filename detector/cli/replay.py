@@ -44,6 +44,13 @@ def register(sub: Any) -> None:
     q.add_argument("--input", type=Path, required=True, help="reference inputs: .npy, .csv or .jsonl")
     q.add_argument("--model-id", required=True)
     q.add_argument("--out", type=Path, required=True, help="profile directory")
+    q.add_argument(
+        "--served",
+        action="store_true",
+        help="the file is a sample of served traffic (logged events): keep its answers for the "
+        "boundary test; without it they are taken from the model's first live events, since a "
+        "model answers its training data unlike what clients send",
+    )
     add_output_options(q)
     q.set_defaults(run=run_profile)
 
@@ -163,7 +170,12 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
 
     X, labels, scores = read_reference_file(args.input)
     profile = build_profile(
-        X, model_id=args.model_id, settings=settings.detection, labels=labels, scores=scores
+        X,
+        model_id=args.model_id,
+        settings=settings.detection,
+        labels=labels,
+        scores=scores,
+        live_answers=not args.served,
     )
     DirectoryProfileStore(args.out).put(profile)
     needed = profile.required_size()
@@ -180,6 +192,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 "ood_threshold": profile.ood_threshold,
                 "required_reference_size": needed,
                 "reference_large_enough": enough,
+                "answers": profile.answers,
                 "out": str(args.out),
             },
         )
@@ -196,4 +209,15 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         "out-of-profile threshold)"
         + ("" if enough else "; until then a warm-up from live traffic may describe the model better")
     )
+    if profile.answers == "pending":
+        print(
+            f"answers: taken from the model's first {settings.detection.warmup_events} live events "
+            "(held until then): "
+            + (
+                "the file's answers describe the model on these inputs, not on what clients send "
+                "(--served keeps them, for a sample of served traffic)"
+                if not args.served and scores is not None
+                else "the file has no answers, or answers too saturated to show the decision boundary"
+            )
+        )
     return 0

@@ -138,10 +138,12 @@ class Detector:
             self._score(context, run, result, fitted=True)
 
     def _context(self, model_id: str) -> ModelContext | None:
+        """The model's scoring context; None while it has no profile, or one that awaits
+        live answers (both held by the reference stage)."""
         context = self._contexts.get(model_id)
         if context is None:
             profile = self.profiles.get(model_id)
-            if profile is not None:
+            if profile is not None and profile.answers != "pending":
                 context = self._contexts[model_id] = self._new_context(profile)
         return context
 

@@ -3,7 +3,9 @@
 A profile is built from a trusted reference file (``querywatch profile``) or, with no
 set-up, from the first events of a model (warm-up). Warm-up caps each client's share, so
 a thief sending a quarter of the first events cannot define "normal"; the profile's own
-fit then trims clients whose inputs sit far from everyone else's.
+fit then trims clients whose inputs sit far from everyone else's. A trusted file whose
+answers cannot calibrate the boundary test is completed from the same sample
+(``profile_with_live_answers``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.events import Event
 from querywatch.detector.errors import ProfileError
 from querywatch.features.client import score_summary
+from querywatch.models.answers import with_live_answers
 from querywatch.models.population import POPULATION_FEATURES
 from querywatch.models.profile import ReferenceProfile, fit_profile
 
@@ -60,12 +63,19 @@ def build_profile(
     owners: Sequence[str] | None = None,
     labels: Sequence[object] | None = None,
     scores: np.ndarray | None = None,
+    live_answers: bool = False,
 ) -> ReferenceProfile:
-    """Fit a profile with the configured geometry; the version is a digest of the data."""
+    """Fit a profile with the configured geometry; the version is a digest of the data.
+
+    ``live_answers``: the answer-derived parts are to come from the model's first live events
+    (``answers="pending"``, ``models.answers``), whatever answers the rows carry: a model
+    answers its training data unlike what clients send (more confidently, or saturated), and
+    a boundary null fitted there alarms on benign clients or misses thieves. Without it, only
+    saturated answers leave them pending."""
     digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float64).tobytes()).hexdigest()[:12]
     margins = score_summary(scores)[0] if scores is not None else None
     try:
-        return fit_profile(
+        profile = fit_profile(
             X,
             model_id=model_id,
             version=digest,
@@ -78,31 +88,63 @@ def build_profile(
         )
     except ValueError as exc:
         raise ProfileError(f"cannot build a profile for {model_id!r}: {exc}") from None
+    return replace(profile, answers="pending") if live_answers and owners is None else profile
 
 
 def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) -> ReferenceProfile:
     """Build a model's profile from its warm-up events, at most ``warmup_per_client`` per client,
     with the feature vectors of its in-profile clients for the population model."""
+    chosen = _capped(events, settings)
+    labels, scores = _answers(chosen)
+    profile = build_profile(
+        np.array([e.input for e in chosen]),
+        model_id=chosen[0].model_id,
+        settings=settings,
+        owners=[e.client_id for e in chosen],
+        labels=labels,
+        scores=scores,
+    )
+    return replace(profile, population=reference_population(profile, chosen), origin="warmup")
+
+
+def profile_with_live_answers(
+    trusted: ReferenceProfile, events: Sequence[Event], settings: DetectionSettings
+) -> ReferenceProfile:
+    """``trusted`` (``answers="pending"``) completed from its model's first events, capped
+    per client as a warm-up is (``models.answers``)."""
+    chosen = _capped(events, settings)
+    labels, scores = _answers(chosen)
+    return with_live_answers(
+        trusted,
+        np.array([e.input for e in chosen]),
+        np.array([e.client_id for e in chosen]),
+        labels,
+        None if scores is None else score_summary(scores)[0],
+        at=max(e.ts for e in chosen),
+        seed=settings.seed,
+    )
+
+
+def _capped(events: Sequence[Event], settings: DetectionSettings) -> list[Event]:
+    """The events in order, at most ``warmup_per_client`` of each client."""
     taken: Counter[str] = Counter()
     chosen = []
     for event in events:
         if taken[event.client_id] < settings.warmup_per_client:
             taken[event.client_id] += 1
             chosen.append(event)
-    X = np.array([e.input for e in chosen])
-    lengths = {len(e.scores) for e in chosen if e.scores is not None}
-    with_scores = len(lengths) == 1 and all(e.scores is not None for e in chosen)
-    scores = np.array([e.scores for e in chosen]) if with_scores else None
-    labels = [_label_of(e) for e in chosen]
-    profile = build_profile(
-        X,
-        model_id=chosen[0].model_id,
-        settings=settings,
-        owners=[e.client_id for e in chosen],
-        labels=labels if any(lab is not None for lab in labels) else None,
-        scores=scores,
+    return chosen
+
+
+def _answers(events: Sequence[Event]) -> tuple[list[object] | None, np.ndarray | None]:
+    """The events' labels (None if none has one) and scores (None unless all have as many)."""
+    lengths = {len(e.scores) for e in events if e.scores is not None}
+    with_scores = len(lengths) == 1 and all(e.scores is not None for e in events)
+    labels = [_label_of(e) for e in events]
+    return (
+        labels if any(lab is not None for lab in labels) else None,
+        np.array([e.scores for e in events]) if with_scores else None,
     )
-    return replace(profile, population=reference_population(profile, chosen), origin="warmup")
 
 
 def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> np.ndarray:

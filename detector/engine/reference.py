@@ -1,7 +1,8 @@
 """The model-level reference stage in front of the per-(client, model) fold.
 
-A model without a reference profile cannot be scored. Its first events form the warm-up
-sample: this stage holds them (``warmup_events`` per model, plus the rest of the batch that
+A model without a reference profile cannot be scored, nor can one whose trusted profile
+awaits live answers (``answers="pending"``, ``models.answers``). Its first events form the
+warm-up sample: this stage holds them (``warmup_events`` per model, plus the rest of the batch that
 fills it; all of one input dimension), builds the profile once the sample is full and hands
 the held events back to be scored, in order. Nothing else waits for it: events of profiled
 models pass straight on, and a consumer checkpoints the held events with their partition
@@ -19,7 +20,11 @@ import numpy as np
 
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.events import Event
-from querywatch.detector.engine.profiles import ProfileStore, profile_from_warmup
+from querywatch.detector.engine.profiles import (
+    ProfileStore,
+    profile_from_warmup,
+    profile_with_live_answers,
+)
 from querywatch.detector.errors import InvalidEvent, ProfileError
 
 
@@ -45,7 +50,10 @@ class ReferenceStage:
 
     def hold(self, model_id: str, run: Sequence[Event], out: Released) -> None:
         """Add ``run`` (events of ``model_id``) to its sample; complete the warm-up when full."""
-        dim = self._dims.setdefault(model_id, len(run[0].input))
+        if model_id not in self._dims:  # a profile awaiting live answers fixes the dimension
+            pending = self.profiles.get(model_id)
+            self._dims[model_id] = len(run[0].input) if pending is None else pending.dim
+        dim = self._dims[model_id]
         sample = self._samples.setdefault(model_id, [])
         for event in run:
             if len(event.input) != dim:
@@ -62,13 +70,16 @@ class ReferenceStage:
         out.models.append(model_id)
         if not sample:
             return
+        trusted = self.profiles.get(model_id)
         try:
-            profile = profile_from_warmup(sample, self.settings)
+            if trusted is None:
+                self.profiles.put(profile_from_warmup(sample, self.settings))
+            elif trusted.answers == "pending":
+                self.profiles.put(profile_with_live_answers(trusted, sample, self.settings))
         except ProfileError as exc:  # e.g. a model seen once: its events only, never the others
             error = InvalidEvent("no_profile", str(exc))
             out.rejected.extend((event, error) for event in sample)
             return
-        self.profiles.put(profile)
         out.events.extend(sample)
 
     def flush(self) -> Released:

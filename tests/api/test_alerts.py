@@ -118,5 +118,5 @@ def test_models_show_when_and_why_the_profile_was_refreshed(
         for m in http.get("/v1/models", headers=api_server.reader_headers).json()
         if m["model_id"] == "drift-v1"
     )
-    assert model["versions"] == [1, 2] and model["origin"] == "warmup"
+    assert model["versions"] == [1, 2] and model["origin"] == "warmup" and model["answers"] == "reference"
     assert (model["refreshed_at"], model["refresh_reason"]) == (1_790_000_000.0, "drift: 80% ...")

@@ -1,6 +1,7 @@
 """The simulator's hard traffic through the engine, on both of its victims (digits, and a
 tabular model of another family): what-if sweeps stay quiet, a diluted thief is still
-caught, a warm-up with thieves in it does not absorb them, and the extraction estimate
+caught, a warm-up with thieves in it does not absorb them, a trusted file of the model's
+training data takes its answers' calibration from live traffic, and the extraction estimate
 follows what a copy trained on a client's queries reaches."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
-from querywatch.detector.engine.profiles import MemoryProfileStore
+from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
 from querywatch.detector.simulate.attackers import active_uncertainty, random_synthetic
 from querywatch.detector.simulate.benign import heavy, ordinary
 from querywatch.detector.simulate.demo import reference_profile
@@ -99,6 +100,37 @@ def _copy_agreement(victim: VictimModel, traffic: Traffic) -> float:
     answers = victim.serve(traffic.inputs)
     copy = LogisticRegression(C=10.0, max_iter=500).fit(answers.inputs, answers.labels)
     return float(np.mean(copy.predict(victim.holdout) == victim.labels(victim.holdout)))
+
+
+def test_a_trusted_file_of_training_data_takes_its_answers_from_live_traffic() -> None:
+    """The tabular model answers its training data unlike what clients send: a boundary null
+    fitted on those answers alerted on 2 of 28 benign clients here. Built as
+    ``querywatch profile`` builds it, the profile keeps the file's geometry and takes the
+    answers' calibration from the first events (uncertainty-sampling thieves among them)."""
+    victim = load_tabular_victim()
+    settings = DetectionSettings(warmup_events=3000)
+    own = victim.serve(victim.train)
+    trusted = build_profile(
+        own.inputs,
+        model_id=victim.model_id,
+        settings=settings,
+        labels=own.labels.tolist(),
+        scores=own.scores,
+        live_answers=True,
+    )
+    assert trusted.answers == "pending"
+    clients = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(25)}
+    clients |= {f"heavy-{i}": heavy(np.random.default_rng(150 + i), victim, DAY, 1.0) for i in range(3)}
+    clients |= {
+        f"thief-{i}": active_uncertainty(np.random.default_rng(200 + i), victim, DAY, 1.0) for i in range(2)
+    }
+    store = MemoryProfileStore([trusted])
+    seen = _run(Detector(settings, store), victim, clients)
+    live = store.get(victim.model_id)
+    assert live is not None and (live.answers, live.revision) == ("live", 1)
+    assert live.ood_threshold == trusted.ood_threshold and live.margin_threshold != trusted.margin_threshold
+    assert all(first is None for name, (first, _, _) in seen.items() if not name.startswith("thief"))
+    assert any(seen[f"thief-{i}"][0] is not None for i in range(2))
 
 
 def test_the_extraction_estimate_follows_what_a_copy_reaches(

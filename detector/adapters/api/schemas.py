@@ -291,6 +291,12 @@ class ModelPublic(BaseModel):
         None,
         description="How the profile was fitted: `warmup` (first events) or `reference` (a trusted file).",
     )
+    answers: str | None = Field(
+        None,
+        description="Where the answer-derived thresholds (margin, boundary null) come from: `reference` "
+        "(the fitted rows' own answers), `pending` (a trusted file's, waiting for the model's first live "
+        "events) or `live` (taken from them).",
+    )
     refreshed_at: float | None = Field(
         None,
         description="Event time (Unix seconds) of the refresh that made the newest version; null: as fitted.",

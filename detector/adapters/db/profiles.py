@@ -57,6 +57,7 @@ class ModelSummary:
     required_reference_size: int | None = None
     thresholds: dict[str, float] | None = None
     origin: str | None = None
+    answers: str | None = None
     refreshed_at: float | None = None
     refresh_reason: str | None = None
 
@@ -121,6 +122,7 @@ def _reference_summary(blob: bytes) -> dict[str, object]:
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
     return {
         "origin": profile.origin,
+        "answers": profile.answers,
         "refreshed_at": profile.refreshed_at,
         "refresh_reason": profile.refresh_reason,
         "reference_size": profile.reference_size,

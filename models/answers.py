@@ -1,0 +1,121 @@
+"""A trusted reference whose answers cannot calibrate the boundary, completed from live answers.
+
+The boundary test needs the model's answers on the inputs benign clients send: how often an
+answer falls under the reference's 5th-percentile margin, by distance from the data. A
+trusted file may carry no answers (``.npy``, ``.csv``) or answers that say nothing about it:
+a model's answers on its own training data are saturated (they tie at the top, and
+``boundary_margin`` finds no boundary in them). Fitted on such a file, the boundary test
+would stay silent, and with it the only sign of a thief that sends natural inputs chosen for
+their uncertain answers.
+
+Nor do a model's answers on its training data describe what clients get: it answers them
+more confidently, or just differently (on the simulator's tabular model a boundary null
+fitted there alerted on 2 of 28 benign clients). So ``querywatch profile`` leaves every
+file's answers aside unless told the file is served traffic (``--served``), and a fit on
+saturated answers leaves them aside whatever it is told.
+
+Such a profile is marked ``answers="pending"``. It keeps what the file defines and thieves
+cannot: the cells, the out-of-profile and far thresholds and their nulls. The engine holds
+the model's first events as it holds a warm-up, and fits on them only what derives from the
+answers — the margin threshold, the boundary bins, class factors and multiple, and, when the
+file had no labels, the class prior and the extraction reference — with the warm-up's
+defences: at most ``warmup_per_client`` events per client, revisits' answers left out,
+clients far out of profile trimmed, and pseudo-clients beyond the others' boundary multiple
+trimmed (``models.calibration``). The result is the profile's next revision, so every
+client state is made under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from querywatch.models.calibration import calibrate
+from querywatch.models.profile import (
+    FloatArray,
+    ReferenceProfile,
+    boundary_margin,
+    class_indices,
+    class_table,
+    kept_clients,
+    revisits,
+    with_extraction,
+)
+
+
+def with_live_answers(
+    profile: ReferenceProfile,
+    X: FloatArray,
+    owners: NDArray[Any],
+    labels: list[object] | None,
+    margins: FloatArray | None,
+    *,
+    at: float | None = None,
+    seed: int = 0,
+) -> ReferenceProfile:
+    """``profile`` (``answers="pending"``) with its answer-derived parts fitted on live rows
+    ``X`` of clients ``owners``, their answers' ``labels`` and top-1/top-2 ``margins`` (None
+    or NaN without scores); ``at`` is the event time of the newest row.
+
+    >>> from querywatch.models.profile import fit_profile
+    >>> rng = np.random.default_rng(0)
+    >>> X, saturated = rng.normal(size=(400, 4)), np.ones(400)  # every top-1 score 1.0
+    >>> trusted = fit_profile(X, model_id="m", version="v", margins=saturated, cells=4, components=2)
+    >>> trusted.answers, trusted.margin_threshold
+    ('pending', 0.0)
+    >>> owners, labels = np.repeat(np.arange(30), 10), [0, 1] * 150
+    >>> live = with_live_answers(trusted, rng.normal(size=(300, 4)), owners, labels, rng.uniform(size=300))
+    >>> live.answers, live.revision, live.classes, live.margin_threshold > 0
+    ('live', 1, ('0', '1'), True)
+    >>> live.ood_threshold == trusted.ood_threshold  # the file's geometry stays
+    True
+    """
+    owners = np.asarray(owners)
+    view = profile.view(X)
+    keep = kept_clients(view, owners)
+    if not keep.any():
+        keep = np.ones(len(X), dtype=bool)
+    completed = profile
+    if not profile.classes and labels is not None:
+        names, prior = class_table(labels, keep)
+        completed = replace(completed, classes=names, class_prior=prior)
+    margin_threshold = 0.0
+    calibration = profile.calibration
+    if margins is not None and calibration is not None:
+        margins = np.where(revisits(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
+        kept_margins = margins[keep]
+        margin_threshold = boundary_margin(kept_margins[np.isfinite(kept_margins)])
+        live = calibrate(
+            view.ood_score[keep],
+            profile.ood_threshold,
+            view.cell[keep],
+            owners=owners[keep],
+            margins=kept_margins,
+            margin_threshold=margin_threshold,
+            classes=None if labels is None else class_indices(labels, keep, completed.classes),
+            seed=seed,
+        )
+        calibration = replace(
+            calibration,
+            boundary_null=live.boundary_null,
+            boundary_multiple=live.boundary_multiple,
+            boundary_edges=live.boundary_edges,
+            boundary_rates=live.boundary_rates,
+            boundary_class_factors=live.boundary_class_factors,
+        )
+    completed = replace(
+        completed,
+        margin_threshold=margin_threshold,
+        calibration=calibration,
+        answers="live",
+        revision=profile.revision + 1,
+        refreshed_at=at,
+        refresh_reason=f"answers taken from the model's first {int(keep.sum())} live events "
+        f"of {len(np.unique(owners[keep]))} clients",
+    )
+    if completed.extraction is None:
+        completed = with_extraction(completed, X, keep, labels, seed)
+    return completed
