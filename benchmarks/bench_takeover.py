@@ -8,7 +8,7 @@ standby) and two consumers that publish the simulated campaign's summaries (the 
 has checkpointed, and reads the standby's log and the database for the timeline, in
 seconds after the kill:
 
-* ``heard``: the standby rejoins the group (its listener's "rebalance under way" line): the
+* ``heard``: the standby rejoins the group (its listener's "partitions revoked" line): the
   group coordinator gave up on the dead member (session timeout after its last heartbeat)
   and the standby heard it at its next heartbeat;
 * ``assigned``: the rebalance gave the standby the partition (JoinGroup and SyncGroup);
@@ -122,7 +122,7 @@ def one_round(settings: Settings, lines: list[bytes], folder: Path, n: int) -> d
         )
         committed = time.time()
         timeline = {
-            "heard": logged_at(standby, r"rebalance under way", killed),
+            "heard": logged_at(standby, r"partitions revoked \(a rebalance", killed),
             "assigned": logged_at(standby, r"partitions assigned: \[\(", killed),
             "loaded": logged_at(standby, LOADED, killed),
             "committed": committed,

@@ -62,7 +62,7 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         keys = _keys(revoked)
-        log.info("rebalance under way: rejoining the group, partitions revoked: %s", keys)
+        log.info("partitions revoked (a rebalance under way, or closing): %s", keys)
         if keys:
             self._processor.revoke(keys)
 
