@@ -106,6 +106,19 @@ def with_live_answers(
             boundary_rates=live.boundary_rates,
             boundary_class_factors=live.boundary_class_factors,
         )
+    reason = (
+        f"answers taken from the model's first {int(keep.sum())} live events "
+        f"of {len(np.unique(owners[keep]))} clients"
+    )
+    outside = float(view.out_of_profile[keep].mean())
+    if calibration is not None and outside > calibration.ood_null:
+        # Live traffic unlike the file (cleaner data, another population): alerts for inputs
+        # beyond it will follow, and the analyst should hear why before they do.
+        reason += (
+            f"; {outside:.0%} of them lie outside the file's profile, more than the "
+            f"{calibration.ood_null:.1%} a benign client is allowed: the file may not describe "
+            "what clients send"
+        )
     completed = replace(
         completed,
         margin_threshold=margin_threshold,
@@ -113,8 +126,7 @@ def with_live_answers(
         answers="live",
         revision=profile.revision + 1,
         refreshed_at=at,
-        refresh_reason=f"answers taken from the model's first {int(keep.sum())} live events "
-        f"of {len(np.unique(owners[keep]))} clients",
+        refresh_reason=reason,
     )
     if completed.extraction is None:
         completed = with_extraction(completed, X, keep, labels, seed)

@@ -1,0 +1,31 @@
+"""A trusted profile completed from live answers (``models.answers``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from querywatch.models.answers import with_live_answers
+from querywatch.models.profile import ReferenceProfile, fit_profile
+
+
+def _trusted(rng: np.random.Generator) -> ReferenceProfile:
+    saturated = np.ones(2000)  # every answer's top score 1.0: no boundary to learn from
+    return fit_profile(rng.normal(size=(2000, 6)), model_id="m", version="v", margins=saturated, cells=8)
+
+
+def _live(profile: ReferenceProfile, X: np.ndarray, rng: np.random.Generator) -> ReferenceProfile:
+    owners = np.repeat(np.arange(len(X) // 20), 20)
+    return with_live_answers(profile, X, owners, None, rng.uniform(size=len(X)))
+
+
+def test_live_traffic_unlike_the_file_is_said_in_the_profiles_reason() -> None:
+    rng = np.random.default_rng(0)
+    trusted = _trusted(rng)
+    assert trusted.answers == "pending"
+    alike = _live(trusted, rng.normal(size=(1000, 6)), rng)
+    noisier = _live(trusted, rng.normal(size=(1000, 6)) * 1.6, rng)
+    assert alike.answers == noisier.answers == "live" and alike.margin_threshold > 0
+    assert alike.refresh_reason is not None and "may not describe" not in alike.refresh_reason
+    assert noisier.refresh_reason is not None and "may not describe what clients send" in noisier.refresh_reason
+    # The file's geometry stays whatever the live traffic looks like.
+    assert noisier.ood_threshold == alike.ood_threshold == trusted.ood_threshold
