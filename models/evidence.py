@@ -23,8 +23,32 @@ from querywatch.features.client import Indicators
 from querywatch.models.registry import EVIDENCE_TESTS, Registry
 
 
+class EvidenceTests:
+    """The registered tests of one model, at its nulls: built once per model and shared by
+    all its clients, whose own state is one list of floats (``ClientEvidence``).
+
+    ``nulls`` by test name (``Registry.nulls``); a test left out uses its null without a
+    reference calibration."""
+
+    __slots__ = ("at", "names", "offsets", "tests", "width")
+
+    def __init__(self, nulls: Mapping[str, float] | None = None, registry: Registry = EVIDENCE_TESTS) -> None:
+        t = nulls or {}
+        self.names = registry.names()
+        self.tests = tuple(entry.make(t.get(entry.name)) for entry in registry)
+        offsets, at = [], 0
+        for test in self.tests:
+            offsets.append(at)
+            at += test.width
+        self.offsets = tuple(offsets)
+        self.at = tuple(zip(self.tests, self.offsets, strict=True))
+        """(test, offset of its state) pairs, read per event."""
+        self.width = at
+
+
 class ClientEvidence:
-    """The registered sequential tests of one client.
+    """The registered sequential tests of one client: their state, in one list of floats
+    (a client costs its floats, not an object per test), and the model's ``EvidenceTests``.
 
     >>> ev = ClientEvidence()
     >>> ind = Indicators(out_of_profile=True, step=False, boundary=None, new_cell=False,
@@ -35,20 +59,18 @@ class ClientEvidence:
     True
     """
 
-    __slots__ = ("_names", "_tests")
+    __slots__ = ("_s", "_tests")
 
-    def __init__(self, nulls: Mapping[str, float] | None = None, registry: Registry = EVIDENCE_TESTS) -> None:
-        """``nulls`` by test name (``Registry.nulls``); a test left out uses its null without
-        a reference calibration."""
-        t = nulls or {}
-        self._names = registry.names()
-        self._tests = tuple(entry.make(t.get(entry.name)) for entry in registry)
+    def __init__(self, tests: EvidenceTests | None = None) -> None:
+        self._tests = EvidenceTests() if tests is None else tests
+        self._s = [0.0] * self._tests.width
 
     def update(self, ind: Indicators) -> None:
         if ind.exact:
             return  # a resend adds no information about what is being explored
-        for test in self._tests:
-            test.observe(ind)
+        s = self._s
+        for test, at in self._tests.at:
+            test.observe(s, at, ind)
 
     def total(self, allowance: float) -> float:
         """Fused evidence: the strongest test in full, the others only beyond ``allowance``.
@@ -58,8 +80,9 @@ class ClientEvidence:
         """
         top = 0.0
         excess = 0.0
-        for test in self._tests:
-            v = test.statistic
+        s = self._s
+        for at in self._tests.offsets:
+            v = s[at]
             if v > top:
                 top = v
             if v > allowance:
@@ -69,22 +92,27 @@ class ClientEvidence:
         return top + excess
 
     def statistics(self) -> dict[str, float]:
-        return {name: test.statistic for name, test in zip(self._names, self._tests, strict=True)}
+        s, t = self._s, self._tests
+        return {name: s[at] for name, at in zip(t.names, t.offsets, strict=True)}
 
     def get_state(self) -> dict[str, list[float]]:
         """Each test's state by its name."""
-        return {name: test.get_state() for name, test in zip(self._names, self._tests, strict=True)}
+        s, t = self._s, self._tests
+        return {
+            name: test.get_state(s, at) for name, test, at in zip(t.names, t.tests, t.offsets, strict=True)
+        }
 
     def set_state(self, state: Mapping[str, Any]) -> list[str]:
         """Restore the tests named in ``state``; returns the names that start fresh (absent
         from ``state``, or stored in a shape the test no longer has)."""
         fresh = []
-        for name, test in zip(self._names, self._tests, strict=True):
+        s, t = self._s, self._tests
+        for name, test, at in zip(t.names, t.tests, t.offsets, strict=True):
             stored = state.get(name)
             try:
                 if stored is None:
                     raise ValueError("absent")
-                test.set_state(stored)
+                test.set_state(s, at, stored)
             except (ValueError, TypeError):
                 fresh.append(name)
         return fresh

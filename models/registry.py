@@ -16,77 +16,114 @@ test (see the README's contributor section).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableSequence, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
-from querywatch.models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
+from querywatch.models.sequential import log_steps, novelty_step
 
 if TYPE_CHECKING:
     from querywatch.models.calibration import Calibration
 
 
 class SequentialTest(Protocol):
-    """What the evidence needs of one test: learn an event's indicators, score without
-    learning, and a state of plain floats."""
+    """What the evidence needs of one test of one model. The test holds its parameters only,
+    shared by every client of the model; a client's state is ``width`` floats of its evidence
+    list (``models.evidence``), from ``at``, the first of them the test's statistic (what
+    crossing ``log(1/alpha)`` alarms on). Learn an event's indicators, score without learning,
+    and a stored state of plain floats."""
 
-    statistic: float
+    width: int
 
-    def observe(self, indicators: Any) -> None: ...
+    def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None: ...
 
-    def score(self, indicators: Any) -> float: ...
+    def score(self, s: Sequence[float], at: int, indicators: Any) -> float: ...
 
-    def get_state(self) -> list[float]: ...
+    def get_state(self, s: Sequence[float], at: int) -> list[float]: ...
 
-    def set_state(self, state: Sequence[float]) -> None: ...
+    def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
+        """ValueError (or TypeError) if ``state`` is not of this test's shape; ``s`` unchanged then."""
 
 
-class RateTest(BernoulliCUSUM):
-    """ "The rate of a yes/no indicator exceeds the tolerance" (None: the event says nothing).
+class _Alternatives:
+    """State of a test with one float per alternative: the statistic (their maximum), then each."""
+
+    __slots__ = ("width",)
+
+    width: int
+
+    def get_state(self, s: Sequence[float], at: int) -> list[float]:
+        return list(s[at + 1 : at + self.width])
+
+    def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
+        if len(state) != self.width - 1:
+            raise ValueError("state does not match the alternatives")
+        values = [float(v) for v in state]
+        s[at] = max(values)
+        for i, v in enumerate(values, at + 1):
+            s[i] = v
+
+
+class RateTest(_Alternatives):
+    """ "The rate of a yes/no indicator exceeds the tolerance" (None: the event says nothing):
+    a ``BernoulliCUSUM`` whose state (the statistic, then one float per alternative) lives in
+    the client's evidence.
 
     >>> from types import SimpleNamespace
     >>> t = RateTest("steps", 0.05)
+    >>> s = [0.0] * t.width
     >>> for _ in range(20):
-    ...     t.observe(SimpleNamespace(steps=True))
-    >>> t.observe(SimpleNamespace(steps=None))
-    >>> round(t.statistic, 1)
+    ...     t.observe(s, 0, SimpleNamespace(steps=True))
+    >>> t.observe(s, 0, SimpleNamespace(steps=None))
+    >>> round(s[0], 1)
     54.5
     """
+
+    __slots__ = ("_get", "_no", "_yes", "alternatives", "null_rate")
 
     def __init__(
         self, indicator: str, tolerance: float, alternatives: tuple[float, ...] | None = None
     ) -> None:
-        super().__init__(tolerance, alternatives)
+        if not 0.0 < tolerance < 1.0:
+            raise ValueError("null_rate must lie in (0, 1)")
+        self.null_rate = tolerance
+        self.alternatives, self._yes, self._no = log_steps(tolerance, alternatives)
+        self.width = 1 + len(self.alternatives)
         self._get = attrgetter(indicator)
 
-    def observe(self, indicators: Any) -> None:
-        # learn_one inlined: this runs for every event and every rate test.
+    def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
+        # BernoulliCUSUM.learn_one inlined: this runs for every event and every rate test.
         x = self._get(indicators)
         if x is None:
             return
-        step = self._yes if x else self._no
-        s = self._s
+        i = at
         top = 0.0
-        for i in range(len(s)):
-            v = s[i] + step[i]
+        for d in self._yes if x else self._no:
+            i += 1
+            v = s[i] + d
             if v <= 0.0:
                 v = 0.0
             elif v > top:
                 top = v
             s[i] = v
-        self.statistic = top
+        s[at] = top
 
-    def score(self, indicators: Any) -> float:
+    def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
         x = self._get(indicators)
-        return self.statistic if x is None else self.score_one(x)
+        if x is None:
+            return s[at]
+        step = self._yes if x else self._no
+        return max(max(0.0, s[at + 1 + i] + d) for i, d in enumerate(step))
 
 
 class CountTest(RateTest):
     """A rate test tuned to low rates: the *count* of indicated queries against what a benign
     client of the same size sends, so that natural queries interleaved with the indicated
     ones (dilution) do not hide them."""
+
+    __slots__ = ()
 
     def __init__(self, indicator: str, tolerance: float) -> None:
         super().__init__(indicator, tolerance, count_alternatives(tolerance))
@@ -102,7 +139,7 @@ def count_alternatives(null: float) -> tuple[float, ...]:
     return tuple(q for q in (null + 0.2 * (1.0 - null), null + 0.5 * (1.0 - null), 0.9) if q > null)
 
 
-class ScaledChanceTest:
+class ScaledChanceTest(_Alternatives):
     """ "The indicator comes more often than ``tolerance`` times the reference's own chance",
     the chance read per event from the ``<indicator>_null`` field: for an indicator that
     benign clients show at a real rate that depends on the input (a boundary answer is
@@ -112,12 +149,15 @@ class ScaledChanceTest:
 
     >>> from types import SimpleNamespace
     >>> t = ScaledChanceTest("boundary", 1.0)
+    >>> s = [0.0] * t.width
     >>> for _ in range(20):
-    ...     t.observe(SimpleNamespace(boundary=True, boundary_null=0.05))
-    >>> t.observe(SimpleNamespace(boundary=None, boundary_null=0.05))
-    >>> round(t.statistic, 1)
+    ...     t.observe(s, 0, SimpleNamespace(boundary=True, boundary_null=0.05))
+    >>> t.observe(s, 0, SimpleNamespace(boundary=None, boundary_null=0.05))
+    >>> round(s[0], 1)
     24.9
     """
+
+    __slots__ = ("_get", "_null", "multiple")
 
     ODDS_RATIOS = (1.5, 4.0)
 
@@ -125,21 +165,19 @@ class ScaledChanceTest:
         if not 1.0 <= tolerance < 1e6:
             raise ValueError("the tolerance is a multiple of the reference's chance: at least 1")
         self.multiple = tolerance
+        self.width = 1 + len(self.ODDS_RATIOS)
         self._get = attrgetter(indicator)
         self._null = attrgetter(indicator + "_null")
-        self._s = [0.0] * len(self.ODDS_RATIOS)
-        self.statistic = 0.0
 
-    def _top(self, x: bool, chance: float, learn: bool) -> float:
+    def _top(self, s: Any, at: int, x: bool, chance: float, learn: bool) -> float:
         steps = _STEPS.get((chance, self.multiple))
         if steps is None:
             steps = _odds_steps(chance, self.multiple, self.ODDS_RATIOS)
-        yes, no = steps
-        step = yes if x else no
-        s = self._s
+        i = at
         top = 0.0
-        for i in range(len(s)):
-            v = s[i] + step[i]
+        for d in steps[0] if x else steps[1]:
+            i += 1
+            v = s[i] + d
             if v <= 0.0:
                 v = 0.0
             elif v > top:
@@ -148,23 +186,14 @@ class ScaledChanceTest:
                 s[i] = v
         return top
 
-    def observe(self, indicators: Any) -> None:
+    def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
         x = self._get(indicators)
         if x is not None:
-            self.statistic = self._top(x, self._null(indicators), learn=True)
+            s[at] = self._top(s, at, x, self._null(indicators), learn=True)
 
-    def score(self, indicators: Any) -> float:
+    def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
         x = self._get(indicators)
-        return self.statistic if x is None else self._top(x, self._null(indicators), learn=False)
-
-    def get_state(self) -> list[float]:
-        return list(self._s)
-
-    def set_state(self, state: Sequence[float]) -> None:
-        if len(state) != len(self.ODDS_RATIOS):
-            raise ValueError("state does not match the alternatives")
-        self._s = [float(v) for v in state]
-        self.statistic = max(self._s)
+        return s[at] if x is None else self._top(s, at, x, self._null(indicators), learn=False)
 
 
 _STEPS: dict[tuple[float, float], tuple[tuple[float, ...], tuple[float, ...]]] = {}
@@ -185,24 +214,40 @@ def _odds_steps(
     return steps
 
 
-class NoveltyTest(TimeVaryingBernoulliCUSUM):
+class NoveltyTest:
     """ "Novel events come ``tolerance`` times likelier (odds) than the reference's own chance",
-    read from the indicator and its ``<indicator>_null`` field."""
+    read from the indicator and its ``<indicator>_null`` field: a ``TimeVaryingBernoulliCUSUM``
+    whose one float of state, its statistic, lives in the client's evidence."""
+
+    __slots__ = ("_get", "_null", "odds_ratio")
 
     #: The reference's tiny chances for rare cells are its least reliable numbers.
     MIN_NULL = 0.05
+    width = 1
 
     def __init__(self, indicator: str, tolerance: float) -> None:
-        super().__init__(tolerance, self.MIN_NULL)
+        if tolerance <= 1.0:
+            raise ValueError("odds_ratio must exceed 1")
+        self.odds_ratio = tolerance
         self._get = attrgetter(indicator)
         self._null = attrgetter(indicator + "_null")
 
-    def observe(self, indicators: Any) -> None:
-        v = self.statistic + self._step(self._get(indicators), self._null(indicators))
-        self.statistic = v if v > 0.0 else 0.0
+    def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
+        v = s[at] + novelty_step(
+            self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL
+        )
+        s[at] = v if v > 0.0 else 0.0
 
-    def score(self, indicators: Any) -> float:
-        return self.score_one(self._get(indicators), self._null(indicators))
+    def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
+        step = novelty_step(self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL)
+        return max(0.0, s[at] + step)
+
+    def get_state(self, s: Sequence[float], at: int) -> list[float]:
+        return [s[at]]
+
+    def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
+        (value,) = state
+        s[at] = float(value)
 
 
 Reason = Callable[[Mapping[str, float], int], str]
@@ -223,7 +268,7 @@ class EvidenceTest:
     indicator: str
     """The ``Indicators`` field the test reads."""
     test: Callable[[str, float], SequentialTest]
-    """The kind of test: builds a fresh one on ``indicator`` from a null (ValueError if out of range)."""
+    """The kind of test: builds one on ``indicator`` from a null (ValueError if out of range)."""
     calibration: Calibrate
     meaning: str
     """What the tolerance setting means for this test, for the settings' description."""
@@ -233,7 +278,7 @@ class EvidenceTest:
         return self.calibration(calibration, configured)
 
     def make(self, null: float | None = None) -> SequentialTest:
-        """A fresh test at ``null`` (default: the test's null without a reference calibration)."""
+        """The test at ``null`` (default: the test's null without a reference calibration)."""
         return self.test(self.indicator, self.null() if null is None else null)
 
 

@@ -41,7 +41,7 @@ class BernoulliCUSUM:
         if not 0.0 < null_rate < 1.0:
             raise ValueError("null_rate must lie in (0, 1)")
         self.null_rate = null_rate
-        self.alternatives, self._yes, self._no = _log_steps(null_rate, alternatives)
+        self.alternatives, self._yes, self._no = log_steps(null_rate, alternatives)
         self._s = [0.0] * len(self.alternatives)
         self.statistic = 0.0
         """Log e-detector value: crossing ``log(1/alpha)`` is the alarm."""
@@ -76,7 +76,7 @@ class BernoulliCUSUM:
 
 
 @functools.lru_cache(maxsize=256)
-def _log_steps(
+def log_steps(
     null_rate: float, alternatives: tuple[float, ...] | None
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """(alternatives, log-likelihood ratio of a yes, of a no): the same for every client of a
@@ -116,11 +116,7 @@ class TimeVaryingBernoulliCUSUM:
         self.statistic = 0.0
 
     def _step(self, x: bool, null_prob: float) -> float:
-        # The reference's tiny probabilities for rare cells are its least reliable numbers:
-        # flooring the null keeps a few rare-but-benign visits from piling up evidence.
-        p = min(max(null_prob, self.min_null), 1.0 - 1e-9)
-        q = self.odds_ratio * p / (1.0 - p + self.odds_ratio * p)
-        return math.log(q / p) if x else math.log((1.0 - q) / (1.0 - p))
+        return novelty_step(x, null_prob, self.odds_ratio, self.min_null)
 
     def learn_one(self, x: bool, null_prob: float) -> None:
         v = self.statistic + self._step(x, null_prob)
@@ -135,3 +131,13 @@ class TimeVaryingBernoulliCUSUM:
     def set_state(self, state: Sequence[float]) -> None:
         (value,) = state
         self.statistic = float(value)
+
+
+def novelty_step(x: bool, null_prob: float, odds_ratio: float, min_null: float) -> float:
+    """Log-likelihood ratio of one event of ``TimeVaryingBernoulliCUSUM``: a novel event
+    (``x``) at null probability ``null_prob``, against ``odds_ratio`` times its odds."""
+    # The reference's tiny probabilities for rare cells are its least reliable numbers:
+    # flooring the null keeps a few rare-but-benign visits from piling up evidence.
+    p = min(max(null_prob, min_null), 1.0 - 1e-9)
+    q = odds_ratio * p / (1.0 - p + odds_ratio * p)
+    return math.log(q / p) if x else math.log((1.0 - q) / (1.0 - p))

@@ -122,7 +122,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
     """The ``--json`` summary: counts and the ``top`` clients by risk (the report has them all)."""
-    clients = sorted(report.clients.values(), key=lambda c: (-c.risk, c.client_id))
+    clients = report.ranked()
     return {
         "events": report.events,
         "clients": len(clients),
@@ -143,7 +143,7 @@ def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
 
 
 def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
-    clients = sorted(report.clients.values(), key=lambda c: (-c.risk, c.client_id))
+    clients = report.ranked()
     alerted = sum(1 for c in clients if c.first_alert_query is not None)
     print(
         f"{report.events} events from {len(clients)} clients in {seconds:.1f}s "

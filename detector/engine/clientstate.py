@@ -13,7 +13,7 @@ from querywatch.detector.engine.alerting import OpenAlert, Sources
 from querywatch.detector.engine.events import Event
 from querywatch.features.client import ClientFeatures, score_summary
 from querywatch.features.resend import input_hashes
-from querywatch.models.evidence import ClientEvidence
+from querywatch.models.evidence import ClientEvidence, EvidenceTests
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
 from querywatch.models.profile import ReferenceProfile
 
@@ -33,6 +33,8 @@ class ModelContext:
     nulls: dict[str, float] = field(default_factory=dict)
     """The null rate of each evidence test by name (set by the engine from the profile and
     settings: ``Registry.nulls``)."""
+    tests: EvidenceTests = field(default_factory=EvidenceTests)
+    """The evidence tests at ``nulls``, which every client's evidence shares."""
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -117,7 +119,7 @@ class ClientState:
             seed=client_seed ^ seed ^ context.hash_key,
             extraction=p.extraction,
         )
-        self.evidence = ClientEvidence(context.nulls)
+        self.evidence = ClientEvidence(context.tests)
         self.queries = 0
         self.alerts = 0
         self.open_alert: str | None = None

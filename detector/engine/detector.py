@@ -28,7 +28,7 @@ from querywatch.detector.engine.stateformat import dumps, loads
 from querywatch.detector.engine.summaries import ClientSummary, SummaryRule, summarize
 from querywatch.detector.errors import InvalidEvent
 from querywatch.features.client import ClientFeatures, Indicators
-from querywatch.models.evidence import evidence_threshold, fuse
+from querywatch.models.evidence import EvidenceTests, evidence_threshold, fuse
 from querywatch.models.profile import ReferenceProfile
 from querywatch.models.reasons import explain, population_reason
 from querywatch.models.registry import EVIDENCE_TESTS
@@ -150,6 +150,7 @@ class Detector:
     def _new_context(self, profile: ReferenceProfile) -> ModelContext:
         context = ModelContext.of(profile, self.settings.seed)
         context.nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.settings.tolerances)
+        context.tests = EvidenceTests(context.nulls)
         return context
 
     def profile_in_use(self, model_id: str) -> ReferenceProfile | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from querywatch.detector.errors import EXIT_INPUT
+from querywatch.detector.pipeline.replay import ClientReport, ReplayReport, write_report
 from querywatch.detector.simulate.jsonl import write_jsonl
 from querywatch.detector.simulate.trace import generate_trace
 
@@ -170,3 +171,27 @@ def test_report_rows_carry_an_extraction_estimate(
     random = [estimate[c] for c, t in truth.items() if t["family"] == "random"]
     heavy = [estimate[c] for c, t in truth.items() if t["family"] == "heavy"]
     assert random and heavy and max(random) < min(heavy)
+
+
+def test_the_report_is_written_one_client_at_a_time_as_json_dumps_would(tmp_path: Path) -> None:
+    report = ReplayReport(events=7, duplicates=1)
+    assert _written(report, tmp_path) == json.dumps(report.to_json(), indent=1) + "\n"
+    for client_id, risk, extraction in (
+        ("b", 0.5, None),
+        ("a", 0.5, 0.25),
+        ("c", 0.9, 0.5),
+        ("d", 0.0, None),
+    ):
+        report.clients[client_id] = ClientReport(
+            client_id, queries=3, risk=risk, reasons=('say "é"\n', "two"), extraction=extraction
+        )
+    report.rejected["bad_json"] = 2
+    report.rejected_lines.append((4, "bad_json", "line\n4"))
+    written = _written(report, tmp_path)
+    assert written == json.dumps(report.to_json(), indent=1) + "\n"
+    assert [c["client_id"] for c in json.loads(written)["clients"]] == ["c", "a", "b", "d"]
+
+
+def _written(report: ReplayReport, tmp_path: Path) -> str:
+    write_report(report, tmp_path / "report.json")
+    return (tmp_path / "report.json").read_text()

@@ -50,3 +50,17 @@ def test_tests_with_the_same_null_share_their_constants_not_their_statistic() ->
     assert a._yes is b._yes and a._no is b._no
     a.learn_one(True)
     assert a.statistic > 0 and b.statistic == 0
+
+
+def test_the_clients_of_a_model_share_its_evidence_tests_and_keep_only_their_floats() -> None:
+    from tests.detector.test_engine import DIM, _events, _profiled_engine
+
+    engine = _profiled_engine()
+    rng = np.random.default_rng(4)
+    engine.process_batch(
+        _events("a", rng.uniform(-1, 2, size=(30, DIM))) + _events("b", rng.normal(size=(3, DIM)))
+    )
+    a, b = engine._clients["a"]["m"].evidence, engine._clients["b"]["m"].evidence
+    assert a._tests is b._tests
+    assert type(a._s) is list and len(a._s) == a._tests.width
+    assert a.statistics() != b.statistics()

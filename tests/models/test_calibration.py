@@ -6,7 +6,7 @@ import numpy as np
 
 from querywatch.features.client import Indicators
 from querywatch.models.calibration import calibrate
-from querywatch.models.evidence import ClientEvidence, evidence_threshold
+from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.profile import fit_profile
 
 
@@ -62,7 +62,7 @@ def test_a_noisy_benign_client_is_judged_against_the_boundary_chance_of_noisy_in
     chance = cal.boundary_chance(np.array([1.0, float(np.quantile(scores, 0.97))]))
     assert chance[0] < 0.06 < 0.2 < chance[1]
     null = {"boundary": cal.boundary_multiple}
-    drifted, thief = ClientEvidence(null), ClientEvidence(null)
+    drifted, thief = ClientEvidence(EvidenceTests(null)), ClientEvidence(EvidenceTests(null))
     far_chance, typical_chance = float(chance[1]), float(chance[0])
     for _ in range(2000):
         drifted.update(
@@ -90,7 +90,8 @@ def test_a_thief_diluted_one_to_four_still_builds_count_evidence() -> None:
     null rate never is."""
     threshold = evidence_threshold(1e-4)
     null = 0.01
-    thief, benign = ClientEvidence({"far": null}), ClientEvidence({"far": null})
+    tests = EvidenceTests({"far": null})
+    thief, benign = ClientEvidence(tests), ClientEvidence(tests)
     rng = np.random.default_rng(3)
     first = None
     for i in range(3000):

@@ -75,7 +75,7 @@ def _vendor(name: str) -> str:
 
 def report_data(report: ReplayReport, *, top: int, alert_risk: float) -> dict[str, Any]:
     """What the page draws: the top clients' timelines and the table rows."""
-    clients = sorted(report.clients.values(), key=lambda c: (-c.risk, c.client_id))
+    clients = report.ranked()
     first_alert_ts: dict[str, float] = {}
     for alert in report.alerts.values():
         first_alert_ts.setdefault(alert.client_id, alert.ts)
