@@ -70,12 +70,12 @@ class CellCoverage:
     @property
     def entropy(self) -> float:
         """Entropy of the client's cell visits, in bits."""
-        return entropy_bits(np.frombuffer(self._counts, dtype=np.uint16))
+        return entropy_bits(np.array(self._counts, dtype=np.uint16))
 
     @property
     def divergence(self) -> float:
         """KL divergence (bits) of the client's cell visits from the reference cell probabilities."""
-        return kl_bits(np.frombuffer(self._counts, dtype=np.uint16), self._prob)
+        return kl_bits(np.array(self._counts, dtype=np.uint16), self._prob)
 
     def get_state(self) -> bytes:
         return self._counts.tobytes()

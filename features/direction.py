@@ -18,6 +18,7 @@ last ``slots`` directions it took.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -83,12 +84,15 @@ class RecentDirections:
     (False, True, False, True)
     """
 
-    __slots__ = ("_next", "_ring")
+    __slots__ = ("_next", "_ring", "slots")
 
     def __init__(self, slots: int = 8) -> None:
         if slots < 1:
             raise ValueError("slots must be >= 1")
-        self._ring = array("q", [-1] * slots)  # -1: empty slot
+        self.slots = slots
+        # Grows to ``slots`` as directions come (most clients never take one); -1: an empty
+        # slot of a ring stored full-size.
+        self._ring: Sequence[int] = ()
         self._next = 0
 
     def contains(self, signature: int) -> bool:
@@ -105,12 +109,19 @@ class RecentDirections:
         """``contains(signature)``; remembers it when not."""
         if self.contains(signature):
             return True
-        self._ring[self._next] = signature
-        self._next = (self._next + 1) % len(self._ring)
+        ring = self._ring
+        if not isinstance(ring, array):
+            ring = self._ring = array("q", ring)
+        if len(ring) < self.slots:
+            ring.append(signature)
+        else:
+            ring[self._next] = signature
+        self._next = (self._next + 1) % self.slots
         return False
 
     def get_state(self) -> tuple[bytes, int]:
-        return self._ring.tobytes(), self._next
+        """The ring full-size, empty slots -1."""
+        return array("q", [*self._ring, *[-1] * (self.slots - len(self._ring))]).tobytes(), self._next
 
     def set_state(self, state: tuple[bytes, int]) -> None:
         ring, self._next = state

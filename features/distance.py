@@ -41,6 +41,10 @@ from querywatch.features.reservoir import QueryReservoir
 RESERVOIR_BYTES = 2560
 
 
+#: The moments of no distance yet, shared by every client until its first one.
+_NO_MOMENTS = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 def reservoir_capacity(dim: int) -> int:
     """Past queries a client's reservoir holds: a fixed byte budget, so that a narrow input
     keeps more of them (a thief's seeds stay findable longer), never fewer than 40 (what
@@ -64,12 +68,11 @@ class QueryDistances:
     """
 
     __slots__ = (
-        "_anchor",
         "_directions",
-        "_last",
         "_m",
         "_near_limit",
         "_pending",
+        "_recent",
         "_resend",
         "_reservoir",
         "_step_limit",
@@ -88,13 +91,14 @@ class QueryDistances:
         self._reservoir = QueryReservoir(reservoir_capacity(dim) if capacity is None else capacity, dim, seed)
         self._resend = ExactResendFilter()
         self._directions = RecentDirections()
-        self._last = np.zeros(dim, dtype=np.uint8)  # the previous query's code (a copy)
-        self._anchor = np.zeros(dim, dtype=np.uint8)  # the first query of the current near chain
+        # The previous query's code and the first query of the current near chain: one array
+        # (each numpy array costs a client about 100 bytes of header).
+        self._recent = np.zeros((2, dim), dtype=np.uint8)
         self._pending = False  # the previous query was a structured step, not yet confirmed
         self.exact = 0
         self.near = 0
         self.steps = 0
-        self._m = [0.0, 0.0, 0.0, 0.0, 0.0]  # count, mean, M2, M3, M4 of PRADA distances
+        self._m = _NO_MOMENTS  # count, mean, M2, M3, M4 of PRADA distances
 
     def update(self, code: NDArray[np.uint8], input_hash: int, label: int) -> tuple[bool, bool, bool, bool]:
         """Learn one query: ``code`` from the profile, ``input_hash`` of its exact input,
@@ -105,7 +109,9 @@ class QueryDistances:
             return True, False, False, False  # a pending step stays pending
         near = step = revisit = False
         res = self._reservoir
+        recent = self._recent
         if len(res):
+            last = recent[0]
             j, nearest, same_label = res.nearest(code, label)
             near = 0 < nearest <= self._near_limit
             # A structured step from the nearest earlier query, unless it goes along a line the
@@ -113,7 +119,7 @@ class QueryDistances:
             # the neighbour is the previous query, the check below judges that move).
             if 0 < nearest <= self._step_limit and is_structured_step(res.code(j), code):
                 parent = res.code(j)
-                step = np.array_equal(parent, self._last) or not self._directions.seen_before(
+                step = np.array_equal(parent, last) or not self._directions.seen_before(
                     direction_simhash(parent, code)
                 )
             # Only a move from the previous query: a sweep walks one line point after point,
@@ -121,15 +127,15 @@ class QueryDistances:
             # sign) moves from a different record each time.
             # The direction from the previous query, and from the start of the current chain of
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
-            direction = near_direction(self._last, code, self._near_limit)
+            direction = near_direction(last, code, self._near_limit)
             if direction >= 0:
                 revisit = self._directions.seen_before(direction) or self._directions.seen_before(
-                    direction_simhash(self._anchor, code)
+                    direction_simhash(recent[1], code)
                 )
             else:
-                self._anchor[:] = code
+                recent[1] = code
                 if nearest <= self._step_limit:  # a step candidate: a sweep's wider moves repeat too
-                    wide = near_direction(self._last, code, self._step_limit)
+                    wide = near_direction(last, code, self._step_limit)
                     revisit = wide >= 0 and self._directions.seen_before(wide)
             step = step and not revisit
             if same_label >= 0:
@@ -138,7 +144,7 @@ class QueryDistances:
         self.near += near
         self.steps += step
         res.offer(code, label)
-        self._last[:] = code
+        recent[0] = code
         return False, near, revisit, step
 
     @property
@@ -156,7 +162,7 @@ class QueryDistances:
         m4 += term * dn * dn * (n * n - 3 * n + 3) + 6 * dn * dn * m2 - 4 * dn * m3
         m3 += term * dn * (n - 2) - 3 * dn * m2
         m2 += term
-        self._m = [n, mean, m2, m3, m4]
+        self._m = (n, mean, m2, m3, m4)
 
     @property
     def normality_gap(self) -> float:
@@ -173,7 +179,7 @@ class QueryDistances:
             self._reservoir.get_state(),
             self._resend.get_state(),
             self._directions.get_state(),
-            self._last.tobytes() + self._anchor.tobytes(),
+            self._recent.tobytes(),
             self._pending,
             self.exact,
             self.near,
@@ -188,9 +194,11 @@ class QueryDistances:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
-            self._last[:] = both[: len(self._last)]
+            dim = self._recent.shape[1]
+            self._recent[0] = both[:dim]
             # A state from before the chain's anchor holds the previous query only.
-            self._anchor[:] = both[len(self._last) :] if len(both) == 2 * len(self._last) else both
+            self._recent[1] = both[dim:] if len(both) == 2 * dim else both
         self._reservoir.set_state(res)  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
-        self._m = [float(v) for v in m]  # type: ignore[attr-defined]
+        n, mean, m2, m3, m4 = (float(v) for v in m)  # type: ignore[attr-defined]
+        self._m = (n, mean, m2, m3, m4)

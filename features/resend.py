@@ -4,7 +4,9 @@ Benign clients resend identical inputs (retries, QA jobs replaying a fixed test 
 distance statistic that counts those as "near-duplicates" flags them. Exact resends are
 told apart first with two rotating Bloom filters of a 64-bit hash of the input's exact
 bits: membership in either means "sent within the last ``2 * rotate_every`` distinct
-inputs". 512 bytes of state.
+inputs". 512 bytes of state at most: a filter with few bits set is kept as the list of
+those bits (two bytes each) until it would outgrow the bitset, so that a client of a few
+queries costs a few bytes here (most clients of a public API send a handful).
 
 A resend adds no evidence, so a fresh query mistaken for one is a query the tests never
 see. Two defences: 2,048 bits and four positions per filter keep that mistake below 3%
@@ -22,7 +24,12 @@ from querywatch.features.jit import compiled
 
 _BITS = 2048
 _MASK = _BITS - 1
-_EMPTY = bytes(_BITS // 8)
+_BYTES = _BITS // 8
+#: A sparse filter's bit ``p`` as two bytes, the first with its high bit set and the second
+#: without, so that ``_CODES[p] in sparse`` can only match where a bit's code starts.
+_CODES = tuple(bytes((0x80 | p >> 7, p & 0x7F)) for p in range(_BITS))
+#: Bytes a sparse filter holds at most (64 bits) before it becomes the bitset.
+_SPARSE_BYTES = 128
 
 
 @compiled
@@ -63,9 +70,10 @@ class ExactResendFilter:
         if rotate_every < 1:
             raise ValueError("rotate_every must be >= 1")
         self.rotate_every = rotate_every
-        self._current = bytearray(_BITS // 8)
-        # Read, never written: until the first rotation every filter shares one empty one.
-        self._previous: bytes | bytearray = _EMPTY
+        # Both filters start sparse (the codes of their set bits); read-only until written,
+        # so every new filter shares the empty ones.
+        self._current: bytes | bytearray = b""
+        self._previous: bytes | bytearray = b""
         self._inserted = 0
 
     def seen_before(self, input_hash: int) -> bool:
@@ -78,24 +86,63 @@ class ExactResendFilter:
             input_hash >> 33 & _MASK,
         )
         c, o = self._current, self._previous
-        if (
-            c[p >> 3] >> (p & 7) & c[q >> 3] >> (q & 7) & c[r >> 3] >> (r & 7) & c[s >> 3] >> (s & 7) & 1
-            or o[p >> 3] >> (p & 7) & o[q >> 3] >> (q & 7) & o[r >> 3] >> (r & 7) & o[s >> 3] >> (s & 7) & 1
-        ):
+        if len(c) == _BYTES:
+            if c[p >> 3] >> (p & 7) & c[q >> 3] >> (q & 7) & c[r >> 3] >> (r & 7) & c[s >> 3] >> (s & 7) & 1:
+                return True
+        elif _CODES[p] in c and _CODES[q] in c and _CODES[r] in c and _CODES[s] in c:
             return True
-        c[p >> 3] |= 1 << (p & 7)
-        c[q >> 3] |= 1 << (q & 7)
-        c[r >> 3] |= 1 << (r & 7)
-        c[s >> 3] |= 1 << (s & 7)
+        if len(o) == _BYTES:
+            if o[p >> 3] >> (p & 7) & o[q >> 3] >> (q & 7) & o[r >> 3] >> (r & 7) & o[s >> 3] >> (s & 7) & 1:
+                return True
+        elif _CODES[p] in o and _CODES[q] in o and _CODES[r] in o and _CODES[s] in o:
+            return True
+        if len(c) == _BYTES:
+            c[p >> 3] |= 1 << (p & 7)  # type: ignore[index]
+            c[q >> 3] |= 1 << (q & 7)  # type: ignore[index]
+            c[r >> 3] |= 1 << (r & 7)  # type: ignore[index]
+            c[s >> 3] |= 1 << (s & 7)  # type: ignore[index]
+        else:
+            if type(c) is bytes:  # the shared empty filter, or one restored sparse
+                c = bytearray(c)
+            for bit in (p, q, r, s):
+                code = _CODES[bit]
+                if code not in c:
+                    c += code
+            self._current = c if len(c) <= _SPARSE_BYTES else _dense(c)
         self._inserted += 1
         if self._inserted >= self.rotate_every:
-            self._previous, self._current, self._inserted = c, bytearray(_BITS // 8), 0
+            self._previous, self._current, self._inserted = self._current, b"", 0
         return False
 
     def get_state(self) -> tuple[bytes, bytes, int]:
-        return bytes(self._current), bytes(self._previous), self._inserted
+        """Both filters as bitsets, whatever their form in memory."""
+        return _bitset(self._current), _bitset(self._previous), self._inserted
 
     def set_state(self, state: tuple[bytes, bytes, int]) -> None:
         current, previous, inserted = state
-        self._current, self._inserted = bytearray(current), int(inserted)
-        self._previous = _EMPTY if previous == _EMPTY else bytes(previous)
+        if len(current) != _BYTES or len(previous) != _BYTES:
+            raise ValueError(f"a resend filter is {_BYTES} bytes")
+        self._current, self._previous = _compact(current), _compact(previous)
+        self._inserted = int(inserted)
+
+
+def _dense(sparse: bytes | bytearray) -> bytearray:
+    """The bitset of a sparse filter."""
+    bits = bytearray(_BYTES)
+    for i in range(0, len(sparse), 2):
+        bit = (sparse[i] & 0x7F) << 7 | sparse[i + 1]
+        bits[bit >> 3] |= 1 << (bit & 7)
+    return bits
+
+
+def _bitset(f: bytes | bytearray) -> bytes:
+    return bytes(f) if len(f) == _BYTES else bytes(_dense(f))
+
+
+def _compact(bits: bytes) -> bytes | bytearray:
+    """A stored bitset in the smaller of the two forms (sparse bytes are rebuilt on write)."""
+    if int.from_bytes(bits, "little").bit_count() * 2 > _SPARSE_BYTES:
+        return bytearray(bits)
+    return b"".join(
+        _CODES[8 * i + j] for i, byte in enumerate(bits) if byte for j in range(8) if byte >> j & 1
+    )

@@ -18,7 +18,7 @@ from querywatch.features.nearest import nearest_code
 
 _MASK = (1 << 64) - 1
 #: Rows a new reservoir has; it doubles as it fills, up to its capacity.
-_FIRST_ROWS = 4
+_FIRST_ROWS = 1
 
 
 def mix64(x: int) -> int:

@@ -12,6 +12,7 @@ Everything is event time; nothing here reads the clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
@@ -96,13 +97,19 @@ class Sources:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.ips: list[str] = []
-        self.user_agents: list[str] = []
+        # The shared empty tuple until a source comes (many clients' events carry none):
+        # two empty lists would cost each client 112 bytes.
+        self.ips: Sequence[str] = ()
+        self.user_agents: Sequence[str] = ()
 
     def see(self, ip: str | None, user_agent: str | None) -> None:
         if ip is not None:
+            if not isinstance(self.ips, list):
+                self.ips = list(self.ips)
             remember_recent(self.ips, ip, self.limit)
         if user_agent is not None:
+            if not isinstance(self.user_agents, list):
+                self.user_agents = list(self.user_agents)
             remember_recent(self.user_agents, user_agent, self.limit)
 
 

@@ -154,8 +154,8 @@ class ClientState:
             else:
                 setattr(self, name, value)
         sources = _mapping(state.get("sources"))
-        self.sources.ips = [v for v in sources.get("ips", ()) if isinstance(v, str)]
-        self.sources.user_agents = [v for v in sources.get("user_agents", ()) if isinstance(v, str)]
+        self.sources.ips = [v for v in sources.get("ips", ()) if isinstance(v, str)] or ()
+        self.sources.user_agents = [v for v in sources.get("user_agents", ()) if isinstance(v, str)] or ()
         try:
             if isinstance(state.get("alert"), dict):
                 self.current = OpenAlert.from_state(state["alert"])

@@ -3,8 +3,12 @@ a few queries each must fit (the reservoir grows as it fills, constants are shar
 
 from __future__ import annotations
 
-import numpy as np
+from array import array
 
+import numpy as np
+import pytest
+
+from querywatch.features.direction import RecentDirections
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 from querywatch.models.sequential import BernoulliCUSUM
@@ -64,3 +68,58 @@ def test_the_clients_of_a_model_share_its_evidence_tests_and_keep_only_their_flo
     assert a._tests is b._tests
     assert type(a._s) is list and len(a._s) == a._tests.width
     assert a.statistics() != b.statistics()
+
+
+class _Bloom:
+    """The resend filter as two plain 2,048-bit bitsets (what ``ExactResendFilter`` stores)."""
+
+    def __init__(self, rotate_every: int) -> None:
+        self.rotate_every, self.current, self.previous, self.inserted = rotate_every, 0, 0, 0
+
+    def seen_before(self, h: int) -> bool:
+        mask = 0
+        for shift in (0, 11, 22, 33):
+            mask |= 1 << (h >> shift & 2047)
+        if self.current & mask == mask or self.previous & mask == mask:
+            return True
+        self.current |= mask
+        self.inserted += 1
+        if self.inserted >= self.rotate_every:
+            self.previous, self.current, self.inserted = self.current, 0, 0
+        return False
+
+
+@pytest.mark.parametrize("rotate_every", [4, 40, 256])
+def test_a_sparse_resend_filter_answers_as_its_bitset_would_and_stores_the_bitset(rotate_every: int) -> None:
+    rng = np.random.default_rng(rotate_every)
+    fresh = rng.integers(0, 1 << 63, size=600).tolist()
+    sent = [fresh[i] if rng.random() < 0.6 else fresh[int(rng.integers(0, i + 1))] for i in range(600)]
+    f, bloom = ExactResendFilter(rotate_every), _Bloom(rotate_every)
+    small = None
+    for i, h in enumerate(sent):
+        assert f.seen_before(h) == bloom.seen_before(h)
+        current, previous, inserted = f.get_state()
+        assert int.from_bytes(current, "little") == bloom.current and inserted == bloom.inserted
+        assert int.from_bytes(previous, "little") == bloom.previous
+        if i == 2:
+            small = len(f._current)  # three inputs: their bits, not 256 bytes
+        if i % 97 == 0:  # a restored filter answers the same
+            restored = ExactResendFilter(rotate_every)
+            restored.set_state(f.get_state())
+            f = restored
+    assert small is not None and small <= 24
+
+
+def test_recent_directions_grow_as_they_come_and_store_the_full_ring() -> None:
+    r = RecentDirections(slots=3)
+    assert len(r._ring) == 0 and r.get_state() == (array("q", [-1, -1, -1]).tobytes(), 0)
+    for signature in (0xFF, 0xFF << 20, 0xFF << 40, 0xFF << 50):
+        assert not r.seen_before(signature)
+    assert r.get_state() == (array("q", [0xFF << 50, 0xFF << 20, 0xFF << 40]).tobytes(), 1)
+    half = RecentDirections(slots=3)
+    half.seen_before(0xFF)
+    restored = RecentDirections(slots=3)
+    restored.set_state(half.get_state())  # as a full-size ring with an empty slot stored
+    for r2 in (half, restored):
+        assert not r2.seen_before(0xFF << 20) and not r2.seen_before(0xFF << 40)
+        assert r2.seen_before(0xFF) and r2.get_state() == half.get_state()
