@@ -18,7 +18,7 @@ from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.residency import ResidencySettings
 from querywatch.detector.engine.alerting import AlertLifecycle, Observation
-from querywatch.detector.engine.clientstate import ClientState, ModelContext
+from querywatch.detector.engine.clientstate import ClientState, ModelContext, OneModel, PerModel, one_or_dict
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
 from querywatch.detector.engine.profiles import ProfileStore
@@ -77,7 +77,7 @@ class Detector:
         self.threshold = evidence_threshold(detection.false_alarm_rate)
         self.allowance = 0.25 * self.threshold
         self._contexts: dict[str, ModelContext] = {}
-        self._clients: dict[str, dict[str, ClientState]] = {}
+        self._clients: dict[str, PerModel] = {}
         self.reference = ReferenceStage(detection, profiles)
         self.refreshes = RefreshSchedule(detection, profiles)
         #: Set to emit client summaries for the campaign stage (``BatchResult.summaries``).
@@ -184,6 +184,8 @@ class Detector:
                 del per_model[newer.model_id]
                 if not per_model:
                     del self._clients[client_id]
+                elif len(per_model) == 1 and isinstance(per_model, dict):
+                    self._clients[client_id] = one_or_dict(per_model)
             elif old is not None:
                 state = ClientState(
                     client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
@@ -229,14 +231,18 @@ class Detector:
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
         per_model = self._clients.get(client_id)
-        if per_model is None:  # not setdefault: that builds a dict for every event
-            per_model = self._clients[client_id] = {}
         model_id = context.profile.model_id
-        state = per_model.get(model_id)
+        state = None if per_model is None else per_model.get(model_id)
         if state is None:
-            state = per_model[model_id] = ClientState(
+            state = ClientState(
                 client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
             )
+            if not per_model:
+                self._clients[client_id] = OneModel(model_id, state)
+            elif isinstance(per_model, OneModel):  # its second model
+                self._clients[client_id] = {**dict(per_model.items()), model_id: state}
+            else:
+                per_model[model_id] = state
         return state
 
     def _step(
@@ -318,7 +324,7 @@ class Detector:
             client.load_state(state, client_id, model_id)
             restored[model_id] = client
         if restored:
-            self._clients[client_id] = restored
+            self._clients[client_id] = one_or_dict(restored)
 
     def drop_client(self, client_id: str) -> None:
         """Forget a client: its state and any warm-up events of it still held."""
@@ -390,6 +396,6 @@ class Detector:
         return restored
 
 
-def _latest(per_model: Mapping[str, ClientState]) -> float:
+def _latest(per_model: PerModel) -> float:
     """A client's latest event time over its models."""
     return max(s.last_ts for s in per_model.values())

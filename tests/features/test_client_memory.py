@@ -123,3 +123,25 @@ def test_recent_directions_grow_as_they_come_and_store_the_full_ring() -> None:
     for r2 in (half, restored):
         assert not r2.seen_before(0xFF << 20) and not r2.seen_before(0xFF << 40)
         assert r2.seen_before(0xFF) and r2.get_state() == half.get_state()
+
+
+def test_a_client_keeps_one_model_without_a_dict_and_its_second_model_in_one() -> None:
+    from querywatch.detector.engine.clientstate import OneModel
+    from querywatch.detector.engine.detector import Detector
+    from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+    from tests.detector.test_engine import DIM, SETTINGS, _benign, _events
+
+    rng = np.random.default_rng(0)
+    profiles = [build_profile(_benign(rng, 3000), model_id=m, settings=SETTINGS) for m in ("m", "m2")]
+    engine = Detector(SETTINGS, MemoryProfileStore(profiles))
+    X = rng.normal(size=(9, DIM))
+    engine.process_batch(_events("one", X[:3]) + _events("two", X[:3]) + _events("two", X[3:5], 10.0, "m2"))
+    engine.process_batch(_events("two", X[5:], 20.0))
+    one, two = engine._clients["one"], engine._clients["two"]
+    assert isinstance(one, OneModel) and one["m"].queries == 3
+    assert isinstance(two, dict) and (two["m"].queries, two["m2"].queries) == (7, 2)
+    for client_id in ("one", "two"):
+        again = Detector(SETTINGS, MemoryProfileStore(profiles))
+        again.import_client(client_id, engine.export_client(client_id))
+        assert type(again._clients[client_id]) is type(engine._clients[client_id])
+        assert again.export_client(client_id) == engine.export_client(client_id)
