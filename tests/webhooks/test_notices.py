@@ -78,7 +78,7 @@ def test_an_alert_with_very_long_reasons_is_posted_within_slacks_limits(
             "subject_id": "acct-" + "k" * 240,
         }
         event.body = {**event.body, **long}
-    clock.advance(1)
+    clock.catch_up()
     assert Dispatcher(db.settings, db.sessions, clock=clock).run_once() == 1
     assert slack.refused == []
     [message] = slack.messages
@@ -106,7 +106,7 @@ def test_a_silence_is_announced_to_webhooks_and_slack_but_not_pagerduty(
         )
         assert announce_silence(session=session, silence=silence) is not None
         assert announce_silence(session=session, silence=silence) is None  # once per silence
-    clock.advance(1)
+    clock.catch_up()
     assert Dispatcher(db.settings, db.sessions, clock=clock).run_once() == 2
     assert delivery_states(db) == {(standard.id, "notice"): "delivered", (chat.id, "notice"): "delivered"}
     assert {pager.id, other_model.id, alerts_only.id}.isdisjoint(e for e, _ in delivery_states(db))
