@@ -11,7 +11,7 @@ from array import array
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.features.coverage import entropy_bits, kl_bits
+from querywatch.features.coverage import entropy_bits, kl_bits, narrowest
 
 
 class ClassMix:
@@ -28,23 +28,29 @@ class ClassMix:
 
     def __init__(self, prior: NDArray[np.float64]) -> None:
         self._prior = prior
-        self._counts = array("I", bytes(4 * len(prior)))  # array: one item changes per query
+        # array: one item changes per query; one byte each until a count passes 255.
+        self._counts = array("B", bytes(len(prior)))
 
     def update(self, class_index: int) -> None:
-        self._counts[min(class_index, len(self._counts) - 1)] += 1
+        counts = self._counts
+        i = min(class_index, len(counts) - 1)
+        if counts[i] == 255 and counts.typecode == "B":
+            counts = self._counts = array("I", counts)
+        counts[i] += 1
 
     @property
     def entropy(self) -> float:
         """Entropy of predicted classes, in bits."""
-        return entropy_bits(np.frombuffer(self._counts, dtype=np.uint32))
+        return entropy_bits(np.array(self._counts, dtype=np.uint32))
 
     @property
     def divergence(self) -> float:
         """KL divergence (bits) of predicted classes from the reference class prior."""
-        return kl_bits(np.frombuffer(self._counts, dtype=np.uint32), self._prior)
+        return kl_bits(np.array(self._counts, dtype=np.uint32), self._prior)
 
     def get_state(self) -> bytes:
-        return self._counts.tobytes()
+        """The counts as uint32, whatever their width in memory."""
+        return array("I", self._counts).tobytes()
 
     def set_state(self, state: bytes) -> None:
-        self._counts = array("I", state)
+        self._counts = narrowest(array("I", state))

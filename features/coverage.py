@@ -17,7 +17,8 @@ from numpy.typing import NDArray
 
 
 class CellCoverage:
-    """Cell visit counts of one client (uint16 each, saturating).
+    """Cell visit counts of one client (uint16 each, saturating; one byte each until a count
+    passes 255: most clients never visit a cell that often).
 
     ``new_cell`` is shared by every client of a model (a list: it is read once per query).
 
@@ -39,7 +40,7 @@ class CellCoverage:
         self._expected = expected
         self._new_cell = new_cell
         # array, not numpy: one item is read and written per query, which numpy makes slow.
-        self._counts = array("H", bytes(2 * len(cell_prob)))
+        self._counts = array("B", bytes(len(cell_prob)))
         self.distinct = 0
         self.n = 0
 
@@ -53,6 +54,8 @@ class CellCoverage:
         counts = self._counts
         count = counts[cell]
         if count < 65535:
+            if count == 255 and counts.typecode == "B":
+                counts = self._counts = array("H", counts)
             counts[cell] = count + 1
         self.n += 1
         if count:
@@ -78,13 +81,23 @@ class CellCoverage:
         return kl_bits(np.array(self._counts, dtype=np.uint16), self._prob)
 
     def get_state(self) -> bytes:
-        return self._counts.tobytes()
+        """The counts as uint16, whatever their width in memory."""
+        return array("H", self._counts).tobytes()
 
     def set_state(self, state: bytes) -> None:
-        self._counts = array("H", state)
+        self._counts = narrowest(array("H", state))
         counts = np.frombuffer(state, dtype=np.uint16)
         self.distinct = int(np.count_nonzero(counts))
         self.n = int(counts.sum())
+
+
+def narrowest(counts: array[int]) -> array[int]:
+    """``counts`` one byte each if every count fits (shared by the class features).
+
+    >>> narrowest(array("H", [3, 255])).typecode, narrowest(array("I", [256])).typecode
+    ('B', 'I')
+    """
+    return array("B", counts) if not counts or max(counts) <= 255 else counts
 
 
 def entropy_bits(counts: NDArray[np.integer]) -> float:

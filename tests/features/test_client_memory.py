@@ -145,3 +145,27 @@ def test_a_client_keeps_one_model_without_a_dict_and_its_second_model_in_one() -
         again.import_client(client_id, engine.export_client(client_id))
         assert type(again._clients[client_id]) is type(engine._clients[client_id])
         assert again.export_client(client_id) == engine.export_client(client_id)
+
+
+def test_cell_and_class_counts_take_a_byte_each_until_one_passes_255() -> None:
+    from querywatch.features.classes import ClassMix
+    from querywatch.features.coverage import CellCoverage
+
+    p = np.full(4, 0.25)
+    cov, mix = CellCoverage(p, np.arange(1.0, 400.0), [0.5] * 400), ClassMix(p)
+    visits = [0] * 300 + [1, 2, 1]
+    for cell in visits:
+        cov.update(cell)
+        mix.update(cell)
+    expected = np.bincount(visits, minlength=4)
+    assert cov._counts.typecode == "H" and mix._counts.typecode == "I"
+    assert cov.get_state() == expected.astype(np.uint16).tobytes()
+    assert mix.get_state() == expected.astype(np.uint32).tobytes()
+    assert (cov.distinct, cov.n) == (3, 303)
+    small = CellCoverage(p, np.arange(1.0, 400.0), [0.5] * 400)
+    small.set_state(np.array([7, 0, 255, 1], np.uint16).tobytes())  # as stored: uint16
+    assert (
+        small._counts.typecode == "B" and small.get_state() == np.array([7, 0, 255, 1], np.uint16).tobytes()
+    )
+    small.update(2)
+    assert small._counts.tolist() == [7, 0, 256, 1] and small.entropy > 0
