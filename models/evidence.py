@@ -30,7 +30,7 @@ class EvidenceTests:
     ``nulls`` by test name (``Registry.nulls``); a test left out uses its null without a
     reference calibration."""
 
-    __slots__ = ("at", "names", "offsets", "tests", "width")
+    __slots__ = ("at", "families", "fused", "names", "offsets", "tests", "width")
 
     def __init__(self, nulls: Mapping[str, float] | None = None, registry: Registry = EVIDENCE_TESTS) -> None:
         t = nulls or {}
@@ -44,6 +44,10 @@ class EvidenceTests:
         self.at = tuple(zip(self.tests, self.offsets, strict=True))
         """(test, offset of its state) pairs, read per event."""
         self.width = at
+        family = registry.families()
+        self.families = max(family, default=-1) + 1
+        self.fused = tuple(zip(self.offsets, family, strict=True))
+        """(offset of a test's statistic, index of its family) pairs, read by the fusion."""
 
 
 class ClientEvidence:
@@ -76,13 +80,20 @@ class ClientEvidence:
         """Fused evidence: the strongest test in full, the others only beyond ``allowance``.
 
         Benign clients wander a few nats up on several tests at once; a plain sum would
-        add that noise up, while a real signal shows in one test far beyond it.
+        add that noise up, while a real signal shows in one test far beyond it. Tests of one
+        family (nested indicators: every far query is out of profile) rise and fall together
+        on the same queries, so a family counts once, by its strongest test: a noisy client
+        near the out-of-profile null would otherwise have its one fluctuation counted twice.
         """
+        s = self._s
+        best = [0.0] * self._tests.families
+        for at, family in self._tests.fused:
+            v = s[at]
+            if v > best[family]:
+                best[family] = v
         top = 0.0
         excess = 0.0
-        s = self._s
-        for at in self._tests.offsets:
-            v = s[at]
+        for v in best:
             if v > top:
                 top = v
             if v > allowance:

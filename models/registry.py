@@ -273,6 +273,9 @@ class EvidenceTest:
     meaning: str
     """What the tolerance setting means for this test, for the settings' description."""
     reason: Reason
+    implies: str | None = None
+    """The test whose indicator this one's implies (a far query is out of profile), if any:
+    the two measure one signal, so the fusion counts only the stronger of them."""
 
     def null(self, calibration: Calibration | None = None, configured: float | None = None) -> float:
         return self.calibration(calibration, configured)
@@ -320,6 +323,24 @@ class Registry:
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._tests)
+
+    def families(self) -> tuple[int, ...]:
+        """Per test (in order), the index of its family: a test joins the family of the test
+        its indicator implies (``EvidenceTest.implies``, followed to the end), so that nested
+        indicators are not added up as independent evidence.
+
+        >>> EVIDENCE_TESTS.names(), EVIDENCE_TESTS.families()
+        (('out_of_profile', 'steps', 'boundary', 'coverage', 'far'), (0, 1, 2, 3, 0))
+        """
+        names = self.names()
+        roots = []
+        for entry in self._tests.values():
+            seen = {entry.name}
+            while entry.implies is not None and entry.implies in self._tests and entry.implies not in seen:
+                seen.add(entry.implies)
+                entry = self._tests[entry.implies]
+            roots.append(names.index(entry.name))
+        return tuple(sorted(set(roots)).index(r) for r in roots)
 
     def check_tolerances(self, tolerances: Mapping[str, float]) -> dict[str, float]:
         """``tolerances`` itself; ValueError naming an unknown test or a tolerance its test
@@ -427,5 +448,7 @@ EVIDENCE_TESTS.register(
             f"{100 * f['far_share']:.0f}% of {n} queries lie farther from the model's data than any "
             "reference input (synthetic or other-domain queries, however many natural ones surround them)"
         ),
+        # The far threshold lies beyond the out-of-profile one: every far query is out of profile.
+        implies="out_of_profile",
     )
 )
