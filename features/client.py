@@ -110,9 +110,10 @@ class ClientFeatures:
         self.ood.update(out_of_profile, far)  # the shares show what was sent, revisits included
         boundary = self.boundary.update(margin, entropy, self.margin_threshold)
         if revisit:
-            # A sweep along one line crosses the boundary, or leaves the profile, on its way:
-            # the same move again explores nothing new.
-            out_of_profile = far = False
+            # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
+            # on its way (a full-range sweep of one input crosses many cells of a narrow
+            # model's profile): the same move again explores nothing new.
+            out_of_profile = far = new_cell = False
             if boundary:
                 boundary = False
         self.rate.update(ts)

@@ -315,3 +315,28 @@ def test_kernels_compile_without_a_cache_where_none_can_be_written(monkeypatch: 
         return 2 * x
 
     assert compiled(double)(21) == 42
+
+
+def test_a_sweep_across_cells_opens_no_new_cells_once_it_revisits_its_line() -> None:
+    """A what-if sweep of one input across its whole range crosses many cells of a narrow
+    model's profile; going on along the same line explores nothing new, so it is no coverage
+    evidence (as it is no out-of-profile or boundary evidence)."""
+    cells = 64
+    features = ClientFeatures(
+        dim=7,
+        cell_prob=np.full(cells, 1.0 / cells),
+        expected_cells=np.cumsum(np.full(200, 0.5)),
+        new_cell=[0.5] * 200,
+        class_prior=np.full(3, 1.0 / 3),
+        margin_threshold=0.05,
+        seed=0,
+    )
+    base = np.full(7, 40, dtype=np.uint8)
+    opened = []
+    for i in range(16):  # one record, input 0 swept in 16 steps, each into a cell not seen before
+        code = base.copy()
+        code[0] += 12 * i
+        ind = features.update(float(i), i, False, False, code, i, 0, 0.5, 0.5)
+        opened.append(ind.new_cell)
+    assert features.coverage.distinct == 16  # the coverage features still show what was sent
+    assert sum(opened) <= 3
