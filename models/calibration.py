@@ -27,7 +27,8 @@ uncertainty-sampling thief gets them on inputs as typical as anyone's. Its null 
 multiple of that chance: the 99th percentile of the pseudo-clients' underlying ratios (their
 observed ratios less the sampling noise of their size), at least 1. Pseudo-clients whose own
 boundary answers are beyond that null at a Bonferroni level (``OUTLIER_LEVEL``) are left out
-and the multiple is measured again: a thief, or a what-if analyst whose sweeps cross the
+(a forward search from the least surprising half, so that several cannot shield one another)
+and the multiple is measured again: thieves, or a what-if analyst whose sweeps cross the
 boundary (revisits, which the live test ignores), active in a warm-up would otherwise set the
 null that hides the next thief.
 """
@@ -240,25 +241,38 @@ def class_factors(
 
 def trimmed_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64]) -> float:
     """``underlying_multiple`` without the pseudo-clients whose own boundary answers are beyond
-    it (Poisson upper tail below OUTLIER_LEVEL over their number). Each is tested against the
-    multiple of the others, most surprising first, until one is not beyond: tested against a
-    multiple that includes it, a thief would hide itself.
+    it (Poisson upper tail below OUTLIER_LEVEL over their number).
+
+    A forward search, so that several thieves cannot shield one another: the most surprising
+    half is set aside, and taken back one at a time, least surprising first, while each is
+    within the multiple of those already kept. Testing each against the multiple of all the
+    others instead (outermost first) stops at the first thief whose fellows' answers raise
+    that multiple enough to cover it: nine thieves (interpolating, stepping and random) among
+    129 warm-up clients of a two-class model had put it at 4.3, against 1.1 without them. A
+    sampler whose own answers are not beyond at that level on its warm-up share (40 queries)
+    still raises the multiple: what 40 queries cannot show, no trimming can.
 
     >>> expected = np.full(100, 2.0)
     >>> observed = np.r_[np.tile([1.0, 2.0, 3.0], 33), 30.0]  # one prober among them
     >>> round(underlying_multiple(observed, expected), 1), round(trimmed_multiple(observed, expected), 1)
     (6.7, 1.0)
+    >>> expected = np.full(100, 10.0)
+    >>> several = np.r_[np.tile([7.0, 10.0, 13.0], 31), np.full(7, 40.0)]  # seven samplers, 4x
+    >>> round(underlying_multiple(several, expected), 1), round(trimmed_multiple(several, expected), 1)
+    (3.3, 1.0)
     """
-    keep = np.ones(len(observed), dtype=bool)
-    level = OUTLIER_LEVEL / max(len(observed), 1)
+    n = len(observed)
+    level = OUTLIER_LEVEL / max(n, 1)
     scale = observed.sum() / max(expected.sum(), 1e-12)
     surprise = [poisson_tail(o, scale * e) for o, e in zip(observed, expected, strict=True)]
-    for i in np.argsort(surprise, kind="stable")[: len(observed) // 2]:
-        keep[i] = False
-        others = underlying_multiple(observed[keep], expected[keep])
-        if poisson_tail(observed[i], others * expected[i]) >= level:
-            keep[i] = True
+    aside = np.argsort(surprise, kind="stable")[: n // 2]
+    keep = np.ones(n, dtype=bool)
+    keep[aside] = False
+    for i in aside[::-1]:
+        kept = underlying_multiple(observed[keep], expected[keep])
+        if poisson_tail(observed[i], kept * expected[i]) < level:
             break
+        keep[i] = True
     return underlying_multiple(observed[keep], expected[keep])
 
 
