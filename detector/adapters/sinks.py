@@ -26,7 +26,8 @@ def stored_sinks(thresholds: Thresholds | None = None) -> list[OutcomeSink[Outco
 
 
 def consumer_sinks(outputs: OutputProducer, thresholds: Thresholds | None = None) -> Sinks[OutcomeTx]:
-    """Kafka first (acknowledged before the database transaction writes), then the stored sinks."""
+    """Kafka first (sent before the database writes; the checkpoint awaits the broker's
+    acknowledgement before it commits), then the stored sinks."""
     return Sinks([outputs, *stored_sinks(thresholds)])
 
 

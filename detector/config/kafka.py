@@ -44,6 +44,11 @@ class KafkaSettings(Section):
     checkpoint_every_seconds: float = Field(
         5.0, gt=0, description="... or this many seconds, whichever first."
     )
+    checkpoint_when_idle: bool = Field(
+        True,
+        description="Also checkpoint every partition with progress when a poll finds nothing new: "
+        "a consumer that caught up stores its last events at once, not at the next periodic checkpoint.",
+    )
     partitions: int = Field(6, ge=1, description="Partitions of topics querywatch creates itself.")
     start_from: Literal["earliest", "latest"] = Field(
         "earliest",

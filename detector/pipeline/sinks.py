@@ -3,8 +3,8 @@
 The consumer's checkpoint hands a partition's outcomes to its ``Sinks`` in one place: each
 sink's ``write`` runs, in order, inside the checkpoint's transaction ``tx``, and once the
 transaction committed each sink's ``committed`` runs. The consumer's sinks are the Kafka
-outputs (first: they wait for the broker's acknowledgement before anything is written to
-the database, so the topics get every outcome at least once), the database (client rows,
+outputs (first: they send, and the checkpoint waits for the broker's acknowledgement before
+it commits, so the topics get every outcome at least once), the database (client rows,
 risk history, alert events and their decisions), the delivery outbox (rows for the alert
 events that page, in the same transaction as the events) and the alert log line. What must
 only count what really happened (metrics, log lines) goes in ``committed``: a transaction

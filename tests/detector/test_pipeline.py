@@ -96,12 +96,16 @@ class _Outputs:
         self.outcomes: list[Any] = []
         self.letters: list[Any] = []
         self.committed_batches = 0
+        self.flushed_after: list[int] = []  # committed batches at each flush
 
     def write(self, outcomes: Sequence[Any], tx: object) -> None:
         self.outcomes += outcomes
 
     def committed(self, tx: object) -> None:
         self.committed_batches += 1
+
+    def flush(self) -> None:
+        self.flushed_after.append(self.committed_batches)
 
     def send_dead_letters(self, letters: Sequence[Any]) -> None:
         self.letters += letters
@@ -137,7 +141,7 @@ def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(kind: str,
         processor.process(Record("t", 0, offset, None, v) for offset, v in enumerate(values))
         assert processor.checkpoint() == {("t", 0): len(values)}
         assert len(outputs.outcomes) == 20 and [d.reason for d in outputs.letters] == ["not_json"]
-        assert outputs.committed_batches == 1
+        assert outputs.committed_batches == 1 and outputs.flushed_after == [0]  # acknowledged, then committed
         with transaction(sessions) as session:
             stored = load_partition(session=session, group_id="g", topic="t", partition=0)
         assert stored.next_offset == len(values) and set(stored.client_states) == {"a", held_events_key(0)}

@@ -104,6 +104,7 @@ class ConsumerApp:
             max_records=kafka.max_poll_records,
             start_from=kafka.start_from,
             outages=self.settings.outages,
+            checkpoint_when_idle=kafka.checkpoint_when_idle,
         )
 
     def close(self) -> None:

@@ -116,8 +116,13 @@ def run(
     max_records: int,
     start_from: str = "earliest",
     outages: OutageSettings | None = None,
+    checkpoint_when_idle: bool = False,
 ) -> None:
     """Poll, score and checkpoint until ``stop`` is set; then checkpoint and leave the group.
+
+    With ``checkpoint_when_idle``, a poll that finds nothing new checkpoints every partition
+    with progress: the consumer has caught up, so the time is free, and its last events are
+    stored at once instead of at the next periodic checkpoint.
 
     A database or broker error never ends the loop: it is an outage (see
     ``querywatch.detector.adapters.kafka.outages``). Partitions are paused while it lasts,
@@ -138,23 +143,26 @@ def run(
                 for m in msgs
             )
             if outage.ready():
-                _store(consumer, processor, outage)
+                _store(consumer, processor, outage, idle=checkpoint_when_idle and not batch)
             apply_seeks(consumer, processor, start_from)
             rewinds.check(consumer, processor)
             _record_lag(consumer, processor)
         try:
-            commit_to_kafka(consumer, processor.checkpoint())
+            commit_to_kafka(consumer, processor.checkpoint(), wait=True)
         except RETRYABLE as exc:  # the next owner redoes the events since the stored checkpoint
             log.error("stopping without a final checkpoint (%s unavailable): %s", dependency_of(exc), exc)
     finally:
         consumer.close()
 
 
-def _store(consumer: KafkaConsumer, processor: PartitionOwner, outage: Outage) -> None:
-    """Load what is pending and checkpoint what is due; an error pauses every partition."""
+def _store(consumer: KafkaConsumer, processor: PartitionOwner, outage: Outage, *, idle: bool) -> None:
+    """Load what is pending and checkpoint what is due (when ``idle``, every partition with
+    progress); an error pauses every partition."""
     try:
         processor.load_unloaded()
         due = processor.due()
+        if idle:
+            due = [w for w in processor.partitions.values() if w.has_progress()]
         if due:
             commit_to_kafka(consumer, processor.checkpoint(due))
     except RETRYABLE as exc:
@@ -165,14 +173,30 @@ def _store(consumer: KafkaConsumer, processor: PartitionOwner, outage: Outage) -
         consumer.resume(*(consumer.paused() - paused_for_rewind(processor)))
 
 
-def commit_to_kafka(consumer: KafkaConsumer, offsets: dict[TopicPartitionKey, int]) -> None:
-    """Mirror stored offsets to Kafka for lag tools; best effort, the database is the truth."""
+def commit_to_kafka(
+    consumer: KafkaConsumer, offsets: dict[TopicPartitionKey, int], *, wait: bool = False
+) -> None:
+    """Mirror stored offsets to Kafka for lag tools; best effort, the database is the truth.
+
+    The loop does not wait for the broker's answer (a round trip per checkpoint, in which it
+    would score nothing); ``wait`` is for the last commit, before the consumer closes.
+    """
     if not offsets:
         return
+    kafka_offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
     try:
-        consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        if wait:
+            consumer.commit(kafka_offsets)
+        else:
+            consumer.commit_async(kafka_offsets, callback=_commit_failed)
     except KafkaError as exc:
-        log.info("informational Kafka commit failed (a rebalance is likely under way): %s", exc)
+        _commit_failed(kafka_offsets, exc)
+
+
+def _commit_failed(_offsets: object, response: object) -> None:
+    """kafka-python's commit callback: ``response`` is an exception if the commit failed."""
+    if isinstance(response, Exception):
+        log.info("informational Kafka commit failed (a rebalance is likely under way): %s", response)
 
 
 def _record_lag(consumer: KafkaConsumer, processor: PartitionOwner) -> None:

@@ -7,7 +7,9 @@ webhooks; a reader drops doubles by ``alert_id`` and ``sequence``), and ``risk``
 client's latest risk on a model at the end of each checkpoint. Sending is at least once: the
 consumer waits for the broker's acknowledgement *before* it commits the checkpoint, so a
 crash in between re-sends, and never loses, a message. ``OutputProducer`` is an outcome sink
-(``pipeline.sinks``), the first of the consumer's: its ``write`` sends and waits.
+(``pipeline.sinks``), the first of the consumer's: its ``write`` only sends, and the
+checkpoint calls ``flush`` after its database writes, just before the commit, so the round
+trip to the broker overlaps the writes instead of preceding them.
 
 Client summaries (``engine.summaries``) go, when the campaign stage does not run in the
 consumer, to the summaries topic for ``querywatch aggregate``, keyed by
@@ -85,10 +87,9 @@ class OutputProducer:
         self._pending: list[Any] = []
 
     def write(self, outcomes: Sequence[Outcome], tx: object) -> None:
-        """Send ``outcomes``, then wait for the acknowledgement of everything sent so far
-        (the checkpoint's dead letters too), before the transaction writes anything."""
+        """Send ``outcomes``; the checkpoint awaits their acknowledgement (``flush``) before
+        it commits."""
         self.send_outcomes(outcomes)
-        self.flush()
 
     def committed(self, tx: object) -> None:
         """Nothing to do: the broker acknowledged before the commit."""

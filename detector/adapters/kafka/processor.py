@@ -5,9 +5,10 @@ come in as plain values (``Record``); a checkpoint commits, per partition and in
 database transaction, the outcomes and dead letters of the messages it covers, the
 states of the clients they touched and the next offset. The outcomes go through the
 outcome sinks (``pipeline.sinks``; see ``adapters.sinks`` for the consumer's), the first
-of which sends them to Kafka and waits for the acknowledgement (of the dead letters too)
-before anything is written, so the topics get everything at least once while the
-database gets it exactly once.
+of which sends them to Kafka; the checkpoint waits for the broker's acknowledgement of
+everything it sent (dead letters and summaries too) after its database writes and before
+the commit, so the topics get everything at least once while the database gets it
+exactly once, and the round trip overlaps the writes.
 
 Warm-up: events of a model without a profile are held by the engine's reference stage.
 Each partition stores the events of it that are held with its checkpoint (under
@@ -85,12 +86,15 @@ class Record:
 
 
 class CheckpointOutput(Protocol):
-    """Where the consumer sends dead letters and client summaries (``OutputProducer``;
-    acknowledged when the outcome sinks flush it)."""
+    """Where the consumer sends dead letters and client summaries (``OutputProducer``, also
+    the first outcome sink)."""
 
     def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
 
     def send_summaries(self, summaries: Sequence[ClientSummary]) -> None: ...
+
+    def flush(self) -> None:
+        """Wait for the acknowledgement of everything sent (raise if anything failed)."""
 
 
 class StreamProcessor(OwnedPartitions):
@@ -419,7 +423,7 @@ class StreamProcessor(OwnedPartitions):
                 states[held_events_key(work.partition)] = pack_events(work.held)
             else:
                 dropped.add(held_events_key(work.partition))
-        self._outputs.send_dead_letters(work.dead_letters)  # acknowledged with the outcomes
+        self._outputs.send_dead_letters(work.dead_letters)
         self._outputs.send_summaries(work.summaries)
         try:
             with transaction(self._sessions) as session:
@@ -438,6 +442,7 @@ class StreamProcessor(OwnedPartitions):
                     client_states=states,
                     dropped_clients=dropped,
                 )
+                self._outputs.flush()  # acknowledged before the commit, awaited after the writes
         except CheckpointConflict as exc:
             log.warning("checkpoint refused, another consumer owns the partition now: %s", exc)
             self._rewind(work)
