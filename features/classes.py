@@ -32,11 +32,12 @@ class ClassMix:
         self._counts = array("B", bytes(len(prior)))
 
     def update(self, class_index: int) -> None:
-        counts = self._counts
-        i = min(class_index, len(counts) - 1)
-        if counts[i] == 255 and counts.typecode == "B":
-            counts = self._counts = array("I", counts)
-        counts[i] += 1
+        i = min(class_index, len(self._counts) - 1)
+        try:
+            self._counts[i] += 1
+        except OverflowError:  # a count passed 255: four bytes each from now on
+            self._counts = array("I", self._counts)
+            self._counts[i] += 1
 
     @property
     def entropy(self) -> float:

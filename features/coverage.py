@@ -54,9 +54,11 @@ class CellCoverage:
         counts = self._counts
         count = counts[cell]
         if count < 65535:
-            if count == 255 and counts.typecode == "B":
-                counts = self._counts = array("H", counts)
-            counts[cell] = count + 1
+            try:
+                counts[cell] = count + 1
+            except OverflowError:  # a count passed 255: two bytes each from now on
+                self._counts = array("H", counts)
+                self._counts[cell] = count + 1
         self.n += 1
         if count:
             return False

@@ -26,6 +26,7 @@ reservoir (``querywatch.features.reservoir``) gives:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -39,6 +40,13 @@ from querywatch.features.reservoir import QueryReservoir
 #: Bytes of past-query codes a client keeps (rows times the input's width; an input wider
 #: than 64 keeps 40 rows, more than this).
 RESERVOIR_BYTES = 2560
+
+
+@functools.cache
+def _limits(dim: int, near_fraction: float) -> tuple[int, int]:
+    """Squared code distances (over all features) of a near-duplicate and of a step's
+    neighbour: one pair of ints for every client of a model, not two ints of 28 B each."""
+    return int((near_fraction * 255.0) ** 2 * dim), int((1.5 * near_fraction * 255.0) ** 2 * dim)
 
 
 #: The moments of no distance yet, shared by every client until its first one.
@@ -86,8 +94,7 @@ class QueryDistances:
         self, dim: int, *, capacity: int | None = None, near_fraction: float = 0.1, seed: int = 0
     ) -> None:
         self.near_fraction = near_fraction
-        self._near_limit = int((near_fraction * 255.0) ** 2 * dim)  # squared, over all features
-        self._step_limit = int((1.5 * near_fraction * 255.0) ** 2 * dim)
+        self._near_limit, self._step_limit = _limits(dim, near_fraction)
         self._reservoir = QueryReservoir(reservoir_capacity(dim) if capacity is None else capacity, dim, seed)
         self._resend = ExactResendFilter()
         self._directions = RecentDirections()

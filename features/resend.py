@@ -111,7 +111,8 @@ class ExactResendFilter:
             self._current = c if len(c) <= _SPARSE_BYTES else _dense(c)
         self._inserted += 1
         if self._inserted >= self.rotate_every:
-            self._previous, self._current, self._inserted = self._current, b"", 0
+            # A client that fills a filter fills the next: it starts as the bitset.
+            self._previous, self._current, self._inserted = self._current, bytearray(_BYTES), 0
         return False
 
     def get_state(self) -> tuple[bytes, bytes, int]:

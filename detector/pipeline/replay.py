@@ -5,7 +5,7 @@ Lines are read and parsed in batches; invalid lines are counted by reason and li
 does (``stream`` settings: ``dedup_scope``, ``evict_idle``). Past the engine's resident cap
 (``residency.max_resident_clients``) the least recently active clients are spilled after a
 batch: a replay has no database, so their serialized state (the checkpoint's compressed
-bytes, a few hundred bytes to 4 KB instead of about 6 KB of live objects) and their request
+bytes, a few hundred bytes to 4 KB instead of 3 to 6 KB of live objects) and their request
 ids stay in memory until their next event brings them back. The report gives each client's queries,
 peak risk, the 1-based index of the event at which its first alert fired, and reasons;
 each alert is reported as of its last event (severity and risk current, ``closed_ts`` set if
