@@ -16,7 +16,12 @@ reservoir (``querywatch.features.reservoir``) gives:
 * *revisit*: a near-duplicate of the client's previous query whose direction from it is one
   the client took recently
   (``features.direction``): what-if sweeps move along one line again and again, extraction
-  keeps changing direction. A revisit explores nothing new. A structured step counts one
+  keeps changing direction. A revisit explores nothing new. A move along such a line at
+  most ``CONVERGING`` times as long as the move before it, which was itself as much shorter
+  than the one before, is not a revisit: a line search (a boundary prober's bisection)
+  converges, each move halving, while a sweep moves in equal steps (once shorter, after a
+  jump back to its start) — counted as a revisit, a bisection's answers on the boundary
+  would say nothing. A structured step counts one
   query later, once the next query has not repeated its direction: otherwise the first
   step of every sweep would count;
 * PRADA's statistic: the minimum distance to earlier queries of the same predicted class,
@@ -49,6 +54,10 @@ def _limits(dim: int, near_fraction: float) -> tuple[int, int]:
     return int((near_fraction * 255.0) ** 2 * dim), int((1.5 * near_fraction * 255.0) ** 2 * dim)
 
 
+#: A move along a swept line this much shorter than the previous move, or less, converges
+#: (a bisection's moves halve; a sweep's 10-30 equal steps vary by 8-bit rounding only).
+CONVERGING = 0.6
+
 #: The moments of no distance yet, shared by every client until its first one.
 _NO_MOMENTS = (0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -77,6 +86,8 @@ class QueryDistances:
 
     __slots__ = (
         "_directions",
+        "_last_move",
+        "_shrinking",
         "_m",
         "_near_limit",
         "_pending",
@@ -102,6 +113,8 @@ class QueryDistances:
         # (each numpy array costs a client about 100 bytes of header).
         self._recent = np.zeros((2, dim), dtype=np.uint8)
         self._pending = False  # the previous query was a structured step, not yet confirmed
+        self._last_move = 0  # squared length of the move to the previous query (codes)
+        self._shrinking = False  # that move was at most CONVERGING times the one before
         self.exact = 0
         self.near = 0
         self.steps = 0
@@ -135,6 +148,7 @@ class QueryDistances:
             # The direction from the previous query, and from the start of the current chain of
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
             direction = near_direction(last, code, self._near_limit)
+            move = int(np.sum(np.square(code.astype(np.int32) - last)))
             if direction >= 0:
                 revisit = self._directions.seen_before(direction) or self._directions.seen_before(
                     direction_simhash(recent[1], code)
@@ -144,6 +158,9 @@ class QueryDistances:
                 if nearest <= self._step_limit:  # a step candidate: a sweep's wider moves repeat too
                     wide = near_direction(last, code, self._step_limit)
                     revisit = wide >= 0 and self._directions.seen_before(wide)
+            shrinking = 0 < move <= CONVERGING**2 * self._last_move
+            revisit = revisit and not (shrinking and self._shrinking)
+            self._last_move, self._shrinking = move, shrinking
             step = step and not revisit
             if same_label >= 0:
                 self._add_distance(math.sqrt(same_label) / 255.0)
@@ -192,13 +209,17 @@ class QueryDistances:
             self.near,
             self.steps,
             tuple(self._m),
+            self._last_move,
+            self._shrinking,
         )
 
     def set_state(self, state: tuple[object, ...]) -> None:
         if len(state) == 6:  # stored by 0.1, before sweep directions: those start empty
             res, resend, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
         else:
-            res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
+            res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m, *move = state  # type: ignore[assignment]
+            # Stored before converging lines: no move yet.
+            self._last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
             dim = self._recent.shape[1]

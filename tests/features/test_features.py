@@ -216,6 +216,21 @@ def test_a_sweep_along_one_line_is_a_revisit_and_not_a_step() -> None:
     assert qd.steps == 0
 
 
+def test_a_bisection_along_one_line_converges_and_is_no_revisit() -> None:
+    """A boundary prober's line search halves its moves: its answers on the boundary count,
+    where a sweep's equal steps along its line are revisits (above)."""
+    qd = QueryDistances(dim=64, seed=0)
+    a, b = np.full(64, 40.0), np.full(64, 40.0) + 180.0 * (np.arange(64) < 40)
+    low, high, revisits = 0.0, 1.0, []
+    qd.update(a.astype(np.uint8), 0, 0)
+    qd.update(b.astype(np.uint8), 1, 0)
+    for i in range(6):
+        mid = (low + high) / 2
+        revisits.append(qd.update(np.rint(a + mid * (b - a)).astype(np.uint8), 2 + i, 0)[2])
+        low, high = (mid, high) if i % 2 else (low, mid)
+    assert not any(revisits)
+
+
 def test_steps_in_new_directions_count() -> None:
     """Random-direction steps (T-RND-like) from a few seeds keep counting."""
     rng = np.random.default_rng(3)
