@@ -219,7 +219,7 @@ class QueryDistances:
         else:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m, *move = state  # type: ignore[assignment]
             # Stored before converging lines: no move yet.
-            self._last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)
+            self._last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
             dim = self._recent.shape[1]
