@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from querywatch.detector.adapters.db.checkpoints import load_partition
+from querywatch.detector.adapters.db.checkpoints import load_partition, save_checkpoint
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.kafka import processor as processor_module
 from querywatch.detector.adapters.kafka.partitions import LEGACY_HELD_EVENTS_KEY, held_events_key
@@ -146,6 +146,35 @@ def test_the_consumer_loop_checkpoints_records_of_an_in_memory_source(kind: str,
             stored = load_partition(session=session, group_id="g", topic="t", partition=0)
         assert stored.next_offset == len(values) and set(stored.client_states) == {"a", held_events_key(0)}
         sql.dispose()
+
+
+def test_partitions_due_together_commit_together_but_a_refused_one_does_not_hold_back_the_rest(
+    tmp_path: Path,
+) -> None:
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    outputs = _Outputs()
+    processor = _processor(sessions, outputs)
+    processor.assign([("t", 0), ("t", 1)])
+    processor.process(Record("t", p, o, None, v) for p in (0, 1) for o, v in enumerate(_lines(f"c{p}", 5)))
+    assert processor.checkpoint() == {("t", 0): 5, ("t", 1): 5} and outputs.committed_batches == 1
+
+    processor.process(
+        Record("t", p, 5 + o, None, v) for p in (0, 1) for o, v in enumerate(_lines(f"d{p}", 5))
+    )
+    with transaction(sessions) as session:  # another consumer took partition 0 and moved it on
+        save_checkpoint(
+            session=session,
+            group_id="g",
+            topic="t",
+            partition=0,
+            expected_offset=5,
+            next_offset=7,
+            client_states={},
+        )
+    assert processor.checkpoint() == {("t", 1): 10}
+    assert processor.seeks[("t", 0)] == 7  # reloaded from the other consumer's checkpoint
+    with transaction(sessions) as session:
+        assert load_partition(session=session, group_id="g", topic="t", partition=1).next_offset == 10
 
 
 def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(

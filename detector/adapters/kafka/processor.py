@@ -1,9 +1,10 @@
 """The consumer's work, without Kafka: decode → validate → dedup → score → checkpoint.
 
 ``StreamProcessor`` owns the engine and the partitions assigned to this process. Records
-come in as plain values (``Record``); a checkpoint commits, per partition and in one
-database transaction, the outcomes and dead letters of the messages it covers, the
-states of the clients they touched and the next offset. The outcomes go through the
+come in as plain values (``Record``); a checkpoint commits, in one database transaction,
+the outcomes and dead letters of the messages it covers, the states of the clients they
+touched and each partition's next offset (the partitions due together share the
+transaction: one round of queries and one commit). The outcomes go through the
 outcome sinks (``pipeline.sinks``; see ``adapters.sinks`` for the consumer's), the first
 of which sends them to Kafka; the checkpoint waits for the broker's acknowledgement of
 everything it sent (dead letters and summaries too) after its database writes and before
@@ -376,10 +377,7 @@ class StreamProcessor(OwnedPartitions):
             if owner is not None and owner.key not in keys:
                 keys.add(owner.key)
                 targets.append(owner)
-        stored: dict[TopicPartitionKey, int] = {}
-        for work in targets:
-            if self._checkpoint(work) and work.stored_offset is not None:
-                stored[work.key] = work.stored_offset
+        stored = {w.key: w.stored_offset for w in self._commit(targets) if w.stored_offset is not None}
         if spilling:
             self._spill(spilling)
         return stored
@@ -412,8 +410,65 @@ class StreamProcessor(OwnedPartitions):
 
     def _checkpoint(self, work: PartitionWork) -> bool:
         """Commit ``work``'s pending outcomes, dead letters, client states and offset."""
-        if not work.has_progress() or work.next_offset is None:
-            return False
+        return bool(self._commit([work]))
+
+    def _commit(self, works: list[PartitionWork]) -> list[PartitionWork]:
+        """Commit the pending outcomes, dead letters, client states and offsets of ``works`` in
+        one transaction (one round of queries and one commit for partitions due together);
+        return those committed.
+
+        A partition another consumer owns now is rewound and the others are committed without it.
+        """
+        offsets = {w.key: w.next_offset for w in works if w.has_progress() and w.next_offset is not None}
+        works = [w for w in works if w.key in offsets]
+        if not works:
+            return []
+        states = {w.key: self._states(w) for w in works}
+        for work in works:
+            self._outputs.send_dead_letters(work.dead_letters)
+            self._outputs.send_summaries(work.summaries)
+        refused: PartitionWork | None = None
+        try:
+            with transaction(self._sessions) as session:
+                tx = OutcomeTx(session)
+                if self.campaigns is not None and self.campaigns.pending():
+                    tx.saved.events += self.campaigns.write(session).events  # the outbox sends them
+                self._sinks.write([o for w in works for o in w.outcomes], tx)
+                save_dead_letters(session=session, letters=[d for w in works for d in w.dead_letters])
+                for work in works:
+                    try:
+                        save_checkpoint(
+                            session=session,
+                            group_id=self.group_id,
+                            topic=work.topic,
+                            partition=work.partition,
+                            expected_offset=work.stored_offset,
+                            next_offset=offsets[work.key],
+                            client_states=states[work.key][0],
+                            dropped_clients=states[work.key][1],
+                        )
+                    except CheckpointConflict:
+                        refused = work
+                        raise
+                self._outputs.flush()  # acknowledged before the commit, awaited after the writes
+        except CheckpointConflict as exc:
+            log.warning("checkpoint refused, another consumer owns the partition now: %s", exc)
+            assert refused is not None  # only a partition's offset raises it
+            self._rewind(refused)
+            return self._commit([w for w in works if w is not refused])
+        self._sinks.committed(tx)
+        if self.campaigns is not None:
+            self.campaigns.committed()
+        now = self._clock()
+        for work in works:
+            work.committed(now)
+            self._urgent.discard(work.key)
+            CHECKPOINTS.inc()
+        LAST_CHECKPOINT.set(time.time())
+        return works
+
+    def _states(self, work: PartitionWork) -> tuple[dict[str, bytes], set[str]]:
+        """The client states ``work``'s checkpoint stores, and the clients it drops."""
         states = {
             c: pack_client_state(self.engine.export_client(c), work.recent_requests(c)) for c in work.dirty
         }
@@ -423,35 +478,4 @@ class StreamProcessor(OwnedPartitions):
                 states[held_events_key(work.partition)] = pack_events(work.held)
             else:
                 dropped.add(held_events_key(work.partition))
-        self._outputs.send_dead_letters(work.dead_letters)
-        self._outputs.send_summaries(work.summaries)
-        try:
-            with transaction(self._sessions) as session:
-                tx = OutcomeTx(session)
-                if self.campaigns is not None and self.campaigns.pending():
-                    tx.saved.events += self.campaigns.write(session).events  # the outbox sends them
-                self._sinks.write(work.outcomes, tx)
-                save_dead_letters(session=session, letters=work.dead_letters)
-                save_checkpoint(
-                    session=session,
-                    group_id=self.group_id,
-                    topic=work.topic,
-                    partition=work.partition,
-                    expected_offset=work.stored_offset,
-                    next_offset=work.next_offset,
-                    client_states=states,
-                    dropped_clients=dropped,
-                )
-                self._outputs.flush()  # acknowledged before the commit, awaited after the writes
-        except CheckpointConflict as exc:
-            log.warning("checkpoint refused, another consumer owns the partition now: %s", exc)
-            self._rewind(work)
-            return False
-        self._sinks.committed(tx)
-        if self.campaigns is not None:
-            self.campaigns.committed()
-        work.committed(self._clock())
-        self._urgent.discard(work.key)
-        CHECKPOINTS.inc()
-        LAST_CHECKPOINT.set(time.time())
-        return True
+        return states, dropped
