@@ -50,7 +50,14 @@ from querywatch.detector.config import (
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.engine.profiles import profile_from_warmup
 from querywatch.detector.simulate import generate_trace
-from tests.kafka.harness import ThreadedConsumer, consumer_process, produce, stored_offsets, wait_for
+from tests.kafka.harness import (
+    ThreadedConsumer,
+    consumer_process,
+    produce,
+    stop_all,
+    stored_offsets,
+    wait_for,
+)
 
 STEPS = ("heard", "assigned", "loaded", "committed")
 LOADED = r"aggregating \S+ from offset"
@@ -136,11 +143,7 @@ def one_round(settings: Settings, lines: list[bytes], folder: Path, n: int) -> d
         )
         return {k: t - killed for k, t in timeline.items() if t is not None}
     finally:
-        for consumer in consumers:
-            consumer.close()
-        for child in children:
-            child.terminate()
-            child.wait(60)
+        stop_all(consumers, children)
         database.dispose()
 
 

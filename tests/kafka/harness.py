@@ -262,6 +262,15 @@ def consumer_process(
         )
 
 
+def stop_all(consumers: Sequence[ThreadedConsumer], children: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Close in-process consumers, then terminate child processes and wait for them."""
+    for consumer in consumers:
+        consumer.close()
+    for child in children:
+        child.terminate()
+        child.wait(60)
+
+
 def _environment(settings: Settings) -> dict[str, str]:
     env = {"QUERYWATCH_LOG_JSON": "false", "QUERYWATCH_LOG_LEVEL": "INFO"}
     for section in ("kafka", "database", "detection", "campaigns"):

@@ -37,6 +37,7 @@ from tests.kafka.harness import (
     consumer_process,
     end_offsets,
     produce,
+    stop_all,
     stored_offsets,
     wait_for,
     wait_until_stored,
@@ -231,11 +232,7 @@ def test_kill_9_of_the_active_aggregator_hands_over_to_the_standby_with_membersh
         wait_for(lambda: _summaries_done(database, settings), "the standby through every summary")
         after = _linked(database)
     finally:
-        for consumer in consumers:
-            consumer.close()
-        for child in children:
-            child.terminate()
-            child.wait(60)
+        stop_all(consumers, children)
     assert before and before <= after, (before, after)
     resumed = re.findall(r"aggregating \S+ from offset (\w+)", logs[standby].read_text())
     assert resumed and resumed[-1] != "None", "the standby must resume from the stored checkpoint"
