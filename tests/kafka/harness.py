@@ -52,8 +52,17 @@ WAIT_S = 90.0
 @functools.cache
 def trace_lines() -> tuple[bytes, ...]:
     """A small simulated trace (benign clients and thieves), one JSON event per line."""
-    events, _truth = generate_trace(3, benign=12, attackers=4, scale=0.3, hours=6)
-    return tuple(json.dumps(e, separators=(",", ":")).encode() for e in events)
+    return tuple(json.dumps(e, separators=(",", ":")).encode() for e in _trace()[0])
+
+
+def trace_truth() -> dict[str, dict[str, str]]:
+    """Each client of ``trace_lines()``: its role and family."""
+    return _trace()[1]
+
+
+@functools.cache
+def _trace() -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    return generate_trace(3, benign=12, attackers=4, scale=0.3, hours=6)
 
 
 @functools.cache
