@@ -59,16 +59,19 @@ def direction_simhash(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
 
 
 @compiled
-def near_direction(a: NDArray[np.uint8], b: NDArray[np.uint8], limit: int) -> int:
-    """``direction_simhash(a, b)`` if ``b`` is a near-duplicate of ``a`` (squared distance in
-    (0, ``limit``]), else -1."""
+def squared_distance(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
+    """Squared distance of two codes, over all features."""
     d2 = np.int64(0)
     for k in range(a.shape[0]):
         x = np.int64(b[k]) - np.int64(a[k])
         d2 += x * x
-    if d2 == 0 or d2 > limit:
-        return -1
-    return direction_simhash(a, b)
+    return int(d2)
+
+
+def near_direction(a: NDArray[np.uint8], b: NDArray[np.uint8], limit: int) -> int:
+    """``direction_simhash(a, b)`` if ``b`` is a near-duplicate of ``a`` (squared distance in
+    (0, ``limit``]), else -1."""
+    return direction_simhash(a, b) if 0 < squared_distance(a, b) <= limit else -1
 
 
 def _bits(x: int) -> int:

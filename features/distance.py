@@ -37,7 +37,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.features.direction import RecentDirections, direction_simhash, near_direction
+from querywatch.features.direction import RecentDirections, direction_simhash, squared_distance
 from querywatch.features.nearest import is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
@@ -147,17 +147,18 @@ class QueryDistances:
             # sign) moves from a different record each time.
             # The direction from the previous query, and from the start of the current chain of
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
-            direction = near_direction(last, code, self._near_limit)
-            move = int(np.sum(np.square(code.astype(np.int32) - last)))
-            if direction >= 0:
+            # One distance from the previous query serves the near, step and converging checks.
+            move = squared_distance(last, code)
+            if 0 < move <= self._near_limit:
+                direction = direction_simhash(last, code)
                 revisit = self._directions.seen_before(direction) or self._directions.seen_before(
                     direction_simhash(recent[1], code)
                 )
             else:
                 recent[1] = code
-                if nearest <= self._step_limit:  # a step candidate: a sweep's wider moves repeat too
-                    wide = near_direction(last, code, self._step_limit)
-                    revisit = wide >= 0 and self._directions.seen_before(wide)
+                if nearest <= self._step_limit and 0 < move <= self._step_limit:
+                    # A step candidate: a sweep's wider moves repeat too.
+                    revisit = self._directions.seen_before(direction_simhash(last, code))
             shrinking = 0 < move <= CONVERGING**2 * self._last_move
             revisit = revisit and not (shrinking and self._shrinking)
             self._last_move, self._shrinking = move, shrinking
