@@ -90,7 +90,6 @@ class QueryDistances:
         "_m",
         "_near_limit",
         "_pending",
-        "_recent",
         "_resend",
         "_reservoir",
         "_shrinking",
@@ -106,12 +105,13 @@ class QueryDistances:
     ) -> None:
         self.near_fraction = near_fraction
         self._near_limit, self._step_limit = _limits(dim, near_fraction)
-        self._reservoir = QueryReservoir(reservoir_capacity(dim) if capacity is None else capacity, dim, seed)
+        # Two spare rows: the previous query's code and the first query of the current near
+        # chain (in the reservoir's array: each numpy array costs a client about 100 bytes).
+        self._reservoir = QueryReservoir(
+            reservoir_capacity(dim) if capacity is None else capacity, dim, seed, spare=2
+        )
         self._resend = ExactResendFilter()
         self._directions = RecentDirections()
-        # The previous query's code and the first query of the current near chain: one array
-        # (each numpy array costs a client about 100 bytes of header).
-        self._recent = np.zeros((2, dim), dtype=np.uint8)
         self._pending = False  # the previous query was a structured step, not yet confirmed
         self._last_move = 0  # squared length of the move to the previous query (codes)
         self._shrinking = False  # that move was at most CONVERGING times the one before
@@ -129,9 +129,8 @@ class QueryDistances:
             return True, False, False, False  # a pending step stays pending
         near = step = revisit = False
         res = self._reservoir
-        recent = self._recent
         if len(res):
-            last = recent[0]
+            last = res.spare_row(0)
             j, nearest, same_label = res.nearest(code, label)
             near = 0 < nearest <= self._near_limit
             # A structured step from the nearest earlier query, unless it goes along a line the
@@ -152,10 +151,10 @@ class QueryDistances:
             if 0 < move <= self._near_limit:
                 direction = direction_simhash(last, code)
                 revisit = self._directions.seen_before(direction) or self._directions.seen_before(
-                    direction_simhash(recent[1], code)
+                    direction_simhash(res.spare_row(1), code)
                 )
             else:
-                recent[1] = code
+                res.keep(1, code)
                 if nearest <= self._step_limit and 0 < move <= self._step_limit:
                     # A step candidate: a sweep's wider moves repeat too.
                     revisit = self._directions.seen_before(direction_simhash(last, code))
@@ -169,7 +168,7 @@ class QueryDistances:
         self.near += near
         self.steps += step
         res.offer(code, label)
-        recent[0] = code
+        res.keep(0, code)
         return False, near, revisit, step
 
     @property
@@ -204,7 +203,7 @@ class QueryDistances:
             self._reservoir.get_state(),
             self._resend.get_state(),
             self._directions.get_state(),
-            self._recent.tobytes(),
+            self._reservoir.spare_row(0).tobytes() + self._reservoir.spare_row(1).tobytes(),
             self._pending,
             self.exact,
             self.near,
@@ -223,10 +222,10 @@ class QueryDistances:
             self._last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
-            dim = self._recent.shape[1]
-            self._recent[0] = both[:dim]
+            dim = self._reservoir.dim
+            self._reservoir.keep(0, both[:dim])
             # A state from before the chain's anchor holds the previous query only.
-            self._recent[1] = both[dim:] if len(both) == 2 * dim else both
+            self._reservoir.keep(1, both[dim:] if len(both) == 2 * dim else both)
         self._reservoir.set_state(res)  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
         n, mean, m2, m3, m4 = (float(v) for v in m)  # type: ignore[attr-defined]

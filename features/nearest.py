@@ -14,24 +14,28 @@ from querywatch.features.jit import compiled
 
 @compiled
 def nearest_code(
-    codes: NDArray[np.uint8], labels: NDArray[np.uint8], filled: int, code: NDArray[np.uint8], label: int
+    flat: NDArray[np.uint8], start: int, rows: int, filled: int, code: NDArray[np.uint8], label: int
 ) -> tuple[int, int, int]:
-    """Among the first ``filled`` rows of ``codes``: the index of the row nearest to ``code``
-    (the first on ties), its squared distance, and the squared distance to the nearest row
-    whose label is ``label`` (-1 if there is none). ``filled`` must be at least 1."""
+    """Among the first ``filled`` of the ``rows`` codes laid out from ``start`` in ``flat``
+    (each ``len(code)`` bytes, their ``rows`` labels right after them): the index of the code
+    nearest to ``code`` (the first on ties), its squared distance, and the squared distance
+    to the nearest code whose label is ``label`` (-1 if there is none). ``filled`` must be
+    at least 1."""
     # Signed 64-bit throughout: numba turns int() of an unsigned byte into an unsigned word.
+    dim = code.shape[0]
+    labels = start + rows * dim
     best = 0
     best_d2 = np.int64(1 << 62)
     same_d2 = np.int64(1 << 62)
     for i in range(filled):
-        row = codes[i]
+        at = start + i * dim
         d2 = np.int64(0)
-        for k in range(code.shape[0]):
-            x = np.int64(row[k]) - np.int64(code[k])
+        for k in range(dim):
+            x = np.int64(flat[at + k]) - np.int64(code[k])
             d2 += x * x
         if d2 < best_d2:
             best, best_d2 = i, d2
-        if labels[i] == label and d2 < same_d2:
+        if flat[labels + i] == label and d2 < same_d2:
             same_d2 = d2
     return best, int(best_d2), int(same_d2) if same_d2 < (1 << 62) else -1
 

@@ -34,7 +34,11 @@ def mix64(x: int) -> int:
 
 
 class QueryReservoir:
-    """Uniform sample of at most ``capacity`` codes of length ``dim``.
+    """Uniform sample of at most ``capacity`` codes of length ``dim``, with their labels.
+
+    Codes, labels and ``spare`` rows ahead of them, where the owner keeps codes of its own
+    (the distances keep the previous query and the start of its chain), share one flat
+    array: each numpy array costs a client about 100 bytes of header.
 
     >>> r = QueryReservoir(capacity=3, dim=2, seed=7)
     >>> for v in ([0, 0], [10, 10], [20, 20], [30, 30]):
@@ -46,21 +50,22 @@ class QueryReservoir:
     (True, True)
     """
 
-    __slots__ = ("_codes", "_filled", "_labels", "capacity", "dim", "seed", "seen")
+    __slots__ = ("_filled", "_flat", "_rows", "capacity", "dim", "seed", "seen", "spare")
 
-    def __init__(self, capacity: int, dim: int, seed: int = 0) -> None:
+    def __init__(self, capacity: int, dim: int, seed: int = 0, spare: int = 0) -> None:
         if capacity < 1 or dim < 1:
             raise ValueError("capacity and dim must be >= 1")
         self.capacity = capacity
         self.dim = dim
         self.seed = seed
+        self.spare = spare
         self.seen = 0
         self._filled = 0
         # Rows are added as they fill (most clients send a few queries, and a million
-        # clients with a full 40 x 64 block each would need 2.7 GB for it).
-        rows = min(capacity, _FIRST_ROWS)
-        self._codes: NDArray[np.uint8] = np.zeros((rows, dim), dtype=np.uint8)
-        self._labels: NDArray[np.uint8] = np.zeros(rows, dtype=np.uint8)
+        # clients with a full 40 x 64 block each would need 2.7 GB for it). The layout:
+        # spare rows, then ``_rows`` codes, then their ``_rows`` labels.
+        self._rows = min(capacity, _FIRST_ROWS)
+        self._flat: NDArray[np.uint8] = np.zeros(spare * dim + self._rows * (dim + 1), dtype=np.uint8)
 
     def __len__(self) -> int:
         return self._filled
@@ -69,56 +74,83 @@ class QueryReservoir:
         """(index of the stored code nearest to ``code``, its squared distance, squared
         distance to the nearest stored code labelled ``label`` or -1); the reservoir must
         not be empty."""
-        return nearest_code(self._codes, self._labels, self._filled, code, label)
+        return nearest_code(self._flat, self.spare * self.dim, self._rows, self._filled, code, label)
 
     def code(self, index: int) -> NDArray[np.uint8]:
-        row: NDArray[np.uint8] = self._codes[index]
+        at = (self.spare + index) * self.dim
+        row: NDArray[np.uint8] = self._flat[at : at + self.dim]
         return row
+
+    def spare_row(self, index: int) -> NDArray[np.uint8]:
+        """The owner's row ``index`` (a view: valid until the next ``offer``)."""
+        at = index * self.dim
+        row: NDArray[np.uint8] = self._flat[at : at + self.dim]
+        return row
+
+    def keep(self, index: int, code: NDArray[np.uint8]) -> None:
+        """Write ``code`` into the owner's row ``index``."""
+        at = index * self.dim
+        self._flat[at : at + self.dim] = code
 
     def sample(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], int]:
         """(codes, labels, filled): the first ``filled`` rows are the sample (not copies;
         there may be fewer than ``capacity`` rows)."""
-        return self._codes, self._labels, self._filled
+        at, end = self.spare * self.dim, (self.spare + self._rows) * self.dim
+        codes = self._flat[at:end].reshape(self._rows, self.dim)
+        return codes, self._flat[end : end + self._rows], self._filled
 
     @property
     def labels(self) -> NDArray[np.uint8]:
         """Class index stored with each code (0 when the caller gave none)."""
-        return self._labels[: self._filled]
+        at = (self.spare + self._rows) * self.dim
+        labels: NDArray[np.uint8] = self._flat[at : at + self._filled]
+        return labels
 
     def offer(self, code: NDArray[np.uint8], label: int = 0) -> None:
         """Show the reservoir one more query; it is kept with probability capacity / seen."""
         self.seen += 1
         if self._filled < self.capacity:
             slot = self._filled
-            if slot == len(self._codes):
+            if slot == self._rows:
                 self._reserve(min(self.capacity, 2 * slot))
             self._filled += 1
         else:
             slot = mix64(self.seed ^ (self.seen * 0x2545F4914F6CDD1D & _MASK)) % self.seen
             if slot >= self.capacity:
                 return
-        self._codes[slot] = code
-        self._labels[slot] = label
+        dim, flat = self.dim, self._flat
+        at = (self.spare + slot) * dim
+        flat[at : at + dim] = code
+        flat[(self.spare + self._rows) * dim + slot] = label
 
     def _reserve(self, rows: int) -> None:
-        """Room for ``rows`` codes, keeping the first ``filled``."""
-        codes = np.zeros((rows, self.dim), dtype=np.uint8)
-        labels = np.zeros(rows, dtype=np.uint8)
-        codes[: self._filled] = self._codes[: self._filled]
-        labels[: self._filled] = self._labels[: self._filled]
-        self._codes, self._labels = codes, labels
+        """Room for ``rows`` codes, keeping the spare rows and the first ``filled``."""
+        codes, labels, filled = self.sample()
+        head = self.spare * self.dim
+        flat = np.zeros(head + rows * (self.dim + 1), dtype=np.uint8)
+        flat[:head] = self._flat[:head]
+        flat[head : head + filled * self.dim] = codes[:filled].reshape(-1)
+        at = head + rows * self.dim
+        flat[at : at + filled] = labels[:filled]
+        self._flat, self._rows = flat, rows
 
     def get_state(self) -> tuple[int, bytes, bytes]:
-        return self.seen, self._codes[: self._filled].tobytes(), self.labels.tobytes()
+        codes, labels, filled = self.sample()
+        return self.seen, codes[:filled].tobytes(), labels[:filled].tobytes()
 
     def set_state(self, state: tuple[int, bytes, bytes]) -> None:
+        """Restore the sample (the spare rows are the owner's: they stay as they are)."""
         seen, raw, labels = state
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.dim)
         if len(rows) > self.capacity:
             raise ValueError(f"{len(rows)} stored codes exceed the capacity of {self.capacity}")
+        stored = np.frombuffer(labels, dtype=np.uint8)
+        if len(stored) != len(rows):
+            raise ValueError(f"{len(stored)} labels for {len(rows)} stored codes")
         self.seen = int(seen)
         self._filled = 0
         self._reserve(max(len(rows), min(self.capacity, _FIRST_ROWS)))
         self._filled = len(rows)
-        self._codes[: self._filled] = rows
-        self._labels[: self._filled] = np.frombuffer(labels, dtype=np.uint8)
+        codes, kept, _ = self.sample()
+        codes[: self._filled] = rows
+        kept[: self._filled] = stored

@@ -69,7 +69,9 @@ def test_nearest_code_agrees_with_a_brute_force_search(filled: int, dim: int, se
     d2 = ((codes[:filled].astype(np.int64) - code.astype(np.int64)) ** 2).sum(axis=1)
     same = d2[labels[:filled] == label]
     expected = (int(d2.argmin()), int(d2.min()), int(same.min()) if len(same) else -1)
-    assert nearest_code(codes, labels, filled, code, label) == expected
+    # As a reservoir lays them out: spare rows, the codes, then their labels.
+    flat = np.concatenate([_codes(rng, 2, dim).reshape(-1), codes.reshape(-1), labels])
+    assert nearest_code(flat, 2 * dim, 40, filled, code, label) == expected
 
 
 def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
