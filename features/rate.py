@@ -8,6 +8,7 @@ slightly out of order count as simultaneous.
 
 from __future__ import annotations
 
+import functools
 import math
 
 
@@ -27,7 +28,7 @@ class QueryRate:
         if half_life <= 0:
             raise ValueError("half_life must be positive")
         self.half_life = half_life
-        self._decay = math.log(2) / half_life
+        self._decay = _decay(half_life)
         self._t: float | None = None
         self._level = 0.0
         self._gaps = 0
@@ -63,3 +64,9 @@ class QueryRate:
 
     def set_state(self, state: tuple[float | None, float, int, float, float]) -> None:
         self._t, self._level, self._gaps, self._gap_mean, self._gap_sq = state
+
+
+@functools.cache
+def _decay(half_life: float) -> float:
+    """The decay rate per second: one float for every client of a half-life, not one each."""
+    return math.log(2) / half_life

@@ -104,7 +104,7 @@ class ClientState:
         "sources",
     )
 
-    def __init__(self, client_id: str, context: ModelContext, seed: int, max_sources: int = 8) -> None:
+    def __init__(self, client_id: str, context: ModelContext, seed: int) -> None:
         p = context.profile
         client_seed = int.from_bytes(hashlib.blake2b(client_id.encode(), digest_size=8).digest(), "little")
         self.features = ClientFeatures(
@@ -128,7 +128,8 @@ class ClientState:
         self.last_snapshot_risk = -1.0
         self.population_risk = 0.0
         self.current: OpenAlert | None = None  # the open alert's lifecycle (open_alert is its id)
-        self.sources = Sources(max_sources)
+        # None until an event names its source (the events of many clients never do).
+        self.sources: Sources | None = None
 
     def to_state(self, profile_version: str) -> dict[str, Any]:
         """Plain data, every part by name (``stateformat`` stores it)."""
@@ -138,12 +139,18 @@ class ClientState:
             "evidence": self.evidence.get_state(),
             "counters": {name: getattr(self, name) for name in _COUNTERS},
             "alert": None if self.current is None else self.current.to_state(),
-            "sources": {"ips": list(self.sources.ips), "user_agents": list(self.sources.user_agents)},
+            "sources": {
+                "ips": [] if self.sources is None else list(self.sources.ips),
+                "user_agents": [] if self.sources is None else list(self.sources.user_agents),
+            },
         }
 
-    def load_state(self, state: dict[str, Any], client_id: str = "", model_id: str = "") -> list[str]:
+    def load_state(
+        self, state: dict[str, Any], client_id: str = "", model_id: str = "", max_sources: int = 8
+    ) -> list[str]:
         """Restore what ``state`` has; returns the parts that start fresh (unknown to the
-        release that stored it, or stored in a shape this release no longer reads)."""
+        release that stored it, or stored in a shape this release no longer reads).
+        ``max_sources`` bounds the sources it will remember from now on."""
         fresh = [f"features.{n}" for n in self.features.set_state(_mapping(state.get("features")))]
         fresh += [f"evidence.{n}" for n in self.evidence.set_state(_mapping(state.get("evidence")))]
         counters = _mapping(state.get("counters"))
@@ -154,8 +161,11 @@ class ClientState:
             else:
                 setattr(self, name, value)
         sources = _mapping(state.get("sources"))
-        self.sources.ips = [v for v in sources.get("ips", ()) if isinstance(v, str)] or ()
-        self.sources.user_agents = [v for v in sources.get("user_agents", ()) if isinstance(v, str)] or ()
+        ips = [v for v in sources.get("ips", ()) if isinstance(v, str)]
+        user_agents = [v for v in sources.get("user_agents", ()) if isinstance(v, str)]
+        if ips or user_agents:
+            self.sources = Sources(max_sources)
+            self.sources.ips, self.sources.user_agents = ips or (), user_agents or ()
         try:
             if isinstance(state.get("alert"), dict):
                 self.current = OpenAlert.from_state(state["alert"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.residency import ResidencySettings
-from querywatch.detector.engine.alerting import AlertLifecycle, Observation
+from querywatch.detector.engine.alerting import AlertLifecycle, Observation, Sources
 from querywatch.detector.engine.clientstate import ClientState, ModelContext, OneModel, PerModel, one_or_dict
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
@@ -187,10 +187,10 @@ class Detector:
                 elif len(per_model) == 1 and isinstance(per_model, dict):
                     self._clients[client_id] = one_or_dict(per_model)
             elif old is not None:
-                state = ClientState(
-                    client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
+                state = ClientState(client_id, context, self.settings.seed)
+                state.load_state(
+                    old.to_state(newer.version), client_id, newer.model_id, self.alert_settings.max_sources
                 )
-                state.load_state(old.to_state(newer.version), client_id, newer.model_id)
                 per_model[newer.model_id] = state
         result.refreshed.append(newer)
 
@@ -234,9 +234,7 @@ class Detector:
         model_id = context.profile.model_id
         state = None if per_model is None else per_model.get(model_id)
         if state is None:
-            state = ClientState(
-                client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
-            )
+            state = ClientState(client_id, context, self.settings.seed)
             if not per_model:
                 self._clients[client_id] = OneModel(model_id, state)
             elif isinstance(per_model, OneModel):  # its second model
@@ -254,6 +252,8 @@ class Detector:
         if event.ts > state.last_ts:  # not max(): a builtin call per event
             state.last_ts = event.ts
         if event.ip is not None or event.user_agent is not None:
+            if state.sources is None:
+                state.sources = Sources(self.alert_settings.max_sources)
             state.sources.see(event.ip, event.user_agent)
         total = state.evidence.total(self.allowance)
         s = self.settings
@@ -318,10 +318,8 @@ class Detector:
             context = self._context(model_id)
             if context is None or state.get("profile") != context.profile.version:
                 continue
-            client = ClientState(
-                client_id, context, self.settings.seed, max_sources=self.alert_settings.max_sources
-            )
-            client.load_state(state, client_id, model_id)
+            client = ClientState(client_id, context, self.settings.seed)
+            client.load_state(state, client_id, model_id, self.alert_settings.max_sources)
             restored[model_id] = client
         if restored:
             self._clients[client_id] = one_or_dict(restored)

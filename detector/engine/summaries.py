@@ -230,6 +230,8 @@ def summarize(
     cells = np.frombuffer(f.coverage.get_state(), dtype=np.uint16)
     classes = np.frombuffer(f.classes.get_state(), dtype=np.uint32)
     current = state.current
+    sources = state.sources  # None if its events named no source
+    ips, user_agents = ((), ()) if sources is None else (sources.ips, sources.user_agents)
     return ClientSummary(
         model_id=event.model_id,
         client_id=event.client_id,
@@ -251,6 +253,6 @@ def summarize(
         codes=codes[:rows].tobytes(),
         dim=dim,
         doubling=doubling,
-        keys=GroupingKeys.of(state.sources.ips, state.sources.user_agents, event.org, salt=salt),
+        keys=GroupingKeys.of(ips, user_agents, event.org, salt=salt),
         extraction=f.extraction_estimate(),
     )
