@@ -103,14 +103,17 @@ class Sources:
         self.user_agents: Sequence[str] = ()
 
     def see(self, ip: str | None, user_agent: str | None) -> None:
-        if ip is not None:
-            if not isinstance(self.ips, list):
-                self.ips = list(self.ips)
-            remember_recent(self.ips, ip, self.limit)
-        if user_agent is not None:
-            if not isinstance(self.user_agents, list):
-                self.user_agents = list(self.user_agents)
-            remember_recent(self.user_agents, user_agent, self.limit)
+        # A client's sources rarely change: the same latest one returns at once, with no call
+        # (this runs for every event).
+        ips, agents = self.ips, self.user_agents
+        if ip is not None and not (ips and ips[-1] == ip):
+            if not isinstance(ips, list):
+                ips = self.ips = list(ips)
+            remember_recent(ips, ip, self.limit)
+        if user_agent is not None and not (agents and agents[-1] == user_agent):
+            if not isinstance(agents, list):
+                agents = self.user_agents = list(agents)
+            remember_recent(agents, user_agent, self.limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.alerts import AlertSettings
@@ -97,12 +99,7 @@ class Detector:
         """Process events in order; events of a model still warming up are held back by the
         reference stage and come out (with their outcomes) in the call that completes it."""
         result = BatchResult()
-        runs: list[tuple[str, list[Event]]] = []
-        for event in events:
-            if runs and runs[-1][0] == event.model_id:
-                runs[-1][1].append(event)
-            else:
-                runs.append((event.model_id, [event]))
+        runs = [(model_id, list(run)) for model_id, run in groupby(events, key=attrgetter("model_id"))]
         for model_id, run in runs:
             context = self._context(model_id)
             if context is None:
@@ -210,8 +207,14 @@ class Detector:
         outcomes = result.outcomes
         step = self._step
         rule = self.summary_rule
+        clients, model_id = self._clients, profile.model_id
         for event, row in zip(good, context.query_rows(good), strict=True):
-            state = self._state(event.client_id, context)
+            # A client of this model alone (nearly every one) without the call to ``_state``.
+            per_model = clients.get(event.client_id)
+            if type(per_model) is OneModel and per_model.model_id == model_id:
+                state = per_model.state
+            else:
+                state = self._state(event.client_id, context)
             previous_ts = state.last_ts
             outcome = step(state, event, state.features.update(*row), context)
             outcomes.append(outcome)

@@ -65,11 +65,19 @@ class StreamClock:
             return []
         mark = self.watermark if self.watermark is not None else median_low([e.ts for e in events])
         rejected: list[tuple[Event, InvalidEvent]] = []
+        recent, waiting, margin = self._recent, self._ahead, self.margin
         for event in events:
-            if event.ts <= mark + self.margin:
-                mark = max(mark, event.ts)
-                _note(self._recent, event.client_id, event.ts)
-                self._ahead.pop(event.client_id, None)
+            ts = event.ts
+            if ts <= mark + margin:  # nearly every event: ``_note`` inline, no max() call
+                if ts > mark:
+                    mark = ts
+                client_id = event.client_id
+                previous = recent.pop(client_id, None)
+                recent[client_id] = ts if previous is None or ts > previous else previous
+                if len(recent) > WINDOW:
+                    recent.popitem(last=False)
+                if waiting:
+                    waiting.pop(client_id, None)
                 continue
             _note(self._ahead, event.client_id, event.ts)
             known = sum(1 for client_id in self._ahead if client_id in self._recent)

@@ -88,20 +88,26 @@ class Pipeline(Generic[R]):
     def step(self, messages: Iterable[Message[R]]) -> Step[R]:
         out: Step[R] = Step()
         decoded: list[tuple[Event, Message[R]]] = []
+        decode = self._decode
         for message in messages:
             try:
-                decoded.append((self._decode(message.value), message))
+                decoded.append((decode(message.value), message))
             except InvalidEvent as exc:
                 out.refused.append((message.ref, exc))
         if self.restore is not None and decoded:
             self.restore([(event, message.ref) for event, message in decoded])
         per_stream: dict[Hashable, list[Event]] = {}
+        refs, is_new = out.refs, self.is_new
         for event, message in decoded:
-            if not self.is_new(event, message.ref):
+            ref = message.ref
+            if not is_new(event, ref):
                 out.duplicates += 1
                 continue
-            out.refs[id(event)] = message.ref
-            per_stream.setdefault(message.stream, []).append(event)
+            refs[id(event)] = ref
+            batch = per_stream.get(message.stream)
+            if batch is None:
+                batch = per_stream[message.stream] = []
+            batch.append(event)
         events: list[Event] = []
         for stream, batch in per_stream.items():
             kept, refused = self.guard.judge(stream, batch)

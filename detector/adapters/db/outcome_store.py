@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from querywatch.detector.adapters.db.alert_store import StoredEvent, save_alert_events
@@ -112,15 +112,19 @@ def save_outcomes(
     """Add a batch of engine outcomes to ``session`` (flushed, not committed).
 
     ``thresholds`` are the static decision thresholds (``ApiSettings``) each alert event is
-    decided with; the defaults if not given."""
+    decided with; the defaults if not given.
+
+    Client rows and history points are written as plain statements, a few per batch
+    (``executemany``), not as ORM objects: a checkpoint touches hundreds of clients, and
+    loading each row as an object (its JSON columns decoded) to flush it back one by one
+    cost the consumer more than a tenth of its time."""
     saved = SavedOutcomes()
     if not outcomes:
         return saved
     client_ids = list(dict.fromkeys(o.update.client_id for o in outcomes))
-    rows = _in_chunks(session, ClientRow, ClientRow.client_id, client_ids)
-    clients = {(c.client_id, c.model_id): c for c in rows}
+    stored = _stored_clients(session, client_ids)
     last_points = _last_points(session, client_ids)
-    now = utcnow()
+    points: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], _ClientSpan] = {}
     for outcome in outcomes:
         update = outcome.update
@@ -130,25 +134,26 @@ def save_outcomes(
             span = seen[key] = _ClientSpan(update, update.ts, update.ts)
         span.add(update)
         if _wants_point(last_points.get(key), update, outcome.event is not None):
-            session.add(
-                RiskPointRow(
-                    client_id=update.client_id,
-                    model_id=update.model_id,
-                    ts=event_time(update.ts),
-                    queries=update.queries,
-                    risk=update.risk,
-                    features=dict(update.features),
-                )
+            points.append(
+                {
+                    "client_id": update.client_id,
+                    "model_id": update.model_id,
+                    "ts": event_time(update.ts),
+                    "queries": update.queries,
+                    "risk": update.risk,
+                    "features": dict(update.features),
+                }
             )
             last_points[key] = (update.risk, update.queries)
-            saved.history_points += 1
-    statuses = {client_id: row.status for (client_id, _), row in clients.items()}
+    statuses = {client_id: status for (client_id, _), (_, _, status) in stored.items()}
     unseen = [client_id for client_id in client_ids if client_id not in statuses]
     for pending in _in_chunks(session, PendingStatusRow, PendingStatusRow.client_id, unseen):
         statuses[pending.client_id] = pending.status  # set before its first event: its row takes it
         session.delete(pending)
-    for key, span in seen.items():
-        _apply_span(session, clients, key, span, now, statuses.get(key[0], "normal"))
+    _write_clients(session, stored, seen, statuses)
+    if points:
+        session.execute(insert(RiskPointRow), points)
+        saved.history_points = len(points)
     session.flush()
     events = save_alert_events(
         session=session, events=[o.event for o in outcomes if o.event is not None], thresholds=thresholds
@@ -158,6 +163,19 @@ def save_outcomes(
     saved.events = events.events
     saved.clients = len(seen)
     return saved
+
+
+#: What the batch needs of a stored client row: (first_seen, last_seen, status).
+_Stored = tuple[datetime, datetime, str]
+
+
+def _stored_clients(session: Session, client_ids: list[str]) -> dict[tuple[str, str], _Stored]:
+    stored: dict[tuple[str, str], _Stored] = {}
+    columns = (ClientRow.client_id, ClientRow.model_id, ClientRow.first_seen, ClientRow.last_seen)
+    for chunk in _chunks(client_ids):
+        rows = session.execute(select(*columns, ClientRow.status).where(ClientRow.client_id.in_(chunk)))
+        stored.update(((c, m), (first, last, status)) for c, m, first, last, status in rows)
+    return stored
 
 
 @dataclass(slots=True)
@@ -179,29 +197,43 @@ class _ClientSpan:
             self.explained = update
 
 
-def _apply_span(
+def _write_clients(
     session: Session,
-    clients: dict[tuple[str, str], ClientRow],
-    key: tuple[str, str],
-    span: _ClientSpan,
-    now: datetime,
-    status: str,
+    stored: dict[tuple[str, str], _Stored],
+    seen: dict[tuple[str, str], _ClientSpan],
+    statuses: dict[str, str],
 ) -> None:
-    first, last = event_time(span.first_ts), event_time(span.last_ts)
-    client = clients.get(key)
-    if client is None:  # the analyst's status holds on every model: a new model's row copies it
-        client = ClientRow(client_id=key[0], model_id=key[1], first_seen=first, last_seen=last, status=status)
-        clients[key] = client
-        session.add(client)
-    update = span.latest
-    client.risk = update.risk
-    client.queries = update.queries
-    if span.explained is not None:
-        client.reasons = list(span.explained.reasons)
-        client.features = dict(span.explained.features)
-    client.first_seen = min(client.first_seen, first)
-    client.last_seen = max(client.last_seen, last)
-    client.updated_at = now
+    """Insert the new (client, model) rows and update the others, one ``executemany`` each
+    for new rows, rows with a new explanation, and rows without one (their reasons and
+    features stay as stored). An update never writes ``status``: it is the analyst's."""
+    now = utcnow()
+    new: list[dict[str, Any]] = []
+    explained: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
+    for (client_id, model_id), span in seen.items():
+        first, last = event_time(span.first_ts), event_time(span.last_ts)
+        row: dict[str, Any] = {"risk": span.latest.risk, "queries": span.latest.queries, "updated_at": now}
+        if span.explained is not None:
+            row["reasons"] = list(span.explained.reasons)
+            row["features"] = dict(span.explained.features)
+        before = stored.get((client_id, model_id))
+        if before is None:  # the analyst's status holds on every model: a new model's row copies it
+            status = statuses.get(client_id, "normal")
+            row.update(
+                client_id=client_id, model_id=model_id, first_seen=first, last_seen=last, status=status
+            )
+            new.append(row)
+            continue
+        row.update(b_client_id=client_id, b_model_id=model_id)
+        row.update(first_seen=min(before[0], first), last_seen=max(before[1], last))
+        (plain if span.explained is None else explained).append(row)
+    if new:
+        session.execute(insert(ClientRow), new)
+    table = Base.metadata.tables[ClientRow.__tablename__]
+    key = (table.c.client_id == bindparam("b_client_id")) & (table.c.model_id == bindparam("b_model_id"))
+    for rows in (explained, plain):
+        if rows:
+            session.execute(update(table).where(key), rows)
 
 
 def _wants_point(last: tuple[float, int] | None, update: RiskUpdate, marks_alert: bool) -> bool:
