@@ -5,10 +5,12 @@
 The test trace, widened to ``--copies`` times its clients, is produced to a topic of
 ``--partitions`` partitions first. Then ``querywatch consume`` drains it as one process, and
 again (a fresh consumer group and database) as two processes in one group. For each run,
-over its steady part (from 10% of the events stored to the last one):
+over its steady part (from the moment every process holds its partitions, and at least 10% of
+the events are stored, to the last one):
 
 * events/s, broker to stored risk;
-* CPU-seconds per event of the consumer processes together, and each process's CPU;
+* CPU-seconds per event of the consumer processes together, and each process's CPU (and
+  what share of a core it used: near 1, the process is bound by its one scoring thread);
 * the machine's busy share (``/proc/stat``), split into the consumers, the broker (Tansu),
   PostgreSQL (every ``postgres`` process, so also other databases of this server) and the
   rest, which on a shared machine is other people's work.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -46,6 +49,8 @@ from tests.kafka.harness import consumer_process, detection_settings, stored_off
 from tests.storage.databases import temporary_database
 
 TICK = os.sysconf("SC_CLK_TCK")
+#: A consumer's log line on each assignment (``adapters.kafka.consumer``).
+ASSIGNED = re.compile(r"partitions assigned: (\[.*\])")
 
 
 def process_cpu(pid: int) -> float:
@@ -112,7 +117,7 @@ def run(
             deadline = time.monotonic() + 900
             while True:
                 stored = sum(stored_offsets(engine, kafka).values())
-                if start is None and stored >= total // 10:
+                if start is None and stored >= total // 10 and settled(logs, kafka.partitions):
                     start = snapshot(stored, pids, broker_pid)
                 if stored >= total:
                     end = snapshot(stored, pids, broker_pid)
@@ -126,8 +131,22 @@ def run(
             for child in children:
                 child.wait(60)
             engine.dispose()
-    assert start is not None
+    if start is None:
+        raise SystemExit(
+            f"the topic was drained before all {processes} processes held partitions: raise --copies"
+        )
     return start, end
+
+
+def settled(logs: list[Path], partitions: int) -> bool:
+    """Whether every process holds partitions and together they hold them all, as their
+    logs last said: before that, one process may work alone while the others start, and a
+    rebalance pauses every member (each hears of it at its next heartbeat)."""
+    held = []
+    for log in logs:
+        assigned = ASSIGNED.findall(log.read_text(errors="replace")) if log.exists() else []
+        held.append(assigned[-1].count("(") if assigned else 0)
+    return all(held) and sum(held) == partitions
 
 
 def report(name: str, start: Snapshot, end: Snapshot, cores: int) -> tuple[float, float]:
@@ -142,7 +161,7 @@ def report(name: str, start: Snapshot, end: Snapshot, cores: int) -> tuple[float
     per_event = consumers / events * 1e6
     print(
         f"{name:14} {events / seconds:9,.0f} events/s   {per_event:6.0f} us CPU/event "
-        f"(each process: {', '.join(f'{c:.1f} s' for c in each)})"
+        f"(each process: {', '.join(f'{c:.1f} s, {c / seconds:.2f} of a core' for c in each)})"
     )
     print(
         f"{'':14} machine {100 * busy / total:3.0f}% busy over {seconds:.1f} s: consumers "

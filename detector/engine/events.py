@@ -81,6 +81,18 @@ class Event:
 MAX_SOURCE = 128
 
 
+def _clean(text: str) -> bool:
+    """Whether ``text`` holds none of ``_BAD_CHARS``. For ASCII text (nearly every id) that is
+    ``isprintable()``, two calls that cost a fraction of the regex's step per character.
+
+    >>> _clean("acct-7"), _clean("acct\\x007"), _clean("ü"), _clean("\\x85")
+    (True, False, True, False)
+    """
+    if text.isascii():
+        return text.isprintable()
+    return _BAD_CHARS.search(text) is None
+
+
 def _source(meta: Any, key: str) -> str | None:
     """``meta[key]`` if it is a printable string (cut to ``MAX_SOURCE``), else None: a
     source is context for analysts, never a reason to refuse an event."""
@@ -88,7 +100,7 @@ def _source(meta: Any, key: str) -> str | None:
     if type(value) is not str or not value:
         return None
     value = value[:MAX_SOURCE]
-    return None if _BAD_CHARS.search(value) is not None else value
+    return value if _clean(value) else None
 
 
 def _sources(meta: Any) -> tuple[str | None, str | None, str | None]:
@@ -96,11 +108,12 @@ def _sources(meta: Any) -> tuple[str | None, str | None, str | None]:
     # Only the keys it has are looked up: simdjson's get() of a missing key raises and
     # catches an error inside, which cost as much as the rest of the event's fast path.
     keys = tuple(meta.keys())  # simdjson's keys() is a generator: membership would consume it
-    ip, user_agent, org, owner = (_source(meta, k) if k in keys else None for k in _SOURCE_KEYS)
-    return ip, user_agent, org or owner
-
-
-_SOURCE_KEYS = ("ip", "user_agent", "org", "account_owner")
+    ip = _source(meta, "ip") if "ip" in keys else None
+    user_agent = _source(meta, "user_agent") if "user_agent" in keys else None
+    org = _source(meta, "org") if "org" in keys else None
+    if org is None and "account_owner" in keys:
+        org = _source(meta, "account_owner")
+    return ip, user_agent, org
 
 
 def parse_event(
@@ -213,12 +226,12 @@ def _parse_common(raw: bytes | str) -> Event | None:
         0 < len(request_id) <= _MAX_ID and 0 < len(client_id) <= _MAX_ID and 0 < len(model_id) <= _MAX_ID
     ):
         return None
-    if not vector.size or _BAD_CHARS.search(request_id + client_id + model_id) is not None:
+    if not vector.size or not _clean(request_id + client_id + model_id):
         return None
-    if type(label) is str and _BAD_CHARS.search(label) is not None:
+    if type(label) is str and not _clean(label):
         return None
     if type(ts) is str:
-        ts = _timestamp(ts)
+        ts = _text_timestamp(ts)
     elif not MIN_TS <= ts <= MAX_TS:
         return None
     if scores is not None:
@@ -360,22 +373,28 @@ def _timestamp(value: Any) -> float:
             raise InvalidEvent("bad_timestamp", f"'ts' {str(value)[:40]} is outside 1970 to year 9999")
         return float(value)
     if isinstance(value, str):
-        if value.endswith("z"):  # RFC 3339 allows a lower-case zone letter
-            value = value[:-1] + "Z"
-        try:
-            parsed = datetime.fromisoformat(value)  # Python 3.11 reads RFC 3339, "Z" included
-        except ValueError:
-            raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339") from None
-        if parsed.tzinfo is None:
-            raise InvalidEvent("bad_timestamp", "'ts' must carry a time zone (e.g. a trailing Z)")
-        try:
-            seconds = parsed.timestamp()
-        except (OverflowError, ValueError):  # "9999-12-31T23:59:59-01:00" is past year 9999 in UTC
-            seconds = math.inf
-        if not MIN_TS <= seconds <= MAX_TS:
-            raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is outside 1970 to year 9999")
-        return seconds
+        return _text_timestamp(value)
     raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
+
+
+def _text_timestamp(value: str) -> float:
+    """Epoch seconds of RFC 3339 text (the fast path calls it directly: most producers
+    send text)."""
+    if value.endswith("z"):  # RFC 3339 allows a lower-case zone letter
+        value = value[:-1] + "Z"
+    try:
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads RFC 3339, "Z" included
+    except ValueError:
+        raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339") from None
+    if parsed.tzinfo is None:
+        raise InvalidEvent("bad_timestamp", "'ts' must carry a time zone (e.g. a trailing Z)")
+    try:
+        seconds = parsed.timestamp()
+    except (OverflowError, ValueError):  # "9999-12-31T23:59:59-01:00" is past year 9999 in UTC
+        seconds = math.inf
+    if not MIN_TS <= seconds <= MAX_TS:
+        raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is outside 1970 to year 9999")
+    return seconds
 
 
 def _vector(value: Any, name: str) -> np.ndarray:
