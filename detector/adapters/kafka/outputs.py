@@ -70,31 +70,6 @@ def alert_messages(
     return messages
 
 
-#: How long the output producer lets a batch fill (ms), and how large it lets it grow.
-OUTPUT_LINGER_MS = 1000
-OUTPUT_BATCH_BYTES = 256 << 10
-
-
-def output_producer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
-    """``producer_kwargs`` for the outputs, whose batches wait for the checkpoint's ``flush``.
-
-    Every output is awaited by the checkpoint that covers it, which flushes the producer
-    (``flush`` sends whatever is buffered at once, whatever the linger), so a longer linger
-    delays nothing. It spares the consumer's thread a wake-up of the producer's network
-    thread per new batch (with the 5 ms linger of other producers, nearly one per send: a
-    system call each, and a thread that then takes the interpreter's lock from the scoring).
-
-    >>> kw = output_producer_kwargs(KafkaSettings(bootstrap_servers="b:9092"))
-    >>> kw["linger_ms"], kw["batch_size"], kw["client_id"]
-    (1000, 262144, 'querywatch-outputs')
-    """
-    return {
-        **producer_kwargs(settings, role="outputs"),
-        "linger_ms": OUTPUT_LINGER_MS,
-        "batch_size": OUTPUT_BATCH_BYTES,
-    }
-
-
 class OutputProducer:
     """One producer for the alerts topic, the dead-letter topic and the summaries topic."""
 
@@ -108,7 +83,7 @@ class OutputProducer:
         self.alerts_topic = settings.alerts_topic
         self.dead_letter_topic = settings.dead_letter_topic
         self.summaries_topic = summaries_topic
-        self._producer = producer or KafkaProducer(**output_producer_kwargs(settings))
+        self._producer = producer or KafkaProducer(**producer_kwargs(settings, role="outputs"))
         self._pending: list[Any] = []
 
     def write(self, outcomes: Sequence[Outcome], tx: object) -> None:
