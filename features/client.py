@@ -42,8 +42,12 @@ class Indicators(NamedTuple):
 
 
 #: Every client's extraction estimate until its first refresh (at 40 distinct queries, which
-#: most clients never reach): one shared instance, never written, instead of 48 bytes each.
+#: most clients never reach), and its boundary share until its first answer with scores (a
+#: model that answers with labels only gives none): one shared instance of each, never
+#: written, instead of about 50 bytes each a client.
 _NO_ESTIMATE = ExtractionEstimate()
+_UNSCORED = BoundaryShare()
+_SHARED: dict[str, object] = {"extraction": _NO_ESTIMATE, "boundary": _UNSCORED}
 
 
 class ClientFeatures:
@@ -77,7 +81,7 @@ class ClientFeatures:
         self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
         self.classes = ClassMix(class_prior)
         self.ood = OutOfProfileShare()
-        self.boundary = BoundaryShare()
+        self.boundary = _UNSCORED
         self.rate = QueryRate()
         self.margin_threshold = margin_threshold
         self.extraction = _NO_ESTIMATE
@@ -115,7 +119,10 @@ class ClientFeatures:
         if class_index >= 0:
             self.classes.update(class_index)
         self.ood.update(out_of_profile, far)  # the shares show what was sent, revisits included
-        boundary = self.boundary.update(margin, entropy, self.margin_threshold)
+        share = self.boundary
+        if share is _UNSCORED and margin == margin:  # its first scored answer (NaN: no scores)
+            share = self.boundary = BoundaryShare()
+        boundary = share.update(margin, entropy, self.margin_threshold)
         if revisit:
             # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
             # on its way (a full-range sweep of one input crosses many cells of a narrow
@@ -188,8 +195,9 @@ class ClientFeatures:
                 kept.append(name)
                 continue
             family = getattr(self, name)
-            if family is _NO_ESTIMATE:  # shared: a client restores into its own
-                family = self.extraction = ExtractionEstimate()
+            if family is _SHARED.get(name):  # shared: a client restores into its own
+                family = type(family)()
+                setattr(self, name, family)
             before = family.get_state()
             try:
                 family.set_state(stored)

@@ -18,7 +18,9 @@ from numpy.typing import NDArray
 
 class CellCoverage:
     """Cell visit counts of one client (uint16 each, saturating; one byte each until a count
-    passes 255: most clients never visit a cell that often).
+    passes 255: most clients never visit a cell that often). While a client has made fewer
+    visits than there are cells (and there are at most 256), it keeps its visits instead, a
+    byte each (most clients of a public API send a handful of queries).
 
     ``new_cell`` is shared by every client of a model (a list: it is read once per query).
 
@@ -27,8 +29,8 @@ class CellCoverage:
     ...                    new_cell=[1.0, 0.75, 0.5625, 0.421875])
     >>> [cov.update(c) for c in (0, 1, 2)]
     [True, True, True]
-    >>> round(cov.ratio, 3)
-    1.297
+    >>> round(cov.ratio, 3), cov.get_state() == np.array([1, 1, 1, 0], np.uint16).tobytes()
+    (1.297, True)
     """
 
     __slots__ = ("_counts", "_expected", "_new_cell", "_prob", "distinct", "n")
@@ -40,7 +42,7 @@ class CellCoverage:
         self._expected = expected
         self._new_cell = new_cell
         # array, not numpy: one item is read and written per query, which numpy makes slow.
-        self._counts = array("B", bytes(len(cell_prob)))
+        self._counts: bytes | array[int] = b"" if len(cell_prob) <= 256 else array("B", bytes(len(cell_prob)))
         self.distinct = 0
         self.n = 0
 
@@ -52,6 +54,16 @@ class CellCoverage:
     def update(self, cell: int) -> bool:
         """Learn one query's cell; True if the cell is new for this client."""
         counts = self._counts
+        if isinstance(counts, bytes):  # its visits, a byte each
+            if len(counts) < len(self._prob):
+                count = counts.count(cell)
+                self._counts = counts + _BYTES[cell]
+                self.n += 1
+                if count:
+                    return False
+                self.distinct += 1
+                return True
+            counts = self._counts = narrowest(array("H", self._histogram().tobytes()))
         count = counts[cell]
         if count < 65535:
             try:
@@ -75,22 +87,39 @@ class CellCoverage:
     @property
     def entropy(self) -> float:
         """Entropy of the client's cell visits, in bits."""
-        return entropy_bits(np.array(self._counts, dtype=np.uint16))
+        return entropy_bits(self._histogram())
 
     @property
     def divergence(self) -> float:
         """KL divergence (bits) of the client's cell visits from the reference cell probabilities."""
-        return kl_bits(np.array(self._counts, dtype=np.uint16), self._prob)
+        return kl_bits(self._histogram(), self._prob)
+
+    def _histogram(self) -> NDArray[np.uint16]:
+        """The visits of each cell."""
+        counts = self._counts
+        if isinstance(counts, bytes):
+            visits = np.frombuffer(counts, dtype=np.uint8)
+            return np.bincount(visits, minlength=len(self._prob)).astype(np.uint16)
+        return np.array(counts, dtype=np.uint16)
 
     def get_state(self) -> bytes:
-        """The counts as uint16, whatever their width in memory."""
-        return array("H", self._counts).tobytes()
+        """The counts as uint16, whatever their form in memory."""
+        return self._histogram().tobytes()
 
     def set_state(self, state: bytes) -> None:
-        self._counts = narrowest(array("H", state))
         counts = np.frombuffer(state, dtype=np.uint16)
+        if len(counts) != len(self._prob):
+            raise ValueError(f"{len(counts)} cell counts for a profile of {len(self._prob)} cells")
         self.distinct = int(np.count_nonzero(counts))
         self.n = int(counts.sum())
+        if len(counts) <= 256 and self.n <= len(counts):  # as its visits (their order is not needed)
+            self._counts = np.repeat(np.arange(len(counts), dtype=np.uint8), counts).tobytes()
+        else:
+            self._counts = narrowest(array("H", state))
+
+
+#: One byte of each value, to append a visit without building it.
+_BYTES = tuple(bytes((i,)) for i in range(256))
 
 
 def narrowest(counts: array[int]) -> array[int]:

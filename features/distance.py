@@ -60,6 +60,8 @@ CONVERGING = 0.6
 
 #: The moments of no distance yet, shared by every client until its first one.
 _NO_MOMENTS = (0.0, 0.0, 0.0, 0.0, 0.0)
+#: The directions of a client that has taken none (most never take one), shared, never written.
+_NO_DIRECTIONS = RecentDirections()
 
 
 def reservoir_capacity(dim: int) -> int:
@@ -111,7 +113,7 @@ class QueryDistances:
             reservoir_capacity(dim) if capacity is None else capacity, dim, seed, spare=2
         )
         self._resend = ExactResendFilter()
-        self._directions = RecentDirections()
+        self._directions = _NO_DIRECTIONS
         self._pending = False  # the previous query was a structured step, not yet confirmed
         self._last_move = 0  # squared length of the move to the previous query (codes)
         self._shrinking = False  # that move was at most CONVERGING times the one before
@@ -138,7 +140,7 @@ class QueryDistances:
             # the neighbour is the previous query, the check below judges that move).
             if 0 < nearest <= self._step_limit and is_structured_step(res.code(j), code):
                 parent = res.code(j)
-                step = np.array_equal(parent, last) or not self._directions.seen_before(
+                step = np.array_equal(parent, last) or not self._seen_direction(
                     direction_simhash(parent, code)
                 )
             # Only a move from the previous query: a sweep walks one line point after point,
@@ -150,14 +152,14 @@ class QueryDistances:
             move = squared_distance(last, code)
             if 0 < move <= self._near_limit:
                 direction = direction_simhash(last, code)
-                revisit = self._directions.seen_before(direction) or self._directions.seen_before(
+                revisit = self._seen_direction(direction) or self._seen_direction(
                     direction_simhash(res.spare_row(1), code)
                 )
             else:
                 res.keep(1, code)
                 if nearest <= self._step_limit and 0 < move <= self._step_limit:
                     # A step candidate: a sweep's wider moves repeat too.
-                    revisit = self._directions.seen_before(direction_simhash(last, code))
+                    revisit = self._seen_direction(direction_simhash(last, code))
             shrinking = 0 < move <= CONVERGING**2 * self._last_move
             revisit = revisit and not (shrinking and self._shrinking)
             self._last_move, self._shrinking = move, shrinking
@@ -170,6 +172,13 @@ class QueryDistances:
         res.offer(code, label)
         res.keep(0, code)
         return False, near, revisit, step
+
+    def _seen_direction(self, signature: int) -> bool:
+        """``RecentDirections.seen_before``, the client's own ring made at its first direction."""
+        directions = self._directions
+        if directions is _NO_DIRECTIONS:
+            directions = self._directions = RecentDirections()
+        return directions.seen_before(signature)
 
     @property
     def reservoir(self) -> QueryReservoir:
@@ -220,6 +229,7 @@ class QueryDistances:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m, *move = state  # type: ignore[assignment]
             # Stored before converging lines: no move yet.
             self._last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
+            self._directions = RecentDirections()
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
             dim = self._reservoir.dim

@@ -169,3 +169,52 @@ def test_cell_and_class_counts_take_a_byte_each_until_one_passes_255() -> None:
     )
     small.update(2)
     assert small._counts.tolist() == [7, 0, 256, 1] and small.entropy > 0
+
+
+@pytest.mark.parametrize("cells", [4, 64, 300])
+def test_cell_visits_are_kept_as_bytes_until_they_would_outgrow_the_counts(cells: int) -> None:
+    from querywatch.features.coverage import CellCoverage, entropy_bits, kl_bits
+
+    rng = np.random.default_rng(cells)
+    p = rng.dirichlet(np.ones(cells))
+    expected = np.cumsum(np.ones(cells * 3))
+    cov = CellCoverage(p, expected, [0.5] * len(expected))
+    counts = np.zeros(cells, np.int64)
+    for i, cell in enumerate(rng.integers(0, cells, size=2 * cells + 5).tolist()):
+        new = counts[cell] == 0
+        counts[cell] += 1
+        assert cov.update(cell) == new
+        assert isinstance(cov._counts, bytes) == (cells <= 256 and i + 1 <= cells)
+        assert cov.get_state() == counts.astype(np.uint16).tobytes()
+        assert cov.entropy == entropy_bits(counts.astype(np.uint16))
+        assert cov.divergence == kl_bits(counts.astype(np.uint16), p)
+        restored = CellCoverage(p, expected, [0.5] * len(expected))
+        restored.set_state(cov.get_state())
+        assert (restored.get_state(), restored.distinct, restored.n) == (cov.get_state(), cov.distinct, cov.n)
+        assert type(restored._counts) is type(cov._counts)
+
+
+def test_clients_share_a_blank_boundary_estimate_and_directions_until_they_have_their_own() -> None:
+    from querywatch.features.client import ClientFeatures
+
+    def client(seed: int) -> ClientFeatures:
+        p = np.full(4, 0.25)
+        return ClientFeatures(
+            dim=4, cell_prob=p, expected_cells=np.arange(1.0, 50.0), new_cell=[0.5] * 49,
+            class_prior=p, margin_threshold=0.1, seed=seed,
+        )  # fmt: skip
+
+    a, b = client(1), client(2)
+    blank = {name: getattr(a, name).get_state() for name in ("boundary", "extraction")}
+    code = np.array([10, 10, 10, 10], np.uint8)
+    for i in range(3):  # labels only, far apart: no scores, no directions
+        a.update(float(i), i, False, False, code + 60 * i, i + 1, 0, float("nan"), float("nan"))
+    assert a.boundary is b.boundary and a.extraction is b.extraction
+    assert a.distances._directions is b.distances._directions
+    a.update(9.0, 0, False, False, code + 121, 99, 0, 0.01, 0.5)  # a scored answer, a near move
+    assert a.boundary is not b.boundary and (a.boundary.count, a.boundary.scored) == (1, 1)
+    assert a.distances._directions is not b.distances._directions
+    assert {name: getattr(b, name).get_state() for name in blank} == blank  # the shared ones stay blank
+    restored = client(1)
+    restored.set_state(a.get_state())
+    assert restored.get_state() == a.get_state() and restored.boundary is not b.boundary
