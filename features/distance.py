@@ -107,10 +107,10 @@ class QueryDistances:
     ) -> None:
         self.near_fraction = near_fraction
         self._near_limit, self._step_limit = _limits(dim, near_fraction)
-        # Two spare rows: the previous query's code and the first query of the current near
+        # Two working rows: the previous query's code and the first query of the current near
         # chain (in the reservoir's array: each numpy array costs a client about 100 bytes).
         self._reservoir = QueryReservoir(
-            reservoir_capacity(dim) if capacity is None else capacity, dim, seed, spare=2
+            reservoir_capacity(dim) if capacity is None else capacity, dim, seed, working_rows=True
         )
         self._resend = ExactResendFilter()
         self._directions = _NO_DIRECTIONS
@@ -131,8 +131,8 @@ class QueryDistances:
             return True, False, False, False  # a pending step stays pending
         near = step = revisit = False
         res = self._reservoir
+        last, anchor = res.working_rows()  # written before the offer below, which may move them
         if len(res):
-            last = res.spare_row(0)
             j, nearest, same_label = res.nearest(code, label)
             near = 0 < nearest <= self._near_limit
             # A structured step from the nearest earlier query, unless it goes along a line the
@@ -153,10 +153,10 @@ class QueryDistances:
             if 0 < move <= self._near_limit:
                 direction = direction_simhash(last, code)
                 revisit = self._seen_direction(direction) or self._seen_direction(
-                    direction_simhash(res.spare_row(1), code)
+                    direction_simhash(anchor, code)
                 )
             else:
-                res.keep(1, code)
+                anchor[:] = code
                 if nearest <= self._step_limit and 0 < move <= self._step_limit:
                     # A step candidate: a sweep's wider moves repeat too.
                     revisit = self._seen_direction(direction_simhash(last, code))
@@ -169,8 +169,8 @@ class QueryDistances:
         step, self._pending = self._pending and not revisit, step
         self.near += near
         self.steps += step
+        last[:] = code
         res.offer(code, label)
-        res.keep(0, code)
         return False, near, revisit, step
 
     def _seen_direction(self, signature: int) -> bool:
@@ -212,7 +212,7 @@ class QueryDistances:
             self._reservoir.get_state(),
             self._resend.get_state(),
             self._directions.get_state(),
-            self._reservoir.spare_row(0).tobytes() + self._reservoir.spare_row(1).tobytes(),
+            b"".join(row.tobytes() for row in self._reservoir.working_rows()),
             self._pending,
             self.exact,
             self.near,
@@ -233,9 +233,10 @@ class QueryDistances:
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
             dim = self._reservoir.dim
-            self._reservoir.keep(0, both[:dim])
+            previous, anchor = self._reservoir.working_rows()
+            previous[:] = both[:dim]
             # A state from before the chain's anchor holds the previous query only.
-            self._reservoir.keep(1, both[dim:] if len(both) == 2 * dim else both)
+            anchor[:] = both[dim:] if len(both) == 2 * dim else both
         self._reservoir.set_state(res)  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
         n, mean, m2, m3, m4 = (float(v) for v in m)  # type: ignore[attr-defined]

@@ -36,9 +36,9 @@ def mix64(x: int) -> int:
 class QueryReservoir:
     """Uniform sample of at most ``capacity`` codes of length ``dim``, with their labels.
 
-    Codes, labels and ``spare`` rows ahead of them, where the owner keeps codes of its own
-    (the distances keep the previous query and the start of its chain), share one flat
-    array: each numpy array costs a client about 100 bytes of header.
+    Codes, labels and, with ``working_rows``, two rows ahead of them where the owner keeps
+    codes of its own (the distances: the previous query and the start of its chain) share
+    one flat array: each numpy array costs a client about 100 bytes of header.
 
     >>> r = QueryReservoir(capacity=3, dim=2, seed=7)
     >>> for v in ([0, 0], [10, 10], [20, 20], [30, 30]):
@@ -52,20 +52,20 @@ class QueryReservoir:
 
     __slots__ = ("_filled", "_flat", "_rows", "capacity", "dim", "seed", "seen", "spare")
 
-    def __init__(self, capacity: int, dim: int, seed: int = 0, spare: int = 0) -> None:
+    def __init__(self, capacity: int, dim: int, seed: int = 0, *, working_rows: bool = False) -> None:
         if capacity < 1 or dim < 1:
             raise ValueError("capacity and dim must be >= 1")
         self.capacity = capacity
         self.dim = dim
         self.seed = seed
-        self.spare = spare
+        self.spare = 2 if working_rows else 0
         self.seen = 0
         self._filled = 0
         # Rows are added as they fill (most clients send a few queries, and a million
         # clients with a full 40 x 64 block each would need 2.7 GB for it). The layout:
-        # spare rows, then ``_rows`` codes, then their ``_rows`` labels.
+        # the working rows (``spare``), then ``_rows`` codes, then their ``_rows`` labels.
         self._rows = min(capacity, _FIRST_ROWS)
-        self._flat: NDArray[np.uint8] = np.zeros(spare * dim + self._rows * (dim + 1), dtype=np.uint8)
+        self._flat: NDArray[np.uint8] = np.zeros(self.spare * dim + self._rows * (dim + 1), dtype=np.uint8)
 
     def __len__(self) -> int:
         return self._filled
@@ -81,16 +81,11 @@ class QueryReservoir:
         row: NDArray[np.uint8] = self._flat[at : at + self.dim]
         return row
 
-    def spare_row(self, index: int) -> NDArray[np.uint8]:
-        """The owner's row ``index`` (a view: valid until the next ``offer``)."""
-        at = index * self.dim
-        row: NDArray[np.uint8] = self._flat[at : at + self.dim]
-        return row
-
-    def keep(self, index: int, code: NDArray[np.uint8]) -> None:
-        """Write ``code`` into the owner's row ``index``."""
-        at = index * self.dim
-        self._flat[at : at + self.dim] = code
+    def working_rows(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """The owner's two rows, as views to read and write until the next ``offer`` (which
+        may move them)."""
+        flat, dim = self._flat, self.dim
+        return flat[:dim], flat[dim : 2 * dim]
 
     def sample(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], int]:
         """(codes, labels, filled): the first ``filled`` rows are the sample (not copies;
