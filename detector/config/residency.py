@@ -23,6 +23,6 @@ class ResidencySettings(Section):
         description="Clients whose state stays in memory; past it the least recently active "
         "(event time) are spilled — `consume` to its checkpoint table, `replay` to compressed "
         "bytes in memory — and brought back on their next event with the same decisions. "
-        "0: no cap. The default keeps 0.6 to 1.2 GB of client state resident "
-        "(about 3 KB a client of a few queries, 6 KB one whose reservoir is full).",
+        "0: no cap. The default keeps 0.4 to 1.2 GB of client state resident "
+        "(about 2 KB a client of a few queries, 6 KB one whose reservoir is full).",
     )
