@@ -40,14 +40,19 @@ class ClassMix:
             self._counts[i] += 1
 
     @property
+    def counts(self) -> NDArray[np.uint32]:
+        """Queries answered with each class (the last slot: labels the profile never saw)."""
+        return np.array(self._counts, dtype=np.uint32)
+
+    @property
     def entropy(self) -> float:
         """Entropy of predicted classes, in bits."""
-        return entropy_bits(np.array(self._counts, dtype=np.uint32))
+        return entropy_bits(self.counts)
 
     @property
     def divergence(self) -> float:
         """KL divergence (bits) of predicted classes from the reference class prior."""
-        return kl_bits(np.array(self._counts, dtype=np.uint32), self._prior)
+        return kl_bits(self.counts, self._prior)
 
     def get_state(self) -> bytes:
         """The counts as uint32, whatever their width in memory."""

@@ -111,7 +111,9 @@ class ClientFeatures:
             if self.extraction.due(distinct):
                 if self.extraction is _NO_ESTIMATE:
                     self.extraction = ExtractionEstimate()
-                self.extraction.refresh(*self.distances.reservoir.sample(), self.extraction_reference)
+                self.extraction.refresh(
+                    *self.distances.reservoir.sample(), self.extraction_reference, self.classes.counts
+                )
         coverage = self.coverage
         null = coverage.new_cell_probability()
         # An exact resend cannot open a cell; counting it would only age the coverage null.
@@ -151,7 +153,9 @@ class ClientFeatures:
         ref = self.extraction_reference
         if ref is None:
             return None
-        return self.extraction.value(self.distances.reservoir.seen, ref, self.boundary.share)
+        return self.extraction.value(
+            self.distances.reservoir.seen, ref, self.classes.counts, self.boundary.share
+        )
 
     def snapshot(self) -> dict[str, float]:
         """Named feature values (units in the names' docs) for alerts, storage and plots."""

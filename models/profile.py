@@ -161,11 +161,15 @@ class ReferenceProfile:
         extra: dict[str, Any] = {}
         if self.extraction is not None:
             e = self.extraction
-            header["extraction"] = {"classes": e.classes, "proxy_agreement": e.proxy_agreement}
+            header["extraction"] = {"classes": e.classes}
             extra = {
                 "extraction_codes": e.codes,
                 "extraction_labels": e.labels,
                 "extraction_curve": np.vstack([e.curve_n, e.curve_agreement]),
+                "extraction_log_proba": e.log_proba,
+                "extraction_prior": e.prior,
+                "extraction_pool_codes": e.pool_codes,
+                "extraction_pool_labels": e.pool_labels,
             }
         buf = io.BytesIO()
         np.savez_compressed(
@@ -192,14 +196,19 @@ class ReferenceProfile:
                 raw = {k: np.asarray(z[k]) for k in z.files if k != "header"}
                 arrays = {k: v.astype(np.float64) for k, v in raw.items() if not k.startswith("extraction_")}
                 extraction = None
-                if header.get("extraction"):
+                # A profile stored before the estimate weighed class mixes has no copy's
+                # log-probabilities: it has no estimate until the model's next fit.
+                if header.get("extraction") and "extraction_log_proba" in raw:
                     extraction = ExtractionReference(
                         codes=raw["extraction_codes"].astype(np.uint8),
                         labels=raw["extraction_labels"].astype(np.uint8),
                         classes=int(header["extraction"]["classes"]),
                         curve_n=raw["extraction_curve"][0].astype(np.float64),
                         curve_agreement=raw["extraction_curve"][1].astype(np.float64),
-                        proxy_agreement=float(header["extraction"]["proxy_agreement"]),
+                        log_proba=raw["extraction_log_proba"].astype(np.float32),
+                        prior=raw["extraction_prior"].astype(np.float64),
+                        pool_codes=raw["extraction_pool_codes"].astype(np.uint8),
+                        pool_labels=raw["extraction_pool_labels"].astype(np.uint8),
                     )
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"not a querywatch profile: {exc}") from None
