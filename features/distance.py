@@ -138,8 +138,7 @@ class QueryDistances:
             # A structured step from the nearest earlier query, unless it goes along a line the
             # client has been sweeping. Remembered like the moves from the previous query (when
             # the neighbour is the previous query, the check below judges that move).
-            if 0 < nearest <= self._step_limit and is_structured_step(res.code(j), code):
-                parent = res.code(j)
+            if 0 < nearest <= self._step_limit and is_structured_step(parent := res.code(j), code):
                 step = np.array_equal(parent, last) or not self._seen_direction(
                     direction_simhash(parent, code)
                 )

@@ -288,7 +288,7 @@ class ExtractionEstimate:
         class_counts: NDArray[np.integer],
         boundary_share: float = 0.0,
     ) -> float:
-        """The mix's agreement (``ExtractionReference.mix_agreement``) at the client's
+        """The mix's agreement (``ExtractionReference.shifted_agreement``) at the client's
         *effective* number of queries: its distinct queries times the share of a natural query
         each is worth, read off the learning curve (its 40-query proxy reached ``ratio`` times
         what 40 natural ones reach; the curve says how many natural ones reach that much).
