@@ -18,6 +18,7 @@ from querywatch.detector.engine.campaigns.lineage import LineageIndex, evidence
 from querywatch.detector.engine.outcomes import iso_time
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.models.profile import ReferenceProfile
+from querywatch.models.registry import EVIDENCE_TESTS
 
 #: Pooled rate tests on a campaign's union: (registry test name, summary count). The boundary
 #: test is not pooled: its null is a multiple of a chance that varies by input, which a
@@ -127,10 +128,11 @@ def union_evidence(
     allowance: float,
     expected: NDArray[np.float64],
 ) -> UnionEvidence:
-    """Lineage over every pair of members, the registry's rate tests on the pooled counts,
-    coverage of the union against a benign client of the union's size, and the pooled
-    extraction estimate. ``expected`` is the profile's ``expected_cells()`` (computed once
-    per model)."""
+    """Lineage over every pair of members, the registry's rate tests on the pooled counts
+    (fused as a client's tests are: the strongest in full, a family of nested tests once, the
+    others beyond ``allowance``), coverage of the union against a benign client of the
+    union's size, and the pooled extraction estimate. ``expected`` is the profile's
+    ``expected_cells()`` (computed once per model)."""
     present = [m for m in members if m in summaries]
     null = lineage.null
     hits, total_trials = lineage.among(present)
@@ -143,7 +145,14 @@ def union_evidence(
         if name in nulls and queries:
             pooled[name] = evidence(k, queries, nulls[name])
             rates[name] = (k / queries, nulls[name])
-    scores = [lineage_evidence, *pooled.values()]
+    # A family of nested tests counts once, by its strongest (far implies out of profile),
+    # as in a client's own fusion (``ClientEvidence.total``): pooled counts of far queries
+    # are counted again in the out-of-profile ones.
+    family = dict(zip(EVIDENCE_TESTS.names(), EVIDENCE_TESTS.families(), strict=True))
+    strongest: dict[int, float] = {}
+    for name, e in pooled.items():
+        strongest[family[name]] = max(strongest.get(family[name], 0.0), e)
+    scores = [lineage_evidence, *strongest.values()]
     top = max(scores, default=0.0)
     total = top + sum(max(0.0, s - allowance) for s in scores) - max(0.0, top - allowance)
     sets = np.array([summaries[m].cell_set()[: profile.cells] for m in present], dtype=np.int64)
