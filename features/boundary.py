@@ -1,8 +1,9 @@
 """Boundary probing: answers that sit on the model's decision boundary.
 
 From ``prediction.scores``: the top-1 minus top-2 margin and the normalised entropy of
-the scores. An answer is *on the boundary* when its margin is below the reference's 5th
-percentile. Uncertainty-sampling thieves and decision-based probes (HopSkipJump-like
+the scores. An answer is *on the boundary* when its margin is at most the reference's 5th
+percentile (``models.profile.boundary_margin``: ties at it count, for scores that come in
+steps). Uncertainty-sampling thieves and decision-based probes (HopSkipJump-like
 line searches) collect such answers far more often than benign users. Without scores the
 feature stays silent.
 """

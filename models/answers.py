@@ -1,7 +1,7 @@
 """A trusted reference whose answers cannot calibrate the boundary, completed from live answers.
 
 The boundary test needs the model's answers on the inputs benign clients send: how often an
-answer falls under the reference's 5th-percentile margin, by distance from the data. A
+answer falls at or under the reference's 5th-percentile margin, by distance from the data. A
 trusted file may carry no answers (``.npy``, ``.csv``) or answers that say nothing about it:
 a model's answers on its own training data are saturated (they tie at the top, and
 ``boundary_margin`` finds no boundary in them). Fitted on such a file, the boundary test

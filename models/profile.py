@@ -38,6 +38,8 @@ COVERAGE_HORIZON = 20_000
 OOD_QUANTILE = 0.999
 #: Chance of a boundary answer assumed by a profile made before calibration existed.
 UNCALIBRATED_BOUNDARY = 0.25
+#: Margins closer than this are one value (float noise of scores rounded in transit).
+TIE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -472,18 +474,29 @@ def class_table(labels: list[object] | None, keep: NDArray[np.bool_]) -> tuple[t
 
 
 def boundary_margin(margins: FloatArray) -> float:
-    """The margin below which an answer is *on the boundary*: the reference's 5th percentile,
-    or 0 (no answer is) when that percentile does not separate the answers — at least 95% of
-    them tie at the top (saturated answers, e.g. a model's answers on its own training data,
-    which say nothing about how confident it is on new inputs).
+    """The margin below which an answer is *on the boundary*: halfway from the reference's 5th
+    percentile to the next larger margin, so that answers tied at the percentile count (a
+    k-nearest-neighbour model's or a small forest's scores are multiples of 1/k, and with
+    "below the percentile" an answer at the lowest atom, where the percentile falls, would
+    never count: the test would be silent), and 0 (no answer is) when that percentile does not
+    separate the answers — at least 95% of them tie at the top (saturated answers, e.g. a
+    model's answers on its own training data, which say nothing about how confident it is on
+    new inputs). Live answers and the calibration compare with it alike (``margin < it``);
+    margins within TIE_TOLERANCE are one atom.
 
     >>> boundary_margin(np.linspace(0.0, 1.0, 101)), boundary_margin(np.r_[np.full(97, 1.0), 0.2, 0.3, 0.5])
-    (0.05, 0.0)
+    (0.055, 0.0)
+    >>> k15 = np.arange(16) / 15  # margins of a 15-neighbour model, 10% of them ties at 0
+    >>> round(boundary_margin(np.r_[np.zeros(10), np.repeat(k15[1:], 6)]) * 15, 2)
+    0.5
     """
     if not len(margins):
         return 0.0
-    threshold = float(np.quantile(margins, 0.05))
-    return 0.0 if threshold >= float(np.max(margins)) - 1e-3 else threshold
+    percentile = float(np.quantile(margins, 0.05))
+    larger = margins[margins > percentile + TIE_TOLERANCE]
+    if percentile >= float(np.max(margins)) - 1e-3 or not len(larger):
+        return 0.0
+    return 0.5 * (percentile + float(larger.min()))
 
 
 def class_indices(labels: list[object], keep: NDArray[np.bool_], names: tuple[str, ...]) -> NDArray[np.int64]:

@@ -412,7 +412,7 @@ EVIDENCE_TESTS.register(
         calibration=lambda cal, configured: (
             configured if configured is not None else (1.0 if cal is None else cal.boundary_multiple)
         ),
-        meaning="multiple of the reference's chance of an answer below its 5th-percentile margin, "
+        meaning="multiple of the reference's chance of an answer at or below its 5th-percentile margin, "
         "for inputs as far from the data, that a benign client may reach "
         "(default: derived from the reference's clients, at least 1)",
         reason=lambda f, n: (

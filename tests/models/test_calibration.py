@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
 from querywatch.models.calibration import calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
@@ -124,3 +125,28 @@ def test_several_boundary_samplers_in_a_warm_up_do_not_shield_one_another() -> N
     )
     poisoned = calibrate(scores, threshold, cells, owners=owners, margins=margins, margin_threshold=0.05)
     assert poisoned.boundary_multiple <= benign.boundary_multiple + 0.25
+
+
+def test_a_model_whose_scores_come_in_steps_still_has_a_boundary() -> None:
+    """A 15-neighbour model's margins are multiples of 1/15, and its 5th percentile is its
+    lowest one, 0 (a tie): answers tied there are on the boundary, in the calibration as live,
+    so a client that gets three times as many of them builds evidence and a benign one does
+    not."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 6))
+    weights = np.r_[0.07, np.full(15, 0.93 / 15)]
+    margins = rng.choice(16, size=3000, p=weights) / 15.0
+    profile = fit_profile(X, model_id="knn", version="1", margins=margins, cells=8, components=4)
+    assert 0.0 < profile.margin_threshold < 1.0 / 15.0
+    cal = profile.calibration
+    assert cal is not None and 0.05 <= cal.boundary_null <= 0.09
+    null = {"boundary": cal.boundary_multiple}
+    chance = float(profile.view(X[:1]).boundary_chance[0])
+    benign, thief = ClientEvidence(EvidenceTests(null)), ClientEvidence(EvidenceTests(null))
+    for client, rate in ((benign, 0.07), (thief, 0.21)):
+        share = BoundaryShare()
+        for _ in range(600):
+            margin = 0.0 if rng.random() < rate else float(rng.integers(1, 16)) / 15.0
+            on = share.update(margin, 0.5, profile.margin_threshold)
+            client.update(Indicators(False, False, on, False, 0.5, False, False, chance))
+    assert benign.statistics()["boundary"] < evidence_threshold(1e-4) < thief.statistics()["boundary"]
