@@ -241,20 +241,43 @@ def replay(
 
 
 class _Dedup:
-    """Drops redeliveries in the scope ``stream.dedup_scope`` names."""
+    """Drops redeliveries in the scope ``stream.dedup_scope`` names.
+
+    A client's first request id is kept as it is, without a ``RequestIdFilter`` around it
+    (48 bytes a client, most of whom send one or two requests); its second brings the filter.
+    """
 
     def __init__(self, stream: StreamSettings, stream_capacity: int) -> None:
         self.per_client = stream.dedup_per_client
-        self.filters: dict[str, RequestIdFilter] = {}
+        self.filters: dict[str, str | RequestIdFilter] = {}
         self.whole = RequestIdFilter(stream_capacity) if stream.dedup_scope == "stream" else None
 
     def is_new(self, event: Event, _line: int) -> bool:
         if self.whole is not None:
             return self.whole.is_new(event.request_id)
-        seen = self.filters.get(event.client_id)
+        client_id, request_id = event.client_id, event.request_id
+        seen = self.filters.get(client_id)
         if seen is None:
-            seen = self.filters[event.client_id] = RequestIdFilter(self.per_client)
-        return seen.is_new(event.request_id)
+            self.filters[client_id] = request_id
+            return True
+        if type(seen) is str:
+            if seen == request_id:
+                return False
+            seen = self.filters[client_id] = RequestIdFilter.from_state([seen], self.per_client)
+        assert type(seen) is RequestIdFilter
+        return seen.is_new(request_id)
+
+    def pop(self, client_id: str) -> list[str] | None:
+        """Forget a client's request ids; returns them, oldest first (None if it had none)."""
+        seen = self.filters.pop(client_id, None)
+        if seen is None or isinstance(seen, str):
+            return None if seen is None else [seen]
+        return seen.state()
+
+    def put(self, client_id: str, ids: list[str]) -> None:
+        """Remember a client's request ids again (``pop``'s list)."""
+        filt = RequestIdFilter.from_state(ids, self.per_client)
+        self.filters[client_id] = ids[-1] if len(filt) == 1 else filt
 
 
 class _Spilled:
@@ -278,8 +301,7 @@ class _Spilled:
             if client is not None:
                 client.extraction, client.evicted = self.engine.extraction(client_id), True
         for client_id, data in self.engine.spill(victims).items():
-            seen = self.dedup.filters.pop(client_id, None)
-            self.states[client_id] = (data, None if seen is None else seen.state())
+            self.states[client_id] = (data, self.dedup.pop(client_id))
 
     def restore(self, batch: list[tuple[Event, int]]) -> None:
         """Before a batch: bring back its spilled clients, unless idle long enough to have been evicted."""
@@ -294,7 +316,7 @@ class _Spilled:
         for client_id in back:
             ids = stored[client_id][1]
             if ids is not None:
-                self.dedup.filters[client_id] = RequestIdFilter.from_state(ids, self.dedup.per_client)
+                self.dedup.put(client_id, ids)
 
 
 @dataclass
@@ -311,7 +333,7 @@ class _Eviction:
         idle = {c.client_id: c for c in report.clients.values() if c.last_ts < horizon and not c.evicted}
         extraction = {client_id: engine.extraction(client_id) for client_id in idle}
         for client_id in engine.evict_idle(now):
-            dedup.filters.pop(client_id, None)
+            dedup.pop(client_id)
             client = idle.get(client_id)
             if client is not None:
                 client.extraction, client.evicted = extraction[client_id], True
