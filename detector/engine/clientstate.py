@@ -88,7 +88,13 @@ class ModelContext:
 
 
 class ClientState:
-    """Mutable per-(client, model) state; ``to_state``/``from_state`` for checkpoints."""
+    """Mutable per-(client, model) state; ``to_state``/``from_state`` for checkpoints.
+
+    A client of one model (nearly every client) is kept as its state alone, without a dict
+    of one entry (about 200 bytes) around it: so the state also answers the few mapping
+    operations the engine uses on a client's states by model (``PerModel``), as the
+    mapping of its one model to itself.
+    """
 
     __slots__ = (
         "alerts",
@@ -97,6 +103,7 @@ class ClientState:
         "features",
         "last_snapshot_risk",
         "last_ts",
+        "model_id",
         "open_alert",
         "peak",
         "population_risk",
@@ -120,6 +127,7 @@ class ClientState:
             extraction=p.extraction,
         )
         self.evidence = ClientEvidence(context.tests)
+        self.model_id = p.model_id
         self.queries = 0
         self.alerts = 0
         self.open_alert: str | None = None
@@ -177,66 +185,36 @@ class ClientState:
             )
         return fresh
 
-
-class OneModel:
-    """A client's states by model while it has one model (nearly every client has): the
-    few dict operations the engine uses, for 48 bytes where a dict of one entry costs 200.
-
-    >>> one = OneModel("m", "state")
-    >>> one.get("m"), one.get("other"), len(one), dict(one.items())
-    ('state', None, 1, {'m': 'state'})
-    >>> del one["m"]
-    >>> bool(one), one.get("m")
-    (False, None)
-    """
-
-    __slots__ = ("model_id", "state")
-
-    def __init__(self, model_id: str, state: Any) -> None:
-        self.model_id: str | None = model_id
-        self.state = state
-
+    # ------------------------------------------------------------------ as {model_id: self}
     def get(self, model_id: str, default: Any = None) -> Any:
-        return self.state if model_id == self.model_id else default
+        return self if model_id == self.model_id else default
 
-    def __getitem__(self, model_id: str) -> Any:
+    def __getitem__(self, model_id: str) -> ClientState:
         if model_id != self.model_id:
             raise KeyError(model_id)
-        return self.state
-
-    def __setitem__(self, model_id: str, state: Any) -> None:
-        """Replace the state of its model; a second model needs a dict (``one_or_dict``)."""
-        if model_id != self.model_id:
-            raise KeyError(f"{model_id}: a client of two models keeps a dict")
-        self.state = state
-
-    def __delitem__(self, model_id: str) -> None:
-        if model_id != self.model_id:
-            raise KeyError(model_id)
-        self.model_id = self.state = None
+        return self
 
     def __len__(self) -> int:
-        return 0 if self.model_id is None else 1
+        return 1
 
     def __iter__(self) -> Iterator[str]:
-        return iter(() if self.model_id is None else (self.model_id,))
+        return iter((self.model_id,))
 
-    def values(self) -> tuple[Any, ...]:
-        return () if self.model_id is None else (self.state,)
+    def values(self) -> tuple[ClientState]:
+        return (self,)
 
-    def items(self) -> tuple[tuple[str, Any], ...]:
-        return () if self.model_id is None else ((self.model_id, self.state),)
+    def items(self) -> tuple[tuple[str, ClientState]]:
+        return ((self.model_id, self),)
 
 
-PerModel = dict[str, ClientState] | OneModel
-"""A client's states by model id."""
+PerModel = dict[str, ClientState] | ClientState
+"""A client's states by model id: the state itself while it has one model, else a dict."""
 
 
 def one_or_dict(states: dict[str, ClientState]) -> PerModel:
-    """``states`` as a client keeps them: a ``OneModel`` for one model, else the dict."""
+    """``states`` as a client keeps them: the state alone for one model, else the dict."""
     if len(states) == 1:
-        ((model_id, state),) = states.items()
-        return OneModel(model_id, state)
+        return next(iter(states.values()))
     return states
 
 

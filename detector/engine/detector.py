@@ -20,7 +20,7 @@ from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.residency import ResidencySettings
 from querywatch.detector.engine.alerting import AlertLifecycle, Observation, Sources
-from querywatch.detector.engine.clientstate import ClientState, ModelContext, OneModel, PerModel, one_or_dict
+from querywatch.detector.engine.clientstate import ClientState, ModelContext, PerModel, one_or_dict
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
 from querywatch.detector.engine.profiles import ProfileStore
@@ -177,18 +177,20 @@ class Detector:
         context = self._contexts[profile.model_id] = self._new_context(newer)
         for client_id, per_model in list(self._clients.items()):
             old = per_model.get(newer.model_id)
-            if old is not None and newer.version != profile.version:
-                del per_model[newer.model_id]
-                if not per_model:
-                    del self._clients[client_id]
-                elif len(per_model) == 1 and isinstance(per_model, dict):
-                    self._clients[client_id] = one_or_dict(per_model)
-            elif old is not None:
-                state = ClientState(client_id, context, self.settings.seed)
+            if old is None:
+                continue
+            states = dict(per_model.items())
+            if newer.version == profile.version:
+                state = states[newer.model_id] = ClientState(client_id, context, self.settings.seed)
                 state.load_state(
                     old.to_state(newer.version), client_id, newer.model_id, self.alert_settings.max_sources
                 )
-                per_model[newer.model_id] = state
+            else:
+                del states[newer.model_id]
+            if states:
+                self._clients[client_id] = one_or_dict(states)
+            else:
+                del self._clients[client_id]
         result.refreshed.append(newer)
 
     def _score(
@@ -211,8 +213,8 @@ class Detector:
         for event, row in zip(good, context.query_rows(good), strict=True):
             # A client of this model alone (nearly every one) without the call to ``_state``.
             per_model = clients.get(event.client_id)
-            if type(per_model) is OneModel and per_model.model_id == model_id:
-                state = per_model.state
+            if type(per_model) is ClientState and per_model.model_id == model_id:
+                state = per_model
             else:
                 state = self._state(event.client_id, context)
             previous_ts = state.last_ts
@@ -239,9 +241,9 @@ class Detector:
         if state is None:
             state = ClientState(client_id, context, self.settings.seed)
             if not per_model:
-                self._clients[client_id] = OneModel(model_id, state)
-            elif isinstance(per_model, OneModel):  # its second model
-                self._clients[client_id] = {**dict(per_model.items()), model_id: state}
+                self._clients[client_id] = state
+            elif isinstance(per_model, ClientState):  # its second model
+                self._clients[client_id] = {per_model.model_id: per_model, model_id: state}
             else:
                 per_model[model_id] = state
         return state

@@ -126,7 +126,7 @@ def test_recent_directions_grow_as_they_come_and_store_the_full_ring() -> None:
 
 
 def test_a_client_keeps_one_model_without_a_dict_and_its_second_model_in_one() -> None:
-    from querywatch.detector.engine.clientstate import OneModel
+    from querywatch.detector.engine.clientstate import ClientState
     from querywatch.detector.engine.detector import Detector
     from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
     from tests.detector.test_engine import DIM, SETTINGS, _benign, _events
@@ -138,7 +138,7 @@ def test_a_client_keeps_one_model_without_a_dict_and_its_second_model_in_one() -
     engine.process_batch(_events("one", X[:3]) + _events("two", X[:3]) + _events("two", X[3:5], 10.0, "m2"))
     engine.process_batch(_events("two", X[5:], 20.0))
     one, two = engine._clients["one"], engine._clients["two"]
-    assert isinstance(one, OneModel) and one["m"].queries == 3
+    assert isinstance(one, ClientState) and one["m"] is one and one.queries == 3
     assert isinstance(two, dict) and (two["m"].queries, two["m2"].queries) == (7, 2)
     for client_id in ("one", "two"):
         again = Detector(SETTINGS, MemoryProfileStore(profiles))
