@@ -50,7 +50,7 @@ RESERVOIR_BYTES = 2560
 @functools.cache
 def _limits(dim: int, near_fraction: float) -> tuple[int, int]:
     """Squared code distances (over all features) of a near-duplicate and of a step's
-    neighbour: one pair of ints for every client of a model, not two ints of 28 B each."""
+    neighbour: one pair for every client of a model, held by one slot of each client."""
     return int((near_fraction * 255.0) ** 2 * dim), int((1.5 * near_fraction * 255.0) ** 2 * dim)
 
 
@@ -89,13 +89,12 @@ class QueryDistances:
     __slots__ = (
         "_directions",
         "_last_move",
+        "_limits",
         "_m",
-        "_near_limit",
         "_pending",
         "_resend",
         "_reservoir",
         "_shrinking",
-        "_step_limit",
         "exact",
         "near",
         "near_fraction",
@@ -106,7 +105,7 @@ class QueryDistances:
         self, dim: int, *, capacity: int | None = None, near_fraction: float = 0.1, seed: int = 0
     ) -> None:
         self.near_fraction = near_fraction
-        self._near_limit, self._step_limit = _limits(dim, near_fraction)
+        self._limits = _limits(dim, near_fraction)  # (near-duplicate, step's neighbour)
         # Two working rows: the previous query's code and the first query of the current near
         # chain (in the reservoir's array: each numpy array costs a client about 100 bytes).
         self._reservoir = QueryReservoir(
@@ -133,12 +132,13 @@ class QueryDistances:
         res = self._reservoir
         last, anchor = res.working_rows()  # written before the offer below, which may move them
         if len(res):
+            near_limit, step_limit = self._limits
             j, nearest, same_label = res.nearest(code, label)
-            near = 0 < nearest <= self._near_limit
+            near = 0 < nearest <= near_limit
             # A structured step from the nearest earlier query, unless it goes along a line the
             # client has been sweeping. Remembered like the moves from the previous query (when
             # the neighbour is the previous query, the check below judges that move).
-            if 0 < nearest <= self._step_limit and is_structured_step(parent := res.code(j), code):
+            if 0 < nearest <= step_limit and is_structured_step(parent := res.code(j), code):
                 step = np.array_equal(parent, last) or not self._seen_direction(
                     direction_simhash(parent, code)
                 )
@@ -149,14 +149,14 @@ class QueryDistances:
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
             # One distance from the previous query serves the near, step and converging checks.
             move = squared_distance(last, code)
-            if 0 < move <= self._near_limit:
+            if 0 < move <= near_limit:
                 direction = direction_simhash(last, code)
                 revisit = self._seen_direction(direction) or self._seen_direction(
                     direction_simhash(anchor, code)
                 )
             else:
                 anchor[:] = code
-                if nearest <= self._step_limit and 0 < move <= self._step_limit:
+                if nearest <= step_limit and 0 < move <= step_limit:
                     # A step candidate: a sweep's wider moves repeat too.
                     revisit = self._seen_direction(direction_simhash(last, code))
             shrinking = 0 < move <= CONVERGING**2 * self._last_move

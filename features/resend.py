@@ -102,8 +102,8 @@ class ExactResendFilter:
             c[r >> 3] |= 1 << (r & 7)  # type: ignore[index]
             c[s >> 3] |= 1 << (s & 7)  # type: ignore[index]
         else:
-            if type(c) is bytes:  # the shared empty filter, or one restored sparse
-                c = bytearray(c)
+            # A sparse filter is immutable bytes, copied on write: a bytearray keeps its
+            # bytes in a second block, 32 bytes more for a client of a few queries.
             for bit in (p, q, r, s):
                 code = _CODES[bit]
                 if code not in c:
