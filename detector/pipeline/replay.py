@@ -77,6 +77,9 @@ class ClientReport:
     """Event time of its latest event (an idle client's extraction is kept at eviction)."""
     evicted: bool = False
     """Its state left memory (evicted or spilled): ``extraction`` is as of then."""
+    seen: str | RequestIdFilter | None = None
+    """Its latest request ids, for the dedup (``_Dedup``), not reported: held here rather
+    than in a dict of their own, whose entries cost a million clients 60 bytes each."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,7 +204,7 @@ def replay(
         raise QuerywatchError(f"{path} is a directory, not a JSONL trace")
     stream = stream or StreamSettings()
     report = ReplayReport()
-    dedup = _Dedup(stream, engine.settings.dedup_capacity)
+    dedup = _Dedup(stream, engine.settings.dedup_capacity, report.clients)
     spilled = _Spilled(engine, dedup, stream.evict_idle) if engine.max_resident is not None else None
     pipeline: Pipeline[int] = Pipeline(
         engine, is_new=dedup.is_new, restore=None if spilled is None else spilled.restore, inputs=inputs
@@ -214,7 +217,7 @@ def replay(
             if len(report.rejected_lines) < keep_rejected:
                 report.rejected_lines.append((number, exc.reason, exc.detail))
         report.duplicates += step.duplicates
-        _absorb(report, step.result, history_points)
+        _absorb(report, step.result, history_points, dedup.waiting)
         if campaigns is not None:
             for summary in step.result.summaries:
                 report.summaries += 1
@@ -243,33 +246,50 @@ def replay(
 class _Dedup:
     """Drops redeliveries in the scope ``stream.dedup_scope`` names.
 
-    A client's first request id is kept as it is, without a ``RequestIdFilter`` around it
-    (48 bytes a client, most of whom send one or two requests); its second brings the filter.
+    A client's latest request ids are held by its ``ClientReport`` (``seen``), and in
+    ``waiting`` until it has one (the engine has not scored it yet). Its first id is kept
+    as it is, without a ``RequestIdFilter`` around it (48 bytes a client, most of whom send
+    one or two requests); its second brings the filter.
     """
 
-    def __init__(self, stream: StreamSettings, stream_capacity: int) -> None:
+    def __init__(
+        self, stream: StreamSettings, stream_capacity: int, clients: dict[str, ClientReport]
+    ) -> None:
         self.per_client = stream.dedup_per_client
-        self.filters: dict[str, str | RequestIdFilter] = {}
+        self.clients = clients
+        self.waiting: dict[str, str | RequestIdFilter] = {}
         self.whole = RequestIdFilter(stream_capacity) if stream.dedup_scope == "stream" else None
 
     def is_new(self, event: Event, _line: int) -> bool:
         if self.whole is not None:
             return self.whole.is_new(event.request_id)
         client_id, request_id = event.client_id, event.request_id
-        seen = self.filters.get(client_id)
+        client = self.clients.get(client_id)
+        seen = self.waiting.get(client_id) if client is None else client.seen
         if seen is None:
-            self.filters[client_id] = request_id
+            self._keep(client_id, client, request_id)
             return True
         if type(seen) is str:
             if seen == request_id:
                 return False
-            seen = self.filters[client_id] = RequestIdFilter.from_state([seen], self.per_client)
+            seen = RequestIdFilter.from_state([seen], self.per_client)
+            self._keep(client_id, client, seen)
         assert type(seen) is RequestIdFilter
         return seen.is_new(request_id)
 
+    def _keep(self, client_id: str, client: ClientReport | None, seen: str | RequestIdFilter) -> None:
+        if client is None:
+            self.waiting[client_id] = seen
+        else:
+            client.seen = seen
+
     def pop(self, client_id: str) -> list[str] | None:
         """Forget a client's request ids; returns them, oldest first (None if it had none)."""
-        seen = self.filters.pop(client_id, None)
+        client = self.clients.get(client_id)
+        if client is None:
+            seen = self.waiting.pop(client_id, None)
+        else:
+            seen, client.seen = client.seen, None
         if seen is None or isinstance(seen, str):
             return None if seen is None else [seen]
         return seen.state()
@@ -277,7 +297,7 @@ class _Dedup:
     def put(self, client_id: str, ids: list[str]) -> None:
         """Remember a client's request ids again (``pop``'s list)."""
         filt = RequestIdFilter.from_state(ids, self.per_client)
-        self.filters[client_id] = ids[-1] if len(filt) == 1 else filt
+        self._keep(client_id, self.clients.get(client_id), ids[-1] if len(filt) == 1 else filt)
 
 
 class _Spilled:
@@ -341,13 +361,22 @@ class _Eviction:
         self.due = min(active, default=now) + self.idle_seconds
 
 
-def _absorb(report: ReplayReport, result: BatchResult, history_points: int = 0) -> None:
+def _absorb(
+    report: ReplayReport,
+    result: BatchResult,
+    history_points: int = 0,
+    waiting: dict[str, str | RequestIdFilter] | None = None,
+) -> None:
+    """Add a batch's outcomes to the report; a new client's report takes its request ids
+    from ``waiting`` (``_Dedup``)."""
     for outcome in result.outcomes:
         u = outcome.update
         report.events += 1
         client = report.clients.get(u.client_id)
         if client is None:
             client = report.clients[u.client_id] = ClientReport(u.client_id)
+            if waiting:
+                client.seen = waiting.pop(u.client_id, None)
             if history_points:
                 client.timeline = RiskTimeline(history_points)
         client.queries += 1
