@@ -1,7 +1,8 @@
 """Out-of-distribution share: how much of a client's traffic lies outside the profile.
 
-A query is out of profile when its distance to the nearest reference cell exceeds the
-reference's own 99.9th percentile (``querywatch.models.profile``). Random, synthetic and
+A query is out of profile when its distance to the nearest reference cell, measured in the
+profile's global scale or in each feature's own spread, exceeds the reference's own 99.9th
+percentile (``querywatch.models.profile``). Random, synthetic and
 other-domain (Knockoff-style) queries are mostly out of profile; noisy benign data is
 sometimes.
 """

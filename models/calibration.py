@@ -134,11 +134,14 @@ def calibrate(
     margins: NDArray[np.float64] | None = None,
     margin_threshold: float = 0.0,
     classes: NDArray[np.int64] | None = None,
+    out_of_profile: NDArray[np.bool_] | None = None,
     seed: int = 0,
 ) -> Calibration:
     """Null rates from the reference rows' out-of-profile ``scores``, ``cells``, answer
     ``margins`` (NaN where an answer had no scores) and answered ``classes`` (the profile's
-    class index, -1 unknown), grouped by ``owners`` if given.
+    class index, -1 unknown), grouped by ``owners`` if given. ``out_of_profile``: the rows'
+    out-of-profile indicator, when it reads more than ``scores`` beyond ``ood_threshold``
+    (the profile's spread score).
 
     >>> rng = np.random.default_rng(0)
     >>> s = rng.gamma(4.0, size=4000)
@@ -149,7 +152,7 @@ def calibrate(
     scores = np.asarray(scores, dtype=np.float64)
     n = len(scores)
     groups = _groups(len(scores), cells, owners, seed)
-    ood = scores > ood_threshold
+    ood = scores > ood_threshold if out_of_profile is None else np.asarray(out_of_profile, dtype=bool)
     ood_rates, far_rates = [], []
     outside = np.ones(n, dtype=bool)
     for rows in groups:

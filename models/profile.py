@@ -7,8 +7,21 @@ profile scores a batch with a few matrix products and saves without pickle.
 Geometry: inputs are centred and divided by one global RMS scale (per-feature scaling would
 turn noise on near-constant features, such as blank image borders, into huge distances),
 projected on the first principal components, and assigned to the nearest of ``K`` k-means
-cells. The out-of-profile score of an input is its distance to the nearest cell centre in
-the full scaled space (in-plane distance and PCA residual together).
+cells.
+
+The out-of-profile score of an input is its distance to the nearest cell centre in the
+full scaled space (in-plane distance and PCA residual together). An input is out of profile
+when that score, or its *spread score*, is beyond the reference's 99.9th percentile. The
+spread score is the same distance with each feature measured in units of its own spread,
+floored at SPREAD_FLOOR times the typical feature's (``feature_spread``): features come in
+arbitrary units (a 0/1 flag spreads three times as wide as a min-max scaled amount), and
+under the one global scale the widest features hid the rest (uniform-random rows of a model
+with 12 amounts and 18 flags scored below its own rows: a flag at 0.5 is nearer its mean
+than a 0 or a 1 is). Neither score replaces the other: on images, per-feature units raise
+the weight of near-blank pixels, whose rare lit values give the reference a heavy tail, and
+shifted or faded digits then hide below it (the project simulator's ActiveThief). The far
+test reads the global score alone (its threshold rests on the reference's most extreme
+input, which that heavy tail would set).
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ FORMAT_VERSION = 1
 COVERAGE_HORIZON = 20_000
 #: The out-of-profile threshold is this quantile of the reference's own scores.
 OOD_QUANTILE = 0.999
+#: A feature's spread is taken as at least this share of the typical feature's (module docstring).
+SPREAD_FLOOR = 0.25
 #: Chance of a boundary answer assumed by a profile made before calibration existed.
 UNCALIBRATED_BOUNDARY = 0.25
 #: Margins closer than this are one value (float noise of scores rounded in transit).
@@ -53,6 +68,8 @@ class BatchView:
     quantized: NDArray[np.uint8]
     boundary_chance: FloatArray
     """The reference's chance of a boundary answer at each input's distance from the data."""
+    spread_score: FloatArray
+    """Spread scores (module docstring); zeros for a profile stored before them."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +107,10 @@ class ReferenceProfile:
     #: them: the engine takes them from the model's first events, ``models.answers``) or
     #: ``live`` (so taken).
     answers: str = "reference"
+    #: Per-feature unit of the spread score (``feature_spread``) and that score's 99.9th
+    #: percentile over the reference; empty and infinite in profiles stored before it.
+    spread: FloatArray = field(default_factory=lambda: np.zeros(0))
+    spread_threshold: float = math.inf
     #: Refreshes since the fit (0: as fitted); ``version`` stays the fit's, so client states carry over.
     revision: int = 0
     #: Event time of the refresh that made this revision, and why (None for a fit).
@@ -110,22 +131,27 @@ class ReferenceProfile:
 
     def view(self, X: FloatArray) -> BatchView:
         """Cells, out-of-profile scores and 8-bit codes of a batch ``X`` (n, dim)."""
-        S = (X - self.mean) / self.scale
+        centred = X - self.mean
+        S = centred / self.scale
         Z = S @ self.components.T
         residual = np.maximum(np.einsum("ij,ij->i", S, S) - np.einsum("ij,ij->i", Z, Z), 0.0)
-        d2 = (
-            np.einsum("ij,ij->i", Z, Z)[:, None]
-            - 2.0 * Z @ self.centroids.T
-            + np.einsum("ij,ij->i", self.centroids, self.centroids)[None, :]
-        )
+        d2 = _squared_distances(Z, self.centroids)
         cell = np.argmin(d2, axis=1)
-        nearest = np.maximum(d2[np.arange(len(X)), cell], 0.0)
-        score = np.sqrt(nearest + residual)
+        score = np.sqrt(np.maximum(d2[np.arange(len(X)), cell], 0.0) + residual)
+        spread = self.spread_scores(centred) if len(self.spread) else np.zeros(len(X))
+        out = (score > self.ood_threshold) | (spread > self.spread_threshold)
         codes = quantize(X, self.low, self.high)
         cal = self.calibration
         far = cal.far_threshold if cal is not None else np.inf
         chance = cal.boundary_chance(score) if cal is not None else np.full(len(X), UNCALIBRATED_BOUNDARY)
-        return BatchView(cell, score, score > self.ood_threshold, score > far, codes, chance)
+        return BatchView(cell, score, out, score > far, codes, chance, spread)
+
+    def spread_scores(self, centred: FloatArray) -> FloatArray:
+        """Spread scores of centred inputs (module docstring): the distance to the nearest
+        cell centre (in input space: they lie in the principal plane) in ``spread`` units."""
+        centres = self.scale * (self.centroids @ self.components) / self.spread
+        nearest = _squared_distances(centred / self.spread, centres).min(axis=1)
+        return np.asarray(np.sqrt(np.maximum(nearest, 0.0)), dtype=np.float64)
 
     def expected_cells(self) -> FloatArray:
         """Expected distinct cells after n = 1..COVERAGE_HORIZON draws from the reference:
@@ -149,6 +175,7 @@ class ReferenceProfile:
             "version": self.version,
             "scale": self.scale,
             "ood_threshold": self.ood_threshold,
+            "spread_threshold": None if math.isinf(self.spread_threshold) else self.spread_threshold,
             "classes": list(self.classes),
             "margin_threshold": self.margin_threshold,
             "reference_size": self.reference_size,
@@ -185,6 +212,7 @@ class ReferenceProfile:
             high=self.high,
             class_prior=self.class_prior,
             population=self.population,
+            spread=self.spread,
             **extra,
         )
         return buf.getvalue()
@@ -221,6 +249,7 @@ class ReferenceProfile:
             version=header["version"],
             scale=float(header["scale"]),
             ood_threshold=float(header["ood_threshold"]),
+            spread_threshold=float(header.get("spread_threshold") or math.inf),
             classes=tuple(header["classes"]),
             margin_threshold=float(header["margin_threshold"]),
             reference_size=int(header["reference_size"]),
@@ -234,6 +263,14 @@ class ReferenceProfile:
             refresh_reason=header.get("refresh_reason"),
             **arrays,
         )
+
+
+def _squared_distances(A: FloatArray, B: FloatArray) -> FloatArray:
+    """Squared Euclidean distance of every row of ``A`` to every row of ``B``."""
+    return np.asarray(
+        np.einsum("ij,ij->i", A, A)[:, None] - 2.0 * A @ B.T + np.einsum("ij,ij->i", B, B)[None, :],
+        dtype=np.float64,
+    )
 
 
 def required_reference_size(dim: int, cells: int, ood_quantile: float = OOD_QUANTILE) -> int:
@@ -321,11 +358,14 @@ def _fit_profile(
 
 
 def kept_clients(view: BatchView, owners: NDArray[Any]) -> NDArray[np.bool_]:
-    """Rows of the clients a warm-up keeps: not outlying (``outlying_clients``), and not
-    with most of their inputs beyond the profile's 99.9th percentile."""
+    """Rows of the clients a warm-up keeps: not outlying (``outlying_clients``) by their
+    out-of-profile or their spread scores (a uniform-random thief among a model's amounts
+    and flags is outlying by the second only), and not with most of their inputs out of
+    profile."""
     _, inverse = np.unique(owners, return_inverse=True)
     mostly_out = np.bincount(inverse, weights=view.out_of_profile) > 0.5 * np.bincount(inverse)
-    return np.asarray(~outlying_clients(view.ood_score, owners) & ~mostly_out[inverse], dtype=np.bool_)
+    outlying = outlying_clients(view.ood_score, owners) | outlying_clients(view.spread_score, owners)
+    return np.asarray(~outlying & ~mostly_out[inverse], dtype=np.bool_)
 
 
 def outlying_clients(scores: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
@@ -403,12 +443,7 @@ def _fit(
     sample = Z if len(Z) <= 100 * cells else Z[rng.choice(len(Z), 100 * cells, replace=False)]
     km = KMeans(n_clusters=cells, random_state=seed, n_init=1, max_iter=100).fit(sample)
     centres = km.cluster_centers_.astype(np.float64)
-    assigned = np.argmin(
-        np.einsum("ij,ij->i", Z, Z)[:, None]
-        - 2.0 * Z @ centres.T
-        + np.einsum("ij,ij->i", centres, centres)[None, :],
-        axis=1,
-    )
+    assigned = np.argmin(_squared_distances(Z, centres), axis=1)
     counts = np.bincount(assigned, minlength=cells).astype(np.float64)
     cell_prob = (counts + 0.5) / (counts.sum() + 0.5 * cells)
     names, prior = class_table(labels, keep)
@@ -423,6 +458,7 @@ def _fit(
         version=version,
         mean=mean,
         scale=scale,
+        spread=feature_spread(centred),
         components=comps,
         centroids=centres,
         cell_prob=cell_prob,
@@ -436,10 +472,12 @@ def _fit(
     )
     view = draft.view(R)
     threshold = float(np.quantile(view.ood_score, ood_quantile))
+    spread_threshold = float(np.quantile(view.spread_score, ood_quantile))
     calibration = calibrate(
         view.ood_score,
         threshold,
         view.cell,
+        out_of_profile=(view.ood_score > threshold) | (view.spread_score > spread_threshold),
         owners=None if owners is None else owners[keep],
         margins=kept_margins,
         margin_threshold=margin_threshold,
@@ -449,9 +487,24 @@ def _fit(
     return replace(
         draft,
         ood_threshold=threshold,
+        spread_threshold=spread_threshold,
         calibration=calibration,
         typical_score=float(np.median(view.ood_score)),
     )
+
+
+def feature_spread(centred: FloatArray) -> FloatArray:
+    """Per-feature unit of the spread score, from centred reference rows: each
+    feature's RMS spread, at least SPREAD_FLOOR times the RMS over features of those spreads,
+    times sqrt(dim) (so a reference row's mean squared score stays at most 1, as under the
+    one global scale).
+
+    >>> feature_spread(np.array([[-1.0, -0.1, 0.0], [1.0, 0.1, 0.0]])).round(3).tolist()
+    [1.732, 0.251, 0.251]
+    """
+    spread = np.sqrt(np.mean(centred**2, axis=0))
+    typical = float(np.sqrt(np.mean(spread**2))) or 1.0
+    return np.asarray(np.sqrt(len(spread)) * np.maximum(spread, SPREAD_FLOOR * typical), dtype=np.float64)
 
 
 def class_table(labels: list[object] | None, keep: NDArray[np.bool_]) -> tuple[tuple[str, ...], FloatArray]:

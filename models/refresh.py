@@ -161,9 +161,17 @@ def _bounded_refit(
             calibration = _boundary_rates(
                 calibration, view.ood_score, margins, profile.margin_threshold, threshold, z
             )
+    spread_threshold = profile.spread_threshold
+    if len(profile.spread):  # the spread score's threshold rises as the score's does, in its units
+        spread_threshold = _rise(
+            float(np.quantile(draft.spread_scores(R - draft.mean), OOD_QUANTILE)),
+            spread_threshold,
+            r * spread_threshold / profile.ood_threshold,
+        )
     return replace(
         draft,
         ood_threshold=threshold,
+        spread_threshold=spread_threshold,
         cell_prob=prob / prob.sum(),
         calibration=calibration,
         typical_score=_within(float(np.median(view.ood_score)), r, r / 2.0),

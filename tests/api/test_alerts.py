@@ -92,6 +92,7 @@ def test_models_show_the_reference_size_and_the_derived_thresholds(
     assert model["reference_size"] == 600 and model["required_reference_size"] == 5000
     t = model["thresholds"]
     assert t["ood_threshold"] == profile.ood_threshold and t["far_threshold"] > t["ood_threshold"]
+    assert t["spread_threshold"] == profile.spread_threshold
     assert 0 < t["null_far"] < 1 and t["null_out_of_profile"] >= 0.2
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from querywatch.models.evidence import ClientEvidence, evidence_threshold, fuse
 from querywatch.models.profile import ReferenceProfile, fit_profile
+from querywatch.models.refresh import refresh_profile
 
 
 def _reference(rng: np.random.Generator, n: int = 2000, dim: int = 16) -> np.ndarray:
@@ -21,6 +25,55 @@ def test_profile_flags_far_inputs_and_keeps_near_ones() -> None:
     assert p.view(X).out_of_profile.mean() == pytest.approx(0.001, abs=0.002)
     far = rng.uniform(3, 4, size=(100, 16))
     assert p.view(far).out_of_profile.all()
+
+
+def _amounts_and_flags(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Rows of a tabular model with mixed features: 6 narrow amounts (min-max scaled, most
+    of them mid-range) and 10 noisy 0/1 flags, which spread three times as wide."""
+    amounts = np.clip(rng.normal(0.5, 0.1, size=(n, 6)), 0.0, 1.0)
+    flags = (rng.random((n, 10)) < 0.5).astype(float)
+    return np.hstack([amounts, flags])
+
+
+def test_uniform_rows_of_a_mixed_feature_model_are_out_of_profile() -> None:
+    # The global score alone misses them: the flags' spread hides the amounts, and a flag at
+    # 0.5 lies nearer its mean than a 0 or a 1. The spread score sees them.
+    rng = np.random.default_rng(5)
+    p = fit_profile(_amounts_and_flags(rng, 3000), model_id="m", version="1", cells=8, components=6)
+    uniform = rng.random((1000, 16))
+    assert p.view(_amounts_and_flags(rng, 1000)).out_of_profile.mean() < 0.01
+    assert p.view(uniform).out_of_profile.mean() > 0.5
+    assert (p.view(uniform).ood_score > p.ood_threshold).mean() < 0.05
+
+
+def test_a_warmup_trims_a_thief_only_the_spread_score_sees() -> None:
+    rng = np.random.default_rng(8)
+    X = np.vstack([_amounts_and_flags(rng, 3000), rng.random((120, 16))])
+    owners = np.array([f"c{i % 75}" for i in range(3000)] + ["thief"] * 120)
+    p = fit_profile(X, model_id="m", version="1", owners=owners, cells=8, components=6)
+    assert p.reference_size == 3000
+    assert p.view(rng.random((1000, 16))).out_of_profile.mean() > 0.5
+
+
+def test_a_near_constant_feature_does_not_turn_noise_into_distance() -> None:
+    rng = np.random.default_rng(6)
+    X = _reference(rng)
+    X[:, 0] = 0.0  # a blank border
+    p = fit_profile(X, model_id="m", version="1", cells=8, components=4)
+    noisy = X[:500].copy()
+    noisy[:, 0] = rng.normal(0.0, 0.03, size=500)  # a scanner's noise where the reference has none
+    assert p.view(noisy).out_of_profile.mean() < 0.05
+
+
+def test_a_profile_stored_before_spread_scores_reads_its_score_alone() -> None:
+    rng = np.random.default_rng(7)
+    X = _reference(rng)
+    p = fit_profile(X, model_id="m", version="1", cells=8, components=4)
+    old = replace(p, spread=np.zeros(0), spread_threshold=math.inf)
+    loaded = ReferenceProfile.from_bytes(old.to_bytes())
+    assert loaded.spread.shape == (0,) and loaded.spread_threshold == math.inf
+    view = loaded.view(rng.uniform(0.0, 1.0, size=(500, 16)))
+    assert np.array_equal(view.out_of_profile, view.ood_score > p.ood_threshold)
 
 
 def test_trimming_keeps_a_thief_out_of_the_reference() -> None:
@@ -74,3 +127,17 @@ def test_fusion_counts_one_strong_test_fully_and_discounts_wandering_ones() -> N
     quiet = ClientEvidence()
     quiet.set_state({name: [0.2 * threshold, 0.0] for name in ("out_of_profile", "steps", "boundary")})
     assert fuse(quiet.total(0.25 * threshold), threshold, 0.8) < 0.1
+
+
+def test_a_refresh_raises_the_spread_threshold_within_its_bound() -> None:
+    rng = np.random.default_rng(9)
+    p = fit_profile(rng.normal(size=(3000, 6)), model_id="m", version="v", cells=8, components=3)
+    owners = np.repeat(np.arange(100), 30)
+    first = refresh_profile(p, rng.normal(size=(3000, 6)), owners, baseline=None, at=0.0, alpha=1e-4)
+    moved = refresh_profile(
+        p, 1.5 * rng.normal(size=(3000, 6)) + 0.5, owners, baseline=first.window, at=1.0, alpha=1e-4
+    )
+    assert moved.profile is not None
+    bound = p.typical_score * p.spread_threshold / p.ood_threshold
+    # a noisier population: both thresholds rise, the spread one by no more than r in its units
+    assert p.spread_threshold < moved.profile.spread_threshold <= p.spread_threshold + bound

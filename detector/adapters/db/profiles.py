@@ -117,6 +117,8 @@ def _reference_summary(blob: bytes) -> dict[str, object]:
     except ValueError:
         return {}
     thresholds = {"ood_threshold": profile.ood_threshold, "margin_threshold": profile.margin_threshold}
+    if len(profile.spread):  # a profile stored before spread scores has none
+        thresholds["spread_threshold"] = profile.spread_threshold
     if profile.calibration is not None:
         thresholds["far_threshold"] = profile.calibration.far_threshold
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
