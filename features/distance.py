@@ -48,7 +48,7 @@ RESERVOIR_BYTES = 2560
 
 
 @functools.cache
-def _limits(dim: int, near_fraction: float) -> tuple[int, int]:
+def distance_limits(dim: int, near_fraction: float = 0.1) -> tuple[int, int]:
     """Squared code distances (over all features) of a near-duplicate and of a step's
     neighbour: one pair for every client of a model, held by one slot of each client."""
     return int((near_fraction * 255.0) ** 2 * dim), int((1.5 * near_fraction * 255.0) ** 2 * dim)
@@ -105,7 +105,7 @@ class QueryDistances:
         self, dim: int, *, capacity: int | None = None, near_fraction: float = 0.1, seed: int = 0
     ) -> None:
         self.near_fraction = near_fraction
-        self._limits = _limits(dim, near_fraction)  # (near-duplicate, step's neighbour)
+        self._limits = distance_limits(dim, near_fraction)  # (near-duplicate, step's neighbour)
         # Two working rows: the previous query's code and the first query of the current near
         # chain (in the reservoir's array: each numpy array costs a client about 100 bytes).
         self._reservoir = QueryReservoir(

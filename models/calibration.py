@@ -80,10 +80,12 @@ class Calibration:
     #: Per answered class (the profile's class index), how much likelier a boundary answer is
     #: than its score bin says; none: 1 for every class.
     boundary_class_factors: tuple[float, ...] = ()
+    #: The reference's own rate of structured steps (``models.steps``); 0: not measured.
+    steps_null: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        """From ``as_dict``; a calibration stored before the boundary bins has none."""
+        """From ``as_dict``; a calibration stored before the boundary bins or the steps null has none."""
         return cls(
             ood_null=float(d["ood_null"]),
             far_null=float(d["far_null"]),
@@ -94,6 +96,7 @@ class Calibration:
             boundary_edges=tuple(float(v) for v in d.get("boundary_edges", ())),
             boundary_rates=tuple(float(v) for v in d.get("boundary_rates", ())),
             boundary_class_factors=tuple(float(v) for v in d.get("boundary_class_factors", ())),
+            steps_null=float(d.get("steps_null", 0.0)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class Calibration:
             "boundary_edges": list(self.boundary_edges),
             "boundary_rates": list(self.boundary_rates),
             "boundary_class_factors": list(self.boundary_class_factors),
+            "steps_null": self.steps_null,
         }
 
     def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -42,6 +42,7 @@ from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
 from querywatch.models.calibration import Calibration, calibrate
 from querywatch.models.extraction import fit_extraction
+from querywatch.models.steps import steps_null
 
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
@@ -483,6 +484,10 @@ def _fit(
         margin_threshold=margin_threshold,
         classes=None if labels is None else class_indices(labels, keep, names),
         seed=seed,
+    )
+    calibration = replace(
+        calibration,
+        steps_null=steps_null(view.quantized, owners=None if owners is None else owners[keep], seed=seed),
     )
     return replace(
         draft,

@@ -402,8 +402,13 @@ EVIDENCE_TESTS.register(
         name="steps",
         indicator="step",
         test=RateTest,
-        calibration=lambda cal, configured: 0.05 if configured is None else configured,
-        meaning="share of queries that are a structured step from an earlier one (default 0.05)",
+        # What-if analysts sweep one record (no reference holds them): at least 5%; more where
+        # the reference's own natural rows make steps by chance (a narrow input).
+        calibration=lambda cal, configured: (
+            configured if configured is not None else max(0.05, 0.0 if cal is None else cal.steps_null)
+        ),
+        meaning="share of queries that are a structured step from an earlier one "
+        "(default 0.05; the reference's own rate if higher)",
         reason=lambda f, n: (
             f"{100 * f['step_share']:.0f}% of {n} queries are small fixed-size steps from an earlier "
             "query (a perturbation chain, as in Jacobian or random-step augmentation)"
