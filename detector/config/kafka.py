@@ -38,6 +38,13 @@ class KafkaSettings(Section):
     session_timeout_ms: int = Field(
         10_000, ge=1000, description="Heartbeat silence after which the group reassigns partitions."
     )
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Longest a broker may hold a fetch for more data. Kafka's own default, 500, left "
+        "consumers waiting on a broker that holds a fetch while some of its partitions have nothing new.",
+    )
     checkpoint_every_events: int = Field(
         5000, ge=1, description="Checkpoint a partition after this many events ..."
     )

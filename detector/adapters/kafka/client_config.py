@@ -78,6 +78,7 @@ def consumer_kwargs(settings: KafkaSettings, *, heartbeats_per_session: int = 3)
         "max_poll_interval_ms": settings.max_poll_interval_ms,
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": max(100, settings.session_timeout_ms // heartbeats_per_session),
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
         "key_deserializer": None,
         "value_deserializer": None,
     }
