@@ -16,7 +16,7 @@ allowance (a quarter of the threshold); ``fuse`` maps that to a risk that reache
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from querywatch.features.client import Indicators
@@ -91,16 +91,7 @@ class ClientEvidence:
             v = s[at]
             if v > best[family]:
                 best[family] = v
-        top = 0.0
-        excess = 0.0
-        for v in best:
-            if v > top:
-                top = v
-            if v > allowance:
-                excess += v - allowance
-        if top > allowance:
-            excess -= top - allowance
-        return top + excess
+        return combined(best, allowance)
 
     def statistics(self) -> dict[str, float]:
         s, t = self._s, self._tests
@@ -127,6 +118,25 @@ class ClientEvidence:
             except (ValueError, TypeError):
                 fresh.append(name)
         return fresh
+
+
+def combined(evidence: Iterable[float], allowance: float) -> float:
+    """The strongest of independent log e-values in full, the others only beyond ``allowance``
+    (``ClientEvidence.total``; a campaign's union fuses its pooled tests the same way).
+
+    >>> combined([3.0, 10.0, 1.0], allowance=2.5)
+    10.5
+    """
+    top = 0.0
+    excess = 0.0
+    for v in evidence:
+        if v > top:
+            top = v
+        if v > allowance:
+            excess += v - allowance
+    if top > allowance:
+        excess -= top - allowance
+    return top + excess
 
 
 def evidence_threshold(false_alarm_rate: float, registry: Registry = EVIDENCE_TESTS) -> float:

@@ -58,11 +58,7 @@ def step_counts(
     """Per pseudo-client, (structured steps, queries judged)."""
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
     n, dim = codes.shape
-    owner = (
-        np.zeros(n, dtype=np.int64)
-        if owners is None
-        else np.unique(np.asarray(owners), return_inverse=True)[1]
-    )
+    owner = None if owners is None else np.unique(np.asarray(owners), return_inverse=True)[1]
     capacity = reservoir_capacity(dim)
     size = min(2 * capacity, n)
     _, step_limit = distance_limits(dim)
@@ -77,7 +73,7 @@ def step_counts(
         before = np.arange(size)[None, :]
         judged = np.arange(min(capacity, size - 1), size)
         window = (before < judged[:, None]) & (before >= judged[:, None] - capacity)
-        if owners is not None:
+        if owner is not None:
             window &= owner[rows][None, :] != owner[rows][judged][:, None]
         masked = np.where(window, d2[judged], np.inf)
         nearest = np.argmin(masked, axis=1)

@@ -13,11 +13,11 @@ from querywatch.detector.adapters.db.campaigns import mark_false_positive
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.db.tables import CampaignMemberRow, CampaignRow
 from querywatch.detector.engine.outcomes import ALERT_CLOSED
-from tests.campaigns.test_membership import _link, _stage, profile  # noqa: F401 (fixture)
+from tests.campaigns.test_membership import _link, _stage
 from tests.storage.databases import migrated_database
 
 
-def test_a_campaign_marked_false_positive_is_not_stored_as_active_again(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_campaign_marked_false_positive_is_not_stored_as_active_again(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     stage, model = _stage(profile)
     store = InProcessCampaigns(stage)
     with migrated_database("sqlite", tmp_path) as settings:

@@ -5,7 +5,6 @@ cap counts what it leaves out. Driven through ``CampaignStage`` with links made 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.campaigns import CampaignSettings
@@ -13,18 +12,8 @@ from querywatch.detector.engine.campaigns.campaign import Link
 from querywatch.detector.engine.campaigns.stage import CampaignStage, ModelCampaigns
 from querywatch.detector.engine.grouping import GroupingKeys
 from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED
-from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+from querywatch.detector.engine.profiles import MemoryProfileStore
 from querywatch.detector.engine.summaries import ClientSummary, cell_bitmap
-
-
-@pytest.fixture(scope="module")
-def profile():  # type: ignore[no-untyped-def]
-    rng = np.random.default_rng(0)
-    X = rng.random((3000, 8))
-    labels = (X[:, 0] > 0.5).astype(int)
-    scores = np.stack([1.0 - X[:, 0], X[:, 0]], axis=1)
-    settings = DetectionSettings(codebook_size=8, pca_components=4)
-    return build_profile(X, model_id="m", settings=settings, labels=labels.tolist(), scores=scores)
 
 
 def _stage(profile, max_members: int = 1000) -> tuple[CampaignStage, ModelCampaigns]:  # type: ignore[no-untyped-def]

@@ -16,11 +16,11 @@ from querywatch.detector.config.campaigns import CampaignSettings
 from querywatch.detector.engine.campaigns.stage import CampaignStage
 from querywatch.detector.engine.profiles import MemoryProfileStore
 from querywatch.detector.pipeline.sinks import Sinks
-from tests.campaigns.test_membership import _summary, profile  # noqa: F401 (fixture)
+from tests.campaigns.test_membership import _summary
 from tests.storage.databases import migrated_database
 
 
-def test_a_redelivered_summary_is_dropped_and_a_returning_clients_is_taken(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_redelivered_summary_is_dropped_and_a_returning_clients_is_taken(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     store = MemoryProfileStore()
     store.put(profile)
     with migrated_database("sqlite", tmp_path) as settings:

@@ -17,6 +17,7 @@ from querywatch.detector.engine.alerting import OpenAlert
 from querywatch.detector.engine.campaigns.lineage import LineageIndex, evidence
 from querywatch.detector.engine.outcomes import iso_time
 from querywatch.detector.engine.summaries import ClientSummary
+from querywatch.models.evidence import combined
 from querywatch.models.profile import ReferenceProfile
 from querywatch.models.registry import EVIDENCE_TESTS
 
@@ -152,9 +153,7 @@ def union_evidence(
     strongest: dict[int, float] = {}
     for name, e in pooled.items():
         strongest[family[name]] = max(strongest.get(family[name], 0.0), e)
-    scores = [lineage_evidence, *strongest.values()]
-    top = max(scores, default=0.0)
-    total = top + sum(max(0.0, s - allowance) for s in scores) - max(0.0, top - allowance)
+    total = combined([lineage_evidence, *strongest.values()], allowance)
     sets = np.array([summaries[m].cell_set()[: profile.cells] for m in present], dtype=np.int64)
     sets = sets.reshape(len(present), profile.cells)
     inter = sets @ sets.T
