@@ -54,26 +54,35 @@ def is_structured_step(a: NDArray[np.uint8], b: NDArray[np.uint8], min_changed: 
     being a small step (at most a quarter of the feature range). Three features, because a
     what-if sweep moves one or two; an eighth, so that a wide input needs a wider move (a
     20-input model's random-subset steps move 3 to 10 features, an image's many more).
-    The common amount is at least ``MIN_STEP`` code units."""
-    # Only magnitudes up to 67 are counted: a window holding 60% of the moves that is
-    # centred beyond 66 cannot coexist with one at 64 or below (they would be disjoint), so
-    # the first most populated window over centres MIN_STEP..66 decides exactly as over
-    # MIN_STEP..255.
-    counts = np.zeros(68, np.int64)
-    changed = 0
-    for k in range(a.shape[0]):
-        magnitude = abs(np.int64(b[k]) - np.int64(a[k]))  # signed: see nearest_code
-        if magnitude > 1:
-            if magnitude < 68:
-                counts[magnitude] += 1
-            changed += 1
-    if changed < max(min_changed, a.shape[0] // 8):
-        return False
-    # The most populated window of three adjacent magnitudes (the first, on ties).
-    top = 0
-    mode = 0
-    for centre in range(MIN_STEP, 67):
-        window = counts[centre - 1] + counts[centre] + counts[centre + 1]
-        if window > top:
-            top, mode = window, centre
-    return top >= 0.6 * changed and mode <= 64
+    The common amount is at least ``MIN_STEP`` code units. One test; loops over many pairs
+    call ``structured_step`` with one scratch table instead."""
+    return structured_step(a, b, np.zeros(256, np.int64), min_changed)
+
+
+@compiled
+def structured_step(
+    a: NDArray[np.uint8], b: NDArray[np.uint8], counts: NDArray[np.int64], min_changed: int = 3
+) -> bool:
+    """``is_structured_step`` with ``counts``, 256 zeros, as its table of move magnitudes
+    (left zeroed again). Counting every magnitude, branch-free, and clearing only what was
+    counted is about twice as fast per pair as counting into a fresh table behind a branch
+    per feature (the campaign stage's lineage tests millions of pairs)."""
+    n = a.shape[0]
+    for k in range(n):
+        counts[abs(np.int64(b[k]) - np.int64(a[k]))] += 1  # signed: see nearest_code
+    changed = n - counts[0] - counts[1]
+    found = False
+    if changed >= max(min_changed, n // 8):
+        # The most populated window of three adjacent magnitudes (the first, on ties). A
+        # window holding 60% of the moves that is centred beyond 66 cannot coexist with one
+        # at 64 or below (they would be disjoint), so centres MIN_STEP..66 decide exactly.
+        top = 0
+        mode = 0
+        for centre in range(MIN_STEP, 67):
+            window = counts[centre - 1] + counts[centre] + counts[centre + 1]
+            if window > top:
+                top, mode = window, centre
+        found = top >= 0.6 * changed and mode <= 64
+    for k in range(n):
+        counts[abs(np.int64(b[k]) - np.int64(a[k]))] = 0
+    return found

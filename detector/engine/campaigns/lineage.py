@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.jit import compiled
-from querywatch.features.nearest import is_structured_step
+from querywatch.features.nearest import structured_step
 from querywatch.models.profile import ReferenceProfile
 
 #: Floor of the null rate (a reference without a single step pair still has some chance).
@@ -50,9 +50,10 @@ def cross_steps(queries: NDArray[np.uint8], block: NDArray[np.uint8]) -> NDArray
     """(queries × block) matrix: whether a row of ``queries`` and a row of ``block`` are a
     structured step apart (the test is symmetric: it reads only the moves' magnitudes)."""
     hits = np.zeros((queries.shape[0], block.shape[0]), np.bool_)
+    counts = np.zeros(256, np.int64)
     for j in range(block.shape[0]):
         for i in range(queries.shape[0]):
-            hits[i, j] = is_structured_step(queries[i], block[j])
+            hits[i, j] = structured_step(queries[i], block[j], counts)
     return hits
 
 
@@ -77,6 +78,7 @@ def same_cell_steps(
     for c in range(cells):
         first[c + 1] += first[c]
     compared = np.zeros(cells, np.int64)
+    counts = np.zeros(256, np.int64)
     found_i = []
     found_j = []
     for j in range(table.shape[0] - 1, -1, -1):
@@ -89,7 +91,7 @@ def same_cell_steps(
         row = table[j]
         for k in range(first[cell], first[cell + 1]):
             i = order[k]
-            if is_structured_step(queries[i], row):
+            if structured_step(queries[i], row, counts):
                 found_i.append(i)
                 found_j.append(j)
     return np.array(found_i, dtype=np.int64), np.array(found_j, dtype=np.int64)
