@@ -56,6 +56,9 @@ SPREAD_FLOOR = 0.25
 UNCALIBRATED_BOUNDARY = 0.25
 #: Margins closer than this are one value (float noise of scores rounded in transit).
 TIE_TOLERANCE = 1e-6
+#: Classes a profile names, at most (``class_table``): with the other slot, the 256 values of
+#: the byte a class index is stored in.
+MAX_CLASSES = 255
 
 
 @dataclass(frozen=True)
@@ -513,8 +516,15 @@ def feature_spread(centred: FloatArray) -> FloatArray:
 
 
 def class_table(labels: list[object] | None, keep: NDArray[np.bool_]) -> tuple[tuple[str, ...], FloatArray]:
-    """Class names (sorted, at most 64) of the kept rows' labels and the class prior (one more
-    entry for any other class; half a count added to each).
+    """Class names (sorted) of the kept rows' labels and the class prior (one more entry for
+    any other class; half a count added to each).
+
+    A model with more than MAX_CLASSES classes keeps its MAX_CLASSES most frequent ones by name
+    (ties by name), the rest sharing the other slot: class indices are stored in one byte (a
+    client's reservoir, the extraction reference), and the first MAX_CLASSES names in sorted
+    order (the cap was 64) would have put a 100-class model's classes "64".."99" and some in
+    between, a third of its answers, in that one slot, where they looked like a class the
+    reference never answered.
 
     >>> names, prior = class_table(["b", "a", "b", None], np.ones(4, dtype=bool))
     >>> names, [round(float(p), 2) for p in prior]
@@ -523,8 +533,9 @@ def class_table(labels: list[object] | None, keep: NDArray[np.bool_]) -> tuple[t
     if labels is not None:
         kept = [str(lab) for lab, k_ in zip(labels, keep, strict=True) if k_ and lab is not None]
         classes, class_counts = np.unique(np.array(kept, dtype=str), return_counts=True)
-        names = tuple(str(c) for c in classes[:64])
-        prior = class_counts[:64].astype(np.float64)
+        top = np.sort(np.argsort(-class_counts, kind="stable")[:MAX_CLASSES])
+        names = tuple(str(c) for c in classes[top])
+        prior = class_counts[top].astype(np.float64)
     else:
         names, prior = (), np.zeros(0)
     prior = np.append(prior, 0.0) + 0.5
