@@ -137,14 +137,24 @@ def _capped(events: Sequence[Event], settings: DetectionSettings) -> list[Event]
 
 
 def _answers(events: Sequence[Event]) -> tuple[list[object] | None, np.ndarray | None]:
-    """The events' labels (None if none has one) and scores (None unless all have as many)."""
-    lengths = {len(e.scores) for e in events if e.scores is not None}
-    with_scores = len(lengths) == 1 and all(e.scores is not None for e in events)
+    """The events' labels (None if none has one) and scores (None if none has any): one row
+    each, NaN for an event without scores or with another number of them than most.
+
+    A model may answer some clients with labels only (a serving option, or a client that
+    asked for no scores). The boundary calibration leaves those rows aside as the live test
+    leaves their answers aside; requiring every row to have scores instead left the whole
+    model without a boundary test once one label-only client was in its warm-up."""
     labels = [_label_of(e) for e in events]
-    return (
-        labels if any(lab is not None for lab in labels) else None,
-        np.array([e.scores for e in events]) if with_scores else None,
-    )
+    known = labels if any(lab is not None for lab in labels) else None
+    widths = Counter(len(e.scores) for e in events if e.scores is not None)
+    if not widths:
+        return known, None
+    width = widths.most_common(1)[0][0]
+    scores = np.full((len(events), width), np.nan)
+    for i, e in enumerate(events):
+        if e.scores is not None and len(e.scores) == width:
+            scores[i] = e.scores
+    return known, scores
 
 
 def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> np.ndarray:
