@@ -1,12 +1,17 @@
-"""A warm-up's answers: label-only clients beside scored ones, string labels."""
+"""A reference's answers: label-only clients beside scored ones (a warm-up, a served sample),
+string labels."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
+from querywatch.detector.adapters.files import read_reference_file
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.events import Event
-from querywatch.detector.engine.profiles import profile_from_warmup
+from querywatch.detector.engine.profiles import build_profile, profile_from_warmup
 from querywatch.detector.simulate.victim import load_tabular_victim
 
 SETTINGS = DetectionSettings(warmup_events=2000, warmup_per_client=40, codebook_size=16, pca_components=8)
@@ -50,3 +55,21 @@ def test_string_labels_give_the_profile_integer_labels_give() -> None:
     assert np.array_equal(named.class_prior, numbered.class_prior)
     assert named.extraction is not None and numbered.extraction is not None
     assert np.array_equal(named.extraction.labels, numbered.extraction.labels)
+
+
+def test_a_served_sample_with_label_only_lines_keeps_the_others_scores(tmp_path: Path) -> None:
+    """``querywatch profile --served`` on logged events, a few of them label-only."""
+    events = _warmup({3, 17})
+    path = tmp_path / "served.jsonl"
+    with path.open("w") as f:
+        for e in events:
+            prediction: dict[str, object] = {"label": e.label}
+            if e.scores is not None:
+                prediction["scores"] = e.scores.tolist()
+            f.write(json.dumps({"input": e.input.tolist(), "prediction": prediction}) + "\n")
+    X, labels, scores = read_reference_file(path)
+    assert labels is not None and scores is not None
+    assert int(np.isnan(scores[:, 0]).sum()) == sum(e.scores is None for e in events)
+    profile = build_profile(X, model_id="risk", settings=SETTINGS, labels=labels, scores=scores)
+    assert profile.margin_threshold > 0 and profile.calibration is not None
+    assert profile.calibration.boundary_rates
