@@ -1,7 +1,8 @@
 """Query-distance statistics in the spirit of PRADA, with exact resends kept apart.
 
 For each query that is not an exact resend, the nearest earlier query in the client's
-reservoir (``querywatch.features.reservoir``) gives:
+reservoir (``querywatch.features.reservoir``; over the features its rows keep, while the moves
+from the previous query are measured over those a working row keeps: ``features.layout``) gives:
 
 * *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS), yet not
   identical — perturbation chains and probing live here, and so do benign revisits of
@@ -38,18 +39,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.direction import RecentDirections, direction_simhash, squared_distance
+from querywatch.features.layout import QueryLayout, query_layout, reservoir_capacity, reservoir_features
 from querywatch.features.nearest import is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
-#: Bytes of past-query codes a client keeps (rows times the input's width; an input wider
-#: than 64 keeps 40 rows, more than this).
-RESERVOIR_BYTES = 2560
-
 
 @functools.cache
 def distance_limits(dim: int, near_fraction: float = 0.1) -> tuple[int, int]:
-    """Squared code distances (over all features) of a near-duplicate and of a step's
+    """Squared code distances (over ``dim`` features) of a near-duplicate and of a step's
     neighbour: one pair for every client of a model, held by one slot of each client."""
     return int((near_fraction * 255.0) ** 2 * dim), int((1.5 * near_fraction * 255.0) ** 2 * dim)
 
@@ -64,15 +62,29 @@ _NO_MOMENTS = (0.0, 0.0, 0.0, 0.0, 0.0)
 _NO_DIRECTIONS = RecentDirections()
 
 
-def reservoir_capacity(dim: int) -> int:
-    """Past queries a client's reservoir holds: a fixed byte budget, so that a narrow input
-    keeps more of them (a thief's seeds stay findable longer), never fewer than 40 (what
-    every model had before the budget: a wide input loses nothing) nor more than 128.
+@functools.cache
+def _limits(dim: int, near_fraction: float) -> tuple[QueryLayout, int, int, int, int]:
+    """A client's layout (``features.layout``) and ``distance_limits`` over a reservoir row,
+    then over a working row: one tuple for every client of a model."""
+    layout = query_layout(dim)
+    return (
+        layout,
+        *distance_limits(layout.kept_width, near_fraction),
+        *distance_limits(layout.working_width, near_fraction),
+    )
 
-    >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(784)
-    (40, 128, 40)
-    """
-    return max(40, min(128, RESERVOIR_BYTES // dim))
+
+def _direction_from(
+    parent: NDArray[np.uint8], code: NDArray[np.uint8], features: NDArray[np.intp] | None
+) -> int:
+    """``direction_simhash`` of the move from a reservoir row to a query, over the features
+    the row keeps (each weighed as in a whole query's direction: a sweep of kept features
+    has the same direction, from a row or from the previous query)."""
+    if features is None:
+        return direction_simhash(parent, code)
+    origin = code.copy()
+    origin[features] = parent
+    return direction_simhash(origin, code)
 
 
 class QueryDistances:
@@ -105,11 +117,17 @@ class QueryDistances:
         self, dim: int, *, capacity: int | None = None, near_fraction: float = 0.1, seed: int = 0
     ) -> None:
         self.near_fraction = near_fraction
-        self._limits = distance_limits(dim, near_fraction)  # (near-duplicate, step's neighbour)
+        # The layout, then (near-duplicate, step's neighbour) over a reservoir row and over a working row.
+        self._limits = limits = _limits(dim, near_fraction)
         # Two working rows: the previous query's code and the first query of the current near
         # chain (in the reservoir's array: each numpy array costs a client about 100 bytes).
+        # They keep more features than a reservoir row (all of most inputs, ``features.layout``):
+        # a sweep of a feature the reservoir's rows leave out is still a revisit.
         self._reservoir = QueryReservoir(
-            reservoir_capacity(dim) if capacity is None else capacity, dim, seed, working_rows=True
+            reservoir_capacity(dim) if capacity is None else capacity,
+            limits[0].kept_width,
+            seed,
+            working_width=limits[0].working_width,
         )
         self._resend = ExactResendFilter()
         self._directions = _NO_DIRECTIONS
@@ -131,16 +149,21 @@ class QueryDistances:
         near = step = revisit = False
         res = self._reservoir
         last, anchor = res.working_rows()  # written before the offer below, which may move them
+        layout, near_limit, step_limit, move_near, move_step = self._limits
+        if layout.working is not None:
+            code = code[layout.working]
+        features = layout.kept
+        kept = code if features is None else code[features]
         if len(res):
-            near_limit, step_limit = self._limits
-            j, nearest, same_label = res.nearest(code, label)
+            j, nearest, same_label = res.nearest(kept, label)
             near = 0 < nearest <= near_limit
             # A structured step from the nearest earlier query, unless it goes along a line the
             # client has been sweeping. Remembered like the moves from the previous query (when
             # the neighbour is the previous query, the check below judges that move).
-            if 0 < nearest <= step_limit and is_structured_step(parent := res.code(j), code):
-                step = np.array_equal(parent, last) or not self._seen_direction(
-                    direction_simhash(parent, code)
+            if 0 < nearest <= step_limit and is_structured_step(parent := res.code(j), kept):
+                kept_last = last if features is None else last[features]
+                step = np.array_equal(parent, kept_last) or not self._seen_direction(
+                    _direction_from(parent, code, features)
                 )
             # Only a move from the previous query: a sweep walks one line point after point,
             # while a thief stepping many records the same way (a fixed per-class gradient
@@ -149,14 +172,14 @@ class QueryDistances:
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
             # One distance from the previous query serves the near, step and converging checks.
             move = squared_distance(last, code)
-            if 0 < move <= near_limit:
+            if 0 < move <= move_near:
                 direction = direction_simhash(last, code)
                 revisit = self._seen_direction(direction) or self._seen_direction(
                     direction_simhash(anchor, code)
                 )
             else:
                 anchor[:] = code
-                if nearest <= step_limit and 0 < move <= step_limit:
+                if nearest <= step_limit and 0 < move <= move_step:
                     # A step candidate: a sweep's wider moves repeat too.
                     revisit = self._seen_direction(direction_simhash(last, code))
             shrinking = 0 < move <= CONVERGING**2 * self._last_move
@@ -169,7 +192,7 @@ class QueryDistances:
         self.near += near
         self.steps += step
         last[:] = code
-        res.offer(code, label)
+        res.offer(kept, label)
         return False, near, revisit, step
 
     def _seen_direction(self, signature: int) -> bool:
@@ -182,6 +205,25 @@ class QueryDistances:
     @property
     def reservoir(self) -> QueryReservoir:
         return self._reservoir
+
+    def _working_rows(self, both: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """Stored working rows as this release keeps them: a state of version 2 holds a wide
+        input's rows whole (one row in a state from before the chain's anchor)."""
+        layout = self._limits[0]
+        if layout.working is None or len(both) == 2 * layout.working_width or len(both) % layout.dim:
+            return both
+        return both.reshape(-1, layout.dim)[:, layout.working].reshape(-1)
+
+    def _kept_rows(self, stored: tuple[int, bytes, bytes]) -> tuple[int, bytes, bytes]:
+        """A stored sample as this release keeps it: a state stored before rows kept a subset
+        of a wide input's features (client state version 2) holds whole queries, whose kept
+        features are what this release would have kept of them."""
+        seen, raw, labels = stored
+        dim = self._limits[0].dim
+        if dim == self._reservoir.dim or not labels or len(raw) != len(labels) * dim:
+            return stored
+        rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(labels), dim)
+        return seen, rows[:, reservoir_features(dim)].tobytes(), labels
 
     def _add_distance(self, x: float) -> None:
         # Pébay's one-pass update of the first four central moments.
@@ -230,13 +272,13 @@ class QueryDistances:
             self._last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
             self._directions = RecentDirections()
             self._directions.set_state(directions)  # type: ignore[arg-type]
-            both = np.frombuffer(last, dtype=np.uint8)  # type: ignore[call-overload]
-            dim = self._reservoir.dim
+            both = self._working_rows(np.frombuffer(last, dtype=np.uint8))  # type: ignore[call-overload]
+            dim = self._reservoir.working_width
             previous, anchor = self._reservoir.working_rows()
             previous[:] = both[:dim]
             # A state from before the chain's anchor holds the previous query only.
             anchor[:] = both[dim:] if len(both) == 2 * dim else both
-        self._reservoir.set_state(res)  # type: ignore[arg-type]
+        self._reservoir.set_state(self._kept_rows(res))  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
         n, mean, m2, m3, m4 = (float(v) for v in m)  # type: ignore[attr-defined]
         self._m = (n, mean, m2, m3, m4)

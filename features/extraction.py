@@ -20,8 +20,9 @@ Two things keep a copy short of the curve at the client's number of distinct que
   the curve's top.
 * **How much each query teaches** (off the data, or on the boundary): a ridge proxy trained
   on the reservoir (any 40 of its slots are a uniform sample of the client's past queries,
-  with answers) against the same proxy trained on reference queries *with the same answers*,
-  so that the ratio (at most 1) measures the inputs and not the mix again. The curve read
+  with answers; on the features its rows keep, ``features.layout``)
+  against the same proxy trained on reference queries *with the same answers*, on the same
+  features, so that the ratio (at most 1) measures the inputs and not the mix again. The curve read
   backwards turns it into a worth: the 40 queries taught what ``40 x worth`` natural ones
   do, so the client's copy stands where ``n x worth`` natural queries stand. The ratio is
   refreshed at every doubling of distinct queries (a running mean).
@@ -44,7 +45,10 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-#: The proxy's training sample must be at least this large (the reservoir's usual capacity).
+from querywatch.features.layout import reservoir_features
+
+#: The proxy's training sample must be at least this large (what every reservoir held before
+#: they were sized by a byte budget; they now hold at least 80).
 MIN_SAMPLE = 40
 #: Share of natural answers on the boundary: ``features.boundary`` puts the boundary at the
 #: reference's 5th percentile of margins.
@@ -196,8 +200,19 @@ class ExtractionReference:
 
     @cached_property
     def validation_inputs(self) -> NDArray[np.float64]:
-        """The validation codes as floats, as the proxy scores them."""
-        return self.codes.astype(np.float64)
+        """The validation codes as floats, as the proxy scores them: on the features a
+        reservoir row keeps, those the proxy is trained on."""
+        return self._kept(self.codes).astype(np.float64)
+
+    @cached_property
+    def pool_inputs(self) -> NDArray[np.uint8]:
+        """The pool's codes on the features a reservoir row keeps."""
+        return self._kept(self.pool_codes)
+
+    @staticmethod
+    def _kept(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        features = reservoir_features(codes.shape[1])
+        return codes if features is None else np.ascontiguousarray(codes[:, features])
 
     @cached_property
     def sample_agreement(self) -> float:
@@ -275,7 +290,7 @@ class ExtractionEstimate:
         natural = ref.natural_like(labels)
         args = (ref.validation_inputs, ref.labels, ref.classes)
         own = proxy_agreement(codes, labels, len(labels), *args)
-        baseline = proxy_agreement(ref.pool_codes[natural], ref.pool_labels[natural], len(natural), *args)
+        baseline = proxy_agreement(ref.pool_inputs[natural], ref.pool_labels[natural], len(natural), *args)
         ratio = min(1.0, own / baseline) if baseline > 0 else 1.0
         # One sample of 40 is noisy: average over the refreshes (each a fresh uniform sample).
         self.refreshes += 1

@@ -5,7 +5,7 @@ without bound. A uniform reservoir (Vitter's algorithm R) of ``capacity`` past q
 the same statistics in expectation with fixed memory: a thief's perturbation chain of ``s``
 seeds leaves, in a reservoir of ``c``, a relative of each new query with probability about
 ``1 - (1 - 1/s)^c``, while benign clients rarely have one at all (``c`` comes from a byte
-budget: ``features.distance.reservoir_capacity``). Replacement choices come
+budget: ``features.layout``). Replacement choices come
 from a hash of (seed, count), so the same events always give the same reservoir.
 """
 
@@ -36,9 +36,10 @@ def mix64(x: int) -> int:
 class QueryReservoir:
     """Uniform sample of at most ``capacity`` codes of length ``dim``, with their labels.
 
-    Codes, labels and, with ``working_rows``, two rows ahead of them where the owner keeps
-    codes of its own (the distances: the previous query and the start of its chain) share
-    one flat array: each numpy array costs a client about 100 bytes of header.
+    Codes, labels and, with ``working_width``, two rows of that many bytes ahead of them
+    where the owner keeps codes of its own (the distances: the previous query and the start
+    of its chain, which keep more of a query's features than a sampled row: ``features.layout``)
+    share one flat array: each numpy array costs a client about 100 bytes of header.
 
     >>> r = QueryReservoir(capacity=3, dim=2, seed=7)
     >>> for v in ([0, 0], [10, 10], [20, 20], [30, 30]):
@@ -50,54 +51,60 @@ class QueryReservoir:
     (True, True)
     """
 
-    __slots__ = ("_filled", "_flat", "_rows", "capacity", "dim", "seed", "seen", "spare")
+    __slots__ = ("_filled", "_flat", "_rows", "capacity", "dim", "seed", "seen", "working_width")
 
-    def __init__(self, capacity: int, dim: int, seed: int = 0, *, working_rows: bool = False) -> None:
-        if capacity < 1 or dim < 1:
-            raise ValueError("capacity and dim must be >= 1")
+    def __init__(self, capacity: int, dim: int, seed: int = 0, *, working_width: int = 0) -> None:
+        if capacity < 1 or dim < 1 or working_width < 0:
+            raise ValueError("capacity and dim must be >= 1, working_width >= 0")
         self.capacity = capacity
         self.dim = dim
         self.seed = seed
-        self.spare = 2 if working_rows else 0
+        self.working_width = working_width
         self.seen = 0
         self._filled = 0
         # Rows are added as they fill (most clients send a few queries, and a million
-        # clients with a full 40 x 64 block each would need 2.7 GB for it). The layout:
-        # the working rows (``spare``), then ``_rows`` codes, then their ``_rows`` labels.
+        # clients with a full 77 x 33 block each would need 2.5 GB for it). The layout:
+        # the two working rows, then ``_rows`` codes, then their ``_rows`` labels.
         self._rows = min(capacity, _FIRST_ROWS)
-        self._flat: NDArray[np.uint8] = np.zeros(self.spare * dim + self._rows * (dim + 1), dtype=np.uint8)
+        self._flat: NDArray[np.uint8] = np.zeros(self._head + self._rows * (dim + 1), dtype=np.uint8)
 
     def __len__(self) -> int:
         return self._filled
+
+    @property
+    def _head(self) -> int:
+        """Bytes of the working rows, ahead of the codes."""
+        return 2 * self.working_width
 
     def nearest(self, code: NDArray[np.uint8], label: int) -> tuple[int, int, int]:
         """(index of the stored code nearest to ``code``, its squared distance, squared
         distance to the nearest stored code labelled ``label`` or -1); the reservoir must
         not be empty."""
-        return nearest_code(self._flat, self.spare * self.dim, self._rows, self._filled, code, label)
+        return nearest_code(self._flat, self._head, self._rows, self._filled, code, label)
 
     def code(self, index: int) -> NDArray[np.uint8]:
-        at = (self.spare + index) * self.dim
+        at = self._head + index * self.dim
         row: NDArray[np.uint8] = self._flat[at : at + self.dim]
         return row
 
     def working_rows(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """The owner's two rows, as views to read and write until the next ``offer`` (which
         may move them)."""
-        flat, dim = self._flat, self.dim
-        return flat[:dim], flat[dim : 2 * dim]
+        flat, width = self._flat, self.working_width
+        return flat[:width], flat[width : 2 * width]
 
     def sample(self) -> tuple[NDArray[np.uint8], NDArray[np.uint8], int]:
         """(codes, labels, filled): the first ``filled`` rows are the sample (not copies;
         there may be fewer than ``capacity`` rows)."""
-        at, end = self.spare * self.dim, (self.spare + self._rows) * self.dim
+        at = self._head
+        end = at + self._rows * self.dim
         codes = self._flat[at:end].reshape(self._rows, self.dim)
         return codes, self._flat[end : end + self._rows], self._filled
 
     @property
     def labels(self) -> NDArray[np.uint8]:
         """Class index stored with each code (0 when the caller gave none)."""
-        at = (self.spare + self._rows) * self.dim
+        at = self._head + self._rows * self.dim
         labels: NDArray[np.uint8] = self._flat[at : at + self._filled]
         return labels
 
@@ -113,15 +120,15 @@ class QueryReservoir:
             slot = mix64(self.seed ^ (self.seen * 0x2545F4914F6CDD1D & _MASK)) % self.seen
             if slot >= self.capacity:
                 return
-        dim, flat = self.dim, self._flat
-        at = (self.spare + slot) * dim
+        dim, flat, head = self.dim, self._flat, self._head
+        at = head + slot * dim
         flat[at : at + dim] = code
-        flat[(self.spare + self._rows) * dim + slot] = label
+        flat[head + self._rows * dim + slot] = label
 
     def _reserve(self, rows: int) -> None:
-        """Room for ``rows`` codes, keeping the spare rows and the first ``filled``."""
+        """Room for ``rows`` codes, keeping the working rows and the first ``filled``."""
         codes, labels, filled = self.sample()
-        head = self.spare * self.dim
+        head = self._head
         flat = np.zeros(head + rows * (self.dim + 1), dtype=np.uint8)
         flat[:head] = self._flat[:head]
         flat[head : head + filled * self.dim] = codes[:filled].reshape(-1)
@@ -134,7 +141,7 @@ class QueryReservoir:
         return self.seen, codes[:filled].tobytes(), labels[:filled].tobytes()
 
     def set_state(self, state: tuple[int, bytes, bytes]) -> None:
-        """Restore the sample (the spare rows are the owner's: they stay as they are)."""
+        """Restore the sample (the working rows are the owner's: they stay as they are)."""
         seen, raw, labels = state
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.dim)
         if len(rows) > self.capacity:

@@ -8,7 +8,8 @@ code unit of each other often enough that ordinary clients of a held-out six-inp
 sent 5-7% of their queries as "steps", the fixed 5% tolerance. So the null is measured: the
 same check is run over pseudo-clients drawn from the whole reference (as many rows as a
 client's reservoir holds, then as many again, each judged against the nearest of the
-reservoir's worth before it: a full reservoir is where benign clients spend their queries),
+reservoir's worth before it, on the features a reservoir row keeps: a full reservoir is where
+benign clients spend their queries),
 and the null is the
 99th percentile of their underlying rates (``calibration.trimmed_multiple``: sampling noise
 removed, step-heavy pseudo-clients trimmed). The steps test never takes a null below its
@@ -31,7 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.features.distance import distance_limits, reservoir_capacity
+from querywatch.features.distance import distance_limits
+from querywatch.features.layout import query_layout, reservoir_capacity, reservoir_features
 from querywatch.features.nearest import is_structured_step
 from querywatch.models.calibration import PSEUDO_CLIENTS, trimmed_multiple
 
@@ -56,12 +58,14 @@ def step_counts(
     codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0
 ) -> NDArray[np.float64]:
     """Per pseudo-client, (structured steps, queries judged)."""
-    codes = np.ascontiguousarray(codes, dtype=np.uint8)
     n, dim = codes.shape
+    # As a client's reservoir keeps them: only its rows' features.
+    features = reservoir_features(dim)
+    codes = np.ascontiguousarray(codes if features is None else codes[:, features], dtype=np.uint8)
     owner = None if owners is None else np.unique(np.asarray(owners), return_inverse=True)[1]
     capacity = reservoir_capacity(dim)
     size = min(2 * capacity, n)
-    _, step_limit = distance_limits(dim)
+    _, step_limit = distance_limits(query_layout(dim).kept_width)
     rng = np.random.default_rng(seed)
     out = np.zeros((PSEUDO_CLIENTS, 2))
     for g in range(PSEUDO_CLIENTS):

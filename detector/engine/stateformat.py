@@ -3,7 +3,7 @@
 A checkpoint holds one client's state on each of its models: ``MAGIC`` followed by a
 zstd frame, compressed with the fixed ``DICTIONARY``, of a MessagePack map::
 
-    {"version": 2,
+    {"version": 3,
      "models": {model_id: {"profile": profile version,
                            "features": {family name: plain data},
                            "evidence": {test name: [floats]},
@@ -22,7 +22,7 @@ for about 20 us to compress and 10 us to decompress). States written as plain Me
 
 Release 0.1 stored ``pickle`` (protocol 5) of positional tuples. ``loads`` still reads those
 through an unpickler that resolves no global at all — only the pickle opcodes for plain
-data work — and migrates them to version 2.
+data work — and migrates them to the current version.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ import zstandard
 MAGIC = b"QWCZ"
 #: MessagePack without compression, as release 0.2 wrote it (read, never written).
 PLAIN_MAGIC = b"QWCS"
-VERSION = 2
+VERSION = 3
+#: Versions this release reads: 2 stored whole queries in the reservoir rows of an input wider
+#: than 32 features and in the working rows of one wider than 256, which load as the subset of
+#: features this release keeps (``features.layout``); an older release refuses version 3 (its
+#: rows are narrower) rather than misread it.
+READABLE_VERSIONS = (2, 3)
 #: No stored state is near this big; a corrupt or hostile frame cannot make loading allocate more.
 MAX_STATE_BYTES = 1 << 20
 
@@ -131,7 +136,7 @@ def _unpack(body: bytes) -> ModelStates:
         raise ValueError(f"corrupt client state: {exc}") from None
     if not isinstance(loaded, dict) or not isinstance(loaded.get("models"), dict):
         raise ValueError("not a querywatch client state")
-    if loaded.get("version") != VERSION:
+    if loaded.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"client state version {loaded.get('version')!r} is newer than this release")
     models: ModelStates = loaded["models"]
     return models

@@ -76,3 +76,29 @@ def test_an_exported_index_loads_back_with_the_same_newest_rows_counts_and_hits(
     loaded.update("parent", parents)
     assert loaded.update("child-3", children) == index.update("child-3", children)
     assert "parent" in index.hits["child-3"]
+
+
+def test_a_wide_inputs_rows_are_compared_on_the_features_a_reservoir_row_keeps() -> None:
+    from querywatch.detector.config import DetectionSettings
+    from querywatch.detector.engine.profiles import build_profile
+    from querywatch.features.layout import reservoir_features
+
+    rng = np.random.default_rng(3)
+    X = rng.random((3000, 64))
+    settings = DetectionSettings(codebook_size=8, pca_components=4)
+    wide = build_profile(X, model_id="w", settings=settings, labels=(X[:, 0] > 0.5).astype(int).tolist())
+    features = reservoir_features(64)
+    assert features is not None and lineage.reference_null(wide) is not None
+    codes = wide.view(rng.random((40, 64))).quantized
+    children = codes.copy()
+    children[:, features[:8]] = np.minimum(children[:, features[:8]].astype(int) + 20, 255).astype(np.uint8)
+    index = LineageIndex(wide, null=1e-3)
+    index.update("parent", codes[:, features])  # a summary's sample: reservoir rows
+    # whole queries (a summary of a release that kept them) are compared on the same features
+    found = index.update("child", children)
+    assert sum(found.values()) > 0 and index._codes.shape[1] == len(features)
+    old = index.export()
+    old["codes"] = np.vstack([codes, children]).tobytes()  # an index exported with whole rows
+    loaded = LineageIndex(wide, null=1e-3)
+    loaded.load(old)
+    assert np.array_equal(loaded._codes[: loaded._used], index._codes[: index._used])

@@ -161,6 +161,16 @@ def test_a_state_from_a_newer_release_is_refused() -> None:
         stateformat.loads(data)
 
 
+def test_a_state_of_version_2_loads() -> None:
+    # Version 2 differs in a wide input's reservoir rows only, which the distances migrate.
+    rng = np.random.default_rng(8)
+    engine = _profiled_engine()
+    engine.process_batch(_events("c", rng.uniform(-1, 2, size=(60, DIM))))
+    models = stateformat.loads(engine.export_client("c"))
+    old = stateformat.MAGIC + stateformat.compress(msgpack.packb({"version": 2, "models": models}))
+    assert stateformat.VERSION == 3 and stateformat.loads(old) == models
+
+
 def test_a_state_written_uncompressed_by_release_0_2_loads() -> None:
     rng = np.random.default_rng(7)
     engine = _profiled_engine()

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.jit import compiled
+from querywatch.features.layout import query_layout, reservoir_features
 from querywatch.features.nearest import structured_step
 from querywatch.models.profile import ReferenceProfile
 
@@ -117,13 +118,28 @@ def capacity(rows: int) -> int:
     return rows + max(rows // SPARE_FRACTION, MIN_SPARE_ROWS)
 
 
+def kept_codes(profile: ReferenceProfile, codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """``codes`` as a reservoir row keeps them (``features.layout``):
+    whole queries (the reference's, or a sample of a release whose rows kept them whole)
+    lose the other features; rows already kept stay as they are."""
+    features = reservoir_features(profile.dim)
+    if features is None or codes.shape[1] != profile.dim:
+        return np.ascontiguousarray(codes, dtype=np.uint8)
+    return np.ascontiguousarray(codes[:, features], dtype=np.uint8)
+
+
 def code_cells(profile: ReferenceProfile, codes: NDArray[np.uint8]) -> NDArray[np.int64]:
-    """The profile's cell of each 8-bit code (decoded to the middle of its bin): the nearest
-    centroid, as ``ReferenceProfile.view`` finds it, without the scores it also computes."""
+    """The profile's cell of each 8-bit reservoir row (decoded to the middle of its bins,
+    the features a row leaves out at the reference's mean): the nearest centroid, as
+    ``ReferenceProfile.view`` finds it, without the scores it also computes."""
     if len(codes) == 0:
         return np.zeros(0, dtype=np.int64)
-    span = np.where(profile.high > profile.low, profile.high - profile.low, 1.0)
-    X = profile.low + codes.astype(np.float64) * (span / 255.0)
+    features = reservoir_features(profile.dim)
+    kept = slice(None) if features is None else features
+    low, high = profile.low[kept], profile.high[kept]
+    span = np.where(high > low, high - low, 1.0)
+    X = np.repeat(profile.mean[None, :], len(codes), axis=0)
+    X[:, kept] = low + codes.astype(np.float64) * (span / 255.0)
     Z = ((X - profile.mean) / profile.scale) @ profile.components.T
     C = profile.centroids
     d2 = np.einsum("ij,ij->i", C, C)[None, :] - 2.0 * Z @ C.T  # + |Z|², the same for every cell
@@ -135,7 +151,7 @@ def reference_null(profile: ReferenceProfile) -> float | None:
     None when the profile keeps no inputs (a reference without answers)."""
     if profile.extraction is None or len(profile.extraction.codes) < 2:
         return None
-    codes = np.ascontiguousarray(profile.extraction.codes)
+    codes = kept_codes(profile, profile.extraction.codes)
     cells = code_cells(profile, codes)
     hits = pairs = 0
     for cell in np.unique(cells):
@@ -167,7 +183,8 @@ class LineageIndex:
     def __init__(self, profile: ReferenceProfile, null: float) -> None:
         self.profile = profile
         self.null = null
-        self._codes = np.zeros((0, profile.dim), dtype=np.uint8)
+        self.width = query_layout(profile.dim).kept_width  # bytes of a row: a reservoir row's
+        self._codes = np.zeros((0, self.width), dtype=np.uint8)
         self._cells = np.zeros(0, dtype=np.int16)
         self._owners = np.zeros(0, dtype=np.int32)  # index into _names; -1: removed
         self._used = 0
@@ -213,7 +230,7 @@ class LineageIndex:
     def update(self, client_id: str, codes: NDArray[np.uint8]) -> dict[str, int]:
         """Replace a client's sample; returns its hits with every other client (nonzero only)."""
         self.remove(client_id)
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        codes = kept_codes(self.profile, codes)
         cells = code_cells(self.profile, codes)
         used = self._used
         rows_i, rows_j = same_cell_steps(
@@ -266,7 +283,7 @@ class LineageIndex:
         rank[by_cell] = np.arange(len(newest)) - np.searchsorted(cells[by_cell], cells[by_cell])
         alive = np.sort(newest[rank < BUCKET_ROWS])
         size = capacity(len(alive) + extra)
-        codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
+        codes = np.zeros((size, self.width), dtype=np.uint8)
         cells = np.zeros(size, dtype=np.int16)
         owners = np.full(size, -1, dtype=np.int32)
         codes[: len(alive)] = self._codes[alive]
@@ -301,11 +318,13 @@ class LineageIndex:
 
     def load(self, plain: dict[str, Any]) -> None:
         """Put back, into this empty index of the same profile, what ``export`` gave."""
-        codes = np.frombuffer(plain["codes"], dtype=np.uint8).reshape(-1, self.profile.dim)
         owners = np.frombuffer(plain["owners"], dtype=np.int32)
-        used = len(codes)
+        used = len(owners)
+        raw = np.frombuffer(plain["codes"], dtype=np.uint8)
+        # Rows of a reservoir's width, or whole queries (an index exported before rows kept a subset).
+        codes = kept_codes(self.profile, raw.reshape(used, len(raw) // used if used else self.width))
         size = capacity(used)
-        self._codes = np.zeros((size, self.profile.dim), dtype=np.uint8)
+        self._codes = np.zeros((size, self.width), dtype=np.uint8)
         self._cells = np.zeros(size, dtype=np.int16)
         self._owners = np.full(size, -1, dtype=np.int32)
         self._codes[:used] = codes

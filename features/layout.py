@@ -1,0 +1,105 @@
+"""What a client keeps of its queries: which features, and how many past queries.
+
+A client keeps two kinds of 8-bit codes (``features.distance``): a uniform sample of its past
+queries (the reservoir, ``features.reservoir``), searched for the parent of each new query,
+and two *working rows* (its previous query and the start of its current chain of
+near-duplicates), for the directions of what-if sweeps. Kept whole, both grow with the
+input: 40 past queries of a 784-pixel image were 31 KB a client, of a 3,072-value one 123 KB.
+So a reservoir row keeps at most ``RESERVOIR_WIDTH`` features and a working row at most
+``WORKING_WIDTH``, each a fixed subset evenly spread over the input, and the reservoir holds
+as many rows as a byte budget allows: a narrow input keeps more past queries (a thief's
+seeds stay findable longer). Every subset is derived from the input's width alone, so every
+part that reads reservoir rows (the distances, the steps null, the extraction proxy, the
+campaign lineage) takes the same features without being told.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: Bytes of past queries a client keeps: rows of the features a row keeps and a byte of label.
+RESERVOIR_BYTES = 2560
+#: Features a reservoir row keeps at most. Thirty-two, so that the structured-step test on a
+#: row (three features moved, and an eighth of them) asks of any input what it asks of a
+#: 24-64 input; a thief's step moves most features (a sign-gradient step) or a random share
+#: of them (T-RND), the same share of any subset.
+RESERVOIR_WIDTH = 32
+#: Features a working row keeps at most: every feature of most tabular models (a sweep of
+#: any one of them is a revisit), a grid over an image (its brightness, contrast and stroke
+#: sweeps move every part of it). Its two rows then cost at most 512 bytes.
+WORKING_WIDTH = 256
+
+
+@functools.cache
+def spread_features(dim: int, width: int) -> NDArray[np.intp] | None:
+    """``width`` of ``dim`` features evenly spread over the input, each the middle of its
+    stretch (for an image, a sparse grid over every row of it); None (all) when ``dim``
+    is no wider. Read-only: one array for every client of a model.
+
+    >>> spread_features(20, 32) is None, spread_features(64, 32)[:4].tolist()
+    (True, [1, 3, 5, 7])
+    """
+    if dim <= width:
+        return None
+    kept = (2 * np.arange(width) + 1) * dim // (2 * width)
+    kept.setflags(write=False)
+    return kept
+
+
+@dataclass(frozen=True, eq=False)
+class QueryLayout:
+    """The codes a client keeps of a ``dim``-input query: ``working`` of its features (None:
+    all) in a working row, and ``kept`` of those (None: all of them) in a reservoir row."""
+
+    dim: int
+    working: NDArray[np.intp] | None
+    kept: NDArray[np.intp] | None
+
+    @property
+    def working_width(self) -> int:
+        return min(self.dim, WORKING_WIDTH)
+
+    @property
+    def kept_width(self) -> int:
+        return min(self.dim, RESERVOIR_WIDTH)
+
+
+@functools.cache
+def query_layout(dim: int) -> QueryLayout:
+    """One layout for every client of a ``dim``-input model.
+
+    >>> layout = query_layout(784)
+    >>> layout.working_width, layout.kept_width, reservoir_features(784)[:3].tolist()
+    (256, 32, [13, 38, 62])
+    """
+    working = spread_features(dim, WORKING_WIDTH)
+    return QueryLayout(dim, working, spread_features(min(dim, WORKING_WIDTH), RESERVOIR_WIDTH))
+
+
+@functools.cache
+def reservoir_features(dim: int) -> NDArray[np.intp] | None:
+    """The features of a whole ``dim``-input query that a reservoir row keeps (None: all).
+
+    >>> reservoir_features(20) is None, reservoir_features(64)[:4].tolist()
+    (True, [1, 3, 5, 7])
+    """
+    working, kept = query_layout(dim).working, query_layout(dim).kept
+    if working is None or kept is None:
+        return kept if working is None else working
+    features = working[kept]
+    features.setflags(write=False)
+    return features
+
+
+def reservoir_capacity(dim: int) -> int:
+    """Past queries a client's reservoir holds: the byte budget over the bytes of a row (its
+    codes and label), at most 128; 77 for any input of 32 features or more.
+
+    >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(784)
+    (77, 121, 77)
+    """
+    return min(128, RESERVOIR_BYTES // (query_layout(dim).kept_width + 1))

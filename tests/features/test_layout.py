@@ -1,0 +1,139 @@
+"""What a client keeps of its queries: a fixed subset of a wide input's features, the same
+for every part that reads reservoir rows, and a state that stays small however wide the input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from querywatch.features.distance import QueryDistances
+from querywatch.features.layout import (
+    RESERVOIR_WIDTH,
+    WORKING_WIDTH,
+    query_layout,
+    reservoir_capacity,
+    reservoir_features,
+)
+from querywatch.features.reservoir import QueryReservoir
+from querywatch.models.steps import steps_null
+
+
+@pytest.mark.parametrize("dim", [6, 32, 64, 300, 784, 3072])
+def test_a_reservoir_row_keeps_a_fixed_subset_of_a_wide_inputs_features(dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    codes = rng.integers(0, 256, size=(200, dim), dtype=np.uint8)
+    qd = QueryDistances(dim, seed=3)
+    for i, code in enumerate(codes):
+        qd.update(code, input_hash=i + 1, label=i % 3)
+    features = reservoir_features(dim)
+    kept = codes if features is None else codes[:, features]
+    assert kept.shape[1] == min(dim, RESERVOIR_WIDTH)
+    if features is not None:  # distinct, in order, spread over the whole input
+        assert np.all(np.diff(features) > 0) and features[0] < dim / 16 and features[-1] > dim - dim / 16
+    # The same slots as a reservoir of the kept features alone: Vitter's choices depend on the
+    # seed and the count only.
+    alone = QueryReservoir(reservoir_capacity(dim), kept.shape[1], seed=3)
+    for i, row in enumerate(kept):
+        alone.offer(row, label=i % 3)
+    assert qd.reservoir.get_state() == alone.get_state()
+    assert len(qd.reservoir) == reservoir_capacity(dim) == min(128, 2560 // (min(dim, 32) + 1))
+    previous, _ = qd.reservoir.working_rows()
+    working = query_layout(dim).working
+    assert np.array_equal(previous, codes[-1] if working is None else codes[-1][working])
+    assert len(previous) == min(dim, WORKING_WIDTH)
+
+
+def _sweep(record: np.ndarray, feature: int, steps: int = 12) -> np.ndarray:
+    rows = np.repeat(record[None, :], steps, axis=0)
+    rows[:, feature] = np.linspace(40, 220, steps).astype(np.uint8)
+    return rows
+
+
+def test_a_sweep_of_a_feature_the_reservoir_rows_leave_out_is_still_a_revisit() -> None:
+    dim = 64
+    features = reservoir_features(dim)
+    assert features is not None
+    outside = int(np.setdiff1d(np.arange(dim), features)[0])
+    record = np.random.default_rng(5).integers(60, 200, size=dim).astype(np.uint8)
+    for feature, kept in ((outside, False), (int(features[0]), True)):
+        qd = QueryDistances(dim, seed=1)
+        revisits = [
+            qd.update(row, input_hash=i + 1, label=0)[2] for i, row in enumerate(_sweep(record, feature))
+        ]
+        assert sum(revisits) >= 8, (feature, kept)
+
+
+def test_a_sign_step_from_a_resident_parent_is_a_step_on_the_kept_features() -> None:
+    # 80 natural seeds, then a sign step of every feature from each seed in turn (JbDA's
+    # first round): the (80 + i)-th query's parent is resident with probability 77 / (80 + i)
+    # in the 77 rows of a 64-input model, about 52 of them in all; in 40 whole rows, half that.
+    dim = 64
+    rng = np.random.default_rng(2)
+    seeds = rng.integers(40, 216, size=(80, dim)).astype(np.int64)
+    stepped = seeds + 25 * rng.choice([-1, 1], size=seeds.shape)
+    found = []
+    for capacity in (None, 40):
+        qd = QueryDistances(dim, capacity=capacity, seed=4)
+        for i, row in enumerate(np.vstack([seeds, stepped]).astype(np.uint8)):
+            qd.update(row, input_hash=i + 1, label=0)
+        found.append(qd.steps)
+    assert found[0] >= 45 and found[1] <= 0.7 * found[0], found
+    natural = QueryDistances(dim, seed=4)
+    for i, row in enumerate(rng.integers(40, 216, size=(160, dim)).astype(np.uint8)):
+        natural.update(row, input_hash=i + 1, label=0)
+    assert natural.steps == 0
+
+
+def test_the_steps_null_judges_the_features_a_reservoir_row_keeps() -> None:
+    # A 64-input reference and its kept 32 features give one null: the pseudo-clients see what
+    # a client's reservoir sees (the same capacity, the same rows).
+    rng = np.random.default_rng(6)
+    base = rng.integers(60, 196, size=(40, 64))
+    codes = (base[rng.integers(0, 40, 3000)] + rng.choice([-12, 0, 12], size=(3000, 64))).astype(np.uint8)
+    features = reservoir_features(64)
+    assert features is not None
+    null = steps_null(codes)
+    assert null > 0.0
+    assert null == steps_null(np.ascontiguousarray(codes[:, features]))
+
+
+@pytest.mark.parametrize("dim", [64, 784])
+def test_a_state_stored_with_whole_rows_loads_as_the_rows_this_release_keeps(dim: int) -> None:
+    # Client state version 2 kept whole queries in the reservoir (and the working rows).
+    rng = np.random.default_rng(dim)
+    codes = rng.integers(0, 256, size=(120, dim), dtype=np.uint8)
+    qd = QueryDistances(dim, seed=9)
+    whole = QueryReservoir(reservoir_capacity(dim), dim, seed=9)
+    for i, code in enumerate(codes):
+        qd.update(code, input_hash=i + 1, label=i % 4)
+        whole.offer(code, label=i % 4)
+    state = list(qd.get_state())
+    state[0] = whole.get_state()
+    state[3] = codes[-1].tobytes() + codes[-2].tobytes()  # previous query, chain's start
+    restored = QueryDistances(dim, seed=9)
+    restored.set_state(tuple(state))
+    assert restored.reservoir.get_state() == qd.reservoir.get_state()
+    working = query_layout(dim).working
+    previous, anchor = restored.reservoir.working_rows()
+    assert np.array_equal(previous, codes[-1] if working is None else codes[-1][working])
+    assert np.array_equal(anchor, codes[-2] if working is None else codes[-2][working])
+
+
+def test_a_wide_inputs_client_state_stays_under_4_kb() -> None:
+    from querywatch.detector.engine.detector import Detector
+    from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+    from tests.detector.test_engine import SETTINGS, _events
+
+    dim = 784  # a 28 x 28 image: whole rows were 31 KB a client
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0.2, 0.8, size=(5, dim))
+
+    def queries(n: int) -> np.ndarray:  # noisy pixels: their codes hardly compress
+        return centres[rng.integers(0, 5, n)] + rng.normal(0, 0.03, size=(n, dim))
+
+    engine = Detector(
+        SETTINGS, MemoryProfileStore([build_profile(queries(3000), model_id="m", settings=SETTINGS)])
+    )
+    engine.process_batch(_events("c", queries(1000)))
+    assert len(engine._clients["c"].features.distances.reservoir) == reservoir_capacity(dim)  # full
+    assert len(engine.export_client("c")) <= 4096
