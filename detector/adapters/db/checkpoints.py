@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,9 +27,46 @@ from querywatch.detector.errors import QuerywatchError
 #: Ids per ``IN (...)`` list, well below SQLite's limit on bound parameters.
 _CHUNK = 500
 
+# Built once: a checkpoint runs these every second or so, and building a statement (its
+# clauses, an IN list's every element coerced) cost more than executing it.
+_STATES = ClientStateRow.__table__
+_OFFSETS = PartitionOffsetRow.__table__
+_MOVE_OFFSET = (
+    update(_OFFSETS)
+    .where(
+        _OFFSETS.c.group_id == bindparam("b_group_id"),
+        _OFFSETS.c.topic == bindparam("b_topic"),
+        _OFFSETS.c.partition == bindparam("b_partition"),
+        _OFFSETS.c.next_offset == bindparam("b_expected"),
+    )
+    .values(next_offset=bindparam("b_new"), updated_at=bindparam("b_now"))
+)
+_DELETE_STATES = delete(_STATES).where(_STATES.c.client_id.in_(bindparam("ids", expanding=True)))
+_LOAD_STATES = select(_STATES.c.client_id, _STATES.c.state).where(
+    _STATES.c.group_id == bindparam("group_id"), _STATES.c.client_id.in_(bindparam("ids", expanding=True))
+)
+
 
 class CheckpointConflict(QuerywatchError):
     """Another consumer moved this partition's offset since we read it: we no longer own it."""
+
+    def __init__(self, message: str, *, topic: str, partition: int) -> None:
+        super().__init__(message)
+        #: The partition refused, (topic, partition).
+        self.key = (topic, partition)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionCheckpoint:
+    """What one partition's checkpoint stores: its offset moved from ``expected_offset``
+    (None: never stored) to ``next_offset``, client states to write and clients to drop."""
+
+    topic: str
+    partition: int
+    expected_offset: int | None
+    next_offset: int
+    client_states: Mapping[str, bytes]
+    dropped_clients: Collection[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +112,7 @@ def load_client_states(*, session: Session, group_id: str, client_ids: Sequence[
     states: dict[str, bytes] = {}
     for start in range(0, len(client_ids), _CHUNK):
         rows = session.execute(
-            select(ClientStateRow.client_id, ClientStateRow.state).where(
-                ClientStateRow.group_id == group_id,
-                ClientStateRow.client_id.in_(client_ids[start : start + _CHUNK]),
-            )
+            _LOAD_STATES, {"group_id": group_id, "ids": client_ids[start : start + _CHUNK]}
         )
         states.update((client_id, bytes(state)) for client_id, state in rows)
     return states
@@ -94,74 +129,85 @@ def save_checkpoint(
     client_states: Mapping[str, bytes],
     dropped_clients: Iterable[str] = (),
 ) -> None:
-    """Move the partition from ``expected_offset`` to ``next_offset`` and store client states.
-
-    Runs inside the caller's transaction (with the outcomes the checkpoint covers); raises
-    ``CheckpointConflict`` if the stored offset is not ``expected_offset``, after which
-    the caller must roll back.
-    """
-    _move_offset(
-        session=session,
-        group_id=group_id,
-        topic=topic,
-        partition=partition,
-        expected=expected_offset,
-        new=next_offset,
+    """``save_checkpoints`` of one partition."""
+    checkpoint = PartitionCheckpoint(
+        topic, partition, expected_offset, next_offset, client_states, tuple(dropped_clients)
     )
+    save_checkpoints(session=session, group_id=group_id, checkpoints=[checkpoint])
+
+
+def save_checkpoints(*, session: Session, group_id: str, checkpoints: Sequence[PartitionCheckpoint]) -> None:
+    """Move each partition's offset from its ``expected_offset`` to its ``next_offset`` and
+    store its client states.
+
+    Runs inside the caller's transaction (with the outcomes the checkpoints cover); raises
+    ``CheckpointConflict`` (its ``key`` the partition) if a stored offset is not the one
+    expected, after which the caller must roll back. The states of all the partitions are
+    written with one delete and one insert, as if each partition's were written in turn: a
+    client stored (or dropped) by two of them ends as the later one says.
+    """
     now = utcnow()
-    dropped = [c for c in dropped_clients if c not in client_states]
+    for checkpoint in checkpoints:
+        _move_offset(session=session, group_id=group_id, checkpoint=checkpoint, now=now)
+    final: dict[str, PartitionCheckpoint | None] = {}  # client -> the checkpoint that stores it
+    for checkpoint in checkpoints:
+        final.update(dict.fromkeys(checkpoint.dropped_clients))
+        final.update(dict.fromkeys(checkpoint.client_states, checkpoint))
     # Delete-then-insert is a portable upsert (SQLite and PostgreSQL alike), and it also
     # moves a client whose events now land in another partition.
-    stale = [*dropped, *client_states]
+    stale = list(final)
     for start in range(0, len(stale), _CHUNK):
-        session.execute(
-            delete(ClientStateRow).where(ClientStateRow.client_id.in_(stale[start : start + _CHUNK]))
-        )
-    if client_states:
-        session.execute(
-            insert(ClientStateRow),
-            [
-                {
-                    "client_id": client_id,
-                    "group_id": group_id,
-                    "topic": topic,
-                    "partition": partition,
-                    "state": state,
-                    "updated_at": now,
-                }
-                for client_id, state in client_states.items()
-            ],
-        )
+        session.execute(_DELETE_STATES, {"ids": stale[start : start + _CHUNK]})
+    rows = [
+        {
+            "client_id": client_id,
+            "group_id": group_id,
+            "topic": checkpoint.topic,
+            "partition": checkpoint.partition,
+            "state": checkpoint.client_states[client_id],
+            "updated_at": now,
+        }
+        for client_id, checkpoint in final.items()
+        if checkpoint is not None
+    ]
+    if rows:
+        session.execute(insert(_STATES), rows)
 
 
-def _move_offset(
-    *, session: Session, group_id: str, topic: str, partition: int, expected: int | None, new: int
-) -> None:
+def _move_offset(*, session: Session, group_id: str, checkpoint: PartitionCheckpoint, now: datetime) -> None:
+    topic, partition = checkpoint.topic, checkpoint.partition
     key = (group_id, topic, partition)
-    if expected is None:
+    if checkpoint.expected_offset is None:
         try:
             with session.begin_nested():
                 session.execute(
-                    insert(PartitionOffsetRow).values(
+                    insert(_OFFSETS).values(
                         group_id=group_id,
                         topic=topic,
                         partition=partition,
-                        next_offset=new,
-                        updated_at=utcnow(),
+                        next_offset=checkpoint.next_offset,
+                        updated_at=now,
                     )
                 )
         except IntegrityError:
-            raise CheckpointConflict(f"{key}: another consumer checkpointed this partition first") from None
+            raise CheckpointConflict(
+                f"{key}: another consumer checkpointed this partition first", topic=topic, partition=partition
+            ) from None
         return
     result = session.execute(
-        update(PartitionOffsetRow)
-        .where(
-            PartitionOffsetRow.group_id == group_id,
-            PartitionOffsetRow.topic == topic,
-            PartitionOffsetRow.partition == partition,
-            PartitionOffsetRow.next_offset == expected,
-        )
-        .values(next_offset=new, updated_at=utcnow())
+        _MOVE_OFFSET,
+        {
+            "b_group_id": group_id,
+            "b_topic": topic,
+            "b_partition": partition,
+            "b_expected": checkpoint.expected_offset,
+            "b_new": checkpoint.next_offset,
+            "b_now": now,
+        },
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise CheckpointConflict(f"{key}: the stored offset is no longer {expected}")
+        raise CheckpointConflict(
+            f"{key}: the stored offset is no longer {checkpoint.expected_offset}",
+            topic=topic,
+            partition=partition,
+        )

@@ -40,6 +40,26 @@ HISTORY_EVERY_QUERIES = 100
 #: Rows fetched per IN (...) query, below every database's parameter limit.
 _CHUNK = 500
 
+# The reads of every checkpoint, built once (building one, its IN list's every element
+# coerced, cost more than running it).
+_IDS = bindparam("ids", expanding=True)
+_CLIENTS = ClientRow.__table__
+_STORED_CLIENTS = select(
+    _CLIENTS.c.client_id, _CLIENTS.c.model_id, _CLIENTS.c.first_seen, _CLIENTS.c.last_seen, _CLIENTS.c.status
+).where(_CLIENTS.c.client_id.in_(_IDS))
+#: A client row's update: the columns are the keys of the rows given (``_write_clients``).
+_UPDATE_CLIENT = update(_CLIENTS).where(
+    (_CLIENTS.c.client_id == bindparam("b_client_id")) & (_CLIENTS.c.model_id == bindparam("b_model_id"))
+)
+_POINTS = RiskPointRow.__table__
+_LAST_POINTS = select(_POINTS.c.client_id, _POINTS.c.model_id, _POINTS.c.risk, _POINTS.c.queries).where(
+    _POINTS.c.id.in_(
+        select(func.max(_POINTS.c.id))
+        .where(_POINTS.c.client_id.in_(_IDS))
+        .group_by(_POINTS.c.client_id, _POINTS.c.model_id)
+    )
+)
+
 
 @dataclass
 class SavedOutcomes:
@@ -126,13 +146,22 @@ def save_outcomes(
     last_points = _last_points(session, client_ids)
     points: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], _ClientSpan] = {}
-    for outcome in outcomes:
+    for outcome in outcomes:  # once per event: the span's fold inline, the usual no-point case first
         update = outcome.update
         key = (update.client_id, update.model_id)
         span = seen.get(key)
         if span is None:
             span = seen[key] = _ClientSpan(update, update.ts, update.ts)
-        span.add(update)
+        else:
+            span.latest = update
+            if update.ts < span.first_ts:
+                span.first_ts = update.ts
+            elif update.ts > span.last_ts:
+                span.last_ts = update.ts
+        if update.reasons or update.features:
+            span.explained = update
+        elif outcome.event is None and key in last_points:
+            continue  # no point without features (``_wants_point``)
         if _wants_point(last_points.get(key), update, outcome.event is not None):
             points.append(
                 {
@@ -152,7 +181,7 @@ def save_outcomes(
         session.delete(pending)
     _write_clients(session, stored, seen, statuses)
     if points:
-        session.execute(insert(RiskPointRow), points)
+        session.execute(insert(_POINTS), points)
         saved.history_points = len(points)
     session.flush()
     events = save_alert_events(
@@ -171,30 +200,23 @@ _Stored = tuple[datetime, datetime, str]
 
 def _stored_clients(session: Session, client_ids: list[str]) -> dict[tuple[str, str], _Stored]:
     stored: dict[tuple[str, str], _Stored] = {}
-    columns = (ClientRow.client_id, ClientRow.model_id, ClientRow.first_seen, ClientRow.last_seen)
     for chunk in _chunks(client_ids):
-        rows = session.execute(select(*columns, ClientRow.status).where(ClientRow.client_id.in_(chunk)))
+        rows = session.execute(_STORED_CLIENTS, {"ids": chunk})
         stored.update(((c, m), (first, last, status)) for c, m, first, last, status in rows)
     return stored
 
 
 @dataclass(slots=True)
 class _ClientSpan:
-    """One client's updates in a batch, folded: the client row needs only the latest update,
-    the latest one that explained itself (most updates carry no reasons: the engine
-    explains on alerts, every 100 queries and when risk moves), and the event-time span."""
+    """One client's updates in a batch, folded (in ``save_outcomes``): the client row needs
+    only the latest update, the latest one that explained itself (most updates carry no
+    reasons: the engine explains on alerts, every 100 queries and when risk moves), and the
+    event-time span."""
 
     latest: RiskUpdate
     first_ts: float
     last_ts: float
     explained: RiskUpdate | None = None
-
-    def add(self, update: RiskUpdate) -> None:
-        self.latest = update
-        self.first_ts = min(self.first_ts, update.ts)
-        self.last_ts = max(self.last_ts, update.ts)
-        if update.reasons or update.features:
-            self.explained = update
 
 
 def _write_clients(
@@ -228,12 +250,10 @@ def _write_clients(
         row.update(first_seen=min(before[0], first), last_seen=max(before[1], last))
         (plain if span.explained is None else explained).append(row)
     if new:
-        session.execute(insert(ClientRow), new)
-    table = Base.metadata.tables[ClientRow.__tablename__]
-    key = (table.c.client_id == bindparam("b_client_id")) & (table.c.model_id == bindparam("b_model_id"))
+        session.execute(insert(_CLIENTS), new)
     for rows in (explained, plain):
         if rows:
-            session.execute(update(table).where(key), rows)
+            session.execute(_UPDATE_CLIENT, rows)
 
 
 def _wants_point(last: tuple[float, int] | None, update: RiskUpdate, marks_alert: bool) -> bool:
@@ -255,16 +275,7 @@ def _wants_point(last: tuple[float, int] | None, update: RiskUpdate, marks_alert
 def _last_points(session: Session, client_ids: list[str]) -> dict[tuple[str, str], tuple[float, int]]:
     points: dict[tuple[str, str], tuple[float, int]] = {}
     for chunk in _chunks(client_ids):
-        newest = (
-            select(func.max(RiskPointRow.id))
-            .where(RiskPointRow.client_id.in_(chunk))
-            .group_by(RiskPointRow.client_id, RiskPointRow.model_id)
-        )
-        rows = session.execute(
-            select(
-                RiskPointRow.client_id, RiskPointRow.model_id, RiskPointRow.risk, RiskPointRow.queries
-            ).where(RiskPointRow.id.in_(newest))
-        )
+        rows = session.execute(_LAST_POINTS, {"ids": chunk})
         points.update({(c, m): (risk, queries) for c, m, risk, queries in rows})
     return points
 

@@ -35,9 +35,10 @@ from typing import Protocol
 from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
 from querywatch.detector.adapters.db.checkpoints import (
     CheckpointConflict,
+    PartitionCheckpoint,
     load_client_states,
     load_partition,
-    save_checkpoint,
+    save_checkpoints,
 )
 from querywatch.detector.adapters.db.dead_letters import save_dead_letters
 from querywatch.detector.adapters.db.outcome_store import OutcomeTx
@@ -231,19 +232,24 @@ class StreamProcessor(OwnedPartitions):
         each client's events keep their order (one client, one partition).
         """
         messages: list[Message[tuple[PartitionWork, Record]]] = []
+        append = messages.append
+        key, work = None, None  # the partition of the record before: a poll groups them
         for record in records:
-            work = self.partitions.get((record.topic, record.partition))
+            if key is None or record.partition != key[1] or record.topic != key[0]:
+                key = (record.topic, record.partition)
+                work = self.partitions.get(key)
             if work is None:
                 continue  # no longer ours
+            offset = record.offset
             floor = work.next_offset if work.next_offset is not None else work.stored_offset
-            if floor is not None and record.offset < floor:
+            if floor is not None and offset < floor:
                 # Covered by the stored checkpoint; after a seek to it, only a log that went
                 # backwards (recreated, emptied) hands these out: ``rewind`` judges that.
-                work.below_floor = min(record.offset, work.below_floor or record.offset)
+                work.below_floor = min(offset, work.below_floor or offset)
                 continue
-            work.next_offset = record.offset + 1
+            work.next_offset = offset + 1
             work.events_since_checkpoint += 1
-            messages.append(Message(record.value, work.key, (work, record)))
+            append(Message(record.value, key, (work, record)))
         try:
             step = self.pipeline.step(messages)
         except RETRYABLE as exc:  # spilled clients not restored: redo the partitions from their checkpoints
@@ -419,15 +425,13 @@ class StreamProcessor(OwnedPartitions):
 
         A partition another consumer owns now is rewound and the others are committed without it.
         """
-        offsets = {w.key: w.next_offset for w in works if w.has_progress() and w.next_offset is not None}
-        works = [w for w in works if w.key in offsets]
+        works = [w for w in works if w.has_progress() and w.next_offset is not None]
         if not works:
             return []
-        states = {w.key: self._states(w) for w in works}
+        checkpoints = [self._partition_checkpoint(w) for w in works]
         for work in works:
             self._outputs.send_dead_letters(work.dead_letters)
             self._outputs.send_summaries(work.summaries)
-        refused: PartitionWork | None = None
         try:
             with transaction(self._sessions) as session:
                 tx = OutcomeTx(session)
@@ -435,25 +439,11 @@ class StreamProcessor(OwnedPartitions):
                     tx.saved.events += self.campaigns.write(session).events  # the outbox sends them
                 self._sinks.write([o for w in works for o in w.outcomes], tx)
                 save_dead_letters(session=session, letters=[d for w in works for d in w.dead_letters])
-                for work in works:
-                    try:
-                        save_checkpoint(
-                            session=session,
-                            group_id=self.group_id,
-                            topic=work.topic,
-                            partition=work.partition,
-                            expected_offset=work.stored_offset,
-                            next_offset=offsets[work.key],
-                            client_states=states[work.key][0],
-                            dropped_clients=states[work.key][1],
-                        )
-                    except CheckpointConflict:
-                        refused = work
-                        raise
+                save_checkpoints(session=session, group_id=self.group_id, checkpoints=checkpoints)
                 self._outputs.flush()  # acknowledged before the commit, awaited after the writes
-        except CheckpointConflict as exc:
+        except CheckpointConflict as exc:  # only a partition's offset raises it
             log.warning("checkpoint refused, another consumer owns the partition now: %s", exc)
-            assert refused is not None  # only a partition's offset raises it
+            refused = next(w for w in works if w.key == exc.key)
             self._rewind(refused)
             return self._commit([w for w in works if w is not refused])
         self._sinks.committed(tx)
@@ -467,8 +457,10 @@ class StreamProcessor(OwnedPartitions):
         LAST_CHECKPOINT.set(time.time())
         return works
 
-    def _states(self, work: PartitionWork) -> tuple[dict[str, bytes], set[str]]:
-        """The client states ``work``'s checkpoint stores, and the clients it drops."""
+    def _partition_checkpoint(self, work: PartitionWork) -> PartitionCheckpoint:
+        """What ``work``'s checkpoint stores: its offset, the states of the clients it touched
+        and the clients it drops."""
+        assert work.next_offset is not None
         states = {
             c: pack_client_state(self.engine.export_client(c), work.recent_requests(c)) for c in work.dirty
         }
@@ -478,4 +470,6 @@ class StreamProcessor(OwnedPartitions):
                 states[held_events_key(work.partition)] = pack_events(work.held)
             else:
                 dropped.add(held_events_key(work.partition))
-        return states, dropped
+        return PartitionCheckpoint(
+            work.topic, work.partition, work.stored_offset, work.next_offset, states, dropped
+        )
