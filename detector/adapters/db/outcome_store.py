@@ -13,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.alert_store import StoredEvent, save_alert_events
 from querywatch.detector.adapters.db.tables import (
     AlertRow,
-    Base,
     ClientRow,
     PendingStatusRow,
     RiskPointRow,
@@ -30,8 +29,6 @@ from querywatch.detector.adapters.db.tables import (
 from querywatch.detector.engine.outcomes import Outcome, RiskUpdate
 from querywatch.detector.engine.policy import Thresholds
 from querywatch.detector.metrics import ALERT_EVENTS, ALERTS_CLOSED, ALERTS_OPENED, ALERTS_SUPPRESSED
-
-_Row = TypeVar("_Row", bound=Base)
 
 #: A history point is stored when risk moved at least this much since the last point ...
 HISTORY_MIN_RISK_CHANGE = 0.05
@@ -51,6 +48,9 @@ _STORED_CLIENTS = select(
 _UPDATE_CLIENT = update(_CLIENTS).where(
     (_CLIENTS.c.client_id == bindparam("b_client_id")) & (_CLIENTS.c.model_id == bindparam("b_model_id"))
 )
+_PENDING = PendingStatusRow.__table__
+_PENDING_STATUSES = select(_PENDING.c.client_id, _PENDING.c.status).where(_PENDING.c.client_id.in_(_IDS))
+_DELETE_PENDING = delete(_PENDING).where(_PENDING.c.client_id.in_(_IDS))
 _POINTS = RiskPointRow.__table__
 _LAST_POINTS = select(_POINTS.c.client_id, _POINTS.c.model_id, _POINTS.c.risk, _POINTS.c.queries).where(
     _POINTS.c.id.in_(
@@ -176,9 +176,11 @@ def save_outcomes(
             last_points[key] = (update.risk, update.queries)
     statuses = {client_id: status for (client_id, _), (_, _, status) in stored.items()}
     unseen = [client_id for client_id in client_ids if client_id not in statuses]
-    for pending in _in_chunks(session, PendingStatusRow, PendingStatusRow.client_id, unseen):
-        statuses[pending.client_id] = pending.status  # set before its first event: its row takes it
-        session.delete(pending)
+    for chunk in _chunks(unseen):  # a status set before a client's first event: its row takes it
+        pending = {c: status for c, status in session.execute(_PENDING_STATUSES, {"ids": chunk})}
+        if pending:
+            statuses.update(pending)
+            session.execute(_DELETE_PENDING, {"ids": list(pending)})
     _write_clients(session, stored, seen, statuses)
     if points:
         session.execute(insert(_POINTS), points)
@@ -278,13 +280,6 @@ def _last_points(session: Session, client_ids: list[str]) -> dict[tuple[str, str
         rows = session.execute(_LAST_POINTS, {"ids": chunk})
         points.update({(c, m): (risk, queries) for c, m, risk, queries in rows})
     return points
-
-
-def _in_chunks(
-    session: Session, model: type[_Row], column: InstrumentedAttribute[str], keys: list[str]
-) -> Iterable[_Row]:
-    for chunk in _chunks(keys):
-        yield from session.scalars(select(model).where(column.in_(chunk)))
 
 
 def _chunks(keys: list[str]) -> Iterable[list[str]]:

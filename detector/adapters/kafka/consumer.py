@@ -36,7 +36,6 @@ from querywatch.detector.adapters.kafka.client_config import consumer_kwargs
 from querywatch.detector.adapters.kafka.outages import RETRYABLE, Outage, dependency_of
 from querywatch.detector.adapters.kafka.owner import PartitionOwner
 from querywatch.detector.adapters.kafka.partitions import TopicPartitionKey
-from querywatch.detector.adapters.kafka.processor import Record
 from querywatch.detector.adapters.kafka.rewind import RewindWatch, paused_for_rewind
 from querywatch.detector.config import KafkaSettings, OutageSettings
 from querywatch.detector.metrics import CONSUMER_LAG
@@ -137,11 +136,7 @@ def run(
     try:
         while not stop.is_set():
             batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
-            processor.process(
-                Record(tp.topic, tp.partition, m.offset, m.key, m.value)
-                for tp, msgs in batch.items()
-                for m in msgs
-            )
+            processor.process(record for records in batch.values() for record in records)
             if outage.ready():
                 _store(consumer, processor, outage, idle=checkpoint_when_idle and not batch)
             apply_seeks(consumer, processor, start_from)
