@@ -1,8 +1,11 @@
 """Consumer throughput and latency against a real (embedded Tansu) broker.
 
 1. Throughput: events/s from broker to stored risk (``querywatch consume``'s code, SQLite,
-   default checkpointing) next to a bare kafka-python loop that only json-decodes the same
-   messages, in the same run; the ratio is printed (goal >= 0.5).
+   a checkpoint every second) next to a bare kafka-python loop that only json-decodes the
+   same messages, in the same run; the ratio is printed (goal >= 0.5). Beside them, the
+   engine's own cost: ``querywatch replay``'s pipeline over the same events (decode, dedup,
+   score; summaries on, as in the consumer), the floor of the consumer's CPU. ``--rounds N``
+   repeats the three in turn (a fresh consumer group and database each) and prints medians.
 2. Latency: the consumer runs as its own process (``querywatch consume``) while events are
    produced at a steady rate (default 2,000 events/s); for every event the time from its
    send to the commit of the checkpoint that stores it is measured, and separately for the
@@ -12,7 +15,8 @@
    Default settings, as deployed: an alert's partition is checkpointed as soon as it opens,
    the rest every ``kafka.checkpoint_every_seconds``.
 
-    python benchmarks/bench_consume.py [--copies 15] [--rate 2000] [--seconds 15] [--latency-only]
+    python benchmarks/bench_consume.py [--copies 15] [--rounds 3] [--throughput-only]
+                                       [--rate 2000] [--seconds 15] [--latency-only]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -33,15 +38,17 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from querywatch.detector.adapters.db.session import make_engine
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
 from querywatch.detector.adapters.db.tables import AlertRow
 from querywatch.detector.adapters.kafka.admin import ensure_topics
-from querywatch.detector.adapters.kafka.app import ConsumerApp
+from querywatch.detector.adapters.kafka.app import ConsumerApp, default_detector
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
 from querywatch.detector.adapters.kafka.client_config import connection_kwargs, producer_kwargs
 from querywatch.detector.adapters.kafka.producer import client_key, produce_lines
 from querywatch.detector.config import KafkaSettings, Settings
 from querywatch.detector.engine.events import parse_event
+from querywatch.detector.engine.summaries import SummaryRule
+from querywatch.detector.pipeline.replay import replay
 from querywatch.detector.runtime import engine_process
 from tests.kafka.harness import (
     consumer_process,
@@ -127,29 +134,63 @@ def querywatch_rate(settings: Settings, total: int) -> tuple[float, float]:
     return total / elapsed, used
 
 
-def throughput(bootstrap: str, tmp: Path, copies: int) -> None:
+def replay_rate(lines: list[bytes], settings: Settings, tmp: Path) -> tuple[float, float]:
+    """(events/s, CPU-seconds) of replay's pipeline over ``lines`` with the consumer's engine
+    (the fixed profile, summaries on): the engine's and the decoding's own cost."""
+    path = tmp / "replay.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    database = make_engine(settings.database)
+    try:
+        engine = default_detector(settings, make_sessionmaker(database))
+        engine.summary_rule = SummaryRule(settings.campaigns.summary_every_seconds)
+        began, cpu_began = time.perf_counter(), cpu()
+        replay(path, engine, inputs=settings.inputs, stream=settings.stream)
+        elapsed, used = time.perf_counter() - began, cpu() - cpu_began
+    finally:
+        database.dispose()
+    return len(lines) / elapsed, used
+
+
+def throughput(bootstrap: str, tmp: Path, copies: int, rounds: int) -> None:
     lines = widened_trace(copies)
     kafka = kafka_settings(bootstrap, "throughput", checkpoint_every_seconds=1.0)
     ensure_topics(kafka)
     producer = KafkaProducer(**producer_kwargs(kafka))
     produce_lines(producer, kafka.topic, lines)
     producer.close()
-    settings = Settings(
-        kafka=kafka, database=migrated_database(tmp, "throughput.db"), detection=detection_settings(tmp / "p")
-    )
-    (bare, bare_cpu), (ours, ours_cpu) = (
-        bare_decode_rate(kafka, len(lines)),
-        querywatch_rate(settings, len(lines)),
-    )
     clients = len(set(map(client_key, lines)))
     print(f"throughput: {len(lines)} events, {clients} clients, 6 partitions, SQLite, checkpoint every 1 s")
-    print(f"  bare kafka-python poll + json.loads : {bare:10,.0f} events/s, {bare_cpu:6.2f} CPU-s")
-    print(f"  querywatch broker -> stored risk     : {ours:10,.0f} events/s, {ours_cpu:6.2f} CPU-s")
-    print(
-        f"  ratio                                : {ours / bare:10.2f} wall-clock, "
-        f"{bare_cpu / ours_cpu:.2f} CPU time"
-        f"  (goal >= 0.5; load average {os.getloadavg()[0]:.1f}, the machine is shared)"
-    )
+    detection = detection_settings(tmp / "p")
+    ratios: dict[str, list[float]] = {"wall": [], "cpu": [], "floor": []}
+    for r in range(rounds):
+        ours_kafka = kafka.model_copy(update={"group_id": f"{kafka.group_id}-{r}"})
+        settings = Settings(
+            kafka=ours_kafka, database=migrated_database(tmp, f"throughput-{r}.db"), detection=detection
+        )
+        (bare, bare_cpu), (ours, ours_cpu), (floor, floor_cpu) = (
+            bare_decode_rate(kafka, len(lines)),
+            querywatch_rate(settings, len(lines)),
+            replay_rate(lines, settings, tmp),
+        )
+        ratios["wall"].append(ours / bare)
+        ratios["cpu"].append(bare_cpu / ours_cpu)
+        ratios["floor"].append(bare_cpu / floor_cpu)
+        load = os.getloadavg()[0]
+        print(f" round {r + 1} (load average {load:.1f}, the machine is shared)")
+        print(f"  bare kafka-python poll + json.loads : {bare:10,.0f} events/s, {bare_cpu:6.2f} CPU-s")
+        print(f"  querywatch broker -> stored risk     : {ours:10,.0f} events/s, {ours_cpu:6.2f} CPU-s")
+        print(f"  replay's pipeline, same events       : {floor:10,.0f} events/s, {floor_cpu:6.2f} CPU-s")
+        print(
+            f"  ratio                                : {ours / bare:10.2f} wall-clock, "
+            f"{bare_cpu / ours_cpu:.2f} CPU time (goal >= 0.5); "
+            f"replay's {bare_cpu / floor_cpu:.2f} CPU time"
+        )
+    if rounds > 1:
+        print(
+            f" median of {rounds}: {statistics.median(ratios['wall']):.2f} wall-clock, "
+            f"{statistics.median(ratios['cpu']):.2f} CPU time; "
+            f"replay's {statistics.median(ratios['floor']):.2f} CPU time"
+        )
 
 
 def latency(bootstrap: str, tmp: Path, rate: float, seconds: float, checkpoint_s: float) -> None:
@@ -235,13 +276,16 @@ def main() -> None:
         default=KafkaSettings().checkpoint_every_seconds,
         help="checkpoint interval of the latency run (default: the setting's default)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="throughput rounds (medians printed)")
     parser.add_argument("--latency-only", action="store_true", help="skip the throughput run")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the latency run")
     args = parser.parse_args()
     # As `querywatch consume` runs (one BLAS thread, calmer GC); the bare loop runs likewise.
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker, engine_process():
         if not args.latency_only:
-            throughput(broker.bootstrap_servers, Path(tmp), args.copies)
-        latency(broker.bootstrap_servers, Path(tmp), args.rate, args.seconds, args.checkpoint_seconds)
+            throughput(broker.bootstrap_servers, Path(tmp), args.copies, args.rounds)
+        if not args.throughput_only:
+            latency(broker.bootstrap_servers, Path(tmp), args.rate, args.seconds, args.checkpoint_seconds)
 
 
 if __name__ == "__main__":
