@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from querywatch.detector.adapters.db.tables import ClientStateRow, PartitionOffsetRow, utcnow
+from querywatch.detector.adapters.db.tables import Base, ClientStateRow, PartitionOffsetRow, utcnow
 from querywatch.detector.errors import QuerywatchError
 
 #: Ids per ``IN (...)`` list, well below SQLite's limit on bound parameters.
@@ -29,8 +29,8 @@ _CHUNK = 500
 
 # Built once: a checkpoint runs these every second or so, and building a statement (its
 # clauses, an IN list's every element coerced) cost more than executing it.
-_STATES = ClientStateRow.__table__
-_OFFSETS = PartitionOffsetRow.__table__
+_STATES = Base.metadata.tables[ClientStateRow.__tablename__]
+_OFFSETS = Base.metadata.tables[PartitionOffsetRow.__tablename__]
 _MOVE_OFFSET = (
     update(_OFFSETS)
     .where(

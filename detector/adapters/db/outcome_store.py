@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import BindParameter, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.alert_store import StoredEvent, save_alert_events
 from querywatch.detector.adapters.db.tables import (
     AlertRow,
+    Base,
     ClientRow,
     PendingStatusRow,
     RiskPointRow,
@@ -39,8 +40,8 @@ _CHUNK = 500
 
 # The reads of every checkpoint, built once (building one, its IN list's every element
 # coerced, cost more than running it).
-_IDS = bindparam("ids", expanding=True)
-_CLIENTS = ClientRow.__table__
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_CLIENTS = Base.metadata.tables[ClientRow.__tablename__]
 _STORED_CLIENTS = select(
     _CLIENTS.c.client_id, _CLIENTS.c.model_id, _CLIENTS.c.first_seen, _CLIENTS.c.last_seen, _CLIENTS.c.status
 ).where(_CLIENTS.c.client_id.in_(_IDS))
@@ -48,10 +49,10 @@ _STORED_CLIENTS = select(
 _UPDATE_CLIENT = update(_CLIENTS).where(
     (_CLIENTS.c.client_id == bindparam("b_client_id")) & (_CLIENTS.c.model_id == bindparam("b_model_id"))
 )
-_PENDING = PendingStatusRow.__table__
+_PENDING = Base.metadata.tables[PendingStatusRow.__tablename__]
 _PENDING_STATUSES = select(_PENDING.c.client_id, _PENDING.c.status).where(_PENDING.c.client_id.in_(_IDS))
 _DELETE_PENDING = delete(_PENDING).where(_PENDING.c.client_id.in_(_IDS))
-_POINTS = RiskPointRow.__table__
+_POINTS = Base.metadata.tables[RiskPointRow.__tablename__]
 _LAST_POINTS = select(_POINTS.c.client_id, _POINTS.c.model_id, _POINTS.c.risk, _POINTS.c.queries).where(
     _POINTS.c.id.in_(
         select(func.max(_POINTS.c.id))
