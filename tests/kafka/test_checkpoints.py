@@ -6,19 +6,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from querywatch.detector.adapters.db import migrate
-from querywatch.detector.adapters.db.checkpoints import CheckpointConflict, load_partition, save_checkpoint
+from querywatch.detector.adapters.db.checkpoints import (
+    CheckpointConflict,
+    PartitionCheckpoint,
+    load_partition,
+    save_checkpoint,
+    save_checkpoints,
+)
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
-from querywatch.detector.config import DatabaseSettings, Settings
+from tests.storage.databases import KINDS, migrated_database
 
 
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'qw.db'}"))
-    migrate.upgrade(settings)
-    engine = make_engine(settings.database)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+@pytest.fixture(params=KINDS)
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    with migrated_database(str(request.param), tmp_path) as settings:
+        engine = make_engine(settings.database)
+        yield make_sessionmaker(engine)
+        engine.dispose()
 
 
 def _save(sessions: sessionmaker[Session], expected: int | None, new: int, **kw: object) -> None:
@@ -67,3 +71,53 @@ def test_many_clients_fit_in_one_checkpoint(sessions: sessionmaker[Session]) -> 
     _save(sessions, None, 1, states=states)
     _save(sessions, 1, 2, states=states)
     assert _load(sessions) == (2, states)
+
+
+def test_partitions_checkpointed_together_each_store_their_offset_and_states(
+    sessions: sessionmaker[Session],
+) -> None:
+    _save(sessions, None, 10, states={"a": b"1", "gone": b"2"})
+    with transaction(sessions) as session:
+        save_checkpoints(
+            session=session,
+            group_id="g",
+            checkpoints=[
+                PartitionCheckpoint("t", 3, 10, 12, {"a": b"3"}, {"gone"}),
+                PartitionCheckpoint("t", 4, None, 7, {"b": b"4"}),
+            ],
+        )
+    assert _load(sessions, 3) == (12, {"a": b"3"})
+    assert _load(sessions, 4) == (7, {"b": b"4"})
+
+
+def test_a_client_two_partitions_store_ends_as_the_later_one_says(sessions: sessionmaker[Session]) -> None:
+    # As if each partition's checkpoint were written in turn: a client whose events moved
+    # to another partition is stored (or dropped) by the later one.
+    with transaction(sessions) as session:
+        save_checkpoints(
+            session=session,
+            group_id="g",
+            checkpoints=[
+                PartitionCheckpoint("t", 3, None, 5, {"moved": b"old", "dropped": b"x"}),
+                PartitionCheckpoint("t", 4, None, 6, {"moved": b"new"}, {"dropped"}),
+            ],
+        )
+    assert _load(sessions, 3) == (5, {})
+    assert _load(sessions, 4) == (6, {"moved": b"new"})
+
+
+def test_a_conflict_names_its_partition_and_the_transaction_stores_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    _save(sessions, None, 10, states={"a": b"1"})
+    with pytest.raises(CheckpointConflict) as refused, transaction(sessions) as session:
+        save_checkpoints(
+            session=session,
+            group_id="g",
+            checkpoints=[
+                PartitionCheckpoint("t", 4, None, 3, {"b": b"2"}),
+                PartitionCheckpoint("t", 3, 9, 20, {"a": b"zombie"}),
+            ],
+        )
+    assert refused.value.key == ("t", 3)
+    assert (_load(sessions, 3), _load(sessions, 4)) == ((10, {"a": b"1"}), (None, {}))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.tables import Base, ClientStateRow, PartitionOffsetRow, utcnow
@@ -41,6 +41,11 @@ _MOVE_OFFSET = (
     )
     .values(next_offset=bindparam("b_new"), updated_at=bindparam("b_now"))
 )
+#: A partition's first offset, by dialect: nothing inserted if one is stored already.
+_FIRST_OFFSET = {
+    "sqlite": sqlite.insert(_OFFSETS).on_conflict_do_nothing().returning(_OFFSETS.c.next_offset),
+    "postgresql": postgresql.insert(_OFFSETS).on_conflict_do_nothing().returning(_OFFSETS.c.next_offset),
+}
 _DELETE_STATES = delete(_STATES).where(_STATES.c.client_id.in_(bindparam("ids", expanding=True)))
 _LOAD_STATES = select(_STATES.c.client_id, _STATES.c.state).where(
     _STATES.c.group_id == bindparam("group_id"), _STATES.c.client_id.in_(bindparam("ids", expanding=True))
@@ -178,21 +183,16 @@ def _move_offset(*, session: Session, group_id: str, checkpoint: PartitionCheckp
     topic, partition = checkpoint.topic, checkpoint.partition
     key = (group_id, topic, partition)
     if checkpoint.expected_offset is None:
-        try:
-            with session.begin_nested():
-                session.execute(
-                    insert(_OFFSETS).values(
-                        group_id=group_id,
-                        topic=topic,
-                        partition=partition,
-                        next_offset=checkpoint.next_offset,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            raise CheckpointConflict(
-                f"{key}: another consumer checkpointed this partition first", topic=topic, partition=partition
-            ) from None
+        # A partition's first offset: inserted unless another consumer's is there. No
+        # savepoint: on SQLite one opened before any other write of the transaction is its
+        # own transaction, committed at its release, so a rollback of the checkpoint would
+        # have left the offset stored without what it covers.
+        first = _FIRST_OFFSET[session.get_bind().dialect.name]
+        values = {"group_id": group_id, "topic": topic, "partition": partition}
+        values.update(next_offset=checkpoint.next_offset, updated_at=now)
+        if session.execute(first, values).first() is None:  # (its rowcount is -1 on psycopg)
+            first_by = f"{key}: another consumer checkpointed this partition first"
+            raise CheckpointConflict(first_by, topic=topic, partition=partition)
         return
     result = session.execute(
         _MOVE_OFFSET,
