@@ -22,7 +22,7 @@ from querywatch.detector.adapters.api.webhook_docs import (
     SilenceCreatedV1,
 )
 from querywatch.detector.adapters.db import policies, tables
-from querywatch.detector.adapters.db.notices import announce_silence
+from querywatch.detector.adapters.db.notices import add_notice, announce_silence
 from querywatch.detector.adapters.db.tables import AlertEventRow, AlertRow, NoticeRow, WebhookDeliveryRow
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.engine import outcomes
@@ -178,3 +178,20 @@ def test_a_monitor_mode_model_sends_one_digest_a_day_of_what_would_have_paged(
 
 def test_the_storage_schema_knows_every_notice_type() -> None:
     assert tables.NOTICE_TYPES == outcomes.NOTICE_TYPES
+
+
+def test_a_notice_whose_transaction_rolls_back_is_not_stored(db: Db, receiver: Receiver) -> None:
+    """A notice is made in its caller's transaction, often its first write (a digest): rolled
+    back, neither it nor its deliveries stay (on SQLite a savepoint around its insert, as the
+    transaction's first write, had committed it alone)."""
+    add_endpoint(db.sessions, receiver.url)
+    with db.sessions() as session:
+        session.begin()
+        made = add_notice(
+            session=session, key="digest:m:1", type=outcomes.MONITOR_DIGEST, body={}, model_id=MODEL
+        )
+        assert made is not None
+        session.rollback()
+    with db.sessions() as session:
+        assert session.scalars(select(NoticeRow)).all() == []
+        assert session.scalars(select(WebhookDeliveryRow)).all() == []

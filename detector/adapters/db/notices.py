@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.tables import (
@@ -36,6 +36,11 @@ from querywatch.detector.engine.outcomes import MONITOR_DIGEST, SILENCE_CREATED
 #: Alerts listed in one digest at most (the count is always the full one).
 DIGEST_ALERTS = 100
 _DAY = timedelta(days=1)
+#: A notice, by dialect: nothing inserted if one with its key is stored already.
+_NEW_NOTICE = {
+    "sqlite": sqlite.insert(NoticeRow).on_conflict_do_nothing().returning(NoticeRow.id),
+    "postgresql": postgresql.insert(NoticeRow).on_conflict_do_nothing().returning(NoticeRow.id),
+}
 
 
 def notice_webhook_id(notice_id: int, endpoint_id: int) -> str:
@@ -55,12 +60,16 @@ def add_notice(
     if session.scalar(select(NoticeRow.id).where(NoticeRow.key == key)) is not None:
         return None
     now = utcnow()
-    notice = NoticeRow(key=key, type=type, model_id=model_id, body={"type": type, **body}, created_at=now)
-    try:
-        with session.begin_nested():
-            session.add(notice)
-    except IntegrityError:  # made meanwhile by another transaction
+    # No savepoint around the insert: on SQLite one opened before any other write of the
+    # transaction is a transaction of its own, committed at its release, so a rollback of the
+    # caller's transaction would leave the notice stored without its deliveries (never sent).
+    made = session.execute(
+        _NEW_NOTICE[session.get_bind().dialect.name],
+        {"key": key, "type": type, "model_id": model_id, "body": {"type": type, **body}, "created_at": now},
+    ).first()
+    if made is None:  # made meanwhile by another transaction
         return None
+    notice = session.get_one(NoticeRow, made.id)
     endpoints = session.scalars(
         select(WebhookEndpointRow).where(
             WebhookEndpointRow.enabled.is_(True), WebhookEndpointRow.kind != "pagerduty"
