@@ -433,13 +433,71 @@ def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
     return label, vector
 
 
-class RequestIdFilter:
-    """Remembers the last ``capacity`` request ids to drop at-least-once redeliveries.
+RecentIds = str | tuple[str, ...] | OrderedDict[str, None]
+"""A client's latest request ids: its first alone, up to ``SMALL_IDS`` in a tuple (oldest
+first), only more in an ordered dict: most clients of a public API send a handful of
+requests, and an ordered dict of one or two ids costs a client 350 to 450 bytes, a tuple of
+two 56."""
 
-    Bounded memory: the oldest ids are forgotten first (a redelivered id counts as recent).
-    A client's first id is kept alone, up to ``SMALL`` in a tuple (oldest first), and only
-    more in an ordered dict: most clients of a public API send a handful of requests, and
-    an ordered dict of one or two ids costs a client 350 to 450 bytes, a tuple of two 56.
+#: Ids kept in a tuple (searched in order) before the ordered dict.
+SMALL_IDS = 8
+
+
+def remember_id(ids: RecentIds | None, request_id: str, capacity: int) -> tuple[RecentIds, bool]:
+    """``ids`` with ``request_id`` as the most recent of at most ``capacity``, and whether it
+    was new (the oldest id is forgotten first; a redelivered id counts as recent). An
+    ordered dict is updated in place; a string or tuple is replaced.
+
+    >>> ids, new = remember_id(None, "a", 4); ids, new
+    ('a', True)
+    >>> ids, new = remember_id(ids, "b", 4); ids, new
+    (('a', 'b'), True)
+    >>> remember_id(ids, "a", 4)
+    (('b', 'a'), False)
+    """
+    if type(ids) is OrderedDict:
+        if request_id in ids:
+            ids.move_to_end(request_id)
+            return ids, False
+        ids[request_id] = None
+        if len(ids) > capacity:
+            ids.popitem(last=False)
+        return ids, True
+    if ids is None or capacity == 1:
+        return request_id, ids != request_id
+    if type(ids) is str:
+        return (ids, False) if ids == request_id else ((ids, request_id), True)
+    assert type(ids) is tuple
+    if request_id in ids:
+        if ids[-1] != request_id:  # it becomes the most recent
+            return (*(r for r in ids if r != request_id), request_id), False
+        return ids, False
+    kept = ids[1:] if len(ids) >= capacity else ids
+    if len(kept) < SMALL_IDS:
+        return (*kept, request_id), True
+    return OrderedDict.fromkeys((*kept, request_id)), True
+
+
+def recent_ids(ids: list[str], capacity: int) -> RecentIds | None:
+    """``RecentIds`` of a list of ids, oldest first (``id_list``'s inverse).
+
+    >>> recent_ids(["a", "b", "c"], 2), recent_ids([], 2)
+    (('b', 'c'), None)
+    """
+    recent: RecentIds | None = None
+    for r in ids[-capacity:]:
+        recent, _ = remember_id(recent, r, capacity)
+    return recent
+
+
+def id_list(ids: RecentIds | None) -> list[str]:
+    """The ids, oldest first (for checkpoints)."""
+    return [] if ids is None else [ids] if type(ids) is str else list(ids)
+
+
+class RequestIdFilter:
+    """Remembers the last ``capacity`` request ids to drop at-least-once redeliveries
+    (``remember_id``): bounded memory, the oldest ids forgotten first.
 
     >>> seen = RequestIdFilter(capacity=2)
     >>> [seen.is_new(r) for r in ["a", "b", "a", "c", "a", "b"]]
@@ -451,46 +509,15 @@ class RequestIdFilter:
 
     __slots__ = ("_ids", "capacity")
 
-    #: Ids kept in a tuple (searched in order) before the ordered dict.
-    SMALL = 8
-
     def __init__(self, capacity: int = 1_000_000) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
-        # None: none yet; str: one; tuple: up to SMALL, oldest first; then the ordered dict.
-        self._ids: str | tuple[str, ...] | OrderedDict[str, None] | None = None
+        self._ids: RecentIds | None = None
 
     def is_new(self, request_id: str) -> bool:
-        ids = self._ids
-        if type(ids) is OrderedDict:
-            if request_id in ids:
-                ids.move_to_end(request_id)
-                return False
-            ids[request_id] = None
-            if len(ids) > self.capacity:
-                ids.popitem(last=False)
-            return True
-        if ids is None or self.capacity == 1:
-            new = ids != request_id
-            self._ids = request_id
-            return new
-        if type(ids) is str:
-            if ids == request_id:
-                return False
-            self._ids = (ids, request_id)
-            return True
-        assert type(ids) is tuple
-        if request_id in ids:
-            if ids[-1] != request_id:  # it becomes the most recent
-                self._ids = (*(r for r in ids if r != request_id), request_id)
-            return False
-        kept = ids[1:] if len(ids) >= self.capacity else ids
-        if len(kept) < self.SMALL:
-            self._ids = (*kept, request_id)
-        else:
-            self._ids = OrderedDict.fromkeys((*kept, request_id))
-        return True
+        self._ids, new = remember_id(self._ids, request_id, self.capacity)
+        return new
 
     def __len__(self) -> int:
         ids = self._ids
@@ -498,12 +525,10 @@ class RequestIdFilter:
 
     def state(self) -> list[str]:
         """The remembered ids, oldest first (for checkpoints)."""
-        ids = self._ids
-        return [] if ids is None else [ids] if type(ids) is str else list(ids)
+        return id_list(self._ids)
 
     @classmethod
     def from_state(cls, ids: list[str], capacity: int) -> RequestIdFilter:
         f = cls(capacity)
-        for r in ids[-capacity:]:
-            f.is_new(r)
+        f._ids = recent_ids(ids, capacity)
         return f

@@ -56,7 +56,8 @@ class GroupingKeys:
         cls, ips: Iterable[str], user_agents: Iterable[str], org: str | None, *, salt: str | None = None
     ) -> GroupingKeys:
         """Keys from a client's recent sources (most recent last) and its organisation; with a
-        ``salt`` every key is hashed.
+        ``salt`` every key is hashed. A client with none gets the one shared ``NO_KEYS``
+        (most clients name no source: 56 bytes each in the campaign stage otherwise).
 
         >>> k = GroupingKeys.of(["203.0.113.7", "203.0.113.9"], ["curl/8"], "acme")
         >>> k.networks, k.user_agents, k.org
@@ -67,6 +68,8 @@ class GroupingKeys:
         networks = _recent(p for p in (ip_prefix(ip) for ip in ips) if p is not None)
         agents = _recent(a[:MAX_KEY_CHARS] for a in user_agents)
         org = None if org is None else org[:MAX_KEY_CHARS]
+        if not networks and not agents and org is None:
+            return NO_KEYS
         if salt is not None:
             return cls(
                 tuple(_hash(n, salt) for n in networks),
@@ -90,6 +93,10 @@ class GroupingKeys:
         if self.org is not None and self.org == other.org:
             shared.append("organisation")
         return shared
+
+
+NO_KEYS = GroupingKeys()
+"""The keys of a client whose events named no source and no organisation."""
 
 
 def remember_recent(seen: list[str], value: str, limit: int) -> None:

@@ -13,7 +13,7 @@ from querywatch.detector.engine.campaigns.stage import CampaignStage, ModelCampa
 from querywatch.detector.engine.grouping import GroupingKeys
 from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED
 from querywatch.detector.engine.profiles import MemoryProfileStore
-from querywatch.detector.engine.summaries import ClientSummary, cell_bitmap
+from querywatch.detector.engine.summaries import ClientSummary, IndicatorCounts, cell_bitmap
 
 
 def _stage(profile, max_members: int = 1000) -> tuple[CampaignStage, ModelCampaigns]:  # type: ignore[no-untyped-def]
@@ -27,7 +27,7 @@ def _stage(profile, max_members: int = 1000) -> tuple[CampaignStage, ModelCampai
 
 def _summary(client: str, version: str, queries: int = 400) -> ClientSummary:
     # Half its queries structured steps: the union's pooled steps test opens the campaign's alert.
-    counts = {"ood": 0, "far": 0, "boundary": 0, "scored": queries, "steps": queries // 2, "exact": 0}
+    counts = IndicatorCounts(scored=queries, steps=queries // 2)
     cells = cell_bitmap(np.ones(8))
     return ClientSummary("m", client, version, 1.0, queries, 0.1, False, counts, cells, (1, 1), b"", 8, False)
 

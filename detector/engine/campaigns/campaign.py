@@ -142,7 +142,7 @@ def union_evidence(
     pooled: dict[str, float] = {}
     rates: dict[str, tuple[float, float]] = {}
     for name, count in POOLED_TESTS:
-        k = sum(summaries[m].counts.get(count, 0) for m in present)
+        k = sum(getattr(summaries[m].counts, count) for m in present)
         if name in nulls and queries:
             pooled[name] = evidence(k, queries, nulls[name])
             rates[name] = (k / queries, nulls[name])
