@@ -18,11 +18,11 @@ from querywatch.detector.adapters.kafka.partitions import LEGACY_HELD_EVENTS_KEY
 from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor
 from querywatch.detector.adapters.sinks import stored_sinks
 from querywatch.detector.config import StreamSettings
-from querywatch.detector.engine.events import Event, RequestIdFilter
+from querywatch.detector.engine.events import Event, RequestIdFilter, parse_event
 from querywatch.detector.engine.reference import unpack_events
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.pipeline.loop import Message, Pipeline
-from querywatch.detector.pipeline.replay import replay
+from querywatch.detector.pipeline.replay import _Dedup, replay
 from querywatch.detector.pipeline.sinks import Sinks
 from tests.detector.test_engine import DIM, SETTINGS, _benign, _profiled_engine
 from tests.kafka.harness import migrated_database
@@ -216,6 +216,25 @@ def test_replay_dedups_per_client_by_default_or_over_the_whole_trace(tmp_path: P
     whole = replay(path, _profiled_engine(), stream=StreamSettings(dedup_scope="stream"))
     assert (per_client.events, per_client.duplicates) == (2, 1)
     assert (whole.events, whole.duplicates) == (1, 2)
+
+
+def test_replays_dedup_remembers_ids_across_batches_and_shares_the_reports_id_string(tmp_path: Path) -> None:
+    x = [0.5] * DIM
+    # Client "acct-a" in the first batch, again past it (2,048 lines a batch): 12 ids, then
+    # redeliveries of the newest and of the oldest it still remembers (the ordered dict past 8).
+    filler = [_line(f"f-{i}", f"c{i}", x, ts=1.0) for i in range(2100)]
+    a = [_line(f"a-{i}", "acct-a", x, ts=2.0 + i) for i in range(12)]
+    path = _trace(tmp_path, [a[0], *filler, *a[1:], a[11], a[0], a[11]])
+    report = replay(path, _profiled_engine(), stream=StreamSettings(dedup_per_client=12))
+    assert (report.clients["acct-a"].queries, report.duplicates) == (12, 3)
+    seen = report.clients["acct-a"].seen
+    assert seen is not None and list(seen)[-1] == "a-11" and len(seen) == 12
+    event = parse_event(a[1])
+    first = report.clients["acct-a"].client_id
+    assert event.client_id == first and event.client_id is not first
+    dedup = _Dedup(StreamSettings(), 100, report.clients)
+    assert not dedup.is_new(event, 0)  # a-1 was seen
+    assert event.client_id is first  # what the engine keeps of it shares the one string
 
 
 def test_replay_evicts_idle_clients_as_the_consumer_does(tmp_path: Path) -> None:
