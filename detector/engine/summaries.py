@@ -74,7 +74,7 @@ class SummaryRule:
 
 
 class IndicatorCounts(NamedTuple):
-    """A summary's counts of the evidence indicators. A tuple (88 bytes) rather than a dict
+    """A summary's counts of the evidence indicators. A tuple (96 bytes) rather than a dict
     of six (272): the campaign stage keeps every client's latest summary.
 
     >>> IndicatorCounts(ood=2, scored=5).steps, IndicatorCounts()._asdict()["exact"]
@@ -196,7 +196,7 @@ class ClientSummary:
                 NO_KEYS if keys == NO_KEYS else keys,
                 None if d["extraction"] is None else float(d["extraction"]),
             )
-        except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
             raise ValueError(f"not a client summary: {exc}") from None
 
 
