@@ -62,7 +62,11 @@ class RefreshSample:
             self.events.append(event)
         else:
             slot = int(self._rng.integers(self.size))
-            self._owners[self.events[slot].client_id] -= 1
+            evicted = self.events[slot].client_id
+            if self._owners[evicted] == 1:
+                del self._owners[evicted]  # a client with none left holds no entry
+            else:
+                self._owners[evicted] -= 1
             self.events[slot] = event
         self._owners[event.client_id] += 1
 

@@ -4,6 +4,7 @@ over many refresh windows cannot move the profile enough to hide a thief afterwa
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 
 import numpy as np
@@ -13,6 +14,7 @@ from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+from querywatch.detector.engine.refresh import RefreshSample
 from querywatch.detector.simulate.attackers import active_kcenter, random_synthetic
 from querywatch.detector.simulate.benign import ordinary
 from querywatch.detector.simulate.trace import _events
@@ -124,3 +126,25 @@ def test_a_trusted_reference_is_refreshed_only_when_a_setting_says_so(trusted: b
         refreshed += engine.process_batch(sorted(window, key=lambda e: (e.ts, e.client_id))).refreshed
     assert profile.origin == "reference" and len(refreshed) == int(trusted)
     assert engine.profile_in_use("m").revision == int(trusted)
+
+
+def test_the_refresh_sample_counts_only_clients_it_holds() -> None:
+    """Thousands of one-off clients pass through a small sample: its per-client counts keep
+    an entry only for clients with an event in it, so they stay as small as the sample."""
+    sample = RefreshSample(size=20, per_client=2, seed=0)
+    events = [
+        parse_event(
+            {
+                "request_id": f"r{i}",
+                "ts": 1_000.0 + i,
+                "client_id": f"c{i % 3000}",
+                "model_id": "m",
+                "input": [0.0, 1.0],
+            }
+        )
+        for i in range(6000)
+    ]
+    sample.offer(events, quiet=lambda _client: True)
+    held = Counter(e.client_id for e in sample.events)
+    assert len(sample.events) == 20
+    assert dict(sample._owners) == dict(held)  # no entries at zero (Counter == ignores them)
