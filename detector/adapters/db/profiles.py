@@ -122,6 +122,10 @@ def _reference_summary(blob: bytes) -> dict[str, object]:
     if profile.calibration is not None:
         thresholds["far_threshold"] = profile.calibration.far_threshold
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
+    if profile.margin_threshold <= 0.0:
+        # No margins (labels only) or saturated ones: no answer is on the boundary, so the
+        # boundary test is silent, and a null beside it would say it was listening.
+        thresholds.pop("null_boundary", None)
     return {
         "origin": profile.origin,
         "answers": profile.answers,
