@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.direction import RecentDirections, direction_simhash, squared_distance
-from querywatch.features.layout import QueryLayout, query_layout, reservoir_capacity, reservoir_features
+from querywatch.features.layout import QueryLayout, kept_columns, query_layout, reservoir_capacity
 from querywatch.features.nearest import is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
@@ -223,7 +223,7 @@ class QueryDistances:
         if dim == self._reservoir.dim or not labels or len(raw) != len(labels) * dim:
             return stored
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(labels), dim)
-        return seen, rows[:, reservoir_features(dim)].tobytes(), labels
+        return seen, kept_columns(rows).tobytes(), labels
 
     def _add_distance(self, x: float) -> None:
         # Pébay's one-pass update of the first four central moments.

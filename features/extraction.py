@@ -45,7 +45,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.features.layout import reservoir_features
+from querywatch.features.layout import kept_columns
 
 #: The proxy's training sample must be at least this large (what every reservoir held before
 #: they were sized by a byte budget; they now hold at least 80).
@@ -202,17 +202,12 @@ class ExtractionReference:
     def validation_inputs(self) -> NDArray[np.float64]:
         """The validation codes as floats, as the proxy scores them: on the features a
         reservoir row keeps, those the proxy is trained on."""
-        return self._kept(self.codes).astype(np.float64)
+        return kept_columns(self.codes).astype(np.float64)
 
     @cached_property
     def pool_inputs(self) -> NDArray[np.uint8]:
         """The pool's codes on the features a reservoir row keeps."""
-        return self._kept(self.pool_codes)
-
-    @staticmethod
-    def _kept(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
-        features = reservoir_features(codes.shape[1])
-        return codes if features is None else np.ascontiguousarray(codes[:, features])
+        return kept_columns(self.pool_codes)
 
     @cached_property
     def sample_agreement(self) -> float:

@@ -87,12 +87,27 @@ def reservoir_features(dim: int) -> NDArray[np.intp] | None:
     >>> reservoir_features(20) is None, reservoir_features(64)[:4].tolist()
     (True, [1, 3, 5, 7])
     """
-    working, kept = query_layout(dim).working, query_layout(dim).kept
+    layout = query_layout(dim)
+    working, kept = layout.working, layout.kept
     if working is None or kept is None:
         return kept if working is None else working
     features = working[kept]
     features.setflags(write=False)
     return features
+
+
+def kept_columns(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Rows of codes as a reservoir row keeps them, contiguous: whole queries (rows ``dim``
+    wide) lose the features ``reservoir_features(dim)`` leaves out, and rows no wider than a
+    reservoir row (kept already, or a narrow input's) stay as they are. For every reader of
+    whole queries' codes beside a client's rows: the steps null's reference, the extraction
+    proxy's validation set and pool, the campaign lineage, a state stored whole.
+
+    >>> kept_columns(np.zeros((2, 64), np.uint8)).shape, kept_columns(np.zeros((2, 20), np.uint8)).shape
+    ((2, 32), (2, 20))
+    """
+    features = reservoir_features(codes.shape[1])
+    return np.ascontiguousarray(codes if features is None else codes[:, features], dtype=np.uint8)
 
 
 def reservoir_capacity(dim: int) -> int:

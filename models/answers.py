@@ -27,6 +27,8 @@ client state is made under it.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -131,3 +133,28 @@ def with_live_answers(
     if completed.extraction is None:
         completed = with_extraction(completed, X, keep, labels, seed)
     return completed
+
+
+def score_rows(scores: Sequence[Sequence[float] | NDArray[np.float64] | None]) -> NDArray[np.float64] | None:
+    """One row of scores per answer (None if no answer has any), NaN for an answer without
+    scores or with another number of them than most.
+
+    A model may answer some clients with labels only (a serving option, or a client that
+    asked for no scores). The boundary calibration leaves those rows aside, as the live test
+    leaves their answers aside; requiring every row to have scores instead left the whole
+    model without a boundary test once one label-only answer was in its reference.
+
+    >>> score_rows([[0.2, 0.8], None, [1.0, 0.0, 0.0]]).tolist()
+    [[0.2, 0.8], [nan, nan], [nan, nan]]
+    >>> score_rows([None]) is None
+    True
+    """
+    widths = Counter(len(s) for s in scores if s is not None)
+    if not widths:
+        return None
+    width = widths.most_common(1)[0][0]
+    rows = np.full((len(scores), width), np.nan)
+    for i, s in enumerate(scores):
+        if s is not None and len(s) == width:
+            rows[i] = s
+    return rows

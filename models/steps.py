@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.distance import distance_limits
-from querywatch.features.layout import query_layout, reservoir_capacity, reservoir_features
+from querywatch.features.layout import kept_columns, query_layout, reservoir_capacity
 from querywatch.features.nearest import is_structured_step
 from querywatch.models.calibration import PSEUDO_CLIENTS, trimmed_multiple
 
@@ -60,8 +60,7 @@ def step_counts(
     """Per pseudo-client, (structured steps, queries judged)."""
     n, dim = codes.shape
     # As a client's reservoir keeps them: only its rows' features.
-    features = reservoir_features(dim)
-    codes = np.ascontiguousarray(codes if features is None else codes[:, features], dtype=np.uint8)
+    codes = kept_columns(codes)
     owner = None if owners is None else np.unique(np.asarray(owners), return_inverse=True)[1]
     capacity = reservoir_capacity(dim)
     size = min(2 * capacity, n)

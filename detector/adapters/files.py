@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from querywatch.detector.errors import ProfileError
+from querywatch.models.answers import score_rows
 from querywatch.models.profile import ReferenceProfile
 
 
@@ -109,23 +109,8 @@ def _read_jsonl(path: Path) -> tuple[np.ndarray, list[object] | None, np.ndarray
             labels.append(prediction.get("label"))
             scores.append(prediction.get("scores"))
     X = _checked(np.array(inputs, dtype=np.float64), path)
-    return X, labels if any(lab is not None for lab in labels) else None, _score_rows(scores)
-
-
-def _score_rows(scores: list[object]) -> np.ndarray | None:
-    """One row of scores per line (None if no line has any), NaN for a line without them or
-    with another number of them than most: a sample of served traffic may hold label-only
-    answers, which the boundary calibration leaves aside (as it leaves them aside live)
-    instead of losing every line's scores, and with them the boundary test."""
-    widths = Counter(len(s) for s in scores if isinstance(s, list))
-    if not widths:
-        return None
-    width = widths.most_common(1)[0][0]
-    rows = np.full((len(scores), width), np.nan)
-    for i, s in enumerate(scores):
-        if isinstance(s, list) and len(s) == width:
-            rows[i] = s
-    return rows
+    rows = score_rows([s if isinstance(s, list) else None for s in scores])
+    return X, labels if any(lab is not None for lab in labels) else None, rows
 
 
 def _checked(X: np.ndarray, path: Path) -> np.ndarray:

@@ -23,7 +23,7 @@ from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.events import Event
 from querywatch.detector.errors import ProfileError
 from querywatch.features.client import score_summary
-from querywatch.models.answers import with_live_answers
+from querywatch.models.answers import score_rows, with_live_answers
 from querywatch.models.population import POPULATION_FEATURES
 from querywatch.models.profile import ReferenceProfile, fit_profile
 
@@ -137,24 +137,11 @@ def _capped(events: Sequence[Event], settings: DetectionSettings) -> list[Event]
 
 
 def _answers(events: Sequence[Event]) -> tuple[list[object] | None, np.ndarray | None]:
-    """The events' labels (None if none has one) and scores (None if none has any): one row
-    each, NaN for an event without scores or with another number of them than most.
-
-    A model may answer some clients with labels only (a serving option, or a client that
-    asked for no scores). The boundary calibration leaves those rows aside as the live test
-    leaves their answers aside; requiring every row to have scores instead left the whole
-    model without a boundary test once one label-only client was in its warm-up."""
+    """The events' labels (None if none has one) and scores (``score_rows``: NaN for an
+    event without scores)."""
     labels = [_label_of(e) for e in events]
     known = labels if any(lab is not None for lab in labels) else None
-    widths = Counter(len(e.scores) for e in events if e.scores is not None)
-    if not widths:
-        return known, None
-    width = widths.most_common(1)[0][0]
-    scores = np.full((len(events), width), np.nan)
-    for i, e in enumerate(events):
-        if e.scores is not None and len(e.scores) == width:
-            scores[i] = e.scores
-    return known, scores
+    return known, score_rows([e.scores for e in events])
 
 
 def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.jit import compiled
-from querywatch.features.layout import query_layout, reservoir_features
+from querywatch.features.layout import kept_columns, query_layout, reservoir_features
 from querywatch.features.nearest import structured_step
 from querywatch.models.profile import ReferenceProfile
 
@@ -118,16 +118,6 @@ def capacity(rows: int) -> int:
     return rows + max(rows // SPARE_FRACTION, MIN_SPARE_ROWS)
 
 
-def kept_codes(profile: ReferenceProfile, codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """``codes`` as a reservoir row keeps them (``features.layout``):
-    whole queries (the reference's, or a sample of a release whose rows kept them whole)
-    lose the other features; rows already kept stay as they are."""
-    features = reservoir_features(profile.dim)
-    if features is None or codes.shape[1] != profile.dim:
-        return np.ascontiguousarray(codes, dtype=np.uint8)
-    return np.ascontiguousarray(codes[:, features], dtype=np.uint8)
-
-
 def code_cells(profile: ReferenceProfile, codes: NDArray[np.uint8]) -> NDArray[np.int64]:
     """The profile's cell of each 8-bit reservoir row (decoded to the middle of its bins,
     the features a row leaves out at the reference's mean): the nearest centroid, as
@@ -151,7 +141,7 @@ def reference_null(profile: ReferenceProfile) -> float | None:
     None when the profile keeps no inputs (a reference without answers)."""
     if profile.extraction is None or len(profile.extraction.codes) < 2:
         return None
-    codes = kept_codes(profile, profile.extraction.codes)
+    codes = kept_columns(profile.extraction.codes)
     cells = code_cells(profile, codes)
     hits = pairs = 0
     for cell in np.unique(cells):
@@ -230,7 +220,7 @@ class LineageIndex:
     def update(self, client_id: str, codes: NDArray[np.uint8]) -> dict[str, int]:
         """Replace a client's sample; returns its hits with every other client (nonzero only)."""
         self.remove(client_id)
-        codes = kept_codes(self.profile, codes)
+        codes = kept_columns(codes)
         cells = code_cells(self.profile, codes)
         used = self._used
         rows_i, rows_j = same_cell_steps(
@@ -322,7 +312,7 @@ class LineageIndex:
         used = len(owners)
         raw = np.frombuffer(plain["codes"], dtype=np.uint8)
         # Rows of a reservoir's width, or whole queries (an index exported before rows kept a subset).
-        codes = kept_codes(self.profile, raw.reshape(used, len(raw) // used if used else self.width))
+        codes = kept_columns(raw.reshape(used, len(raw) // used if used else self.width))
         size = capacity(used)
         self._codes = np.zeros((size, self.width), dtype=np.uint8)
         self._cells = np.zeros(size, dtype=np.int16)
