@@ -18,6 +18,7 @@ import numpy as np
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
+from querywatch.detector.engine.outcomes import Alert
 from querywatch.detector.engine.profiles import MemoryProfileStore
 from querywatch.detector.simulate.attackers import ATTACK_KINDS
 from querywatch.detector.simulate.demo import reference_profile
@@ -32,16 +33,16 @@ DAY = 86400.0
 
 def first_alerts(
     settings: DetectionSettings, profile: ReferenceProfile, victim: VictimModel, clients: dict[str, Traffic]
-) -> dict[str, int | None]:
-    """The first alert (queries) of each client, against the trusted ``profile``."""
+) -> dict[str, Alert | None]:
+    """The first alert of each client (None: never alerted), against the trusted ``profile``."""
     detector = Detector(settings, MemoryProfileStore([profile]))
     rows = [(name, traffic, {"ip": "192.0.2.1", "user_agent": "b"}) for name, traffic in clients.items()]
     start = datetime(2026, 1, 5, tzinfo=UTC)
     events = [parse_event(e) for e in _events(np.random.default_rng(0), rows, victim, start, victim.model_id)]
-    first: dict[str, int | None] = dict.fromkeys(clients)
+    first: dict[str, Alert | None] = dict.fromkeys(clients)
     for o in detector.process_batch(events).outcomes:
         if o.alert is not None and first[o.update.client_id] is None:
-            first[o.update.client_id] = o.update.queries
+            first[o.update.client_id] = o.alert
     return first
 
 
@@ -59,7 +60,7 @@ def main() -> int:
                 attack = attack_kind(np.random.default_rng(seed), victim, DAY, 1.0)
                 thinned = diluted(np.random.default_rng(seed + 100), victim, attack)
                 seen = first_alerts(settings, profile, victim, {"plain": attack, "diluted": thinned})
-                plain, late = seen["plain"], seen["diluted"]
+                plain, late = (None if a is None else a.queries for a in (seen["plain"], seen["diluted"]))
                 ratio = f"{late / plain:.1f}" if plain and late else "-"
                 counts = f"{len(attack):>7} {plain or '-':>6} {late or '-':>8} {ratio:>6}"
                 print(f"{kind:8} {family:20} {seed:>4} {counts}", flush=True)
