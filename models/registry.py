@@ -440,8 +440,13 @@ EVIDENCE_TESTS.register(
         calibration=lambda cal, configured: 4.0 if configured is None else configured,
         meaning="odds of opening a new input cell against the reference's own chance at the same n "
         "(default 4)",
+        # The test hears new cells against their chance query by query: a burst of them (a
+        # client moving on to new regions) can raise it while the overall ratio stays below 1.
         reason=lambda f, n: (
             f"input-space coverage {f['coverage_ratio']:.1f}× what a benign client reaches after {n} queries"
+            if f["coverage_ratio"] >= 1.0
+            else f"new input cells opened faster than a benign client opens them over a stretch of its {n} "
+            f"queries (overall coverage {f['coverage_ratio']:.1f}× a benign client's)"
         ),
     )
 )

@@ -175,3 +175,11 @@ def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> No
     after.import_client("thief", stored)
     assert "dummy" not in after._clients["thief"]["m"].evidence.statistics()
     assert explain({"steps": 9.0}, {"step_share": 0.4}, 10, 10.0)[0].startswith("40%")
+
+
+def test_the_coverage_reason_says_a_burst_when_overall_coverage_is_not_high() -> None:
+    """The novelty test can fire on a stretch of new cells while the whole client reached
+    fewer cells than a benign one: the reason must not then read as high coverage."""
+    high, burst = (explain({"coverage": 9.0}, {"coverage_ratio": r}, 245, 10.0)[0] for r in (3.24, 0.7))
+    assert high.startswith("input-space coverage 3.2×")
+    assert "faster than a benign client" in burst and "0.7×" in burst and "245" in burst
