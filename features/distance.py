@@ -13,7 +13,12 @@ from the previous query are measured over those a working row keeps: ``features.
   features by varied amounts, so benign clients almost never produce one. The neighbour is
   looked for up to 1.5 times the near-duplicate limit: a sign-gradient step of a tenth of
   every feature's range (Jacobian augmentation's usual step) lies at RMS 0.1, on the limit,
-  where 8-bit rounding would put such steps on both sides of it;
+  where 8-bit rounding would put such steps on both sides of it. A step in a direction the
+  client took recently does not count when its neighbour is itself recent (one of the last
+  ``RECENT_QUERIES`` queries, ``QueryReservoir.recent``): an analyst sweeping a grid of two
+  properties steps from a point of its previous line, a few queries back, the same way
+  again and again, while a thief steps the same way (a per-class gradient sign repeats)
+  from records anywhere in its past;
 * *revisit*: a near-duplicate of the client's previous query whose direction from it is one
   the client took recently
   (``features.direction``): what-if sweeps move along one line again and again, extraction
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -158,12 +164,15 @@ class QueryDistances:
             j, nearest, same_label = res.nearest(kept, label)
             near = 0 < nearest <= near_limit
             # A structured step from the nearest earlier query, unless it goes along a line the
-            # client has been sweeping. Remembered like the moves from the previous query (when
-            # the neighbour is the previous query, the check below judges that move).
+            # client has been sweeping from a point it just sent. Remembered like the moves from
+            # the previous query (when the neighbour is the previous query, the check below
+            # judges that move).
             if 0 < nearest <= step_limit and is_structured_step(parent := res.code(j), kept):
                 kept_last = last if features is None else last[features]
-                step = np.array_equal(parent, kept_last) or not self._seen_direction(
-                    _direction_from(parent, code, features)
+                step = (
+                    np.array_equal(parent, kept_last)
+                    or not self._seen_direction(_direction_from(parent, code, features))
+                    or not res.recent(j)
                 )
             # Only a move from the previous query: a sweep walks one line point after point,
             # while a thief stepping many records the same way (a fixed per-class gradient
@@ -214,16 +223,16 @@ class QueryDistances:
             return both
         return both.reshape(-1, layout.dim)[:, layout.working].reshape(-1)
 
-    def _kept_rows(self, stored: tuple[int, bytes, bytes]) -> tuple[int, bytes, bytes]:
+    def _kept_rows(self, stored: tuple[Any, ...]) -> tuple[Any, ...]:
         """A stored sample as this release keeps it: a state stored before rows kept a subset
         of a wide input's features (client state version 2) holds whole queries, whose kept
         features are what this release would have kept of them."""
-        seen, raw, labels = stored
+        seen, raw, labels, *ring = stored
         dim = self._limits[0].dim
         if dim == self._reservoir.dim or not labels or len(raw) != len(labels) * dim:
             return stored
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(labels), dim)
-        return seen, kept_columns(rows).tobytes(), labels
+        return seen, kept_columns(rows).tobytes(), labels, *ring
 
     def _add_distance(self, x: float) -> None:
         # Pébay's one-pass update of the first four central moments.

@@ -23,6 +23,13 @@ from numpy.typing import NDArray
 
 #: Bytes of past queries a client keeps: rows of the features a row keeps and a byte of label.
 RESERVOIR_BYTES = 2560
+#: Queries back that a row still counts as recent (``QueryReservoir.recent``): a what-if
+#: analyst sweeps 10-30 points along a line, so a point of its previous line, the parent of a
+#: step across a grid of two properties, is at most about that far back. A full reservoir
+#: keeps a byte for each (the row it replaced, if any): 32 bytes beside its rows, which a
+#: long-running client's stored state compresses to a few, since most of its queries replace
+#: none.
+RECENT_QUERIES = 32
 #: Features a reservoir row keeps at most. Thirty-two, so that the structured-step test on a
 #: row (three features moved, and an eighth of them) asks of any input what it asks of a
 #: 24-64 input; a thief's step moves most features (a sign-gradient step) or a random share

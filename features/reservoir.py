@@ -14,11 +14,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from querywatch.features.layout import RECENT_QUERIES
 from querywatch.features.nearest import nearest_code
 
 _MASK = (1 << 64) - 1
 #: Rows a new reservoir has; it doubles as it fills, up to its capacity.
 _FIRST_ROWS = 1
+#: A query the reservoir did not keep, in the ring of recent queries' rows (a row is a byte).
+_NOT_KEPT = 255
 
 
 def mix64(x: int) -> int:
@@ -39,7 +42,10 @@ class QueryReservoir:
     Codes, labels and, with ``working_width``, two rows of that many bytes ahead of them
     where the owner keeps codes of its own (the distances: the previous query and the start
     of its chain, which keep more of a query's features than a sampled row: ``features.layout``)
-    share one flat array: each numpy array costs a client about 100 bytes of header.
+    share one flat array: each numpy array costs a client about 100 bytes of header. Once
+    full, it also keeps there which row each of its last ``RECENT_QUERIES`` queries replaced (a ring
+    of bytes; while it fills, row ``i`` is query ``i + 1``), to tell a row written a moment
+    ago from one sampled long before (``recent``).
 
     >>> r = QueryReservoir(capacity=3, dim=2, seed=7)
     >>> for v in ([0, 0], [10, 10], [20, 20], [30, 30]):
@@ -54,8 +60,8 @@ class QueryReservoir:
     __slots__ = ("_filled", "_flat", "_rows", "capacity", "dim", "seed", "seen", "working_width")
 
     def __init__(self, capacity: int, dim: int, seed: int = 0, *, working_width: int = 0) -> None:
-        if capacity < 1 or dim < 1 or working_width < 0:
-            raise ValueError("capacity and dim must be >= 1, working_width >= 0")
+        if not 1 <= capacity < _NOT_KEPT or dim < 1 or working_width < 0:
+            raise ValueError(f"capacity must lie in 1..{_NOT_KEPT - 1}, dim >= 1, working_width >= 0")
         self.capacity = capacity
         self.dim = dim
         self.seed = seed
@@ -64,7 +70,8 @@ class QueryReservoir:
         self._filled = 0
         # Rows are added as they fill (most clients send a few queries, and a million
         # clients with a full 77 x 33 block each would need 2.5 GB for it). The layout:
-        # the two working rows, then ``_rows`` codes, then their ``_rows`` labels.
+        # the two working rows, then ``_rows`` codes, then their ``_rows`` labels, then (once
+        # full) the ring of recent queries' slots.
         self._rows = min(capacity, _FIRST_ROWS)
         self._flat: NDArray[np.uint8] = np.zeros(self._head + self._rows * (dim + 1), dtype=np.uint8)
 
@@ -75,6 +82,19 @@ class QueryReservoir:
     def _head(self) -> int:
         """Bytes of the working rows, ahead of the codes."""
         return 2 * self.working_width
+
+    @property
+    def _ring(self) -> int:
+        """Where the ring of recent queries' slots starts (the array's end before it has one)."""
+        return self._head + self._rows * (self.dim + 1)
+
+    def recent(self, index: int) -> bool:
+        """Whether the stored code at ``index`` was written by one of the last ``RECENT_QUERIES``
+        queries offered (a state stored before the ring has no recent rows once full)."""
+        at = self._ring
+        if len(self._flat) == at:  # nothing replaced yet: row ``index`` is query ``index + 1``
+            return self.seen - index <= RECENT_QUERIES
+        return bool((self._flat[at:] == index).any())
 
     def nearest(self, code: NDArray[np.uint8], label: int) -> tuple[int, int, int]:
         """(index of the stored code nearest to ``code``, its squared distance, squared
@@ -118,6 +138,11 @@ class QueryReservoir:
             self._filled += 1
         else:
             slot = mix64(self.seed ^ (self.seen * 0x2545F4914F6CDD1D & _MASK)) % self.seen
+            if len(self._flat) == self._ring:
+                self._start_ring()
+        at = self._ring
+        if len(self._flat) > at:
+            self._flat[at + self.seen % RECENT_QUERIES] = slot if slot < self.capacity else _NOT_KEPT
             if slot >= self.capacity:
                 return
         dim, flat, head = self.dim, self._flat, self._head
@@ -125,24 +150,43 @@ class QueryReservoir:
         flat[at : at + dim] = code
         flat[head + self._rows * dim + slot] = label
 
+    def _start_ring(self, ring: NDArray[np.uint8] | None = None) -> None:
+        """Add ``ring`` to a full reservoir, or by default the queries that filled it (query
+        ``q`` wrote row ``q - 1``), each at position ``q % RECENT_QUERIES``."""
+        if ring is None:
+            ring = np.full(RECENT_QUERIES, _NOT_KEPT, dtype=np.uint8)
+            for query in range(max(1, self.seen - RECENT_QUERIES + 1), min(self.seen, self.capacity + 1)):
+                ring[query % RECENT_QUERIES] = query - 1
+        self._flat = np.concatenate([self._flat, ring])
+
     def _reserve(self, rows: int) -> None:
         """Room for ``rows`` codes, keeping the working rows and the first ``filled``."""
         codes, labels, filled = self.sample()
-        head = self._head
-        flat = np.zeros(head + rows * (self.dim + 1), dtype=np.uint8)
+        head, ring = self._head, self._flat[self._ring :]
+        flat = np.zeros(head + rows * (self.dim + 1) + len(ring), dtype=np.uint8)
         flat[:head] = self._flat[:head]
         flat[head : head + filled * self.dim] = codes[:filled].reshape(-1)
         at = head + rows * self.dim
         flat[at : at + filled] = labels[:filled]
+        flat[at + rows :] = ring
         self._flat, self._rows = flat, rows
 
-    def get_state(self) -> tuple[int, bytes, bytes]:
+    def get_state(self) -> tuple[int, bytes, bytes, bytes]:
+        """(seen, codes, labels, recent): ``recent`` is the ring as a bitmap of the positions
+        whose query replaced a row, then those rows, so that a long-running client, whose
+        queries rarely replace one, stores a few bytes of it (b"" when none did)."""
         codes, labels, filled = self.sample()
-        return self.seen, codes[:filled].tobytes(), labels[:filled].tobytes()
+        ring = self._flat[self._ring :]
+        kept = ring != _NOT_KEPT
+        recent = np.packbits(kept).tobytes() + ring[kept].tobytes() if kept.any() else b""
+        return self.seen, codes[:filled].tobytes(), labels[:filled].tobytes(), recent
 
-    def set_state(self, state: tuple[int, bytes, bytes]) -> None:
-        """Restore the sample (the working rows are the owner's: they stay as they are)."""
-        seen, raw, labels = state
+    def set_state(self, state: tuple[int, bytes, bytes] | tuple[int, bytes, bytes, bytes]) -> None:
+        """Restore the sample (the working rows are the owner's: they stay as they are). A
+        state stored before the ring of recent queries has none: no row of a full reservoir
+        counts as recent until ``RECENT_QUERIES`` more queries have come."""
+        seen, raw, labels, *more = state
+        ring = _ring_from(bytes(more[0]), self.capacity) if more and more[0] else None
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.dim)
         if len(rows) > self.capacity:
             raise ValueError(f"{len(rows)} stored codes exceed the capacity of {self.capacity}")
@@ -151,8 +195,24 @@ class QueryReservoir:
             raise ValueError(f"{len(stored)} labels for {len(rows)} stored codes")
         self.seen = int(seen)
         self._filled = 0
+        self._flat = self._flat[: self._ring]  # any ring of the state replaced goes
         self._reserve(max(len(rows), min(self.capacity, _FIRST_ROWS)))
         self._filled = len(rows)
         codes, kept, _ = self.sample()
         codes[: self._filled] = rows
         kept[: self._filled] = stored
+        if self.seen > self.capacity:
+            self._start_ring(np.full(RECENT_QUERIES, _NOT_KEPT, dtype=np.uint8) if ring is None else ring)
+
+
+def _ring_from(stored: bytes, capacity: int) -> NDArray[np.uint8]:
+    """The ring of recent queries' rows from its stored form (``QueryReservoir.get_state``)
+    for a reservoir of ``capacity`` rows."""
+    head = RECENT_QUERIES // 8
+    kept = np.unpackbits(np.frombuffer(stored[:head], dtype=np.uint8)).astype(bool)
+    rows = np.frombuffer(stored[head:], dtype=np.uint8)
+    if len(stored) < head or len(rows) != int(kept.sum()) or (rows >= capacity).any():
+        raise ValueError("a stored ring of recent queries that does not match its bitmap")
+    ring = np.full(RECENT_QUERIES, _NOT_KEPT, dtype=np.uint8)
+    ring[kept] = rows
+    return ring

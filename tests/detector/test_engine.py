@@ -231,6 +231,6 @@ def test_the_reservoir_choices_depend_on_the_profile_secret() -> None:
         state = ClientState("thief", replace(context, hash_key=key), seed=0)
         for row in rows:
             state.features.update(*row)
-        seen, codes, _labels = state.features.distances.get_state()[0]
+        seen, codes, *_ = state.features.distances.get_state()[0]
         kept.append((seen, codes))
     assert kept[0][0] == kept[1][0] == 300 and kept[0][1] != kept[1][1]

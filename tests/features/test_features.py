@@ -14,6 +14,7 @@ from querywatch.features.client import ClientFeatures
 from querywatch.features.coverage import CellCoverage
 from querywatch.features.distance import QueryDistances
 from querywatch.features.jit import compiled
+from querywatch.features.layout import RECENT_QUERIES
 from querywatch.features.nearest import MIN_STEP, is_structured_step, nearest_code
 from querywatch.features.rate import QueryRate
 from querywatch.features.resend import ExactResendFilter, input_hashes
@@ -357,3 +358,85 @@ def test_a_sweep_across_cells_opens_no_new_cells_once_it_revisits_its_line() -> 
         opened.append(ind.new_cell)
     assert features.coverage.distinct == 16  # the coverage features still show what was sent
     assert sum(opened) <= 3
+
+
+def test_the_reservoir_knows_which_rows_its_last_queries_wrote() -> None:
+    """``recent`` against the query each row holds (its code is the query's number), while
+    the reservoir fills, once it replaces rows, and after a state round trip."""
+    reservoir = QueryReservoir(capacity=20, dim=2, seed=4)
+    for query in range(1, 400):
+        reservoir.offer(np.array([query & 255, query >> 8], dtype=np.uint8))
+        if query in (10, 20, 21, 33, 55, 399):
+            codes, _, filled = reservoir.sample()
+            writer = codes[:filled, 0].astype(int) + 256 * codes[:filled, 1].astype(int)
+            expected = [query - int(w) < RECENT_QUERIES for w in writer]
+            assert [reservoir.recent(row) for row in range(filled)] == expected, query
+            restored = QueryReservoir(capacity=20, dim=2, seed=4)
+            restored.set_state(reservoir.get_state())
+            assert [restored.recent(row) for row in range(filled)] == expected
+
+
+def test_a_state_stored_before_the_ring_loads_with_no_recent_row_and_samples_alike() -> None:
+    reservoir = QueryReservoir(capacity=5, dim=2, seed=1)
+    for i in range(50):
+        reservoir.offer(np.array([i, i], dtype=np.uint8))
+    seen, codes, labels, ring = reservoir.get_state()
+    assert 0 < len(ring) < RECENT_QUERIES  # a bitmap and the few rows its last queries replaced
+    old = QueryReservoir(capacity=5, dim=2, seed=1)
+    old.set_state((seen, codes, labels))
+    assert not any(old.recent(row) for row in range(5))
+    for i in range(50, 90):
+        for r in (reservoir, old):
+            r.offer(np.array([i, i], dtype=np.uint8))
+    assert old.get_state() == reservoir.get_state()
+
+
+def _grid_analyst(dim: int) -> list[np.ndarray]:
+    """A what-if grid: for each of 10 brightness levels (every feature up by one amount: a
+    structured step), the record at three stroke widths (features moved by varied, large
+    amounts: no step, and no near-duplicate of the query before)."""
+    rng = np.random.default_rng(8)
+    record = rng.integers(80, 150, size=dim)
+    widths = rng.integers(-50, 51, size=(3, dim))
+    return [
+        np.clip(record + width + 6 * level, 0, 255).astype(np.uint8)
+        for level in range(10)
+        for width in widths
+    ]
+
+
+def test_a_grid_of_two_properties_steps_from_recent_points_and_is_not_a_chain() -> None:
+    """Each brightness step of the grid starts from the same contrast three queries back, the
+    same way every time: a sweep, not a perturbation chain."""
+    qd = QueryDistances(dim=20, seed=0)
+    rng = np.random.default_rng(9)
+    for i in range(150):  # an ordinary client first: the grid's points are its newest rows
+        qd.update(rng.integers(0, 256, size=20).astype(np.uint8), 10_000 + i, 0)
+    for i, code in enumerate(_grid_analyst(20)):
+        qd.update(code, i, 0)
+    assert qd.steps <= 2
+
+
+def test_steps_the_same_way_from_old_records_count() -> None:
+    """JbDA with a linear substitute: every child of a class moves its parent the same way
+    (the gradient's sign repeats), from parents anywhere in the client's past."""
+    rng = np.random.default_rng(10)
+    qd = QueryDistances(dim=20, seed=0)
+    for i in range(150):
+        qd.update(rng.integers(40, 216, size=20).astype(np.uint8), 10_000 + i, 0)
+    sign = rng.choice([-1, 1], size=20)
+    codes, _, filled = qd.reservoir.sample()
+    old = [codes[row].copy() for row in range(filled) if not qd.reservoir.recent(row)]
+    for i, parent in enumerate(old[:60]):
+        qd.update((parent.astype(np.int64) + 25 * sign).astype(np.uint8), i, 0)
+    assert qd.steps >= 45
+
+
+def test_a_stored_ring_that_does_not_match_its_bitmap_is_refused() -> None:
+    reservoir = QueryReservoir(capacity=5, dim=2, seed=1)
+    for i in range(50):
+        reservoir.offer(np.array([i, i], dtype=np.uint8))
+    seen, codes, labels, ring = reservoir.get_state()
+    for broken in (ring[:-1], ring + b"\x01", b"\xff" * 4 + b"\x07" * 32):
+        with pytest.raises(ValueError):
+            QueryReservoir(capacity=5, dim=2, seed=1).set_state((seen, codes, labels, broken))
