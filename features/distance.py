@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,13 @@ def distance_limits(dim: int, near_fraction: float = 0.1) -> tuple[int, int]:
 #: (a bisection's moves halve; a sweep's 10-30 equal steps vary by 8-bit rounding only).
 CONVERGING = 0.6
 
-#: The moments of no distance yet, shared by every client until its first one.
-_NO_MOMENTS = (0.0, 0.0, 0.0, 0.0, 0.0)
+#: A client's running numbers: count, mean, M2, M3 and M4 of its PRADA distances, then the
+#: squared length (codes) of the move to its previous query. One bytes object of 96 bytes
+#: rather than a tuple of five floats and an int (232): every client that sends a second query
+#: holds them, and they are read and written once per query.
+_RUNNING = struct.Struct("<5dq")
+#: The running numbers of no distance and no move yet, shared by every client until its second query.
+_NO_RUNNING = _RUNNING.pack(0.0, 0.0, 0.0, 0.0, 0.0, 0)
 #: The directions of a client that has taken none (most never take one), shared, never written.
 _NO_DIRECTIONS = RecentDirections()
 
@@ -106,12 +112,11 @@ class QueryDistances:
 
     __slots__ = (
         "_directions",
-        "_last_move",
         "_limits",
-        "_m",
         "_pending",
         "_resend",
         "_reservoir",
+        "_running",
         "_shrinking",
         "exact",
         "near",
@@ -138,12 +143,11 @@ class QueryDistances:
         self._resend = ExactResendFilter()
         self._directions = _NO_DIRECTIONS
         self._pending = False  # the previous query was a structured step, not yet confirmed
-        self._last_move = 0  # squared length of the move to the previous query (codes)
-        self._shrinking = False  # that move was at most CONVERGING times the one before
+        self._shrinking = False  # the move to it was at most CONVERGING times the one before
         self.exact = 0
         self.near = 0
         self.steps = 0
-        self._m = _NO_MOMENTS  # count, mean, M2, M3, M4 of PRADA distances
+        self._running = _NO_RUNNING
 
     def update(self, code: NDArray[np.uint8], input_hash: int, label: int) -> tuple[bool, bool, bool, bool]:
         """Learn one query: ``code`` from the profile, ``input_hash`` of its exact input,
@@ -191,12 +195,14 @@ class QueryDistances:
                 if nearest <= step_limit and 0 < move <= move_step:
                     # A step candidate: a sweep's wider moves repeat too.
                     revisit = self._seen_direction(direction_simhash(last, code))
-            shrinking = 0 < move <= CONVERGING**2 * self._last_move
+            n, mean, m2, m3, m4, last_move = _RUNNING.unpack(self._running)
+            shrinking = 0 < move <= CONVERGING**2 * last_move
             revisit = revisit and not (shrinking and self._shrinking)
-            self._last_move, self._shrinking = move, shrinking
+            self._shrinking = shrinking
             step = step and not revisit
             if same_label >= 0:
-                self._add_distance(math.sqrt(same_label) / 255.0)
+                n, mean, m2, m3, m4 = _with_distance(n, mean, m2, m3, m4, math.sqrt(same_label) / 255.0)
+            self._running = _RUNNING.pack(n, mean, m2, m3, m4, move)
         step, self._pending = self._pending and not revisit, step
         self.near += near
         self.steps += step
@@ -234,23 +240,10 @@ class QueryDistances:
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(labels), dim)
         return seen, kept_columns(rows).tobytes(), labels, *ring
 
-    def _add_distance(self, x: float) -> None:
-        # Pébay's one-pass update of the first four central moments.
-        n0, mean, m2, m3, m4 = self._m
-        n = n0 + 1
-        delta = x - mean
-        dn = delta / n
-        term = delta * dn * n0
-        mean += dn
-        m4 += term * dn * dn * (n * n - 3 * n + 3) + 6 * dn * dn * m2 - 4 * dn * m3
-        m3 += term * dn * (n - 2) - 3 * dn * m2
-        m2 += term
-        self._m = (n, mean, m2, m3, m4)
-
     @property
     def normality_gap(self) -> float:
         """Jarque-Bera statistic per distance, (S^2 + (K-3)^2 / 4) / 6: 0 for normal distances."""
-        n, _, m2, m3, m4 = self._m
+        n, _, m2, m3, m4, _ = _RUNNING.unpack(self._running)
         if n < 8 or m2 <= 0:
             return 0.0
         skew = np.sqrt(n) * m3 / m2**1.5
@@ -258,6 +251,7 @@ class QueryDistances:
         return float((skew * skew + (kurt - 3.0) ** 2 / 4.0) / 6.0)
 
     def get_state(self) -> tuple[object, ...]:
+        *moments, last_move = _RUNNING.unpack(self._running)
         return (
             self._reservoir.get_state(),
             self._resend.get_state(),
@@ -267,18 +261,19 @@ class QueryDistances:
             self.exact,
             self.near,
             self.steps,
-            tuple(self._m),
-            self._last_move,
+            tuple(moments),
+            last_move,
             self._shrinking,
         )
 
     def set_state(self, state: tuple[object, ...]) -> None:
         if len(state) == 6:  # stored by 0.1, before sweep directions: those start empty
             res, resend, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
+            last_move = 0
         else:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m, *move = state  # type: ignore[assignment]
             # Stored before converging lines: no move yet.
-            self._last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
+            last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
             self._directions = RecentDirections()
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = self._working_rows(np.frombuffer(last, dtype=np.uint8))  # type: ignore[call-overload]
@@ -290,4 +285,24 @@ class QueryDistances:
         self._reservoir.set_state(self._kept_rows(res))  # type: ignore[arg-type]
         self._resend.set_state(resend)  # type: ignore[arg-type]
         n, mean, m2, m3, m4 = (float(v) for v in m)  # type: ignore[attr-defined]
-        self._m = (n, mean, m2, m3, m4)
+        self._running = _RUNNING.pack(n, mean, m2, m3, m4, last_move)
+
+
+def _with_distance(
+    n0: float, mean: float, m2: float, m3: float, m4: float, x: float
+) -> tuple[float, float, float, float, float]:
+    """The moments (count, mean, M2, M3, M4) with one more distance ``x``: Pébay's one-pass
+    update of the first four central moments.
+
+    >>> _with_distance(1.0, 2.0, 0.0, 0.0, 0.0, 4.0)
+    (2.0, 3.0, 2.0, 0.0, 2.0)
+    """
+    n = n0 + 1
+    delta = x - mean
+    dn = delta / n
+    term = delta * dn * n0
+    mean += dn
+    m4 += term * dn * dn * (n * n - 3 * n + 3) + 6 * dn * dn * m2 - 4 * dn * m3
+    m3 += term * dn * (n - 2) - 3 * dn * m2
+    m2 += term
+    return n, mean, m2, m3, m4
