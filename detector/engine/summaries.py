@@ -130,11 +130,6 @@ class ClientSummary:
     def cell_set(self) -> NDArray[np.bool_]:
         return np.unpackbits(np.frombuffer(self.cells, dtype=np.uint8), bitorder="little").astype(bool)
 
-    def without_samples(self) -> ClientSummary:
-        """The summary without its code sample and class histogram: what the campaign stage
-        keeps of it (its lineage index holds the codes, and it reads no classes)."""
-        return replace(self, codes=b"", classes=())
-
     def to_bytes(self) -> bytes:
         """MessagePack, at most ``MAX_SUMMARY_BYTES`` (code rows are dropped until it fits).
 

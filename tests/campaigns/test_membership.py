@@ -9,6 +9,7 @@ import numpy as np
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.campaigns import CampaignSettings
 from querywatch.detector.engine.campaigns.campaign import Link
+from querywatch.detector.engine.campaigns.held import HeldSummary
 from querywatch.detector.engine.campaigns.stage import CampaignStage, ModelCampaigns
 from querywatch.detector.engine.grouping import GroupingKeys
 from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED
@@ -34,7 +35,7 @@ def _summary(client: str, version: str, queries: int = 400) -> ClientSummary:
 
 def _link(stage: CampaignStage, model: ModelCampaigns, a: str, b: str, ts: float) -> list:  # type: ignore[type-arg]
     for c in (a, b):
-        model.summaries.setdefault(c, _summary(c, model.profile.version))
+        model.summaries.setdefault(c, HeldSummary.of(_summary(c, model.profile.version)))
     events: list = []  # type: ignore[type-arg]
     touched = stage._add_link(model, Link(a, b, "lineage", 50.0, 12, 40), ts, events)
     for campaign_id in touched:

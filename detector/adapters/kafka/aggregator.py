@@ -237,8 +237,10 @@ class Aggregator(OwnedPartitions):
         client that returns after its state was evicted starts again at few queries, but at
         a later event time, so its summaries are taken."""
         model = self.stage.models.get(summary.model_id)
-        held = None if model is None else model.summaries.get(summary.client_id)
-        if held is None or held.profile != summary.profile:
+        if model is None or model.profile.version != summary.profile:  # what it holds is of its profile
+            return False
+        held = model.summaries.get(summary.client_id)
+        if held is None:
             return False
         return (held.ts, held.queries) >= (summary.ts, summary.queries)
 

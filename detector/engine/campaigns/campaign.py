@@ -14,9 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.detector.engine.alerting import OpenAlert
+from querywatch.detector.engine.campaigns.held import HeldSummary
 from querywatch.detector.engine.campaigns.lineage import LineageIndex, evidence
 from querywatch.detector.engine.outcomes import iso_time
-from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.models.evidence import combined
 from querywatch.models.profile import ReferenceProfile
 from querywatch.models.registry import EVIDENCE_TESTS
@@ -122,7 +122,7 @@ class UnionEvidence:
 
 def union_evidence(
     members: Sequence[str],
-    summaries: Mapping[str, ClientSummary],
+    summaries: Mapping[str, HeldSummary],
     lineage: LineageIndex,
     nulls: Mapping[str, float],
     profile: ReferenceProfile,
@@ -141,8 +141,9 @@ def union_evidence(
     queries = sum(summaries[m].queries for m in present)
     pooled: dict[str, float] = {}
     rates: dict[str, tuple[float, float]] = {}
+    counts = [summaries[m].counts for m in present]  # each unpacked once (``HeldSummary``)
     for name, count in POOLED_TESTS:
-        k = sum(getattr(summaries[m].counts, count) for m in present)
+        k = sum(getattr(c, count) for c in counts)
         if name in nulls and queries:
             pooled[name] = evidence(k, queries, nulls[name])
             rates[name] = (k / queries, nulls[name])
@@ -195,7 +196,7 @@ def union_evidence(
 
 
 def _pooled_extraction(
-    members: Sequence[str], summaries: Mapping[str, ClientSummary], profile: ReferenceProfile, queries: int
+    members: Sequence[str], summaries: Mapping[str, HeldSummary], profile: ReferenceProfile, queries: int
 ) -> float | None:
     """The reference's learning curve at the union's queries, times the members' mean
     usefulness (each member's estimate over the curve at its own queries)."""

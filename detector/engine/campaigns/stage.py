@@ -45,6 +45,7 @@ from querywatch.detector.engine.campaigns.campaign import (
     campaign_id_for,
     union_evidence,
 )
+from querywatch.detector.engine.campaigns.held import HeldSummary
 from querywatch.detector.engine.campaigns.lineage import LineageIndex, evidence, reference_null
 from querywatch.detector.engine.outcomes import ALERT_CLOSED, AlertEvent
 from querywatch.detector.engine.profiles import ProfileStore
@@ -65,7 +66,7 @@ class ModelCampaigns:
     lineage: LineageIndex | None
     nulls: dict[str, float]
     expected_cells: NDArray[np.float64]
-    summaries: dict[str, ClientSummary] = field(default_factory=dict)
+    summaries: dict[str, HeldSummary] = field(default_factory=dict)  # each client's latest
     campaigns: dict[str, Campaign] = field(default_factory=dict)
     member_of: dict[str, str] = field(default_factory=dict)
     dismissed: set[str] = field(default_factory=set)  # campaign ids an analyst marked false positive
@@ -96,7 +97,7 @@ class CampaignStage:
         if model is None:
             return []
         client = summary.client_id
-        model.summaries[client] = summary.without_samples()
+        model.summaries[client] = HeldSummary.of(summary)
         events: list[AlertEvent] = []
         touched: set[str] = set()
         if model.lineage is not None and summary.codes and self._compare(model, summary):

@@ -25,6 +25,7 @@ import msgpack
 
 from querywatch.detector.engine.alerting import OpenAlert
 from querywatch.detector.engine.campaigns.campaign import Campaign, Link
+from querywatch.detector.engine.campaigns.held import HeldSummary
 from querywatch.detector.engine.campaigns.stage import CampaignStage, ModelCampaigns
 from querywatch.detector.engine.summaries import ClientSummary
 
@@ -41,7 +42,10 @@ def export_model(model: ModelCampaigns) -> bytes:
         "v": STATE_VERSION,
         "model_id": model.profile.model_id,
         "profile": model.profile.version,
-        "summaries": [s.to_bytes() for s in model.summaries.values()],
+        "summaries": [
+            held.summary(model.profile.model_id, client, model.profile.version).to_bytes()
+            for client, held in model.summaries.items()
+        ],
         "lineage": None if model.lineage is None else model.lineage.export(),
         "campaigns": [_campaign(c) for c in model.campaigns.values()],
         "member_of": model.member_of,
@@ -64,7 +68,7 @@ def import_model(stage: CampaignStage, data: bytes) -> ModelCampaigns | None:
             return None
         for blob in plain["summaries"]:
             summary = ClientSummary.from_bytes(blob)
-            model.summaries[summary.client_id] = summary
+            model.summaries[summary.client_id] = HeldSummary.of(summary)
         if model.lineage is not None and plain["lineage"] is not None:
             model.lineage.load(plain["lineage"])
         for c in plain["campaigns"]:
