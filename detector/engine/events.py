@@ -433,27 +433,30 @@ def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
     return label, vector
 
 
-RecentIds = str | tuple[str, ...] | OrderedDict[str, None]
-"""A client's latest request ids: its first alone, up to ``SMALL_IDS`` in a tuple (oldest
-first), only more in an ordered dict: most clients of a public API send a handful of
-requests, and an ordered dict of one or two ids costs a client 350 to 450 bytes, a tuple of
-two 56."""
+RecentIds = str | OrderedDict[str, None]
+"""A client's latest request ids, oldest first: up to ``SMALL_IDS`` in one string, joined by
+``ID_SEPARATOR`` (its first alone), only more in an ordered dict: most clients of a public API
+send a handful of requests. An ordered dict of one or two ids costs a client 350 to 450
+bytes; a tuple of two, 56 bytes and the second id's string (54 for a short id); one string of
+both, the second id's characters and one."""
 
-#: Ids kept in a tuple (searched in order) before the ordered dict.
+#: Ids kept in one string (searched in order) before the ordered dict.
 SMALL_IDS = 8
+#: Joins a client's ids in one string: a valid id holds no control character (``_printable``).
+ID_SEPARATOR = "\x00"
 
 
 def remember_id(ids: RecentIds | None, request_id: str, capacity: int) -> tuple[RecentIds, bool]:
     """``ids`` with ``request_id`` as the most recent of at most ``capacity``, and whether it
     was new (the oldest id is forgotten first; a redelivered id counts as recent). An
-    ordered dict is updated in place; a string or tuple is replaced.
+    ordered dict is updated in place; a string is replaced.
 
     >>> ids, new = remember_id(None, "a", 4); ids, new
     ('a', True)
     >>> ids, new = remember_id(ids, "b", 4); ids, new
-    (('a', 'b'), True)
+    ('a\\x00b', True)
     >>> remember_id(ids, "a", 4)
-    (('b', 'a'), False)
+    ('b\\x00a', False)
     """
     if type(ids) is OrderedDict:
         if request_id in ids:
@@ -465,24 +468,29 @@ def remember_id(ids: RecentIds | None, request_id: str, capacity: int) -> tuple[
         return ids, True
     if ids is None or capacity == 1:
         return request_id, ids != request_id
-    if type(ids) is str:
-        return (ids, False) if ids == request_id else ((ids, request_id), True)
-    assert type(ids) is tuple
-    if request_id in ids:
-        if ids[-1] != request_id:  # it becomes the most recent
-            return (*(r for r in ids if r != request_id), request_id), False
+    assert type(ids) is str
+    if ids == request_id:
         return ids, False
-    kept = ids[1:] if len(ids) >= capacity else ids
-    if len(kept) < SMALL_IDS:
-        return (*kept, request_id), True
-    return OrderedDict.fromkeys((*kept, request_id)), True
+    kept = ids.split(ID_SEPARATOR)
+    if request_id in kept:
+        if kept[-1] != request_id:  # it becomes the most recent
+            kept.remove(request_id)
+            kept.append(request_id)
+            return ID_SEPARATOR.join(kept), False
+        return ids, False
+    if len(kept) >= capacity:
+        del kept[0]
+    kept.append(request_id)
+    if len(kept) <= SMALL_IDS:
+        return ID_SEPARATOR.join(kept), True
+    return OrderedDict.fromkeys(kept), True
 
 
 def recent_ids(ids: list[str], capacity: int) -> RecentIds | None:
     """``RecentIds`` of a list of ids, oldest first (``id_list``'s inverse).
 
     >>> recent_ids(["a", "b", "c"], 2), recent_ids([], 2)
-    (('b', 'c'), None)
+    ('b\\x00c', None)
     """
     recent: RecentIds | None = None
     for r in ids[-capacity:]:
@@ -492,7 +500,7 @@ def recent_ids(ids: list[str], capacity: int) -> RecentIds | None:
 
 def id_list(ids: RecentIds | None) -> list[str]:
     """The ids, oldest first (for checkpoints)."""
-    return [] if ids is None else [ids] if type(ids) is str else list(ids)
+    return [] if ids is None else ids.split(ID_SEPARATOR) if type(ids) is str else list(ids)
 
 
 class RequestIdFilter:
@@ -521,7 +529,7 @@ class RequestIdFilter:
 
     def __len__(self) -> int:
         ids = self._ids
-        return 0 if ids is None else 1 if type(ids) is str else len(ids)
+        return 0 if ids is None else ids.count(ID_SEPARATOR) + 1 if type(ids) is str else len(ids)
 
     def state(self) -> list[str]:
         """The remembered ids, oldest first (for checkpoints)."""
