@@ -4,12 +4,17 @@ never stopped."""
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import replace
+
+import msgpack
 import pytest
 
 from querywatch.detector.config import Settings
 from querywatch.detector.engine.campaigns.stage import CampaignStage
 from querywatch.detector.engine.campaigns.stagestate import StageStateError, export_model, import_model
 from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.grouping import NO_KEYS
 from querywatch.detector.engine.outcomes import AlertEvent
 from querywatch.detector.engine.profiles import MemoryProfileStore
 from querywatch.detector.engine.summaries import ClientSummary, SummaryRule
@@ -93,3 +98,23 @@ def test_a_state_of_another_profile_version_is_not_loaded_and_garbage_is_refused
     assert import_model(_stage(MemoryProfileStore()), data) is None
     with pytest.raises(StageStateError):
         import_model(_stage(store), b"not a state")
+
+
+def test_a_state_carries_each_clients_latest_summary_as_it_was_sent_less_its_samples(
+    emitted: tuple[MemoryProfileStore, list[ClientSummary]],
+) -> None:
+    """The stage holds summaries packed (``HeldSummary``); its state carries them in their
+    wire form, byte for byte what a stage that held them whole wrote (and reads them back)."""
+    store, summaries = emitted
+    stage = _stage(store)
+    latest: dict[str, ClientSummary] = {}
+    for s in summaries:
+        stage.take(s)
+        latest[s.client_id] = s
+    assert any(s.keys != NO_KEYS for s in latest.values()) and any(s.extraction for s in latest.values())
+    [data] = [export_model(m) for m in stage.models.values()]
+    carried = msgpack.unpackb(zlib.decompress(data), raw=False)["summaries"]
+    assert sorted(carried) == sorted(replace(s, codes=b"", classes=()).to_bytes() for s in latest.values())
+    loaded = _stage(store)
+    assert import_model(loaded, data) is not None
+    assert export_model(next(iter(loaded.models.values()))) == data
