@@ -14,7 +14,10 @@ Benign (should stay quiet), what model teams send while they study a model:
 * ``noise`` — a robustness sweep: each record at noise levels 0.02, 0.05, 0.1 and 0.2;
 * ``adversarial`` — an adversarial evaluation: each record, then one sign step of 0.05 the
   same way for its class;
-* ``quantise`` — each record, then the same rounded to four levels.
+* ``quantise`` — each record, then the same rounded to four levels;
+* ``frames`` — video-like frames: each record shifted by a fraction of a pixel (images,
+  linear interpolation) or its fields moved along a slow random drift (tables), 20 frames;
+* ``offset`` — a miscalibrated sensor: natural inputs with every feature raised by 0.08.
 
 Thieves (should alert), kinds of synthetic or borrowed data the bench does not send:
 
@@ -113,6 +116,24 @@ def quantise(rng: np.random.Generator, victim: VictimModel) -> np.ndarray:
     return np.array(rows)
 
 
+def frames(rng: np.random.Generator, victim: VictimModel) -> np.ndarray:
+    rows = []
+    for _ in range(75):
+        x = _record(rng, victim)
+        if victim.image:
+            image = x.reshape(8, 8)
+            rolled = np.roll(image, 1, axis=1)
+            rows.extend(((1.0 - t) * image + t * rolled).reshape(-1) for t in np.linspace(0.0, 1.0, 20))
+        else:
+            walk = np.cumsum(rng.normal(0.0, 0.01, size=(20, victim.dim)), axis=0)
+            rows.extend(np.clip(x + walk, 0.0, 1.0))
+    return np.array(rows)
+
+
+def offset(rng: np.random.Generator, victim: VictimModel) -> np.ndarray:
+    return np.clip(victim.natural[rng.integers(len(victim.natural), size=1500)] + 0.08, 0.0, 1.0)
+
+
 def other_domain(rng: np.random.Generator, victim: VictimModel) -> np.ndarray:
     if not victim.image:
         columns = rng.integers(len(victim.natural), size=(1500, victim.dim))
@@ -158,6 +179,8 @@ BENIGN: dict[str, Behaviour] = {
     "noise": noise,
     "adversarial": adversarial,
     "quantise": quantise,
+    "frames": frames,
+    "offset": offset,
 }
 THIEVES: dict[str, Behaviour] = {
     "other-domain": other_domain,
