@@ -91,10 +91,9 @@ class QueryReservoir:
     def recent(self, index: int) -> bool:
         """Whether the stored code at ``index`` was written by one of the last ``RECENT_QUERIES``
         queries offered (a state stored before the ring has no recent rows once full)."""
-        at = self._ring
-        if len(self._flat) == at:  # nothing replaced yet: row ``index`` is query ``index + 1``
+        if self.seen <= self.capacity:  # nothing replaced yet: row ``index`` is query ``index + 1``
             return self.seen - index <= RECENT_QUERIES
-        return bool((self._flat[at:] == index).any())
+        return bool((self._flat[self._ring :] == index).any())
 
     def nearest(self, code: NDArray[np.uint8], label: int) -> tuple[int, int, int]:
         """(index of the stored code nearest to ``code``, its squared distance, squared
@@ -138,10 +137,10 @@ class QueryReservoir:
             self._filled += 1
         else:
             slot = mix64(self.seed ^ (self.seen * 0x2545F4914F6CDD1D & _MASK)) % self.seen
-            if len(self._flat) == self._ring:
+        if self.seen > self.capacity:  # rows are replaced: the ring says which, and when
+            at = self._ring
+            if len(self._flat) == at:
                 self._start_ring()
-        at = self._ring
-        if len(self._flat) > at:
             self._flat[at + self.seen % RECENT_QUERIES] = slot if slot < self.capacity else _NOT_KEPT
             if slot >= self.capacity:
                 return

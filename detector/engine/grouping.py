@@ -78,6 +78,17 @@ class GroupingKeys:
             )
         return cls(networks, agents, org)
 
+    @classmethod
+    def stored(cls, networks: Iterable[str], user_agents: Iterable[str], org: str | None) -> GroupingKeys:
+        """Keys as a summary stored them (cut, and hashed if they were): the shared
+        ``NO_KEYS`` when there are none, as ``of`` gives them.
+
+        >>> GroupingKeys.stored([], [], None) is NO_KEYS
+        True
+        """
+        keys = cls(tuple(networks), tuple(user_agents), org)
+        return NO_KEYS if keys == NO_KEYS else keys
+
     def shared_with(self, other: GroupingKeys) -> list[str]:
         """The kinds of key both clients have in common, in words.
 

@@ -127,9 +127,6 @@ class ClientSummary:
         rows = len(self.codes) // self.dim if self.dim else 0
         return np.frombuffer(self.codes, dtype=np.uint8, count=rows * self.dim).reshape(rows, self.dim)
 
-    def cell_set(self) -> NDArray[np.bool_]:
-        return np.unpackbits(np.frombuffer(self.cells, dtype=np.uint8), bitorder="little").astype(bool)
-
     def to_bytes(self) -> bytes:
         """MessagePack, at most ``MAX_SUMMARY_BYTES`` (code rows are dropped until it fits).
 
@@ -177,10 +174,8 @@ class ClientSummary:
             if not isinstance(d, dict) or d.get("v") != SUMMARY_VERSION:
                 raise ValueError("not a version-1 client summary")
             networks, agents, org = d["keys"]
-            keys = GroupingKeys(
-                tuple(map(_interned, networks)),
-                tuple(map(_interned, agents)),
-                None if org is None else _interned(org),
+            keys = GroupingKeys.stored(
+                map(_interned, networks), map(_interned, agents), None if org is None else _interned(org)
             )
             return cls(
                 _interned(d["model_id"]),
@@ -196,7 +191,7 @@ class ClientSummary:
                 bytes(d["codes"]),
                 int(d["dim"]),
                 bool(d["doubling"]),
-                NO_KEYS if keys == NO_KEYS else keys,
+                keys,
                 None if d["extraction"] is None else float(d["extraction"]),
             )
         except (AttributeError, KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:

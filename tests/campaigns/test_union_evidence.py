@@ -7,17 +7,32 @@ import numpy as np
 import pytest
 
 from querywatch.detector.engine.campaigns.campaign import union_evidence
+from querywatch.detector.engine.campaigns.held import HeldSummary
 from querywatch.detector.engine.campaigns.lineage import LineageIndex
 from querywatch.detector.engine.summaries import ClientSummary, IndicatorCounts, cell_bitmap
 from querywatch.models.profile import ReferenceProfile
 from querywatch.models.registry import EVIDENCE_TESTS
 
 
-def _far_account(client: str, version: str, queries: int = 300) -> ClientSummary:
-    """Every query far from the data, hence also out of profile; no steps."""
+def _far_account(client: str, version: str, queries: int = 300) -> HeldSummary:
+    """Every query far from the data, hence also out of profile; no steps (as the stage holds it)."""
     counts = IndicatorCounts(ood=queries, far=queries, scored=queries)
-    return ClientSummary(
-        "m", client, version, 1.0, queries, 0.1, False, counts, cell_bitmap(np.ones(8)), (1, 1), b"", 8, False
+    return HeldSummary.of(
+        ClientSummary(
+            "m",
+            client,
+            version,
+            1.0,
+            queries,
+            0.1,
+            False,
+            counts,
+            cell_bitmap(np.ones(8)),
+            (1, 1),
+            b"",
+            8,
+            False,
+        )
     )
 
 

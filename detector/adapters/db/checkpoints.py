@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from querywatch.detector.adapters.db.inserts import InsertIfAbsent
 from querywatch.detector.adapters.db.tables import Base, ClientStateRow, PartitionOffsetRow, utcnow
 from querywatch.detector.errors import QuerywatchError
 
@@ -41,11 +41,8 @@ _MOVE_OFFSET = (
     )
     .values(next_offset=bindparam("b_new"), updated_at=bindparam("b_now"))
 )
-#: A partition's first offset, by dialect: nothing inserted if one is stored already.
-_FIRST_OFFSET = {
-    "sqlite": sqlite.insert(_OFFSETS).on_conflict_do_nothing().returning(_OFFSETS.c.next_offset),
-    "postgresql": postgresql.insert(_OFFSETS).on_conflict_do_nothing().returning(_OFFSETS.c.next_offset),
-}
+#: A partition's first offset: nothing inserted if one is stored already.
+_FIRST_OFFSET = InsertIfAbsent(_OFFSETS, _OFFSETS.c.next_offset)
 _DELETE_STATES = delete(_STATES).where(_STATES.c.client_id.in_(bindparam("ids", expanding=True)))
 _LOAD_STATES = select(_STATES.c.client_id, _STATES.c.state).where(
     _STATES.c.group_id == bindparam("group_id"), _STATES.c.client_id.in_(bindparam("ids", expanding=True))
@@ -183,14 +180,12 @@ def _move_offset(*, session: Session, group_id: str, checkpoint: PartitionCheckp
     topic, partition = checkpoint.topic, checkpoint.partition
     key = (group_id, topic, partition)
     if checkpoint.expected_offset is None:
-        # A partition's first offset: inserted unless another consumer's is there. No
-        # savepoint: on SQLite one opened before any other write of the transaction is its
-        # own transaction, committed at its release, so a rollback of the checkpoint would
-        # have left the offset stored without what it covers.
-        first = _FIRST_OFFSET[session.get_bind().dialect.name]
+        # A partition's first offset: inserted unless another consumer's is there.
         values = {"group_id": group_id, "topic": topic, "partition": partition}
-        values.update(next_offset=checkpoint.next_offset, updated_at=now)
-        if session.execute(first, values).first() is None:  # (its rowcount is -1 on psycopg)
+        if (
+            _FIRST_OFFSET(session, {**values, "next_offset": checkpoint.next_offset, "updated_at": now})
+            is None
+        ):
             first_by = f"{key}: another consumer checkpointed this partition first"
             raise CheckpointConflict(first_by, topic=topic, partition=partition)
         return

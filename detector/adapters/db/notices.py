@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from querywatch.detector.adapters.db.inserts import InsertIfAbsent
 from querywatch.detector.adapters.db.tables import (
     AlertRow,
     ModelPolicyRow,
@@ -36,11 +36,8 @@ from querywatch.detector.engine.outcomes import MONITOR_DIGEST, SILENCE_CREATED
 #: Alerts listed in one digest at most (the count is always the full one).
 DIGEST_ALERTS = 100
 _DAY = timedelta(days=1)
-#: A notice, by dialect: nothing inserted if one with its key is stored already.
-_NEW_NOTICE = {
-    "sqlite": sqlite.insert(NoticeRow).on_conflict_do_nothing().returning(NoticeRow.id),
-    "postgresql": postgresql.insert(NoticeRow).on_conflict_do_nothing().returning(NoticeRow.id),
-}
+#: A notice: nothing inserted if one with its key is stored already.
+_NEW_NOTICE = InsertIfAbsent(NoticeRow, NoticeRow.id)
 
 
 def notice_webhook_id(notice_id: int, endpoint_id: int) -> str:
@@ -60,13 +57,10 @@ def add_notice(
     if session.scalar(select(NoticeRow.id).where(NoticeRow.key == key)) is not None:
         return None
     now = utcnow()
-    # No savepoint around the insert: on SQLite one opened before any other write of the
-    # transaction is a transaction of its own, committed at its release, so a rollback of the
-    # caller's transaction would leave the notice stored without its deliveries (never sent).
-    made = session.execute(
-        _NEW_NOTICE[session.get_bind().dialect.name],
+    made = _NEW_NOTICE(
+        session,
         {"key": key, "type": type, "model_id": model_id, "body": {"type": type, **body}, "created_at": now},
-    ).first()
+    )
     if made is None:  # made meanwhile by another transaction
         return None
     notice = session.get_one(NoticeRow, made.id)

@@ -16,7 +16,7 @@ import msgpack
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.detector.engine.grouping import NO_KEYS, GroupingKeys
+from querywatch.detector.engine.grouping import GroupingKeys
 from querywatch.detector.engine.summaries import ClientSummary, IndicatorCounts
 
 #: ts, risk, extraction; queries and the six indicator counts; dim; flags; the cell bitmap's
@@ -90,9 +90,7 @@ class HeldSummary(bytes):
     @property
     def keys(self) -> GroupingKeys:
         cells = _HEAD.unpack_from(self)[12]
-        networks, agents, org = msgpack.unpackb(self[_HEAD.size + cells :])
-        keys = GroupingKeys(tuple(networks), tuple(agents), org)
-        return NO_KEYS if keys == NO_KEYS else keys
+        return GroupingKeys.stored(*msgpack.unpackb(self[_HEAD.size + cells :]))
 
     def summary(self, model_id: str, client_id: str, profile: str) -> ClientSummary:
         """The summary whole again, as the stage held it before (no codes, no classes)."""
