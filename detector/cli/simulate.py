@@ -13,14 +13,26 @@ from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import ConfigError
 
+#: ``querywatch.detector.simulate.victim.VICTIMS``' names, spelled out so that the parser is
+#: built without importing scikit-learn (a test keeps the two the same).
+VICTIM_NAMES = ("digits", "tabular")
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "simulate",
-        help="generate demo traffic (benign clients and model thieves) against the shipped digits model",
-        description="Simulate clients querying the shipped digits model. Writes a JSON Lines trace "
+        help="generate demo traffic (benign clients and model thieves) against a shipped model",
+        description="Simulate clients querying a shipped model (--victim: the digits classifier, or "
+        "a random forest on a 16-input table). Writes a JSON Lines trace "
         "(--out) and its ground truth (--truth), and/or produces the events into the inference-log "
         "topic of a broker (--bootstrap-servers or QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS).",
+    )
+    parser.add_argument(
+        "--victim",
+        choices=VICTIM_NAMES,
+        default="digits",
+        help="model the clients query: digits (64 inputs, model id digits-v1; the default) or "
+        "tabular (16 inputs, risk-table-v1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same trace)")
     parser.add_argument("--benign", type=int, default=40, help="benign clients (default 40)")
@@ -39,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "'--hours' before now when producing)",
     )
     parser.add_argument("--out", metavar="FILE.jsonl", help="write the events here, one per line")
-    parser.add_argument("--truth", metavar="FILE.json", help="write the ground truth (role, family) here")
+    parser.add_argument(
+        "--truth", metavar="FILE.json", help="write the ground truth (role, family, victim) here"
+    )
     parser.add_argument("--bootstrap-servers", help="produce to this broker (overrides the setting)")
     parser.add_argument("--topic", help="topic to produce to (default: kafka.topic)")
     parser.add_argument(
@@ -78,6 +92,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             hours=args.hours,
             scale=args.scale,
             attack_families=families,
+            victim=args.victim,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -86,7 +101,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.truth:
         write_truth(truth, args.truth)
     roles = Counter(info["role"] for info in truth.values())
-    summary = f"{roles['benign']} benign clients and {roles['attack']} attackers"
+    summary = f"{roles['benign']} benign clients and {roles['attack']} attackers of the {args.victim} model"
     if not args.json:
         print(f"simulated {len(events)} events from {summary}", file=sys.stderr)
     sent = publish_events(events, kafka, rate=args.rate) if produce else 0
@@ -94,6 +109,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_json(
             "simulate",
             {
+                "victim": args.victim,
                 "events": len(events),
                 "benign": roles["benign"],
                 "attackers": roles["attack"],

@@ -18,7 +18,7 @@ from querywatch.detector.simulate.attackers import ATTACK_KINDS
 from querywatch.detector.simulate.benign import BENIGN_KINDS, benign_mix
 from querywatch.detector.simulate.groups import campaign, organisation
 from querywatch.detector.simulate.traffic import Traffic
-from querywatch.detector.simulate.victim import MODEL_ID, load_victim
+from querywatch.detector.simulate.victim import VICTIMS
 
 #: Where traces start unless told otherwise (fixed, so that a seed gives the same file).
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -43,25 +43,32 @@ def generate_trace(
     start: datetime | None = None,
     hours: float = 24.0,
     scale: float = 1.0,
-    model_id: str = MODEL_ID,
+    model_id: str | None = None,
     attack_families: Sequence[str] | None = None,
     campaign_accounts: int = 0,
     org_accounts: int = 0,
+    victim: str = "digits",
 ) -> tuple[list[dict[str, Any]], Truth]:
-    """Simulate ``benign`` + ``attackers`` clients querying the victim over ``hours``.
+    """Simulate ``benign`` + ``attackers`` clients querying a victim over ``hours``.
+
+    ``victim`` names one of ``VICTIMS`` (the digits classifier, or the tabular random forest);
+    events carry its model id unless ``model_id`` is given, and every truth entry its name.
 
     ``scale`` multiplies every client's query volume (0.1 gives a quick trace for tests).
     Attackers cycle through ``attack_families`` (all of ``ATTACK_KINDS`` by default).
     ``campaign_accounts`` adds one theft dealt over that many small accounts (truth family
     ``campaign``, with a ``campaign`` id), ``org_accounts`` an honest organisation of that many
     specialised accounts under one ``meta.org`` (family ``organisation``): see ``groups``.
-    Returns the events sorted by ``ts`` and ``{client_id: {"role", "family"}}``.
+    Returns the events sorted by ``ts`` and ``{client_id: {"role", "family", "victim"}}``.
 
     >>> events, truth = generate_trace(1, benign=2, attackers=1, scale=0.05)
     >>> sorted(info["role"] for info in truth.values())
     ['attack', 'benign', 'benign']
     >>> events[0]["ts"] <= events[-1]["ts"]
     True
+    >>> events, truth = generate_trace(1, benign=1, attackers=0, scale=0.05, victim="tabular")
+    >>> (len(events[0]["input"]), events[0]["model_id"], set(t["victim"] for t in truth.values()))
+    (16, 'risk-table-v1', {'tabular'})
     """
     if benign < 0 or attackers < 0 or hours <= 0 or scale <= 0:
         raise ValueError("benign and attackers must be >= 0, hours and scale > 0")
@@ -69,11 +76,13 @@ def generate_trace(
     unknown = sorted(set(families) - set(ATTACK_KINDS))
     if unknown or (attackers and not families):
         raise ValueError(f"unknown attack families {unknown}; choose from {sorted(ATTACK_KINDS)}")
+    if victim not in VICTIMS:
+        raise ValueError(f"unknown victim {victim!r}; choose from {sorted(VICTIMS)}")
     plan = [("benign", kind) for kind in benign_mix(benign)]
     plan += [("attack", families[i % len(families)]) for i in range(attackers)]
 
     rng = np.random.default_rng(seed)
-    victim = load_victim()
+    model = VICTIMS[victim]()
     account_numbers = rng.choice(np.arange(100_000, 1_000_000), size=len(plan), replace=False)
     span = hours * 3600.0
     clients: list[tuple[str, Traffic, dict[str, str]]] = []
@@ -81,7 +90,7 @@ def generate_trace(
     for index, (role, family) in enumerate(plan):
         client_rng = np.random.default_rng([seed, index])
         kinds = BENIGN_KINDS if role == "benign" else ATTACK_KINDS
-        traffic = kinds[family](client_rng, victim, span, scale)
+        traffic = kinds[family](client_rng, model, span, scale)
         client_id = f"acct-{account_numbers[index]}"
         meta = {
             "ip": f"{_NETWORKS[index % len(_NETWORKS)]}{int(client_rng.integers(1, 255))}",
@@ -89,8 +98,10 @@ def generate_trace(
         }
         clients.append((client_id, traffic, meta))
         truth[client_id] = {"role": role, "family": family}
-    _add_groups(seed, rng, victim, span, scale, campaign_accounts, org_accounts, clients, truth)
-    return _events(rng, clients, victim, start or DEFAULT_START, model_id), truth
+    _add_groups(seed, rng, model, span, scale, campaign_accounts, org_accounts, clients, truth)
+    for info in truth.values():
+        info["victim"] = victim
+    return _events(rng, clients, model, start or DEFAULT_START, model_id or model.model_id), truth
 
 
 def _add_groups(

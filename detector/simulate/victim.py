@@ -13,6 +13,7 @@ valid range and rounded to 3 decimals, scores are rounded to 4 decimals.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,3 +137,8 @@ def load_tabular_victim(seed: int = 0) -> VictimModel:
     classifier = RandomForestClassifier(n_estimators=60, max_depth=10, random_state=seed, n_jobs=1)
     classifier.fit(natural[:split], targets[:split])
     return VictimModel(classifier, natural, targets, split, model_id=TABULAR_MODEL_ID, image=False)
+
+
+#: The simulator's victims by name (``querywatch simulate --victim``; the CLI spells the names
+#: out so that ``--help`` need not import scikit-learn, and a test keeps the two the same).
+VICTIMS: dict[str, Callable[[], VictimModel]] = {"digits": load_victim, "tabular": load_tabular_victim}

@@ -10,7 +10,9 @@ import pytest
 
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
 from querywatch.detector.cli import main
-from querywatch.detector.simulate import read_jsonl
+from querywatch.detector.cli.simulate import VICTIM_NAMES
+from querywatch.detector.simulate import VICTIMS, read_jsonl
+from querywatch.detector.simulate.victim import MODEL_ID, TABULAR_MODEL_ID
 from tests.kafka.harness import read_topic
 
 
@@ -23,6 +25,27 @@ def test_writes_trace_and_truth(tmp_path: Path) -> None:
     assert {e["client_id"] for e in events} == set(roles)
     assert sorted(r["role"] for r in roles.values()).count("attack") == 2
     assert events[0]["ts"].startswith("2026-01-05")
+    assert {e["model_id"] for e in events} == {MODEL_ID} and {len(e["input"]) for e in events} == {64}
+    assert {r["victim"] for r in roles.values()} == {"digits"}
+
+
+def test_writes_a_tabular_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, truth = tmp_path / "trace.jsonl", tmp_path / "truth.json"
+    args = ["simulate", "--victim", "tabular", "--seed", "4", "--benign", "5", "--attackers", "2"]
+    assert main([*args, "--scale", "0.05", "--out", str(out), "--truth", str(truth), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    events = list(read_jsonl(out))
+    assert document["victim"] == "tabular" and document["events"] == len(events)
+    assert {e["model_id"] for e in events} == {TABULAR_MODEL_ID} and {len(e["input"]) for e in events} == {16}
+    assert {r["victim"] for r in json.loads(truth.read_text()).values()} == {"tabular"}
+
+
+def test_the_parser_offers_every_victim_and_only_those(capsys: pytest.CaptureFixture[str]) -> None:
+    assert tuple(VICTIMS) == VICTIM_NAMES
+    with pytest.raises(SystemExit) as exited:
+        main(["simulate", "--victim", "images", "--out", "t.jsonl"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'images' (choose from 'digits', 'tabular')" in capsys.readouterr().err
 
 
 def test_refuses_when_there_is_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ import pytest
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.simulate import ATTACK_KINDS, BENIGN_KINDS, generate_trace
 from querywatch.detector.simulate.benign import benign_mix
+from querywatch.detector.simulate.victim import MODEL_ID, TABULAR_MODEL_ID, load_tabular_victim
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,28 @@ def test_bad_arguments_are_refused() -> None:
         generate_trace(0, benign=1, attackers=1, attack_families=["telepathy"])
     with pytest.raises(ValueError):
         generate_trace(0, benign=-1, attackers=0)
+    with pytest.raises(ValueError, match="unknown victim 'images'"):
+        generate_trace(0, benign=1, attackers=0, victim="images")
+
+
+def test_a_tabular_trace_queries_the_tabular_victim() -> None:
+    events, truth = generate_trace(3, benign=5, attackers=5, scale=0.05, victim="tabular")
+    victim = load_tabular_victim()
+    assert {e["client_id"] for e in events} == set(truth)
+    assert {info["family"] for info in truth.values()} == set(BENIGN_KINDS) | set(ATTACK_KINDS)
+    assert {info["victim"] for info in truth.values()} == {"tabular"}
+    for event in events:
+        parsed = parse_event(event)
+        assert parsed.input.shape == (victim.dim,) and event["model_id"] == TABULAR_MODEL_ID
+        assert parsed.scores is not None and parsed.scores.shape == (victim.classes,)
+
+
+def test_digits_stay_the_default(trace) -> None:
+    events, truth = trace
+    assert {e["model_id"] for e in events} == {MODEL_ID}
+    assert {info["victim"] for info in truth.values()} == {"digits"}
+    small = generate_trace(5, benign=3, attackers=2, scale=0.1)
+    assert small == generate_trace(5, benign=3, attackers=2, scale=0.1, victim="digits")
 
 
 def test_benign_mix_always_includes_the_hard_kinds() -> None:
