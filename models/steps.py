@@ -9,10 +9,9 @@ sent 5-7% of their queries as "steps", the fixed 5% tolerance. So the null is me
 same check is run over pseudo-clients drawn from the whole reference (as many rows as a
 client's reservoir holds, then as many again, each judged against the nearest of the
 reservoir's worth before it, on the features a reservoir row keeps: a full reservoir is where
-benign clients spend their queries),
-and the null is the
-99th percentile of their underlying rates (``calibration.trimmed_multiple``: sampling noise
-removed, step-heavy pseudo-clients trimmed). The steps test never takes a null below its
+benign clients spend their queries), and the null is the 99th percentile of their underlying
+rates (``calibration.underlying_multiple``: sampling noise removed; none is left out, as a
+thief's own steps are not counted, below). The steps test never takes a null below its
 default tolerance (``models.registry``: what-if analysts sweep one record, which no reference
 holds), so on a wide input this measure changes nothing. The draw is not concentrated on a
 region as the other tests' pseudo-clients are (``calibration._groups``): a chance step needs
@@ -35,7 +34,7 @@ from numpy.typing import NDArray
 from querywatch.features.distance import distance_limits
 from querywatch.features.layout import kept_columns, query_layout, reservoir_capacity
 from querywatch.features.nearest import is_structured_step
-from querywatch.models.calibration import PSEUDO_CLIENTS, trimmed_multiple
+from querywatch.models.calibration import PSEUDO_CLIENTS, underlying_multiple
 
 
 def steps_null(codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0) -> float:
@@ -51,7 +50,7 @@ def steps_null(codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, see
     rate = steps.sum() / max(trials.sum(), 1.0)
     if rate <= 0.0:
         return 0.0
-    return float(min(trimmed_multiple(steps, rate * trials) * rate, 0.5))
+    return float(min(underlying_multiple(steps, rate * trials) * rate, 0.5))
 
 
 def step_counts(
