@@ -105,6 +105,11 @@ class ClientFeatures:
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores), and the reference's chance of a boundary answer at its distance from
         the data (``ReferenceProfile.view``)."""
+        # An explainer's samples (one record, different patches blanked) lie out of profile,
+        # and farther than any reference input, sample after sample; each masks the record the
+        # one before masked, and explores nothing a copy could learn from (``is_masking``).
+        # Asked only of queries out of profile: the rest have nothing to discount.
+        masking = (out_of_profile or far) and self.distances.masks_previous(code)
         exact, _, revisit, step = self.distances.update(code, input_hash, max(class_index, 0))
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen
@@ -125,10 +130,11 @@ class ClientFeatures:
         if share is _UNSCORED and margin == margin:  # its first scored answer (NaN: no scores)
             share = self.boundary = BoundaryShare()
         boundary = share.update(margin, entropy, self.margin_threshold)
-        if revisit:
+        if revisit or masking:
             # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
             # on its way (a full-range sweep of one input crosses many cells of a narrow
-            # model's profile): the same move again explores nothing new.
+            # model's profile): the same move again explores nothing new; nor does masking
+            # another part of the same record.
             out_of_profile = far = new_cell = False
             if boundary:
                 boundary = False

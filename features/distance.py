@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 
 from querywatch.features.direction import RecentDirections, direction_simhash, squared_distance
 from querywatch.features.layout import QueryLayout, kept_columns, query_layout, reservoir_capacity
-from querywatch.features.nearest import is_structured_step
+from querywatch.features.nearest import is_masking, is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
@@ -209,6 +209,16 @@ class QueryDistances:
         last[:] = code
         res.offer(kept, label)
         return False, near, revisit, step
+
+    def masks_previous(self, code: NDArray[np.uint8]) -> bool:
+        """Whether ``code`` and the client's previous query are one input with different
+        parts masked (``features.nearest.is_masking``), on the features a working row keeps.
+        Asked before ``update``, which makes ``code`` the previous query."""
+        if not len(self._reservoir):
+            return False
+        last, _ = self._reservoir.working_rows()
+        working = self._limits[0].working
+        return bool(is_masking(last, code if working is None else code[working]))
 
     def _seen_direction(self, signature: int) -> bool:
         """``RecentDirections.seen_before``, the client's own ring made at its first direction."""

@@ -150,3 +150,35 @@ def test_the_extraction_estimate_follows_what_a_copy_reaches(
     # still short".)
     for name in ("heavy", "active"):
         assert abs(float(estimates[name] or 0.0) - _copy_agreement(victim, clients[name])) <= 0.15
+
+
+def _blanked(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """``image`` (8 x 8) with one to five 3 x 3 patches set to 0, as LIME hides superpixels."""
+    out = image.reshape(8, 8).copy()
+    for _ in range(int(rng.integers(1, 6))):
+        r, c = rng.integers(0, 6, size=2)
+        out[r : r + 3, c : c + 3] = 0.0
+    return out.reshape(-1)
+
+
+def test_an_image_explainer_is_not_a_thief_but_its_images_from_many_records_are() -> None:
+    """LIME's samples of one image lie beyond any reference digit (most of the stroke
+    blanked), sample after sample, and each masks the record the one before masked: no
+    out-of-profile or far evidence. The same kind of images, each of another record, are."""
+    victim = load_victim()
+    profile = reference_profile(SETTINGS, victim=victim)
+    rng = np.random.default_rng(3)
+    records = victim.natural[rng.integers(len(victim.natural), size=40)]
+    explained = np.array([_blanked(rng, record) for record in records for _ in range(60)])
+    others = victim.natural[rng.integers(len(victim.natural), size=600)]
+    scattered = np.array([_blanked(rng, record) for record in others])
+    assert profile.view(explained).far.mean() > 0.5  # out of profile indeed
+    times = 100.0 + 2.0 * np.arange(len(explained))
+    seen = _run(
+        Detector(SETTINGS, MemoryProfileStore([profile])),
+        victim,
+        {"explainer": Traffic(times, explained), "scattered": Traffic(times[: len(scattered)], scattered)},
+    )
+    # Unusual all the same (the population model's share of risk), never alerted.
+    assert seen["explainer"][0] is None and seen["explainer"][1] < SETTINGS.alert_risk
+    assert seen["scattered"][0] is not None
