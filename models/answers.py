@@ -19,9 +19,9 @@ cannot: the cells, the out-of-profile and far thresholds and their nulls. The en
 the model's first events as it holds a warm-up, and fits on them only what derives from the
 answers — the margin threshold, the boundary bins, class factors and multiple, and, when the
 file had no labels, the class prior and the extraction reference — with the warm-up's
-defences: at most ``warmup_per_client`` events per client, revisits' answers left out,
-clients far out of profile trimmed, and pseudo-clients beyond the others' boundary multiple
-trimmed (``models.calibration``). The result is the profile's next revision, so every
+defences: at most ``warmup_per_client`` events per client, resends' and revisits' answers
+left out, clients far out of profile trimmed, and clients whose boundary answers a typical
+client would not give trimmed (``models.calibration``). The result is the profile's next revision, so every
 client state is made under it.
 """
 
@@ -43,7 +43,7 @@ from querywatch.models.profile import (
     class_indices,
     class_table,
     kept_clients,
-    revisits,
+    repeats,
     with_extraction,
 )
 
@@ -87,7 +87,7 @@ def with_live_answers(
     margin_threshold = 0.0
     calibration = profile.calibration
     if margins is not None and calibration is not None:
-        margins = np.where(revisits(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
+        margins = np.where(repeats(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
         kept_margins = margins[keep]
         margin_threshold = boundary_margin(kept_margins[np.isfinite(kept_margins)])
         live = calibrate(

@@ -344,7 +344,7 @@ def _fit_profile(
     if owners is not None:
         owners = np.asarray(owners)
         if margins is not None:
-            margins = np.where(revisits(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
+            margins = np.where(repeats(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
     profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners)
     if owners is not None:
         keep = kept_clients(profile.view(X), owners)
@@ -397,15 +397,19 @@ def quantize(X: FloatArray, low: FloatArray, high: FloatArray) -> NDArray[np.uin
     return np.clip(np.rint((X - low) / span * 255.0), 0, 255).astype(np.uint8)
 
 
-def revisits(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
-    """Rows that go again along a line their owner has been sweeping (``features.distance``),
-    each owner's rows in order. The live boundary test ignores the answers to such queries (a
-    what-if sweep crosses the boundary on its way), so the reference's boundary null must not
-    count them either: an analyst sweeping in a warm-up would otherwise raise the null.
+def repeats(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
+    """Rows the live tests take no evidence from, each owner's rows in order: exact resends of
+    an earlier row, and rows that go again along a line their owner has been sweeping
+    (``features.distance``). The reference's boundary null must not count their answers
+    either: an analyst sweeping in a warm-up would raise it, and so would a client resending
+    one input that gets a boundary answer (a retrying client's four copies of one answer
+    where 0.4 were expected are no benign rate: the live test sees one query).
 
     >>> line = np.linspace(0.0, 1.0, 12)[:, None] * np.ones((1, 6)) * 0.2
-    >>> int(revisits(line, np.zeros(12)).sum()) > 0, int(revisits(line, np.arange(12)).sum())
+    >>> int(repeats(line, np.zeros(12)).sum()) > 0, int(repeats(line, np.arange(12)).sum())
     (True, 0)
+    >>> int(repeats(np.ones((3, 6)), np.zeros(3)).sum())  # two resends of the first row
+    2
     """
     codes = quantize(X, X.min(axis=0), X.max(axis=0))  # as the profile fitted on X codes them
     hashes = input_hashes(np.ascontiguousarray(X, dtype=np.float64), 0)
@@ -415,7 +419,8 @@ def revisits(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
         distances = clients.get(owner)
         if distances is None:
             distances = clients[owner] = QueryDistances(X.shape[1])
-        out[i] = distances.update(codes[i], int(hashes[i]), 0)[2]
+        exact, _, revisit, _ = distances.update(codes[i], int(hashes[i]), 0)
+        out[i] = exact or revisit
     return out
 
 

@@ -150,3 +150,26 @@ def test_a_model_whose_scores_come_in_steps_still_has_a_boundary() -> None:
             on = share.update(margin, 0.5, profile.margin_threshold)
             client.update(Indicators(False, False, on, False, 0.5, False, False, chance))
     assert benign.statistics()["boundary"] < evidence_threshold(1e-4) < thief.statistics()["boundary"]
+
+
+def test_a_warm_up_client_resending_a_boundary_answer_does_not_raise_the_boundary_multiple() -> None:
+    """The live tests take no evidence from an exact resend; the warm-up's boundary null
+    must not count its answers either. Eight retrying clients, each resending one input with
+    a boundary answer, are as many copies of one answer each: counted, they raise the
+    multiple (too few copies to be trimmed as outliers); left out, it is the multiple of the
+    warm-up without them."""
+    rng = np.random.default_rng(4)
+    owners = np.repeat(np.arange(120), 40)
+    X = rng.normal(size=(len(owners), 8))
+    margins = rng.uniform(size=len(owners))  # 5% under the 0.05 threshold the reference sets
+    retrying = owners >= 112
+    for client in range(112, 120):
+        rows = np.flatnonzero(owners == client)
+        X[rows[1:4]] = X[rows[0]]  # the first input sent four times in all
+        margins[rows[:4]] = 0.0
+    clean = fit_profile(
+        X[~retrying], model_id="m", version="1", owners=owners[~retrying], margins=margins[~retrying], cells=8
+    )
+    with_retries = fit_profile(X, model_id="m", version="1", owners=owners, margins=margins, cells=8)
+    assert clean.calibration is not None and with_retries.calibration is not None
+    assert with_retries.calibration.boundary_multiple <= clean.calibration.boundary_multiple + 0.1
