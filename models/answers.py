@@ -21,8 +21,8 @@ answers — the margin threshold, the boundary bins, class factors and multiple,
 file had no labels, the class prior and the extraction reference — with the warm-up's
 defences: at most ``warmup_per_client`` events per client, resends' and revisits' answers
 left out, clients far out of profile trimmed, and clients whose boundary answers a typical
-client would not give trimmed (``models.calibration``). The result is the profile's next revision, so every
-client state is made under it.
+client would not give trimmed (``models.calibration``). The result is the profile's next
+revision, so every client state is made under it.
 """
 
 from __future__ import annotations
