@@ -108,8 +108,8 @@ class ClientFeatures:
         # An explainer's samples (one record, different patches blanked) lie out of profile,
         # and farther than any reference input, sample after sample; each masks the record the
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
-        # Asked only of queries out of profile: the rest have nothing to discount.
-        masking = (out_of_profile or far) and self.distances.masks_previous(code)
+        # Asked only of queries out of profile (every far one is): the rest have nothing to discount.
+        masking = out_of_profile and self.distances.masks_previous(code)
         exact, _, revisit, step = self.distances.update(code, input_hash, max(class_index, 0))
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen

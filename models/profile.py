@@ -400,7 +400,9 @@ def quantize(X: FloatArray, low: FloatArray, high: FloatArray) -> NDArray[np.uin
 def repeats(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
     """Rows the live tests take no evidence from, each owner's rows in order: exact resends of
     an earlier row, and rows that go again along a line their owner has been sweeping
-    (``features.distance``). The reference's boundary null must not count their answers
+    (``features.distance``); not maskings (``ClientFeatures.update``), which the live tests
+    discount only out of profile, a score that does not exist before this profile is
+    fitted. The reference's boundary null must not count their answers
     either: an analyst sweeping in a warm-up would raise it, and so would a client resending
     one input that gets a boundary answer (a retrying client's four copies of one answer
     where 0.4 were expected are no benign rate: the live test sees one query).

@@ -89,7 +89,10 @@ class HeldSummary(bytes):
 
     @property
     def keys(self) -> GroupingKeys:
-        cells = _HEAD.unpack_from(self)[12]
+        return self._keys(_HEAD.unpack_from(self)[12])
+
+    def _keys(self, cells: int) -> GroupingKeys:
+        """The grouping keys, after the head and a cell bitmap of ``cells`` bytes."""
         return GroupingKeys.stored(*msgpack.unpackb(self[_HEAD.size + cells :]))
 
     def summary(self, model_id: str, client_id: str, profile: str) -> ClientSummary:
@@ -110,6 +113,6 @@ class HeldSummary(bytes):
             codes=b"",
             dim=dim,
             doubling=bool(flags & _DOUBLING),
-            keys=self.keys,
+            keys=self._keys(cells),
             extraction=extraction if flags & _EXTRACTION else None,
         )
