@@ -6,7 +6,7 @@ import numpy as np
 
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
-from querywatch.models.calibration import calibrate
+from querywatch.models.calibration import FAR_FLOOR, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.profile import fit_profile
 
@@ -26,7 +26,7 @@ def test_noisier_reference_clients_raise_the_derived_nulls() -> None:
     noisy[owners >= 90] *= 1.6  # ten clients send noisier data than the rest
     loud = calibrate(noisy, threshold, cells, owners=owners)
     assert loud.ood_null > 2 * quiet.ood_null
-    assert quiet.far_null >= 4 * quiet.ood_null and quiet.pseudo_clients == 100
+    assert quiet.far_null >= FAR_FLOOR * quiet.ood_null and quiet.pseudo_clients == 100
 
 
 def test_without_owners_pseudo_clients_are_drawn_and_boundary_null_follows_margins() -> None:

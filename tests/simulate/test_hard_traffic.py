@@ -76,7 +76,7 @@ def test_a_thief_diluted_one_to_four_is_still_alerted(served: tuple[VictimModel,
     plain, thinned = seen["plain"][0], seen["diluted"][0]
     assert plain is not None and thinned is not None
     # The count test sees every stolen query; a share test at a fixed 20% never would.
-    assert thinned <= 15 * plain
+    assert thinned <= 5 * plain
 
 
 @pytest.mark.parametrize("kind", ["digits", "tabular"])
