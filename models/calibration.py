@@ -147,13 +147,16 @@ def calibrate(
     margin_threshold: float = 0.0,
     classes: NDArray[np.int64] | None = None,
     out_of_profile: NDArray[np.bool_] | None = None,
+    counted: NDArray[np.bool_] | None = None,
     seed: int = 0,
 ) -> Calibration:
     """Null rates from the reference rows' out-of-profile ``scores``, ``cells``, answer
     ``margins`` (NaN where an answer had no scores) and answered ``classes`` (the profile's
     class index, -1 unknown), grouped by ``owners`` if given. ``out_of_profile``: the rows'
     out-of-profile indicator, when it reads more than ``scores`` beyond ``ood_threshold``
-    (the profile's spread score).
+    (the profile's spread score). ``counted``: the rows the live tests take evidence from
+    (``models.profile.repeats`` leaves out resends and a sweep's revisits; none: all); a
+    client's out-of-profile and far rates are over those rows, as the live tests count them.
 
     >>> rng = np.random.default_rng(0)
     >>> s = rng.gamma(4.0, size=4000)
@@ -167,12 +170,15 @@ def calibrate(
     ood = scores > ood_threshold if out_of_profile is None else np.asarray(out_of_profile, dtype=bool)
     ood_rates, far_rates = [], []
     outside = np.ones(n, dtype=bool)
+    counted = np.ones(n, dtype=bool) if counted is None else np.asarray(counted, dtype=bool)
     for rows in groups:
-        ood_rates.append(ood[rows].mean())
         outside[rows] = False
         others_max = scores[outside].max() if outside.any() else -np.inf
         outside[rows] = True
-        far_rates.append(float((scores[rows] > 2.0 * others_max - ood_threshold).mean()))
+        rows = rows[counted[rows]]
+        if len(rows):
+            ood_rates.append(ood[rows].mean())
+            far_rates.append(float((scores[rows] > 2.0 * others_max - ood_threshold).mean()))
     boundary_null, multiple = 0.0, 1.0
     edges: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()
@@ -191,7 +197,7 @@ def calibrate(
             observed = np.array([on[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
             expected = np.array([chance[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
             multiple = (underlying_multiple if owners is None else trimmed_multiple)(observed, expected)
-    ood_null = max(float(np.quantile(ood_rates, NULL_QUANTILE)), float(ood.mean()), 1.0 / (n + 1))
+    ood_null = max(float(np.quantile(ood_rates, NULL_QUANTILE)), float(ood[counted].mean()), 1.0 / (n + 1))
     return Calibration(
         ood_null=ood_null,
         # Benign clients noisier than any the reference kept exist (a robust warm-up trims

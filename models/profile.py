@@ -341,16 +341,31 @@ def _fit_profile(
     if X.ndim != 2 or len(X) < max(2 * cells, 10):
         raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
     keep = np.ones(len(X), dtype=bool)
+    repeated = None
     if owners is not None:
         owners = np.asarray(owners)
+        repeated = repeats(X, owners)
         if margins is not None:
-            margins = np.where(repeats(X, owners), np.nan, np.asarray(margins, dtype=np.float64))
-    profile = _fit(X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners)
+            margins = np.where(repeated, np.nan, np.asarray(margins, dtype=np.float64))
+    profile = _fit(
+        X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners, repeated
+    )
     if owners is not None:
         keep = kept_clients(profile.view(X), owners)
         if keep.sum() >= max(2 * cells, 10) and not keep.all():
             profile = _fit(
-                X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners
+                X,
+                keep,
+                model_id,
+                version,
+                labels,
+                margins,
+                cells,
+                components,
+                ood_quantile,
+                seed,
+                owners,
+                repeated,
             )
         else:
             keep = np.ones(len(X), dtype=bool)
@@ -402,10 +417,11 @@ def repeats(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
     an earlier row, and rows that go again along a line their owner has been sweeping
     (``features.distance``); not maskings (``ClientFeatures.update``), which the live tests
     discount only out of profile, a score that does not exist before this profile is
-    fitted. The reference's boundary null must not count their answers
-    either: an analyst sweeping in a warm-up would raise it, and so would a client resending
-    one input that gets a boundary answer (a retrying client's four copies of one answer
-    where 0.4 were expected are no benign rate: the live test sees one query).
+    fitted. The reference's nulls must not count them either: an analyst sweeping in a
+    warm-up would raise the boundary null, and so would a client resending one input that gets
+    a boundary answer (a retrying client's four copies of one answer where 0.4 were expected
+    are no benign rate: the live test sees one query); a client resending one input beyond the
+    profile would raise the out-of-profile and far nulls the same way.
 
     >>> line = np.linspace(0.0, 1.0, 12)[:, None] * np.ones((1, 6)) * 0.2
     >>> int(repeats(line, np.zeros(12)).sum()) > 0, int(repeats(line, np.arange(12)).sum())
@@ -438,6 +454,7 @@ def _fit(
     ood_quantile: float,
     seed: int,
     owners: NDArray[Any] | None,
+    repeated: NDArray[np.bool_] | None = None,
 ) -> ReferenceProfile:
     R = X[keep]
     mean = R.mean(axis=0)
@@ -490,6 +507,7 @@ def _fit(
         view.cell,
         out_of_profile=(view.ood_score > threshold) | (view.spread_score > spread_threshold),
         owners=None if owners is None else owners[keep],
+        counted=None if repeated is None else ~repeated[keep],
         margins=kept_margins,
         margin_threshold=margin_threshold,
         classes=None if labels is None else class_indices(labels, keep, names),
