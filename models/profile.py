@@ -340,33 +340,36 @@ def _fit_profile(
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) < max(2 * cells, 10):
         raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
-    keep = np.ones(len(X), dtype=bool)
     repeated = None
     if owners is not None:
         owners = np.asarray(owners)
         repeated = repeats(X, owners)
         if margins is not None:
             margins = np.where(repeated, np.nan, np.asarray(margins, dtype=np.float64))
-    profile = _fit(
-        X, keep, model_id, version, labels, margins, cells, components, ood_quantile, seed, owners, repeated
-    )
+
+    def fit(keep: NDArray[np.bool_]) -> ReferenceProfile:
+        """The profile of the ``keep`` rows; everything else is the same for both fits."""
+        return _fit(
+            X,
+            keep,
+            model_id,
+            version,
+            labels,
+            margins,
+            cells,
+            components,
+            ood_quantile,
+            seed,
+            owners,
+            repeated,
+        )
+
+    keep = np.ones(len(X), dtype=bool)
+    profile = fit(keep)
     if owners is not None:
         keep = kept_clients(profile.view(X), owners)
         if keep.sum() >= max(2 * cells, 10) and not keep.all():
-            profile = _fit(
-                X,
-                keep,
-                model_id,
-                version,
-                labels,
-                margins,
-                cells,
-                components,
-                ood_quantile,
-                seed,
-                owners,
-                repeated,
-            )
+            profile = fit(keep)
         else:
             keep = np.ones(len(X), dtype=bool)
     elif profile.margin_threshold == 0.0 and margins is not None and np.isfinite(margins).any():
