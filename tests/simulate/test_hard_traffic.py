@@ -94,6 +94,33 @@ def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
     assert all(first is None for name, (first, _, _) in seen.items() if name.startswith("user"))
 
 
+@pytest.mark.parametrize("kind", ["digits", "tabular"])
+def test_diluted_thieves_in_the_warm_up_do_not_set_its_threshold(kind: str) -> None:
+    """Four thieves, each sending four natural queries to every random one, are active from
+    the model's first events: their medians are natural, but their highest rows are the
+    warm-up's highest, which set the out-of-profile threshold (trimmed by the median alone,
+    none of them was alerted on digits and two of four on the tabular model)."""
+    victim = load_victim() if kind == "digits" else load_tabular_victim()
+    settings = DetectionSettings(warmup_events=3000)
+    users = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(25)}
+    thieves = {
+        f"thief-{i}": diluted(
+            np.random.default_rng(300 + i),
+            victim,
+            random_synthetic(np.random.default_rng(200 + i), victim, 0.3 * DAY, 1.0),
+        )
+        for i in range(4)
+    }
+    poisoned = Detector(settings, MemoryProfileStore())
+    seen = _run(poisoned, victim, users | thieves)
+    clean = Detector(settings, MemoryProfileStore())
+    _run(clean, victim, users)
+    assert all(seen[name][0] is not None for name in thieves)
+    assert all(seen[name][0] is None for name in users)
+    threshold = poisoned.profile_in_use(victim.model_id).ood_threshold
+    assert threshold <= clean.profile_in_use(victim.model_id).ood_threshold + 1e-9
+
+
 def _copy_agreement(victim: VictimModel, traffic: Traffic) -> float:
     """What the estimate estimates: the agreement on data the model never saw of a copy
     trained on the client's queries and the model's answers."""
