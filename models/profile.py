@@ -54,6 +54,8 @@ OOD_QUANTILE = 0.999
 SPREAD_FLOOR = 0.25
 #: Chance of a boundary answer assumed by a profile made before calibration existed.
 UNCALIBRATED_BOUNDARY = 0.25
+#: Clients a warm-up left out that its profile names, at most (``ReferenceProfile.left_out``).
+LEFT_OUT_LISTED = 100
 #: Margins closer than this are one value (float noise of scores rounded in transit).
 TIE_TOLERANCE = 1e-6
 #: Classes a profile names, at most (``class_table``): with the other slot, the 256 values of
@@ -120,6 +122,10 @@ class ReferenceProfile:
     #: Event time of the refresh that made this revision, and why (None for a fit).
     refreshed_at: float | None = None
     refresh_reason: str | None = None
+    #: Clients the fit left out of its reference (``kept_clients``: their inputs sat far from
+    #: everyone else's), by id, sorted, at most LEFT_OUT_LISTED; empty for a trusted file. An
+    #: analyst's first suspects: the warm-up's thieves are who it leaves out.
+    left_out: tuple[str, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -190,6 +196,7 @@ class ReferenceProfile:
             "revision": self.revision,
             "refreshed_at": self.refreshed_at,
             "refresh_reason": self.refresh_reason,
+            "left_out": list(self.left_out),
         }
         extra: dict[str, Any] = {}
         if self.extraction is not None:
@@ -265,6 +272,7 @@ class ReferenceProfile:
             revision=int(header.get("revision", 0)),
             refreshed_at=None if header.get("refreshed_at") is None else float(header["refreshed_at"]),
             refresh_reason=header.get("refresh_reason"),
+            left_out=tuple(header.get("left_out", ())),
             **arrays,
         )
 
@@ -369,7 +377,8 @@ def _fit_profile(
     if owners is not None:
         keep = kept_clients(profile.view(X), owners)
         if keep.sum() >= max(2 * cells, 10) and not keep.all():
-            profile = fit(keep)
+            left_out = sorted({str(owner) for owner in owners[~keep].tolist()})
+            profile = replace(fit(keep), left_out=tuple(left_out[:LEFT_OUT_LISTED]))
         else:
             keep = np.ones(len(X), dtype=bool)
     elif profile.margin_threshold == 0.0 and margins is not None and np.isfinite(margins).any():

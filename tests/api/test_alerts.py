@@ -105,7 +105,9 @@ def test_models_show_when_and_why_the_profile_was_refreshed(
         fit_profile(rng.normal(size=(600, 8)), model_id="drift-v1", version="1", cells=8, components=4),
         origin="warmup",
     )
-    refreshed = replace(fitted, revision=1, refreshed_at=1_790_000_000.0, refresh_reason="drift: 80% ...")
+    refreshed = replace(
+        fitted, revision=1, refreshed_at=1_790_000_000.0, refresh_reason="drift: 80% ...", left_out=("acct-7",)
+    )
     with transaction(api_server.sessions) as session:
         for profile in (fitted, refreshed):
             save_profile(
@@ -122,3 +124,4 @@ def test_models_show_when_and_why_the_profile_was_refreshed(
     )
     assert model["versions"] == [1, 2] and model["origin"] == "warmup" and model["answers"] == "reference"
     assert (model["refreshed_at"], model["refresh_reason"]) == (1_790_000_000.0, "drift: 80% ...")
+    assert model["left_out"] == ["acct-7"]

@@ -88,6 +88,9 @@ def test_trimming_keeps_a_thief_out_of_the_reference() -> None:
     assert trimmed.view(thief).out_of_profile.mean() > 0.9
     assert trimmed.reference_size == len(X)
     assert naive.view(thief).out_of_profile.mean() < trimmed.view(thief).out_of_profile.mean()
+    # The profile names whom it left out, through a save too; a fit without owners names none.
+    assert ReferenceProfile.from_bytes(trimmed.to_bytes()).left_out == ("thief",)
+    assert naive.left_out == ()
 
 
 def test_profile_round_trips_through_bytes() -> None:

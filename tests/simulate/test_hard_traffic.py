@@ -117,8 +117,9 @@ def test_diluted_thieves_in_the_warm_up_do_not_set_its_threshold(kind: str) -> N
     _run(clean, victim, users)
     assert all(seen[name][0] is not None for name in thieves)
     assert all(seen[name][0] is None for name in users)
-    threshold = poisoned.profile_in_use(victim.model_id).ood_threshold
-    assert threshold <= clean.profile_in_use(victim.model_id).ood_threshold + 1e-9
+    profile = poisoned.profile_in_use(victim.model_id)
+    assert profile.ood_threshold <= clean.profile_in_use(victim.model_id).ood_threshold + 1e-9
+    assert profile.left_out and set(profile.left_out) <= set(thieves)  # named, and no user
 
 
 def _copy_agreement(victim: VictimModel, traffic: Traffic) -> float:

@@ -304,6 +304,11 @@ class ModelPublic(BaseModel):
     refresh_reason: str | None = Field(
         None, description="Why the newest version was refreshed (the drift test)."
     )
+    left_out: list[str] | None = Field(
+        None,
+        description="Clients the profile's warm-up fit left out of its reference (their inputs sat far from "
+        "everyone else's), by id, at most 100; empty for a trusted reference file.",
+    )
 
 
 class Me(BaseModel):

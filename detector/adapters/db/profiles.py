@@ -60,6 +60,7 @@ class ModelSummary:
     answers: str | None = None
     refreshed_at: float | None = None
     refresh_reason: str | None = None
+    left_out: list[str] | None = None
 
 
 def model_summaries(*, session: Session) -> list[ModelSummary]:
@@ -131,6 +132,7 @@ def _reference_summary(blob: bytes) -> dict[str, object]:
         "answers": profile.answers,
         "refreshed_at": profile.refreshed_at,
         "refresh_reason": profile.refresh_reason,
+        "left_out": list(profile.left_out),
         "reference_size": profile.reference_size,
         "required_reference_size": profile.required_size(),
         "thresholds": thresholds,
