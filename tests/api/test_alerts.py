@@ -106,7 +106,11 @@ def test_models_show_when_and_why_the_profile_was_refreshed(
         origin="warmup",
     )
     refreshed = replace(
-        fitted, revision=1, refreshed_at=1_790_000_000.0, refresh_reason="drift: 80% ...", left_out=("acct-7",)
+        fitted,
+        revision=1,
+        refreshed_at=1_790_000_000.0,
+        refresh_reason="drift: 80% ...",
+        left_out=("acct-7",),
     )
     with transaction(api_server.sessions) as session:
         for profile in (fitted, refreshed):
