@@ -3,13 +3,18 @@ opens its page with rendered plots, and works its alert — against the real API
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from querywatch.detector.adapters.db.profiles import save_profile
+from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.engine.outcomes import alert_id_for
+from querywatch.models.profile import fit_profile
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in, store
 from tests.ui.scenario import ATTACKER, BENIGN, MODEL, attacker_extraction, crowd, late_alert
@@ -110,6 +115,26 @@ def test_client_page_charts_the_extraction_estimate_with_the_policy_level(
     page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
     value = page.locator(f"{chart} .u-legend .u-series").nth(1).locator(".u-value")
     expect(value).to_have_text(str(latest))
+    assert console.unexpected() == []
+
+
+def test_client_page_says_the_warm_up_left_the_client_out(
+    dashboard: ApiServer, page: Any, console: Console
+) -> None:
+    profile = replace(
+        fit_profile(np.random.default_rng(0).normal(size=(600, 8)), model_id=MODEL, version="1", cells=8),
+        origin="warmup",
+        left_out=(ATTACKER,),
+    )
+    with transaction(dashboard.sessions) as session:
+        save_profile(session=session, model_id=MODEL, version=1, dim=8, blob=profile.to_bytes())
+
+    sign_in(page, dashboard.base_url, dashboard.reader_key)
+    page.goto(f"{dashboard.base_url}/ui/#/client/{ATTACKER}")
+    assert "left out of the model's warm-up reference" in page.inner_text("#left-out")
+    page.goto(f"{dashboard.base_url}/ui/#/client/{BENIGN[0]}")
+    page.wait_for_selector(".client-summary")
+    assert page.query_selector("#left-out") is None
     assert console.unexpected() == []
 
 

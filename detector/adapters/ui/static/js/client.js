@@ -33,7 +33,7 @@ function extractionLevels(policy) {
   ].filter(([name]) => typeof policy?.[name] === "number").map(([name, label]) => ({ value: policy[name], label }));
 }
 
-function summary(client, decision, session, done) {
+function summary(client, decision, leftOut, session, done) {
   const level = riskLevel(client.risk, session.config);
   return h("div", { class: "client-summary" },
     h("div", { class: `big-risk ${level}` }, h("span", null, fmtRisk(client.risk)), h("small", null, "risk")),
@@ -41,6 +41,9 @@ function summary(client, decision, session, done) {
       h("dt", null, "Status"), h("dd", null, statusBadge(client.status),
         client.status_changed_by ? h("span", { class: "muted" }, ` by ${client.status_changed_by}`) : null),
       h("dt", null, "Model"), h("dd", null, client.model_id),
+      leftOut && h("dt", null, "Reference"),
+      leftOut && h("dd", { id: "left-out" },
+        "left out of the model's warm-up reference: its inputs sat far from everyone else's"),
       h("dt", null, "Queries"), h("dd", null, fmtNumber(client.queries)),
       h("dt", null, "First seen"), h("dd", null, fmtTime(client.first_seen)),
       h("dt", null, "Last seen"), h("dd", null, fmtTime(client.last_seen)),
@@ -102,13 +105,17 @@ export function renderClient(root, session, clientId) {
       }
       throw err;
     }
-    const [history, alerts, decision, policy] = await Promise.all([
+    const [history, alerts, decision, policy, models] = await Promise.all([
       api(`${path}/history`, { params: { limit: HISTORY_LIMIT } }),
       api("v1/alerts", { params: { client_id: clientId, limit: 50 } }),
       api(`${path}/decision`).catch(() => null),
       api(`v1/models/${encodeURIComponent(client.model_id)}/policy`).catch(() => null),
+      api("v1/models").catch(() => null),
     ]);
-    replace(head, summary(client, decision, session, () => poll.now()));
+    // Whom the model's warm-up fit trimmed: an analyst's first suspects.
+    const model = listOf(models).find((m) => m.model_id === client.model_id);
+    const leftOut = Boolean(model?.left_out?.includes(clientId));
+    replace(head, summary(client, decision, leftOut, session, () => poll.now()));
     const reasonList = client.reasons ?? [];
     replace(reasons, reasonList.length
       ? reasonList.map((r) => h("li", null, reasonText(r)))
