@@ -408,37 +408,40 @@ def kept_clients(view: BatchView, owners: NDArray[Any]) -> NDArray[np.bool_]:
     """
     _, inverse = np.unique(owners, return_inverse=True)
     mostly_out = np.bincount(inverse, weights=view.out_of_profile) > 0.5 * np.bincount(inverse)
-    outlying = (
-        outlying_clients(view.ood_score, owners)
-        | outlying_clients(view.ood_score, owners, quantile=0.9)
-        | outlying_clients(view.ood_score, owners, quantile=1.0)
-        | outlying_clients(view.spread_score, owners)
+    outlying = outlying_clients(view.ood_score, owners, (0.5, 0.9, 1.0)) | outlying_clients(
+        view.spread_score, owners
     )
     return np.asarray(~outlying & ~mostly_out[inverse], dtype=np.bool_)
 
 
-def outlying_clients(scores: FloatArray, owners: NDArray[Any], quantile: float = 0.5) -> NDArray[np.bool_]:
-    """Rows of clients whose ``quantile`` of out-of-profile scores (their median by default)
-    is above the median + 5 MAD of every client's: the robust trimming of a warm-up and of a
-    refresh sample.
+def outlying_clients(
+    scores: FloatArray, owners: NDArray[Any], quantiles: tuple[float, ...] = (0.5,)
+) -> NDArray[np.bool_]:
+    """Rows of clients one of whose ``quantiles`` of out-of-profile scores (their median by
+    default) is above the median + 5 MAD of every client's same quantile: the robust trimming
+    of a warm-up and of a refresh sample.
 
     >>> owners = np.array(list("aaaaabbbbbccccc"))
     >>> scores = np.array([1.0, 1.1, 0.9, 1.0, 1.0] * 2 + [1.0, 0.9, 1.1, 1.0, 9.0])
-    >>> outlying_clients(scores, owners).any(), outlying_clients(scores, owners, quantile=0.9)[-5:].all()
+    >>> outlying_clients(scores, owners).any(), outlying_clients(scores, owners, (0.5, 0.9))[-5:].all()
     (np.False_, np.True_)
     """
     _, inverse = np.unique(owners, return_inverse=True)
-    # Every client's quantile at once (numpy's linear interpolation): its scores sorted, in
-    # one run per client, read at ``quantile`` of the way through the run.
+    # Every client's quantiles at once (numpy's linear interpolation): its scores sorted, in
+    # one run per client, read at each quantile of the way through the run.
     ordered = scores[np.lexsort((scores, inverse))]
     counts = np.bincount(inverse)
-    at = np.cumsum(counts) - counts + quantile * (counts - 1)
-    below = np.floor(at).astype(np.int64)
-    above = np.minimum(below + 1, np.cumsum(counts) - 1)
-    levels = ordered[below] + (at - below) * (ordered[above] - ordered[below])
-    centre = np.median(levels)
-    spread = 1.4826 * np.median(np.abs(levels - centre)) + 1e-12
-    return np.asarray((levels > centre + 5.0 * spread)[inverse], dtype=np.bool_)
+    ends = np.cumsum(counts)
+    outlying = np.zeros(len(counts), dtype=bool)
+    for quantile in quantiles:
+        at = ends - counts + quantile * (counts - 1)
+        below = np.floor(at).astype(np.int64)
+        above = np.minimum(below + 1, ends - 1)
+        levels = ordered[below] + (at - below) * (ordered[above] - ordered[below])
+        centre = np.median(levels)
+        spread = 1.4826 * np.median(np.abs(levels - centre)) + 1e-12
+        outlying |= levels > centre + 5.0 * spread
+    return np.asarray(outlying[inverse], dtype=np.bool_)
 
 
 def quantize(X: FloatArray, low: FloatArray, high: FloatArray) -> NDArray[np.uint8]:

@@ -62,6 +62,8 @@ export function renderClient(root, session, clientId) {
   const chartGrid = h("div", { class: "charts", id: "charts" });
   const charts = new Map();
   const { alert_risk: alertRisk, clear_risk: clearRisk } = session.config;
+  // Fetched once, not at every poll: the profiles behind it change only when a model is fitted.
+  const models = api("v1/models").catch(() => null);
 
   replace(root,
     h("p", null, h("a", { href: "#/clients" }, "← Leaderboard")),
@@ -105,15 +107,15 @@ export function renderClient(root, session, clientId) {
       }
       throw err;
     }
-    const [history, alerts, decision, policy, models] = await Promise.all([
+    const [history, alerts, decision, policy, known] = await Promise.all([
       api(`${path}/history`, { params: { limit: HISTORY_LIMIT } }),
       api("v1/alerts", { params: { client_id: clientId, limit: 50 } }),
       api(`${path}/decision`).catch(() => null),
       api(`v1/models/${encodeURIComponent(client.model_id)}/policy`).catch(() => null),
-      api("v1/models").catch(() => null),
+      models,
     ]);
     // Whom the model's warm-up fit trimmed: an analyst's first suspects.
-    const model = listOf(models).find((m) => m.model_id === client.model_id);
+    const model = listOf(known).find((m) => m.model_id === client.model_id);
     const leftOut = Boolean(model?.left_out?.includes(clientId));
     replace(head, summary(client, decision, leftOut, session, () => poll.now()));
     const reasonList = client.reasons ?? [];
