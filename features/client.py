@@ -110,7 +110,7 @@ class ClientFeatures:
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
         # Asked only of queries out of profile (every far one is): the rest have nothing to discount.
         masking = out_of_profile and self.distances.masks_previous(code)
-        exact, _, revisit, step = self.distances.update(code, input_hash, max(class_index, 0))
+        exact, _, revisit, on_line, step = self.distances.update(code, input_hash, max(class_index, 0))
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen
             if self.extraction.due(distinct):
@@ -134,9 +134,10 @@ class ClientFeatures:
             # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
             # on its way (a full-range sweep of one input crosses many cells of a narrow
             # model's profile): the same move again explores nothing new; nor does masking
-            # another part of the same record.
+            # another part of the same record. A move across the line (a probe around one
+            # point, ``features.distance``) lies where its point lies, but its answer is new.
             out_of_profile = far = new_cell = False
-            if boundary:
+            if boundary and (on_line or masking):
                 boundary = False
         self.rate.update(ts)
         return Indicators(out_of_profile, step, boundary, new_cell, null, exact, far, boundary_chance)

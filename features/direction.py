@@ -68,6 +68,25 @@ def squared_distance(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
     return int(d2)
 
 
+@compiled
+def along_span(last: NDArray[np.uint8], code: NDArray[np.uint8], anchor: NDArray[np.uint8]) -> bool:
+    """Whether the move ``last -> code`` goes along the line ``anchor -> code`` (within 60
+    degrees, either way), or is too small to have a direction of its own (at most one code
+    unit per feature, RMS: 8-bit rounding then sets its angle). A sweep walks its line; probes
+    scattered around one point share the line from the chain's start to that point, and move
+    across it."""
+    dot = np.int64(0)
+    move = np.int64(0)
+    span = np.int64(0)
+    for k in range(code.shape[0]):
+        m = np.int64(code[k]) - np.int64(last[k])
+        a = np.int64(code[k]) - np.int64(anchor[k])
+        dot += m * a
+        move += m * m
+        span += a * a
+    return bool(move <= code.shape[0] or 4 * dot * dot >= move * span)
+
+
 def near_direction(a: NDArray[np.uint8], b: NDArray[np.uint8], limit: int) -> int:
     """``direction_simhash(a, b)`` if ``b`` is a near-duplicate of ``a`` (squared distance in
     (0, ``limit``]), else -1."""

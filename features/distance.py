@@ -27,7 +27,12 @@ from the previous query are measured over those a working row keeps: ``features.
   than the one before, is not a revisit: a line search (a boundary prober's bisection)
   converges, each move halving, while a sweep moves in equal steps (once shorter, after a
   jump back to its start) — counted as a revisit, a bisection's answers on the boundary
-  would say nothing. A structured step counts one
+  would say nothing. A revisit is *on the line* when the move also goes along the line
+  from the start of its chain of near-duplicates (``along_span``): a decision-based thief's
+  probes scattered around one boundary point share that line's direction, as a sweep's
+  points do, but each moves across it, to a new side of the point. Its answers are new
+  (``ClientFeatures.update`` discounts the answers of revisits on the line only), while
+  where it lies (out of profile, a new cell) is its point's. A structured step counts one
   query later, once the next query has not repeated its direction: otherwise the first
   step of every sweep would count;
 * PRADA's statistic: the minimum distance to earlier queries of the same predicted class,
@@ -45,7 +50,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.features.direction import RecentDirections, direction_simhash, squared_distance
+from querywatch.features.direction import RecentDirections, along_span, direction_simhash, squared_distance
 from querywatch.features.layout import QueryLayout, kept_columns, query_layout, reservoir_capacity
 from querywatch.features.nearest import is_masking, is_structured_step
 from querywatch.features.resend import ExactResendFilter
@@ -105,9 +110,9 @@ class QueryDistances:
     >>> qd = QueryDistances(dim=4, seed=1)
     >>> base = np.array([100, 100, 100, 100], dtype=np.uint8)
     >>> qd.update(base, input_hash=7, label=0)
-    (False, False, False, False)
+    (False, False, False, False, False)
     >>> qd.update(base, input_hash=7, label=0)
-    (True, False, False, False)
+    (True, False, False, False, False)
     """
 
     __slots__ = (
@@ -149,14 +154,17 @@ class QueryDistances:
         self.steps = 0
         self._running = _NO_RUNNING
 
-    def update(self, code: NDArray[np.uint8], input_hash: int, label: int) -> tuple[bool, bool, bool, bool]:
+    def update(
+        self, code: NDArray[np.uint8], input_hash: int, label: int
+    ) -> tuple[bool, bool, bool, bool, bool]:
         """Learn one query: ``code`` from the profile, ``input_hash`` of its exact input,
-        ``label`` its class. Returns (exact resend, near-duplicate, revisit, and whether the
-        *previous* fresh query was a structured step in a direction this one did not repeat)."""
+        ``label`` its class. Returns (exact resend, near-duplicate, revisit, revisit on the
+        line, and whether the *previous* fresh query was a structured step in a direction
+        this one did not repeat)."""
         if self._resend.seen_before(input_hash):
             self.exact += 1
-            return True, False, False, False  # a pending step stays pending
-        near = step = revisit = False
+            return True, False, False, False, False  # a pending step stays pending
+        near = step = revisit = along = False
         res = self._reservoir
         last, anchor = res.working_rows()  # written before the offer below, which may move them
         layout, near_limit, step_limit, move_near, move_step = self._limits
@@ -186,15 +194,15 @@ class QueryDistances:
             # One distance from the previous query serves the near, step and converging checks.
             move = squared_distance(last, code)
             if 0 < move <= move_near:
-                direction = direction_simhash(last, code)
-                revisit = self._seen_direction(direction) or self._seen_direction(
-                    direction_simhash(anchor, code)
-                )
+                repeated = self._seen_direction(direction_simhash(last, code))
+                revisit = repeated or self._seen_direction(direction_simhash(anchor, code))
+                along = repeated or along_span(last, code, anchor)
             else:
                 anchor[:] = code
                 if nearest <= step_limit and 0 < move <= move_step:
                     # A step candidate: a sweep's wider moves repeat too.
                     revisit = self._seen_direction(direction_simhash(last, code))
+                along = revisit
             n, mean, m2, m3, m4, last_move = _RUNNING.unpack(self._running)
             shrinking = 0 < move <= CONVERGING**2 * last_move
             revisit = revisit and not (shrinking and self._shrinking)
@@ -208,7 +216,7 @@ class QueryDistances:
         self.steps += step
         last[:] = code
         res.offer(kept, label)
-        return False, near, revisit, step
+        return False, near, revisit, revisit and along, step
 
     def masks_previous(self, code: NDArray[np.uint8]) -> bool:
         """Whether ``code`` and the client's previous query are one input with different

@@ -351,9 +351,9 @@ def _fit_profile(
     repeated = None
     if owners is not None:
         owners = np.asarray(owners)
-        repeated = repeats(X, owners)
+        repeated, reanswered = repeats(X, owners)
         if margins is not None:
-            margins = np.where(repeated, np.nan, np.asarray(margins, dtype=np.float64))
+            margins = np.where(reanswered, np.nan, np.asarray(margins, dtype=np.float64))
 
     def fit(keep: NDArray[np.bool_]) -> ReferenceProfile:
         """The profile of the ``keep`` rows; everything else is the same for both fits."""
@@ -455,34 +455,38 @@ def quantize(X: FloatArray, low: FloatArray, high: FloatArray) -> NDArray[np.uin
     return np.clip(np.rint((X - low) / span * 255.0), 0, 255).astype(np.uint8)
 
 
-def repeats(X: FloatArray, owners: NDArray[Any]) -> NDArray[np.bool_]:
-    """Rows the live tests take no evidence from, each owner's rows in order: exact resends of
-    an earlier row, and rows that go again along a line their owner has been sweeping
-    (``features.distance``); not maskings (``ClientFeatures.update``), which the live tests
-    discount only out of profile, a score that does not exist before this profile is
-    fitted. The reference's nulls must not count them either: an analyst sweeping in a
-    warm-up would raise the boundary null, and so would a client resending one input that gets
-    a boundary answer (a retrying client's four copies of one answer where 0.4 were expected
-    are no benign rate: the live test sees one query); a client resending one input beyond the
-    profile would raise the out-of-profile and far nulls the same way.
+def repeats(X: FloatArray, owners: NDArray[Any]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Rows the live tests take no evidence from, each owner's rows in order: first where a
+    row lies (exact resends of an earlier row, and rows that go again along a line their
+    owner has been sweeping, ``features.distance``), then its answer (resends, and those
+    revisits that move along the line, not across it). Not maskings
+    (``ClientFeatures.update``), which the live tests discount only out of profile, a score
+    that does not exist before this profile is fitted. The reference's nulls must not count
+    them either: an analyst sweeping in a warm-up would raise the boundary null, and so would
+    a client resending one input that gets a boundary answer (a retrying client's four copies
+    of one answer where 0.4 were expected are no benign rate: the live test sees one query);
+    a client resending one input beyond the profile would raise the out-of-profile and far
+    nulls the same way.
 
     >>> line = np.linspace(0.0, 1.0, 12)[:, None] * np.ones((1, 6)) * 0.2
-    >>> int(repeats(line, np.zeros(12)).sum()) > 0, int(repeats(line, np.arange(12)).sum())
-    (True, 0)
-    >>> int(repeats(np.ones((3, 6)), np.zeros(3)).sum())  # two resends of the first row
-    2
+    >>> [int(m.sum()) > 0 for m in repeats(line, np.zeros(12))], int(repeats(line, np.arange(12))[0].sum())
+    ([True, True], 0)
+    >>> [int(m.sum()) for m in repeats(np.ones((3, 6)), np.zeros(3))]  # two resends of the first row
+    [2, 2]
     """
     codes = quantize(X, X.min(axis=0), X.max(axis=0))  # as the profile fitted on X codes them
     hashes = input_hashes(np.ascontiguousarray(X, dtype=np.float64), 0)
-    out = np.zeros(len(X), dtype=bool)
+    where = np.zeros(len(X), dtype=bool)
+    answer = np.zeros(len(X), dtype=bool)
     clients: dict[Any, QueryDistances] = {}
     for i, owner in enumerate(owners.tolist()):
         distances = clients.get(owner)
         if distances is None:
             distances = clients[owner] = QueryDistances(X.shape[1])
-        exact, _, revisit, _ = distances.update(codes[i], int(hashes[i]), 0)
-        out[i] = exact or revisit
-    return out
+        exact, _, revisit, on_line, _ = distances.update(codes[i], int(hashes[i]), 0)
+        where[i] = exact or revisit
+        answer[i] = exact or on_line
+    return where, answer
 
 
 def _fit(

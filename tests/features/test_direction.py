@@ -1,8 +1,10 @@
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from querywatch.features.direction import RecentDirections, direction_simhash, near_direction
+from querywatch.features.direction import RecentDirections, along_span, direction_simhash, near_direction
 
 
 def _bits(x: int) -> int:
@@ -49,3 +51,25 @@ def test_recent_directions_forget_the_oldest_and_round_trip() -> None:
     copy = RecentDirections(slots=2)
     copy.set_state(r.get_state())
     assert copy.seen_before(a) and copy.seen_before(c) and not copy.seen_before(b)
+
+
+def test_a_sweep_moves_along_its_span_and_probes_around_a_point_move_across_it() -> None:
+    rng = np.random.default_rng(3)
+    start = np.full(16, 60, dtype=np.uint8)
+    line = np.zeros(16, dtype=np.int64)
+    line[:2] = 6  # one what-if sweep: two fields, equal steps
+    points = [(start + k * line).astype(np.uint8) for k in range(1, 6)]
+    assert all(along_span(a, b, start) for a, b in itertools.pairwise(points))
+    # Probes scattered around one point at the end of a bisection from ``start``.
+    edge = (start + 5 * line + 40).astype(np.uint8)
+    probes = [(edge + rng.integers(-5, 6, 16)).astype(np.uint8) for _ in range(20)]
+    across = [not along_span(a, b, start) for a, b in itertools.pairwise(probes)]
+    assert np.mean(across) > 0.8
+
+
+def test_a_move_within_rounding_has_no_direction_of_its_own() -> None:
+    start = np.full(64, 100, dtype=np.uint8)
+    last = (start + 30).astype(np.uint8)
+    jitter = last.copy()
+    jitter[::2] += 1  # a brightness step of half a code unit, rounded
+    assert along_span(last, jitter, start)

@@ -200,13 +200,13 @@ def test_an_identical_code_is_never_a_step(values: list[int], shift: int) -> Non
 def test_distances_keep_exact_resends_apart_from_near_duplicates() -> None:
     qd = QueryDistances(dim=64, seed=0)
     base = np.full(64, 100, dtype=np.uint8)
-    assert qd.update(base, 1, 0) == (False, False, False, False)
-    assert qd.update(base, 1, 0) == (True, False, False, False)
+    assert qd.update(base, 1, 0) == (False, False, False, False, False)
+    assert qd.update(base, 1, 0) == (True, False, False, False, False)
     step = base.copy()
     step[:32] += 25
-    assert qd.update(step, 2, 0) == (False, True, False, False)
+    assert qd.update(step, 2, 0) == (False, True, False, False, False)
     far = np.full(64, 10, dtype=np.uint8)  # not a repeat of the step's direction: it counts now
-    assert qd.update(far, 3, 0) == (False, False, False, True)
+    assert qd.update(far, 3, 0) == (False, False, False, False, True)
     assert (qd.exact, qd.near, qd.steps) == (1, 1, 1)
 
 
@@ -215,8 +215,26 @@ def test_a_sweep_along_one_line_is_a_revisit_and_not_a_step() -> None:
     qd = QueryDistances(dim=64, seed=0)
     base = np.full(64, 60, dtype=np.uint8)
     results = [qd.update(base + 6 * i * (np.arange(64) < 40), i, 0) for i in range(20)]
-    assert sum(r[2] for r in results) >= 17  # revisits
+    assert sum(r[2] and r[3] for r in results) >= 17  # revisits, on the line
     assert qd.steps == 0
+
+
+def test_probes_around_one_point_are_revisits_across_the_line() -> None:
+    """A decision-based prober, after a bisection from ``a`` to a boundary point, probes
+    around that point: the line from the chain's start repeats, as a sweep's does, but each
+    probe moves across it (its answer counts; where it lies is its point's)."""
+    rng = np.random.default_rng(5)
+    qd = QueryDistances(dim=16, seed=0)
+    a = np.full(16, 60.0)
+    edge = a + 30.0 * (np.arange(16) < 8)
+    for i, t in enumerate((0.5, 0.75, 0.625, 0.6875)):  # the bisection's last steps, near one another
+        qd.update(np.rint(a + t * (edge - a) / 0.6875).astype(np.uint8), i, 0)
+    results = [
+        qd.update(np.rint(edge + rng.normal(0.0, 4.0, 16)).astype(np.uint8), 10 + i, 0) for i in range(30)
+    ]
+    revisits = sum(r[2] for r in results)
+    on_line = sum(r[3] for r in results)
+    assert revisits >= 10 and on_line <= revisits // 4
 
 
 def test_a_bisection_along_one_line_converges_and_is_no_revisit() -> None:

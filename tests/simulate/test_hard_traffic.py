@@ -1,6 +1,6 @@
 """The simulator's hard traffic through the engine, on both of its victims (digits, and a
-tabular model of another family): what-if sweeps stay quiet, a diluted thief is still
-caught, a warm-up with thieves in it does not absorb them, a trusted file of the model's
+tabular model of another family): what-if sweeps stay quiet, a decision-based prober and a
+diluted thief are caught, a warm-up with thieves in it does not absorb them, a trusted file of the model's
 training data takes its answers' calibration from live traffic, and the extraction estimate
 follows what a copy trained on a client's queries reaches."""
 
@@ -16,7 +16,7 @@ from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
-from querywatch.detector.simulate.attackers import active_uncertainty, random_synthetic
+from querywatch.detector.simulate.attackers import active_uncertainty, boundary_probing, random_synthetic
 from querywatch.detector.simulate.benign import heavy, ordinary
 from querywatch.detector.simulate.demo import reference_profile
 from querywatch.detector.simulate.hard import diluted, whatif
@@ -77,6 +77,19 @@ def test_a_thief_diluted_one_to_four_is_still_alerted(served: tuple[VictimModel,
     assert plain is not None and thinned is not None
     # The count test sees every stolen query; a share test at a fixed 20% never would.
     assert thinned <= 5 * plain
+
+
+def test_a_decision_based_prober_is_alerted(served: tuple[VictimModel, ReferenceProfile]) -> None:
+    # Its probes around each boundary point it found share the line from the bisection's
+    # start; counted as a sweep's revisits, their answers on the boundary would say nothing
+    # (on the tabular victim, whose random forest answers in steps of a sixtieth, seed 1's
+    # prober then went unalerted).
+    victim, profile = served
+    clients = {
+        f"prober-{seed}": boundary_probing(np.random.default_rng(seed), victim, DAY, 1.0) for seed in (1, 2)
+    }
+    for first, _, _ in _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients).values():
+        assert first is not None
 
 
 @pytest.mark.parametrize("kind", ["digits", "tabular"])
