@@ -196,7 +196,7 @@ class QueryDistances:
             if 0 < move <= move_near:
                 repeated = self._seen_direction(direction_simhash(last, code))
                 revisit = repeated or self._seen_direction(direction_simhash(anchor, code))
-                along = repeated or along_span(last, code, anchor)
+                along = repeated or (revisit and along_span(last, code, anchor))
             else:
                 anchor[:] = code
                 if nearest <= step_limit and 0 < move <= move_step:
