@@ -95,3 +95,31 @@ def test_a_refreshed_profile_round_trips_with_its_revision(sessions: sessionmake
         refreshed.typical_score,
     )
     assert np.array_equal(back.mean, refreshed.mean) and np.array_equal(back.cell_prob, refreshed.cell_prob)
+
+
+def test_the_models_summary_reads_each_models_newest_version(sessions: sessionmaker[Session]) -> None:
+    """Only the newest version's profile is read, and its summary follows each new version
+    (summaries are remembered by the profile's bytes, never by model and version)."""
+    from querywatch.detector.adapters.db.profiles import save_profile
+    from querywatch.models.profile import fit_profile
+
+    rng = np.random.default_rng(5)
+
+    def blob(size: int) -> bytes:
+        return fit_profile(
+            rng.normal(size=(size, 6)), model_id="a", version="v", cells=8, components=3
+        ).to_bytes()
+
+    with transaction(sessions) as session:
+        save_profile(session=session, model_id="a", version=1, dim=6, blob=blob(200))
+        save_profile(session=session, model_id="a", version=2, dim=6, blob=blob(300))
+        save_profile(session=session, model_id="b", version=1, dim=6, blob=b"not a profile")
+    with transaction(sessions) as session:
+        a, b = model_summaries(session=session)
+    assert (a.model_id, a.versions, a.reference_size) == ("a", [1, 2], 300)
+    assert (b.model_id, b.versions, b.reference_size, b.thresholds) == ("b", [1], None, None)
+    with transaction(sessions) as session:
+        save_profile(session=session, model_id="a", version=3, dim=6, blob=blob(400))
+    with transaction(sessions) as session:
+        a, _ = model_summaries(session=session)
+    assert (a.versions, a.reference_size) == ([1, 2, 3], 400)
