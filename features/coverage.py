@@ -1,10 +1,12 @@
-"""Input-space coverage against the reference, at the same number of queries.
+"""Input-space coverage against the reference: distinct cells, at the same number of queries.
 
 Distinct cells grow with the number of queries for everyone, so raw coverage is not
 comparable across clients. The benign yardstick is the expected number of distinct cells
 after ``n`` draws from the reference cell probabilities ``p``: ``sum_k 1 - (1 - p_k)^n``;
-the chance that a benign client's next query opens a new cell is ``sum_k p_k (1-p_k)^n``.
-A k-center or coverage-seeking thief opens new cells faster than that.
+the chance that a benign client's next query opens a new cell is ``sum_k p_k (1-p_k)^n``,
+read at the n at which such a client expects as many distinct cells as this one has
+(``ReferenceProfile.new_cell_probabilities``). A k-center or coverage-seeking thief opens
+new cells faster than that.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ class CellCoverage:
     visits than there are cells (and there are at most 256), it keeps its visits instead, a
     byte each (most clients of a public API send a handful of queries).
 
-    ``new_cell`` is shared by every client of a model (a list: it is read once per query).
+    ``new_cell`` (the chance of a new cell by distinct cells visited) is shared by every
+    client of a model (a list: it is read once per query).
 
     >>> p = np.full(4, 0.25)
     >>> cov = CellCoverage(p, expected=np.array([1.0, 1.75, 2.3125, 2.734375]),
-    ...                    new_cell=[1.0, 0.75, 0.5625, 0.421875])
+    ...                    new_cell=[1.0, 0.75, 0.5, 0.25, 0.0])
     >>> [cov.update(c) for c in (0, 1, 2)]
     [True, True, True]
     >>> round(cov.ratio, 3), cov.get_state() == np.array([1, 1, 1, 0], np.uint16).tobytes()
@@ -47,9 +50,10 @@ class CellCoverage:
         self.n = 0
 
     def new_cell_probability(self) -> float:
-        """Chance that a reference-like client's next query opens a cell it has not visited."""
+        """Chance that a reference-like client with this client's coverage opens a cell it
+        has not visited with its next query."""
         table = self._new_cell
-        return float(table[min(self.n, len(table) - 1)])
+        return float(table[min(self.distinct, len(table) - 1)])
 
     def update(self, cell: int) -> bool:
         """Learn one query's cell; True if the cell is new for this client."""

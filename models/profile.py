@@ -170,11 +170,21 @@ class ReferenceProfile:
         return np.asarray((1.0 - (1.0 - self.cell_prob[None, :]) ** n).sum(axis=1), dtype=np.float64)
 
     def new_cell_probabilities(self) -> FloatArray:
-        """Chance that a reference client's (n+1)-th query opens a new cell, n = 0..HORIZON-1:
-        sum_k p_k (1 - p_k)^n."""
+        """Chance that a reference client's next query opens a new cell once it has visited
+        d = 0..cells distinct cells: sum_k p_k (1 - p_k)^n at the n (fractional) at which it
+        expects d cells (``expected_cells``).
+
+        Read at the client's coverage, not at its number of queries: a client that kept to a
+        few cells (an explainer sampling around one record, a specialised user) has most of
+        the reference's mass still unvisited, so its next natural query is likelier new than
+        the typical client's at the same n; a thief already past the typical coverage is
+        judged against the smaller chance left at its own.
+        """
         n = np.arange(COVERAGE_HORIZON, dtype=np.float64)[:, None]
         p = self.cell_prob[None, :]
-        return np.asarray((p * (1.0 - p) ** n).sum(axis=1), dtype=np.float64)
+        by_queries = (p * (1.0 - p) ** n).sum(axis=1)  # at n = 0..HORIZON-1 queries
+        reached = np.concatenate([[0.0], self.expected_cells()[:-1]])  # distinct cells expected at n
+        return np.asarray(np.interp(np.arange(self.cells + 1), reached, by_queries), dtype=np.float64)
 
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:

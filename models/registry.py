@@ -438,7 +438,7 @@ EVIDENCE_TESTS.register(
         indicator="new_cell",
         test=NoveltyTest,
         calibration=lambda cal, configured: 4.0 if configured is None else configured,
-        meaning="odds of opening a new input cell against the reference's own chance at the same n "
+        meaning="odds of opening a new input cell against the reference's own chance at the same coverage "
         "(default 4)",
         # The test hears new cells against their chance query by query: a burst of them (a
         # client moving on to new regions) can raise it while the overall ratio stays below 1.

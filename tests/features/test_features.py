@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -19,6 +20,7 @@ from querywatch.features.nearest import MIN_STEP, is_structured_step, nearest_co
 from querywatch.features.rate import QueryRate
 from querywatch.features.resend import ExactResendFilter, input_hashes
 from querywatch.features.reservoir import QueryReservoir
+from querywatch.models.registry import EVIDENCE_TESTS
 
 
 def _codes(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:
@@ -278,6 +280,23 @@ def test_coverage_ratio_compares_with_the_reference_at_the_same_n() -> None:
         narrow.update(0)
     assert spread.ratio > 1.0 > narrow.ratio
     assert spread.entropy == 3.0 and narrow.entropy == 0.0
+
+
+def test_a_client_that_kept_to_one_cell_may_broaden_like_any_new_client() -> None:
+    """A specialised client (or an explainer sampling around one record) that then sends
+    natural queries opens new cells as a new client would: that is no novelty evidence."""
+    p = np.full(64, 1 / 64)
+    n = np.arange(1, 20_001)[:, None]
+    expected = (1 - (1 - p[None, :]) ** n).sum(axis=1)
+    new_cell = ((64 - np.arange(65)) / 64).tolist()  # the mass left after d distinct cells
+    coverage = CellCoverage(p, expected, new_cell)
+    test = EVIDENCE_TESTS["coverage"].make()
+    state = [0.0] * test.width
+    rng = np.random.default_rng(1)
+    for cell in [0] * 300 + rng.integers(0, 64, size=100).tolist():
+        null = coverage.new_cell_probability()
+        test.observe(state, 0, SimpleNamespace(new_cell=coverage.update(cell), new_cell_null=null))
+    assert state[0] < EVIDENCE_TESTS.threshold(1e-4) / 4
 
 
 def test_rate_uses_event_time_and_tolerates_out_of_order_events() -> None:
