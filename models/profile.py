@@ -56,6 +56,9 @@ SPREAD_FLOOR = 0.25
 UNCALIBRATED_BOUNDARY = 0.25
 #: Clients a warm-up left out that its profile names, at most (``ReferenceProfile.left_out``).
 LEFT_OUT_LISTED = 100
+#: Levels of a client's out-of-profile scores by which a warm-up and a refresh sample trim it
+#: (``kept_clients``): its median, upper decile and highest.
+TRIMMED_LEVELS = (0.5, 0.9, 1.0)
 #: Margins closer than this are one value (float noise of scores rounded in transit).
 TIE_TOLERANCE = 1e-6
 #: Classes a profile names, at most (``class_table``): with the other slot, the 256 values of
@@ -418,7 +421,7 @@ def kept_clients(view: BatchView, owners: NDArray[Any]) -> NDArray[np.bool_]:
     """
     _, inverse = np.unique(owners, return_inverse=True)
     mostly_out = np.bincount(inverse, weights=view.out_of_profile) > 0.5 * np.bincount(inverse)
-    outlying = outlying_clients(view.ood_score, owners, (0.5, 0.9, 1.0)) | outlying_clients(
+    outlying = outlying_clients(view.ood_score, owners, TRIMMED_LEVELS) | outlying_clients(
         view.spread_score, owners
     )
     return np.asarray(~outlying & ~mostly_out[inverse], dtype=np.bool_)

@@ -155,3 +155,31 @@ def test_a_refresh_raises_the_spread_threshold_within_its_bound() -> None:
     bound = p.typical_score * p.spread_threshold / p.ood_threshold
     # a noisier population: both thresholds rise, the spread one by no more than r in its units
     assert p.spread_threshold < moved.profile.spread_threshold <= p.spread_threshold + bound
+
+
+def test_a_refresh_trims_diluted_thieves_as_the_warm_up_does() -> None:
+    """Eight quiet clients of 100 send every fifth input between the out-of-profile and the
+    far thresholds: by their medians they are ordinary, and their stolen rows would raise the
+    refreshed thresholds; by their upper deciles they are left out, as from a warm-up."""
+    rng = np.random.default_rng(0)
+    p = fit_profile(rng.normal(size=(3000, 6)), model_id="m", version="v", cells=8, components=3)
+    owners = np.repeat(np.arange(100), 30)
+    first = refresh_profile(p, rng.normal(size=(3000, 6)), owners, baseline=None, at=0.0, alpha=1e-4)
+    drifted = rng.normal(size=(3000, 6)) + 0.4
+    clean = refresh_profile(p, drifted, owners, baseline=first.window, at=1.0, alpha=1e-4).profile
+    candidates = rng.normal(size=(20000, 6)) * 1.6 + 0.4
+    scores = p.view(candidates).ood_score
+    assert p.calibration is not None
+    far = p.calibration.far_threshold
+    between = candidates[(scores > p.ood_threshold + 0.1 * p.typical_score) & (scores < far)]
+    poisoned = drifted.copy()
+    for client in range(8):
+        rows = np.flatnonzero(owners == client)[::5]
+        poisoned[rows] = between[rng.integers(len(between), size=len(rows))]
+    refreshed = refresh_profile(p, poisoned, owners, baseline=first.window, at=1.0, alpha=1e-4).profile
+    assert clean is not None and refreshed is not None
+    # The sample without them (their natural rows go too), not one raised by them (by 0.2,
+    # a quarter of the most one refresh may move it, under the median alone).
+    assert refreshed.ood_threshold == pytest.approx(clean.ood_threshold, abs=0.02)
+    assert refreshed.calibration is not None and clean.calibration is not None
+    assert refreshed.calibration.far_threshold == pytest.approx(clean.calibration.far_threshold, abs=0.02)
