@@ -87,7 +87,7 @@ def with_live_answers(
     margin_threshold = 0.0
     calibration = profile.calibration
     if margins is not None and calibration is not None:
-        margins = np.where(repeats(X, owners)[1], np.nan, np.asarray(margins, dtype=np.float64))
+        margins = np.where(repeats(X, owners).answer, np.nan, np.asarray(margins, dtype=np.float64))
         kept_margins = margins[keep]
         margin_threshold = boundary_margin(kept_margins[np.isfinite(kept_margins)])
         live = calibrate(

@@ -30,7 +30,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -172,10 +172,11 @@ class ReferenceProfile:
         n = np.arange(1, COVERAGE_HORIZON + 1, dtype=np.float64)[:, None]
         return np.asarray((1.0 - (1.0 - self.cell_prob[None, :]) ** n).sum(axis=1), dtype=np.float64)
 
-    def new_cell_probabilities(self) -> FloatArray:
+    def new_cell_probabilities(self, expected: FloatArray | None = None) -> FloatArray:
         """Chance that a reference client's next query opens a new cell once it has visited
-        d = 0..cells distinct cells: sum_k p_k (1 - p_k)^n at the n (fractional) at which it
-        expects d cells (``expected_cells``).
+        d = 0..cells distinct cells: sum_k p_k (1 - p_k)^n, the step of ``expected_cells``
+        (``expected``, computed here if not given) from n to n + 1 queries, at the
+        (fractional) n at which it expects d cells.
 
         Read at the client's coverage, not at its number of queries: a client that kept to a
         few cells (an explainer sampling around one record, a specialised user) has most of
@@ -183,11 +184,10 @@ class ReferenceProfile:
         the typical client's at the same n; a thief already past the typical coverage is
         judged against the smaller chance left at its own.
         """
-        n = np.arange(COVERAGE_HORIZON, dtype=np.float64)[:, None]
-        p = self.cell_prob[None, :]
-        by_queries = (p * (1.0 - p) ** n).sum(axis=1)  # at n = 0..HORIZON-1 queries
-        reached = np.concatenate([[0.0], self.expected_cells()[:-1]])  # distinct cells expected at n
-        return np.asarray(np.interp(np.arange(self.cells + 1), reached, by_queries), dtype=np.float64)
+        reached = np.concatenate([[0.0], self.expected_cells() if expected is None else expected])
+        return np.asarray(
+            np.interp(np.arange(self.cells + 1), reached[:-1], np.diff(reached)), dtype=np.float64
+        )
 
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:
@@ -364,9 +364,10 @@ def _fit_profile(
     repeated = None
     if owners is not None:
         owners = np.asarray(owners)
-        repeated, reanswered = repeats(X, owners)
+        repeated_rows = repeats(X, owners)
+        repeated = repeated_rows.where
         if margins is not None:
-            margins = np.where(reanswered, np.nan, np.asarray(margins, dtype=np.float64))
+            margins = np.where(repeated_rows.answer, np.nan, np.asarray(margins, dtype=np.float64))
 
     def fit(keep: NDArray[np.bool_]) -> ReferenceProfile:
         """The profile of the ``keep`` rows; everything else is the same for both fits."""
@@ -468,11 +469,19 @@ def quantize(X: FloatArray, low: FloatArray, high: FloatArray) -> NDArray[np.uin
     return np.clip(np.rint((X - low) / span * 255.0), 0, 255).astype(np.uint8)
 
 
-def repeats(X: FloatArray, owners: NDArray[Any]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Rows the live tests take no evidence from, each owner's rows in order: first where a
-    row lies (exact resends of an earlier row, and rows that go again along a line their
-    owner has been sweeping, ``features.distance``), then its answer (resends, and those
-    revisits that move along the line, not across it). Not maskings
+class Repeats(NamedTuple):
+    """Rows whose place (``where``) and whose answer (``answer``) the live tests take no
+    evidence from (``repeats``)."""
+
+    where: NDArray[np.bool_]
+    answer: NDArray[np.bool_]
+
+
+def repeats(X: FloatArray, owners: NDArray[Any]) -> Repeats:
+    """Rows the live tests take no evidence from, each owner's rows in order: where a row
+    lies (exact resends of an earlier row, and rows that go again along a line their owner
+    has been sweeping, ``features.distance``), and its answer (resends, and those revisits
+    that move along the line, not across it). Not maskings
     (``ClientFeatures.update``), which the live tests discount only out of profile, a score
     that does not exist before this profile is fitted. The reference's nulls must not count
     them either: an analyst sweeping in a warm-up would raise the boundary null, and so would
@@ -482,7 +491,7 @@ def repeats(X: FloatArray, owners: NDArray[Any]) -> tuple[NDArray[np.bool_], NDA
     nulls the same way.
 
     >>> line = np.linspace(0.0, 1.0, 12)[:, None] * np.ones((1, 6)) * 0.2
-    >>> [int(m.sum()) > 0 for m in repeats(line, np.zeros(12))], int(repeats(line, np.arange(12))[0].sum())
+    >>> [int(m.sum()) > 0 for m in repeats(line, np.zeros(12))], int(repeats(line, np.arange(12)).where.sum())
     ([True, True], 0)
     >>> [int(m.sum()) for m in repeats(np.ones((3, 6)), np.zeros(3))]  # two resends of the first row
     [2, 2]
@@ -499,7 +508,7 @@ def repeats(X: FloatArray, owners: NDArray[Any]) -> tuple[NDArray[np.bool_], NDA
         exact, _, revisit, on_line, _ = distances.update(codes[i], int(hashes[i]), 0)
         where[i] = exact or revisit
         answer[i] = exact or on_line
-    return where, answer
+    return Repeats(where, answer)
 
 
 def _fit(

@@ -43,10 +43,11 @@ class ModelContext:
             rows = [dict(zip(POPULATION_FEATURES, r, strict=True)) for r in profile.population.tolist()]
             population = PopulationModel(seed=seed).fit(rows)
         index = {name: i for i, name in enumerate(profile.classes)}
-        new_cell = profile.new_cell_probabilities().tolist()
+        expected = profile.expected_cells()
+        new_cell = profile.new_cell_probabilities(expected).tolist()
         digest = hashlib.blake2b(f"{profile.model_id}\0{profile.version}\0{seed}".encode(), digest_size=8)
         hash_key = int.from_bytes(digest.digest(), "little") >> 1
-        return cls(profile, profile.expected_cells(), new_cell, population, index, hash_key)
+        return cls(profile, expected, new_cell, population, index, hash_key)
 
     def query_rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
         """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
