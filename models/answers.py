@@ -131,7 +131,7 @@ def with_live_answers(
         refresh_reason=reason,
     )
     if completed.extraction is None:
-        completed = with_extraction(completed, X, keep, labels, seed)
+        completed = with_extraction(completed, X, keep, labels, seed, natural_cells=profile.cell_prob)
     return completed
 
 

@@ -34,6 +34,7 @@ def fit_extraction(
     classes: int,
     *,
     scores: NDArray[np.float64] | None = None,
+    weights: NDArray[np.float64] | None = None,
     seed: int = 0,
 ) -> ExtractionReference | None:
     """The extraction reference from reference inputs ``X`` (their 8-bit ``codes``) labelled
@@ -45,6 +46,10 @@ def fit_extraction(
     ``CURVE_LIMIT``); beyond that it stays flat. The reference copy (a multinomial logistic
     regression: a probabilistic copy, whose log-odds a class mix moves) is fitted on the
     inputs outside the validation set.
+
+    ``weights`` (per input, optional) make the validation set stand for another population
+    than the inputs' own: it is then drawn in proportion to them, with replacement
+    (``models.profile.with_extraction``: a trusted file's data, answered by live traffic).
     """
     known = np.flatnonzero(labels >= 0)
     if len(known) < 4 * MIN_SAMPLE or len(np.unique(labels[known])) < 2 or classes > 255:
@@ -52,7 +57,7 @@ def fit_extraction(
     # One thread: a dozen small fits gain nothing from threads, which spin on cores others
     # need (measured on a digits-sized reference: 0.17 s of CPU, against 2.6 s with two).
     with threadpool_limits(limits=1):
-        return _fit(X, codes, labels, known, classes, scores, seed)
+        return _fit(X, codes, labels, known, classes, scores, weights, seed)
 
 
 def _fit(
@@ -62,6 +67,7 @@ def _fit(
     known: NDArray[np.int64],
     classes: int,
     scores: NDArray[np.float64] | None,
+    weights: NDArray[np.float64] | None,
     seed: int,
 ) -> ExtractionReference:
     rng = np.random.default_rng(seed)
@@ -69,7 +75,11 @@ def _fit(
     # with the model" means for natural data, not for the reference's noisiest queries.
     typical = known if scores is None else known[scores[known] <= np.median(scores[known])]
     n_val = min(VALIDATION_SIZE, len(typical) // 2)
-    val = rng.choice(typical, n_val, replace=False)
+    chance = None if weights is None else weights[typical]
+    if chance is None or not chance.sum() > 0:
+        val = rng.choice(typical, n_val, replace=False)
+    else:
+        val = rng.choice(typical, n_val, replace=True, p=chance / chance.sum())
     train = rng.permutation(np.setdiff1d(known, val))
     # The reference copy is the curve's last point: trained on all the inputs outside the
     # validation set (at most CURVE_LIMIT of them, in random order).
@@ -124,5 +134,10 @@ def _copy_log_proba(
         # half of them distinct, which scikit-learn takes for a regression target and says so.
         warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
         model = LogisticRegression(C=COPY_C, max_iter=200).fit(X, y)
-    out[:, model.classes_] = model.predict_log_proba(X_val)
+    # A log-softmax of the decision function, not the log of predict_proba: a copy trained on a
+    # few separable queries answers with probabilities that round to 0, whose log is -inf.
+    scores = model.decision_function(X_val)
+    if scores.ndim == 1:  # two classes: the second's log-odds, as a softmax of -d/2 and d/2
+        scores = np.column_stack([-scores, scores]) / 2.0
+    out[:, model.classes_] = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
     return out

@@ -29,3 +29,21 @@ def test_live_traffic_unlike_the_file_is_said_in_the_profiles_reason() -> None:
     assert noisier.refresh_reason is not None and "may not describe" in noisier.refresh_reason
     # The file's geometry stays whatever the live traffic looks like.
     assert noisier.ood_threshold == alike.ood_threshold == trusted.ood_threshold
+
+
+def test_agreement_is_measured_on_inputs_distributed_as_the_files() -> None:
+    # The file holds two kinds of input alike; live clients send the first nine times as often.
+    rng = np.random.default_rng(1)
+    centres = np.zeros((2, 6))
+    centres[1, 0] = 6.0
+    file_rows = centres[np.repeat([0, 1], 1000)] + rng.normal(size=(2000, 6))
+    trusted = fit_profile(file_rows, model_id="m", version="v", margins=np.ones(2000), cells=8)
+    kinds = (rng.random(3000) < 0.1).astype(int)
+    live = centres[kinds] + rng.normal(size=(3000, 6))
+    owners = np.repeat(np.arange(150), 20)
+    completed = with_live_answers(trusted, live, owners, kinds.tolist(), rng.uniform(size=3000))
+    assert completed.extraction is not None
+    # The validation set (the model's answers that "agreement" is measured on) is half of each
+    # kind, as the file is, not the one in ten live traffic sends.
+    second = float(np.mean(completed.extraction.labels == completed.classes.index("1")))
+    assert 0.4 < second < 0.6
