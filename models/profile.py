@@ -705,6 +705,12 @@ def with_extraction(
         share = np.bincount(view.cell, minlength=len(natural_cells)) / max(len(R), 1)
         weights = natural_cells[view.cell] / share[view.cell]
     extraction = fit_extraction(
-        R, view.quantized, label_idx, len(profile.classes), scores=view.ood_score, weights=weights, seed=seed
+        R,
+        view.quantized,
+        label_idx,
+        len(profile.classes),
+        typical=~view.out_of_profile,
+        weights=weights,
+        seed=seed,
     )
     return replace(profile, extraction=extraction)

@@ -111,3 +111,16 @@ def test_a_profile_keeps_its_extraction_reference_through_storage() -> None:
     estimate = ExtractionEstimate()
     assert estimate.value(600, loaded, counts) == estimate.value(600, profile.extraction, counts)
     assert np.array_equal(loaded.pool_codes, profile.extraction.pool_codes)
+
+
+def test_the_validation_set_keeps_classes_that_lie_away_from_the_centre() -> None:
+    # A model whose second class is the data's outer shell (an anomaly or fraud score): half
+    # of the inputs each. Its validation set must hold both halves as the reference does; the
+    # inputs nearest the data's centre are nearly all of the first.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 6))
+    outer = (np.einsum("ij,ij->i", X, X) > 5.35).astype(int)  # the chi-square(6) median
+    profile = fit_profile(X, model_id="m", version="v", labels=outer.tolist(), cells=8, components=4)
+    assert profile.extraction is not None
+    shell = float(np.mean(profile.extraction.labels == profile.classes.index("1")))
+    assert 0.4 < shell < 0.6

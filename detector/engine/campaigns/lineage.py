@@ -137,11 +137,12 @@ def code_cells(profile: ReferenceProfile, codes: NDArray[np.uint8]) -> NDArray[n
 
 
 def reference_null(profile: ReferenceProfile) -> float | None:
-    """Rate of structured-step pairs among same-cell pairs of the reference's typical inputs;
-    None when the profile keeps no inputs (a reference without answers)."""
+    """Rate of structured-step pairs among same-cell pairs of the reference's distinct typical
+    inputs (the extraction's validation set, which a trusted file's weights draw with
+    replacement); None when the profile keeps no inputs (a reference without answers)."""
     if profile.extraction is None or len(profile.extraction.codes) < 2:
         return None
-    codes = kept_columns(profile.extraction.codes)
+    codes = np.unique(kept_columns(profile.extraction.codes), axis=0)
     cells = code_cells(profile, codes)
     hits = pairs = 0
     for cell in np.unique(cells):
