@@ -68,6 +68,31 @@ def squared_distance(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
     return int(d2)
 
 
+#: A move of at most this many features (each by more than one code unit) is a sweep's
+#: whatever its length: what-if analysis moves one or two features of a record.
+SWEPT_FEATURES = 2
+
+
+@compiled
+def is_sparse_move(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
+    """Whether ``b - a`` moves at least one and at most ``SWEPT_FEATURES`` features by more
+    than one code unit. A sweep's move is near whatever the input's width in RMS terms only
+    on a wide input: half a feature's range is 0.06 of the ranges (RMS) over 64 features, 0.11
+    over 20 and 0.17 over 8, past the near-duplicate limit (0.1), so on a narrow model a
+    coarse grid of two features (three or five levels each) was new at every point.
+    ``features.distance`` takes such a move as a sweep's only while the query also differs
+    from the start of its chain in at most as many features: one record's slice, not a
+    lattice walked across every feature one at a time."""
+    moved = 0
+    for k in range(a.shape[0]):
+        d = np.int64(b[k]) - np.int64(a[k])
+        if d > 1 or d < -1:
+            moved += 1
+            if moved > SWEPT_FEATURES:
+                return False
+    return moved > 0
+
+
 @compiled
 def along_span(last: NDArray[np.uint8], code: NDArray[np.uint8], anchor: NDArray[np.uint8]) -> bool:
     """Whether the move ``last -> code`` goes along the line ``anchor -> code`` (within 60

@@ -19,8 +19,11 @@ from the previous query are measured over those a working row keeps: ``features.
   properties steps from a point of its previous line, a few queries back, the same way
   again and again, while a thief steps the same way (a per-class gradient sign repeats)
   from records anywhere in its past;
-* *revisit*: a near-duplicate of the client's previous query whose direction from it is one
-  the client took recently
+* *revisit*: a near-duplicate of the client's previous query — or a move of one or two
+  features, whatever its length, that keeps to one or two features of the start of its
+  chain (what-if analysts sweep coarse grids of two features, each move past the
+  near-duplicate limit on a narrow input) — whose direction from it is one the client took
+  recently
   (``features.direction``): what-if sweeps move along one line again and again, extraction
   keeps changing direction. A revisit explores nothing new. A move along such a line at
   most ``CONVERGING`` times as long as the move before it, which was itself as much shorter
@@ -50,7 +53,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.features.direction import RecentDirections, along_span, direction_simhash, squared_distance
+from querywatch.features.direction import (
+    RecentDirections,
+    along_span,
+    direction_simhash,
+    is_sparse_move,
+    squared_distance,
+)
 from querywatch.features.layout import QueryLayout, kept_columns, query_layout, reservoir_capacity
 from querywatch.features.nearest import is_masking, is_structured_step
 from querywatch.features.resend import ExactResendFilter
@@ -193,7 +202,10 @@ class QueryDistances:
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
             # One distance from the previous query serves the near, step and converging checks.
             move = squared_distance(last, code)
-            if 0 < move <= move_near:
+            # A sweep moves one or two features of the record it started from, whatever the
+            # move's length: a narrow input's coarse grid (``features.direction.is_sparse_move``).
+            swept = move > 0 and is_sparse_move(last, code) and is_sparse_move(anchor, code)
+            if 0 < move <= move_near or swept:
                 repeated = self._seen_direction(direction_simhash(last, code))
                 revisit = repeated or self._seen_direction(direction_simhash(anchor, code))
                 along = repeated or (revisit and along_span(last, code, anchor))

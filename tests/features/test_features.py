@@ -221,6 +221,27 @@ def test_a_sweep_along_one_line_is_a_revisit_and_not_a_step() -> None:
     assert qd.steps == 0
 
 
+def test_a_coarse_grid_of_two_features_is_a_revisit_on_a_narrow_input() -> None:
+    """What-if analysis on an 8-input model: two features of one record over a grid of three
+    by five levels. Each move is half a feature's range, 0.18 of the ranges (RMS) over 8
+    features, past the near-duplicate limit; it moves two features at most, as a sweep
+    does, so once its directions repeat the grid explores nothing new."""
+    qd = QueryDistances(dim=8, seed=0)
+    record = np.array([70, 195, 76, 203, 163, 202, 73, 119], dtype=np.uint8)
+    results = []
+    for i, second in enumerate((76, 135, 195, 254, 20)):
+        for j, first in enumerate((0, 125, 250)):
+            grid = record.copy()
+            grid[0], grid[2] = first, second
+            results.append(qd.update(grid, 3 * i + j, 0))
+    assert sum(r[2] for r in results) >= 10  # all but the first moves of each kind
+    assert qd.steps == 0
+    # A third feature of the record moved: off the grid's slice, a query of its own.
+    third = grid.copy()
+    third[4] = 20
+    assert not qd.update(third, 100, 0)[2]
+
+
 def test_probes_around_one_point_are_revisits_across_the_line() -> None:
     """A decision-based prober, after a bisection from ``a`` to a boundary point, probes
     around that point: the line from the chain's start repeats, as a sweep's does, but each
