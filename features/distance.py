@@ -202,10 +202,11 @@ class QueryDistances:
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
             # One distance from the previous query serves the near, step and converging checks.
             move = squared_distance(last, code)
-            # A sweep moves one or two features of the record it started from, whatever the
-            # move's length: a narrow input's coarse grid (``features.direction.is_sparse_move``).
-            swept = move > 0 and is_sparse_move(last, code) and is_sparse_move(anchor, code)
-            if 0 < move <= move_near or swept:
+            # Or a sweep's move, whatever its length: one or two features of the record it
+            # started from (a narrow input's coarse grid, ``features.direction.is_sparse_move``).
+            if 0 < move <= move_near or (
+                move > move_near and is_sparse_move(last, code) and is_sparse_move(anchor, code)
+            ):
                 repeated = self._seen_direction(direction_simhash(last, code))
                 revisit = repeated or self._seen_direction(direction_simhash(anchor, code))
                 along = repeated or (revisit and along_span(last, code, anchor))
