@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from querywatch.features.distance import QueryDistances
 from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
-from querywatch.models.calibration import Calibration, calibrate
+from querywatch.models.calibration import Calibration, calibrate, drift_share
 from querywatch.models.extraction import fit_extraction
 from querywatch.models.steps import steps_null
 
@@ -585,6 +585,13 @@ def _fit(
     calibration = replace(
         calibration,
         steps_null=steps_null(view.quantized, owners=None if owners is None else owners[keep], seed=seed),
+        drift_share=drift_share(
+            view.ood_score,
+            threshold,
+            view.spread_score,
+            spread_threshold,
+            counted=None if repeated is None else ~repeated[keep],
+        ),
     )
     return replace(
         draft,

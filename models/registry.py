@@ -385,12 +385,16 @@ EVIDENCE_TESTS.register(
         indicator="out_of_profile",
         test=RateTest,
         # The share test is the drift-tolerant one: never below the configured share of noisy
-        # but genuine queries (default 20%), higher if the reference's own clients send more.
+        # but genuine queries (default 20%), higher if the reference's own clients send more or
+        # if a drifted client would (a model with many inputs: ``calibration.drift_share``).
         calibration=lambda cal, configured: max(
-            0.2 if configured is None else configured, 0.0 if cal is None else cal.ood_null
+            0.2 if configured is None else configured,
+            0.0 if cal is None else cal.ood_null,
+            0.0 if cal is None else cal.drift_share,
         ),
         meaning="share of queries beyond the reference's 99.9th percentile a benign client may send "
-        "(default 0.2; the reference's own rate if higher)",
+        "(default 0.2; higher if the reference's own clients send more, or a client whose scores "
+        "drifted 30% would)",
         reason=lambda f, n: (
             f"{100 * f['ood_share']:.0f}% of {n} queries lie outside the model's reference data "
             f"(a benign client sends about 0.1%); recent share {100 * f['ood_recent']:.0f}%"

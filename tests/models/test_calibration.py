@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.datasets import make_classification
 
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
 from querywatch.models.calibration import FAR_FLOOR, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.profile import fit_profile
+from querywatch.models.registry import EVIDENCE_TESTS
 
 
 def _ind(far: bool) -> Indicators:
@@ -189,3 +191,32 @@ def test_a_warm_up_client_resending_an_input_beyond_the_profile_does_not_raise_i
     profile = fit_profile(X, model_id="m", version="1", owners=owners, cells=8)
     assert profile.calibration is not None
     assert profile.calibration.ood_null < 0.04 and profile.calibration.far_null < 0.12
+
+
+def _scaled_data(dim: int) -> np.ndarray:
+    X, _ = make_classification(
+        n_samples=6000, n_features=dim, n_informative=max(2, dim // 3), n_redundant=dim // 5, random_state=3
+    )
+    return np.asarray((X - X.min(axis=0)) / (X.max(axis=0) - X.min(axis=0)))
+
+
+def test_the_out_of_profile_tolerance_covers_drift_on_a_wide_model_only() -> None:
+    """Another calibration of the same data (per-feature gains 0.8-1.25, offsets, noise) sends
+    over a fifth of its queries out of profile on a 100-input model, whose scores concentrate
+    near their 99.9th percentile, and a few percent on an 8-input one: the tolerance rises
+    with the reference's concentration, and stays at the default where drift stays small."""
+    rng = np.random.default_rng(1)
+    tolerance, drifted = {}, {}
+    for dim in (8, 100):
+        X = _scaled_data(dim)
+        profile = fit_profile(X[:4000], model_id="m", version="1")
+        assert profile.calibration is not None
+        tolerance[dim] = EVIDENCE_TESTS.nulls(profile.calibration)["out_of_profile"]
+        shares = []
+        for _ in range(5):
+            gain, offset = rng.uniform(0.8, 1.25, dim), rng.normal(0.0, 0.03, dim)
+            inputs = X[4000:] * gain + offset + rng.normal(0.0, 0.05, (2000, dim))
+            shares.append(profile.view(np.clip(inputs, 0.0, 1.0)).out_of_profile.mean())
+        drifted[dim] = max(shares)
+    assert drifted[100] > 0.2 and tolerance[100] > drifted[100]
+    assert drifted[8] < 0.1 and tolerance[8] == 0.2
