@@ -187,8 +187,7 @@ def test_the_extraction_estimate_follows_what_a_copy_reaches(
     estimates = {name: seen[name][2] for name in clients}
     assert all(e is not None and 0.0 <= e <= 1.0 for e in estimates.values())
     # Natural and actively chosen natural queries: within 0.15 of a real copy. (Uniformly
-    # random queries copy a linear victim better than the estimate says: README, "what is
-    # still short".)
+    # random queries copy a linear victim better than the estimate says, so they are left out.)
     for name in ("heavy", "active"):
         assert abs(float(estimates[name] or 0.0) - _copy_agreement(victim, clients[name])) <= 0.15
 
