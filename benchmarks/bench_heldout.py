@@ -2,7 +2,7 @@
 thieves? Per simulator victim (digits; the tabular one) and seed, each behaviour's first alert
 (queries) and the reason it gave, against the victim's trusted reference.
 
-    python benchmarks/bench_heldout.py [--seeds 1 2]
+    python benchmarks/bench_heldout.py [--seeds 1 2 3 4 5]
 
 Benign (should stay quiet), what model teams send while they study a model:
 
@@ -192,7 +192,7 @@ THIEVES: dict[str, Behaviour] = {
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     args = ap.parse_args()
     settings = DetectionSettings()
     print(f"{'victim':8} {'behaviour':13} {'role':7} {'seed':>4} {'queries':>7} {'alert':>6}  reason")

@@ -156,6 +156,8 @@ def _decoded_summary(blob: bytes) -> dict[str, object]:
         thresholds["spread_threshold"] = profile.spread_threshold
     if profile.calibration is not None:
         thresholds["far_threshold"] = profile.calibration.far_threshold
+        # Why the out-of-profile null may sit above its 20% floor on a wide model.
+        thresholds["drift_share"] = profile.calibration.drift_share
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
     if profile.margin_threshold <= 0.0:
         # No margins (labels only) or saturated ones: no answer is on the boundary, so the
