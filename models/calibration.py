@@ -15,10 +15,13 @@ again as that input lies beyond the 99.9th percentile (``2 max - q999`` of the r
 out-of-profile scores): an input exchangeable with N reference inputs lands beyond their
 maximum with chance 1 / (N + 1) (a conformal bound, no tail model), and the margin keeps
 noisy but genuine data — which benign clients send and a trimmed warm-up may not hold —
-inside. Its null is measured by leaving each pseudo-client out: its share of inputs beyond
-that threshold computed from the *other* pseudo-clients. A thief's synthetic queries sit
-there however many natural queries it interleaves, so the count of far queries builds
-evidence at the rate of the stolen ones.
+inside. On a reference whose scores concentrate, the most extreme input sits barely past
+the percentile (1.02-1.04 times it on 40 to 300 inputs), and so does that margin: the far
+threshold is also at least the percentile grown by DRIFT_INFLATION, the drift the
+out-of-profile test tolerates (below). Its null is measured by leaving each pseudo-client
+out: its share of inputs beyond that threshold computed from the *other* pseudo-clients. A
+thief's synthetic queries sit there however many natural queries it interleaves, so the
+count of far queries builds evidence at the rate of the stolen ones.
 
 The *boundary* test compares each answer with the reference's chance of a boundary answer
 *for an input as far from the data* (bins of the out-of-profile score): noisy but genuine
@@ -82,9 +85,12 @@ FAR_FLOOR = 3.0
 #: gains 0.8-1.25 and noise; a scanner that blurs, shifts and fades) sit 1.24-1.56 times the
 #: reference's median score where an ordinary client sits at 0.9-1.2.
 DRIFT_INFLATION = 0.3
-#: The drift share is at most a half: a client sending most of its queries out of profile is
-#: not drifting within the data (the population baseline leaves such clients out as well).
-DRIFT_SHARE_CAP = 0.5
+#: The drift share is at most this, so that the out-of-profile test keeps alternatives above
+#: its null (0.93 and 0.975 at the cap). On hundreds of inputs every score sits within a fifth
+#: of the 99.9th percentile and a drifted client sends most of its queries past it (83-93% on
+#: a 300-input model): there the test tolerates nearly all and the far test, whose threshold
+#: clears drift (``far_beyond``), carries the evidence.
+DRIFT_SHARE_CAP = 0.9
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,13 @@ class Calibration:
         return table[np.where((classes >= 0) & (classes < len(table) - 1), classes, len(table) - 1)]
 
 
+def far_beyond(most_extreme: float, ood_threshold: float) -> float:
+    """The far threshold past a reference whose ``most_extreme`` score is that: beyond it by as
+    much again as it lies beyond ``ood_threshold``, and beyond ``ood_threshold`` grown by
+    DRIFT_INFLATION."""
+    return max(2.0 * most_extreme - ood_threshold, (1.0 + DRIFT_INFLATION) * ood_threshold)
+
+
 def drift_share(
     scores: NDArray[np.float64],
     threshold: float,
@@ -178,7 +191,7 @@ def drift_share(
     >>> def share(s):
     ...     return drift_share(s, float(np.quantile(s, 0.999)), np.zeros(len(s)), 1.0)
     >>> round(share(narrow), 2), round(share(wide), 2)
-    (0.07, 0.5)
+    (0.07, 0.84)
     """
     grown = 1.0 + DRIFT_INFLATION
     out = (np.asarray(scores) * grown > threshold) | (np.asarray(spread_scores) * grown > spread_threshold)
@@ -227,7 +240,7 @@ def calibrate(
         rows = rows[counted[rows]]
         if len(rows):
             ood_rates.append(ood[rows].mean())
-            far_rates.append(float((scores[rows] > 2.0 * others_max - ood_threshold).mean()))
+            far_rates.append(float((scores[rows] > far_beyond(others_max, ood_threshold)).mean()))
     boundary_null, multiple = 0.0, 1.0
     edges: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()
@@ -254,7 +267,7 @@ def calibrate(
         # show them: the far null is never below FAR_FLOOR times the out-of-profile null.
         far_null=min(max(float(np.quantile(far_rates, NULL_QUANTILE)), FAR_FLOOR * ood_null), 0.5),
         boundary_null=boundary_null,
-        far_threshold=2.0 * float(scores.max()) - ood_threshold,
+        far_threshold=far_beyond(float(scores.max()), ood_threshold),
         pseudo_clients=len(groups),
         boundary_multiple=multiple,
         boundary_edges=edges,

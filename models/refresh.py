@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.models.calibration import Calibration, boundary_bins
+from querywatch.models.calibration import Calibration, boundary_bins, far_beyond
 from querywatch.models.profile import (
     OOD_QUANTILE,
     TRIMMED_LEVELS,
@@ -166,7 +166,7 @@ def _bounded_refit(
     prob = np.clip(freq, np.maximum(old - spread, 0.5 / (n + 0.5 * len(old))), old + spread)
     calibration = profile.calibration
     if calibration is not None:
-        far = _rise(2.0 * float(view.ood_score.max()) - threshold, calibration.far_threshold, r)
+        far = _rise(far_beyond(float(view.ood_score.max()), threshold), calibration.far_threshold, r)
         calibration = replace(calibration, far_threshold=far)
         if margins is not None:
             calibration = _boundary_rates(

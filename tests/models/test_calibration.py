@@ -7,7 +7,7 @@ from sklearn.datasets import make_classification
 
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
-from querywatch.models.calibration import FAR_FLOOR, calibrate
+from querywatch.models.calibration import DRIFT_SHARE_CAP, FAR_FLOOR, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.profile import fit_profile
 from querywatch.models.registry import EVIDENCE_TESTS
@@ -220,3 +220,22 @@ def test_the_out_of_profile_tolerance_covers_drift_on_a_wide_model_only() -> Non
         drifted[dim] = max(shares)
     assert drifted[100] > 0.2 and tolerance[100] > drifted[100]
     assert drifted[8] < 0.1 and tolerance[8] == 0.2
+
+
+def test_on_a_very_wide_model_the_far_threshold_clears_drift() -> None:
+    """On 300 inputs every score sits close under the 99.9th percentile and the reference's
+    most extreme input barely beyond it, so "as much again" past that input is a margin a
+    drifted client crosses with most of its queries. The far threshold also clears the
+    percentile grown by the drift the out-of-profile test tolerates: a drifted client sends
+    nothing there, random inputs everything; the out-of-profile tolerance is at its cap."""
+    rng = np.random.default_rng(2)
+    X = _scaled_data(300)
+    profile = fit_profile(X[:4000], model_id="m", version="1")
+    assert profile.calibration is not None
+    scores = profile.view(X[:4000]).ood_score
+    as_much_again = 2.0 * scores.max() - profile.ood_threshold
+    gain, offset = rng.uniform(0.8, 1.25, 300), rng.normal(0.0, 0.03, 300)
+    drifted = profile.view(np.clip(X[4000:] * gain + offset + rng.normal(0.0, 0.05, (2000, 300)), 0.0, 1.0))
+    assert (drifted.ood_score > as_much_again).mean() > 0.3
+    assert drifted.far.mean() < 0.01 and profile.view(rng.random((2000, 300))).far.mean() > 0.95
+    assert EVIDENCE_TESTS.nulls(profile.calibration)["out_of_profile"] == DRIFT_SHARE_CAP
