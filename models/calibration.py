@@ -16,9 +16,9 @@ out-of-profile scores): an input exchangeable with N reference inputs lands beyo
 maximum with chance 1 / (N + 1) (a conformal bound, no tail model), and the margin keeps
 noisy but genuine data — which benign clients send and a trimmed warm-up may not hold —
 inside. On a reference whose scores concentrate, the most extreme input sits barely past
-the percentile (1.02-1.04 times it on 40 to 300 inputs), and so does that margin: the far
-threshold is also at least the percentile grown by DRIFT_INFLATION, the drift the
-out-of-profile test tolerates (below). Its null is measured by leaving each pseudo-client
+the percentile (1.02-1.04 times it on 40 to 300 inputs), and so does that margin: where
+drift crosses the percentile more often than the out-of-profile test tolerates by default,
+the far threshold is also at least the percentile grown by DRIFT_INFLATION (``far_beyond``). Its null is measured by leaving each pseudo-client
 out: its share of inputs beyond that threshold computed from the *other* pseudo-clients. A
 thief's synthetic queries sit there however many natural queries it interleaves, so the
 count of far queries builds evidence at the rate of the stolen ones.
@@ -80,6 +80,9 @@ BOOTSTRAP = 200
 #: even at 12.9%; 2 (0.05) gains 0.14 but breaks even at 11%, where an explainer's coalitions of
 #: two images (7% far) wander up to an alarm in a long session.
 FAR_FLOOR = 3.0
+#: Share of its queries out of profile the out-of-profile test tolerates of any client by
+#: default (a noisy but genuine client's; ``models.registry``).
+OOD_TOLERANCE = 0.2
 #: Relative growth of every out-of-profile score under the drift a benign client may bring
 #: (``drift_share``). The bench's drifted clients (another calibration or source: per-feature
 #: gains 0.8-1.25 and noise; a scanner that blurs, shifts and fades) sit 1.24-1.56 times the
@@ -165,11 +168,24 @@ class Calibration:
         return table[np.where((classes >= 0) & (classes < len(table) - 1), classes, len(table) - 1)]
 
 
-def far_beyond(most_extreme: float, ood_threshold: float) -> float:
+def far_beyond(most_extreme: float, ood_threshold: float, drift: float = 0.0) -> float:
     """The far threshold past a reference whose ``most_extreme`` score is that: beyond it by as
-    much again as it lies beyond ``ood_threshold``, and beyond ``ood_threshold`` grown by
-    DRIFT_INFLATION."""
-    return max(2.0 * most_extreme - ood_threshold, (1.0 + DRIFT_INFLATION) * ood_threshold)
+    much again as it lies beyond ``ood_threshold``; and, where the reference's ``drift``
+    share is above OOD_TOLERANCE (drift crosses the percentile more often than the
+    out-of-profile test tolerates by default, so it crosses that margin too), beyond
+    ``ood_threshold`` grown by DRIFT_INFLATION.
+
+    Elsewhere the margin stays as it is: a refresh keeps out of its sample every input past
+    the far threshold, and a wider one there lets sybils drifting towards noise in (the
+    simulator's tabular victim: a natural-data thief hidden after two such refreshes).
+
+    >>> far_beyond(1.04, 1.0), far_beyond(1.04, 1.0, drift=0.9)
+    (1.08, 1.3)
+    """
+    as_much_again = 2.0 * most_extreme - ood_threshold
+    if drift <= OOD_TOLERANCE:
+        return as_much_again
+    return max(as_much_again, (1.0 + DRIFT_INFLATION) * ood_threshold)
 
 
 def drift_share(
@@ -210,13 +226,15 @@ def calibrate(
     classes: NDArray[np.int64] | None = None,
     out_of_profile: NDArray[np.bool_] | None = None,
     counted: NDArray[np.bool_] | None = None,
+    drift: float = 0.0,
     seed: int = 0,
 ) -> Calibration:
     """Null rates from the reference rows' out-of-profile ``scores``, ``cells``, answer
     ``margins`` (NaN where an answer had no scores) and answered ``classes`` (the profile's
     class index, -1 unknown), grouped by ``owners`` if given. ``out_of_profile``: the rows'
     out-of-profile indicator, when it reads more than ``scores`` beyond ``ood_threshold``
-    (the profile's spread score). ``counted``: the rows the live tests take evidence from
+    (the profile's spread score). ``drift``: the reference's ``drift_share`` (0: none), kept
+    and read by ``far_beyond``. ``counted``: the rows the live tests take evidence from
     (``models.profile.repeats`` leaves out resends and a sweep's revisits; none: all); a
     client's out-of-profile and far rates are over those rows, as the live tests count them.
 
@@ -240,7 +258,7 @@ def calibrate(
         rows = rows[counted[rows]]
         if len(rows):
             ood_rates.append(ood[rows].mean())
-            far_rates.append(float((scores[rows] > far_beyond(others_max, ood_threshold)).mean()))
+            far_rates.append(float((scores[rows] > far_beyond(others_max, ood_threshold, drift)).mean()))
     boundary_null, multiple = 0.0, 1.0
     edges: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()
@@ -267,12 +285,13 @@ def calibrate(
         # show them: the far null is never below FAR_FLOOR times the out-of-profile null.
         far_null=min(max(float(np.quantile(far_rates, NULL_QUANTILE)), FAR_FLOOR * ood_null), 0.5),
         boundary_null=boundary_null,
-        far_threshold=far_beyond(float(scores.max()), ood_threshold),
+        far_threshold=far_beyond(float(scores.max()), ood_threshold, drift),
         pseudo_clients=len(groups),
         boundary_multiple=multiple,
         boundary_edges=edges,
         boundary_rates=rates,
         boundary_class_factors=factors,
+        drift_share=drift,
     )
 
 

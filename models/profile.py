@@ -570,28 +570,23 @@ def _fit(
     view = draft.view(R)
     threshold = float(np.quantile(view.ood_score, ood_quantile))
     spread_threshold = float(np.quantile(view.spread_score, ood_quantile))
+    counted = None if repeated is None else ~repeated[keep]
     calibration = calibrate(
         view.ood_score,
         threshold,
         view.cell,
         out_of_profile=(view.ood_score > threshold) | (view.spread_score > spread_threshold),
         owners=None if owners is None else owners[keep],
-        counted=None if repeated is None else ~repeated[keep],
+        counted=counted,
         margins=kept_margins,
         margin_threshold=margin_threshold,
         classes=None if labels is None else class_indices(labels, keep, names),
+        drift=drift_share(view.ood_score, threshold, view.spread_score, spread_threshold, counted=counted),
         seed=seed,
     )
     calibration = replace(
         calibration,
         steps_null=steps_null(view.quantized, owners=None if owners is None else owners[keep], seed=seed),
-        drift_share=drift_share(
-            view.ood_score,
-            threshold,
-            view.spread_score,
-            spread_threshold,
-            counted=None if repeated is None else ~repeated[keep],
-        ),
     )
     return replace(
         draft,

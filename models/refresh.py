@@ -166,7 +166,11 @@ def _bounded_refit(
     prob = np.clip(freq, np.maximum(old - spread, 0.5 / (n + 0.5 * len(old))), old + spread)
     calibration = profile.calibration
     if calibration is not None:
-        far = _rise(far_beyond(float(view.ood_score.max()), threshold), calibration.far_threshold, r)
+        far = _rise(
+            far_beyond(float(view.ood_score.max()), threshold, calibration.drift_share),
+            calibration.far_threshold,
+            r,
+        )
         calibration = replace(calibration, far_threshold=far)
         if margins is not None:
             calibration = _boundary_rates(

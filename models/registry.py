@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
+from querywatch.models.calibration import OOD_TOLERANCE
 from querywatch.models.sequential import log_steps, novelty_step
 
 if TYPE_CHECKING:
@@ -388,7 +389,7 @@ EVIDENCE_TESTS.register(
         # but genuine queries (default 20%), higher if the reference's own clients send more or
         # if a drifted client would (a model with many inputs: ``calibration.drift_share``).
         calibration=lambda cal, configured: max(
-            0.2 if configured is None else configured,
+            OOD_TOLERANCE if configured is None else configured,
             0.0 if cal is None else cal.ood_null,
             0.0 if cal is None else cal.drift_share,
         ),

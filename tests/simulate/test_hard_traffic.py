@@ -212,7 +212,7 @@ def test_an_image_explainer_is_not_a_thief_but_its_images_from_many_records_are(
     explained = np.array([_blanked(rng, record) for record in records for _ in range(60)])
     others = victim.natural[rng.integers(len(victim.natural), size=600)]
     scattered = np.array([_blanked(rng, record) for record in others])
-    assert profile.view(explained).out_of_profile.mean() > 0.5  # out of profile indeed
+    assert profile.view(explained).far.mean() > 0.5  # out of profile indeed
     times = 100.0 + 2.0 * np.arange(len(explained))
     seen = _run(
         Detector(SETTINGS, MemoryProfileStore([profile])),
