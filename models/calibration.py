@@ -18,10 +18,11 @@ noisy but genuine data — which benign clients send and a trimmed warm-up may n
 inside. On a reference whose scores concentrate, the most extreme input sits barely past
 the percentile (1.02-1.04 times it on 40 to 300 inputs), and so does that margin: where
 drift crosses the percentile more often than the out-of-profile test tolerates by default,
-the far threshold is also at least the percentile grown by DRIFT_INFLATION (``far_beyond``). Its null is measured by leaving each pseudo-client
-out: its share of inputs beyond that threshold computed from the *other* pseudo-clients. A
-thief's synthetic queries sit there however many natural queries it interleaves, so the
-count of far queries builds evidence at the rate of the stolen ones.
+the far threshold is also at least the percentile grown by DRIFT_INFLATION
+(``far_beyond``). Its null is measured by leaving each pseudo-client out: its share of
+inputs beyond that threshold computed from the *other* pseudo-clients. A thief's synthetic
+queries sit there however many natural queries it interleaves, so the count of far queries
+builds evidence at the rate of the stolen ones.
 
 The *boundary* test compares each answer with the reference's chance of a boundary answer
 *for an input as far from the data* (bins of the out-of-profile score): noisy but genuine
