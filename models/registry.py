@@ -20,13 +20,10 @@ from collections.abc import Callable, Iterator, Mapping, MutableSequence, Sequen
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from querywatch.models.calibration import OOD_TOLERANCE
+from querywatch.models.calibration import DRIFT_INFLATION, OOD_TOLERANCE, Calibration
 from querywatch.models.sequential import log_steps, novelty_step
-
-if TYPE_CHECKING:
-    from querywatch.models.calibration import Calibration
 
 
 class SequentialTest(Protocol):
@@ -394,8 +391,8 @@ EVIDENCE_TESTS.register(
             0.0 if cal is None else cal.drift_share,
         ),
         meaning="share of queries beyond the reference's 99.9th percentile a benign client may send "
-        "(default 0.2; higher if the reference's own clients send more, or a client whose scores "
-        "drifted 30% would)",
+        f"(default {OOD_TOLERANCE:g}; higher if the reference's own clients send more, or a client whose "
+        f"scores drifted {DRIFT_INFLATION:.0%} would)",
         reason=lambda f, n: (
             f"{100 * f['ood_share']:.0f}% of {n} queries lie outside the model's reference data "
             f"(a benign client sends about 0.1%); recent share {100 * f['ood_recent']:.0f}%"
