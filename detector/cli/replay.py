@@ -166,7 +166,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
     writable_folder(args.out, "profile directory")
 
     from querywatch.detector.adapters.files import DirectoryProfileStore, read_reference_file
-    from querywatch.detector.engine.profiles import build_profile
+    from querywatch.detector.engine.profiles import build_profile, derived_thresholds
 
     X, labels, scores = read_reference_file(args.input)
     profile = build_profile(
@@ -180,6 +180,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
     DirectoryProfileStore(args.out).put(profile)
     needed = profile.required_size()
     enough = profile.reference_size >= needed
+    thresholds = derived_thresholds(profile)
     if args.json:
         print_json(
             "profile",
@@ -193,6 +194,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 "required_reference_size": needed,
                 "reference_large_enough": enough,
                 "answers": profile.answers,
+                "thresholds": thresholds,
                 "out": str(args.out),
             },
         )
@@ -208,6 +210,10 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         f"{profile.cells} cells: it needs at least {needed} (30 per cell, 20 per input, 5 beyond the "
         "out-of-profile threshold)"
         + ("" if enough else "; until then a warm-up from live traffic may describe the model better")
+    )
+    print(
+        "derived from the reference (GET /v1/models shows the same): "
+        + ", ".join(f"{name} {value:.4g}" for name, value in thresholds.items())
     )
     if profile.answers == "pending":
         print(

@@ -26,6 +26,7 @@ from querywatch.features.client import score_summary
 from querywatch.models.answers import score_rows, with_live_answers
 from querywatch.models.population import POPULATION_FEATURES
 from querywatch.models.profile import ReferenceProfile, fit_profile
+from querywatch.models.registry import EVIDENCE_TESTS
 
 
 class ProfileStore(Protocol):
@@ -89,6 +90,29 @@ def build_profile(
     except ValueError as exc:
         raise ProfileError(f"cannot build a profile for {model_id!r}: {exc}") from None
     return replace(profile, answers="pending") if live_answers and owners is None else profile
+
+
+def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
+    """The thresholds and null rates a profile derived from its reference, by name: what
+    ``GET /v1/models`` and ``querywatch profile`` show, so that an operator sees what a
+    model's clients are held to before any of them is scored."""
+    thresholds = {"ood_threshold": profile.ood_threshold, "margin_threshold": profile.margin_threshold}
+    if len(profile.spread):  # a profile stored before spread scores has none
+        thresholds["spread_threshold"] = profile.spread_threshold
+    if profile.calibration is not None:
+        thresholds["far_threshold"] = profile.calibration.far_threshold
+        # Why the out-of-profile null may sit above its 20% floor on a wide model.
+        thresholds["drift_share"] = profile.calibration.drift_share
+    thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
+    if profile.answers == "pending":
+        # The margin threshold and the boundary null come from the first live answers.
+        del thresholds["margin_threshold"]
+        thresholds.pop("null_boundary", None)
+    elif profile.margin_threshold <= 0.0:
+        # No margins (labels only) or saturated ones: no answer is on the boundary, so the
+        # boundary test is silent, and a null beside it would say it was listening.
+        thresholds.pop("null_boundary", None)
+    return thresholds
 
 
 def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) -> ReferenceProfile:

@@ -205,6 +205,11 @@ def test_json_documents_of_every_command(tmp_path: Path) -> None:
     assert profile["required_reference_size"] == 5000 and profile["reference_large_enough"] is False
     # Not said to be served traffic: the answers' calibration waits for live events.
     assert profile["answers"] == "pending"
+    # What the file fixes is shown; what the live answers will fix is not yet.
+    thresholds = profile["thresholds"]
+    assert thresholds["far_threshold"] > thresholds["ood_threshold"] > 0
+    assert thresholds["null_out_of_profile"] == max(0.2, thresholds["drift_share"])
+    assert "margin_threshold" not in thresholds and "null_boundary" not in thresholds
     seen.add("profile")
     assert seen | {"produce"} == set(JSON_SCHEMAS)  # produce's document is tested with the broker
 

@@ -144,25 +144,13 @@ def _newest_summaries(
 
 
 def _decoded_summary(blob: bytes) -> dict[str, object]:
+    from querywatch.detector.engine.profiles import derived_thresholds
     from querywatch.models.profile import ReferenceProfile
-    from querywatch.models.registry import EVIDENCE_TESTS
 
     try:
         profile = ReferenceProfile.from_bytes(blob)
     except ValueError:
         return {}
-    thresholds = {"ood_threshold": profile.ood_threshold, "margin_threshold": profile.margin_threshold}
-    if len(profile.spread):  # a profile stored before spread scores has none
-        thresholds["spread_threshold"] = profile.spread_threshold
-    if profile.calibration is not None:
-        thresholds["far_threshold"] = profile.calibration.far_threshold
-        # Why the out-of-profile null may sit above its 20% floor on a wide model.
-        thresholds["drift_share"] = profile.calibration.drift_share
-    thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
-    if profile.margin_threshold <= 0.0:
-        # No margins (labels only) or saturated ones: no answer is on the boundary, so the
-        # boundary test is silent, and a null beside it would say it was listening.
-        thresholds.pop("null_boundary", None)
     return {
         "origin": profile.origin,
         "answers": profile.answers,
@@ -171,5 +159,5 @@ def _decoded_summary(blob: bytes) -> dict[str, object]:
         "left_out": list(profile.left_out),
         "reference_size": profile.reference_size,
         "required_reference_size": profile.required_size(),
-        "thresholds": thresholds,
+        "thresholds": derived_thresholds(profile),
     }
