@@ -11,6 +11,13 @@ refresh, that theft is normal. So a refresh is a refit with limits, all from the
   drift is a share above it by z standard errors of the difference, z the normal quantile
   of ``1 - alpha``, each error the spread of the clients' shares over the square root of
   their number (a client's inputs are not independent; its clients are).
+* **Answers drift too.** A population may move where the model is less sure of itself
+  without moving away from the data: on the simulator's 128-input victim, users pulled a
+  fifth of the way towards one point sit no farther out (their median score falls) but get
+  1.6 times as many answers on the decision boundary, and the boundary test, whose chance
+  is binned by distance, alerted on a third of them. So the same test runs on the mean
+  share of the clients' answers on the boundary; drifted answers alone re-measure each
+  score bin's chance of a boundary answer, within the bound below, and move nothing else.
 * **On a trimmed sample.** Clients whose median, upper decile or highest score is far
   above the others' (the warm-up's trimming, ``kept_clients``) are dropped, and so is every
   input beyond the far threshold: gradual drift does not jump there, a uniform-random or
@@ -67,13 +74,21 @@ class Window:
     """Mean over the sample's clients of their share of inputs beyond ``typical_score``."""
     error: float
     """Its standard error: the spread of the clients' shares over the square root of their
-    number (clients are the independent draws), never below that of independent inputs."""
+    number (clients are the independent draws), never below that of independent inputs at
+    the pooled share."""
     clients: int
     inputs: int
+    boundary: Share | None = None
+    """The clients' answers on the decision boundary (none without scores or a boundary)."""
 
     def limit(self, baseline: Window, z: float) -> float:
         """The highest share the null (no drift since ``baseline``) allows this window."""
         return baseline.share + z * math.hypot(self.error, baseline.error)
+
+    def answers_drifted(self, baseline: Window, z: float) -> bool:
+        if self.boundary is None or baseline.boundary is None:
+            return False
+        return self.boundary.share > self.boundary.limit(baseline.boundary, z)
 
     def reason(self, baseline: Window, z: float) -> str:
         return (
@@ -81,6 +96,42 @@ class Window:
             f"reference's median distance, against {baseline.share:.0%} in the first window of this "
             f"revision (at most {self.limit(baseline, z):.0%} without drift)"
         )
+
+    def answers_reason(self, baseline: Window, z: float) -> str:
+        assert self.boundary is not None and baseline.boundary is not None
+        return (
+            f"drift in the answers: {self.boundary.share:.1%} of the answers to {self.boundary.clients} "
+            f"quiet clients sit on the decision boundary, against {baseline.boundary.share:.1%} in the "
+            f"first window of this revision (at most {self.boundary.limit(baseline.boundary, z):.1%} "
+            "without drift)"
+        )
+
+
+@dataclass(frozen=True)
+class Share:
+    """The mean over clients of a per-client share, with its standard error (as ``Window``'s)."""
+
+    share: float
+    error: float
+    clients: int
+
+    @classmethod
+    def of(cls, flags: NDArray[np.bool_], owners: NDArray[Any]) -> Share | None:
+        """Per owner the share of ``flags``; None with fewer than two owners."""
+        names, client = np.unique(owners, return_inverse=True)
+        if len(names) < 2:
+            return None
+        shares = np.bincount(client, weights=flags) / np.bincount(client)
+        pooled = float(np.mean(flags))
+        independent = math.sqrt(max(pooled * (1.0 - pooled), 1.0 / len(flags)) / len(flags))
+        return cls(
+            float(np.mean(shares)),
+            max(float(np.std(shares, ddof=1)) / math.sqrt(len(names)), independent),
+            len(names),
+        )
+
+    def limit(self, baseline: Share, z: float) -> float:
+        return baseline.share + z * math.hypot(self.error, baseline.error)
 
 
 @dataclass(frozen=True)
@@ -126,18 +177,42 @@ def refresh_profile(
     scores = profile.view(X).ood_score
     far = profile.calibration.far_threshold if profile.calibration is not None else np.inf
     keep = (scores <= far) & ~outlying_clients(scores, owners, TRIMMED_LEVELS)
-    names, client = np.unique(owners[keep], return_inverse=True)
-    if keep.sum() < max(2 * profile.cells, 10) or len(names) < 2:
+    beyond = Share.of(scores[keep] > r, owners[keep])
+    if keep.sum() < max(2 * profile.cells, 10) or beyond is None:
         return Refresh(None, None)
-    shares = np.bincount(client, weights=scores[keep] > r) / np.bincount(client)
-    inputs = int(keep.sum())
-    error = max(float(np.std(shares, ddof=1)) / math.sqrt(len(names)), 0.5 / math.sqrt(inputs))
-    window = Window(float(np.mean(shares)), error, len(names), inputs)
-    z = NormalDist().inv_cdf(1.0 - alpha)
-    if baseline is None or window.share <= window.limit(baseline, z):
-        return Refresh(window, None)
     kept_margins = None if margins is None else np.asarray(margins, dtype=np.float64)[keep]
-    return Refresh(window, _bounded_refit(profile, X[keep], kept_margins, z, at, window.reason(baseline, z)))
+    on_boundary = None
+    if kept_margins is not None and profile.margin_threshold > 0.0:
+        scored = np.isfinite(kept_margins)
+        on_boundary = Share.of(kept_margins[scored] < profile.margin_threshold, owners[keep][scored])
+    window = Window(beyond.share, beyond.error, beyond.clients, int(keep.sum()), on_boundary)
+    z = NormalDist().inv_cdf(1.0 - alpha)
+    if baseline is None:
+        return Refresh(window, None)
+    if window.share > window.limit(baseline, z):
+        return Refresh(
+            window, _bounded_refit(profile, X[keep], kept_margins, z, at, window.reason(baseline, z))
+        )
+    if kept_margins is not None and profile.calibration is not None and window.answers_drifted(baseline, z):
+        calibration = _boundary_rates(
+            profile.calibration,
+            scores[keep],
+            kept_margins,
+            profile.margin_threshold,
+            profile.ood_threshold,
+            z,
+        )
+        return Refresh(
+            window,
+            replace(
+                profile,
+                calibration=calibration,
+                revision=profile.revision + 1,
+                refreshed_at=at,
+                refresh_reason=window.answers_reason(baseline, z),
+            ),
+        )
+    return Refresh(window, None)
 
 
 def _bounded_refit(

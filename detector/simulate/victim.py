@@ -1,11 +1,15 @@
-"""The victims: a small digits classifier that ships with querywatch, and a tabular one,
-served like a real tier.
+"""The victims: a small digits classifier that ships with querywatch, a tabular one and a
+wide one, served like a real tier.
 
-Both are trained on first use (no download, about a second) and kept in memory, so the demo
+Each is trained on first use (no download, about a second) and kept in memory, so the demo
 and the tests need nothing but the package. The digits victim is a logistic regression on
 scikit-learn's bundled 8x8 digits; the tabular one (``load_tabular_victim``) a random
 forest on a fixed synthetic risk table (16 inputs, 4 unbalanced classes, some inputs
-redundant), so that detection is checked on a second domain and a second model family. The
+redundant), so that detection is checked on a second domain and a second model family; the
+wide one (``load_wide_victim``) a small neural network on 128 inputs (an embedding's width),
+whose reference concentrates: every out-of-profile score sits near the median, so drift
+crosses the 99.9th percentile far more often than on a narrow input, which the calibration
+must absorb (``models.calibration.drift_share``). The
 serving wrapper does what production tiers do to what they log: inputs are clipped to the
 valid range and rounded to 3 decimals, scores are rounded to 4 decimals.
 """
@@ -20,6 +24,7 @@ import numpy as np
 from sklearn.datasets import load_digits, make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 
 #: Model id the simulated serving tier reports.
 MODEL_ID = "digits-v1"
@@ -28,6 +33,8 @@ DIM = 64
 CLASSES = 10
 #: The tabular victim's model id.
 TABULAR_MODEL_ID = "risk-table-v1"
+#: The wide victim's model id.
+WIDE_MODEL_ID = "embedding-v1"
 _TRAIN_FRACTION = 0.6
 
 
@@ -51,7 +58,7 @@ class VictimModel:
 
     def __init__(
         self,
-        classifier: LogisticRegression | RandomForestClassifier,
+        classifier: LogisticRegression | RandomForestClassifier | MLPClassifier,
         natural: np.ndarray,
         targets: np.ndarray,
         split: int,
@@ -139,6 +146,43 @@ def load_tabular_victim(seed: int = 0) -> VictimModel:
     return VictimModel(classifier, natural, targets, split, model_id=TABULAR_MODEL_ID, image=False)
 
 
+@functools.lru_cache(maxsize=1)
+def load_wide_victim(seed: int = 0) -> VictimModel:
+    """Train (once per process and seed) and return the wide victim: 128 inputs, 8 classes,
+    an MLP with one hidden layer.
+
+    >>> victim = load_wide_victim()
+    >>> (victim.dim, victim.classes, victim.serve(victim.holdout[:2]).scores.shape)
+    (128, 8, (2, 8))
+    >>> victim.accuracy() > 0.75
+    True
+    """
+    data, targets = make_classification(
+        n_samples=6000,
+        n_features=128,
+        n_informative=24,
+        n_redundant=24,
+        n_classes=8,
+        n_clusters_per_class=1,
+        class_sep=1.5,
+        flip_y=0.01,
+        random_state=7,  # the table is fixed; ``seed`` only orders it and starts the network
+    )
+    # Scaled by robust ranges: 128 Gaussian columns put a few rows far out on some column.
+    low, high = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)
+    natural = np.clip(0.05 + 0.9 * (data - low) / (high - low), 0.0, 1.0)
+    order = np.random.default_rng(seed).permutation(len(natural))
+    natural, targets = natural[order], targets[order]
+    split = int(len(natural) * _TRAIN_FRACTION)
+    classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, early_stopping=True, random_state=seed)
+    classifier.fit(natural[:split], targets[:split])
+    return VictimModel(classifier, natural, targets, split, model_id=WIDE_MODEL_ID, image=False)
+
+
 #: The simulator's victims by name (``querywatch simulate --victim``; the CLI spells the names
 #: out so that ``--help`` need not import scikit-learn, and a test keeps the two the same).
-VICTIMS: dict[str, Callable[[], VictimModel]] = {"digits": load_victim, "tabular": load_tabular_victim}
+VICTIMS: dict[str, Callable[[], VictimModel]] = {
+    "digits": load_victim,
+    "tabular": load_tabular_victim,
+    "wide": load_wide_victim,
+}

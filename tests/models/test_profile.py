@@ -183,3 +183,49 @@ def test_a_refresh_trims_diluted_thieves_as_the_warm_up_does() -> None:
     assert refreshed.ood_threshold == pytest.approx(clean.ood_threshold, abs=0.02)
     assert refreshed.calibration is not None and clean.calibration is not None
     assert refreshed.calibration.far_threshold == pytest.approx(clean.calibration.far_threshold, abs=0.02)
+
+
+def test_answers_that_drift_alone_re_measure_only_the_boundary_chance() -> None:
+    """A population that gets less sure answers where it always queried (the model's inputs
+    did not move): the boundary chance is re-measured, within its bound, and nothing about
+    the inputs moves; the same answers as before refresh nothing."""
+    rng = np.random.default_rng(3)
+    margins = rng.uniform(0.0, 1.0, 3000)
+    p = fit_profile(
+        rng.normal(size=(3000, 6)), model_id="m", version="v", cells=8, components=3, margins=margins
+    )
+    assert p.calibration is not None and p.margin_threshold > 0.0
+    owners = np.repeat(np.arange(100), 30)
+    first = refresh_profile(
+        p,
+        rng.normal(size=(3000, 6)),
+        owners,
+        margins=rng.uniform(0.0, 1.0, 3000),
+        baseline=None,
+        at=0.0,
+        alpha=1e-4,
+    )
+    same = refresh_profile(
+        p,
+        rng.normal(size=(3000, 6)),
+        owners,
+        margins=rng.uniform(0.0, 1.0, 3000),
+        baseline=first.window,
+        at=1.0,
+        alpha=1e-4,
+    )
+    assert same.profile is None
+    # Twice as many answers at or below the margin threshold, from the same inputs' region.
+    unsure = rng.uniform(0.0, 1.0, 3000) * np.where(rng.random(3000) < 0.06, 0.0, 1.0)
+    moved = refresh_profile(
+        p, rng.normal(size=(3000, 6)), owners, margins=unsure, baseline=first.window, at=2.0, alpha=1e-4
+    )
+    refreshed = moved.profile
+    assert refreshed is not None and refreshed.calibration is not None
+    assert (refreshed.refresh_reason or "").startswith("drift in the answers")
+    assert refreshed.revision == 1 and refreshed.version == p.version
+    assert np.array_equal(refreshed.centroids, p.centroids) and refreshed.ood_threshold == p.ood_threshold
+    old, new = np.array(p.calibration.boundary_rates), np.array(refreshed.calibration.boundary_rates)
+    assert moved.window is not None and moved.window.boundary is not None
+    # Raised towards the sample's 10%, the nearest bin (most inputs, the tightest bound) short of it.
+    assert new.mean() > 1.5 * old.mean() and old[0] < new[0] < moved.window.boundary.share

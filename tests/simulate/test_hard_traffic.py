@@ -1,8 +1,9 @@
-"""The simulator's hard traffic through the engine, on both of its victims (digits, and a
-tabular model of another family): what-if sweeps stay quiet, a decision-based prober and a
-diluted thief are caught, a warm-up with thieves in it does not absorb them, a trusted file of the model's
-training data takes its answers' calibration from live traffic, and the extraction estimate
-follows what a copy trained on a client's queries reaches."""
+"""The simulator's hard traffic through the engine, on each of its victims (digits, a
+tabular model of another family, and a wide one whose reference concentrates): what-if
+sweeps stay quiet, a decision-based prober and a diluted thief are caught, a warm-up with
+thieves in it does not absorb them, a trusted file of the model's training data takes its
+answers' calibration from live traffic, and the extraction estimate follows what a copy
+trained on a client's queries reaches."""
 
 from __future__ import annotations
 
@@ -22,17 +23,17 @@ from querywatch.detector.simulate.demo import reference_profile
 from querywatch.detector.simulate.hard import diluted, whatif
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
-from querywatch.detector.simulate.victim import VictimModel, load_tabular_victim, load_victim
+from querywatch.detector.simulate.victim import VICTIMS, VictimModel, load_tabular_victim, load_victim
 from querywatch.models.profile import ReferenceProfile
 
 SETTINGS = DetectionSettings()
 DAY = 86400.0
 
 
-@pytest.fixture(scope="module", params=["digits", "tabular"])
+@pytest.fixture(scope="module", params=["digits", "tabular", "wide"])
 def served(request: pytest.FixtureRequest) -> tuple[VictimModel, ReferenceProfile]:
     """A victim and its trusted reference profile."""
-    victim = load_victim() if request.param == "digits" else load_tabular_victim()
+    victim = VICTIMS[request.param]()
     return victim, reference_profile(SETTINGS, victim=victim)
 
 
@@ -92,10 +93,10 @@ def test_a_decision_based_prober_is_alerted(served: tuple[VictimModel, Reference
         assert first is not None
 
 
-@pytest.mark.parametrize("kind", ["digits", "tabular"])
+@pytest.mark.parametrize("kind", ["digits", "tabular", "wide"])
 def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
     """A poisoned warm-up: two thieves are active from the model's first events."""
-    victim = load_victim() if kind == "digits" else load_tabular_victim()
+    victim = VICTIMS[kind]()
     settings = DetectionSettings(warmup_events=3000)
     clients = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(25)}
     clients |= {
@@ -107,13 +108,13 @@ def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
     assert all(first is None for name, (first, _, _) in seen.items() if name.startswith("user"))
 
 
-@pytest.mark.parametrize("kind", ["digits", "tabular"])
+@pytest.mark.parametrize("kind", ["digits", "tabular", "wide"])
 def test_diluted_thieves_in_the_warm_up_do_not_set_its_threshold(kind: str) -> None:
     """Four thieves, each sending four natural queries to every random one, are active from
     the model's first events: their medians are natural, but their highest rows are the
     warm-up's highest, which set the out-of-profile threshold (trimmed by the median alone,
     none of them was alerted on digits and two of four on the tabular model)."""
-    victim = load_victim() if kind == "digits" else load_tabular_victim()
+    victim = VICTIMS[kind]()
     settings = DetectionSettings(warmup_events=3000)
     users = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(25)}
     thieves = {
