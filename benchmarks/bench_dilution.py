@@ -1,7 +1,7 @@
 """How much later a thief diluted 1:4 with natural queries is alerted, per simulator attack
-family and victim (digits; the tabular one).
+family and victim (digits, tabular, wide).
 
-    python benchmarks/bench_dilution.py [--seeds 1 2]
+    python benchmarks/bench_dilution.py [--seeds 1 2] [--victims digits tabular wide]
 
 For each family and seed: the first alert (queries) of the attack alone and of the same
 attack with four natural queries after each stolen one, both against the victim's trusted
@@ -25,7 +25,7 @@ from querywatch.detector.simulate.demo import reference_profile
 from querywatch.detector.simulate.hard import diluted
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
-from querywatch.detector.simulate.victim import VictimModel, load_tabular_victim, load_victim
+from querywatch.detector.simulate.victim import VICTIMS, VictimModel
 from querywatch.models.profile import ReferenceProfile
 
 DAY = 86400.0
@@ -49,12 +49,13 @@ def first_alerts(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--victims", nargs="+", choices=sorted(VICTIMS), default=list(VICTIMS))
     args = ap.parse_args()
     settings = DetectionSettings()
     print(f"{'victim':8} {'family':20} {'seed':>4} {'queries':>7} {'plain':>6} {'diluted':>8} {'ratio':>6}")
-    for victim in (load_victim(), load_tabular_victim()):
+    for kind in args.victims:
+        victim = VICTIMS[kind]()
         profile = reference_profile(settings, victim=victim)
-        kind = "digits" if victim.image else "tabular"
         for family, attack_kind in ATTACK_KINDS.items():
             for seed in args.seeds:
                 attack = attack_kind(np.random.default_rng(seed), victim, DAY, 1.0)
