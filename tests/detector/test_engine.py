@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from querywatch.detector.config import AlertSettings, DetectionSettings
+from querywatch.detector.engine import detector as detector_module
 from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import Event
@@ -77,6 +78,21 @@ def test_same_events_same_outcomes() -> None:
     first = [o.update.risk for o in _profiled_engine().process_batch(events).outcomes]
     second = [o.update.risk for o in _profiled_engine().process_batch(events).outcomes]
     assert first == second
+
+
+def test_a_run_scored_in_pieces_gives_what_it_gives_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A released warm-up is scored ``ROWS_AT_ONCE`` events at a time, to bound its
+    temporaries: where a piece ends changes no outcome."""
+    rng = np.random.default_rng(3)
+    events = _interleave(_events("a", rng.uniform(-1, 2, size=(150, DIM))), _events("b", _benign(rng, 150)))
+
+    def outcomes() -> list[tuple[float, bool]]:
+        result = _profiled_engine().process_batch(events)
+        return [(o.update.risk, o.alert is not None) for o in result.outcomes]
+
+    whole = outcomes()
+    monkeypatch.setattr(detector_module, "ROWS_AT_ONCE", 7)
+    assert outcomes() == whole and any(alerted for _, alerted in whole)
 
 
 def test_alert_closes_after_its_dwell_and_a_new_one_gets_a_new_id() -> None:
