@@ -1,8 +1,8 @@
 """Behaviours the detector was never tuned to: does it stay quiet on benign ones and alert on
-thieves? Per simulator victim (digits; the tabular one) and seed, each behaviour's first alert
+thieves? Per simulator victim (digits, tabular, wide) and seed, each behaviour's first alert
 (queries) and the reason it gave, against the victim's trusted reference.
 
-    python benchmarks/bench_heldout.py [--seeds 1 2 3 4 5]
+    python benchmarks/bench_heldout.py [--seeds 1 2 3 4 5] [--victims digits tabular wide]
 
 Benign (should stay quiet), what model teams send while they study a model:
 
@@ -45,7 +45,7 @@ from sklearn.datasets import load_sample_images
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.simulate.demo import reference_profile
 from querywatch.detector.simulate.traffic import Traffic, steady_times
-from querywatch.detector.simulate.victim import VictimModel, load_tabular_victim, load_victim
+from querywatch.detector.simulate.victim import VICTIMS, VictimModel
 
 Behaviour = Callable[[np.random.Generator, VictimModel], np.ndarray]
 
@@ -193,12 +193,13 @@ THIEVES: dict[str, Behaviour] = {
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--victims", nargs="+", choices=sorted(VICTIMS), default=list(VICTIMS))
     args = ap.parse_args()
     settings = DetectionSettings()
     print(f"{'victim':8} {'behaviour':13} {'role':7} {'seed':>4} {'queries':>7} {'alert':>6}  reason")
-    for victim in (load_victim(), load_tabular_victim()):
+    for kind in args.victims:
+        victim = VICTIMS[kind]()
         profile = reference_profile(settings, victim=victim)
-        kind = "digits" if victim.image else "tabular"
         for seed in args.seeds:
             rng = np.random.default_rng(seed)
             inputs = {name: make(rng, victim) for name, make in (BENIGN | THIEVES).items()}
