@@ -135,15 +135,11 @@ def load_tabular_victim(seed: int = 0) -> VictimModel:
         flip_y=0.01,
         random_state=11,  # the table is fixed; ``seed`` only orders it
     )
-    low, high = data.min(axis=0), data.max(axis=0)
-    natural = 0.05 + 0.9 * (data - low) / (high - low)
-    order = np.random.default_rng(seed).permutation(len(natural))
-    natural, targets = natural[order], targets[order]
-    split = int(len(natural) * _TRAIN_FRACTION)
     # One job: the simulator runs beside a detector, often on a small machine.
     classifier = RandomForestClassifier(n_estimators=60, max_depth=10, random_state=seed, n_jobs=1)
-    classifier.fit(natural[:split], targets[:split])
-    return VictimModel(classifier, natural, targets, split, model_id=TABULAR_MODEL_ID, image=False)
+    return _table_victim(
+        data, targets, data.min(axis=0), data.max(axis=0), seed, classifier, TABULAR_MODEL_ID
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,13 +166,27 @@ def load_wide_victim(seed: int = 0) -> VictimModel:
     )
     # Scaled by robust ranges: 128 Gaussian columns put a few rows far out on some column.
     low, high = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)
+    classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, early_stopping=True, random_state=seed)
+    return _table_victim(data, targets, low, high, seed, classifier, WIDE_MODEL_ID)
+
+
+def _table_victim(
+    data: np.ndarray,
+    targets: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    seed: int,
+    classifier: RandomForestClassifier | MLPClassifier,
+    model_id: str,
+) -> VictimModel:
+    """A synthetic table's victim: each column scaled from ``[low, high]`` to [0.05, 0.95]
+    (clipped), the rows ordered by ``seed``, ``classifier`` fitted on the first part."""
     natural = np.clip(0.05 + 0.9 * (data - low) / (high - low), 0.0, 1.0)
     order = np.random.default_rng(seed).permutation(len(natural))
     natural, targets = natural[order], targets[order]
     split = int(len(natural) * _TRAIN_FRACTION)
-    classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, early_stopping=True, random_state=seed)
     classifier.fit(natural[:split], targets[:split])
-    return VictimModel(classifier, natural, targets, split, model_id=WIDE_MODEL_ID, image=False)
+    return VictimModel(classifier, natural, targets, split, model_id=model_id, image=False)
 
 
 #: The simulator's victims by name (``querywatch simulate --victim``; the CLI spells the names
