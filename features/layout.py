@@ -10,7 +10,10 @@ So a reservoir row keeps at most ``RESERVOIR_WIDTH`` features and a working row 
 as many rows as a byte budget allows: a narrow input keeps more past queries (a thief's
 seeds stay findable longer). Every subset is derived from the input's width alone, so every
 part that reads reservoir rows (the distances, the steps null, the extraction proxy, the
-campaign lineage) takes the same features without being told.
+campaign lineage) takes the same features without being told. Working rows wider than a
+64-input image's take their extra bytes from the reservoir's budget, so that a client's
+codes fit one budget at any width; a state stored under the larger budget loads its first
+rows (``QueryReservoir.set_state``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ RESERVOIR_WIDTH = 32
 #: any one of them is a revisit), a grid over an image (its brightness, contrast and stroke
 #: sweeps move every part of it). Its two rows then cost at most 512 bytes.
 WORKING_WIDTH = 256
+#: Bytes of working rows that fit beside a full reservoir (two rows of a 64-input image);
+#: wider rows take the rest from the reservoir's budget, so that a client's codes stay within
+#: RESERVOIR_BYTES + this at any width. With 77 rows beside two 256-byte working rows, an
+#: alerted thief's state on a 768-input model was 4,272 bytes.
+WORKING_ALLOWANCE = 128
 
 
 @functools.cache
@@ -118,10 +126,13 @@ def kept_columns(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 def reservoir_capacity(dim: int) -> int:
-    """Past queries a client's reservoir holds: the byte budget over the bytes of a row (its
-    codes and label), at most 128; 77 for any input of 32 features or more.
+    """Past queries a client's reservoir holds: the byte budget, less what working rows wider
+    than WORKING_ALLOWANCE take, over the bytes of a row (its codes and label), at most 128;
+    77 for an input of 32 to 64 features, 65 from 256.
 
-    >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(784)
-    (77, 121, 77)
+    >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(128), reservoir_capacity(784)
+    (77, 121, 73, 65)
     """
-    return min(128, RESERVOIR_BYTES // (query_layout(dim).kept_width + 1))
+    layout = query_layout(dim)
+    budget = RESERVOIR_BYTES - max(0, 2 * layout.working_width - WORKING_ALLOWANCE)
+    return min(128, budget // (layout.kept_width + 1))

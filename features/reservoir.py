@@ -185,13 +185,15 @@ class QueryReservoir:
         state stored before the ring of recent queries has none: no row of a full reservoir
         counts as recent until ``RECENT_QUERIES`` more queries have come."""
         seen, raw, labels, *more = state
-        ring = _ring_from(bytes(more[0]), self.capacity) if more and more[0] else None
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, self.dim)
-        if len(rows) > self.capacity:
-            raise ValueError(f"{len(rows)} stored codes exceed the capacity of {self.capacity}")
         stored = np.frombuffer(labels, dtype=np.uint8)
         if len(stored) != len(rows):
             raise ValueError(f"{len(stored)} labels for {len(rows)} stored codes")
+        ring = _ring_from(bytes(more[0]), len(rows), self.capacity) if more and more[0] else None
+        if len(rows) > self.capacity:
+            # Stored under a larger budget (a wide input's, before its working rows took their
+            # share of it): the first rows are as uniform a sample of the client's queries.
+            rows, stored = rows[: self.capacity], stored[: self.capacity]
         self.seen = int(seen)
         self._filled = 0
         self._flat = self._flat[: self._ring]  # any ring of the state replaced goes
@@ -204,14 +206,15 @@ class QueryReservoir:
             self._start_ring(np.full(RECENT_QUERIES, _NOT_KEPT, dtype=np.uint8) if ring is None else ring)
 
 
-def _ring_from(stored: bytes, capacity: int) -> NDArray[np.uint8]:
-    """The ring of recent queries' rows from its stored form (``QueryReservoir.get_state``)
-    for a reservoir of ``capacity`` rows."""
+def _ring_from(stored: bytes, stored_rows: int, capacity: int) -> NDArray[np.uint8]:
+    """The ring of recent queries' rows from its stored form (``QueryReservoir.get_state``),
+    stored beside ``stored_rows`` rows, for a reservoir of ``capacity`` rows (rows past it,
+    which the reservoir drops, are no longer kept)."""
     head = RECENT_QUERIES // 8
     kept = np.unpackbits(np.frombuffer(stored[:head], dtype=np.uint8)).astype(bool)
     rows = np.frombuffer(stored[head:], dtype=np.uint8)
-    if len(stored) < head or len(rows) != int(kept.sum()) or (rows >= capacity).any():
+    if len(stored) < head or len(rows) != int(kept.sum()) or (rows >= stored_rows).any():
         raise ValueError("a stored ring of recent queries that does not match its bitmap")
     ring = np.full(RECENT_QUERIES, _NOT_KEPT, dtype=np.uint8)
-    ring[kept] = rows
+    ring[kept] = np.where(rows < capacity, rows, _NOT_KEPT)
     return ring

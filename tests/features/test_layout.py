@@ -8,7 +8,9 @@ import pytest
 
 from querywatch.features.distance import QueryDistances
 from querywatch.features.layout import (
+    RESERVOIR_BYTES,
     RESERVOIR_WIDTH,
+    WORKING_ALLOWANCE,
     WORKING_WIDTH,
     query_layout,
     reservoir_capacity,
@@ -36,7 +38,9 @@ def test_a_reservoir_row_keeps_a_fixed_subset_of_a_wide_inputs_features(dim: int
     for i, row in enumerate(kept):
         alone.offer(row, label=i % 3)
     assert qd.reservoir.get_state() == alone.get_state()
-    assert len(qd.reservoir) == reservoir_capacity(dim) == min(128, 2560 // (min(dim, 32) + 1))
+    # The reservoir's bytes and the working rows' together stay within one budget.
+    budget = RESERVOIR_BYTES - max(0, 2 * min(dim, WORKING_WIDTH) - WORKING_ALLOWANCE)
+    assert len(qd.reservoir) == reservoir_capacity(dim) == min(128, budget // (min(dim, RESERVOIR_WIDTH) + 1))
     previous, _ = qd.reservoir.working_rows()
     working = query_layout(dim).working
     assert np.array_equal(previous, codes[-1] if working is None else codes[-1][working])
@@ -119,7 +123,29 @@ def test_a_state_stored_with_whole_rows_loads_as_the_rows_this_release_keeps(dim
     assert np.array_equal(anchor, codes[-2] if working is None else codes[-2][working])
 
 
+def test_a_reservoir_stored_under_a_larger_budget_loads_its_first_rows() -> None:
+    # Before the working rows took their share, a 784-input reservoir held 77 rows.
+    dim, stored_capacity = 784, 77
+    kept = min(dim, RESERVOIR_WIDTH)
+    rng = np.random.default_rng(4)
+    older = QueryReservoir(stored_capacity, kept, seed=2)
+    for i, row in enumerate(rng.integers(0, 256, size=(300, kept), dtype=np.uint8)):
+        older.offer(row, label=i % 5)
+    seen, codes, labels, recent = older.get_state()
+    restored = QueryReservoir(reservoir_capacity(dim), kept, seed=2)
+    restored.set_state((seen, codes, labels, recent))
+    capacity = reservoir_capacity(dim)
+    assert capacity < stored_capacity and len(restored) == capacity and restored.seen == seen
+    assert restored.get_state()[1] == codes[: capacity * kept]
+    assert restored.get_state()[2] == labels[:capacity]
+    # The ring keeps the recent rows the reservoir still holds and forgets the rest.
+    recent_rows = [i for i in range(stored_capacity) if older.recent(i)]
+    assert [i for i in range(capacity) if restored.recent(i)] == [i for i in recent_rows if i < capacity]
+    assert any(i >= capacity for i in recent_rows)
+
+
 def test_a_wide_inputs_client_state_stays_under_4_kb() -> None:
+    """A benign client's and an alerted thief's (whose state also holds its alert)."""
     from querywatch.detector.engine.detector import Detector
     from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
     from tests.detector.test_engine import SETTINGS, _events
@@ -134,6 +160,9 @@ def test_a_wide_inputs_client_state_stays_under_4_kb() -> None:
     engine = Detector(
         SETTINGS, MemoryProfileStore([build_profile(queries(3000), model_id="m", settings=SETTINGS)])
     )
-    engine.process_batch(_events("c", queries(1000)))
-    assert len(engine._clients["c"].features.distances.reservoir) == reservoir_capacity(dim)  # full
-    assert len(engine.export_client("c")) <= 4096
+    steps = np.cumsum(rng.choice([-0.02, 0.02], size=(1000, dim)), axis=0)  # a sign-step chain
+    engine.process_batch(_events("c", queries(1000)) + _events("thief", queries(1000) + steps))
+    assert engine._clients["thief"].current is not None  # alerted
+    for client in ("c", "thief"):
+        assert len(engine._clients[client].features.distances.reservoir) == reservoir_capacity(dim)  # full
+        assert len(engine.export_client(client)) <= 4096
