@@ -66,50 +66,10 @@ MIN_CELL_INPUTS = 5
 
 
 @dataclass(frozen=True)
-class Window:
-    """One sample's position against a profile: how many of its clients' inputs lie beyond
-    the reference's median out-of-profile score."""
-
-    share: float
-    """Mean over the sample's clients of their share of inputs beyond ``typical_score``."""
-    error: float
-    """Its standard error: the spread of the clients' shares over the square root of their
-    number (clients are the independent draws), never below that of independent inputs at
-    the pooled share."""
-    clients: int
-    inputs: int
-    boundary: Share | None = None
-    """The clients' answers on the decision boundary (none without scores or a boundary)."""
-
-    def limit(self, baseline: Window, z: float) -> float:
-        """The highest share the null (no drift since ``baseline``) allows this window."""
-        return baseline.share + z * math.hypot(self.error, baseline.error)
-
-    def answers_drifted(self, baseline: Window, z: float) -> bool:
-        if self.boundary is None or baseline.boundary is None:
-            return False
-        return self.boundary.share > self.boundary.limit(baseline.boundary, z)
-
-    def reason(self, baseline: Window, z: float) -> str:
-        return (
-            f"drift: {self.share:.0%} of the inputs of {self.clients} quiet clients lie beyond the "
-            f"reference's median distance, against {baseline.share:.0%} in the first window of this "
-            f"revision (at most {self.limit(baseline, z):.0%} without drift)"
-        )
-
-    def answers_reason(self, baseline: Window, z: float) -> str:
-        assert self.boundary is not None and baseline.boundary is not None
-        return (
-            f"drift in the answers: {self.boundary.share:.1%} of the answers to {self.boundary.clients} "
-            f"quiet clients sit on the decision boundary, against {baseline.boundary.share:.1%} in the "
-            f"first window of this revision (at most {self.boundary.limit(baseline.boundary, z):.1%} "
-            "without drift)"
-        )
-
-
-@dataclass(frozen=True)
 class Share:
-    """The mean over clients of a per-client share, with its standard error (as ``Window``'s)."""
+    """The mean over a sample's clients of a per-client share, and its standard error: the
+    spread of the clients' shares over the square root of their number (clients are the
+    independent draws), never below that of independent inputs at the pooled share."""
 
     share: float
     error: float
@@ -131,7 +91,44 @@ class Share:
         )
 
     def limit(self, baseline: Share, z: float) -> float:
+        """The highest share the null (no drift since ``baseline``) allows this one."""
         return baseline.share + z * math.hypot(self.error, baseline.error)
+
+    def drifted(self, baseline: Share, z: float) -> bool:
+        return self.share > self.limit(baseline, z)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One sample's position against a profile."""
+
+    beyond: Share
+    """The clients' inputs beyond the reference's median out-of-profile score (``typical_score``)."""
+    inputs: int
+    boundary: Share | None = None
+    """The clients' answers on the decision boundary (none without scores or a boundary)."""
+
+    def answers_drifted(self, baseline: Window, z: float) -> bool:
+        if self.boundary is None or baseline.boundary is None:
+            return False
+        return self.boundary.drifted(baseline.boundary, z)
+
+    def reason(self, baseline: Window, z: float) -> str:
+        now, then = self.beyond, baseline.beyond
+        return (
+            f"drift: {now.share:.0%} of the inputs of {now.clients} quiet clients lie beyond the "
+            f"reference's median distance, against {then.share:.0%} in the first window of this "
+            f"revision (at most {now.limit(then, z):.0%} without drift)"
+        )
+
+    def answers_reason(self, baseline: Window, z: float) -> str:
+        now, then = self.boundary, baseline.boundary
+        assert now is not None and then is not None
+        return (
+            f"drift in the answers: {now.share:.1%} of the answers to {now.clients} quiet clients sit "
+            f"on the decision boundary, against {then.share:.1%} in the first window of this "
+            f"revision (at most {now.limit(then, z):.1%} without drift)"
+        )
 
 
 @dataclass(frozen=True)
@@ -185,11 +182,11 @@ def refresh_profile(
     if kept_margins is not None and profile.margin_threshold > 0.0:
         scored = np.isfinite(kept_margins)
         on_boundary = Share.of(kept_margins[scored] < profile.margin_threshold, owners[keep][scored])
-    window = Window(beyond.share, beyond.error, beyond.clients, int(keep.sum()), on_boundary)
+    window = Window(beyond, int(keep.sum()), on_boundary)
     z = NormalDist().inv_cdf(1.0 - alpha)
     if baseline is None:
         return Refresh(window, None)
-    if window.share > window.limit(baseline, z):
+    if beyond.drifted(baseline.beyond, z):
         return Refresh(
             window, _bounded_refit(profile, X[keep], kept_margins, z, at, window.reason(baseline, z))
         )

@@ -44,10 +44,6 @@ POPULATION_WEIGHT = 0.45
 #: Spilling brings the resident clients down to this share of the cap, so it runs now and
 #: then for many clients (one scan of the resident ones each time), not at every new client.
 SPILL_DOWN_TO = 0.9
-#: Events whose shared work (projection, cells, scores: ``ModelContext.query_rows``) is done
-#: at once. A warm-up is released whole: its 20,000 events of a 768-input model took 0.8 GB of
-#: temporaries in one piece.
-ROWS_AT_ONCE = 2048
 
 
 @dataclass
@@ -214,29 +210,27 @@ class Detector:
         step = self._step
         rule = self.summary_rule
         clients, model_id = self._clients, profile.model_id
-        for start in range(0, len(good), ROWS_AT_ONCE):
-            chunk = good[start : start + ROWS_AT_ONCE]
-            for event, row in zip(chunk, context.query_rows(chunk), strict=True):
-                # A client of this model alone (nearly every one) without the call to ``_state``.
-                per_model = clients.get(event.client_id)
-                if type(per_model) is ClientState and per_model.model_id == model_id:
-                    state = per_model
-                else:
-                    state = self._state(event.client_id, context)
-                previous_ts = state.last_ts
-                outcome = step(state, event, state.features.update(*row), context)
-                outcomes.append(outcome)
-                if rule is not None and rule.due(state.queries, previous_ts, event.ts):
-                    result.summaries.append(
-                        summarize(
-                            state,
-                            event,
-                            profile=profile.version,
-                            risk=outcome.update.risk,
-                            doubling=rule.doubling(state.queries),
-                            salt=self.key_salt,
-                        )
+        for event, row in zip(good, context.query_rows(good), strict=True):
+            # A client of this model alone (nearly every one) without the call to ``_state``.
+            per_model = clients.get(event.client_id)
+            if type(per_model) is ClientState and per_model.model_id == model_id:
+                state = per_model
+            else:
+                state = self._state(event.client_id, context)
+            previous_ts = state.last_ts
+            outcome = step(state, event, state.features.update(*row), context)
+            outcomes.append(outcome)
+            if rule is not None and rule.due(state.queries, previous_ts, event.ts):
+                result.summaries.append(
+                    summarize(
+                        state,
+                        event,
+                        profile=profile.version,
+                        risk=outcome.update.risk,
+                        doubling=rule.doubling(state.queries),
+                        salt=self.key_salt,
                     )
+                )
         if not fitted and self.refreshes.observe(profile, good, self._quiet(profile.model_id)):
             self._refresh(profile, result)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from querywatch.detector.config import AlertSettings, DetectionSettings
-from querywatch.detector.engine import detector as detector_module
+from querywatch.detector.engine import clientstate
 from querywatch.detector.engine.clientstate import ClientState, ModelContext
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import Event
@@ -91,7 +91,7 @@ def test_a_run_scored_in_pieces_gives_what_it_gives_whole(monkeypatch: pytest.Mo
         return [(o.update.risk, o.alert is not None) for o in result.outcomes]
 
     whole = outcomes()
-    monkeypatch.setattr(detector_module, "ROWS_AT_ONCE", 7)
+    monkeypatch.setattr(clientstate, "ROWS_AT_ONCE", 7)
     assert outcomes() == whole and any(alerted for _, alerted in whole)
 
 
