@@ -22,13 +22,7 @@ from querywatch.detector.simulate.attackers import active_kcenter, jacobian_augm
 from querywatch.detector.simulate.benign import ordinary
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
-from querywatch.detector.simulate.victim import (
-    TABULAR_MODEL_ID,
-    WIDE_MODEL_ID,
-    VictimModel,
-    load_tabular_victim,
-    load_wide_victim,
-)
+from querywatch.detector.simulate.victim import TABULAR_MODEL_ID, VICTIMS, WIDE_MODEL_ID, VictimModel
 from querywatch.models.profile import ReferenceProfile
 from tests.detector.test_engine import _benign
 from tests.detector.test_engine import _events as client_events
@@ -41,7 +35,7 @@ ALERTED_UNDER_DRIFT = {TABULAR_MODEL_ID: 0.0, WIDE_MODEL_ID: 0.04}
 
 @pytest.fixture(scope="module", params=["tabular", "wide"])
 def victim(request: pytest.FixtureRequest) -> VictimModel:
-    return load_tabular_victim() if request.param == "tabular" else load_wide_victim()
+    return VICTIMS[request.param]()
 
 
 def _population(victim: VictimModel, day: int, users: int, drift: float = 0.0) -> dict[str, Traffic]:
