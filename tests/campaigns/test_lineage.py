@@ -29,9 +29,9 @@ def _family(profile: ReferenceProfile) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def test_a_child_account_is_linked_to_its_parents_account(profile: ReferenceProfile) -> None:
     parents, children, _ = _family(profile)
     index = LineageIndex(profile, null=1e-3)
-    assert index.update("parent", parents) == {}
+    assert index.update("parent", parents).relations == {}
     found = index.update("child", children)
-    assert found == {"parent": len(children)}
+    assert found.relations == {"parent": len(children)}
     assert index.hits["parent"] == {"child": len(children)}
     assert index.trials("parent", "child") == len(parents) * len(children)
     index.remove("parent")
@@ -47,9 +47,9 @@ def test_a_summary_meets_only_the_newest_rows_of_its_cell(
     index.update("parent", parents)
     for k in range(5):  # 20 newer rows in the parents' cell
         index.update(f"filler-{k}", filler)
-    assert index.update("child", children) == {}
+    assert index.update("child", children).relations == {}
     index.update("parent", parents)  # its next sample: the newest rows again
-    assert index.update("child", children) == {"parent": len(children)}
+    assert index.update("child", children).relations == {"parent": len(children)}
     index._compact(extra=0)
     live = index._owners[: index._used] >= 0
     assert np.bincount(index._cells[: index._used][live]).max() <= 16
@@ -71,11 +71,31 @@ def test_an_exported_index_loads_back_with_the_same_newest_rows_counts_and_hits(
     assert loaded.hits == index.hits and len(loaded) == len(index)
     assert loaded.trials("parent", "child") == index.trials("parent", "child")
     # the same newest rows: the parents are not among them, until their next sample
-    assert loaded.update("child-2", children) == index.update("child-2", children) == {}
+    assert loaded.update("child-2", children) == index.update("child-2", children)
+    assert index.update("child-2", children).relations == {}
     index.update("parent", parents)
     loaded.update("parent", parents)
     assert loaded.update("child-3", children) == index.update("child-3", children)
     assert "parent" in index.hits["child-3"]
+
+
+def test_one_record_related_to_many_members_is_one_relation_with_them(profile: ReferenceProfile) -> None:
+    """A campaign deals one seed's children over its accounts: a client that sent the seed
+    relates to every account that holds one, yet by one row of its own; a client that sent
+    every account's seed relates by as many rows as there are accounts."""
+    parents, children, _ = _family(profile)
+    index = LineageIndex(profile, null=1e-3)
+    members = [f"member-{k}" for k in range(5)]
+    for member in members:  # each holds a child of the first seed
+        index.update(member, children[:1])
+    one_seed = index.update("sent-one-seed", parents[:1])
+    assert one_seed.relations == dict.fromkeys(members, 1)
+    assert one_seed.with_clients(members) == 1
+    dealt = [f"dealt-{k}" for k in range(len(children))]
+    for account, child in zip(dealt, children, strict=True):  # one child of each seed
+        index.update(account, child[None, :])
+    every_seed = index.update("sent-every-seed", parents)
+    assert every_seed.with_clients(dealt) == len(children)
 
 
 def test_a_wide_inputs_rows_are_compared_on_the_features_a_reservoir_row_keeps() -> None:
@@ -96,7 +116,7 @@ def test_a_wide_inputs_rows_are_compared_on_the_features_a_reservoir_row_keeps()
     index.update("parent", codes[:, features])  # a summary's sample: reservoir rows
     # whole queries (a summary of a release that kept them) are compared on the same features
     found = index.update("child", children)
-    assert sum(found.values()) > 0 and index._codes.shape[1] == len(features)
+    assert sum(found.relations.values()) > 0 and index._codes.shape[1] == len(features)
     old = index.export()
     old["codes"] = np.vstack([codes, children]).tobytes()  # an index exported with whole rows
     loaded = LineageIndex(wide, null=1e-3)

@@ -86,7 +86,10 @@ def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
     counts = np.bincount(changed, minlength=MIN_STEP + 2)
     window = (counts[:-2] + counts[1:-1] + counts[2:])[MIN_STEP - 1 :]  # centres MIN_STEP, ...
     mode = int(window.argmax()) + MIN_STEP
-    return bool(window.max() >= 0.6 * changed.size and mode <= 64)
+    if not (window.max() >= 0.6 * changed.size and mode <= 64):
+        return False
+    content = (a != np.bincount(a, minlength=256).argmax()) | (b != np.bincount(b, minlength=256).argmax())
+    return bool(2 * np.count_nonzero(mags[content] > mode + 1) <= np.count_nonzero(content))
 
 
 def test_a_common_amount_within_rounding_noise_is_no_step() -> None:
@@ -156,6 +159,29 @@ def test_sign_steps_are_structured_and_noise_is_not() -> None:
         for _ in range(200)
     )
     assert hits <= 2
+
+
+def test_two_sparse_records_whose_blanks_differ_by_one_amount_are_no_step() -> None:
+    """Two digits of one cell: most pixels blank in both, the strokes elsewhere. Raise one's
+    blank pixels a few code units (a brightness sweep) and every blank pixel moves by that
+    amount, yet the strokes, where the records differ, move far: not a step. A sign step
+    from the same digit, or a sibling of it, moves its strokes by the step too."""
+    rng = np.random.default_rng(5)
+
+    def digit(strokes: np.ndarray) -> np.ndarray:
+        image = np.zeros(64, dtype=np.int16)
+        image[strokes] = rng.integers(60, 256, size=len(strokes))
+        return image
+
+    for _ in range(50):
+        strokes = rng.choice(64, size=14, replace=False)  # one cell: the same shape, drawn twice
+        one, other = digit(strokes), digit(strokes)
+        brightened = np.clip(one + 8, 0, 255).astype(np.uint8)
+        assert not is_structured_step(other.astype(np.uint8), brightened)
+        child = np.clip(one + 25 * rng.choice([-1, 1], size=64), 0, 255).astype(np.uint8)
+        sibling = np.clip(one + 25 * rng.choice([-1, 1], size=64), 0, 255).astype(np.uint8)
+        assert is_structured_step(one.astype(np.uint8), child)
+        assert is_structured_step(child, sibling)
 
 
 def test_on_a_narrow_input_a_few_equal_moves_are_a_step_and_a_two_feature_sweep_is_not() -> None:

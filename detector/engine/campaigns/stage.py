@@ -46,7 +46,7 @@ from querywatch.detector.engine.campaigns.campaign import (
     union_evidence,
 )
 from querywatch.detector.engine.campaigns.held import HeldSummary
-from querywatch.detector.engine.campaigns.lineage import LineageIndex, evidence, reference_null
+from querywatch.detector.engine.campaigns.lineage import Found, LineageIndex, evidence, reference_null
 from querywatch.detector.engine.outcomes import ALERT_CLOSED, AlertEvent
 from querywatch.detector.engine.profiles import ProfileStore
 from querywatch.detector.engine.summaries import ClientSummary
@@ -185,12 +185,12 @@ class CampaignStage:
         n = max(len(model.lineage or ()), 2)
         return math.log(n * (n - 1) / 2 / self.detection.false_alarm_rate)
 
-    def _links(self, model: ModelCampaigns, client: str, found: dict[str, int]) -> list[Link]:
+    def _links(self, model: ModelCampaigns, client: str, found: Found) -> list[Link]:
         lineage = model.lineage
         assert lineage is not None
         level = self.link_level(model)
         links = []
-        for other, hits in sorted(found.items()):
+        for other, hits in sorted(found.relations.items()):
             trials = lineage.trials(client, other)
             e = evidence(hits, trials, lineage.null)
             if e >= level:
@@ -201,11 +201,11 @@ class CampaignStage:
         campaigns = max(len(model.campaigns), 1)
         level = math.log(max(len(lineage), 2) * campaigns / self.detection.false_alarm_rate)
         for campaign in model.campaigns.values():
-            hits = sum(found.get(m, 0) for m in campaign.members)
+            hits = found.with_clients(campaign.members)
             trials = lineage.trials_with(client, campaign.members)
             e = evidence(hits, trials, lineage.null)
             if e >= level:
-                anchor = max(campaign.members, key=lambda m: found.get(m, 0))
+                anchor = max(campaign.members, key=lambda m: found.relations.get(m, 0))
                 links.append(self._link(model, anchor, client, "lineage with the campaign", e, hits, trials))
         return links
 
