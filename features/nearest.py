@@ -82,14 +82,14 @@ def structured_step(
             window = counts[centre - 1] + counts[centre] + counts[centre + 1]
             if window > top:
                 top, mode = window, centre
-        found = top >= 0.6 * changed and mode <= 64 and content_follows(a, b, mode)
+        found = top >= 0.6 * changed and mode <= 64
     for k in range(n):
         counts[abs(np.int64(b[k]) - np.int64(a[k]))] = 0
-    return found
+    return found and content_follows(a, b, mode, counts)
 
 
 @compiled
-def content_follows(a: NDArray[np.uint8], b: NDArray[np.uint8], mode: int) -> bool:
+def content_follows(a: NDArray[np.uint8], b: NDArray[np.uint8], mode: int, counts: NDArray[np.int64]) -> bool:
     """True unless most of the *content* features (those not at their row's most common
     value, in either row) move farther than the common amount ``mode`` (by more than one
     code unit).
@@ -105,18 +105,13 @@ def content_follows(a: NDArray[np.uint8], b: NDArray[np.uint8], mode: int) -> bo
     perturbation thieves, while no thief's own step, and no pair of one campaign's accounts,
     has more than 40% of its content moving farther (digits seeds 1 and 5, credit seed 1). On an input
     without a blank value (a table's fields) nearly every feature is content, and the 60%
-    window already leaves at most 40% of the moved ones to move farther."""
-    n = a.shape[0]
-    seen_a = np.zeros(256, np.int64)
-    seen_b = np.zeros(256, np.int64)
-    for k in range(n):
-        seen_a[a[k]] += 1
-        seen_b[b[k]] += 1
-    blank_a = np.argmax(seen_a)
-    blank_b = np.argmax(seen_b)
+    window already leaves at most 40% of the moved ones to move farther. ``counts``: 256
+    zeros, as ``structured_step`` takes them (left zeroed again)."""
+    blank_a = most_common(a, counts)
+    blank_b = most_common(b, counts)
     content = 0
     farther = 0
-    for k in range(n):
+    for k in range(a.shape[0]):
         if a[k] != blank_a or b[k] != blank_b:
             content += 1
             if abs(np.int64(b[k]) - np.int64(a[k])) > mode + 1:  # signed: see nearest_code
@@ -177,3 +172,19 @@ def is_masking(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
         else:
             differ += 1
     return differ > 0 and shared >= MIN_SHARED
+
+
+@compiled
+def most_common(row: NDArray[np.uint8], counts: NDArray[np.int64]) -> int:
+    """The value ``row`` holds most often (the smallest, on ties), counted in ``counts`` (256
+    zeros, left zeroed again)."""
+    best = 0
+    top = 0
+    for k in range(row.shape[0]):
+        v = row[k]
+        counts[v] += 1
+        if counts[v] > top or (counts[v] == top and v < best):
+            top, best = counts[v], v
+    for k in range(row.shape[0]):
+        counts[row[k]] = 0
+    return int(best)

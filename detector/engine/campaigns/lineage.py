@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -169,33 +170,41 @@ def evidence(hits: int, trials: int, null: float) -> float:
     return trials * kl
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Found:
     """What one comparison found: the independent relations of the compared client with
-    each other client (``relations``, nonzero only), and which records of its own sample
-    (``records``) each of those relations used (``own_records``)."""
+    each other client (``relations``, nonzero only), and which rows of its own sample
+    (``codes``) each of those relations used (``own_rows``)."""
 
     relations: dict[str, int]
-    own_records: dict[str, frozenset[int]]
+    own_rows: dict[str, frozenset[int]]
+    codes: NDArray[np.uint8]
 
     def with_clients(self, clients: Iterable[str]) -> int:
         """Independent relations with ``clients`` taken as one (a campaign's members): each
-        pair's count, summed, but never more than the records of the compared client's
-        sample that relate to any of them. One record relates to its relatives in every
-        member's sample, as a campaign deals one seed's children over accounts, and so does
-        each point of a sweep of it; yet it is one relation. A what-if analyst who swept a
-        record that a campaign had also seeded from related, by that record, to four of
-        its members with six rows, and joined it (the bench's digits with the extras, seed 5)."""
+        pair's count, summed, but never more than the *records* of the compared client's
+        sample (``records``) that relate to any of them. One record relates to its relatives
+        in every member's sample, as a campaign deals one seed's children over accounts, and
+        so does each point of a sweep of it; yet it is one relation. A what-if analyst who
+        swept a record that a campaign had also seeded from related, by that record, to four
+        of its members with six rows, and joined it (the bench's digits with the extras,
+        seed 5). The records are found only here: most comparisons relate to no campaign."""
         related = [c for c in clients if c in self.relations]
-        used = frozenset().union(*(self.own_records[c] for c in related))
-        return min(sum(self.relations[c] for c in related), len(used))
+        if not related:
+            return 0
+        used = frozenset().union(*(self.own_rows[c] for c in related))
+        return min(sum(self.relations[c] for c in related), len({int(self._records[i]) for i in used}))
+
+    @cached_property
+    def _records(self) -> NDArray[np.int64]:
+        return records(self.codes)
 
 
 def records(codes: NDArray[np.uint8]) -> NDArray[np.int64]:
     """A label per row of one client's sample: rows that are structured steps from one
     another, directly or through other rows, share it (one record and what was made from
     it: a sweep's points, a seed's children). A summary's sample of 20-32 rows costs 400-1,024
-    step tests, fewer than its comparison with the table.
+    step tests, so ``Found`` asks only when a client may join a campaign.
 
     >>> base = np.full((1, 16), 100, dtype=np.uint8)
     >>> rows = np.vstack([base, base + 20, base + 40, np.arange(16, dtype=np.uint8)[None, :] * 15])
@@ -285,22 +294,21 @@ class LineageIndex:
             BUCKET_ROWS,
         )
         found: dict[str, int] = {}
-        own_records: dict[str, frozenset[int]] = {}
+        own_rows: dict[str, frozenset[int]] = {}
         if len(rows_j):
             owners = self._owners[rows_j]
-            record = records(codes)
             for owner in np.unique(owners).tolist():
                 mine = owners == owner
                 name = self._names[owner]
-                own_records[name] = frozenset(record[rows_i[mine]].tolist())
+                own_rows[name] = frozenset(rows_i[mine].tolist())
                 # independent relations: the smaller of the rows involved on each side
-                found[name] = int(min(len(np.unique(rows_i[mine])), len(np.unique(rows_j[mine]))))
+                found[name] = int(min(len(own_rows[name]), len(np.unique(rows_j[mine]))))
         self._append(client_id, codes, cells)
         mine_hits = self.hits.setdefault(client_id, {})
         for other, n in found.items():
             mine_hits[other] = n
             self.hits.setdefault(other, {})[client_id] = n
-        return Found(found, own_records)
+        return Found(found, own_rows, codes)
 
     def _append(self, client_id: str, codes: NDArray[np.uint8], cells: NDArray[np.int64]) -> None:
         if self._used + len(codes) > len(self._codes):
