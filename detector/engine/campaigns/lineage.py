@@ -186,9 +186,9 @@ class Found:
         sample (``records``) that relate to any of them. One record relates to its relatives
         in every member's sample, as a campaign deals one seed's children over accounts, and
         so does each point of a sweep of it; yet it is one relation. A what-if analyst who
-        swept a record that a campaign had also seeded from related, by that record, to four
-        of its members with six rows, and joined it (the bench's digits with the extras,
-        seed 5). The records are found only here: most comparisons relate to no campaign."""
+        swept a record that a campaign had also seeded from had six hits with four of its
+        members, most of them through that record, and joined it (the bench's digits with
+        the extras, seed 5). The records are found only here: most comparisons relate to no campaign."""
         related = [c for c in clients if c in self.relations]
         if not related:
             return 0
