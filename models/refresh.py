@@ -104,7 +104,6 @@ class Window:
 
     beyond: Share
     """The clients' inputs beyond the reference's median out-of-profile score (``typical_score``)."""
-    inputs: int
     boundary: Share | None = None
     """The clients' answers on the decision boundary (none without scores or a boundary)."""
 
@@ -182,7 +181,7 @@ def refresh_profile(
     if kept_margins is not None and profile.margin_threshold > 0.0:
         scored = np.isfinite(kept_margins)
         on_boundary = Share.of(kept_margins[scored] < profile.margin_threshold, owners[keep][scored])
-    window = Window(beyond, int(keep.sum()), on_boundary)
+    window = Window(beyond, on_boundary)
     z = NormalDist().inv_cdf(1.0 - alpha)
     if baseline is None:
         return Refresh(window, None)
@@ -200,14 +199,7 @@ def refresh_profile(
             z,
         )
         return Refresh(
-            window,
-            replace(
-                profile,
-                calibration=calibration,
-                revision=profile.revision + 1,
-                refreshed_at=at,
-                refresh_reason=window.answers_reason(baseline, z),
-            ),
+            window, _revised(profile, at, window.answers_reason(baseline, z), calibration=calibration)
         )
     return Refresh(window, None)
 
@@ -255,17 +247,21 @@ def _bounded_refit(
             spread_threshold,
             r * spread_threshold / profile.ood_threshold,
         )
-    return replace(
+    return _revised(
         draft,
+        at,
+        reason,
         ood_threshold=threshold,
         spread_threshold=spread_threshold,
         cell_prob=prob / prob.sum(),
         calibration=calibration,
         typical_score=_within(float(np.median(view.ood_score)), r, r / 2.0),
-        revision=profile.revision + 1,
-        refreshed_at=at,
-        refresh_reason=reason,
     )
+
+
+def _revised(profile: ReferenceProfile, at: float, reason: str, **changes: Any) -> ReferenceProfile:
+    """``profile`` with ``changes``, as the next revision: refreshed at ``at`` for ``reason``."""
+    return replace(profile, revision=profile.revision + 1, refreshed_at=at, refresh_reason=reason, **changes)
 
 
 def _clipped(v: FloatArray, limit: float) -> FloatArray:

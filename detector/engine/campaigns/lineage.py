@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.sparse.csgraph import connected_components
 
 from querywatch.features.jit import compiled
 from querywatch.features.layout import kept_columns, query_layout, reservoir_features
@@ -209,23 +210,10 @@ def records(codes: NDArray[np.uint8]) -> NDArray[np.int64]:
     >>> base = np.full((1, 16), 100, dtype=np.uint8)
     >>> rows = np.vstack([base, base + 20, base + 40, np.arange(16, dtype=np.uint8)[None, :] * 15])
     >>> records(rows).tolist()
-    [0, 0, 0, 3]
+    [0, 0, 0, 1]
     """
-    n = len(codes)
-    label = np.arange(n)
-    related = cross_steps(codes, codes)
-
-    def root(i: int) -> int:
-        while label[i] != i:
-            label[i] = label[label[i]]
-            i = int(label[i])
-        return i
-
-    for i, j in zip(*np.nonzero(np.triu(related, 1)), strict=True):
-        a, b = root(int(i)), root(int(j))
-        if a != b:
-            label[max(a, b)] = min(a, b)
-    return np.array([root(i) for i in range(n)], dtype=np.int64)
+    _, label = connected_components(cross_steps(codes, codes), directed=False)
+    return np.asarray(label, dtype=np.int64)
 
 
 class LineageIndex:
