@@ -108,8 +108,9 @@ class ClientFeatures:
         # An explainer's samples (one record, different patches blanked) lie out of profile,
         # and farther than any reference input, sample after sample; each masks the record the
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
-        # Asked only of queries out of profile (every far one is): the rest have nothing to discount.
-        masking = out_of_profile and self.distances.masks_previous(code)
+        # Those of a record near the boundary answer near it, one after another. Asked only
+        # of queries out of profile or answered on the boundary: the rest have nothing to discount.
+        masking = (out_of_profile or margin < self.margin_threshold) and self.distances.masks_previous(code)
         exact, _, revisit, on_line, step = self.distances.update(code, input_hash, max(class_index, 0))
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen

@@ -93,6 +93,23 @@ def test_a_decision_based_prober_is_alerted(served: tuple[VictimModel, Reference
         assert first is not None
 
 
+def test_an_explainer_occluding_each_input_in_turn_is_quiet(
+    served: tuple[VictimModel, ReferenceProfile],
+) -> None:
+    # Occlusion: each record again with one input after another set to 0. A record near the
+    # boundary answers near it occlusion after occlusion, a burst the boundary test took for
+    # a thief's (the wide victim alerted this client at query 1,703). Each occlusion masks
+    # what the one before masked, so those answers are the record's, counted once.
+    victim, profile = served
+    records = victim.natural[np.random.default_rng(4).integers(len(victim.natural), size=40)]
+    occluded = np.repeat(records, victim.dim, axis=0)
+    occluded[np.arange(len(occluded)), np.tile(np.arange(victim.dim), len(records))] = 0.0
+    times = 100.0 + 2.0 * np.arange(len(occluded))
+    detector = Detector(SETTINGS, MemoryProfileStore([profile]))
+    seen = _run(detector, victim, {"occlusion": Traffic(times, occluded)})
+    assert seen["occlusion"][0] is None
+
+
 @pytest.mark.parametrize("kind", ["digits", "tabular", "wide"])
 def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
     """A poisoned warm-up: two thieves are active from the model's first events."""
