@@ -131,6 +131,10 @@ class ClientFeatures:
         if share is _UNSCORED and margin == margin:  # its first scored answer (NaN: no scores)
             share = self.boundary = BoundaryShare()
         boundary = share.update(margin, entropy, self.margin_threshold)
+        if boundary is not None and self.distances.same_record:
+            # Frames of one record near the boundary answer near it together: one answer,
+            # the chain's first (``features.distance``). The shares still show every one.
+            boundary = None
         if revisit or masking:
             # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
             # on its way (a full-range sweep of one input crosses many cells of a narrow

@@ -38,6 +38,13 @@ from the previous query are measured over those a working row keeps: ``features.
   where it lies (out of profile, a new cell) is its point's. A structured step counts one
   query later, once the next query has not repeated its direction: otherwise the first
   step of every sweep would count;
+* *same record*: a query that continues its chain (a near-duplicate or a sweep's move, from
+  the previous query and the chain's start) while the client has converged on no line in its
+  last ``RECENT_QUERIES`` fresh queries. A video's frames of one record, its copies with
+  fresh noise, an explainer's samples of it, all answer as the record does: near its
+  decision boundary frame after frame when it lies near it, and the record's answer is the
+  chain's first. A decision-based prober bisects its way to the boundary before probing
+  around the point it found, and every answer of its counts (``ClientFeatures.update``);
 * PRADA's statistic: the minimum distance to earlier queries of the same predicted class,
   whose distribution is near normal for natural data; its skewness and kurtosis are kept
   as running moments (a bounded-memory stand-in for Shapiro-Wilk).
@@ -60,7 +67,13 @@ from querywatch.features.direction import (
     is_sparse_move,
     squared_distance,
 )
-from querywatch.features.layout import QueryLayout, kept_columns, query_layout, reservoir_capacity
+from querywatch.features.layout import (
+    RECENT_QUERIES,
+    QueryLayout,
+    kept_columns,
+    query_layout,
+    reservoir_capacity,
+)
 from querywatch.features.nearest import is_masking, is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
@@ -131,10 +144,12 @@ class QueryDistances:
         "_resend",
         "_reservoir",
         "_running",
+        "_search",
         "_shrinking",
         "exact",
         "near",
         "near_fraction",
+        "same_record",
         "steps",
     )
 
@@ -158,6 +173,9 @@ class QueryDistances:
         self._directions = _NO_DIRECTIONS
         self._pending = False  # the previous query was a structured step, not yet confirmed
         self._shrinking = False  # the move to it was at most CONVERGING times the one before
+        self._search = 0  # fresh queries for which the last converged line search is recent
+        #: Whether the last fresh query was the *same record* (module docstring).
+        self.same_record = False
         self.exact = 0
         self.near = 0
         self.steps = 0
@@ -173,7 +191,7 @@ class QueryDistances:
         if self._resend.seen_before(input_hash):
             self.exact += 1
             return True, False, False, False, False  # a pending step stays pending
-        near = step = revisit = along = False
+        near = step = revisit = along = chained = converged = False
         res = self._reservoir
         last, anchor = res.working_rows()  # written before the offer below, which may move them
         layout, near_limit, step_limit, move_near, move_step = self._limits
@@ -210,6 +228,7 @@ class QueryDistances:
                 repeated = self._seen_direction(direction_simhash(last, code))
                 revisit = repeated or self._seen_direction(direction_simhash(anchor, code))
                 along = repeated or (revisit and along_span(last, code, anchor))
+                chained = True
             else:
                 anchor[:] = code
                 if nearest <= step_limit and 0 < move <= move_step:
@@ -218,13 +237,16 @@ class QueryDistances:
                 along = revisit
             n, mean, m2, m3, m4, last_move = _RUNNING.unpack(self._running)
             shrinking = 0 < move <= CONVERGING**2 * last_move
-            revisit = revisit and not (shrinking and self._shrinking)
+            converged = shrinking and self._shrinking
+            revisit = revisit and not converged
             self._shrinking = shrinking
             step = step and not revisit
             if same_label >= 0:
                 n, mean, m2, m3, m4 = _with_distance(n, mean, m2, m3, m4, math.sqrt(same_label) / 255.0)
             self._running = _RUNNING.pack(n, mean, m2, m3, m4, move)
         step, self._pending = self._pending and not revisit, step
+        self._search = RECENT_QUERIES if converged else max(self._search - 1, 0)
+        self.same_record = chained and not self._search
         self.near += near
         self.steps += step
         last[:] = code
@@ -295,6 +317,7 @@ class QueryDistances:
             tuple(moments),
             last_move,
             self._shrinking,
+            self._search,
         )
 
     def set_state(self, state: tuple[object, ...]) -> None:
@@ -303,8 +326,9 @@ class QueryDistances:
             last_move = 0
         else:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m, *move = state  # type: ignore[assignment]
-            # Stored before converging lines: no move yet.
+            # Stored before converging lines: no move yet; before line searches were followed: none recent.
             last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
+            self._search = int(move[2]) if len(move) > 2 else 0  # type: ignore[call-overload]
             self._directions = RecentDirections()
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = self._working_rows(np.frombuffer(last, dtype=np.uint8))  # type: ignore[call-overload]

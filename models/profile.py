@@ -481,10 +481,15 @@ def repeats(X: FloatArray, owners: NDArray[Any]) -> Repeats:
     """Rows the live tests take no evidence from, each owner's rows in order: where a row
     lies (exact resends of an earlier row, and rows that go again along a line their owner
     has been sweeping, ``features.distance``), and its answer (resends, and those revisits
-    that move along the line, not across it). Not maskings
-    (``ClientFeatures.update``), which the live tests discount only out of profile, a score
-    that does not exist before this profile is fitted. The reference's nulls must not count
-    them either: an analyst sweeping in a warm-up would raise the boundary null, and so would
+    that move along the line, not across it). Not maskings (``ClientFeatures.update``),
+    which the live tests discount only out of profile or answered on the boundary, a score
+    and a margin threshold this profile's fit has yet to make. Nor a chain's later answers,
+    which the live boundary test leaves to the chain's first (``features.distance``, *same
+    record*): a record's near copies answer as it does, on the boundary or off it, so they
+    move the rate's estimate by noise, not one way (leaving them out moved the simulator's
+    tabular warm-up so that one of its five boundary probers went unalerted). The
+    reference's nulls must not count the others: an analyst sweeping in a warm-up would
+    raise the boundary null, and so would
     a client resending one input that gets a boundary answer (a retrying client's four copies
     of one answer where 0.4 were expected are no benign rate: the live test sees one query);
     a client resending one input beyond the profile would raise the out-of-profile and far

@@ -422,8 +422,42 @@ def test_occlusions_of_one_record_on_the_boundary_count_its_answer_once() -> Non
         occluded = record.copy()
         occluded[k] = 0
         occlusions.append(occluded)
-    assert boundary_evidence(occlusions) == [True] + [False] * 7
+    evidence = boundary_evidence(occlusions)
+    assert evidence[0] is True and not any(evidence[1:])
     assert all(boundary_evidence(list(_codes(np.random.default_rng(2), 8, dim=10))))
+
+
+def _boundary_evidence(codes: np.ndarray) -> list[bool | None]:
+    """The boundary evidence of a client whose every answer sits on the boundary."""
+    f = ClientFeatures(dim=codes.shape[1], margin_threshold=0.05, seed=1, **_profile_arrays(10))
+    return [f.update(float(i), 0, False, False, c, i, i % 2, 0.01, 0.9).boundary for i, c in enumerate(codes)]
+
+
+def test_a_walk_around_one_record_on_the_boundary_counts_its_answer_once() -> None:
+    """Frames of a record (each a small move from the one before, in no repeated direction)
+    lying on the boundary answer on it frame after frame: the record's answer, counted once.
+    A client whose records each lie on the boundary counts every one."""
+    rng = np.random.default_rng(3)
+    walk = np.clip(120 + np.cumsum(rng.integers(-3, 4, size=(20, 8)), axis=0), 0, 255).astype(np.uint8)
+    assert _boundary_evidence(walk) == [True] + [None] * 19
+    assert all(_boundary_evidence(_codes(rng, 20, dim=8)))
+
+
+def test_probes_after_a_line_search_count_every_answer() -> None:
+    """A decision-based prober bisects a segment down to the boundary (its moves halve), then
+    probes around the point it found: its answers on the boundary are searched for, not one
+    record's, and each counts."""
+    rng = np.random.default_rng(4)
+    a, b = np.full(8, 40.0), np.full(8, 200.0)
+    t, step, points = 0.5, 0.25, []
+    for _ in range(6):
+        points.append(a + t * (b - a))
+        t, step = t + step * (1 if len(points) % 2 else -1), step / 2
+    probes = points[-1] + rng.integers(-3, 4, size=(15, 8))
+    codes = np.clip(np.vstack([points, probes]), 0, 255).astype(np.uint8)
+    evidence = _boundary_evidence(codes)
+    # (a probe along the bisection's line is a sweep's revisit: its answer says nothing, False)
+    assert None not in evidence[-15:] and sum(e is None for e in evidence) <= 2
 
 
 def test_kernels_compile_without_a_cache_where_none_can_be_written(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -110,6 +110,21 @@ def test_an_explainer_occluding_each_input_in_turn_is_quiet(
     assert seen["occlusion"][0] is None
 
 
+def test_frames_walking_around_each_record_are_quiet(served: tuple[VictimModel, ReferenceProfile]) -> None:
+    # Frames: each record, then 19 more, each a small random move from the one before. The
+    # frames of a record near the boundary answer near it together, a burst the boundary
+    # test took for a prober's (the wide victim alerted this client at query 412); the
+    # prober converges on the boundary by bisection first, these walk.
+    victim, profile = served
+    rng = np.random.default_rng(1)
+    records = victim.natural[rng.integers(len(victim.natural), size=75)]
+    walks = np.cumsum(rng.normal(0.0, 0.01, size=(75, 20, victim.dim)), axis=1)
+    frames = np.clip(records[:, None, :] + walks, 0.0, 1.0).reshape(-1, victim.dim)
+    times = 100.0 + 2.0 * np.arange(len(frames))
+    detector = Detector(SETTINGS, MemoryProfileStore([profile]))
+    assert _run(detector, victim, {"frames": Traffic(times, frames)})["frames"][0] is None
+
+
 @pytest.mark.parametrize("kind", ["digits", "tabular", "wide"])
 def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
     """A poisoned warm-up: two thieves are active from the model's first events."""
