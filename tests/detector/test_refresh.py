@@ -76,9 +76,11 @@ def test_a_drifting_population_is_followed_and_stays_quiet(victim: VictimModel) 
     of the least sure users alert (39 of 280 without those refreshes)."""
     clients = {name: t for day in range(7) for name, t in _population(victim, day, 40, 0.1 * day).items()}
     stale, _, _ = _run(victim, clients, SETTINGS.model_copy(update={"refresh_every": 0}))
-    # Without refreshes the drift alerts (a quarter of the last day's users at least: the wide
-    # victim's out-of-profile test tolerates more drift, ``models.calibration.drift_share``).
-    assert sum(name.startswith("day6") for name in stale) >= 10
+    # Without refreshes the drift alerts (a fifth of the last day's users at least: the wide
+    # victim's out-of-profile test tolerates more drift, ``models.calibration.drift_share``;
+    # pulled that close together, a user's consecutive queries are near-duplicates, whose
+    # answers count as one record's, ``features.distance``: 9 of 40 alert, 10 or more before).
+    assert sum(name.startswith("day6") for name in stale) >= 8
 
     alerted, refreshed, engine = _run(victim, clients, SETTINGS)
     assert len(alerted) <= ALERTED_UNDER_DRIFT[victim.model_id] * len(clients)
