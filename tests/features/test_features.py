@@ -403,34 +403,23 @@ def test_features_degrade_gracefully_without_scores_or_labels() -> None:
     assert all(np.isfinite(v) for v in snap.values())
 
 
+def _boundary_evidence(codes: np.ndarray) -> list[bool | None]:
+    """The boundary evidence of a client whose every answer sits on the boundary."""
+    f = ClientFeatures(dim=codes.shape[1], margin_threshold=0.05, seed=1, **_profile_arrays(10))
+    return [f.update(float(i), 0, False, False, c, i, i % 2, 0.01, 0.9).boundary for i, c in enumerate(codes)]
+
+
 def test_occlusions_of_one_record_on_the_boundary_count_its_answer_once() -> None:
     """An explainer blanks one part of a record after another, each sample masking what the
     one before masked (``is_masking``), and a record lying on the decision boundary answers
     near it every time, in profile or not: that is the record's answer, counted once.
     Records of their own, each answered on the boundary, count every one."""
     record = np.array([0, 200, 180, 90, 0, 40, 70, 120, 150, 60], dtype=np.uint8)
-
-    def boundary_evidence(codes: list[np.ndarray]) -> list[bool | None]:
-        f = ClientFeatures(dim=10, margin_threshold=0.05, seed=1, **_profile_arrays(10))
-        return [
-            f.update(float(i), 0, False, False, code, i, i % 2, 0.01, 0.9).boundary
-            for i, code in enumerate(codes)
-        ]
-
-    occlusions = []
-    for k in (1, 2, 3, 5, 6, 7, 8, 9):
-        occluded = record.copy()
-        occluded[k] = 0
-        occlusions.append(occluded)
-    evidence = boundary_evidence(occlusions)
+    occluded = np.repeat(record[None, :], 8, axis=0)
+    occluded[np.arange(8), [1, 2, 3, 5, 6, 7, 8, 9]] = 0
+    evidence = _boundary_evidence(occluded)
     assert evidence[0] is True and not any(evidence[1:])
-    assert all(boundary_evidence(list(_codes(np.random.default_rng(2), 8, dim=10))))
-
-
-def _boundary_evidence(codes: np.ndarray) -> list[bool | None]:
-    """The boundary evidence of a client whose every answer sits on the boundary."""
-    f = ClientFeatures(dim=codes.shape[1], margin_threshold=0.05, seed=1, **_profile_arrays(10))
-    return [f.update(float(i), 0, False, False, c, i, i % 2, 0.01, 0.9).boundary for i, c in enumerate(codes)]
+    assert all(_boundary_evidence(_codes(np.random.default_rng(2), 8, dim=10)))
 
 
 def test_a_walk_around_one_record_on_the_boundary_counts_its_answer_once() -> None:
