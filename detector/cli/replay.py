@@ -194,6 +194,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 "required_reference_size": needed,
                 "reference_large_enough": enough,
                 "answers": profile.answers,
+                "extraction_reference": "file" if profile.extraction is not None else "live",
                 "thresholds": thresholds,
                 "out": str(args.out),
             },
@@ -225,5 +226,14 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 if not args.served and scores is not None
                 else "the file has no answers, or answers too saturated to show the decision boundary"
             )
+        )
+    if profile.extraction is None:
+        # Live clients may favour some classes: on the bench's credit model the estimate's rank
+        # correlation was 0.59-0.68 measured on live events, 0.62-0.75 on the file's own rows.
+        why = "the file has no labels" if labels is None else "the file's labels are too few, or of one class"
+        print(
+            "extraction estimate: measured on the model's first live events, weighted towards the file's "
+            f"data by profile cell ({why}); the model's own predicted labels in the file "
+            "(prediction.label) measure it on the model's data itself"
         )
     return 0

@@ -205,6 +205,8 @@ def test_json_documents_of_every_command(tmp_path: Path) -> None:
     assert profile["required_reference_size"] == 5000 and profile["reference_large_enough"] is False
     # Not said to be served traffic: the answers' calibration waits for live events.
     assert profile["answers"] == "pending"
+    # The events carry the model's labels: the extraction estimate is measured on the file's rows.
+    assert profile["extraction_reference"] == "file"
     # What the file fixes is shown; what the live answers will fix is not yet.
     thresholds = profile["thresholds"]
     assert thresholds["far_threshold"] > thresholds["ood_threshold"] > 0

@@ -159,6 +159,37 @@ def test_a_profile_of_another_dimension_is_refused(tmp_path: Path) -> None:
     assert json.loads(report_path.read_text())["rejected"] == {"wrong_dimension": 1}
 
 
+def _profile(path: Path, out: Path) -> str:
+    command = ["profile", "--input", str(path), "--model-id", "m", "--out", str(out)]
+    built = subprocess.run(
+        [sys.executable, "-m", "querywatch.detector.cli", *command],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return built.stdout
+
+
+def test_profile_says_where_the_extraction_estimate_is_measured(tmp_path: Path) -> None:
+    """A file without the model's labels leaves the estimate's validation set to live events,
+    whose clients may favour some classes; the command says so, and what would fix it."""
+    import numpy as np
+
+    X = np.random.default_rng(0).normal(size=(600, 6))
+    np.save(tmp_path / "inputs.npy", X)
+    said = _profile(tmp_path / "inputs.npy", tmp_path / "p1")
+    assert "extraction estimate: measured on the model's first live events" in said
+    assert "the file has no labels" in said and "prediction.label" in said
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(
+        "".join(
+            json.dumps({"input": row.tolist(), "prediction": {"label": int(row[0] > 0)}}) + "\n" for row in X
+        )
+    )
+    assert "extraction estimate" not in _profile(labelled, tmp_path / "p2")
+
+
 def test_report_rows_carry_an_extraction_estimate(
     trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
 ) -> None:
