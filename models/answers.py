@@ -131,8 +131,9 @@ def with_live_answers(
         refresh_reason=reason,
     )
     if completed.extraction is None:
-        completed = with_extraction(completed, X, keep, labels, seed, natural_cells=profile.cell_prob)
-    return completed
+        completed = with_extraction(completed, X, keep, labels, seed, natural=profile.natural)
+    # The file's sample served its one purpose: the next revisions have their estimate.
+    return replace(completed, natural=np.zeros((0, 0), dtype=np.uint8))
 
 
 def score_rows(scores: Sequence[Sequence[float] | NDArray[np.float64] | None]) -> NDArray[np.float64] | None:

@@ -228,12 +228,10 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     if profile.extraction is None:
-        # Live clients may favour some classes: on the bench's credit model the estimate's rank
-        # correlation was 0.59-0.68 measured on live events, 0.62-0.75 on the file's own rows.
         why = "the file has no labels" if labels is None else "the file's labels are too few, or of one class"
         print(
-            "extraction estimate: measured on the model's first live events, weighted towards the file's "
-            f"data by profile cell ({why}); the model's own predicted labels in the file "
-            "(prediction.label) measure it on the model's data itself"
+            "extraction estimate: measured on the model's first live events nearest the file's inputs "
+            f"({why}); the model's own predicted labels in the file (prediction.label) "
+            "measure it on the file's rows"
         )
     return 0

@@ -47,3 +47,23 @@ def test_agreement_is_measured_on_inputs_distributed_as_the_files() -> None:
     # kind, as the file is, not the one in ten live traffic sends.
     second = float(np.mean(completed.extraction.labels == completed.classes.index("1")))
     assert 0.4 < second < 0.6
+
+
+def test_the_validation_set_follows_the_files_inputs_within_a_cell() -> None:
+    # Two cells (clusters far apart); within each, the first input's sign is the answer. Live
+    # clients send positive inputs nine times as often, in both cells alike: weighing events by
+    # their cell would keep that, matching each file input to its nearest event does not.
+    rng = np.random.default_rng(2)
+    centres = np.zeros((2, 6))
+    centres[1, 1] = 12.0
+    file_rows = centres[np.repeat([0, 1], 1000)] + rng.normal(size=(2000, 6))
+    trusted = fit_profile(file_rows, model_id="m", version="v", margins=np.ones(2000), cells=2)
+    assert trusted.extraction is None and len(trusted.natural) > 0  # no labels: the sample is kept
+    live = centres[rng.integers(0, 2, 3000)] + rng.normal(size=(3000, 6))
+    live[:, 0] = np.abs(live[:, 0]) * np.where(rng.random(3000) < 0.1, -1.0, 1.0)
+    labels = (live[:, 0] > 0).astype(int).tolist()
+    owners = np.repeat(np.arange(150), 20)
+    completed = with_live_answers(trusted, live, owners, labels, rng.uniform(size=3000))
+    assert completed.extraction is not None and len(completed.natural) == 0
+    positive = float(np.mean(completed.extraction.labels == completed.classes.index("1")))
+    assert 0.35 < positive < 0.65  # the file's half, not live traffic's nine in ten

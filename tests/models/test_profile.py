@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from querywatch.models.evidence import ClientEvidence, evidence_threshold, fuse
-from querywatch.models.profile import ReferenceProfile, fit_profile
+from querywatch.models.profile import NATURAL_SAMPLE, ReferenceProfile, fit_profile
 from querywatch.models.refresh import refresh_profile
 
 
@@ -101,6 +101,13 @@ def test_profile_round_trips_through_bytes() -> None:
     assert (q.model_id, q.version, q.classes) == (p.model_id, p.version, p.classes)
     v1, v2 = p.view(X[:50]), q.view(X[:50])
     assert np.array_equal(v1.cell, v2.cell) and np.allclose(v1.ood_score, v2.ood_score)
+    # A file without labels keeps a sample of its inputs for the live answers' validation
+    # set (``with_extraction``), stored as the 8-bit codes it is matched on; one with labels not.
+    unlabelled = fit_profile(X, model_id="m", version="v", cells=8)
+    kept = ReferenceProfile.from_bytes(unlabelled.to_bytes()).natural
+    assert kept.dtype == np.uint8 and np.array_equal(kept, unlabelled.natural)
+    assert len(kept) == min(len(X), NATURAL_SAMPLE)
+    assert len(q.natural) == 0
 
 
 def test_from_bytes_rejects_what_is_not_a_profile() -> None:
