@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
 from querywatch.features.extraction import MIN_SAMPLE, ExtractionReference
@@ -36,7 +37,7 @@ def fit_extraction(
     classes: int,
     *,
     typical: NDArray[np.bool_] | None = None,
-    weights: NDArray[np.float64] | None = None,
+    natural: NDArray[np.uint8] | None = None,
     seed: int = 0,
 ) -> ExtractionReference | None:
     """The extraction reference from reference inputs ``X`` (their 8-bit ``codes``) labelled
@@ -56,9 +57,11 @@ def fit_extraction(
     the estimate off by 0.21). Each point of the curve averages three copies: with one,
     the draw's noise moved every client's estimate of a model together.
 
-    ``weights`` (per input, optional) make the validation set stand for another population
-    than the inputs' own: it is then drawn in proportion to them, with replacement
-    (``models.profile.with_extraction``: a trusted file's data, answered by live traffic).
+    ``natural`` (8-bit codes of the model's own data, when the inputs are another
+    population's: a trusted file without labels, answered by live traffic,
+    ``models.profile.with_extraction``) makes the validation set stand for that data: it is
+    drawn, with replacement, from each natural row's nearest candidate (scikit-learn's
+    ``NearestNeighbors`` on the codes, so every input counts in its own range).
     """
     known = np.flatnonzero(labels >= 0)
     if len(known) < 4 * MIN_SAMPLE or len(np.unique(labels[known])) < 2 or classes > 255:
@@ -66,7 +69,7 @@ def fit_extraction(
     # One thread: a dozen small fits gain nothing from threads, which spin on cores others
     # need (measured on a digits-sized reference: 0.17 s of CPU, against 2.6 s with two).
     with threadpool_limits(limits=1):
-        return _fit(X, codes, labels, known, classes, typical, weights, seed)
+        return _fit(X, codes, labels, known, classes, typical, natural, seed)
 
 
 def _fit(
@@ -76,7 +79,7 @@ def _fit(
     known: NDArray[np.int64],
     classes: int,
     typical: NDArray[np.bool_] | None,
-    weights: NDArray[np.float64] | None,
+    natural: NDArray[np.uint8] | None,
     seed: int,
 ) -> ExtractionReference:
     rng = np.random.default_rng(seed)
@@ -84,11 +87,13 @@ def _fit(
     # not for the reference's queries out of profile.
     candidates = known if typical is None or typical[known].sum() < len(known) // 2 else known[typical[known]]
     n_val = min(VALIDATION_SIZE, len(candidates) // 2)
-    chance = None if weights is None else weights[candidates]
-    if chance is None or not chance.sum() > 0:
+    if natural is None or not len(natural):
         val = rng.choice(candidates, n_val, replace=False)
     else:
-        val = rng.choice(candidates, n_val, replace=True, p=chance / chance.sum())
+        nearest = NearestNeighbors(n_neighbors=1).fit(codes[candidates])
+        matched = nearest.kneighbors(natural, return_distance=False)[:, 0]
+        matches = np.bincount(matched, minlength=len(candidates))
+        val = rng.choice(candidates, n_val, replace=True, p=matches / matches.sum())
     train = rng.permutation(np.setdiff1d(known, val))
     # The reference copy is the curve's last point: trained on all the inputs outside the
     # validation set (at most CURVE_LIMIT of them, in random order).

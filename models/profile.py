@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.cluster import KMeans
-from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
 from querywatch.features.distance import QueryDistances
@@ -710,9 +709,8 @@ def with_extraction(
     """The profile with its extraction reference, fitted on the kept rows (once, after trimming).
 
     ``natural`` (8-bit codes of the model's own data, when the rows are another population's)
-    makes the validation set stand for that data: each natural row's nearest labelled row in
-    profile (scikit-learn's ``NearestNeighbors`` on the codes, so every input counts in its
-    own range) enters it, with its answer. A trusted file without labels is answered by live
+    makes the validation set stand for that data: each natural row's nearest labelled row
+    enters it, with its answer (``fit_extraction``). A trusted file without labels is answered by live
     traffic (``models.answers``), whose clients may favour some classes: on the bench's
     credit model the events' class mix is 38-45% / 33-37% / 19-24% where the model's data is
     59% / 30% / 11%. Weighing each event by how much likelier its profile cell is in the file
@@ -726,19 +724,13 @@ def with_extraction(
     index = {name: i for i, name in enumerate(profile.classes)}
     kept = [lab for lab, k in zip(labels, keep, strict=True) if k]
     label_idx = np.array([-1 if lab is None else index.get(str(lab), -1) for lab in kept], dtype=np.int64)
-    weights = None
-    eligible = np.flatnonzero((label_idx >= 0) & ~view.out_of_profile)
-    if natural is not None and len(natural) and len(eligible):
-        nearest = NearestNeighbors(n_neighbors=1).fit(view.quantized[eligible])
-        matched = eligible[nearest.kneighbors(natural, return_distance=False)[:, 0]]
-        weights = np.bincount(matched, minlength=len(R)).astype(np.float64)
     extraction = fit_extraction(
         R,
         view.quantized,
         label_idx,
         len(profile.classes),
         typical=~view.out_of_profile,
-        weights=weights,
+        natural=natural,
         seed=seed,
     )
     return replace(profile, extraction=extraction)
