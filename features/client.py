@@ -39,6 +39,11 @@ class Indicators(NamedTuple):
     exact: bool
     far: bool = False
     boundary_null: float = 0.05
+    margin_rank: float | None = None
+    """The answer's rank among the reference's margins (``Calibration.margin_ranks``); None
+    without scores or rank tables, and for an answer the engine discounts (below)."""
+    margin_rank_null: float = 0.5
+    """The reference's mean rank for the answered class."""
 
 
 #: Every client's extraction estimate until its first refresh (at 40 distinct queries, which
@@ -99,12 +104,15 @@ class ClientFeatures:
         margin: float,
         entropy: float,
         boundary_chance: float = 0.05,
+        margin_rank: float = math.nan,
+        margin_rank_mean: float = 0.5,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile and far flags, 8-bit
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores), and the reference's chance of a boundary answer at its distance from
-        the data (``ReferenceProfile.view``)."""
+        the data (``ReferenceProfile.view``), and the answer's margin rank and its class's
+        mean rank (``Calibration.margin_ranks``)."""
         # An explainer's samples (one record, different patches blanked) lie out of profile,
         # and farther than any reference input, sample after sample; each masks the record the
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
@@ -131,10 +139,13 @@ class ClientFeatures:
         if share is _UNSCORED and margin == margin:  # its first scored answer (NaN: no scores)
             share = self.boundary = BoundaryShare()
         boundary = share.update(margin, entropy, self.margin_threshold)
+        # Beyond the profile the reference holds too few answers to say how confident they are
+        # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
+        rank = None if boundary is None or out_of_profile or margin_rank != margin_rank else margin_rank
         if boundary is not None and self.distances.same_record:
             # Frames of one record near the boundary answer near it together: one answer,
             # the chain's first (``features.distance``). The shares still show every one.
-            boundary = None
+            boundary = rank = None
         if revisit or masking:
             # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
             # on its way (a full-range sweep of one input crosses many cells of a narrow
@@ -144,8 +155,21 @@ class ClientFeatures:
             out_of_profile = far = new_cell = False
             if boundary and (on_line or masking):
                 boundary = False
+            if on_line or masking:
+                rank = None  # a sweep's answers near its record's boundary are its record's
         self.rate.update(ts)
-        return Indicators(out_of_profile, step, boundary, new_cell, null, exact, far, boundary_chance)
+        return Indicators(
+            out_of_profile,
+            step,
+            boundary,
+            new_cell,
+            null,
+            exact,
+            far,
+            boundary_chance,
+            rank,
+            margin_rank_mean,
+        )
 
     @staticmethod
     def prepare() -> None:

@@ -107,6 +107,10 @@ def with_live_answers(
             boundary_edges=live.boundary_edges,
             boundary_rates=live.boundary_rates,
             boundary_class_factors=live.boundary_class_factors,
+            rank_edges=live.rank_edges,
+            rank_margins=live.rank_margins,
+            rank_class_means=live.rank_class_means,
+            rank_shift=live.rank_shift,
         )
     reason = (
         f"answers taken from the model's first {int(keep.sum())} live events "

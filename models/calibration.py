@@ -67,6 +67,17 @@ NORMAL_QUANTILE = 2.326
 BIN_QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99)
 #: Expected boundary answers of prior weight behind each class factor (towards 1).
 CLASS_PRIOR = 5.0
+#: Margins kept per score bin for the margin ranks (``rank_tables``): quantiles, ties kept.
+RANK_SAMPLE = 128
+#: Reference answers of prior weight (at the overall mean rank, 1/2) behind each class's mean rank.
+RANK_CLASS_PRIOR = 20.0
+#: A pseudo-client's mean rank says something once it holds this many answers.
+RANK_MIN_ANSWERS = 10
+#: The rank test's tolerance at least (a reference whose clients all answer alike).
+RANK_MIN_SHIFT = 0.01
+#: The rank test's tolerance for a profile without a calibration (which has no rank tables:
+#: the test stays silent there whatever its tolerance).
+RANK_SHIFT = 0.1
 #: Chance, over all pseudo-clients together, of leaving out a benign one for its boundary
 #: answers (the test of one pseudo-client is at this level over their number).
 OUTLIER_LEVEL = 0.01
@@ -120,6 +131,14 @@ class Calibration:
     #: Share of the reference a drift of its scores puts out of profile (``drift_share``);
     #: 0: not measured.
     drift_share: float = 0.0
+    #: Out-of-profile scores splitting the reference into bins for the margin ranks, and per
+    #: bin a sorted sample of its margins (``rank_tables``); none: answers get no rank.
+    rank_edges: tuple[float, ...] = ()
+    rank_margins: tuple[tuple[float, ...], ...] = ()
+    #: Per answered class, the reference's mean margin rank (1/2 over all its answers).
+    rank_class_means: tuple[float, ...] = ()
+    #: How far below its classes' mean rank a benign client's mean rank may lie (``rank_shift``).
+    rank_shift: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -136,6 +155,10 @@ class Calibration:
             boundary_class_factors=tuple(float(v) for v in d.get("boundary_class_factors", ())),
             steps_null=float(d.get("steps_null", 0.0)),
             drift_share=float(d.get("drift_share", 0.0)),
+            rank_edges=tuple(float(v) for v in d.get("rank_edges", ())),
+            rank_margins=tuple(tuple(float(v) for v in t) for t in d.get("rank_margins", ())),
+            rank_class_means=tuple(float(v) for v in d.get("rank_class_means", ())),
+            rank_shift=float(d.get("rank_shift", 0.0)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -151,6 +174,10 @@ class Calibration:
             "boundary_class_factors": list(self.boundary_class_factors),
             "steps_null": self.steps_null,
             "drift_share": self.drift_share,
+            "rank_edges": list(self.rank_edges),
+            "rank_margins": [list(t) for t in self.rank_margins],
+            "rank_class_means": list(self.rank_class_means),
+            "rank_shift": self.rank_shift,
         }
 
     def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -167,6 +194,36 @@ class Calibration:
         table = np.append(np.asarray(self.boundary_class_factors, dtype=np.float64), 1.0)
         classes = np.asarray(classes, dtype=np.int64)
         return table[np.where((classes >= 0) & (classes < len(table) - 1), classes, len(table) - 1)]
+
+    def margin_ranks(
+        self, scores: NDArray[np.float64], margins: NDArray[np.float64], classes: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Each answer's mid-rank in [0, 1] among the reference's margins at its distance from
+        the data (out-of-profile ``scores``; NaN without scores, or without rank tables), and
+        the reference's mean rank for its answered class (1/2 for an unknown one).
+
+        Under the reference a rank is uniform: its mean is 1/2 whatever the model's margins
+        look like (scores in steps, saturated, or logits), which is what lets one test of the
+        mean hold on any model.
+        """
+        margins = np.asarray(margins, dtype=np.float64)
+        ranks = np.full(len(margins), np.nan)
+        means = np.full(len(margins), 0.5)
+        if not self.rank_margins:
+            return ranks, means
+        bins = np.searchsorted(np.asarray(self.rank_edges, dtype=np.float64), scores)
+        for b, table in enumerate(self.rank_margins):
+            rows = np.flatnonzero(bins == b)
+            if len(rows):
+                t, m = np.asarray(table, dtype=np.float64), margins[rows]
+                below = np.searchsorted(t, m, side="left") + np.searchsorted(t, m, side="right")
+                ranks[rows] = below / (2.0 * len(t))
+        ranks[~np.isfinite(margins)] = np.nan
+        if self.rank_class_means:
+            table = np.append(np.asarray(self.rank_class_means, dtype=np.float64), 0.5)
+            classes = np.asarray(classes, dtype=np.int64)
+            means = table[np.where((classes >= 0) & (classes < len(table) - 1), classes, len(table) - 1)]
+        return ranks, means
 
 
 def far_beyond(most_extreme: float, ood_threshold: float, drift: float = 0.0) -> float:
@@ -264,6 +321,10 @@ def calibrate(
     edges: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()
     factors: tuple[float, ...] = ()
+    rank_edges: tuple[float, ...] = ()
+    tables: tuple[tuple[float, ...], ...] = ()
+    class_means: tuple[float, ...] = ()
+    shift = 0.0
     if margins is not None:
         m = np.asarray(margins, dtype=np.float64)
         scored = np.isfinite(m)
@@ -278,6 +339,20 @@ def calibrate(
             observed = np.array([on[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
             expected = np.array([chance[rows][scored[rows]].sum() for rows in groups], dtype=np.float64)
             multiple = (underlying_multiple if owners is None else trimmed_multiple)(observed, expected)
+            rank_edges, tables = rank_tables(scores[scored], m[scored], ood_threshold)
+            known = np.full(n, -1) if classes is None else np.asarray(classes, dtype=np.int64)
+            ranks, _ = Calibration(0, 0, 0, 0, 0, rank_edges=rank_edges, rank_margins=tables).margin_ranks(
+                scores, m, known
+            )
+            class_means = rank_class_means(ranks, known)
+            _, expected_rank = Calibration(0, 0, 0, 0, 0, rank_class_means=class_means).margin_ranks(
+                scores, m, known
+            )
+            centred = ranks - expected_rank + 0.5  # a client of a class of low ranks is no suspect
+            means = np.array([np.nanmean(centred[rows]) if scored[rows].any() else 0.5 for rows in groups])
+            counts = np.array([scored[rows].sum() for rows in groups], dtype=np.float64)
+            variance = float(np.nanvar(centred))
+            shift = (underlying_shift if owners is None else trimmed_shift)(means, counts, variance)
     ood_null = max(float(np.quantile(ood_rates, NULL_QUANTILE)), float(ood[counted].mean()), 1.0 / (n + 1))
     return Calibration(
         ood_null=ood_null,
@@ -293,6 +368,10 @@ def calibrate(
         boundary_rates=rates,
         boundary_class_factors=factors,
         drift_share=drift,
+        rank_edges=rank_edges,
+        rank_margins=tables,
+        rank_class_means=class_means,
+        rank_shift=shift,
     )
 
 
@@ -322,6 +401,116 @@ def boundary_bins(
         rates.append(last)
     rates = list(np.maximum.accumulate(rates))
     return tuple(edges), tuple(float(r) for r in [*rates, max(rates)])
+
+
+def rank_tables(
+    scores: NDArray[np.float64], margins: NDArray[np.float64], ood_threshold: float
+) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
+    """Bins of the reference's out-of-profile ``scores`` (``boundary_bins``'s edges) and, per
+    bin, RANK_SAMPLE quantiles of its answers' ``margins`` (values the reference gave, so
+    ties stay ties), against which a live answer's margin is ranked (``margin_ranks``).
+
+    Farther from the data, answers are at least as uncertain (as the boundary chance never
+    falls with the score): each bin's quantiles are at most the bin's before it, and a bin of
+    fewer than 50 answers, and the one beyond the threshold, keep the table before them.
+
+    >>> s = np.linspace(0.0, 1.0, 1000)
+    >>> edges, tables = rank_tables(s, 1.0 - s, 0.999)
+    >>> len(tables) == len(edges) + 1, [round(t[64], 2) for t in tables]
+    (True, [0.75, 0.38, 0.18, 0.08, 0.08, 0.08, 0.08])
+    """
+    edges = tuple(sorted({float(q) for q in np.quantile(scores, BIN_QUANTILES)} | {float(ood_threshold)}))
+    bins = np.searchsorted(np.asarray(edges), scores)
+    probs = (np.arange(RANK_SAMPLE) + 0.5) / RANK_SAMPLE
+    last = None
+    tables = []
+    for b in range(len(edges)):
+        inside = margins[bins == b]
+        if len(inside) >= 50:
+            table = np.quantile(inside, probs, method="inverted_cdf")
+            last = table if last is None else np.minimum(last, table)
+        elif last is None:
+            last = np.quantile(margins, probs, method="inverted_cdf")
+        tables.append(last)
+    tables.append(last)
+    return edges, tuple(tuple(float(v) for v in t) for t in tables)
+
+
+def rank_class_means(ranks: NDArray[np.float64], classes: NDArray[np.int64]) -> tuple[float, ...]:
+    """Per class index, the mean rank of the answers of that class (NaN ranks left out),
+    shrunk towards 1/2 by RANK_CLASS_PRIOR answers: a hard class answers less confidently,
+    and a client that asks mostly about it selects nothing.
+
+    >>> ranks = np.r_[np.full(80, 0.2), np.full(80, 0.8)]
+    >>> [round(v, 2) for v in rank_class_means(ranks, np.repeat([0, 1], 80))]
+    [0.26, 0.74]
+    """
+    means = []
+    for k in range(int(classes.max()) + 1 if len(classes) else 0):
+        mine = ranks[(classes == k) & np.isfinite(ranks)]
+        means.append(float((mine.sum() + 0.5 * RANK_CLASS_PRIOR) / (len(mine) + RANK_CLASS_PRIOR)))
+    return tuple(means)
+
+
+def underlying_shift(means: NDArray[np.float64], counts: NDArray[np.float64], variance: float) -> float:
+    """How far below 1/2 the NULL_QUANTILE-lowest *underlying* mean rank of the pseudo-clients
+    lies: from their observed mean ranks (``means``, each centred on its classes' mean) over
+    ``counts`` answers, less the sampling noise of their sizes (a rank's ``variance`` over the
+    reference, divided by the count), normal tail, an upper bound over resampled pseudo-clients
+    (as ``underlying_multiple``); in [0, 1/2]. Fewer than two pseudo-clients with
+    RANK_MIN_ANSWERS answers show no spread at all: 1/2, a test that never fires.
+
+    >>> rng = np.random.default_rng(0)
+    >>> true = rng.normal(0.5, 0.04, 500)
+    >>> observed = rng.normal(true, np.sqrt(1 / 12 / 40))
+    >>> round(underlying_shift(observed, np.full(500, 40.0), 1 / 12), 2)
+    0.1
+    """
+    used = counts >= RANK_MIN_ANSWERS
+    means, counts = means[used], counts[used]
+    if len(means) < 2:
+        return 0.5
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(means), size=(BOOTSTRAP, len(means)))
+    r, c = means[picks], counts[picks]
+    level = (r * c).sum(axis=1) / c.sum(axis=1)
+    spread = np.var(r, axis=1) - np.mean(variance / c, axis=1)
+    shifts = 0.5 - level + NORMAL_QUANTILE * np.sqrt(np.maximum(spread, 0.0))
+    return float(min(max(np.quantile(shifts, 0.9), RANK_MIN_SHIFT), 0.5))
+
+
+def trimmed_shift(means: NDArray[np.float64], counts: NDArray[np.float64], variance: float) -> float:
+    """``underlying_shift`` without the warm-up clients whose answers are less confident than a
+    typical client's would be (a normal lower tail below OUTLIER_LEVEL over their number), by
+    the forward search of ``trimmed_multiple``: uncertainty-sampling thieves active in a
+    warm-up would otherwise set the shift that hides the next one.
+
+    >>> rng = np.random.default_rng(0)
+    >>> means = np.r_[rng.normal(0.5, np.sqrt(1 / 12 / 40), 97), 0.15, 0.2, 0.18]  # three samplers
+    >>> counts = np.full(100, 40.0)
+    >>> round(underlying_shift(means, counts, 1 / 12), 2), round(trimmed_shift(means, counts, 1 / 12), 2)
+    (0.18, 0.02)
+    """
+    used = counts >= RANK_MIN_ANSWERS
+    means, counts = means[used], counts[used]
+    n = len(means)
+    level = OUTLIER_LEVEL / max(n, 1)
+    noise = np.sqrt(max(variance, 1e-12) / np.maximum(counts, 1.0))  # every answer tied: no spread
+    pooled = (means * counts).sum() / max(counts.sum(), 1.0)
+    surprise = [_normal_cdf((r - pooled) / s) for r, s in zip(means, noise, strict=True)]
+    aside = np.argsort(surprise, kind="stable")[: n // 2]
+    keep = np.ones(n, dtype=bool)
+    keep[aside] = False
+    for i in aside[::-1]:
+        typical = (means[keep] * counts[keep]).sum() / counts[keep].sum()
+        if _normal_cdf((means[i] - typical) / noise[i]) < level:
+            break
+        keep[i] = True
+    return underlying_shift(means[keep], counts[keep], variance)
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
 def class_factors(

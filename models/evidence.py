@@ -143,7 +143,7 @@ def evidence_threshold(false_alarm_rate: float, registry: Registry = EVIDENCE_TE
     """Log e-value at which the combined evidence raises an alert (Bonferroni over the tests).
 
     >>> round(evidence_threshold(1e-4), 2)
-    10.82
+    11.0
     """
     return registry.threshold(false_alarm_rate)
 

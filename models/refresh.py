@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.models.calibration import Calibration, boundary_bins, far_beyond
+from querywatch.models.calibration import RANK_SAMPLE, Calibration, boundary_bins, far_beyond
 from querywatch.models.profile import (
     OOD_QUANTILE,
     TRIMMED_LEVELS,
@@ -106,11 +106,15 @@ class Window:
     """The clients' inputs beyond the reference's median out-of-profile score (``typical_score``)."""
     boundary: Share | None = None
     """The clients' answers on the decision boundary (none without scores or a boundary)."""
+    unsure: Share | None = None
+    """The clients' answers less confident than the median of the reference's as far from the
+    data (rank below 1/2, ``Calibration.margin_ranks``; none without rank tables)."""
 
     def answers_drifted(self, baseline: Window, z: float) -> bool:
-        if self.boundary is None or baseline.boundary is None:
-            return False
-        return self.boundary.drifted(baseline.boundary, z)
+        return any(
+            now is not None and then is not None and now.drifted(then, z)
+            for now, then in ((self.boundary, baseline.boundary), (self.unsure, baseline.unsure))
+        )
 
     def reason(self, baseline: Window, z: float) -> str:
         now, then = self.beyond, baseline.beyond
@@ -122,11 +126,15 @@ class Window:
 
     def answers_reason(self, baseline: Window, z: float) -> str:
         now, then = self.boundary, baseline.boundary
+        where = "sit on the decision boundary"
+        if now is None or then is None or not now.drifted(then, z):
+            now, then = self.unsure, baseline.unsure
+            where = "are less confident than the reference's median answer as far from the data"
         assert now is not None and then is not None
         return (
-            f"drift in the answers: {now.share:.1%} of the answers to {now.clients} quiet clients sit "
-            f"on the decision boundary, against {then.share:.1%} in the first window of this "
-            f"revision (at most {now.limit(then, z):.1%} without drift)"
+            f"drift in the answers: {now.share:.1%} of the answers to {now.clients} quiet clients {where}, "
+            f"against {then.share:.1%} in the first window of this revision (at most "
+            f"{now.limit(then, z):.1%} without drift)"
         )
 
 
@@ -181,7 +189,14 @@ def refresh_profile(
     if kept_margins is not None and profile.margin_threshold > 0.0:
         scored = np.isfinite(kept_margins)
         on_boundary = Share.of(kept_margins[scored] < profile.margin_threshold, owners[keep][scored])
-    window = Window(beyond, on_boundary)
+    unsure = None
+    if kept_margins is not None and profile.calibration is not None and profile.calibration.rank_margins:
+        ranks, _ = profile.calibration.margin_ranks(
+            scores[keep], kept_margins, np.full(len(kept_margins), -1, dtype=np.int64)
+        )
+        ranked = np.isfinite(ranks)
+        unsure = Share.of(ranks[ranked] < 0.5, owners[keep][ranked])
+    window = Window(beyond, on_boundary, unsure)
     z = NormalDist().inv_cdf(1.0 - alpha)
     if baseline is None:
         return Refresh(window, None)
@@ -198,6 +213,7 @@ def refresh_profile(
             profile.ood_threshold,
             z,
         )
+        calibration = _rank_tables(calibration, scores[keep], kept_margins)
         return Refresh(
             window, _revised(profile, at, window.answers_reason(baseline, z), calibration=calibration)
         )
@@ -240,6 +256,7 @@ def _bounded_refit(
             calibration = _boundary_rates(
                 calibration, view.ood_score, margins, profile.margin_threshold, threshold, z
             )
+            calibration = _rank_tables(calibration, view.ood_score, margins)
     spread_threshold = profile.spread_threshold
     if len(profile.spread):  # the spread score's threshold rises as the score's does, in its units
         spread_threshold = _rise(
@@ -291,6 +308,32 @@ def _boundary_rates(
     spread = z * np.sqrt(old * (1.0 - old) / np.maximum(counts, 1))
     bounded = np.maximum.accumulate(np.clip(np.asarray(rates), old - spread, old + spread))
     return replace(calibration, boundary_edges=edges, boundary_rates=tuple(float(v) for v in bounded))
+
+
+def _rank_tables(calibration: Calibration, scores: FloatArray, margins: FloatArray) -> Calibration:
+    """The margin-rank tables, on their bins, re-measured on the sample where its answers are
+    less confident: each table becomes the pointwise lower of its quantiles and the sample's
+    (bins of at least 50 answers), and farther bins stay at most as confident as nearer ones.
+
+    A population may move where the model is less sure (on the simulator's wide victim,
+    a fifth of the way towards one point), and every client's ranks fall with it: kept to
+    the boundary chance's bound, the tables lagged and the rank test alerted 23 of 280
+    such users (the boundary test alone, 8). Unbounded, they follow; never stricter (a
+    refresh is no place to get stricter), a poisoner can at most loosen the rank test, and
+    the boundary chance, whose moves are bounded, keeps what the boundary test catches."""
+    scored = np.isfinite(margins)
+    if not scored.any() or not calibration.rank_margins:
+        return calibration
+    bins = np.searchsorted(np.asarray(calibration.rank_edges, dtype=np.float64), scores[scored])
+    probs = (np.arange(RANK_SAMPLE) + 0.5) / RANK_SAMPLE
+    tables: list[FloatArray] = []
+    for b, table in enumerate(calibration.rank_margins):
+        old = np.asarray(table, dtype=np.float64)
+        inside = margins[scored][bins == b]
+        if len(inside) >= 50 and len(old) == RANK_SAMPLE:
+            old = np.minimum(old, np.quantile(inside, probs, method="inverted_cdf"))
+        tables.append(old if not tables else np.minimum(tables[-1], old))
+    return replace(calibration, rank_margins=tuple(tuple(float(v) for v in t) for t in tables))
 
 
 def _rise(value: float, old: float, limit: float) -> float:

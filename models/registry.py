@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Protocol
 
-from querywatch.models.calibration import DRIFT_INFLATION, OOD_TOLERANCE, Calibration
+from querywatch.models.calibration import DRIFT_INFLATION, OOD_TOLERANCE, RANK_SHIFT, Calibration
 from querywatch.models.sequential import log_steps, novelty_step
 
 
@@ -254,6 +254,91 @@ class NoveltyTest:
         s[at] = float(value)
 
 
+class RankTest:
+    """ "The answers' mean rank lies more than ``tolerance`` below the reference's", each
+    answer's rank read from the indicator (in [0, 1]; None: the event says nothing) and the
+    reference's mean rank for it from the ``<indicator>_null`` field: for a selection that
+    shows in the whole distribution of the answers' confidence, not only in the few that
+    fall on the boundary (an uncertainty-sampling thief gets few of the confident answers
+    every benign client gets).
+
+    A betting e-process (Waudby-Smith & Ramdas, 2024), valid for ranks of any distribution
+    in [0, 1] whose mean is at least the null: each answer multiplies the wealth by
+    ``1 + lambda (null - rank)``, whose expectation under the null is at most 1.
+
+    * The bet ``lambda`` is half the growth-optimal one (to second order) against ranks as far
+      below the null as the null lies below the reference's mean, at the spread of a
+      uniform rank (1/12): ``shift / (1/12 + shift^2) / 2``, and at most BET_CAP of the
+      largest the null allows, ``1 / (1 - null)``. Half the optimal bet keeps three quarters
+      of its growth and stakes half as much on each answer.
+    * The log-wealth is floored at FLOOR, below zero, where the CUSUM tests floor theirs at
+      zero (Shin, Ramdas & Rinaldo, 2022): a client whose answers were as confident as the
+      reference's for a while needs -FLOOR more before it alerts. A burst of unsure answers
+      about one record (an explainer's samples of a record on the boundary) then stays short
+      of an alert, and a thief that starts benign and turns to selecting is delayed by a
+      bounded number of answers. The floored wealth ``W`` keeps ``W - t exp(FLOOR)`` a
+      supermartingale: as valid as the zero floor.
+
+    State: the statistic (the log-wealth, at least 0) and the log-wealth; one float stored.
+
+    >>> from types import SimpleNamespace
+    >>> t = RankTest("margin_rank", 0.1)
+    >>> s = [0.0] * t.width
+    >>> for _ in range(40):
+    ...     t.observe(s, 0, SimpleNamespace(margin_rank=0.05, margin_rank_null=0.5))
+    >>> round(s[0], 1)
+    6.9
+    >>> for _ in range(200):  # a benign client's ranks, a little above the reference's mean
+    ...     t.observe(s, 0, SimpleNamespace(margin_rank=0.6, margin_rank_null=0.5))
+    >>> s[0], s[1] == RankTest.FLOOR
+    (0.0, True)
+    """
+
+    __slots__ = ("_get", "_null", "bet", "shift")
+
+    #: The most of the largest bet the null allows that the test stakes.
+    BET_CAP = 0.9
+    #: A rank's variance under the reference (uniform in [0, 1]).
+    VARIANCE = 1.0 / 12.0
+    #: The log-wealth's floor: half the alert threshold at the default false-alarm rate.
+    FLOOR = -5.5
+    width = 2
+
+    def __init__(self, indicator: str, tolerance: float) -> None:
+        if not 0.0 < tolerance <= 0.5:
+            raise ValueError("the tolerance is a difference of mean ranks: above 0, at most 0.5")
+        self.shift = tolerance
+        self.bet = 0.5 * tolerance / (self.VARIANCE + tolerance * tolerance)
+        self._get = attrgetter(indicator)
+        self._null = attrgetter(indicator + "_null")
+
+    def _step(self, rank: float, mean: float) -> float:
+        null = min(max(mean - self.shift, 0.0), 0.99)
+        return math.log1p(min(self.bet, self.BET_CAP / (1.0 - null)) * (null - rank))
+
+    def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
+        rank = self._get(indicators)
+        if rank is not None:
+            v = s[at + 1] + self._step(rank, self._null(indicators))
+            if v < self.FLOOR:
+                v = self.FLOOR
+            s[at + 1] = v
+            s[at] = v if v > 0.0 else 0.0
+
+    def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
+        rank = self._get(indicators)
+        return s[at] if rank is None else max(0.0, s[at + 1] + self._step(rank, self._null(indicators)))
+
+    def get_state(self, s: Sequence[float], at: int) -> list[float]:
+        return [s[at + 1]]
+
+    def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
+        (value,) = state
+        wealth = max(float(value), self.FLOOR)
+        s[at + 1] = wealth
+        s[at] = max(wealth, 0.0)
+
+
 Reason = Callable[[Mapping[str, float], int], str]
 """Text of a reason from the client's feature snapshot and its number of queries."""
 
@@ -334,7 +419,7 @@ class Registry:
         indicators are not added up as independent evidence.
 
         >>> EVIDENCE_TESTS.names(), EVIDENCE_TESTS.families()
-        (('out_of_profile', 'steps', 'boundary', 'coverage', 'far'), (0, 1, 2, 3, 0))
+        (('out_of_profile', 'steps', 'boundary', 'coverage', 'far', 'confidence'), (0, 1, 2, 3, 0, 2))
         """
         names = self.names()
         roots = []
@@ -370,7 +455,7 @@ class Registry:
         """Log e-value at which the fused evidence raises an alert (Bonferroni over the tests).
 
         >>> round(EVIDENCE_TESTS.threshold(1e-4), 2)
-        10.82
+        11.0
         """
         return math.log(len(self._tests) / false_alarm_rate)
 
@@ -468,5 +553,29 @@ EVIDENCE_TESTS.register(
         ),
         # The far threshold lies beyond the out-of-profile one: every far query is out of profile.
         implies="out_of_profile",
+    )
+)
+EVIDENCE_TESTS.register(
+    EvidenceTest(
+        name="confidence",
+        indicator="margin_rank",
+        test=RankTest,
+        # A profile stored before the rank tables has a calibration without them: no rank
+        # reaches the test there, whatever its tolerance.
+        calibration=lambda cal, configured: (
+            configured
+            if configured is not None
+            else (cal.rank_shift if cal is not None and cal.rank_margins else RANK_SHIFT)
+        ),
+        meaning="how far below the reference's mean a benign client's mean rank of its answers' margins may "
+        "lie, among the reference's answers as far from the data and of the same class "
+        f"(default: derived from the reference's clients; {RANK_SHIFT:g} without them)",
+        reason=lambda f, n: (
+            "answers less confident than the model gives its own data as far from it and of the same "
+            f"classes (mean output entropy {f['output_entropy']:.2f}; {100 * f['boundary_share']:.0f}% "
+            "on the boundary) — uncertainty sampling: the queries a copy learns most from"
+        ),
+        # The same answers as the boundary test, which reads only their low end.
+        implies="boundary",
     )
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,8 +67,14 @@ class ModelContext:
         margins, entropies = score_columns(events)
         classes = self.class_indices(events)
         chance = view.boundary_chance
-        if self.profile.calibration is not None and self.profile.calibration.boundary_class_factors:
-            chance = chance * self.profile.calibration.class_factors(np.array(classes, dtype=np.int64))
+        cal = self.profile.calibration
+        if cal is not None and cal.boundary_class_factors:
+            chance = chance * cal.class_factors(np.array(classes, dtype=np.int64))
+        if cal is not None and cal.rank_margins:
+            ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
+            rank_columns = ranks.tolist(), rank_means.tolist()
+        else:
+            rank_columns = [math.nan] * len(events), [0.5] * len(events)
         return list(
             zip(
                 [e.ts for e in events],
@@ -80,6 +87,7 @@ class ModelContext:
                 margins,
                 entropies,
                 chance.tolist(),
+                *rank_columns,
                 strict=True,
             )
         )

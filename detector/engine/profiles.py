@@ -105,13 +105,17 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
         thresholds["drift_share"] = profile.calibration.drift_share
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
     if profile.answers == "pending":
-        # The margin threshold and the boundary null come from the first live answers.
+        # The margin threshold and the answers' nulls come from the first live answers.
         del thresholds["margin_threshold"]
         thresholds.pop("null_boundary", None)
+        thresholds.pop("null_confidence", None)
     elif profile.margin_threshold <= 0.0:
         # No margins (labels only) or saturated ones: no answer is on the boundary, so the
         # boundary test is silent, and a null beside it would say it was listening.
         thresholds.pop("null_boundary", None)
+    if profile.calibration is None or not profile.calibration.rank_margins:
+        # No rank tables (no scored answers yet, or a profile stored before them): silent.
+        thresholds.pop("null_confidence", None)
     return thresholds
 
 

@@ -95,6 +95,7 @@ def test_models_show_the_reference_size_and_the_derived_thresholds(
     assert t["spread_threshold"] == profile.spread_threshold
     assert 0 < t["null_far"] < 1 and t["null_out_of_profile"] == max(0.2, t["drift_share"])
     assert t["margin_threshold"] == 0.0 and "null_boundary" not in t  # no answers: the test is silent
+    assert "null_confidence" not in t
 
 
 def test_models_show_when_and_why_the_profile_was_refreshed(

@@ -212,6 +212,7 @@ def test_json_documents_of_every_command(tmp_path: Path) -> None:
     assert thresholds["far_threshold"] > thresholds["ood_threshold"] > 0
     assert thresholds["null_out_of_profile"] == max(0.2, thresholds["drift_share"])
     assert "margin_threshold" not in thresholds and "null_boundary" not in thresholds
+    assert "null_confidence" not in thresholds
     seen.add("profile")
     assert seen | {"produce"} == set(JSON_SCHEMAS)  # produce's document is tested with the broker
 

@@ -40,11 +40,11 @@ def test_a_state_written_by_release_0_1_loads_and_scores_on(client: str) -> None
     context = engine._context("m")
     assert context is not None
     fresh = ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"])
-    assert fresh == ["features.extraction", "evidence.far"]
+    assert fresh == ["features.extraction", "evidence.far", "evidence.confidence"]
     engine.import_client(client, stored)
     state = engine._clients[client]["m"]
     assert state.queries == expected["queries"]
-    assert state.evidence.statistics() == expected["statistics"] | {"far": 0.0}
+    assert state.evidence.statistics() == expected["statistics"] | {"far": 0.0, "confidence": 0.0}
     snapshot = state.features.snapshot()
     assert {k: snapshot[k] for k in expected["snapshot"]} == pytest.approx(expected["snapshot"])
     nxt = _events(client, np.load(FIXTURE / f"{client}-next.npy"), t0=1000.0)
@@ -68,11 +68,13 @@ def test_a_state_written_by_release_0_2_loads_whole_and_scores_as_it_did(client:
     assert stored.startswith(stateformat.PLAIN_MAGIC)
     context = engine._context("m")
     assert context is not None
-    assert ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"]) == []
+    # Every part 0.2 had loads; the confidence test, added since, starts fresh.
+    loaded = ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"])
+    assert loaded == ["evidence.confidence"]
     engine.import_client(client, stored)
     state = engine._clients[client]["m"]
     assert state.queries == expected["queries"]
-    assert state.evidence.statistics() == expected["statistics"]
+    assert state.evidence.statistics() == expected["statistics"] | {"confidence": 0.0}
     snapshot = state.features.snapshot()
     assert {k: snapshot[k] for k in expected["snapshot"]} == pytest.approx(expected["snapshot"])
     nxt = _events(client, np.load(fixture / f"{client}-next.npy"), t0=1000.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ def _indicators(rng: np.random.Generator) -> Indicators:
         "boundary": None if rng.random() < 0.2 else fields["boundary"],
         "new_cell_null": float(rng.uniform(0.05, 0.5)),
         "exact": False,
+        "margin_rank": None if rng.random() < 0.2 else float(rng.uniform(0.0, 0.6)),
+        "margin_rank_null": float(rng.uniform(0.4, 0.6)),
     }
     return Indicators(**fields)
 
@@ -126,9 +129,12 @@ def test_nulls_come_from_the_reference_unless_a_setting_fixes_them() -> None:
         "boundary": 1.0,
         "coverage": 4.0,
         "far": 0.01,
+        "confidence": 0.1,
     }
     derived = EVIDENCE_TESTS.nulls(cal)
     assert (derived["out_of_profile"], derived["boundary"], derived["far"]) == (0.3, 1.7, 0.002)
+    ranked = replace(cal, rank_margins=((0.2, 0.5, 0.9),), rank_shift=0.13)
+    assert EVIDENCE_TESTS.nulls(ranked)["confidence"] == 0.13
     fixed = EVIDENCE_TESTS.nulls(cal, {"out_of_profile": 0.4, "boundary": 2.0, "far": 0.05})
     assert (fixed["out_of_profile"], fixed["boundary"], fixed["far"]) == (0.4, 2.0, 0.05)
     assert EVIDENCE_TESTS.nulls(cal, {"out_of_profile": 0.1})["out_of_profile"] == 0.3  # a floor
@@ -157,7 +163,7 @@ def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> No
     with EVIDENCE_TESTS.extended(DUMMY):
         settings = DetectionSettings(**(SETTINGS.model_dump() | {"tolerances": {"dummy": 0.02}}))
         assert settings.tolerances["dummy"] == 0.02
-        assert evidence_threshold(alpha) == pytest.approx(np.log(6 / alpha))
+        assert evidence_threshold(alpha) == pytest.approx(np.log(7 / alpha))
         engine = _profiled_engine(settings)
         rng = np.random.default_rng(3)
         outcomes = engine.process_batch(_events("thief", rng.uniform(-1, 2, size=(120, DIM)))).outcomes
