@@ -220,9 +220,10 @@ class Calibration:
                 ranks[rows] = below / (2.0 * len(t))
         ranks[~np.isfinite(margins)] = np.nan
         if self.rank_class_means:
-            table = np.append(np.asarray(self.rank_class_means, dtype=np.float64), 0.5)
-            classes = np.asarray(classes, dtype=np.int64)
-            means = table[np.where((classes >= 0) & (classes < len(table) - 1), classes, len(table) - 1)]
+            by_class = np.append(np.asarray(self.rank_class_means, dtype=np.float64), 0.5)
+            known = np.asarray(classes, dtype=np.int64)
+            other = len(by_class) - 1
+            means = by_class[np.where((known >= 0) & (known < other), known, other)]
         return ranks, means
 
 
