@@ -106,19 +106,22 @@ class ClientFeatures:
         boundary_chance: float = 0.05,
         margin_rank: float = math.nan,
         margin_rank_mean: float = 0.5,
+        record_shared: float = math.inf,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile and far flags, 8-bit
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores), and the reference's chance of a boundary answer at its distance from
-        the data (``ReferenceProfile.view``), and the answer's margin rank and its class's
-        mean rank (``Calibration.margin_ranks``)."""
+        the data (``ReferenceProfile.view``), the answer's margin rank and its class's
+        mean rank (``Calibration.margin_ranks``), and the most features two of the
+        reference's records share (``Calibration.record_shared``)."""
         # An explainer's samples (one record, different patches blanked) lie out of profile,
         # and farther than any reference input, sample after sample; each masks the record the
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
         # Those of a record near the boundary answer near it, one after another. Asked only
         # of queries out of profile or answered on the boundary: the rest have nothing to discount.
         masking = (out_of_profile or margin < self.margin_threshold) and self.distances.masks_previous(code)
+        ranked = margin_rank == margin_rank and not out_of_profile
         exact, _, revisit, on_line, step = self.distances.update(code, input_hash, max(class_index, 0))
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen
@@ -141,7 +144,13 @@ class ClientFeatures:
         boundary = share.update(margin, entropy, self.margin_threshold)
         # Beyond the profile the reference holds too few answers to say how confident they are
         # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
-        rank = None if boundary is None or out_of_profile or margin_rank != margin_rank else margin_rank
+        # A query that keeps more of the previous one's values than two records ever share is
+        # a part of the same record (an explainer's coalition, an occlusion, a sweep's point):
+        # its answer is the record's, and says nothing about how the client picks its inputs.
+        # A prober's probes around the boundary point its line search found are not.
+        distances = self.distances
+        part = distances.shared > record_shared and not distances.probing
+        rank = margin_rank if ranked and boundary is not None and not part else None
         if boundary is not None and self.distances.same_record:
             # Frames of one record near the boundary answer near it together: one answer,
             # the chain's first (``features.distance``). The shares still show every one.

@@ -68,6 +68,27 @@ def squared_distance(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
     return int(d2)
 
 
+@compiled
+def move_and_shared(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> tuple[int, int]:
+    """The squared distance of two codes and how many features they hold at the same value
+    (within one code unit, the rounding's), in one pass: two records of continuous data share
+    few, a record and its explainer's coalition (part of its features kept, the rest from
+    another record), occlusion or sweep share many (``models.steps.shared_limit`` says how
+    many is more than two records share).
+
+    >>> move_and_shared(np.array([10, 200, 31, 90], np.uint8), np.array([11, 60, 31, 7], np.uint8))
+    (26490, 2)
+    """
+    d2 = np.int64(0)
+    shared = 0
+    for k in range(a.shape[0]):
+        x = np.int64(b[k]) - np.int64(a[k])
+        d2 += x * x
+        if -1 <= x <= 1:
+            shared += 1
+    return int(d2), shared
+
+
 #: A move of at most this many features (each by more than one code unit) is a sweep's
 #: whatever its length: what-if analysis moves one or two features of a record.
 SWEPT_FEATURES = 2

@@ -65,7 +65,7 @@ from querywatch.features.direction import (
     along_span,
     direction_simhash,
     is_sparse_move,
-    squared_distance,
+    move_and_shared,
 )
 from querywatch.features.layout import (
     RECENT_QUERIES,
@@ -150,6 +150,7 @@ class QueryDistances:
         "near",
         "near_fraction",
         "same_record",
+        "shared",
         "steps",
     )
 
@@ -176,6 +177,9 @@ class QueryDistances:
         self._search = 0  # fresh queries for which the last converged line search is recent
         #: Whether the last fresh query was the *same record* (module docstring).
         self.same_record = False
+        #: How many features the last fresh query held at its previous query's values
+        #: (``features.direction.move_and_shared``, on the features a working row keeps).
+        self.shared = 0
         self.exact = 0
         self.near = 0
         self.steps = 0
@@ -192,6 +196,7 @@ class QueryDistances:
             self.exact += 1
             return True, False, False, False, False  # a pending step stays pending
         near = step = revisit = along = chained = converged = False
+        shared = 0
         res = self._reservoir
         last, anchor = res.working_rows()  # written before the offer below, which may move them
         layout, near_limit, step_limit, move_near, move_step = self._limits
@@ -219,7 +224,7 @@ class QueryDistances:
             # The direction from the previous query, and from the start of the current chain of
             # near-duplicates (small sweep steps are mostly 8-bit rounding; the chain's span is not).
             # One distance from the previous query serves the near, step and converging checks.
-            move = squared_distance(last, code)
+            move, shared = move_and_shared(last, code)
             # Or a sweep's move, whatever its length: one or two features of the record it
             # started from (a narrow input's coarse grid, ``features.direction.is_sparse_move``).
             if 0 < move <= move_near or (
@@ -247,6 +252,7 @@ class QueryDistances:
         step, self._pending = self._pending and not revisit, step
         self._search = RECENT_QUERIES if converged else max(self._search - 1, 0)
         self.same_record = chained and not self._search
+        self.shared = shared
         self.near += near
         self.steps += step
         last[:] = code
@@ -262,6 +268,13 @@ class QueryDistances:
         last, _ = self._reservoir.working_rows()
         working = self._limits[0].working
         return bool(is_masking(last, code if working is None else code[working]))
+
+    @property
+    def probing(self) -> bool:
+        """Whether the client converged on a line search in its last RECENT_QUERIES fresh
+        queries: a decision-based prober bisects its way to the boundary, then probes around
+        the point it found, each probe close to the one before and every answer new."""
+        return self._search > 0
 
     def _seen_direction(self, signature: int) -> bool:
         """``RecentDirections.seen_before``, the client's own ring made at its first direction."""

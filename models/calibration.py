@@ -139,6 +139,9 @@ class Calibration:
     rank_class_means: tuple[float, ...] = ()
     #: How far below its classes' mean rank a benign client's mean rank may lie (``rank_shift``).
     rank_shift: float = 0.0
+    #: The most features two of the reference's records share (``models.steps.shared_limit``);
+    #: a query sharing more with the one before is a part of the same record. -1: not measured.
+    record_shared: float = -1.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -159,6 +162,7 @@ class Calibration:
             rank_margins=tuple(tuple(float(v) for v in t) for t in d.get("rank_margins", ())),
             rank_class_means=tuple(float(v) for v in d.get("rank_class_means", ())),
             rank_shift=float(d.get("rank_shift", 0.0)),
+            record_shared=float(d.get("record_shared", -1.0)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,6 +182,7 @@ class Calibration:
             "rank_margins": [list(t) for t in self.rank_margins],
             "rank_class_means": list(self.rank_class_means),
             "rank_shift": self.rank_shift,
+            "record_shared": self.record_shared,
         }
 
     def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -42,7 +42,7 @@ from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
 from querywatch.models.calibration import Calibration, calibrate, drift_share
 from querywatch.models.extraction import fit_extraction
-from querywatch.models.steps import steps_null
+from querywatch.models.steps import shared_limit, steps_null
 
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
@@ -605,9 +605,11 @@ def _fit(
         drift=drift_share(view.ood_score, threshold, view.spread_score, spread_threshold, counted=counted),
         seed=seed,
     )
+    kept_owners = None if owners is None else owners[keep]
     calibration = replace(
         calibration,
-        steps_null=steps_null(view.quantized, owners=None if owners is None else owners[keep], seed=seed),
+        steps_null=steps_null(view.quantized, owners=kept_owners, seed=seed),
+        record_shared=shared_limit(view.quantized, owners=kept_owners, seed=seed),
     )
     return replace(
         draft,

@@ -294,7 +294,7 @@ class RankTest:
     (0.0, True)
     """
 
-    __slots__ = ("_get", "_null", "bet", "shift")
+    __slots__ = ("_bets", "_get", "_null", "bet", "shift")
 
     #: The most of the largest bet the null allows that the test stakes.
     BET_CAP = 0.9
@@ -311,10 +311,17 @@ class RankTest:
         self.bet = 0.5 * tolerance / (self.VARIANCE + tolerance * tolerance)
         self._get = attrgetter(indicator)
         self._null = attrgetter(indicator + "_null")
+        self._bets: dict[float, tuple[float, float]] = {}
+        """(null, bet) by the reference's mean rank: a model has one mean per class."""
 
     def _step(self, rank: float, mean: float) -> float:
-        null = min(max(mean - self.shift, 0.0), 0.99)
-        return math.log1p(min(self.bet, self.BET_CAP / (1.0 - null)) * (null - rank))
+        bet = self._bets.get(mean)
+        if bet is None:
+            null = min(max(mean - self.shift, 0.0), 0.99)
+            bet = (null, min(self.bet, self.BET_CAP / (1.0 - null)))
+            if len(self._bets) < 4096:
+                self._bets[mean] = bet
+        return math.log1p(bet[1] * (bet[0] - rank))
 
     def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
         rank = self._get(indicators)

@@ -72,9 +72,10 @@ class ModelContext:
             chance = chance * cal.class_factors(np.array(classes, dtype=np.int64))
         if cal is not None and cal.rank_margins:
             ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
-            rank_columns = ranks.tolist(), rank_means.tolist()
+            shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf
+            rank_columns = ranks.tolist(), rank_means.tolist(), [shared] * len(events)
         else:
-            rank_columns = [math.nan] * len(events), [0.5] * len(events)
+            rank_columns = [math.nan] * len(events), [0.5] * len(events), [math.inf] * len(events)
         return list(
             zip(
                 [e.ts for e in events],

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from querywatch.features.client import ClientFeatures, Indicators
+from querywatch.features.direction import move_and_shared
 from querywatch.models.calibration import Calibration, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.profile import fit_profile
 from querywatch.models.refresh import Refresh, Window, refresh_profile
 from querywatch.models.registry import EVIDENCE_TESTS
+from querywatch.models.steps import shared_limit
 
 
 def _reference(
@@ -96,13 +98,11 @@ def test_uncertainty_samplers_in_a_warm_up_do_not_widen_the_tolerance() -> None:
     assert poisoned.rank_shift <= clean.rank_shift + 0.02
 
 
-def test_answers_beyond_the_profile_or_of_one_swept_record_get_no_rank() -> None:
-    """Out of profile the reference cannot say how confident answers are; the out-of-profile
-    tests judge those queries. An answer with a rank in profile carries it."""
+def _features(dim: int) -> ClientFeatures:
     cells = np.full(4, 0.25)
     n = np.arange(1, 20001)[:, None]
-    f = ClientFeatures(
-        dim=4,
+    return ClientFeatures(
+        dim=dim,
         cell_prob=cells,
         expected_cells=(1 - (1 - cells[None, :]) ** n).sum(axis=1),
         new_cell=(cells[None, :] * (1 - cells[None, :]) ** (n - 1)).sum(axis=1),
@@ -110,10 +110,64 @@ def test_answers_beyond_the_profile_or_of_one_swept_record_get_no_rank() -> None
         margin_threshold=0.05,
         seed=1,
     )
+
+
+def test_answers_beyond_the_profile_get_no_rank() -> None:
+    """Out of profile the reference cannot say how confident answers are; the out-of-profile
+    tests judge those queries. An answer with a rank in profile carries it."""
+    f = _features(4)
     codes = np.array([[10, 200, 30, 90], [250, 20, 180, 5]], dtype=np.uint8)
     inside = f.update(0.0, 0, False, False, codes[0], 1, 0, 0.3, 0.5, 0.05, 0.2, 0.5)
     beyond = f.update(1.0, 1, True, False, codes[1], 2, 0, 0.3, 0.5, 0.05, 0.2, 0.5)
     assert (inside.margin_rank, beyond.margin_rank) == (0.2, None)
+
+
+def test_an_explainers_coalitions_of_one_record_count_as_the_record() -> None:
+    """KernelSHAP's samples keep part of one record's features and take the rest from other
+    records: each shares more values with the one before than two records ever do
+    (``shared_limit`` of the reference), so its answer is the record's and gets no rank.
+    Records of their own, however unsure their answers, each get theirs."""
+    rng = np.random.default_rng(5)
+    reference = rng.integers(0, 256, size=(3000, 64)).astype(np.uint8)
+    limit = shared_limit(reference)
+    assert 0 < limit < 8
+    record = reference[0]
+    coalitions = np.where(rng.random((40, 64)) < 0.5, record, reference[1:41])
+    for queries, ranked in ((coalitions, 1), (reference[100:140], 40)):
+        f = _features(64)
+        ranks = [
+            f.update(float(i), 0, False, False, q, i, 0, 0.3, 0.5, 0.05, 0.1, 0.5, limit).margin_rank
+            for i, q in enumerate(queries)
+        ]
+        assert sum(r is not None for r in ranks) == ranked
+
+
+def test_a_probers_probes_after_its_line_search_keep_their_ranks() -> None:
+    """A decision-based prober bisects a segment down to the boundary, then probes around the
+    point it found: each probe holds most of the one before's values, but it is searched
+    for, not a part of one record, and its answer keeps its rank."""
+    rng = np.random.default_rng(4)
+    a, b = np.full(8, 40.0), np.full(8, 200.0)
+    t, step, points = 0.5, 0.25, []
+    for _ in range(6):
+        points.append(a + t * (b - a))
+        t, step = t + step * (1 if len(points) % 2 else -1), step / 2
+    probes = points[-1] + rng.integers(-1, 2, size=(15, 8))
+    codes = np.clip(np.vstack([points, probes]), 0, 255).astype(np.uint8)
+    assert all(move_and_shared(p, q)[1] > 2 for p, q in zip(codes[-15:], codes[-16:-1], strict=True))
+
+    def ranked(queries: np.ndarray, limit: float) -> list[bool]:
+        f = _features(8)
+        return [
+            f.update(float(i), 0, False, False, c, i, 0, 0.01, 0.9, 0.05, 0.1, 0.5, limit).margin_rank
+            is not None
+            for i, c in enumerate(queries)
+        ]
+
+    # The engine's other discounts (a probe along the search's line) are the same either way.
+    assert ranked(codes, 2) == ranked(codes, np.inf) and sum(ranked(codes, 2)[-15:]) >= 5
+    # The same probes without the search before them are parts of one record.
+    assert sum(ranked(codes[-15:], 2)) == 1
 
 
 def test_a_calibration_stored_before_ranks_loads_with_a_silent_test() -> None:
