@@ -476,8 +476,7 @@ def underlying_shift(means: NDArray[np.float64], counts: NDArray[np.float64], va
     means, counts = means[used], counts[used]
     if len(means) < 2:
         return 0.5
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(means), size=(BOOTSTRAP, len(means)))
+    picks = resamples(len(means))
     r, c = means[picks], counts[picks]
     level = (r * c).sum(axis=1) / c.sum(axis=1)
     spread = np.var(r, axis=1) - np.mean(variance / c, axis=1)
@@ -624,14 +623,19 @@ def underlying_multiple(observed: NDArray[np.float64], expected: NDArray[np.floa
     # A few dozen pseudo-clients estimate a spread poorly, and too low a null alarms on every
     # benign client the sample happened to miss: take an upper bound (the 90th percentile of
     # the estimate over pseudo-clients resampled with replacement).
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(observed), size=(BOOTSTRAP, len(observed)))
+    picks = resamples(len(observed))
     o, e = observed[picks], expected[picks]
     scale = o.sum(axis=1) / e.sum(axis=1)  # the reference's own level (1 when its chance fits)
     ratios = o / e
     spread = np.var(ratios, axis=1) - np.mean(scale[:, None] / e, axis=1)
     quantiles = scale + NORMAL_QUANTILE * np.sqrt(np.maximum(spread, 0.0))
     return max(float(np.quantile(quantiles, 0.9)), 1.0)
+
+
+def resamples(n: int) -> NDArray[np.int64]:
+    """BOOTSTRAP resamples (rows) of ``n`` pseudo-clients, drawn with replacement, the same
+    every time (a model's calibration does not change between fits of the same reference)."""
+    return np.random.default_rng(0).integers(0, n, size=(BOOTSTRAP, n))
 
 
 def _groups(

@@ -432,18 +432,23 @@ def test_a_walk_around_one_record_on_the_boundary_counts_its_answer_once() -> No
     assert all(_boundary_evidence(_codes(rng, 20, dim=8)))
 
 
-def test_probes_after_a_line_search_count_every_answer() -> None:
-    """A decision-based prober bisects a segment down to the boundary (its moves halve), then
-    probes around the point it found: its answers on the boundary are searched for, not one
-    record's, and each counts."""
-    rng = np.random.default_rng(4)
+def bisection_then_probes(rng: np.random.Generator, spread: int, probes: int = 15) -> np.ndarray:
+    """A decision-based prober's 8-input codes: a bisection of a segment (its moves halve),
+    then ``probes`` probes within ``spread`` code units of the point it found."""
     a, b = np.full(8, 40.0), np.full(8, 200.0)
     t, step, points = 0.5, 0.25, []
     for _ in range(6):
         points.append(a + t * (b - a))
         t, step = t + step * (1 if len(points) % 2 else -1), step / 2
-    probes = points[-1] + rng.integers(-3, 4, size=(15, 8))
-    codes = np.clip(np.vstack([points, probes]), 0, 255).astype(np.uint8)
+    around = points[-1] + rng.integers(-spread, spread + 1, size=(probes, 8))
+    return np.clip(np.vstack([points, around]), 0, 255).astype(np.uint8)
+
+
+def test_probes_after_a_line_search_count_every_answer() -> None:
+    """A decision-based prober bisects a segment down to the boundary (its moves halve), then
+    probes around the point it found: its answers on the boundary are searched for, not one
+    record's, and each counts."""
+    codes = bisection_then_probes(np.random.default_rng(4), spread=3)
     evidence = _boundary_evidence(codes)
     # (a probe along the bisection's line is a sweep's revisit: its answer says nothing, False)
     assert None not in evidence[-15:] and sum(e is None for e in evidence) <= 2

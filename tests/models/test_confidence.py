@@ -12,6 +12,7 @@ from querywatch.models.profile import fit_profile
 from querywatch.models.refresh import Refresh, Window, refresh_profile
 from querywatch.models.registry import EVIDENCE_TESTS
 from querywatch.models.steps import shared_limit
+from tests.features.test_features import bisection_then_probes
 
 
 def _reference(
@@ -146,14 +147,7 @@ def test_a_probers_probes_after_its_line_search_keep_their_ranks() -> None:
     """A decision-based prober bisects a segment down to the boundary, then probes around the
     point it found: each probe holds most of the one before's values, but it is searched
     for, not a part of one record, and its answer keeps its rank."""
-    rng = np.random.default_rng(4)
-    a, b = np.full(8, 40.0), np.full(8, 200.0)
-    t, step, points = 0.5, 0.25, []
-    for _ in range(6):
-        points.append(a + t * (b - a))
-        t, step = t + step * (1 if len(points) % 2 else -1), step / 2
-    probes = points[-1] + rng.integers(-1, 2, size=(15, 8))
-    codes = np.clip(np.vstack([points, probes]), 0, 255).astype(np.uint8)
+    codes = bisection_then_probes(np.random.default_rng(4), spread=1)
     assert all(move_and_shared(p, q)[1] > 2 for p, q in zip(codes[-15:], codes[-16:-1], strict=True))
 
     def ranked(queries: np.ndarray, limit: float) -> list[bool]:
