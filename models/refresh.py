@@ -52,7 +52,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.models.calibration import RANK_SAMPLE, Calibration, boundary_bins, far_beyond
+from querywatch.models.calibration import (
+    RANK_SAMPLE,
+    Calibration,
+    boundary_bins,
+    far_beyond,
+    margin_quantiles,
+)
 from querywatch.models.profile import (
     OOD_QUANTILE,
     TRIMMED_LEVELS,
@@ -325,13 +331,12 @@ def _rank_tables(calibration: Calibration, scores: FloatArray, margins: FloatArr
     if not scored.any() or not calibration.rank_margins:
         return calibration
     bins = np.searchsorted(np.asarray(calibration.rank_edges, dtype=np.float64), scores[scored])
-    probs = (np.arange(RANK_SAMPLE) + 0.5) / RANK_SAMPLE
     tables: list[FloatArray] = []
     for b, table in enumerate(calibration.rank_margins):
         old = np.asarray(table, dtype=np.float64)
         inside = margins[scored][bins == b]
         if len(inside) >= 50 and len(old) == RANK_SAMPLE:
-            old = np.minimum(old, np.quantile(inside, probs, method="inverted_cdf"))
+            old = np.minimum(old, margin_quantiles(inside))
         tables.append(old if not tables else np.minimum(tables[-1], old))
     return replace(calibration, rank_margins=tuple(tuple(float(v) for v in t) for t in tables))
 

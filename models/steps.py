@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from querywatch.features.direction import move_and_shared
 from querywatch.features.distance import distance_limits
 from querywatch.features.layout import kept_columns, query_layout, reservoir_capacity
 from querywatch.features.nearest import is_structured_step
@@ -111,12 +112,13 @@ def shared_limit(codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, s
     4.0
     """
     n = len(codes)
-    rng = np.random.default_rng(seed)
-    a, b = rng.integers(0, n, size=(2, SHARED_PAIRS))
+    if n < 2:
+        return -1.0
+    a, b = np.random.default_rng(seed).integers(0, n, size=(2, SHARED_PAIRS))
     other = a != b if owners is None else np.asarray(owners)[a] != np.asarray(owners)[b]
-    if n < 2 or other.sum() < 100:
+    if other.sum() < 100:
         return -1.0
     working = query_layout(codes.shape[1]).working
     rows = codes if working is None else codes[:, working]
-    close = np.abs(rows[a[other]].astype(np.int16) - rows[b[other]].astype(np.int16)) <= 1
-    return float(np.quantile(close.sum(axis=1), SHARED_QUANTILE))
+    shared = [move_and_shared(rows[i], rows[j])[1] for i, j in zip(a[other], b[other], strict=True)]
+    return float(np.quantile(shared, SHARED_QUANTILE))

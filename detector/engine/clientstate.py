@@ -70,12 +70,11 @@ class ModelContext:
         cal = self.profile.calibration
         if cal is not None and cal.boundary_class_factors:
             chance = chance * cal.class_factors(np.array(classes, dtype=np.int64))
+        rank_columns: tuple[list[float], ...] = ()  # no rank tables: the update's defaults, no rank
         if cal is not None and cal.rank_margins:
             ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
             shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf
             rank_columns = ranks.tolist(), rank_means.tolist(), [shared] * len(events)
-        else:
-            rank_columns = [math.nan] * len(events), [0.5] * len(events), [math.inf] * len(events)
         return list(
             zip(
                 [e.ts for e in events],
