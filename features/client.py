@@ -107,14 +107,16 @@ class ClientFeatures:
         margin_rank: float = math.nan,
         margin_rank_mean: float = 0.5,
         record_shared: float = math.inf,
+        record_move: float = -1.0,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile and far flags, 8-bit
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores), and the reference's chance of a boundary answer at its distance from
         the data (``ReferenceProfile.view``), the answer's margin rank and its class's
-        mean rank (``Calibration.margin_ranks``), and the most features two of the
-        reference's records share (``Calibration.record_shared``)."""
+        mean rank (``Calibration.margin_ranks``), the most features two of the reference's
+        records share (``Calibration.record_shared``) and the squared distance closer than
+        which two of them hardly ever lie (``Calibration.record_move``; -1: not measured)."""
         # An explainer's samples (one record, different patches blanked) lie out of profile,
         # and farther than any reference input, sample after sample; each masks the record the
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
@@ -151,6 +153,17 @@ class ClientFeatures:
         distances = self.distances
         part = distances.shared > record_shared and not distances.probing
         rank = margin_rank if ranked and boundary is not None and not part else None
+        if not exact and 0 < distances.move < record_move and not distances.probing:
+            # Closer to the one before than two records ever lie: the same record again (an
+            # explainer's noisy samples of one row, LIME's). Where it lies and whether its
+            # answer sits on the boundary are that record's, counted once: the samples of a
+            # row near the edge of the data or near the boundary leave the profile or answer
+            # on the boundary together, a burst no benign rate allows for. Its rank and a far
+            # query still count: a blending thief's blends lie as close to each other and the
+            # confidence test (whose floor absorbs a burst) is what sees them, and a walk out
+            # of the data in short steps stays as far as it went.
+            out_of_profile = False
+            boundary = None
         if boundary is not None and self.distances.same_record:
             # Frames of one record near the boundary answer near it together: one answer,
             # the chain's first (``features.distance``). The shares still show every one.

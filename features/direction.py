@@ -73,7 +73,7 @@ def move_and_shared(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> tuple[int, in
     """The squared distance of two codes and how many features they hold at the same value
     (within one code unit, the rounding's), in one pass: two records of continuous data share
     few, a record and its explainer's coalition (part of its features kept, the rest from
-    another record), occlusion or sweep share many (``models.steps.shared_limit`` says how
+    another record), occlusion or sweep share many (``models.steps.record_limits`` says how
     many is more than two records share).
 
     >>> move_and_shared(np.array([10, 200, 31, 90], np.uint8), np.array([11, 60, 31, 7], np.uint8))

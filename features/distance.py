@@ -147,6 +147,7 @@ class QueryDistances:
         "_search",
         "_shrinking",
         "exact",
+        "move",
         "near",
         "near_fraction",
         "same_record",
@@ -180,6 +181,9 @@ class QueryDistances:
         #: How many features the last fresh query held at its previous query's values
         #: (``features.direction.move_and_shared``, on the features a working row keeps).
         self.shared = 0
+        #: The squared distance of the last fresh query from its previous query (as ``shared``;
+        #: 0 for a client's first).
+        self.move = 0
         self.exact = 0
         self.near = 0
         self.steps = 0
@@ -196,7 +200,7 @@ class QueryDistances:
             self.exact += 1
             return True, False, False, False, False  # a pending step stays pending
         near = step = revisit = along = chained = converged = False
-        shared = 0
+        shared = move = 0
         res = self._reservoir
         last, anchor = res.working_rows()  # written before the offer below, which may move them
         layout, near_limit, step_limit, move_near, move_step = self._limits
@@ -253,6 +257,7 @@ class QueryDistances:
         self._search = RECENT_QUERIES if converged else max(self._search - 1, 0)
         self.same_record = chained and not self._search
         self.shared = shared
+        self.move = move
         self.near += near
         self.steps += step
         last[:] = code

@@ -140,9 +140,13 @@ class Calibration:
     #: How far below its classes' mean rank a benign client's mean rank may lie
     #: (``underlying_shift``).
     rank_shift: float = 0.0
-    #: The most features two of the reference's records share (``models.steps.shared_limit``);
+    #: The most features two of the reference's records share (``models.steps.record_limits``);
     #: a query sharing more with the one before is a part of the same record. -1: not measured.
     record_shared: float = -1.0
+    #: The squared code distance closer than which two of the reference's records hardly ever
+    #: lie (``models.steps.record_limits``); a query closer to the one before is the same
+    #: record again. -1: not measured.
+    record_move: float = -1.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -164,6 +168,7 @@ class Calibration:
             rank_class_means=tuple(float(v) for v in d.get("rank_class_means", ())),
             rank_shift=float(d.get("rank_shift", 0.0)),
             record_shared=float(d.get("record_shared", -1.0)),
+            record_move=float(d.get("record_move", -1.0)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,6 +189,7 @@ class Calibration:
             "rank_class_means": list(self.rank_class_means),
             "rank_shift": self.rank_shift,
             "record_shared": self.record_shared,
+            "record_move": self.record_move,
         }
 
     def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -42,7 +42,7 @@ from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
 from querywatch.models.calibration import Calibration, calibrate, drift_share
 from querywatch.models.extraction import fit_extraction
-from querywatch.models.steps import shared_limit, steps_null
+from querywatch.models.steps import record_limits, steps_null
 
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
@@ -606,10 +606,12 @@ def _fit(
         seed=seed,
     )
     kept_owners = None if owners is None else owners[keep]
+    limits = record_limits(view.quantized, owners=kept_owners, seed=seed)
     calibration = replace(
         calibration,
         steps_null=steps_null(view.quantized, owners=kept_owners, seed=seed),
-        record_shared=shared_limit(view.quantized, owners=kept_owners, seed=seed),
+        record_shared=limits.shared,
+        record_move=limits.move,
     )
     return replace(
         draft,

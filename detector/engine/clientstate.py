@@ -70,11 +70,17 @@ class ModelContext:
         cal = self.profile.calibration
         if cal is not None and cal.boundary_class_factors:
             chance = chance * cal.class_factors(np.array(classes, dtype=np.int64))
-        rank_columns: tuple[list[float], ...] = ()  # no rank tables: the update's defaults, no rank
-        if cal is not None and cal.rank_margins:
-            ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
+        # Without rank tables or record limits: the update's defaults (no rank, no limit).
+        record_columns: tuple[list[float], ...] = ()
+        if cal is not None and (cal.rank_margins or cal.record_move >= 0.0):
+            n = len(events)
+            if cal.rank_margins:
+                ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
+                rank_columns = ranks.tolist(), rank_means.tolist()
+            else:
+                rank_columns = [math.nan] * n, [0.5] * n
             shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf
-            rank_columns = ranks.tolist(), rank_means.tolist(), [shared] * len(events)
+            record_columns = *rank_columns, [shared] * n, [cal.record_move] * n
         return list(
             zip(
                 [e.ts for e in events],
@@ -87,7 +93,7 @@ class ModelContext:
                 margins,
                 entropies,
                 chance.tolist(),
-                *rank_columns,
+                *record_columns,
                 strict=True,
             )
         )

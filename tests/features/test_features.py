@@ -432,6 +432,34 @@ def test_a_walk_around_one_record_on_the_boundary_counts_its_answer_once() -> No
     assert all(_boundary_evidence(_codes(rng, 20, dim=8)))
 
 
+def test_noisy_samples_of_one_record_are_that_record_again() -> None:
+    """LIME's samples of a record (each field moved by noise) lie closer to each other than
+    two records ever do (``record_move``, a squared code distance): where each lies and
+    whether its answer sits on the boundary are the record's, counted once, while its rank
+    still counts. Records of their own count every one; without a measured limit (-1), so do
+    the samples."""
+    rng = np.random.default_rng(6)
+    record = rng.integers(80, 176, size=16)
+    samples = np.clip(record + rng.normal(0, 25, size=(12, 16)), 0, 255).astype(np.uint8)
+    records = _codes(rng, 12, dim=16)
+    limit = 16 * 60.0**2  # two records at least 60 code units apart (RMS)
+
+    def indicators(codes: np.ndarray, out: bool, record_move: float) -> list[tuple[bool, bool | None, bool]]:
+        f = ClientFeatures(dim=16, margin_threshold=0.05, seed=1, **_profile_arrays(10))
+        seen = []
+        for i, c in enumerate(codes):
+            ind = f.update(float(i), 0, out, False, c, i, 0, 0.01, 0.9, 0.05, 0.2, 0.5, np.inf, record_move)
+            seen.append((ind.out_of_profile, ind.boundary, ind.margin_rank is not None))
+        return seen
+
+    told = indicators(samples, True, limit)
+    assert told[0] == (True, True, False) and set(told[1:]) == {(False, None, False)}
+    assert set(indicators(records, True, limit)) == {(True, True, False)}
+    assert set(indicators(samples, True, -1.0)) == {(True, True, False)}
+    # In profile, each sample's answer keeps its rank (the confidence test's floor absorbs a burst).
+    assert set(indicators(samples, False, limit)[1:]) == {(False, None, True)}
+
+
 def bisection_then_probes(rng: np.random.Generator, spread: int, probes: int = 15) -> np.ndarray:
     """A decision-based prober's 8-input codes: a bisection of a segment (its moves halve),
     then ``probes`` probes within ``spread`` code units of the point it found."""

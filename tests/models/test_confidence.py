@@ -11,7 +11,7 @@ from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_t
 from querywatch.models.profile import fit_profile
 from querywatch.models.refresh import Refresh, Window, refresh_profile
 from querywatch.models.registry import EVIDENCE_TESTS
-from querywatch.models.steps import shared_limit
+from querywatch.models.steps import record_limits
 from tests.features.test_features import bisection_then_probes
 
 
@@ -126,11 +126,11 @@ def test_answers_beyond_the_profile_get_no_rank() -> None:
 def test_an_explainers_coalitions_of_one_record_count_as_the_record() -> None:
     """KernelSHAP's samples keep part of one record's features and take the rest from other
     records: each shares more values with the one before than two records ever do
-    (``shared_limit`` of the reference), so its answer is the record's and gets no rank.
+    (``record_limits`` of the reference), so its answer is the record's and gets no rank.
     Records of their own, however unsure their answers, each get theirs."""
     rng = np.random.default_rng(5)
     reference = rng.integers(0, 256, size=(3000, 64)).astype(np.uint8)
-    limit = shared_limit(reference)
+    limit = record_limits(reference).shared
     assert 0 < limit < 8
     record = reference[0]
     coalitions = np.where(rng.random((40, 64)) < 0.5, record, reference[1:41])
