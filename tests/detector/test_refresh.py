@@ -76,13 +76,16 @@ def test_a_drifting_population_is_followed_and_stays_quiet(victim: VictimModel) 
     of the least sure users alert (39 of 280 without those refreshes)."""
     clients = {name: t for day in range(7) for name, t in _population(victim, day, 40, 0.1 * day).items()}
     stale, _, _ = _run(victim, clients, SETTINGS.model_copy(update={"refresh_every": 0}))
-    # Without refreshes the drift alerts (a fifth of the last day's users at least: the wide
-    # victim's out-of-profile test tolerates more drift, ``models.calibration.drift_share``;
-    # pulled that close together, a user's consecutive queries are near-duplicates, whose
-    # answers count as one record's, ``features.distance``: 9 of 40 alert, 10 or more before).
-    assert sum(name.startswith("day6") for name in stale) >= 8
+    # Without refreshes the drift alerts, on its last day. Pulled that close together, a
+    # user's consecutive queries lie closer than two records of the reference do and count as
+    # one record's (``features.client``: where they lie, and their answers on the boundary),
+    # so a few alert: 3 of the last day's 40 on the tabular victim (none the day before), 9
+    # on the wide one, whose out-of-profile test tolerates more drift
+    # (``models.calibration.drift_share``) but whose answers grow less sure.
+    assert any(name.startswith("day6") for name in stale)
 
     alerted, refreshed, engine = _run(victim, clients, SETTINGS)
+    assert len(alerted) < len(stale)
     assert len(alerted) <= ALERTED_UNDER_DRIFT[victim.model_id] * len(clients)
     assert [p.revision for p in refreshed] == list(range(1, len(refreshed) + 1)) and len(refreshed) >= 2
     newest = engine.profiles.get(victim.model_id)
