@@ -148,11 +148,15 @@ class ClientFeatures:
         # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
         # A query that keeps more of the previous one's values than two records ever share is
         # a part of the same record (an explainer's coalition, an occlusion, a sweep's point):
-        # its answer is the record's, and says nothing about how the client picks its inputs.
-        # A prober's probes around the boundary point its line search found are not.
+        # its answer is the record's, and says nothing about how the client picks its inputs;
+        # nor does where it lies: an explainer's coalitions of two images lie beyond every
+        # reference input together, a burst no benign rate allows for. A prober's probes
+        # around the boundary point its line search found are not parts.
         distances = self.distances
         part = distances.shared > record_shared and not distances.probing
         rank = margin_rank if ranked and boundary is not None and not part else None
+        if part and not exact:
+            out_of_profile = far = False
         if not exact and 0 < distances.move < record_move and not distances.probing:
             # Closer to the one before than two records ever lie: the same record again (an
             # explainer's noisy samples of one row, LIME's). Where it lies and whether its

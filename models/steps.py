@@ -121,10 +121,12 @@ def record_limits(
 
     Continuous features are rarely equal in two records, and a coalition keeps many of its
     record's (the simulator's 128-input victim: 8 at this quantile, an explainer's coalitions
-    29 as a median); discrete ones often are (its digits: 40 of 64, where an explainer's
-    samples share 34). Two records of the 128-input victim lie at least 0.19 of the features'
-    ranges apart (RMS) at the other quantile, where LIME's samples of one row (each field moved
-    by N(0, 0.1)) lie 0.14 apart; on the simulator's 16-input table, 0.08.
+    27 as a median). Discrete ones often are, at the ends of their range above all, which
+    ``move_and_shared`` leaves out: two of its digits share up to 4 of 64 values inside the
+    range, an explainer's coalitions of two of them 6 as a median. Two records of the
+    128-input victim lie at least 0.19 of the features' ranges apart (RMS) at the other
+    quantile, where LIME's samples of one row (each field moved by N(0, 0.1)) lie 0.14 apart;
+    on the simulator's 16-input table, 0.08.
 
     >>> rng = np.random.default_rng(0)
     >>> limits = record_limits(rng.integers(0, 256, size=(2000, 40)).astype(np.uint8))

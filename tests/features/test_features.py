@@ -460,6 +460,28 @@ def test_noisy_samples_of_one_record_are_that_record_again() -> None:
     assert set(indicators(samples, False, limit)[1:]) == {(False, None, True)}
 
 
+def test_an_explainers_coalitions_of_two_images_lie_where_their_records_do() -> None:
+    """KernelSHAP's coalitions of two images (each pixel from one or the other) lie beyond
+    every reference input together: each holds more of the one before's values inside the
+    range than two records do (``record_shared``), so it is a part of their records and
+    adds no far or out-of-profile query. Random binary inputs share half their values, all at
+    the ends of the range: every one of them counts."""
+    rng = np.random.default_rng(7)
+    images = np.where(rng.random((2, 64)) < 0.6, 0, rng.integers(20, 240, size=(2, 64))).astype(np.uint8)
+    coalitions = np.where(rng.random((12, 64)) < 0.5, images[0], images[1]).astype(np.uint8)
+    binary = np.where(rng.random((12, 64)) < 0.3, 255, 0).astype(np.uint8)
+
+    def far(codes: np.ndarray) -> list[bool]:
+        f = ClientFeatures(dim=64, margin_threshold=0.05, seed=1, **_profile_arrays(10))
+        return [
+            f.update(float(i), 0, True, True, c, i, 0, 0.5, 0.5, 0.05, 0.5, 0.5, 4.0).far
+            for i, c in enumerate(codes)
+        ]
+
+    assert far(coalitions)[0] and not any(far(coalitions)[1:])
+    assert all(far(binary))
+
+
 def bisection_then_probes(rng: np.random.Generator, spread: int, probes: int = 15) -> np.ndarray:
     """A decision-based prober's 8-input codes: a bisection of a segment (its moves halve),
     then ``probes`` probes within ``spread`` code units of the point it found."""
