@@ -25,10 +25,12 @@ from querywatch.detector.engine.outcomes import ATLAS_TECHNIQUE
 from tests.storage.databases import KINDS, settings_for, temporary_database
 from tests.webhooks.receiver import Receiver
 
-#: Short schedule so tests move time in seconds; no jitter so times are exact.
+#: Short schedule so tests move time in seconds; no jitter so times are exact. The timeout is
+#: the real one for a local receiver: 1 s timed a delivery out under three test workers while
+#: the image built alongside (tests that time out set their own, shorter).
 TEST_WEBHOOKS = WebhookSettings(
     retry_schedule=(5.0, 60.0, 600.0),
-    timeout_seconds=1.0,
+    timeout_seconds=3.0,
     allow_hosts=("127.0.0.1",),
     poll_seconds=0.05,
     jitter=0.0,
