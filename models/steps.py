@@ -101,8 +101,9 @@ class RecordLimits(NamedTuple):
     (``record_limits``): -1 for each when not measured."""
 
     shared: float
-    """The most features two records hold at the same value: a query sharing more with the one
-    before is a part of the same record (an explainer's coalition, an occlusion)."""
+    """The most features two records hold at the same value inside the range
+    (``features.direction.move_and_shared``): a query sharing more with the one before is a
+    part of the same record (an explainer's coalition, an occlusion)."""
     move: float
     """The squared code distance closer than which two records lie only at SHARED_QUANTILE's
     complement: a query closer to the one before is the same record again (an explainer's
