@@ -107,7 +107,7 @@ class ClientFeatures:
         margin_rank: float = math.nan,
         margin_rank_mean: float = 0.5,
         record_shared: float = math.inf,
-        record_move: float = -1.0,
+        record_move: float = 0.0,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile and far flags, 8-bit
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
@@ -116,13 +116,15 @@ class ClientFeatures:
         the data (``ReferenceProfile.view``), the answer's margin rank and its class's
         mean rank (``Calibration.margin_ranks``), the most features two of the reference's
         records share (``Calibration.record_shared``) and the squared distance closer than
-        which two of them hardly ever lie (``Calibration.record_move``; -1: not measured)."""
+        which two of them hardly ever lie (``Calibration.record_move``; 0: none)."""
         # An explainer's samples (one record, different patches blanked) lie out of profile,
         # and farther than any reference input, sample after sample; each masks the record the
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
         # Those of a record near the boundary answer near it, one after another. Asked only
         # of queries out of profile or answered on the boundary: the rest have nothing to discount.
         masking = (out_of_profile or margin < self.margin_threshold) and self.distances.masks_previous(code)
+        # Beyond the profile the reference holds too few answers to say how confident they are
+        # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
         ranked = margin_rank == margin_rank and not out_of_profile
         exact, _, revisit, on_line, step = self.distances.update(code, input_hash, max(class_index, 0))
         if not exact and self.extraction_reference is not None:
@@ -144,29 +146,30 @@ class ClientFeatures:
         if share is _UNSCORED and margin == margin:  # its first scored answer (NaN: no scores)
             share = self.boundary = BoundaryShare()
         boundary = share.update(margin, entropy, self.margin_threshold)
-        # Beyond the profile the reference holds too few answers to say how confident they are
-        # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
         # A query that keeps more of the previous one's values than two records ever share is
         # a part of the same record (an explainer's coalition, an occlusion, a sweep's point):
         # its answer is the record's, and says nothing about how the client picks its inputs;
         # nor does where it lies: an explainer's coalitions of two images lie beyond every
         # reference input together, a burst no benign rate allows for. A prober's probes
         # around the boundary point its line search found are not parts.
+        # A query closer to the one before than two records ever lie is the same record again
+        # (an explainer's noisy samples of one row, LIME's): where it lies and whether its
+        # answer sits on the boundary are that record's, counted once (the samples of a row
+        # near the edge of the data or near the boundary leave the profile or answer on the
+        # boundary together). Its rank and a far query still count: a blending thief's blends
+        # lie as close to each other and the confidence test (whose floor absorbs a burst) is
+        # what sees them, and a walk out of the data in short steps stays as far as it went.
+        # (An exact resend's indicators reach no test: ``models.evidence``.)
         distances = self.distances
-        part = distances.shared > record_shared and not distances.probing
+        searched = distances.probing
+        part = distances.shared > record_shared and not searched
+        again = 0 < distances.move < record_move and not searched
         rank = margin_rank if ranked and boundary is not None and not part else None
-        if part and not exact:
-            out_of_profile = far = False
-        if not exact and 0 < distances.move < record_move and not distances.probing:
-            # Closer to the one before than two records ever lie: the same record again (an
-            # explainer's noisy samples of one row, LIME's). Where it lies and whether its
-            # answer sits on the boundary are that record's, counted once: the samples of a
-            # row near the edge of the data or near the boundary leave the profile or answer
-            # on the boundary together, a burst no benign rate allows for. Its rank and a far
-            # query still count: a blending thief's blends lie as close to each other and the
-            # confidence test (whose floor absorbs a burst) is what sees them, and a walk out
-            # of the data in short steps stays as far as it went.
+        if part or again:
             out_of_profile = False
+        if part:
+            far = False
+        if again:
             boundary = None
         if boundary is not None and self.distances.same_record:
             # Frames of one record near the boundary answer near it together: one answer,

@@ -59,16 +59,6 @@ def direction_simhash(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
 
 
 @compiled
-def squared_distance(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> int:
-    """Squared distance of two codes, over all features."""
-    d2 = np.int64(0)
-    for k in range(a.shape[0]):
-        x = np.int64(b[k]) - np.int64(a[k])
-        d2 += x * x
-    return int(d2)
-
-
-@compiled
 def move_and_shared(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> tuple[int, int]:
     """The squared distance of two codes and how many features they hold at the same value
     (within one code unit, the rounding's) inside the range, in one pass: two records of
@@ -141,7 +131,7 @@ def along_span(last: NDArray[np.uint8], code: NDArray[np.uint8], anchor: NDArray
 def near_direction(a: NDArray[np.uint8], b: NDArray[np.uint8], limit: int) -> int:
     """``direction_simhash(a, b)`` if ``b`` is a near-duplicate of ``a`` (squared distance in
     (0, ``limit``]), else -1."""
-    return direction_simhash(a, b) if 0 < squared_distance(a, b) <= limit else -1
+    return direction_simhash(a, b) if 0 < move_and_shared(a, b)[0] <= limit else -1
 
 
 def _bits(x: int) -> int:

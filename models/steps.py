@@ -90,10 +90,10 @@ def step_counts(
 
 
 #: Pairs of reference rows compared by ``record_limits``.
-SHARED_PAIRS = 4000
+RECORD_PAIRS = 4000
 #: Quantile of the features two reference rows share taken as the most two records share; its
 #: complement, of their distances, as the closest two records lie.
-SHARED_QUANTILE = 0.999
+RECORD_QUANTILE = 0.999
 
 
 class RecordLimits(NamedTuple):
@@ -105,7 +105,7 @@ class RecordLimits(NamedTuple):
     (``features.direction.move_and_shared``): a query sharing more with the one before is a
     part of the same record (an explainer's coalition, an occlusion)."""
     move: float
-    """The squared code distance closer than which two records lie only at SHARED_QUANTILE's
+    """The squared code distance closer than which two records lie only at RECORD_QUANTILE's
     complement: a query closer to the one before is the same record again (an explainer's
     noisy samples of one row)."""
 
@@ -115,7 +115,7 @@ def record_limits(
 ) -> RecordLimits:
     """Over pairs of different reference rows with these 8-bit ``codes`` (of different
     ``owners`` if known: a client's own rows may be parts of one record), on the features a
-    working row keeps, with ``features.direction.move_and_shared``: the SHARED_QUANTILE of the
+    working row keeps, with ``features.direction.move_and_shared``: the RECORD_QUANTILE of the
     features they hold at the same value, and the complementary quantile of their squared
     distances; -1 each with too few rows. ``features.client`` compares each query with the one
     before against them.
@@ -137,12 +137,12 @@ def record_limits(
     n = len(codes)
     if n < 2:
         return RecordLimits(-1.0, -1.0)
-    a, b = np.random.default_rng(seed).integers(0, n, size=(2, SHARED_PAIRS))
+    a, b = np.random.default_rng(seed).integers(0, n, size=(2, RECORD_PAIRS))
     other = a != b if owners is None else np.asarray(owners)[a] != np.asarray(owners)[b]
     if other.sum() < 100:
         return RecordLimits(-1.0, -1.0)
     working = query_layout(codes.shape[1]).working
     rows = codes if working is None else codes[:, working]
     pairs = np.array([move_and_shared(rows[i], rows[j]) for i, j in zip(a[other], b[other], strict=True)])
-    shared, move = np.quantile(pairs[:, 1], SHARED_QUANTILE), np.quantile(pairs[:, 0], 1.0 - SHARED_QUANTILE)
+    shared, move = np.quantile(pairs[:, 1], RECORD_QUANTILE), np.quantile(pairs[:, 0], 1.0 - RECORD_QUANTILE)
     return RecordLimits(float(shared), float(move))

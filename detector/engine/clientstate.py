@@ -74,13 +74,10 @@ class ModelContext:
         record_columns: tuple[list[float], ...] = ()
         if cal is not None and (cal.rank_margins or cal.record_move >= 0.0):
             n = len(events)
-            if cal.rank_margins:
-                ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
-                rank_columns = ranks.tolist(), rank_means.tolist()
-            else:
-                rank_columns = [math.nan] * n, [0.5] * n
-            shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf
-            record_columns = *rank_columns, [shared] * n, [cal.record_move] * n
+            ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
+            shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf  # -1: not measured
+            move = max(cal.record_move, 0.0)
+            record_columns = ranks.tolist(), rank_means.tolist(), [shared] * n, [move] * n
         return list(
             zip(
                 [e.ts for e in events],
