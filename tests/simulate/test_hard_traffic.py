@@ -77,8 +77,10 @@ def test_a_thief_diluted_one_to_four_is_still_alerted(served: tuple[VictimModel,
     )
     plain, thinned = seen["plain"][0], seen["diluted"][0]
     assert plain is not None and thinned is not None
-    # The count test sees every stolen query; a share test at a fixed 20% never would.
-    assert thinned <= 5 * plain
+    # The count test sees every stolen query; a share test at a fixed 20% never would. At the
+    # far floor of 2x the out-of-profile null a diluted query gains 0.14 nats (71 queries on
+    # the three victims); at 3x it gained 0.08 (125-131: over 4x).
+    assert thinned <= 3 * plain
 
 
 def test_a_decision_based_prober_is_alerted(served: tuple[VictimModel, ReferenceProfile]) -> None:
