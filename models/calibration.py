@@ -330,7 +330,7 @@ def calibrate(
     >>> rng = np.random.default_rng(0)
     >>> s = rng.gamma(4.0, size=4000)
     >>> c = calibrate(s, float(np.quantile(s, 0.999)), rng.integers(0, 8, 4000))
-    >>> bool(c.far_threshold > s.max()), c.far_null >= 3 * c.ood_null, 0.001 <= c.ood_null < 0.1
+    >>> bool(c.far_threshold > s.max()), c.far_null >= FAR_FLOOR * c.ood_null, 0.001 <= c.ood_null < 0.1
     (True, True, True)
     """
     scores = np.asarray(scores, dtype=np.float64)
