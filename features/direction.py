@@ -128,12 +128,6 @@ def along_span(last: NDArray[np.uint8], code: NDArray[np.uint8], anchor: NDArray
     return bool(move <= code.shape[0] or 4 * dot * dot >= move * span)
 
 
-def near_direction(a: NDArray[np.uint8], b: NDArray[np.uint8], limit: int) -> int:
-    """``direction_simhash(a, b)`` if ``b`` is a near-duplicate of ``a`` (squared distance in
-    (0, ``limit``]), else -1."""
-    return direction_simhash(a, b) if 0 < move_and_shared(a, b)[0] <= limit else -1
-
-
 def _bits(x: int) -> int:
     return int(x).bit_count()
 

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from querywatch.features.direction import RecentDirections, along_span, direction_simhash, near_direction
+from querywatch.features.direction import RecentDirections, along_span, direction_simhash
 
 
 def _bits(x: int) -> int:
@@ -32,13 +32,6 @@ def test_unrelated_directions_are_about_orthogonal() -> None:
         for _ in range(200)
     ]
     assert 25 <= float(np.mean(differ)) <= 38
-
-
-def test_near_direction_needs_a_near_duplicate() -> None:
-    x = np.full(8, 100, dtype=np.uint8)
-    assert near_direction(x, x, 1000) == -1
-    assert near_direction(x, (x + 100).astype(np.uint8), 1000) == -1
-    assert near_direction(x, (x + 5).astype(np.uint8), 1000) >= 0
 
 
 def test_recent_directions_forget_the_oldest_and_round_trip() -> None:
