@@ -82,7 +82,8 @@ class ClientFeatures:
         seed: int,
         extraction: ExtractionReference | None = None,
     ) -> None:
-        self.distances = QueryDistances(dim, seed=seed)
+        # The class counts' bytes beyond a few dozen come from the reservoir's budget (``features.layout``).
+        self.distances = QueryDistances(dim, seed=seed, classes=len(class_prior))
         self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
         self.classes = ClassMix(class_prior)
         self.ood = OutOfProfileShare()

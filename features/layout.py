@@ -47,6 +47,15 @@ WORKING_WIDTH = 256
 #: RESERVOIR_BYTES + this at any width. With 77 rows beside two 256-byte working rows, an
 #: alerted thief's state on a 768-input model was 4,272 bytes.
 WORKING_ALLOWANCE = 128
+#: Class counts (``features.classes``: a model's classes and a slot for labels it never saw)
+#: that fit beside a full reservoir; a model with more takes CLASS_BYTES a count from the
+#: reservoir's budget, at most a quarter of it (a profile keeps at most 256 counts: 255 classes
+#: by name and the rest together, ``models.profile.MAX_CLASSES``). A client's counts compress
+#: to about 1.6 bytes each at a hundred classes: a 64-input model's client of 30,000 queries
+#: stored 4,007 bytes at 101 counts and 4,114-4,211 at 256 (500 and 1,000 classes), against
+#: 3,846 at 11; 3,840 and 3,586-3,594 with their bytes taken from the reservoir.
+CLASS_ALLOWANCE = 16
+CLASS_BYTES = 2
 
 
 @functools.cache
@@ -125,14 +134,18 @@ def kept_columns(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.ascontiguousarray(codes if features is None else codes[:, features], dtype=np.uint8)
 
 
-def reservoir_capacity(dim: int) -> int:
+def reservoir_capacity(dim: int, classes: int = 0) -> int:
     """Past queries a client's reservoir holds: the byte budget, less what working rows wider
-    than WORKING_ALLOWANCE take, over the bytes of a row (its codes and label), at most 128;
-    77 for an input of 32 to 64 features, 65 from 256.
+    than WORKING_ALLOWANCE and more than CLASS_ALLOWANCE class counts (``classes``) take,
+    over the bytes of a row (its codes and label), at most 128; 77 for an input of 32 to 64
+    features, 65 from 256.
 
     >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(128), reservoir_capacity(784)
     (77, 121, 73, 65)
+    >>> [reservoir_capacity(64, classes=n) for n in (11, 101, 256)]
+    [77, 72, 63]
     """
     layout = query_layout(dim)
-    budget = RESERVOIR_BYTES - max(0, 2 * layout.working_width - WORKING_ALLOWANCE)
-    return min(128, budget // (layout.kept_width + 1))
+    working = max(0, 2 * layout.working_width - WORKING_ALLOWANCE)
+    counts = min(RESERVOIR_BYTES // 4, CLASS_BYTES * max(0, classes - CLASS_ALLOWANCE))
+    return min(128, (RESERVOIR_BYTES - working - counts) // (layout.kept_width + 1))

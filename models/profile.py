@@ -609,7 +609,7 @@ def _fit(
     limits = record_limits(view.quantized, owners=kept_owners, seed=seed)
     calibration = replace(
         calibration,
-        steps_null=steps_null(view.quantized, owners=kept_owners, seed=seed),
+        steps_null=steps_null(view.quantized, owners=kept_owners, seed=seed, classes=len(prior)),
         record_shared=limits.shared,
         record_move=limits.move,
     )

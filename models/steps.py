@@ -38,15 +38,18 @@ from querywatch.features.nearest import is_structured_step
 from querywatch.models.calibration import PSEUDO_CLIENTS, underlying_multiple
 
 
-def steps_null(codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0) -> float:
+def steps_null(
+    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
+) -> float:
     """The 99th percentile of the underlying structured-step rate of pseudo-clients drawn from
-    reference rows with these 8-bit ``codes``, of these ``owners`` if known (0: none seen).
+    reference rows with these 8-bit ``codes``, of these ``owners`` if known (0: none seen),
+    each with the reservoir a client of a model with ``classes`` class counts holds.
 
     >>> rng = np.random.default_rng(0)
     >>> steps_null(rng.integers(0, 256, size=(3000, 20)).astype(np.uint8))
     0.0
     """
-    rates = step_counts(codes, owners, seed)
+    rates = step_counts(codes, owners, seed, classes)
     steps, trials = rates[:, 0], rates[:, 1]
     rate = steps.sum() / max(trials.sum(), 1.0)
     if rate <= 0.0:
@@ -55,14 +58,14 @@ def steps_null(codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, see
 
 
 def step_counts(
-    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0
+    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
 ) -> NDArray[np.float64]:
     """Per pseudo-client, (structured steps, queries judged)."""
     n, dim = codes.shape
     # As a client's reservoir keeps them: only its rows' features.
     codes = kept_columns(codes)
     owner = None if owners is None else np.unique(np.asarray(owners), return_inverse=True)[1]
-    capacity = reservoir_capacity(dim)
+    capacity = reservoir_capacity(dim, classes)
     size = min(2 * capacity, n)
     _, step_limit = distance_limits(query_layout(dim).kept_width)
     rng = np.random.default_rng(seed)

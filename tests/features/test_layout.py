@@ -144,6 +144,37 @@ def test_a_reservoir_stored_under_a_larger_budget_loads_its_first_rows() -> None
     assert any(i >= capacity for i in recent_rows)
 
 
+def test_a_client_of_a_model_with_hundreds_of_classes_stays_under_4_kb() -> None:
+    """A long-running client that reached every class of 500: its class counts take their
+    bytes from the reservoir's budget (its state was 4,114 B without)."""
+    from querywatch.detector.engine.detector import Detector
+    from querywatch.detector.engine.events import Event
+    from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+    from tests.detector.test_engine import SETTINGS
+
+    classes, dim = 500, 64
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(classes, dim)) * 3
+
+    def queries(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, classes, n)
+        return centres[labels] + rng.normal(size=(n, dim)), labels
+
+    X, y = queries(10_000)
+    engine = Detector(
+        SETTINGS,
+        MemoryProfileStore([build_profile(X, model_id="m", settings=SETTINGS, labels=y.tolist())]),
+    )
+    X, y = queries(30_000)
+    engine.process_batch([Event(f"r{i}", float(i), "c", "m", X[i], int(y[i])) for i in range(len(y))])
+    engine.flush_warmup()
+    features = engine._clients["c"].features
+    counts = features.classes.counts  # the profile's 255 most frequent classes and one for the rest
+    assert len(counts) == 256 and int(np.count_nonzero(counts)) == 256
+    assert len(features.distances.reservoir) == reservoir_capacity(dim, len(counts)) < reservoir_capacity(dim)
+    assert len(engine.export_client("c")) <= 4096
+
+
 def test_a_wide_inputs_client_state_stays_under_4_kb() -> None:
     """A benign client's and an alerted thief's (whose state also holds its alert)."""
     from querywatch.detector.engine.detector import Detector
