@@ -82,7 +82,7 @@ class ClientFeatures:
         seed: int,
         extraction: ExtractionReference | None = None,
     ) -> None:
-        # The class counts' bytes beyond a few dozen come from the reservoir's budget (``features.layout``).
+        # Class counts beyond CLASS_ALLOWANCE take their bytes from the reservoir's (``features.layout``).
         self.distances = QueryDistances(dim, seed=seed, classes=len(class_prior))
         self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
         self.classes = ClassMix(class_prior)
