@@ -21,6 +21,7 @@ from querywatch.features.coverage import CellCoverage
 from querywatch.features.direction import direction_simhash
 from querywatch.features.distance import QueryDistances
 from querywatch.features.extraction import ExtractionEstimate, ExtractionReference
+from querywatch.features.layout import reservoir_capacity
 from querywatch.features.nearest import is_structured_step
 from querywatch.features.ood import OutOfProfileShare
 from querywatch.features.rate import QueryRate
@@ -83,7 +84,7 @@ class ClientFeatures:
         extraction: ExtractionReference | None = None,
     ) -> None:
         # Class counts beyond CLASS_ALLOWANCE take their bytes from the reservoir's (``features.layout``).
-        self.distances = QueryDistances(dim, seed=seed, classes=len(class_prior))
+        self.distances = QueryDistances(dim, capacity=reservoir_capacity(dim, len(class_prior)), seed=seed)
         self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
         self.classes = ClassMix(class_prior)
         self.ood = OutOfProfileShare()
@@ -172,7 +173,7 @@ class ClientFeatures:
             far = False
         if again:
             boundary = None
-        if boundary is not None and self.distances.same_record:
+        if boundary is not None and distances.same_record:
             # Frames of one record near the boundary answer near it together: one answer,
             # the chain's first (``features.distance``). The shares still show every one.
             boundary = rank = None

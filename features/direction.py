@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.jit import compiled
+from querywatch.features.nearest import BACKGROUND
 
 #: Hamming distance between SimHashes under which two directions count as one line.
 MAX_BITS = 7
@@ -65,10 +66,11 @@ def move_and_shared(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> tuple[int, in
     continuous data share few, a record and its explainer's coalition (part of its features
     kept, the rest from another record), occlusion or sweep share many
     (``models.steps.record_limits`` says how many is more than two records share). A value
-    at either end of the range (within the rounding) is left out: any two records share a
-    background, or a binary or clipped feature's value, by chance (random binary inputs hold
-    half their features at one value; two images of the simulator's digits up to 18 of 64, at
-    the 99.9th percentile, where inside the range they share up to 4).
+    at either end of the range (within ``features.nearest.BACKGROUND``, as ``is_masking``
+    counts one) is left out: any two records share a background, or a binary or clipped
+    feature's value, by chance (random binary inputs hold half their features at one value;
+    two images of the simulator's digits up to 18 of 64, at the 99.9th percentile, where
+    inside the range they share up to 4).
 
     >>> a = np.array([10, 200, 31, 90, 0, 255], np.uint8)
     >>> move_and_shared(a, np.array([11, 60, 31, 7, 1, 255], np.uint8))
@@ -79,7 +81,7 @@ def move_and_shared(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> tuple[int, in
     for k in range(a.shape[0]):
         x = np.int64(b[k]) - np.int64(a[k])
         d2 += x * x
-        if -1 <= x <= 1 and min(a[k], b[k]) > 1 and max(a[k], b[k]) < 254:
+        if -1 <= x <= 1 and min(a[k], b[k]) > BACKGROUND and max(a[k], b[k]) < 255 - BACKGROUND:
             shared += 1
     return int(d2), shared
 

@@ -156,13 +156,7 @@ class QueryDistances:
     )
 
     def __init__(
-        self,
-        dim: int,
-        *,
-        capacity: int | None = None,
-        near_fraction: float = 0.1,
-        seed: int = 0,
-        classes: int = 0,
+        self, dim: int, *, capacity: int | None = None, near_fraction: float = 0.1, seed: int = 0
     ) -> None:
         self.near_fraction = near_fraction
         # The layout, then (near-duplicate, step's neighbour) over a reservoir row and over a working row.
@@ -172,7 +166,7 @@ class QueryDistances:
         # They keep more features than a reservoir row (all of most inputs, ``features.layout``):
         # a sweep of a feature the reservoir's rows leave out is still a revisit.
         self._reservoir = QueryReservoir(
-            reservoir_capacity(dim, classes) if capacity is None else capacity,
+            reservoir_capacity(dim) if capacity is None else capacity,
             limits[0].kept_width,
             seed,
             working_width=limits[0].working_width,
