@@ -7,7 +7,9 @@ from the previous query are measured over those a working row keeps: ``features.
 * *near-duplicate*: closer than ``near_fraction`` of the feature ranges (RMS), yet not
   identical — perturbation chains and probing live here, and so do benign revisits of
   the same item with fresh noise;
-* *structured step*: the difference to that neighbour changes many features by one and the
+* *structured step*: the difference to that neighbour, or to one of the few next nearest
+  (``features.nearest.step_parent``: on a dense input other records lie nearer than a
+  child's parent), changes many features by one and the
   same amount (a sign-gradient or coordinate step, as JbDA, T-RND, I-FGSM and
   finite-difference probes take). Sensor noise, re-encoding and human edits change
   features by varied amounts, so benign clients almost never produce one. The neighbour is
@@ -74,7 +76,7 @@ from querywatch.features.layout import (
     query_layout,
     reservoir_capacity,
 )
-from querywatch.features.nearest import is_masking, is_structured_step
+from querywatch.features.nearest import is_masking
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
@@ -209,18 +211,19 @@ class QueryDistances:
         features = layout.kept
         kept = code if features is None else code[features]
         if len(res):
-            j, nearest, same_label = res.nearest(kept, label)
+            _, nearest, same_label, p = res.nearest(kept, label, step_limit)
             near = 0 < nearest <= near_limit
-            # A structured step from the nearest earlier query, unless it goes along a line the
-            # client has been sweeping from a point it just sent. Remembered like the moves from
-            # the previous query (when the neighbour is the previous query, the check below
-            # judges that move).
-            if 0 < nearest <= step_limit and is_structured_step(parent := res.code(j), kept):
+            # A structured step from one of the nearest earlier queries (``step_parent``), unless
+            # it goes along a line the client has been sweeping from a point it just sent.
+            # Remembered like the moves from the previous query (when the neighbour is the
+            # previous query, the check below judges that move).
+            if p >= 0:
+                parent = res.code(p)
                 kept_last = last if features is None else last[features]
                 step = (
                     np.array_equal(parent, kept_last)
                     or not self._seen_direction(_direction_from(parent, code, features))
-                    or not res.recent(j)
+                    or not res.recent(p)
                 )
             # Only a move from the previous query: a sweep walks one line point after point,
             # while a thief stepping many records the same way (a fixed per-class gradient

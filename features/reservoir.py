@@ -52,7 +52,7 @@ class QueryReservoir:
     ...     r.offer(np.array(v, dtype=np.uint8))
     >>> len(r), r.seen
     (3, 4)
-    >>> index, d2, same_label_d2 = r.nearest(np.array([11, 9], dtype=np.uint8), label=0)
+    >>> index, d2, same_label_d2, parent = r.nearest(np.array([11, 9], dtype=np.uint8), label=0)
     >>> d2 <= 2, same_label_d2 == d2
     (True, True)
     """
@@ -95,11 +95,14 @@ class QueryReservoir:
             return self.seen - index <= RECENT_QUERIES
         return bool((self._flat[self._ring :] == index).any())
 
-    def nearest(self, code: NDArray[np.uint8], label: int) -> tuple[int, int, int]:
+    def nearest(self, code: NDArray[np.uint8], label: int, step_limit: int = 0) -> tuple[int, int, int, int]:
         """(index of the stored code nearest to ``code``, its squared distance, squared
-        distance to the nearest stored code labelled ``label`` or -1); the reservoir must
-        not be empty."""
-        return nearest_code(self._flat, self._head, self._rows, self._filled, code, label)
+        distance to the nearest stored code labelled ``label`` or -1, and the index of the
+        stored code ``code`` is a structured step from or -1: ``features.nearest.step_parent``,
+        looked for when the nearest lies within squared distance ``step_limit``); the
+        reservoir must not be empty."""
+        flat, start, rows, filled = self._flat, self._head, self._rows, self._filled
+        return nearest_code(flat, start, rows, filled, code, label, step_limit, self.seen, RECENT_QUERIES)
 
     def code(self, index: int) -> NDArray[np.uint8]:
         at = self._head + index * self.dim

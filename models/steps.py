@@ -1,14 +1,15 @@
 """Null rate of the structured-step test, measured on the model's own reference.
 
-A structured step (``features.nearest.is_structured_step``) is a move from the nearest
-earlier query that changes at least three features by nearly one common amount. On a wide
-input natural data almost never does that by chance, but on a narrow one it does: with six
-features, two of the three that differ between two nearby natural records land within one
-code unit of each other often enough that ordinary clients of a held-out six-input model
-sent 5-7% of their queries as "steps", the fixed 5% tolerance. So the null is measured: the
-same check is run over pseudo-clients drawn from the whole reference (as many rows as a
-client's reservoir holds, then as many again, each judged against the nearest of the
-reservoir's worth before it, on the features a reservoir row keeps: a full reservoir is where
+A structured step (``features.nearest.is_structured_step``) is a move from one of the
+nearest earlier queries (``features.nearest.step_parent``) that changes at least three
+features by nearly one common amount. On a wide input natural data almost never does that by
+chance, but on a narrow one it does: with six features, two of the three that differ between
+two nearby natural records land within one code unit of each other often enough that
+ordinary clients of a held-out six-input model sent 5-7% of their queries as "steps", the
+fixed 5% tolerance. So the null is measured: the same check is run over pseudo-clients drawn
+from the whole reference (as many rows as a client's reservoir holds, then as many again,
+each judged against the nearest rows of the reservoir's worth before it, as a client's
+reservoir searches them, on the features a reservoir row keeps: a full reservoir is where
 benign clients spend their queries), and the null is the 99th percentile of their underlying
 rates (``calibration.underlying_multiple``: sampling noise removed; none is left out, as a
 thief's own steps are not counted, below). The steps test never takes a null below its
@@ -33,8 +34,8 @@ from numpy.typing import NDArray
 
 from querywatch.features.direction import move_and_shared
 from querywatch.features.distance import distance_limits
-from querywatch.features.layout import kept_columns, query_layout, reservoir_capacity
-from querywatch.features.nearest import is_structured_step
+from querywatch.features.layout import RECENT_QUERIES, kept_columns, query_layout, reservoir_capacity
+from querywatch.features.nearest import STEP_CANDIDATES, count_steps
 from querywatch.models.calibration import PSEUDO_CLIENTS, underlying_multiple
 
 
@@ -83,12 +84,16 @@ def step_counts(
             window &= owner[rows][None, :] != owner[rows][judged][:, None]
         masked = np.where(window, d2[judged], np.inf)
         nearest = np.argmin(masked, axis=1)
-        dist = masked[np.arange(len(judged)), nearest]
-        steps = sum(
-            bool(0 < dist[k] <= step_limit and is_structured_step(group[nearest[k]], group[i]))
-            for k, i in enumerate(judged)
-        )
-        out[g] = steps, len(judged)
+        # Then the STEP_CANDIDATES - 1 next nearest sent before the last RECENT_QUERIES, as a
+        # client's reservoir searches them (``features.nearest.step_parent``).
+        older = np.where(before < judged[:, None] - RECENT_QUERIES, masked, np.inf)
+        older[np.arange(len(judged)), nearest] = np.inf
+        others = np.argpartition(older, STEP_CANDIDATES - 2, axis=1)[:, : STEP_CANDIDATES - 1]
+        candidates = np.where(np.take_along_axis(older, others, axis=1) <= step_limit, others, -1)
+        candidates = np.column_stack([nearest, candidates])
+        reach = masked[np.arange(len(judged)), nearest]
+        candidates[~((reach > 0) & (reach <= step_limit))] = -1
+        out[g] = count_steps(group, judged, candidates), len(judged)
     return out
 
 

@@ -16,7 +16,7 @@ from querywatch.features.coverage import CellCoverage
 from querywatch.features.distance import QueryDistances
 from querywatch.features.jit import compiled
 from querywatch.features.layout import RECENT_QUERIES
-from querywatch.features.nearest import MIN_STEP, is_structured_step, nearest_code
+from querywatch.features.nearest import MIN_STEP, STEP_CANDIDATES, is_structured_step, nearest_code
 from querywatch.features.rate import QueryRate
 from querywatch.features.resend import ExactResendFilter, input_hashes
 from querywatch.features.reservoir import QueryReservoir
@@ -71,10 +71,10 @@ def test_nearest_code_agrees_with_a_brute_force_search(filled: int, dim: int, se
     code, label = _codes(rng, 1, dim)[0], int(rng.integers(0, 4))
     d2 = ((codes[:filled].astype(np.int64) - code.astype(np.int64)) ** 2).sum(axis=1)
     same = d2[labels[:filled] == label]
-    expected = (int(d2.argmin()), int(d2.min()), int(same.min()) if len(same) else -1)
+    expected = (int(d2.argmin()), int(d2.min()), int(same.min()) if len(same) else -1, -1)
     # As a reservoir lays them out: spare rows, the codes, then their labels.
     flat = np.concatenate([_codes(rng, 2, dim).reshape(-1), codes.reshape(-1), labels])
-    assert nearest_code(flat, 2 * dim, 40, filled, code, label) == expected
+    assert nearest_code(flat, 2 * dim, 40, filled, code, label, 0, filled, RECENT_QUERIES) == expected
 
 
 def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
@@ -90,6 +90,44 @@ def _step_reference(a: np.ndarray, b: np.ndarray, min_changed: int = 3) -> bool:
         return False
     content = (a != np.bincount(a, minlength=256).argmax()) | (b != np.bincount(b, minlength=256).argmax())
     return bool(2 * np.count_nonzero(mags[content] > mode + 1) <= np.count_nonzero(content))
+
+
+@given(st.integers(1, 120), st.integers(0, 2**32 - 1))
+@settings(max_examples=80, deadline=None)
+def test_step_parent_agrees_with_a_brute_force_search(offered: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    dim = 12
+    code = _codes(rng, 1, dim)[0]
+    # Rows near the query, some a structured step from it, some not, through a reservoir that
+    # fills (row i is query i + 1) or replaces rows (a ring says which were written recently).
+    reservoir = QueryReservoir(40, dim, seed=seed % 7)
+    for _ in range(offered):
+        moves = rng.choice([-8, 0, 8], size=dim) + rng.integers(-3, 4, size=dim) * (rng.random() < 0.5)
+        reservoir.offer(np.clip(code.astype(np.int64) + moves, 0, 255).astype(np.uint8))
+    codes, _, filled = reservoir.sample()
+    d2 = ((codes[:filled].astype(np.int64) - code.astype(np.int64)) ** 2).sum(axis=1)
+    limit = int(np.median(d2))
+    within = [int(i) for i in np.argsort(d2, kind="stable") if 0 < d2[i] <= limit]
+    order = within[:1] + [i for i in within[1:] if not reservoir.recent(i)][: STEP_CANDIDATES - 1]
+    expected = next((i for i in order if is_structured_step(codes[i], code)), -1) if d2.min() > 0 else -1
+    assert reservoir.nearest(code, 0, limit)[3] == expected
+
+
+def test_a_child_is_a_step_though_another_record_lies_nearer_than_its_parent() -> None:
+    # A dense, narrow input: the child of a sign step lies 10 code units from its parent on
+    # every feature, while an unrelated record lies nearer, with varied differences.
+    rng = np.random.default_rng(4)
+    parent = np.full(8, 120, dtype=np.uint8)
+    child = (parent.astype(np.int64) + 10 * rng.choice([-1, 1], 8)).astype(np.uint8)
+    decoy = (child.astype(np.int64) + np.array([1, -6, 3, 0, 7, -2, 4, -5])).astype(np.uint8)
+    qd = QueryDistances(dim=8, seed=0)
+    for i, row in enumerate((parent, decoy)):
+        qd.update(row, input_hash=i, label=0)
+    for i in range(40):  # the parent is no longer recent
+        qd.update(_codes(rng, 1, 8)[0], input_hash=100 + i, label=0)
+    qd.update(child, input_hash=2, label=0)
+    qd.update(_codes(rng, 1, 8)[0], input_hash=3, label=0)  # confirms the step: another direction
+    assert qd.steps == 1
 
 
 def test_a_common_amount_within_rounding_noise_is_no_step() -> None:
