@@ -182,20 +182,27 @@ def step_parent(
         if best < 0:
             return -1
         within[best] = far
-        if checked > 0:
-            if seen <= rows:  # filling (a full reservoir has ``capacity`` rows and has seen more)
-                recent = seen - best <= recent_queries
-            else:
-                recent = False
-                for k in range(ring, flat.shape[0]):
-                    recent = recent or flat[k] == best
-            if recent:
-                continue
+        if checked > 0 and is_recent(flat, ring, rows, seen, recent_queries, best):
+            continue
         checked += 1
         at = start + best * dim
         if structured_step(flat[at : at + dim], code, counts, 3):
             return best
     return -1
+
+
+@compiled
+def is_recent(
+    flat: NDArray[np.uint8], ring: int, rows: int, seen: int, recent_queries: int, index: int
+) -> bool:
+    """Whether row ``index`` of a reservoir (``features.reservoir``) of ``rows`` rows that has
+    seen ``seen`` queries was written by one of the last ``recent_queries``: while it fills,
+    row ``i`` is query ``i + 1`` (a full reservoir has as many rows as its capacity and has
+    seen more); once full, the ring from ``ring`` to the end of ``flat`` holds the rows they
+    replaced."""
+    if seen <= rows:
+        return seen - index <= recent_queries
+    return bool((flat[ring:] == index).any())
 
 
 @compiled

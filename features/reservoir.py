@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.layout import RECENT_QUERIES
-from querywatch.features.nearest import nearest_code
+from querywatch.features.nearest import is_recent, nearest_code
 
 _MASK = (1 << 64) - 1
 #: Rows a new reservoir has; it doubles as it fills, up to its capacity.
@@ -91,9 +91,7 @@ class QueryReservoir:
     def recent(self, index: int) -> bool:
         """Whether the stored code at ``index`` was written by one of the last ``RECENT_QUERIES``
         queries offered (a state stored before the ring has no recent rows once full)."""
-        if self.seen <= self.capacity:  # nothing replaced yet: row ``index`` is query ``index + 1``
-            return self.seen - index <= RECENT_QUERIES
-        return bool((self._flat[self._ring :] == index).any())
+        return bool(is_recent(self._flat, self._ring, self._rows, self.seen, RECENT_QUERIES, index))
 
     def nearest(self, code: NDArray[np.uint8], label: int, step_limit: int = 0) -> tuple[int, int, int, int]:
         """(index of the stored code nearest to ``code``, its squared distance, squared
