@@ -236,9 +236,9 @@ def test_kill_9_of_the_active_aggregator_hands_over_to_the_standby_with_membersh
     assert before and before <= after, (before, after)
     resumed = re.findall(r"aggregating \S+ from offset (\w+)", logs[standby].read_text())
     assert resumed and resumed[-1] != "None", "the standby must resume from the stored checkpoint"
-    # The group gives up on the dead one a session timeout after its last heartbeat; the
-    # standby, refreshing the stored state four times per timeout meanwhile, holds the last
-    # checkpoint when it is assigned: taking over decodes nothing.
-    assert "(0 read from the database" in _loads(logs[standby])[-1], _loads(logs[standby])
+    # How much the standby reads at takeover depends on whether its last refresh, due four
+    # times per session timeout, ran after the dead one's last checkpoint: a matter of timing
+    # on a loaded machine, so it is printed above and measured by benchmarks/bench_takeover.py,
+    # while tests/campaigns/test_standby.py checks on a fixed clock that it reads only what changed.
     _assert_found(database)
     database.dispose()
