@@ -8,7 +8,9 @@ clients when it has owners (a warm-up from live traffic: each client's first eve
 otherwise groups drawn from the reference the way real clients query, concentrated on a
 region (one cell of the profile, half of the draws) and otherwise anywhere. The null rate is
 the 99th percentile of the indicator's rate over pseudo-clients, never below the rate over
-the whole reference.
+the whole reference; the out-of-profile and far rates are those of pseudo-clients with at
+least half a drawn one's rows (``RATE_MIN_ROWS``), as a warm-up's smallest clients' rates are
+their sampling noise.
 
 The *far* indicator marks an input beyond the reference's most extreme input by as much
 again as that input lies beyond the 99.9th percentile (``2 max - q999`` of the reference's
@@ -61,6 +63,13 @@ PSEUDO_CLIENTS = 200
 PSEUDO_SIZE = 40
 #: Percentile of the pseudo-clients' rates taken as the null rate.
 NULL_QUANTILE = 0.99
+#: Counted rows a pseudo-client needs for its out-of-profile and far rates to enter their
+#: nulls (unless none has as many): half a drawn one. A warm-up's owners include clients of a
+#: few queries, one chance query out of profile in seven is a rate of 14%, and the 99th
+#: percentile over a hundred owners is then the smallest ones' noise: on the bench's digits
+#: trace with its extra families it set the far null at 0.17 instead of 0.05, and which
+#: clients happened to be small in the warm-up moved it, not what benign clients send.
+RATE_MIN_ROWS = PSEUDO_SIZE // 2
 #: The standard normal's NULL_QUANTILE (the tail of the underlying rates is taken as normal).
 NORMAL_QUANTILE = 2.326
 #: Quantiles of the reference's out-of-profile scores that bin the boundary chance.
@@ -340,14 +349,17 @@ def calibrate(
     ood_rates, far_rates = [], []
     outside = np.ones(n, dtype=bool)
     counted = np.ones(n, dtype=bool) if counted is None else np.asarray(counted, dtype=bool)
-    for rows in groups:
+    sizes = [int(counted[rows].sum()) for rows in groups]
+    least = max(1, min(RATE_MIN_ROWS, max(sizes, default=0)))
+    for rows, size in zip(groups, sizes, strict=True):
+        if size < least:
+            continue
         outside[rows] = False
         others_max = scores[outside].max() if outside.any() else -np.inf
         outside[rows] = True
         rows = rows[counted[rows]]
-        if len(rows):
-            ood_rates.append(ood[rows].mean())
-            far_rates.append(float((scores[rows] > far_beyond(others_max, ood_threshold, drift)).mean()))
+        ood_rates.append(ood[rows].mean())
+        far_rates.append(float((scores[rows] > far_beyond(others_max, ood_threshold, drift)).mean()))
     boundary_null, multiple = 0.0, 1.0
     edges: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()

@@ -193,6 +193,23 @@ def test_a_warm_up_client_resending_an_input_beyond_the_profile_does_not_raise_i
     assert profile.calibration.ood_null < 0.04 and profile.calibration.far_null < 0.12
 
 
+def test_a_warm_ups_small_clients_do_not_set_the_out_of_profile_and_far_nulls() -> None:
+    """A warm-up holds clients of a few queries beside those of 40: one of them with one input
+    past the 99.9th percentile by chance has a rate of 20%, and the 99th percentile over the
+    clients would be theirs. Their rates are left out of the nulls."""
+    rng = np.random.default_rng(6)
+    scores = rng.gamma(4.0, size=4000)
+    threshold = float(np.quantile(scores, 0.999))
+    small = rng.gamma(4.0, size=300)
+    small[[0, 5, 10, 15]] = threshold * 1.05  # four of 60 small clients: one query just past it
+    owners = np.concatenate([np.repeat(np.arange(100), 40), 100 + np.repeat(np.arange(60), 5)])
+    cells = rng.integers(0, 8, len(owners))
+    alone = calibrate(scores, threshold, cells[:4000], owners=owners[:4000])
+    mixed = calibrate(np.concatenate([scores, small]), threshold, cells, owners=owners)
+    assert mixed.pseudo_clients == 160
+    assert mixed.ood_null == alone.ood_null and mixed.far_null == alone.far_null < 0.1
+
+
 def _scaled_data(dim: int) -> np.ndarray:
     X, _ = make_classification(
         n_samples=6000, n_features=dim, n_informative=max(2, dim // 3), n_redundant=dim // 5, random_state=3
