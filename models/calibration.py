@@ -9,8 +9,8 @@ otherwise groups drawn from the reference the way real clients query, concentrat
 region (one cell of the profile, half of the draws) and otherwise anywhere. The null rate is
 the 99th percentile of the indicator's rate over pseudo-clients, never below the rate over
 the whole reference; the out-of-profile and far rates are those of pseudo-clients with at
-least half a drawn one's rows (``RATE_MIN_ROWS``), as a warm-up's smallest clients' rates are
-their sampling noise.
+least half a drawn one's rows (``RATE_MIN_ROWS``; the largest ``RATE_MIN_CLIENTS`` if fewer
+have as many), as a warm-up's smallest clients' rates are their sampling noise.
 
 The *far* indicator marks an input beyond the reference's most extreme input by as much
 again as that input lies beyond the 99.9th percentile (``2 max - q999`` of the reference's
@@ -64,12 +64,18 @@ PSEUDO_SIZE = 40
 #: Percentile of the pseudo-clients' rates taken as the null rate.
 NULL_QUANTILE = 0.99
 #: Counted rows a pseudo-client needs for its out-of-profile and far rates to enter their
-#: nulls (unless none has as many): half a drawn one. A warm-up's owners include clients of a
-#: few queries, one chance query out of profile in seven is a rate of 14%, and the 99th
-#: percentile over a hundred owners is then the smallest ones' noise: on the bench's digits
-#: trace with its extra families it set the far null at 0.17 instead of 0.05, and which
-#: clients happened to be small in the warm-up moved it, not what benign clients send.
+#: nulls (unless too few have as many: ``RATE_MIN_CLIENTS``): half a drawn one. A warm-up's
+#: owners include clients of a few queries, one chance query out of profile in seven is a
+#: rate of 14%, and the 99th percentile over a hundred owners is then the smallest ones'
+#: noise: on the bench's digits trace with its extra families it set the far null at 0.17
+#: instead of 0.05, and which clients happened to be small in the warm-up moved it, not what
+#: benign clients send.
 RATE_MIN_ROWS = PSEUDO_SIZE // 2
+#: ... unless fewer than this many have as many rows (a warm-up of one-off users): then the
+#: largest this many, whatever their size (and every one as large as the smallest of them).
+#: A 99th percentile over a handful is their highest rate, as often none at all, and the far
+#: null would fall to twice the whole reference's rate.
+RATE_MIN_CLIENTS = PSEUDO_CLIENTS // 4
 #: The standard normal's NULL_QUANTILE (the tail of the underlying rates is taken as normal).
 NORMAL_QUANTILE = 2.326
 #: Quantiles of the reference's out-of-profile scores that bin the boundary chance.
@@ -350,7 +356,8 @@ def calibrate(
     outside = np.ones(n, dtype=bool)
     counted = np.ones(n, dtype=bool) if counted is None else np.asarray(counted, dtype=bool)
     sizes = [int(counted[rows].sum()) for rows in groups]
-    least = max(1, min(RATE_MIN_ROWS, max(sizes, default=0)))
+    largest = sorted(sizes, reverse=True)[:RATE_MIN_CLIENTS]
+    least = max(1, min(RATE_MIN_ROWS, largest[-1] if largest else 0))
     for rows, size in zip(groups, sizes, strict=True):
         if size < least:
             continue

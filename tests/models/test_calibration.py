@@ -210,6 +210,21 @@ def test_a_warm_ups_small_clients_do_not_set_the_out_of_profile_and_far_nulls() 
     assert mixed.ood_null == alone.ood_null and mixed.far_null == alone.far_null < 0.1
 
 
+def test_a_warm_up_of_one_off_users_takes_its_nulls_from_all_of_them() -> None:
+    """Five clients of 40 rows among 800 of five, 20 of which send one query past the 99.9th
+    percentile: a percentile over the five alone would be their rate, none, and the far null
+    twice the whole reference's rate; fewer than 50 clients have 20 rows, so the largest 50,
+    every client of five rows with them, give the nulls."""
+    rng = np.random.default_rng(7)
+    owners = np.concatenate([np.repeat(np.arange(5), 40), 5 + np.repeat(np.arange(800), 5)])
+    scores = rng.gamma(4.0, size=len(owners))
+    threshold = float(np.quantile(scores, 0.999))
+    scores = np.minimum(scores, threshold)
+    scores[200 + 5 * np.arange(20)] = threshold * 1.05
+    cal = calibrate(scores, threshold, rng.integers(0, 8, len(owners)), owners=owners)
+    assert cal.ood_null == 0.2
+
+
 def _scaled_data(dim: int) -> np.ndarray:
     X, _ = make_classification(
         n_samples=6000, n_features=dim, n_informative=max(2, dim // 3), n_redundant=dim // 5, random_state=3
