@@ -355,18 +355,17 @@ def calibrate(
     ood_rates, far_rates = [], []
     outside = np.ones(n, dtype=bool)
     counted = np.ones(n, dtype=bool) if counted is None else np.asarray(counted, dtype=bool)
-    sizes = [int(counted[rows].sum()) for rows in groups]
-    largest = sorted(sizes, reverse=True)[:RATE_MIN_CLIENTS]
+    judged = [rows[counted[rows]] for rows in groups]
+    largest = sorted((len(rows) for rows in judged), reverse=True)[:RATE_MIN_CLIENTS]
     least = max(1, min(RATE_MIN_ROWS, largest[-1] if largest else 0))
-    for rows, size in zip(groups, sizes, strict=True):
-        if size < least:
+    for rows, own in zip(groups, judged, strict=True):
+        if len(own) < least:
             continue
         outside[rows] = False
         others_max = scores[outside].max() if outside.any() else -np.inf
         outside[rows] = True
-        rows = rows[counted[rows]]
-        ood_rates.append(ood[rows].mean())
-        far_rates.append(float((scores[rows] > far_beyond(others_max, ood_threshold, drift)).mean()))
+        ood_rates.append(ood[own].mean())
+        far_rates.append(float((scores[own] > far_beyond(others_max, ood_threshold, drift)).mean()))
     boundary_null, multiple = 0.0, 1.0
     edges: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()
