@@ -15,17 +15,20 @@ def explain(
     features: Mapping[str, float],
     queries: int,
     threshold: float,
+    nulls: Mapping[str, float],
     registry: Registry = EVIDENCE_TESTS,
 ) -> tuple[str, ...]:
-    """Reasons for the tests carrying at least a quarter of the alert threshold, strongest first.
+    """Reasons for the tests carrying at least a quarter of the alert threshold, strongest first,
+    each with what a benign client of the model may reach (its test's null in ``nulls``).
 
-    >>> explain({"coverage": 9.0, "steps": 0.1}, {"coverage_ratio": 3.24}, 800, 10.0)
+    >>> explain({"coverage": 9.0, "steps": 0.1}, {"coverage_ratio": 3.24}, 800, 10.0, {"coverage": 4.0})
     ('input-space coverage 3.2× what a benign client reaches after 800 queries',)
+    >>> explain({"steps": 9.0}, {"step_share": 0.31}, 200, 10.0, {"steps": 0.05})[0][:62]
+    '31% of 200 queries are small fixed-size steps from an earlier '
     """
     ranked = sorted(statistics.items(), key=lambda kv: -kv[1])
-    return tuple(
-        registry[name].reason(features, queries) for name, value in ranked if value >= 0.25 * threshold
-    )
+    strong = (name for name, value in ranked if value >= 0.25 * threshold)
+    return tuple(registry[name].reason(features, queries, nulls[name]) for name in strong)
 
 
 def population_reason(percentile: float) -> str:

@@ -346,8 +346,19 @@ class RankTest:
         s[at] = max(wealth, 0.0)
 
 
-Reason = Callable[[Mapping[str, float], int], str]
-"""Text of a reason from the client's feature snapshot and its number of queries."""
+def percent(share: float) -> str:
+    """A share as a reason prints it: whole percents, one decimal below 10%.
+
+    >>> percent(0.2), percent(0.016)
+    ('20%', '1.6%')
+    """
+    return f"{100 * share:.0f}%" if share >= 0.1 else f"{100 * share:.1f}%"
+
+
+Reason = Callable[[Mapping[str, float], int, float], str]
+"""Text of a reason from the client's feature snapshot, its number of queries and the test's
+null for the client's model (``Registry.nulls``): what a benign client may reach there, which
+differs from model to model, so a reason says it rather than a number true of one model."""
 
 
 Calibrate = Callable[["Calibration | None", "float | None"], float]
@@ -485,9 +496,9 @@ EVIDENCE_TESTS.register(
         meaning="share of queries beyond the reference's 99.9th percentile a benign client may send "
         f"(default {OOD_TOLERANCE:g}; higher if the reference's own clients send more, or a client whose "
         f"scores drifted {DRIFT_INFLATION:.0%} would)",
-        reason=lambda f, n: (
+        reason=lambda f, n, null: (
             f"{100 * f['ood_share']:.0f}% of {n} queries lie outside the model's reference data "
-            f"(a benign client sends about 0.1%); recent share {100 * f['ood_recent']:.0f}%"
+            f"(a benign client at most {percent(null)}); recent share {100 * f['ood_recent']:.0f}%"
         ),
     )
 )
@@ -503,9 +514,10 @@ EVIDENCE_TESTS.register(
         ),
         meaning="share of queries that are a structured step from an earlier one "
         "(default 0.05; the reference's own rate if higher)",
-        reason=lambda f, n: (
+        reason=lambda f, n, null: (
             f"{100 * f['step_share']:.0f}% of {n} queries are small fixed-size steps from an earlier "
-            "query (a perturbation chain, as in Jacobian or random-step augmentation)"
+            f"query (a benign client at most {percent(null)}) — a perturbation chain, as in Jacobian "
+            "or random-step augmentation"
         ),
     )
 )
@@ -520,9 +532,10 @@ EVIDENCE_TESTS.register(
         meaning="multiple of the reference's chance of an answer at or below its 5th-percentile margin, "
         "for inputs as far from the data, that a benign client may reach "
         "(default: derived from the reference's clients, at least 1)",
-        reason=lambda f, n: (
-            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary, several times "
-            "the reference's rate for inputs as typical — boundary probing or uncertainty sampling"
+        reason=lambda f, n, null: (
+            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary, more often than the "
+            f"reference's rate for inputs as typical (a benign client at most {null:.1f}× it) — boundary "
+            "probing or uncertainty sampling"
         ),
     )
 )
@@ -536,7 +549,7 @@ EVIDENCE_TESTS.register(
         "(default 4)",
         # The test hears new cells against their chance query by query: a burst of them (a
         # client moving on to new regions) can raise it while the overall ratio stays below 1.
-        reason=lambda f, n: (
+        reason=lambda f, n, null: (
             f"input-space coverage {f['coverage_ratio']:.1f}× what a benign client reaches after {n} queries"
             if f["coverage_ratio"] >= 1.0
             else f"new input cells opened faster than a benign client opens them over a stretch of its {n} "
@@ -554,9 +567,10 @@ EVIDENCE_TESTS.register(
         ),
         meaning="share of queries farther from the profile than every reference input "
         "(default: the reference's own rate, 0.01 without one)",
-        reason=lambda f, n: (
+        reason=lambda f, n, null: (
             f"{100 * f['far_share']:.0f}% of {n} queries lie farther from the model's data than any "
-            "reference input (synthetic or other-domain queries, however many natural ones surround them)"
+            f"reference input (a benign client at most {percent(null)}) — synthetic or other-domain "
+            "queries, however many natural ones surround them"
         ),
         # The far threshold lies beyond the out-of-profile one: every far query is out of profile.
         implies="out_of_profile",
@@ -577,7 +591,7 @@ EVIDENCE_TESTS.register(
         meaning="how far below the reference's mean a benign client's mean rank of its answers' margins may "
         "lie, among the reference's answers as far from the data and of the same class "
         f"(default: derived from the reference's clients; {RANK_SHIFT:g} without them)",
-        reason=lambda f, n: (
+        reason=lambda f, n, null: (
             "answers less confident than the model gives its own data as far from it and of the same "
             f"classes (mean output entropy {f['output_entropy']:.2f}; {100 * f['boundary_share']:.0f}% "
             "on the boundary) — uncertainty sampling: the queries a copy learns most from"

@@ -277,7 +277,7 @@ class Detector:
         if alerting or periodic or abs(evidence_risk - state.last_snapshot_risk) >= SNAPSHOT_RISK_STEP:
             features = state.features.snapshot()
             features["evidence"] = total / self.threshold
-            reasons = explain(state.evidence.statistics(), features, queries, self.threshold)
+            reasons = explain(state.evidence.statistics(), features, queries, self.threshold, context.nulls)
             if context.population is not None and queries >= s.min_queries and (periodic or opens):
                 percentile = context.population.percentile(features)
                 features["population_percentile"] = percentile

@@ -73,7 +73,7 @@ def _snapshot() -> dict[str, float]:
 
 def test_entry_reads_a_real_indicator_and_explains_itself(entry: EvidenceTest) -> None:
     assert entry.indicator in Indicators._fields
-    assert entry.reason(_snapshot(), 120).strip()
+    assert entry.reason(_snapshot(), 120, entry.null()).strip()
     assert _Client(entry).statistic == 0.0
 
 
@@ -153,7 +153,7 @@ DUMMY = EvidenceTest(
     test=RateTest,
     calibration=lambda cal, configured: 0.01 if configured is None else configured,
     meaning="a test only the test suite registers",
-    reason=lambda f, n: f"dummy evidence after {n} queries",
+    reason=lambda f, n, null: f"dummy evidence after {n} queries",
 )
 
 
@@ -180,12 +180,30 @@ def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> No
     after = _profiled_engine()
     after.import_client("thief", stored)
     assert "dummy" not in after._clients["thief"]["m"].evidence.statistics()
-    assert explain({"steps": 9.0}, {"step_share": 0.4}, 10, 10.0)[0].startswith("40%")
+    assert explain({"steps": 9.0}, {"step_share": 0.4}, 10, 10.0, {"steps": 0.05})[0].startswith("40%")
 
 
 def test_the_coverage_reason_says_a_burst_when_overall_coverage_is_not_high() -> None:
     """The novelty test can fire on a stretch of new cells while the whole client reached
     fewer cells than a benign one: the reason must not then read as high coverage."""
-    high, burst = (explain({"coverage": 9.0}, {"coverage_ratio": r}, 245, 10.0)[0] for r in (3.24, 0.7))
+    statistics, nulls = {"coverage": 9.0}, {"coverage": 4.0}
+    high, burst = (explain(statistics, {"coverage_ratio": r}, 245, 10.0, nulls)[0] for r in (3.24, 0.7))
     assert high.startswith("input-space coverage 3.2×")
     assert "faster than a benign client" in burst and "0.7×" in burst and "245" in burst
+
+
+def test_a_reason_gives_what_a_benign_client_of_its_model_may_reach() -> None:
+    """A benign client's share differs from model to model (a drift-tolerant out-of-profile
+    null of 20% on one, 35% on another): the reason an analyst reads states the model's own,
+    not one number true of one model."""
+    rng = np.random.default_rng(3)
+    thief = rng.uniform(-1, 2, size=(120, DIM))
+    texts = {}
+    for tolerance in (0.2, 0.35):
+        tolerances = {"tolerances": {"out_of_profile": tolerance}}
+        settings = DetectionSettings(**(SETTINGS.model_dump() | tolerances))
+        outcomes = _profiled_engine(settings).process_batch(_events("thief", thief)).outcomes
+        alert = next(o.alert for o in outcomes if o.alert)
+        texts[tolerance] = next(r for r in alert.reasons if "outside the model's reference data" in r)
+    assert "(a benign client at most 20%)" in texts[0.2]
+    assert "(a benign client at most 35%)" in texts[0.35]
