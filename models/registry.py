@@ -347,12 +347,12 @@ class RankTest:
 
 
 def percent(share: float) -> str:
-    """A share as a reason prints it: whole percents, one decimal below 10%.
+    """A share as a reason prints it: in percent, to one decimal at most.
 
-    >>> percent(0.2), percent(0.016)
-    ('20%', '1.6%')
+    >>> percent(0.2), percent(0.016), percent(0.05)
+    ('20%', '1.6%', '5%')
     """
-    return f"{100 * share:.0f}%" if share >= 0.1 else f"{100 * share:.1f}%"
+    return f"{round(100 * share, 1):g}%"
 
 
 Reason = Callable[[Mapping[str, float], int, float], str]
@@ -516,8 +516,8 @@ EVIDENCE_TESTS.register(
         "(default 0.05; the reference's own rate if higher)",
         reason=lambda f, n, null: (
             f"{100 * f['step_share']:.0f}% of {n} queries are small fixed-size steps from an earlier "
-            f"query (a benign client at most {percent(null)}) — a perturbation chain, as in Jacobian "
-            "or random-step augmentation"
+            "query (a perturbation chain, as in Jacobian or random-step augmentation; a benign client "
+            f"at most {percent(null)})"
         ),
     )
 )
@@ -533,7 +533,7 @@ EVIDENCE_TESTS.register(
         "for inputs as far from the data, that a benign client may reach "
         "(default: derived from the reference's clients, at least 1)",
         reason=lambda f, n, null: (
-            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary, more often than the "
+            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary, above the "
             f"reference's rate for inputs as typical (a benign client at most {null:.1f}× it) — boundary "
             "probing or uncertainty sampling"
         ),
@@ -569,8 +569,8 @@ EVIDENCE_TESTS.register(
         "(default: the reference's own rate, 0.01 without one)",
         reason=lambda f, n, null: (
             f"{100 * f['far_share']:.0f}% of {n} queries lie farther from the model's data than any "
-            f"reference input (a benign client at most {percent(null)}) — synthetic or other-domain "
-            "queries, however many natural ones surround them"
+            "reference input (synthetic or other-domain queries, however many natural ones surround "
+            f"them; a benign client at most {percent(null)})"
         ),
         # The far threshold lies beyond the out-of-profile one: every far query is out of profile.
         implies="out_of_profile",

@@ -17,8 +17,8 @@ loads older states with the new part starting fresh, and ignores parts it no lon
 Compression keeps a state within 4 KB (``benchmarks/bench_replay.py`` prints the sizes): the
 names, repeated in every state, and the reasons' wording come from the dictionary, so a
 state is mostly its own arrays and numbers (digits trace: median 4,091 -> about 2,900 B,
-for about 20 us to compress and 10 us to decompress). States written as plain MessagePack
-(``PLAIN_MAGIC``, release 0.2) still load.
+for about 20 us to compress and 10 us to decompress). States written with the first
+dictionary (``FIRST_MAGIC``) or as plain MessagePack (``PLAIN_MAGIC``, release 0.2) still load.
 
 Release 0.1 stored ``pickle`` (protocol 5) of positional tuples. ``loads`` still reads those
 through an unpickler that resolves no global at all — only the pickle opcodes for plain
@@ -35,7 +35,10 @@ from typing import Any
 import msgpack
 import zstandard
 
-MAGIC = b"QWCZ"
+MAGIC = b"QWC2"
+#: zstd frames compressed with ``FIRST_DICTIONARY``, as written before the reasons gave each
+#: model's benign level (read, never written).
+FIRST_MAGIC = b"QWCZ"
 #: MessagePack without compression, as release 0.2 wrote it (read, never written).
 PLAIN_MAGIC = b"QWCS"
 VERSION = 3
@@ -47,29 +50,47 @@ READABLE_VERSIONS = (2, 3)
 #: No stored state is near this big; a corrupt or hostile frame cannot make loading allocate more.
 MAX_STATE_BYTES = 1 << 20
 
-#: What the compressor may refer back to: the names and phrases every state repeats.
-#: History, like ``V1_FAMILIES``: never edit it (states written with it could no longer be
-#: read); a different dictionary needs a new ``MAGIC``. A name added later merely compresses less.
+#: What the compressor referred back to under ``FIRST_MAGIC``: the names and phrases every
+#: state repeats. History, like ``V1_FAMILIES``: never edit it (states written with it could
+#: no longer be read); a different dictionary needs a new ``MAGIC``, as ``DICTIONARY`` has.
+FIRST_PHRASES = " ".join(
+    (
+        "version models profile features evidence counters alert sources ips user_agents",
+        "distances coverage classes ood boundary rate extraction out_of_profile steps far",
+        "queries alerts open_alert peak last_ts last_snapshot_risk population_risk",
+        "sequence sent_ts below_since below_queries alert_id client_id model_id ts risk severity",
+        "reasons technique kind peak_risk source_ips closed_ts critical high medium low client",
+        "boundary_share burstiness cell_divergence cell_entropy cells_visited class_divergence",
+        "class_entropy coverage_ratio distance_stat exact_resend_share far_share",
+        "near_duplicate_share ood_recent ood_share output_entropy population_percentile",
+        "rate_per_hour step_share AML.T0024.002",
+        "of queries lie outside the model's reference data (a benign client sends about 0.1%);",
+        "recent share queries lie farther from the model's data than any reference input",
+        "(synthetic or other-domain queries, however many natural ones surround them)",
+        "feature profile more unusual than of reference clients (population model)",
+        "queries are small fixed-size steps from an earlier query (a perturbation chain, as in",
+        "Jacobian or random-step augmentation) of answers sit on the decision boundary",
+        "(reference: 5%) \u2014 boundary probing or uncertainty sampling input-space coverage",
+        "\u00d7 what a benign client reaches after",
+    )
+)
+FIRST_DICTIONARY = zstandard.ZstdCompressionDict(
+    FIRST_PHRASES.encode(), dict_type=zstandard.DICT_TYPE_RAWCONTENT
+)
+#: What the compressor may refer back to (``MAGIC``): ``FIRST_PHRASES`` and the wording
+#: reasons took when they began to give each model's benign level (``models.registry``).
+#: History too: never edit it. A phrase added later merely compresses less. Without these,
+#: the largest state of the bench's digits trace grew from 4,080 to 4,102 bytes.
 DICTIONARY = zstandard.ZstdCompressionDict(
     " ".join(
         (
-            "version models profile features evidence counters alert sources ips user_agents",
-            "distances coverage classes ood boundary rate extraction out_of_profile steps far",
-            "queries alerts open_alert peak last_ts last_snapshot_risk population_risk",
-            "sequence sent_ts below_since below_queries alert_id client_id model_id ts risk severity",
-            "reasons technique kind peak_risk source_ips closed_ts critical high medium low client",
-            "boundary_share burstiness cell_divergence cell_entropy cells_visited class_divergence",
-            "class_entropy coverage_ratio distance_stat exact_resend_share far_share",
-            "near_duplicate_share ood_recent ood_share output_entropy population_percentile",
-            "rate_per_hour step_share AML.T0024.002",
-            "of queries lie outside the model's reference data (a benign client sends about 0.1%);",
-            "recent share queries lie farther from the model's data than any reference input",
-            "(synthetic or other-domain queries, however many natural ones surround them)",
-            "feature profile more unusual than of reference clients (population model)",
-            "queries are small fixed-size steps from an earlier query (a perturbation chain, as in",
-            "Jacobian or random-step augmentation) of answers sit on the decision boundary",
-            "(reference: 5%) \u2014 boundary probing or uncertainty sampling input-space coverage",
-            "\u00d7 what a benign client reaches after",
+            FIRST_PHRASES,
+            "of queries lie outside the model's reference data (a benign client at most 20%); recent share",
+            "(synthetic or other-domain queries, however many natural ones surround them;",
+            "a benign client at most",
+            "(a perturbation chain, as in Jacobian or random-step augmentation; a benign client at most 5%)",
+            "of answers sit on the decision boundary, above the reference's rate for inputs as typical",
+            "(a benign client at most \u00d7 it) \u2014 boundary probing or uncertainty sampling",
         )
     ).encode(),
     dict_type=zstandard.DICT_TYPE_RAWCONTENT,
@@ -100,12 +121,13 @@ def compress(body: bytes) -> bytes:
 def loads(data: bytes) -> ModelStates:
     """The per-model states in ``data``, migrated to the current version; ValueError if
     ``data`` is not a querywatch client state."""
-    if data.startswith(MAGIC):
-        try:
-            body = _coders()[1].decompress(data[len(MAGIC) :], max_output_size=MAX_STATE_BYTES)
-        except zstandard.ZstdError as exc:
-            raise ValueError(f"corrupt client state: {exc}") from None
-        return _unpack(body)
+    for magic, decompressor in ((MAGIC, _coders()[1]), (FIRST_MAGIC, _first_decompressor())):
+        if data.startswith(magic):
+            try:
+                body = decompressor.decompress(data[len(magic) :], max_output_size=MAX_STATE_BYTES)
+            except zstandard.ZstdError as exc:
+                raise ValueError(f"corrupt client state: {exc}") from None
+            return _unpack(body)
     if data.startswith(PLAIN_MAGIC):
         return _unpack(data[len(PLAIN_MAGIC) :])
     if data[:2] == b"\x80\x05":
@@ -127,6 +149,14 @@ def _coders() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
             zstandard.ZstdDecompressor(dict_data=DICTIONARY),
         )
     return coders
+
+
+def _first_decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor of ``FIRST_MAGIC`` states."""
+    first: zstandard.ZstdDecompressor | None = getattr(_LOCAL, "first", None)
+    if first is None:
+        first = _LOCAL.first = zstandard.ZstdDecompressor(dict_data=FIRST_DICTIONARY)
+    return first
 
 
 def _unpack(body: bytes) -> ModelStates:

@@ -1,5 +1,5 @@
-"""Stored client state: plain named data, states of releases 0.1 and 0.2 still load, nothing
-executes."""
+"""Stored client state: plain named data, states written by earlier releases and formats still
+load, nothing executes."""
 
 from __future__ import annotations
 
@@ -57,24 +57,36 @@ def test_a_state_written_by_release_0_1_loads_and_scores_on(client: str) -> None
     assert engine.export_client(client).startswith(stateformat.MAGIC)
 
 
+# Release 0.2 wrote plain MessagePack (``QWCS``, commit 96a55e2), before the confidence test;
+# commit 4935c72 zstd frames with the first dictionary (``QWCZ``), before reasons gave each
+# model's benign level.
+WRITTEN_EARLIER = [
+    ("state-0.2", stateformat.PLAIN_MAGIC, ["evidence.confidence"]),
+    ("state-qwcz", stateformat.FIRST_MAGIC, []),
+]
+
+
 @pytest.mark.parametrize("client", ["thief", "user"])
-def test_a_state_written_by_release_0_2_loads_whole_and_scores_as_it_did(client: str) -> None:
-    """Release 0.2 wrote plain MessagePack (``QWCS``, commit 96a55e2): every part loads, and
-    the next 20 events score as 0.2 scored them."""
-    fixture = FIXTURES / "state-0.2"
+@pytest.mark.parametrize(("release", "magic", "fresh"), WRITTEN_EARLIER, ids=[w[0] for w in WRITTEN_EARLIER])
+def test_a_state_written_earlier_loads_whole_and_scores_as_it_did(
+    release: str, magic: bytes, fresh: list[str], client: str
+) -> None:
+    """Every part the state had loads (a part added since starts fresh), and the next 20
+    events score as the code that wrote it scored them."""
+    fixture = FIXTURES / release
     expected = json.loads((fixture / "expected.json").read_text())[client]
     engine = _fixture_engine(fixture)
     stored = (fixture / f"{client}.state").read_bytes()
-    assert stored.startswith(stateformat.PLAIN_MAGIC)
+    assert stored.startswith(magic)
     context = engine._context("m")
     assert context is not None
-    # Every part 0.2 had loads; the confidence test, added since, starts fresh.
     loaded = ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"])
-    assert loaded == ["evidence.confidence"]
+    assert loaded == fresh
     engine.import_client(client, stored)
     state = engine._clients[client]["m"]
     assert state.queries == expected["queries"]
-    assert state.evidence.statistics() == expected["statistics"] | {"confidence": 0.0}
+    started = {part.removeprefix("evidence."): 0.0 for part in fresh if part.startswith("evidence.")}
+    assert state.evidence.statistics() == expected["statistics"] | started
     snapshot = state.features.snapshot()
     assert {k: snapshot[k] for k in expected["snapshot"]} == pytest.approx(expected["snapshot"])
     nxt = _events(client, np.load(fixture / f"{client}-next.npy"), t0=1000.0)
