@@ -21,8 +21,10 @@ def explain(
     """Reasons for the tests carrying at least a quarter of the alert threshold, strongest first,
     each with what a benign client of the model may reach (its test's null in ``nulls``).
 
-    >>> explain({"coverage": 9.0, "steps": 0.1}, {"coverage_ratio": 3.24}, 800, 10.0, {"coverage": 4.0})
-    ('input-space coverage 3.2× what a benign client reaches after 800 queries',)
+    >>> statistics, nulls = {"coverage": 9.0, "steps": 0.1}, {"coverage": 4.0, "steps": 0.05}
+    >>> (coverage,) = explain(statistics, {"coverage_ratio": 3.24}, 800, 10.0, nulls)
+    >>> coverage.endswith("(overall coverage 3.2× a benign client's)")
+    True
     >>> explain({"steps": 9.0}, {"step_share": 0.31}, 200, 10.0, {"steps": 0.05})[0][:62]
     '31% of 200 queries are small fixed-size steps from an earlier '
     """

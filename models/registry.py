@@ -533,9 +533,9 @@ EVIDENCE_TESTS.register(
         "for inputs as far from the data, that a benign client may reach "
         "(default: derived from the reference's clients, at least 1)",
         reason=lambda f, n, null: (
-            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary, above the "
-            f"reference's rate for inputs as typical (a benign client at most {null:.1f}× it) — boundary "
-            "probing or uncertainty sampling"
+            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary (a benign client at "
+            f"most {null:.1f}× the reference's rate for inputs as typical) — boundary probing or "
+            "uncertainty sampling"
         ),
     )
 )
@@ -548,11 +548,11 @@ EVIDENCE_TESTS.register(
         meaning="odds of opening a new input cell against the reference's own chance at the same coverage "
         "(default 4)",
         # The test hears new cells against their chance query by query: a burst of them (a
-        # client moving on to new regions) can raise it while the overall ratio stays below 1.
+        # client moving on to new regions) raises it whatever the overall ratio, which the
+        # reason gives beside it (at 1.0-1.2, most of the bench's clients with this reason,
+        # "coverage 1.1 times what a benign client reaches" read as no reason at all).
         reason=lambda f, n, null: (
-            f"input-space coverage {f['coverage_ratio']:.1f}× what a benign client reaches after {n} queries"
-            if f["coverage_ratio"] >= 1.0
-            else f"new input cells opened faster than a benign client opens them over a stretch of its {n} "
+            f"new input cells opened faster than a benign client opens them over a stretch of its {n} "
             f"queries (overall coverage {f['coverage_ratio']:.1f}× a benign client's)"
         ),
     )

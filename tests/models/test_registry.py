@@ -183,13 +183,15 @@ def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> No
     assert explain({"steps": 9.0}, {"step_share": 0.4}, 10, 10.0, {"steps": 0.05})[0].startswith("40%")
 
 
-def test_the_coverage_reason_says_a_burst_when_overall_coverage_is_not_high() -> None:
-    """The novelty test can fire on a stretch of new cells while the whole client reached
-    fewer cells than a benign one: the reason must not then read as high coverage."""
+def test_the_coverage_reason_says_a_burst_and_gives_the_overall_coverage() -> None:
+    """The novelty test can fire on a stretch of new cells whatever the whole client's
+    coverage: the reason says so and gives the overall ratio, high or not, rather than
+    reading "coverage 1.0× what a benign client reaches" as if that were the evidence."""
     statistics, nulls = {"coverage": 9.0}, {"coverage": 4.0}
-    high, burst = (explain(statistics, {"coverage_ratio": r}, 245, 10.0, nulls)[0] for r in (3.24, 0.7))
-    assert high.startswith("input-space coverage 3.2×")
-    assert "faster than a benign client" in burst and "0.7×" in burst and "245" in burst
+    for ratio in (3.24, 1.04, 0.7):
+        (text,) = explain(statistics, {"coverage_ratio": ratio}, 245, 10.0, nulls)
+        assert text.startswith("new input cells opened faster than a benign client opens them")
+        assert f"overall coverage {ratio:.1f}× a benign client's" in text and "245" in text
 
 
 def test_a_reason_gives_what_a_benign_client_of_its_model_may_reach() -> None:
