@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from querywatch.detector.adapters.db.checkpoints import load_partition, save_checkpoint
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.kafka import processor as processor_module
-from querywatch.detector.adapters.kafka.partitions import LEGACY_HELD_EVENTS_KEY, held_events_key
+from querywatch.detector.adapters.kafka.partitions import (
+    LEGACY_HELD_EVENTS_KEY,
+    CorruptClientState,
+    held_events_key,
+    pack_client_state,
+)
 from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor
 from querywatch.detector.adapters.sinks import stored_sinks
 from querywatch.detector.config import StreamSettings
@@ -114,10 +119,14 @@ class _Outputs:
         assert not summaries  # this engine emits none
 
 
-def _processor(sessions: sessionmaker[Session], outputs: _Outputs) -> StreamProcessor:
-    """A consumer's processor of group "g" over ``sessions``, writing to ``outputs``."""
+def _processor(sessions: sessionmaker[Session], outputs: _Outputs, *, lazy: bool = True) -> StreamProcessor:
+    """A consumer's processor of group "g" over ``sessions``, writing to ``outputs``; ``lazy``:
+    clients' states are loaded on their next event (a resident cap), else with their partition."""
+    engine = _profiled_engine()
+    if not lazy:
+        engine.max_resident = None
     return StreamProcessor(
-        engine=_profiled_engine(),
+        engine=engine,
         sessions=sessions,
         outputs=outputs,
         sinks=Sinks([outputs, *stored_sinks()]),
@@ -201,6 +210,46 @@ def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
     later.checkpoint()
     assert set(stored()) == {held_events_key(0)}
     assert [e.request_id for e in unpack_events(stored()[held_events_key(0)])] == ["n1", "n2"]
+
+
+@pytest.mark.parametrize("lazy", [True, False], ids=["on its next event", "with its partition"])
+@pytest.mark.parametrize(
+    ("blob", "says"),
+    [
+        (pack_client_state(b"QWC9" + bytes(40), RequestIdFilter(4)), "not a querywatch client state"),
+        (b"QWC1", "truncated"),
+    ],
+    ids=["a format this release does not write", "a damaged row"],
+)
+def test_a_stored_state_this_release_cannot_read_stops_the_partition_with_where_and_what_to_do(
+    blob: bytes, says: str, lazy: bool, tmp_path: Path
+) -> None:
+    """A newer release's state (or a damaged row) is not scored afresh, which would drop the
+    client's evidence without a word: taking the partition fails, naming the client, the
+    partition and the group, with what to do."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    writer = _processor(sessions, _Outputs())
+    writer.assign([("t", 3)])
+    writer.process(Record("t", 3, o, None, v) for o, v in enumerate(_lines("readable", 5)))
+    writer.checkpoint()
+    with transaction(sessions) as session:
+        stored = load_partition(session=session, group_id="g", topic="t", partition=3)
+        save_checkpoint(
+            session=session,
+            group_id="g",
+            topic="t",
+            partition=3,
+            expected_offset=stored.next_offset,
+            next_offset=stored.next_offset,
+            client_states={"newer": blob},
+        )
+    reader = _processor(sessions, _Outputs(), lazy=lazy)
+    with pytest.raises(CorruptClientState) as caught:
+        reader.assign([("t", 3)])
+        reader.process([Record("t", 3, 5, None, _lines("newer", 1)[0])])
+    message = str(caught.value)
+    assert "'newer'" in message and "t/3" in message and "'g'" in message and says in message
+    assert caught.value.hint is not None and "client_states" in caught.value.hint
 
 
 def _trace(tmp_path: Path, lines: list[bytes]) -> Path:

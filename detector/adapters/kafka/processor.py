@@ -47,6 +47,7 @@ from querywatch.detector.adapters.kafka.outages import RETRYABLE
 from querywatch.detector.adapters.kafka.ownership import OwnedPartitions
 from querywatch.detector.adapters.kafka.partitions import (
     LEGACY_HELD_EVENTS_KEY,
+    CorruptClientState,
     PartitionWork,
     TopicPartitionKey,
     held_events_key,
@@ -178,8 +179,11 @@ class StreamProcessor(OwnedPartitions):
         if self._lazy and events:  # their clients' other models may be spilled
             self._restore({event.client_id: work for event in events})
         for client_id, blob in stored.client_states.items():
-            engine_state, recent = unpack_client_state(blob, self._stream.dedup_per_client)
-            self.engine.import_client(client_id, engine_state)
+            try:
+                engine_state, recent = unpack_client_state(blob, self._stream.dedup_per_client)
+                self.engine.import_client(client_id, engine_state)
+            except (CorruptClientState, ValueError) as exc:
+                raise self._unreadable(key, client_id, exc) from None
             work.recent[client_id] = recent
             self._owner[client_id] = work
         self.partitions[work.key] = work
@@ -298,18 +302,35 @@ class StreamProcessor(OwnedPartitions):
             return
         with transaction(self._sessions) as session:
             blobs = load_client_states(session=session, group_id=self.group_id, client_ids=wanted)
-        states, recent = {}, {}
-        for client_id, blob in blobs.items():
-            states[client_id], recent[client_id] = unpack_client_state(blob, self._stream.dedup_per_client)
+        recent = {}
         now = self.guard.eviction_time()
         idle_before = None
         if now is not None and self._stream.evict_idle:
             idle_before = now - self.engine.settings.idle_evict_seconds
-        for client_id in self.engine.restore(states, idle_before):
+        restored = []
+        for client_id, blob in blobs.items():
+            try:
+                state, recent[client_id] = unpack_client_state(blob, self._stream.dedup_per_client)
+                restored += self.engine.restore({client_id: state}, idle_before)
+            except (CorruptClientState, ValueError) as exc:
+                raise self._unreadable(works[client_id].key, client_id, exc) from None
+        for client_id in restored:
             work = works[client_id]
             work.recent[client_id] = recent[client_id]
             self._owner[client_id] = work
         CLIENTS_TRACKED.set(len(self._owner))
+
+    def _unreadable(self, key: TopicPartitionKey, client_id: str, exc: Exception) -> CorruptClientState:
+        """The error for a stored client state this release cannot read, naming where it is and
+        what to do. The partition is not taken: scoring the client afresh would drop its evidence
+        without a word."""
+        topic, partition = key
+        return CorruptClientState(
+            f"the stored state of client {client_id!r} on {topic}/{partition} (group {self.group_id!r}) "
+            f"cannot be read: {exc}",
+            hint="a newer release wrote it, or it is damaged: run a release that reads it, or delete "
+            "that client's row of the client_states table (its evidence is lost; it starts afresh)",
+        )
 
     def _route(self, result: BatchResult) -> None:
         """Outcomes and summaries to their clients' partitions (summaries to the in-process
