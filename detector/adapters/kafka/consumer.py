@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from types import FrameType
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
@@ -38,6 +39,7 @@ from querywatch.detector.adapters.kafka.owner import PartitionOwner
 from querywatch.detector.adapters.kafka.partitions import TopicPartitionKey
 from querywatch.detector.adapters.kafka.rewind import RewindWatch, paused_for_rewind
 from querywatch.detector.config import KafkaSettings, OutageSettings
+from querywatch.detector.errors import QuerywatchError
 from querywatch.detector.metrics import CONSUMER_LAG
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,7 @@ def run(
     rewinds = RewindWatch(on_rewind=outages.on_log_rewind, remind_every=outages.remind_every_seconds)
     try:
         while not stop.is_set():
-            batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max_records)
+            batch = _poll(consumer, max_records)
             processor.process(record for records in batch.values() for record in records)
             if outage.ready():
                 _store(consumer, processor, outage, idle=checkpoint_when_idle and not batch)
@@ -148,6 +150,21 @@ def run(
             log.error("stopping without a final checkpoint (%s unavailable): %s", dependency_of(exc), exc)
     finally:
         consumer.close()
+
+
+def _poll(consumer: KafkaConsumer, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+    """One poll. kafka-python raises its own error from a poll whose rebalance callback
+    raised: the callback's own error, if querywatch's (a stored state it cannot read), is
+    raised instead, so that the command ends on what to do, not on "callback throws"."""
+    try:
+        batch: dict[TopicPartition, list[ConsumerRecord]] = consumer.poll(
+            timeout_ms=POLL_TIMEOUT_MS, max_records=max_records
+        )
+    except KafkaError as exc:
+        if isinstance(exc.__cause__, QuerywatchError):
+            raise exc.__cause__ from None
+        raise
+    return batch
 
 
 def _store(consumer: KafkaConsumer, processor: PartitionOwner, outage: Outage, *, idle: bool) -> None:
