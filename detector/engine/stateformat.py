@@ -121,7 +121,7 @@ def compress(body: bytes) -> bytes:
 def loads(data: bytes) -> ModelStates:
     """The per-model states in ``data``, migrated to the current version; ValueError if
     ``data`` is not a querywatch client state."""
-    for magic, decompressor in ((MAGIC, _coders()[1]), (FIRST_MAGIC, _first_decompressor())):
+    for magic, decompressor in zip((MAGIC, FIRST_MAGIC), _coders()[1:], strict=True):
         if data.startswith(magic):
             try:
                 body = decompressor.decompress(data[len(magic) :], max_output_size=MAX_STATE_BYTES)
@@ -135,11 +135,13 @@ def loads(data: bytes) -> ModelStates:
     raise ValueError("not a querywatch client state")
 
 
-def _coders() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
-    """This thread's compressor and decompressor (neither may be shared between threads)."""
-    coders: tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor] | None = getattr(
-        _LOCAL, "coders", None
-    )
+#: A thread's compressor, its decompressor of ``MAGIC`` states and of ``FIRST_MAGIC`` ones.
+_Coders = tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor, zstandard.ZstdDecompressor]
+
+
+def _coders() -> _Coders:
+    """This thread's compressor and decompressors (none may be shared between threads)."""
+    coders: _Coders | None = getattr(_LOCAL, "coders", None)
     if coders is None:
         coders = _LOCAL.coders = (
             # Level 1: a state is mostly arrays that higher levels do not shrink further.
@@ -147,16 +149,9 @@ def _coders() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
                 level=1, dict_data=DICTIONARY, write_content_size=False, write_dict_id=False
             ),
             zstandard.ZstdDecompressor(dict_data=DICTIONARY),
+            zstandard.ZstdDecompressor(dict_data=FIRST_DICTIONARY),
         )
     return coders
-
-
-def _first_decompressor() -> zstandard.ZstdDecompressor:
-    """This thread's decompressor of ``FIRST_MAGIC`` states."""
-    first: zstandard.ZstdDecompressor | None = getattr(_LOCAL, "first", None)
-    if first is None:
-        first = _LOCAL.first = zstandard.ZstdDecompressor(dict_data=FIRST_DICTIONARY)
-    return first
 
 
 def _unpack(body: bytes) -> ModelStates:

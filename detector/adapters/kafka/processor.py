@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple, Protocol
 
 from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
@@ -179,11 +180,9 @@ class StreamProcessor(OwnedPartitions):
         if self._lazy and events:  # their clients' other models may be spilled
             self._restore({event.client_id: work for event in events})
         for client_id, blob in stored.client_states.items():
-            try:
+            with self._reading(key, client_id):
                 engine_state, recent = unpack_client_state(blob, self._stream.dedup_per_client)
                 self.engine.import_client(client_id, engine_state)
-            except (CorruptClientState, ValueError) as exc:
-                raise self._unreadable(key, client_id, exc) from None
             work.recent[client_id] = recent
             self._owner[client_id] = work
         self.partitions[work.key] = work
@@ -309,28 +308,31 @@ class StreamProcessor(OwnedPartitions):
             idle_before = now - self.engine.settings.idle_evict_seconds
         restored = []
         for client_id, blob in blobs.items():
-            try:
+            with self._reading(works[client_id].key, client_id):
                 state, recent[client_id] = unpack_client_state(blob, self._stream.dedup_per_client)
                 restored += self.engine.restore({client_id: state}, idle_before)
-            except (CorruptClientState, ValueError) as exc:
-                raise self._unreadable(works[client_id].key, client_id, exc) from None
         for client_id in restored:
             work = works[client_id]
             work.recent[client_id] = recent[client_id]
             self._owner[client_id] = work
         CLIENTS_TRACKED.set(len(self._owner))
 
-    def _unreadable(self, key: TopicPartitionKey, client_id: str, exc: Exception) -> CorruptClientState:
-        """The error for a stored client state this release cannot read, naming where it is and
-        what to do. The partition is not taken: scoring the client afresh would drop its evidence
-        without a word."""
-        topic, partition = key
-        return CorruptClientState(
-            f"the stored state of client {client_id!r} on {topic}/{partition} (group {self.group_id!r}) "
-            f"cannot be read: {exc}",
-            hint="a newer release wrote it, or it is damaged: run a release that reads it, or delete "
-            "that client's row of the client_states table (its evidence is lost; it starts afresh)",
-        )
+    @contextmanager
+    def _reading(self, key: TopicPartitionKey, client_id: str) -> Iterator[None]:
+        """Reading the stored state of ``client_id`` on partition ``key``: a state this release
+        cannot read raises an error naming where it is and what to do. The partition is not
+        taken: scoring the client afresh would drop its evidence without a word."""
+        try:
+            yield
+        except (CorruptClientState, ValueError) as exc:
+            topic, partition = key
+            raise CorruptClientState(
+                f"the stored state of client {client_id!r} on {topic}/{partition} "
+                f"(group {self.group_id!r}) cannot be read: {exc}",
+                hint="a newer release wrote it, or it is damaged: run a release that reads it, or "
+                "delete that client's row of the client_states table (its evidence is lost; it "
+                "starts afresh)",
+            ) from None
 
     def _route(self, result: BatchResult) -> None:
         """Outcomes and summaries to their clients' partitions (summaries to the in-process
