@@ -23,7 +23,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from querywatch.models.calibration import DRIFT_INFLATION, OOD_TOLERANCE, RANK_SHIFT, Calibration
-from querywatch.models.sequential import log_steps, novelty_step
+from querywatch.models.sequential import log_steps, novelty_step, rate_alternatives
 
 
 class SequentialTest(Protocol):
@@ -125,6 +125,41 @@ class CountTest(RateTest):
 
     def __init__(self, indicator: str, tolerance: float) -> None:
         super().__init__(indicator, tolerance, count_alternatives(tolerance))
+
+
+class NearRateTest(RateTest):
+    """A rate test that also hears rates just above its tolerance (twice it), for an indicator
+    whose tolerance is a floor set for behaviours no reference holds, far above what benign
+    clients show (steps: 5% for what-if sweeps, where benign clients send about none). A thief
+    diluted 1:4 shows a fifth of its rate there or less: a structured step needs its parent
+    in the client's reservoir, which then holds a fifth as many of the thief's queries. Tuned
+    to the rate test's alternatives only (0.335 and 0.762 at a tolerance of 0.05), the test
+    gains nothing below 16%; tuned to 0.1 as well, from 7.2% (the simulator's tabular JbDA
+    diluted: 11%). The others keep an undiluted chain's alert as early.
+
+    >>> [round(q, 3) for q in NearRateTest("steps", 0.05).alternatives]
+    [0.1, 0.335, 0.762]
+    """
+
+    __slots__ = ()
+
+    def __init__(self, indicator: str, tolerance: float) -> None:
+        super().__init__(indicator, tolerance, near_alternatives(tolerance))
+
+    def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
+        """Also a state stored without the near alternative (before 0.3): it starts at 0."""
+        super().set_state(s, at, [0.0, *state] if len(state) == self.width - 2 else state)
+
+
+def near_alternatives(null: float) -> tuple[float, ...]:
+    """Twice the null (where that is below the rate test's first alternative), then the rate
+    test's own (``models.sequential.rate_alternatives``).
+
+    >>> [round(q, 3) for q in near_alternatives(0.3)]
+    [0.51, 0.825]
+    """
+    farther = rate_alternatives(null)
+    return ((2.0 * null,) if 2.0 * null < farther[0] else ()) + farther
 
 
 def count_alternatives(null: float) -> tuple[float, ...]:
@@ -506,7 +541,7 @@ EVIDENCE_TESTS.register(
     EvidenceTest(
         name="steps",
         indicator="step",
-        test=RateTest,
+        test=NearRateTest,
         # What-if analysts sweep one record (no reference holds them): at least 5%; more where
         # the reference's own natural rows make steps by chance (a narrow input).
         calibration=lambda cal, configured: (

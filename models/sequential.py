@@ -76,6 +76,12 @@ class BernoulliCUSUM:
 
 
 @functools.lru_cache(maxsize=256)
+def rate_alternatives(null_rate: float) -> tuple[float, float]:
+    """The rates a rate test is tuned to unless told otherwise: 0.3 and 0.75 of the way from
+    ``null_rate`` to 1."""
+    return null_rate + 0.3 * (1 - null_rate), null_rate + 0.75 * (1 - null_rate)
+
+
 def log_steps(
     null_rate: float, alternatives: tuple[float, ...] | None
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
@@ -83,7 +89,7 @@ def log_steps(
     model, so one copy serves them all (five tests per client would otherwise hold a million
     clients' worth of identical lists). Plain floats, not numpy: they are read per event."""
     if alternatives is None:
-        alternatives = (null_rate + 0.3 * (1 - null_rate), null_rate + 0.75 * (1 - null_rate))
+        alternatives = rate_alternatives(null_rate)
     if not alternatives or any(not null_rate < q < 1.0 for q in alternatives):
         raise ValueError("every alternative must lie in (null_rate, 1)")
     yes = tuple(math.log(q / null_rate) for q in alternatives)

@@ -106,6 +106,24 @@ def test_a_thief_diluted_one_to_four_still_builds_count_evidence() -> None:
     assert benign.statistics()["far"] < threshold
 
 
+def test_a_diluted_chain_builds_step_evidence_above_the_floor() -> None:
+    """Steps found at 11% (a chain diluted 1:4: a fifth of its queries stolen, and of those
+    a fraction whose parent the reservoir still holds) against the 5% floor: alerted within
+    a few hundred queries; a benign client at the floor itself never is."""
+    threshold = evidence_threshold(1e-4)
+    tests = EvidenceTests({"steps": 0.05})
+    thief, benign = ClientEvidence(tests), ClientEvidence(tests)
+    rng = np.random.default_rng(3)
+    first = None
+    for i in range(3000):
+        thief.update(Indicators(False, bool(rng.random() < 0.11), None, False, 0.5, False, False))
+        benign.update(Indicators(False, bool(rng.random() < 0.05), None, False, 0.5, False, False))
+        if first is None and thief.statistics()["steps"] >= threshold:
+            first = i + 1
+    assert first is not None and first <= 600
+    assert benign.statistics()["steps"] < threshold
+
+
 def test_several_boundary_samplers_in_a_warm_up_do_not_shield_one_another() -> None:
     """A poisoned warm-up: eight of 128 clients get an answer on the boundary ten times as
     often as the rest. Tested each against the multiple of all the others, they shielded one

@@ -106,6 +106,15 @@ def test_a_state_of_the_wrong_shape_starts_that_test_fresh(entry: EvidenceTest) 
     assert evidence.statistics()[entry.name] == 0.0
 
 
+def test_a_steps_state_stored_before_the_near_alternative_keeps_its_evidence() -> None:
+    """0.2's steps state holds two alternatives (0.335 and 0.762 at a null of 0.05); the
+    test now has three, the first twice the null, which starts at 0."""
+    evidence = ClientEvidence()
+    assert "steps" not in evidence.set_state({"steps": [4.0, 9.5]})
+    assert evidence.statistics()["steps"] == 9.5
+    assert evidence.get_state()["steps"] == [0.0, 4.0, 9.5]
+
+
 def test_tolerances_setting_is_checked_against_the_registry() -> None:
     assert DetectionSettings(tolerances={"steps": 0.1}).tolerances == {"steps": 0.1}
     with pytest.raises(ValidationError, match="no evidence test named nope"):
