@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from querywatch.features.client import Indicators
+from querywatch.models.calibration import Calibration
 from querywatch.models.registry import EVIDENCE_TESTS, Registry
 
 
@@ -28,14 +29,20 @@ class EvidenceTests:
     all its clients, whose own state is one list of floats (``ClientEvidence``).
 
     ``nulls`` by test name (``Registry.nulls``); a test left out uses its null without a
-    reference calibration."""
+    reference calibration. ``calibration`` is the model's reference's, which some kinds of
+    test read beside their null (``EvidenceTest.reference_rate``)."""
 
     __slots__ = ("at", "families", "fused", "names", "offsets", "tests", "width")
 
-    def __init__(self, nulls: Mapping[str, float] | None = None, registry: Registry = EVIDENCE_TESTS) -> None:
+    def __init__(
+        self,
+        nulls: Mapping[str, float] | None = None,
+        registry: Registry = EVIDENCE_TESTS,
+        calibration: Calibration | None = None,
+    ) -> None:
         t = nulls or {}
         self.names = registry.names()
-        self.tests = tuple(entry.make(t.get(entry.name)) for entry in registry)
+        self.tests = tuple(entry.make(t.get(entry.name), calibration) for entry in registry)
         offsets, at = [], 0
         for test in self.tests:
             offsets.append(at)

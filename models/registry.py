@@ -128,38 +128,49 @@ class CountTest(RateTest):
 
 
 class NearRateTest(RateTest):
-    """A rate test that also hears rates just above its tolerance (twice it), for an indicator
-    whose tolerance is a floor set for behaviours no reference holds, far above what benign
-    clients show (steps: 5% for what-if sweeps, where benign clients send about none). A thief
+    """A rate test that also hears rates just above its tolerance, for an indicator whose
+    tolerance is a floor set for behaviours no reference holds, far above what benign clients
+    show (steps: 5% for what-if sweeps, where benign clients send about none). A thief
     diluted 1:4 shows a fifth of its rate there or less: a structured step needs its parent
     in the client's reservoir, which then holds a fifth as many of the thief's queries. Tuned
     to the rate test's alternatives only (0.335 and 0.762 at a tolerance of 0.05), the test
     gains nothing below 16%; tuned to 0.1 as well, from 7.2% (the simulator's tabular JbDA
     diluted: 11%). The others keep an undiluted chain's alert as early.
 
+    ``reference_rate`` is the indicator's rate over the reference's pseudo-clients (drawn
+    from the whole reference): a client concentrated on one region shows it up to about
+    twice as often (an 8-input held-out model: 7.7% against 3.7%, under the 5% floor), so
+    the near alternative is at least eight times it: it then breaks even at four times the
+    reference's rate or more, twice what such a client shows (at four times, a client at
+    7.7% reached the alert threshold by chance within 5,000 queries).
+
     >>> [round(q, 3) for q in NearRateTest("steps", 0.05).alternatives]
     [0.1, 0.335, 0.762]
+    >>> [round(q, 3) for q in NearRateTest("steps", 0.05, 0.037).alternatives]
+    [0.296, 0.335, 0.762]
     """
 
     __slots__ = ()
 
-    def __init__(self, indicator: str, tolerance: float) -> None:
-        super().__init__(indicator, tolerance, near_alternatives(tolerance))
+    def __init__(self, indicator: str, tolerance: float, reference_rate: float = 0.0) -> None:
+        super().__init__(indicator, tolerance, near_alternatives(tolerance, reference_rate))
 
     def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
         """Also a state stored without the near alternative (before 0.3): it starts at 0."""
         super().set_state(s, at, [0.0, *state] if len(state) == self.width - 2 else state)
 
 
-def near_alternatives(null: float) -> tuple[float, ...]:
-    """Twice the null (where that is below the rate test's first alternative), then the rate
-    test's own (``models.sequential.rate_alternatives``).
+def near_alternatives(null: float, reference_rate: float = 0.0) -> tuple[float, ...]:
+    """Twice the null or eight times the reference's own rate (``NearRateTest``), where that
+    is below the rate test's first alternative, then the rate test's own
+    (``models.sequential.rate_alternatives``).
 
-    >>> [round(q, 3) for q in near_alternatives(0.3)]
-    [0.51, 0.825]
+    >>> [round(q, 3) for q in near_alternatives(0.3)], [round(q, 3) for q in near_alternatives(0.2, 0.2)]
+    ([0.51, 0.825], [0.44, 0.8])
     """
     farther = rate_alternatives(null)
-    return ((2.0 * null,) if 2.0 * null < farther[0] else ()) + farther
+    near = max(2.0 * null, 8.0 * reference_rate)
+    return ((near,) if near < farther[0] else ()) + farther
 
 
 def count_alternatives(null: float) -> tuple[float, ...]:
@@ -409,8 +420,9 @@ class EvidenceTest:
     """Key of the test in statistics, reasons, settings and stored state (never reuse one)."""
     indicator: str
     """The ``Indicators`` field the test reads."""
-    test: Callable[[str, float], SequentialTest]
-    """The kind of test: builds one on ``indicator`` from a null (ValueError if out of range)."""
+    test: Callable[..., SequentialTest]
+    """The kind of test: builds one on ``indicator`` from a null (ValueError if out of range),
+    and from the indicator's rate on the reference where ``reference_rate`` is given."""
     calibration: Calibrate
     meaning: str
     """What the tolerance setting means for this test, for the settings' description."""
@@ -418,13 +430,20 @@ class EvidenceTest:
     implies: str | None = None
     """The test whose indicator this one's implies (a far query is out of profile), if any:
     the two measure one signal, so the fusion counts only the stronger of them."""
+    reference_rate: Callable[[Calibration | None], float] | None = None
+    """The indicator's rate on the model's reference (from its calibration), for a kind of
+    test whose alternatives depend on it (``NearRateTest``); None for the others."""
 
     def null(self, calibration: Calibration | None = None, configured: float | None = None) -> float:
         return self.calibration(calibration, configured)
 
-    def make(self, null: float | None = None) -> SequentialTest:
-        """The test at ``null`` (default: the test's null without a reference calibration)."""
-        return self.test(self.indicator, self.null() if null is None else null)
+    def make(self, null: float | None = None, calibration: Calibration | None = None) -> SequentialTest:
+        """The test at ``null`` (default: the test's null without a reference calibration),
+        for a model whose reference has this ``calibration``."""
+        null = self.null() if null is None else null
+        if self.reference_rate is None:
+            return self.test(self.indicator, null)
+        return self.test(self.indicator, null, self.reference_rate(calibration))
 
 
 class Registry:
@@ -542,6 +561,7 @@ EVIDENCE_TESTS.register(
         name="steps",
         indicator="step",
         test=NearRateTest,
+        reference_rate=lambda cal: 0.0 if cal is None else cal.steps_null,
         # What-if analysts sweep one record (no reference holds them): at least 5%; more where
         # the reference's own natural rows make steps by chance (a narrow input).
         calibration=lambda cal, configured: (

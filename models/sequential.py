@@ -75,13 +75,13 @@ class BernoulliCUSUM:
         self.statistic = max(self._s)
 
 
-@functools.lru_cache(maxsize=256)
 def rate_alternatives(null_rate: float) -> tuple[float, float]:
     """The rates a rate test is tuned to unless told otherwise: 0.3 and 0.75 of the way from
     ``null_rate`` to 1."""
     return null_rate + 0.3 * (1 - null_rate), null_rate + 0.75 * (1 - null_rate)
 
 
+@functools.lru_cache(maxsize=256)
 def log_steps(
     null_rate: float, alternatives: tuple[float, ...] | None
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:

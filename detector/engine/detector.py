@@ -147,7 +147,7 @@ class Detector:
     def _new_context(self, profile: ReferenceProfile) -> ModelContext:
         context = ModelContext.of(profile, self.settings.seed)
         context.nulls = EVIDENCE_TESTS.nulls(profile.calibration, self.settings.tolerances)
-        context.tests = EvidenceTests(context.nulls)
+        context.tests = EvidenceTests(context.nulls, calibration=profile.calibration)
         return context
 
     def profile_in_use(self, model_id: str) -> ReferenceProfile | None:

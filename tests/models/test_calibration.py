@@ -7,7 +7,7 @@ from sklearn.datasets import make_classification
 
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
-from querywatch.models.calibration import DRIFT_SHARE_CAP, FAR_FLOOR, calibrate
+from querywatch.models.calibration import DRIFT_SHARE_CAP, FAR_FLOOR, Calibration, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.profile import fit_profile
 from querywatch.models.registry import EVIDENCE_TESTS
@@ -122,6 +122,25 @@ def test_a_diluted_chain_builds_step_evidence_above_the_floor() -> None:
             first = i + 1
     assert first is not None and first <= 600
     assert benign.statistics()["steps"] < threshold
+
+
+def test_a_client_concentrated_on_one_region_of_a_narrow_input_is_not_alerted_for_chance_steps() -> None:
+    """On a narrow input the reference's pseudo-clients make chance steps at 3.7% (under the
+    5% floor) and a benign client keeping to one region at 7.7% (an 8-input held-out model):
+    the near alternative is then eight times the reference's rate, not twice the floor."""
+    threshold = evidence_threshold(1e-4)
+    rng = np.random.default_rng(4)
+    steps = rng.random(5000) < 0.077
+    peaks = {}
+    for rate in (0.0, 0.037):
+        calibration = Calibration(0.2, 0.05, 0.05, 1.0, 100, steps_null=rate)
+        evidence = ClientEvidence(EvidenceTests({"steps": 0.05}, calibration=calibration))
+        peak = 0.0
+        for step in steps:
+            evidence.update(Indicators(False, bool(step), None, False, 0.5, False, False))
+            peak = max(peak, evidence.statistics()["steps"])
+        peaks[rate] = peak
+    assert peaks[0.037] < threshold <= peaks[0.0]
 
 
 def test_several_boundary_samplers_in_a_warm_up_do_not_shield_one_another() -> None:
