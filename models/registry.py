@@ -156,8 +156,18 @@ class NearRateTest(RateTest):
         super().__init__(indicator, tolerance, near_alternatives(tolerance, reference_rate))
 
     def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
-        """Also a state stored without the near alternative (before 0.3): it starts at 0."""
-        super().set_state(s, at, [0.0, *state] if len(state) == self.width - 2 else state)
+        """Also a state stored with the near alternative where the test now has none, or
+        without it where it now has one (an earlier release; a profile revision whose
+        reference rate moved it past the others): the others keep theirs, and a near
+        alternative not stored starts at 0."""
+        if len(state) in (_FARTHER, _FARTHER + 1):
+            near = list(state[:-_FARTHER]) or [0.0]
+            state = (near if len(self.alternatives) > _FARTHER else []) + list(state[-_FARTHER:])
+        super().set_state(s, at, state)
+
+
+#: How many of a near rate test's alternatives are the rate test's own.
+_FARTHER = len(rate_alternatives(0.5))
 
 
 def near_alternatives(null: float, reference_rate: float = 0.0) -> tuple[float, ...]:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from querywatch.detector.config import DetectionSettings
 from querywatch.features.client import Indicators
 from querywatch.models.calibration import Calibration
-from querywatch.models.evidence import ClientEvidence, evidence_threshold
+from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.reasons import explain
 from querywatch.models.registry import EVIDENCE_TESTS, EvidenceTest, RateTest
 from tests.detector.test_engine import DIM, SETTINGS, _events, _profiled_engine
@@ -107,12 +107,17 @@ def test_a_state_of_the_wrong_shape_starts_that_test_fresh(entry: EvidenceTest) 
 
 
 def test_a_steps_state_stored_before_the_near_alternative_keeps_its_evidence() -> None:
-    """0.2's steps state holds two alternatives (0.335 and 0.762 at a null of 0.05); the
-    test now has three, the first twice the null, which starts at 0."""
+    """An earlier release's steps state holds two alternatives (0.335 and 0.762 at a null of
+    0.05); the test now has three, the first twice the null, which starts at 0. A profile
+    revision whose reference rate drops the near alternative keeps the other two."""
     evidence = ClientEvidence()
     assert "steps" not in evidence.set_state({"steps": [4.0, 9.5]})
     assert evidence.statistics()["steps"] == 9.5
     assert evidence.get_state()["steps"] == [0.0, 4.0, 9.5]
+    cal = Calibration(0.2, 0.05, 0.05, 1.0, 100, steps_null=0.05)  # eight times it: past 0.335
+    narrow = ClientEvidence(EvidenceTests(EVIDENCE_TESTS.nulls(cal), calibration=cal))
+    assert "steps" not in narrow.set_state({"steps": [7.0, 4.0, 9.5]})
+    assert narrow.get_state()["steps"] == [4.0, 9.5]
 
 
 def test_tolerances_setting_is_checked_against_the_registry() -> None:
