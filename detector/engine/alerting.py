@@ -42,7 +42,8 @@ class OpenAlert:
 
     def to_state(self) -> dict[str, Any]:
         """Plain data, without what the next event the alert sends recomputes anyway: its
-        features (every alert event carries a fresh snapshot) and sources (the client's
+        features (every alert event carries a fresh snapshot; a client's extraction estimate
+        is one of them) and sources (the client's
         ``Sources`` are stored beside it), nor fields at their defaults. That keeps a state
         with an open alert within 4 KB. (Field by field, not ``to_dict``: ``asdict`` deep-copies
         every value, which made this most of a checkpoint's cost for such a client.)"""
@@ -79,8 +80,9 @@ class OpenAlert:
         return cls(alert, 1, ts)
 
 
-#: Alert fields a stored open alert leaves out (see ``OpenAlert.to_state``).
-_RECOMPUTED = frozenset({"features", "source_ips", "user_agents"})
+#: Alert fields a stored open alert leaves out (see ``OpenAlert.to_state``): a client's
+#: extraction estimate is one of its features (a campaign's, its union's, set at each update).
+_RECOMPUTED = frozenset({"features", "source_ips", "user_agents", "extraction"})
 _REQUIRED = object()
 #: (name, default) of the alert fields stored; ``_REQUIRED`` compares unequal to any value.
 _STORED_FIELDS = tuple(
@@ -178,6 +180,7 @@ class AlertLifecycle:
                     seen.reasons,
                     seen.features,
                     peak_risk=seen.risk,
+                    extraction=seen.features.get("extraction"),
                     source_ips=_ips(sources),
                     user_agents=_agents(sources),
                 )
@@ -226,6 +229,7 @@ class AlertLifecycle:
             severity=severity,
             reasons=seen.reasons or current.alert.reasons,
             features=seen.features or current.alert.features,
+            extraction=seen.features.get("extraction", current.alert.extraction),
             closed_ts=closed_ts,
             source_ips=_ips(sources) or current.alert.source_ips,
             user_agents=_agents(sources) or current.alert.user_agents,

@@ -204,6 +204,19 @@ def test_report_rows_carry_an_extraction_estimate(
     assert random and heavy and max(random) < min(heavy)
 
 
+def test_client_alerts_carry_the_extraction_estimate(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    """An alert's ``extraction`` (what webhooks, SIEM formats and the decision at alert time
+    read) is its client's estimate as of the event, not null beside it in ``features``."""
+    path, _ = trace
+    report_path = tmp_path / "report.json"
+    assert _replay(path, "--report", report_path).returncode == 0
+    alerts = [a for a in json.loads(report_path.read_text())["alerts"] if a["kind"] == "client"]
+    assert alerts and all(a["extraction"] == a["features"]["extraction"] for a in alerts)
+    assert all(0.0 <= a["extraction"] <= 1.0 for a in alerts)
+
+
 def test_the_report_is_written_one_client_at_a_time_as_json_dumps_would(tmp_path: Path) -> None:
     report = ReplayReport(events=7, duplicates=1)
     assert _written(report, tmp_path) == json.dumps(report.to_json(), indent=1) + "\n"

@@ -16,8 +16,11 @@ _CLIENT_EXAMPLE: dict[str, Any] = {
     "client_id": "acct-1042",
     "model_id": "digits-v1",
     "risk": 0.94,
-    "reasons": ["input-space coverage 6.1x the benign population", "synthetic-looking inputs"],
-    "features": {"coverage": 0.61, "novelty": 0.88},
+    "reasons": [
+        "41% of 5100 queries are small fixed-size steps from an earlier query (a perturbation chain, as "
+        "in Jacobian or random-step augmentation; a benign client at most 5%)"
+    ],
+    "features": {"extraction": 0.81, "step_share": 0.41, "ood_share": 0.04, "coverage_ratio": 1.1},
     "queries": 5120,
     "first_seen": "2026-11-29T10:15:02Z",
     "last_seen": "2026-11-29T11:02:47Z",
@@ -33,8 +36,12 @@ _ALERT_EXAMPLE: dict[str, Any] = {
     "risk": 0.93,
     "severity": "high",
     "technique": "AML.T0024.002",
-    "reasons": ["input-space coverage 6.1x the benign population"],
-    "features": {"coverage": 0.58},
+    "reasons": [
+        "96% of 3300 queries lie farther from the model's data than any reference input (synthetic or "
+        "other-domain queries, however many natural ones surround them; a benign client at most 5%)"
+    ],
+    "features": {"extraction": 0.58, "far_share": 0.96, "ood_share": 0.98, "coverage_ratio": 6.1},
+    "extraction": 0.58,
     "state": "open",
     "acknowledged_by": None,
     "acknowledged_at": None,
