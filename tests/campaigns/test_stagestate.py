@@ -57,10 +57,15 @@ def _stage(store: MemoryProfileStore) -> CampaignStage:
 
 def _decisions(stage: CampaignStage, summaries: list[ClientSummary]) -> list[tuple[object, ...]]:
     return [
-        (e.type, e.sequence, e.alert.alert_id, round(e.alert.risk, 9), e.alert.reasons)
+        (e.type, e.sequence, e.alert.alert_id, round(e.alert.risk, 9), e.alert.reasons, e.alert.extraction)
         for s in summaries
         for e in stage.take(s)
     ]
+
+
+def _closing(events: list[AlertEvent]) -> tuple[object, ...]:
+    [event] = events
+    return event.type, event.sequence, event.alert.alert_id, event.alert.reasons, event.alert.extraction
 
 
 def test_a_stage_loaded_half_way_decides_as_the_one_that_never_stopped(
@@ -80,6 +85,11 @@ def test_a_stage_loaded_half_way_decides_as_the_one_that_never_stopped(
         assert import_model(loaded, data) is not None
     assert [c.to_dict() for c in loaded.campaigns()] == [c.to_dict() for c in running.campaigns()]
 
+    # Dismissed at once, a campaign's closing carries what the running stage's does (its
+    # extraction estimate included, which a stored open alert leaves out).
+    first = running.campaigns()[0]
+    ended = [_closing(stage.dismiss(first.model_id, first.campaign_id, 0.0)) for stage in (running, loaded)]
+    assert ended[0] == ended[1] and ended[0][-1] is not None
     later = summaries[cut:]
     expected = _decisions(running, later)
     assert _decisions(loaded, later) == expected

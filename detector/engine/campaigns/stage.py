@@ -332,7 +332,10 @@ class CampaignStage:
         if current is None:
             return []
         closed = replace(
-            current.alert, closed_ts=ts, reasons=(f"campaign ended: {why}", *current.alert.reasons)
+            current.alert,
+            closed_ts=ts,
+            reasons=(f"campaign ended: {why}", *current.alert.reasons),
+            extraction=campaign.extraction,  # a stored open alert leaves it out
         )
         return [AlertEvent(ALERT_CLOSED, current.sequence + 1, ts, closed)]
 
