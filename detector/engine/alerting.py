@@ -80,8 +80,8 @@ class OpenAlert:
         return cls(alert, 1, ts)
 
 
-#: Alert fields a stored open alert leaves out (see ``OpenAlert.to_state``): a client's
-#: extraction estimate is one of its features (a campaign's, its union's, set at each update).
+#: Alert fields a stored open alert leaves out (see ``OpenAlert.to_state``): the extraction
+#: estimate comes with the next snapshot, as the features do (a client's is one of them).
 _RECOMPUTED = frozenset({"features", "source_ips", "user_agents", "extraction"})
 _REQUIRED = object()
 #: (name, default) of the alert fields stored; ``_REQUIRED`` compares unequal to any value.
@@ -130,6 +130,7 @@ class Observation:
     risk: float  # what is reported (evidence, or the population rank if higher)
     reasons: tuple[str, ...]
     features: dict[str, float]
+    extraction: float | None = None  # the estimate, when this query's snapshot has one
 
 
 class AlertLifecycle:
@@ -180,7 +181,7 @@ class AlertLifecycle:
                     seen.reasons,
                     seen.features,
                     peak_risk=seen.risk,
-                    extraction=seen.features.get("extraction"),
+                    extraction=seen.extraction,
                     source_ips=_ips(sources),
                     user_agents=_agents(sources),
                 )
@@ -229,7 +230,7 @@ class AlertLifecycle:
             severity=severity,
             reasons=seen.reasons or current.alert.reasons,
             features=seen.features or current.alert.features,
-            extraction=seen.features.get("extraction", current.alert.extraction),
+            extraction=current.alert.extraction if seen.extraction is None else seen.extraction,
             closed_ts=closed_ts,
             source_ips=_ips(sources) or current.alert.source_ips,
             user_agents=_agents(sources) or current.alert.user_agents,

@@ -292,7 +292,15 @@ class Detector:
         if current is None and not opens:
             return Outcome(update)
         seen = Observation(
-            event.client_id, event.model_id, event.ts, queries, evidence_risk, risk, reasons, features
+            event.client_id,
+            event.model_id,
+            event.ts,
+            queries,
+            evidence_risk,
+            risk,
+            reasons,
+            features,
+            features.get("extraction"),
         )
         state.current, alert_event = self.lifecycle.step(current, seen, state.alerts + 1, state.sources)
         if opens:

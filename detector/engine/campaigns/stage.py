@@ -311,17 +311,25 @@ class CampaignStage:
         campaign.extraction = union.extraction
         queries = int(union.features["queries"])
         seen = Observation(
-            campaign.campaign_id, campaign.model_id, ts, queries, risk, risk, campaign.reasons, union.features
+            campaign.campaign_id,
+            campaign.model_id,
+            ts,
+            queries,
+            risk,
+            risk,
+            campaign.reasons,
+            union.features,
+            union.extraction,
         )
         current, event = self.lifecycle.step(campaign.alert, seen, 1, None)
         if current is not None:
-            current.alert = replace(current.alert, kind="campaign", extraction=union.extraction)
+            current.alert = replace(current.alert, kind="campaign")
         campaign.alert = current
         if event is None:
             return []
         if campaign.first_alert_ts is None:
             campaign.first_alert_ts = event.ts
-        return [replace(event, alert=replace(event.alert, kind="campaign", extraction=union.extraction))]
+        return [replace(event, alert=replace(event.alert, kind="campaign"))]
 
     def _end(self, model: ModelCampaigns, campaign: Campaign, ts: float, why: str) -> list[AlertEvent]:
         model.campaigns.pop(campaign.campaign_id, None)
