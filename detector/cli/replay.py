@@ -167,6 +167,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
 
     from querywatch.detector.adapters.files import DirectoryProfileStore, read_reference_file
     from querywatch.detector.engine.profiles import build_profile, derived_thresholds
+    from querywatch.models.calibration import lone_extreme
 
     X, labels, scores = read_reference_file(args.input)
     profile = build_profile(
@@ -181,6 +182,9 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
     needed = profile.required_size()
     enough = profile.reference_size >= needed
     thresholds = derived_thresholds(profile)
+    cal = profile.calibration
+    scores = profile.view(X).ood_score
+    lone = None if cal is None else lone_extreme(scores, profile.ood_threshold, cal.drift_share)
     if args.json:
         print_json(
             "profile",
@@ -196,6 +200,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 "answers": profile.answers,
                 "extraction_reference": "file" if profile.extraction is not None else "live",
                 "thresholds": thresholds,
+                "far_threshold_rests_on": None if lone is None else {"highest": lone[0], "next": lone[1]},
                 "out": str(args.out),
             },
         )
@@ -216,6 +221,13 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         "derived from the reference (GET /v1/models shows the same): "
         + ", ".join(f"{name} {value:.4g}" for name, value in thresholds.items())
     )
+    if lone is not None:
+        print(
+            "the far threshold rests on one input: the file's highest out-of-profile score is "
+            f"{lone[0]:.3g}, the next {lone[1]:.3g}, and the far test would call that input synthetic; "
+            "if it is a stray record (a sentinel, a unit error), remove it: until then queries up to "
+            "the far threshold are not far"
+        )
     if profile.answers == "pending":
         print(
             f"answers: taken from the model's first {settings.detection.warmup_events} live events "

@@ -190,6 +190,35 @@ def test_profile_says_where_the_extraction_estimate_is_measured(tmp_path: Path) 
     assert "extraction estimate" not in _profile(labelled, tmp_path / "p2")
 
 
+def test_profile_says_when_the_far_threshold_rests_on_one_stray_input(tmp_path: Path) -> None:
+    """One row of a trusted file at three times its values sets the far threshold at twice
+    its score, which hides a diluted uniform-random thief; the command names the score and
+    the next one (JSON: ``far_threshold_rests_on``), and says nothing of a clean file."""
+    import numpy as np
+
+    from querywatch.detector.simulate.traffic import noisy
+    from querywatch.detector.simulate.victim import load_tabular_victim
+
+    victim, rng = load_tabular_victim(), np.random.default_rng(0)
+    X = victim.serve(noisy(rng, victim.natural, rng.uniform(0.01, 0.08, size=len(victim.natural)))).inputs
+    np.save(tmp_path / "clean.npy", X)
+    assert "rests on one input" not in _profile(tmp_path / "clean.npy", tmp_path / "p1")
+    np.save(tmp_path / "stray.npy", np.concatenate([X, victim.serve(3.0 * victim.natural[:1]).inputs]))
+    said = _profile(tmp_path / "stray.npy", tmp_path / "p2")
+    assert "the far threshold rests on one input" in said and "remove it" in said
+    stray = str(tmp_path / "stray.npy")
+    command = ["profile", "--input", stray, "--model-id", "m", "--out", str(tmp_path / "p3")]
+    built = subprocess.run(
+        [sys.executable, "-m", "querywatch.detector.cli", *command, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rests = json.loads(built.stdout)["far_threshold_rests_on"]
+    assert rests["highest"] > 2 * rests["next"]
+
+
 def test_report_rows_carry_an_extraction_estimate(
     trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
 ) -> None:
