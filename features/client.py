@@ -47,6 +47,18 @@ class Indicators(NamedTuple):
     """The reference's mean rank for the answered class."""
 
 
+class ProfileLimits(NamedTuple):
+    """What one model's profile fixes for every client's features, shared by all of them: the
+    margin below which an answer is on the boundary (``ReferenceProfile.margin_threshold``),
+    the most features two of the reference's records share (``Calibration.record_shared``;
+    inf: not measured) and the squared code distance closer than which two of them hardly
+    ever lie (``Calibration.record_move``; 0: none)."""
+
+    margin_threshold: float
+    record_shared: float = math.inf
+    record_move: float = 0.0
+
+
 #: Every client's extraction estimate until its first refresh (at 40 distinct queries, which
 #: most clients never reach), and its boundary share until its first answer with scores (a
 #: model that answers with labels only gives none): one shared instance of each, never
@@ -66,7 +78,7 @@ class ClientFeatures:
         "distances",
         "extraction",
         "extraction_reference",
-        "margin_threshold",
+        "limits",
         "ood",
         "rate",
     )
@@ -79,7 +91,7 @@ class ClientFeatures:
         expected_cells: NDArray[np.float64],
         new_cell: Sequence[float],
         class_prior: NDArray[np.float64],
-        margin_threshold: float,
+        limits: ProfileLimits,
         seed: int,
         extraction: ExtractionReference | None = None,
     ) -> None:
@@ -90,7 +102,7 @@ class ClientFeatures:
         self.ood = OutOfProfileShare()
         self.boundary = _UNSCORED
         self.rate = QueryRate()
-        self.margin_threshold = margin_threshold
+        self.limits = limits
         self.extraction = _NO_ESTIMATE
         self.extraction_reference = extraction
 
@@ -108,23 +120,20 @@ class ClientFeatures:
         boundary_chance: float = 0.05,
         margin_rank: float = math.nan,
         margin_rank_mean: float = 0.5,
-        record_shared: float = math.inf,
-        record_move: float = 0.0,
     ) -> Indicators:
         """Learn one query as the profile saw it: its cell, out-of-profile and far flags, 8-bit
         ``code``, the hash of its exact input (``querywatch.features.resend.input_hashes``), predicted
         ``class_index`` (-1 without a prediction), score ``margin`` and ``entropy`` (NaN
         without scores), and the reference's chance of a boundary answer at its distance from
-        the data (``ReferenceProfile.view``), the answer's margin rank and its class's
-        mean rank (``Calibration.margin_ranks``), the most features two of the reference's
-        records share (``Calibration.record_shared``) and the squared distance closer than
-        which two of them hardly ever lie (``Calibration.record_move``; 0: none)."""
+        the data (``ReferenceProfile.view``), and the answer's margin rank and its class's
+        mean rank (``Calibration.margin_ranks``); the model's ``limits`` are the client's."""
         # An explainer's samples (one record, different patches blanked) lie out of profile,
         # and farther than any reference input, sample after sample; each masks the record the
         # one before masked, and explores nothing a copy could learn from (``is_masking``).
         # Those of a record near the boundary answer near it, one after another. Asked only
         # of queries out of profile or answered on the boundary: the rest have nothing to discount.
-        masking = (out_of_profile or margin < self.margin_threshold) and self.distances.masks_previous(code)
+        limits = self.limits
+        masking = (out_of_profile or margin < limits.margin_threshold) and self.distances.masks_previous(code)
         # Beyond the profile the reference holds too few answers to say how confident they are
         # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
         ranked = margin_rank == margin_rank and not out_of_profile
@@ -147,7 +156,7 @@ class ClientFeatures:
         share = self.boundary
         if share is _UNSCORED and margin == margin:  # its first scored answer (NaN: no scores)
             share = self.boundary = BoundaryShare()
-        boundary = share.update(margin, entropy, self.margin_threshold)
+        boundary = share.update(margin, entropy, limits.margin_threshold)
         # A query that keeps more of the previous one's values than two records ever share is
         # a part of the same record (an explainer's coalition, an occlusion, a sweep's point):
         # its answer is the record's, and says nothing about how the client picks its inputs;
@@ -164,8 +173,8 @@ class ClientFeatures:
         # (An exact resend's indicators reach no test: ``models.evidence``.)
         distances = self.distances
         searched = distances.probing
-        part = distances.shared > record_shared and not searched
-        again = 0 < distances.move < record_move and not searched
+        part = distances.shared > limits.record_shared and not searched
+        again = 0 < distances.move < limits.record_move and not searched
         rank = margin_rank if ranked and boundary is not None and not part else None
         if part or again:
             out_of_profile = False

@@ -12,7 +12,7 @@ import numpy as np
 
 from querywatch.detector.engine.alerting import OpenAlert, Sources
 from querywatch.detector.engine.events import Event
-from querywatch.features.client import ClientFeatures, score_summary
+from querywatch.features.client import ClientFeatures, ProfileLimits, score_summary
 from querywatch.features.resend import input_hashes
 from querywatch.models.evidence import ClientEvidence, EvidenceTests
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
@@ -35,6 +35,8 @@ class ModelContext:
     hash_key: int
     """Secret key of the exact-resend hash and of the reservoir's choices: from the profile's
     version, a digest of the data it was built from, which a thief does not know."""
+    limits: ProfileLimits
+    """The profile's limits every client's features read (one object for all of them)."""
     nulls: dict[str, float] = field(default_factory=dict)
     """The null rate of each evidence test by name (set by the engine from the profile and
     settings: ``Registry.nulls``)."""
@@ -52,7 +54,14 @@ class ModelContext:
         new_cell = profile.new_cell_probabilities(expected).tolist()
         digest = hashlib.blake2b(f"{profile.model_id}\0{profile.version}\0{seed}".encode(), digest_size=8)
         hash_key = int.from_bytes(digest.digest(), "little") >> 1
-        return cls(profile, expected, new_cell, population, index, hash_key)
+        cal = profile.calibration
+        limits = ProfileLimits(profile.margin_threshold)
+        if cal is not None:  # a limit stored as -1 was not measured: none
+            limits = limits._replace(
+                record_shared=cal.record_shared if cal.record_shared >= 0.0 else math.inf,
+                record_move=max(cal.record_move, 0.0),
+            )
+        return cls(profile, expected, new_cell, population, index, hash_key, limits)
 
     def query_rows(self, events: Sequence[Event]) -> Iterator[tuple[Any, ...]]:
         """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
@@ -70,14 +79,11 @@ class ModelContext:
         cal = self.profile.calibration
         if cal is not None and cal.boundary_class_factors:
             chance = chance * cal.class_factors(np.array(classes, dtype=np.int64))
-        # Without rank tables or record limits: the update's defaults (no rank, no limit).
-        record_columns: tuple[list[float], ...] = ()
-        if cal is not None and (cal.rank_margins or cal.record_move >= 0.0):
-            n = len(events)
+        # Without rank tables: the update's defaults (no rank).
+        rank_columns: tuple[list[float], ...] = ()
+        if cal is not None and cal.rank_margins:
             ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
-            shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf  # -1: not measured
-            move = max(cal.record_move, 0.0)
-            record_columns = ranks.tolist(), rank_means.tolist(), [shared] * n, [move] * n
+            rank_columns = ranks.tolist(), rank_means.tolist()
         return list(
             zip(
                 [e.ts for e in events],
@@ -90,7 +96,7 @@ class ModelContext:
                 margins,
                 entropies,
                 chance.tolist(),
-                *record_columns,
+                *rank_columns,
                 strict=True,
             )
         )
@@ -141,7 +147,7 @@ class ClientState:
             expected_cells=context.expected_cells,
             new_cell=context.new_cell,
             class_prior=p.class_prior,
-            margin_threshold=p.margin_threshold,
+            limits=context.limits,
             # Keyed like the resend hash: a thief who knows which of its queries the reservoir
             # kept could step only from the others and never show a structured step.
             seed=client_seed ^ seed ^ context.hash_key,

@@ -195,13 +195,13 @@ def test_cell_visits_are_kept_as_bytes_until_they_would_outgrow_the_counts(cells
 
 
 def test_clients_share_a_blank_boundary_estimate_and_directions_until_they_have_their_own() -> None:
-    from querywatch.features.client import ClientFeatures
+    from querywatch.features.client import ClientFeatures, ProfileLimits
 
     def client(seed: int) -> ClientFeatures:
         p = np.full(4, 0.25)
         return ClientFeatures(
             dim=4, cell_prob=p, expected_cells=np.arange(1.0, 50.0), new_cell=[0.5] * 49,
-            class_prior=p, margin_threshold=0.1, seed=seed,
+            class_prior=p, limits=ProfileLimits(0.1), seed=seed,
         )  # fmt: skip
 
     a, b = client(1), client(2)

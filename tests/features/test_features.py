@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from querywatch.features.client import ClientFeatures
+from querywatch.features.client import ClientFeatures, ProfileLimits
 from querywatch.features.coverage import CellCoverage
 from querywatch.features.distance import QueryDistances
 from querywatch.features.jit import compiled
@@ -405,7 +405,7 @@ def _profile_arrays(cells: int = 4) -> dict[str, np.ndarray]:
 
 def test_client_state_stays_under_4_kb_once_warmed_up() -> None:
     rng = np.random.default_rng(5)
-    f = ClientFeatures(dim=64, margin_threshold=0.05, seed=1, **_profile_arrays(64))
+    f = ClientFeatures(dim=64, limits=ProfileLimits(0.05), seed=1, **_profile_arrays(64))
     for i, code in enumerate(_codes(rng, 2000)):
         f.update(
             ts=float(i),
@@ -422,7 +422,7 @@ def test_client_state_stays_under_4_kb_once_warmed_up() -> None:
 
 
 def test_features_degrade_gracefully_without_scores_or_labels() -> None:
-    f = ClientFeatures(dim=4, margin_threshold=0.05, seed=1, **_profile_arrays())
+    f = ClientFeatures(dim=4, limits=ProfileLimits(0.05), seed=1, **_profile_arrays())
     code = np.array([1, 2, 3, 4], dtype=np.uint8)
     ind = f.update(
         ts=0.0,
@@ -443,7 +443,7 @@ def test_features_degrade_gracefully_without_scores_or_labels() -> None:
 
 def _boundary_evidence(codes: np.ndarray) -> list[bool | None]:
     """The boundary evidence of a client whose every answer sits on the boundary."""
-    f = ClientFeatures(dim=codes.shape[1], margin_threshold=0.05, seed=1, **_profile_arrays(10))
+    f = ClientFeatures(dim=codes.shape[1], limits=ProfileLimits(0.05), seed=1, **_profile_arrays(10))
     return [f.update(float(i), 0, False, False, c, i, i % 2, 0.01, 0.9).boundary for i, c in enumerate(codes)]
 
 
@@ -483,10 +483,12 @@ def test_noisy_samples_of_one_record_are_that_record_again() -> None:
     limit = 16 * 60.0**2  # two records at least 60 code units apart (RMS)
 
     def indicators(codes: np.ndarray, out: bool, record_move: float) -> list[tuple[bool, bool | None, bool]]:
-        f = ClientFeatures(dim=16, margin_threshold=0.05, seed=1, **_profile_arrays(10))
+        f = ClientFeatures(
+            dim=16, limits=ProfileLimits(0.05, record_move=record_move), seed=1, **_profile_arrays(10)
+        )
         seen = []
         for i, c in enumerate(codes):
-            ind = f.update(float(i), 0, out, False, c, i, 0, 0.01, 0.9, 0.05, 0.2, 0.5, np.inf, record_move)
+            ind = f.update(float(i), 0, out, False, c, i, 0, 0.01, 0.9, 0.05, 0.2, 0.5)
             seen.append((ind.out_of_profile, ind.boundary, ind.margin_rank is not None))
         return seen
 
@@ -510,9 +512,11 @@ def test_an_explainers_coalitions_of_two_images_lie_where_their_records_do() -> 
     binary = np.where(rng.random((12, 64)) < 0.3, 255, 0).astype(np.uint8)
 
     def far(codes: np.ndarray) -> list[bool]:
-        f = ClientFeatures(dim=64, margin_threshold=0.05, seed=1, **_profile_arrays(10))
+        f = ClientFeatures(
+            dim=64, limits=ProfileLimits(0.05, record_shared=4.0), seed=1, **_profile_arrays(10)
+        )
         return [
-            f.update(float(i), 0, True, True, c, i, 0, 0.5, 0.5, 0.05, 0.5, 0.5, 4.0).far
+            f.update(float(i), 0, True, True, c, i, 0, 0.5, 0.5, 0.05, 0.5, 0.5).far
             for i, c in enumerate(codes)
         ]
 
@@ -569,7 +573,7 @@ def test_a_sweep_across_cells_opens_no_new_cells_once_it_revisits_its_line() -> 
         expected_cells=np.cumsum(np.full(200, 0.5)),
         new_cell=[0.5] * 200,
         class_prior=np.full(3, 1.0 / 3),
-        margin_threshold=0.05,
+        limits=ProfileLimits(0.05),
         seed=0,
     )
     base = np.full(7, 40, dtype=np.uint8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from querywatch.features.client import ClientFeatures, Indicators
+from querywatch.features.client import ClientFeatures, Indicators, ProfileLimits
 from querywatch.features.direction import move_and_shared
 from querywatch.models.calibration import Calibration, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
@@ -99,7 +99,7 @@ def test_uncertainty_samplers_in_a_warm_up_do_not_widen_the_tolerance() -> None:
     assert poisoned.rank_shift <= clean.rank_shift + 0.02
 
 
-def _features(dim: int) -> ClientFeatures:
+def _features(dim: int, record_shared: float = np.inf) -> ClientFeatures:
     cells = np.full(4, 0.25)
     n = np.arange(1, 20001)[:, None]
     return ClientFeatures(
@@ -108,7 +108,7 @@ def _features(dim: int) -> ClientFeatures:
         expected_cells=(1 - (1 - cells[None, :]) ** n).sum(axis=1),
         new_cell=(cells[None, :] * (1 - cells[None, :]) ** (n - 1)).sum(axis=1),
         class_prior=np.full(3, 1 / 3),
-        margin_threshold=0.05,
+        limits=ProfileLimits(0.05, record_shared=record_shared),
         seed=1,
     )
 
@@ -135,9 +135,9 @@ def test_an_explainers_coalitions_of_one_record_count_as_the_record() -> None:
     record = reference[0]
     coalitions = np.where(rng.random((40, 64)) < 0.5, record, reference[1:41])
     for queries, ranked in ((coalitions, 1), (reference[100:140], 40)):
-        f = _features(64)
+        f = _features(64, limit)
         ranks = [
-            f.update(float(i), 0, False, False, q, i, 0, 0.3, 0.5, 0.05, 0.1, 0.5, limit).margin_rank
+            f.update(float(i), 0, False, False, q, i, 0, 0.3, 0.5, 0.05, 0.1, 0.5).margin_rank
             for i, q in enumerate(queries)
         ]
         assert sum(r is not None for r in ranks) == ranked
@@ -151,10 +151,9 @@ def test_a_probers_probes_after_its_line_search_keep_their_ranks() -> None:
     assert all(move_and_shared(p, q)[1] > 2 for p, q in zip(codes[-15:], codes[-16:-1], strict=True))
 
     def ranked(queries: np.ndarray, limit: float) -> list[bool]:
-        f = _features(8)
+        f = _features(8, limit)
         return [
-            f.update(float(i), 0, False, False, c, i, 0, 0.01, 0.9, 0.05, 0.1, 0.5, limit).margin_rank
-            is not None
+            f.update(float(i), 0, False, False, c, i, 0, 0.01, 0.9, 0.05, 0.1, 0.5).margin_rank is not None
             for i, c in enumerate(queries)
         ]
 
