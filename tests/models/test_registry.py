@@ -13,8 +13,9 @@ from querywatch.detector.config import DetectionSettings
 from querywatch.features.client import Indicators
 from querywatch.models.calibration import Calibration
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
+from querywatch.models.kinds import RateTest
 from querywatch.models.reasons import explain
-from querywatch.models.registry import EVIDENCE_TESTS, EvidenceTest, RateTest
+from querywatch.models.registry import EVIDENCE_TESTS, EvidenceTest
 from tests.detector.test_engine import DIM, SETTINGS, _events, _profiled_engine
 
 ENTRIES = list(EVIDENCE_TESTS)
