@@ -183,8 +183,9 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
     enough = profile.reference_size >= needed
     thresholds = derived_thresholds(profile)
     cal = profile.calibration
-    scores = profile.view(X).ood_score
-    lone = None if cal is None else lone_extreme(scores, profile.ood_threshold, cal.drift_share)
+    lone = None
+    if cal is not None:
+        lone = lone_extreme(profile.view(X).ood_score, profile.ood_threshold, cal.drift_share)
     if args.json:
         print_json(
             "profile",

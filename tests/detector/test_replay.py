@@ -179,6 +179,7 @@ def test_profile_says_where_the_extraction_estimate_is_measured(tmp_path: Path) 
     X = np.random.default_rng(0).normal(size=(600, 6))
     np.save(tmp_path / "inputs.npy", X)
     said = _profile(tmp_path / "inputs.npy", tmp_path / "p1")
+    assert "the file has no answers" in said  # inputs only: the answers wait for live events
     assert "extraction estimate: measured on the model's first live events" in said
     assert "the file has no labels" in said and "prediction.label" in said
     labelled = tmp_path / "labelled.jsonl"
