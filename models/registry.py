@@ -1,13 +1,14 @@
 """The registry of evidence tests: one entry per test, and everything else loops over it.
 
 An entry names its test, the field of ``querywatch.features.client.Indicators`` it reads
-(the *indicator*), the kind of sequential test run on it, its *calibration* (the null rate a
-model's tests use, from the model's reference — ``querywatch.models.calibration`` — and the
-``detection.tolerances`` setting) and the *reason* an analyst reads when the test drives a
-client's risk. The evidence fusion, the alert threshold (Bonferroni over
-the registered tests), the reasons, the ``detection.tolerances`` setting and the stored
-client state (keyed by test name) all iterate over ``EVIDENCE_TESTS``; nothing lists the
-tests a second time. This module stays light (standard library only): the settings import it.
+(the *indicator*), the kind of sequential test run on it (``querywatch.models.kinds``), its
+*calibration* (the null rate a model's tests use, from the model's reference —
+``querywatch.models.calibration`` — and the ``detection.tolerances`` setting) and the
+*reason* an analyst reads when the test drives a client's risk. The evidence fusion, the
+alert threshold (Bonferroni over the registered tests), the reasons, the
+``detection.tolerances`` setting and the stored client state (keyed by test name) all
+iterate over ``EVIDENCE_TESTS``; nothing lists the tests a second time. This module stays
+light (standard library only): the settings import it.
 
 Adding a test is one entry here, the indicator in ``features/client.py`` if it is new, and a
 test (see the README's contributor section).
