@@ -301,9 +301,9 @@ def lone_extreme(
 
     Said, not acted on: one stray record of a trusted file (a sentinel, a unit error) moves
     the far threshold to twice its score (on the simulator's tabular victim, one natural row
-    at three times its values among 6,000 moved it from 1.66 to 5.3 and a uniform-random
+    at three times its values among its 6,000 moved it from 1.80 to 5.24 and a uniform-random
     thief diluted 1:4 went unalerted), but leaving such an input out fired on a live warm-up
-    of 3,600 inputs too (highest 1.241, next 1.182, percentile 1.162: small references are
+    of about 3,600 inputs too (highest 1.241, next 1.182, percentile 1.162: small references are
     sparse at the top) and two drifted benign clients alerted (README, *Tried and not adopted*).
 
     >>> lone_extreme(np.array([0.5, 1.0, 1.1, 1.2, 5.0]), 1.0), lone_extreme(np.array([0.5, 1.1, 1.2]), 1.0)
