@@ -62,6 +62,25 @@ class _Alternatives:
             s[i] = v
 
 
+def _cusum(s: Any, at: int, steps: Sequence[float], learn: bool) -> float:
+    """One event's CUSUM step on each alternative's statistic (``s[at + 1:]``, each floored at
+    zero), stored when ``learn``: the largest of them, the test's statistic
+    (``BernoulliCUSUM.learn_one`` over a client's evidence list; every event and every rate
+    and chance test runs it)."""
+    i = at
+    top = 0.0
+    for d in steps:
+        i += 1
+        v = s[i] + d
+        if v <= 0.0:
+            v = 0.0
+        elif v > top:
+            top = v
+        if learn:
+            s[i] = v
+    return top
+
+
 class RateTest(_Alternatives):
     """ "The rate of a yes/no indicator exceeds the tolerance" (None: the event says nothing):
     a ``BernoulliCUSUM`` whose state (the statistic, then one float per alternative) lives in
@@ -90,28 +109,13 @@ class RateTest(_Alternatives):
         self._get = attrgetter(indicator)
 
     def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
-        # BernoulliCUSUM.learn_one inlined: this runs for every event and every rate test.
         x = self._get(indicators)
-        if x is None:
-            return
-        i = at
-        top = 0.0
-        for d in self._yes if x else self._no:
-            i += 1
-            v = s[i] + d
-            if v <= 0.0:
-                v = 0.0
-            elif v > top:
-                top = v
-            s[i] = v
-        s[at] = top
+        if x is not None:
+            s[at] = _cusum(s, at, self._yes if x else self._no, learn=True)
 
     def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
         x = self._get(indicators)
-        if x is None:
-            return s[at]
-        step = self._yes if x else self._no
-        return max(max(0.0, s[at + 1 + i] + d) for i, d in enumerate(step))
+        return s[at] if x is None else _cusum(s, at, self._yes if x else self._no, learn=False)
 
 
 class CountTest(RateTest):
@@ -231,18 +235,7 @@ class ScaledChanceTest(_Alternatives):
         steps = _STEPS.get((chance, self.multiple))
         if steps is None:
             steps = _odds_steps(chance, self.multiple, self.ODDS_RATIOS)
-        i = at
-        top = 0.0
-        for d in steps[0] if x else steps[1]:
-            i += 1
-            v = s[i] + d
-            if v <= 0.0:
-                v = 0.0
-            elif v > top:
-                top = v
-            if learn:
-                s[i] = v
-        return top
+        return _cusum(s, at, steps[0] if x else steps[1], learn)
 
     def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
         x = self._get(indicators)

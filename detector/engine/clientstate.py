@@ -57,10 +57,8 @@ class ModelContext:
         cal = profile.calibration
         limits = ProfileLimits(profile.margin_threshold)
         if cal is not None:  # a limit stored as -1 was not measured: none
-            limits = limits._replace(
-                record_shared=cal.record_shared if cal.record_shared >= 0.0 else math.inf,
-                record_move=max(cal.record_move, 0.0),
-            )
+            shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf
+            limits = ProfileLimits(profile.margin_threshold, shared, max(cal.record_move, 0.0))
         return cls(profile, expected, new_cell, population, index, hash_key, limits)
 
     def query_rows(self, events: Sequence[Event]) -> Iterator[tuple[Any, ...]]:
