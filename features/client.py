@@ -45,6 +45,9 @@ class Indicators(NamedTuple):
     without scores or rank tables, and for an answer the engine discounts (below)."""
     margin_rank_null: float = 0.5
     """The reference's mean rank for the answered class."""
+    isolated: bool = False
+    """In profile, yet farther from every earlier query of the client than natural queries
+    lie from their nearest (``ProfileLimits.isolation``): farthest-first (k-center) selection."""
 
 
 class ProfileLimits(NamedTuple):
@@ -52,11 +55,26 @@ class ProfileLimits(NamedTuple):
     margin below which an answer is on the boundary (``ReferenceProfile.margin_threshold``),
     the most features two of the reference's records share (``Calibration.record_shared``;
     inf: not measured) and the squared code distance closer than which two of them hardly
-    ever lie (``Calibration.record_move``; 0: none)."""
+    ever lie (``Calibration.record_move``; 0: none), and by rows a client's reservoir holds,
+    the squared code distance beyond which a natural query's nearest among them lies only 1%
+    of the time (``Calibration.isolation``; inf, or none: not judged)."""
 
     margin_threshold: float
     record_shared: float = math.inf
     record_move: float = 0.0
+    isolation: tuple[float, ...] = ()
+
+    @staticmethod
+    def isolation_by_rows(limits: Sequence[tuple[int, float]], capacity: int) -> tuple[float, ...]:
+        """``Calibration.isolation``'s bands as one limit per rows searched, 0 to ``capacity``.
+
+        >>> ProfileLimits.isolation_by_rows([(2, 9.0), (3, 4.0)], 4)
+        (inf, inf, 9.0, 4.0, 4.0)
+        """
+        by_rows = [math.inf] * (capacity + 1)
+        for rows, d2 in limits:
+            by_rows[rows:] = [d2] * (capacity + 1 - rows)
+        return tuple(by_rows)
 
 
 #: Every client's extraction estimate until its first refresh (at 40 distinct queries, which
@@ -138,6 +156,16 @@ class ClientFeatures:
         # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
         ranked = margin_rank == margin_rank and not out_of_profile
         exact, _, revisit, on_line, step = self.distances.update(code, input_hash, max(class_index, 0))
+        # A query in profile, yet farther from all the client sent before than natural queries
+        # lie from their nearest: a k-center thief picks each query farthest from its others.
+        # (Beyond the profile, noise or drift sets a query apart as much: the out-of-profile
+        # tests judge it.)
+        isolated = (
+            not exact
+            and not out_of_profile
+            and self.distances.searched < len(limits.isolation)
+            and self.distances.nearest > limits.isolation[self.distances.searched]
+        )
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen
             if self.extraction.due(distinct):
@@ -186,6 +214,9 @@ class ClientFeatures:
             # Frames of one record near the boundary answer near it together: one answer,
             # the chain's first (``features.distance``). The shares still show every one.
             boundary = rank = None
+        if part or again or revisit or masking:
+            isolated = False
+        self.distances.isolated += isolated
         if revisit or masking:
             # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
             # on its way (a full-range sweep of one input crosses many cells of a narrow
@@ -209,6 +240,7 @@ class ClientFeatures:
             boundary_chance,
             rank,
             margin_rank_mean,
+            isolated,
         )
 
     @staticmethod
@@ -250,6 +282,7 @@ class ClientFeatures:
             "near_duplicate_share": self.distances.near / n,
             "exact_resend_share": self.distances.exact / n,
             "step_share": self.distances.steps / n,
+            "isolated_share": self.distances.isolated / n,
             "class_entropy": self.classes.entropy,
             "class_divergence": self.classes.divergence,
             "boundary_share": self.boundary.share,

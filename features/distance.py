@@ -149,10 +149,13 @@ class QueryDistances:
         "_search",
         "_shrinking",
         "exact",
+        "isolated",
         "move",
         "near",
         "near_fraction",
+        "nearest",
         "same_record",
+        "searched",
         "shared",
         "steps",
     )
@@ -186,6 +189,12 @@ class QueryDistances:
         #: The squared distance of the last fresh query from its previous query (as ``shared``;
         #: 0 for a client's first).
         self.move = 0
+        #: The squared distance of the last fresh query from the nearest row of the
+        #: reservoir, and how many rows it held then (0: none).
+        self.nearest = 0
+        self.searched = 0
+        #: Fresh queries the client's features judged isolated (``features.client``).
+        self.isolated = 0
         self.exact = 0
         self.near = 0
         self.steps = 0
@@ -210,6 +219,7 @@ class QueryDistances:
             code = code[layout.working]
         features = layout.kept
         kept = code if features is None else code[features]
+        nearest = 0
         if len(res):
             _, nearest, same_label, p = res.nearest(kept, label, step_limit)
             near = 0 < nearest <= near_limit
@@ -261,6 +271,8 @@ class QueryDistances:
         self.same_record = chained and not self._search
         self.shared = shared
         self.move = move
+        self.nearest = nearest
+        self.searched = len(res)
         self.near += near
         self.steps += step
         last[:] = code
@@ -339,6 +351,7 @@ class QueryDistances:
             last_move,
             self._shrinking,
             self._search,
+            self.isolated,
         )
 
     def set_state(self, state: tuple[object, ...]) -> None:
@@ -350,6 +363,8 @@ class QueryDistances:
             # Stored before converging lines: no move yet; before line searches were followed: none recent.
             last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
             self._search = int(move[2]) if len(move) > 2 else 0  # type: ignore[call-overload]
+            # Stored before isolated queries were counted: none.
+            self.isolated = int(move[3]) if len(move) > 3 else 0  # type: ignore[call-overload]
             self._directions = RecentDirections()
             self._directions.set_state(directions)  # type: ignore[arg-type]
             both = self._working_rows(np.frombuffer(last, dtype=np.uint8))  # type: ignore[call-overload]

@@ -109,6 +109,13 @@ BOOTSTRAP = 200
 #: the previous query's record stopped counting as far (``ClientFeatures.update``); at 2 no
 #: benign behaviour of ``bench_heldout.py`` alerts that did not at 3 (README, the far test).
 FAR_FLOOR = 2.0
+#: Natural queries whose nearest earlier query of their client lies beyond the isolation
+#: limit (``models.steps.isolation_limits``): 1%.
+ISOLATION_QUANTILE = 0.99
+#: Share of its queries isolated that the isolation test tolerates of any client by default: a
+#: client's own queries are no uniform draw from the reference (the simulator's ordinary
+#: clients: up to 12% of 50 queries in a row); the steps test's floor.
+ISOLATION_TOLERANCE = 0.05
 #: Share of its queries out of profile the out-of-profile test tolerates of any client by
 #: default (a noisy but genuine client's; ``models.registry``).
 OOD_TOLERANCE = 0.2
@@ -164,6 +171,10 @@ class Calibration:
     #: lie (``models.steps.record_limits``); a query closer to the one before is the same
     #: record again. -1: not measured.
     record_move: float = -1.0
+    #: (rows searched, squared code distance) pairs: from that many rows of a client's
+    #: reservoir on, a natural query's nearest earlier one lies farther only 1% of the time
+    #: (``models.steps.isolation_limits``); none: no query is judged isolated.
+    isolation: tuple[tuple[int, float], ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -186,6 +197,7 @@ class Calibration:
             rank_shift=float(d.get("rank_shift", 0.0)),
             record_shared=float(d.get("record_shared", -1.0)),
             record_move=float(d.get("record_move", -1.0)),
+            isolation=tuple((int(rows), float(d2)) for rows, d2 in d.get("isolation", ())),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -207,6 +219,7 @@ class Calibration:
             "rank_shift": self.rank_shift,
             "record_shared": self.record_shared,
             "record_move": self.record_move,
+            "isolation": [[rows, d2] for rows, d2 in self.isolation],
         }
 
     def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -42,7 +42,7 @@ from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
 from querywatch.models.calibration import Calibration, calibrate, drift_share
 from querywatch.models.extraction import fit_extraction
-from querywatch.models.steps import record_limits, steps_null
+from querywatch.models.steps import isolation_limits, record_limits, steps_null
 
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
@@ -612,6 +612,7 @@ def _fit(
         steps_null=steps_null(view.quantized, owners=kept_owners, seed=seed, classes=len(prior)),
         record_shared=limits.shared,
         record_move=limits.move,
+        isolation=isolation_limits(view.quantized, owners=kept_owners, seed=seed, classes=len(prior)),
     )
     return replace(
         draft,

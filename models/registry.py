@@ -21,7 +21,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from querywatch.models.calibration import DRIFT_INFLATION, OOD_TOLERANCE, RANK_SHIFT, Calibration
+from querywatch.models.calibration import (
+    DRIFT_INFLATION,
+    ISOLATION_TOLERANCE,
+    OOD_TOLERANCE,
+    RANK_SHIFT,
+    Calibration,
+)
 from querywatch.models.kinds import (
     CountTest,
     NearRateTest,
@@ -30,6 +36,7 @@ from querywatch.models.kinds import (
     RateTest,
     ScaledChanceTest,
     SequentialTest,
+    SteadyRateTest,
 )
 
 
@@ -131,8 +138,10 @@ class Registry:
         its indicator implies (``EvidenceTest.implies``, followed to the end), so that nested
         indicators are not added up as independent evidence.
 
-        >>> EVIDENCE_TESTS.names(), EVIDENCE_TESTS.families()
-        (('out_of_profile', 'steps', 'boundary', 'coverage', 'far', 'confidence'), (0, 1, 2, 3, 0, 2))
+        >>> EVIDENCE_TESTS.names()
+        ('out_of_profile', 'steps', 'boundary', 'coverage', 'far', 'confidence', 'isolation')
+        >>> EVIDENCE_TESTS.families()
+        (0, 1, 2, 3, 0, 2, 4)
         """
         names = self.names()
         roots = []
@@ -168,7 +177,7 @@ class Registry:
         """Log e-value at which the fused evidence raises an alert (Bonferroni over the tests).
 
         >>> round(EVIDENCE_TESTS.threshold(1e-4), 2)
-        11.0
+        11.16
         """
         return math.log(len(self._tests) / false_alarm_rate)
 
@@ -294,5 +303,22 @@ EVIDENCE_TESTS.register(
         ),
         # The same answers as the boundary test, which reads only their low end.
         implies="boundary",
+    )
+)
+EVIDENCE_TESTS.register(
+    EvidenceTest(
+        name="isolation",
+        indicator="isolated",
+        test=SteadyRateTest,
+        # A client's own queries are not a uniform draw from the reference (sessions, a
+        # favourite region): at least 5%, as for steps.
+        calibration=lambda cal, configured: ISOLATION_TOLERANCE if configured is None else configured,
+        meaning="share of queries in profile yet farther from every earlier query of the client than "
+        f"natural queries lie from their nearest 99% of the time (default {ISOLATION_TOLERANCE:g})",
+        reason=lambda f, n, null: (
+            f"{100 * f['isolated_share']:.0f}% of {n} queries lie farther from all the client sent before "
+            "than the model's own data lies from its nearest neighbours — farthest-first (k-center) "
+            f"selection, spreading the queries over the input space (a benign client at most {percent(null)})"
+        ),
     )
 )

@@ -27,6 +27,7 @@ own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,7 +37,11 @@ from querywatch.features.direction import move_and_shared
 from querywatch.features.distance import distance_limits
 from querywatch.features.layout import RECENT_QUERIES, kept_columns, query_layout, reservoir_capacity
 from querywatch.features.nearest import STEP_CANDIDATES, count_steps
-from querywatch.models.calibration import PSEUDO_CLIENTS, underlying_multiple
+from querywatch.models.calibration import ISOLATION_QUANTILE, PSEUDO_CLIENTS, underlying_multiple
+
+#: Rows a client's reservoir holds before a query is judged isolated (``isolation_limits``):
+#: against fewer, its nearest earlier query says little of how the client picks them.
+ISOLATION_FIRST_ROWS = 20
 
 
 def steps_null(
@@ -62,27 +67,16 @@ def step_counts(
     codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
 ) -> NDArray[np.float64]:
     """Per pseudo-client, (structured steps, queries judged)."""
-    n, dim = codes.shape
-    # As a client's reservoir keeps them: only its rows' features.
-    codes = kept_columns(codes)
-    owner = None if owners is None else np.unique(np.asarray(owners), return_inverse=True)[1]
+    dim = codes.shape[1]
     capacity = reservoir_capacity(dim, classes)
-    size = min(2 * capacity, n)
     _, step_limit = distance_limits(query_layout(dim).kept_width)
-    rng = np.random.default_rng(seed)
     out = np.zeros((PSEUDO_CLIENTS, 2))
-    for g in range(PSEUDO_CLIENTS):
-        rows = rng.choice(n, size=size, replace=False)
-        group = codes[rows]
-        x = group.astype(np.float64)
-        sq = np.einsum("ij,ij->i", x, x)
-        d2 = np.rint(sq[:, None] + sq[None, :] - 2.0 * x @ x.T)  # exact: integers below 2**53
+    for g, (group, masked, start) in enumerate(_pseudo_clients(codes, owners, seed, capacity)):
+        # Judged once the reservoir's worth before them is full: where benign clients spend their queries.
+        size = len(group)
+        masked = masked[min(capacity, size - 1) - start :]
+        judged = np.arange(size - len(masked), size)
         before = np.arange(size)[None, :]
-        judged = np.arange(min(capacity, size - 1), size)
-        window = (before < judged[:, None]) & (before >= judged[:, None] - capacity)
-        if owner is not None:
-            window &= owner[rows][None, :] != owner[rows][judged][:, None]
-        masked = np.where(window, d2[judged], np.inf)
         nearest = np.argmin(masked, axis=1)
         # Then the STEP_CANDIDATES - 1 next nearest sent before the last RECENT_QUERIES, as a
         # client's reservoir searches them (``features.nearest.step_parent``).
@@ -95,6 +89,80 @@ def step_counts(
         candidates[~((reach > 0) & (reach <= step_limit))] = -1
         out[g] = count_steps(group, judged, candidates), len(judged)
     return out
+
+
+def _pseudo_clients(
+    codes: NDArray[np.uint8], owners: NDArray[Any] | None, seed: int, capacity: int
+) -> Iterator[tuple[NDArray[np.uint8], NDArray[np.float64], int]]:
+    """PSEUDO_CLIENTS draws of as many rows as a reservoir of ``capacity`` holds and as many
+    again, on the features a reservoir row keeps: per draw (its codes, the squared distance
+    of each row from ISOLATION_FIRST_ROWS on to each row of the reservoir's worth before it,
+    inf elsewhere and between rows of one owner, and the first row so judged)."""
+    n = len(codes)
+    codes = kept_columns(codes)
+    owner = None if owners is None else np.unique(np.asarray(owners), return_inverse=True)[1]
+    size = min(2 * capacity, n)
+    start = min(ISOLATION_FIRST_ROWS, size - 1)
+    rng = np.random.default_rng(seed)
+    before = np.arange(size)[None, :]
+    judged = np.arange(start, size)
+    window = (before < judged[:, None]) & (before >= judged[:, None] - capacity)
+    for _ in range(PSEUDO_CLIENTS):
+        rows = rng.choice(n, size=size, replace=False)
+        group = codes[rows]
+        x = group.astype(np.float64)
+        sq = np.einsum("ij,ij->i", x, x)
+        d2 = np.rint(sq[judged, None] + sq[None, :] - 2.0 * x[judged] @ x.T)  # exact: integers below 2**53
+        mask = window if owner is None else window & (owner[rows][None, :] != owner[rows][judged][:, None])
+        yield group, np.where(mask, d2, np.inf), start
+
+
+def isolation_limits(
+    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
+) -> tuple[tuple[int, float], ...]:
+    """(rows searched, squared code distance) pairs: from that many rows of a client's
+    reservoir on, a natural query's nearest earlier one lies farther than the distance only
+    at ISOLATION_QUANTILE's complement, over pseudo-clients drawn from reference rows with
+    these 8-bit ``codes`` (of these ``owners`` if known: a client's own rows may be one
+    record again), each with the reservoir a client of a model with ``classes`` class counts
+    holds. Rows searched come in bands (``isolation_bands``), each band's distances pooled:
+    a query judged against fewer rows lies farther from its nearest. Empty with too few rows.
+
+    >>> rng = np.random.default_rng(0)
+    >>> limits = isolation_limits(rng.integers(0, 256, size=(3000, 20)).astype(np.uint8))
+    >>> [rows for rows, _ in limits][:4], limits[0][1] > limits[-1][1]
+    ([20, 25, 31, 39], True)
+    """
+    capacity = reservoir_capacity(codes.shape[1], classes)
+    if len(codes) < 2 * ISOLATION_FIRST_ROWS:
+        return ()
+    bands = isolation_bands(capacity)
+    found: list[list[NDArray[np.float64]]] = [[] for _ in bands]
+    for _, masked, start in _pseudo_clients(codes, owners, seed, capacity):
+        searched = np.minimum(np.arange(start, start + len(masked)), capacity)
+        band = np.searchsorted(bands, searched, side="right") - 1
+        nearest = masked.min(axis=1)
+        for b in range(len(bands)):
+            found[b].append(nearest[(band == b) & np.isfinite(nearest)])
+    limits = []
+    for rows, values in zip(bands, found, strict=True):
+        pooled = np.concatenate(values)
+        if len(pooled):
+            limits.append((int(rows), float(np.quantile(pooled, ISOLATION_QUANTILE))))
+    return tuple(limits)
+
+
+def isolation_bands(capacity: int) -> NDArray[np.int64]:
+    """The fewest rows searched of each band ``isolation_limits`` pools: from
+    ISOLATION_FIRST_ROWS, each a quarter more than the one before, the last a full reservoir.
+
+    >>> isolation_bands(77).tolist()
+    [20, 25, 31, 39, 49, 61, 76, 77]
+    """
+    bands = [ISOLATION_FIRST_ROWS]
+    while round(bands[-1] * 1.25) < capacity:
+        bands.append(round(bands[-1] * 1.25))
+    return np.array([*bands, capacity] if bands[-1] < capacity else bands, dtype=np.int64)
 
 
 #: Pairs of reference rows compared by ``record_limits``.

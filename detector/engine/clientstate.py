@@ -13,6 +13,7 @@ import numpy as np
 from querywatch.detector.engine.alerting import OpenAlert, Sources
 from querywatch.detector.engine.events import Event
 from querywatch.features.client import ClientFeatures, ProfileLimits, score_summary
+from querywatch.features.layout import reservoir_capacity
 from querywatch.features.resend import input_hashes
 from querywatch.models.evidence import ClientEvidence, EvidenceTests
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
@@ -58,7 +59,9 @@ class ModelContext:
         limits = ProfileLimits(profile.margin_threshold)
         if cal is not None:  # a limit stored as -1 was not measured: none
             shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf
-            limits = ProfileLimits(profile.margin_threshold, shared, max(cal.record_move, 0.0))
+            capacity = reservoir_capacity(profile.dim, len(profile.class_prior))
+            isolation = ProfileLimits.isolation_by_rows(cal.isolation, capacity)
+            limits = ProfileLimits(profile.margin_threshold, shared, max(cal.record_move, 0.0), isolation)
         return cls(profile, expected, new_cell, population, index, hash_key, limits)
 
     def query_rows(self, events: Sequence[Event]) -> Iterator[tuple[Any, ...]]:

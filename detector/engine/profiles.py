@@ -103,6 +103,10 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
         thresholds["far_threshold"] = profile.calibration.far_threshold
         # Why the out-of-profile null may sit above its 20% floor on a wide model.
         thresholds["drift_share"] = profile.calibration.drift_share
+        if profile.calibration.isolation:
+            # Squared code distance to its nearest earlier query beyond which a query of a
+            # client with a full reservoir is isolated (a client with fewer rows: farther).
+            thresholds["isolation_limit"] = profile.calibration.isolation[-1][1]
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
     if profile.answers == "pending":
         # The margin threshold and the answers' nulls come from the first live answers.
@@ -116,6 +120,8 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
     if profile.calibration is None or not profile.calibration.rank_margins:
         # No rank tables (no scored answers yet, or a profile stored before them): silent.
         thresholds.pop("null_confidence", None)
+    if profile.calibration is None or not profile.calibration.isolation:
+        thresholds.pop("null_isolation", None)  # no limits (a profile stored before them): silent
     return thresholds
 
 

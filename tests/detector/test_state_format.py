@@ -36,15 +36,17 @@ def test_a_state_written_by_release_0_1_loads_and_scores_on(client: str) -> None
     expected = json.loads((FIXTURE / "expected.json").read_text())[client]
     engine = _fixture_engine()
     stored = (FIXTURE / f"{client}.state").read_bytes()
-    # Only what 0.1 did not have starts fresh: the extraction estimate and the far test.
+    # Only what 0.1 did not have starts fresh: the extraction estimate and the far,
+    # confidence and isolation tests.
     context = engine._context("m")
     assert context is not None
     fresh = ClientState(client, context, SETTINGS.seed).load_state(stateformat.loads(stored)["m"])
-    assert fresh == ["features.extraction", "evidence.far", "evidence.confidence"]
+    assert fresh == ["features.extraction", "evidence.far", "evidence.confidence", "evidence.isolation"]
     engine.import_client(client, stored)
     state = engine._clients[client]["m"]
     assert state.queries == expected["queries"]
-    assert state.evidence.statistics() == expected["statistics"] | {"far": 0.0, "confidence": 0.0}
+    started = {"far": 0.0, "confidence": 0.0, "isolation": 0.0}
+    assert state.evidence.statistics() == expected["statistics"] | started
     snapshot = state.features.snapshot()
     assert {k: snapshot[k] for k in expected["snapshot"]} == pytest.approx(expected["snapshot"])
     nxt = _events(client, np.load(FIXTURE / f"{client}-next.npy"), t0=1000.0)
@@ -59,10 +61,10 @@ def test_a_state_written_by_release_0_1_loads_and_scores_on(client: str) -> None
 
 # Release 0.2 wrote plain MessagePack (``QWCS``, commit 96a55e2), before the confidence test;
 # commit 4935c72 zstd frames with the first dictionary (``QWCZ``), before reasons gave each
-# model's benign level.
+# model's benign level. Both before the isolation test.
 WRITTEN_EARLIER = [
-    ("state-0.2", stateformat.PLAIN_MAGIC, ["evidence.confidence"]),
-    ("state-qwcz", stateformat.FIRST_MAGIC, []),
+    ("state-0.2", stateformat.PLAIN_MAGIC, ["evidence.confidence", "evidence.isolation"]),
+    ("state-qwcz", stateformat.FIRST_MAGIC, ["evidence.isolation"]),
 ]
 
 

@@ -145,6 +145,7 @@ def test_nulls_come_from_the_reference_unless_a_setting_fixes_them() -> None:
         "coverage": 4.0,
         "far": 0.01,
         "confidence": 0.1,
+        "isolation": 0.05,
     }
     derived = EVIDENCE_TESTS.nulls(cal)
     assert (derived["out_of_profile"], derived["boundary"], derived["far"]) == (0.3, 1.7, 0.002)
@@ -174,11 +175,11 @@ DUMMY = EvidenceTest(
 
 def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> None:
     """What a contributor's new evidence test gets by registering one entry."""
-    alpha = SETTINGS.false_alarm_rate
+    alpha, registered = SETTINGS.false_alarm_rate, len(EVIDENCE_TESTS)
     with EVIDENCE_TESTS.extended(DUMMY):
         settings = DetectionSettings(**(SETTINGS.model_dump() | {"tolerances": {"dummy": 0.02}}))
         assert settings.tolerances["dummy"] == 0.02
-        assert evidence_threshold(alpha) == pytest.approx(np.log(7 / alpha))
+        assert evidence_threshold(alpha) == pytest.approx(np.log((registered + 1) / alpha))
         engine = _profiled_engine(settings)
         rng = np.random.default_rng(3)
         outcomes = engine.process_batch(_events("thief", rng.uniform(-1, 2, size=(120, DIM)))).outcomes

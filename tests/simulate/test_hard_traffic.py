@@ -19,6 +19,7 @@ from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
 from querywatch.detector.simulate.attackers import (
+    active_kcenter,
     active_uncertainty,
     boundary_probing,
     jacobian_augmentation,
@@ -102,6 +103,22 @@ def test_a_perturbation_chain_diluted_one_to_four_is_still_alerted() -> None:
     )
     plain, thinned = seen["plain"][0], seen["diluted"][0]
     assert plain is not None and thinned is not None and thinned <= 10 * plain
+
+
+def test_a_thief_picking_each_query_farthest_from_its_others_is_alerted() -> None:
+    # ActiveThief's k-center selection from its own in-domain pool: natural-looking queries,
+    # in profile and in cells any client opens (the coverage test never alerted it on this
+    # victim), but each as far as the pool allows from all the thief asked before.
+    victim = load_tabular_victim()
+    clients = {
+        f"kcenter-{seed}": active_kcenter(np.random.default_rng(seed), victim, DAY, 1.0) for seed in (1, 2)
+    }
+    clients |= {f"user-{seed}": ordinary(np.random.default_rng(seed), victim, DAY, 1.0) for seed in (1, 2, 3)}
+    clients["backoffice"] = heavy(np.random.default_rng(4), victim, DAY, 1.0)
+    detector = Detector(SETTINGS, MemoryProfileStore([reference_profile(SETTINGS, victim=victim)]))
+    seen = _run(detector, victim, clients)
+    for name, (first, _, _) in seen.items():
+        assert (first is not None) == name.startswith("kcenter"), (name, first)
 
 
 def test_a_decision_based_prober_is_alerted(served: tuple[VictimModel, ReferenceProfile]) -> None:
