@@ -114,7 +114,8 @@ class ClientFeatures:
         extraction: ExtractionReference | None = None,
     ) -> None:
         # Class counts beyond CLASS_ALLOWANCE take their bytes from the reservoir's (``features.layout``).
-        self.distances = QueryDistances(dim, capacity=reservoir_capacity(dim, len(class_prior)), seed=seed)
+        capacity = reservoir_capacity(dim, len(class_prior))
+        self.distances = QueryDistances(dim, capacity=capacity, seed=seed, isolation=limits.isolation)
         self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
         self.classes = ClassMix(class_prior)
         self.ood = OutOfProfileShare()
@@ -156,16 +157,6 @@ class ClientFeatures:
         # (its rank table there is its farthest bin's); the out-of-profile tests judge those queries.
         ranked = margin_rank == margin_rank and not out_of_profile
         exact, _, revisit, on_line, step = self.distances.update(code, input_hash, max(class_index, 0))
-        # A query in profile, yet farther from all the client sent before than natural queries
-        # lie from their nearest: a k-center thief picks each query farthest from its others.
-        # (Beyond the profile, noise or drift sets a query apart as much: the out-of-profile
-        # tests judge it.)
-        isolated = (
-            not exact
-            and not out_of_profile
-            and self.distances.searched < len(limits.isolation)
-            and self.distances.nearest > limits.isolation[self.distances.searched]
-        )
         if not exact and self.extraction_reference is not None:
             distinct = self.distances.reservoir.seen
             if self.extraction.due(distinct):
@@ -204,6 +195,14 @@ class ClientFeatures:
         part = distances.shared > limits.record_shared and not searched
         again = 0 < distances.move < limits.record_move and not searched
         rank = margin_rank if ranked and boundary is not None and not part else None
+        # A query in profile, yet farther from all the client sent before than natural queries
+        # lie from their nearest: a k-center thief picks each query farthest from its others.
+        # Beyond the profile, noise or drift sets a query apart as much (the out-of-profile
+        # tests judge it); a revisit, a masking, a part or a repeat of the record before is no
+        # new pick.
+        isolated = distances.apart and not (exact or out_of_profile or part or again or revisit or masking)
+        if isolated:
+            distances.isolated += 1
         if part or again:
             out_of_profile = False
         if part:
@@ -214,9 +213,6 @@ class ClientFeatures:
             # Frames of one record near the boundary answer near it together: one answer,
             # the chain's first (``features.distance``). The shares still show every one.
             boundary = rank = None
-        if part or again or revisit or masking:
-            isolated = False
-        self.distances.isolated += isolated
         if revisit or masking:
             # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
             # on its way (a full-range sweep of one input crosses many cells of a narrow

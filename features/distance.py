@@ -141,6 +141,7 @@ class QueryDistances:
 
     __slots__ = (
         "_directions",
+        "_isolation",
         "_limits",
         "_pending",
         "_resend",
@@ -148,22 +149,31 @@ class QueryDistances:
         "_running",
         "_search",
         "_shrinking",
+        "apart",
         "exact",
         "isolated",
         "move",
         "near",
         "near_fraction",
-        "nearest",
         "same_record",
-        "searched",
         "shared",
         "steps",
     )
 
     def __init__(
-        self, dim: int, *, capacity: int | None = None, near_fraction: float = 0.1, seed: int = 0
+        self,
+        dim: int,
+        *,
+        capacity: int | None = None,
+        near_fraction: float = 0.1,
+        seed: int = 0,
+        isolation: tuple[float, ...] = (),
     ) -> None:
         self.near_fraction = near_fraction
+        #: By rows the reservoir holds, the squared distance to its nearest row beyond which a
+        #: query lies apart from the client's earlier ones (``ProfileLimits.isolation``;
+        #: shared by every client of a model).
+        self._isolation = isolation
         # The layout, then (near-duplicate, step's neighbour) over a reservoir row and over a working row.
         self._limits = limits = _limits(dim, near_fraction)
         # Two working rows: the previous query's code and the first query of the current near
@@ -189,10 +199,9 @@ class QueryDistances:
         #: The squared distance of the last fresh query from its previous query (as ``shared``;
         #: 0 for a client's first).
         self.move = 0
-        #: The squared distance of the last fresh query from the nearest row of the
-        #: reservoir, and how many rows it held then (0: none).
-        self.nearest = 0
-        self.searched = 0
+        #: Whether the last fresh query lay beyond the isolation limit from every row of the
+        #: reservoir (the rows it held then: a query judged against fewer lies farther).
+        self.apart = False
         #: Fresh queries the client's features judged isolated (``features.client``).
         self.isolated = 0
         self.exact = 0
@@ -219,9 +228,12 @@ class QueryDistances:
             code = code[layout.working]
         features = layout.kept
         kept = code if features is None else code[features]
-        nearest = 0
-        if len(res):
+        apart = False
+        filled = len(res)
+        if filled:
             _, nearest, same_label, p = res.nearest(kept, label, step_limit)
+            isolation = self._isolation
+            apart = filled < len(isolation) and nearest > isolation[filled]
             near = 0 < nearest <= near_limit
             # A structured step from one of the nearest earlier queries (``step_parent``), unless
             # it goes along a line the client has been sweeping from a point it just sent.
@@ -271,8 +283,7 @@ class QueryDistances:
         self.same_record = chained and not self._search
         self.shared = shared
         self.move = move
-        self.nearest = nearest
-        self.searched = len(res)
+        self.apart = apart
         self.near += near
         self.steps += step
         last[:] = code

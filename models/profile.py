@@ -42,7 +42,7 @@ from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
 from querywatch.models.calibration import Calibration, calibrate, drift_share
 from querywatch.models.extraction import fit_extraction
-from querywatch.models.steps import isolation_limits, record_limits, steps_null
+from querywatch.models.steps import neighbour_nulls, record_limits
 
 FloatArray = NDArray[np.float64]
 FORMAT_VERSION = 1
@@ -607,12 +607,13 @@ def _fit(
     )
     kept_owners = None if owners is None else owners[keep]
     limits = record_limits(view.quantized, owners=kept_owners, seed=seed)
+    neighbours = neighbour_nulls(view.quantized, owners=kept_owners, seed=seed, classes=len(prior))
     calibration = replace(
         calibration,
-        steps_null=steps_null(view.quantized, owners=kept_owners, seed=seed, classes=len(prior)),
+        steps_null=neighbours.steps,
         record_shared=limits.shared,
         record_move=limits.move,
-        isolation=isolation_limits(view.quantized, owners=kept_owners, seed=seed, classes=len(prior)),
+        isolation=neighbours.isolation,
     )
     return replace(
         draft,

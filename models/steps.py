@@ -44,6 +44,44 @@ from querywatch.models.calibration import ISOLATION_QUANTILE, PSEUDO_CLIENTS, un
 ISOLATION_FIRST_ROWS = 20
 
 
+class NeighbourNulls(NamedTuple):
+    """What the reference's pseudo-clients say of a query's nearest earlier ones
+    (``neighbour_nulls``)."""
+
+    steps: float
+    """The steps null (``steps_null``)."""
+    isolation: tuple[tuple[int, float], ...]
+    """The isolation limits (``isolation_limits``)."""
+
+
+def neighbour_nulls(
+    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
+) -> NeighbourNulls:
+    """The steps null and the isolation limits of reference rows with these 8-bit ``codes``
+    (of these ``owners`` if known), each pseudo-client's distances serving both: what a
+    profile's fit asks."""
+    dim = codes.shape[1]
+    capacity = reservoir_capacity(dim, classes)
+    _, step_limit = distance_limits(query_layout(dim).kept_width)
+    bands = isolation_bands(capacity)
+    counts = np.zeros((PSEUDO_CLIENTS, 2))
+    found: list[list[NDArray[np.float64]]] = [[] for _ in bands]
+    for g, (group, masked, start) in enumerate(_pseudo_clients(codes, owners, seed, capacity)):
+        counts[g] = _steps_among(group, masked, start, capacity, step_limit)
+        searched = np.minimum(np.arange(start, start + len(masked)), capacity)
+        band = np.searchsorted(bands, searched, side="right") - 1
+        nearest = masked.min(axis=1)
+        for b in range(len(bands)):
+            found[b].append(nearest[(band == b) & np.isfinite(nearest)])
+    limits = []
+    if len(codes) >= 2 * ISOLATION_FIRST_ROWS:
+        for rows, values in zip(bands, found, strict=True):
+            pooled = np.concatenate(values)
+            if len(pooled):
+                limits.append((int(rows), float(np.quantile(pooled, ISOLATION_QUANTILE))))
+    return NeighbourNulls(_underlying_rate(counts), tuple(limits))
+
+
 def steps_null(
     codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
 ) -> float:
@@ -55,40 +93,59 @@ def steps_null(
     >>> steps_null(rng.integers(0, 256, size=(3000, 20)).astype(np.uint8))
     0.0
     """
-    rates = step_counts(codes, owners, seed, classes)
-    steps, trials = rates[:, 0], rates[:, 1]
+    return neighbour_nulls(codes, owners, seed, classes).steps
+
+
+def isolation_limits(
+    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
+) -> tuple[tuple[int, float], ...]:
+    """(rows searched, squared code distance) pairs: from that many rows of a client's
+    reservoir on, a natural query's nearest earlier one lies farther than the distance only
+    at ISOLATION_QUANTILE's complement, over pseudo-clients drawn from reference rows with
+    these 8-bit ``codes`` (of these ``owners`` if known: a client's own rows may be one
+    record again), each with the reservoir a client of a model with ``classes`` class counts
+    holds. Rows searched come in bands (``isolation_bands``), each band's distances pooled:
+    a query judged against fewer rows lies farther from its nearest. Empty with too few rows.
+
+    >>> rng = np.random.default_rng(0)
+    >>> limits = isolation_limits(rng.integers(0, 256, size=(3000, 20)).astype(np.uint8))
+    >>> [rows for rows, _ in limits][:4], limits[0][1] > limits[-1][1]
+    ([20, 25, 31, 39], True)
+    """
+    return neighbour_nulls(codes, owners, seed, classes).isolation
+
+
+def _underlying_rate(counts: NDArray[np.float64]) -> float:
+    """The 99th percentile of the pseudo-clients' underlying structured-step rates, from their
+    (steps, queries judged) ``counts``, at most 0.5."""
+    steps, trials = counts[:, 0], counts[:, 1]
     rate = steps.sum() / max(trials.sum(), 1.0)
     if rate <= 0.0:
         return 0.0
     return float(min(underlying_multiple(steps, rate * trials) * rate, 0.5))
 
 
-def step_counts(
-    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
-) -> NDArray[np.float64]:
-    """Per pseudo-client, (structured steps, queries judged)."""
-    dim = codes.shape[1]
-    capacity = reservoir_capacity(dim, classes)
-    _, step_limit = distance_limits(query_layout(dim).kept_width)
-    out = np.zeros((PSEUDO_CLIENTS, 2))
-    for g, (group, masked, start) in enumerate(_pseudo_clients(codes, owners, seed, capacity)):
-        # Judged once the reservoir's worth before them is full: where benign clients spend their queries.
-        size = len(group)
-        masked = masked[min(capacity, size - 1) - start :]
-        judged = np.arange(size - len(masked), size)
-        before = np.arange(size)[None, :]
-        nearest = np.argmin(masked, axis=1)
-        # Then the STEP_CANDIDATES - 1 next nearest sent before the last RECENT_QUERIES, as a
-        # client's reservoir searches them (``features.nearest.step_parent``).
-        older = np.where(before < judged[:, None] - RECENT_QUERIES, masked, np.inf)
-        older[np.arange(len(judged)), nearest] = np.inf
-        others = np.argpartition(older, STEP_CANDIDATES - 2, axis=1)[:, : STEP_CANDIDATES - 1]
-        candidates = np.where(np.take_along_axis(older, others, axis=1) <= step_limit, others, -1)
-        candidates = np.column_stack([nearest, candidates])
-        reach = masked[np.arange(len(judged)), nearest]
-        candidates[~((reach > 0) & (reach <= step_limit))] = -1
-        out[g] = count_steps(group, judged, candidates), len(judged)
-    return out
+def _steps_among(
+    group: NDArray[np.uint8], masked: NDArray[np.float64], start: int, capacity: int, step_limit: float
+) -> tuple[int, int]:
+    """(structured steps, queries judged) of one pseudo-client (``_pseudo_clients``), its rows
+    judged once the reservoir's worth before them is full: where benign clients spend their
+    queries."""
+    size = len(group)
+    masked = masked[min(capacity, size - 1) - start :]
+    judged = np.arange(size - len(masked), size)
+    before = np.arange(size)[None, :]
+    nearest = np.argmin(masked, axis=1)
+    # Then the STEP_CANDIDATES - 1 next nearest sent before the last RECENT_QUERIES, as a
+    # client's reservoir searches them (``features.nearest.step_parent``).
+    older = np.where(before < judged[:, None] - RECENT_QUERIES, masked, np.inf)
+    older[np.arange(len(judged)), nearest] = np.inf
+    others = np.argpartition(older, STEP_CANDIDATES - 2, axis=1)[:, : STEP_CANDIDATES - 1]
+    candidates = np.where(np.take_along_axis(older, others, axis=1) <= step_limit, others, -1)
+    candidates = np.column_stack([nearest, candidates])
+    reach = masked[np.arange(len(judged)), nearest]
+    candidates[~((reach > 0) & (reach <= step_limit))] = -1
+    return count_steps(group, judged, candidates), len(judged)
 
 
 def _pseudo_clients(
@@ -115,41 +172,6 @@ def _pseudo_clients(
         d2 = np.rint(sq[judged, None] + sq[None, :] - 2.0 * x[judged] @ x.T)  # exact: integers below 2**53
         mask = window if owner is None else window & (owner[rows][None, :] != owner[rows][judged][:, None])
         yield group, np.where(mask, d2, np.inf), start
-
-
-def isolation_limits(
-    codes: NDArray[np.uint8], owners: NDArray[Any] | None = None, seed: int = 0, classes: int = 0
-) -> tuple[tuple[int, float], ...]:
-    """(rows searched, squared code distance) pairs: from that many rows of a client's
-    reservoir on, a natural query's nearest earlier one lies farther than the distance only
-    at ISOLATION_QUANTILE's complement, over pseudo-clients drawn from reference rows with
-    these 8-bit ``codes`` (of these ``owners`` if known: a client's own rows may be one
-    record again), each with the reservoir a client of a model with ``classes`` class counts
-    holds. Rows searched come in bands (``isolation_bands``), each band's distances pooled:
-    a query judged against fewer rows lies farther from its nearest. Empty with too few rows.
-
-    >>> rng = np.random.default_rng(0)
-    >>> limits = isolation_limits(rng.integers(0, 256, size=(3000, 20)).astype(np.uint8))
-    >>> [rows for rows, _ in limits][:4], limits[0][1] > limits[-1][1]
-    ([20, 25, 31, 39], True)
-    """
-    capacity = reservoir_capacity(codes.shape[1], classes)
-    if len(codes) < 2 * ISOLATION_FIRST_ROWS:
-        return ()
-    bands = isolation_bands(capacity)
-    found: list[list[NDArray[np.float64]]] = [[] for _ in bands]
-    for _, masked, start in _pseudo_clients(codes, owners, seed, capacity):
-        searched = np.minimum(np.arange(start, start + len(masked)), capacity)
-        band = np.searchsorted(bands, searched, side="right") - 1
-        nearest = masked.min(axis=1)
-        for b in range(len(bands)):
-            found[b].append(nearest[(band == b) & np.isfinite(nearest)])
-    limits = []
-    for rows, values in zip(bands, found, strict=True):
-        pooled = np.concatenate(values)
-        if len(pooled):
-            limits.append((int(rows), float(np.quantile(pooled, ISOLATION_QUANTILE))))
-    return tuple(limits)
 
 
 def isolation_bands(capacity: int) -> NDArray[np.int64]:

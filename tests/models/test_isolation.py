@@ -29,11 +29,11 @@ def _natural(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _isolated(codes: np.ndarray, by_rows: tuple[float, ...]) -> np.ndarray:
     """Whether each query of one client lies beyond the limit at its reservoir's rows."""
-    distances = QueryDistances(DIM, capacity=reservoir_capacity(DIM), seed=3)
+    distances = QueryDistances(DIM, capacity=reservoir_capacity(DIM), seed=3, isolation=by_rows)
     out = []
     for i, code in enumerate(codes):
         distances.update(code, input_hash=i + 1, label=0)
-        out.append(distances.nearest > by_rows[distances.searched])
+        out.append(distances.apart)
     return np.asarray(out)
 
 
