@@ -98,8 +98,8 @@ def test_sybils_feeding_out_of_profile_queries_cannot_hide_a_thief(victim: Victi
     """Every day, as many sybils as honest users send natural rows moved a growing way
     towards uniform noise; afterwards a uniform-random, a Jacobian-augmentation and a
     natural-data (k-center) thief are alerted as soon as on a profile nobody poisoned (the
-    last only where it is alerted at all: not on the wide victim, whose natural queries it
-    sends without evidence of any kind)."""
+    last only where it is alerted at all: not on the wide victim, where too few of its
+    natural queries lie apart from its others for the isolation test)."""
     days = 8
     honest = {name: t for day in range(days + 1) for name, t in _population(victim, day, 30).items()}
     sybils = {}
