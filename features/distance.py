@@ -199,8 +199,9 @@ class QueryDistances:
         #: The squared distance of the last fresh query from its previous query (as ``shared``;
         #: 0 for a client's first).
         self.move = 0
-        #: Whether the last fresh query lay beyond the isolation limit from every row of the
-        #: reservoir (the rows it held then: a query judged against fewer lies farther).
+        #: Whether the last fresh query lay beyond the isolation limit (at the rows the
+        #: reservoir held then: a query judged against fewer lies farther) from every row of
+        #: the reservoir and from the query before it.
         self.apart = False
         #: Fresh queries the client's features judged isolated (``features.client``).
         self.isolated = 0
@@ -233,7 +234,12 @@ class QueryDistances:
         if filled:
             _, nearest, same_label, p = res.nearest(kept, label, step_limit)
             isolation = self._isolation
-            apart = filled < len(isolation) and nearest > isolation[filled]
+            if filled < len(isolation) and nearest > isolation[filled]:
+                # The previous query is one the client keeps too: an explainer's noisy samples
+                # of one record lie apart from every row its reservoir holds (a sample of the
+                # record joins it one time in tens), not from the sample before.
+                before = (last if features is None else last[features]).astype(np.int64) - kept
+                apart = int(before @ before) > isolation[filled]
             near = 0 < nearest <= near_limit
             # A structured step from one of the nearest earlier queries (``step_parent``), unless
             # it goes along a line the client has been sweeping from a point it just sent.
