@@ -311,7 +311,8 @@ EVIDENCE_TESTS.register(
         indicator="isolated",
         test=SteadyRateTest,
         # A client's own queries are not a uniform draw from the reference (sessions, a
-        # favourite region): at least 5%, as for steps.
+        # favourite region): 5% unless set, as for steps; a profile without isolation limits
+        # judges no query isolated, whatever the tolerance.
         calibration=lambda cal, configured: ISOLATION_TOLERANCE if configured is None else configured,
         meaning="share of queries in profile yet farther from every earlier query of the client than "
         f"natural queries lie from their nearest 99% of the time (default {ISOLATION_TOLERANCE:g})",

@@ -63,20 +63,22 @@ def neighbour_nulls(
     dim = codes.shape[1]
     capacity = reservoir_capacity(dim, classes)
     _, step_limit = distance_limits(query_layout(dim).kept_width)
-    bands = isolation_bands(capacity)
     counts = np.zeros((PSEUDO_CLIENTS, 2))
-    found: list[list[NDArray[np.float64]]] = [[] for _ in bands]
+    nearest = []  # per pseudo-client, each judged row's squared distance to its nearest
+    start = 0
     for g, (group, masked, start) in enumerate(_pseudo_clients(codes, owners, seed, capacity)):
         counts[g] = _steps_among(group, masked, start, capacity, step_limit)
-        searched = np.minimum(np.arange(start, start + len(masked)), capacity)
-        band = np.searchsorted(bands, searched, side="right") - 1
-        nearest = masked.min(axis=1)
-        for b in range(len(bands)):
-            found[b].append(nearest[(band == b) & np.isfinite(nearest)])
+        nearest.append(masked.min(axis=1))
+    # Every pseudo-client judges its rows against as many rows before them, so one band per column.
+    distances = np.array(nearest)
+    bands = isolation_bands(capacity)
+    searched = np.minimum(np.arange(start, start + distances.shape[1]), capacity)
+    band = np.searchsorted(bands, searched, side="right") - 1
     limits = []
     if len(codes) >= 2 * ISOLATION_FIRST_ROWS:
-        for rows, values in zip(bands, found, strict=True):
-            pooled = np.concatenate(values)
+        for b, rows in enumerate(bands):
+            pooled = distances[:, band == b]
+            pooled = pooled[np.isfinite(pooled)]
             if len(pooled):
                 limits.append((int(rows), float(np.quantile(pooled, ISOLATION_QUANTILE))))
     return NeighbourNulls(_underlying_rate(counts), tuple(limits))
