@@ -45,6 +45,10 @@ class Indicators(NamedTuple):
     without scores or rank tables, and for an answer the engine discounts (below)."""
     margin_rank_null: float = 0.5
     """The reference's mean rank for the answered class."""
+    boundary_deep: bool = False
+    """On the boundary, at or below the reference's 1st-percentile margin (``ProfileLimits.deep_margin``)."""
+    boundary_deep_share: float = 0.0
+    """The share of the reference's boundary answers that are deep (0: not measured)."""
     isolated: bool = False
     """In profile, yet farther from every earlier query of the client than natural queries
     lie from their nearest (``ProfileLimits.isolation``): farthest-first (k-center) selection."""
@@ -57,12 +61,16 @@ class ProfileLimits(NamedTuple):
     inf: not measured) and the squared code distance closer than which two of them hardly
     ever lie (``Calibration.record_move``; 0: none), and by rows a client's reservoir holds,
     the squared code distance beyond which a natural query's nearest among them lies only 1%
-    of the time (``Calibration.isolation``; inf, or none: not judged)."""
+    of the time (``Calibration.isolation``; inf, or none: not judged); and the margin below
+    which a boundary answer is deep, with the share of the reference's that are
+    (``Calibration.deep_margin``, ``deep_share``; 0: not measured)."""
 
     margin_threshold: float
     record_shared: float = math.inf
     record_move: float = 0.0
     isolation: tuple[float, ...] = ()
+    deep_margin: float = 0.0
+    deep_share: float = 0.0
 
     @staticmethod
     def isolation_by_rows(limits: Sequence[tuple[int, float]], capacity: int) -> tuple[float, ...]:
@@ -175,7 +183,7 @@ class ClientFeatures:
         share = self.boundary
         if share is _UNSCORED and margin == margin:  # its first scored answer (NaN: no scores)
             share = self.boundary = BoundaryShare()
-        boundary = share.update(margin, entropy, limits.margin_threshold)
+        boundary = share.update(margin, entropy, limits.margin_threshold, limits.deep_margin)
         # A query that keeps more of the previous one's values than two records ever share is
         # a part of the same record (an explainer's coalition, an occlusion, a sweep's point):
         # its answer is the record's, and says nothing about how the client picks its inputs;
@@ -236,6 +244,8 @@ class ClientFeatures:
             boundary_chance,
             rank,
             margin_rank_mean,
+            bool(boundary) and margin < limits.deep_margin,
+            limits.deep_share,
             isolated,
         )
 
@@ -282,6 +292,7 @@ class ClientFeatures:
             "class_entropy": self.classes.entropy,
             "class_divergence": self.classes.divergence,
             "boundary_share": self.boundary.share,
+            "deep_boundary_share": self.boundary.deep_share,
             "output_entropy": self.boundary.mean_entropy,
             "rate_per_hour": self.rate.rate_per_hour,
             "burstiness": self.rate.burstiness,

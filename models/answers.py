@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from querywatch.models.calibration import calibrate
 from querywatch.models.profile import (
+    DEEP_QUANTILE,
     FloatArray,
     ReferenceProfile,
     boundary_margin,
@@ -89,7 +90,8 @@ def with_live_answers(
     if margins is not None and calibration is not None:
         margins = np.where(repeats(X, owners).answer, np.nan, np.asarray(margins, dtype=np.float64))
         kept_margins = margins[keep]
-        margin_threshold = boundary_margin(kept_margins[np.isfinite(kept_margins)])
+        scored = kept_margins[np.isfinite(kept_margins)]
+        margin_threshold = boundary_margin(scored)
         live = calibrate(
             view.ood_score[keep],
             profile.ood_threshold,
@@ -97,6 +99,7 @@ def with_live_answers(
             owners=owners[keep],
             margins=kept_margins,
             margin_threshold=margin_threshold,
+            deep_margin=boundary_margin(scored, DEEP_QUANTILE),
             classes=None if labels is None else class_indices(labels, keep, completed.classes),
             seed=seed,
         )
@@ -107,6 +110,8 @@ def with_live_answers(
             boundary_edges=live.boundary_edges,
             boundary_rates=live.boundary_rates,
             boundary_class_factors=live.boundary_class_factors,
+            deep_margin=live.deep_margin,
+            deep_share=live.deep_share,
             rank_edges=live.rank_edges,
             rank_margins=live.rank_margins,
             rank_class_means=live.rank_class_means,

@@ -150,6 +150,10 @@ class Calibration:
     #: Per answered class (the profile's class index), how much likelier a boundary answer is
     #: than its score bin says; none: 1 for every class.
     boundary_class_factors: tuple[float, ...] = ()
+    #: The margin below which a boundary answer is *deep* (``models.profile.DEEP_QUANTILE``),
+    #: and the share of the reference's boundary answers that are; 0: not measured.
+    deep_margin: float = 0.0
+    deep_share: float = 0.0
     #: The reference's own rate of structured steps (``models.steps``); 0: not measured.
     steps_null: float = 0.0
     #: Share of the reference a drift of its scores puts out of profile (``drift_share``);
@@ -189,6 +193,8 @@ class Calibration:
             boundary_edges=tuple(float(v) for v in d.get("boundary_edges", ())),
             boundary_rates=tuple(float(v) for v in d.get("boundary_rates", ())),
             boundary_class_factors=tuple(float(v) for v in d.get("boundary_class_factors", ())),
+            deep_margin=float(d.get("deep_margin", 0.0)),
+            deep_share=float(d.get("deep_share", 0.0)),
             steps_null=float(d.get("steps_null", 0.0)),
             drift_share=float(d.get("drift_share", 0.0)),
             rank_edges=tuple(float(v) for v in d.get("rank_edges", ())),
@@ -211,6 +217,8 @@ class Calibration:
             "boundary_edges": list(self.boundary_edges),
             "boundary_rates": list(self.boundary_rates),
             "boundary_class_factors": list(self.boundary_class_factors),
+            "deep_margin": self.deep_margin,
+            "deep_share": self.deep_share,
             "steps_null": self.steps_null,
             "drift_share": self.drift_share,
             "rank_edges": list(self.rank_edges),
@@ -363,6 +371,7 @@ def calibrate(
     owners: NDArray[Any] | None = None,
     margins: NDArray[np.float64] | None = None,
     margin_threshold: float = 0.0,
+    deep_margin: float = 0.0,
     classes: NDArray[np.int64] | None = None,
     out_of_profile: NDArray[np.bool_] | None = None,
     counted: NDArray[np.bool_] | None = None,
@@ -409,13 +418,15 @@ def calibrate(
     rank_edges: tuple[float, ...] = ()
     tables: tuple[tuple[float, ...], ...] = ()
     class_means: tuple[float, ...] = ()
-    shift = 0.0
+    shift = deep_share = 0.0
     if margins is not None:
         m = np.asarray(margins, dtype=np.float64)
         scored = np.isfinite(m)
         if scored.any():
             on = m < margin_threshold
             boundary_null = float(on[scored].mean())
+            if 0.0 < deep_margin < margin_threshold and on[scored].any():
+                deep_share = float((m[scored] < deep_margin).sum() / on[scored].sum())
             edges, rates = boundary_bins(scores[scored], on[scored], ood_threshold)
             chance = Calibration(0, 0, boundary_null, 0, 0, 1.0, edges, rates).boundary_chance(scores)
             if classes is not None:
@@ -450,6 +461,8 @@ def calibrate(
         boundary_edges=edges,
         boundary_rates=rates,
         boundary_class_factors=factors,
+        deep_margin=deep_margin if deep_share > 0.0 else 0.0,
+        deep_share=deep_share,
         drift_share=drift,
         rank_edges=rank_edges,
         rank_margins=tables,

@@ -225,8 +225,16 @@ class ScaledChanceTest(_Alternatives):
     the chance read per event from the ``<indicator>_null`` field: for an indicator that
     benign clients show at a real rate that depends on the input (a boundary answer is
     likelier for a noisy input). A thief who selects such queries raises that rate a few
-    times over, never to most of its queries: the alternatives multiply the odds of the
-    scaled chance by 1.5 and 4 (two floats of state, as the rate tests keep).
+    times over, never to most of its queries: two alternatives multiply the odds of the
+    scaled chance by 1.5 and 4.
+
+    A third alternative moves no rate: it puts two thirds of the indicator's events among
+    its *deep* ones (``<indicator>_deep``), of which the reference has the share
+    ``<indicator>_deep_share`` (0: none measured, and the alternative is silent). A prober's
+    line searches end at the boundary itself, where few benign answers fall; diluted with
+    natural queries, its rate of boundary answers comes near the null's, but its deep answers
+    stay many times their chance, and a query that is not one costs this alternative only
+    what the deep chance is (a fraction of the rate's). One float of state each.
 
     >>> from types import SimpleNamespace
     >>> t = ScaledChanceTest("boundary", 1.0)
@@ -236,51 +244,80 @@ class ScaledChanceTest(_Alternatives):
     >>> t.observe(s, 0, SimpleNamespace(boundary=None, boundary_null=0.05))
     >>> round(s[0], 1)
     24.9
+    >>> def answer(on: bool) -> SimpleNamespace:
+    ...     return SimpleNamespace(boundary=on, boundary_null=0.05, boundary_deep=on, boundary_deep_share=0.2)
+    >>> probe, natural = answer(True), answer(False)
+    >>> s = [0.0] * t.width
+    >>> for _ in range(10):  # a probe's deep answer among four natural ones
+    ...     t.observe(s, 0, probe)
+    ...     for _ in range(4):
+    ...         t.observe(s, 0, natural)
+    >>> [round(v, 1) for v in s]
+    [12.4, 2.8, 6.9, 12.4]
     """
 
-    __slots__ = ("_get", "_null", "multiple")
+    __slots__ = ("_deep", "_deep_share", "_get", "_null", "multiple")
 
     ODDS_RATIOS = (1.5, 4.0)
+    #: The deep alternative's share of the indicator's events that are deep.
+    DEEP_AMONG = 0.5
 
     def __init__(self, indicator: str, tolerance: float) -> None:
         if not 1.0 <= tolerance < 1e6:
             raise ValueError("the tolerance is a multiple of the reference's chance: at least 1")
         self.multiple = tolerance
-        self.width = 1 + len(self.ODDS_RATIOS)
+        self.width = 2 + len(self.ODDS_RATIOS)
         self._get = attrgetter(indicator)
         self._null = attrgetter(indicator + "_null")
+        # Read with a default: an indicator without deep answers leaves the alternative silent.
+        self._deep, self._deep_share = indicator + "_deep", indicator + "_deep_share"
 
-    def _top(self, s: Any, at: int, x: bool, chance: float, learn: bool) -> float:
-        steps = _STEPS.get((chance, self.multiple))
+    def _top(self, s: Any, at: int, x: bool, indicators: Any, learn: bool) -> float:
+        chance, deep_share = self._null(indicators), getattr(indicators, self._deep_share, 0.0)
+        steps = _STEPS.get((chance, self.multiple, deep_share))
         if steps is None:
-            steps = _odds_steps(chance, self.multiple, self.ODDS_RATIOS)
-        return _cusum(s, at, steps[0] if x else steps[1], learn)
+            steps = _chance_steps(chance, self.multiple, self.ODDS_RATIOS, deep_share, self.DEEP_AMONG)
+        deep = x and getattr(indicators, self._deep, False)
+        return _cusum(s, at, steps[2 if deep else 0 if x else 1], learn)
 
     def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
         x = self._get(indicators)
         if x is not None:
-            s[at] = self._top(s, at, x, self._null(indicators), learn=True)
+            s[at] = self._top(s, at, x, indicators, learn=True)
 
     def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
         x = self._get(indicators)
-        return s[at] if x is None else self._top(s, at, x, self._null(indicators), learn=False)
+        return s[at] if x is None else self._top(s, at, x, indicators, learn=False)
+
+    def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
+        """A state stored before the deep alternative (one float fewer) starts it at 0."""
+        if len(state) == self.width - 2:
+            state = [*state, 0.0]
+        super().set_state(s, at, state)
 
 
-_STEPS: dict[tuple[float, float], tuple[tuple[float, ...], tuple[float, ...]]] = {}
-"""Steps by (chance, multiple): a model has a handful of distinct chances, one per score bin."""
+_STEPS: dict[tuple[float, float, float], tuple[tuple[float, ...], ...]] = {}
+"""Steps by (chance, multiple, deep share): a model has a handful of distinct chances, one per score bin."""
 
 
-def _odds_steps(
-    chance: float, multiple: float, odds_ratios: tuple[float, ...]
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Log-likelihood steps of a yes and of a no, per alternative, at null ``multiple`` x
-    ``chance`` (remembered in ``_STEPS``)."""
+def _chance_steps(
+    chance: float, multiple: float, odds_ratios: tuple[float, ...], deep_share: float, deep_among: float
+) -> tuple[tuple[float, ...], ...]:
+    """Log-likelihood steps of a yes, a no and a deep yes, per alternative (the odds ratios',
+    then the deep one's), at null ``multiple`` x ``chance`` (remembered in ``_STEPS``)."""
     p = min(max(multiple * chance, 1e-6), 0.95)
     qs = [r * p / (1.0 - p + r * p) for r in odds_ratios]
-    steps = tuple(math.log(q / p) for q in qs), tuple(math.log((1.0 - q) / (1.0 - p)) for q in qs)
+    yes = [math.log(q / p) for q in qs]
+    no = [math.log((1.0 - q) / (1.0 - p)) for q in qs]
+    # The deep alternative: a deep yes ``k`` times likelier than under the null, every other
+    # outcome as likely as each other, so that deep ones are ``deep_among`` of its yeses.
+    k = deep_among * (1.0 - deep_share) / ((1.0 - deep_among) * deep_share) if deep_share > 0.0 else 1.0
+    k = max(k, 1.0)
+    norm = -math.log1p((k - 1.0) * deep_share * p)
+    steps = (*yes, norm), (*no, norm), (*yes, math.log(k) + norm)
     if len(_STEPS) >= 4096:  # many models, or profiles replaced many times
         _STEPS.clear()
-    _STEPS[(chance, multiple)] = steps
+    _STEPS[(chance, multiple, deep_share)] = steps
     return steps
 
 

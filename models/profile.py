@@ -52,6 +52,9 @@ COVERAGE_HORIZON = 20_000
 OOD_QUANTILE = 0.999
 #: A feature's spread is taken as at least this share of the typical feature's (module docstring).
 SPREAD_FLOOR = 0.25
+#: A boundary answer at or below the reference's margin at this quantile is *deep*
+#: (``Calibration.deep_margin``): probes and uncertainty samples crowd there.
+DEEP_QUANTILE = 0.01
 #: Chance of a boundary answer assumed by a profile made before calibration existed.
 UNCALIBRATED_BOUNDARY = 0.25
 #: Clients a warm-up left out that its profile names, at most (``ReferenceProfile.left_out``).
@@ -565,12 +568,13 @@ def _fit(
     counts = np.bincount(assigned, minlength=cells).astype(np.float64)
     cell_prob = (counts + 0.5) / (counts.sum() + 0.5 * cells)
     names, prior = class_table(labels, keep)
-    margin_threshold = 0.0
+    margin_threshold = deep_margin = 0.0
     kept_margins = None
     if margins is not None:
         kept_margins = np.asarray(margins, dtype=np.float64)[keep]
         m = kept_margins[np.isfinite(kept_margins)]
         margin_threshold = boundary_margin(m)
+        deep_margin = boundary_margin(m, DEEP_QUANTILE)
     draft = ReferenceProfile(
         model_id=model_id,
         version=version,
@@ -601,6 +605,7 @@ def _fit(
         counted=counted,
         margins=kept_margins,
         margin_threshold=margin_threshold,
+        deep_margin=deep_margin,
         classes=None if labels is None else class_indices(labels, keep, names),
         drift=drift_share(view.ood_score, threshold, view.spread_score, spread_threshold, counted=counted),
         seed=seed,
@@ -665,16 +670,16 @@ def class_table(labels: list[object] | None, keep: NDArray[np.bool_]) -> tuple[t
     return names, prior / prior.sum()
 
 
-def boundary_margin(margins: FloatArray) -> float:
+def boundary_margin(margins: FloatArray, quantile: float = 0.05) -> float:
     """The margin below which an answer is *on the boundary*: halfway from the reference's 5th
-    percentile to the next larger margin, so that answers tied at the percentile count (a
-    k-nearest-neighbour model's or a small forest's scores are multiples of 1/k, and with
-    "below the percentile" an answer at the lowest atom, where the percentile falls, would
-    never count: the test would be silent), and 0 (no answer is) when that percentile does not
-    separate the answers — at least 95% of them tie at the top (saturated answers, e.g. a
-    model's answers on its own training data, which say nothing about how confident it is on
-    new inputs). Live answers and the calibration compare with it alike (``margin < it``);
-    margins within TIE_TOLERANCE are one atom.
+    percentile (``quantile``; ``DEEP_QUANTILE`` for a *deep* one) to the next larger margin, so
+    that answers tied at the percentile count (a k-nearest-neighbour model's or a small forest's
+    scores are multiples of 1/k, and with "below the percentile" an answer at the lowest atom,
+    where the percentile falls, would never count: the test would be silent), and 0 (no answer
+    is) when that percentile does not separate the answers — at least 95% of them tie at the top
+    (saturated answers, e.g. a model's answers on its own training data, which say nothing about
+    how confident it is on new inputs). Live answers and the calibration compare with it alike
+    (``margin < it``); margins within TIE_TOLERANCE are one atom.
 
     >>> boundary_margin(np.linspace(0.0, 1.0, 101)), boundary_margin(np.r_[np.full(97, 1.0), 0.2, 0.3, 0.5])
     (0.055, 0.0)
@@ -684,7 +689,7 @@ def boundary_margin(margins: FloatArray) -> float:
     """
     if not len(margins):
         return 0.0
-    percentile = float(np.quantile(margins, 0.05))
+    percentile = float(np.quantile(margins, quantile))
     larger = margins[margins > percentile + TIE_TOLERANCE]
     if percentile >= float(np.max(margins)) - 1e-3 or not len(larger):
         return 0.0

@@ -237,10 +237,19 @@ EVIDENCE_TESTS.register(
         meaning="multiple of the reference's chance of an answer at or below its 5th-percentile margin, "
         "for inputs as far from the data, that a benign client may reach "
         "(default: derived from the reference's clients, at least 1)",
+        # The deep share when there are deep answers: a diluted prober's boundary share lies
+        # near the benign level, and what alerted is the deep share, many times the 1% the
+        # reference's answers reach (the test's third alternative).
         reason=lambda f, n, null: (
-            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary (a benign client at "
-            f"most {null:.1f}× the reference's rate for inputs as typical) — boundary probing or "
-            "uncertainty sampling"
+            f"{100 * f['boundary_share']:.0f}% of answers sit on the decision boundary"
+            + (
+                f", {100 * f['deep_boundary_share']:.0f}% at or below the margin of the reference's "
+                "least sure 1%"
+                if f.get("deep_boundary_share", 0.0) >= 0.005
+                else ""
+            )
+            + f" (a benign client at most {null:.1f}× the reference's rate for inputs as typical) — "
+            "boundary probing or uncertainty sampling"
         ),
     )
 )

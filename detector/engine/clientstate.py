@@ -61,7 +61,14 @@ class ModelContext:
             shared = cal.record_shared if cal.record_shared >= 0.0 else math.inf
             capacity = reservoir_capacity(profile.dim, len(profile.class_prior))
             isolation = ProfileLimits.isolation_by_rows(cal.isolation, capacity)
-            limits = ProfileLimits(profile.margin_threshold, shared, max(cal.record_move, 0.0), isolation)
+            limits = ProfileLimits(
+                profile.margin_threshold,
+                shared,
+                max(cal.record_move, 0.0),
+                isolation,
+                cal.deep_margin,
+                cal.deep_share,
+            )
         return cls(profile, expected, new_cell, population, index, hash_key, limits)
 
     def query_rows(self, events: Sequence[Event]) -> Iterator[tuple[Any, ...]]:

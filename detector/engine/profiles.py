@@ -103,6 +103,11 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
         thresholds["far_threshold"] = profile.calibration.far_threshold
         # Why the out-of-profile null may sit above its 20% floor on a wide model.
         thresholds["drift_share"] = profile.calibration.drift_share
+        if profile.calibration.deep_share > 0.0:
+            # The margin at or below which a boundary answer is deep, and the reference's
+            # share of its boundary answers that are: the boundary test's third alternative.
+            thresholds["deep_margin"] = profile.calibration.deep_margin
+            thresholds["deep_share"] = profile.calibration.deep_share
         if profile.calibration.isolation:
             # Squared code distance to its nearest earlier query beyond which a query of a
             # client with a full reservoir is isolated (a client with fewer rows: farther).
@@ -111,7 +116,8 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
     if profile.answers == "pending":
         # The margin threshold and the answers' nulls come from the first live answers.
         del thresholds["margin_threshold"]
-        thresholds.pop("null_boundary", None)
+        for name in ("deep_margin", "deep_share", "null_boundary"):
+            thresholds.pop(name, None)
         thresholds.pop("null_confidence", None)
     elif profile.margin_threshold <= 0.0:
         # No margins (labels only) or saturated ones: no answer is on the boundary, so the

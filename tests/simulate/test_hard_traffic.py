@@ -105,6 +105,27 @@ def test_a_perturbation_chain_diluted_one_to_four_is_still_alerted() -> None:
     assert plain is not None and thinned is not None and thinned <= 10 * plain
 
 
+@pytest.mark.parametrize("kind", ["digits", "wide"])
+def test_a_decision_based_prober_diluted_one_to_four_is_still_alerted(kind: str) -> None:
+    # Its bisections end on the boundary itself: at or below the reference's 1st-percentile
+    # margin, where a benign answer falls one time in a hundred. Diluted, its share of
+    # boundary answers (5th percentile) nears a benign client's multiple of the reference's
+    # (digits seed 1: 22% against 2.7 x 5%) and took 800-860 queries (over 25x the 30 of
+    # the plain prober); its deep answers, counted by the boundary test's third alternative,
+    # stay many times theirs.
+    victim = VICTIMS[kind]()
+    attack = boundary_probing(np.random.default_rng(1), victim, DAY, 1.0)
+    clients = {"plain": attack, "diluted": diluted(np.random.default_rng(101), victim, attack)}
+    clients |= {f"user-{seed}": ordinary(np.random.default_rng(seed), victim, DAY, 1.0) for seed in (1, 2)}
+    clients["backoffice"] = heavy(np.random.default_rng(4), victim, DAY, 1.0)
+    detector = Detector(SETTINGS, MemoryProfileStore([reference_profile(SETTINGS, victim=victim)]))
+    seen = _run(detector, victim, clients)
+    plain, thinned = seen["plain"][0], seen["diluted"][0]
+    assert plain is not None and thinned is not None and thinned <= 5 * plain, (plain, thinned)
+    for name in ("user-1", "user-2", "backoffice"):
+        assert seen[name][0] is None, (name, seen[name])
+
+
 def test_a_thief_picking_each_query_farthest_from_its_others_is_alerted() -> None:
     # ActiveThief's k-center selection from its own in-domain pool: natural-looking queries,
     # in profile and in cells any client opens (the coverage test never alerted it on this
