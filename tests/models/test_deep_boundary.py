@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from querywatch.detector.engine.profiles import derived_thresholds
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
 from querywatch.models.calibration import Calibration, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.kinds import ScaledChanceTest
-from querywatch.models.profile import DEEP_QUANTILE, boundary_margin
+from querywatch.models.profile import DEEP_QUANTILE, boundary_margin, fit_profile
 
 
 def _calibrated(margins: np.ndarray) -> Calibration:
@@ -31,6 +32,19 @@ def test_a_fifth_of_the_boundary_answers_are_deep_on_smooth_margins() -> None:
     assert 0.0 < cal.deep_margin < 0.02
     assert 0.15 < cal.deep_share < 0.25
     assert Calibration.from_dict(cal.as_dict()) == cal
+
+
+def test_a_profile_shows_its_deep_margin_beside_its_boundary_margin() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 6))
+    margins = np.abs(np.tanh(X[:, 0] - X[:, 1]))  # a smooth two-class boundary
+    labels: list[object] = (X[:, 0] > X[:, 1]).astype(int).tolist()
+    profile = fit_profile(X, model_id="m", version="1", labels=labels, margins=margins, cells=8, components=4)
+    shown = derived_thresholds(profile)
+    assert 0.0 < shown["deep_margin"] < shown["margin_threshold"]
+    assert 0.1 < shown["deep_share"] < 0.3
+    bare = derived_thresholds(fit_profile(X, model_id="m", version="1", cells=8, components=4))
+    assert "deep_margin" not in bare and "deep_share" not in bare
 
 
 def test_margins_in_steps_with_no_deeper_atom_have_no_deep_answers() -> None:
