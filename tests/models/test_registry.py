@@ -191,7 +191,9 @@ def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> No
         stored = engine.export_client("thief")
         restored = _profiled_engine(settings)
         restored.import_client("thief", stored)
-        assert restored._clients["thief"]["m"].evidence.statistics() == state.evidence.statistics()
+        # (statistics of 100 nats and more are stored to the nat: ``models.evidence``)
+        kept = restored._clients["thief"]["m"].evidence.statistics()
+        assert kept == pytest.approx(state.evidence.statistics(), abs=0.5)
     # A state stored while the entry was registered still loads once it is gone.
     after = _profiled_engine()
     after.import_client("thief", stored)
