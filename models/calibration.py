@@ -386,6 +386,9 @@ def calibrate(
     and read by ``far_beyond``. ``counted``: the rows the live tests take evidence from
     (``models.profile.repeats`` leaves out resends and a sweep's revisits; none: all); a
     client's out-of-profile and far rates are over those rows, as the live tests count them.
+    ``deep_margin``: the margin at or below which a boundary answer (below ``margin_threshold``)
+    is deep; the calibration keeps it with the share of the boundary answers that are, or
+    neither when it separates none from the rest.
 
     >>> rng = np.random.default_rng(0)
     >>> s = rng.gamma(4.0, size=4000)

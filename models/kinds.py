@@ -228,8 +228,8 @@ class ScaledChanceTest(_Alternatives):
     times over, never to most of its queries: two alternatives multiply the odds of the
     scaled chance by 1.5 and 4.
 
-    A third alternative moves no rate: it puts two thirds of the indicator's events among
-    its *deep* ones (``<indicator>_deep``), of which the reference has the share
+    A third alternative moves no rate: it puts half of the indicator's events among its
+    *deep* ones (``<indicator>_deep``), of which the reference has the share
     ``<indicator>_deep_share`` (0: none measured, and the alternative is silent). A prober's
     line searches end at the boundary itself, where few benign answers fall; diluted with
     natural queries, its rate of boundary answers comes near the null's, but its deep answers
