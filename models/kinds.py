@@ -239,14 +239,16 @@ class ScaledChanceTest(_Alternatives):
     >>> from types import SimpleNamespace
     >>> t = ScaledChanceTest("boundary", 1.0)
     >>> s = [0.0] * t.width
+    >>> def answer(on: bool | None, share: float = 0.0) -> SimpleNamespace:  # deep when on
+    ...     n = SimpleNamespace(boundary=on, boundary_null=0.05, boundary_deep=on)
+    ...     n.boundary_deep_share = share
+    ...     return n
     >>> for _ in range(20):
-    ...     t.observe(s, 0, SimpleNamespace(boundary=True, boundary_null=0.05))
-    >>> t.observe(s, 0, SimpleNamespace(boundary=None, boundary_null=0.05))
+    ...     t.observe(s, 0, answer(True))
+    >>> t.observe(s, 0, answer(None))
     >>> round(s[0], 1)
     24.9
-    >>> def answer(on: bool) -> SimpleNamespace:
-    ...     return SimpleNamespace(boundary=on, boundary_null=0.05, boundary_deep=on, boundary_deep_share=0.2)
-    >>> probe, natural = answer(True), answer(False)
+    >>> probe, natural = answer(True, 0.2), answer(False, 0.2)
     >>> s = [0.0] * t.width
     >>> for _ in range(10):  # a probe's deep answer among four natural ones
     ...     t.observe(s, 0, probe)
@@ -269,16 +271,15 @@ class ScaledChanceTest(_Alternatives):
         self.width = 2 + len(self.ODDS_RATIOS)
         self._get = attrgetter(indicator)
         self._null = attrgetter(indicator + "_null")
-        # Read with a default: an indicator without deep answers leaves the alternative silent.
-        self._deep, self._deep_share = indicator + "_deep", indicator + "_deep_share"
+        self._deep = attrgetter(indicator + "_deep")
+        self._deep_share = attrgetter(indicator + "_deep_share")
 
     def _top(self, s: Any, at: int, x: bool, indicators: Any, learn: bool) -> float:
-        chance, deep_share = self._null(indicators), getattr(indicators, self._deep_share, 0.0)
+        chance, deep_share = self._null(indicators), self._deep_share(indicators)
         steps = _STEPS.get((chance, self.multiple, deep_share))
         if steps is None:
             steps = _chance_steps(chance, self.multiple, self.ODDS_RATIOS, deep_share, self.DEEP_AMONG)
-        deep = x and getattr(indicators, self._deep, False)
-        return _cusum(s, at, steps[2 if deep else 0 if x else 1], learn)
+        return _cusum(s, at, steps[(2 if self._deep(indicators) else 0) if x else 1], learn)
 
     def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
         x = self._get(indicators)
