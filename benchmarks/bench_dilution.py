@@ -1,7 +1,7 @@
 """How much later a thief diluted 1:4 with natural queries is alerted, per simulator attack
-family and victim (digits, tabular, wide).
+family and victim (digits, tabular, wide, binary).
 
-    python benchmarks/bench_dilution.py [--seeds 1 2] [--victims digits tabular wide]
+    python benchmarks/bench_dilution.py [--seeds 1 2] [--victims digits tabular wide binary]
 
 For each family and seed: the first alert (queries) of the attack alone and of the same
 attack with four natural queries after each stolen one, both against the victim's trusted

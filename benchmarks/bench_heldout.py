@@ -1,8 +1,8 @@
 """Behaviours the detector was never tuned to: does it stay quiet on benign ones and alert on
-thieves? Per simulator victim (digits, tabular, wide) and seed, each behaviour's first alert
+thieves? Per simulator victim (digits, tabular, wide, binary) and seed, each behaviour's first alert
 (queries) and the reason it gave, against the victim's trusted reference.
 
-    python benchmarks/bench_heldout.py [--seeds 1 2 3 4 5] [--victims digits tabular wide]
+    python benchmarks/bench_heldout.py [--seeds 1 2 3 4 5] [--victims digits tabular wide binary]
 
 Benign (should stay quiet), what model teams send while they study a model:
 

@@ -1,7 +1,8 @@
-"""What ``querywatch replay`` finds in a whole simulated population, per client family, on both
-simulator victims (digits; the tabular random forest).
+"""What ``querywatch replay`` finds in a whole simulated population, per client family, on the
+simulator's victims (digits; the tabular random forest; the 128-input network; the two-class
+gradient-boosted trees).
 
-    python benchmarks/bench_simulated.py [--seeds 1 2] [--victims digits tabular]
+    python benchmarks/bench_simulated.py [--seeds 1 2] [--victims digits tabular wide binary]
 
 For each victim and seed: ``generate_trace(seed, benign=250, attackers=25, hours=48,
 victim=...)`` written to a temporary file and replayed by ``querywatch replay`` itself (its

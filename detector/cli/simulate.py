@@ -15,7 +15,7 @@ from querywatch.detector.errors import ConfigError
 
 #: ``querywatch.detector.simulate.victim.VICTIMS``' names, spelled out so that the parser is
 #: built without importing scikit-learn (a test keeps the two the same).
-VICTIM_NAMES = ("digits", "tabular", "wide")
+VICTIM_NAMES = ("digits", "tabular", "wide", "binary")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "simulate",
         help="generate demo traffic (benign clients and model thieves) against a shipped model",
         description="Simulate clients querying a shipped model (--victim: the digits classifier, "
-        "a random forest on a 16-input table, or a neural network on 128 inputs). Writes a JSON Lines trace "
+        "a random forest on a 16-input table, a neural network on 128 inputs, or gradient-boosted trees "
+        "answering yes or no on a 10-input table). Writes a JSON Lines trace "
         "(--out) and its ground truth (--truth), and/or produces the events into the inference-log "
         "topic of a broker (--bootstrap-servers or QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS).",
     )
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=VICTIM_NAMES,
         default="digits",
         help="model the clients query: digits (64 inputs, model id digits-v1; the default), "
-        "tabular (16 inputs, risk-table-v1) or wide (128 inputs, embedding-v1)",
+        "tabular (16 inputs, risk-table-v1), wide (128 inputs, embedding-v1) or binary (10 inputs, "
+        "two classes, fraud-v1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same trace)")
     parser.add_argument("--benign", type=int, default=40, help="benign clients (default 40)")

@@ -39,9 +39,11 @@ def _label_gradients(model: RidgeClassifier | None, inputs: np.ndarray, labels: 
     network's Jacobian would; zero before a substitute exists."""
     if model is None:
         return np.zeros(inputs.shape)
-    coef = np.asarray(model.coef_, dtype=np.float64)
-    intercept = np.asarray(model.intercept_, dtype=np.float64)
-    if coef.shape[0] == 1:  # two classes: one score, positive for classes_[1]
+    # Two classes: one score, positive for classes_[1] (scikit-learn 1.9 gives its
+    # coefficients as one row, earlier releases as a (1, dim) array).
+    coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
+    intercept = np.atleast_1d(np.asarray(model.intercept_, dtype=np.float64))
+    if coef.shape[0] == 1:
         coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
     logits = _SOFTMAX_SHARPNESS * (inputs @ coef.T + intercept)
     proba = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -185,8 +187,12 @@ def _active(
         size = min(batch_size, target - len(chosen))
         model = _substitute(pool[chosen], np.asarray(labels)) if strategy == "uncertainty" else None
         if model is not None:
-            decision = np.sort(model.decision_function(pool), axis=1)
-            margin = decision[:, -1] - decision[:, -2]
+            decision = model.decision_function(pool)
+            if decision.ndim == 1:  # two classes: one score, its sign the class
+                margin = np.abs(decision)
+            else:
+                decision = np.sort(decision, axis=1)
+                margin = decision[:, -1] - decision[:, -2]
             margin[chosen] = np.inf
             picks = list(np.argsort(margin)[:size])
         else:

@@ -1,5 +1,5 @@
-"""The victims: a small digits classifier that ships with querywatch, a tabular one and a
-wide one, served like a real tier.
+"""The victims: a small digits classifier that ships with querywatch, a tabular one, a wide
+one and a two-class one, served like a real tier.
 
 Each is trained on first use (no download, about a second) and kept in memory, so the demo
 and the tests need nothing but the package. The digits victim is a logistic regression on
@@ -9,7 +9,9 @@ redundant), so that detection is checked on a second domain and a second model f
 wide one (``load_wide_victim``) a small neural network on 128 inputs (an embedding's width),
 whose reference concentrates: every out-of-profile score sits near the median, so drift
 crosses the 99.9th percentile far more often than on a narrow input, which the calibration
-must absorb (``models.calibration.drift_share``). The
+must absorb (``models.calibration.drift_share``); the two-class one (``load_binary_victim``)
+gradient-boosted trees whose two scores are one probability and its complement, the
+shape of most served models (fraud, churn, default). The
 serving wrapper does what production tiers do to what they log: inputs are clipped to the
 valid range and rounded to 3 decimals, scores are rounded to 4 decimals.
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.datasets import load_digits, make_classification
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
@@ -35,6 +37,8 @@ CLASSES = 10
 TABULAR_MODEL_ID = "risk-table-v1"
 #: The wide victim's model id.
 WIDE_MODEL_ID = "embedding-v1"
+#: The two-class victim's model id.
+BINARY_MODEL_ID = "fraud-v1"
 _TRAIN_FRACTION = 0.6
 
 
@@ -170,13 +174,41 @@ def load_wide_victim(seed: int = 0) -> VictimModel:
     return _table_victim(data, targets, low, high, seed, classifier, WIDE_MODEL_ID)
 
 
+@functools.lru_cache(maxsize=1)
+def load_binary_victim(seed: int = 0) -> VictimModel:
+    """Train (once per process and seed) and return the two-class victim: gradient-boosted
+    trees on a fixed synthetic fraud table (10 inputs, one row in seven positive, each class
+    in three clusters), the commonest shape of a served model (fraud, churn, default).
+
+    >>> victim = load_binary_victim()
+    >>> (victim.dim, victim.classes, victim.serve(victim.holdout[:2]).scores.shape)
+    (10, 2, (2, 2))
+    >>> victim.accuracy() > 0.85
+    True
+    """
+    data, targets = make_classification(
+        n_samples=6000,
+        n_features=10,
+        n_informative=5,
+        n_redundant=2,
+        n_classes=2,
+        n_clusters_per_class=3,
+        weights=[0.85, 0.15],
+        class_sep=1.0,
+        flip_y=0.01,
+        random_state=23,  # the table is fixed; ``seed`` only orders it
+    )
+    classifier = HistGradientBoostingClassifier(max_iter=150, random_state=seed)
+    return _table_victim(data, targets, data.min(axis=0), data.max(axis=0), seed, classifier, BINARY_MODEL_ID)
+
+
 def _table_victim(
     data: np.ndarray,
     targets: np.ndarray,
     low: np.ndarray,
     high: np.ndarray,
     seed: int,
-    classifier: RandomForestClassifier | MLPClassifier,
+    classifier: RandomForestClassifier | MLPClassifier | HistGradientBoostingClassifier,
     model_id: str,
 ) -> VictimModel:
     """A synthetic table's victim: each column scaled from ``[low, high]`` to [0.05, 0.95]
@@ -195,4 +227,5 @@ VICTIMS: dict[str, Callable[[], VictimModel]] = {
     "digits": load_victim,
     "tabular": load_tabular_victim,
     "wide": load_wide_victim,
+    "binary": load_binary_victim,
 }

@@ -45,7 +45,10 @@ def test_the_parser_offers_every_victim_and_only_those(capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exited:
         main(["simulate", "--victim", "images", "--out", "t.jsonl"])
     assert exited.value.code == 2
-    assert "invalid choice: 'images' (choose from 'digits', 'tabular', 'wide')" in capsys.readouterr().err
+    assert (
+        "invalid choice: 'images' (choose from 'digits', 'tabular', 'wide', 'binary')"
+        in capsys.readouterr().err
+    )
 
 
 def test_refuses_when_there_is_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,6 @@
 """The simulator's hard traffic through the engine, on each of its victims (digits, a
-tabular model of another family, and a wide one whose reference concentrates): what-if
+tabular model of another family, a wide one whose reference concentrates, and a two-class
+one): what-if
 sweeps stay quiet, a decision-based prober and a diluted thief are caught, a warm-up with
 thieves in it does not absorb them, a trusted file of the model's training data takes its
 answers' calibration from live traffic, and the extraction estimate follows what a copy
@@ -37,7 +38,7 @@ SETTINGS = DetectionSettings()
 DAY = 86400.0
 
 
-@pytest.fixture(scope="module", params=["digits", "tabular", "wide"])
+@pytest.fixture(scope="module", params=["digits", "tabular", "wide", "binary"])
 def served(request: pytest.FixtureRequest) -> tuple[VictimModel, ReferenceProfile]:
     """A victim and its trusted reference profile."""
     victim = VICTIMS[request.param]()
@@ -226,7 +227,7 @@ def test_lime_samples_of_table_rows_are_not_a_thief_spreading_its_queries() -> N
     assert first is None and peak < SETTINGS.alert_risk
 
 
-@pytest.mark.parametrize("kind", ["digits", "tabular", "wide"])
+@pytest.mark.parametrize("kind", ["digits", "tabular", "wide", "binary"])
 def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
     """A poisoned warm-up: two thieves are active from the model's first events."""
     victim = VICTIMS[kind]()
@@ -241,12 +242,18 @@ def test_thieves_in_the_warm_up_do_not_become_normal(kind: str) -> None:
     assert all(first is None for name, (first, _, _) in seen.items() if name.startswith("user"))
 
 
-@pytest.mark.parametrize("kind", ["digits", "tabular", "wide"])
-def test_diluted_thieves_in_the_warm_up_do_not_set_its_threshold(kind: str) -> None:
-    """Four thieves, each sending four natural queries to every random one, are active from
-    the model's first events: their medians are natural, but their highest rows are the
+@pytest.mark.parametrize(
+    ("kind", "count"),
+    [("digits", 4), ("tabular", 4), ("wide", 4), ("binary", 4), ("digits", 12), ("binary", 12)],
+)
+def test_diluted_thieves_in_the_warm_up_do_not_set_its_threshold(kind: str, count: int) -> None:
+    """``count`` thieves, each sending four natural queries to every random one, are active
+    from the model's first events: their medians are natural, but their highest rows are the
     warm-up's highest, which set the out-of-profile threshold (trimmed by the median alone,
-    none of them was alerted on digits and two of four on the tabular model)."""
+    none of four was alerted on digits and two of four on the tabular model). Twelve are a
+    third of the clients: trimmed by their scores alone, half were alerted on digits, and on
+    the two-class model not even two of four (the fit's cells had moved to their rows; their
+    distance to other clients' rows does not move, ``models.profile.apart_distances``)."""
     victim = VICTIMS[kind]()
     settings = DetectionSettings(warmup_events=3000)
     users = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(25)}
@@ -256,7 +263,7 @@ def test_diluted_thieves_in_the_warm_up_do_not_set_its_threshold(kind: str) -> N
             victim,
             random_synthetic(np.random.default_rng(200 + i), victim, 0.3 * DAY, 1.0),
         )
-        for i in range(4)
+        for i in range(count)
     }
     poisoned = Detector(settings, MemoryProfileStore())
     seen = _run(poisoned, victim, users | thieves)

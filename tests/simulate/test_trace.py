@@ -13,7 +13,7 @@ import pytest
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.simulate import ATTACK_KINDS, BENIGN_KINDS, generate_trace
 from querywatch.detector.simulate.benign import benign_mix
-from querywatch.detector.simulate.victim import MODEL_ID, TABULAR_MODEL_ID, load_tabular_victim
+from querywatch.detector.simulate.victim import MODEL_ID, VICTIMS
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +90,18 @@ def test_bad_arguments_are_refused() -> None:
         generate_trace(0, benign=1, attackers=0, victim="images")
 
 
-def test_a_tabular_trace_queries_the_tabular_victim() -> None:
-    events, truth = generate_trace(3, benign=5, attackers=5, scale=0.05, victim="tabular")
-    victim = load_tabular_victim()
+@pytest.mark.parametrize("kind", ["tabular", "wide", "binary"])
+def test_a_table_trace_queries_its_victim_with_every_family(kind: str) -> None:
+    # Every family runs against each victim: the thieves' substitutes answer a two-class
+    # model with one score (JbDA and ActiveThief failed on the first two-class victim).
+    events, truth = generate_trace(3, benign=5, attackers=5, scale=0.05, victim=kind)
+    victim = VICTIMS[kind]()
     assert {e["client_id"] for e in events} == set(truth)
     assert {info["family"] for info in truth.values()} == set(BENIGN_KINDS) | set(ATTACK_KINDS)
-    assert {info["victim"] for info in truth.values()} == {"tabular"}
+    assert {info["victim"] for info in truth.values()} == {kind}
     for event in events:
         parsed = parse_event(event)
-        assert parsed.input.shape == (victim.dim,) and event["model_id"] == TABULAR_MODEL_ID
+        assert parsed.input.shape == (victim.dim,) and event["model_id"] == victim.model_id
         assert parsed.scores is not None and parsed.scores.shape == (victim.classes,)
 
 
