@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from querywatch.models.evidence import ClientEvidence, evidence_threshold, fuse
-from querywatch.models.profile import NATURAL_SAMPLE, ReferenceProfile, fit_profile
+from querywatch.models.profile import (
+    APART_SAMPLE,
+    APART_WIDTH,
+    NATURAL_SAMPLE,
+    ReferenceProfile,
+    apart_distances,
+    fit_profile,
+    kept_clients,
+)
 from querywatch.models.refresh import refresh_profile
 
 
@@ -91,6 +99,29 @@ def test_trimming_keeps_a_thief_out_of_the_reference() -> None:
     # The profile names whom it left out, through a save too; a fit without owners names none.
     assert ReferenceProfile.from_bytes(trimmed.to_bytes()).left_out == ("thief",)
     assert naive.left_out == ()
+
+
+@pytest.mark.parametrize("dim", [16, 200])
+def test_distances_to_other_clients_rows_find_a_diluted_thief_in_a_large_warm_up(dim: int) -> None:
+    # More rows than the sample of other clients' rows, and (at 200 inputs) coordinates
+    # projected to APART_WIDTH: a thief's one row in five from a wide uniform box lies apart
+    # from every other client's rows, its natural ones do not.
+    rng = np.random.default_rng(3)
+    natural = rng.normal(size=(3000, dim)) @ rng.normal(size=(dim, dim)) / math.sqrt(dim)
+    owners = np.array([f"c{i % 75}" for i in range(len(natural))])
+    thief = natural[rng.choice(len(natural), 40)] + rng.normal(scale=0.05, size=(40, dim))
+    thief[::5] = rng.uniform(-8.0, 8.0, size=(8, dim))
+    X = np.vstack([natural, thief])
+    everyone = np.concatenate([owners, ["thief"] * 40])
+    assert len(X) > APART_SAMPLE and (dim <= APART_WIDTH) == (dim == 16)
+    profile = fit_profile(natural, model_id="m", version="1", cells=8, components=4)
+    apart = apart_distances(profile, X, everyone)
+    users = apart[: len(natural)]
+    assert apart[len(natural) :: 5].min() > 1.5 * users.max()
+    kept = kept_clients(profile.view(X), everyone, apart)
+    assert not kept[len(natural) :].any() and kept[: len(natural)].all()
+    # A lone client has no one to lie apart from.
+    assert not apart_distances(profile, natural[:100], np.zeros(100)).any()
 
 
 def test_profile_round_trips_through_bytes() -> None:
