@@ -499,11 +499,9 @@ def apart_distances(
     if len(P) > APART_SAMPLE:
         sample = np.sort(rng.choice(len(P), APART_SAMPLE, replace=False))
     anchors, anchor_owners = P[sample], owners[sample]
-    squares = np.einsum("ij,ij->i", anchors, anchors)
     nearest = np.zeros(len(P))
     for start in range(0, len(P), 512):
-        rows = P[start : start + 512]
-        d2 = np.einsum("ij,ij->i", rows, rows)[:, None] + squares[None, :] - 2.0 * rows @ anchors.T
+        d2 = _squared_distances(P[start : start + 512], anchors)
         d2[owners[start : start + 512, None] == anchor_owners[None, :]] = np.inf
         nearest[start : start + 512] = d2.min(axis=1)
     nearest[~np.isfinite(nearest)] = 0.0

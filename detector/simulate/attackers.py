@@ -33,18 +33,24 @@ def _substitute(inputs: np.ndarray, labels: np.ndarray) -> RidgeClassifier | Non
     return RidgeClassifier(alpha=1.0).fit(inputs, labels)
 
 
+def _class_scores(model: RidgeClassifier) -> tuple[np.ndarray, np.ndarray]:
+    """The substitute's weights and intercepts, one row per class: with two classes it has
+    one score, positive for ``classes_[1]`` (scikit-learn 1.9 gives its coefficients as one
+    row, earlier releases as a (1, dim) array), which becomes the pair (-score, score)."""
+    coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
+    intercept = np.atleast_1d(np.asarray(model.intercept_, dtype=np.float64))
+    if coef.shape[0] == 1:
+        return np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+    return coef, intercept
+
+
 def _label_gradients(model: RidgeClassifier | None, inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Jacobian row of the substitute's softmax output for each input's label (Papernot's
     augmentation direction): ``p_c (w_c - sum_k p_k w_k)``. It depends on the input, as a
     network's Jacobian would; zero before a substitute exists."""
     if model is None:
         return np.zeros(inputs.shape)
-    # Two classes: one score, positive for classes_[1] (scikit-learn 1.9 gives its
-    # coefficients as one row, earlier releases as a (1, dim) array).
-    coef = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
-    intercept = np.atleast_1d(np.asarray(model.intercept_, dtype=np.float64))
-    if coef.shape[0] == 1:
-        coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+    coef, intercept = _class_scores(model)
     logits = _SOFTMAX_SHARPNESS * (inputs @ coef.T + intercept)
     proba = np.exp(logits - logits.max(axis=1, keepdims=True))
     proba /= proba.sum(axis=1, keepdims=True)
@@ -187,12 +193,9 @@ def _active(
         size = min(batch_size, target - len(chosen))
         model = _substitute(pool[chosen], np.asarray(labels)) if strategy == "uncertainty" else None
         if model is not None:
-            decision = model.decision_function(pool)
-            if decision.ndim == 1:  # two classes: one score, its sign the class
-                margin = np.abs(decision)
-            else:
-                decision = np.sort(decision, axis=1)
-                margin = decision[:, -1] - decision[:, -2]
+            coef, intercept = _class_scores(model)
+            decision = np.sort(pool @ coef.T + intercept, axis=1)
+            margin = decision[:, -1] - decision[:, -2]
             margin[chosen] = np.inf
             picks = list(np.argsort(margin)[:size])
         else:
