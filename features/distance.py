@@ -17,10 +17,14 @@ from the previous query are measured over those a working row keeps: ``features.
   every feature's range (Jacobian augmentation's usual step) lies at RMS 0.1, on the limit,
   where 8-bit rounding would put such steps on both sides of it. A step in a direction the
   client took recently does not count when its neighbour is itself recent (one of the last
-  ``RECENT_QUERIES`` queries, ``QueryReservoir.recent``): an analyst sweeping a grid of two
-  properties steps from a point of its previous line, a few queries back, the same way
-  again and again, while a thief steps the same way (a per-class gradient sign repeats)
-  from records anywhere in its past;
+  ``RECENT_QUERIES`` queries, ``QueryReservoir.recent``) and the query before it is a
+  structured step from the row written just before that neighbour
+  (``QueryReservoir.written_before``): an analyst sweeping a grid of two properties steps
+  from a point of its previous line, a few queries back, the same way again and again, and
+  its point before did the same, while a thief steps the same way (a per-class gradient
+  sign repeats) from records anywhere in its past, or, while it is young and every parent
+  recent (JbDA on a two-class model, whose children all move along one weight vector's
+  sign), from its parents in no such order;
 * *revisit*: a near-duplicate of the client's previous query — or a move of one or two
   features, whatever its length, that keeps to one or two features of the start of its
   chain (what-if analysts sweep coarse grids of two features, each move past the
@@ -76,7 +80,7 @@ from querywatch.features.layout import (
     query_layout,
     reservoir_capacity,
 )
-from querywatch.features.nearest import is_masking
+from querywatch.features.nearest import is_masking, is_structured_step
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
@@ -126,6 +130,18 @@ def _direction_from(
     origin = code.copy()
     origin[features] = parent
     return direction_simhash(origin, code)
+
+
+def _walks_lines(res: QueryReservoir, parent: int, last: NDArray[np.uint8]) -> bool:
+    """Whether the client walks a grid line by line at ``parent``: the previous query
+    (``last``, as a reservoir row keeps it) is a structured step from the row written just
+    before the parent, as a grid's point is from the one a line back. A thief's children
+    step from parents drawn in any order (JbDA's two-class children all move along one
+    weight vector's sign, from parents all recent while the client is young), so the query
+    before a child is no step from the row before its parent. When that row is not kept,
+    nothing says the client is not sweeping: True."""
+    before = res.written_before(parent)
+    return before < 0 or is_structured_step(res.code(before), last)
 
 
 class QueryDistances:
@@ -252,6 +268,7 @@ class QueryDistances:
                     np.array_equal(parent, kept_last)
                     or not self._seen_direction(_direction_from(parent, code, features))
                     or not res.recent(p)
+                    or not _walks_lines(res, p, kept_last)
                 )
             # Only a move from the previous query: a sweep walks one line point after point,
             # while a thief stepping many records the same way (a fixed per-class gradient

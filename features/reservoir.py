@@ -93,6 +93,31 @@ class QueryReservoir:
         queries offered (a state stored before the ring has no recent rows once full)."""
         return bool(is_recent(self._flat, self._ring, self._rows, self.seen, RECENT_QUERIES, index))
 
+    def written_before(self, index: int) -> int:
+        """The row that the query just before the one that wrote row ``index`` wrote, while
+        that query is one of the last ``RECENT_QUERIES`` and its row was not written again
+        since; -1 otherwise (kept nowhere, or too long ago to say). A grid walked line by
+        line steps from the point one line back, and the point before it from the one
+        before that (``features.distance``).
+
+        >>> r = QueryReservoir(capacity=4, dim=1, seed=3)
+        >>> for v in range(3):
+        ...     r.offer(np.array([v], dtype=np.uint8))
+        >>> r.written_before(2), r.written_before(0)
+        (1, -1)
+        """
+        seen, rows = self.seen, self._rows
+        oldest = max(1, seen - RECENT_QUERIES + 1)
+        if seen <= rows:  # still filling: row i is query i + 1
+            return index - 1 if oldest <= index < seen else -1
+        ring = self._flat[self._ring :]
+        writer = next((q for q in range(seen, oldest - 1, -1) if ring[q % RECENT_QUERIES] == index), 0)
+        if writer - 1 < oldest:
+            return -1
+        row = int(ring[(writer - 1) % RECENT_QUERIES])
+        later = (int(ring[q % RECENT_QUERIES]) for q in range(writer, seen + 1))
+        return -1 if row == _NOT_KEPT or row in later else row
+
     def nearest(self, code: NDArray[np.uint8], label: int, step_limit: int = 0) -> tuple[int, int, int, int]:
         """(index of the stored code nearest to ``code``, its squared distance, squared
         distance to the nearest stored code labelled ``label`` or -1, and the index of the

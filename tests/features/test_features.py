@@ -659,6 +659,39 @@ def test_steps_the_same_way_from_old_records_count() -> None:
     assert qd.steps >= 45
 
 
+def test_steps_one_way_from_recent_records_in_any_order_count() -> None:
+    """JbDA on a two-class model: every child moves its parent along the sign of one weight
+    vector, and while the client is young every parent is one of its last queries. Unlike a
+    grid's line (``test_a_grid_of_two_properties_steps_from_recent_points_and_is_not_a_chain``),
+    the query before a child is no step from the row before its parent."""
+    rng = np.random.default_rng(11)
+    qd = QueryDistances(dim=20, seed=0)
+    sign = rng.choice([-1, 1], size=20)
+    generation = [rng.integers(60, 196, size=20) for _ in range(8)]
+    sent = 0
+    for _ in range(6):  # seeds, then five generations of children, each in a new order
+        for code in generation:
+            qd.update(np.clip(code, 0, 255).astype(np.uint8), sent, 0)
+            sent += 1
+        generation = [generation[j] + 20 * sign for j in rng.permutation(len(generation))]
+    assert qd.steps >= 25  # of 40 children (6-10 when a repeated direction from a recent row never counted)
+
+
+@pytest.mark.parametrize("capacity", [6, 40])
+def test_the_row_written_before_a_recent_one_is_the_query_before_its_writer(capacity: int) -> None:
+    """Each query writes its own number: the row written before a recent one holds the number
+    before it, while that query is among the last 32 and its row was not written again."""
+    reservoir = QueryReservoir(capacity=capacity, dim=2, seed=5)
+    for query in range(1, 120):
+        reservoir.offer(np.array([query // 256, query % 256], dtype=np.uint8))
+        codes, _, filled = reservoir.sample()
+        held = {int(code[0]) * 256 + int(code[1]): row for row, code in enumerate(codes[:filled])}
+        for number, row in held.items():
+            if reservoir.recent(row):
+                known = number - 1 >= max(1, query - 31)
+                assert reservoir.written_before(row) == (held.get(number - 1, -1) if known else -1)
+
+
 def test_a_stored_ring_that_does_not_match_its_bitmap_is_refused() -> None:
     reservoir = QueryReservoir(capacity=5, dim=2, seed=1)
     for i in range(50):
