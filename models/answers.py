@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.models.calibration import calibrate
+from querywatch.models.calibration import COVERAGE_ODDS, calibrate, coverage_multiple
 from querywatch.models.profile import (
     DEEP_QUANTILE,
     FloatArray,
@@ -117,6 +117,13 @@ def with_live_answers(
             rank_class_means=live.rank_class_means,
             rank_shift=live.rank_shift,
         )
+    if labels is not None and calibration is not None:
+        # The file's rows have no classes: one-class clients are drawn from the live rows.
+        classes = class_indices(labels, keep, completed.classes)
+        multiple = coverage_multiple(
+            view.cell[keep], classes, profile.new_cell_probabilities(), COVERAGE_ODDS, seed
+        )
+        calibration = replace(calibration, coverage_multiple=multiple)
     reason = (
         f"answers taken from the model's first {int(keep.sum())} live events "
         f"of {len(np.unique(owners[keep]))} clients"

@@ -22,7 +22,7 @@ from collections.abc import MutableSequence, Sequence
 from operator import attrgetter
 from typing import Any, Protocol
 
-from querywatch.models.sequential import log_steps, novelty_step, rate_alternatives
+from querywatch.models.sequential import NOVELTY_MIN_NULL, log_steps, novelty_step, rate_alternatives
 
 
 class SequentialTest(Protocol):
@@ -324,30 +324,34 @@ def _chance_steps(
 
 class NoveltyTest:
     """ "Novel events come ``tolerance`` times likelier (odds) than the reference's own chance",
-    read from the indicator and its ``<indicator>_null`` field: a ``TimeVaryingBernoulliCUSUM``
-    whose one float of state, its statistic, lives in the client's evidence."""
+    read from the indicator and its ``<indicator>_null`` field, whose odds a benign client may
+    exceed ``multiple`` times (the reference's one-class clients: ``models.calibration.
+    coverage_multiple``): a ``TimeVaryingBernoulliCUSUM`` whose one float of state, its
+    statistic, lives in the client's evidence."""
 
-    __slots__ = ("_get", "_null", "odds_ratio")
+    __slots__ = ("_get", "_null", "multiple", "odds_ratio")
 
-    #: The reference's tiny chances for rare cells are its least reliable numbers.
-    MIN_NULL = 0.05
+    MIN_NULL = NOVELTY_MIN_NULL
     width = 1
 
-    def __init__(self, indicator: str, tolerance: float) -> None:
-        if tolerance <= 1.0:
-            raise ValueError("odds_ratio must exceed 1")
+    def __init__(self, indicator: str, tolerance: float, multiple: float = 1.0) -> None:
+        if tolerance <= 1.0 or multiple < 1.0:
+            raise ValueError("odds_ratio must exceed 1, multiple be at least 1")
         self.odds_ratio = tolerance
+        self.multiple = multiple
         self._get = attrgetter(indicator)
         self._null = attrgetter(indicator + "_null")
 
     def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
         v = s[at] + novelty_step(
-            self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL
+            self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL, self.multiple
         )
         s[at] = v if v > 0.0 else 0.0
 
     def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
-        step = novelty_step(self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL)
+        step = novelty_step(
+            self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL, self.multiple
+        )
         return max(0.0, s[at] + step)
 
     def get_state(self, s: Sequence[float], at: int) -> list[float]:

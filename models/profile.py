@@ -40,7 +40,13 @@ from threadpoolctl import threadpool_limits
 from querywatch.features.distance import QueryDistances
 from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
-from querywatch.models.calibration import Calibration, calibrate, drift_share
+from querywatch.models.calibration import (
+    COVERAGE_ODDS,
+    Calibration,
+    calibrate,
+    coverage_multiple,
+    drift_share,
+)
 from querywatch.models.extraction import fit_extraction
 from querywatch.models.steps import neighbour_nulls, record_limits
 
@@ -680,6 +686,13 @@ def _fit(
         record_shared=limits.shared,
         record_move=limits.move,
         isolation=neighbours.isolation,
+        coverage_multiple=coverage_multiple(
+            view.cell,
+            None if labels is None else class_indices(labels, keep, names),
+            draft.new_cell_probabilities(),
+            COVERAGE_ODDS,
+            seed,
+        ),
     )
     return replace(
         draft,

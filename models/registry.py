@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from querywatch.models.calibration import (
+    COVERAGE_ODDS,
     DRIFT_INFLATION,
     ISOLATION_TOLERANCE,
     OOD_TOLERANCE,
@@ -79,8 +80,10 @@ class EvidenceTest:
     """The test whose indicator this one's implies (a far query is out of profile), if any:
     the two measure one signal, so the fusion counts only the stronger of them."""
     reference_rate: Callable[[Calibration | None], float] | None = None
-    """The indicator's rate on the model's reference (from its calibration), for a kind of
-    test whose alternatives depend on it (``NearRateTest``); None for the others."""
+    """What the model's reference says of the indicator beyond the null (from its
+    calibration), for a kind of test that reads it: the indicator's rate, on which
+    ``NearRateTest``'s alternatives depend, or the multiple of its chance's odds a benign
+    client may show (``NoveltyTest``); None for the others."""
 
     def null(self, calibration: Calibration | None = None, configured: float | None = None) -> float:
         return self.calibration(calibration, configured)
@@ -258,9 +261,14 @@ EVIDENCE_TESTS.register(
         name="coverage",
         indicator="new_cell",
         test=NoveltyTest,
-        calibration=lambda cal, configured: 4.0 if configured is None else configured,
+        # A client keeping to one class may open cells faster than the whole reference's
+        # chance says (a class spread over cells the others leave rare): the chance's odds
+        # grow by the multiple the reference's one-class clients need.
+        reference_rate=lambda cal: 1.0 if cal is None else cal.coverage_multiple,
+        calibration=lambda cal, configured: COVERAGE_ODDS if configured is None else configured,
         meaning="odds of opening a new input cell against the reference's own chance at the same coverage "
-        "(default 4)",
+        f"(default {COVERAGE_ODDS:g}), that chance's odds grown as far as a client keeping to one class "
+        "of the reference needs",
         # The test hears new cells against their chance query by query: a burst of them (a
         # client moving on to new regions) raises it whatever the overall ratio, which the
         # reason gives beside it (at 1.0-1.2, most of the bench's clients with this reason,

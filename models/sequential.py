@@ -139,11 +139,21 @@ class TimeVaryingBernoulliCUSUM:
         self.statistic = float(value)
 
 
-def novelty_step(x: bool, null_prob: float, odds_ratio: float, min_null: float) -> float:
+#: The floor of a novelty test's null: the reference's tiny chances for rare cells are its
+#: least reliable numbers (``novelty_step``).
+NOVELTY_MIN_NULL = 0.05
+
+
+def novelty_step(
+    x: bool, null_prob: float, odds_ratio: float, min_null: float, multiple: float = 1.0
+) -> float:
     """Log-likelihood ratio of one event of ``TimeVaryingBernoulliCUSUM``: a novel event
-    (``x``) at null probability ``null_prob``, against ``odds_ratio`` times its odds."""
+    (``x``) at null probability ``null_prob``, its odds grown ``multiple`` times (what a
+    benign client may show: ``models.calibration.coverage_multiple``), against
+    ``odds_ratio`` times those odds."""
     # The reference's tiny probabilities for rare cells are its least reliable numbers:
     # flooring the null keeps a few rare-but-benign visits from piling up evidence.
     p = min(max(null_prob, min_null), 1.0 - 1e-9)
+    p = multiple * p / (1.0 - p + multiple * p)
     q = odds_ratio * p / (1.0 - p + odds_ratio * p)
     return math.log(q / p) if x else math.log((1.0 - q) / (1.0 - p))
