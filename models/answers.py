@@ -87,6 +87,7 @@ def with_live_answers(
         completed = replace(completed, classes=names, class_prior=prior)
     margin_threshold = 0.0
     calibration = profile.calibration
+    classes = None if labels is None else class_indices(labels, keep, completed.classes)
     if margins is not None and calibration is not None:
         margins = np.where(repeats(X, owners).answer, np.nan, np.asarray(margins, dtype=np.float64))
         kept_margins = margins[keep]
@@ -100,7 +101,7 @@ def with_live_answers(
             margins=kept_margins,
             margin_threshold=margin_threshold,
             deep_margin=boundary_margin(scored, DEEP_QUANTILE),
-            classes=None if labels is None else class_indices(labels, keep, completed.classes),
+            classes=classes,
             seed=seed,
         )
         calibration = replace(
@@ -117,9 +118,8 @@ def with_live_answers(
             rank_class_means=live.rank_class_means,
             rank_shift=live.rank_shift,
         )
-    if labels is not None and calibration is not None:
+    if classes is not None and calibration is not None:
         # The file's rows have no classes: one-class clients are drawn from the live rows.
-        classes = class_indices(labels, keep, completed.classes)
         multiple = coverage_multiple(
             view.cell[keep], classes, profile.new_cell_probabilities(), COVERAGE_ODDS, seed
         )

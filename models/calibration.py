@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.models.sequential import NOVELTY_MIN_NULL
+from querywatch.models.sequential import novelty_peaks
 
 #: Pseudo-clients drawn when the reference has no owners, and their size.
 PSEUDO_CLIENTS = 200
@@ -548,23 +548,14 @@ def coverage_multiple(
 def _coverage_peaks(
     drawn: NDArray[np.int64], table: NDArray[np.float64], odds_ratio: float, multiples: tuple[float, ...]
 ) -> NDArray[np.float64]:
-    """The highest coverage evidence (``sequential.novelty_step``'s CUSUM) of each row of
-    cells ``drawn`` (a pseudo-client's queries), one column per null multiple."""
+    """The highest coverage evidence of each row of cells ``drawn`` (a pseudo-client's
+    queries), one column per null multiple: its new cells against ``table``'s chance at the
+    distinct cells it had (``sequential.novelty_peaks``)."""
     new = np.zeros(drawn.shape, dtype=bool)
     for row, visits in zip(new, drawn, strict=True):
         row[np.unique(visits, return_index=True)[1]] = True
     before = np.minimum(np.cumsum(new, axis=1) - new, len(table) - 1)
-    null = np.clip(table[before], NOVELTY_MIN_NULL, 1.0 - 1e-9)
-    m = np.asarray(multiples, dtype=np.float64)
-    statistic = np.zeros((len(drawn), len(m)))
-    peak = np.zeros_like(statistic)
-    for t in range(drawn.shape[1]):
-        p = m * null[:, t, None] / (1.0 - null[:, t, None] + m * null[:, t, None])
-        # log(q / p) for a new cell, log((1 - q) / (1 - p)) otherwise, q at odds_ratio times p's odds
-        step = new[:, t, None] * math.log(odds_ratio) - np.log1p(p * (odds_ratio - 1.0))
-        statistic = np.maximum(statistic + step, 0.0)
-        peak = np.maximum(peak, statistic)
-    return peak
+    return novelty_peaks(new, table[before], odds_ratio, multiples)
 
 
 def boundary_bins(

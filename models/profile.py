@@ -663,6 +663,7 @@ def _fit(
     threshold = float(np.quantile(view.ood_score, ood_quantile))
     spread_threshold = float(np.quantile(view.spread_score, ood_quantile))
     counted = None if repeated is None else ~repeated[keep]
+    classes = None if labels is None else class_indices(labels, keep, names)
     calibration = calibrate(
         view.ood_score,
         threshold,
@@ -673,7 +674,7 @@ def _fit(
         margins=kept_margins,
         margin_threshold=margin_threshold,
         deep_margin=deep_margin,
-        classes=None if labels is None else class_indices(labels, keep, names),
+        classes=classes,
         drift=drift_share(view.ood_score, threshold, view.spread_score, spread_threshold, counted=counted),
         seed=seed,
     )
@@ -687,11 +688,7 @@ def _fit(
         record_move=limits.move,
         isolation=neighbours.isolation,
         coverage_multiple=coverage_multiple(
-            view.cell,
-            None if labels is None else class_indices(labels, keep, names),
-            draft.new_cell_probabilities(),
-            COVERAGE_ODDS,
-            seed,
+            view.cell, classes, draft.new_cell_probabilities(), COVERAGE_ODDS, seed
         ),
     )
     return replace(
