@@ -29,14 +29,12 @@ from querywatch.features.resend import input_hashes
 
 
 class Indicators(NamedTuple):
-    """The yes/no evidence one query gave, plus the null chances of a new cell and of a
-    boundary answer. ``boundary`` is None when the answer had no scores."""
+    """The yes/no evidence one query gave, plus the null chance of a boundary answer.
+    ``boundary`` is None when the answer had no scores."""
 
     out_of_profile: bool
     step: bool
     boundary: bool | None
-    new_cell: bool
-    new_cell_null: float
     exact: bool
     far: bool = False
     boundary_null: float = 0.05
@@ -115,7 +113,6 @@ class ClientFeatures:
         dim: int,
         cell_prob: NDArray[np.float64],
         expected_cells: NDArray[np.float64],
-        new_cell: Sequence[float],
         class_prior: NDArray[np.float64],
         limits: ProfileLimits,
         seed: int,
@@ -124,7 +121,7 @@ class ClientFeatures:
         # Class counts beyond CLASS_ALLOWANCE take their bytes from the reservoir's (``features.layout``).
         capacity = reservoir_capacity(dim, len(class_prior))
         self.distances = QueryDistances(dim, capacity=capacity, seed=seed, isolation=limits.isolation)
-        self.coverage = CellCoverage(cell_prob, expected_cells, new_cell)
+        self.coverage = CellCoverage(cell_prob, expected_cells)
         self.classes = ClassMix(class_prior)
         self.ood = OutOfProfileShare()
         self.boundary = _UNSCORED
@@ -173,10 +170,8 @@ class ClientFeatures:
                 self.extraction.refresh(
                     *self.distances.reservoir.sample(), self.extraction_reference, self.classes.counts
                 )
-        coverage = self.coverage
-        null = coverage.new_cell_probability()
-        # An exact resend cannot open a cell; counting it would only age the coverage null.
-        new_cell = False if exact else coverage.update(cell)
+        if not exact:  # a resend visits no cell anew
+            self.coverage.update(cell)
         if class_index >= 0:
             self.classes.update(class_index)
         self.ood.update(out_of_profile, far)  # the shares show what was sent, revisits included
@@ -222,12 +217,11 @@ class ClientFeatures:
             # the chain's first (``features.distance``). The shares still show every one.
             boundary = rank = None
         if revisit or masking:
-            # A sweep along one line crosses the boundary, leaves the profile, or crosses cells
-            # on its way (a full-range sweep of one input crosses many cells of a narrow
-            # model's profile): the same move again explores nothing new; nor does masking
-            # another part of the same record. A move across the line (a probe around one
-            # point, ``features.distance``) lies where its point lies, but its answer is new.
-            out_of_profile = far = new_cell = False
+            # A sweep along one line crosses the boundary or leaves the profile on its way:
+            # the same move again explores nothing new; nor does masking another part of the
+            # same record. A move across the line (a probe around one point,
+            # ``features.distance``) lies where its point lies, but its answer is new.
+            out_of_profile = far = False
             if boundary and (on_line or masking):
                 boundary = False
             if on_line or masking:
@@ -237,8 +231,6 @@ class ClientFeatures:
             out_of_profile,
             step,
             boundary,
-            new_cell,
-            null,
             exact,
             far,
             boundary_chance,

@@ -2,17 +2,17 @@
 
 Distinct cells grow with the number of queries for everyone, so raw coverage is not
 comparable across clients. The benign yardstick is the expected number of distinct cells
-after ``n`` draws from the reference cell probabilities ``p``: ``sum_k 1 - (1 - p_k)^n``;
-the chance that a benign client's next query opens a new cell is ``sum_k p_k (1-p_k)^n``,
-read at the n at which such a client expects as many distinct cells as this one has
-(``ReferenceProfile.new_cell_probabilities``). A k-center or coverage-seeking thief opens
-new cells faster than that.
+after ``n`` draws from the reference cell probabilities ``p``: ``sum_k 1 - (1 - p_k)^n``.
+The ratio is a feature (the population model's, the dashboard's), not an evidence test:
+benign clients differ more in how fast they open cells than any null drawn from the
+reference allows (README, *Tried and not adopted*), and the farthest-first thieves that
+spread fastest are the isolation test's. The visits feed the campaign stage's union
+coverage (``engine.summaries``).
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,36 +24,23 @@ class CellCoverage:
     visits than there are cells (and there are at most 256), it keeps its visits instead, a
     byte each (most clients of a public API send a handful of queries).
 
-    ``new_cell`` (the chance of a new cell by distinct cells visited) is shared by every
-    client of a model (a list: it is read once per query).
-
     >>> p = np.full(4, 0.25)
-    >>> cov = CellCoverage(p, expected=np.array([1.0, 1.75, 2.3125, 2.734375]),
-    ...                    new_cell=[1.0, 0.75, 0.5, 0.25, 0.0])
+    >>> cov = CellCoverage(p, expected=np.array([1.0, 1.75, 2.3125, 2.734375]))
     >>> [cov.update(c) for c in (0, 1, 2)]
     [True, True, True]
     >>> round(cov.ratio, 3), cov.get_state() == np.array([1, 1, 1, 0], np.uint16).tobytes()
     (1.297, True)
     """
 
-    __slots__ = ("_counts", "_expected", "_new_cell", "_prob", "distinct", "n")
+    __slots__ = ("_counts", "_expected", "_prob", "distinct", "n")
 
-    def __init__(
-        self, cell_prob: NDArray[np.float64], expected: NDArray[np.float64], new_cell: Sequence[float]
-    ) -> None:
+    def __init__(self, cell_prob: NDArray[np.float64], expected: NDArray[np.float64]) -> None:
         self._prob = cell_prob
         self._expected = expected
-        self._new_cell = new_cell
         # array, not numpy: one item is read and written per query, which numpy makes slow.
         self._counts: bytes | array[int] = b"" if len(cell_prob) <= 256 else array("B", bytes(len(cell_prob)))
         self.distinct = 0
         self.n = 0
-
-    def new_cell_probability(self) -> float:
-        """Chance that a reference-like client with this client's coverage opens a cell it
-        has not visited with its next query."""
-        table = self._new_cell
-        return float(table[min(self.distinct, len(table) - 1)])
 
     def update(self, cell: int) -> bool:
         """Learn one query's cell; True if the cell is new for this client."""

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.models.calibration import COVERAGE_ODDS, calibrate, coverage_multiple
+from querywatch.models.calibration import calibrate
 from querywatch.models.profile import (
     DEEP_QUANTILE,
     FloatArray,
@@ -87,7 +87,6 @@ def with_live_answers(
         completed = replace(completed, classes=names, class_prior=prior)
     margin_threshold = 0.0
     calibration = profile.calibration
-    classes = None if labels is None else class_indices(labels, keep, completed.classes)
     if margins is not None and calibration is not None:
         margins = np.where(repeats(X, owners).answer, np.nan, np.asarray(margins, dtype=np.float64))
         kept_margins = margins[keep]
@@ -101,7 +100,7 @@ def with_live_answers(
             margins=kept_margins,
             margin_threshold=margin_threshold,
             deep_margin=boundary_margin(scored, DEEP_QUANTILE),
-            classes=classes,
+            classes=None if labels is None else class_indices(labels, keep, completed.classes),
             seed=seed,
         )
         calibration = replace(
@@ -118,12 +117,6 @@ def with_live_answers(
             rank_class_means=live.rank_class_means,
             rank_shift=live.rank_shift,
         )
-    if classes is not None and calibration is not None:
-        # The file's rows have no classes: one-class clients are drawn from the live rows.
-        multiple = coverage_multiple(
-            view.cell[keep], classes, profile.new_cell_probabilities(), COVERAGE_ODDS, seed
-        )
-        calibration = replace(calibration, coverage_multiple=multiple)
     reason = (
         f"answers taken from the model's first {int(keep.sum())} live events "
         f"of {len(np.unique(owners[keep]))} clients"

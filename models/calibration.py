@@ -58,8 +58,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from querywatch.models.sequential import novelty_peaks
-
 #: Pseudo-clients drawn when the reference has no owners, and their size.
 PSEUDO_CLIENTS = 200
 PSEUDO_SIZE = 40
@@ -121,16 +119,6 @@ ISOLATION_TOLERANCE = 0.05
 #: Share of its queries out of profile the out-of-profile test tolerates of any client by
 #: default (a noisy but genuine client's; ``models.registry``).
 OOD_TOLERANCE = 0.2
-#: The coverage test's odds ratio unless a setting fixes it: new cells four times likelier
-#: (odds) than the reference's chance.
-COVERAGE_ODDS = 4.0
-#: Queries of each pseudo-client of ``coverage_multiple``: a specialised client's stretch (the
-#: held-out census table's benign clients alerted on coverage at 65-88 queries).
-COVERAGE_SIZE = 200
-#: One-class pseudo-clients per class at least (``coverage_multiple``).
-COVERAGE_MIN_CLIENTS = 20
-#: Multiples of the reference's odds of opening a new cell tried by ``coverage_multiple``.
-COVERAGE_MULTIPLES = tuple(1.5**k for k in range(12))
 #: Relative growth of every out-of-profile score under the drift a benign client may bring
 #: (``drift_share``). The bench's drifted clients (another calibration or source: per-feature
 #: gains 0.8-1.25 and noise; a scanner that blurs, shifts and fades) sit 1.24-1.56 times the
@@ -191,9 +179,6 @@ class Calibration:
     #: reservoir on, a natural query's nearest earlier one lies farther only 1% of the time
     #: (``models.steps.isolation_limits``); none: no query is judged isolated.
     isolation: tuple[tuple[int, float], ...] = ()
-    #: How many times the reference's odds of opening a new cell a benign client may show
-    #: (``coverage_multiple``).
-    coverage_multiple: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -219,7 +204,6 @@ class Calibration:
             record_shared=float(d.get("record_shared", -1.0)),
             record_move=float(d.get("record_move", -1.0)),
             isolation=tuple((int(rows), float(d2)) for rows, d2 in d.get("isolation", ())),
-            coverage_multiple=float(d.get("coverage_multiple", 1.0)),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -244,7 +228,6 @@ class Calibration:
             "record_shared": self.record_shared,
             "record_move": self.record_move,
             "isolation": [[rows, d2] for rows, d2 in self.isolation],
-            "coverage_multiple": self.coverage_multiple,
         }
 
     def boundary_chance(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -489,73 +472,6 @@ def calibrate(
         rank_class_means=class_means,
         rank_shift=shift,
     )
-
-
-def coverage_multiple(
-    cells: NDArray[np.int64],
-    classes: NDArray[np.int64] | None,
-    new_cell: NDArray[np.float64],
-    odds_ratio: float,
-    seed: int = 0,
-) -> float:
-    """How many times the reference's odds of opening a new cell a benign client may show:
-    the smallest of COVERAGE_MULTIPLES at which pseudo-clients of COVERAGE_SIZE queries drawn
-    from the reference rows (``cells``) of one answered class (``classes``: the profile's
-    class index, -1 unknown; classes of at least half as many rows) build, at NULL_QUANTILE,
-    no more evidence on the coverage test (at ``odds_ratio``) than pseudo-clients drawn from
-    the whole reference do at the reference's own odds; 1 without such a class.
-
-    The test's null is the chance that a client of the *whole* reference opens a new cell at
-    the coverage it has reached (``new_cell``, by distinct cells: ``ReferenceProfile.
-    new_cell_probabilities``). Where one class spreads over cells that the others leave
-    rare (a held-out census table: its minority class across every category, its majority
-    in a few), a client keeping to that class goes on opening cells the pooled chance calls
-    rare once it has the common ones: three benign specialised clients of that table alerted
-    on coverage alone, their evidence at 12 nats where the reference's own clients reach 9 at
-    NULL_QUANTILE. On digits and the credit table every class's clients stay below the
-    reference's (multiple 1).
-
-    >>> rng = np.random.default_rng(1)
-    >>> cells = np.r_[rng.integers(0, 4, 3400), rng.integers(4, 64, 600)]  # class 1: the rare cells
-    >>> classes = np.r_[np.zeros(3400, np.int64), np.ones(600, np.int64)]
-    >>> p = np.bincount(cells) / len(cells)
-    >>> reached = np.r_[0.0, (1.0 - (1.0 - p) ** np.arange(1, 5000)[:, None]).sum(axis=1)]
-    >>> table = np.interp(np.arange(65), reached[:-1], np.diff(reached))
-    >>> coverage_multiple(cells, classes, table, 4.0) > 1.0, coverage_multiple(cells, None, table, 4.0)
-    (True, 1.0)
-    """
-    if classes is None:
-        return 1.0
-    classes = np.asarray(classes, dtype=np.int64)
-    groups = [np.flatnonzero(classes == c) for c in np.unique(classes[classes >= 0])]
-    groups = [g for g in groups if len(g) >= COVERAGE_SIZE // 2]
-    if not groups:
-        return 1.0
-    rng = np.random.default_rng(seed)
-    each = max(COVERAGE_MIN_CLIENTS, PSEUDO_CLIENTS // len(groups))
-    table = np.asarray(new_cell, dtype=np.float64)
-    anywhere = cells[rng.integers(0, len(cells), (PSEUDO_CLIENTS, COVERAGE_SIZE))]
-    level = float(np.quantile(_coverage_peaks(anywhere, table, odds_ratio, (1.0,)), NULL_QUANTILE))
-    needed = 1.0
-    for rows in groups:
-        one_class = cells[rng.choice(rows, (each, COVERAGE_SIZE))]
-        peaks = _coverage_peaks(one_class, table, odds_ratio, COVERAGE_MULTIPLES)
-        fits = np.flatnonzero(np.quantile(peaks, NULL_QUANTILE, axis=0) <= level)
-        needed = max(needed, COVERAGE_MULTIPLES[fits[0] if len(fits) else -1])
-    return needed
-
-
-def _coverage_peaks(
-    drawn: NDArray[np.int64], table: NDArray[np.float64], odds_ratio: float, multiples: tuple[float, ...]
-) -> NDArray[np.float64]:
-    """The highest coverage evidence of each row of cells ``drawn`` (a pseudo-client's
-    queries), one column per null multiple: its new cells against ``table``'s chance at the
-    distinct cells it had (``sequential.novelty_peaks``)."""
-    new = np.zeros(drawn.shape, dtype=bool)
-    for row, visits in zip(new, drawn, strict=True):
-        row[np.unique(visits, return_index=True)[1]] = True
-    before = np.minimum(np.cumsum(new, axis=1) - new, len(table) - 1)
-    return novelty_peaks(new, table[before], odds_ratio, multiples)
 
 
 def boundary_bins(

@@ -62,8 +62,7 @@ class ClientEvidence:
     (a client costs its floats, not an object per test), and the model's ``EvidenceTests``.
 
     >>> ev = ClientEvidence()
-    >>> ind = Indicators(out_of_profile=True, step=False, boundary=None, new_cell=False,
-    ...                  new_cell_null=0.5, exact=False)
+    >>> ind = Indicators(out_of_profile=True, step=False, boundary=None, exact=False)
     >>> for _ in range(40):
     ...     ev.update(ind)
     >>> ev.statistics()["out_of_profile"] > 20
@@ -172,7 +171,7 @@ def evidence_threshold(false_alarm_rate: float, registry: Registry = EVIDENCE_TE
     """Log e-value at which the combined evidence raises an alert (Bonferroni over the tests).
 
     >>> round(evidence_threshold(1e-4), 2)
-    11.16
+    11.0
     """
     return registry.threshold(false_alarm_rate)
 

@@ -10,7 +10,6 @@ it.
   are the same test with alternatives for a diluted count, a rate near the null, and a steady
   rate rather than a burst.
 * ``ScaledChanceTest``: yes/no events against each event's own chance, times a multiple.
-* ``NoveltyTest``: new input cells against their chance at the client's coverage.
 * ``RankTest``: the mean rank of the answers' margins below the reference's (a betting
   e-process).
 """
@@ -22,7 +21,7 @@ from collections.abc import MutableSequence, Sequence
 from operator import attrgetter
 from typing import Any, Protocol
 
-from querywatch.models.sequential import NOVELTY_MIN_NULL, log_steps, novelty_step, rate_alternatives
+from querywatch.models.sequential import log_steps, rate_alternatives
 
 
 class SequentialTest(Protocol):
@@ -320,46 +319,6 @@ def _chance_steps(
         _STEPS.clear()
     _STEPS[(chance, multiple, deep_share)] = steps
     return steps
-
-
-class NoveltyTest:
-    """ "Novel events come ``tolerance`` times likelier (odds) than the reference's own chance",
-    read from the indicator and its ``<indicator>_null`` field, whose odds a benign client may
-    exceed ``multiple`` times (the reference's one-class clients: ``models.calibration.
-    coverage_multiple``): a ``TimeVaryingBernoulliCUSUM`` whose one float of state, its
-    statistic, lives in the client's evidence."""
-
-    __slots__ = ("_get", "_null", "multiple", "odds_ratio")
-
-    MIN_NULL = NOVELTY_MIN_NULL
-    width = 1
-
-    def __init__(self, indicator: str, tolerance: float, multiple: float = 1.0) -> None:
-        if tolerance <= 1.0 or multiple < 1.0:
-            raise ValueError("odds_ratio must exceed 1, multiple be at least 1")
-        self.odds_ratio = tolerance
-        self.multiple = multiple
-        self._get = attrgetter(indicator)
-        self._null = attrgetter(indicator + "_null")
-
-    def observe(self, s: MutableSequence[float], at: int, indicators: Any) -> None:
-        v = s[at] + novelty_step(
-            self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL, self.multiple
-        )
-        s[at] = v if v > 0.0 else 0.0
-
-    def score(self, s: Sequence[float], at: int, indicators: Any) -> float:
-        step = novelty_step(
-            self._get(indicators), self._null(indicators), self.odds_ratio, self.MIN_NULL, self.multiple
-        )
-        return max(0.0, s[at] + step)
-
-    def get_state(self, s: Sequence[float], at: int) -> list[float]:
-        return [s[at]]
-
-    def set_state(self, s: MutableSequence[float], at: int, state: Sequence[float]) -> None:
-        (value,) = state
-        s[at] = float(value)
 
 
 class RankTest:

@@ -40,13 +40,7 @@ from threadpoolctl import threadpool_limits
 from querywatch.features.distance import QueryDistances
 from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
-from querywatch.models.calibration import (
-    COVERAGE_ODDS,
-    Calibration,
-    calibrate,
-    coverage_multiple,
-    drift_share,
-)
+from querywatch.models.calibration import Calibration, calibrate, drift_share
 from querywatch.models.extraction import fit_extraction
 from querywatch.models.steps import neighbour_nulls, record_limits
 
@@ -198,23 +192,6 @@ class ReferenceProfile:
         sum_k 1 - (1 - p_k)^n."""
         n = np.arange(1, COVERAGE_HORIZON + 1, dtype=np.float64)[:, None]
         return np.asarray((1.0 - (1.0 - self.cell_prob[None, :]) ** n).sum(axis=1), dtype=np.float64)
-
-    def new_cell_probabilities(self, expected: FloatArray | None = None) -> FloatArray:
-        """Chance that a reference client's next query opens a new cell once it has visited
-        d = 0..cells distinct cells: sum_k p_k (1 - p_k)^n, the step of ``expected_cells``
-        (``expected``, computed here if not given) from n to n + 1 queries, at the
-        (fractional) n at which it expects d cells.
-
-        Read at the client's coverage, not at its number of queries: a client that kept to a
-        few cells (an explainer sampling around one record, a specialised user) has most of
-        the reference's mass still unvisited, so its next natural query is likelier new than
-        the typical client's at the same n; a thief already past the typical coverage is
-        judged against the smaller chance left at its own.
-        """
-        reached = np.concatenate([[0.0], self.expected_cells() if expected is None else expected])
-        return np.asarray(
-            np.interp(np.arange(self.cells + 1), reached[:-1], np.diff(reached)), dtype=np.float64
-        )
 
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:
@@ -663,7 +640,6 @@ def _fit(
     threshold = float(np.quantile(view.ood_score, ood_quantile))
     spread_threshold = float(np.quantile(view.spread_score, ood_quantile))
     counted = None if repeated is None else ~repeated[keep]
-    classes = None if labels is None else class_indices(labels, keep, names)
     calibration = calibrate(
         view.ood_score,
         threshold,
@@ -674,7 +650,7 @@ def _fit(
         margins=kept_margins,
         margin_threshold=margin_threshold,
         deep_margin=deep_margin,
-        classes=classes,
+        classes=None if labels is None else class_indices(labels, keep, names),
         drift=drift_share(view.ood_score, threshold, view.spread_score, spread_threshold, counted=counted),
         seed=seed,
     )
@@ -687,9 +663,6 @@ def _fit(
         record_shared=limits.shared,
         record_move=limits.move,
         isolation=neighbours.isolation,
-        coverage_multiple=coverage_multiple(
-            view.cell, classes, draft.new_cell_probabilities(), COVERAGE_ODDS, seed
-        ),
     )
     return replace(
         draft,

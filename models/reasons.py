@@ -21,9 +21,9 @@ def explain(
     """Reasons for the tests carrying at least a quarter of the alert threshold, strongest first,
     each with what a benign client of the model may reach (its test's null in ``nulls``).
 
-    >>> statistics, nulls = {"coverage": 9.0, "steps": 0.1}, {"coverage": 4.0, "steps": 0.05}
-    >>> (coverage,) = explain(statistics, {"coverage_ratio": 3.24}, 800, 10.0, nulls)
-    >>> coverage.endswith("(overall coverage 3.2× a benign client's)")
+    >>> statistics, nulls = {"far": 9.0, "steps": 0.1}, {"far": 0.05, "steps": 0.05}
+    >>> (far,) = explain(statistics, {"far_share": 0.96}, 800, 10.0, nulls)
+    >>> far.endswith("a benign client at most 5%)")
     True
     >>> explain({"steps": 9.0}, {"step_share": 0.31}, 200, 10.0, {"steps": 0.05})[0][:62]
     '31% of 200 queries are small fixed-size steps from an earlier '

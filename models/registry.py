@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from querywatch.models.calibration import (
-    COVERAGE_ODDS,
     DRIFT_INFLATION,
     ISOLATION_TOLERANCE,
     OOD_TOLERANCE,
@@ -32,7 +31,6 @@ from querywatch.models.calibration import (
 from querywatch.models.kinds import (
     CountTest,
     NearRateTest,
-    NoveltyTest,
     RankTest,
     RateTest,
     ScaledChanceTest,
@@ -82,8 +80,7 @@ class EvidenceTest:
     reference_rate: Callable[[Calibration | None], float] | None = None
     """What the model's reference says of the indicator beyond the null (from its
     calibration), for a kind of test that reads it: the indicator's rate, on which
-    ``NearRateTest``'s alternatives depend, or the multiple of its chance's odds a benign
-    client may show (``NoveltyTest``); None for the others."""
+    ``NearRateTest``'s alternatives depend; None for the others."""
 
     def null(self, calibration: Calibration | None = None, configured: float | None = None) -> float:
         return self.calibration(calibration, configured)
@@ -142,9 +139,9 @@ class Registry:
         indicators are not added up as independent evidence.
 
         >>> EVIDENCE_TESTS.names()
-        ('out_of_profile', 'steps', 'boundary', 'coverage', 'far', 'confidence', 'isolation')
+        ('out_of_profile', 'steps', 'boundary', 'far', 'confidence', 'isolation')
         >>> EVIDENCE_TESTS.families()
-        (0, 1, 2, 3, 0, 2, 4)
+        (0, 1, 2, 0, 2, 3)
         """
         names = self.names()
         roots = []
@@ -180,7 +177,7 @@ class Registry:
         """Log e-value at which the fused evidence raises an alert (Bonferroni over the tests).
 
         >>> round(EVIDENCE_TESTS.threshold(1e-4), 2)
-        11.16
+        11.0
         """
         return math.log(len(self._tests) / false_alarm_rate)
 
@@ -253,29 +250,6 @@ EVIDENCE_TESTS.register(
             )
             + f" (a benign client at most {null:.1f}× the reference's rate for inputs as typical) — "
             "boundary probing or uncertainty sampling"
-        ),
-    )
-)
-EVIDENCE_TESTS.register(
-    EvidenceTest(
-        name="coverage",
-        indicator="new_cell",
-        test=NoveltyTest,
-        # A client keeping to one class may open cells faster than the whole reference's
-        # chance says (a class spread over cells the others leave rare): the chance's odds
-        # grow by the multiple the reference's one-class clients need.
-        reference_rate=lambda cal: 1.0 if cal is None else cal.coverage_multiple,
-        calibration=lambda cal, configured: COVERAGE_ODDS if configured is None else configured,
-        meaning="odds of opening a new input cell against the reference's own chance at the same coverage "
-        f"(default {COVERAGE_ODDS:g}), that chance's odds grown as far as a client keeping to one class "
-        "of the reference needs",
-        # The test hears new cells against their chance query by query: a burst of them (a
-        # client moving on to new regions) raises it whatever the overall ratio, which the
-        # reason gives beside it (at 1.0-1.2, most of the bench's clients with this reason,
-        # "coverage 1.1 times what a benign client reaches" read as no reason at all).
-        reason=lambda f, n, null: (
-            f"new input cells opened faster than a benign client opens them over a stretch of its {n} "
-            f"queries (overall coverage {f['coverage_ratio']:.1f}× a benign client's)"
         ),
     )
 )

@@ -30,7 +30,6 @@ class ModelContext:
 
     profile: ReferenceProfile
     expected_cells: np.ndarray
-    new_cell: list[float]
     population: PopulationModel | None
     class_index: dict[str, int]
     hash_key: int
@@ -52,7 +51,6 @@ class ModelContext:
             population = PopulationModel(seed=seed).fit(rows)
         index = {name: i for i, name in enumerate(profile.classes)}
         expected = profile.expected_cells()
-        new_cell = profile.new_cell_probabilities(expected).tolist()
         digest = hashlib.blake2b(f"{profile.model_id}\0{profile.version}\0{seed}".encode(), digest_size=8)
         hash_key = int.from_bytes(digest.digest(), "little") >> 1
         cal = profile.calibration
@@ -69,7 +67,7 @@ class ModelContext:
                 cal.deep_margin,
                 cal.deep_share,
             )
-        return cls(profile, expected, new_cell, population, index, hash_key, limits)
+        return cls(profile, expected, population, index, hash_key, limits)
 
     def query_rows(self, events: Sequence[Event]) -> Iterator[tuple[Any, ...]]:
         """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
@@ -153,7 +151,6 @@ class ClientState:
             dim=p.dim,
             cell_prob=p.cell_prob,
             expected_cells=context.expected_cells,
-            new_cell=context.new_cell,
             class_prior=p.class_prior,
             limits=context.limits,
             # Keyed like the resend hash: a thief who knows which of its queries the reservoir

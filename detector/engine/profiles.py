@@ -108,9 +108,6 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
             # share of its boundary answers that are: the boundary test's third alternative.
             thresholds["deep_margin"] = profile.calibration.deep_margin
             thresholds["deep_share"] = profile.calibration.deep_share
-        # How many times the reference's odds of a new cell a client may open cells at (the
-        # coverage test's null: more than 1 where one class spreads over cells rare overall).
-        thresholds["coverage_multiple"] = profile.calibration.coverage_multiple
         if profile.calibration.isolation:
             # Squared code distance to its nearest earlier query beyond which a query of a
             # client with a full reservoir is isolated (a client with fewer rows: farther).

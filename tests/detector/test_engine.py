@@ -250,3 +250,24 @@ def test_the_reservoir_choices_depend_on_the_profile_secret() -> None:
         seen, codes, *_ = state.features.distances.get_state()[0]
         kept.append((seen, codes))
     assert kept[0][0] == kept[1][0] == 300 and kept[0][1] != kept[1][1]
+
+
+def test_a_client_stratified_over_the_data_is_not_alerted_for_the_cells_it_opens() -> None:
+    """A QA set stratified over the data (a few records of every region) opens a new input
+    cell with nearly every query, far faster than clients drawing from the reference do; so
+    do benign clients that mix a compact class with a spread one. A test of that pace alerted
+    such clients on a held-out table and never a thief of the bench or the simulator first
+    (README, *Tried and not adopted*): the pace is a feature, not evidence."""
+    rng = np.random.default_rng(5)
+    dense = rng.normal(0.0, 0.3, size=(5000, 6)) + 4.0 * rng.integers(0, 3, size=(5000, 1))
+    spread = rng.uniform(-6.0, 14.0, size=(1500, 6))
+    X = np.vstack([dense, spread])
+    settings = SETTINGS.model_copy(update={"codebook_size": 64, "pca_components": 6})
+    profile = build_profile(X, model_id="m", settings=settings, labels=[0] * 5000 + [1] * 1500)
+    cells = profile.view(X).cell
+    by_cell = [rng.permutation(np.flatnonzero(cells == c)) for c in range(profile.cells)]
+    rounds = [X[rows[k]] for k in range(3) for rows in by_cell if len(rows) > k]
+    engine = Detector(settings, MemoryProfileStore([profile]))
+    outcomes = engine.process_batch(_events("qa", np.array(rounds))).outcomes
+    assert engine._clients["qa"]["m"].features.coverage.ratio > 1.5
+    assert not [o.alert for o in outcomes if o.alert]

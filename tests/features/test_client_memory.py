@@ -152,7 +152,7 @@ def test_cell_and_class_counts_take_a_byte_each_until_one_passes_255() -> None:
     from querywatch.features.coverage import CellCoverage
 
     p = np.full(4, 0.25)
-    cov, mix = CellCoverage(p, np.arange(1.0, 400.0), [0.5] * 400), ClassMix(p)
+    cov, mix = CellCoverage(p, np.arange(1.0, 400.0)), ClassMix(p)
     visits = [0] * 300 + [1, 2, 1]
     for cell in visits:
         cov.update(cell)
@@ -162,7 +162,7 @@ def test_cell_and_class_counts_take_a_byte_each_until_one_passes_255() -> None:
     assert cov.get_state() == expected.astype(np.uint16).tobytes()
     assert mix.get_state() == expected.astype(np.uint32).tobytes()
     assert (cov.distinct, cov.n) == (3, 303)
-    small = CellCoverage(p, np.arange(1.0, 400.0), [0.5] * 400)
+    small = CellCoverage(p, np.arange(1.0, 400.0))
     small.set_state(np.array([7, 0, 255, 1], np.uint16).tobytes())  # as stored: uint16
     assert (
         small._counts.typecode == "B" and small.get_state() == np.array([7, 0, 255, 1], np.uint16).tobytes()
@@ -178,7 +178,7 @@ def test_cell_visits_are_kept_as_bytes_until_they_would_outgrow_the_counts(cells
     rng = np.random.default_rng(cells)
     p = rng.dirichlet(np.ones(cells))
     expected = np.cumsum(np.ones(cells * 3))
-    cov = CellCoverage(p, expected, [0.5] * len(expected))
+    cov = CellCoverage(p, expected)
     counts = np.zeros(cells, np.int64)
     for i, cell in enumerate(rng.integers(0, cells, size=2 * cells + 5).tolist()):
         new = counts[cell] == 0
@@ -188,7 +188,7 @@ def test_cell_visits_are_kept_as_bytes_until_they_would_outgrow_the_counts(cells
         assert cov.get_state() == counts.astype(np.uint16).tobytes()
         assert cov.entropy == entropy_bits(counts.astype(np.uint16))
         assert cov.divergence == kl_bits(counts.astype(np.uint16), p)
-        restored = CellCoverage(p, expected, [0.5] * len(expected))
+        restored = CellCoverage(p, expected)
         restored.set_state(cov.get_state())
         assert (restored.get_state(), restored.distinct, restored.n) == (cov.get_state(), cov.distinct, cov.n)
         assert type(restored._counts) is type(cov._counts)
@@ -200,7 +200,7 @@ def test_clients_share_a_blank_boundary_estimate_and_directions_until_they_have_
     def client(seed: int) -> ClientFeatures:
         p = np.full(4, 0.25)
         return ClientFeatures(
-            dim=4, cell_prob=p, expected_cells=np.arange(1.0, 50.0), new_cell=[0.5] * 49,
+            dim=4, cell_prob=p, expected_cells=np.arange(1.0, 50.0),
             class_prior=p, limits=ProfileLimits(0.1), seed=seed,
         )  # fmt: skip
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -20,7 +19,6 @@ from querywatch.features.nearest import MIN_STEP, STEP_CANDIDATES, is_structured
 from querywatch.features.rate import QueryRate
 from querywatch.features.resend import ExactResendFilter, input_hashes
 from querywatch.features.reservoir import QueryReservoir
-from querywatch.models.registry import EVIDENCE_TESTS
 
 
 def _codes(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:
@@ -358,30 +356,12 @@ def test_coverage_ratio_compares_with_the_reference_at_the_same_n() -> None:
     p = np.full(8, 1 / 8)
     n = np.arange(1, 101)[:, None]
     expected = (1 - (1 - p[None, :]) ** n).sum(axis=1)
-    new_cell = (p[None, :] * (1 - p[None, :]) ** (n - 1)).sum(axis=1)
-    spread, narrow = CellCoverage(p, expected, new_cell), CellCoverage(p, expected, new_cell)
+    spread, narrow = CellCoverage(p, expected), CellCoverage(p, expected)
     for i in range(8):
         spread.update(i)
         narrow.update(0)
     assert spread.ratio > 1.0 > narrow.ratio
     assert spread.entropy == 3.0 and narrow.entropy == 0.0
-
-
-def test_a_client_that_kept_to_one_cell_may_broaden_like_any_new_client() -> None:
-    """A specialised client (or an explainer sampling around one record) that then sends
-    natural queries opens new cells as a new client would: that is no novelty evidence."""
-    p = np.full(64, 1 / 64)
-    n = np.arange(1, 20_001)[:, None]
-    expected = (1 - (1 - p[None, :]) ** n).sum(axis=1)
-    new_cell = ((64 - np.arange(65)) / 64).tolist()  # the mass left after d distinct cells
-    coverage = CellCoverage(p, expected, new_cell)
-    test = EVIDENCE_TESTS["coverage"].make()
-    state = [0.0] * test.width
-    rng = np.random.default_rng(1)
-    for cell in [0] * 300 + rng.integers(0, 64, size=100).tolist():
-        null = coverage.new_cell_probability()
-        test.observe(state, 0, SimpleNamespace(new_cell=coverage.update(cell), new_cell_null=null))
-    assert state[0] < EVIDENCE_TESTS.threshold(1e-4) / 4
 
 
 def test_rate_uses_event_time_and_tolerates_out_of_order_events() -> None:
@@ -398,7 +378,6 @@ def _profile_arrays(cells: int = 4) -> dict[str, np.ndarray]:
     return {
         "cell_prob": p,
         "expected_cells": (1 - (1 - p[None, :]) ** n).sum(axis=1),
-        "new_cell": (p[None, :] * (1 - p[None, :]) ** (n - 1)).sum(axis=1),
         "class_prior": np.full(11, 1 / 11),
     }
 
@@ -560,31 +539,6 @@ def test_kernels_compile_without_a_cache_where_none_can_be_written(monkeypatch: 
         return 2 * x
 
     assert compiled(double)(21) == 42
-
-
-def test_a_sweep_across_cells_opens_no_new_cells_once_it_revisits_its_line() -> None:
-    """A what-if sweep of one input across its whole range crosses many cells of a narrow
-    model's profile; going on along the same line explores nothing new, so it is no coverage
-    evidence (as it is no out-of-profile or boundary evidence)."""
-    cells = 64
-    features = ClientFeatures(
-        dim=7,
-        cell_prob=np.full(cells, 1.0 / cells),
-        expected_cells=np.cumsum(np.full(200, 0.5)),
-        new_cell=[0.5] * 200,
-        class_prior=np.full(3, 1.0 / 3),
-        limits=ProfileLimits(0.05),
-        seed=0,
-    )
-    base = np.full(7, 40, dtype=np.uint8)
-    opened = []
-    for i in range(16):  # one record, input 0 swept in 16 steps, each into a cell not seen before
-        code = base.copy()
-        code[0] += 12 * i
-        ind = features.update(float(i), i, False, False, code, i, 0, 0.5, 0.5)
-        opened.append(ind.new_cell)
-    assert features.coverage.distinct == 16  # the coverage features still show what was sent
-    assert sum(opened) <= 3
 
 
 def test_the_reservoir_knows_which_rows_its_last_queries_wrote() -> None:

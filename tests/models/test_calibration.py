@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 from sklearn.datasets import make_classification
 
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
-from querywatch.features.coverage import CellCoverage
 from querywatch.models.calibration import DRIFT_SHARE_CAP, FAR_FLOOR, Calibration, calibrate
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
-from querywatch.models.profile import ReferenceProfile, fit_profile
+from querywatch.models.profile import fit_profile
 from querywatch.models.registry import EVIDENCE_TESTS
 
 
 def _ind(far: bool) -> Indicators:
-    return Indicators(False, False, None, False, 0.5, False, far)
+    return Indicators(False, False, None, False, far)
 
 
 def test_noisier_reference_clients_raise_the_derived_nulls() -> None:
@@ -71,12 +68,8 @@ def test_a_noisy_benign_client_is_judged_against_the_boundary_chance_of_noisy_in
     drifted, thief = ClientEvidence(EvidenceTests(null)), ClientEvidence(EvidenceTests(null))
     far_chance, typical_chance = float(chance[1]), float(chance[0])
     for _ in range(2000):
-        drifted.update(
-            Indicators(False, False, bool(rng.random() < 0.3), False, 0.5, False, False, far_chance)
-        )
-        thief.update(
-            Indicators(False, False, bool(rng.random() < 0.15), False, 0.5, False, False, typical_chance)
-        )
+        drifted.update(Indicators(False, False, bool(rng.random() < 0.3), False, False, far_chance))
+        thief.update(Indicators(False, False, bool(rng.random() < 0.15), False, False, typical_chance))
     threshold_e = evidence_threshold(1e-4)
     assert drifted.statistics()["boundary"] < threshold_e < thief.statistics()["boundary"]
 
@@ -119,8 +112,8 @@ def test_a_diluted_chain_builds_step_evidence_above_the_floor() -> None:
     rng = np.random.default_rng(3)
     first = None
     for i in range(3000):
-        thief.update(Indicators(False, bool(rng.random() < 0.11), None, False, 0.5, False, False))
-        benign.update(Indicators(False, bool(rng.random() < 0.05), None, False, 0.5, False, False))
+        thief.update(Indicators(False, bool(rng.random() < 0.11), None, False, False))
+        benign.update(Indicators(False, bool(rng.random() < 0.05), None, False, False))
         if first is None and thief.statistics()["steps"] >= threshold:
             first = i + 1
     assert first is not None and first <= 600
@@ -140,7 +133,7 @@ def test_a_client_concentrated_on_one_region_of_a_narrow_input_is_not_alerted_fo
         evidence = ClientEvidence(EvidenceTests({"steps": 0.05}, calibration=calibration))
         peak = 0.0
         for step in steps:
-            evidence.update(Indicators(False, bool(step), None, False, 0.5, False, False))
+            evidence.update(Indicators(False, bool(step), None, False, False))
             peak = max(peak, evidence.statistics()["steps"])
         peaks[rate] = peak
     assert peaks[0.037] < threshold <= peaks[0.0]
@@ -190,7 +183,7 @@ def test_a_model_whose_scores_come_in_steps_still_has_a_boundary() -> None:
         for _ in range(600):
             margin = 0.0 if rng.random() < rate else float(rng.integers(1, 16)) / 15.0
             on = share.update(margin, 0.5, profile.margin_threshold)
-            client.update(Indicators(False, False, on, False, 0.5, False, False, chance))
+            client.update(Indicators(False, False, on, False, False, chance))
     assert benign.statistics()["boundary"] < evidence_threshold(1e-4) < thief.statistics()["boundary"]
 
 
@@ -311,38 +304,3 @@ def test_on_a_very_wide_model_the_far_threshold_clears_drift() -> None:
     assert (drifted.ood_score > as_much_again).mean() > 0.3
     assert drifted.far.mean() < 0.01 and profile.view(rng.random((2000, 300))).far.mean() > 0.95
     assert EVIDENCE_TESTS.nulls(profile.calibration)["out_of_profile"] == DRIFT_SHARE_CAP
-
-
-def _coverage_evidence(profile: ReferenceProfile, cells: np.ndarray) -> float:
-    """The highest coverage evidence a client visiting ``cells`` in turn builds."""
-    tests = EvidenceTests(EVIDENCE_TESTS.nulls(profile.calibration), calibration=profile.calibration)
-    evidence = ClientEvidence(tests)
-    expected = profile.expected_cells()
-    coverage = CellCoverage(profile.cell_prob, expected, profile.new_cell_probabilities(expected).tolist())
-    peak = 0.0
-    for cell in cells:
-        null = coverage.new_cell_probability()
-        evidence.update(Indicators(False, False, None, coverage.update(int(cell)), null, False))
-        peak = max(peak, evidence.statistics()["coverage"])
-    return peak
-
-
-def test_a_client_keeping_to_a_class_spread_over_rare_cells_is_not_alerted_for_coverage() -> None:
-    """A census-like table: the majority class in a few dense groups, the minority spread
-    over many. A client asking only about the minority opens cells that the pooled chance
-    calls rare, and alerted on coverage alone until the null's odds grew by the multiple the
-    reference's one-class clients need; a coverage-seeking client still builds evidence."""
-    rng = np.random.default_rng(5)
-    dense = rng.normal(0.0, 0.3, size=(5000, 6)) + 4.0 * rng.integers(0, 3, size=(5000, 1))
-    spread = rng.uniform(-6.0, 14.0, size=(1500, 6))
-    X = np.vstack([dense, spread])
-    labels = [0] * 5000 + [1] * 1500
-    profile = fit_profile(X, model_id="census", version="v", labels=labels, cells=64, components=6)
-    assert profile.calibration is not None and profile.calibration.coverage_multiple > 1.0
-    threshold = evidence_threshold(1e-4)
-    minority = profile.view(spread[rng.integers(0, 1500, 600)]).cell
-    as_before = replace(profile, calibration=replace(profile.calibration, coverage_multiple=1.0))
-    assert _coverage_evidence(as_before, minority) >= threshold
-    assert _coverage_evidence(profile, minority) < threshold / 2
-    seeker = np.argsort(profile.cell_prob)  # every cell once, the rarest first
-    assert _coverage_evidence(profile, seeker) >= threshold

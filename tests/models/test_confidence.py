@@ -40,7 +40,7 @@ def _evidence(cal: Calibration, scores: np.ndarray, margins: np.ndarray, classes
     ranks, means = cal.margin_ranks(scores, margins, classes)
     evidence = ClientEvidence(EvidenceTests(EVIDENCE_TESTS.nulls(cal)))
     for rank, mean in zip(ranks.tolist(), means.tolist(), strict=True):
-        evidence.update(Indicators(False, False, False, False, 0.5, False, False, 0.05, rank, mean))
+        evidence.update(Indicators(False, False, False, False, False, 0.05, rank, mean))
     return evidence.statistics()["confidence"]
 
 
@@ -106,7 +106,6 @@ def _features(dim: int, record_shared: float = np.inf) -> ClientFeatures:
         dim=dim,
         cell_prob=cells,
         expected_cells=(1 - (1 - cells[None, :]) ** n).sum(axis=1),
-        new_cell=(cells[None, :] * (1 - cells[None, :]) ** (n - 1)).sum(axis=1),
         class_prior=np.full(3, 1 / 3),
         limits=ProfileLimits(0.05, record_shared=record_shared),
         seed=1,

@@ -12,7 +12,7 @@ import pytest
 
 from querywatch.models.evidence import evidence_threshold
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
-from querywatch.models.sequential import BernoulliCUSUM, TimeVaryingBernoulliCUSUM
+from querywatch.models.sequential import BernoulliCUSUM
 
 
 class _Bernoulli:
@@ -34,16 +34,6 @@ class _Bernoulli:
         return d.statistic
 
 
-class _TimeVarying(_Bernoulli):
-    name = "TimeVaryingBernoulliCUSUM"
-
-    def make(self) -> Any:
-        return TimeVaryingBernoulliCUSUM(odds_ratio=4.0)
-
-    def sample(self, rng: np.random.Generator) -> tuple[Any, ...]:
-        return (bool(rng.random() < 0.5), float(rng.uniform(0.05, 0.5)))
-
-
 class _Population(_Bernoulli):
     name = "PopulationModel"
 
@@ -59,7 +49,7 @@ class _Population(_Bernoulli):
         return d.score_one(dict.fromkeys(POPULATION_FEATURES, 0.5))
 
 
-DETECTORS = [_Bernoulli(), _TimeVarying(), _Population()]
+DETECTORS = [_Bernoulli(), _Population()]
 
 
 @pytest.fixture(params=DETECTORS, ids=lambda d: d.name)
@@ -153,7 +143,6 @@ def test_bernoulli_cusum_detects_a_late_change_quickly() -> None:
     [
         lambda: BernoulliCUSUM(0.0),
         lambda: BernoulliCUSUM(0.5, (0.4,)),
-        lambda: TimeVaryingBernoulliCUSUM(1.0),
         lambda: PopulationModel(n_trees=0),
     ],
 )

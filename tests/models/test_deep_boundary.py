@@ -68,8 +68,6 @@ def _indicators(boundary: bool, deep: bool, deep_share: float) -> Indicators:
         False,
         boundary,
         False,
-        0.5,
-        False,
         False,
         0.05,
         boundary_deep=deep,

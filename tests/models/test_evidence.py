@@ -12,7 +12,7 @@ TESTS = EvidenceTests({"out_of_profile": 0.2, "far": 0.1})
 
 
 def _query(out: bool, far: bool = False, step: bool = False) -> Indicators:
-    return Indicators(out, step, None, False, 0.5, False, far)
+    return Indicators(out, step, None, False, far)
 
 
 def _noisy_run() -> list[Indicators]:

@@ -157,18 +157,6 @@ def test_expected_coverage_saturates_at_the_number_of_cells() -> None:
     expected = p.expected_cells()
     assert expected[0] == pytest.approx(1.0)
     assert np.all(np.diff(expected) >= 0) and expected[-1] == pytest.approx(8.0, abs=1e-6)
-    assert p.new_cell_probabilities()[0] == pytest.approx(1.0)
-
-
-def test_the_chance_of_a_new_cell_is_the_mass_left_at_the_clients_coverage() -> None:
-    # With equal cells, a client that has visited d of K cells opens a new one with chance
-    # (K - d) / K, however many queries it took to visit them.
-    rng = np.random.default_rng(3)
-    p = fit_profile(_reference(rng), model_id="m", version="1", cells=8, components=4)
-    p = replace(p, cell_prob=np.full(8, 1 / 8))
-    chances = p.new_cell_probabilities()
-    assert len(chances) == 9
-    assert chances == pytest.approx((8 - np.arange(9)) / 8, abs=0.02)
 
 
 def test_fusion_counts_one_strong_test_fully_and_discounts_wandering_ones() -> None:

@@ -26,7 +26,6 @@ def _indicators(rng: np.random.Generator) -> Indicators:
     fields = {name: bool(rng.random() < 0.5) for name in Indicators._fields}
     fields |= {
         "boundary": None if rng.random() < 0.2 else fields["boundary"],
-        "new_cell_null": float(rng.uniform(0.05, 0.5)),
         "exact": False,
         "margin_rank": None if rng.random() < 0.2 else float(rng.uniform(0.0, 0.6)),
         "margin_rank_null": float(rng.uniform(0.4, 0.6)),
@@ -142,7 +141,6 @@ def test_nulls_come_from_the_reference_unless_a_setting_fixes_them() -> None:
         "out_of_profile": 0.2,
         "steps": 0.05,
         "boundary": 1.0,
-        "coverage": 4.0,
         "far": 0.01,
         "confidence": 0.1,
         "isolation": 0.05,
@@ -199,17 +197,6 @@ def test_a_new_entry_reaches_settings_threshold_reasons_state_and_alerts() -> No
     after.import_client("thief", stored)
     assert "dummy" not in after._clients["thief"]["m"].evidence.statistics()
     assert explain({"steps": 9.0}, {"step_share": 0.4}, 10, 10.0, {"steps": 0.05})[0].startswith("40%")
-
-
-def test_the_coverage_reason_says_a_burst_and_gives_the_overall_coverage() -> None:
-    """The novelty test can fire on a stretch of new cells whatever the whole client's
-    coverage: the reason says so and gives the overall ratio, high or not, rather than
-    reading "coverage 1.0× what a benign client reaches" as if that were the evidence."""
-    statistics, nulls = {"coverage": 9.0}, {"coverage": 4.0}
-    for ratio in (3.24, 1.04, 0.7):
-        (text,) = explain(statistics, {"coverage_ratio": ratio}, 245, 10.0, nulls)
-        assert text.startswith("new input cells opened faster than a benign client opens them")
-        assert f"overall coverage {ratio:.1f}× a benign client's" in text and "245" in text
 
 
 def test_a_reason_gives_what_a_benign_client_of_its_model_may_reach() -> None:
