@@ -41,7 +41,7 @@ from the previous query are measured over those a working row keeps: ``features.
   probes scattered around one boundary point share that line's direction, as a sweep's
   points do, but each moves across it, to a new side of the point. Its answers are new
   (``ClientFeatures.update`` discounts the answers of revisits on the line only), while
-  where it lies (out of profile, a new cell) is its point's. A structured step counts one
+  where it lies (out of profile or not, far or not) is its point's. A structured step counts one
   query later, once the next query has not repeated its direction: otherwise the first
   step of every sweep would count;
 * *same record*: a query that continues its chain (a near-duplicate or a sweep's move, from

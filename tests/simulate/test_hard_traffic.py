@@ -129,8 +129,9 @@ def test_a_decision_based_prober_diluted_one_to_four_is_still_alerted(kind: str)
 
 def test_a_thief_picking_each_query_farthest_from_its_others_is_alerted() -> None:
     # ActiveThief's k-center selection from its own in-domain pool: natural-looking queries,
-    # in profile and in cells any client opens (the coverage test never alerted it on this
-    # victim), but each as far as the pool allows from all the thief asked before.
+    # in profile and in cells any client opens (a test of how fast a client opens cells, since
+    # removed, never alerted it on this victim), but each as far as the pool allows from all
+    # the thief asked before.
     victim = load_tabular_victim()
     clients = {
         f"kcenter-{seed}": active_kcenter(np.random.default_rng(seed), victim, DAY, 1.0) for seed in (1, 2)
