@@ -52,6 +52,7 @@ that scores DRIFT_INFLATION larger would put out of profile.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -589,7 +590,7 @@ def underlying_shift(means: NDArray[np.float64], counts: NDArray[np.float64], va
 def trimmed_shift(means: NDArray[np.float64], counts: NDArray[np.float64], variance: float) -> float:
     """``underlying_shift`` without the warm-up clients whose answers are less confident than a
     typical client's would be (a normal lower tail below OUTLIER_LEVEL over their number), by
-    the forward search of ``trimmed_multiple``: uncertainty-sampling thieves active in a
+    ``forward_search``: uncertainty-sampling thieves active in a
     warm-up would otherwise set the shift that hides the next one.
 
     >>> rng = np.random.default_rng(0)
@@ -600,19 +601,18 @@ def trimmed_shift(means: NDArray[np.float64], counts: NDArray[np.float64], varia
     """
     used = counts >= RANK_MIN_ANSWERS
     means, counts = means[used], counts[used]
-    n = len(means)
-    level = OUTLIER_LEVEL / max(n, 1)
     noise = np.sqrt(max(variance, 1e-12) / np.maximum(counts, 1.0))  # every answer tied: no spread
-    pooled = (means * counts).sum() / max(counts.sum(), 1.0)
-    surprise = [_normal_cdf((r - pooled) / s) for r, s in zip(means, noise, strict=True)]
-    aside = np.argsort(surprise, kind="stable")[: n // 2]
-    keep = np.ones(n, dtype=bool)
-    keep[aside] = False
-    for i in aside[::-1]:
-        typical = (means[keep] * counts[keep]).sum() / counts[keep].sum()
-        if _normal_cdf((means[i] - typical) / noise[i]) < level:
-            break
-        keep[i] = True
+
+    def typical(keep: NDArray[np.bool_]) -> float:
+        return float((means[keep] * counts[keep]).sum() / max(counts[keep].sum(), 1.0))
+
+    def less_sure(i: int, at: float) -> float:
+        return _normal_cdf((means[i] - at) / noise[i])
+
+    def surer(i: int, at: float) -> float:
+        return 1.0 - less_sure(i, at)
+
+    keep = forward_search(len(means), less_sure, surer, typical)
     return underlying_shift(means[keep], counts[keep], variance)
 
 
@@ -643,7 +643,7 @@ def trimmed_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64
     would not give: a Poisson upper tail below OUTLIER_LEVEL over their number, at the kept
     clients' pooled rate.
 
-    A forward search, so that several thieves cannot shield one another: the most surprising
+    A forward search (``forward_search``), so that several thieves cannot shield one another:
     half is set aside, and taken back one at a time, least surprising first, while each is
     within reach of a typical kept client. Testing each against the multiple of all the others
     instead (outermost first) stops at the first thief whose fellows' answers raise that
@@ -670,19 +670,54 @@ def trimmed_multiple(observed: NDArray[np.float64], expected: NDArray[np.float64
     >>> round(underlying_multiple(small, expected), 1), round(trimmed_multiple(small, expected), 1)
     (2.9, 1.7)
     """
-    n = len(observed)
+
+    def typical(keep: NDArray[np.bool_]) -> float:
+        return float(observed[keep].sum() / max(expected[keep].sum(), 1e-12))
+
+    def more(i: int, at: float) -> float:
+        return poisson_tail(observed[i], at * expected[i])
+
+    def fewer(i: int, at: float) -> float:
+        return 1.0 - poisson_tail(observed[i] + 1, at * expected[i])
+
+    keep = forward_search(len(observed), more, fewer, typical)
+    return underlying_multiple(observed[keep], expected[keep])
+
+
+def forward_search(
+    n: int,
+    upper: Callable[[int, float], float],
+    lower: Callable[[int, float], float],
+    typical: Callable[[NDArray[np.bool_]], float],
+) -> NDArray[np.bool_]:
+    """Which of ``n`` pseudo-clients a typical one could be (the mask kept): ``upper(i, at)``
+    is the chance of pseudo-client ``i``'s statistic or one more suspect at the ``typical``
+    level ``at`` of a set of them, ``lower(i, at)`` of its statistic or one less suspect.
+
+    The search starts from the half nearest the level of all of them, in either direction,
+    and takes the others back one at a time, least suspect first, while each is within reach
+    (``upper`` at OUTLIER_LEVEL over their number) of the level of those kept. Starting from
+    the least suspect half instead set the level below every typical client's where most
+    pseudo-clients show nothing (a two-class model whose common class is seldom on the
+    boundary: the kept half had no boundary answer at all, the level was 0 and none was taken
+    back), and skewed benign clients' own answers then alerted.
+
+    >>> keep = forward_search(5, lambda i, at: 1.0 if i < 4 else 0.0, lambda i, at: 1.0, lambda k: 1.0)
+    >>> keep.tolist()
+    [True, True, True, True, False]
+    """
     level = OUTLIER_LEVEL / max(n, 1)
-    scale = observed.sum() / max(expected.sum(), 1e-12)
-    surprise = [poisson_tail(o, scale * e) for o, e in zip(observed, expected, strict=True)]
-    aside = np.argsort(surprise, kind="stable")[: n // 2]
-    keep = np.ones(n, dtype=bool)
+    everyone = np.ones(n, dtype=bool)
+    start = typical(everyone)
+    central = [min(upper(i, start), lower(i, start)) for i in range(n)]
+    aside = np.argsort(central, kind="stable")[: n // 2]
+    keep = everyone.copy()
     keep[aside] = False
-    for i in aside[::-1]:
-        typical = observed[keep].sum() / max(expected[keep].sum(), 1e-12)
-        if poisson_tail(observed[i], typical * expected[i]) < level:
+    for i in sorted(aside.tolist(), key=lambda i: -upper(i, start)):
+        if upper(i, typical(keep)) < level:
             break
         keep[i] = True
-    return underlying_multiple(observed[keep], expected[keep])
+    return keep
 
 
 def poisson_tail(k: float, mean: float) -> float:

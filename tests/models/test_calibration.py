@@ -7,7 +7,7 @@ from sklearn.datasets import make_classification
 
 from querywatch.features.boundary import BoundaryShare
 from querywatch.features.client import Indicators
-from querywatch.models.calibration import DRIFT_SHARE_CAP, FAR_FLOOR, Calibration, calibrate
+from querywatch.models.calibration import DRIFT_SHARE_CAP, FAR_FLOOR, Calibration, calibrate, trimmed_multiple
 from querywatch.models.evidence import ClientEvidence, EvidenceTests, evidence_threshold
 from querywatch.models.profile import fit_profile
 from querywatch.models.registry import EVIDENCE_TESTS
@@ -160,6 +160,22 @@ def test_several_boundary_samplers_in_a_warm_up_do_not_shield_one_another() -> N
     )
     poisoned = calibrate(scores, threshold, cells, owners=owners, margins=margins, margin_threshold=0.05)
     assert poisoned.boundary_multiple <= benign.boundary_multiple + 0.25
+
+
+def test_a_warm_up_where_most_clients_see_no_boundary_answer_still_measures_the_others_spread() -> None:
+    """A two-class model whose common class is seldom answered on the boundary: most 40-query
+    warm-up clients (natural traffic) see no boundary answer, the others (clients sending the
+    rare class's records, hard ones included) two and a half times the pooled rate. Started
+    from the half with the fewest boundary answers, the search kept only clients with none,
+    at a level of 0 that took nobody back: a multiple of 1, and on a held-out 97% / 3% model
+    such clients alerted after a few thousand queries. Samplers are still left out."""
+    rng = np.random.default_rng(0)
+    observed = np.r_[np.zeros(60), rng.poisson(5.0, 40)].astype(float)
+    expected = np.full(100, 2.0)
+    multiple = trimmed_multiple(observed, expected)
+    assert multiple > 2.5
+    samplers = np.r_[observed, np.full(5, 15.0)]
+    assert trimmed_multiple(samplers, np.full(105, 2.0)) == multiple
 
 
 def test_a_model_whose_scores_come_in_steps_still_has_a_boundary() -> None:
