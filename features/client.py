@@ -120,7 +120,9 @@ class ClientFeatures:
     ) -> None:
         # Class counts beyond CLASS_ALLOWANCE take their bytes from the reservoir's (``features.layout``).
         capacity = reservoir_capacity(dim, len(class_prior))
-        self.distances = QueryDistances(dim, capacity=capacity, seed=seed, isolation=limits.isolation)
+        self.distances = QueryDistances(
+            dim, capacity=capacity, seed=seed, isolation=limits.isolation, record_move=limits.record_move
+        )
         self.coverage = CellCoverage(cell_prob, expected_cells)
         self.classes = ClassMix(class_prior)
         self.ood = OutOfProfileShare()

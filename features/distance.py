@@ -80,7 +80,7 @@ from querywatch.features.layout import (
     query_layout,
     reservoir_capacity,
 )
-from querywatch.features.nearest import is_masking, is_structured_step
+from querywatch.features.nearest import is_masking, is_structured_step, keeps_the_rest
 from querywatch.features.resend import ExactResendFilter
 from querywatch.features.reservoir import QueryReservoir
 
@@ -108,15 +108,27 @@ _NO_DIRECTIONS = RecentDirections()
 
 
 @functools.cache
-def _limits(dim: int, near_fraction: float) -> tuple[QueryLayout, int, int, int, int]:
+def _limits(dim: int, near_fraction: float, record_move: float) -> tuple[QueryLayout, int, int, int, int, float]:
     """A client's layout (``features.layout``) and ``distance_limits`` over a reservoir row,
-    then over a working row: one tuple for every client of a model."""
+    then over a working row, then ``record_move`` over a reservoir row (0: none): one tuple
+    for every client of a model."""
     layout = query_layout(dim)
     return (
         layout,
         *distance_limits(layout.kept_width, near_fraction),
         *distance_limits(layout.working_width, near_fraction),
+        max(record_move, 0.0) * layout.kept_width / layout.working_width,
     )
+
+
+def _noisy_copy(parent: NDArray[np.uint8], kept: NDArray[np.uint8], record_move: float) -> bool:
+    """Whether a structured step from ``parent`` is rather the same record sent again with
+    fresh noise: closer to it than two records lie (``record_move``, over a reservoir row),
+    and moving features it does not set (``features.nearest.keeps_the_rest``)."""
+    if record_move <= 0.0:
+        return False
+    move = parent.astype(np.int64) - kept
+    return int(move @ move) < record_move and not keeps_the_rest(parent, kept)
 
 
 def _direction_from(
@@ -184,6 +196,7 @@ class QueryDistances:
         near_fraction: float = 0.1,
         seed: int = 0,
         isolation: tuple[float, ...] = (),
+        record_move: float = 0.0,
     ) -> None:
         self.near_fraction = near_fraction
         #: By rows the reservoir holds, the squared distance to its nearest row beyond which a
@@ -191,7 +204,7 @@ class QueryDistances:
         #: shared by every client of a model).
         self._isolation = isolation
         # The layout, then (near-duplicate, step's neighbour) over a reservoir row and over a working row.
-        self._limits = limits = _limits(dim, near_fraction)
+        self._limits = limits = _limits(dim, near_fraction, record_move)
         # Two working rows: the previous query's code and the first query of the current near
         # chain (in the reservoir's array: each numpy array costs a client about 100 bytes).
         # They keep more features than a reservoir row (all of most inputs, ``features.layout``):
@@ -240,7 +253,7 @@ class QueryDistances:
         shared = move = 0
         res = self._reservoir
         last, anchor = res.working_rows()  # written before the offer below, which may move them
-        layout, near_limit, step_limit, move_near, move_step = self._limits
+        layout, near_limit, step_limit, move_near, move_step, record_move = self._limits
         if layout.working is not None:
             code = code[layout.working]
         features = layout.kept
@@ -269,7 +282,7 @@ class QueryDistances:
                     or not self._seen_direction(_direction_from(parent, code, features))
                     or not res.recent(p)
                     or not _walks_lines(res, p, kept_last)
-                )
+                ) and not _noisy_copy(parent, kept, record_move)
             # Only a move from the previous query: a sweep walks one line point after point,
             # while a thief stepping many records the same way (a fixed per-class gradient
             # sign) moves from a different record each time.

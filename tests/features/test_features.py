@@ -254,6 +254,35 @@ def test_a_sign_step_of_a_tenth_of_every_range_is_a_structured_step() -> None:
         assert qd.steps == 1
 
 
+def test_a_record_sent_again_with_noise_is_no_step_where_a_three_feature_step_is() -> None:
+    """A 12-input model whose records lie at least ``record_move`` apart: a client rescoring
+    a few records again and again, each time with fresh noise on every field, sends moves as
+    short as a random-subset perturbation's (three of twelve features), and by chance some
+    pass the common-amount test; only the perturbation leaves its other features as they
+    were."""
+    rng = np.random.default_rng(3)
+    record_move = 12 * 14.0**2  # two records, 14 code units apart on every field (RMS)
+    records = rng.integers(40, 210, size=(4, 12)).astype(np.float64)
+    noisy = QueryDistances(dim=12, seed=0, record_move=record_move)
+    unguarded = QueryDistances(dim=12, seed=0)
+    for i in range(400):
+        code = np.rint(records[i % 4] + rng.normal(0.0, 4.0, 12)).astype(np.uint8)
+        noisy.update(code, i, 0)
+        unguarded.update(code, i, 0)
+    assert unguarded.steps >= 8  # what the guard is for: chance steps, 2% and more
+    assert noisy.steps <= unguarded.steps // 4
+    # T-RND: 40 seeds, each perturbed in turn on three features by a tenth of their range.
+    thief = QueryDistances(dim=12, seed=0, record_move=record_move)
+    seeds = rng.integers(40, 210, size=(40, 12)).astype(np.float64)
+    for i in range(200):
+        current = seeds[i % 40]
+        if i >= 40:
+            moved = rng.choice(12, size=3, replace=False)
+            current[moved] += 26.0 * rng.choice([-1.0, 1.0], size=3)  # closer than two records lie
+        thief.update(np.rint(np.clip(current, 0.0, 255.0)).astype(np.uint8), 1000 + i, 0)
+    assert thief.steps >= 100
+
+
 @given(st.lists(st.integers(0, 255), min_size=64, max_size=64), st.integers(0, 40))
 @settings(max_examples=60, deadline=None)
 def test_an_identical_code_is_never_a_step(values: list[int], shift: int) -> None:
