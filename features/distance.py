@@ -108,7 +108,9 @@ _NO_DIRECTIONS = RecentDirections()
 
 
 @functools.cache
-def _limits(dim: int, near_fraction: float, record_move: float) -> tuple[QueryLayout, int, int, int, int, float]:
+def _limits(
+    dim: int, near_fraction: float, record_move: float
+) -> tuple[QueryLayout, int, int, int, int, float]:
     """A client's layout (``features.layout``) and ``distance_limits`` over a reservoir row,
     then over a working row, then ``record_move`` over a reservoir row (0: none): one tuple
     for every client of a model."""
