@@ -47,9 +47,10 @@ def register(sub: Any) -> None:
     q.add_argument(
         "--served",
         action="store_true",
-        help="the file is a sample of served traffic (logged events): keep its answers for the "
-        "boundary test; without it they are taken from the model's first live events, since a "
-        "model answers its training data unlike what clients send",
+        help="the file is a sample of served traffic: logged events (JSON Lines, client ids "
+        "included), profiled as a warm-up is, answers and all; without it the answers are taken "
+        "from the model's first live events, since a model answers its training data unlike what "
+        "clients send",
     )
     add_output_options(q)
     q.set_defaults(run=run_profile)
@@ -165,19 +166,43 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
     readable_file(args.input, "reference file")
     writable_folder(args.out, "profile directory")
 
-    from querywatch.detector.adapters.files import DirectoryProfileStore, read_reference_file
-    from querywatch.detector.engine.profiles import build_profile, derived_thresholds
+    import numpy as np
+
+    from querywatch.detector.adapters.files import (
+        DirectoryProfileStore,
+        read_reference_file,
+        read_served_events,
+    )
+    from querywatch.detector.engine.profiles import build_profile, derived_thresholds, profile_from_warmup
     from querywatch.models.calibration import lone_extreme
 
-    X, labels, scores = read_reference_file(args.input)
-    profile = build_profile(
-        X,
-        model_id=args.model_id,
-        settings=settings.detection,
-        labels=labels,
-        scores=scores,
-        live_answers=not args.served,
-    )
+    served = None
+    if args.served:  # a warm-up taken offline: capped per client, odd clients trimmed
+        events, skipped = read_served_events(
+            args.input,
+            args.model_id,
+            max_dim=settings.inputs.max_input_dim,
+            project=settings.inputs.oversized_inputs == "project",
+        )
+        X = np.array([e.input for e in events])
+        served = {
+            "events": len(events),
+            "clients": len({e.client_id for e in events}),
+            "other_models_skipped": skipped,
+        }
+        labelled = any(e.label is not None or e.scores is not None for e in events)
+        profile = profile_from_warmup(events, settings.detection)
+    else:
+        X, labels, scores = read_reference_file(args.input)
+        labelled = labels is not None
+        profile = build_profile(
+            X,
+            model_id=args.model_id,
+            settings=settings.detection,
+            labels=labels,
+            scores=scores,
+            live_answers=True,
+        )
     DirectoryProfileStore(args.out).put(profile)
     needed = profile.required_size()
     enough = profile.reference_size >= needed
@@ -202,6 +227,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 "extraction_reference": "file" if profile.extraction is not None else "live",
                 "thresholds": thresholds,
                 "far_threshold_rests_on": None if lone is None else {"highest": lone[0], "next": lone[1]},
+                "served": None if served is None else served | {"left_out": list(profile.left_out)},
                 "out": str(args.out),
             },
         )
@@ -211,12 +237,23 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         f"dim {profile.dim}, {profile.cells} cells, out-of-profile threshold {profile.ood_threshold:.3f} "
         f"-> {args.out}"
     )
+    if served is not None:
+        print(
+            f"served sample: {served['events']} events of {served['clients']} clients "
+            f"({served['other_models_skipped']} of other models skipped), at most "
+            f"{settings.detection.warmup_per_client} a client as in a warm-up; clients left out as "
+            f"odd: {', '.join(profile.left_out) or 'none'}"
+        )
     verdict = "large enough" if enough else "too small"
+    advice = (
+        f"; a sample of more clients would ({settings.detection.warmup_per_client} events a client count)"
+        if served is not None
+        else "; until then a warm-up from live traffic may describe the model better"
+    )
     print(
         f"reference of {profile.reference_size} inputs is {verdict} for a {profile.dim}-input model with "
         f"{profile.cells} cells: it needs at least {needed} (30 per cell, 20 per input, 5 beyond the "
-        "out-of-profile threshold)"
-        + ("" if enough else "; until then a warm-up from live traffic may describe the model better")
+        "out-of-profile threshold)" + ("" if enough else advice)
     )
     print(
         "derived from the reference (GET /v1/models shows the same): "
@@ -241,7 +278,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     if profile.extraction is None:
-        why = "the file has no labels" if labels is None else "the file's labels are too few, or of one class"
+        why = "the file has no labels" if not labelled else "the file's labels are too few, or of one class"
         print(
             "extraction estimate: measured on the model's first live events nearest the file's inputs "
             f"({why}); the model's own predicted labels in the file (prediction.label) "

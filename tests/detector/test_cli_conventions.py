@@ -116,6 +116,16 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert "Traceback" in out.stderr and out.stderr.strip().splitlines()[-1].startswith("querywatch: error:")
 
 
+def test_a_training_split_is_no_served_sample(tmp_path: Path) -> None:
+    """Rows the model answered offline carry no client id: ``--served`` refuses them, by line."""
+    rows = tmp_path / "train.jsonl"
+    rows.write_text('{"input": [0.1, 0.2], "prediction": {"label": 1, "scores": [0.1, 0.9]}}\n')
+    out = _run(tmp_path, "profile", "--input", str(rows), "--model-id", "m", "--out", "p", "--served")
+    assert out.returncode == EXIT_INPUT
+    assert "line 1: 'request_id' is required" in out.stderr and "leave out --served" in out.stderr
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+
+
 def test_version(tmp_path: Path) -> None:
     out = _run(tmp_path, "--version")
     assert out.returncode == 0 and out.stdout.startswith("querywatch ")
@@ -213,6 +223,19 @@ def test_json_documents_of_every_command(tmp_path: Path) -> None:
     assert thresholds["null_out_of_profile"] == max(0.2, thresholds["drift_share"])
     assert "margin_threshold" not in thresholds and "null_boundary" not in thresholds
     assert "null_confidence" not in thresholds
+    # Said to be served traffic: profiled as a warm-up of those events, answers and all.
+    served = _json(
+        _run(
+            tmp_path,
+            "profile",
+            *("--input", str(references), "--model-id", "digits-v1", "--out", str(tmp_path / "served")),
+            *("--served", "--json"),
+        ),
+        "profile",
+    )
+    assert served["served"]["events"] == 400 and served["served"]["other_models_skipped"] == 0
+    assert served["answers"] == "reference" and served["thresholds"]["margin_threshold"] > 0
+    assert served["reference_size"] <= 40 * served["served"]["clients"]
     seen.add("profile")
     assert seen | {"produce"} == set(JSON_SCHEMAS)  # produce's document is tested with the broker
 

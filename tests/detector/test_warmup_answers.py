@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from querywatch.detector.adapters.files import read_reference_file
+from querywatch.detector.adapters.files import read_reference_file, read_served_events
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.events import Event
-from querywatch.detector.engine.profiles import build_profile, profile_from_warmup
+from querywatch.detector.engine.profiles import profile_from_warmup
+from querywatch.detector.errors import ProfileError
 from querywatch.detector.simulate.victim import load_tabular_victim
 
 SETTINGS = DetectionSettings(warmup_events=2000, warmup_per_client=40, codebook_size=16, pca_components=8)
@@ -57,19 +59,61 @@ def test_string_labels_give_the_profile_integer_labels_give() -> None:
     assert np.array_equal(named.extraction.labels, numbered.extraction.labels)
 
 
-def test_a_served_sample_with_label_only_lines_keeps_the_others_scores(tmp_path: Path) -> None:
-    """``querywatch profile --served`` on logged events, a few of them label-only."""
+def _event_line(e: Event, **fields: object) -> str:
+    prediction: dict[str, object] = {"label": e.label}
+    if e.scores is not None:
+        prediction["scores"] = e.scores.tolist()
+    obj = {"request_id": e.request_id, "ts": e.ts, "client_id": e.client_id, "model_id": e.model_id}
+    return json.dumps(obj | {"input": e.input.tolist(), "prediction": prediction} | fields) + "\n"
+
+
+def test_a_served_sample_is_profiled_as_its_warm_up_would_be(tmp_path: Path) -> None:
+    """``querywatch profile --served`` on logged events, a few of them label-only, beside
+    another model's: the profile of the model's events is the one a warm-up of them gives."""
     events = _warmup({3, 17})
     path = tmp_path / "served.jsonl"
     with path.open("w") as f:
         for e in events:
-            prediction: dict[str, object] = {"label": e.label}
-            if e.scores is not None:
-                prediction["scores"] = e.scores.tolist()
-            f.write(json.dumps({"input": e.input.tolist(), "prediction": prediction}) + "\n")
-    X, labels, scores = read_reference_file(path)
-    assert labels is not None and scores is not None
-    assert int(np.isnan(scores[:, 0]).sum()) == sum(e.scores is None for e in events)
-    profile = build_profile(X, model_id="risk", settings=SETTINGS, labels=labels, scores=scores)
+            f.write(_event_line(e))
+            f.write(_event_line(e, model_id="other", request_id=f"x{e.request_id}"))
+    read, skipped = read_served_events(path, "risk")
+    assert skipped == len(events)
+    assert [e.client_id for e in read] == [e.client_id for e in events]
+    profile = profile_from_warmup(read, SETTINGS)
     assert profile.margin_threshold > 0 and profile.calibration is not None
     assert profile.calibration.boundary_rates
+    assert profile.to_bytes() == profile_from_warmup(events, SETTINGS).to_bytes()
+
+
+def test_rows_answered_offline_are_no_served_sample(tmp_path: Path) -> None:
+    """A training split with the model's answers (no client ids) is refused with ``--served``,
+    by line, and read as a trusted reference without it."""
+    events = _warmup(set())
+    path = tmp_path / "train.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"input": e.input.tolist(), "prediction": {"label": e.label}}) + "\n" for e in events
+        )
+    )
+    with pytest.raises(ProfileError, match="line 1: 'request_id' is required") as refused:
+        read_served_events(path, "risk")
+    assert refused.value.hint is not None and "leave out --served" in refused.value.hint
+    X, labels, _ = read_reference_file(path)
+    assert X.shape == (len(events), len(events[0].input)) and labels is not None
+    np.save(tmp_path / "train.npy", X)
+    with pytest.raises(ProfileError, match="logged events"):
+        read_served_events(tmp_path / "train.npy", "risk")
+
+
+def test_a_served_sample_of_two_widths_or_of_other_models_is_refused(tmp_path: Path) -> None:
+    events = _warmup(set())[:3]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(
+        _event_line(events[0]) + _event_line(events[1]) + _event_line(events[2], input=[0.5, 0.5])
+    )
+    with pytest.raises(ProfileError, match="line 3: 2 inputs, where the model's first event has"):
+        read_served_events(mixed, "risk")
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(_event_line(e) for e in events))
+    with pytest.raises(ProfileError, match=r"no event of model 'credit' \(3 of other models\)"):
+        read_served_events(other, "credit")

@@ -296,7 +296,8 @@ class ModelPublic(BaseModel):
     )
     origin: str | None = Field(
         None,
-        description="How the profile was fitted: `warmup` (first events) or `reference` (a trusted file).",
+        description="How the profile was fitted: `warmup` (the model's first events, or a sample of logged "
+        "events: `querywatch profile --served`) or `reference` (a trusted file).",
     )
     answers: str | None = Field(
         None,
