@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +81,29 @@ def read_reference_file(path: str | Path) -> tuple[np.ndarray, list[object] | No
     raise ProfileError(f"{path}: expected a .npy, .csv or .jsonl file")
 
 
+@dataclass
+class ServedSample:
+    """What ``read_served_events`` kept of a file of logged events, and what it counted."""
+
+    events: list[Event]
+    """The model's events in file order, at most ``per_client`` of each client."""
+    read: int
+    """The model's events in the file."""
+    other_models: int
+    """Events of other models, skipped."""
+
+
 def read_served_events(
-    path: str | Path, model_id: str, *, max_dim: int | None = None, project: bool = False
-) -> tuple[list[Event], int]:
+    path: str | Path,
+    model_id: str,
+    *,
+    per_client: int,
+    max_dim: int | None = None,
+    project: bool = False,
+) -> ServedSample:
     """A sample of served traffic: the logged events of ``model_id`` in a JSON Lines file,
-    validated as the pipeline validates them, and how many events of other models it skipped.
+    validated as the pipeline validates them, each client's first ``per_client`` kept (as a
+    warm-up keeps them: a day of logs then fits in memory).
 
     Every line must be a whole event: its client id is what makes the sample served traffic,
     and what lets the profile trim a client's events as a warm-up does. Rows that the model
@@ -94,7 +114,8 @@ def read_served_events(
     if path.suffix.lower() not in (".jsonl", ".ndjson"):
         raise ProfileError(f"{path}: --served takes logged events, one JSON object a line (.jsonl)")
     events: list[Event] = []
-    skipped = 0
+    taken: Counter[str] = Counter()
+    read = skipped = 0
     try:
         with path.open("rb") as f:
             for number, line in enumerate(f, 1):
@@ -118,12 +139,15 @@ def read_served_events(
                         f"event has {len(events[0].input)}"
                     )
                 else:
-                    events.append(event)
+                    read += 1
+                    if taken[event.client_id] < per_client:
+                        taken[event.client_id] += 1
+                        events.append(event)
     except OSError as exc:
         raise ProfileError(f"{path}: {exc}") from None
     if not events:
         raise ProfileError(f"{path}: no event of model {model_id!r} ({skipped} of other models)")
-    return events, skipped
+    return ServedSample(events, read, skipped)
 
 
 def _read_csv(path: Path) -> np.ndarray:

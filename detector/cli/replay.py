@@ -178,17 +178,20 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
 
     served = None
     if args.served:  # a warm-up taken offline: capped per client, odd clients trimmed
-        events, skipped = read_served_events(
+        sample = read_served_events(
             args.input,
             args.model_id,
+            per_client=settings.detection.warmup_per_client,
             max_dim=settings.inputs.max_input_dim,
             project=settings.inputs.oversized_inputs == "project",
         )
+        events = sample.events
         X = np.array([e.input for e in events])
         served = {
-            "events": len(events),
+            "events": sample.read,
+            "kept": len(events),
             "clients": len({e.client_id for e in events}),
-            "other_models_skipped": skipped,
+            "other_models_skipped": sample.other_models,
         }
         labelled = any(e.label is not None or e.scores is not None for e in events)
         profile = profile_from_warmup(events, settings.detection)
@@ -240,9 +243,9 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
     if served is not None:
         print(
             f"served sample: {served['events']} events of {served['clients']} clients "
-            f"({served['other_models_skipped']} of other models skipped), at most "
-            f"{settings.detection.warmup_per_client} a client as in a warm-up; clients left out as "
-            f"odd: {', '.join(profile.left_out) or 'none'}"
+            f"({served['other_models_skipped']} of other models skipped), {served['kept']} kept "
+            f"(at most {settings.detection.warmup_per_client} a client, as in a warm-up); clients left "
+            f"out as odd: {', '.join(profile.left_out) or 'none'}"
         )
     verdict = "large enough" if enough else "too small"
     advice = (

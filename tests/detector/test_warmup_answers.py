@@ -76,10 +76,12 @@ def test_a_served_sample_is_profiled_as_its_warm_up_would_be(tmp_path: Path) -> 
         for e in events:
             f.write(_event_line(e))
             f.write(_event_line(e, model_id="other", request_id=f"x{e.request_id}"))
-    read, skipped = read_served_events(path, "risk")
-    assert skipped == len(events)
-    assert [e.client_id for e in read] == [e.client_id for e in events]
-    profile = profile_from_warmup(read, SETTINGS)
+    sample = read_served_events(path, "risk", per_client=30)
+    assert sample.other_models == sample.read == len(events) == 50 * 40
+    assert len(sample.events) == 50 * 30 and sample.events[-1].request_id == f"r{30 * 50 - 1}"
+    everything = read_served_events(path, "risk", per_client=SETTINGS.warmup_per_client)
+    assert [e.request_id for e in everything.events] == [e.request_id for e in events]
+    profile = profile_from_warmup(everything.events, SETTINGS)
     assert profile.margin_threshold > 0 and profile.calibration is not None
     assert profile.calibration.boundary_rates
     assert profile.to_bytes() == profile_from_warmup(events, SETTINGS).to_bytes()
@@ -96,13 +98,13 @@ def test_rows_answered_offline_are_no_served_sample(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(ProfileError, match="line 1: 'request_id' is required") as refused:
-        read_served_events(path, "risk")
+        read_served_events(path, "risk", per_client=40)
     assert refused.value.hint is not None and "leave out --served" in refused.value.hint
     X, labels, _ = read_reference_file(path)
     assert X.shape == (len(events), len(events[0].input)) and labels is not None
     np.save(tmp_path / "train.npy", X)
     with pytest.raises(ProfileError, match="logged events"):
-        read_served_events(tmp_path / "train.npy", "risk")
+        read_served_events(tmp_path / "train.npy", "risk", per_client=40)
 
 
 def test_a_served_sample_of_two_widths_or_of_other_models_is_refused(tmp_path: Path) -> None:
@@ -112,8 +114,8 @@ def test_a_served_sample_of_two_widths_or_of_other_models_is_refused(tmp_path: P
         _event_line(events[0]) + _event_line(events[1]) + _event_line(events[2], input=[0.5, 0.5])
     )
     with pytest.raises(ProfileError, match="line 3: 2 inputs, where the model's first event has"):
-        read_served_events(mixed, "risk")
+        read_served_events(mixed, "risk", per_client=40)
     other = tmp_path / "other.jsonl"
     other.write_text("".join(_event_line(e) for e in events))
     with pytest.raises(ProfileError, match=r"no event of model 'credit' \(3 of other models\)"):
-        read_served_events(other, "credit")
+        read_served_events(other, "credit", per_client=40)
