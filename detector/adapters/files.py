@@ -60,10 +60,24 @@ class DirectoryProfileStore:
         return self.get(model_id)
 
 
-def read_reference_file(path: str | Path) -> tuple[np.ndarray, list[object] | None, np.ndarray | None]:
+@dataclass
+class ReferenceRows:
+    """A trusted reference file's rows (``read_reference_file``)."""
+
+    inputs: np.ndarray
+    labels: list[object] | None
+    """The answered labels, when any line of a ``.jsonl`` file has one."""
+    scores: np.ndarray | None
+    """The answered scores (``models.answers.score_rows``), when any line has them."""
+    other_models: int = 0
+    """Lines of a ``.jsonl`` file naming another ``model_id``, skipped."""
+
+
+def read_reference_file(path: str | Path, model_id: str | None = None) -> ReferenceRows:
     """Reference inputs from ``.npy`` (an (n, d) array), ``.csv`` (numbers only, optional
     header) or ``.jsonl`` (events, or objects with ``input`` and optional ``prediction``).
-    Returns inputs, labels (or None) and scores (or None)."""
+    A ``.jsonl`` line naming a ``model_id`` other than ``model_id`` is skipped: an export of
+    a serving tier's logs holds every model's events, a challenger's beside the champion's."""
     path = Path(path)
     if not path.exists():
         raise ProfileError(f"{path}: no such file")
@@ -71,11 +85,11 @@ def read_reference_file(path: str | Path) -> tuple[np.ndarray, list[object] | No
     try:
         if suffix == ".npy":
             X = np.load(path, allow_pickle=False)
-            return _checked(np.asarray(X, dtype=np.float64), path), None, None
+            return ReferenceRows(_checked(np.asarray(X, dtype=np.float64), path), None, None)
         if suffix == ".csv":
-            return _checked(_read_csv(path), path), None, None
+            return ReferenceRows(_checked(_read_csv(path), path), None, None)
         if suffix in (".jsonl", ".ndjson"):
-            return _read_jsonl(path)
+            return _read_jsonl(path, model_id)
     except (ValueError, OSError) as exc:
         raise ProfileError(f"{path}: {exc}") from None
     raise ProfileError(f"{path}: expected a .npy, .csv or .jsonl file")
@@ -153,9 +167,16 @@ def read_served_events(
 def _read_csv(path: Path) -> np.ndarray:
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
+    first = 1
     if rows and not _numeric(rows[0]):
-        rows = rows[1:]
-    return np.array([[float(v) for v in row] for row in rows if row], dtype=np.float64)
+        rows, first = rows[1:], 2
+    numbered = [(number, row) for number, row in enumerate(rows, first) if row]
+    for number, row in numbered:
+        if len(row) != len(numbered[0][1]):
+            raise ValueError(
+                f"line {number}: {len(row)} values, where line {numbered[0][0]} has {len(numbered[0][1])}"
+            )
+    return np.array([[float(v) for v in row] for _, row in numbered], dtype=np.float64)
 
 
 def _numeric(row: list[str]) -> bool:
@@ -166,23 +187,35 @@ def _numeric(row: list[str]) -> bool:
     return True
 
 
-def _read_jsonl(path: Path) -> tuple[np.ndarray, list[object] | None, np.ndarray | None]:
-    inputs, labels, scores = [], [], []
+def _read_jsonl(path: Path, model_id: str | None) -> ReferenceRows:
+    inputs: list[list[float]] = []
+    labels: list[object] = []
+    scores: list[object] = []
+    other_models = 0
     with path.open() as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
+                if model_id is not None and obj.get("model_id", model_id) != model_id:
+                    other_models += 1
+                    continue
                 inputs.append([float(v) for v in obj["input"]])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"line {number}: {exc}") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"line {number}: {exc!r}") from None
+            if len(inputs[-1]) != len(inputs[0]):
+                raise ValueError(
+                    f"line {number}: {len(inputs[-1])} inputs, where the first row has {len(inputs[0])}"
+                )
             prediction = obj.get("prediction") or {}
             labels.append(prediction.get("label"))
             scores.append(prediction.get("scores"))
+    if not inputs and other_models:
+        raise ValueError(f"no line of model {model_id!r} ({other_models} of other models)")
     X = _checked(np.array(inputs, dtype=np.float64), path)
     rows = score_rows([s if isinstance(s, list) else None for s in scores])
-    return X, labels if any(lab is not None for lab in labels) else None, rows
+    return ReferenceRows(X, labels if any(lab is not None for lab in labels) else None, rows, other_models)
 
 
 def _checked(X: np.ndarray, path: Path) -> np.ndarray:

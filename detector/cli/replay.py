@@ -185,25 +185,22 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
             max_dim=settings.inputs.max_input_dim,
             project=settings.inputs.oversized_inputs == "project",
         )
-        events = sample.events
+        events, other_models = sample.events, sample.other_models
         X = np.array([e.input for e in events])
-        served = {
-            "events": sample.read,
-            "kept": len(events),
-            "clients": len({e.client_id for e in events}),
-            "other_models_skipped": sample.other_models,
-        }
+        served = {"events": sample.read, "kept": len(events), "clients": len({e.client_id for e in events})}
         labelled = any(e.label is not None or e.scores is not None for e in events)
+        scored = any(e.scores is not None for e in events)
         profile = profile_from_warmup(events, settings.detection)
     else:
-        X, labels, scores = read_reference_file(args.input)
-        labelled = labels is not None
+        rows = read_reference_file(args.input, args.model_id)
+        X, other_models = rows.inputs, rows.other_models
+        labelled, scored = rows.labels is not None, rows.scores is not None
         profile = build_profile(
             X,
             model_id=args.model_id,
             settings=settings.detection,
-            labels=labels,
-            scores=scores,
+            labels=rows.labels,
+            scores=rows.scores,
             live_answers=True,
         )
     DirectoryProfileStore(args.out).put(profile)
@@ -230,6 +227,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
                 "extraction_reference": "file" if profile.extraction is not None else "live",
                 "thresholds": thresholds,
                 "far_threshold_rests_on": None if lone is None else {"highest": lone[0], "next": lone[1]},
+                "other_models_skipped": other_models,
                 "served": None if served is None else served | {"left_out": list(profile.left_out)},
                 "out": str(args.out),
             },
@@ -240,10 +238,11 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         f"dim {profile.dim}, {profile.cells} cells, out-of-profile threshold {profile.ood_threshold:.3f} "
         f"-> {args.out}"
     )
+    if other_models:
+        print(f"{other_models} lines of other models skipped (their model_id is not {args.model_id!r})")
     if served is not None:
         print(
-            f"served sample: {served['events']} events of {served['clients']} clients "
-            f"({served['other_models_skipped']} of other models skipped), {served['kept']} kept "
+            f"served sample: {served['events']} events of {served['clients']} clients, {served['kept']} kept "
             f"(at most {settings.detection.warmup_per_client} a client, as in a warm-up); clients left "
             f"out as odd: {', '.join(profile.left_out) or 'none'}"
         )
@@ -275,8 +274,8 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
             "(held until then): "
             + (
                 "the file's answers describe the model on these inputs, not on what clients send "
-                "(--served keeps them, for a sample of served traffic)"
-                if not args.served and scores is not None
+                "(--served takes a sample of served traffic instead: logged events, answers and all)"
+                if served is None and scored
                 else "the file has no answers, or answers too saturated to show the decision boundary"
             )
         )

@@ -100,9 +100,9 @@ def test_rows_answered_offline_are_no_served_sample(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="line 1: 'request_id' is required") as refused:
         read_served_events(path, "risk", per_client=40)
     assert refused.value.hint is not None and "leave out --served" in refused.value.hint
-    X, labels, _ = read_reference_file(path)
-    assert X.shape == (len(events), len(events[0].input)) and labels is not None
-    np.save(tmp_path / "train.npy", X)
+    rows = read_reference_file(path, "risk")
+    assert rows.inputs.shape == (len(events), len(events[0].input)) and rows.labels is not None
+    np.save(tmp_path / "train.npy", rows.inputs)
     with pytest.raises(ProfileError, match="logged events"):
         read_served_events(tmp_path / "train.npy", "risk", per_client=40)
 
@@ -119,3 +119,31 @@ def test_a_served_sample_of_two_widths_or_of_other_models_is_refused(tmp_path: P
     other.write_text("".join(_event_line(e) for e in events))
     with pytest.raises(ProfileError, match=r"no event of model 'credit' \(3 of other models\)"):
         read_served_events(other, "credit", per_client=40)
+
+
+def test_a_reference_file_of_several_models_keeps_the_one_asked_for(tmp_path: Path) -> None:
+    """Logs of a serving tier hold every model's events: lines naming another model are
+    skipped and counted, lines naming none are kept, and rows of two widths name the line."""
+    events = _warmup(set())[:4]
+    path = tmp_path / "logs.jsonl"
+    path.write_text(
+        _event_line(events[0])
+        + _event_line(events[1], model_id="challenger", input=[0.5, 0.5])
+        + json.dumps({"input": events[2].input.tolist()})
+        + "\n"
+        + _event_line(events[3], model_id="challenger")
+    )
+    rows = read_reference_file(path, "risk")
+    assert rows.other_models == 2 and len(rows.inputs) == 2
+    assert np.array_equal(rows.inputs[1], events[2].input)
+    with pytest.raises(ProfileError, match="line 2: 2 inputs, where the first row has"):
+        read_reference_file(path)
+    assert len(read_reference_file(path, "m").inputs) == 1  # the line naming no model
+    challenger = tmp_path / "challenger.jsonl"
+    challenger.write_text(_event_line(events[3], model_id="challenger"))
+    with pytest.raises(ProfileError, match=r"no line of model 'risk' \(1 of other models\)"):
+        read_reference_file(challenger, "risk")
+    table = tmp_path / "rows.csv"
+    table.write_text("a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(ProfileError, match="line 3: 2 values, where line 2 has 3"):
+        read_reference_file(table)
