@@ -17,6 +17,7 @@ import numpy as np
 
 from querywatch.detector.engine.events import Event, parse_event
 from querywatch.detector.errors import InvalidEvent, ProfileError
+from querywatch.detector.pipeline.lines import lines_suffix, open_lines
 from querywatch.models.answers import score_rows
 from querywatch.models.profile import ReferenceProfile
 
@@ -75,7 +76,8 @@ class ReferenceRows:
 
 def read_reference_file(path: str | Path, model_id: str | None = None) -> ReferenceRows:
     """Reference inputs from ``.npy`` (an (n, d) array), ``.csv`` (numbers only, optional
-    header) or ``.jsonl`` (events, or objects with ``input`` and optional ``prediction``).
+    header) or ``.jsonl`` (events, or objects with ``input`` and optional ``prediction``;
+    gzip'd as ``.jsonl.gz``).
     A ``.jsonl`` line naming a ``model_id`` other than ``model_id`` is skipped: an export of
     a serving tier's logs holds every model's events, a challenger's beside the champion's."""
     path = Path(path)
@@ -88,11 +90,11 @@ def read_reference_file(path: str | Path, model_id: str | None = None) -> Refere
             return ReferenceRows(_checked(np.asarray(X, dtype=np.float64), path), None, None)
         if suffix == ".csv":
             return ReferenceRows(_checked(_read_csv(path), path), None, None)
-        if suffix in (".jsonl", ".ndjson"):
+        if lines_suffix(path) in (".jsonl", ".ndjson"):
             return _read_jsonl(path, model_id)
     except (ValueError, OSError) as exc:
         raise ProfileError(f"{path}: {exc}") from None
-    raise ProfileError(f"{path}: expected a .npy, .csv or .jsonl file")
+    raise ProfileError(f"{path}: expected a .npy, .csv, .jsonl or .jsonl.gz file")
 
 
 @dataclass
@@ -125,13 +127,15 @@ def read_served_events(
     any client's: a boundary null fitted on them alerted 182 of 258 benign clients of a
     held-out forest. Such a file is a trusted reference *without* ``--served``."""
     path = Path(path)
-    if path.suffix.lower() not in (".jsonl", ".ndjson"):
-        raise ProfileError(f"{path}: --served takes logged events, one JSON object a line (.jsonl)")
+    if lines_suffix(path) not in (".jsonl", ".ndjson"):
+        raise ProfileError(
+            f"{path}: --served takes logged events, one JSON object a line (.jsonl, .jsonl.gz)"
+        )
     events: list[Event] = []
     taken: Counter[str] = Counter()
     read = skipped = 0
     try:
-        with path.open("rb") as f:
+        with open_lines(path) as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -192,7 +196,7 @@ def _read_jsonl(path: Path, model_id: str | None) -> ReferenceRows:
     labels: list[object] = []
     scores: list[object] = []
     other_models = 0
-    with path.open() as f:
+    with open_lines(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 from querywatch.detector.errors import InputError, QuerywatchError
+from querywatch.detector.pipeline.lines import open_lines
 
 
 class PortInUse(QuerywatchError):
@@ -23,6 +24,18 @@ def readable_file(path: Path, what: str) -> Path:
         raise InputError(f"{path}: no such {what}" if not path.exists() else f"{path}: is not a file")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: the {what} is not readable")
+    return path
+
+
+def readable_lines(path: Path, what: str) -> Path:
+    """``path`` if it is a JSON Lines file this process can read, gzip'd ones included
+    (``pipeline.lines``): a ``.gz`` that is no gzip is an input error, before any work."""
+    readable_file(path, what)
+    try:
+        with open_lines(path) as f:
+            f.read(1)
+    except OSError as exc:
+        raise InputError(f"{path}: the {what} cannot be read: {exc}") from None
     return path
 
 

@@ -7,10 +7,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from querywatch.detector.cli.checks import readable_file
+from querywatch.detector.cli.checks import readable_lines
 from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
 from querywatch.detector.config import KafkaSettings, Settings
 from querywatch.detector.metrics import metrics_port, metrics_port_argument
+from querywatch.detector.pipeline.lines import content_size
 
 
 def register(subparsers: Any) -> None:
@@ -29,8 +30,8 @@ def register(subparsers: Any) -> None:
     producer = subparsers.add_parser(
         "produce",
         help="load a JSON Lines trace into the inference-log topic, keyed by client_id",
-        description="Send every line of TRACE.jsonl as one message, keyed by its client_id. Invalid lines "
-        "are sent as they are (the consumer dead-letters them).",
+        description="Send every line of TRACE.jsonl (or TRACE.jsonl.gz) as one message, keyed by its "
+        "client_id. Invalid lines are sent as they are (the consumer dead-letters them).",
     )
     producer.add_argument("trace", metavar="TRACE.jsonl", type=Path)
     _kafka_arguments(producer)
@@ -72,13 +73,13 @@ def run_consume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_produce(args: argparse.Namespace, settings: Settings) -> int:
-    readable_file(args.trace, "trace file")
+    readable_lines(args.trace, "trace file")
     from querywatch.detector.adapters.kafka.admin import ensure_topics
     from querywatch.detector.adapters.kafka.producer import produce_trace
 
     kafka = _kafka_settings(args, settings)
     ensure_topics(kafka, (kafka.topic,))
-    size = args.trace.stat().st_size
+    size = content_size(args.trace)
     with progress_bar(args, total=size, unit="B", description="produce") as bar:
         sent = produce_trace(kafka, args.trace, progress=bar.update)
     if args.json:

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from querywatch.detector.cli.checks import readable_file, writable_file, writable_folder
+from querywatch.detector.cli.checks import readable_file, readable_lines, writable_file, writable_folder
 from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import InputError
+from querywatch.detector.pipeline.lines import content_size, open_lines
 
 if TYPE_CHECKING:
     from querywatch.detector.pipeline.replay import ReplayReport
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("replay", help="Replay a JSONL trace offline and write a per-client report.")
-    p.add_argument("trace", type=Path, help="JSON Lines file of inference-log events")
+    p.add_argument("trace", type=Path, help="JSON Lines file of inference-log events (gzip'd: .gz)")
     p.add_argument("--report", type=Path, required=True, help="where to write the JSON report")
     p.add_argument(
         "--profile",
@@ -41,7 +42,9 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run_replay)
 
     q = sub.add_parser("profile", help="Build a model's reference profile from trusted inputs.")
-    q.add_argument("--input", type=Path, required=True, help="reference inputs: .npy, .csv or .jsonl")
+    q.add_argument(
+        "--input", type=Path, required=True, help="reference inputs: .npy, .csv, .jsonl or .jsonl.gz"
+    )
     q.add_argument("--model-id", required=True)
     q.add_argument("--out", type=Path, required=True, help="profile directory")
     q.add_argument(
@@ -61,7 +64,7 @@ HTML_POINTS = 96
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    trace = readable_file(args.trace, "trace file")
+    trace = readable_lines(args.trace, "trace file")
     writable_file(args.report, "report")
     if args.html is not None:
         writable_file(args.html, "HTML page")
@@ -88,8 +91,8 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         engine.summary_rule = SummaryRule(settings.campaigns.summary_every_seconds)
         engine.key_salt = settings.campaigns.key_salt
         stage = CampaignStage(settings.detection, store, settings.campaigns, settings.alerts)
-    size = trace.stat().st_size
-    with trace.open("rb") as f:
+    size = content_size(trace)
+    with open_lines(trace) as f:
         head = f.read(1 << 16)
     avg_line = len(head) / max(head.count(b"\n"), 1)
     started = time.monotonic()

@@ -35,6 +35,7 @@ from querywatch.detector.engine.events import (
 )
 from querywatch.detector.engine.outcomes import Alert
 from querywatch.detector.errors import QuerywatchError
+from querywatch.detector.pipeline.lines import open_lines
 from querywatch.detector.pipeline.loop import Message, Pipeline, Step
 
 BATCH_LINES = 2048
@@ -161,7 +162,7 @@ def iter_batches(
     """
     lines: list[tuple[int, bytes | int]] = []
     size = 0
-    with path.open("rb") as f:
+    with open_lines(path) as f:
         number = 0
         while True:
             line = f.readline() if max_line is None else f.readline(max_line + 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from querywatch.detector.adapters.kafka.producer import trace_lines
 from querywatch.detector.errors import EXIT_INPUT
 from querywatch.detector.pipeline.replay import ClientReport, ReplayReport, write_report
 from querywatch.detector.simulate.jsonl import write_jsonl
@@ -269,3 +271,23 @@ def test_the_report_is_written_one_client_at_a_time_as_json_dumps_would(tmp_path
 def _written(report: ReplayReport, tmp_path: Path) -> str:
     write_report(report, tmp_path / "report.json")
     return (tmp_path / "report.json").read_text()
+
+
+def test_a_gzip_trace_replays_as_the_plain_one(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    """Logs are kept compressed: ``trace.jsonl.gz`` gives the very report ``trace.jsonl``
+    does, ``querywatch produce`` sends the same lines, and a ``.gz`` that is no gzip is an
+    input error before any work."""
+    path, _ = trace
+    packed = tmp_path / "trace.jsonl.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    assert _replay(path, "--report", tmp_path / "plain.json").returncode == 0
+    assert _replay(packed, "--report", tmp_path / "packed.json").returncode == 0
+    assert (tmp_path / "packed.json").read_text() == (tmp_path / "plain.json").read_text()
+    assert list(trace_lines(packed)) == list(trace_lines(path))  # what `querywatch produce` sends
+    fake = tmp_path / "fake.jsonl.gz"
+    fake.write_bytes(path.read_bytes()[:1000])
+    refused = _replay(fake, "--report", tmp_path / "fake.json")
+    assert refused.returncode == EXIT_INPUT and "not a gzipped file" in refused.stderr.lower()
+    assert not (tmp_path / "fake.json").exists()

@@ -3,6 +3,7 @@ string labels."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -81,6 +82,12 @@ def test_a_served_sample_is_profiled_as_its_warm_up_would_be(tmp_path: Path) -> 
     assert len(sample.events) == 50 * 30 and sample.events[-1].request_id == f"r{30 * 50 - 1}"
     everything = read_served_events(path, "risk", per_client=SETTINGS.warmup_per_client)
     assert [e.request_id for e in everything.events] == [e.request_id for e in events]
+    packed = tmp_path / "served.jsonl.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    unpacked = read_served_events(packed, "risk", per_client=SETTINGS.warmup_per_client)
+    assert [e.request_id for e in unpacked.events] == [e.request_id for e in events]
+    rows, rows_packed = read_reference_file(path, "risk"), read_reference_file(packed, "risk")
+    assert np.array_equal(rows.inputs, rows_packed.inputs) and rows.labels == rows_packed.labels
     profile = profile_from_warmup(everything.events, SETTINGS)
     assert profile.margin_threshold > 0 and profile.calibration is not None
     assert profile.calibration.boundary_rates

@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.config import KafkaSettings
+from querywatch.detector.pipeline.lines import open_lines
 
 #: Messages sent before waiting for the broker's acknowledgements (bounds memory).
 _CHUNK = 10_000
@@ -43,7 +44,7 @@ def trace_lines(path: str | Path, *, progress: Callable[[int], None] | None = No
 
     ``progress`` is told the bytes of each line read (for a progress bar).
     """
-    with open(path, "rb") as trace:
+    with open_lines(Path(path)) as trace:
         for line in trace:
             if progress is not None:
                 progress(len(line))
