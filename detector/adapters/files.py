@@ -202,19 +202,25 @@ def _read_jsonl(path: Path, model_id: str | None) -> ReferenceRows:
                 continue
             try:
                 obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
                 if model_id is not None and obj.get("model_id", model_id) != model_id:
                     other_models += 1
                     continue
                 inputs.append([float(v) for v in obj["input"]])
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise ValueError(f"line {number}: {exc!r}") from None
+                prediction = obj.get("prediction") or {}
+                if not isinstance(prediction, dict):
+                    raise ValueError("'prediction' must be an object ('label', 'scores')")
+                labels.append(prediction.get("label"))
+                scores.append(prediction.get("scores"))
+            except KeyError as exc:
+                raise ValueError(f"line {number}: no {exc} field") from None
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"line {number}: {exc}") from None
             if len(inputs[-1]) != len(inputs[0]):
                 raise ValueError(
                     f"line {number}: {len(inputs[-1])} inputs, where the first row has {len(inputs[0])}"
                 )
-            prediction = obj.get("prediction") or {}
-            labels.append(prediction.get("label"))
-            scores.append(prediction.get("scores"))
     if not inputs and other_models:
         raise ValueError(f"no line of model {model_id!r} ({other_models} of other models)")
     X = _checked(np.array(inputs, dtype=np.float64), path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,19 @@ def test_a_reference_file_of_several_models_keeps_the_one_asked_for(tmp_path: Pa
     table.write_text("a,b,c\n1,2,3\n4,5\n")
     with pytest.raises(ProfileError, match="line 3: 2 values, where line 2 has 3"):
         read_reference_file(table)
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ('{"input": [1, 2], "prediction": [0.1]}', "line 1: 'prediction' must be an object"),
+        ("[1, 2]", "line 1: not a JSON object"),
+        ('{"x": 1}', "line 1: no 'input' field"),
+        ('{"input": [1, 2]', "line 1: Expecting ','"),
+    ],
+)
+def test_a_reference_line_that_is_no_row_is_named(tmp_path: Path, line: str, said: str) -> None:
+    path = tmp_path / "refs.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(ProfileError, match=re.escape(said)):
+        read_reference_file(path)
