@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from querywatch.detector.cli.checks import readable_lines
 from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
 from querywatch.detector.config import KafkaSettings, Settings
+from querywatch.detector.errors import InputError
 from querywatch.detector.metrics import metrics_port, metrics_port_argument
 from querywatch.detector.pipeline.lines import content_size
 
@@ -80,8 +82,11 @@ def run_produce(args: argparse.Namespace, settings: Settings) -> int:
     kafka = _kafka_settings(args, settings)
     ensure_topics(kafka, (kafka.topic,))
     size = content_size(args.trace)
-    with progress_bar(args, total=size, unit="B", description="produce") as bar:
-        sent = produce_trace(kafka, args.trace, progress=bar.update)
+    try:
+        with progress_bar(args, total=size, unit="B", description="produce") as bar:
+            sent = produce_trace(kafka, args.trace, progress=bar.update)
+    except gzip.BadGzipFile as exc:  # a gzip'd trace cut short: the lines before it were sent
+        raise InputError(f"{args.trace}: {exc}; the lines before it were produced") from None
     if args.json:
         print_json("produce", {"messages": sent, "topic": kafka.topic})
     else:

@@ -7,6 +7,7 @@ parser is built, so that ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import gzip
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,16 +97,19 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         head = f.read(1 << 16)
     avg_line = len(head) / max(head.count(b"\n"), 1)
     started = time.monotonic()
-    with engine_process(), progress_bar(args, total=size, unit="B", description="replay") as bar:
-        report = replay(
-            trace,
-            engine,
-            progress=lambda n: bar.update(int(n * avg_line)),
-            inputs=settings.inputs,
-            stream=settings.stream,
-            history_points=HTML_POINTS if args.html is not None else 0,
-            campaigns=stage,
-        )
+    try:
+        with engine_process(), progress_bar(args, total=size, unit="B", description="replay") as bar:
+            report = replay(
+                trace,
+                engine,
+                progress=lambda n: bar.update(int(n * avg_line)),
+                inputs=settings.inputs,
+                stream=settings.stream,
+                history_points=HTML_POINTS if args.html is not None else 0,
+                campaigns=stage,
+            )
+    except gzip.BadGzipFile as exc:  # a gzip'd trace cut short (pipeline.lines)
+        raise InputError(f"{trace}: {exc}; no report written") from None
     write_report(report, args.report)
     if args.html is not None:
         from querywatch.detector.adapters.ui.report import render_report

@@ -7,15 +7,37 @@ Inference logs are usually kept compressed, and a day of them is large: a name e
 from __future__ import annotations
 
 import gzip
+import io
 from pathlib import Path
-from typing import BinaryIO
+
+#: Why a gzip'd file that ends early cannot be read (the caller names the file).
+_CUT_SHORT = "the gzip stream ends before its end-of-stream marker (cut short?)"
 
 
-def open_lines(path: Path) -> BinaryIO:
+class _GzipLines(gzip.GzipFile):
+    """A gzip stream whose early end is an ``OSError`` as a broken file's is (gzip raises
+    ``EOFError``): a log copied while it was written ends so, and every reader of these
+    files already turns an ``OSError`` into a clear input error."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except EOFError:
+            raise gzip.BadGzipFile(_CUT_SHORT) from None
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return super().readline(size)
+        except EOFError:
+            raise gzip.BadGzipFile(_CUT_SHORT) from None
+
+
+def open_lines(path: Path) -> io.BufferedIOBase:
     """``path`` opened for reading bytes, decompressed when its name ends in ``.gz``; a file
-    so named that is no gzip fails on its first read (``gzip.BadGzipFile``, an ``OSError``)."""
+    so named that is no gzip, or one cut short, fails as it is read (``gzip.BadGzipFile``, an
+    ``OSError``)."""
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return _GzipLines(path, "rb")
     return path.open("rb")
 
 

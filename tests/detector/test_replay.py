@@ -277,8 +277,8 @@ def test_a_gzip_trace_replays_as_the_plain_one(
     trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
 ) -> None:
     """Logs are kept compressed: ``trace.jsonl.gz`` gives the very report ``trace.jsonl``
-    does, ``querywatch produce`` sends the same lines, and a ``.gz`` that is no gzip is an
-    input error before any work."""
+    does, ``querywatch produce`` sends the same lines; a ``.gz`` that is no gzip is an input
+    error before any work, and one cut short an input error with no report."""
     path, _ = trace
     packed = tmp_path / "trace.jsonl.gz"
     packed.write_bytes(gzip.compress(path.read_bytes()))
@@ -291,3 +291,8 @@ def test_a_gzip_trace_replays_as_the_plain_one(
     refused = _replay(fake, "--report", tmp_path / "fake.json")
     assert refused.returncode == EXIT_INPUT and "not a gzipped file" in refused.stderr.lower()
     assert not (tmp_path / "fake.json").exists()
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    refused = _replay(cut, "--report", tmp_path / "cut.json")
+    assert refused.returncode == EXIT_INPUT and "cut short" in refused.stderr
+    assert not (tmp_path / "cut.json").exists()

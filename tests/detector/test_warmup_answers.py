@@ -89,6 +89,10 @@ def test_a_served_sample_is_profiled_as_its_warm_up_would_be(tmp_path: Path) -> 
     assert [e.request_id for e in unpacked.events] == [e.request_id for e in events]
     rows, rows_packed = read_reference_file(path, "risk"), read_reference_file(packed, "risk")
     assert np.array_equal(rows.inputs, rows_packed.inputs) and rows.labels == rows_packed.labels
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed.read_bytes()[:-100])
+    with pytest.raises(ProfileError, match="cut short"):
+        read_served_events(cut, "risk", per_client=40)
     profile = profile_from_warmup(everything.events, SETTINGS)
     assert profile.margin_threshold > 0 and profile.calibration is not None
     assert profile.calibration.boundary_rates
