@@ -10,12 +10,15 @@ import csv
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.events import Event, parse_event
+from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
 from querywatch.models.answers import score_rows
@@ -102,24 +105,31 @@ class ServedSample:
     """What ``read_served_events`` kept of a file of logged events, and what it counted."""
 
     events: list[Event]
-    """The model's events in file order, at most ``per_client`` of each client."""
+    """The model's events in file order, at most ``warmup_per_client`` of each client."""
     read: int
     """The model's events in the file."""
     other_models: int
     """Events of other models, skipped."""
 
 
+_SERVED_HINT = (
+    "--served takes logged events (request_id, ts, client_id, model_id, input, prediction), a "
+    "sample of what clients sent; for rows the model answered offline (a training split), leave "
+    "out --served: the answers are then taken from the model's first live events"
+)
+
+
 def read_served_events(
     path: str | Path,
     model_id: str,
+    settings: DetectionSettings,
     *,
-    per_client: int,
     max_dim: int | None = None,
     project: bool = False,
 ) -> ServedSample:
     """A sample of served traffic: the logged events of ``model_id`` in a JSON Lines file,
-    validated as the pipeline validates them, each client's first ``per_client`` kept (as a
-    warm-up keeps them: a day of logs then fits in memory).
+    validated as the pipeline validates them, capped per client as they are read, as a
+    warm-up is (``engine.profiles.capped``: a day of logs then fits in memory).
 
     Every line must be a whole event: its client id is what makes the sample served traffic,
     and what lets the profile trim a client's events as a warm-up does. Rows that the model
@@ -131,41 +141,43 @@ def read_served_events(
         raise ProfileError(
             f"{path}: --served takes logged events, one JSON object a line (.jsonl, .jsonl.gz)"
         )
-    events: list[Event] = []
-    taken: Counter[str] = Counter()
-    read = skipped = 0
+    counted: Counter[str] = Counter()
+
+    def model_events() -> Iterator[Event]:
+        width = 0
+        for number, line in _numbered_lines(path):
+            try:
+                event = parse_event(line, max_dim=max_dim, project=project)
+            except InvalidEvent as exc:
+                raise ProfileError(f"{path}: line {number}: {exc.detail}", hint=_SERVED_HINT) from None
+            if event.model_id != model_id:
+                counted["other"] += 1
+                continue
+            width = width or len(event.input)
+            if len(event.input) != width:
+                raise ProfileError(
+                    f"{path}: line {number}: {len(event.input)} inputs, where the model's first "
+                    f"event has {width}"
+                )
+            counted["read"] += 1
+            yield event
+
+    events = capped(model_events(), settings)
+    if not events:
+        raise ProfileError(f"{path}: no event of model {model_id!r} ({counted['other']} of other models)")
+    return ServedSample(events, counted["read"], counted["other"])
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a JSON Lines file (``pipeline.lines``), numbered from 1; a file
+    that cannot be read (a ``.gz`` cut short) is a ``ProfileError`` naming it."""
     try:
         with open_lines(path) as f:
             for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    event = parse_event(line, max_dim=max_dim, project=project)
-                except InvalidEvent as exc:
-                    raise ProfileError(
-                        f"{path}: line {number}: {exc.detail}",
-                        hint="--served takes logged events (request_id, ts, client_id, model_id, "
-                        "input, prediction), a sample of what clients sent; for rows the model "
-                        "answered offline (a training split), leave out --served: the answers are "
-                        "then taken from the model's first live events",
-                    ) from None
-                if event.model_id != model_id:
-                    skipped += 1
-                elif events and len(event.input) != len(events[0].input):
-                    raise ProfileError(
-                        f"{path}: line {number}: {len(event.input)} inputs, where the model's first "
-                        f"event has {len(events[0].input)}"
-                    )
-                else:
-                    read += 1
-                    if taken[event.client_id] < per_client:
-                        taken[event.client_id] += 1
-                        events.append(event)
+                if line.strip():
+                    yield number, line
     except OSError as exc:
         raise ProfileError(f"{path}: {exc}") from None
-    if not events:
-        raise ProfileError(f"{path}: no event of model {model_id!r} ({skipped} of other models)")
-    return ServedSample(events, read, skipped)
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -196,31 +208,28 @@ def _read_jsonl(path: Path, model_id: str | None) -> ReferenceRows:
     labels: list[object] = []
     scores: list[object] = []
     other_models = 0
-    with open_lines(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
+    for number, line in _numbered_lines(path):
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            if model_id is not None and obj.get("model_id", model_id) != model_id:
+                other_models += 1
                 continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
-                if model_id is not None and obj.get("model_id", model_id) != model_id:
-                    other_models += 1
-                    continue
-                inputs.append([float(v) for v in obj["input"]])
-                prediction = obj.get("prediction") or {}
-                if not isinstance(prediction, dict):
-                    raise ValueError("'prediction' must be an object ('label', 'scores')")
-                labels.append(prediction.get("label"))
-                scores.append(prediction.get("scores"))
-            except KeyError as exc:
-                raise ValueError(f"line {number}: no {exc} field") from None
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"line {number}: {exc}") from None
-            if len(inputs[-1]) != len(inputs[0]):
-                raise ValueError(
-                    f"line {number}: {len(inputs[-1])} inputs, where the first row has {len(inputs[0])}"
-                )
+            inputs.append([float(v) for v in obj["input"]])
+            prediction = obj.get("prediction") or {}
+            if not isinstance(prediction, dict):
+                raise ValueError("'prediction' must be an object ('label', 'scores')")
+            labels.append(prediction.get("label"))
+            scores.append(prediction.get("scores"))
+        except KeyError as exc:
+            raise ValueError(f"line {number}: no {exc} field") from None
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+        if len(inputs[-1]) != len(inputs[0]):
+            raise ValueError(
+                f"line {number}: {len(inputs[-1])} inputs, where the first row has {len(inputs[0])}"
+            )
     if not inputs and other_models:
         raise ValueError(f"no line of model {model_id!r} ({other_models} of other models)")
     X = _checked(np.array(inputs, dtype=np.float64), path)

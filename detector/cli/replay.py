@@ -188,7 +188,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         sample = read_served_events(
             args.input,
             args.model_id,
-            per_client=settings.detection.warmup_per_client,
+            settings.detection,
             max_dim=settings.inputs.max_input_dim,
             project=settings.inputs.oversized_inputs == "project",
         )

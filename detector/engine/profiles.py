@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -134,7 +134,7 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
 def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) -> ReferenceProfile:
     """Build a model's profile from its warm-up events, at most ``warmup_per_client`` per client,
     with the feature vectors of its in-profile clients for the population model."""
-    chosen = _capped(events, settings)
+    chosen = capped(events, settings)
     labels, scores = _answers(chosen)
     profile = build_profile(
         np.array([e.input for e in chosen]),
@@ -152,7 +152,7 @@ def profile_with_live_answers(
 ) -> ReferenceProfile:
     """``trusted`` (``answers="pending"``) completed from its model's first events, capped
     per client as a warm-up is (``models.answers``)."""
-    chosen = _capped(events, settings)
+    chosen = capped(events, settings)
     labels, scores = _answers(chosen)
     return with_live_answers(
         trusted,
@@ -165,8 +165,9 @@ def profile_with_live_answers(
     )
 
 
-def _capped(events: Sequence[Event], settings: DetectionSettings) -> list[Event]:
-    """The events in order, at most ``warmup_per_client`` of each client."""
+def capped(events: Iterable[Event], settings: DetectionSettings) -> list[Event]:
+    """The events in order, at most ``warmup_per_client`` of each client: what a warm-up
+    keeps, and what a served sample read from a file keeps as it is read."""
     taken: Counter[str] = Counter()
     chosen = []
     for event in events:

@@ -78,21 +78,21 @@ def test_a_served_sample_is_profiled_as_its_warm_up_would_be(tmp_path: Path) -> 
         for e in events:
             f.write(_event_line(e))
             f.write(_event_line(e, model_id="other", request_id=f"x{e.request_id}"))
-    sample = read_served_events(path, "risk", per_client=30)
+    sample = read_served_events(path, "risk", SETTINGS.model_copy(update={"warmup_per_client": 30}))
     assert sample.other_models == sample.read == len(events) == 50 * 40
     assert len(sample.events) == 50 * 30 and sample.events[-1].request_id == f"r{30 * 50 - 1}"
-    everything = read_served_events(path, "risk", per_client=SETTINGS.warmup_per_client)
+    everything = read_served_events(path, "risk", SETTINGS)
     assert [e.request_id for e in everything.events] == [e.request_id for e in events]
     packed = tmp_path / "served.jsonl.gz"
     packed.write_bytes(gzip.compress(path.read_bytes()))
-    unpacked = read_served_events(packed, "risk", per_client=SETTINGS.warmup_per_client)
+    unpacked = read_served_events(packed, "risk", SETTINGS)
     assert [e.request_id for e in unpacked.events] == [e.request_id for e in events]
     rows, rows_packed = read_reference_file(path, "risk"), read_reference_file(packed, "risk")
     assert np.array_equal(rows.inputs, rows_packed.inputs) and rows.labels == rows_packed.labels
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(packed.read_bytes()[:-100])
     with pytest.raises(ProfileError, match="cut short"):
-        read_served_events(cut, "risk", per_client=40)
+        read_served_events(cut, "risk", SETTINGS)
     profile = profile_from_warmup(everything.events, SETTINGS)
     assert profile.margin_threshold > 0 and profile.calibration is not None
     assert profile.calibration.boundary_rates
@@ -110,13 +110,13 @@ def test_rows_answered_offline_are_no_served_sample(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(ProfileError, match="line 1: 'request_id' is required") as refused:
-        read_served_events(path, "risk", per_client=40)
+        read_served_events(path, "risk", SETTINGS)
     assert refused.value.hint is not None and "leave out --served" in refused.value.hint
     rows = read_reference_file(path, "risk")
     assert rows.inputs.shape == (len(events), len(events[0].input)) and rows.labels is not None
     np.save(tmp_path / "train.npy", rows.inputs)
     with pytest.raises(ProfileError, match="logged events"):
-        read_served_events(tmp_path / "train.npy", "risk", per_client=40)
+        read_served_events(tmp_path / "train.npy", "risk", SETTINGS)
 
 
 def test_a_served_sample_of_two_widths_or_of_other_models_is_refused(tmp_path: Path) -> None:
@@ -126,11 +126,11 @@ def test_a_served_sample_of_two_widths_or_of_other_models_is_refused(tmp_path: P
         _event_line(events[0]) + _event_line(events[1]) + _event_line(events[2], input=[0.5, 0.5])
     )
     with pytest.raises(ProfileError, match="line 3: 2 inputs, where the model's first event has"):
-        read_served_events(mixed, "risk", per_client=40)
+        read_served_events(mixed, "risk", SETTINGS)
     other = tmp_path / "other.jsonl"
     other.write_text("".join(_event_line(e) for e in events))
     with pytest.raises(ProfileError, match=r"no event of model 'credit' \(3 of other models\)"):
-        read_served_events(other, "credit", per_client=40)
+        read_served_events(other, "credit", SETTINGS)
 
 
 def test_a_reference_file_of_several_models_keeps_the_one_asked_for(tmp_path: Path) -> None:
