@@ -110,6 +110,10 @@ class Detector:
                     result.held.extend(e for e in run if id(e) not in refused)
                 self._release(released, result)
             else:
+                if self.reference.holds(model_id):  # another consumer's warm-up stored it first
+                    adopted = Released()
+                    self.reference.adopt(model_id, adopted)
+                    self._release(adopted, result, fitted=False)
                 self._score(context, run, result)
         return result
 
@@ -123,7 +127,9 @@ class Detector:
         """Events held back until their model has a profile."""
         return self.reference.pending()
 
-    def _release(self, released: Released, result: BatchResult) -> None:
+    def _release(self, released: Released, result: BatchResult, fitted: bool = True) -> None:
+        """Score the events ``released`` let go of (``fitted``: the sample the profile was
+        fitted on, as ``_score`` says; not so for a sample adopted into another's profile)."""
         result.rejected.extend(released.rejected)
         result.completed.extend(released.models)
         runs: dict[str, list[Event]] = {}
@@ -132,7 +138,7 @@ class Detector:
         for model_id, run in runs.items():
             context = self._context(model_id)
             assert context is not None
-            self._score(context, run, result, fitted=True)
+            self._score(context, run, result, fitted=fitted)
 
     def _context(self, model_id: str) -> ModelContext | None:
         """The model's scoring context; None while it has no profile, or one that awaits
@@ -140,6 +146,8 @@ class Detector:
         context = self._contexts.get(model_id)
         if context is None:
             profile = self.profiles.get(model_id)
+            if profile is not None and profile.answers == "pending":
+                profile = self.profiles.latest(model_id)  # completed by another consumer since?
             if profile is not None and profile.answers != "pending":
                 context = self._contexts[model_id] = self._new_context(profile)
         return context

@@ -82,6 +82,16 @@ class ReferenceStage:
             return
         out.events.extend(sample)
 
+    def adopt(self, model_id: str, out: Released) -> None:
+        """Release ``model_id``'s sample as it is, to be scored with the profile another
+        consumer of the group stored first (``DatabaseProfileStore``: first writer wins).
+        Without this the sample would wait for events that no longer come here: the model's
+        next events are scored at once, and what this consumer held would never be."""
+        sample = self._samples.pop(model_id, [])
+        self._dims.pop(model_id, None)
+        out.models.append(model_id)
+        out.events.extend(sample)
+
     def flush(self) -> Released:
         """Complete every warm-up now (the end of a replay)."""
         out = Released()
@@ -93,8 +103,9 @@ class ReferenceStage:
         """Events held in all samples."""
         return sum(len(v) for v in self._samples.values())
 
-    def warming_up(self) -> list[str]:
-        return list(self._samples)
+    def holds(self, model_id: str) -> bool:
+        """Whether a sample of ``model_id`` is held."""
+        return model_id in self._samples
 
     def held_clients(self) -> set[str]:
         """Clients with events held in a sample."""

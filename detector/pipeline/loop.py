@@ -60,6 +60,9 @@ class Step(Generic[R]):
     score_seconds: float = 0.0
     refs: dict[int, R] = field(default_factory=dict)
     """The reference of each event handed to the engine, by ``id(event)``."""
+    unreferenced: list[tuple[Event, InvalidEvent]] = field(default_factory=list)
+    """Refused events that no message of this pipeline brought: held events a consumer
+    gave the engine back from a checkpoint, refused once their model's profile came."""
 
 
 class Pipeline(Generic[R]):
@@ -135,7 +138,11 @@ class Pipeline(Generic[R]):
         for event, error in result.rejected:
             ref = out.refs.get(id(event))
             if ref is None:
-                ref = self._held.pop(id(event))[1]
+                held = self._held.pop(id(event), None)
+                if held is None:
+                    out.unreferenced.append((event, error))
+                    continue
+                ref = held[1]
             out.refused.append((ref, error))
         if result.completed and self._held:
             done = set(result.completed)

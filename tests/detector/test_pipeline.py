@@ -24,6 +24,7 @@ from querywatch.detector.adapters.kafka.processor import Record, StreamProcessor
 from querywatch.detector.adapters.sinks import stored_sinks
 from querywatch.detector.config import StreamSettings
 from querywatch.detector.engine.events import Event, RequestIdFilter, parse_event
+from querywatch.detector.engine.profiles import build_profile
 from querywatch.detector.engine.reference import unpack_events
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.pipeline.loop import Message, Pipeline
@@ -92,6 +93,24 @@ def test_end_of_stream_refuses_a_warm_up_that_cannot_build_with_the_messages_ref
     assert [e.request_id for e in held.result.held] == ["n1"] and held.refused == []
     end = pipeline.finish()
     assert [(ref, e.reason) for ref, e in end.refused] == [(7, "no_profile")]
+
+
+def test_held_events_taken_back_from_a_checkpoint_and_then_refused_are_reported_not_lost() -> None:
+    """A consumer gives the engine back its partition's held events outside any step: no
+    message of the pipeline brought them. Adopted into a profile of another width that
+    another consumer stored, they are refused, and the step says which, with why."""
+    engine = _profiled_engine()
+    taken_back = [parse_event(_line(f"n{i}", "c", [0.1, 0.2], model="new")) for i in range(3)]
+    assert len(engine.process_batch(taken_back).held) == 3
+    other_width = build_profile(_benign(np.random.default_rng(1), 3000), model_id="new", settings=SETTINGS)
+    engine.profiles.put(other_width)
+    pipeline: Pipeline[int] = Pipeline(engine, is_new=lambda e, r: True)
+    step = pipeline.step([Message(_line("n9", "d", [0.5] * DIM, model="new"), "s", 9)])
+    assert step.refused == [] and engine.pending_warmup() == 0
+    assert [(e.request_id, error.reason) for e, error in step.unreferenced] == [
+        (f"n{i}", "wrong_dimension") for i in range(3)
+    ]
+    assert [o.update.client_id for o in step.result.outcomes] == ["d"]
 
 
 class _Outputs:

@@ -6,6 +6,8 @@ import msgpack
 import numpy as np
 import pytest
 
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.profiles import MemoryProfileStore
 from querywatch.detector.engine.reference import pack_events, unpack_events
 from tests.detector.test_engine import DIM, SETTINGS, _benign, _events, _profiled_engine
 
@@ -32,6 +34,25 @@ def test_the_warm_up_completes_at_warmup_events_and_then_scores_what_it_held() -
     assert second.completed == ["new"] and engine.pending_warmup() == 0
     assert len(second.outcomes) == len(events)
     assert engine.profiles.get("new") is not None
+
+
+def test_a_warm_up_another_consumer_finished_first_is_adopted_with_what_was_held() -> None:
+    """Two consumers of a group each hold the model's events of their own partitions; the
+    first to fill its sample stores the profile. The other scores its next events with it,
+    and the events it held before them first, in order: its sample would never fill now."""
+    rng = np.random.default_rng(11)
+    store = MemoryProfileStore()
+    first, other = Detector(SETTINGS, store), Detector(SETTINGS, store)
+    mine = [e for c in range(10) for e in _events(f"b{c}", _benign(rng, 12), t0=c, model="new")]
+    theirs = [e for c in range(20) for e in _events(f"a{c}", _benign(rng, 25), t0=c, model="new")]
+    assert len(other.process_batch(mine[:60]).held) == 60
+    assert first.process_batch(theirs).completed == ["new"]
+
+    result = other.process_batch(mine[60:])
+    assert result.completed == ["new"] and other.pending_warmup() == 0
+    assert [o.update.client_id for o in result.outcomes] == [e.client_id for e in mine]
+    assert other.profile_in_use("new") is first.profile_in_use("new")
+    assert {c: s.queries for c, s in other._clients.items()} == {f"b{c}": 12 for c in range(10)}
 
 
 def test_held_events_round_trip_as_plain_data() -> None:

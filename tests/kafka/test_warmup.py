@@ -5,16 +5,20 @@ trusted profile awaiting live answers is held and completed the same way."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from kafka.partitioner.default import murmur2
 from sqlalchemy import select
 
 from querywatch.detector.adapters.db.checkpoints import load_partition
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
 from querywatch.detector.adapters.db.tables import ModelProfileRow
+from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.partitions import held_events_key
+from querywatch.detector.adapters.kafka.producer import client_key
 from querywatch.detector.config import DetectionSettings, KafkaSettings, Settings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
@@ -23,14 +27,18 @@ from querywatch.detector.pipeline.replay import replay
 from querywatch.detector.simulate.victim import MODEL_ID, load_victim
 from querywatch.models.profile import ReferenceProfile
 from tests.kafka.harness import (
+    ThreadedConsumer,
     consume_everything,
     consumer_settings,
     end_offsets,
     migrated_database,
     produce,
     replay_expectation,
+    stored,
     trace_lines,
     trace_truth,
+    wait_for,
+    wait_until_stored,
 )
 
 pytestmark = pytest.mark.kafka
@@ -141,3 +149,50 @@ def test_a_trusted_profile_awaiting_live_answers_is_completed_once_in_the_databa
     database.dispose()
     assert [(version, p.answers) for version, p in stored] == [(1, "pending"), (2, "live")]
     assert stored[1][1].ood_threshold == pending.ood_threshold and stored[1][1].margin_threshold > 0
+
+
+def test_two_consumers_warming_up_one_model_score_every_event_once(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """No profile: each consumer of the group holds the model's events of its own
+    partitions. The one whose sample fills first stores the profile for the group; the other
+    scores what it held with that profile at its next events, since its own sample would
+    never fill now (those events are scored at once). No event stays held, none is doubled."""
+    detection = DetectionSettings(warmup_events=800, max_event_bytes=4096)
+    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    lines = trace_lines()
+    ensure_topics(kafka_settings)
+    first = ThreadedConsumer(settings).start()
+    second: ThreadedConsumer | None = None
+    database = make_engine(settings.database)
+    try:
+        wait_for(lambda: first.app.owned_partitions() == [0, 1, 2, 3], "the first consumer owning everything")
+        second = ThreadedConsumer(settings).start()
+        wait_for(
+            lambda: (
+                len(second.app.owned_partitions()) == 2
+                and sorted(first.app.owned_partitions() + second.app.owned_partitions()) == [0, 1, 2, 3]
+            ),
+            "the partitions split between two consumers",
+        )
+        seconds = set(second.app.owned_partitions())
+        partition = {line: (murmur2(client_key(line)) & 0x7FFFFFFF) % 4 for line in lines}
+        theirs = [line for line in lines if partition[line] in seconds]
+        mine = [line for line in lines if partition[line] not in seconds]
+        assert len(theirs) > 300 and len(mine) > detection.warmup_events
+        produce(kafka_settings, theirs[:300])  # the second holds these: fewer than a sample
+        wait_until_stored(database, kafka_settings)
+        produce(kafka_settings, mine)  # the first fills its sample and stores the profile
+        wait_until_stored(database, kafka_settings)
+        assert DatabaseProfileStore(make_sessionmaker(database)).latest(MODEL_ID) is not None
+        produce(kafka_settings, theirs[300:])  # the second's next events: it adopts that profile
+        wait_until_stored(database, kafka_settings)
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+    result = stored(database)
+    database.dispose()
+    sent = Counter(json.loads(line)["client_id"] for line in lines)
+    assert result.clients == dict(sent)
+    assert _held(settings) == {}

@@ -4,6 +4,7 @@ consumer of the group, and the newest resumed after a restart (SQLite and Postgr
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,6 +15,7 @@ from querywatch.detector.adapters.db.tables import ModelProfileRow
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.profiles import build_profile
 from querywatch.models.profile import ReferenceProfile
 
 DIM = 16
@@ -77,6 +79,37 @@ def test_a_refresh_is_a_new_version_that_the_group_adopts_and_a_restart_resumes(
         (summary,) = model_summaries(session=session)
     assert summary.versions == [1, 2] and summary.origin == "warmup"
     assert summary.refreshed_at == refreshed.refreshed_at and "drift" in (summary.refresh_reason or "")
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["warm-up", "trusted awaiting answers"])
+def test_a_consumer_still_warming_up_adopts_the_profile_another_stored_first(
+    sessions: sessionmaker[Session], trusted: bool
+) -> None:
+    """Two consumers each hold the model's events of their partitions. The first to fill
+    its sample stores the profile (a warm-up's, or the trusted file's completed with live
+    answers); the other scores what it held with that one at its next events, instead of
+    holding them until a sample of its own fills (never, for a warm-up: its next events are
+    scored at once)."""
+    rng = np.random.default_rng(6)
+    if trusted:
+        X = CENTRES[rng.integers(0, 5, 1500)] + rng.normal(0, 0.03, size=(1500, DIM))
+        pending = build_profile(X, model_id="m", settings=SETTINGS, live_answers=True)
+        DatabaseProfileStore(sessions).put(pending)
+    first = Detector(SETTINGS, DatabaseProfileStore(sessions))
+    other = Detector(SETTINGS, DatabaseProfileStore(sessions))
+    held = _traffic(rng, range(60, 80), 10, 0.0, 0.0)
+    assert len(other.process_batch(held).held) == len(held)
+    assert first.process_batch(_traffic(rng, range(60), 20, 0.0, 0.0)).completed == ["m"]
+    stored = DatabaseProfileStore(sessions).latest("m")
+    assert stored is not None and stored.answers != "pending"
+
+    later = _traffic(rng, range(60, 80), 5, 0.0, 1_000.0)
+    result = other.process_batch(later)
+    assert result.completed == ["m"] and other.pending_warmup() == 0
+    scored = [(o.update.client_id, o.update.ts) for o in result.outcomes]
+    assert scored == [(e.client_id, e.ts) for e in held + later]
+    assert other.profile_in_use("m").version == stored.version
+    assert _versions(sessions) == ([1, 2] if trusted else [1])
 
 
 def test_a_refreshed_profile_round_trips_with_its_revision(sessions: sessionmaker[Session]) -> None:

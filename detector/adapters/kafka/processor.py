@@ -263,6 +263,8 @@ class StreamProcessor(OwnedPartitions):
             return
         for (work, record), error in step.refused:
             self._reject(work, record, error)
+        for event, error in step.unreferenced:  # as ``_resume_held`` does: no record at hand
+            log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
         if not step.events:
             return
         # Per event, averaged over the batch: timing each event would itself cost microseconds.
