@@ -242,6 +242,18 @@ class ThreadedConsumer:
             raise self.error
 
 
+def wait_for_split(first: ThreadedConsumer, second: ThreadedConsumer) -> None:
+    """Until the group's four partitions are split two and two between ``first`` and ``second``.
+    Each member hears of its new assignment in its own poll: the split is done once both have."""
+    wait_for(
+        lambda: (
+            len(second.app.owned_partitions()) == 2
+            and sorted(first.app.owned_partitions() + second.app.owned_partitions()) == [0, 1, 2, 3]
+        ),
+        "the partitions split between two consumers",
+    )
+
+
 def consume_everything(settings: Settings) -> Stored:
     """Run one consumer until every produced message is checkpointed; what it stored."""
     consumer = ThreadedConsumer(settings).start()

@@ -24,6 +24,7 @@ from tests.kafka.harness import (
     stored_offsets,
     trace_lines,
     wait_for,
+    wait_for_split,
     wait_until_stored,
 )
 from tests.ports import free_port
@@ -122,14 +123,7 @@ def test_two_consumers_split_the_partitions_and_one_takes_over_from_the_other(
         wait_for(lambda: first.app.owned_partitions() == [0, 1, 2, 3], "the first consumer owning everything")
         wait_until_stored(database, kafka_settings)
         second = ThreadedConsumer(settings).start()
-        # Each member hears of its new assignment in its own poll: the split is done once both have.
-        wait_for(
-            lambda: (
-                len(second.app.owned_partitions()) == 2
-                and sorted(first.app.owned_partitions() + second.app.owned_partitions()) == [0, 1, 2, 3]
-            ),
-            "the partitions split between two consumers",
-        )
+        wait_for_split(first, second)
         produce(kafka_settings, thirds[1])
         wait_until_stored(database, kafka_settings)
         second.close()

@@ -38,6 +38,7 @@ from tests.kafka.harness import (
     trace_lines,
     trace_truth,
     wait_for,
+    wait_for_split,
     wait_until_stored,
 )
 
@@ -168,13 +169,7 @@ def test_two_consumers_warming_up_one_model_score_every_event_once(
     try:
         wait_for(lambda: first.app.owned_partitions() == [0, 1, 2, 3], "the first consumer owning everything")
         second = ThreadedConsumer(settings).start()
-        wait_for(
-            lambda: (
-                len(second.app.owned_partitions()) == 2
-                and sorted(first.app.owned_partitions() + second.app.owned_partitions()) == [0, 1, 2, 3]
-            ),
-            "the partitions split between two consumers",
-        )
+        wait_for_split(first, second)
         seconds = set(second.app.owned_partitions())
         partition = {line: (murmur2(client_key(line)) & 0x7FFFFFFF) % 4 for line in lines}
         halves = (
