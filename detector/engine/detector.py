@@ -110,10 +110,13 @@ class Detector:
                     result.held.extend(e for e in run if id(e) not in refused)
                 self._release(released, result)
             else:
-                if self.reference.holds(model_id):  # another consumer's warm-up stored it first
-                    adopted = Released()
-                    self.reference.adopt(model_id, adopted)
-                    self._release(adopted, result, fitted=False)
+                if self.reference.holds(model_id):
+                    # Another consumer's warm-up stored the profile first: what this one held
+                    # would wait for a sample that no longer grows (its model's events are
+                    # scored now), so it is scored first, with that profile.
+                    released = Released()
+                    self.reference.complete(model_id, released)
+                    self._release(released, result)
                 self._score(context, run, result)
         return result
 
@@ -127,9 +130,7 @@ class Detector:
         """Events held back until their model has a profile."""
         return self.reference.pending()
 
-    def _release(self, released: Released, result: BatchResult, fitted: bool = True) -> None:
-        """Score the events ``released`` let go of (``fitted``: the sample the profile was
-        fitted on, as ``_score`` says; not so for a sample adopted into another's profile)."""
+    def _release(self, released: Released, result: BatchResult) -> None:
         result.rejected.extend(released.rejected)
         result.completed.extend(released.models)
         runs: dict[str, list[Event]] = {}
@@ -138,7 +139,7 @@ class Detector:
         for model_id, run in runs.items():
             context = self._context(model_id)
             assert context is not None
-            self._score(context, run, result, fitted=fitted)
+            self._score(context, run, result, fitted=True)
 
     def _context(self, model_id: str) -> ModelContext | None:
         """The model's scoring context; None while it has no profile, or one that awaits

@@ -64,7 +64,10 @@ class ReferenceStage:
             self.complete(model_id, out)
 
     def complete(self, model_id: str, out: Released) -> None:
-        """Build ``model_id``'s profile from its sample, whatever its size, and release it."""
+        """Build ``model_id``'s profile from its sample, whatever its size, and release it;
+        where a usable profile is stored already (another consumer of the group stored one
+        first: ``DatabaseProfileStore``, first writer wins), release the sample to be scored
+        with that one."""
         sample = self._samples.pop(model_id, [])
         self._dims.pop(model_id, None)
         out.models.append(model_id)
@@ -80,16 +83,6 @@ class ReferenceStage:
             error = InvalidEvent("no_profile", str(exc))
             out.rejected.extend((event, error) for event in sample)
             return
-        out.events.extend(sample)
-
-    def adopt(self, model_id: str, out: Released) -> None:
-        """Release ``model_id``'s sample as it is, to be scored with the profile another
-        consumer of the group stored first (``DatabaseProfileStore``: first writer wins).
-        Without this the sample would wait for events that no longer come here: the model's
-        next events are scored at once, and what this consumer held would never be."""
-        sample = self._samples.pop(model_id, [])
-        self._dims.pop(model_id, None)
-        out.models.append(model_id)
         out.events.extend(sample)
 
     def flush(self) -> Released:
