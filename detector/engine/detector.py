@@ -111,14 +111,28 @@ class Detector:
                 self._release(released, result)
             else:
                 if self.reference.holds(model_id):
-                    # Another consumer's warm-up stored the profile first: what this one held
-                    # would wait for a sample that no longer grows (its model's events are
-                    # scored now), so it is scored first, with that profile.
-                    released = Released()
-                    self.reference.complete(model_id, released)
-                    self._release(released, result)
+                    self._adopt(model_id, result)
                 self._score(context, run, result)
         return result
+
+    def adopt_stored(self) -> BatchResult:
+        """Score what is held for models whose profile another consumer stored since.
+
+        A consumer adopts such a profile at its next event of the model (``process_batch``);
+        this is for one whose clients of the model fell silent, which would otherwise hold
+        their events until a restart. The stream processor calls it now and then."""
+        result = BatchResult()
+        for model_id in self.reference.held_models():
+            if self._context(model_id) is not None:
+                self._adopt(model_id, result)
+        return result
+
+    def _adopt(self, model_id: str, result: BatchResult) -> None:
+        """Another consumer's warm-up stored ``model_id``'s profile first: what this one held
+        would wait for a sample that no longer grows, so it is scored now, with that profile."""
+        released = Released()
+        self.reference.complete(model_id, released)
+        self._release(released, result)
 
     def flush_warmup(self) -> BatchResult:
         """Build profiles from whatever warm-up events are held (end of a replay) and process them."""
@@ -353,9 +367,11 @@ class Detector:
             self.reference.drop_clients((client_id,))
 
     def evict_idle(self, now_ts: float) -> list[str]:
-        """Forget clients with no event for ``idle_evict_seconds`` of event time."""
+        """Forget clients with no event for ``idle_evict_seconds`` of event time. One with an
+        event held for a warm-up stays: that event is scored on its state once released."""
         horizon = now_ts - self.settings.idle_evict_seconds
-        idle = [c for c, per in self._clients.items() if _latest(per) < horizon]
+        held = self.reference.held_clients() if self.reference.pending() else set()
+        idle = [c for c, per in self._clients.items() if _latest(per) < horizon and c not in held]
         self.release(idle)
         return idle
 

@@ -100,6 +100,10 @@ class ReferenceStage:
         """Whether a sample of ``model_id`` is held."""
         return model_id in self._samples
 
+    def held_models(self) -> list[str]:
+        """Models of which a sample is held."""
+        return list(self._samples)
+
     def held_clients(self) -> set[str]:
         """Clients with events held in a sample."""
         return {e.client_id for sample in self._samples.values() for e in sample}

@@ -131,6 +131,13 @@ class Pipeline(Generic[R]):
         self._settle(out)
         return out
 
+    def adopt_stored(self) -> Step[R]:
+        """Score the held events of models whose profile another consumer stored since
+        (``Detector.adopt_stored``; refusals carry their messages' references)."""
+        out: Step[R] = Step(result=self.engine.adopt_stored())
+        self._settle(out)
+        return out
+
     def _settle(self, out: Step[R]) -> None:
         result = out.result
         for event in result.held:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,13 @@ class _Outputs:
         assert not summaries  # this engine emits none
 
 
-def _processor(sessions: sessionmaker[Session], outputs: _Outputs, *, lazy: bool = True) -> StreamProcessor:
+def _processor(
+    sessions: sessionmaker[Session],
+    outputs: _Outputs,
+    *,
+    lazy: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> StreamProcessor:
     """A consumer's processor of group "g" over ``sessions``, writing to ``outputs``; ``lazy``:
     clients' states are loaded on their next event (a resident cap), else with their partition."""
     engine = _profiled_engine()
@@ -153,6 +160,7 @@ def _processor(sessions: sessionmaker[Session], outputs: _Outputs, *, lazy: bool
         checkpoint_every_events=10,
         checkpoint_every_seconds=60.0,
         max_event_bytes=4096,
+        clock=clock,
     )
 
 
@@ -203,6 +211,44 @@ def test_partitions_due_together_commit_together_but_a_refused_one_does_not_hold
     assert processor.seeks[("t", 0)] == 7  # reloaded from the other consumer's checkpoint
     with transaction(sessions) as session:
         assert load_partition(session=session, group_id="g", topic="t", partition=1).next_offset == 10
+
+
+def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_its_profile(
+    tmp_path: Path,
+) -> None:
+    """A consumer took over a partition whose checkpoint holds a warm-up's events; the model's
+    clients there fell silent and another consumer stored its profile. Within
+    ``checkpoint_every_seconds`` the held events are scored and checkpointed, no new record
+    of the partition needed."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    held = [
+        _line(f"n{i}", "b", x, model="new", ts=float(i))
+        for i, x in enumerate(_benign(np.random.default_rng(3), 6))
+    ]
+    earlier = _processor(sessions, _Outputs())
+    earlier.assign([("t", 0)])
+    earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(held))
+    earlier.checkpoint()
+
+    now = [0.0]
+    outputs = _Outputs()
+    later = _processor(sessions, outputs, clock=lambda: now[0])
+    later.assign([("t", 0)])
+    assert later.engine.pending_warmup() == 6
+    later.engine.profiles.put(
+        build_profile(_benign(np.random.default_rng(4), 3000), model_id="new", settings=SETTINGS)
+    )
+    now[0] = 59.0
+    later.process([])
+    assert later.engine.pending_warmup() == 6  # looked for at most every checkpoint_every_seconds
+    now[0] = 61.0
+    later.process([])
+    assert later.engine.pending_warmup() == 0
+    assert later.checkpoint() == {("t", 0): 6}
+    assert [o.update.client_id for o in outputs.outcomes] == ["b"] * 6
+    with transaction(sessions) as session:
+        stored = load_partition(session=session, group_id="g", topic="t", partition=0)
+    assert set(stored.client_states) == {"b"} and stored.next_offset == 6
 
 
 def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(

@@ -55,6 +55,35 @@ def test_a_warm_up_another_consumer_finished_first_is_adopted_with_what_was_held
     assert {c: s.queries for c, s in other._clients.items()} == {f"b{c}": 12 for c in range(10)}
 
 
+def test_a_warm_up_another_consumer_finished_first_is_adopted_even_if_its_clients_fell_silent() -> None:
+    """No further event of the model comes to the consumer that held some: asked now and
+    then, it scores what it held with the profile the other stored, and holds nothing more."""
+    rng = np.random.default_rng(12)
+    store = MemoryProfileStore()
+    first, other = Detector(SETTINGS, store), Detector(SETTINGS, store)
+    mine = [e for c in range(5) for e in _events(f"b{c}", _benign(rng, 12), t0=c, model="new")]
+    assert len(other.process_batch(mine).held) == 60
+    assert other.adopt_stored().outcomes == [] and other.pending_warmup() == 60  # nothing stored yet
+    theirs = [e for c in range(20) for e in _events(f"a{c}", _benign(rng, 25), t0=c, model="new")]
+    assert first.process_batch(theirs).completed == ["new"]
+
+    result = other.adopt_stored()
+    assert result.completed == ["new"] and other.pending_warmup() == 0
+    assert [o.update.client_id for o in result.outcomes] == [e.client_id for e in mine]
+    assert other.adopt_stored().outcomes == []
+
+
+def test_a_client_with_an_event_held_is_not_evicted_as_idle() -> None:
+    """A model of little traffic may take longer to warm up than ``idle_evict_seconds``:
+    a client whose only recent event is held keeps its state for when that event is scored."""
+    rng = np.random.default_rng(13)
+    engine = _profiled_engine()
+    engine.process_batch([*_events("a", _benign(rng, 5)), *_events("b", _benign(rng, 5))])
+    assert len(engine.process_batch(_events("b", _benign(rng, 2), t0=10.0, model="new")).held) == 2
+    assert engine.evict_idle(10.0 + SETTINGS.idle_evict_seconds) == ["a"]
+    assert engine.client_ids() == ["b"]
+
+
 def test_held_events_round_trip_as_plain_data() -> None:
     rng = np.random.default_rng(10)
     events = _events("c", rng.normal(size=(5, DIM)))

@@ -68,7 +68,7 @@ from querywatch.detector.metrics import (
     EVENTS_PROCESSED,
     LAST_CHECKPOINT,
 )
-from querywatch.detector.pipeline.loop import Message, Pipeline
+from querywatch.detector.pipeline.loop import Message, Pipeline, Step
 from querywatch.detector.pipeline.sinks import Sinks
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,8 @@ class StreamProcessor(OwnedPartitions):
         self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
         #: Partitions where an alert opened since their last checkpoint: checkpointed at once.
         self._urgent: set[TopicPartitionKey] = set()
+        #: When ``_adopt_stored`` looks next for profiles other consumers stored (clock time).
+        self._adopt_after = clock() + checkpoint_every_seconds
 
     # -- partition ownership (``OwnedPartitions``: assign, load_unloaded, revoke, lose) -------
 
@@ -214,7 +216,11 @@ class StreamProcessor(OwnedPartitions):
         self.assign([work.key])
 
     def _resume_held(self, work: PartitionWork, events: list[Event]) -> None:
-        """Give the engine back the held events a partition's checkpoint stored."""
+        """Give the engine back the held events a partition's checkpoint stored. What they
+        give (now, or once their profile comes) is checkpointed at the stored offset until the
+        partition's next record."""
+        if work.next_offset is None:
+            work.next_offset = work.stored_offset
         for event in events:
             self._owner[event.client_id] = work
             work.recent_requests(event.client_id)
@@ -234,6 +240,7 @@ class StreamProcessor(OwnedPartitions):
         Scoring the batch at once lets the engine vectorize the work shared by its events;
         each client's events keep their order (one client, one partition).
         """
+        self._adopt_stored()
         messages: list[Message[tuple[PartitionWork, Record]]] = []
         append = messages.append
         key, work = None, None  # the partition of the record before: a poll groups them
@@ -261,10 +268,7 @@ class StreamProcessor(OwnedPartitions):
                 self.unloaded.add(key)
             log.warning("cannot restore spilled clients yet (retried): %s", type(exc).__name__)
             return
-        for (work, record), error in step.refused:
-            self._reject(work, record, error)
-        for event, error in step.unreferenced:  # as ``_resume_held`` does: no record at hand
-            log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
+        self._refuse(step)
         if not step.events:
             return
         # Per event, averaged over the batch: timing each event would itself cost microseconds.
@@ -274,6 +278,29 @@ class StreamProcessor(OwnedPartitions):
             work = step.refs[id(event)][0]
             work.held.append(event)
             work.held_changed = True
+        self._route(step.result)
+
+    def _refuse(self, step: Step[tuple[PartitionWork, Record]]) -> None:
+        """Dead-letter the records ``step`` refused; log the refused events no record brought."""
+        for (work, record), error in step.refused:
+            self._reject(work, record, error)
+        for event, error in step.unreferenced:  # as ``_resume_held`` does: no record at hand
+            log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
+
+    def _adopt_stored(self) -> None:
+        """While events are held, every ``checkpoint_every_seconds``: score those of models
+        whose profile another consumer of the group stored since (``Detector.adopt_stored``),
+        whether or not another event of the model comes here."""
+        now = self._clock()
+        if now < self._adopt_after or not self.engine.pending_warmup():
+            return
+        self._adopt_after = now + self._every_seconds
+        try:
+            step = self.pipeline.adopt_stored()
+        except RETRYABLE as exc:  # the profile store is out: the next turn looks again
+            log.warning("cannot look for profiles stored by other consumers yet: %s", type(exc).__name__)
+            return
+        self._refuse(step)
         self._route(step.result)
 
     def _is_new(self, event: Event, source: tuple[PartitionWork, Record]) -> bool:
