@@ -137,6 +137,12 @@ CLIENTS_TRACKED = Gauge(
     "Clients whose state the engine currently keeps in memory.",
     registry=REGISTRY,
 )
+WARMUP_EVENTS_HELD = Gauge(
+    "querywatch_warmup_events_held",
+    "Events this consumer holds until their model has a profile (a model warming up); they are "
+    "scored once it has one.",
+    registry=REGISTRY,
+)
 API_REQUEST_SECONDS = Histogram(
     "querywatch_api_request_seconds",
     "HTTP API latency by method, route template and status code.",

@@ -28,6 +28,7 @@ from querywatch.detector.engine.events import Event, RequestIdFilter, parse_even
 from querywatch.detector.engine.profiles import build_profile
 from querywatch.detector.engine.reference import unpack_events
 from querywatch.detector.errors import ConfigError
+from querywatch.detector.metrics import REGISTRY
 from querywatch.detector.pipeline.loop import Message, Pipeline
 from querywatch.detector.pipeline.replay import _Dedup, replay
 from querywatch.detector.pipeline.sinks import Sinks
@@ -213,6 +214,10 @@ def test_partitions_due_together_commit_together_but_a_refused_one_does_not_hold
         assert load_partition(session=session, group_id="g", topic="t", partition=1).next_offset == 10
 
 
+def _held_gauge() -> float | None:
+    return REGISTRY.get_sample_value("querywatch_warmup_events_held")
+
+
 def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_its_profile(
     tmp_path: Path,
 ) -> None:
@@ -234,7 +239,7 @@ def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_i
     outputs = _Outputs()
     later = _processor(sessions, outputs, clock=lambda: now[0])
     later.assign([("t", 0)])
-    assert later.engine.pending_warmup() == 6
+    assert later.engine.pending_warmup() == 6 == _held_gauge()
     later.engine.profiles.put(
         build_profile(_benign(np.random.default_rng(4), 3000), model_id="new", settings=SETTINGS)
     )
@@ -243,7 +248,7 @@ def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_i
     assert later.engine.pending_warmup() == 6  # looked for at most every checkpoint_every_seconds
     now[0] = 61.0
     later.process([])
-    assert later.engine.pending_warmup() == 0
+    assert later.engine.pending_warmup() == 0 == _held_gauge()
     assert later.checkpoint() == {("t", 0): 6}
     assert [o.update.client_id for o in outputs.outcomes] == ["b"] * 6
     with transaction(sessions) as session:

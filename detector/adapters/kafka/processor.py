@@ -67,6 +67,7 @@ from querywatch.detector.metrics import (
     EVENT_PROCESSING_SECONDS,
     EVENTS_PROCESSED,
     LAST_CHECKPOINT,
+    WARMUP_EVENTS_HELD,
 )
 from querywatch.detector.pipeline.loop import Message, Pipeline, Step
 from querywatch.detector.pipeline.sinks import Sinks
@@ -209,6 +210,7 @@ class StreamProcessor(OwnedPartitions):
         self.seeks.pop(work.key, None)
         self.guard.forget(work.key)
         CLIENTS_TRACKED.set(len(self._owner))
+        WARMUP_EVENTS_HELD.set(self.engine.pending_warmup())
 
     def _rewind(self, work: PartitionWork) -> None:
         """Drop what is in memory for ``work`` and reload it from its stored checkpoint."""
@@ -365,7 +367,8 @@ class StreamProcessor(OwnedPartitions):
 
     def _route(self, result: BatchResult) -> None:
         """Outcomes and summaries to their clients' partitions (summaries to the in-process
-        campaign stage when there is one); held events of completed warm-ups let go."""
+        campaign stage when there is one); held events of completed warm-ups let go, and
+        the count of those still held published (a model that stays warming up shows)."""
         for outcome in result.outcomes:  # after a warm-up, also outcomes of earlier batches
             client_id = outcome.update.client_id
             owner = self._owner[client_id]
@@ -385,6 +388,7 @@ class StreamProcessor(OwnedPartitions):
                     kept = [e for e in work.held if e.model_id not in done]
                     if len(kept) != len(work.held):
                         work.held, work.held_changed = kept, True
+        WARMUP_EVENTS_HELD.set(self.engine.pending_warmup())
 
     def _reject(self, work: PartitionWork, record: Record, error: InvalidEvent) -> None:
         raw = b"" if record.value is None else record.value
