@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,78 @@ def check_profiles(settings: Settings) -> Check:
     return Check("profiles", True, f"{folder}: {count} profile(s)")
 
 
+def check_groups(settings: Settings) -> Check:
+    """Client states of one consumer group only: states are keyed by client, so two groups
+    on one database would overwrite each other's (README, *Settings*: one group per database)."""
+    from querywatch.detector.adapters.db.checkpoints import groups_with_states
+    from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+
+    engine = make_engine(settings.database)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            groups = groups_with_states(session=session)
+    finally:
+        engine.dispose()
+    group = settings.kafka.group_id
+    others = sorted(g for g in groups if g != group)
+    if others:
+        listed = ", ".join(f"{g!r} ({groups[g]:,} stored)" for g in others)
+        return Check(
+            "groups",
+            False,
+            f"client states of other consumer groups than {group!r}: {listed}; the same client "
+            "in two groups overwrites its state",
+            "one group per database: give the other group its own database, or, if it is a former "
+            "QUERYWATCH_KAFKA__GROUP_ID, delete its rows (DELETE FROM client_states WHERE group_id = '...')",
+        )
+    return Check("groups", True, f"{groups.get(group, 0):,} client states, all of group {group!r}")
+
+
+def check_warmup(settings: Settings) -> Check:
+    """Models whose events the group's consumers hold until they have a profile: a model of
+    little traffic fills its warm-up slowly, and nothing of it is scored until then."""
+    from querywatch.detector.adapters.db.checkpoints import load_states_keyed
+    from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+    from querywatch.detector.adapters.kafka.partitions import HELD_EVENTS_PREFIX, LEGACY_HELD_EVENTS_KEY
+    from querywatch.detector.engine.reference import unpack_events
+
+    engine = make_engine(settings.database)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            rows = load_states_keyed(
+                session=session,
+                group_id=settings.kafka.group_id,
+                prefixes=[HELD_EVENTS_PREFIX, LEGACY_HELD_EVENTS_KEY],
+            )
+    finally:
+        engine.dispose()
+    events: Counter[str] = Counter()
+    partitions: dict[str, list[int]] = {}
+    for partition, blob in rows:
+        per_model = Counter(e.model_id for e in unpack_events(blob))
+        events.update(per_model)
+        for model_id in per_model:
+            partitions.setdefault(model_id, []).append(partition)
+    if not events:
+        return Check("warm-up", True, "no model warming up")
+    target = settings.detection.warmup_events
+    models = "; ".join(
+        f"{model_id!r}: {events[model_id]:,} events held (partitions "
+        f"{', '.join(map(str, sorted(partitions[model_id])))})"
+        for model_id in sorted(events)
+    )
+    return Check(
+        "warm-up",
+        True,
+        f"{models} (a consumer builds a model's profile at {target:,} of its own; until then nothing of "
+        "the model is scored)",
+    )
+
+
 def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
     checks = [check_database(settings), check_kafka(settings, args.timeout), check_profiles(settings)]
+    if checks[0].ok:  # what the database holds, once it is reachable and migrated
+        checks += [check_groups(settings), check_warmup(settings)]
     healthy = all(c.ok for c in checks)
     if args.json:
         print_json("doctor", {"ok": healthy, "checks": [asdict(c) for c in checks]})

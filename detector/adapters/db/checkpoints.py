@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.inserts import InsertIfAbsent
@@ -118,6 +118,26 @@ def load_client_states(*, session: Session, group_id: str, client_ids: Sequence[
         )
         states.update((client_id, bytes(state)) for client_id, state in rows)
     return states
+
+
+def groups_with_states(*, session: Session) -> dict[str, int]:
+    """Consumer groups whose client states this database holds, with how many each."""
+    query = select(ClientStateRow.group_id, func.count()).group_by(ClientStateRow.group_id)
+    return {group: int(count) for group, count in session.execute(query)}
+
+
+def load_states_keyed(*, session: Session, group_id: str, prefixes: Sequence[str]) -> list[tuple[int, bytes]]:
+    """(partition, state) of the group's stored states whose key starts with one of
+    ``prefixes`` (the held events of warm-ups, which are keyed by partition)."""
+    if session.get_bind().dialect.name == "postgresql":  # its text holds no NUL: no stored key has one
+        prefixes = [prefix for prefix in prefixes if "\x00" not in prefix]
+    if not prefixes:
+        return []
+    query = select(ClientStateRow.partition, ClientStateRow.state).where(
+        ClientStateRow.group_id == group_id,
+        or_(*(ClientStateRow.client_id.startswith(prefix, autoescape=True) for prefix in prefixes)),
+    )
+    return [(int(partition), bytes(state)) for partition, state in session.execute(query)]
 
 
 def save_checkpoint(

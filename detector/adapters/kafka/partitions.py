@@ -28,6 +28,10 @@ from querywatch.detector.errors import QuerywatchError
 LEGACY_HELD_EVENTS_KEY = "\x00held"
 
 
+#: Prefix of every partition's key of held events (``held_events_key``).
+HELD_EVENTS_PREFIX = "\x01held "
+
+
 def held_events_key(partition: int) -> str:
     """Key of ``partition``'s held warm-up events among its stored client states: a control
     character (refused in client ids, so no client can have it; not NUL) and the partition.
@@ -35,7 +39,7 @@ def held_events_key(partition: int) -> str:
     >>> ord(held_events_key(3)[0]), held_events_key(3)[1:]
     (1, 'held 3')
     """
-    return f"\x01held {partition}"
+    return f"{HELD_EVENTS_PREFIX}{partition}"
 
 
 #: A partition of a topic: (topic, partition).

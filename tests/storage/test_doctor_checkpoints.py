@@ -1,0 +1,64 @@
+"""`querywatch doctor` on what the database holds: models warming up (their held events) and
+client states of another consumer group, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from querywatch.detector.adapters.db.checkpoints import save_checkpoint
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.kafka.partitions import held_events_key
+from querywatch.detector.cli.config import check_groups, check_warmup
+from querywatch.detector.config import KafkaSettings
+from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.reference import pack_events
+from tests.storage.databases import KINDS, migrated_database
+
+
+def _events(model_id: str, n: int, client: str = "c") -> list[Event]:
+    return [Event(f"{model_id}-{i}", float(i), client, model_id, np.zeros(3), None, None) for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_doctor_counts_held_warm_up_events_and_names_another_groups_states(kind: str, tmp_path: Path) -> None:
+    with migrated_database(kind, tmp_path) as settings:
+        settings = settings.model_copy(update={"kafka": KafkaSettings(group_id="g")})
+        assert check_warmup(settings).detail == "no model warming up"
+        assert check_groups(settings).ok
+
+        database = make_engine(settings.database)
+        held = {0: [*_events("new", 5), *_events("rare", 2)], 3: _events("new", 4, client="d")}
+        with transaction(make_sessionmaker(database)) as session:
+            for partition, events in held.items():
+                save_checkpoint(
+                    session=session,
+                    group_id="g",
+                    topic="t",
+                    partition=partition,
+                    expected_offset=None,
+                    next_offset=10,
+                    client_states={held_events_key(partition): pack_events(events), f"a{partition}": b"x"},
+                )
+        warmup = check_warmup(settings)
+        assert warmup.ok and warmup.detail.startswith(
+            "'new': 9 events held (partitions 0, 3); 'rare': 2 events held (partitions 0)"
+        )
+        assert check_groups(settings).detail == "4 client states, all of group 'g'"
+
+        with transaction(make_sessionmaker(database)) as session:
+            save_checkpoint(
+                session=session,
+                group_id="former",
+                topic="t",
+                partition=1,
+                expected_offset=None,
+                next_offset=3,
+                client_states={"b": b"y"},
+            )
+        database.dispose()
+        groups = check_groups(settings)
+        assert not groups.ok and "'former' (1 stored)" in groups.detail and groups.hint is not None
+        assert "'rare': 2" in check_warmup(settings).detail  # another group's held events are not this one's
