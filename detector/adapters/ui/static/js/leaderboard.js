@@ -94,7 +94,8 @@ export function renderLeaderboard(root, session, params) {
       ? items.map((c, i) => clientRow(c, page * PAGE_SIZE + i + 1, session.config))
       : h("tr", null, h("td", { colspan: 8, class: "empty" }, Object.values(filters).some((v) => v !== "")
         ? "No client matches these filters."
-        : "No client seen yet: clients appear once the consumer has stored events (try querywatch up --demo).")));
+        : "No client seen yet: clients appear once the consumer has stored events; a new model's first " +
+          "events wait for its profile (querywatch doctor lists them). Try querywatch up --demo.")));
     prev.disabled = page === 0;
     next.disabled = !nextCursor;
     pageLabel.textContent = `Page ${page + 1}`;

@@ -122,7 +122,7 @@ export function renderPolicy(root, session) {
   async function load() {
     const models = await api("v1/models");
     const cards = await Promise.all(models.map((m) => modelCard(m, session, load)));
-    replace(list, cards.length ? cards : h("li", { class: "empty" }, "No models seen yet."));
+    replace(list, cards.length ? cards : h("li", { class: "empty" }, "No model profiled yet: a model appears once its profile is stored (a trusted file, or its first events; querywatch doctor lists the models warming up)."));
   }
 
   load().catch((err) => toast(`Failed: ${err.message}`, "error"));
