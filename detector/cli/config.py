@@ -6,14 +6,20 @@ import argparse
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 from querywatch.detector.config.sources import config_file_from, setting_sources
 from querywatch.detector.errors import EXIT_OK, EXIT_RUNTIME
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 
 def register(subparsers: Any) -> None:
@@ -118,18 +124,24 @@ def check_profiles(settings: Settings) -> Check:
     return Check("profiles", True, f"{folder}: {count} profile(s)")
 
 
-def check_groups(settings: Settings) -> Check:
-    """Client states of one consumer group only: states are keyed by client, so two groups
-    on one database would overwrite each other's (README, *Settings*: one group per database)."""
-    from querywatch.detector.adapters.db.checkpoints import groups_with_states
+def _read_database(settings: Settings, read: Callable[[Session], T]) -> T:
+    """What ``read`` gets from the configured database, in one transaction."""
     from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 
     engine = make_engine(settings.database)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            groups = groups_with_states(session=session)
+            return read(session)
     finally:
         engine.dispose()
+
+
+def check_groups(settings: Settings) -> Check:
+    """Client states of one consumer group only: states are keyed by client, so two groups
+    on one database would overwrite each other's (README, *Settings*: one group per database)."""
+    from querywatch.detector.adapters.db.checkpoints import groups_with_states
+
+    groups = _read_database(settings, lambda session: groups_with_states(session=session))
     group = settings.kafka.group_id
     others = sorted(g for g in groups if g != group)
     if others:
@@ -149,24 +161,27 @@ def check_warmup(settings: Settings) -> Check:
     """Models whose events the group's consumers hold until they have a profile: a model of
     little traffic fills its warm-up slowly, and nothing of it is scored until then."""
     from querywatch.detector.adapters.db.checkpoints import load_states_keyed
-    from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
     from querywatch.detector.adapters.kafka.partitions import HELD_EVENTS_PREFIX, LEGACY_HELD_EVENTS_KEY
     from querywatch.detector.engine.reference import unpack_events
 
-    engine = make_engine(settings.database)
-    try:
-        with transaction(make_sessionmaker(engine)) as session:
-            rows = load_states_keyed(
-                session=session,
-                group_id=settings.kafka.group_id,
-                prefixes=[HELD_EVENTS_PREFIX, LEGACY_HELD_EVENTS_KEY],
-            )
-    finally:
-        engine.dispose()
+    prefixes = [HELD_EVENTS_PREFIX, LEGACY_HELD_EVENTS_KEY]
+    group = settings.kafka.group_id
+    rows = _read_database(
+        settings, lambda session: load_states_keyed(session=session, group_id=group, prefixes=prefixes)
+    )
     events: Counter[str] = Counter()
     partitions: dict[str, list[int]] = {}
     for partition, blob in rows:
-        per_model = Counter(e.model_id for e in unpack_events(blob))
+        try:
+            per_model = Counter(e.model_id for e in unpack_events(blob))
+        except ValueError as exc:
+            return Check(
+                "warm-up",
+                False,
+                f"the held events of partition {partition} (group {group!r}) cannot be read: {exc}",
+                "a newer release wrote them, or the row is damaged: the consumer that takes the "
+                "partition stops on it too; run a release that reads it, or delete that row of client_states",
+            )
         events.update(per_model)
         for model_id in per_model:
             partitions.setdefault(model_id, []).append(partition)

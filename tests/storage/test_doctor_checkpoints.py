@@ -58,7 +58,20 @@ def test_doctor_counts_held_warm_up_events_and_names_another_groups_states(kind:
                 next_offset=3,
                 client_states={"b": b"y"},
             )
-        database.dispose()
         groups = check_groups(settings)
         assert not groups.ok and "'former' (1 stored)" in groups.detail and groups.hint is not None
         assert "'rare': 2" in check_warmup(settings).detail  # another group's held events are not this one's
+
+        with transaction(make_sessionmaker(database)) as session:
+            save_checkpoint(
+                session=session,
+                group_id="g",
+                topic="t",
+                partition=7,
+                expected_offset=None,
+                next_offset=1,
+                client_states={held_events_key(7): b"\xc1 not msgpack"},
+            )
+        damaged = check_warmup(settings)
+        assert not damaged.ok and "partition 7 (group 'g') cannot be read" in damaged.detail and damaged.hint
+        database.dispose()
