@@ -12,7 +12,7 @@ from querywatch.detector.adapters.db.checkpoints import save_checkpoint
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.kafka.partitions import held_events_key
 from querywatch.detector.cli.config import check_groups, check_warmup
-from querywatch.detector.config import KafkaSettings
+from querywatch.detector.config import KafkaSettings, Settings
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.reference import pack_events
 from tests.storage.databases import KINDS, migrated_database
@@ -22,6 +22,22 @@ def _events(model_id: str, n: int, client: str = "c") -> list[Event]:
     return [Event(f"{model_id}-{i}", float(i), client, model_id, np.zeros(3), None, None) for i in range(n)]
 
 
+def _checkpoint(settings: Settings, group_id: str, partition: int, states: dict[str, bytes]) -> None:
+    """A consumer of ``group_id`` checkpoints ``partition`` of topic "t" for the first time."""
+    database = make_engine(settings.database)
+    with transaction(make_sessionmaker(database)) as session:
+        save_checkpoint(
+            session=session,
+            group_id=group_id,
+            topic="t",
+            partition=partition,
+            expected_offset=None,
+            next_offset=10,
+            client_states=states,
+        )
+    database.dispose()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_doctor_counts_held_warm_up_events_and_names_another_groups_states(kind: str, tmp_path: Path) -> None:
     with migrated_database(kind, tmp_path) as settings:
@@ -29,49 +45,25 @@ def test_doctor_counts_held_warm_up_events_and_names_another_groups_states(kind:
         assert check_warmup(settings).detail == "no model warming up"
         assert check_groups(settings).ok
 
-        database = make_engine(settings.database)
         held = {0: [*_events("new", 5), *_events("rare", 2)], 3: _events("new", 4, client="d")}
-        with transaction(make_sessionmaker(database)) as session:
-            for partition, events in held.items():
-                save_checkpoint(
-                    session=session,
-                    group_id="g",
-                    topic="t",
-                    partition=partition,
-                    expected_offset=None,
-                    next_offset=10,
-                    client_states={held_events_key(partition): pack_events(events), f"a{partition}": b"x"},
-                )
+        for partition, events in held.items():
+            _checkpoint(
+                settings,
+                "g",
+                partition,
+                {held_events_key(partition): pack_events(events), f"a{partition}": b"x"},
+            )
         warmup = check_warmup(settings)
         assert warmup.ok and warmup.detail.startswith(
             "'new': 9 events held (partitions 0, 3); 'rare': 2 events held (partitions 0)"
         )
         assert check_groups(settings).detail == "4 client states, all of group 'g'"
 
-        with transaction(make_sessionmaker(database)) as session:
-            save_checkpoint(
-                session=session,
-                group_id="former",
-                topic="t",
-                partition=1,
-                expected_offset=None,
-                next_offset=3,
-                client_states={"b": b"y"},
-            )
+        _checkpoint(settings, "former", 1, {"b": b"y"})
         groups = check_groups(settings)
         assert not groups.ok and "'former' (1 stored)" in groups.detail and groups.hint is not None
         assert "'rare': 2" in check_warmup(settings).detail  # another group's held events are not this one's
 
-        with transaction(make_sessionmaker(database)) as session:
-            save_checkpoint(
-                session=session,
-                group_id="g",
-                topic="t",
-                partition=7,
-                expected_offset=None,
-                next_offset=1,
-                client_states={held_events_key(7): b"\xc1 not msgpack"},
-            )
+        _checkpoint(settings, "g", 7, {held_events_key(7): b"\xc1 not msgpack"})
         damaged = check_warmup(settings)
         assert not damaged.ok and "partition 7 (group 'g') cannot be read" in damaged.detail and damaged.hint
-        database.dispose()
