@@ -127,14 +127,16 @@ class Pipeline(Generic[R]):
     def finish(self) -> Step[R]:
         """End of stream: build the profiles of models still warming up and score what they
         held (refusals carry the references of the messages that brought the events)."""
-        out: Step[R] = Step(result=self.engine.flush_warmup())
-        self._settle(out)
-        return out
+        return self._settled(self.engine.flush_warmup())
 
     def adopt_stored(self) -> Step[R]:
         """Score the held events of models whose profile another consumer stored since
         (``Detector.adopt_stored``; refusals carry their messages' references)."""
-        out: Step[R] = Step(result=self.engine.adopt_stored())
+        return self._settled(self.engine.adopt_stored())
+
+    def _settled(self, result: BatchResult) -> Step[R]:
+        """A step of what the engine released outside any batch of messages."""
+        out: Step[R] = Step(result=result)
         self._settle(out)
         return out
 

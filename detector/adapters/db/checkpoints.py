@@ -102,9 +102,7 @@ def load_partition(
         ClientStateRow.partition == partition,
     )
     if only is not None:
-        if session.get_bind().dialect.name == "postgresql":  # its text holds no NUL: no stored id has one
-            only = [key for key in only if "\x00" not in key]
-        query = query.where(ClientStateRow.client_id.in_(only))
+        query = query.where(ClientStateRow.client_id.in_(_storable(session, only)))
     return StoredPartition(offset, {client_id: bytes(state) for client_id, state in session.execute(query)})
 
 
@@ -129,8 +127,7 @@ def groups_with_states(*, session: Session) -> dict[str, int]:
 def load_states_keyed(*, session: Session, group_id: str, prefixes: Sequence[str]) -> list[tuple[int, bytes]]:
     """(partition, state) of the group's stored states whose key starts with one of
     ``prefixes`` (the held events of warm-ups, which are keyed by partition)."""
-    if session.get_bind().dialect.name == "postgresql":  # its text holds no NUL: no stored key has one
-        prefixes = [prefix for prefix in prefixes if "\x00" not in prefix]
+    prefixes = _storable(session, prefixes)
     if not prefixes:
         return []
     query = select(ClientStateRow.partition, ClientStateRow.state).where(
@@ -138,6 +135,14 @@ def load_states_keyed(*, session: Session, group_id: str, prefixes: Sequence[str
         or_(*(ClientStateRow.client_id.startswith(prefix, autoescape=True) for prefix in prefixes)),
     )
     return [(int(partition), bytes(state)) for partition, state in session.execute(query)]
+
+
+def _storable(session: Session, keys: Iterable[str]) -> list[str]:
+    """Those of ``keys`` the database can hold: PostgreSQL's text holds no NUL, so no stored
+    key there has one (an earlier release's held-events key did, on SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return [key for key in keys if "\x00" not in key]
+    return list(keys)
 
 
 def save_checkpoint(

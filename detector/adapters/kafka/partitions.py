@@ -86,8 +86,9 @@ class PartitionWork:
     """One assigned partition between two checkpoints.
 
     ``stored_offset`` is what the database holds (the compare-and-set expectation, None if
-    never checkpointed); ``next_offset`` is one past the last message processed (None until
-    the first one). Outcomes and dead letters wait here until the checkpoint commits them.
+    never checkpointed); ``next_offset`` is one past the last message processed (the stored
+    offset once loaded; None until the first message of a partition never checkpointed).
+    Outcomes and dead letters wait here until the checkpoint commits them.
     """
 
     topic: str

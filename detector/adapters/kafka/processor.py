@@ -170,8 +170,15 @@ class StreamProcessor(OwnedPartitions):
                 partition=partition,
                 only=(held_events_key(partition), LEGACY_HELD_EVENTS_KEY) if self._lazy else None,
             )
+        # Processed up to its stored offset: what the partition's held events give once
+        # taken back (below) is checkpointed there, with no new record needed.
         work = PartitionWork(
-            topic, partition, stored.next_offset, self._clock(), self._stream.dedup_per_client
+            topic,
+            partition,
+            stored.next_offset,
+            self._clock(),
+            self._stream.dedup_per_client,
+            next_offset=stored.next_offset,
         )
         held = stored.client_states.pop(held_events_key(partition), None)
         legacy = stored.client_states.pop(LEGACY_HELD_EVENTS_KEY, None)
@@ -218,17 +225,12 @@ class StreamProcessor(OwnedPartitions):
         self.assign([work.key])
 
     def _resume_held(self, work: PartitionWork, events: list[Event]) -> None:
-        """Give the engine back the held events a partition's checkpoint stored. What they
-        give (now, or once their profile comes) is checkpointed at the stored offset until the
-        partition's next record."""
-        if work.next_offset is None:
-            work.next_offset = work.stored_offset
+        """Give the engine back the held events a partition's checkpoint stored."""
         for event in events:
             self._owner[event.client_id] = work
             work.recent_requests(event.client_id)
         result = self.engine.process_batch(events)
-        for event, error in result.rejected:  # e.g. the profile built elsewhere has another dimension
-            log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
+        _log_dropped(result.rejected)  # e.g. the profile built elsewhere has another dimension
         self._route(result)
         still = {id(e) for e in result.held}
         work.held = [e for e in events if id(e) in still]
@@ -286,8 +288,7 @@ class StreamProcessor(OwnedPartitions):
         """Dead-letter the records ``step`` refused; log the refused events no record brought."""
         for (work, record), error in step.refused:
             self._reject(work, record, error)
-        for event, error in step.unreferenced:  # as ``_resume_held`` does: no record at hand
-            log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
+        _log_dropped(step.unreferenced)
 
     def _adopt_stored(self) -> None:
         """While events are held, every ``checkpoint_every_seconds``: score those of models
@@ -529,3 +530,10 @@ class StreamProcessor(OwnedPartitions):
         return PartitionCheckpoint(
             work.topic, work.partition, work.stored_offset, work.next_offset, states, dropped
         )
+
+
+def _log_dropped(refused: Iterable[tuple[Event, InvalidEvent]]) -> None:
+    """Log held events refused once their profile came: taken back from a checkpoint, they
+    have no record at hand to dead-letter."""
+    for event, error in refused:
+        log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
