@@ -2,11 +2,15 @@
 
     python benchmarks/bench_campaigns.py TRACE.jsonl [--rounds 2]
 
-Replays the trace with the stage off and on, interleaved (``--rounds`` times each), and
-prints the CPU time of each run and the extra share the summaries and the stage add. On a
-loaded machine two replays of one trace differ by more than that share, so it also times
-``summarize`` and the stage inside each run with the stage on: their share of the rest of
-that run does not depend on how loaded the machine was between runs. Then
+Replays the trace once each way untimed (numba compiles the kernels a fresh cache lacks on
+a first run: 5 s of a credit replay on a new machine), then with the stage off and on
+``--rounds`` times each, in the order off-on, on-off, off-on, ...: successive replays in
+one process slow down (11.7, 12.5, 13.7 s stage off on a credit trace), and an order that
+always timed the stage last charged it that drift. It prints the CPU time of each run and
+the extra share the summaries and the stage add. On a loaded machine two replays of one
+trace differ by more than that share, so it also times ``summarize`` and the stage inside
+each run with the stage on: their share of the rest of that run does not depend on how
+loaded the machine was between runs. Then
 feeds every summary of the last run to a fresh stage under ``tracemalloc`` and prints the
 memory it holds per client with a summary, and the summaries' sizes.
 """
@@ -98,17 +102,23 @@ def main() -> int:
     off: list[float] = []
     on: list[float] = []
     within: list[float] = []
+    for campaigns in (False, True):  # untimed: compiles what the numba cache lacks
+        run(args.trace, settings, campaigns=campaigns)
     store: MemoryProfileStore | None = None
     stage: RecordingStage | None = None
-    for _ in range(args.rounds):
-        seconds, _, _, _ = run(args.trace, settings, campaigns=False)
-        off.append(seconds)
-        seconds, inside, store, stage = run(args.trace, settings, campaigns=True)
-        on.append(seconds)
-        within.append(inside / (seconds - inside))
+    for round_ in range(args.rounds):
+        store = stage = None  # the last run's, freed before the next is timed
+        for campaigns in (False, True) if round_ % 2 == 0 else (True, False):
+            seconds, inside, kept_store, kept_stage = run(args.trace, settings, campaigns=campaigns)
+            if not campaigns:
+                off.append(seconds)
+                continue
+            on.append(seconds)
+            within.append(inside / (seconds - inside))
+            store, stage, stage_seconds = kept_store, kept_stage, inside
         print(
             f"replay CPU: stage off {off[-1]:.1f} s, on {on[-1]:.1f} s "
-            f"(of which summaries and stage {inside:.1f} s: {100 * within[-1]:.1f}% of the rest)",
+            f"(of which summaries and stage {stage_seconds:.1f} s: {100 * within[-1]:.1f}% of the rest)",
             flush=True,
         )
     extra = statistics.median(on) / statistics.median(off) - 1.0
