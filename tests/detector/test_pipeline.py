@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.adapters.db.checkpoints import load_partition, save_checkpoint
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db.tables import DeadLetterRow
 from querywatch.detector.adapters.kafka import processor as processor_module
 from querywatch.detector.adapters.kafka.partitions import (
     LEGACY_HELD_EVENTS_KEY,
@@ -254,6 +256,41 @@ def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_i
     with transaction(sessions) as session:
         stored = load_partition(session=session, group_id="g", topic="t", partition=0)
     assert set(stored.client_states) == {"b"} and stored.next_offset == 6
+
+
+def test_held_events_taken_back_and_refused_are_dead_lettered_re_encoded_with_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Held events a new owner took back from a checkpoint have no record: refused once the
+    profile another consumer stored came (of another width), they are dead-lettered as
+    re-encoded events that read back to themselves, sent and stored with the checkpoint."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    held = [_line(f"n{i}", "b", [0.1, 0.2 + i], model="new", ts=float(i)) for i in range(3)]
+    earlier = _processor(sessions, _Outputs())
+    earlier.assign([("t", 0)])
+    earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(held))
+    earlier.checkpoint()
+
+    now = [0.0]
+    outputs = _Outputs()
+    later = _processor(sessions, outputs, clock=lambda: now[0])
+    later.assign([("t", 0)])
+    later.engine.profiles.put(
+        build_profile(_benign(np.random.default_rng(4), 3000), model_id="new", settings=SETTINGS)
+    )
+    now[0] = 61.0
+    later.process([])
+    assert later.checkpoint() == {("t", 0): 3} and later.engine.pending_warmup() == 0
+    assert [(d.source, d.reason, d.key) for d in outputs.letters] == [("t/0/-1", "wrong_dimension", b"b")] * 3
+    back = [parse_event(d.raw) for d in outputs.letters]
+    assert [(e.request_id, e.ts, e.input.tolist(), e.label) for e in back] == [
+        (f"n{i}", float(i), [0.1, 0.2 + i], 1) for i in range(3)
+    ]
+    with transaction(sessions) as session:
+        rows = session.execute(select(DeadLetterRow.source, DeadLetterRow.detail, DeadLetterRow.raw)).all()
+        stored = load_partition(session=session, group_id="g", topic="t", partition=0)
+    assert [(source, bytes(raw)) for source, _, raw in rows] == [("t/0/-1", d.raw) for d in outputs.letters]
+    assert all("re-encoded" in detail for _, detail, _ in rows) and set(stored.client_states) == set()
 
 
 def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(

@@ -57,7 +57,7 @@ from querywatch.detector.adapters.kafka.partitions import (
 )
 from querywatch.detector.config import InputSettings, StreamSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
-from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.events import Event, encode_event
 from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.detector.errors import ConfigError, InvalidEvent
@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes of an oversized message kept in its dead letter (its source offset finds the rest).
 OVERSIZED_HEAD = 65536
+#: The offset a dead letter of a held event taken back from a checkpoint names (``_reject_held``).
+HELD_OFFSET = -1
 
 
 class Record(NamedTuple):
@@ -230,7 +232,7 @@ class StreamProcessor(OwnedPartitions):
             self._owner[event.client_id] = work
             work.recent_requests(event.client_id)
         result = self.engine.process_batch(events)
-        _log_dropped(result.rejected)  # e.g. the profile built elsewhere has another dimension
+        self._reject_held(result.rejected)  # e.g. the profile built elsewhere has another dimension
         self._route(result)
         still = {id(e) for e in result.held}
         work.held = [e for e in events if id(e) in still]
@@ -285,10 +287,10 @@ class StreamProcessor(OwnedPartitions):
         self._route(step.result)
 
     def _refuse(self, step: Step[tuple[PartitionWork, Record]]) -> None:
-        """Dead-letter the records ``step`` refused; log the refused events no record brought."""
+        """Dead-letter the records ``step`` refused, and the refused events no record brought."""
         for (work, record), error in step.refused:
             self._reject(work, record, error)
-        _log_dropped(step.unreferenced)
+        self._reject_held(step.unreferenced)
 
     def _adopt_stored(self) -> None:
         """While events are held, every ``checkpoint_every_seconds``: score those of models
@@ -405,6 +407,27 @@ class StreamProcessor(OwnedPartitions):
                 error=error,
             )
         )
+
+    def _reject_held(self, refused: Iterable[tuple[Event, InvalidEvent]]) -> None:
+        """Dead-letter held events refused once their profile came that no record brought:
+        taken back from a checkpoint, they are stored re-encoded (``encode_event``), at offset
+        HELD_OFFSET of the partition that holds their client, with its next checkpoint."""
+        for event, error in refused:
+            work = self._owner.get(event.client_id)
+            if work is None:  # a revoked partition's held events left with it (``_forget``): a slip logs
+                log.error("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
+                continue
+            detail = f"{error.detail} (held through a checkpoint: re-encoded, the original offset unknown)"
+            work.dead_letters.append(
+                reject(
+                    topic=work.topic,
+                    partition=work.partition,
+                    offset=HELD_OFFSET,
+                    raw=encode_event(event),
+                    key=event.client_id.encode(),
+                    error=InvalidEvent(error.reason, detail),
+                )
+            )
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -530,10 +553,3 @@ class StreamProcessor(OwnedPartitions):
         return PartitionCheckpoint(
             work.topic, work.partition, work.stored_offset, work.next_offset, states, dropped
         )
-
-
-def _log_dropped(refused: Iterable[tuple[Event, InvalidEvent]]) -> None:
-    """Log held events refused once their profile came: taken back from a checkpoint, they
-    have no record at hand to dead-letter."""
-    for event, error in refused:
-        log.warning("held event %s of %s dropped: %s", event.request_id, event.client_id, error)
