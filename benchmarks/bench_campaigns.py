@@ -4,9 +4,9 @@
 
 Replays the trace once each way untimed (numba compiles the kernels a fresh cache lacks on
 a first run: 5 s of a credit replay on a new machine), then with the stage off and on
-``--rounds`` times each, in the order off-on, on-off, off-on, ...: successive replays in
-one process slow down (11.7, 12.5, 13.7 s stage off on a credit trace), and an order that
-always timed the stage last charged it that drift. It prints the CPU time of each run and
+``--rounds`` times each, in the order off-on, on-off, off-on, ...: a machine whose speed
+drifts during the run (stage-off replays of one credit trace at 11.7, 12.5 and 13.7 s in
+one run, level in the next) charged the stage that drift when it always ran second. It prints the CPU time of each run and
 the extra share the summaries and the stage add. On a loaded machine two replays of one
 trace differ by more than that share, so it also times ``summarize`` and the stage inside
 each run with the stage on: their share of the rest of that run does not depend on how
