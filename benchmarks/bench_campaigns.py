@@ -6,13 +6,13 @@ Replays the trace once each way untimed (numba compiles the kernels a fresh cach
 a first run: 5 s of a credit replay on a new machine), then with the stage off and on
 ``--rounds`` times each, in the order off-on, on-off, off-on, ...: a machine whose speed
 drifts during the run (stage-off replays of one credit trace at 11.7, 12.5 and 13.7 s in
-one run, level in the next) charged the stage that drift when it always ran second. It prints the CPU time of each run and
-the extra share the summaries and the stage add. On a loaded machine two replays of one
-trace differ by more than that share, so it also times ``summarize`` and the stage inside
-each run with the stage on: their share of the rest of that run does not depend on how
-loaded the machine was between runs. Then
-feeds every summary of the last run to a fresh stage under ``tracemalloc`` and prints the
-memory it holds per client with a summary, and the summaries' sizes.
+one run, level in the next) charged the stage that drift when it always ran second. It
+prints the CPU time of each run and the extra share the summaries and the stage add. On a
+loaded machine two replays of one trace differ by more than that share, so it also times
+``summarize`` and the stage inside each run with the stage on: their share of the rest of
+that run does not depend on how loaded the machine was between runs. Then feeds every
+summary of the last run to a fresh stage under ``tracemalloc`` and prints the memory it
+holds per client with a summary, and the summaries' sizes.
 """
 
 from __future__ import annotations

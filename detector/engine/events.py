@@ -519,6 +519,28 @@ def remember_id(ids: RecentIds | None, request_id: str, capacity: int) -> tuple[
     return OrderedDict.fromkeys(kept), True
 
 
+def forget_id(ids: RecentIds | None, request_id: str) -> RecentIds | None:
+    """``ids`` without ``request_id``. An event refused after its id was remembered (its
+    time too far ahead, its input of another width than its model's profile) is forgotten,
+    so that its dead letter, re-driven once the cause is gone, is judged again rather than
+    dropped as a redelivery. An ordered dict is updated in place; a string is replaced.
+
+    >>> forget_id("a\\x00b\\x00c", "b"), forget_id("a", "a"), forget_id("a", "z")
+    ('a\\x00c', None, 'a')
+    """
+    if type(ids) is OrderedDict:
+        ids.pop(request_id, None)
+        return ids
+    if ids is None or ids == request_id:
+        return None
+    assert type(ids) is str
+    kept = ids.split(ID_SEPARATOR)
+    if request_id not in kept:
+        return ids
+    kept.remove(request_id)
+    return ID_SEPARATOR.join(kept)
+
+
 def recent_ids(ids: list[str], capacity: int) -> RecentIds | None:
     """``RecentIds`` of a list of ids, oldest first (``id_list``'s inverse).
 
@@ -559,6 +581,10 @@ class RequestIdFilter:
     def is_new(self, request_id: str) -> bool:
         self._ids, new = remember_id(self._ids, request_id, self.capacity)
         return new
+
+    def forget(self, request_id: str) -> None:
+        """Drop ``request_id`` (``forget_id``)."""
+        self._ids = forget_id(self._ids, request_id)
 
     def __len__(self) -> int:
         ids = self._ids

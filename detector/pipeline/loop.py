@@ -73,12 +73,16 @@ class Pipeline(Generic[R]):
         engine: Detector,
         *,
         is_new: Callable[[Event, R], bool],
+        forget: Callable[[Event], None],
         restore: Callable[[list[tuple[Event, R]]], None] | None = None,
         inputs: InputSettings | None = None,
         max_event_bytes: int | None = None,
     ) -> None:
         self.engine = engine
         self.is_new = is_new
+        #: Undoes ``is_new`` for an event refused after it: its dead letter, re-driven once
+        #: the cause is gone, must not be a redelivery then.
+        self.forget = forget
         self.restore = restore
         inputs = inputs or InputSettings()
         self._max_bytes = max_event_bytes or engine.settings.max_event_bytes
@@ -114,7 +118,9 @@ class Pipeline(Generic[R]):
         events: list[Event] = []
         for stream, batch in per_stream.items():
             kept, refused = self.guard.judge(stream, batch)
-            out.refused += [(out.refs[id(e)], error) for e, error in refused]
+            for event, error in refused:
+                self.forget(event)
+                out.refused.append((out.refs[id(event)], error))
             events += kept
         if events:
             started = time.perf_counter()
@@ -145,6 +151,7 @@ class Pipeline(Generic[R]):
         for event in result.held:
             self._held[id(event)] = (event.model_id, out.refs[id(event)])
         for event, error in result.rejected:
+            self.forget(event)
             ref = out.refs.get(id(event))
             if ref is None:
                 held = self._held.pop(id(event), None)

@@ -29,6 +29,7 @@ from querywatch.detector.engine.events import (
     Event,
     RecentIds,
     RequestIdFilter,
+    forget_id,
     id_list,
     recent_ids,
     remember_id,
@@ -216,7 +217,11 @@ def replay(
     dedup = _Dedup(stream, engine.settings.dedup_capacity, report.clients)
     spilled = _Spilled(engine, dedup, stream.evict_idle) if engine.max_resident is not None else None
     pipeline: Pipeline[int] = Pipeline(
-        engine, is_new=dedup.is_new, restore=None if spilled is None else spilled.restore, inputs=inputs
+        engine,
+        is_new=dedup.is_new,
+        forget=dedup.forget,
+        restore=None if spilled is None else spilled.restore,
+        inputs=inputs,
     )
     eviction = _Eviction(engine.settings.idle_evict_seconds)
 
@@ -285,6 +290,21 @@ class _Dedup:
         if ids is not seen:
             self._keep(client_id, client, ids)
         return new
+
+    def forget(self, event: Event) -> None:
+        """Undo ``is_new`` for an event refused after it (``Pipeline.forget``)."""
+        if self.whole is not None:
+            self.whole.forget(event.request_id)
+            return
+        client = self.clients.get(event.client_id)
+        if client is not None:
+            client.seen = forget_id(client.seen, event.request_id)
+        elif event.client_id in self.waiting:
+            ids = forget_id(self.waiting[event.client_id], event.request_id)
+            if ids is None:
+                del self.waiting[event.client_id]
+            else:
+                self.waiting[event.client_id] = ids
 
     def _keep(self, client_id: str, client: ClientReport | None, seen: RecentIds) -> None:
         if client is None:

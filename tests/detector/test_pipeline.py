@@ -59,7 +59,11 @@ def _lines(client: str, n: int, seed: int = 0) -> list[bytes]:
 
 def test_refusals_carry_the_callers_references_and_dedup_is_the_callers_scope() -> None:
     seen = RequestIdFilter(100)
-    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=lambda e, _ref: seen.is_new(e.request_id))
+    pipeline: Pipeline[int] = Pipeline(
+        _profiled_engine(),
+        is_new=lambda e, _ref: seen.is_new(e.request_id),
+        forget=lambda e: seen.forget(e.request_id),
+    )
     good = _lines("a", 5)
     messages = [Message(v, "s", i) for i, v in enumerate(good)]
     messages += [
@@ -77,6 +81,9 @@ def test_refusals_carry_the_callers_references_and_dedup_is_the_callers_scope() 
         (104, "wrong_dimension"),
     ]
     assert step.duplicates == 1 and step.events == 6 and len(step.result.outcomes) == 5
+    assert sorted(seen.state()) == [
+        f"a-{i}" for i in range(5)
+    ]  # the refused "x" forgotten: it may come again
 
 
 def test_per_client_dedup_lets_two_clients_share_a_request_id() -> None:
@@ -85,14 +92,14 @@ def test_per_client_dedup_lets_two_clients_share_a_request_id() -> None:
     def per_client(event: Event, _ref: int) -> bool:
         return filters.setdefault(event.client_id, RequestIdFilter(10)).is_new(event.request_id)
 
-    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=per_client)
+    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=per_client, forget=lambda e: None)
     x = [0.5] * DIM
     step = pipeline.step(Message(_line("same", c, x), "s", i) for i, c in enumerate(["a", "b", "a"]))
     assert step.duplicates == 1 and len(step.result.outcomes) == 2
 
 
 def test_end_of_stream_refuses_a_warm_up_that_cannot_build_with_the_messages_references() -> None:
-    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=lambda e, r: True)
+    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=lambda e, r: True, forget=lambda e: None)
     held = pipeline.step([Message(_line("n1", "c", [0.1, 0.2], model="new"), "s", 7)])
     assert [e.request_id for e in held.result.held] == ["n1"] and held.refused == []
     end = pipeline.finish()
@@ -108,7 +115,7 @@ def test_held_events_taken_back_from_a_checkpoint_and_then_refused_are_reported_
     assert len(engine.process_batch(taken_back).held) == 3
     other_width = build_profile(_benign(np.random.default_rng(1), 3000), model_id="new", settings=SETTINGS)
     engine.profiles.put(other_width)
-    pipeline: Pipeline[int] = Pipeline(engine, is_new=lambda e, r: True)
+    pipeline: Pipeline[int] = Pipeline(engine, is_new=lambda e, r: True, forget=lambda e: None)
     step = pipeline.step([Message(_line("n9", "d", [0.5] * DIM, model="new"), "s", 9)])
     assert step.refused == [] and engine.pending_warmup() == 0
     assert [(e.request_id, error.reason) for e, error in step.unreferenced] == [
@@ -293,6 +300,37 @@ def test_held_events_taken_back_and_refused_are_dead_lettered_re_encoded_with_th
     assert all("re-encoded" in detail for _, detail, _ in rows) and set(stored.client_states) == set()
 
 
+def test_a_refused_event_re_driven_once_its_cause_is_gone_is_scored_not_dropped_as_a_redelivery(
+    tmp_path: Path,
+) -> None:
+    """Events stamped two days ahead of their partition are dead-lettered (``future_timestamp``)
+    until the stream moves on; the operator re-drives them (their original bytes, new
+    offsets). Their request ids was remembered before the guard refused it: unless a
+    refusal forgets it, the re-driven events are redeliveries and silently dropped."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    outputs = _Outputs()
+    processor = _processor(sessions, outputs)
+    processor.assign([("t", 0)])
+    X = _benign(np.random.default_rng(5), 40)
+    now = [_line(f"{c}-{i}", c, X[3 * i + k], ts=float(i)) for i in range(4) for k, c in enumerate("abc")]
+    ahead = _line("a-ahead", "a", X[20], ts=2 * 86400.0)
+    later = [_line(f"{c}-late", c, X[21 + k], ts=2 * 86400.0 + k) for k, c in enumerate("abc")]
+    values = [*now, ahead, *later]
+    processor.process(Record("t", 0, offset, None, v) for offset, v in enumerate(values))
+    assert processor.checkpoint() == {("t", 0): len(values)}
+    # The stream moved on at the third client ahead; the events that showed it are refused.
+    assert [d.reason for d in outputs.letters] == ["future_timestamp"] * 3
+    assert [json.loads(d.raw)["request_id"] for d in outputs.letters] == ["a-ahead", "a-late", "b-late"]
+    scored = len(outputs.outcomes)
+    processor.process(Record("t", 0, len(values) + i, None, d.raw) for i, d in enumerate(outputs.letters))
+    assert processor.checkpoint() == {("t", 0): len(values) + 3}
+    assert [(o.update.client_id, o.update.queries) for o in outputs.outcomes[scored:]] == [
+        ("a", 5),
+        ("a", 6),
+        ("b", 5),
+    ]
+
+
 def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -372,6 +410,24 @@ def test_replay_dedups_per_client_by_default_or_over_the_whole_trace(tmp_path: P
     whole = replay(path, _profiled_engine(), stream=StreamSettings(dedup_scope="stream"))
     assert (per_client.events, per_client.duplicates) == (2, 1)
     assert (whole.events, whole.duplicates) == (1, 2)
+
+
+@pytest.mark.parametrize("scope", ["client", "stream"])
+def test_replay_judges_again_an_event_it_refused_when_it_comes_again_as_the_consumer_does(
+    tmp_path: Path, scope: str
+) -> None:
+    """The same line twice: first stamped ahead of a stream that has not moved on (refused),
+    then again, batches later (2,048 lines a batch), once it has: judged again and scored,
+    not dropped as a redelivery, as a consumer does with a re-driven dead letter."""
+    X = _benign(np.random.default_rng(6), 40)
+    now = [_line(f"n-{i}", "abc"[i % 3], X[i % 40], ts=float(i)) for i in range(2100)]
+    ahead = _line("a-ahead", "a", X[20], ts=2 * 86400.0)
+    later = [_line(f"f-{i}", f"f{i}", X[i % 40], ts=2 * 86400.0 + i) for i in range(2100)]
+    path = _trace(tmp_path, [*now, ahead, *later, ahead])
+    report = replay(path, _profiled_engine(), stream=StreamSettings(dedup_scope=scope))
+    # The stream moves on at the third client ahead: "a-ahead" and "f-0" showed it, refused.
+    assert report.rejected["future_timestamp"] == 2 and report.duplicates == 0
+    assert report.clients["a"].queries == 701
 
 
 def test_replays_dedup_remembers_ids_across_batches_and_shares_the_reports_id_string(tmp_path: Path) -> None:

@@ -145,6 +145,7 @@ class StreamProcessor(OwnedPartitions):
         self.pipeline: Pipeline[tuple[PartitionWork, Record]] = Pipeline(
             self.engine,
             is_new=self._is_new,
+            forget=self._forget_request,
             restore=self._restore_batch if self._lazy else None,
             inputs=inputs,
             max_event_bytes=max_event_bytes,
@@ -232,6 +233,8 @@ class StreamProcessor(OwnedPartitions):
             self._owner[event.client_id] = work
             work.recent_requests(event.client_id)
         result = self.engine.process_batch(events)
+        for event, _ in result.rejected:
+            self._forget_request(event)
         self._reject_held(result.rejected)  # e.g. the profile built elsewhere has another dimension
         self._route(result)
         still = {id(e) for e in result.held}
@@ -316,6 +319,12 @@ class StreamProcessor(OwnedPartitions):
             return False
         self._owner[event.client_id] = work
         return True
+
+    def _forget_request(self, event: Event) -> None:
+        """Undo ``_is_new`` for an event refused after it (``Pipeline.forget``)."""
+        work = self._owner.get(event.client_id)
+        if work is not None:
+            work.recent_requests(event.client_id).forget(event.request_id)
 
     def _restore_batch(self, batch: list[tuple[Event, tuple[PartitionWork, Record]]]) -> None:
         self._restore({event.client_id: work for event, (work, _) in batch})
