@@ -227,6 +227,22 @@ def _held_gauge() -> float | None:
     return REGISTRY.get_sample_value("querywatch_warmup_events_held")
 
 
+def _taken_back(
+    sessions: sessionmaker[Session], held: list[bytes]
+) -> tuple[StreamProcessor, _Outputs, list[float]]:
+    """A consumer holds ``held`` (events of a model with no profile) on partition ("t", 0)
+    and checkpoints; a new owner takes the partition over: (it, its outputs, its clock)."""
+    earlier = _processor(sessions, _Outputs())
+    earlier.assign([("t", 0)])
+    earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(held))
+    earlier.checkpoint()
+    now = [0.0]
+    outputs = _Outputs()
+    later = _processor(sessions, outputs, clock=lambda: now[0])
+    later.assign([("t", 0)])
+    return later, outputs, now
+
+
 def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_its_profile(
     tmp_path: Path,
 ) -> None:
@@ -239,15 +255,7 @@ def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_i
         _line(f"n{i}", "b", x, model="new", ts=float(i))
         for i, x in enumerate(_benign(np.random.default_rng(3), 6))
     ]
-    earlier = _processor(sessions, _Outputs())
-    earlier.assign([("t", 0)])
-    earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(held))
-    earlier.checkpoint()
-
-    now = [0.0]
-    outputs = _Outputs()
-    later = _processor(sessions, outputs, clock=lambda: now[0])
-    later.assign([("t", 0)])
+    later, outputs, now = _taken_back(sessions, held)
     assert later.engine.pending_warmup() == 6 == _held_gauge()
     later.engine.profiles.put(
         build_profile(_benign(np.random.default_rng(4), 3000), model_id="new", settings=SETTINGS)
@@ -273,15 +281,7 @@ def test_held_events_taken_back_and_refused_are_dead_lettered_re_encoded_with_th
     re-encoded events that read back to themselves, sent and stored with the checkpoint."""
     sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
     held = [_line(f"n{i}", "b", [0.1, 0.2 + i], model="new", ts=float(i)) for i in range(3)]
-    earlier = _processor(sessions, _Outputs())
-    earlier.assign([("t", 0)])
-    earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(held))
-    earlier.checkpoint()
-
-    now = [0.0]
-    outputs = _Outputs()
-    later = _processor(sessions, outputs, clock=lambda: now[0])
-    later.assign([("t", 0)])
+    later, outputs, now = _taken_back(sessions, held)
     later.engine.profiles.put(
         build_profile(_benign(np.random.default_rng(4), 3000), model_id="new", settings=SETTINGS)
     )
