@@ -23,7 +23,7 @@ others look idle.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Hashable, Sequence
 from statistics import median_low
 
@@ -116,29 +116,46 @@ def _note(window: OrderedDict[str, float], client_id: str, ts: float) -> None:
 
 
 class ScoreWidths:
-    """The number of ``scores`` each model answers with, learned from its first answer.
+    """The number of ``scores`` each model answers with: the width most of its answers so
+    far had (ties: the earlier). An answer of another width is refused. Locking the first
+    answer's width instead let one malformed answer at the start of a stream (or of a
+    consumer's run) refuse every answer after it: a replay of 3,000 events behind one
+    two-score answer refused all 3,000 and scored nothing. Now the model's true width takes
+    over at its second answer, refusing at most that one.
 
     >>> widths = ScoreWidths()
     >>> import numpy as np
-    >>> a = Event("a", 0.0, "c", "m", np.zeros(2), None, np.array([0.5, 0.5]))
-    >>> b = Event("b", 0.0, "c", "m", np.zeros(2), None, np.array([1.0]))
-    >>> [error.detail for _, error in widths.judge([a, b])]
-    ["model 'm' answers with 2 scores, this event has 1"]
+    >>> def answer(width: int) -> Event:
+    ...     return Event("r", 0.0, "c", "m", np.zeros(2), None, np.full(width, 1.0 / width))
+    >>> [error.detail for _, error in widths.judge([answer(2), answer(3)])]
+    ["model 'm' answers with 2 scores, this event has 3"]
+    >>> widths.judge([answer(3), answer(3)]), widths.judge([answer(2)] * 2)[1][1].detail
+    ([], "model 'm' answers with 3 scores, this event has 2")
     """
 
     def __init__(self) -> None:
         self._widths: dict[str, int] = {}
+        #: Answers of each width, per model (a model answers with one or a few widths).
+        self._counts: dict[str, Counter[int]] = {}
 
     def judge(self, events: Sequence[Event]) -> list[tuple[Event, InvalidEvent]]:
         rejected = []
         for event in events:
             if event.scores is None:
                 continue
-            width = self._widths.setdefault(event.model_id, event.scores.size)
-            if event.scores.size != width:
-                detail = f"model {event.model_id!r} answers with {width} scores, this event has "
-                detail += str(event.scores.size)
-                rejected.append((event, InvalidEvent("bad_scores", detail)))
+            size, model_id = event.scores.size, event.model_id
+            counts = self._counts.get(model_id)
+            if counts is None:
+                counts = self._counts[model_id] = Counter()
+            counts[size] += 1
+            width = self._widths.get(model_id)
+            if width == size:
+                continue
+            if width is None or counts[size] > counts[width]:
+                self._widths[model_id] = size
+                continue
+            detail = f"model {model_id!r} answers with {width} scores, this event has {size}"
+            rejected.append((event, InvalidEvent("bad_scores", detail)))
         return rejected
 
 

@@ -12,6 +12,7 @@ model is still warming up, and a restart takes the sample back instead of losing
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -46,20 +47,26 @@ class ReferenceStage:
         self.settings = settings
         self.profiles = profiles
         self._samples: dict[str, list[Event]] = {}
-        self._dims: dict[str, int] = {}
+        #: The dimension a profile awaiting live answers fixes, per model (None: no such profile).
+        self._dims: dict[str, int | None] = {}
 
     def hold(self, model_id: str, run: Sequence[Event], out: Released) -> None:
-        """Add ``run`` (events of ``model_id``) to its sample; complete the warm-up when full."""
-        if model_id not in self._dims:  # a profile awaiting live answers fixes the dimension
+        """Add ``run`` (events of ``model_id``) to its sample; complete the warm-up when full.
+        Without a profile the sample holds inputs of any width: ``complete`` keeps the width
+        most of them have (``_of_one_width``)."""
+        if model_id not in self._dims:
             pending = self.profiles.get(model_id)
-            self._dims[model_id] = len(run[0].input) if pending is None else pending.dim
+            self._dims[model_id] = None if pending is None else pending.dim
         dim = self._dims[model_id]
         sample = self._samples.setdefault(model_id, [])
-        for event in run:
-            if len(event.input) != dim:
-                out.rejected.append((event, wrong_dimension(event, dim)))
-            else:
-                sample.append(event)
+        if dim is None:
+            sample.extend(run)
+        else:
+            for event in run:
+                if len(event.input) != dim:
+                    out.rejected.append((event, wrong_dimension(event, dim)))
+                else:
+                    sample.append(event)
         if len(sample) >= self.settings.warmup_events:
             self.complete(model_id, out)
 
@@ -68,7 +75,7 @@ class ReferenceStage:
         where a usable profile is stored already (another consumer of the group stored one
         first: ``DatabaseProfileStore``, first writer wins), release the sample to be scored
         with that one."""
-        sample = self._samples.pop(model_id, [])
+        sample = _of_one_width(self._samples.pop(model_id, []), out)
         self._dims.pop(model_id, None)
         out.models.append(model_id)
         if not sample:
@@ -119,6 +126,29 @@ class ReferenceStage:
             else:
                 del self._samples[model_id]
                 self._dims.pop(model_id, None)
+
+
+def _of_one_width(sample: list[Event], out: Released) -> list[Event]:
+    """The events of ``sample`` whose input has the width most of them have (ties: the
+    earliest); the others go to ``out.rejected``. Fixing the width by the first event let one
+    malformed event opening a model's stream refuse every event after it: a replay of 3,000
+    events behind one three-input event refused all 3,000 and scored nothing.
+
+    >>> import numpy as np
+    >>> def e(width: int) -> Event:
+    ...     return Event("r", 0.0, "c", "m", np.zeros(width))
+    >>> out = Released()
+    >>> [len(x.input) for x in _of_one_width([e(3), e(2), e(2)], out)]
+    [2, 2]
+    >>> [error.detail for _, error in out.rejected]
+    ["model 'm' takes 2 inputs, got 3"]
+    """
+    widths = Counter(len(event.input) for event in sample)
+    if len(widths) < 2:
+        return sample
+    dim = widths.most_common(1)[0][0]
+    out.rejected.extend((event, wrong_dimension(event, dim)) for event in sample if len(event.input) != dim)
+    return [event for event in sample if len(event.input) == dim]
 
 
 def wrong_dimension(event: Event, dim: int) -> InvalidEvent:

@@ -104,6 +104,28 @@ def test_a_model_answering_with_another_width_is_dead_lettered() -> None:
     assert kept == [two] and [e.reason for _, e in rejected] == ["bad_scores"]
 
 
+def test_one_malformed_answer_first_does_not_refuse_every_answer_after_it() -> None:
+    """The model's width is what most of its answers had: a stream that opens with one
+    two-score answer of a three-class model refuses one true answer (the second, while the
+    two widths tie), then keeps the three-score ones and refuses the stray ones; a long run
+    of true answers is not overturned by two strays in a row."""
+    guard = EventGuard(margin=3600)
+
+    def answer(i: int, width: int) -> Event:
+        return Event(f"r{i}", 1.0, "c", "m", np.zeros(2), None, np.full(width, 1.0 / width))
+
+    stream = [
+        answer(0, 2),
+        *(answer(i, 3) for i in range(1, 50)),
+        answer(50, 2),
+        answer(51, 2),
+        answer(52, 3),
+    ]
+    kept, rejected = guard.judge("p0", stream)
+    assert [e.request_id for e, _ in rejected] == ["r1", "r50", "r51"]
+    assert kept[0].request_id == "r0" and len(kept) == len(stream) - 3
+
+
 def test_a_model_seen_once_is_dead_lettered_at_the_end_of_a_replay_not_a_traceback(tmp_path: Path) -> None:
     engine = Detector(DetectionSettings(), MemoryProfileStore())
     engine.process_batch([_evt(1, 1.0, "c")])
@@ -160,6 +182,29 @@ def _trace(tmp: Path) -> tuple[Path, list[bytes]]:
     path = tmp / "clean.jsonl"
     write_jsonl(events, path)
     return path, path.read_bytes().splitlines()
+
+
+@pytest.mark.parametrize("malformed", ["input", "scores"])
+def test_a_stream_opening_with_one_event_of_another_width_scores_the_rest(
+    tmp_path: Path, malformed: str
+) -> None:
+    """One event of another input or score width opening a model's stream: a model's width
+    is what most of its events have, so one event is refused and every other is scored
+    (until 2026-12-04 the first event fixed the width and every event after it was refused)."""
+    clean_path, lines = _trace(tmp_path)
+    first = json.loads(lines[0])
+    opening = {**first, "request_id": "opening"}
+    if malformed == "input":
+        opening["input"] = first["input"][:3]
+    else:
+        opening["prediction"] = {"scores": [0.5, 0.5]}
+    path = tmp_path / "opened.jsonl"
+    path.write_bytes(json.dumps(opening).encode() + b"\n" + b"\n".join(lines) + b"\n")
+    clean = replay(clean_path, Detector(DetectionSettings(), MemoryProfileStore()))
+    opened = replay(path, Detector(DetectionSettings(), MemoryProfileStore()))
+    reason = "wrong_dimension" if malformed == "input" else "bad_scores"
+    assert dict(opened.rejected) == {reason: 1}
+    assert sum(c.queries for c in opened.clients.values()) == sum(c.queries for c in clean.clients.values())
 
 
 def test_the_hostile_suite_through_replay_dead_letters_each_case_and_keeps_the_rest(tmp_path: Path) -> None:
