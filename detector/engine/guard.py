@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from statistics import median_low
+from typing import Any
 
 from querywatch.detector.engine.events import Event
 from querywatch.detector.errors import InvalidEvent
@@ -96,6 +97,36 @@ class StreamClock:
         if self._recent:
             self.now = _clock(self._recent)
         return rejected
+
+    def state(self) -> dict[str, Any]:
+        """The watermark and the recent clients' latest times (oldest first), as plain data:
+        what a partition's checkpoint stores. The clients ahead are not kept: they show again.
+
+        >>> clock = StreamClock(margin=3600)
+        >>> seen = [Event(f"r{i}", 1000.0 + i, f"c{i % 3}", "m", None) for i in range(6)]  # type: ignore
+        >>> _ = clock.judge(seen)
+        >>> back = StreamClock.from_state(clock.state(), margin=3600)
+        >>> (back.watermark, back.now) == (clock.watermark, clock.now)
+        True
+        >>> [e.reason for _, e in back.judge([Event("x", 9000.0, "c0", "m", None)])]  # type: ignore[arg-type]
+        ['future_timestamp']
+        """
+        return {"watermark": self.watermark, "recent": [[c, ts] for c, ts in self._recent.items()]}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], *, margin: float, clamp: bool = False) -> StreamClock:
+        """A clock as ``state`` left it; ValueError if ``state`` is not one."""
+        try:
+            watermark = float(state["watermark"])
+            recent = [(str(client_id), float(ts)) for client_id, ts in state["recent"]][-WINDOW:]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a stored event-time clock: {exc!r}") from None
+        clock = cls(margin=margin, clamp=clamp)
+        clock.watermark = watermark
+        clock._recent.update(recent)
+        if recent:
+            clock.now = _clock(clock._recent)
+        return clock
 
     @property
     def settled(self) -> bool:
@@ -188,6 +219,17 @@ class EventGuard:
     def forget(self, source: Hashable) -> None:
         """Drop a source's clock (a partition that moved to another consumer)."""
         self.clocks.pop(source, None)
+
+    def resume(self, source: Hashable, state: Mapping[str, Any]) -> None:
+        """Start a source's clock from the state stored with its checkpoint
+        (``StreamClock.state``), so that its new owner judges event times as the old one did
+        rather than from its first batch's median. ValueError if ``state`` is not one."""
+        self.clocks[source] = StreamClock.from_state(state, margin=self.margin, clamp=self.clamp)
+
+    def state(self, source: Hashable) -> dict[str, Any] | None:
+        """A source's clock to store (None before its first admitted event)."""
+        clock = self.clocks.get(source)
+        return None if clock is None or clock.watermark is None else clock.state()
 
     def eviction_time(self) -> float | None:
         """The time idle clients are judged against: the earliest settled clock, so that no

@@ -412,6 +412,29 @@ def test_replay_dedups_per_client_by_default_or_over_the_whole_trace(tmp_path: P
     assert (whole.events, whole.duplicates) == (1, 2)
 
 
+def test_a_new_owner_judges_event_times_by_the_clock_its_predecessor_stored(tmp_path: Path) -> None:
+    """The partition's event-time clock is stored with its checkpoint: a consumer that takes
+    the partition over refuses an event two days ahead even when it comes alone in its first
+    batch, as the old owner would have (from a first batch's median alone it was admitted,
+    and the watermark jumped two days)."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    X = _benign(np.random.default_rng(7), 13)
+    now = [_line(f"{c}-{i}", c, X[3 * i + k], ts=float(i)) for i in range(4) for k, c in enumerate("abc")]
+    earlier = _processor(sessions, _Outputs())
+    earlier.assign([("t", 0)])
+    earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(now))
+    assert earlier.checkpoint() == {("t", 0): len(now)}
+
+    outputs = _Outputs()
+    later = _processor(sessions, outputs)
+    later.assign([("t", 0)])
+    ahead = _line("a-ahead", "a", X[12], ts=2 * 86400.0)
+    later.process([Record("t", 0, len(now), None, ahead)])
+    assert later.checkpoint() == {("t", 0): len(now) + 1}
+    assert [d.reason for d in outputs.letters] == ["future_timestamp"]
+    assert later.guard.state(("t", 0)) == earlier.guard.state(("t", 0))  # the watermark stayed at 3.0
+
+
 @pytest.mark.parametrize("scope", ["client", "stream"])
 def test_replay_judges_again_an_event_it_refused_when_it_comes_again_as_the_consumer_does(
     tmp_path: Path, scope: str

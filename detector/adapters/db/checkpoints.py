@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -41,6 +42,8 @@ _MOVE_OFFSET = (
     )
     .values(next_offset=bindparam("b_new"), updated_at=bindparam("b_now"))
 )
+#: The same, with the partition's event-time clock (a checkpoint without one keeps the stored).
+_MOVE_OFFSET_AND_CLOCK = _MOVE_OFFSET.values(clock=bindparam("b_clock"))
 #: A partition's first offset: nothing inserted if one is stored already.
 _FIRST_OFFSET = InsertIfAbsent(_OFFSETS, _OFFSETS.c.next_offset)
 _DELETE_STATES = delete(_STATES).where(_STATES.c.client_id.in_(bindparam("ids", expanding=True)))
@@ -69,14 +72,19 @@ class PartitionCheckpoint:
     next_offset: int
     client_states: Mapping[str, bytes]
     dropped_clients: Collection[str] = ()
+    #: The partition's event-time clock (``StreamClock.state``; None: none yet, a stored
+    #: one is kept).
+    clock: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StoredPartition:
-    """What the database holds for one partition: where to resume and the clients' states."""
+    """What the database holds for one partition: where to resume, its event-time clock
+    and the clients' states."""
 
     next_offset: int | None
     client_states: dict[str, bytes]
+    clock: dict[str, Any] | None = None
 
 
 def load_partition(
@@ -89,13 +97,14 @@ def load_partition(
     read afterwards are at least as new, and a mix is caught by the compare-and-set of the
     next checkpoint.
     """
-    offset = session.scalar(
-        select(PartitionOffsetRow.next_offset).where(
+    stored = session.execute(
+        select(PartitionOffsetRow.next_offset, PartitionOffsetRow.clock).where(
             PartitionOffsetRow.group_id == group_id,
             PartitionOffsetRow.topic == topic,
             PartitionOffsetRow.partition == partition,
         )
-    )
+    ).first()
+    offset, clock = (None, None) if stored is None else stored
     query = select(ClientStateRow.client_id, ClientStateRow.state).where(
         ClientStateRow.group_id == group_id,
         ClientStateRow.topic == topic,
@@ -103,7 +112,8 @@ def load_partition(
     )
     if only is not None:
         query = query.where(ClientStateRow.client_id.in_(_storable(session, only)))
-    return StoredPartition(offset, {client_id: bytes(state) for client_id, state in session.execute(query)})
+    states = {client_id: bytes(state) for client_id, state in session.execute(query)}
+    return StoredPartition(offset, states, clock)
 
 
 def load_client_states(*, session: Session, group_id: str, client_ids: Sequence[str]) -> dict[str, bytes]:
@@ -155,10 +165,11 @@ def save_checkpoint(
     next_offset: int,
     client_states: Mapping[str, bytes],
     dropped_clients: Iterable[str] = (),
+    clock: Mapping[str, Any] | None = None,
 ) -> None:
     """``save_checkpoints`` of one partition."""
     checkpoint = PartitionCheckpoint(
-        topic, partition, expected_offset, next_offset, client_states, tuple(dropped_clients)
+        topic, partition, expected_offset, next_offset, client_states, tuple(dropped_clients), clock
     )
     save_checkpoints(session=session, group_id=group_id, checkpoints=[checkpoint])
 
@@ -207,24 +218,25 @@ def _move_offset(*, session: Session, group_id: str, checkpoint: PartitionCheckp
     if checkpoint.expected_offset is None:
         # A partition's first offset: inserted unless another consumer's is there.
         values = {"group_id": group_id, "topic": topic, "partition": partition}
-        if (
-            _FIRST_OFFSET(session, {**values, "next_offset": checkpoint.next_offset, "updated_at": now})
-            is None
-        ):
+        first: dict[str, Any] = {"next_offset": checkpoint.next_offset, "updated_at": now}
+        if checkpoint.clock is not None:
+            first["clock"] = checkpoint.clock
+        if _FIRST_OFFSET(session, {**values, **first}) is None:
             first_by = f"{key}: another consumer checkpointed this partition first"
             raise CheckpointConflict(first_by, topic=topic, partition=partition)
         return
-    result = session.execute(
-        _MOVE_OFFSET,
-        {
-            "b_group_id": group_id,
-            "b_topic": topic,
-            "b_partition": partition,
-            "b_expected": checkpoint.expected_offset,
-            "b_new": checkpoint.next_offset,
-            "b_now": now,
-        },
-    )
+    moved = {
+        "b_group_id": group_id,
+        "b_topic": topic,
+        "b_partition": partition,
+        "b_expected": checkpoint.expected_offset,
+        "b_new": checkpoint.next_offset,
+        "b_now": now,
+    }
+    if checkpoint.clock is None:
+        result = session.execute(_MOVE_OFFSET, moved)
+    else:
+        result = session.execute(_MOVE_OFFSET_AND_CLOCK, {**moved, "b_clock": checkpoint.clock})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise CheckpointConflict(
             f"{key}: the stored offset is no longer {checkpoint.expected_offset}",

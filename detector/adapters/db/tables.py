@@ -407,6 +407,9 @@ class PartitionOffsetRow(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The partition's event-time clock (``engine.guard.StreamClock.state``); None before
+    #: the consumer's first admitted event, and for the aggregator's group.
+    clock: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
 
 
 class ClientStateRow(Base):

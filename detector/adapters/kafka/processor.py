@@ -183,6 +183,11 @@ class StreamProcessor(OwnedPartitions):
             self._stream.dedup_per_client,
             next_offset=stored.next_offset,
         )
+        if stored.clock is not None:
+            try:
+                self.guard.resume(key, stored.clock)
+            except ValueError as exc:  # judged from its first batch, as before clocks were stored
+                log.warning("%s/%d: stored event-time clock ignored: %s", topic, partition, exc)
         held = stored.client_states.pop(held_events_key(partition), None)
         legacy = stored.client_states.pop(LEGACY_HELD_EVENTS_KEY, None)
         if legacy is not None:  # an earlier checkpoint's key: moves to this partition's
@@ -560,5 +565,11 @@ class StreamProcessor(OwnedPartitions):
             else:
                 dropped.add(held_events_key(work.partition))
         return PartitionCheckpoint(
-            work.topic, work.partition, work.stored_offset, work.next_offset, states, dropped
+            work.topic,
+            work.partition,
+            work.stored_offset,
+            work.next_offset,
+            states,
+            dropped,
+            self.guard.state(work.key),
         )
