@@ -14,6 +14,8 @@ from querywatch.detector.adapters.db.checkpoints import (
     save_checkpoints,
 )
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.guard import StreamClock
 from tests.storage.databases import KINDS, migrated_database
 
 
@@ -36,6 +38,7 @@ def _save(sessions: sessionmaker[Session], expected: int | None, new: int, **kw:
             next_offset=new,
             client_states=kw.get("states", {}),  # type: ignore[arg-type]
             dropped_clients=kw.get("dropped", ()),  # type: ignore[arg-type]
+            clock=kw.get("clock"),  # type: ignore[arg-type]
         )
 
 
@@ -121,3 +124,26 @@ def test_a_conflict_names_its_partition_and_the_transaction_stores_nothing(
         )
     assert refused.value.key == ("t", 3)
     assert (_load(sessions, 3), _load(sessions, 4)) == ((10, {"a": b"1"}), (None, {}))
+
+
+def test_the_event_time_clock_comes_back_with_the_offset_and_a_checkpoint_without_one_keeps_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    """``partition_offsets.clock``: written with the first checkpoint and each later one that
+    has a clock, kept by one that has none (the aggregator's, a consumer's before any event)."""
+    clock = StreamClock(margin=60.0)
+    clock.judge([Event(f"r{i}", 100.0 + i, f"acct-ü{i % 4}", "m", None) for i in range(8)])  # type: ignore[arg-type]
+    stored = []
+    for expected, new, state in [
+        (None, 8, clock.state()),
+        (8, 9, None),
+        (9, 12, {**clock.state(), "watermark": 130.0}),
+    ]:
+        _save(sessions, expected, new, clock=state)
+        with transaction(sessions) as session:
+            stored.append(load_partition(session=session, group_id="g", topic="t", partition=3))
+    assert [s.next_offset for s in stored] == [8, 9, 12]
+    assert stored[0].clock == stored[1].clock == clock.state()
+    assert stored[2].clock is not None and stored[2].clock["watermark"] == 130.0
+    back = StreamClock.from_state(stored[0].clock, margin=60.0)
+    assert (back.watermark, back.now) == (clock.watermark, clock.now)
