@@ -165,39 +165,6 @@ def parse_event(
     return _bounded(event, max_dim, project)
 
 
-def encode_event(event: Event) -> bytes:
-    """``event`` as EVENT_SCHEMA v1 JSON (``ts`` in epoch seconds). A held event taken back
-    from a checkpoint has no original bytes: refused once its model's profile came, it is
-    dead-lettered as this, which ``parse_event`` reads back to the same event (its input as
-    validated, i.e. projected if it was; of its ``meta`` the grouping keys kept).
-
-    >>> e = Event("r1", 1.5, "c", "m", np.array([0.25, 1.0]), 3, None, "10.0.0.7")
-    >>> encode_event(e)
-    b'{"request_id":"r1","ts":1.5,"client_id":"c","model_id":"m","input":[0.25,1.0],"prediction":{"label":3},"meta":{"ip":"10.0.0.7"}}'
-    >>> back = parse_event(encode_event(e))
-    >>> (back.request_id, back.ts, back.input.tolist(), back.label, back.ip)
-    ('r1', 1.5, [0.25, 1.0], 3, '10.0.0.7')
-    """
-    obj: dict[str, Any] = {
-        "request_id": event.request_id,
-        "ts": event.ts,
-        "client_id": event.client_id,
-        "model_id": event.model_id,
-        "input": np.asarray(event.input, dtype=np.float64).tolist(),
-    }
-    prediction: dict[str, Any] = {}
-    if event.label is not None:
-        prediction["label"] = event.label
-    if event.scores is not None:
-        prediction["scores"] = np.asarray(event.scores, dtype=np.float64).tolist()
-    if prediction:
-        obj["prediction"] = prediction
-    meta = {k: v for k, v in (("ip", event.ip), ("user_agent", event.user_agent), ("org", event.org)) if v}
-    if meta:
-        obj["meta"] = meta
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-
-
 def _bounded(event: Event, max_dim: int | None, project: bool) -> Event:
     if max_dim is None or event.input.size <= max_dim:
         return event

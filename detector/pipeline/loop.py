@@ -62,7 +62,8 @@ class Step(Generic[R]):
     """The reference of each event handed to the engine, by ``id(event)``."""
     unreferenced: list[tuple[Event, InvalidEvent]] = field(default_factory=list)
     """Refused events that no message of this pipeline brought: held events a consumer
-    gave the engine back from a checkpoint, refused once their model's profile came."""
+    gave the engine back from a checkpoint (``take_back``), refused once their model's
+    profile came."""
 
 
 class Pipeline(Generic[R]):
@@ -89,8 +90,9 @@ class Pipeline(Generic[R]):
         self._max_dim = inputs.max_input_dim
         self._project = inputs.oversized_inputs == "project"
         self.guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
-        #: References of the events the reference stage holds, for refusals when it lets go.
-        self._held: dict[int, tuple[str, R]] = {}
+        #: References of the events the reference stage holds, for refusals when it lets go
+        #: (None: taken back, ``take_back``).
+        self._held: dict[int, tuple[str, R | None]] = {}
 
     def step(self, messages: Iterable[Message[R]]) -> Step[R]:
         out: Step[R] = Step()
@@ -140,6 +142,12 @@ class Pipeline(Generic[R]):
         (``Detector.adopt_stored``; refusals carry their messages' references)."""
         return self._settled(self.engine.adopt_stored())
 
+    def take_back(self, events: list[Event]) -> Step[R]:
+        """Give the engine back events held through a checkpoint: no message of this
+        pipeline brought them, so their refusals, now or once their profile comes, are
+        ``unreferenced``."""
+        return self._settled(self.engine.process_batch(events))
+
     def _settled(self, result: BatchResult) -> Step[R]:
         """A step of what the engine released outside any batch of messages."""
         out: Step[R] = Step(result=result)
@@ -149,17 +157,17 @@ class Pipeline(Generic[R]):
     def _settle(self, out: Step[R]) -> None:
         result = out.result
         for event in result.held:
-            self._held[id(event)] = (event.model_id, out.refs[id(event)])
+            self._held[id(event)] = (event.model_id, out.refs.get(id(event)))
         for event, error in result.rejected:
             self.forget(event)
             ref = out.refs.get(id(event))
             if ref is None:
                 held = self._held.pop(id(event), None)
-                if held is None:
-                    out.unreferenced.append((event, error))
-                    continue
-                ref = held[1]
-            out.refused.append((ref, error))
+                ref = None if held is None else held[1]
+            if ref is None:
+                out.unreferenced.append((event, error))
+            else:
+                out.refused.append((ref, error))
         if result.completed and self._held:
             done = set(result.completed)
             self._held = {k: v for k, v in self._held.items() if v[0] not in done}

@@ -29,7 +29,6 @@ from querywatch.detector.engine.events import (
     Event,
     RecentIds,
     RequestIdFilter,
-    forget_id,
     id_list,
     recent_ids,
     remember_id,
@@ -296,15 +295,9 @@ class _Dedup:
         if self.whole is not None:
             self.whole.forget(event.request_id)
             return
-        client = self.clients.get(event.client_id)
-        if client is not None:
-            client.seen = forget_id(client.seen, event.request_id)
-        elif event.client_id in self.waiting:
-            ids = forget_id(self.waiting[event.client_id], event.request_id)
-            if ids is None:
-                del self.waiting[event.client_id]
-            else:
-                self.waiting[event.client_id] = ids
+        ids = self.pop(event.client_id)
+        if ids:
+            self.put(event.client_id, [i for i in ids if i != event.request_id])
 
     def _keep(self, client_id: str, client: ClientReport | None, seen: RecentIds) -> None:
         if client is None:

@@ -9,9 +9,12 @@ consumer never stops on bad input.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
+from querywatch.detector.client.events import build_events
+from querywatch.detector.engine.events import Event
 from querywatch.detector.errors import InvalidEvent
 from querywatch.detector.logging import LogLimiter
 from querywatch.detector.metrics import EVENTS_REJECTED
@@ -73,3 +76,30 @@ def reject(
             error.reason,
         )
     return DeadLetter(topic, partition, offset, error.reason, error.detail[:MAX_DETAIL], raw, key)
+
+
+def encoded(event: Event) -> bytes:
+    """``event`` as EVENT_SCHEMA v1 JSON (``build_events``, ``ts`` in epoch seconds): the
+    bytes of a held event taken back from a checkpoint, which has no original ones, when it
+    is dead-lettered. ``parse_event`` reads it back to the same event (its input as
+    validated, i.e. projected if it was; of its ``meta`` the grouping keys kept).
+
+    >>> import numpy as np
+    >>> from querywatch.detector.engine.events import parse_event
+    >>> e = Event("r1", 1.5, "c", "m", np.array([0.25, 1.0]), 3, None, "10.0.0.7")
+    >>> encoded(e)
+    b'{"request_id":"r1","ts":1.5,"client_id":"c","model_id":"m","input":[0.25,1.0],"prediction":{"label":3},"meta":{"ip":"10.0.0.7"}}'
+    >>> back = parse_event(encoded(e))
+    >>> (back.request_id, back.ts, back.input.tolist(), back.label, back.ip)
+    ('r1', 1.5, [0.25, 1.0], 3, '10.0.0.7')
+    """
+    prediction = {"label": event.label, "scores": None if event.scores is None else event.scores.tolist()}
+    (plain,) = build_events(
+        request_id=event.request_id,
+        ts=event.ts,
+        client_id=event.client_id,
+        model_id=event.model_id,
+        rows=[(event.input.tolist(), {k: v for k, v in prediction.items() if v is not None})],
+        meta={"ip": event.ip, "user_agent": event.user_agent, "org": event.org},
+    )
+    return json.dumps(plain, separators=(",", ":"), allow_nan=False).encode()

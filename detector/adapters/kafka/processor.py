@@ -43,7 +43,7 @@ from querywatch.detector.adapters.db.checkpoints import (
 from querywatch.detector.adapters.db.dead_letters import save_dead_letters
 from querywatch.detector.adapters.db.outcome_store import OutcomeTx
 from querywatch.detector.adapters.db.session import SessionFactory, transaction
-from querywatch.detector.adapters.kafka.deadletters import DeadLetter, reject
+from querywatch.detector.adapters.kafka.deadletters import DeadLetter, encoded, reject
 from querywatch.detector.adapters.kafka.outages import RETRYABLE
 from querywatch.detector.adapters.kafka.ownership import OwnedPartitions
 from querywatch.detector.adapters.kafka.partitions import (
@@ -57,7 +57,7 @@ from querywatch.detector.adapters.kafka.partitions import (
 )
 from querywatch.detector.config import InputSettings, StreamSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
-from querywatch.detector.engine.events import Event, encode_event
+from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.detector.errors import ConfigError, InvalidEvent
@@ -237,12 +237,10 @@ class StreamProcessor(OwnedPartitions):
         for event in events:
             self._owner[event.client_id] = work
             work.recent_requests(event.client_id)
-        result = self.engine.process_batch(events)
-        for event, _ in result.rejected:
-            self._forget_request(event)
-        self._reject_held(result.rejected)  # e.g. the profile built elsewhere has another dimension
-        self._route(result)
-        still = {id(e) for e in result.held}
+        step = self.pipeline.take_back(events)
+        self._refuse(step)  # e.g. the profile built elsewhere has another dimension
+        self._route(step.result)
+        still = {id(e) for e in step.result.held}
         work.held = [e for e in events if id(e) in still]
         work.held_changed = len(work.held) != len(events)
 
@@ -424,7 +422,7 @@ class StreamProcessor(OwnedPartitions):
 
     def _reject_held(self, refused: Iterable[tuple[Event, InvalidEvent]]) -> None:
         """Dead-letter held events refused once their profile came that no record brought:
-        taken back from a checkpoint, they are stored re-encoded (``encode_event``), at offset
+        taken back from a checkpoint, they are stored re-encoded (``deadletters.encoded``), at offset
         HELD_OFFSET of the partition that holds their client, with its next checkpoint."""
         for event, error in refused:
             work = self._owner.get(event.client_id)
@@ -437,7 +435,7 @@ class StreamProcessor(OwnedPartitions):
                     topic=work.topic,
                     partition=work.partition,
                     offset=HELD_OFFSET,
-                    raw=encode_event(event),
+                    raw=encoded(event),
                     key=event.client_id.encode(),
                     error=InvalidEvent(error.reason, detail),
                 )
