@@ -148,6 +148,12 @@ class Pipeline(Generic[R]):
         ``unreferenced``."""
         return self._settled(self.engine.process_batch(events))
 
+    def let_go(self, events: Iterable[Event]) -> None:
+        """Forget the references of held events the engine dropped unsettled (their clients'
+        partition was revoked: the next owner takes them back from its checkpoint)."""
+        for event in events:
+            self._held.pop(id(event), None)
+
     def _settled(self, result: BatchResult) -> Step[R]:
         """A step of what the engine released outside any batch of messages."""
         out: Step[R] = Step(result=result)

@@ -273,6 +273,23 @@ def test_held_events_of_a_silent_model_are_scored_once_another_consumer_stored_i
     assert set(stored.client_states) == {"b"} and stored.next_offset == 6
 
 
+def test_a_revoked_partitions_held_events_leave_nothing_behind_in_memory(tmp_path: Path) -> None:
+    """The engine drops a revoked partition's held events (the next owner takes them back
+    from the checkpoint); the pipeline's references to them go too, or a consumer whose
+    partitions move while a model warms up would keep them for as long as it runs."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    processor = _processor(sessions, _Outputs())
+    processor.assign([("t", 0), ("t", 1)])
+    held = [_line(f"n{i}", f"c{p}", [0.1, 0.2], model="new", ts=float(i)) for p in (0, 1) for i in range(3)]
+    processor.process(Record("t", k // 3, k % 3, None, v) for k, v in enumerate(held))
+    assert processor.engine.pending_warmup() == 6 == len(processor.pipeline._held)
+    processor.revoke([("t", 0)])
+    assert processor.engine.pending_warmup() == 3 == len(processor.pipeline._held)
+    assert {processor.pipeline._held[id(e)][1][0].partition for e in processor.partitions[("t", 1)].held} == {
+        1
+    }
+
+
 def test_held_events_taken_back_and_refused_are_dead_lettered_re_encoded_with_the_checkpoint(
     tmp_path: Path,
 ) -> None:

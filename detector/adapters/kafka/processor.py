@@ -221,6 +221,7 @@ class StreamProcessor(OwnedPartitions):
             if self._owner.get(client_id) is work:
                 del self._owner[client_id]
                 self.engine.drop_client(client_id)
+        self.pipeline.let_go(work.held)
         self.partitions.pop(work.key, None)
         self.seeks.pop(work.key, None)
         self.guard.forget(work.key)
