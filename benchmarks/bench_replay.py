@@ -1,6 +1,8 @@
-"""Replay throughput next to the floor of merely ``json.loads``-ing the same lines.
+"""Replay throughput next to the floor of merely ``json.loads``-ing the same lines, or next
+to another commit's replay.
 
     python benchmarks/bench_replay.py TRACE.jsonl [--rounds 2] [--report r.json] [--profile DIR]
+    python benchmarks/bench_replay.py TRACE.jsonl --against HEAD~1 [--rounds 3]
 
 Both are measured in this run, on this machine, interleaved (floor, replay, floor, replay,
 ...), so their ratio is meaningful even where absolute speed is not: the machine may be
@@ -8,6 +10,13 @@ shared, and the load average is printed beside the figures. The CPU-time ratio c
 this process (numpy's BLAS threads included) and is the steadier of the two on a loaded
 machine. Also prints the peak memory (ru_maxrss), the size of the serialized per-client
 state and what the replay found (``--report`` writes it, for the bench's ``score.py``).
+
+``--against REV`` measures the speed target ("≥ 0.95× the previous commit in the same
+run, median of 3"): the package as committed at REV (``git archive`` of its folders, put
+first on ``PYTHONPATH``) and the working tree replay the trace in fresh processes, once
+each untimed (a first run compiles numba kernels into the copy's cache), then ``--rounds``
+times each in the order A B B A A B ...: this machine's speed drifts by up to a third over
+minutes, which a fixed order charges to the side that always runs second.
 """
 
 from __future__ import annotations
@@ -17,9 +26,12 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from querywatch.detector.adapters.files import DirectoryProfileStore
 from querywatch.detector.config import Settings
@@ -57,13 +69,95 @@ def timed_replay(trace: Path, profile: Path | None) -> tuple[Detector, ReplayRep
     return engine, report, time.perf_counter() - started, cpu() - cpu_started
 
 
+#: The folders that make up the installed package ``querywatch`` (pyproject's package-dir).
+PACKAGE_FOLDERS = ("features", "models", "detector", "migrations")
+
+
+def one_run(trace: Path, profile: Path | None) -> None:
+    """One timed replay in this process, printed as JSON for ``--against``'s parent."""
+    _, report, wall, cpu_s = timed_replay(trace, profile)
+    package = str(Path(str(sys.modules["querywatch.detector"].__file__)).resolve().parents[1])
+    print(json.dumps({"events": report.events, "wall": wall, "cpu": cpu_s, "package": package}))
+
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def package_at(rev: str | None, into: Path) -> Path:
+    """A directory to put first on ``PYTHONPATH`` whose ``querywatch`` namespace wins over
+    the installed one's: ``rev``'s package as committed, or (None) this working tree's."""
+    target = into / "querywatch"
+    target.mkdir(parents=True)
+    if rev is None:
+        for folder in PACKAGE_FOLDERS:
+            (target / folder).symlink_to(REPOSITORY / folder)
+        return into
+    archive = subprocess.run(
+        ["git", "-C", str(REPOSITORY), "archive", rev, *PACKAGE_FOLDERS], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return into
+
+
+def timed_elsewhere(trace: Path, profile: Path | None, path: Path) -> dict[str, Any]:
+    """``one_run`` in a fresh process, importing the package from ``path``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+    command = [sys.executable, __file__, str(trace), "--one-run"]
+    if profile:
+        command += ["--profile", str(profile)]
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    run: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return run
+
+
+def against(trace: Path, profile: Path | None, rev: str, rounds: int) -> None:
+    """The working tree's replay speed against ``rev``'s, alternated (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        sides = {"this tree": package_at(None, Path(tmp, "tree")), rev: package_at(rev, Path(tmp, "rev"))}
+        load = os.getloadavg()[0]
+        for name, path in sides.items():  # untimed: a first run compiles the copy's kernels
+            print(f"{name:>12}: the package in {timed_elsewhere(trace, profile, path)['package']}")
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+        names = list(sides)
+        for k in range(rounds):
+            for name in names if k % 2 == 0 else names[::-1]:
+                run = timed_elsewhere(trace, profile, sides[name])
+                runs[name].append(run)
+                print(
+                    f"{name:>12}: {run['events'] / run['wall']:9,.0f} events/s "
+                    f"({run['wall']:5.2f} s, CPU {run['cpu']:5.2f} s)"
+                )
+    speed = {name: statistics.median(r["events"] / r["wall"] for r in rs) for name, rs in runs.items()}
+    cpu_speed = {name: statistics.median(r["events"] / r["cpu"] for r in rs) for name, rs in runs.items()}
+    mine, theirs = names
+    print(
+        f"median of {rounds}: this tree {speed[mine]:,.0f} events/s, {rev} {speed[theirs]:,.0f}: "
+        f"{speed[mine] / speed[theirs]:.3f}x wall-clock, {cpu_speed[mine] / cpu_speed[theirs]:.3f}x CPU time"
+    )
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("trace", type=Path)
     ap.add_argument("--profile", type=Path, help="profile directory (default: warm-up from the trace)")
     ap.add_argument("--rounds", type=int, default=2, help="floor and replay pairs, interleaved")
     ap.add_argument("--report", type=Path, help="write the last replay's report here (JSON)")
+    ap.add_argument("--against", metavar="REV", help="time this tree's replay against commit REV's instead")
+    ap.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
+    if args.one_run:
+        one_run(args.trace, args.profile)
+        return 0
+    if args.against:
+        against(args.trace, args.profile, args.against, args.rounds)
+        return 0
     load = os.getloadavg()[0]
     walls, cpus = [], []
     for _ in range(args.rounds):
