@@ -14,9 +14,10 @@ state and what the replay found (``--report`` writes it, for the bench's ``score
 ``--against REV`` measures the speed target ("≥ 0.95× the previous commit in the same
 run, median of 3"): the package as committed at REV (``git archive`` of its folders, put
 first on ``PYTHONPATH``) and the working tree replay the trace in fresh processes, once
-each untimed (a first run compiles numba kernels into the copy's cache), then ``--rounds``
-times each in the order A B B A A B ...: this machine's speed drifts by up to a third over
-minutes, which a fixed order charges to the side that always runs second.
+each untimed (a first run compiles numba kernels into the copy's cache; their reports are
+compared: a change for speed must not move a decision), then ``--rounds`` times each in the
+order A B B A A B ...: this machine's speed drifts by up to a third over minutes, which a
+fixed order charges to the side that always runs second.
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def timed_replay(trace: Path, profile: Path | None) -> tuple[Detector, ReplayRep
 PACKAGE_FOLDERS = ("features", "models", "detector", "migrations")
 
 
-def one_run(trace: Path, profile: Path | None) -> None:
+def one_run(trace: Path, profile: Path | None, report_to: Path | None) -> None:
     """One timed replay in this process, printed as JSON for ``--against``'s parent."""
     _, report, wall, cpu_s = timed_replay(trace, profile)
+    if report_to:
+        write_report(report, report_to)
     package = str(Path(str(sys.modules["querywatch.detector"].__file__)).resolve().parents[1])
     print(json.dumps({"events": report.events, "wall": wall, "cpu": cpu_s, "package": package}))
 
@@ -99,16 +102,33 @@ def package_at(rev: str | None, into: Path) -> Path:
     return into
 
 
-def timed_elsewhere(trace: Path, profile: Path | None, path: Path) -> dict[str, Any]:
+def timed_elsewhere(
+    trace: Path, profile: Path | None, path: Path, report_to: Path | None = None
+) -> dict[str, Any]:
     """``one_run`` in a fresh process, importing the package from ``path``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
     command = [sys.executable, __file__, str(trace), "--one-run"]
     if profile:
         command += ["--profile", str(profile)]
+    if report_to:
+        command += ["--report", str(report_to)]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     run: dict[str, Any] = json.loads(out.splitlines()[-1])
     return run
+
+
+def compare_reports(mine: Path, theirs: Path) -> str:
+    """Whether two replays found the same: a speed change must not move a decision."""
+    if mine.read_bytes() == theirs.read_bytes():
+        return "identical"
+    first = [
+        {c["client_id"]: c["first_alert_query"] for c in json.loads(p.read_text())["clients"]}
+        for p in (mine, theirs)
+    ]
+    moved = sorted(c for c in first[0].keys() | first[1].keys() if first[0].get(c) != first[1].get(c))
+    shown = ", ".join(f"{c} {first[0].get(c)} (was {first[1].get(c)})" for c in moved[:5])
+    return f"differ; first alert moved for {len(moved)} clients" + (f": {shown}" if moved else "")
 
 
 def against(trace: Path, profile: Path | None, rev: str, rounds: int) -> None:
@@ -116,8 +136,11 @@ def against(trace: Path, profile: Path | None, rev: str, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         sides = {"this tree": package_at(None, Path(tmp, "tree")), rev: package_at(rev, Path(tmp, "rev"))}
         load = os.getloadavg()[0]
+        reports = {name: Path(tmp, f"report-{k}.json") for k, name in enumerate(sides)}
         for name, path in sides.items():  # untimed: a first run compiles the copy's kernels
-            print(f"{name:>12}: the package in {timed_elsewhere(trace, profile, path)['package']}")
+            package = timed_elsewhere(trace, profile, path, reports[name])["package"]
+            print(f"{name:>12}: the package in {package}")
+        print(f"reports: {compare_reports(*reports.values())}")
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
         names = list(sides)
         for k in range(rounds):
@@ -153,7 +176,7 @@ def main() -> int:
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     if args.one_run:
-        one_run(args.trace, args.profile)
+        one_run(args.trace, args.profile, args.report)
         return 0
     if args.against:
         against(args.trace, args.profile, args.against, args.rounds)
