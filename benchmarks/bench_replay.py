@@ -72,6 +72,7 @@ def timed_replay(trace: Path, profile: Path | None) -> tuple[Detector, ReplayRep
 
 #: The folders that make up the installed package ``querywatch`` (pyproject's package-dir).
 PACKAGE_FOLDERS = ("features", "models", "detector", "migrations")
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def one_run(trace: Path, profile: Path | None, report_to: Path | None) -> None:
@@ -81,9 +82,6 @@ def one_run(trace: Path, profile: Path | None, report_to: Path | None) -> None:
         write_report(report, report_to)
     package = str(Path(str(sys.modules["querywatch.detector"].__file__)).resolve().parents[1])
     print(json.dumps({"events": report.events, "wall": wall, "cpu": cpu_s, "package": package}))
-
-
-REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def package_at(rev: str | None, into: Path) -> Path:
