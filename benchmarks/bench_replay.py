@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,14 +61,19 @@ def json_floor(path: Path) -> tuple[int, float, float]:
 
 def timed_replay(trace: Path, profile: Path | None) -> tuple[Detector, ReplayReport, float, float]:
     """A fresh engine's replay of ``trace``, as ``querywatch replay`` runs it: (engine,
-    report, wall seconds, CPU seconds), the warm-up profile fit included."""
+    report, wall seconds, CPU seconds), the warm-up profile fit included. A ``profile``
+    directory is replayed from a copy: a trusted profile awaiting live answers is completed
+    and replaced in its directory, and every later run would start from that one."""
     settings = Settings()
-    store: ProfileStore = DirectoryProfileStore(profile) if profile else MemoryProfileStore()
-    engine = Detector(settings.detection, store, settings.alerts)
-    started, cpu_started = time.perf_counter(), cpu()
-    with engine_process():
-        report = replay(trace, engine)
-    return engine, report, time.perf_counter() - started, cpu() - cpu_started
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+        store: ProfileStore = MemoryProfileStore()
+        if profile:
+            store = DirectoryProfileStore(Path(shutil.copytree(profile, Path(tmp, "profile"))))
+        engine = Detector(settings.detection, store, settings.alerts)
+        started, cpu_started = time.perf_counter(), cpu()
+        with engine_process():
+            report = replay(trace, engine)
+        return engine, report, time.perf_counter() - started, cpu() - cpu_started
 
 
 #: The folders that make up the installed package ``querywatch`` (pyproject's package-dir).
