@@ -100,9 +100,11 @@ def package_at(rev: str | None, into: Path) -> Path:
             (target / folder).symlink_to(REPOSITORY / folder)
         return into
     archive = subprocess.run(
-        ["git", "-C", str(REPOSITORY), "archive", rev, *PACKAGE_FOLDERS], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        ["git", "-C", str(REPOSITORY), "archive", rev, *PACKAGE_FOLDERS], capture_output=True
+    )
+    if archive.returncode:
+        sys.exit(f"--against {rev}: git archive says: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return into
 
 
@@ -117,8 +119,11 @@ def timed_elsewhere(
         command += ["--profile", str(profile)]
     if report_to:
         command += ["--report", str(report_to)]
-    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-    run: dict[str, Any] = json.loads(out.splitlines()[-1])
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:  # e.g. a commit whose replay API this script does not know
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        sys.exit(f"the replay importing {path} failed:\n{tail}")
+    run: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return run
 
 
@@ -179,6 +184,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if not args.trace.is_file():
+        ap.error(f"{args.trace}: no such file")
     if args.one_run:
         one_run(args.trace, args.profile, args.report)
         return 0
