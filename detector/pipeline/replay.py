@@ -29,6 +29,7 @@ from querywatch.detector.engine.events import (
     Event,
     RecentIds,
     RequestIdFilter,
+    forget_id,
     id_list,
     recent_ids,
     remember_id,
@@ -295,15 +296,20 @@ class _Dedup:
         if self.whole is not None:
             self.whole.forget(event.request_id)
             return
-        ids = self.pop(event.client_id)
-        if ids:
-            self.put(event.client_id, [i for i in ids if i != event.request_id])
+        client_id = event.client_id
+        client = self.clients.get(client_id)
+        seen = self.waiting.get(client_id) if client is None else client.seen
+        ids = forget_id(seen, event.request_id)
+        if ids is not seen:
+            self._keep(client_id, client, ids)
 
-    def _keep(self, client_id: str, client: ClientReport | None, seen: RecentIds) -> None:
-        if client is None:
-            self.waiting[client_id] = seen
-        else:
+    def _keep(self, client_id: str, client: ClientReport | None, seen: RecentIds | None) -> None:
+        if client is not None:
             client.seen = seen
+        elif seen is None:
+            self.waiting.pop(client_id, None)
+        else:
+            self.waiting[client_id] = seen
 
     def pop(self, client_id: str) -> list[str] | None:
         """Forget a client's request ids; returns them, oldest first (None if it had none)."""
