@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.models.calibration import calibrate
+from querywatch.models.labelmargin import LabelNeighbours
 from querywatch.models.profile import (
     DEEP_QUANTILE,
     FloatArray,
@@ -85,13 +86,30 @@ def with_live_answers(
     if not profile.classes and labels is not None:
         names, prior = class_table(labels, keep)
         completed = replace(completed, classes=names, class_prior=prior)
+    label_neighbours = None  # scored live answers need none, whatever the file had
+    if labels is not None and (margins is None or not np.isfinite(margins).any()):
+        # Labels only: margins from the live rows' own labels (``models.labelmargin``).
+        margins = None
+        fitted = LabelNeighbours.fit(
+            view.quantized[keep],
+            class_indices(labels, keep, completed.classes),
+            len(completed.class_prior),
+            owners=owners[keep],
+            seed=seed,
+        )
+        if fitted is not None:
+            label_neighbours = fitted[0]
+            margins = np.full(len(X), np.nan)
+            margins[keep] = fitted[1]
     margin_threshold = 0.0
     calibration = profile.calibration
     if margins is not None and calibration is not None:
         margins = np.where(repeats(X, owners).answer, np.nan, np.asarray(margins, dtype=np.float64))
         kept_margins = margins[keep]
         scored = kept_margins[np.isfinite(kept_margins)]
-        margin_threshold = boundary_margin(scored)
+        # Neighbour margins feed the confidence test only (``models.labelmargin``).
+        if label_neighbours is None:
+            margin_threshold = boundary_margin(scored)
         live = calibrate(
             view.ood_score[keep],
             profile.ood_threshold,
@@ -99,7 +117,7 @@ def with_live_answers(
             owners=owners[keep],
             margins=kept_margins,
             margin_threshold=margin_threshold,
-            deep_margin=boundary_margin(scored, DEEP_QUANTILE),
+            deep_margin=boundary_margin(scored, DEEP_QUANTILE) if margin_threshold > 0.0 else 0.0,
             classes=None if labels is None else class_indices(labels, keep, completed.classes),
             seed=seed,
         )
@@ -134,6 +152,7 @@ def with_live_answers(
         completed,
         margin_threshold=margin_threshold,
         calibration=calibration,
+        label_neighbours=label_neighbours,
         answers="live",
         revision=profile.revision + 1,
         refreshed_at=at,

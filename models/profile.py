@@ -42,6 +42,7 @@ from querywatch.features.extraction import ExtractionReference
 from querywatch.features.resend import input_hashes
 from querywatch.models.calibration import Calibration, calibrate, drift_share
 from querywatch.models.extraction import fit_extraction
+from querywatch.models.labelmargin import LabelNeighbours
 from querywatch.models.steps import neighbour_nulls, record_limits
 
 FloatArray = NDArray[np.float64]
@@ -150,6 +151,9 @@ class ReferenceProfile:
     #: labels are missing: the live answers' extraction validation set is matched to them
     #: (``with_extraction``); empty otherwise.
     natural: NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.uint8))
+    #: Labelled reference inputs that give a margin to answers without scores
+    #: (``models.labelmargin``); None when the reference's answers had scores (or no labels).
+    label_neighbours: LabelNeighbours | None = None
 
     @property
     def dim(self) -> int:
@@ -228,6 +232,12 @@ class ReferenceProfile:
                 "extraction_pool_codes": e.pool_codes,
                 "extraction_pool_labels": e.pool_labels,
             }
+        if self.label_neighbours is not None:
+            header["label_neighbours"] = {"classes": self.label_neighbours.n_classes}
+            extra |= {
+                "label_codes": self.label_neighbours.codes,
+                "label_classes": self.label_neighbours.classes,
+            }
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
@@ -254,6 +264,14 @@ class ReferenceProfile:
                 header: dict[str, Any] = json.loads(bytes(z["header"]).decode())
                 raw = {k: np.asarray(z[k]) for k in z.files if k != "header"}
                 natural = raw.pop("natural", np.zeros((0, 0))).astype(np.uint8)
+                label_codes, label_classes = raw.pop("label_codes", None), raw.pop("label_classes", None)
+                label_neighbours = None
+                if header.get("label_neighbours") and label_codes is not None and label_classes is not None:
+                    label_neighbours = LabelNeighbours(
+                        label_codes.astype(np.uint8),
+                        label_classes.astype(np.int64),
+                        int(header["label_neighbours"]["classes"]),
+                    )
                 arrays = {k: v.astype(np.float64) for k, v in raw.items() if not k.startswith("extraction_")}
                 extraction = None
                 # A profile stored before the estimate weighed class mixes has no copy's
@@ -293,6 +311,7 @@ class ReferenceProfile:
             refresh_reason=header.get("refresh_reason"),
             left_out=tuple(header.get("left_out", ())),
             natural=natural,
+            label_neighbours=label_neighbours,
             **arrays,
         )
 
@@ -368,13 +387,16 @@ def _fit_profile(
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) < max(2 * cells, 10):
         raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
-    repeated = None
+    repeated = unanswered = None
     if owners is not None:
         owners = np.asarray(owners)
         repeated_rows = repeats(X, owners)
-        repeated = repeated_rows.where
+        repeated, unanswered = repeated_rows.where, repeated_rows.answer
         if margins is not None:
-            margins = np.where(repeated_rows.answer, np.nan, np.asarray(margins, dtype=np.float64))
+            margins = np.where(unanswered, np.nan, np.asarray(margins, dtype=np.float64))
+    if labels is not None and (margins is None or not np.isfinite(margins).any()):
+        # Labels only: the answers' margins come from the reference's labels (``_fit``).
+        margins = None
 
     def fit(keep: NDArray[np.bool_]) -> ReferenceProfile:
         """The profile of the ``keep`` rows; everything else is the same for both fits."""
@@ -391,6 +413,7 @@ def _fit_profile(
             seed,
             owners,
             repeated,
+            unanswered,
         )
 
     keep = np.ones(len(X), dtype=bool)
@@ -592,6 +615,7 @@ def _fit(
     seed: int,
     owners: NDArray[Any] | None,
     repeated: NDArray[np.bool_] | None = None,
+    unanswered: NDArray[np.bool_] | None = None,
 ) -> ReferenceProfile:
     R = X[keep]
     mean = R.mean(axis=0)
@@ -613,9 +637,22 @@ def _fit(
     cell_prob = (counts + 0.5) / (counts.sum() + 0.5 * cells)
     names, prior = class_table(labels, keep)
     margin_threshold = deep_margin = 0.0
-    kept_margins = None
+    kept_margins = label_neighbours = None
     if margins is not None:
         kept_margins = np.asarray(margins, dtype=np.float64)[keep]
+    elif labels is not None:
+        fitted = LabelNeighbours.fit(
+            quantize(R, X.min(axis=0), X.max(axis=0)),
+            class_indices(labels, keep, names),
+            len(prior),
+            owners=None if owners is None else owners[keep],
+            seed=seed,
+        )
+        if fitted is not None:
+            label_neighbours, kept_margins = fitted
+            if unanswered is not None:  # a resend's answer votes for nothing, as with scores
+                kept_margins = np.where(unanswered[keep], np.nan, kept_margins)
+    if kept_margins is not None and label_neighbours is None:
         m = kept_margins[np.isfinite(kept_margins)]
         margin_threshold = boundary_margin(m)
         deep_margin = boundary_margin(m, DEEP_QUANTILE)
@@ -635,6 +672,7 @@ def _fit(
         class_prior=prior,
         margin_threshold=margin_threshold,
         reference_size=len(R),
+        label_neighbours=label_neighbours,
     )
     view = draft.view(R)
     threshold = float(np.quantile(view.ood_score, ood_quantile))

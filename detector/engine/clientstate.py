@@ -79,8 +79,15 @@ class ModelContext:
     def _rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
         inputs = np.array([e.input for e in events])
         view = self.profile.view(inputs)
-        margins, entropies = score_columns(events)
         classes = self.class_indices(events)
+        neighbours = self.profile.label_neighbours
+        if neighbours is None:
+            margins, entropies = score_columns(events)
+        else:
+            # A reference answered with labels only: every answer's margin is its neighbours'
+            # (a score margin would be ranked against tables of another quantity).
+            m, h = neighbours.margins(view.quantized, np.array(classes, dtype=np.int64))
+            margins, entropies = m.tolist(), h.tolist()
         chance = view.boundary_chance
         cal = self.profile.calibration
         if cal is not None and cal.boundary_class_factors:

@@ -48,7 +48,10 @@ def test_a_label_only_client_in_the_warm_up_leaves_the_boundary_test_to_the_othe
     # Two clients' answers aside, the boundary is where the others' answers put it.
     assert abs(mixed.margin_threshold - scored.margin_threshold) <= 0.5 * scored.margin_threshold
     assert label_only.margin_threshold == 0.0 and label_only.calibration is not None
-    assert not label_only.calibration.boundary_rates
+    assert not any(label_only.calibration.boundary_rates)
+    # Labels only: the confidence test ranks answers by their neighbours' labels instead.
+    assert mixed.label_neighbours is None and label_only.label_neighbours is not None
+    assert label_only.calibration.rank_margins
 
 
 def test_string_labels_give_the_profile_integer_labels_give() -> None:

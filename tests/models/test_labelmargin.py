@@ -1,0 +1,72 @@
+"""Margins for answers without scores, from the labels of the reference's nearest inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from querywatch.models.labelmargin import LabelNeighbours
+from querywatch.models.profile import ReferenceProfile, fit_profile, quantize
+
+
+def _two_classes(rng: np.random.Generator, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs in the unit square, answered 1 right of x = 0.5."""
+    X = rng.uniform(size=(n, 2))
+    return X, (X[:, 0] > 0.5).astype(np.int64)
+
+
+def test_answers_deep_in_a_class_have_high_margins_and_answers_at_the_boundary_low_ones() -> None:
+    rng = np.random.default_rng(0)
+    X, y = _two_classes(rng)
+    codes = quantize(X, np.zeros(2), np.ones(2))
+    fitted = LabelNeighbours.fit(codes, y, 3)
+    assert fitted is not None
+    neighbours, own = fitted
+    deep = np.abs(X[:, 0] - 0.5) > 0.2
+    edge = np.abs(X[:, 0] - 0.5) < 0.01
+    assert own[deep].min() == 1.0 and own[edge].mean() < 0.8
+    # An answer its neighbourhood does not give lies below an even vote.
+    query = quantize(np.array([[0.1, 0.5], [0.9, 0.5]]), np.zeros(2), np.ones(2))
+    margins, entropies = neighbours.margins(query, np.array([1, 0]))
+    assert margins.max() < 0.5 and entropies.max() == 0.0
+    assert np.isnan(neighbours.margins(query, np.array([-1, -1]))[0]).all()  # no answer, no margin
+
+
+def test_a_clients_own_rows_do_not_vote_for_its_answers() -> None:
+    """One client's 40 copies of an input answered against its neighbourhood (a client of
+    another model version, a mislabelled batch): left out by owner, its neighbours say so."""
+    rng = np.random.default_rng(1)
+    X, y = _two_classes(rng)
+    X = np.vstack([X, np.tile([[0.2, 0.5]], (40, 1))])
+    y = np.concatenate([y, np.ones(40, dtype=np.int64)])
+    owners = np.concatenate([np.arange(3000) % 60, np.full(40, 99)])
+    codes = quantize(X, np.zeros(2), np.ones(2))
+    by_owner = LabelNeighbours.fit(codes, y, 3, owners=owners)
+    by_row = LabelNeighbours.fit(codes, y, 3)
+    assert by_owner is not None and by_row is not None
+    assert by_owner[1][-40:].max() == 0.0  # every neighbour answers the other class
+    assert by_row[1][-40:].min() == 1.0  # its own copies outvote them
+
+
+def test_a_reference_answered_with_labels_only_ranks_its_answers_by_their_neighbours() -> None:
+    """Labels without scores: no boundary threshold (the boundary test stays silent), but
+    rank tables for the confidence test, and the neighbours survive a round trip."""
+    rng = np.random.default_rng(2)
+    X, y = _two_classes(rng)
+    X = np.hstack([X, rng.normal(size=(len(X), 2))])
+    profile = fit_profile(X, model_id="m", version="v", labels=y.tolist(), cells=8, components=3)
+    assert profile.label_neighbours is not None and profile.margin_threshold == 0.0
+    assert profile.calibration is not None and profile.calibration.rank_margins
+    loaded = ReferenceProfile.from_bytes(profile.to_bytes())
+    assert loaded.label_neighbours is not None
+    assert np.array_equal(loaded.label_neighbours.codes, profile.label_neighbours.codes)
+    assert np.array_equal(loaded.label_neighbours.classes, profile.label_neighbours.classes)
+    scored = fit_profile(
+        X,
+        model_id="m",
+        version="v",
+        labels=y.tolist(),
+        margins=rng.uniform(size=len(X)),
+        cells=8,
+        components=3,
+    )
+    assert scored.label_neighbours is None and scored.margin_threshold > 0.0

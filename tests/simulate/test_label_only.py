@@ -1,0 +1,50 @@
+"""A model served with labels only: the confidence test ranks answers by their neighbours'
+labels (``models.labelmargin``), so uncertainty-sampling thieves are caught there too."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.detector import Detector
+from querywatch.detector.engine.events import parse_event
+from querywatch.detector.engine.profiles import MemoryProfileStore
+from querywatch.detector.simulate.attackers import active_uncertainty
+from querywatch.detector.simulate.benign import heavy, ordinary
+from querywatch.detector.simulate.hard import whatif
+from querywatch.detector.simulate.trace import _events
+from querywatch.detector.simulate.victim import VICTIMS
+
+DAY = 86400.0
+
+
+def test_uncertainty_thieves_of_a_label_only_model_are_alerted_and_its_users_are_not() -> None:
+    """The simulator's two-class victim, every answer a label: its warm-up gives the
+    neighbours, and the thieves' answers rank below what the model gives its own data.
+    Without them (labels only silenced the boundary and confidence tests) no thief was
+    alerted (peak risk 0.08-0.22)."""
+    victim = VICTIMS["binary"]()
+    clients = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(60)}
+    clients |= {f"heavy-{i}": heavy(np.random.default_rng(200 + i), victim, DAY, 1.0) for i in range(3)}
+    clients |= {f"analyst-{i}": whatif(np.random.default_rng(300 + i), victim, DAY, 1.0) for i in range(2)}
+    clients |= {
+        f"thief-{i}": active_uncertainty(np.random.default_rng(400 + i), victim, DAY, 1.0) for i in range(3)
+    }
+    rows = [(name, traffic, {"ip": "192.0.2.1", "user_agent": "t"}) for name, traffic in clients.items()]
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    events = [parse_event(e) for e in _events(np.random.default_rng(0), rows, victim, start, victim.model_id)]
+    for event in events:
+        event.scores = None
+    detector = Detector(DetectionSettings(warmup_events=6000), MemoryProfileStore([]))
+    result = detector.process_batch(events)
+    result.outcomes.extend(detector.flush_warmup().outcomes)
+    profile = detector.profile_in_use(victim.model_id)
+    assert profile is not None and profile.label_neighbours is not None and profile.margin_threshold == 0.0
+    first: dict[str, str] = {}
+    for outcome in result.outcomes:
+        if outcome.alert is not None:
+            first.setdefault(outcome.update.client_id, outcome.alert.reasons[0])
+    assert sorted(first) == ["thief-0", "thief-1", "thief-2"]
+    assert all("less confident" in reason for reason in first.values())
