@@ -199,7 +199,9 @@ class ClientFeatures:
         searched = distances.probing
         part = distances.shared > limits.record_shared and not searched
         again = 0 < distances.move < limits.record_move and not searched
-        rank = margin_rank if ranked and boundary is not None and not part else None
+        # An answer served without scores has no boundary evidence but may have a rank (its
+        # neighbours': ``models.labelmargin``).
+        rank = margin_rank if ranked and not part else None
         # A query in profile, yet farther from all the client sent before than natural queries
         # lie from their nearest: a k-center thief picks each query farthest from its others.
         # Beyond the profile, noise or drift sets a query apart as much (the out-of-profile
@@ -214,7 +216,7 @@ class ClientFeatures:
             far = False
         if again:
             boundary = None
-        if boundary is not None and distances.same_record:
+        if distances.same_record:
             # Frames of one record near the boundary answer near it together: one answer,
             # the chain's first (``features.distance``). The shares still show every one.
             boundary = rank = None

@@ -18,19 +18,24 @@ its answers at or below the reference's 5th-percentile neighbour margin, benign 
 margins (its tables, class means and shift derived from the reference's); the boundary test
 stays silent on them, its derived multiple too narrow for how a neighbourhood's vote moves
 with a client's region (README, *Tried and not adopted*). Distances are in the profile's
-8-bit codes (each feature in units of its range), to at most ``SIZE`` reference inputs; a
-model answered with scores never computes them.
+8-bit codes (each feature in units of its range), to at most ``SIZE`` reference inputs.
+
+A reference answered with scores keeps neighbours too, with rank tables of their own margins
+(``LabelNeighbours.with_ranks``): a client may ask for labels only where the serving tier
+offers it, and its answers are ranked there rather than left out of the confidence test.
+Scored answers never compute a neighbour margin.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.features.jit import compiled
+from querywatch.models.calibration import per_class, rank_class_means, rank_tables, ranks_among
 
 #: Reference inputs the neighbours are looked for among (a seeded sample of the labelled ones).
 SIZE = 2048
@@ -60,6 +65,13 @@ class LabelNeighbours:
     """Class index of each row (``ReferenceProfile.classes``; its length for any other class)."""
     n_classes: int
     """Class slots: the profile's classes and one for any other."""
+    rank_edges: tuple[float, ...] = ()
+    rank_margins: tuple[tuple[float, ...], ...] = ()
+    rank_class_means: tuple[float, ...] = ()
+    """Rank tables of the reference's own neighbour margins, by distance from the data, and
+    each class's mean rank (``models.calibration.rank_tables``), where the reference's answers
+    had scores: the few answers served without them are ranked here (``ranks``). Empty where
+    the reference had none, and every answer's margin is its neighbours'."""
 
     @classmethod
     def fit(
@@ -83,6 +95,29 @@ class LabelNeighbours:
             np.arange(len(codes)) if owners is None else np.unique(np.asarray(owners), return_inverse=True)[1]
         )
         return neighbours, neighbours.margins(codes, classes, ids, ids[chosen])[0]
+
+    def with_ranks(
+        self,
+        ood_scores: NDArray[np.float64],
+        margins: NDArray[np.float64],
+        classes: NDArray[np.int64],
+        ood_threshold: float,
+    ) -> LabelNeighbours:
+        """These neighbours with the rank tables of the reference rows' own neighbour
+        ``margins`` at their out-of-profile ``ood_scores``, and their ``classes``' mean ranks."""
+        finite = np.isfinite(margins)
+        edges, tables = rank_tables(ood_scores[finite], margins[finite], ood_threshold)
+        means = rank_class_means(ranks_among(edges, tables, ood_scores, margins), classes)
+        return replace(self, rank_edges=edges, rank_margins=tables, rank_class_means=means)
+
+    def ranks(
+        self, ood_scores: NDArray[np.float64], codes: NDArray[np.uint8], classes: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Ranks of answers without scores among the reference's neighbour margins as far from
+        the data, and their classes' mean ranks (``Calibration.margin_ranks``'s counterpart)."""
+        margins = self.margins(codes, classes)[0]
+        ranks = ranks_among(self.rank_edges, self.rank_margins, ood_scores, margins)
+        return ranks, per_class(self.rank_class_means, classes, 0.5)
 
     def margins(
         self,

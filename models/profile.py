@@ -233,7 +233,13 @@ class ReferenceProfile:
                 "extraction_pool_labels": e.pool_labels,
             }
         if self.label_neighbours is not None:
-            header["label_neighbours"] = {"classes": self.label_neighbours.n_classes}
+            n = self.label_neighbours
+            header["label_neighbours"] = {
+                "classes": n.n_classes,
+                "rank_edges": list(n.rank_edges),
+                "rank_margins": [list(table) for table in n.rank_margins],
+                "rank_class_means": list(n.rank_class_means),
+            }
             extra |= {
                 "label_codes": self.label_neighbours.codes,
                 "label_classes": self.label_neighbours.classes,
@@ -267,10 +273,14 @@ class ReferenceProfile:
                 label_codes, label_classes = raw.pop("label_codes", None), raw.pop("label_classes", None)
                 label_neighbours = None
                 if header.get("label_neighbours") and label_codes is not None and label_classes is not None:
+                    tables = header["label_neighbours"]
                     label_neighbours = LabelNeighbours(
                         label_codes.astype(np.uint8),
                         label_classes.astype(np.int64),
-                        int(header["label_neighbours"]["classes"]),
+                        int(tables["classes"]),
+                        tuple(float(v) for v in tables.get("rank_edges", ())),
+                        tuple(tuple(float(v) for v in t) for t in tables.get("rank_margins", ())),
+                        tuple(float(v) for v in tables.get("rank_class_means", ())),
                     )
                 arrays = {k: v.astype(np.float64) for k, v in raw.items() if not k.startswith("extraction_")}
                 extraction = None
@@ -702,13 +712,49 @@ def _fit(
         record_move=limits.move,
         isolation=neighbours.isolation,
     )
+    if label_neighbours is None and kept_margins is not None and labels is not None:
+        # Scored answers: the neighbours rank only the answers a client gets without scores.
+        label_neighbours = unscored_ranks(
+            view,
+            class_indices(labels, keep, names),
+            len(prior),
+            threshold,
+            kept_owners,
+            unanswered,
+            keep,
+            seed,
+        )
     return replace(
         draft,
         ood_threshold=threshold,
         spread_threshold=spread_threshold,
         calibration=calibration,
+        label_neighbours=label_neighbours,
         typical_score=float(np.median(view.ood_score)),
     )
+
+
+def unscored_ranks(
+    view: BatchView,
+    classes: NDArray[np.int64],
+    n_classes: int,
+    ood_threshold: float,
+    owners: NDArray[Any] | None,
+    unanswered: NDArray[np.bool_] | None,
+    keep: NDArray[np.bool_],
+    seed: int,
+) -> LabelNeighbours | None:
+    """For a reference answered with scores, the neighbours (``models.labelmargin``) of its
+    ``view``'s rows and rank tables of their own neighbour margins: a client served labels
+    only (a serving option it may ask for) is ranked there, not left out of the confidence
+    test. None without two labelled classes."""
+    fitted = LabelNeighbours.fit(view.quantized, classes, n_classes, owners=owners, seed=seed)
+    if fitted is None:
+        return None
+    neighbours, own = fitted
+    if unanswered is not None:
+        own = np.where(unanswered[keep], np.nan, own)
+    return neighbours.with_ranks(view.ood_score, own, classes, ood_threshold)
 
 
 def feature_spread(centred: FloatArray) -> FloatArray:

@@ -50,7 +50,8 @@ def test_a_label_only_client_in_the_warm_up_leaves_the_boundary_test_to_the_othe
     assert label_only.margin_threshold == 0.0 and label_only.calibration is not None
     assert not any(label_only.calibration.boundary_rates)
     # Labels only: the confidence test ranks answers by their neighbours' labels instead.
-    assert mixed.label_neighbours is None and label_only.label_neighbours is not None
+    assert mixed.label_neighbours is not None and mixed.label_neighbours.rank_margins
+    assert label_only.label_neighbours is not None and not label_only.label_neighbours.rank_margins
     assert label_only.calibration.rank_margins
 
 

@@ -49,7 +49,8 @@ def test_a_clients_own_rows_do_not_vote_for_its_answers() -> None:
 
 def test_a_reference_answered_with_labels_only_ranks_its_answers_by_their_neighbours() -> None:
     """Labels without scores: no boundary threshold (the boundary test stays silent), but
-    rank tables for the confidence test, and the neighbours survive a round trip."""
+    rank tables for the confidence test, and the neighbours survive a round trip; with
+    scores, the neighbours keep tables of their own for answers served without them."""
     rng = np.random.default_rng(2)
     X, y = _two_classes(rng)
     X = np.hstack([X, rng.normal(size=(len(X), 2))])
@@ -69,4 +70,10 @@ def test_a_reference_answered_with_labels_only_ranks_its_answers_by_their_neighb
         cells=8,
         components=3,
     )
-    assert scored.label_neighbours is None and scored.margin_threshold > 0.0
+    # Scored answers: the boundary as ever, and the neighbours' rank tables for the answers a
+    # client asks to get without scores (none where every answer is ranked by its neighbours).
+    assert scored.margin_threshold > 0.0 and scored.label_neighbours is not None
+    assert scored.label_neighbours.rank_margins and not profile.label_neighbours.rank_margins
+    kept = ReferenceProfile.from_bytes(scored.to_bytes()).label_neighbours
+    assert kept is not None and kept.rank_margins == scored.label_neighbours.rank_margins
+    assert kept.rank_class_means == scored.label_neighbours.rank_class_means

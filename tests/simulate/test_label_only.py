@@ -1,11 +1,13 @@
-"""A model served with labels only: the confidence test ranks answers by their neighbours'
-labels (``models.labelmargin``), so uncertainty-sampling thieves are caught there too."""
+"""Answers without scores: the confidence test ranks them by their neighbours' labels
+(``models.labelmargin``), so uncertainty-sampling thieves are caught there too, on a model
+served with labels only and on a scored one whose thieves ask for labels only."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
@@ -20,11 +22,13 @@ from querywatch.detector.simulate.victim import VICTIMS
 DAY = 86400.0
 
 
-def test_uncertainty_thieves_of_a_label_only_model_are_alerted_and_its_users_are_not() -> None:
-    """The simulator's two-class victim, every answer a label: its warm-up gives the
-    neighbours, and the thieves' answers rank below what the model gives its own data.
-    Without them (labels only silenced the boundary and confidence tests) no thief was
-    alerted (peak risk 0.08-0.22)."""
+@pytest.mark.parametrize("scored", [False, True], ids=["labels-only-model", "labels-only-clients"])
+def test_uncertainty_thieves_without_scores_are_alerted_and_users_without_them_are_not(scored: bool) -> None:
+    """The simulator's two-class victim through its warm-up. Labels only for every client,
+    or scores for every client but the thieves, a third of the users and an analyst: the
+    thieves' answers rank below what the model gives its own data among their neighbours.
+    Unranked (answers without scores used to be), no thief was alerted (peak risk 0.08-0.22
+    on the model served with labels only)."""
     victim = VICTIMS["binary"]()
     clients = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(60)}
     clients |= {f"heavy-{i}": heavy(np.random.default_rng(200 + i), victim, DAY, 1.0) for i in range(3)}
@@ -32,16 +36,19 @@ def test_uncertainty_thieves_of_a_label_only_model_are_alerted_and_its_users_are
     clients |= {
         f"thief-{i}": active_uncertainty(np.random.default_rng(400 + i), victim, DAY, 1.0) for i in range(3)
     }
+    unscored = {"thief-0", "thief-1", "thief-2", "analyst-0", *(f"user-{i}" for i in range(0, 60, 3))}
     rows = [(name, traffic, {"ip": "192.0.2.1", "user_agent": "t"}) for name, traffic in clients.items()]
     start = datetime(2026, 1, 5, tzinfo=UTC)
     events = [parse_event(e) for e in _events(np.random.default_rng(0), rows, victim, start, victim.model_id)]
     for event in events:
-        event.scores = None
+        if not scored or event.client_id in unscored:
+            event.scores = None
     detector = Detector(DetectionSettings(warmup_events=6000), MemoryProfileStore([]))
     result = detector.process_batch(events)
     result.outcomes.extend(detector.flush_warmup().outcomes)
     profile = detector.profile_in_use(victim.model_id)
-    assert profile is not None and profile.label_neighbours is not None and profile.margin_threshold == 0.0
+    assert profile is not None and profile.label_neighbours is not None
+    assert (profile.margin_threshold > 0.0) == scored == bool(profile.label_neighbours.rank_margins)
     first: dict[str, str] = {}
     for outcome in result.outcomes:
         if outcome.alert is not None:
