@@ -46,6 +46,7 @@ from querywatch.models.profile import (
     class_table,
     kept_clients,
     repeats,
+    says_nothing,
     with_extraction,
 )
 
@@ -87,8 +88,9 @@ def with_live_answers(
         names, prior = class_table(labels, keep)
         completed = replace(completed, classes=names, class_prior=prior)
     label_neighbours = None  # scored live answers need none, whatever the file had
-    if labels is not None and (margins is None or not np.isfinite(margins).any()):
-        # Labels only: margins from the live rows' own labels (``models.labelmargin``).
+    if labels is not None and (margins is None or says_nothing(margins)):
+        # Labels only, or saturated answers: margins from the live rows' own labels
+        # (``models.labelmargin``).
         margins = None
         fitted = LabelNeighbours.fit(
             view.quantized[keep],

@@ -404,8 +404,10 @@ def _fit_profile(
         repeated, unanswered = repeated_rows.where, repeated_rows.answer
         if margins is not None:
             margins = np.where(unanswered, np.nan, np.asarray(margins, dtype=np.float64))
-    if labels is not None and (margins is None or not np.isfinite(margins).any()):
-        # Labels only: the answers' margins come from the reference's labels (``_fit``).
+    if labels is not None and (margins is None or (owners is not None and says_nothing(margins))):
+        # Labels only, or live answers saturated (a one-hot answer is a label): the answers'
+        # margins come from the reference's labels (``_fit``). A trusted file's saturated
+        # answers wait for live ones instead (below).
         margins = None
 
     def fit(keep: NDArray[np.bool_]) -> ReferenceProfile:
@@ -796,6 +798,20 @@ def class_table(labels: list[object] | None, keep: NDArray[np.bool_]) -> tuple[t
         names, prior = (), np.zeros(0)
     prior = np.append(prior, 0.0) + 0.5
     return names, prior / prior.sum()
+
+
+def says_nothing(margins: FloatArray) -> bool:
+    """Whether answers with these top-1/top-2 ``margins`` (NaN without scores) say nothing of
+    how sure the model is: none has scores, or they are saturated (``boundary_margin`` finds
+    no boundary in them: a one-hot answer, a fully grown tree's or a 1-nearest-neighbour
+    model's, is a label). Their margins are their neighbours' (``models.labelmargin``).
+
+    >>> [says_nothing(m) for m in (np.array([np.nan, np.nan]), np.ones(50), np.linspace(0, 1, 50))]
+    [True, True, False]
+    """
+    scored = np.asarray(margins, dtype=np.float64)
+    scored = scored[np.isfinite(scored)]
+    return not len(scored) or boundary_margin(scored) == 0.0
 
 
 def boundary_margin(margins: FloatArray, quantile: float = 0.05) -> float:

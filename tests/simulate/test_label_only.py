@@ -1,6 +1,7 @@
 """Answers without scores: the confidence test ranks them by their neighbours' labels
 (``models.labelmargin``), so uncertainty-sampling thieves are caught there too, on a model
-served with labels only and on a scored one whose thieves ask for labels only."""
+served with labels only, on one whose scores are one-hot (a label by another name), and on a
+scored one whose thieves ask for labels only."""
 
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ from querywatch.detector.simulate.victim import VICTIMS
 DAY = 86400.0
 
 
-@pytest.mark.parametrize("scored", [False, True], ids=["labels-only-model", "labels-only-clients"])
-def test_uncertainty_thieves_without_scores_are_alerted_and_users_without_them_are_not(scored: bool) -> None:
+@pytest.mark.parametrize("served", ["labels", "one-hot", "labels-to-some"])
+def test_uncertainty_thieves_without_scores_are_alerted_and_users_without_them_are_not(served: str) -> None:
     """The simulator's two-class victim through its warm-up. Labels only for every client,
-    or scores for every client but the thieves, a third of the users and an analyst: the
-    thieves' answers rank below what the model gives its own data among their neighbours.
-    Unranked (answers without scores used to be), no thief was alerted (peak risk 0.08-0.22
-    on the model served with labels only)."""
+    one-hot scores for every client, or scores for every client but the thieves, a third of
+    the users and an analyst: the thieves' answers rank below what the model gives its own
+    data among their neighbours. Unranked (answers without scores used to be; one-hot ones
+    all tied), no thief was alerted (peak risk 0.08-0.22 on the model served with labels only)."""
     victim = VICTIMS["binary"]()
     clients = {f"user-{i}": ordinary(np.random.default_rng(100 + i), victim, DAY, 1.0) for i in range(60)}
     clients |= {f"heavy-{i}": heavy(np.random.default_rng(200 + i), victim, DAY, 1.0) for i in range(3)}
@@ -40,8 +41,11 @@ def test_uncertainty_thieves_without_scores_are_alerted_and_users_without_them_a
     rows = [(name, traffic, {"ip": "192.0.2.1", "user_agent": "t"}) for name, traffic in clients.items()]
     start = datetime(2026, 1, 5, tzinfo=UTC)
     events = [parse_event(e) for e in _events(np.random.default_rng(0), rows, victim, start, victim.model_id)]
+    scored = served == "labels-to-some"
     for event in events:
-        if not scored or event.client_id in unscored:
+        if served == "one-hot" and event.scores is not None:
+            event.scores = (event.scores == event.scores.max()).astype(np.float64)
+        elif not scored or event.client_id in unscored:
             event.scores = None
     detector = Detector(DetectionSettings(warmup_events=6000), MemoryProfileStore([]))
     result = detector.process_batch(events)
