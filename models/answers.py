@@ -36,17 +36,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.models.calibration import calibrate
-from querywatch.models.labelmargin import LabelNeighbours
 from querywatch.models.profile import (
-    DEEP_QUANTILE,
     FloatArray,
     ReferenceProfile,
-    boundary_margin,
+    answer_neighbours,
     class_indices,
     class_table,
     kept_clients,
     repeats,
     says_nothing,
+    score_thresholds,
     with_extraction,
 )
 
@@ -87,31 +86,29 @@ def with_live_answers(
     if not profile.classes and labels is not None:
         names, prior = class_table(labels, keep)
         completed = replace(completed, classes=names, class_prior=prior)
-    label_neighbours = None  # scored live answers need none, whatever the file had
-    if labels is not None and (margins is None or says_nothing(margins)):
-        # Labels only, or saturated answers: margins from the live rows' own labels
-        # (``models.labelmargin``).
-        margins = None
-        fitted = LabelNeighbours.fit(
+    # Resends' and a sweep's revisits' answers say nothing either way (``repeats``).
+    unanswered = repeats(X, owners).answer[keep] if labels is not None or margins is not None else None
+    classes = None if labels is None else class_indices(labels, keep, completed.classes)
+    kept_margins = None
+    if unanswered is not None and margins is not None and not (labels is not None and says_nothing(margins)):
+        # Saturated answers say nothing (a one-hot answer is a label): the neighbours' instead.
+        kept_margins = np.where(unanswered, np.nan, np.asarray(margins, dtype=np.float64)[keep])
+    label_neighbours = None  # the live answers', whatever the file had
+    if classes is not None:
+        label_neighbours, kept_margins = answer_neighbours(
             view.quantized[keep],
-            class_indices(labels, keep, completed.classes),
+            view.ood_score[keep],
+            kept_margins,
+            classes,
             len(completed.class_prior),
+            profile.ood_threshold,
             owners=owners[keep],
+            unanswered=unanswered,
             seed=seed,
         )
-        if fitted is not None:
-            label_neighbours = fitted[0]
-            margins = np.full(len(X), np.nan)
-            margins[keep] = fitted[1]
-    margin_threshold = 0.0
+    margin_threshold, deep_margin = score_thresholds(kept_margins, label_neighbours)
     calibration = profile.calibration
-    if margins is not None and calibration is not None:
-        margins = np.where(repeats(X, owners).answer, np.nan, np.asarray(margins, dtype=np.float64))
-        kept_margins = margins[keep]
-        scored = kept_margins[np.isfinite(kept_margins)]
-        # Neighbour margins feed the confidence test only (``models.labelmargin``).
-        if label_neighbours is None:
-            margin_threshold = boundary_margin(scored)
+    if kept_margins is not None and calibration is not None:
         live = calibrate(
             view.ood_score[keep],
             profile.ood_threshold,
@@ -119,8 +116,8 @@ def with_live_answers(
             owners=owners[keep],
             margins=kept_margins,
             margin_threshold=margin_threshold,
-            deep_margin=boundary_margin(scored, DEEP_QUANTILE) if margin_threshold > 0.0 else 0.0,
-            classes=None if labels is None else class_indices(labels, keep, completed.classes),
+            deep_margin=deep_margin,
+            classes=classes,
             seed=seed,
         )
         calibration = replace(

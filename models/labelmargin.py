@@ -73,6 +73,12 @@ class LabelNeighbours:
     had scores: the few answers served without them are ranked here (``ranks``). Empty where
     the reference had none, and every answer's margin is its neighbours'."""
 
+    @property
+    def beside_scores(self) -> bool:
+        """Whether the reference had scores (and these neighbours rank only the answers served
+        without them), rather than every answer being ranked by its neighbours."""
+        return bool(self.rank_margins)
+
     @classmethod
     def fit(
         cls,

@@ -240,10 +240,7 @@ class ReferenceProfile:
                 "rank_margins": [list(table) for table in n.rank_margins],
                 "rank_class_means": list(n.rank_class_means),
             }
-            extra |= {
-                "label_codes": self.label_neighbours.codes,
-                "label_classes": self.label_neighbours.classes,
-            }
+            extra |= {"label_codes": n.codes, "label_classes": n.classes}
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
@@ -648,26 +645,6 @@ def _fit(
     counts = np.bincount(assigned, minlength=cells).astype(np.float64)
     cell_prob = (counts + 0.5) / (counts.sum() + 0.5 * cells)
     names, prior = class_table(labels, keep)
-    margin_threshold = deep_margin = 0.0
-    kept_margins = label_neighbours = None
-    if margins is not None:
-        kept_margins = np.asarray(margins, dtype=np.float64)[keep]
-    elif labels is not None:
-        fitted = LabelNeighbours.fit(
-            quantize(R, X.min(axis=0), X.max(axis=0)),
-            class_indices(labels, keep, names),
-            len(prior),
-            owners=None if owners is None else owners[keep],
-            seed=seed,
-        )
-        if fitted is not None:
-            label_neighbours, kept_margins = fitted
-            if unanswered is not None:  # a resend's answer votes for nothing, as with scores
-                kept_margins = np.where(unanswered[keep], np.nan, kept_margins)
-    if kept_margins is not None and label_neighbours is None:
-        m = kept_margins[np.isfinite(kept_margins)]
-        margin_threshold = boundary_margin(m)
-        deep_margin = boundary_margin(m, DEEP_QUANTILE)
     draft = ReferenceProfile(
         model_id=model_id,
         version=version,
@@ -682,29 +659,44 @@ def _fit(
         high=X.max(axis=0),
         classes=names,
         class_prior=prior,
-        margin_threshold=margin_threshold,
+        margin_threshold=0.0,
         reference_size=len(R),
-        label_neighbours=label_neighbours,
     )
     view = draft.view(R)
     threshold = float(np.quantile(view.ood_score, ood_quantile))
     spread_threshold = float(np.quantile(view.spread_score, ood_quantile))
     counted = None if repeated is None else ~repeated[keep]
+    kept_owners = None if owners is None else owners[keep]
+    classes = None if labels is None else class_indices(labels, keep, names)
+    kept_margins = None if margins is None else np.asarray(margins, dtype=np.float64)[keep]
+    label_neighbours = None
+    if classes is not None:
+        label_neighbours, kept_margins = answer_neighbours(
+            view.quantized,
+            view.ood_score,
+            kept_margins,
+            classes,
+            len(prior),
+            threshold,
+            owners=kept_owners,
+            unanswered=None if unanswered is None else unanswered[keep],
+            seed=seed,
+        )
+    margin_threshold, deep_margin = score_thresholds(kept_margins, label_neighbours)
     calibration = calibrate(
         view.ood_score,
         threshold,
         view.cell,
         out_of_profile=(view.ood_score > threshold) | (view.spread_score > spread_threshold),
-        owners=None if owners is None else owners[keep],
+        owners=kept_owners,
         counted=counted,
         margins=kept_margins,
         margin_threshold=margin_threshold,
         deep_margin=deep_margin,
-        classes=None if labels is None else class_indices(labels, keep, names),
+        classes=classes,
         drift=drift_share(view.ood_score, threshold, view.spread_score, spread_threshold, counted=counted),
         seed=seed,
     )
-    kept_owners = None if owners is None else owners[keep]
     limits = record_limits(view.quantized, owners=kept_owners, seed=seed)
     neighbours = neighbour_nulls(view.quantized, owners=kept_owners, seed=seed, classes=len(prior))
     calibration = replace(
@@ -714,49 +706,57 @@ def _fit(
         record_move=limits.move,
         isolation=neighbours.isolation,
     )
-    if label_neighbours is None and kept_margins is not None and labels is not None:
-        # Scored answers: the neighbours rank only the answers a client gets without scores.
-        label_neighbours = unscored_ranks(
-            view,
-            class_indices(labels, keep, names),
-            len(prior),
-            threshold,
-            kept_owners,
-            unanswered,
-            keep,
-            seed,
-        )
     return replace(
         draft,
         ood_threshold=threshold,
         spread_threshold=spread_threshold,
+        margin_threshold=margin_threshold,
         calibration=calibration,
         label_neighbours=label_neighbours,
         typical_score=float(np.median(view.ood_score)),
     )
 
 
-def unscored_ranks(
-    view: BatchView,
+def answer_neighbours(
+    codes: NDArray[np.uint8],
+    ood_scores: FloatArray,
+    margins: FloatArray | None,
     classes: NDArray[np.int64],
     n_classes: int,
     ood_threshold: float,
+    *,
     owners: NDArray[Any] | None,
     unanswered: NDArray[np.bool_] | None,
-    keep: NDArray[np.bool_],
     seed: int,
-) -> LabelNeighbours | None:
-    """For a reference answered with scores, the neighbours (``models.labelmargin``) of its
-    ``view``'s rows and rank tables of their own neighbour margins: a client served labels
-    only (a serving option it may ask for) is ranked there, not left out of the confidence
-    test. None without two labelled classes."""
-    fitted = LabelNeighbours.fit(view.quantized, classes, n_classes, owners=owners, seed=seed)
+) -> tuple[LabelNeighbours | None, FloatArray | None]:
+    """The neighbours (``models.labelmargin``) of reference rows (8-bit ``codes``,
+    out-of-profile ``ood_scores``, answered ``classes``, of ``owners``) and the margins the
+    calibration reads. Answers with score ``margins``: those margins, and neighbours with rank
+    tables of the rows' own neighbour margins, where a client served labels only (a serving
+    option it may ask for) is ranked rather than left out of the confidence test. Labels only
+    (``margins`` None): the rows' own neighbour margins, which every answer is then ranked by.
+    ``unanswered`` rows (resends, a sweep's revisits) vote for nothing. No neighbours, and the
+    margins as given, without two labelled classes."""
+    fitted = LabelNeighbours.fit(codes, classes, n_classes, owners=owners, seed=seed)
     if fitted is None:
-        return None
+        return None, margins
     neighbours, own = fitted
     if unanswered is not None:
-        own = np.where(unanswered[keep], np.nan, own)
-    return neighbours.with_ranks(view.ood_score, own, classes, ood_threshold)
+        own = np.where(unanswered, np.nan, own)
+    if margins is None:
+        return neighbours, own
+    return neighbours.with_ranks(ood_scores, own, classes, ood_threshold), margins
+
+
+def score_thresholds(margins: FloatArray | None, neighbours: LabelNeighbours | None) -> tuple[float, float]:
+    """The boundary and deep-boundary margins of the reference's answers (``boundary_margin``);
+    0 for both (the boundary test silent) without scores, or where the margins are the
+    neighbours' (``LabelNeighbours.beside_scores`` false): there the boundary test's derived
+    multiple is too narrow for how a neighbourhood's vote moves with a client's region."""
+    if margins is None or (neighbours is not None and not neighbours.beside_scores):
+        return 0.0, 0.0
+    scored = margins[np.isfinite(margins)]
+    return boundary_margin(scored), boundary_margin(scored, DEEP_QUANTILE)
 
 
 def feature_spread(centred: FloatArray) -> FloatArray:

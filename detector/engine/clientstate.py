@@ -16,9 +16,8 @@ from querywatch.features.client import ClientFeatures, ProfileLimits, score_summ
 from querywatch.features.layout import reservoir_capacity
 from querywatch.features.resend import input_hashes
 from querywatch.models.evidence import ClientEvidence, EvidenceTests
-from querywatch.models.labelmargin import LabelNeighbours
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
-from querywatch.models.profile import BatchView, ReferenceProfile
+from querywatch.models.profile import ReferenceProfile
 
 #: Events whose shared work ``ModelContext.query_rows`` does at once. A warm-up is released
 #: whole: its 20,000 events of a 768-input model took 0.8 GB of temporaries in one piece.
@@ -82,7 +81,7 @@ class ModelContext:
         view = self.profile.view(inputs)
         classes = self.class_indices(events)
         neighbours = self.profile.label_neighbours
-        if neighbours is None or neighbours.rank_margins:
+        if neighbours is None or neighbours.beside_scores:
             margins, entropies = score_columns(events)
         else:
             # A reference answered with labels only: every answer's margin is its neighbours'
@@ -98,13 +97,19 @@ class ModelContext:
         if cal is not None and cal.rank_margins:
             ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
             rank_columns = ranks.tolist(), rank_means.tolist()
-        if neighbours is not None and neighbours.rank_margins:
+        if neighbours is not None and neighbours.beside_scores:
             unscored = np.flatnonzero(np.isnan(margins) & (np.array(classes) >= 0))
             if len(unscored):
                 # Answers served without scores by a model whose reference had them (a client
                 # may ask for labels only): ranked among the reference's neighbour margins.
-                ranks, rank_means = self._unscored_ranks(view, classes, neighbours, unscored, rank_columns)
-                rank_columns = ranks.tolist(), rank_means.tolist()
+                ranks = np.array(rank_columns[0]) if rank_columns else np.full(len(events), np.nan)
+                means = np.array(rank_columns[1]) if rank_columns else np.full(len(events), 0.5)
+                ranks[unscored], means[unscored] = neighbours.ranks(
+                    view.ood_score[unscored],
+                    view.quantized[unscored],
+                    np.array(classes, dtype=np.int64)[unscored],
+                )
+                rank_columns = ranks.tolist(), means.tolist()
         return list(
             zip(
                 [e.ts for e in events],
@@ -121,25 +126,6 @@ class ModelContext:
                 strict=True,
             )
         )
-
-    @staticmethod
-    def _unscored_ranks(
-        view: BatchView,
-        classes: list[int],
-        neighbours: LabelNeighbours,
-        unscored: np.ndarray,
-        rank_columns: tuple[list[float], ...],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The rank columns with the ``unscored`` rows' ranks among the neighbour margins."""
-        n = len(classes)
-        ranks, means = (
-            (np.array(c) for c in rank_columns) if rank_columns else (np.full(n, np.nan), np.full(n, 0.5))
-        )
-        answered = np.array(classes, dtype=np.int64)[unscored]
-        ranks[unscored], means[unscored] = neighbours.ranks(
-            view.ood_score[unscored], view.quantized[unscored], answered
-        )
-        return ranks, means
 
     def class_indices(self, events: Sequence[Event]) -> list[int]:
         """The profile's class index of each event's prediction (-1 without one)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from querywatch.models.answers import with_live_answers
 from querywatch.models.labelmargin import LabelNeighbours
 from querywatch.models.profile import ReferenceProfile, fit_profile, quantize
 
@@ -77,3 +78,22 @@ def test_a_reference_answered_with_labels_only_ranks_its_answers_by_their_neighb
     kept = ReferenceProfile.from_bytes(scored.to_bytes()).label_neighbours
     assert kept is not None and kept.rank_margins == scored.label_neighbours.rank_margins
     assert kept.rank_class_means == scored.label_neighbours.rank_class_means
+
+
+def test_a_trusted_files_live_answers_bring_their_own_neighbours() -> None:
+    """A file whose answers wait for live ones (``models.answers``) gets its neighbours from
+    those: with scores, tables for the answers served without them; labels only, margins
+    every answer is ranked by."""
+    rng = np.random.default_rng(3)
+    X, _ = _two_classes(rng)
+    trusted = fit_profile(X, model_id="m", version="v", margins=np.ones(len(X)), cells=8, components=2)
+    assert trusted.answers == "pending" and trusted.label_neighbours is None
+    live_X, live_y = _two_classes(rng, 1200)
+    owners = np.arange(1200) % 40
+    scored = with_live_answers(trusted, live_X, owners, live_y.tolist(), rng.uniform(size=1200))
+    labelled = with_live_answers(trusted, live_X, owners, live_y.tolist(), None)
+    assert scored.label_neighbours is not None and scored.label_neighbours.beside_scores
+    assert scored.margin_threshold > 0.0
+    assert labelled.label_neighbours is not None and not labelled.label_neighbours.beside_scores
+    assert labelled.margin_threshold == 0.0
+    assert labelled.calibration is not None and labelled.calibration.rank_margins
