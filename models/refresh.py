@@ -18,6 +18,9 @@ refresh, that theft is normal. So a refresh is a refit with limits, all from the
   is binned by distance, alerted on a third of them. So the same test runs on the mean
   share of the clients' answers on the boundary; drifted answers alone re-measure each
   score bin's chance of a boundary answer, within the bound below, and move nothing else.
+  Answers without scores are placed by their neighbour margins (``models.labelmargin``),
+  as the engine places them: on a model served with labels only, every answer; beside
+  scores, the few served without them, against the neighbours' own rank tables.
 * **On a trimmed sample.** Clients whose median, upper decile or highest score is far
   above the others' (the warm-up's trimming, ``kept_clients``) are dropped, and so is every
   input beyond the far threshold: gradual drift does not jump there, a uniform-random or
@@ -58,6 +61,7 @@ from querywatch.models.calibration import (
     boundary_bins,
     far_beyond,
     margin_quantiles,
+    ranks_among,
 )
 from querywatch.models.profile import (
     OOD_QUANTILE,
@@ -158,14 +162,16 @@ def refresh_profile(
     owners: NDArray[Any],
     *,
     margins: FloatArray | None = None,
+    classes: NDArray[np.int64] | None = None,
     baseline: Window | None,
     at: float,
     alpha: float,
 ) -> Refresh:
     """Place ``X`` (recent inputs of quiet clients, one owner each, with the top-1 minus top-2
-    ``margins`` of their answers, NaN without scores) against ``profile`` and, if it drifted
-    since ``baseline`` (the first window of this revision; None: this is it), refit within
-    the bounds above (``at``: event time).
+    ``margins`` of their answers, NaN without scores, and their answers' profile ``classes``,
+    -1 without an answer) against ``profile`` and, if it drifted since ``baseline`` (the first
+    window of this revision; None: this is it), refit within the bounds above (``at``: event
+    time).
 
     >>> rng = np.random.default_rng(0)
     >>> from querywatch.models.profile import fit_profile
@@ -184,22 +190,23 @@ def refresh_profile(
     r = profile.typical_score
     if math.isnan(r) or len(X) < max(2 * profile.cells, 10):
         return Refresh(None, None)
-    scores = profile.view(X).ood_score
+    view = profile.view(X)
+    scores = view.ood_score
     far = profile.calibration.far_threshold if profile.calibration is not None else np.inf
     keep = (scores <= far) & ~outlying_clients(scores, owners, TRIMMED_LEVELS)
     beyond = Share.of(scores[keep] > r, owners[keep])
     if keep.sum() < max(2 * profile.cells, 10) or beyond is None:
         return Refresh(None, None)
     kept_margins = None if margins is None else np.asarray(margins, dtype=np.float64)[keep]
+    answers = _Answers.of(profile, view.quantized[keep], kept_margins, classes, keep)
+    kept_margins = answers.margins
     on_boundary = None
     if kept_margins is not None and profile.margin_threshold > 0.0:
         scored = np.isfinite(kept_margins)
         on_boundary = Share.of(kept_margins[scored] < profile.margin_threshold, owners[keep][scored])
+    ranks = answers.ranks(profile, scores[keep])
     unsure = None
-    if kept_margins is not None and profile.calibration is not None and profile.calibration.rank_margins:
-        ranks, _ = profile.calibration.margin_ranks(
-            scores[keep], kept_margins, np.full(len(kept_margins), -1, dtype=np.int64)
-        )
+    if ranks is not None:
         ranked = np.isfinite(ranks)
         unsure = Share.of(ranks[ranked] < 0.5, owners[keep][ranked])
     window = Window(beyond, on_boundary, unsure)
@@ -207,9 +214,8 @@ def refresh_profile(
     if baseline is None:
         return Refresh(window, None)
     if beyond.drifted(baseline.beyond, z):
-        return Refresh(
-            window, _bounded_refit(profile, X[keep], kept_margins, z, at, window.reason(baseline, z))
-        )
+        refit = _bounded_refit(profile, X[keep], kept_margins, z, at, window.reason(baseline, z))
+        return Refresh(window, answers.lowered(refit, refit.view(X[keep]).ood_score))
     if kept_margins is not None and profile.calibration is not None and window.answers_drifted(baseline, z):
         calibration = _boundary_rates(
             profile.calibration,
@@ -220,10 +226,61 @@ def refresh_profile(
             z,
         )
         calibration = _rank_tables(calibration, scores[keep], kept_margins)
-        return Refresh(
-            window, _revised(profile, at, window.answers_reason(baseline, z), calibration=calibration)
-        )
+        revised = _revised(profile, at, window.answers_reason(baseline, z), calibration=calibration)
+        return Refresh(window, answers.lowered(revised, scores[keep]))
     return Refresh(window, None)
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """A sample's answers as the engine reads them: the margins the calibration ranks (score
+    margins, or on a model served with labels only every answer's neighbour margin) and, beside
+    scores, the neighbour margins of the answers served without them (NaN elsewhere)."""
+
+    margins: FloatArray | None
+    unscored: FloatArray | None = None
+
+    @classmethod
+    def of(
+        cls,
+        profile: ReferenceProfile,
+        codes: NDArray[np.uint8],
+        margins: FloatArray | None,
+        classes: NDArray[np.int64] | None,
+        keep: NDArray[np.bool_],
+    ) -> _Answers:
+        neighbours = profile.label_neighbours
+        if neighbours is None or classes is None:
+            return cls(margins)
+        kept = np.asarray(classes, dtype=np.int64)[keep]
+        if not neighbours.beside_scores:
+            return cls(neighbours.margins(codes, kept)[0])
+        unscored = np.full(len(kept), np.nan)
+        rows = (kept >= 0) if margins is None else (kept >= 0) & np.isnan(margins)
+        if rows.any():
+            unscored[rows] = neighbours.margins(codes[rows], kept[rows])[0]
+        return cls(margins, unscored)
+
+    def ranks(self, profile: ReferenceProfile, scores: FloatArray) -> FloatArray | None:
+        """Each answer's rank among the reference's margins as far from the data (NaN: none);
+        None without rank tables."""
+        cal, neighbours = profile.calibration, profile.label_neighbours
+        ranks = None
+        if self.margins is not None and cal is not None and cal.rank_margins:
+            ranks, _ = cal.margin_ranks(scores, self.margins, np.full(len(scores), -1, dtype=np.int64))
+        if self.unscored is not None and neighbours is not None:
+            theirs = ranks_among(neighbours.rank_edges, neighbours.rank_margins, scores, self.unscored)
+            ranks = theirs if ranks is None else np.where(np.isnan(self.unscored), ranks, theirs)
+        return ranks
+
+    def lowered(self, profile: ReferenceProfile, scores: FloatArray) -> ReferenceProfile:
+        """``profile`` with its neighbours' rank tables taken down to the unscored answers'
+        where those are less confident (``_lowered_tables``)."""
+        neighbours = profile.label_neighbours
+        if self.unscored is None or neighbours is None:
+            return profile
+        tables = _lowered_tables(neighbours.rank_edges, neighbours.rank_margins, scores, self.unscored)
+        return replace(profile, label_neighbours=replace(neighbours, rank_margins=tables))
 
 
 def _bounded_refit(
@@ -305,8 +362,8 @@ def _boundary_rates(
     each bin's within z standard errors of the old rate at the sample's count in it."""
     scored = np.isfinite(margins)
     old = np.asarray(calibration.boundary_rates, dtype=np.float64)
-    if not scored.any() or len(old) != len(calibration.boundary_edges) + 1:
-        return calibration
+    if not scored.any() or margin_threshold <= 0.0 or len(old) != len(calibration.boundary_edges) + 1:
+        return calibration  # no boundary (labels only: neighbour margins are ranked, never binned)
     edges, rates = boundary_bins(scores[scored], margins[scored] < margin_threshold, threshold)
     if len(rates) != len(old):
         return calibration
@@ -317,9 +374,8 @@ def _boundary_rates(
 
 
 def _rank_tables(calibration: Calibration, scores: FloatArray, margins: FloatArray) -> Calibration:
-    """The margin-rank tables, on their bins, re-measured on the sample where its answers are
-    less confident: each table becomes the pointwise lower of its quantiles and the sample's
-    (bins of at least 50 answers), and farther bins stay at most as confident as nearer ones.
+    """The margin-rank tables re-measured on the sample where its answers are less confident
+    (``_lowered_tables``).
 
     A population may move where the model is less sure (on the simulator's wide victim,
     a fifth of the way towards one point), and every client's ranks fall with it: kept to
@@ -327,18 +383,30 @@ def _rank_tables(calibration: Calibration, scores: FloatArray, margins: FloatArr
     such users (the boundary test alone, 8). Unbounded, they follow; never stricter (a
     refresh is no place to get stricter), a poisoner can at most loosen the rank test, and
     the boundary chance, whose moves are bounded, keeps what the boundary test catches."""
-    scored = np.isfinite(margins)
-    if not scored.any() or not calibration.rank_margins:
+    if not calibration.rank_margins:
         return calibration
-    bins = np.searchsorted(np.asarray(calibration.rank_edges, dtype=np.float64), scores[scored])
-    tables: list[FloatArray] = []
-    for b, table in enumerate(calibration.rank_margins):
+    tables = _lowered_tables(calibration.rank_edges, calibration.rank_margins, scores, margins)
+    return replace(calibration, rank_margins=tables)
+
+
+def _lowered_tables(
+    edges: tuple[float, ...], tables: tuple[tuple[float, ...], ...], scores: FloatArray, margins: FloatArray
+) -> tuple[tuple[float, ...], ...]:
+    """Rank ``tables`` on their bins (``edges`` of out-of-profile ``scores``), each the
+    pointwise lower of its quantiles and the sample's finite ``margins`` in it (bins of at
+    least 50 answers), farther bins at most as confident as nearer ones."""
+    scored = np.isfinite(margins)
+    if not scored.any() or not tables:
+        return tables
+    bins = np.searchsorted(np.asarray(edges, dtype=np.float64), scores[scored])
+    lowered: list[FloatArray] = []
+    for b, table in enumerate(tables):
         old = np.asarray(table, dtype=np.float64)
         inside = margins[scored][bins == b]
         if len(inside) >= 50 and len(old) == RANK_SAMPLE:
             old = np.minimum(old, margin_quantiles(inside))
-        tables.append(old if not tables else np.minimum(tables[-1], old))
-    return replace(calibration, rank_margins=tuple(tuple(float(v) for v in t) for t in tables))
+        lowered.append(old if not lowered else np.minimum(lowered[-1], old))
+    return tuple(tuple(float(v) for v in t) for t in lowered)
 
 
 def _rise(value: float, old: float, limit: float) -> float:

@@ -48,6 +48,22 @@ def percent(share: float) -> str:
     return f"{round(100 * share, 1):g}%"
 
 
+def _confidence_figures(f: Mapping[str, float]) -> str:
+    """What the confidence test's reason quotes of the answers. Their entropy is the scores'
+    or, for a model served with labels only, that of the answers the model gave the nearest
+    reference inputs (``models.labelmargin``); a client whose answers all came without
+    scores from a scored model has neither entropy nor boundary answers to quote.
+
+    >>> _confidence_figures({"output_entropy": 0.4, "boundary_share": 0.12})
+    'mean output entropy 0.40; 12% on the boundary'
+    >>> _confidence_figures({"output_entropy": 0.0, "boundary_share": 0.0})
+    "answers without scores, ranked by the model's answers to the nearest reference inputs"
+    """
+    if f["output_entropy"] <= 0.0 and f["boundary_share"] <= 0.0:
+        return "answers without scores, ranked by the model's answers to the nearest reference inputs"
+    return f"mean output entropy {f['output_entropy']:.2f}; {100 * f['boundary_share']:.0f}% on the boundary"
+
+
 Reason = Callable[[Mapping[str, float], int, float], str]
 """Text of a reason from the client's feature snapshot, its number of queries and the test's
 null for the client's model (``Registry.nulls``): what a benign client may reach there, which
@@ -289,8 +305,7 @@ EVIDENCE_TESTS.register(
         f"(default: derived from the reference's clients; {RANK_SHIFT:g} without them)",
         reason=lambda f, n, null: (
             "answers less confident than the model gives its own data as far from it and of the same "
-            f"classes (mean output entropy {f['output_entropy']:.2f}; {100 * f['boundary_share']:.0f}% "
-            "on the boundary) — uncertainty sampling: the queries a copy learns most from"
+            f"classes ({_confidence_figures(f)}) — uncertainty sampling: the queries a copy learns most from"
         ),
         # The same answers as the boundary test, which reads only their low end.
         implies="boundary",

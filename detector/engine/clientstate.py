@@ -132,11 +132,9 @@ class ModelContext:
         index, other = self.class_index, len(self.profile.classes)
         out = []
         for e in events:
-            label = e.label
-            if label is None:
-                out.append(-1 if e.scores is None else index.get(str(int(np.argmax(e.scores))), other))
-            else:
-                out.append(index.get(label if type(label) is str else str(label), other))
+            answer = e.answer
+            name = answer if type(answer) is str else str(answer)
+            out.append(-1 if answer is None else index.get(name, other))
         return out
 
 

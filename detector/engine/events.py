@@ -76,6 +76,15 @@ class Event:
     user_agent: str | None = None
     org: str | None = None
 
+    @property
+    def answer(self) -> int | str | None:
+        """The answer's class: its label, else the index of its top score (None without either)."""
+        if self.label is not None:
+            return self.label
+        if self.scores is not None:
+            return int(np.argmax(self.scores))
+        return None
+
 
 #: Longest source IP / user agent kept from an event's ``meta``.
 MAX_SOURCE = 128

@@ -180,7 +180,7 @@ def capped(events: Iterable[Event], settings: DetectionSettings) -> list[Event]:
 def _answers(events: Sequence[Event]) -> tuple[list[object] | None, np.ndarray | None]:
     """The events' labels (None if none has one) and scores (``score_rows``: NaN for an
     event without scores)."""
-    labels = [_label_of(e) for e in events]
+    labels: list[object] = [e.answer for e in events]
     known = labels if any(lab is not None for lab in labels) else None
     return known, score_rows([e.scores for e in events])
 
@@ -202,11 +202,3 @@ def reference_population(profile: ReferenceProfile, events: Sequence[Event]) -> 
         if snapshot["ood_share"] <= 0.5:
             rows.append([snapshot[k] for k in POPULATION_FEATURES])
     return np.array(rows, dtype=np.float64).reshape(-1, len(POPULATION_FEATURES))
-
-
-def _label_of(event: Event) -> object:
-    if event.label is not None:
-        return event.label
-    if event.scores is not None:
-        return int(np.argmax(event.scores))
-    return None

@@ -24,7 +24,7 @@ from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.clientstate import score_columns
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.profiles import ProfileStore
-from querywatch.models.profile import ReferenceProfile
+from querywatch.models.profile import ReferenceProfile, class_indices
 from querywatch.models.refresh import Window, refresh_profile
 
 #: Whether a client may give events to a refresh sample (by client id).
@@ -114,6 +114,7 @@ class RefreshSchedule:
             np.array([e.input for e in kept]),
             np.array([e.client_id for e in kept]),
             margins=np.array(score_columns(kept)[0]),
+            classes=class_indices([e.answer for e in kept], np.ones(len(kept), dtype=bool), profile.classes),
             baseline=baseline if revision == profile.revision else None,
             at=max(e.ts for e in kept),
             alpha=self.settings.false_alarm_rate,

@@ -51,12 +51,20 @@ def _population(victim: VictimModel, day: int, users: int, drift: float = 0.0) -
 
 
 def _run(
-    victim: VictimModel, clients: dict[str, Traffic], settings: DetectionSettings
+    victim: VictimModel,
+    clients: dict[str, Traffic],
+    settings: DetectionSettings,
+    *,
+    labels_only: bool = False,
 ) -> tuple[dict[str, int], list[ReferenceProfile], Detector]:
-    """(first alert query by client, refreshed profiles in order, the engine)."""
+    """(first alert query by client, refreshed profiles in order, the engine); ``labels_only``:
+    the model served without scores."""
     rows = [(name, traffic, {"ip": "192.0.2.1", "user_agent": "t"}) for name, traffic in clients.items()]
     start = datetime(2026, 1, 5, tzinfo=UTC)
     events = [parse_event(e) for e in _events(np.random.default_rng(0), rows, victim, start, victim.model_id)]
+    if labels_only:
+        for event in events:
+            event.scores = None
     engine = Detector(settings, MemoryProfileStore())
     first: dict[str, int] = {}
     refreshed: list[ReferenceProfile] = []
@@ -92,6 +100,19 @@ def test_a_drifting_population_is_followed_and_stays_quiet(victim: VictimModel) 
     assert newest is refreshed[-1] and engine.profile_in_use(victim.model_id) is newest
     assert newest.version == refreshed[0].version and newest.refreshed_at is not None
     assert "drift" in (newest.refresh_reason or "")
+
+
+def test_answers_served_with_labels_only_drift_too() -> None:
+    """The wide victim served with labels only: the same drifting population's answers fall
+    where the neighbours' labels are mixed, and a refresh on drift in the answers reads their
+    neighbour margins (``models.labelmargin``) as the engine does. Without them the sample
+    had no answers to test, and the confidence test's tables could only stay where the
+    warm-up set them."""
+    victim = VICTIMS["wide"]()
+    clients = {name: t for day in range(7) for name, t in _population(victim, day, 40, 0.1 * day).items()}
+    alerted, refreshed, _ = _run(victim, clients, SETTINGS, labels_only=True)
+    assert not alerted
+    assert any((p.refresh_reason or "").startswith("drift in the answers") for p in refreshed)
 
 
 def test_sybils_feeding_out_of_profile_queries_cannot_hide_a_thief(victim: VictimModel) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 from querywatch.models.answers import with_live_answers
 from querywatch.models.labelmargin import LabelNeighbours
 from querywatch.models.profile import ReferenceProfile, fit_profile, quantize
+from querywatch.models.refresh import Refresh, Window, refresh_profile
 
 
 def _two_classes(rng: np.random.Generator, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
@@ -97,3 +98,50 @@ def test_a_trusted_files_live_answers_bring_their_own_neighbours() -> None:
     assert labelled.label_neighbours is not None and not labelled.label_neighbours.beside_scores
     assert labelled.margin_threshold == 0.0
     assert labelled.calibration is not None and labelled.calibration.rank_margins
+
+
+def test_a_refresh_follows_answers_without_scores_to_where_the_labels_are_mixed() -> None:
+    """A population pulled onto the boundary between the classes gets neighbour margins below
+    the reference's: a refresh takes the rank tables its answers are read by down to the
+    sample's, as it does for scores (on a model served with labels only, the calibration's;
+    beside scores, the neighbours' own), and a sample deep in the classes moves nothing."""
+    rng = np.random.default_rng(4)
+    X, y = _two_classes(rng)
+    X = np.hstack([X, rng.normal(size=(len(X), 2))])
+    owners = np.repeat(np.arange(100), 30)
+
+    def sample(pull: float) -> tuple[np.ndarray, np.ndarray]:
+        S, _ = _two_classes(rng)
+        S = np.hstack([S, rng.normal(size=(len(S), 2))])
+        S[:, 0] = 0.5 + (S[:, 0] - 0.5) * pull
+        return S, (S[:, 0] > 0.5).astype(np.int64)
+
+    def tables(p: ReferenceProfile) -> np.ndarray:
+        if p.label_neighbours is not None and p.label_neighbours.beside_scores:
+            return np.array(p.label_neighbours.rank_margins)
+        assert p.calibration is not None
+        return np.array(p.calibration.rank_margins)
+
+    for scores in (None, rng.uniform(size=len(X))):
+        profile = fit_profile(
+            X, model_id="m", version="v", labels=y.tolist(), margins=scores, cells=8, components=3
+        )
+
+        def window(
+            pull: float, baseline: Window | None, at: float, profile: ReferenceProfile = profile
+        ) -> Refresh:
+            S, classes = sample(pull)
+            unscored = np.full(len(S), np.nan)
+            return refresh_profile(
+                profile, S, owners, margins=unscored, classes=classes, baseline=baseline, at=at, alpha=1e-4
+            )
+
+        first = window(1.0, None, 0.0)
+        assert first.window is not None and first.window.unsure is not None
+        assert window(1.0, first.window, 1.0).profile is None
+        moved = window(0.1, first.window, 2.0).profile
+        assert moved is not None and moved.refresh_reason is not None
+        old, new = tables(profile), tables(moved)
+        assert (new <= old).all() and new.mean() < old.mean() - 0.05
+        deep = window(1.0, first.window, 3.0).profile
+        assert deep is None or np.array_equal(tables(deep), old)

@@ -59,3 +59,5 @@ def test_uncertainty_thieves_without_scores_are_alerted_and_users_without_them_a
             first.setdefault(outcome.update.client_id, outcome.alert.reasons[0])
     assert sorted(first) == ["thief-0", "thief-1", "thief-2"]
     assert all("less confident" in reason for reason in first.values())
+    # Served without scores by a scored model, they have no entropy or boundary share to quote.
+    assert all(("without scores" in reason) == scored for reason in first.values())
