@@ -112,6 +112,9 @@ def derived_thresholds(profile: ReferenceProfile) -> dict[str, float]:
             # Squared code distance to its nearest earlier query beyond which a query of a
             # client with a full reservoir is isolated (a client with fewer rows: farther).
             thresholds["isolation_limit"] = profile.calibration.isolation[-1][1]
+    if len(profile.zero_missing):  # a profile stored before missing values were read has none
+        # Features whose 0 is read as a missing value (``ReferenceProfile.read_missing``).
+        thresholds["zero_missing_features"] = float(profile.zero_missing.sum())
     thresholds |= {f"null_{name}": value for name, value in EVIDENCE_TESTS.nulls(profile.calibration).items()}
     if profile.answers == "pending":
         # The margin threshold and the answers' nulls come from the first live answers.

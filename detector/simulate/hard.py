@@ -1,10 +1,12 @@
-"""Hard traffic for a detector: what-if analysts, who look like perturbation chains, and
-thieves who dilute their stolen queries with natural ones.
+"""Hard traffic for a detector: what-if analysts, who look like perturbation chains, clients
+who send missing fields as 0, and thieves who dilute their stolen queries with natural ones.
 
 * ``whatif`` — an analyst takes one record and sweeps one property over a grid (brightness
   or contrast of a digit, one or two fields of a table row; 10-30 steps), record after
   record: every query is a small, often uniform step from the previous one, yet it explores
   one line around a few points.
+* ``zero_filled`` — a client whose records miss a few fields and who sends them as 0: on a
+  model whose data never holds a 0 there, every such record lies beyond the data, and far.
 * ``diluted`` — any attacker's traffic with ``per_stolen`` natural queries sent after each
   stolen one (same pace): a test on the *share* of suspicious queries sees a fifth of the
   signal at 1:4, a test on their *count* sees all of it.
@@ -51,6 +53,16 @@ def whatif(rng: np.random.Generator, victim: VictimModel, span: float, scale: fl
                 sweep[:, field] = np.linspace(*ends, steps)
             rows.append(sweep)
     inputs = np.concatenate(rows)[:n]
+    times = session_times(rng, n, span=span, sessions=int(rng.integers(2, 6)), gap=rng.uniform(0.1, 0.5))
+    return Traffic(np.sort(times), inputs)
+
+
+def zero_filled(rng: np.random.Generator, victim: VictimModel, span: float, scale: float) -> Traffic:
+    """Natural inputs, 30% of them with one to three fields missing and sent as 0."""
+    n = scaled_count(rng, 300, 1200, scale, floor=60)
+    inputs = _natural_draws(rng, victim, n, 2.0).copy()
+    for i in np.flatnonzero(rng.random(n) < 0.3):
+        inputs[i, rng.choice(victim.dim, size=int(rng.integers(1, 4)), replace=False)] = 0.0
     times = session_times(rng, n, span=span, sessions=int(rng.integers(2, 6)), gap=rng.uniform(0.1, 0.5))
     return Traffic(np.sort(times), inputs)
 

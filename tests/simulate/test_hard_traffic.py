@@ -28,7 +28,7 @@ from querywatch.detector.simulate.attackers import (
 )
 from querywatch.detector.simulate.benign import heavy, ordinary
 from querywatch.detector.simulate.demo import reference_profile
-from querywatch.detector.simulate.hard import diluted, whatif
+from querywatch.detector.simulate.hard import diluted, whatif, zero_filled
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
 from querywatch.detector.simulate.victim import VICTIMS, VictimModel, load_tabular_victim, load_victim
@@ -172,6 +172,28 @@ def test_an_explainer_occluding_each_input_in_turn_is_quiet(
     detector = Detector(SETTINGS, MemoryProfileStore([profile]))
     seen = _run(detector, victim, {"occlusion": Traffic(times, occluded)})
     assert seen["occlusion"][0] is None
+
+
+def test_records_with_missing_fields_sent_as_0_are_quiet(
+    served: tuple[VictimModel, ReferenceProfile],
+) -> None:
+    """Clients whose records miss one to three fields, sent as 0: on the tabular and
+    two-class victims, whose data never holds a 0, such a record lies beyond every reference
+    input; read with the reference's mean there (``ReferenceProfile.read_missing``) it does
+    not. As sent, two of the four alerted on the two-class victim (peak risk 0.34-0.97),
+    and on the tabular one peaked at 0.11-0.47. A uniform-random thief that zeroes a quarter
+    of every row's fields is alerted as soon as ever: its rows lie out of profile even so."""
+    victim, profile = served
+    clients = {f"filled-{i}": zero_filled(np.random.default_rng(10 + i), victim, DAY, 1.0) for i in range(4)}
+    thief = random_synthetic(np.random.default_rng(3), victim, DAY, 1.0)
+    zeroed = thief.inputs.copy()
+    rng = np.random.default_rng(5)
+    for row in zeroed:
+        row[rng.choice(victim.dim, size=max(1, victim.dim // 4), replace=False)] = 0.0
+    clients["thief"] = Traffic(thief.times, zeroed)
+    seen = _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients)
+    assert seen.pop("thief")[0] == 30
+    assert all(first is None for first, _, _ in seen.values())
 
 
 def test_frames_walking_around_each_record_are_quiet(served: tuple[VictimModel, ReferenceProfile]) -> None:
