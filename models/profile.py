@@ -23,9 +23,9 @@ shifted or faded digits then hide below it (the project simulator's ActiveThief)
 test reads the global score alone (its threshold rests on the reference's most extreme
 input, which that heavy tail would set).
 
-A 0 in a feature whose reference values are almost never at or below 0 is a missing value
-that a client filled in, and is read as the reference's mean where that alone puts a row
-out of profile (``ReferenceProfile.read_missing``).
+A 0 (or -1, -999) in a feature whose reference values are almost never at or below 0 is a
+missing value that a client filled in, and is read as the reference's mean where that alone
+puts a row out of profile (``ReferenceProfile.read_missing``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ FORMAT_VERSION = 1
 #: Share of a reference's rows that may hold a 0 in the features where a 0 is read as a missing
 #: value (``zero_missing``).
 ZERO_RARE = 0.01
+#: Values that pipelines send for a field they do not have: each at or below 0, so in a
+#: ``zero_missing`` feature each lies where the reference's values never do.
+MISSING_FILLS = (0.0, -1.0, -999.0)
 #: The expected-coverage table covers this many queries; beyond it coverage has saturated.
 COVERAGE_HORIZON = 20_000
 #: The out-of-profile threshold is this quantile of the reference's own scores.
@@ -161,8 +164,8 @@ class ReferenceProfile:
     #: Labelled reference inputs that give a margin to answers without scores
     #: (``models.labelmargin``); None when the reference's answers had scores (or no labels).
     label_neighbours: LabelNeighbours | None = None
-    #: Features whose exact 0 is a missing value filled in (``zero_missing``); empty in
-    #: profiles stored before it.
+    #: Features where a 0 (or another of ``MISSING_FILLS``) is a missing value filled in
+    #: (``zero_missing``); empty in profiles stored before it.
     zero_missing: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
@@ -202,17 +205,18 @@ class ReferenceProfile:
         return cell, score, spread
 
     def read_missing(self, X: FloatArray) -> FloatArray:
-        """``X`` with each missing value (a 0 in a ``zero_missing`` feature) read as the
-        reference's mean, in rows with at most a quarter of their features missing that lie
-        out of profile as sent and in profile so read.
+        """``X`` with each missing value (one of ``MISSING_FILLS`` in a ``zero_missing``
+        feature) read as the reference's mean, in rows with at most a quarter of their
+        features missing that lie out of profile as sent and in profile so read.
 
-        Clients fill a field they do not have with 0, and where the data never holds a 0 such
+        Clients fill a field they do not have with 0 (or -1, -999), and where the data never
+        holds such a value such
         a record lies beyond every reference input (on the bench's credit model four such
         clients were alerted, by the far and isolation tests). A row out of profile even so
         is read as sent, and so is a row in profile as sent: the 0s a Jacobian-augmentation
         step clips to, read as the mean, broke its steps and lost the simulator's diluted
         JbDA thieves (README, *Tried and not adopted*)."""
-        missing = (X == 0.0) & self.zero_missing
+        missing = np.isin(X, MISSING_FILLS) & self.zero_missing
         count = missing.sum(axis=1)
         rows = np.flatnonzero((count > 0) & (count <= max(1, self.dim // 4)))
         if not len(rows):
@@ -809,10 +813,10 @@ def score_thresholds(margins: FloatArray | None, neighbours: LabelNeighbours | N
 
 
 def zero_missing(R: FloatArray) -> NDArray[np.bool_]:
-    """Features of the reference rows ``R`` whose 0 is read as a missing value: those in
-    which fewer than ZERO_RARE / dim of the rows are at or below 0, so that fewer than
-    ZERO_RARE of the reference's rows would hold one (on a model whose noisy inputs are
-    clipped at 0, most rows hold a 0 somewhere, and there it is a value)."""
+    """Features of the reference rows ``R`` whose 0 (or another of ``MISSING_FILLS``) is read
+    as a missing value: those in which fewer than ZERO_RARE / dim of the rows are at or below
+    0, so that fewer than ZERO_RARE of the reference's rows would hold one (on a model whose
+    noisy inputs are clipped at 0, most rows hold a 0 somewhere, and there it is a value)."""
     return np.asarray(np.mean(R <= 0.0, axis=0) < ZERO_RARE / R.shape[1])
 
 

@@ -278,6 +278,10 @@ def test_a_zero_where_the_data_never_has_one_is_read_as_a_missing_value() -> Non
     filled = missing.copy()
     filled[0, 3] = p.mean[3]
     assert np.array_equal(p.view(missing).quantized, p.view(filled).quantized)
+    missing[0, 3] = -999.0  # another fill pipelines use
+    assert as_sent.view(missing).far[0] and np.array_equal(
+        p.view(missing).quantized, p.view(filled).quantized
+    )
     for row in (half, synthetic):
         assert np.array_equal(p.view(row).quantized, as_sent.view(row).quantized)
         assert p.view(row).out_of_profile[0]
