@@ -117,11 +117,11 @@ class LabelNeighbours:
         return replace(self, rank_edges=edges, rank_margins=tables, rank_class_means=means)
 
     def ranks(
-        self, ood_scores: NDArray[np.float64], codes: NDArray[np.uint8], classes: NDArray[np.int64]
+        self, ood_scores: NDArray[np.float64], margins: NDArray[np.float64], classes: NDArray[np.int64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Ranks of answers without scores among the reference's neighbour margins as far from
-        the data, and their classes' mean ranks (``Calibration.margin_ranks``'s counterpart)."""
-        margins = self.margins(codes, classes)[0]
+        """Ranks of answers without scores (their neighbour ``margins``) among the reference's
+        neighbour margins as far from the data, and their classes' mean ranks
+        (``Calibration.margin_ranks``'s counterpart)."""
         ranks = ranks_among(self.rank_edges, self.rank_margins, ood_scores, margins)
         return ranks, per_class(self.rank_class_means, classes, 0.5)
 

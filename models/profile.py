@@ -109,6 +109,22 @@ class BatchView:
     """Spread scores (module docstring); zeros for a profile stored before them."""
 
 
+class AnswerReading(NamedTuple):
+    """How the evidence tests read a batch's answers (``ReferenceProfile.read_answers``)."""
+
+    margins: FloatArray
+    """The margins the boundary and confidence tests read (NaN: none)."""
+    entropies: FloatArray
+    ranks: FloatArray | None
+    """Each answer's rank among the reference's margins as far from the data (NaN: unranked);
+    None where the profile has no rank tables and no answer was ranked by its neighbours."""
+    rank_means: FloatArray | None
+    """The reference's mean rank for each answer's class (with ``ranks``)."""
+    unscored: FloatArray | None
+    """Beside scores, the neighbour margins of the answers served without them (NaN
+    elsewhere); None where there are none."""
+
+
 @dataclass(frozen=True, eq=False)
 class ReferenceProfile:
     """Read-only reference of one model (see module docstring)."""
@@ -192,6 +208,35 @@ class ReferenceProfile:
         far = cal.far_threshold if cal is not None else np.inf
         chance = cal.boundary_chance(score) if cal is not None else np.full(len(X), UNCALIBRATED_BOUNDARY)
         return BatchView(cell, score, out, score > far, codes, chance, spread)
+
+    def read_answers(
+        self, view: BatchView, classes: NDArray[np.int64], margins: FloatArray, entropies: FloatArray
+    ) -> AnswerReading:
+        """How the tests read the answers of the batch ``view`` (answered ``classes``, -1
+        without an answer; score ``margins`` and ``entropies``, NaN without scores): the live
+        engine and a refresh's sample alike.
+
+        On a reference answered with labels only, every answer's margin is its neighbours'
+        (``models.labelmargin``): a score margin would be ranked against tables of another
+        quantity. Beside scores, an answer served without them (a client may ask for labels
+        only) is ranked among the reference's own neighbour margins."""
+        neighbours, cal = self.label_neighbours, self.calibration
+        if neighbours is not None and not neighbours.beside_scores:
+            margins, entropies = neighbours.margins(view.quantized, classes)
+        ranks = means = unscored = None
+        if cal is not None and cal.rank_margins:
+            ranks, means = cal.margin_ranks(view.ood_score, margins, classes)
+        if neighbours is not None and neighbours.beside_scores:
+            rows = np.flatnonzero(np.isnan(margins) & (classes >= 0))
+            if len(rows):
+                if ranks is None or means is None:
+                    ranks, means = np.full(len(margins), np.nan), np.full(len(margins), 0.5)
+                unscored = np.full(len(margins), np.nan)
+                unscored[rows] = neighbours.margins(view.quantized[rows], classes[rows])[0]
+                ranks[rows], means[rows] = neighbours.ranks(
+                    view.ood_score[rows], unscored[rows], classes[rows]
+                )
+        return AnswerReading(margins, entropies, ranks, means, unscored)
 
     def _place(self, X: FloatArray) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
         centred = X - self.mean
@@ -901,17 +946,14 @@ def boundary_margin(margins: FloatArray, quantile: float = 0.05) -> float:
     return 0.5 * (percentile + float(larger.min()))
 
 
-def class_indices(labels: list[object], keep: NDArray[np.bool_], names: tuple[str, ...]) -> NDArray[np.int64]:
-    """Class index of each kept row's label (-1 without one; ``len(names)`` for a class beyond them)."""
+def class_indices(
+    labels: list[object], keep: NDArray[np.bool_] | None, names: tuple[str, ...]
+) -> NDArray[np.int64]:
+    """Class index of each kept row's label (every row's without ``keep``; -1 without a
+    label; ``len(names)`` for a class beyond them)."""
     index = {name: i for i, name in enumerate(names)}
-    return np.array(
-        [
-            -1 if lab is None else index.get(str(lab), len(names))
-            for lab, k in zip(labels, keep, strict=True)
-            if k
-        ],
-        dtype=np.int64,
-    )
+    kept = labels if keep is None else [lab for lab, k in zip(labels, keep, strict=True) if k]
+    return np.array([-1 if lab is None else index.get(str(lab), len(names)) for lab in kept], dtype=np.int64)
 
 
 def with_extraction(

@@ -61,7 +61,6 @@ from querywatch.models.calibration import (
     boundary_bins,
     far_beyond,
     margin_quantiles,
-    ranks_among,
 )
 from querywatch.models.profile import (
     OOD_QUANTILE,
@@ -197,16 +196,22 @@ def refresh_profile(
     beyond = Share.of(scores[keep] > r, owners[keep])
     if keep.sum() < max(2 * profile.cells, 10) or beyond is None:
         return Refresh(None, None)
-    kept_margins = None if margins is None else np.asarray(margins, dtype=np.float64)[keep]
-    answers = _Answers.of(profile, view.quantized[keep], kept_margins, classes, keep)
-    kept_margins = answers.margins
+    n = len(X)
+    answers = profile.read_answers(
+        view,
+        np.full(n, -1, dtype=np.int64) if classes is None else np.asarray(classes, dtype=np.int64),
+        np.full(n, np.nan) if margins is None else np.asarray(margins, dtype=np.float64),
+        np.full(n, np.nan),
+    )
+    kept_margins = answers.margins[keep]
+    unscored = None if answers.unscored is None else answers.unscored[keep]
     on_boundary = None
-    if kept_margins is not None and profile.margin_threshold > 0.0:
+    if profile.margin_threshold > 0.0:
         scored = np.isfinite(kept_margins)
         on_boundary = Share.of(kept_margins[scored] < profile.margin_threshold, owners[keep][scored])
-    ranks = answers.ranks(profile, scores[keep])
     unsure = None
-    if ranks is not None:
+    if answers.ranks is not None:
+        ranks = answers.ranks[keep]
         ranked = np.isfinite(ranks)
         unsure = Share.of(ranks[ranked] < 0.5, owners[keep][ranked])
     window = Window(beyond, on_boundary, unsure)
@@ -214,9 +219,9 @@ def refresh_profile(
     if baseline is None:
         return Refresh(window, None)
     if beyond.drifted(baseline.beyond, z):
-        refit = _bounded_refit(profile, X[keep], kept_margins, z, at, window.reason(baseline, z))
-        return Refresh(window, answers.lowered(refit, refit.view(X[keep]).ood_score))
-    if kept_margins is not None and profile.calibration is not None and window.answers_drifted(baseline, z):
+        reason = window.reason(baseline, z)
+        return Refresh(window, _bounded_refit(profile, X[keep], kept_margins, unscored, z, at, reason))
+    if profile.calibration is not None and window.answers_drifted(baseline, z):
         calibration = _boundary_rates(
             profile.calibration,
             scores[keep],
@@ -225,66 +230,19 @@ def refresh_profile(
             profile.ood_threshold,
             z,
         )
-        calibration = _rank_tables(calibration, scores[keep], kept_margins)
-        revised = _revised(profile, at, window.answers_reason(baseline, z), calibration=calibration)
-        return Refresh(window, answers.lowered(revised, scores[keep]))
+        tables = _answer_tables(profile, calibration, scores[keep], kept_margins, unscored)
+        return Refresh(window, _revised(profile, at, window.answers_reason(baseline, z), **tables))
     return Refresh(window, None)
 
 
-@dataclass(frozen=True)
-class _Answers:
-    """A sample's answers as the engine reads them: the margins the calibration ranks (score
-    margins, or on a model served with labels only every answer's neighbour margin) and, beside
-    scores, the neighbour margins of the answers served without them (NaN elsewhere)."""
-
-    margins: FloatArray | None
-    unscored: FloatArray | None = None
-
-    @classmethod
-    def of(
-        cls,
-        profile: ReferenceProfile,
-        codes: NDArray[np.uint8],
-        margins: FloatArray | None,
-        classes: NDArray[np.int64] | None,
-        keep: NDArray[np.bool_],
-    ) -> _Answers:
-        neighbours = profile.label_neighbours
-        if neighbours is None or classes is None:
-            return cls(margins)
-        kept = np.asarray(classes, dtype=np.int64)[keep]
-        if not neighbours.beside_scores:
-            return cls(neighbours.margins(codes, kept)[0])
-        unscored = np.full(len(kept), np.nan)
-        rows = (kept >= 0) if margins is None else (kept >= 0) & np.isnan(margins)
-        if rows.any():
-            unscored[rows] = neighbours.margins(codes[rows], kept[rows])[0]
-        return cls(margins, unscored)
-
-    def ranks(self, profile: ReferenceProfile, scores: FloatArray) -> FloatArray | None:
-        """Each answer's rank among the reference's margins as far from the data (NaN: none);
-        None without rank tables."""
-        cal, neighbours = profile.calibration, profile.label_neighbours
-        ranks = None
-        if self.margins is not None and cal is not None and cal.rank_margins:
-            ranks, _ = cal.margin_ranks(scores, self.margins, np.full(len(scores), -1, dtype=np.int64))
-        if self.unscored is not None and neighbours is not None:
-            theirs = ranks_among(neighbours.rank_edges, neighbours.rank_margins, scores, self.unscored)
-            ranks = theirs if ranks is None else np.where(np.isnan(self.unscored), ranks, theirs)
-        return ranks
-
-    def lowered(self, profile: ReferenceProfile, scores: FloatArray) -> ReferenceProfile:
-        """``profile`` with its neighbours' rank tables taken down to the unscored answers'
-        where those are less confident (``_lowered_tables``)."""
-        neighbours = profile.label_neighbours
-        if self.unscored is None or neighbours is None:
-            return profile
-        tables = _lowered_tables(neighbours.rank_edges, neighbours.rank_margins, scores, self.unscored)
-        return replace(profile, label_neighbours=replace(neighbours, rank_margins=tables))
-
-
 def _bounded_refit(
-    profile: ReferenceProfile, R: FloatArray, margins: FloatArray | None, z: float, at: float, reason: str
+    profile: ReferenceProfile,
+    R: FloatArray,
+    margins: FloatArray,
+    unscored: FloatArray | None,
+    z: float,
+    at: float,
+    reason: str,
 ) -> ReferenceProfile:
     r = profile.typical_score
     C = profile.components
@@ -307,19 +265,22 @@ def _bounded_refit(
     spread = z * np.sqrt(old * (1.0 - old) / n)
     freq = np.bincount(view.cell, minlength=len(old)) / n
     prob = np.clip(freq, np.maximum(old - spread, 0.5 / (n + 0.5 * len(old))), old + spread)
-    calibration = profile.calibration
-    if calibration is not None:
+    tables: dict[str, Any] = {"calibration": None}
+    if profile.calibration is not None:
         far = _rise(
-            far_beyond(float(view.ood_score.max()), threshold, calibration.drift_share),
-            calibration.far_threshold,
+            far_beyond(float(view.ood_score.max()), threshold, profile.calibration.drift_share),
+            profile.calibration.far_threshold,
             r,
         )
-        calibration = replace(calibration, far_threshold=far)
-        if margins is not None:
-            calibration = _boundary_rates(
-                calibration, view.ood_score, margins, profile.margin_threshold, threshold, z
-            )
-            calibration = _rank_tables(calibration, view.ood_score, margins)
+        calibration = _boundary_rates(
+            replace(profile.calibration, far_threshold=far),
+            view.ood_score,
+            margins,
+            profile.margin_threshold,
+            threshold,
+            z,
+        )
+        tables = _answer_tables(profile, calibration, view.ood_score, margins, unscored)
     spread_threshold = profile.spread_threshold
     if len(profile.spread):  # the spread score's threshold rises as the score's does, in its units
         spread_threshold = _rise(
@@ -334,8 +295,8 @@ def _bounded_refit(
         ood_threshold=threshold,
         spread_threshold=spread_threshold,
         cell_prob=prob / prob.sum(),
-        calibration=calibration,
         typical_score=_within(float(np.median(view.ood_score)), r, r / 2.0),
+        **tables,
     )
 
 
@@ -371,6 +332,25 @@ def _boundary_rates(
     spread = z * np.sqrt(old * (1.0 - old) / np.maximum(counts, 1))
     bounded = np.maximum.accumulate(np.clip(np.asarray(rates), old - spread, old + spread))
     return replace(calibration, boundary_edges=edges, boundary_rates=tuple(float(v) for v in bounded))
+
+
+def _answer_tables(
+    profile: ReferenceProfile,
+    calibration: Calibration,
+    scores: FloatArray,
+    margins: FloatArray,
+    unscored: FloatArray | None,
+) -> dict[str, Any]:
+    """The revision's ``calibration`` and ``label_neighbours`` with the rank tables the
+    answers are read by re-measured on the sample (``ReferenceProfile.read_answers``): the
+    calibration's by the ``margins`` the tests read, the neighbours' (beside scores) by the
+    neighbour margins of the answers served without scores (``unscored``)."""
+    tables: dict[str, Any] = {"calibration": _rank_tables(calibration, scores, margins)}
+    neighbours = profile.label_neighbours
+    if unscored is not None and neighbours is not None:
+        lowered = _lowered_tables(neighbours.rank_edges, neighbours.rank_margins, scores, unscored)
+        tables["label_neighbours"] = replace(neighbours, rank_margins=lowered)
+    return tables
 
 
 def _rank_tables(calibration: Calibration, scores: FloatArray, margins: FloatArray) -> Calibration:

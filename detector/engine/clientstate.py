@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from querywatch.detector.engine.alerting import OpenAlert, Sources
 from querywatch.detector.engine.events import Event
@@ -17,7 +18,7 @@ from querywatch.features.layout import reservoir_capacity
 from querywatch.features.resend import input_hashes
 from querywatch.models.evidence import ClientEvidence, EvidenceTests
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
-from querywatch.models.profile import ReferenceProfile
+from querywatch.models.profile import ReferenceProfile, class_indices
 
 #: Events whose shared work ``ModelContext.query_rows`` does at once. A warm-up is released
 #: whole: its 20,000 events of a 768-input model took 0.8 GB of temporaries in one piece.
@@ -31,7 +32,6 @@ class ModelContext:
     profile: ReferenceProfile
     expected_cells: np.ndarray
     population: PopulationModel | None
-    class_index: dict[str, int]
     hash_key: int
     """Secret key of the exact-resend hash and of the reservoir's choices: from the profile's
     version, a digest of the data it was built from, which a thief does not know."""
@@ -49,7 +49,6 @@ class ModelContext:
         if profile.population.shape[0] >= 10 and profile.population.shape[1] == len(POPULATION_FEATURES):
             rows = [dict(zip(POPULATION_FEATURES, r, strict=True)) for r in profile.population.tolist()]
             population = PopulationModel(seed=seed).fit(rows)
-        index = {name: i for i, name in enumerate(profile.classes)}
         expected = profile.expected_cells()
         digest = hashlib.blake2b(f"{profile.model_id}\0{profile.version}\0{seed}".encode(), digest_size=8)
         hash_key = int.from_bytes(digest.digest(), "little") >> 1
@@ -67,7 +66,7 @@ class ModelContext:
                 cal.deep_margin,
                 cal.deep_share,
             )
-        return cls(profile, expected, population, index, hash_key, limits)
+        return cls(profile, expected, population, hash_key, limits)
 
     def query_rows(self, events: Sequence[Event]) -> Iterator[tuple[Any, ...]]:
         """The arguments of ``ClientFeatures.update`` for each event (inputs of the profile's
@@ -79,37 +78,16 @@ class ModelContext:
     def _rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
         inputs = np.array([e.input for e in events])
         view = self.profile.view(inputs)
-        classes = self.class_indices(events)
-        neighbours = self.profile.label_neighbours
-        if neighbours is None or neighbours.beside_scores:
-            margins, entropies = score_columns(events)
-        else:
-            # A reference answered with labels only: every answer's margin is its neighbours'
-            # (a score margin would be ranked against tables of another quantity).
-            m, h = neighbours.margins(view.quantized, np.array(classes, dtype=np.int64))
-            margins, entropies = m.tolist(), h.tolist()
+        answered = self.class_indices(events)
+        answers = self.profile.read_answers(view, answered, *score_columns(events))
         chance = view.boundary_chance
         cal = self.profile.calibration
         if cal is not None and cal.boundary_class_factors:
-            chance = chance * cal.class_factors(np.array(classes, dtype=np.int64))
-        # Without rank tables: the update's defaults (no rank).
+            chance = chance * cal.class_factors(answered)
+        # Without ranks: the update's defaults (no rank).
         rank_columns: tuple[list[float], ...] = ()
-        if cal is not None and cal.rank_margins:
-            ranks, rank_means = cal.margin_ranks(view.ood_score, np.array(margins), np.array(classes))
-            rank_columns = ranks.tolist(), rank_means.tolist()
-        if neighbours is not None and neighbours.beside_scores:
-            unscored = np.flatnonzero(np.isnan(margins) & (np.array(classes) >= 0))
-            if len(unscored):
-                # Answers served without scores by a model whose reference had them (a client
-                # may ask for labels only): ranked among the reference's neighbour margins.
-                ranks = np.array(rank_columns[0]) if rank_columns else np.full(len(events), np.nan)
-                means = np.array(rank_columns[1]) if rank_columns else np.full(len(events), 0.5)
-                ranks[unscored], means[unscored] = neighbours.ranks(
-                    view.ood_score[unscored],
-                    view.quantized[unscored],
-                    np.array(classes, dtype=np.int64)[unscored],
-                )
-                rank_columns = ranks.tolist(), means.tolist()
+        if answers.ranks is not None and answers.rank_means is not None:
+            rank_columns = answers.ranks.tolist(), answers.rank_means.tolist()
         return list(
             zip(
                 [e.ts for e in events],
@@ -118,24 +96,18 @@ class ModelContext:
                 view.far.tolist(),
                 view.quantized,
                 input_hashes(inputs, self.hash_key).tolist(),
-                classes,
-                margins,
-                entropies,
+                answered.tolist(),
+                answers.margins.tolist(),
+                answers.entropies.tolist(),
                 chance.tolist(),
                 *rank_columns,
                 strict=True,
             )
         )
 
-    def class_indices(self, events: Sequence[Event]) -> list[int]:
-        """The profile's class index of each event's prediction (-1 without one)."""
-        index, other = self.class_index, len(self.profile.classes)
-        out = []
-        for e in events:
-            answer = e.answer
-            name = answer if type(answer) is str else str(answer)
-            out.append(-1 if answer is None else index.get(name, other))
-        return out
+    def class_indices(self, events: Sequence[Event]) -> NDArray[np.int64]:
+        """The profile's class index of each event's answer (-1 without one)."""
+        return class_indices([e.answer for e in events], None, self.profile.classes)
 
 
 class ClientState:
@@ -286,19 +258,15 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def score_columns(events: Sequence[Event]) -> tuple[list[float], list[float]]:
+def score_columns(events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
     """Score margins and normalised entropies of events (NaN where an event has no scores)."""
     widths = {len(e.scores) if e.scores is not None else -1 for e in events}
     if len(widths) == 1 and -1 not in widths:
-        margin, entropy = score_summary(np.array([e.scores for e in events]))
-        return margin.tolist(), entropy.tolist()
-    margins, entropies = [], []
-    for e in events:
-        if e.scores is None:
-            margins.append(float("nan"))
-            entropies.append(float("nan"))
-        else:
+        return score_summary(np.array([e.scores for e in events]))
+    margins = np.full(len(events), np.nan)
+    entropies = np.full(len(events), np.nan)
+    for i, e in enumerate(events):
+        if e.scores is not None:
             m, h = score_summary(e.scores[None, :])
-            margins.append(float(m[0]))
-            entropies.append(float(h[0]))
+            margins[i], entropies[i] = m[0], h[0]
     return margins, entropies

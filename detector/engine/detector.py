@@ -189,12 +189,13 @@ class Detector:
 
         return quiet
 
-    def _refresh(self, profile: ReferenceProfile, result: BatchResult) -> None:
+    def _refresh(self, context: ModelContext, result: BatchResult) -> None:
         """Run the model's drift check; on a new revision, rebuild what derives from the
         profile and carry every client's evidence, counters and features over to it (a
         profile of another fit starts them afresh, as ``import_client`` does)."""
+        profile = context.profile
         quiet = self._quiet(profile.model_id)
-        newer = self.refreshes.check(profile, quiet)
+        newer = self.refreshes.check(context, quiet)
         if newer is None:
             return
         context = self._contexts[profile.model_id] = self._new_context(newer)
@@ -255,7 +256,7 @@ class Detector:
                     )
                 )
         if not fitted and self.refreshes.observe(profile, good, self._quiet(profile.model_id)):
-            self._refresh(profile, result)
+            self._refresh(context, result)
 
     def _state(self, client_id: str, context: ModelContext) -> ClientState:
         per_model = self._clients.get(client_id)

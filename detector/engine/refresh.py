@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
-from querywatch.detector.engine.clientstate import score_columns
+from querywatch.detector.engine.clientstate import ModelContext, score_columns
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.profiles import ProfileStore
-from querywatch.models.profile import ReferenceProfile, class_indices
+from querywatch.models.profile import ReferenceProfile
 from querywatch.models.refresh import Window, refresh_profile
 
 #: Whether a client may give events to a refresh sample (by client id).
@@ -94,10 +94,11 @@ class RefreshSchedule:
         sample.offer(events, quiet)
         return sample.seen >= every
 
-    def check(self, profile: ReferenceProfile, quiet: Quiet) -> ReferenceProfile | None:
-        """The profile the model should use from now on, if not ``profile``: a newer revision
-        from the store, or a refresh of ``profile`` (stored first; if another consumer stored
+    def check(self, context: ModelContext, quiet: Quiet) -> ReferenceProfile | None:
+        """The profile the model should use from now on, if not ``context``'s: a newer
+        revision from the store, or a refresh of it (stored first; if another consumer stored
         that revision first, theirs). Starts the next sample."""
+        profile = context.profile
         model_id = profile.model_id
         sample = self._samples.pop(model_id, None)
         stored = self.profiles.latest(model_id)
@@ -113,8 +114,8 @@ class RefreshSchedule:
             profile,
             np.array([e.input for e in kept]),
             np.array([e.client_id for e in kept]),
-            margins=np.array(score_columns(kept)[0]),
-            classes=class_indices([e.answer for e in kept], np.ones(len(kept), dtype=bool), profile.classes),
+            margins=score_columns(kept)[0],
+            classes=context.class_indices(kept),
             baseline=baseline if revision == profile.revision else None,
             at=max(e.ts for e in kept),
             alpha=self.settings.false_alarm_rate,
