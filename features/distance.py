@@ -74,6 +74,7 @@ from querywatch.features.direction import (
     move_and_shared,
 )
 from querywatch.features.layout import (
+    LAYOUT,
     RECENT_QUERIES,
     QueryLayout,
     kept_columns,
@@ -364,6 +365,13 @@ class QueryDistances:
             return both
         return both.reshape(-1, layout.dim)[:, layout.working].reshape(-1)
 
+    def _holds_a_subset(self, stored: tuple[Any, ...]) -> bool:
+        """Whether a stored sample's rows keep a subset of a wide input's features (rather
+        than whole queries, as client state version 2 stored them, or a narrow input's all)."""
+        _, raw, labels, *_ = stored
+        kept = self._reservoir.dim
+        return kept < self._limits[0].dim and len(labels) > 0 and len(raw) == len(labels) * kept
+
     def _kept_rows(self, stored: tuple[Any, ...]) -> tuple[Any, ...]:
         """A stored sample as this release keeps it: a state stored before rows kept a subset
         of a wide input's features (client state version 2) holds whole queries, whose kept
@@ -401,14 +409,23 @@ class QueryDistances:
             self._shrinking,
             self._search,
             self.isolated,
+            LAYOUT,
         )
 
     def set_state(self, state: tuple[object, ...]) -> None:
+        """Restore a stored state. ValueError for one whose rows hold other features of a wide
+        input than this release keeps (another layout generation: ``features.layout``), which
+        the family cannot read: it starts fresh (``FeatureSet.set_state``), since comparing a
+        query with rows of other features finds steps and near neighbours that are not there."""
         if len(state) == 6:  # stored by 0.1, before sweep directions: those start empty
             res, resend, self.exact, self.near, self.steps, m = state  # type: ignore[assignment]
             last_move = 0
         else:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m, *move = state  # type: ignore[assignment]
+            # Stored before the layout had generations: the first one's.
+            layout = int(move[4]) if len(move) > 4 else 1  # type: ignore[call-overload]
+            if layout != LAYOUT and self._holds_a_subset(res):  # type: ignore[arg-type]
+                raise ValueError(f"rows of layout generation {layout}, not {LAYOUT}")
             # Stored before converging lines: no move yet; before line searches were followed: none recent.
             last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]
             self._search = int(move[2]) if len(move) > 2 else 0  # type: ignore[call-overload]

@@ -6,7 +6,7 @@ and two *working rows* (its previous query and the start of its current chain of
 near-duplicates), for the directions of what-if sweeps. Kept whole, both grow with the
 input: 40 past queries of a 784-pixel image were 31 KB a client, of a 3,072-value one 123 KB.
 So a reservoir row keeps at most ``RESERVOIR_WIDTH`` features and a working row at most
-``WORKING_WIDTH``, each a fixed subset evenly spread over the input, and the reservoir holds
+``WORKING_WIDTH``, each a fixed subset spread over the input (``spread_features``), and the reservoir holds
 as many rows as a byte budget allows: a narrow input keeps more past queries (a thief's
 seeds stay findable longer). Every subset is derived from the input's width alone, so every
 part that reads reservoir rows (the distances, the steps null, the extraction proxy, the
@@ -56,20 +56,42 @@ WORKING_ALLOWANCE = 128
 #: 3,846 at 11; 3,840 and 3,586-3,594 with their bytes taken from the reservoir.
 CLASS_ALLOWANCE = 16
 CLASS_BYTES = 2
+#: The layout's generation: what a stored state's rows (``features.distance``) and a campaign
+#: index's (``LineageIndex.export``) record of the subset they keep. Generation 1 took the
+#: middle of every stretch (``spread_features`` says why that went); a row of another
+#: generation holds other features and is not compared with this one's.
+LAYOUT = 2
+#: Where in its stretch each kept feature lies: the fractional parts of multiples of the
+#: golden ratio's conjugate, the sequence that stays most evenly spread over any period.
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 
 
 @functools.cache
 def spread_features(dim: int, width: int) -> NDArray[np.intp] | None:
-    """``width`` of ``dim`` features evenly spread over the input, each the middle of its
-    stretch (for an image, a sparse grid over every row of it); None (all) when ``dim``
-    is no wider. Read-only: one array for every client of a model.
+    """``width`` of ``dim`` features spread over the input: one in each of ``width`` equal
+    stretches, at a place in its stretch that moves from one stretch to the next (the golden
+    sequence); None (all) when ``dim`` is no wider. Read-only: one array for every client
+    of a model.
+
+    Not the middle of every stretch, which is a fixed stride: an image whose row is as long
+    as the stride, or a divisor of it, gives one or two columns of pixels. A 32 x 32 image
+    (1,024 inputs; a 224 x 224 one too) kept one column, its working rows eight, so that two
+    records differing there by a few grey levels showed one common move, a "structured
+    step": a client replaying the bench's digits test set, each record scaled to 32 x 32,
+    was alerted after 92 queries as a perturbation chain, where the 8 x 8 originals stayed
+    quiet (risk 0.29); with this spread it stays at 0.29, a reservoir row keeping pixels of
+    27 of the 32 columns.
 
     >>> spread_features(20, 32) is None, spread_features(64, 32)[:4].tolist()
-    (True, [1, 3, 5, 7])
+    (True, [1, 2, 5, 6])
+    >>> len(set((spread_features(1024, 32) % 32).tolist()))  # columns of a 32 x 32 image
+    28
     """
     if dim <= width:
         return None
-    kept = (2 * np.arange(width) + 1) * dim // (2 * width)
+    bounds = np.arange(width + 1) * dim // width
+    offsets = (0.5 + np.arange(width) * _GOLDEN) % 1.0
+    kept: NDArray[np.intp] = bounds[:-1] + (offsets * np.diff(bounds)).astype(np.intp)
     kept.setflags(write=False)
     return kept
 
@@ -98,7 +120,7 @@ def query_layout(dim: int) -> QueryLayout:
 
     >>> layout = query_layout(784)
     >>> layout.working_width, layout.kept_width, reservoir_features(784)[:3].tolist()
-    (256, 32, [13, 38, 62])
+    (256, 32, [14, 25, 65])
     """
     working = spread_features(dim, WORKING_WIDTH)
     return QueryLayout(dim, working, spread_features(min(dim, WORKING_WIDTH), RESERVOIR_WIDTH))
@@ -109,7 +131,9 @@ def reservoir_features(dim: int) -> NDArray[np.intp] | None:
     """The features of a whole ``dim``-input query that a reservoir row keeps (None: all).
 
     >>> reservoir_features(20) is None, reservoir_features(64)[:4].tolist()
-    (True, [1, 3, 5, 7])
+    (True, [1, 2, 5, 6])
+    >>> len(set((reservoir_features(1024) % 32).tolist()))  # columns of a 32 x 32 image
+    27
     """
     layout = query_layout(dim)
     working, kept = layout.working, layout.kept

@@ -3,7 +3,7 @@
 A checkpoint holds one client's state on each of its models: ``MAGIC`` followed by a
 zstd frame, compressed with the fixed ``DICTIONARY``, of a MessagePack map::
 
-    {"version": 3,
+    {"version": 4,
      "models": {model_id: {"profile": profile version,
                            "features": {family name: plain data},
                            "evidence": {test name: [floats]},
@@ -41,12 +41,14 @@ MAGIC = b"QWC2"
 FIRST_MAGIC = b"QWCZ"
 #: MessagePack without compression, as release 0.2 wrote it (read, never written).
 PLAIN_MAGIC = b"QWCS"
-VERSION = 3
+VERSION = 4
 #: Versions this release reads: 2 stored whole queries in the reservoir rows of an input wider
 #: than 32 features and in the working rows of one wider than 256, which load as the subset of
-#: features this release keeps (``features.layout``); an older release refuses version 3 (its
-#: rows are narrower) rather than misread it.
-READABLE_VERSIONS = (2, 3)
+#: features this release keeps (``features.layout``); 3 kept the first layout generation's
+#: subset of them, which this release cannot read (a wide input's query distances start
+#: fresh: ``QueryDistances.set_state``). An older release refuses a newer version (its rows
+#: hold other features) rather than misread it.
+READABLE_VERSIONS = (2, 3, 4)
 #: No stored state is near this big; a corrupt or hostile frame cannot make loading allocate more.
 MAX_STATE_BYTES = 1 << 20
 

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from querywatch.detector.engine.grouping import NO_KEYS, GroupingKeys
+from querywatch.features.layout import LAYOUT, RESERVOIR_WIDTH
 
 if TYPE_CHECKING:
     from querywatch.detector.engine.clientstate import ClientState
@@ -162,6 +163,7 @@ class ClientSummary:
             "doubling": self.doubling,
             "keys": [list(self.keys.networks), list(self.keys.user_agents), self.keys.org],
             "extraction": self.extraction,
+            "layout": LAYOUT,
         }
 
     @classmethod
@@ -174,6 +176,11 @@ class ClientSummary:
             if not isinstance(d, dict) or d.get("v") != SUMMARY_VERSION:
                 raise ValueError("not a version-1 client summary")
             networks, agents, org = d["keys"]
+            dim = int(d["dim"])
+            # Rows of a wide input that a release of another layout generation kept hold other
+            # features (``features.layout``): the summary comes without its code sample (a
+            # client's next doubling sends one); a narrow input's rows keep every feature.
+            other_rows = d.get("layout", 1) != LAYOUT and dim >= RESERVOIR_WIDTH
             keys = GroupingKeys.stored(
                 map(_interned, networks), map(_interned, agents), None if org is None else _interned(org)
             )
@@ -188,8 +195,8 @@ class ClientSummary:
                 IndicatorCounts.of(d["counts"]),
                 bytes(d["cells"]),
                 tuple(int(c) for c in d["classes"]),
-                bytes(d["codes"]),
-                int(d["dim"]),
+                b"" if other_rows else bytes(d["codes"]),
+                dim,
                 bool(d["doubling"]),
                 keys,
                 None if d["extraction"] is None else float(d["extraction"]),

@@ -191,7 +191,7 @@ def test_a_state_of_version_2_loads() -> None:
     engine.process_batch(_events("c", rng.uniform(-1, 2, size=(60, DIM))))
     models = stateformat.loads(engine.export_client("c"))
     old = stateformat.MAGIC + stateformat.compress(msgpack.packb({"version": 2, "models": models}))
-    assert stateformat.VERSION == 3 and stateformat.loads(old) == models
+    assert stateformat.VERSION == 4 and stateformat.loads(old) == models
 
 
 def test_a_state_written_uncompressed_by_release_0_2_loads() -> None:

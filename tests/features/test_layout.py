@@ -3,15 +3,19 @@ for every part that reads reservoir rows, and a state that stays small however w
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from querywatch.features.distance import QueryDistances
 from querywatch.features.layout import (
+    LAYOUT,
     RESERVOIR_BYTES,
     RESERVOIR_WIDTH,
     WORKING_ALLOWANCE,
     WORKING_WIDTH,
+    kept_columns,
     query_layout,
     reservoir_capacity,
     reservoir_features,
@@ -123,6 +127,27 @@ def test_a_state_stored_with_whole_rows_loads_as_the_rows_this_release_keeps(dim
     assert np.array_equal(anchor, codes[-2] if working is None else codes[-2][working])
 
 
+@pytest.mark.parametrize("dim", [20, 64, 1024])
+def test_rows_a_release_of_the_first_layout_kept_of_a_wide_input_are_refused(dim: int) -> None:
+    # Client state version 3 kept the middle of each stretch (features.layout.spread_features):
+    # a wide input's rows hold other features, so they are refused (the family starts fresh:
+    # FeatureSet.set_state), while a narrow input's rows (every feature) load as stored.
+    rng = np.random.default_rng(dim)
+    qd = QueryDistances(dim, seed=9)
+    for i, code in enumerate(rng.integers(0, 256, size=(120, dim), dtype=np.uint8)):
+        qd.update(code, input_hash=i + 1, label=i % 4)
+    state = qd.get_state()
+    assert state[-1] == LAYOUT
+    first = state[:-1]  # as a release of the first generation stored it
+    restored = QueryDistances(dim, seed=9)
+    if dim > RESERVOIR_WIDTH:
+        with pytest.raises(ValueError, match="layout generation 1"):
+            restored.set_state(first)
+    else:
+        restored.set_state(first)
+        assert restored.get_state() == state
+
+
 def test_a_reservoir_stored_under_a_larger_budget_loads_its_first_rows() -> None:
     # Before the working rows took their share, a 784-input reservoir held 77 rows.
     dim, stored_capacity = 784, 77
@@ -197,3 +222,41 @@ def test_a_wide_inputs_client_state_stays_under_4_kb() -> None:
     for client in ("c", "thief"):
         assert len(engine._clients[client].features.distances.reservoir) == reservoir_capacity(dim)  # full
         assert len(engine.export_client(client)) <= 4096
+
+
+def test_a_summary_of_the_first_layout_comes_without_its_wide_rows() -> None:
+    """A summary a release of the first layout generation sent (no ``layout`` field): a wide
+    input's code sample holds other features, and is left out; a narrow one's is read."""
+    import msgpack
+
+    from querywatch.detector.engine.summaries import ClientSummary, example_summary
+
+    for dim, kept in ((RESERVOIR_WIDTH, False), (20, True)):
+        summary = replace(example_summary(), codes=bytes(range(2 * dim)), dim=dim)
+        plain = msgpack.unpackb(summary.to_bytes(), raw=False)
+        assert ClientSummary.from_bytes(summary.to_bytes()) == summary
+        del plain["layout"]
+        first = ClientSummary.from_bytes(msgpack.packb(plain, use_bin_type=True))
+        assert first.codes == (summary.codes if kept else b"") and first.dim == dim
+
+
+def test_a_campaign_index_of_the_first_layout_loads_empty() -> None:
+    from querywatch.detector.config import DetectionSettings
+    from querywatch.detector.engine.campaigns.lineage import LineageIndex
+    from querywatch.detector.engine.profiles import build_profile
+
+    rng = np.random.default_rng(3)
+    X = rng.random((3000, 64))
+    profile = build_profile(X, model_id="w", settings=DetectionSettings(codebook_size=8, pca_components=4))
+    index = LineageIndex(profile, null=1e-3)
+    rows = profile.view(rng.random((40, 64))).quantized
+    index.update("a", kept_columns(rows))
+    index.update("b", kept_columns(rows) + 1)
+    exported = index.export()
+    again = LineageIndex(profile, null=1e-3)
+    again.load(exported)
+    assert len(again) == len(index) == 2
+    del exported["layout"]  # as a release of the first generation exported it
+    first = LineageIndex(profile, null=1e-3)
+    first.load(exported)
+    assert len(first) == 0 and not first.hits

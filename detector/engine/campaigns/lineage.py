@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components
 
 from querywatch.features.jit import compiled
-from querywatch.features.layout import kept_columns, query_layout, reservoir_features
+from querywatch.features.layout import LAYOUT, kept_columns, query_layout, reservoir_features
 from querywatch.features.nearest import structured_step
 from querywatch.models.profile import ReferenceProfile
 
@@ -354,13 +354,20 @@ class LineageIndex:
             "owners": self._owners[live].tobytes(),
             "counts": dict(self._cell_counts),
             "hits": {a: row for a, row in hits.items() if row},
+            "layout": LAYOUT,
         }
 
     def load(self, plain: dict[str, Any]) -> None:
-        """Put back, into this empty index of the same profile, what ``export`` gave."""
+        """Put back, into this empty index of the same profile, what ``export`` gave. An
+        index of a wide input's rows exported by a release of another layout generation
+        (``features.layout``) holds other features than this release's rows: the index stays
+        empty, as a new one (the campaigns keep their links and evidence)."""
         owners = np.frombuffer(plain["owners"], dtype=np.int32)
         used = len(owners)
         raw = np.frombuffer(plain["codes"], dtype=np.uint8)
+        old = plain.get("layout", 1) != LAYOUT
+        if old and used and self.width < self.profile.dim and len(raw) == used * self.width:
+            return
         # Rows of a reservoir's width, or whole queries (an index exported before rows kept a subset).
         codes = kept_columns(raw.reshape(used, len(raw) // used if used else self.width))
         size = capacity(used)
