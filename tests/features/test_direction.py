@@ -66,3 +66,28 @@ def test_a_move_within_rounding_has_no_direction_of_its_own() -> None:
     jitter = last.copy()
     jitter[::2] += 1  # a brightness step of half a code unit, rounded
     assert along_span(last, jitter, start)
+
+
+def test_on_a_plane_only_a_move_of_one_input_is_a_sweeps() -> None:
+    """Every move of a point in a plane moves at most two inputs. Taken for what-if sweeps,
+    with a recent direction within 20 degrees of most, nearly every uniform-random query on
+    a two-input model was a revisit, which adds no out-of-profile or far evidence; a sweep of
+    one input of a record still is one."""
+    from querywatch.features.direction import is_sparse_move
+    from querywatch.features.distance import QueryDistances
+
+    a = np.array([40, 200], np.uint8)
+    assert is_sparse_move(a, np.array([90, 200], np.uint8))
+    assert not is_sparse_move(a, np.array([90, 150], np.uint8))
+    assert is_sparse_move(np.array([40, 200, 7], np.uint8), np.array([90, 150, 7], np.uint8))
+    rng = np.random.default_rng(0)
+    random = QueryDistances(2, seed=1)
+    revisits = sum(
+        random.update(code, input_hash=i + 1, label=0)[2]
+        for i, code in enumerate(rng.integers(0, 256, size=(500, 2), dtype=np.uint8))
+    )
+    assert revisits <= 100, revisits  # 491 of 500 when any move of both was a sweep's
+    sweep = QueryDistances(2, seed=1)
+    record = np.array([120, 60], np.uint8)
+    points = [np.array([v, record[1]], np.uint8) for v in np.linspace(10, 250, 25).astype(np.uint8)]
+    assert sum(sweep.update(p, input_hash=i + 1, label=0)[2] for i, p in enumerate(points)) >= 20
