@@ -11,6 +11,7 @@ a handful of small updates. Nothing here reads the clock: time comes with the ev
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -86,6 +87,10 @@ class Detector:
         self.summary_rule: SummaryRule | None = None
         #: Hashes the grouping keys in summaries when set (``campaigns.key_salt``).
         self.key_salt: str | None = None
+        #: Parts of imported client states that started fresh (stored by a release that had no
+        #: such part, or in a shape this one no longer reads), by name, since the caller last
+        #: took them (``take_fresh_parts``): a consumer says so in its log.
+        self._fresh_parts: Counter[str] = Counter()
         ClientFeatures.prepare()
 
     # ------------------------------------------------------------------ processing
@@ -356,10 +361,19 @@ class Detector:
             if context is None or state.get("profile") != context.profile.version:
                 continue
             client = ClientState(client_id, context, self.settings.seed)
-            client.load_state(state, client_id, model_id, self.alert_settings.max_sources)
+            self._fresh_parts.update(
+                client.load_state(state, client_id, model_id, self.alert_settings.max_sources)
+            )
             restored[model_id] = client
         if restored:
             self._clients[client_id] = one_or_dict(restored)
+
+    def take_fresh_parts(self) -> Counter[str]:
+        """How many imported states had each part start fresh since the last call (a state
+        of a wide input stored by a release of another layout generation: its
+        ``features.distances``), and forget them."""
+        fresh, self._fresh_parts = self._fresh_parts, Counter()
+        return fresh
 
     def drop_client(self, client_id: str) -> None:
         """Forget a client: its state and any warm-up events of it still held."""

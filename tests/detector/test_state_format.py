@@ -257,3 +257,29 @@ def test_every_feature_family_round_trips_through_the_stored_format_and_reading_
 
 def _dumped(features: ClientFeatures, family: str) -> bytes:
     return stateformat.dumps({family: getattr(features, family).get_state()})
+
+
+def test_parts_that_start_fresh_on_import_are_counted_for_the_log() -> None:
+    """A state this release wrote loads whole; a wide input's query distances stored by a
+    release of the first layout generation (client state version 3) start fresh, and the
+    engine says so (the consumer logs it) while the evidence loads as stored."""
+    from querywatch.detector.engine.profiles import build_profile
+
+    rng = np.random.default_rng(3)
+    dim = 64
+    profile = build_profile(rng.uniform(0.2, 0.8, size=(3000, dim)), model_id="m", settings=SETTINGS)
+    engine = Detector(SETTINGS, MemoryProfileStore([profile]))
+    engine.process_batch(_events("c", rng.uniform(-1, 2, size=(80, dim))))
+    data = engine.export_client("c")
+    again = Detector(SETTINGS, MemoryProfileStore([profile]))
+    again.import_client("c", data)
+    assert again.take_fresh_parts() == {}
+    evidence = again._clients["c"].evidence.statistics()  # as stored (to the nat past 100)
+    assert any(evidence.values())
+    models = stateformat.loads(data)
+    models["m"]["features"]["distances"] = models["m"]["features"]["distances"][:-1]  # no generation
+    older = stateformat.MAGIC + stateformat.compress(msgpack.packb({"version": 3, "models": models}))
+    again.import_client("c", older)
+    assert again.take_fresh_parts() == {"features.distances": 1} and again.take_fresh_parts() == {}
+    assert again._clients["c"].evidence.statistics() == evidence
+    assert len(again._clients["c"].features.distances.reservoir) == 0

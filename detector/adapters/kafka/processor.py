@@ -215,6 +215,7 @@ class StreamProcessor(OwnedPartitions):
             len(stored.client_states),
             stored.next_offset,
         )
+        self._log_fresh_parts(f"assigned {topic}/{partition}")
 
     def _forget(self, work: PartitionWork) -> None:
         for client_id in work.recent:
@@ -363,6 +364,20 @@ class StreamProcessor(OwnedPartitions):
             work.recent[client_id] = recent[client_id]
             self._owner[client_id] = work
         CLIENTS_TRACKED.set(len(self._owner))
+        self._log_fresh_parts("spilled clients brought back")
+
+    def _log_fresh_parts(self, where: str) -> None:
+        """Say which parts of the client states just loaded started fresh, and in how many
+        (``Detector.take_fresh_parts``): stored by a release without them, or in a shape this
+        one no longer reads. The rest of each state, its evidence among it, loaded."""
+        fresh = self.engine.take_fresh_parts()
+        if fresh:
+            parts = ", ".join(f"{part} in {n}" for part, n in sorted(fresh.items()))
+            log.info(
+                "%s: stored client states with parts starting fresh (another release's): %s",
+                where,
+                parts,
+            )
 
     @contextmanager
     def _reading(self, key: TopicPartitionKey, client_id: str) -> Iterator[None]:
