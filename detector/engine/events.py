@@ -409,7 +409,8 @@ def _text_timestamp(value: str) -> float:
 def _vector(value: Any, name: str) -> np.ndarray:
     # Fast path first: type() of every item in C, then one sum to catch NaN and infinity.
     if not isinstance(value, list) or not set(map(type, value)) <= _NUMBER_TYPES:
-        raise InvalidEvent("wrong_type", f"{name!r} must be an array of numbers")
+        hint = _what_instead(value) if name == "input" else ""
+        raise InvalidEvent("wrong_type", f"{name!r} must be an array of numbers{hint}")
     try:
         array = np.asarray(value, dtype=np.float64)
     except OverflowError:
@@ -417,6 +418,21 @@ def _vector(value: Any, name: str) -> np.ndarray:
     if not math.isfinite(sum(value)) and not np.all(np.isfinite(array)):
         raise InvalidEvent("non_finite", f"{name!r} holds NaN or infinity")
     return array
+
+
+def _what_instead(value: Any) -> str:
+    """What a producer most likely meant by an input that is not an array of numbers: an
+    image or a tensor logged as nested arrays, or a missing value logged as null."""
+    if not isinstance(value, list):
+        return ""
+    if any(isinstance(item, list) for item in value):
+        return ", not nested arrays: flatten an image or a tensor (row-major) as the model reads it"
+    if None in value:
+        return (
+            f", not null (at {value.index(None)}): send a missing value as the number the model is "
+            "served (0, -1 or -999 are read as missing where the model's data never holds them)"
+        )
+    return ""
 
 
 def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:

@@ -60,6 +60,23 @@ def test_each_kind_of_bad_event_has_its_reason(raw: bytes, reason: str) -> None:
     assert info.value.reason == reason and reason in REASONS
 
 
+@pytest.mark.parametrize(
+    ("input_", "says"),
+    [
+        ([[0.1, 0.2], [0.3, 0.4]], "flatten an image or a tensor"),
+        ([0.1, None, 0.3], "not null (at 1): send a missing value as the number"),
+        (["a"], "must be an array of numbers"),
+    ],
+)
+def test_an_input_sent_nested_or_with_a_null_is_told_what_to_send(input_: object, says: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(_with(input=input_))
+    assert info.value.reason == "wrong_type" and says in info.value.detail
+    with pytest.raises(InvalidEvent) as scores:  # scores hold no missing values to fill
+        parse_event(_with(prediction={"scores": [0.5, None]}))
+    assert scores.value.detail == "'prediction.scores' must be an array of numbers"
+
+
 @given(st.binary(max_size=300))
 @settings(max_examples=300, deadline=None)
 def test_arbitrary_bytes_never_raise_anything_but_invalid_event(raw: bytes) -> None:
