@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
-from querywatch.detector.engine.events import Event, parse_event
+from querywatch.detector.engine.events import Event, parse_event, softmax
 from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
@@ -77,10 +77,11 @@ class ReferenceRows:
     """Lines of a ``.jsonl`` file naming another ``model_id``, skipped."""
 
 
-def read_reference_file(path: str | Path, model_id: str | None = None) -> ReferenceRows:
+def read_reference_file(path: str | Path, model_id: str | None = None, logits: bool = False) -> ReferenceRows:
     """Reference inputs from ``.npy`` (an (n, d) array), ``.csv`` (numbers only, optional
     header) or ``.jsonl`` (events, or objects with ``input`` and optional ``prediction``;
-    gzip'd as ``.jsonl.gz``).
+    gzip'd as ``.jsonl.gz``; with ``logits``, its scores are raw class scores, read through a
+    softmax as live events' are).
     A ``.jsonl`` line naming a ``model_id`` other than ``model_id`` is skipped: an export of
     a serving tier's logs holds every model's events, a challenger's beside the champion's."""
     path = Path(path)
@@ -94,7 +95,7 @@ def read_reference_file(path: str | Path, model_id: str | None = None) -> Refere
         if suffix == ".csv":
             return ReferenceRows(_checked(_read_csv(path), path), None, None)
         if lines_suffix(path) in (".jsonl", ".ndjson"):
-            return _read_jsonl(path, model_id)
+            return _read_jsonl(path, model_id, logits)
     except (ValueError, OSError) as exc:
         raise ProfileError(f"{path}: {exc}") from None
     raise ProfileError(f"{path}: expected a .npy, .csv, .jsonl or .jsonl.gz file")
@@ -126,6 +127,7 @@ def read_served_events(
     *,
     max_dim: int | None = None,
     project: bool = False,
+    logits: bool = False,
 ) -> ServedSample:
     """A sample of served traffic: the logged events of ``model_id`` in a JSON Lines file,
     validated as the pipeline validates them, capped per client as they are read, as a
@@ -147,7 +149,7 @@ def read_served_events(
         width = 0
         for number, line in _numbered_lines(path):
             try:
-                event = parse_event(line, max_dim=max_dim, project=project)
+                event = parse_event(line, max_dim=max_dim, project=project, logits=logits)
             except InvalidEvent as exc:
                 raise ProfileError(f"{path}: line {number}: {exc.detail}", hint=_SERVED_HINT) from None
             if event.model_id != model_id:
@@ -203,7 +205,7 @@ def _numeric(row: list[str]) -> bool:
     return True
 
 
-def _read_jsonl(path: Path, model_id: str | None) -> ReferenceRows:
+def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> ReferenceRows:
     inputs: list[list[float]] = []
     labels: list[object] = []
     scores: list[object] = []
@@ -234,6 +236,8 @@ def _read_jsonl(path: Path, model_id: str | None) -> ReferenceRows:
         raise ValueError(f"no line of model {model_id!r} ({other_models} of other models)")
     X = _checked(np.array(inputs, dtype=np.float64), path)
     rows = score_rows([s if isinstance(s, list) else None for s in scores])
+    if rows is not None and logits:
+        rows = softmax(rows)
     return ReferenceRows(X, labels if any(lab is not None for lab in labels) else None, rows, other_models)
 
 

@@ -191,6 +191,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
             settings.detection,
             max_dim=settings.inputs.max_input_dim,
             project=settings.inputs.oversized_inputs == "project",
+            logits=settings.inputs.scores == "logits",
         )
         events, other_models = sample.events, sample.other_models
         X = np.array([e.input for e in events])
@@ -199,7 +200,7 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         scored = any(e.scores is not None for e in events)
         profile = profile_from_warmup(events, settings.detection)
     else:
-        rows = read_reference_file(args.input, args.model_id)
+        rows = read_reference_file(args.input, args.model_id, logits=settings.inputs.scores == "logits")
         X, other_models = rows.inputs, rows.other_models
         labelled, scored = rows.labels is not None, rows.scores is not None
         profile = build_profile(

@@ -34,6 +34,11 @@ class InputSettings(Section):
         description="`reject`: dead-letter an event too far ahead; `clamp`: score it at the clock plus "
         "the margin.",
     )
+    scores: Literal["probabilities", "logits"] = Field(
+        "probabilities",
+        description="What `prediction.scores` hold: `probabilities` (none negative, summing to one; "
+        "others are refused as bad_scores) or `logits` (raw class scores, read through a softmax).",
+    )
     dead_letter_retention_days: float = Field(
         30, gt=0, description="`querywatch dead-letters purge` deletes dead letters older than this."
     )

@@ -131,12 +131,14 @@ def parse_event(
     max_bytes: int = 1_000_000,
     max_dim: int | None = None,
     project: bool = False,
+    logits: bool = False,
 ) -> Event:
     """Decode and validate one event; raise ``InvalidEvent`` with a reason code otherwise.
 
     An ``input`` longer than ``max_dim`` is rejected (``too_many_inputs``), or, with
     ``project``, folded onto ``max_dim`` numbers by ``project_input`` so that profile fits
-    and per-event work stay bounded whatever a producer sends.
+    and per-event work stay bounded whatever a producer sends. With ``logits``, scores are
+    a model's raw class scores, read as the probabilities their softmax gives.
 
     >>> e = parse_event(b'{"request_id":"r1","ts":0,"client_id":"c","model_id":"m","input":[1,2]}')
     >>> (e.client_id, e.input.tolist())
@@ -149,7 +151,7 @@ def parse_event(
     if isinstance(raw, bytes | str):
         if len(raw) > max_bytes:
             raise InvalidEvent("oversized", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
-        event = _parse_common(raw)
+        event = _parse_common(raw, logits)
         if event is not None:
             return _bounded(event, max_dim, project)
         obj = _decode(raw)
@@ -165,7 +167,7 @@ def parse_event(
     vector = _vector(obj["input"], "input")
     if vector.size == 0:
         raise InvalidEvent("empty_input", "'input' has no numbers")
-    label, scores = _prediction(obj.get("prediction"))
+    label, scores = _prediction(obj.get("prediction"), logits)
     meta = obj.get("meta")
     if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
         raise InvalidEvent("wrong_type", "'meta' must be an object")
@@ -220,7 +222,7 @@ def _projection(size: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return made
 
 
-def _parse_common(raw: bytes | str) -> Event | None:
+def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
     """The common, well-formed event, built without a Python object per number.
 
     simdjson gives a lazy view of the document and copies each numeric array into a
@@ -246,6 +248,8 @@ def _parse_common(raw: bytes | str) -> Event | None:
     if scores is not None:
         if not scores.size:
             scores = None
+        elif logits:
+            scores = softmax(scores)
         elif not _probabilities(scores):
             return None
     return Event(request_id, float(ts), client_id, model_id, vector, label, scores, ip, user_agent, org)
@@ -435,7 +439,19 @@ def _what_instead(value: Any) -> str:
     return ""
 
 
-def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """The class probabilities of raw class scores, of one answer or of rows of them (each
+    shifted by its largest: no overflow; a row of NaN stays NaN).
+
+    >>> softmax(np.log(np.array([0.2, 0.8]))).round(6).tolist()
+    [0.2, 0.8]
+    """
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probabilities
+
+
+def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.ndarray | None]:
     if value is None:
         return None, None
     if type(value) is not dict and not isinstance(value, Mapping):
@@ -449,11 +465,14 @@ def _prediction(value: Any) -> tuple[int | str | None, np.ndarray | None]:
     vector = None if scores is None else _vector(scores, "prediction.scores")
     if vector is not None and vector.size == 0:
         vector = None
+    if vector is not None and logits:
+        vector = softmax(vector)
     if vector is not None and not _probabilities(vector):
         raise InvalidEvent(
             "bad_scores",
             "'prediction.scores' must be class probabilities: none negative, summing to one "
-            f"(within {SCORES_SUM_TOLERANCE}); got a sum of {float(vector.sum()):.6g}",
+            f"(within {SCORES_SUM_TOLERANCE}); got a sum of {float(vector.sum()):.6g} (a model "
+            "that logs raw class scores: QUERYWATCH_INPUTS__SCORES=logits)",
         )
     return label, vector
 

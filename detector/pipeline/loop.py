@@ -89,6 +89,7 @@ class Pipeline(Generic[R]):
         self._max_bytes = max_event_bytes or engine.settings.max_event_bytes
         self._max_dim = inputs.max_input_dim
         self._project = inputs.oversized_inputs == "project"
+        self._logits = inputs.scores == "logits"
         self.guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
         #: References of the events the reference stage holds, for refusals when it lets go
         #: (None: taken back, ``take_back``).
@@ -183,4 +184,10 @@ class Pipeline(Generic[R]):
             raise InvalidEvent("not_json", "the message has no value")
         if isinstance(value, int):
             raise InvalidEvent("oversized", f"{value} bytes exceeds the limit of {self._max_bytes}")
-        return parse_event(value, max_bytes=self._max_bytes, max_dim=self._max_dim, project=self._project)
+        return parse_event(
+            value,
+            max_bytes=self._max_bytes,
+            max_dim=self._max_dim,
+            project=self._project,
+            logits=self._logits,
+        )

@@ -157,3 +157,13 @@ def test_sources_are_read_alike_by_the_fast_and_the_exact_path(
     exact = parse_event(event)
     assert fast is not None
     assert (fast.ip, fast.user_agent, fast.org) == (exact.ip, exact.user_agent, exact.org) == expected
+
+
+def test_logits_are_read_through_a_softmax_on_either_path() -> None:
+    logged = {**GOOD, "prediction": {"label": 1, "scores": [-1.0, 0.386294, 5.0]}}
+    for raw in (json.dumps(logged).encode(), logged):  # the fast path reads bytes, the exact one a mapping
+        e = parse_event(raw, logits=True)
+        assert e.scores is not None and abs(e.scores.sum() - 1.0) < 1e-12
+        assert e.scores.argmax() == 2 and e.scores[1] / e.scores[0] == pytest.approx(4.0, rel=1e-5)
+        with pytest.raises(InvalidEvent, match="QUERYWATCH_INPUTS__SCORES=logits"):
+            parse_event(raw)

@@ -207,6 +207,30 @@ def test_a_stream_opening_with_one_event_of_another_width_scores_the_rest(
     assert sum(c.queries for c in opened.clients.values()) == sum(c.queries for c in clean.clients.values())
 
 
+def test_a_model_that_logs_logits_is_read_through_a_softmax_when_told(tmp_path: Path) -> None:
+    """Raw class scores are refused as bad_scores by default, with the setting to use; with
+    ``inputs.scores = "logits"`` the same trace is read as its probabilities are."""
+    clean_path, lines = _trace(tmp_path)
+    logged = []
+    for line in lines:
+        event = json.loads(line)
+        scores = event.get("prediction", {}).get("scores")
+        if scores:
+            event["prediction"]["scores"] = [math.log(max(p, 1e-9)) + 3.0 for p in scores]
+        logged.append(json.dumps(event).encode())
+    path = tmp_path / "logits.jsonl"
+    path.write_bytes(b"\n".join(logged) + b"\n")
+    refused = replay(path, Detector(DetectionSettings(), MemoryProfileStore()))
+    assert refused.rejected["bad_scores"] > 0 and "INPUTS__SCORES=logits" in refused.rejected_lines[0][2]
+    clean = replay(clean_path, Detector(DetectionSettings(), MemoryProfileStore()))
+    logits = InputSettings(scores="logits")
+    read = replay(path, Detector(DetectionSettings(), MemoryProfileStore()), inputs=logits)
+    assert not read.rejected and _counts(read) == _counts(clean) and _alerts(read) == _alerts(clean)
+    assert read.alerts and {c: round(r.risk, 3) for c, r in read.clients.items()} == {
+        c: round(r.risk, 3) for c, r in clean.clients.items()
+    }
+
+
 def test_the_hostile_suite_through_replay_dead_letters_each_case_and_keeps_the_rest(tmp_path: Path) -> None:
     clean_path, lines = _trace(tmp_path)
     inputs = InputSettings(max_input_dim=SUITE_MAX_DIM, oversized_inputs="reject")
