@@ -12,6 +12,7 @@ EXIT_RUNTIME = 1  # the work failed: a service is unreachable, a port is taken, 
 EXIT_USAGE = 2  # the command line or a setting is wrong (argparse uses 2 as well)
 EXIT_INPUT = 3  # an input or output path, or a file's content, cannot be used
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_BROKEN_PIPE = 141  # the reader of the output went away, `querywatch … | head` (128 + SIGPIPE)
 
 
 class QuerywatchError(Exception):

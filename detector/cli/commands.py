@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from querywatch.detector import __version__
-from querywatch.detector.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, QuerywatchError
+from querywatch.detector.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUNTIME, QuerywatchError
 
 #: Each subcommand and the module that registers it. Only the module of the command being
 #: run is imported (the engine alone pulls in scikit-learn, river and scipy: seconds).
@@ -96,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Stop quietly, as Unix tools do; stdout goes to /dev/null so that flushing it at exit
+        # does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug or an unforeseen failure: one line, the traceback on request
         if args.debug:
             traceback.print_exc()

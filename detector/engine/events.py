@@ -457,6 +457,8 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
     if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidEvent("wrong_type", "'prediction' must be an object")
     label = value.get("label")
+    if type(label) is float and label.is_integer():
+        label = int(label)  # a server that logs a numeric label as a float (1.0: numpy's float64)
     if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):
         raise InvalidEvent("wrong_type", "'prediction.label' must be an integer or a string")
     if isinstance(label, str):

@@ -126,6 +126,31 @@ def test_a_training_split_is_no_served_sample(tmp_path: Path) -> None:
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``querywatch replay … | head``: the report is written, the summary stops at the closed
+    pipe with 128 + SIGPIPE and no error line."""
+    from querywatch.detector.errors import EXIT_BROKEN_PIPE
+    from querywatch.detector.simulate.jsonl import write_jsonl
+    from querywatch.detector.simulate.trace import generate_trace
+
+    events, _ = generate_trace(3, benign=6, attackers=1, scale=0.1)
+    write_jsonl(events, tmp_path / "trace.jsonl")
+    read, write = os.pipe()
+    os.close(read)  # no reader: the first write raises BrokenPipeError
+    with os.fdopen(write, "w") as closed:
+        done = subprocess.run(
+            [sys.executable, "-m", "querywatch.detector.cli", "replay", "trace.jsonl", "--report", "r.json"],
+            stdout=closed,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(tmp_path),
+            cwd=tmp_path,
+            timeout=300,
+        )
+    assert done.returncode == EXIT_BROKEN_PIPE and done.stderr == ""
+    assert json.loads((tmp_path / "r.json").read_text())["clients"]
+
+
 def test_version(tmp_path: Path) -> None:
     out = _run(tmp_path, "--version")
     assert out.returncode == 0 and out.stdout.startswith("querywatch ")

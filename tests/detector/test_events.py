@@ -167,3 +167,10 @@ def test_logits_are_read_through_a_softmax_on_either_path() -> None:
         assert e.scores.argmax() == 2 and e.scores[1] / e.scores[0] == pytest.approx(4.0, rel=1e-5)
         with pytest.raises(InvalidEvent, match="QUERYWATCH_INPUTS__SCORES=logits"):
             parse_event(raw)
+
+
+def test_a_label_logged_as_a_whole_float_is_that_integer() -> None:
+    e = parse_event(_with(prediction={"label": 3.0, "scores": [0.2, 0.8]}))
+    assert e.label == 3 and type(e.label) is int
+    with pytest.raises(InvalidEvent, match="must be an integer or a string"):
+        parse_event(_with(prediction={"label": 0.5}))
