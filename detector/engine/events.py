@@ -376,6 +376,11 @@ def _probabilities(scores: np.ndarray) -> bool:
     return min(values) >= 0.0 and abs(math.fsum(values) - 1.0) <= SCORES_SUM_TOLERANCE
 
 
+#: Units producers log epoch times in besides seconds, finest last: a time in range in one
+#: of them is named in the error (``_timestamp``).
+_FINER_UNITS = (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
+
+
 def _timestamp(value: Any) -> float:
     if isinstance(value, bool):
         raise InvalidEvent("bad_timestamp", "'ts' must be RFC 3339 text or epoch seconds")
@@ -383,7 +388,9 @@ def _timestamp(value: Any) -> float:
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidEvent("non_finite", "'ts' is not finite")
         if not MIN_TS <= value <= MAX_TS:
-            raise InvalidEvent("bad_timestamp", f"'ts' {str(value)[:40]} is outside 1970 to year 9999")
+            unit = next((u for u, k in _FINER_UNITS if MIN_TS <= value / k <= MAX_TS), None)
+            hint = f" (epoch {unit}? send seconds)" if unit else ""
+            raise InvalidEvent("bad_timestamp", f"'ts' {str(value)[:40]} is outside 1970 to year 9999{hint}")
         return float(value)
     if isinstance(value, str):
         return _text_timestamp(value)

@@ -174,3 +174,12 @@ def test_a_label_logged_as_a_whole_float_is_that_integer() -> None:
     assert e.label == 3 and type(e.label) is int
     with pytest.raises(InvalidEvent, match="must be an integer or a string"):
         parse_event(_with(prediction={"label": 0.5}))
+
+
+@pytest.mark.parametrize(
+    ("ts", "unit"), [(1.7e12, "milliseconds"), (1.7e15, "microseconds"), (1.7e18, "nanoseconds")]
+)
+def test_an_epoch_time_in_a_finer_unit_is_named(ts: float, unit: str) -> None:
+    with pytest.raises(InvalidEvent, match=f"epoch {unit}\\? send seconds") as info:
+        parse_event(_with(ts=ts))
+    assert info.value.reason == "bad_timestamp"
