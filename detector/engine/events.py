@@ -433,7 +433,8 @@ def _vector(value: Any, name: str) -> np.ndarray:
 
 def _what_instead(value: Any) -> str:
     """What a producer most likely meant by an input that is not an array of numbers: an
-    image or a tensor logged as nested arrays, or a missing value logged as null."""
+    image or a tensor logged as nested arrays, a missing value logged as null, a flag as true
+    or false, a category as text."""
     if not isinstance(value, list):
         return ""
     if any(isinstance(item, list) for item in value):
@@ -443,6 +444,10 @@ def _what_instead(value: Any) -> str:
             f", not null (at {value.index(None)}): send a missing value as the number the model is "
             "served (0, -1 or -999 are read as missing where the model's data never holds them)"
         )
+    if any(type(item) is bool for item in value):
+        return ", not true or false: send a flag as the number the model reads (1 or 0)"
+    if any(isinstance(item, str) for item in value):
+        return ", not text: send a category as the number the model reads (its code, or one-hot columns)"
     return ""
 
 

@@ -65,7 +65,9 @@ def test_each_kind_of_bad_event_has_its_reason(raw: bytes, reason: str) -> None:
     [
         ([[0.1, 0.2], [0.3, 0.4]], "flatten an image or a tensor"),
         ([0.1, None, 0.3], "not null (at 1): send a missing value as the number"),
-        (["a"], "must be an array of numbers"),
+        ([0.1, True], "send a flag as the number the model reads (1 or 0)"),
+        ([0.1, "red"], "send a category as the number the model reads"),
+        ({"a": 1}, "must be an array of numbers"),
     ],
 )
 def test_an_input_sent_nested_or_with_a_null_is_told_what_to_send(input_: object, says: str) -> None:
