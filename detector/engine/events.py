@@ -388,7 +388,8 @@ def _timestamp(value: Any) -> float:
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidEvent("non_finite", "'ts' is not finite")
         if not MIN_TS <= value <= MAX_TS:
-            unit = next((u for u, k in _FINER_UNITS if MIN_TS <= value / k <= MAX_TS), None)
+            finer = MAX_TS < value <= MAX_TS * _FINER_UNITS[-1][1]  # a huge integer is no float
+            unit = next((u for u, k in _FINER_UNITS if finer and MIN_TS <= value / k <= MAX_TS), None)
             hint = f" (epoch {unit}? send seconds)" if unit else ""
             raise InvalidEvent("bad_timestamp", f"'ts' {str(value)[:40]} is outside 1970 to year 9999{hint}")
         return float(value)
