@@ -241,6 +241,8 @@ def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
         return None
     if type(label) is str and not _clean(label):
         return None
+    if type(label) is int and not MIN_LABEL <= label <= MAX_LABEL:
+        return None
     if type(ts) is str:
         ts = _text_timestamp(ts)
     elif not MIN_TS <= ts <= MAX_TS:
@@ -312,6 +314,8 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
 
 
 _LABEL_TYPES = frozenset({int, str, type(None)})
+#: The integer labels an event may carry: what MessagePack (a checkpoint of held events) stores.
+MIN_LABEL, MAX_LABEL = -(2**63), 2**64 - 1
 _TS_TYPES = frozenset({int, float, str})
 _LOCAL = threading.local()
 
@@ -474,6 +478,9 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
         label = int(label)  # a server that logs a numeric label as a float (1.0: numpy's float64)
     if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):
         raise InvalidEvent("wrong_type", "'prediction.label' must be an integer or a string")
+    if isinstance(label, int) and not MIN_LABEL <= label <= MAX_LABEL:
+        # A held warm-up event is checkpointed as MessagePack, whose integers stop there.
+        raise InvalidEvent("wrong_type", "'prediction.label' is an integer beyond 64 bits")
     if isinstance(label, str):
         _printable(label, "prediction.label")
     scores = value.get("scores")

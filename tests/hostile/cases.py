@@ -47,6 +47,7 @@ def cases(model_id: str, dim: int, ts: float, classes: int) -> list[Case]:
         ("newline in request_id", {"request_id": "r\nFAKE LOG LINE"}, "bad_identifier"),
         ("lone surrogate in model_id", {"model_id": "m\ud800"}, "bad_identifier"),
         ("escape in label", {"prediction": {"label": "\u001b[31m"}}, "bad_identifier"),
+        ("label beyond 64 bits", {"prediction": {"label": 10**30}}, "wrong_type"),
         ("negative scores", {"prediction": {"scores": [1.5, -0.5] + [0.0] * (classes - 2)}}, "bad_scores"),
         ("scores not summing to one", {"prediction": {"scores": [0.01] * classes}}, "bad_scores"),
         ("scores of the wrong length", {"prediction": {"scores": [*even, 0.0]}}, "bad_scores"),
