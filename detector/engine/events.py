@@ -463,7 +463,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     >>> softmax(np.log(np.array([0.2, 0.8]))).round(6).tolist()
     [0.2, 0.8]
     """
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    with np.errstate(over="ignore"):  # 1e308 apart: the lower one's probability is 0 either way
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities: np.ndarray = e / e.sum(axis=-1, keepdims=True)
     return probabilities
 

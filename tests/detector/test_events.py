@@ -169,6 +169,8 @@ def test_logits_are_read_through_a_softmax_on_either_path() -> None:
         assert e.scores.argmax() == 2 and e.scores[1] / e.scores[0] == pytest.approx(4.0, rel=1e-5)
         with pytest.raises(InvalidEvent, match="QUERYWATCH_INPUTS__SCORES=logits"):
             parse_event(raw)
+    extreme = parse_event(_with(prediction={"scores": [1e308, -1e308]}), logits=True)
+    assert extreme.scores is not None and extreme.scores.tolist() == [1.0, 0.0]
 
 
 def test_a_label_logged_as_a_whole_float_is_that_integer() -> None:
