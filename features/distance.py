@@ -80,6 +80,7 @@ from querywatch.features.layout import (
     kept_columns,
     query_layout,
     reservoir_capacity,
+    same_features,
 )
 from querywatch.features.nearest import is_masking, is_structured_step, keeps_the_rest
 from querywatch.features.resend import ExactResendFilter
@@ -365,13 +366,6 @@ class QueryDistances:
             return both
         return both.reshape(-1, layout.dim)[:, layout.working].reshape(-1)
 
-    def _holds_a_subset(self, stored: tuple[Any, ...]) -> bool:
-        """Whether a stored sample's rows keep a subset of a wide input's features (rather
-        than whole queries, as client state version 2 stored them, or a narrow input's all)."""
-        _, raw, labels, *_ = stored
-        kept = self._reservoir.dim
-        return kept < self._limits[0].dim and len(labels) > 0 and len(raw) == len(labels) * kept
-
     def _kept_rows(self, stored: tuple[Any, ...]) -> tuple[Any, ...]:
         """A stored sample as this release keeps it: a state stored before rows kept a subset
         of a wide input's features (client state version 2) holds whole queries, whose kept
@@ -424,7 +418,8 @@ class QueryDistances:
             res, resend, directions, last, self._pending, self.exact, self.near, self.steps, m, *move = state  # type: ignore[assignment]
             # Stored before the layout had generations: the first one's.
             layout = int(move[4]) if len(move) > 4 else 1  # type: ignore[call-overload]
-            if layout != LAYOUT and self._holds_a_subset(res):  # type: ignore[arg-type]
+            raw, labels = bytes(res[1]), bytes(res[2])  # type: ignore[index]
+            if labels and not same_features(layout, self._limits[0].dim, len(raw) // len(labels)):
                 raise ValueError(f"rows of layout generation {layout}, not {LAYOUT}")
             # Stored before converging lines: no move yet; before line searches were followed: none recent.
             last_move, self._shrinking = (int(move[0]), bool(move[1])) if move else (0, False)  # type: ignore[call-overload]

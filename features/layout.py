@@ -144,6 +144,19 @@ def reservoir_features(dim: int) -> NDArray[np.intp] | None:
     return features
 
 
+def same_features(generation: int, dim: int, width: int) -> bool:
+    """Whether rows ``width`` wide, stored by a release of layout ``generation`` for a
+    ``dim``-input model, hold the features this release's rows are compared on: whole
+    queries or a narrow input's every feature (``kept_columns`` reads them), or a wide
+    input's subset of this generation. Rows of another generation's subset start afresh
+    wherever they are stored (a client's query distances, a campaign index).
+
+    >>> [same_features(g, d, w) for g, d, w in ((1, 20, 20), (1, 64, 64), (1, 64, 32), (2, 64, 32))]
+    [True, True, False, True]
+    """
+    return generation == LAYOUT or width >= dim
+
+
 def kept_columns(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Rows of codes as a reservoir row keeps them, contiguous: whole queries (rows ``dim``
     wide) lose the features ``reservoir_features(dim)`` leaves out, and rows no wider than a

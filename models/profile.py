@@ -199,10 +199,10 @@ class ReferenceProfile:
     def view(self, X: FloatArray) -> BatchView:
         """Cells, out-of-profile scores and 8-bit codes of a batch ``X`` (n, dim), its
         missing values read as the reference's mean (``read_missing``)."""
-        if self.zero_missing.any():
-            X = self.read_missing(X)
         cell, score, spread = self._place(X)
-        out = (score > self.ood_threshold) | (spread > self.spread_threshold)
+        if self.zero_missing.any():
+            X, cell, score, spread = self.read_missing(X, cell, score, spread)
+        out = self._outside(score, spread)
         codes = quantize(X, self.low, self.high)
         cal = self.calibration
         far = cal.far_threshold if cal is not None else np.inf
@@ -249,10 +249,18 @@ class ReferenceProfile:
         spread = self.spread_scores(centred) if len(self.spread) else np.zeros(len(X))
         return cell, score, spread
 
-    def read_missing(self, X: FloatArray) -> FloatArray:
-        """``X`` with each missing value (one of ``MISSING_FILLS`` in a ``zero_missing``
+    def _outside(self, score: FloatArray, spread: FloatArray) -> NDArray[np.bool_]:
+        """Which placed rows lie out of profile (``_place``'s scores)."""
+        return (score > self.ood_threshold) | (spread > self.spread_threshold)
+
+    def read_missing(
+        self, X: FloatArray, cell: NDArray[np.int64], score: FloatArray, spread: FloatArray
+    ) -> tuple[FloatArray, NDArray[np.int64], FloatArray, FloatArray]:
+        """``X`` and its placement (``_place``: cells, scores and spread scores, changed in
+        place) with each missing value (one of ``MISSING_FILLS`` in a ``zero_missing``
         feature) read as the reference's mean, in rows with at most a quarter of their
-        features missing that lie out of profile as sent and in profile so read.
+        features missing that lie out of profile as sent and in profile so read: only those
+        rows are placed again.
 
         Clients fill a field they do not have with 0 (or -1, -999), and where the data never
         holds such a value such
@@ -263,20 +271,20 @@ class ReferenceProfile:
         JbDA thieves (README, *Tried and not adopted*)."""
         missing = np.isin(X, MISSING_FILLS) & self.zero_missing
         count = missing.sum(axis=1)
-        rows = np.flatnonzero((count > 0) & (count <= max(1, self.dim // 4)))
+        rows = np.flatnonzero((count > 0) & (count <= max(1, self.dim // 4)) & self._outside(score, spread))
         if not len(rows):
-            return X
+            return X, cell, score, spread
         filled = np.where(missing[rows], self.mean, X[rows])
-        _, raw, raw_spread = self._place(X[rows])
-        _, score, spread = self._place(filled)
-        read = ((raw > self.ood_threshold) | (raw_spread > self.spread_threshold)) & (
-            (score <= self.ood_threshold) & (spread <= self.spread_threshold)
-        )
+        placed = self._place(filled)
+        read = ~self._outside(placed[1], placed[2])
         if not read.any():
-            return X
+            return X, cell, score, spread
+        rows = rows[read]
         X = X.copy()
-        X[rows[read]] = filled[read]
-        return X
+        X[rows] = filled[read]
+        for column, again in zip((cell, score, spread), placed, strict=True):
+            column[rows] = again[read]
+        return X, cell, score, spread
 
     def spread_scores(self, centred: FloatArray) -> FloatArray:
         """Spread scores of centred inputs (module docstring): the distance to the nearest

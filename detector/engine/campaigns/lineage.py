@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from scipy.sparse.csgraph import connected_components
 
 from querywatch.features.jit import compiled
-from querywatch.features.layout import LAYOUT, kept_columns, query_layout, reservoir_features
+from querywatch.features.layout import LAYOUT, kept_columns, query_layout, reservoir_features, same_features
 from querywatch.features.nearest import structured_step
 from querywatch.models.profile import ReferenceProfile
 
@@ -365,8 +365,7 @@ class LineageIndex:
         owners = np.frombuffer(plain["owners"], dtype=np.int32)
         used = len(owners)
         raw = np.frombuffer(plain["codes"], dtype=np.uint8)
-        old = plain.get("layout", 1) != LAYOUT
-        if old and used and self.width < self.profile.dim and len(raw) == used * self.width:
+        if used and not same_features(plain.get("layout", 1), self.profile.dim, len(raw) // used):
             return
         # Rows of a reservoir's width, or whole queries (an index exported before rows kept a subset).
         codes = kept_columns(raw.reshape(used, len(raw) // used if used else self.width))
