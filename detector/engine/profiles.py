@@ -139,14 +139,24 @@ def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) ->
     with the feature vectors of its in-profile clients for the population model."""
     chosen = capped(events, settings)
     labels, scores = _answers(chosen)
-    profile = build_profile(
-        np.array([e.input for e in chosen]),
-        model_id=chosen[0].model_id,
-        settings=settings,
-        owners=[e.client_id for e in chosen],
-        labels=labels,
-        scores=scores,
-    )
+    try:
+        profile = build_profile(
+            np.array([e.input for e in chosen]),
+            model_id=chosen[0].model_id,
+            settings=settings,
+            owners=[e.client_id for e in chosen],
+            labels=labels,
+            scores=scores,
+        )
+    except ProfileError as exc:
+        if len(chosen) == len(events):
+            raise
+        clients = len({e.client_id for e in chosen})
+        raise ProfileError(
+            f"{exc} ({len(events)} warm-up events from {clients} client{'s' * (clients != 1)}, "
+            f"at most warmup_per_client={settings.warmup_per_client} of each kept: a model "
+            "this few clients call needs a trusted profile)"
+        ) from None
     return replace(profile, population=reference_population(profile, chosen), origin="warmup")
 
 

@@ -36,6 +36,25 @@ def test_the_warm_up_completes_at_warmup_events_and_then_scores_what_it_held() -
     assert engine.profiles.get("new") is not None
 
 
+def test_a_warm_up_of_too_few_clients_refuses_its_events_saying_why() -> None:
+    """Two clients fill the sample, but at most ``warmup_per_client`` of each enter a profile:
+    every held event is refused, with the count of clients and the cap, and the model's next
+    events start a new sample."""
+    rng = np.random.default_rng(10)
+    engine = _profiled_engine(SETTINGS.model_copy(update={"warmup_per_client": 5}))  # 10 rows < 16
+    events = [e for c in range(2) for e in _events(f"c{c}", rng.normal(size=(200, 3)), model="new")]
+    held = engine.process_batch(events[:300])
+    result = engine.process_batch(events[300:])
+    assert held.held == events[:300] and result.outcomes == [] and result.completed == ["new"]
+    assert [e for e, _ in result.rejected] == events
+    reason, detail = result.rejected[0][1].reason, result.rejected[0][1].detail
+    assert reason == "no_profile" and detail.endswith(
+        "(400 warm-up events from 2 clients, at most warmup_per_client=5 of each kept: "
+        "a model this few clients call needs a trusted profile)"
+    )
+    assert engine.pending_warmup() == 0 and engine.process_batch(events[:1]).held == events[:1]
+
+
 def test_a_warm_up_another_consumer_finished_first_is_adopted_with_what_was_held() -> None:
     """Two consumers of a group each hold the model's events of their own partitions; the
     first to fill its sample stores the profile. The other scores its next events with it,

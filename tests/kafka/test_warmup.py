@@ -15,7 +15,7 @@ from sqlalchemy import select
 from querywatch.detector.adapters.db.checkpoints import load_partition
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
-from querywatch.detector.adapters.db.tables import ModelProfileRow
+from querywatch.detector.adapters.db.tables import DeadLetterRow, ModelProfileRow
 from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.partitions import held_events_key
 from querywatch.detector.adapters.kafka.producer import client_key
@@ -23,6 +23,7 @@ from querywatch.detector.config import DetectionSettings, KafkaSettings, Setting
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
 from querywatch.detector.engine.reference import unpack_events
+from querywatch.detector.metrics import REGISTRY
 from querywatch.detector.pipeline.replay import replay
 from querywatch.detector.simulate.victim import MODEL_ID, load_victim
 from querywatch.models.profile import ReferenceProfile
@@ -41,6 +42,7 @@ from tests.kafka.harness import (
     wait_for_split,
     wait_until_stored,
 )
+from tests.kafka.test_dead_letters import read_topic as read_dead_letters
 
 pytestmark = pytest.mark.kafka
 
@@ -159,7 +161,10 @@ def test_two_consumers_warming_up_one_model_score_every_event_once(
     partitions. The one whose sample fills first stores the profile for the group; the other
     scores what it held with that profile at its next events, since its own sample would
     never fill now (those events are scored at once). No event stays held, none is doubled."""
-    detection = DetectionSettings(warmup_events=800, max_event_bytes=4096)
+    # One partition holds a single client's 1,086 events, and a poll may hand them out
+    # first: a sample of them, at most 40 kept (the default cap), builds no profile (see
+    # the next test). The cap is lifted here, where the hand-over is what is tested.
+    detection = DetectionSettings(warmup_events=800, warmup_per_client=800, max_event_bytes=4096)
     settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
     lines = trace_lines()
     ensure_topics(kafka_settings)
@@ -198,3 +203,42 @@ def test_two_consumers_warming_up_one_model_score_every_event_once(
     sent = Counter(json.loads(line)["client_id"] for line in lines)
     assert result.clients == dict(sent)
     assert _held(settings) == {}
+
+
+def test_a_warm_up_of_one_client_is_dead_lettered_and_the_consumer_goes_on(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """At most ``warmup_per_client`` events of a client enter a warm-up profile, so a sample
+    of one client's events builds none: every event held, over several polls, is
+    dead-lettered as ``no_profile`` with why, and the consumer goes on (it stopped once, on
+    counting scored events as the step's events less the held ones it refused)."""
+    detection = DetectionSettings(warmup_events=200, max_event_bytes=4096)
+    settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
+    lines = trace_lines()
+    busiest = Counter(json.loads(line)["client_id"] for line in lines).most_common(1)[0][0]
+    own = [line for line in lines if json.loads(line)["client_id"] == busiest][:250]
+    ensure_topics(kafka_settings)
+    processed = REGISTRY.get_sample_value("querywatch_events_processed_total")
+    consumer = ThreadedConsumer(settings).start()
+    database = make_engine(settings.database)
+    try:
+        produce(kafka_settings, own[:150])  # held: fewer than a sample
+        wait_until_stored(database, kafka_settings)
+        assert sum(len(held) for held in _held(settings).values()) == 150
+        produce(kafka_settings, own[150:200])  # its last event fills the sample, which builds no profile
+        wait_until_stored(database, kafka_settings)
+        produce(kafka_settings, own[200:])  # the next sample starts
+        wait_until_stored(database, kafka_settings)
+    finally:
+        consumer.close()
+    letters = read_dead_letters(kafka_settings, kafka_settings.dead_letter_topic)
+    assert [reason for reason, _ in letters] == ["no_profile"] * 200
+    assert [json.loads(raw)["request_id"] for _, raw in letters] == [
+        json.loads(line)["request_id"] for line in own[:200]
+    ]
+    with database.connect() as connection:
+        details = connection.execute(select(DeadLetterRow.detail)).scalars().all()
+    database.dispose()
+    assert len(details) == 200 and "from 1 client, at most warmup_per_client=40" in details[0]
+    assert sum(len(held) for held in _held(settings).values()) == 50
+    assert REGISTRY.get_sample_value("querywatch_events_processed_total") == processed

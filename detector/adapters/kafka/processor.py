@@ -287,7 +287,6 @@ class StreamProcessor(OwnedPartitions):
             return
         # Per event, averaged over the batch: timing each event would itself cost microseconds.
         EVENT_PROCESSING_SECONDS.observe(step.score_seconds / step.events)
-        EVENTS_PROCESSED.inc(step.events - len(step.result.rejected))
         for event in step.result.held:
             work = step.refs[id(event)][0]
             work.held.append(event)
@@ -399,7 +398,11 @@ class StreamProcessor(OwnedPartitions):
     def _route(self, result: BatchResult) -> None:
         """Outcomes and summaries to their clients' partitions (summaries to the in-process
         campaign stage when there is one); held events of completed warm-ups let go, and
-        the count of those still held published (a model that stays warming up shows)."""
+        the count of those still held published (a model that stays warming up shows).
+        Scored events are counted here, where every path that scores ends: a step's
+        ``events`` less its ``rejected`` goes below zero when a warm-up that cannot build a
+        profile refuses what earlier steps held, and a counter refuses a negative step."""
+        EVENTS_PROCESSED.inc(len(result.outcomes))
         for outcome in result.outcomes:  # after a warm-up, also outcomes of earlier batches
             client_id = outcome.update.client_id
             owner = self._owner[client_id]
