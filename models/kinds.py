@@ -183,7 +183,8 @@ class SteadyRateTest(RateTest):
     __slots__ = ()
 
     def __init__(self, indicator: str, tolerance: float) -> None:
-        super().__init__(indicator, tolerance, (2.0 * tolerance, rate_alternatives(tolerance)[0]))
+        twice = 2.0 * tolerance if tolerance < 0.5 else (1.0 + tolerance) / 2  # a rate, below 1
+        super().__init__(indicator, tolerance, (twice, rate_alternatives(tolerance)[0]))
 
 
 #: How many of a near rate test's alternatives are the rate test's own.
@@ -215,8 +216,10 @@ def count_alternatives(null: float) -> tuple[float, ...]:
 
     >>> [round(q, 3) for q in count_alternatives(0.01)], [round(q, 3) for q in count_alternatives(0.15)]
     ([0.2, 0.505, 0.9], [0.3, 0.575, 0.9])
+    >>> [round(q, 3) for q in count_alternatives(0.5)]  # twice the null is no rate
+    [0.75, 0.9]
     """
-    return tuple(q for q in (max(0.2, 2.0 * null), null + 0.5 * (1.0 - null), 0.9) if q > null)
+    return tuple(q for q in (max(0.2, 2.0 * null), null + 0.5 * (1.0 - null), 0.9) if null < q < 1.0)
 
 
 class ScaledChanceTest(_Alternatives):

@@ -214,3 +214,18 @@ def test_a_reason_gives_what_a_benign_client_of_its_model_may_reach() -> None:
         texts[tolerance] = next(r for r in alert.reasons if "outside the model's reference data" in r)
     assert "(a benign client at most 20%)" in texts[0.2]
     assert "(a benign client at most 35%)" in texts[0.35]
+
+
+@pytest.mark.parametrize("null", [0.001, 0.05, 0.3, 0.45, 0.5, 0.7, 0.95])
+@pytest.mark.parametrize(
+    "rate_entry", [e for e in ENTRIES if issubclass(e.test, RateTest)], ids=lambda e: e.name
+)
+def test_a_rate_test_is_built_at_any_null_a_reference_or_a_setting_gives(
+    rate_entry: EvidenceTest, null: float
+) -> None:
+    """A reference sets nulls up to 0.5 (the far test's, on a warm-up of many odd rows),
+    a setting anywhere below 1: every alternative stays a rate above the null (the far
+    test's "twice the null" was 1.0 at 0.5, and a replay stopped on it)."""
+    test = rate_entry.make(null)
+    assert isinstance(test, RateTest) and test.alternatives
+    assert all(null < q < 1.0 for q in test.alternatives)
