@@ -57,6 +57,8 @@ ZERO_RARE = 0.01
 #: Values that pipelines send for a field they do not have: each at or below 0, so in a
 #: ``zero_missing`` feature each lies where the reference's values never do.
 MISSING_FILLS = (0.0, -1.0, -999.0)
+#: The fills of ``MISSING_FILLS`` that no data starting at 0 comes near (``without_far_fills``).
+FAR_FILLS = tuple(fill for fill in MISSING_FILLS if fill < -1.0)
 #: The expected-coverage table covers this many queries; beyond it coverage has saturated.
 COVERAGE_HORIZON = 20_000
 #: The out-of-profile threshold is this quantile of the reference's own scores.
@@ -499,6 +501,7 @@ def _fit_profile(
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) < max(2 * cells, 10):
         raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
+    X = without_far_fills(X)
     repeated = unanswered = None
     if owners is not None:
         owners = np.asarray(owners)
@@ -732,6 +735,11 @@ def _fit(
     unanswered: NDArray[np.bool_] | None = None,
 ) -> ReferenceProfile:
     R = X[keep]
+    # Codes span every reference row, trimmed ones too (thieves step beyond the data, and a
+    # step clipped at the range's end is no step), but at most one span of the kept rows
+    # beyond them: a trimmed client's 1e6 in every feature, among a warm-up's first events,
+    # squeezed the data into a few codes and hid every digits T-RND thief.
+    span = R.max(axis=0) - R.min(axis=0)
     mean = R.mean(axis=0)
     centred = R - mean
     scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1)))) or 1.0
@@ -760,8 +768,8 @@ def _fit(
         centroids=centres,
         cell_prob=cell_prob,
         ood_threshold=np.inf,
-        low=X.min(axis=0),
-        high=X.max(axis=0),
+        low=np.maximum(X.min(axis=0), R.min(axis=0) - span),
+        high=np.minimum(X.max(axis=0), R.max(axis=0) + span),
         classes=names,
         class_prior=prior,
         margin_threshold=0.0,
@@ -871,6 +879,42 @@ def zero_missing(R: FloatArray) -> NDArray[np.bool_]:
     0, so that fewer than ZERO_RARE of the reference's rows would hold one (on a model whose
     noisy inputs are clipped at 0, most rows hold a 0 somewhere, and there it is a value)."""
     return np.asarray(np.mean(R <= 0.0, axis=0) < ZERO_RARE / R.shape[1])
+
+
+def without_far_fills(X: FloatArray) -> FloatArray:
+    """Reference rows ``X`` with each far fill read as its feature's mean (``X`` itself
+    when there is none): a value of ``FAR_FILLS`` that lies farther below the feature's
+    other values than they spread (a -999 below amounts in [0, 1]), in a feature that
+    ``zero_missing`` would mark without such fills.
+
+    When clients fill a field with -999 in a warm-up, the fills set the feature's lowest
+    value, which squeezes every natural value into a few of its 8-bit codes, and put more
+    than ZERO_RARE / dim of the rows below 0, so the feature was not one whose fills are
+    read as missing: eight benign clients doing so on the bench's credit model hid every
+    thief (README, *Missing values sent as 0*). A 0 or a -1 stays as it is: it lies within
+    reach of data that starts at 0, and only its rarity (``zero_missing``) marks it a fill.
+
+    >>> X = np.array([[0.2, 0.5], [0.4, -999.0], [0.6, 0.7], [0.8, 0.9]])
+    >>> without_far_fills(X)[:, 1].round(2).tolist()
+    [0.5, 0.7, 0.7, 0.9]
+    >>> without_far_fills(np.array([[-999.0, 1.0], [-2.0, 2.0], [3.0, 3.0]]))[:, 0].tolist()
+    [-999.0, -2.0, 3.0]
+    """
+    fills = np.isin(X, FAR_FILLS)
+    others = ~fills
+    if not fills.any() or not others.any():
+        return X
+    low = np.where(others, X, np.inf).min(axis=0)
+    high = np.where(others, X, -np.inf).max(axis=0)
+    far = fills & others.any(axis=0) & (low - (high - low) > X)
+    if not far.any():
+        return X
+    far &= np.mean((X <= 0.0) & ~far, axis=0) < ZERO_RARE / X.shape[1]
+    if not far.any():
+        return X
+    kept = ~far
+    mean = np.where(kept, X, 0.0).sum(axis=0) / np.maximum(kept.sum(axis=0), 1)
+    return np.where(far, mean, X)
 
 
 def feature_spread(centred: FloatArray) -> FloatArray:

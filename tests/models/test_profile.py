@@ -288,3 +288,48 @@ def test_a_zero_where_the_data_never_has_one_is_read_as_a_missing_value() -> Non
     assert ReferenceProfile.from_bytes(p.to_bytes()).zero_missing.all()
     noisy = np.clip(X + rng.normal(0.0, 0.2, size=X.shape) - 0.3, 0.0, 1.0)
     assert not fit_profile(noisy, model_id="m", version="v", cells=8, components=4).zero_missing.any()
+
+
+def test_fills_of_minus_999_in_the_reference_are_read_as_missing_values_before_the_fit() -> None:
+    """Clients that send -999 for a field they do not have, in a warm-up: their fills are read
+    as the feature's mean before the fit, so the feature keeps its natural code range and is
+    one whose fills are read as missing, and a thief's rows stay as far out as on a clean
+    reference. A 0 that fills as many rows is a value (it lies within reach of the data)."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(0.6, 0.05, size=(4000, 8))
+    clean = fit_profile(X, model_id="m", version="v", cells=8, components=4)
+    filled = X.copy()
+    filled[rng.random(4000) < 0.05, 2] = -999.0
+    p = fit_profile(filled, model_id="m", version="v", cells=8, components=4)
+    assert p.zero_missing.all() and p.low[2] == clean.low[2] and abs(p.mean[2] - clean.mean[2]) < 0.005
+    thief = rng.uniform(0.0, 1.0, size=(500, 8))
+    assert p.view(thief).out_of_profile.mean() == clean.view(thief).out_of_profile.mean() > 0.9
+    record = rng.normal(0.6, 0.03, size=(1, 8))
+    record[0, 2] = -999.0
+    assert not p.view(record).out_of_profile[0]
+    zeros = X.copy()
+    zeros[rng.random(4000) < 0.05, 2] = 0.0
+    kept = fit_profile(zeros, model_id="m", version="v", cells=8, components=4)
+    assert kept.low[2] == 0.0 and not kept.zero_missing[2]
+
+
+def test_a_trimmed_clients_far_rows_do_not_squeeze_the_codes() -> None:
+    """A warm-up client sending huge values (a range-stretching poison, a unit error) is
+    left out of the profile, and its rows reach at most one span of the kept rows into the
+    codes' range: the data keeps most of its 8-bit codes."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(0.6, 0.05, size=(4000, 8))
+    owners = np.repeat(np.arange(100).astype(str), 40)
+    poison = rng.uniform(1e5, 1e6, size=(40, 8))
+    p = fit_profile(
+        np.vstack([X, poison]),
+        model_id="m",
+        version="v",
+        owners=np.concatenate([owners, np.full(40, "poison")]),
+        cells=8,
+        components=4,
+    )
+    assert "poison" in p.left_out
+    span = X.max(axis=0) - X.min(axis=0)
+    assert np.allclose(p.low, X.min(axis=0)) and np.allclose(p.high, X.max(axis=0) + span)
+    assert len(np.unique(p.view(X).quantized[:, 0])) > 60
