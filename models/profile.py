@@ -738,8 +738,10 @@ def _fit(
     # Codes span every reference row, trimmed ones too (thieves step beyond the data, and a
     # step clipped at the range's end is no step), but at most one span of the kept rows
     # beyond them: a trimmed client's 1e6 in every feature, among a warm-up's first events,
-    # squeezed the data into a few codes and hid every digits T-RND thief.
+    # squeezed the data into a few codes and hid every digits T-RND thief. A feature the
+    # kept rows hold constant has no values to squeeze, and keeps every row's range.
     span = R.max(axis=0) - R.min(axis=0)
+    span[span == 0.0] = np.inf
     mean = R.mean(axis=0)
     centred = R - mean
     scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1)))) or 1.0

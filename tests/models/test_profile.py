@@ -333,3 +333,22 @@ def test_a_trimmed_clients_far_rows_do_not_squeeze_the_codes() -> None:
     span = X.max(axis=0) - X.min(axis=0)
     assert np.allclose(p.low, X.min(axis=0)) and np.allclose(p.high, X.max(axis=0) + span)
     assert len(np.unique(p.view(X).quantized[:, 0])) > 60
+
+
+def test_a_feature_constant_in_the_kept_rows_keeps_the_trimmed_rows_range() -> None:
+    """Where the kept rows hold a feature constant (an image's blank border) there is no
+    natural spread to squeeze: a trimmed client's values there keep setting its codes' range,
+    so a later thief's moves on it stay visible."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(0.6, 0.05, size=(4000, 8))
+    X[:, 0] = 0.0
+    thief = rng.uniform(0.0, 1.0, size=(40, 8))
+    p = fit_profile(
+        np.vstack([X, thief]),
+        model_id="m",
+        version="v",
+        owners=np.concatenate([np.repeat(np.arange(100).astype(str), 40), np.full(40, "thief")]),
+        cells=8,
+        components=4,
+    )
+    assert "thief" in p.left_out and p.low[0] == 0.0 and p.high[0] == thief[:, 0].max()
