@@ -735,13 +735,15 @@ def _fit(
     unanswered: NDArray[np.bool_] | None = None,
 ) -> ReferenceProfile:
     R = X[keep]
-    # Codes span every reference row, trimmed ones too (thieves step beyond the data, and a
-    # step clipped at the range's end is no step), but at most one span of the kept rows
-    # beyond them: a trimmed client's 1e6 in every feature, among a warm-up's first events,
-    # squeezed the data into a few codes and hid every digits T-RND thief. A feature the
-    # kept rows hold constant has no values to squeeze, and keeps every row's range.
+    # Codes span every reference row's values, trimmed rows' too (thieves step beyond the
+    # data, and a step clipped at the range's end is no step), that lie within one span of
+    # the kept rows': a trimmed client's 1e6 in every feature, among a warm-up's first
+    # events, squeezed the data into a few codes and hid every digits T-RND thief. A feature
+    # the kept rows hold constant has no values to squeeze, and keeps every row's.
     span = R.max(axis=0) - R.min(axis=0)
     span[span == 0.0] = np.inf
+    bottom, top = R.min(axis=0) - span, R.max(axis=0) + span
+    reached = (bottom <= X) & (top >= X)
     mean = R.mean(axis=0)
     centred = R - mean
     scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1)))) or 1.0
@@ -770,8 +772,8 @@ def _fit(
         centroids=centres,
         cell_prob=cell_prob,
         ood_threshold=np.inf,
-        low=np.maximum(X.min(axis=0), R.min(axis=0) - span),
-        high=np.minimum(X.max(axis=0), R.max(axis=0) + span),
+        low=np.where(reached, X, np.inf).min(axis=0),
+        high=np.where(reached, X, -np.inf).max(axis=0),
         classes=names,
         class_prior=prior,
         margin_threshold=0.0,
