@@ -502,6 +502,10 @@ def _fit_profile(
     if X.ndim != 2 or len(X) < max(2 * cells, 10):
         raise ValueError(f"need at least {max(2 * cells, 10)} reference inputs, got {len(X)}")
     X = without_far_fills(X)
+    # Two distinct rows a cell at least: 64 cells on a warm-up of 50 distinct inputs put
+    # every one at a centre, the thresholds near 1e-8, and every client's queries "farther
+    # than any reference input".
+    cells = max(2, min(cells, len(np.unique(input_hashes(np.ascontiguousarray(X), 0))) // 2))
     repeated = unanswered = None
     if owners is not None:
         owners = np.asarray(owners)

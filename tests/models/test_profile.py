@@ -351,3 +351,15 @@ def test_a_feature_constant_in_the_kept_rows_keeps_the_trimmed_rows_range() -> N
         components=4,
     )
     assert "thief" in p.left_out and p.low[0] == 0.0 and p.high[0] == thief[:, 0].max()
+
+
+def test_a_reference_of_few_distinct_inputs_gets_two_of_them_a_cell() -> None:
+    """A warm-up whose clients resend 50 fixed inputs: 64 cells put every input at a centre
+    and the out-of-profile threshold near 0, so a resend of a reference input lay beyond
+    it. With two distinct inputs a cell, the reference's own inputs are in profile."""
+    rng = np.random.default_rng(11)
+    distinct = rng.random((50, 8))
+    X = distinct[np.arange(1000) % 50]
+    p = fit_profile(X, model_id="m", version="v", cells=64, components=4)
+    assert p.cells == 25 and p.ood_threshold > 0.01
+    assert not p.view(distinct).out_of_profile.any()
