@@ -744,10 +744,9 @@ def _fit(
     # the kept rows': a trimmed client's 1e6 in every feature, among a warm-up's first
     # events, squeezed the data into a few codes and hid every digits T-RND thief. A feature
     # the kept rows hold constant has no values to squeeze, and keeps every row's.
-    span = R.max(axis=0) - R.min(axis=0)
-    span[span == 0.0] = np.inf
-    bottom, top = R.min(axis=0) - span, R.max(axis=0) + span
-    reached = (bottom <= X) & (top >= X)
+    low, high = R.min(axis=0), R.max(axis=0)
+    span = np.where(high > low, high - low, np.inf)
+    reached = (low - span <= X) & (high + span >= X)
     mean = R.mean(axis=0)
     centred = R - mean
     scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1)))) or 1.0
@@ -915,9 +914,7 @@ def without_far_fills(X: FloatArray) -> FloatArray:
     low = np.where(others, X, np.inf).min(axis=0)
     high = np.where(others, X, -np.inf).max(axis=0)
     far = fills & others.any(axis=0) & (low - (high - low) > X)
-    if not far.any():
-        return X
-    far &= np.mean((X <= 0.0) & ~far, axis=0) < ZERO_RARE / X.shape[1]
+    far &= zero_missing(np.where(far, np.inf, X))
     if not far.any():
         return X
     kept = ~far

@@ -34,6 +34,7 @@ from tests.kafka.harness import (
     end_offsets,
     migrated_database,
     produce,
+    read_topic,
     replay_expectation,
     stored,
     trace_lines,
@@ -42,7 +43,6 @@ from tests.kafka.harness import (
     wait_for_split,
     wait_until_stored,
 )
-from tests.kafka.test_dead_letters import read_topic as read_dead_letters
 
 pytestmark = pytest.mark.kafka
 
@@ -231,9 +231,9 @@ def test_a_warm_up_of_one_client_is_dead_lettered_and_the_consumer_goes_on(
         wait_until_stored(database, kafka_settings)
     finally:
         consumer.close()
-    letters = read_dead_letters(kafka_settings, kafka_settings.dead_letter_topic)
-    assert [reason for reason, _ in letters] == ["no_profile"] * 200
-    assert [json.loads(raw)["request_id"] for _, raw in letters] == [
+    letters = read_topic(kafka_settings.bootstrap_servers, kafka_settings.dead_letter_topic)
+    assert [dict(r.headers)["querywatch.reason"] for r in letters] == [b"no_profile"] * 200
+    assert [json.loads(r.value)["request_id"] for r in letters] == [
         json.loads(line)["request_id"] for line in own[:200]
     ]
     with database.connect() as connection:
