@@ -20,19 +20,20 @@ from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
 from querywatch.detector.simulate.attackers import (
+    ATTACK_KINDS,
     active_kcenter,
     active_uncertainty,
     boundary_probing,
     jacobian_augmentation,
     random_synthetic,
 )
-from querywatch.detector.simulate.benign import heavy, ordinary
+from querywatch.detector.simulate.benign import BENIGN_KINDS, heavy, ordinary
 from querywatch.detector.simulate.demo import reference_profile
 from querywatch.detector.simulate.hard import diluted, whatif, zero_filled
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
 from querywatch.detector.simulate.victim import VICTIMS, VictimModel, load_tabular_victim, load_victim
-from querywatch.models.profile import ReferenceProfile
+from querywatch.models.profile import ReferenceProfile, fit_profile
 
 SETTINGS = DetectionSettings()
 DAY = 86400.0
@@ -297,6 +298,44 @@ def test_diluted_thieves_in_the_warm_up_do_not_set_its_threshold(kind: str, coun
     profile = poisoned.profile_in_use(victim.model_id)
     assert profile.ood_threshold <= clean.profile_in_use(victim.model_id).ood_threshold + 1e-9
     assert profile.left_out and set(profile.left_out) <= set(thieves)  # named, and no user
+
+
+@pytest.mark.parametrize("kind", ["digits", "wide"])
+def test_accounts_of_huge_values_in_the_warm_up_do_not_keep_its_thieves_in(kind: str) -> None:
+    """Ten accounts sending values of 1e3 to 1e6 among a warm-up's clients (a range-stretching
+    poison) are left out, but they had set the first fit's scale and axes: every other client
+    looked alike, the thieves that warm-up leaves out otherwise stayed in, and their rows
+    raised the out-of-profile threshold by half (digits) or doubled it (wide). The kept
+    clients are judged again against the fit without the accounts (``models.profile``)."""
+    victim = VICTIMS[kind]()
+    benign = list(BENIGN_KINDS)
+    traffic = {
+        f"{benign[i % len(benign)]}-{i}": BENIGN_KINDS[benign[i % len(benign)]](
+            np.random.default_rng(100 + i), victim, DAY, 1.0
+        )
+        for i in range(40)
+    }
+    for j, (family, attack) in enumerate(ATTACK_KINDS.items()):
+        traffic[f"thief-{family}"] = attack(np.random.default_rng(200 + j), victim, 0.05 * DAY, 1.0)
+        traffic[f"diluted-{family}"] = diluted(
+            np.random.default_rng(300 + j),
+            victim,
+            attack(np.random.default_rng(200 + j), victim, 0.3 * DAY, 1.0),
+        )
+    rows = {name: t.inputs[:40] for name, t in traffic.items()}
+    huge = {
+        f"poison-{k}": np.random.default_rng(400 + k).uniform(1e3, 1e6, size=(40, victim.dim))
+        for k in range(10)
+    }
+    rows |= huge
+    owners = np.concatenate([[name] * len(x) for name, x in rows.items()])
+    X = np.vstack(list(rows.values()))
+    clean_rows = ~np.char.startswith(owners.astype(str), "poison")
+    clean = fit_profile(X[clean_rows], model_id="m", version="v", owners=owners[clean_rows])
+    poisoned = fit_profile(X, model_id="m", version="v", owners=owners)
+    assert set(huge) <= set(poisoned.left_out)
+    assert poisoned.ood_threshold <= 1.05 * clean.ood_threshold
+    assert all(name.startswith(("thief", "diluted", "poison")) for name in poisoned.left_out)
 
 
 def _copy_agreement(victim: VictimModel, traffic: Traffic) -> float:
