@@ -583,10 +583,10 @@ def _trim_again(
     (``HELD_SPREAD``): rows of values a thousand times the data's (a range-stretching
     poison, a unit error) set that fit's scale and principal axes, every other client then
     looks alike, and the clients a warm-up leaves out otherwise stay in. Ten accounts of 40
-    such rows among the first events of the bench's digits trace kept a uniform-random thief
-    in its profile, and the three went unalerted. On a warm-up without them the first fit
-    measures its clients fairly, and a second round, judging the rest against a fit already
-    cleaned, trims ordinary clients too: it is not run there."""
+    such rows among the first events of the bench's digits trace kept one of its
+    uniform-random thieves in the profile, and all three went unalerted. On a warm-up
+    without them the first fit measures its clients fairly, and a second round, judging the
+    rest against a fit already cleaned, trims ordinary clients too: it is not run there."""
     rows = np.flatnonzero(keep)
     again = kept_clients(
         trimmed.view(X[rows]), owners[rows], apart_distances(trimmed, X[rows], owners[rows], seed)
