@@ -89,7 +89,7 @@ APART_WIDTH = 64
 APART_LEVEL = 0.9
 #: Share of a warm-up's spread (its global scale) at or below which the clients it trimmed
 #: held the rest: the first fit measured them, and its kept clients are judged again
-#: against the fit without them (``_fit_profile``).
+#: against the fit without them (``_trimmed``).
 HELD_SPREAD = 0.5
 #: Margins closer than this are one value (float noise of scores rounded in transit).
 TIE_TOLERANCE = 1e-6
@@ -545,15 +545,10 @@ def _fit_profile(
     keep = np.ones(len(X), dtype=bool)
     profile = fit(keep)
     if owners is not None:
-        keep = kept_clients(profile.view(X), owners, apart_distances(profile, X, owners, seed))
-        if keep.sum() >= max(2 * cells, 10) and not keep.all():
-            trimmed = fit(keep)
-            if trimmed.scale <= HELD_SPREAD * profile.scale:
-                keep, trimmed = _trim_again(trimmed, keep, X, owners, seed, cells, fit)
+        keep, profile = _trimmed(profile, X, owners, seed, max(2 * cells, 10), fit)
+        if not keep.all():
             left_out = sorted({str(owner) for owner in owners[~keep].tolist()})
-            profile = replace(trimmed, left_out=tuple(left_out[:LEFT_OUT_LISTED]))
-        else:
-            keep = np.ones(len(X), dtype=bool)
+            profile = replace(profile, left_out=tuple(left_out[:LEFT_OUT_LISTED]))
     elif profile.margin_threshold == 0.0 and margins is not None and np.isfinite(margins).any():
         # Saturated answers (a model's on its own training data) cannot calibrate the
         # boundary; live answers will (``models.answers``).
@@ -567,33 +562,47 @@ def _fit_profile(
     return profile
 
 
-def _trim_again(
-    trimmed: ReferenceProfile,
-    keep: NDArray[np.bool_],
+def _trimmed(
+    profile: ReferenceProfile,
     X: FloatArray,
     owners: NDArray[Any],
     seed: int,
-    cells: int,
+    least: int,
     fit: Callable[[NDArray[np.bool_]], ReferenceProfile],
 ) -> tuple[NDArray[np.bool_], ReferenceProfile]:
-    """The ``keep`` rows' clients judged again against ``trimmed`` (the fit without the
-    others), and the fit without those it trims too, when enough rows remain.
+    """The rows a warm-up keeps and their profile, from ``profile`` (its fit on every row):
+    its clients judged by ``kept_clients`` against that fit, and the fit without those it
+    trims (every row and ``profile`` itself when it trims none, or leaves fewer than
+    ``least`` rows).
 
-    Run only where the clients a warm-up's first fit trimmed held most of its spread
-    (``HELD_SPREAD``): rows of values a thousand times the data's (a range-stretching
-    poison, a unit error) set that fit's scale and principal axes, every other client then
-    looks alike, and the clients a warm-up leaves out otherwise stay in. Ten accounts of 40
-    such rows among the first events of the bench's digits trace kept one of its
-    uniform-random thieves in the profile, and all three went unalerted. On a warm-up
-    without them the first fit measures its clients fairly, and a second round, judging the
-    rest against a fit already cleaned, trims ordinary clients too: it is not run there."""
-    rows = np.flatnonzero(keep)
-    again = kept_clients(
-        trimmed.view(X[rows]), owners[rows], apart_distances(trimmed, X[rows], owners[rows], seed)
-    )
-    if again.all() or again.sum() < max(2 * cells, 10):
+    Where the trimmed clients held most of the warm-up's spread (the fit without them has
+    at most ``HELD_SPREAD`` of its scale), the kept ones are judged again against the fit
+    without them, and those it trims are left out too: rows of values a thousand times the
+    data's (a range-stretching poison, a unit error) set the first fit's scale and principal
+    axes, every other client then looked alike, and the clients a warm-up leaves out
+    otherwise stayed in. Ten accounts of 40 such rows among the first events of the bench's
+    digits trace kept one of its uniform-random thieves in the profile, and all three went
+    unalerted. On a warm-up without them the first fit measures its clients fairly, and a
+    second round, judging the rest against a fit already cleaned, trims ordinary clients
+    too: it is not run there."""
+
+    def judged(fitted: ReferenceProfile, rows: NDArray[np.int64] | slice) -> NDArray[np.bool_]:
+        """Which of ``rows`` (all of them: a slice, no copy) ``kept_clients`` keeps against
+        ``fitted``."""
+        return kept_clients(
+            fitted.view(X[rows]), owners[rows], apart_distances(fitted, X[rows], owners[rows], seed)
+        )
+
+    keep = judged(profile, slice(None))
+    if keep.all() or keep.sum() < least:
+        return np.ones(len(X), dtype=bool), profile
+    trimmed = fit(keep)
+    if trimmed.scale > HELD_SPREAD * profile.scale:
         return keep, trimmed
-    keep = keep.copy()
+    rows = np.flatnonzero(keep)
+    again = judged(trimmed, rows)
+    if again.all() or again.sum() < least:
+        return keep, trimmed
     keep[rows[~again]] = False
     return keep, fit(keep)
 
