@@ -5,7 +5,7 @@ comparable across clients. The benign yardstick is the expected number of distin
 after ``n`` draws from the reference cell probabilities ``p``: ``sum_k 1 - (1 - p_k)^n``.
 The ratio is a feature (the population model's, the dashboard's), not an evidence test:
 benign clients differ more in how fast they open cells than any null drawn from the
-reference allows (README, *Tried and not adopted*), and the farthest-first thieves that
+reference allows (docs/DETECTION_EXPERIMENTS.md, *Tried and not adopted*), and the farthest-first thieves that
 spread fastest are the isolation test's. The visits feed the campaign stage's union
 coverage (``engine.summaries``).
 """

@@ -326,7 +326,8 @@ def lone_extreme(
     at three times its values among its 6,000 moved it from 1.80 to 5.24 and a uniform-random
     thief diluted 1:4 went unalerted), but leaving such an input out fired on a live warm-up
     of about 3,600 inputs too (highest 1.241, next 1.182, percentile 1.162: small references are
-    sparse at the top) and two drifted benign clients alerted (README, *Tried and not adopted*).
+    sparse at the top) and two drifted benign clients alerted (docs/DETECTION_EXPERIMENTS.md,
+    *Tried and not adopted*).
 
     >>> lone_extreme(np.array([0.5, 1.0, 1.1, 1.2, 5.0]), 1.0), lone_extreme(np.array([0.5, 1.1, 1.2]), 1.0)
     ((5.0, 1.2), None)
@@ -446,7 +447,8 @@ def calibrate(
             # The shift is measured on the pseudo-clients' own mean ranks, their class mixes
             # included, though the live test judges each answer against its class's mean:
             # centred on their classes too, it fell to 0.02 (digits) and 0.10 (credit) and
-            # three benign clients of the bench alerted (README, *Tried and not adopted*).
+            # three benign clients of the bench alerted (docs/DETECTION_EXPERIMENTS.md,
+            # *Tried and not adopted*).
             means = np.array([np.nanmean(ranks[rows]) if scored[rows].any() else 0.5 for rows in groups])
             counts = np.array([scored[rows].sum() for rows in groups], dtype=np.float64)
             variance = float(np.nanvar(ranks))

@@ -17,8 +17,9 @@ its answers at or below the reference's 5th-percentile neighbour margin, benign 
 5% and drifted ones up to 10%. The confidence test ranks these margins as it ranks score
 margins (its tables, class means and shift derived from the reference's); the boundary test
 stays silent on them, its derived multiple too narrow for how a neighbourhood's vote moves
-with a client's region (README, *Tried and not adopted*). Distances are in the profile's
-8-bit codes (each feature in units of its range), to at most ``SIZE`` reference inputs.
+with a client's region (docs/DETECTION_EXPERIMENTS.md, *Tried and not adopted*).
+Distances are in the profile's 8-bit codes (each feature in units of its range), to at most
+``SIZE`` reference inputs.
 
 A reference answered with scores keeps neighbours too, with rank tables of their own margins
 (``LabelNeighbours.with_ranks``): a client may ask for labels only where the serving tier

@@ -275,7 +275,7 @@ class ReferenceProfile:
         clients were alerted, by the far and isolation tests). A row out of profile even so
         is read as sent, and so is a row in profile as sent: the 0s a Jacobian-augmentation
         step clips to, read as the mean, broke its steps and lost the simulator's diluted
-        JbDA thieves (README, *Tried and not adopted*)."""
+        JbDA thieves (docs/DETECTION_EXPERIMENTS.md, *Tried and not adopted*)."""
         missing = np.isin(X, MISSING_FILLS) & self.zero_missing
         count = missing.sum(axis=1)
         rows = np.flatnonzero((count > 0) & (count <= max(1, self.dim // 4)) & self._outside(score, spread))

@@ -257,7 +257,7 @@ def test_a_client_stratified_over_the_data_is_not_alerted_for_the_cells_it_opens
     cell with nearly every query, far faster than clients drawing from the reference do; so
     do benign clients that mix a compact class with a spread one. A test of that pace alerted
     such clients on a held-out table and never a thief of the bench or the simulator first
-    (README, *Tried and not adopted*): the pace is a feature, not evidence."""
+    (docs/DETECTION_EXPERIMENTS.md, *Tried and not adopted*): the pace is a feature, not evidence."""
     rng = np.random.default_rng(5)
     dense = rng.normal(0.0, 0.3, size=(5000, 6)) + 4.0 * rng.integers(0, 3, size=(5000, 1))
     spread = rng.uniform(-6.0, 14.0, size=(1500, 6))
