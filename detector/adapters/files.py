@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
-from querywatch.detector.engine.events import Event, parse_event, softmax
+from querywatch.detector.engine.events import Event, parse_event, softmax, two_class
 from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
@@ -223,7 +223,7 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
             if not isinstance(prediction, dict):
                 raise ValueError("'prediction' must be an object ('label', 'scores')")
             labels.append(prediction.get("label"))
-            scores.append(prediction.get("scores"))
+            scores.append(_answer_scores(prediction.get("scores"), logits))
         except KeyError as exc:
             raise ValueError(f"line {number}: no {exc} field") from None
         except (ValueError, TypeError) as exc:
@@ -239,6 +239,21 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
     if rows is not None and logits:
         rows = softmax(rows)
     return ReferenceRows(X, labels if any(lab is not None for lab in labels) else None, rows, other_models)
+
+
+def _answer_scores(scores: object, logits: bool) -> object:
+    """A line's scores as the live events' are read: one number is a two-class model's
+    second class's probability or logit (``engine.events.two_class``), here as the pair the
+    softmax below, or none, turns into its two probabilities."""
+    if not isinstance(scores, list) or len(scores) != 1:
+        return scores
+    score = float(scores[0])
+    if logits:
+        return [0.0, score]
+    single = two_class(score)
+    if single is None:
+        raise ValueError(f"'prediction.scores' holds one number, a probability: not {score:g}")
+    return single.tolist()
 
 
 def _checked(X: np.ndarray, path: Path) -> np.ndarray:

@@ -250,6 +250,10 @@ def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
     if scores is not None:
         if not scores.size:
             scores = None
+        elif scores.size == 1:
+            scores = two_class(float(scores[0]), logits)
+            if scores is None:
+                return None
         elif logits:
             scores = softmax(scores)
         elif not _probabilities(scores):
@@ -469,6 +473,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return probabilities
 
 
+def two_class(score: float, logits: bool = False) -> np.ndarray | None:
+    """The two class probabilities that one logged number stands for, or None if it is no
+    probability (below 0 or above 1; with ``logits``, any finite number is a logit).
+
+    Two-class models are mostly served with one number, the second (positive) class's
+    probability or logit: a fraud score, a churn probability, an Open Inference Protocol
+    output of shape [n, 1]. Its answer is [1 - p, p]. Which class the number belongs to
+    changes no test: the top-1 minus top-2 margin, |2p - 1|, and the entropy are the same
+    either way, and a client's answered class is its label where it sends one.
+
+    >>> two_class(0.25).tolist(), two_class(0.0, logits=True).tolist(), two_class(1.2)
+    ([0.75, 0.25], [0.5, 0.5], None)
+    """
+    if logits:
+        return softmax(np.array([0.0, score]))
+    if not 0.0 <= score <= 1.0:
+        return None
+    return np.array([1.0 - score, score])
+
+
 def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.ndarray | None]:
     if value is None:
         return None, None
@@ -488,6 +512,16 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
     vector = None if scores is None else _vector(scores, "prediction.scores")
     if vector is not None and vector.size == 0:
         vector = None
+    if vector is not None and vector.size == 1:
+        single = two_class(float(vector[0]), logits)
+        if single is None:
+            raise InvalidEvent(
+                "bad_scores",
+                "'prediction.scores' holds one number, read as a two-class model's second class's "
+                f"probability, which must lie in [0, 1]; got {float(vector[0]):.6g} (a model that logs "
+                "its logit: QUERYWATCH_INPUTS__SCORES=logits)",
+            )
+        return label, single
     if vector is not None and logits:
         vector = softmax(vector)
     if vector is not None and not _probabilities(vector):

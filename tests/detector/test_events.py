@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -187,3 +188,16 @@ def test_an_epoch_time_in_a_finer_unit_is_named(ts: float, unit: str) -> None:
     with pytest.raises(InvalidEvent, match=f"epoch {unit}\\? send seconds") as info:
         parse_event(_with(ts=ts))
     assert info.value.reason == "bad_timestamp"
+
+
+def test_one_score_is_a_two_class_answer_on_either_path() -> None:
+    logged = {**GOOD, "prediction": {"label": 1, "scores": [0.75]}}
+    for raw in (json.dumps(logged).encode(), logged):  # the fast path reads bytes, the exact one a mapping
+        e = parse_event(raw)
+        assert e.scores is not None and e.scores.tolist() == [0.25, 0.75]
+        logit = parse_event(raw, logits=True)
+        assert logit.scores is not None and logit.scores[1] == pytest.approx(1.0 / (1.0 + np.exp(-0.75)))
+    with pytest.raises(InvalidEvent) as beyond:
+        parse_event(_with(prediction={"label": 1, "scores": [1.5]}))
+    assert beyond.value.reason == "bad_scores" and "QUERYWATCH_INPUTS__SCORES=logits" in beyond.value.detail
+    assert "must lie in [0, 1]; got 1.5" in beyond.value.detail

@@ -179,3 +179,20 @@ def test_a_reference_line_that_is_no_row_is_named(tmp_path: Path, line: str, sai
     path.write_text(line + "\n")
     with pytest.raises(ProfileError, match=re.escape(said)):
         read_reference_file(path)
+
+
+def test_a_reference_file_of_one_score_an_answer_reads_as_two(tmp_path: Path) -> None:
+    """A two-class model's reference answers logged as one number (the second class's
+    probability, or with ``logits`` its logit) read as the two probabilities, as live ones are;
+    a number beyond [0, 1] is refused by line."""
+    rows = [([0.1, 0.2], 0.75), ([0.3, 0.4], 0.0)]
+    path = tmp_path / "ref.jsonl"
+    path.write_text("".join(json.dumps({"input": x, "prediction": {"scores": [p]}}) + "\n" for x, p in rows))
+    read = read_reference_file(path)
+    assert read.scores is not None and read.scores.tolist() == [[0.25, 0.75], [1.0, 0.0]]
+    logits = read_reference_file(path, logits=True)
+    assert logits.scores is not None and logits.scores[1].tolist() == [0.5, 0.5]
+    path.write_text(json.dumps({"input": [0.1, 0.2], "prediction": {"scores": [2.0]}}) + "\n")
+    with pytest.raises(ProfileError) as refused:
+        read_reference_file(path)
+    assert "line 1: 'prediction.scores' holds one number, a probability: not 2" in str(refused.value)
