@@ -429,7 +429,7 @@ def _text_timestamp(value: str) -> float:
 def _vector(value: Any, name: str) -> np.ndarray:
     # Fast path first: type() of every item in C, then one sum to catch NaN and infinity.
     if not isinstance(value, list) or not set(map(type, value)) <= _NUMBER_TYPES:
-        hint = _what_instead(value) if name == "input" else ""
+        hint = _what_instead(value, name)
         raise InvalidEvent("wrong_type", f"{name!r} must be an array of numbers{hint}")
     try:
         array = np.asarray(value, dtype=np.float64)
@@ -440,11 +440,20 @@ def _vector(value: Any, name: str) -> np.ndarray:
     return array
 
 
-def _what_instead(value: Any) -> str:
-    """What a producer most likely meant by an input that is not an array of numbers: an
-    image or a tensor logged as nested arrays, a missing value logged as null, a flag as true
-    or false, a category as text."""
-    if not isinstance(value, list):
+def _what_instead(value: Any, name: str = "input") -> str:
+    """What a producer most likely meant by an input (or scores) that is not an array of
+    numbers: a record logged by field name, scores by class name, an image or a tensor
+    logged as nested arrays, a missing value logged as null, a flag as true or false, a
+    category as text.
+
+    >>> _what_instead({"cat": 0.8}, "prediction.scores")
+    ", not an object: send the probabilities in one fixed order (the model's class order)"
+    """
+    if isinstance(value, Mapping):
+        what = "fields' values" if name == "input" else "probabilities"
+        order = "feature" if name == "input" else "class"
+        return f", not an object: send the {what} in one fixed order (the model's {order} order)"
+    if not isinstance(value, list) or name != "input":
         return ""
     if any(isinstance(item, list) for item in value):
         return ", not nested arrays: flatten an image or a tensor (row-major) as the model reads it"
@@ -497,7 +506,7 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
     if value is None:
         return None, None
     if type(value) is not dict and not isinstance(value, Mapping):
-        raise InvalidEvent("wrong_type", "'prediction' must be an object")
+        raise InvalidEvent("wrong_type", "'prediction' must be an object ('label', 'scores')")
     label = value.get("label")
     if type(label) is float and label.is_integer():
         label = int(label)  # a server that logs a numeric label as a float (1.0: numpy's float64)

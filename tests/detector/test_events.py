@@ -68,7 +68,7 @@ def test_each_kind_of_bad_event_has_its_reason(raw: bytes, reason: str) -> None:
         ([0.1, None, 0.3], "not null (at 1): send a missing value as the number"),
         ([0.1, True], "send a flag as the number the model reads (1 or 0)"),
         ([0.1, "red"], "send a category as the number the model reads"),
-        ({"a": 1}, "must be an array of numbers"),
+        ({"age": 31}, "not an object: send the fields' values in one fixed order"),
     ],
 )
 def test_an_input_sent_nested_or_with_a_null_is_told_what_to_send(input_: object, says: str) -> None:
@@ -78,6 +78,9 @@ def test_an_input_sent_nested_or_with_a_null_is_told_what_to_send(input_: object
     with pytest.raises(InvalidEvent) as scores:  # scores hold no missing values to fill
         parse_event(_with(prediction={"scores": [0.5, None]}))
     assert scores.value.detail == "'prediction.scores' must be an array of numbers"
+    with pytest.raises(InvalidEvent) as named:  # scores by class name
+        parse_event(_with(prediction={"scores": {"cat": 0.8, "dog": 0.2}}))
+    assert "not an object: send the probabilities in one fixed order" in named.value.detail
 
 
 @given(st.binary(max_size=300))
