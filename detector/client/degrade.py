@@ -62,6 +62,16 @@ def degrade_prediction(
     {'label': 1, 'scores': [0.1, 0.9]}
     >>> degrade_prediction({"label": 1, "scores": [0.12, 0.88]}, "top1")
     {'label': 1}
+
+    One number is a two-class model's second class's probability (as querywatch reads it:
+    ``engine.events.two_class``), degraded as the pair it stands for and answered as one
+    number again: its label is 1 above one half, and noise keeps it on its side of one half.
+
+    >>> degrade_prediction({"scores": [0.88]}, "top1")
+    {'label': 1}
+    >>> noisy = degrade_prediction({"scores": [0.88]}, "noise", noise=0.3, rng=random.Random(1))["scores"]
+    >>> len(noisy), noisy[0] > 0.5
+    (1, True)
     """
     if mode not in DEGRADE_MODES:
         raise ValueError(f"unknown degrade mode {mode!r}; choose one of {', '.join(DEGRADE_MODES)}")
@@ -69,11 +79,16 @@ def degrade_prediction(
     scores = out.get("scores")
     if not isinstance(scores, Sequence) or not scores:
         return out
+    single = len(scores) == 1
+    if single:
+        scores = [1.0 - float(scores[0]), float(scores[0])]
     if mode == "top1":
         out.pop("scores")
         out.setdefault("label", top_index(scores))
-    elif mode == "round":
-        out["scores"] = round_scores(scores, 1 if precision is None else precision)
+        return out
+    if mode == "round":
+        degraded = round_scores(scores, 1 if precision is None else precision)
     else:
-        out["scores"] = noisy_scores(scores, noise, rng or random.Random())
+        degraded = noisy_scores(scores, noise, rng or random.Random())
+    out["scores"] = degraded[1:] if single else degraded
     return out

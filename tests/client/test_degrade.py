@@ -7,6 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from querywatch.detector.client import Extractor
 from querywatch.detector.client.degrade import degrade_prediction, top_index
 
 SCORES = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=2, max_size=20)
@@ -29,3 +30,30 @@ def test_rounding_and_top1_keep_the_label(scores: list[float], precision: int) -
     assert rounded["label"] == label
     assert all(v == round(v, precision) for v in rounded["scores"])
     assert degrade_prediction({"scores": scores}, "top1") == {"label": label}
+
+
+@given(
+    st.floats(min_value=0.0, max_value=1.0),
+    st.floats(min_value=0.0, max_value=1.0),
+    st.integers(0, 2**32 - 1),
+)
+def test_one_score_stays_one_number_on_its_side_of_a_half(score: float, noise: float, seed: int) -> None:
+    """A two-class model's one number (its second class's probability) is answered as one
+    number, its class kept: renormalised alone it was always 1.0, and its top-1 label 0."""
+    side = score > 0.5
+    noisy = degrade_prediction({"scores": [score]}, "noise", noise=noise, rng=random.Random(seed))["scores"]
+    assert len(noisy) == 1 and 0.0 <= noisy[0] <= 1.0 and (noisy[0] > 0.5) == side
+    assert degrade_prediction({"scores": [score]}, "top1") == {"label": int(side)}
+    assert degrade_prediction({"scores": [score]}, "round", precision=2)["scores"] == [round(score, 2)]
+
+
+def test_a_bare_probability_is_logged_as_one_score_and_degraded_as_one_number() -> None:
+    """A two-class model answering ``{"predictions": [0.83, 0.12]}``: each number is logged
+    as its one score (it was logged as no answer) and comes back degraded as a number."""
+    extractor = Extractor("fraud-v1")
+    assert extractor.prediction(0.83) == {"scores": [0.83]} and extractor.prediction(3) == {"label": 3}
+    assert extractor.prediction(7.5) is None  # no probability: no answer rather than a refused event
+    response = {"predictions": [0.83, 0.12]}
+    rounded = extractor.degrade(response, lambda p: degrade_prediction(p, "round", precision=1))
+    assert rounded == {"predictions": [0.8, 0.1]}
+    assert extractor.degrade(response, lambda p: degrade_prediction(p, "top1")) == {"predictions": [1, 0]}
