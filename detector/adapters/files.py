@@ -222,7 +222,8 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
             prediction = obj.get("prediction") or {}
             if not isinstance(prediction, dict):
                 raise ValueError("'prediction' must be an object ('label', 'scores')")
-            labels.append(prediction.get("label"))
+            label = prediction.get("label")
+            labels.append(int(label) if type(label) is bool else label)  # as live events read it
             scores.append(_answer_scores(prediction.get("scores"), logits))
         except KeyError as exc:
             raise ValueError(f"line {number}: no {exc} field") from None

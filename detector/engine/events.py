@@ -510,7 +510,9 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
     label = value.get("label")
     if type(label) is float and label.is_integer():
         label = int(label)  # a server that logs a numeric label as a float (1.0: numpy's float64)
-    if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)):
+    elif type(label) is bool:
+        label = int(label)  # a yes/no model that logs its answer as true or false (is_fraud)
+    if label is not None and not isinstance(label, int | str):
         raise InvalidEvent("wrong_type", "'prediction.label' must be an integer or a string")
     if isinstance(label, int) and not MIN_LABEL <= label <= MAX_LABEL:
         # A held warm-up event is checkpointed as MessagePack, whose integers stop there.

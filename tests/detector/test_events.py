@@ -177,9 +177,12 @@ def test_logits_are_read_through_a_softmax_on_either_path() -> None:
     assert extreme.scores is not None and extreme.scores.tolist() == [1.0, 0.0]
 
 
-def test_a_label_logged_as_a_whole_float_is_that_integer() -> None:
+def test_a_label_logged_as_a_whole_float_or_a_boolean_is_that_integer() -> None:
     e = parse_event(_with(prediction={"label": 3.0, "scores": [0.2, 0.8]}))
     assert e.label == 3 and type(e.label) is int
+    for flag in (True, False):  # a yes/no model's answer, on the fast path's fallback too
+        e = parse_event(_with(prediction={"label": flag, "scores": [0.2, 0.8]}))
+        assert e.label == int(flag) and type(e.label) is int
     with pytest.raises(InvalidEvent, match="must be an integer or a string"):
         parse_event(_with(prediction={"label": 0.5}))
 

@@ -183,13 +183,16 @@ def test_a_reference_line_that_is_no_row_is_named(tmp_path: Path, line: str, sai
 
 def test_a_reference_file_of_one_score_an_answer_reads_as_two(tmp_path: Path) -> None:
     """A two-class model's reference answers logged as one number (the second class's
-    probability, or with ``logits`` its logit) read as the two probabilities, as live ones are;
-    a number beyond [0, 1] is refused by line."""
+    probability, or with ``logits`` its logit) read as the two probabilities, and labels
+    logged as true or false as 1 and 0, as live ones are; a number beyond [0, 1] is refused
+    by line."""
     rows = [([0.1, 0.2], 0.75), ([0.3, 0.4], 0.0)]
     path = tmp_path / "ref.jsonl"
-    path.write_text("".join(json.dumps({"input": x, "prediction": {"scores": [p]}}) + "\n" for x, p in rows))
+    lines = ({"input": x, "prediction": {"label": p > 0.5, "scores": [p]}} for x, p in rows)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     read = read_reference_file(path)
     assert read.scores is not None and read.scores.tolist() == [[0.25, 0.75], [1.0, 0.0]]
+    assert read.labels == [1, 0]  # true and false, as live events read them
     logits = read_reference_file(path, logits=True)
     assert logits.scores is not None and logits.scores[1].tolist() == [0.5, 0.5]
     path.write_text(json.dumps({"input": [0.1, 0.2], "prediction": {"scores": [2.0]}}) + "\n")
