@@ -359,6 +359,8 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 def _identifier(obj: Mapping[str, Any], name: str) -> str:
     value = obj[name]
+    if type(value) is int:
+        value = str(value)  # a numeric account or request id, as many logs hold them: its digits
     if not isinstance(value, str) or not value or len(value) > _MAX_ID:
         raise InvalidEvent(
             "wrong_type", f"{name!r} must be a non-empty string of at most {_MAX_ID} characters"
@@ -440,6 +442,10 @@ def _vector(value: Any, name: str) -> np.ndarray:
     return array
 
 
+#: A number written as text: what a producer that stringifies its fields sends.
+_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _what_instead(value: Any, name: str = "input") -> str:
     """What a producer most likely meant by an input (or scores) that is not an array of
     numbers: a record logged by field name, scores by class name, an image or a tensor
@@ -464,7 +470,10 @@ def _what_instead(value: Any, name: str = "input") -> str:
         )
     if any(type(item) is bool for item in value):
         return ", not true or false: send a flag as the number the model reads (1 or 0)"
-    if any(isinstance(item, str) for item in value):
+    text = [item for item in value if isinstance(item, str)]
+    if text and all(_NUMBER_TEXT.fullmatch(item.strip()) for item in text):
+        return f", not numbers in quotes (at {value.index(text[0])}: {text[0]!r}): send them unquoted"
+    if text:
         return ", not text: send a category as the number the model reads (its code, or one-hot columns)"
     return ""
 

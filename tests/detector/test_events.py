@@ -43,7 +43,7 @@ def test_a_good_event_parses_with_time_in_epoch_seconds() -> None:
         (b"{nope", "not_json"),
         (b"[1, 2]", "not_object"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "input"}).encode(), "missing_field"),
-        (_with(client_id=5), "wrong_type"),
+        (_with(client_id=5.5), "wrong_type"),
         (_with(input=["a"]), "wrong_type"),
         (_with(input=[True, 1.0]), "wrong_type"),
         (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[NaN]}', "non_finite"),
@@ -207,3 +207,14 @@ def test_one_score_is_a_two_class_answer_on_either_path() -> None:
         parse_event(_with(prediction={"label": 1, "scores": [1.5]}))
     assert beyond.value.reason == "bad_scores" and "QUERYWATCH_INPUTS__SCORES=logits" in beyond.value.detail
     assert "must lie in [0, 1]; got 1.5" in beyond.value.detail
+
+
+def test_numeric_ids_read_as_their_digits_and_quoted_numbers_are_named() -> None:
+    for raw in (_with(client_id=42, request_id=12345), {**GOOD, "client_id": 42, "request_id": 12345}):
+        e = parse_event(raw)
+        assert (e.client_id, e.request_id) == ("42", "12345")
+    with pytest.raises(InvalidEvent, match="'client_id' must be a non-empty string"):
+        parse_event(_with(client_id=True))
+    with pytest.raises(InvalidEvent) as quoted:
+        parse_event(_with(input=[0.5, "2.5"]))
+    assert quoted.value.detail.endswith("not numbers in quotes (at 1: '2.5'): send them unquoted")
