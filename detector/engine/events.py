@@ -276,6 +276,10 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
         if type(doc) is not simdjson.Object:
             return None
         request_id, client_id, model_id = doc.get("request_id"), doc.get("client_id"), doc.get("model_id")
+        if type(request_id) is int:  # numeric ids read as their digits (``_identifier``)
+            request_id = str(request_id)
+        if type(client_id) is int:
+            client_id = str(client_id)
         ts = doc.get("ts")
         if (
             type(request_id) is not str
