@@ -245,7 +245,9 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
 def _answer_scores(scores: object, logits: bool) -> object:
     """A line's scores as the live events' are read: one number is a two-class model's
     second class's probability or logit (``engine.events.two_class``), here as the pair the
-    softmax below, or none, turns into its two probabilities."""
+    softmax below, or none, turns into its two probabilities; one number not in an array too."""
+    if type(scores) is float or type(scores) is int:
+        scores = [scores]
     if not isinstance(scores, list) or len(scores) != 1:
         return scores
     score = float(scores[0])

@@ -533,6 +533,8 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
     if isinstance(label, str):
         _printable(label, "prediction.label")
     scores = value.get("scores")
+    if type(scores) is float or type(scores) is int:
+        scores = [scores]  # one number not in an array: a two-class model's one score (below)
     vector = None if scores is None else _vector(scores, "prediction.scores")
     if vector is not None and vector.size == 0:
         vector = None

@@ -198,7 +198,8 @@ def test_an_epoch_time_in_a_finer_unit_is_named(ts: float, unit: str) -> None:
 
 def test_one_score_is_a_two_class_answer_on_either_path() -> None:
     logged = {**GOOD, "prediction": {"label": 1, "scores": [0.75]}}
-    for raw in (json.dumps(logged).encode(), logged):  # the fast path reads bytes, the exact one a mapping
+    bare = {**GOOD, "prediction": {"label": 1, "scores": 0.75}}  # not in an array
+    for raw in (json.dumps(logged).encode(), logged, json.dumps(bare).encode()):  # fast path: bytes
         e = parse_event(raw)
         assert e.scores is not None and e.scores.tolist() == [0.25, 0.75]
         logit = parse_event(raw, logits=True)

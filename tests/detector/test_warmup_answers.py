@@ -186,9 +186,9 @@ def test_a_reference_file_of_one_score_an_answer_reads_as_two(tmp_path: Path) ->
     probability, or with ``logits`` its logit) read as the two probabilities, and labels
     logged as true or false as 1 and 0, as live ones are; a number beyond [0, 1] is refused
     by line."""
-    rows = [([0.1, 0.2], 0.75), ([0.3, 0.4], 0.0)]
+    rows = [([0.1, 0.2], [0.75]), ([0.3, 0.4], 0.0)]  # the second not in an array
     path = tmp_path / "ref.jsonl"
-    lines = ({"input": x, "prediction": {"label": p > 0.5, "scores": [p]}} for x, p in rows)
+    lines = ({"input": x, "prediction": {"label": p != 0.0, "scores": p}} for x, p in rows)
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     read = read_reference_file(path)
     assert read.scores is not None and read.scores.tolist() == [[0.25, 0.75], [1.0, 0.0]]
