@@ -136,6 +136,7 @@ def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
         "clients": len(clients),
         "alerted": sum(1 for c in clients if c.first_alert_query is not None),
         "duplicates": report.duplicates,
+        "answers_without_scores": report.unscored,
         "rejected": dict(sorted(report.rejected.items())),
         "top": [
             {
@@ -161,6 +162,12 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
     if report.rejected:
         print(
             "invalid events by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(report.rejected.items()))
+        )
+    if report.unscored:
+        print(
+            f"answers without scores: {report.unscored} of {report.events} (labels only or no answer: "
+            "the boundary test reads prediction.scores, the confidence test ranks labels by their "
+            "neighbours'; a model's scores logged under another name are not read)"
         )
     print(f"{'client':<24} {'queries':>8} {'risk':>6} {'alert@':>7}  reason")
     for c in clients[:top]:

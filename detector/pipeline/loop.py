@@ -57,6 +57,8 @@ class Step(Generic[R]):
     duplicates: int = 0
     events: int = 0
     """Valid, new events handed to the engine."""
+    unscored: int = 0
+    """Of those, the events whose answer carried no scores (labels only, or no answer)."""
     score_seconds: float = 0.0
     refs: dict[int, R] = field(default_factory=dict)
     """The reference of each event handed to the engine, by ``id(event)``."""
@@ -130,6 +132,7 @@ class Pipeline(Generic[R]):
             out.result = self.engine.process_batch(events)
             out.score_seconds = time.perf_counter() - started
             out.events = len(events)
+            out.unscored = sum(1 for event in events if event.scores is None)
             self._settle(out)
         return out
 

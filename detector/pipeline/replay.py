@@ -111,6 +111,9 @@ class ReplayReport:
     rejected_lines: list[tuple[int, str, str]] = field(default_factory=list)
     duplicates: int = 0
     events: int = 0
+    unscored: int = 0
+    """Valid events whose answer carried no scores: labels only, or no answer. A trace whose
+    every answer is unscored may name its scores otherwise than ``prediction.scores``."""
     campaigns: list[dict[str, Any]] = field(default_factory=list)
     summaries: int = 0
 
@@ -132,6 +135,7 @@ class ReplayReport:
             "campaigns": self.campaigns,
             "summaries": self.summaries,
             "events": self.events,
+            "answers_without_scores": self.unscored,
             "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
             "rejected_lines": [
@@ -231,6 +235,7 @@ def replay(
             if len(report.rejected_lines) < keep_rejected:
                 report.rejected_lines.append((number, exc.reason, exc.detail))
         report.duplicates += step.duplicates
+        report.unscored += step.unscored
         _absorb(report, step.result, history_points, dedup.waiting)
         if campaigns is not None:
             for summary in step.result.summaries:

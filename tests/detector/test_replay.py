@@ -296,3 +296,27 @@ def test_a_gzip_trace_replays_as_the_plain_one(
     refused = _replay(cut, "--report", tmp_path / "cut.json")
     assert refused.returncode == EXIT_INPUT and "cut short" in refused.stderr
     assert not (tmp_path / "cut.json").exists()
+
+
+def test_answers_without_scores_are_counted_and_named(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    """Scores logged under a name querywatch does not read (``score``, a top-1 probability)
+    leave every answer unscored: the summary says so, where a trace with ``scores`` says
+    nothing."""
+    path, _ = trace
+    renamed = tmp_path / "renamed.jsonl"
+    with path.open() as src, renamed.open("w") as out:
+        for line in src:
+            event = json.loads(line)
+            prediction = event.pop("prediction")
+            event["prediction"] = {"label": prediction["label"], "score": max(prediction["scores"])}
+            out.write(json.dumps(event) + "\n")
+    events = sum(1 for _ in path.open())
+    for trace_path, unscored in ((path, 0), (renamed, events)):
+        report_path = tmp_path / f"{trace_path.stem}.json"
+        done = _replay(trace_path, "--report", report_path)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(report_path.read_text())["answers_without_scores"] == unscored
+        said = f"answers without scores: {unscored} of {events}"
+        assert (said in done.stdout) == bool(unscored)
