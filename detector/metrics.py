@@ -57,6 +57,12 @@ EVENTS_PROCESSED = Counter(
     "Valid inference-log events scored by the engine.",
     registry=REGISTRY,
 )
+EVENTS_UNSCORED = Counter(
+    "querywatch_events_unscored",
+    "Valid events whose answer carried no prediction.scores (labels only, or no answer): "
+    "all of a model's, and its scores may be logged under a name that is not read.",
+    registry=REGISTRY,
+)
 EVENTS_REJECTED = Counter(
     "querywatch_events_rejected",
     "Events refused before scoring, by reason code (engine.events.REASONS); each is dead-lettered.",

@@ -84,6 +84,8 @@ def test_a_consumer_killed_mid_stream_resumes_without_losing_or_doubling(
         assert processed is not None and float(processed.group(1)) > 0  # the worker serves its own metrics
         timed = re.search(r"^querywatch_event_processing_seconds_count ([0-9.e+]+)$", metrics, re.M)
         assert timed is not None and float(timed.group(1)) > 0
+        unscored = re.search(r"^querywatch_events_unscored_total ([0-9.e+]+)$", metrics, re.M)
+        assert unscored is not None and float(unscored.group(1)) == 0  # every simulated answer is scored
     finally:
         restarted.terminate()
         assert restarted.wait(60) == 0, log.read_text()[-3000:]

@@ -66,6 +66,7 @@ from querywatch.detector.metrics import (
     CLIENTS_TRACKED,
     EVENT_PROCESSING_SECONDS,
     EVENTS_PROCESSED,
+    EVENTS_UNSCORED,
     LAST_CHECKPOINT,
     WARMUP_EVENTS_HELD,
 )
@@ -287,6 +288,7 @@ class StreamProcessor(OwnedPartitions):
             return
         # Per event, averaged over the batch: timing each event would itself cost microseconds.
         EVENT_PROCESSING_SECONDS.observe(step.score_seconds / step.events)
+        EVENTS_UNSCORED.inc(step.unscored)
         for event in step.result.held:
             work = step.refs[id(event)][0]
             work.held.append(event)
