@@ -3,8 +3,8 @@
 The middleware asks an ``Extractor`` who the client is, which rows a request carried, what
 the model answered for each, and how to put degraded answers back. The defaults read the
 KServe v1 / TF-Serving shape (``{"instances": [...]}`` in, ``{"predictions": [...]}`` out,
-each prediction ``{"label", "scores"}``, a bare score list, label or probability); subclass
-and override a method for any other shape.
+each prediction ``{"label", "scores"}``, a bare score list or a bare label); subclass and
+override a method for any other shape.
 """
 
 from __future__ import annotations
@@ -75,14 +75,16 @@ class Extractor:
         return [(row, self.prediction(p)) for row, p in zip(inputs, predictions, strict=True)]
 
     def prediction(self, answer: Any) -> dict[str, Any] | None:
-        """One answer as ``{"label", "scores"}``: a dict with those keys, a bare score list, a
-        bare label, or a bare probability (a two-class model's second class's: one score)."""
+        """One answer as ``{"label", "scores"}``: a dict with those keys, a bare score list (one
+        number in it: a two-class model's second class's probability), or a bare label.
+
+        A bare float is no answer: XGBoost's ``multi:softmax`` answers labels as 0.0, 1.0, 2.0,
+        its ``binary:logistic`` probabilities as 0.83, and 1.0 is either. A server whose bare
+        floats are probabilities overrides this to return ``{"scores": [answer]}``."""
         if isinstance(answer, Mapping):
             return {k: answer[k] for k in ("label", "scores") if k in answer} or None
         if isinstance(answer, list) and all(isinstance(v, int | float) for v in answer):
             return {"scores": answer}
-        if isinstance(answer, float) and 0.0 <= answer <= 1.0:
-            return {"scores": [answer]}
         if isinstance(answer, int | str):
             return {"label": answer}
         return None
@@ -107,7 +109,4 @@ class Extractor:
         if isinstance(answer, Mapping):
             rest = {k: v for k, v in answer.items() if k not in ("label", "scores")}
             return {**rest, **changed}
-        scores = changed.get("scores")
-        if isinstance(answer, float) and scores:
-            return scores[0]  # a bare probability stays one
         return changed.get("scores", changed.get("label"))

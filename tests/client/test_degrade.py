@@ -47,13 +47,14 @@ def test_one_score_stays_one_number_on_its_side_of_a_half(score: float, noise: f
     assert degrade_prediction({"scores": [score]}, "round", precision=2)["scores"] == [round(score, 2)]
 
 
-def test_a_bare_probability_is_logged_as_one_score_and_degraded_as_one_number() -> None:
-    """A two-class model answering ``{"predictions": [0.83, 0.12]}``: each number is logged
-    as its one score (it was logged as no answer) and comes back degraded as a number."""
+def test_a_one_score_list_is_degraded_as_one_number_and_a_bare_float_is_no_answer() -> None:
+    """A two-class model answering ``{"predictions": [[0.83], [0.12]]}`` (a sigmoid output of
+    shape [n, 1]): each answer is its one score, degraded as one number. A bare float could be
+    a label (XGBoost's multi:softmax answers 1.0) or a probability: no answer is read from it."""
     extractor = Extractor("fraud-v1")
-    assert extractor.prediction(0.83) == {"scores": [0.83]} and extractor.prediction(3) == {"label": 3}
-    assert extractor.prediction(7.5) is None  # no probability: no answer rather than a refused event
-    response = {"predictions": [0.83, 0.12]}
+    assert extractor.prediction([0.83]) == {"scores": [0.83]} and extractor.prediction(3) == {"label": 3}
+    assert extractor.prediction(1.0) is None
+    response = {"predictions": [[0.83], [0.12]]}
     rounded = extractor.degrade(response, lambda p: degrade_prediction(p, "round", precision=1))
-    assert rounded == {"predictions": [0.8, 0.1]}
+    assert rounded == {"predictions": [[0.8], [0.1]]}
     assert extractor.degrade(response, lambda p: degrade_prediction(p, "top1")) == {"predictions": [1, 0]}
