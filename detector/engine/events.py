@@ -420,7 +420,9 @@ def _text_timestamp(value: str) -> float:
     try:
         parsed = datetime.fromisoformat(value)  # Python 3.11 reads RFC 3339, "Z" included
     except ValueError:
-        raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339") from None
+        quoted = _NUMBER_TEXT.fullmatch(value.strip()) is not None
+        hint = ": epoch seconds go unquoted, as a number" if quoted else ""
+        raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is not RFC 3339{hint}") from None
     if parsed.tzinfo is None:
         raise InvalidEvent("bad_timestamp", "'ts' must carry a time zone (e.g. a trailing Z)")
     try:

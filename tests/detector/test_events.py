@@ -220,3 +220,6 @@ def test_numeric_ids_read_as_their_digits_and_quoted_numbers_are_named() -> None
     with pytest.raises(InvalidEvent) as quoted:
         parse_event(_with(input=[0.5, "2.5"]))
     assert quoted.value.detail.endswith("not numbers in quotes (at 1: '2.5'): send them unquoted")
+    with pytest.raises(InvalidEvent) as epoch:
+        parse_event(_with(ts="1733390000"))
+    assert epoch.value.detail == "'ts' '1733390000' is not RFC 3339: epoch seconds go unquoted, as a number"
