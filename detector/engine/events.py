@@ -527,6 +527,13 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
         label = int(label)  # a server that logs a numeric label as a float (1.0: numpy's float64)
     elif type(label) is bool:
         label = int(label)  # a yes/no model that logs its answer as true or false (is_fraud)
+    if type(label) is float:
+        raise InvalidEvent(
+            "wrong_type",
+            f"'prediction.label' must be an integer or a string, not {label:g}: querywatch reads a "
+            "classifier's answers; a regression model's events go without 'prediction' (its inputs "
+            "are still watched)",
+        )
     if label is not None and not isinstance(label, int | str):
         raise InvalidEvent("wrong_type", "'prediction.label' must be an integer or a string")
     if isinstance(label, int) and not MIN_LABEL <= label <= MAX_LABEL:
