@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
-from querywatch.detector.engine.events import Event, parse_event, softmax, two_class
+from querywatch.detector.engine.events import Event, answer_label, answer_scores, parse_event
 from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
@@ -208,7 +208,7 @@ def _numeric(row: list[str]) -> bool:
 def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> ReferenceRows:
     inputs: list[list[float]] = []
     labels: list[object] = []
-    scores: list[object] = []
+    scores: list[np.ndarray | None] = []
     other_models = 0
     for number, line in _numbered_lines(path):
         try:
@@ -222,9 +222,10 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
             prediction = obj.get("prediction") or {}
             if not isinstance(prediction, dict):
                 raise ValueError("'prediction' must be an object ('label', 'scores')")
-            label = prediction.get("label")
-            labels.append(int(label) if type(label) is bool else label)  # as live events read it
-            scores.append(_answer_scores(prediction.get("scores"), logits))
+            labels.append(answer_label(prediction.get("label")))  # as live events read them
+            scores.append(answer_scores(prediction.get("scores"), logits))
+        except InvalidEvent as exc:
+            raise ValueError(f"line {number}: {exc.detail}") from None
         except KeyError as exc:
             raise ValueError(f"line {number}: no {exc} field") from None
         except (ValueError, TypeError) as exc:
@@ -236,27 +237,8 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
     if not inputs and other_models:
         raise ValueError(f"no line of model {model_id!r} ({other_models} of other models)")
     X = _checked(np.array(inputs, dtype=np.float64), path)
-    rows = score_rows([s if isinstance(s, list) else None for s in scores])
-    if rows is not None and logits:
-        rows = softmax(rows)
+    rows = score_rows(scores)
     return ReferenceRows(X, labels if any(lab is not None for lab in labels) else None, rows, other_models)
-
-
-def _answer_scores(scores: object, logits: bool) -> object:
-    """A line's scores as the live events' are read: one number is a two-class model's
-    second class's probability or logit (``engine.events.two_class``), here as the pair the
-    softmax below, or none, turns into its two probabilities; one number not in an array too."""
-    if type(scores) is float or type(scores) is int:
-        scores = [scores]
-    if not isinstance(scores, list) or len(scores) != 1:
-        return scores
-    score = float(scores[0])
-    if logits:
-        return [0.0, score]
-    single = two_class(score)
-    if single is None:
-        raise ValueError(f"'prediction.scores' holds one number, a probability: not {score:g}")
-    return single.tolist()
 
 
 def _checked(X: np.ndarray, path: Path) -> np.ndarray:

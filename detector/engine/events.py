@@ -248,15 +248,9 @@ def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
     elif not MIN_TS <= ts <= MAX_TS:
         return None
     if scores is not None:
-        if not scores.size:
-            scores = None
-        elif scores.size == 1:
-            scores = two_class(float(scores[0]), logits)
-            if scores is None:
-                return None
-        elif logits:
-            scores = softmax(scores)
-        elif not _probabilities(scores):
+        try:
+            scores = class_probabilities(scores, logits)
+        except InvalidEvent:  # the exact path says why
             return None
     return Event(request_id, float(ts), client_id, model_id, vector, label, scores, ip, user_agent, org)
 
@@ -452,7 +446,7 @@ def _vector(value: Any, name: str) -> np.ndarray:
 _NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-def _what_instead(value: Any, name: str = "input") -> str:
+def _what_instead(value: Any, name: str) -> str:
     """What a producer most likely meant by an input (or scores) that is not an array of
     numbers: a record logged by field name, scores by class name, an image or a tensor
     logged as nested arrays, a missing value logged as null, a flag as true or false, a
@@ -522,7 +516,12 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
         return None, None
     if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidEvent("wrong_type", "'prediction' must be an object ('label', 'scores')")
-    label = value.get("label")
+    return answer_label(value.get("label")), answer_scores(value.get("scores"), logits)
+
+
+def answer_label(label: Any) -> int | str | None:
+    """An answer's logged ``label`` as querywatch reads it, live and in a reference file; an
+    ``InvalidEvent`` says what is wrong with one it cannot read."""
     if type(label) is float and label.is_integer():
         label = int(label)  # a server that logs a numeric label as a float (1.0: numpy's float64)
     elif type(label) is bool:
@@ -541,13 +540,26 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
         raise InvalidEvent("wrong_type", "'prediction.label' is an integer beyond 64 bits")
     if isinstance(label, str):
         _printable(label, "prediction.label")
-    scores = value.get("scores")
+    return label
+
+
+def answer_scores(scores: Any, logits: bool = False) -> np.ndarray | None:
+    """The class probabilities an answer's logged ``scores`` stand for (None: none), live and
+    in a reference file: one number, in an array or not, is a two-class model's
+    (``two_class``); with ``logits`` the rest go through a softmax. An ``InvalidEvent`` says
+    what is wrong with scores it cannot read."""
+    if scores is None:
+        return None
     if type(scores) is float or type(scores) is int:
-        scores = [scores]  # one number not in an array: a two-class model's one score (below)
-    vector = None if scores is None else _vector(scores, "prediction.scores")
-    if vector is not None and vector.size == 0:
-        vector = None
-    if vector is not None and vector.size == 1:
+        scores = [scores]
+    return class_probabilities(_vector(scores, "prediction.scores"), logits)
+
+
+def class_probabilities(vector: np.ndarray, logits: bool = False) -> np.ndarray | None:
+    """``answer_scores`` of scores already read as numbers (the fast path's)."""
+    if vector.size == 0:
+        return None
+    if vector.size == 1:
         single = two_class(float(vector[0]), logits)
         if single is None:
             raise InvalidEvent(
@@ -556,17 +568,17 @@ def _prediction(value: Any, logits: bool = False) -> tuple[int | str | None, np.
                 f"probability, which must lie in [0, 1]; got {float(vector[0]):.6g} (a model that logs "
                 "its logit: QUERYWATCH_INPUTS__SCORES=logits)",
             )
-        return label, single
-    if vector is not None and logits:
-        vector = softmax(vector)
-    if vector is not None and not _probabilities(vector):
+        return single
+    if logits:
+        return softmax(vector)
+    if not _probabilities(vector):
         raise InvalidEvent(
             "bad_scores",
             "'prediction.scores' must be class probabilities: none negative, summing to one "
             f"(within {SCORES_SUM_TOLERANCE}); got a sum of {float(vector.sum()):.6g} (a model "
             "that logs raw class scores: QUERYWATCH_INPUTS__SCORES=logits)",
         )
-    return label, vector
+    return vector
 
 
 RecentIds = str | OrderedDict[str, None]

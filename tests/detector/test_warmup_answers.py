@@ -198,4 +198,5 @@ def test_a_reference_file_of_one_score_an_answer_reads_as_two(tmp_path: Path) ->
     path.write_text(json.dumps({"input": [0.1, 0.2], "prediction": {"scores": [2.0]}}) + "\n")
     with pytest.raises(ProfileError) as refused:
         read_reference_file(path)
-    assert "line 1: 'prediction.scores' holds one number, a probability: not 2" in str(refused.value)
+    assert "line 1: 'prediction.scores' holds one number" in str(refused.value)
+    assert "must lie in [0, 1]; got 2" in str(refused.value)
