@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from querywatch.features.layout import kept_columns
 
 #: The proxy's training sample must be at least this large (what every reservoir held before
-#: they were sized by a byte budget; they now hold at least 77).
+#: they were sized by a byte budget; they now hold at least 42).
 MIN_SAMPLE = 40
 #: Share of natural answers on the boundary: ``features.boundary`` puts the boundary at the
 #: reference's 5th percentile of margins.

@@ -25,7 +25,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 #: Bytes of past queries a client keeps: rows of the features a row keeps and a byte of label.
-RESERVOIR_BYTES = 2560
+#: What the rest of a long-running client's state takes (two full resend filters, 0.5 KB; its
+#: working rows, an open alert and its counters and evidence, about 0.7 KB compressed) varies
+#: by about 200 bytes from one client to the next: at 2,560 bytes (77 rows of a 64-input
+#: model) a heavy benign client of digits seed 2 stored 4,125 B; at 2,400 (72 rows) the
+#: largest of the twelve bench traces' clients stores 3,972 B (2026-12-05).
+RESERVOIR_BYTES = 2400
 #: Queries back that a row still counts as recent (``QueryReservoir.recent``): a what-if
 #: analyst sweeps 10-30 points along a line, so a point of its previous line, the parent of a
 #: step across a grid of two properties, is at most about that far back. A full reservoir
@@ -174,13 +179,13 @@ def kept_columns(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
 def reservoir_capacity(dim: int, classes: int = 0) -> int:
     """Past queries a client's reservoir holds: the byte budget, less what working rows wider
     than WORKING_ALLOWANCE and more than CLASS_ALLOWANCE class counts (``classes``) take,
-    over the bytes of a row (its codes and label), at most 128; 77 for an input of 32 to 64
-    features, 65 from 256.
+    over the bytes of a row (its codes and label), at most 128; 72 for an input of 32 to 64
+    features, 61 from 256.
 
     >>> reservoir_capacity(64), reservoir_capacity(20), reservoir_capacity(128), reservoir_capacity(784)
-    (77, 121, 73, 65)
+    (72, 114, 68, 61)
     >>> [reservoir_capacity(64, classes=n) for n in (11, 101, 256)]
-    [77, 72, 63]
+    [72, 67, 58]
     """
     layout = query_layout(dim)
     working = max(0, 2 * layout.working_width - WORKING_ALLOWANCE)

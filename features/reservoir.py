@@ -69,7 +69,7 @@ class QueryReservoir:
         self.seen = 0
         self._filled = 0
         # Rows are added as they fill (most clients send a few queries, and a million
-        # clients with a full 77 x 33 block each would need 2.5 GB for it). The layout:
+        # clients with a full 72 x 33 block each would need 2.4 GB for it). The layout:
         # the two working rows, then ``_rows`` codes, then their ``_rows`` labels, then (once
         # full) the ring of recent queries' slots.
         self._rows = min(capacity, _FIRST_ROWS)
