@@ -148,16 +148,18 @@ def test_rows_a_release_of_the_first_layout_kept_of_a_wide_input_are_refused(dim
         assert restored.get_state() == state
 
 
-def test_a_reservoir_stored_under_a_larger_budget_loads_its_first_rows() -> None:
-    # Before the working rows took their share, a 784-input reservoir held 77 rows.
-    dim, stored_capacity = 784, 77
+@pytest.mark.parametrize("dim", [784, 64])
+def test_a_reservoir_stored_under_a_larger_budget_loads_its_first_rows(dim: int) -> None:
+    # Before the working rows took their share, a 784-input reservoir held 77 rows; before the
+    # budget went from 2,560 to 2,400 bytes, so did a 64-input one (now 72).
+    stored_capacity = 77
     kept = min(dim, RESERVOIR_WIDTH)
     rng = np.random.default_rng(4)
-    older = QueryReservoir(stored_capacity, kept, seed=2)
+    older = QueryReservoir(stored_capacity, kept, seed=3)
     for i, row in enumerate(rng.integers(0, 256, size=(300, kept), dtype=np.uint8)):
         older.offer(row, label=i % 5)
     seen, codes, labels, recent = older.get_state()
-    restored = QueryReservoir(reservoir_capacity(dim), kept, seed=2)
+    restored = QueryReservoir(reservoir_capacity(dim), kept, seed=3)
     restored.set_state((seen, codes, labels, recent))
     capacity = reservoir_capacity(dim)
     assert capacity < stored_capacity and len(restored) == capacity and restored.seen == seen
