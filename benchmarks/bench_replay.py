@@ -76,6 +76,17 @@ def timed_replay(trace: Path, profile: Path | None) -> tuple[Detector, ReplayRep
         return engine, report, time.perf_counter() - started, cpu() - cpu_started
 
 
+def client_states(engine: Detector) -> dict[str, bytes]:
+    """Every client's stored state, as a checkpoint writes it (``Detector.export_client``)."""
+    return {c: engine.export_client(c) for c in engine.client_ids()}
+
+
+def describe_sizes(states: dict[str, bytes]) -> str:
+    """The states' median and largest size, as both benchmarks print them."""
+    sizes = sorted(len(s) for s in states.values())
+    return f"median {sizes[len(sizes) // 2]:,} B, max {sizes[-1]:,} B over {len(sizes)} clients"
+
+
 #: The folders that make up the installed package ``querywatch`` (pyproject's package-dir).
 PACKAGE_FOLDERS = ("features", "models", "detector", "migrations")
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -203,7 +214,7 @@ def main() -> int:
             f"json.loads floor {n / floor_s:9,.0f} lines/s ({floor_s:5.2f} s, CPU {floor_cpu:5.2f} s); "
             f"replay {report.events / replay_s:9,.0f} events/s ({replay_s:5.2f} s, CPU {replay_cpu:5.2f} s)"
         )
-    sizes = sorted(len(engine.export_client(c)) for c in engine.client_ids())
+    states = client_states(engine)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"trace: {n} lines, {args.trace.stat().st_size / 1e6:.1f} MB; profile fit included in replay")
     print(
@@ -216,11 +227,8 @@ def main() -> int:
         f"{os.getloadavg()[0]:.1f} at the end (shared: wall-clock figures move with it)"
     )
     print(f"peak memory (maxrss): {rss_mb:.0f} MB")
-    if sizes:
-        print(
-            f"serialized client state: median {sizes[len(sizes) // 2]:,} B, max {sizes[-1]:,} B "
-            f"over {len(sizes)} clients"
-        )
+    if states:
+        print(f"serialized client state: {describe_sizes(states)}")
     alerted = sum(1 for c in report.clients.values() if c.first_alert_query is not None)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.alert_events.items()))
     print(

@@ -15,12 +15,10 @@ stored without that part, subtracted from the whole).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
-from bench_replay import timed_replay
+from bench_replay import client_states, describe_sizes, timed_replay
 
 from querywatch.detector.engine import stateformat
 
@@ -29,15 +27,22 @@ TARGET_BYTES = 4096
 
 
 def part_bytes(models: stateformat.ModelStates) -> list[tuple[int, str]]:
-    """(bytes the part adds to the stored state, "model part.name"), largest first."""
+    """(bytes the part adds to the stored state, "model part.name"), largest first: every
+    named entry of a model's state (its features, evidence and counters)."""
     whole = len(stateformat.dumps(models))
     added = []
     for model_id, state in models.items():
-        for part in ("features", "evidence", "counters"):
-            for name in state[part]:
-                without: dict[str, Any] = {**state, part: {k: v for k, v in state[part].items() if k != name}}
-                size = len(stateformat.dumps({**models, model_id: without}))
-                added.append((whole - size, f"{model_id} {part}.{name}"))
+        for part, entries in state.items():
+            if not isinstance(entries, dict):
+                continue  # the profile version
+            for name in entries:
+                without = {**state, part: {k: v for k, v in entries.items() if k != name}}
+                added.append(
+                    (
+                        whole - len(stateformat.dumps({**models, model_id: without})),
+                        f"{model_id} {part}.{name}",
+                    )
+                )
     return sorted(added, reverse=True)
 
 
@@ -49,20 +54,15 @@ def main() -> int:
     for trace in args.traces:
         if not trace.is_file():
             ap.error(f"{trace}: no such file")
-    largest: tuple[int, str, str, bytes] | None = None
+    largest = []  # (size, trace, client, state): each trace's largest
     for trace in args.traces:
         engine, report, _, _ = timed_replay(trace, args.profile)
-        states = {c: engine.export_client(c) for c in engine.client_ids()}
-        sizes = sorted(len(s) for s in states.values())
+        states = client_states(engine)
         client = max(states, key=lambda c: len(states[c]))
-        print(
-            f"{trace}: {len(sizes)} clients, median {statistics.median(sizes):,.0f} B, "
-            f"max {sizes[-1]:,} B ({client}, {report.clients[client].queries:,} queries)"
-        )
-        if largest is None or sizes[-1] > largest[0]:
-            largest = (sizes[-1], str(trace), client, states[client])
-    assert largest is not None
-    size, trace_name, client, data = largest
+        queries = report.clients[client].queries
+        print(f"{trace}: {describe_sizes(states)}; the largest {client}, of {queries:,} queries")
+        largest.append((len(states[client]), str(trace), client, states[client]))
+    size, trace_name, client, data = max(largest)
     verdict = "met" if size <= TARGET_BYTES else "NOT met"
     print(f"largest: {size:,} B, {client} of {trace_name} (target {TARGET_BYTES:,} B: {verdict})")
     for added, part in part_bytes(stateformat.loads(data))[:8]:

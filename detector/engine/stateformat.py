@@ -7,7 +7,9 @@ zstd frame, compressed with the fixed ``DICTIONARY``, of a MessagePack map::
      "models": {model_id: {"profile": profile version,
                            "features": {family name: plain data},
                            "evidence": {test name: [floats]},
-                           "counters": {counter name: number, string or None}}}}
+                           "counters": {counter name: number, string or None},
+                           "alert": the open alert's lifecycle, or None,
+                           "sources": {"ips": [...], "user_agents": [...]}}}}
 
 Plain data only (maps, arrays, numbers, strings, bytes, None): loading it runs no code, so
 whoever can write to the checkpoint table cannot make the consumer execute anything. Parts
