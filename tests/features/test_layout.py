@@ -226,6 +226,60 @@ def test_a_wide_inputs_client_state_stays_under_4_kb() -> None:
         assert len(engine.export_client(client)) <= 4096
 
 
+def test_a_64_input_client_at_its_largest_stays_under_4_kb() -> None:
+    """The shape of the bench's largest clients (3.8-4.0 KB): a long-running client of a
+    64-input model with an alert open, many sources, every class and cell reached, incompressible
+    reservoir rows, and its resend filters at their fullest (one fresh query short of a
+    rotation). It takes 3,906 B; at the reservoir's earlier budget (77 rows of 64 inputs,
+    before ``0607c5b``) it took 4,100 B, so a part that grows by 200 B fails here before a
+    benchmark finds it."""
+    from querywatch.detector.config import DetectionSettings
+    from querywatch.detector.engine.detector import Detector
+    from querywatch.detector.engine.events import Event
+    from querywatch.detector.engine.profiles import MemoryProfileStore, build_profile
+    from querywatch.features.resend import ExactResendFilter
+
+    settings, dim, classes = DetectionSettings(), 64, 10
+    rng = np.random.default_rng(2)
+    centres, weights = rng.uniform(0.2, 0.8, size=(classes, dim)), rng.normal(size=(dim, classes))
+
+    def queries(n: int) -> np.ndarray:  # noisy pixels: their codes hardly compress
+        return np.clip(centres[rng.integers(0, classes, n)] + rng.normal(0, 0.05, size=(n, dim)), 0, 1)
+
+    def scores(X: np.ndarray) -> np.ndarray:
+        z = (X - 0.5) @ weights * 2
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.asarray(np.round(p / p.sum(axis=1, keepdims=True), 4))
+
+    R = queries(6000)
+    profile = build_profile(
+        R, model_id="m", settings=settings, scores=scores(R), labels=scores(R).argmax(1).tolist()
+    )
+    engine = Detector(settings, MemoryProfileStore([profile]))
+    n = 4200
+    X = queries(n)
+    uniform = rng.random(n) < 0.15
+    X[uniform] = rng.random((int(uniform.sum()), dim))
+    P = scores(X)
+    sources = [{"ip": f"198.51.100.{i % 40}", "user_agent": f"agent/{i % 63}"} for i in range(n)]
+    events = [
+        Event(f"r{i}", 2.0 * i, "c", "m", X[i], int(P[i].argmax()), P[i], **sources[i]) for i in range(n)
+    ]
+    engine.process_batch(events[:3800])
+    resend, rotate = None, ExactResendFilter().rotate_every
+    for event in events[3800:]:  # on until the filter is one fresh query short of a rotation
+        engine.process_batch([event])
+        resend = engine._clients["c"].features.distances._resend
+        if resend._inserted == rotate - 1:
+            break
+    assert resend is not None and resend._inserted == rotate - 1
+    client = engine._clients["c"]
+    assert client.current is not None  # alerted
+    distances = client.features.distances
+    assert len(distances.reservoir) == reservoir_capacity(dim)
+    assert len(engine.export_client("c")) <= 4096
+
+
 def test_a_summary_of_the_first_layout_comes_without_its_wide_rows() -> None:
     """A summary a release of the first layout generation sent (no ``layout`` field): a wide
     input's code sample holds other features, and is left out; a narrow one's is read."""
