@@ -1,4 +1,5 @@
-"""The wheel installs exactly one top-level package, `querywatch`, with every subpackage in it."""
+"""The wheel installs exactly one top-level package, `querywatch`, with every subpackage in it,
+the folders of data files (the dashboard's static files, the migrations' versions) included."""
 
 from __future__ import annotations
 
@@ -23,20 +24,26 @@ def _declared_packages() -> set[str]:
     return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
 
 
-def test_every_package_folder_is_declared() -> None:
-    on_disk = {
-        "querywatch." + ".".join(init.parent.relative_to(ROOT).parts)
+def _package_folders() -> set[str]:
+    """Every folder of the package trees, by its installed name: setuptools ships a folder's
+    files only if the folder is declared, with an ``__init__.py`` or without."""
+    return {
+        "querywatch." + ".".join(path.relative_to(ROOT).parts)
         for folder in FOLDERS
-        for init in (ROOT / folder).rglob("__init__.py")
+        for path in [ROOT / folder, *(ROOT / folder).rglob("*")]
+        if path.is_dir() and not any(part.startswith((".", "__")) for part in path.relative_to(ROOT).parts)
     }
-    assert on_disk == _declared_packages()
+
+
+def test_every_package_folder_is_declared() -> None:
+    assert _package_folders() == _declared_packages()
 
 
 @pytest.mark.slow
 def test_wheel_from_a_clean_copy_holds_one_top_level_package(tmp_path: Path) -> None:
     source = tmp_path / "src"
     shutil.copytree(ROOT, source, ignore=NOT_COPIED)
-    subprocess.run(
+    built = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -52,13 +59,16 @@ def test_wheel_from_a_clean_copy_holds_one_top_level_package(tmp_path: Path) -> 
         cwd=source,
         check=True,
         capture_output=True,
+        text=True,
     )
+    # Setuptools warns of a folder it ships as data today and will leave out.
+    assert "absent from the `packages` configuration" not in built.stderr
     (wheel,) = tmp_path.glob("querywatch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"querywatch"}
     assert "querywatch/__init__.py" not in names  # a namespace: importing it loads nothing
-    packaged = {str(Path(name).parent).replace("/", ".") for name in names if name.endswith("/__init__.py")}
+    packaged = {str(Path(name).parent).replace("/", ".") for name in names if ".dist-info/" not in name}
     assert packaged == _declared_packages()
     for shipped in (
         "querywatch/migrations/versions/0001_initial_schema.py",
