@@ -3,7 +3,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +54,24 @@ def test_chatty_libraries_are_kept_to_warnings(restore_root: None) -> None:
     configure_logging(Settings(log_level="INFO"), stream=out)
     logging.getLogger("kafka.conn").info("connecting")
     assert out.getvalue() == ""
+
+
+def test_a_migration_logs_nothing_at_info(tmp_path: Path) -> None:
+    """Alembic narrates each revision, and the plugins it registers on import, at INFO: seven
+    lines before the demo's first own line (alembic 1.16 added the plugins' logger). In a
+    fresh interpreter, since alembic logs those when first imported."""
+    script = f"""
+from querywatch.detector.config import Settings
+from querywatch.detector.config.database import DatabaseSettings
+from querywatch.detector.logging import configure_logging
+settings = Settings(log_level="INFO", database=DatabaseSettings(url="sqlite:///{tmp_path / "q.db"}"))
+configure_logging(settings)
+from querywatch.detector.adapters.db import migrate
+migrate.upgrade(settings)
+migrate.downgrade(settings, "base")
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stderr == ""
 
 
 def test_unknown_level_is_a_clear_error(restore_root: None) -> None:
