@@ -28,7 +28,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "color_message",
 }
 #: Libraries that narrate every connection at INFO: only their warnings are worth a line.
-#: Alembic narrates each revision and, since 1.16, each plugin it registers on import.
+#: Alembic narrates each revision and, since 1.18, each plugin it registers on import.
 _CHATTY = ("kafka", "uvicorn.access", "httpx", "httpcore", "alembic")
 _PLAIN = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

@@ -58,7 +58,7 @@ def test_chatty_libraries_are_kept_to_warnings(restore_root: None) -> None:
 
 def test_a_migration_logs_nothing_at_info(tmp_path: Path) -> None:
     """Alembic narrates each revision, and the plugins it registers on import, at INFO: seven
-    lines before the demo's first own line (alembic 1.16 added the plugins' logger). In a
+    lines before the demo's first own line (alembic 1.18 added the plugins' logger). In a
     fresh interpreter, since alembic logs those when first imported."""
     script = f"""
 from querywatch.detector.config import Settings
