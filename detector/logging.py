@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -30,6 +31,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 #: Libraries that narrate every connection at INFO: only their warnings are worth a line.
 #: Alembic narrates each revision and, since 1.18, each plugin it registers on import.
 _CHATTY = ("kafka", "uvicorn.access", "httpx", "httpcore", "alembic")
+#: What varies between two lines of one kind: addresses, counts, durations.
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
 _PLAIN = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -119,14 +122,19 @@ class ClientChatter(logging.Filter):
 
     While a broker is away kafka-python logs every failed connection, metadata refresh
     and fetch (about 80 lines every 5 s); the consumer's own outage lines say what matters.
+    A kind is the logger and the message with its numbers masked: some lines come formatted
+    already (a task's address, how long it ran), and keyed whole each would pass, and stay in
+    the limiter's table for good.
 
     >>> chatter = ClientChatter()
-    >>> def record(name: str) -> logging.LogRecord:
-    ...     return logging.LogRecord(name, logging.ERROR, "", 0, "Connection failed: %s", ("refused",), None)
+    >>> def record(name: str, msg: str = "Connection failed: %s") -> logging.LogRecord:
+    ...     return logging.LogRecord(name, logging.ERROR, "", 0, msg, ("refused",), None)
     >>> [chatter.filter(record("kafka.net.manager")) for _ in range(3)]
     [True, False, False]
     >>> chatter.filter(record("querywatch.x"))
     True
+    >>> [chatter.filter(record("kafka.net.selector", f"Task <0x7f{i}a> ran for 0.{i}s")) for i in (1, 2)]
+    [True, False]
     """
 
     def __init__(self, every_seconds: float = 60.0) -> None:
@@ -136,4 +144,5 @@ class ClientChatter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("kafka"):
             return True
-        return self._limit.allow(f"{record.name}:{record.msg}") is not None
+        kind = _NUMBERS.sub("#", str(record.msg))
+        return self._limit.allow(f"{record.name}:{kind}") is not None
