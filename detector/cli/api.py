@@ -20,22 +20,22 @@ from querywatch.detector.config import Settings
 
 
 def register(subparsers: Any) -> None:
-    serve = subparsers.add_parser("serve", help="Run the HTTP API (QUERYWATCH_API__HOST / __PORT).")
-    serve.add_argument("--host", help="Override QUERYWATCH_API__HOST.")
-    serve.add_argument("--port", type=int, help="Override QUERYWATCH_API__PORT.")
+    serve = subparsers.add_parser("serve", help="run the HTTP API (QUERYWATCH_API__HOST / __PORT)")
+    serve.add_argument("--host", help="override QUERYWATCH_API__HOST")
+    serve.add_argument("--port", type=int, help="override QUERYWATCH_API__PORT")
     serve.set_defaults(run=run_serve)
 
-    apikey = subparsers.add_parser("apikey", help="Create, list or revoke API keys.")
+    apikey = subparsers.add_parser("apikey", help="create, list or revoke API keys")
     actions = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
-    create = actions.add_parser("create", help="Create a key and print it (shown only this once).")
+    create = actions.add_parser("create", help="create a key and print it (shown only this once)")
     create.add_argument("--role", required=True, choices=API_ROLES)
-    create.add_argument("--name", default="", help="Who or what uses the key (shown in the audit log).")
+    create.add_argument("--name", default="", help="who or what uses the key (shown in the audit log)")
     add_output_options(create)
     create.set_defaults(run=run_create)
-    listing = actions.add_parser("list", help="List keys (never their secrets).")
+    listing = actions.add_parser("list", help="list keys (never their secrets)")
     add_output_options(listing)
     listing.set_defaults(run=run_list)
-    revoke = actions.add_parser("revoke", help="Revoke a key by id.")
+    revoke = actions.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", type=int)
     revoke.set_defaults(run=run_revoke)
 

@@ -23,13 +23,13 @@ T = TypeVar("T")
 
 
 def register(subparsers: Any) -> None:
-    config = subparsers.add_parser("config", help="Show the effective settings and where each comes from.")
+    config = subparsers.add_parser("config", help="show the effective settings and where each comes from")
     actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="Every setting's value and source (secrets masked).")
+    show = actions.add_parser("show", help="every setting's value and source (secrets masked)")
     add_output_options(show)
     show.set_defaults(run=run_show)
 
-    doctor = subparsers.add_parser("doctor", help="Reach the database and Kafka and report what is wrong.")
+    doctor = subparsers.add_parser("doctor", help="reach the database and Kafka and report what is wrong")
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each service")
     add_output_options(doctor)
     doctor.set_defaults(run=run_doctor)

@@ -12,18 +12,18 @@ from querywatch.detector.config import Settings
 
 
 def register(subparsers: Any) -> None:
-    db = subparsers.add_parser("db", help="Create or migrate the database schema (QUERYWATCH_DATABASE__URL).")
+    db = subparsers.add_parser("db", help="create or migrate the database schema (QUERYWATCH_DATABASE__URL)")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
 
-    up = actions.add_parser("upgrade", help="Migrate to the newest schema (or to --revision).")
-    up.add_argument("--revision", default="head", help="Target revision (default: head).")
+    up = actions.add_parser("upgrade", help="migrate to the newest schema (or to --revision)")
+    up.add_argument("--revision", default="head", help="target revision (default: head)")
     up.set_defaults(run=run_upgrade)
 
-    down = actions.add_parser("downgrade", help="Step the schema back (default: one revision).")
-    down.add_argument("--revision", default="-1", help="Target revision; 'base' drops every table.")
+    down = actions.add_parser("downgrade", help="step the schema back (default: one revision)")
+    down.add_argument("--revision", default="-1", help="target revision; 'base' drops every table")
     down.set_defaults(run=run_downgrade)
 
-    current = actions.add_parser("current", help="Print the revision the database is at.")
+    current = actions.add_parser("current", help="print the revision the database is at")
     add_output_options(current)
     current.set_defaults(run=run_current)
 

@@ -33,27 +33,27 @@ BATCH = 500
 
 def register(subparsers: Any) -> None:
     letters = subparsers.add_parser(
-        "dead-letters", help="Re-drive stored dead letters to the inference-log topic, or purge old ones."
+        "dead-letters", help="re-drive stored dead letters to the inference-log topic, or purge old ones"
     )
     actions = letters.add_subparsers(dest="dead_letters_command", required=True, metavar="ACTION")
     redrive = actions.add_parser(
         "redrive",
-        help="Send stored dead letters back to the inference-log topic, then delete them.",
+        help="send stored dead letters back to the inference-log topic, then delete them",
         description="Send the original bytes of stored dead letters (oldest first; all reasons but "
         "oversized, or --reason) back to kafka.topic keyed by client, and delete each row once "
         "the broker acknowledged it.",
     )
     redrive.add_argument(
-        "--reason", action="append", default=[], help="Only this reason (repeatable; default: all)."
+        "--reason", action="append", default=[], help="only this reason (repeatable; default: all)"
     )
-    redrive.add_argument("--limit", type=int, default=None, help="At most this many (default: all).")
+    redrive.add_argument("--limit", type=int, default=None, help="at most this many (default: all)")
     add_output_options(redrive)
     redrive.set_defaults(run=run_redrive)
     purge = actions.add_parser(
         "purge",
-        help="Delete dead letters older than the retention (inputs.dead_letter_retention_days).",
+        help="delete dead letters older than the retention (inputs.dead_letter_retention_days)",
     )
-    purge.add_argument("--older-than-days", type=float, default=None, help="Override the retention.")
+    purge.add_argument("--older-than-days", type=float, default=None, help="override the retention")
     add_output_options(purge)
     purge.set_defaults(run=run_purge)
 

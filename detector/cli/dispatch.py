@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any) -> None:
     dispatch = subparsers.add_parser(
         "dispatch",
-        help="Send alert webhooks from the outbox (retries, backoff, signatures).",
+        help="send alert webhooks from the outbox (retries, backoff, signatures)",
         description="Deliver pending alert webhooks until SIGTERM or Ctrl-C; "
         "the deliveries in flight are finished before the process exits.",
     )
-    dispatch.add_argument("--once", action="store_true", help="Send what is due now, then exit.")
+    dispatch.add_argument("--once", action="store_true", help="send what is due now, then exit")
     metrics_port_argument(dispatch)
     dispatch.set_defaults(run=run_dispatch)
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("replay", help="Replay a JSONL trace offline and write a per-client report.")
+    p = sub.add_parser("replay", help="replay a JSONL trace offline and write a per-client report")
     p.add_argument("trace", type=Path, help="JSON Lines file of inference-log events (gzip'd: .gz)")
     p.add_argument("--report", type=Path, required=True, help="where to write the JSON report")
     p.add_argument(
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
     add_output_options(p, progress=True)
     p.set_defaults(run=run_replay)
 
-    q = sub.add_parser("profile", help="Build a model's reference profile from trusted inputs.")
+    q = sub.add_parser("profile", help="build a model's reference profile from trusted inputs")
     q.add_argument(
         "--input", type=Path, required=True, help="reference inputs: .npy, .csv, .jsonl or .jsonl.gz"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from querywatch.detector.cli.commands import COMMANDS, build_parser
 from querywatch.detector.errors import EXIT_USAGE
 
@@ -15,6 +17,22 @@ def test_each_command_is_registered_by_its_module() -> None:
         assert command in choices
     every = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert set(every) == set(COMMANDS)
+
+
+def test_every_commands_help_page_says_what_it_is_for(capsys: pytest.CaptureFixture[str]) -> None:
+    """``querywatch db upgrade --help`` opens with a sentence, not only the usage line."""
+    pages = [[name] for name in COMMANDS] + [
+        ["db", "upgrade"],
+        ["apikey", "revoke"],
+        ["config", "show"],
+        ["dead-letters", "purge"],
+    ]
+    for words in pages:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*words, "--help"])
+        page = capsys.readouterr().out
+        description = page.split("\n\n")[1]
+        assert description[0].isupper() and not description.startswith(("positional", "options")), words
 
 
 def test_an_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
