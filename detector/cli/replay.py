@@ -151,6 +151,15 @@ def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
     }
 
 
+def first_rejected_of_each_reason(report: ReplayReport) -> list[tuple[int, str, str]]:
+    """One example line per reason, so that a wrong field name is fixed from the terminal;
+    taken from the report's ``rejected_lines`` (the first thousand invalid lines)."""
+    first: dict[str, tuple[int, str, str]] = {}
+    for line, reason, detail in report.rejected_lines:
+        first.setdefault(reason, (line, reason, detail))
+    return sorted(first.values())
+
+
 def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
     clients = report.ranked()
     alerted = sum(1 for c in clients if c.first_alert_query is not None)
@@ -163,6 +172,8 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
         print(
             "invalid events by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(report.rejected.items()))
         )
+        for line, reason, detail in first_rejected_of_each_reason(report):
+            print(f"  first {reason}: line {line}: {detail}")
     if report.unscored:
         print(
             f"answers without scores: {report.unscored} of {report.events} (labels only or no answer: "

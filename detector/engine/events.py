@@ -146,7 +146,7 @@ def parse_event(
     >>> parse_event(b'{"request_id":"r1"}')
     Traceback (most recent call last):
     ...
-    querywatch.detector.errors.InvalidEvent: missing_field: 'ts' is required
+    querywatch.detector.errors.InvalidEvent: missing_field: 'ts', 'client_id', 'model_id' and 'input' are required
     """
     if isinstance(raw, bytes | str):
         if len(raw) > max_bytes:
@@ -158,8 +158,9 @@ def parse_event(
     else:
         obj = raw
     if not _REQUIRED_SET.issubset(obj):
-        missing = next(name for name in _REQUIRED if name not in obj)
-        raise InvalidEvent("missing_field", f"{missing!r} is required")
+        missing = [repr(name) for name in _REQUIRED if name not in obj]
+        named = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
+        raise InvalidEvent("missing_field", f"{named} {'is' if len(missing) == 1 else 'are'} required")
     request_id = _identifier(obj, "request_id")
     client_id = _identifier(obj, "client_id")
     model_id = _identifier(obj, "model_id")
