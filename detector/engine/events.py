@@ -143,10 +143,10 @@ def parse_event(
     >>> e = parse_event(b'{"request_id":"r1","ts":0,"client_id":"c","model_id":"m","input":[1,2]}')
     >>> (e.client_id, e.input.tolist())
     ('c', [1.0, 2.0])
-    >>> parse_event(b'{"request_id":"r1"}')
+    >>> parse_event(b'{"request_id":"r1","input":[1]}')
     Traceback (most recent call last):
     ...
-    querywatch.detector.errors.InvalidEvent: missing_field: 'ts', 'client_id', 'model_id' and 'input' are required
+    querywatch.detector.errors.InvalidEvent: missing_field: 'ts', 'client_id' and 'model_id' are required
     """
     if isinstance(raw, bytes | str):
         if len(raw) > max_bytes:

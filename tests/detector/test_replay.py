@@ -80,7 +80,8 @@ def test_malformed_lines_and_duplicates_are_counted_not_fatal(
     ]
     assert report["duplicates"] == 1
     assert report["events"] == len(lines)
-    assert "first missing_field: line 53: 'ts', 'client_id', 'model_id' and 'input' are required" in done.stdout
+    missing = "'ts', 'client_id', 'model_id' and 'input' are required"
+    assert f"first missing_field: line 53: {missing}" in done.stdout
     assert "first not_json: line 51: " in done.stdout
 
 

@@ -113,7 +113,8 @@ def test_rows_answered_offline_are_no_served_sample(tmp_path: Path) -> None:
             json.dumps({"input": e.input.tolist(), "prediction": {"label": e.label}}) + "\n" for e in events
         )
     )
-    with pytest.raises(ProfileError, match="line 1: 'request_id', 'ts', 'client_id' and 'model_id' are required") as refused:
+    missing = "line 1: 'request_id', 'ts', 'client_id' and 'model_id' are required"
+    with pytest.raises(ProfileError, match=missing) as refused:
         read_served_events(path, "risk", SETTINGS)
     assert refused.value.hint is not None and "leave out --served" in refused.value.hint
     rows = read_reference_file(path, "risk")
