@@ -14,7 +14,7 @@ from querywatch.detector.adapters.db.session import (
     transaction,
 )
 from querywatch.detector.adapters.db.tables import API_ROLES
-from querywatch.detector.cli.checks import free_port
+from querywatch.detector.cli.checks import free_port, port_number
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 
@@ -22,7 +22,7 @@ from querywatch.detector.config import Settings
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP API (QUERYWATCH_API__HOST / __PORT)")
     serve.add_argument("--host", help="override QUERYWATCH_API__HOST")
-    serve.add_argument("--port", type=int, help="override QUERYWATCH_API__PORT")
+    serve.add_argument("--port", type=port_number, help="override QUERYWATCH_API__PORT")
     serve.set_defaults(run=run_serve)
 
     apikey = subparsers.add_parser("apikey", help="create, list or revoke API keys")

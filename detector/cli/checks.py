@@ -5,6 +5,7 @@ A typo in ``--report`` should fail in a fraction of a second, not after a long r
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import socket
@@ -16,6 +17,45 @@ from querywatch.detector.pipeline.lines import open_lines
 
 class PortInUse(QuerywatchError):
     """The address a server should listen on is taken or not allowed."""
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535, refused as a usage error.
+
+    >>> port_number("0"), port_number("8080")
+    (0, 8080)
+    >>> port_number("99999")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 99999 is not a port (0 to 65535; 0 picks a free one)
+    """
+    port = _integer(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0 to 65535; 0 picks a free one)")
+    return port
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number of things, 0 or more (``--top -1`` is a typo, not a wish).
+
+    >>> count("15")
+    15
+    >>> count("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: -1 is not a count (0 or more)
+    """
+    number = _integer(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a count (0 or more)")
+    return number
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def readable_file(path: Path, what: str) -> Path:

@@ -25,6 +25,7 @@ from querywatch.detector.adapters.db.session import make_engine, make_sessionmak
 from querywatch.detector.adapters.db.tables import utcnow
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.adapters.kafka.producer import produce_lines
+from querywatch.detector.cli.checks import count
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 
@@ -46,7 +47,7 @@ def register(subparsers: Any) -> None:
     redrive.add_argument(
         "--reason", action="append", default=[], help="only this reason (repeatable; default: all)"
     )
-    redrive.add_argument("--limit", type=int, default=None, help="at most this many (default: all)")
+    redrive.add_argument("--limit", type=count, default=None, help="at most this many (default: all)")
     add_output_options(redrive)
     redrive.set_defaults(run=run_redrive)
     purge = actions.add_parser(

@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from querywatch.detector.cli.checks import readable_file, readable_lines, writable_file, writable_folder
+from querywatch.detector.cli.checks import (
+    count,
+    readable_file,
+    readable_lines,
+    writable_file,
+    writable_folder,
+)
 from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import InputError
@@ -31,7 +37,7 @@ def register(sub: Any) -> None:
         type=Path,
         help="profile directory (default: QUERYWATCH_DETECTION__PROFILE_DIR; else built from warm-up)",
     )
-    p.add_argument("--top", type=int, default=15, help="clients shown in the summary table")
+    p.add_argument("--top", type=count, default=15, help="clients shown in the summary table")
     p.add_argument(
         "--html",
         type=Path,

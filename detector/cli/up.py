@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from querywatch.detector.cli.checks import free_port, writable_file
+from querywatch.detector.cli.checks import free_port, port_number, writable_file
 from querywatch.detector.config import DatabaseSettings, Settings
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.logging import configure_logging
@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
         "admin API key is printed. Ctrl-C stops everything.",
     )
     parser.add_argument("--host", help="API host (default: api.host)")
-    parser.add_argument("--port", type=int, help="API port (default: api.port; 0 picks a free one)")
+    parser.add_argument("--port", type=port_number, help="API port (default: api.port; 0 picks a free one)")
     parser.add_argument(
         "--demo", action="store_true", help="also replay simulated traffic with model thieves"
     )

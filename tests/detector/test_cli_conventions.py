@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from querywatch.detector.cli.commands import build_parser
 from querywatch.detector.cli.output import JSON_SCHEMAS, schema_of
 from querywatch.detector.errors import EXIT_INPUT, EXIT_RUNTIME, EXIT_USAGE
 
@@ -92,6 +93,28 @@ def test_a_busy_port_fails_in_one_line_with_a_hint(tmp_path: Path, busy_port: in
     assert rc == EXIT_RUNTIME
     assert heavy == []
     assert len(stderr) == 1 and "in use" in stderr[0] and "--port" in stderr[0], stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("serve", "--port", "99999"), "argument --port: 99999 is not a port"),
+        (("up", "--port", "-1"), "argument --port: -1 is not a port"),
+        (("up", "--port", "http"), "argument --port: 'http' is not a whole number"),
+        (("replay", "t.jsonl", "--report", "r.json", "--top", "-1"), "argument --top: -1 is not a count"),
+        (("dead-letters", "redrive", "--limit", "-5"), "argument --limit: -5 is not a count"),
+    ],
+    ids=["serve-port", "up-port", "up-port-word", "replay-top", "redrive-limit"],
+)
+def test_a_number_out_of_range_is_a_usage_error_naming_the_option(
+    argv: tuple[str, ...], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, ``serve --port 99999`` ended in an OverflowError from the socket and ``--top -1``
+    printed all clients but one."""
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(argv)
+    assert done.value.code == EXIT_USAGE
+    assert said in capsys.readouterr().err
 
 
 def test_an_invalid_setting_is_a_usage_error(tmp_path: Path) -> None:
