@@ -175,3 +175,20 @@ def test_a_client_can_be_blocked_before_its_first_event_audited(
     with api_server.sessions() as session:
         entries = audit.recent(session=session, target="client:leaked-key")
     assert [(e.detail["from"], e.detail["to"]) for e in entries] == [(None, "blocked")]
+
+
+def test_a_query_parameter_the_endpoint_does_not_take_is_refused_by_name(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    """``status`` filters clients, ``state`` filters alerts: the mix-up listed every alert."""
+    seed_client(api_server.sessions, "acct-1", 0.9, alert=True)
+    headers = api_server.reader_headers
+    refused = http.get("/v1/alerts", params={"status": "resolved", "limit": 5}, headers=headers)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    (error,) = refused.json()["errors"]
+    assert error["loc"] == ["query", "status"] and "state" in error["msg"] and "severity" in error["msg"]
+    assert http.get("/v1/alerts", params={"state": "resolved"}, headers=headers).json()["items"] == []
+    assert http.get("/v1/clients", params={"status": "normal"}, headers=headers).status_code == 200
+    assert http.get("/v1/clients/acct-1", params={"model": "m"}, headers=headers).status_code == 422
+    assert http.get("/healthz", params={"verbose": "1"}).status_code == 422

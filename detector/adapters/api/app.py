@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from querywatch.detector import __version__ as _version
 from querywatch.detector.adapters.api.decision_cache import DecisionCache
-from querywatch.detector.adapters.api.deps import KeyCache
+from querywatch.detector.adapters.api.deps import KeyCache, refuse_unknown_query_parameters
 from querywatch.detector.adapters.api.docs import mount_docs
 from querywatch.detector.adapters.api.problems import install_problem_handlers, problem
 from querywatch.detector.adapters.api.routes import (
@@ -45,7 +45,8 @@ AML.T0024.002, *Extract AI Model*) in inference logs.
   Readers may read; admins may also change client status and work alerts.
   401 means no valid key, 403 a key without the needed role.
 * The serving tier asks `GET /v1/clients/{client_id}/decision` what to do with a client.
-* Errors are RFC 9457 problem documents (`application/problem+json`).
+* Errors are RFC 9457 problem documents (`application/problem+json`). A query parameter
+  an operation does not list is refused (422), not ignored.
 """
 
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unknown_query_parameters)],
         docs_url=None,  # served from local assets by mount_docs
         redoc_url=None,
         openapi_tags=[

@@ -11,7 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 
 from querywatch.detector.adapters.api.decision_cache import DecisionCache
@@ -45,6 +46,51 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 async def get_decision_cache(request: Request) -> DecisionCache:
     cache: DecisionCache = request.app.state.decision_cache
     return cache
+
+
+async def refuse_unknown_query_parameters(request: Request) -> None:
+    """422 for a query parameter the endpoint does not document.
+
+    Ignored, a mistyped filter returns everything: ``/v1/alerts?status=open`` (the clients'
+    filter is ``status``, the alerts' ``state``) would list every alert to a script that
+    then acts on them. The parameters an endpoint takes are those its OpenAPI operation
+    lists, so the refusal and the documentation cannot disagree.
+    """
+    if not request.query_params:
+        return
+    template = getattr(request.scope.get("route"), "path_format", None)  # as OpenAPI writes it
+    taken = _documented_query_parameters(request.app).get((request.method, template))
+    if taken is None:  # not a documented operation (the dashboard's files, the docs page)
+        return
+    unknown = sorted(set(request.query_params) - taken)
+    if unknown:
+        takes = ", ".join(sorted(taken)) or "no query parameters"
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"unknown parameter; this endpoint takes {takes}",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _documented_query_parameters(app: FastAPI) -> dict[tuple[str, str | None], frozenset[str]]:
+    documented: dict[tuple[str, str | None], frozenset[str]] | None = getattr(
+        app.state, "query_parameters", None
+    )
+    if documented is None:
+        documented = {
+            (method.upper(), path): frozenset(
+                p["name"] for p in operation.get("parameters", ()) if p["in"] == "query"
+            )
+            for path, operations in app.openapi()["paths"].items()
+            for method, operation in operations.items()
+        }
+        app.state.query_parameters = documented
+    return documented
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
