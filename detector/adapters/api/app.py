@@ -46,7 +46,7 @@ AML.T0024.002, *Extract AI Model*) in inference logs.
   401 means no valid key, 403 a key without the needed role.
 * The serving tier asks `GET /v1/clients/{client_id}/decision` what to do with a client.
 * Errors are RFC 9457 problem documents (`application/problem+json`). A query parameter
-  an operation does not list is refused (422), not ignored.
+  an operation does not list is refused (422), not ignored (but by `/v1/authz` and the probes).
 """
 
 
@@ -68,7 +68,6 @@ def create_app(settings: Settings) -> FastAPI:
         version=_version,
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(refuse_unknown_query_parameters)],
         docs_url=None,  # served from local assets by mount_docs
         redoc_url=None,
         openapi_tags=[
@@ -85,7 +84,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.key_cache = KeyCache(ttl=settings.api.key_cache_seconds)
     app.state.decision_cache = DecisionCache(ttl=settings.api.decision_cache_seconds)
     install_problem_handlers(app)
-    for module in (clients, authz, alerts, campaigns, models, policies, me, health, webhooks):
+    strict = [Depends(refuse_unknown_query_parameters)]
+    for module in (clients, alerts, campaigns, models, policies, me, webhooks):
+        app.include_router(module.router, dependencies=strict)
+    # Not these: a gateway may append the caller's path to /v1/authz as a query (Envoy's
+    # path_prefix), and a load balancer's probe may add its own parameters.
+    for module in (authz, health):
         app.include_router(module.router)
     document_webhooks(app)
     mount_docs(app)
