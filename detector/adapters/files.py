@@ -194,7 +194,14 @@ def _read_csv(path: Path) -> np.ndarray:
             raise ValueError(
                 f"line {number}: {len(row)} values, where line {numbered[0][0]} has {len(numbered[0][1])}"
             )
-    return np.array([[float(v) for v in row] for _, row in numbered], dtype=np.float64)
+    try:
+        return np.array([[float(v) for v in row] for _, row in numbered], dtype=np.float64)
+    except ValueError:  # say where, as for a row of the wrong length
+        for number, row in numbered:
+            for column, text in enumerate(row, 1):
+                if not _numeric([text]):
+                    raise ValueError(f"line {number}, column {column}: {text!r} is not a number") from None
+        raise
 
 
 def _numeric(row: list[str]) -> bool:

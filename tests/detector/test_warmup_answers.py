@@ -164,6 +164,9 @@ def test_a_reference_file_of_several_models_keeps_the_one_asked_for(tmp_path: Pa
     table.write_text("a,b,c\n1,2,3\n4,5\n")
     with pytest.raises(ProfileError, match="line 3: 2 values, where line 2 has 3"):
         read_reference_file(table)
+    table.write_text("a,b\n1,2\n3,n/a\n")
+    with pytest.raises(ProfileError, match="line 3, column 2: 'n/a' is not a number"):
+        read_reference_file(table)
 
 
 @pytest.mark.parametrize(
