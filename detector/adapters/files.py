@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
-from querywatch.detector.engine.events import Event, answer_label, answer_scores, parse_event
+from querywatch.detector.engine.events import Event, answer_label, answer_scores, input_vector, parse_event
 from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
@@ -213,7 +213,7 @@ def _numeric(row: list[str]) -> bool:
 
 
 def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> ReferenceRows:
-    inputs: list[list[float]] = []
+    inputs: list[np.ndarray] = []
     labels: list[object] = []
     scores: list[np.ndarray | None] = []
     other_models = 0
@@ -225,7 +225,7 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
             if model_id is not None and obj.get("model_id", model_id) != model_id:
                 other_models += 1
                 continue
-            inputs.append([float(v) for v in obj["input"]])
+            inputs.append(input_vector(obj["input"]))
             prediction = obj.get("prediction") or {}
             if not isinstance(prediction, dict):
                 raise ValueError("'prediction' must be an object ('label', 'scores')")

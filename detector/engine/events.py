@@ -165,9 +165,7 @@ def parse_event(
     client_id = _identifier(obj, "client_id")
     model_id = _identifier(obj, "model_id")
     ts = _timestamp(obj["ts"])
-    vector = _vector(obj["input"], "input")
-    if vector.size == 0:
-        raise InvalidEvent("empty_input", "'input' has no numbers")
+    vector = input_vector(obj["input"])
     label, scores = _prediction(obj.get("prediction"), logits)
     meta = obj.get("meta")
     if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
@@ -427,6 +425,23 @@ def _text_timestamp(value: str) -> float:
     if not MIN_TS <= seconds <= MAX_TS:
         raise InvalidEvent("bad_timestamp", f"'ts' {value[:40]!r} is outside 1970 to year 9999")
     return seconds
+
+
+def input_vector(value: Any) -> np.ndarray:
+    """An event's ``input`` as a vector of floats, or why not: a reference file's rows are
+    read by the same rule as live events, with the same hints.
+
+    >>> input_vector([1, 2.5]).tolist()
+    [1.0, 2.5]
+    >>> input_vector([1, None])
+    Traceback (most recent call last):
+    ...
+    querywatch.detector.errors.InvalidEvent: wrong_type: 'input' must be an array of numbers, not null (at 1): ...
+    """
+    vector = _vector(value, "input")
+    if vector.size == 0:
+        raise InvalidEvent("empty_input", "'input' has no numbers")
+    return vector
 
 
 def _vector(value: Any, name: str) -> np.ndarray:
