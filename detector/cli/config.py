@@ -83,7 +83,7 @@ def check_database(settings: Settings) -> Check:
 def check_kafka(settings: Settings, timeout: float) -> Check:
     if not settings.kafka.bootstrap_servers:
         return Check("kafka", True, "not configured: `querywatch up` starts an embedded broker", None)
-    from querywatch.detector.adapters.kafka.admin import missing_topics
+    from querywatch.detector.adapters.kafka.admin import BrokerUnreachable, missing_topics
 
     # The summaries topic too while campaigns are on: consumers publish to it, the aggregator reads it.
     summaries = settings.campaigns.summaries_topic_for(settings.kafka.topic)
@@ -91,13 +91,12 @@ def check_kafka(settings: Settings, timeout: float) -> Check:
         missing = missing_topics(
             settings.kafka, timeout=timeout, extra=(summaries,) if settings.campaigns.enabled else ()
         )
-    except Exception as exc:  # kafka-python raises several unrelated types for one unreachable broker
+    except BrokerUnreachable as exc:
         return Check(
-            "kafka",
-            False,
-            f"{settings.kafka.bootstrap_servers}: {type(exc).__name__}: {exc}",
-            "check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings",
+            "kafka", False, str(exc), "check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings"
         )
+    except Exception as exc:  # a broker that answered, then failed the listing
+        return Check("kafka", False, f"{settings.kafka.bootstrap_servers}: {type(exc).__name__}: {exc}", None)
     if missing:
         return Check(
             "kafka",

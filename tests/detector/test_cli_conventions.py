@@ -350,6 +350,7 @@ def test_doctor_reports_an_unreachable_broker(tmp_path: Path, busy_port: int) ->
     assert out.returncode == EXIT_RUNTIME
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
     assert checks["kafka"]["ok"] is False
+    assert checks["kafka"]["detail"].startswith(f"cannot reach Kafka at 127.0.0.1:{port}: ")
     assert checks["database"]["ok"] is False and "db upgrade" in checks["database"]["hint"]
 
 

@@ -3,9 +3,16 @@ while campaigns are on (consumers publish to it and the aggregator reads it)."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from querywatch.detector.adapters.kafka.admin import ensure_summaries_topic, ensure_topics
+from querywatch.detector.adapters.kafka.admin import (
+    BrokerUnreachable,
+    admin_client,
+    ensure_summaries_topic,
+    ensure_topics,
+)
 from querywatch.detector.cli.config import check_kafka
 from querywatch.detector.config import CampaignSettings, KafkaSettings, Settings
 
@@ -26,3 +33,18 @@ def test_doctor_names_a_missing_summaries_topic_only_while_campaigns_are_on(
 
     ensure_summaries_topic(kafka_settings, summaries)
     assert check_kafka(settings, timeout=10.0).ok
+
+
+def test_a_broker_that_never_answers_is_said_as_such(kafka_settings: KafkaSettings) -> None:
+    """Every command that starts on the admin client (consume, produce, aggregate, simulate)
+    ended in kafka-python's own ``KafkaTimeoutError: Unable to bootstrap``."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        nowhere = kafka_settings.model_copy(
+            update={"bootstrap_servers": f"127.0.0.1:{closed.getsockname()[1]}"}
+        )
+        said = f"cannot reach Kafka at {nowhere.bootstrap_servers}: "
+        with pytest.raises(BrokerUnreachable, match=said), admin_client(nowhere, bootstrap_timeout_ms=1000):
+            pass
+    with admin_client(kafka_settings) as admin:  # the real broker: connected
+        assert isinstance(admin.list_topics(), list)

@@ -7,12 +7,43 @@ visible: at most one consumer per partition of the inference-log topic is busy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from querywatch.detector.adapters.kafka.client_config import connection_kwargs
 from querywatch.detector.config import KafkaSettings
+from querywatch.detector.errors import QuerywatchError
+
+
+class BrokerUnreachable(QuerywatchError):
+    """No broker of ``kafka.bootstrap_servers`` answered (or let querywatch in) when a
+    command started: said as such, not as the client library's own exception."""
+
+
+@contextmanager
+def admin_client(settings: KafkaSettings, role: str = "admin", **options: Any) -> Iterator[KafkaAdminClient]:
+    """A connected admin client, closed on exit; ``BrokerUnreachable`` if none answers.
+
+    kafka-python raises several unrelated types for one unreachable broker (a timeout, no
+    brokers available, a connection error), all of them ``KafkaError``.
+    """
+    try:
+        admin = KafkaAdminClient(**connection_kwargs(settings, role=role), **options)
+    except KafkaError as exc:
+        raise BrokerUnreachable(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}",
+            hint="check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings; "
+            "`querywatch doctor` tests the connection",
+        ) from None
+    try:
+        yield admin
+    finally:
+        admin.close()
 
 
 def querywatch_topics(settings: KafkaSettings) -> tuple[str, ...]:
@@ -33,8 +64,7 @@ def ensure_topics(
     """
     wanted = topics if topics is not None else querywatch_topics(settings)
     count = partitions if partitions is not None else settings.partitions
-    admin = KafkaAdminClient(**connection_kwargs(settings, role="admin"))
-    try:
+    with admin_client(settings) as admin:
         existing = set(admin.list_topics())
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
         created = []
@@ -45,8 +75,6 @@ def ensure_topics(
             except TopicAlreadyExistsError:  # another consumer created it a moment ago
                 pass
         return created
-    finally:
-        admin.close()
 
 
 def ensure_summaries_topic(settings: KafkaSettings, topic: str) -> list[str]:
@@ -57,11 +85,8 @@ def ensure_summaries_topic(settings: KafkaSettings, topic: str) -> list[str]:
 
 def partition_count(settings: KafkaSettings, topic: str) -> int:
     """How many partitions ``topic`` has (0 if it does not exist)."""
-    admin = KafkaAdminClient(**connection_kwargs(settings, role="admin"))
-    try:
+    with admin_client(settings) as admin:
         described = admin.describe_topics([topic])
-    finally:
-        admin.close()
     return sum(len(t.get("partitions") or []) for t in described if t.get("error_code", 0) == 0)
 
 
@@ -69,13 +94,6 @@ def missing_topics(settings: KafkaSettings, *, timeout: float, extra: tuple[str,
     """querywatch's topics and ``extra`` ones that do not exist; raises if no broker answers
     within ``timeout`` s."""
     millis = int(timeout * 1000)
-    admin = KafkaAdminClient(
-        **connection_kwargs(settings, role="doctor"),
-        request_timeout_ms=millis,
-        bootstrap_timeout_ms=millis,
-    )
-    try:
+    with admin_client(settings, "doctor", request_timeout_ms=millis, bootstrap_timeout_ms=millis) as admin:
         existing = set(admin.list_topics())
-    finally:
-        admin.close()
     return [t for t in (*querywatch_topics(settings), *extra) if t not in existing]
