@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 from querywatch.detector.config.sources import config_file_from, setting_sources
-from querywatch.detector.errors import EXIT_OK, EXIT_RUNTIME
+from querywatch.detector.errors import EXIT_OK, EXIT_RUNTIME, ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -91,6 +91,8 @@ def check_kafka(settings: Settings, timeout: float) -> Check:
         missing = missing_topics(
             settings.kafka, timeout=timeout, extra=(summaries,) if settings.campaigns.enabled else ()
         )
+    except ConfigError as exc:  # no broker could be named
+        return Check("kafka", False, str(exc), exc.hint)
     except BrokerUnreachable as exc:
         return Check(
             "kafka", False, str(exc), "check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings"

@@ -124,6 +124,15 @@ def test_an_invalid_setting_is_a_usage_error(tmp_path: Path) -> None:
     assert len(stderr) == 1 and "QUERYWATCH_DETECTION__ALERT_RISK" in stderr[0], stderr
 
 
+def test_a_broker_address_that_cannot_be_one_is_a_usage_error_at_once(tmp_path: Path) -> None:
+    """Before, a URL or a space in the list waited out a 30-second bootstrap, then failed."""
+    (tmp_path / "trace.jsonl").write_text("{}\n")
+    servers = "kafka-0:9092,https://kafka-1:9092"
+    rc, _, stderr = _probe(tmp_path, "produce", "trace.jsonl", QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS=servers)
+    assert rc == EXIT_USAGE
+    assert len(stderr) == 1 and "'https://kafka-1:9092' is not host:port" in stderr[0], stderr
+
+
 def test_a_mistyped_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
     rc, _heavy, stderr = _probe(tmp_path, "db", "current", QUERYWATCH_KAFKA_BOOTSTRAP_SERVERS="k:9092")
     assert rc == 0
