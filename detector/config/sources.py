@@ -149,18 +149,46 @@ def load_settings(config_file: Path | None = None) -> Any:
     """
     from querywatch.detector.config.settings import Settings
 
-    token = _config_file.set(config_file_from(config_file, os.environ))
+    chosen = config_file_from(config_file, os.environ)
+    token = _config_file.set(chosen)
     try:
         return Settings()
     except ValidationError as exc:
+        leaves = [path for path, _ in leaf_paths(Settings)]
+        known = sorted({".".join(path) for path in leaves} | {path[0] for path in leaves})
         problems = "; ".join(
-            f"{variable(tuple(str(p) for p in error['loc']))}: {error['msg']}" for error in exc.errors()
+            _problem(tuple(str(p) for p in error["loc"]), error["msg"], error["type"], chosen, known)
+            for error in exc.errors()
         )
         raise UsageError(
-            f"invalid setting: {problems}", hint="`querywatch config show` lists every setting"
+            f"invalid setting: {problems}",
+            hint="`querywatch config show` lists every setting and its variable, once this one is fixed",
         ) from None
     finally:
         _config_file.reset(token)
+
+
+def _problem(
+    path: tuple[str, ...], message: str, kind: str, config_file: Path | None, known: list[str]
+) -> str:
+    """One invalid setting, named as the user wrote it: a variable, or a key of the config file,
+    with the setting it most likely meant when it names none.
+
+    >>> _problem(("detection", "alert_rsk"), "Extra inputs are not permitted", "extra_forbidden",
+    ...          Path("qw.toml"), ["detection.alert_risk", "api.port"])
+    'detection.alert_rsk in qw.toml: Extra inputs are not permitted; did you mean detection.alert_risk?'
+    """
+    name = variable(path)
+    if name in os.environ or config_file is None:
+        where = name
+    elif name + "_FILE" in os.environ:
+        where = f"{name}_FILE ({os.environ[name + '_FILE']})"
+    else:
+        where = f"{'.'.join(path)} in {config_file}"
+    close = (
+        difflib.get_close_matches(".".join(path), known, n=1, cutoff=0.6) if kind == "extra_forbidden" else []
+    )
+    return f"{where}: {message}" + (f"; did you mean {close[0]}?" if close else "")
 
 
 def unknown_variables(environ: Mapping[str, str], known: list[str]) -> list[tuple[str, str | None]]:

@@ -338,6 +338,20 @@ def test_config_file_is_below_the_environment_and_secret_files_work(tmp_path: Pa
     }
 
 
+def test_an_invalid_key_of_the_config_file_is_named_as_written_there(tmp_path: Path) -> None:
+    """Before, the file's ``[detection] alert_rsk`` was reported as QUERYWATCH_DETECTION__ALERT_RSK,
+    a variable nobody had set, with no word of the setting it meant."""
+    config = tmp_path / "querywatch.toml"
+    config.write_text('[detection]\nalert_rsk = 0.5\n[kafka]\ntopic = "t"\n')
+    rc, _, stderr = _probe(tmp_path, "--config", str(config), "config", "show")
+    assert rc == EXIT_USAGE
+    assert len(stderr) == 1, stderr
+    said = (
+        f"detection.alert_rsk in {config}: Extra inputs are not permitted; did you mean detection.alert_risk?"
+    )
+    assert said in stderr[0]
+
+
 def test_a_missing_config_file_is_an_input_error(tmp_path: Path) -> None:
     rc, _heavy, stderr = _probe(tmp_path, "--config", "nope.toml", "db", "current")
     assert rc == EXIT_INPUT
