@@ -7,11 +7,37 @@ many of the events it could not hand over (counted as dropped); an exception fro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 Encoded = tuple[bytes, bytes]  # (key = client_id, value = one JSON event)
+
+#: ``host``, ``host:port`` or ``[v6 address]:port``, as kafka-python reads them (port 9092 if none).
+_BROKER = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)(:(?P<port>\d{1,5}))?")
+
+
+def broker_addresses(servers: str) -> list[str]:
+    """The brokers of a comma-separated list, or a ``ValueError`` naming one that cannot be
+    one (a URL, a space, a port out of range): said at once, not as a bootstrap that never
+    succeeds. The consumers' settings are read by the same rule.
+
+    >>> broker_addresses("kafka-0.kafka:9092, [::1]:9092,broker")
+    ['kafka-0.kafka:9092', '[::1]:9092', 'broker']
+    >>> broker_addresses("http://broker:9092")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'http://broker:9092' is not host:port
+    """
+    found = [s.strip() for s in servers.split(",") if s.strip()]
+    for server in found:
+        match = _BROKER.fullmatch(server)
+        if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+            raise ValueError(f"{server!r} is not host:port")
+    if not found:
+        raise ValueError("no broker named")
+    return found
 
 
 class Sink(Protocol):
@@ -64,7 +90,7 @@ class KafkaSink:
     ) -> None:
         self.topic = topic
         self.options = {
-            "bootstrap_servers": bootstrap_servers.split(","),
+            "bootstrap_servers": broker_addresses(bootstrap_servers),
             "max_block_ms": max_block_ms,
             "linger_ms": 20,
             **producer_options,

@@ -120,3 +120,15 @@ def test_events_reach_kafka_keyed_by_client_even_when_the_broker_starts_after_th
         (b"acct-2", "late:2"),
     }
     assert sum(emitter.stats()["dropped"].values()) == 0
+
+
+@pytest.mark.parametrize("servers", ["http://kafka:9092", "kafka:9092 kafka2:9092", "kafka:99999", " , "])
+def test_a_broker_list_that_names_no_broker_is_refused_when_the_sink_is_made(servers: str) -> None:
+    """Not on the emitter's thread, where the events would be dropped one by one as
+    ``send_failed`` behind a server that started as if all was well."""
+    with pytest.raises(ValueError, match=r"host:port|no broker named"):
+        KafkaSink(servers)
+    assert KafkaSink("kafka-0:9092, kafka-1:9092").options["bootstrap_servers"] == [
+        "kafka-0:9092",
+        "kafka-1:9092",
+    ]

@@ -7,9 +7,9 @@ through unchanged: kafka-python validates them and reports what is wrong.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from querywatch.detector.client.sinks import broker_addresses
 from querywatch.detector.config import KafkaSettings
 from querywatch.detector.errors import ConfigError
 
@@ -29,9 +29,13 @@ def connection_kwargs(settings: KafkaSettings, *, role: str) -> dict[str, Any]:
     """
     if not settings.bootstrap_servers:
         raise ConfigError("no Kafka brokers configured: set QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS")
-    servers = [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
-    for server in servers:
-        _check_server(server)
+    try:
+        servers = broker_addresses(settings.bootstrap_servers)
+    except ValueError as exc:
+        raise ConfigError(
+            f"kafka.bootstrap_servers: {exc}",
+            hint="comma-separated host:port pairs, e.g. kafka-0:9092,kafka-1:9092",
+        ) from None
     protocol = settings.security_protocol.upper()
     if protocol not in SECURITY_PROTOCOLS:
         raise ConfigError(
@@ -56,29 +60,6 @@ def connection_kwargs(settings: KafkaSettings, *, role: str) -> dict[str, Any]:
             if value is not None:
                 kwargs[name] = value
     return kwargs
-
-
-#: ``host``, ``host:port`` or ``[v6 address]:port``, as kafka-python reads them (port 9092 if none).
-_SERVER = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)(:(?P<port>\d{1,5}))?")
-
-
-def _check_server(server: str) -> None:
-    """A broker address that cannot be one is a setting error now, not a 30-second bootstrap
-    timeout later (a URL, a space, a port out of range).
-
-    >>> _check_server("kafka-0.kafka:9092"), _check_server("[::1]:9092"), _check_server("broker")
-    (None, None, None)
-    >>> _check_server("http://broker:9092")
-    Traceback (most recent call last):
-    ...
-    querywatch.detector.errors.ConfigError: kafka.bootstrap_servers: 'http://broker:9092' is not host:port
-    """
-    match = _SERVER.fullmatch(server)
-    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
-        raise ConfigError(
-            f"kafka.bootstrap_servers: {server!r} is not host:port",
-            hint="comma-separated host:port pairs, e.g. kafka-0:9092,kafka-1:9092",
-        )
 
 
 def consumer_kwargs(settings: KafkaSettings, *, heartbeats_per_session: int = 3) -> dict[str, Any]:
