@@ -89,6 +89,12 @@ class DecisionClient:
         url = urllib.parse.urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        if not api_key:  # every look-up would be a 401, and every decision the fallback
+            raise ValueError("api_key is empty: give a querywatch reader key")
+        if timeout <= 0 or ttl < 0 or open_seconds < 0 or failures < 1 or capacity < 1:
+            raise ValueError("timeout must be > 0, ttl and open_seconds >= 0, failures and capacity >= 1")
+        if not 0 <= refresh_ahead <= 1:
+            raise ValueError(f"refresh_ahead is a share of ttl, in [0, 1], not {refresh_ahead}")
         self._url = url
         self._path = url.path.rstrip("/") + "/v1/authz"
         self.api_key = api_key

@@ -37,6 +37,8 @@ class Extractor:
         inputs_key: str = "instances",
         predictions_key: str = "predictions",
     ) -> None:
+        if not model_id:  # every event would be refused as having no model
+            raise ValueError("model_id is empty: name the model as querywatch should know it")
         self.model_id = model_id
         self.key_header = key_header.lower() if key_header else None
         self.client_header = client_header.lower() if client_header else None

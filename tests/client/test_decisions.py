@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from querywatch.detector.client import DecisionClient
+from querywatch.detector.client import DecisionClient, Extractor
 from tests.api.seed import seed_client
 from tests.api.server import ApiServer, running_api
 from tests.ports import free_port
@@ -77,3 +78,17 @@ def test_a_client_that_keeps_asking_is_refreshed_in_the_background(api: ApiServe
         assert time.monotonic() < deadline, "the background refresh never brought the block"
         time.sleep(0.05)
     assert decisions.counts["miss"] == 1  # only the very first look-up made a request wait
+
+
+def test_settings_that_cannot_work_are_refused_when_the_client_is_made() -> None:
+    """An empty key made every look-up a 401 and every decision the fallback, silently."""
+    for kwargs, said in (
+        ({"api_key": ""}, "api_key is empty"),
+        ({"timeout": 0}, "timeout must be > 0"),
+        ({"ttl": -1}, "ttl and open_seconds >= 0"),
+        ({"refresh_ahead": 1.5}, "in \\[0, 1\\]"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            DecisionClient(**{"base_url": "http://127.0.0.1:9", "api_key": "qw_x", **kwargs})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model_id is empty"):
+        Extractor("")
