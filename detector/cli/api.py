@@ -17,6 +17,7 @@ from querywatch.detector.adapters.db.tables import API_ROLES
 from querywatch.detector.cli.checks import free_port, port_number
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
+from querywatch.detector.errors import QuerywatchError
 
 
 def register(subparsers: Any) -> None:
@@ -122,7 +123,6 @@ def run_revoke(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     if not revoked:
-        print(f"querywatch: no active key #{args.key_id}")
-        return 1
+        raise QuerywatchError(f"no active key #{args.key_id}", hint="`querywatch apikey list` shows the keys")
     print(f"key #{args.key_id} revoked")
     return 0

@@ -9,7 +9,7 @@ import pytest
 from querywatch.detector.adapters.db.apikeys import authenticate
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker
 from querywatch.detector.cli import main
-from querywatch.detector.errors import EXIT_RUNTIME
+from querywatch.detector.errors import EXIT_RUNTIME, EXIT_USAGE
 from tests.storage.databases import migrated_database
 
 
@@ -29,7 +29,15 @@ def test_apikey_create_prints_a_working_key_once(
         listing = capsys.readouterr().out
         assert "ops" in listing and secret not in listing
         assert main(["apikey", "revoke", str(principal.key_id)]) == 0
-        assert main(["apikey", "revoke", str(principal.key_id)]) == 1
+        capsys.readouterr()
+        assert main(["apikey", "revoke", str(principal.key_id)]) == EXIT_RUNTIME
+        said = capsys.readouterr().err
+        assert (
+            said.startswith(f"querywatch: error: no active key #{principal.key_id}") and "apikey list" in said
+        )
+        assert main(["db", "downgrade", "--revision", "nonsense"]) == EXIT_USAGE
+        said = capsys.readouterr().err
+        assert "cannot migrate to 'nonsense'" in said and "revisions are base, 0001" in said
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:

@@ -6,14 +6,17 @@ known by the user, and the database URL comes from the same Settings as everythi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from querywatch.detector.config import Settings
+from querywatch.detector.errors import UsageError
 
 #: The scripts shipped as ``querywatch.migrations`` (the repository's ``migrations/`` folder).
 MIGRATIONS_DIR = Path(str(files("querywatch.migrations")))
@@ -39,9 +42,24 @@ def head_revision() -> str:
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
     """Bring the database to ``revision`` (the newest by default)."""
-    command.upgrade(alembic_config(settings), revision)
+    _migrate(command.upgrade, settings, revision)
 
 
 def downgrade(settings: Settings, revision: str = "-1") -> None:
     """Step the database back to ``revision`` (``base`` removes every querywatch table)."""
-    command.downgrade(alembic_config(settings), revision)
+    _migrate(command.downgrade, settings, revision)
+
+
+def _migrate(step: Callable[[Config, str], None], settings: Settings, revision: str) -> None:
+    """Run ``step``; a revision Alembic cannot go to (unknown, or on the wrong side of the
+    database's) is a usage error that lists the ones there are, not Alembic's own exception."""
+    try:
+        step(alembic_config(settings), revision)
+    except CommandError as exc:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        known = [script.revision for script in ScriptDirectory.from_config(config).walk_revisions()]
+        raise UsageError(
+            f"cannot migrate to {revision!r}: {exc}",
+            hint=f"revisions are base, {', '.join(reversed(known))} and head; -N steps back N",
+        ) from None
