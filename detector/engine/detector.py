@@ -178,6 +178,10 @@ class Detector:
         context.tests = EvidenceTests(context.nulls, calibration=profile.calibration)
         return context
 
+    def models_in_use(self) -> list[str]:
+        """The models the engine has scored events of (each with its profile in use)."""
+        return list(self._contexts)
+
     def profile_in_use(self, model_id: str) -> ReferenceProfile | None:
         """The profile (and so the revision) the engine scores ``model_id`` with now."""
         context = self._contexts.get(model_id)

@@ -49,6 +49,9 @@ def test_replay_flags_every_attacker_and_no_benign_client(
         assert report[client]["risk"] >= 0.8 and report[client]["reasons"]
     assert max(r["risk"] for c, r in report.items() if c not in attackers) < 0.5
     assert "clients alerted" in done.stdout
+    # 45 clients' first events: a thinner warm-up than a profile needs, and said so
+    assert "warning: digits-v1's profile is a warm-up of " in done.stderr
+    assert "from at least 50 clients" in done.stderr
 
 
 def test_replay_is_deterministic(trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path) -> None:
