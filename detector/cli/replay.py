@@ -27,7 +27,6 @@ from querywatch.detector.pipeline.lines import content_size, open_lines
 
 if TYPE_CHECKING:
     from querywatch.detector.pipeline.replay import ReplayReport
-    from querywatch.models.profile import ReferenceProfile
 
 
 def register(sub: Any) -> None:
@@ -84,7 +83,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from querywatch.detector.adapters.files import DirectoryProfileStore
     from querywatch.detector.engine.detector import Detector
-    from querywatch.detector.engine.profiles import MemoryProfileStore, ProfileStore
+    from querywatch.detector.engine.profiles import MemoryProfileStore, ProfileStore, thin_warmup
     from querywatch.detector.pipeline.replay import replay, write_report
     from querywatch.detector.runtime import engine_process
 
@@ -122,7 +121,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     for model_id in engine.models_in_use():
         profile = engine.profile_in_use(model_id)
         if profile is not None and (warning := thin_warmup(profile)):
-            print(f"querywatch: warning: {warning}", file=sys.stderr)
+            print(f"querywatch: warning: {warning}; then replay --profile DIR", file=sys.stderr)
     if args.html is not None:
         from querywatch.detector.adapters.ui.report import render_report
 
@@ -161,24 +160,6 @@ def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
             for c in clients[:top]
         ],
     }
-
-
-def thin_warmup(profile: ReferenceProfile) -> str | None:
-    """Why a profile built as a warm-up is thin, if it is: a short trace of a few clients ends
-    its warm-up with what it has (as does a small file of served events), and every test's
-    benign rate is then measured on those few clients (on five, most of them alerted)."""
-    from querywatch.models.calibration import RATE_MIN_CLIENTS
-
-    needed = profile.required_size()
-    clients = profile.calibration.pseudo_clients if profile.calibration is not None else 0
-    if profile.origin != "warmup" or (profile.reference_size >= needed and clients >= RATE_MIN_CLIENTS):
-        return None
-    return (
-        f"{profile.model_id}'s profile is a warm-up of {profile.reference_size:,} inputs from {clients} "
-        f"clients; a profile of it needs {needed:,} inputs from at least {RATE_MIN_CLIENTS} clients, and "
-        "with fewer its benign rates rest on too few (benign clients may alert): give it a profile of "
-        "a file of trusted inputs (querywatch profile --input FILE, then replay --profile DIR)"
-    )
 
 
 def first_rejected_of_each_reason(report: ReplayReport) -> list[tuple[int, str, str]]:

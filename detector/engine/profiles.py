@@ -24,6 +24,7 @@ from querywatch.detector.engine.events import Event
 from querywatch.detector.errors import ProfileError
 from querywatch.features.client import score_summary
 from querywatch.models.answers import score_rows, with_live_answers
+from querywatch.models.calibration import RATE_MIN_CLIENTS
 from querywatch.models.population import POPULATION_FEATURES
 from querywatch.models.profile import ReferenceProfile, fit_profile
 from querywatch.models.registry import EVIDENCE_TESTS
@@ -158,6 +159,22 @@ def profile_from_warmup(events: Sequence[Event], settings: DetectionSettings) ->
             "this few clients call needs a trusted profile)"
         ) from None
     return replace(profile, population=reference_population(profile, chosen), origin="warmup")
+
+
+def thin_warmup(profile: ReferenceProfile) -> str | None:
+    """Why a profile built as a warm-up is thin, if it is: a model few clients call (or a short
+    trace, or a small file of served events) ends its warm-up with what it has, and every
+    test's benign rate is then measured on those few clients (on five, most of them alerted)."""
+    needed = profile.required_size()
+    clients = profile.calibration.pseudo_clients if profile.calibration is not None else 0
+    if profile.origin != "warmup" or (profile.reference_size >= needed and clients >= RATE_MIN_CLIENTS):
+        return None
+    return (
+        f"{profile.model_id}'s profile is a warm-up of {profile.reference_size:,} inputs from {clients} "
+        f"clients; a profile of it needs {needed:,} inputs from at least {RATE_MIN_CLIENTS} clients, and "
+        "with fewer its benign rates rest on too few (benign clients may alert): give it a profile of "
+        "a file of trusted inputs (querywatch profile --input FILE)"
+    )
 
 
 def profile_with_live_answers(

@@ -155,7 +155,7 @@ def test_a_trusted_profile_awaiting_live_answers_is_completed_once_in_the_databa
 
 
 def test_two_consumers_warming_up_one_model_score_every_event_once(
-    kafka_settings: KafkaSettings, tmp_path: Path
+    kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No profile: each consumer of the group holds the model's events of its own
     partitions. The one whose sample fills first stores the profile for the group; the other
@@ -203,6 +203,9 @@ def test_two_consumers_warming_up_one_model_score_every_event_once(
     sent = Counter(json.loads(line)["client_id"] for line in lines)
     assert result.clients == dict(sent)
     assert _held(settings) == {}
+    # A sample of a few clients' events: the profile it stored is thinner than one should be.
+    thin = [r for r in caplog.records if "profile is a warm-up of" in r.getMessage()]
+    assert thin and all(getattr(r, "model_id", None) == MODEL_ID for r in thin)
 
 
 def test_a_warm_up_of_one_client_is_dead_lettered_and_the_consumer_goes_on(

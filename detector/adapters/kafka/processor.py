@@ -58,6 +58,7 @@ from querywatch.detector.adapters.kafka.partitions import (
 from querywatch.detector.config import InputSettings, StreamSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
 from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.profiles import thin_warmup
 from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.detector.errors import ConfigError, InvalidEvent
@@ -419,6 +420,10 @@ class StreamProcessor(OwnedPartitions):
                 self._owner[summary.client_id].summaries.append(summary)
         if result.completed:
             done = set(result.completed)
+            for model_id in done:
+                profile = self.engine.profile_in_use(model_id)
+                if profile is not None and (warning := thin_warmup(profile)):
+                    log.warning("%s", warning, extra={"model_id": model_id})
             for work in self.partitions.values():
                 if work.held:
                     kept = [e for e in work.held if e.model_id not in done]
