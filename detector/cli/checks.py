@@ -59,7 +59,13 @@ def _integer(text: str) -> int:
 
 
 def readable_file(path: Path, what: str) -> Path:
-    """``path`` if it is a file this process can read."""
+    """``path`` if it is a file this process can read (``-``, standard input, is not: a replay
+    reads its trace twice, and a profile its reference file)."""
+    if str(path) == "-" and not path.exists():
+        raise InputError(
+            f"the {what} is read from a file, not standard input",
+            hint="write it to a file first; a gzip'd one (.jsonl.gz) is read as it is",
+        )
     if not path.is_file():
         raise InputError(f"{path}: no such {what}" if not path.exists() else f"{path}: is not a file")
     if not os.access(path, os.R_OK):

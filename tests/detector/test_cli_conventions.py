@@ -74,8 +74,9 @@ def busy_port() -> Iterator[int]:
         ("replay", "trace.jsonl", "--report", "no/such/folder/out.json"),
         ("simulate", "--out", "no/such/folder/trace.jsonl"),
         ("profile", "--input", "missing.npy", "--model-id", "m", "--out", "profiles"),
+        ("replay", "-", "--report", "out.json"),
     ],
-    ids=["replay-trace", "replay-report", "simulate-out", "profile-input"],
+    ids=["replay-trace", "replay-report", "simulate-out", "profile-input", "replay-stdin"],
 )
 def test_a_bad_path_fails_in_one_line_before_the_engine_is_imported(
     tmp_path: Path, argv: tuple[str, ...]
