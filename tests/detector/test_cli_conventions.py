@@ -74,9 +74,8 @@ def busy_port() -> Iterator[int]:
         ("replay", "trace.jsonl", "--report", "no/such/folder/out.json"),
         ("simulate", "--out", "no/such/folder/trace.jsonl"),
         ("profile", "--input", "missing.npy", "--model-id", "m", "--out", "profiles"),
-        ("replay", "-", "--report", "out.json"),
     ],
-    ids=["replay-trace", "replay-report", "simulate-out", "profile-input", "replay-stdin"],
+    ids=["replay-trace", "replay-report", "simulate-out", "profile-input"],
 )
 def test_a_bad_path_fails_in_one_line_before_the_engine_is_imported(
     tmp_path: Path, argv: tuple[str, ...]
@@ -86,6 +85,13 @@ def test_a_bad_path_fails_in_one_line_before_the_engine_is_imported(
     assert rc == EXIT_INPUT
     assert heavy == []
     assert len(stderr) == 1 and stderr[0].startswith("querywatch: error: "), stderr
+
+
+def test_standard_input_as_a_trace_is_said_to_be_no_file(tmp_path: Path) -> None:
+    """``zcat t.gz | querywatch replay -`` said ``-: no such trace file``."""
+    rc, heavy, stderr = _probe(tmp_path, "replay", "-", "--report", "out.json")
+    assert (rc, heavy) == (EXIT_INPUT, [])
+    assert len(stderr) == 1 and "not standard input" in stderr[0] and ".jsonl.gz" in stderr[0], stderr
 
 
 @pytest.mark.parametrize("command", ["serve", "up"])
