@@ -187,7 +187,9 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> Non
             cwd=tmp_path,
             timeout=300,
         )
-    assert done.returncode == EXIT_BROKEN_PIPE and done.stderr == ""
+    assert done.returncode == EXIT_BROKEN_PIPE
+    # no error line; the seven clients' warm-up is warned of, before the summary
+    assert "error" not in done.stderr and "profile is a warm-up" in done.stderr
     assert json.loads((tmp_path / "r.json").read_text())["clients"]
 
 
