@@ -30,11 +30,15 @@ def alembic_config(settings: Settings) -> Config:
     return config
 
 
-def head_revision() -> str:
-    """The newest revision this version of querywatch knows."""
+def _scripts() -> ScriptDirectory:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    """The newest revision this version of querywatch knows."""
+    head = _scripts().get_current_head()
     if head is None:
         raise RuntimeError("no migration scripts found in " + str(MIGRATIONS_DIR))
     return head
@@ -56,9 +60,7 @@ def _migrate(step: Callable[[Config, str], None], settings: Settings, revision: 
     try:
         step(alembic_config(settings), revision)
     except CommandError as exc:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        known = [script.revision for script in ScriptDirectory.from_config(config).walk_revisions()]
+        known = [script.revision for script in _scripts().walk_revisions()]
         raise UsageError(
             f"cannot migrate to {revision!r}: {exc}",
             hint=f"revisions are base, {', '.join(reversed(known))} and head; -N steps back N",
