@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from querywatch.detector import __version__
 from querywatch.detector.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RUNTIME, QuerywatchError
@@ -96,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = COMMANDS.get(command or "")
     args = build_parser((module,) if module else COMMAND_MODULES).parse_args(arguments)
     args.debug = debug
+    settings = None
     try:
         from querywatch.detector.config.sources import load_settings
 
@@ -118,8 +120,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unforeseen failure: one line, the traceback on request
         if args.debug:
             traceback.print_exc()
+        known = _database_failure(exc, settings)
+        if known is not None:
+            print(f"querywatch: error: {known} (hint: {known.hint})", file=sys.stderr)
+            return known.exit_code
         print(
             f"querywatch: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
             file=sys.stderr,
         )
         return EXIT_RUNTIME
+
+
+def _database_failure(exc: Exception, settings: Any) -> QuerywatchError | None:
+    """A database that cannot be reached, said as such (only if SQLAlchemy is loaded at all:
+    a command that never touched the database has no such failure)."""
+    if settings is None or "sqlalchemy" not in sys.modules:
+        return None
+    from querywatch.detector.adapters.db.session import database_failure, database_url
+
+    return database_failure(exc, database_url(settings.database.url))

@@ -58,15 +58,23 @@ class Check:
 
 def check_database(settings: Settings) -> Check:
     from querywatch.detector.adapters.db.migrate import head_revision
-    from querywatch.detector.adapters.db.session import DatabaseError, current_revision, make_engine
+    from querywatch.detector.adapters.db.session import (
+        DatabaseError,
+        current_revision,
+        database_failure,
+        make_engine,
+    )
 
-    engine = make_engine(settings.database)
+    try:
+        engine = make_engine(settings.database)
+    except ConfigError as exc:  # no database could be named
+        return Check("database", False, str(exc), exc.hint)
     try:
         revision = current_revision(engine)
     except DatabaseError as exc:
-        return Check(
-            "database", False, f"cannot connect: {str(exc).splitlines()[0]}", "check QUERYWATCH_DATABASE__URL"
-        )
+        failure = database_failure(exc, engine.url)
+        detail = str(failure) if failure is not None else f"cannot connect: {str(exc).splitlines()[0]}"
+        return Check("database", False, detail, "check QUERYWATCH_DATABASE__URL")
     finally:
         engine.dispose()
     head = head_revision()

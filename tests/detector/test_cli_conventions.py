@@ -140,6 +140,37 @@ def test_a_broker_address_that_cannot_be_one_is_a_usage_error_at_once(tmp_path: 
     assert len(stderr) == 1 and "'https://kafka-1:9092' is not host:port" in stderr[0], stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "code", "said"),
+    [
+        ("mysql://root@127.0.0.1/qw", EXIT_USAGE, "stores its data in SQLite or PostgreSQL, not mysql"),
+        (
+            "sqlite:///no/such/folder/qw.db",
+            EXIT_USAGE,
+            "the SQLite file's folder no/such/folder does not exist",
+        ),
+        ("not a url", EXIT_USAGE, "database.url is not a database URL"),
+        (
+            "postgres://qw:secret@127.0.0.1:{port}/qw",
+            EXIT_RUNTIME,
+            "database postgresql://qw:***@127.0.0.1:{port}/qw: ",
+        ),
+    ],
+    ids=["mysql", "sqlite-folder", "not-a-url", "refused"],
+)
+def test_a_database_that_cannot_be_used_is_said_in_one_line(
+    tmp_path: Path, url: str, code: int, said: str
+) -> None:
+    """Each ended in SQLAlchemy's own exception (NoSuchModuleError, OperationalError with a
+    link to its docs, ArgumentError); ``postgres://`` is read as ``postgresql://``."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        port = closed.getsockname()[1]
+        rc, _, stderr = _probe(tmp_path, "db", "current", QUERYWATCH_DATABASE__URL=url.format(port=port))
+    assert rc == code
+    assert len(stderr) == 1 and said.format(port=port) in stderr[0] and "secret" not in stderr[0], stderr
+
+
 def test_a_mistyped_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
     rc, _heavy, stderr = _probe(tmp_path, "db", "current", QUERYWATCH_KAFKA_BOOTSTRAP_SERVERS="k:9092")
     assert rc == 0

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeAlias
 
-from sqlalchemy import Engine, Select, create_engine, event
-from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
+from sqlalchemy import URL, Engine, Select, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.config import DatabaseSettings
-from querywatch.detector.errors import DatabaseNotMigrated
+from querywatch.detector.errors import ConfigError, DatabaseNotMigrated, QuerywatchError
 
 #: The names the layers above use, so that SQLAlchemy is imported only in this package.
 DatabaseEngine: TypeAlias = Engine
@@ -46,8 +47,8 @@ SQLITE_BUSY_TIMEOUT_S = 30
 
 def make_engine(settings: DatabaseSettings) -> Engine:
     """A SQLAlchemy engine for ``settings.url`` (tuned for SQLite when it is one)."""
-    url = settings.url
-    if url.startswith("sqlite"):
+    url = database_url(settings.url)
+    if url.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
             echo=settings.echo,
@@ -56,6 +57,52 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, echo=settings.echo, pool_pre_ping=True)
+
+
+def database_url(text: str) -> URL:
+    """``database.url`` parsed, or a ``ConfigError`` that says what is wrong with it before any
+    connection: not a URL, a store querywatch does not speak, or a SQLite file in a folder
+    that does not exist. ``postgres://`` (what many platforms hand out) reads as
+    ``postgresql://``, which SQLAlchemy no longer takes for it.
+
+    >>> database_url("postgres://qw@db:5432/qw").render_as_string()
+    'postgresql://qw@db:5432/qw'
+    >>> database_url("mysql://root@db/qw")
+    Traceback (most recent call last):
+    ...
+    querywatch.detector.errors.ConfigError: database.url: querywatch stores its data in ... not mysql
+    """
+    example = "sqlite:///path/to/querywatch.db or postgresql://user@host:5432/database"
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigError("database.url is not a database URL", hint=example) from None
+    if url.get_backend_name() == "postgres":
+        url = url.set(drivername=url.drivername.replace("postgres", "postgresql", 1))
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"database.url: querywatch stores its data in SQLite or PostgreSQL, not {backend}", hint=example
+        )
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        folder = Path(url.database).parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"database.url: the SQLite file's folder {folder} does not exist", hint=f"mkdir -p {folder}"
+            )
+    return url
+
+
+def database_failure(exc: BaseException, url: URL) -> QuerywatchError | None:
+    """``exc`` said as a failure of the database, if it is one (unreachable, refused, its file
+    not openable): the driver's first line, with the URL it was asked of, password hidden."""
+    if not isinstance(exc, OperationalError):
+        return None
+    cause = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+    return QuerywatchError(
+        f"database {url.render_as_string(hide_password=True)}: {cause}",
+        hint="check QUERYWATCH_DATABASE__URL; `querywatch doctor` tests the connection",
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -121,6 +168,9 @@ def check_migrated(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
+        failure = database_failure(exc, engine.url)
+        if failure is not None:  # not reached at all: its schema is not the question
+            raise DatabaseNotMigrated(str(failure), hint=failure.hint) from exc
         raise DatabaseNotMigrated(f"cannot read the schema version of {_safe_url(engine)}: {exc}") from exc
     if current != head:
         state = "has no querywatch schema" if current is None else f"is at revision {current}"
