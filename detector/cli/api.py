@@ -18,6 +18,7 @@ from querywatch.detector.cli.checks import free_port, port_number
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import QuerywatchError
+from querywatch.detector.logging import configure_logging
 
 
 def register(subparsers: Any) -> None:
@@ -54,7 +55,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         check_migrated(engine)  # stop here with a clear message, before uvicorn starts
     finally:
         engine.dispose()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    configure_logging(settings)  # JSON lines as every long-running command writes (uvicorn's own too)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     return 0
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,27 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
         "has no querywatch schema" in done.stderr
         and "(hint: run `querywatch db upgrade` first)" in done.stderr
     )
+
+
+def test_serve_logs_json_lines_as_every_long_running_command(tmp_path: Path) -> None:
+    """It logged uvicorn's own plain lines, and a line for every request at INFO."""
+    with migrated_database("sqlite", tmp_path) as settings:
+        env = {"QUERYWATCH_DATABASE__URL": settings.database.url, "PATH": "/usr/bin:/bin"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "querywatch.detector.cli", "serve", "--port", "0"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stderr is not None
+            lines = []
+            for line in server.stderr:
+                lines.append(line)
+                if "Uvicorn running on" in line:
+                    break
+        finally:
+            server.terminate()
+            server.wait(30)
+    records = [json.loads(line) for line in lines]
+    assert records[-1]["logger"] == "uvicorn.error" and records[-1]["level"] == "info"
