@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections import Counter
@@ -42,8 +43,23 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     width = max(len(r["variable"]) for r in rows)
     for row in rows:
-        print(f"{row['variable']:<{width}}  {row['value']!s:<30}  ({row['source']})")
+        print(f"{row['variable']:<{width}}  {as_variable(row['value']):<30}  ({row['source']})")
     return EXIT_OK
+
+
+def as_variable(value: object) -> str:
+    """A setting's value as one would write it in its environment variable (unset: ``-``).
+
+    >>> [as_variable(v) for v in (None, True, 0.5, {"far": 0.1}, ["a"], "x")]
+    ['-', 'true', '0.5', '{"far": 0.1}', '["a"]', 'x']
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
 
 
 @dataclass(frozen=True)
