@@ -90,6 +90,7 @@ def test_models_show_the_reference_size_and_the_derived_thresholds(
         if m["model_id"] == "tab-v1"
     )
     assert model["reference_size"] == 600 and model["required_reference_size"] == 5000
+    assert model["warning"] is None  # small, but a trusted file: `querywatch profile` said so when built
     t = model["thresholds"]
     assert t["ood_threshold"] == profile.ood_threshold and t["far_threshold"] > t["ood_threshold"]
     assert t["spread_threshold"] == profile.spread_threshold
@@ -130,3 +131,6 @@ def test_models_show_when_and_why_the_profile_was_refreshed(
     assert model["versions"] == [1, 2] and model["origin"] == "warmup" and model["answers"] == "reference"
     assert (model["refreshed_at"], model["refresh_reason"]) == (1_790_000_000.0, "drift: 80% ...")
     assert model["left_out"] == ["acct-7"]
+    # a warm-up of 600 inputs: thinner than a profile of it should be
+    assert model["warning"].startswith("drift-v1's profile is a warm-up of 600 inputs from ")
+    assert "needs 5,000 inputs" in model["warning"]

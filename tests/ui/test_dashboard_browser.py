@@ -132,6 +132,8 @@ def test_client_page_says_the_warm_up_left_the_client_out(
     sign_in(page, dashboard.base_url, dashboard.reader_key)
     page.goto(f"{dashboard.base_url}/ui/#/client/{ATTACKER}")
     assert "left out of the model's warm-up reference" in page.inner_text("#left-out")
+    # 600 warm-up inputs, where a profile needs 5,000: the page says the profile is thin
+    assert "profile is a warm-up of 600 inputs" in page.inner_text("#profile-warning")
     page.goto(f"{dashboard.base_url}/ui/#/client/{BENIGN[0]}")
     page.wait_for_selector(".client-summary")
     assert page.query_selector("#left-out") is None

@@ -317,6 +317,11 @@ class ModelPublic(BaseModel):
         description="Clients the profile's warm-up fit left out of its reference (their inputs sat far from "
         "everyone else's), by id, at most 100; empty for a trusted reference file.",
     )
+    warning: str | None = Field(
+        None,
+        description="Why the newest profile is not to be trusted, if it is not: a warm-up of fewer inputs "
+        "than `required_reference_size` or from fewer than 50 clients, whose benign rates rest on too few.",
+    )
 
 
 class Me(BaseModel):

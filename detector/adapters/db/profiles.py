@@ -62,6 +62,7 @@ class ModelSummary:
     refreshed_at: float | None = None
     refresh_reason: str | None = None
     left_out: list[str] | None = None
+    warning: str | None = None
 
 
 def model_summaries(*, session: Session) -> list[ModelSummary]:
@@ -144,7 +145,7 @@ def _newest_summaries(
 
 
 def _decoded_summary(blob: bytes) -> dict[str, object]:
-    from querywatch.detector.engine.profiles import derived_thresholds
+    from querywatch.detector.engine.profiles import derived_thresholds, thin_warmup
     from querywatch.models.profile import ReferenceProfile
 
     try:
@@ -160,4 +161,5 @@ def _decoded_summary(blob: bytes) -> dict[str, object]:
         "reference_size": profile.reference_size,
         "required_reference_size": profile.required_size(),
         "thresholds": derived_thresholds(profile),
+        "warning": thin_warmup(profile),
     }

@@ -33,7 +33,8 @@ function extractionLevels(policy) {
   ].filter(([name]) => typeof policy?.[name] === "number").map(([name, label]) => ({ value: policy[name], label }));
 }
 
-function summary(client, decision, leftOut, session, done) {
+function summary(client, decision, model, session, done) {
+  const leftOut = Boolean(model?.left_out?.includes(client.client_id));
   const level = riskLevel(client.risk, session.config);
   return h("div", { class: "client-summary" },
     h("div", { class: `big-risk ${level}` }, h("span", null, fmtRisk(client.risk)), h("small", null, "risk")),
@@ -44,6 +45,8 @@ function summary(client, decision, leftOut, session, done) {
       leftOut && h("dt", null, "Reference"),
       leftOut && h("dd", { id: "left-out" },
         "left out of the model's warm-up reference: its inputs sat far from everyone else's"),
+      model?.warning && h("dt", null, "Profile"),
+      model?.warning && h("dd", { id: "profile-warning", class: "warning" }, model.warning),
       h("dt", null, "Queries"), h("dd", null, fmtNumber(client.queries)),
       h("dt", null, "First seen"), h("dd", null, fmtTime(client.first_seen)),
       h("dt", null, "Last seen"), h("dd", null, fmtTime(client.last_seen)),
@@ -116,8 +119,7 @@ export function renderClient(root, session, clientId) {
     ]);
     // Whom the model's warm-up fit trimmed: an analyst's first suspects.
     const model = listOf(known).find((m) => m.model_id === client.model_id);
-    const leftOut = Boolean(model?.left_out?.includes(clientId));
-    replace(head, summary(client, decision, leftOut, session, () => poll.now()));
+    replace(head, summary(client, decision, model, session, () => poll.now()));
     const reasonList = client.reasons ?? [];
     replace(reasons, reasonList.length
       ? reasonList.map((r) => h("li", null, reasonText(r)))
