@@ -51,6 +51,26 @@ def count(text: str) -> int:
     return number
 
 
+def days(text: str) -> float:
+    """An argparse type: a number of days, 0 or more (``purge --older-than-days -3`` would put
+    the cut-off in the future and delete every row).
+
+    >>> days("0.5")
+    0.5
+    >>> days("-3")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: -3 is not a number of days (0 or more)
+    """
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of days (0 or more)")
+    return number
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)

@@ -120,7 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unforeseen failure: one line, the traceback on request
         if args.debug:
             traceback.print_exc()
-        known = _database_failure(exc, settings)
+        try:
+            known = _service_failure(exc, settings)
+        except Exception:  # never let the wording of a failure hide it
+            known = None
         if known is not None:
             print(f"querywatch: error: {known} (hint: {known.hint})", file=sys.stderr)
             return known.exit_code
@@ -131,11 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_RUNTIME
 
 
-def _database_failure(exc: Exception, settings: Any) -> QuerywatchError | None:
-    """A database that cannot be reached, said as such (only if SQLAlchemy is loaded at all:
-    a command that never touched the database has no such failure)."""
-    if settings is None or "sqlalchemy" not in sys.modules:
+def _service_failure(exc: Exception, settings: Any) -> QuerywatchError | None:
+    """A database or a broker that cannot be reached, said as such (only through a library
+    that is loaded at all: a command that never touched one has no such failure)."""
+    if settings is None:
         return None
-    from querywatch.detector.adapters.db.session import database_failure, database_url
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import OperationalError
 
-    return database_failure(exc, database_url(settings.database.url))
+        from querywatch.detector.adapters.db.session import database_failure, database_url
+
+        if isinstance(exc, OperationalError):
+            return database_failure(exc, database_url(settings.database.url))
+    if "kafka" in sys.modules:
+        from querywatch.detector.adapters.kafka.admin import broker_failure
+
+        return broker_failure(exc, settings.kafka)
+    return None

@@ -25,9 +25,10 @@ from querywatch.detector.adapters.db.session import make_engine, make_sessionmak
 from querywatch.detector.adapters.db.tables import utcnow
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.adapters.kafka.producer import produce_lines
-from querywatch.detector.cli.checks import count
+from querywatch.detector.cli.checks import count, days
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.config import Settings
+from querywatch.detector.errors import UsageError
 
 BATCH = 500
 
@@ -54,12 +55,19 @@ def register(subparsers: Any) -> None:
         "purge",
         help="delete dead letters older than the retention (inputs.dead_letter_retention_days)",
     )
-    purge.add_argument("--older-than-days", type=float, default=None, help="override the retention")
+    purge.add_argument("--older-than-days", type=days, default=None, help="override the retention")
     add_output_options(purge)
     purge.set_defaults(run=run_purge)
 
 
 def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from querywatch.detector.engine.events import REASONS  # here: the engine's import is not cheap
+
+    unknown = sorted(set(args.reason) - set(REASONS))
+    if unknown:  # it would match no row, and re-drive nothing without a word
+        raise UsageError(
+            f"--reason {', '.join(unknown)}: no such reason", hint=f"reasons: {', '.join(REASONS)}"
+        )
     database = make_engine(settings.database)
     sessions = make_sessionmaker(database)
     producer = KafkaProducer(**producer_kwargs(settings.kafka, role="redrive"))

@@ -46,3 +46,30 @@ def test_an_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
     assert done.returncode == EXIT_USAGE
     assert "invalid setting: QUERYWATCH_DETECTION__ALERT_RISK" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_service_that_cannot_be_reached_is_said_as_such() -> None:
+    """A producer that never bootstrapped (``dead-letters redrive``, ``simulate`` to a broker)
+    ended in kafka-python's own ``KafkaTimeoutError``; a database that refused the connection
+    in SQLAlchemy's ``OperationalError`` with a link to its docs."""
+    from kafka.errors import KafkaTimeoutError
+    from sqlalchemy.exc import OperationalError
+
+    from querywatch.detector.cli.commands import _service_failure
+    from querywatch.detector.config import DatabaseSettings, KafkaSettings, Settings
+
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers="kafka-0:9092"),
+        database=DatabaseSettings(url="postgresql://qw:secret@db:5432/qw"),
+    )
+    broker = _service_failure(KafkaTimeoutError("Unable to bootstrap from ['kafka-0:9092']"), settings)
+    assert broker is not None and str(broker).startswith("cannot reach Kafka at kafka-0:9092: ")
+    refused = OperationalError(
+        "connect", {}, ConnectionRefusedError("connection refused\nIs the server running?")
+    )
+    database = _service_failure(refused, settings)
+    assert (
+        database is not None
+        and str(database) == "database postgresql://qw:***@db:5432/qw: connection refused"
+    )
+    assert _service_failure(ValueError("a bug"), settings) is None

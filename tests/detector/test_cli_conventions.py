@@ -171,6 +171,24 @@ def test_a_database_that_cannot_be_used_is_said_in_one_line(
     assert len(stderr) == 1 and said.format(port=port) in stderr[0] and "secret" not in stderr[0], stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("dead-letters", "purge", "--older-than-days", "-3"), "-3 is not a number of days"),
+        (("dead-letters", "redrive", "--reason", "not_jsn"), "--reason not_jsn: no such reason"),
+    ],
+    ids=["purge-negative", "redrive-unknown-reason"],
+)
+def test_a_dead_letter_option_that_would_do_harm_or_nothing_is_refused(
+    tmp_path: Path, argv: tuple[str, ...], said: str
+) -> None:
+    """A negative age put the purge's cut-off in the future (every row deleted); an unknown
+    reason matched no row and re-drove nothing, without a word."""
+    done = _run(tmp_path, *argv, QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:9")
+    assert done.returncode == EXIT_USAGE
+    assert said in done.stderr, done.stderr
+
+
 def test_a_mistyped_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
     rc, _heavy, stderr = _probe(tmp_path, "db", "current", QUERYWATCH_KAFKA_BOOTSTRAP_SERVERS="k:9092")
     assert rc == 0

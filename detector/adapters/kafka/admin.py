@@ -13,7 +13,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from querywatch.detector.adapters.kafka.client_config import connection_kwargs
 from querywatch.detector.config import KafkaSettings
@@ -25,6 +25,18 @@ class BrokerUnreachable(QuerywatchError):
     command started: said as such, not as the client library's own exception."""
 
 
+def broker_failure(exc: BaseException, settings: KafkaSettings) -> BrokerUnreachable | None:
+    """``exc`` said as a broker that cannot be reached, if it is one: a producer or consumer that
+    never bootstrapped raises kafka-python's own timeout, as the admin client does."""
+    if not isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
+        return None
+    return BrokerUnreachable(
+        f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}",
+        hint="check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings; "
+        "`querywatch doctor` tests the connection",
+    )
+
+
 @contextmanager
 def admin_client(settings: KafkaSettings, role: str = "admin", **options: Any) -> Iterator[KafkaAdminClient]:
     """A connected admin client, closed on exit; ``BrokerUnreachable`` if none answers.
@@ -34,7 +46,7 @@ def admin_client(settings: KafkaSettings, role: str = "admin", **options: Any) -
     """
     try:
         admin = KafkaAdminClient(**connection_kwargs(settings, role=role), **options)
-    except KafkaError as exc:
+    except KafkaError as exc:  # whatever kind: nothing was asked of the cluster yet
         raise BrokerUnreachable(
             f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}",
             hint="check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings; "
