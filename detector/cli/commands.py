@@ -140,12 +140,11 @@ def _service_failure(exc: Exception, settings: Any) -> QuerywatchError | None:
     if settings is None:
         return None
     if "sqlalchemy" in sys.modules:
-        from sqlalchemy.exc import OperationalError
+        from querywatch.detector.adapters.db.session import database_failure
 
-        from querywatch.detector.adapters.db.session import database_failure, database_url
-
-        if isinstance(exc, OperationalError):
-            return database_failure(exc, database_url(settings.database.url))
+        known = database_failure(exc, settings.database.url)
+        if known is not None:
+            return known
     if "kafka" in sys.modules:
         from querywatch.detector.adapters.kafka.admin import broker_failure
 

@@ -93,11 +93,12 @@ def database_url(text: str) -> URL:
     return url
 
 
-def database_failure(exc: BaseException, url: URL) -> QuerywatchError | None:
+def database_failure(exc: BaseException, url: URL | str) -> QuerywatchError | None:
     """``exc`` said as a failure of the database, if it is one (unreachable, refused, its file
     not openable): the driver's first line, with the URL it was asked of, password hidden."""
     if not isinstance(exc, OperationalError):
         return None
+    url = database_url(url) if isinstance(url, str) else url
     cause = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
     return QuerywatchError(
         f"database {url.render_as_string(hide_password=True)}: {cause}",
