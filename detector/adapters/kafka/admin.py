@@ -28,8 +28,10 @@ class BrokerUnreachable(QuerywatchError):
 def broker_failure(exc: BaseException, settings: KafkaSettings) -> BrokerUnreachable | None:
     """``exc`` said as a broker that cannot be reached, if it is one: a producer or consumer that
     never bootstrapped raises kafka-python's own timeout, as the admin client does."""
-    if not isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
-        return None
+    return _unreachable(exc, settings) if isinstance(exc, KafkaTimeoutError | KafkaConnectionError) else None
+
+
+def _unreachable(exc: BaseException, settings: KafkaSettings) -> BrokerUnreachable:
     return BrokerUnreachable(
         f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}",
         hint="check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings; "
@@ -47,11 +49,7 @@ def admin_client(settings: KafkaSettings, role: str = "admin", **options: Any) -
     try:
         admin = KafkaAdminClient(**connection_kwargs(settings, role=role), **options)
     except KafkaError as exc:  # whatever kind: nothing was asked of the cluster yet
-        raise BrokerUnreachable(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}",
-            hint="check QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS and the security settings; "
-            "`querywatch doctor` tests the connection",
-        ) from None
+        raise _unreachable(exc, settings) from None
     try:
         yield admin
     finally:
