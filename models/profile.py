@@ -946,7 +946,7 @@ def without_far_fills(X: FloatArray) -> FloatArray:
     value, which squeezes every natural value into a few of its 8-bit codes, and put more
     than ZERO_RARE / dim of the rows below 0, so the feature was not one whose fills are
     read as missing: eight benign clients doing so on the bench's credit model hid every
-    thief (README, *Missing values sent as 0*). A 0 or a -1 stays as it is: it lies within
+    thief (``docs/DETECTION.md``, *Missing values sent as 0*). A 0 or a -1 stays as it is: it lies within
     reach of data that starts at 0, and only its rarity (``zero_missing``) marks it a fill.
 
     >>> X = np.array([[0.2, 0.5], [0.4, -999.0], [0.6, 0.7], [0.8, 0.9]])

@@ -19,8 +19,8 @@ topic's compaction or history before the stored offset.
 
 A standby keeps that state decoded, re-reading the models whose stored state changed a few
 times per session timeout, so that taking over decodes nothing or little; it is loaded by
-the consumer loop, not in the rebalance callback (see the README's *How long a hand-over
-takes*).
+the consumer loop, not in the rebalance callback (``docs/CAMPAIGNS.md``: how
+a hand-over takes its time).
 """
 
 from __future__ import annotations
