@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -515,3 +516,24 @@ def test_a_consumer_refuses_a_dedup_scope_its_partitions_cannot_share(tmp_path: 
             max_event_bytes=4096,
             stream=StreamSettings(dedup_scope="stream"),
         )
+
+
+def test_an_assignment_says_where_the_partition_resumes_in_words(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A partition never checkpointed is said to have no checkpoint (it read "resume at None"),
+    a checkpointed one the offset its new owner resumes at."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    X = _benign(np.random.default_rng(7), 3)
+    lines = [_line(f"a-{i}", "a", X[i], ts=float(i)) for i in range(3)]
+    earlier = _processor(sessions, _Outputs())
+    with caplog.at_level(logging.INFO, logger="querywatch.detector.adapters.kafka.processor"):
+        earlier.assign([("t", 0)])
+        earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(lines))
+        earlier.checkpoint()
+        _processor(sessions, _Outputs()).assign([("t", 0)])
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("assigned t/0")]
+    assert said == [
+        "assigned t/0: 0 clients, no checkpoint yet (kafka.start_from says where it starts)",
+        "assigned t/0: 0 clients, resuming at offset 3",  # its events held for a warm-up
+    ]

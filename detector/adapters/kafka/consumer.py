@@ -63,8 +63,8 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         keys = _keys(revoked)
-        log.info("partitions revoked (a rebalance under way, or closing): %s", keys)
-        if keys:
+        if keys:  # a member's first join revokes nothing: no line for it
+            log.info("partitions revoked (a rebalance under way, or closing): %s", keys)
             self._processor.revoke(keys)
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:

@@ -210,13 +210,12 @@ class StreamProcessor(OwnedPartitions):
         CLIENTS_TRACKED.set(len(self._owner))
         if events:
             self._resume_held(work, events)
-        log.info(
-            "assigned %s/%d: %d clients, resume at %s",
-            topic,
-            partition,
-            len(stored.client_states),
-            stored.next_offset,
+        start = (
+            "no checkpoint yet (kafka.start_from says where it starts)"
+            if stored.next_offset is None
+            else f"resuming at offset {stored.next_offset}"
         )
+        log.info("assigned %s/%d: %d clients, %s", topic, partition, len(stored.client_states), start)
         self._log_fresh_parts(f"assigned {topic}/{partition}")
 
     def _forget(self, work: PartitionWork) -> None:
