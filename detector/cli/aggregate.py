@@ -6,15 +6,18 @@ import argparse
 import threading
 from typing import Any
 
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.metrics import metrics_port, metrics_port_argument
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "aggregate",
-        help="link accounts into campaigns from the consumers' client summaries (run two: one is a standby)",
+        summary="link accounts into campaigns from the consumers' client summaries "
+        "(run two: one is a standby)",
         description="Read the summaries topic that `querywatch consume` publishes to, run the campaign "
         "stage, and store campaigns and their alerts with the stage's state and the topic's offset in one "
         "transaction. Copies in the same group (campaigns.aggregator_group_id) are standbys: the topic has "

@@ -16,28 +16,29 @@ from querywatch.detector.adapters.db.session import (
 from querywatch.detector.adapters.db.tables import API_ROLES
 from querywatch.detector.cli.checks import free_port, port_number
 from querywatch.detector.cli.output import add_output_options, print_json
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import QuerywatchError
 from querywatch.detector.logging import configure_logging
 
 
 def register(subparsers: Any) -> None:
-    serve = subparsers.add_parser("serve", help="run the HTTP API (QUERYWATCH_API__HOST / __PORT)")
+    serve = add_command(subparsers, "serve", summary="run the HTTP API (QUERYWATCH_API__HOST / __PORT)")
     serve.add_argument("--host", help="override QUERYWATCH_API__HOST")
     serve.add_argument("--port", type=port_number, help="override QUERYWATCH_API__PORT")
     serve.set_defaults(run=run_serve)
 
-    apikey = subparsers.add_parser("apikey", help="create, list or revoke API keys")
+    apikey = add_command(subparsers, "apikey", summary="create, list or revoke API keys")
     actions = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
-    create = actions.add_parser("create", help="create a key and print it (shown only this once)")
+    create = add_command(actions, "create", summary="create a key and print it (shown only this once)")
     create.add_argument("--role", required=True, choices=API_ROLES)
     create.add_argument("--name", default="", help="who or what uses the key (shown in the audit log)")
     add_output_options(create)
     create.set_defaults(run=run_create)
-    listing = actions.add_parser("list", help="list keys (never their secrets)")
+    listing = add_command(actions, "list", summary="list keys (never their secrets)")
     add_output_options(listing)
     listing.set_defaults(run=run_list)
-    revoke = actions.add_parser("revoke", help="revoke a key by id")
+    revoke = add_command(actions, "revoke", summary="revoke a key by id")
     revoke.add_argument("key_id", type=int)
     revoke.set_defaults(run=run_revoke)
 

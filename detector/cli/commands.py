@@ -61,21 +61,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in modules:
         importlib.import_module(name).register(sub)
-    describe_from_summaries(sub)
     return parser
-
-
-def describe_from_summaries(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Give each (sub)command's ``--help`` page its one-line summary as a sentence, where its
-    module gave it no longer description: ``querywatch db --help`` should say what ``db`` is for.
-    """
-    for summary in subparsers._choices_actions:
-        command = subparsers.choices[summary.dest]
-        if command.description is None and summary.help:
-            command.description = f"{summary.help[0].upper()}{summary.help[1:]}."
-        for action in command._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                describe_from_summaries(action)
 
 
 def warn_unknown_variables() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from querywatch.detector.cli.output import add_output_options, print_json
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 from querywatch.detector.config.sources import config_file_from, setting_sources
 from querywatch.detector.errors import EXIT_OK, EXIT_RUNTIME, ConfigError
@@ -24,13 +25,17 @@ T = TypeVar("T")
 
 
 def register(subparsers: Any) -> None:
-    config = subparsers.add_parser("config", help="show the effective settings and where each comes from")
+    config = add_command(
+        subparsers, "config", summary="show the effective settings and where each comes from"
+    )
     actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="every setting's value and source (secrets masked)")
+    show = add_command(actions, "show", summary="every setting's value and source (secrets masked)")
     add_output_options(show)
     show.set_defaults(run=run_show)
 
-    doctor = subparsers.add_parser("doctor", help="reach the database and Kafka and report what is wrong")
+    doctor = add_command(
+        subparsers, "doctor", summary="reach the database and Kafka and report what is wrong"
+    )
     doctor.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each service")
     add_output_options(doctor)
     doctor.set_defaults(run=run_doctor)

@@ -10,6 +10,7 @@ from typing import Any
 
 from querywatch.detector.cli.checks import readable_lines
 from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import KafkaSettings, Settings
 from querywatch.detector.errors import InputError
 from querywatch.detector.metrics import metrics_port, metrics_port_argument
@@ -17,9 +18,10 @@ from querywatch.detector.pipeline.lines import content_size
 
 
 def register(subparsers: Any) -> None:
-    consumer = subparsers.add_parser(
+    consumer = add_command(
+        subparsers,
         "consume",
-        help="score the inference-log topic as a member of a Kafka consumer group",
+        summary="score the inference-log topic as a member of a Kafka consumer group",
         description="Join the consumer group (kafka.group_id), score the inference-log topic and store "
         "risks, alerts and dead letters in the database. Run N copies to split the partitions; "
         "SIGTERM or Ctrl-C finishes the batch, checkpoints and leaves the group.",
@@ -29,9 +31,10 @@ def register(subparsers: Any) -> None:
     metrics_port_argument(consumer)
     consumer.set_defaults(run=run_consume)
 
-    producer = subparsers.add_parser(
+    producer = add_command(
+        subparsers,
         "produce",
-        help="load a JSON Lines trace into the inference-log topic, keyed by client_id",
+        summary="load a JSON Lines trace into the inference-log topic, keyed by client_id",
         description="Send every line of TRACE.jsonl (or TRACE.jsonl.gz) as one message, keyed by its "
         "client_id. Invalid lines are sent as they are (the consumer dead-letters them).",
     )

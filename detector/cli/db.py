@@ -8,22 +8,25 @@ from typing import Any
 from querywatch.detector.adapters.db import migrate
 from querywatch.detector.adapters.db.session import current_revision, make_engine
 from querywatch.detector.cli.output import add_output_options, print_json
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 
 
 def register(subparsers: Any) -> None:
-    db = subparsers.add_parser("db", help="create or migrate the database schema (QUERYWATCH_DATABASE__URL)")
+    db = add_command(
+        subparsers, "db", summary="create or migrate the database schema (QUERYWATCH_DATABASE__URL)"
+    )
     actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
 
-    up = actions.add_parser("upgrade", help="migrate to the newest schema (or to --revision)")
+    up = add_command(actions, "upgrade", summary="migrate to the newest schema (or to --revision)")
     up.add_argument("--revision", default="head", help="target revision (default: head)")
     up.set_defaults(run=run_upgrade)
 
-    down = actions.add_parser("downgrade", help="step the schema back (default: one revision)")
+    down = add_command(actions, "downgrade", summary="step the schema back (default: one revision)")
     down.add_argument("--revision", default="-1", help="target revision; 'base' drops every table")
     down.set_defaults(run=run_downgrade)
 
-    current = actions.add_parser("current", help="print the revision the database is at")
+    current = add_command(actions, "current", summary="print the revision the database is at")
     add_output_options(current)
     current.set_defaults(run=run_current)
 

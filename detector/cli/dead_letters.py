@@ -27,6 +27,7 @@ from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.adapters.kafka.producer import produce_lines
 from querywatch.detector.cli.checks import count, days
 from querywatch.detector.cli.output import add_output_options, print_json
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import UsageError
 
@@ -34,13 +35,16 @@ BATCH = 500
 
 
 def register(subparsers: Any) -> None:
-    letters = subparsers.add_parser(
-        "dead-letters", help="re-drive stored dead letters to the inference-log topic, or purge old ones"
+    letters = add_command(
+        subparsers,
+        "dead-letters",
+        summary="re-drive stored dead letters to the inference-log topic, or purge old ones",
     )
     actions = letters.add_subparsers(dest="dead_letters_command", required=True, metavar="ACTION")
-    redrive = actions.add_parser(
+    redrive = add_command(
+        actions,
         "redrive",
-        help="send stored dead letters back to the inference-log topic, then delete them",
+        summary="send stored dead letters back to the inference-log topic, then delete them",
         description="Send the original bytes of stored dead letters (oldest first; all reasons but "
         "oversized, or --reason) back to kafka.topic keyed by client, and delete each row once "
         "the broker acknowledged it.",
@@ -51,9 +55,10 @@ def register(subparsers: Any) -> None:
     redrive.add_argument("--limit", type=count, default=None, help="at most this many (default: all)")
     add_output_options(redrive)
     redrive.set_defaults(run=run_redrive)
-    purge = actions.add_parser(
+    purge = add_command(
+        actions,
         "purge",
-        help="delete dead letters older than the retention (inputs.dead_letter_retention_days)",
+        summary="delete dead letters older than the retention (inputs.dead_letter_retention_days)",
     )
     purge.add_argument("--older-than-days", type=days, default=None, help="override the retention")
     add_output_options(purge)

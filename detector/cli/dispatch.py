@@ -15,6 +15,7 @@ from typing import Any
 
 from querywatch.detector.adapters.db.session import check_migrated, make_engine, make_sessionmaker
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 from querywatch.detector.logging import configure_logging
 from querywatch.detector.metrics import metrics_port, metrics_port_argument, serve_metrics
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
-    dispatch = subparsers.add_parser(
+    dispatch = add_command(
+        subparsers,
         "dispatch",
-        help="send alert webhooks from the outbox (retries, backoff, signatures)",
+        summary="send alert webhooks from the outbox (retries, backoff, signatures)",
         description="Deliver pending alert webhooks until SIGTERM or Ctrl-C; "
         "the deliveries in flight are finished before the process exits.",
     )

@@ -21,6 +21,7 @@ from querywatch.detector.cli.checks import (
     writable_folder,
 )
 from querywatch.detector.cli.output import add_output_options, print_json, progress_bar
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import InputError
 from querywatch.detector.pipeline.lines import content_size, open_lines
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("replay", help="replay a JSONL trace offline and write a per-client report")
+    p = add_command(sub, "replay", summary="replay a JSONL trace offline and write a per-client report")
     p.add_argument("trace", type=Path, help="JSON Lines file of inference-log events (gzip'd: .gz)")
     p.add_argument("--report", type=Path, required=True, help="where to write the JSON report")
     p.add_argument(
@@ -49,7 +50,7 @@ def register(sub: Any) -> None:
     add_output_options(p, progress=True)
     p.set_defaults(run=run_replay)
 
-    q = sub.add_parser("profile", help="build a model's reference profile from trusted inputs")
+    q = add_command(sub, "profile", summary="build a model's reference profile from trusted inputs")
     q.add_argument(
         "--input", type=Path, required=True, help="reference inputs: .npy, .csv, .jsonl or .jsonl.gz"
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from querywatch.detector.cli.checks import writable_file
 from querywatch.detector.cli.output import add_output_options, print_json
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
 from querywatch.detector.errors import ConfigError
 
@@ -19,9 +20,10 @@ VICTIM_NAMES = ("digits", "tabular", "wide", "binary")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "simulate",
-        help="generate demo traffic (benign clients and model thieves) against a shipped model",
+        summary="generate demo traffic (benign clients and model thieves) against a shipped model",
         description="Simulate clients querying a shipped model (--victim: the digits classifier, "
         "a random forest on a 16-input table, a neural network on 128 inputs, or gradient-boosted trees "
         "answering yes or no on a 10-input table). Writes a JSON Lines trace "

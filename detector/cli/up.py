@@ -11,6 +11,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from querywatch.detector.cli.checks import free_port, port_number, writable_file
+from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import DatabaseSettings, Settings
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.logging import configure_logging
@@ -39,9 +40,10 @@ def demo_database(settings: Settings, *, keep: bool) -> Settings:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "up",
-        help="run everything on this machine: broker (embedded unless configured), database, consumer, "
+        summary="run everything on this machine: broker (embedded unless configured), database, consumer, "
         "webhook dispatcher and API",
         description="Start querywatch in one process. Without QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS an "
         "embedded, memory-only broker is started; the database (SQLite by default) is migrated; a new "
