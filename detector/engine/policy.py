@@ -117,6 +117,38 @@ class Decision:
     models: tuple[ModelDecision, ...] = field(default=())
 
 
+def contradictions(policy: ModelPolicy, defaults: Thresholds) -> list[str]:
+    """What ``policy`` asks (with the defaults where it sets nothing) that ``decide`` could
+    never do: a degrade level above its block level degrades no one, since every client that
+    reaches it has been blocked first. Equal levels are allowed: that is how a model skips
+    degrading.
+
+    >>> contradictions(ModelPolicy("m", degrade_risk=0.95), Thresholds(block_risk=0.9))
+    ['degrade_risk 0.95 is above block_risk 0.9 (the default): it would degrade no one']
+    >>> contradictions(ModelPolicy("m", extraction_degrade=0.9, extraction_block=0.8), Thresholds())
+    ['extraction_degrade 0.9 is above extraction_block 0.8: it would degrade no one']
+    >>> contradictions(ModelPolicy("m", degrade_risk=0.9, block_risk=0.9), Thresholds())
+    []
+    """
+
+    def level(name: str, default: float | None) -> tuple[float | None, str]:
+        value = getattr(policy, name)
+        if value is None and default is not None:
+            return default, f"{name} {default:g} (the default)"
+        return value, f"{name} {value:g}" if value is not None else name
+
+    problems = []
+    for degrade, block, degrade_default, block_default in (
+        ("degrade_risk", "block_risk", defaults.degrade_risk, defaults.block_risk),
+        ("extraction_degrade", "extraction_block", None, None),
+    ):
+        low, low_words = level(degrade, degrade_default)
+        high, high_words = level(block, block_default)
+        if low is not None and high is not None and low > high:
+            problems.append(f"{low_words} is above {high_words}: it would degrade no one")
+    return problems
+
+
 def decide(
     *,
     client_id: str,

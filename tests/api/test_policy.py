@@ -262,3 +262,23 @@ def test_reverting_to_a_version_stored_before_a_field_existed_turns_that_field_o
         "/v1/models/digits-v1/policy/revert", json={"version": 1}, headers=api_server.admin_headers
     ).json()
     assert (back["version"], back["page_risk"], back["extraction_degrade"]) == (3, 0.7, None)
+
+
+def test_a_degrade_level_above_its_block_level_is_refused_and_the_policy_stays(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    """It would degrade no one (every client reaching it is blocked first); it was stored
+    without a word. Against the default block level too; equal levels skip degrading."""
+    admin = api_server.admin_headers
+    block = api_server.settings.api.block_risk
+    refused = http.put("/v1/models/digits-v1/policy", json={"degrade_risk": block + 0.05}, headers=admin)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        f"degrade_risk {block + 0.05:g} is above block_risk {block:g} (the default): it would degrade no one"
+    )
+    assert http.put("/v1/models/digits-v1/policy", json={"extraction_block": 0.8}, headers=admin).is_success
+    crossed = http.put("/v1/models/digits-v1/policy", json={"extraction_degrade": 0.9}, headers=admin)
+    assert crossed.status_code == 422 and "extraction_block 0.8" in crossed.json()["detail"]
+    policy = http.get("/v1/models/digits-v1/policy", headers=api_server.reader_headers).json()
+    assert (policy["version"], policy["degrade_risk"], policy["extraction_degrade"]) == (1, None, None)
+    assert http.put("/v1/models/digits-v1/policy", json={"degrade_risk": block}, headers=admin).is_success

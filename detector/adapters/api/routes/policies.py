@@ -5,19 +5,21 @@ reverting to an earlier version, a silence by removing it)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, actor_name
+from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, SettingsDep, actor_name
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
 from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db import policies as store
+from querywatch.detector.adapters.db.decision_inputs import decision_thresholds
 from querywatch.detector.adapters.db.notices import announce_silence
 from querywatch.detector.adapters.db.tables import SilenceRow
+from querywatch.detector.engine.policy import contradictions
 
 log = logging.getLogger("querywatch.policy")
 router = APIRouter(prefix="/v1", tags=["policy"])
@@ -161,13 +163,18 @@ def model_policy(session: SessionDep, _key: ReaderKey, model_id: ModelId) -> Pol
 
 @router.put("/models/{model_id}/policy", response_model=PolicyPublic, responses={**ADMIN, **problems(422)})
 def change_model_policy(
-    session: SessionDep, key: AdminKey, model_id: ModelId, change: PolicyChange
+    session: SessionDep, settings: SettingsDep, key: AdminKey, model_id: ModelId, change: PolicyChange
 ) -> PolicyPublic:
-    """Change the model's policy (a new version; revert with `POST …/policy/revert`). Audited."""
+    """Change the model's policy (a new version; revert with `POST …/policy/revert`). A degrade
+    level above its block level is refused: it would degrade no one. Audited."""
     changes = change.model_dump(exclude_unset=True, exclude={"note"})
     if changes.get("mode", "x") is None:
         raise HTTPException(422, "mode cannot be null: use enforce or monitor")
-    before = store.policy_dict(store.get_policy(session=session, model_id=model_id))
+    current = store.get_policy(session=session, model_id=model_id)
+    unused = contradictions(replace(current, **changes), decision_thresholds(settings.api))
+    if unused:
+        raise HTTPException(422, "; ".join(unused))
+    before = store.policy_dict(current)
     row = store.set_policy(session=session, model_id=model_id, changes=changes, actor=actor_name(key))
     audit.record(
         session=session,

@@ -36,12 +36,19 @@ export function alertActions(alert, session, done) {
     const closeThenRefresh = () => { form.hidden = true; return done(); };
     act(api(alertPath(alert, "resolve"), { method: "POST", body }), closeThenRefresh, "Alert resolved.");
   });
+  const opener = h("button", { type: "button", class: "resolve", onclick: () => {
+    form.hidden = !form.hidden;
+    if (!form.hidden) form.elements.note.focus();
+  } }, "Resolve…");
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { form.hidden = true; opener.focus(); }
+  });
   return h("div", { class: "actions" },
     alert.state === "open" && h("button", {
       type: "button", class: "ack",
       onclick: () => act(api(alertPath(alert, "ack"), { method: "POST" }), done, "Alert acknowledged."),
     }, "Acknowledge"),
-    h("button", { type: "button", class: "resolve", onclick: () => { form.hidden = !form.hidden; } }, "Resolve…"),
+    opener,
     form);
 }
 

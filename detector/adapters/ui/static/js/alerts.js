@@ -1,11 +1,12 @@
-// Alert feed: newest first, refreshed every few seconds; alerts that arrived since the page
-// opened are highlighted, so nobody needs to reload.
+// Alert feed: newest first, a page at a time (``pager.js``), refreshed every few seconds;
+// alerts that arrived since the page opened are highlighted, so nobody needs to reload.
 
 import { alertActions, isEditing } from "./actions.js";
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { fmtRisk, fmtTime, reasonText } from "./format.js";
-import { listOf, PAGE_SIZE } from "./leaderboard.js";
+import { listOf } from "./leaderboard.js";
+import { pager, PAGE_SIZE } from "./pager.js";
 import { every } from "./poll.js";
 
 const STATES = ["open", "acknowledged", "resolved"];
@@ -37,25 +38,28 @@ export function renderAlerts(root, session, params) {
   let first = true;
   const list = h("ul", { class: "alert-feed", id: "alert-feed" });
   const updated = h("span", { class: "updated" });
+  const pages = pager(() => poll.now());
   const tabs = h("nav", { class: "tabs" }, [...STATES, "all"].map((s) => h("a", {
     href: `#/alerts?state=${s}`, class: s === state ? "active" : "",
   }, s)));
 
   replace(root, h("section", { class: "panel" },
-    h("div", { class: "panel-head" }, h("h1", null, "Alerts"), tabs, updated), list));
+    h("div", { class: "panel-head" }, h("h1", null, "Alerts"), tabs, updated), list, pages.element));
 
   async function load() {
     if (isEditing(list)) return;
-    const data = await api("v1/alerts", { params: { state: state === "all" ? "" : state, limit: PAGE_SIZE } });
+    const data = await api("v1/alerts", {
+      params: { state: state === "all" ? "" : state, limit: PAGE_SIZE, cursor: pages.cursor },
+    });
     const alerts = listOf(data);
     replace(list, alerts.length
       ? alerts.map((a) => alertCard(a, session, () => poll.now(), !first && !seen.has(a.alert_id)))
       : h("li", { class: "empty" }, `No ${state === "all" ? "" : `${state} `}alerts.`));
     for (const a of alerts) seen.add(a.alert_id);
     first = false;
-    updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    pages.shown(data?.next_cursor);
   }
 
-  const poll = every(session.config.refresh_seconds * 1000, load);
+  const poll = every(session.config.refresh_seconds * 1000, load, { updated });
   return () => poll.stop();
 }

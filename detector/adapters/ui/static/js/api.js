@@ -3,9 +3,17 @@
 
 const KEY_ITEM = "querywatch.apiKey";
 
+/** A problem document in words: its detail, and each field error's place and message. */
+function problemText(status, problem) {
+  const detail = problem?.detail || problem?.title || `HTTP ${status}`;
+  const fields = (problem?.errors ?? [])
+    .map((e) => `${(e.loc ?? []).filter((part) => part !== "query" && part !== "body").join(".")}: ${e.msg}`);
+  return fields.length ? `${detail} (${fields.join("; ")})` : detail;
+}
+
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem?.detail || problem?.title || `HTTP ${status}`);
+    super(problemText(status, problem));
     this.status = status;
     this.problem = problem;
   }

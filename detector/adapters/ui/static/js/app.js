@@ -15,11 +15,12 @@ import { renderClient } from "./client.js";
 import { renderPolicy } from "./policy.js";
 import { renderSilences } from "./silences.js";
 import { h, replace } from "./dom.js";
-import { renderLeaderboard } from "./leaderboard.js";
+import { listOf, renderLeaderboard } from "./leaderboard.js";
 
 const view = document.getElementById("view");
 const session = { me: null, config: null, isAdmin: false };
 let disposeView = null;
+let countTimer = null;
 
 async function loadSession(key) {
   const me = await api("v1/me", { key });
@@ -29,6 +30,7 @@ async function loadSession(key) {
 
 function showLogin(message = "") {
   disposeCurrentView();
+  clearInterval(countTimer);
   replace(view);
   document.getElementById("nav").hidden = true;
   document.getElementById("session").hidden = true;
@@ -45,6 +47,22 @@ function showApp() {
   role.textContent = `${session.me.name ?? "key"} · ${session.me.role}`;
   role.className = `role ${session.me.role}`;
   document.body.classList.toggle("admin", session.isAdmin);
+  showOpenAlerts();
+  clearInterval(countTimer);
+  countTimer = setInterval(showOpenAlerts, session.config.refresh_seconds * 1000);
+}
+
+/** The open alerts over every model, beside "Alerts" in the nav (hidden at none). */
+async function showOpenAlerts() {
+  const badge = document.getElementById("open-alerts");
+  try {
+    const open = listOf(await api("v1/models")).reduce((sum, m) => sum + (m.open_alerts ?? 0), 0);
+    badge.textContent = String(open);
+    badge.title = `${open} open alert${open === 1 ? "" : "s"}`;
+    badge.hidden = open === 0;
+  } catch {
+    // Said by the view's own refresh, which meets the same API.
+  }
 }
 
 function disposeCurrentView() {

@@ -6,6 +6,7 @@
 import { api } from "./api.js";
 import { h, replace, toast } from "./dom.js";
 import { fmtNumber, fmtRisk, fmtTime } from "./format.js";
+import { pager, PAGE_SIZE } from "./pager.js";
 import { every } from "./poll.js";
 
 function campaignRow(c) {
@@ -24,21 +25,23 @@ function campaignRow(c) {
 export function renderCampaigns(root, session) {
   const body = h("tbody", { id: "campaign-rows" });
   const updated = h("span", { class: "updated" });
+  const pages = pager(() => poll.now());
   replace(root, h("section", { class: "panel" },
     h("div", { class: "panel-head" }, h("h1", null, "Campaigns"), updated),
     h("table", { class: "campaigns" },
       h("thead", null, h("tr", null, ...["campaign", "model", "accounts", "peak risk", "alerted", "state", "why"]
         .map((t) => h("th", null, t)))),
-      body)));
+      body),
+    pages.element));
 
   async function load() {
-    const page = await api("v1/campaigns", { params: { limit: 100 } });
+    const page = await api("v1/campaigns", { params: { limit: PAGE_SIZE, cursor: pages.cursor } });
     replace(body, page.items.length ? page.items.map(campaignRow)
       : h("tr", { class: "empty" }, h("td", { colspan: 7 }, "No campaigns: no accounts are linked.")));
-    updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    pages.shown(page.next_cursor);
   }
 
-  const poll = every(session.config.refresh_seconds * 1000, load);
+  const poll = every(session.config.refresh_seconds * 1000, load, { updated });
   return () => poll.stop();
 }
 

@@ -1,12 +1,11 @@
-// Risk leaderboard: clients sorted by risk, one page (50 rows) at a time through the API's
-// keyset cursor, so that 100,000 tracked clients cost no more than 50.
+// Risk leaderboard: clients sorted by risk, one page (50 rows) at a time (``pager.js``).
 
 import { api } from "./api.js";
 import { h, replace } from "./dom.js";
 import { fmtNumber, fmtRisk, fmtTime, reasonText, riskLevel } from "./format.js";
+import { pager, PAGE_SIZE } from "./pager.js";
 import { every } from "./poll.js";
 
-export const PAGE_SIZE = 50;
 const STATUSES = ["normal", "trusted", "blocked"];
 
 export function riskCell(risk, config) {
@@ -39,10 +38,6 @@ export function renderLeaderboard(root, session, params) {
     status: params.get("status") ?? "",
     min_risk: params.get("min_risk") ?? "",
   };
-  const cursors = [null]; // cursors[i] opens page i
-  let page = 0;
-  let nextCursor = null;
-
   const modelSelect = h("select", { id: "filter-model", name: "model" }, h("option", { value: "" }, "all models"));
   const statusSelect = h("select", { id: "filter-status", name: "status" },
     h("option", { value: "" }, "any status"), STATUSES.map((s) => h("option", { value: s }, s)));
@@ -51,9 +46,7 @@ export function renderLeaderboard(root, session, params) {
   statusSelect.value = filters.status;
   minRisk.value = filters.min_risk;
   const body = h("tbody");
-  const pageLabel = h("span", { class: "page" });
-  const prev = h("button", { type: "button", id: "prev-page", onclick: () => go(page - 1) }, "← Previous");
-  const next = h("button", { type: "button", id: "next-page", onclick: () => go(page + 1) }, "Next →");
+  const pages = pager(() => poll.now());
   const updated = h("span", { class: "updated" });
 
   function onFilter() {
@@ -76,7 +69,7 @@ export function renderLeaderboard(root, session, params) {
         h("thead", null, h("tr", null, ["#", "Client", "Model", "Risk", "Status", "Queries", "Last seen", "Top reason"]
           .map((c) => h("th", null, c)))),
         body),
-      h("div", { class: "pager" }, prev, pageLabel, next)));
+      pages.element));
 
   api("v1/models").then((models) => {
     for (const m of listOf(models)) {
@@ -87,29 +80,18 @@ export function renderLeaderboard(root, session, params) {
   }).catch(() => {});
 
   async function load() {
-    const data = await api("v1/clients", { params: { ...filters, limit: PAGE_SIZE, cursor: cursors[page] } });
+    const data = await api("v1/clients", { params: { ...filters, limit: PAGE_SIZE, cursor: pages.cursor } });
     const items = listOf(data);
-    nextCursor = data?.next_cursor ?? null;
     replace(body, items.length
-      ? items.map((c, i) => clientRow(c, page * PAGE_SIZE + i + 1, session.config))
+      ? items.map((c, i) => clientRow(c, pages.offset + i + 1, session.config))
       : h("tr", null, h("td", { colspan: 8, class: "empty" }, Object.values(filters).some((v) => v !== "")
         ? "No client matches these filters."
         : "No client seen yet: clients appear once the consumer has stored events; a new model's first " +
           "events wait for its profile (querywatch doctor lists them). Try querywatch up --demo.")));
-    prev.disabled = page === 0;
-    next.disabled = !nextCursor;
-    pageLabel.textContent = `Page ${page + 1}`;
-    updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    pages.shown(data?.next_cursor);
   }
 
-  function go(target) {
-    if (target < 0 || (target > page && !nextCursor)) return;
-    if (target > page) cursors[target] = nextCursor;
-    page = target;
-    poll.now();
-  }
-
-  const poll = every(session.config.refresh_seconds * 1000, load);
+  const poll = every(session.config.refresh_seconds * 1000, load, { updated });
   return () => poll.stop();
 }
 

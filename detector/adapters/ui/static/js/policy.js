@@ -83,7 +83,7 @@ function calibrationReport(report, session, reload) {
         : report.current_page_risk.toFixed(3)),
       h("dt", null, "Suggested page risk"), h("dd", { class: "suggestion" }, suggestion === null
         ? "no false positives yet"
-        : `${suggestion.toFixed(3)} (would also have kept ${report.true_alerts_below} other alerts quiet)`)),
+        : `${suggestion.toFixed(3)} (would also have kept ${report.true_alerts_below} other alert${report.true_alerts_below === 1 ? "" : "s"} quiet)`)),
     applicable && h("button", {
       type: "button", class: "apply-suggestion",
       onclick: () => act(api(modelPath(report.model_id, "calibration/apply"), { method: "POST" }),

@@ -52,9 +52,8 @@ export function renderWebhooks(root, session) {
     }));
     replace(list, cards.length ? cards : h("li", { class: "empty" },
       "No webhook endpoints. Register one with POST /v1/webhooks (see the README)."));
-    updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   }
 
-  const poll = every(session.config.refresh_seconds * 1000, load);
+  const poll = every(session.config.refresh_seconds * 1000, load, { updated });
   return () => poll.stop();
 }
