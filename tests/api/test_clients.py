@@ -193,3 +193,17 @@ def test_a_query_parameter_the_endpoint_does_not_take_is_refused_by_name(
     assert http.get("/v1/clients/acct-1", params={"model": "m"}, headers=headers).status_code == 422
     envoy = http.get("/v1/authz?/predict?x=1", headers={**headers, "X-Querywatch-Client": "acct-1"})
     assert envoy.status_code in (200, 403) and envoy.headers["X-Querywatch-Action"]
+
+
+def test_an_id_ending_in_a_routes_name_is_read_through_that_route_as_the_readme_says(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    seed_client(api_server.sessions, "proj/history", 0.4)
+    headers = api_server.reader_headers
+    assert http.get("/v1/clients/proj/history", headers=headers).status_code == 404  # history of "proj"
+    assert [p["risk"] for p in http.get("/v1/clients/proj/history/history", headers=headers).json()] == [0.4]
+    assert (
+        http.get("/v1/clients/proj/history/decision", headers=headers).json()["client_id"] == "proj/history"
+    )
+    listed = http.get("/v1/clients", headers=headers).json()["items"]
+    assert [c["client_id"] for c in listed] == ["proj/history"]
