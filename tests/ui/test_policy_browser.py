@@ -231,6 +231,10 @@ def test_a_reader_sees_policy_and_silences_without_controls(
     page.wait_for_selector(f"{CARD} .calibration")
     assert page.is_disabled(f"{CARD} select[name=mode]")
     assert page.locator(f"{CARD} button").count() == 0
+    blank = {
+        n: page.get_attribute(f"{CARD} input[name={n}]", "placeholder") for n in ("block_risk", "page_risk")
+    }
+    assert blank == {"block_risk": f"default {server.settings.api.block_risk:g}", "page_risk": "off"}
     page.click("#nav a[data-view=silences]")
     assert "pen test" in page.wait_for_selector("#silence-list li.silence").inner_text()
     assert page.locator("#silence-form").count() == 0

@@ -31,6 +31,12 @@ async function act(promise, message, reload) {
   await reload();
 }
 
+/** What a blank field means: the static default's value where the dashboard knows it, or off. */
+function placeholder(name, config) {
+  if (name in config) return `default ${config[name]}`;
+  return name === "degraded_precision" ? "default" : "off";
+}
+
 function policyForm(policy, session, reload) {
   const locked = !session.isAdmin;
   const form = h("form", { class: "policy-form" },
@@ -38,7 +44,7 @@ function policyForm(policy, session, reload) {
       ["enforce", "monitor"].map((m) => h("option", { value: m, selected: m === policy.mode }, m)))),
     OVERRIDES.map(([name, label, step]) => h("label", null, `${label} `,
       h("input", { type: "number", name, min: 0, max: name === "degraded_precision" ? 6 : 1, step,
-        value: policy[name] ?? "", placeholder: "default", disabled: locked }))),
+        value: policy[name] ?? "", placeholder: placeholder(name, session.config), disabled: locked }))),
     h("small", { class: "muted extraction-hint" }, "Extraction levels (blank: off) act on how much of the "
       + "model a client already has, whatever its risk: a harm cap, not a theft signal. Heavy benign users "
       + "reach about 0.9 with natural queries."),
