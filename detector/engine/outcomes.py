@@ -5,8 +5,8 @@ webhooks, SIEM renderers) can store or send them without knowing the engine. Thi
 is *the* alert schema: an alert is one incident for one subject (a client, or a campaign of
 clients) on one model, from ``alert.opened`` through ``alert.updated`` to ``alert.closed``;
 every event carries the alert as of that event and a per-alert ``sequence`` (1, 2, ...), so
-a receiver can drop an event older than one it already has. ``docs/ALERTS.md`` lists the
-fields.
+a receiver can drop an event older than one it already has. The README's *Alert schema
+(version 1)* lists the fields.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ class AlertEvent:
     alert: Alert
 
     def to_v1(self, *, detection_time: str | None = None, decision: str | None = None) -> dict[str, Any]:
-        """The event in alert schema v1, the shape of every channel (``docs/ALERTS.md``);
-        the adapters add what the engine cannot know (detection time, decision, event id).
+        """The event in alert schema v1, the shape of every channel (the README's *Alert schema
+        (version 1)*); the adapters add what the engine cannot know (detection time, decision, event id).
 
         >>> a = Alert("al_1", "acct-1", "m", 0.0, 40, 0.97, "high", ("r",), {"f": 1.0}, peak_risk=0.97)
         >>> v1 = AlertEvent(ALERT_OPENED, 1, 0.0, a).to_v1()

@@ -10,7 +10,9 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from querywatch.detector.adapters.db.outbox import ClaimedDelivery
+from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow, WebhookEndpointRow
+from querywatch.detector.adapters.db.webhooks import set_enabled
 from querywatch.detector.adapters.delivery.dispatcher import AttemptResult, Dispatcher
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
@@ -132,24 +134,49 @@ def test_retry_after_is_honoured(db: Db, receiver: Receiver, clock: FakeClock) -
     assert receiver.statuses == [429, 200]
 
 
-def test_gone_disables_the_endpoint(db: Db, receiver: Receiver, clock: FakeClock) -> None:
+def test_gone_pauses_the_endpoint_and_its_deliveries_wait_for_the_resume(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    """The README's promise: deliveries wait until the endpoint is resumed. The delivery that
+    got the 410 used to be dead and later alerts never queued, so a resume sent nothing."""
     endpoint = add_endpoint(db.sessions, receiver.url)
     add_alert(db.sessions, 1, at=clock.now)
     receiver.script(410)
     sender = dispatcher(db, clock)
 
     sender.run_once()
-    add_alert(db.sessions, 2, at=clock.now)  # an alert after the 410 is not queued for it
+    add_alert(db.sessions, 2, at=clock.now)
     clock.advance(10_000)
     assert sender.run_once() == 0
 
-    [row] = deliveries(db)
-    assert (row.state, row.last_status) == ("dead", 410)
+    assert [(r.state, r.last_status) for r in deliveries(db)] == [("failed", 410), ("pending", None)]
     with db.sessions() as session:
         stored = session.get_one(WebhookEndpointRow, endpoint.id)
         assert not stored.enabled
         assert stored.disabled_reason is not None and "410" in stored.disabled_reason
     assert receiver.statuses == [410]
+
+    with transaction(db.sessions) as session:
+        set_enabled(session=session, endpoint_id=endpoint.id, enabled=True)
+    assert sender.run_once() == 2
+    assert [r.state for r in deliveries(db)] == ["delivered", "delivered"]
+    got = sorted(json.loads(r.body)["data"]["alert_id"] for r in receiver.received[1:])
+    assert got == ["al_test0001", "al_test0002"]
+
+
+def test_alerts_raised_while_an_endpoint_is_paused_go_out_when_it_is_resumed(
+    db: Db, receiver: Receiver, clock: FakeClock
+) -> None:
+    """Queued only for enabled endpoints, they were lost without a word."""
+    endpoint = add_endpoint(db.sessions, receiver.url, enabled=False)
+    add_alert(db.sessions, 1, at=clock.now)
+    sender = dispatcher(db, clock)
+    assert sender.run_once() == 0
+    assert receiver.statuses == []
+    with transaction(db.sessions) as session:
+        set_enabled(session=session, endpoint_id=endpoint.id, enabled=True)
+    assert sender.run_once() == 1
+    assert [json.loads(r.body)["data"]["alert_id"] for r in receiver.received] == ["al_test0001"]
 
 
 def test_dead_after_the_last_attempt(db: Db, receiver: Receiver, clock: FakeClock) -> None:

@@ -1,5 +1,5 @@
 """Alert schema v1 as JSON: the one shape the API, webhooks, the alerts topic and the SIEM
-renderers start from (``docs/ALERTS.md`` lists the fields)."""
+renderers start from (the README's *Alert schema (version 1)* lists the fields)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def event_body(event: AlertEventRow, alert: dict[str, Any]) -> dict[str, Any]:
-    """The v1 alert event as every channel carries it (see ``docs/ALERTS.md``): the event's
-    own fields, then ``alert`` (``alert_fields`` of the alert as of the event)."""
+    """The v1 alert event as every channel carries it (the README's *Alert schema (version 1)*):
+    the event's own fields, then ``alert`` (``alert_fields`` of the alert as of the event)."""
     return {
         "schema_version": ALERT_SCHEMA_VERSION,
         "type": event.type,

@@ -6,9 +6,10 @@
   channels get one digest of the alerts that would have paged the day before.
 
 A notice is made once per ``key`` (two dispatchers racing to make the same digest make one),
-in the caller's transaction, with one delivery per endpoint that wants it: enabled, not
-PagerDuty (a notice is no incident), the endpoint's model (if it has one) the notice's
-model (if it has one), and its event types (if it lists any) including the notice's type.
+in the caller's transaction, with one delivery per endpoint that wants it (a paused one's
+waits until it is resumed, as alert deliveries do): not PagerDuty (a notice is no incident),
+the endpoint's model (if it has one) the notice's model (if it has one), and its event types
+(if it lists any) including the notice's type.
 """
 
 from __future__ import annotations
@@ -64,11 +65,7 @@ def add_notice(
     if made is None:  # made meanwhile by another transaction
         return None
     notice = session.get_one(NoticeRow, made.id)
-    endpoints = session.scalars(
-        select(WebhookEndpointRow).where(
-            WebhookEndpointRow.enabled.is_(True), WebhookEndpointRow.kind != "pagerduty"
-        )
-    )
+    endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.kind != "pagerduty"))
     session.add_all(
         WebhookDeliveryRow(
             notice_id=notice.id,

@@ -95,14 +95,17 @@ class OutboxSink:
 def enqueue_deliveries(
     *, session: Session, alert: AlertRow, event: AlertEventRow, now: datetime | None = None
 ) -> list[WebhookDeliveryRow]:
-    """Add one pending delivery of ``event`` per enabled endpoint whose filters match.
+    """Add one pending delivery of ``event`` per endpoint whose filters match.
 
-    Call it in the transaction that stores the event. An ``alert.closed`` goes only where
+    A paused endpoint (an admin's, or a 410's) gets its deliveries too: they wait, since only
+    enabled endpoints' deliveries are claimed, and go out once it is resumed (queued only
+    while enabled, they were lost without a word). Call it in the transaction that stores
+    the event. An ``alert.closed`` goes only where
     an earlier event of the alert went (a receiver never hears of an incident's end alone).
     Idempotent: an endpoint that already has a delivery of this event gets no second one.
     """
     now = now or utcnow()
-    endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.enabled.is_(True))).all()
+    endpoints = session.scalars(select(WebhookEndpointRow)).all()
     wanted = [
         e
         for e in endpoints
@@ -353,7 +356,8 @@ def printable(text: str) -> str:
 
 
 def disable_endpoint(*, session: Session, endpoint_id: int, reason: str) -> None:
-    """Stop sending to an endpoint (e.g. it answered 410 Gone); its open deliveries wait."""
+    """Stop sending to an endpoint (e.g. it answered 410 Gone); its open deliveries, and those
+    queued meanwhile, wait until it is resumed."""
     session.execute(
         update(WebhookEndpointRow)
         .where(WebhookEndpointRow.id == endpoint_id)

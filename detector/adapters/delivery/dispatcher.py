@@ -297,17 +297,17 @@ class Dispatcher:
                 next_attempt_at=None,
             )
             outcome = "dead"
-        elif result.status == 410:
+        elif result.status == 410:  # the endpoint is paused; this delivery waits with the rest
             disable_endpoint(
                 session=session, endpoint_id=claim.endpoint_id, reason=f"410 Gone at {now.isoformat()}"
             )
             kept = settle_delivery(
                 session=session,
                 claim=claim,
-                state="dead",
+                state="failed",
                 status=410,
                 error=result.error,
-                next_attempt_at=None,
+                next_attempt_at=now,
             )
             outcome = "gone"
         else:
