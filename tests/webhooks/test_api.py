@@ -156,3 +156,39 @@ def test_deliveries_page_with_the_cursor_every_list_uses(api: ApiServer, admin: 
     assert [d["id"] for d in older["items"]] == ids[2:]
     bad = admin.get(path, params={"cursor": "not-a-cursor"})
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+
+
+def test_a_retried_rotation_keeps_the_overlap_it_started(
+    api: ApiServer, admin: httpx.Client, db: Db, receiver: Receiver
+) -> None:
+    """The same rotation sent twice (an admin retrying a timed-out call) made the new secret
+    its own "previous" one: the old secret stopped verifying at once."""
+    endpoint = admin.post("/v1/webhooks", json={"url": receiver.url}).json()
+    path = f"/v1/webhooks/{endpoint['id']}/rotate-secret"
+    new = generate_secret()
+    first = admin.post(path, json={"secret": new, "overlap_seconds": 600}).json()
+    again = admin.post(path, json={"secret": new, "overlap_seconds": 600}).json()
+    assert again["previous_secret_until"] == first["previous_secret_until"] is not None
+    add_alert(db.sessions)
+    Dispatcher(db.settings, db.sessions).run_once()
+    request = receiver.received[0]
+    for secret in (endpoint["secret"], new):  # both verify during the overlap
+        Webhook(secret).verify(request.body, request.headers)
+
+
+def test_the_same_endpoint_twice_is_refused_and_a_delete_says_what_it_dropped(
+    admin: httpx.Client, db: Db, receiver: Receiver
+) -> None:
+    """Two registrations of one URL paged its receiver twice per alert under two webhook ids."""
+    endpoint = admin.post("/v1/webhooks", json={"url": receiver.url}).json()
+    twin = admin.post("/v1/webhooks", json={"url": receiver.url, "min_severity": "high"})
+    assert twin.status_code == 409
+    assert twin.json()["detail"].startswith(f"endpoint {endpoint['id']} already sends the same events")
+    other_model = admin.post("/v1/webhooks", json={"url": receiver.url, "model_id": "credit-v1"})
+    assert other_model.status_code == 201  # another model's events: no event twice
+
+    add_alert(db.sessions)  # queued for the first endpoint, not sent yet
+    assert admin.delete(f"/v1/webhooks/{endpoint['id']}").status_code == 204
+    with db.sessions() as session:
+        entry = session.scalars(select(AuditEntryRow).where(AuditEntryRow.action == "webhook.delete")).one()
+    assert entry.detail == {"kind": "standard", "host": "127.0.0.1", "undelivered": 1}

@@ -20,7 +20,11 @@ from querywatch.detector.adapters.db.campaigns import CampaignNotFound
 from querywatch.detector.adapters.db.clients import ClientNotFound
 from querywatch.detector.adapters.db.policies import InvalidPolicy, PolicyNotFound
 from querywatch.detector.adapters.db.session import UnstorableValue
-from querywatch.detector.adapters.db.webhooks import InvalidWebhookEndpoint, WebhookEndpointNotFound
+from querywatch.detector.adapters.db.webhooks import (
+    DuplicateWebhookEndpoint,
+    InvalidWebhookEndpoint,
+    WebhookEndpointNotFound,
+)
 from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
 from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
 from querywatch.detector.errors import DatabaseNotMigrated, QuerywatchError
@@ -39,6 +43,7 @@ ERROR_STATUS: dict[type[QuerywatchError], int] = {
     AlertStateConflict: 409,
     InvalidPolicy: 422,
     InvalidWebhookEndpoint: 422,
+    DuplicateWebhookEndpoint: 409,
     InvalidWebhookSecret: 422,
     UnsafeWebhookUrl: 422,
     DatabaseNotMigrated: 503,

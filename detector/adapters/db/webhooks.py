@@ -10,12 +10,14 @@ secrets); storage does not import delivery.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.alerts import AlertNotFound
-from querywatch.detector.adapters.db.outbox import endpoint_wants, enqueue_deliveries
+from querywatch.detector.adapters.db.outbox import OPEN_STATES, endpoint_wants, enqueue_deliveries
 from querywatch.detector.adapters.db.session import where_equal
 from querywatch.detector.adapters.db.tables import (
     ENDPOINT_KINDS,
@@ -37,6 +39,10 @@ class InvalidWebhookEndpoint(QuerywatchError):
     """An endpoint setting querywatch cannot use (e.g. an unknown severity)."""
 
 
+class DuplicateWebhookEndpoint(QuerywatchError):
+    """An endpoint that would receive what an existing one receives, a second time."""
+
+
 def add_endpoint(
     *,
     session: Session,
@@ -51,7 +57,9 @@ def add_endpoint(
     """Add an endpoint whose URL and secret the caller checked (``delivery.endpoints``).
     ``kind`` is ``standard`` (Standard Webhooks), ``pagerduty`` (Events API v2, needs the
     integration's ``routing_key``) or ``slack`` (an incoming-webhook URL); ``event_types``
-    limits what is sent (None: every event type)."""
+    limits what is sent (None: every event type). A second endpoint of the same kind, URL,
+    model filter and routing key is refused: its receiver would get every event twice, under
+    two webhook ids, so that dropping repeated ids would not help."""
     if min_severity not in SEVERITIES:
         raise InvalidWebhookEndpoint(f"min_severity must be one of {', '.join(SEVERITIES)}")
     if kind not in ENDPOINT_KINDS:
@@ -61,6 +69,18 @@ def add_endpoint(
     known = (*EVENT_TYPES, *NOTICE_TYPES)
     if event_types is not None and (not event_types or set(event_types) - set(known)):
         raise InvalidWebhookEndpoint(f"event_types must be a non-empty subset of {', '.join(known)}")
+    twin = session.scalar(
+        select(WebhookEndpointRow.id).where(
+            WebhookEndpointRow.url == url,
+            WebhookEndpointRow.kind == kind,
+            WebhookEndpointRow.model_id.is_not_distinct_from(model_id),
+            WebhookEndpointRow.routing_key.is_not_distinct_from(routing_key),
+        )
+    )
+    if twin is not None:
+        raise DuplicateWebhookEndpoint(
+            f"endpoint {twin} already sends the same events to this URL: change it (PATCH) or delete it first"
+        )
     endpoint = WebhookEndpointRow(
         url=url,
         secret=secret,
@@ -88,10 +108,20 @@ def list_endpoints(*, session: Session) -> list[WebhookEndpointRow]:
     return list(session.scalars(select(WebhookEndpointRow).order_by(WebhookEndpointRow.id)))
 
 
-def delete_endpoint(*, session: Session, endpoint_id: int) -> None:
-    """Remove an endpoint and, with it, its delivery history (nothing more is sent to it)."""
-    session.delete(get_endpoint(session=session, endpoint_id=endpoint_id))
+def delete_endpoint(*, session: Session, endpoint_id: int) -> dict[str, Any]:
+    """Remove an endpoint and, with it, its delivery history (nothing more is sent to it).
+    Returns what went with it, for the audit log: its kind, its URL's host (a Slack URL is its
+    credential) and how many deliveries were still waiting to be sent."""
+    endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    waiting = session.scalar(
+        select(func.count()).where(
+            WebhookDeliveryRow.endpoint_id == endpoint_id, WebhookDeliveryRow.state.in_(OPEN_STATES)
+        )
+    )
+    gone = {"kind": endpoint.kind, "host": urlsplit(endpoint.url).hostname, "undelivered": int(waiting or 0)}
+    session.delete(endpoint)
     session.flush()
+    return gone
 
 
 def replace_secret(
@@ -104,8 +134,12 @@ def replace_secret(
 ) -> WebhookEndpointRow:
     """Give an endpoint a new (checked) secret; every later attempt, retries included, is
     signed with it, and for ``overlap_seconds`` after ``now`` with the old one too, so that a
-    receiver can switch secrets at its own pace (0: the old secret stops at once)."""
+    receiver can switch secrets at its own pace (0: the old secret stops at once). The same
+    secret again (a retried rotation) changes nothing: it used to become its own "old" one
+    and end the first rotation's overlap at once."""
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    if secret == endpoint.secret:
+        return endpoint
     if overlap_seconds > 0:
         start = now or utcnow()
         endpoint.previous_secret = endpoint.secret

@@ -6,6 +6,7 @@ in the receiver then. Every change is audited (never with the secret).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,8 @@ from querywatch.detector.adapters.db.apikeys import Principal
 from querywatch.detector.adapters.db.session import Session
 from querywatch.detector.adapters.db.tables import WebhookEndpointRow
 from querywatch.detector.adapters.delivery import endpoints
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["webhooks"])
 EndpointId = Annotated[int, Path(ge=1, le=2**62, description="The webhook endpoint's id.")]
@@ -175,7 +178,7 @@ def _audit(session: Session, key: Principal, action: str, target: str) -> None:
     "/v1/webhooks",
     status_code=201,
     response_model=WebhookWithSecret,
-    responses={**ADMIN, **problems(422)},
+    responses={**ADMIN, **problems(409, 422)},
 )
 def create_webhook(
     session: SessionDep, settings: SettingsDep, key: AdminKey, body: WebhookCreate
@@ -237,11 +240,22 @@ def change_webhook(
 
 @router.delete("/v1/webhooks/{endpoint_id}", status_code=204, responses={**ADMIN, **problems(404)})
 def delete_webhook(session: SessionDep, key: AdminKey, endpoint_id: EndpointId) -> Response:
-    """Remove an endpoint with its delivery history; nothing more is sent to it."""
+    """Remove an endpoint with its delivery history; nothing more is sent to it, including
+    deliveries still waiting (the audit entry and the log say how many)."""
     _endpoint(session, endpoint_id)
-    store.delete_endpoint(session=session, endpoint_id=endpoint_id)
-    _audit(session, key, "webhook.delete", f"webhook:{endpoint_id}")
+    gone = store.delete_endpoint(session=session, endpoint_id=endpoint_id)
+    audit.record(
+        session=session,
+        actor=actor_name(key),
+        action="webhook.delete",
+        target=f"webhook:{endpoint_id}",
+        detail=gone,
+    )
     session.commit()
+    if gone["undelivered"]:
+        log.warning(
+            "webhook endpoint %d deleted with %d deliveries not sent", endpoint_id, gone["undelivered"]
+        )
     return Response(status_code=204)
 
 
