@@ -17,6 +17,7 @@ from querywatch.detector.adapters.db.session import check_migrated, make_engine,
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
+from querywatch.detector.errors import EXIT_RUNTIME
 from querywatch.detector.logging import configure_logging
 from querywatch.detector.metrics import metrics_port, metrics_port_argument, serve_metrics
 
@@ -36,6 +37,25 @@ def register(subparsers: Any) -> None:
     dispatch.set_defaults(run=run_dispatch)
 
 
+def _once(dispatcher: Dispatcher) -> int:
+    """Send what is due, say how it went, and fail (exit 1) when deliveries were attempted
+    and none arrived: a cron job that only ever logged "N attempted" hid a receiver that
+    refused everything, or an SSRF guard that refused every send."""
+    sent = dispatcher.run_once()
+    done = ", ".join(f"{n} {outcome}" for outcome, n in sorted(dispatcher.outcomes.items()))
+    if sent and not dispatcher.outcomes["delivered"]:
+        hint = (
+            " (refused: the SSRF guard; a private receiver of yours needs QUERYWATCH_WEBHOOKS__ALLOW_HOSTS"
+            " in the dispatcher's environment too)"
+            if dispatcher.outcomes["refused"]
+            else ""
+        )
+        log.error("webhook dispatch: %d attempted, none delivered: %s%s", sent, done, hint)
+        return EXIT_RUNTIME
+    log.info("webhook dispatch: %d attempted%s", sent, f": {done}" if done else "")
+    return 0
+
+
 def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
     engine = make_engine(settings.database)
@@ -43,9 +63,7 @@ def run_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         check_migrated(engine)
         dispatcher = Dispatcher(settings, make_sessionmaker(engine))
         if args.once:
-            sent = dispatcher.run_once()
-            log.info("webhook dispatch: %d deliveries attempted", sent)
-            return 0
+            return _once(dispatcher)
         stop = threading.Event()
 
         def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -16,16 +16,17 @@ pydantic would ignore it silently.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsError
 
 from querywatch.detector.errors import InputError, UsageError
 
@@ -153,6 +154,11 @@ def load_settings(config_file: Path | None = None) -> Any:
     token = _config_file.set(chosen)
     try:
         return Settings()
+    except SettingsError as exc:  # a list or mapping that is not JSON, before any validation
+        raise UsageError(
+            f"invalid setting: {_not_json(Settings, os.environ) or exc}",
+            hint='a list is written as JSON, e.g. ["127.0.0.1", "10.0.0.0/8"]; a mapping as {"name": value}',
+        ) from None
     except ValidationError as exc:
         leaves = [path for path, _ in leaf_paths(Settings)]
         known = sorted({".".join(path) for path in leaves} | {path[0] for path in leaves})
@@ -166,6 +172,26 @@ def load_settings(config_file: Path | None = None) -> Any:
         ) from None
     finally:
         _config_file.reset(token)
+
+
+def _not_json(model: type[BaseModel], environ: Mapping[str, str]) -> str | None:
+    """The variable of a list, tuple or mapping setting whose value is not JSON, which is what
+    pydantic-settings reports as a parsing error of the whole section, naming no variable.
+
+    >>> from querywatch.detector.config.settings import Settings
+    >>> _not_json(Settings, {"QUERYWATCH_WEBHOOKS__ALLOW_HOSTS": "127.0.0.1"})
+    "QUERYWATCH_WEBHOOKS__ALLOW_HOSTS: '127.0.0.1' is not JSON"
+    """
+    for path, field in leaf_paths(model):
+        raw = environ.get(variable(path))
+        kinds = {get_origin(a) or a for a in (field.annotation, *get_args(field.annotation))}
+        if raw is None or not kinds & {tuple, list, dict, set, frozenset}:
+            continue
+        try:
+            json.loads(raw)
+        except ValueError:
+            return f"{variable(path)}: {raw!r} is not JSON"
+    return None
 
 
 def _problem(

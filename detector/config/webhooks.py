@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
 
 from querywatch.detector.config.base import Section
 
@@ -31,3 +33,21 @@ class WebhookSettings(Section):
         None, description="Egress proxy every delivery goes through (http://host:port); unset: direct."
     )
     max_retry_after_seconds: float = Field(86400.0, gt=0, description="Cap on a receiver's Retry-After.")
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _pauses_are_positive(cls, schedule: tuple[float, ...]) -> tuple[float, ...]:
+        if any(pause <= 0 for pause in schedule):
+            raise ValueError("every pause must be more than 0 seconds")
+        return schedule
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_is_a_url(cls, url: str | None) -> str | None:
+        """Checked here: a proxy httpx cannot use failed at the first delivery, as a bare error."""
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
+            raise ValueError("an egress proxy is a URL such as http://proxy.internal:3128")
+        return url

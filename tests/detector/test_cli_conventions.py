@@ -131,6 +131,22 @@ def test_an_invalid_setting_is_a_usage_error(tmp_path: Path) -> None:
     assert len(stderr) == 1 and "QUERYWATCH_DETECTION__ALERT_RISK" in stderr[0], stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("QUERYWATCH_WEBHOOKS__ALLOW_HOSTS", "127.0.0.1", "'127.0.0.1' is not JSON"),  # was exit 1, unnamed
+        ("QUERYWATCH_WEBHOOKS__RETRY_SCHEDULE", "[5, -1]", "every pause must be more than 0"),  # was taken
+        ("QUERYWATCH_WEBHOOKS__PROXY_URL", "proxy:3128", "an egress proxy is a URL"),  # failed at a delivery
+    ],
+)
+def test_a_webhook_setting_that_cannot_work_is_named(
+    tmp_path: Path, name: str, value: str, said: str
+) -> None:
+    rc, _heavy, stderr = _probe(tmp_path, "db", "current", **{name: value})
+    assert rc == EXIT_USAGE
+    assert len(stderr) == 1 and f"{name}: " in stderr[0] and said in stderr[0], stderr
+
+
 def test_a_broker_address_that_cannot_be_one_is_a_usage_error_at_once(tmp_path: Path) -> None:
     """Before, a URL or a space in the list waited out a 30-second bootstrap, then failed."""
     (tmp_path / "trace.jsonl").write_text("{}\n")

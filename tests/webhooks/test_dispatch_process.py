@@ -125,7 +125,24 @@ def test_dispatch_once_from_the_command_line(
     assert main(["dispatch", "--once"]) == 0
 
     assert len(receiver.received) == 1
-    assert "1 deliveries attempted" in capsys.readouterr().err
+    assert "webhook dispatch: 1 attempted: 1 delivered" in capsys.readouterr().err
+
+
+def test_dispatch_once_fails_when_nothing_it_attempted_arrived(
+    db: Db, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "N deliveries attempted" and exited 0 when every one was refused."""
+    add_endpoint(db.sessions, receiver.url)
+    add_alert(db.sessions)
+    for name, value in dispatch_env(db).items():
+        if name.startswith("QUERYWATCH_") and name != "QUERYWATCH_WEBHOOKS__ALLOW_HOSTS":  # on loopback
+            monkeypatch.setenv(name, value)
+
+    assert main(["dispatch", "--once"]) == EXIT_RUNTIME
+
+    assert receiver.received == []
+    said = capsys.readouterr().err
+    assert "1 attempted, none delivered: 1 refused" in said and "QUERYWATCH_WEBHOOKS__ALLOW_HOSTS" in said
 
 
 def test_dispatch_refuses_an_unmigrated_database(

@@ -99,6 +99,8 @@ class Dispatcher:
         # waits for: a lookup that hangs past the timeout must not hold up the batch.
         self._resolving = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
         self._digests_checked_at: datetime | None = None
+        #: Outcomes recorded so far, by label (``--once`` sums them up for the operator).
+        self.outcomes: Counter[str] = Counter()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -265,13 +267,15 @@ class Dispatcher:
                     outcomes.append("unrecorded")
         for (claim, result), outcome in zip(attempts, outcomes, strict=True):
             WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
-            log.info(
+            self.outcomes[outcome] += 1
+            log.log(
+                logging.INFO if outcome in ("delivered", "retry") else logging.WARNING,
                 "webhook %s to endpoint %s attempt %d: %s (%s)",
                 claim.webhook_id,
                 claim.endpoint_id,
                 claim.attempts,
                 outcome,
-                result.error or result.status,
+                (result.error or "").removeprefix(REFUSED) or result.status,
             )
 
     def _record(self, session: Session, claim: ClaimedDelivery, result: AttemptResult, now: datetime) -> str:
