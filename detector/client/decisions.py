@@ -188,6 +188,19 @@ class DecisionClient:
             return Decision(**{**entry[1].__dict__, "source": "stale"})
         return self.fallback
 
+    def _send(self, client_id: str) -> http.client.HTTPResponse:
+        conn = self._connection()
+        headers = {CLIENT_HEADER: client_id, "X-API-Key": self.api_key}
+        try:
+            conn.request("GET", self._path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()  # a closed keep-alive connection or a dead server: a new one next time
+            self._local.conn = None
+            raise
+        return response
+
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -199,16 +212,17 @@ class DecisionClient:
         return conn
 
     def _ask(self, client_id: str) -> Decision:
-        conn = self._connection()
-        headers = {CLIENT_HEADER: client_id, "X-API-Key": self.api_key}
+        """One look-up. A kept-alive connection the server has since closed (it closes idle
+        ones: uvicorn after 5 s) fails before any answer; that is no outage, so the look-up
+        is sent once more on a new connection. Counted as an error, it answered from the
+        stale cache (a new block missed) and opened the breaker on a busy tier."""
+        reused = getattr(self._local, "conn", None) is not None
         try:
-            conn.request("GET", self._path, headers=headers)
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            conn.close()  # a stale keep-alive connection or a dead server: reconnect next time
-            self._local.conn = None
-            raise
+            response = self._send(client_id)
+        except (ConnectionResetError, BrokenPipeError, http.client.BadStatusLine):
+            if not reused:
+                raise
+            response = self._send(client_id)
         action = response.getheader(ACTION_HEADER)
         if action not in ("allow", "degrade", "block"):
             raise ValueError(f"querywatch answered {response.status} without a decision")

@@ -52,8 +52,11 @@ class ApiServer:
 
 
 @contextmanager
-def running_api(settings: Settings, *, startup_timeout: float = 20.0) -> Iterator[ApiServer]:
-    """Serve ``create_app(settings)`` (database already migrated) with one admin and one reader key."""
+def running_api(
+    settings: Settings, *, startup_timeout: float = 20.0, keep_alive_seconds: int = 5
+) -> Iterator[ApiServer]:
+    """Serve ``create_app(settings)`` (database already migrated) with one admin and one reader
+    key; an idle connection is closed after ``keep_alive_seconds`` (uvicorn's default, 5)."""
     engine = make_engine(settings.database)
     with transaction(make_sessionmaker(engine)) as session:
         admin = create_api_key(session=session, role="admin", name="test-admin").secret
@@ -64,7 +67,13 @@ def running_api(settings: Settings, *, startup_timeout: float = 20.0) -> Iterato
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=keep_alive_seconds,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="test-api")
     thread.start()

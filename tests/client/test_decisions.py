@@ -28,6 +28,28 @@ def test_decisions_are_cached_and_a_block_applies_within_the_ttl(api: ApiServer)
     assert decisions.get("calm").action == "block"
 
 
+def test_a_keep_alive_connection_the_server_closed_is_opened_again_not_counted_as_an_error(
+    tmp_path: Path,
+) -> None:
+    """The API closes a connection idle for its keep-alive time. The client reused it, counted
+    the failure as an error and answered from its stale cache (a new block missed) or, with
+    three threads, opened the breaker and allowed a blocked client for ten seconds."""
+    with (
+        migrated_database("sqlite", tmp_path) as settings,
+        running_api(settings, keep_alive_seconds=1) as api,
+    ):
+        seed_client(api.sessions, "thief", 0.1)
+        decisions = DecisionClient(api.base_url, api.reader_key, ttl=0.5, timeout=10, failures=1)
+        assert decisions.get("thief").action == "allow"
+        httpx.put(
+            f"{api.base_url}/v1/clients/thief/status", json={"status": "blocked"}, headers=api.admin_headers
+        )
+        time.sleep(1.5)  # past the TTL and the server's keep-alive: it has closed the connection
+        blocked = decisions.get("thief")
+        assert (blocked.action, blocked.source) == ("block", "api")
+        assert decisions.counts["error"] == decisions.counts["fallback"] == 0
+
+
 def test_while_the_api_is_down_it_fails_open_or_closed_and_the_breaker_stops_asking() -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     fail_open = DecisionClient(nowhere, "qw_x", failures=3, open_seconds=60)
