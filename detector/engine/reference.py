@@ -111,6 +111,10 @@ class ReferenceStage:
         """Models of which a sample is held."""
         return list(self._samples)
 
+    def held_by_model(self) -> dict[str, int]:
+        """Events held in each model's sample (its warm-up completes at ``warmup_events``)."""
+        return {model_id: len(sample) for model_id, sample in self._samples.items()}
+
     def held_clients(self) -> set[str]:
         """Clients with events held in a sample."""
         return {e.client_id for sample in self._samples.values() for e in sample}

@@ -537,3 +537,25 @@ def test_an_assignment_says_where_the_partition_resumes_in_words(
         "assigned t/0: 0 clients, no checkpoint yet (kafka.start_from says where it starts)",
         "assigned t/0: 0 clients, resuming at offset 3",  # its events held for a warm-up
     ]
+
+
+def test_events_held_for_a_warm_up_are_said_then_and_once_a_minute(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A consumer fed fewer events than a warm-up takes held them all and said nothing."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    X = _benign(np.random.default_rng(7), 4)
+    lines = [_line(f"a-{i}", "a", X[i], model="new-model", ts=float(i)) for i in range(4)]
+    now = [0.0]
+    processor = _processor(sessions, _Outputs(), clock=lambda: now[0])
+    processor.assign([("t", 0)])
+    with caplog.at_level(logging.INFO, logger="querywatch.detector.adapters.kafka.processor"):
+        for offset, (at, line) in enumerate(zip((0.0, 30.0, 61.0, 62.0), lines, strict=True)):
+            now[0] = at
+            processor.process([Record("t", 0, offset, None, line)])
+    said = [r.getMessage() for r in caplog.records if "held for its warm-up" in r.getMessage()]
+    assert len(said) == 2  # at 0 s and 61 s; not at 30 s, nor at 62 s
+    assert said[0].startswith("new-model: 1 events held for its warm-up")
+    assert said[1] != said[0] and said[1].startswith("new-model: ")
+    assert f"the first {SETTINGS.warmup_events} (QUERYWATCH_DETECTION__WARMUP_EVENTS)" in said[0]
+    assert "--model-id new-model --out DIR, then QUERYWATCH_DETECTION__PROFILE_DIR=DIR" in said[0]

@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes of an oversized message kept in its dead letter (its source offset finds the rest).
 OVERSIZED_HEAD = 65536
+#: Seconds between two lines saying that a model's events still wait for its warm-up.
+WARMUP_REMINDER_SECONDS = 60.0
 #: The offset a dead letter of a held event taken back from a checkpoint names (``_reject_held``).
 HELD_OFFSET = -1
 
@@ -157,6 +159,8 @@ class StreamProcessor(OwnedPartitions):
         self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
         #: Partitions where an alert opened since their last checkpoint: checkpointed at once.
         self._urgent: set[TopicPartitionKey] = set()
+        #: When each model warming up is said next (``_say_warmups``; clock time).
+        self._warmup_said: dict[str, float] = {}
         #: When ``_adopt_stored`` looks next for profiles other consumers stored (clock time).
         self._adopt_after = clock() + checkpoint_every_seconds
 
@@ -429,6 +433,31 @@ class StreamProcessor(OwnedPartitions):
                     if len(kept) != len(work.held):
                         work.held, work.held_changed = kept, True
         WARMUP_EVENTS_HELD.set(self.engine.pending_warmup())
+        self._say_warmups()
+
+    def _say_warmups(self) -> None:
+        """A model whose events wait for its warm-up is said when its first are held, and
+        then once a minute while they wait: a consumer fed fewer events than a warm-up takes
+        scored nothing, and said nothing, for as long as no more came."""
+        now = self._clock()
+        held = self.engine.reference.held_by_model()
+        for model_id in set(self._warmup_said) - set(held):
+            del self._warmup_said[model_id]
+        for model_id, count in held.items():
+            if now < self._warmup_said.get(model_id, now - 1.0):
+                continue
+            self._warmup_said[model_id] = now + WARMUP_REMINDER_SECONDS
+            log.info(
+                "%s: %d events held for its warm-up, which builds its profile from the first %d "
+                "(QUERYWATCH_DETECTION__WARMUP_EVENTS) and then scores them; to score from the "
+                "first event, give it a profile of trusted inputs (querywatch profile --input FILE "
+                "--model-id %s --out DIR, then QUERYWATCH_DETECTION__PROFILE_DIR=DIR)",
+                model_id,
+                count,
+                self.engine.reference.settings.warmup_events,
+                model_id,
+                extra={"model_id": model_id},
+            )
 
     def _reject(self, work: PartitionWork, record: Record, error: InvalidEvent) -> None:
         raw = b"" if record.value is None else record.value
