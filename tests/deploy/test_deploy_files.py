@@ -142,6 +142,7 @@ def test_compose_has_the_whole_stack_with_scalable_consumers() -> None:
         "postgres",
         "migrate",
         "consumer",
+        "aggregator",
         "dispatcher",
         "api",
         "prometheus",
@@ -151,12 +152,17 @@ def test_compose_has_the_whole_stack_with_scalable_consumers() -> None:
     assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
     partitions = int(services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"])
     assert 1 <= services["consumer"]["deploy"]["replicas"] <= partitions
-    for name in ("consumer", "dispatcher", "api"):
+    assert services["aggregator"]["deploy"]["replicas"] == 2  # one active, one standby
+    for name in ("consumer", "aggregator", "dispatcher", "api"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
         source = mount.split(":")[0]
         if source.startswith("./"):
             assert (DEPLOY / source).exists(), mount
+    # Prometheus loads the alerting rules: a rule file it names is one compose mounts there.
+    mounted = {m.split(":")[1] for m in services["prometheus"]["volumes"]}
+    rules = _documents(DEPLOY / "prometheus" / "prometheus.yml")[0]["rule_files"]
+    assert rules and set(rules) <= mounted
 
 
 def test_kubernetes_manifests_fit_together() -> None:
@@ -169,11 +175,16 @@ def test_kubernetes_manifests_fit_together() -> None:
         ("PodMonitor", "querywatch-workers"),
     } <= kinds
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    assert {"querywatch-consumer", "querywatch-api", "querywatch-dispatcher"} <= set(deployments)
+    assert {
+        "querywatch-consumer",
+        "querywatch-aggregator",
+        "querywatch-api",
+        "querywatch-dispatcher",
+    } <= set(deployments)
     config = next(d for d in docs if d["kind"] == "ConfigMap")
     partitions = int(config["data"]["QUERYWATCH_KAFKA__PARTITIONS"])
     assert deployments["querywatch-consumer"]["spec"]["replicas"] <= partitions
-    for worker in ("querywatch-consumer", "querywatch-dispatcher"):  # the PodMonitor's port
+    for worker in ("querywatch-consumer", "querywatch-aggregator", "querywatch-dispatcher"):  # PodMonitor
         container = _containers(deployments[worker])[0]
         port = container["args"][container["args"].index("--metrics-port") + 1]
         assert {"name": "metrics", "containerPort": int(port)} in container["ports"]
