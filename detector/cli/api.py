@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from querywatch.detector.adapters.db import audit
@@ -81,8 +82,11 @@ def run_create(args: argparse.Namespace, settings: Settings) -> int:
             "apikey", {"keys": [{"id": key.id, "role": key.role, "name": key.name, "secret": key.secret}]}
         )
         return 0
-    print(key.secret)
-    print(f"# key #{key.id} {key.name!r}, role {key.role}: store it now, it is not shown again.", flush=True)
+    print(key.secret, flush=True)  # alone on stdout, so that KEY=$(querywatch apikey create …) is the key
+    print(
+        f"# key #{key.id} {key.name!r}, role {key.role}: store it now, it is not shown again.",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -20,7 +20,9 @@ def test_apikey_create_prints_a_working_key_once(
     with migrated_database("sqlite", tmp_path) as settings:
         monkeypatch.setenv("QUERYWATCH_DATABASE__URL", settings.database.url)
         assert main(["apikey", "create", "--role", "admin", "--name", "ops"]) == 0
-        secret = capsys.readouterr().out.splitlines()[0]
+        said = capsys.readouterr()
+        [secret] = said.out.splitlines()  # the key alone: KEY=$(querywatch apikey create ...) works
+        assert "store it now" in said.err
         engine = make_engine(settings.database)
         with make_sessionmaker(engine)() as session:
             principal = authenticate(session=session, presented=secret)

@@ -156,11 +156,11 @@ class Aggregator(OwnedPartitions):
         self.partitions[key] = PartitionWork(topic, partition, stored.next_offset, self._clock(), 0)
         self.seeks[key] = stored.next_offset
         log.info(
-            "aggregating %s/%d from offset %s: %d models (%d read from the database, the others held "
+            "aggregating %s/%d from %s: %d models (%d read from the database, the others held "
             "up to date as a standby), %d campaigns, loaded in %.3f s",
             topic,
             partition,
-            stored.next_offset,
+            "its start (no checkpoint yet)" if stored.next_offset is None else f"offset {stored.next_offset}",
             len(self.stage.models),
             len(stored.stored.states),
             len(self.stage.campaigns()),
