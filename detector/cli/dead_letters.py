@@ -21,7 +21,12 @@ from querywatch.detector.adapters.db.dead_letters import (
     delete_dead_letters,
     purge_dead_letters,
 )
-from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db.session import (
+    check_migrated,
+    make_engine,
+    make_sessionmaker,
+    transaction,
+)
 from querywatch.detector.adapters.db.tables import utcnow
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.adapters.kafka.producer import produce_lines
@@ -74,6 +79,7 @@ def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
             f"--reason {', '.join(unknown)}: no such reason", hint=f"reasons: {', '.join(REASONS)}"
         )
     database = make_engine(settings.database)
+    check_migrated(database)  # a database never upgraded: said so, not as "no such table"
     sessions = make_sessionmaker(database)
     producer = KafkaProducer(**producer_kwargs(settings.kafka, role="redrive"))
     sent, last = 0, 0
@@ -109,6 +115,7 @@ def run_purge(args: argparse.Namespace, settings: Settings) -> int:
     )
     database = make_engine(settings.database)
     try:
+        check_migrated(database)
         with transaction(make_sessionmaker(database)) as session:
             removed = purge_dead_letters(session=session, before=utcnow() - timedelta(days=days))
     finally:

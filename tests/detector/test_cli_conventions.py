@@ -205,6 +205,14 @@ def test_a_dead_letter_option_that_would_do_harm_or_nothing_is_refused(
     assert said in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("action", ["purge", "redrive"])
+def test_dead_letters_on_a_database_never_upgraded_say_to_upgrade_it(tmp_path: Path, action: str) -> None:
+    """They failed on a missing table instead."""
+    done = _run(tmp_path, "dead-letters", action, QUERYWATCH_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:9")
+    assert done.returncode == EXIT_RUNTIME
+    assert "querywatch db upgrade" in done.stderr and "no such table" not in done.stderr, done.stderr
+
+
 def test_a_mistyped_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
     rc, _heavy, stderr = _probe(tmp_path, "db", "current", QUERYWATCH_KAFKA_BOOTSTRAP_SERVERS="k:9092")
     assert rc == 0
