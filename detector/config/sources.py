@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, get_args, get_origin
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -233,12 +234,37 @@ def unknown_variables(environ: Mapping[str, str], known: list[str]) -> list[tupl
     return found
 
 
+def _masked(path: tuple[str, ...], value: Any) -> str:
+    """A secret setting as ``config show`` prints it: a database URL with its password (in
+    its user part or its query) as ``***``, so that which database is used still shows; any
+    other secret as ``***``.
+
+    >>> _masked(("database", "url"), "postgresql+psycopg://qw:s3cret@db:5432/qw?sslmode=require")
+    'postgresql+psycopg://qw:***@db:5432/qw?sslmode=require'
+    >>> _masked(("database", "url"), "sqlite:///var/lib/qw.db"), _masked(("kafka", "sasl_password"), "x")
+    ('sqlite:///var/lib/qw.db', '***')
+    >>> _masked(("database", "url"), "postgresql://db/qw?user=qw&password=s3cret")
+    'postgresql://db/qw?user=qw&password=***'
+    """
+    if path != ("database", "url"):
+        return "***"
+    url = str(value)
+    parts = urlsplit(url)
+    if parts.password is not None:
+        url = url.replace(parts.netloc, f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in pairs):
+        query = "&".join(f"{key}={'***' if key.lower() == 'password' else item}" for key, item in pairs)
+        url = url.replace(parts.query, query, 1)
+    return url
+
+
 def setting_sources(
     settings: BaseModel, config_file: Path | None, environ: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """Each leaf setting's variable, effective value and source, for ``querywatch config show``.
 
-    Secret settings show ``"***"`` when set.
+    Secret settings show ``"***"`` when set; a database URL shows all but its password.
     """
     file_values = read_config_file(config_file) if config_file is not None else {}
     secrets = {variable(path) for path in SECRET_SETTINGS}
@@ -259,7 +285,7 @@ def setting_sources(
             source = f"config {config_file}"
         else:
             source = "default"
-        shown = "***" if name in secrets and value else value
+        shown = _masked(path, value) if name in secrets and value else value
         rows.append(
             {"variable": name, "value": list(shown) if isinstance(shown, tuple) else shown, "source": source}
         )

@@ -384,7 +384,7 @@ def test_config_file_is_below_the_environment_and_secret_files_work(tmp_path: Pa
     config = tmp_path / "querywatch.toml"
     config.write_text('log_level = "DEBUG"\n[kafka]\ntopic = "from-file"\nclient_id = "file-id"\n')
     secret = tmp_path / "db-url"
-    secret.write_text(f"sqlite:///{tmp_path / 'secret.db'}\n")
+    secret.write_text("postgresql://qw:s3cret@db.internal:5432/qw\n")
     env = _environment(
         tmp_path, QUERYWATCH_KAFKA__TOPIC="from-env", QUERYWATCH_DATABASE__URL_FILE=str(secret)
     )
@@ -415,7 +415,7 @@ def test_config_file_is_below_the_environment_and_secret_files_work(tmp_path: Pa
     assert rows["QUERYWATCH_KAFKA__CLIENT_ID"]["value"] == "file-id"
     assert rows["QUERYWATCH_DATABASE__URL"] == {
         "variable": "QUERYWATCH_DATABASE__URL",
-        "value": "***",
+        "value": "postgresql://qw:***@db.internal:5432/qw",  # which database, not its password
         "source": f"file {secret}",
     }
 
