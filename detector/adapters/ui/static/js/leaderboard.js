@@ -72,10 +72,10 @@ export function renderLeaderboard(root, session, params) {
       pages.element));
 
   api("v1/models").then((models) => {
-    for (const m of listOf(models)) {
-      const id = typeof m === "string" ? m : m.model_id;
-      modelSelect.append(h("option", { value: id }, id));
-    }
+    const ids = listOf(models).map((m) => (typeof m === "string" ? m : m.model_id));
+    // A model in the URL that has no profile yet (or a typo) is still the filter shown.
+    if (filters.model && !ids.includes(filters.model)) ids.push(filters.model);
+    for (const id of ids) modelSelect.append(h("option", { value: id }, id));
     modelSelect.value = filters.model;
   }).catch(() => {});
 
