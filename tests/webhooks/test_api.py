@@ -72,6 +72,7 @@ def test_private_url_refused_without_allowlist(db: Db) -> None:
         {"url": "http://127.0.0.1/", "x": 1},
         {"url": "http://127.0.0.1/\x00"},  # PostgreSQL cannot store NUL: refuse, do not fail
         {"url": "http://127.0.0.1/", "model_id": "m\x00"},
+        {"url": "http://127.0.0.1/", "routing_key": "R0UT1NGKEY"},  # a standard endpoint ignores it
     ],
 )
 def test_bad_bodies_are_422(admin: httpx.Client, body: dict[str, object]) -> None:

@@ -66,6 +66,8 @@ def add_endpoint(
         raise InvalidWebhookEndpoint(f"kind must be one of {', '.join(ENDPOINT_KINDS)}")
     if kind == "pagerduty" and not routing_key:
         raise InvalidWebhookEndpoint("a pagerduty endpoint needs the integration's routing_key")
+    if kind != "pagerduty" and routing_key:  # it would be ignored: a kind mistaken, most likely
+        raise InvalidWebhookEndpoint(f"routing_key is for pagerduty endpoints, not {kind} ones")
     known = (*EVENT_TYPES, *NOTICE_TYPES)
     if event_types is not None and (not event_types or set(event_types) - set(known)):
         raise InvalidWebhookEndpoint(f"event_types must be a non-empty subset of {', '.join(known)}")
