@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from querywatch.detector.adapters.db.tables import CampaignMemberRow, CampaignRow, utcnow
-from querywatch.detector.engine.campaigns.campaign import Campaign
 from querywatch.detector.errors import QuerywatchError
+
+if TYPE_CHECKING:  # the stage's module loads numba: the API and the dispatcher never need it
+    from querywatch.detector.engine.campaigns.campaign import Campaign
 
 
 class CampaignNotFound(QuerywatchError):
