@@ -60,3 +60,13 @@ def test_without_a_client_or_a_key_it_says_what_is_missing(http: httpx.Client, a
     assert missing.status_code == 400
     assert "X-Querywatch-Client" in missing.json()["detail"]
     assert http.get("/v1/authz", headers={"X-Querywatch-Client": "calm"}).status_code == 401
+
+
+def test_a_client_named_both_ways_is_refused_not_judged_by_the_name_the_caller_chose(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    """A gateway that forwards the caller's headers let a blocked caller add X-Querywatch-Client
+    with another client's id beside its key, and that id was the one judged."""
+    seed_client(api_server.sessions, client_id_for_key("sk-thief"), 0.99)
+    both = _authz(http, api_server, **{"X-Querywatch-Client": "calm", "X-Querywatch-Client-Key": "sk-thief"})
+    assert both.status_code == 400 and "not both" in both.json()["detail"]

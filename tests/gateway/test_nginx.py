@@ -46,6 +46,7 @@ location = /_querywatch {{
     proxy_set_header Content-Length "";
     proxy_set_header X-API-Key "{reader_key}";
     proxy_set_header X-Querywatch-Client-Key $http_x_api_key;
+    proxy_set_header X-Querywatch-Client "";   # never the caller's own: it would name whom to judge
     proxy_set_header X-Querywatch-Model "two-v1";
     # fail open: querywatch unreachable -> let the request through undegraded
     error_page 500 502 503 504 = @querywatch_down;
@@ -110,6 +111,12 @@ def test_nginx_auth_request_allows_degrades_and_blocks(api: ApiServer, tmp_path:
         )
         with running_nginx(tmp_path, site) as gateway:
             calm, odd, thief = (_predict(gateway, key) for key in ("sk-calm", "sk-odd", "sk-thief"))
+            disguised = httpx.post(  # the thief names another client: NGINX passed it on, and it won
+                f"{gateway}/predict",
+                json={"instances": [[0.74, 0.1]]},
+                headers={"X-API-Key": "sk-thief", "X-Querywatch-Client": "someone-calm"},
+            )
+    assert disguised.status_code == 403
     assert calm.status_code == 200
     assert calm.json()["predictions"] == [{"label": 1, "scores": [0.26, 0.74]}]
     assert odd.status_code == 200

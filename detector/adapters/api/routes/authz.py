@@ -74,6 +74,8 @@ async def authz(
     Name the client with `X-Querywatch-Client` or `X-Querywatch-Client-Key`; an unknown
     client is allowed. The answer's headers carry the decision for the gateway to forward.
     """
+    if client and client_key:  # a gateway names the client one way; the other came from the caller
+        return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key, not both")
     client_id = client or (client_id_for_key(client_key) if client_key else None)
     if not client_id:
         return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key")
