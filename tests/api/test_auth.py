@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from querywatch.detector.adapters.db.apikeys import create_api_key, revoke_api_key
+from querywatch.detector.adapters.db.migrate import downgrade
 from querywatch.detector.adapters.db.session import transaction
-from tests.api.server import ApiServer
+from tests.api.server import ApiServer, running_api
+from tests.storage.databases import migrated_database
 
 PROBLEM = "application/problem+json"
 
@@ -14,6 +18,18 @@ def test_health_is_open_and_ready(http: httpx.Client) -> None:
     assert http.get("/healthz").json() == {"status": "ok"}
     ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_not_ready_is_said_without_the_database_url(tmp_path: Path) -> None:
+    """The probe needs no key; it answered with the database's URL and the driver's words."""
+    with migrated_database("sqlite", tmp_path) as settings, running_api(settings) as api:
+        downgrade(settings, "-1")
+        behind = httpx.get(f"{api.base_url}/readyz")
+        assert behind.status_code == 503
+        assert behind.json()["detail"] == (
+            "the database is not at this release's schema: run `querywatch db upgrade`"
+        )
+        assert str(tmp_path) not in behind.text and "sqlite" not in behind.text
 
 
 @pytest.mark.parametrize(
@@ -57,7 +73,9 @@ def test_revoked_key_is_refused(http: httpx.Client, api_server: ApiServer) -> No
 def test_metrics_accept_a_bearer_key(http: httpx.Client, api_server: ApiServer) -> None:
     http.get("/healthz")
     http.get("/v1/clients/acct-secret-42", headers=api_server.reader_headers)
+    http.request("BREW-COFFEE-7", "/healthz")  # made-up methods share one label, not one each
     response = http.get("/metrics", headers={"Authorization": f"Bearer {api_server.reader_key}"})
+    assert "BREW-COFFEE" not in response.text and 'method="other"' in response.text
     assert response.status_code == 200
     assert 'querywatch_api_request_seconds_count{method="GET",route="/healthz",status="200"}' in response.text
     assert 'route="/v1/clients/{client_id:path}",status="404"' in response.text

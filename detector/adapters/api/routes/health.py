@@ -7,6 +7,7 @@ them); ``/metrics`` needs a key, sent as ``X-API-Key`` or as ``Authorization: Be
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -20,6 +21,7 @@ from querywatch.detector.adapters.db.session import DatabaseError, check_migrate
 from querywatch.detector.errors import DatabaseNotMigrated
 from querywatch.detector.metrics import render
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -31,11 +33,16 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses=problems(503))
 def readyz(request: Request) -> Readiness | Response:
-    """The database is reachable and at this version's schema."""
+    """The database is reachable and at this version's schema. Said without the database's
+    URL or the driver's words, which go to the log: the probe needs no key."""
     try:
         check_migrated(request.app.state.engine)
-    except (DatabaseNotMigrated, DatabaseError) as exc:
-        return problem(503, str(exc).splitlines()[0])
+    except DatabaseNotMigrated as exc:
+        log.warning("not ready: %s", exc)
+        return problem(503, "the database is not at this release's schema: run `querywatch db upgrade`")
+    except DatabaseError as exc:
+        log.warning("not ready: %s", str(exc).splitlines()[0])
+        return problem(503, "the database cannot be reached (the API's log says why)")
     return Readiness(status="ready")
 
 
