@@ -18,6 +18,7 @@ from querywatch.detector import __version__ as _version
 from querywatch.detector.adapters.api.decision_cache import DecisionCache
 from querywatch.detector.adapters.api.deps import KeyCache, refuse_unknown_query_parameters
 from querywatch.detector.adapters.api.docs import mount_docs
+from querywatch.detector.adapters.api.limits import LimitRequestBody
 from querywatch.detector.adapters.api.problems import install_problem_handlers, problem
 from querywatch.detector.adapters.api.routes import (
     alerts,
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     mount_docs(app)
     mount_ui(app)
     app.add_middleware(RejectNulCharacters)
+    app.add_middleware(LimitRequestBody)
     app.add_middleware(RequestMetrics)
     return app
 
