@@ -3,6 +3,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
+from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.tables import PendingStatusRow
 from tests.api.seed import T0, seed_client
@@ -207,3 +208,24 @@ def test_an_id_ending_in_a_routes_name_is_read_through_that_route_as_the_readme_
     )
     listed = http.get("/v1/clients", headers=headers).json()["items"]
     assert [c["client_id"] for c in listed] == ["proj/history"]
+
+
+def test_cursors_and_times_a_database_cannot_take_are_the_callers_mistake_not_a_500(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    """Each of these reached the driver and failed there (a 500 and a traceback with the SQL):
+    a lone surrogate half or a NUL inside a well-formed cursor, and times whose UTC instant
+    leaves years 1-9999."""
+    seed_client(api_server.sessions, "acct-1", 0.5)
+    headers = api_server.reader_headers
+    for cursor in ([0.5, "\ud800", "m"], [0.5, "a\x00b", "m"]):
+        answer = http.get("/v1/clients", params={"cursor": cursors.encode(cursor)}, headers=headers)
+        assert answer.status_code == 400, cursor
+    for opened_at in ("9999-12-31T23:00:00-14:00", "0001-01-01T01:00:00+14:00"):
+        for path in ("/v1/alerts", "/v1/campaigns"):
+            answer = http.get(path, params={"cursor": cursors.encode([opened_at, "al_x"])}, headers=headers)
+            assert answer.status_code == 400, (path, opened_at)
+    far = http.get(
+        "/v1/clients/acct-1/history", params={"since": "9999-12-31T23:00:00-14:00"}, headers=headers
+    )
+    assert far.status_code == 422 and "since" in far.json()["detail"]

@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import HTTPException, Query
@@ -59,6 +59,35 @@ def decode(cursor: str, length: int) -> list[Any]:
     return values
 
 
+def storable(value: object) -> bool:
+    """Whether ``value`` is text a database can be asked about: a NUL or a lone surrogate
+    half (both possible in JSON) reached the driver and failed there, as a 500.
+
+    >>> storable("acct-1"), storable("a\x00b"), storable("\ud800"), storable(7)
+    (True, False, False, False)
+    """
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def utc_instant(when: datetime) -> datetime | None:
+    """``when`` in UTC, or None where that leaves the calendar (9999-12-31T23:00-14:00 is in
+    year 10000: the driver's conversion failed with a 500).
+
+    >>> utc_instant(datetime.fromisoformat("9999-12-31T23:00:00-14:00")) is None
+    True
+    """
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
 def client_cursor(cursor: str | None) -> ClientCursor | None:
     if cursor is None:
         return None
@@ -66,8 +95,8 @@ def client_cursor(cursor: str | None) -> ClientCursor | None:
     if (
         not isinstance(risk, int | float)
         or isinstance(risk, bool)
-        or not isinstance(client_id, str)
-        or not isinstance(model_id, str)
+        or not storable(client_id)
+        or not storable(model_id)
     ):
         raise HTTPException(400, "cursor is not one this API returned")
     return ClientCursor(float(risk), client_id, model_id)
@@ -88,9 +117,10 @@ def _opened_at_and_id(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(opened_at) if isinstance(opened_at, str) else None
     except ValueError:
         when = None
-    if when is None or when.tzinfo is None or not isinstance(row_id, str):
+    instant = None if when is None or when.tzinfo is None else utc_instant(when)
+    if instant is None or not storable(row_id):
         raise HTTPException(400, "cursor is not one this API returned")
-    return when, row_id
+    return instant, row_id
 
 
 def delivery_cursor(cursor: str | None) -> int | None:
