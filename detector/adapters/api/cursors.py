@@ -60,7 +60,7 @@ def decode(cursor: str, length: int) -> list[Any]:
 
 
 def storable(value: object) -> bool:
-    """Whether ``value`` is text a database can be asked about: a NUL or a lone surrogate
+    r"""Whether ``value`` is text a database can be asked about: a NUL or a lone surrogate
     half (both possible in JSON) reached the driver and failed there, as a 500.
 
     >>> storable("acct-1"), storable("a\x00b"), storable("\ud800"), storable(7)
