@@ -156,6 +156,7 @@ def test_a_monitor_mode_model_sends_one_digest_a_day_of_what_would_have_paged(
     assert documented(MonitorDigestV1) == set(data) and documented(DigestAlertV1) == set(data["alerts"][0])
     MonitorDigestBody.model_validate(digest)
     assert digest["type"] == "monitor.digest" and data["model_id"] == MODEL
+    assert data["links"]["alerts"].endswith(f"/v1/alerts?model={MODEL}")  # model_id= was refused: 422
     assert data["day"] == now.date().isoformat() and data["alerts_count"] == 2
     assert [a["alert_id"] for a in data["alerts"]] == [quiet[1].alert_id, quiet[0].alert_id]  # riskiest first
     [message] = slack.messages

@@ -30,7 +30,7 @@ def links(event: dict[str, Any], public_url: str) -> dict[str, str]:
     if event["type"] == SILENCE_CREATED:
         return {"silences": f"{base}/v1/silences", "dashboard": f"{base}/ui/#/silences"}
     if event["type"] == MONITOR_DIGEST:
-        return {"alerts": f"{base}/v1/alerts?model_id={quote(event['model_id'], safe='')}"}
+        return {"alerts": f"{base}/v1/alerts?model={quote(event['model_id'], safe='')}"}
     out = {"alert": f"{base}/v1/alerts/{quote(event['alert_id'], safe='')}"}
     if event.get("client_id"):
         out["client"] = f"{base}/v1/clients/{quote(event['client_id'], safe='')}"

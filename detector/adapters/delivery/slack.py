@@ -62,7 +62,7 @@ def notice(body: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
 
     >>> digest = {"type": "monitor.digest", "model_id": "m", "day": "2026-11-28", "alerts_count": 400,
     ...           "alerts": [{"severity": "high", "subject_id": "a" * 300, "peak_risk": 0.97}] * 100}
-    >>> m = notice(digest, {"alerts": "http://qw/v1/alerts?model_id=m"})
+    >>> m = notice(digest, {"alerts": "http://qw/v1/alerts?model=m"})
     >>> m["text"], all(len(b["text"]["text"]) <= 3000 for b in m["blocks"] if b["type"] == "section")
     ('Monitor mode digest for m on 2026-11-28: 400 alerts would have paged', True)
     """
