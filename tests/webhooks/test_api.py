@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from querywatch.detector.adapters.db.tables import AuditEntryRow
+from querywatch.detector.adapters.db.tables import AuditEntryRow, WebhookEndpointRow
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.delivery.signing import generate_secret
 from tests.api.server import ApiServer, running_api
@@ -193,3 +193,20 @@ def test_the_same_endpoint_twice_is_refused_and_a_delete_says_what_it_dropped(
     with db.sessions() as session:
         entry = session.scalars(select(AuditEntryRow).where(AuditEntryRow.action == "webhook.delete")).one()
     assert entry.detail == {"kind": "standard", "host": "127.0.0.1", "undelivered": 1}
+
+
+def test_a_slack_url_is_shown_as_its_host_only_in_answers_and_the_audit_log(
+    admin: httpx.Client, db: Db, receiver: Receiver
+) -> None:
+    """A Slack incoming-webhook URL is the channel's credential: it was listed whole by
+    GET /v1/webhooks and kept whole in the audit log, after the endpoint was deleted too."""
+    url = f"{receiver.url}/services/T000/B000/s3cr3tT0k3n"
+    created = admin.post("/v1/webhooks", json={"url": url, "kind": "slack"})
+    assert created.status_code == 201, created.text
+    shown = [created.json()["url"], *(e["url"] for e in admin.get("/v1/webhooks").json())]
+    assert all("s3cr3t" not in u for u in shown)
+    with db.sessions() as session:
+        entry = session.scalars(select(AuditEntryRow).where(AuditEntryRow.action == "webhook.create")).one()
+    assert "s3cr3t" not in str(entry.detail)
+    with db.sessions() as session:  # the dispatcher still posts to the whole URL
+        assert session.scalars(select(WebhookEndpointRow.url)).one() == url

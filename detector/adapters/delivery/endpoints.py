@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from querywatch.detector.adapters.db import webhooks as store
 from querywatch.detector.adapters.db.session import Session
@@ -42,6 +43,23 @@ def create_endpoint(
         event_types=event_types,
         routing_key=routing_key,
     )
+
+
+def shown_url(kind: str, url: str) -> str:
+    """An endpoint's URL as the API and the audit log show it. A Slack incoming-webhook URL is
+    its credential (whoever has it can post to the channel), so only its host and the first
+    part of its path show; every other kind's URL shows whole (its secret is separate).
+
+    >>> shown_url("slack", "https://hooks.slack.com/services/T000/B000/XXXXXXXX")
+    'https://hooks.slack.com/services/…'
+    >>> shown_url("standard", "https://soc.example.com/hooks/qw")
+    'https://soc.example.com/hooks/qw'
+    """
+    if kind != "slack":
+        return url
+    parts = urlsplit(url)
+    first = parts.path.lstrip("/").split("/", 1)[0]
+    return f"{parts.scheme}://{parts.netloc}/{first}/…" if first else f"{parts.scheme}://{parts.netloc}/…"
 
 
 def rotate_secret(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.cursors import PageLimit
@@ -92,6 +92,12 @@ class WebhookPublic(BaseModel):
         None, description="After a rotation with an overlap: until when the old secret signs too."
     )
     created_at: datetime
+
+    @model_validator(mode="after")
+    def _slack_url_is_a_secret(self) -> WebhookPublic:
+        """A Slack URL is the channel's credential: shown as its host and first path part."""
+        self.url = endpoints.shown_url(self.kind, self.url)
+        return self
 
 
 class WebhookWithSecret(WebhookPublic):
@@ -201,7 +207,7 @@ def create_webhook(
         action="webhook.create",
         target=f"webhook:{endpoint.id}",
         detail={
-            "url": endpoint.url,
+            "url": endpoints.shown_url(endpoint.kind, endpoint.url),
             "kind": endpoint.kind,
             "event_types": endpoint.event_types,
             "min_severity": endpoint.min_severity,
