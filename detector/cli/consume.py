@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
         "produce",
         summary="load a JSON Lines trace into the inference-log topic, keyed by client_id",
         description="Send every line of TRACE.jsonl (or TRACE.jsonl.gz) as one message, keyed by its "
-        "client_id. Invalid lines are sent as they are (the consumer dead-letters them).",
+        "client_id. Invalid lines are sent as they are (the consumer dead-letters them); a line "
+        "too large for a Kafka message is named and left out, and the command then exits 3.",
     )
     producer.add_argument("trace", metavar="TRACE.jsonl", type=Path)
     _kafka_arguments(producer)
@@ -85,13 +86,23 @@ def run_produce(args: argparse.Namespace, settings: Settings) -> int:
     kafka = _kafka_settings(args, settings)
     ensure_topics(kafka, (kafka.topic,))
     size = content_size(args.trace)
+    too_large: list[tuple[int, int]] = []
     try:
         with progress_bar(args, total=size, unit="B", description="produce") as bar:
-            sent = produce_trace(kafka, args.trace, progress=bar.update)
+            sent = produce_trace(kafka, args.trace, progress=bar.update, too_large=too_large)
     except gzip.BadGzipFile as exc:  # a gzip'd trace cut short: the lines before it were sent
         raise InputError(f"{args.trace}: {exc}; the lines before it were produced") from None
     if args.json:
-        print_json("produce", {"messages": sent, "topic": kafka.topic})
+        print_json(
+            "produce", {"messages": sent, "topic": kafka.topic, "too_large": [n for n, _ in too_large]}
+        )
     else:
         print(f"produced {sent} messages to {kafka.topic}")
+    if too_large:  # the rest were sent: said after them, with each line left out
+        lines = ", ".join(f"line {n} ({size:,} bytes)" for n, size in too_large[:10])
+        more = f" and {len(too_large) - 10} more" if len(too_large) > 10 else ""
+        raise InputError(
+            f"{args.trace}: {len(too_large)} lines too large for a Kafka message not sent: {lines}{more}",
+            hint="an event is at most detection.max_event_bytes (1,000,000) bytes; the other lines were sent",
+        )
     return 0

@@ -11,6 +11,7 @@ import pytest
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
 from querywatch.detector.cli import main
 from querywatch.detector.cli.simulate import VICTIM_NAMES
+from querywatch.detector.errors import EXIT_INPUT
 from querywatch.detector.simulate import VICTIMS, read_jsonl
 from querywatch.detector.simulate.victim import MODEL_ID, TABULAR_MODEL_ID
 from tests.kafka.harness import read_topic
@@ -134,4 +135,15 @@ def test_produce_prints_its_json_document(
         "schema": "querywatch.produce/1",
         "messages": len(out.read_text().splitlines()),
         "topic": "sim-json",
+        "too_large": [],
     }
+
+    # A line too large for a Kafka message cannot even be dead-lettered: it is named, the
+    # lines after it are sent (it stopped the load there, with no line number).
+    lines = out.read_text().splitlines()
+    big = tmp_path / "big.jsonl"
+    big.write_text("\n".join([*lines[:3], '{"pad": "' + "x" * 1_200_000 + '"}', *lines[3:]]) + "\n")
+    assert main(["produce", str(big), *server, "--json"]) == EXIT_INPUT
+    said = capsys.readouterr()
+    assert json.loads(said.out)["messages"] == len(lines) and json.loads(said.out)["too_large"] == [4]
+    assert "1 lines too large for a Kafka message not sent: line 4 (1,200,011 bytes)" in said.err

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import MessageSizeTooLargeError
 
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.config import KafkaSettings
@@ -53,16 +54,30 @@ def trace_lines(path: str | Path, *, progress: Callable[[int], None] | None = No
                 yield line
 
 
-def produce_lines(producer: KafkaProducer, topic: str, lines: Iterable[bytes]) -> int:
+def produce_lines(
+    producer: KafkaProducer,
+    topic: str,
+    lines: Iterable[bytes],
+    *,
+    too_large: list[tuple[int, int]] | None = None,
+) -> int:
     """Send each line as one message keyed by its client id; flush; return how many were sent.
 
     Raises the producer's error if any send failed, so a caller never believes a partial
-    load was complete.
+    load was complete. A line larger than the producer may send (its ``max_request_size``,
+    about 1 MiB) cannot reach the consumer, not even as a dead letter: with ``too_large``
+    given, its (line number, size) goes there and the rest of the lines are sent; without,
+    the producer's error is raised.
     """
     sent = 0
     pending = []
-    for line in lines:
-        pending.append(producer.send(topic, key=client_key(line), value=line))
+    for number, line in enumerate(lines, start=1):
+        try:
+            pending.append(producer.send(topic, key=client_key(line), value=line))
+        except MessageSizeTooLargeError:
+            if too_large is None:
+                raise
+            too_large.append((number, len(line)))
         if len(pending) >= _CHUNK:
             sent += _settle(producer, pending)
     return sent + _settle(producer, pending)
@@ -83,10 +98,13 @@ def produce_trace(
     *,
     topic: str | None = None,
     progress: Callable[[int], None] | None = None,
+    too_large: list[tuple[int, int]] | None = None,
 ) -> int:
-    """Produce the trace file at ``path`` into ``topic`` (default: the inference-log topic)."""
+    """Produce the trace file at ``path`` into ``topic`` (default: the inference-log topic);
+    lines too large to send go to ``too_large`` (``produce_lines``)."""
     producer = KafkaProducer(**producer_kwargs(settings, role="trace-producer"))
     try:
-        return produce_lines(producer, topic or settings.topic, trace_lines(path, progress=progress))
+        lines = trace_lines(path, progress=progress)
+        return produce_lines(producer, topic or settings.topic, lines, too_large=too_large)
     finally:
         producer.close()
