@@ -559,3 +559,28 @@ def test_events_held_for_a_warm_up_are_said_then_and_once_a_minute(
     assert said[1] != said[0] and said[1].startswith("new-model: ")
     assert f"the first {SETTINGS.warmup_events} (QUERYWATCH_DETECTION__WARMUP_EVENTS)" in said[0]
     assert "--model-id new-model --out DIR, then QUERYWATCH_DETECTION__PROFILE_DIR=DIR" in said[0]
+
+
+def test_a_new_owner_reads_the_checkpoints_last_record_again_to_find_a_replaced_log(tmp_path: Path) -> None:
+    """A broker emptied (or a topic recreated) and filled past the stored offset before a
+    consumer restarted: the offsets alone looked right, and the new log's first events (up to
+    the stored offset) were skipped, with no error line and no metric."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    first, replaced = _lines("a", 8, seed=1), _lines("b", 8, seed=2)
+    earlier = _processor(sessions, _Outputs())
+    earlier.assign([("t", 0)])
+    earlier.process(Record("t", 0, o, None, v) for o, v in enumerate(first[:5]))
+    assert earlier.checkpoint() == {("t", 0): 5}
+
+    same = _processor(sessions, _Outputs())
+    same.assign([("t", 0)])
+    assert same.seeks[("t", 0)] == 4  # the checkpoint's last record, read again
+    same.process(Record("t", 0, o, None, first[o]) for o in (4, 5))
+    work = same.partitions[("t", 0)]
+    assert (work.below_floor, work.next_offset) == (None, 6)  # the same log: on from 5
+
+    other = _processor(sessions, _Outputs())
+    other.assign([("t", 0)])
+    other.process(Record("t", 0, o, None, replaced[o]) for o in (4, 5, 6))
+    work = other.partitions[("t", 0)]
+    assert (work.below_floor, work.next_offset) == (4, 5)  # another record there: judged, nothing read

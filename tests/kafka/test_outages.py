@@ -152,6 +152,38 @@ def test_a_recreated_topic_is_reported_and_paused_then_read_again_when_told(
     assert result.clients == expected.clients and result.alerts == expected.alerts
 
 
+def test_a_recreated_topic_refilled_past_the_stored_offsets_is_reported_as_well(
+    kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the new log already ended past the stored offset, offsets alone saw nothing: the
+    restarted consumer resumed there and its first events were skipped without a word. Each
+    partition's checkpoint keeps its last record's digest, read again and compared."""
+    caplog.set_level(logging.INFO)
+    settings = consumer_settings(kafka_settings, tmp_path)
+    lines = list(trace_lines())
+    first, second = lines[: len(lines) // 4], lines[len(lines) // 4 :]
+    produce(kafka_settings, first)
+    consumer = ThreadedConsumer(settings).start()
+    engine = make_engine(settings.database)
+    wait_until_stored(engine, kafka_settings)
+    consumer.close()
+    before = stored(engine)
+    old = stored_offsets(engine, kafka_settings)
+
+    _recreate(kafka_settings)
+    produce(kafka_settings, second)
+    ends = end_offsets(kafka_settings)
+    assert any(ends[p] >= offset for p, offset in old.items())  # the case offsets cannot see
+    rewinds = _rewinds(kafka_settings)
+    consumer = ThreadedConsumer(settings).start()
+    wait_for(lambda: _rewinds(kafka_settings) - rewinds >= len(old), "every stored partition's rewind")
+    assert consumer.error is None
+    consumer.close()
+    engine_result = stored(engine)
+    engine.dispose()
+    assert engine_result.clients == before.clients  # paused: nothing of the new log stored
+
+
 def test_a_restarted_broker_keeps_the_consumer_running_and_its_emptied_log_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -42,8 +42,6 @@ _MOVE_OFFSET = (
     )
     .values(next_offset=bindparam("b_new"), updated_at=bindparam("b_now"))
 )
-#: The same, with the partition's event-time clock (a checkpoint without one keeps the stored).
-_MOVE_OFFSET_AND_CLOCK = _MOVE_OFFSET.values(clock=bindparam("b_clock"))
 #: A partition's first offset: nothing inserted if one is stored already.
 _FIRST_OFFSET = InsertIfAbsent(_OFFSETS, _OFFSETS.c.next_offset)
 _DELETE_STATES = delete(_STATES).where(_STATES.c.client_id.in_(bindparam("ids", expanding=True)))
@@ -75,6 +73,9 @@ class PartitionCheckpoint:
     #: The partition's event-time clock (``StreamClock.state``; None: none yet, a stored
     #: one is kept).
     clock: Mapping[str, Any] | None = None
+    #: A digest of the record at ``next_offset - 1`` (``partitions.record_digest``); None:
+    #: unknown (the stored one is kept only if the offset stays).
+    last_digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class StoredPartition:
     next_offset: int | None
     client_states: dict[str, bytes]
     clock: dict[str, Any] | None = None
+    last_digest: str | None = None
 
 
 def load_partition(
@@ -98,13 +100,15 @@ def load_partition(
     next checkpoint.
     """
     stored = session.execute(
-        select(PartitionOffsetRow.next_offset, PartitionOffsetRow.clock).where(
+        select(
+            PartitionOffsetRow.next_offset, PartitionOffsetRow.clock, PartitionOffsetRow.last_digest
+        ).where(
             PartitionOffsetRow.group_id == group_id,
             PartitionOffsetRow.topic == topic,
             PartitionOffsetRow.partition == partition,
         )
     ).first()
-    offset, clock = (None, None) if stored is None else stored
+    offset, clock, digest = (None, None, None) if stored is None else stored
     query = select(ClientStateRow.client_id, ClientStateRow.state).where(
         ClientStateRow.group_id == group_id,
         ClientStateRow.topic == topic,
@@ -113,7 +117,7 @@ def load_partition(
     if only is not None:
         query = query.where(ClientStateRow.client_id.in_(_storable(session, only)))
     states = {client_id: bytes(state) for client_id, state in session.execute(query)}
-    return StoredPartition(offset, states, clock)
+    return StoredPartition(offset, states, clock, digest)
 
 
 def load_client_states(*, session: Session, group_id: str, client_ids: Sequence[str]) -> dict[str, bytes]:
@@ -221,6 +225,8 @@ def _move_offset(*, session: Session, group_id: str, checkpoint: PartitionCheckp
         first: dict[str, Any] = {"next_offset": checkpoint.next_offset, "updated_at": now}
         if checkpoint.clock is not None:
             first["clock"] = checkpoint.clock
+        if checkpoint.last_digest is not None:
+            first["last_digest"] = checkpoint.last_digest
         if _FIRST_OFFSET(session, {**values, **first}) is None:
             first_by = f"{key}: another consumer checkpointed this partition first"
             raise CheckpointConflict(first_by, topic=topic, partition=partition)
@@ -233,10 +239,15 @@ def _move_offset(*, session: Session, group_id: str, checkpoint: PartitionCheckp
         "b_new": checkpoint.next_offset,
         "b_now": now,
     }
-    if checkpoint.clock is None:
-        result = session.execute(_MOVE_OFFSET, moved)
-    else:
-        result = session.execute(_MOVE_OFFSET_AND_CLOCK, {**moved, "b_clock": checkpoint.clock})
+    # None keeps the stored clock; a digest describes the record before the stored offset, so
+    # an offset that moves takes the one given, or none (a stale one would mismatch at once).
+    kept = {"clock": checkpoint.clock, "last_digest": checkpoint.last_digest}
+    moves = checkpoint.next_offset != checkpoint.expected_offset
+    given = {name: v for name, v in kept.items() if v is not None or (name == "last_digest" and moves)}
+    statement = (
+        _MOVE_OFFSET.values({name: bindparam(f"b_{name}") for name in given}) if given else _MOVE_OFFSET
+    )
+    result = session.execute(statement, {**moved, **{f"b_{name}": value for name, value in given.items()}})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise CheckpointConflict(
             f"{key}: the stored offset is no longer {checkpoint.expected_offset}",

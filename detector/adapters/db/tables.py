@@ -410,6 +410,9 @@ class PartitionOffsetRow(Base):
     #: The partition's event-time clock (``engine.guard.StreamClock.state``); None before
     #: the consumer's first admitted event, and for the aggregator's group.
     clock: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    #: A digest of the record at ``next_offset - 1`` (``partitions.record_digest``): a new
+    #: owner reads that record again and compares, to find a log replaced since.
+    last_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ClientStateRow(Base):

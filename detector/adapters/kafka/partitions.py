@@ -13,6 +13,7 @@ retries), so a short per-client memory suffices and keeps checkpoints small.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -81,6 +82,16 @@ def unpack_client_state(blob: bytes, dedup_per_client: int) -> tuple[bytes, Requ
     return engine_state, RequestIdFilter.from_state(list(ids), dedup_per_client)
 
 
+def record_digest(value: bytes | None) -> str:
+    """A short digest of a record's value: the stored checkpoint's last record, compared with
+    the record found at its offset later (a log replaced since has another there).
+
+    >>> record_digest(b'{"a": 1}') == record_digest(b'{"a": 1}') != record_digest(b'{"a": 2}')
+    True
+    """
+    return hashlib.blake2b(value or b"", digest_size=16).hexdigest()
+
+
 @dataclass
 class PartitionWork:
     """One assigned partition between two checkpoints.
@@ -111,6 +122,11 @@ class PartitionWork:
     """Events of this partition the reference stage holds (a model warming up): stored with
     the checkpoint, so that its offset may move past them."""
     held_changed: bool = False
+    #: The value of the last record processed, whose digest the next checkpoint stores.
+    last_value: bytes | None = None
+    #: (offset, digest) of the record the stored checkpoint ended at, read again after the
+    #: seek to check that the log is the one checkpointed (``record_digest``); None once seen.
+    witness: tuple[int, str] | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -139,4 +155,5 @@ class PartitionWork:
         self.summaries = []
         self.events_since_checkpoint = 0
         self.held_changed = False
+        self.last_value = None
         self.started_at = now

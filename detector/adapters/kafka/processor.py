@@ -53,6 +53,7 @@ from querywatch.detector.adapters.kafka.partitions import (
     TopicPartitionKey,
     held_events_key,
     pack_client_state,
+    record_digest,
     unpack_client_state,
 )
 from querywatch.detector.config import InputSettings, StreamSettings
@@ -211,6 +212,9 @@ class StreamProcessor(OwnedPartitions):
             self._owner[client_id] = work
         self.partitions[work.key] = work
         self.seeks[work.key] = stored.next_offset
+        if stored.next_offset and stored.last_digest is not None:  # read its last record again
+            work.witness = (stored.next_offset - 1, stored.last_digest)
+            self.seeks[work.key] = stored.next_offset - 1
         CLIENTS_TRACKED.set(len(self._owner))
         if events:
             self._resume_held(work, events)
@@ -267,9 +271,15 @@ class StreamProcessor(OwnedPartitions):
             if key is None or record.partition != key[1] or record.topic != key[0]:
                 key = (record.topic, record.partition)
                 work = self.partitions.get(key)
-            if work is None:
-                continue  # no longer ours
+            if work is None or work.below_floor is not None:
+                continue  # no longer ours, or its log went backwards: nothing more until judged
             offset = record.offset
+            if work.witness is not None and offset >= work.witness[0]:
+                witness, work.witness = work.witness, None
+                if offset == witness[0]:  # the checkpoint's last record, read again to compare
+                    if record_digest(record.value) != witness[1]:
+                        work.below_floor = offset  # another record there: the log was replaced
+                    continue
             floor = work.next_offset if work.next_offset is not None else work.stored_offset
             if floor is not None and offset < floor:
                 # Covered by the stored checkpoint; after a seek to it, only a log that went
@@ -277,6 +287,7 @@ class StreamProcessor(OwnedPartitions):
                 work.below_floor = min(offset, work.below_floor or offset)
                 continue
             work.next_offset = offset + 1
+            work.last_value = record.value
             work.events_since_checkpoint += 1
             append(Message(record.value, key, (work, record)))
         try:
@@ -624,4 +635,5 @@ class StreamProcessor(OwnedPartitions):
             states,
             dropped,
             self.guard.state(work.key),
+            None if work.last_value is None else record_digest(work.last_value),
         )
