@@ -19,7 +19,7 @@ from querywatch.detector.adapters.db.alerts import AlertNotFound, AlertStateConf
 from querywatch.detector.adapters.db.campaigns import CampaignNotFound
 from querywatch.detector.adapters.db.clients import ClientNotFound
 from querywatch.detector.adapters.db.policies import InvalidPolicy, PolicyNotFound
-from querywatch.detector.adapters.db.session import UnstorableValue
+from querywatch.detector.adapters.db.session import DATABASE_ERRORS, UnstorableValue
 from querywatch.detector.adapters.db.webhooks import (
     DuplicateWebhookEndpoint,
     InvalidWebhookEndpoint,
@@ -98,6 +98,14 @@ async def _unstorable_value(request: Request, exc: Exception) -> ProblemResponse
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
+    if isinstance(exc, DATABASE_ERRORS):  # an outage, not a bug: one line, and a 503 to retry on
+        log.warning(
+            "%s %s: the database did not answer: %s",
+            request.method,
+            request.url.path,
+            exc.__class__.__name__,
+        )
+        return problem(503, "the database did not answer; retry later (/readyz says when it is ready)")
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "internal error")
 
