@@ -112,7 +112,7 @@ def check_database(settings: Settings) -> Check:
 def check_kafka(settings: Settings, timeout: float) -> Check:
     if not settings.kafka.bootstrap_servers:
         return Check("kafka", True, "not configured: `querywatch up` starts an embedded broker", None)
-    from querywatch.detector.adapters.kafka.admin import BrokerUnreachable, missing_topics
+    from querywatch.detector.adapters.kafka.admin import BrokerUnreachable, missing_topics, partition_count
 
     # The summaries topic too while campaigns are on: consumers publish to it, the aggregator reads it.
     summaries = settings.campaigns.summaries_topic_for(settings.kafka.topic)
@@ -134,6 +134,16 @@ def check_kafka(settings: Settings, timeout: float) -> Check:
             False,
             f"reachable, but topics missing: {', '.join(missing)}",
             "`querywatch consume` creates them, or create them with your cluster's tools",
+        )
+    if settings.campaigns.enabled and (count := partition_count(settings.kafka, summaries)) > 1:
+        # A broker that creates topics on first use made it with its default count: each
+        # aggregator then reads a share of the accounts, and the standby is active too.
+        return Check(
+            "kafka",
+            False,
+            f"{summaries} has {count} partitions; the campaign stage reads one, in order",
+            f"delete it and let `querywatch consume` create it again with one partition "
+            f"(or create it so yourself: {summaries}, 1 partition, cleanup.policy=compact)",
         )
     return Check("kafka", True, f"reachable at {settings.kafka.bootstrap_servers}, topics present")
 

@@ -48,3 +48,17 @@ def test_a_broker_that_never_answers_is_said_as_such(kafka_settings: KafkaSettin
             pass
     with admin_client(kafka_settings) as admin:  # the real broker: connected
         assert isinstance(admin.list_topics(), list)
+
+
+def test_doctor_says_a_summaries_topic_of_many_partitions(kafka_settings: KafkaSettings) -> None:
+    """A broker that creates topics on first use made it with its default count after a
+    restart: each aggregator read a share of the accounts, the standby active too, unsaid."""
+    settings = Settings(kafka=kafka_settings)
+    summaries = settings.campaigns.summaries_topic_for(kafka_settings.topic)
+    ensure_topics(kafka_settings)
+    ensure_topics(kafka_settings, (summaries,), partitions=3)
+    check = check_kafka(settings, timeout=10.0)
+    assert (
+        not check.ok
+        and check.detail == f"{summaries} has 3 partitions; the campaign stage reads one, in order"
+    )

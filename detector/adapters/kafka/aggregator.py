@@ -146,6 +146,14 @@ class Aggregator(OwnedPartitions):
 
     def _load(self, key: TopicPartitionKey) -> None:
         topic, partition = key
+        if partition != 0:  # the topic was made with more (a broker that creates topics on use)
+            log.error(
+                "%s has a partition %d: the campaign stage reads one partition, in order, and with "
+                "more each aggregator sees a share of the accounts; delete the topic and let "
+                "`querywatch consume` create it again (one partition)",
+                topic,
+                partition,
+            )
         started = self._clock()
         with transaction(self._sessions) as session:
             stored = load_aggregator(
