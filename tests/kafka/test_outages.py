@@ -20,7 +20,7 @@ from querywatch.detector.adapters.kafka.admin import ensure_topics
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
 from querywatch.detector.adapters.kafka.client_config import connection_kwargs
 from querywatch.detector.config import DatabaseSettings, KafkaSettings, OutageSettings, Settings
-from querywatch.detector.metrics import LOG_REWOUND, OUTAGE
+from querywatch.detector.metrics import CONSUMER_LAG, LOG_REWOUND, OUTAGE
 from tests.kafka.harness import (
     ThreadedConsumer,
     consumer_settings,
@@ -177,6 +177,16 @@ def test_a_recreated_topic_refilled_past_the_stored_offsets_is_reported_as_well(
     rewinds = _rewinds(kafka_settings)
     consumer = ThreadedConsumer(settings).start()
     wait_for(lambda: _rewinds(kafka_settings) - rewinds >= len(old), "every stored partition's rewind")
+
+    # A paused partition is not fetched, so its lag used to stay where the pause left it.
+    def lag() -> float:
+        return sum(
+            CONSUMER_LAG.labels(topic=kafka_settings.topic, partition=str(p))._value.get() for p in old
+        )
+
+    paused_lag = lag()
+    produce(kafka_settings, second[:200])
+    wait_for(lambda: lag() > paused_lag, "the paused partitions' lag to grow", timeout_s=60)
     assert consumer.error is None
     consumer.close()
     engine_result = stored(engine)

@@ -21,10 +21,12 @@ partitions with ``seek`` (non-blocking).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from types import FrameType
 
 from kafka import KafkaConsumer, TopicPartition
@@ -135,6 +137,7 @@ def run(
     outages = outages or OutageSettings()
     outage = Outage(max_delay=outages.retry_max_seconds, remind_every=outages.remind_every_seconds)
     rewinds = RewindWatch(on_rewind=outages.on_log_rewind, remind_every=outages.remind_every_seconds)
+    lag = Lag()
     try:
         while not stop.is_set():
             batch = _poll(consumer, max_records)
@@ -143,7 +146,7 @@ def run(
                 _store(consumer, processor, outage, idle=checkpoint_when_idle and not batch)
             apply_seeks(consumer, processor, start_from)
             rewinds.check(consumer, processor)
-            _record_lag(consumer, processor)
+            lag.record(consumer, processor)
         try:
             commit_to_kafka(consumer, processor.checkpoint(), wait=True)
         except RETRYABLE as exc:  # the next owner redoes the events since the stored checkpoint
@@ -211,11 +214,34 @@ def _commit_failed(_offsets: object, response: object) -> None:
         log.info("informational Kafka commit failed (a rebalance is likely under way): %s", response)
 
 
-def _record_lag(consumer: KafkaConsumer, processor: PartitionOwner) -> None:
-    for (topic, partition), work in list(processor.partitions.items()):
-        end = consumer.highwater(TopicPartition(topic, partition))
-        if end is not None and work.next_offset is not None:
-            CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(max(0, end - work.next_offset))
+class Lag:
+    """``querywatch_consumer_lag_messages`` of the partitions owned. A fetch response carries a
+    partition's end, but a paused partition (an outage, a rewound log) is not fetched: its
+    end is asked for at most every ``paused_every`` seconds (it read 0 while events piled
+    up). A partition no longer owned loses its series."""
+
+    def __init__(self, paused_every: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.paused_every = paused_every
+        self._clock = clock
+        self._asked_at = -paused_every
+        self._shown: set[tuple[str, int]] = set()
+
+    def record(self, consumer: KafkaConsumer, processor: PartitionOwner) -> None:
+        owned = dict(processor.partitions)
+        ends = {key: consumer.highwater(TopicPartition(*key)) for key in owned}
+        paused = [TopicPartition(*key) for key in owned if TopicPartition(*key) in consumer.paused()]
+        if paused and self._clock() - self._asked_at >= self.paused_every:
+            self._asked_at = self._clock()
+            with contextlib.suppress(KafkaError):  # the broker is away too: the next round asks again
+                asked = consumer.end_offsets(paused)
+                ends.update({(tp.topic, tp.partition): end for tp, end in asked.items()})
+        for key, work in owned.items():
+            end = ends.get(key)
+            if end is not None and work.next_offset is not None:
+                CONSUMER_LAG.labels(topic=key[0], partition=str(key[1])).set(max(0, end - work.next_offset))
+        for topic, partition in self._shown - set(owned):
+            CONSUMER_LAG.remove(topic, str(partition))
+        self._shown = set(owned)
 
 
 def stop_on_signals(stop: threading.Event) -> None:
