@@ -74,11 +74,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "topic": args.topic or settings.kafka.topic,
         }
     )
-    produce = bool(args.bootstrap_servers) or (args.out is None and kafka.bootstrap_servers is not None)
+    # The configured broker is produced to without --out, or when --rate asks for a pace.
+    wanted = args.out is None or args.rate is not None
+    produce = bool(args.bootstrap_servers) or (wanted and kafka.bootstrap_servers is not None)
     if args.out is None and not produce:
         raise ConfigError("nothing to do: give --out FILE.jsonl, or a broker with --bootstrap-servers")
     if args.rate is not None and args.rate <= 0:
         raise ConfigError("--rate must be a positive number of events per second")
+    if args.rate is not None and not produce:  # it paced nothing, without a word
+        raise ConfigError("--rate paces producing to a broker: give --bootstrap-servers (or the setting)")
     for path, what in ((args.out, "trace file"), (args.truth, "truth file")):
         if path is not None:
             writable_file(Path(path), what)

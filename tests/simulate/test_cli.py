@@ -63,6 +63,7 @@ def test_refuses_when_there_is_nothing_to_do(capsys: pytest.CaptureFixture[str])
         (["--families", "random,telepathy"], "unknown attack families"),
         (["--start", "yesterday"], "not RFC 3339"),
         (["--rate", "0", "--bootstrap-servers", "127.0.0.1:9"], "--rate"),
+        (["--rate", "250"], "--rate paces producing to a broker"),  # it paced nothing, silently
     ],
 )
 def test_bad_options_get_a_clear_error(
