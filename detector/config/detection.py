@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from querywatch.detector.config.base import Section
 from querywatch.models.registry import EVIDENCE_TESTS
@@ -38,7 +38,11 @@ class DetectionSettings(Section):
     )
     alert_risk: float = Field(0.8, gt=0, le=1, description="Risk at which an alert opens.")
     clear_risk: float = Field(
-        0.5, ge=0, lt=1, description="Risk below which an open alert closes (hysteresis)."
+        0.5,
+        ge=0,
+        lt=1,
+        validate_default=True,
+        description="Risk below which an open alert closes (hysteresis).",
     )
     min_queries: int = Field(
         30, ge=1, description="No alert before a client has sent this many valid queries."
@@ -66,6 +70,16 @@ class DetectionSettings(Section):
     )
     max_event_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are rejected as oversized.")
     seed: int = Field(0, description="Seed of every random choice (profiles, population model).")
+
+    @field_validator("clear_risk")
+    @classmethod
+    def _clears_below_alerting(cls, clear: float, info: ValidationInfo) -> float:
+        alert = info.data.get("alert_risk")
+        if alert is not None and clear >= alert:
+            raise ValueError(
+                f"{clear:g} is not below detection.alert_risk ({alert:g}): an alert would close as it opens"
+            )
+        return clear
 
     @field_validator("tolerances")
     @classmethod

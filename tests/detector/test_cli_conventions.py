@@ -147,6 +147,26 @@ def test_a_webhook_setting_that_cannot_work_is_named(
     assert len(stderr) == 1 and f"{name}: " in stderr[0] and said in stderr[0], stderr
 
 
+@pytest.mark.parametrize(
+    ("variables", "named", "said"),
+    [
+        (
+            {"QUERYWATCH_DETECTION__ALERT_RISK": "0.4"},
+            "QUERYWATCH_DETECTION__CLEAR_RISK",
+            "an alert would close",
+        ),
+        ({"QUERYWATCH_API__DEGRADE_RISK": "0.95"}, "QUERYWATCH_API__BLOCK_RISK", "it would degrade no one"),
+    ],
+)
+def test_thresholds_that_contradict_each_other_are_refused(
+    tmp_path: Path, variables: dict[str, str], named: str, said: str
+) -> None:
+    """Both were taken: alerts flapping open and shut, or a degrade level never reached."""
+    rc, _heavy, stderr = _probe(tmp_path, "db", "current", **variables)
+    assert rc == EXIT_USAGE
+    assert len(stderr) == 1 and f"{named}: " in stderr[0] and said in stderr[0], stderr
+
+
 def test_a_broker_address_that_cannot_be_one_is_a_usage_error_at_once(tmp_path: Path) -> None:
     """Before, a URL or a space in the list waited out a 30-second bootstrap, then failed."""
     (tmp_path / "trace.jsonl").write_text("{}\n")
