@@ -534,8 +534,9 @@ def test_an_assignment_says_where_the_partition_resumes_in_words(
         _processor(sessions, _Outputs()).assign([("t", 0)])
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("assigned t/0")]
     assert said == [
-        "assigned t/0: 0 clients, no checkpoint yet (kafka.start_from says where it starts)",
-        "assigned t/0: 0 clients, resuming at offset 3",  # its events held for a warm-up
+        "assigned t/0: client states load on each client's next event, no checkpoint yet "
+        "(kafka.start_from says where it starts)",
+        "assigned t/0: client states load on each client's next event, resuming at offset 3",
     ]
 
 

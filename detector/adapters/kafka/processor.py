@@ -223,7 +223,12 @@ class StreamProcessor(OwnedPartitions):
             if stored.next_offset is None
             else f"resuming at offset {stored.next_offset}"
         )
-        log.info("assigned %s/%d: %d clients, %s", topic, partition, len(stored.client_states), start)
+        loaded = (  # with a resident cap, a client's state loads on its next event: none is lost
+            "client states load on each client's next event"
+            if self._lazy
+            else f"{len(stored.client_states)} client states loaded"
+        )
+        log.info("assigned %s/%d: %s, %s", topic, partition, loaded, start)
         self._log_fresh_parts(f"assigned {topic}/{partition}")
 
     def _forget(self, work: PartitionWork) -> None:
