@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -10,10 +12,11 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from querywatch.detector.adapters.db.outbox import ClaimedDelivery
-from querywatch.detector.adapters.db.session import transaction
+from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow, WebhookEndpointRow
 from querywatch.detector.adapters.db.webhooks import set_enabled
 from querywatch.detector.adapters.delivery.dispatcher import AttemptResult, Dispatcher
+from querywatch.detector.config import DatabaseSettings
 from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver, Reply
 
@@ -260,3 +263,26 @@ def test_crash_between_2xx_and_commit_resends_with_the_same_id(
     assert first.headers["webhook-id"] == second.headers["webhook-id"]  # the receiver drops the repeat
     [row] = deliveries(db)
     assert (row.state, row.attempts) == ("delivered", 2)
+
+
+def test_a_database_away_is_said_when_it_goes_each_minute_and_when_it_is_back(
+    db: Db, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was a traceback a second for as long as the database was away."""
+    sender = dispatcher(db, clock)
+    working = sender.sessions
+    sender.sessions = make_sessionmaker(
+        make_engine(DatabaseSettings(url="postgresql+psycopg://qw@127.0.0.1:1/qw"))
+    )
+    with caplog.at_level(logging.INFO, logger="querywatch.detector.adapters.delivery.dispatcher"):
+        for _ in range(3):
+            asyncio.run(sender._guarded(sender._claim, 10, {}))
+            clock.advance(35)
+        sender.sessions = working
+        asyncio.run(sender._guarded(sender._claim, 10, {}))
+    said = [(r.levelno, r.getMessage().split(":")[0], r.exc_info is None) for r in caplog.records]
+    assert said == [
+        (logging.ERROR, "database unavailable, deliveries wait (retrying)", True),
+        (logging.ERROR, "database still unavailable after 70 s, deliveries wait", True),
+        (logging.INFO, "database is back after 105 s", True),
+    ]

@@ -36,7 +36,7 @@ from querywatch.detector.adapters.db.outbox import (
     disable_endpoint,
     settle_delivery,
 )
-from querywatch.detector.adapters.db.session import DatabaseError, Session, SessionFactory
+from querywatch.detector.adapters.db.session import DATABASE_ERRORS, DatabaseError, Session, SessionFactory
 from querywatch.detector.adapters.delivery.backoff import parse_retry_after, retry_delay
 from querywatch.detector.adapters.delivery.payload import render
 from querywatch.detector.adapters.delivery.signing import signed_headers
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 #: How often a dispatcher looks for monitor-mode digests to make (each is made once a day).
 _DIGEST_CHECK = timedelta(minutes=1)
+#: Seconds between two lines saying the database is still away.
+_REMIND_EVERY = 60.0
 
 #: Bytes of a receiver's answer kept in ``last_error``.
 _ERROR_BODY_BYTES = 500
@@ -101,6 +103,9 @@ class Dispatcher:
         self._digests_checked_at: datetime | None = None
         #: Outcomes recorded so far, by label (``--once`` sums them up for the operator).
         self.outcomes: Counter[str] = Counter()
+        #: When the database went away (clock time; None while it answers), and the last reminder.
+        self._database_down_since: float | None = None
+        self._reminded_at = 0.0
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -148,12 +153,30 @@ class Dispatcher:
                     await asyncio.to_thread(stop_event.wait, poll)
 
     async def _guarded(self, step: Callable[..., _T], *args: object) -> _T | None:
-        """Run a database step in a worker thread; log its failure instead of raising."""
+        """Run a database step in a worker thread; log its failure instead of raising. The
+        database away is one line when it goes, one a minute while it stays and one when it is
+        back (it was a traceback a second); any other failure keeps its traceback."""
         try:
-            return await asyncio.to_thread(step, *args)
+            result = await asyncio.to_thread(step, *args)
+        except DATABASE_ERRORS as exc:
+            now = self.clock()
+            if self._database_down_since is None:
+                self._database_down_since = self._reminded_at = now
+                log.error("database unavailable, deliveries wait (retrying): %s", str(exc).splitlines()[0])
+            elif now - self._reminded_at >= _REMIND_EVERY:
+                self._reminded_at = now
+                log.error(
+                    "database still unavailable after %.0f s, deliveries wait",
+                    now - self._database_down_since,
+                )
+            return None
         except Exception:
             log.exception("webhook dispatch step %s failed; retrying", step.__name__)
             return None
+        if self._database_down_since is not None:
+            log.info("database is back after %.0f s", self.clock() - self._database_down_since)
+            self._database_down_since = None
+        return result
 
     def _claim(self, limit: int, in_flight: Mapping[int, int]) -> list[ClaimedDelivery]:
         now = self._now()
