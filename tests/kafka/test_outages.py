@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from kafka.admin import KafkaAdminClient
+from sqlalchemy import Engine
 
 from querywatch.detector.adapters.db import migrate
 from querywatch.detector.adapters.db.session import make_engine
@@ -22,6 +23,7 @@ from querywatch.detector.adapters.kafka.client_config import connection_kwargs
 from querywatch.detector.config import DatabaseSettings, KafkaSettings, OutageSettings, Settings
 from querywatch.detector.metrics import CONSUMER_LAG, LOG_REWOUND, OUTAGE
 from tests.kafka.harness import (
+    Stored,
     ThreadedConsumer,
     consumer_settings,
     detection_settings,
@@ -111,6 +113,22 @@ def _rewinds(kafka: KafkaSettings) -> float:
     )
 
 
+def _stored_then_recreated(
+    kafka: KafkaSettings, settings: Settings, first: list[bytes], second: list[bytes]
+) -> tuple[Engine, Stored, dict[int, int]]:
+    """``first`` consumed and checkpointed, then the topic recreated holding ``second``: the
+    database's engine, what it stored and its offsets before the recreation."""
+    produce(kafka, first)
+    consumer = ThreadedConsumer(settings).start()
+    engine = make_engine(settings.database)
+    wait_until_stored(engine, kafka)
+    consumer.close()
+    before, offsets = stored(engine), stored_offsets(engine, kafka)
+    _recreate(kafka)
+    produce(kafka, second)
+    return engine, before, offsets
+
+
 def test_a_recreated_topic_is_reported_and_paused_then_read_again_when_told(
     kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -118,15 +136,7 @@ def test_a_recreated_topic_is_reported_and_paused_then_read_again_when_told(
     settings = consumer_settings(kafka_settings, tmp_path)
     lines = list(trace_lines())
     first, second = lines[: len(lines) // 2], lines[len(lines) // 2 :][:200]
-    produce(kafka_settings, first)
-    consumer = ThreadedConsumer(settings).start()
-    engine = make_engine(settings.database)
-    wait_until_stored(engine, kafka_settings)
-    consumer.close()
-    before = stored(engine)
-
-    _recreate(kafka_settings)
-    produce(kafka_settings, second)  # the new log ends below every stored offset
+    engine, before, _ = _stored_then_recreated(kafka_settings, settings, first, second)  # ends below
     rewinds = _rewinds(kafka_settings)
     consumer = ThreadedConsumer(settings).start()
     wait_for(lambda: _rewinds(kafka_settings) > rewinds, "the rewind to be counted")
@@ -162,16 +172,7 @@ def test_a_recreated_topic_refilled_past_the_stored_offsets_is_reported_as_well(
     settings = consumer_settings(kafka_settings, tmp_path)
     lines = list(trace_lines())
     first, second = lines[: len(lines) // 4], lines[len(lines) // 4 :]
-    produce(kafka_settings, first)
-    consumer = ThreadedConsumer(settings).start()
-    engine = make_engine(settings.database)
-    wait_until_stored(engine, kafka_settings)
-    consumer.close()
-    before = stored(engine)
-    old = stored_offsets(engine, kafka_settings)
-
-    _recreate(kafka_settings)
-    produce(kafka_settings, second)
+    engine, before, old = _stored_then_recreated(kafka_settings, settings, first, second)
     ends = end_offsets(kafka_settings)
     assert any(ends[p] >= offset for p, offset in old.items())  # the case offsets cannot see
     rewinds = _rewinds(kafka_settings)

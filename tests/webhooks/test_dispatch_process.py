@@ -113,14 +113,22 @@ def _drop_cli_log_handler() -> Iterator[None]:
         root.removeHandler(handler)
 
 
-def test_dispatch_once_from_the_command_line(
-    db: Db, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def _one_alert_for(
+    receiver: Receiver, db: Db, monkeypatch: pytest.MonkeyPatch, *, allow_loopback: bool
 ) -> None:
+    """An endpoint at ``receiver``, one alert for it, and the dispatcher's settings in the
+    environment (with ``allow_loopback``, the receiver's address let past the SSRF guard)."""
     add_endpoint(db.sessions, receiver.url)
     add_alert(db.sessions)
     for name, value in dispatch_env(db).items():
-        if name.startswith("QUERYWATCH_"):
+        if name.startswith("QUERYWATCH_") and (allow_loopback or name != "QUERYWATCH_WEBHOOKS__ALLOW_HOSTS"):
             monkeypatch.setenv(name, value)
+
+
+def test_dispatch_once_from_the_command_line(
+    db: Db, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _one_alert_for(receiver, db, monkeypatch, allow_loopback=True)
 
     assert main(["dispatch", "--once"]) == 0
 
@@ -132,11 +140,7 @@ def test_dispatch_once_fails_when_nothing_it_attempted_arrived(
     db: Db, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """It said "N deliveries attempted" and exited 0 when every one was refused."""
-    add_endpoint(db.sessions, receiver.url)
-    add_alert(db.sessions)
-    for name, value in dispatch_env(db).items():
-        if name.startswith("QUERYWATCH_") and name != "QUERYWATCH_WEBHOOKS__ALLOW_HOSTS":  # on loopback
-            monkeypatch.setenv(name, value)
+    _one_alert_for(receiver, db, monkeypatch, allow_loopback=False)
 
     assert main(["dispatch", "--once"]) == EXIT_RUNTIME
 
