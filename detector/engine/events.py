@@ -588,11 +588,17 @@ def class_probabilities(vector: np.ndarray, logits: bool = False) -> np.ndarray 
     if logits:
         return softmax(vector)
     if not _probabilities(vector):
+        lowest = float(vector.min())
+        got = (  # the rule it breaks: a negative score summing to one was said as "a sum of 1"
+            f"score {int(vector.argmin())} is {lowest:.6g}"
+            if lowest < 0.0
+            else f"got a sum of {float(vector.sum()):.6g}"
+        )
         raise InvalidEvent(
             "bad_scores",
             "'prediction.scores' must be class probabilities: none negative, summing to one "
-            f"(within {SCORES_SUM_TOLERANCE}); got a sum of {float(vector.sum()):.6g} (a model "
-            "that logs raw class scores: QUERYWATCH_INPUTS__SCORES=logits)",
+            f"(within {SCORES_SUM_TOLERANCE}); {got} (a model that logs raw class scores: "
+            "QUERYWATCH_INPUTS__SCORES=logits)",
         )
     return vector
 

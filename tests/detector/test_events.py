@@ -224,3 +224,13 @@ def test_numeric_ids_read_as_their_digits_and_quoted_numbers_are_named() -> None
     with pytest.raises(InvalidEvent) as epoch:
         parse_event(_with(ts="1733390000"))
     assert epoch.value.detail == "'ts' '1733390000' is not RFC 3339: epoch seconds go unquoted, as a number"
+
+
+def test_scores_that_are_no_probabilities_say_which_rule_they_break() -> None:
+    """A negative score among scores summing to one was said as "got a sum of 1"."""
+    with pytest.raises(InvalidEvent) as negative:
+        parse_event(_with(prediction={"label": 1, "scores": [-0.5, 0.75, 0.75]}))
+    assert negative.value.reason == "bad_scores" and "score 0 is -0.5" in negative.value.detail
+    with pytest.raises(InvalidEvent) as unsummed:
+        parse_event(_with(prediction={"label": 1, "scores": [0.5, 0.75]}))
+    assert "got a sum of 1.25" in unsummed.value.detail

@@ -125,7 +125,10 @@ def test_deliveries_listed_and_alert_redelivered(
 
     redelivered = admin.post(f"/v1/alerts/{alert.alert_id}/redeliver")
     assert redelivered.status_code == 202
-    assert [(d["state"], d["attempts"]) for d in redelivered.json()] == [("pending", 0)]
+    # The old attempt's status and error went with it: "pending" beside "HTTP 500" read wrong.
+    assert [(d["state"], d["attempts"], d["last_status"], d["last_error"]) for d in redelivered.json()] == [
+        ("pending", 0, None, None)
+    ]
     dispatcher.run_once()
     [done] = admin.get(f"/v1/alerts/{alert.alert_id}/deliveries").json()
     assert (done["state"], done["webhook_id"]) == ("delivered", failed["webhook_id"])

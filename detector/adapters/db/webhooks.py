@@ -209,7 +209,14 @@ def redeliver_alert(
     session.execute(
         update(WebhookDeliveryRow)
         .where(WebhookDeliveryRow.alert_id == alert_id, WebhookDeliveryRow.endpoint_id.in_(enabled))
-        .values(state="pending", attempts=0, next_attempt_at=now, delivered_at=None)
+        .values(
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            delivered_at=None,
+            last_status=None,
+            last_error=None,
+        )
         .execution_options(synchronize_session=False)
     )
     for event in events:

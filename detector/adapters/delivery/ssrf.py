@@ -85,14 +85,18 @@ def parse_webhook_url(url: str) -> SplitResult:
 def is_public(address: IPAddress) -> bool:
     """True for globally routable unicast addresses. IPv6 forms that carry an IPv4 address
     (mapped ``::ffff:0:0/96``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``) are judged by that
-    address; IPv4-compatible ``::/96`` (deprecated) and local NAT64 ``64:ff9b:1::/48`` never pass.
+    address; IPv4-compatible ``::/96`` (deprecated), IPv4-translated ``::ffff:0:0:0/96``, local
+    NAT64 ``64:ff9b:1::/48`` and site-local ``fec0::/10`` (deprecated; Python counts both of the
+    last as global) never pass.
 
     >>> addresses = ("8.8.8.8", "10.1.2.3", "169.254.169.254", "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe")
     >>> [is_public(ipaddress.ip_address(a)) for a in addresses]
     [True, False, False, False, False]
+    >>> [is_public(ipaddress.ip_address(a)) for a in ("::ffff:0:7f00:1", "fec0::1", "2606:4700::1111")]
+    [False, False, True]
     """
     if isinstance(address, ipaddress.IPv6Address):
-        if address in _IPV4_COMPATIBLE or address in _LOCAL_NAT64:
+        if any(address in network for network in _NEVER_PUBLIC) or address.is_site_local:
             return False
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
@@ -103,8 +107,8 @@ def is_public(address: IPAddress) -> bool:
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+#: IPv4-compatible (deprecated), IPv4-translated (SIIT) and local NAT64 forms.
+_NEVER_PUBLIC = tuple(ipaddress.IPv6Network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48"))
 
 
 def is_allowed(host: str, address: IPAddress, allow_hosts: Iterable[str]) -> bool:
