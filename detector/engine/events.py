@@ -90,12 +90,12 @@ class Event:
 MAX_SOURCE = 128
 
 
-def _clean(text: str) -> bool:
+def clean_identifier(text: str) -> bool:
     """Whether ``text`` holds none of ``_BAD_CHARS``. For ASCII text (nearly every id) that is
     ``isprintable()``, two calls that cost a fraction of the regex's step per character.
 
-    >>> _clean("acct-7"), _clean("acct\\x007"), _clean("ü"), _clean("\\x85")
-    (True, False, True, False)
+    >>> [clean_identifier(text) for text in ("acct-7", "acct\\x007", "ü", "\\x85")]
+    [True, False, True, False]
     """
     if text.isascii():
         return text.isprintable()
@@ -109,7 +109,7 @@ def _source(meta: Any, key: str) -> str | None:
     if type(value) is not str or not value:
         return None
     value = value[:MAX_SOURCE]
-    return value if _clean(value) else None
+    return value if clean_identifier(value) else None
 
 
 def _sources(meta: Any) -> tuple[str | None, str | None, str | None]:
@@ -236,9 +236,9 @@ def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
         0 < len(request_id) <= _MAX_ID and 0 < len(client_id) <= _MAX_ID and 0 < len(model_id) <= _MAX_ID
     ):
         return None
-    if not vector.size or not _clean(request_id + client_id + model_id):
+    if not vector.size or not clean_identifier(request_id + client_id + model_id):
         return None
-    if type(label) is str and not _clean(label):
+    if type(label) is str and not clean_identifier(label):
         return None
     if type(label) is int and not MIN_LABEL <= label <= MAX_LABEL:
         return None

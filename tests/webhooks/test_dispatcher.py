@@ -274,7 +274,7 @@ def test_a_database_away_is_said_when_it_goes_each_minute_and_when_it_is_back(
     sender.sessions = make_sessionmaker(
         make_engine(DatabaseSettings(url="postgresql+psycopg://qw@127.0.0.1:1/qw"))
     )
-    with caplog.at_level(logging.INFO, logger="querywatch.detector.adapters.delivery.dispatcher"):
+    with caplog.at_level(logging.INFO, logger="querywatch.detector.adapters"):
         for _ in range(3):
             asyncio.run(sender._guarded(sender._claim, 10, {}))
             clock.advance(35)
@@ -282,7 +282,11 @@ def test_a_database_away_is_said_when_it_goes_each_minute_and_when_it_is_back(
         asyncio.run(sender._guarded(sender._claim, 10, {}))
     said = [(r.levelno, r.getMessage().split(":")[0], r.exc_info is None) for r in caplog.records]
     assert said == [
-        (logging.ERROR, "database unavailable, deliveries wait (retrying)", True),
-        (logging.ERROR, "database still unavailable after 70 s, deliveries wait", True),
-        (logging.INFO, "database is back after 105 s", True),
+        (
+            logging.ERROR,
+            "database unavailable, deliveries wait, retrying with backoff (nothing is lost)",
+            True,
+        ),
+        (logging.ERROR, "database still unavailable after 70 s (3 attempts), deliveries wait", True),
+        (logging.WARNING, "database is back after 105 s", True),
     ]

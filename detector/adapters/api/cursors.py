@@ -21,6 +21,7 @@ from fastapi import HTTPException, Query
 from querywatch.detector.adapters.db.alerts import AlertCursor
 from querywatch.detector.adapters.db.campaigns import CampaignCursor
 from querywatch.detector.adapters.db.clients import ClientCursor
+from querywatch.detector.engine.events import clean_identifier
 
 T = TypeVar("T")
 
@@ -60,19 +61,10 @@ def decode(cursor: str, length: int) -> list[Any]:
 
 
 def storable(value: object) -> bool:
-    r"""Whether ``value`` is text a database can be asked about: a NUL or a lone surrogate
-    half (both possible in JSON) reached the driver and failed there, as a 500.
-
-    >>> storable("acct-1"), storable("a\x00b"), storable("\ud800"), storable(7)
-    (True, False, False, False)
-    """
-    if not isinstance(value, str) or "\x00" in value:
-        return False
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    """Whether ``value`` is text an event's identifier may be (``clean_identifier``): the ids
+    a cursor names were all such. A NUL or a lone surrogate half, possible in a cursor's
+    JSON, reached the driver and failed there, as a 500."""
+    return isinstance(value, str) and clean_identifier(value)
 
 
 def utc_instant(when: datetime) -> datetime | None:

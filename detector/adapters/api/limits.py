@@ -22,7 +22,8 @@ class BodyTooLarge(Exception):
 
 class LimitRequestBody:
     """413 for a body whose declared length is over ``max_bytes``, before any of it is read;
-    a body sent without a length stops being read once it passes the bound."""
+    a body sent without a length stops being read once it passes the bound (every body is
+    read before an answer starts)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -46,18 +47,10 @@ class LimitRequestBody:
                 raise BodyTooLarge
             return message
 
-        started = False
-
-        async def noting_start(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, bounded, noting_start)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
+            await self.app(scope, bounded, send)
+        except BodyTooLarge:  # FastAPI's routes answer it as a body they could not read (400)
+            await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         await problem(413, f"a request body is at most {self.max_bytes} bytes")(scope, receive, send)

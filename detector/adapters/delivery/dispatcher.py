@@ -46,6 +46,7 @@ from querywatch.detector.adapters.delivery.ssrf import (
     pin_webhook_url,
     system_resolver,
 )
+from querywatch.detector.adapters.kafka.outages import Outage
 from querywatch.detector.config import Settings
 from querywatch.detector.metrics import WEBHOOK_BACKLOG, WEBHOOK_DELIVERIES
 
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 #: How often a dispatcher looks for monitor-mode digests to make (each is made once a day).
 _DIGEST_CHECK = timedelta(minutes=1)
-#: Seconds between two lines saying the database is still away.
-_REMIND_EVERY = 60.0
 
 #: Bytes of a receiver's answer kept in ``last_error``.
 _ERROR_BODY_BYTES = 500
@@ -103,9 +102,8 @@ class Dispatcher:
         self._digests_checked_at: datetime | None = None
         #: Outcomes recorded so far, by label (``--once`` sums them up for the operator).
         self.outcomes: Counter[str] = Counter()
-        #: When the database went away (clock time; None while it answers), and the last reminder.
-        self._database_down_since: float | None = None
-        self._reminded_at = 0.0
+        #: The database away: said once, reminded, said back (the dispatcher polls on regardless).
+        self._outage = Outage(clock=clock, waiting="deliveries wait", resumed="deliveries resume")
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), tz=UTC)
@@ -154,28 +152,18 @@ class Dispatcher:
 
     async def _guarded(self, step: Callable[..., _T], *args: object) -> _T | None:
         """Run a database step in a worker thread; log its failure instead of raising. The
-        database away is one line when it goes, one a minute while it stays and one when it is
-        back (it was a traceback a second); any other failure keeps its traceback."""
+        database away is an outage (``kafka.outages.Outage``: one line when it goes, one a
+        minute, one when it is back, and ``querywatch_outage``; it was a traceback a second);
+        any other failure keeps its traceback."""
         try:
             result = await asyncio.to_thread(step, *args)
         except DATABASE_ERRORS as exc:
-            now = self.clock()
-            if self._database_down_since is None:
-                self._database_down_since = self._reminded_at = now
-                log.error("database unavailable, deliveries wait (retrying): %s", str(exc).splitlines()[0])
-            elif now - self._reminded_at >= _REMIND_EVERY:
-                self._reminded_at = now
-                log.error(
-                    "database still unavailable after %.0f s, deliveries wait",
-                    now - self._database_down_since,
-                )
+            self._outage.failed(exc)
             return None
         except Exception:
             log.exception("webhook dispatch step %s failed; retrying", step.__name__)
             return None
-        if self._database_down_since is not None:
-            log.info("database is back after %.0f s", self.clock() - self._database_down_since)
-            self._database_down_since = None
+        self._outage.recovered()
         return result
 
     def _claim(self, limit: int, in_flight: Mapping[int, int]) -> list[ClaimedDelivery]:

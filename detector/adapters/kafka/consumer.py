@@ -229,7 +229,8 @@ class Lag:
     def record(self, consumer: KafkaConsumer, processor: PartitionOwner) -> None:
         owned = dict(processor.partitions)
         ends = {key: consumer.highwater(TopicPartition(*key)) for key in owned}
-        paused = [TopicPartition(*key) for key in owned if TopicPartition(*key) in consumer.paused()]
+        held = consumer.paused()
+        paused = [tp for tp in map(TopicPartition._make, owned) if tp in held]
         if paused and self._clock() - self._asked_at >= self.paused_every:
             self._asked_at = self._clock()
             with contextlib.suppress(KafkaError):  # the broker is away too: the next round asks again

@@ -56,12 +56,16 @@ class Outage:
         remind_every: float = 60.0,
         jitter: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        waiting: str = "partitions paused",
+        resumed: str = "partitions resumed",
     ) -> None:
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.remind_every = remind_every
         self.jitter = jitter
         self._clock = clock
+        #: What waits while the dependency is away, and what goes on once it is back (the log's words).
+        self.waiting, self.resumed = waiting, resumed
         self.started: float | None = None
         self.failures = 0
         self.dependency = ""
@@ -87,18 +91,20 @@ class Outage:
             self.dependency = dependency_of(exc)
             OUTAGE.labels(dependency=self.dependency).set(1)
             log.error(
-                "%s unavailable, partitions paused, retrying with backoff (nothing is lost): %s",
+                "%s unavailable, %s, retrying with backoff (nothing is lost): %s",
                 self.dependency,
+                self.waiting,
                 _one_line(exc),
             )
             return True
         if now - self._reminded >= self.remind_every:
             self._reminded = now
             log.error(
-                "%s still unavailable after %.0f s (%d attempts), partitions paused: %s",
+                "%s still unavailable after %.0f s (%d attempts), %s: %s",
                 self.dependency,
                 now - self.started,
                 self.failures,
+                self.waiting,
                 _one_line(exc),
             )
         return False
@@ -111,7 +117,7 @@ class Outage:
         if started is None:
             return False
         OUTAGE.labels(dependency=self.dependency).set(0)
-        log.warning("%s is back after %.0f s: partitions resumed", self.dependency, self._clock() - started)
+        log.warning("%s is back after %.0f s: %s", self.dependency, self._clock() - started, self.resumed)
         return True
 
 
