@@ -60,7 +60,8 @@ class DirectoryProfileStore:
         self._cache[profile.model_id] = profile
 
     def latest(self, model_id: str) -> ReferenceProfile | None:
-        """The file's profile: this process is its only writer (a refresh replaces the file)."""
+        """The file's profile, as read first: the engines never write a directory (a replay
+        keeps its revisions in memory, the consumers in the database)."""
         return self.get(model_id)
 
 

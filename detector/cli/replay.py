@@ -84,13 +84,11 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from querywatch.detector.adapters.files import DirectoryProfileStore
     from querywatch.detector.engine.detector import Detector
-    from querywatch.detector.engine.profiles import MemoryProfileStore, ProfileStore, thin_warmup
+    from querywatch.detector.engine.profiles import MemoryProfileStore, thin_warmup
     from querywatch.detector.pipeline.replay import replay, write_report
     from querywatch.detector.runtime import engine_process
 
-    store: ProfileStore = (
-        DirectoryProfileStore(profile_dir) if profile_dir is not None else MemoryProfileStore()
-    )
+    store = MemoryProfileStore(source=DirectoryProfileStore(profile_dir) if profile_dir is not None else None)
     engine = Detector(settings.detection, store, settings.alerts, settings.residency)
     stage = None
     if settings.campaigns.enabled:

@@ -42,13 +42,22 @@ class ProfileStore(Protocol):
 
 
 class MemoryProfileStore:
-    """Profiles kept in this process only (replay, tests)."""
+    """Profiles kept in this process only (replay, tests), first read from ``source`` (a
+    profile directory) where it holds the model. ``source`` is never written: a replay's
+    refreshes and live answers leave the user's files as they were, so the next replay of
+    the same trace gives the same report."""
 
-    def __init__(self, profiles: Sequence[ReferenceProfile] = ()) -> None:
+    def __init__(self, profiles: Sequence[ReferenceProfile] = (), source: ProfileStore | None = None) -> None:
         self._profiles = {p.model_id: p for p in profiles}
+        self._source = source
 
     def get(self, model_id: str) -> ReferenceProfile | None:
-        return self._profiles.get(model_id)
+        profile = self._profiles.get(model_id)
+        if profile is None and self._source is not None:
+            profile = self._source.get(model_id)
+            if profile is not None:
+                self._profiles[model_id] = profile
+        return profile
 
     def put(self, profile: ReferenceProfile) -> None:
         self._profiles[profile.model_id] = profile

@@ -326,3 +326,37 @@ def test_answers_without_scores_are_counted_and_named(
         assert json.loads(report_path.read_text())["answers_without_scores"] == unscored
         said = f"answers without scores: {unscored} of {events}"
         assert (said in done.stdout) == bool(unscored)
+
+
+def test_a_replay_leaves_the_profile_directory_as_it_was(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    """A trusted file without answers is completed from the trace's first events in memory
+    only: written back, it would calibrate the next replay on this trace's answers."""
+    path, truth = trace
+    inputs = [
+        json.dumps({"input": json.loads(line)["input"]})
+        for line in path.read_text().splitlines()[:6000]
+        if truth[json.loads(line)["client_id"]]["role"] == "benign"
+    ]
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text("\n".join(inputs[:3000]) + "\n")
+    assert '"answers": "pending"' in _profile_json(refs, tmp_path / "p", "digits-v1")
+    written = (tmp_path / "p" / "digits-v1.qwprofile").read_bytes()
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert _replay(path, "--report", first, "--profile", tmp_path / "p").returncode == 0
+    assert (tmp_path / "p" / "digits-v1.qwprofile").read_bytes() == written
+    assert _replay(path, "--report", second, "--profile", tmp_path / "p").returncode == 0
+    assert json.loads(first.read_text())["clients"] == json.loads(second.read_text())["clients"]
+
+
+def _profile_json(path: Path, out: Path, model_id: str) -> str:
+    command = ["profile", "--input", str(path), "--model-id", model_id, "--out", str(out), "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "querywatch.detector.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

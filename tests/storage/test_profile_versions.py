@@ -3,6 +3,8 @@ consumer of the group, and the newest resumed after a restart (SQLite and Postgr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -12,6 +14,7 @@ from querywatch.detector.adapters.db.profiles import model_summaries
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
 from querywatch.detector.adapters.db.tables import ModelProfileRow
+from querywatch.detector.adapters.files import DirectoryProfileStore
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import Event
@@ -156,3 +159,65 @@ def test_the_models_summary_reads_each_models_newest_version(sessions: sessionma
     with transaction(sessions) as session:
         a, _ = model_summaries(session=session)
     assert (a.versions, a.reference_size) == ([1, 2, 3], 400)
+
+
+def _trusted_file(folder: Path, seed: int) -> ReferenceProfile:
+    """A trusted profile of model ``m`` written to ``folder`` as ``querywatch profile --out`` does."""
+    rng = np.random.default_rng(seed)
+    X = CENTRES[rng.integers(0, 5, 1500)] + rng.normal(0, 0.03, size=(1500, DIM))
+    profile = build_profile(X, model_id="m", settings=SETTINGS)
+    DirectoryProfileStore(folder).put(profile)
+    return profile
+
+
+def test_a_trusted_file_is_stored_once_for_the_group_and_its_refreshes_resume(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The profile directory's file becomes the model's stored version, so the API shows it,
+    the group's other consumers do not store it again, refreshes go to the database (the
+    directory is never written) and a restart resumes the newest revision, not the file."""
+    trusted = _trusted_file(tmp_path, 7)
+    written = (tmp_path / "m.qwprofile").read_bytes()
+    settings = SETTINGS.model_copy(update={"refresh_trusted": True})
+    rng = np.random.default_rng(8)
+
+    first = Detector(settings, DatabaseProfileStore(sessions, trusted=DirectoryProfileStore(tmp_path)))
+    other = Detector(settings, DatabaseProfileStore(sessions, trusted=DirectoryProfileStore(tmp_path)))
+    first.process_batch(_traffic(rng, range(60), 5, 0.0, 0.0))
+    other.process_batch(_traffic(rng, range(60, 80), 5, 0.0, 0.0))
+    assert _versions(sessions) == [1]
+    assert first.profile_in_use("m").version == other.profile_in_use("m").version == trusted.version
+    with transaction(sessions) as session:
+        (summary,) = model_summaries(session=session)
+    assert (summary.origin, summary.reference_size) == ("reference", trusted.reference_size)
+    assert summary.thresholds is not None
+
+    first.process_batch(_traffic(rng, range(60), 20, 0.0, 5_000.0))
+    (refreshed,) = first.process_batch(_traffic(rng, range(60), 20, 0.02, 10_000.0)).refreshed
+    assert refreshed.revision == 1 and _versions(sessions) == [1, 2]
+    assert (tmp_path / "m.qwprofile").read_bytes() == written
+
+    restarted = Detector(settings, DatabaseProfileStore(sessions, trusted=DirectoryProfileStore(tmp_path)))
+    restarted.process_batch(_traffic(rng, range(60), 1, 0.02, 20_000.0))
+    assert restarted.profile_in_use("m").revision == 1 and _versions(sessions) == [1, 2]
+
+
+def test_a_new_trusted_file_is_stored_after_the_history_it_replaces(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A model first served from its warm-up, then given a trusted file: the file is used
+    (as the next version, the warm-up's rows kept); a later file replaces that one."""
+    rng = np.random.default_rng(9)
+    Detector(SETTINGS, DatabaseProfileStore(sessions)).process_batch(_traffic(rng, range(60), 20, 0.0, 0.0))
+    assert _versions(sessions) == [1]
+
+    trusted = _trusted_file(tmp_path, 10)
+    engine = Detector(SETTINGS, DatabaseProfileStore(sessions, trusted=DirectoryProfileStore(tmp_path)))
+    engine.process_batch(_traffic(rng, range(60), 1, 0.0, 1_000.0))
+    assert engine.profile_in_use("m").version == trusted.version and _versions(sessions) == [1, 2]
+
+    newer = _trusted_file(tmp_path, 11)
+    assert newer.version != trusted.version
+    engine = Detector(SETTINGS, DatabaseProfileStore(sessions, trusted=DirectoryProfileStore(tmp_path)))
+    engine.process_batch(_traffic(rng, range(60), 1, 0.0, 2_000.0))
+    assert engine.profile_in_use("m").version == newer.version and _versions(sessions) == [1, 2, 3]

@@ -1,8 +1,9 @@
 """Model reference profiles in the database, and a ``ProfileStore`` on top of them.
 
 The engine's profiles (``ReferenceProfile.to_bytes()``) are versioned per model: saving
-never overwrites, ``latest_profile`` returns the highest version. Version 1 is the fitted
-profile, each refresh adds the next (``shared_profiles.row_version``).
+never overwrites, ``latest_profile`` returns the highest version. Version 1 is the first
+fit, each refresh adds the next, and a trusted file stored over a warm-up's history adds
+the next as well (``shared_profiles``).
 """
 
 from __future__ import annotations

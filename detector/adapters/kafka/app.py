@@ -138,8 +138,7 @@ def default_detector(settings: Settings, sessions: SessionFactory) -> Detector:
 
 
 def profile_store(settings: Settings, sessions: SessionFactory) -> ProfileStore:
-    """Profiles from ``detection.profile_dir`` when it is set (reproducible: the same as
-    ``querywatch replay --profile``), else from the database, shared by the whole group."""
-    if settings.detection.profile_dir:
-        return DirectoryProfileStore(settings.detection.profile_dir)
-    return DatabaseProfileStore(sessions)
+    """Profiles in the database, shared by the whole group: a model's trusted file in
+    ``detection.profile_dir`` when it has one (stored there first), else its warm-up's."""
+    folder = settings.detection.profile_dir
+    return DatabaseProfileStore(sessions, trusted=DirectoryProfileStore(folder) if folder else None)
