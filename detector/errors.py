@@ -60,6 +60,10 @@ class ConfigError(UsageError):
     """A setting has a value querywatch cannot work with."""
 
 
+class DatabaseUnreachable(QuerywatchError):
+    """The database cannot be reached or opened (its schema is not the question then)."""
+
+
 class DatabaseNotMigrated(QuerywatchError):
     """The database schema is missing or older than this version of querywatch."""
 

@@ -24,14 +24,35 @@ def _settings() -> Settings:
 
 
 def _configure(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _foreign_keys(connection, "OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
     )
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+        _foreign_keys(connection, "ON")
+        if broken:
+            raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
+
+
+def _foreign_keys(connection: Connection, state: str) -> None:
+    """SQLite's foreign keys, set outside any transaction (inside one the pragma does nothing).
+
+    A batch migration rebuilds a table: copy, DROP, rename. With foreign keys on (every
+    querywatch connection turns them on) the DROP deletes the rows of the tables that refer to
+    it ON DELETE CASCADE: 0003's rebuild of ``alerts`` deleted every webhook delivery, pending
+    ones too. Alembic's batch documentation turns them off for the rebuild; the check after
+    it says whether the rebuilt tables still hold together.
+    """
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={state}")
+    connection.commit()
 
 
 def run_offline() -> None:

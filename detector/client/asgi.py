@@ -37,7 +37,11 @@ class QuerywatchASGI:
             await self.app(scope, receive, send)
             return
         received = now()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers, repeated = _headers(scope["headers"])
+        refusal = guard.ambiguous(headers, repeated)
+        if refusal is not None:
+            await _send_problem(send, 400, refusal)
+            return
         client_id = guard.identify(headers)
         if client_id is None:
             await self.app(scope, receive, send)
@@ -46,10 +50,7 @@ class QuerywatchASGI:
         if decision is None:  # a cache miss waits for querywatch on a worker thread, not the loop
             decision = await asyncio.to_thread(guard.decision, client_id)
         if decision.action == "block":
-            body = guard.refuse()
-            length = [(b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 403, "headers": PROBLEM_HEADERS + length})
-            await send({"type": "http.response.body", "body": body})
+            await _send_problem(send, 403, guard.refuse())
             return
         request_body = await _read_body(receive)
         await self.app(
@@ -57,6 +58,25 @@ class QuerywatchASGI:
             _replay(request_body, receive),
             _Answer(guard, send, client_id, decision, headers, scope, received, request_body).send,
         )
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], set[str]]:
+    """Headers by lower-cased name, each its first copy (as Starlette's ``Header()`` reads
+    them), and the names sent again with another value."""
+    headers: dict[str, str] = {}
+    repeated: set[str] = set()
+    for k, v in raw:
+        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        first = headers.setdefault(name, value)
+        if first != value:
+            repeated.add(name)
+    return headers, repeated
+
+
+async def _send_problem(send: Send, status: int, body: bytes) -> None:
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": PROBLEM_HEADERS + length})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _read_body(receive: Receive) -> bytes:

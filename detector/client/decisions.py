@@ -7,6 +7,11 @@ circuit breaker stops asking for ``open_seconds`` after ``failures`` failures in
 the meantime a client's last known decision is used if there is one, else the fallback:
 ``allow`` when failing open (the default: detection is a second line of defence, the model
 keeps serving) or ``block`` when failing closed.
+
+Only an unreachable or failing querywatch counts toward the breaker. A client id that
+querywatch refuses (a 4xx: too long, a control character) gets the fallback alone: counted,
+it let anyone who picks such ids hold every client's new blocks off. A key querywatch does
+not accept (401, 403) is a configuration error, said in the log at least once a minute.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ CLIENT_HEADER = "X-Querywatch-Client"
 ACTION_HEADER = "X-Querywatch-Action"
 DEGRADE_HEADER = "X-Querywatch-Degrade"
 RISK_HEADER = "X-Querywatch-Risk"
+#: The longest client id an event may carry (longer ones are refused, so never scored).
+MAX_CLIENT_ID = 256
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,16 @@ class Decision:
 
 ALLOW = Decision("allow", source="fallback")
 BLOCK = Decision("block", source="fallback")
+#: Seconds between two log lines about a key that querywatch refuses.
+REFUSED_KEY_EVERY = 60.0
+
+
+class Refused(Exception):
+    """querywatch answered this look-up with a client error: no sign of an outage."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"querywatch answered {status}: {reason}")
+        self.status = status
 
 
 def parse_degrade(value: str | None) -> int | None:
@@ -112,7 +129,8 @@ class DecisionClient:
         self._failed = 0
         self._open_until = 0.0
         self._local = threading.local()
-        self.counts = {"hit": 0, "miss": 0, "refresh": 0, "error": 0, "fallback": 0}
+        self._key_said = -REFUSED_KEY_EVERY
+        self.counts = {"hit": 0, "miss": 0, "refresh": 0, "error": 0, "fallback": 0, "refused": 0}
 
     def cached(self, client_id: str) -> Decision | None:
         """The decision if one younger than ``ttl`` is cached (no I/O), else None.
@@ -162,6 +180,14 @@ class DecisionClient:
             return self._fallback(client_id)
         try:
             decision = self._ask(client_id)
+        except Refused as exc:
+            self.counts["refused"] += 1
+            if exc.status in (401, 403) and now - self._key_said >= REFUSED_KEY_EVERY:
+                self._key_said = now
+                log.error(
+                    "querywatch refuses this DecisionClient's api_key (%s): no decision is enforced", exc
+                )
+            return self._fallback(client_id)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             self.counts["error"] += 1
             self._failed += 1
@@ -189,8 +215,14 @@ class DecisionClient:
         return self.fallback
 
     def _send(self, client_id: str) -> http.client.HTTPResponse:
+        # UTF-8 on the wire (http.client would refuse what Latin-1 cannot hold); /v1/authz reads it so.
+        headers: dict[str, bytes | str] = {
+            CLIENT_HEADER: client_id.encode("utf-8", "surrogatepass"),
+            "X-API-Key": self.api_key,
+        }
+        if not client_id.isprintable() or len(client_id) > MAX_CLIENT_ID:
+            raise Refused(400, "no event names such a client (a control character, or too long)")
         conn = self._connection()
-        headers = {CLIENT_HEADER: client_id, "X-API-Key": self.api_key}
         try:
             conn.request("GET", self._path, headers=headers)
             response = conn.getresponse()
@@ -224,6 +256,8 @@ class DecisionClient:
                 raise
             response = self._send(client_id)
         action = response.getheader(ACTION_HEADER)
+        if 400 <= response.status < 500 and action is None:
+            raise Refused(response.status, response.reason)
         if action not in ("allow", "degrade", "block"):
             raise ValueError(f"querywatch answered {response.status} without a decision")
         risk = float(response.getheader(RISK_HEADER) or 0.0)

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from .decisions import Decision, DecisionClient, from_gateway
 from .degrade import DEGRADE_MODES, degrade_prediction
@@ -23,15 +23,17 @@ from .hooks import Extractor
 
 log = logging.getLogger("querywatch.client")
 
-BLOCKED_BODY = json.dumps(
-    {
-        "type": "about:blank",
-        "title": "Forbidden",
-        "status": 403,
-        "detail": "this client may not query the model (querywatch decision: block)",
-    }
-).encode()
 NO_DECISIONS = Decision("allow", source="none")
+
+
+def problem_body(status: int, title: str, detail: str) -> bytes:
+    return json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+
+
+BLOCKED_BODY = problem_body(
+    403, "Forbidden", "this client may not query the model (querywatch decision: block)"
+)
+
 PROBLEM_HEADERS = [(b"content-type", b"application/problem+json")]
 
 
@@ -67,7 +69,14 @@ class Guard:
         self.paths = paths
         self.methods = methods
         self.rng = random.Random()
-        self.counts = {"requests": 0, "blocked": 0, "degraded": 0, "unidentified": 0, "errors": 0}
+        self.counts = {
+            "requests": 0,
+            "blocked": 0,
+            "degraded": 0,
+            "unidentified": 0,
+            "ambiguous": 0,
+            "errors": 0,
+        }
 
     def applies(self, method: str, path: str) -> bool:
         return method in self.methods and path.startswith(self.paths)
@@ -82,6 +91,20 @@ class Guard:
         if client_id is None:
             self.counts["unidentified"] += 1
         return client_id
+
+    def ambiguous(self, headers: Mapping[str, str], repeated: Collection[str] = ()) -> bytes | None:
+        """The 400 body for a request that names two clients (``Extractor.ambiguity``), else
+        None. Refused rather than guessed: whichever copy the guard judged, the caller picks
+        the other for the app, and a blocked client is served as someone else."""
+        try:
+            why = self.extractor.ambiguity(headers, repeated)
+        except Exception:
+            self._error("extractor.ambiguity")
+            return None
+        if why is None:
+            return None
+        self.counts["ambiguous"] += 1
+        return problem_body(400, "Bad Request", f"the request names more than one client: {why}")
 
     def cached_decision(self, client_id: str, headers: Mapping[str, str]) -> Decision | None:
         """The decision without I/O: the gateway's, cached, or allow when there is no source; None: ask."""

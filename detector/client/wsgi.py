@@ -30,6 +30,14 @@ class QuerywatchWSGI:
             return self.app(environ, start_response)
         received = now()
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        refusal = guard.ambiguous(headers)  # a server joins a repeated header's copies: one value
+        if refusal is not None:
+            start_response(
+                "400 Bad Request",
+                [(k.decode(), v.decode()) for k, v in PROBLEM_HEADERS]
+                + [("Content-Length", str(len(refusal)))],
+            )
+            return [refusal]
         client_id = guard.identify(headers)
         if client_id is None:
             return self.app(environ, start_response)

@@ -182,6 +182,10 @@ def decide(
     ... )
     >>> capped_decision.action, capped_decision.reasons[0][-42:]
     ('degrade', 'on about 93% of inputs (degrade level 90%)')
+    >>> member = ModelView("acct-3", "digits-v1", 0.1, campaign_risk=0.95)
+    >>> floored = decide(client_id="acct-3", status="normal", views=[member], policies={}, defaults=d)
+    >>> floored.action, floored.risk
+    ('block', 0.95)
     """
     per_model = tuple(
         _decide_model(
@@ -189,7 +193,9 @@ def decide(
         )
         for v in views
     )
-    risk = max((v.risk for v in views), default=0.0)
+    # The campaign floor counts as the thresholds read it: the risk beside a block's reason
+    # "risk 0.95 >= block threshold" (and in X-Querywatch-Risk) is 0.95, not the account's own.
+    risk = max((max(v.risk, v.campaign_risk) for v in views), default=0.0)
     if status == "blocked":
         return Decision(
             client_id, "block", risk, ("client is blocked",), None, (RESTRICT_QUERIES,), status, per_model

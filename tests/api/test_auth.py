@@ -4,12 +4,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from querywatch.detector.adapters.db.apikeys import create_api_key, revoke_api_key
 from querywatch.detector.adapters.db.migrate import downgrade
 from querywatch.detector.adapters.db.session import transaction
 from tests.api.server import ApiServer, running_api
-from tests.storage.databases import migrated_database
+from tests.storage.databases import ADMIN_URL, migrated_database
 
 PROBLEM = "application/problem+json"
 
@@ -30,6 +31,28 @@ def test_not_ready_is_said_without_the_database_url(tmp_path: Path) -> None:
             "the database is not at this release's schema: run `querywatch db upgrade`"
         )
         assert str(tmp_path) not in behind.text and "sqlite" not in behind.text
+
+
+@pytest.mark.postgres
+def test_a_database_that_cannot_be_reached_is_not_said_to_need_an_upgrade(tmp_path: Path) -> None:
+    """A PostgreSQL that refused connections was reported as a schema to upgrade."""
+    with migrated_database("postgres", tmp_path) as settings, running_api(settings) as api:
+        name = make_url(settings.database.url).database
+        admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                connection.execute(
+                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                    {"name": name},
+                )
+            unreachable = httpx.get(f"{api.base_url}/readyz")
+            assert unreachable.status_code == 503
+            assert unreachable.json()["detail"] == "the database cannot be reached (the API's log says why)"
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            admin.dispose()
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,26 @@ def test_silences_stop_paging_until_removed_and_leave_the_decision(
     assert _deliveries(api_server) == 1
 
 
+def test_a_silences_end_needs_its_offset_and_is_kept_in_utc(
+    http: httpx.Client, api_server: ApiServer
+) -> None:
+    """A time without an offset could not be compared with the clock: a 500. With one, the
+    answer echoed the offset sent where every later read says UTC."""
+    body = {"client_id": "acct-5", "comment": "load test"}
+    naive = http.post(
+        "/v1/silences", json={**body, "expires_at": "2099-01-01T00:00:00"}, headers=api_server.admin_headers
+    )
+    assert naive.status_code == 422 and "timezone" in naive.text
+    made = http.post(
+        "/v1/silences",
+        json={**body, "expires_at": "2099-01-01T00:00:00+02:00"},
+        headers=api_server.admin_headers,
+    )
+    assert made.status_code == 201 and made.json()["expires_at"] == "2098-12-31T22:00:00Z"
+    [listed] = http.get("/v1/silences", headers=api_server.reader_headers).json()
+    assert listed["expires_at"] == made.json()["expires_at"]
+
+
 def test_polling_with_after_sees_updates(http: httpx.Client, api_server: ApiServer) -> None:
     alert_id = seed_client(api_server.sessions, "acct-4", 0.85, alert=True)
     first = http.get("/v1/alerts", params={"after": 0}, headers=api_server.reader_headers).json()

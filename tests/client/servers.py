@@ -17,8 +17,9 @@ from fastapi import FastAPI
 
 
 def score(row: list[float]) -> dict[str, Any]:
-    """A fixed two-class 'model': the share of the first feature, to 4 decimals."""
-    first = min(1.0, max(0.0, row[0]))
+    """A fixed two-class 'model': the share of the first feature, to 4 decimals (read leniently,
+    as pydantic does: a numeric string is its number)."""
+    first = min(1.0, max(0.0, float(row[0])))
     scores = [round(1 - first, 4), round(first, 4)]
     return {"label": int(scores[1] > scores[0]), "scores": scores}
 

@@ -81,10 +81,42 @@ def test_the_breaker_asks_again_after_its_pause() -> None:
     assert decisions.counts["error"] == 2
 
 
-def test_a_wrong_key_is_an_error_not_a_decision(api: ApiServer) -> None:
-    decisions = DecisionClient(api.base_url, "qw_wrong", fail_open=False, timeout=10)
-    assert decisions.get("anyone").action == "block"
-    assert decisions.counts["error"] == 1
+def test_a_wrong_key_is_said_in_the_log_and_is_no_outage(
+    api: ApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key querywatch refuses answers the fallback, says so as an error (once a minute),
+    and does not open the breaker as an unreachable querywatch would."""
+    decisions = DecisionClient(api.base_url, "qw_wrong", fail_open=False, timeout=10, failures=1)
+    with caplog.at_level("ERROR", logger="querywatch.client"):
+        assert [decisions.get(f"c{i}").action for i in range(3)] == ["block"] * 3
+    assert (decisions.counts["refused"], decisions.counts["error"]) == (3, 0)
+    assert [r.message for r in caplog.records if "api_key" in r.message] == [
+        "querywatch refuses this DecisionClient's api_key (querywatch answered 401: Unauthorized): "
+        "no decision is enforced"
+    ]
+
+
+def test_client_ids_querywatch_refuses_never_hold_off_other_clients_blocks(api: ApiServer) -> None:
+    """Ids that no event can carry (a control character, over 256 characters) or that HTTP
+    headers cannot hold as Latin-1 opened the breaker after three look-ups: anyone choosing
+    such account names kept every client's new block away, as an outage would."""
+    seed_client(api.sessions, "thief", 0.1)
+    seed_client(api.sessions, "名前-thief", 0.1)
+    decisions = DecisionClient(api.base_url, api.reader_key, ttl=0.0, timeout=10, failures=1)
+    assert decisions.get("thief").action == "allow"
+    for name in ("bad\nid", "x" * 300, "名前", "名前-2"):
+        assert decisions.get(name).action == "allow"
+    httpx.put(
+        f"{api.base_url}/v1/clients/thief/status", json={"status": "blocked"}, headers=api.admin_headers
+    )
+    httpx.put(
+        f"{api.base_url}/v1/clients/%E5%90%8D%E5%89%8D-thief/status",
+        json={"status": "blocked"},
+        headers=api.admin_headers,
+    )
+    assert decisions.get("thief").action == "block"
+    assert decisions.get("名前-thief").action == "block"  # sent in UTF-8 and read back so
+    assert decisions.counts["error"] == 0 and decisions.counts["refused"] == 2
 
 
 def test_a_client_that_keeps_asking_is_refreshed_in_the_background(api: ApiServer) -> None:

@@ -125,3 +125,53 @@ def test_a_failing_hook_leaves_the_answer_alone(tmp_path: Path) -> None:
     assert no_key.status_code == 200
     assert middleware.guard.counts["errors"] == 1
     assert middleware.guard.counts["unidentified"] == 1
+
+
+@pytest.mark.parametrize("serve", [asgi, wsgi], ids=["asgi", "wsgi"])
+def test_a_request_naming_two_clients_is_refused_not_judged_as_either(
+    serve: Serve, api: ApiServer, tmp_path: Path
+) -> None:
+    """A blocked caller added another key beside its own: the guard judged the added one
+    (ASGI: a header's last copy; a key before a Bearer token) while the app authenticated
+    the caller by its own (Starlette reads a header's first copy), and served it."""
+    seed_client(api.sessions, client_id_for_key("sk-thief"), 0.95)
+    emitter = Emitter(JsonlSink(tmp_path / "events.jsonl"))
+    decisions = DecisionClient(api.base_url, api.reader_key, timeout=10)
+    with serve(emitter=emitter, decisions=decisions) as base:
+        url = f"{base}/predict"
+        disguised = httpx.post(
+            url,
+            json={"instances": ROWS},
+            headers={"X-API-Key": "sk-fresh", "Authorization": "Bearer sk-thief"},
+        )
+        same_key = httpx.post(
+            url,
+            json={"instances": ROWS},
+            headers={"X-API-Key": "sk-thief", "Authorization": "Bearer sk-thief"},
+        )
+        twice = None
+        if serve is asgi:  # a WSGI server joins a repeated header's copies into one value
+            twice = httpx.post(
+                url, json={"instances": ROWS}, headers=[("X-API-Key", "sk-thief"), ("X-API-Key", "x")]
+            )
+    emitter.close()
+    assert disguised.status_code == 400 and "name different keys" in disguised.json()["detail"]
+    assert same_key.status_code == 403
+    if twice is not None:
+        assert twice.status_code == 400 and "more than once" in twice.json()["detail"]
+    assert not (tmp_path / "events.jsonl").exists() or not (tmp_path / "events.jsonl").read_text()
+
+
+@pytest.mark.parametrize("serve", [asgi, wsgi], ids=["asgi", "wsgi"])
+def test_numbers_sent_as_strings_are_logged_as_the_numbers_the_model_read(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """A lenient server answers ``"0.74"`` as 0.74; logged as a string, the consumer refused
+    every such event, and a thief that quoted its numbers was never scored."""
+    emitter = Emitter(JsonlSink(tmp_path / "events.jsonl"))
+    with serve(emitter=emitter) as base:
+        answer = _predict(base, "sk-quoted", [["0.74", "0.1"]])
+    emitter.close()
+    (line,) = (tmp_path / "events.jsonl").read_bytes().splitlines()
+    event = parse_event(line)
+    assert answer.status_code == 200 and list(event.input) == [0.74, 0.1]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -119,5 +120,57 @@ def test_0004_moves_statuses_of_unseen_clients_out_of_the_clients_table(empty_da
                 text("SELECT client_id, model_id, status FROM clients ORDER BY client_id")
             )
             assert rows.all() == [("digits-v1-key", "digits-v1", "blocked"), ("leaked-key", "", "blocked")]
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_table_rebuild_keeps_the_rows_that_refer_to_it(tmp_path: Path) -> None:
+    """0003 rebuilds ``alerts`` in SQLite's batch mode (copy, DROP, rename). With foreign keys
+    on, the DROP cascaded to ``webhook_deliveries``: every delivery, pending ones too, was
+    gone after the upgrade from 0002 and after the downgrade back to it."""
+    settings = settings_for(f"sqlite:///{tmp_path / 'q.db'}")
+    engine = make_engine(settings.database)
+    t = "2026-11-29 10:00:00"
+    try:
+        upgrade(settings, "0002")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO alerts (alert_id, client_id, model_id, opened_at, queries, risk, "
+                    "severity, technique, reasons, features) VALUES ('al_1', 'c', 'm', :t, 10, 0.9, "
+                    "'high', 'AML.T0024', '[]', '{}')"
+                ),
+                {"t": t},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_endpoints (id, url, secret, created_at) "
+                    "VALUES (1, 'https://x.test/h', 's', :t)"
+                ),
+                {"t": t},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (alert_id, endpoint_id, webhook_id, created_at) "
+                    "VALUES ('al_1', 1, 'wh_1', :t)"
+                ),
+                {"t": t},
+            )
+
+        def deliveries() -> list[tuple[str, str]]:
+            with engine.connect() as connection:
+                return [
+                    tuple(r)
+                    for r in connection.execute(text("SELECT alert_id, state FROM webhook_deliveries"))
+                ]
+
+        upgrade(settings)
+        assert deliveries() == [("al_1", "pending")]
+        downgrade(settings, "0002")
+        assert deliveries() == [("al_1", "pending")]
+        with engine.connect() as connection:
+            assert (
+                connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            )  # querywatch's own connections
     finally:
         engine.dispose()

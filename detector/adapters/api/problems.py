@@ -27,7 +27,7 @@ from querywatch.detector.adapters.db.webhooks import (
 )
 from querywatch.detector.adapters.delivery.signing import InvalidWebhookSecret
 from querywatch.detector.adapters.delivery.ssrf import UnsafeWebhookUrl
-from querywatch.detector.errors import DatabaseNotMigrated, QuerywatchError
+from querywatch.detector.errors import DatabaseNotMigrated, DatabaseUnreachable, QuerywatchError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ ERROR_STATUS: dict[type[QuerywatchError], int] = {
     InvalidWebhookSecret: 422,
     UnsafeWebhookUrl: 422,
     DatabaseNotMigrated: 503,
+    DatabaseUnreachable: 503,
 }
 
 

@@ -161,7 +161,7 @@ class DecisionPublic(BaseModel):
 
     client_id: str
     action: Action = Field(
-        description="allow: serve normally; degrade: round scores and throttle; block: refuse."
+        description="allow: serve normally; degrade: round scores (output_precision); block: refuse."
     )
     risk: float
     reasons: list[str]

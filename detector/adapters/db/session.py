@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, OperationalErro
 from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.config import DatabaseSettings
-from querywatch.detector.errors import ConfigError, DatabaseNotMigrated, QuerywatchError
+from querywatch.detector.errors import ConfigError, DatabaseNotMigrated, DatabaseUnreachable
 
 #: The names the layers above use, so that SQLAlchemy is imported only in this package.
 DatabaseEngine: TypeAlias = Engine
@@ -93,14 +93,14 @@ def database_url(text: str) -> URL:
     return url
 
 
-def database_failure(exc: BaseException, url: URL | str) -> QuerywatchError | None:
+def database_failure(exc: BaseException, url: URL | str) -> DatabaseUnreachable | None:
     """``exc`` said as a failure of the database, if it is one (unreachable, refused, its file
     not openable): the driver's first line, with the URL it was asked of, password hidden."""
     if not isinstance(exc, OperationalError):
         return None
     url = database_url(url) if isinstance(url, str) else url
     cause = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
-    return QuerywatchError(
+    return DatabaseUnreachable(
         f"database {url.render_as_string(hide_password=True)}: {cause}",
         hint="check QUERYWATCH_DATABASE__URL; `querywatch doctor` tests the connection",
     )
@@ -158,7 +158,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def check_migrated(engine: Engine) -> None:
-    """Raise ``DatabaseNotMigrated`` unless the schema is at this version's head revision.
+    """Raise ``DatabaseNotMigrated`` unless the schema is at this version's head revision
+    (``DatabaseUnreachable`` if the database cannot be reached to tell).
 
     Services call this at start, so that they stop with an instruction instead of failing
     later on a missing table.
@@ -171,7 +172,7 @@ def check_migrated(engine: Engine) -> None:
     except SQLAlchemyError as exc:
         failure = database_failure(exc, engine.url)
         if failure is not None:  # not reached at all: its schema is not the question
-            raise DatabaseNotMigrated(str(failure), hint=failure.hint) from exc
+            raise failure from exc
         raise DatabaseNotMigrated(f"cannot read the schema version of {_safe_url(engine)}: {exc}") from exc
     if current != head:
         state = "has no querywatch schema" if current is None else f"is at revision {current}"

@@ -11,6 +11,10 @@ the model server applies. The decision itself is the same policy as
 The route is ``async``: a client the decision cache holds costs no I/O and no hop to the
 thread pool, and one it does not costs one short query on the event loop (as a key the
 key cache does not hold).
+
+Header values arrive as bytes, which Starlette reads as Latin-1; the client library and
+gateways send a client id in UTF-8, so it is read back as such (``_utf8``). Read as Latin-1,
+``thief-☃`` was another client than the one its events name, and was allowed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from querywatch.detector.adapters.api.deps import DecisionCacheDep, ReaderKey, S
 from querywatch.detector.adapters.api.problems import PROBLEM_JSON, problem
 from querywatch.detector.adapters.api.routes.responses import READ, problems
 from querywatch.detector.adapters.api.schemas import DecisionPublic, Problem
-from querywatch.detector.client.decisions import ACTION_HEADER, DEGRADE_HEADER, RISK_HEADER
+from querywatch.detector.client.decisions import ACTION_HEADER, DEGRADE_HEADER, MAX_CLIENT_ID, RISK_HEADER
 from querywatch.detector.client.events import client_id_for_key
 
 router = APIRouter(tags=["clients"])
@@ -47,7 +51,7 @@ async def authz(
         str | None,
         Header(
             alias="X-Querywatch-Client",
-            max_length=256,
+            max_length=4 * MAX_CLIENT_ID,  # UTF-8 bytes; the id's own length is checked below
             description="The client id as the serving tier logs it (an account id, or `key_…`).",
         ),
     ] = None,
@@ -76,6 +80,11 @@ async def authz(
     """
     if client and client_key:  # a gateway names the client one way; the other came from the caller
         return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key, not both")
+    client, client_key = _utf8(client), _utf8(client_key)
+    if client is not None and len(client) > MAX_CLIENT_ID:
+        return problem(
+            400, f"X-Querywatch-Client holds more than {MAX_CLIENT_ID} characters: no event names it"
+        )
     client_id = client or (client_id_for_key(client_key) if client_key else None)
     if not client_id:
         return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key")
@@ -89,3 +98,14 @@ async def authz(
         return problem(403, "querywatch decision: block", headers=headers, client_id=client_id)
     response.headers.update(headers)
     return decision
+
+
+def _utf8(value: str | None) -> str | None:
+    """A header value as the UTF-8 text it was sent as (ASCII unchanged); bytes that are not
+    UTF-8 stay as Latin-1 read them, so they name no client the events name either."""
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value

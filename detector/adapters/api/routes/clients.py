@@ -107,7 +107,7 @@ async def client_decision(  # async: see routes/authz.py
     The policy (`querywatch.detector.engine.policy.decide`), first match wins: an analyst's
     block, an analyst's trust (allow), a model in monitor mode (allow), then the model's risk
     thresholds (`block` at or above the block threshold, `degrade` — return `output_precision`
-    decimals of scores and throttle — at or above the degrade threshold); the client's
+    decimals of scores — at or above the degrade threshold); the client's
     decision is the strictest over its models. An unknown client is allowed, risk 0.
     """
     return client_decision_for(session=session, settings=settings, cache=cache, client_id=client_id)

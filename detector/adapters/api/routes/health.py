@@ -18,7 +18,7 @@ from querywatch.detector.adapters.api.routes.responses import problems
 from querywatch.detector.adapters.api.schemas import Health, Readiness
 from querywatch.detector.adapters.db.apikeys import authenticate
 from querywatch.detector.adapters.db.session import DatabaseError, check_migrated
-from querywatch.detector.errors import DatabaseNotMigrated
+from querywatch.detector.errors import DatabaseNotMigrated, DatabaseUnreachable
 from querywatch.detector.metrics import render
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def readyz(request: Request) -> Readiness | Response:
     except DatabaseNotMigrated as exc:
         log.warning("not ready: %s", exc)
         return problem(503, "the database is not at this release's schema: run `querywatch db upgrade`")
-    except DatabaseError as exc:
+    except (DatabaseUnreachable, DatabaseError) as exc:
         log.warning("not ready: %s", str(exc).splitlines()[0])
         return problem(503, "the database cannot be reached (the API's log says why)")
     return Readiness(status="ready")

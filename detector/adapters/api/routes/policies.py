@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from querywatch.detector.adapters.api.cursors import utc_instant
 from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, SettingsDep, actor_name
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
 from querywatch.detector.adapters.db import audit
@@ -128,7 +129,17 @@ class SilenceCreate(BaseModel):
         None, min_length=1, max_length=256, description="Matches alerts one of whose reasons contains this."
     )
     comment: str = Field(min_length=1, max_length=2000, description="Why (shown with the silence).")
-    expires_at: datetime = Field(description="When it stops (RFC 3339, in the future).")
+    expires_at: AwareDatetime = Field(description="When it stops (RFC 3339 with its offset, in the future).")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc(cls, when: datetime) -> datetime:
+        """Kept and echoed in UTC, as every time the API shows (a time without an offset is a
+        422: compared with the clock it failed as a 500)."""
+        utc = utc_instant(when)
+        if utc is None:
+            raise ValueError("lies outside years 1-9999 in UTC")
+        return utc
 
 
 class SilencePublic(BaseModel):
