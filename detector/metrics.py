@@ -28,6 +28,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from querywatch.detector.errors import QuerywatchError
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
@@ -204,7 +206,13 @@ def serve_metrics(host: str, port: int | None) -> Iterator[int | None]:
     if port is None:
         yield None
         return
-    server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:  # said as serve says a taken port, not as a bare OSError
+        raise QuerywatchError(
+            f"the metrics port {host}:{port} cannot be listened on: {exc.strerror}",
+            hint="choose another with --metrics-port N (or QUERYWATCH_METRICS_PORT; 0: any free port)",
+        ) from None
     try:
         yield server.server_port
     finally:

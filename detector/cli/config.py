@@ -228,17 +228,26 @@ def check_warmup(settings: Settings) -> Check:
     if not events:
         return Check("warm-up", True, "no model warming up")
     target = settings.detection.warmup_events
+    awaiting = _read_database(settings, _awaiting_answers)
     models = "; ".join(
         f"{model_id!r}: {events[model_id]:,} events held (partitions "
         f"{', '.join(map(str, sorted(partitions[model_id])))})"
+        + (", its trusted profile awaiting their answers" if model_id in awaiting else "")
         for model_id in sorted(events)
     )
     return Check(
         "warm-up",
         True,
-        f"{models} (a consumer builds a model's profile at {target:,} of its own; until then nothing of "
-        "the model is scored)",
+        f"{models} (at {target:,} of its own a consumer builds the model's profile, or completes a "
+        "trusted one with their answers; until then nothing of the model is scored)",
     )
+
+
+def _awaiting_answers(session: Session) -> set[str]:
+    """Models whose newest stored profile is a trusted file of inputs alone (``answers`` pending)."""
+    from querywatch.detector.adapters.db.profiles import model_summaries
+
+    return {s.model_id for s in model_summaries(session=session) if s.answers == "pending"}
 
 
 def run_doctor(args: argparse.Namespace, settings: Settings) -> int:

@@ -238,6 +238,8 @@ def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
         return None
     if not vector.size or not clean_identifier(request_id + client_id + model_id):
         return None
+    if not np.abs(vector).max() <= MAX_INPUT:  # the exact path says why
+        return None
     if type(label) is str and not clean_identifier(label):
         return None
     if type(label) is int and not MIN_LABEL <= label <= MAX_LABEL:
@@ -433,6 +435,10 @@ def input_vector(value: Any) -> np.ndarray:
 
     >>> input_vector([1, 2.5]).tolist()
     [1.0, 2.5]
+    >>> input_vector([1e300, 0.5])
+    Traceback (most recent call last):
+    ...
+    querywatch.detector.errors.InvalidEvent: non_finite: 'input' holds a number beyond ±1e+100
     >>> input_vector([1, None])
     Traceback (most recent call last):
     ...
@@ -442,6 +448,13 @@ def input_vector(value: Any) -> np.ndarray:
     if vector.size == 0:
         raise InvalidEvent("empty_input", "'input' has no numbers")
     return vector
+
+
+#: The largest input a vector may hold, in absolute value: far beyond any feature's units,
+#: and low enough that squared distances and their sums over any reference stay finite. One
+#: warm-up event of 1e300 overflowed them: the fitted thresholds became 0 and NaN, and every
+#: thief was judged by a broken profile.
+MAX_INPUT = 1e100
 
 
 def _vector(value: Any, name: str) -> np.ndarray:
@@ -455,6 +468,8 @@ def _vector(value: Any, name: str) -> np.ndarray:
         raise InvalidEvent("non_finite", f"{name!r} holds a number too large for a float") from None
     if not math.isfinite(sum(value)) and not np.all(np.isfinite(array)):
         raise InvalidEvent("non_finite", f"{name!r} holds NaN or infinity")
+    if array.size and not np.abs(array).max() <= MAX_INPUT:
+        raise InvalidEvent("non_finite", f"{name!r} holds a number beyond ±{MAX_INPUT:g}")
     return array
 
 

@@ -103,6 +103,11 @@ class ReferenceStage:
         """Events held in all samples."""
         return sum(len(v) for v in self._samples.values())
 
+    def awaits_answers(self, model_id: str) -> bool:
+        """Whether ``model_id``'s sample completes a trusted profile's answers (a file of inputs
+        alone) rather than building a warm-up profile."""
+        return self._dims.get(model_id) is not None
+
     def holds(self, model_id: str) -> bool:
         """Whether a sample of ``model_id`` is held."""
         return model_id in self._samples

@@ -48,6 +48,8 @@ def test_a_good_event_parses_with_time_in_epoch_seconds() -> None:
         (_with(input=[True, 1.0]), "wrong_type"),
         (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[NaN]}', "non_finite"),
         (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[1e999]}', "non_finite"),
+        # finite, but its squared distances overflow: one such warm-up event broke the profile
+        (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[0.1,-1e300]}', "non_finite"),
         (_with(ts="yesterday"), "bad_timestamp"),
         (_with(ts="2026-11-29T10:15:02"), "bad_timestamp"),
         (_with(input=[]), "empty_input"),

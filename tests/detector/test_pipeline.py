@@ -562,6 +562,27 @@ def test_events_held_for_a_warm_up_are_said_then_and_once_a_minute(
     assert "--model-id new-model --out DIR, then QUERYWATCH_DETECTION__PROFILE_DIR=DIR" in said[0]
 
 
+def test_events_held_to_complete_a_trusted_profile_are_not_said_to_await_a_warm_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trusted file of inputs alone waits for the model's answers: the log told an operator
+    who had set QUERYWATCH_DETECTION__PROFILE_DIR to give the model a profile directory."""
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    processor = _processor(sessions, _Outputs())
+    trusted = build_profile(
+        _benign(np.random.default_rng(4), 3000), model_id="new", settings=SETTINGS, live_answers=True
+    )
+    processor.engine.profiles.put(trusted)
+    processor.assign([("t", 0)])
+    with caplog.at_level(logging.INFO, logger="querywatch.detector.adapters.kafka.processor"):
+        processor.process(
+            [Record("t", 0, 0, None, _line("n0", "c", _benign(np.random.default_rng(5), 1)[0], model="new"))]
+        )
+    (said,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("new: ")]
+    assert said.startswith("new: 1 events held until the model's answers to the first")
+    assert "complete its trusted profile" in said and "PROFILE_DIR" not in said
+
+
 def test_a_new_owner_reads_the_checkpoints_last_record_again_to_find_a_replaced_log(tmp_path: Path) -> None:
     """A broker emptied (or a topic recreated) and filled past the stored offset before a
     consumer restarted: the offsets alone looked right, and the new log's first events (up to

@@ -10,10 +10,12 @@ import pytest
 
 from querywatch.detector.adapters.db.checkpoints import save_checkpoint
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
+from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
 from querywatch.detector.adapters.kafka.partitions import held_events_key
 from querywatch.detector.cli.config import check_groups, check_warmup
-from querywatch.detector.config import KafkaSettings, Settings
+from querywatch.detector.config import DetectionSettings, KafkaSettings, Settings
 from querywatch.detector.engine.events import Event
+from querywatch.detector.engine.profiles import build_profile
 from querywatch.detector.engine.reference import pack_events
 from tests.storage.databases import KINDS, migrated_database
 
@@ -58,6 +60,18 @@ def test_doctor_counts_held_warm_up_events_and_names_another_groups_states(kind:
             "'new': 9 events held (partitions 0, 3); 'rare': 2 events held (partitions 0)"
         )
         assert check_groups(settings).detail == "4 client states, all of group 'g'"
+
+        # 'rare' has a trusted file of inputs alone: its events wait for answers, not a warm-up
+        database = make_engine(settings.database)
+        X = np.random.default_rng(0).normal(size=(600, 3))
+        settings_small = DetectionSettings(codebook_size=8, pca_components=2)
+        pending = build_profile(X, model_id="rare", settings=settings_small, live_answers=True)
+        DatabaseProfileStore(make_sessionmaker(database)).put(pending)
+        database.dispose()
+        assert check_warmup(settings).detail.startswith(
+            "'new': 9 events held (partitions 0, 3); "
+            "'rare': 2 events held (partitions 0), its trusted profile awaiting their answers"
+        )
 
         _checkpoint(settings, "former", 1, {"b": b"y"})
         groups = check_groups(settings)

@@ -463,14 +463,28 @@ class StreamProcessor(OwnedPartitions):
             if now < self._warmup_said.get(model_id, now - 1.0):
                 continue
             self._warmup_said[model_id] = now + WARMUP_REMINDER_SECONDS
+            reference = self.engine.reference
+            if reference.awaits_answers(model_id):
+                log.info(
+                    "%s: %d events held until the model's answers to the first %d "
+                    "(QUERYWATCH_DETECTION__WARMUP_EVENTS) complete its trusted profile, a file of "
+                    "inputs alone; then they are scored. A profile made with the answers scores "
+                    "from the first event (querywatch profile --served on logged events)",
+                    model_id,
+                    count,
+                    reference.settings.warmup_events,
+                    extra={"model_id": model_id},
+                )
+                continue
             log.info(
                 "%s: %d events held for its warm-up, which builds its profile from the first %d "
                 "(QUERYWATCH_DETECTION__WARMUP_EVENTS) and then scores them; to score from the "
-                "first event, give it a profile of trusted inputs (querywatch profile --input FILE "
-                "--model-id %s --out DIR, then QUERYWATCH_DETECTION__PROFILE_DIR=DIR)",
+                "first event, give it a profile made with the model's answers (querywatch profile "
+                "--input LOGGED.jsonl --served --model-id %s --out DIR, then "
+                "QUERYWATCH_DETECTION__PROFILE_DIR=DIR)",
                 model_id,
                 count,
-                self.engine.reference.settings.warmup_events,
+                reference.settings.warmup_events,
                 model_id,
                 extra={"model_id": model_id},
             )
