@@ -7,6 +7,7 @@ profile --out DIR`` and ``detection.profile_dir``, and the reader of trusted ref
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from collections import Counter
@@ -21,6 +22,7 @@ from querywatch.detector.engine.events import Event, answer_label, answer_scores
 from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
+from querywatch.detector.pipeline.replay import written_whole
 from querywatch.models.answers import score_rows
 from querywatch.models.profile import ReferenceProfile
 
@@ -33,36 +35,101 @@ class DirectoryProfileStore:
         self._cache: dict[str, ReferenceProfile] = {}
 
     def _file(self, model_id: str) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", model_id)
+        """The model's file: its id as it is when that is a safe file name, else the id made
+        safe and a digest of the real one (``fraud/v1`` and ``fraud v1`` once shared
+        ``fraud_v1.qwprofile``, and the second ``querywatch profile --out`` replaced the first)."""
+        safe = _safe_name(model_id)
+        if safe != model_id:
+            safe += "-" + hashlib.sha256(model_id.encode()).hexdigest()[:8]
         return self.path / f"{safe}.qwprofile"
+
+    def _files(self, model_id: str) -> list[Path]:
+        """Where the model's profile may be: its file, then the name it had before names got a
+        digest (a directory written then keeps working)."""
+        legacy = self.path / f"{_safe_name(model_id)}.qwprofile"
+        return list(dict.fromkeys((self._file(model_id), legacy)))
 
     def get(self, model_id: str) -> ReferenceProfile | None:
         if model_id in self._cache:
             return self._cache[model_id]
-        file = self._file(model_id)
+        for file in self._files(model_id):
+            profile = self._read(file)
+            if profile is None or _written_for_other(profile, model_id, file):
+                continue
+            if profile.model_id != model_id:
+                raise ProfileError(
+                    f"{file} holds the profile of model {profile.model_id!r}, not {model_id!r}"
+                )
+            self._cache[model_id] = profile
+            return profile
+        return None
+
+    def put(self, profile: ReferenceProfile) -> None:
+        """Write the model's file; never over another model's profile (a file renamed by hand,
+        or one of a model whose id made the same name before names got a digest)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        file = self._file(profile.model_id)
+        held = self._held_by(file)
+        if held is not None and held != profile.model_id:
+            raise ProfileError(
+                f"{file} holds the profile of model {held!r}: not replaced by that of {profile.model_id!r}",
+                hint="move that file away, or give the profile another --out directory",
+            )
+        with written_whole(file, binary=True) as f:
+            f.write(profile.to_bytes())
+        self._cache[profile.model_id] = profile
+        self._drop_legacy(profile.model_id)
+
+    def _drop_legacy(self, model_id: str) -> None:
+        """Remove the model's file from before names got a digest, once its new one is written:
+        one file per model, and the old name free for the model whose name it is."""
+        for legacy in self._files(model_id)[1:]:
+            if self._held_by(legacy) == model_id:
+                legacy.unlink(missing_ok=True)
+
+    def _held_by(self, file: Path) -> str | None:
+        """The model whose profile ``file`` holds; None if there is none or it cannot be read
+        (the model's own file, then, which writing repairs)."""
+        try:
+            profile = self._read(file)
+        except ProfileError:
+            return None
+        return None if profile is None else profile.model_id
+
+    @staticmethod
+    def _read(file: Path) -> ReferenceProfile | None:
+        """The profile in ``file``, None if there is no file; any failure to read or decode it
+        (a file cut short, a folder of that name) is a ``ProfileError`` naming it."""
         if not file.exists():
             return None
         try:
-            profile = ReferenceProfile.from_bytes(file.read_bytes())
-        except ValueError as exc:
-            raise ProfileError(f"{file}: {exc}") from None
-        if profile.model_id != model_id:
-            raise ProfileError(f"{file} holds the profile of model {profile.model_id!r}, not {model_id!r}")
-        self._cache[model_id] = profile
-        return profile
-
-    def put(self, profile: ReferenceProfile) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        file = self._file(profile.model_id)
-        tmp = file.with_suffix(".tmp")
-        tmp.write_bytes(profile.to_bytes())
-        tmp.replace(file)
-        self._cache[profile.model_id] = profile
+            data = file.read_bytes()
+            if not data.startswith(_ZIP_MAGIC):  # numpy's word for it would suggest allow_pickle
+                raise ValueError("not a querywatch profile (no zip archive: `querywatch profile` writes one)")
+            return ReferenceProfile.from_bytes(data)
+        except Exception as exc:  # untrusted bytes: zipfile, zlib and numpy each fail their own way
+            reason = f"[Errno {exc.errno}] {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            raise ProfileError(f"{file}: cannot be read as a profile: {reason}") from None
 
     def latest(self, model_id: str) -> ReferenceProfile | None:
         """The file's profile, as read first: the engines never write a directory (a replay
         keeps its revisions in memory, the consumers in the database)."""
         return self.get(model_id)
+
+
+#: The first bytes of a profile file (``ReferenceProfile.to_bytes``: a NumPy ``.npz``, a zip archive).
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _safe_name(model_id: str) -> str:
+    """A model id with every character that is unsafe in a file name replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model_id)
+
+
+def _written_for_other(profile: ReferenceProfile, model_id: str, file: Path) -> bool:
+    """Whether ``file`` holds another model's profile under that model's name from before names
+    got a digest (``a_b.qwprofile`` of model ``a/b``): not this model's, and no error."""
+    return profile.model_id != model_id and file.name == f"{_safe_name(profile.model_id)}.qwprofile"
 
 
 @dataclass
@@ -91,13 +158,12 @@ def read_reference_file(path: str | Path, model_id: str | None = None, logits: b
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            X = np.load(path, allow_pickle=False)
-            return ReferenceRows(_checked(np.asarray(X, dtype=np.float64), path), None, None)
+            return ReferenceRows(_checked(_read_npy(path), path), None, None)
         if suffix == ".csv":
             return ReferenceRows(_checked(_read_csv(path), path), None, None)
         if lines_suffix(path) in (".jsonl", ".ndjson"):
             return _read_jsonl(path, model_id, logits)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise ProfileError(f"{path}: {exc}") from None
     raise ProfileError(f"{path}: expected a .npy, .csv, .jsonl or .jsonl.gz file")
 
@@ -183,6 +249,32 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         raise ProfileError(f"{path}: {exc}") from None
 
 
+#: The first bytes of every ``.npy`` file.
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file's array of real numbers (booleans and integers read as such), as floats.
+
+    Anything else is said plainly: numpy's own message for a file that is not a ``.npy`` one,
+    or holds Python objects, suggests loading it with ``allow_pickle``, which would run code
+    from the file; a structured array ended in a TypeError and a complex one lost its
+    imaginary parts in silence."""
+    with path.open("rb") as f:
+        if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+            raise ProfileError(f"{path}: is not a .npy file (no NumPy header): save the rows with numpy.save")
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ProfileError(f"{path}: not a numeric array (it holds Python objects)") from None
+        raise
+    if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf":
+        dtype = X.dtype if isinstance(X, np.ndarray) else type(X).__name__
+        raise ProfileError(f"{path}: not a numeric array ({dtype}); expected rows of real numbers")
+    return np.asarray(X, dtype=np.float64)
+
+
 def _read_csv(path: Path) -> np.ndarray:
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
@@ -236,6 +328,8 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
             raise ValueError(f"line {number}: {exc.detail}") from None
         except KeyError as exc:
             raise ValueError(f"line {number}: no {exc} field") from None
+        except RecursionError:  # json.loads of 100,000 nested brackets
+            raise ValueError(f"line {number}: nested too deeply to be a row") from None
         except (ValueError, TypeError) as exc:
             raise ValueError(f"line {number}: {exc}") from None
         if len(inputs[-1]) != len(inputs[0]):

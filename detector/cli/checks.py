@@ -71,6 +71,26 @@ def days(text: str) -> float:
     return number
 
 
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (``simulate --scale inf`` ended in an
+    OverflowError deep in the simulator).
+
+    >>> positive_number("0.1")
+    0.1
+    >>> positive_number("inf")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: inf is not a positive number
+    """
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return number
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -117,6 +137,32 @@ def writable_file(path: Path, what: str) -> Path:
     if not os.access(folder, os.W_OK):
         raise InputError(f"{path}: folder {folder} is not writable")
     return path
+
+
+def distinct_outputs(outputs: list[tuple[Path | None, str]], inputs: list[tuple[Path | None, str]]) -> None:
+    """Refuse an output (path, what) that is an input or an earlier output, before any work:
+    ``replay t.jsonl --report t.jsonl`` replaced the trace with its report, and
+    ``simulate --out A --truth A`` kept only the truth."""
+    named = [(path, what) for path, what in inputs if path is not None]
+    for path, what in outputs:
+        if path is None:
+            continue
+        for other, other_what in named:
+            if same_file(path, other):
+                raise InputError(f"{path}: is also the {other_what} ({other}); give the {what} another name")
+        named.append((path, what))
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same inode when both exist (hard and
+    symbolic links included), else the same absolute path once links are resolved.
+
+    >>> same_file(Path("report.json"), Path("./report.json"))
+    True
+    """
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def writable_folder(path: Path, what: str) -> Path:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from querywatch.detector.cli.checks import (
     count,
+    distinct_outputs,
     readable_file,
     readable_lines,
     writable_file,
@@ -77,15 +78,16 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     writable_file(args.report, "report")
     if args.html is not None:
         writable_file(args.html, "HTML page")
+    distinct_outputs([(args.report, "report"), (args.html, "HTML page")], [(trace, "trace file")])
     profile_dir = args.profile or settings.detection.profile_dir
-    if profile_dir is not None and not Path(profile_dir).is_dir():
-        raise InputError(f"{profile_dir}: no such profile directory")
+    if profile_dir is not None:
+        profile_folder(Path(profile_dir))
     args.quiet = args.quiet or args.no_progress
 
     from querywatch.detector.adapters.files import DirectoryProfileStore
     from querywatch.detector.engine.detector import Detector
     from querywatch.detector.engine.profiles import MemoryProfileStore, thin_warmup
-    from querywatch.detector.pipeline.replay import replay, write_report
+    from querywatch.detector.pipeline.replay import replay, write_report, written_whole
     from querywatch.detector.runtime import engine_process
 
     store = MemoryProfileStore(source=DirectoryProfileStore(profile_dir) if profile_dir is not None else None)
@@ -126,7 +128,8 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
         title = f"querywatch replay of {trace.name}"
         page = render_report(report, top=args.top, alert_risk=settings.detection.alert_risk, title=title)
-        args.html.write_text(page, encoding="utf-8")
+        with written_whole(args.html) as f:
+            f.write(page)
     seconds = time.monotonic() - started
     if args.json:
         print_json(
@@ -136,6 +139,17 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print_summary(report, seconds, args.top)
     return 0
+
+
+def profile_folder(path: Path) -> Path:
+    """``path`` if it is a folder of profiles: a file there is no missing folder, and said so."""
+    if not path.exists():
+        raise InputError(f"{path}: no such profile directory")
+    if not path.is_dir():
+        raise InputError(
+            f"{path}: is not a directory; --profile takes the folder of `querywatch profile --out`"
+        )
+    return path
 
 
 def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:

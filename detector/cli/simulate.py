@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from querywatch.detector.cli.checks import writable_file
+from querywatch.detector.cli.checks import distinct_outputs, positive_number, writable_file
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
@@ -41,8 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same trace)")
     parser.add_argument("--benign", type=int, default=40, help="benign clients (default 40)")
     parser.add_argument("--attackers", type=int, default=5, help="attacking clients (default 5)")
-    parser.add_argument("--hours", type=float, default=24.0, help="trace length in event time (default 24)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every client's query volume")
+    parser.add_argument(
+        "--hours", type=positive_number, default=24.0, help="trace length in event time (default 24)"
+    )
+    parser.add_argument(
+        "--scale", type=positive_number, default=1.0, help="multiply every client's query volume"
+    )
     parser.add_argument(
         "--families",
         default=None,
@@ -54,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="RFC 3339 start of the trace, or 'now' (default: fixed date for files; "
         "'--hours' before now when producing)",
     )
-    parser.add_argument("--out", metavar="FILE.jsonl", help="write the events here, one per line")
+    parser.add_argument(
+        "--out", metavar="FILE.jsonl", help="write the events here, one per line (gzip'd if it ends in .gz)"
+    )
     parser.add_argument(
         "--truth", metavar="FILE.json", help="write the ground truth (role, family, victim) here"
     )
@@ -83,9 +89,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("--rate must be a positive number of events per second")
     if args.rate is not None and not produce:  # it paced nothing, without a word
         raise ConfigError("--rate paces producing to a broker: give --bootstrap-servers (or the setting)")
-    for path, what in ((args.out, "trace file"), (args.truth, "truth file")):
+    outputs = [
+        (None if p is None else Path(p), what)
+        for p, what in ((args.out, "trace file"), (args.truth, "truth file"))
+    ]
+    for path, what in outputs:
         if path is not None:
-            writable_file(Path(path), what)
+            writable_file(path, what)
+    distinct_outputs(outputs, [])
     # The simulator (scikit-learn) is imported once the arguments are known to be usable.
     from querywatch.detector.simulate import ATTACK_KINDS, generate_trace, write_jsonl, write_truth
     from querywatch.detector.simulate.publish import publish_events
@@ -104,6 +115,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    except OverflowError:  # finite, but more than a trace can hold
+        raise ConfigError(
+            f"--hours {args.hours:g} and --scale {args.scale:g} ask for too large a trace"
+        ) from None
     if args.out:
         write_jsonl(events, args.out)
     if args.truth:

@@ -105,10 +105,25 @@ def report_data(report: ReplayReport, *, top: int, alert_risk: float) -> dict[st
     return {"alert_risk": alert_risk, "charts": charts, "table": table}
 
 
+#: Characters that may start markup inside a script element, and their JSON escapes.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is inert inside ``<script type="application/json">``: escaping
+    only ``</`` let a client id holding ``<!--<script>`` put the parser in the script element's
+    escaped state, so the element ran past its end tag and the page broke. No ``<``, ``>`` or
+    ``&`` is left (outside strings JSON has none; inside, the escapes parse back the same).
+
+    >>> script_json({"id": "<!--<script>&"})
+    '{"id":"\\\\u003c!--\\\\u003cscript\\\\u003e\\\\u0026"}'
+    """
+    return json.dumps(data, separators=(",", ":")).translate(_SCRIPT_SAFE)
+
+
 def render_report(report: ReplayReport, *, top: int, alert_risk: float, title: str) -> str:
     """The whole page as one HTML string (no external reference of any kind)."""
-    data = json.dumps(report_data(report, top=top, alert_risk=alert_risk), separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # never ends the script element early
+    data = script_json(report_data(report, top=top, alert_risk=alert_risk))
     alerted = sum(1 for c in report.clients.values() if c.first_alert_query is not None)
     rejected = sum(report.rejected.values())
     return f"""<!doctype html>
