@@ -12,7 +12,10 @@ class DetectionSettings(Section):
     """How the engine builds profiles, scores clients and raises alerts."""
 
     profile_dir: str | None = Field(
-        None, description="Directory of saved reference profiles (one per model)."
+        None,
+        description="Directory of trusted reference profiles (one per model, `querywatch profile --out`). "
+        "Consumers store each in the database when they first need it and never write the directory; "
+        "`replay --profile` keeps its revisions in memory.",
     )
     warmup_events: int = Field(
         20000, ge=100, description="Events of a model collected before an automatic profile is built."

@@ -24,7 +24,7 @@ The clock is read only to time the scoring (``Step.score_seconds``), never to de
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -58,7 +58,8 @@ class Step(Generic[R]):
     events: int = 0
     """Valid, new events handed to the engine."""
     unscored: int = 0
-    """Of those, the events whose answer carried no scores (labels only, or no answer)."""
+    """Events scored in this step whose answer carried no scores (labels only, or no answer):
+    held ones count when their model's profile comes, refused ones never."""
     score_seconds: float = 0.0
     refs: dict[int, R] = field(default_factory=dict)
     """The reference of each event handed to the engine, by ``id(event)``."""
@@ -94,8 +95,8 @@ class Pipeline(Generic[R]):
         self._logits = inputs.scores == "logits"
         self.guard = EventGuard(margin=inputs.future_margin_seconds, clamp=inputs.future_events == "clamp")
         #: References of the events the reference stage holds, for refusals when it lets go
-        #: (None: taken back, ``take_back``).
-        self._held: dict[int, tuple[str, R | None]] = {}
+        #: (None: taken back, ``take_back``), and whether each answer lacks scores.
+        self._held: dict[int, tuple[str, R | None, bool]] = {}
 
     def step(self, messages: Iterable[Message[R]]) -> Step[R]:
         out: Step[R] = Step()
@@ -132,8 +133,7 @@ class Pipeline(Generic[R]):
             out.result = self.engine.process_batch(events)
             out.score_seconds = time.perf_counter() - started
             out.events = len(events)
-            out.unscored = sum(1 for event in events if event.scores is None)
-            self._settle(out)
+            self._settle(out, events)
         return out
 
     def finish(self) -> Step[R]:
@@ -150,7 +150,7 @@ class Pipeline(Generic[R]):
         """Give the engine back events held through a checkpoint: no message of this
         pipeline brought them, so their refusals, now or once their profile comes, are
         ``unreferenced``."""
-        return self._settled(self.engine.process_batch(events))
+        return self._settled(self.engine.process_batch(events), events)
 
     def let_go(self, events: Iterable[Event]) -> None:
         """Forget the references of held events the engine dropped unsettled (their clients'
@@ -158,16 +158,21 @@ class Pipeline(Generic[R]):
         for event in events:
             self._held.pop(id(event), None)
 
-    def _settled(self, result: BatchResult) -> Step[R]:
+    def _settled(self, result: BatchResult, handed: Sequence[Event] = ()) -> Step[R]:
         """A step of what the engine released outside any batch of messages."""
         out: Step[R] = Step(result=result)
-        self._settle(out)
+        self._settle(out, handed)
         return out
 
-    def _settle(self, out: Step[R]) -> None:
+    def _settle(self, out: Step[R], handed: Sequence[Event] = ()) -> None:
+        """Map the engine's refusals to the messages that brought the events, and count the
+        answers without scores among the events scored (``handed`` now, or held before)."""
         result = out.result
         for event in result.held:
-            self._held[id(event)] = (event.model_id, out.refs.get(id(event)))
+            self._held[id(event)] = (event.model_id, out.refs.get(id(event)), event.scores is None)
+        unsettled = {id(event) for event in result.held}
+        unsettled.update(id(event) for event, _ in result.rejected)
+        out.unscored = sum(1 for event in handed if event.scores is None and id(event) not in unsettled)
         for event, error in result.rejected:
             self.forget(event)
             ref = out.refs.get(id(event))
@@ -180,6 +185,9 @@ class Pipeline(Generic[R]):
                 out.refused.append((ref, error))
         if result.completed and self._held:
             done = set(result.completed)
+            out.unscored += sum(
+                1 for model_id, _, unscored in self._held.values() if unscored and model_id in done
+            )
             self._held = {k: v for k, v in self._held.items() if v[0] not in done}
 
     def _decode(self, value: bytes | int | None) -> Event:

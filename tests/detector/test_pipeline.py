@@ -606,3 +606,40 @@ def test_a_new_owner_reads_the_checkpoints_last_record_again_to_find_a_replaced_
     other.process(Record("t", 0, o, None, replaced[o]) for o in (4, 5, 6))
     work = other.partitions[("t", 0)]
     assert (work.below_floor, work.next_offset) == (4, 5)  # another record there: judged, nothing read
+
+
+def test_answers_without_scores_count_only_events_scored(tmp_path: Path) -> None:
+    """Labels-only events of a model whose warm-up could not make a profile were refused
+    (`no_profile`) and still counted as answers without scores: "60 of 0" in the summary."""
+    X = _benign(np.random.default_rng(8), 12)
+    lines = [
+        json.dumps(
+            {
+                "request_id": f"r{i}",
+                "ts": float(i),
+                "client_id": "c",
+                "model_id": "tiny",
+                "input": [float(v) for v in x],
+                "prediction": {"label": 1},
+            }
+        )
+        for i, x in enumerate(X)
+    ]
+    scored = [
+        json.dumps(
+            {
+                "request_id": f"s{i}",
+                "ts": float(i),
+                "client_id": "d",
+                "model_id": "m",
+                "input": [float(v) for v in x],
+                "prediction": {"label": 0},
+            }
+        )
+        for i, x in enumerate(X[:5])
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines + scored) + "\n")
+    report = replay(path, _profiled_engine())
+    assert report.rejected == {"no_profile": 12}
+    assert (report.events, report.unscored) == (5, 5)
