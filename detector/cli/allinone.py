@@ -29,6 +29,7 @@ from querywatch.detector.adapters.db.session import (
     transaction,
 )
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
+from querywatch.detector.adapters.db.webhooks import delete_endpoints_on_other_ports
 from querywatch.detector.adapters.delivery.dispatcher import Dispatcher
 from querywatch.detector.adapters.delivery.endpoints import create_endpoint
 from querywatch.detector.adapters.files import DirectoryProfileStore
@@ -143,6 +144,18 @@ class AllInOne:
             key = create_api_key(session=session, role="admin", name="querywatch-up")
             audit.record(session=session, actor="up", action="apikey.create", target=f"apikey:{key.id}")
             if self._receiver is not None:
+                # Each run's receiver listens on a new port: an earlier run's endpoint (a kept or
+                # configured database) stayed enabled, failing against a port nobody listens on.
+                for endpoint_id, gone in delete_endpoints_on_other_ports(
+                    session=session, url=self._receiver.url
+                ):
+                    audit.record(
+                        session=session,
+                        actor="up",
+                        action="webhook.delete",
+                        target=f"webhook:{endpoint_id}",
+                        detail={**gone, "why": "an earlier up --demo's receiver"},
+                    )
                 endpoint = create_endpoint(
                     session=session, url=self._receiver.url, allow_hosts=self.settings.webhooks.allow_hosts
                 )

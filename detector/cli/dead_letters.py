@@ -11,11 +11,12 @@ dead-lettered again. ``purge`` enforces the retention (inputs.dead_letter_retent
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import KafkaProducer
 
+from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.dead_letters import (
     dead_letters_to_redrive,
     delete_dead_letters,
@@ -95,6 +96,13 @@ def run_redrive(args: argparse.Namespace, settings: Settings) -> int:
             produce_lines(producer, settings.kafka.topic, [raw for _id, raw in rows])
             with transaction(sessions) as session:
                 delete_dead_letters(session=session, ids=[i for i, _raw in rows])
+                audit.record(  # stored rows leave the database: who sent them where, as every deletion
+                    session=session,
+                    actor="cli",
+                    action="dead_letters.redrive",
+                    target=f"topic:{settings.kafka.topic}",
+                    detail={"count": len(rows), "first_id": rows[0][0], "last_id": rows[-1][0]},
+                )
             sent += len(rows)
             last = rows[-1][0]
     finally:
@@ -117,7 +125,14 @@ def run_purge(args: argparse.Namespace, settings: Settings) -> int:
     try:
         check_migrated(database)
         with transaction(make_sessionmaker(database)) as session:
-            removed = purge_dead_letters(session=session, before=utcnow() - timedelta(days=days))
+            removed = purge_dead_letters(session=session, before=_days_ago(days))
+            audit.record(
+                session=session,
+                actor="cli",
+                action="dead_letters.purge",
+                target="dead_letters",
+                detail={"count": removed, "older_than_days": days},
+            )
     finally:
         database.dispose()
     if args.json:
@@ -125,3 +140,12 @@ def run_purge(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"purged {removed} dead letters older than {days:g} days")
     return 0
+
+
+def _days_ago(days: float) -> datetime:
+    """Now less ``days``; before year 1 (``--older-than-days 1000000``: keep everything) the
+    earliest time there is, older than every row, instead of an OverflowError."""
+    try:
+        return utcnow() - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ from kafka.partitioner.default import murmur2
 from sqlalchemy import func, select
 
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
-from querywatch.detector.adapters.db.tables import DeadLetterRow, utcnow
+from querywatch.detector.adapters.db.tables import AuditEntryRow, DeadLetterRow, utcnow
 from querywatch.detector.adapters.kafka.producer import client_key
 from querywatch.detector.cli.dead_letters import run_purge, run_redrive
 from querywatch.detector.config import InputSettings, KafkaSettings, Settings
@@ -51,7 +51,11 @@ def test_redrive_sends_the_original_bytes_back_and_deletes_the_rows(
     database = make_engine(settings.database)
     with database.connect() as c:
         assert c.scalar(select(func.count()).select_from(DeadLetterRow)) == 0
+        audited = c.execute(select(AuditEntryRow.action, AuditEntryRow.target, AuditEntryRow.detail)).all()
     database.dispose()
+    assert [(a, t, d["count"]) for a, t, d in audited] == [
+        ("dead_letters.redrive", f"topic:{settings.kafka.topic}", 3)
+    ]
     topic = read_topic_values(settings.kafka)
     assert sorted(topic[-3:]) == sorted(wide) and topic.count(wide[0]) == 2
 

@@ -22,7 +22,7 @@ from querywatch.detector.engine.outcomes import (
     alert_id_for,
 )
 from tests.outcomes import first_alert, opening
-from tests.webhooks.conftest import Db, FakeClock, add_alert
+from tests.webhooks.conftest import Db, FakeClock, add_alert, add_endpoint
 from tests.webhooks.receiver import Receiver
 
 ALLOW = ("127.0.0.1",)
@@ -186,3 +186,16 @@ def test_a_rotation_with_an_overlap_signs_with_both_secrets_until_it_ends(
     Webhook(new_secret).verify(after.body, after.headers)
     with pytest.raises(Exception, match="signature"):
         Webhook(old_secret).verify(after.body, after.headers)
+
+
+def test_an_earlier_demo_receivers_endpoint_goes_when_the_next_one_comes(db: Db) -> None:
+    """`up --demo` on a kept database registered its receiver's new port beside the last
+    run's, which stayed enabled and failed every delivery against a closed port."""
+    add_endpoint(db.sessions, "http://127.0.0.1:40001/querywatch")
+    add_endpoint(db.sessions, "http://127.0.0.1:40002/other")
+    add_endpoint(db.sessions, "https://hooks.example.com/querywatch")
+    with db.sessions() as session, session.begin():
+        gone = store.delete_endpoints_on_other_ports(session=session, url="http://127.0.0.1:40003/querywatch")
+        left = [e.url for e in store.list_endpoints(session=session)]
+    assert [(g["host"], g["undelivered"]) for _, g in gone] == [("127.0.0.1", 0)]
+    assert left == ["http://127.0.0.1:40002/other", "https://hooks.example.com/querywatch"]

@@ -126,6 +126,19 @@ def delete_endpoint(*, session: Session, endpoint_id: int) -> dict[str, Any]:
     return gone
 
 
+def delete_endpoints_on_other_ports(*, session: Session, url: str) -> list[tuple[int, dict[str, Any]]]:
+    """Delete the endpoints at ``url``'s scheme, host and path on another port (an earlier
+    ``up --demo``'s receiver); each one's id and what went with it (``delete_endpoint``)."""
+    mine = urlsplit(url)
+    deleted = []
+    for endpoint in list_endpoints(session=session):
+        other = urlsplit(endpoint.url)
+        same_place = (other.scheme, other.hostname, other.path) == (mine.scheme, mine.hostname, mine.path)
+        if same_place and other.port != mine.port:
+            deleted.append((endpoint.id, delete_endpoint(session=session, endpoint_id=endpoint.id)))
+    return deleted
+
+
 def replace_secret(
     *,
     session: Session,
