@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
-from querywatch.detector.engine.events import Event, answer_label, answer_scores, input_vector, parse_event
+from querywatch.detector.engine.events import (
+    MAX_INPUT,
+    Event,
+    answer_label,
+    answer_scores,
+    input_vector,
+    parse_event,
+)
 from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
@@ -348,4 +355,7 @@ def _checked(X: np.ndarray, path: Path) -> np.ndarray:
         raise ProfileError(f"{path}: expected rows of numbers, got an array of shape {X.shape}")
     if not np.all(np.isfinite(X)):
         raise ProfileError(f"{path}: holds NaN or infinite values")
+    if not np.abs(X).max() <= MAX_INPUT:  # as events: one such row overflowed the fit
+        row = int(np.argmax(np.abs(X).max(axis=1)))
+        raise ProfileError(f"{path}: row {row + 1} holds a number beyond ±{MAX_INPUT:g}")
     return X

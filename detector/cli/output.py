@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -47,8 +48,23 @@ def schema_of(command: str) -> str:
 
 
 def print_json(command: str, document: dict[str, Any]) -> None:
-    """One JSON document on stdout, ``schema`` first."""
-    print(json.dumps({"schema": schema_of(command), **document}, default=str))
+    """One JSON document on stdout, ``schema`` first; a number that is not finite (a threshold
+    nothing bounds) is null: ``NaN`` and ``Infinity`` are no JSON, and parsers refuse them.
+
+    >>> print_json("profile", {"far": float("inf"), "rows": [1.5, float("nan")]})
+    {"schema": "querywatch.profile/1", "far": null, "rows": [1.5, null]}
+    """
+    print(json.dumps(_finite({"schema": schema_of(command), **document}), default=str, allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 class Progress(Protocol):

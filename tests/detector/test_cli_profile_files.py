@@ -52,6 +52,13 @@ def _empty_npy(path: Path) -> None:
     path.write_bytes(b"")
 
 
+def _huge_npy(path: Path) -> None:
+    """One finite cell of 1e300 overflowed the fit's squared distances (thresholds 0 and NaN)."""
+    rows = np.full((5, 2), 0.5)
+    rows[3, 1] = 1e300
+    np.save(path, rows)
+
+
 @pytest.mark.parametrize(
     ("name", "make", "said"),
     [
@@ -61,8 +68,9 @@ def _empty_npy(path: Path) -> None:
         ("complex.npy", _complex_npy, "not a numeric array (complex128)"),
         ("pickle.npy", _pickle_npy, "is not a .npy file"),
         ("empty.npy", _empty_npy, "is not a .npy file"),
+        ("huge.npy", _huge_npy, "row 4 holds a number beyond ±1e+100"),
     ],
-    ids=["deep-jsonl", "structured", "objects", "complex", "pickle", "empty"],
+    ids=["deep-jsonl", "structured", "objects", "complex", "pickle", "empty", "huge"],
 )
 def test_a_reference_file_that_cannot_be_rows_is_said_plainly(
     tmp_path: Path, name: str, make: object, said: str
