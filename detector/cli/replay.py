@@ -122,7 +122,10 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     for model_id in engine.models_in_use():
         profile = engine.profile_in_use(model_id)
         if profile is not None and (warning := thin_warmup(profile)):
-            print(f"querywatch: warning: {warning}; then replay --profile DIR", file=sys.stderr)
+            then = "" if profile_dir is not None else "; then replay --profile DIR"
+            print(f"querywatch: warning: {warning}{then}", file=sys.stderr)
+    for warning in engine.unknown_classes().values():
+        print(f"querywatch: warning: {warning}", file=sys.stderr)
     if args.html is not None:
         from querywatch.detector.adapters.ui.report import render_report
 

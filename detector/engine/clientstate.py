@@ -23,6 +23,8 @@ from querywatch.models.profile import ReferenceProfile, class_indices
 #: Events whose shared work ``ModelContext.query_rows`` does at once. A warm-up is released
 #: whole: its 20,000 events of a 768-input model took 0.8 GB of temporaries in one piece.
 ROWS_AT_ONCE = 2048
+#: Class names not in the profile kept to name them (``ModelContext.unknown_classes``).
+UNKNOWN_NAMES = 3
 
 
 @dataclass
@@ -42,6 +44,12 @@ class ModelContext:
     settings: ``Registry.nulls``)."""
     tests: EvidenceTests = field(default_factory=EvidenceTests)
     """The evidence tests at ``nulls``, which every client's evidence shares."""
+    labelled: int = 0
+    """Answers read with a label, and of them those naming a class the profile does not know
+    (``unknown_classes``): names that differ from the profile's (``"digit_3"`` against ``3``)
+    left every client's extraction estimate at 0, and nothing said why."""
+    unknown: int = 0
+    unknown_names: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -79,6 +87,8 @@ class ModelContext:
         inputs = np.array([e.input for e in events])
         view = self.profile.view(inputs)
         answered = self.class_indices(events)
+        if self.profile.classes:
+            self._count_unknown(events, answered)
         answers = self.profile.read_answers(view, answered, *score_columns(events))
         chance = view.boundary_chance
         cal = self.profile.calibration
@@ -103,6 +113,27 @@ class ModelContext:
                 *rank_columns,
                 strict=True,
             )
+        )
+
+    def _count_unknown(self, events: Sequence[Event], answered: NDArray[np.int64]) -> None:
+        self.labelled += int(np.count_nonzero(answered >= 0))
+        beyond = np.flatnonzero(answered == len(self.profile.classes))
+        self.unknown += len(beyond)
+        for i in beyond[: UNKNOWN_NAMES - len(self.unknown_names)]:
+            self.unknown_names.add(str(events[i].answer))
+
+    def unknown_classes(self) -> str | None:
+        """Said when answers name classes the profile does not know, else None."""
+        if not self.unknown:
+            return None
+        known = ", ".join(self.profile.classes[:UNKNOWN_NAMES])
+        more = ", …" if len(self.profile.classes) > UNKNOWN_NAMES else ""
+        return (
+            f"{self.profile.model_id}: {self.unknown:,} of {self.labelled:,} answers name a class its "
+            f"profile does not know (e.g. {', '.join(sorted(self.unknown_names))}; the profile's: "
+            f"{known}{more}); they count as no class, so the extraction estimate and the class tests "
+            "cannot read them: a model retrained with new classes needs a new profile, and labels "
+            "must be named as in the profile's file"
         )
 
     def class_indices(self, events: Sequence[Event]) -> NDArray[np.int64]:

@@ -182,6 +182,11 @@ class Detector:
         """The models the engine has scored events of (each with its profile in use)."""
         return list(self._contexts)
 
+    def unknown_classes(self) -> dict[str, str]:
+        """Per model whose answers named classes its profile does not know, what to say."""
+        said = {m: c.unknown_classes() for m, c in self._contexts.items()}
+        return {m: text for m, text in said.items() if text is not None}
+
     def profile_in_use(self, model_id: str) -> ReferenceProfile | None:
         """The profile (and so the revision) the engine scores ``model_id`` with now."""
         context = self._contexts.get(model_id)

@@ -180,9 +180,10 @@ def thin_warmup(profile: ReferenceProfile) -> str | None:
         return None
     return (
         f"{profile.model_id}'s profile is a warm-up of {profile.reference_size:,} inputs from {clients} "
-        f"clients; a profile of it needs {needed:,} inputs from at least {RATE_MIN_CLIENTS} clients, and "
-        "with fewer its benign rates rest on too few (benign clients may alert): give it a profile of "
-        "a file of trusted inputs (querywatch profile --input FILE)"
+        f"clients (its first events, or a file of served events); a profile of it needs {needed:,} "
+        f"inputs from at least {RATE_MIN_CLIENTS} clients, and with fewer its benign rates rest on too few "
+        "(benign clients may alert): give it more served events (querywatch profile --served) or a file "
+        "of trusted inputs (querywatch profile --input FILE)"
     )
 
 

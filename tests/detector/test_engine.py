@@ -271,3 +271,22 @@ def test_a_client_stratified_over_the_data_is_not_alerted_for_the_cells_it_opens
     outcomes = engine.process_batch(_events("qa", np.array(rounds))).outcomes
     assert engine._clients["qa"]["m"].features.coverage.ratio > 1.5
     assert not [o.alert for o in outcomes if o.alert]
+
+
+def test_answers_naming_classes_the_profile_does_not_know_are_said() -> None:
+    """A profile of labels named "digit_0"... read against answers labelled 0, 1...: every
+    answer counted as no class, every extraction estimate stayed 0, and nothing said why."""
+    rng = np.random.default_rng(0)
+    X = _benign(rng, 3000)
+    named = build_profile(X, model_id="m", settings=SETTINGS, labels=[f"digit_{int(x[0] > 0.5)}" for x in X])
+    engine = Detector(SETTINGS, MemoryProfileStore([named]))
+    engine.process_batch(_events("c", _benign(rng, 40)))
+    assert engine.unknown_classes() == {
+        "m": "m: 40 of 40 answers name a class its profile does not know (e.g. 0, 1; the profile's: "
+        "digit_0, digit_1); they count as no class, so the extraction estimate and the class tests "
+        "cannot read them: a model retrained with new classes needs a new profile, and labels must be "
+        "named as in the profile's file"
+    }
+    plain = _profiled_engine()
+    plain.process_batch(_events("c", _benign(rng, 40)))
+    assert plain.unknown_classes() == {}

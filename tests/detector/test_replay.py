@@ -125,7 +125,10 @@ def test_profile_command_builds_a_profile_replay_can_use(
     )
     assert built.returncode == 0, built.stderr
     report_path = tmp_path / "report.json"
-    assert _replay(path, "--report", report_path, "--profile", tmp_path / "profiles").returncode == 0
+    done = _replay(path, "--report", report_path, "--profile", tmp_path / "profiles")
+    assert done.returncode == 0
+    # 40 benign clients' served events: thin, and said so, without advising the --profile given
+    assert "profile is a warm-up of" in done.stderr and "then replay --profile DIR" not in done.stderr
     report = json.loads(report_path.read_text())
     attackers = {c for c, t in truth.items() if t["role"] == "attack"}
     assert {c["client_id"] for c in report["clients"] if c["first_alert_query"]} >= attackers - {

@@ -81,6 +81,8 @@ log = logging.getLogger(__name__)
 OVERSIZED_HEAD = 65536
 #: Seconds between two lines saying that a model's events still wait for its warm-up.
 WARMUP_REMINDER_SECONDS = 60.0
+#: Seconds between two warnings that a model's answers name classes its profile does not know.
+UNKNOWN_CLASSES_REMINDER_SECONDS = 3600.0
 #: The offset a dead letter of a held event taken back from a checkpoint names (``_reject_held``).
 HELD_OFFSET = -1
 
@@ -162,6 +164,8 @@ class StreamProcessor(OwnedPartitions):
         self._urgent: set[TopicPartitionKey] = set()
         #: When each model warming up is said next (``_say_warmups``; clock time).
         self._warmup_said: dict[str, float] = {}
+        #: When each model's unknown classes are said next (``_say_unknown_classes``; clock time).
+        self._unknown_said: dict[str, float] = {}
         #: When ``_adopt_stored`` looks next for profiles other consumers stored (clock time).
         self._adopt_after = clock() + checkpoint_every_seconds
 
@@ -450,6 +454,16 @@ class StreamProcessor(OwnedPartitions):
                         work.held, work.held_changed = kept, True
         WARMUP_EVENTS_HELD.set(self.engine.pending_warmup())
         self._say_warmups()
+        self._say_unknown_classes()
+
+    def _say_unknown_classes(self) -> None:
+        """Answers naming classes the profile does not know, said when first seen and then
+        hourly: they read as no class, and every client's extraction estimate stays at 0."""
+        now = self._clock()
+        for model_id, warning in self.engine.unknown_classes().items():
+            if now >= self._unknown_said.get(model_id, now):
+                self._unknown_said[model_id] = now + UNKNOWN_CLASSES_REMINDER_SECONDS
+                log.warning("%s", warning, extra={"model_id": model_id})
 
     def _say_warmups(self) -> None:
         """A model whose events wait for its warm-up is said when its first are held, and
