@@ -161,6 +161,19 @@ def test_silences_stop_paging_until_removed_and_leave_the_decision(
     assert _deliveries(api_server) == 1
 
 
+def test_a_model_id_holding_a_slash_has_a_policy(http: httpx.Client, api_server: ApiServer) -> None:
+    """Ids such as ``org/digits`` (events allow them) matched no policy route: 404, so such a
+    model could not be put in monitor mode."""
+    admin, reader = api_server.admin_headers, api_server.reader_headers
+    assert (
+        http.put("/v1/models/org/digits/policy", json={"mode": "monitor"}, headers=admin).status_code == 200
+    )
+    assert http.get("/v1/models/org%2Fdigits/policy", headers=reader).json()["mode"] == "monitor"
+    versions = http.get("/v1/models/org/digits/policy/versions", headers=reader).json()
+    assert [v["policy"]["mode"] for v in versions] == ["monitor"]
+    assert http.get("/v1/models/org/policy", headers=reader).json()["mode"] == "enforce"  # another model
+
+
 def test_a_silences_end_needs_its_offset_and_is_kept_in_utc(
     http: httpx.Client, api_server: ApiServer
 ) -> None:

@@ -25,6 +25,8 @@ from querywatch.detector.engine.policy import contradictions
 log = logging.getLogger("querywatch.policy")
 router = APIRouter(prefix="/v1", tags=["policy"])
 ModelId = Annotated[str, Path(min_length=1, max_length=256, description="The served model's id.")]
+#: A model id that no path can carry (a control character) matches no route: 404.
+_READ_MODEL = {**READ, **problems(404)}
 SilenceId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The silence's id.")]
 _RISK = Field(None, ge=0, le=1)
 
@@ -166,13 +168,15 @@ def _policy(session: SessionDep, model_id: str) -> PolicyPublic:
     )
 
 
-@router.get("/models/{model_id}/policy", response_model=PolicyPublic, responses=READ)
+@router.get("/models/{model_id:path}/policy", response_model=PolicyPublic, responses=_READ_MODEL)
 def model_policy(session: SessionDep, _key: ReaderKey, model_id: ModelId) -> PolicyPublic:
     """The model's runtime policy (defaults: enforce, no overrides)."""
     return _policy(session, model_id)
 
 
-@router.put("/models/{model_id}/policy", response_model=PolicyPublic, responses={**ADMIN, **problems(422)})
+@router.put(
+    "/models/{model_id:path}/policy", response_model=PolicyPublic, responses={**ADMIN, **problems(404, 422)}
+)
 def change_model_policy(
     session: SessionDep, settings: SettingsDep, key: AdminKey, model_id: ModelId, change: PolicyChange
 ) -> PolicyPublic:
@@ -198,7 +202,9 @@ def change_model_policy(
     return _policy(session, model_id)
 
 
-@router.get("/models/{model_id}/policy/versions", response_model=list[PolicyVersionPublic], responses=READ)
+@router.get(
+    "/models/{model_id:path}/policy/versions", response_model=list[PolicyVersionPublic], responses=_READ_MODEL
+)
 def model_policy_versions(
     session: SessionDep, _key: ReaderKey, model_id: ModelId
 ) -> list[PolicyVersionPublic]:
@@ -210,7 +216,7 @@ def model_policy_versions(
 
 
 @router.post(
-    "/models/{model_id}/policy/revert", response_model=PolicyPublic, responses={**ADMIN, **problems(404)}
+    "/models/{model_id:path}/policy/revert", response_model=PolicyPublic, responses={**ADMIN, **problems(404)}
 )
 def revert_model_policy(session: SessionDep, key: AdminKey, model_id: ModelId, body: Revert) -> PolicyPublic:
     """Make an earlier version current again (recorded as a new version). Audited."""
@@ -226,14 +232,16 @@ def revert_model_policy(session: SessionDep, key: AdminKey, model_id: ModelId, b
     return _policy(session, model_id)
 
 
-@router.get("/models/{model_id}/calibration", response_model=CalibrationPublic, responses=READ)
+@router.get("/models/{model_id:path}/calibration", response_model=CalibrationPublic, responses=_READ_MODEL)
 def model_calibration(session: SessionDep, _key: ReaderKey, model_id: ModelId) -> CalibrationPublic:
     """Alerts, false positives and the page risk that would have avoided them."""
     return CalibrationPublic(**asdict(store.calibration(session=session, model_id=model_id)))
 
 
 @router.post(
-    "/models/{model_id}/calibration/apply", response_model=PolicyPublic, responses={**ADMIN, **problems(409)}
+    "/models/{model_id:path}/calibration/apply",
+    response_model=PolicyPublic,
+    responses={**ADMIN, **problems(404, 409)},
 )
 def apply_calibration(session: SessionDep, key: AdminKey, model_id: ModelId) -> PolicyPublic:
     """Set the model's page risk to the calibration's suggestion (never done automatically). Audited."""
