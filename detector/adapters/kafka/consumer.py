@@ -138,6 +138,7 @@ def run(
     outage = Outage(max_delay=outages.retry_max_seconds, remind_every=outages.remind_every_seconds)
     rewinds = RewindWatch(on_rewind=outages.on_log_rewind, remind_every=outages.remind_every_seconds)
     lag = Lag()
+    unassigned = Unassigned(remind_every=outages.remind_every_seconds)
     try:
         while not stop.is_set():
             batch = _poll(consumer, max_records)
@@ -147,6 +148,7 @@ def run(
             apply_seeks(consumer, processor, start_from)
             rewinds.check(consumer, processor)
             lag.record(consumer, processor)
+            unassigned.check(consumer)
         try:
             commit_to_kafka(consumer, processor.checkpoint(), wait=True)
         except RETRYABLE as exc:  # the next owner redoes the events since the stored checkpoint
@@ -212,6 +214,35 @@ def _commit_failed(_offsets: object, response: object) -> None:
     """kafka-python's commit callback: ``response`` is an exception if the commit failed."""
     if isinstance(response, Exception):
         log.info("informational Kafka commit failed (a rebalance is likely under way): %s", response)
+
+
+class Unassigned:
+    """Says, every ``remind_every`` seconds, that this member owns no partition: a group with
+    more members than the topic has partitions (a standby, as meant), or a member the group
+    has not taken back yet (a broker restarted; it rejoins by itself). It said nothing, and
+    an operator read a silent consumer as a working one."""
+
+    def __init__(self, remind_every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.remind_every = remind_every
+        self._clock = clock
+        self._since = clock()
+        self._next = self._since + remind_every
+
+    def check(self, consumer: KafkaConsumer) -> None:
+        now = self._clock()
+        if consumer.assignment():
+            self._since, self._next = now, now + self.remind_every
+            return
+        if now >= self._next:
+            self._next = now + self.remind_every
+            topics = ", ".join(sorted(consumer.subscription() or ())) or "its topic"
+            log.info(
+                "this consumer has owned no partition of %s for %.0f s: the group has as many members "
+                "as partitions already (it is a standby), or it waits to be taken back into the group "
+                "(after a broker restart it rejoins by itself)",
+                topics,
+                now - self._since,
+            )
 
 
 class Lag:
