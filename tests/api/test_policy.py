@@ -174,6 +174,17 @@ def test_a_model_id_holding_a_slash_has_a_policy(http: httpx.Client, api_server:
     assert http.get("/v1/models/org/policy", headers=reader).json()["mode"] == "enforce"  # another model
 
 
+def test_a_policy_says_whether_its_model_was_ever_seen(http: httpx.Client, api_server: ApiServer) -> None:
+    """A policy put on a mistyped model id answered 200 as any other: the admin believed the
+    model in monitor mode."""
+    admin = api_server.admin_headers
+    typo = http.put("/v1/models/digits-V1-typo/policy", json={"mode": "monitor"}, headers=admin).json()
+    assert (typo["version"], typo["seen"]) == (1, False)
+    seed_client(api_server.sessions, "acct-9", 0.1)
+    known = http.get("/v1/models/digits-v1/policy", headers=api_server.reader_headers).json()
+    assert known["seen"] is True
+
+
 def test_a_silences_end_needs_its_offset_and_is_kept_in_utc(
     http: httpx.Client, api_server: ApiServer
 ) -> None:

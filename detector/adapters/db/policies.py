@@ -19,6 +19,7 @@ from querywatch.detector.adapters.db.tables import (
     ClientRow,
     ModelPolicyRow,
     ModelPolicyVersionRow,
+    ModelProfileRow,
     SilenceRow,
     utcnow,
 )
@@ -97,6 +98,14 @@ def set_policy(*, session: Session, model_id: str, changes: dict[str, Any], acto
     )
     session.flush()
     return row
+
+
+def model_seen(*, session: Session, model_id: str) -> bool:
+    """Whether querywatch knows the model: a profile stored, or a client of it scored."""
+    for column in (ModelProfileRow.model_id, ClientRow.model_id):
+        if session.scalar(select(column).where(column == model_id).limit(1)) is not None:
+            return True
+    return False
 
 
 def policy_versions(*, session: Session, model_id: str) -> list[ModelPolicyVersionRow]:

@@ -45,6 +45,7 @@ class PolicyPublic(BaseModel):
                     "extraction_block": None,
                     "extraction_degrade": None,
                     "version": 3,
+                    "seen": True,
                 }
             ]
         }
@@ -65,6 +66,10 @@ class PolicyPublic(BaseModel):
         "A harm cap, not a theft signal: heavy benign users reach about 0.9 with natural queries."
     )
     version: int = Field(description="0 until the policy is first changed.")
+    seen: bool = Field(
+        description="Whether querywatch knows the model (a profile stored, or a client of it scored): a "
+        "policy set for a model never seen applies once it comes, and may be a typo of its id."
+    )
 
 
 class PolicyChange(BaseModel):
@@ -164,7 +169,10 @@ def _policy(session: SessionDep, model_id: str) -> PolicyPublic:
     policy = store.get_policy(session=session, model_id=model_id)
     row_version = store.policy_versions(session=session, model_id=model_id)
     return PolicyPublic(
-        **store.policy_dict(policy), model_id=model_id, version=row_version[0].version if row_version else 0
+        **store.policy_dict(policy),
+        model_id=model_id,
+        version=row_version[0].version if row_version else 0,
+        seen=store.model_seen(session=session, model_id=model_id),
     )
 
 
