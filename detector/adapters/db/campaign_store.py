@@ -27,7 +27,7 @@ class InProcessCampaigns:
         self.thresholds = thresholds
         self._events: list[AlertEvent] = []
         self._written: list[AlertEvent] = []
-        self._signature: tuple[tuple[str, int, float], ...] = ()
+        self._signature: tuple[tuple[object, ...], ...] = ()
         #: Models whose stage state an analyst's false-positive mark changed in ``write``.
         self.dismissed_models: set[str] = set()
 
@@ -45,8 +45,10 @@ class InProcessCampaigns:
     def write(self, session: Session) -> SavedEvents:
         """Store the live campaigns (if they changed), the ended ones and the alert events.
         Campaigns an analyst marked a false positive meanwhile (the API) end in the stage
-        first, so they are not stored as active again."""
+        first, so they are not stored as active again; a mark taken back frees their first
+        link to open them again (``_undismiss_retracted``)."""
         self._events += self._dismiss_marked(session)
+        self._undismiss_retracted(session)
         live = self.stage.campaigns()
         alive = {c.campaign_id for c in live}
         ended = {e.alert.client_id for e in self._events if e.type == ALERT_CLOSED} - alive
@@ -66,6 +68,19 @@ class InProcessCampaigns:
                 )
         return events
 
+    def _undismiss_retracted(self, session: Session) -> None:
+        """Dismissed campaigns whose false-positive mark an analyst took back: the stage kept
+        them dismissed for good, so the ring was never linked again while its record read "not
+        a false positive". Their accounts link afresh from their next summaries."""
+        dismissed = {cid: m for m, model in self.stage.models.items() for cid in model.dismissed}
+        if not dismissed:
+            return
+        still = false_positives(session=session, campaign_ids=list(dismissed))
+        for campaign_id in dismissed.keys() - still:
+            model_id = dismissed[campaign_id]
+            self.stage.models[model_id].dismissed.discard(campaign_id)
+            self.dismissed_models.add(model_id)
+
     def committed(self) -> None:
         done = len(self._written)
         self._events = self._events[done:]
@@ -73,5 +88,22 @@ class InProcessCampaigns:
         self.dismissed_models.clear()
         self._signature = self._current()
 
-    def _current(self) -> tuple[tuple[str, int, float], ...]:
-        return tuple((c.campaign_id, len(c.members), round(c.risk, 3)) for c in self.stage.campaigns())
+    def _current(self) -> tuple[tuple[object, ...], ...]:
+        """What a stored campaign shows, to the precision it is stored: with only its members
+        and risk here, a campaign whose members and risk had stopped changing kept the evidence,
+        links, reasons and extraction of that moment while they grew (55 links stored, 59 live)."""
+        return tuple(
+            (
+                c.campaign_id,
+                tuple(c.members),
+                round(c.risk, 3),
+                round(c.peak_risk, 6),
+                len(c.links),
+                c.reasons,
+                None if c.extraction is None else round(c.extraction, 4),
+                tuple((k, round(v, 4)) for k, v in sorted(c.features.items())),
+                c.capped,
+                c.first_alert_ts,
+            )
+            for c in self.stage.campaigns()
+        )

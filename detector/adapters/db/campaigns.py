@@ -66,10 +66,9 @@ def save_campaigns(*, session: Session, live: Sequence[Campaign], ended: Iterabl
         )
     for campaign_id in ended:
         row = session.get(CampaignRow, campaign_id)
-        if row is not None:
+        if row is not None:  # its member rows stay: `?client_id=` finds an account's past campaigns
             row.state = "ended"
             row.updated_at = now
-        session.execute(delete(CampaignMemberRow).where(CampaignMemberRow.campaign_id == campaign_id))
     session.flush()
 
 
@@ -107,7 +106,9 @@ def mark_false_positive(
     *, session: Session, campaign_id: str, actor: str, false_positive: bool, note: str | None
 ) -> CampaignRow:
     """An analyst's verdict on a campaign. A false positive ends it: its members lose the
-    campaign floor at once (the stage is told by the caller, when it runs in process)."""
+    campaign floor at once (the stage is told by the caller, when it runs in process). Taken
+    back (``false_positive`` false), the campaign stays ended, and the stage links its
+    accounts afresh from their next summaries (``InProcessCampaigns``)."""
     row = session.get(CampaignRow, campaign_id)
     if row is None:
         raise CampaignNotFound(f"no campaign {campaign_id!r}")
@@ -115,9 +116,8 @@ def mark_false_positive(
     row.note = note
     row.marked_by = actor
     row.updated_at = utcnow()
-    if false_positive:
+    if false_positive:  # only active campaigns floor their members: the member rows stay as history
         row.state = "ended"
-        session.execute(delete(CampaignMemberRow).where(CampaignMemberRow.campaign_id == campaign_id))
     session.flush()
     return row
 
