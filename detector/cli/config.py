@@ -250,10 +250,53 @@ def _awaiting_answers(session: Session) -> set[str]:
     return {s.model_id for s in model_summaries(session=session) if s.answers == "pending"}
 
 
+#: An aggregator behind the summaries topic and silent this long is said to have stopped: a
+#: running one checkpoints within seconds of a summary (``campaigns`` work is per summary).
+AGGREGATOR_SILENT_SECONDS = 300.0
+
+
+def check_aggregator(settings: Settings, timeout: float) -> Check:
+    """Whether an aggregator reads the summaries topic: stopped, campaign detection stops with
+    no error anywhere (the consumers keep publishing), and doctor said all was well."""
+    from datetime import UTC, datetime
+
+    from querywatch.detector.adapters.db.checkpoints import stored_offset
+    from querywatch.detector.adapters.kafka.admin import topic_end
+
+    campaigns = settings.campaigns
+    topic = campaigns.summaries_topic_for(settings.kafka.topic)
+    try:
+        end = topic_end(settings.kafka, topic, timeout=timeout)
+    except Exception as exc:  # said by the kafka check already
+        return Check("aggregator", False, f"the end of {topic} cannot be read: {exc}", None)
+    stored = _read_database(
+        settings,
+        lambda session: stored_offset(
+            session=session, group_id=campaigns.aggregator_group_id, topic=topic, partition=0
+        ),
+    )
+    hint = "run `querywatch aggregate` (two: one active, one standby); `querywatch up` runs the stage itself"
+    if stored is None:
+        if end == 0:
+            return Check("aggregator", True, f"no summary published to {topic} yet")
+        return Check(
+            "aggregator", False, f"{end:,} summaries in {topic} and no aggregator has read them", hint
+        )
+    offset, moved = stored
+    behind = max(0, end - offset)
+    age = (datetime.now(UTC) - moved).total_seconds()
+    said = f"{behind:,} summaries behind {topic}'s end, last checkpoint {age:,.0f} s ago"
+    if behind and age > AGGREGATOR_SILENT_SECONDS:
+        return Check("aggregator", False, f"{said}: no aggregator reads them", hint)
+    return Check("aggregator", True, said if behind else f"up to date with {topic} (offset {offset:,})")
+
+
 def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
     checks = [check_database(settings), check_kafka(settings, args.timeout), check_profiles(settings)]
     if checks[0].ok:  # what the database holds, once it is reachable and migrated
         checks += [check_groups(settings), check_warmup(settings)]
+        if checks[1].ok and settings.kafka.bootstrap_servers and settings.campaigns.enabled:
+            checks.append(check_aggregator(settings, args.timeout))
     healthy = all(c.ok for c in checks)
     if args.json:
         print_json("doctor", {"ok": healthy, "checks": [asdict(c) for c in checks]})

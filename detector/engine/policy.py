@@ -186,6 +186,9 @@ def decide(
     >>> floored = decide(client_id="acct-3", status="normal", views=[member], policies={}, defaults=d)
     >>> floored.action, floored.risk
     ('block', 0.95)
+    >>> ring = ModelView("acct-3", "digits-v1", 0.1, campaigns=("cp_8dd2",), campaign_risk=0.95)
+    >>> decide(client_id="acct-3", status="normal", views=[ring], policies={}, defaults=d).reasons[0]
+    "campaign risk 0.95 is a floor on the client's 0.10 (campaign cp_8dd2)"
     """
     per_model = tuple(
         _decide_model(
@@ -244,7 +247,8 @@ def _decide_model(
     if view.campaign_risk > view.risk:
         reasons = (
             *reasons,
-            f"campaign risk {view.campaign_risk:.2f} is a floor on the client's {view.risk:.2f}",
+            f"campaign risk {view.campaign_risk:.2f} is a floor on the client's {view.risk:.2f}"
+            + (f" (campaign {', '.join(view.campaigns)})" if view.campaigns else ""),
         )
     block_at = defaults.block_risk if policy.block_risk is None else policy.block_risk
     degrade_at = defaults.degrade_risk if policy.degrade_risk is None else policy.degrade_risk

@@ -120,6 +120,20 @@ def load_partition(
     return StoredPartition(offset, states, clock, digest)
 
 
+def stored_offset(
+    *, session: Session, group_id: str, topic: str, partition: int
+) -> tuple[int, datetime] | None:
+    """A partition's stored offset and when it was last moved (None: never checkpointed)."""
+    row = session.execute(
+        select(PartitionOffsetRow.next_offset, PartitionOffsetRow.updated_at).where(
+            PartitionOffsetRow.group_id == group_id,
+            PartitionOffsetRow.topic == topic,
+            PartitionOffsetRow.partition == partition,
+        )
+    ).one_or_none()
+    return None if row is None else (int(row[0]), row[1])
+
+
 def load_client_states(*, session: Session, group_id: str, client_ids: Sequence[str]) -> dict[str, bytes]:
     """The stored states of those of ``client_ids`` that have one, whatever their partition
     (a client spilled past the resident cap comes back on its next event)."""

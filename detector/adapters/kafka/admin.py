@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
@@ -98,6 +98,22 @@ def partition_count(settings: KafkaSettings, topic: str) -> int:
     with admin_client(settings) as admin:
         described = admin.describe_topics([topic])
     return sum(len(t.get("partitions") or []) for t in described if t.get("error_code", 0) == 0)
+
+
+def topic_end(settings: KafkaSettings, topic: str, *, timeout: float) -> int:
+    """The end offset of ``topic``'s partition 0 (the summaries topic has one)."""
+    millis = int(timeout * 1000)
+    try:
+        consumer = KafkaConsumer(
+            **connection_kwargs(settings, role="doctor"), request_timeout_ms=max(millis, 1000)
+        )
+    except KafkaError as exc:
+        raise _unreachable(exc, settings) from None
+    try:
+        partition = TopicPartition(topic, 0)
+        return int(consumer.end_offsets([partition])[partition])
+    finally:
+        consumer.close()
 
 
 def missing_topics(settings: KafkaSettings, *, timeout: float, extra: tuple[str, ...] = ()) -> list[str]:
