@@ -163,14 +163,17 @@ class Aggregator(OwnedPartitions):
         self.campaigns.committed()  # what was loaded is what the database holds
         self.partitions[key] = PartitionWork(topic, partition, stored.next_offset, self._clock(), 0)
         self.seeks[key] = stored.next_offset
+        read = len(stored.stored.states)
+        held = len(self.stage.models) - read  # kept current while this member was a standby
         log.info(
-            "aggregating %s/%d from %s: %d models (%d read from the database, the others held "
-            "up to date as a standby), %d campaigns, loaded in %.3f s",
+            "aggregating %s/%d from %s: %d models (%d read from the database%s), %d campaigns, "
+            "loaded in %.3f s",
             topic,
             partition,
             "its start (no checkpoint yet)" if stored.next_offset is None else f"offset {stored.next_offset}",
             len(self.stage.models),
-            len(stored.stored.states),
+            read,
+            f", {held} held up to date as a standby" if held > 0 else "",
             len(self.stage.campaigns()),
             self._clock() - started,
         )
