@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from querywatch.detector.cli.checks import distinct_outputs, positive_number, writable_file
+from querywatch.detector.cli.checks import count, distinct_outputs, positive_number, writable_file
 from querywatch.detector.cli.output import add_output_options, print_json
 from querywatch.detector.cli.parsers import add_command
 from querywatch.detector.config import Settings
@@ -41,6 +41,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same trace)")
     parser.add_argument("--benign", type=int, default=40, help="benign clients (default 40)")
     parser.add_argument("--attackers", type=int, default=5, help="attacking clients (default 5)")
+    parser.add_argument(
+        "--campaign-accounts",
+        type=count,
+        default=0,
+        metavar="N",
+        help="also one JbDA theft dealt round-robin over N small accounts (truth family 'campaign')",
+    )
+    parser.add_argument(
+        "--org-accounts",
+        type=count,
+        default=0,
+        metavar="N",
+        help="also N benign accounts of one organisation, each on its own classes (family 'organisation')",
+    )
     parser.add_argument(
         "--hours", type=positive_number, default=24.0, help="trace length in event time (default 24)"
     )
@@ -111,6 +125,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             hours=args.hours,
             scale=args.scale,
             attack_families=families,
+            campaign_accounts=args.campaign_accounts,
+            org_accounts=args.org_accounts,
             victim=args.victim,
         )
     except ValueError as exc:

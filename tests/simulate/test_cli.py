@@ -30,6 +30,17 @@ def test_writes_trace_and_truth(tmp_path: Path) -> None:
     assert {r["victim"] for r in roles.values()} == {"digits"}
 
 
+def test_writes_campaign_and_organisation_accounts(tmp_path: Path) -> None:
+    """A campaign's small accounts and an organisation's teams, which only the Python API made."""
+    out, truth = tmp_path / "trace.jsonl", tmp_path / "truth.json"
+    args = ["simulate", "--benign", "5", "--attackers", "1", "--scale", "0.05", "--campaign-accounts", "6"]
+    assert main([*args, "--org-accounts", "4", "--out", str(out), "--truth", str(truth)]) == 0
+    families = [t["family"] for t in json.loads(truth.read_text()).values()]
+    assert families.count("campaign") == 6 and families.count("organisation") == 4
+    senders = {e["client_id"] for e in read_jsonl(out)}
+    assert senders == set(json.loads(truth.read_text()))
+
+
 def test_writes_a_tabular_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, truth = tmp_path / "trace.jsonl", tmp_path / "truth.json"
     args = ["simulate", "--victim", "tabular", "--seed", "4", "--benign", "5", "--attackers", "2"]
