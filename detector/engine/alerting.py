@@ -213,6 +213,20 @@ class AlertLifecycle:
             return current, AlertEvent(ALERT_UPDATED, current.sequence, seen.ts, current.alert)
         return current, None
 
+    def restate(self, current: OpenAlert, seen: Observation) -> AlertEvent | None:
+        """An update of an open alert whose subject changed in a way its risk does not show
+        (a campaign that gained accounts at risk 1.0: receivers kept its opening's two), at
+        most every ``update_every_seconds``."""
+        if seen.ts - current.sent_ts < self.settings.update_every_seconds:
+            return None
+        peak = max(current.alert.peak_risk, seen.risk)
+        current.alert = self._snapshot(
+            current, seen, peak, None, severity_for(seen.risk, current.alert.severity), None
+        )
+        current.sequence += 1
+        current.sent_ts = seen.ts
+        return AlertEvent(ALERT_UPDATED, current.sequence, seen.ts, current.alert)
+
     @staticmethod
     def _snapshot(
         current: OpenAlert,

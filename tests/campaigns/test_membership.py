@@ -12,7 +12,7 @@ from querywatch.detector.engine.campaigns.campaign import Link
 from querywatch.detector.engine.campaigns.held import HeldSummary
 from querywatch.detector.engine.campaigns.stage import CampaignStage, ModelCampaigns
 from querywatch.detector.engine.grouping import GroupingKeys
-from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED
+from querywatch.detector.engine.outcomes import ALERT_CLOSED, ALERT_OPENED, ALERT_UPDATED
 from querywatch.detector.engine.profiles import MemoryProfileStore
 from querywatch.detector.engine.summaries import ClientSummary, IndicatorCounts, cell_bitmap
 
@@ -87,3 +87,16 @@ def test_grouping_keys_are_hashed_with_a_salt() -> None:
     assert "acme" not in repr(hashed) and "203.0.113" not in repr(hashed)
     assert hashed.shared_with(again) == ["network", "user agent", "organisation"]
     assert plain.shared_with(hashed) == []
+
+
+def test_an_open_campaign_alert_is_updated_when_the_ring_grows_at_the_same_risk(profile) -> None:  # type: ignore[no-untyped-def]
+    """At risk 1.0 from its opening, a campaign's alert never updated: receivers kept the
+    opening's two accounts while the ring grew to twelve."""
+    stage, model = _stage(profile)
+    opened = _link(stage, model, "a", "b", 10.0)
+    assert [e.type for e in opened] == [ALERT_OPENED]
+    assert [e.type for e in _link(stage, model, "b", "c", 11.0)] == []  # within update_every_seconds
+    later = 11.0 + stage.lifecycle.settings.update_every_seconds
+    [grown] = _link(stage, model, "c", "d", later)
+    assert grown.type == ALERT_UPDATED and grown.alert.kind == "campaign"
+    assert grown.alert.features["accounts"] == 4 and grown.alert.risk == opened[0].alert.risk

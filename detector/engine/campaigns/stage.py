@@ -322,6 +322,12 @@ class CampaignStage:
             union.extraction,
         )
         current, event = self.lifecycle.step(campaign.alert, seen, 1, None)
+        if (
+            event is None
+            and current is not None
+            and current.alert.features.get("accounts") != union.features.get("accounts")
+        ):
+            event = self.lifecycle.restate(current, seen)  # grown or shrunk at the same risk
         if current is not None:
             current.alert = replace(current.alert, kind="campaign")
         campaign.alert = current
