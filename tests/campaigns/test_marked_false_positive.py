@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.adapters.db.campaign_store import InProcessCampaigns
 from querywatch.detector.adapters.db.campaigns import campaign_floors, mark_false_positive
@@ -15,6 +16,18 @@ from querywatch.detector.adapters.db.tables import CampaignMemberRow, CampaignRo
 from querywatch.detector.engine.outcomes import ALERT_CLOSED
 from tests.campaigns.test_membership import _link, _stage
 from tests.storage.databases import migrated_database
+
+
+def _mark(sessions: sessionmaker[Session], campaign_id: str, *, false_positive: bool) -> None:
+    """An analyst's verdict through the API's store function, in its own transaction."""
+    with transaction(sessions) as session:
+        mark_false_positive(
+            session=session,
+            campaign_id=campaign_id,
+            actor="analyst",
+            false_positive=false_positive,
+            note=None,
+        )
 
 
 def test_a_campaign_marked_false_positive_is_not_stored_as_active_again(profile, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -28,14 +41,7 @@ def test_a_campaign_marked_false_positive_is_not_stored_as_active_again(profile,
         with transaction(sessions) as session:
             store.write(session)
         store.committed()
-        with transaction(sessions) as session:
-            mark_false_positive(
-                session=session,
-                campaign_id=campaign.campaign_id,
-                actor="analyst",
-                false_positive=True,
-                note=None,
-            )
+        _mark(sessions, campaign.campaign_id, false_positive=True)
         store._events += _link(stage, model, "b", "c", 11.0)  # the stage goes on linking
         with transaction(sessions) as session:
             saved = store.write(session)
@@ -51,14 +57,7 @@ def test_a_campaign_marked_false_positive_is_not_stored_as_active_again(profile,
         assert campaign_floors(session=sessions(), client_ids=["a", "b"]) == {}  # no floor once ended
 
         # The mark taken back: the ring links again from its next summaries.
-        with transaction(sessions) as session:
-            mark_false_positive(
-                session=session,
-                campaign_id=campaign.campaign_id,
-                actor="analyst",
-                false_positive=False,
-                note=None,
-            )
+        _mark(sessions, campaign.campaign_id, false_positive=False)
         with transaction(sessions) as session:
             store.write(session)
         assert campaign.campaign_id not in model.dismissed and store.dismissed_models == {"m"}

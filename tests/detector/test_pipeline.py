@@ -612,32 +612,13 @@ def test_answers_without_scores_count_only_events_scored(tmp_path: Path) -> None
     """Labels-only events of a model whose warm-up could not make a profile were refused
     (`no_profile`) and still counted as answers without scores: "60 of 0" in the summary."""
     X = _benign(np.random.default_rng(8), 12)
-    lines = [
-        json.dumps(
-            {
-                "request_id": f"r{i}",
-                "ts": float(i),
-                "client_id": "c",
-                "model_id": "tiny",
-                "input": [float(v) for v in x],
-                "prediction": {"label": 1},
-            }
-        )
-        for i, x in enumerate(X)
-    ]
-    scored = [
-        json.dumps(
-            {
-                "request_id": f"s{i}",
-                "ts": float(i),
-                "client_id": "d",
-                "model_id": "m",
-                "input": [float(v) for v in x],
-                "prediction": {"label": 0},
-            }
-        )
-        for i, x in enumerate(X[:5])
-    ]
+
+    def labelled(request_id: str, client: str, model: str, x: np.ndarray, ts: float) -> str:
+        event = json.loads(_line(request_id, client, x, model=model, ts=ts))
+        return json.dumps({**event, "prediction": {"label": 1}})
+
+    lines = [labelled(f"r{i}", "c", "tiny", x, float(i)) for i, x in enumerate(X)]
+    scored = [labelled(f"s{i}", "d", "m", x, float(i)) for i, x in enumerate(X[:5])]
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(lines + scored) + "\n")
     report = replay(path, _profiled_engine())
