@@ -29,7 +29,7 @@ from querywatch.detector.engine.events import (
 from querywatch.detector.engine.profiles import capped
 from querywatch.detector.errors import InvalidEvent, ProfileError
 from querywatch.detector.pipeline.lines import lines_suffix, open_lines
-from querywatch.detector.pipeline.replay import written_whole
+from querywatch.detector.pipeline.outputs import written_whole
 from querywatch.models.answers import score_rows
 from querywatch.models.profile import ReferenceProfile
 

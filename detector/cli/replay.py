@@ -87,7 +87,8 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     from querywatch.detector.adapters.files import DirectoryProfileStore
     from querywatch.detector.engine.detector import Detector
     from querywatch.detector.engine.profiles import MemoryProfileStore, thin_warmup
-    from querywatch.detector.pipeline.replay import replay, write_report, written_whole
+    from querywatch.detector.pipeline.outputs import written_whole
+    from querywatch.detector.pipeline.replay import replay, write_report
     from querywatch.detector.runtime import engine_process
 
     store = MemoryProfileStore(source=DirectoryProfileStore(profile_dir) if profile_dir is not None else None)

@@ -31,7 +31,8 @@ CLIENT_HEADER = "X-Querywatch-Client"
 ACTION_HEADER = "X-Querywatch-Action"
 DEGRADE_HEADER = "X-Querywatch-Degrade"
 RISK_HEADER = "X-Querywatch-Risk"
-#: The longest client id an event may carry (longer ones are refused, so never scored).
+#: The longest client id an event may carry (``engine.events.MAX_ID``, which this library,
+#: standard library only, does not import): a longer one is refused, so never scored.
 MAX_CLIENT_ID = 256
 
 

@@ -164,10 +164,18 @@ class AlertLifecycle:
         )
 
     def step(
-        self, current: OpenAlert | None, seen: Observation, ordinal: int, sources: Sources | None
+        self,
+        current: OpenAlert | None,
+        seen: Observation,
+        ordinal: int,
+        sources: Sources | None,
+        *,
+        changed: bool = False,
     ) -> tuple[OpenAlert | None, AlertEvent | None]:
         """The open alert after ``seen`` and the event to emit, if any. ``ordinal`` is the
-        number the client's next alert on this model would get (for its deterministic id)."""
+        number the client's next alert on this model would get (for its deterministic id).
+        ``changed``: the subject changed in a way its risk does not show (a campaign that gained
+        accounts at risk 1.0, whose receivers kept its opening's two), an update as a moved risk is."""
         if current is None:
             if seen.evidence_risk >= self.open_at and seen.queries >= self.min_queries:
                 alert = Alert(
@@ -204,28 +212,14 @@ class AlertLifecycle:
         severity = severity_for(seen.risk, current.alert.severity)
         if peak > current.alert.peak_risk:
             current.alert = replace(current.alert, peak_risk=peak)
-        if seen.ts - current.sent_ts >= self.settings.update_every_seconds and self._may_update(
-            current, seen.risk
+        if seen.ts - current.sent_ts >= self.settings.update_every_seconds and (
+            changed or self._may_update(current, seen.risk)
         ):
             current.alert = self._snapshot(current, seen, peak, sources, severity, None)
             current.sequence += 1
             current.sent_ts = seen.ts
             return current, AlertEvent(ALERT_UPDATED, current.sequence, seen.ts, current.alert)
         return current, None
-
-    def restate(self, current: OpenAlert, seen: Observation) -> AlertEvent | None:
-        """An update of an open alert whose subject changed in a way its risk does not show
-        (a campaign that gained accounts at risk 1.0: receivers kept its opening's two), at
-        most every ``update_every_seconds``."""
-        if seen.ts - current.sent_ts < self.settings.update_every_seconds:
-            return None
-        peak = max(current.alert.peak_risk, seen.risk)
-        current.alert = self._snapshot(
-            current, seen, peak, None, severity_for(seen.risk, current.alert.severity), None
-        )
-        current.sequence += 1
-        current.sent_ts = seen.ts
-        return AlertEvent(ALERT_UPDATED, current.sequence, seen.ts, current.alert)
 
     @staticmethod
     def _snapshot(

@@ -43,7 +43,8 @@ REASONS = (
 
 _REQUIRED = ("request_id", "ts", "client_id", "model_id", "input")
 _REQUIRED_SET = frozenset(_REQUIRED)
-_MAX_ID = 256
+#: The longest id (request, client, model) an event may carry.
+MAX_ID = 256
 _NUMBER_TYPES = frozenset({int, float})
 #: Timestamps are kept to what every store and ``datetime`` can represent: 1970 to year 9999.
 MIN_TS = 0.0
@@ -232,9 +233,7 @@ def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
     if fields is None:
         return None
     request_id, ts, client_id, model_id, vector, label, scores, ip, user_agent, org = fields
-    if not (
-        0 < len(request_id) <= _MAX_ID and 0 < len(client_id) <= _MAX_ID and 0 < len(model_id) <= _MAX_ID
-    ):
+    if not (0 < len(request_id) <= MAX_ID and 0 < len(client_id) <= MAX_ID and 0 < len(model_id) <= MAX_ID):
         return None
     if not vector.size or not clean_identifier(request_id + client_id + model_id):
         return None
@@ -360,9 +359,9 @@ def _identifier(obj: Mapping[str, Any], name: str) -> str:
     value = obj[name]
     if type(value) is int:
         value = str(value)  # a numeric account or request id, as many logs hold them: its digits
-    if not isinstance(value, str) or not value or len(value) > _MAX_ID:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID:
         raise InvalidEvent(
-            "wrong_type", f"{name!r} must be a non-empty string of at most {_MAX_ID} characters"
+            "wrong_type", f"{name!r} must be a non-empty string of at most {MAX_ID} characters"
         )
     _printable(value, name)
     return value

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
-from querywatch.detector.pipeline.replay import written_whole
+from querywatch.detector.pipeline.outputs import written_whole
 
 
 def write_jsonl(events: Iterable[dict[str, Any]], path: str | Path) -> int:

@@ -146,3 +146,11 @@ def test_settings_that_cannot_work_are_refused_when_the_client_is_made() -> None
             DecisionClient(**{"base_url": "http://127.0.0.1:9", "api_key": "qw_x", **kwargs})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="model_id is empty"):
         Extractor("")
+
+
+def test_the_librarys_client_id_limit_is_the_events() -> None:
+    """The library keeps its own copy (it imports no engine): the two must not drift apart."""
+    from querywatch.detector.client.decisions import MAX_CLIENT_ID
+    from querywatch.detector.engine.events import MAX_ID
+
+    assert MAX_CLIENT_ID == MAX_ID

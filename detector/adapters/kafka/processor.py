@@ -162,10 +162,8 @@ class StreamProcessor(OwnedPartitions):
         self._owner: dict[str, PartitionWork] = {}  # client_id -> its partition
         #: Partitions where an alert opened since their last checkpoint: checkpointed at once.
         self._urgent: set[TopicPartitionKey] = set()
-        #: When each model warming up is said next (``_say_warmups``; clock time).
-        self._warmup_said: dict[str, float] = {}
-        #: When each model's unknown classes are said next (``_say_unknown_classes``; clock time).
-        self._unknown_said: dict[str, float] = {}
+        #: Models warming up and models answering unknown classes, each said at most once a period.
+        self._warmups, self._unknown = Reminders(clock), Reminders(clock)
         #: When ``_adopt_stored`` looks next for profiles other consumers stored (clock time).
         self._adopt_after = clock() + checkpoint_every_seconds
 
@@ -459,24 +457,19 @@ class StreamProcessor(OwnedPartitions):
     def _say_unknown_classes(self) -> None:
         """Answers naming classes the profile does not know, said when first seen and then
         hourly: they read as no class, and every client's extraction estimate stays at 0."""
-        now = self._clock()
         for model_id, warning in self.engine.unknown_classes().items():
-            if now >= self._unknown_said.get(model_id, now):
-                self._unknown_said[model_id] = now + UNKNOWN_CLASSES_REMINDER_SECONDS
+            if self._unknown.due(model_id, UNKNOWN_CLASSES_REMINDER_SECONDS):
                 log.warning("%s", warning, extra={"model_id": model_id})
 
     def _say_warmups(self) -> None:
         """A model whose events wait for its warm-up is said when its first are held, and
         then once a minute while they wait: a consumer fed fewer events than a warm-up takes
         scored nothing, and said nothing, for as long as no more came."""
-        now = self._clock()
         held = self.engine.reference.held_by_model()
-        for model_id in set(self._warmup_said) - set(held):
-            del self._warmup_said[model_id]
+        self._warmups.keep_only(held)  # a model warming up again is said at once
         for model_id, count in held.items():
-            if now < self._warmup_said.get(model_id, now - 1.0):
+            if not self._warmups.due(model_id, WARMUP_REMINDER_SECONDS):
                 continue
-            self._warmup_said[model_id] = now + WARMUP_REMINDER_SECONDS
             reference = self.engine.reference
             if reference.awaits_answers(model_id):
                 log.info(
@@ -670,3 +663,24 @@ class StreamProcessor(OwnedPartitions):
             self.guard.state(work.key),
             None if work.last_value is None else record_digest(work.last_value),
         )
+
+
+class Reminders:
+    """Per key, whether a line is due: the first time at once, then at most once a period
+    (clock time), so that a state that lasts is said again without flooding the log."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._next: dict[str, float] = {}
+
+    def due(self, key: str, every: float) -> bool:
+        now = self._clock()
+        if now < self._next.get(key, now):
+            return False
+        self._next[key] = now + every
+        return True
+
+    def keep_only(self, keys: Iterable[str]) -> None:
+        """Forget the other keys: one said again later is said at once."""
+        kept = set(keys)
+        self._next = {k: t for k, t in self._next.items() if k in kept}

@@ -321,13 +321,9 @@ class CampaignStage:
             union.features,
             union.extraction,
         )
-        current, event = self.lifecycle.step(campaign.alert, seen, 1, None)
-        if (
-            event is None
-            and current is not None
-            and current.alert.features.get("accounts") != union.features.get("accounts")
-        ):
-            event = self.lifecycle.restate(current, seen)  # grown or shrunk at the same risk
+        sent = None if campaign.alert is None else campaign.alert.alert.features
+        regrouped = sent is not None and sent.get("accounts") != union.features.get("accounts")
+        current, event = self.lifecycle.step(campaign.alert, seen, 1, None, changed=regrouped)
         if current is not None:
             current.alert = replace(current.alert, kind="campaign")
         campaign.alert = current

@@ -28,8 +28,9 @@ from querywatch.detector.adapters.api.deps import DecisionCacheDep, ReaderKey, S
 from querywatch.detector.adapters.api.problems import PROBLEM_JSON, problem
 from querywatch.detector.adapters.api.routes.responses import READ, problems
 from querywatch.detector.adapters.api.schemas import DecisionPublic, Problem
-from querywatch.detector.client.decisions import ACTION_HEADER, DEGRADE_HEADER, MAX_CLIENT_ID, RISK_HEADER
+from querywatch.detector.client.decisions import ACTION_HEADER, DEGRADE_HEADER, RISK_HEADER
 from querywatch.detector.client.events import client_id_for_key
+from querywatch.detector.engine.events import MAX_ID
 
 router = APIRouter(tags=["clients"])
 
@@ -51,7 +52,7 @@ async def authz(
         str | None,
         Header(
             alias="X-Querywatch-Client",
-            max_length=4 * MAX_CLIENT_ID,  # UTF-8 bytes; the id's own length is checked below
+            max_length=4 * MAX_ID,  # UTF-8 bytes; the id's own length is checked below
             description="The client id as the serving tier logs it (an account id, or `key_…`).",
         ),
     ] = None,
@@ -81,10 +82,8 @@ async def authz(
     if client and client_key:  # a gateway names the client one way; the other came from the caller
         return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key, not both")
     client, client_key = _utf8(client), _utf8(client_key)
-    if client is not None and len(client) > MAX_CLIENT_ID:
-        return problem(
-            400, f"X-Querywatch-Client holds more than {MAX_CLIENT_ID} characters: no event names it"
-        )
+    if client is not None and len(client) > MAX_ID:
+        return problem(400, f"X-Querywatch-Client holds more than {MAX_ID} characters: no event names it")
     client_id = client or (client_id_for_key(client_key) if client_key else None)
     if not client_id:
         return problem(400, "name the client in X-Querywatch-Client or X-Querywatch-Client-Key")
