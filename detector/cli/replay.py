@@ -166,6 +166,7 @@ def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
         "duplicates": report.duplicates,
         "answers_without_scores": report.unscored,
         "rejected": dict(sorted(report.rejected.items())),
+        "rejected_clients": len(report.refused_clients),
         "top": [
             {
                 "client_id": c.client_id,
@@ -202,6 +203,12 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
         )
         for line, reason, detail in first_rejected_of_each_reason(report):
             print(f"  first {reason}: line {line}: {detail}")
+        if report.refused_clients:
+            most = ", ".join(f"{c[:24]} {r.total()}" for c, r in report.ranked_refused()[:3])
+            n = len(report.refused_clients)
+            print(
+                f"  sent by {n} client{'s' * (n != 1)} (most: {most}; all in the report's rejected_clients)"
+            )
     if report.unscored:
         print(
             f"answers without scores: {report.unscored} of {report.events} (labels only or no answer: "

@@ -7,6 +7,7 @@ anything else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -345,6 +346,42 @@ def _decode(raw: bytes | str) -> Mapping[str, Any]:
     if not isinstance(obj, dict):
         raise InvalidEvent("not_object", f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def claimed_identity(raw: bytes | str | None, key: bytes | None = None) -> tuple[str | None, str | None]:
+    """The (client_id, model_id) that a refused message names, each None where it names none
+    that an event could carry: its own fields, else, for the client, its Kafka key (the
+    serving tier keys each event by its client id). Refused events are then counted
+    against the client that sent them: a thief whose every input the model answers and
+    querywatch refuses (padded, NaN read as missing) is seen, not lost among dead letters.
+
+    >>> claimed_identity(b'{"client_id": "acct-7", "model_id": "m", "input": [NaN]}')
+    ('acct-7', 'm')
+    >>> claimed_identity(b'{"client_id": 7, "input": [1', key=b"acct-7")
+    ('acct-7', None)
+    >>> claimed_identity(b'{"client_id": 7}'), claimed_identity(b'{"client_id": "a\\u0000"}')
+    (('7', None), (None, None))
+    """
+    obj: Any = None
+    if raw is not None:
+        with contextlib.suppress(ValueError, RecursionError):  # not UTF-8 or JSON: the key may say
+            obj = json.loads(raw)
+    if not isinstance(obj, dict):
+        obj = {}
+    client_id, model_id = _claimed(obj.get("client_id")), _claimed(obj.get("model_id"))
+    if client_id is None and key is not None:
+        with contextlib.suppress(UnicodeDecodeError):
+            client_id = _claimed(key.decode("utf-8"))
+    return client_id, model_id
+
+
+def _claimed(value: Any) -> str | None:
+    """``value`` as an event's id (``_identifier``), or None if no event could carry it."""
+    if type(value) is int:
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MAX_ID or not clean_identifier(value):
+        return None
+    return value
 
 
 def _reject_constant(name: str) -> float:

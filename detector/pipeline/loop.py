@@ -26,11 +26,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from querywatch.detector.config import InputSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
-from querywatch.detector.engine.events import Event, parse_event
+from querywatch.detector.engine.events import Event, claimed_identity, parse_event
 from querywatch.detector.engine.guard import EventGuard
 from querywatch.detector.errors import InvalidEvent
 
@@ -41,11 +41,22 @@ R = TypeVar("R")
 class Message(Generic[R]):
     """One raw message: its bytes (None: no value; an int: the length of a message too
     large to hold), the stream it came from (the future-time guard keeps one watermark per
-    stream) and the caller's reference to it."""
+    stream), the caller's reference to it and its Kafka key (the client, if it cannot be read)."""
 
     value: bytes | int | None
     stream: Hashable
     ref: R
+    key: bytes | None = None
+
+
+class Refusal(NamedTuple, Generic[R]):
+    """A message refused, why, and the client and model it names (None where it names none:
+    ``claimed_identity``), so that refused events count against the client that sent them."""
+
+    ref: R
+    error: InvalidEvent
+    client_id: str | None
+    model_id: str | None
 
 
 @dataclass
@@ -53,7 +64,7 @@ class Step(Generic[R]):
     """What one step did with a batch of messages."""
 
     result: BatchResult = field(default_factory=BatchResult)
-    refused: list[tuple[R, InvalidEvent]] = field(default_factory=list)
+    refused: list[Refusal[R]] = field(default_factory=list)
     duplicates: int = 0
     events: int = 0
     """Valid, new events handed to the engine."""
@@ -106,7 +117,10 @@ class Pipeline(Generic[R]):
             try:
                 decoded.append((decode(message.value), message))
             except InvalidEvent as exc:
-                out.refused.append((message.ref, exc))
+                value = message.value if isinstance(message.value, bytes) else None
+                if value is not None and len(value) > self._max_bytes:  # never parsed whole
+                    value = None
+                out.refused.append(Refusal(message.ref, exc, *claimed_identity(value, message.key)))
         if self.restore is not None and decoded:
             self.restore([(event, message.ref) for event, message in decoded])
         per_stream: dict[Hashable, list[Event]] = {}
@@ -126,7 +140,7 @@ class Pipeline(Generic[R]):
             kept, refused = self.guard.judge(stream, batch)
             for event, error in refused:
                 self.forget(event)
-                out.refused.append((out.refs[id(event)], error))
+                out.refused.append(Refusal(out.refs[id(event)], error, event.client_id, event.model_id))
             events += kept
         if events:
             started = time.perf_counter()
@@ -182,7 +196,7 @@ class Pipeline(Generic[R]):
             if ref is None:
                 out.unreferenced.append((event, error))
             else:
-                out.refused.append((ref, error))
+                out.refused.append(Refusal(ref, error, event.client_id, event.model_id))
         if result.completed and self._held:
             done = set(result.completed)
             out.unscored += sum(

@@ -110,6 +110,9 @@ class ReplayReport:
     alert_events: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_lines: list[tuple[int, str, str]] = field(default_factory=list)
+    refused_clients: dict[str, Counter[str]] = field(default_factory=dict)
+    """Each client's refused events by reason (``pipeline.Refusal``): a client whose every
+    event is refused has no row in ``clients``, and is seen here."""
     duplicates: int = 0
     events: int = 0
     unscored: int = 0
@@ -143,7 +146,19 @@ class ReplayReport:
                 {"line": line, "reason": reason, "detail": detail}
                 for line, reason, detail in self.rejected_lines
             ],
+            "rejected_clients": [
+                {
+                    "client_id": client_id,
+                    "rejected": sum(reasons.values()),
+                    "reasons": dict(sorted(reasons.items())),
+                }
+                for client_id, reasons in self.ranked_refused()
+            ],
         }
+
+    def ranked_refused(self) -> list[tuple[str, Counter[str]]]:
+        """Clients with refused events, most first (then by id)."""
+        return sorted(self.refused_clients.items(), key=lambda item: (-item[1].total(), item[0]))
 
     def write(self, f: TextIO) -> None:
         """``json.dumps(self.to_json(), indent=1)``, one client at a time: the whole document
@@ -231,8 +246,10 @@ def replay(
     eviction = _Eviction(engine.settings.idle_evict_seconds)
 
     def take(step: Step[int]) -> None:
-        for number, exc in step.refused:
+        for number, exc, client_id, _model_id in step.refused:
             report.rejected[exc.reason] += 1
+            if client_id is not None:
+                report.refused_clients.setdefault(client_id, Counter())[exc.reason] += 1
             if len(report.rejected_lines) < keep_rejected:
                 report.rejected_lines.append((number, exc.reason, exc.detail))
         report.duplicates += step.duplicates

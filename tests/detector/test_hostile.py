@@ -279,9 +279,20 @@ def test_a_flood_of_hostile_events_logs_one_line_per_reason_and_minute(
     error = InvalidEvent("bad_identifier", "'client_id' holds U+0000\nFAKE: forged line")
     with caplog.at_level("WARNING", logger=deadletters.__name__):
         for offset in range(500):
-            deadletters.reject(topic="t", partition=0, offset=offset, raw=b"x", key=None, error=error)
+            deadletters.reject(
+                topic="t",
+                partition=0,
+                offset=offset,
+                raw=b"x",
+                key=None,
+                error=error,
+                client_id=None,
+                model_id=None,
+            )
         now[0] = 61.0
-        deadletters.reject(topic="t", partition=0, offset=500, raw=b"x", key=None, error=error)
+        deadletters.reject(
+            topic="t", partition=0, offset=500, raw=b"x", key=None, error=error, client_id=None, model_id=None
+        )
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and "499 more bad_identifier" in lines[1]
     assert all("\n" not in line for line in lines)  # the detail is quoted: no forged log lines

@@ -75,7 +75,7 @@ def test_refusals_carry_the_callers_references_and_dedup_is_the_callers_scope() 
         Message(_line("x", "a", [0.5] * 3), "s", 104),  # wrong dimension for model m
     ]
     step = pipeline.step(messages)
-    assert sorted((ref, e.reason) for ref, e in step.refused) == [
+    assert sorted((ref, e.reason) for ref, e, *_ in step.refused) == [
         (100, "not_json"),
         (101, "not_json"),
         (102, "oversized"),
@@ -85,6 +85,28 @@ def test_refusals_carry_the_callers_references_and_dedup_is_the_callers_scope() 
     assert sorted(seen.state()) == [
         f"a-{i}" for i in range(5)
     ]  # the refused "x" forgotten: it may come again
+
+
+def test_refusals_name_the_client_the_message_names_else_its_key() -> None:
+    """A refused event counts against its client: the one its fields name (also when the
+    event is refused after decoding), else the Kafka key the serving tier set."""
+    pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=lambda e, _r: True, forget=lambda e: None)
+    nan = _line("n", "thief", [0.5, 0.5]).replace(b"0.5]", b"NaN]")
+    messages = [
+        Message(nan, "s", 1),
+        Message(_line("w", "thief", [0.5] * 3, model="m"), "s", 2),  # refused after decoding
+        Message(b'{"client_id": "ignored\\u0000", "input": [', "s", 3, key=b"keyed"),
+        Message(b"\xff", "s", 4, key=b"\xff"),
+    ]
+    refused = sorted(
+        (ref, e.reason, client, model) for ref, e, client, model in pipeline.step(messages).refused
+    )
+    assert refused == [
+        (1, "non_finite", "thief", "m"),
+        (2, "wrong_dimension", "thief", "m"),
+        (3, "not_json", "keyed", None),
+        (4, "not_utf8", None, None),
+    ]
 
 
 def test_per_client_dedup_lets_two_clients_share_a_request_id() -> None:
@@ -104,7 +126,7 @@ def test_end_of_stream_refuses_a_warm_up_that_cannot_build_with_the_messages_ref
     held = pipeline.step([Message(_line("n1", "c", [0.1, 0.2], model="new"), "s", 7)])
     assert [e.request_id for e in held.result.held] == ["n1"] and held.refused == []
     end = pipeline.finish()
-    assert [(ref, e.reason) for ref, e in end.refused] == [(7, "no_profile")]
+    assert [(ref, e.reason) for ref, e, *_ in end.refused] == [(7, "no_profile")]
 
 
 def test_held_events_taken_back_from_a_checkpoint_and_then_refused_are_reported_not_lost() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -69,18 +70,31 @@ def test_malformed_lines_and_duplicates_are_counted_not_fatal(
     path, _ = trace
     lines = path.read_text().splitlines()
     salted = tmp_path / "salted.jsonl"
+    # A client whose every event is refused (NaN inputs a model may read as missing).
+    padded = [
+        json.dumps({**json.loads(lines[i]), "client_id": "nan-only", "input": [math.nan] * 3})
+        for i in range(3)
+    ]
     salted.write_text(
-        "\n".join([*lines[:50], "not json", lines[10], '{"request_id": 1}', *lines[50:]]) + "\n"
+        "\n".join([*lines[:50], "not json", lines[10], '{"request_id": 1}', *padded, *lines[50:]]) + "\n"
     )
     report_path = tmp_path / "report.json"
     done = _replay(salted, "--report", report_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
-    assert report["rejected"] == {"not_json": 1, "missing_field": 1}
+    assert report["rejected"] == {"not_json": 1, "missing_field": 1, "non_finite": 3}
     assert [(r["line"], r["reason"]) for r in report["rejected_lines"]] == [
         (51, "not_json"),
         (53, "missing_field"),
+        (54, "non_finite"),
+        (55, "non_finite"),
+        (56, "non_finite"),
     ]
+    assert report["rejected_clients"] == [
+        {"client_id": "nan-only", "rejected": 3, "reasons": {"non_finite": 3}}
+    ]
+    assert "nan-only" not in {c["client_id"] for c in report["clients"]}
+    assert "sent by 1 client (most: nan-only 3;" in done.stdout
     assert report["duplicates"] == 1
     assert report["events"] == len(lines)
     missing = "'ts', 'client_id', 'model_id' and 'input' are required"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,7 @@ class Stored:
     risks: dict[str, float]
     history: list[tuple[str, int, float]]  # (client_id, queries, risk) of every stored history point
     dead_letters: list[tuple[str, str]]  # (reason, raw)
+    refused_by: dict[str, int]  # dead letters by the client they name
 
 
 def stored(database: SqlEngine) -> Stored:
@@ -201,16 +203,15 @@ def stored(database: SqlEngine) -> Stored:
             cl: (q, r)
             for cl, q, r in c.execute(select(ClientRow.client_id, ClientRow.queries, ClientRow.risk))
         }
-        letters = sorted(
-            (r, bytes(raw or b"").hex())
-            for r, raw in c.execute(select(DeadLetterRow.reason, DeadLetterRow.raw))
-        )
+        rows = c.execute(select(DeadLetterRow.reason, DeadLetterRow.raw, DeadLetterRow.client_id)).all()
+        letters = sorted((r, bytes(raw or b"").hex()) for r, raw, _ in rows)
+        refused_by = dict(Counter(client for _, _, client in rows if client is not None))
         history = sorted(
             c.execute(select(RiskPointRow.client_id, RiskPointRow.queries, RiskPointRow.risk)).tuples()
         )
         assert c.scalar(select(func.count()).select_from(AlertRow)) == len(alerts)
     queries = {k: v[0] for k, v in clients.items()}
-    return Stored(alerts, queries, {k: v[1] for k, v in clients.items()}, list(history), letters)
+    return Stored(alerts, queries, {k: v[1] for k, v in clients.items()}, list(history), letters, refused_by)
 
 
 class ThreadedConsumer:

@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 
-from querywatch.detector.adapters.kafka.client_config import connection_kwargs
+from querywatch.detector.adapters.kafka.client_config import connection_kwargs, producer_kwargs
 from querywatch.detector.config import KafkaSettings
 from tests.kafka.harness import (
     WAIT_S,
@@ -23,6 +23,9 @@ from tests.kafka.harness import (
 )
 
 pytestmark = pytest.mark.kafka
+#: The malformed kinds that still name their client: a field wrong, the rest readable (an
+#: oversized one is not parsed; its key, the client, names it).
+CLIENT_NAMED = ("wrong_type", "non_finite", "wrong_dimension", "oversized")
 
 
 def malformed(n: int, valid: bytes) -> list[tuple[str, bytes]]:
@@ -66,6 +69,12 @@ def test_malformed_messages_are_dead_lettered_and_change_nothing_else(
     for _reason, raw in bad:
         salted.insert(rng.randrange(len(salted) + 1), raw)
     produce(kafka_settings, salted)
+    # Not JSON at all, but keyed by its client as the serving tier keys every event.
+    producer = KafkaProducer(**producer_kwargs(kafka_settings))
+    producer.send(kafka_settings.topic, key=b"keyed-thief", value=b'{"client_id": "keyed-thief", ')
+    producer.flush()
+    producer.close()
+    bad.append(("not_json", b'{"client_id": "keyed-thief", '))
 
     result = consume_everything(settings)
 
@@ -73,6 +82,9 @@ def test_malformed_messages_are_dead_lettered_and_change_nothing_else(
     assert result.alerts == expected.alerts != []
     assert result.clients == expected.clients
     assert result.dead_letters == sorted((reason, raw.hex()) for reason, raw in bad)
+    # Each refused event counts against the client it names (its field, else its key).
+    named = Counter(json.loads(raw)["client_id"] for reason, raw in bad if reason in CLIENT_NAMED)
+    assert result.refused_by == {**named, "keyed-thief": 1}
     letters = read_topic(kafka_settings, kafka_settings.dead_letter_topic)
     assert Counter(letters) == Counter(bad)
 

@@ -25,6 +25,7 @@ from querywatch.detector.adapters.api.routes import (
     authz,
     campaigns,
     clients,
+    dead_letters,
     health,
     me,
     models,
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             {"name": "alerts", "description": "Extraction alerts and the analyst workflow."},
             {"name": "campaigns", "description": "Accounts linked as one theft, and the analyst's verdict."},
             {"name": "models", "description": "Served models and their reference profiles."},
+            {"name": "dead letters", "description": "Refused events, and the clients that sent them."},
             {"name": "policy", "description": "Per-model policy, calibration and silences."},
             {"name": "auth", "description": "The caller's API key."},
             {"name": "health", "description": "Probes and Prometheus metrics."},
@@ -86,7 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.decision_cache = DecisionCache(ttl=settings.api.decision_cache_seconds)
     install_problem_handlers(app)
     strict = [Depends(refuse_unknown_query_parameters)]
-    for module in (clients, alerts, campaigns, models, policies, me, webhooks):
+    for module in (clients, alerts, campaigns, models, policies, me, webhooks, dead_letters):
         app.include_router(module.router, dependencies=strict)
     # Not these: a gateway may append the caller's path to /v1/authz as a query (Envoy's
     # path_prefix), and a load balancer's probe may add its own parameters.

@@ -115,11 +115,11 @@ def _opened_at_and_id(cursor: str) -> tuple[datetime, str]:
     return instant, row_id
 
 
-def delivery_cursor(cursor: str | None) -> int | None:
-    """The delivery id a deliveries page continues below; a plain number is the cursor of
-    earlier releases (the id itself), still accepted.
+def id_cursor(cursor: str | None) -> int | None:
+    """The row id a page of newest-first rows (deliveries, dead letters) continues below; a
+    plain number is the deliveries' cursor of earlier releases (the id itself), still accepted.
 
-    >>> delivery_cursor(encode([41])), delivery_cursor("41"), delivery_cursor(None)
+    >>> id_cursor(encode([41])), id_cursor("41"), id_cursor(None)
     (41, 41, None)
     """
     if cursor is None:

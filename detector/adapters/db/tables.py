@@ -445,7 +445,10 @@ class DeadLetterRow(Base):
     """An input that could not be processed, kept with its original bytes."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_dead_letters_received_at", "received_at"),
+        Index("ix_dead_letters_client_id_received_at", "client_id", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -453,6 +456,10 @@ class DeadLetterRow(Base):
     reason: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    client_id: Mapped[str | None] = mapped_column(String(256))
+    """The client the message names (its ``client_id``, else its Kafka key), if it names one:
+    a client whose events are refused is seen, not lost among dead letters."""
+    model_id: Mapped[str | None] = mapped_column(String(256))
 
 
 CAMPAIGN_STATES = ("active", "ended")

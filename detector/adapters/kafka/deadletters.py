@@ -3,7 +3,8 @@
 Every message that fails to decode, validate or score raises ``InvalidEvent`` with a
 stable reason code (``querywatch.detector.engine.events.REASONS``); the consumer turns it into a
 ``DeadLetter``, counts it, stores it in the ``dead_letters`` table in the checkpoint
-transaction (exactly once) and sends it to the dead-letter topic (at least once). The
+transaction (exactly once), under the client and model it names where it names them, and
+sends it to the dead-letter topic (at least once). The
 consumer never stops on bad input.
 """
 
@@ -38,6 +39,9 @@ class DeadLetter:
     detail: str
     raw: bytes
     key: bytes | None = None
+    client_id: str | None = None
+    """The client the message names (``engine.events.claimed_identity``), None if none."""
+    model_id: str | None = None
 
     @property
     def source(self) -> str:
@@ -58,9 +62,18 @@ class DeadLetter:
 
 
 def reject(
-    *, topic: str, partition: int, offset: int, raw: bytes, key: bytes | None, error: InvalidEvent
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    raw: bytes,
+    key: bytes | None,
+    error: InvalidEvent,
+    client_id: str | None,
+    model_id: str | None,
 ) -> DeadLetter:
-    """The dead letter for ``raw``, counted under its reason and logged (rate-limited)."""
+    """The dead letter for ``raw``, from ``client_id`` on ``model_id`` (``pipeline.Refusal``),
+    counted under its reason and logged (rate-limited)."""
     EVENTS_REJECTED.labels(reason=error.reason).inc()
     held = _LOG_LIMIT.allow(error.reason)
     if held is not None:
@@ -75,7 +88,9 @@ def reject(
             held,
             error.reason,
         )
-    return DeadLetter(topic, partition, offset, error.reason, error.detail[:MAX_DETAIL], raw, key)
+    return DeadLetter(
+        topic, partition, offset, error.reason, error.detail[:MAX_DETAIL], raw, key, client_id, model_id
+    )
 
 
 def encoded(event: Event) -> bytes:

@@ -296,7 +296,7 @@ class StreamProcessor(OwnedPartitions):
             work.next_offset = offset + 1
             work.last_value = record.value
             work.events_since_checkpoint += 1
-            append(Message(record.value, key, (work, record)))
+            append(Message(record.value, key, (work, record), record.key))
         try:
             step = self.pipeline.step(messages)
         except RETRYABLE as exc:  # spilled clients not restored: redo the partitions from their checkpoints
@@ -319,8 +319,8 @@ class StreamProcessor(OwnedPartitions):
 
     def _refuse(self, step: Step[tuple[PartitionWork, Record]]) -> None:
         """Dead-letter the records ``step`` refused, and the refused events no record brought."""
-        for (work, record), error in step.refused:
-            self._reject(work, record, error)
+        for (work, record), error, client_id, model_id in step.refused:
+            self._reject(work, record, error, client_id, model_id)
         self._reject_held(step.unreferenced)
 
     def _adopt_stored(self) -> None:
@@ -496,7 +496,14 @@ class StreamProcessor(OwnedPartitions):
                 extra={"model_id": model_id},
             )
 
-    def _reject(self, work: PartitionWork, record: Record, error: InvalidEvent) -> None:
+    def _reject(
+        self,
+        work: PartitionWork,
+        record: Record,
+        error: InvalidEvent,
+        client_id: str | None,
+        model_id: str | None,
+    ) -> None:
         raw = b"" if record.value is None else record.value
         if len(raw) > self._max_event_bytes:  # whole in the log; memory holds a bounded head
             raw = raw[:OVERSIZED_HEAD]
@@ -508,6 +515,8 @@ class StreamProcessor(OwnedPartitions):
                 raw=raw,
                 key=record.key,
                 error=error,
+                client_id=client_id,
+                model_id=model_id,
             )
         )
 
@@ -529,6 +538,8 @@ class StreamProcessor(OwnedPartitions):
                     raw=encoded(event),
                     key=event.client_id.encode(),
                     error=InvalidEvent(error.reason, detail),
+                    client_id=event.client_id,
+                    model_id=event.model_id,
                 )
             )
 

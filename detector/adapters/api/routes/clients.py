@@ -37,6 +37,7 @@ from querywatch.detector.adapters.db.clients import (
     risk_history,
     set_status,
 )
+from querywatch.detector.adapters.db.dead_letters import clients_by_refused
 from querywatch.detector.adapters.db.tables import ClientRow, PendingStatusRow
 
 # Ids may hold "/" (``{client_id:path}``): a client's sub-resources are declared before the
@@ -169,6 +170,12 @@ def one_client(session: SessionDep, _key: ReaderKey, client_id: ClientId) -> Cli
             else f"; its status {pending.status!r} (set by {pending.status_changed_by}) applies "
             "from its first query"
         )
+        refused = clients_by_refused(session=session, limit=1, client_id=client_id)
+        if refused:  # it sends, all refused: an analyst must not read "unknown" and move on
+            raise ClientNotFound(
+                f"no event of client {client_id!r} has been scored: {refused[0].events} were refused "
+                f"(GET /v1/dead-letters?client_id=){waiting}"
+            )
         raise ClientNotFound(f"no client {client_id!r} has been seen{waiting}")
     return _with_models(session, client)
 

@@ -320,7 +320,7 @@ def endpoint_deliveries(
         limit=limit + 1,
         endpoint_id=endpoint_id,
         state=state,
-        before_id=cursors.delivery_cursor(cursor or before),
+        before_id=cursors.id_cursor(cursor or before),
     )
     items, next_cursor = cursors.page(rows, limit, lambda d: [d.id])
     return DeliveryPage(items=[DeliveryPublic.model_validate(d) for d in items], next_cursor=next_cursor)
