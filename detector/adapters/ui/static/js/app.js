@@ -6,6 +6,7 @@
 //   #/webhooks                             webhook endpoints and their deliveries (admin)
 //   #/policy                               per-model policy, its versions and calibration
 //   #/silences[?history=1]                 silences (admins create and remove them)
+//   #/refused                              clients by their refused (never scored) events
 
 import { api, ApiError, apiKey, forgetApiKey, saveApiKey } from "./api.js";
 import { renderAlerts } from "./alerts.js";
@@ -13,6 +14,7 @@ import { renderCampaign, renderCampaigns } from "./campaigns.js";
 import { renderWebhooks } from "./webhooks.js";
 import { renderClient } from "./client.js";
 import { renderPolicy } from "./policy.js";
+import { renderRefused } from "./refused.js";
 import { renderSilences } from "./silences.js";
 import { h, replace } from "./dom.js";
 import { listOf, renderLeaderboard } from "./leaderboard.js";
@@ -90,6 +92,8 @@ function route() {
     disposeView = renderPolicy(view, session);
   } else if (name === "silences") {
     disposeView = renderSilences(view, session, params);
+  } else if (name === "refused") {
+    disposeView = renderRefused(view, session);
   } else if (name === "webhooks") {
     disposeView = renderWebhooks(view, session);
   } else {

@@ -105,7 +105,8 @@ export function renderClient(root, session, clientId) {
       client = await api(path);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {
-        replace(head, h("p", { class: "error" }, "No such client is tracked."));
+        // The API says why: never seen, blocked before its first query, or every event refused.
+        replace(head, h("p", { class: "error" }, `No such client is tracked: ${err.problem?.detail ?? err.message}`));
         return;
       }
       throw err;
