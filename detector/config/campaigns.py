@@ -27,7 +27,7 @@ class CampaignSettings(Section):
     key_salt: str | None = Field(
         None,
         description="When set, grouping keys (networks, user agents, organisation) are hashed with "
-        "this secret in summaries and reasons.",
+        "this secret in summaries and reasons, and so in campaign alerts' `source_ips` and `user_agents`.",
     )
     summaries_topic: str | None = Field(
         None,

@@ -4,9 +4,12 @@ cap counts what it leaves out. Driven through ``CampaignStage`` with links made 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
+from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.campaigns import CampaignSettings
 from querywatch.detector.engine.campaigns.campaign import Link
 from querywatch.detector.engine.campaigns.held import HeldSummary
@@ -17,10 +20,12 @@ from querywatch.detector.engine.profiles import MemoryProfileStore
 from querywatch.detector.engine.summaries import ClientSummary, IndicatorCounts, cell_bitmap
 
 
-def _stage(profile, max_members: int = 1000) -> tuple[CampaignStage, ModelCampaigns]:  # type: ignore[no-untyped-def]
+def _stage(  # type: ignore[no-untyped-def]
+    profile, max_members: int = 1000, alerts: AlertSettings | None = None
+) -> tuple[CampaignStage, ModelCampaigns]:
     store = MemoryProfileStore()
     store.put(profile)
-    stage = CampaignStage(DetectionSettings(), store, CampaignSettings(max_members=max_members))
+    stage = CampaignStage(DetectionSettings(), store, CampaignSettings(max_members=max_members), alerts)
     model = stage._model(_summary("seed", profile.version))
     assert model is not None and model.lineage is not None
     return stage, model
@@ -100,3 +105,26 @@ def test_an_open_campaign_alert_is_updated_when_the_ring_grows_at_the_same_risk(
     [grown] = _link(stage, model, "c", "d", later)
     assert grown.type == ALERT_UPDATED and grown.alert.kind == "campaign"
     assert grown.alert.features["accounts"] == 4 and grown.alert.risk == opened[0].alert.risk
+
+
+def test_a_campaign_alert_carries_its_members_networks_and_user_agents(profile) -> None:  # type: ignore[no-untyped-def]
+    """Its sources were empty, though each member's summary held its grouping keys: now the
+    members' keys in the order the members were found, bounded as an account alert's sources
+    (``alerts.max_sources``: the most recent distinct last), and current after the ring grew."""
+    stage, model = _stage(profile, alerts=AlertSettings(max_sources=3))
+    keys = {
+        "a": GroupingKeys(("198.51.100.0/24",), ("curl/8",)),
+        "b": GroupingKeys(("203.0.113.0/24", "198.51.100.0/24"), ("curl/8",)),
+        "c": GroupingKeys(("192.0.2.0/24",), ("Go-http-client/1.1",)),
+        "d": GroupingKeys(("2001:db8::/48",)),
+    }
+    for client, k in keys.items():
+        model.summaries[client] = HeldSummary.of(replace(_summary(client, model.profile.version), keys=k))
+    [opened] = _link(stage, model, "a", "b", 10.0)
+    assert opened.alert.source_ips == ("203.0.113.0/24", "198.51.100.0/24")
+    assert opened.alert.user_agents == ("curl/8",)
+    _link(stage, model, "b", "c", 11.0)
+    [grown] = _link(stage, model, "c", "d", 11.0 + stage.lifecycle.settings.update_every_seconds)
+    assert grown.type == ALERT_UPDATED
+    assert grown.alert.source_ips == ("198.51.100.0/24", "192.0.2.0/24", "2001:db8::/48")
+    assert grown.alert.user_agents == ("curl/8", "Go-http-client/1.1")

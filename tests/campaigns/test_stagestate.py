@@ -57,7 +57,16 @@ def _stage(store: MemoryProfileStore) -> CampaignStage:
 
 def _decisions(stage: CampaignStage, summaries: list[ClientSummary]) -> list[tuple[object, ...]]:
     return [
-        (e.type, e.sequence, e.alert.alert_id, round(e.alert.risk, 9), e.alert.reasons, e.alert.extraction)
+        (
+            e.type,
+            e.sequence,
+            e.alert.alert_id,
+            round(e.alert.risk, 9),
+            e.alert.reasons,
+            e.alert.extraction,
+            e.alert.source_ips,  # the members' keys, from the summaries the state carries
+            e.alert.user_agents,
+        )
         for s in summaries
         for e in stage.take(s)
     ]

@@ -8,7 +8,9 @@ pinned in ``tests/webhooks/ecs_fields.json``): ``@timestamp`` (detection time),
 (21/47/73/99 as Elastic's detection rules use), ``event.risk_score`` (0-100),
 ``event.created``, ``event.start``, ``event.reason``, ``rule.id``, ``rule.name``,
 ``threat.framework``, ``threat.technique.id``, ``threat.technique.name``, ``user.id`` (the
-client), ``source.ip``, ``user_agent.original``, ``labels`` (string values) and ``message``.
+client), ``source.ip``, ``user_agent.original`` (a client alert's latest: a campaign alert's
+sources are its members' networks, which an ECS ``ip`` field refuses, and maybe hashed),
+``labels`` (string values) and ``message``.
 The log line's own ``ts``, ``level`` and ``logger`` keys are not ECS: drop or rename them in
 the shipper (``@timestamp`` is set).
 
@@ -73,12 +75,12 @@ def ecs_fields(event: dict[str, Any]) -> dict[str, Any]:
             "decision": str(event.get("decision")),
         },
     }
-    if event.get("client_id"):
+    if event.get("client_id"):  # a campaign alert has none: its sources are networks, perhaps hashed
         fields["user"] = {"id": event["client_id"]}
-    if event.get("source_ips"):
-        fields["source"] = {"ip": event["source_ips"][-1]}
-    if event.get("user_agents"):
-        fields["user_agent"] = {"original": event["user_agents"][-1]}
+        if event.get("source_ips"):
+            fields["source"] = {"ip": event["source_ips"][-1]}
+        if event.get("user_agents"):
+            fields["user_agent"] = {"original": event["user_agents"][-1]}
     return fields
 
 

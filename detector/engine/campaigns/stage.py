@@ -24,7 +24,8 @@ linked parts become campaigns of their own, and lone accounts leave.
 over all member pairs and the registry's rate tests on pooled counts, fused as the engine
 fuses a client's tests; risk reaches ``alert_risk`` when the evidence crosses the link
 level. A campaign's alert is of ``kind: campaign`` in the alert schema, with the same
-lifecycle as a client's; its risk is a floor on each member's (``policy.decide``).
+lifecycle as a client's; its sources are the members' grouping keys (``_sources``), and its
+risk is a floor on each member's (``policy.decide``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from numpy.typing import NDArray
 from querywatch.detector.config import DetectionSettings
 from querywatch.detector.config.alerts import AlertSettings
 from querywatch.detector.config.campaigns import CampaignSettings
-from querywatch.detector.engine.alerting import AlertLifecycle, Observation
+from querywatch.detector.engine.alerting import AlertLifecycle, Observation, Sources
 from querywatch.detector.engine.campaigns.campaign import (
     Campaign,
     Link,
@@ -323,7 +324,8 @@ class CampaignStage:
         )
         sent = None if campaign.alert is None else campaign.alert.alert.features
         regrouped = sent is not None and sent.get("accounts") != union.features.get("accounts")
-        current, event = self.lifecycle.step(campaign.alert, seen, 1, None, changed=regrouped)
+        sources = self._sources(model, campaign)
+        current, event = self.lifecycle.step(campaign.alert, seen, 1, sources, changed=regrouped)
         if current is not None:
             current.alert = replace(current.alert, kind="campaign")
         campaign.alert = current
@@ -332,6 +334,23 @@ class CampaignStage:
         if campaign.first_alert_ts is None:
             campaign.first_alert_ts = event.ts
         return [replace(event, alert=replace(event.alert, kind="campaign"))]
+
+    def _sources(self, model: ModelCampaigns, campaign: Campaign) -> Sources:
+        """The members' networks and user agents as the campaign alert's sources, kept as an
+        account alert keeps its own (``alerts.max_sources``, the most recent distinct last),
+        members taken in the order they were found: the same members give the same list. They
+        are the summaries' grouping keys, so hashed when ``campaigns.key_salt`` is set."""
+        sources = Sources(self.lifecycle.settings.max_sources)
+        for member in campaign.members:
+            held = model.summaries.get(member)
+            if held is None:
+                continue
+            keys = held.keys
+            for network in keys.networks:
+                sources.see(network, None)
+            for agent in keys.user_agents:
+                sources.see(None, agent)
+        return sources
 
     def _end(self, model: ModelCampaigns, campaign: Campaign, ts: float, why: str) -> list[AlertEvent]:
         model.campaigns.pop(campaign.campaign_id, None)
