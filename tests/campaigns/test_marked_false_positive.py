@@ -1,6 +1,7 @@
 """A campaign an analyst marks a false positive (through the API, in the database) stays
 ended: the process running the stage (``querywatch up``'s consumer, the aggregator) ends it
-in its stage at its next write, instead of storing it as active again."""
+in its stage at its next write, instead of storing it as active again; its alert, resolved by
+the mark, stays the analyst's."""
 
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ def test_a_campaign_marked_false_positive_is_not_stored_as_active_again(profile,
         assert stage.campaigns("m") == []
         assert campaign.campaign_id in model.dismissed and store.dismissed_models == set()
         assert [e.event.type for e in saved.events][-1:] == [ALERT_CLOSED]
+        [closed] = [e.alert for e in saved.events if e.event.type == ALERT_CLOSED]
+        # The mark resolved the alert; the stage's closing keeps the analyst's resolution.
+        assert (closed.state, closed.resolved_by, closed.false_positive) == ("resolved", "analyst", True)
+        assert closed.closed_by_engine_at is not None
         with database.connect() as c:
             row = c.execute(select(CampaignRow.state, CampaignRow.false_positive)).one()
             members = c.execute(select(CampaignMemberRow.client_id)).all()

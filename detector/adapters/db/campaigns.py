@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from querywatch.detector.adapters.db.tables import CampaignMemberRow, CampaignRow, utcnow
+from querywatch.detector.adapters.db import audit
+from querywatch.detector.adapters.db.alerts import record_feedback, resolve_alert
+from querywatch.detector.adapters.db.tables import AlertRow, CampaignMemberRow, CampaignRow, utcnow
 from querywatch.detector.errors import QuerywatchError
 
 if TYPE_CHECKING:  # the stage's module loads numba: the API and the dispatcher never need it
@@ -105,10 +107,12 @@ def get_campaign(*, session: Session, campaign_id: str) -> CampaignRow | None:
 def mark_false_positive(
     *, session: Session, campaign_id: str, actor: str, false_positive: bool, note: str | None
 ) -> CampaignRow:
-    """An analyst's verdict on a campaign. A false positive ends it: its members lose the
-    campaign floor at once (the stage is told by the caller, when it runs in process). Taken
-    back (``false_positive`` false), the campaign stays ended, and the stage links its
-    accounts afresh from their next summaries (``InProcessCampaigns``)."""
+    """An analyst's verdict on a campaign, however it was given (the campaign's feedback, or
+    a verdict on its alert): audited here, so each way records the same entry. A false
+    positive ends it: its members lose the campaign floor at once, and the process running the
+    stage ends it there before it next stores campaigns (``InProcessCampaigns``). Taken back
+    (``false_positive`` false), the campaign stays ended, and the stage links its accounts
+    afresh from their next summaries. Its alert takes the verdict too (``_alert_verdict``)."""
     row = session.get(CampaignRow, campaign_id)
     if row is None:
         raise CampaignNotFound(f"no campaign {campaign_id!r}")
@@ -118,8 +122,40 @@ def mark_false_positive(
     row.updated_at = utcnow()
     if false_positive:  # only active campaigns floor their members: the member rows stay as history
         row.state = "ended"
+    _alert_verdict(session, row, actor, false_positive, note)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="campaign.feedback",
+        target=f"campaign:{campaign_id}",
+        detail={"false_positive": false_positive, "note": note},
+    )
     session.flush()
     return row
+
+
+def _alert_verdict(
+    session: Session, row: CampaignRow, actor: str, false_positive: bool, note: str | None
+) -> None:
+    """The campaign's alert says what the campaign says: a false positive resolves it if it is
+    still open (the stage closes it only at its next write, and a stage restarted without
+    the campaign never would); an alert that already says so is left as the analyst wrote it."""
+    query = select(AlertRow).where(
+        AlertRow.kind == "campaign", AlertRow.client_id == row.campaign_id, AlertRow.model_id == row.model_id
+    )
+    for alert in session.scalars(query).all():
+        if false_positive and alert.state != "resolved":
+            resolve_alert(
+                session=session, alert_id=alert.alert_id, actor=actor, note=note, false_positive=True
+            )
+        elif alert.false_positive != false_positive:
+            record_feedback(
+                session=session,
+                alert_id=alert.alert_id,
+                actor=actor,
+                false_positive=false_positive,
+                note=note,
+            )
 
 
 def false_positives(*, session: Session, campaign_ids: Sequence[str]) -> set[str]:

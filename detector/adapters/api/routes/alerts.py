@@ -1,5 +1,6 @@
 """Alerts: the feed, changes since a cursor, one alert and its events, and the analyst's
-acknowledge / resolve / feedback (audited)."""
+acknowledge / resolve / feedback (audited). A verdict on a campaign's alert is the verdict on
+its campaign (``_campaign_verdict``)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ from querywatch.detector.adapters.db.alerts import (
     record_feedback,
     resolve_alert,
 )
+from querywatch.detector.adapters.db.campaigns import mark_false_positive
+from querywatch.detector.adapters.db.session import Session
+from querywatch.detector.adapters.db.tables import AlertRow
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 AlertId = Annotated[str, Path(min_length=1, max_length=64, description="The alert's id (`al_…`).")]
@@ -99,7 +103,8 @@ def events_of_alert(session: SessionDep, _key: ReaderKey, alert_id: AlertId) -> 
 
 @router.post("/{alert_id}/feedback", response_model=AlertPublic, responses={**ADMIN, **problems(404)})
 def feedback(session: SessionDep, key: AdminKey, alert_id: AlertId, body: FeedbackRequest) -> AlertPublic:
-    """Mark an alert (in any state) a false positive, or not: it feeds the model's calibration report."""
+    """Mark an alert (in any state) a false positive, or not: it feeds the model's calibration report.
+    On a campaign's alert it is also the campaign's verdict (`POST /v1/campaigns/{id}/feedback`)."""
     actor = actor_name(key)
     alert = record_feedback(
         session=session, alert_id=alert_id, actor=actor, false_positive=body.false_positive, note=body.note
@@ -111,6 +116,7 @@ def feedback(session: SessionDep, key: AdminKey, alert_id: AlertId, body: Feedba
         target=f"alert:{alert_id}",
         detail={"false_positive": body.false_positive, "note": body.note},
     )
+    _campaign_verdict(session, alert, actor, body.false_positive, body.note)
     session.commit()
     return AlertPublic.model_validate(alert)
 
@@ -127,7 +133,8 @@ def acknowledge(session: SessionDep, key: AdminKey, alert_id: AlertId) -> AlertP
 
 @router.post("/{alert_id}/resolve", response_model=AlertPublic, responses={**ADMIN, **problems(404, 409)})
 def resolve(session: SessionDep, key: AdminKey, alert_id: AlertId, body: ResolveRequest) -> AlertPublic:
-    """Close an alert with a note; `false_positive: true` records that the alert was wrong."""
+    """Close an alert with a note; `false_positive: true` records that the alert was wrong (on a
+    campaign's alert, also the campaign's false-positive feedback: the campaign ends)."""
     actor = actor_name(key)
     alert = resolve_alert(
         session=session, alert_id=alert_id, actor=actor, note=body.note, false_positive=body.false_positive
@@ -139,5 +146,23 @@ def resolve(session: SessionDep, key: AdminKey, alert_id: AlertId, body: Resolve
         target=f"alert:{alert_id}",
         detail={"note": body.note, "false_positive": body.false_positive},
     )
+    if body.false_positive:  # resolved as a true alert, a campaign stays as it is
+        _campaign_verdict(session, alert, actor, True, body.note)
     session.commit()
     return AlertPublic.model_validate(alert)
+
+
+def _campaign_verdict(
+    session: Session, alert: AlertRow, actor: str, false_positive: bool, note: str | None
+) -> None:
+    """A verdict on a campaign's alert is the verdict on the campaign: the campaign's own
+    feedback (``mark_false_positive``, audited there), so a false positive ends it as
+    ``POST /v1/campaigns/{id}/feedback`` does. A client's alert changes nothing else."""
+    if alert.kind == "campaign":
+        mark_false_positive(
+            session=session,
+            campaign_id=alert.client_id,
+            actor=actor,
+            false_positive=false_positive,
+            note=note,
+        )

@@ -10,7 +10,6 @@ from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.campaign_schemas import CampaignPage, CampaignPublic, CampaignVerdict
 from querywatch.detector.adapters.api.deps import AdminKey, ReaderKey, SessionDep, actor_name
 from querywatch.detector.adapters.api.routes.responses import ADMIN, READ, problems
-from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.campaigns import (
     CampaignNotFound,
     get_campaign,
@@ -59,21 +58,14 @@ def one_campaign(session: SessionDep, _key: ReaderKey, campaign_id: CampaignId) 
 def verdict(
     session: SessionDep, key: AdminKey, campaign_id: CampaignId, body: CampaignVerdict
 ) -> CampaignPublic:
-    """Mark a campaign a false positive (it ends: its members lose the campaign floor), or not."""
-    actor = actor_name(key)
+    """Mark a campaign a false positive (it ends: its members lose the campaign floor, its open
+    alert is resolved as a false positive), or not (audited)."""
     row = mark_false_positive(
         session=session,
         campaign_id=campaign_id,
-        actor=actor,
+        actor=actor_name(key),
         false_positive=body.false_positive,
         note=body.note,
-    )
-    audit.record(
-        session=session,
-        actor=actor,
-        action="campaign.feedback",
-        target=f"campaign:{campaign_id}",
-        detail={"false_positive": body.false_positive, "note": body.note},
     )
     session.commit()
     return CampaignPublic.model_validate(row)
