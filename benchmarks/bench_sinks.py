@@ -63,7 +63,7 @@ def batch_of(n: int, round_: int) -> list[Outcome]:
         event = None
         if i % 10 == 0:
             alert = Alert(
-                alert_id_for(client, "digits-v1", 1),
+                alert_id_for(client, "digits-v1", 1, update.ts),
                 client,
                 "digits-v1",
                 update.ts,

@@ -1,7 +1,7 @@
 """Engine outcomes for tests: a client's first alert and the outcome that opens it.
 
 Several suites store an opening alert through the real sinks; building it one way here keeps
-their alert ids and fields the engine's (``alert_id_for`` of sequence 1, the update's own
+their alert ids and fields the engine's (``alert_id_for`` of sequence 1 at the update's time, its own
 numbers) instead of a copy per suite that could drift.
 """
 
@@ -22,7 +22,7 @@ def first_alert(update: RiskUpdate, *, severity: str | None = None) -> Alert:
     """The client's first alert on the model, opened by ``update`` (severity from its risk
     unless given)."""
     return Alert(
-        alert_id=alert_id_for(update.client_id, update.model_id, 1),
+        alert_id=alert_id_for(update.client_id, update.model_id, 1, update.ts),
         client_id=update.client_id,
         model_id=update.model_id,
         ts=update.ts,

@@ -179,7 +179,7 @@ class AlertLifecycle:
         if current is None:
             if seen.evidence_risk >= self.open_at and seen.queries >= self.min_queries:
                 alert = Alert(
-                    alert_id_for(seen.client_id, seen.model_id, ordinal),
+                    alert_id_for(seen.client_id, seen.model_id, ordinal, seen.ts),
                     seen.client_id,
                     seen.model_id,
                     seen.ts,

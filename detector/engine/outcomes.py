@@ -169,13 +169,20 @@ class Outcome:
         return event.alert.alert_id if event is not None and event.type == ALERT_CLOSED else None
 
 
-def alert_id_for(client_id: str, model_id: str, ordinal: int) -> str:
-    """Stable id of a client's ``ordinal``-th alert on a model.
+def alert_id_for(client_id: str, model_id: str, ordinal: int, opened_ts: float) -> str:
+    """Stable id of a client's ``ordinal``-th alert on a model, opened at event time
+    ``opened_ts``: a replay or a restart opens it again under the same id (stored once).
+    The time is part of it because the count is not durable: a client evicted while idle
+    starts counting again, and its next alert would otherwise take its first one's id.
 
-    >>> alert_id_for("acct-1", "digits-v1", 1) == alert_id_for("acct-1", "digits-v1", 1)
+    >>> alert_id_for("acct-1", "digits-v1", 1, 5.0) == alert_id_for("acct-1", "digits-v1", 1, 5.0)
     True
+    >>> alert_id_for("acct-1", "digits-v1", 1, 5.0) == alert_id_for("acct-1", "digits-v1", 1, 9.0)
+    False
     """
-    digest = hashlib.sha256(f"{model_id}\x00{client_id}\x00{ordinal}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{model_id}\x00{client_id}\x00{ordinal}\x00{float(opened_ts)!r}".encode()
+    ).hexdigest()
     return f"al_{digest[:24]}"
 
 

@@ -290,3 +290,16 @@ def test_answers_naming_classes_the_profile_does_not_know_are_said() -> None:
     plain = _profiled_engine()
     plain.process_batch(_events("c", _benign(rng, 40)))
     assert plain.unknown_classes() == {}
+
+
+def test_a_thief_returning_after_its_state_was_evicted_opens_an_alert_of_a_new_id() -> None:
+    """Its state, and with it the count of its alerts, was forgotten: an id from that count
+    alone was its first alert's again, and the store dropped the new opening as a redelivery."""
+    rng = np.random.default_rng(13)
+    engine = _profiled_engine(SETTINGS.model_copy(update={"idle_evict_seconds": 1000.0}))
+    first = engine.process_batch(_events("thief", rng.uniform(-1, 2, size=(100, DIM)))).outcomes
+    assert engine.evict_idle(now_ts=5000.0) == ["thief"]
+    again = engine.process_batch(_events("thief", rng.uniform(-1, 2, size=(100, DIM)), t0=6000.0)).outcomes
+    [opened] = [o.alert for o in first if o.alert is not None]
+    [reopened] = [o.alert for o in again if o.alert is not None]
+    assert reopened.alert_id != opened.alert_id

@@ -97,6 +97,11 @@ def full_story() -> list[Outcome]:
     return sorted(outcomes, key=lambda o: o.update.ts)
 
 
+def alert_id_of(outcomes: list[Outcome]) -> str:
+    """The id of the alert ``outcomes`` open (the engine's: ``alert_id_for`` at its time)."""
+    return next(o.event.alert.alert_id for o in outcomes if o.event is not None)
+
+
 def late_alert(client_id: str) -> Outcome:
     """A benign client that suddenly looks like a thief (to show an alert arriving live)."""
     features = _attacker_features(0.9)

@@ -13,14 +13,22 @@ from playwright.sync_api import expect
 
 from querywatch.detector.adapters.db.profiles import save_profile
 from querywatch.detector.adapters.db.session import transaction
-from querywatch.detector.engine.outcomes import alert_id_for
 from querywatch.models.profile import fit_profile
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in, store
-from tests.ui.scenario import ATTACKER, BENIGN, MODEL, attacker_extraction, crowd, late_alert
+from tests.ui.scenario import (
+    ATTACKER,
+    BENIGN,
+    MODEL,
+    alert_id_of,
+    attacker_extraction,
+    attacker_story,
+    crowd,
+    late_alert,
+)
 
 pytestmark = pytest.mark.browser
-ATTACKER_ALERT = alert_id_for(ATTACKER, MODEL, 1)
+ATTACKER_ALERT = alert_id_of(attacker_story())
 
 
 def painted_pixels(page: Any, selector: str) -> int:
@@ -169,8 +177,9 @@ def test_new_alert_appears_without_reload_and_is_resolved_as_false_positive(
     page.wait_for_selector(f"#alert-feed li[data-alert-id='{ATTACKER_ALERT}']")
     page.evaluate("window.stillTheSamePage = true")
 
-    late_id = alert_id_for(BENIGN[0], MODEL, 1)
-    store(dashboard.settings, [late_alert(BENIGN[0])])
+    late = late_alert(BENIGN[0])
+    late_id = alert_id_of([late])
+    store(dashboard.settings, [late])
     card = f"#alert-feed li.new[data-alert-id='{late_id}']"
     page.wait_for_selector(card, timeout=20_000)
     assert page.evaluate("window.stillTheSamePage") is True

@@ -15,10 +15,18 @@ from querywatch.detector.adapters.db import audit
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.db.tables import WebhookDeliveryRow
 from querywatch.detector.adapters.delivery.endpoints import create_endpoint
-from querywatch.detector.engine.outcomes import alert_id_for, severity_for
+from querywatch.detector.engine.outcomes import severity_for
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in, store
-from tests.ui.scenario import ATTACKER, BENIGN, MODEL, benign_extraction, late_alert
+from tests.ui.scenario import (
+    ATTACKER,
+    BENIGN,
+    MODEL,
+    alert_id_of,
+    attacker_story,
+    benign_extraction,
+    late_alert,
+)
 
 pytestmark = pytest.mark.browser
 RECEIVER = "http://127.0.0.1:9/querywatch"
@@ -58,7 +66,7 @@ def new_alert(server: ApiServer, client_id: str, risk: float = 0.86) -> str:
     outcome.update.risk = risk
     alert = replace(outcome.event.alert, risk=risk, severity=severity_for(risk))
     store(server.settings, [replace(outcome, event=replace(outcome.event, alert=alert))])
-    return alert_id_for(client_id, MODEL, 1)
+    return alert.alert_id
 
 
 def save_policy(page: Any, **fields: str) -> None:
@@ -188,7 +196,7 @@ def test_a_silence_created_on_the_dashboard_keeps_only_its_client_quiet_until_re
 def test_a_false_positive_feeds_the_calibration_an_admin_applies(
     server: ApiServer, page: Any, console: Console
 ) -> None:
-    thief_alert = alert_id_for(ATTACKER, MODEL, 1)
+    thief_alert = alert_id_of(attacker_story())
     sign_in(page, server.base_url, server.admin_key)
     page.click("#nav a[data-view=alerts]")
     card = f"#alert-feed li[data-alert-id='{thief_alert}']"

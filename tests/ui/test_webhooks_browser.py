@@ -10,10 +10,9 @@ from querywatch.detector.adapters.db.alerts import alert_events, get_alert
 from querywatch.detector.adapters.db.outbox import enqueue_deliveries
 from querywatch.detector.adapters.db.session import transaction
 from querywatch.detector.adapters.delivery.endpoints import create_endpoint
-from querywatch.detector.engine.outcomes import alert_id_for
 from tests.api.server import ApiServer
 from tests.ui.conftest import Console, screenshot, sign_in
-from tests.ui.scenario import ATTACKER, MODEL
+from tests.ui.scenario import alert_id_of, attacker_story
 
 pytestmark = pytest.mark.browser
 RECEIVER = "http://127.0.0.1:9/querywatch"
@@ -23,7 +22,7 @@ RECEIVER = "http://127.0.0.1:9/querywatch"
 def with_delivery(dashboard: ApiServer) -> ApiServer:
     with transaction(dashboard.sessions) as session:
         create_endpoint(session=session, url=RECEIVER, allow_hosts=["127.0.0.1"])
-        alert = get_alert(session=session, alert_id=alert_id_for(ATTACKER, MODEL, 1))
+        alert = get_alert(session=session, alert_id=alert_id_of(attacker_story()))
         assert alert is not None
         [opened] = alert_events(session=session, alert_id=alert.alert_id)
         assert len(enqueue_deliveries(session=session, alert=alert, event=opened)) == 1
@@ -38,7 +37,7 @@ def test_admin_sees_endpoints_and_their_deliveries(
     card = page.wait_for_selector("#webhook-list li.webhook")
     assert RECEIVER in card.inner_text()
     row = page.wait_for_selector("#webhook-list tr.delivery")
-    assert alert_id_for(ATTACKER, MODEL, 1) in row.inner_text() and "pending" in row.inner_text()
+    assert alert_id_of(attacker_story()) in row.inner_text() and "pending" in row.inner_text()
     screenshot(page, "webhooks")
     assert console.unexpected() == []
 

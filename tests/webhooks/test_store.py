@@ -64,7 +64,7 @@ def test_alert_saved_by_storage_commits_with_its_delivery(
 
     [request] = receiver.received
     body = Webhook(endpoint.secret).verify(request.body, request.headers)
-    assert body["data"]["alert_id"] == alert_id_for("acct-9", "digits-v1", 1)
+    assert body["data"]["alert_id"] == alert_id_for("acct-9", "digits-v1", 1, clock.now)
 
 
 def test_alert_and_delivery_roll_back_together(db: Db, receiver: Receiver, clock: FakeClock) -> None:
