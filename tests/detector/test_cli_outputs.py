@@ -117,6 +117,9 @@ def _limited(max_bytes: int, folder: Path, *argv: str) -> subprocess.CompletedPr
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUERYWATCH_")}
+    # Compiled code is cached afresh, under the limit too: a cache that cannot be written
+    # (a full disk, a file-size limit) must not fail the command (``features.jit``).
+    env["NUMBA_CACHE_DIR"] = str(folder / "numba-cache")
     return subprocess.run(
         [sys.executable, *argv],
         capture_output=True,
