@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -87,7 +87,9 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
 
 class LogLimiter:
     """At most one log line per key and period: a flood of hostile events must not flood the
-    log (or its disk) too. ``allow`` says whether to log now, and how many were held back.
+    log (or its disk) too, and a state that lasts (an outage, a paused partition, a model
+    warming up) is said again without a line per poll. ``allow`` says whether to log now,
+    and how many were held back; a limiter of one thing leaves ``key`` out.
 
     >>> now = [0.0]
     >>> limit = LogLimiter(every_seconds=60, clock=lambda: now[0])
@@ -96,16 +98,20 @@ class LogLimiter:
     >>> now[0] = 61.0
     >>> limit.allow("not_json"), limit.allow("bad_scores")
     (2, 0)
+    >>> limit.restart(); now[0] = 100.0; limit.allow(), limit.allow("bad_scores")
+    (None, None)
+    >>> limit.keep_only(["not_json"]); limit.allow(), limit.allow("bad_scores")
+    (0, 0)
     """
 
     def __init__(self, every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every_seconds = every_seconds
         self._clock = clock
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        self._last: dict[Hashable, float] = {}
+        self._held: dict[Hashable, int] = {}
         self._lock = threading.Lock()
 
-    def allow(self, key: str) -> int | None:
+    def allow(self, key: Hashable = None) -> int | None:
         """None to stay quiet, else the number of lines held back since the last one."""
         now = self._clock()
         with self._lock:
@@ -115,6 +121,20 @@ class LogLimiter:
                 return None
             self._last[key] = now
             return self._held.pop(key, 0)
+
+    def restart(self, key: Hashable = None) -> None:
+        """Start ``key``'s period now: its next line is a period away (a line of its own was
+        said, or the state it reminds of has just begun)."""
+        with self._lock:
+            self._last[key] = self._clock()
+            self._held.pop(key, None)
+
+    def keep_only(self, keys: Iterable[Hashable]) -> None:
+        """Forget the other keys: one allowed again later is allowed at once."""
+        kept = set(keys)
+        with self._lock:
+            self._last = {k: t for k, t in self._last.items() if k in kept}
+            self._held = {k: n for k, n in self._held.items() if k in kept}
 
 
 class ClientChatter(logging.Filter):

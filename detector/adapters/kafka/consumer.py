@@ -42,6 +42,7 @@ from querywatch.detector.adapters.kafka.partitions import TopicPartitionKey
 from querywatch.detector.adapters.kafka.rewind import RewindWatch, paused_for_rewind
 from querywatch.detector.config import KafkaSettings, OutageSettings
 from querywatch.detector.errors import QuerywatchError
+from querywatch.detector.logging import LogLimiter
 from querywatch.detector.metrics import CONSUMER_LAG
 
 log = logging.getLogger(__name__)
@@ -223,18 +224,18 @@ class Unassigned:
     an operator read a silent consumer as a working one."""
 
     def __init__(self, remind_every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.remind_every = remind_every
         self._clock = clock
         self._since = clock()
-        self._next = self._since + remind_every
+        self._reminder = LogLimiter(remind_every, clock)
+        self._reminder.restart()
 
     def check(self, consumer: KafkaConsumer) -> None:
         now = self._clock()
         if consumer.assignment():
-            self._since, self._next = now, now + self.remind_every
+            self._since = now
+            self._reminder.restart()
             return
-        if now >= self._next:
-            self._next = now + self.remind_every
+        if self._reminder.allow() is not None:
             topics = ", ".join(sorted(consumer.subscription() or ())) or "its topic"
             log.info(
                 "this consumer has owned no partition of %s for %.0f s: the group has as many members "

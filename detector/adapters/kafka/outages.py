@@ -22,6 +22,7 @@ from collections.abc import Callable
 from kafka.errors import KafkaError
 
 from querywatch.detector.adapters.db.session import DATABASE_ERRORS
+from querywatch.detector.logging import LogLimiter
 from querywatch.detector.metrics import OUTAGE
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ class Outage:
     ) -> None:
         self.first_delay = first_delay
         self.max_delay = max_delay
-        self.remind_every = remind_every
         self.jitter = jitter
         self._clock = clock
         #: What waits while the dependency is away, and what goes on once it is back (the log's words).
@@ -70,7 +70,7 @@ class Outage:
         self.failures = 0
         self.dependency = ""
         self._next_try = 0.0
-        self._reminded = 0.0
+        self._reminder = LogLimiter(remind_every, clock)
 
     @property
     def active(self) -> bool:
@@ -87,7 +87,8 @@ class Outage:
         delay = min(self.max_delay, self.first_delay * 2 ** (self.failures - 1))
         self._next_try = now + delay * (1 + random.uniform(-self.jitter, self.jitter))
         if self.started is None:
-            self.started = self._reminded = now
+            self.started = now
+            self._reminder.restart()
             self.dependency = dependency_of(exc)
             OUTAGE.labels(dependency=self.dependency).set(1)
             log.error(
@@ -97,8 +98,7 @@ class Outage:
                 _one_line(exc),
             )
             return True
-        if now - self._reminded >= self.remind_every:
-            self._reminded = now
+        if self._reminder.allow() is not None:
             log.error(
                 "%s still unavailable after %.0f s (%d attempts), %s: %s",
                 self.dependency,

@@ -63,6 +63,7 @@ from querywatch.detector.engine.profiles import thin_warmup
 from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.detector.errors import ConfigError, InvalidEvent
+from querywatch.detector.logging import LogLimiter
 from querywatch.detector.metrics import (
     CHECKPOINTS,
     CLIENTS_TRACKED,
@@ -163,7 +164,8 @@ class StreamProcessor(OwnedPartitions):
         #: Partitions where an alert opened since their last checkpoint: checkpointed at once.
         self._urgent: set[TopicPartitionKey] = set()
         #: Models warming up and models answering unknown classes, each said at most once a period.
-        self._warmups, self._unknown = Reminders(clock), Reminders(clock)
+        self._warmups = LogLimiter(WARMUP_REMINDER_SECONDS, clock)
+        self._unknown = LogLimiter(UNKNOWN_CLASSES_REMINDER_SECONDS, clock)
         #: When ``_adopt_stored`` looks next for profiles other consumers stored (clock time).
         self._adopt_after = clock() + checkpoint_every_seconds
 
@@ -458,7 +460,7 @@ class StreamProcessor(OwnedPartitions):
         """Answers naming classes the profile does not know, said when first seen and then
         hourly: they read as no class, and every client's extraction estimate stays at 0."""
         for model_id, warning in self.engine.unknown_classes().items():
-            if self._unknown.due(model_id, UNKNOWN_CLASSES_REMINDER_SECONDS):
+            if self._unknown.allow(model_id) is not None:
                 log.warning("%s", warning, extra={"model_id": model_id})
 
     def _say_warmups(self) -> None:
@@ -468,7 +470,7 @@ class StreamProcessor(OwnedPartitions):
         held = self.engine.reference.held_by_model()
         self._warmups.keep_only(held)  # a model warming up again is said at once
         for model_id, count in held.items():
-            if not self._warmups.due(model_id, WARMUP_REMINDER_SECONDS):
+            if self._warmups.allow(model_id) is None:
                 continue
             reference = self.engine.reference
             if reference.awaits_answers(model_id):
@@ -674,24 +676,3 @@ class StreamProcessor(OwnedPartitions):
             self.guard.state(work.key),
             None if work.last_value is None else record_digest(work.last_value),
         )
-
-
-class Reminders:
-    """Per key, whether a line is due: the first time at once, then at most once a period
-    (clock time), so that a state that lasts is said again without flooding the log."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._next: dict[str, float] = {}
-
-    def due(self, key: str, every: float) -> bool:
-        now = self._clock()
-        if now < self._next.get(key, now):
-            return False
-        self._next[key] = now + every
-        return True
-
-    def keep_only(self, keys: Iterable[str]) -> None:
-        """Forget the other keys: one said again later is said at once."""
-        kept = set(keys)
-        self._next = {k: t for k, t in self._next.items() if k in kept}

@@ -25,6 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from querywatch.detector.adapters.kafka.owner import PartitionOwner
 from querywatch.detector.adapters.kafka.partitions import TopicPartitionKey
+from querywatch.detector.logging import LogLimiter
 from querywatch.detector.metrics import LOG_REWOUND
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,13 @@ class RewindWatch:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.on_rewind = on_rewind
-        self.remind_every = remind_every
-        self._clock = clock
-        self._reminded: dict[TopicPartitionKey, float] = {}
+        self._reminders = LogLimiter(remind_every, clock)
 
     def check(self, consumer: KafkaConsumer, processor: PartitionOwner) -> None:
         for key in list(processor.rewound):
             if key not in processor.partitions:
                 processor.rewound.discard(key)  # moved to another consumer, which will see it too
-            elif self._clock() - self._reminded.get(key, 0.0) >= self.remind_every:
-                self._reminded[key] = self._clock()
+            elif self._reminders.allow(key) is not None:
                 log.error(
                     "%s/%d is still paused: its log went backwards; set "
                     "QUERYWATCH_OUTAGES__ON_LOG_REWIND=restart to read it again from its start",
@@ -100,7 +98,7 @@ class RewindWatch:
             LOG_REWOUND.labels(topic=topic, partition=str(partition)).inc()
             return
         processor.rewound.add(key)
-        self._reminded[key] = self._clock()
+        self._reminders.restart(key)
         consumer.pause(tp)
         log.error(
             "%s/%d went backwards (log now %s..%s, stored offset %d; topic recreated or broker "
