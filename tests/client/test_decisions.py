@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from querywatch.detector.client import DecisionClient, Extractor
 from tests.api.seed import seed_client
 from tests.api.server import ApiServer, running_api
-from tests.ports import free_port
+from tests.ports import refusing_port
 from tests.storage.databases import migrated_database
 
 
@@ -50,8 +51,15 @@ def test_a_keep_alive_connection_the_server_closed_is_opened_again_not_counted_a
         assert decisions.counts["error"] == decisions.counts["fallback"] == 0
 
 
-def test_while_the_api_is_down_it_fails_open_or_closed_and_the_breaker_stops_asking() -> None:
-    nowhere = f"http://127.0.0.1:{free_port()}"
+@pytest.fixture
+def down() -> Iterator[int]:
+    """The port of an API that is down: connections are refused."""
+    with refusing_port() as port:
+        yield port
+
+
+def test_while_the_api_is_down_it_fails_open_or_closed_and_the_breaker_stops_asking(down: int) -> None:
+    nowhere = f"http://127.0.0.1:{down}"
     fail_open = DecisionClient(nowhere, "qw_x", failures=3, open_seconds=60)
     assert [fail_open.get(f"c{i}").action for i in range(10)] == ["allow"] * 10
     assert fail_open.counts["error"] == 3  # then the breaker opened: no more attempts
@@ -71,8 +79,8 @@ def test_a_known_decision_outlives_an_api_outage(tmp_path: Path) -> None:
     assert decisions.get("never-seen").action == "allow"
 
 
-def test_the_breaker_asks_again_after_its_pause() -> None:
-    decisions = DecisionClient(f"http://127.0.0.1:{free_port()}", "qw_x", failures=1, open_seconds=0.2)
+def test_the_breaker_asks_again_after_its_pause(down: int) -> None:
+    decisions = DecisionClient(f"http://127.0.0.1:{down}", "qw_x", failures=1, open_seconds=0.2)
     decisions.get("c")
     decisions.get("c")
     assert decisions.counts["error"] == 1

@@ -27,7 +27,7 @@ from querywatch.detector.engine.events import parse_event
 from tests.api.seed import seed_client
 from tests.api.server import ApiServer
 from tests.client.servers import model_app, serve_asgi, serve_wsgi, wsgi_model
-from tests.ports import free_port
+from tests.ports import refusing_port
 
 Serve = Callable[..., AbstractContextManager[str]]
 ROWS = [[0.74, 0.1], [0.3, 0.2], [0.55, 0.9]]
@@ -97,12 +97,13 @@ def test_the_other_degrade_modes_keep_the_top_label(mode: str, api: ApiServer) -
 
 @pytest.mark.parametrize("serve", [asgi, wsgi], ids=["asgi", "wsgi"])
 def test_no_request_fails_while_querywatch_and_the_broker_are_down(serve: Serve, tmp_path: Path) -> None:
-    emitter = Emitter(KafkaSink(f"127.0.0.1:{free_port()}"), capacity=4)
-    decisions = DecisionClient(f"http://127.0.0.1:{free_port()}", "qw_x")
-    with serve(emitter=emitter, decisions=decisions) as base:
-        answers = [_predict(base, f"sk-{i}") for i in range(5)]
-        other = httpx.get(f"{base}/health") if serve is asgi else None
-    emitter.close(timeout=10)  # the thread gives up connecting and ends
+    with refusing_port() as broker, refusing_port() as api:  # both down
+        emitter = Emitter(KafkaSink(f"127.0.0.1:{broker}"), capacity=4)
+        decisions = DecisionClient(f"http://127.0.0.1:{api}", "qw_x")
+        with serve(emitter=emitter, decisions=decisions) as base:
+            answers = [_predict(base, f"sk-{i}") for i in range(5)]
+            other = httpx.get(f"{base}/health") if serve is asgi else None
+        emitter.close(timeout=10)  # the thread gives up connecting and ends
     assert [a.status_code for a in answers] == [200] * 5
     assert answers[0].json()["predictions"][0]["scores"] == [0.26, 0.74]
     assert emitter.stats()["dropped"]["buffer_full"] == 5 * 3 - 4

@@ -24,7 +24,7 @@ from querywatch.detector.client import Extractor, QuerywatchASGI, client_id_for_
 from tests.api.seed import seed_client
 from tests.api.server import ApiServer
 from tests.client.servers import model_app, serve_asgi
-from tests.ports import free_port
+from tests.ports import free_port, refusing_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="needs Debian's nginx (apt-get install nginx-light)")
@@ -126,9 +126,9 @@ def test_nginx_auth_request_allows_degrades_and_blocks(api: ApiServer, tmp_path:
 
 
 def test_nginx_fails_open_while_querywatch_is_down(tmp_path: Path) -> None:
-    with serve_asgi(model_app()) as model_url:
+    with serve_asgi(model_app()) as model_url, refusing_port() as down:
         site = SITE.format(
-            model=model_url.removeprefix("http://"), querywatch=f"127.0.0.1:{free_port()}", reader_key="qw_x"
+            model=model_url.removeprefix("http://"), querywatch=f"127.0.0.1:{down}", reader_key="qw_x"
         )
         with running_nginx(tmp_path, site) as gateway:
             answer = _predict(gateway, "sk-anyone")
