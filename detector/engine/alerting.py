@@ -206,7 +206,8 @@ class AlertLifecycle:
                 and current.below_queries >= s.close_after_queries
             ):
                 closed = self._snapshot(current, seen, peak, sources, current.alert.severity, seen.ts)
-                return None, AlertEvent(ALERT_CLOSED, current.sequence + 1, seen.ts, closed)
+                why = "risk stayed below the clear level"
+                return None, AlertEvent(ALERT_CLOSED, current.sequence + 1, seen.ts, closed, why)
         else:
             current.below_since, current.below_queries = None, 0
         severity = severity_for(seen.risk, current.alert.severity)

@@ -91,12 +91,14 @@ class Alert:
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
     """One step in an alert's life: ``type`` is one of ``EVENT_TYPES``, ``sequence`` counts
-    the alert's events from 1, ``ts`` is the event time of the query that caused it."""
+    the alert's events from 1, ``ts`` is the event time of the query that caused it, and
+    ``why`` says why the engine closed it (the stored resolution's note)."""
 
     type: str
     sequence: int
     ts: float
     alert: Alert
+    why: str = ""
 
     def to_v1(self, *, detection_time: str | None = None, decision: str | None = None) -> dict[str, Any]:
         """The event in alert schema v1, the shape of every channel (the README's *Alert schema

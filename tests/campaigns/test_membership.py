@@ -59,7 +59,9 @@ def test_link_join_merge_split_and_dismiss(profile) -> None:  # type: ignore[no-
     events = _link(stage, model, "c", "x", 13.0)  # joins the two: the younger merges into the older
     [merged] = stage.campaigns("m")
     assert merged.campaign_id == first.campaign_id and merged.members == ["a", "b", "c", "x", "y"]
-    assert any(e.type == ALERT_CLOSED and "merged into" in e.alert.reasons[0] for e in events)
+    assert any(
+        e.type == ALERT_CLOSED and "merged into" in e.alert.reasons[0] and "merged" in e.why for e in events
+    )
     # c held the bridge: without it, {a, b} keeps the id and {x, y} is a campaign of its own
     stage.remove_member("m", "c", 14.0)
     parts = {tuple(c.members): c.campaign_id for c in stage.campaigns("m")}

@@ -101,8 +101,9 @@ def test_engine_closing_an_alert_resolves_it(sessions: sessionmaker[Session]) ->
     opened = update("a", 50, 0.85)
     closed = update("a", 90, 0.4)
     alert = first_alert(opened, severity="medium")
+    why = "campaign ended: merged into campaign cp_1"  # the engine's reason, not always the risk
     closing = AlertEvent(
-        ALERT_CLOSED, 2, closed.ts, replace(alert, risk=0.4, queries=90, closed_ts=closed.ts)
+        ALERT_CLOSED, 2, closed.ts, replace(alert, risk=0.4, queries=90, closed_ts=closed.ts), why
     )
     with transaction(sessions) as session:
         store_outcomes(session=session, outcomes=[opening(opened, alert), Outcome(closed, closing)])
@@ -111,6 +112,7 @@ def test_engine_closing_an_alert_resolves_it(sessions: sessionmaker[Session]) ->
         assert row is not None and row.closed_by_engine_at is not None
         assert row.closed_by_engine_at.timestamp() == closed.ts
         assert (row.state, row.resolved_by, row.sequence, row.risk) == ("resolved", "engine", 2, 0.4)
+        assert row.resolution_note == f"{why}: closed by the engine"
 
 
 def test_updates_are_stored_once_in_sequence(sessions: sessionmaker[Session]) -> None:

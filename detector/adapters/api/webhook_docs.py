@@ -116,7 +116,10 @@ def document_webhooks(app: FastAPI) -> None:
     for event, what in (
         ("alert.opened", "An alert opened: risk reached the alert level."),
         ("alert.updated", "An open alert's severity changed or its risk moved (at most once a minute)."),
-        ("alert.closed", "An alert closed: risk stayed below the clear level for the dwell time."),
+        (
+            "alert.closed",
+            "An alert closed: risk stayed below the clear level for the dwell time, or its campaign ended.",
+        ),
     ):
 
         def receive(body: StandardWebhookBody) -> None:

@@ -163,7 +163,9 @@ def _apply(row: AlertRow, event: AlertEvent, now: datetime) -> None:
             row.state = "resolved"
             row.resolved_by = ENGINE
             row.resolved_at = now
-            row.resolution_note = "risk stayed below the clear level: closed by the engine"
+            row.resolution_note = (
+                f"{event.why}: closed by the engine" if event.why else "closed by the engine"
+            )
 
 
 def _decider(

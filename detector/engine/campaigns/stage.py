@@ -366,7 +366,7 @@ class CampaignStage:
             reasons=(f"campaign ended: {why}", *current.alert.reasons),
             extraction=campaign.extraction,  # a stored open alert leaves it out
         )
-        return [AlertEvent(ALERT_CLOSED, current.sequence + 1, ts, closed)]
+        return [AlertEvent(ALERT_CLOSED, current.sequence + 1, ts, closed, f"campaign ended: {why}")]
 
 
 def _age(campaign: Campaign) -> tuple[float, str]:
