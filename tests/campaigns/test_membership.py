@@ -130,3 +130,17 @@ def test_a_campaign_alert_carries_its_members_networks_and_user_agents(profile) 
     assert grown.type == ALERT_UPDATED
     assert grown.alert.source_ips == ("198.51.100.0/24", "192.0.2.0/24", "2001:db8::/48")
     assert grown.alert.user_agents == ("curl/8", "Go-http-client/1.1")
+
+
+def test_a_campaign_formed_again_under_its_id_opens_an_alert_of_a_new_id(profile) -> None:  # type: ignore[no-untyped-def]
+    """The same first pair links again after the campaign ended: the same campaign id, and an
+    alert counted from 1 again; with an id from the count alone, the store took its opening
+    for the ended alert's, already stored, and dropped it."""
+    stage, model = _stage(profile)
+    [first] = [e for e in _link(stage, model, "a", "b", 10.0) if e.type == ALERT_OPENED]
+    [campaign] = stage.campaigns("m")
+    ended = stage.remove_member("m", "b", 11.0)
+    assert stage.campaigns("m") == [] and [e.type for e in ended] == [ALERT_CLOSED]
+    [again] = [e for e in _link(stage, model, "a", "b", 20.0) if e.type == ALERT_OPENED]
+    assert stage.campaigns("m")[0].campaign_id == campaign.campaign_id
+    assert again.alert.alert_id != first.alert.alert_id
