@@ -121,6 +121,22 @@ def script_json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":")).translate(_SCRIPT_SAFE)
 
 
+def _refused_by(report: ReplayReport, shown: int = 5) -> str:
+    """Who sent the invalid lines, as far as they name a client: such a client has no row in
+    the table when none of its lines was valid.
+
+    >>> from collections import Counter
+    >>> r = ReplayReport(refused_clients={"<b>": Counter(non_finite=3), "a": Counter(not_json=1)})
+    >>> _refused_by(r)
+    ', from 2 named clients (most: &lt;b&gt; 3, a 1)'
+    """
+    if not report.refused_clients:
+        return ""
+    n = len(report.refused_clients)
+    most = ", ".join(f"{html.escape(c)} {r.total()}" for c, r in report.ranked_refused()[:shown])
+    return f", from {n} named client{'s' * (n != 1)} (most: {most})"
+
+
 def render_report(report: ReplayReport, *, top: int, alert_risk: float, title: str) -> str:
     """The whole page as one HTML string (no external reference of any kind)."""
     data = script_json(report_data(report, top=top, alert_risk=alert_risk))
@@ -134,7 +150,7 @@ def render_report(report: ReplayReport, *, top: int, alert_risk: float, title: s
 <body>
 <h1>{html.escape(title)}</h1>
 <p>{report.events} events from {len(report.clients)} clients; <strong>{alerted} clients alerted</strong>;
-{report.duplicates} duplicates dropped; {rejected} invalid lines.
+{report.duplicates} duplicates dropped; {rejected} invalid lines{_refused_by(report)}.
 <span class="muted">Risk over event time of the {min(top, len(report.clients))} riskiest clients; the dashed
 line is the alert threshold, the dotted one the first alert.</span></p>
 <section id="charts"></section>
