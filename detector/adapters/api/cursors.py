@@ -80,6 +80,17 @@ def utc_instant(when: datetime) -> datetime | None:
         return None
 
 
+def since_instant(since: datetime | None) -> datetime | None:
+    """A ``since`` query parameter as a UTC instant (one without an offset is UTC); a 422
+    where that leaves the calendar."""
+    if since is None:
+        return None
+    instant = utc_instant(since if since.tzinfo else since.replace(tzinfo=UTC))
+    if instant is None:
+        raise HTTPException(422, "since: a time whose UTC instant is outside years 1-9999")
+    return instant
+
+
 def client_cursor(cursor: str | None) -> ClientCursor | None:
     if cursor is None:
         return None

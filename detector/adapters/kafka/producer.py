@@ -8,7 +8,6 @@ the consumer dead-letters it, exactly as it would a bad message from a real serv
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from kafka.errors import MessageSizeTooLargeError
 
 from querywatch.detector.adapters.kafka.client_config import producer_kwargs
 from querywatch.detector.config import KafkaSettings
+from querywatch.detector.engine.events import claimed_identity
 from querywatch.detector.pipeline.lines import open_lines
 
 #: Messages sent before waiting for the broker's acknowledgements (bounds memory).
@@ -25,19 +25,17 @@ _CHUNK = 10_000
 
 
 def client_key(line: bytes) -> bytes | None:
-    """The message key of an event line: its ``client_id`` in UTF-8, or None if it has none.
+    """The message key of an event line: the client it names in UTF-8, read as the consumer
+    reads it (``claimed_identity``: a numeric id is its digits, which went unkeyed and so to
+    any partition), or None if it names none.
 
-    >>> client_key(b'{"client_id": "acct-7", "input": [1]}')
-    b'acct-7'
+    >>> client_key(b'{"client_id": "acct-7", "input": [1]}'), client_key(b'{"client_id": 7}')
+    (b'acct-7', b'7')
     >>> client_key(b'not json') is None
     True
     """
-    try:
-        obj: Any = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    client_id = obj.get("client_id") if isinstance(obj, dict) else None
-    return client_id.encode(errors="replace") if isinstance(client_id, str) and client_id else None
+    client_id, _model_id = claimed_identity(line)
+    return None if client_id is None else client_id.encode()
 
 
 def trace_lines(path: str | Path, *, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:

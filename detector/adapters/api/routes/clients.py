@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
 
 from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.decisions import client_decision_for
@@ -91,10 +91,7 @@ def client_history(
     """The client's downsampled risk over time (event time), oldest first."""
     if get_client(session=session, client_id=client_id) is None:
         raise ClientNotFound(f"no client {client_id!r} has been seen")
-    if since is not None:
-        since = cursors.utc_instant(since if since.tzinfo else since.replace(tzinfo=UTC))  # no zone: UTC
-        if since is None:
-            raise HTTPException(422, "since: a time whose UTC instant is outside years 1-9999")
+    since = cursors.since_instant(since)
     points = risk_history(session=session, client_id=client_id, limit=limit, since=since, model_id=model)
     return [RiskPointPublic.model_validate(p) for p in points]
 

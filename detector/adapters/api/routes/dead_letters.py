@@ -7,10 +7,10 @@ serves such a client unseen. Here an analyst sees who sends them, and can block 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.dead_letter_schemas import (
@@ -65,9 +65,6 @@ def clients_by_refused_events(
 ) -> list[RefusedClientPublic]:
     """Clients by how many of their events were refused, most first: who sends what
     querywatch cannot score. Letters stored before this was kept (migration 0010) name no client."""
-    if since is not None:
-        since = cursors.utc_instant(since if since.tzinfo else since.replace(tzinfo=UTC))  # no zone: UTC
-        if since is None:
-            raise HTTPException(422, "since: a time whose UTC instant is outside years 1-9999")
+    since = cursors.since_instant(since)
     rows = clients_by_refused(session=session, limit=limit, client_id=client_id, model_id=model, since=since)
     return [RefusedClientPublic.model_validate(r) for r in rows]
