@@ -170,7 +170,7 @@ def refresh_profile(
     ``margins`` of their answers, NaN without scores, and their answers' profile ``classes``,
     -1 without an answer) against ``profile`` and, if it drifted since ``baseline`` (the first
     window of this revision; None: this is it), refit within the bounds above (``at``: event
-    time).
+    time). Missing values are read as live rows' are (``ReferenceProfile.filled``).
 
     >>> rng = np.random.default_rng(0)
     >>> from querywatch.models.profile import fit_profile
@@ -185,7 +185,7 @@ def refresh_profile(
     >>> moved.revision, moved.version, bool(moved.ood_threshold <= p.ood_threshold + p.typical_score)
     (1, 'v', True)
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = profile.filled(np.asarray(X, dtype=np.float64))
     r = profile.typical_score
     if math.isnan(r) or len(X) < max(2 * profile.cells, 10):
         return Refresh(None, None)

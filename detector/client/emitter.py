@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .events import missing_as_null
 from .sinks import Encoded, Sink
 
 log = logging.getLogger("querywatch.client")
@@ -29,6 +30,20 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _encoded(event: Mapping[str, Any]) -> str:
+    """``event`` as JSON; an input's missing values (NaN) as null (``missing_as_null``), which
+    only an event that holds one pays for."""
+    try:
+        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_plain)
+    except ValueError:
+        features = event.get("input")
+        if features is None:
+            raise
+        values = features.tolist() if hasattr(features, "tolist") else features
+        event = {**event, "input": missing_as_null(values)}
+        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=_plain)
 
 
 class Emitter:
@@ -126,7 +141,7 @@ class Emitter:
         while self._buffer and len(batch) < self.batch_size:
             event = self._buffer.popleft()
             try:
-                value = json.dumps(event, separators=(",", ":"), allow_nan=False, default=_plain)
+                value = _encoded(event)
                 batch.append((str(event["client_id"]).encode(), value.encode()))
             except (TypeError, ValueError, KeyError) as exc:
                 log.warning("querywatch dropped an event that is not valid JSON: %s", exc)

@@ -52,6 +52,17 @@ def client_ip(
     return hops[max(0, len(hops) - trusted_hops)]
 
 
+def missing_as_null(values: Sequence[Any]) -> list[Any]:
+    """``values`` with each NaN (a missing value, as a model that reads NaN as missing is
+    served it) as None, which JSON writes as null: what the event schema takes for a missing
+    input value, where a JSON writer refuses NaN or writes what strict readers refuse.
+
+    >>> missing_as_null([0.5, float("nan"), 2])
+    [0.5, None, 2]
+    """
+    return [None if isinstance(value, float) and value != value else value for value in values]
+
+
 def build_events(
     *,
     request_id: str,

@@ -353,9 +353,9 @@ def claimed_identity(raw: bytes | str | None, key: bytes | None = None) -> tuple
     that an event could carry: its own fields, else, for the client, its Kafka key (the
     serving tier keys each event by its client id). Refused events are then counted
     against the client that sent them: a thief whose every input the model answers and
-    querywatch refuses (padded, NaN read as missing) is seen, not lost among dead letters.
+    querywatch refuses (padded to another length, say) is seen, not lost among dead letters.
 
-    >>> claimed_identity(b'{"client_id": "acct-7", "model_id": "m", "input": [NaN]}')
+    >>> claimed_identity(b'{"client_id": "acct-7", "model_id": "m", "input": [Infinity]}')
     ('acct-7', 'm')
     >>> claimed_identity(b'{"client_id": 7, "input": [1', key=b"acct-7")
     ('acct-7', None)
@@ -384,12 +384,16 @@ def _claimed(value: Any) -> str | None:
     return value
 
 
-def _reject_constant(name: str) -> float:
-    raise InvalidEvent("non_finite", f"{name} is not a finite number")
+def _read_constant(name: str) -> float:
+    """NaN (a missing input value, as Python's and many other JSON writers log it), not
+    Infinity: where else a NaN stands, the field's own check refuses it."""
+    if name != "NaN":
+        raise InvalidEvent("non_finite", f"{name} is not a finite number")
+    return math.nan
 
 
 # One decoder for every event: json.loads(..., parse_constant=...) would build one per call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_read_constant)
 
 
 def _identifier(obj: Mapping[str, Any], name: str) -> str:
@@ -466,21 +470,21 @@ def _text_timestamp(value: str) -> float:
 
 
 def input_vector(value: Any) -> np.ndarray:
-    """An event's ``input`` as a vector of floats, or why not: a reference file's rows are
-    read by the same rule as live events, with the same hints.
+    """An event's ``input`` as a vector of floats, a missing value (null or NaN) as NaN, or
+    why not: a reference file's rows are read by the same rule as live events, with the same
+    hints. A model that reads NaN as missing (a tree ensemble) answers such inputs, so they
+    are watched, not refused (``ReferenceProfile.filled`` reads them).
 
-    >>> input_vector([1, 2.5]).tolist()
-    [1.0, 2.5]
+    >>> input_vector([1, 2.5]).tolist(), input_vector([1, None]).tolist()
+    ([1.0, 2.5], [1.0, nan])
     >>> input_vector([1e300, 0.5])
     Traceback (most recent call last):
     ...
     querywatch.detector.errors.InvalidEvent: non_finite: 'input' holds a number beyond ±1e+100
-    >>> input_vector([1, None])
-    Traceback (most recent call last):
-    ...
-    querywatch.detector.errors.InvalidEvent: wrong_type: 'input' must be an array of numbers, not null ...
     """
-    vector = _vector(value, "input")
+    if isinstance(value, list) and None in value:
+        value = [math.nan if item is None else item for item in value]
+    vector = _vector(value, "input", missing=True)
     if vector.size == 0:
         raise InvalidEvent("empty_input", "'input' has no numbers")
     return vector
@@ -493,7 +497,8 @@ def input_vector(value: Any) -> np.ndarray:
 MAX_INPUT = 1e100
 
 
-def _vector(value: Any, name: str) -> np.ndarray:
+def _vector(value: Any, name: str, missing: bool = False) -> np.ndarray:
+    """``value`` as a vector of floats, or why not; NaN (a missing value) only with ``missing``."""
     # Fast path first: type() of every item in C, then one sum to catch NaN and infinity.
     if not isinstance(value, list) or not set(map(type, value)) <= _NUMBER_TYPES:
         hint = _what_instead(value, name)
@@ -502,9 +507,12 @@ def _vector(value: Any, name: str) -> np.ndarray:
         array = np.asarray(value, dtype=np.float64)
     except OverflowError:
         raise InvalidEvent("non_finite", f"{name!r} holds a number too large for a float") from None
-    if not math.isfinite(sum(value)) and not np.all(np.isfinite(array)):
-        raise InvalidEvent("non_finite", f"{name!r} holds NaN or infinity")
-    if array.size and not np.abs(array).max() <= MAX_INPUT:
+    if not math.isfinite(sum(value)):
+        if np.isinf(array).any():
+            raise InvalidEvent("non_finite", f"{name!r} holds infinity")
+        if not missing and np.isnan(array).any():
+            raise InvalidEvent("non_finite", f"{name!r} holds NaN")
+    if (np.abs(array) > MAX_INPUT).any():
         raise InvalidEvent("non_finite", f"{name!r} holds a number beyond ±{MAX_INPUT:g}")
     return array
 
@@ -516,8 +524,7 @@ _NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 def _what_instead(value: Any, name: str) -> str:
     """What a producer most likely meant by an input (or scores) that is not an array of
     numbers: a record logged by field name, scores by class name, an image or a tensor
-    logged as nested arrays, a missing value logged as null, a flag as true or false, a
-    category as text.
+    logged as nested arrays, a flag as true or false, a category as text.
 
     >>> _what_instead({"cat": 0.8}, "prediction.scores")
     ", not an object: send the probabilities in one fixed order (the model's class order)"
@@ -530,11 +537,6 @@ def _what_instead(value: Any, name: str) -> str:
         return ""
     if any(isinstance(item, list) for item in value):
         return ", not nested arrays: flatten an image or a tensor (row-major) as the model reads it"
-    if None in value:
-        return (
-            f", not null (at {value.index(None)}): send a missing value as the number the model is "
-            "served (0, -1 or -999 are read as missing where the model's data never holds them)"
-        )
     if any(type(item) is bool for item in value):
         return ", not true or false: send a flag as the number the model reads (1 or 0)"
     text = [item for item in value if isinstance(item, str)]

@@ -1,5 +1,5 @@
 """Hard traffic for a detector: what-if analysts, who look like perturbation chains, clients
-who send missing fields as 0, and thieves who dilute their stolen queries with natural ones.
+who send missing fields as 0 or as missing, and thieves who dilute their stolen queries with natural ones.
 
 * ``whatif`` — an analyst takes one record and sweeps one property over a grid (brightness
   or contrast of a digit, one or two fields of a table row; 10-30 steps), record after
@@ -7,6 +7,8 @@ who send missing fields as 0, and thieves who dilute their stolen queries with n
   one line around a few points.
 * ``zero_filled`` — a client whose records miss a few fields and who sends them as 0: on a
   model whose data never holds a 0 there, every such record lies beyond the data, and far.
+* ``missing`` — the same records, their missing fields sent as missing (null), as a model
+  served behind an imputer, or a tree model that reads NaN as missing, logs them.
 * ``diluted`` — any attacker's traffic with ``per_stolen`` natural queries sent after each
   stolen one (same pace): a test on the *share* of suspicious queries sees a fifth of the
   signal at 1:4, a test on their *count* sees all of it.
@@ -59,10 +61,21 @@ def whatif(rng: np.random.Generator, victim: VictimModel, span: float, scale: fl
 
 def zero_filled(rng: np.random.Generator, victim: VictimModel, span: float, scale: float) -> Traffic:
     """Natural inputs, 30% of them with one to three fields missing and sent as 0."""
+    return _with_gaps(rng, victim, span, scale, 0.0)
+
+
+def missing(rng: np.random.Generator, victim: VictimModel, span: float, scale: float) -> Traffic:
+    """Natural inputs, 30% of them with one to three fields missing and sent as missing (NaN)."""
+    return _with_gaps(rng, victim, span, scale, np.nan)
+
+
+def _with_gaps(
+    rng: np.random.Generator, victim: VictimModel, span: float, scale: float, fill: float
+) -> Traffic:
     n = scaled_count(rng, 300, 1200, scale, floor=60)
     inputs = _natural_draws(rng, victim, n, 2.0).copy()
     for i in np.flatnonzero(rng.random(n) < 0.3):
-        inputs[i, rng.choice(victim.dim, size=int(rng.integers(1, 4)), replace=False)] = 0.0
+        inputs[i, rng.choice(victim.dim, size=int(rng.integers(1, 4)), replace=False)] = fill
     times = session_times(rng, n, span=span, sessions=int(rng.integers(2, 6)), gap=rng.uniform(0.1, 0.5))
     return Traffic(np.sort(times), inputs)
 

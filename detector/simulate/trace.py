@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from querywatch.detector.client.events import missing_as_null
 from querywatch.detector.simulate.attackers import ATTACK_KINDS
 from querywatch.detector.simulate.benign import BENIGN_KINDS, benign_mix
 from querywatch.detector.simulate.groups import campaign, organisation
@@ -157,11 +158,13 @@ def _events(
     for order, (client_id, traffic, meta) in enumerate(clients):
         served = victim.serve(traffic.inputs)
         latencies = np.round(rng.gamma(4.0, 3.0, size=len(traffic)), 1)
+        gaps = np.isnan(served.inputs).any(axis=1)
         for i in range(len(traffic)):
+            features = served.inputs[i].tolist()
             event = {
                 "client_id": client_id,
                 "model_id": model_id,
-                "input": served.inputs[i].tolist(),
+                "input": missing_as_null(features) if gaps[i] else features,
                 "prediction": {"label": int(served.labels[i]), "scores": served.scores[i].tolist()},
                 "meta": {**meta, "latency_ms": float(latencies[i])},
             }

@@ -82,11 +82,15 @@ class VictimModel:
         self.holdout_targets = targets[split:]
 
     def serve(self, inputs: np.ndarray) -> Served:
-        """Answer a batch as the serving tier would, and return what it logs."""
+        """Answer a batch as the serving tier would, and return what it logs: a missing value
+        (NaN) is answered as its feature's training mean, as a pipeline's imputer does, and
+        logged as missing."""
         served = np.round(np.clip(np.asarray(inputs, dtype=np.float64).reshape(-1, self.dim), 0.0, 1.0), 3)
         if len(served) == 0:
             return Served(served, np.zeros(0, dtype=np.int64), np.zeros((0, self.classes)))
-        proba = self._classifier.predict_proba(served)
+        gaps = np.isnan(served)
+        answered = np.where(gaps, self.train.mean(axis=0), served) if gaps.any() else served
+        proba = self._classifier.predict_proba(answered)
         return Served(served, proba.argmax(axis=1), np.round(proba, 4))
 
     def labels(self, inputs: np.ndarray) -> np.ndarray:

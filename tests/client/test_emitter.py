@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
@@ -50,12 +51,26 @@ def test_a_request_of_n_rows_becomes_n_schema_valid_events_in_the_jsonl_file(tmp
 
 def test_an_event_that_is_not_json_is_dropped_and_counted_not_raised(tmp_path: Path) -> None:
     emitter = Emitter(JsonlSink(tmp_path / "trace.jsonl"))
-    bad = build_events(request_id="r", ts=1.0, client_id="c", model_id="m", rows=[([float("nan")], None)])
+    bad = build_events(request_id="r", ts=1.0, client_id="c", model_id="m", rows=[([float("inf")], None)])
     good = build_events(request_id="g", ts=1.0, client_id="c", model_id="m", rows=[([0.5], None)])
     emitter.emit(bad + good)
     emitter.close()
     assert emitter.stats()["dropped"]["invalid"] == 1
     assert len((tmp_path / "trace.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_missing_input_value_is_sent_as_null_and_read_as_missing(tmp_path: Path) -> None:
+    # A model that reads NaN as missing is served NaN: the event goes out with null there (a
+    # JSON writer refuses NaN), from a list or an array alike, and the consumer reads it.
+    emitter = Emitter(JsonlSink(tmp_path / "trace.jsonl"))
+    rows = [([0.5, float("nan")], {"label": 1}), (np.array([np.nan, 2.0]), {"label": 0})]
+    emitter.emit(build_events(request_id="r", ts=1.0, client_id="c", model_id="m", rows=rows))
+    emitter.close()
+    lines = (tmp_path / "trace.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["input"] for line in lines] == [[0.5, None], [None, 2.0]]
+    first, second = (parse_event(line).input for line in lines)
+    assert first[0] == 0.5 and np.isnan(first[1]) and np.isnan(second[0]) and second[1] == 2.0
+    assert emitter.stats()["sent"] == 2 and emitter.stats()["dropped"]["invalid"] == 0
 
 
 class _Unreachable:

@@ -46,7 +46,9 @@ def test_a_good_event_parses_with_time_in_epoch_seconds() -> None:
         (_with(client_id=5.5), "wrong_type"),
         (_with(input=["a"]), "wrong_type"),
         (_with(input=[True, 1.0]), "wrong_type"),
-        (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[NaN]}', "non_finite"),
+        (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[Infinity]}', "non_finite"),
+        (b'{"request_id":"r","ts":NaN,"client_id":"c","model_id":"m","input":[1]}', "non_finite"),
+        (_with(prediction={"scores": [0.5, float("nan")]}), "non_finite"),
         (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[1e999]}', "non_finite"),
         # finite, but its squared distances overflow: one such warm-up event broke the profile
         (b'{"request_id":"r","ts":0,"client_id":"c","model_id":"m","input":[0.1,-1e300]}', "non_finite"),
@@ -67,13 +69,12 @@ def test_each_kind_of_bad_event_has_its_reason(raw: bytes, reason: str) -> None:
     ("input_", "says"),
     [
         ([[0.1, 0.2], [0.3, 0.4]], "flatten an image or a tensor"),
-        ([0.1, None, 0.3], "not null (at 1): send a missing value as the number"),
         ([0.1, True], "send a flag as the number the model reads (1 or 0)"),
         ([0.1, "red"], "send a category as the number the model reads"),
         ({"age": 31}, "not an object: send the fields' values in one fixed order"),
     ],
 )
-def test_an_input_sent_nested_or_with_a_null_is_told_what_to_send(input_: object, says: str) -> None:
+def test_an_input_sent_nested_or_as_flags_or_text_is_told_what_to_send(input_: object, says: str) -> None:
     with pytest.raises(InvalidEvent) as info:
         parse_event(_with(input=input_))
     assert info.value.reason == "wrong_type" and says in info.value.detail
@@ -83,6 +84,19 @@ def test_an_input_sent_nested_or_with_a_null_is_told_what_to_send(input_: object
     with pytest.raises(InvalidEvent) as named:  # scores by class name
         parse_event(_with(prediction={"scores": {"cat": 0.8, "dog": 0.2}}))
     assert "not an object: send the probabilities in one fixed order" in named.value.detail
+
+
+def test_a_missing_input_value_sent_as_null_or_nan_is_read_as_missing() -> None:
+    # A tree model reads NaN as missing and answers such inputs, so they are watched, not
+    # refused; the profile reads them (``ReferenceProfile.filled``). Infinity stays refused.
+    for raw in (_with(input=[0.5, None, 2.0]), _with(input=[0.5, float("nan"), 2.0])):
+        e = parse_event(raw)
+        assert e.input[0] == 0.5 and np.isnan(e.input[1]) and e.input[2] == 2.0
+    assert np.isnan(parse_event(_with(input=[None, None])).input).all()
+    with pytest.raises(InvalidEvent, match="-Infinity is not a finite number"):
+        parse_event(_with(input=[0.5, float("-inf")]))
+    with pytest.raises(InvalidEvent, match="'input' holds infinity"):
+        parse_event({**GOOD, "input": [0.5, float("inf")]})
 
 
 @given(st.binary(max_size=300))

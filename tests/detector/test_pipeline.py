@@ -91,9 +91,9 @@ def test_refusals_name_the_client_the_message_names_else_its_key() -> None:
     """A refused event counts against its client: the one its fields name (also when the
     event is refused after decoding), else the Kafka key the serving tier set."""
     pipeline: Pipeline[int] = Pipeline(_profiled_engine(), is_new=lambda e, _r: True, forget=lambda e: None)
-    nan = _line("n", "thief", [0.5, 0.5]).replace(b"0.5]", b"NaN]")
+    infinite = _line("n", "thief", [0.5, 0.5]).replace(b"0.5]", b"Infinity]")
     messages = [
-        Message(nan, "s", 1),
+        Message(infinite, "s", 1),
         Message(_line("w", "thief", [0.5] * 3, model="m"), "s", 2),  # refused after decoding
         Message(b'{"client_id": "ignored\\u0000", "input": [', "s", 3, key=b"keyed"),
         Message(b"\xff", "s", 4, key=b"\xff"),

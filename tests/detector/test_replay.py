@@ -70,9 +70,9 @@ def test_malformed_lines_and_duplicates_are_counted_not_fatal(
     path, _ = trace
     lines = path.read_text().splitlines()
     salted = tmp_path / "salted.jsonl"
-    # A client whose every event is refused (NaN inputs a model may read as missing).
+    # A client whose every event is refused (infinite inputs a lenient server clips).
     padded = [
-        json.dumps({**json.loads(lines[i]), "client_id": "nan-only", "input": [math.nan] * 3})
+        json.dumps({**json.loads(lines[i]), "client_id": "inf-only", "input": [math.inf] * 3})
         for i in range(3)
     ]
     salted.write_text(
@@ -91,10 +91,10 @@ def test_malformed_lines_and_duplicates_are_counted_not_fatal(
         (56, "non_finite"),
     ]
     assert report["rejected_clients"] == [
-        {"client_id": "nan-only", "rejected": 3, "reasons": {"non_finite": 3}}
+        {"client_id": "inf-only", "rejected": 3, "reasons": {"non_finite": 3}}
     ]
-    assert "nan-only" not in {c["client_id"] for c in report["clients"]}
-    assert "sent by 1 client (most: nan-only 3;" in done.stdout
+    assert "inf-only" not in {c["client_id"] for c in report["clients"]}
+    assert "sent by 1 client (most: inf-only 3;" in done.stdout
     assert report["duplicates"] == 1
     assert report["events"] == len(lines)
     missing = "'ts', 'client_id', 'model_id' and 'input' are required"

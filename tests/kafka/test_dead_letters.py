@@ -44,7 +44,7 @@ def malformed(n: int, valid: bytes) -> list[tuple[str, bytes]]:
         ("wrong_type", lambda i: json.dumps({**event, "request_id": f"bad-{i}", "input": "zero"}).encode()),
         (
             "non_finite",
-            lambda i: json.dumps({**event, "request_id": f"bad-{i}", "input": [float("nan")] * 64}).encode(),
+            lambda i: json.dumps({**event, "request_id": f"bad-{i}", "input": [float("inf")] * 64}).encode(),
         ),
         (
             "wrong_dimension",

@@ -290,6 +290,37 @@ def test_a_zero_where_the_data_never_has_one_is_read_as_a_missing_value() -> Non
     assert not fit_profile(noisy, model_id="m", version="v", cells=8, components=4).zero_missing.any()
 
 
+def test_missing_values_in_the_reference_and_live_are_read_from_the_nearest_cell() -> None:
+    """Values sent as missing (NaN: a tree model reads them so): a reference with a tenth of
+    its values missing is fitted (each read as its feature's mean, then as that fit's
+    nearest cell's) to about the complete reference's threshold, a thief's rows lie as far
+    out, a record with a field missing lies in profile, and a refresh places such rows too."""
+    rng = np.random.default_rng(9)
+    mixing = rng.normal(size=(2, 6))
+
+    def records(n: int) -> np.ndarray:
+        base = rng.normal(size=(n, 2))
+        return np.hstack([base, base @ mixing]) + rng.normal(0.0, 0.1, size=(n, 8))
+
+    X = records(4000)
+    clean = fit_profile(X, model_id="m", version="v", cells=8, components=4)
+    gaps = X.copy()
+    gaps[rng.random(X.shape) < 0.1] = np.nan
+    p = fit_profile(gaps, model_id="m", version="v", cells=8, components=4)
+    assert np.isfinite(p.mean).all() and np.isfinite(p.low).all() and np.isfinite(p.high).all()
+    assert 0.8 < p.ood_threshold / clean.ood_threshold < 1.2
+    thief = rng.uniform(X.min(axis=0), X.max(axis=0), size=(500, 8))
+    assert p.view(thief).out_of_profile.mean() > 0.75
+    holed = records(1000)
+    holed[:, 5] = np.nan
+    assert p.view(holed).out_of_profile.mean() < 0.01
+    assert not np.isnan(p.filled(holed)).any() and p.filled(X) is X
+    owners = np.repeat(np.arange(100), 10)
+    window = refresh_profile(p, holed, owners, baseline=None, at=0.0, alpha=1e-4).window
+    # About as typical as the reference (0.58 beyond its median score; read as the mean: 0.72).
+    assert window is not None and 0.4 < window.beyond.share < 0.65
+
+
 def test_fills_of_minus_999_in_the_reference_are_read_as_missing_values_before_the_fit() -> None:
     """Clients that send -999 for a field they do not have, in a warm-up: their fills are read
     as the feature's mean before the fit, so the feature keeps its natural code range and is

@@ -29,7 +29,7 @@ from querywatch.detector.simulate.attackers import (
 )
 from querywatch.detector.simulate.benign import BENIGN_KINDS, heavy, ordinary
 from querywatch.detector.simulate.demo import reference_profile
-from querywatch.detector.simulate.hard import diluted, whatif, zero_filled
+from querywatch.detector.simulate.hard import diluted, missing, whatif, zero_filled
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
 from querywatch.detector.simulate.victim import VICTIMS, VictimModel, load_tabular_victim, load_victim
@@ -195,6 +195,46 @@ def test_records_with_missing_fields_sent_as_0_are_quiet(
     seen = _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients)
     assert seen.pop("thief")[0] == 30
     assert all(first is None for first, _, _ in seen.values())
+
+
+def test_records_with_fields_sent_as_missing_are_quiet(served: tuple[VictimModel, ReferenceProfile]) -> None:
+    """Clients whose records miss one to three fields, logged as missing (null, as a model
+    behind an imputer or a tree model that reads NaN is served): each gap read as the
+    nearest cell's value (``ReferenceProfile.filled``), none of the four alerts on any
+    victim. A uniform-random thief that leaves a quarter of each row's fields missing is
+    alerted within 40 queries (read as the feature's mean, the wide victim's never was)."""
+    victim, profile = served
+    clients = {f"gaps-{i}": missing(np.random.default_rng(10 + i), victim, DAY, 1.0) for i in range(4)}
+    thief = random_synthetic(np.random.default_rng(3), victim, DAY, 1.0)
+    holed = thief.inputs.copy()
+    rng = np.random.default_rng(5)
+    for row in holed:
+        row[rng.choice(victim.dim, size=max(1, victim.dim // 4), replace=False)] = np.nan
+    clients["thief"] = Traffic(thief.times, holed)
+    seen = _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients)
+    first, _, _ = seen.pop("thief")
+    assert first is not None and first <= 40
+    assert all(first is None for first, _, _ in seen.values())
+
+
+@pytest.mark.parametrize("kind", ["tabular", "binary"])
+def test_a_warm_up_with_fields_sent_as_missing_fits_and_catches_thieves(kind: str) -> None:
+    """A warm-up whose users leave fields missing (every third user, in 30% of its records):
+    the profile is fitted on the first events as they are (``fit_profile`` reads the gaps),
+    no user alerts, and two thieves active from the first events are alerted."""
+    victim = VICTIMS[kind]()
+    settings = DetectionSettings(warmup_events=3000)
+    clients = {
+        f"user-{i}": (missing if i % 3 == 0 else ordinary)(np.random.default_rng(100 + i), victim, DAY, 1.0)
+        for i in range(25)
+    }
+    clients |= {
+        f"thief-{i}": random_synthetic(np.random.default_rng(200 + i), victim, 0.05 * DAY, 1.0)
+        for i in range(2)
+    }
+    seen = _run(Detector(settings, MemoryProfileStore()), victim, clients)
+    assert all(seen[f"thief-{i}"][0] is not None for i in range(2))
+    assert all(first is None for name, (first, _, _) in seen.items() if name.startswith("user"))
 
 
 def test_frames_walking_around_each_record_are_quiet(served: tuple[VictimModel, ReferenceProfile]) -> None:

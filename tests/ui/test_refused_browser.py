@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_refused_clients_are_listed_most_first(dashboard: ApiServer, page: Any, console: Console) -> None:
-    refused = [("pad-thief", "wrong_dimension")] * 3 + [("nan-client", "non_finite")]
+    refused = [("pad-thief", "wrong_dimension")] * 3 + [("inf-client", "non_finite")]
     with transaction(dashboard.sessions) as session:
         save_dead_letters(
             session=session,
@@ -31,7 +31,7 @@ def test_refused_clients_are_listed_most_first(dashboard: ApiServer, page: Any, 
     page.click("#nav a[data-view=refused]")
     page.wait_for_selector("#refused-rows tr.refused-client")
     rows = [r.inner_text() for r in page.query_selector_all("#refused-rows tr.refused-client")]
-    assert [r.split("\t")[0] for r in rows] == ["pad-thief", "nan-client"]
+    assert [r.split("\t")[0] for r in rows] == ["pad-thief", "inf-client"]
     assert "wrong_dimension 3" in rows[0] and MODEL in rows[0]
     screenshot(page, "refused")
     page.click("#refused-rows a >> text=pad-thief")  # its client page says why it has no risk

@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from querywatch.detector.client.events import build_events
+from querywatch.detector.client.events import build_events, missing_as_null
 from querywatch.detector.engine.events import Event
 from querywatch.detector.errors import InvalidEvent
 from querywatch.detector.logging import LogLimiter
@@ -107,6 +107,9 @@ def encoded(event: Event) -> bytes:
     >>> back = parse_event(encoded(e))
     >>> (back.request_id, back.ts, back.input.tolist(), back.label, back.ip)
     ('r1', 1.5, [0.25, 1.0], 3, '10.0.0.7')
+    >>> e.input[0] = np.nan  # a missing value goes as null
+    >>> b'"input":[null,1.0]' in encoded(e)
+    True
     """
     prediction = {"label": event.label, "scores": None if event.scores is None else event.scores.tolist()}
     (plain,) = build_events(
@@ -114,7 +117,9 @@ def encoded(event: Event) -> bytes:
         ts=event.ts,
         client_id=event.client_id,
         model_id=event.model_id,
-        rows=[(event.input.tolist(), {k: v for k, v in prediction.items() if v is not None})],
+        rows=[
+            (missing_as_null(event.input.tolist()), {k: v for k, v in prediction.items() if v is not None})
+        ],
         meta={"ip": event.ip, "user_agent": event.user_agent, "org": event.org},
     )
     return json.dumps(plain, separators=(",", ":"), allow_nan=False).encode()

@@ -1,7 +1,7 @@
 """Dead letters: the events the consumers refused, and the clients that sent them.
 
 A refused event is never scored, so a client whose every event is refused has no risk: a
-model that answers what querywatch refuses (inputs padded to its width, NaN read as missing)
+model that answers what querywatch refuses (inputs padded to its width, say)
 serves such a client unseen. Here an analyst sees who sends them, and can block the client.
 """
 
