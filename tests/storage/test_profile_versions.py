@@ -81,7 +81,10 @@ def test_a_refresh_is_a_new_version_that_the_group_adopts_and_a_restart_resumes(
     with transaction(sessions) as session:
         (summary,) = model_summaries(session=session)
     assert summary.versions == [1, 2] and summary.origin == "warmup"
-    assert summary.refreshed_at == refreshed.refreshed_at and "drift" in (summary.refresh_reason or "")
+    assert refreshed.refreshed_at is not None and summary.refreshed_at is not None
+    assert summary.refreshed_at.timestamp() == refreshed.refreshed_at and "drift" in (
+        summary.refresh_reason or ""
+    )
 
 
 @pytest.mark.parametrize("trusted", [False, True], ids=["warm-up", "trusted awaiting answers"])

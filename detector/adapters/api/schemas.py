@@ -305,9 +305,8 @@ class ModelPublic(BaseModel):
         "(the fitted rows' own answers), `pending` (a trusted file's, waiting for the model's first live "
         "events) or `live` (taken from them).",
     )
-    refreshed_at: float | None = Field(
-        None,
-        description="Event time (Unix seconds) of the refresh that made the newest version; null: as fitted.",
+    refreshed_at: datetime | None = Field(
+        None, description="Event time of the refresh that made the newest version; null: as fitted."
     )
     refresh_reason: str | None = Field(
         None, description="Why the newest version was refreshed (the drift test)."

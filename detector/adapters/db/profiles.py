@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
@@ -60,7 +60,7 @@ class ModelSummary:
     thresholds: dict[str, float] | None = None
     origin: str | None = None
     answers: str | None = None
-    refreshed_at: float | None = None
+    refreshed_at: datetime | None = None
     refresh_reason: str | None = None
     left_out: list[str] | None = None
     warning: str | None = None
@@ -156,7 +156,10 @@ def _decoded_summary(blob: bytes) -> dict[str, object]:
     return {
         "origin": profile.origin,
         "answers": profile.answers,
-        "refreshed_at": profile.refreshed_at,
+        # Event time, as every other time the API gives: an instant, not Unix seconds.
+        "refreshed_at": None
+        if profile.refreshed_at is None
+        else datetime.fromtimestamp(profile.refreshed_at, UTC),
         "refresh_reason": profile.refresh_reason,
         "left_out": list(profile.left_out),
         "reference_size": profile.reference_size,
