@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -295,7 +296,7 @@ def _read_csv(path: Path) -> np.ndarray:
                 f"line {number}: {len(row)} values, where line {numbered[0][0]} has {len(numbered[0][1])}"
             )
     try:
-        return np.array([[float(v) for v in row] for _, row in numbered], dtype=np.float64)
+        return np.array([[_cell(v) for v in row] for _, row in numbered], dtype=np.float64)
     except ValueError:  # say where, as for a row of the wrong length
         for number, row in numbered:
             for column, text in enumerate(row, 1):
@@ -306,10 +307,15 @@ def _read_csv(path: Path) -> np.ndarray:
 
 def _numeric(row: list[str]) -> bool:
     try:
-        [float(v) for v in row]
+        [_cell(v) for v in row]
     except ValueError:
         return False
     return True
+
+
+def _cell(text: str) -> float:
+    """A CSV cell's number; an empty cell is a missing value (NaN), as pandas writes one."""
+    return float(text) if text.strip() else math.nan
 
 
 def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> ReferenceRows:
@@ -353,9 +359,10 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
 def _checked(X: np.ndarray, path: Path) -> np.ndarray:
     if X.ndim != 2 or len(X) == 0:
         raise ProfileError(f"{path}: expected rows of numbers, got an array of shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ProfileError(f"{path}: holds NaN or infinite values")
-    if not np.abs(X).max() <= MAX_INPUT:  # as events: one such row overflowed the fit
-        row = int(np.argmax(np.abs(X).max(axis=1)))
+    if np.isinf(X).any():  # NaN is a missing value, as in events (``ReferenceProfile.filled``)
+        raise ProfileError(f"{path}: holds infinite values")
+    beyond = np.abs(X) > MAX_INPUT  # as events: one such row overflowed the fit
+    if beyond.any():
+        row = int(np.flatnonzero(beyond.any(axis=1))[0])
         raise ProfileError(f"{path}: row {row + 1} holds a number beyond ±{MAX_INPUT:g}")
     return X

@@ -85,6 +85,25 @@ def test_a_reference_file_that_cannot_be_rows_is_said_plainly(
     assert "pickle" not in str(failed.value).replace("pickle.npy", "")
 
 
+def test_missing_values_in_a_reference_file_are_read_as_missing_and_infinity_is_refused(
+    tmp_path: Path,
+) -> None:
+    # A table exported with gaps: an empty CSV cell (as pandas writes NaN), NaN in a .npy file,
+    # null in a JSON Lines row. Each is a missing value, as in a live event; an infinity is not.
+    (tmp_path / "gaps.csv").write_text("a,b\n0.5,\n,0.25\n1,2\n")
+    np.save(tmp_path / "gaps.npy", np.array([[0.5, np.nan], [np.nan, 0.25], [1.0, 2.0]]))
+    (tmp_path / "gaps.jsonl").write_text(
+        '{"input": [0.5, null]}\n{"input": [NaN, 0.25]}\n{"input": [1, 2]}\n'
+    )
+    for name in ("gaps.csv", "gaps.npy", "gaps.jsonl"):
+        X = read_reference_file(tmp_path / name, "m").inputs
+        assert np.array_equal(np.isnan(X), [[False, True], [True, False], [False, False]]), name
+        assert X[2].tolist() == [1.0, 2.0]
+    (tmp_path / "inf.csv").write_text("0.5,inf\n")
+    with pytest.raises(ProfileError, match="holds infinite values"):
+        read_reference_file(tmp_path / "inf.csv", "m")
+
+
 def test_profile_of_a_deeply_nested_file_exits_3_naming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
