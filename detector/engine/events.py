@@ -238,8 +238,9 @@ def _parse_common(raw: bytes | str, logits: bool = False) -> Event | None:
         return None
     if not vector.size or not clean_identifier(request_id + client_id + model_id):
         return None
-    if not np.abs(vector).max() <= MAX_INPUT:  # the exact path says why
-        return None
+    top = np.abs(vector).max()
+    if not top <= MAX_INPUT and (not math.isnan(top) or (np.abs(vector) > MAX_INPUT).any()):
+        return None  # the exact path says why (NaN is a missing value)
     if type(label) is str and not clean_identifier(label):
         return None
     if type(label) is int and not MIN_LABEL <= label <= MAX_LABEL:
@@ -286,7 +287,12 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
         array = doc.get("input")
         if type(array) is not simdjson.Array:
             return None
-        vector = np.frombuffer(array.as_buffer(of_type="d"))
+        try:
+            vector: np.ndarray | None = np.frombuffer(array.as_buffer(of_type="d"))
+        except TypeError:  # not all numbers: a null among them is a missing value
+            vector = _with_missing(array.as_list())
+        if vector is None:
+            return None
         label = scores = None
         keys = tuple(doc.keys())  # optional parts are looked up only if present (see _sources)
         prediction = doc.get("prediction") if "prediction" in keys else None
@@ -316,6 +322,14 @@ def _extract(raw: bytes | str) -> tuple[Any, ...] | None:
         return None
 
 
+def _with_missing(items: list[Any]) -> np.ndarray | None:
+    """Numbers and nulls (missing values) as a vector, a null as NaN; None for anything else."""
+    if not set(map(type, items)) <= _NUMBER_OR_NULL:
+        return None
+    return np.array([math.nan if item is None else item for item in items], dtype=np.float64)
+
+
+_NUMBER_OR_NULL = frozenset({int, float, type(None)})
 _LABEL_TYPES = frozenset({int, str, type(None)})
 #: The integer labels an event may carry: what MessagePack (a checkpoint of held events) stores.
 MIN_LABEL, MAX_LABEL = -(2**63), 2**64 - 1

@@ -93,6 +93,7 @@ def test_a_missing_input_value_sent_as_null_or_nan_is_read_as_missing() -> None:
         e = parse_event(raw)
         assert e.input[0] == 0.5 and np.isnan(e.input[1]) and e.input[2] == 2.0
     assert np.isnan(parse_event(_with(input=[None, None])).input).all()
+    assert events._extract(_with(input=[0.5, None])) is not None  # null keeps the fast path
     with pytest.raises(InvalidEvent, match="-Infinity is not a finite number"):
         parse_event(_with(input=[0.5, float("-inf")]))
     with pytest.raises(InvalidEvent, match="'input' holds infinity"):
@@ -133,7 +134,8 @@ def _outcome(parse: object) -> object:
     except InvalidEvent as exc:
         return exc.reason
     scores = None if e.scores is None else e.scores.tolist()
-    return (e.request_id, e.ts, e.client_id, e.model_id, e.input.tolist(), e.label, scores)
+    features = [None if np.isnan(value) else value for value in e.input.tolist()]  # NaN != NaN
+    return (e.request_id, e.ts, e.client_id, e.model_id, features, e.label, scores)
 
 
 @given(
