@@ -65,6 +65,12 @@ EVENTS_UNSCORED = Counter(
     "all of a model's, and its scores may be logged under a name that is not read.",
     registry=REGISTRY,
 )
+EVENTS_GAPPED = Counter(
+    "querywatch_events_with_missing_inputs",
+    "Valid events scored with a missing input value (null or NaN), each read as the value of the "
+    "profile cell nearest its record on the fields present.",
+    registry=REGISTRY,
+)
 EVENTS_REJECTED = Counter(
     "querywatch_events_rejected",
     "Events refused before scoring, by reason code (engine.events.REASONS); each is dead-lettered.",

@@ -165,6 +165,7 @@ def summary_document(report: ReplayReport, top: int) -> dict[str, Any]:
         "alerted": sum(1 for c in clients if c.first_alert_query is not None),
         "duplicates": report.duplicates,
         "answers_without_scores": report.unscored,
+        "inputs_with_missing_values": report.gapped,
         "rejected": dict(sorted(report.rejected.items())),
         "rejected_clients": len(report.refused_clients),
         "top": [
@@ -214,6 +215,11 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
             f"answers without scores: {report.unscored} of {report.events} (labels only or no answer: "
             "the boundary test reads prediction.scores, the confidence test ranks labels by their "
             "neighbours'; a model's scores logged under another name are not read)"
+        )
+    if report.gapped:
+        print(
+            f"inputs with missing values: {report.gapped} of {report.events} (null or NaN, each read as "
+            "the value of the profile cell nearest its record on the fields present)"
         )
     print(f"{'client':<24} {'queries':>8} {'risk':>6} {'alert@':>7}  reason")
     for c in clients[:top]:

@@ -50,6 +50,9 @@ class ModelContext:
     left every client's extraction estimate at 0, and nothing said why."""
     unknown: int = 0
     unknown_names: set[str] = field(default_factory=set)
+    gapped: int = 0
+    """Events scored with a missing input value (NaN), each read as the nearest cell's
+    (``ReferenceProfile.filled``): counted where the inputs are stacked anyway."""
 
     @classmethod
     def of(cls, profile: ReferenceProfile, seed: int = 0) -> ModelContext:
@@ -85,6 +88,7 @@ class ModelContext:
 
     def _rows(self, events: Sequence[Event]) -> list[tuple[Any, ...]]:
         inputs = np.array([e.input for e in events])
+        self.gapped += int(np.isnan(inputs).any(axis=1).sum())
         view = self.profile.view(inputs)
         answered = self.class_indices(events)
         if self.profile.classes:

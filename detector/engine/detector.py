@@ -59,6 +59,8 @@ class BatchResult:
     """Client summaries due in this call (``summaries.SummaryRule``), when the engine emits them."""
     refreshed: list[ReferenceProfile] = field(default_factory=list)
     """Profiles the engine moved to in this call (a refresh, its own or another consumer's)."""
+    gapped: int = 0
+    """Events scored in this call with a missing input value (``ReferenceProfile.filled``)."""
 
 
 class Detector:
@@ -248,6 +250,7 @@ class Detector:
         step = self._step
         rule = self.summary_rule
         clients, model_id = self._clients, profile.model_id
+        gapped = context.gapped
         for event, row in zip(good, context.query_rows(good), strict=True):
             # A client of this model alone (nearly every one) without the call to ``_state``.
             per_model = clients.get(event.client_id)
@@ -269,6 +272,7 @@ class Detector:
                         salt=self.key_salt,
                     )
                 )
+        result.gapped += context.gapped - gapped
         if not fitted and self.refreshes.observe(profile, good, self._quiet(profile.model_id)):
             self._refresh(context, result)
 

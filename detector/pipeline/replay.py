@@ -118,6 +118,9 @@ class ReplayReport:
     unscored: int = 0
     """Valid events whose answer carried no scores: labels only, or no answer. A trace whose
     every answer is unscored may name its scores otherwise than ``prediction.scores``."""
+    gapped: int = 0
+    """Events scored with a missing input value (null or NaN), each read as the nearest profile
+    cell's (``ReferenceProfile.filled``): a stream full of gaps is worth knowing about."""
     campaigns: list[dict[str, Any]] = field(default_factory=list)
     summaries: int = 0
 
@@ -140,6 +143,7 @@ class ReplayReport:
             "summaries": self.summaries,
             "events": self.events,
             "answers_without_scores": self.unscored,
+            "inputs_with_missing_values": self.gapped,
             "duplicates": self.duplicates,
             "rejected": dict(self.rejected),
             "rejected_lines": [
@@ -254,6 +258,7 @@ def replay(
                 report.rejected_lines.append((number, exc.reason, exc.detail))
         report.duplicates += step.duplicates
         report.unscored += step.unscored
+        report.gapped += step.result.gapped
         _absorb(report, step.result, history_points, dedup.waiting)
         if campaigns is not None:
             for summary in step.result.summaries:

@@ -345,6 +345,30 @@ def test_answers_without_scores_are_counted_and_named(
         assert (said in done.stdout) == bool(unscored)
 
 
+def test_inputs_with_missing_values_are_scored_counted_and_named(
+    trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    """A model that reads NaN as missing logs its gaps as null: every such event is scored
+    (the warm-up's too), counted in the report, and the summary names how many."""
+    path, _ = trace
+    holed = tmp_path / "holed.jsonl"
+    gaps = 0
+    with path.open() as src, holed.open("w") as out:
+        for number, line in enumerate(src):
+            event = json.loads(line)
+            if number % 3 == 0:
+                event["input"][number % len(event["input"])] = None
+                gaps += 1
+            out.write(json.dumps(event) + "\n")
+    report_path = tmp_path / "holed-report.json"
+    done = _replay(holed, "--report", report_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    events = sum(1 for _ in path.open())
+    assert (report["inputs_with_missing_values"], report["events"], report["rejected"]) == (gaps, events, {})
+    assert f"inputs with missing values: {gaps} of {events}" in done.stdout
+
+
 def test_a_replay_leaves_the_profile_directory_as_it_was(
     trace: tuple[Path, dict[str, dict[str, str]]], tmp_path: Path
 ) -> None:

@@ -89,6 +89,27 @@ def test_malformed_messages_are_dead_lettered_and_change_nothing_else(
     assert Counter(letters) == Counter(bad)
 
 
+def test_events_with_missing_input_values_are_scored_as_replay_scores_them(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A model that reads NaN as missing logs its gaps as null (or NaN): none is refused, and
+    the consumer scores the stream exactly as a replay of it does."""
+    settings = consumer_settings(kafka_settings, tmp_path)
+    holed = []
+    for number, line in enumerate(trace_lines()):
+        if number % 4:
+            holed.append(line)
+            continue
+        event = json.loads(line)
+        event["input"][number % len(event["input"])] = None if number % 8 else float("nan")
+        holed.append(json.dumps(event).encode())
+    produce(kafka_settings, holed)
+    result = consume_everything(settings)
+    expected = replay_expectation(holed, settings.detection, tmp_path)
+    assert result.dead_letters == [] and result.clients == expected.clients
+    assert result.alerts == expected.alerts != []
+
+
 def read_topic(kafka: KafkaSettings, topic: str) -> list[tuple[str, bytes]]:
     """(reason header, value) of every message of the dead-letter topic."""
     total = sum(end_offsets(kafka, topic).values())

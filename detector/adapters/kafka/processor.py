@@ -68,6 +68,7 @@ from querywatch.detector.metrics import (
     CHECKPOINTS,
     CLIENTS_TRACKED,
     EVENT_PROCESSING_SECONDS,
+    EVENTS_GAPPED,
     EVENTS_PROCESSED,
     EVENTS_UNSCORED,
     LAST_CHECKPOINT,
@@ -313,6 +314,7 @@ class StreamProcessor(OwnedPartitions):
         # Per event, averaged over the batch: timing each event would itself cost microseconds.
         EVENT_PROCESSING_SECONDS.observe(step.score_seconds / step.events)
         EVENTS_UNSCORED.inc(step.unscored)
+        EVENTS_GAPPED.inc(step.result.gapped)
         for event in step.result.held:
             work = step.refs[id(event)][0]
             work.held.append(event)
