@@ -175,45 +175,33 @@ def test_an_explainer_occluding_each_input_in_turn_is_quiet(
     assert seen["occlusion"][0] is None
 
 
-def test_records_with_missing_fields_sent_as_0_are_quiet(
-    served: tuple[VictimModel, ReferenceProfile],
+@pytest.mark.parametrize(("fill", "latest"), [(0.0, 30), (np.nan, 40)], ids=["as-0", "as-missing"])
+def test_records_with_missing_fields_are_quiet(
+    served: tuple[VictimModel, ReferenceProfile], fill: float, latest: int
 ) -> None:
-    """Clients whose records miss one to three fields, sent as 0: on the tabular and
-    two-class victims, whose data never holds a 0, such a record lies beyond every reference
-    input; read with the reference's mean there (``ReferenceProfile.read_missing``) it does
-    not. As sent, two of the four alerted on the two-class victim (peak risk 0.34-0.97),
-    and on the tabular one peaked at 0.11-0.47. A uniform-random thief that zeroes a quarter
-    of every row's fields is alerted as soon as ever: its rows lie out of profile even so."""
-    victim, profile = served
-    clients = {f"filled-{i}": zero_filled(np.random.default_rng(10 + i), victim, DAY, 1.0) for i in range(4)}
-    thief = random_synthetic(np.random.default_rng(3), victim, DAY, 1.0)
-    zeroed = thief.inputs.copy()
-    rng = np.random.default_rng(5)
-    for row in zeroed:
-        row[rng.choice(victim.dim, size=max(1, victim.dim // 4), replace=False)] = 0.0
-    clients["thief"] = Traffic(thief.times, zeroed)
-    seen = _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients)
-    assert seen.pop("thief")[0] == 30
-    assert all(first is None for first, _, _ in seen.values())
+    """Clients whose records miss one to three fields, sent as 0 or as missing (null, as a
+    model behind an imputer or a tree model that reads NaN is served), and a uniform-random
+    thief that leaves a quarter of every row's fields so.
 
-
-def test_records_with_fields_sent_as_missing_are_quiet(served: tuple[VictimModel, ReferenceProfile]) -> None:
-    """Clients whose records miss one to three fields, logged as missing (null, as a model
-    behind an imputer or a tree model that reads NaN is served): each gap read as the
-    nearest cell's value (``ReferenceProfile.filled``), none of the four alerts on any
-    victim. A uniform-random thief that leaves a quarter of each row's fields missing is
-    alerted within 40 queries (read as the feature's mean, the wide victim's never was)."""
+    As 0: on the tabular and two-class victims, whose data never holds a 0, such a record
+    lies beyond every reference input; read with the reference's mean there
+    (``ReferenceProfile.read_missing``) it does not. As sent, two of the four alerted on the
+    two-class victim (peak risk 0.34-0.97), and on the tabular one peaked at 0.11-0.47. The
+    thief is alerted as soon as ever: its rows lie out of profile even so. As missing: each
+    gap read as the nearest cell's value (``ReferenceProfile.filled``), the thief within 40
+    queries (read as the feature's mean, the wide victim's never was)."""
     victim, profile = served
-    clients = {f"gaps-{i}": missing(np.random.default_rng(10 + i), victim, DAY, 1.0) for i in range(4)}
+    traffic = zero_filled if fill == 0.0 else missing
+    clients = {f"filled-{i}": traffic(np.random.default_rng(10 + i), victim, DAY, 1.0) for i in range(4)}
     thief = random_synthetic(np.random.default_rng(3), victim, DAY, 1.0)
-    holed = thief.inputs.copy()
+    gapped = thief.inputs.copy()
     rng = np.random.default_rng(5)
-    for row in holed:
-        row[rng.choice(victim.dim, size=max(1, victim.dim // 4), replace=False)] = np.nan
-    clients["thief"] = Traffic(thief.times, holed)
+    for row in gapped:
+        row[rng.choice(victim.dim, size=max(1, victim.dim // 4), replace=False)] = fill
+    clients["thief"] = Traffic(thief.times, gapped)
     seen = _run(Detector(SETTINGS, MemoryProfileStore([profile])), victim, clients)
     first, _, _ = seen.pop("thief")
-    assert first is not None and first <= 40
+    assert first is not None and first <= latest
     assert all(first is None for first, _, _ in seen.values())
 
 
