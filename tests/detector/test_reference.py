@@ -81,6 +81,8 @@ def test_a_warm_up_another_consumer_finished_first_is_adopted_even_if_its_client
     store = MemoryProfileStore()
     first, other = Detector(SETTINGS, store), Detector(SETTINGS, store)
     mine = [e for c in range(5) for e in _events(f"b{c}", _benign(rng, 12), t0=c, model="new")]
+    for event in mine[::4]:  # a missing value, counted when the held event is scored
+        event.input[1] = np.nan
     assert len(other.process_batch(mine).held) == 60
     assert other.adopt_stored().outcomes == [] and other.pending_warmup() == 60  # nothing stored yet
     theirs = [e for c in range(20) for e in _events(f"a{c}", _benign(rng, 25), t0=c, model="new")]
@@ -89,6 +91,7 @@ def test_a_warm_up_another_consumer_finished_first_is_adopted_even_if_its_client
     result = other.adopt_stored()
     assert result.completed == ["new"] and other.pending_warmup() == 0
     assert [o.update.client_id for o in result.outcomes] == [e.client_id for e in mine]
+    assert result.gapped == 15
     assert other.adopt_stored().outcomes == []
 
 

@@ -309,17 +309,23 @@ class StreamProcessor(OwnedPartitions):
             log.warning("cannot restore spilled clients yet (retried): %s", type(exc).__name__)
             return
         self._refuse(step)
+        self._count(step)
         if not step.events:
             return
         # Per event, averaged over the batch: timing each event would itself cost microseconds.
         EVENT_PROCESSING_SECONDS.observe(step.score_seconds / step.events)
-        EVENTS_UNSCORED.inc(step.unscored)
-        EVENTS_GAPPED.inc(step.result.gapped)
         for event in step.result.held:
             work = step.refs[id(event)][0]
             work.held.append(event)
             work.held_changed = True
         self._route(step.result)
+
+    @staticmethod
+    def _count(step: Step[tuple[PartitionWork, Record]]) -> None:
+        """Count what ``step`` scored without scores or with missing inputs: held events too,
+        when their model's profile came (here or from another consumer, ``_adopt_stored``)."""
+        EVENTS_UNSCORED.inc(step.unscored)
+        EVENTS_GAPPED.inc(step.result.gapped)
 
     def _refuse(self, step: Step[tuple[PartitionWork, Record]]) -> None:
         """Dead-letter the records ``step`` refused, and the refused events no record brought."""
@@ -341,6 +347,7 @@ class StreamProcessor(OwnedPartitions):
             log.warning("cannot look for profiles stored by other consumers yet: %s", type(exc).__name__)
             return
         self._refuse(step)
+        self._count(step)
         self._route(step.result)
 
     def _is_new(self, event: Event, source: tuple[PartitionWork, Record]) -> bool:
