@@ -291,7 +291,7 @@ class ReferenceProfile:
             return X
         rows = np.flatnonzero(missing.any(axis=1))
         gaps, present = missing[rows], np.where(missing[rows], 0.0, X[rows])
-        centres = self.mean + self.scale * (self.centroids @ self.components)
+        centres = self.mean + self.cell_centres()
         # Squared distances to each centre over the fields present only.
         d2 = (present**2).sum(axis=1)[:, None] - 2.0 * present @ centres.T + (~gaps) @ (centres**2).T
         fill = centres[np.argmin(d2, axis=1)]
@@ -333,10 +333,15 @@ class ReferenceProfile:
             column[rows] = again[read]
         return X, cell, score, spread
 
+    def cell_centres(self) -> FloatArray:
+        """The cells' centres in input units, less the reference's mean (they lie in the
+        principal plane): where ``spread_scores`` measures from and ``filled`` reads gaps."""
+        return np.asarray(self.scale * (self.centroids @ self.components), dtype=np.float64)
+
     def spread_scores(self, centred: FloatArray) -> FloatArray:
         """Spread scores of centred inputs (module docstring): the distance to the nearest
         cell centre (in input space: they lie in the principal plane) in ``spread`` units."""
-        centres = self.scale * (self.centroids @ self.components) / self.spread
+        centres = self.cell_centres() / self.spread
         nearest = _squared_distances(centred / self.spread, centres).min(axis=1)
         return np.asarray(np.sqrt(np.maximum(nearest, 0.0)), dtype=np.float64)
 

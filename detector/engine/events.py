@@ -326,7 +326,12 @@ def _with_missing(items: list[Any]) -> np.ndarray | None:
     """Numbers and nulls (missing values) as a vector, a null as NaN; None for anything else."""
     if not set(map(type, items)) <= _NUMBER_OR_NULL:
         return None
-    return np.array([math.nan if item is None else item for item in items], dtype=np.float64)
+    return np.array(_nulls_as_nan(items), dtype=np.float64)
+
+
+def _nulls_as_nan(items: list[Any]) -> list[Any]:
+    """``items`` with each null (None: a missing input value) as NaN, on either path."""
+    return [math.nan if item is None else item for item in items]
 
 
 _NUMBER_OR_NULL = frozenset({int, float, type(None)})
@@ -497,7 +502,7 @@ def input_vector(value: Any) -> np.ndarray:
     querywatch.detector.errors.InvalidEvent: non_finite: 'input' holds a number beyond ±1e+100
     """
     if isinstance(value, list) and None in value:
-        value = [math.nan if item is None else item for item in value]
+        value = _nulls_as_nan(value)
     vector = _vector(value, "input", missing=True)
     if vector.size == 0:
         raise InvalidEvent("empty_input", "'input' has no numbers")

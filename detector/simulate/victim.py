@@ -78,6 +78,8 @@ class VictimModel:
         self.natural = natural
         self.targets = targets
         self.train = natural[:split]
+        #: What the serving pipeline's imputer answers a missing value with (``serve``).
+        self.train_mean = self.train.mean(axis=0)
         self.holdout = natural[split:]
         self.holdout_targets = targets[split:]
 
@@ -89,7 +91,7 @@ class VictimModel:
         if len(served) == 0:
             return Served(served, np.zeros(0, dtype=np.int64), np.zeros((0, self.classes)))
         gaps = np.isnan(served)
-        answered = np.where(gaps, self.train.mean(axis=0), served) if gaps.any() else served
+        answered = np.where(gaps, self.train_mean, served) if gaps.any() else served
         proba = self._classifier.predict_proba(answered)
         return Served(served, proba.argmax(axis=1), np.round(proba, 4))
 
