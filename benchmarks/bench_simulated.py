@@ -3,9 +3,12 @@ simulator's victims (digits; the tabular random forest; the 128-input network; t
 gradient-boosted trees).
 
     python benchmarks/bench_simulated.py [--seeds 1 2] [--victims digits tabular wide binary]
+        [--hard whatif=8,missing=8] [--dilute 4] [--early]
 
 For each victim and seed: ``generate_trace(seed, benign=250, attackers=25, hours=48,
-victim=...)`` written to a temporary file and replayed by ``querywatch replay`` itself (its
+victim=...)`` (with ``--hard``, ``--dilute`` and ``--early`` as ``querywatch simulate`` takes
+them: hard benign clients added, every attacker diluted, every attacker in the warm-up)
+written to a temporary file and replayed by ``querywatch replay`` itself (its
 ``main``, no profile: the warm-up path an operator takes on a new model, with the settings of
 the environment). Then, per family: how many of its clients alerted, the median and largest
 first alert (queries), and the largest risk of those that did not; and per victim and seed a
@@ -28,14 +31,19 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from querywatch.detector.cli import main as querywatch
+from querywatch.detector.cli.simulate import hard_traffic
 from querywatch.detector.simulate import VICTIMS, generate_trace, write_jsonl
 
 _ROW = "  {:<20} {:<7} {:>9} {:>8} {:>6} {:>19}"
 
 
-def replayed(victim: str, seed: int) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
+def replayed(
+    victim: str, seed: int, hard: dict[str, int], dilute: int, early: bool
+) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
     """The trace's truth and ``querywatch replay``'s report clients, by client id."""
-    events, truth = generate_trace(seed, benign=250, attackers=25, hours=48, victim=victim)
+    events, truth = generate_trace(
+        seed, benign=250, attackers=25, hours=48, victim=victim, hard=hard, dilute=dilute, early=early
+    )
     with tempfile.TemporaryDirectory() as folder:
         trace, report = Path(folder) / "trace.jsonl", Path(folder) / "report.json"
         write_jsonl(events, trace)
@@ -80,10 +88,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--victims", nargs="+", choices=sorted(VICTIMS), default=list(VICTIMS))
+    ap.add_argument("--hard", type=hard_traffic, default={}, help="as querywatch simulate --hard")
+    ap.add_argument("--dilute", type=int, default=0, help="as querywatch simulate --dilute")
+    ap.add_argument("--early", action="store_true", help="as querywatch simulate --early")
     args = ap.parse_args()
     for victim in args.victims:
         for seed in args.seeds:
-            truth, clients = replayed(victim, seed)
+            truth, clients = replayed(victim, seed, args.hard, args.dilute, args.early)
             print(f"{victim}, seed {seed}: {sum(c['queries'] for c in clients.values()):,} events")
             print("\n".join(family_rows(truth, clients)))
             print(f"  {victim} seed {seed}: {summary(truth, clients)}")

@@ -17,6 +17,10 @@ from querywatch.detector.errors import ConfigError
 #: ``querywatch.detector.simulate.victim.VICTIMS``' names, spelled out so that the parser is
 #: built without importing scikit-learn (a test keeps the two the same).
 VICTIM_NAMES = ("digits", "tabular", "wide", "binary")
+#: ``querywatch.detector.simulate.hard.HARD_KINDS``' names, likewise spelled out.
+HARD_NAMES = ("whatif", "zero_filled", "missing")
+#: Clients of a hard kind named without a count (``--hard whatif``).
+HARD_DEFAULT = 4
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,6 +58,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0,
         metavar="N",
         help="also N benign accounts of one organisation, each on its own classes (family 'organisation')",
+    )
+    parser.add_argument(
+        "--hard",
+        type=hard_traffic,
+        default={},
+        metavar="KIND[=N],...",
+        help="also N benign clients (default 4) of each hard kind: whatif (analysts sweeping one or "
+        "two fields of a record across their range), zero_filled (records with fields missing, sent "
+        "as 0), missing (sent as null); truth family KIND",
+    )
+    parser.add_argument(
+        "--dilute",
+        type=count,
+        default=0,
+        metavar="N",
+        help="every attacker sends N natural queries after each stolen one (truth 'dilution': '1:N')",
+    )
+    parser.add_argument(
+        "--early",
+        action="store_true",
+        help="every attacker starts with the trace, inside a new model's warm-up (truth 'early')",
     )
     parser.add_argument(
         "--hours", type=positive_number, default=24.0, help="trace length in event time (default 24)"
@@ -128,6 +153,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             campaign_accounts=args.campaign_accounts,
             org_accounts=args.org_accounts,
             victim=args.victim,
+            hard=args.hard,
+            dilute=args.dilute,
+            early=args.early,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -161,6 +189,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif produce:
         print(f"produced {sent} events to {kafka.topic} at {kafka.bootstrap_servers}", file=sys.stderr)
     return 0
+
+
+def hard_traffic(text: str) -> dict[str, int]:
+    """An argparse type: hard benign kinds and how many clients of each (``HARD_NAMES``).
+
+    >>> hard_traffic("whatif=2,missing")
+    {'whatif': 2, 'missing': 4}
+    >>> hard_traffic("whatif=2,telepathy")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: unknown hard traffic 'telepathy' (choose from whatif, zero_filled, missing)
+    """
+    counts: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        kind, _, number = part.partition("=")
+        kind = kind.strip()
+        if kind not in HARD_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"unknown hard traffic {kind!r} (choose from {', '.join(HARD_NAMES)})"
+            )
+        if kind in counts:
+            raise argparse.ArgumentTypeError(f"hard traffic {kind!r} given twice")
+        counts[kind] = count(number.strip()) if number.strip() else HARD_DEFAULT
+    return counts
 
 
 def _start(text: str | None, *, produce: bool, hours: float) -> datetime:

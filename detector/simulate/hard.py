@@ -1,5 +1,7 @@
 """Hard traffic for a detector: what-if analysts, who look like perturbation chains, clients
 who send missing fields as 0 or as missing, and thieves who dilute their stolen queries with natural ones.
+``querywatch simulate --hard`` adds the benign kinds (``HARD_KINDS``) to a trace, ``--dilute`` and
+``--early`` change its attackers (``generate_trace``).
 
 * ``whatif`` — an analyst takes one record and sweeps one property over a grid (brightness
   or contrast of a digit, one or two fields of a table row; 10-30 steps), record after
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from querywatch.detector.simulate.benign import _natural_draws
+from querywatch.detector.simulate.benign import BenignKind, _natural_draws
 from querywatch.detector.simulate.traffic import Traffic, noisy, scaled_count, session_times
 from querywatch.detector.simulate.victim import VictimModel
 
@@ -92,3 +94,7 @@ def diluted(rng: np.random.Generator, victim: VictimModel, attack: Traffic, per_
         inputs.append(natural[i * per_stolen : (i + 1) * per_stolen])
         stamps.append(times[i] + gaps[i] * np.arange(per_stolen + 1) / (per_stolen + 1))
     return Traffic(np.concatenate(stamps), np.concatenate(inputs))
+
+
+#: Hard benign behaviours by name (``generate_trace``'s ``hard``; ``querywatch simulate --hard``).
+HARD_KINDS: dict[str, BenignKind] = {"whatif": whatif, "zero_filled": zero_filled, "missing": missing}

@@ -8,7 +8,7 @@ truth comes back separately so that tests and the demo can score what was caught
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +18,9 @@ from querywatch.detector.client.events import missing_as_null
 from querywatch.detector.simulate.attackers import ATTACK_KINDS
 from querywatch.detector.simulate.benign import BENIGN_KINDS, benign_mix
 from querywatch.detector.simulate.groups import campaign, organisation
+from querywatch.detector.simulate.hard import HARD_KINDS, diluted
 from querywatch.detector.simulate.traffic import Traffic
-from querywatch.detector.simulate.victim import VICTIMS
+from querywatch.detector.simulate.victim import VICTIMS, VictimModel
 
 #: Where traces start unless told otherwise (fixed, so that a seed gives the same file).
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -49,6 +50,9 @@ def generate_trace(
     campaign_accounts: int = 0,
     org_accounts: int = 0,
     victim: str = "digits",
+    hard: Mapping[str, int] | None = None,
+    dilute: int = 0,
+    early: bool = False,
 ) -> tuple[list[dict[str, Any]], Truth]:
     """Simulate ``benign`` + ``attackers`` clients querying a victim over ``hours``.
 
@@ -60,6 +64,12 @@ def generate_trace(
     ``campaign_accounts`` adds one theft dealt over that many small accounts (truth family
     ``campaign``, with a ``campaign`` id), ``org_accounts`` an honest organisation of that many
     specialised accounts under one ``meta.org`` (family ``organisation``): see ``groups``.
+    ``hard`` adds that many benign clients of each hard kind (``hard.HARD_KINDS``: what-if
+    analysts, records with fields missing as 0 or as missing); ``dilute`` sends that many
+    natural queries after each of an attacker's stolen ones (``hard.diluted``; truth
+    ``dilution``), and ``early`` starts every attacker with the trace, inside a new model's
+    warm-up (truth ``early``). Each adds clients or changes attackers on streams of their own:
+    the other clients of a seed stay as they were.
     Returns the events sorted by ``ts`` and ``{client_id: {"role", "family", "victim"}}``.
 
     >>> events, truth = generate_trace(1, benign=2, attackers=1, scale=0.05)
@@ -73,6 +83,12 @@ def generate_trace(
     """
     if benign < 0 or attackers < 0 or hours <= 0 or scale <= 0:
         raise ValueError("benign and attackers must be >= 0, hours and scale > 0")
+    hard = dict(hard or {})
+    odd = sorted(set(hard) - set(HARD_KINDS))
+    if odd:
+        raise ValueError(f"unknown hard traffic {odd}; choose from {sorted(HARD_KINDS)}")
+    if any(n < 0 for n in hard.values()) or dilute < 0:
+        raise ValueError("hard clients and dilute must be >= 0")
     families = list(attack_families) if attack_families is not None else list(ATTACK_KINDS)
     unknown = sorted(set(families) - set(ATTACK_KINDS))
     if unknown or (attackers and not families):
@@ -97,30 +113,71 @@ def generate_trace(
             "ip": f"{_NETWORKS[index % len(_NETWORKS)]}{int(client_rng.integers(1, 255))}",
             "user_agent": _USER_AGENTS[int(client_rng.integers(len(_USER_AGENTS)))],
         }
-        clients.append((client_id, traffic, meta))
         truth[client_id] = {"role": role, "family": family}
-    _add_groups(seed, rng, model, span, scale, campaign_accounts, org_accounts, clients, truth)
+        if role == "attack":
+            traffic = _changed_attack(np.random.default_rng([seed, index, 1]), model, traffic, dilute, early)
+            truth[client_id] |= {"dilution": f"1:{dilute}"} if dilute else {}
+            truth[client_id] |= {"early": "yes"} if early else {}
+        clients.append((client_id, traffic, meta))
+    taken = {int(c.removeprefix("acct-")) for c in truth}
+    free = np.setdiff1d(np.arange(100_000, 1_000_000), np.fromiter(taken, dtype=np.int64))
+    added = campaign_accounts + org_accounts + sum(hard.values())
+    numbers = iter(rng.choice(free, size=added, replace=False).tolist())
+    _add_groups(seed, model, span, scale, campaign_accounts, org_accounts, numbers, clients, truth)
+    _add_hard(seed, model, span, scale, hard, numbers, clients, truth)
     for info in truth.values():
         info["victim"] = victim
     return _events(rng, clients, model, start or DEFAULT_START, model_id or model.model_id), truth
 
 
+def _changed_attack(
+    rng: np.random.Generator, victim: VictimModel, traffic: Traffic, dilute: int, early: bool
+) -> Traffic:
+    """An attacker's ``traffic`` diluted 1:``dilute`` and, if ``early``, moved to start with the trace."""
+    if dilute:
+        traffic = diluted(rng, victim, traffic, dilute)
+    if early and len(traffic):
+        traffic = Traffic(traffic.times - traffic.times.min(), traffic.inputs)
+    return traffic
+
+
+def _add_hard(
+    seed: int,
+    victim: VictimModel,
+    span: float,
+    scale: float,
+    hard: Mapping[str, int],
+    numbers: Iterator[int],
+    clients: list[tuple[str, Traffic, dict[str, str]]],
+    truth: Truth,
+) -> None:
+    """Append ``hard``'s benign clients, each kind on its own seed stream."""
+    for kind, count in sorted(hard.items()):
+        for k in range(count):
+            client_rng = np.random.default_rng([seed, 1_000_003, sorted(HARD_KINDS).index(kind), k])
+            client_id = f"acct-{next(numbers)}"
+            network = _NETWORKS[int(client_rng.integers(len(_NETWORKS)))]
+            meta = {
+                "ip": f"{network}{int(client_rng.integers(1, 255))}",
+                "user_agent": _USER_AGENTS[int(client_rng.integers(len(_USER_AGENTS)))],
+            }
+            clients.append((client_id, HARD_KINDS[kind](client_rng, victim, span, scale), meta))
+            truth[client_id] = {"role": "benign", "family": kind}
+
+
 def _add_groups(
     seed: int,
-    rng: np.random.Generator,
     victim: Any,
     span: float,
     scale: float,
     campaign_accounts: int,
     org_accounts: int,
+    numbers: Iterator[int],
     clients: list[tuple[str, Traffic, dict[str, str]]],
     truth: Truth,
 ) -> None:
     """Append the campaign's and the organisation's accounts (own seed streams, so the other
-    clients of a seed stay as they were)."""
-    taken = {int(c.removeprefix("acct-")) for c in truth}
-    free = np.setdiff1d(np.arange(100_000, 1_000_000), np.fromiter(taken, dtype=np.int64))
-    numbers = iter(rng.choice(free, size=campaign_accounts + org_accounts, replace=False).tolist())
+    clients of a seed stay as they were), numbered from ``numbers``."""
     if campaign_accounts:
         group_rng = np.random.default_rng([seed, 1_000_001])
         for traffic in campaign(group_rng, victim, span, scale, campaign_accounts):

@@ -10,9 +10,10 @@ import pytest
 
 from querywatch.detector.adapters.kafka.broker import EmbeddedBroker
 from querywatch.detector.cli import main
-from querywatch.detector.cli.simulate import VICTIM_NAMES
+from querywatch.detector.cli.simulate import HARD_DEFAULT, HARD_NAMES, VICTIM_NAMES
 from querywatch.detector.errors import EXIT_INPUT
 from querywatch.detector.simulate import VICTIMS, read_jsonl
+from querywatch.detector.simulate.hard import HARD_KINDS
 from querywatch.detector.simulate.victim import MODEL_ID, TABULAR_MODEL_ID
 from tests.kafka.harness import read_topic
 
@@ -41,6 +42,20 @@ def test_writes_campaign_and_organisation_accounts(tmp_path: Path) -> None:
     assert senders == set(json.loads(truth.read_text()))
 
 
+def test_writes_hard_traffic_diluted_and_early_thieves(tmp_path: Path) -> None:
+    """What-if analysts and records with gaps beside the ordinary clients; thieves who dilute
+    their stolen queries and start with the trace (a poisoned warm-up)."""
+    out, truth = tmp_path / "trace.jsonl", tmp_path / "truth.json"
+    args = ["simulate", "--benign", "5", "--attackers", "2", "--scale", "0.05", "--dilute", "4", "--early"]
+    assert main([*args, "--hard", "whatif=3,zero_filled", "--out", str(out), "--truth", str(truth)]) == 0
+    roles = json.loads(truth.read_text())
+    families = [t["family"] for t in roles.values()]
+    assert families.count("whatif") == 3 and families.count("zero_filled") == HARD_DEFAULT
+    thieves = [t for t in roles.values() if t["role"] == "attack"]
+    assert len(thieves) == 2 and all(t["dilution"] == "1:4" and t["early"] == "yes" for t in thieves)
+    assert {e["client_id"] for e in read_jsonl(out)} == set(roles)
+
+
 def test_writes_a_tabular_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, truth = tmp_path / "trace.jsonl", tmp_path / "truth.json"
     args = ["simulate", "--victim", "tabular", "--seed", "4", "--benign", "5", "--attackers", "2"]
@@ -53,7 +68,7 @@ def test_writes_a_tabular_trace(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_the_parser_offers_every_victim_and_only_those(capsys: pytest.CaptureFixture[str]) -> None:
-    assert tuple(VICTIMS) == VICTIM_NAMES
+    assert tuple(VICTIMS) == VICTIM_NAMES and tuple(HARD_KINDS) == HARD_NAMES
     with pytest.raises(SystemExit) as exited:
         main(["simulate", "--victim", "images", "--out", "t.jsonl"])
     assert exited.value.code == 2
@@ -61,6 +76,23 @@ def test_the_parser_offers_every_victim_and_only_those(capsys: pytest.CaptureFix
         "invalid choice: 'images' (choose from 'digits', 'tabular', 'wide', 'binary')"
         in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--hard", "whatif,telepathy"], "unknown hard traffic 'telepathy' (choose from whatif, zero_"),
+        (["--hard", "whatif=-2"], "-2 is not a count"),
+        (["--hard", "missing,missing=3"], "hard traffic 'missing' given twice"),
+        (["--dilute", "-1"], "-1 is not a count"),
+    ],
+)
+def test_bad_hard_traffic_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["simulate", "--out", str(tmp_path / "t.jsonl"), *extra])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_refuses_when_there_is_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:

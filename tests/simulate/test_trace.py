@@ -88,6 +88,41 @@ def test_bad_arguments_are_refused() -> None:
         generate_trace(0, benign=-1, attackers=0)
     with pytest.raises(ValueError, match="unknown victim 'images'"):
         generate_trace(0, benign=1, attackers=0, victim="images")
+    with pytest.raises(ValueError, match="unknown hard traffic"):
+        generate_trace(0, benign=1, attackers=0, hard={"telepathy": 1})
+    with pytest.raises(ValueError, match="dilute must be >= 0"):
+        generate_trace(0, benign=1, attackers=1, dilute=-1)
+
+
+def test_hard_traffic_dilution_and_an_early_start_leave_the_other_clients_as_they_were() -> None:
+    """``hard`` adds benign clients, ``dilute`` and ``early`` change the attackers, and nothing
+    else moves: a trace with them compares with the plain one of its seed client by client."""
+    plain, plain_truth = generate_trace(5, benign=6, attackers=2, scale=0.1, attack_families=["random"])
+    events, truth = generate_trace(
+        5,
+        benign=6,
+        attackers=2,
+        scale=0.1,
+        attack_families=["random"],
+        hard={"whatif": 2, "missing": 1},
+        dilute=4,
+        early=True,
+    )
+    before, after = _by_client(plain), _by_client(events)
+    added = set(truth) - set(plain_truth)
+    assert sorted(truth[c]["family"] for c in added) == ["missing", "whatif", "whatif"]
+    assert all(truth[c]["role"] == "benign" for c in added)
+    for client, info in plain_truth.items():
+        if info["role"] == "benign":
+            assert [e["input"] for e in after[client]] == [e["input"] for e in before[client]]
+            continue
+        assert truth[client] == info | {"dilution": "1:4", "early": "yes"}
+        stolen = [e["input"] for e in before[client]]
+        sent = [e["input"] for e in after[client]]
+        assert len(sent) == 5 * len(stolen) and sent[::5] == stolen  # four natural after each
+        assert after[client][0]["ts"] == events[0]["ts"]  # in the warm-up: with the first event
+    gaps = [e for c in _clients_of(truth, "missing") for e in after[c] if None in e["input"]]
+    assert gaps and all(parse_event(e).input.shape == (64,) for e in gaps)
 
 
 @pytest.mark.parametrize("kind", ["tabular", "wide", "binary"])
