@@ -210,17 +210,8 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
             print(
                 f"  sent by {n} client{'s' * (n != 1)} (most: {most}; all in the report's rejected_clients)"
             )
-    if report.unscored:
-        print(
-            f"answers without scores: {report.unscored} of {report.events} (labels only or no answer: "
-            "the boundary test reads prediction.scores, the confidence test ranks labels by their "
-            "neighbours'; a model's scores logged under another name are not read)"
-        )
-    if report.gapped:
-        print(
-            f"inputs with missing values: {report.gapped} of {report.events} (null or NaN, each read as "
-            "the value of the profile cell nearest its record on the fields present)"
-        )
+    for note in report.input_notes():
+        print(note)
     print(f"{'client':<24} {'queries':>8} {'risk':>6} {'alert@':>7}  reason")
     for c in clients[:top]:
         first = "-" if c.first_alert_query is None else str(c.first_alert_query)

@@ -160,6 +160,28 @@ class ReplayReport:
             ],
         }
 
+    def input_notes(self) -> list[str]:
+        """What the inputs hold that the scores alone do not say, one sentence each: answers
+        without scores and inputs with missing values, with how each was read (the summary
+        printed on the terminal and the HTML report say the same).
+
+        >>> ReplayReport(events=10, unscored=4).input_notes()[0][:32]
+        'answers without scores: 4 of 10 '
+        """
+        notes = []
+        if self.unscored:
+            notes.append(
+                f"answers without scores: {self.unscored} of {self.events} (labels only or no answer: "
+                "the boundary test reads prediction.scores, the confidence test ranks labels by their "
+                "neighbours'; a model's scores logged under another name are not read)"
+            )
+        if self.gapped:
+            notes.append(
+                f"inputs with missing values: {self.gapped} of {self.events} (null or NaN, each read as "
+                "the value of the profile cell nearest its record on the fields present)"
+            )
+        return notes
+
     def ranked_refused(self) -> list[tuple[str, Counter[str]]]:
         """Clients with refused events, most first (then by id)."""
         return sorted(self.refused_clients.items(), key=lambda item: (-item[1].total(), item[0]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import html
 import json
 import os
 import re
@@ -190,3 +191,15 @@ def test_a_client_id_cannot_break_out_of_the_pages_data() -> None:
     parsed = json.loads(data)
     assert {c["client_id"] for c in parsed["table"]} == set(ids)
     assert {c["client_id"] for c in parsed["charts"]} == set(ids)
+
+
+def test_the_html_report_says_what_the_inputs_held_as_the_summary_does() -> None:
+    """Answers without scores and inputs with missing values: the terminal's summary said them,
+    the HTML report did not."""
+    quiet = render_report(ReplayReport(events=10), top=10, alert_risk=0.5, title="t")
+    assert "without scores" not in quiet and "missing values" not in quiet
+    report = ReplayReport(events=10, unscored=4, gapped=3)
+    page = render_report(report, top=10, alert_risk=0.5, title="t")
+    for note in report.input_notes():
+        assert html.escape(note) in page
+    assert "answers without scores: 4 of 10" in page and "inputs with missing values: 3 of 10" in page

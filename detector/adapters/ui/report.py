@@ -151,6 +151,7 @@ def render_report(report: ReplayReport, *, top: int, alert_risk: float, title: s
 <h1>{html.escape(title)}</h1>
 <p>{report.events} events from {len(report.clients)} clients; <strong>{alerted} clients alerted</strong>;
 {report.duplicates} duplicates dropped; {rejected} invalid lines{_refused_by(report)}.
+{"".join(f"<br>{html.escape(note)}." for note in report.input_notes())}
 <span class="muted">Risk over event time of the {min(top, len(report.clients))} riskiest clients; the dashed
 line is the alert threshold, the dotted one the first alert.</span></p>
 <section id="charts"></section>
