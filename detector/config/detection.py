@@ -18,7 +18,12 @@ class DetectionSettings(Section):
         "`replay --profile` keeps its revisions in memory.",
     )
     warmup_events: int = Field(
-        20000, ge=100, description="Events of a model collected before an automatic profile is built."
+        20000,
+        ge=100,
+        description="Events of a model collected before an automatic profile is built; more, up to 4 "
+        "times as many, while they come from fewer than a quarter of the clients they are sized for "
+        "(`warmup_events / warmup_per_client`: 125 by default), so that a few heavy clients do not make "
+        "the profile.",
     )
     warmup_per_client: int = Field(
         40, ge=1, description="At most this many warm-up events of one client enter the profile."

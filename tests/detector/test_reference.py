@@ -38,21 +38,42 @@ def test_the_warm_up_completes_at_warmup_events_and_then_scores_what_it_held() -
 
 def test_a_warm_up_of_too_few_clients_refuses_its_events_saying_why() -> None:
     """Two clients fill the sample, but at most ``warmup_per_client`` of each enter a profile:
-    every held event is refused, with the count of clients and the cap, and the model's next
-    events start a new sample."""
+    the sample holds on for more clients (a quarter of the 80 it is sized for), up to four
+    times ``warmup_events``; then every held event is refused, with the count of clients and
+    the cap, and the model's next events start a new sample."""
     rng = np.random.default_rng(10)
     engine = _profiled_engine(SETTINGS.model_copy(update={"warmup_per_client": 5}))  # 10 rows < 16
-    events = [e for c in range(2) for e in _events(f"c{c}", rng.normal(size=(200, 3)), model="new")]
-    held = engine.process_batch(events[:300])
-    result = engine.process_batch(events[300:])
-    assert held.held == events[:300] and result.outcomes == [] and result.completed == ["new"]
+    events = [e for c in range(2) for e in _events(f"c{c}", rng.normal(size=(800, 3)), model="new")]
+    held = engine.process_batch(events[:1500])
+    result = engine.process_batch(events[1500:])
+    assert held.held == events[:1500] and held.completed == [] and SETTINGS.warmup_events < 1500
+    assert result.outcomes == [] and result.completed == ["new"]
     assert [e for e, _ in result.rejected] == events
     reason, detail = result.rejected[0][1].reason, result.rejected[0][1].detail
     assert reason == "no_profile" and detail.endswith(
-        "(400 warm-up events from 2 clients, at most warmup_per_client=5 of each kept: "
+        "(1600 warm-up events from 2 clients, at most warmup_per_client=5 of each kept: "
         "a model this few clients call needs a trusted profile)"
     )
     assert engine.pending_warmup() == 0 and engine.process_batch(events[:1]).held == events[:1]
+
+
+def test_a_warm_up_filled_by_a_few_heavy_clients_waits_for_more() -> None:
+    """Two clients send ``warmup_events`` and more before anyone else: a profile of their
+    rows alone would be theirs (thieves starting with a model made its whole reference so).
+    The sample holds on until a third client (a quarter of the ten it is sized for) has sent
+    events, and the profile is built from all three."""
+    rng = np.random.default_rng(12)
+    engine = _profiled_engine()
+    heavy = [e for c in range(2) for e in _events(f"h{c}", _benign(rng, 300), t0=c, model="new")]
+    late = _events("late", _benign(rng, 20), t0=9, model="new")
+    assert SETTINGS.warmup_events / SETTINGS.warmup_per_client == 10 and len(heavy) > SETTINGS.warmup_events
+    first = engine.process_batch(heavy)
+    assert first.completed == [] and first.held == heavy
+    second = engine.process_batch(late)
+    assert second.completed == ["new"] and engine.pending_warmup() == 0
+    assert len(second.outcomes) == len(heavy) + len(late)
+    profile = engine.profiles.get("new")
+    assert profile is not None and profile.reference_size == 2 * SETTINGS.warmup_per_client + len(late)
 
 
 def test_a_warm_up_another_consumer_finished_first_is_adopted_with_what_was_held() -> None:

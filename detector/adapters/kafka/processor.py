@@ -496,7 +496,8 @@ class StreamProcessor(OwnedPartitions):
                 continue
             log.info(
                 "%s: %d events held for its warm-up, which builds its profile from the first %d "
-                "(QUERYWATCH_DETECTION__WARMUP_EVENTS) and then scores them; to score from the "
+                "(QUERYWATCH_DETECTION__WARMUP_EVENTS; up to 4 times as many while a few clients "
+                "send most of them) and then scores them; to score from the "
                 "first event, give it a profile made with the model's answers (querywatch profile "
                 "--input LOGGED.jsonl --served --model-id %s --out DIR, then "
                 "QUERYWATCH_DETECTION__PROFILE_DIR=DIR)",
