@@ -580,7 +580,7 @@ def test_events_held_for_a_warm_up_are_said_then_and_once_a_minute(
     assert len(said) == 2  # at 0 s and 61 s; not at 30 s, nor at 62 s
     assert said[0].startswith("new-model: 1 events held for its warm-up")
     assert said[1] != said[0] and said[1].startswith("new-model: ")
-    assert f"the first {SETTINGS.warmup_events} (QUERYWATCH_DETECTION__WARMUP_EVENTS)" in said[0]
+    assert f"the first {SETTINGS.warmup_events} (QUERYWATCH_DETECTION__WARMUP_EVENTS; up to 4" in said[0]
     assert "--model-id new-model --out DIR, then QUERYWATCH_DETECTION__PROFILE_DIR=DIR" in said[0]
 
 

@@ -212,36 +212,37 @@ def test_a_warm_up_of_one_client_is_dead_lettered_and_the_consumer_goes_on(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
     """At most ``warmup_per_client`` events of a client enter a warm-up profile, so a sample
-    of one client's events builds none: every event held, over several polls, is
-    dead-lettered as ``no_profile`` with why, and the consumer goes on (it stopped once, on
-    counting scored events as the step's events less the held ones it refused)."""
+    of one client's events builds none: it holds on for more clients up to four times
+    ``warmup_events``, then every event held, over several polls, is dead-lettered as
+    ``no_profile`` with why, and the consumer goes on (it stopped once, on counting scored
+    events as the step's events less the held ones it refused)."""
     detection = DetectionSettings(warmup_events=200, max_event_bytes=4096)
     settings = Settings(kafka=kafka_settings, database=migrated_database(tmp_path), detection=detection)
     lines = trace_lines()
     busiest = Counter(json.loads(line)["client_id"] for line in lines).most_common(1)[0][0]
-    own = [line for line in lines if json.loads(line)["client_id"] == busiest][:250]
+    own = [line for line in lines if json.loads(line)["client_id"] == busiest][:850]
     ensure_topics(kafka_settings)
     processed = REGISTRY.get_sample_value("querywatch_events_processed_total")
     consumer = ThreadedConsumer(settings).start()
     database = make_engine(settings.database)
     try:
-        produce(kafka_settings, own[:150])  # held: fewer than a sample
+        produce(kafka_settings, own[:250])  # held: past warmup_events, but of one client
         wait_until_stored(database, kafka_settings)
-        assert sum(len(held) for held in _held(settings).values()) == 150
-        produce(kafka_settings, own[150:200])  # its last event fills the sample, which builds no profile
+        assert sum(len(held) for held in _held(settings).values()) == 250
+        produce(kafka_settings, own[250:800])  # its last event fills four samples, which build no profile
         wait_until_stored(database, kafka_settings)
-        produce(kafka_settings, own[200:])  # the next sample starts
+        produce(kafka_settings, own[800:])  # the next sample starts
         wait_until_stored(database, kafka_settings)
     finally:
         consumer.close()
     letters = read_topic(kafka_settings.bootstrap_servers, kafka_settings.dead_letter_topic)
-    assert [dict(r.headers)["querywatch.reason"] for r in letters] == [b"no_profile"] * 200
+    assert [dict(r.headers)["querywatch.reason"] for r in letters] == [b"no_profile"] * 800
     assert [json.loads(r.value)["request_id"] for r in letters] == [
-        json.loads(line)["request_id"] for line in own[:200]
+        json.loads(line)["request_id"] for line in own[:800]
     ]
     with database.connect() as connection:
         details = connection.execute(select(DeadLetterRow.detail)).scalars().all()
     database.dispose()
-    assert len(details) == 200 and "from 1 client, at most warmup_per_client=40" in details[0]
+    assert len(details) == 800 and "from 1 client, at most warmup_per_client=40" in details[0]
     assert sum(len(held) for held in _held(settings).values()) == 50
     assert REGISTRY.get_sample_value("querywatch_events_processed_total") == processed
