@@ -109,10 +109,7 @@ def generate_trace(
         kinds = BENIGN_KINDS if role == "benign" else ATTACK_KINDS
         traffic = kinds[family](client_rng, model, span, scale)
         client_id = f"acct-{account_numbers[index]}"
-        meta = {
-            "ip": f"{_NETWORKS[index % len(_NETWORKS)]}{int(client_rng.integers(1, 255))}",
-            "user_agent": _USER_AGENTS[int(client_rng.integers(len(_USER_AGENTS)))],
-        }
+        meta = _meta(client_rng, _NETWORKS[index % len(_NETWORKS)])
         truth[client_id] = {"role": role, "family": family}
         if role == "attack":
             traffic = _changed_attack(np.random.default_rng([seed, index, 1]), model, traffic, dilute, early)
@@ -141,6 +138,14 @@ def _changed_attack(
     return traffic
 
 
+def _meta(rng: np.random.Generator, network: str) -> dict[str, str]:
+    """A client's address in ``network`` and a user agent, drawn from its ``rng``."""
+    return {
+        "ip": f"{network}{int(rng.integers(1, 255))}",
+        "user_agent": _USER_AGENTS[int(rng.integers(len(_USER_AGENTS)))],
+    }
+
+
 def _add_hard(
     seed: int,
     victim: VictimModel,
@@ -152,15 +157,11 @@ def _add_hard(
     truth: Truth,
 ) -> None:
     """Append ``hard``'s benign clients, each kind on its own seed stream."""
-    for kind, count in sorted(hard.items()):
-        for k in range(count):
-            client_rng = np.random.default_rng([seed, 1_000_003, sorted(HARD_KINDS).index(kind), k])
+    for stream, kind in enumerate(sorted(HARD_KINDS)):
+        for k in range(hard.get(kind, 0)):
+            client_rng = np.random.default_rng([seed, 1_000_003, stream, k])
             client_id = f"acct-{next(numbers)}"
-            network = _NETWORKS[int(client_rng.integers(len(_NETWORKS)))]
-            meta = {
-                "ip": f"{network}{int(client_rng.integers(1, 255))}",
-                "user_agent": _USER_AGENTS[int(client_rng.integers(len(_USER_AGENTS)))],
-            }
+            meta = _meta(client_rng, _NETWORKS[int(client_rng.integers(len(_NETWORKS)))])
             clients.append((client_id, HARD_KINDS[kind](client_rng, victim, span, scale), meta))
             truth[client_id] = {"role": "benign", "family": kind}
 
@@ -182,11 +183,7 @@ def _add_groups(
         group_rng = np.random.default_rng([seed, 1_000_001])
         for traffic in campaign(group_rng, victim, span, scale, campaign_accounts):
             client_id = f"acct-{next(numbers)}"
-            network = _NETWORKS[int(group_rng.integers(len(_NETWORKS)))]
-            meta = {
-                "ip": f"{network}{int(group_rng.integers(1, 255))}",
-                "user_agent": _USER_AGENTS[int(group_rng.integers(len(_USER_AGENTS)))],
-            }
+            meta = _meta(group_rng, _NETWORKS[int(group_rng.integers(len(_NETWORKS)))])
             clients.append((client_id, traffic, meta))
             truth[client_id] = {"role": "attack", "family": "campaign", "campaign": f"sim-campaign-{seed}"}
     if org_accounts:

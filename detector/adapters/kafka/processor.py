@@ -60,7 +60,7 @@ from querywatch.detector.config import InputSettings, StreamSettings
 from querywatch.detector.engine.detector import BatchResult, Detector
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.profiles import thin_warmup
-from querywatch.detector.engine.reference import pack_events, unpack_events
+from querywatch.detector.engine.reference import WARMUP_WAIT, pack_events, unpack_events
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.detector.errors import ConfigError, InvalidEvent
 from querywatch.detector.logging import LogLimiter
@@ -496,7 +496,7 @@ class StreamProcessor(OwnedPartitions):
                 continue
             log.info(
                 "%s: %d events held for its warm-up, which builds its profile from the first %d "
-                "(QUERYWATCH_DETECTION__WARMUP_EVENTS; up to 4 times as many while a few clients "
+                "(QUERYWATCH_DETECTION__WARMUP_EVENTS; up to %d times as many while a few clients "
                 "send most of them) and then scores them; to score from the "
                 "first event, give it a profile made with the model's answers (querywatch profile "
                 "--input LOGGED.jsonl --served --model-id %s --out DIR, then "
@@ -504,6 +504,7 @@ class StreamProcessor(OwnedPartitions):
                 model_id,
                 count,
                 reference.settings.warmup_events,
+                WARMUP_WAIT,
                 model_id,
                 extra={"model_id": model_id},
             )
