@@ -7,6 +7,11 @@ from pydantic import Field, ValidationInfo, field_validator
 from querywatch.detector.config.base import Section
 from querywatch.models.registry import EVIDENCE_TESTS
 
+#: How many times ``warmup_events`` a warm-up sample holds, at most, while it holds events of
+#: fewer than 1 / WARMUP_WAIT of the clients it is sized for (``detector.engine.reference``).
+WARMUP_WAIT = 4
+_WARMUP_EVENTS, _WARMUP_PER_CLIENT = 20000, 40
+
 
 class DetectionSettings(Section):
     """How the engine builds profiles, scores clients and raises alerts."""
@@ -18,15 +23,18 @@ class DetectionSettings(Section):
         "`replay --profile` keeps its revisions in memory.",
     )
     warmup_events: int = Field(
-        20000,
+        _WARMUP_EVENTS,
         ge=100,
-        description="Events of a model collected before an automatic profile is built; more, up to 4 "
-        "times as many, while they come from fewer than a quarter of the clients they are sized for "
-        "(`warmup_events / warmup_per_client`: 125 by default), so that a few heavy clients do not make "
-        "the profile.",
+        description="Events of a model collected before an automatic profile is built; more, up to "
+        f"{WARMUP_WAIT} times as many, while they come from fewer than 1/{WARMUP_WAIT} of the clients "
+        f"they are sized for (`warmup_events / warmup_per_client / {WARMUP_WAIT}`: "
+        f"{_WARMUP_EVENTS // _WARMUP_PER_CLIENT // WARMUP_WAIT} by default), so that a few heavy "
+        "clients do not make the profile.",
     )
     warmup_per_client: int = Field(
-        40, ge=1, description="At most this many warm-up events of one client enter the profile."
+        _WARMUP_PER_CLIENT,
+        ge=1,
+        description="At most this many warm-up events of one client enter the profile.",
     )
     refresh_every: int = Field(
         20000,

@@ -29,6 +29,7 @@ import msgpack
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
+from querywatch.detector.config.detection import WARMUP_WAIT
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.profiles import (
     ProfileStore,
@@ -36,10 +37,6 @@ from querywatch.detector.engine.profiles import (
     profile_with_live_answers,
 )
 from querywatch.detector.errors import InvalidEvent, ProfileError
-
-#: How many times ``warmup_events`` a sample holds, at most, while it holds events of fewer than
-#: 1 / WARMUP_WAIT of the clients it is sized for (module docstring).
-WARMUP_WAIT = 4
 
 
 @dataclass

@@ -57,10 +57,11 @@ from querywatch.detector.adapters.kafka.partitions import (
     unpack_client_state,
 )
 from querywatch.detector.config import InputSettings, StreamSettings
+from querywatch.detector.config.detection import WARMUP_WAIT
 from querywatch.detector.engine.detector import BatchResult, Detector
 from querywatch.detector.engine.events import Event
 from querywatch.detector.engine.profiles import thin_warmup
-from querywatch.detector.engine.reference import WARMUP_WAIT, pack_events, unpack_events
+from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.engine.summaries import ClientSummary
 from querywatch.detector.errors import ConfigError, InvalidEvent
 from querywatch.detector.logging import LogLimiter
