@@ -24,10 +24,10 @@ test reads the global score alone (its threshold rests on the reference's most e
 input, which that heavy tail would set).
 
 A 0 (or -1, -999) in a feature whose reference values are almost never at or below 0 is a
-missing value that a client filled in, and is read as the reference's mean where that alone
-puts a row out of profile (``ReferenceProfile.read_missing``). A value sent as missing (NaN:
-null or NaN in an event) is read as the nearest cell's on the fields present
-(``ReferenceProfile.filled``), in a live batch and in the reference itself.
+missing value that a client filled in, and is read as one where that alone puts a row out of
+profile (``ReferenceProfile.read_missing``). A value sent as missing (NaN: null or NaN in an
+event) is read as the nearest cell's on the fields present (``ReferenceProfile.filled``), in
+a live batch and in the reference itself.
 """
 
 from __future__ import annotations
@@ -305,23 +305,25 @@ class ReferenceProfile:
     ) -> tuple[FloatArray, NDArray[np.int64], FloatArray, FloatArray]:
         """``X`` and its placement (``_place``: cells, scores and spread scores, changed in
         place) with each missing value (one of ``MISSING_FILLS`` in a ``zero_missing``
-        feature) read as the reference's mean, in rows with at most a quarter of their
-        features missing that lie out of profile as sent and in profile so read: only those
-        rows are placed again.
+        feature) read as a value sent as missing is (``filled``: the nearest cell's on the
+        fields present), in rows with at most half of their features missing that lie out of
+        profile as sent and in profile so read: only those rows are placed again.
 
         Clients fill a field they do not have with 0 (or -1, -999), and where the data never
-        holds such a value such
-        a record lies beyond every reference input (on the bench's credit model four such
-        clients were alerted, by the far and isolation tests). A row out of profile even so
-        is read as sent, and so is a row in profile as sent: the 0s a Jacobian-augmentation
-        step clips to, read as the mean, broke its steps and lost the simulator's diluted
-        JbDA thieves (docs/DETECTION_EXPERIMENTS.md, *Tried and not adopted*)."""
+        holds such a value such a record lies beyond every reference input (on the bench's
+        credit model four such clients were alerted, by the far and isolation tests). Half,
+        so that the fields present still place the row; a quarter, until 2026-12-06, left a
+        10-input record with three fields at 0 as sent, and five of eight such clients of the
+        project simulator's two-class victim alerted. A row out of profile even so is read as
+        sent, and so is a row in profile as sent: the 0s a Jacobian-augmentation step clips
+        to, read as missing, broke its steps and lost the simulator's diluted JbDA thieves
+        (docs/DETECTION_EXPERIMENTS.md, *Tried and not adopted*)."""
         missing = np.isin(X, MISSING_FILLS) & self.zero_missing
         count = missing.sum(axis=1)
-        rows = np.flatnonzero((count > 0) & (count <= max(1, self.dim // 4)) & self._outside(score, spread))
+        rows = np.flatnonzero((count > 0) & (count <= max(1, self.dim // 2)) & self._outside(score, spread))
         if not len(rows):
             return X, cell, score, spread
-        filled = np.where(missing[rows], self.mean, X[rows])
+        filled = self.filled(np.where(missing[rows], np.nan, X[rows]))
         placed = self._place(filled)
         read = ~self._outside(placed[1], placed[2])
         if not read.any():

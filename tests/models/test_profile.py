@@ -259,9 +259,10 @@ def test_answers_that_drift_alone_re_measure_only_the_boundary_chance() -> None:
 
 def test_a_zero_where_the_data_never_has_one_is_read_as_a_missing_value() -> None:
     """A record with a field missing and sent as 0 lies beyond a model's data whose fields
-    are never 0; read with the reference's mean there it lies in profile, and so it is read.
-    A row out of profile even so, or with more than a quarter of its fields at 0, is read as
-    sent; where the reference's own rows hold zeros (noise clipped at 0), a 0 is a value."""
+    are never 0; read as a missing value (NaN: the nearest cell's value, as a gap sent as
+    null is read) it lies in profile, and so it is read, up to half of its fields. A row out
+    of profile even so, or with more than half of its fields at 0, is read as sent; where
+    the reference's own rows hold zeros (noise clipped at 0), a 0 is a value."""
     rng = np.random.default_rng(7)
     X = rng.normal(0.6, 0.05, size=(4000, 8))
     p = fit_profile(X, model_id="m", version="v", cells=8, components=4)
@@ -269,20 +270,21 @@ def test_a_zero_where_the_data_never_has_one_is_read_as_a_missing_value() -> Non
     record = rng.normal(0.6, 0.03, size=(1, 8))
     missing = record.copy()
     missing[0, 3] = 0.0
-    half = record.copy()
-    half[0, :4] = 0.0
+    most = record.copy()
+    most[0, :5] = 0.0
     synthetic = rng.uniform(-3.0, 3.0, size=(1, 8))
     synthetic[0, 0] = 0.0
     as_sent = replace(p, zero_missing=np.zeros(8, dtype=bool))
     assert as_sent.view(missing).out_of_profile[0] and not p.view(missing).out_of_profile[0]
-    filled = missing.copy()
-    filled[0, 3] = p.mean[3]
-    assert np.array_equal(p.view(missing).quantized, p.view(filled).quantized)
+    gap = missing.copy()
+    gap[0, 3] = np.nan
+    assert np.array_equal(p.view(missing).quantized, p.view(gap).quantized)
     missing[0, 3] = -999.0  # another fill pipelines use
-    assert as_sent.view(missing).far[0] and np.array_equal(
-        p.view(missing).quantized, p.view(filled).quantized
-    )
-    for row in (half, synthetic):
+    assert as_sent.view(missing).far[0] and np.array_equal(p.view(missing).quantized, p.view(gap).quantized)
+    three = record.copy()  # three of eight, more than a quarter (read as sent before 2026-12-06)
+    three[0, [1, 4, 6]] = 0.0
+    assert as_sent.view(three).out_of_profile[0] and not p.view(three).out_of_profile[0]
+    for row in (most, synthetic):
         assert np.array_equal(p.view(row).quantized, as_sent.view(row).quantized)
         assert p.view(row).out_of_profile[0]
     assert ReferenceProfile.from_bytes(p.to_bytes()).zero_missing.all()

@@ -181,11 +181,12 @@ def test_records_with_missing_fields_are_quiet(
 ) -> None:
     """Clients whose records miss one to three fields, sent as 0 or as missing (null, as a
     model behind an imputer or a tree model that reads NaN is served), and a uniform-random
-    thief that leaves a quarter of every row's fields so.
+    thief that leaves a quarter of every row's fields so. One client leaves three fields of
+    every third record so.
 
     As 0: on the tabular and two-class victims, whose data never holds a 0, such a record
-    lies beyond every reference input; read with the reference's mean there
-    (``ReferenceProfile.read_missing``) it does not. As sent, two of the four alerted on the
+    lies beyond every reference input; read as missing there, with the nearest cell's value
+    (``ReferenceProfile.read_missing``), it does not. As sent, two of the four alerted on the
     two-class victim (peak risk 0.34-0.97), and on the tabular one peaked at 0.11-0.47. The
     thief is alerted as soon as ever: its rows lie out of profile even so. As missing: each
     gap read as the nearest cell's value (``ReferenceProfile.filled``), the thief within 40
@@ -193,6 +194,13 @@ def test_records_with_missing_fields_are_quiet(
     victim, profile = served
     traffic = zero_filled if fill == 0.0 else missing
     clients = {f"filled-{i}": traffic(np.random.default_rng(10 + i), victim, DAY, 1.0) for i in range(4)}
+    # Three fields of every third record: on the two-class victim's ten inputs, more than a
+    # quarter, which read_missing left as sent until 2026-12-06 (this client alerted then).
+    three = traffic(np.random.default_rng(20), victim, DAY, 1.0)
+    rows = np.random.default_rng(21)
+    for row in three.inputs[::3]:
+        row[rows.choice(victim.dim, size=3, replace=False)] = fill
+    clients["three"] = three
     thief = random_synthetic(np.random.default_rng(3), victim, DAY, 1.0)
     gapped = thief.inputs.copy()
     rng = np.random.default_rng(5)
