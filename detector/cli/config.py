@@ -210,7 +210,7 @@ def check_warmup(settings: Settings) -> Check:
         settings, lambda session: load_states_keyed(session=session, group_id=group, prefixes=prefixes)
     )
     events: Counter[str] = Counter()
-    partitions: dict[str, list[int]] = {}
+    partitions: dict[str, set[int]] = {}  # a partition's held events may lie in several chunks
     for partition, blob in rows:
         try:
             per_model = Counter(e.model_id for e in unpack_events(blob))
@@ -224,7 +224,7 @@ def check_warmup(settings: Settings) -> Check:
             )
         events.update(per_model)
         for model_id in per_model:
-            partitions.setdefault(model_id, []).append(partition)
+            partitions.setdefault(model_id, set()).add(partition)
     if not events:
         return Check("warm-up", True, "no model warming up")
     target = settings.detection.warmup_events

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from querywatch.detector.adapters.db.checkpoints import load_partition, save_checkpoint
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.db.tables import DeadLetterRow
-from querywatch.detector.adapters.kafka import processor as processor_module
 from querywatch.detector.adapters.kafka.partitions import (
     LEGACY_HELD_EVENTS_KEY,
     CorruptClientState,
+    held_chunk_key,
+    held_chunk_keys,
     held_events_key,
     pack_client_state,
 )
@@ -29,7 +30,7 @@ from querywatch.detector.adapters.sinks import stored_sinks
 from querywatch.detector.config import StreamSettings
 from querywatch.detector.engine.events import Event, RequestIdFilter, parse_event
 from querywatch.detector.engine.profiles import build_profile
-from querywatch.detector.engine.reference import unpack_events
+from querywatch.detector.engine.reference import pack_events, unpack_events
 from querywatch.detector.errors import ConfigError
 from querywatch.detector.metrics import REGISTRY
 from querywatch.detector.pipeline.loop import Message, Pipeline
@@ -370,9 +371,7 @@ def test_a_refused_event_re_driven_once_its_cause_is_gone_is_scored_not_dropped_
     ]
 
 
-def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(tmp_path: Path) -> None:
     sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
 
     def stored() -> dict[str, bytes]:
@@ -380,12 +379,17 @@ def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
             return load_partition(session=session, group_id="g", topic="t", partition=0).client_states
 
     # Written as before the per-partition key (SQLite could store its NUL).
-    with monkeypatch.context() as patch:
-        patch.setattr(processor_module, "held_events_key", lambda partition: LEGACY_HELD_EVENTS_KEY)
-        earlier = _processor(sessions, _Outputs())
-        earlier.assign([("t", 0)])
-        earlier.process([Record("t", 0, 0, None, _line("n1", "b", [0.1, 0.2], model="new"))])
-        earlier.checkpoint()
+    held = parse_event(_line("n1", "b", [0.1, 0.2], model="new"))
+    with transaction(sessions) as session:
+        save_checkpoint(
+            session=session,
+            group_id="g",
+            topic="t",
+            partition=0,
+            expected_offset=None,
+            next_offset=1,
+            client_states={LEGACY_HELD_EVENTS_KEY: pack_events([held])},
+        )
     assert set(stored()) == {LEGACY_HELD_EVENTS_KEY}
 
     later = _processor(sessions, _Outputs())
@@ -394,6 +398,63 @@ def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(
     later.checkpoint()
     assert set(stored()) == {held_events_key(0)}
     assert [e.request_id for e in unpack_events(stored()[held_events_key(0)])] == ["n1", "n2"]
+
+
+@pytest.mark.parametrize("lazy", [True, False], ids=["on its next event", "with its partition"])
+def test_each_checkpoint_stores_the_events_held_since_the_last_one(tmp_path: Path, lazy: bool) -> None:
+    # A warm-up's held events are stored as chunks (``held_chunk_key``): rewritten whole at
+    # every checkpoint, a warm-up of n events wrote about n^2 / (2 x the events between
+    # checkpoints). New events make a chunk that takes in the chunks before it no larger
+    # than it (a binary counter), so a slow model keeps few rows. A restart takes the chunks
+    # back in order; a completed warm-up drops them all.
+    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
+    rng = np.random.default_rng(3)
+
+    def stored() -> dict[str, list[str]]:
+        with transaction(sessions) as session:
+            states = load_partition(session=session, group_id="g", topic="t", partition=0).client_states
+        return {key: [e.request_id for e in unpack_events(states[key])] for key in held_chunk_keys(states, 0)}
+
+    def held(offset: int, n: int) -> list[Record]:
+        return [
+            Record("t", 0, offset + i, None, _line(f"n{offset + i}", f"c{i % 4}", rng.random(2), model="new"))
+            for i in range(n)
+        ]
+
+    def names(start: int, stop: int) -> list[str]:
+        return [f"n{i}" for i in range(start, stop)]
+
+    first = _processor(sessions, _Outputs(), lazy=lazy)
+    first.assign([("t", 0)])
+    for offset, n in ((0, 8), (8, 4), (12, 2)):
+        first.process(held(offset, n))
+        first.checkpoint()
+    chunks = {
+        held_chunk_key(0, 0): names(0, 8),
+        held_chunk_key(0, 1): names(8, 12),
+        held_chunk_key(0, 2): names(12, 14),
+    }
+    assert stored() == chunks
+    first.checkpoint()  # nothing new held: nothing written
+    assert stored() == chunks
+
+    second = _processor(sessions, _Outputs(), lazy=lazy)
+    second.assign([("t", 0)])
+    second.process(held(14, 1))
+    second.checkpoint()
+    assert stored() == {**chunks, held_chunk_key(0, 3): ["n14"]}
+    second.process(held(15, 3))  # 3 takes in 1, then 2, 4 and 8: one chunk of all 18
+    second.checkpoint()
+    assert stored() == {held_chunk_key(0, 0): names(0, 18)}
+    assert second.engine.pending_warmup() == 18
+
+    outputs = _Outputs()
+    third = _processor(sessions, outputs, lazy=lazy)
+    third.assign([("t", 0)])
+    third.process(held(18, SETTINGS.warmup_events - 18))  # the warm-up completes: its events are let go
+    third.checkpoint()
+    assert stored() == {}
+    assert len(outputs.outcomes) == SETTINGS.warmup_events
 
 
 @pytest.mark.parametrize("lazy", [True, False], ids=["on its next event", "with its partition"])

@@ -17,7 +17,7 @@ from querywatch.detector.adapters.db.session import make_engine, make_sessionmak
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
 from querywatch.detector.adapters.db.tables import DeadLetterRow, ModelProfileRow
 from querywatch.detector.adapters.kafka.admin import ensure_topics
-from querywatch.detector.adapters.kafka.partitions import held_events_key
+from querywatch.detector.adapters.kafka.partitions import held_chunk_keys
 from querywatch.detector.adapters.kafka.producer import client_key
 from querywatch.detector.config import DetectionSettings, KafkaSettings, Settings
 from querywatch.detector.engine.detector import Detector
@@ -72,9 +72,9 @@ def _held(settings: Settings) -> dict[int, list[str]]:
                     topic=settings.kafka.topic,
                     partition=partition,
                 )
-            blob = stored.client_states.get(held_events_key(partition))
-            if blob is not None:
-                held[partition] = [e.request_id for e in unpack_events(blob)]
+            blobs = [stored.client_states[k] for k in held_chunk_keys(stored.client_states, partition)]
+            if blobs:  # one chunk a checkpoint that held more
+                held[partition] = [e.request_id for blob in blobs for e in unpack_events(blob)]
     finally:
         database.dispose()
     return held

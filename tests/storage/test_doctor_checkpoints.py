@@ -11,7 +11,7 @@ import pytest
 from querywatch.detector.adapters.db.checkpoints import save_checkpoint
 from querywatch.detector.adapters.db.session import make_engine, make_sessionmaker, transaction
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
-from querywatch.detector.adapters.kafka.partitions import held_events_key
+from querywatch.detector.adapters.kafka.partitions import held_chunk_key, held_events_key
 from querywatch.detector.cli.config import check_groups, check_warmup
 from querywatch.detector.config import DetectionSettings, KafkaSettings, Settings
 from querywatch.detector.engine.events import Event
@@ -47,19 +47,24 @@ def test_doctor_counts_held_warm_up_events_and_names_another_groups_states(kind:
         assert check_warmup(settings).detail == "no model warming up"
         assert check_groups(settings).ok
 
+        # Partition 0's events in two chunks (two checkpoints held some): one partition still.
         held = {0: [*_events("new", 5), *_events("rare", 2)], 3: _events("new", 4, client="d")}
         for partition, events in held.items():
             _checkpoint(
                 settings,
                 "g",
                 partition,
-                {held_events_key(partition): pack_events(events), f"a{partition}": b"x"},
+                {
+                    held_chunk_key(partition, 0): pack_events(events[:3]),
+                    held_chunk_key(partition, 1): pack_events(events[3:]),
+                    f"a{partition}": b"x",
+                },
             )
         warmup = check_warmup(settings)
         assert warmup.ok and warmup.detail.startswith(
             "'new': 9 events held (partitions 0, 3); 'rare': 2 events held (partitions 0)"
         )
-        assert check_groups(settings).detail == "4 client states, all of group 'g'"
+        assert check_groups(settings).detail == "6 client states, all of group 'g'"
 
         # 'rare' has a trusted file of inputs alone: its events wait for answers, not a warm-up
         database = make_engine(settings.database)

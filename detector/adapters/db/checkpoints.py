@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from querywatch.detector.adapters.db.inserts import InsertIfAbsent
 from querywatch.detector.adapters.db.tables import Base, ClientStateRow, PartitionOffsetRow, utcnow
@@ -90,10 +91,16 @@ class StoredPartition:
 
 
 def load_partition(
-    *, session: Session, group_id: str, topic: str, partition: int, only: Collection[str] | None = None
+    *,
+    session: Session,
+    group_id: str,
+    topic: str,
+    partition: int,
+    only: Collection[str] | None = None,
+    only_prefix: str | None = None,
 ) -> StoredPartition:
     """The stored offset (None if never checkpointed) and client states of one partition
-    (``only`` those of these ids, when given).
+    (``only`` those of these ids, and of ids that start with ``only_prefix``, when given).
 
     The offset is read first: a checkpoint commits offset and states together, so states
     read afterwards are at least as new, and a mix is caught by the compare-and-set of the
@@ -115,7 +122,10 @@ def load_partition(
         ClientStateRow.partition == partition,
     )
     if only is not None:
-        query = query.where(ClientStateRow.client_id.in_(_storable(session, only)))
+        wanted: ColumnElement[bool] = ClientStateRow.client_id.in_(_storable(session, only))
+        if only_prefix is not None:
+            wanted = or_(wanted, ClientStateRow.client_id.startswith(only_prefix, autoescape=True))
+        query = query.where(wanted)
     states = {client_id: bytes(state) for client_id, state in session.execute(query)}
     return StoredPartition(offset, states, clock, digest)
 

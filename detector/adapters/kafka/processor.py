@@ -12,9 +12,10 @@ the commit, so the topics get everything at least once while the database gets i
 exactly once, and the round trip overlaps the writes.
 
 Warm-up: events of a model without a profile are held by the engine's reference stage.
-Each partition stores the events of it that are held with its checkpoint (under
-``held_events_key``), so its offset moves past them and no partition, model or restart
-waits for a model that is warming up; the partition's next owner takes them back.
+Each partition stores the events of it that are held with its checkpoint (each checkpoint
+those held since the one before, as a chunk: ``held_chunk_key``), so its offset moves past
+them and no partition, model or restart waits for a model that is warming up; the
+partition's next owner takes them back.
 
 Residency: past the engine's cap (``residency.max_resident_clients``) the least recently
 active clients are spilled at a checkpoint: the checkpoints of their partitions, in the
@@ -51,6 +52,8 @@ from querywatch.detector.adapters.kafka.partitions import (
     CorruptClientState,
     PartitionWork,
     TopicPartitionKey,
+    held_chunk_key,
+    held_chunk_keys,
     held_events_key,
     pack_client_state,
     record_digest,
@@ -185,6 +188,7 @@ class StreamProcessor(OwnedPartitions):
                 topic=topic,
                 partition=partition,
                 only=(held_events_key(partition), LEGACY_HELD_EVENTS_KEY) if self._lazy else None,
+                only_prefix=held_events_key(partition) + "/" if self._lazy else None,
             )
         # Processed up to its stored offset: what the partition's held events give once
         # taken back (below) is checkpointed there, with no new record needed.
@@ -201,13 +205,18 @@ class StreamProcessor(OwnedPartitions):
                 self.guard.resume(key, stored.clock)
             except ValueError as exc:  # judged from its first batch, as before clocks were stored
                 log.warning("%s/%d: stored event-time clock ignored: %s", topic, partition, exc)
-        held = stored.client_states.pop(held_events_key(partition), None)
+        keys = held_chunk_keys(stored.client_states, partition)
+        chunks = [unpack_events(stored.client_states.pop(key)) for key in keys]
+        work.held_sizes = [len(chunk) for chunk in chunks]
         legacy = stored.client_states.pop(LEGACY_HELD_EVENTS_KEY, None)
         if legacy is not None:  # an earlier checkpoint's key: moves to this partition's
-            held = held if held is not None else legacy
+            chunks = chunks or [unpack_events(legacy)]
             work.evicted.add(LEGACY_HELD_EVENTS_KEY)
-            work.held_changed = True
-        events = [] if held is None else unpack_events(held)
+            work.held_rewrite = True
+        if keys != [held_chunk_key(partition, i) for i in range(len(keys))]:  # not chunks 0, 1, …
+            work.evicted.update(keys)
+            work.held_sizes, work.held_rewrite = [], True
+        events = [event for chunk in chunks for event in chunk]
         if self._lazy and events:  # their clients' other models may be spilled
             self._restore({event.client_id: work for event in events})
         for client_id, blob in stored.client_states.items():
@@ -264,7 +273,7 @@ class StreamProcessor(OwnedPartitions):
         self._route(step.result)
         still = {id(e) for e in step.result.held}
         work.held = [e for e in events if id(e) in still]
-        work.held_changed = len(work.held) != len(events)
+        work.held_rewrite = work.held_rewrite or len(work.held) != len(events)
 
     # -- processing ------------------------------------------------------------------------
 
@@ -318,7 +327,6 @@ class StreamProcessor(OwnedPartitions):
         for event in step.result.held:
             work = step.refs[id(event)][0]
             work.held.append(event)
-            work.held_changed = True
         self._route(step.result)
 
     @staticmethod
@@ -461,7 +469,7 @@ class StreamProcessor(OwnedPartitions):
                 if work.held:
                     kept = [e for e in work.held if e.model_id not in done]
                     if len(kept) != len(work.held):
-                        work.held, work.held_changed = kept, True
+                        work.held, work.held_rewrite = kept, True
         WARMUP_EVENTS_HELD.set(self.engine.pending_warmup())
         self._say_warmups()
         self._say_unknown_classes()
@@ -672,12 +680,9 @@ class StreamProcessor(OwnedPartitions):
         states = {
             c: pack_client_state(self.engine.export_client(c), work.recent_requests(c)) for c in work.dirty
         }
-        dropped = set(work.evicted)
-        if work.held_changed:
-            if work.held:
-                states[held_events_key(work.partition)] = pack_events(work.held)
-            else:
-                dropped.add(held_events_key(work.partition))
+        chunks, past = work.held_checkpoint(pack_events)
+        states.update(chunks)
+        dropped = (work.evicted | past) - chunks.keys()
         return PartitionCheckpoint(
             work.topic,
             work.partition,
