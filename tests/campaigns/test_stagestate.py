@@ -74,7 +74,16 @@ def _decisions(stage: CampaignStage, summaries: list[ClientSummary]) -> list[tup
 
 def _closing(events: list[AlertEvent]) -> tuple[object, ...]:
     [event] = events
-    return event.type, event.sequence, event.alert.alert_id, event.alert.reasons, event.alert.extraction
+    alert = event.alert
+    return (
+        event.type,
+        event.sequence,
+        alert.alert_id,
+        alert.reasons,
+        alert.source_ips,
+        alert.user_agents,
+        alert.extraction,
+    )
 
 
 def test_a_stage_loaded_half_way_decides_as_the_one_that_never_stopped(
@@ -95,10 +104,10 @@ def test_a_stage_loaded_half_way_decides_as_the_one_that_never_stopped(
     assert [c.to_dict() for c in loaded.campaigns()] == [c.to_dict() for c in running.campaigns()]
 
     # Dismissed at once, a campaign's closing carries what the running stage's does (its
-    # extraction estimate included, which a stored open alert leaves out).
+    # extraction estimate and sources included, which a stored open alert leaves out).
     first = running.campaigns()[0]
     ended = [_closing(stage.dismiss(first.model_id, first.campaign_id, 0.0)) for stage in (running, loaded)]
-    assert ended[0] == ended[1] and ended[0][-1] is not None
+    assert ended[0] == ended[1] and ended[0][-1] is not None and ended[0][4]
     later = summaries[cut:]
     expected = _decisions(running, later)
     assert _decisions(loaded, later) == expected

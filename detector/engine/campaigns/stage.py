@@ -360,11 +360,14 @@ class CampaignStage:
         current = campaign.alert
         if current is None:
             return []
-        closed = replace(
+        sources = self._sources(model, campaign)
+        closed = replace(  # a stored open alert leaves out the estimate and the sources
             current.alert,
             closed_ts=ts,
             reasons=(f"campaign ended: {why}", *current.alert.reasons),
-            extraction=campaign.extraction,  # a stored open alert leaves it out
+            extraction=campaign.extraction,
+            source_ips=tuple(sources.ips) or current.alert.source_ips,
+            user_agents=tuple(sources.user_agents) or current.alert.user_agents,
         )
         return [AlertEvent(ALERT_CLOSED, current.sequence + 1, ts, closed, f"campaign ended: {why}")]
 
