@@ -400,61 +400,71 @@ def test_held_events_stored_under_the_earlier_key_move_to_their_partitions_own(t
     assert [e.request_id for e in unpack_events(stored()[held_events_key(0)])] == ["n1", "n2"]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("lazy", [True, False], ids=["on its next event", "with its partition"])
-def test_each_checkpoint_stores_the_events_held_since_the_last_one(tmp_path: Path, lazy: bool) -> None:
+def test_each_checkpoint_stores_the_events_held_since_the_last_one(
+    kind: str, tmp_path: Path, lazy: bool
+) -> None:
     # A warm-up's held events are stored as chunks (``held_chunk_key``): rewritten whole at
     # every checkpoint, a warm-up of n events wrote about n^2 / (2 x the events between
     # checkpoints). New events make a chunk that takes in the chunks before it no larger
     # than it (a binary counter), so a slow model keeps few rows. A restart takes the chunks
     # back in order; a completed warm-up drops them all.
-    sessions = make_sessionmaker(make_engine(migrated_database(tmp_path)))
-    rng = np.random.default_rng(3)
+    with storage_database(kind, tmp_path) as settings:
+        sql = make_engine(settings.database)
+        sessions = make_sessionmaker(sql)
+        rng = np.random.default_rng(3)
 
-    def stored() -> dict[str, list[str]]:
-        with transaction(sessions) as session:
-            states = load_partition(session=session, group_id="g", topic="t", partition=0).client_states
-        return {key: [e.request_id for e in unpack_events(states[key])] for key in held_chunk_keys(states, 0)}
+        def stored() -> dict[str, list[str]]:
+            with transaction(sessions) as session:
+                states = load_partition(session=session, group_id="g", topic="t", partition=0).client_states
+            return {
+                key: [e.request_id for e in unpack_events(states[key])] for key in held_chunk_keys(states, 0)
+            }
 
-    def held(offset: int, n: int) -> list[Record]:
-        return [
-            Record("t", 0, offset + i, None, _line(f"n{offset + i}", f"c{i % 4}", rng.random(2), model="new"))
-            for i in range(n)
-        ]
+        def held(offset: int, n: int) -> list[Record]:
+            return [
+                Record(
+                    "t", 0, offset + i, None, _line(f"n{offset + i}", f"c{i % 4}", rng.random(2), model="new")
+                )
+                for i in range(n)
+            ]
 
-    def names(start: int, stop: int) -> list[str]:
-        return [f"n{i}" for i in range(start, stop)]
+        def names(start: int, stop: int) -> list[str]:
+            return [f"n{i}" for i in range(start, stop)]
 
-    first = _processor(sessions, _Outputs(), lazy=lazy)
-    first.assign([("t", 0)])
-    for offset, n in ((0, 8), (8, 4), (12, 2)):
-        first.process(held(offset, n))
-        first.checkpoint()
-    chunks = {
-        held_chunk_key(0, 0): names(0, 8),
-        held_chunk_key(0, 1): names(8, 12),
-        held_chunk_key(0, 2): names(12, 14),
-    }
-    assert stored() == chunks
-    first.checkpoint()  # nothing new held: nothing written
-    assert stored() == chunks
+        first = _processor(sessions, _Outputs(), lazy=lazy)
+        first.assign([("t", 0)])
+        for offset, n in ((0, 8), (8, 4), (12, 2)):
+            first.process(held(offset, n))
+            first.checkpoint()
+        chunks = {
+            held_chunk_key(0, 0): names(0, 8),
+            held_chunk_key(0, 1): names(8, 12),
+            held_chunk_key(0, 2): names(12, 14),
+        }
+        assert stored() == chunks
+        first.checkpoint()  # nothing new held: nothing written
+        assert stored() == chunks
 
-    second = _processor(sessions, _Outputs(), lazy=lazy)
-    second.assign([("t", 0)])
-    second.process(held(14, 1))
-    second.checkpoint()
-    assert stored() == {**chunks, held_chunk_key(0, 3): ["n14"]}
-    second.process(held(15, 3))  # 3 takes in 1, then 2, 4 and 8: one chunk of all 18
-    second.checkpoint()
-    assert stored() == {held_chunk_key(0, 0): names(0, 18)}
-    assert second.engine.pending_warmup() == 18
+        second = _processor(sessions, _Outputs(), lazy=lazy)
+        second.assign([("t", 0)])
+        second.process(held(14, 1))
+        second.checkpoint()
+        assert stored() == {**chunks, held_chunk_key(0, 3): ["n14"]}
+        second.process(held(15, 3))  # 3 takes in 1, then 2, 4 and 8: one chunk of all 18
+        second.checkpoint()
+        assert stored() == {held_chunk_key(0, 0): names(0, 18)}
+        assert second.engine.pending_warmup() == 18
 
-    outputs = _Outputs()
-    third = _processor(sessions, outputs, lazy=lazy)
-    third.assign([("t", 0)])
-    third.process(held(18, SETTINGS.warmup_events - 18))  # the warm-up completes: its events are let go
-    third.checkpoint()
-    assert stored() == {}
-    assert len(outputs.outcomes) == SETTINGS.warmup_events
+        outputs = _Outputs()
+        third = _processor(sessions, outputs, lazy=lazy)
+        third.assign([("t", 0)])
+        third.process(held(18, SETTINGS.warmup_events - 18))  # the warm-up completes: its events are let go
+        third.checkpoint()
+        assert stored() == {}
+        assert len(outputs.outcomes) == SETTINGS.warmup_events
+        sql.dispose()
 
 
 @pytest.mark.parametrize("lazy", [True, False], ids=["on its next event", "with its partition"])
