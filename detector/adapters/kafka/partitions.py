@@ -53,7 +53,8 @@ def held_chunk_key(partition: int, chunk: int) -> str:
     between checkpoints): a partition holding 80,000 events (``detection.warmup_events``
     held on four times) wrote 680,000 at one checkpoint per 5,000 events, 640 million at
     one per 5 (a slow model, a checkpoint every ``checkpoint_every_seconds``); chunks write
-    240,000 and 565,000, and keep at most 6 of them.
+    240,000 and 565,000, in at most 4 and 13 rows at once
+    (``benchmarks/bench_warmup_checkpoints.py``).
 
     >>> held_chunk_key(3, 0) == held_events_key(3), held_chunk_key(3, 2)[1:]
     (True, 'held 3/2')
