@@ -59,7 +59,13 @@ def held_chunk_key(partition: int, chunk: int) -> str:
     >>> held_chunk_key(3, 0) == held_events_key(3), held_chunk_key(3, 2)[1:]
     (True, 'held 3/2')
     """
-    return held_events_key(partition) if chunk == 0 else f"{held_events_key(partition)}/{chunk}"
+    return held_events_key(partition) if chunk == 0 else f"{later_chunks_prefix(partition)}{chunk}"
+
+
+def later_chunks_prefix(partition: int) -> str:
+    """What the keys of ``partition``'s held-event chunks after the first start with (no other
+    partition's key does: ``held_events_key(31)`` does not start with that of 3 and a slash)."""
+    return f"{held_events_key(partition)}/"
 
 
 def held_chunk_keys(keys: Iterable[str], partition: int) -> list[str]:
@@ -68,9 +74,9 @@ def held_chunk_keys(keys: Iterable[str], partition: int) -> list[str]:
     >>> held_chunk_keys([held_chunk_key(3, 1), "a", held_chunk_key(31, 0), held_chunk_key(3, 0)], 3)[1][1:]
     'held 3/1'
     """
-    first = held_events_key(partition)
-    chunks = [key for key in keys if key == first or key.startswith(first + "/")]
-    return sorted(chunks, key=lambda key: 0 if key == first else int(key.rsplit("/", 1)[1]))
+    first, later = held_events_key(partition), later_chunks_prefix(partition)
+    chunks = [key for key in keys if key == first or key.startswith(later)]
+    return sorted(chunks, key=lambda key: 0 if key == first else int(key.removeprefix(later)))
 
 
 #: A partition of a topic: (topic, partition).

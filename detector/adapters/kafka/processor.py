@@ -55,6 +55,7 @@ from querywatch.detector.adapters.kafka.partitions import (
     held_chunk_key,
     held_chunk_keys,
     held_events_key,
+    later_chunks_prefix,
     pack_client_state,
     record_digest,
     unpack_client_state,
@@ -188,7 +189,7 @@ class StreamProcessor(OwnedPartitions):
                 topic=topic,
                 partition=partition,
                 only=(held_events_key(partition), LEGACY_HELD_EVENTS_KEY) if self._lazy else None,
-                only_prefix=held_events_key(partition) + "/" if self._lazy else None,
+                only_prefix=later_chunks_prefix(partition) if self._lazy else None,
             )
         # Processed up to its stored offset: what the partition's held events give once
         # taken back (below) is checkpointed there, with no new record needed.
