@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from querywatch.detector.adapters.api.cursors import Page
+
 
 class CampaignLinkPublic(BaseModel):
     a: str
@@ -42,9 +44,8 @@ class CampaignPublic(BaseModel):
     marked_by: str | None
 
 
-class CampaignPage(BaseModel):
-    items: list[CampaignPublic]
-    next_cursor: str | None
+class CampaignPage(Page[CampaignPublic]):
+    """Campaigns, newest first."""
 
 
 class CampaignVerdict(BaseModel):

@@ -1,10 +1,10 @@
 """Opaque keyset-pagination cursors: the sort key of a page's last row, base64url JSON.
 
-Every list endpoint pages the same way: `limit` and `cursor` in, `items` and `next_cursor`
-out (null on the last page). A cursor that does not decode is the caller's mistake (400),
-never a server error. The alerts change feed (`GET /v1/alerts?after=`) is not a page but a
-position in the event log that a collector stores: its `after`/`next_after` is the event
-id, by design.
+Every list endpoint pages the same way: `limit` and `cursor` in, a ``Page``: `items` and
+`next_cursor` out (null on the last page). A cursor that does not decode is the caller's
+mistake (400), never a server error. The alerts change feed (`GET /v1/alerts?after=`) is not
+a page but a position in the event log that a collector stores: its `after`/`next_after` is
+the event id, by design.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import HTTPException, Query
+from pydantic import BaseModel, Field
 
 from querywatch.detector.adapters.db.alerts import AlertCursor
 from querywatch.detector.adapters.db.campaigns import CampaignCursor
@@ -24,6 +25,7 @@ from querywatch.detector.adapters.db.clients import ClientCursor
 from querywatch.detector.engine.events import clean_identifier
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT", bound=BaseModel)
 
 #: The paging parameters every list endpoint takes.
 PageLimit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
@@ -39,15 +41,30 @@ def encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def page(rows: Sequence[T], limit: int, key: Callable[[T], list[Any]]) -> tuple[Sequence[T], str | None]:
+def _split(rows: Sequence[T], limit: int, key: Callable[[T], list[Any]]) -> tuple[Sequence[T], str | None]:
     """Split ``limit + 1`` fetched rows into the page and the cursor of the next one (None at the end).
 
-    >>> page([1, 2, 3], 2, lambda r: [r])
+    >>> _split([1, 2, 3], 2, lambda r: [r])
     ([1, 2], 'WzJd')
     """
     if len(rows) <= limit:
         return rows, None
     return rows[:limit], encode(key(rows[limit - 1]))
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list endpoint. Each endpoint names its own subclass (``ClientPage``,
+    ``AlertPage``, ...), so the OpenAPI document keeps a readable name for each."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, rows: Sequence[Any], limit: int, key: Callable[[Any], list[Any]]) -> Self:
+        """The page of ``limit + 1`` fetched rows (stored rows, read by attribute), whose
+        cursor is ``key`` of its last row."""
+        items, next_cursor = _split(rows, limit, key)
+        return cls.model_validate({"items": items, "next_cursor": next_cursor}, from_attributes=True)
 
 
 def decode(cursor: str, length: int) -> list[Any]:

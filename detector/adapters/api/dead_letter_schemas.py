@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from querywatch.detector.adapters.api.cursors import Page
+
 
 class DeadLetterPublic(BaseModel):
     """One refused message, without its bytes (``querywatch dead-letters redrive`` sends
@@ -24,9 +26,8 @@ class DeadLetterPublic(BaseModel):
     model_id: str | None
 
 
-class DeadLetterPage(BaseModel):
-    items: list[DeadLetterPublic]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+class DeadLetterPage(Page[DeadLetterPublic]):
+    """Refused messages, newest first."""
 
 
 class RefusedClientPublic(BaseModel):

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from querywatch.detector.adapters.api.cursors import Page
+
 ClientStatus = Literal["normal", "trusted", "blocked"]
 AlertState = Literal["open", "acknowledged", "resolved"]
 Severity = Literal["low", "medium", "high", "critical"]
@@ -98,9 +100,8 @@ class ClientModelPublic(_Public):
     last_seen: datetime
 
 
-class ClientPage(BaseModel):
-    items: list[ClientPublic]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+class ClientPage(Page[ClientPublic]):
+    """Clients, riskiest first."""
 
 
 class RiskPointPublic(_Public):
@@ -222,9 +223,9 @@ class AlertPublic(_Public):
     )
 
 
-class AlertPage(BaseModel):
-    items: list[AlertPublic]
-    next_cursor: str | None
+class AlertPage(Page[AlertPublic]):
+    """Alerts, newest first; with `after`, the alerts changed since that event."""
+
     next_after: int | None = Field(
         None, description="With `after`: pass as `after` next time (the newest event id seen so far)."
     )

@@ -81,8 +81,7 @@ def list_alerts_newest_first(
         model_id=model,
         false_positive=false_positive,
     )
-    items, next_cursor = cursors.page(rows, limit, lambda a: [a.opened_at.isoformat(), a.alert_id])
-    return AlertPage(items=[AlertPublic.model_validate(a) for a in items], next_cursor=next_cursor)
+    return AlertPage.of(rows, limit, lambda a: [a.opened_at.isoformat(), a.alert_id])
 
 
 @router.get("/{alert_id}", response_model=AlertPublic, responses={**READ, **problems(404)})

@@ -42,8 +42,7 @@ def list_campaigns_newest_first(
         state=state,
         client_id=client_id,
     )
-    items, next_cursor = cursors.page(rows, limit, lambda c: [c.opened_at.isoformat(), c.campaign_id])
-    return CampaignPage(items=[CampaignPublic.model_validate(c) for c in items], next_cursor=next_cursor)
+    return CampaignPage.of(rows, limit, lambda c: [c.opened_at.isoformat(), c.campaign_id])
 
 
 @router.get("/{campaign_id}", response_model=CampaignPublic, responses={**READ, **problems(404)})

@@ -71,8 +71,7 @@ def list_clients_by_risk(
         model_id=model,
         status=status,
     )
-    items, next_cursor = cursors.page(rows, limit, lambda c: [c.risk, c.client_id, c.model_id])
-    return ClientPage(items=[ClientPublic.model_validate(c) for c in items], next_cursor=next_cursor)
+    return ClientPage.of(rows, limit, lambda c: [c.risk, c.client_id, c.model_id])
 
 
 @router.get(

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Query
 from querywatch.detector.adapters.api import cursors
 from querywatch.detector.adapters.api.dead_letter_schemas import (
     DeadLetterPage,
-    DeadLetterPublic,
     RefusedClientPublic,
 )
 from querywatch.detector.adapters.api.deps import ReaderKey, SessionDep
@@ -48,8 +47,7 @@ def list_newest_first(
         reason=reason,
         before_id=cursors.id_cursor(cursor),
     )
-    items, next_cursor = cursors.page(rows, limit, lambda d: [d.id])
-    return DeadLetterPage(items=[DeadLetterPublic.model_validate(d) for d in items], next_cursor=next_cursor)
+    return DeadLetterPage.of(rows, limit, lambda d: [d.id])
 
 
 @router.get("/clients", response_model=list[RefusedClientPublic], responses=READ)

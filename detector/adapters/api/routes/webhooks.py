@@ -167,9 +167,8 @@ class DeliveryPublic(BaseModel):
     created_at: datetime
 
 
-class DeliveryPage(BaseModel):
-    items: list[DeliveryPublic]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+class DeliveryPage(cursors.Page[DeliveryPublic]):
+    """An endpoint's or an alert's deliveries, newest first."""
 
 
 def _endpoint(session: Session, endpoint_id: int) -> WebhookEndpointRow:
@@ -322,8 +321,7 @@ def endpoint_deliveries(
         state=state,
         before_id=cursors.id_cursor(cursor or before),
     )
-    items, next_cursor = cursors.page(rows, limit, lambda d: [d.id])
-    return DeliveryPage(items=[DeliveryPublic.model_validate(d) for d in items], next_cursor=next_cursor)
+    return DeliveryPage.of(rows, limit, lambda d: [d.id])
 
 
 @router.get(
