@@ -205,11 +205,8 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
         for line, reason, detail in first_rejected_of_each_reason(report):
             print(f"  first {reason}: line {line}: {detail}")
         if report.refused_clients:
-            most = ", ".join(f"{c[:24]} {r.total()}" for c, r in report.ranked_refused()[:3])
-            n = len(report.refused_clients)
-            print(
-                f"  sent by {n} client{'s' * (n != 1)} (most: {most}; all in the report's rejected_clients)"
-            )
+            who, most = report.refused_senders(3, lambda c: c[:24])
+            print(f"  sent by {who} (most: {most}; all in the report's rejected_clients)")
     for note in report.input_notes():
         print(note)
     print(f"{'client':<24} {'queries':>8} {'risk':>6} {'alert@':>7}  reason")

@@ -186,6 +186,20 @@ class ReplayReport:
         """Clients with refused events, most first (then by id)."""
         return sorted(self.refused_clients.items(), key=lambda item: (-item[1].total(), item[0]))
 
+    def refused_senders(self, shown: int, name: Callable[[str], str] = str) -> tuple[str, str]:
+        """Who sent the refused events, as the terminal summary and the HTML report say it:
+        how many clients they name (a line that names none is not counted), and the ``shown``
+        who sent most with their counts, each id as ``name`` writes it (shortened, escaped).
+        Such a client has no row in the table when none of its events was valid.
+
+        >>> r = ReplayReport(refused_clients={"b": Counter(non_finite=3), "a": Counter(not_json=1)})
+        >>> r.refused_senders(1)
+        ('2 named clients', 'b 3')
+        """
+        n = len(self.refused_clients)
+        most = ", ".join(f"{name(c)} {r.total()}" for c, r in self.ranked_refused()[:shown])
+        return f"{n} named client{'s' * (n != 1)}", most
+
     def write(self, f: TextIO) -> None:
         """``json.dumps(self.to_json(), indent=1)``, one client at a time: the whole document
         (a dict per client, then its text) would double a million-client replay's peak memory."""

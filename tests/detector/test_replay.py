@@ -94,7 +94,7 @@ def test_malformed_lines_and_duplicates_are_counted_not_fatal(
         {"client_id": "inf-only", "rejected": 3, "reasons": {"non_finite": 3}}
     ]
     assert "inf-only" not in {c["client_id"] for c in report["clients"]}
-    assert "sent by 1 client (most: inf-only 3;" in done.stdout
+    assert "sent by 1 named client (most: inf-only 3;" in done.stdout
     assert report["duplicates"] == 1
     assert report["events"] == len(lines)
     missing = "'ts', 'client_id', 'model_id' and 'input' are required"

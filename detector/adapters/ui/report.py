@@ -122,8 +122,7 @@ def script_json(data: Any) -> str:
 
 
 def _refused_by(report: ReplayReport, shown: int = 5) -> str:
-    """Who sent the invalid lines, as far as they name a client: such a client has no row in
-    the table when none of its lines was valid.
+    """Who sent the invalid lines, as far as they name a client (``refused_senders``).
 
     >>> from collections import Counter
     >>> r = ReplayReport(refused_clients={"<b>": Counter(non_finite=3), "a": Counter(not_json=1)})
@@ -132,9 +131,8 @@ def _refused_by(report: ReplayReport, shown: int = 5) -> str:
     """
     if not report.refused_clients:
         return ""
-    n = len(report.refused_clients)
-    most = ", ".join(f"{html.escape(c)} {r.total()}" for c, r in report.ranked_refused()[:shown])
-    return f", from {n} named client{'s' * (n != 1)} (most: {most})"
+    who, most = report.refused_senders(shown, html.escape)
+    return f", from {who} (most: {most})"
 
 
 def render_report(report: ReplayReport, *, top: int, alert_risk: float, title: str) -> str:
