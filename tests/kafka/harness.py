@@ -147,14 +147,38 @@ def read_topic(bootstrap_servers: str, topic: str) -> list[ConsumerRecord]:
 
 
 def end_offsets(kafka: KafkaSettings, topic: str | None = None) -> dict[int, int]:
-    """Partition -> end offset of ``topic`` (default: the inference-log topic)."""
+    """Partition -> end offset of ``topic`` (default: the inference-log topic), as a Kafka
+    broker reports it: one past the last record. Tansu reports one past the *first* record of
+    a partition's last batch, so that batch is read for its last offset. With Tansu's figure,
+    ``wait_until_stored`` returned once a consumer had checkpointed the first record of the
+    last batch, before the rest (a test of five events produced last found none stored)."""
     consumer = KafkaConsumer(**connection_kwargs(kafka, role="test-offsets"))
     try:
         topic = topic or kafka.topic
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return {tp.partition: off for tp, off in consumer.end_offsets(partitions).items()}
+        return {
+            tp.partition: _last_batch_end(consumer, tp, end) if end > 0 else 0
+            for tp, end in consumer.end_offsets(partitions).items()
+        }
     finally:
         consumer.close()
+
+
+def _last_batch_end(consumer: KafkaConsumer, tp: TopicPartition, reported: int) -> int:
+    """One past the last record of ``tp``, reading on from the record before ``reported``."""
+    consumer.assign([tp])
+    consumer.seek(tp, reported - 1)
+    last = reported - 1
+    deadline = time.monotonic() + WAIT_S
+    got_any = False
+    while time.monotonic() < deadline:
+        records = consumer.poll(timeout_ms=500).get(tp, [])
+        if not records and got_any:
+            break
+        if records:
+            got_any = True
+            last = max(last, max(r.offset for r in records))
+    return last + 1
 
 
 def stored_offsets(database: SqlEngine, kafka: KafkaSettings) -> dict[int, int]:
