@@ -26,6 +26,7 @@ from querywatch.detector.adapters.db.session import (
     SessionFactory,
     make_engine,
     make_sessionmaker,
+    safe_url,
     transaction,
 )
 from querywatch.detector.adapters.db.shared_profiles import DatabaseProfileStore
@@ -180,7 +181,7 @@ class AllInOne:
             dashboard_url=f"{api_url}/ui/",
             metrics_url=f"{api_url}/metrics",
             bootstrap_servers=self.settings.kafka.bootstrap_servers or "",
-            database_url=self._db.url.render_as_string(hide_password=True),
+            database_url=safe_url(self._db.url),
             admin_key=key.secret,
             embedded_broker=self._broker is not None,
             demo_webhook_url=self._receiver.url if self._receiver is not None else None,

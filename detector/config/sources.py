@@ -23,12 +23,12 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, get_args, get_origin
-from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsError
 
+from querywatch.detector.config.database import shown_url
 from querywatch.detector.errors import InputError, UsageError
 
 PREFIX = "QUERYWATCH_"
@@ -235,28 +235,13 @@ def unknown_variables(environ: Mapping[str, str], known: list[str]) -> list[tupl
 
 
 def _masked(path: tuple[str, ...], value: Any) -> str:
-    """A secret setting as ``config show`` prints it: a database URL with its password (in
-    its user part or its query) as ``***``, so that which database is used still shows; any
-    other secret as ``***``.
+    """A secret setting as ``config show`` prints it: a database URL as ``shown_url`` shows
+    it (which database is used still shows), any other secret as ``***``.
 
-    >>> _masked(("database", "url"), "postgresql+psycopg://qw:s3cret@db:5432/qw?sslmode=require")
-    'postgresql+psycopg://qw:***@db:5432/qw?sslmode=require'
     >>> _masked(("database", "url"), "sqlite:///var/lib/qw.db"), _masked(("kafka", "sasl_password"), "x")
     ('sqlite:///var/lib/qw.db', '***')
-    >>> _masked(("database", "url"), "postgresql://db/qw?user=qw&password=s3cret")
-    'postgresql://db/qw?user=qw&password=***'
     """
-    if path != ("database", "url"):
-        return "***"
-    url = str(value)
-    parts = urlsplit(url)
-    if parts.password is not None:
-        url = url.replace(parts.netloc, f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}", 1)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() == "password" for key, _ in pairs):
-        query = "&".join(f"{key}={'***' if key.lower() == 'password' else item}" for key, item in pairs)
-        url = url.replace(parts.query, query, 1)
-    return url
+    return shown_url(str(value)) if path == ("database", "url") else "***"
 
 
 def setting_sources(

@@ -191,8 +191,13 @@ def test_a_broker_address_that_cannot_be_one_is_a_usage_error_at_once(tmp_path: 
             EXIT_RUNTIME,
             "database postgresql://qw:***@127.0.0.1:{port}/qw: ",
         ),
+        (  # libpq takes the password in the query too, which SQLAlchemy's hide_password left in clear
+            "postgresql://127.0.0.1:{port}/qw?user=qw&password=secret",
+            EXIT_RUNTIME,
+            "database postgresql://127.0.0.1:{port}/qw?password=***&user=qw: ",
+        ),
     ],
-    ids=["mysql", "sqlite-folder", "not-a-url", "refused"],
+    ids=["mysql", "sqlite-folder", "not-a-url", "refused", "refused-password-in-query"],
 )
 def test_a_database_that_cannot_be_used_is_said_in_one_line(
     tmp_path: Path, url: str, code: int, said: str

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, OperationalErro
 from sqlalchemy.orm import Session, sessionmaker
 
 from querywatch.detector.config import DatabaseSettings
+from querywatch.detector.config.database import shown_url
 from querywatch.detector.errors import ConfigError, DatabaseNotMigrated, DatabaseUnreachable
 
 #: The names the layers above use, so that SQLAlchemy is imported only in this package.
@@ -101,7 +102,7 @@ def database_failure(exc: BaseException, url: URL | str) -> DatabaseUnreachable 
     url = database_url(url) if isinstance(url, str) else url
     cause = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
     return DatabaseUnreachable(
-        f"database {url.render_as_string(hide_password=True)}: {cause}",
+        f"database {safe_url(url)}: {cause}",
         hint="check QUERYWATCH_DATABASE__URL; `querywatch doctor` tests the connection",
     )
 
@@ -173,14 +174,21 @@ def check_migrated(engine: Engine) -> None:
         failure = database_failure(exc, engine.url)
         if failure is not None:  # not reached at all: its schema is not the question
             raise failure from exc
-        raise DatabaseNotMigrated(f"cannot read the schema version of {_safe_url(engine)}: {exc}") from exc
+        raise DatabaseNotMigrated(f"cannot read the schema version of {safe_url(engine.url)}: {exc}") from exc
     if current != head:
         state = "has no querywatch schema" if current is None else f"is at revision {current}"
-        raise DatabaseNotMigrated(f"the database {_safe_url(engine)} {state}, this querywatch needs {head}")
+        shown = safe_url(engine.url)
+        raise DatabaseNotMigrated(f"the database {shown} {state}, this querywatch needs {head}")
 
 
-def _safe_url(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+def safe_url(url: URL) -> str:
+    """``url`` as querywatch prints it (``config.database.shown_url``): every password hidden,
+    a ``password`` in its query too, which SQLAlchemy's own ``hide_password`` leaves in clear.
+
+    >>> safe_url(make_url("postgresql://db/qw?user=qw&password=s3cret"))
+    'postgresql://db/qw?password=***&user=qw'
+    """
+    return shown_url(url.render_as_string(hide_password=False))
 
 
 def where_equal(query: Select[Any], *conditions: tuple[Any, object | None]) -> Select[Any]:
