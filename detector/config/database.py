@@ -35,8 +35,7 @@ def shown_url(url: str) -> str:
     if parts.password is not None:
         url = url.replace(parts.netloc, f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}", 1)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() in SECRET_QUERY_KEYS for key, _ in pairs):
-        secret = SECRET_QUERY_KEYS
-        query = "&".join(f"{key}={'***' if key.lower() in secret else item}" for key, item in pairs)
-        url = url.replace(parts.query, query, 1)
+    hidden = [(key, "***" if key.lower() in SECRET_QUERY_KEYS else value) for key, value in pairs]
+    if hidden != pairs:
+        url = url.replace(parts.query, "&".join(f"{key}={value}" for key, value in hidden), 1)
     return url
