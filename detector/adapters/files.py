@@ -25,6 +25,7 @@ from querywatch.detector.engine.events import (
     answer_label,
     answer_scores,
     input_vector,
+    json_error,
     parse_event,
 )
 from querywatch.detector.engine.profiles import capped
@@ -343,6 +344,8 @@ def _read_jsonl(path: Path, model_id: str | None, logits: bool = False) -> Refer
             raise ValueError(f"line {number}: no {exc} field") from None
         except RecursionError:  # json.loads of 100,000 nested brackets
             raise ValueError(f"line {number}: nested too deeply to be a row") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number}: {json_error(exc)}") from None
         except (ValueError, TypeError) as exc:
             raise ValueError(f"line {number}: {exc}") from None
         if len(inputs[-1]) != len(inputs[0]):

@@ -360,6 +360,8 @@ def _decode(raw: bytes | str) -> Mapping[str, Any]:
         obj = _DECODER.decode(raw)
     except InvalidEvent:
         raise
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent("not_json", json_error(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise InvalidEvent("not_json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
@@ -401,6 +403,23 @@ def _claimed(value: Any) -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_ID or not clean_identifier(value):
         return None
     return value
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """What is wrong with a record that is no JSON, and where, in the record's own characters:
+    the decoder's "line 2 column 1" of a one-line record counts its newline as a line, and
+    a record cut short (a truncated write, a message over the producer's size limit) says so.
+
+    >>> try:
+    ...     json.loads('{"input": [1, 2]\\n')
+    ... except json.JSONDecodeError as exc:
+    ...     print(json_error(exc))
+    Expecting ',' delimiter where the record ends, after 16 characters (cut short?)
+    """
+    length = len(exc.doc.rstrip())
+    if exc.pos >= length:
+        return f"{exc.msg} where the record ends, after {length} characters (cut short?)"
+    return f"{exc.msg} at character {exc.pos + 1} of {length}"
 
 
 def _read_constant(name: str) -> float:

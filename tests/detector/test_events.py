@@ -66,6 +66,25 @@ def test_each_kind_of_bad_event_has_its_reason(raw: bytes, reason: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        # A record cut short (a truncated write, a line of a file), its newline and all.
+        (json.dumps(GOOD).encode()[:-9] + b"\n", "where the record ends, after"),
+        (
+            b'{"request_id": "r", "ts": 0,, "client_id": "c"}',
+            "Expecting property name enclosed in double quotes at character 29 of 47",
+        ),
+    ],
+)
+def test_a_record_that_is_no_json_says_where_in_its_own_characters(raw: bytes, says: str) -> None:
+    """Not "line 2 column 1": a one-line record's newline is no line of it."""
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(raw)
+    assert info.value.reason == "not_json" and says in info.value.detail
+    assert "line" not in info.value.detail
+
+
+@pytest.mark.parametrize(
     ("input_", "says"),
     [
         ([[0.1, 0.2], [0.3, 0.4]], "flatten an image or a tensor"),
