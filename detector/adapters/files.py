@@ -287,9 +287,9 @@ def _read_npy(path: Path) -> np.ndarray:
 def _read_csv(path: Path) -> np.ndarray:
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    first = 1
+    first, header = 1, None
     if rows and not _numeric(rows[0]):
-        rows, first = rows[1:], 2
+        header, rows, first = rows[0], rows[1:], 2
     numbered = [(number, row) for number, row in enumerate(rows, first) if row]
     for number, row in numbered:
         if len(row) != len(numbered[0][1]):
@@ -302,8 +302,21 @@ def _read_csv(path: Path) -> np.ndarray:
         for number, row in numbered:
             for column, text in enumerate(row, 1):
                 if not _numeric([text]):
-                    raise ValueError(f"line {number}, column {column}: {text!r} is not a number") from None
+                    said = f"line {number}, column {column}: {text!r} is not a number"
+                    raise ValueError(said + _text_column(numbered, column, header)) from None
         raise
+
+
+def _text_column(numbered: list[tuple[int, list[str]]], column: int, header: list[str] | None) -> str:
+    """What to do about a column with no number in any row (ids, names, categories): the
+    file holds the model's inputs only; empty when some row has a number there."""
+    if any(_numeric([row[column - 1]]) and row[column - 1].strip() for _, row in numbered):
+        return ""
+    name = f" ({header[column - 1]!r})" if header is not None and len(header) >= column else ""
+    return (
+        f"; column {column}{name} holds no number in any row: ids, names or categories are no input of "
+        "the model: leave the column out, or write it as the numbers the model reads"
+    )
 
 
 def _numeric(row: list[str]) -> bool:

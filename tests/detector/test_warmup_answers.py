@@ -165,7 +165,11 @@ def test_a_reference_file_of_several_models_keeps_the_one_asked_for(tmp_path: Pa
     with pytest.raises(ProfileError, match="line 3: 2 values, where line 2 has 3"):
         read_reference_file(table)
     table.write_text("a,b\n1,2\n3,n/a\n")
-    with pytest.raises(ProfileError, match="line 3, column 2: 'n/a' is not a number"):
+    with pytest.raises(ProfileError, match=r"line 3, column 2: 'n/a' is not a number$"):
+        read_reference_file(table)
+    # A column of ids (or names, or categories) in every row is no input: said so, by name.
+    table.write_text("id,b\nrow-1,2\nrow-2,3\n")
+    with pytest.raises(ProfileError, match=r"'row-1' is not a number; column 1 \('id'\) holds no number"):
         read_reference_file(table)
 
 
