@@ -132,12 +132,21 @@ class ModelContext:
             return None
         known = ", ".join(self.profile.classes[:UNKNOWN_NAMES])
         more = ", …" if len(self.profile.classes) > UNKNOWN_NAMES else ""
+        # A warm-up names its classes from the same stream, so no name can differ there: its
+        # unknown classes were too rare to be answered in it (or added since).
+        why = (
+            "classes its warm-up never saw answered (rare ones of a model with many classes, or "
+            "classes added since): a profile from a trusted file whose labels name every class "
+            "(querywatch profile --input) knows them all"
+            if self.profile.origin == "warmup"
+            else "a model retrained with new classes needs a new profile, and labels must be named as "
+            "in the profile's file"
+        )
         return (
             f"{self.profile.model_id}: {self.unknown:,} of {self.labelled:,} answers name a class its "
             f"profile does not know (e.g. {', '.join(sorted(self.unknown_names))}; the profile's: "
             f"{known}{more}); they count as no class, so the extraction estimate and the class tests "
-            "cannot read them: a model retrained with new classes needs a new profile, and labels "
-            "must be named as in the profile's file"
+            f"cannot read them: {why}"
         )
 
     def class_indices(self, events: Sequence[Event]) -> NDArray[np.int64]:

@@ -292,6 +292,20 @@ def test_answers_naming_classes_the_profile_does_not_know_are_said() -> None:
     assert plain.unknown_classes() == {}
 
 
+def test_classes_a_warm_up_never_saw_answered_are_said_as_such() -> None:
+    """A warm-up names its classes from the stream itself, so no name can differ from the
+    answers': its unknown classes were too rare to be answered in it (a model of hundreds
+    of classes), or added since, and a file's naming is no cause to send the user after."""
+    rng = np.random.default_rng(0)
+    X = _benign(rng, 3000)
+    profile = build_profile(X, model_id="m", settings=SETTINGS, labels=[2 * int(x[0] > 0.5) for x in X])
+    engine = Detector(SETTINGS, MemoryProfileStore([replace(profile, origin="warmup")]))
+    engine.process_batch(_events("c", _benign(rng, 40)))
+    said = engine.unknown_classes()["m"]
+    assert said.startswith("m: 20 of 40 answers name a class its profile does not know (e.g. 1;")
+    assert "classes its warm-up never saw answered" in said and "profile's file" not in said
+
+
 def test_a_thief_returning_after_its_state_was_evicted_opens_an_alert_of_a_new_id() -> None:
     """Its state, and with it the count of its alerts, was forgotten: an id from that count
     alone was its first alert's again, and the store dropped the new opening as a redelivery."""
