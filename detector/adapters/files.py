@@ -187,6 +187,10 @@ class ServedSample:
     """The model's events in the file."""
     other_models: int
     """Events of other models, skipped."""
+    invalid: Counter[str]
+    """Lines that are no valid event, skipped, by reason (``engine.events.REASONS``)."""
+    first_invalid: dict[str, tuple[int, str]]
+    """Per reason, its first such line (number) and what is wrong with it."""
 
 
 _SERVED_HINT = (
@@ -209,17 +213,22 @@ def read_served_events(
     validated as the pipeline validates them, capped per client as they are read, as a
     warm-up is (``engine.profiles.capped``: a day of logs then fits in memory).
 
-    Every line must be a whole event: its client id is what makes the sample served traffic,
-    and what lets the profile trim a client's events as a warm-up does. Rows that the model
-    answered offline (its training split, say) carry none, and their answers are surer than
-    any client's: a boundary null fitted on them alerted 182 of 258 benign clients of a
-    held-out forest. Such a file is a trusted reference *without* ``--served``."""
+    A line that is no valid event is skipped and counted by reason, as the pipeline
+    dead-letters it: logs hold some (a write cut short, a NaN score), and a day of them should
+    not be cleaned by hand first. A file of which no line is a valid event is refused with its
+    first line's reason: rows that the model answered offline (its training split, say) carry
+    no client id, which is what makes the sample served traffic and lets the profile trim a
+    client's events as a warm-up does, and their answers are surer than any client's: a
+    boundary null fitted on them alerted 182 of 258 benign clients of a held-out forest. Such
+    a file is a trusted reference *without* ``--served``."""
     path = Path(path)
     if lines_suffix(path) not in (".jsonl", ".ndjson"):
         raise ProfileError(
             f"{path}: --served takes logged events, one JSON object a line (.jsonl, .jsonl.gz)"
         )
     counted: Counter[str] = Counter()
+    invalid: Counter[str] = Counter()
+    first_invalid: dict[str, tuple[int, str]] = {}
 
     def model_events() -> Iterator[Event]:
         width = 0
@@ -227,23 +236,39 @@ def read_served_events(
             try:
                 event = parse_event(line, max_dim=max_dim, project=project, logits=logits)
             except InvalidEvent as exc:
-                raise ProfileError(f"{path}: line {number}: {exc.detail}", hint=_SERVED_HINT) from None
+                invalid[exc.reason] += 1
+                first_invalid.setdefault(exc.reason, (number, exc.detail))
+                continue
             if event.model_id != model_id:
                 counted["other"] += 1
                 continue
             width = width or len(event.input)
             if len(event.input) != width:
-                raise ProfileError(
-                    f"{path}: line {number}: {len(event.input)} inputs, where the model's first "
-                    f"event has {width}"
+                invalid["wrong_dimension"] += 1
+                first_invalid.setdefault(
+                    "wrong_dimension",
+                    (number, f"{len(event.input)} inputs, where the model's first event has {width}"),
                 )
+                continue
             counted["read"] += 1
             yield event
 
     events = capped(model_events(), settings)
+    if invalid["wrong_dimension"] >= counted["read"] > 0:  # the first event's width is not the file's
+        number, detail = first_invalid["wrong_dimension"]
+        raise ProfileError(
+            f"{path}: the model's events come in more than one width (line {number}: {detail}; "
+            f"{invalid['wrong_dimension']} such lines against {counted['read']}): one model id, one input"
+        )
+    if not events and not counted["other"] and invalid:
+        number, detail = min(first_invalid.values())
+        raise ProfileError(f"{path}: no line is a valid event; line {number}: {detail}", hint=_SERVED_HINT)
     if not events:
-        raise ProfileError(f"{path}: no event of model {model_id!r} ({counted['other']} of other models)")
-    return ServedSample(events, counted["read"], counted["other"])
+        skipped = f", {invalid.total()} no valid event" if invalid else ""
+        raise ProfileError(
+            f"{path}: no event of model {model_id!r} ({counted['other']} of other models{skipped})"
+        )
+    return ServedSample(events, counted["read"], counted["other"], invalid, first_invalid)
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:

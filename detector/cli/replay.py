@@ -242,7 +242,12 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
         )
         events, other_models = sample.events, sample.other_models
         X = np.array([e.input for e in events])
-        served = {"events": sample.read, "kept": len(events), "clients": len({e.client_id for e in events})}
+        served = {
+            "events": sample.read,
+            "kept": len(events),
+            "clients": len({e.client_id for e in events}),
+            "invalid_skipped": dict(sample.invalid),
+        }
         labelled = any(e.label is not None or e.scores is not None for e in events)
         scored = any(e.scores is not None for e in events)
         profile = profile_from_warmup(events, settings.detection)
@@ -301,6 +306,11 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
             f"(at most {settings.detection.warmup_per_client} a client, as in a warm-up); clients left "
             f"out as odd: {', '.join(profile.left_out) or 'none'}"
         )
+        if sample.invalid:
+            counts = ", ".join(f"{reason}={n}" for reason, n in sample.invalid.most_common())
+            print(f"lines that are no valid event, skipped: {sample.invalid.total()} ({counts})")
+            for reason, (number, detail) in sorted(sample.first_invalid.items(), key=lambda r: r[1]):
+                print(f"  first {reason}: line {number}: {detail}")
     verdict = "large enough" if enough else "too small"
     advice = (
         f"; a sample of more clients would ({settings.detection.warmup_per_client} events a client count)"

@@ -399,6 +399,7 @@ def test_json_documents_of_every_command(tmp_path: Path) -> None:
         "profile",
     )
     assert served["served"]["events"] == 400 and served["other_models_skipped"] == 0
+    assert served["served"]["invalid_skipped"] == {}
     assert served["answers"] == "reference" and served["thresholds"]["margin_threshold"] > 0
     assert served["reference_size"] <= served["served"]["kept"] <= 40 * served["served"]["clients"]
     seen.add("profile")

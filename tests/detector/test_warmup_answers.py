@@ -103,6 +103,24 @@ def test_a_served_sample_is_profiled_as_its_warm_up_would_be(tmp_path: Path) -> 
     assert profile.to_bytes() == profile_from_warmup(events, SETTINGS).to_bytes()
 
 
+def test_lines_of_a_served_log_that_are_no_event_are_skipped_and_counted(tmp_path: Path) -> None:
+    """Logs hold a few broken lines (a write cut short, an input of the wrong width, a NaN
+    score); a day of them is profiled as the pipeline reads them, each such line skipped and
+    counted by reason, the first of each named by line."""
+    events = _warmup(set())
+    lines = [_event_line(e) for e in events]
+    lines[3] = lines[3][: len(lines[3]) // 2] + "\n"
+    lines[5] = _event_line(events[5], input=[0.5, 0.5])
+    lines[9] = _event_line(events[9], input=[0.5, 0.5])
+    path = tmp_path / "served.jsonl"
+    path.write_text("".join(lines))
+    sample = read_served_events(path, "risk", SETTINGS)
+    assert sample.read == len(events) - 3
+    assert sample.invalid == {"not_json": 1, "wrong_dimension": 2}
+    assert sample.first_invalid["wrong_dimension"][0] == 6
+    assert sample.first_invalid["not_json"][0] == 4 and "cut short" in sample.first_invalid["not_json"][1]
+
+
 def test_rows_answered_offline_are_no_served_sample(tmp_path: Path) -> None:
     """A training split with the model's answers (no client ids) is refused with ``--served``,
     by line, and read as a trusted reference without it."""
@@ -128,9 +146,11 @@ def test_a_served_sample_of_two_widths_or_of_other_models_is_refused(tmp_path: P
     events = _warmup(set())[:3]
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text(
-        _event_line(events[0]) + _event_line(events[1]) + _event_line(events[2], input=[0.5, 0.5])
+        _event_line(events[0], input=[0.5, 0.5]) + _event_line(events[1]) + _event_line(events[2])
     )
-    with pytest.raises(ProfileError, match="line 3: 2 inputs, where the model's first event has"):
+    with pytest.raises(
+        ProfileError, match=r"more than one width \(line 2: \d+ inputs, where the model's first"
+    ):
         read_served_events(mixed, "risk", SETTINGS)
     other = tmp_path / "other.jsonl"
     other.write_text("".join(_event_line(e) for e in events))
