@@ -18,7 +18,7 @@ from querywatch.features.layout import reservoir_capacity
 from querywatch.features.resend import input_hashes
 from querywatch.models.evidence import ClientEvidence, EvidenceTests
 from querywatch.models.population import POPULATION_FEATURES, PopulationModel
-from querywatch.models.profile import ReferenceProfile, class_indices
+from querywatch.models.profile import MAX_CLASSES, ReferenceProfile, class_indices
 
 #: Events whose shared work ``ModelContext.query_rows`` does at once. A warm-up is released
 #: whole: its 20,000 events of a 768-input model took 0.8 GB of temporaries in one piece.
@@ -133,15 +133,24 @@ class ModelContext:
         known = ", ".join(self.profile.classes[:UNKNOWN_NAMES])
         more = ", …" if len(self.profile.classes) > UNKNOWN_NAMES else ""
         # A warm-up names its classes from the same stream, so no name can differ there: its
-        # unknown classes were too rare to be answered in it (or added since).
-        why = (
-            "classes its warm-up never saw answered (rare ones of a model with many classes, or "
-            "classes added since): a profile from a trusted file whose labels name every class "
-            "(querywatch profile --input) knows them all"
-            if self.profile.origin == "warmup"
-            else "a model retrained with new classes needs a new profile, and labels must be named as "
-            "in the profile's file"
-        )
+        # unknown classes were too rare to be answered in it (or added since); and a profile
+        # names its MAX_CLASSES most answered classes at most, whatever it came from.
+        if len(self.profile.classes) >= MAX_CLASSES:
+            why = (
+                f"a profile names its {MAX_CLASSES} most answered classes at most (a class index "
+                "is one byte of a client's state)"
+            )
+        elif self.profile.origin == "warmup":
+            why = (
+                "classes its warm-up never saw answered (rare ones of a model with many classes, or "
+                "classes added since): a profile from a trusted file whose labels name every class "
+                "(querywatch profile --input) knows them all"
+            )
+        else:
+            why = (
+                "a model retrained with new classes needs a new profile, and labels must be named as "
+                "in the profile's file"
+            )
         return (
             f"{self.profile.model_id}: {self.unknown:,} of {self.labelled:,} answers name a class its "
             f"profile does not know (e.g. {', '.join(sorted(self.unknown_names))}; the profile's: "

@@ -306,6 +306,22 @@ def test_classes_a_warm_up_never_saw_answered_are_said_as_such() -> None:
     assert "classes its warm-up never saw answered" in said and "profile's file" not in said
 
 
+def test_classes_beyond_the_ones_a_profile_names_are_said_as_such() -> None:
+    """A model of more classes than a profile names (its MAX_CLASSES most answered) answers
+    the others as no class: said as the cap, not as a warm-up's rare classes or a file's
+    naming."""
+    rng = np.random.default_rng(0)
+    X = _benign(rng, 3000)
+    profile = build_profile(X, model_id="m", settings=SETTINGS, labels=[i % 300 for i in range(3000)])
+    assert len(profile.classes) == clientstate.MAX_CLASSES
+    beyond = next(str(k) for k in range(300) if str(k) not in profile.classes)
+    engine = Detector(SETTINGS, MemoryProfileStore([replace(profile, origin="warmup")]))
+    engine.process_batch([replace(e, label=beyond) for e in _events("c", _benign(rng, 40))])
+    said = engine.unknown_classes()["m"]
+    assert said.startswith(f"m: 40 of 40 answers name a class its profile does not know (e.g. {beyond};")
+    assert "names its 255 most answered classes at most" in said and "warm-up never saw" not in said
+
+
 def test_a_thief_returning_after_its_state_was_evicted_opens_an_alert_of_a_new_id() -> None:
     """Its state, and with it the count of its alerts, was forgotten: an id from that count
     alone was its first alert's again, and the store dropped the new opening as a redelivery."""
