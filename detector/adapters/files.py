@@ -230,24 +230,27 @@ def read_served_events(
     invalid: Counter[str] = Counter()
     first_invalid: dict[str, tuple[int, str]] = {}
 
+    def skip(number: int, reason: str, detail: str) -> None:
+        invalid[reason] += 1
+        first_invalid.setdefault(reason, (number, detail))
+
     def model_events() -> Iterator[Event]:
         width = 0
         for number, line in _numbered_lines(path):
             try:
                 event = parse_event(line, max_dim=max_dim, project=project, logits=logits)
             except InvalidEvent as exc:
-                invalid[exc.reason] += 1
-                first_invalid.setdefault(exc.reason, (number, exc.detail))
+                skip(number, exc.reason, exc.detail)
                 continue
             if event.model_id != model_id:
                 counted["other"] += 1
                 continue
             width = width or len(event.input)
             if len(event.input) != width:
-                invalid["wrong_dimension"] += 1
-                first_invalid.setdefault(
+                skip(
+                    number,
                     "wrong_dimension",
-                    (number, f"{len(event.input)} inputs, where the model's first event has {width}"),
+                    f"{len(event.input)} inputs, where the model's first event has {width}",
                 )
                 continue
             counted["read"] += 1

@@ -10,6 +10,7 @@ import argparse
 import gzip
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,6 +191,14 @@ def first_rejected_of_each_reason(report: ReplayReport) -> list[tuple[int, str, 
     return sorted(first.values())
 
 
+def print_invalid(counts: Mapping[str, int], firsts: Iterable[tuple[int, str, str]]) -> None:
+    """Invalid lines by reason, then the first (line, reason, detail) of each: what replay's
+    summary and ``profile --served`` say of the lines they skipped."""
+    print("invalid events by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    for line, reason, detail in sorted(firsts):
+        print(f"  first {reason}: line {line}: {detail}")
+
+
 def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
     clients = report.ranked()
     alerted = sum(1 for c in clients if c.first_alert_query is not None)
@@ -199,11 +208,7 @@ def print_summary(report: ReplayReport, seconds: float, top: int) -> None:
         f"{report.duplicates} duplicates dropped; {sum(report.rejected.values())} invalid"
     )
     if report.rejected:
-        print(
-            "invalid events by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(report.rejected.items()))
-        )
-        for line, reason, detail in first_rejected_of_each_reason(report):
-            print(f"  first {reason}: line {line}: {detail}")
+        print_invalid(report.rejected, first_rejected_of_each_reason(report))
         if report.refused_clients:
             who, most = report.refused_senders(3, lambda c: c[:24])
             print(f"  sent by {who} (most: {most}; all in the report's rejected_clients)")
@@ -307,10 +312,8 @@ def run_profile(args: argparse.Namespace, settings: Settings) -> int:
             f"out as odd: {', '.join(profile.left_out) or 'none'}"
         )
         if sample.invalid:
-            counts = ", ".join(f"{reason}={n}" for reason, n in sample.invalid.most_common())
-            print(f"lines that are no valid event, skipped: {sample.invalid.total()} ({counts})")
-            for reason, (number, detail) in sorted(sample.first_invalid.items(), key=lambda r: r[1]):
-                print(f"  first {reason}: line {number}: {detail}")
+            print(f"{sample.invalid.total()} lines that are no valid event skipped")
+            print_invalid(sample.invalid, ((n, r, d) for r, (n, d) in sample.first_invalid.items()))
     verdict = "large enough" if enough else "too small"
     advice = (
         f"; a sample of more clients would ({settings.detection.warmup_per_client} events a client count)"
