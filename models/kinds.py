@@ -228,7 +228,15 @@ class ScaledChanceTest(_Alternatives):
     benign clients show at a real rate that depends on the input (a boundary answer is
     likelier for a noisy input). A thief who selects such queries raises that rate a few
     times over, never to most of its queries: two alternatives multiply the odds of the
-    scaled chance by 1.5 and 4.
+    scaled chance by 2 and 4.
+
+    Not 1.5: a CUSUM against odds ``r`` times the null's (rate ``p``, small) gains evidence
+    from any rate above about ``(r - 1) p / ln r``, 1.23 ``p`` for 1.5, so a heavy benign user
+    whose rate sits a fifth to two fifths above a warm-up's tight multiple drifts up for
+    thousands of queries until it alerts (credit, a client of 5,791 queries at 1.3 times the
+    chance, against a multiple of 1.05). Odds of 2 gain only from 1.44 ``p``, and per event
+    they gain ``p (k ln r - (r - 1))`` from a rate of ``k p``: at least as much as 1.5's from
+    ``k`` = 1.74 up, which is where a selecting thief's rate lies.
 
     A third alternative moves no rate: it puts half of the indicator's events among its
     *deep* ones (``<indicator>_deep``), of which the reference has the share
@@ -257,12 +265,12 @@ class ScaledChanceTest(_Alternatives):
     ...     for _ in range(4):
     ...         t.observe(s, 0, natural)
     >>> [round(v, 1) for v in s]
-    [12.4, 2.8, 6.9, 12.4]
+    [12.4, 4.5, 6.9, 12.4]
     """
 
     __slots__ = ("_deep", "_deep_share", "_get", "_null", "multiple")
 
-    ODDS_RATIOS = (1.5, 4.0)
+    ODDS_RATIOS = (2.0, 4.0)
     #: The deep alternative's share of the indicator's events that are deep.
     DEEP_AMONG = 0.5
 
