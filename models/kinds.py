@@ -230,13 +230,13 @@ class ScaledChanceTest(_Alternatives):
     times over, never to most of its queries: two alternatives multiply the odds of the
     scaled chance by 2 and 4.
 
-    Not 1.5: a CUSUM against odds ``r`` times the null's (rate ``p``, small) gains evidence
-    from any rate above about ``(r - 1) p / ln r``, 1.23 ``p`` for 1.5, so a heavy benign user
-    whose rate sits a fifth to two fifths above a warm-up's tight multiple drifts up for
-    thousands of queries until it alerts (credit, a client of 5,791 queries at 1.3 times the
-    chance, against a multiple of 1.05). Odds of 2 gain only from 1.44 ``p``, and per event
-    they gain ``p (k ln r - (r - 1))`` from a rate of ``k p``: at least as much as 1.5's from
-    ``k`` = 1.74 up, which is where a selecting thief's rate lies.
+    Not 1.5: a CUSUM against odds ``r`` times the null's (rate ``p``, small) gains
+    ``p (k ln r - (r - 1))`` an event from a rate of ``k p``. Odds of 2 gain at least as much as
+    1.5 from ``k`` = 1.74 up, where a selecting thief's rate lies, and nothing below 1.44
+    ``p`` where 1.5 gains from 1.23 ``p``: a client a little above a tight multiple for
+    thousands of queries no longer creeps to an alert, while a stretch of hundreds at twice
+    the null comes to one sooner (bench credit traces: as many heavy users alerted either
+    way, other ones; uncertainty samplers alerted sooner, none later).
 
     A third alternative moves no rate: it puts half of the indicator's events among its
     *deep* ones (``<indicator>_deep``), of which the reference has the share
