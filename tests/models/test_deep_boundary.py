@@ -1,5 +1,6 @@
-"""Deep boundary answers: the margin only 1% of the reference's answers reach, and the
-boundary test's alternative that expects a thief's boundary answers there."""
+"""The boundary test's alternatives: its rate alternatives (``ScaledChanceTest.ODDS_RATIOS``),
+and deep boundary answers, at the margin only 1% of the reference's answers reach, with the
+alternative that expects a thief's boundary answers there."""
 
 from __future__ import annotations
 
@@ -101,6 +102,33 @@ def test_deep_answers_among_natural_ones_alert_where_the_rate_does_not() -> None
         benign.update(_indicators(on, on and rng.random() < 0.2, 0.2))
     assert first["prober"] < 60 and first["unmeasured"] > 3 * first["prober"], first
     assert benign.statistics()["boundary"] < threshold
+
+
+def test_a_client_a_little_above_the_null_mostly_stays_quiet_where_a_thief_is_caught() -> None:
+    """Sixteen heavy users answered on the boundary at 1.3 times the null for 5,000 queries
+    each, and sixteen thieves at 2.5 times it (what uncertainty sampling reaches). With
+    alternatives at 1.5 times the null's odds, which gain evidence from 1.23 times the null
+    up, ten of the heavy users alerted; at twice the odds four, and every thief as soon."""
+    tests = EvidenceTests({"boundary": 1.0})
+    threshold = evidence_threshold(1e-4)
+    crept, caught = 0, []
+    for seed in range(16):
+        rng = np.random.default_rng(seed)
+        heavy, thief = ClientEvidence(tests), ClientEvidence(tests)
+        alerted, first = False, None
+        rates = zip(rng.random(5000) < 1.3 * 0.05, rng.random(5000) < 2.5 * 0.05, strict=True)
+        for i, (heavy_on, thief_on) in enumerate(rates):
+            heavy.update(_indicators(bool(heavy_on), False, 0.0))
+            alerted = alerted or heavy.statistics()["boundary"] > threshold
+            if first is None:
+                thief.update(_indicators(bool(thief_on), False, 0.0))
+                if thief.statistics()["boundary"] > threshold:
+                    first = i
+        crept += alerted
+        caught.append(first)
+    assert crept <= 5, crept
+    assert all(q is not None and q < 700 for q in caught), caught
+    assert float(np.median(np.array(caught, dtype=float))) < 300, caught
 
 
 def test_states_stored_before_deep_answers_load() -> None:
