@@ -233,10 +233,10 @@ class ScaledChanceTest(_Alternatives):
     Not 1.5: a CUSUM against odds ``r`` times the null's (rate ``p``, small) gains
     ``p (k ln r - (r - 1))`` an event from a rate of ``k p``. Odds of 2 gain at least as much as
     1.5 from ``k`` = 1.74 up, where a selecting thief's rate lies, and nothing below 1.44
-    ``p`` where 1.5 gains from 1.23 ``p``: a client a little above a tight multiple for
-    thousands of queries no longer creeps to an alert, while a stretch of hundreds at twice
-    the null comes to one sooner (bench credit traces: as many heavy users alerted either
-    way, other ones; uncertainty samplers alerted sooner, none later).
+    ``p`` where 1.5 gains from 1.23 ``p``: fewer clients a little above a tight multiple
+    creep to an alert over thousands of queries, while a stretch of hundreds at twice the
+    null comes to one sooner (bench credit traces: as many heavy users alerted either way,
+    other ones; uncertainty samplers alerted sooner, none later).
 
     A third alternative moves no rate: it puts half of the indicator's events among its
     *deep* ones (``<indicator>_deep``), of which the reference has the share

@@ -104,6 +104,17 @@ def test_deep_answers_among_natural_ones_alert_where_the_rate_does_not() -> None
     assert benign.statistics()["boundary"] < threshold
 
 
+def _first_alert(on_boundary: np.ndarray, tests: EvidenceTests, threshold: float) -> int | None:
+    """The query at which a client whose answers fall on the boundary as ``on_boundary`` says
+    first passes the boundary test's threshold (None: never)."""
+    evidence = ClientEvidence(tests)
+    for i, on in enumerate(on_boundary):
+        evidence.update(_indicators(bool(on), False, 0.0))
+        if evidence.statistics()["boundary"] > threshold:
+            return i
+    return None
+
+
 def test_a_client_a_little_above_the_null_mostly_stays_quiet_where_a_thief_is_caught() -> None:
     """Sixteen heavy users answered on the boundary at 1.3 times the null for 5,000 queries
     each, and sixteen thieves at 2.5 times it (what uncertainty sampling reaches). With
@@ -114,18 +125,9 @@ def test_a_client_a_little_above_the_null_mostly_stays_quiet_where_a_thief_is_ca
     crept, caught = 0, []
     for seed in range(16):
         rng = np.random.default_rng(seed)
-        heavy, thief = ClientEvidence(tests), ClientEvidence(tests)
-        alerted, first = False, None
-        rates = zip(rng.random(5000) < 1.3 * 0.05, rng.random(5000) < 2.5 * 0.05, strict=True)
-        for i, (heavy_on, thief_on) in enumerate(rates):
-            heavy.update(_indicators(bool(heavy_on), False, 0.0))
-            alerted = alerted or heavy.statistics()["boundary"] > threshold
-            if first is None:
-                thief.update(_indicators(bool(thief_on), False, 0.0))
-                if thief.statistics()["boundary"] > threshold:
-                    first = i
-        crept += alerted
-        caught.append(first)
+        heavy, thief = rng.random(5000) < 1.3 * 0.05, rng.random(5000) < 2.5 * 0.05
+        crept += _first_alert(heavy, tests, threshold) is not None
+        caught.append(_first_alert(thief, tests, threshold))
     assert crept <= 5, crept
     assert all(q is not None and q < 700 for q in caught), caught
     assert float(np.median(np.array(caught, dtype=float))) < 300, caught
