@@ -36,6 +36,17 @@ def test_a_proxy_on_informative_answers_agrees_and_one_on_a_single_class_does_no
     assert good > 0.9 and single < 0.4
 
 
+def test_a_proxy_learns_its_samples_class_frequencies_where_the_inputs_say_nothing() -> None:
+    # Inputs that carry no answer (a model that answers most of the space far from its data
+    # with one class): a copy that keeps the frequencies answers that class, as a thief's does.
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, size=(40, 16)).astype(np.uint8)
+    labels = (rng.random(40) < 0.1).astype(np.uint8)  # nine in ten of class 0
+    val = rng.integers(0, 256, size=(500, 16)).astype(np.uint8)
+    majority = np.zeros(500, dtype=np.uint8)
+    assert proxy_agreement(codes, labels, 40, val, majority, 2) > 0.8
+
+
 def test_the_reference_curve_rises_with_queries_and_needs_labels() -> None:
     ref, _, _ = _reference(1)
     assert ref.curve(8) <= ref.curve(100) <= ref.curve(1000) and ref.curve(1000) > 0.9
