@@ -71,11 +71,8 @@ def proxy_agreement(
     The estimate compares a client's sample with a natural one *with the same answers*, so the
     frequencies are the same in both and the class mix itself is weighed apart
     (``ExtractionReference.shifted_agreement``); what the intercept adds is how the inputs
-    move the copy's answers away from them. Against the copy without it, on the twelve bench
-    traces and five held-out models, the benign clients' mean error fell or held on all
-    seventeen and the attackers' on fourteen (rising by 0.002 at most on three), and the rank
-    correlation rose on thirteen (credit seed 1: 0.48 to 0.51) and fell on four, by 0.03 at
-    most (docs/DETECTION_EXPERIMENTS.md, 2026-12-06)."""
+    move the copy's answers away from them (measured with and without it:
+    docs/DETECTION_EXPERIMENTS.md, 2026-12-06)."""
     X = codes[:filled].astype(np.float64)
     y = labels[:filled].astype(np.int64)
     seen = np.unique(y[y < classes])

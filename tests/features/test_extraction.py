@@ -41,7 +41,7 @@ def test_a_proxy_learns_its_samples_class_frequencies_where_the_inputs_say_nothi
     # with one class): a copy that keeps the frequencies answers that class, as a thief's does.
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 256, size=(40, 16)).astype(np.uint8)
-    labels = (rng.random(40) < 0.1).astype(np.uint8)  # nine in ten of class 0
+    labels = (rng.random(40) < 0.1).astype(np.uint8)  # most of class 0 (34 of 40 here)
     val = rng.integers(0, 256, size=(500, 16)).astype(np.uint8)
     majority = np.zeros(500, dtype=np.uint8)
     assert proxy_agreement(codes, labels, 40, val, majority, 2) > 0.8
