@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from querywatch.detector.config import DetectionSettings
+from querywatch.detector.engine.campaigns.lineage import evidence
 from querywatch.detector.engine.detector import Detector
 from querywatch.detector.engine.events import parse_event
 from querywatch.detector.engine.outcomes import Alert, RiskUpdate
@@ -38,6 +39,7 @@ from querywatch.detector.simulate.hard import diluted
 from querywatch.detector.simulate.trace import _events
 from querywatch.detector.simulate.traffic import Traffic
 from querywatch.detector.simulate.victim import VICTIMS, VictimModel
+from querywatch.models.evidence import evidence_threshold
 from querywatch.models.profile import ReferenceProfile
 from querywatch.models.registry import EVIDENCE_TESTS
 
@@ -77,31 +79,22 @@ def first_alerts(
     return {name: alert for name, (alert, _) in replayed(settings, profile, victim, clients).items()}
 
 
-def bernoulli_kl(p: float, q: float) -> float:
-    """KL divergence (nats) of a yes/no rate ``p`` from ``q``: what one event tells a
-    likelihood-ratio test of ``p`` against ``q``.
-
-    >>> round(bernoulli_kl(0.2, 0.05), 3), bernoulli_kl(0.05, 0.05)
-    (0.14, 0.0)
-    """
-    p = min(max(p, 1e-12), 1.0 - 1e-12)
-    return p * math.log(p / q) + (1.0 - p) * math.log((1.0 - p) / (1.0 - q))
-
-
-def ideal_queries(features: dict[str, float], nulls: dict[str, float], threshold: float) -> tuple[str, float]:
-    """The rate test whose indicator share in ``features`` lies most clearly above its null,
-    and the queries an ideal test on that share would need to reach ``threshold`` if the
-    client kept the share up evenly; ("-", inf) when no share lies above its null.
+def ideal_queries(update: RiskUpdate, nulls: dict[str, float], threshold: float) -> tuple[str, float]:
+    """The rate test whose indicator share in ``update.features`` lies most clearly above its
+    null, and the queries an ideal test on that share would need to reach ``threshold`` if the
+    client kept the share up evenly; ("-", inf) when no share lies above its null. The
+    evidence of its ``queries`` is the binomial tail's (``lineage.evidence``: ``n KL(share ||
+    null)``), so each query carries a ``queries``-th of it.
 
     >>> shares = {"ood_share": 0.1, "far_share": 0.2, "step_share": 0.0, "isolated_share": 0.0}
     >>> nulls = {"out_of_profile": 0.2, "far": 0.05, "steps": 0.05, "isolation": 0.05}
-    >>> test, queries = ideal_queries(shares, nulls, 11.0)
+    >>> test, queries = ideal_queries(RiskUpdate("c", "m", 0.0, 1000, 0.0, (), shares), nulls, 11.0)
     >>> test, round(queries)
     ('far', 79)
     """
+    n = update.queries
     gains = {
-        t: bernoulli_kl(features[share], nulls[t]) if features[share] > nulls[t] else 0.0
-        for t, share in RATE_SHARES.items()
+        t: evidence(round(update.features[share] * n), n, nulls[t]) / n for t, share in RATE_SHARES.items()
     }
     best = max(gains, key=gains.__getitem__)
     return (best, threshold / gains[best]) if gains[best] > 0.0 else ("-", math.inf)
@@ -113,7 +106,7 @@ def main() -> int:
     ap.add_argument("--victims", nargs="+", choices=sorted(VICTIMS), default=list(VICTIMS))
     args = ap.parse_args()
     settings = DetectionSettings()
-    threshold = EVIDENCE_TESTS.threshold(settings.false_alarm_rate)
+    threshold = evidence_threshold(settings.false_alarm_rate)
     head = f"{'queries':>7} {'plain':>6} {'diluted':>8} {'ratio':>6} {'best rate test':>14} {'ideal':>7}"
     print(f"{'victim':8} {'family':20} {'seed':>4} {head}")
     for kind in args.victims:
@@ -128,7 +121,7 @@ def main() -> int:
                 plain, late = (None if a is None else a.queries for a, _ in (seen["plain"], seen["diluted"]))
                 ratio = f"{late / plain:.1f}" if plain and late else "-"
                 update = seen["diluted"][1]
-                best, ideal = ideal_queries(update.features, nulls, threshold) if update else ("-", math.inf)
+                best, ideal = ideal_queries(update, nulls, threshold) if update else ("-", math.inf)
                 shown = f"{ideal:.0f}" if math.isfinite(ideal) else "-"
                 counts = (
                     f"{len(attack):>7} {plain or '-':>6} {late or '-':>8} {ratio:>6} {best:>14} {shown:>7}"
